@@ -1,0 +1,47 @@
+"""Number formatting shared by the findings and the rendered tables.
+
+One place decides how many digits a number gets, so the Markdown, the HTML
+and the findings sentences always agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["num", "signed", "interval", "plus_minus"]
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def num(x: float | None) -> str:
+    """Magnitude-dependent precision: 1234 -> '1234', 12.3 -> '12.30', 0.1234 -> '0.123'."""
+    if not _finite(x):
+        return "n/a"
+    a = abs(float(x))
+    digits = 0 if a >= 1000 else 1 if a >= 100 else 2 if a >= 1 else 3
+    out = f"{float(x):.{digits}f}"
+    return "0" + out[2:] if out.startswith("-0") and float(out) == 0 else out
+
+
+def signed(x: float | None) -> str:
+    """Like `num` with an explicit sign, for differences."""
+    s = num(x)
+    return s if s == "n/a" or s.startswith("-") else "+" + s
+
+
+def interval(lo: float | None, hi: float | None) -> str:
+    """'[lo, hi]' or 'n/a' when the interval is undefined (e.g. one seed)."""
+    if not (_finite(lo) and _finite(hi)):
+        return "n/a"
+    return f"[{num(lo)}, {num(hi)}]"
+
+
+def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
+    """'mean ± half-width' for symmetric (t) intervals; 'mean' alone when undefined."""
+    if not _finite(mean):
+        return "n/a"
+    if not (_finite(lo) and _finite(hi)):
+        return f"{num(mean)} ± n/a"
+    return f"{num(mean)} ± {num((float(hi) - float(lo)) / 2)}"

@@ -1,0 +1,176 @@
+"""Read a study directory into validated, tidy dataframes.
+
+The study runner writes `study.json` and one folder per variant under `cells/`.
+Malformed files raise a one-line `ValueError` naming the file and the field;
+missing optional files become notes for the report, never crashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["Cell", "Study", "load_study"]
+
+_STUDY_KEYS = ("name", "tasks", "variants", "reference", "seeds", "steps")
+_SUMMARY_KEYS = ("variant", "status", "error")
+_OK_SUMMARY_KEYS = (
+    "tasks", "seeds", "params_total", "params_shared", "wall_time_s", "compile_s",
+    "env_steps_per_s", "final_eval", "random_return", "thresholds",
+)
+# file stem -> (required columns, which of them must be numeric)
+_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "metrics": (
+        ("step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"),
+        ("step", "seed", "episode_return"),
+    ),
+    "grad_tasks": (("step", "seed", "task", "grad_norm", "weight", "loss"), ("step", "seed", "grad_norm", "weight")),
+    "grad_pairs": (("step", "seed", "task_a", "task_b", "cosine"), ("step", "seed", "cosine")),
+    "cka": (("seed", "task_a", "task_b", "cka"), ("seed", "cka")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One variant's stored results; tables are None when the file is absent."""
+
+    variant: str
+    status: str  # "ok" | "failed" | "missing"
+    error: str | None
+    summary: dict[str, Any]
+    metrics: pd.DataFrame | None = None
+    grad_tasks: pd.DataFrame | None = None
+    grad_pairs: pd.DataFrame | None = None
+    cka: pd.DataFrame | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """The study spec plus its cells (in `variants` order) and loading notes."""
+
+    name: str
+    tasks: tuple[str, ...]
+    variants: tuple[str, ...]
+    reference: str
+    seeds: tuple[int, ...]
+    steps: int
+    cells: dict[str, Cell]
+    notes: tuple[str, ...]
+
+    @property
+    def ok_variants(self) -> tuple[str, ...]:
+        return tuple(v for v in self.variants if self.cells[v].ok)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _require_keys(path: Path, data: dict[str, Any], keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(repr(k) for k in missing)}")
+
+
+def _read_table(path: Path, stem: str, tasks: tuple[str, ...]) -> pd.DataFrame:
+    required, numeric = _TABLES[stem]
+    df = pd.read_parquet(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}")
+    for col in numeric:
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            raise ValueError(f"{path}: column '{col}' must be numeric, got {df[col].dtype}")
+    for col in ("task", "task_a", "task_b"):
+        if col in df.columns:
+            unknown = sorted(set(df[col].astype(str)) - set(tasks))
+            if unknown:
+                raise ValueError(f"{path}: column '{col}' has task(s) not in study.json: {unknown}")
+    return df.reset_index(drop=True)
+
+
+def _validate_ok_summary(path: Path, summary: dict[str, Any], study_tasks: tuple[str, ...]) -> None:
+    _require_keys(path, summary, _OK_SUMMARY_KEYS)
+    n_seeds = len(summary["seeds"])
+    for key in ("final_eval", "random_return", "thresholds"):
+        missing = [t for t in study_tasks if t not in summary[key]]
+        if missing:
+            raise ValueError(f"{path}: '{key}' lacks task(s) {missing}")
+    for task in study_tasks:
+        if len(summary["final_eval"][task]) != n_seeds:
+            raise ValueError(
+                f"{path}: 'final_eval'['{task}'] has {len(summary['final_eval'][task])} values for {n_seeds} seeds"
+            )
+
+
+def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list[str]) -> Cell:
+    summary_path = cell_dir / "summary.json"
+    if not summary_path.exists():
+        notes.append(f"Variant `{variant}`: no {summary_path.relative_to(cell_dir.parent.parent)}; cell treated as missing.")
+        return Cell(variant, "missing", "summary.json not found", {})
+    summary = _read_json(summary_path)
+    _require_keys(summary_path, summary, _SUMMARY_KEYS)
+    if summary["variant"] != variant:
+        raise ValueError(f"{summary_path}: 'variant' is {summary['variant']!r}, folder says {variant!r}")
+    status = summary["status"]
+    if status not in ("ok", "failed"):
+        raise ValueError(f"{summary_path}: 'status' must be 'ok' or 'failed', got {status!r}")
+    if status == "failed":
+        return Cell(variant, "failed", str(summary.get("error") or "no error message"), summary)
+    _validate_ok_summary(summary_path, summary, tasks)
+    tables: dict[str, pd.DataFrame | None] = {}
+    for stem in _TABLES:
+        path = cell_dir / f"{stem}.parquet"
+        if path.exists():
+            tables[stem] = _read_table(path, stem, tasks)
+        else:
+            tables[stem] = None
+            if not (stem == "grad_pairs" and summary.get("params_shared", 0) == 0):
+                notes.append(f"Variant `{variant}`: no {stem}.parquet; its part of the report is skipped.")
+    return Cell(variant, "ok", None, summary, **tables)
+
+
+def load_study(study_dir: Path) -> Study:
+    """Read and validate `study_dir`; raises ValueError naming the bad file and field."""
+    study_dir = Path(study_dir)
+    spec_path = study_dir / "study.json"
+    if not spec_path.exists():
+        raise ValueError(f"{spec_path}: not found; is {study_dir} a study directory?")
+    spec = _read_json(spec_path)
+    _require_keys(spec_path, spec, _STUDY_KEYS)
+    tasks = tuple(str(t) for t in spec["tasks"])
+    variants = tuple(str(v) for v in spec["variants"])
+    if not tasks or not variants:
+        raise ValueError(f"{spec_path}: 'tasks' and 'variants' must be non-empty")
+    if spec["reference"] not in variants:
+        raise ValueError(f"{spec_path}: 'reference' {spec['reference']!r} is not one of 'variants'")
+    notes: list[str] = []
+    cells = {v: _load_cell(study_dir / "cells" / v, v, tasks, notes) for v in variants}
+    cells_dir = study_dir / "cells"
+    extra = sorted(p.name for p in cells_dir.iterdir() if p.is_dir() and p.name not in variants) if cells_dir.exists() else []
+    if extra:
+        notes.append(f"Ignored cell folder(s) not listed in study.json: {', '.join(extra)}.")
+    return Study(
+        name=str(spec["name"]),
+        tasks=tasks,
+        variants=variants,
+        reference=str(spec["reference"]),
+        seeds=tuple(int(s) for s in spec["seeds"]),
+        steps=int(spec["steps"]),
+        cells=cells,
+        notes=tuple(notes),
+    )

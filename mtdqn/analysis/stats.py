@@ -1,0 +1,172 @@
+"""Per-seed statistics: confidence intervals, curve summaries, normalization, CKA.
+
+Everything here is plain numpy/scipy on small arrays so it can be checked
+against hand-computed values. Aggregates across tasks (IQM, probability of
+improvement) live in `aggregate.py` because they go through rliable.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = [
+    "Estimate",
+    "mean_ci",
+    "diff_ci",
+    "moving_average",
+    "auc",
+    "steps_to_threshold",
+    "normalize",
+    "linear_cka",
+]
+
+
+class Estimate(NamedTuple):
+    """A point estimate with its 95% interval and the number of seeds behind it.
+
+    `n` is the sample size of the estimate (for a difference: the smaller of the
+    two groups, see `diff_ci`); `lo`/`hi` are NaN when the interval is undefined.
+    """
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+
+def _finite(values: np.ndarray | list[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64).ravel()
+    return x[np.isfinite(x)]
+
+
+def mean_ci(values: np.ndarray | list[float], confidence: float = 0.95) -> Estimate:
+    """Mean with a Student-t interval over seeds; non-finite values are dropped.
+
+    A t-interval (not a bootstrap) because per-cell seed counts are tiny (3-10):
+    a percentile bootstrap on 3 values under-covers badly. n=1 gives NaN bounds.
+    """
+    x = _finite(values)
+    n = int(x.size)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(x.mean())
+    if n == 1:
+        return Estimate(mean, float("nan"), float("nan"), 1)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / np.sqrt(n))
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+def diff_ci(
+    x: np.ndarray | list[float], y: np.ndarray | list[float], confidence: float = 0.95
+) -> Estimate:
+    """mean(x) - mean(y) with a Welch t-interval (unequal variances, unpaired).
+
+    Unpaired because variants are trained as separate programs: seed i of one
+    variant shares nothing with seed i of another beyond the integer.
+    `n` is min(len(x), len(y)); callers report both counts.
+    """
+    a, b = _finite(x), _finite(y)
+    if a.size == 0 or b.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    diff = float(a.mean() - b.mean())
+    n = int(min(a.size, b.size))
+    if a.size < 2 or b.size < 2:
+        return Estimate(diff, float("nan"), float("nan"), n)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    if se == 0.0:
+        return Estimate(diff, diff, diff, n)
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, dof) * se)
+    return Estimate(diff, diff - half, diff + half, n)
+
+
+def moving_average(values: np.ndarray | list[float], window: int) -> np.ndarray:
+    """Trailing moving average (partial windows at the start), NaN entries skipped.
+
+    NaN marks a logging window in which no episode ended; those points are
+    dropped, so the result is shorter than the input by the number of NaNs.
+    Trailing (not centred) so a smoothed value never looks into the future,
+    which keeps steps-to-threshold honest.
+    """
+    if window < 1:
+        raise ValueError(f"moving_average: window must be >= 1, got {window}")
+    x = _finite(values)
+    return pd.Series(x).rolling(window, min_periods=1).mean().to_numpy()
+
+
+def auc(steps: np.ndarray | list[float], values: np.ndarray | list[float]) -> float:
+    """Area under a learning curve divided by its step span: mean return over training.
+
+    Trapezoid over the logged steps; points with a NaN value are dropped first.
+    A single point returns that value; no points returns NaN.
+    """
+    s = np.asarray(steps, dtype=np.float64).ravel()
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if s.shape != v.shape:
+        raise ValueError(f"auc: steps {s.shape} and values {v.shape} differ in shape")
+    keep = np.isfinite(v) & np.isfinite(s)
+    s, v = s[keep], v[keep]
+    if s.size == 0:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    s, v = s[order], v[order]
+    span = s[-1] - s[0]
+    if span <= 0:
+        return float(v.mean())
+    return float(np.sum((v[1:] + v[:-1]) * np.diff(s)) / 2.0 / span)
+
+
+def steps_to_threshold(
+    steps: np.ndarray | list[float], values: np.ndarray | list[float], threshold: float
+) -> float:
+    """First step whose value reaches `threshold` (>=); NaN if it never does.
+
+    Pass the smoothed curve: a single lucky logging window should not count.
+    """
+    s = np.asarray(steps, dtype=np.float64).ravel()
+    v = np.asarray(values, dtype=np.float64).ravel()
+    hit = np.flatnonzero(np.isfinite(v) & (v >= threshold))
+    return float(s[hit[0]]) if hit.size else float("nan")
+
+
+def normalize(
+    x: np.ndarray | float, random_return: float, reference_return: float
+) -> np.ndarray:
+    """(x - random) / (reference - random): 0 = random policy, 1 = reference.
+
+    The caller must check the denominator first (see `tables.normalization_table`):
+    a reference no better than random makes the scale meaningless.
+    """
+    denom = reference_return - random_return
+    if not np.isfinite(denom) or denom == 0.0:
+        raise ValueError(
+            f"normalize: reference ({reference_return}) - random ({random_return}) is zero or non-finite"
+        )
+    return (np.asarray(x, dtype=np.float64) - random_return) / denom
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA between two feature matrices of shape (examples, features).
+
+    Kornblith et al., 2019, "Similarity of Neural Network Representations
+    Revisited", eq. for linear kernels: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)
+    on column-centred features. Invariant to orthogonal transforms and isotropic
+    scaling, not to arbitrary invertible maps, which is what makes it a useful
+    similarity for trunk features. Feature counts may differ.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"linear_cka: need (n, d1) and (n, d2), got {x.shape} and {y.shape}")
+    x = x - x.mean(axis=0, keepdims=True)
+    y = y - y.mean(axis=0, keepdims=True)
+    cross = np.linalg.norm(y.T @ x, ord="fro") ** 2
+    norm = np.linalg.norm(x.T @ x, ord="fro") * np.linalg.norm(y.T @ y, ord="fro")
+    if norm == 0.0:
+        return float("nan")
+    return float(cross / norm)

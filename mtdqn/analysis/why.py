@@ -1,0 +1,165 @@
+"""Mechanism tables: gradient conflict, per-task gradient norms and weights, CKA.
+
+These explain *why* a variant helps or hurts: tasks whose shared-parameter
+gradients point in opposite directions (cosine < 0) fight over the trunk;
+strategies re-weight tasks; CKA says how alike the trunk features are per task.
+Every summary is a per-seed quantity first, then mean with a 95% t-CI over seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .load import Study
+
+__all__ = [
+    "canonical_pairs",
+    "conflict_pairs_table",
+    "conflict_curve_table",
+    "conflict_summary_table",
+    "cosine_snapshots_table",
+    "grad_tasks_curve",
+    "grad_tasks_summary",
+    "cka_table",
+]
+
+_EST = ["mean", "lo", "hi", "n"]
+
+
+def _est_row(values: np.ndarray) -> dict[str, float]:
+    return dict(zip(_EST, stats.mean_ci(values)))
+
+
+def canonical_pairs(df: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFrame:
+    """Order each (task_a, task_b) by study task order and drop self-pairs.
+
+    The runner may store a pair either way round; a symmetric quantity should
+    be averaged over both.
+    """
+    idx = {t: i for i, t in enumerate(tasks)}
+    a, b = df["task_a"].astype(str), df["task_b"].astype(str)
+    swap = a.map(idx) > b.map(idx)
+    out = df.copy()
+    out["task_a"], out["task_b"] = a.where(~swap, b), b.where(~swap, a)
+    out = out[out["task_a"] != out["task_b"]]
+    order = np.lexsort((out["task_b"].map(idx).to_numpy(), out["task_a"].map(idx).to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def _pair_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
+    """(variant, canonical grad_pairs) for ok variants that have shared-gradient data."""
+    out = []
+    for v in study.ok_variants:
+        gp = study.cells[v].grad_pairs
+        if gp is not None and len(gp):
+            out.append((v, canonical_pairs(gp, study.tasks)))
+    return out
+
+
+def conflict_pairs_table(study: Study) -> pd.DataFrame:
+    """Per variant and task pair: cosine averaged over training per seed, then over seeds."""
+    rows = []
+    for v, gp in _pair_frames(study):
+        for (a, b), g in gp.groupby(["task_a", "task_b"], sort=False):
+            per_seed = g.groupby("seed")["cosine"].mean().to_numpy()
+            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(per_seed)})
+    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST])
+
+
+def conflict_curve_table(study: Study) -> pd.DataFrame:
+    """Per variant and step: mean cosine per pair and the conflict fraction, over seeds.
+
+    Rows with task_a == task_b == "*" hold the conflict fraction (share of task
+    pairs with cosine < 0 within a seed, then mean over seeds); other rows hold
+    a pair's cosine.
+    """
+    rows = []
+    for v, gp in _pair_frames(study):
+        for (a, b), g in gp.groupby(["task_a", "task_b"], sort=False):
+            for step, gs in g.groupby("step", sort=True):
+                rows.append({"variant": v, "quantity": "cosine", "task_a": a, "task_b": b, "step": int(step),
+                             **_est_row(gs.groupby("seed")["cosine"].mean().to_numpy())})
+        frac = gp.assign(neg=gp["cosine"] < 0).groupby(["step", "seed"])["neg"].mean()
+        for step, gs in frac.groupby(level="step", sort=True):
+            rows.append({"variant": v, "quantity": "conflict_fraction", "task_a": "*", "task_b": "*",
+                         "step": int(step), **_est_row(gs.to_numpy(dtype=np.float64))})
+    return pd.DataFrame(rows, columns=["variant", "quantity", "task_a", "task_b", "step", *_EST])
+
+
+def conflict_summary_table(study: Study) -> pd.DataFrame:
+    """Per variant: mean cosine and conflict fraction over all steps and pairs, per seed then over seeds."""
+    rows = []
+    for v, gp in _pair_frames(study):
+        by_seed = gp.groupby("seed")
+        cos = stats.mean_ci(by_seed["cosine"].mean().to_numpy())
+        frac = stats.mean_ci(by_seed["cosine"].apply(lambda c: float((c < 0).mean())).to_numpy())
+        rows.append({"variant": v, "n_pairs": int(gp[["task_a", "task_b"]].drop_duplicates().shape[0]),
+                     "cosine_mean": cos.value, "cosine_lo": cos.lo, "cosine_hi": cos.hi,
+                     "conflict_fraction": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi, "n": cos.n})
+    cols = ["variant", "n_pairs", "cosine_mean", "cosine_lo", "cosine_hi", "conflict_fraction", "conflict_lo",
+            "conflict_hi", "n"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cosine_snapshots_table(study: Study) -> pd.DataFrame:
+    """Pairwise cosine (mean over seeds) at the first, middle and last logged step."""
+    rows = []
+    for v, gp in _pair_frames(study):
+        steps = np.sort(gp["step"].unique())
+        picks = {"early": steps[0], "middle": steps[len(steps) // 2], "late": steps[-1]}
+        for moment, step in picks.items():
+            at = gp[gp["step"] == step]
+            for (a, b), g in at.groupby(["task_a", "task_b"], sort=False):
+                rows.append({"variant": v, "moment": moment, "step": int(step), "task_a": a, "task_b": b,
+                             **_est_row(g.groupby("seed")["cosine"].mean().to_numpy())})
+    return pd.DataFrame(rows, columns=["variant", "moment", "step", "task_a", "task_b", *_EST])
+
+
+def _grad_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
+    return [(v, study.cells[v].grad_tasks) for v in study.ok_variants
+            if study.cells[v].grad_tasks is not None and len(study.cells[v].grad_tasks)]
+
+
+def grad_tasks_curve(study: Study) -> pd.DataFrame:
+    """Per variant, task, step: gradient norm and applied weight, mean and 95% CI over seeds."""
+    rows = []
+    for v, gt in _grad_frames(study):
+        for task in study.tasks:
+            for step, g in gt[gt["task"] == task].groupby("step", sort=True):
+                for q in ("grad_norm", "weight"):
+                    rows.append({"variant": v, "task": task, "quantity": q, "step": int(step),
+                                 **_est_row(g.groupby("seed")[q].mean().to_numpy())})
+    return pd.DataFrame(rows, columns=["variant", "task", "quantity", "step", *_EST])
+
+
+def grad_tasks_summary(study: Study) -> pd.DataFrame:
+    """Per variant and task: gradient norm and weight averaged over training per seed, then over seeds."""
+    rows = []
+    for v, gt in _grad_frames(study):
+        for task in study.tasks:
+            g = gt[gt["task"] == task].groupby("seed")
+            if not len(g):
+                continue
+            norm, weight = stats.mean_ci(g["grad_norm"].mean().to_numpy()), stats.mean_ci(g["weight"].mean().to_numpy())
+            rows.append({"variant": v, "task": task, "grad_norm_mean": norm.value, "grad_norm_lo": norm.lo,
+                         "grad_norm_hi": norm.hi, "weight_mean": weight.value, "weight_lo": weight.lo,
+                         "weight_hi": weight.hi, "n": norm.n})
+    cols = ["variant", "task", "grad_norm_mean", "grad_norm_lo", "grad_norm_hi", "weight_mean", "weight_lo",
+            "weight_hi", "n"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cka_table(study: Study) -> pd.DataFrame:
+    """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds."""
+    rows = []
+    for v in study.ok_variants:
+        ck = study.cells[v].cka
+        if ck is None or not len(ck):
+            continue
+        ck = canonical_pairs(ck, study.tasks)
+        for (a, b), g in ck.groupby(["task_a", "task_b"], sort=False):
+            rows.append({"variant": v, "task_a": a, "task_b": b,
+                         **_est_row(g.groupby("seed")["cka"].mean().to_numpy())})
+    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST])

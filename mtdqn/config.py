@@ -1,0 +1,239 @@
+"""Frozen configuration for one training run, and the values derived from it.
+
+Configs are never mutated: ``dataclasses.replace`` makes a new one, and every
+derived quantity (iterations, chunk sizes, the strategy to use) comes from
+:func:`derive`.  The CLI is generated from these dataclasses by tyro, so the
+docstring under each field is its ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mtdqn.errors import ConfigError
+
+__all__ = [
+    "NetworkConfig",
+    "DQNConfig",
+    "TrainConfig",
+    "Derived",
+    "derive",
+    "validate",
+    "config_to_dict",
+    "config_from_dict",
+    "config_hash",
+]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of the Q-network and which parts of it the tasks share."""
+
+    sharing: str = "shared"
+    """independent | shared | partial:K | conditioned. `independent`: every task
+    its own full network (the baseline); `shared`: one trunk, a Q head per task;
+    `partial:K`: the first K trunk layers shared, the rest per task;
+    `conditioned`: everything shared, the task's one-hot id fed in."""
+    hidden: tuple[int, ...] = (128, 128)
+    """Widths of the MLP trunk for vector observations."""
+    adapter_width: int = 64
+    """Width of the per-task input adapter (vector tasks: Dense to this width)."""
+    conv_channels: tuple[int, int] = (16, 32)
+    """Channels of the two 3x3 convolutions of the image trunk."""
+    conv_dense: int = 128
+    """Width of the fully connected layer after the convolutions."""
+    adapter_channels: int = 16
+    """Image tasks: output channels of the per-task 1x1 conv adapter."""
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """DQN hyperparameters (defaults: PureJaxRL's CartPole DQN where it has one)."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    lr: float = 2.5e-4
+    """Learning rate."""
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """Optimizer."""
+    weight_decay: float = 0.0
+    """Weight decay (adamw, sgd)."""
+    max_grad_norm: float = 0.0
+    """Clip the combined gradient to this global L2 norm; 0 disables clipping."""
+    batch_size: int = 128
+    """Transitions sampled from EACH task's replay per update."""
+    buffer_size: int = 10_000
+    """Replay capacity per task, in transitions."""
+    learning_starts: int = 10_000
+    """Env steps per task before the first update."""
+    train_every: int = 10
+    """Env steps per task between updates (10 envs: one update per vector step)."""
+    target_update_every: int = 500
+    """Updates between target-network updates."""
+    tau: float = 1.0
+    """Target update rate: 1.0 is a hard copy, < 1 Polyak averaging."""
+    eps_start: float = 1.0
+    """Initial exploration rate."""
+    eps_end: float = 0.05
+    """Final exploration rate."""
+    eps_fraction: float = 0.5
+    """Fraction of the run over which epsilon decays linearly."""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: Huber (delta 1) or squared error."""
+    double: bool = False
+    """Double DQN: online network picks the next action, target evaluates it."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One multi-task DQN run: tasks, budget, seeds, network, DQN and strategy."""
+
+    tasks: tuple[str, ...] = ("CartPole-v1", "Acrobot-v1")
+    """Task specs, e.g. CartPole-v1 or CartPole-v1:reward_scale=100 (comma- or space-separated)."""
+    steps: int = 100_000
+    """Env steps per task (rounded up to whole logging windows)."""
+    seeds: int = 1
+    """Number of seeds, trained together in one vmapped program."""
+    seed: int = 0
+    """First seed; the run uses seed, seed+1, ..., seed+seeds-1."""
+    num_envs: int = 10
+    """Parallel environments per task."""
+    log_every: int = 10_000
+    """Env steps per task between metric rows (one compiled chunk each)."""
+    task_weights: tuple[float, ...] | None = None
+    """Static loss weights w_i, one per task (default all 1)."""
+    strategy: str = "auto"
+    """Gradient strategy (see `mtdqn strategies`); auto = sum, or weighted if task weights are given."""
+    strategy_args: str = ""
+    """Strategy options as k=v,k=v."""
+    value_norm: Literal["none", "popart"] = "none"
+    """Per-task value normalization of TD targets."""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Integers the compiled loop needs, computed once from a config."""
+
+    num_tasks: int
+    iters_per_chunk: int
+    num_chunks: int
+    total_iters: int
+    env_steps: int
+    learning_starts_iters: int
+    train_every_iters: int
+    eps_decay_iters: int
+    task_weights: tuple[float, ...]
+    strategy: str
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject nonsense before anything is compiled or written."""
+    positive = {
+        "steps": cfg.steps,
+        "seeds": cfg.seeds,
+        "num_envs": cfg.num_envs,
+        "log_every": cfg.log_every,
+        "batch_size": cfg.dqn.batch_size,
+        "buffer_size": cfg.dqn.buffer_size,
+        "train_every": cfg.dqn.train_every,
+        "target_update_every": cfg.dqn.target_update_every,
+        "adapter_width": cfg.network.adapter_width,
+        "conv_dense": cfg.network.conv_dense,
+        "adapter_channels": cfg.network.adapter_channels,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    for name, widths in (("hidden", cfg.network.hidden), ("conv_channels", cfg.network.conv_channels)):
+        if not widths or any(w <= 0 for w in widths):
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive widths, got {widths}")
+    d = cfg.dqn
+    if not (math.isfinite(d.lr) and d.lr > 0):
+        raise ConfigError(f"--lr must be a finite number > 0, got {d.lr}")
+    if not 0.0 <= d.gamma < 1.0:
+        raise ConfigError(f"--gamma must be in [0, 1), got {d.gamma}")
+    if not 0.0 < d.tau <= 1.0:
+        raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
+    if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
+        raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
+    for name, value in (("eps_start", d.eps_start), ("eps_end", d.eps_end), ("eps_fraction", d.eps_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+    if not cfg.tasks:
+        raise ConfigError("--tasks needs at least one task")
+    if cfg.task_weights is not None:
+        if len(cfg.task_weights) != len(cfg.tasks):
+            raise ConfigError(
+                f"--task-weights has {len(cfg.task_weights)} values for {len(cfg.tasks)} tasks"
+            )
+        if any(not math.isfinite(w) or w < 0 for w in cfg.task_weights) or sum(cfg.task_weights) <= 0:
+            raise ConfigError(f"--task-weights must be finite, >= 0 and not all 0, got {cfg.task_weights}")
+    if d.batch_size > d.buffer_size:
+        raise ConfigError(f"--batch-size {d.batch_size} exceeds --buffer-size {d.buffer_size}")
+
+
+def derive(cfg: TrainConfig) -> Derived:
+    """Turn env-step budgets into loop iterations (one iteration = one vector step)."""
+    validate(cfg)
+    iters_per_chunk = max(1, math.ceil(cfg.log_every / cfg.num_envs))
+    num_chunks = max(1, math.ceil(cfg.steps / (iters_per_chunk * cfg.num_envs)))
+    total_iters = num_chunks * iters_per_chunk
+    strategy = cfg.strategy
+    if strategy == "auto":
+        strategy = "sum" if cfg.task_weights is None else "weighted"
+    weights = cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks)
+    return Derived(
+        num_tasks=len(cfg.tasks),
+        iters_per_chunk=iters_per_chunk,
+        num_chunks=num_chunks,
+        total_iters=total_iters,
+        env_steps=total_iters * cfg.num_envs,
+        learning_starts_iters=math.ceil(cfg.dqn.learning_starts / cfg.num_envs),
+        train_every_iters=max(1, round(cfg.dqn.train_every / cfg.num_envs)),
+        eps_decay_iters=max(1, int(cfg.dqn.eps_fraction * total_iters)),
+        task_weights=tuple(float(w) for w in weights),
+        strategy=strategy,
+    )
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _tuplify(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys are an error, not ignored."""
+
+    def build(cls: type, values: dict[str, Any], where: str) -> Any:
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown config key {where}{unknown[0]!r}; valid: {', '.join(names)}")
+        kwargs = {}
+        for key, value in values.items():
+            if key == "network":
+                kwargs[key] = build(NetworkConfig, value, "network.")
+            elif key == "dqn":
+                kwargs[key] = build(DQNConfig, value, "dqn.")
+            else:
+                kwargs[key] = _tuplify(value)
+        return cls(**kwargs)
+
+    return build(TrainConfig, data, "")
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """Stable short hash of the full config (what makes two runs comparable)."""
+    blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,18 @@
+"""The one exception type users see.
+
+Every check of user input raises :class:`ConfigError` with a single-line
+message; the CLI prints it as ``error: <message>`` and exits with status 2, so
+scripts and the bad-input tests can rely on one shape of failure.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "TrainingDiverged"]
+
+
+class ConfigError(ValueError):
+    """Bad user input: unknown task, nonsense hyperparameter, mismatched file."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or Q-value became non-finite; the message names the step and task."""

@@ -1,0 +1,224 @@
+"""The multi-task Q-network: per-task input adapters, a trunk, Q heads.
+
+Parameters are always the tree ``{"adapters", "torso", "heads"}``; the torso is
+``{"layer_0", "layer_1", ...}``.  A part is either *shared* (one set of weights
+used by every task) or *per task* (the same tree with a leading task axis).
+Which parts are shared is the whole difference between the sharing variants,
+so it lives in one place, :func:`make_architecture`, and everything else
+(freezing, gradient strategies, parameter counts) asks :func:`shared_mask`.
+
+Shapes: observations enter as ``(tasks, batch, *obs_shape)`` padded to the task
+set's common shape; Q-values leave as ``(tasks, batch, max_actions)``.
+
+Per-task adapters: vector tasks get ``Dense(obs_i -> adapter_width) + relu``;
+image (MinAtar) tasks get a 1x1 convolution from their 4-10 channels to
+``adapter_channels``, so every game keeps its own channel semantics (padding
+channels instead would make channel 0 mean "paddle" in one game and "player"
+in another to the same shared filters).  Zero-padded input features meet
+zero-gradient weight rows, so padding never changes a task's function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtdqn.config import NetworkConfig
+from mtdqn.errors import ConfigError
+from mtdqn.tasks.registry import TaskSet
+
+__all__ = [
+    "Architecture",
+    "make_architecture",
+    "parse_sharing",
+    "init_params",
+    "torso_features",
+    "q_values",
+    "shared_mask",
+    "split_shared",
+    "merge_shared",
+    "count_params",
+]
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str  # "dense" | "conv" | "flatten_dense"
+    features: int
+    relu: bool = True
+
+    def module(self) -> nn.Module:
+        if self.kind == "conv":
+            return nn.Conv(self.features, kernel_size=(3, 3), padding="VALID")
+        return nn.Dense(self.features)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Static description of the network; hashable, closed over by compiled code."""
+
+    num_tasks: int
+    obs_shape: tuple[int, ...]
+    num_actions: int
+    adapter: Layer
+    torso: tuple[Layer, ...]
+    torso_shared: tuple[bool, ...]
+    adapter_shared: bool
+    head_shared: bool
+    conditioned: bool
+    sharing: str
+
+
+def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
+    """``'partial:K'`` -> ('partial', K); validates K against the trunk depth."""
+    name, _, arg = sharing.partition(":")
+    if name in ("independent", "shared", "conditioned") and not arg:
+        return name, {"independent": 0}.get(name, num_layers)
+    if name == "partial":
+        try:
+            k = int(arg)
+        except ValueError:
+            raise ConfigError(f"--sharing partial:K needs an integer K, got {sharing!r}") from None
+        if not 0 <= k <= num_layers:
+            raise ConfigError(f"--sharing partial:K needs 0 <= K <= {num_layers} (trunk layers), got {k}")
+        return name, k
+    raise ConfigError(f"unknown --sharing {sharing!r}; valid: independent, shared, partial:K, conditioned")
+
+
+def make_architecture(task_set: TaskSet, cfg: NetworkConfig) -> Architecture:
+    """Choose layers from the observation kind and sharing from ``cfg.sharing``."""
+    if task_set.kind == "image":
+        c1, c2 = cfg.conv_channels
+        adapter = Layer("dense", cfg.adapter_channels, relu=False)
+        torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))
+    else:
+        adapter = Layer("dense", cfg.adapter_width)
+        torso = tuple(Layer("dense", w) for w in cfg.hidden)
+    name, k = parse_sharing(cfg.sharing, len(torso))
+    conditioned = name == "conditioned"
+    return Architecture(
+        num_tasks=len(task_set),
+        obs_shape=task_set.obs_shape,
+        num_actions=task_set.num_actions,
+        adapter=adapter,
+        torso=torso,
+        torso_shared=tuple(i < k for i in range(len(torso))),
+        adapter_shared=conditioned,
+        head_shared=conditioned,
+        conditioned=conditioned,
+        sharing=cfg.sharing,
+    )
+
+
+def _apply(layer: Layer, params: Params, x: jax.Array, shared: bool) -> jax.Array:
+    """Apply one layer to ``x`` of shape (tasks, batch, ...)."""
+    module = layer.module()
+    if layer.kind == "flatten_dense":
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+    if shared:
+        lead = x.shape[:2]
+        flat = x.reshape(lead[0] * lead[1], *x.shape[2:])
+        y = module.apply({"params": params}, flat)
+        y = y.reshape(*lead, *y.shape[1:])
+    else:
+        y = jax.vmap(lambda p, xi: module.apply({"params": p}, xi))(params, x)
+    return nn.relu(y) if layer.relu else y
+
+
+def _inputs(arch: Architecture, obs: jax.Array, task_ids: jax.Array | None) -> jax.Array:
+    """Cast observations; conditioned networks get the one-hot task id appended.
+
+    ``task_ids`` (leading axis of ``obs``) says which task each slice belongs
+    to; by default slice i is task i.  Per-task gradient code passes a single id.
+    """
+    x = obs.astype(jnp.float32)
+    if arch.conditioned:
+        ids = jnp.arange(x.shape[0]) if task_ids is None else task_ids
+        onehot = jax.nn.one_hot(ids, arch.num_tasks, dtype=jnp.float32)  # (slices, tasks)
+        onehot = onehot.reshape(x.shape[0], *([1] * (x.ndim - 2)), arch.num_tasks)
+        x = jnp.concatenate([x, jnp.broadcast_to(onehot, (*x.shape[:-1], arch.num_tasks))], axis=-1)
+    return x
+
+
+def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None) -> jax.Array:
+    """Trunk output (tasks, batch, features): the representation the tasks share."""
+    x = _apply(arch.adapter, params["adapters"], _inputs(arch, obs, task_ids), arch.adapter_shared)
+    for i, (layer, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
+        x = _apply(layer, params["torso"][f"layer_{i}"], x, shared)
+    return x
+
+
+def q_values(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None) -> jax.Array:
+    """Q-values (tasks, batch, max_actions); padded actions are masked by the caller."""
+    head = Layer("dense", arch.num_actions, relu=False)
+    return _apply(head, params["heads"], torso_features(arch, params, obs, task_ids), arch.head_shared)
+
+
+def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_tasks: int) -> tuple[Params, jax.Array]:
+    """Init one layer on example input ``x`` (tasks, 1, ...); returns params and output."""
+    module = layer.module()
+    inp = x.reshape(x.shape[0], x.shape[1], -1) if layer.kind == "flatten_dense" else x
+    if shared:
+        params = module.init(key, inp[0])["params"]
+    else:
+        keys = jax.random.split(key, num_tasks)
+        params = jax.vmap(lambda k, xi: module.init(k, xi)["params"])(keys, inp)
+    return params, _apply(layer, params, x, shared)
+
+
+def init_params(arch: Architecture, key: jax.Array) -> Params:
+    """Fresh parameters; per-task parts get independent initializations."""
+    k_adapter, k_torso, k_head = jax.random.split(key, 3)
+    x = _inputs(arch, jnp.zeros((arch.num_tasks, 1, *arch.obs_shape), jnp.float32), None)
+    adapters, x = _init_layer(arch.adapter, k_adapter, x, arch.adapter_shared, arch.num_tasks)
+    torso = {}
+    for i, (layer, shared, k) in enumerate(
+        zip(arch.torso, arch.torso_shared, jax.random.split(k_torso, len(arch.torso)))
+    ):
+        torso[f"layer_{i}"], x = _init_layer(layer, k, x, shared, arch.num_tasks)
+    head = Layer("dense", arch.num_actions, relu=False)
+    heads, _ = _init_layer(head, k_head, x, arch.head_shared, arch.num_tasks)
+    return {"adapters": adapters, "torso": torso, "heads": heads}
+
+
+def shared_mask(arch: Architecture) -> dict[str, Any]:
+    """Which top-level parts are shared: {"adapters": bool, "torso": {layer: bool}, "heads": bool}."""
+    return {
+        "adapters": arch.adapter_shared,
+        "torso": {f"layer_{i}": s for i, s in enumerate(arch.torso_shared)},
+        "heads": arch.head_shared,
+    }
+
+
+def split_shared(arch: Architecture, params: Params) -> tuple[Params, Params]:
+    """(shared parts, per-task parts) as two dicts with the same key layout."""
+    mask = shared_mask(arch)
+    shared: Params = {"torso": {}}
+    per_task: Params = {"torso": {}}
+    for part in ("adapters", "heads"):
+        (shared if mask[part] else per_task)[part] = params[part]
+    for name, is_shared in mask["torso"].items():
+        (shared if is_shared else per_task)["torso"][name] = params["torso"][name]
+    return shared, per_task
+
+
+def merge_shared(shared: Params, per_task: Params) -> Params:
+    """Inverse of :func:`split_shared`."""
+    merged = {**per_task, **{k: v for k, v in shared.items() if k != "torso"}}
+    merged["torso"] = {**per_task.get("torso", {}), **shared.get("torso", {})}
+    return dict(sorted(merged.items()))
+
+
+def count_params(arch: Architecture, params: Params) -> tuple[int, int]:
+    """(total, shared) parameter counts of one seed's network."""
+    shared, per_task = split_shared(arch, params)
+    n_shared = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shared))
+    n_task = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(per_task))
+    return n_shared + n_task, n_shared

@@ -1,0 +1,7 @@
+"""Multi-task gradient strategies: one module each, registered by name."""
+
+from mtdqn.strategies import sum as _sum  # noqa: F401  (registers)
+from mtdqn.strategies import weighted as _weighted  # noqa: F401
+from mtdqn.strategies.base import REGISTRY, Strategy, StrategySpec, make_strategy, parse_strategy_args, register
+
+__all__ = ["REGISTRY", "Strategy", "StrategySpec", "make_strategy", "parse_strategy_args", "register"]

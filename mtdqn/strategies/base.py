@@ -1,0 +1,97 @@
+"""The strategy contract and registry.
+
+A strategy turns per-task gradients on the *shared* parameters into the one
+gradient the optimizer applies.  It is a pure pair::
+
+    init(num_tasks) -> state
+    combine(task_grads, task_losses, state, key) -> (grads, state, metrics)
+
+``task_grads`` is a pytree whose leaves have a leading task axis ``(tasks, ...)``;
+``task_losses`` is ``(tasks,)``.  ``metrics["weights"]`` (tasks,) is the weight
+the strategy applied to each task, for the report.  Per-task parameters (heads,
+adapters) never reach a strategy: each gets its own task's gradient.
+
+Each strategy lives in its own module with its paper, its options dataclass
+and a ``register(...)`` call; adding one touches that one file (and the import
+list in ``strategies/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mtdqn.errors import ConfigError
+
+__all__ = ["Strategy", "StrategySpec", "REGISTRY", "register", "make_strategy", "parse_strategy_args", "tree_weighted_sum"]
+
+Grads = Any
+
+
+class Strategy(NamedTuple):
+    init: Callable[[int], Any]
+    combine: Callable[[Grads, jax.Array, Any, jax.Array], tuple[Grads, Any, dict[str, jax.Array]]]
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    summary: str
+    citation: str
+    options: type  # frozen dataclass of the strategy's options, with defaults
+    build: Callable[[Any, tuple[float, ...]], Strategy]  # (options, static task weights) -> Strategy
+    min_tasks: int = 1
+
+
+REGISTRY: dict[str, StrategySpec] = {}
+
+
+def register(spec: StrategySpec) -> StrategySpec:
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def _convert(raw: str, typ: Any, key: str, name: str) -> Any:
+    typ = {"float": float, "int": int, "bool": bool, "str": str}.get(typ, typ) if isinstance(typ, str) else typ
+    try:
+        if typ is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        return typ(raw)
+    except ValueError:
+        raise ConfigError(f"strategy {name}: option {key} must be {typ.__name__}, got {raw!r}") from None
+
+
+def parse_strategy_args(name: str, args: str) -> Any:
+    """Parse ``k=v,k=v`` into the strategy's options dataclass; unknown keys are errors."""
+    spec = REGISTRY[name]
+    fields = {f.name: f for f in dataclasses.fields(spec.options)}
+    values: dict[str, Any] = {}
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        key, eq, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or key not in fields:
+            valid = ", ".join(fields) or "none"
+            raise ConfigError(f"strategy {name}: unknown option {item!r}; valid options: {valid}")
+        values[key] = _convert(raw.strip(), fields[key].type, key, name)
+    return spec.options(**values)
+
+
+def make_strategy(name: str, args: str, task_weights: tuple[float, ...]) -> Strategy:
+    """Look up, configure and build a strategy; one-line errors for bad input."""
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown strategy {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    spec = REGISTRY[name]
+    if len(task_weights) < spec.min_tasks:
+        raise ConfigError(f"strategy {name} needs at least {spec.min_tasks} tasks, got {len(task_weights)}")
+    return spec.build(parse_strategy_args(name, args), task_weights)
+
+
+def tree_weighted_sum(task_grads: Grads, weights: jax.Array) -> Grads:
+    """Sum over the task axis with per-task weights: sum_i w_i g_i."""
+    return jax.tree.map(lambda g: jnp.tensordot(weights.astype(g.dtype), g, axes=1), task_grads)

@@ -1,0 +1,83 @@
+"""Stepping every task's vectorized environments inside compiled code.
+
+Each task runs ``num_envs`` copies of its gymnax environment (vmapped); the
+tasks themselves differ in type, so the loop over tasks is unrolled at trace
+time.  Observations come back padded to the task set's common shape, so the
+rest of the system sees arrays with a leading task axis: ``(tasks, envs, ...)``.
+
+gymnax >= 1.0 returns ``(obs, state, reward, terminated, truncated, info)`` and
+resets automatically; ``info["final_observation"]`` is the observation before
+the reset, which is what a truncated transition must bootstrap from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mtdqn.tasks.registry import TaskSet
+
+__all__ = ["EnvStep", "pad_obs", "obs_dtype", "reset_envs", "step_envs"]
+
+
+class EnvStep(NamedTuple):
+    """One vector step of all tasks; every field has leading axes (tasks, envs)."""
+
+    obs: jax.Array  # observation to act on next (after auto-reset)
+    next_obs: jax.Array  # observation the transition ended in (before reset)
+    reward: jax.Array  # unscaled env reward
+    terminated: jax.Array  # true end of the episode: no bootstrap
+    done: jax.Array  # terminated or truncated: the episode ended
+
+
+def obs_dtype(task_set: TaskSet) -> jnp.dtype:
+    """MinAtar observations are boolean grids: store them as uint8 to save replay memory."""
+    return jnp.uint8 if task_set.kind == "image" else jnp.float32
+
+
+def pad_obs(obs: jax.Array, task_set: TaskSet) -> jax.Array:
+    """Zero-pad the last axis of one task's observations to the common width."""
+    pad = task_set.obs_shape[-1] - obs.shape[-1]
+    widths = [(0, 0)] * (obs.ndim - 1) + [(0, pad)]
+    return jnp.pad(obs, widths).astype(obs_dtype(task_set))
+
+
+def reset_envs(task_set: TaskSet, key: jax.Array, num_envs: int) -> tuple[jax.Array, tuple[Any, ...]]:
+    """Reset all envs: (obs (tasks, envs, *obs_shape), per-task env states)."""
+    keys = jax.random.split(key, len(task_set))
+    obs, states = [], []
+    for task, task_key in zip(task_set.tasks, keys):
+        env, params = task.make()
+        o, s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(task_key, num_envs), params)
+        obs.append(pad_obs(o, task_set))
+        states.append(s)
+    return jnp.stack(obs), tuple(states)
+
+
+def step_envs(
+    task_set: TaskSet, states: tuple[Any, ...], actions: jax.Array, key: jax.Array
+) -> tuple[tuple[Any, ...], EnvStep]:
+    """Step every task's envs with ``actions`` (tasks, envs)."""
+    keys = jax.random.split(key, len(task_set))
+    outs, new_states = [], []
+    for i, (task, task_key) in enumerate(zip(task_set.tasks, keys)):
+        env, params = task.make()
+        num_envs = actions.shape[1]
+        act = actions[i, :]
+        o, s, r, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(task_key, num_envs), states[i], act, params
+        )
+        new_states.append(s)
+        outs.append(
+            (
+                pad_obs(o, task_set),
+                pad_obs(info["final_observation"], task_set),
+                r.astype(jnp.float32),
+                term.astype(bool),
+                jnp.logical_or(term, trunc),
+            )
+        )
+    stacked = [jnp.stack(field) for field in zip(*outs)]
+    return tuple(new_states), EnvStep(*stacked)

@@ -1,0 +1,138 @@
+"""Task specs, the registry of JAX-native tasks, and how a task set is laid out.
+
+A task spec is a name with optional options, ``CartPole-v1:reward_scale=100``,
+usable everywhere a task name is.  All tasks of one agent are padded to a
+common observation shape and action count (:class:`TaskSet`): vector
+observations are zero-padded to the widest one, image observations to the
+most channels; Q heads are padded to the most actions and masked.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import gymnax
+import numpy as np
+
+from mtdqn.errors import ConfigError
+
+__all__ = ["TASKS", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
+
+# name -> kind.  Seaquest-MinAtar steps ~70x slower than the others in gymnax.
+TASKS: dict[str, str] = {
+    "CartPole-v1": "vector",
+    "Acrobot-v1": "vector",
+    "MountainCar-v0": "vector",
+    "Breakout-MinAtar": "image",
+    "Asterix-MinAtar": "image",
+    "Freeway-MinAtar": "image",
+    "SpaceInvaders-MinAtar": "image",
+    "Seaquest-MinAtar": "image",
+}
+
+_OPTIONS = {"reward_scale": float}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One environment with its options; hashable so compiled code can close over it."""
+
+    spec: str
+    name: str
+    kind: str
+    obs_shape: tuple[int, ...]
+    num_actions: int
+    max_episode_steps: int
+    reward_scale: float = 1.0
+
+    def make(self) -> tuple[Any, Any]:
+        """(gymnax env, env params)."""
+        return gymnax.make(self.name)
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(TASKS), n=1, cutoff=0.4)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown task {name!r}{hint} (see `mtdqn tasks`)"
+
+
+def parse_task(spec: str) -> Task:
+    """Parse ``NAME[:key=value,...]`` into a :class:`Task`; one-line error on anything else."""
+    spec = spec.strip()
+    name, _, opts = spec.partition(":")
+    if name not in TASKS:
+        raise ConfigError(_suggest(name))
+    options: dict[str, float] = {}
+    for item in filter(None, (o.strip() for o in opts.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq or key not in _OPTIONS:
+            raise ConfigError(
+                f"bad task option {item!r} in {spec!r}; valid: {', '.join(k + '=<number>' for k in _OPTIONS)}"
+            )
+        try:
+            value = _OPTIONS[key](raw)
+        except ValueError:
+            raise ConfigError(f"task option {key} in {spec!r} must be a number, got {raw!r}") from None
+        if not np.isfinite(value) or value <= 0:
+            raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
+        options[key] = value
+    env, params = gymnax.make(name)
+    return Task(
+        spec=spec,
+        name=name,
+        kind=TASKS[name],
+        obs_shape=tuple(int(d) for d in env.observation_space(params).shape),
+        num_actions=int(env.num_actions),
+        max_episode_steps=int(params.max_steps_in_episode),
+        reward_scale=options.get("reward_scale", 1.0),
+    )
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """The tasks of one agent and the common (padded) shapes they share."""
+
+    tasks: tuple[Task, ...]
+    kind: str
+    obs_shape: tuple[int, ...]
+    num_actions: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.spec for t in self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def action_mask(self) -> np.ndarray:
+        """(tasks, actions) bool: True where the action exists for the task."""
+        return np.arange(self.num_actions)[None, :] < np.array([t.num_actions for t in self.tasks])[:, None]
+
+
+def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
+    """Parse specs and check they can share one network."""
+    tasks = tuple(parse_task(s) for s in specs)
+    if len({t.spec for t in tasks}) != len(tasks):
+        raise ConfigError(f"a task is listed twice in {list(specs)}")
+    kinds = {t.kind for t in tasks}
+    if len(kinds) > 1:
+        raise ConfigError(
+            "cannot mix vector tasks (classic control) and image tasks (MinAtar) in one agent: "
+            "their trunks differ (MLP vs conv)"
+        )
+    kind = kinds.pop()
+    if kind == "vector":
+        obs_shape: tuple[int, ...] = (max(t.obs_shape[0] for t in tasks),)
+    else:
+        spatial = {t.obs_shape[:-1] for t in tasks}
+        if len(spatial) > 1:
+            raise ConfigError(f"image tasks must share their spatial size, got {sorted(spatial)}")
+        obs_shape = (*spatial.pop(), max(t.obs_shape[-1] for t in tasks))
+    return TaskSet(tasks=tasks, kind=kind, obs_shape=obs_shape, num_actions=max(t.num_actions for t in tasks))
+
+
+def list_tasks() -> list[Task]:
+    """Every registered task, for `mtdqn tasks`."""
+    return [parse_task(name) for name in TASKS]

@@ -1,0 +1,93 @@
+"""The compiled training program: ``init(keys)`` and ``run_chunk(states, start)``.
+
+PureJaxRL's shape: the whole loop is ``lax.scan`` over iterations, and
+``jax.jit(jax.vmap(...))`` trains every seed in one program, compiled once.
+Training is cut into equal chunks (one logging window each) so the host can
+draw a progress bar, write metrics and checkpoint between them; every chunk
+runs the same compiled function.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mtdqn.networks import init_params
+from mtdqn.replay import replay_init
+from mtdqn.tasks import obs_dtype, reset_envs
+from mtdqn.train.agent import Agent, TrainState
+from mtdqn.train.step import iteration
+
+__all__ = ["Trainer", "make_trainer", "init_state", "seed_keys", "summarize_chunk"]
+
+
+def seed_keys(seeds: list[int]) -> jax.Array:
+    """One root key per seed: seeds differ in init, exploration and env streams."""
+    return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+
+def init_state(agent: Agent, key: jax.Array) -> TrainState:
+    """Fresh state for one seed; the root key is split into named parts."""
+    k_params, k_env, k_strategy, k_run = jax.random.split(key, 4)
+    params = init_params(agent.arch, k_params)
+    obs, env_states = reset_envs(agent.task_set, k_env, agent.cfg.num_envs)
+    t = agent.num_tasks
+    del k_strategy  # reserved: strategies are deterministic at init
+    return TrainState(
+        params=params,
+        target_params=params,
+        opt_state=agent.optimizer.init(params),
+        strategy_state=agent.strategy.init(t),
+        value_norm=(),
+        replay=replay_init(t, agent.cfg.dqn.buffer_size, agent.task_set.obs_shape, obs_dtype(agent.task_set)),
+        env_states=env_states,
+        obs=obs,
+        ep_return=jnp.zeros((t, agent.cfg.num_envs), jnp.float32),
+        ep_length=jnp.zeros((t, agent.cfg.num_envs), jnp.int32),
+        key=k_run,
+        iteration=jnp.int32(0),
+        updates=jnp.int32(0),
+    )
+
+
+def summarize_chunk(per_iter: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Reduce per-iteration outputs (iters, ...) to one row of metrics per task."""
+    episodes = per_iter["episodes"].sum(0)
+    n_updates = jnp.maximum(per_iter["updated"].sum(0), 1.0)
+    mean_upd = lambda x: x.sum(0) / n_updates  # noqa: E731  (padding rows are zeros)
+    safe = jnp.maximum(episodes, 1)
+    return {
+        "episode_return": jnp.where(episodes > 0, per_iter["return_sum"].sum(0) / safe, jnp.nan),
+        "episode_length": jnp.where(episodes > 0, per_iter["length_sum"].sum(0) / safe, jnp.nan),
+        "episodes": episodes,
+        "loss": mean_upd(per_iter["loss"]),
+        "q_mean": mean_upd(per_iter["q_mean"]),
+        "grad_norm": mean_upd(per_iter["grad_norm"]),
+        "weight": mean_upd(per_iter["weight"]),
+        "cosine": mean_upd(per_iter["cosine"]),
+        "max_abs_loss": jnp.max(jnp.abs(per_iter["loss"]), axis=0),
+        "updates": per_iter["updated"].sum(0),
+        "epsilon": per_iter["epsilon"][-1],
+    }
+
+
+class Trainer(NamedTuple):
+    agent: Agent
+    init: Callable[[jax.Array], TrainState]  # (seeds, 2) keys -> batched state
+    run_chunk: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def make_trainer(agent: Agent) -> Trainer:
+    """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``."""
+    n = agent.derived.iters_per_chunk
+
+    def chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        ts = start + jnp.arange(n, dtype=jnp.int32)
+        state, per_iter = jax.lax.scan(lambda s, t: iteration(agent, s, t), state, ts)
+        return state, summarize_chunk(per_iter)
+
+    init = jax.jit(jax.vmap(lambda k: init_state(agent, k)))
+    run_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=(0,))
+    return Trainer(agent, init, run_chunk)

@@ -1,0 +1,161 @@
+"""The pure pieces of training: act, one gradient update, one vector step.
+
+The compiled loop (``loop.py``) and evaluation both call these; nothing here
+touches the host.  Per-task gradients on the shared parameters come from one
+``vmap`` over the task axis (each task's loss sees the shared weights plus its
+own slice of the per-task weights), which costs about one ordinary backward
+pass and hands every strategy the ``(tasks, ...)`` gradients it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
+from mtdqn.networks import merge_shared, q_values, split_shared
+from mtdqn.replay import Transition, replay_add, replay_sample
+from mtdqn.tasks import step_envs
+from mtdqn.train.agent import Agent, TrainState
+
+__all__ = ["epsilon", "act", "update", "env_step", "iteration", "grad_diagnostics"]
+
+
+def epsilon(agent: Agent, t: jax.Array) -> jax.Array:
+    """Linear epsilon schedule over ``eps_fraction`` of the run's iterations."""
+    d = agent.cfg.dqn
+    frac = jnp.clip(t / agent.derived.eps_decay_iters, 0.0, 1.0)
+    return d.eps_start + frac * (d.eps_end - d.eps_start)
+
+
+def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Array) -> jax.Array:
+    """Epsilon-greedy actions (tasks, envs); random actions are uniform over the task's own actions."""
+    q = masked_q(q_values(agent.arch, params, obs), agent.action_mask[:, None, :])
+    greedy = jnp.argmax(q, axis=-1)
+    k_explore, k_random = jax.random.split(key)
+    n_actions = jnp.asarray([t.num_actions for t in agent.task_set.tasks])[:, None]
+    random_actions = jax.random.randint(k_random, greedy.shape, 0, n_actions)
+    explore = jax.random.uniform(k_explore, greedy.shape) < eps
+    return jnp.where(explore, random_actions, greedy).astype(jnp.int32)
+
+
+def _targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
+    """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = gamma)."""
+    q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
+    q_t_online = q_values(agent.arch, state.params, batch.next_obs) if agent.cfg.dqn.double else q_t_target
+    d_t = agent.cfg.dqn.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+    target_fn = jax.vmap(td_target, in_axes=(0, 0, 0, 0, 0, None))
+    return target_fn(batch.reward, d_t, q_t_target, q_t_online, agent.action_mask, agent.cfg.dqn.double)
+
+
+def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array):
+    """One task's TD loss; called under vmap over tasks (no task axis in the arguments)."""
+    expand = lambda x: x[None]  # noqa: E731  (this task as a task set of one)
+    params = merge_shared(shared, jax.tree.map(expand, task_params))
+    q_tm1 = q_values(agent.arch, params, batch.obs[None], task_ids=task_id[None])[0]  # (batch, actions)
+    q_sa = q_taken(q_tm1, batch.action)
+    return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
+
+
+def grad_diagnostics(task_grads: Any) -> tuple[jax.Array, jax.Array]:
+    """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks)."""
+    leaves = [g.reshape(g.shape[0], -1) for g in jax.tree.leaves(task_grads)]
+    if not leaves:
+        return jnp.zeros(()), jnp.zeros(())
+    flat = jnp.concatenate(leaves, axis=1)  # (tasks, shared params)
+    gram = flat @ flat.T
+    norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 0.0))
+    cosine = gram / jnp.maximum(norms[:, None] * norms[None, :], 1e-12)
+    return norms, cosine
+
+
+def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Sample a mixed-task batch, take per-task gradients, combine, step the optimizer."""
+    k_sample, k_strategy = jax.random.split(key)
+    batch = replay_sample(state.replay, k_sample, agent.cfg.dqn.batch_size)
+    targets = _targets(agent, state, batch)
+    shared, per_task = split_shared(agent.arch, state.params)
+    grad_fn = jax.value_and_grad(lambda s, p, b, y, i: _task_loss(agent, s, p, b, y, i), argnums=(0, 1), has_aux=True)
+    task_ids = jnp.arange(agent.num_tasks)
+    (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0))(
+        shared, per_task, batch, targets, task_ids
+    )
+    w = agent.task_weights
+    g_task = jax.tree.map(lambda g: g * w.reshape(-1, *([1] * (g.ndim - 1))), g_task)
+    combined, strategy_state, strategy_metrics = agent.strategy.combine(
+        g_shared, losses, state.strategy_state, k_strategy
+    )
+    grads = merge_shared(combined, g_task)
+    updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    n_updates = state.updates + 1
+    refresh = (n_updates % agent.cfg.dqn.target_update_every) == 0
+    tau = agent.cfg.dqn.tau
+    target_params = jax.tree.map(
+        lambda new, old: jnp.where(refresh, tau * new + (1.0 - tau) * old, old), params, state.target_params
+    )
+    norms, cosine = grad_diagnostics(g_shared)
+    metrics = {
+        "loss": losses,
+        "q_mean": q_mean,
+        "grad_norm": jnp.broadcast_to(norms, losses.shape),
+        "weight": strategy_metrics["weights"],
+        "cosine": jnp.broadcast_to(cosine, (agent.num_tasks, agent.num_tasks)),
+    }
+    new_state = state.replace(
+        params=params, target_params=target_params, opt_state=opt_state,
+        strategy_state=strategy_state, updates=n_updates,
+    )
+    return new_state, metrics
+
+
+def empty_update_metrics(agent: Agent) -> dict[str, jax.Array]:
+    """Zeros shaped like :func:`update`'s metrics, for iterations without an update."""
+    t = agent.num_tasks
+    z = jnp.zeros((t,), jnp.float32)
+    return {"loss": z, "q_mean": z, "grad_norm": z, "weight": z, "cosine": jnp.zeros((t, t), jnp.float32)}
+
+
+def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Act in every env of every task, store the transitions, track episode returns."""
+    k_act, k_env = jax.random.split(key)
+    actions = act(agent, state.params, state.obs, k_act, eps)
+    env_states, out = step_envs(agent.task_set, state.env_states, actions, k_env)
+    scaled = out.reward * agent.reward_scales[:, None]
+    replay = replay_add(state.replay, Transition(state.obs, actions, scaled, out.next_obs, out.terminated))
+    ep_return = state.ep_return + out.reward
+    ep_length = state.ep_length + 1
+    stats = {
+        "return_sum": jnp.sum(jnp.where(out.done, ep_return, 0.0), axis=1),
+        "length_sum": jnp.sum(jnp.where(out.done, ep_length, 0), axis=1).astype(jnp.float32),
+        "episodes": jnp.sum(out.done, axis=1).astype(jnp.int32),
+    }
+    new_state = state.replace(
+        replay=replay, env_states=env_states, obs=out.obs,
+        ep_return=jnp.where(out.done, 0.0, ep_return), ep_length=jnp.where(out.done, 0, ep_length),
+        iteration=state.iteration + 1,
+    )
+    return new_state, stats
+
+
+def iteration(agent: Agent, state: TrainState, t: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One vector step of all tasks, then an update when due.
+
+    ``t`` is the global iteration index passed in un-batched (the same for all
+    vmapped seeds), so the update condition stays a real branch under vmap.
+    """
+    key, k_env, k_update = jax.random.split(state.key, 3)
+    state = state.replace(key=key)
+    eps = epsilon(agent, t)
+    state, stats = env_step(agent, state, k_env, eps)
+    due = (t >= agent.derived.learning_starts_iters) & (t % agent.derived.train_every_iters == 0)
+    state, metrics = jax.lax.cond(
+        due,
+        lambda s: update(agent, s, k_update),
+        lambda s: (s, empty_update_metrics(agent)),
+        state,
+    )
+    return state, {**stats, **metrics, "updated": due.astype(jnp.float32), "epsilon": eps}
