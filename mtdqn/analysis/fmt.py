@@ -15,11 +15,14 @@ def _finite(x: float | None) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def num(x: float | None) -> str:
-    """Magnitude-dependent precision: 1234 -> '1234', 12.3 -> '12.30', 0.1234 -> '0.123'."""
+def num(x: float | None, scale: float | None = None) -> str:
+    """Magnitude-dependent precision: 1234 -> '1234', 12.3 -> '12.30', 0.1234 -> '0.123'.
+
+    `scale` (default |x|) picks the digits, so both ends of an interval share them.
+    """
     if not _finite(x):
         return "n/a"
-    a = abs(float(x))
+    a = abs(float(x)) if scale is None else abs(float(scale))
     digits = 0 if a >= 1000 else 1 if a >= 100 else 2 if a >= 1 else 3
     out = f"{float(x):.{digits}f}"
     return "0" + out[2:] if out.startswith("-0") and float(out) == 0 else out
@@ -35,7 +38,8 @@ def interval(lo: float | None, hi: float | None) -> str:
     """'[lo, hi]' or 'n/a' when the interval is undefined (e.g. one seed)."""
     if not (_finite(lo) and _finite(hi)):
         return "n/a"
-    return f"[{num(lo)}, {num(hi)}]"
+    scale = max(abs(float(lo)), abs(float(hi)))
+    return f"[{num(lo, scale)}, {num(hi, scale)}]"
 
 
 def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
@@ -44,4 +48,6 @@ def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
         return "n/a"
     if not (_finite(lo) and _finite(hi)):
         return f"{num(mean)} ± n/a"
-    return f"{num(mean)} ± {num((float(hi) - float(lo)) / 2)}"
+    half = (float(hi) - float(lo)) / 2
+    scale = max(abs(float(mean)), half)
+    return f"{num(mean, scale)} ± {num(half, scale)}"

@@ -1,0 +1,224 @@
+"""The `mtdqn` command line, generated from the config dataclasses by tyro.
+
+The CLI only parses and calls the library.  Every user error — ours
+(:class:`ConfigError`) or a parse error from tyro — is printed as one line
+``error: ...`` on stderr with exit status 2; nothing is half-written because
+the library writes atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Callable
+
+import tyro
+
+from mtdqn.config import TrainConfig
+from mtdqn.errors import ConfigError, TrainingDiverged
+
+__all__ = ["main"]
+
+
+@dataclass(frozen=True)
+class Train:
+    """Train one multi-task DQN agent (all seeds in one compiled program)."""
+
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    out: Path | None = None
+    """Run directory (default: runs/train-<config hash>)."""
+    force: bool = False
+    """Overwrite a run directory that already holds a run."""
+    checkpoint_every: int = 0
+    """Also checkpoint every this many env steps per task (0: only at the end)."""
+    resume: Path | None = None
+    """Continue the run in this directory from its latest checkpoint (other options are ignored)."""
+    eval_episodes: int = 10
+    """Greedy episodes per task and seed evaluated at the end."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Greedy returns per task and seed of a trained run; also written to RUN/eval.json."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory."""
+    episodes: int = 100
+    """Episodes per task and seed."""
+    epsilon: float = 0.0
+    """Exploration rate during evaluation (0: greedy)."""
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """List the registered tasks: name, backend, observation shape, actions."""
+
+
+@dataclass(frozen=True)
+class Strategies:
+    """List the multi-task gradient strategies with their options and papers."""
+
+
+def _run_tasks(_: Tasks) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtdqn.tasks import list_tasks
+
+    table = Table("task", "backend", "kind", "observation shape", "actions", "max steps")
+    for t in list_tasks():
+        table.add_row(t.name, "gymnax (jax)", t.kind, str(t.obs_shape), str(t.num_actions), str(t.max_episode_steps))
+    Console(width=120).print(table)
+
+
+def _run_strategies(_: Strategies) -> None:
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtdqn.strategies import REGISTRY
+
+    table = Table("strategy", "what it does", "options (default)", "paper")
+    for name, spec in sorted(REGISTRY.items()):
+        opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.options)) or "-"
+        table.add_row(name, spec.summary, opts, spec.citation)
+    Console(width=120).print(table)
+
+
+def _run_train(cmd: Train) -> None:
+    from mtdqn.config import config_hash
+    from mtdqn.networks import count_params, init_params
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.run import load_run_config, train
+
+    if cmd.resume is not None:
+        cfg = load_run_config(cmd.resume)
+        out = cmd.resume
+    else:
+        cfg = cmd.cfg
+        out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
+    if cmd.eval_episodes <= 0 or cmd.checkpoint_every < 0:
+        raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
+    agent = make_agent(cfg)
+    import jax
+
+    total, shared = count_params(agent.arch, jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
+    print(f"mtdqn: {len(cfg.tasks)} tasks, sharing={cfg.network.sharing}, strategy={agent.derived.strategy}, "
+          f"seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
+    result = train(cfg, out, force=cmd.force, progress=cmd.progress, checkpoint_every=cmd.checkpoint_every,
+                   resume=cmd.resume is not None, eval_episodes=cmd.eval_episodes)
+    for task, values in result.summary["final_eval"].items():
+        print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
+    print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
+
+
+def _run_evaluate(cmd: Evaluate) -> None:
+    import numpy as np
+
+    from mtdqn.checkpoint import load_checkpoint
+    from mtdqn.evaluate import evaluate_params
+    from mtdqn.io import write_json
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import make_trainer, seed_keys
+    from mtdqn.train.run import load_run_config
+
+    if cmd.episodes <= 0 or not 0.0 <= cmd.epsilon <= 1.0:
+        raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
+    if not (cmd.run / "config.json").exists():
+        raise ConfigError(f"{cmd.run} is not a run directory (no config.json)")
+    cfg = load_run_config(cmd.run)
+    trainer = make_trainer(make_agent(cfg))
+    import jax
+
+    template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
+    state, meta = load_checkpoint(cmd.run, trainer, template)
+    returns = evaluate_params(trainer.agent, state.params, cfg.seed + 30_000, cmd.episodes, cmd.epsilon)
+    result = {"episodes": cmd.episodes, "epsilon": cmd.epsilon, "iteration": meta["iteration"], "tasks": {}}
+    print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
+    for i, task in enumerate(trainer.agent.task_set.names):
+        per_seed = {}
+        for s, seed in enumerate(trainer.agent.seeds):
+            r = returns[s, i]
+            per_seed[str(seed)] = {"mean": float(r.mean()), "std": float(r.std()), "returns": r.tolist()}
+            print(f"{task:24s} {seed:5d}  {r.mean():9.2f} ± {r.std():.2f}")
+        means = np.array([v["mean"] for v in per_seed.values()])
+        result["tasks"][task] = {"per_seed": per_seed, "mean_over_seeds": float(means.mean())}
+    write_json(cmd.run / "eval.json", result)
+    print(f"written: {cmd.run / 'eval.json'}")
+
+
+COMMANDS: dict[str, tuple[type, Callable]] = {
+    "tasks": (Tasks, _run_tasks),
+    "strategies": (Strategies, _run_strategies),
+    "train": (Train, _run_train),
+    "evaluate": (Evaluate, _run_evaluate),
+}
+
+_LIST_FLAGS = ("--tasks", "--task-weights")
+
+
+def _split_commas(argv: list[str]) -> list[str]:
+    """Let list options take ``a,b,c`` as well as ``a b c``."""
+    out: list[str] = []
+    expect = False
+    for arg in argv:
+        if expect and not arg.startswith("--") and "," in arg:
+            out.extend(p for p in arg.split(",") if p)
+        else:
+            out.append(arg)
+        expect = arg in _LIST_FLAGS or (expect and not arg.startswith("--"))
+    return out
+
+
+def _one_line(tyro_stderr: str) -> str:
+    """Condense tyro's boxed parse error into one line."""
+    lines = [re.sub(r"^[\s│╭╰─╮╯]+|[\s│╭╰─╮╯]+$", "", ln) for ln in tyro_stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("For full helptext") and not set(ln) <= set("─ ")]
+    title = lines[0] if lines else "invalid arguments"
+    detail = lines[1] if len(lines) > 1 else ""
+    return f"{title}: {detail}".strip(": ") if detail and detail not in title else title
+
+
+def _parse(argv: list[str]) -> object:
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return tyro.extras.subcommand_cli_from_dict(
+                {name: cls for name, (cls, _) in COMMANDS.items()},
+                args=_split_commas(argv),
+                prog="mtdqn",
+                config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff),
+            )
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            print(f"error: {_one_line(stderr.getvalue())}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sys.stderr.write(stderr.getvalue())
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: parse, dispatch, turn user errors into one line and exit 2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    cmd = _parse(sys.argv[1:] if argv is None else argv)
+    handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
+    try:
+        handler(cmd)
+    except (ConfigError, TrainingDiverged) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 3) from None
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Statistics of mtdqn.analysis against hand-computed values; findings wording."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.analysis import (
+    Estimate,
+    auc,
+    compare_sentence,
+    diff_ci,
+    findings,
+    linear_cka,
+    mean_ci,
+    moving_average,
+    normalize,
+    steps_to_threshold,
+)
+from mtdqn.analysis.aggregate import aggregate_intervals, iqm_difference, probability_of_improvement
+
+# ---------------------------------------------------------------- intervals
+
+
+def test_mean_ci_matches_hand_computed_t_interval():
+    # mean 2, sd 1, n 3: half-width = t_{0.975, 2} / sqrt(3) = 4.302652729911275 / 1.7320508
+    e = mean_ci([1.0, 2.0, 3.0])
+    assert e.value == pytest.approx(2.0)
+    assert e.hi - e.value == pytest.approx(2.4841377118, rel=1e-9)
+    assert e.value - e.lo == pytest.approx(2.4841377118, rel=1e-9)
+    assert e.n == 3
+
+
+def test_mean_ci_drops_nan_and_handles_tiny_samples():
+    assert mean_ci([1.0, np.nan, 3.0]) == pytest.approx(mean_ci([1.0, 3.0]), nan_ok=True)
+    one = mean_ci([5.0])
+    assert one.value == 5.0 and one.n == 1 and math.isnan(one.lo) and math.isnan(one.hi)
+    assert mean_ci([]).n == 0 and math.isnan(mean_ci([]).value)
+
+
+def test_diff_ci_welch_hand_computed():
+    # var 1 each, n 3 each: se = sqrt(2/3); Welch dof = 4; t_{0.975, 4} = 2.7764451051977987
+    e = diff_ci([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    half = 2.7764451051977987 * math.sqrt(2.0 / 3.0)
+    assert e.value == pytest.approx(-3.0)
+    assert (e.lo, e.hi) == pytest.approx((-3.0 - half, -3.0 + half), rel=1e-9)
+    assert e.n == 3
+
+
+def test_diff_ci_zero_variance_is_a_point():
+    e = diff_ci([2.0, 2.0], [1.0, 1.0])
+    assert (e.value, e.lo, e.hi) == (1.0, 1.0, 1.0)
+
+
+# ---------------------------------------------------------------- curves
+
+
+def test_moving_average_trailing_and_skips_nan():
+    np.testing.assert_allclose(moving_average([1.0, np.nan, 3.0, 5.0], 2), [1.0, 2.0, 4.0])
+    np.testing.assert_allclose(moving_average([1.0, 2.0, 3.0], 1), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        moving_average([1.0], 0)
+
+
+def test_auc_is_normalized_trapezoid():
+    # (0+2)/2*1 + (2+2)/2*2 = 5 over a span of 3
+    assert auc([0, 1, 3], [0.0, 2.0, 2.0]) == pytest.approx(5.0 / 3.0)
+    # NaN point dropped: (0+2)/2*2 + (2+2)/2*1 = 4 over 3
+    assert auc([0, 1, 2, 3], [0.0, np.nan, 2.0, 2.0]) == pytest.approx(4.0 / 3.0)
+    assert auc([0, 10], [3.0, 3.0]) == pytest.approx(3.0)  # constant curve -> its value
+    assert auc([5], [7.0]) == 7.0
+    assert math.isnan(auc([1, 2], [np.nan, np.nan]))
+
+
+def test_steps_to_threshold_first_crossing():
+    steps, vals = [0, 10, 20, 30], [0.0, 1.0, 5.0, 3.0]
+    assert steps_to_threshold(steps, vals, 5.0) == 20.0  # >= counts
+    assert steps_to_threshold(steps, vals, 0.5) == 10.0
+    assert math.isnan(steps_to_threshold(steps, vals, 6.0))
+
+
+def test_normalize_and_zero_denominator():
+    np.testing.assert_allclose(normalize(np.array([0.0, 5.0, 10.0]), 0.0, 10.0), [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(normalize(np.array([-10.0]), -20.0, 0.0), [0.5])
+    with pytest.raises(ValueError):
+        normalize(np.array([1.0]), 3.0, 3.0)
+
+
+# ---------------------------------------------------------------- CKA
+
+
+def test_linear_cka_identical_is_one():
+    x = np.random.default_rng(0).normal(size=(50, 8))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+
+
+def test_linear_cka_invariant_to_orthogonal_and_isotropic_scaling():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(60, 6)), rng.normal(size=(60, 4))
+    y = y + x[:, :4]  # some shared structure so the value is not trivially ~0
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    base = linear_cka(x, y)
+    assert linear_cka(3.7 * x @ q, y) == pytest.approx(base, rel=1e-10)
+    assert linear_cka(x, 0.01 * y) == pytest.approx(base, rel=1e-10)
+    assert 0.1 < base < 1.0
+
+
+def test_linear_cka_independent_features_small_and_shape_checked():
+    rng = np.random.default_rng(2)
+    assert linear_cka(rng.normal(size=(2000, 5)), rng.normal(size=(2000, 7))) < 0.05
+    with pytest.raises(ValueError):
+        linear_cka(np.zeros((5, 2)), np.zeros((6, 2)))
+
+
+# ---------------------------------------------------------------- rliable aggregates
+
+
+def test_rliable_aggregates_reproducible_and_leave_global_state_alone():
+    rng = np.random.default_rng(3)
+    s, r = rng.normal(1.0, 0.2, size=(4, 2)), rng.normal(0.8, 0.2, size=(4, 2))
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = aggregate_intervals(s, reps=200, seed=0)
+    b = aggregate_intervals(s, reps=200, seed=0)
+    assert a == b
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    # IQM of 8 values = mean of the middle 4 (rliable trims 25% each side)
+    assert a["IQM"].value == pytest.approx(np.sort(s.ravel())[2:6].mean())
+    assert a["mean"].value == pytest.approx(s.mean())
+    assert a["IQM"].lo <= a["IQM"].value <= a["IQM"].hi and a["IQM"].n == 4
+    poi = probability_of_improvement(s, r, reps=100, seed=0)
+    assert 0.0 <= poi.lo <= poi.value <= poi.hi <= 1.0
+    d = iqm_difference(s, r, reps=100, seed=0)
+    assert d.value == pytest.approx(a["IQM"].value - aggregate_intervals(r, 10, 0)["IQM"].value)
+
+
+def test_probability_of_improvement_hand_cases():
+    x = np.array([[2.0], [3.0]])
+    y = np.array([[0.0], [1.0]])
+    assert probability_of_improvement(x, y, reps=50, seed=0).value == pytest.approx(1.0)
+    assert probability_of_improvement(y, x, reps=50, seed=0).value == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------- findings wording
+
+
+def test_compare_sentence_no_clear_difference_when_ci_contains_zero():
+    s = compare_sentence("Final return on cartpole", "shared", "independent",
+                         Estimate(1.0, -0.5, 2.5, 3), 3, 3, "Welch t-interval")
+    assert "no clear difference" in s
+    assert "+1.00" in s and "[-0.50, 2.50]" in s and "n = 3 vs 3 seeds" in s
+    assert "higher" not in s and "lower" not in s
+
+
+def test_compare_sentence_higher_and_lower_carry_numbers():
+    hi = compare_sentence("IQM", "shared", "independent", Estimate(0.25, 0.1, 0.4, 5), 5, 4, "bootstrap")
+    assert "`shared` is higher than `independent` by 0.250" in hi
+    assert "[0.100, 0.400]" in hi and "n = 5 vs 4 seeds" in hi
+    lo = compare_sentence("IQM", "shared", "independent", Estimate(-12.0, -20.0, -4.0, 3), 3, 3, "Welch")
+    assert "is lower than" in lo and "by 12.00" in lo and "-12.00" in lo and "no clear" not in lo
+
+
+def test_compare_sentence_undefined_ci_is_no_clear_difference():
+    s = compare_sentence("x", "a", "b", Estimate(3.0, float("nan"), float("nan"), 1), 1, 1, "Welch")
+    assert "no clear difference" in s and "CI undefined" in s
+
+
+def test_findings_from_tables():
+    imp = pd.DataFrame([{"variant": "shared", "reference": "ind", "poi": 0.7, "poi_lo": 0.4, "poi_hi": 0.9,
+                         "iqm_diff": 0.3, "iqm_diff_lo": 0.1, "iqm_diff_hi": 0.5, "n": 3, "n_reference": 3,
+                         "n_tasks": 2}])
+    fd = pd.DataFrame([{"variant": "shared", "reference": "ind", "task": "t1", "diff": -1.0, "lo": -3.0,
+                        "hi": 1.0, "n": 3, "n_reference": 3}])
+    conflict = pd.DataFrame([{"variant": "shared", "n_pairs": 1, "cosine_mean": -0.1, "cosine_lo": -0.2,
+                              "cosine_hi": 0.0, "conflict_fraction": 0.6, "conflict_lo": 0.5, "conflict_hi": 0.7,
+                              "n": 3}])
+    out = findings("ind", ("ind", "shared"), imp, fd, conflict)
+    assert len(out) == 4
+    assert "higher" in out[0] and "IQM" in out[0]
+    assert "0.700" in out[1]
+    assert "no clear difference" in out[2] and "t1" in out[2]
+    assert "conflict fraction" in out[3] and "0.600" in out[3] and "n = 3 seeds" in out[3]

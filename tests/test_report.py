@@ -1,0 +1,196 @@
+"""build_report on a small synthetic study directory (no JAX, no training)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.analysis import build_report, load_study
+
+TASKS = ["cartpole", "acrobot"]
+SEEDS = [0, 1, 2]
+STEPS = 10_000
+LOG_EVERY = 500
+REPS = 200  # bootstrap resamples: enough to exercise rliable, fast enough for a unit test
+# variant -> (asymptotic return per task, has shared params)
+VARIANTS = {"independent": ((200.0, -100.0), False), "shared": ((260.0, -90.0), True), "pcgrad": (None, True)}
+RANDOM = {"cartpole": 20.0, "acrobot": -500.0}
+THRESH = {"cartpole": 150.0, "acrobot": -120.0}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _metrics(rng: np.random.Generator, finals: tuple[float, ...]) -> pd.DataFrame:
+    rows = []
+    for t, task in enumerate(TASKS):
+        for seed in SEEDS:
+            for step in range(LOG_EVERY, STEPS + 1, LOG_EVERY):
+                ret = RANDOM[task] + (finals[t] - RANDOM[task]) * (1 - np.exp(-step / 3000)) + rng.normal(0, 10)
+                ret = np.nan if rng.random() < 0.1 else ret  # windows where no episode ended
+                rows.append({"step": step, "task": task, "seed": seed, "episode_return": ret,
+                             "episode_length": 100.0, "episodes": 0 if np.isnan(ret) else 3, "loss": 0.1,
+                             "q_mean": 1.0, "epsilon": max(0.05, 1 - step / STEPS)})
+    return pd.DataFrame(rows)
+
+
+def _grad_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    tasks, pairs = [], []
+    for seed in SEEDS:
+        for step in range(LOG_EVERY, STEPS + 1, LOG_EVERY):
+            for task in TASKS:
+                tasks.append({"step": step, "seed": seed, "task": task, "grad_norm": 1.0 + rng.random(),
+                              "weight": 0.5, "loss": 0.2})
+            # stored "backwards" on purpose: the analysis must canonicalize pair order
+            pairs.append({"step": step, "seed": seed, "task_a": TASKS[1], "task_b": TASKS[0],
+                          "cosine": float(np.clip(rng.normal(0.05, 0.3), -1, 1))})
+    return pd.DataFrame(tasks), pd.DataFrame(pairs)
+
+
+def make_study(root: Path, *, degenerate: bool = False, drop: tuple[str, ...] = ()) -> Path:
+    """Write a study with 2 tasks, 3 seeds and variants independent / shared / pcgrad (failed)."""
+    rng = np.random.default_rng(0)
+    _write_json(root / "study.json", {"name": "synthetic", "tasks": TASKS, "variants": list(VARIANTS),
+                                      "reference": "independent", "seeds": SEEDS, "steps": STEPS})
+    for variant, (finals, shared) in VARIANTS.items():
+        cell = root / "cells" / variant
+        if finals is None:
+            _write_json(cell / "summary.json", {"variant": variant, "status": "failed",
+                                                "error": "XlaRuntimeError: out of memory"})
+            continue
+        final_eval = {t: [float(f + rng.normal(0, 8)) for _ in SEEDS] for t, f in zip(TASKS, finals)}
+        random_return = dict(RANDOM)
+        if degenerate and variant == "independent":
+            final_eval["acrobot"] = [RANDOM["acrobot"]] * len(SEEDS)  # reference == random on acrobot
+        _write_json(cell / "summary.json", {
+            "variant": variant, "status": "ok", "error": None, "tasks": TASKS, "seeds": SEEDS,
+            "params_total": 20_000 if shared else 36_000, "params_shared": 16_000 if shared else 0,
+            "wall_time_s": 12.5, "compile_s": 3.25, "env_steps_per_s": 4800.0, "final_eval": final_eval,
+            "random_return": random_return, "thresholds": THRESH})
+        _metrics(rng, finals).to_parquet(cell / "metrics.parquet")
+        gt, gp = _grad_tables(rng)
+        gt.to_parquet(cell / "grad_tasks.parquet")
+        if shared:
+            gp.to_parquet(cell / "grad_pairs.parquet")
+        cka = pd.DataFrame([{"seed": s, "task_a": TASKS[0], "task_b": TASKS[1], "cka": 0.4 + 0.1 * rng.random()}
+                            for s in SEEDS])
+        cka.to_parquet(cell / "cka.parquet")
+        for name in drop:
+            (cell / name).unlink(missing_ok=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_report(make_study(tmp_path_factory.mktemp("study")), reps=REPS)
+
+
+def _md_table_rows(text: str, title: str) -> list[str]:
+    """Data rows of the pipe table under '### title'."""
+    block = text.split(f"### {title}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    rows = [ln for ln in block.splitlines() if ln.startswith("|")]
+    return rows[2:]  # drop header and separator
+
+
+def test_html_is_self_contained(report: Path):
+    html = (report / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "http://" not in html and "https://" not in html
+    imgs = re.findall(r"<img\b[^>]*>", html)
+    assert len(imgs) >= 5
+    assert all(re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', tag) for tag in imgs)
+    assert "<link" not in html and "<script" not in html
+
+
+def test_markdown_images_exist(report: Path):
+    md = (report / "report.md").read_text()
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert refs and all(r.startswith("figures/") and r.endswith(".png") for r in refs)
+    for ref in refs:
+        assert (report / ref).is_file() and (report / ref).stat().st_size > 1000
+
+
+def test_table_row_counts(report: Path):
+    ok_variants, n_tasks = 2, len(TASKS)
+    assert len(pd.read_parquet(report / "data" / "per_task.parquet")) == n_tasks * ok_variants
+    assert len(pd.read_csv(report / "data" / "per_seed.csv")) == n_tasks * ok_variants * len(SEEDS)
+    assert len(pd.read_parquet(report / "data" / "aggregates.parquet")) == ok_variants * 2  # IQM, mean
+    results = (report / "results.md").read_text()
+    assert len(_md_table_rows(results, "Per-task results")) == n_tasks * ok_variants
+    assert len(_md_table_rows(results, "Aggregate normalized score")) == ok_variants * 2
+    assert len(_md_table_rows(results, "Improvement over the reference")) == ok_variants - 1
+    assert len(_md_table_rows(results, "Cost")) == ok_variants
+    md = (report / "report.md").read_text()
+    assert len(_md_table_rows(md, "Final return difference to the reference")) == n_tasks
+    assert len(_md_table_rows(md, "Mean cosine per task pair")) == 1  # only `shared` has shared params
+    assert len(_md_table_rows(md, "Linear CKA of trunk features between tasks")) == ok_variants
+
+
+def test_failed_variant_listed_and_excluded(report: Path):
+    for name in ("report.md", "report.html"):
+        text = (report / name).read_text()
+        assert "pcgrad" in text and "FAILED" in text and "out of memory" in text
+    per_task = pd.read_parquet(report / "data" / "per_task.parquet")
+    assert "pcgrad" not in set(per_task["variant"])
+
+
+def test_findings_carry_numbers_and_seed_counts(report: Path):
+    md = (report / "report.md").read_text()
+    section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
+    bullets = [ln for ln in section.splitlines() if ln.startswith("- ")]
+    assert any("IQM" in b for b in bullets) and any("Gradient conflict in `shared`" in b for b in bullets)
+    for b in bullets:
+        assert "95% CI" in b and re.search(r"n = \d+", b)
+        assert ("no clear difference" in b) or ("higher" in b) or ("lower" in b) or ("conflict" in b) \
+            or ("Probability" in b)
+
+
+def test_data_files_exist(report: Path):
+    for stem in ("per_task", "per_seed", "curves", "aggregates", "improvement", "cost", "normalization",
+                 "conflict_summary", "conflict_pairs", "conflict_curve", "grad_tasks_summary", "cka", "cells"):
+        assert (report / "data" / f"{stem}.parquet").is_file()
+        assert (report / "data" / f"{stem}.csv").is_file()
+    assert not list(report.rglob("*.tmp"))
+
+
+def test_rerun_gives_identical_tables(report: Path):
+    def snapshot() -> dict[str, bytes]:
+        files = [*sorted((report / "data").glob("*.csv")), report / "results.md", report / "report.md"]
+        return {p.name: p.read_bytes() for p in files}
+
+    first = snapshot()
+    frames = {p.name: pd.read_parquet(p) for p in (report / "data").glob("*.parquet")}
+    build_report(report.parent, reps=REPS)
+    assert snapshot() == first
+    for name, df in frames.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(report / "data" / name), df)
+
+
+def test_missing_optional_files_are_noted(tmp_path: Path):
+    study = make_study(tmp_path, drop=("cka.parquet", "grad_pairs.parquet", "grad_tasks.parquet"))
+    md = (build_report(study, reps=50) / "report.md").read_text()
+    assert "no cka.parquet" in md and "no grad_pairs.parquet" in md
+    assert "No gradient-pair data" in md and "No representation-similarity data" in md
+
+
+def test_degenerate_normalization_is_skipped_with_a_note(tmp_path: Path):
+    out = build_report(make_study(tmp_path, degenerate=True), reps=50)
+    norm = pd.read_parquet(out / "data" / "normalization.parquet").set_index("task")
+    assert not norm.loc["acrobot", "used"] and norm.loc["cartpole", "used"]
+    assert set(pd.read_parquet(out / "data" / "aggregates.parquet")["n_tasks"]) == {1}
+    assert "acrobot: reference - random is ~0" in (out / "report.md").read_text()
+
+
+def test_bad_column_raises_naming_file_and_column(tmp_path: Path):
+    study = make_study(tmp_path)
+    path = study / "cells" / "shared" / "grad_pairs.parquet"
+    pd.read_parquet(path).drop(columns="cosine").to_parquet(path)
+    with pytest.raises(ValueError, match=r"grad_pairs\.parquet: missing column\(s\) 'cosine'"):
+        load_study(study)
