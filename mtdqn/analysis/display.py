@@ -24,15 +24,19 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "status": r.status.upper() if r.status != "ok" else "ok",
-             "seeds": r.n_seeds, "error": r.error or "—"} for r in df.itertuples()]
+             "seeds": r.n_seeds if r.n_seeds else "—", "error": r.error or "—"} for r in df.itertuples()]
     return _frame(rows, ["variant", "status", "seeds", "error"])
 
 
 def _steps(r) -> str:
-    return "not reached" if not math.isfinite(r.steps_median) else num(r.steps_median)
+    return "not reached" if not math.isfinite(r.steps_median) else f"{int(round(r.steps_median)):,}"
 
 
 def per_task(df: pd.DataFrame) -> pd.DataFrame:
+    """Grouped by task (study order), variants in study order within a task, for side-by-side reading."""
+    if len(df):
+        order = {t: i for i, t in enumerate(pd.unique(df["task"]))}
+        df = df.sort_values("task", key=lambda c: c.map(order), kind="stable")
     rows = [{"task": r.task, "variant": r.variant, "n seeds": r.n,
              "final return (mean ± 95% CI)": plus_minus(r.final_mean, r.final_lo, r.final_hi),
              "AUC (mean ± 95% CI)": plus_minus(r.auc_mean, r.auc_lo, r.auc_hi),

@@ -73,6 +73,9 @@ def findings(
     is `tables.final_difference_table`, `conflict` is `why.conflict_summary_table`.
     """
     out: list[str] = []
+    if reference not in variants:
+        out.append(f"No comparison with the reference: `{reference}` did not finish (see Cells), so there are "
+                   "no differences, normalized scores or probabilities of improvement.")
     for v in variants:
         if v == reference:
             continue

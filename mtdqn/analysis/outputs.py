@@ -1,7 +1,8 @@
 """Atomic file writes: a reader never sees a half-written report file.
 
 Each file is written to `<name>.tmp` in the same folder and moved into place
-with `os.replace`, which is atomic on one filesystem.
+with `os.replace`, which is atomic on one filesystem. No fsync: a report is
+cheap to rebuild, so crash durability is not worth the latency.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ def write_bytes(path: Path, data: bytes) -> Path:
     """Write `data` to `path` atomically, creating the parent folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
 

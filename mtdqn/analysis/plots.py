@@ -106,7 +106,8 @@ def conflict_curves(curve: pd.DataFrame, variant: str) -> Figure:
     for i, ((a, b), g) in enumerate(pairs.groupby(["task_a", "task_b"], sort=False)):
         _band(axes[0], g["step"].to_numpy(), g, _color(i), f"{a} / {b}")
     axes[0].axhline(0.0, color="grey", ls="--", lw=0.8)
-    axes[0].set(title=f"{variant}: gradient cosine", xlabel="env steps (per task)", ylabel="cosine")
+    axes[0].set(title=f"{variant}: gradient cosine", xlabel="env steps (per task)", ylabel="cosine",
+                ylim=(-1.05, 1.05))  # t-bands can overshoot the valid range with few seeds
     axes[0].legend(fontsize=7)
     frac = c[c["quantity"] == "conflict_fraction"]
     _band(axes[1], frac["step"].to_numpy(), frac, "#d62728", "conflict fraction")
@@ -132,7 +133,9 @@ def _heatmap(fig: Figure, ax, m: np.ndarray, tasks: tuple[str, ...], vmin: float
     ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
     for (i, j), val in np.ndenumerate(m):
         if np.isfinite(val):
-            ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7)
+            shade = abs(val) if vmin < 0 else (val - vmin) / (vmax - vmin)
+            dark = shade > 0.6 if vmin < 0 else shade < 0.4  # RdBu is dark at both ends, viridis at the low end
+            ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
 

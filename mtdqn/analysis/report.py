@@ -92,7 +92,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               "unreached seeds counted as never."),
         Table("Final return difference to the reference", display.final_diff(d["final_diff"])),
     ]
-    return [Section("Learning curves", tuple(curves)), Section("Per-task results", tuple(per_task))]
+    return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
 
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:

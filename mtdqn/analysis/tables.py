@@ -76,7 +76,7 @@ def curves_table(smoothed: pd.DataFrame) -> pd.DataFrame:
 def _study_order(df: pd.DataFrame):
     """Sort key keeping first-appearance order of string columns (= study order)."""
     def key(col: pd.Series) -> pd.Series:
-        if col.dtype == object:
+        if not pd.api.types.is_numeric_dtype(col):
             order = {name: i for i, name in enumerate(pd.unique(df[col.name]))}
             return col.map(order)
         return col
