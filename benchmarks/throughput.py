@@ -1,0 +1,101 @@
+"""Training throughput: env-steps/s, compile time and achieved GFLOP/s.
+
+Prints a Markdown table: tasks x seeds x sharing -> aggregate and per-task
+env-steps/s, compile seconds, achieved GFLOP/s (XLA's own FLOP count of the
+compiled chunk divided by its wall time) beside a float32 matmul peak
+measured in the same process.
+
+Hyperparameters are PureJaxRL's CartPole DQN (10 envs, batch 128, one update
+per 10 env steps, target every 500 updates, lr 2.5e-4) and its network shape:
+the per-task adapter is Dense(obs -> 120) and the trunk Dense(84), so with one
+task the network is exactly PureJaxRL's 120-84 MLP.
+
+    python benchmarks/throughput.py            # full table
+    python benchmarks/throughput.py --quick    # two rows, for a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
+
+CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+MINATAR = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
+
+
+def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
+    """Best-of float32 matmul GFLOP/s on this machine, the yardstick for the table."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda _, y: jnp.tanh(y @ a) , x))
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 * reps / best / 1e9
+
+
+def measure(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int = 3, iters: int = 2000) -> dict:
+    """Compile one chunk, warm up once, then time ``chunks`` chunks after learning has started."""
+    image = tasks[0].endswith("MinAtar")
+    cfg = TrainConfig(
+        tasks=tasks, seeds=seeds, steps=iters * 10 * (chunks + 1), log_every=iters * 10, num_envs=10,
+        network=NetworkConfig(sharing=sharing, adapter_width=120, hidden=(84,)),
+        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500,
+                      learning_starts=0, buffer_size=10_000 if not image else 20_000),
+    )
+    trainer = make_trainer(make_agent(cfg))
+    state = trainer.init(seed_keys(trainer.agent.seeds))
+    t0 = time.perf_counter()
+    compiled = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
+    compile_s = time.perf_counter() - t0
+    flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+    state, m = compiled(state, jnp.int32(0))
+    jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for c in range(1, chunks + 1):
+        state, m = compiled(state, jnp.int32(c * iters))
+    jax.block_until_ready(m)
+    elapsed = time.perf_counter() - t0
+    steps = chunks * iters * 10 * len(tasks) * seeds
+    return {
+        "tasks": "+".join(t.split("-")[0] for t in tasks),
+        "seeds": seeds,
+        "sharing": sharing,
+        "steps_per_s": steps / elapsed,
+        "per_task": steps / elapsed / len(tasks),
+        "compile_s": compile_s,
+        "gflops": flops * chunks / elapsed / 1e9,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the two headline rows")
+    args = parser.parse_args()
+    rows = [(("CartPole-v1",), 1, "shared"), (CLASSIC, 1, "shared")]
+    if not args.quick:
+        rows += [(CLASSIC, 1, "independent"), (CLASSIC, 4, "shared"), (MINATAR, 1, "shared"), (MINATAR, 1, "independent")]
+    peak = matmul_peak_gflops()
+    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores, jax {jax.__version__}; "
+          f"matmul peak {peak:.1f} GFLOP/s (float32, 512x512)")
+    print()
+    print("| tasks | seeds | sharing | env-steps/s (all tasks) | env-steps/s per task | compile s | GFLOP/s | % of matmul peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for tasks, seeds, sharing in rows:
+        r = measure(tasks, seeds, sharing)
+        print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['steps_per_s']:,.0f} | {r['per_task']:,.0f} "
+              f"| {r['compile_s']:.1f} | {r['gflops']:.2f} | {100 * r['gflops'] / peak:.1f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

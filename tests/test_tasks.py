@@ -1,0 +1,66 @@
+"""Task specs, padding to a common shape, terminated vs truncated."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtdqn.errors import ConfigError
+from mtdqn.tasks import make_task_set, parse_task, reset_envs, step_envs
+
+
+def test_task_spec_options():
+    task = parse_task("CartPole-v1:reward_scale=100")
+    assert task.name == "CartPole-v1" and task.reward_scale == 100.0
+    assert task.obs_shape == (4,) and task.num_actions == 2
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [("Cartpole-v1", "did you mean 'CartPole-v1'"), ("CartPole-v1:reward_scale=x", "must be a number"),
+     ("CartPole-v1:gravity=3", "bad task option"), ("CartPole-v1:reward_scale=-1", "> 0")],
+)
+def test_bad_specs_are_one_line_errors(spec, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        parse_task(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_mixing_vector_and_image_is_rejected():
+    with pytest.raises(ConfigError, match="cannot mix"):
+        make_task_set(["CartPole-v1", "Breakout-MinAtar"])
+
+
+def test_padding_and_action_mask():
+    ts = make_task_set(["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
+    assert ts.obs_shape == (6,) and ts.num_actions == 3
+    np.testing.assert_array_equal(ts.action_mask(), [[1, 1, 0], [1, 1, 1], [1, 1, 1]])
+    obs, _ = reset_envs(ts, jax.random.PRNGKey(0), 4)
+    assert obs.shape == (3, 4, 6)
+    np.testing.assert_array_equal(obs[0, :, 4:], 0.0)  # CartPole padded from 4 to 6
+    images = make_task_set(["Breakout-MinAtar", "Freeway-MinAtar"])
+    assert images.obs_shape == (10, 10, 7)
+
+
+def test_time_limit_is_truncation_not_termination():
+    ts = make_task_set(["CartPole-v1"])
+    obs, states = reset_envs(ts, jax.random.PRNGKey(0), 2)
+    (state,) = states
+    # One step before CartPole's 500-step limit, pole upright: the next step truncates.
+    state = state.replace(time=jnp.array([499, 3]))
+    _, out = step_envs(ts, (state,), jnp.zeros((1, 2), jnp.int32), jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(out.done[0], [True, False])
+    np.testing.assert_array_equal(out.terminated[0], [False, False])
+    # The transition ends in the pre-reset observation, not the fresh episode's.
+    assert not np.allclose(out.next_obs[0, 0], out.obs[0, 0])
+    np.testing.assert_allclose(out.next_obs[0, 1], out.obs[0, 1])
+
+
+def test_pole_falling_is_termination():
+    ts = make_task_set(["CartPole-v1"])
+    _, (state,) = reset_envs(ts, jax.random.PRNGKey(0), 1)
+    state = state.replace(theta=jnp.array([0.5]))  # beyond the 12 degree threshold
+    _, out = step_envs(ts, (state,), jnp.zeros((1, 1), jnp.int32), jax.random.PRNGKey(1))
+    assert bool(out.terminated[0, 0]) and bool(out.done[0, 0])
