@@ -59,6 +59,8 @@ class DQNConfig:
     """Discount factor."""
     lr: float = 2.5e-4
     """Learning rate."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """constant, or linear decay to 0 over the run's updates (settles DQN's late oscillations)."""
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     """Optimizer."""
     weight_decay: float = 0.0
@@ -131,6 +133,7 @@ class Derived:
     eps_decay_iters: int
     task_weights: tuple[float, ...]
     strategy: str
+    total_updates: int
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -189,17 +192,20 @@ def derive(cfg: TrainConfig) -> Derived:
     if strategy == "auto":
         strategy = "sum" if cfg.task_weights is None else "weighted"
     weights = cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks)
+    learning_starts_iters = math.ceil(cfg.dqn.learning_starts / cfg.num_envs)
+    train_every_iters = max(1, round(cfg.dqn.train_every / cfg.num_envs))
     return Derived(
         num_tasks=len(cfg.tasks),
         iters_per_chunk=iters_per_chunk,
         num_chunks=num_chunks,
         total_iters=total_iters,
         env_steps=total_iters * cfg.num_envs,
-        learning_starts_iters=math.ceil(cfg.dqn.learning_starts / cfg.num_envs),
-        train_every_iters=max(1, round(cfg.dqn.train_every / cfg.num_envs)),
+        learning_starts_iters=learning_starts_iters,
+        train_every_iters=train_every_iters,
         eps_decay_iters=max(1, int(cfg.dqn.eps_fraction * total_iters)),
         task_weights=tuple(float(w) for w in weights),
         strategy=strategy,
+        total_updates=max(1, math.ceil(max(0, total_iters - learning_starts_iters) / train_every_iters)),
     )
 
 

@@ -76,15 +76,18 @@ class Agent:
         return [self.cfg.seed + i for i in range(self.cfg.seeds)]
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """adam / adamw / sgd with optional weight decay and global-norm clipping."""
+def make_optimizer(cfg: TrainConfig, derived: Derived) -> optax.GradientTransformation:
+    """adam / adamw / sgd with optional weight decay, lr decay and global-norm clipping."""
     d = cfg.dqn
+    lr: float | optax.Schedule = d.lr
+    if d.lr_schedule == "linear":
+        lr = optax.linear_schedule(d.lr, 0.0, transition_steps=derived.total_updates)
     if d.optimizer == "adam":
-        opt = optax.adam(d.lr)
+        opt = optax.adam(lr)
     elif d.optimizer == "adamw":
-        opt = optax.adamw(d.lr, weight_decay=d.weight_decay)
+        opt = optax.adamw(lr, weight_decay=d.weight_decay)
     elif d.optimizer == "sgd":
-        opt = optax.chain(optax.add_decayed_weights(d.weight_decay), optax.sgd(d.lr))
+        opt = optax.chain(optax.add_decayed_weights(d.weight_decay), optax.sgd(lr))
     else:
         raise ConfigError(f"unknown --optimizer {d.optimizer!r}; valid: adam, adamw, sgd")
     if d.max_grad_norm > 0:
@@ -102,4 +105,4 @@ def make_agent(cfg: TrainConfig) -> Agent:
         raise ConfigError("--value-norm popart needs per-task heads; it cannot be used with --sharing conditioned")
     if np.prod(task_set.obs_shape) * cfg.dqn.buffer_size * len(task_set) * 2 > 8e9:
         raise ConfigError(f"--buffer-size {cfg.dqn.buffer_size} would need more than 8 GB of replay per seed")
-    return Agent(cfg, derived, task_set, arch, make_optimizer(cfg), strategy)
+    return Agent(cfg, derived, task_set, arch, make_optimizer(cfg, derived), strategy)
