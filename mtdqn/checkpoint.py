@@ -3,17 +3,21 @@
 Layout inside a run directory::
 
     checkpoints/iter_000002000/      orbax StandardCheckpointer tree (TrainState of all seeds)
-    checkpoints/latest.json          {"format_version", "path", "iteration", "chunk", "config", ...}
+    checkpoints/latest.json          {"format_version", "path", "iteration", "chunk", "config", "files", ...}
 
 A new checkpoint is written completely (orbax writes to a temp dir and
 renames), *then* ``latest.json`` is atomically switched to it, *then* older
 ones are removed — a kill at any moment leaves a complete checkpoint.
-Restoring checks the format version and the config it was made with, and says
-exactly what differs.
+``latest.json`` lists every file of the checkpoint with its size and SHA-256,
+so a truncated or garbled file is caught before orbax reads it.  Restoring
+checks the format version and the config it was made with, and says exactly
+what differs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,16 +25,37 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from mtdqn.config import config_from_dict, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, config_from_dict, config_hash, config_to_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, read_json, write_json
 from mtdqn.train.loop import Trainer
 
-__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "checkpoint_meta", "describe_mismatch"]
+__all__ = [
+    "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",
+    "describe_mismatch", "flatten_config", "state_bytes",
+]
 
-FORMAT_VERSION = 1
-_SHAPE_KEYS = ("tasks", "seeds", "num_envs", "network")
-_SHAPE_DQN_KEYS = ("buffer_size", "optimizer")
+FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
+_META_KEYS = ("path", "iteration", "chunk", "config", "files")
+_ITER_DIR = re.compile(r"iter_\d{9}")
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_table(root: Path) -> dict[str, list]:
+    """{relative path: [size, sha256]} of every file under ``root``."""
+    return {
+        p.relative_to(root).as_posix(): [p.stat().st_size, _digest(p)]
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes of a (possibly abstract) state: what one checkpoint of it needs on disk, uncompressed."""
+    return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(state))
 
 
 def save_checkpoint(run_dir: Path, trainer: Trainer, state: Any, chunk: int, extra: dict | None = None) -> Path:
@@ -38,7 +63,10 @@ def save_checkpoint(run_dir: Path, trainer: Trainer, state: Any, chunk: int, ext
     ckpt_dir = (Path(run_dir) / "checkpoints").absolute()
     iteration = chunk * trainer.agent.derived.iters_per_chunk
     path = ckpt_dir / f"iter_{iteration:09d}"
-    if path.exists():
+    if path.exists():  # a leftover of an interrupted run; never the one latest.json points to
+        latest = ckpt_dir / "latest.json"
+        if latest.exists() and read_json(latest).get("path") == path.name:
+            raise ValueError(f"refusing to overwrite the live checkpoint {path}")
         shutil.rmtree(path)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path, state)
@@ -54,50 +82,99 @@ def save_checkpoint(run_dir: Path, trainer: Trainer, state: Any, chunk: int, ext
         "config_hash": config_hash(cfg),
         **provenance(),
         **(extra or {}),
+        "files": _file_table(path),
     }
     write_json(ckpt_dir / "latest.json", meta)
-    for old in ckpt_dir.glob("iter_*"):
+    for old in ckpt_dir.glob("iter_*"):  # older checkpoints and temp dirs of interrupted saves
         if old.name != path.name:
             shutil.rmtree(old, ignore_errors=True)
     return path
 
 
 def checkpoint_meta(run_dir: Path) -> dict:
-    """The metadata of a run's latest checkpoint; a clear error when there is none."""
+    """The metadata of a run's latest checkpoint; a clear error when there is none or it is damaged."""
     meta_path = Path(run_dir) / "checkpoints" / "latest.json"
     if not meta_path.exists():
         raise ConfigError(f"no checkpoint in {run_dir} (missing checkpoints/latest.json)")
-    meta = read_json(meta_path)
+    try:
+        meta = read_json(meta_path)
+    except ConfigError:
+        raise ConfigError(f"checkpoint record {meta_path} is corrupt (not valid JSON)") from None
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise ConfigError(f"{meta_path} is not an mtdqn checkpoint record")
     if meta["format_version"] != FORMAT_VERSION:
         raise ConfigError(
-            f"checkpoint format version {meta['format_version']} in {run_dir}; this mtdqn reads version {FORMAT_VERSION}"
+            f"checkpoint format version {meta['format_version']!r} in {run_dir}; "
+            f"this mtdqn reads version {FORMAT_VERSION}"
         )
+    missing = [k for k in _META_KEYS if k not in meta]
+    if missing:
+        raise ConfigError(f"checkpoint record {meta_path} is corrupt (missing {', '.join(missing)})")
+    if not isinstance(meta["path"], str) or not _ITER_DIR.fullmatch(meta["path"]):
+        raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad path {meta['path']!r})")
+    types = ((meta["chunk"], int), (meta["files"], dict), (meta["config"], dict))
+    if not all(isinstance(value, kind) for value, kind in types):
+        raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad chunk, files or config)")
     return meta
 
 
+def flatten_config(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"dqn": {"lr": x}} -> {"dqn.lr": x}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def describe_mismatch(saved: dict, current: dict) -> list[str]:
-    """Human-readable differences between two config dicts in what shapes the state."""
-    diffs = []
-    for key in _SHAPE_KEYS:
-        if saved.get(key) != current.get(key):
-            diffs.append(f"{key}: checkpoint has {saved.get(key)!r}, config has {current.get(key)!r}")
-    for key in _SHAPE_DQN_KEYS:
-        a, b = saved.get("dqn", {}).get(key), current.get("dqn", {}).get(key)
-        if a != b:
-            diffs.append(f"dqn.{key}: checkpoint has {a!r}, config has {b!r}")
-    return diffs
+    """Differences ``key: checkpoint has X, config has Y`` between two config dicts, nested keys dotted."""
+    a, b = flatten_config(saved), flatten_config(current)
+    names = sorted(set(a) | set(b))
+    return [f"{n}: checkpoint has {a.get(n)!r}, config has {b.get(n)!r}" for n in names if a.get(n) != b.get(n)]
+
+
+def _verify_files(path: Path, files: dict) -> None:
+    if not path.is_dir():
+        raise ConfigError(f"checkpoint {path} is missing (latest.json points to it)")
+    for rel, entry in files.items():
+        if ".." in Path(rel).parts or not (isinstance(entry, list) and len(entry) == 2):
+            raise ConfigError(f"checkpoint record for {path} is corrupt (bad file entry {rel!r})")
+        size, digest = entry
+        f = path / rel
+        if not f.is_file():
+            raise ConfigError(f"checkpoint {path} is incomplete: {rel} is missing")
+        actual = f.stat().st_size
+        if actual != size:
+            raise ConfigError(f"checkpoint {path} is corrupt: {rel} has {actual} bytes, expected {size} (truncated?)")
+        if _digest(f) != digest:
+            raise ConfigError(f"checkpoint {path} is corrupt: {rel} does not match its SHA-256")
+
+
+def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
+    """Check the latest checkpoint without loading it: record, config, file sizes and checksums.
+
+    The whole config must match: nearly every option shapes the state (network,
+    tasks, buffer, optimizer chain, strategy state), and resuming with any other
+    would not continue the same run.  Cheap: call it before compiling anything.
+    """
+    meta = checkpoint_meta(run_dir)
+    try:  # parsed, so options added since the checkpoint was made read as their defaults
+        saved = config_to_dict(config_from_dict(meta["config"]))
+    except (ConfigError, TypeError, AttributeError):
+        raise ConfigError(f"checkpoint record in {run_dir} holds an unreadable config") from None
+    diffs = describe_mismatch(saved, config_to_dict(cfg))
+    if diffs:
+        raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
+    _verify_files((Path(run_dir) / "checkpoints" / meta["path"]).absolute(), meta["files"])
+    return meta
 
 
 def load_checkpoint(run_dir: Path, trainer: Trainer, template: Any) -> tuple[Any, dict]:
     """Restore the latest checkpoint into the structure of ``template`` (a state of the same config)."""
-    meta = checkpoint_meta(run_dir)
-    current = config_to_dict(trainer.agent.cfg)
-    diffs = describe_mismatch(meta.get("config", {}), current)
-    if diffs:
-        raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
-    config_from_dict(meta["config"])  # validates the stored config's keys
+    meta = verify_checkpoint(run_dir, trainer.agent.cfg)
     path = (Path(run_dir) / "checkpoints" / meta["path"]).absolute()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     checkpointer = ocp.StandardCheckpointer()

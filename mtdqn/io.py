@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,7 +19,13 @@ import pandas as pd
 from mtdqn import __version__
 from mtdqn.errors import ConfigError
 
-__all__ = ["atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir"]
+__all__ = [
+    "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
+    "check_free_space", "free_bytes",
+]
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask once: temp files are created 0600, renamed files should not be
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -29,6 +36,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -67,21 +75,59 @@ def provenance() -> dict[str, str]:
     return {"mtdqn_version": __version__, "git_revision": git_revision()}
 
 
-def prepare_out_dir(out: Path, marker: str, force: bool) -> Path:
-    """Create ``out`` if needed; refuse one that already holds ``marker`` unless ``force``.
+def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = ()) -> Path:
+    """Create ``out`` if needed; refuse one that already holds ``marker`` (or any ``owned`` entry) unless ``force``.
 
-    Fails early (before any training) on an unwritable location.
+    With ``force`` the ``owned`` entries (files or folders a previous run left)
+    are removed, so no stale checkpoint, metrics or TensorBoard events mix with
+    the new run; nothing else in ``out`` is touched.  Fails early (before any
+    training) on an unwritable location.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a directory")
-    if (out / marker).exists() and not force:
-        raise ConfigError(f"{out} already holds a run ({marker}); pass --force to overwrite or choose another --out")
+    present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
+    if present and not force:
+        raise ConfigError(
+            f"{out} already holds a run ({', '.join(present[:3])}); pass --force to overwrite or choose another --out"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-probe"
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
+        for name in present:
+            _remove(out / name)
     except OSError as exc:
         raise ConfigError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return out
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the filesystem ``path`` is (or will be) on; None where that cannot be asked."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return None  # under a file: prepare_out_dir reports that
+    try:
+        return shutil.disk_usage(existing).free
+    except OSError:
+        return None
+
+
+def check_free_space(path: Path, need_bytes: int, what: str) -> None:
+    """Fail early (ConfigError) when the filesystem of ``path`` has less than ``need_bytes`` free."""
+    free = free_bytes(path)
+    if free is not None and free < need_bytes:
+        raise ConfigError(
+            f"not enough free disk space in {path} for {what}: need about {need_bytes / 2**20:,.0f} MiB, "
+            f"{free / 2**20:,.0f} MiB free"
+        )

@@ -9,6 +9,7 @@ TensorBoard event files under ``tb/`` and an orbax checkpoint.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -21,11 +22,13 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtdqn.checkpoint import load_checkpoint, save_checkpoint
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint, state_bytes, verify_checkpoint
 from mtdqn.config import TrainConfig, config_hash, config_to_dict
-from mtdqn.errors import TrainingDiverged
+from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import evaluate_params
-from mtdqn.io import prepare_out_dir, provenance, read_json, write_json, write_parquet
+from mtdqn.io import (
+    atomic_write, check_free_space, free_bytes, prepare_out_dir, provenance, read_json, write_json, write_parquet,
+)
 from mtdqn.networks import count_params, torso_features
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
@@ -33,6 +36,12 @@ from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 __all__ = ["RunResult", "train", "metric_rows", "linear_cka"]
 
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
+# What a run writes into its directory; `--force` removes exactly these before a new run.
+RUN_FILES = (
+    "config.json", "metrics.parquet", "metrics.csv", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
+    "summary.json", "eval.json", "tb", "checkpoints",
+)
+_TABLES = ("metrics", "grad_tasks", "grad_pairs")
 
 
 @dataclass
@@ -66,14 +75,61 @@ def metric_rows(trainer: Trainer, chunk_metrics: dict[str, np.ndarray], step: in
     return rows, grad_rows, pair_rows
 
 
-def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int) -> None:
+def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:
+    """Raise before anything of a chunk with a non-finite loss or Q-value is written."""
     bad = ~np.isfinite(m["max_abs_loss"]) | ~np.isfinite(m["q_mean"])
     if bad.any():
         s, i = map(int, np.argwhere(bad)[0])
+        first = step - trainer.agent.derived.iters_per_chunk * trainer.agent.cfg.num_envs
+        kept = f"last good checkpoint kept (step {last_good})" if last_good is not None else "no checkpoint was written"
         raise TrainingDiverged(
-            f"non-finite loss or Q-value by step {step} in task {trainer.agent.task_set.names[i]} "
-            f"(seed {trainer.agent.seeds[s]}); lower --lr or enable --max-grad-norm"
+            f"training diverged: non-finite loss or Q-value in task {trainer.agent.task_set.names[i]} "
+            f"(seed {trainer.agent.seeds[s]}) between env step {first} and {step}; {kept}; "
+            "lower --lr or set --max-grad-norm"
         )
+
+
+def _write_tb(writer: Any, rows: list[dict], pair_rows: list[dict], step: int) -> None:
+    """Scalars of one chunk; NaN (no episode ended in the window) is left out, not written."""
+    scalars = [(f"{kind}/{r['task']}/seed{r['seed']}", r[col]) for r in rows
+               for kind, col in (("return", "episode_return"), ("loss", "loss"))]
+    scalars += [(f"cosine/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r["cosine"]) for r in pair_rows]
+    for tag, value in scalars:
+        if np.isfinite(value):
+            writer.add_scalar(tag, float(value), step)
+
+
+def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
+    """Mean return over seeds per task for the progress bar; tasks without a finished episode are left out."""
+    parts = []
+    for i, name in enumerate(names):
+        finite = episode_return[:, i][np.isfinite(episode_return[:, i])]
+        if finite.size:
+            parts.append(f"{name.split('-')[0]}={finite.mean():.0f}")
+    return " ".join(parts)
+
+
+def _write_tables(out_dir: Path, rows: list, grad_rows: list, pair_rows: list) -> None:
+    write_parquet(out_dir / "metrics.parquet", pd.DataFrame(rows, columns=METRIC_COLUMNS))
+    write_parquet(out_dir / "grad_tasks.parquet", pd.DataFrame(grad_rows))
+    if pair_rows:
+        write_parquet(out_dir / "grad_pairs.parquet", pd.DataFrame(pair_rows))
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts of numpy scalars, so a frame rebuilt from them keeps its dtypes (float32 stays float32)."""
+    columns = [frame[c].to_numpy() for c in frame.columns]
+    return [dict(zip(frame.columns, values)) for values in zip(*columns)]
+
+
+def _rows_until(out_dir: Path, last_step: int) -> tuple[list, list, list]:
+    """The rows a resumed run keeps: those up to its checkpoint; later ones are regenerated."""
+    kept = []
+    for name in _TABLES:
+        path = out_dir / f"{name}.parquet"
+        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
+        kept.append(_records(frame[frame["step"] <= last_step]))
+    return kept[0], kept[1], kept[2]
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -110,34 +166,80 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+def _start(cfg: TrainConfig, trainer: Trainer, out_dir: Path, force: bool, resume: bool,
+           checkpoint_every: int | None, eval_episodes: int | None) -> tuple[int, int, int]:
+    """Check (and for a new run, create) the run directory before compiling.
+
+    Returns the run's options and the bytes one checkpoint takes.
+
+    A resumed run keeps the options it was started with unless given new ones.
+    """
+    stored: dict = {}
+    if resume:
+        if not (out_dir / "config.json").is_file():
+            raise ConfigError(f"{out_dir} is not a run directory (no config.json)")
+        stored = verify_checkpoint(out_dir, cfg).get("options", {})
+    checkpoint_every = stored.get("checkpoint_every", 0) if checkpoint_every is None else checkpoint_every
+    eval_episodes = stored.get("eval_episodes", 10) if eval_episodes is None else eval_episodes
+    if checkpoint_every < 0 or eval_episodes <= 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 and --eval-episodes > 0, "
+                          f"got {checkpoint_every} and {eval_episodes}")
+    ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
+    check_free_space(out_dir, 2 * ckpt_bytes + 2**24, "two checkpoints")  # the old one stays until the new is complete
+    if not resume:
+        prepare_out_dir(out_dir, "config.json", force, owned=RUN_FILES)
+        write_json(out_dir / "config.json", {
+            "config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
+            "seeds": trainer.agent.seeds, "derived": trainer.agent.derived.__dict__,
+            "options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes},
+        })
+    return checkpoint_every, eval_episodes, ckpt_bytes
+
+
+def _ensure_space(out_dir: Path, ckpt_bytes: int) -> None:
+    """Stop cleanly, last checkpoint intact, before a filling disk makes a write fail half-way."""
+    need = ckpt_bytes + 2**23
+    free = free_bytes(out_dir)
+    if free is not None and free < need:
+        message = (f"disk almost full: {free / 2**20:,.0f} MiB free, below the {need / 2**20:,.0f} MiB kept for "
+                   "the next checkpoint; the last checkpoint is intact")
+        raise OSError(errno.ENOSPC, message, str(out_dir))
+
+
 def train(
     cfg: TrainConfig,
     out_dir: Path,
     *,
     force: bool = False,
     progress: bool = True,
-    checkpoint_every: int = 0,
+    checkpoint_every: int | None = None,
     resume: bool = False,
-    eval_episodes: int = 10,
+    eval_episodes: int | None = None,
     extra_summary: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
-    ``checkpoint_every`` is in env steps per task (rounded to whole chunks);
-    the final state is always checkpointed.
+    ``checkpoint_every`` is in env steps per task (rounded to whole chunks; 0
+    or None: only the final state).  ``resume`` continues ``out_dir`` from its
+    latest checkpoint and ends bit-identical to an uninterrupted run; it keeps
+    the run's stored ``checkpoint_every`` / ``eval_episodes`` where these are None.
+    Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
+    last good checkpoint and the metrics before it are on disk.
     """
     agent = make_agent(cfg)  # validates before anything touches the disk
     out_dir = Path(out_dir)
-    if not resume:
-        prepare_out_dir(out_dir, "config.json", force)
-        write_json(out_dir / "config.json", {
-            "config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
-            "seeds": agent.seeds, "derived": agent.derived.__dict__,
-        })
     trainer = make_trainer(agent)
+    checkpoint_every, eval_episodes, ckpt_bytes = _start(
+        cfg, trainer, out_dir, force, resume, checkpoint_every, eval_episodes
+    )
     d = agent.derived
+    steps_per_chunk = d.iters_per_chunk * cfg.num_envs
     t_start = time.perf_counter()
     state = trainer.init(seed_keys(agent.seeds))
+    t0 = time.perf_counter()
+    # Lowered on the fresh state, so a resumed run runs the very same program.
+    compiled = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
+    compile_s = time.perf_counter() - t0
     rows: list = []
     grad_rows: list = []
     pair_rows: list = []
@@ -145,58 +247,48 @@ def train(
     if resume:
         state, meta = load_checkpoint(out_dir, trainer, state)
         first_chunk = meta["chunk"]
-        for name, bucket in (("metrics", rows), ("grad_tasks", grad_rows), ("grad_pairs", pair_rows)):
-            path = out_dir / f"{name}.parquet"
-            if path.exists():
-                frame = pd.read_parquet(path)
-                bucket.extend(frame[frame["step"] <= first_chunk * d.iters_per_chunk * cfg.num_envs].to_dict("records"))
-    t0 = time.perf_counter()
-    compiled = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
-    compile_s = time.perf_counter() - t0
+        rows, grad_rows, pair_rows = _rows_until(out_dir, first_chunk * steps_per_chunk)
+    options = {"options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes}}
+    last_good = first_chunk * steps_per_chunk if resume else None
     from tensorboardX import SummaryWriter  # imported late: it is slow to import
 
-    writer = SummaryWriter(str(out_dir / "tb"))
-    every_chunks = max(1, round(checkpoint_every / (d.iters_per_chunk * cfg.num_envs))) if checkpoint_every else 0
-    steps_per_chunk = d.iters_per_chunk * cfg.num_envs
+    # On resume, TensorBoard drops the events after the checkpoint; they are written again.
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=first_chunk * steps_per_chunk + 1 if resume else None)
+    every_chunks = max(1, round(checkpoint_every / steps_per_chunk)) if checkpoint_every else 0
     t_loop = time.perf_counter()
-    with _progress(progress) as bar:
-        task_id = bar.add_task("train", total=d.env_steps, completed=first_chunk * steps_per_chunk, rate="", returns="")
-        for chunk in range(first_chunk, d.num_chunks):
-            state, m = compiled(state, jnp.int32(chunk * d.iters_per_chunk))
-            m = jax.tree.map(np.asarray, m)
-            step = (chunk + 1) * steps_per_chunk
-            _check_finite(trainer, m, step)
-            r, g, p = metric_rows(trainer, m, step)
-            rows += r
-            grad_rows += g
-            pair_rows += p
-            for row in r:
-                tag = f"{row['task']}/seed{row['seed']}"
-                writer.add_scalar(f"return/{tag}", row["episode_return"], step)
-                writer.add_scalar(f"loss/{tag}", row["loss"], step)
-            for row in p:
-                writer.add_scalar(f"cosine/{row['task_a']}|{row['task_b']}/seed{row['seed']}", row["cosine"], step)
-            frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-            write_parquet(out_dir / "metrics.parquet", frame)
-            write_parquet(out_dir / "grad_tasks.parquet", pd.DataFrame(grad_rows))
-            if pair_rows:
-                write_parquet(out_dir / "grad_pairs.parquet", pd.DataFrame(pair_rows))
-            if every_chunks and (chunk + 1) % every_chunks == 0 and chunk + 1 < d.num_chunks:
-                save_checkpoint(out_dir, trainer, state, chunk + 1)
-            elapsed = time.perf_counter() - t_loop
-            done_steps = (chunk + 1 - first_chunk) * steps_per_chunk
-            means = np.nanmean(m["episode_return"], axis=0) if np.isfinite(m["episode_return"]).any() else None
-            shown = " ".join(f"{n.split('-')[0]}={v:.0f}" for n, v in zip(agent.task_set.names, means)) if means is not None else ""
-            rate = done_steps * agent.num_tasks * cfg.seeds / max(elapsed, 1e-9)
-            bar.update(task_id, completed=step, rate=f"{rate:,.0f} env-steps/s", returns=shown)
-    jax.block_until_ready(state)
+    try:
+        with _progress(progress) as bar:
+            task_id = bar.add_task("train", total=d.env_steps, completed=first_chunk * steps_per_chunk,
+                                   rate="", returns="")
+            for chunk in range(first_chunk, d.num_chunks):
+                state, m = compiled(state, jnp.int32(chunk * d.iters_per_chunk))
+                m = jax.tree.map(np.asarray, m)
+                step = (chunk + 1) * steps_per_chunk
+                _check_finite(trainer, m, step, last_good)
+                _ensure_space(out_dir, ckpt_bytes)
+                r, g, p = metric_rows(trainer, m, step)
+                rows += r
+                grad_rows += g
+                pair_rows += p
+                _write_tb(writer, r, p, step)
+                _write_tables(out_dir, rows, grad_rows, pair_rows)
+                if every_chunks and (chunk + 1) % every_chunks == 0 and chunk + 1 < d.num_chunks:
+                    save_checkpoint(out_dir, trainer, state, chunk + 1, options)
+                    last_good = step
+                rate = (chunk + 1 - first_chunk) * steps_per_chunk * agent.num_tasks * cfg.seeds
+                rate /= max(time.perf_counter() - t_loop, 1e-9)
+                bar.update(task_id, completed=step, rate=f"{rate:,.0f} env-steps/s",
+                           returns=_returns_text(agent.task_set.names, m["episode_return"]))
+        jax.block_until_ready(state)
+    finally:
+        writer.close()
     loop_s = time.perf_counter() - t_loop
-    writer.close()
-    save_checkpoint(out_dir, trainer, state, d.num_chunks)
+    if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
+        save_checkpoint(out_dir, trainer, state, d.num_chunks, options)
     frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    frame.to_csv(out_dir / "metrics.csv.tmp", index=False)
-    Path(out_dir / "metrics.csv.tmp").replace(out_dir / "metrics.csv")
-    summary = _summarize(trainer, state, out_dir, compile_s, loop_s, first_chunk, eval_episodes, time.perf_counter() - t_start)
+    atomic_write(out_dir / "metrics.csv", lambda path: frame.to_csv(path, index=False))
+    wall_s = time.perf_counter() - t_start
+    summary = _summarize(trainer, state, out_dir, compile_s, loop_s, first_chunk, eval_episodes, wall_s)
     summary.update(extra_summary or {})
     cka = _cka_rows(trainer, state)
     if cka:

@@ -1,0 +1,208 @@
+"""Bad inputs through the CLI: one ``error:`` line, a non-zero exit, no traceback, nothing half-written.
+
+Most cases call ``mtdqn.cli.main`` in-process (fast: every one fails in
+validation, before anything is compiled); a few run the real command in a
+subprocess to check what a user's terminal shows.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+from test_checkpoint import fake_run
+
+from mtdqn.cli import main
+from mtdqn.io import prepare_out_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (id, argv after `mtdqn train`, a piece of the expected message)
+TRAIN_CASES = [
+    ("unknown-task", ["--tasks", "CartPol-v1"], "did you mean 'CartPole-v1'"),
+    ("task-option-not-a-number", ["--tasks", "CartPole-v1:reward_scale=abc"], "must be a number"),
+    ("task-option-unknown", ["--tasks", "CartPole-v1:foo=1"], "bad task option 'foo=1'"),
+    ("task-option-negative", ["--tasks", "CartPole-v1:reward_scale=-1"], "must be finite and > 0"),
+    ("task-listed-twice", ["--tasks", "CartPole-v1", "CartPole-v1"], "listed twice"),
+    ("no-tasks", ["--tasks"], "at least one task"),
+    ("vector-and-image", ["--tasks", "CartPole-v1", "Breakout-MinAtar"], "cannot mix vector tasks"),
+    ("zero-steps", ["--steps", "0"], "--steps must be > 0"),
+    ("negative-steps", ["--steps", "-5"], "--steps must be > 0"),
+    ("zero-seeds", ["--seeds", "0"], "--seeds must be > 0"),
+    ("zero-envs", ["--num-envs", "0"], "--num-envs must be > 0"),
+    ("zero-lr", ["--lr", "0"], "--lr must be a finite number > 0"),
+    ("negative-lr", ["--lr", "-1"], "--lr must be a finite number > 0"),
+    ("nan-lr", ["--lr", "nan"], "--lr must be a finite number > 0"),
+    ("inf-lr", ["--lr", "inf"], "--lr must be a finite number > 0"),
+    ("gamma-one", ["--gamma", "1.0"], "--gamma must be in [0, 1)"),
+    ("weights-count", ["--task-weights", "1", "2", "3"], "3 values for 2 tasks"),
+    ("weights-negative", ["--task-weights", "1", "-1"], "must be finite, >= 0"),
+    ("sharing-unknown", ["--sharing", "bogus"], "unknown --sharing 'bogus'"),
+    ("sharing-partial-range", ["--sharing", "partial:7"], "partial:K needs 0 <= K"),
+    ("sharing-partial-not-int", ["--sharing", "partial:x"], "needs an integer K"),
+    ("strategy-unknown", ["--strategy", "nope"], "unknown strategy 'nope'"),
+    ("strategy-args", ["--strategy-args", "foo=1"], "unknown option 'foo=1'"),
+    ("batch-over-buffer", ["--batch-size", "1000", "--buffer-size", "100"], "exceeds --buffer-size"),
+    ("eps-out-of-range", ["--eps-start", "2"], "--eps-start must be in [0, 1]"),
+    ("hidden-zero", ["--hidden", "0"], "--hidden must be positive"),
+    ("checkpoint-every-negative", ["--checkpoint-every", "-1"], "--checkpoint-every >= 0"),
+    ("eval-episodes-zero", ["--eval-episodes", "0"], "--eval-episodes must be > 0"),
+    ("steps-not-a-number", ["--steps", "abc"], "Error parsing --steps"),
+    ("optimizer-unknown", ["--optimizer", "rmsprop"], "Expected one of ('adam', 'adamw', 'sgd')"),
+    ("unknown-flag", ["--bogus-flag", "1"], "Unrecognized options: --bogus-flag"),
+]
+
+
+def _one_error_line(capsys, argv: list[str], code: int = 2) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in TRAIN_CASES], ids=[c[0] for c in TRAIN_CASES])
+def test_bad_train_input(tmp_path, capsys, argv, expected):
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["train", *argv, "--out", str(out), "--progress", "False"])
+    assert expected in line
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    """A finished-looking run, a run without checkpoint, a corrupt one and a folder that is no run."""
+    root = tmp_path_factory.mktemp("dirs")
+    fake_run(root / "run")
+    (root / "no_ckpt").mkdir()
+    (root / "no_ckpt" / "config.json").write_text((root / "run" / "config.json").read_text())
+    fake_run(root / "corrupt")
+    latest = root / "corrupt" / "checkpoints" / "latest.json"
+    latest.write_text(latest.read_text()[:40])
+    (root / "not_a_run").mkdir()
+    (root / "not_a_run" / "notes.txt").write_text("mine")
+    (root / "bad.toml").write_text('name = "x"\n[grid\nfoo = ')
+    return root
+
+
+DIR_CASES = [
+    ("evaluate-missing-dir", ["evaluate", "{root}/missing"], "is not a run directory"),
+    ("evaluate-not-a-run", ["evaluate", "{root}/not_a_run"], "is not a run directory"),
+    ("evaluate-corrupt-checkpoint", ["evaluate", "{root}/corrupt"], "is corrupt (not valid JSON)"),
+    ("evaluate-no-checkpoint", ["evaluate", "{root}/no_ckpt"], "no checkpoint in"),
+    ("evaluate-zero-episodes", ["evaluate", "{root}/run", "--episodes", "0"], "--episodes must be > 0"),
+    ("resume-no-checkpoint", ["train", "--resume", "{root}/no_ckpt"], "no checkpoint in"),
+    ("resume-corrupt-checkpoint", ["train", "--resume", "{root}/corrupt"], "is corrupt"),
+    ("resume-not-a-run", ["train", "--resume", "{root}/not_a_run"], "is not a run directory"),
+    ("resume-with-new-options", ["train", "--resume", "{root}/run", "--steps", "10", "--lr", "0.1"],
+     "drop --steps, --lr"),
+    ("existing-run-without-force", ["train", "--out", "{root}/run"], "already holds a run (config.json"),
+    ("out-is-a-file", ["train", "--out", "{root}/not_a_run/notes.txt"], "exists and is not a directory"),
+    ("out-under-a-file", ["train", "--out", "/dev/null/run"], "cannot write to output directory"),
+    ("study-bad-toml", ["study", "{root}/bad.toml", "--out", "{root}/study"], "invalid TOML"),
+    ("no-command", [], "Missing subcommand"),
+    ("unknown-command", ["fly"], "Unrecognized options: fly"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in DIR_CASES], ids=[c[0] for c in DIR_CASES])
+def test_bad_paths_change_nothing(dirs, capsys, argv, expected):
+    before = _snapshot(dirs)
+    extra = ["--progress", "False"] if argv[:1] == ["train"] else []
+    line = _one_error_line(capsys, [a.format(root=dirs) for a in argv] + extra)
+    assert expected in line
+    assert _snapshot(dirs) == before
+
+
+def test_full_disk_fails_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    import mtdqn.io
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(mtdqn.io.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**16, 2**16))
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["train", "--out", str(out), "--progress", "False"])
+    assert "not enough free disk space" in line and "two checkpoints" in line
+    assert not out.exists()
+
+
+def test_write_failure_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
+    import mtdqn.train.run
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "metrics.parquet"))
+
+    monkeypatch.setattr(mtdqn.train.run, "train", full)
+    line = _one_error_line(capsys, ["train", "--out", str(tmp_path / "out"), "--progress", "False"], code=1)
+    assert "No space left on device" in line and "metrics.parquet" in line
+
+
+def test_filling_disk_stops_before_a_write_fails(tmp_path, monkeypatch):
+    import mtdqn.train.run
+
+    monkeypatch.setattr(mtdqn.train.run, "free_bytes", lambda path: 2**20)
+    with pytest.raises(OSError, match="disk almost full: 1 MiB free") as exc:
+        mtdqn.train.run._ensure_space(tmp_path, 2**20)
+    assert exc.value.errno == errno.ENOSPC
+    monkeypatch.setattr(mtdqn.train.run, "free_bytes", lambda path: 2**30)
+    mtdqn.train.run._ensure_space(tmp_path, 2**20)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions; /dev/null/run covers this")
+def test_unwritable_parent(tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        line = _one_error_line(capsys, ["train", "--out", str(parent / "run"), "--progress", "False"])
+        assert "cannot write to output directory" in line
+        assert not (parent / "run").exists()
+    finally:
+        parent.chmod(0o700)
+
+
+def test_force_replaces_only_what_a_run_owns(tmp_path):
+    (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
+    for name in ("config.json", "summary.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(Exception, match="already holds a run"):
+        prepare_out_dir(tmp_path, "config.json", False, owned=("summary.json", "checkpoints"))
+    stray = tmp_path / "stray"
+    (stray).mkdir()
+    (stray / "summary.json").write_text("{}")  # leftovers of a run without its config.json still count
+    with pytest.raises(Exception, match=r"already holds a run \(summary.json\)"):
+        prepare_out_dir(stray, "config.json", False, owned=("summary.json",))
+    prepare_out_dir(tmp_path, "config.json", True, owned=("summary.json", "checkpoints"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "stray"]
+
+
+def test_real_terminal_shows_one_line(tmp_path):
+    """The installed command, in subprocesses run side by side: stderr is exactly one error line."""
+    fake_run(tmp_path / "run")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cases = [
+        (["train", "--tasks", "CartPol-v1", "--out", str(tmp_path / "a")], "did you mean"),
+        (["train", "--steps", "abc"], "Error parsing --steps"),
+        (["evaluate", str(tmp_path / "missing")], "is not a run directory"),
+        (["train", "--out", str(tmp_path / "run")], "already holds a run"),
+    ]
+    procs = [subprocess.Popen([sys.executable, "-m", "mtdqn.cli", *argv], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv, _ in cases]
+    for proc, (argv, expected) in zip(procs, cases):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (argv, err)
+        assert "Traceback" not in err
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (argv, err)
+    assert not (tmp_path / "a").exists()

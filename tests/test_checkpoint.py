@@ -1,0 +1,223 @@
+"""Checkpoints: exact round trip of every leaf, version and config checks, damage detection.
+
+Nothing here compiles a training program: states are built from the abstract
+shape of ``trainer.init`` and filled with random bits (NaN payloads, -0.0,
+denormals included), so a lossy dtype conversion anywhere would show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtdqn.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint, verify_checkpoint
+from mtdqn.cli import main
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_hash, config_to_dict
+from mtdqn.errors import ConfigError
+from mtdqn.io import write_json
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
+
+VECTOR = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, log_every=200, num_envs=4, seeds=2,
+    network=NetworkConfig(hidden=(32,), adapter_width=16),
+    dqn=DQNConfig(buffer_size=64, learning_starts=100, batch_size=16),
+)
+IMAGE = TrainConfig(
+    tasks=("Breakout-MinAtar", "Asterix-MinAtar"), steps=1200, log_every=200, num_envs=2, seeds=2,
+    network=NetworkConfig(conv_channels=(4, 4), conv_dense=16, adapter_channels=4),
+    dqn=DQNConfig(buffer_size=32, learning_starts=100, batch_size=8),
+)
+
+
+def random_bits(abstract, seed: int = 0):
+    """Arrays shaped like ``abstract`` whose bytes are random: every bit pattern of every dtype."""
+    rng = np.random.default_rng(seed)
+
+    def fill(s):
+        if s.dtype == np.bool_:
+            return jnp.asarray(rng.integers(0, 2, s.shape).astype(bool))
+        raw = rng.integers(0, 256, (*s.shape, s.dtype.itemsize), dtype=np.uint8)
+        return jnp.asarray(raw.view(s.dtype).reshape(s.shape))
+
+    return jax.tree.map(fill, abstract)
+
+
+def fake_run(run_dir: Path, cfg: TrainConfig = VECTOR, chunk: int = 1, seed: int = 0):
+    """A run directory with config.json and one checkpoint of random state; no training, no compile."""
+    trainer = make_trainer(make_agent(cfg))
+    abstract = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
+    state = random_bits(abstract, seed)
+    write_json(Path(run_dir) / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
+    save_checkpoint(run_dir, trainer, state, chunk, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+    return trainer, abstract, state
+
+
+def _bits(x) -> np.ndarray:
+    x = np.asarray(x)
+    return x.view(np.uint8) if x.dtype != np.bool_ else x
+
+
+@pytest.mark.parametrize("cfg", [VECTOR, IMAGE], ids=["vector", "image"])
+def test_every_leaf_round_trips_bit_exact(tmp_path, cfg):
+    trainer, abstract, state = fake_run(tmp_path, cfg)
+    restored, meta = load_checkpoint(tmp_path, trainer, abstract)
+    assert meta["chunk"] == 1
+    saved, treedef = jax.tree_util.tree_flatten_with_path(state)
+    loaded, treedef2 = jax.tree_util.tree_flatten_with_path(restored)
+    assert treedef == treedef2  # gymnax env-state dataclasses, replay, optimizer state: same structure
+    dtypes = set()
+    for (path, a), (_, b) in zip(saved, loaded):
+        where = jax.tree_util.keystr(path)
+        assert (a.shape, a.dtype) == (b.shape, b.dtype), where
+        np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=where)
+        dtypes.add(str(a.dtype))
+    assert {"float32", "int32", "uint32", "bool"} <= dtypes  # keys are uint32, terminals bool
+    if cfg is IMAGE:
+        assert "uint8" in dtypes  # MinAtar observations in replay
+
+
+def test_checkpoint_carries_version_config_and_checksums(tmp_path):
+    fake_run(tmp_path)
+    meta = json.loads((tmp_path / "checkpoints" / "latest.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["config"] == config_to_dict(VECTOR) and meta["config_hash"] == config_hash(VECTOR)
+    files = meta["files"]
+    assert files and all(len(entry) == 2 and len(entry[1]) == 64 for entry in files.values())
+    assert (tmp_path / "checkpoints" / meta["path"] / next(iter(files))).is_file()
+
+
+def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path):
+    trainer, _, state = fake_run(tmp_path, chunk=1)
+    ckpt = tmp_path / "checkpoints"
+    stale = ckpt / "iter_000000100.orbax-checkpoint-tmp-1"  # what a kill during an orbax save leaves
+    stale.mkdir()
+    (stale / "junk").write_bytes(b"x")
+    verify_checkpoint(tmp_path, VECTOR)  # the leftover does not disturb the live checkpoint
+    save_checkpoint(tmp_path, trainer, state, 2)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["iter_000000100", "latest.json"]
+    with pytest.raises(ValueError, match="live checkpoint"):
+        save_checkpoint(tmp_path, trainer, state, 2)
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("good")
+    fake_run(run)
+    return run
+
+
+@pytest.mark.parametrize("other, expected", [
+    (replace(VECTOR, network=NetworkConfig(hidden=(64,), adapter_width=16)),
+     "network.hidden: checkpoint has [64], config has [32]"),
+    (replace(VECTOR, tasks=("CartPole-v1", "MountainCar-v0")),
+     "tasks: checkpoint has ['CartPole-v1', 'MountainCar-v0'], config has ['CartPole-v1', 'Acrobot-v1']"),
+    (replace(VECTOR, seeds=3), "seeds: checkpoint has 3, config has 2"),
+], ids=["architecture", "task-set", "seeds"])
+def test_foreign_checkpoint_says_what_differs(tmp_path, good_run, capsys, other, expected):
+    foreign = tmp_path / "foreign"
+    fake_run(foreign, other)
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    shutil.rmtree(run / "checkpoints")
+    shutil.copytree(foreign / "checkpoints", run / "checkpoints")
+    line = _cli_error(capsys, ["evaluate", str(run)])
+    assert "different setup" in line and expected in line
+    line = _cli_error(capsys, ["train", "--resume", str(run), "--progress", "False"])
+    assert expected in line
+
+
+def _data_file(run: Path) -> Path:
+    meta = json.loads((run / "checkpoints" / "latest.json").read_text())
+    return max((run / "checkpoints" / meta["path"]).rglob("d/*"), key=lambda p: p.stat().st_size)
+
+
+def _truncate(run: Path) -> None:
+    f = _data_file(run)
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _garble(run: Path) -> None:
+    f = _data_file(run)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+
+
+def _delete_file(run: Path) -> None:
+    meta = json.loads((run / "checkpoints" / "latest.json").read_text())
+    (run / "checkpoints" / meta["path"] / "_METADATA").unlink()
+
+
+def _delete_dir(run: Path) -> None:
+    meta = json.loads((run / "checkpoints" / "latest.json").read_text())
+    shutil.rmtree(run / "checkpoints" / meta["path"])
+
+
+def _edit_latest(change):
+    def edit(run: Path) -> None:
+        path = run / "checkpoints" / "latest.json"
+        path.write_text(change(path.read_text()))
+    return edit
+
+
+DAMAGE = {
+    "truncated-data": (_truncate, "truncated"),
+    "garbled-data": (_garble, "does not match its SHA-256"),
+    "missing-file": (_delete_file, "_METADATA is missing"),
+    "missing-checkpoint-dir": (_delete_dir, "is missing"),
+    "latest-not-json": (_edit_latest(lambda t: t[: len(t) // 2]), "not valid JSON"),
+    "latest-empty": (_edit_latest(lambda t: ""), "not valid JSON"),
+    "latest-not-a-record": (_edit_latest(lambda t: "[1, 2]"), "not an mtdqn checkpoint record"),
+    "latest-missing-keys": (_edit_latest(lambda t: json.dumps({"format_version": FORMAT_VERSION})), "missing path"),
+    "latest-path-escapes": (_edit_latest(lambda t: t.replace('"iter_', '"../iter_')), "bad path"),
+    "format-version": (_edit_latest(lambda t: t.replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 1')),
+                       f"format version 1 in .*reads version {FORMAT_VERSION}"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_checkpoint_is_one_clear_line(tmp_path, good_run, capsys, damage):
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    change, expected = DAMAGE[damage]
+    change(run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for argv in (["evaluate", str(run)], ["train", "--resume", str(run), "--progress", "False"]):
+        line = _cli_error(capsys, argv)
+        assert re.search(expected, line), line
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written, nothing removed
+    with pytest.raises(ConfigError):
+        verify_checkpoint(run, VECTOR)
+
+
+def test_stateful_strategies_round_trip(tmp_path):
+    """Every registered strategy whose state has arrays (loss histories, learned weights) checkpoints exactly."""
+    from mtdqn.strategies import REGISTRY, make_strategy
+
+    stateful = [name for name in sorted(REGISTRY) if jax.tree.leaves(make_strategy(name, "", (1.0, 1.0)).init(2))]
+    for name in stateful:
+        cfg = replace(VECTOR, strategy=name)
+        trainer, abstract, state = fake_run(tmp_path / name, cfg)
+        restored, _ = load_checkpoint(tmp_path / name, trainer, abstract)
+        for a, b in zip(jax.tree.leaves(state.strategy_state), jax.tree.leaves(restored.strategy_state)):
+            np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=name)

@@ -1,0 +1,148 @@
+"""Resume after a real ``kill -9`` ends bit-identical to an uninterrupted run; divergence stops cleanly.
+
+Both tests drive the ``mtdqn`` command in subprocesses, as a user would; the
+compiled programs come from the persistent cache that ``conftest.py`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
+from mtdqn.train.run import load_run_config
+
+ROOT = Path(__file__).resolve().parent.parent
+# 12 chunks of 200 env steps per task, a checkpoint after each: the kill lands mid-run.
+TINY = [
+    "--tasks", "CartPole-v1", "Acrobot-v1", "--steps", "2400", "--log-every", "200", "--num-envs", "4",
+    "--buffer-size", "500", "--learning-starts", "400", "--batch-size", "32", "--hidden", "32",
+    "--adapter-width", "16", "--target-update-every", "20", "--checkpoint-every", "200", "--seeds", "2",
+]
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise",
+        "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+    }
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mtdqn.cli", *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def _latest_chunk(run: Path) -> int:
+    try:
+        return json.loads((run / "checkpoints" / "latest.json").read_text())["chunk"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return -1
+
+
+def _final_state(run: Path):
+    """The whole TrainState of a run's latest checkpoint, read back with orbax (no compile)."""
+    cfg = load_run_config(run)
+    trainer = make_trainer(make_agent(cfg))
+    template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
+    state, meta = load_checkpoint(run, trainer, template)
+    return state, meta
+
+
+def _tb_scalars(tb_dir: Path) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in the TFRecord event files under ``tb_dir``."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = []
+    for path in sorted(tb_dir.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos: pos + 8])
+            event = Event.FromString(data[pos + 12: pos + 12 + length])
+            pos += 12 + length + 4
+            out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_is_bit_identical(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    common = [*TINY, "--progress", "False", "--eval-episodes", "2"]
+    uninterrupted = _start("train", *common, "--out", str(whole))
+    victim = _start("train", *common, "--out", str(killed))
+    deadline = time.monotonic() + 90
+    while _latest_chunk(killed) < 2 and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if victim.poll() is not None:
+        pytest.fail(f"the run ended (rc {victim.returncode}) before its second checkpoint could be killed: "
+                    f"{victim.communicate()[1][-2000:]}")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+    at_kill = _latest_chunk(killed)
+    assert 2 <= at_kill < 12, at_kill
+    assert not (killed / "summary.json").exists()
+
+    rc, err = _finish(_start("train", "--resume", str(killed), "--progress", "False"))
+    assert rc == 0, err
+    rc, err = _finish(uninterrupted)
+    assert rc == 0, err
+    assert err.strip() == ""  # no NaN warnings from TensorBoard or the progress line
+
+    a, meta_a = _final_state(whole)
+    b, meta_b = _final_state(killed)
+    assert meta_a["chunk"] == meta_b["chunk"] == 12
+    leaves_a, leaves_b = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
+    assert len(leaves_a) == len(leaves_b)
+    for (path, x), (_, y) in zip(leaves_a, leaves_b):  # params, target, optimizer, replay, env, keys, counters
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+    for name in ("metrics.parquet", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(whole / name), pd.read_parquet(killed / name), check_exact=True)
+    assert (whole / "metrics.csv").read_text() == (killed / "metrics.csv").read_text()
+    sa, sb = (json.loads((run / "summary.json").read_text()) for run in (whole, killed))
+    timing = {"wall_time_s", "compile_s", "env_steps_per_s"}
+    assert {k: v for k, v in sa.items() if k not in timing} == {k: v for k, v in sb.items() if k not in timing}
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["iter_000000600", "latest.json"]
+    scalars = _tb_scalars(whole / "tb")
+    assert scalars and all(np.isfinite(v) for _, _, v in scalars)
+
+
+@pytest.mark.slow
+def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    rc, err = _finish(_start("train", *TINY, "--lr", "1e6", "--optimizer", "sgd", "--progress", "False",
+                             "--out", str(run)))
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 3, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    # learning starts after 400 env steps per task: the first update chunk (400-600) blows up
+    assert lines[0].startswith("error: training diverged: non-finite loss or Q-value in task ")
+    assert "between env step 400 and 600" in lines[0] and "last good checkpoint kept (step 400)" in lines[0]
+    meta = verify_checkpoint(run, load_run_config(run))
+    assert meta["chunk"] == 2
+    state, _ = _final_state(run)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    assert metrics["step"].max() == 400 and np.isfinite(metrics[["loss", "q_mean"]].to_numpy()).all()
+    scalars = _tb_scalars(run / "tb")
+    assert scalars and max(step for _, step, _ in scalars) == 400
+    assert all(np.isfinite(v) for _, _, v in scalars)
+    assert not (run / "summary.json").exists()
