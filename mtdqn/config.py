@@ -154,6 +154,8 @@ def validate(cfg: TrainConfig) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if cfg.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {cfg.seed}")
     for name, widths in (("hidden", cfg.network.hidden), ("conv_channels", cfg.network.conv_channels)):
         if not widths or any(w <= 0 for w in widths):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive widths, got {widths}")
