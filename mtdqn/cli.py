@@ -2,8 +2,9 @@
 
 The CLI only parses and calls the library.  Every user error — ours
 (:class:`ConfigError`) or a parse error from tyro — is printed as one line
-``error: ...`` on stderr with exit status 2; nothing is half-written because
-the library writes atomically.
+``error: ...`` on stderr with exit status 2; a run that diverges (non-finite
+loss or Q-value) exits 3 and a failed write (disk full) exits 1, each with one
+line too.  Nothing is half-written because the library writes atomically.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Train:
     checkpoint_every: int = 0
     """Also checkpoint every this many env steps per task (0: only at the end)."""
     resume: Path | None = None
-    """Continue the run in this directory from its latest checkpoint (other options are ignored)."""
+    """Continue the run in this directory from its latest checkpoint, with the config it was started with
+    (training options are refused; --checkpoint-every/--eval-episodes default to the run's own)."""
     eval_episodes: int = 10
     """Greedy episodes per task and seed evaluated at the end."""
     progress: bool = True
@@ -64,6 +66,32 @@ class Tasks:
 @dataclass(frozen=True)
 class Strategies:
     """List the multi-task gradient strategies with their options and papers."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """Run a study (variants x seeds; each variant one cell, its seeds vmapped), then write its report."""
+
+    study: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|STUDY.toml")]]
+    """A built-in preset (quick, classic, minatar) or a study file (.toml)."""
+    seeds: int | None = None
+    """Override the study's number of seeds."""
+    steps: int | None = None
+    """Override the study's env steps per task."""
+    out: Path | None = None
+    """Study directory (default: runs/study-<name>); re-running skips finished cells."""
+    ray_address: str | None = None
+    """Run cells as Ray tasks: local (a private instance), auto (a running cluster) or HOST:PORT."""
+    progress: bool = True
+    """Show a line per cell (and a progress bar per cell with the local backend)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Rebuild a study's report from its stored results (STUDY/report/report.html, report.md, results.md)."""
+
+    study_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="STUDY_DIR")]]
+    """Study directory (holds study.json and cells/)."""
 
 
 def _run_tasks(_: Tasks) -> None:
@@ -99,7 +127,11 @@ def _run_train(cmd: Train) -> None:
     from mtdqn.train.agent import make_agent
     from mtdqn.train.run import load_run_config, train
 
-    if cmd.resume is not None:
+    resume = cmd.resume is not None
+    if resume:
+        _check_resume_options(cmd)
+        if not (cmd.resume / "config.json").is_file():
+            raise ConfigError(f"{cmd.resume} is not a run directory (no config.json)")
         cfg = load_run_config(cmd.resume)
         out = cmd.resume
     else:
@@ -113,17 +145,36 @@ def _run_train(cmd: Train) -> None:
     total, shared = count_params(agent.arch, jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
     print(f"mtdqn: {len(cfg.tasks)} tasks, sharing={cfg.network.sharing}, strategy={agent.derived.strategy}, "
           f"seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
-    result = train(cfg, out, force=cmd.force, progress=cmd.progress, checkpoint_every=cmd.checkpoint_every,
-                   resume=cmd.resume is not None, eval_episodes=cmd.eval_episodes)
+    default = Train()  # on resume, options left at their defaults keep the run's own
+    result = train(
+        cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
+        checkpoint_every=None if resume and cmd.checkpoint_every == default.checkpoint_every else cmd.checkpoint_every,
+        eval_episodes=None if resume and cmd.eval_episodes == default.eval_episodes else cmd.eval_episodes,
+    )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
     print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 
 
+def _check_resume_options(cmd: Train) -> None:
+    """--resume continues a run with its own config: options that would change it are an error, not ignored."""
+    from mtdqn.checkpoint import flatten_config
+    from mtdqn.config import config_to_dict
+
+    given, default = flatten_config(config_to_dict(cmd.cfg)), flatten_config(config_to_dict(TrainConfig()))
+    flags = [f"--{key.rsplit('.', 1)[-1].replace('_', '-')}" for key in given if given[key] != default[key]]
+    flags += [flag for flag, value in (("--out", cmd.out), ("--force", cmd.force)) if value]
+    if flags:
+        raise ConfigError(
+            f"--resume continues {cmd.resume} with the config it was started with; drop {', '.join(flags)} "
+            "(or start a new run with --out)"
+        )
+
+
 def _run_evaluate(cmd: Evaluate) -> None:
     import numpy as np
 
-    from mtdqn.checkpoint import load_checkpoint
+    from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
     from mtdqn.evaluate import evaluate_params
     from mtdqn.io import write_json
     from mtdqn.train.agent import make_agent
@@ -135,7 +186,9 @@ def _run_evaluate(cmd: Evaluate) -> None:
     if not (cmd.run / "config.json").exists():
         raise ConfigError(f"{cmd.run} is not a run directory (no config.json)")
     cfg = load_run_config(cmd.run)
-    trainer = make_trainer(make_agent(cfg))
+    agent = make_agent(cfg)
+    verify_checkpoint(cmd.run, cfg)  # before compiling: a missing, foreign or damaged checkpoint fails fast
+    trainer = make_trainer(agent)
     import jax
 
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
@@ -155,11 +208,28 @@ def _run_evaluate(cmd: Evaluate) -> None:
     print(f"written: {cmd.run / 'eval.json'}")
 
 
+def _run_study(cmd: Study) -> None:
+    from mtdqn.studies import resolve_spec, run_study
+
+    spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps})
+    result = run_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", ray_address=cmd.ray_address,
+                       progress=cmd.progress)
+    print(f"report: {result.report}")
+
+
+def _run_report(cmd: Report) -> None:
+    from mtdqn.studies import build
+
+    print(f"report: {build(cmd.study_dir)}")
+
+
 COMMANDS: dict[str, tuple[type, Callable]] = {
     "tasks": (Tasks, _run_tasks),
     "strategies": (Strategies, _run_strategies),
     "train": (Train, _run_train),
     "evaluate": (Evaluate, _run_evaluate),
+    "study": (Study, _run_study),
+    "report": (Report, _run_report),
 }
 
 _LIST_FLAGS = ("--tasks", "--task-weights")
@@ -179,12 +249,22 @@ def _split_commas(argv: list[str]) -> list[str]:
 
 
 def _one_line(tyro_stderr: str) -> str:
-    """Condense tyro's boxed parse error into one line."""
+    """Condense tyro's boxed parse error (unicode or ASCII box) into one line: title and first section."""
     lines = [re.sub(r"^[\s│╭╰─╮╯]+|[\s│╭╰─╮╯]+$", "", ln) for ln in tyro_stderr.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("For full helptext") and not set(ln) <= set("─ ")]
-    title = lines[0] if lines else "invalid arguments"
-    detail = lines[1] if len(lines) > 1 else ""
-    return f"{title}: {detail}".strip(": ") if detail and detail not in title else title
+    lines = [re.sub(r"^-+$", "", ln) for ln in lines]  # an ASCII separator (no terminal): a section break
+    title, detail = "", []
+    for ln in lines:
+        if not title:
+            title = ln
+        elif ln:
+            detail.append(ln)
+        elif detail:
+            break  # a separator or blank line ends the first section
+    title = title or "invalid arguments"
+    text = " ".join(detail)
+    if text.startswith(title):
+        return text
+    return f"{title}: {text}" if text and text not in title else title
 
 
 def _parse(argv: list[str]) -> object:
@@ -206,15 +286,19 @@ def _parse(argv: list[str]) -> object:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: parse, dispatch, turn user errors into one line and exit 2."""
+    """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cmd = _parse(sys.argv[1:] if argv is None else argv)
     handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
     try:
         handler(cmd)
     except (ConfigError, TrainingDiverged) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         raise SystemExit(2 if isinstance(exc, ConfigError) else 3) from None
+    except OSError as exc:  # disk full or a folder that became unwritable mid-run
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -1,0 +1,263 @@
+"""Run a study: one cell per variant (all its seeds vmapped in one program), then the report.
+
+Layout written (read by :func:`mtdqn.analysis.build_report`)::
+
+    STUDY/study.json             name, tasks, variants, reference, seeds, steps (+ the full spec)
+    STUDY/cells/<variant>/       a run directory of :func:`mtdqn.train.run.train`; its summary.json
+                                 also holds variant, thresholds, and status ok|failed with the error
+    STUDY/report/                written last, from the stored cells only
+
+A cell is the pure function :func:`run_cell` of its :class:`CellConfig`; the
+local and Ray backends only map it over the cells still to do.  Re-running a
+study skips cells whose summary says ``ok`` (after checking they were made
+with the same config), resumes a killed cell from its checkpoint when it has
+one, and redoes failed or half-written cells.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from rich.console import Console
+
+from mtdqn.config import TrainConfig, config_hash, config_to_dict
+from mtdqn.errors import ConfigError
+from mtdqn.io import provenance, write_json
+from mtdqn.studies.spec import StudySpec, variant_config
+
+__all__ = ["CellConfig", "StudyResult", "cell_configs", "cell_status", "run_cell", "run_study", "build"]
+
+CellStatus = Literal["done", "resume", "fresh"]
+OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything a cell's results depend on (and nothing about where or how it runs)."""
+
+    variant: str
+    config: TrainConfig
+    thresholds: dict[str, float]
+    eval_episodes: int = 10
+    checkpoint_every: int = 0
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    out_dir: Path
+    summaries: dict[str, dict[str, Any]]
+    """Variant -> its cell's summary.json (also for cells skipped as already finished)."""
+    report: Path | None
+    """report.html, or None when the report was not built."""
+
+
+def cell_configs(spec: StudySpec) -> list[CellConfig]:
+    """One cell per variant, in the spec's order (reference first)."""
+    return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), spec.eval_episodes, spec.checkpoint_every)
+            for v in spec.variants]
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when missing or half-written (a killed cell)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _config_diff(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: stored {a!r}, now {b!r}")
+    return diffs
+
+
+def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
+    """done (finished ok with this config), resume (killed after a checkpoint) or fresh.
+
+    A finished cell made with a *different* config is a ConfigError: mixing
+    the two in one report would compare runs that are not comparable.
+    """
+    cell_dir = Path(cell_dir)
+    summary = _read(cell_dir / "summary.json")
+    run_cfg = _read(cell_dir / "config.json") or {}
+    if summary is not None and summary.get("status") == "ok":
+        same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
+                and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant)
+        if same:
+            return "done"
+        diffs = _config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))
+        for key in ("thresholds", "eval_episodes", "variant"):
+            if summary.get(key) != getattr(cell, key):
+                diffs.append(f"{key}: stored {summary.get(key)!r}, now {getattr(cell, key)!r}")
+        raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
+                          "choose another --out, or delete that cell folder to redo it")
+    if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
+        return "resume"
+    return "fresh"
+
+
+def _failed(cell: CellConfig, exc: BaseException) -> dict[str, Any]:
+    text = str(exc).strip().splitlines()
+    return {
+        "variant": cell.variant, "status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}",
+        "tasks": list(cell.config.tasks), "seeds": [cell.config.seed + i for i in range(cell.config.seeds)],
+        "thresholds": cell.thresholds, "eval_episodes": cell.eval_episodes, "config_hash": cell.config_hash,
+    }
+
+
+def write_failed(cell: CellConfig, cell_dir: Path, exc: BaseException) -> dict[str, Any]:
+    """Record a failed cell so the study (and its report) can go on without it."""
+    summary = _failed(cell, exc)
+    write_json(Path(cell_dir) / "summary.json", summary)
+    return summary
+
+
+def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """Train one cell into ``cell_dir`` and return its summary; never raises for a failed run.
+
+    The numbers depend only on ``cell`` (seeds are part of its config), so any
+    backend that calls this gets identical results.  A divergence or any other
+    error becomes a ``status: failed`` summary, so one bad variant does not
+    cost the rest of the study.
+    """
+    from mtdqn.train.run import train  # JAX: imported where the work happens (e.g. a Ray worker)
+
+    cell_dir = Path(cell_dir)
+    status = cell_status(cell, cell_dir)
+    if status == "done":
+        return _read(cell_dir / "summary.json") or {}
+    kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
+                  extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
+    try:
+        if status == "resume":
+            try:
+                return train(cell.config, cell_dir, resume=True, **kwargs).summary
+            except ConfigError:
+                pass  # unreadable checkpoint: start over below
+        if cell_dir.exists():
+            shutil.rmtree(cell_dir)  # not a finished result: a failed or half-written attempt
+        return train(cell.config, cell_dir, force=True, **kwargs).summary
+    except Exception as exc:  # the study goes on; the report lists the failure
+        return write_failed(cell, cell_dir, exc)
+
+
+def _describe(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return ""
+    if summary.get("status") != "ok":
+        return f"[red]failed[/red]: {summary.get('error')}"
+    import numpy as np
+
+    evals = " · ".join(f"{t} {np.mean(v):.1f} ± {np.std(v):.1f}" for t, v in summary.get("final_eval", {}).items())
+    return f"[green]ok[/green] · greedy return (mean ± std over seeds) {evals}"
+
+
+def progress_printer(console: Console, total: int) -> OnEvent:
+    """One line per cell event: started, skipped, finished (with its returns) or failed."""
+    started: dict[str, float] = {}
+    done = [0]
+
+    def on_event(event: str, cell: CellConfig, summary: dict[str, Any] | None) -> None:
+        label = f"[bold]{cell.variant}[/bold] ({cell.config.seeds} seeds, sharing={cell.config.network.sharing})"
+        if event in ("start", "submit"):
+            started[cell.variant] = time.perf_counter()
+            if event == "start":
+                console.print(f"cell {done[0] + 1}/{total} {label}: running")
+            else:
+                console.print(f"{label}: submitted to Ray")
+            return
+        done[0] += 1
+        if event == "skip":
+            console.print(f"cell {done[0]}/{total} {label}: already finished, skipped")
+        else:
+            took = time.perf_counter() - started.get(cell.variant, time.perf_counter())
+            console.print(f"cell {done[0]}/{total} {label}: {_describe(summary)} ({took:.0f} s)", soft_wrap=True)
+
+    return on_event
+
+
+def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: bool) -> None:
+    """Sequential, in this process: the default backend."""
+    for cell, cell_dir in todo:
+        on_event("start", cell, None)
+        on_event("done", cell, run_cell(cell, cell_dir, progress=progress))
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "study.json").exists():
+        raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")
+
+
+def study_record(spec: StudySpec) -> dict[str, Any]:
+    """study.json: the keys the analysis reads, plus the full spec and provenance."""
+    return {
+        "name": spec.name, "tasks": list(spec.tasks), "variants": list(spec.variants), "reference": spec.reference,
+        "seeds": spec.seed_list, "steps": spec.steps, "thresholds": spec.thresholds, "options": spec.options,
+        "variant_options": spec.variants, "eval_episodes": spec.eval_episodes, "source": spec.source,
+        **provenance(),
+    }
+
+
+def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None, num_cpus: int | None = None,
+              progress: bool = True, console: Console | None = None, report: bool = True) -> StudyResult:
+    """Run every unfinished cell of ``spec`` into ``out_dir``, then build the report.
+
+    Everything that can be wrong with the input (the spec, a conflicting
+    finished cell, an unreachable Ray address) is raised as a ConfigError
+    before anything is written.
+    """
+    out_dir = Path(out_dir)
+    console = console or Console(quiet=not progress)
+    _check_out_dir(out_dir)
+    cells = [(cell, out_dir / "cells" / cell.variant) for cell in cell_configs(spec)]
+    statuses = {cell.variant: cell_status(cell, d) for cell, d in cells}
+    todo = [(c, d) for c, d in cells if statuses[c.variant] != "done"]
+    on_event = progress_printer(console, len(cells))
+    if ray_address is not None and todo:
+        from mtdqn.studies.ray_backend import RayBackend
+
+        backend: Any = RayBackend(ray_address, num_cpus=num_cpus)
+    else:
+        backend = nullcontext()
+    with backend:  # connect first: an unreachable cluster must fail before anything is written
+        write_json(out_dir / "study.json", study_record(spec))
+        console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
+                      f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
+        for cell, _ in cells:
+            if statuses[cell.variant] == "done":
+                on_event("skip", cell, None)
+        if ray_address is not None and todo:
+            backend.run(todo, on_event)
+        else:
+            run_local(todo, on_event, progress)
+    summaries = {cell.variant: _read(d / "summary.json") or {} for cell, d in cells}
+    return StudyResult(out_dir, summaries, build(out_dir) if report else None)
+
+
+def build(out_dir: Path) -> Path:
+    """Build the report of a stored study; malformed results become one-line ConfigErrors."""
+    from mtdqn.analysis import build_report
+
+    try:
+        return Path(build_report(Path(out_dir))) / "report.html"
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0] if str(exc) else "report failed") from None

@@ -1,0 +1,284 @@
+"""What a study is: tasks, budget, seeds and named variants of the train options.
+
+A study file is TOML with the same schema as the built-in presets::
+
+    name = "my-study"                  # default: the file's stem
+    tasks = ["CartPole-v1", "Acrobot-v1"]
+    steps = 100_000                    # env steps per task
+    seeds = 3                          # vmapped inside each cell
+    [options]                          # train options shared by every variant
+    lr = 1e-3
+    [variants.shared]                  # a variant: any set of flat train options
+    sharing = "shared"
+    [thresholds]                       # return a task counts as "solved" at (report)
+    "CartPole-v1" = 400
+
+Option names are the field names of ``TrainConfig``, ``NetworkConfig`` and
+``DQNConfig`` (no section prefix: ``lr``, ``sharing``, ``batch_size``).  Every
+variant is validated by building its config and agent *before* anything is
+written, and every error is one line naming the file and the key, so a typo
+costs a second, not a cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, validate
+from mtdqn.errors import ConfigError
+
+__all__ = ["StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "build_spec", "load_spec", "apply_options", "variant_config"]
+
+REFERENCE = "independent"
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "CartPole-v1": 400.0,
+    "Acrobot-v1": -120.0,
+    "MountainCar-v0": -150.0,
+    "Breakout-MinAtar": 10.0,
+    "Asterix-MinAtar": 5.0,
+    "Freeway-MinAtar": 20.0,
+    "SpaceInvaders-MinAtar": 30.0,
+}
+# Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
+_STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
+_TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference",
+             "eval_episodes", "checkpoint_every", "thresholds", "options", "variants")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _option_table() -> dict[str, tuple[str, Any]]:
+    """Flat option name -> (config section, resolved type hint)."""
+    table: dict[str, tuple[str, Any]] = {}
+    for section, cls in (("", TrainConfig), ("network", NetworkConfig), ("dqn", DQNConfig)):
+        for name, hint in typing.get_type_hints(cls).items():
+            if name not in ("network", "dqn", *_STUDY_LEVEL):
+                assert name not in table, f"option {name} is ambiguous across config sections"
+                table[name] = (section, hint)
+    return table
+
+
+OPTIONS = _option_table()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study: every variant here builds a valid agent."""
+
+    name: str
+    tasks: tuple[str, ...]
+    steps: int
+    seeds: int
+    variants: dict[str, dict[str, Any]]
+    """Variant name -> its train options (reference first, then in file order)."""
+    seed: int = 0
+    reference: str = REFERENCE
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """One per task: the return that counts as reaching the task (steps-to-threshold in the report)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Train options shared by every variant (a variant's own options win)."""
+    eval_episodes: int = 10
+    checkpoint_every: int = 0
+    """Env steps per task between cell checkpoints, so a killed cell resumes (0: only the final one)."""
+    source: str = "<study>"
+    """Where the spec came from, for error messages (a file path or 'preset NAME')."""
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0])}" + (f" ({len(args)} values)" if args[-1] is not Ellipsis else "")
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Check a TOML value against a config field's type; raises TypeError with the expected type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    ok: Any = dataclasses.MISSING
+    if hint is bool and isinstance(value, bool):
+        ok = value
+    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
+        ok = value
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        ok = float(value)
+    elif hint is str and isinstance(value, str):
+        ok = value
+    elif origin is Literal and value in args:
+        ok = value
+    elif origin in (Union, types.UnionType):
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                pass
+    elif origin is tuple and isinstance(value, (list, tuple)):
+        item_hints = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        if len(item_hints) == len(value):
+            ok = tuple(_coerce(v, h) for v, h in zip(value, item_hints))
+    if ok is dataclasses.MISSING:
+        raise TypeError(f"expected {_type_name(hint)}, got {value!r}")
+    return ok
+
+
+def _checked_options(raw: Any, source: str, where: str) -> dict[str, Any]:
+    """Type-check one table of flat train options."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where}: expected a table of train options, got {raw!r}")
+    out = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name in _STUDY_LEVEL:
+            raise ConfigError(f"{source}: {where}.{key}: {name} is set once for the whole study (top level), "
+                              "not per variant")
+        if name not in OPTIONS:
+            raise ConfigError(f"{source}: {where}.{key}: unknown option; valid: {', '.join(OPTIONS)}")
+        try:
+            out[name] = _coerce(value, OPTIONS[name][1])
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {where}.{key}: {exc}") from None
+    return out
+
+
+def apply_options(base: TrainConfig, options: dict[str, Any]) -> TrainConfig:
+    """A new config with flat options mapped onto their sections (never mutates ``base``)."""
+    parts: dict[str, dict[str, Any]] = {"": {}, "network": {}, "dqn": {}}
+    for name, value in options.items():
+        parts[OPTIONS[name][0]][name] = value
+    return dataclasses.replace(base, **parts[""], network=dataclasses.replace(base.network, **parts["network"]),
+                               dqn=dataclasses.replace(base.dqn, **parts["dqn"]))
+
+
+def variant_config(spec: StudySpec, variant: str) -> TrainConfig:
+    """The full TrainConfig of one variant (one cell: all seeds of it)."""
+    base = TrainConfig(tasks=spec.tasks, steps=spec.steps, seeds=spec.seeds, seed=spec.seed)
+    return apply_options(base, {**spec.options, **spec.variants[variant]})
+
+
+def _agent_error(cfg: TrainConfig) -> str | None:
+    """Why ``cfg`` cannot train, or None: the same checks `train` runs, without compiling."""
+    from mtdqn.train.agent import make_agent  # imports JAX: only when validating
+
+    try:
+        validate(cfg)
+        make_agent(cfg)
+    except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def _check_buildable(base: TrainConfig, options: dict[str, Any], source: str, where: str) -> None:
+    """Raise a ConfigError naming the option whose removal makes the config valid (the culprit)."""
+    error = _agent_error(apply_options(base, options))
+    if error is None:
+        return
+    fixes = [k for k in options if _agent_error(apply_options(base, {o: v for o, v in options.items() if o != k})) is None]
+    # Several keys can each fix it (batch_size vs buffer_size): name the one the message names first.
+    position = {k: error.find(f"--{k.replace('_', '-')}") for k in fixes}
+    culprit = min(fixes, key=lambda k: (position[k] < 0, position[k])) if fixes else None
+    raise ConfigError(f"{source}: {where}{'.' + culprit if culprit else ''}: {error}")
+
+
+def _int(raw: dict, key: str, default: Any, source: str, minimum: int) -> int:
+    value = raw.get(key, default)
+    if value is None or isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum > 0 else "an integer >= 0"
+        extra = "; empty grid: a study needs at least one seed" if key == "seeds" and value == 0 else ""
+        raise ConfigError(f"{source}: {key}: expected {what}, got {value!r}{extra}")
+    return value
+
+
+def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: thresholds: expected a table task = return, got {raw!r}")
+    for task, value in raw.items():
+        if task not in tasks:
+            raise ConfigError(f"{source}: thresholds.{task}: not one of the study's tasks {list(tasks)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: thresholds.{task}: expected a number, got {value!r}")
+    out = {}
+    for task in tasks:
+        default = DEFAULT_THRESHOLDS.get(task.partition(":")[0])
+        if task not in raw and default is None:
+            raise ConfigError(f"{source}: thresholds.{task}: no default threshold for this task; set one "
+                              "under [thresholds]")
+        out[task] = float(raw.get(task, default))
+    return out
+
+
+def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec:
+    """Validate a parsed study table (from TOML or a preset) into a StudySpec."""
+    unknown = [k for k in raw if k not in _TOP_KEYS]
+    if unknown:
+        raise ConfigError(f"{source}: {unknown[0]}: unknown key; valid: {', '.join(_TOP_KEYS)}")
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise ConfigError(f"{source}: name: expected letters, digits, '_.+-' (it names folders), got {name!r}")
+    tasks = raw.get("tasks")
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise ConfigError(f"{source}: tasks: expected a list of task names (see `mtdqn tasks`), got {tasks!r}")
+    if not tasks:
+        raise ConfigError(f"{source}: tasks: empty grid: a study needs at least one task")
+    steps = _int(raw, "steps", None, source, 1)
+    seeds = _int(raw, "seeds", None, source, 1)
+    seed = _int(raw, "seed", 0, source, 0)
+    eval_episodes = _int(raw, "eval_episodes", 10, source, 1)
+    checkpoint_every = _int(raw, "checkpoint_every", 0, source, 0)
+    include = raw.get("include_reference", True)
+    if not isinstance(include, bool):
+        raise ConfigError(f"{source}: include_reference: expected true or false, got {include!r}")
+    options = _checked_options(raw.get("options", {}), source, "options")
+    defined = raw.get("variants", {})
+    if not isinstance(defined, dict):
+        raise ConfigError(f"{source}: variants: expected tables [variants.NAME], got {defined!r}")
+    if not defined:
+        raise ConfigError(f"{source}: variants: empty grid: define at least one [variants.NAME] table")
+    variants: dict[str, dict[str, Any]] = {}
+    if include and REFERENCE not in defined:
+        variants[REFERENCE] = {"sharing": "independent"}
+    for vname, vraw in defined.items():
+        if not _SAFE_NAME.match(vname):
+            raise ConfigError(f"{source}: variants.{vname}: a variant name names a folder; use letters, digits, "
+                              "'_.+-'")
+        variants[vname] = _checked_options(vraw, source, f"variants.{vname}")
+    reference = raw.get("reference", REFERENCE if include else next(iter(variants)))
+    if reference not in variants:
+        raise ConfigError(f"{source}: reference: {reference!r} is not one of the variants {list(variants)}")
+    base = TrainConfig(tasks=tuple(tasks), steps=steps, seeds=seeds, seed=seed)
+    base_error = _agent_error(base)
+    if base_error:
+        raise ConfigError(f"{source}: tasks: {base_error}")
+    thresholds = _thresholds(raw.get("thresholds", {}), tuple(tasks), source)
+    _check_buildable(base, options, source, "options")
+    for vname, vopts in variants.items():
+        _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
+    return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
+                     reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
+                     checkpoint_every=checkpoint_every, source=source)
+
+
+def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read a study TOML file; ``overrides`` (e.g. from --seeds/--steps) replace top-level keys."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such study file (built-in presets: quick, classic, minatar)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {str(exc).splitlines()[0]}") from None
+    return build_spec({**raw, **(overrides or {})}, str(path), path.stem)

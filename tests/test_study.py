@@ -1,0 +1,216 @@
+"""The study runner end to end on a tiny study: layout, report, re-runs, failures, Ray, bad input.
+
+One tiny study (2 tasks, independent vs shared, 2 seeds, 3000 steps per
+task) is trained once per session through the local backend; the other tests
+copy it (``copytree`` keeps mtimes) and check what a re-run touches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtdqn.cli import main
+from mtdqn.errors import ConfigError, TrainingDiverged
+from mtdqn.studies import cell_configs, cell_status, load_spec, resolve_spec, run_study
+
+TINY = """
+name = "tiny"
+tasks = ["CartPole-v1", "Acrobot-v1"]
+steps = 3000
+seeds = 2
+eval_episodes = 3
+
+[options]
+learning_starts = 500
+buffer_size = 1000
+batch_size = 32
+log_every = 1000
+hidden = [32, 32]
+
+[variants.shared]
+sharing = "shared"
+"""
+
+
+def _spec_file(tmp: Path, text: str = TINY, name: str = "tiny.toml") -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("local")
+    out = tmp / "study"
+    result = run_study(load_spec(_spec_file(tmp)), out, progress=False)
+    assert result.report == out / "report" / "report.html"
+    return out
+
+
+@pytest.fixture()
+def study_copy(local_study: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "study"
+    shutil.copytree(local_study, out)  # copy2: mtimes preserved
+    return out
+
+
+def test_layout_and_report(local_study: Path) -> None:
+    study = json.loads((local_study / "study.json").read_text())
+    assert study["variants"] == ["independent", "shared"] and study["reference"] == "independent"
+    assert study["seeds"] == [0, 1] and study["steps"] == 3000 and study["tasks"] == ["CartPole-v1", "Acrobot-v1"]
+    for variant in study["variants"]:
+        cell = local_study / "cells" / variant
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["error"] is None and summary["variant"] == variant
+        assert summary["thresholds"] == {"CartPole-v1": 400.0, "Acrobot-v1": -120.0}
+        assert all(len(v) == 2 for v in summary["final_eval"].values())
+        assert (cell / "metrics.parquet").exists() and (cell / "config.json").exists()
+    assert json.loads((local_study / "cells/shared/summary.json").read_text())["params_shared"] > 0
+    for name in ("report.html", "report.md", "results.md"):
+        assert (local_study / "report" / name).stat().st_size > 0
+    assert any((local_study / "report" / "data").glob("*.parquet"))
+
+
+def test_cell_status(study_copy: Path) -> None:
+    spec = load_spec(_spec_file(study_copy.parent))
+    independent, shared = cell_configs(spec)
+    cells = study_copy / "cells"
+    assert cell_status(independent, cells / "independent") == "done"
+    (cells / "shared" / "summary.json").unlink()  # killed after its final checkpoint
+    assert cell_status(shared, cells / "shared") == "resume"
+    shutil.rmtree(cells / "shared" / "checkpoints")  # killed before any checkpoint
+    assert cell_status(shared, cells / "shared") == "fresh"
+    other = load_spec(_spec_file(study_copy.parent, TINY.replace("steps = 3000", "steps = 4000"), "other.toml"))
+    with pytest.raises(ConfigError, match=r"cells/independent: holds a finished cell .*steps: stored 3000, now 4000"):
+        cell_status(cell_configs(other)[0], cells / "independent")
+
+
+def test_rerun_finishes_only_what_was_missing(study_copy: Path, local_study: Path) -> None:
+    before = _mtimes(study_copy / "cells" / "independent")
+    (study_copy / "cells" / "shared" / "summary.json").unlink()  # the study was killed during this cell
+    result = run_study(load_spec(_spec_file(study_copy.parent)), study_copy, progress=False, report=False)
+    assert _mtimes(study_copy / "cells" / "independent") == before
+    original = json.loads((local_study / "cells/shared/summary.json").read_text())
+    assert result.summaries["shared"]["status"] == "ok"
+    assert result.summaries["shared"]["final_eval"] == original["final_eval"]  # resumed from its checkpoint
+    pd.testing.assert_frame_equal(pd.read_parquet(study_copy / "cells/shared/metrics.parquet"),
+                                  pd.read_parquet(local_study / "cells/shared/metrics.parquet"))
+
+
+def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtdqn.train.run
+
+    def diverge(*args: object, **kwargs: object) -> None:
+        raise TrainingDiverged("training diverged: non-finite loss in task Acrobot-v1")
+
+    monkeypatch.setattr(mtdqn.train.run, "train", diverge)
+    shutil.rmtree(study_copy / "cells" / "shared")
+    result = run_study(load_spec(_spec_file(study_copy.parent)), study_copy, progress=False)
+    summary = json.loads((study_copy / "cells/shared/summary.json").read_text())
+    assert summary["status"] == "failed" and summary["variant"] == "shared"
+    assert summary["error"].startswith("TrainingDiverged: training diverged")
+    assert result.summaries["independent"]["status"] == "ok"
+    assert "TrainingDiverged" in (study_copy / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_ray_backend_matches_local(local_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # Ray must not leave an auth token (or anything) in the home folder
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    out = tmp_path / "ray-study"
+    result = run_study(load_spec(_spec_file(tmp_path)), out, ray_address="local", num_cpus=2, progress=False,
+                       report=False)
+    for variant in ("independent", "shared"):
+        local = json.loads((local_study / "cells" / variant / "summary.json").read_text())
+        assert result.summaries[variant]["status"] == "ok"
+        assert result.summaries[variant]["final_eval"] == local["final_eval"]
+        assert result.summaries[variant]["config_hash"] == local["config_hash"]
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "cells" / variant / "metrics.parquet"),
+                                      pd.read_parquet(local_study / "cells" / variant / "metrics.parquet"))
+    assert not (home / ".ray").exists()
+    assert "RAY_AUTH_TOKEN" not in os.environ
+
+
+def test_unreachable_ray_address_writes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=r"--ray-address 127\.0\.0\.1:1: cannot reach"):
+        run_study(load_spec(_spec_file(tmp_path)), out, ray_address="127.0.0.1:1", progress=False)
+    assert not out.exists()
+
+
+BAD = {
+    "bad-toml": (TINY.replace("[variants.shared]", "[variants.shared"), "invalid TOML"),
+    "unknown-key": ("budget = 3\n" + TINY, ": budget: unknown key"),
+    "unknown-option": (TINY + "lrr = 0.1\n", ": variants.shared.lrr: unknown option"),
+    "invalid-option": (TINY + "lr = -1.0\n", ": variants.shared.lr: --lr must be a finite number > 0"),
+    "wrong-type": (TINY + 'lr = "fast"\n', ": variants.shared.lr: expected float, got 'fast'"),
+    "bad-sharing": (TINY.replace('sharing = "shared"', 'sharing = "partial:9"'), ": variants.shared.sharing: "),
+    "shared-option": (TINY.replace("batch_size = 32", "batch_size = 5000"), ": options.batch_size: "),
+    "empty-grid": (TINY.split("[variants.shared]")[0], ": variants: empty grid"),
+    "no-seeds": (TINY.replace("seeds = 2", "seeds = 0"), ": seeds: expected a positive integer, got 0"),
+    "no-tasks": (TINY.replace('tasks = ["CartPole-v1", "Acrobot-v1"]', "tasks = []"), ": tasks: empty grid"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_study_file_is_one_line_and_leaves_results_untouched(
+    case: str, study_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, expected = BAD[case]
+    path = _spec_file(tmp_path, text, "bad.toml")
+    before = _mtimes(study_copy)
+    with pytest.raises(SystemExit) as exc:
+        main(["study", str(path), "--out", str(study_copy)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}") and "\n" not in err and expected in err, err
+    assert _mtimes(study_copy) == before
+
+
+def test_changed_study_refuses_to_mix_results(study_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _mtimes(study_copy)
+    path = _spec_file(study_copy.parent, TINY, "tiny.toml")
+    with pytest.raises(SystemExit) as exc:
+        main(["study", str(path), "--steps", "4000", "--out", str(study_copy)])
+    assert exc.value.code == 2
+    assert "holds a finished cell made with a different setup" in capsys.readouterr().err
+    assert _mtimes(study_copy) == before
+
+
+def test_report_command(study_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.rmtree(study_copy / "report")
+    main(["report", str(study_copy)])
+    assert capsys.readouterr().out.strip() == f"report: {study_copy / 'report' / 'report.html'}"
+    assert (study_copy / "report" / "report.html").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path / "nothing")])
+    assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_presets() -> None:
+    from mtdqn.strategies import REGISTRY
+
+    quick = resolve_spec("quick")
+    assert list(quick.variants) == ["independent", "shared"] and quick.seeds == 2
+    classic = resolve_spec("classic", {"seeds": 10})
+    assert classic.seeds == 10 and classic.tasks == ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+    assert ("shared+unit-norm" in classic.variants) == ("unit-norm" in REGISTRY)
+    assert {"independent", "shared", "partial-1", "conditioned"} <= set(classic.variants)
+    assert resolve_spec("minatar").tasks[0] == "Breakout-MinAtar"
+    with pytest.raises(ConfigError, match="preset classic: seeds"):
+        resolve_spec("classic", {"seeds": 0})
