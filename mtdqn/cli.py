@@ -98,12 +98,26 @@ def _run_tasks(_: Tasks) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mtdqn.tasks import list_tasks
+    from mtdqn.tasks import list_tasks, parse_task
+    from mtdqn.tasks.gymnasium_env import GYM_EXAMPLES
 
     table = Table("task", "backend", "kind", "observation shape", "actions", "max steps")
     for t in list_tasks():
         table.add_row(t.name, "gymnax (jax)", t.kind, str(t.obs_shape), str(t.num_actions), str(t.max_episode_steps))
-    Console(width=120).print(table)
+    unavailable = []
+    for env_id in GYM_EXAMPLES:  # examples: any Gymnasium id with Discrete actions works as gym:<ID>
+        try:
+            t = parse_task(f"gym:{env_id}")
+        except ConfigError as exc:
+            unavailable.append(str(exc))
+            continue
+        table.add_row(t.spec, "gymnasium (host)", t.kind, str(t.obs_shape), str(t.num_actions),
+                      str(t.max_episode_steps or "-"))
+    table.caption = "gym:<ID>: any Gymnasium id with Discrete actions and Box observations (stepped on the host)"
+    console = Console(width=120)
+    console.print(table)
+    for line in unavailable:
+        console.print(f"  not available here: {line}", markup=False)
 
 
 def _run_strategies(_: Strategies) -> None:
@@ -188,7 +202,12 @@ def _run_evaluate(cmd: Evaluate) -> None:
     cfg = load_run_config(cmd.run)
     agent = make_agent(cfg)
     verify_checkpoint(cmd.run, cfg)  # before compiling: a missing, foreign or damaged checkpoint fails fast
-    trainer = make_trainer(agent)
+    if agent.task_set.backend == "gymnasium":
+        from mtdqn.train.host_loop import make_host_trainer
+
+        trainer = make_host_trainer(agent)
+    else:
+        trainer = make_trainer(agent)
     import jax
 
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))

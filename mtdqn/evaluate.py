@@ -5,6 +5,10 @@ counts only its first episode, so the result is exactly ``episodes`` returns
 per task and seed.  The rollout reuses the training code's ``act`` and
 ``step_envs``; with ``eps=1`` it measures the uniform-random policy that
 normalized scores are relative to.
+
+Gymnasium (``gym:``) tasks run the same policy on the host
+(:func:`host_rollout_returns`): the same jitted ``act``, environments stepped in
+Python, and the same (seeds, tasks, episodes) result.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent
 from mtdqn.train.step import act
 
-__all__ = ["rollout_returns", "evaluate_params"]
+__all__ = ["rollout_returns", "host_rollout_returns", "evaluate_params"]
+
+HOST_MAX_STEPS = 100_000  # cap on an evaluation episode of a Gymnasium env that sets no time limit
 
 
 def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, eps: float) -> jax.Array:
@@ -48,8 +54,39 @@ def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps
     return jax.vmap(lambda p, k: rollout_returns(agent, p, k, episodes, eps))(params, keys)
 
 
+@partial(jax.jit, static_argnums=0)
+def _act_all(agent: Agent, params: Any, obs: jax.Array, keys: jax.Array, t: jax.Array, eps: jax.Array) -> jax.Array:
+    """Actions (seeds, tasks, envs) of every seed's policy at rollout step ``t``."""
+    return jax.vmap(lambda p, o, k: act(agent, p, o, jax.random.fold_in(k, t), eps))(params, obs, keys)
+
+
+def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: float) -> np.ndarray:
+    """Unscaled first-episode returns (seeds, tasks, episodes) of Gymnasium tasks, one key per seed."""
+    from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
+
+    k_reset, k_run = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    envs = HostEnvs(agent.task_set, episodes, [env_seeds(k, agent.num_tasks) for k in k_reset])
+    try:
+        obs = envs.reset()
+        returns = np.zeros(obs.shape[:3], np.float64)
+        alive = np.ones(obs.shape[:3], bool)
+        for t in range(HOST_MAX_STEPS):  # time limits end episodes themselves
+            if not alive.any():
+                break
+            actions = np.asarray(_act_all(agent, params, obs, k_run, jnp.int32(t), jnp.float32(eps)))
+            out = envs.step(actions)
+            returns += np.where(alive, out.reward, 0.0)
+            alive &= ~out.done
+            obs = out.obs
+    finally:
+        envs.close()
+    return returns.astype(np.float32)
+
+
 def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0) -> np.ndarray:
     """Returns (seeds, tasks, episodes) for vmapped ``params``; keys derive from ``seed``."""
     n_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
+    if agent.task_set.backend == "gymnasium":
+        return host_rollout_returns(agent, params, keys, episodes, eps)
     return np.asarray(_evaluate_all(agent, params, keys, episodes, eps))

@@ -1,10 +1,13 @@
 """Task specs, the registry of JAX-native tasks, and how a task set is laid out.
 
 A task spec is a name with optional options, ``CartPole-v1:reward_scale=100``,
-usable everywhere a task name is.  All tasks of one agent are padded to a
-common observation shape and action count (:class:`TaskSet`): vector
-observations are zero-padded to the widest one, image observations to the
-most channels; Q heads are padded to the most actions and masked.
+usable everywhere a task name is.  ``gym:<ID>[:options]`` names any Gymnasium
+environment instead (backend "gymnasium", stepped on the host: see
+:mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.
+All tasks of one agent are padded to a common observation shape and action
+count (:class:`TaskSet`): vector observations are zero-padded to the widest
+one, image observations to the most channels; Q heads are padded to the most
+actions and masked.
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ class Task:
     kind: str
     obs_shape: tuple[int, ...]
     num_actions: int
-    max_episode_steps: int
+    max_episode_steps: int  # 0: the env sets no time limit (some Gymnasium envs)
     reward_scale: float = 1.0
+    backend: str = "gymnax"  # "gymnax": stepped in compiled code; "gymnasium": on the host
 
     def make(self) -> tuple[Any, Any]:
-        """(gymnax env, env params)."""
+        """(gymnax env, env params); gymnasium tasks are made by :class:`~mtdqn.tasks.gymnasium_env.HostEnvs`."""
+        if self.backend != "gymnax":
+            raise ConfigError(f"task {self.spec!r} steps on the host and cannot run inside compiled code")
         return gymnax.make(self.name)
 
 
@@ -61,8 +67,9 @@ def _suggest(name: str) -> str:
 def parse_task(spec: str) -> Task:
     """Parse ``NAME[:key=value,...]`` into a :class:`Task`; one-line error on anything else."""
     spec = spec.strip()
-    name, _, opts = spec.partition(":")
-    if name not in TASKS:
+    backend = "gymnasium" if spec.startswith("gym:") else "gymnax"
+    name, _, opts = spec.removeprefix("gym:").partition(":")
+    if backend == "gymnax" and name not in TASKS:
         raise ConfigError(_suggest(name))
     options: dict[str, float] = {}
     for item in filter(None, (o.strip() for o in opts.split(","))):
@@ -78,6 +85,11 @@ def parse_task(spec: str) -> Task:
         if not np.isfinite(value) or value <= 0:
             raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
         options[key] = value
+    if backend == "gymnasium":
+        from mtdqn.tasks.gymnasium_env import gym_task_info  # imported late: gymnasium and ale-py are slow
+
+        kind, shape, actions, max_steps = gym_task_info(name)
+        return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend)
     env, params = gymnax.make(name)
     return Task(
         spec=spec,
@@ -98,6 +110,7 @@ class TaskSet:
     kind: str
     obs_shape: tuple[int, ...]
     num_actions: int
+    backend: str = "gymnax"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -116,6 +129,11 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
     tasks = tuple(parse_task(s) for s in specs)
     if len({t.spec for t in tasks}) != len(tasks):
         raise ConfigError(f"a task is listed twice in {list(specs)}")
+    if len({t.backend for t in tasks}) > 1:
+        raise ConfigError(
+            "cannot mix gym: tasks with gymnax tasks in one agent: the compiled loop cannot step host "
+            "(Gymnasium) envs; use gym: for all tasks (e.g. gym:CartPole-v1) or for none"
+        )
     kinds = {t.kind for t in tasks}
     if len(kinds) > 1:
         raise ConfigError(
@@ -130,7 +148,8 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
         if len(spatial) > 1:
             raise ConfigError(f"image tasks must share their spatial size, got {sorted(spatial)}")
         obs_shape = (*spatial.pop(), max(t.obs_shape[-1] for t in tasks))
-    return TaskSet(tasks=tasks, kind=kind, obs_shape=obs_shape, num_actions=max(t.num_actions for t in tasks))
+    return TaskSet(tasks=tasks, kind=kind, obs_shape=obs_shape, num_actions=max(t.num_actions for t in tasks),
+                   backend=tasks[0].backend)
 
 
 def list_tasks() -> list[Task]:

@@ -227,6 +227,11 @@ def train(
     last good checkpoint and the metrics before it are on disk.
     """
     agent = make_agent(cfg)  # validates before anything touches the disk
+    if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
+        from mtdqn.train.host_loop import train_host
+
+        return train_host(cfg, out_dir, force=force, progress=progress, checkpoint_every=checkpoint_every,
+                          resume=resume, eval_episodes=eval_episodes, extra_summary=extra_summary)
     out_dir = Path(out_dir)
     trainer = make_trainer(agent)
     checkpoint_every, eval_episodes, ckpt_bytes = _start(
@@ -264,27 +269,49 @@ def train(
                 state, m = compiled(state, jnp.int32(chunk * d.iters_per_chunk))
                 m = jax.tree.map(np.asarray, m)
                 step = (chunk + 1) * steps_per_chunk
-                _check_finite(trainer, m, step, last_good)
-                _ensure_space(out_dir, ckpt_bytes)
-                r, g, p = metric_rows(trainer, m, step)
-                rows += r
-                grad_rows += g
-                pair_rows += p
-                _write_tb(writer, r, p, step)
-                _write_tables(out_dir, rows, grad_rows, pair_rows)
+                _log_chunk(trainer, m, step, last_good, out_dir, ckpt_bytes, writer, (rows, grad_rows, pair_rows))
                 if every_chunks and (chunk + 1) % every_chunks == 0 and chunk + 1 < d.num_chunks:
                     save_checkpoint(out_dir, trainer, state, chunk + 1, options)
                     last_good = step
-                rate = (chunk + 1 - first_chunk) * steps_per_chunk * agent.num_tasks * cfg.seeds
-                rate /= max(time.perf_counter() - t_loop, 1e-9)
-                bar.update(task_id, completed=step, rate=f"{rate:,.0f} env-steps/s",
-                           returns=_returns_text(agent.task_set.names, m["episode_return"]))
+                _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * steps_per_chunk, t_loop)
         jax.block_until_ready(state)
     finally:
         writer.close()
     loop_s = time.perf_counter() - t_loop
     if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
         save_checkpoint(out_dir, trainer, state, d.num_chunks, options)
+    return _finish(trainer, state, out_dir, rows, (t_start, compile_s, loop_s), first_chunk, eval_episodes,
+                   extra_summary)
+
+
+def _log_chunk(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None, out_dir: Path,
+               ckpt_bytes: int, writer: Any, tables: tuple[list, list, list]) -> None:
+    """Check one chunk's metrics, append its rows to ``tables`` and write them (parquet, TensorBoard).
+
+    Shared by the compiled and the Gymnasium host loop, so both write the same run directory.
+    """
+    _check_finite(trainer, m, step, last_good)
+    _ensure_space(out_dir, ckpt_bytes)
+    new = metric_rows(trainer, m, step)
+    for table, rows in zip(tables, new):
+        table.extend(rows)
+    _write_tb(writer, new[0], new[2], step)
+    _write_tables(out_dir, *tables)
+
+
+def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.ndarray], step: int,
+               steps_done: int, t_loop: float) -> None:
+    """Progress bar: env steps, env-steps/s over all tasks and seeds, and the latest mean returns."""
+    agent = trainer.agent
+    rate = steps_done * agent.num_tasks * agent.cfg.seeds / max(time.perf_counter() - t_loop, 1e-9)
+    bar.update(task_id, completed=step, rate=f"{rate:,.0f} env-steps/s",
+               returns=_returns_text(agent.task_set.names, m["episode_return"]))
+
+
+def _finish(trainer: Trainer, state: Any, out_dir: Path, rows: list, times: tuple[float, float, float],
+            first_chunk: int, eval_episodes: int, extra_summary: dict[str, Any] | None) -> RunResult:
+    """Write metrics.csv, evaluate, and write cka.parquet and summary.json; ``times``: (start, compile_s, loop_s)."""
+    t_start, compile_s, loop_s = times
     frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     atomic_write(out_dir / "metrics.csv", lambda path: frame.to_csv(path, index=False))
     wall_s = time.perf_counter() - t_start

@@ -1,0 +1,225 @@
+"""The Gymnasium host loop: the compiled loop's iteration, with envs stepped in Python.
+
+Gymnasium environments (``gym:`` tasks) live in Python, so they cannot run
+inside ``lax.scan``.  Each vector step here does what
+:func:`mtdqn.train.step.iteration` does, around one host env step, with the
+same functions, jitted once for all seeds (vmapped):
+
+1. ``begin``: split the key as ``iteration`` does; :func:`epsilon`, then :func:`act`;
+2. the host steps every (seed, task) ``SyncVectorEnv`` (same-step autoreset);
+3. ``record``: :func:`replay_add` (truncation bootstraps, termination does
+   not), running episode returns, as :func:`env_step` does;
+4. ``learn``: :func:`update` when due, by the same learning-starts / train-every rule.
+
+Chunks, metrics, the run directory and the summary come from the helpers of
+:func:`mtdqn.train.run.train`, so a host run's directory reads like a compiled one.
+Unsupported: ``--checkpoint-every`` and ``--resume`` (env state lives in
+Python and cannot be restored); the final state is checkpointed for evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtdqn.checkpoint import save_checkpoint
+from mtdqn.config import TrainConfig
+from mtdqn.errors import ConfigError
+from mtdqn.networks import init_params
+from mtdqn.replay import Transition, replay_add, replay_init
+from mtdqn.tasks import EnvStep, obs_dtype
+from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
+from mtdqn.train.agent import Agent, TrainState, make_agent
+from mtdqn.train.loop import Trainer, seed_keys, summarize_chunk
+from mtdqn.train.run import RunResult, _finish, _log_chunk, _progress, _show_rate, _start
+from mtdqn.train.step import act, empty_update_metrics, epsilon, update
+from mtdqn.value_norm import popart_init
+
+__all__ = ["train_host", "make_host_trainer", "init_host_state", "HostChunk"]
+
+
+def init_host_state(agent: Agent, key: jax.Array) -> TrainState:
+    """:func:`mtdqn.train.loop.init_state` for host envs: the same key split and fields, no env states,
+    zero observations until the envs are reset (so it stays pure and ``eval_shape``-able)."""
+    k_params, k_env, k_strategy, k_run = jax.random.split(key, 4)
+    del k_env, k_strategy  # k_env seeds the host envs (see env_seed_table)
+    params = init_params(agent.arch, k_params)
+    t, n, ts = agent.num_tasks, agent.cfg.num_envs, agent.task_set
+    return TrainState(
+        params=params,
+        target_params=params,
+        opt_state=agent.optimizer.init(params),
+        strategy_state=agent.strategy.init(t),
+        value_norm=popart_init(t) if agent.cfg.value_norm == "popart" else (),
+        replay=replay_init(t, agent.cfg.dqn.buffer_size, ts.obs_shape, obs_dtype(ts)),
+        env_states=(),
+        obs=jnp.zeros((t, n, *ts.obs_shape), obs_dtype(ts)),
+        ep_return=jnp.zeros((t, n), jnp.float32),
+        ep_length=jnp.zeros((t, n), jnp.int32),
+        key=k_run,
+        iteration=jnp.int32(0),
+        updates=jnp.int32(0),
+    )
+
+
+def env_seed_table(keys: jax.Array, num_tasks: int) -> list[list[int]]:
+    """Gymnasium seeds (seeds, tasks) from each seed's root key, via the ``k_env`` part of its split."""
+    return [env_seeds(jax.random.split(k, 4)[1], num_tasks) for k in keys]
+
+
+def _begin(agent: Agent, key: jax.Array, params: Any, obs: jax.Array, t: jax.Array):
+    """Key split, epsilon and actions exactly as ``iteration`` / ``env_step`` draw them."""
+    key, k_env, k_update = jax.random.split(key, 3)
+    eps = epsilon(agent, t)
+    k_act, _ = jax.random.split(k_env)  # the other half steps gymnax envs in the compiled loop
+    return key, act(agent, params, obs, k_act, eps), k_update, eps
+
+
+def _record(agent: Agent, state: TrainState, actions: jax.Array, out: EnvStep) -> tuple[TrainState, dict]:
+    """Store one vector step's transitions and track episodes (the host half of ``env_step``)."""
+    scaled = out.reward * agent.reward_scales[:, None]
+    replay = replay_add(state.replay, Transition(state.obs, actions, scaled, out.next_obs, out.terminated))
+    ep_return = state.ep_return + out.reward
+    ep_length = state.ep_length + 1
+    stats = {
+        "return_sum": jnp.sum(jnp.where(out.done, ep_return, 0.0), axis=1),
+        "length_sum": jnp.sum(jnp.where(out.done, ep_length, 0), axis=1).astype(jnp.float32),
+        "episodes": jnp.sum(out.done, axis=1).astype(jnp.int32),
+    }
+    new_state = state.replace(
+        replay=replay, obs=out.obs,
+        ep_return=jnp.where(out.done, 0.0, ep_return), ep_length=jnp.where(out.done, 0, ep_length),
+        iteration=state.iteration + 1,
+    )
+    return new_state, stats
+
+
+class HostChunk:
+    """``run_chunk(state, start)`` for host envs: one logging window of vector steps.
+
+    :meth:`compile` compiles ``begin`` / ``record`` / ``learn`` once (ahead of
+    time, so a shape change is an error rather than a silent recompile).
+    """
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.envs: HostEnvs | None = None
+        self.fns: dict[str, Callable] = {}
+
+    def reset(self, state: TrainState, keys: jax.Array) -> TrainState:
+        """Make and seed the envs; the state's observations become their first ones."""
+        self.close()
+        a = self.agent
+        self.envs = HostEnvs(a.task_set, a.cfg.num_envs, env_seed_table(keys, a.num_tasks))
+        return state.replace(obs=jnp.asarray(self.envs.reset()))
+
+    def compile(self, state: TrainState) -> float:
+        """Compile every step function for ``state``'s shapes; returns the seconds it took."""
+        t0 = time.perf_counter()
+        a = self.agent
+        begin = jax.jit(jax.vmap(lambda k, p, o, t: _begin(a, k, p, o, t), in_axes=(0, 0, 0, None)))
+        record = jax.jit(jax.vmap(lambda s, x, o: _record(a, s, x, o)), donate_argnums=0)
+        learn = jax.jit(jax.vmap(lambda s, k: update(a, s, k)), donate_argnums=0)
+        t = jnp.int32(0)
+        _, actions, k_update, _ = jax.eval_shape(begin, state.key, state.params, state.obs, t)
+        lead = state.ep_return.shape  # (seeds, tasks, envs)
+        out = EnvStep(state.obs, state.obs, jax.ShapeDtypeStruct(lead, jnp.float32),
+                      jax.ShapeDtypeStruct(lead, bool), jax.ShapeDtypeStruct(lead, bool))
+        seeds = lead[0]
+        idle = jax.vmap(lambda _: empty_update_metrics(a))(jnp.arange(seeds))
+        self.idle = {**idle, "updated": jnp.zeros((seeds,), jnp.float32)}
+        self.busy = jnp.ones((seeds,), jnp.float32)
+        one_iter = {**jax.eval_shape(record, state, actions, out)[1], **self.idle, "epsilon": self.busy}
+        per_iter = jax.tree.map(lambda x: jax.ShapeDtypeStruct((self.agent.derived.iters_per_chunk, *x.shape),
+                                                               x.dtype), one_iter)
+        summarize = jax.jit(jax.vmap(summarize_chunk, in_axes=1))  # (iters, seeds, ...) -> (seeds, ...)
+        self.fns = {
+            "begin": begin.lower(state.key, state.params, state.obs, t).compile(),
+            "record": record.lower(state, actions, out).compile(),
+            "learn": learn.lower(state, k_update).compile(),
+            "summarize": summarize.lower(per_iter).compile(),
+        }
+        return time.perf_counter() - t0
+
+    def __call__(self, state: TrainState, start: int) -> tuple[TrainState, dict[str, jax.Array]]:
+        d, f = self.agent.derived, self.fns
+        per_iter = []
+        for t in range(start, start + d.iters_per_chunk):
+            key, actions, k_update, eps = f["begin"](state.key, state.params, state.obs, np.int32(t))
+            out = self.envs.step(np.asarray(actions))
+            state, stats = f["record"](state.replace(key=key), actions, out)
+            if t >= d.learning_starts_iters and t % d.train_every_iters == 0:
+                state, metrics = f["learn"](state, k_update)
+                metrics = {**metrics, "updated": self.busy}
+            else:
+                metrics = self.idle
+            per_iter.append({**stats, **metrics, "epsilon": eps})
+        return state, f["summarize"](jax.tree.map(lambda *xs: np.stack(xs), *per_iter))
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
+
+
+def make_host_trainer(agent: Agent) -> Trainer:
+    """A :class:`Trainer` for gym: tasks: a pure ``init`` (checkpoint templates, run.py helpers) and a
+    :class:`HostChunk` as ``run_chunk``."""
+    return Trainer(agent, jax.jit(jax.vmap(lambda k: init_host_state(agent, k))), HostChunk(agent))
+
+
+def train_host(
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    eval_episodes: int | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> RunResult:
+    """:func:`mtdqn.train.run.train` for gym: tasks: the same run directory, metrics and summary."""
+    agent = make_agent(cfg)
+    if resume or checkpoint_every:
+        raise ConfigError(
+            "--resume and --checkpoint-every are not supported with gym: tasks: their env state lives in Python "
+            "and cannot be checkpointed (the final parameters are still saved)"
+        )
+    out_dir = Path(out_dir)
+    trainer = make_host_trainer(agent)
+    chunk_fn: HostChunk = trainer.run_chunk
+    checkpoint_every, eval_episodes, ckpt_bytes = _start(cfg, trainer, out_dir, force, False, 0, eval_episodes)
+    d = agent.derived
+    steps_per_chunk = d.iters_per_chunk * cfg.num_envs
+    t_start = time.perf_counter()
+    keys = seed_keys(agent.seeds)
+    from tensorboardX import SummaryWriter  # imported late: it is slow to import
+
+    writer = SummaryWriter(str(out_dir / "tb"))
+    tables: tuple[list, list, list] = ([], [], [])
+    try:
+        state = chunk_fn.reset(trainer.init(keys), keys)
+        compile_s = chunk_fn.compile(state)
+        t_loop = time.perf_counter()
+        with _progress(progress) as bar:
+            task_id = bar.add_task("train (host)", total=d.env_steps, completed=0, rate="", returns="")
+            for chunk in range(d.num_chunks):
+                state, m = chunk_fn(state, chunk * d.iters_per_chunk)
+                m = jax.tree.map(np.asarray, m)
+                step = (chunk + 1) * steps_per_chunk
+                _log_chunk(trainer, m, step, None, out_dir, ckpt_bytes, writer, tables)
+                _show_rate(bar, task_id, trainer, m, step, step, t_loop)
+        jax.block_until_ready(state)
+    finally:
+        writer.close()
+        chunk_fn.close()
+    loop_s = time.perf_counter() - t_loop
+    options = {"options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes}}
+    save_checkpoint(out_dir, trainer, state, d.num_chunks, options)
+    return _finish(trainer, state, out_dir, tables[0], (t_start, compile_s, loop_s), 0, eval_episodes, extra_summary)
