@@ -6,10 +6,16 @@ gradient the optimizer applies.  It is a pure pair::
     init(num_tasks) -> state
     combine(task_grads, task_losses, state, key) -> (grads, state, metrics)
 
-``task_grads`` is a pytree whose leaves have a leading task axis ``(tasks, ...)``;
-``task_losses`` is ``(tasks,)``.  ``metrics["weights"]`` (tasks,) is the weight
-the strategy applied to each task, for the report.  Per-task parameters (heads,
-adapters) never reach a strategy: each gets its own task's gradient.
+``task_grads`` is a pytree whose leaves have a leading task axis ``(tasks, ...)``:
+the gradients of the *unweighted* task losses on the shared parameters only;
+``task_losses`` is ``(tasks,)``.  Static ``--task-weights`` reach a strategy at
+build time.  ``metrics["weights"]`` (tasks,) is the coefficient the strategy
+applied to each task's gradient, for the report.  Per-task parameters (heads,
+adapters) never reach a strategy: each gets w_i times its own task's gradient.
+
+Every strategy here returns a linear combination sum_i c_i g_i whose
+coefficients depend on the gradients only through their Gram matrix
+(:func:`task_gram`), so none of them needs the (tasks, params) matrix.
 
 Each strategy lives in its own module with its paper, its options dataclass
 and a ``register(...)`` call; adding one touches that one file (and the import
@@ -27,7 +33,17 @@ import jax.numpy as jnp
 
 from mtdqn.errors import ConfigError
 
-__all__ = ["Strategy", "StrategySpec", "REGISTRY", "register", "make_strategy", "parse_strategy_args", "tree_weighted_sum"]
+__all__ = [
+    "Strategy",
+    "StrategySpec",
+    "REGISTRY",
+    "register",
+    "make_strategy",
+    "parse_strategy_args",
+    "tree_weighted_sum",
+    "task_gram",
+    "gram_norms",
+]
 
 Grads = Any
 
@@ -95,3 +111,24 @@ def make_strategy(name: str, args: str, task_weights: tuple[float, ...]) -> Stra
 def tree_weighted_sum(task_grads: Grads, weights: jax.Array) -> Grads:
     """Sum over the task axis with per-task weights: sum_i w_i g_i."""
     return jax.tree.map(lambda g: jnp.tensordot(weights.astype(g.dtype), g, axes=1), task_grads)
+
+
+def task_gram(task_grads: Grads, num_tasks: int) -> jax.Array:
+    """Gram matrix (tasks, tasks) of the flattened per-task gradients: G_ij = <g_i, g_j>.
+
+    Summed leaf by leaf, so the (tasks, params) matrix is never materialized.
+    Every strategy here returns sum_i c_i g_i for coefficients computed from
+    this matrix alone (PCGrad and CAGrad included), which keeps their cost at
+    one (T, P) x (P, T) product plus the weighted sum ``sum`` pays anyway.
+    Computed at full float32 precision: PCGrad branches on the signs of its entries.
+    """
+    gram = jnp.zeros((num_tasks, num_tasks), jnp.float32)  # stays 0 without shared parameters
+    for g in jax.tree.leaves(task_grads):
+        flat = g.reshape(num_tasks, -1).astype(jnp.float32)
+        gram = gram + jnp.matmul(flat, flat.T, precision=jax.lax.Precision.HIGHEST)
+    return gram
+
+
+def gram_norms(gram: jax.Array) -> jax.Array:
+    """Per-task gradient norms (tasks,) from the Gram matrix's diagonal."""
+    return jnp.sqrt(jnp.clip(jnp.diagonal(gram), 0.0))

@@ -19,6 +19,7 @@ from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.step import iteration
+from mtdqn.value_norm import popart_init
 
 __all__ = ["Trainer", "make_trainer", "init_state", "seed_keys", "summarize_chunk"]
 
@@ -40,7 +41,7 @@ def init_state(agent: Agent, key: jax.Array) -> TrainState:
         target_params=params,
         opt_state=agent.optimizer.init(params),
         strategy_state=agent.strategy.init(t),
-        value_norm=(),
+        value_norm=popart_init(t) if agent.cfg.value_norm == "popart" else (),
         replay=replay_init(t, agent.cfg.dqn.buffer_size, agent.task_set.obs_shape, obs_dtype(agent.task_set)),
         env_states=env_states,
         obs=obs,

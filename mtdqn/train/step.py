@@ -18,8 +18,10 @@ import optax
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import merge_shared, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
+from mtdqn.strategies.base import task_gram
 from mtdqn.tasks import step_envs
 from mtdqn.train.agent import Agent, TrainState
+from mtdqn.value_norm import popart_step, unnormalize
 
 __all__ = ["epsilon", "act", "update", "env_step", "iteration", "grad_diagnostics"]
 
@@ -45,6 +47,8 @@ def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Arra
 def _targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
     """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = gamma)."""
     q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
+    if agent.cfg.value_norm == "popart":  # targets in reward units; argmaxes are unchanged by sigma > 0
+        q_t_target = unnormalize(state.value_norm, q_t_target)
     q_t_online = q_values(agent.arch, state.params, batch.next_obs) if agent.cfg.dqn.double else q_t_target
     d_t = agent.cfg.dqn.gamma * (1.0 - batch.terminated.astype(jnp.float32))
     target_fn = jax.vmap(td_target, in_axes=(0, 0, 0, 0, 0, None))
@@ -62,11 +66,10 @@ def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, t
 
 def grad_diagnostics(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks)."""
-    leaves = [g.reshape(g.shape[0], -1) for g in jax.tree.leaves(task_grads)]
+    leaves = jax.tree.leaves(task_grads)
     if not leaves:
         return jnp.zeros(()), jnp.zeros(())
-    flat = jnp.concatenate(leaves, axis=1)  # (tasks, shared params)
-    gram = flat @ flat.T
+    gram = task_gram(task_grads, leaves[0].shape[0])  # (tasks, tasks), full float32 precision
     norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 0.0))
     cosine = gram / jnp.maximum(norms[:, None] * norms[None, :], 1e-12)
     return norms, cosine
@@ -77,12 +80,19 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
     k_sample, k_strategy = jax.random.split(key)
     batch = replay_sample(state.replay, k_sample, agent.cfg.dqn.batch_size)
     targets = _targets(agent, state, batch)
+    if agent.cfg.value_norm == "popart":  # new statistics, heads rescaled to preserve Q, normalized targets
+        value_norm, params, target_params, targets = popart_step(
+            state.value_norm, state.params, state.target_params, targets
+        )
+        state = state.replace(value_norm=value_norm, params=params, target_params=target_params)
     shared, per_task = split_shared(agent.arch, state.params)
     grad_fn = jax.value_and_grad(lambda s, p, b, y, i: _task_loss(agent, s, p, b, y, i), argnums=(0, 1), has_aux=True)
     task_ids = jnp.arange(agent.num_tasks)
     (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0))(
         shared, per_task, batch, targets, task_ids
     )
+    if agent.cfg.value_norm == "popart":
+        q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
     w = agent.task_weights
     g_task = jax.tree.map(lambda g: g * w.reshape(-1, *([1] * (g.ndim - 1))), g_task)
     combined, strategy_state, strategy_metrics = agent.strategy.combine(

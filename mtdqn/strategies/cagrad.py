@@ -1,0 +1,108 @@
+"""``cagrad``: conflict-averse gradient descent (Liu et al. 2021).
+
+Liu, Liu, Jin, Stone, Liu, "Conflict-Averse Gradient Descent for Multi-task
+Learning", NeurIPS 2021.
+
+With the mean gradient g0 = (1/K) sum_i g_i, CAGrad solves the dual over the
+task simplex ``min_x  g_x . g0 + c ||g0|| ||g_x||`` with g_x = sum_i x_i g_i,
+then moves along ``d = g0 + (c ||g0|| / ||g_x||) g_x``: the direction within a
+ball of radius c||g0|| around g0 that maximizes the worst task's improvement.
+c = 0 gives the mean gradient exactly.  (The overall scale is the mean's, not
+the sum's; Adam is nearly invariant to that.)
+
+The dual only needs the Gram matrix of the task gradients.  It is solved with
+a fixed number of projected-gradient steps (jit-able, no host solver), in
+coordinates rescaled by the task gradients' norms so that one step size fits
+every problem (see :func:`cagrad_coefficients`).  Against scipy's SLSQP (what
+LibMTL uses) on 150 random problems with 2-7 tasks, norms spread over ~100x
+and conflicting pairs, 50 steps close the objective gap from x = 1/K fully in
+the median case and to within 7% in 90% of them (worst 22%); raise ``steps``
+and lower ``step_size`` for a tighter solve.
+The reported weight of task i is its coefficient in d = sum_i (1/K + lambda x_i) g_i.
+
+Static weights (``--task-weights``) scale each g_i before the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from mtdqn.errors import ConfigError
+from mtdqn.strategies.base import Strategy, StrategySpec, register, task_gram, tree_weighted_sum
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class CAGradOptions:
+    c: float = 0.5
+    """Radius of the ball around the mean gradient, relative to its norm (0 = mean gradient)."""
+    steps: int = 50
+    """Projected-gradient steps on the task simplex."""
+    step_size: float = 0.5
+    """Step size of the dual solver (in units of the largest task gradient's norm)."""
+
+
+def project_weighted_simplex(v: jax.Array, a: jax.Array) -> jax.Array:
+    """Euclidean projection of v onto {z >= 0, a . z = 1} for a > 0 (sort-based, as Duchi et al. 2008)."""
+    order = jnp.argsort(-v / a)
+    v_s, a_s = v[order], a[order]
+    theta = (jnp.cumsum(a_s * v_s) - 1.0) / jnp.cumsum(a_s * a_s)  # threshold if the top k stay positive
+    k = jnp.sum(v_s / a_s > theta)  # >= 1 always
+    return jnp.maximum(v - theta[k - 1] * a, 0.0)
+
+
+def cagrad_coefficients(gram: jax.Array, c: float, steps: int, step_size: float) -> jax.Array:
+    """Coefficients (tasks,) with d = sum_i coef_i g_i, from the Gram matrix of the g_i.
+
+    The dual is solved in z_i = x_i ||g_i|| / max_j ||g_j||, where g_x = sum_i z_i u_i
+    over unit vectors u_i: the problem is then as well conditioned when one task's
+    gradient is 100x another's as when they are equal.
+    """
+    num_tasks = gram.shape[0]
+    norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+    rel = jnp.maximum(norms / jnp.maximum(jnp.max(norms), 1e-30), 1e-6)  # (tasks,) in (0, 1]
+    cos = gram / jnp.maximum(norms[:, None] * norms[None, :], 1e-30)  # <u_i, u_j>
+    g0 = rel / num_tasks  # mean gradient in z coordinates (x = 1/K)
+    radius = c * jnp.sqrt(jnp.maximum(g0 @ cos @ g0, 0.0))
+
+    def step(_, z: jax.Array) -> jax.Array:
+        cz = cos @ z
+        grad = cos @ g0 + radius * cz / jnp.sqrt(jnp.maximum(z @ cz, 0.0) + _EPS)
+        return project_weighted_simplex(z - step_size * grad, 1.0 / rel)
+
+    z = jax.lax.fori_loop(0, steps, step, g0)
+    lam = radius / jnp.sqrt(jnp.maximum(z @ cos @ z, 0.0) + _EPS)  # c ||g0|| / ||g_x||
+    return 1.0 / num_tasks + lam * z / rel
+
+
+def build(options: CAGradOptions, task_weights: tuple[float, ...]) -> Strategy:
+    if options.c < 0 or options.steps < 0 or not options.step_size > 0:
+        raise ConfigError(f"strategy cagrad: needs c >= 0, steps >= 0, step_size > 0; got {options}")
+    num_tasks = len(task_weights)
+    static = jnp.asarray(task_weights, jnp.float32)
+
+    def init(num_tasks: int) -> tuple:
+        return ()
+
+    def combine(task_grads, task_losses, state, key):
+        gram = task_gram(task_grads, num_tasks) * static[:, None] * static[None, :]  # of w_i g_i
+        weights = static * cagrad_coefficients(gram, options.c, options.steps, options.step_size)
+        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
+
+    return Strategy(init, combine)
+
+
+register(
+    StrategySpec(
+        "cagrad",
+        "conflict-averse gradient: best worst-task step within c*||g0|| of the mean gradient",
+        "Liu et al. 2021, Conflict-Averse Gradient Descent for Multi-task Learning, NeurIPS",
+        CAGradOptions,
+        build,
+        min_tasks=2,
+    )
+)
