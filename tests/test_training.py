@@ -64,6 +64,7 @@ def test_run_directory_contents(two_runs):
     assert len(summary["final_eval"]["CartPole-v1"]) == 2
     pairs = pd.read_parquet(out / "grad_pairs.parquet")
     assert pairs["cosine"].between(-1.0001, 1.0001).all()
+    assert pairs["conflict_rate"].between(0.0, 1.0).all()
 
 
 def test_run_chunk_compiles_once():

@@ -68,12 +68,21 @@ def conflict_pairs_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST])
 
 
+def _conflicting(gp: pd.DataFrame) -> pd.Series:
+    """Per row: conflict share of the window (``conflict_rate``) or, for older runs, mean cosine < 0."""
+    if "conflict_rate" in gp:
+        return gp["conflict_rate"].astype(np.float64)
+    return (gp["cosine"] < 0).astype(np.float64)
+
+
 def conflict_curve_table(study: Study) -> pd.DataFrame:
     """Per variant and step: mean cosine per pair and the conflict fraction, over seeds.
 
     Rows with task_a == task_b == "*" hold the conflict fraction (share of task
     pairs with cosine < 0 within a seed, then mean over seeds); other rows hold
-    a pair's cosine.
+    a pair's cosine.  Runs that logged ``conflict_rate`` (the share of *updates*
+    in the window whose pair gradients conflicted) use it: it sees conflicts that
+    a window's mean cosine averages away.
     """
     rows = []
     for v, gp in _pair_frames(study):
@@ -81,7 +90,7 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
             for step, gs in g.groupby("step", sort=True):
                 rows.append({"variant": v, "quantity": "cosine", "task_a": a, "task_b": b, "step": int(step),
                              **_est_row(gs.groupby("seed")["cosine"].mean().to_numpy())})
-        frac = gp.assign(neg=gp["cosine"] < 0).groupby(["step", "seed"])["neg"].mean()
+        frac = gp.assign(neg=_conflicting(gp)).groupby(["step", "seed"])["neg"].mean()
         for step, gs in frac.groupby(level="step", sort=True):
             rows.append({"variant": v, "quantity": "conflict_fraction", "task_a": "*", "task_b": "*",
                          "step": int(step), **_est_row(gs.to_numpy(dtype=np.float64))})
@@ -94,7 +103,7 @@ def conflict_summary_table(study: Study) -> pd.DataFrame:
     for v, gp in _pair_frames(study):
         by_seed = gp.groupby("seed")
         cos = stats.mean_ci(by_seed["cosine"].mean().to_numpy())
-        frac = stats.mean_ci(by_seed["cosine"].apply(lambda c: float((c < 0).mean())).to_numpy())
+        frac = stats.mean_ci(gp.assign(neg=_conflicting(gp)).groupby("seed")["neg"].mean().to_numpy(dtype=np.float64))
         rows.append({"variant": v, "n_pairs": int(gp[["task_a", "task_b"]].drop_duplicates().shape[0]),
                      "cosine_mean": cos.value, "cosine_lo": cos.lo, "cosine_hi": cos.hi,
                      "conflict_fraction": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi, "n": cos.n})

@@ -68,6 +68,7 @@ def summarize_chunk(per_iter: dict[str, jax.Array]) -> dict[str, jax.Array]:
         "grad_norm": mean_upd(per_iter["grad_norm"]),
         "weight": mean_upd(per_iter["weight"]),
         "cosine": mean_upd(per_iter["cosine"]),
+        "conflict": mean_upd(per_iter["conflict"]),  # share of updates whose pair gradients conflict
         "max_abs_loss": jnp.max(jnp.abs(per_iter["loss"]), axis=0),
         "updates": per_iter["updated"].sum(0),
         "epsilon": per_iter["epsilon"][-1],

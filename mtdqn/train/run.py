@@ -71,6 +71,7 @@ def metric_rows(trainer: Trainer, chunk_metrics: dict[str, np.ndarray], step: in
                 pair_rows.append({
                     "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
                     "cosine": chunk_metrics["cosine"][s, a, b],
+                    "conflict_rate": chunk_metrics["conflict"][s, a, b],
                 })
     return rows, grad_rows, pair_rows
 
@@ -93,7 +94,8 @@ def _write_tb(writer: Any, rows: list[dict], pair_rows: list[dict], step: int) -
     """Scalars of one chunk; NaN (no episode ended in the window) is left out, not written."""
     scalars = [(f"{kind}/{r['task']}/seed{r['seed']}", r[col]) for r in rows
                for kind, col in (("return", "episode_return"), ("loss", "loss"))]
-    scalars += [(f"cosine/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r["cosine"]) for r in pair_rows]
+    scalars += [(f"{kind}/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r[col]) for r in pair_rows
+                for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
     for tag, value in scalars:
         if np.isfinite(value):
             writer.add_scalar(tag, float(value), step)

@@ -114,6 +114,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
         "grad_norm": jnp.broadcast_to(norms, losses.shape),
         "weight": strategy_metrics["weights"],
         "cosine": jnp.broadcast_to(cosine, (agent.num_tasks, agent.num_tasks)),
+        "conflict": jnp.broadcast_to(cosine < 0, (agent.num_tasks, agent.num_tasks)).astype(jnp.float32),
     }
     new_state = state.replace(
         params=params, target_params=target_params, opt_state=opt_state,
@@ -126,7 +127,8 @@ def empty_update_metrics(agent: Agent) -> dict[str, jax.Array]:
     """Zeros shaped like :func:`update`'s metrics, for iterations without an update."""
     t = agent.num_tasks
     z = jnp.zeros((t,), jnp.float32)
-    return {"loss": z, "q_mean": z, "grad_norm": z, "weight": z, "cosine": jnp.zeros((t, t), jnp.float32)}
+    zz = jnp.zeros((t, t), jnp.float32)
+    return {"loss": z, "q_mean": z, "grad_norm": z, "weight": z, "cosine": zz, "conflict": zz}
 
 
 def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
