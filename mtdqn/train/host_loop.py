@@ -7,8 +7,8 @@ same functions, jitted once for all seeds (vmapped):
 
 1. ``begin``: split the key as ``iteration`` does; :func:`epsilon`, then :func:`act`;
 2. the host steps every (seed, task) ``SyncVectorEnv`` (same-step autoreset);
-3. ``record``: :func:`replay_add` (truncation bootstraps, termination does
-   not), running episode returns, as :func:`env_step` does;
+3. ``record``: :func:`record_transition`, the second half of :func:`env_step`
+   (truncation bootstraps, termination does not; running episode returns);
 4. ``learn``: :func:`update` when due, by the same learning-starts / train-every rule.
 
 Chunks, metrics, the run directory and the summary come from the helpers of
@@ -30,41 +30,23 @@ import numpy as np
 from mtdqn.checkpoint import save_checkpoint
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
-from mtdqn.networks import init_params
-from mtdqn.replay import Transition, replay_add, replay_init
 from mtdqn.tasks import EnvStep, obs_dtype
 from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
 from mtdqn.train.agent import Agent, TrainState, make_agent
-from mtdqn.train.loop import Trainer, seed_keys, summarize_chunk
+from mtdqn.train.loop import Trainer, fresh_state, seed_keys, summarize_chunk
 from mtdqn.train.run import RunResult, _finish, _log_chunk, _progress, _show_rate, _start
-from mtdqn.train.step import act, empty_update_metrics, epsilon, update
-from mtdqn.value_norm import popart_init
+from mtdqn.train.step import act, empty_update_metrics, epsilon, record_transition, update
 
 __all__ = ["train_host", "make_host_trainer", "init_host_state", "HostChunk"]
 
 
 def init_host_state(agent: Agent, key: jax.Array) -> TrainState:
-    """:func:`mtdqn.train.loop.init_state` for host envs: the same key split and fields, no env states,
-    zero observations until the envs are reset (so it stays pure and ``eval_shape``-able)."""
-    k_params, k_env, k_strategy, k_run = jax.random.split(key, 4)
-    del k_env, k_strategy  # k_env seeds the host envs (see env_seed_table)
-    params = init_params(agent.arch, k_params)
-    t, n, ts = agent.num_tasks, agent.cfg.num_envs, agent.task_set
-    return TrainState(
-        params=params,
-        target_params=params,
-        opt_state=agent.optimizer.init(params),
-        strategy_state=agent.strategy.init(t),
-        value_norm=popart_init(t) if agent.cfg.value_norm == "popart" else (),
-        replay=replay_init(t, agent.cfg.dqn.buffer_size, ts.obs_shape, obs_dtype(ts)),
-        env_states=(),
-        obs=jnp.zeros((t, n, *ts.obs_shape), obs_dtype(ts)),
-        ep_return=jnp.zeros((t, n), jnp.float32),
-        ep_length=jnp.zeros((t, n), jnp.int32),
-        key=k_run,
-        iteration=jnp.int32(0),
-        updates=jnp.int32(0),
-    )
+    """:func:`mtdqn.train.loop.init_state` for host envs: the same key split, no env states, zero
+    observations until the envs are reset (so it stays pure and ``eval_shape``-able)."""
+    k_params, _k_env, _k_strategy, k_run = jax.random.split(key, 4)  # k_env seeds the host envs
+    ts = agent.task_set
+    obs = jnp.zeros((agent.num_tasks, agent.cfg.num_envs, *ts.obs_shape), obs_dtype(ts))
+    return fresh_state(agent, k_params, k_run, obs, ())
 
 
 def env_seed_table(keys: jax.Array, num_tasks: int) -> list[list[int]]:
@@ -78,25 +60,6 @@ def _begin(agent: Agent, key: jax.Array, params: Any, obs: jax.Array, t: jax.Arr
     eps = epsilon(agent, t)
     k_act, _ = jax.random.split(k_env)  # the other half steps gymnax envs in the compiled loop
     return key, act(agent, params, obs, k_act, eps), k_update, eps
-
-
-def _record(agent: Agent, state: TrainState, actions: jax.Array, out: EnvStep) -> tuple[TrainState, dict]:
-    """Store one vector step's transitions and track episodes (the host half of ``env_step``)."""
-    scaled = out.reward * agent.reward_scales[:, None]
-    replay = replay_add(state.replay, Transition(state.obs, actions, scaled, out.next_obs, out.terminated))
-    ep_return = state.ep_return + out.reward
-    ep_length = state.ep_length + 1
-    stats = {
-        "return_sum": jnp.sum(jnp.where(out.done, ep_return, 0.0), axis=1),
-        "length_sum": jnp.sum(jnp.where(out.done, ep_length, 0), axis=1).astype(jnp.float32),
-        "episodes": jnp.sum(out.done, axis=1).astype(jnp.int32),
-    }
-    new_state = state.replace(
-        replay=replay, obs=out.obs,
-        ep_return=jnp.where(out.done, 0.0, ep_return), ep_length=jnp.where(out.done, 0, ep_length),
-        iteration=state.iteration + 1,
-    )
-    return new_state, stats
 
 
 class HostChunk:
@@ -123,7 +86,7 @@ class HostChunk:
         t0 = time.perf_counter()
         a = self.agent
         begin = jax.jit(jax.vmap(lambda k, p, o, t: _begin(a, k, p, o, t), in_axes=(0, 0, 0, None)))
-        record = jax.jit(jax.vmap(lambda s, x, o: _record(a, s, x, o)), donate_argnums=0)
+        record = jax.jit(jax.vmap(lambda s, x, o: record_transition(a, s, x, o)), donate_argnums=0)
         learn = jax.jit(jax.vmap(lambda s, k: update(a, s, k)), donate_argnums=0)
         t = jnp.int32(0)
         _, actions, k_update, _ = jax.eval_shape(begin, state.key, state.params, state.obs, t)

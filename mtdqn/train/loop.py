@@ -21,7 +21,7 @@ from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.step import iteration
 from mtdqn.value_norm import popart_init
 
-__all__ = ["Trainer", "make_trainer", "init_state", "seed_keys", "summarize_chunk"]
+__all__ = ["Trainer", "make_trainer", "init_state", "fresh_state", "seed_keys", "summarize_chunk"]
 
 
 def seed_keys(seeds: list[int]) -> jax.Array:
@@ -31,11 +31,15 @@ def seed_keys(seeds: list[int]) -> jax.Array:
 
 def init_state(agent: Agent, key: jax.Array) -> TrainState:
     """Fresh state for one seed; the root key is split into named parts."""
-    k_params, k_env, k_strategy, k_run = jax.random.split(key, 4)
-    params = init_params(agent.arch, k_params)
+    k_params, k_env, _k_strategy, k_run = jax.random.split(key, 4)  # strategies are deterministic at init
     obs, env_states = reset_envs(agent.task_set, k_env, agent.cfg.num_envs)
+    return fresh_state(agent, k_params, k_run, obs, env_states)
+
+
+def fresh_state(agent: Agent, k_params: jax.Array, k_run: jax.Array, obs: jax.Array, env_states: Any) -> TrainState:
+    """A new learner around given first observations and env states (the host loop passes none)."""
+    params = init_params(agent.arch, k_params)
     t = agent.num_tasks
-    del k_strategy  # reserved: strategies are deterministic at init
     return TrainState(
         params=params,
         target_params=params,

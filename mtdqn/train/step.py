@@ -19,11 +19,11 @@ from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import merge_shared, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
 from mtdqn.strategies.base import task_gram
-from mtdqn.tasks import step_envs
+from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.value_norm import popart_step, unnormalize
 
-__all__ = ["epsilon", "act", "update", "env_step", "iteration", "grad_diagnostics"]
+__all__ = ["epsilon", "act", "update", "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
 def epsilon(agent: Agent, t: jax.Array) -> jax.Array:
@@ -131,11 +131,13 @@ def empty_update_metrics(agent: Agent) -> dict[str, jax.Array]:
     return {"loss": z, "q_mean": z, "grad_norm": z, "weight": z, "cosine": zz, "conflict": zz}
 
 
-def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Act in every env of every task, store the transitions, track episode returns."""
-    k_act, k_env = jax.random.split(key)
-    actions = act(agent, state.params, state.obs, k_act, eps)
-    env_states, out = step_envs(agent.task_set, state.env_states, actions, k_env)
+def record_transition(
+    agent: Agent, state: TrainState, actions: jax.Array, out: EnvStep
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Store one vector step's transitions and track episode returns.
+
+    Shared by the compiled loop (:func:`env_step`) and the Gymnasium host loop.
+    """
     scaled = out.reward * agent.reward_scales[:, None]
     replay = replay_add(state.replay, Transition(state.obs, actions, scaled, out.next_obs, out.terminated))
     ep_return = state.ep_return + out.reward
@@ -146,11 +148,19 @@ def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) ->
         "episodes": jnp.sum(out.done, axis=1).astype(jnp.int32),
     }
     new_state = state.replace(
-        replay=replay, env_states=env_states, obs=out.obs,
+        replay=replay, obs=out.obs,
         ep_return=jnp.where(out.done, 0.0, ep_return), ep_length=jnp.where(out.done, 0, ep_length),
         iteration=state.iteration + 1,
     )
     return new_state, stats
+
+
+def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Act in every env of every task, store the transitions, track episode returns."""
+    k_act, k_env = jax.random.split(key)
+    actions = act(agent, state.params, state.obs, k_act, eps)
+    env_states, out = step_envs(agent.task_set, state.env_states, actions, k_env)
+    return record_transition(agent, state.replace(env_states=env_states), actions, out)
 
 
 def iteration(agent: Agent, state: TrainState, t: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
