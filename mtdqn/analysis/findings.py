@@ -49,7 +49,7 @@ def conflict_sentence(row: pd.Series) -> str:
     """Gradient-conflict level of one variant from a `conflict_summary_table` row."""
     return (f"Gradient conflict in `{row['variant']}`: mean pairwise cosine of shared-parameter gradients "
             f"{num(row['cosine_mean'])} (95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
-            f"conflict fraction (share of task pairs with cosine < 0) {num(row['conflict_fraction'])} "
+            f"conflict fraction (share of task-pair gradient comparisons with cosine < 0) {num(row['conflict_fraction'])} "
             f"(95% CI {interval(row['conflict_lo'], row['conflict_hi'])}), "
             f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds.")
 
