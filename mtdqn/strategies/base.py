@@ -40,7 +40,7 @@ __all__ = [
     "register",
     "make_strategy",
     "parse_strategy_args",
-    "tree_weighted_sum",
+    "tree_weighted_sum", "coefficient_strategy",
     "task_gram",
     "gram_norms",
 ]
@@ -106,6 +106,23 @@ def make_strategy(name: str, args: str, task_weights: tuple[float, ...]) -> Stra
     if len(task_weights) < spec.min_tasks:
         raise ConfigError(f"strategy {name} needs at least {spec.min_tasks} tasks, got {len(task_weights)}")
     return spec.build(parse_strategy_args(name, args), task_weights)
+
+
+def coefficient_strategy(num_tasks: int, coefficients: Callable[[jax.Array, jax.Array], jax.Array]) -> Strategy:
+    """A stateless strategy whose gradient is sum_i c_i g_i, with ``c = coefficients(gram, key)``.
+
+    Unit-norm, PCGrad and CAGrad all reduce to coefficients computed from the
+    (tasks, tasks) Gram matrix, so none of them touches the (tasks, P) gradients twice.
+    """
+
+    def init(num_tasks: int) -> tuple:
+        return ()
+
+    def combine(task_grads, task_losses, state, key):
+        weights = coefficients(task_gram(task_grads, num_tasks), key)
+        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
+
+    return Strategy(init, combine)
 
 
 def tree_weighted_sum(task_grads: Grads, weights: jax.Array) -> Grads:

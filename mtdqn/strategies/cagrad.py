@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, register, task_gram, tree_weighted_sum
+from mtdqn.strategies.base import Strategy, StrategySpec, coefficient_strategy, register
 
 _EPS = 1e-12
 
@@ -85,15 +85,11 @@ def build(options: CAGradOptions, task_weights: tuple[float, ...]) -> Strategy:
     num_tasks = len(task_weights)
     static = jnp.asarray(task_weights, jnp.float32)
 
-    def init(num_tasks: int) -> tuple:
-        return ()
+    def coefficients(gram, key):
+        gram = gram * static[:, None] * static[None, :]  # of w_i g_i
+        return static * cagrad_coefficients(gram, options.c, options.steps, options.step_size)
 
-    def combine(task_grads, task_losses, state, key):
-        gram = task_gram(task_grads, num_tasks) * static[:, None] * static[None, :]  # of w_i g_i
-        weights = static * cagrad_coefficients(gram, options.c, options.steps, options.step_size)
-        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
-
-    return Strategy(init, combine)
+    return coefficient_strategy(num_tasks, coefficients)
 
 
 register(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from mtdqn.strategies.base import Strategy, StrategySpec, register, task_gram, tree_weighted_sum
+from mtdqn.strategies.base import Strategy, StrategySpec, coefficient_strategy, register
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,11 @@ def build(options: PCGradOptions, task_weights: tuple[float, ...]) -> Strategy:
     num_tasks = len(task_weights)
     static = jnp.asarray(task_weights, jnp.float32)
 
-    def init(num_tasks: int) -> tuple:
-        return ()
+    def coefficients(gram, key):
+        gram = gram * static[:, None] * static[None, :]  # of w_i g_i
+        return static * jnp.sum(pcgrad_coefficients(gram, key), axis=0)
 
-    def combine(task_grads, task_losses, state, key):
-        gram = task_gram(task_grads, num_tasks) * static[:, None] * static[None, :]  # of w_i g_i
-        weights = static * jnp.sum(pcgrad_coefficients(gram, key), axis=0)
-        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
-
-    return Strategy(init, combine)
+    return coefficient_strategy(num_tasks, coefficients)
 
 
 register(

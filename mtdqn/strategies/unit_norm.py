@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, gram_norms, register, task_gram, tree_weighted_sum
+from mtdqn.strategies.base import Strategy, StrategySpec, coefficient_strategy, gram_norms, register
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,11 @@ def build(options: UnitNormOptions, task_weights: tuple[float, ...]) -> Strategy
     num_tasks = len(task_weights)
     static = jnp.asarray(task_weights, jnp.float32)
 
-    def init(num_tasks: int) -> tuple:
-        return ()
+    def coefficients(gram, key):
+        norms = gram_norms(gram)  # (tasks,)
+        return jnp.where(norms > options.eps, static / jnp.maximum(norms, options.eps), 0.0)
 
-    def combine(task_grads, task_losses, state, key):
-        norms = gram_norms(task_gram(task_grads, num_tasks))  # (tasks,)
-        weights = jnp.where(norms > options.eps, static / jnp.maximum(norms, options.eps), 0.0)
-        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
-
-    return Strategy(init, combine)
+    return coefficient_strategy(num_tasks, coefficients)
 
 
 register(
