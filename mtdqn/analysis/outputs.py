@@ -1,26 +1,23 @@
-"""Atomic file writes: a reader never sees a half-written report file.
+"""Report files, written atomically: a reader never sees a half-written one.
 
-Each file is written to `<name>.tmp` in the same folder and moved into place
-with `os.replace`, which is atomic on one filesystem. No fsync: a report is
-cheap to rebuild, so crash durability is not worth the latency.
+The writing itself is :func:`mtdqn.io.atomic_write` (a temp file beside the
+target, then ``os.replace``), the one place every mtdqn file goes through.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from mtdqn.io import atomic_write, write_parquet
 
 __all__ = ["write_bytes", "write_text", "write_frame", "remove_stale"]
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
     """Write `data` to `path` atomically, creating the parent folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 
@@ -31,11 +28,8 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_frame(folder: Path, stem: str, df: pd.DataFrame) -> list[Path]:
     """`stem.parquet` and `stem.csv` under `folder`, both atomically; returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
     df = df.reset_index(drop=True)
-    tmp = folder / f"{stem}.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, folder / f"{stem}.parquet")
+    write_parquet(folder / f"{stem}.parquet", df)
     csv = write_text(folder / f"{stem}.csv", df.to_csv(index=False))
     return [folder / f"{stem}.parquet", csv]
 

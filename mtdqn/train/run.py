@@ -33,7 +33,7 @@ from mtdqn.networks import count_params, torso_features
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
-__all__ = ["RunResult", "train", "metric_rows", "linear_cka"]
+__all__ = ["RunResult", "train", "metric_rows"]
 
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
 # What a run writes into its directory; `--force` removes exactly these before a new run.
@@ -134,17 +134,9 @@ def _rows_until(out_dir: Path, last_step: int) -> tuple[list, list, list]:
     return kept[0], kept[1], kept[2]
 
 
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA (Kornblith et al. 2019) between feature matrices (n, d1) and (n, d2)."""
-    x = x - x.mean(0)
-    y = y - y.mean(0)
-    cross = np.linalg.norm(y.T @ x) ** 2
-    denom = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
-    return float(cross / denom) if denom > 0 else float("nan")
-
-
 def _cka_rows(trainer: Trainer, state: Any, probe_per_task: int = 128) -> list[dict]:
     """CKA between every two tasks' trunk features on one shared set of probe states."""
+    from mtdqn.analysis.stats import linear_cka  # imported at the end of a run: it pulls in the plotting stack
     agent = trainer.agent
     names = agent.task_set.names
     rows = []
