@@ -25,14 +25,14 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from mtdqn.config import TrainConfig, config_from_dict, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, read_json, write_json
 from mtdqn.train.loop import Trainer
 
 __all__ = [
     "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",
-    "describe_mismatch", "flatten_config", "state_bytes",
+    "describe_mismatch", "state_bytes",
 ]
 
 FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
@@ -118,22 +118,9 @@ def checkpoint_meta(run_dir: Path) -> dict:
     return meta
 
 
-def flatten_config(d: dict, prefix: str = "") -> dict[str, Any]:
-    """{"dqn": {"lr": x}} -> {"dqn.lr": x}."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def describe_mismatch(saved: dict, current: dict) -> list[str]:
     """Differences ``key: checkpoint has X, config has Y`` between two config dicts, nested keys dotted."""
-    a, b = flatten_config(saved), flatten_config(current)
-    names = sorted(set(a) | set(b))
-    return [f"{n}: checkpoint has {a.get(n)!r}, config has {b.get(n)!r}" for n in names if a.get(n) != b.get(n)]
+    return [f"{key}: checkpoint has {a!r}, config has {b!r}" for key, a, b in config_diff(saved, current)]
 
 
 def _verify_files(path: Path, files: dict) -> None:

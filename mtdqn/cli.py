@@ -172,8 +172,7 @@ def _run_train(cmd: Train) -> None:
 
 def _check_resume_options(cmd: Train) -> None:
     """--resume continues a run with its own config: options that would change it are an error, not ignored."""
-    from mtdqn.checkpoint import flatten_config
-    from mtdqn.config import config_to_dict
+    from mtdqn.config import config_to_dict, flatten_config
 
     given, default = flatten_config(config_to_dict(cmd.cfg)), flatten_config(config_to_dict(TrainConfig()))
     flags = [f"--{key.rsplit('.', 1)[-1].replace('_', '-')}" for key in given if given[key] != default[key]]

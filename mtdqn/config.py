@@ -27,6 +27,8 @@ __all__ = [
     "config_to_dict",
     "config_from_dict",
     "config_hash",
+    "flatten_config",
+    "config_diff",
 ]
 
 
@@ -250,3 +252,20 @@ def config_hash(cfg: TrainConfig) -> str:
     """Stable short hash of the full config (what makes two runs comparable)."""
     blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def flatten_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"dqn": {"lr": x}} -> {"dqn.lr": x}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every key whose value differs between two config dicts."""
+    a, b = flatten_config(old), flatten_config(new)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

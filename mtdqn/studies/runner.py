@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal
 
 from rich.console import Console
 
-from mtdqn.config import TrainConfig, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, write_json
 from mtdqn.studies.spec import StudySpec, variant_config
@@ -77,17 +77,6 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _config_diff(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(stored) | set(current)):
-        a, b = stored.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            diffs.append(f"{prefix}{key}: stored {a!r}, now {b!r}")
-    return diffs
-
-
 def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     """done (finished ok with this config), resume (killed after a checkpoint) or fresh.
 
@@ -102,7 +91,8 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
                 and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant)
         if same:
             return "done"
-        diffs = _config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))
+        diffs = [f"{key}: stored {a!r}, now {b!r}"
+                 for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
         for key in ("thresholds", "eval_episodes", "variant"):
             if summary.get(key) != getattr(cell, key):
                 diffs.append(f"{key}: stored {summary.get(key)!r}, now {getattr(cell, key)!r}")
