@@ -5,6 +5,10 @@ env-steps/s, compile seconds, achieved GFLOP/s (XLA's own FLOP count of the
 compiled chunk divided by its wall time) beside a float32 matmul peak
 measured in the same process.
 
+Seeds are split over local devices as `mtdqn train` does (one CPU device per
+core); the `devices` column says over how many.  Rows with devices = 1 are the
+same seeds vmapped on one core, for comparison.
+
 Hyperparameters are PureJaxRL's CartPole DQN (10 envs, batch 128, one update
 per 10 env steps, target every 500 updates, lr 2.5e-4) and its network shape:
 the per-task adapter is Dense(obs -> 120) and the trunk Dense(84), so with one
@@ -20,12 +24,16 @@ import argparse
 import os
 import time
 
-import jax
-import jax.numpy as jnp
+from mtdqn.devices import use_cpu_cores
 
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
-from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import make_trainer, seed_keys
+use_cpu_cores()  # before JAX's first computation, as the CLI does
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig  # noqa: E402
+from mtdqn.train.agent import make_agent  # noqa: E402
+from mtdqn.train.loop import make_trainer, seed_keys  # noqa: E402
 
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 MINATAR = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
@@ -44,7 +52,8 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
     return 2 * n**3 * reps / best / 1e9
 
 
-def measure(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int = 3, iters: int = 2000) -> dict:
+def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
+            iters: int = 2000) -> dict:
     """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest."""
     image = tasks[0].endswith("MinAtar")
     cfg = TrainConfig(
@@ -53,13 +62,13 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int = 3, i
         dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
     )
-    trainer = make_trainer(make_agent(cfg))
+    trainer = make_trainer(make_agent(cfg), devices)
     state = trainer.init(seed_keys(trainer.agent.seeds))
     t0 = time.perf_counter()
     compiled = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - t0
-    # XLA's cost analysis counts a while-loop body once: FLOPs of one iteration.
-    flops_per_iter = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+    # XLA's cost analysis counts a while-loop body once: FLOPs of one iteration (of one device's program).
+    flops_per_iter = (compiled.cost_analysis() or {}).get("flops", float("nan")) * trainer.devices
     state, m = compiled(state, jnp.int32(0))
     jax.block_until_ready(m)
     elapsed = float("inf")  # best chunk: the machine's other load only ever slows a chunk down
@@ -73,8 +82,9 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int = 3, i
         "tasks": "+".join(t.split("-")[0] for t in tasks),
         "seeds": seeds,
         "sharing": sharing,
+        "devices": trainer.devices,
         "steps_per_s": steps / elapsed,
-        "per_task": steps / elapsed / len(tasks),
+        "per_task": steps / elapsed / len(tasks) / seeds,
         "compile_s": compile_s,
         "gflops": flops_per_iter * iters / elapsed / 1e9,
     }
@@ -84,19 +94,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
     args = parser.parse_args()
-    rows = [(("CartPole-v1",), 1, "shared"), (CLASSIC, 1, "shared")]
+    rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
     if not args.quick:
-        rows += [(CLASSIC, 1, "independent"), (CLASSIC, 4, "shared"), (MINATAR, 1, "shared"), (MINATAR, 1, "independent")]
+        rows += [
+            (CLASSIC, 1, "independent", 0),
+            (("CartPole-v1",), 2, "shared", 1), (("CartPole-v1",), 2, "shared", 0),
+            (CLASSIC, 4, "shared", 1), (CLASSIC, 4, "shared", 0),
+            (MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
+        ]
     peak = matmul_peak_gflops()
-    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores, jax {jax.__version__}; "
+    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores ({jax.local_device_count()} devices), "
+          f"jax {jax.__version__}; "
           f"matmul peak {peak:.1f} GFLOP/s (float32, 512x512)")
     print()
-    print("| tasks | seeds | sharing | env-steps/s (all tasks) | env-steps/s per task | compile s | GFLOP/s | % of matmul peak |")
-    print("|---|---|---|---|---|---|---|---|")
-    for tasks, seeds, sharing in rows:
+    print("| tasks | seeds | sharing | devices | env-steps/s (all tasks, seeds) | env-steps/s per task and seed "
+          "| compile s | GFLOP/s | % of matmul peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for tasks, seeds, sharing, devices in rows:
         # MinAtar's conv updates take ~60 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
-        r = measure(tasks, seeds, sharing, iters=100 if tasks == MINATAR else 2000)
-        print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['steps_per_s']:,.0f} | {r['per_task']:,.0f} "
+        r = measure(tasks, seeds, sharing, devices, iters=100 if tasks == MINATAR else 2000)
+        print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['devices']} | {r['steps_per_s']:,.0f} "
+              f"| {r['per_task']:,.0f} "
               f"| {r['compile_s']:.1f} | {r['gflops']:.2f} | {100 * r['gflops'] / peak:.1f}% |", flush=True)
 
 

@@ -42,6 +42,9 @@ class Train:
     (training options are refused; --checkpoint-every/--eval-episodes default to the run's own)."""
     eval_episodes: int = 10
     """Greedy episodes per task and seed evaluated at the end."""
+    devices: int = 0
+    """Split the seeds over this many local devices (CPU cores or GPUs; 0: as many as divide the seeds; a resumed
+    run keeps its own)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -82,6 +85,8 @@ class Study:
     """Study directory (default: runs/study-<name>); re-running skips finished cells."""
     ray_address: str | None = None
     """Run cells as Ray tasks: local (a private instance), auto (a running cluster) or HOST:PORT."""
+    devices: int = 0
+    """Split each cell's seeds over this many local devices (0: as many as divide the seeds)."""
     progress: bool = True
     """Show a line per cell (and a progress bar per cell with the local backend)."""
 
@@ -164,6 +169,7 @@ def _run_train(cmd: Train) -> None:
         cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
         checkpoint_every=None if resume and cmd.checkpoint_every == default.checkpoint_every else cmd.checkpoint_every,
         eval_episodes=None if resume and cmd.eval_episodes == default.eval_episodes else cmd.eval_episodes,
+        devices=None if resume and cmd.devices == default.devices else cmd.devices,
     )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
@@ -206,7 +212,9 @@ def _run_evaluate(cmd: Evaluate) -> None:
 
         trainer = make_host_trainer(agent)
     else:
-        trainer = make_trainer(agent)
+        from mtdqn.io import read_json
+
+        trainer = make_trainer(agent, read_json(cmd.run / "config.json").get("options", {}).get("devices", 0))
     import jax
 
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
@@ -231,7 +239,7 @@ def _run_study(cmd: Study) -> None:
 
     spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps})
     result = run_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", ray_address=cmd.ray_address,
-                       progress=cmd.progress)
+                       progress=cmd.progress, devices=cmd.devices)
     print(f"report: {result.report}")
 
 
@@ -306,6 +314,9 @@ def _parse(argv: list[str]) -> object:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from mtdqn.devices import use_cpu_cores
+
+    use_cpu_cores()  # before any JAX computation: one CPU device per core, so seeds train in parallel
     cmd = _parse(sys.argv[1:] if argv is None else argv)
     handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
     try:

@@ -1,12 +1,18 @@
 """Learning tests: a real agent must clear thresholds a broken one cannot.
 
-Budget (documented in the README): CartPole-v1 + Acrobot-v1, 150k env steps
-per task, seeds 0 and 1 vmapped together, 4 envs per task, one update of 128
+Budget (documented in the README): CartPole-v1 + Acrobot-v1, 200k env steps
+per task, seeds 0 and 1 (one per CPU device, as conftest sets up), 4 envs per task, one update of 128
 transitions per task every vector step, Adam lr 5e-4 decayed linearly,
 Polyak target tau 0.005, squared-error TD loss, epsilon 1 -> 0.02 over the
 first 20%. A uniformly random policy scores ~22 on CartPole and ~-500 on
 Acrobot; the thresholds are greedy CartPole >= 400 and Acrobot >= -120 for
 EVERY seed.
+
+Why 200k: run with seeds 0-7 at this budget, every seed of both variants
+passed (shared: CartPole >= 499, Acrobot -77..-87; independent: CartPole 500,
+Acrobot -72..-85).  At 150k, 2 of 8 shared seeds ended with CartPole at 264
+and 182: a greedy CartPole policy can still collapse there, and a float
+rounding change (a different seed layout) is enough to pick those seeds.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ THRESHOLDS = {"CartPole-v1": 400.0, "Acrobot-v1": -120.0}
 
 def _config(sharing: str) -> TrainConfig:
     return TrainConfig(
-        tasks=("CartPole-v1", "Acrobot-v1"), steps=150_000, seeds=2, seed=0, num_envs=4, log_every=25_000,
+        tasks=("CartPole-v1", "Acrobot-v1"), steps=200_000, seeds=2, seed=0, num_envs=4, log_every=25_000,
         network=NetworkConfig(sharing=sharing), dqn=LEARNING_DQN,
     )
 

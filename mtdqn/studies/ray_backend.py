@@ -48,6 +48,9 @@ _FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "XLA_FLAGS", "TF_CPP_MIN_LO
 
 def _remote_cell(cell: CellConfig, cell_dir: str, study_json: str) -> dict[str, Any]:
     """Runs on a worker: the cell, into the study folder if visible, else into a temp dir shipped back."""
+    from mtdqn.devices import use_cpu_cores
+
+    use_cpu_cores()  # as the CLI does, so a cell's seeds get the same layout (and numbers) as run locally
     if Path(study_json).exists():
         return {"summary": run_cell(cell, Path(cell_dir)), "files": None}
     with tempfile.TemporaryDirectory(prefix="mtdqn-cell-") as tmp:

@@ -45,6 +45,7 @@ class CellConfig:
     thresholds: dict[str, float]
     eval_episodes: int = 10
     checkpoint_every: int = 0
+    devices: int = 0  # seed layout (0: as many local devices as divide the seeds); numbers differ only in rounding
 
     @property
     def config_hash(self) -> str:
@@ -60,10 +61,10 @@ class StudyResult:
     """report.html, or None when the report was not built."""
 
 
-def cell_configs(spec: StudySpec) -> list[CellConfig]:
+def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
     """One cell per variant, in the spec's order (reference first)."""
-    return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), spec.eval_episodes, spec.checkpoint_every)
-            for v in spec.variants]
+    return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), spec.eval_episodes, spec.checkpoint_every,
+                       devices) for v in spec.variants]
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -134,7 +135,8 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     if status == "done":
         return _read(cell_dir / "summary.json") or {}
     kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
-                  extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
+                  extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
+                  devices=cell.devices or None)  # None: a resumed cell keeps its own layout
     try:
         if status == "resume":
             try:
@@ -208,8 +210,11 @@ def study_record(spec: StudySpec) -> dict[str, Any]:
 
 
 def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None, num_cpus: int | None = None,
-              progress: bool = True, console: Console | None = None, report: bool = True) -> StudyResult:
+              progress: bool = True, console: Console | None = None, report: bool = True,
+              devices: int = 0) -> StudyResult:
     """Run every unfinished cell of ``spec`` into ``out_dir``, then build the report.
+
+    ``devices`` splits each cell's seeds over local devices (0: as many as divide them).
 
     Everything that can be wrong with the input (the spec, a conflicting
     finished cell, an unreachable Ray address) is raised as a ConfigError
@@ -218,7 +223,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
     _check_out_dir(out_dir)
-    cells = [(cell, out_dir / "cells" / cell.variant) for cell in cell_configs(spec)]
+    cells = [(cell, out_dir / "cells" / cell.variant) for cell in cell_configs(spec, devices)]
     statuses = {cell.variant: cell_status(cell, d) for cell, d in cells}
     todo = [(c, d) for c, d in cells if statuses[c.variant] != "done"]
     on_event = progress_printer(console, len(cells))

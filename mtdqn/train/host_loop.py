@@ -146,9 +146,12 @@ def train_host(
     resume: bool = False,
     eval_episodes: int | None = None,
     extra_summary: dict[str, Any] | None = None,
+    devices: int | None = None,
 ) -> RunResult:
     """:func:`mtdqn.train.run.train` for gym: tasks: the same run directory, metrics and summary."""
     agent = make_agent(cfg)
+    if devices not in (None, 0, 1):
+        raise ConfigError("--devices is not supported with gym: tasks: their envs step on the host, one device")
     if resume or checkpoint_every:
         raise ConfigError(
             "--resume and --checkpoint-every are not supported with gym: tasks: their env state lives in Python "
@@ -157,7 +160,9 @@ def train_host(
     out_dir = Path(out_dir)
     trainer = make_host_trainer(agent)
     chunk_fn: HostChunk = trainer.run_chunk
-    checkpoint_every, eval_episodes, ckpt_bytes = _start(cfg, trainer, out_dir, force, False, 0, eval_episodes)
+    checkpoint_every, eval_episodes, _, ckpt_bytes = _start(
+        cfg, agent, trainer.init, out_dir, force, False, 0, eval_episodes, 1
+    )
     d = agent.derived
     steps_per_chunk = d.iters_per_chunk * cfg.num_envs
     t_start = time.perf_counter()

@@ -4,7 +4,8 @@ PureJaxRL's shape: the whole loop is ``lax.scan`` over iterations, and
 ``jax.jit(jax.vmap(...))`` trains every seed in one program, compiled once.
 Training is cut into equal chunks (one logging window each) so the host can
 draw a progress bar, write metrics and checkpoint between them; every chunk
-runs the same compiled function.
+runs the same compiled function.  The seed axis is split over local devices
+(``mtdqn.devices``): on a multi-core CPU each core trains its share of seeds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtdqn.devices import seed_devices, seed_sharding
 from mtdqn.networks import init_params
 from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
@@ -83,17 +85,24 @@ class Trainer(NamedTuple):
     agent: Agent
     init: Callable[[jax.Array], TrainState]  # (seeds, 2) keys -> batched state
     run_chunk: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
+    devices: int = 1  # local devices the seed axis is split over
 
 
-def make_trainer(agent: Agent) -> Trainer:
-    """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``."""
+def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
+    """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``.
+
+    ``devices`` (0: as many as divide the seeds) splits the seed axis over
+    local devices; ``init`` places the state there and every chunk keeps it.
+    """
     n = agent.derived.iters_per_chunk
+    n_devices = seed_devices(len(agent.seeds), devices)
+    sharding = seed_sharding(n_devices)  # every state leaf and every metric has the seed axis first
 
     def chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         ts = start + jnp.arange(n, dtype=jnp.int32)
         state, per_iter = jax.lax.scan(lambda s, t: iteration(agent, s, t), state, ts)
         return state, summarize_chunk(per_iter)
 
-    init = jax.jit(jax.vmap(lambda k: init_state(agent, k)))
-    run_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=(0,))
-    return Trainer(agent, init, run_chunk)
+    init = jax.jit(jax.vmap(lambda k: init_state(agent, k)), out_shardings=sharding)
+    run_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, None)), donate_argnums=(0,), out_shardings=(sharding, sharding))
+    return Trainer(agent, init, run_chunk, n_devices)

@@ -31,7 +31,8 @@ from mtdqn.io import (
 )
 from mtdqn.networks import count_params, torso_features
 from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import Trainer, make_trainer, seed_keys
+from mtdqn.devices import seed_devices
+from mtdqn.train.loop import Trainer, init_state, make_trainer, seed_keys
 
 __all__ = ["RunResult", "train", "metric_rows"]
 
@@ -160,13 +161,16 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _start(cfg: TrainConfig, trainer: Trainer, out_dir: Path, force: bool, resume: bool,
-           checkpoint_every: int | None, eval_episodes: int | None) -> tuple[int, int, int]:
+def _start(cfg: TrainConfig, agent: Any, init: Any, out_dir: Path, force: bool, resume: bool,
+           checkpoint_every: int | None, eval_episodes: int | None, devices: int | None) -> tuple[int, int, int, int]:
     """Check (and for a new run, create) the run directory before compiling.
 
-    Returns the run's options and the bytes one checkpoint takes.
+    Returns the run's options (checkpoint_every, eval_episodes, devices) and
+    the bytes one checkpoint takes (``init``: keys -> state, traced for shapes only).
 
-    A resumed run keeps the options it was started with unless given new ones.
+    A resumed run keeps the options it was started with unless given new ones;
+    keeping ``devices`` (the seed layout, resolved to a count) is what makes a
+    resumed run bit-identical to an uninterrupted one.
     """
     stored: dict = {}
     if resume:
@@ -178,16 +182,17 @@ def _start(cfg: TrainConfig, trainer: Trainer, out_dir: Path, force: bool, resum
     if checkpoint_every < 0 or eval_episodes <= 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 and --eval-episodes > 0, "
                           f"got {checkpoint_every} and {eval_episodes}")
-    ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
+    devices = seed_devices(len(agent.seeds), stored.get("devices", 0) if devices is None else devices)
+    ckpt_bytes = state_bytes(jax.eval_shape(init, seed_keys(agent.seeds)))
     check_free_space(out_dir, 2 * ckpt_bytes + 2**24, "two checkpoints")  # the old one stays until the new is complete
     if not resume:
         prepare_out_dir(out_dir, "config.json", force, owned=RUN_FILES)
         write_json(out_dir / "config.json", {
             "config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
-            "seeds": trainer.agent.seeds, "derived": trainer.agent.derived.__dict__,
-            "options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes},
+            "seeds": agent.seeds, "derived": agent.derived.__dict__,
+            "options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes, "devices": devices},
         })
-    return checkpoint_every, eval_episodes, ckpt_bytes
+    return checkpoint_every, eval_episodes, devices, ckpt_bytes
 
 
 def _ensure_space(out_dir: Path, ckpt_bytes: int) -> None:
@@ -210,13 +215,16 @@ def train(
     resume: bool = False,
     eval_episodes: int | None = None,
     extra_summary: dict[str, Any] | None = None,
+    devices: int | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
     ``checkpoint_every`` is in env steps per task (rounded to whole chunks; 0
     or None: only the final state).  ``resume`` continues ``out_dir`` from its
     latest checkpoint and ends bit-identical to an uninterrupted run; it keeps
-    the run's stored ``checkpoint_every`` / ``eval_episodes`` where these are None.
+    the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` where these are None.
+    ``devices`` splits the seeds over local devices (0 or None for a new run:
+    as many as divide the seeds; see :mod:`mtdqn.devices`).
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
     """
@@ -225,12 +233,13 @@ def train(
         from mtdqn.train.host_loop import train_host
 
         return train_host(cfg, out_dir, force=force, progress=progress, checkpoint_every=checkpoint_every,
-                          resume=resume, eval_episodes=eval_episodes, extra_summary=extra_summary)
+                          resume=resume, eval_episodes=eval_episodes, extra_summary=extra_summary, devices=devices)
     out_dir = Path(out_dir)
-    trainer = make_trainer(agent)
-    checkpoint_every, eval_episodes, ckpt_bytes = _start(
-        cfg, trainer, out_dir, force, resume, checkpoint_every, eval_episodes
+    checkpoint_every, eval_episodes, devices, ckpt_bytes = _start(
+        cfg, agent, jax.vmap(lambda k: init_state(agent, k)), out_dir, force, resume, checkpoint_every,
+        eval_episodes, devices,
     )
+    trainer = make_trainer(agent, devices)
     d = agent.derived
     steps_per_chunk = d.iters_per_chunk * cfg.num_envs
     t_start = time.perf_counter()
@@ -247,7 +256,7 @@ def train(
         state, meta = load_checkpoint(out_dir, trainer, state)
         first_chunk = meta["chunk"]
         rows, grad_rows, pair_rows = _rows_until(out_dir, first_chunk * steps_per_chunk)
-    options = {"options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes}}
+    options = {"options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes, "devices": devices}}
     last_good = first_chunk * steps_per_chunk if resume else None
     from tensorboardX import SummaryWriter  # imported late: it is slow to import
 
@@ -340,6 +349,7 @@ def _summarize(trainer: Trainer, state: Any, out_dir: Path, compile_s: float, lo
         "env_steps": d.env_steps,
         "wall_time_s": wall_s,
         "compile_s": compile_s,
+        "devices": trainer.devices,
         "env_steps_per_s": trained_steps * agent.num_tasks * agent.cfg.seeds / max(loop_s, 1e-9),
         "final_eval": {n: greedy[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "final_eval_std": {n: greedy[:, i].std(-1).tolist() for i, n in enumerate(names)},

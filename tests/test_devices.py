@@ -1,0 +1,54 @@
+"""Seeds split over local devices: the layout rule, and that splitting changes nothing but rounding."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtdqn.config import DQNConfig, TrainConfig
+from mtdqn.devices import seed_devices, use_cpu_cores
+from mtdqn.errors import ConfigError
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
+
+SMALL = TrainConfig(
+    tasks=("CartPole-v1",), steps=1000, seeds=2, log_every=500, num_envs=4,
+    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50),
+)
+
+
+def test_the_test_process_has_two_cpu_devices():
+    assert jax.local_device_count() == 2  # conftest, as the CLI sets it on a 2-core machine
+    assert use_cpu_cores(4) is False  # the count is chosen once per process
+
+
+@pytest.mark.parametrize("seeds, requested, expected", [(1, 0, 1), (2, 0, 2), (3, 0, 1), (4, 0, 2), (4, 1, 1), (2, 2, 2)])
+def test_layout_rule(seeds, requested, expected):
+    assert seed_devices(seeds, requested) == expected
+
+
+@pytest.mark.parametrize("seeds, requested, message", [
+    (2, 3, "only 2 local device"), (3, 2, "must divide the number of seeds"), (2, -1, "must be >= 0"),
+])
+def test_impossible_layouts_are_one_line_errors(seeds, requested, message):
+    with pytest.raises(ConfigError, match=message):
+        seed_devices(seeds, requested)
+
+
+def test_split_seeds_agree_with_one_device_up_to_rounding():
+    """Each device holds its own seeds' whole state; a seed mixed up with another would differ grossly."""
+    params = {}
+    for devices in (1, 2):
+        trainer = make_trainer(make_agent(SMALL), devices)
+        assert trainer.devices == devices
+        state = trainer.init(seed_keys([0, 1]))
+        state, metrics = trainer.run_chunk(state, jnp.int32(0))  # 125 iterations, 75 of them with an update
+        for leaf in jax.tree.leaves((state, metrics)):
+            assert len(leaf.sharding.device_set) == devices
+        assert float(np.asarray(metrics["updates"]).min()) > 0
+        params[devices] = [np.asarray(x) for x in jax.tree.leaves(state.params)]
+    for one, two in zip(params[1], params[2]):
+        np.testing.assert_allclose(one, two, rtol=1e-3, atol=1e-5)
+    assert not np.allclose(params[1][0][0], params[2][0][1])  # and the seeds themselves differ
