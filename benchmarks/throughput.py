@@ -2,12 +2,14 @@
 
 Prints a Markdown table: tasks x seeds x sharing -> aggregate and per-task
 env-steps/s, compile seconds, achieved GFLOP/s (XLA's own FLOP count of the
-compiled chunk divided by its wall time) beside a float32 matmul peak
-measured in the same process.
+compiled chunk divided by its wall time) beside a float32 matmul peak.
 
-Seeds are split over local devices as `mtdqn train` does (one CPU device per
-core); the `devices` column says over how many.  Rows with devices = 1 are the
-same seeds vmapped on one core, for comparison.
+Each row runs in its own process, started the way `mtdqn train` starts JAX
+for that run (`mtdqn.devices.cpu_plan`): the seeds split over as many CPU
+devices as divide them, and XLA's thread pool sized for the network (one
+thread per device for MLPs, every core for MinAtar's convolutions).  The
+`devices` column says over how many devices the seeds were split; rows with
+devices = 1 and several seeds are the same seeds vmapped on one device.
 
 Hyperparameters are PureJaxRL's CartPole DQN (10 envs, batch 128, one update
 per 10 env steps, target every 500 updates, lr 2.5e-4) and its network shape:
@@ -21,28 +23,23 @@ task the network is exactly PureJaxRL's 120-84 MLP.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
-
-from mtdqn.devices import use_cpu_cores
-
-use_cpu_cores()  # before JAX's first computation, as the CLI does
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig  # noqa: E402
-from mtdqn.train.agent import make_agent  # noqa: E402
-from mtdqn.train.loop import make_trainer, seed_keys  # noqa: E402
 
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 MINATAR = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
 
 
 def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
-    """Best-of float32 matmul GFLOP/s on this machine, the yardstick for the table."""
+    """Best-of float32 matmul GFLOP/s on this machine (every core), the yardstick for the table."""
+    import jax
+    import jax.numpy as jnp
+
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
-    f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda _, y: jnp.tanh(y @ a) , x))
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, reps, lambda _, y: jnp.tanh(y @ a), x))
     f(a).block_until_ready()
     best = float("inf")
     for _ in range(3):
@@ -54,7 +51,20 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
 
 def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
             iters: int = 2000) -> dict:
-    """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest."""
+    """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
+
+    Call in a fresh process: JAX is started here for this row.
+    """
+    from mtdqn.devices import cpu_plan, use_cpu_cores
+
+    use_cpu_cores(*cpu_plan(seeds, tasks, devices))
+    import jax
+    import jax.numpy as jnp
+
+    from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import make_trainer, seed_keys
+
     image = tasks[0].endswith("MinAtar")
     cfg = TrainConfig(
         tasks=tasks, seeds=seeds, steps=iters * 10 * (chunks + 1), log_every=iters * 10, num_envs=10,
@@ -83,6 +93,8 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         "seeds": seeds,
         "sharing": sharing,
         "devices": trainer.devices,
+        "threads": sum("Eigen" in open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task"))
+        if os.path.isdir("/proc/self/task") else None,
         "steps_per_s": steps / elapsed,
         "per_task": steps / elapsed / len(tasks) / seeds,
         "compile_s": compile_s,
@@ -90,10 +102,22 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     }
 
 
+def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int) -> dict:
+    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters})
+    out = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
+    if args.row:
+        row = json.loads(args.row)
+        print(json.dumps(measure(tuple(row["tasks"]), row["seeds"], row["sharing"], row["devices"],
+                                 iters=row["iters"])))
+        return
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
     if not args.quick:
         rows += [
@@ -102,19 +126,23 @@ def main() -> None:
             (CLASSIC, 4, "shared", 1), (CLASSIC, 4, "shared", 0),
             (MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
         ]
+    from mtdqn.devices import use_cpu_cores
+
+    use_cpu_cores()
+    import jax
+
     peak = matmul_peak_gflops()
-    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores ({jax.local_device_count()} devices), "
-          f"jax {jax.__version__}; "
-          f"matmul peak {peak:.1f} GFLOP/s (float32, 512x512)")
+    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores, jax {jax.__version__}; "
+          f"matmul peak {peak:.1f} GFLOP/s (float32, 512x512, all cores)")
     print()
-    print("| tasks | seeds | sharing | devices | env-steps/s (all tasks, seeds) | env-steps/s per task and seed "
-          "| compile s | GFLOP/s | % of matmul peak |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| tasks | seeds | sharing | devices | XLA threads | env-steps/s (all tasks, seeds) "
+          "| env-steps/s per task and seed | compile s | GFLOP/s | % of matmul peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for tasks, seeds, sharing, devices in rows:
         # MinAtar's conv updates take ~60 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
-        r = measure(tasks, seeds, sharing, devices, iters=100 if tasks == MINATAR else 2000)
-        print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['devices']} | {r['steps_per_s']:,.0f} "
-              f"| {r['per_task']:,.0f} "
+        r = _row_in_subprocess(tasks, seeds, sharing, devices, iters=100 if tasks == MINATAR else 2000)
+        print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['devices']} | {r['threads']} "
+              f"| {r['steps_per_s']:,.0f} | {r['per_task']:,.0f} "
               f"| {r['compile_s']:.1f} | {r['gflops']:.2f} | {100 * r['gflops'] / peak:.1f}% |", flush=True)
 
 

@@ -311,13 +311,37 @@ def _parse(argv: list[str]) -> object:
         raise
 
 
+def _start_jax(cmd: object) -> None:
+    """Choose JAX's CPU devices and threads before anything computes (see mtdqn.devices).
+
+    ``train`` knows its seeds and tasks (from the command, or from the run it
+    resumes); other commands get one device per core.
+    """
+    from mtdqn.devices import cpu_plan, use_cpu_cores
+
+    if not isinstance(cmd, Train):
+        use_cpu_cores()
+        return
+    if cmd.resume is None:
+        use_cpu_cores(*cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.devices))
+        return
+    from mtdqn.io import read_json
+
+    try:  # read as plain JSON: loading the config through mtdqn would start JAX first
+        stored = read_json(cmd.resume / "config.json")
+        seeds, tasks = int(stored["config"]["seeds"]), list(stored["config"]["tasks"])
+        devices = cmd.devices or int(stored.get("options", {}).get("devices", 0))
+    except Exception:  # not a run directory: _run_train says so in one line
+        use_cpu_cores()
+        return
+    use_cpu_cores(*cpu_plan(seeds, tasks, devices))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from mtdqn.devices import use_cpu_cores
-
-    use_cpu_cores()  # before any JAX computation: one CPU device per core, so seeds train in parallel
     cmd = _parse(sys.argv[1:] if argv is None else argv)
+    _start_jax(cmd)
     handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
     try:
         handler(cmd)

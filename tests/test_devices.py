@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
-from mtdqn.devices import seed_devices, use_cpu_cores
+from mtdqn.devices import cpu_plan, seed_devices, use_cpu_cores
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
@@ -52,3 +56,32 @@ def test_split_seeds_agree_with_one_device_up_to_rounding():
     for one, two in zip(params[1], params[2]):
         np.testing.assert_allclose(one, two, rtol=1e-3, atol=1e-5)
     assert not np.allclose(params[1][0][0], params[2][0][1])  # and the seeds themselves differ
+
+
+@pytest.mark.parametrize("seeds, tasks, requested, expected", [
+    (1, ("CartPole-v1", "Acrobot-v1"), 0, (1, 1)),  # MLP: one pool thread per device
+    (4, ("CartPole-v1",), 0, (4, 4)),
+    (6, ("CartPole-v1",), 0, (6, 6)),
+    (10, ("CartPole-v1",), 0, (5, 5)),  # the largest divisor of the seeds within 8 cores
+    (1, ("Breakout-MinAtar", "Asterix-MinAtar:reward_scale=2"), 0, (1, 8)),  # convs use every core
+    (2, ("gym:CartPole-v1",), 0, (2, 8)),
+    (2, ("CartPole-v1",), 1, (1, 1)),
+])
+def test_cpu_plan(monkeypatch, seeds, tasks, requested, expected):
+    monkeypatch.setattr("mtdqn.devices._usable_cores", lambda: 8)
+    assert cpu_plan(seeds, tasks, requested) == expected
+
+
+def test_a_narrow_pool_starts_with_one_thread_and_gives_the_cores_back():
+    """In a fresh process (JAX starts once per process): one device, one XLA pool thread, all cores usable after."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs Linux and two cores")
+    code = (
+        "import os\nfrom mtdqn.devices import use_cpu_cores\nbefore = os.sched_getaffinity(0)\n"
+        "assert use_cpu_cores(1, 1)\nimport jax, jax.numpy as jnp\njnp.ones(3).block_until_ready()\n"
+        "names = [open(f'/proc/self/task/{t}/comm').read() for t in os.listdir('/proc/self/task')]\n"
+        "print(jax.local_device_count(), sum('Eigen' in n for n in names), os.sched_getaffinity(0) == before)\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["1", "1", "True"]
