@@ -107,7 +107,7 @@ class TrainConfig:
     steps: int = 100_000
     """Env steps per task (rounded up to whole logging windows)."""
     seeds: int = 1
-    """Number of seeds, trained together in one vmapped program."""
+    """Number of seeds, trained together in one compiled program (vmapped, split over local devices)."""
     seed: int = 0
     """First seed; the run uses seed, seed+1, ..., seed+seeds-1."""
     num_envs: int = 4
