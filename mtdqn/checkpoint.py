@@ -20,7 +20,7 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -28,7 +28,9 @@ import orbax.checkpoint as ocp
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, read_json, write_json
-from mtdqn.train.loop import Trainer
+
+if TYPE_CHECKING:  # importing the training loop starts JAX (gymnax); the CLI reads records before that
+    from mtdqn.train.loop import Trainer
 
 __all__ = [
     "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",

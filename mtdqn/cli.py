@@ -206,15 +206,13 @@ def _run_evaluate(cmd: Evaluate) -> None:
         raise ConfigError(f"{cmd.run} is not a run directory (no config.json)")
     cfg = load_run_config(cmd.run)
     agent = make_agent(cfg)
-    verify_checkpoint(cmd.run, cfg)  # before compiling: a missing, foreign or damaged checkpoint fails fast
+    meta = verify_checkpoint(cmd.run, cfg)  # before compiling: a missing, foreign or damaged checkpoint fails fast
     if agent.task_set.backend == "gymnasium":
         from mtdqn.train.host_loop import make_host_trainer
 
         trainer = make_host_trainer(agent)
     else:
-        from mtdqn.io import read_json
-
-        trainer = make_trainer(agent, read_json(cmd.run / "config.json").get("options", {}).get("devices", 0))
+        trainer = make_trainer(agent, meta.get("options", {}).get("devices", 0))  # the layout it was trained with
     import jax
 
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
@@ -325,13 +323,13 @@ def _start_jax(cmd: object) -> None:
     if cmd.resume is None:
         use_cpu_cores(*cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.devices))
         return
-    from mtdqn.io import read_json
+    from mtdqn.checkpoint import checkpoint_meta  # plain JSON: does not start JAX
 
-    try:  # read as plain JSON: loading the config through mtdqn would start JAX first
-        stored = read_json(cmd.resume / "config.json")
-        seeds, tasks = int(stored["config"]["seeds"]), list(stored["config"]["tasks"])
-        devices = cmd.devices or int(stored.get("options", {}).get("devices", 0))
-    except Exception:  # not a run directory: _run_train says so in one line
+    try:  # the latest checkpoint's record: the config and layout the resumed run continues with
+        meta = checkpoint_meta(cmd.resume)
+        seeds, tasks = int(meta["config"]["seeds"]), list(meta["config"]["tasks"])
+        devices = cmd.devices or int(meta.get("options", {}).get("devices", 0))
+    except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: _run_train says so in one line
         use_cpu_cores()
         return
     use_cpu_cores(*cpu_plan(seeds, tasks, devices))

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, state_bytes, verify_checkpoint
 from mtdqn.config import TrainConfig, config_hash, config_to_dict
+from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import evaluate_params
 from mtdqn.io import (
@@ -31,7 +32,6 @@ from mtdqn.io import (
 )
 from mtdqn.networks import count_params, torso_features
 from mtdqn.train.agent import make_agent
-from mtdqn.devices import seed_devices
 from mtdqn.train.loop import Trainer, init_state, make_trainer, seed_keys
 
 __all__ = ["RunResult", "train", "metric_rows"]
