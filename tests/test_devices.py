@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
-from mtdqn.devices import cpu_plan, seed_devices, use_cpu_cores
+from mtdqn.devices import cpu_plan, seed_devices, unroll_cpu_threefry, use_cpu_cores
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
@@ -85,3 +85,26 @@ def test_a_narrow_pool_starts_with_one_thread_and_gives_the_cores_back():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["1", "1", "True"]
+
+
+_RANDOM_PROGRAM = (
+    "import jax, jax.numpy as jnp\n"
+    "def draws(seed):\n"
+    "    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)\n"
+    "    return (jax.random.key_data(jax.random.split(k1, 5)), jax.random.randint(k2, (64,), 0, 10_000),\n"
+    "            jax.random.bits(k3, (7, 3)), jax.random.uniform(jax.random.fold_in(k3, 11), (9,)))\n"
+)
+
+
+def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
+    """The unrolled lowering (make_trainer installs it) against a process that keeps JAX's rolled one."""
+    code = _RANDOM_PROGRAM + "print([jnp.ravel(x).view(jnp.uint32).tolist() for x in jax.jit(draws)(123)])\n"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    rolled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert unroll_cpu_threefry()
+    namespace: dict = {}
+    exec(_RANDOM_PROGRAM, namespace)  # the same function, compiled in this process with the unrolled lowering
+    draws = jax.jit(namespace["draws"])
+    unrolled = [jnp.ravel(x).view(jnp.uint32).tolist() for x in draws(123)]
+    assert str(unrolled) == rolled.stdout.strip()
+    assert " while(" not in draws.lower(123).compile().as_text()
