@@ -313,10 +313,21 @@ def _start_jax(cmd: object) -> None:
     """Choose JAX's CPU devices and threads before anything computes (see mtdqn.devices).
 
     ``train`` knows its seeds and tasks (from the command, or from the run it
-    resumes); other commands get one device per core.
+    resumes), a local ``study`` from its spec (every cell has the study's
+    tasks and seeds); other commands get one device per core.
     """
     from mtdqn.devices import cpu_plan, use_cpu_cores
 
+    if isinstance(cmd, Study) and cmd.ray_address is None:
+        from mtdqn.studies import resolve_spec  # plain TOML and dataclasses: does not start JAX
+
+        try:
+            spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps})
+        except (ConfigError, OSError):  # _run_study says what is wrong in one line
+            use_cpu_cores()
+            return
+        use_cpu_cores(*cpu_plan(spec.seeds, spec.tasks, cmd.devices))
+        return
     if not isinstance(cmd, Train):
         use_cpu_cores()
         return

@@ -108,3 +108,21 @@ def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
     unrolled = [jnp.ravel(x).view(jnp.uint32).tolist() for x in draws(123)]
     assert str(unrolled) == rolled.stdout.strip()
     assert " while(" not in draws.lower(123).compile().as_text()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["study", "quick", "--seeds", "3"], ((3, 3), {})),  # the plan from the study's seeds and tasks
+    (["study", "quick", "--seeds", "4", "--devices", "2"], ((2, 2), {})),
+    (["study", "quick", "--ray-address", "local"], ((), {})),  # cells plan on their workers
+    (["study", "no-such-study"], ((), {})),  # the study command reports the error itself
+    (["train", "--tasks", "Breakout-MinAtar", "--seeds", "2"], ((2, 8), {})),
+    (["tasks"], ((), {})),
+])
+def test_the_cli_plans_devices_before_jax_starts(monkeypatch, argv, expected):
+    from mtdqn import cli
+
+    calls = []
+    monkeypatch.setattr("mtdqn.devices._usable_cores", lambda: 8)
+    monkeypatch.setattr("mtdqn.devices.use_cpu_cores", lambda *a, **k: calls.append((a, k)))
+    cli._start_jax(cli._parse(argv))
+    assert calls == [expected]
