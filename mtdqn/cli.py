@@ -43,8 +43,8 @@ class Train:
     eval_episodes: int = 10
     """Greedy episodes per task and seed evaluated at the end."""
     devices: int = 0
-    """Split the seeds over this many local devices (CPU cores or GPUs; 0: as many as divide the seeds; a resumed
-    run keeps its own)."""
+    """Split the seeds over this many local devices (CPU cores or GPUs; 0: as many as the seeds can use; a
+    resumed run keeps its own)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -86,7 +86,7 @@ class Study:
     ray_address: str | None = None
     """Run cells as Ray tasks: local (a private instance), auto (a running cluster) or HOST:PORT."""
     devices: int = 0
-    """Split each cell's seeds over this many local devices (0: as many as divide the seeds)."""
+    """Split each cell's seeds over this many local devices (0: as many as the seeds can use)."""
     progress: bool = True
     """Show a line per cell (and a progress bar per cell with the local backend)."""
 

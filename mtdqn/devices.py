@@ -36,7 +36,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mtdqn.errors import ConfigError
 
-__all__ = ["use_cpu_cores", "cpu_plan", "seed_devices", "seed_sharding", "unroll_cpu_threefry"]
+__all__ = [
+    "use_cpu_cores", "cpu_plan", "seed_devices", "seed_layout", "padded_seeds", "seed_sharding", "unroll_cpu_threefry",
+]
 
 
 def _usable_cores() -> int:
@@ -46,20 +48,16 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _largest_divisor(n: int, at_most: int) -> int:
-    return max(d for d in range(1, min(at_most, n) + 1) if n % d == 0)
-
-
 def cpu_plan(seeds: int, tasks: Sequence[str], requested: int = 0) -> tuple[int, int]:
     """(devices, threads) for a run, chosen before JAX starts.
 
-    Devices: ``requested``, or as many cores as divide the seeds.  Threads in
+    Devices: ``requested``, or as many cores as the seeds can use (:func:`seed_layout`).  Threads in
     XLA's pool: one per device for vector tasks; every core for image tasks
     (MinAtar, whose names gymnax ends in ``-MinAtar``, and host ``gym:`` tasks),
     whose convolutions use the intra-op threads.
     """
     cores = _usable_cores()
-    devices = requested if requested > 0 else _largest_divisor(max(seeds, 1), cores)
+    devices = requested if requested > 0 else seed_layout(seeds, cores)
     conv = any(t.split(":", 1)[0].endswith("-MinAtar") or t.startswith("gym:") for t in tasks)
     return devices, max(devices, cores) if conv else devices
 
@@ -105,20 +103,37 @@ def use_cpu_cores(count: int | None = None, threads: int | None = None) -> bool:
 def seed_devices(num_seeds: int, requested: int = 0) -> int:
     """How many local devices the seed axis is split over.
 
-    ``requested`` 0 means as many as possible: the largest divisor of
-    ``num_seeds`` not above the local device count (equal shards keep one
-    compiled program).  An explicit count must divide the seeds and exist here.
+    ``requested`` 0 means as many as pay: the fewest devices that give the
+    fewest seeds per device (:func:`seed_layout`).  An explicit count must
+    exist here and not exceed the seeds.  A count that does not divide the
+    seeds is filled up with dummy seeds (:func:`padded_seeds`).
     """
     available = jax.local_device_count()
     if requested < 0:
-        raise ConfigError(f"--devices must be >= 0 (0: as many as divide the seeds), got {requested}")
+        raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {requested}")
     if requested == 0:
-        return _largest_divisor(num_seeds, available)
+        return seed_layout(num_seeds, available)
     if requested > available:
         raise ConfigError(f"--devices {requested}: only {available} local device(s) here")
-    if num_seeds % requested:
-        raise ConfigError(f"--devices {requested} must divide the number of seeds ({num_seeds})")
+    if requested > num_seeds:
+        raise ConfigError(f"--devices {requested}: more devices than seeds ({num_seeds})")
     return requested
+
+
+def seed_layout(num_seeds: int, devices_available: int) -> int:
+    """Devices for ``num_seeds``: the fewest that give the fewest seeds per device.
+
+    Seeds per device decide the wall time (vmapped seeds cost about linearly
+    on a CPU core): 3 seeds on 2 cores run as 2 + 2 (one dummy), 9 seeds on
+    8 cores as 5 devices x 2 (one dummy) rather than 8 x 2 (seven).
+    """
+    per_device = -(-max(num_seeds, 1) // max(devices_available, 1))
+    return -(-max(num_seeds, 1) // per_device)
+
+
+def padded_seeds(num_seeds: int, devices: int) -> int:
+    """Seeds the compiled program trains: the real ones plus dummies that fill the last device."""
+    return -(-num_seeds // devices) * devices
 
 
 def seed_sharding(devices: int) -> NamedSharding:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
-from mtdqn.devices import cpu_plan, seed_devices, unroll_cpu_threefry, use_cpu_cores
+from mtdqn.devices import cpu_plan, padded_seeds, seed_devices, seed_layout, unroll_cpu_threefry, use_cpu_cores
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
@@ -28,33 +29,48 @@ def test_the_test_process_has_two_cpu_devices():
     assert use_cpu_cores(4) is False  # the count is chosen once per process
 
 
-@pytest.mark.parametrize("seeds, requested, expected", [(1, 0, 1), (2, 0, 2), (3, 0, 1), (4, 0, 2), (4, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize("seeds, requested, expected", [
+    (1, 0, 1), (2, 0, 2), (3, 0, 2), (4, 0, 2), (5, 0, 2), (4, 1, 1), (2, 2, 2), (3, 2, 2), (3, 1, 1),
+])
 def test_layout_rule(seeds, requested, expected):
     assert seed_devices(seeds, requested) == expected
 
 
+@pytest.mark.parametrize("seeds, cores, devices, padded", [
+    (3, 2, 2, 4), (5, 2, 2, 6), (9, 8, 5, 10), (10, 8, 5, 10), (6, 8, 6, 6), (7, 4, 4, 8), (1, 8, 1, 1),
+])
+def test_the_fewest_devices_that_give_the_fewest_seeds_per_device(seeds, cores, devices, padded):
+    assert seed_layout(seeds, cores) == devices
+    assert padded_seeds(seeds, devices) == padded
+
+
 @pytest.mark.parametrize("seeds, requested, message", [
-    (2, 3, "only 2 local device"), (3, 2, "must divide the number of seeds"), (2, -1, "must be >= 0"),
+    (2, 3, "only 2 local device"), (1, 2, "more devices than seeds"), (2, -1, "must be >= 0"),
 ])
 def test_impossible_layouts_are_one_line_errors(seeds, requested, message):
     with pytest.raises(ConfigError, match=message):
         seed_devices(seeds, requested)
 
 
-def test_split_seeds_agree_with_one_device_up_to_rounding():
-    """Each device holds its own seeds' whole state; a seed mixed up with another would differ grossly."""
-    params = {}
+@pytest.mark.parametrize("seeds", [2, 3])
+def test_split_seeds_agree_with_one_device_up_to_rounding(seeds):
+    """Each device holds its own seeds' whole state; a seed mixed up with another would differ grossly.
+
+    With 3 seeds the second device trains the third seed beside a dummy one, which must not leak out.
+    """
+    cfg = dataclasses.replace(SMALL, seeds=seeds)
+    params, metrics = {}, {}
     for devices in (1, 2):
-        trainer = make_trainer(make_agent(SMALL), devices)
+        trainer = make_trainer(make_agent(cfg), devices)
         assert trainer.devices == devices
-        state = trainer.init(seed_keys([0, 1]))
-        state, metrics = trainer.run_chunk(state, jnp.int32(0))  # 125 iterations, 75 of them with an update
-        for leaf in jax.tree.leaves((state, metrics)):
-            assert len(leaf.sharding.device_set) == devices
-        assert float(np.asarray(metrics["updates"]).min()) > 0
+        state = trainer.init(seed_keys(list(range(seeds))))
+        state, metrics[devices] = trainer.run_chunk(state, jnp.int32(0))  # 125 iterations, 75 with an update
+        for leaf in jax.tree.leaves((state, metrics[devices])):
+            assert leaf.shape[0] == seeds and len(leaf.sharding.device_set) == devices
+        assert float(np.asarray(metrics[devices]["updates"]).min()) > 0
         params[devices] = [np.asarray(x) for x in jax.tree.leaves(state.params)]
-    for one, two in zip(params[1], params[2]):
-        np.testing.assert_allclose(one, two, rtol=1e-3, atol=1e-5)
+    for one, two in zip(params[1] + jax.tree.leaves(metrics[1]), params[2] + jax.tree.leaves(metrics[2])):
+        np.testing.assert_allclose(np.asarray(one), np.asarray(two), rtol=1e-3, atol=1e-5)
     assert not np.allclose(params[1][0][0], params[2][0][1])  # and the seeds themselves differ
 
 
@@ -111,7 +127,8 @@ def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["study", "quick", "--seeds", "3"], ((3, 3), {})),  # the plan from the study's seeds and tasks
+    (["study", "quick", "--seeds", "3"], ((3, 3), {})),
+    (["study", "quick", "--seeds", "9"], ((5, 5), {})),  # the plan from the study's seeds and tasks
     (["study", "quick", "--seeds", "4", "--devices", "2"], ((2, 2), {})),
     (["study", "quick", "--ray-address", "local"], ((), {})),  # cells plan on their workers
     (["study", "no-such-study"], ((), {})),  # the study command reports the error itself
@@ -126,3 +143,23 @@ def test_the_cli_plans_devices_before_jax_starts(monkeypatch, argv, expected):
     monkeypatch.setattr("mtdqn.devices.use_cpu_cores", lambda *a, **k: calls.append((a, k)))
     cli._start_jax(cli._parse(argv))
     assert calls == [expected]
+
+
+def test_padded_layout_resumes_bit_identical(tmp_path):
+    """3 seeds on 2 devices: a chunk depends only on the real seeds' state, so a checkpoint between chunks
+    (which holds no dummy seed) continues exactly as the uninterrupted run."""
+    from mtdqn.checkpoint import load_checkpoint, save_checkpoint
+
+    trainer = make_trainer(make_agent(dataclasses.replace(SMALL, seeds=3)), 2)
+    n = trainer.agent.derived.iters_per_chunk
+    whole = trainer.init(seed_keys([0, 1, 2]))
+    for chunk in range(2):
+        whole, _ = trainer.run_chunk(whole, jnp.int32(chunk * n))
+    first, _ = trainer.run_chunk(trainer.init(seed_keys([0, 1, 2])), jnp.int32(0))
+    save_checkpoint(tmp_path, trainer, first, 1)
+    template = trainer.init(seed_keys([0, 1, 2]))
+    resumed, meta = load_checkpoint(tmp_path, trainer, template)
+    assert meta["chunk"] == 1
+    resumed, _ = trainer.run_chunk(resumed, jnp.int32(n))
+    for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

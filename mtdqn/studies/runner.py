@@ -45,7 +45,7 @@ class CellConfig:
     thresholds: dict[str, float]
     eval_episodes: int = 10
     checkpoint_every: int = 0
-    devices: int = 0  # seed layout (0: as many local devices as divide the seeds); numbers differ only in rounding
+    devices: int = 0  # seed layout (0: as many local devices as the seeds can use); numbers differ only in rounding
 
     @property
     def config_hash(self) -> str:
@@ -214,7 +214,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
               devices: int = 0) -> StudyResult:
     """Run every unfinished cell of ``spec`` into ``out_dir``, then build the report.
 
-    ``devices`` splits each cell's seeds over local devices (0: as many as divide them).
+    ``devices`` splits each cell's seeds over local devices (0: as many as the seeds can use).
 
     Everything that can be wrong with the input (the spec, a conflicting
     finished cell, an unreachable Ray address) is raised as a ConfigError

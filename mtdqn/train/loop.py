@@ -14,9 +14,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
-from mtdqn.devices import seed_devices, seed_sharding, unroll_cpu_threefry
+from mtdqn.devices import padded_seeds, seed_devices, seed_sharding, unroll_cpu_threefry
 from mtdqn.networks import init_params
 from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
@@ -92,12 +92,19 @@ class Trainer(NamedTuple):
 def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
     """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``.
 
-    ``devices`` (0: as many as divide the seeds) splits the seed axis over
+    ``devices`` (0: as many as the seeds can use) splits the seed axis over
     local devices; ``init`` places the state there and every chunk keeps it.
+    When the devices do not divide the seeds, the state lives whole on every
+    device and each chunk pads it with dummy seeds (fresh every chunk; a seed's
+    numbers never depend on its neighbours' values), runs the split program
+    and gathers the real seeds back: one copy of the state per chunk, against
+    a core that would otherwise sit idle.
     """
     unroll_cpu_threefry()
     n = agent.derived.iters_per_chunk
-    n_devices = seed_devices(len(agent.seeds), devices)
+    n_seeds = len(agent.seeds)
+    n_devices = seed_devices(n_seeds, devices)
+    n_padded = padded_seeds(n_seeds, n_devices)
     sharding = seed_sharding(n_devices)  # every state leaf and every metric has the seed axis first
 
     def chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -105,13 +112,27 @@ def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
         state, per_iter = jax.lax.scan(lambda s, t: iteration(agent, s, t), state, ts)
         return state, summarize_chunk(per_iter)
 
-    per_device = _over_local_seeds(chunk, len(agent.seeds) // n_devices)
+    per_device = _over_local_seeds(chunk, n_padded // n_devices)
     spread = jax.shard_map(
         per_device, mesh=sharding.mesh, in_specs=(sharding.spec, PartitionSpec()),
         out_specs=(sharding.spec, sharding.spec), check_vma=False,
     )
-    init = jax.jit(jax.vmap(lambda k: init_state(agent, k)), out_shardings=sharding)
-    run_chunk = jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding))
+    init_seeds = jax.vmap(lambda k: init_state(agent, k))
+    if n_padded == n_seeds:
+        init = jax.jit(init_seeds, out_shardings=sharding)
+        run_chunk = jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding))
+        return Trainer(agent, init, run_chunk, n_devices)
+
+    whole = NamedSharding(sharding.mesh, PartitionSpec())
+    dummy_keys = jax.random.split(jax.random.PRNGKey(2**31 - 1), n_padded - n_seeds)
+
+    def padded_chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        full = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), state, init_seeds(dummy_keys))
+        full, metrics = spread(jax.lax.with_sharding_constraint(full, sharding), start)
+        return jax.tree.map(lambda x: x[:n_seeds], (full, metrics))
+
+    init = jax.jit(init_seeds, out_shardings=whole)
+    run_chunk = jax.jit(padded_chunk, donate_argnums=(0,), out_shardings=(whole, whole))
     return Trainer(agent, init, run_chunk, n_devices)
 
 

@@ -224,7 +224,7 @@ def train(
     latest checkpoint and ends bit-identical to an uninterrupted run; it keeps
     the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` where these are None.
     ``devices`` splits the seeds over local devices (0 or None for a new run:
-    as many as divide the seeds; see :mod:`mtdqn.devices`).
+    as many as the seeds can use; see :mod:`mtdqn.devices`).
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
     """
