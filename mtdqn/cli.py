@@ -319,14 +319,15 @@ def _start_jax(cmd: object) -> None:
     from mtdqn.devices import cpu_plan, use_cpu_cores
 
     if isinstance(cmd, Study) and cmd.ray_address is None:
-        from mtdqn.studies import resolve_spec  # plain TOML and dataclasses: does not start JAX
+        from mtdqn.studies.presets import study_table  # the table as written: validating it would start JAX
 
         try:
-            spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps})
-        except (ConfigError, OSError):  # _run_study says what is wrong in one line
-            use_cpu_cores()
-            return
-        use_cpu_cores(*cpu_plan(spec.seeds, spec.tasks, cmd.devices))
+            table, _, _ = study_table(cmd.study, {"seeds": cmd.seeds})
+            seeds, tasks = table["seeds"], table["tasks"]
+            plan = cpu_plan(seeds, [str(t) for t in tasks], cmd.devices) if isinstance(seeds, int) else None
+        except (ConfigError, KeyError, TypeError):  # _run_study says what is wrong in one line
+            plan = None
+        use_cpu_cores(*(plan or ()))
         return
     if not isinstance(cmd, Train):
         use_cpu_cores()

@@ -163,3 +163,18 @@ def test_padded_layout_resumes_bit_identical(tmp_path):
     resumed, _ = trainer.run_chunk(resumed, jnp.int32(n))
     for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_study_plans_before_jax_starts():
+    """In a fresh process: planning from the study's table must not start JAX (validating the spec would)."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs Linux and two cores")
+    code = (
+        "import os\nfrom mtdqn import cli\n"
+        "cli._start_jax(cli._parse(['study', 'quick', '--seeds', '1']))\n"
+        "import jax\nnames = [open(f'/proc/self/task/{t}/comm').read() for t in os.listdir('/proc/self/task')]\n"
+        "print(jax.local_device_count(), sum('Eigen' in n for n in names))\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["1", "1"]  # one seed: one device, one pool thread (not one per core)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from mtdqn.studies.spec import StudySpec, build_spec, load_spec
+from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
-__all__ = ["PRESETS", "CLASSIC_OPTIONS", "resolve_spec"]
+__all__ = ["PRESETS", "CLASSIC_OPTIONS", "resolve_spec", "study_table"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
 # greedy evaluation (the DQN defaults plus squared-error TD loss; Huber learned CartPole far slower
@@ -72,13 +72,23 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"quick": _quick, "classic": 
 
 def resolve_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     """A preset by name, or a study TOML file by path; ``overrides`` replace top-level keys (--seeds, --steps)."""
+    raw, source, name = study_table(name_or_path, overrides)
+    return build_spec(raw, source, name)
+
+
+def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, str]:
+    """(table, source, default name) of a preset or study file with ``overrides``, not yet validated.
+
+    Cheap and JAX-free, so the CLI can plan devices from a study's seeds and
+    tasks before JAX starts; :func:`resolve_spec` validates it.
+    """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     key = str(name_or_path)
     if key in PRESETS:
-        return build_spec({**PRESETS[key](), **overrides}, f"preset {key}", key)
+        return {**PRESETS[key](), **overrides}, f"preset {key}", key
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
         from mtdqn.errors import ConfigError
 
         raise ConfigError(f"{key}: not a preset ({', '.join(PRESETS)}) nor a study file (.toml)")
-    return load_spec(path, overrides)
+    return {**read_study_file(path), **overrides}, str(path), path.stem

@@ -34,7 +34,10 @@ from typing import Any, Literal, Union
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, validate
 from mtdqn.errors import ConfigError
 
-__all__ = ["StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "build_spec", "load_spec", "apply_options", "variant_config"]
+__all__ = [
+    "StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "build_spec", "load_spec", "read_study_file", "apply_options",
+    "variant_config",
+]
 
 REFERENCE = "independent"
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -272,13 +275,17 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
 
 def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     """Read a study TOML file; ``overrides`` (e.g. from --seeds/--steps) replace top-level keys."""
+    return build_spec({**read_study_file(path), **(overrides or {})}, str(path), Path(path).stem)
+
+
+def read_study_file(path: Path) -> dict[str, Any]:
+    """A study file's table as written, not yet validated (validating builds agents, which starts JAX)."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such study file (built-in presets: quick, classic, minatar)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {str(exc).splitlines()[0]}") from None
-    return build_spec({**raw, **(overrides or {})}, str(path), path.stem)
