@@ -9,7 +9,8 @@ for that run (`mtdqn.devices.cpu_plan`): the seeds split over as many CPU
 devices as divide them, and XLA's thread pool sized for the network (one
 thread per device for MLPs, every core for MinAtar's convolutions).  The
 `devices` column says over how many devices the seeds were split; rows with
-devices = 1 and several seeds are the same seeds vmapped on one device.
+devices = 1 and several seeds are the same seeds vmapped on one device.  Rates
+count real seeds only (a 3-seed row on 2 devices also trains a dummy seed).
 
 Hyperparameters are PureJaxRL's CartPole DQN (10 envs, batch 128, one update
 per 10 env steps, target every 500 updates, lr 2.5e-4) and its network shape:
@@ -123,6 +124,7 @@ def main() -> None:
         rows += [
             (CLASSIC, 1, "independent", 0),
             (("CartPole-v1",), 2, "shared", 1), (("CartPole-v1",), 2, "shared", 0),
+            (CLASSIC, 3, "shared", 1), (CLASSIC, 3, "shared", 0),  # 0: 2 + 2 with a dummy seed on 2 cores
             (CLASSIC, 4, "shared", 1), (CLASSIC, 4, "shared", 0),
             (MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
         ]

@@ -1,0 +1,108 @@
+"""Where a training iteration's time goes: env step, update, the whole compiled chunk.
+
+Prints a Markdown table of microseconds per iteration for one seed with the
+throughput benchmark's settings (PureJaxRL's CartPole DQN: 10 envs per task,
+batch 128 per task, a 120-84 MLP, an update every iteration).  Each piece is
+compiled on its own as a ``lax.scan`` of 2,000 iterations from a filled
+replay; the best of 3 runs counts.  Each task set runs in its own process,
+started as ``mtdqn train`` starts JAX (one device, one XLA pool thread).
+
+    python benchmarks/iteration_parts.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+TASK_SETS = (("CartPole-v1",), ("CartPole-v1", "Acrobot-v1", "MountainCar-v0"))
+ITERS = 2000
+
+
+def measure(tasks: tuple[str, ...]) -> dict[str, float]:
+    """Microseconds per iteration of each piece, for one seed of ``tasks``; call in a fresh process."""
+    from mtdqn.devices import cpu_plan, use_cpu_cores
+
+    use_cpu_cores(*cpu_plan(1, tasks, 0))
+    import jax
+    import jax.numpy as jnp
+
+    from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+    from mtdqn.train import step
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import init_state, make_trainer, seed_keys
+
+    cfg = TrainConfig(
+        tasks=tasks, seeds=1, steps=ITERS * 10 * 4, log_every=ITERS * 10, num_envs=10,
+        network=NetworkConfig(adapter_width=120, hidden=(84,)),
+        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, learning_starts=0,
+                      buffer_size=10_000),
+    )
+    agent = make_agent(cfg)
+    trainer = make_trainer(agent)  # also installs the CPU Threefry lowering, as training does
+
+    def env_only(s, _):
+        key, k_env = jax.random.split(s.key)
+        s, stats = step.env_step(agent, s.replace(key=key), k_env, jnp.float32(0.5))
+        return s, stats["episodes"]
+
+    def update_only(s, _):
+        key, k_update = jax.random.split(s.key)
+        s, metrics = step.update(agent, s.replace(key=key), k_update)
+        return s, metrics["loss"]
+
+    def best_of_3(fn, arg) -> float:
+        compiled = jax.jit(fn).lower(arg).compile()
+        jax.block_until_ready(compiled(arg))
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(arg))
+            best = min(best, time.perf_counter() - t0)
+        return best / ITERS * 1e6
+
+    def scan(body):
+        return lambda s: jax.lax.scan(body, s, jnp.arange(ITERS, dtype=jnp.int32))
+
+    state = jax.jit(lambda k: init_state(agent, k))(jax.random.PRNGKey(0))
+    state, _ = jax.jit(scan(env_only))(state)  # 20k transitions per task: a full replay to sample from
+    out = {"env": best_of_3(scan(env_only), state), "update": best_of_3(scan(update_only), state)}
+    chunk_state = trainer.init(seed_keys([0]))
+    chunk = trainer.run_chunk.lower(chunk_state, jnp.int32(0)).compile()
+    chunk_state, m = chunk(chunk_state, jnp.int32(0))
+    jax.block_until_ready(m)
+    best = float("inf")
+    for c in range(1, 4):
+        t0 = time.perf_counter()
+        chunk_state, m = chunk(chunk_state, jnp.int32(c * agent.derived.iters_per_chunk))
+        jax.block_until_ready(m)
+        best = min(best, time.perf_counter() - t0)
+    out["whole"] = best / agent.derived.iters_per_chunk * 1e6
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", help=argparse.SUPPRESS)  # internal: measure one task set, print JSON
+    args = parser.parse_args()
+    if args.tasks:
+        print(json.dumps(measure(tuple(args.tasks.split(",")))))
+        return
+    cols = {}
+    for tasks in TASK_SETS:
+        out = subprocess.run([sys.executable, __file__, "--tasks", ",".join(tasks)], check=True,
+                             capture_output=True, text=True)
+        cols["+".join(t.split("-")[0] for t in tasks)] = json.loads(out.stdout.strip().splitlines()[-1])
+    print("| µs per iteration | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    labels = {"env": "act + env step + replay write", "update": "update (sample, targets, per-task gradients, "
+              "Adam, diagnostics)", "whole": "whole iteration (`run_chunk`)"}
+    for key, label in labels.items():
+        print(f"| {label} | " + " | ".join(f"{c[key]:.0f}" for c in cols.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
