@@ -88,19 +88,26 @@ def test_cpu_plan(monkeypatch, seeds, tasks, requested, expected):
     assert cpu_plan(seeds, tasks, requested) == expected
 
 
-def test_a_narrow_pool_starts_with_one_thread_and_gives_the_cores_back():
-    """In a fresh process (JAX starts once per process): one device, one XLA pool thread, all cores usable after."""
+_POOL_THREADS = "sum('Eigen' in open(f'/proc/self/task/{t}/comm').read() for t in os.listdir('/proc/self/task'))"
+
+
+def _in_fresh_process(code: str) -> list[str]:
+    """Run ``code`` in a new Python (JAX starts once per process) on Linux with 2+ cores; its printed words."""
     if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs Linux and two cores")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return out.stdout.split()
+
+
+def test_a_narrow_pool_starts_with_one_thread_and_gives_the_cores_back():
+    """In a fresh process: one device, one XLA pool thread, all cores usable after."""
     code = (
         "import os\nfrom mtdqn.devices import use_cpu_cores\nbefore = os.sched_getaffinity(0)\n"
         "assert use_cpu_cores(1, 1)\nimport jax, jax.numpy as jnp\njnp.ones(3).block_until_ready()\n"
-        "names = [open(f'/proc/self/task/{t}/comm').read() for t in os.listdir('/proc/self/task')]\n"
-        "print(jax.local_device_count(), sum('Eigen' in n for n in names), os.sched_getaffinity(0) == before)\n"
+        f"print(jax.local_device_count(), {_POOL_THREADS}, os.sched_getaffinity(0) == before)\n"
     )
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["1", "1", "True"]
+    assert _in_fresh_process(code) == ["1", "1", "True"]
 
 
 _RANDOM_PROGRAM = (
@@ -167,14 +174,9 @@ def test_padded_layout_resumes_bit_identical(tmp_path):
 
 def test_a_study_plans_before_jax_starts():
     """In a fresh process: planning from the study's table must not start JAX (validating the spec would)."""
-    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs Linux and two cores")
     code = (
         "import os\nfrom mtdqn import cli\n"
         "cli._start_jax(cli._parse(['study', 'quick', '--seeds', '1']))\n"
-        "import jax\nnames = [open(f'/proc/self/task/{t}/comm').read() for t in os.listdir('/proc/self/task')]\n"
-        "print(jax.local_device_count(), sum('Eigen' in n for n in names))\n"
+        f"import jax\nprint(jax.local_device_count(), {_POOL_THREADS})\n"
     )
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["1", "1"]  # one seed: one device, one pool thread (not one per core)
+    assert _in_fresh_process(code) == ["1", "1"]  # one seed: one device, one pool thread (not one per core)
