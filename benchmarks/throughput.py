@@ -70,7 +70,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     cfg = TrainConfig(
         tasks=tasks, seeds=seeds, steps=iters * 10 * (chunks + 1), log_every=iters * 10, num_envs=10,
         network=NetworkConfig(sharing=sharing, adapter_width=120, hidden=(84,)),
-        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500,
+        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
     )
     trainer = make_trainer(make_agent(cfg), devices)

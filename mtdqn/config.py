@@ -85,7 +85,7 @@ class DQNConfig:
     target_update_every: int = 1
     """Updates between target-network updates."""
     tau: float = 0.005
-    """Target update rate: 1.0 is a hard copy, < 1 Polyak averaging."""
+    """Target update rate: 1.0 is a hard copy, < 1 Polyak averaging (then only with --target-update-every 1)."""
     eps_start: float = 1.0
     """Initial exploration rate."""
     eps_end: float = 0.02
@@ -173,6 +173,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--gamma must be in [0, 1), got {d.gamma}")
     if not 0.0 < d.tau <= 1.0:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
+    if d.target_update_every > 1 and d.tau < 1.0:
+        raise ConfigError(
+            f"--target-update-every {d.target_update_every} with --tau {d.tau}: a Polyak step of {d.tau} once every "
+            f"{d.target_update_every} updates never refreshes the target in practice; use --tau 1 (a hard copy every "
+            f"{d.target_update_every} updates) or --target-update-every 1 (Polyak averaging every update)"
+        )
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
         raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
     for name, value in (("eps_start", d.eps_start), ("eps_end", d.eps_end), ("eps_fraction", d.eps_fraction)):

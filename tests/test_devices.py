@@ -20,7 +20,7 @@ from mtdqn.train.loop import make_trainer, seed_keys
 
 SMALL = TrainConfig(
     tasks=("CartPole-v1",), steps=1000, seeds=2, log_every=500, num_envs=4,
-    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50),
+    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0),
 )
 
 

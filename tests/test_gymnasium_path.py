@@ -26,7 +26,7 @@ from mtdqn.train.step import epsilon
 
 TINY = TrainConfig(
     tasks=("gym:CartPole-v1", "gym:Acrobot-v1"), steps=1500, seeds=2, log_every=500, num_envs=4,
-    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50),
+    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0),
 )
 # The keys of a compiled run's summary.json (tests/test_training.py writes one).
 SUMMARY_KEYS = {

@@ -66,3 +66,47 @@ def test_zero_padded_features_do_not_matter():
 def test_bad_sharing_is_rejected(sharing):
     with pytest.raises(ConfigError):
         make_architecture(VECTOR, NetworkConfig(sharing=sharing))
+
+
+def test_patch_conv_equals_flax_conv():
+    """Same parameters (tree, shapes, initial values) and the same outputs as nn.Conv(VALID)."""
+    import flax.linen as nn
+
+    from mtdqn.networks.conv import PatchConv
+
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 3, 10, 10, 5))  # extra leading axes are batch axes
+    ours, ref = PatchConv(16, (3, 3)), nn.Conv(16, (3, 3), padding="VALID")
+    p_ours, p_ref = ours.init(jax.random.PRNGKey(4), x), ref.init(jax.random.PRNGKey(4), x)
+    assert jax.tree.structure(p_ours) == jax.tree.structure(p_ref)
+    jax.tree.map(np.testing.assert_array_equal, p_ours, p_ref)
+    p = jax.tree.map(lambda a: a + jax.random.normal(jax.random.PRNGKey(5), a.shape), p_ref)  # nonzero bias too
+    y = ours.apply(p, x)
+    assert y.shape == (2, 3, 8, 8, 16)
+    np.testing.assert_allclose(y, ref.apply(p, x), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda q, m=m: jnp.sum(jnp.sin(m.apply(q, x))))(p) for m in (ours, ref)]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *grads)
+
+
+def test_per_task_conv_gradients_are_matmuls_not_grouped_convolutions():
+    """The update's per-task gradients on the shared conv trunk lower to dots (no convolution at all)."""
+    from mtdqn.config import DQNConfig, TrainConfig
+    from mtdqn.train import step
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import init_state
+
+    cfg = TrainConfig(tasks=("Breakout-MinAtar", "Freeway-MinAtar"), steps=100, log_every=100,
+                      network=NetworkConfig(conv_channels=(4, 4), conv_dense=8, adapter_channels=4),
+                      dqn=DQNConfig(batch_size=8, buffer_size=16))
+    agent = make_agent(cfg)
+    state = init_state(agent, jax.random.PRNGKey(0))
+    hlo = jax.jit(lambda s, k: step.update(agent, s, k)).lower(state, jax.random.PRNGKey(1)).as_text()
+    assert "convolution" not in hlo
+    assert "dot_general" in hlo
+
+
+def test_kernel_larger_than_the_observation_is_rejected():
+    from dataclasses import replace
+
+    tiny = replace(IMAGE, obs_shape=(4, 4, 7))  # two VALID 3x3 convs need at least 5x5
+    with pytest.raises(ConfigError, match="need observations of at least 5x5, got 4x4"):
+        make_architecture(tiny, NetworkConfig())

@@ -104,7 +104,7 @@ def test_popart_needs_per_task_heads():
 def test_short_popart_training_run_stays_finite():
     cfg = TrainConfig(
         tasks=TASKS, steps=4000, log_every=2000, num_envs=4, value_norm="popart", network=NET,
-        dqn=DQNConfig(batch_size=32, buffer_size=1000, learning_starts=400, train_every=4, target_update_every=50),
+        dqn=DQNConfig(batch_size=32, buffer_size=1000, learning_starts=400, train_every=4, target_update_every=50, tau=1.0),
     )
     trainer = make_trainer(make_agent(cfg))
     state = trainer.init(seed_keys([0]))

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = [
     "--tasks", "CartPole-v1", "Acrobot-v1", "--steps", "2400", "--log-every", "200", "--num-envs", "4",
     "--buffer-size", "500", "--learning-starts", "400", "--batch-size", "32", "--hidden", "32",
-    "--adapter-width", "16", "--target-update-every", "20", "--checkpoint-every", "200", "--seeds", "2",
+    "--adapter-width", "16", "--target-update-every", "20", "--tau", "1", "--checkpoint-every", "200", "--seeds", "2",
 ]
 
 

@@ -17,7 +17,7 @@ from mtdqn.train.run import train
 
 TINY = TrainConfig(
     tasks=("CartPole-v1", "Acrobot-v1"), steps=1500, seeds=2, log_every=500, num_envs=4,
-    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, eps_fraction=0.9),
+    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0, eps_fraction=0.9),
 )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
+from mtdqn.networks.conv import PatchConv
 from mtdqn.tasks.registry import TaskSet
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 Params = dict[str, Any]
+CONV_KERNEL = 3  # the image trunk's k x k kernels (VALID, stride 1), as in Young & Tian's MinAtar DQN
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ class Layer:
     relu: bool = True
 
     def module(self) -> nn.Module:
-        if self.kind == "conv":
-            return nn.Conv(self.features, kernel_size=(3, 3), padding="VALID")
+        if self.kind == "conv":  # nn.Conv's parameters, computed as patches @ kernel (see conv.py)
+            return PatchConv(self.features, kernel_size=(CONV_KERNEL, CONV_KERNEL))
         return nn.Dense(self.features)
 
 
@@ -96,6 +98,12 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig) -> Architecture:
     """Choose layers from the observation kind and sharing from ``cfg.sharing``."""
     if task_set.kind == "image":
         c1, c2 = cfg.conv_channels
+        height, width = task_set.obs_shape[:2]
+        if min(height, width) - 2 * (CONV_KERNEL - 1) < 1:
+            raise ConfigError(
+                f"the trunk's two {CONV_KERNEL}x{CONV_KERNEL} convolutions need observations of at least "
+                f"{2 * CONV_KERNEL - 1}x{2 * CONV_KERNEL - 1}, got {height}x{width} ({', '.join(task_set.names)})"
+            )
         adapter = Layer("dense", cfg.adapter_channels, relu=False)
         torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))
     else:
