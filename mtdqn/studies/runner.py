@@ -30,7 +30,8 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, write_json
 from mtdqn.studies.spec import StudySpec, variant_config
 
-__all__ = ["CellConfig", "StudyResult", "cell_configs", "cell_status", "run_cell", "run_study", "build"]
+__all__ = ["CellConfig", "StudyResult", "cell_configs", "cell_status", "estimate_seconds", "run_cell", "run_study",
+           "build"]
 
 CellStatus = Literal["done", "resume", "fresh"]
 OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
@@ -192,6 +193,60 @@ def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: 
         on_event("done", cell, run_cell(cell, cell_dir, progress=progress))
 
 
+def estimate_seconds(todo: list[CellConfig], min_probe_s: float = 0.5) -> tuple[float, float]:
+    """(estimated training seconds of ``todo`` on this machine, measured env-steps/s of the probe).
+
+    Measured, not guessed: the first cell's own compiled program (its seeds,
+    devices, network and update schedule, a short chunk with updates from the
+    first iteration) is compiled, warmed up and timed until ``min_probe_s``
+    has passed; every cell is assumed to run at that rate and to compile as
+    long.  Greedy evaluation and report time are not included.
+    """
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from mtdqn.config import derive
+    from mtdqn.devices import padded_seeds, seed_devices
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import make_trainer, seed_keys
+
+    first = todo[0].config
+    every = derive(first).train_every_iters
+    iters = every * max(1, -(-20 // every))  # whole update periods, at least 20 iterations
+    devices = seed_devices(first.seeds, todo[0].devices)
+    # Dummy seeds that fill the last device cost a fresh state per chunk: amortized over a real chunk,
+    # not over a probe's 20 iterations, so the probe trains them as ordinary seeds.
+    probe = dataclasses.replace(first, steps=iters * first.num_envs, log_every=iters * first.num_envs,
+                                seeds=padded_seeds(first.seeds, devices),
+                                dqn=dataclasses.replace(first.dqn, learning_starts=0))
+    trainer = make_trainer(make_agent(probe), devices)
+    start = time.perf_counter()
+    state = trainer.init(seed_keys(trainer.agent.seeds))
+    chunk = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
+    state, metrics = chunk(state, jnp.int32(0))
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    runs, start = 0, time.perf_counter()
+    while runs == 0 or time.perf_counter() - start < min_probe_s:
+        state, metrics = chunk(state, jnp.int32((runs + 1) * iters))
+        jax.block_until_ready(metrics)
+        runs += 1
+    per_iter = (time.perf_counter() - start) / (runs * iters)
+    total = sum(compile_s + derive(cell.config).total_iters * per_iter for cell in todo)
+    steps_per_s = first.num_envs * len(first.tasks) * first.seeds / per_iter
+    return total, steps_per_s
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
@@ -240,6 +295,11 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
         for cell, _ in cells:
             if statuses[cell.variant] == "done":
                 on_event("skip", cell, None)
+        if progress and todo and ray_address is None:
+            seconds, rate = estimate_seconds([c for c, _ in todo])
+            console.print(f"estimated training time here: ~{_duration(seconds)} for {len(todo)} cell(s) "
+                          f"(measured {rate:,.0f} env-steps/s in a short probe of cell {todo[0][0].variant!r}; "
+                          "evaluation and report not included)")
         if ray_address is not None and todo:
             backend.run(todo, on_event)
         else:
