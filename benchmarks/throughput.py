@@ -19,6 +19,7 @@ task the network is exactly PureJaxRL's 120-84 MLP.
 
     python benchmarks/throughput.py            # full table
     python benchmarks/throughput.py --quick    # two rows, for a smoke check
+    python benchmarks/throughput.py --minatar  # only the image rows (4 MinAtar games, conv trunk)
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
+    parser.add_argument("--minatar", action="store_true", help="only the MinAtar (conv trunk) rows")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
     if args.row:
@@ -119,14 +121,18 @@ def main() -> None:
         print(json.dumps(measure(tuple(row["tasks"]), row["seeds"], row["sharing"], row["devices"],
                                  iters=row["iters"])))
         return
+    image_rows = [(MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
+                  (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0)]
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
-    if not args.quick:
+    if args.minatar:
+        rows = image_rows
+    elif not args.quick:
         rows += [
             (CLASSIC, 1, "independent", 0),
             (("CartPole-v1",), 2, "shared", 1), (("CartPole-v1",), 2, "shared", 0),
             (CLASSIC, 3, "shared", 1), (CLASSIC, 3, "shared", 0),  # 0: 2 + 2 with a dummy seed on 2 cores
             (CLASSIC, 4, "shared", 1), (CLASSIC, 4, "shared", 0),
-            (MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
+            *image_rows,
         ]
     from mtdqn.devices import use_cpu_cores
 
@@ -141,7 +147,7 @@ def main() -> None:
           "| env-steps/s per task and seed | compile s | GFLOP/s | % of matmul peak |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for tasks, seeds, sharing, devices in rows:
-        # MinAtar's conv updates take ~60 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
+        # MinAtar's conv updates take ~25 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
         r = _row_in_subprocess(tasks, seeds, sharing, devices, iters=100 if tasks == MINATAR else 2000)
         print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['devices']} | {r['threads']} "
               f"| {r['steps_per_s']:,.0f} | {r['per_task']:,.0f} "
