@@ -203,14 +203,21 @@ def test_report_command(study_copy: Path, tmp_path: Path, capsys: pytest.Capture
 
 
 def test_presets() -> None:
-    from mtdqn.strategies import REGISTRY
+    from mtdqn.config import derive
+    from mtdqn.studies.spec import variant_config
 
     quick = resolve_spec("quick")
     assert list(quick.variants) == ["independent", "shared"] and quick.seeds == 2
     classic = resolve_spec("classic", {"seeds": 10})
     assert classic.seeds == 10 and classic.tasks == ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
-    assert ("shared+unit-norm" in classic.variants) == ("unit-norm" in REGISTRY)
-    assert {"independent", "shared", "partial-1", "conditioned"} <= set(classic.variants)
-    assert resolve_spec("minatar").tasks[0] == "Breakout-MinAtar"
+    assert list(classic.variants) == ["independent", "shared", "partial-1", "shared+unit-norm", "conditioned"]
+    assert variant_config(classic, "shared+unit-norm").strategy == "unit-norm"
+    minatar = resolve_spec("minatar")
+    assert minatar.tasks[0] == "Breakout-MinAtar"
+    for spec in (quick, classic, minatar):  # every variant of every preset is a valid run
+        for variant in spec.variants:
+            derive(variant_config(spec, variant))
+    dqn = variant_config(minatar, "shared").dqn  # Young & Tian: a hard copy every 1,000 frames per game
+    assert dqn.tau == 1.0 and dqn.target_update_every * dqn.train_every == 1_000
     with pytest.raises(ConfigError, match="preset classic: seeds"):
         resolve_spec("classic", {"seeds": 0})

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtdqn.config import DQNConfig, TrainConfig
+from mtdqn.config import DQNConfig, TrainConfig, derive
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import train
@@ -77,7 +77,14 @@ def test_run_chunk_compiles_once():
 
 
 def test_epsilon_and_updates_follow_the_schedule(two_runs):
+    """Each row's epsilon is the linear schedule at the chunk's last iteration; updates start on time."""
     a, _ = two_runs
+    d, dqn = derive(TINY), TINY.dqn
+    last_iters = np.arange(1, d.num_chunks + 1) * d.iters_per_chunk - 1
+    want = dqn.eps_start + np.clip(last_iters / d.eps_decay_iters, 0, 1) * (dqn.eps_end - dqn.eps_start)
     eps = a.metrics.groupby("step")["epsilon"].first().to_numpy()
-    assert eps[0] > eps[-1] >= TINY.dqn.eps_end - 1e-6
-    assert int(a.state.updates[0]) > 0
+    np.testing.assert_allclose(eps, want, rtol=1e-6)
+    assert eps[-1] == pytest.approx(dqn.eps_end)  # 0.9 of the run: the schedule ends inside the last chunk
+    # one update per vector step (train_every = num_envs) from learning_starts on, for every seed
+    expected_updates = d.total_iters - -(-dqn.learning_starts // TINY.num_envs)
+    assert np.asarray(a.state.updates).tolist() == [expected_updates] * TINY.seeds

@@ -37,15 +37,12 @@ def _quick() -> dict[str, Any]:
 
 def _classic() -> dict[str, Any]:
     """D'Eramo et al.-style classic control: every sharing structure against independent networks."""
-    from mtdqn.strategies import REGISTRY
-
     variants: dict[str, dict[str, Any]] = {
         "shared": {"sharing": "shared"},
         "partial-1": {"sharing": "partial:1"},
+        "shared+unit-norm": {"sharing": "shared", "strategy": "unit-norm"},
+        "conditioned": {"sharing": "conditioned"},
     }
-    if "unit-norm" in REGISTRY:  # registered by its own module once it exists
-        variants["shared+unit-norm"] = {"sharing": "shared", "strategy": "unit-norm"}
-    variants["conditioned"] = {"sharing": "conditioned"}
     return {
         "tasks": ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"],
         "steps": 200_000,

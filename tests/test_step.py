@@ -1,0 +1,127 @@
+"""The pieces every reported number rests on: target-network updates, TD targets, greedy rollouts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+from mtdqn.evaluate import rollout_returns
+from mtdqn.networks import q_values
+from mtdqn.replay import replay_sample
+from mtdqn.tasks import reset_envs
+from mtdqn.train import step
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import init_state
+
+BASE = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=1000, log_every=1000, num_envs=4,
+    network=NetworkConfig(hidden=(16,), adapter_width=8),
+    dqn=DQNConfig(batch_size=16, buffer_size=256, learning_starts=0),
+)
+
+
+def _agent(**dqn):
+    return make_agent(dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, **dqn)))
+
+
+def _filled_state(agent, steps: int = 40):
+    """A state whose replay holds ``steps`` vector steps of random-policy transitions."""
+    state = init_state(agent, jax.random.PRNGKey(0))
+
+    @jax.jit
+    def fill(s):
+        def body(s, key):
+            s, _ = step.env_step(agent, s, key, jnp.float32(1.0))
+            return s, None
+        return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps))[0]
+
+    return fill(state)
+
+
+def _allclose_trees(a, b, **kw):
+    return all(np.allclose(x, y, **kw) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_hard_target_copy_happens_every_n_updates_and_only_then():
+    agent = _agent(tau=1.0, target_update_every=3)
+    state = _filled_state(agent)
+    initial_target = state.target_params
+    update = jax.jit(lambda s, k: step.update(agent, s, k)[0])
+    for i in range(1, 7):
+        state = update(state, jax.random.PRNGKey(10 + i))
+        if i % 3 == 0:  # a hard copy: the target is the online network, exactly
+            jax.tree.map(np.testing.assert_array_equal, state.target_params, state.params)
+        else:
+            assert not _allclose_trees(state.target_params, state.params)
+        if i < 3:
+            jax.tree.map(np.testing.assert_array_equal, state.target_params, initial_target)
+
+
+def test_polyak_target_moves_tau_of_the_way_every_update():
+    tau = 0.25
+    agent = _agent(tau=tau, target_update_every=1)
+    state = _filled_state(agent)
+    update = jax.jit(lambda s, k: step.update(agent, s, k)[0])
+    for i in range(3):
+        new = update(state, jax.random.PRNGKey(20 + i))
+        expected = jax.tree.map(lambda p, t: tau * p + (1 - tau) * t, new.params, state.target_params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new.target_params, expected)
+        state = new
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_td_targets_by_hand(double):
+    """r + gamma * (1 - terminated) * Q_target(s', a*), a* over the task's own actions only."""
+    agent = _agent(double=double, gamma=0.9)
+    state = _filled_state(agent)
+    state = state.replace(params=jax.tree.map(lambda x: x + 0.05, state.params))  # online != target
+    batch = replay_sample(state.replay, jax.random.PRNGKey(3), 16)
+    batch = batch.replace(terminated=batch.terminated.at[:, ::3].set(True))  # some terminal transitions
+    got = np.asarray(step._targets(agent, state, batch))  # (tasks, batch)
+
+    q_target = np.asarray(q_values(agent.arch, state.target_params, batch.next_obs))
+    q_online = np.asarray(q_values(agent.arch, state.params, batch.next_obs))
+    for i, task in enumerate(agent.task_set.tasks):
+        n = task.num_actions  # CartPole has 2 of the 3 padded actions: the third must never be used
+        chooser = q_online if double else q_target
+        a_star = chooser[i, :, :n].argmax(-1)
+        bootstrap = q_target[i, np.arange(16), a_star]
+        want = np.asarray(batch.reward[i]) + 0.9 * (1 - np.asarray(batch.terminated[i], np.float32)) * bootstrap
+        np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-5)
+    assert np.any(np.asarray(batch.terminated)) and np.any(~np.asarray(batch.terminated))
+
+
+def test_rollout_returns_count_exactly_the_first_episode():
+    """A policy that always pushes left: each CartPole episode's return is its length, counted once.
+
+    The reference steps gymnax's CartPole by hand from the same reset states; a rollout that kept
+    adding rewards after an auto-reset would report ~500, one that stopped early less than the length.
+    """
+    agent = make_agent(dataclasses.replace(BASE, tasks=("CartPole-v1",)))
+    params = init_state(agent, jax.random.PRNGKey(0)).params
+    heads = params["heads"]
+    params["heads"] = {"kernel": jnp.zeros_like(heads["kernel"]),
+                       "bias": jnp.zeros_like(heads["bias"]).at[:, 0].set(1.0)}  # Q(., left) = 1 > Q(., right)
+    key, episodes = jax.random.PRNGKey(7), 6
+    got = np.asarray(rollout_returns(agent, params, key, episodes, eps=0.0))  # (tasks, episodes)
+
+    k_reset, _ = jax.random.split(key)
+    _, env_states = reset_envs(agent.task_set, k_reset, episodes)
+    env, env_params = gymnax.make("CartPole-v1")
+    lengths = []
+    for e in range(episodes):
+        s = jax.tree.map(lambda x: x[e], env_states[0])
+        length, done = 0, False
+        while not done:
+            _, s, r, term, trunc, _ = env.step(jax.random.PRNGKey(0), s, 0, env_params)
+            length += float(r)
+            done = bool(term) or bool(trunc)
+        lengths.append(length)
+    np.testing.assert_array_equal(got[0], np.asarray(lengths, np.float32))
+    assert 5 <= min(lengths) and max(lengths) < 30  # pushing one way topples the pole in ~10 steps
