@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 
+INT32_LIMIT = 2**31  # iteration and update counters of the compiled loop are int32
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """Shape of the Q-network and which parts of it the tasks share."""
@@ -81,7 +84,7 @@ class DQNConfig:
     learning_starts: int = 5_000
     """Env steps per task before the first update."""
     train_every: int = 4
-    """Env steps per task between updates (4 envs: one update per vector step)."""
+    """Env steps per task between updates; a multiple of --num-envs (4 envs: one update per vector step)."""
     target_update_every: int = 1
     """Updates between target-network updates."""
     tau: float = 0.005
@@ -193,6 +196,10 @@ def validate(cfg: TrainConfig) -> None:
             )
         if any(not math.isfinite(w) or w < 0 for w in cfg.task_weights) or sum(cfg.task_weights) <= 0:
             raise ConfigError(f"--task-weights must be finite, >= 0 and not all 0, got {cfg.task_weights}")
+    if d.train_every % cfg.num_envs != 0:  # one iteration steps every env once: updates come per whole iteration
+        raise ConfigError(f"--train-every {d.train_every} is not a multiple of --num-envs {cfg.num_envs}: an update "
+                          f"can only follow a whole vector step of {cfg.num_envs} env steps per task; use "
+                          f"--train-every {max(cfg.num_envs, round(d.train_every / cfg.num_envs) * cfg.num_envs)}")
     if d.batch_size > d.buffer_size:
         raise ConfigError(f"--batch-size {d.batch_size} exceeds --buffer-size {d.buffer_size}")
 
@@ -203,12 +210,15 @@ def derive(cfg: TrainConfig) -> Derived:
     iters_per_chunk = max(1, math.ceil(cfg.log_every / cfg.num_envs))
     num_chunks = max(1, math.ceil(cfg.steps / (iters_per_chunk * cfg.num_envs)))
     total_iters = num_chunks * iters_per_chunk
+    if total_iters >= INT32_LIMIT:  # the compiled loop counts iterations and updates in int32
+        raise ConfigError(f"--steps {cfg.steps:,} with --num-envs {cfg.num_envs} needs {total_iters:,} vector steps; "
+                          f"the step counters hold at most {INT32_LIMIT - 1:,}")
     strategy = cfg.strategy
     if strategy == "auto":
         strategy = "sum" if cfg.task_weights is None else "weighted"
     weights = cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks)
     learning_starts_iters = math.ceil(cfg.dqn.learning_starts / cfg.num_envs)
-    train_every_iters = max(1, round(cfg.dqn.train_every / cfg.num_envs))
+    train_every_iters = cfg.dqn.train_every // cfg.num_envs  # a whole multiple (validate)
     return Derived(
         num_tasks=len(cfg.tasks),
         iters_per_chunk=iters_per_chunk,

@@ -19,7 +19,7 @@ from flax import struct
 
 from mtdqn.config import Derived, TrainConfig, derive
 from mtdqn.errors import ConfigError
-from mtdqn.networks import Architecture, make_architecture
+from mtdqn.networks import Architecture, init_params, make_architecture
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, make_task_set
@@ -105,4 +105,44 @@ def make_agent(cfg: TrainConfig) -> Agent:
         raise ConfigError("--value-norm popart needs per-task heads; it cannot be used with --sharing conditioned")
     if np.prod(task_set.obs_shape) * cfg.dqn.buffer_size * len(task_set) * 2 > 8e9:
         raise ConfigError(f"--buffer-size {cfg.dqn.buffer_size} would need more than 8 GB of replay per seed")
+    check_memory(cfg, task_set, arch)
     return Agent(cfg, derived, task_set, arch, make_optimizer(cfg, derived), strategy)
+
+
+def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> int:
+    """Bytes of one seed's TrainState: replay (obs and next obs, action, reward, flag) and 4 copies of the
+    parameters (online, target, Adam's two moments); env states and metrics are small beside them."""
+    obs_bytes = int(np.prod(task_set.obs_shape)) * (1 if task_set.kind == "image" else 4)
+    replay = len(task_set) * cfg.dqn.buffer_size * (2 * obs_bytes + 4 + 4 + 1)
+    shapes = jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0))
+    params = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    return replay + 4 * params
+
+
+def _available_memory() -> int | None:
+    """Bytes this process can still allocate on the host (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> None:
+    """Refuse a run whose seeds cannot fit, before anything is allocated or written.
+
+    The compiled program holds every seed's state at once (twice over while a
+    chunk replaces it), so 100 million seeds of CartPole would grow for minutes
+    and then die; a clear error up front is kinder.
+    """
+    available = _available_memory()
+    per_seed = state_bytes_per_seed(cfg, task_set, arch)
+    needed = 2 * cfg.seeds * per_seed
+    if available is not None and needed > available:
+        raise ConfigError(f"--seeds {cfg.seeds:,} need ~{needed / 1e9:,.1f} GB for replay and learner state "
+                          f"(~{per_seed / 1e6:,.1f} MB per seed, held twice while a chunk runs); "
+                          f"this machine has {available / 1e9:,.1f} GB available: use fewer seeds or a smaller "
+                          "--buffer-size")
