@@ -34,9 +34,11 @@ def measure(tasks: tuple[str, ...]) -> dict[str, float]:
     """Microseconds per iteration of each piece, for one seed of ``tasks``; call in a fresh process."""
     image = tasks[0].endswith("-MinAtar")
     iters = 200 if image else 2000
-    from mtdqn.devices import cpu_plan, use_cpu_cores
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     use_cpu_cores(*cpu_plan(1, tasks, 0))
+
+    unroll_cpu_threefry()  # as `mtdqn train` does
     import jax
     import jax.numpy as jnp
 
@@ -52,7 +54,7 @@ def measure(tasks: tuple[str, ...]) -> dict[str, float]:
                       buffer_size=10_000 if not image else 20_000),
     )
     agent = make_agent(cfg)
-    trainer = make_trainer(agent)  # also installs the CPU Threefry lowering, as training does
+    trainer = make_trainer(agent)
 
     def env_only(s, _):
         key, k_env = jax.random.split(s.key)

@@ -31,9 +31,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/minatar-learning"))
     args = parser.parse_args()
 
-    from mtdqn.devices import cpu_plan, use_cpu_cores
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     use_cpu_cores(*cpu_plan(args.seeds, TASKS, 0))
+
+    unroll_cpu_threefry()  # as `mtdqn train` does
     import numpy as np
 
     from mtdqn.studies import resolve_spec, run_study

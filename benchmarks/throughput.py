@@ -57,9 +57,11 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
 
     Call in a fresh process: JAX is started here for this row.
     """
-    from mtdqn.devices import cpu_plan, use_cpu_cores
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     use_cpu_cores(*cpu_plan(seeds, tasks, devices))
+
+    unroll_cpu_threefry()  # as `mtdqn train` does
     import jax
     import jax.numpy as jnp
 

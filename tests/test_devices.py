@@ -120,7 +120,7 @@ _RANDOM_PROGRAM = (
 
 
 def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
-    """The unrolled lowering (make_trainer installs it) against a process that keeps JAX's rolled one."""
+    """The unrolled lowering (the CLI installs it) against a process that keeps JAX's rolled one."""
     code = _RANDOM_PROGRAM + "print([jnp.ravel(x).view(jnp.uint32).tolist() for x in jax.jit(draws)(123)])\n"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     rolled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -131,6 +131,17 @@ def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
     unrolled = [jnp.ravel(x).view(jnp.uint32).tolist() for x in draws(123)]
     assert str(unrolled) == rolled.stdout.strip()
     assert " while(" not in draws.lower(123).compile().as_text()
+
+
+def test_building_a_trainer_leaves_the_rng_lowering_alone():
+    """A process-wide lowering is the program's choice (the CLI's), not a side effect of make_trainer."""
+    code = (
+        "import jax\nfrom mtdqn.config import TrainConfig\nfrom mtdqn.train.agent import make_agent\n"
+        "from mtdqn.train.loop import make_trainer\nmake_trainer(make_agent(TrainConfig(steps=100, log_every=100)))\n"
+        "hlo = jax.jit(lambda k: jax.random.split(k, 3)).lower(jax.random.PRNGKey(0)).compile().as_text()\n"
+        "print(' while(' in hlo)\n"
+    )
+    assert _in_fresh_process(code) == ["True"]
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -48,11 +48,12 @@ _FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "XLA_FLAGS", "TF_CPP_MIN_LO
 
 def _remote_cell(cell: CellConfig, cell_dir: str, study_json: str) -> dict[str, Any]:
     """Runs on a worker: the cell, into the study folder if visible, else into a temp dir shipped back."""
-    from mtdqn.devices import cpu_plan, use_cpu_cores
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     # As the CLI plans a local study (every cell has the study's seeds and tasks), so a cell's seeds
     # get the same layout, and numbers, as run locally; a reused worker keeps its first plan.
     use_cpu_cores(*cpu_plan(cell.config.seeds, cell.config.tasks, cell.devices))
+    unroll_cpu_threefry()  # as the CLI does: the same bits, faster on CPU
     if Path(study_json).exists():
         return {"summary": run_cell(cell, Path(cell_dir)), "files": None}
     with tempfile.TemporaryDirectory(prefix="mtdqn-cell-") as tmp:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mtdqn.devices import padded_seeds, seed_devices, seed_sharding, unroll_cpu_threefry
+from mtdqn.devices import padded_seeds, seed_devices, seed_sharding
 from mtdqn.networks import init_params
 from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
@@ -100,7 +100,6 @@ def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
     and gathers the real seeds back: one copy of the state per chunk, against
     a core that would otherwise sit idle.
     """
-    unroll_cpu_threefry()
     n = agent.derived.iters_per_chunk
     n_seeds = len(agent.seeds)
     n_devices = seed_devices(n_seeds, devices)
