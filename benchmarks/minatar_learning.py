@@ -39,8 +39,13 @@ def main() -> None:
     import numpy as np
 
     from mtdqn.studies import resolve_spec, run_study
+    from mtdqn.studies.presets import PRESETS
 
-    spec = resolve_spec("minatar", {"steps": args.steps, "seeds": args.seeds, "eval_episodes": 20})
+    # Young & Tian anneal epsilon over the first 100k frames, whatever the budget: the preset's fraction
+    # (0.1 of 1M frames) is rescaled to this run's length.
+    options = {**PRESETS["minatar"]()["options"], "eps_fraction": min(1.0, 100_000 / args.steps)}
+    spec = resolve_spec("minatar", {"steps": args.steps, "seeds": args.seeds, "eval_episodes": 20,
+                                    "options": options})
     start = time.perf_counter()
     result = run_study(spec, args.out, progress=True)
     hours = (time.perf_counter() - start) / 3600

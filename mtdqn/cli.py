@@ -141,7 +141,7 @@ def _run_strategies(_: Strategies) -> None:
 
 
 def _run_train(cmd: Train) -> None:
-    from mtdqn.config import config_hash
+    from mtdqn.config import check_new_run, config_hash
     from mtdqn.networks import count_params, init_params
     from mtdqn.train.agent import make_agent
     from mtdqn.train.run import load_run_config, train
@@ -155,6 +155,7 @@ def _run_train(cmd: Train) -> None:
         out = cmd.resume
     else:
         cfg = cmd.cfg
+        check_new_run(cfg)
         out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
     if cmd.eval_episodes <= 0 or cmd.checkpoint_every < 0:
         raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")

@@ -24,6 +24,7 @@ __all__ = [
     "Derived",
     "derive",
     "validate",
+    "check_new_run",
     "config_to_dict",
     "config_from_dict",
     "config_hash",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-INT32_LIMIT = 2**31  # iteration and update counters of the compiled loop are int32
+INT32_MAX = 2**31 - 1  # iteration and update counters of the compiled loop are int32
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class DQNConfig:
     train_every: int = 4
     """Env steps per task between updates; a multiple of --num-envs (4 envs: one update per vector step)."""
     target_update_every: int = 1
-    """Updates between target-network updates."""
+    """Updates between target-network updates (above 1: a hard copy, --tau 1)."""
     tau: float = 0.005
     """Target update rate: 1.0 is a hard copy, < 1 Polyak averaging (then only with --target-update-every 1)."""
     eps_start: float = 1.0
@@ -176,12 +177,6 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--gamma must be in [0, 1), got {d.gamma}")
     if not 0.0 < d.tau <= 1.0:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
-    if d.target_update_every > 1 and d.tau < 1.0:
-        raise ConfigError(
-            f"--target-update-every {d.target_update_every} with --tau {d.tau}: a Polyak step of {d.tau} once every "
-            f"{d.target_update_every} updates never refreshes the target in practice; use --tau 1 (a hard copy every "
-            f"{d.target_update_every} updates) or --target-update-every 1 (Polyak averaging every update)"
-        )
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
         raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
     for name, value in (("eps_start", d.eps_start), ("eps_end", d.eps_end), ("eps_fraction", d.eps_fraction)):
@@ -196,12 +191,30 @@ def validate(cfg: TrainConfig) -> None:
             )
         if any(not math.isfinite(w) or w < 0 for w in cfg.task_weights) or sum(cfg.task_weights) <= 0:
             raise ConfigError(f"--task-weights must be finite, >= 0 and not all 0, got {cfg.task_weights}")
+    if d.batch_size > d.buffer_size:
+        raise ConfigError(f"--batch-size {d.batch_size} exceeds --buffer-size {d.buffer_size}")
+
+
+def check_new_run(cfg: TrainConfig) -> None:
+    """Rules for runs started from now on, on top of :func:`validate`.
+
+    Runs written by older versions may break them and must still evaluate and
+    resume as they were made, so these are checked where a run or a study
+    starts, not when a stored config is read back.
+    """
+    validate(cfg)
+    d = cfg.dqn
+    if d.target_update_every > 1 and d.tau < 1.0:
+        raise ConfigError(
+            f"--target-update-every {d.target_update_every} with --tau {d.tau}: a Polyak step of {d.tau} only every "
+            f"{d.target_update_every} updates leaves the target far behind (with 1000 and 0.005 it is never "
+            f"refreshed in practice); use --tau 1 (a hard copy every {d.target_update_every} updates) or "
+            "--target-update-every 1 (Polyak averaging every update)"
+        )
     if d.train_every % cfg.num_envs != 0:  # one iteration steps every env once: updates come per whole iteration
         raise ConfigError(f"--train-every {d.train_every} is not a multiple of --num-envs {cfg.num_envs}: an update "
                           f"can only follow a whole vector step of {cfg.num_envs} env steps per task; use "
                           f"--train-every {max(cfg.num_envs, round(d.train_every / cfg.num_envs) * cfg.num_envs)}")
-    if d.batch_size > d.buffer_size:
-        raise ConfigError(f"--batch-size {d.batch_size} exceeds --buffer-size {d.buffer_size}")
 
 
 def derive(cfg: TrainConfig) -> Derived:
@@ -210,15 +223,16 @@ def derive(cfg: TrainConfig) -> Derived:
     iters_per_chunk = max(1, math.ceil(cfg.log_every / cfg.num_envs))
     num_chunks = max(1, math.ceil(cfg.steps / (iters_per_chunk * cfg.num_envs)))
     total_iters = num_chunks * iters_per_chunk
-    if total_iters >= INT32_LIMIT:  # the compiled loop counts iterations and updates in int32
+    if total_iters > INT32_MAX:  # the compiled loop counts iterations and updates in int32
         raise ConfigError(f"--steps {cfg.steps:,} with --num-envs {cfg.num_envs} needs {total_iters:,} vector steps; "
-                          f"the step counters hold at most {INT32_LIMIT - 1:,}")
+                          f"the step counters hold at most {INT32_MAX:,}")
     strategy = cfg.strategy
     if strategy == "auto":
         strategy = "sum" if cfg.task_weights is None else "weighted"
     weights = cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks)
     learning_starts_iters = math.ceil(cfg.dqn.learning_starts / cfg.num_envs)
-    train_every_iters = cfg.dqn.train_every // cfg.num_envs  # a whole multiple (validate)
+    # New runs have a whole multiple (check_new_run); runs made before that rule keep their rounding.
+    train_every_iters = max(1, round(cfg.dqn.train_every / cfg.num_envs))
     return Derived(
         num_tasks=len(cfg.tasks),
         iters_per_chunk=iters_per_chunk,

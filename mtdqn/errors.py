@@ -7,11 +7,15 @@ scripts and the bad-input tests can rely on one shape of failure.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "TrainingDiverged"]
+__all__ = ["ConfigError", "InsufficientResources", "TrainingDiverged"]
 
 
 class ConfigError(ValueError):
     """Bad user input: unknown task, nonsense hyperparameter, mismatched file."""
+
+
+class InsufficientResources(ConfigError):
+    """The run is valid but does not fit this machine now (memory); retrying elsewhere or later may work."""
 
 
 class TrainingDiverged(RuntimeError):

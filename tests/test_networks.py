@@ -87,15 +87,16 @@ def test_patch_conv_equals_flax_conv():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *grads)
 
 
-def test_per_task_conv_gradients_are_matmuls_not_grouped_convolutions():
-    """The update's per-task gradients on the shared conv trunk lower to dots (no convolution at all)."""
+@pytest.mark.parametrize("sharing", ["independent", "shared", "partial:1", "conditioned"])
+def test_per_task_conv_gradients_are_matmuls_not_grouped_convolutions(sharing):
+    """The update's per-task gradients on the conv trunk lower to dots (no convolution at all)."""
     from mtdqn.config import DQNConfig, TrainConfig
     from mtdqn.train import step
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import init_state
 
     cfg = TrainConfig(tasks=("Breakout-MinAtar", "Freeway-MinAtar"), steps=100, log_every=100,
-                      network=NetworkConfig(conv_channels=(4, 4), conv_dense=8, adapter_channels=4),
+                      network=NetworkConfig(sharing=sharing, conv_channels=(4, 4), conv_dense=8, adapter_channels=4),
                       dqn=DQNConfig(batch_size=8, buffer_size=16))
     agent = make_agent(cfg)
     state = init_state(agent, jax.random.PRNGKey(0))

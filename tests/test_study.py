@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mtdqn.cli import main
-from mtdqn.errors import ConfigError, TrainingDiverged
+from mtdqn.errors import ConfigError, InsufficientResources, TrainingDiverged
 from mtdqn.studies import cell_configs, cell_status, load_spec, resolve_spec, run_study
 
 TINY = """
@@ -105,6 +105,26 @@ def test_rerun_finishes_only_what_was_missing(study_copy: Path, local_study: Pat
     assert result.summaries["shared"]["final_eval"] == original["final_eval"]  # resumed from its checkpoint
     pd.testing.assert_frame_equal(pd.read_parquet(study_copy / "cells/shared/metrics.parquet"),
                                   pd.read_parquet(local_study / "cells/shared/metrics.parquet"))
+
+
+def test_a_machine_short_of_memory_keeps_a_killed_cells_checkpoint(study_copy: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resuming on a machine that cannot fit the run fails the cell but keeps its checkpoint for a later try."""
+    import mtdqn.train.agent
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise InsufficientResources("--seeds 2 need at least 9.9 GB; this machine has 0.1 GB available")
+
+    cell = study_copy / "cells" / "shared"
+    (cell / "summary.json").unlink()  # killed after its final checkpoint
+    checkpoints = _mtimes(cell / "checkpoints")
+    spec = load_spec(_spec_file(study_copy.parent))  # validated on this machine; the resume runs short
+    monkeypatch.setattr(mtdqn.train.agent, "check_memory", no_memory)
+    run_study(spec, study_copy, progress=False, report=False)
+    summary = json.loads((cell / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"].startswith("InsufficientResources")
+    assert _mtimes(cell / "checkpoints") == checkpoints
+    assert cell_status(cell_configs(spec)[1], cell) == "resume"  # a later run on a bigger machine continues it
 
 
 def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -10,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtdqn.config import DQNConfig, TrainConfig, derive
+from mtdqn.config import DQNConfig, TrainConfig, check_new_run, derive
+from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import train
@@ -88,3 +90,16 @@ def test_epsilon_and_updates_follow_the_schedule(two_runs):
     # one update per vector step (train_every = num_envs) from learning_starts on, for every seed
     expected_updates = d.total_iters - -(-dqn.learning_starts // TINY.num_envs)
     assert np.asarray(a.state.updates).tolist() == [expected_updates] * TINY.seeds
+
+
+def test_rules_for_new_runs_do_not_lock_out_old_runs():
+    """Runs made before the new-run rules (a Polyak step every N updates, train_every not a multiple of the
+    envs) are refused as new runs, but still build an agent to evaluate or resume, with their old rounding."""
+    old = dataclasses.replace(TINY, num_envs=8, dqn=dataclasses.replace(TINY.dqn, target_update_every=1000,
+                                                                       tau=0.005, train_every=4))
+    with pytest.raises(ConfigError, match="leaves the target far behind"):
+        check_new_run(old)
+    with pytest.raises(ConfigError, match="not a multiple of --num-envs 8"):
+        check_new_run(dataclasses.replace(old, dqn=dataclasses.replace(old.dqn, tau=1.0)))
+    agent = make_agent(old)
+    assert agent.derived.train_every_iters == 1  # round(4 / 8) -> at least one, as such runs were trained

@@ -26,11 +26,11 @@ from typing import Any, Callable, Literal
 from rich.console import Console
 
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.io import provenance, write_json
 from mtdqn.studies.spec import StudySpec, variant_config
 
-__all__ = ["CellConfig", "StudyResult", "cell_configs", "cell_status", "estimate_seconds", "run_cell", "run_study",
+__all__ = ["CellConfig", "StudyResult", "cell_configs", "cell_status", "estimate_training_time", "run_cell", "run_study",
            "build"]
 
 CellStatus = Literal["done", "resume", "fresh"]
@@ -142,6 +142,8 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
         if status == "resume":
             try:
                 return train(cell.config, cell_dir, resume=True, **kwargs).summary
+            except InsufficientResources:
+                raise  # the checkpoint is fine, this machine is not: keep it for a later attempt
             except ConfigError:
                 pass  # unreadable checkpoint: start over below
         if cell_dir.exists():
@@ -193,7 +195,7 @@ def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: 
         on_event("done", cell, run_cell(cell, cell_dir, progress=progress))
 
 
-def estimate_seconds(todo: list[CellConfig], min_probe_s: float = 0.5) -> tuple[float, float]:
+def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> tuple[float, float]:
     """(estimated training seconds of ``todo`` on this machine, measured env-steps/s of the probe).
 
     Measured, not guessed: the first cell's own compiled program (its seeds,
@@ -237,6 +239,19 @@ def estimate_seconds(todo: list[CellConfig], min_probe_s: float = 0.5) -> tuple[
     total = sum(compile_s + derive(cell.config).total_iters * per_iter for cell in todo)
     steps_per_s = first.num_envs * len(first.tasks) * first.seeds / per_iter
     return total, steps_per_s
+
+
+def _estimate_line(todo: list[CellConfig]) -> str:
+    """The study's estimated training time as one line; an estimate that cannot be made never stops a study."""
+    if any(t.startswith("gym:") for t in todo[0].config.tasks):
+        return "no time estimate for gym: tasks (their envs step on the host, outside the compiled program)"
+    try:
+        seconds, rate = estimate_training_time(todo)
+    except Exception as exc:  # noqa: BLE001 - an estimate is a courtesy; the cells report real errors themselves
+        return f"no time estimate: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return (f"estimated training time here: ~{_duration(seconds)} for {len(todo)} cell(s) (measured {rate:,.0f} "
+            f"env-steps/s in a short probe of cell {todo[0].variant!r}, assumed for every cell; resumed cells "
+            "counted whole; evaluation and report not included)")
 
 
 def _duration(seconds: float) -> str:
@@ -296,10 +311,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
             if statuses[cell.variant] == "done":
                 on_event("skip", cell, None)
         if progress and todo and ray_address is None:
-            seconds, rate = estimate_seconds([c for c, _ in todo])
-            console.print(f"estimated training time here: ~{_duration(seconds)} for {len(todo)} cell(s) "
-                          f"(measured {rate:,.0f} env-steps/s in a short probe of cell {todo[0][0].variant!r}; "
-                          "evaluation and report not included)")
+            console.print(_estimate_line([c for c, _ in todo]))
         if ray_address is not None and todo:
             backend.run(todo, on_event)
         else:

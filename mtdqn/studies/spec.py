@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, validate
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run
 from mtdqn.errors import ConfigError
 
 __all__ = [
@@ -176,7 +176,7 @@ def _agent_error(cfg: TrainConfig) -> str | None:
     from mtdqn.train.agent import make_agent  # imports JAX: only when validating
 
     try:
-        validate(cfg)
+        check_new_run(cfg)
         make_agent(cfg)
     except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -8,6 +8,7 @@ checkpoint must hold to act and to continue.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,11 @@ import optax
 from flax import struct
 
 from mtdqn.config import Derived, TrainConfig, derive
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.networks import Architecture, init_params, make_architecture
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
-from mtdqn.tasks import TaskSet, make_task_set
+from mtdqn.tasks import TaskSet, make_task_set, obs_dtype
 
 __all__ = ["Agent", "TrainState", "make_agent", "make_optimizer"]
 
@@ -112,37 +113,48 @@ def make_agent(cfg: TrainConfig) -> Agent:
 def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> int:
     """Bytes of one seed's TrainState: replay (obs and next obs, action, reward, flag) and 4 copies of the
     parameters (online, target, Adam's two moments); env states and metrics are small beside them."""
-    obs_bytes = int(np.prod(task_set.obs_shape)) * (1 if task_set.kind == "image" else 4)
+    obs_bytes = int(np.prod(task_set.obs_shape)) * jnp.dtype(obs_dtype(task_set)).itemsize
     replay = len(task_set) * cfg.dqn.buffer_size * (2 * obs_bytes + 4 + 4 + 1)
     shapes = jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0))
     params = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
     return replay + 4 * params
 
 
-def _available_memory() -> int | None:
-    """Bytes this process can still allocate on the host (Linux: MemAvailable), or None if unknown."""
+def available_host_memory() -> int | None:
+    """Bytes the host can still give this process: MemAvailable, capped by a cgroup v2 limit; None if unknown."""
+    found: list[int] = []
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
     except OSError:
         pass
-    return None
+    try:
+        limit, used = (open(f"/sys/fs/cgroup/memory.{n}").read().strip() for n in ("max", "current"))
+        if limit != "max":
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> None:
-    """Refuse a run whose seeds cannot fit, before anything is allocated or written.
+    """Refuse a CPU run whose seeds cannot fit in host memory, before anything is allocated or written.
 
-    The compiled program holds every seed's state at once (twice over while a
-    chunk replaces it), so 100 million seeds of CartPole would grow for minutes
-    and then die; a clear error up front is kinder.
+    The compiled program holds every seed's state at once, so 100 million
+    seeds of CartPole would grow for minutes and then die; a clear error up
+    front is kinder.  The estimate is a lower bound (one copy of the state;
+    the chunk donates it).  Accelerators keep the state in their own memory,
+    which XLA reports itself when it runs out.  MTDQN_SKIP_MEMORY_CHECK=1
+    skips the check.
     """
-    available = _available_memory()
+    if os.environ.get("MTDQN_SKIP_MEMORY_CHECK", "") in ("1", "true") or jax.default_backend() != "cpu":
+        return
+    available = available_host_memory()
     per_seed = state_bytes_per_seed(cfg, task_set, arch)
-    needed = 2 * cfg.seeds * per_seed
+    needed = cfg.seeds * per_seed
     if available is not None and needed > available:
-        raise ConfigError(f"--seeds {cfg.seeds:,} need ~{needed / 1e9:,.1f} GB for replay and learner state "
-                          f"(~{per_seed / 1e6:,.1f} MB per seed, held twice while a chunk runs); "
-                          f"this machine has {available / 1e9:,.1f} GB available: use fewer seeds or a smaller "
-                          "--buffer-size")
+        raise InsufficientResources(
+            f"--seeds {cfg.seeds:,} need at least {needed / 1e9:,.1f} GB for replay and learner state "
+            f"({per_seed / 1e6:,.1f} MB per seed); this machine has {available / 1e9:,.1f} GB available: use "
+            "fewer seeds or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips this check)"
+        )

@@ -23,7 +23,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, state_bytes, verify_checkpoint
-from mtdqn.config import TrainConfig, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, check_new_run, config_hash, config_to_dict
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import evaluate_params
@@ -228,6 +228,8 @@ def train(
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
     """
+    if not resume:
+        check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
     agent = make_agent(cfg)  # validates before anything touches the disk
     if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
         from mtdqn.train.host_loop import train_host
