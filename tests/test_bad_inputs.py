@@ -155,14 +155,14 @@ def test_write_failure_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_filling_disk_stops_before_a_write_fails(tmp_path, monkeypatch):
-    import mtdqn.train.run
+    import mtdqn.rundir
 
-    monkeypatch.setattr(mtdqn.train.run, "free_bytes", lambda path: 2**20)
+    monkeypatch.setattr(mtdqn.rundir, "free_bytes", lambda path: 2**20)
     with pytest.raises(OSError, match="disk almost full: 1 MiB free") as exc:
-        mtdqn.train.run._ensure_space(tmp_path, 2**20)
+        mtdqn.rundir.RunDir(tmp_path).ensure_space(2**20)
     assert exc.value.errno == errno.ENOSPC
-    monkeypatch.setattr(mtdqn.train.run, "free_bytes", lambda path: 2**30)
-    mtdqn.train.run._ensure_space(tmp_path, 2**20)
+    monkeypatch.setattr(mtdqn.rundir, "free_bytes", lambda path: 2**30)
+    mtdqn.rundir.RunDir(tmp_path).ensure_space(2**20)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions; /dev/null/run covers this")

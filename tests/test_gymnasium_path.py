@@ -21,7 +21,8 @@ from mtdqn.tasks.gymnasium_env import HostEnvs
 from mtdqn.train.agent import make_agent
 from mtdqn.train.host_loop import init_host_state, make_host_trainer
 from mtdqn.train.loop import init_state, seed_keys
-from mtdqn.train.run import METRIC_COLUMNS, train
+from mtdqn.rundir import METRIC_COLUMNS
+from mtdqn.train.run import train
 from mtdqn.train.step import epsilon
 
 TINY = TrainConfig(

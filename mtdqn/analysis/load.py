@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from mtdqn.rundir import GRAD_TASK_COLUMNS, METRIC_COLUMNS
+
 __all__ = ["Cell", "Study", "load_study"]
 
 _STUDY_KEYS = ("name", "tasks", "variants", "reference", "seeds", "steps")
@@ -23,12 +25,10 @@ _OK_SUMMARY_KEYS = (
     "env_steps_per_s", "final_eval", "random_return", "thresholds",
 )
 # file stem -> (required columns, which of them must be numeric)
+# The schema is the run directory's (mtdqn.rundir); grad_pairs needs only what every version has written.
 _TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "metrics": (
-        ("step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"),
-        ("step", "seed", "episode_return"),
-    ),
-    "grad_tasks": (("step", "seed", "task", "grad_norm", "weight", "loss"), ("step", "seed", "grad_norm", "weight")),
+    "metrics": (tuple(METRIC_COLUMNS), ("step", "seed", "episode_return")),
+    "grad_tasks": (tuple(GRAD_TASK_COLUMNS), ("step", "seed", "grad_norm", "weight")),
     "grad_pairs": (("step", "seed", "task_a", "task_b", "cosine"), ("step", "seed", "cosine")),
     "cka": (("seed", "task_a", "task_b", "cka"), ("seed", "cka")),
 }

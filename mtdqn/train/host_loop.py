@@ -11,33 +11,29 @@ same functions, jitted once for all seeds (vmapped):
    (truncation bootstraps, termination does not; running episode returns);
 4. ``learn``: :func:`update` when due, by the same learning-starts / train-every rule.
 
-Chunks, metrics, the run directory and the summary come from the helpers of
-:func:`mtdqn.train.run.train`, so a host run's directory reads like a compiled one.
-Unsupported: ``--checkpoint-every`` and ``--resume`` (env state lives in
-Python and cannot be restored); the final state is checkpointed for evaluation.
+:class:`HostChunk` is a chunk runner like the compiled one, so
+:func:`mtdqn.train.run.train` drives both the same way and a host run's
+directory reads like a compiled one.  Unsupported: ``--checkpoint-every`` and
+``--resume`` (env state lives in Python and cannot be restored); the final
+state is checkpointed for evaluation.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtdqn.checkpoint import save_checkpoint
-from mtdqn.config import TrainConfig
-from mtdqn.errors import ConfigError
 from mtdqn.tasks import EnvStep, obs_dtype
 from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
-from mtdqn.train.agent import Agent, TrainState, make_agent
-from mtdqn.train.loop import Trainer, fresh_state, seed_keys, summarize_chunk
-from mtdqn.train.run import RunResult, _finish, _log_chunk, _progress, _show_rate, _start
+from mtdqn.train.agent import Agent, TrainState
+from mtdqn.train.loop import Trainer, fresh_state, summarize_chunk
 from mtdqn.train.step import act, empty_update_metrics, epsilon, record_transition, update
 
-__all__ = ["train_host", "make_host_trainer", "init_host_state", "HostChunk"]
+__all__ = ["make_host_trainer", "init_host_state", "HostChunk"]
 
 
 def init_host_state(agent: Agent, key: jax.Array) -> TrainState:
@@ -69,10 +65,18 @@ class HostChunk:
     time, so a shape change is an error rather than a silent recompile).
     """
 
+    resumable = False  # env state lives in Python: a checkpoint cannot restore it
+
     def __init__(self, agent: Agent):
         self.agent = agent
+        self.init = jax.jit(jax.vmap(lambda k: init_host_state(agent, k)))  # keys (seeds, 2) -> batched state
         self.envs: HostEnvs | None = None
         self.fns: dict[str, Callable] = {}
+
+    def start(self, keys: jax.Array) -> tuple[TrainState, float]:
+        """A fresh state with the envs made, seeded and reset, and every step function compiled."""
+        state = self.reset(self.init(keys), keys)
+        return state, self.compile(state)
 
     def reset(self, state: TrainState, keys: jax.Array) -> TrainState:
         """Make and seed the envs; the state's observations become their first ones."""
@@ -131,63 +135,7 @@ class HostChunk:
 
 
 def make_host_trainer(agent: Agent) -> Trainer:
-    """A :class:`Trainer` for gym: tasks: a pure ``init`` (checkpoint templates, run.py helpers) and a
+    """A :class:`Trainer` for gym: tasks: a pure ``init`` (checkpoint templates) and a
     :class:`HostChunk` as ``run_chunk``."""
-    return Trainer(agent, jax.jit(jax.vmap(lambda k: init_host_state(agent, k))), HostChunk(agent))
-
-
-def train_host(
-    cfg: TrainConfig,
-    out_dir: Path,
-    *,
-    force: bool = False,
-    progress: bool = True,
-    checkpoint_every: int | None = None,
-    resume: bool = False,
-    eval_episodes: int | None = None,
-    extra_summary: dict[str, Any] | None = None,
-    devices: int | None = None,
-) -> RunResult:
-    """:func:`mtdqn.train.run.train` for gym: tasks: the same run directory, metrics and summary."""
-    agent = make_agent(cfg)
-    if devices not in (None, 0, 1):
-        raise ConfigError("--devices is not supported with gym: tasks: their envs step on the host, one device")
-    if resume or checkpoint_every:
-        raise ConfigError(
-            "--resume and --checkpoint-every are not supported with gym: tasks: their env state lives in Python "
-            "and cannot be checkpointed (the final parameters are still saved)"
-        )
-    out_dir = Path(out_dir)
-    trainer = make_host_trainer(agent)
-    chunk_fn: HostChunk = trainer.run_chunk
-    checkpoint_every, eval_episodes, _, ckpt_bytes = _start(
-        cfg, agent, trainer.init, out_dir, force, False, 0, eval_episodes, 1
-    )
-    d = agent.derived
-    steps_per_chunk = d.iters_per_chunk * cfg.num_envs
-    t_start = time.perf_counter()
-    keys = seed_keys(agent.seeds)
-    from tensorboardX import SummaryWriter  # imported late: it is slow to import
-
-    writer = SummaryWriter(str(out_dir / "tb"))
-    tables: tuple[list, list, list] = ([], [], [])
-    try:
-        state = chunk_fn.reset(trainer.init(keys), keys)
-        compile_s = chunk_fn.compile(state)
-        t_loop = time.perf_counter()
-        with _progress(progress) as bar:
-            task_id = bar.add_task("train (host)", total=d.env_steps, completed=0, rate="", returns="")
-            for chunk in range(d.num_chunks):
-                state, m = chunk_fn(state, chunk * d.iters_per_chunk)
-                m = jax.tree.map(np.asarray, m)
-                step = (chunk + 1) * steps_per_chunk
-                _log_chunk(trainer, m, step, None, out_dir, ckpt_bytes, writer, tables)
-                _show_rate(bar, task_id, trainer, m, step, step, t_loop)
-        jax.block_until_ready(state)
-    finally:
-        writer.close()
-        chunk_fn.close()
-    loop_s = time.perf_counter() - t_loop
-    options = {"options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes}}
-    save_checkpoint(out_dir, trainer, state, d.num_chunks, options)
-    return _finish(trainer, state, out_dir, tables[0], (t_start, compile_s, loop_s), 0, eval_episodes, extra_summary)
+    chunk = HostChunk(agent)
+    return Trainer(agent, chunk.init, chunk)

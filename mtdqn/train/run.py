@@ -1,20 +1,20 @@
-"""Host side of a run: compile, drive the chunks, write what a researcher reads.
+"""Host side of a run: one driver for both training loops, from options to a finished run directory.
 
-A run directory holds ``config.json`` (full config, hash, version, git
-revision), ``metrics.parquet`` and ``metrics.csv`` (tidy rows: step, task,
-seed, ...), ``grad_tasks.parquet`` / ``grad_pairs.parquet`` (gradient
-diagnostics on the shared parameters), ``cka.parquet``, ``summary.json``,
-TensorBoard event files under ``tb/`` and an orbax checkpoint.
+:func:`train` resolves the run's options once (a resumed run keeps its own),
+builds the chunk runner — the compiled program (:class:`CompiledChunks`) or
+the Gymnasium host loop (:class:`mtdqn.train.host_loop.HostChunk`) — and
+:func:`_drive` runs its chunks the same way for both: metrics checked and
+appended to the :class:`~mtdqn.rundir.RunDir` after every chunk, checkpoints
+every N chunks, a progress bar, then evaluation and the summary.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -27,22 +27,13 @@ from mtdqn.config import TrainConfig, check_new_run, config_hash, config_to_dict
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import evaluate_params
-from mtdqn.io import (
-    atomic_write, check_free_space, free_bytes, prepare_out_dir, provenance, read_json, write_json, write_parquet,
-)
+from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, torso_features
-from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import Trainer, init_state, make_trainer, seed_keys
+from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, write_tensorboard
+from mtdqn.train.agent import Agent, make_agent
+from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
-__all__ = ["RunResult", "train", "metric_rows"]
-
-METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
-# What a run writes into its directory; `--force` removes exactly these before a new run.
-RUN_FILES = (
-    "config.json", "metrics.parquet", "metrics.csv", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
-    "summary.json", "eval.json", "tb", "checkpoints",
-)
-_TABLES = ("metrics", "grad_tasks", "grad_pairs")
+__all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "load_run_config"]
 
 
 @dataclass
@@ -53,28 +44,59 @@ class RunResult:
     state: Any = field(repr=False, default=None)
 
 
-def metric_rows(trainer: Trainer, chunk_metrics: dict[str, np.ndarray], step: int) -> tuple[list, list, list]:
-    """Tidy rows (metrics, per-task gradients, task pairs) of one chunk for every seed."""
-    agent = trainer.agent
-    names = agent.task_set.names
-    rows, grad_rows, pair_rows = [], [], []
-    has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
-    for s, seed in enumerate(agent.seeds):
-        for i, task in enumerate(names):
-            m = {k: chunk_metrics[k][s, i] for k in ("episode_return", "episode_length", "episodes", "loss", "q_mean")}
-            rows.append({"step": step, "task": task, "seed": seed, **m, "epsilon": chunk_metrics["epsilon"][s]})
-            grad_rows.append({
-                "step": step, "seed": seed, "task": task, "grad_norm": chunk_metrics["grad_norm"][s, i],
-                "weight": chunk_metrics["weight"][s, i], "loss": chunk_metrics["loss"][s, i],
-            })
-        if has_shared:
-            for a, b in itertools.combinations(range(len(names)), 2):
-                pair_rows.append({
-                    "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
-                    "cosine": chunk_metrics["cosine"][s, a, b],
-                    "conflict_rate": chunk_metrics["conflict"][s, a, b],
-                })
-    return rows, grad_rows, pair_rows
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is driven, apart from its config: stored in config.json and kept on resume.
+
+    ``devices`` (the seed layout, resolved to a count) is what makes a
+    resumed run bit-identical to an uninterrupted one.
+    """
+
+    checkpoint_every: int = 0  # env steps per task between checkpoints (whole chunks); 0: the final state only
+    eval_episodes: int = 10  # greedy episodes per task and seed in the final evaluation
+    devices: int = 1  # local devices the seed axis is split over
+
+    def record(self) -> dict[str, Any]:
+        return {"options": {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
+                            "devices": self.devices}}
+
+
+class ChunkRunner(Protocol):
+    """What the driver needs of a training loop."""
+
+    resumable: bool  # can a checkpoint restore its whole state (env states included)?
+
+    def start(self, keys: jax.Array) -> tuple[Any, float]:
+        """A fresh state for ``keys`` and the seconds spent compiling."""
+
+    def __call__(self, state: Any, start_iter: int) -> tuple[Any, dict[str, Any]]:
+        """One logging window of iterations from ``start_iter``: (state, per-seed chunk metrics)."""
+
+    def close(self) -> None:
+        """Release what the loop holds outside JAX (host environments)."""
+
+
+class CompiledChunks:
+    """The compiled loop as a :class:`ChunkRunner`: ``run_chunk`` compiled once, on a fresh state."""
+
+    resumable = True
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.compiled: Any = None
+
+    def start(self, keys: jax.Array) -> tuple[Any, float]:
+        state = self.trainer.init(keys)
+        t0 = time.perf_counter()
+        # Lowered on the fresh state, so a resumed run runs the very same program.
+        self.compiled = self.trainer.run_chunk.lower(state, jnp.int32(0)).compile()
+        return state, time.perf_counter() - t0
+
+    def __call__(self, state: Any, start_iter: int) -> tuple[Any, dict[str, Any]]:
+        return self.compiled(state, jnp.int32(start_iter))
+
+    def close(self) -> None:
+        pass
 
 
 def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:
@@ -91,17 +113,6 @@ def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_go
         )
 
 
-def _write_tb(writer: Any, rows: list[dict], pair_rows: list[dict], step: int) -> None:
-    """Scalars of one chunk; NaN (no episode ended in the window) is left out, not written."""
-    scalars = [(f"{kind}/{r['task']}/seed{r['seed']}", r[col]) for r in rows
-               for kind, col in (("return", "episode_return"), ("loss", "loss"))]
-    scalars += [(f"{kind}/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r[col]) for r in pair_rows
-                for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
-    for tag, value in scalars:
-        if np.isfinite(value):
-            writer.add_scalar(tag, float(value), step)
-
-
 def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
     """Mean return over seeds per task for the progress bar; tasks without a finished episode are left out."""
     parts = []
@@ -110,29 +121,6 @@ def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
         if finite.size:
             parts.append(f"{name.split('-')[0]}={finite.mean():.0f}")
     return " ".join(parts)
-
-
-def _write_tables(out_dir: Path, rows: list, grad_rows: list, pair_rows: list) -> None:
-    write_parquet(out_dir / "metrics.parquet", pd.DataFrame(rows, columns=METRIC_COLUMNS))
-    write_parquet(out_dir / "grad_tasks.parquet", pd.DataFrame(grad_rows))
-    if pair_rows:
-        write_parquet(out_dir / "grad_pairs.parquet", pd.DataFrame(pair_rows))
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as dicts of numpy scalars, so a frame rebuilt from them keeps its dtypes (float32 stays float32)."""
-    columns = [frame[c].to_numpy() for c in frame.columns]
-    return [dict(zip(frame.columns, values)) for values in zip(*columns)]
-
-
-def _rows_until(out_dir: Path, last_step: int) -> tuple[list, list, list]:
-    """The rows a resumed run keeps: those up to its checkpoint; later ones are regenerated."""
-    kept = []
-    for name in _TABLES:
-        path = out_dir / f"{name}.parquet"
-        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
-        kept.append(_records(frame[frame["step"] <= last_step]))
-    return kept[0], kept[1], kept[2]
 
 
 def _cka_rows(trainer: Trainer, state: Any, probe_per_task: int = 128) -> list[dict]:
@@ -161,48 +149,46 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _start(cfg: TrainConfig, agent: Any, init: Any, out_dir: Path, force: bool, resume: bool,
-           checkpoint_every: int | None, eval_episodes: int | None, devices: int | None) -> tuple[int, int, int, int]:
-    """Check (and for a new run, create) the run directory before compiling.
+def _resolve_options(agent: Agent, run_dir: RunDir, resume: bool, checkpoint_every: int | None,
+                     eval_episodes: int | None, devices: int | None) -> RunOptions:
+    """The run's options, resolved once: given ones win, a resumed run keeps its stored ones, else defaults.
 
-    Returns the run's options (checkpoint_every, eval_episodes, devices) and
-    the bytes one checkpoint takes (``init``: keys -> state, traced for shapes only).
-
-    A resumed run keeps the options it was started with unless given new ones;
-    keeping ``devices`` (the seed layout, resolved to a count) is what makes a
-    resumed run bit-identical to an uninterrupted one.
+    On resume this also checks the checkpoint (once) against the run's config.
     """
+    host = agent.task_set.backend == "gymnasium"
+    if host and devices not in (None, 0, 1):
+        raise ConfigError("--devices is not supported with gym: tasks: their envs step on the host, one device")
+    if host and (resume or checkpoint_every):
+        raise ConfigError(
+            "--resume and --checkpoint-every are not supported with gym: tasks: their env state lives in Python "
+            "and cannot be checkpointed (the final parameters are still saved)"
+        )
     stored: dict = {}
     if resume:
-        if not (out_dir / "config.json").is_file():
-            raise ConfigError(f"{out_dir} is not a run directory (no config.json)")
-        stored = verify_checkpoint(out_dir, cfg).get("options", {})
-    checkpoint_every = stored.get("checkpoint_every", 0) if checkpoint_every is None else checkpoint_every
-    eval_episodes = stored.get("eval_episodes", 10) if eval_episodes is None else eval_episodes
+        run_dir.require_run()
+        stored = verify_checkpoint(run_dir.path, agent.cfg).get("options", {})
+    default = RunOptions()
+    checkpoint_every = stored.get("checkpoint_every", default.checkpoint_every) if checkpoint_every is None \
+        else checkpoint_every
+    eval_episodes = stored.get("eval_episodes", default.eval_episodes) if eval_episodes is None else eval_episodes
     if checkpoint_every < 0 or eval_episodes <= 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 and --eval-episodes > 0, "
                           f"got {checkpoint_every} and {eval_episodes}")
+    if host:
+        return RunOptions(0, eval_episodes, 1)
     devices = seed_devices(len(agent.seeds), stored.get("devices", 0) if devices is None else devices)
-    ckpt_bytes = state_bytes(jax.eval_shape(init, seed_keys(agent.seeds)))
-    check_free_space(out_dir, 2 * ckpt_bytes + 2**24, "two checkpoints")  # the old one stays until the new is complete
-    if not resume:
-        prepare_out_dir(out_dir, "config.json", force, owned=RUN_FILES)
-        write_json(out_dir / "config.json", {
-            "config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
-            "seeds": agent.seeds, "derived": agent.derived.__dict__,
-            "options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes, "devices": devices},
-        })
-    return checkpoint_every, eval_episodes, devices, ckpt_bytes
+    return RunOptions(checkpoint_every, eval_episodes, devices)
 
 
-def _ensure_space(out_dir: Path, ckpt_bytes: int) -> None:
-    """Stop cleanly, last checkpoint intact, before a filling disk makes a write fail half-way."""
-    need = ckpt_bytes + 2**23
-    free = free_bytes(out_dir)
-    if free is not None and free < need:
-        message = (f"disk almost full: {free / 2**20:,.0f} MiB free, below the {need / 2**20:,.0f} MiB kept for "
-                   "the next checkpoint; the last checkpoint is intact")
-        raise OSError(errno.ENOSPC, message, str(out_dir))
+def _runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
+    """The trainer (pure ``init``, for checkpoint templates) and the chunk runner of the agent's loop."""
+    if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
+        from mtdqn.train.host_loop import make_host_trainer
+
+        trainer = make_host_trainer(agent)
+        return trainer, trainer.run_chunk
+    trainer = make_trainer(agent, devices)
+    return trainer, CompiledChunks(trainer)
 
 
 def train(
@@ -224,59 +210,64 @@ def train(
     latest checkpoint and ends bit-identical to an uninterrupted run; it keeps
     the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` where these are None.
     ``devices`` splits the seeds over local devices (0 or None for a new run:
-    as many as the seeds can use; see :mod:`mtdqn.devices`).
+    as many as the seeds can use; see :mod:`mtdqn.devices`).  Gymnasium
+    (``gym:``) tasks run the host loop into the same kind of directory.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
     """
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
     agent = make_agent(cfg)  # validates before anything touches the disk
-    if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
-        from mtdqn.train.host_loop import train_host
+    run_dir = RunDir(out_dir)
+    options = _resolve_options(agent, run_dir, resume, checkpoint_every, eval_episodes, devices)
+    trainer, runner = _runner(agent, options.devices)
+    ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
+    run_dir.check_space(ckpt_bytes)
+    if not resume:
+        run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
+                        "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
+    try:
+        return _drive(trainer, runner, run_dir, options, resume, progress, ckpt_bytes, extra_summary)
+    finally:
+        runner.close()
 
-        return train_host(cfg, out_dir, force=force, progress=progress, checkpoint_every=checkpoint_every,
-                          resume=resume, eval_episodes=eval_episodes, extra_summary=extra_summary, devices=devices)
-    out_dir = Path(out_dir)
-    checkpoint_every, eval_episodes, devices, ckpt_bytes = _start(
-        cfg, agent, jax.vmap(lambda k: init_state(agent, k)), out_dir, force, resume, checkpoint_every,
-        eval_episodes, devices,
-    )
-    trainer = make_trainer(agent, devices)
+
+def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, resume: bool,
+           progress: bool, ckpt_bytes: int, extra_summary: dict[str, Any] | None) -> RunResult:
+    """Run the chunks not yet done, writing after each; then checkpoint, evaluate and summarize."""
+    agent = trainer.agent
     d = agent.derived
-    steps_per_chunk = d.iters_per_chunk * cfg.num_envs
+    steps_per_chunk = d.iters_per_chunk * agent.cfg.num_envs
     t_start = time.perf_counter()
-    state = trainer.init(seed_keys(agent.seeds))
-    t0 = time.perf_counter()
-    # Lowered on the fresh state, so a resumed run runs the very same program.
-    compiled = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
-    compile_s = time.perf_counter() - t0
-    rows: list = []
-    grad_rows: list = []
-    pair_rows: list = []
+    state, compile_s = runner.start(seed_keys(agent.seeds))
+    tables = Tables.empty()
     first_chunk = 0
     if resume:
-        state, meta = load_checkpoint(out_dir, trainer, state)
+        state, meta = load_checkpoint(run_dir.path, trainer, state)
         first_chunk = meta["chunk"]
-        rows, grad_rows, pair_rows = _rows_until(out_dir, first_chunk * steps_per_chunk)
-    options = {"options": {"checkpoint_every": checkpoint_every, "eval_episodes": eval_episodes, "devices": devices}}
+        tables = run_dir.tables_until(first_chunk * steps_per_chunk)
     last_good = first_chunk * steps_per_chunk if resume else None
-    from tensorboardX import SummaryWriter  # imported late: it is slow to import
-
-    # On resume, TensorBoard drops the events after the checkpoint; they are written again.
-    writer = SummaryWriter(str(out_dir / "tb"), purge_step=first_chunk * steps_per_chunk + 1 if resume else None)
-    every_chunks = max(1, round(checkpoint_every / steps_per_chunk)) if checkpoint_every else 0
+    writer = run_dir.tensorboard(purge_step=first_chunk * steps_per_chunk + 1 if resume else None)
+    every_chunks = max(1, round(options.checkpoint_every / steps_per_chunk)) if options.checkpoint_every else 0
+    has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     t_loop = time.perf_counter()
     try:
         with _progress(progress) as bar:
-            task_id = bar.add_task("train", total=d.env_steps, completed=first_chunk * steps_per_chunk,
+            label = "train" if runner.resumable else "train (host)"
+            task_id = bar.add_task(label, total=d.env_steps, completed=first_chunk * steps_per_chunk,
                                    rate="", returns="")
             for chunk in range(first_chunk, d.num_chunks):
-                state, m = compiled(state, jnp.int32(chunk * d.iters_per_chunk))
+                state, m = runner(state, chunk * d.iters_per_chunk)
                 m = jax.tree.map(np.asarray, m)
                 step = (chunk + 1) * steps_per_chunk
-                _log_chunk(trainer, m, step, last_good, out_dir, ckpt_bytes, writer, (rows, grad_rows, pair_rows))
+                _check_finite(trainer, m, step, last_good)
+                run_dir.ensure_space(ckpt_bytes)
+                new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+                tables.extend(new)
+                write_tensorboard(writer, new, step)
+                run_dir.write_tables(tables)
                 if every_chunks and (chunk + 1) % every_chunks == 0 and chunk + 1 < d.num_chunks:
-                    save_checkpoint(out_dir, trainer, state, chunk + 1, options)
+                    save_checkpoint(run_dir.path, trainer, state, chunk + 1, options.record())
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * steps_per_chunk, t_loop)
         jax.block_until_ready(state)
@@ -284,24 +275,13 @@ def train(
         writer.close()
     loop_s = time.perf_counter() - t_loop
     if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
-        save_checkpoint(out_dir, trainer, state, d.num_chunks, options)
-    return _finish(trainer, state, out_dir, rows, (t_start, compile_s, loop_s), first_chunk, eval_episodes,
-                   extra_summary)
-
-
-def _log_chunk(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None, out_dir: Path,
-               ckpt_bytes: int, writer: Any, tables: tuple[list, list, list]) -> None:
-    """Check one chunk's metrics, append its rows to ``tables`` and write them (parquet, TensorBoard).
-
-    Shared by the compiled and the Gymnasium host loop, so both write the same run directory.
-    """
-    _check_finite(trainer, m, step, last_good)
-    _ensure_space(out_dir, ckpt_bytes)
-    new = metric_rows(trainer, m, step)
-    for table, rows in zip(tables, new):
-        table.extend(rows)
-    _write_tb(writer, new[0], new[2], step)
-    _write_tables(out_dir, *tables)
+        save_checkpoint(run_dir.path, trainer, state, d.num_chunks, options.record())
+    frame = pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS)
+    wall_s = time.perf_counter() - t_start
+    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options.eval_episodes, wall_s)
+    summary.update(extra_summary or {})
+    run_dir.write_final(frame, summary, _cka_rows(trainer, state))
+    return RunResult(run_dir.path, summary, frame, state)
 
 
 def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.ndarray], step: int,
@@ -313,24 +293,8 @@ def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.nd
                returns=_returns_text(agent.task_set.names, m["episode_return"]))
 
 
-def _finish(trainer: Trainer, state: Any, out_dir: Path, rows: list, times: tuple[float, float, float],
-            first_chunk: int, eval_episodes: int, extra_summary: dict[str, Any] | None) -> RunResult:
-    """Write metrics.csv, evaluate, and write cka.parquet and summary.json; ``times``: (start, compile_s, loop_s)."""
-    t_start, compile_s, loop_s = times
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    atomic_write(out_dir / "metrics.csv", lambda path: frame.to_csv(path, index=False))
-    wall_s = time.perf_counter() - t_start
-    summary = _summarize(trainer, state, out_dir, compile_s, loop_s, first_chunk, eval_episodes, wall_s)
-    summary.update(extra_summary or {})
-    cka = _cka_rows(trainer, state)
-    if cka:
-        write_parquet(out_dir / "cka.parquet", pd.DataFrame(cka))
-    write_json(out_dir / "summary.json", summary)
-    return RunResult(out_dir, summary, frame, state)
-
-
-def _summarize(trainer: Trainer, state: Any, out_dir: Path, compile_s: float, loop_s: float,
-               first_chunk: int, eval_episodes: int, wall_s: float) -> dict[str, Any]:
+def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, first_chunk: int,
+               eval_episodes: int, wall_s: float) -> dict[str, Any]:
     agent = trainer.agent
     d = agent.derived
     names = agent.task_set.names

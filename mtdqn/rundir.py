@@ -1,0 +1,162 @@
+"""The run directory: its layout, its one metric schema, and the writers training and analysis share.
+
+A run directory holds ``config.json`` (full config, hash, version, git
+revision, seeds, derived integers, run options), ``metrics.parquet`` and
+``metrics.csv`` (tidy rows: step, task, seed, ...), ``grad_tasks.parquet`` /
+``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
+``cka.parquet``, ``summary.json``, TensorBoard event files under ``tb/`` and
+an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
+
+JAX-free on purpose: the analysis reads run directories without starting JAX,
+and both training loops (compiled and Gymnasium host) write through the same
+:class:`RunDir`, so their directories cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from mtdqn.errors import ConfigError
+from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
+
+__all__ = ["RUN_FILES", "METRIC_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "Tables", "chunk_tables",
+           "RunDir", "write_tensorboard"]
+
+# What a run writes into its directory; `--force` removes exactly these before a new run.
+RUN_FILES = (
+    "config.json", "metrics.parquet", "metrics.csv", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
+    "summary.json", "eval.json", "tb", "checkpoints",
+)
+# The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
+METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
+GRAD_TASK_COLUMNS = ["step", "seed", "task", "grad_norm", "weight", "loss"]
+GRAD_PAIR_COLUMNS = ["step", "seed", "task_a", "task_b", "cosine", "conflict_rate"]
+
+
+class Tables(NamedTuple):
+    """The rows of the three tidy tables, as lists of dicts (appended chunk by chunk)."""
+
+    metrics: list[dict[str, Any]]
+    grad_tasks: list[dict[str, Any]]
+    grad_pairs: list[dict[str, Any]]
+
+    @staticmethod
+    def empty() -> Tables:
+        return Tables([], [], [])
+
+    def extend(self, other: Tables) -> None:
+        for mine, theirs in zip(self, other):
+            mine.extend(theirs)
+
+
+def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: dict[str, np.ndarray],
+                 step: int) -> Tables:
+    """One chunk's rows for every seed from its summarized metrics ``m`` (leading axes: seeds, tasks).
+
+    Task-pair rows exist only where the tasks share parameters (gradient
+    cosines are taken on the shared ones).
+    """
+    out = Tables.empty()
+    for s, seed in enumerate(seeds):
+        for i, task in enumerate(names):
+            out.metrics.append({
+                "step": step, "task": task, "seed": seed,
+                **{k: m[k][s, i] for k in ("episode_return", "episode_length", "episodes", "loss", "q_mean")},
+                "epsilon": m["epsilon"][s],
+            })
+            out.grad_tasks.append({
+                "step": step, "seed": seed, "task": task,
+                "grad_norm": m["grad_norm"][s, i], "weight": m["weight"][s, i], "loss": m["loss"][s, i],
+            })
+        if has_shared:
+            for a, b in itertools.combinations(range(len(names)), 2):
+                out.grad_pairs.append({
+                    "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
+                    "cosine": m["cosine"][s, a, b], "conflict_rate": m["conflict"][s, a, b],
+                })
+    return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts of numpy scalars, so a frame rebuilt from them keeps its dtypes (float32 stays float32)."""
+    columns = [frame[c].to_numpy() for c in frame.columns]
+    return [dict(zip(frame.columns, values)) for values in zip(*columns)]
+
+
+class RunDir:
+    """One run directory on disk: create or open it, append chunks, write the final files."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def create(self, record: dict[str, Any], force: bool) -> None:
+        """A new run: check the folder may be used (``force`` replaces an old run's files), write config.json."""
+        prepare_out_dir(self.path, "config.json", force, owned=RUN_FILES)
+        write_json(self.path / "config.json", record)
+
+    def require_run(self) -> dict[str, Any]:
+        """An existing run's config.json record; a one-line error if this is no run directory."""
+        if not (self.path / "config.json").is_file():
+            raise ConfigError(f"{self.path} is not a run directory (no config.json)")
+        return read_json(self.path / "config.json")
+
+    def check_space(self, checkpoint_bytes: int) -> None:
+        """Before anything is compiled: room for two checkpoints (the old one stays until the new is complete)."""
+        check_free_space(self.path, 2 * checkpoint_bytes + 2**24, "two checkpoints")
+
+    def ensure_space(self, checkpoint_bytes: int) -> None:
+        """Stop cleanly, last checkpoint intact, before a filling disk makes a write fail half-way."""
+        need = checkpoint_bytes + 2**23
+        free = free_bytes(self.path)
+        if free is not None and free < need:
+            message = (f"disk almost full: {free / 2**20:,.0f} MiB free, below the {need / 2**20:,.0f} MiB kept "
+                       "for the next checkpoint; the last checkpoint is intact")
+            raise OSError(errno.ENOSPC, message, str(self.path))
+
+    def tables_until(self, last_step: int) -> Tables:
+        """The rows a resumed run keeps: those up to its checkpoint; later ones are regenerated."""
+        kept = []
+        for name in Tables._fields:
+            path = self.path / f"{name}.parquet"
+            frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
+            kept.append(_records(frame[frame["step"] <= last_step]))
+        return Tables(*kept)
+
+    def write_tables(self, tables: Tables) -> None:
+        """Rewrite the three parquet tables whole (atomically), so a killed run never leaves half a table."""
+        write_parquet(self.path / "metrics.parquet", pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS))
+        write_parquet(self.path / "grad_tasks.parquet", pd.DataFrame(tables.grad_tasks, columns=GRAD_TASK_COLUMNS))
+        if tables.grad_pairs:
+            write_parquet(self.path / "grad_pairs.parquet",
+                          pd.DataFrame(tables.grad_pairs, columns=GRAD_PAIR_COLUMNS))
+
+    def tensorboard(self, purge_step: int | None = None) -> Any:
+        """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""
+        from tensorboardX import SummaryWriter  # imported late: it is slow to import
+
+        return SummaryWriter(str(self.path / "tb"), purge_step=purge_step)
+
+    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
+        """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished
+        exactly when its summary exists."""
+        atomic_write(self.path / "metrics.csv", lambda path: metrics.to_csv(path, index=False))
+        if cka:
+            write_parquet(self.path / "cka.parquet", pd.DataFrame(cka))
+        write_json(self.path / "summary.json", summary)
+
+
+def write_tensorboard(writer: Any, tables: Tables, step: int) -> None:
+    """One chunk's scalars; NaN (no episode ended in the window) is left out, not written."""
+    scalars = [(f"{kind}/{r['task']}/seed{r['seed']}", r[col]) for r in tables.metrics
+               for kind, col in (("return", "episode_return"), ("loss", "loss"))]
+    scalars += [(f"{kind}/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r[col]) for r in tables.grad_pairs
+                for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
+    for tag, value in scalars:
+        if np.isfinite(value):
+            writer.add_scalar(tag, float(value), step)
