@@ -69,10 +69,11 @@ class EnvParams(environment.EnvParams):
 
 
 def hill_slopes(position: jax.Array, left_branch: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(Hill'(p), Hill''(p)) of one branch of Ernst et al.'s hill: ``p**2 + p`` if ``left_branch``, else ``p / sqrt(1 + 5 p**2)``.
+    """(Hill'(p), Hill''(p)) of one branch of Ernst et al.'s hill: p**2 + p, or p / sqrt(1 + 5 p**2).
 
-    The branch is passed, not read from ``p``, so the integrator can keep one
-    formula for a whole sub-step (:func:`mtdqn.tasks.integrate.rk4_switched`).
+    ``left_branch`` picks the formula for p < 0.  It is passed, not read from
+    ``p``, so the integrator can keep one formula for a whole sub-step
+    (:func:`mtdqn.tasks.integrate.rk4_switched`).
     """
     one_plus = 1.0 + 5.0 * position**2
     slope = jnp.where(left_branch, 2.0 * position + 1.0, one_plus**-1.5)
