@@ -213,7 +213,7 @@ def test_random_policy_returns():
     assert finished.all()
     assert -0.9 < returns.mean() < -0.75
     assert 0.002 < (returns > 0).mean() < 0.04
-    # Pendulum: LSPI reports random episodes of "about 6 steps" from near-upright starts; from mushroom-rl's
+    # Pendulum: LSPI reports random episodes of about 6 steps from near-upright starts; from mushroom-rl's
     # U(-pi/8, pi/8) starts we measure 7.9 steps (odeint: 7.8), and every episode falls (return -1).
     returns, lengths, finished = map(np.asarray, jax.jit(random_policy_episodes, static_argnums=(0, 1, 2))(
         PENDULUM, 2000, 80, jax.random.PRNGKey(0)))

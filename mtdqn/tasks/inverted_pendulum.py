@@ -30,9 +30,8 @@ already terminal, so we leave theta unwrapped.
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +62,7 @@ class EnvParams(environment.EnvParams):
     force_noise: float = 10.0  # uniform noise in [-10, 10] N on the force; mushroom-rl: noise_u=10.
     dt: float = 0.1  # control time step 0.1 s; mushroom-rl: self._dt = .1
     max_angle: float = 0.5 * math.pi  # |theta| > pi/2: the pendulum fell
-    # LSPI starts "very close to" (0, 0) without a number; mushroom-rl reset(): U(-pi/8, pi/8), theta_dot = 0.
+    # LSPI starts near (0, 0) without giving a range; mushroom-rl reset(): U(-pi/8, pi/8), theta_dot = 0.
     initial_angle: float = math.pi / 8.0
     # 3000 steps (5 minutes) counts as balanced in LSPI; mushroom-rl: horizon=3000.
     max_steps_in_episode: int = 3000
