@@ -105,10 +105,12 @@ def _run_tasks(_: Tasks) -> None:
 
     from mtdqn.tasks import list_tasks, parse_task
     from mtdqn.tasks.gymnasium_env import GYM_EXAMPLES
+    from mtdqn.tasks.registry import NATIVE_ENVS
 
     table = Table("task", "backend", "kind", "observation shape", "actions", "max steps")
     for t in list_tasks():
-        table.add_row(t.name, "gymnax (jax)", t.kind, str(t.obs_shape), str(t.num_actions), str(t.max_episode_steps))
+        backend = "mtdqn (jax)" if t.name in NATIVE_ENVS else "gymnax (jax)"  # ours follow gymnax's API
+        table.add_row(t.name, backend, t.kind, str(t.obs_shape), str(t.num_actions), str(t.max_episode_steps))
     unavailable = []
     for env_id in GYM_EXAMPLES:  # examples: any Gymnasium id with Discrete actions works as gym:<ID>
         try:

@@ -8,20 +8,27 @@ All tasks of one agent are padded to a common observation shape and action
 count (:class:`TaskSet`): vector observations are zero-padded to the widest
 one, image observations to the most channels; Q heads are padded to the most
 actions and masked.
+
+Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
+Car-On-Hill and the discrete LSPI pendulum, are written against gymnax's
+``Environment`` API in this package (:data:`NATIVE_ENVS`) and step in the same
+compiled loop.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gymnax
 import numpy as np
 
 from mtdqn.errors import ConfigError
+from mtdqn.tasks.car_on_hill import CarOnHill
+from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 
-__all__ = ["TASKS", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
+__all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
 
 # name -> kind.  Seaquest-MinAtar steps ~70x slower than the others in gymnax.
 TASKS: dict[str, str] = {
@@ -33,9 +40,25 @@ TASKS: dict[str, str] = {
     "Freeway-MinAtar": "image",
     "SpaceInvaders-MinAtar": "image",
     "Seaquest-MinAtar": "image",
+    "CarOnHill-v0": "vector",
+    "InvertedPendulumDiscrete-v0": "vector",
+}
+
+# Tasks gymnax does not ship, written here against its Environment API (the rest come from gymnax.make).
+NATIVE_ENVS: dict[str, Callable[[], Any]] = {
+    "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
+    "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
 }
 
 _OPTIONS = {"reward_scale": float}
+
+
+def make_env(name: str) -> tuple[Any, Any]:
+    """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax."""
+    if name in NATIVE_ENVS:
+        env = NATIVE_ENVS[name]()
+        return env, env.default_params
+    return gymnax.make(name)
 
 
 @dataclass(frozen=True)
@@ -55,7 +78,7 @@ class Task:
         """(gymnax env, env params); gymnasium tasks are made by :class:`~mtdqn.tasks.gymnasium_env.HostEnvs`."""
         if self.backend != "gymnax":
             raise ConfigError(f"task {self.spec!r} steps on the host and cannot run inside compiled code")
-        return gymnax.make(self.name)
+        return make_env(self.name)
 
 
 def _suggest(name: str) -> str:
@@ -90,7 +113,7 @@ def parse_task(spec: str) -> Task:
 
         kind, shape, actions, max_steps = gym_task_info(name)
         return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend)
-    env, params = gymnax.make(name)
+    env, params = make_env(name)
     return Task(
         spec=spec,
         name=name,
