@@ -35,16 +35,18 @@ class Train:
     """Run directory (default: runs/train-<config hash>)."""
     force: bool = False
     """Overwrite a run directory that already holds a run."""
-    checkpoint_every: int = 0
-    """Also checkpoint every this many env steps per task (0: only at the end)."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many env steps per task (default 0: only at the end; a resumed run keeps
+    its own unless given)."""
     resume: Path | None = None
     """Continue the run in this directory from its latest checkpoint, with the config it was started with
-    (training options are refused; --checkpoint-every/--eval-episodes default to the run's own)."""
-    eval_episodes: int = 10
-    """Greedy episodes per task and seed evaluated at the end."""
-    devices: int = 0
-    """Split the seeds over this many local devices (CPU cores or GPUs; 0: as many as the seeds can use; a
-    resumed run keeps its own)."""
+    (training options are refused; --checkpoint-every/--eval-episodes/--devices default to the run's own)."""
+    eval_episodes: int | None = None
+    """Greedy episodes per task and seed evaluated at the end (default 10; a resumed run keeps its own unless
+    given)."""
+    devices: int | None = None
+    """Split the seeds over this many local devices (CPU cores or GPUs; default 0: as many as the seeds can
+    use; a resumed run keeps its own unless given)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -159,7 +161,7 @@ def _run_train(cmd: Train) -> None:
         cfg = cmd.cfg
         check_new_run(cfg)
         out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
-    if cmd.eval_episodes <= 0 or cmd.checkpoint_every < 0:
+    if (cmd.eval_episodes is not None and cmd.eval_episodes <= 0) or (cmd.checkpoint_every or 0) < 0:
         raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
     agent = make_agent(cfg)
     import jax
@@ -167,12 +169,9 @@ def _run_train(cmd: Train) -> None:
     total, shared = count_params(agent.arch, jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
     print(f"mtdqn: {len(cfg.tasks)} tasks, sharing={cfg.network.sharing}, strategy={agent.derived.strategy}, "
           f"seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
-    default = Train()  # on resume, options left at their defaults keep the run's own
-    result = train(
+    result = train(  # options not given are None: train() resolves them once (a resumed run keeps its own)
         cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
-        checkpoint_every=None if resume and cmd.checkpoint_every == default.checkpoint_every else cmd.checkpoint_every,
-        eval_episodes=None if resume and cmd.eval_episodes == default.eval_episodes else cmd.eval_episodes,
-        devices=None if resume and cmd.devices == default.devices else cmd.devices,
+        checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
     )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
@@ -349,7 +348,7 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     if not isinstance(cmd, Train):
         return ()
     if cmd.resume is None:
-        return cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.devices)
+        return cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.devices or 0)
     from mtdqn.checkpoint import checkpoint_meta  # plain JSON: does not start JAX
 
     try:  # the latest checkpoint's record: the config and layout the resumed run continues with

@@ -103,3 +103,18 @@ def test_rules_for_new_runs_do_not_lock_out_old_runs():
         check_new_run(dataclasses.replace(old, dqn=dataclasses.replace(old.dqn, tau=1.0)))
     agent = make_agent(old)
     assert agent.derived.train_every_iters == 1  # round(4 / 8) -> at least one, as such runs were trained
+
+
+def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
+    """`--eval-episodes 10` on resume is used even though 10 is also the default (the run stored 2)."""
+    import shutil
+
+    from mtdqn.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(two_runs[0].out_dir, run)
+    assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
+    main(["train", "--resume", str(run), "--eval-episodes", "10", "--progress", "False"])
+    assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 10
+    main(["train", "--resume", str(run), "--progress", "False"])  # not given: the run's own (stored 2)
+    assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
