@@ -196,7 +196,7 @@ def _run_evaluate(cmd: Evaluate) -> None:
     import numpy as np
 
     from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
-    from mtdqn.evaluate import evaluate_params
+    from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
     from mtdqn.io import write_json
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import make_trainer, seed_keys
@@ -219,7 +219,8 @@ def _run_evaluate(cmd: Evaluate) -> None:
 
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
     state, meta = load_checkpoint(cmd.run, trainer, template)
-    returns = evaluate_params(trainer.agent, state.params, cfg.seed + 30_000, cmd.episodes, cmd.epsilon)
+    returns = evaluate_params(trainer.agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND),
+                              cmd.episodes, cmd.epsilon)
     result = {"episodes": cmd.episodes, "epsilon": cmd.epsilon, "iteration": meta["iteration"], "tasks": {}}
     print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
     for i, task in enumerate(trainer.agent.task_set.names):

@@ -24,7 +24,25 @@ from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent
 from mtdqn.train.step import act
 
-__all__ = ["rollout_returns", "host_rollout_returns", "evaluate_params"]
+__all__ = ["rollout_returns", "host_rollout_returns", "evaluate_params", "EvalStream", "eval_seed"]
+
+class EvalStream:
+    """Which evaluation a key stream serves: each gets its own block of seeds, far from training's.
+
+    Training seeds are ``seed, seed+1, ...``; the evaluations a run makes use
+    ``seed + offset`` so their episodes never share starts with each other or
+    with training, and stay the same across versions (reported numbers depend on them).
+    """
+
+    FINAL_GREEDY = 10_000  # the greedy evaluation at the end of training (summary.json)
+    RANDOM_POLICY = 20_000  # the uniform-random policy beside it (normalization anchor)
+    EVALUATE_COMMAND = 30_000  # `mtdqn evaluate RUN` (eval.json)
+
+
+def eval_seed(first_seed: int, stream: int) -> int:
+    """The root seed of one evaluation stream (:class:`EvalStream`) of a run whose first seed is ``first_seed``."""
+    return first_seed + stream
+
 
 HOST_MAX_STEPS = 100_000  # cap on an evaluation episode of a Gymnasium env that sets no time limit
 

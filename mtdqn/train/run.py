@@ -26,7 +26,7 @@ from mtdqn.checkpoint import load_checkpoint, save_checkpoint, state_bytes, veri
 from mtdqn.config import TrainConfig, check_new_run, config_hash, config_to_dict
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
-from mtdqn.evaluate import evaluate_params
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, torso_features
 from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, write_tensorboard
@@ -300,8 +300,10 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
     names = agent.task_set.names
     one_seed = jax.tree.map(lambda x: x[0], state.params)
     total, shared = count_params(agent.arch, one_seed)
-    greedy = evaluate_params(agent, state.params, agent.cfg.seed + 10_000, eval_episodes, eps=0.0)
-    random = evaluate_params(agent, state.params, agent.cfg.seed + 20_000, eval_episodes, eps=1.0)
+    greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
+                             eval_episodes, eps=0.0)
+    random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
+                             eval_episodes, eps=1.0)
     trained_steps = (d.num_chunks - first_chunk) * d.iters_per_chunk * agent.cfg.num_envs
     return {
         "status": "ok",
