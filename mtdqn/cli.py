@@ -193,45 +193,13 @@ def _check_resume_options(cmd: Train) -> None:
 
 
 def _run_evaluate(cmd: Evaluate) -> None:
-    import numpy as np
+    from mtdqn.train.run import evaluate_run
 
-    from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
-    from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-    from mtdqn.io import write_json
-    from mtdqn.train.agent import make_agent
-    from mtdqn.train.loop import make_trainer, seed_keys
-    from mtdqn.train.run import load_run_config
-
-    if cmd.episodes <= 0 or not 0.0 <= cmd.epsilon <= 1.0:
-        raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
-    if not (cmd.run / "config.json").exists():
-        raise ConfigError(f"{cmd.run} is not a run directory (no config.json)")
-    cfg = load_run_config(cmd.run)
-    agent = make_agent(cfg)
-    meta = verify_checkpoint(cmd.run, cfg)  # before compiling: a missing, foreign or damaged checkpoint fails fast
-    if agent.task_set.backend == "gymnasium":
-        from mtdqn.train.host_loop import make_host_trainer
-
-        trainer = make_host_trainer(agent)
-    else:
-        trainer = make_trainer(agent, meta.get("options", {}).get("devices", 0))  # the layout it was trained with
-    import jax
-
-    template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
-    state, meta = load_checkpoint(cmd.run, trainer, template)
-    returns = evaluate_params(trainer.agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND),
-                              cmd.episodes, cmd.epsilon)
-    result = {"episodes": cmd.episodes, "epsilon": cmd.epsilon, "iteration": meta["iteration"], "tasks": {}}
+    result = evaluate_run(cmd.run, cmd.episodes, cmd.epsilon)
     print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
-    for i, task in enumerate(trainer.agent.task_set.names):
-        per_seed = {}
-        for s, seed in enumerate(trainer.agent.seeds):
-            r = returns[s, i]
-            per_seed[str(seed)] = {"mean": float(r.mean()), "std": float(r.std()), "returns": r.tolist()}
-            print(f"{task:24s} {seed:5d}  {r.mean():9.2f} ± {r.std():.2f}")
-        means = np.array([v["mean"] for v in per_seed.values()])
-        result["tasks"][task] = {"per_seed": per_seed, "mean_over_seeds": float(means.mean())}
-    write_json(cmd.run / "eval.json", result)
+    for task, per_task in result["tasks"].items():
+        for seed, r in per_task["per_seed"].items():
+            print(f"{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:.2f}")
     print(f"written: {cmd.run / 'eval.json'}")
 
 

@@ -142,6 +142,10 @@ class RunDir:
 
         return SummaryWriter(str(self.path / "tb"), purge_step=purge_step)
 
+    def write_eval(self, result: dict[str, Any]) -> None:
+        """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""
+        write_json(self.path / "eval.json", result)
+
     def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
         """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished
         exactly when its summary exists."""

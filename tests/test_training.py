@@ -118,3 +118,22 @@ def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 10
     main(["train", "--resume", str(run), "--progress", "False"])  # not given: the run's own (stored 2)
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
+
+
+def test_evaluate_command_writes_eval_json_and_repeats_exactly(two_runs, tmp_path, capsys):
+    import shutil
+
+    from mtdqn.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(two_runs[0].out_dir, run)
+    main(["evaluate", str(run), "--episodes", "3"])
+    first = json.loads((run / "eval.json").read_text())
+    assert first["episodes"] == 3 and first["epsilon"] == 0.0 and set(first["tasks"]) == set(TINY.tasks)
+    for task in TINY.tasks:
+        per_seed = first["tasks"][task]["per_seed"]
+        assert set(per_seed) == {"0", "1"} and all(len(v["returns"]) == 3 for v in per_seed.values())
+        assert first["tasks"][task]["mean_over_seeds"] == pytest.approx(np.mean([v["mean"] for v in per_seed.values()]))
+    assert "CartPole-v1" in capsys.readouterr().out
+    main(["evaluate", str(run), "--episodes", "3"])
+    assert json.loads((run / "eval.json").read_text()) == first  # the same keys: the same episodes

@@ -33,7 +33,7 @@ from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, write_ten
 from mtdqn.train.agent import Agent, make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
-__all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "load_run_config"]
+__all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
 
 
 @dataclass
@@ -332,3 +332,31 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     from mtdqn.config import config_from_dict
 
     return config_from_dict(read_json(Path(run_dir) / "config.json")["config"])
+
+
+def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str, Any]:
+    """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
+
+    The checkpoint is verified before anything compiles (a missing, foreign or
+    damaged one fails fast), and the seeds keep the layout they were trained with.
+    """
+    if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
+        raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
+    run_dir = RunDir(run_dir)
+    run_dir.require_run()
+    cfg = load_run_config(run_dir.path)
+    agent = make_agent(cfg)
+    meta = verify_checkpoint(run_dir.path, cfg)
+    trainer, _ = _runner(agent, meta.get("options", {}).get("devices", 0))
+    template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
+    state, meta = load_checkpoint(run_dir.path, trainer, template)
+    returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
+                              epsilon)  # (seeds, tasks, episodes)
+    result: dict[str, Any] = {"episodes": episodes, "epsilon": epsilon, "iteration": meta["iteration"], "tasks": {}}
+    for i, task in enumerate(agent.task_set.names):
+        per_seed = {str(seed): {"mean": float(returns[s, i].mean()), "std": float(returns[s, i].std()),
+                                "returns": returns[s, i].tolist()} for s, seed in enumerate(agent.seeds)}
+        result["tasks"][task] = {"per_seed": per_seed,
+                                 "mean_over_seeds": float(np.mean([v["mean"] for v in per_seed.values()]))}
+    run_dir.write_eval(result)
+    return result
