@@ -14,9 +14,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec
 
-from mtdqn.devices import padded_seeds, seed_devices, seed_sharding
+from mtdqn.devices import over_seeds
 from mtdqn.networks import init_params
 from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
@@ -92,61 +91,16 @@ class Trainer(NamedTuple):
 def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
     """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``.
 
-    ``devices`` (0: as many as the seeds can use) splits the seed axis over
-    local devices; ``init`` places the state there and every chunk keeps it.
-    When the devices do not divide the seeds, the state lives whole on every
-    device and each chunk pads it with dummy seeds (fresh every chunk; a seed's
-    numbers never depend on its neighbours' values), runs the split program
-    and gathers the real seeds back: one copy of the state per chunk, against
-    a core that would otherwise sit idle.
+    One seed's chunk is the algorithm (a ``lax.scan`` of :func:`iteration`);
+    :func:`mtdqn.devices.over_seeds` lays it out over the seeds and local
+    devices (``devices``, 0: as many as the seeds can use).
     """
     n = agent.derived.iters_per_chunk
-    n_seeds = len(agent.seeds)
-    n_devices = seed_devices(n_seeds, devices)
-    n_padded = padded_seeds(n_seeds, n_devices)
-    sharding = seed_sharding(n_devices)  # every state leaf and every metric has the seed axis first
 
     def chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         ts = start + jnp.arange(n, dtype=jnp.int32)
         state, per_iter = jax.lax.scan(lambda s, t: iteration(agent, s, t), state, ts)
         return state, summarize_chunk(per_iter)
 
-    per_device = _over_local_seeds(chunk, n_padded // n_devices)
-    spread = jax.shard_map(
-        per_device, mesh=sharding.mesh, in_specs=(sharding.spec, PartitionSpec()),
-        out_specs=(sharding.spec, sharding.spec), check_vma=False,
-    )
-    init_seeds = jax.vmap(lambda k: init_state(agent, k))
-    if n_padded == n_seeds:
-        init = jax.jit(init_seeds, out_shardings=sharding)
-        run_chunk = jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding))
-        return Trainer(agent, init, run_chunk, n_devices)
-
-    whole = NamedSharding(sharding.mesh, PartitionSpec())
-    dummy_keys = jax.random.split(jax.random.PRNGKey(2**31 - 1), n_padded - n_seeds)
-
-    def padded_chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        full = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), state, init_seeds(dummy_keys))
-        full, metrics = spread(jax.lax.with_sharding_constraint(full, sharding), start)
-        return jax.tree.map(lambda x: x[:n_seeds], (full, metrics))
-
-    init = jax.jit(init_seeds, out_shardings=whole)
-    run_chunk = jax.jit(padded_chunk, donate_argnums=(0,), out_shardings=(whole, whole))
+    init, run_chunk, n_devices = over_seeds(lambda k: init_state(agent, k), chunk, len(agent.seeds), devices)
     return Trainer(agent, init, run_chunk, n_devices)
-
-
-def _over_local_seeds(chunk: Callable, local_seeds: int) -> Callable:
-    """``chunk`` for one device's block of seeds: vmapped, or squeezed when the block is one seed.
-
-    A vmapped axis of size one is not free in XLA:CPU: the per-task batched
-    matmuls of the update get a second batch dimension, and a 3-task
-    iteration took ~640 us instead of ~520 us (README, performance).
-    """
-    if local_seeds > 1:
-        return jax.vmap(chunk, in_axes=(0, None))
-
-    def one_seed(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        out = chunk(jax.tree.map(lambda x: x[0], state), start)
-        return jax.tree.map(lambda x: x[None], out)
-
-    return one_seed
