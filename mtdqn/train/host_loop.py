@@ -30,8 +30,10 @@ import numpy as np
 from mtdqn.tasks import EnvStep, obs_dtype
 from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
 from mtdqn.train.agent import Agent, TrainState
-from mtdqn.train.loop import Trainer, fresh_state, summarize_chunk
-from mtdqn.train.step import act, empty_update_metrics, epsilon, record_transition, update
+from mtdqn.train.loop import Trainer, fresh_state, split_root, summarize_chunk
+from mtdqn.train.step import (
+    act, empty_update_metrics, epsilon, record_transition, split_env_step_key, split_iteration_key, update,
+)
 
 __all__ = ["make_host_trainer", "init_host_state", "HostChunk"]
 
@@ -39,23 +41,23 @@ __all__ = ["make_host_trainer", "init_host_state", "HostChunk"]
 def init_host_state(agent: Agent, key: jax.Array) -> TrainState:
     """:func:`mtdqn.train.loop.init_state` for host envs: the same key split, no env states, zero
     observations until the envs are reset (so it stays pure and ``eval_shape``-able)."""
-    k_params, _k_env, _k_strategy, k_run = jax.random.split(key, 4)  # k_env seeds the host envs
+    keys = split_root(key)  # keys.env seeds the host envs (env_seed_table)
     ts = agent.task_set
     obs = jnp.zeros((agent.num_tasks, agent.cfg.num_envs, *ts.obs_shape), obs_dtype(ts))
-    return fresh_state(agent, k_params, k_run, obs, ())
+    return fresh_state(agent, keys.params, keys.run, obs, ())
 
 
 def env_seed_table(keys: jax.Array, num_tasks: int) -> list[list[int]]:
     """Gymnasium seeds (seeds, tasks) from each seed's root key, via the ``k_env`` part of its split."""
-    return [env_seeds(jax.random.split(k, 4)[1], num_tasks) for k in keys]
+    return [env_seeds(split_root(k).env, num_tasks) for k in keys]
 
 
 def _begin(agent: Agent, key: jax.Array, params: Any, obs: jax.Array, t: jax.Array):
     """Key split, epsilon and actions exactly as ``iteration`` / ``env_step`` draw them."""
-    key, k_env, k_update = jax.random.split(key, 3)
+    keys = split_iteration_key(key)
     eps = epsilon(agent, t)
-    k_act, _ = jax.random.split(k_env)  # the other half steps gymnax envs in the compiled loop
-    return key, act(agent, params, obs, k_act, eps), k_update, eps
+    k_act, _ = split_env_step_key(keys.env)  # the other half steps gymnax envs in the compiled loop
+    return keys.carry, act(agent, params, obs, k_act, eps), keys.update, eps
 
 
 class HostChunk:

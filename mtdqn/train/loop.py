@@ -23,7 +23,8 @@ from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.step import iteration
 from mtdqn.value_norm import popart_init
 
-__all__ = ["Trainer", "make_trainer", "init_state", "fresh_state", "seed_keys", "summarize_chunk"]
+__all__ = ["Trainer", "RootKeys", "split_root", "make_trainer", "init_state", "fresh_state", "seed_keys",
+           "summarize_chunk"]
 
 
 def seed_keys(seeds: list[int]) -> jax.Array:
@@ -31,11 +32,24 @@ def seed_keys(seeds: list[int]) -> jax.Array:
     return jnp.stack([jax.random.PRNGKey(s) for s in seeds])
 
 
+class RootKeys(NamedTuple):
+    """Every key a seed's run draws from its root key; both loops split it here and nowhere else."""
+
+    params: jax.Array  # network initialization
+    env: jax.Array  # env resets (compiled loop) or the Gymnasium env seeds (host loop)
+    strategy: jax.Array  # reserved: strategies are deterministic at init
+    run: jax.Array  # the state's key: every iteration splits it (:func:`mtdqn.train.step.split_iteration_key`)
+
+
+def split_root(key: jax.Array) -> RootKeys:
+    return RootKeys(*jax.random.split(key, 4))
+
+
 def init_state(agent: Agent, key: jax.Array) -> TrainState:
-    """Fresh state for one seed; the root key is split into named parts."""
-    k_params, k_env, _k_strategy, k_run = jax.random.split(key, 4)  # strategies are deterministic at init
-    obs, env_states = reset_envs(agent.task_set, k_env, agent.cfg.num_envs)
-    return fresh_state(agent, k_params, k_run, obs, env_states)
+    """Fresh state for one seed, from the named parts of its root key."""
+    keys = split_root(key)
+    obs, env_states = reset_envs(agent.task_set, keys.env, agent.cfg.num_envs)
+    return fresh_state(agent, keys.params, keys.run, obs, env_states)
 
 
 def fresh_state(agent: Agent, k_params: jax.Array, k_run: jax.Array, obs: jax.Array, env_states: Any) -> TrainState:

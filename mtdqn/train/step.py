@@ -9,7 +9,7 @@ pass and hands every strategy the ``(tasks, ...)`` gradients it needs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,26 @@ from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.value_norm import popart_step, unnormalize
 
-__all__ = ["epsilon", "act", "update", "record_transition", "env_step", "iteration", "grad_diagnostics"]
+__all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "update",
+           "record_transition", "env_step", "iteration", "grad_diagnostics"]
+
+
+class IterationKeys(NamedTuple):
+    """The keys one training iteration uses, split from the state's key (the host loop splits the same way)."""
+
+    carry: jax.Array  # becomes the state's key for the next iteration
+    env: jax.Array  # acting and stepping the envs (:func:`split_env_step_key`)
+    update: jax.Array  # sampling the batch and the strategy's randomness
+
+
+def split_iteration_key(key: jax.Array) -> IterationKeys:
+    return IterationKeys(*jax.random.split(key, 3))
+
+
+def split_env_step_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(acting key, env-stepping key) of one vector step; host envs use only the first."""
+    k_act, k_step = jax.random.split(key)
+    return k_act, k_step
 
 
 def epsilon(agent: Agent, t: jax.Array) -> jax.Array:
@@ -157,9 +176,9 @@ def record_transition(
 
 def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
     """Act in every env of every task, store the transitions, track episode returns."""
-    k_act, k_env = jax.random.split(key)
+    k_act, k_step = split_env_step_key(key)
     actions = act(agent, state.params, state.obs, k_act, eps)
-    env_states, out = step_envs(agent.task_set, state.env_states, actions, k_env)
+    env_states, out = step_envs(agent.task_set, state.env_states, actions, k_step)
     return record_transition(agent, state.replace(env_states=env_states), actions, out)
 
 
@@ -169,14 +188,14 @@ def iteration(agent: Agent, state: TrainState, t: jax.Array) -> tuple[TrainState
     ``t`` is the global iteration index passed in un-batched (the same for all
     vmapped seeds), so the update condition stays a real branch under vmap.
     """
-    key, k_env, k_update = jax.random.split(state.key, 3)
-    state = state.replace(key=key)
+    keys = split_iteration_key(state.key)
+    state = state.replace(key=keys.carry)
     eps = epsilon(agent, t)
-    state, stats = env_step(agent, state, k_env, eps)
+    state, stats = env_step(agent, state, keys.env, eps)
     due = (t >= agent.derived.learning_starts_iters) & (t % agent.derived.train_every_iters == 0)
     state, metrics = jax.lax.cond(
         due,
-        lambda s: update(agent, s, k_update),
+        lambda s: update(agent, s, keys.update),
         lambda s: (s, empty_update_metrics(agent)),
         state,
     )
