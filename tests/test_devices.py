@@ -24,9 +24,11 @@ SMALL = TrainConfig(
 )
 
 
-def test_the_test_process_has_two_cpu_devices():
-    assert jax.local_device_count() == 2  # conftest, as the CLI sets it on a 2-core machine
-    assert use_cpu_cores(4) is False  # the count is chosen once per process
+def test_the_device_count_is_chosen_once_per_process():
+    """A started backend keeps its devices: a later request is refused (False), not half-applied."""
+    before = jax.local_device_count()
+    assert use_cpu_cores(before + 2) is False
+    assert jax.local_device_count() == before
 
 
 @pytest.mark.parametrize("seeds, requested, expected", [
