@@ -161,9 +161,13 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     return meta
 
 
-def load_checkpoint(run_dir: Path, trainer: Trainer, template: Any) -> tuple[Any, dict]:
-    """Restore the latest checkpoint into the structure of ``template`` (a state of the same config)."""
-    meta = verify_checkpoint(run_dir, trainer.agent.cfg)
+def load_checkpoint(run_dir: Path, trainer: Trainer, template: Any, verified: dict | None = None) -> tuple[Any, dict]:
+    """Restore the latest checkpoint into the structure of ``template`` (a state of the same config).
+
+    ``verified``: the record :func:`verify_checkpoint` returned for this run in
+    this process, so the checksums over every file are not computed twice.
+    """
+    meta = verified if verified is not None else verify_checkpoint(run_dir, trainer.agent.cfg)
     path = (Path(run_dir) / "checkpoints" / meta["path"]).absolute()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     checkpointer = ocp.StandardCheckpointer()

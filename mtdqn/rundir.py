@@ -100,6 +100,10 @@ class RunDir:
         prepare_out_dir(self.path, "config.json", force, owned=RUN_FILES)
         write_json(self.path / "config.json", record)
 
+    def update_record(self, record: dict[str, Any]) -> None:
+        """Rewrite config.json (atomically), e.g. with the options a resumed run now uses."""
+        write_json(self.path / "config.json", record)
+
     def require_run(self) -> dict[str, Any]:
         """An existing run's config.json record; a one-line error if this is no run directory."""
         if not (self.path / "config.json").is_file():

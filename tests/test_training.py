@@ -116,6 +116,7 @@ def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
     main(["train", "--resume", str(run), "--eval-episodes", "10", "--progress", "False"])
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 10
+    assert json.loads((run / "config.json").read_text())["options"]["eval_episodes"] == 10  # not a stale copy
     main(["train", "--resume", str(run), "--progress", "False"])  # not given: the run's own (stored 2)
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
 

@@ -149,24 +149,25 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _resolve_options(agent: Agent, run_dir: RunDir, resume: bool, checkpoint_every: int | None,
-                     eval_episodes: int | None, devices: int | None) -> RunOptions:
-    """The run's options, resolved once: given ones win, a resumed run keeps its stored ones, else defaults.
-
-    On resume this also checks the checkpoint (once) against the run's config.
-    """
-    host = agent.task_set.backend == "gymnasium"
-    if host and devices not in (None, 0, 1):
+def _check_host_options(agent: Agent, resume: bool, checkpoint_every: int | None, devices: int | None) -> None:
+    """What the Gymnasium host loop cannot do, refused before anything is read or written."""
+    if agent.task_set.backend != "gymnasium":
+        return
+    if devices not in (None, 0, 1):
         raise ConfigError("--devices is not supported with gym: tasks: their envs step on the host, one device")
-    if host and (resume or checkpoint_every):
+    if resume or checkpoint_every:
         raise ConfigError(
             "--resume and --checkpoint-every are not supported with gym: tasks: their env state lives in Python "
             "and cannot be checkpointed (the final parameters are still saved)"
         )
-    stored: dict = {}
-    if resume:
-        run_dir.require_run()
-        stored = verify_checkpoint(run_dir.path, agent.cfg).get("options", {})
+
+
+def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int | None,
+                     eval_episodes: int | None, devices: int | None) -> RunOptions:
+    """The run's options, resolved once: given ones win, a resumed run (``verified``: its checkpoint record)
+    keeps its stored ones, else defaults."""
+    resume = verified is not None
+    stored = verified.get("options", {}) if resume else {}
     default = RunOptions()
     checkpoint_every = stored.get("checkpoint_every", default.checkpoint_every) if checkpoint_every is None \
         else checkpoint_every
@@ -174,7 +175,7 @@ def _resolve_options(agent: Agent, run_dir: RunDir, resume: bool, checkpoint_eve
     if checkpoint_every < 0 or eval_episodes <= 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 and --eval-episodes > 0, "
                           f"got {checkpoint_every} and {eval_episodes}")
-    if host:
+    if agent.task_set.backend == "gymnasium":
         return RunOptions(0, eval_episodes, 1)
     devices = seed_devices(len(agent.seeds), stored.get("devices", 0) if devices is None else devices)
     return RunOptions(checkpoint_every, eval_episodes, devices)
@@ -219,22 +220,31 @@ def train(
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
     agent = make_agent(cfg)  # validates before anything touches the disk
     run_dir = RunDir(out_dir)
-    options = _resolve_options(agent, run_dir, resume, checkpoint_every, eval_episodes, devices)
+    _check_host_options(agent, resume, checkpoint_every, devices)
+    verified = None
+    if resume:
+        record = run_dir.require_run()
+        verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
+    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices)
     trainer, runner = _runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
-    if not resume:
+    if resume:
+        run_dir.update_record({**record, **options.record()})  # config.json states the options now in force
+    else:
         run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
                         "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
     try:
-        return _drive(trainer, runner, run_dir, options, resume, progress, ckpt_bytes, extra_summary)
+        return _drive(trainer, runner, run_dir, options, verified, progress, ckpt_bytes, extra_summary)
     finally:
         runner.close()
 
 
-def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, resume: bool,
+def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, verified: dict | None,
            progress: bool, ckpt_bytes: int, extra_summary: dict[str, Any] | None) -> RunResult:
-    """Run the chunks not yet done, writing after each; then checkpoint, evaluate and summarize."""
+    """Run the chunks not yet done (``verified``: a resumed run's checkpoint record), writing after each;
+    then checkpoint, evaluate and summarize."""
+    resume = verified is not None
     agent = trainer.agent
     d = agent.derived
     steps_per_chunk = d.iters_per_chunk * agent.cfg.num_envs
@@ -243,7 +253,7 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     tables = Tables.empty()
     first_chunk = 0
     if resume:
-        state, meta = load_checkpoint(run_dir.path, trainer, state)
+        state, meta = load_checkpoint(run_dir.path, trainer, state, verified)
         first_chunk = meta["chunk"]
         tables = run_dir.tables_until(first_chunk * steps_per_chunk)
     last_good = first_chunk * steps_per_chunk if resume else None
@@ -349,7 +359,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     meta = verify_checkpoint(run_dir.path, cfg)
     trainer, _ = _runner(agent, meta.get("options", {}).get("devices", 0))
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
-    state, meta = load_checkpoint(run_dir.path, trainer, template)
+    state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
                               epsilon)  # (seeds, tasks, episodes)
     result: dict[str, Any] = {"episodes": episodes, "epsilon": epsilon, "iteration": meta["iteration"], "tasks": {}}
