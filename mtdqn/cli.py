@@ -64,6 +64,20 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class Act:
+    """Greedy actions of a trained run for observations in a .npy file (one line of actions per seed)."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory."""
+    task: str
+    """Which of the run's tasks the observations come from."""
+    obs: Path
+    """A .npy file: one observation (the task's own shape) or a batch of them (batch, *shape)."""
+    seed: int | None = None
+    """Act with this seed's network only (default: every seed of the run)."""
+
+
+@dataclass(frozen=True)
 class Tasks:
     """List the registered tasks: name, backend, observation shape, actions."""
 
@@ -203,6 +217,21 @@ def _run_evaluate(cmd: Evaluate) -> None:
     print(f"written: {cmd.run / 'eval.json'}")
 
 
+def _run_act(cmd: Act) -> None:
+    import numpy as np
+
+    from mtdqn.deploy import load_agent
+
+    try:
+        obs = np.load(cmd.obs, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{cmd.obs}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    agent = load_agent(cmd.run)
+    for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
+        actions = np.atleast_1d(agent.act(cmd.task, obs, seed))
+        print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
+
+
 def _run_study(cmd: Study) -> None:
     from mtdqn.studies import resolve_spec, run_study
 
@@ -223,6 +252,7 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "strategies": (Strategies, _run_strategies),
     "train": (Train, _run_train),
     "evaluate": (Evaluate, _run_evaluate),
+    "act": (Act, _run_act),
     "study": (Study, _run_study),
     "report": (Report, _run_report),
 }

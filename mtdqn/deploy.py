@@ -1,0 +1,118 @@
+"""Acting from a trained run: only the Q-network is loaded, no optimizer, replay, envs or compiled loop.
+
+    agent = mtdqn.load_agent("runs/my-run")
+    actions = agent.act("CartPole-v1", observations)   # (batch,) greedy actions
+
+The checkpoint's files are verified first (sizes and checksums, as resume
+does), then only the ``params`` subtree of the saved state is read (orbax
+partial restore): a run with a 100k-transition replay loads in the memory of
+its network.  Observations are a task's own (unpadded) shape; the agent pads
+them as training did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mtdqn.checkpoint import verify_checkpoint
+from mtdqn.errors import ConfigError
+from mtdqn.networks import Architecture, init_params, make_architecture, merge_shared, q_values, split_shared
+from mtdqn.tasks import TaskSet, make_task_set, pad_obs
+
+__all__ = ["LoadedAgent", "load_agent"]
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedAgent:
+    """A trained multi-task Q-network, one set of parameters per seed of its run."""
+
+    run_dir: Path
+    task_set: TaskSet
+    arch: Architecture
+    params: Any  # leaves with a leading seed axis
+    seeds: tuple[int, ...]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.task_set.names
+
+    def q_values(self, task: str, obs: Any, seed: int | None = None) -> np.ndarray:
+        """Q-values (batch, actions of ``task``) for observations (batch, *obs_shape) or one (*obs_shape)."""
+        i = self._task_index(task)
+        obs, single = self._batch(i, obs)
+        s = self._seed_index(seed)
+        q = _task_q(self.arch, jax.tree.map(lambda x: x[s], self.params), jnp.asarray(obs), i)
+        q = np.asarray(q)[:, : self.task_set.tasks[i].num_actions]
+        return q[0] if single else q
+
+    def act(self, task: str, obs: Any, seed: int | None = None) -> np.ndarray:
+        """Greedy actions (batch,) of the seed's policy (default: the run's first seed) for ``task``."""
+        return np.argmax(self.q_values(task, obs, seed), axis=-1)
+
+    def _task_index(self, task: str) -> int:
+        if task not in self.task_set.names:
+            raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(self.task_set.names)}")
+        return self.task_set.names.index(task)
+
+    def _seed_index(self, seed: int | None) -> int:
+        if seed is None:
+            return 0
+        if seed not in self.seeds:
+            raise ConfigError(f"seed {seed} is not one of this run's seeds: {', '.join(map(str, self.seeds))}")
+        return self.seeds.index(seed)
+
+    def _batch(self, i: int, obs: Any) -> tuple[np.ndarray, bool]:
+        """Observations as (batch, *padded shape) and whether a single one was given."""
+        task = self.task_set.tasks[i]
+        obs = np.asarray(obs)
+        single = obs.shape == task.obs_shape
+        if single:
+            obs = obs[None]
+        numeric = np.issubdtype(obs.dtype, np.number) or obs.dtype == bool
+        if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not numeric:
+            shape = ", ".join(map(str, task.obs_shape))
+            raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) or ({shape}), "
+                              f"got {obs.shape} of {obs.dtype}")
+        return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
+
+
+def _task_q(arch: Architecture, params: Any, obs: jax.Array, i: int) -> jax.Array:
+    """Q-values (batch, max actions) of task ``i`` alone: its slice of the per-task parts, as training takes it."""
+    shared, per_task = split_shared(arch, params)
+    one = merge_shared(shared, jax.tree.map(lambda x: x[i:i + 1], per_task))
+    return q_values(arch, one, obs[None], task_ids=jnp.asarray([i]))[0]
+
+
+def load_agent(run_dir: Path | str) -> LoadedAgent:
+    """Load a run's Q-network for acting; a missing, damaged or foreign checkpoint is a one-line ConfigError."""
+    from mtdqn.train.run import load_run_config  # config.json reader (no compile, no training state)
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+    cfg = load_run_config(run_dir)
+    meta = verify_checkpoint(run_dir, cfg)
+    task_set = make_task_set(cfg.tasks)
+    arch = make_architecture(task_set, cfg.network)
+    seeds = tuple(cfg.seed + i for i in range(cfg.seeds))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    abstract = jax.eval_shape(jax.vmap(lambda k: init_params(arch, k)), keys)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
+    target = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)}
+    path = (run_dir / "checkpoints" / meta["path"]).absolute()
+    try:
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            restore_args = ocp.checkpoint_utils.construct_restore_args(target)  # onto this one device
+            restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+                item=target, restore_args=restore_args, partial_restore=True))
+    except Exception as exc:  # orbax raises many types for a damaged or mismatched tree
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"checkpoint {path} holds no usable network: {first}") from None
+    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds)
