@@ -14,7 +14,7 @@ Python, and the same (seeds, tasks, episodes) result.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,16 @@ from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent
 from mtdqn.train.step import act
 
-__all__ = ["rollout_returns", "host_rollout_returns", "evaluate_params", "EvalStream", "eval_seed"]
+__all__ = ["EpisodeReturns", "rollout_returns", "host_rollout_returns", "evaluate_params", "EvalStream",
+           "eval_seed"]
+
+
+class EpisodeReturns(NamedTuple):
+    """Unscaled first-episode returns, each (..., episodes): the sum of rewards, and sum_t gamma^t r_t with
+    the run's gamma (the metric D'Eramo et al. 2020 report)."""
+
+    total: Any
+    discounted: Any
 
 class EvalStream:
     """Which evaluation a key stream serves: each gets its own block of seeds, far from training's.
@@ -47,28 +56,31 @@ def eval_seed(first_seed: int, stream: int) -> int:
 HOST_MAX_STEPS = 100_000  # cap on an evaluation episode of a Gymnasium env that sets no time limit
 
 
-def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, eps: float) -> jax.Array:
-    """Unscaled first-episode returns (tasks, episodes) of one seed's policy."""
+def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, eps: float) -> EpisodeReturns:
+    """First-episode returns, each (tasks, episodes), of one seed's policy."""
     k_reset, k_run = jax.random.split(key)
     obs, env_states = reset_envs(agent.task_set, k_reset, episodes)
     t = agent.num_tasks
     horizon = max(task.max_episode_steps for task in agent.task_set.tasks)
+    gamma = agent.cfg.dqn.gamma
 
     def body(carry, key):
-        obs, env_states, returns, alive = carry
+        obs, env_states, total, discounted, weight, alive = carry  # weight: gamma^t of this step
         k_act, k_env = jax.random.split(key)
         actions = act(agent, params, obs, k_act, jnp.float32(eps))
         env_states, out = step_envs(agent.task_set, env_states, actions, k_env)
-        returns = returns + jnp.where(alive, out.reward, 0.0)
-        return (out.obs, env_states, returns, alive & ~out.done), None
+        reward = jnp.where(alive, out.reward, 0.0)
+        return (out.obs, env_states, total + reward, discounted + weight * reward, weight * gamma,
+                alive & ~out.done), None
 
-    init = (obs, env_states, jnp.zeros((t, episodes)), jnp.ones((t, episodes), bool))
-    (_, _, returns, _), _ = jax.lax.scan(body, init, jax.random.split(k_run, horizon))
-    return returns
+    zeros = jnp.zeros((t, episodes))
+    init = (obs, env_states, zeros, zeros, jnp.float32(1.0), jnp.ones((t, episodes), bool))
+    (_, _, total, discounted, _, _), _ = jax.lax.scan(body, init, jax.random.split(k_run, horizon))
+    return EpisodeReturns(total, discounted)
 
 
 @partial(jax.jit, static_argnums=(0, 3, 4))
-def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: float) -> jax.Array:
+def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: float) -> EpisodeReturns:
     return jax.vmap(lambda p, k: rollout_returns(agent, p, k, episodes, eps))(params, keys)
 
 
@@ -78,33 +90,36 @@ def _act_all(agent: Agent, params: Any, obs: jax.Array, keys: jax.Array, t: jax.
     return jax.vmap(lambda p, o, k: act(agent, p, o, jax.random.fold_in(k, t), eps))(params, obs, keys)
 
 
-def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: float) -> np.ndarray:
-    """Unscaled first-episode returns (seeds, tasks, episodes) of Gymnasium tasks, one key per seed."""
+def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: float) -> EpisodeReturns:
+    """First-episode returns, each (seeds, tasks, episodes), of Gymnasium tasks, one key per seed."""
     from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
 
     k_reset, k_run = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
     envs = HostEnvs(agent.task_set, episodes, [env_seeds(k, agent.num_tasks) for k in k_reset])
     try:
         obs = envs.reset()
-        returns = np.zeros(obs.shape[:3], np.float64)
+        total = np.zeros(obs.shape[:3], np.float64)
+        discounted = np.zeros(obs.shape[:3], np.float64)
         alive = np.ones(obs.shape[:3], bool)
         for t in range(HOST_MAX_STEPS):  # time limits end episodes themselves
             if not alive.any():
                 break
             actions = np.asarray(_act_all(agent, params, obs, k_run, jnp.int32(t), jnp.float32(eps)))
             out = envs.step(actions)
-            returns += np.where(alive, out.reward, 0.0)
+            reward = np.where(alive, out.reward, 0.0)
+            total += reward
+            discounted += agent.cfg.dqn.gamma**t * reward
             alive &= ~out.done
             obs = out.obs
     finally:
         envs.close()
-    return returns.astype(np.float32)
+    return EpisodeReturns(total.astype(np.float32), discounted.astype(np.float32))
 
 
-def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0) -> np.ndarray:
-    """Returns (seeds, tasks, episodes) for vmapped ``params``; keys derive from ``seed``."""
+def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0) -> EpisodeReturns:
+    """Returns, each (seeds, tasks, episodes), for vmapped ``params``; keys derive from ``seed``."""
     n_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
     if agent.task_set.backend == "gymnasium":
         return host_rollout_returns(agent, params, keys, episodes, eps)
-    return np.asarray(_evaluate_all(agent, params, keys, episodes, eps))
+    return EpisodeReturns(*(np.asarray(x) for x in _evaluate_all(agent, params, keys, episodes, eps)))

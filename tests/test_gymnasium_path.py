@@ -160,7 +160,9 @@ def test_host_checkpoint_restores_and_evaluates(two_runs):
     for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(a.state.params)):
         np.testing.assert_array_equal(x, y)
     returns = evaluate_params(trainer.agent, state.params, 123, 3, eps=0.0)
-    assert returns.shape == (2, 2, 3) and np.isfinite(returns).all()
+    assert returns.total.shape == returns.discounted.shape == (2, 2, 3) and np.isfinite(returns.total).all()
+    cartpole = returns.total[:, 0]  # reward 1 per step: the discounted return follows from the length
+    np.testing.assert_allclose(returns.discounted[:, 0], (1 - 0.99**cartpole) / (1 - 0.99), rtol=1e-4)
 
 
 def test_same_seed_gives_identical_parameters(two_runs):

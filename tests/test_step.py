@@ -109,7 +109,8 @@ def test_rollout_returns_count_exactly_the_first_episode():
     params["heads"] = {"kernel": jnp.zeros_like(heads["kernel"]),
                        "bias": jnp.zeros_like(heads["bias"]).at[:, 0].set(1.0)}  # Q(., left) = 1 > Q(., right)
     key, episodes = jax.random.PRNGKey(7), 6
-    got = np.asarray(rollout_returns(agent, params, key, episodes, eps=0.0))  # (tasks, episodes)
+    returns = rollout_returns(agent, params, key, episodes, eps=0.0)
+    got, discounted = np.asarray(returns.total), np.asarray(returns.discounted)  # (tasks, episodes)
 
     k_reset, _ = jax.random.split(key)
     _, env_states = reset_envs(agent.task_set, k_reset, episodes)
@@ -124,4 +125,7 @@ def test_rollout_returns_count_exactly_the_first_episode():
             done = bool(term) or bool(trunc)
         lengths.append(length)
     np.testing.assert_array_equal(got[0], np.asarray(lengths, np.float32))
+    gamma = agent.cfg.dqn.gamma  # reward 1 per step: sum_t gamma^t over the episode's length
+    want = [(1 - gamma**n) / (1 - gamma) for n in lengths]
+    np.testing.assert_allclose(discounted[0], want, rtol=1e-5)
     assert 5 <= min(lengths) and max(lengths) < 30  # pushing one way topples the pole in ~10 steps

@@ -329,9 +329,12 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "compile_s": compile_s,
         "devices": trainer.devices,
         "env_steps_per_s": trained_steps * agent.num_tasks * agent.cfg.seeds / max(loop_s, 1e-9),
-        "final_eval": {n: greedy[:, i].mean(-1).tolist() for i, n in enumerate(names)},
-        "final_eval_std": {n: greedy[:, i].std(-1).tolist() for i, n in enumerate(names)},
-        "random_return": {n: float(random[:, i].mean()) for i, n in enumerate(names)},
+        "final_eval": {n: greedy.total[:, i].mean(-1).tolist() for i, n in enumerate(names)},
+        "final_eval_std": {n: greedy.total[:, i].std(-1).tolist() for i, n in enumerate(names)},
+        "final_eval_discounted": {n: greedy.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
+        "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
+        "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
+        "gamma": agent.cfg.dqn.gamma,
         "eval_episodes": eval_episodes,
         "config_hash": config_hash(agent.cfg),
     }
@@ -361,11 +364,15 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
     state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
-                              epsilon)  # (seeds, tasks, episodes)
-    result: dict[str, Any] = {"episodes": episodes, "epsilon": epsilon, "iteration": meta["iteration"], "tasks": {}}
+                              epsilon)  # each (seeds, tasks, episodes)
+    result: dict[str, Any] = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
+                              "iteration": meta["iteration"], "tasks": {}}
     for i, task in enumerate(agent.task_set.names):
-        per_seed = {str(seed): {"mean": float(returns[s, i].mean()), "std": float(returns[s, i].std()),
-                                "returns": returns[s, i].tolist()} for s, seed in enumerate(agent.seeds)}
+        per_seed = {str(seed): {"mean": float(returns.total[s, i].mean()), "std": float(returns.total[s, i].std()),
+                                "returns": returns.total[s, i].tolist(),
+                                "discounted_mean": float(returns.discounted[s, i].mean()),
+                                "discounted_returns": returns.discounted[s, i].tolist()}
+                    for s, seed in enumerate(agent.seeds)}
         result["tasks"][task] = {"per_seed": per_seed,
                                  "mean_over_seeds": float(np.mean([v["mean"] for v in per_seed.values()]))}
     run_dir.write_eval(result)
