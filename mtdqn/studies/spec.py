@@ -48,6 +48,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "Asterix-MinAtar": 5.0,
     "Freeway-MinAtar": 20.0,
     "SpaceInvaders-MinAtar": 30.0,
+    "CarOnHill-v0": 0.5,  # +1 at the top, -1 off the hill or too fast: reaching the top more often than not
+    "InvertedPendulumDiscrete-v0": -0.5,  # -1 when it falls, 0 while up: balanced on most of the horizon
 }
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
