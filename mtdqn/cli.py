@@ -78,6 +78,22 @@ class Act:
 
 
 @dataclass(frozen=True)
+class Play:
+    """Greedy episodes of one task with a trained run's first seed: returns, and a GIF where the env can be drawn."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory."""
+    task: str
+    """Which of the run's tasks to play."""
+    episodes: int = 1
+    """Episodes to play."""
+    gif: Path | None = None
+    """Also write the frames as an animated GIF (MinAtar and gym: tasks)."""
+    seed: int = 0
+    """Seed of the environments' starts."""
+
+
+@dataclass(frozen=True)
 class Tasks:
     """List the registered tasks: name, backend, observation shape, actions."""
 
@@ -232,6 +248,16 @@ def _run_act(cmd: Act) -> None:
         print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
 
 
+def _run_play(cmd: Play) -> None:
+    from mtdqn.play import play
+
+    result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed)
+    for n, (ret, length) in enumerate(zip(result.returns, result.lengths)):
+        print(f"episode {n}: return {ret:g} in {length} steps")
+    if result.gif is not None:
+        print(f"written: {result.gif}")
+
+
 def _run_study(cmd: Study) -> None:
     from mtdqn.studies import resolve_spec, run_study
 
@@ -253,6 +279,7 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "train": (Train, _run_train),
     "evaluate": (Evaluate, _run_evaluate),
     "act": (Act, _run_act),
+    "play": (Play, _run_play),
     "study": (Study, _run_study),
     "report": (Report, _run_report),
 }

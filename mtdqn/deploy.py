@@ -13,6 +13,7 @@ them as training did.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ class LoadedAgent:
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
 
 
+@partial(jax.jit, static_argnums=(0, 3))
 def _task_q(arch: Architecture, params: Any, obs: jax.Array, i: int) -> jax.Array:
     """Q-values (batch, max actions) of task ``i`` alone: its slice of the per-task parts, as training takes it."""
     shared, per_task = split_shared(arch, params)
