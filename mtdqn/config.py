@@ -121,7 +121,7 @@ class TrainConfig:
     task_weights: tuple[float, ...] | None = None
     """Static loss weights w_i, one per task (default all 1)."""
     strategy: str = "auto"
-    """Gradient strategy (see `mtdqn strategies`); auto = sum, or weighted if task weights are given."""
+    """Gradient strategy (see `mtdqn strategies`); auto = sum (of the losses, weighted by --task-weights)."""
     strategy_args: str = ""
     """Strategy options as k=v,k=v."""
     value_norm: Literal["none", "popart"] = "none"
@@ -228,7 +228,7 @@ def derive(cfg: TrainConfig) -> Derived:
                           f"the step counters hold at most {INT32_MAX:,}")
     strategy = cfg.strategy
     if strategy == "auto":
-        strategy = "sum" if cfg.task_weights is None else "weighted"
+        strategy = "sum"
     weights = cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks)
     learning_starts_iters = math.ceil(cfg.dqn.learning_starts / cfg.num_envs)
     # New runs have a whole multiple (check_new_run); runs made before that rule keep their rounding.

@@ -54,12 +54,12 @@ CONFLICT = np.stack([np.r_[1.0, 0.2, np.zeros(8)], np.r_[-1.0, 1.0, np.zeros(8)]
 # ---------------------------------------------------------------- invariants on hand-made trees
 
 
-def test_weighted_with_unit_weights_equals_sum():
-    np.testing.assert_allclose(combine("weighted", ROWS)[0], combine("sum", ROWS)[0], rtol=1e-6, atol=1e-6)
+def test_sum_applies_the_static_weights_and_weighted_is_the_same_strategy():
     np.testing.assert_allclose(combine("sum", ROWS)[0], ROWS.sum(0), rtol=1e-5, atol=1e-6)
-    g, _, w = combine("weighted", ROWS, weights=(2.0, 0.5, 1.0))
-    np.testing.assert_allclose(g, 2 * ROWS[0] + 0.5 * ROWS[1] + ROWS[2], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(w, [2.0, 0.5, 1.0])
+    for name in ("sum", "weighted"):
+        g, _, w = combine(name, ROWS, weights=(2.0, 0.5, 1.0))
+        np.testing.assert_allclose(g, 2 * ROWS[0] + 0.5 * ROWS[1] + ROWS[2], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(w, [2.0, 0.5, 1.0])
 
 
 def test_unit_norm_adds_unit_vectors_and_survives_a_zero_gradient():
@@ -189,7 +189,6 @@ def test_grad_diagnostics_norms_and_cosines():
         ("gradnorm", "window=0", (1.0, 1.0), "window >= 1"),
         ("unit-norm", "eps=0", (1.0,), "eps must be > 0"),
         ("pcgrad", "", (1.0,), "strategy pcgrad needs at least 2 tasks, got 1"),
-        ("sum", "", (1.0, 2.0), "use --strategy weighted"),
     ],
 )
 def test_bad_strategy_input_is_one_line(name, args, weights, match):

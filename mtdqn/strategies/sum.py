@@ -1,4 +1,9 @@
-"""``sum``: the plain multi-task loss L_total = sum_i L_i (our design's default)."""
+"""``sum``: the multi-task loss L_total = sum_i w_i L_i (our design's default; w_i = 1 unless --task-weights).
+
+Static weights are this strategy's whole job, so ``weighted`` (the name runs
+with --task-weights were recorded under) is the same strategy registered
+under a second name, not a second implementation.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from mtdqn.errors import ConfigError
 from mtdqn.strategies.base import Strategy, StrategySpec, register, tree_weighted_sum
 
 
@@ -16,18 +20,18 @@ class SumOptions:
 
 
 def build(options: SumOptions, task_weights: tuple[float, ...]) -> Strategy:
-    if any(w != 1.0 for w in task_weights):
-        raise ConfigError("--strategy sum ignores --task-weights; use --strategy weighted (the default when weights are given)")
-    num_tasks = len(task_weights)
-    ones = jnp.ones((num_tasks,), jnp.float32)
+    weights = jnp.asarray(task_weights, jnp.float32)
 
     def init(num_tasks: int) -> tuple:
         return ()
 
     def combine(task_grads, task_losses, state, key):
-        return tree_weighted_sum(task_grads, ones), state, {"weights": ones}
+        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
 
     return Strategy(init, combine)
 
 
-register(StrategySpec("sum", "sum of the task losses", "Caruana 1997, Multitask Learning", SumOptions, build))
+register(StrategySpec("sum", "sum of the task losses, weighted by --task-weights (default all 1)",
+                      "Caruana 1997, Multitask Learning", SumOptions, build))
+register(StrategySpec("weighted", "the same as sum (the name kept for runs that recorded it)",
+                      "Caruana 1997, Multitask Learning", SumOptions, build))
