@@ -42,7 +42,7 @@ def combine(name: str, rows: np.ndarray, losses=None, args: str = "", weights=No
     strategy = make_strategy(name, args, tuple(weights or (1.0,) * num_tasks))
     state = strategy.init(num_tasks) if state is None else state
     losses = jnp.ones((num_tasks,)) if losses is None else jnp.asarray(losses, jnp.float32)
-    grads, state, metrics = jax.jit(strategy.combine)(tree(rows), losses, state, key)
+    grads, state, metrics = jax.jit(strategy.combine)(tree(rows), task_gram(tree(rows), num_tasks), losses, state, key)
     return flat(grads), state, np.asarray(metrics["weights"])
 
 
@@ -128,7 +128,7 @@ def run_steps(name: str, args: str, n: int, losses_fn) -> list:
     state, out = strategy.init(3), []
     for t in range(n):
         rows = np.random.default_rng(t).normal(size=(3, 10)) * [[1.0], [10.0], [0.1]]
-        _, state, m = fn(tree(rows), jnp.asarray(losses_fn(t), jnp.float32), state, KEY)
+        _, state, m = fn(tree(rows), task_gram(tree(rows), 3), jnp.asarray(losses_fn(t), jnp.float32), state, KEY)
         out.append(np.asarray(m["weights"]))
     return out
 
@@ -163,12 +163,14 @@ def test_every_strategy_is_jittable_deterministic_and_reports_weights(name):
     jax.tree.map(np.testing.assert_array_equal, s1, s2)
     np.testing.assert_allclose(g1, w1 @ ROWS, rtol=1e-4, atol=1e-5)  # every strategy is a reweighting here
     strategy = make_strategy(name, "", (1.0, 1.0, 1.0))  # no shared parameters at all: still fine
-    grads, _, metrics = jax.jit(strategy.combine)({"torso": {}}, jnp.ones((3,)), strategy.init(3), KEY)
+    no_shared = {"torso": {}}
+    grads, _, metrics = jax.jit(strategy.combine)(no_shared, task_gram(no_shared, 3), jnp.ones((3,)),
+                                                  strategy.init(3), KEY)
     assert grads == {"torso": {}} and np.isfinite(metrics["weights"]).all()
 
 
 def test_grad_diagnostics_norms_and_cosines():
-    norms, cosine = step.grad_diagnostics(tree(CONFLICT))
+    norms, cosine = step.grad_diagnostics(task_gram(tree(CONFLICT), 2))
     np.testing.assert_allclose(norms, np.linalg.norm(CONFLICT, axis=1), rtol=1e-6, atol=1e-6)
     expected = CONFLICT @ CONFLICT.T / np.outer(norms, norms)
     np.testing.assert_allclose(cosine, expected, rtol=1e-5, atol=1e-6)

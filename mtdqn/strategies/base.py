@@ -4,10 +4,12 @@ A strategy turns per-task gradients on the *shared* parameters into the one
 gradient the optimizer applies.  It is a pure pair::
 
     init(num_tasks) -> state
-    combine(task_grads, task_losses, state, key) -> (grads, state, metrics)
+    combine(task_grads, gram, task_losses, state, key) -> (grads, state, metrics)
 
 ``task_grads`` is a pytree whose leaves have a leading task axis ``(tasks, ...)``:
 the gradients of the *unweighted* task losses on the shared parameters only;
+``gram`` is their Gram matrix ``(tasks, tasks)`` (:func:`task_gram`), computed
+once per update by the caller, which also reports cosines from it;
 ``task_losses`` is ``(tasks,)``.  Static ``--task-weights`` reach a strategy at
 build time.  ``metrics["weights"]`` (tasks,) is the coefficient the strategy
 applied to each task's gradient, for the report.  Per-task parameters (heads,
@@ -50,7 +52,7 @@ Grads = Any
 
 class Strategy(NamedTuple):
     init: Callable[[int], Any]
-    combine: Callable[[Grads, jax.Array, Any, jax.Array], tuple[Grads, Any, dict[str, jax.Array]]]
+    combine: Callable[[Grads, jax.Array, jax.Array, Any, jax.Array], tuple[Grads, Any, dict[str, jax.Array]]]
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,8 @@ def coefficient_strategy(num_tasks: int, coefficients: Callable[[jax.Array, jax.
     def init(num_tasks: int) -> tuple:
         return ()
 
-    def combine(task_grads, task_losses, state, key):
-        weights = coefficients(task_gram(task_grads, num_tasks), key)
+    def combine(task_grads, gram, task_losses, state, key):
+        weights = coefficients(gram, key)
         return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
 
     return Strategy(init, combine)

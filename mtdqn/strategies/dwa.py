@@ -52,7 +52,7 @@ def build(options: DWAOptions, task_weights: tuple[float, ...]) -> Strategy:
         ones = jnp.ones((num_tasks,), jnp.float32)
         return DWAState(ones, jnp.zeros_like(ones), jnp.int32(0), ones, ones, jnp.int32(0))
 
-    def combine(task_grads, task_losses, state: DWAState, key):
+    def combine(task_grads, gram, task_losses, state: DWAState, key):
         applied = static * state.weights
         grads = tree_weighted_sum(task_grads, applied)
         loss_sum = state.loss_sum + jax.lax.stop_gradient(task_losses).astype(jnp.float32)

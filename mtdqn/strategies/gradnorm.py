@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, gram_norms, register, task_gram, tree_weighted_sum
+from mtdqn.strategies.base import Strategy, StrategySpec, gram_norms, register, tree_weighted_sum
 
 _FLOOR = 1e-3  # smallest weight before renormalization: weights stay positive
 
@@ -66,8 +66,8 @@ def build(options: GradNormOptions, task_weights: tuple[float, ...]) -> Strategy
         zeros = jnp.zeros((num_tasks,), jnp.float32)
         return GradNormState(weights, adam.init(weights), zeros, jnp.float32(0.0))
 
-    def combine(task_grads, task_losses, state: GradNormState, key):
-        norms = gram_norms(task_gram(task_grads, num_tasks))  # (tasks,)
+    def combine(task_grads, gram, task_losses, state: GradNormState, key):
+        norms = gram_norms(gram)  # (tasks,)
         applied = static * state.weights
         grads = tree_weighted_sum(task_grads, applied)
         losses = jax.lax.stop_gradient(task_losses).astype(jnp.float32)

@@ -25,7 +25,7 @@ def build(options: SumOptions, task_weights: tuple[float, ...]) -> Strategy:
     def init(num_tasks: int) -> tuple:
         return ()
 
-    def combine(task_grads, task_losses, state, key):
+    def combine(task_grads, gram, task_losses, state, key):
         return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
 
     return Strategy(init, combine)

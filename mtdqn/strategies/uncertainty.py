@@ -53,7 +53,7 @@ def build(options: UncertaintyOptions, task_weights: tuple[float, ...]) -> Strat
         log_var = jnp.zeros((num_tasks,), jnp.float32)
         return UncertaintyState(log_var, adam.init(log_var))
 
-    def combine(task_grads, task_losses, state: UncertaintyState, key):
+    def combine(task_grads, gram, task_losses, state: UncertaintyState, key):
         applied = static * jnp.exp(-state.log_var)
         grads = tree_weighted_sum(task_grads, applied)
         losses = jax.lax.stop_gradient(task_losses).astype(jnp.float32)

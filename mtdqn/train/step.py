@@ -83,12 +83,8 @@ def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, t
     return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
 
 
-def grad_diagnostics(task_grads: Any) -> tuple[jax.Array, jax.Array]:
-    """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks)."""
-    leaves = jax.tree.leaves(task_grads)
-    if not leaves:
-        return jnp.zeros(()), jnp.zeros(())
-    gram = task_gram(task_grads, leaves[0].shape[0])  # (tasks, tasks), full float32 precision
+def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks) from the Gram matrix."""
     norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 0.0))
     cosine = gram / jnp.maximum(norms[:, None] * norms[None, :], 1e-12)
     return norms, cosine
@@ -114,8 +110,9 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
     w = agent.task_weights
     g_task = jax.tree.map(lambda g: g * w.reshape(-1, *([1] * (g.ndim - 1))), g_task)
+    gram = task_gram(g_shared, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
-        g_shared, losses, state.strategy_state, k_strategy
+        g_shared, gram, losses, state.strategy_state, k_strategy
     )
     grads = merge_shared(combined, g_task)
     updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
@@ -126,7 +123,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
     target_params = jax.tree.map(
         lambda new, old: jnp.where(refresh, tau * new + (1.0 - tau) * old, old), params, state.target_params
     )
-    norms, cosine = grad_diagnostics(g_shared)
+    norms, cosine = grad_diagnostics(gram)
     metrics = {
         "loss": losses,
         "q_mean": q_mean,
