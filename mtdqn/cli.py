@@ -380,7 +380,7 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     try:  # the latest checkpoint's record: the config and layout the resumed run continues with
         meta = checkpoint_meta(cmd.resume)
         seeds, tasks = int(meta["config"]["seeds"]), list(meta["config"]["tasks"])
-        devices = cmd.devices or int(meta.get("options", {}).get("devices", 0))
+        devices = cmd.devices if cmd.devices is not None else int(meta.get("options", {}).get("devices", 1))
     except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: _run_train says so in one line
         return ()
     return cpu_plan(seeds, tasks, devices)

@@ -26,6 +26,7 @@ from mtdqn.checkpoint import verify_checkpoint
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, init_params, make_architecture, merge_shared, q_values, split_shared
 from mtdqn.tasks import TaskSet, make_task_set, pad_obs
+from mtdqn.value_norm import popart_init, unnormalize
 
 __all__ = ["LoadedAgent", "load_agent"]
 
@@ -39,6 +40,7 @@ class LoadedAgent:
     arch: Architecture
     params: Any  # leaves with a leading seed axis
     seeds: tuple[int, ...]
+    value_norm: Any = None  # PopArt statistics per seed (runs with --value-norm popart), else None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -50,6 +52,9 @@ class LoadedAgent:
         obs, single = self._batch(i, obs)
         s = self._seed_index(seed)
         q = _task_q(self.arch, jax.tree.map(lambda x: x[s], self.params), jnp.asarray(obs), i)
+        if self.value_norm is not None:  # PopArt heads are normalized: Q in reward units, as training reports it
+            stats = jax.tree.map(lambda x: x[s, i:i + 1], self.value_norm)
+            q = unnormalize(stats, q[None])[0]
         q = np.asarray(q)[:, : self.task_set.tasks[i].num_actions]
         return q[0] if single else q
 
@@ -107,7 +112,10 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     abstract = jax.eval_shape(jax.vmap(lambda k: init_params(arch, k)), keys)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
-    target = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)}
+    abstract = {"params": abstract}
+    if cfg.value_norm == "popart":
+        abstract["value_norm"] = jax.eval_shape(jax.vmap(lambda _: popart_init(len(task_set))), keys)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
     path = (run_dir / "checkpoints" / meta["path"]).absolute()
     try:
         with ocp.PyTreeCheckpointer() as checkpointer:
@@ -117,4 +125,4 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
     except Exception as exc:  # orbax raises many types for a damaged or mismatched tree
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"checkpoint {path} holds no usable network: {first}") from None
-    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds)
+    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds, restored.get("value_norm"))

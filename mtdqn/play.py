@@ -83,19 +83,30 @@ def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, 
     return returns, lengths, frames
 
 
+def _rgb_frame(frame: object, spec: str) -> np.ndarray:
+    """An (H, W, 3) uint8 frame from Gymnasium's render(), or a one-line error for anything else."""
+    array = np.asarray(frame) if frame is not None else None
+    if array is None or array.ndim != 3 or array.shape[-1] != 3:
+        raise ConfigError(f"{spec} rendered no (height, width, 3) rgb frame, so no GIF")
+    return array.astype(np.uint8)
+
+
 def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: int, record: bool):
-    import gymnasium as gym
+    from mtdqn.evaluate import HOST_MAX_STEPS
+    from mtdqn.tasks.gymnasium_env import make_env
 
     task = agent.task_set.tasks[task_index]
-    env = gym.make(task.name, render_mode="rgb_array" if record else None)
+    env = make_env(task.name, **({"render_mode": "rgb_array"} if record else {}))
     returns, lengths, frames = [], [], []
     try:
+        if record and env.render_mode != "rgb_array":
+            raise ConfigError(f"{task.spec} cannot render rgb_array frames, so no GIF")
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
             total, length, done = 0.0, 0, False
-            while not done:
+            while not done and length < (task.max_episode_steps or HOST_MAX_STEPS):
                 if record:
-                    frames.append(np.asarray(env.render(), np.uint8))
+                    frames.append(_rgb_frame(env.render(), task.spec))
                 obs, reward, terminated, truncated, _ = env.step(int(agent.act(task.spec, np.asarray(obs))))
                 total += float(reward)
                 length += 1

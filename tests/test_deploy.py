@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -12,11 +14,15 @@ from mtdqn.checkpoint import load_checkpoint
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.networks import q_values
+from mtdqn.value_norm import unnormalize
 
 
-@pytest.mark.parametrize("cfg", [VECTOR, IMAGE], ids=["vector", "image"])
+POPART = dataclasses.replace(VECTOR, value_norm="popart")
+
+
+@pytest.mark.parametrize("cfg", [VECTOR, IMAGE, POPART], ids=["vector", "image", "popart"])
 def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
-    """Greedy actions and Q-values equal the full network's on the full (padded) task set, per seed."""
+    """Greedy actions and Q-values (in reward units) equal the full network's on the padded task set, per seed."""
     trainer, abstract, state = fake_run(tmp_path, cfg)
     full, _ = load_checkpoint(tmp_path, trainer, abstract)
     agent = mtdqn.load_agent(tmp_path)
@@ -27,7 +33,10 @@ def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
         padded = np.zeros((len(ts), 5, *ts.obs_shape), np.float32)
         padded[i, ..., : task.obs_shape[-1]] = obs
         for s, seed in enumerate(trainer.agent.seeds):
-            q_all = np.asarray(q_values(trainer.agent.arch, jax.tree.map(lambda x: x[s], full.params), padded))
+            q_all = q_values(trainer.agent.arch, jax.tree.map(lambda x: x[s], full.params), padded)
+            if cfg.value_norm == "popart":
+                q_all = unnormalize(jax.tree.map(lambda x: x[s], full.value_norm), q_all)
+            q_all = np.asarray(q_all)
             want = q_all[i, :, : task.num_actions]
             np.testing.assert_allclose(agent.q_values(task.spec, obs, seed), want, rtol=1e-5, atol=1e-5)
             np.testing.assert_array_equal(agent.act(task.spec, obs, seed), want.argmax(-1))

@@ -55,11 +55,11 @@ def _register_plugins(env_id: str) -> None:
     gym.register_envs(ale_py)
 
 
-def make_env(env_id: str) -> gym.Env:
-    """``gym.make(env_id)`` with every failure turned into one line (and close names suggested)."""
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id, **kwargs)`` with every failure turned into one line (and close names suggested)."""
     _register_plugins(env_id)
     try:
-        return gym.make(env_id)
+        return gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(GYM_PREFIX + c) for c in close)}?" if close else ""
@@ -117,13 +117,17 @@ class HostEnvs:
         self.task_set = task_set
         self.seeds = seeds  # (seeds, tasks) ints
         self.dtype = np.dtype(obs_dtype(task_set))
-        self.envs = [
-            [
-                SyncVectorEnv([lambda t=task: make_env(t.name)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
-                for task in task_set.tasks
-            ]
-            for _ in seeds
-        ]
+        self.envs: list[list[SyncVectorEnv]] = []
+        try:  # a constructor that fails half-way must not leave the envs made before it open
+            for _ in seeds:
+                row: list[SyncVectorEnv] = []
+                self.envs.append(row)
+                for task in task_set.tasks:
+                    row.append(SyncVectorEnv([lambda t=task: make_env(t.name)] * num_envs,
+                                             autoreset_mode=AutoresetMode.SAME_STEP))
+        except BaseException:
+            self.close()
+            raise
 
     def _pad(self, obs: np.ndarray) -> np.ndarray:
         pad = self.task_set.obs_shape[-1] - obs.shape[-1]

@@ -46,7 +46,8 @@ class RunResult:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a run is driven, apart from its config: stored in config.json and kept on resume.
+    """How a run is driven, apart from its config: recorded with every checkpoint (the record a resume
+    reads) and in config.json, and kept on resume unless given anew.
 
     ``devices`` (the seed layout, resolved to a count) is what makes a
     resumed run bit-identical to an uninterrupted one.
@@ -177,7 +178,8 @@ def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int 
                           f"got {checkpoint_every} and {eval_episodes}")
     if agent.task_set.backend == "gymnasium":
         return RunOptions(0, eval_episodes, 1)
-    devices = seed_devices(len(agent.seeds), stored.get("devices", 0) if devices is None else devices)
+    # Records from before the seed layout existed have no "devices": those runs trained on one device.
+    devices = seed_devices(len(agent.seeds), stored.get("devices", 1 if resume else 0) if devices is None else devices)
     return RunOptions(checkpoint_every, eval_episodes, devices)
 
 
@@ -215,6 +217,10 @@ def train(
     (``gym:``) tasks run the host loop into the same kind of directory.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
+
+    Called from Python rather than through `mtdqn train`, call
+    :func:`mtdqn.devices.use_cpu_cores` and :func:`mtdqn.devices.unroll_cpu_threefry`
+    first to get the CLI's devices and its faster (same-bits) RNG lowering.
     """
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
@@ -344,7 +350,11 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     """The config a run directory was made with."""
     from mtdqn.config import config_from_dict
 
-    return config_from_dict(read_json(Path(run_dir) / "config.json")["config"])
+    record = read_json(Path(run_dir) / "config.json")
+    try:
+        return config_from_dict(record["config"])
+    except (KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{Path(run_dir) / 'config.json'} is not an mtdqn run record (no readable config)") from None
 
 
 def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str, Any]:
