@@ -207,12 +207,12 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
     import dataclasses
 
     import jax
-    import jax.numpy as jnp
 
     from mtdqn.config import derive
     from mtdqn.devices import padded_seeds, seed_devices
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import make_trainer, seed_keys
+    from mtdqn.train.run import CompiledChunks
 
     first = todo[0].config
     every = derive(first).train_every_iters
@@ -223,16 +223,15 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
     probe = dataclasses.replace(first, steps=iters * first.num_envs, log_every=iters * first.num_envs,
                                 seeds=padded_seeds(first.seeds, devices),
                                 dqn=dataclasses.replace(first.dqn, learning_starts=0))
-    trainer = make_trainer(make_agent(probe), devices)
+    chunks = CompiledChunks(make_trainer(make_agent(probe), devices))  # as train() compiles and runs them
     start = time.perf_counter()
-    state = trainer.init(seed_keys(trainer.agent.seeds))
-    chunk = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
-    state, metrics = chunk(state, jnp.int32(0))
+    state, _ = chunks.start(seed_keys(chunks.trainer.agent.seeds))
+    state, metrics = chunks(state, 0)
     jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
+    compile_s = time.perf_counter() - start  # init, compile and a warm-up chunk
     runs, start = 0, time.perf_counter()
     while runs == 0 or time.perf_counter() - start < min_probe_s:
-        state, metrics = chunk(state, jnp.int32((runs + 1) * iters))
+        state, metrics = chunks(state, (runs + 1) * iters)
         jax.block_until_ready(metrics)
         runs += 1
     per_iter = (time.perf_counter() - start) / (runs * iters)

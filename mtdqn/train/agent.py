@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from mtdqn.checkpoint import state_bytes
 from mtdqn.config import Derived, TrainConfig, derive
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.networks import Architecture, init_params, make_architecture
@@ -115,8 +116,7 @@ def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture
     parameters (online, target, Adam's two moments); env states and metrics are small beside them."""
     obs_bytes = int(np.prod(task_set.obs_shape)) * jnp.dtype(obs_dtype(task_set)).itemsize
     replay = len(task_set) * cfg.dqn.buffer_size * (2 * obs_bytes + 4 + 4 + 1)
-    shapes = jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0))
-    params = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    params = state_bytes(jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0)))
     return replay + 4 * params
 
 
