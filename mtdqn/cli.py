@@ -52,6 +52,64 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Finetune:
+    """Fine-tune a trained run's trunk on tasks (new or its own) into a new run: freeze, a lower trunk lr, or LoRA."""
+
+    from_: Annotated[Path, tyro.conf.arg(name="from")]
+    """The trained run whose shared trunk is loaded (only read)."""
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    freeze: str = "none"
+    """none | trunk | bottom:K | trunk-until:STEPS (the pretrained trunk gets no updates: all of it, its K lowest
+    layers, or all of it until env step STEPS per task)."""
+    trunk_lr: float = 0.0
+    """Learning rate of the pretrained trunk layers that train (default 0: --lr)."""
+    lora: int = 0
+    """Train rank-R updates W + A B of the frozen trunk's dense layers instead of the trunk (0: off)."""
+    keep_heads: bool = False
+    """Tasks the source run trained keep its adapters and heads (others start fresh)."""
+    out: Path | None = None
+    """Run directory (default: runs/finetune-<config hash>)."""
+    force: bool = False
+    """Overwrite a run directory that already holds a run (never the source)."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many env steps per task (default 0: only at the end)."""
+    eval_episodes: int | None = None
+    """Greedy episodes per task and seed at the start and the end (default 10)."""
+    devices: int | None = None
+    """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Continue a trained multi-task run on its tasks plus new ones, its heads kept; reports the old tasks'
+    forgetting."""
+
+    from_: Annotated[Path, tyro.conf.arg(name="from")]
+    """The trained run to continue (only read)."""
+    add_tasks: tuple[str, ...]
+    """Tasks to add (comma- or space-separated); the run's own come first."""
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    freeze: str = "none"
+    """none | trunk | bottom:K | trunk-until:STEPS, as for finetune."""
+    trunk_lr: float = 0.0
+    """Learning rate of the trunk (default 0: --lr)."""
+    out: Path | None = None
+    """Run directory (default: runs/extend-<config hash>)."""
+    force: bool = False
+    """Overwrite a run directory that already holds a run (never the source)."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many env steps per task (default 0: only at the end)."""
+    eval_episodes: int | None = None
+    """Greedy episodes per task and seed at the start and the end (default 10)."""
+    devices: int | None = None
+    """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
 class Evaluate:
     """Greedy returns per task and seed of a trained run; also written to RUN/eval.json."""
 
@@ -208,6 +266,37 @@ def _run_train(cmd: Train) -> None:
     print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 
 
+def _run_finetune(cmd: Finetune | Extend) -> None:
+    from mtdqn.config import config_hash
+    from mtdqn.transfer import extend, finetune
+
+    if (cmd.eval_episodes is not None and cmd.eval_episodes <= 0) or (cmd.checkpoint_every or 0) < 0:
+        raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
+    kind = "extend" if isinstance(cmd, Extend) else "finetune"
+    out = cmd.out or Path("runs") / f"{kind}-{config_hash(cmd.cfg)[:8]}"
+    options = dict(force=cmd.force, progress=cmd.progress, checkpoint_every=cmd.checkpoint_every,
+                   eval_episodes=cmd.eval_episodes, devices=cmd.devices, on_start=_print_start)
+    if isinstance(cmd, Extend):
+        result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
+                        **options)
+    else:
+        result = finetune(cmd.cfg, cmd.from_, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr, lora_rank=cmd.lora,
+                          keep_heads=cmd.keep_heads, **options)
+    transfer = result.summary["transfer"]
+    print(f"  {'task':24s} greedy return per seed: at the start -> at the end")
+    for task, values in result.summary["final_eval"].items():
+        start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
+        print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
+    print(f"results: {out}  (metrics.parquet, start.json, summary.json, tb/, checkpoints/)")
+
+
+def _print_start(record: dict) -> None:
+    print(f"mtdqn: from {record['source']} (tasks {', '.join(record['source_tasks'])}); kept heads: "
+          f"{', '.join(record['kept_tasks']) or 'none'}; freeze={record['freeze']}"
+          + (f", LoRA rank {record['lora_rank']}" if record["lora_rank"] else "")
+          + f"; trains {record['trainable_params']:,} of {record['params_total']:,} parameters")
+
+
 def _check_resume_options(cmd: Train) -> None:
     """--resume continues a run with its own config: options that would change it are an error, not ignored."""
     from mtdqn.config import config_to_dict, flatten_config
@@ -277,6 +366,8 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "tasks": (Tasks, _run_tasks),
     "strategies": (Strategies, _run_strategies),
     "train": (Train, _run_train),
+    "finetune": (Finetune, _run_finetune),
+    "extend": (Extend, _run_finetune),
     "evaluate": (Evaluate, _run_evaluate),
     "act": (Act, _run_act),
     "play": (Play, _run_play),
@@ -284,7 +375,7 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "report": (Report, _run_report),
 }
 
-_LIST_FLAGS = ("--tasks", "--task-weights")
+_LIST_FLAGS = ("--tasks", "--task-weights", "--add-tasks")
 
 
 def _split_commas(argv: list[str]) -> list[str]:

@@ -13,11 +13,14 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from mtdqn.errors import ConfigError
 
 __all__ = [
+    "FinetuneConfig",
     "NetworkConfig",
     "DQNConfig",
     "TrainConfig",
@@ -103,6 +106,34 @@ class DQNConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Where a fine-tuned run's network came from and which of its parameters train (``mtdqn finetune``).
+
+    A field of :class:`TrainConfig` that :func:`config_to_dict` leaves out
+    while it has its default (an ordinary run): the dicts, and so the config
+    hashes, of every run made before fine-tuning existed stay what they were,
+    so their checkpoints still verify and their study cells are still found
+    finished.  The pretrained weights themselves are grafted onto the fresh
+    state once, when the run starts (:mod:`mtdqn.finetune`); a resumed run
+    reads them from its own checkpoint, so ``source`` is provenance only.
+    """
+
+    source: str = ""
+    """The run directory the trunk was loaded from ("": not a fine-tuned run)."""
+    source_config_hash: str = ""
+    """That run's config hash."""
+    freeze: str = "none"
+    """none | trunk | bottom:K | trunk-until:STEPS: which pretrained trunk layers get no updates (trunk-until:
+    the whole trunk until env step STEPS per task)."""
+    trunk_lr: float = 0.0
+    """Learning rate of the pretrained trunk layers that train (0: --lr, the rate of everything else)."""
+    lora_rank: int = 0
+    """Rank of trained low-rank updates W + A B of the frozen trunk's dense layers (0: no LoRA)."""
+    keep_heads: bool = False
+    """Tasks the source run trained keep their adapters and heads from it (others start fresh)."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One multi-task DQN run: tasks, budget, seeds, network, DQN and strategy."""
 
@@ -128,6 +159,8 @@ class TrainConfig:
     """Per-task value normalization of TD targets."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
+    finetune: Annotated[FinetuneConfig, tyro.conf.Suppress] = field(default_factory=FinetuneConfig)
+    """Fine-tuning from a pretrained run: set by `mtdqn finetune` / `extend` (their own flags), not a train flag."""
 
 
 @dataclass(frozen=True)
@@ -248,9 +281,18 @@ def derive(cfg: TrainConfig) -> Derived:
     )
 
 
+# Sections added after runs were recorded: written only when they differ from their default, so the dict
+# and hash of a config that does not use them are exactly those the older code wrote.
+_OMITTED_AT_DEFAULT = {"finetune": FinetuneConfig()}
+
+
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """JSON-ready dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+    """JSON-ready dict (tuples become lists); the sections of ``_OMITTED_AT_DEFAULT`` only when set."""
+    data = dataclasses.asdict(cfg)
+    for key, default in _OMITTED_AT_DEFAULT.items():
+        if getattr(cfg, key) == default:
+            del data[key]
+    return json.loads(json.dumps(data))
 
 
 def _tuplify(value: Any) -> Any:
@@ -271,6 +313,8 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
                 kwargs[key] = build(NetworkConfig, value, "network.")
             elif key == "dqn":
                 kwargs[key] = build(DQNConfig, value, "dqn.")
+            elif key == "finetune":
+                kwargs[key] = build(FinetuneConfig, value, "finetune.")
             else:
                 kwargs[key] = _tuplify(value)
         return cls(**kwargs)

@@ -107,7 +107,7 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
     cfg = load_run_config(run_dir)
     meta = verify_checkpoint(run_dir, cfg)
     task_set = make_task_set(cfg.tasks)
-    arch = make_architecture(task_set, cfg.network)
+    arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)
     seeds = tuple(cfg.seed + i for i in range(cfg.seeds))
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     abstract = jax.eval_shape(jax.vmap(lambda k: init_params(arch, k)), keys)

@@ -4,7 +4,8 @@ A run directory holds ``config.json`` (full config, hash, version, git
 revision, seeds, derived integers, run options), ``metrics.parquet`` and
 ``metrics.csv`` (tidy rows: step, task, seed, ...), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
-``cka.parquet``, ``summary.json``, TensorBoard event files under ``tb/`` and
+``cka.parquet``, ``summary.json``, ``start.json`` (fine-tuned runs: where the
+weights came from and the greedy returns they started with), TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,
@@ -31,7 +32,7 @@ __all__ = ["RUN_FILES", "METRIC_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMN
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     "config.json", "metrics.parquet", "metrics.csv", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
-    "summary.json", "eval.json", "tb", "checkpoints",
+    "summary.json", "eval.json", "tb", "checkpoints", "start.json",
 )
 # The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
@@ -149,6 +150,14 @@ class RunDir:
     def write_eval(self, result: dict[str, Any]) -> None:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""
         write_json(self.path / "eval.json", result)
+
+    def write_start(self, record: dict[str, Any]) -> None:
+        """start.json of a run that started from another's weights (fine-tuning): what it started with."""
+        write_json(self.path / "start.json", record)
+
+    def read_start(self) -> dict[str, Any] | None:
+        path = self.path / "start.json"
+        return read_json(path) if path.is_file() else None
 
     def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
         """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished

@@ -16,6 +16,13 @@ image (MinAtar) tasks get a 1x1 convolution from their 4-10 channels to
 channels instead would make channel 0 mean "paddle" in one game and "player"
 in another to the same shared filters).  Zero-padded input features meet
 zero-gradient weight rows, so padding never changes a task's function.
+
+Low-rank updates (LoRA, Hu et al. 2021, arXiv:2106.09685): with
+``lora_rank`` r > 0 every shared dense trunk layer also carries factors
+``lora_a`` (in, r) and ``lora_b`` (r, out) beside its ``kernel`` and is applied
+with the kernel ``W + A B``.  ``B`` starts at zero, so a network fine-tuned
+this way starts as exactly the pretrained one; :mod:`mtdqn.finetune` freezes
+``W`` and trains the factors.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "split_shared",
     "merge_shared",
     "count_params",
+    "lora_layers",
 ]
 
 Params = dict[str, Any]
@@ -76,6 +84,7 @@ class Architecture:
     head_shared: bool
     conditioned: bool
     sharing: str
+    lora_rank: int = 0  # rank of the low-rank updates of the shared dense trunk layers (0: none)
 
 
 def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
@@ -94,8 +103,8 @@ def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
     raise ConfigError(f"unknown --sharing {sharing!r}; valid: independent, shared, partial:K, conditioned")
 
 
-def make_architecture(task_set: TaskSet, cfg: NetworkConfig) -> Architecture:
-    """Choose layers from the observation kind and sharing from ``cfg.sharing``."""
+def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0) -> Architecture:
+    """Choose layers from the observation kind and sharing from ``cfg.sharing``; ``lora_rank``: see the module."""
     if task_set.kind == "image":
         c1, c2 = cfg.conv_channels
         height, width = task_set.obs_shape[:2]
@@ -122,12 +131,27 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig) -> Architecture:
         head_shared=conditioned,
         conditioned=conditioned,
         sharing=cfg.sharing,
+        lora_rank=lora_rank,
     )
+
+
+def lora_layers(arch: Architecture) -> tuple[bool, ...]:
+    """Which trunk layers carry low-rank factors: the shared dense ones, when ``arch.lora_rank`` > 0."""
+    return tuple(arch.lora_rank > 0 and shared and layer.kind != "conv"
+                 for layer, shared in zip(arch.torso, arch.torso_shared))
+
+
+def _fold_lora(params: Params) -> Params:
+    """A layer's parameters with its low-rank factors folded into the kernel: W + A B."""
+    if "lora_a" not in params:
+        return params
+    return {"kernel": params["kernel"] + params["lora_a"] @ params["lora_b"], "bias": params["bias"]}
 
 
 def _apply(layer: Layer, params: Params, x: jax.Array, shared: bool) -> jax.Array:
     """Apply one layer to ``x`` of shape (tasks, batch, ...)."""
     module = layer.module()
+    params = _fold_lora(params)
     if layer.kind == "flatten_dense":
         x = x.reshape(x.shape[0], x.shape[1], -1)
     if shared:
@@ -187,13 +211,23 @@ def init_params(arch: Architecture, key: jax.Array) -> Params:
     x = _inputs(arch, jnp.zeros((arch.num_tasks, 1, *arch.obs_shape), jnp.float32), None)
     adapters, x = _init_layer(arch.adapter, k_adapter, x, arch.adapter_shared, arch.num_tasks)
     torso = {}
-    for i, (layer, shared, k) in enumerate(
-        zip(arch.torso, arch.torso_shared, jax.random.split(k_torso, len(arch.torso)))
+    for i, (layer, shared, k, lora) in enumerate(
+        zip(arch.torso, arch.torso_shared, jax.random.split(k_torso, len(arch.torso)), lora_layers(arch))
     ):
         torso[f"layer_{i}"], x = _init_layer(layer, k, x, shared, arch.num_tasks)
+        if lora:  # a key of its own (fold_in), so the layer's own init is the one it has without LoRA
+            torso[f"layer_{i}"] = {**torso[f"layer_{i}"], **_init_lora(torso[f"layer_{i}"]["kernel"],
+                                                                       arch.lora_rank, jax.random.fold_in(k, 1))}
     head = Layer("dense", arch.num_actions, relu=False)
     heads, _ = _init_layer(head, k_head, x, arch.head_shared, arch.num_tasks)
     return {"adapters": adapters, "torso": torso, "heads": heads}
+
+
+def _init_lora(kernel: jax.Array, rank: int, key: jax.Array) -> Params:
+    """A ~ N(0, 1/in) (in, r) and B = 0 (r, out): W + A B starts as W."""
+    fan_in, fan_out = kernel.shape
+    a = jax.random.normal(key, (fan_in, rank), kernel.dtype) / jnp.sqrt(jnp.asarray(fan_in, kernel.dtype))
+    return {"lora_a": a, "lora_b": jnp.zeros((rank, fan_out), kernel.dtype)}
 
 
 def shared_mask(arch: Architecture) -> dict[str, Any]:

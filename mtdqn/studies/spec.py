@@ -63,7 +63,7 @@ def _option_table() -> dict[str, tuple[str, Any]]:
     table: dict[str, tuple[str, Any]] = {}
     for section, cls in (("", TrainConfig), ("network", NetworkConfig), ("dqn", DQNConfig)):
         for name, hint in typing.get_type_hints(cls).items():
-            if name not in ("network", "dqn", *_STUDY_LEVEL):
+            if name not in ("network", "dqn", "finetune", *_STUDY_LEVEL):
                 assert name not in table, f"option {name} is ambiguous across config sections"
                 table[name] = (section, hint)
     return table

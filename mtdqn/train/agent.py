@@ -19,7 +19,7 @@ import optax
 from flax import struct
 
 from mtdqn.checkpoint import state_bytes
-from mtdqn.config import Derived, TrainConfig, derive
+from mtdqn.config import Derived, FinetuneConfig, TrainConfig, derive
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.networks import Architecture, init_params, make_architecture
 from mtdqn.replay import Replay
@@ -78,12 +78,27 @@ class Agent:
         return [self.cfg.seed + i for i in range(self.cfg.seeds)]
 
 
-def make_optimizer(cfg: TrainConfig, derived: Derived) -> optax.GradientTransformation:
-    """adam / adamw / sgd with optional weight decay, lr decay and global-norm clipping."""
+def make_optimizer(cfg: TrainConfig, derived: Derived, arch: Architecture | None = None) -> optax.GradientTransformation:
+    """adam / adamw / sgd with optional weight decay, lr decay and global-norm clipping.
+
+    A fine-tuned run (``cfg.finetune`` set; ``arch`` needed) gets one such
+    optimizer per parameter label (frozen, trunk, ...: :mod:`mtdqn.finetune`).
+    """
+    if cfg.finetune != FinetuneConfig():
+        from mtdqn.finetune import partitioned_optimizer
+
+        if arch is None:
+            raise ValueError("a fine-tuned run's optimizer needs its architecture")
+        return partitioned_optimizer(cfg.finetune, arch, derived, cfg.num_envs, cfg.dqn.lr,
+                                     lambda lr: _optimizer(cfg, derived, lr))
+    return _optimizer(cfg, derived, cfg.dqn.lr)
+
+
+def _optimizer(cfg: TrainConfig, derived: Derived, base_lr: float) -> optax.GradientTransformation:
     d = cfg.dqn
-    lr: float | optax.Schedule = d.lr
+    lr: float | optax.Schedule = base_lr
     if d.lr_schedule == "linear":
-        lr = optax.linear_schedule(d.lr, 0.0, transition_steps=derived.total_updates)
+        lr = optax.linear_schedule(base_lr, 0.0, transition_steps=derived.total_updates)
     if d.optimizer == "adam":
         opt = optax.adam(lr)
     elif d.optimizer == "adamw":
@@ -101,14 +116,14 @@ def make_agent(cfg: TrainConfig) -> Agent:
     """Validate and build the static parts; raises ConfigError on bad input."""
     derived = derive(cfg)
     task_set = make_task_set(cfg.tasks)
-    arch = make_architecture(task_set, cfg.network)
+    arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)
     strategy = make_strategy(derived.strategy, cfg.strategy_args, derived.task_weights)
     if cfg.value_norm == "popart" and arch.head_shared:
         raise ConfigError("--value-norm popart needs per-task heads; it cannot be used with --sharing conditioned")
     if np.prod(task_set.obs_shape) * cfg.dqn.buffer_size * len(task_set) * 2 > 8e9:
         raise ConfigError(f"--buffer-size {cfg.dqn.buffer_size} would need more than 8 GB of replay per seed")
     check_memory(cfg, task_set, arch)
-    return Agent(cfg, derived, task_set, arch, make_optimizer(cfg, derived), strategy)
+    return Agent(cfg, derived, task_set, arch, make_optimizer(cfg, derived, arch), strategy)
 
 
 def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> int:

@@ -14,7 +14,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,20 @@ class RunOptions:
     def record(self) -> dict[str, Any]:
         return {"options": {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
                             "devices": self.devices}}
+
+
+# (agent, a new run's fresh state) -> (its starting state, a JSON record of that start): see train().
+StartFrom = Callable[[Agent, Any], tuple[Any, dict[str, Any]]]
+
+
+def transfer_summary(start: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """The start record with, per task and seed, the greedy return's change from the start to the end and,
+    for the tasks whose heads came from the source run, the forgetting (start minus end: > 0 is lost return)."""
+    before = start.get("start_eval", {})
+    change = {t: [b - a for a, b in zip(before[t], summary["final_eval"][t])] for t in before}
+    kept = start.get("kept_tasks", [])
+    forgetting = {t: [a - b for a, b in zip(before[t], summary["final_eval"][t])] for t in kept if t in before}
+    return {**start, "change_from_start": change, "forgetting": forgetting}
 
 
 class ChunkRunner(Protocol):
@@ -205,6 +219,7 @@ def train(
     eval_episodes: int | None = None,
     extra_summary: dict[str, Any] | None = None,
     devices: int | None = None,
+    start_from: StartFrom | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
@@ -217,6 +232,10 @@ def train(
     (``gym:``) tasks run the host loop into the same kind of directory.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
+    ``start_from`` (fine-tuning, :mod:`mtdqn.transfer`) turns the fresh state
+    of a new run into its starting state (pretrained weights grafted in) and
+    returns a record of the start, kept as start.json and in the summary's
+    ``transfer`` entry; a resumed run starts from its checkpoint instead.
 
     Called from Python rather than through `mtdqn train`, call
     :func:`mtdqn.devices.use_cpu_cores` and :func:`mtdqn.devices.unroll_cpu_threefry`
@@ -241,13 +260,14 @@ def train(
         run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
                         "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
     try:
-        return _drive(trainer, runner, run_dir, options, verified, progress, ckpt_bytes, extra_summary)
+        return _drive(trainer, runner, run_dir, options, verified, progress, ckpt_bytes, extra_summary, start_from)
     finally:
         runner.close()
 
 
 def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, verified: dict | None,
-           progress: bool, ckpt_bytes: int, extra_summary: dict[str, Any] | None) -> RunResult:
+           progress: bool, ckpt_bytes: int, extra_summary: dict[str, Any] | None,
+           start_from: StartFrom | None = None) -> RunResult:
     """Run the chunks not yet done (``verified``: a resumed run's checkpoint record), writing after each;
     then checkpoint, evaluate and summarize."""
     resume = verified is not None
@@ -262,6 +282,9 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
         state, meta = load_checkpoint(run_dir.path, trainer, state, verified)
         first_chunk = meta["chunk"]
         tables = run_dir.tables_until(first_chunk * steps_per_chunk)
+    elif start_from is not None:
+        state, start_record = start_from(agent, state)
+        run_dir.write_start(start_record)
     last_good = first_chunk * steps_per_chunk if resume else None
     writer = run_dir.tensorboard(purge_step=first_chunk * steps_per_chunk + 1 if resume else None)
     every_chunks = max(1, round(options.checkpoint_every / steps_per_chunk)) if options.checkpoint_every else 0
@@ -296,6 +319,9 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     wall_s = time.perf_counter() - t_start
     summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options.eval_episodes, wall_s)
     summary.update(extra_summary or {})
+    start = run_dir.read_start()
+    if start is not None:
+        summary["transfer"] = transfer_summary(start, summary)
     run_dir.write_final(frame, summary, _cka_rows(trainer, state))
     return RunResult(run_dir.path, summary, frame, state)
 

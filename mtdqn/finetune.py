@@ -1,0 +1,119 @@
+"""What a fine-tuned run trains: freeze specs, parameter labels and the partitioned optimizer.
+
+The pretrained trunk is the set of *shared* torso layers (``shared_mask``):
+the part of the ``{"adapters", "torso", "heads"}`` tree a run's tasks had in
+common.  Every leaf gets one label, and ``optax.multi_transform`` gives each
+label its own optimizer:
+
+``train``        adapters, heads, per-task torso layers, LoRA factors: the run's optimizer at ``--lr``
+``trunk``        pretrained trunk layers that train: the same optimizer at ``--trunk-lr`` (default ``--lr``)
+``frozen``       ``optax.set_to_zero()``: the update is exactly 0, so the weights stay bit-identical
+``trunk_later``  ``trunk-until:STEPS``: the ``trunk`` optimizer whose update is multiplied by 0 until the
+                 update that follows env step STEPS (a step function of optax's update count, inside the
+                 compiled loop), by 1 after.  Adam's moments see the real gradients all along, so the
+                 trunk does not restart with empty moments (zeroing the gradients instead would make its
+                 first steps ~3x too large).
+
+Each label's optimizer is built by the run's own ``make_optimizer`` recipe,
+so clipping (``--max-grad-norm``) applies per label, and the linear lr decay
+counts from the run's first update for every label.  This module is pure (no
+run directories); :mod:`mtdqn.transfer` loads the source run and grafts it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mtdqn.config import Derived, FinetuneConfig
+from mtdqn.errors import ConfigError
+from mtdqn.networks import Architecture, lora_layers, shared_mask
+
+__all__ = ["Freeze", "parse_freeze", "trunk_layers", "param_labels", "partitioned_optimizer", "updates_before",
+           "count_trainable"]
+
+LABELS = ("train", "trunk", "frozen", "trunk_later")
+
+
+class Freeze(NamedTuple):
+    kind: str  # "none" | "trunk" | "bottom" | "trunk-until"
+    value: int = 0  # bottom: K layers; trunk-until: env steps per task
+
+
+def parse_freeze(spec: str) -> Freeze:
+    """``none | trunk | bottom:K | trunk-until:STEPS`` -> :class:`Freeze`; a one-line error otherwise."""
+    name, colon, arg = spec.partition(":")
+    if name in ("none", "trunk") and not colon:
+        return Freeze(name)
+    if name in ("bottom", "trunk-until") and colon:
+        try:
+            value = int(arg.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"--freeze {spec}: {name}:N needs an integer N") from None
+        if value <= 0:
+            raise ConfigError(f"--freeze {spec}: N must be > 0")
+        return Freeze(name, value)
+    raise ConfigError(f"unknown --freeze {spec!r}; valid: none, trunk, bottom:K, trunk-until:STEPS")
+
+
+def trunk_layers(arch: Architecture) -> list[str]:
+    """Names of the pretrained trunk layers (the shared torso layers), bottom first."""
+    return [name for name, shared in shared_mask(arch)["torso"].items() if shared]
+
+
+def _trunk_label(freeze: Freeze, position: int) -> str:
+    if freeze.kind == "trunk" or (freeze.kind == "bottom" and position < freeze.value):
+        return "frozen"
+    return "trunk_later" if freeze.kind == "trunk-until" else "trunk"
+
+
+def param_labels(ft: FinetuneConfig, arch: Architecture, params: Any) -> Any:
+    """One label per leaf of ``params`` (same tree): see the module's table."""
+    freeze = parse_freeze(ft.freeze)
+    trunk = trunk_layers(arch)
+    lora = dict(zip(shared_mask(arch)["torso"], lora_layers(arch)))
+    labels = jax.tree.map(lambda _: "train", params)
+    for name in trunk:
+        layer = params["torso"][name]
+        if lora[name]:  # the pretrained W frozen, its low-rank factors trained
+            labels["torso"][name] = {k: "train" if k.startswith("lora_") else "frozen" for k in layer}
+        else:  # conv layers under LoRA are frozen like the rest of the pretrained trunk
+            label = "frozen" if arch.lora_rank > 0 else _trunk_label(freeze, trunk.index(name))
+            labels["torso"][name] = jax.tree.map(lambda _: label, layer)
+    return labels
+
+
+def updates_before(derived: Derived, num_envs: int, env_steps: int) -> int:
+    """Gradient updates the loop takes before env step ``env_steps`` per task (the update count at that step).
+
+    Iteration t (one vector step, ``num_envs`` env steps per task) updates when
+    t >= learning_starts_iters and t % train_every_iters == 0.
+    """
+    stop = math.ceil(env_steps / num_envs)  # iterations t < stop come before the step
+    first = math.ceil(derived.learning_starts_iters / derived.train_every_iters) * derived.train_every_iters
+    return max(0, math.ceil((stop - first) / derived.train_every_iters))
+
+
+def partitioned_optimizer(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_envs: int, lr: float,
+                          make: Callable[[float], optax.GradientTransformation]) -> optax.GradientTransformation:
+    """The run's optimizer (``make(lr)``) per label through ``optax.multi_transform``."""
+    freeze = parse_freeze(ft.freeze)
+    trunk_lr = ft.trunk_lr or lr
+    transforms = {"train": make(lr), "trunk": make(trunk_lr), "frozen": optax.set_to_zero()}
+    if freeze.kind == "trunk-until":
+        start = updates_before(derived, num_envs, freeze.value)
+        gate = optax.scale_by_schedule(lambda count: (count >= start).astype(jnp.float32))
+        transforms["trunk_later"] = optax.chain(make(trunk_lr), gate)
+    return optax.multi_transform(transforms, lambda params: param_labels(ft, arch, params))
+
+
+def count_trainable(ft: FinetuneConfig, arch: Architecture, params: Any) -> tuple[int, int]:
+    """(parameters that get updates at some point, all parameters) of one seed's network."""
+    labels = jax.tree.leaves(param_labels(ft, arch, params))
+    sizes = [int(np.prod(x.shape)) for x in jax.tree.leaves(params)]
+    return sum(n for n, label in zip(sizes, labels) if label != "frozen"), sum(sizes)
