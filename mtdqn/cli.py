@@ -66,8 +66,8 @@ class Finetune:
     layers, or all of it until env step STEPS per task)."""
     trunk_lr: float = 0.0
     """Learning rate of the pretrained trunk layers that train (default 0: --lr)."""
-    lora: int = 0
-    """Train rank-R updates W + A B of the frozen trunk's dense layers instead of the trunk (0: off)."""
+    lora: int | None = None
+    """Train rank-R updates W + A B of the frozen trunk's dense layers instead of the trunk (default: off)."""
     keep_heads: bool = False
     """Tasks the source run trained keep its adapters and heads (others start fresh)."""
     out: Path | None = None
@@ -77,7 +77,16 @@ class Finetune:
     checkpoint_every: int | None = None
     """Also checkpoint every this many env steps per task (default 0: only at the end)."""
     eval_episodes: int | None = None
-    """Greedy episodes per task and seed at the start and the end (default 10)."""
+    """Greedy episodes per task and seed in each evaluation: at the start, every --eval-every, at the end
+    (default 10)."""
+    eval_every: int | None = None
+    """Env steps per task between greedy (validation) evaluations during training (default 0: none)."""
+    patience: int = 0
+    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
+    parameters (needs --eval-every; 0: off)."""
+    test_episodes: int = 0
+    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
+    own: printed and written to test_eval.json (0: none)."""
     devices: int | None = None
     """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
     progress: bool = True
@@ -105,7 +114,16 @@ class Extend:
     checkpoint_every: int | None = None
     """Also checkpoint every this many env steps per task (default 0: only at the end)."""
     eval_episodes: int | None = None
-    """Greedy episodes per task and seed at the start and the end (default 10)."""
+    """Greedy episodes per task and seed in each evaluation: at the start, every --eval-every, at the end
+    (default 10)."""
+    eval_every: int | None = None
+    """Env steps per task between greedy (validation) evaluations during training (default 0: none)."""
+    patience: int = 0
+    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
+    parameters (needs --eval-every; 0: off)."""
+    test_episodes: int = 0
+    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
+    own: printed and written to test_eval.json (0: none)."""
     devices: int | None = None
     """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
     progress: bool = True
@@ -282,7 +300,8 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     kind = "extend" if isinstance(cmd, Extend) else "finetune"
     out = cmd.out or Path("runs") / f"{kind}-{config_hash(cmd.cfg)[:8]}"
     options = dict(force=cmd.force, progress=cmd.progress, checkpoint_every=cmd.checkpoint_every,
-                   eval_episodes=cmd.eval_episodes, devices=cmd.devices, on_start=_print_start)
+                   eval_episodes=cmd.eval_episodes, devices=cmd.devices, on_start=_print_start,
+                   eval_every=cmd.eval_every, patience=cmd.patience, test_episodes=cmd.test_episodes)
     if isinstance(cmd, Extend):
         result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
                         **options)
@@ -294,7 +313,26 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     for task, values in result.summary["final_eval"].items():
         start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
-    print(f"results: {out}  (metrics.parquet, start.json, summary.json, tb/, checkpoints/)")
+    if "early_stop" in result.summary:
+        early = result.summary["early_stop"]
+        stopped = f"stopped at step {early['stopped_at']:,}" if early["stopped_at"] else "ran to the end"
+        print(f"  early stopping: {stopped}; best evaluation per seed at step "
+              f"{', '.join(f'{v:,}' for v in early['best_step'].values())} (restored)")
+    if "test_eval" in result.summary:
+        _print_test(out)
+    print(f"results: {out}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+
+
+def _print_test(run: Path) -> None:
+    from mtdqn.io import read_json
+
+    test = read_json(run / "test_eval.json")
+    print(f"  test evaluation ({test['episodes']} greedy episodes per task and seed, episode starts of its own):")
+    print(f"  {'task':24s} {'seed':>5s}  return (mean ± std)   discounted")
+    for task, per_task in test["tasks"].items():
+        for seed, r in per_task["per_seed"].items():
+            print(f"  {task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f} {r['discounted_mean']:9.2f}")
+    print(f"  written: {run / 'test_eval.json'}")
 
 
 def _print_start(record: dict) -> None:

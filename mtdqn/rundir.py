@@ -33,7 +33,7 @@ __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
-    "cka.parquet", "summary.json", "eval.json", "tb", "checkpoints", "start.json",
+    "cka.parquet", "summary.json", "eval.json", "tb", "checkpoints", "start.json", "test_eval.json",
 )
 # The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
@@ -175,6 +175,10 @@ class RunDir:
     def write_eval(self, result: dict[str, Any]) -> None:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""
         write_json(self.path / "eval.json", result)
+
+    def write_test_eval(self, result: dict[str, Any]) -> None:
+        """test_eval.json: the test evaluation at the end of a run (--test-episodes), on its own episode starts."""
+        write_json(self.path / "test_eval.json", result)
 
     def write_start(self, record: dict[str, Any]) -> None:
         """start.json of a run that started from another's weights (fine-tuning): what it started with."""

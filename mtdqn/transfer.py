@@ -119,8 +119,6 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
 def _check_lora(ft: FinetuneConfig, arch: Any, abstract: Any) -> None:
     if ft.lora_rank == 0:
         return
-    if ft.lora_rank < 0:
-        raise ConfigError(f"--lora must be a rank > 0, got {ft.lora_rank}")
     if parse_freeze(ft.freeze).kind != "none":
         raise ConfigError(f"--lora trains low-rank updates of a frozen trunk; drop --freeze {ft.freeze}")
     layers = [name for name, lora in zip(shared_mask(arch)["torso"], lora_layers(dataclasses.replace(
@@ -192,12 +190,13 @@ def _check_out(source: Source, out: Path) -> None:
 
 
 def finetune(base: TrainConfig, source_dir: Path | str, out: Path, *, freeze: str = "none", trunk_lr: float = 0.0,
-             lora_rank: int = 0, keep_heads: bool = False, eval_episodes: int | None = None,
+             lora_rank: int | None = None, keep_heads: bool = False, eval_episodes: int | None = None,
              on_start: Callable[[dict[str, Any]], None] | None = None, **train_options: Any) -> RunResult:
     """Fine-tune ``source_dir``'s trunk on ``base.tasks`` into the new run directory ``out``.
 
-    ``train_options``: :func:`mtdqn.train.run.train`'s (force, progress,
-    checkpoint_every, devices, extra_summary); ``on_start`` is called with the
+    ``lora_rank``: None for no LoRA, else a rank > 0.  ``train_options``:
+    :func:`mtdqn.train.run.train`'s (force, progress, checkpoint_every,
+    devices, eval_every, patience, test_episodes, extra_summary); ``on_start`` is called with the
     start record (trainable parameters, greedy returns at the start) before
     training.  The source run is only read.
     """
@@ -206,9 +205,11 @@ def finetune(base: TrainConfig, source_dir: Path | str, out: Path, *, freeze: st
 
 
 def _finetune(base: TrainConfig, source: Source, out: Path, *, freeze: str, trunk_lr: float = 0.0,
-              lora_rank: int = 0, keep_heads: bool, eval_episodes: int | None = None,
+              lora_rank: int | None = None, keep_heads: bool, eval_episodes: int | None = None,
               on_start: Callable[[dict[str, Any]], None] | None = None, **train_options: Any) -> RunResult:
-    cfg = finetune_config(base, source, freeze, trunk_lr, lora_rank, keep_heads)
+    if lora_rank is not None and lora_rank <= 0:
+        raise ConfigError(f"--lora must be a rank > 0, got {lora_rank}")
+    cfg = finetune_config(base, source, freeze, trunk_lr, lora_rank or 0, keep_heads)
     check_transfer(cfg, source)
     _check_out(source, out)
     episodes = eval_episodes if eval_episodes is not None else RunOptions().eval_episodes

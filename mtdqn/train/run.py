@@ -31,6 +31,7 @@ from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, torso_features
 from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
 from mtdqn.train.agent import Agent, make_agent
+from mtdqn.train.early_stop import EarlyStopping, seed_scores
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
 __all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
@@ -57,10 +58,14 @@ class RunOptions:
     eval_episodes: int = 10  # greedy episodes per task and seed in each evaluation
     devices: int = 1  # local devices the seed axis is split over
     eval_every: int = 0  # env steps per task between greedy evaluations (whole chunks); 0: the final one only
+    patience: int = 0  # stop after this many evaluations without improvement, best params restored; 0: never
+    test_episodes: int = 0  # a test evaluation at the end on its own episode starts (test_eval.json); 0: none
 
     def record(self) -> dict[str, Any]:
-        return {"options": {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
-                            "devices": self.devices, "eval_every": self.eval_every}}
+        options = {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
+                   "devices": self.devices, "eval_every": self.eval_every}
+        extra = {"patience": self.patience, "test_episodes": self.test_episodes}  # written only when used, so
+        return {"options": {**options, **{k: v for k, v in extra.items() if v}}}  # older records read the same
 
 
 FINAL_SCORE_EVALS = 3  # the final score of a run: the mean of its last this many greedy evaluations
@@ -182,7 +187,8 @@ def _check_host_options(agent: Agent, resume: bool, checkpoint_every: int | None
 
 
 def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int | None,
-                     eval_episodes: int | None, devices: int | None, eval_every: int | None = None) -> RunOptions:
+                     eval_episodes: int | None, devices: int | None, eval_every: int | None = None,
+                     patience: int | None = None, test_episodes: int | None = None) -> RunOptions:
     """The run's options, resolved once: given ones win, a resumed run (``verified``: its checkpoint record)
     keeps its stored ones, else defaults."""
     resume = verified is not None
@@ -192,15 +198,23 @@ def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int 
         else checkpoint_every
     eval_episodes = stored.get("eval_episodes", default.eval_episodes) if eval_episodes is None else eval_episodes
     eval_every = stored.get("eval_every", default.eval_every) if eval_every is None else eval_every
+    patience = stored.get("patience", default.patience) if patience is None else patience
+    test_episodes = stored.get("test_episodes", default.test_episodes) if test_episodes is None else test_episodes
     for flag, value, least in (("checkpoint-every", checkpoint_every, 0), ("eval-every", eval_every, 0),
-                               ("eval-episodes", eval_episodes, 1)):
+                               ("eval-episodes", eval_episodes, 1), ("patience", patience, 0),
+                               ("test-episodes", test_episodes, 0)):
         if value < least:
             raise ConfigError(f"--{flag} must be {'>= 0' if least == 0 else '> 0'}, got {value}")
+    if patience and not eval_every:
+        raise ConfigError(f"--patience {patience} counts greedy evaluations during training: set --eval-every")
+    if patience and checkpoint_every:
+        raise ConfigError("--patience keeps the best parameters in memory until the run ends: it cannot be "
+                          "combined with --checkpoint-every (the run checkpoints at its end)")
     if agent.task_set.backend == "gymnasium":
-        return RunOptions(0, eval_episodes, 1, eval_every)
+        return RunOptions(0, eval_episodes, 1, eval_every, patience, test_episodes)
     # Records from before the seed layout existed have no "devices": those runs trained on one device.
     devices = seed_devices(len(agent.seeds), stored.get("devices", 1 if resume else 0) if devices is None else devices)
-    return RunOptions(checkpoint_every, eval_episodes, devices, eval_every)
+    return RunOptions(checkpoint_every, eval_episodes, devices, eval_every, patience, test_episodes)
 
 
 def _runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
@@ -227,6 +241,8 @@ def train(
     devices: int | None = None,
     eval_every: int | None = None,
     start_from: StartFrom | None = None,
+    patience: int | None = None,
+    test_episodes: int | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
@@ -245,6 +261,9 @@ def train(
     of a new run into its starting state (pretrained weights grafted in) and
     returns a record of the start, kept as start.json and in the summary's
     ``transfer`` entry; a resumed run starts from its checkpoint instead.
+    ``patience`` (with ``eval_every``): early stopping, see
+    :mod:`mtdqn.train.early_stop`; ``test_episodes``: a greedy test evaluation
+    on episode starts of its own at the end (``test_eval.json``).
 
     Called from Python rather than through `mtdqn train`, call
     :func:`mtdqn.devices.use_cpu_cores` and :func:`mtdqn.devices.unroll_cpu_threefry`
@@ -259,7 +278,8 @@ def train(
     if resume:
         record = run_dir.require_run()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices, eval_every)
+    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices, eval_every, patience,
+                               test_episodes)
     trainer, runner = _runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
@@ -301,6 +321,8 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     t_loop = time.perf_counter()
     eval_s = 0.0  # evaluations during training: not counted in the training rate
+    stopper = _early_stopping(agent, state, options) if options.patience and first_chunk < d.num_chunks else None
+    last_chunk = d.num_chunks
     try:
         with _progress(progress) as bar:
             label = "train" if runner.resumable else "train (host)"
@@ -313,10 +335,14 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
                 _check_finite(trainer, m, step, last_good)
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+                stop = False
                 if eval_chunks and (chunk + 1) % eval_chunks == 0 and chunk + 1 < d.num_chunks:
                     t_eval = time.perf_counter()
-                    new.evals.extend(_greedy_rows(agent, state.params, EvalStream.DURING_TRAINING,
-                                                  options.eval_episodes, step))
+                    rows = _greedy_rows(agent, state.params, EvalStream.DURING_TRAINING, options.eval_episodes, step)
+                    new.evals.extend(rows)
+                    if stopper is not None:
+                        scores = seed_scores(rows, agent.task_set.names, agent.seeds, stopper.random)
+                        stop = stopper.observe(scores, state.params, step)
                     eval_s += time.perf_counter() - t_eval
                 tables.extend(new)
                 write_tensorboard(writer, new, step)
@@ -325,12 +351,21 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
                     save_checkpoint(run_dir.path, trainer, state, chunk + 1, options.record())
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * steps_per_chunk, t_loop)
+                if stop:
+                    last_chunk = chunk + 1
+                    break
         jax.block_until_ready(state)
     finally:
         writer.close()
     loop_s = time.perf_counter() - t_loop - eval_s
+    early = verified.get("early_stop") if resume else None
+    if stopper is not None:  # the best parameters of every seed become the run's final ones
+        state = stopper.restore(state)
+        early = stopper.record(agent.seeds)
     if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
-        save_checkpoint(run_dir.path, trainer, state, d.num_chunks, options.record())
+        # An early-stopped run is finished: its checkpoint is recorded as the last chunk's.
+        save_checkpoint(run_dir.path, trainer, state, d.num_chunks,
+                        {**options.record(), **({"early_stop": early} if early else {})})
     # The end-of-training evaluation is the last block of evals (a finished run resumed computes it again).
     tables.evals[:] = [row for row in tables.evals if row["step"] < d.env_steps]
     greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
@@ -340,12 +375,35 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     frame = pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS)
     wall_s = time.perf_counter() - t_start
     summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals)
+    if early:
+        summary["early_stop"] = early
+        if stopper is not None and last_chunk < d.num_chunks:  # the rate of the chunks actually trained
+            summary["env_steps_per_s"] *= (last_chunk - first_chunk) / (d.num_chunks - first_chunk)
+    if options.test_episodes:
+        summary["test_eval"] = _test_evaluation(agent, state.params, options.test_episodes, run_dir)
     summary.update(extra_summary or {})
     start = run_dir.read_start()
     if start is not None:
         summary["transfer"] = transfer_summary(start, summary)
     run_dir.write_final(frame, summary, _cka_rows(trainer, state))
     return RunResult(run_dir.path, summary, frame, state)
+
+
+def _early_stopping(agent: Agent, state: Any, options: RunOptions) -> EarlyStopping:
+    """Early stopping anchored on the random policy's returns (the random-policy stream of the summary)."""
+    random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
+                             options.eval_episodes, eps=1.0)
+    anchors = {n: float(random.total[:, i].mean()) for i, n in enumerate(agent.task_set.names)}
+    return EarlyStopping.start(options.patience, anchors, len(agent.seeds))
+
+
+def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:
+    """The test evaluation: greedy, on episode starts no other evaluation uses; test_eval.json, and per task
+    the per-seed means for the summary."""
+    returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, EvalStream.TEST), episodes)
+    result = {"episodes": episodes, "gamma": agent.cfg.dqn.gamma, "tasks": returns_by_task(agent, returns)}
+    run_dir.write_test_eval(result)
+    return {t: [v["mean"] for v in r["per_seed"].values()] for t, r in result["tasks"].items()}
 
 
 def _every_chunks(env_steps: int, steps_per_chunk: int) -> int:
@@ -437,15 +495,20 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
                               epsilon)  # each (seeds, tasks, episodes)
-    result: dict[str, Any] = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
-                              "iteration": meta["iteration"], "tasks": {}}
+    result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma, "iteration": meta["iteration"],
+              "tasks": returns_by_task(agent, returns)}
+    run_dir.write_eval(result)
+    return result
+
+
+def returns_by_task(agent: Agent, returns: Any) -> dict[str, Any]:
+    """{task: {"per_seed": {seed: mean, std, returns, discounted...}, "mean_over_seeds"}} (eval.json's layout)."""
+    out = {}
     for i, task in enumerate(agent.task_set.names):
         per_seed = {str(seed): {"mean": float(returns.total[s, i].mean()), "std": float(returns.total[s, i].std()),
                                 "returns": returns.total[s, i].tolist(),
                                 "discounted_mean": float(returns.discounted[s, i].mean()),
                                 "discounted_returns": returns.discounted[s, i].tolist()}
                     for s, seed in enumerate(agent.seeds)}
-        result["tasks"][task] = {"per_seed": per_seed,
-                                 "mean_over_seeds": float(np.mean([v["mean"] for v in per_seed.values()]))}
-    run_dir.write_eval(result)
-    return result
+        out[task] = {"per_seed": per_seed, "mean_over_seeds": float(np.mean([v["mean"] for v in per_seed.values()]))}
+    return out

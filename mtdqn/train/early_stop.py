@@ -1,0 +1,88 @@
+"""Early stopping on the periodic greedy evaluations, seed by seed, with each seed's best parameters kept.
+
+The seeds of a run train together in one compiled program, so they cannot
+stop one by one; instead every seed keeps its own best parameters (a host
+copy, taken when its validation score improves) and its own count of
+evaluations without improvement.  Training stops when every seed has gone
+``patience`` evaluations without improving; then each seed's parameters (and
+target parameters) are replaced by its best, so the run's final checkpoint,
+``evaluate``, ``load_agent`` and the final evaluation all see the best ones.
+
+Validation: the periodic evaluations (``EvalStream.DURING_TRAINING``, their
+own episode starts).  A seed's score is the mean over tasks of
+``(return - random) / max(|random|, 1)``, the random policy's return measured
+on the run's random-policy stream, so tasks of different scales count alike
+(a single task: its return, shifted and scaled, the same ranking).  The best
+parameters live in memory only: a run with early stopping checkpoints at its
+end, not during training (train() refuses --checkpoint-every with --patience).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["EarlyStopping", "seed_scores"]
+
+
+def seed_scores(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int],
+                random: dict[str, float]) -> np.ndarray:
+    """(seeds,) validation scores of one evaluation's rows (``evals.parquet`` rows of one step)."""
+    by = {(r["seed"], r["task"]): r["return_mean"] for r in rows}
+    scale = {t: max(abs(random[t]), 1.0) for t in names}
+    return np.array([np.mean([(by[(s, t)] - random[t]) / scale[t] for t in names]) for s in seeds])
+
+
+@dataclass
+class EarlyStopping:
+    """Per-seed best score, its step and parameters, and evaluations since; see the module."""
+
+    patience: int
+    random: dict[str, float]  # random-policy return per task (the score's anchor)
+    best_score: np.ndarray  # (seeds,)
+    best_step: np.ndarray  # (seeds,) env step of the best evaluation, -1 before the first
+    since: np.ndarray  # (seeds,) evaluations since the best
+    best_params: Any = field(default=None, repr=False)  # host copies, leading seed axis
+    stopped_at: int | None = None  # env step training stopped at (None: ran to the end)
+
+    @staticmethod
+    def start(patience: int, random: dict[str, float], n_seeds: int) -> EarlyStopping:
+        return EarlyStopping(patience, random, np.full(n_seeds, -np.inf), np.full(n_seeds, -1, np.int64),
+                             np.zeros(n_seeds, np.int64))
+
+    def observe(self, scores: np.ndarray, params: Any, step: int) -> bool:
+        """Record one evaluation's (seeds,) scores of ``params`` at ``step``; True when every seed is out of
+        patience (training should stop)."""
+        better = scores > self.best_score
+        if better.any():
+            host = jax.tree.map(np.asarray, params)
+            if self.best_params is None:
+                self.best_params = jax.tree.map(np.array, host)
+            else:
+                for best, new in zip(jax.tree.leaves(self.best_params), jax.tree.leaves(host)):
+                    best[better] = new[better]
+        self.best_score = np.where(better, scores, self.best_score)
+        self.best_step = np.where(better, step, self.best_step)
+        self.since = np.where(better, 0, self.since + 1)
+        stop = bool((self.since >= self.patience).all())
+        if stop:
+            self.stopped_at = step
+        return stop
+
+    def restore(self, state: Any) -> Any:
+        """``state`` with every evaluated seed's params and target params set to its best (same layout)."""
+        if self.best_params is None:
+            return state
+        put = lambda best, old: jax.device_put(best, old.sharding)  # noqa: E731
+        return state.replace(params=jax.tree.map(put, self.best_params, state.params),
+                             target_params=jax.tree.map(put, self.best_params, state.target_params))
+
+    def record(self, seeds: list[int]) -> dict[str, Any]:
+        """What summary.json and the final checkpoint's record keep of it."""
+        return {"patience": self.patience, "stopped_at": self.stopped_at,
+                "best_step": {str(s): int(b) for s, b in zip(seeds, self.best_step)},
+                "best_score": {str(s): float(b) for s, b in zip(seeds, self.best_score)},
+                "score": "mean over tasks of (return - random) / max(|random|, 1), periodic greedy evaluations"}
