@@ -1,0 +1,265 @@
+"""Fine-tuning and extending: what is frozen stays bit-identical, LoRA trains only its factors and the new
+parts, kept heads are the source's exactly, early stopping restores the best parameters, a fine-tuned run is
+an ordinary run (evaluate, resume, load_agent), and older run directories still verify.
+
+The source run is a freshly initialized network saved as a checkpoint (no training, no compile of the
+loop): fine-tuning only needs its weights.  Fine-tuned runs are a few hundred env steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+import mtdqn
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint
+from mtdqn.cli import main
+from mtdqn.config import (
+    DQNConfig, FinetuneConfig, NetworkConfig, TrainConfig, config_from_dict, config_hash, config_to_dict, derive,
+)
+from mtdqn.errors import ConfigError
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
+from mtdqn.finetune import param_labels, partitioned_optimizer, updates_before
+from mtdqn.io import write_json
+from mtdqn.networks import init_params, make_architecture
+from mtdqn.tasks import make_task_set
+from mtdqn.train.agent import make_agent
+from mtdqn.train.early_stop import EarlyStopping
+from mtdqn.train.loop import make_trainer, seed_keys
+from mtdqn.train.run import evaluate_run, load_run_config, train
+from mtdqn.transfer import extend, finetune, finetune_config, graft, load_source
+
+DQN = DQNConfig(buffer_size=256, learning_starts=100, batch_size=16, lr_schedule="constant")
+SOURCE = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, log_every=400, seeds=2,
+                     network=NetworkConfig(hidden=(32, 32), adapter_width=16), dqn=DQN)
+TINY = TrainConfig(tasks=("CartPole-v1", "MountainCar-v0"), steps=800, log_every=400, seeds=2, dqn=DQN)
+
+
+def saved_run(run_dir: Path, cfg: TrainConfig = SOURCE) -> Path:
+    """A run directory holding ``cfg``'s freshly initialized state as its checkpoint (as train writes it)."""
+    trainer = make_trainer(make_agent(cfg))
+    state = trainer.init(seed_keys(trainer.agent.seeds))
+    write_json(run_dir / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
+    save_checkpoint(run_dir, trainer, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return saved_run(tmp_path_factory.mktemp("source"))
+
+
+def _bits(x) -> np.ndarray:
+    return np.asarray(x).view(np.uint8)
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(_bits(x), _bits(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _size(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path):
+    result = finetune(TINY, source, tmp_path / "ft", freeze="trunk", keep_heads=True, progress=False,
+                      eval_episodes=2)
+    src, net = mtdqn.load_agent(source), mtdqn.load_agent(tmp_path / "ft")  # load_agent works on it
+    assert _same(src.params["torso"], net.params["torso"])  # frozen: every bit
+    cart = 0  # CartPole-v1 is task 0 of both runs; its head was kept, then trained
+    assert not np.array_equal(src.params["heads"]["kernel"][:, cart, :, :2], net.params["heads"]["kernel"][:, cart, :, :2])
+    # Trained: adapters (4 padded inputs -> 16) and heads (32 -> 3 padded actions) of 2 tasks, nothing else.
+    assert result.summary["transfer"]["trainable_params"] == 2 * (4 * 16 + 16) + 2 * (32 * 3 + 3)
+    assert result.summary["transfer"]["kept_tasks"] == ["CartPole-v1"]
+    record = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert record["config"]["finetune"]["freeze"] == "trunk" and "transfer" in result.summary
+    evaluated = evaluate_run(tmp_path / "ft", episodes=2)  # evaluate verifies its config hash
+    assert set(evaluated["tasks"]) == set(TINY.tasks)
+
+
+def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_path, capsys):
+    out = tmp_path / "lora"
+    main(["finetune", "--from", str(source), "--tasks", "MountainCar-v0", "--lora", "2", "--steps", "800",
+                    "--log-every", "400", "--buffer-size", "256", "--learning-starts", "100", "--batch-size", "16",
+                    "--seeds", "2", "--eval-episodes", "2", "--out", str(out), "--progress", "False"])
+    # MountainCar's adapter (2 -> 16) and head (32 -> 3), and rank-2 factors of both 16->32 and 32->32 layers.
+    expected = (2 * 16 + 16) + (32 * 3 + 3) + (16 * 2 + 2 * 32) + (32 * 2 + 2 * 32)
+    assert f"trains {expected:,} of" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["transfer"]["trainable_params"] == expected
+    src, net = mtdqn.load_agent(source), mtdqn.load_agent(out)
+    for name in ("layer_0", "layer_1"):
+        layer = net.params["torso"][name]
+        assert _same({k: layer[k] for k in ("kernel", "bias")}, src.params["torso"][name])  # W frozen
+        assert np.abs(np.asarray(layer["lora_b"])).max() > 0  # B started at 0: it trained
+
+
+def test_trunk_until_gates_the_trunk_inside_the_optimizer():
+    cfg = TrainConfig(tasks=("CartPole-v1",), steps=400, num_envs=4, network=NetworkConfig(hidden=(8,), adapter_width=4),
+                      dqn=DQNConfig(learning_starts=0, train_every=4, lr_schedule="constant"),
+                      finetune=FinetuneConfig(source="x", freeze="trunk-until:40"))
+    d = derive(cfg)
+    assert updates_before(d, 4, 40) == 10
+    arch = make_architecture(make_task_set(cfg.tasks), cfg.network)
+    params = init_params(arch, jax.random.PRNGKey(0))
+    opt = partitioned_optimizer(cfg.finetune, arch, d, 4, 1e-3, optax.adam)
+    state, trunk = opt.init(params), [params["torso"]]
+    heads = [params["heads"]]
+    grads = jax.tree.map(np.ones_like, params)
+    for _ in range(12):
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        trunk.append(params["torso"])
+        heads.append(params["heads"])
+    assert all(_same(trunk[0], t) for t in trunk[:11])  # 10 updates before env step 40: the trunk is still
+    assert not _same(trunk[10], trunk[11]) and not _same(heads[0], heads[1])  # then it moves; heads from the start
+
+
+def test_updates_before_counts_the_loops_updates():
+    for ls, te, envs, steps in [(100, 4, 4, 400), (0, 8, 4, 40), (5000, 4, 4, 4000), (30, 8, 2, 123)]:
+        cfg = TrainConfig(tasks=("CartPole-v1",), steps=1000, num_envs=envs,
+                          dqn=DQNConfig(learning_starts=ls, train_every=te, batch_size=16, buffer_size=64))
+        d = derive(cfg)
+        brute = sum(1 for t in range(-(-steps // envs))
+                    if t >= d.learning_starts_iters and t % d.train_every_iters == 0)
+        assert updates_before(d, envs, steps) == brute
+
+
+def test_labels_of_bottom_k_and_a_lower_trunk_lr():
+    arch = make_architecture(make_task_set(("CartPole-v1",)), NetworkConfig(hidden=(8, 8), adapter_width=4))
+    params = init_params(arch, jax.random.PRNGKey(0))
+    labels = param_labels(FinetuneConfig(source="x", freeze="bottom:1"), arch, params)
+    assert set(jax.tree.leaves(labels["torso"]["layer_0"])) == {"frozen"}
+    assert set(jax.tree.leaves(labels["torso"]["layer_1"])) == {"trunk"}
+    assert set(jax.tree.leaves(labels["heads"])) == set(jax.tree.leaves(labels["adapters"])) == {"train"}
+    d = derive(TrainConfig(tasks=("CartPole-v1",), dqn=DQNConfig(lr_schedule="constant")))
+    opt = partitioned_optimizer(FinetuneConfig(source="x", trunk_lr=1e-5), arch, d, 4, 1e-3, optax.adam)
+    updates, _ = opt.update(jax.tree.map(np.ones_like, params), opt.init(params), params)
+    # Adam's first step is lr * sign(g): the trunk moves by its own lr, the rest by --lr.
+    np.testing.assert_allclose(np.abs(updates["torso"]["layer_1"]["kernel"]), 1e-5, rtol=1e-3)
+    np.testing.assert_allclose(np.abs(updates["heads"]["kernel"]), 1e-3, rtol=1e-3)
+
+
+def test_extend_keeps_the_old_heads_exactly_at_its_start(source):
+    src = load_source(source)
+    base = dataclasses.replace(TINY, tasks=("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), seeds=3)
+    agent = make_agent(finetune_config(base, src, keep_heads=True))
+    trainer = make_trainer(agent)
+    state, record = graft(agent, src, 2, trainer.init(seed_keys(agent.seeds)))
+    assert record["kept_tasks"] == ["CartPole-v1", "Acrobot-v1"]
+    assert record["seed_map"] == {"0": 0, "1": 1, "2": 0}  # 3 seeds from a 2-seed source
+    mine, theirs = jax.tree.map(np.asarray, state.params), jax.tree.map(np.asarray, src.net.params)
+    seeds = [0, 1, 0]
+    for k, task in enumerate(src.net.tasks):
+        actions, inputs = src.net.task_set.tasks[k].num_actions, src.net.task_set.tasks[k].obs_shape[-1]
+        for part, region in (("heads", (slice(None), slice(0, actions))), ("adapters", (slice(0, inputs),))):
+            kernel = (slice(None), k, *region)
+            np.testing.assert_array_equal(_bits(mine[part]["kernel"][kernel]), _bits(theirs[part]["kernel"][seeds][kernel]))
+        np.testing.assert_array_equal(_bits(mine["heads"]["bias"][:, k, :actions]),
+                                      _bits(theirs["heads"]["bias"][seeds][:, k, :actions]))
+    assert _same(jax.tree.map(lambda x: x[seeds], theirs["torso"]), mine["torso"])
+    assert _same(state.params, state.target_params)
+
+
+def test_extend_reports_forgetting_and_the_new_tasks(source, tmp_path):
+    result = extend(dataclasses.replace(TINY, tasks=TrainConfig().tasks), source, ("MountainCar-v0",),
+                    tmp_path / "ext", progress=False, eval_episodes=2)
+    s = result.summary
+    assert s["tasks"] == ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"]
+    assert s["extend"] == {"old_tasks": ["CartPole-v1", "Acrobot-v1"], "new_tasks": ["MountainCar-v0"]}
+    t = s["transfer"]
+    assert set(t["forgetting"]) == {"CartPole-v1", "Acrobot-v1"}
+    for task, values in t["forgetting"].items():
+        assert values == [a - b for a, b in zip(t["start_eval"][task], s["final_eval"][task])]
+    assert set(t["change_from_start"]) == set(s["tasks"])
+
+
+def test_early_stopping_keeps_each_seeds_best():
+    params = {"w": np.zeros((2, 3), np.float32)}
+    es = EarlyStopping.start(patience=2, random={"T": 0.0}, n_seeds=2)
+    for step, scores in [(1, [1.0, 5.0]), (2, [3.0, 4.0]), (3, [2.0, 4.5]), (4, [2.5, 1.0])]:
+        params = {"w": np.full((2, 3), step, np.float32)}
+        stopped = es.observe(np.array(scores), params, step)
+    assert stopped and es.stopped_at == 4
+    assert es.best_step.tolist() == [2, 1]
+    np.testing.assert_array_equal(es.best_params["w"], [[2, 2, 2], [1, 1, 1]])
+
+
+def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
+    base = dataclasses.replace(TINY, tasks=("CartPole-v1",), steps=6000, log_every=400)
+    result = finetune(base, source, tmp_path / "es", progress=False, eval_episodes=3, eval_every=400, patience=1,
+                      test_episodes=4)
+    early = result.summary["early_stop"]
+    assert early["stopped_at"] is not None and early["stopped_at"] < result.summary["env_steps"]
+    evals = pd.read_parquet(tmp_path / "es" / "evals.parquet")
+    during = evals[evals["step"] < result.summary["env_steps"]]
+    assert during["step"].max() == early["stopped_at"]  # nothing evaluated after it stopped
+    cfg = load_run_config(tmp_path / "es")
+    agent = make_agent(cfg)
+    trainer = make_trainer(agent)
+    state, meta = load_checkpoint(tmp_path / "es", trainer, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
+    assert meta["early_stop"] == early
+    for s, seed in enumerate(agent.seeds):
+        best = early["best_step"][str(seed)]
+        mine = during[during["seed"] == seed].set_index("step")["return_mean"]
+        assert best == mine.idxmax()  # the first best evaluation (improvement means strictly better)
+        # The final checkpoint's parameters replay that evaluation exactly: they are the best ones.
+        again = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.DURING_TRAINING), 3, step=best)
+        assert np.float32(again.total[s, 0].mean()) == np.float32(mine[best])
+    test = json.loads((tmp_path / "es" / "test_eval.json").read_text())
+    assert test["episodes"] == 4 and len(test["tasks"]["CartPole-v1"]["per_seed"]["0"]["returns"]) == 4
+
+
+def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
+    import mtdqn.train.run as run_module
+
+    kw = dict(freeze="trunk-until:400", progress=False, eval_episodes=2, checkpoint_every=400)
+    whole = finetune(TINY, source, tmp_path / "whole", **kw)
+    show = run_module._show_rate
+
+    def interrupt(bar, task_id, trainer, m, step, *args):
+        show(bar, task_id, trainer, m, step, *args)
+        if step >= 400:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_show_rate", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(TINY, source, tmp_path / "cut", **kw)
+    monkeypatch.setattr(run_module, "_show_rate", show)
+    resumed = train(load_run_config(tmp_path / "cut"), tmp_path / "cut", resume=True, progress=False)
+    assert _same(whole.state.params, resumed.state.params) and _same(whole.state.opt_state, resumed.state.opt_state)
+    assert resumed.summary["transfer"]["start_eval"] == whole.summary["transfer"]["start_eval"]
+
+
+def test_vector_and_image_trunks_refuse_each_other(tmp_path):
+    from test_checkpoint import IMAGE, fake_run
+
+    fake_run(tmp_path / "vector")
+    fake_run(tmp_path / "image", IMAGE)
+    with pytest.raises(ConfigError, match="a trunk trained on vector tasks .* cannot take image tasks"):
+        finetune(dataclasses.replace(TINY, tasks=("Breakout-MinAtar",)), tmp_path / "vector", tmp_path / "a")
+    with pytest.raises(ConfigError, match="a trunk trained on image tasks .* cannot take vector tasks"):
+        finetune(dataclasses.replace(TINY, tasks=("CartPole-v1",)), tmp_path / "image", tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
+    # TrainConfig()'s hash as the code before the finetune section computed it (commit 598893e).
+    assert config_hash(TrainConfig()) == "7575c8853e9dddf4"
+    assert "finetune" not in config_to_dict(SOURCE)
+    old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(SOURCE))).items() if k != "finetune"}
+    assert config_from_dict(old) == SOURCE  # a config dict without the section reads as an ordinary run
+    saved_run(tmp_path)
+    meta_path = tmp_path / "checkpoints" / "latest.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"] == old and json.loads((tmp_path / "config.json").read_text())["config"] == old
+    assert mtdqn.load_agent(tmp_path).tasks == SOURCE.tasks  # verifies its config hash
+    ft = dataclasses.replace(SOURCE, finetune=FinetuneConfig(source="/r", freeze="trunk"))
+    assert config_from_dict(config_to_dict(ft)) == ft and config_hash(ft) != config_hash(SOURCE)
