@@ -8,6 +8,7 @@ subprocess to check what a user's terminal shows.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -213,3 +214,65 @@ def test_real_terminal_shows_one_line(tmp_path):
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (argv, err)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Runs to fine-tune from: a good one, one without a checkpoint, one of an older checkpoint format, one
+    whose checkpoint is of another architecture than its config.json, and a folder that is no run."""
+    root = tmp_path_factory.mktemp("sources")
+    fake_run(root / "run")  # CartPole-v1 + Acrobot-v1, trunk 16 -> 32
+    (root / "no_ckpt").mkdir()
+    (root / "no_ckpt" / "config.json").write_text((root / "run" / "config.json").read_text())
+    fake_run(root / "old_version")
+    latest = root / "old_version" / "checkpoints" / "latest.json"
+    latest.write_text(latest.read_text().replace('"format_version": 2', '"format_version": 1'))
+    fake_run(root / "other_arch")
+    record = json.loads((root / "other_arch" / "config.json").read_text())
+    record["config"]["network"]["hidden"] = [64]  # config.json says 64 units, the checkpoint holds 32
+    (root / "other_arch" / "config.json").write_text(json.dumps(record))
+    (root / "not_a_run").mkdir()
+    return root
+
+
+_FT = ["--tasks", "MountainCar-v0", "--steps", "1000", "--out", "{root}/new"]
+TRANSFER_CASES = [
+    ("no-checkpoint", ["finetune", "--from", "{root}/no_ckpt", *_FT], "no checkpoint in"),
+    ("not-a-run", ["finetune", "--from", "{root}/not_a_run", *_FT], "is not a run directory"),
+    ("old-checkpoint-version", ["finetune", "--from", "{root}/old_version", *_FT], "checkpoint format version 1"),
+    ("other-architecture", ["finetune", "--from", "{root}/other_arch", *_FT], "made with a different setup"),
+    ("lora-zero", ["finetune", "--from", "{root}/run", *_FT, "--lora", "0"], "--lora must be a rank > 0"),
+    ("lora-negative", ["finetune", "--from", "{root}/run", *_FT, "--lora", "-2"], "--lora must be a rank > 0"),
+    ("lora-above-layer", ["finetune", "--from", "{root}/run", *_FT, "--lora", "17"],
+     "larger than trunk layer layer_0 (16 -> 32): at most 16"),
+    ("lora-and-freeze", ["finetune", "--from", "{root}/run", *_FT, "--lora", "2", "--freeze", "trunk"],
+     "drop --freeze trunk"),
+    ("freeze-unknown", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "top"], "unknown --freeze 'top'"),
+    ("freeze-bottom-too-deep", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "bottom:3"],
+     "the pretrained trunk has 1 layers"),
+    ("freeze-not-a-number", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "bottom:x"], "needs an integer"),
+    ("unfreeze-after-the-end", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "trunk-until:5000"],
+     "is not before the end of --steps 1000"),
+    ("trunk-lr-negative", ["finetune", "--from", "{root}/run", *_FT, "--trunk-lr", "-1"], "--trunk-lr must be"),
+    ("network-option", ["finetune", "--from", "{root}/run", *_FT, "--hidden", "64"], "drop --hidden"),
+    ("vector-trunk-image-task", ["finetune", "--from", "{root}/run", "--tasks", "Breakout-MinAtar"],
+     "cannot take image tasks"),
+    ("out-is-the-source", ["finetune", "--from", "{root}/run", "--tasks", "MountainCar-v0", "--out", "{root}/run",
+                           "--force", "True"], "is the source run"),
+    ("patience-without-eval-every", ["finetune", "--from", "{root}/run", *_FT, "--patience", "2"],
+     "set --eval-every"),
+    ("extend-task-present", ["extend", "--from", "{root}/run", "--add-tasks", "CartPole-v1", "--out", "{root}/new"],
+     "CartPole-v1 is already one of"),
+    ("extend-with-tasks", ["extend", "--from", "{root}/run", "--add-tasks", "MountainCar-v0", "--tasks",
+                           "Pendulum-v1", "--out", "{root}/new"], "drop --tasks"),
+    ("extend-no-checkpoint", ["extend", "--from", "{root}/no_ckpt", "--add-tasks", "MountainCar-v0"],
+     "no checkpoint in"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in TRANSFER_CASES], ids=[c[0] for c in TRANSFER_CASES])
+def test_bad_transfer_input_leaves_the_source_untouched(sources, capsys, argv, expected):
+    before = _snapshot(sources)
+    line = _one_error_line(capsys, [a.format(root=sources) for a in argv] + ["--progress", "False"])
+    assert expected in line
+    assert _snapshot(sources) == before  # the source runs as they were, and no new run directory
