@@ -335,11 +335,19 @@ def _print_test(run: Path) -> None:
     print(f"  written: {run / 'test_eval.json'}")
 
 
-def _print_start(record: dict) -> None:
-    print(f"mtdqn: from {record['source']} (tasks {', '.join(record['source_tasks'])}); kept heads: "
-          f"{', '.join(record['kept_tasks']) or 'none'}; freeze={record['freeze']}"
-          + (f", LoRA rank {record['lora_rank']}" if record["lora_rank"] else "")
-          + f"; trains {record['trainable_params']:,} of {record['params_total']:,} parameters")
+def _print_start(cfg: TrainConfig) -> None:
+    import jax
+
+    from mtdqn.finetune import count_trainable
+    from mtdqn.networks import init_params
+    from mtdqn.train.agent import make_agent
+
+    agent, ft = make_agent(cfg), cfg.finetune
+    trainable, total = count_trainable(ft, agent.arch, jax.eval_shape(
+        lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
+    how = f"LoRA rank {ft.lora_rank}" if ft.lora_rank else f"freeze={ft.freeze}"
+    print(f"mtdqn: {', '.join(cfg.tasks)} from {ft.source}'s trunk ({how}"
+          f"{', heads kept' if ft.keep_heads else ''}): trains {trainable:,} of {total:,} parameters")
 
 
 def _check_resume_options(cmd: Train) -> None:

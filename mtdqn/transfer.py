@@ -39,9 +39,10 @@ from mtdqn.finetune import count_trainable, parse_freeze, trunk_layers
 from mtdqn.networks import init_params, lora_layers, make_architecture, shared_mask
 from mtdqn.tasks import make_task_set
 from mtdqn.train.agent import Agent
-from mtdqn.train.run import RunOptions, RunResult, load_run_config, train
+from mtdqn.train.run import RunResult, load_run_config, train
 
-__all__ = ["Source", "load_source", "finetune_config", "check_transfer", "graft", "finetune", "extend"]
+__all__ = ["Source", "load_source", "finetune_config", "transfer_config", "start_from_source", "check_transfer",
+           "graft", "finetune", "extend"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +63,28 @@ def load_source(run: Path | str) -> Source:
     return Source(run, cfg, load_agent(run))
 
 
-def finetune_config(base: TrainConfig, source: Source, freeze: str = "none", trunk_lr: float = 0.0,
-                    lora_rank: int = 0, keep_heads: bool = False) -> TrainConfig:
-    """``base`` (tasks, budget, DQN options) with the source's network shape and the fine-tuning section."""
+def finetune_config(base: TrainConfig, source: Path | str, source_cfg: TrainConfig, freeze: str = "none",
+                    trunk_lr: float = 0.0, lora_rank: int = 0, keep_heads: bool = False) -> TrainConfig:
+    """``base`` (tasks, budget, DQN options) with the network shape of the run ``source`` (made with
+    ``source_cfg``; it need not exist yet: a study's pretraining cell) and the fine-tuning section."""
     if base.network != NetworkConfig():
         given = [f"--{k.replace('_', '-')}" for k, v in dataclasses.asdict(base.network).items()
                  if v != getattr(NetworkConfig(), k)]
-        raise ConfigError(f"the network's shape comes from {source.path}; drop {', '.join(given)}")
-    ft = FinetuneConfig(source=str(source.path.absolute()), source_config_hash=config_hash(source.cfg),
+        raise ConfigError(f"the network's shape comes from {source}; drop {', '.join(given)}")
+    ft = FinetuneConfig(source=str(Path(source).absolute()), source_config_hash=config_hash(source_cfg),
                         freeze=freeze, trunk_lr=trunk_lr, lora_rank=lora_rank, keep_heads=keep_heads)
-    return dataclasses.replace(base, network=source.cfg.network, finetune=ft)
+    return dataclasses.replace(base, network=source_cfg.network, finetune=ft)
+
+
+def start_from_source(cfg: TrainConfig, episodes: int) -> Callable[[Agent, Any], tuple[Any, dict[str, Any]]]:
+    """How :func:`mtdqn.train.run.train` starts a new fine-tuned run: its source loaded and checked (it must
+    still be the run the config was made from), then grafted onto the fresh state."""
+    source = load_source(cfg.finetune.source)
+    if config_hash(source.cfg) != cfg.finetune.source_config_hash:
+        raise ConfigError(f"{source.path} now holds a run with config hash {config_hash(source.cfg)}, not the "
+                          f"{cfg.finetune.source_config_hash} this fine-tuning was set up from")
+    check_transfer(cfg, source)
+    return lambda agent, state: graft(agent, source, episodes, state)
 
 
 def _kinds(names: tuple[str, ...], kind: str) -> str:
@@ -190,37 +203,38 @@ def _check_out(source: Source, out: Path) -> None:
 
 
 def finetune(base: TrainConfig, source_dir: Path | str, out: Path, *, freeze: str = "none", trunk_lr: float = 0.0,
-             lora_rank: int | None = None, keep_heads: bool = False, eval_episodes: int | None = None,
-             on_start: Callable[[dict[str, Any]], None] | None = None, **train_options: Any) -> RunResult:
+             lora_rank: int | None = None, keep_heads: bool = False,
+             on_start: Callable[[TrainConfig], None] | None = None, **train_options: Any) -> RunResult:
     """Fine-tune ``source_dir``'s trunk on ``base.tasks`` into the new run directory ``out``.
 
     ``lora_rank``: None for no LoRA, else a rank > 0.  ``train_options``:
     :func:`mtdqn.train.run.train`'s (force, progress, checkpoint_every,
-    devices, eval_every, patience, test_episodes, extra_summary); ``on_start`` is called with the
-    start record (trainable parameters, greedy returns at the start) before
+    eval_episodes, devices, eval_every, patience, test_episodes,
+    extra_summary).  ``on_start`` is called with the checked config before
     training.  The source run is only read.
     """
     return _finetune(base, load_source(source_dir), out, freeze=freeze, trunk_lr=trunk_lr, lora_rank=lora_rank,
-                     keep_heads=keep_heads, eval_episodes=eval_episodes, on_start=on_start, **train_options)
+                     keep_heads=keep_heads, on_start=on_start, **train_options)
+
+
+def transfer_config(base: TrainConfig, source: Source, freeze: str = "none", trunk_lr: float = 0.0,
+                    lora_rank: int | None = None, keep_heads: bool = False) -> TrainConfig:
+    """The checked config of a fine-tuning of ``source`` (``lora_rank`` None: no LoRA)."""
+    if lora_rank is not None and lora_rank <= 0:
+        raise ConfigError(f"--lora must be a rank > 0, got {lora_rank}")
+    cfg = finetune_config(base, source.path, source.cfg, freeze, trunk_lr, lora_rank or 0, keep_heads)
+    check_transfer(cfg, source)
+    return cfg
 
 
 def _finetune(base: TrainConfig, source: Source, out: Path, *, freeze: str, trunk_lr: float = 0.0,
-              lora_rank: int | None = None, keep_heads: bool, eval_episodes: int | None = None,
-              on_start: Callable[[dict[str, Any]], None] | None = None, **train_options: Any) -> RunResult:
-    if lora_rank is not None and lora_rank <= 0:
-        raise ConfigError(f"--lora must be a rank > 0, got {lora_rank}")
-    cfg = finetune_config(base, source, freeze, trunk_lr, lora_rank or 0, keep_heads)
-    check_transfer(cfg, source)
+              lora_rank: int | None = None, keep_heads: bool,
+              on_start: Callable[[TrainConfig], None] | None = None, **train_options: Any) -> RunResult:
+    cfg = transfer_config(base, source, freeze, trunk_lr, lora_rank, keep_heads)
     _check_out(source, out)
-    episodes = eval_episodes if eval_episodes is not None else RunOptions().eval_episodes
-
-    def start(agent: Agent, state: Any) -> tuple[Any, dict[str, Any]]:
-        state, record = graft(agent, source, episodes, state)
-        if on_start is not None:
-            on_start(record)
-        return state, record
-
-    return train(cfg, out, eval_episodes=eval_episodes, start_from=start, **train_options)
+    if on_start is not None:
+        on_start(cfg)
+    return train(cfg, out, **train_options)  # train() grafts the source onto the fresh state
 
 
 def extend(base: TrainConfig, source_dir: Path | str, add_tasks: tuple[str, ...], out: Path, *,

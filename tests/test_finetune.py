@@ -150,7 +150,7 @@ def test_labels_of_bottom_k_and_a_lower_trunk_lr():
 def test_extend_keeps_the_old_heads_exactly_at_its_start(source):
     src = load_source(source)
     base = dataclasses.replace(TINY, tasks=("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), seeds=3)
-    agent = make_agent(finetune_config(base, src, keep_heads=True))
+    agent = make_agent(finetune_config(base, src.path, src.cfg, keep_heads=True))
     trainer = make_trainer(agent)
     state, record = graft(agent, src, 2, trainer.init(seed_keys(agent.seeds)))
     assert record["kept_tasks"] == ["CartPole-v1", "Acrobot-v1"]

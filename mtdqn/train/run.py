@@ -240,7 +240,6 @@ def train(
     extra_summary: dict[str, Any] | None = None,
     devices: int | None = None,
     eval_every: int | None = None,
-    start_from: StartFrom | None = None,
     patience: int | None = None,
     test_episodes: int | None = None,
 ) -> RunResult:
@@ -257,10 +256,11 @@ def train(
     (``gym:``) tasks run the host loop into the same kind of directory.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
-    ``start_from`` (fine-tuning, :mod:`mtdqn.transfer`) turns the fresh state
-    of a new run into its starting state (pretrained weights grafted in) and
-    returns a record of the start, kept as start.json and in the summary's
-    ``transfer`` entry; a resumed run starts from its checkpoint instead.
+    A config with a fine-tuning section (``cfg.finetune``, made by
+    :mod:`mtdqn.transfer`) starts a new run from its source run's weights,
+    grafted onto the fresh state (the source is checked before anything is
+    written); the start is recorded in start.json and the summary's
+    ``transfer`` entry.  A resumed run starts from its own checkpoint.
     ``patience`` (with ``eval_every``): early stopping, see
     :mod:`mtdqn.train.early_stop`; ``test_episodes``: a greedy test evaluation
     on episode starts of its own at the end (``test_eval.json``).
@@ -280,6 +280,11 @@ def train(
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
     options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices, eval_every, patience,
                                test_episodes)
+    start_from = None
+    if cfg.finetune.source and not resume:
+        from mtdqn.transfer import start_from_source  # transfer builds on this module
+
+        start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
     trainer, runner = _runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
