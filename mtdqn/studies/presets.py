@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
-__all__ = ["PRESETS", "CLASSIC_OPTIONS", "resolve_spec", "study_table"]
+__all__ = ["PRESETS", "CLASSIC_OPTIONS", "resolve_spec", "study_table", "transfer_preset"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
 # greedy evaluation (the DQN defaults plus squared-error TD loss; Huber learned CartPole far slower
@@ -89,6 +89,19 @@ def _minatar() -> dict[str, Any]:
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"quick": _quick, "classic": _classic, "minatar": _minatar}
 
 
+def transfer_preset(seeds: int | None = None, steps: int | None = None) -> Any:
+    """`mtdqn study transfer`: D'Eramo et al. 2020's transfer to Acrobot-v1 (their Table: frozen -65.6,
+    unfreeze at epoch 10 -55.8, scratch -58.3, discounted), here after pretraining on CartPole-v1 and
+    MountainCar-v0 with our classic settings; the trunk unfreezes after a fifth of the held-out budget.
+    ``steps`` sets both budgets (env steps per task)."""
+    from mtdqn.studies.transfer import TransferSpec
+
+    steps = steps or 100_000
+    return TransferSpec(name="transfer", pretrain_tasks=("CartPole-v1", "MountainCar-v0"), target="Acrobot-v1",
+                        steps=steps, seeds=seeds or 5, eval_every=max(1, steps // 20), unfreeze_at=steps // 5,
+                        lora_rank=8, eval_episodes=10, options=dict(CLASSIC_OPTIONS))
+
+
 def resolve_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     """A preset by name, or a study TOML file by path; ``overrides`` replace top-level keys (--seeds, --steps)."""
     raw, source, name = study_table(name_or_path, overrides)
@@ -109,5 +122,5 @@ def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if path.suffix != ".toml" and not path.exists():
         from mtdqn.errors import ConfigError
 
-        raise ConfigError(f"{key}: not a preset ({', '.join(PRESETS)}) nor a study file (.toml)")
+        raise ConfigError(f"{key}: not a preset ({', '.join(PRESETS)}, transfer) nor a study file (.toml)")
     return {**read_study_file(path), **overrides}, str(path), path.stem

@@ -1,0 +1,93 @@
+"""The transfer table of a transfer study: jumpstart, area under the greedy curve and final return per variant.
+
+Read from the cells' run directories only (``evals.parquet``, ``summary.json``),
+never from training code.  Per seed:
+
+- **jumpstart**: the greedy return at the first evaluation during training
+  (the first row block of ``evals.parquet``), the same step for every variant;
+- **AUC**: the area under the greedy curve (every evaluation, the final one
+  included) divided by its step span, i.e. the mean greedy return over
+  training (:func:`mtdqn.analysis.stats.auc`);
+- **final**: the run's ``final_score`` (mean of its last evaluations), and
+  the same of the discounted return, D'Eramo et al.'s metric.
+
+Each is reported as the mean over seeds with a Student-t 95% interval
+(:func:`mtdqn.analysis.stats.mean_ci`) and the per-seed values beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtdqn.analysis.fmt import num
+from mtdqn.analysis.stats import auc, mean_ci
+
+__all__ = ["seed_metrics", "transfer_table", "write_transfer_table"]
+
+METRICS = ("jumpstart", "auc", "final", "final_discounted")
+
+
+def seed_metrics(evals: pd.DataFrame, summary: dict[str, Any], task: str) -> dict[str, dict[int, float]]:
+    """{metric: {seed: value}} of one cell for ``task`` (see the module)."""
+    rows = evals[evals["task"] == task]
+    first = rows["step"].min()
+    out: dict[str, dict[int, float]] = {m: {} for m in METRICS}
+    for seed, mine in rows.groupby("seed"):
+        mine = mine.sort_values("step")
+        out["jumpstart"][int(seed)] = float(mine[mine["step"] == first]["return_mean"].iloc[0])
+        out["auc"][int(seed)] = auc(mine["step"], mine["return_mean"])
+    for s, seed in enumerate(summary["seeds"]):
+        out["final"][int(seed)] = float(summary["final_score"][task][s])
+        out["final_discounted"][int(seed)] = float(summary["final_score_discounted"][task][s])
+    return out
+
+
+def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str, Any]:
+    """{variant: {metric: {"mean", "lo", "hi", "n", "per_seed"}}} over the finished cells of ``variants``."""
+    table: dict[str, Any] = {}
+    for variant in variants:
+        cell = Path(study_dir) / "cells" / variant
+        summary_path = cell / "summary.json"
+        if not summary_path.is_file() or json.loads(summary_path.read_text()).get("status") != "ok":
+            table[variant] = None  # failed or missing: listed as such
+            continue
+        summary = json.loads(summary_path.read_text())
+        per_seed = seed_metrics(pd.read_parquet(cell / "evals.parquet"), summary, task)
+        table[variant] = {m: _estimate(v) for m, v in per_seed.items()}
+    return table
+
+
+def _estimate(per_seed: dict[int, float]) -> dict[str, Any]:
+    est = mean_ci(list(per_seed.values()))
+    return {"mean": est.value, "lo": est.lo, "hi": est.hi, "n": est.n, "per_seed": per_seed}
+
+
+def _cell(e: dict[str, Any]) -> str:
+    if e["n"] < 2:
+        return num(e["mean"])
+    return f"{num(e['mean'])} [{num(e['lo'], e['mean'])}, {num(e['hi'], e['mean'])}]"  # one precision for all three
+
+
+def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Path:
+    """transfer.json and transfer.md in ``study_dir``; returns the markdown's path."""
+    from mtdqn.io import atomic_write, write_json
+
+    table = transfer_table(study_dir, variants, task)
+    write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table})
+    lines = [f"# Transfer to {task}", "",
+             "Mean over seeds [95% t-interval]; per-seed values in transfer.json. Jumpstart: greedy return at the "
+             "first evaluation; AUC: mean greedy return over training; final: mean of the last evaluations "
+             "(undiscounted and discounted).", "",
+             "| variant | seeds | jumpstart | AUC | final | final (discounted) |", "|---|---|---|---|---|---|"]
+    for variant, row in table.items():
+        if row is None:
+            lines.append(f"| {variant} | – | failed or missing | | | |")
+            continue
+        lines.append(f"| {variant} | {row['final']['n']} | " + " | ".join(_cell(row[m]) for m in METRICS) + " |")
+    path = Path(study_dir) / "transfer.md"
+    atomic_write(path, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
+    return path

@@ -1,0 +1,145 @@
+"""The transfer study (`mtdqn study transfer`): pretrain on all tasks but one, then learn the held-out task
+from scratch, on the frozen trunk, on the whole trunk, with the trunk unfrozen after k steps, and with LoRA.
+
+After D'Eramo et al. 2020 ("Sharing knowledge in multi-task deep reinforcement
+learning", ICLR), whose transfer table (Acrobot held out) compares a frozen
+trunk, one unfrozen at epoch 10, and learning from scratch.  Layout::
+
+    STUDY/pretrain/            the pretraining run (a cell: skipped when finished, resumed when killed)
+    STUDY/study.json           the held-out task's study (reference: scratch), read by `mtdqn report`
+    STUDY/cells/<variant>/     one run per variant; the fine-tuned ones start from STUDY/pretrain
+    STUDY/transfer.md, .json   jumpstart, area under the greedy curve, final return (mtdqn.analysis.transfer)
+    STUDY/report/              the ordinary report of the held-out study
+
+Every cell is an ordinary cell of :mod:`mtdqn.studies.runner` (``run_cell``):
+a fine-tuned cell's config carries its source (the pretraining cell's
+directory and config hash), and ``train`` grafts it when the cell starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mtdqn.config import NetworkConfig, TrainConfig
+from mtdqn.errors import ConfigError
+from mtdqn.io import write_json
+from mtdqn.studies.runner import (
+    CellConfig, StudyResult, _check_out_dir, build, cell_status, progress_printer, run_cell, run_local, study_record,
+)
+from mtdqn.studies.spec import DEFAULT_THRESHOLDS, StudySpec, apply_options, build_spec, variant_config
+
+__all__ = ["VARIANTS", "TransferSpec", "held_out_spec", "transfer_cells", "run_transfer_study"]
+
+VARIANTS = ("scratch", "frozen", "unfrozen", "unfreeze-at-k", "lora")
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """A transfer study: the pretraining tasks, the held-out one, budgets and the fine-tuning variants."""
+
+    name: str
+    pretrain_tasks: tuple[str, ...]
+    target: str
+    steps: int
+    """Env steps per task, of the pretraining and of each held-out run."""
+    seeds: int
+    eval_every: int
+    """Env steps between greedy evaluations (the curve jumpstart and AUC are read from)."""
+    unfreeze_at: int
+    """unfreeze-at-k: env step of the held-out task at which the trunk starts to train."""
+    lora_rank: int = 8
+    eval_episodes: int = 10
+    options: dict[str, Any] = field(default_factory=dict)
+    """Flat train options (as in a study file) for every run."""
+    variants: tuple[str, ...] = VARIANTS
+    seed: int = 0
+
+
+def held_out_spec(spec: TransferSpec) -> StudySpec:
+    """The held-out task's study (validated as a study file is), one variant per fine-tuning."""
+    unknown = [v for v in spec.variants if v not in VARIANTS]
+    if unknown or not spec.variants:
+        raise ConfigError(f"transfer study: unknown variant {unknown[0] if unknown else '(none)'}; valid: "
+                          f"{', '.join(VARIANTS)}")
+    if spec.target in spec.pretrain_tasks:
+        raise ConfigError(f"transfer study: {spec.target} is held out, so it cannot also be pretrained on")
+    if not 0 < spec.unfreeze_at < spec.steps:
+        raise ConfigError(f"transfer study: unfreeze_at {spec.unfreeze_at} must be inside the {spec.steps} steps")
+    raw = {"name": spec.name, "tasks": [spec.target], "steps": spec.steps, "seeds": spec.seeds, "seed": spec.seed,
+           "eval_every": spec.eval_every, "eval_episodes": spec.eval_episodes, "include_reference": False,
+           "reference": spec.variants[0], "options": dict(spec.options), "variants": {v: {} for v in spec.variants}}
+    return build_spec(raw, f"transfer study {spec.name}", spec.name)
+
+
+def _variant(name: str, spec: TransferSpec) -> dict[str, Any]:
+    return {"scratch": {}, "frozen": {"freeze": "trunk"}, "unfrozen": {"freeze": "none"},
+            "unfreeze-at-k": {"freeze": f"trunk-until:{spec.unfreeze_at}"},
+            "lora": {"lora_rank": spec.lora_rank}}[name]
+
+
+def transfer_cells(spec: TransferSpec, out_dir: Path, devices: int = 0) -> tuple[CellConfig, list[CellConfig]]:
+    """The pretraining cell and the held-out task's cells (their sources: ``out_dir``/pretrain)."""
+    from mtdqn.transfer import finetune_config
+
+    study = held_out_spec(spec)
+    pretrain = apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=spec.seeds,
+                                         seed=spec.seed), spec.options)
+    thresholds = {t: DEFAULT_THRESHOLDS[t] for t in spec.pretrain_tasks if t in DEFAULT_THRESHOLDS}
+    pre_cell = CellConfig("pretrain", pretrain, thresholds, spec.eval_episodes, 0, devices, spec.eval_every)
+    cells = []
+    for name in spec.variants:
+        base = dataclasses.replace(variant_config(study, name), network=NetworkConfig())
+        cfg = dataclasses.replace(base, network=pretrain.network) if name == "scratch" else \
+            finetune_config(base, Path(out_dir) / "pretrain", pretrain, **_variant(name, spec))
+        cells.append(CellConfig(name, cfg, dict(study.thresholds), spec.eval_episodes, 0, devices, spec.eval_every))
+    return pre_cell, cells
+
+
+def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = True, devices: int = 0,
+                       console: Console | None = None, report: bool = True) -> StudyResult:
+    """Pretrain (unless finished), run the held-out cells not yet finished, then the transfer table and report."""
+    out_dir = Path(out_dir)
+    console = console or Console(quiet=not progress)
+    _check_out_dir(out_dir)
+    study = held_out_spec(spec)
+    pre_cell, cells = transfer_cells(spec, out_dir, devices)
+    for cell in (pre_cell, *cells):  # every config a run could refuse, refused before anything is written
+        from mtdqn.studies.spec import _agent_error
+
+        error = _agent_error(cell.config)
+        if error:
+            raise ConfigError(f"transfer study {spec.name}: {cell.variant}: {error}")
+    pairs = [(cell, out_dir / "cells" / cell.variant) for cell in cells]
+    statuses = {cell.variant: cell_status(cell, d) for cell, d in pairs}
+    pre_status = cell_status(pre_cell, out_dir / "pretrain")
+    record = {**study_record(study), "transfer": {**dataclasses.asdict(spec), "pretrain": "pretrain"}}
+    write_json(out_dir / "study.json", record)
+    console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
+                  f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps → {out_dir}")
+    on_event = progress_printer(console, len(cells) + 1)
+    if pre_status == "done":
+        on_event("skip", pre_cell, None)
+    else:
+        on_event("start", pre_cell, None)
+        summary = run_cell(pre_cell, out_dir / "pretrain", progress=progress)
+        on_event("done", pre_cell, summary)
+        if summary.get("status") != "ok":
+            raise ConfigError(f"transfer study {spec.name}: pretraining failed ({summary.get('error')}); "
+                              f"see {out_dir / 'pretrain'}")
+    for cell, _ in pairs:
+        if statuses[cell.variant] == "done":
+            on_event("skip", cell, None)
+    run_local([(c, d) for c, d in pairs if statuses[c.variant] != "done"], on_event, progress)
+    from mtdqn.analysis.transfer import write_transfer_table
+
+    table = write_transfer_table(out_dir, list(spec.variants), spec.target)
+    console.print(f"transfer table: {table}")
+    summaries = {cell.variant: (out_dir / "cells" / cell.variant / "summary.json") for cell in cells}
+    from mtdqn.studies.runner import _read
+
+    return StudyResult(out_dir, {v: _read(p) or {} for v, p in summaries.items()}, build(out_dir) if report else None)

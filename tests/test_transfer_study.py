@@ -1,0 +1,82 @@
+"""The transfer study: a pretraining cell, held-out cells started from it, the transfer table from the stored
+evaluations, the ordinary report, and a re-run that trains nothing again.  Tiny budgets: mechanics only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import mtdqn
+from mtdqn.errors import ConfigError
+from mtdqn.studies.transfer import TransferSpec, held_out_spec, run_transfer_study
+
+pytestmark = pytest.mark.slow
+
+SPEC = TransferSpec(
+    name="t", pretrain_tasks=("Acrobot-v1",), target="CartPole-v1", steps=800, seeds=2, eval_every=400,
+    unfreeze_at=400, lora_rank=2, eval_episodes=2,
+    options={"log_every": 400, "buffer_size": 256, "learning_starts": 100, "batch_size": 16, "hidden": (16,),
+             "adapter_width": 8, "lr_schedule": "constant"},
+    variants=("scratch", "frozen", "lora"),
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("transfer")
+    run_transfer_study(SPEC, out, progress=False)
+    return out
+
+
+def test_cells_start_from_the_pretraining_cell(study):
+    assert json.loads((study / "pretrain" / "summary.json").read_text())["status"] == "ok"
+    record = json.loads((study / "study.json").read_text())
+    assert record["reference"] == "scratch" and record["variants"] == ["scratch", "frozen", "lora"]
+    pre, frozen = mtdqn.load_agent(study / "pretrain"), mtdqn.load_agent(study / "cells" / "frozen")
+    for a, b in zip(jax.tree.leaves(pre.params["torso"]), jax.tree.leaves(frozen.params["torso"])):
+        np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+    assert (study / "report" / "report.html").is_file()
+    scratch = json.loads((study / "cells" / "scratch" / "config.json").read_text())["config"]
+    assert "finetune" not in scratch and scratch["network"]["hidden"] == [16]  # the same architecture
+
+
+def test_transfer_table_is_computed_from_the_stored_evaluations(study):
+    table = json.loads((study / "transfer.json").read_text())["variants"]
+    for variant in SPEC.variants:
+        evals = pd.read_parquet(study / "cells" / variant / "evals.parquet")
+        summary = json.loads((study / "cells" / variant / "summary.json").read_text())
+        for s, seed in enumerate(summary["seeds"]):
+            mine = evals[evals["seed"] == seed].sort_values("step")
+            steps, ret = mine["step"].to_numpy(float), mine["return_mean"].to_numpy(float)
+            area = ((ret[1:] + ret[:-1]) / 2 * np.diff(steps)).sum() / (steps[-1] - steps[0])
+            row = table[variant]
+            assert row["jumpstart"]["per_seed"][str(seed)] == pytest.approx(ret[0])  # step 400, every variant
+            assert row["auc"]["per_seed"][str(seed)] == pytest.approx(area)
+            assert row["final"]["per_seed"][str(seed)] == pytest.approx(summary["final_score"]["CartPole-v1"][s])
+        values = list(row["final"]["per_seed"].values())
+        assert row["final"]["mean"] == pytest.approx(np.mean(values)) and row["final"]["n"] == 2
+    assert "| frozen | 2 |" in (study / "transfer.md").read_text()
+
+
+def test_a_rerun_trains_nothing_again(study):
+    cells = [study / "pretrain", *(study / "cells" / v for v in SPEC.variants)]
+    before = [(c / "summary.json").stat().st_mtime_ns for c in cells]
+    run_transfer_study(SPEC, study, progress=False, report=False)
+    assert [(c / "summary.json").stat().st_mtime_ns for c in cells] == before
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"variants": ("scratch", "warm")}, "unknown variant warm"),
+    ({"target": "Acrobot-v1"}, "is held out, so it cannot also be pretrained on"),
+    ({"unfreeze_at": 800}, "must be inside the 800 steps"),
+])
+def test_bad_transfer_specs(change, message):
+    import dataclasses
+
+    with pytest.raises(ConfigError, match=message):
+        held_out_spec(dataclasses.replace(SPEC, **change))
