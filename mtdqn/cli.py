@@ -297,8 +297,14 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
 
     if (cmd.eval_episodes is not None and cmd.eval_episodes <= 0) or (cmd.checkpoint_every or 0) < 0:
         raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
+    import hashlib
+    import json
+
     kind = "extend" if isinstance(cmd, Extend) else "finetune"
-    out = cmd.out or Path("runs") / f"{kind}-{config_hash(cmd.cfg)[:8]}"
+    # The default folder names what makes this run: its options, its source and how it starts from it.
+    how = [config_hash(cmd.cfg), str(cmd.from_.absolute()), cmd.freeze, cmd.trunk_lr,
+           getattr(cmd, "lora", None), getattr(cmd, "keep_heads", None), list(getattr(cmd, "add_tasks", ()))]
+    out = cmd.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
     options = dict(force=cmd.force, progress=cmd.progress, checkpoint_every=cmd.checkpoint_every,
                    eval_episodes=cmd.eval_episodes, devices=cmd.devices, on_start=_print_start,
                    eval_every=cmd.eval_every, patience=cmd.patience, test_episodes=cmd.test_episodes)
