@@ -8,7 +8,8 @@ shape is the source's, its optimizer is partitioned by
 onto its fresh state:
 
 - the shared trunk layers (kernel and bias) of seed i come from the source's
-  seed ``i mod n`` (its n seeds); LoRA factors start fresh (B = 0);
+  seed ``i mod n`` (its n seeds; a source fine-tuned with LoRA gives W + A B);
+  LoRA factors start fresh (B = 0);
 - with ``keep_heads``, every task the source trained keeps its adapter, head
   and per-task trunk layers (the overlap of the padded shapes: a task's own
   inputs and actions, so its Q-function is the source's exactly); other
@@ -165,7 +166,7 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
     seeds = np.arange(len(agent.seeds)) % len(source.net.seeds)
     params = jax.tree.map(np.array, state.params)  # writable host copies, (seeds, ...) each
     for name in trunk_layers(arch):
-        for leaf, value in src["torso"][name].items():  # kernel, bias: LoRA factors stay fresh
+        for leaf, value in _folded(src["torso"][name]).items():  # kernel, bias: new LoRA factors stay fresh
             params["torso"][name][leaf] = value[seeds]
     kept = [t for t in agent.task_set.names if ft.keep_heads and t in source.net.tasks]
     for task in kept:
@@ -189,6 +190,13 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
         "eval_episodes": episodes,
     }
     return state, record
+
+
+def _folded(layer: dict) -> dict:
+    """A source trunk layer as kernel and bias; a source fine-tuned with LoRA gives its W + A B."""
+    if "lora_a" not in layer:
+        return layer
+    return {"kernel": layer["kernel"] + np.matmul(layer["lora_a"], layer["lora_b"]), "bias": layer["bias"]}
 
 
 def _at(tree: dict, path: tuple) -> np.ndarray:

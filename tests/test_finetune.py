@@ -99,6 +99,13 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
         layer = net.params["torso"][name]
         assert _same({k: layer[k] for k in ("kernel", "bias")}, src.params["torso"][name])  # W frozen
         assert np.abs(np.asarray(layer["lora_b"])).max() > 0  # B started at 0: it trained
+    # A LoRA run as a source: the next run's trunk is its W + A B.
+    again = load_source(out)
+    agent = make_agent(finetune_config(dataclasses.replace(TINY, tasks=("CartPole-v1",)), out, again.cfg))
+    state, _ = graft(agent, again, 2, make_trainer(agent).init(seed_keys(agent.seeds)))
+    layer = jax.tree.map(np.asarray, net.params["torso"]["layer_1"])
+    np.testing.assert_allclose(np.asarray(state.params["torso"]["layer_1"]["kernel"]),
+                               layer["kernel"] + layer["lora_a"] @ layer["lora_b"], rtol=1e-6)
 
 
 def test_trunk_until_gates_the_trunk_inside_the_optimizer():
