@@ -14,7 +14,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, torso_features
 from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
-from mtdqn.train.agent import Agent, make_agent
+from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
 __all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
@@ -212,6 +212,7 @@ def train(
     extra_summary: dict[str, Any] | None = None,
     devices: int | None = None,
     eval_every: int | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
@@ -224,6 +225,7 @@ def train(
     ``devices`` splits the seeds over local devices (0 or None for a new run:
     as many as the seeds can use; see :mod:`mtdqn.devices`).  Gymnasium
     (``gym:``) tasks run the host loop into the same kind of directory.
+    ``announce`` receives one line describing the agent (parameter counts) once it is built.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
 
@@ -234,6 +236,8 @@ def train(
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
     agent = make_agent(cfg)  # validates before anything touches the disk
+    if announce is not None:
+        announce(describe(agent))
     run_dir = RunDir(out_dir)
     _check_host_options(agent, resume, checkpoint_every, devices)
     verified = None
