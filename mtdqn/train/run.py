@@ -401,7 +401,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
 
     The checkpoint is verified before anything compiles (a missing, foreign or
-    damaged one fails fast), and the seeds keep the layout they were trained with.
+    damaged one fails fast), and the seeds keep the layout they were trained with where this machine has
+    that many devices.
     """
     if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
         raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
@@ -410,7 +411,10 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     cfg = load_run_config(run_dir.path)
     agent = make_agent(cfg)
     meta = verify_checkpoint(run_dir.path, cfg)
-    trainer, _ = _runner(agent, meta.get("options", {}).get("devices", 0))
+    # The trained layout where this machine has its devices; else as many as are here (evaluation does not
+    # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).
+    recorded = meta.get("options", {}).get("devices", 0)
+    trainer, _ = _runner(agent, recorded if recorded <= jax.local_device_count() else 0)
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
     state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
