@@ -230,3 +230,13 @@ PARSE_CASES = [
 def test_rejected_command_lines_are_one_line(capsys, argv, expected):
     """tyro's rejections reach the user as one line built from its parse-error events, not its drawing."""
     assert expected in _one_error_line(capsys, argv)
+
+
+def test_a_corrupt_table_on_resume_is_one_line(tmp_path):
+    """A damaged metrics.parquet stops a resume with a ConfigError naming the file, not a pyarrow traceback."""
+    from mtdqn.errors import ConfigError
+    from mtdqn.rundir import RunDir
+
+    (tmp_path / "metrics.parquet").write_bytes(b"PAR1 not really a parquet file")
+    with pytest.raises(ConfigError, match=r"metrics.parquet is unreadable or corrupt"):
+        RunDir(tmp_path).tables_until(1000)
