@@ -80,3 +80,18 @@ def test_bad_transfer_specs(change, message):
 
     with pytest.raises(ConfigError, match=message):
         held_out_spec(dataclasses.replace(SPEC, **change))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "steps: expected a positive integer, got 0"),
+    (["--seeds", "0"], "seeds: expected a positive integer, got 0"),
+    (["--ray-address", "local"], "drop --ray-address"),
+])
+def test_bad_transfer_command_lines_write_nothing(tmp_path, capsys, argv, message):
+    from mtdqn.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "transfer", "--out", str(tmp_path / "s"), "--progress", "False", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "s").exists()

@@ -68,12 +68,13 @@ def held_out_spec(spec: TransferSpec) -> StudySpec:
                           f"{', '.join(VARIANTS)}")
     if spec.target in spec.pretrain_tasks:
         raise ConfigError(f"transfer study: {spec.target} is held out, so it cannot also be pretrained on")
-    if not 0 < spec.unfreeze_at < spec.steps:
-        raise ConfigError(f"transfer study: unfreeze_at {spec.unfreeze_at} must be inside the {spec.steps} steps")
     raw = {"name": spec.name, "tasks": [spec.target], "steps": spec.steps, "seeds": spec.seeds, "seed": spec.seed,
            "eval_every": spec.eval_every, "eval_episodes": spec.eval_episodes, "include_reference": False,
            "reference": spec.variants[0], "options": dict(spec.options), "variants": {v: {} for v in spec.variants}}
-    return build_spec(raw, f"transfer study {spec.name}", spec.name)
+    study = build_spec(raw, f"transfer study {spec.name}", spec.name)  # budgets and seeds checked here
+    if not 0 < spec.unfreeze_at < spec.steps:
+        raise ConfigError(f"transfer study: unfreeze_at {spec.unfreeze_at} must be inside the {spec.steps} steps")
+    return study
 
 
 def _variant(name: str, spec: TransferSpec) -> dict[str, Any]:
