@@ -402,7 +402,8 @@ def _run_study(cmd: Study) -> None:
         from mtdqn.studies.transfer import run_transfer_study
 
         if cmd.ray_address is not None:
-            raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); drop --ray-address")
+            raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); "
+                              "drop --ray-address")
         spec = transfer_preset(cmd.seeds, cmd.steps)
         result = run_transfer_study(spec, cmd.out or Path("runs") / "study-transfer", progress=cmd.progress,
                                     devices=cmd.devices)

@@ -98,7 +98,8 @@ def transfer_preset(seeds: int | None = None, steps: int | None = None) -> Any:
 
     steps = 100_000 if steps is None else steps
     return TransferSpec(name="transfer", pretrain_tasks=("CartPole-v1", "MountainCar-v0"), target="Acrobot-v1",
-                        steps=steps, seeds=5 if seeds is None else seeds, eval_every=max(1, steps // 20), unfreeze_at=steps // 5,
+                        steps=steps, seeds=5 if seeds is None else seeds, eval_every=max(1, steps // 20),
+                        unfreeze_at=steps // 5,
                         lora_rank=8, eval_episodes=10, options=dict(CLASSIC_OPTIONS))
 
 

@@ -121,7 +121,8 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     record = {**study_record(study), "transfer": {**dataclasses.asdict(spec), "pretrain": "pretrain"}}
     write_json(out_dir / "study.json", record)
     console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
-                  f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps → {out_dir}")
+                  f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps "
+                  f"→ {out_dir}")
     on_event = progress_printer(console, len(cells) + 1)
     if pre_status == "done":
         on_event("skip", pre_cell, None)

@@ -78,7 +78,8 @@ class Agent:
         return [self.cfg.seed + i for i in range(self.cfg.seeds)]
 
 
-def make_optimizer(cfg: TrainConfig, derived: Derived, arch: Architecture | None = None) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, derived: Derived,
+                   arch: Architecture | None = None) -> optax.GradientTransformation:
     """adam / adamw / sgd with optional weight decay, lr decay and global-norm clipping.
 
     A fine-tuned run (``cfg.finetune`` set; ``arch`` needed) gets one such
