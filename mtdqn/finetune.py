@@ -37,7 +37,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, lora_layers, shared_mask
 
 __all__ = ["Freeze", "parse_freeze", "trunk_layers", "param_labels", "partitioned_optimizer", "updates_before",
-           "count_trainable"]
+           "count_trainable", "transfer_summary"]
 
 LABELS = ("train", "trunk", "frozen", "trunk_later")
 
@@ -119,3 +119,13 @@ def count_trainable(ft: FinetuneConfig, arch: Architecture, params: Any) -> tupl
     labels = jax.tree.leaves(param_labels(ft, arch, params))
     sizes = [int(np.prod(x.shape)) for x in jax.tree.leaves(params)]
     return sum(n for n, label in zip(sizes, labels) if label != "frozen"), sum(sizes)
+
+
+def transfer_summary(start: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """The start record with, per task and seed, the greedy return's change from the start to the end and,
+    for the tasks whose heads came from the source run, the forgetting (start minus end: > 0 is lost return)."""
+    before = start.get("start_eval", {})
+    change = {t: [b - a for a, b in zip(before[t], summary["final_eval"][t])] for t in before}
+    kept = start.get("kept_tasks", [])
+    forgetting = {t: [a - b for a, b in zip(before[t], summary["final_eval"][t])] for t in kept if t in before}
+    return {**start, "change_from_start": change, "forgetting": forgetting}

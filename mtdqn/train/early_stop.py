@@ -25,6 +25,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
+from mtdqn.train.agent import Agent
+
 __all__ = ["EarlyStopping", "seed_scores"]
 
 
@@ -52,6 +55,14 @@ class EarlyStopping:
     def start(patience: int, random: dict[str, float], n_seeds: int) -> EarlyStopping:
         return EarlyStopping(patience, random, np.full(n_seeds, -np.inf), np.full(n_seeds, -1, np.int64),
                              np.zeros(n_seeds, np.int64))
+
+    @staticmethod
+    def anchored(agent: Agent, params: Any, patience: int, episodes: int) -> EarlyStopping:
+        """Started with the random policy's returns of ``agent``'s tasks (the summary's random-policy stream)."""
+        seed = eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY)
+        random = evaluate_params(agent, params, seed, episodes, eps=1.0)
+        anchors = {n: float(random.total[:, i].mean()) for i, n in enumerate(agent.task_set.names)}
+        return EarlyStopping.start(patience, anchors, len(agent.seeds))
 
     def observe(self, scores: np.ndarray, params: Any, step: int) -> bool:
         """Record one evaluation's (seeds,) scores of ``params`` at ``step``; True when every seed is out of

@@ -31,6 +31,7 @@ from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, torso_features
 from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
 from mtdqn.train.agent import Agent, describe, make_agent
+from mtdqn.finetune import transfer_summary
 from mtdqn.train.early_stop import EarlyStopping, seed_scores
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
@@ -73,16 +74,6 @@ FINAL_SCORE_EVALS = 3  # the final score of a run: the mean of its last this man
 
 # (agent, a new run's fresh state) -> (its starting state, a JSON record of that start): see train().
 StartFrom = Callable[[Agent, Any], tuple[Any, dict[str, Any]]]
-
-
-def transfer_summary(start: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    """The start record with, per task and seed, the greedy return's change from the start to the end and,
-    for the tasks whose heads came from the source run, the forgetting (start minus end: > 0 is lost return)."""
-    before = start.get("start_eval", {})
-    change = {t: [b - a for a, b in zip(before[t], summary["final_eval"][t])] for t in before}
-    kept = start.get("kept_tasks", [])
-    forgetting = {t: [a - b for a, b in zip(before[t], summary["final_eval"][t])] for t in kept if t in before}
-    return {**start, "change_from_start": change, "forgetting": forgetting}
 
 
 class ChunkRunner(Protocol):
@@ -330,7 +321,9 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     t_loop = time.perf_counter()
     eval_s = 0.0  # evaluations during training: not counted in the training rate
-    stopper = _early_stopping(agent, state, options) if options.patience and first_chunk < d.num_chunks else None
+    stopper = None
+    if options.patience and first_chunk < d.num_chunks:
+        stopper = EarlyStopping.anchored(agent, state.params, options.patience, options.eval_episodes)
     last_chunk = d.num_chunks
     try:
         with _progress(progress) as bar:
@@ -396,14 +389,6 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
         summary["transfer"] = transfer_summary(start, summary)
     run_dir.write_final(frame, summary, _cka_rows(trainer, state))
     return RunResult(run_dir.path, summary, frame, state)
-
-
-def _early_stopping(agent: Agent, state: Any, options: RunOptions) -> EarlyStopping:
-    """Early stopping anchored on the random policy's returns (the random-policy stream of the summary)."""
-    random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
-                             options.eval_episodes, eps=1.0)
-    anchors = {n: float(random.total[:, i].mean()) for i, n in enumerate(agent.task_set.names)}
-    return EarlyStopping.start(options.patience, anchors, len(agent.seeds))
 
 
 def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:
