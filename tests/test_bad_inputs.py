@@ -119,7 +119,7 @@ DIR_CASES = [
     ("out-is-a-file", ["train", "--out", "{root}/not_a_run/notes.txt"], "exists and is not a directory"),
     ("out-under-a-file", ["train", "--out", "/dev/null/run"], "cannot write to output directory"),
     ("study-bad-toml", ["study", "{root}/bad.toml", "--out", "{root}/study"], "invalid TOML"),
-    ("no-command", [], "Missing subcommand"),
+    ("no-command", [], "expected a command: tasks"),
     ("unknown-command", ["fly"], "Unrecognized options: fly"),
 ]
 
