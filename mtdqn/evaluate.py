@@ -46,6 +46,7 @@ class EvalStream:
     FINAL_GREEDY = 10_000  # the greedy evaluation at the end of training (summary.json)
     RANDOM_POLICY = 20_000  # the uniform-random policy beside it (normalization anchor)
     EVALUATE_COMMAND = 30_000  # `mtdqn evaluate RUN` (eval.json)
+    DISTILL = 50_000  # `mtdqn distill`: teacher and student on the same episodes (distill.json)
 
 
 def eval_seed(first_seed: int, stream: int) -> int:
