@@ -111,7 +111,8 @@ def _teacher_step(student: Agent, teachers: tuple[Teacher, ...], tparams: Teache
         new.append(Rollout(env_states, out.obs, jnp.where(out.done, 0.0, ep_return)))
         for j, task in enumerate(t.agent.task_set.tasks):
             obs_out.append(pad_obs(r.obs[j, ..., : task.obs_shape[-1]], student.task_set))
-            q_out.append(jnp.pad(q[j, :, : task.num_actions], ((0, 0), (0, student.task_set.num_actions - task.num_actions))))
+            padding = ((0, 0), (0, student.task_set.num_actions - task.num_actions))
+            q_out.append(jnp.pad(q[j, :, : task.num_actions], padding))
     stats = {"return_sum": jnp.concatenate(return_sum), "episodes": jnp.concatenate(episodes)}
     return tuple(new), jnp.stack(obs_out), jnp.stack(q_out), stats
 
@@ -158,7 +159,11 @@ def make_distiller(student: Agent, teachers: tuple[Teacher, ...], cfg: DistillCo
         idx = jax.random.randint(key, (t_count, cfg.batch_size), 0, jnp.maximum(state.size, 1))
         take = jax.vmap(lambda buf, i: buf[i])
         obs, q_teacher = take(state.obs, idx), take(state.q, idx)
-        loss_fn = lambda p: (lambda ls, agree: (jnp.sum(ls), (ls, agree)))(*_losses(student, cfg, p, obs, q_teacher))  # noqa: E731
+
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+            losses, agree = _losses(student, cfg, params, obs, q_teacher)
+            return jnp.sum(losses), (losses, agree)  # the tasks' losses summed, as the "sum" strategy does
+
         (_, (losses, agree)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state), \
@@ -166,7 +171,8 @@ def make_distiller(student: Agent, teachers: tuple[Teacher, ...], cfg: DistillCo
 
     def iteration(state: DistillState, tparams: TeacherParams, t: jax.Array):
         k_carry, k_env, k_update = jax.random.split(state.key, 3)
-        rollouts, obs, q, stats = _teacher_step(student, teachers, tparams, state.rollouts, k_env, cfg.teacher_epsilon)
+        rollouts, obs, q, stats = _teacher_step(student, teachers, tparams, state.rollouts, k_env,
+                                                cfg.teacher_epsilon)
         idx = (state.pos + jnp.arange(cfg.num_envs)) % capacity
         state = state.replace(
             obs=state.obs.at[:, idx].set(obs), q=state.q.at[:, idx].set(q), rollouts=rollouts, key=k_carry,
@@ -185,7 +191,8 @@ def make_distiller(student: Agent, teachers: tuple[Teacher, ...], cfg: DistillCo
         return state, {
             "loss": per_iter["loss"].sum(0) / n_updates, "agreement": per_iter["agreement"].sum(0) / n_updates,
             "updates": per_iter["updated"].sum(), "episodes": episodes,
-            "teacher_return": jnp.where(episodes > 0, per_iter["return_sum"].sum(0) / jnp.maximum(episodes, 1), jnp.nan),
+            "teacher_return": jnp.where(episodes > 0, per_iter["return_sum"].sum(0) / jnp.maximum(episodes, 1),
+                                        jnp.nan),
         }
 
     def collect(tparams: TeacherParams, key: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -76,21 +76,26 @@ def _returns_rows(tasks: dict[str, dict[str, Any]]) -> list[list[str]]:
 RETURNS_HEADER = ["task", "teacher return", "student return", "random return", "normalized", "agreement"]
 
 
+def _rows(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, values) of a report's per-action rows and its two averages."""
+    return [(f"action {a['action']}", a) for a in rep["actions"]] + [(n, rep[n]) for n in ("macro avg", "weighted avg")]
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     """distill_report.md: the returns table, then every task's action report."""
     episodes, holdout = result["eval_episodes"], result["holdout_states"]
-    lines = [f"# Distillation: student vs teachers\n",
-             f"Greedy returns (mean ± std over the same {episodes} episodes for teacher and student; random: a "
-             "uniform policy); normalized: (student - random) / (teacher - random); agreement: share of {holdout} held-out teacher states per task where the student takes the teacher's greedy "
-             "action.\n", "| " + " | ".join(RETURNS_HEADER) + " |", "|" + "---|" * len(RETURNS_HEADER)]
+    intro = (f"Greedy returns: mean ± std over the same {episodes} episodes for teacher and student (random: a "
+             "uniform policy); normalized: (student - random) / (teacher - random); agreement: the share of "
+             f"{holdout} held-out teacher states per task where the student takes the teacher's greedy action.\n")
+    lines = ["# Distillation: student vs teachers\n", intro, "| " + " | ".join(RETURNS_HEADER) + " |",
+             "|" + "---|" * len(RETURNS_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _returns_rows(result["tasks"])]
     for task, r in result["tasks"].items():
         lines += [f"\n## {task}: student vs teacher actions\n", "| | precision | recall | f1 | support |",
                   "|---|---|---|---|---|"]
         rep = r["report"]
-        rows = [(f"action {a['action']}", a) for a in rep["actions"]] + [(n, rep[n]) for n in ("macro avg", "weighted avg")]
         lines += [f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-                  for name, v in rows]
+                  for name, v in _rows(rep)]
         lines.append(f"| accuracy | | | {rep['accuracy']:.3f} | {rep['n']} |")
     return "\n".join(lines) + "\n"
 
@@ -108,8 +113,7 @@ def print_report(result: dict[str, Any]) -> None:
     for task, r in result["tasks"].items():
         rep = r["report"]
         t = Table("", "precision", "recall", "f1", "support", title=f"{task}: student vs teacher actions")
-        rows = [(f"action {a['action']}", a) for a in rep["actions"]] + [(n, rep[n]) for n in ("macro avg", "weighted avg")]
-        for name, v in rows:
+        for name, v in _rows(rep):
             t.add_row(name, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
         t.add_row("accuracy", "", "", f"{rep['accuracy']:.3f}", str(rep["n"]))
         console.print(t)
