@@ -7,6 +7,8 @@ evaluations during and at the end of training), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
 ``cka.parquet``, ``summary.json``, TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
+A student of `mtdqn distill` holds config.json and the checkpoint like any run,
+plus ``distill.json``, ``distill_report.csv`` and ``distill_report.md``.
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,
 and both training loops (compiled and Gymnasium host) write through the same
