@@ -82,8 +82,7 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
     t0 = time.perf_counter()
     run_chunk = distiller.run_chunk.lower(state, distiller.teacher_params, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - t0
-    history = _run(student, run_chunk, state, distiller.teacher_params, progress)
-    state, history = history
+    state, history = _run(student, run_chunk, state, distiller.teacher_params, progress)
     params = state.params
 
     one = jax.tree.map(lambda x: x[None], params)
