@@ -57,7 +57,13 @@ def _check_out(out: Path, teacher_dirs: list[Path]) -> None:
 
 def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: DistillConfig = DistillConfig(), *,
             force: bool = False, progress: bool = True) -> DistillResult:
-    """Distil the teachers into one student written to ``out_dir``; returns what distill.json holds."""
+    """Distil the teachers (run directories) into one student written to ``out_dir``.
+
+    Everything is checked before ``out_dir`` is touched (a ConfigError, one
+    line); ``force`` replaces a run already there (never a teacher).  Returns
+    what distill.json holds and the student's parameters.  Called from Python
+    rather than the CLI, see :func:`mtdqn.train.run.train` on setting up JAX's devices first.
+    """
     t_start = time.perf_counter()
     validate_distill(cfg)
     out = Path(out_dir)
