@@ -1,4 +1,4 @@
-"""TD targets and TD losses, written once for every task and variant.
+"""TD targets and TD losses, written once for every task and variant; and the policy-distillation losses.
 
 Names follow rlax: ``q_tm1`` Q-values at the transition's start, ``a_tm1`` the
 action taken, ``r_t`` the reward, ``d_t`` the discount (0 at termination,
