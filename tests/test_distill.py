@@ -146,31 +146,33 @@ def test_cartpole_student_matches_its_teacher(cartpole_teacher, tmp_path, loss):
 
 
 def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
-    """Untrained teachers (the learning test above has a trained one): this is about the plumbing."""
-    teacher_dir = untrained_run(tmp_path / "cartpole", ("CartPole-v1",))
-    acrobot = untrained_run(tmp_path / "acrobot", ("Acrobot-v1",), value_norm="popart")  # Q read in reward units
+    """Untrained teachers (the learning test above has a trained one): this is about the plumbing. One teacher is
+    multi-task, the other single-task with PopArt heads (its Q-values are read in reward units)."""
+    pair = untrained_run(tmp_path / "pair", ("CartPole-v1", "Acrobot-v1"))
+    single = untrained_run(tmp_path / "single", ("MountainCar-v0",), value_norm="popart")
     out = tmp_path / "student"
-    main(["distill", "--teachers", f"{teacher_dir},{acrobot}", "--out", str(out), "--steps", "800",
+    main(["distill", "--teachers", f"{pair},{single}", "--out", str(out), "--steps", "800",
           "--log-every", "400", "--learning-starts", "200", "--hidden", "32", "--eval-episodes", "2",
           "--holdout", "256", "--progress", "False"])
     printed = capsys.readouterr().out
-    assert "CartPole-v1: student vs teacher actions" in printed and "Acrobot-v1: student vs teacher actions" in printed
+    tasks = {"CartPole-v1": 2, "Acrobot-v1": 3, "MountainCar-v0": 3}  # task: actions
+    assert all(f"{task}: student vs teacher actions" in printed for task in tasks), printed
     result = json.loads((out / "distill.json").read_text())
-    assert set(result["tasks"]) == {"CartPole-v1", "Acrobot-v1"}  # (json keys are sorted)
-    assert [t["tasks"] for t in result["teachers"]] == [["CartPole-v1"], ["Acrobot-v1"]]
-    for task, actions in (("CartPole-v1", 2), ("Acrobot-v1", 3)):
+    assert set(result["tasks"]) == set(tasks)  # (json keys are sorted)
+    assert [t["tasks"] for t in result["teachers"]] == [["CartPole-v1", "Acrobot-v1"], ["MountainCar-v0"]]
+    for task, actions in tasks.items():
         rep = result["tasks"][task]["report"]
         assert len(rep["actions"]) == actions and rep["n"] == 256
         assert len(result["tasks"][task]["student_returns"]) == 2
     frame = pd.read_csv(out / "distill_report.csv")
-    assert len(frame) == (2 + 2) + (3 + 2)  # per-action rows and the two averages of each task
+    assert len(frame) == sum(actions + 2 for actions in tasks.values())  # per-action rows and the two averages
     md = (out / "distill_report.md").read_text()
-    assert "| CartPole-v1 |" in md and "## Acrobot-v1: student vs teacher actions" in md
+    assert "| MountainCar-v0 |" in md and "## Acrobot-v1: student vs teacher actions" in md
     agent = mtdqn.load_agent(out)
-    assert agent.tasks == ("CartPole-v1", "Acrobot-v1")
-    assert agent.act("Acrobot-v1", np.zeros((3, 6), np.float32)).shape == (3,)
+    assert agent.tasks == tuple(tasks)
+    assert agent.act("MountainCar-v0", np.zeros((3, 2), np.float32)).shape == (3,)
     evaluated = evaluate_run(out, episodes=2)
-    assert set(evaluated["tasks"]) == {"CartPole-v1", "Acrobot-v1"}
+    assert set(evaluated["tasks"]) == set(tasks)
 
 
 # ---- bad input ----
