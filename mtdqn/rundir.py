@@ -7,6 +7,8 @@ evaluations during and at the end of training), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
 ``cka.parquet``, ``summary.json``, TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
+A student of `mtdqn distill` holds config.json and the checkpoint like any run,
+plus ``distill.json``, ``distill_report.csv`` and ``distill_report.md``.
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,
 and both training loops (compiled and Gymnasium host) write through the same
@@ -31,8 +33,9 @@ __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "
 
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
-    "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
-    "summary.json", "eval.json", "tb", "checkpoints",
+    "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
+    "cka.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json", "distill_report.csv",
+    "distill_report.md",
 )
 # The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
@@ -178,6 +181,13 @@ class RunDir:
     def write_eval(self, result: dict[str, Any]) -> None:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""
         write_json(self.path / "eval.json", result)
+
+    def write_distill(self, result: dict[str, Any], report: pd.DataFrame, markdown: str) -> None:
+        """A distilled student's comparison with its teachers (`mtdqn distill`): the action reports as CSV and,
+        with the returns, as markdown, then distill.json last (the student is finished when it exists)."""
+        atomic_write(self.path / "distill_report.csv", lambda path: report.to_csv(path, index=False))
+        atomic_write(self.path / "distill_report.md", lambda path: path.write_text(markdown))
+        write_json(self.path / "distill.json", result)
 
     def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
         """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished
