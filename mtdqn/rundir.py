@@ -4,7 +4,7 @@ A run directory holds ``config.json`` (full config, hash, version, git
 revision, seeds, derived integers, run options), ``metrics.parquet`` and
 ``metrics.csv`` (tidy rows: step, task, seed, ...), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
-``cka.parquet``, ``summary.json``, TensorBoard event files under ``tb/`` and
+``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`), ``summary.json``, TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,
@@ -31,7 +31,7 @@ __all__ = ["RUN_FILES", "METRIC_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMN
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     "config.json", "metrics.parquet", "metrics.csv", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
-    "summary.json", "eval.json", "tb", "checkpoints",
+    "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints",
 )
 # The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
@@ -60,21 +60,27 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
     """One chunk's rows for every seed from its summarized metrics ``m`` (leading axes: seeds, tasks).
 
     Task-pair rows exist only where the tasks share parameters (gradient
-    cosines are taken on the shared ones).
+    cosines are taken on the shared ones).  A window in which a seed made no
+    gradient update (before learning starts) has no gradient rows: its
+    zeros are not measurements, and averaged in they would bias every
+    gradient statistic (a weight of 1 would read 0.97).
     """
     out = Tables.empty()
     for s, seed in enumerate(seeds):
+        updated = bool(np.asarray(m["updates"][s]).max() > 0) if "updates" in m else True
         for i, task in enumerate(names):
             out.metrics.append({
                 "step": step, "task": task, "seed": seed,
                 **{k: m[k][s, i] for k in ("episode_return", "episode_length", "episodes", "loss", "q_mean")},
                 "epsilon": m["epsilon"][s],
             })
+            if not updated:
+                continue
             out.grad_tasks.append({
                 "step": step, "seed": seed, "task": task,
                 "grad_norm": m["grad_norm"][s, i], "weight": m["weight"][s, i], "loss": m["loss"][s, i],
             })
-        if has_shared:
+        if has_shared and updated:
             for a, b in itertools.combinations(range(len(names)), 2):
                 out.grad_pairs.append({
                     "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
@@ -150,12 +156,15 @@ class RunDir:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""
         write_json(self.path / "eval.json", result)
 
-    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
-        """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished
-        exactly when its summary exists."""
+    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]],
+                    grad_probe: list[dict[str, Any]] = ()) -> None:
+        """metrics.csv, cka.parquet, grad_probe.parquet (when there are rows) and, last, summary.json:
+        a run is finished exactly when its summary exists."""
         atomic_write(self.path / "metrics.csv", lambda path: metrics.to_csv(path, index=False))
         if cka:
             write_parquet(self.path / "cka.parquet", pd.DataFrame(cka))
+        if grad_probe:
+            write_parquet(self.path / "grad_probe.parquet", pd.DataFrame(grad_probe))
         write_json(self.path / "summary.json", summary)
 
 

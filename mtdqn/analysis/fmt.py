@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["num", "signed", "interval", "plus_minus"]
+__all__ = ["num", "signed", "interval", "plus_minus", "values", "estimate", "steps"]
 
 
 def _finite(x: float | None) -> bool:
@@ -16,14 +16,15 @@ def _finite(x: float | None) -> bool:
 
 
 def num(x: float | None, scale: float | None = None) -> str:
-    """Magnitude-dependent precision: 1234 -> '1234', 12.3 -> '12.30', 0.1234 -> '0.123'.
+    """About three significant digits: 1234 -> '1234', 421.3 -> '421', -79.05 -> '-79.0', 0.1234 -> '0.123'.
 
-    `scale` (default |x|) picks the digits, so both ends of an interval share them.
+    Returns from 10 greedy episodes and a handful of seeds carry no more than
+    that. `scale` (default |x|) picks the digits, so both ends of an interval share them.
     """
     if not _finite(x):
         return "n/a"
     a = abs(float(x)) if scale is None else abs(float(scale))
-    digits = 0 if a >= 1000 else 1 if a >= 100 else 2 if a >= 1 else 3
+    digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3
     out = f"{float(x):.{digits}f}"
     return "0" + out[2:] if out.startswith("-0") and float(out) == 0 else out
 
@@ -51,3 +52,31 @@ def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
     half = (float(hi) - float(lo)) / 2
     scale = max(abs(float(mean)), half)
     return f"{num(mean, scale)} ± {num(half, scale)}"
+
+
+def values(xs) -> str:
+    """Per-seed values, in seed order: '500, 421, 37'."""
+    xs = [float(x) for x in xs]
+    scale = max((abs(x) for x in xs if math.isfinite(x)), default=0.0)
+    return ", ".join(num(x, scale) for x in xs)
+
+
+def estimate(mean: float | None, lo: float | None, hi: float | None, seeds: str = "") -> str:
+    """'mean [lo, hi]' when the interval exists, else 'mean (seeds: a, b)' (small n: the seeds themselves)."""
+    if not _finite(mean):
+        return "n/a"
+    if _finite(lo) and _finite(hi):
+        scale = max(abs(float(mean)), abs(float(lo)), abs(float(hi)))
+        return f"{num(mean, scale)} [{num(lo, scale)}, {num(hi, scale)}]"
+    return f"{num(mean)} (seeds: {seeds})" if seeds else num(mean)
+
+
+def steps(x: float | None) -> str:
+    """Env steps as readable text: 50000 -> '50k', 1200000 -> '1.2M'."""
+    if not _finite(x):
+        return "n/a"
+    v = float(x)
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.0f}"
