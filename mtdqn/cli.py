@@ -42,8 +42,11 @@ class Train:
     """Continue the run in this directory from its latest checkpoint, with the config it was started with
     (training options are refused; --checkpoint-every/--eval-episodes/--devices default to the run's own)."""
     eval_episodes: int | None = None
-    """Greedy episodes per task and seed evaluated at the end (default 10; a resumed run keeps its own unless
+    """Greedy episodes per task and seed in each evaluation (default 10; a resumed run keeps its own unless
     given)."""
+    eval_every: int | None = None
+    """Also evaluate greedily every this many env steps per task, into evals.parquet (default 0: only at the
+    end; a resumed run keeps its own unless given)."""
     devices: int | None = None
     """Split the seeds over this many local devices (CPU cores or GPUs; default 0: as many as the seeds can
     use; a resumed run keeps its own unless given)."""
@@ -193,8 +196,6 @@ def _run_train(cmd: Train) -> None:
         cfg = cmd.cfg
         check_new_run(cfg)
         out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
-    if (cmd.eval_episodes is not None and cmd.eval_episodes <= 0) or (cmd.checkpoint_every or 0) < 0:
-        raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
     agent = make_agent(cfg)
     import jax
 
@@ -204,9 +205,15 @@ def _run_train(cmd: Train) -> None:
     result = train(  # options not given are None: train() resolves them once (a resumed run keeps its own)
         cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
         checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
+        eval_every=cmd.eval_every,
     )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
+    if result.summary["eval_every"]:
+        last = result.summary["final_score_evals"]
+        for task, values in result.summary["final_score"].items():
+            print(f"  {task:24s} final score (mean of the last {last} evaluations) per seed: "
+                  f"{', '.join(f'{v:.1f}' for v in values)}")
     print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 
 

@@ -34,19 +34,22 @@ def non_default_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
 
 def final_definition(study: Study) -> str:
-    """What "final" means in this study, from the cells' summaries."""
-    ok = [study.cells[v].summary for v in study.ok_variants]
+    """What "final" means in this study, from the cells' summaries and evaluations."""
+    ok = [study.cells[v] for v in study.ok_variants]
     if not ok:
         return "greedy evaluation at the end of training"
-    s = ok[0]
+    s, evals = ok[0].summary, ok[0].evals
     episodes = s.get("eval_episodes", "?")
-    if "final_score" in s:
-        return (f"mean of the last {s.get('final_score_evals', '?')} greedy evaluations during training "
-                f"({episodes} episodes per task and seed each, every {s.get('eval_every', '?'):,} env steps per task)"
-                if isinstance(s.get("eval_every"), int) else
-                f"mean of the last {s.get('final_score_evals', '?')} greedy evaluations during training "
-                f"({episodes} episodes per task and seed each)")
-    return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
+    if "final_score" not in s:
+        return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
+    made = int(evals["step"].nunique()) if evals is not None else 1
+    k = min(int(s.get("final_score_evals", 1)), made)
+    if k <= 1:
+        return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
+    every = s.get("eval_every")
+    return (f"mean of the last {k} greedy evaluations (epsilon 0) during training, the last at its end, "
+            f"{episodes} episodes per task and seed each" + (f", one every {every:,} env steps per task"
+                                                            if isinstance(every, int) and every else ""))
 
 
 def _hours(seconds: float) -> str:

@@ -42,10 +42,12 @@ def curve_source(study: Study) -> str:
     """"evaluation" when every ok variant stored greedy evaluations during training, else "training".
 
     One source for all variants, so AUC and steps-to-threshold compare like with like;
-    runs made before periodic evaluation existed fall back to epsilon-greedy training returns.
+    runs made before periodic evaluation existed (or with only the final evaluation)
+    fall back to epsilon-greedy training returns.
     """
     cells = [study.cells[v] for v in study.ok_variants]
-    has = [c.evals is not None and len(c.evals) > 0 for c in cells]
+    # a curve needs two points: a run with only the end-of-training evaluation has no greedy curve
+    has = [c.evals is not None and c.evals["step"].nunique() >= 2 for c in cells]
     return "evaluation" if cells and all(has) else "training"
 
 
@@ -117,12 +119,11 @@ def _study_order(df: pd.DataFrame):
 
 
 def _final_scores(summary: dict, task: str) -> tuple[list[float], str]:
-    """Per-seed final score and what it is: the mean of the last evaluations during training when
-    the run stored them (``final_score``), else the one end-of-training evaluation (``final_eval``)."""
+    """Per-seed final score and the summary key it came from: the mean of the last evaluations during
+    training when the run stored them (``final_score``), else the end-of-training evaluation (``final_eval``)."""
     if "final_score" in summary and task in summary["final_score"]:
-        k = summary.get("final_score_evals", "the last")
-        return [float(x) for x in summary["final_score"][task]], f"mean of the last {k} greedy evaluations"
-    return [float(x) for x in summary["final_eval"][task]], "greedy evaluation at the end of training"
+        return [float(x) for x in summary["final_score"][task]], "final_score"
+    return [float(x) for x in summary["final_eval"][task]], "final_eval"
 
 
 def per_seed_table(study: Study, curves: pd.DataFrame) -> pd.DataFrame:

@@ -30,6 +30,7 @@ def _quick() -> dict[str, Any]:
         "steps": 150_000,
         "seeds": 2,
         "eval_episodes": 10,
+        "eval_every": 10_000,
         "options": dict(CLASSIC_OPTIONS),
         "variants": {"shared": {"sharing": "shared"}},
     }
@@ -47,6 +48,7 @@ def _classic() -> dict[str, Any]:
         "tasks": ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"],
         "steps": 200_000,
         "seeds": 5,
+        "eval_every": 10_000,
         "options": dict(CLASSIC_OPTIONS),
         "variants": variants,
     }
@@ -75,6 +77,7 @@ def _minatar() -> dict[str, Any]:
         "tasks": ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"],
         "steps": 1_000_000,
         "seeds": 3,
+        "eval_every": 50_000,
         "options": {"log_every": 25_000, "num_envs": 4, "train_every": 4, "batch_size": 128,
                     "buffer_size": 100_000, "learning_starts": 5_000, "lr": 2.5e-4, "lr_schedule": "constant",
                     "loss": "huber", "eps_end": 0.1, "eps_fraction": 0.1,  # 100k of 1M frames

@@ -28,7 +28,7 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, describe_architecture
-from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, write_tensorboard
+from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent, make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
@@ -54,12 +54,16 @@ class RunOptions:
     """
 
     checkpoint_every: int = 0  # env steps per task between checkpoints (whole chunks); 0: the final state only
-    eval_episodes: int = 10  # greedy episodes per task and seed in the final evaluation
+    eval_episodes: int = 10  # greedy episodes per task and seed in each evaluation
     devices: int = 1  # local devices the seed axis is split over
+    eval_every: int = 0  # env steps per task between greedy evaluations (whole chunks); 0: the final one only
 
     def record(self) -> dict[str, Any]:
         return {"options": {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
-                            "devices": self.devices}}
+                            "devices": self.devices, "eval_every": self.eval_every}}
+
+
+FINAL_SCORE_EVALS = 3  # the final score of a run: the mean of its last this many greedy evaluations
 
 
 class ChunkRunner(Protocol):
@@ -146,7 +150,7 @@ def _check_host_options(agent: Agent, resume: bool, checkpoint_every: int | None
 
 
 def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int | None,
-                     eval_episodes: int | None, devices: int | None) -> RunOptions:
+                     eval_episodes: int | None, devices: int | None, eval_every: int | None = None) -> RunOptions:
     """The run's options, resolved once: given ones win, a resumed run (``verified``: its checkpoint record)
     keeps its stored ones, else defaults."""
     resume = verified is not None
@@ -155,14 +159,16 @@ def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int 
     checkpoint_every = stored.get("checkpoint_every", default.checkpoint_every) if checkpoint_every is None \
         else checkpoint_every
     eval_episodes = stored.get("eval_episodes", default.eval_episodes) if eval_episodes is None else eval_episodes
-    if checkpoint_every < 0 or eval_episodes <= 0:
-        raise ConfigError(f"--checkpoint-every must be >= 0 and --eval-episodes > 0, "
-                          f"got {checkpoint_every} and {eval_episodes}")
+    eval_every = stored.get("eval_every", default.eval_every) if eval_every is None else eval_every
+    for flag, value, least in (("checkpoint-every", checkpoint_every, 0), ("eval-every", eval_every, 0),
+                               ("eval-episodes", eval_episodes, 1)):
+        if value < least:
+            raise ConfigError(f"--{flag} must be {'>= 0' if least == 0 else '> 0'}, got {value}")
     if agent.task_set.backend == "gymnasium":
-        return RunOptions(0, eval_episodes, 1)
+        return RunOptions(0, eval_episodes, 1, eval_every)
     # Records from before the seed layout existed have no "devices": those runs trained on one device.
     devices = seed_devices(len(agent.seeds), stored.get("devices", 1 if resume else 0) if devices is None else devices)
-    return RunOptions(checkpoint_every, eval_episodes, devices)
+    return RunOptions(checkpoint_every, eval_episodes, devices, eval_every)
 
 
 def _runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
@@ -187,13 +193,16 @@ def train(
     eval_episodes: int | None = None,
     extra_summary: dict[str, Any] | None = None,
     devices: int | None = None,
+    eval_every: int | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
     ``checkpoint_every`` is in env steps per task (rounded to whole chunks; 0
     or None: only the final state).  ``resume`` continues ``out_dir`` from its
     latest checkpoint and ends bit-identical to an uninterrupted run; it keeps
-    the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` where these are None.
+    the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` / ``eval_every`` where these are None.
+    ``eval_every`` (env steps per task, rounded to whole chunks; 0 or None for a new run: never) adds greedy
+    evaluations of ``eval_episodes`` episodes during training to ``evals.parquet``, beside the final one.
     ``devices`` splits the seeds over local devices (0 or None for a new run:
     as many as the seeds can use; see :mod:`mtdqn.devices`).  Gymnasium
     (``gym:``) tasks run the host loop into the same kind of directory.
@@ -213,7 +222,7 @@ def train(
     if resume:
         record = run_dir.require_run()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices)
+    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices, eval_every)
     trainer, runner = _runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
@@ -246,9 +255,11 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
         tables = run_dir.tables_until(first_chunk * steps_per_chunk)
     last_good = first_chunk * steps_per_chunk if resume else None
     writer = run_dir.tensorboard(purge_step=first_chunk * steps_per_chunk + 1 if resume else None)
-    every_chunks = max(1, round(options.checkpoint_every / steps_per_chunk)) if options.checkpoint_every else 0
+    every_chunks = _every_chunks(options.checkpoint_every, steps_per_chunk)
+    eval_chunks = _every_chunks(options.eval_every, steps_per_chunk)
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     t_loop = time.perf_counter()
+    eval_s = 0.0  # evaluations during training: not counted in the training rate
     try:
         with _progress(progress) as bar:
             label = "train" if runner.resumable else "train (host)"
@@ -261,6 +272,11 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
                 _check_finite(trainer, m, step, last_good)
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+                if eval_chunks and (chunk + 1) % eval_chunks == 0 and chunk + 1 < d.num_chunks:
+                    t_eval = time.perf_counter()
+                    new.evals.extend(_greedy_rows(agent, state.params, EvalStream.DURING_TRAINING,
+                                                  options.eval_episodes, step))
+                    eval_s += time.perf_counter() - t_eval
                 tables.extend(new)
                 write_tensorboard(writer, new, step)
                 run_dir.write_tables(tables)
@@ -271,12 +287,18 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
         jax.block_until_ready(state)
     finally:
         writer.close()
-    loop_s = time.perf_counter() - t_loop
+    loop_s = time.perf_counter() - t_loop - eval_s
     if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
         save_checkpoint(run_dir.path, trainer, state, d.num_chunks, options.record())
+    # The end-of-training evaluation is the last block of evals (a finished run resumed computes it again).
+    tables.evals[:] = [row for row in tables.evals if row["step"] < d.env_steps]
+    greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
+                             options.eval_episodes, eps=0.0)
+    tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, d.env_steps))
+    run_dir.write_tables(tables)
     frame = pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS)
     wall_s = time.perf_counter() - t_start
-    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options.eval_episodes, wall_s)
+    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals)
     summary.update(extra_summary or {})
     run_dir.write_final(frame, summary, *_end_of_run_probes(trainer, state))
     return RunResult(run_dir.path, summary, frame, state)
@@ -289,6 +311,17 @@ def _end_of_run_probes(trainer: Trainer, state: Any) -> tuple[list[dict], list[d
     return diagnostics.cka_rows(trainer, state), diagnostics.gradient_probe_rows(trainer, state)
 
 
+def _every_chunks(env_steps: int, steps_per_chunk: int) -> int:
+    """An every-N-env-steps option as whole logging chunks (at least one); 0 stays 0 (never)."""
+    return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
+
+
+def _greedy_rows(agent: Agent, params: Any, stream: int, episodes: int, step: int) -> list[dict[str, Any]]:
+    """A greedy evaluation of every seed at training step ``step`` as rows of ``evals.parquet``."""
+    returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, stream), episodes, eps=0.0, step=step)
+    return eval_rows(agent.task_set.names, agent.seeds, returns.total, returns.discounted, step)
+
+
 def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.ndarray], step: int,
                steps_done: int, t_loop: float) -> None:
     """Progress bar: env steps, env-steps/s over all tasks and seeds, and the latest mean returns."""
@@ -299,16 +332,15 @@ def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.nd
 
 
 def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, first_chunk: int,
-               eval_episodes: int, wall_s: float) -> dict[str, Any]:
+               options: RunOptions, wall_s: float, greedy: Any, evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json: ``greedy`` is the end-of-training evaluation, ``evals`` every evaluation's rows."""
     agent = trainer.agent
     d = agent.derived
     names = agent.task_set.names
     one_seed = jax.tree.map(lambda x: x[0], state.params)
     total, shared = count_params(agent.arch, one_seed)
-    greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
-                             eval_episodes, eps=0.0)
     random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
-                             eval_episodes, eps=1.0)
+                             options.eval_episodes, eps=1.0)
     trained_steps = (d.num_chunks - first_chunk) * d.iters_per_chunk * agent.cfg.num_envs
     return {
         "status": "ok",
@@ -332,8 +364,12 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "final_eval_discounted": {n: greedy.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
         "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
+        "final_score": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS),
+        "final_score_discounted": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS, "discounted_mean"),
+        "final_score_evals": FINAL_SCORE_EVALS,
         "gamma": agent.cfg.dqn.gamma,
-        "eval_episodes": eval_episodes,
+        "eval_episodes": options.eval_episodes,
+        "eval_every": options.eval_every,
         "config_hash": config_hash(agent.cfg),
     }
 
