@@ -8,13 +8,15 @@ final state; the rows go to ``cka.parquet`` and ``grad_probe.parquet``.
   for the trained network and for the network at initialization (the same
   parameter keys, the same probe states): similarity the architecture gives
   before any learning is not something training did.
-* **Gradient probe**: two independent minibatches of each task, drawn from
-  its replay with the run's batch size; the cosine between one task's
-  shared-parameter gradients on the two minibatches is the *same-task null*,
-  what the cosine of two unrelated noisy gradients of a converged agent
-  looks like.  The between-task cosines on the first minibatch, same
-  parameters and moment, sit beside it: a between-task cosine is "conflict"
-  only if it is clearly below the null.
+* **Gradient probe**: pairs of independent minibatches of each task, drawn
+  from its replay with the run's batch size; the cosine between one task's
+  shared-parameter gradients on the two minibatches of a pair is the
+  *same-task null*: how aligned two gradients of the same objective are
+  once minibatch noise is in them.  The between-task cosines on the first
+  minibatch of each pair, same parameters and moment, sit beside it.  Both
+  are averaged over :data:`PROBE_PAIRS` pairs (one pair alone swings by
+  +-0.5 on a trained agent).  A between-task cosine is "conflict" beyond
+  noise only if it is clearly below the null.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from mtdqn.train.loop import Trainer, seed_keys, split_root
 from mtdqn.train.step import grad_diagnostics, task_gradients, td_targets
 from mtdqn.value_norm import normalize
 
-__all__ = ["cka_rows", "gradient_probe_rows", "PROBE_KEY"]
+__all__ = ["cka_rows", "gradient_probe_rows", "PROBE_KEY", "PROBE_PAIRS"]
 
 PROBE_KEY = 0x5EED
 """Folded into each seed's root key for the probe's minibatches: fixed, so a rerun gives the same rows."""
+PROBE_PAIRS = 16
+"""Minibatch pairs the probe averages over."""
 
 
 def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -70,8 +74,8 @@ def _flat(tree: Any, num_tasks: int) -> jax.Array:
     return jnp.concatenate([x.reshape(num_tasks, -1) for x in jax.tree.leaves(tree)], axis=1)
 
 
-def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(same-task cosines (tasks,), between-task cosines (tasks, tasks)) of one seed's state."""
+def _probe_pair(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(same-task cosines (tasks,), between-task cosines (tasks, tasks)) of one minibatch pair."""
     grads = []
     for k in jax.random.split(key, 2):
         batch = replay_sample(state.replay, k, agent.cfg.dqn.batch_size)
@@ -84,6 +88,12 @@ def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Arr
     same = jnp.sum(g1 * g2, axis=1) / jnp.maximum(jnp.linalg.norm(g1, axis=1) * jnp.linalg.norm(g2, axis=1), 1e-12)
     _, between = grad_diagnostics(g1 @ g1.T)
     return same, between
+
+
+def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One seed's cosines averaged over PROBE_PAIRS minibatch pairs."""
+    same, between = jax.vmap(lambda k: _probe_pair(agent, state, k))(jax.random.split(key, PROBE_PAIRS))
+    return same.mean(0), between.mean(0)
 
 
 def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .fmt import interval, num, signed, steps
+from .fmt import interval, num, steps
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS
 
@@ -54,7 +54,8 @@ def compare_sentence(
         per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
         return (f"{what}: no clear difference between `{variant}` and `{reference}` "
                 f"(difference {d}, CI undefined with {counts}, fewer than {MIN_SEEDS}{per_seed}{detect}).")
-    ci = f"95% CI [{show(diff.lo)}, {show(diff.hi)}], {method}"
+    ends = interval(diff.lo, diff.hi) if show is num else f"[{show(diff.lo)}, {show(diff.hi)}]"
+    ci = f"95% CI {ends}, {method}"
     if diff.lo <= 0.0 <= diff.hi:
         return (f"{what}: no clear difference between `{variant}` and `{reference}` "
                 f"(difference {d}, {ci}, {counts}{detect}).")

@@ -54,9 +54,11 @@ def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
     return f"{num(mean, scale)} ± {num(half, scale)}"
 
 
-def values(xs) -> str:
-    """Per-seed values, in seed order: '500, 421, 37'."""
+def values(xs, env_steps: bool = False) -> str:
+    """Per-seed values, in seed order: '500, 421, 37' (or '50k, 1.2M' for env steps)."""
     xs = [float(x) for x in xs]
+    if env_steps:
+        return ", ".join(steps(x) for x in xs)
     scale = max((abs(x) for x in xs if math.isfinite(x)), default=0.0)
     return ", ".join(num(x, scale) for x in xs)
 

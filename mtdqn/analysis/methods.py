@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtdqn.config import TrainConfig, config_diff, config_to_dict
+from mtdqn.config import TrainConfig, config_diff, config_to_dict, flatten_config
 
 from .fmt import num
 from .load import Cell, Study
@@ -29,8 +29,13 @@ _NOT = "not recorded"
 
 
 def non_default_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(dotted option, value, default) for every option of a stored config that differs from the defaults."""
-    return [(key, new, old) for key, old, new in config_diff(config_to_dict(TrainConfig()), config)]
+    """(dotted option, value, default) for every option of a stored config that differs from the defaults.
+
+    A key the stored config lacks (a record older than the option) had its default.
+    """
+    defaults = flatten_config(config_to_dict(TrainConfig()))
+    stored = {**defaults, **flatten_config(config)}
+    return [(key, new, old) for key, old, new in config_diff(defaults, stored)]
 
 
 def final_definition(study: Study) -> str:

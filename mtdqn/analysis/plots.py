@@ -172,7 +172,7 @@ def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     """Linear CKA per task pair (one row each) and variant: trained (dot, with seeds as small marks when
     recorded) beside the untrained network (hollow marker), on [0, 1]."""
     pairs = list(dict.fromkeys(zip(cka["task_a"], cka["task_b"])))
-    fig, axes = _figure(1, width=6.0, height=0.8 + 0.5 * len(pairs) * max(1, len(variants)) / 2)
+    fig, axes = _figure(1, width=7.5, height=1.4 + 0.35 * len(pairs) * max(1, len(variants)))
     ax = axes[0]
     names = [v for v in variants if (cka["variant"] == v).any()]
     step = 0.8 / max(1, len(names))
@@ -192,7 +192,7 @@ def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
                 ax.plot(r["init_mean"], y, "o", mfc="none", color=_color(variants.index(v)),
                         label=f"{v} at init" if j == 0 else None)
     ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
-    ax.set(xlim=(0.0, 1.0), xlabel="linear CKA of trunk features (0: unrelated, 1: same up to rotation/scale)")
+    ax.set(xlim=(0.0, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

@@ -212,7 +212,8 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
             rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "diff": e.value,
                          "lo": e.lo, "hi": e.hi, "mde": stats.min_detectable_difference(x, y),
                          "n": int(len(x)), "n_reference": int(len(y)),
-                         "values": fmt.values(x), "values_reference": fmt.values(y)})
+                         "values": fmt.values(x, metric == "steps_to_threshold"),
+                         "values_reference": fmt.values(y, metric == "steps_to_threshold")})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 
