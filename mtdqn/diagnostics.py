@@ -35,7 +35,7 @@ from mtdqn.train.loop import Trainer, seed_keys, split_root
 from mtdqn.train.step import grad_diagnostics, task_gradients, td_targets
 from mtdqn.value_norm import normalize
 
-__all__ = ["cka_rows", "gradient_probe_rows", "PROBE_KEY", "PROBE_PAIRS"]
+__all__ = ["cka_rows", "gradient_probe_rows", "minibatch_cosines", "PROBE_KEY", "PROBE_PAIRS"]
 
 PROBE_KEY = 0x5EED
 """Folded into each seed's root key for the probe's minibatches: fixed, so a rerun gives the same rows."""
@@ -74,10 +74,13 @@ def _flat(tree: Any, num_tasks: int) -> jax.Array:
     return jnp.concatenate([x.reshape(num_tasks, -1) for x in jax.tree.leaves(tree)], axis=1)
 
 
-def _probe_pair(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(same-task cosines (tasks,), between-task cosines (tasks, tasks)) of one minibatch pair."""
+def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
+                      key_b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One seed's (same-task cosines (tasks,), between-task cosines (tasks, tasks)) for the minibatches
+    drawn with ``key_a`` and ``key_b``: each task's shared-parameter gradient on the one against the
+    other, and the tasks' gradients on the first against each other."""
     grads = []
-    for k in jax.random.split(key, 2):
+    for k in (key_a, key_b):
         batch = replay_sample(state.replay, k, agent.cfg.dqn.batch_size)
         targets = td_targets(agent, state, batch)
         if agent.cfg.value_norm == "popart":  # the loss the update takes is on normalized targets
@@ -92,7 +95,8 @@ def _probe_pair(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Ar
 
 def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One seed's cosines averaged over PROBE_PAIRS minibatch pairs."""
-    same, between = jax.vmap(lambda k: _probe_pair(agent, state, k))(jax.random.split(key, PROBE_PAIRS))
+    pairs = jax.random.split(key, (PROBE_PAIRS, 2))
+    same, between = jax.vmap(lambda k: minibatch_cosines(agent, state, k[0], k[1]))(pairs)
     return same.mean(0), between.mean(0)
 
 
@@ -104,7 +108,8 @@ def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, A
         return []
     keys = jnp.stack([jax.random.fold_in(k, PROBE_KEY) for k in seed_keys(agent.seeds)])
     n = len(agent.seeds)
-    own = jax.tree.map(lambda x: x[:n], state)  # seeds padded to fill devices are not reported
+    # the envs play no part; seeds padded to fill devices are not reported
+    own = jax.tree.map(lambda x: x[:n], state.replace(env_states=()))
     same, between = jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))(own, keys)
     same, between = np.asarray(same), np.asarray(between)
     names = agent.task_set.names
