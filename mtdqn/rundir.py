@@ -5,7 +5,8 @@ revision, seeds, derived integers, run options), ``metrics.parquet`` and
 ``metrics.csv`` (tidy rows: step, task, seed, ...), ``evals.parquet`` (greedy
 evaluations during and at the end of training), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
-``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`), ``summary.json``, TensorBoard event files under ``tb/`` and
+``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`),
+``summary.json``, TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,

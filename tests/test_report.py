@@ -95,7 +95,8 @@ def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, dro
             continue
         final_eval = {t: [_clip(t, f + rng.normal(0, 8)) for _ in seeds] for t, f in zip(TASKS, finals)}
         if reference_finals is not None and variant == "independent":
-            final_eval = {t: [_clip(t, f + 3.0 * i) for i in range(len(seeds))] for t, f in zip(TASKS, reference_finals)}
+            final_eval = {t: [_clip(t, f + 3.0 * i) for i in range(len(seeds))]
+                          for t, f in zip(TASKS, reference_finals)}
         _write_json(cell / "summary.json", {
             "variant": variant, "status": "ok", "error": None, "tasks": TASKS, "seeds": seeds,
             "params_total": 20_000 if shared else 36_000, "params_shared": 16_000 if shared else 0,

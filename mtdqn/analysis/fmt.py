@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["num", "signed", "interval", "plus_minus", "values", "estimate", "steps"]
+__all__ = ["num", "interval", "values", "estimate", "steps"]
 
 
 def _finite(x: float | None) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+    """A finite real number (numpy scalars of any width included)."""
+    try:
+        return x is not None and not isinstance(x, (str, bool)) and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def num(x: float | None, scale: float | None = None) -> str:
@@ -29,29 +33,12 @@ def num(x: float | None, scale: float | None = None) -> str:
     return "0" + out[2:] if out.startswith("-0") and float(out) == 0 else out
 
 
-def signed(x: float | None) -> str:
-    """Like `num` with an explicit sign, for differences."""
-    s = num(x)
-    return s if s == "n/a" or s.startswith("-") else "+" + s
-
-
 def interval(lo: float | None, hi: float | None) -> str:
     """'[lo, hi]' or 'n/a' when the interval is undefined (e.g. one seed)."""
     if not (_finite(lo) and _finite(hi)):
         return "n/a"
     scale = max(abs(float(lo)), abs(float(hi)))
     return f"[{num(lo, scale)}, {num(hi, scale)}]"
-
-
-def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
-    """'mean ± half-width' for symmetric (t) intervals; 'mean' alone when undefined."""
-    if not _finite(mean):
-        return "n/a"
-    if not (_finite(lo) and _finite(hi)):
-        return f"{num(mean)} ± n/a"
-    half = (float(hi) - float(lo)) / 2
-    scale = max(abs(float(mean)), half)
-    return f"{num(mean, scale)} ± {num(half, scale)}"
 
 
 def values(xs, env_steps: bool = False) -> str:
