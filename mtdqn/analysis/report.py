@@ -126,6 +126,8 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
                                                                study.tasks, ok, f"training return (MA{window})"))))
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
     per_task = [
+        Image("final_scores", "Final score of every seed (dots) and the mean over seeds (bar), per task and variant.",
+              plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok))),
         Table("Per-task results", display.per_task(d["per_task"], d["per_seed"]),
               f"Final return: {methods.final_definition(study)}. AUC: area under each seed's {curve} divided by "
               "its step span (the mean return over training). Mean over seeds with a 95% percentile-bootstrap "
