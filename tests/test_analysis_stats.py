@@ -178,7 +178,7 @@ def test_findings_from_tables():
                          "iqm_diff": 0.3, "iqm_diff_lo": 0.1, "iqm_diff_hi": 0.5, "mean_diff": 0.2,
                          "mean_diff_lo": -0.1, "mean_diff_hi": 0.4, "n": 3, "n_reference": 3, "n_tasks": 2}])
     fd = pd.DataFrame([{"variant": "shared", "reference": "ind", "task": "t1", "metric": "final_return",
-                        "diff": -1.0, "lo": -3.0, "hi": 1.0, "mde": 4.5, "n": 3, "n_reference": 3,
+                        "diff": -1.0, "lo": -3.0, "hi": 1.0, "mde": 4.5, "max_diff": 500.0, "n": 3, "n_reference": 3,
                         "values": "1, 2, 3", "values_reference": "2, 3, 4"}])
     conflict = pd.DataFrame([{"variant": "shared", "n_pairs": 1, "cosine_mean": -0.1, "cosine_lo": -0.2,
                               "cosine_hi": 0.0, "conflict_fraction": 0.6, "conflict_lo": 0.5, "conflict_hi": 0.7,

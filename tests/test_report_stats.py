@@ -63,6 +63,10 @@ def test_no_interval_below_min_seeds_and_detectable_difference():
     expected = (2.3060041352 + 0.8888857) * math.sqrt(2 * sd2 / 5)
     assert min_detectable_difference(x, y) == pytest.approx(expected, rel=1e-4)
     assert math.isnan(min_detectable_difference([500.0] * 5, [500.0] * 5))  # no spread: nothing to size
+    from mtdqn.analysis.fmt import detectable
+
+    assert detectable(713.0, 500.0).startswith("none within the range")  # the demo's CartPole at 2 seeds
+    assert detectable(12.5, 500.0) == "12.5" and detectable(float("nan"), 500.0).startswith("n/a")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from .fmt import estimate, interval, num, steps, values
+from .fmt import detectable, estimate, interval, num, steps, values
 
 __all__ = [
     "cells", "per_task", "differences", "normalization", "aggregates", "improvement", "cost",
@@ -68,7 +68,7 @@ def differences(df: pd.DataFrame) -> pd.DataFrame:
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
                      "95% CI (bootstrap)": f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "— (n < 5)",
                      "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
-                     "detectable difference (power 0.8)": show(r.mde) if math.isfinite(r.mde) else "n/a",
+                     "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show),
                      "n seeds": f"{r.n} vs {r.n_reference}"})
     return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (bootstrap)",
                          "per seed (variant | reference)", "detectable difference (power 0.8)", "n seeds"])

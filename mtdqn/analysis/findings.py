@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .fmt import interval, num, steps
+from .fmt import detectable, interval, num, steps
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS
 
@@ -33,6 +33,7 @@ def compare_sentence(
     method: str,
     *,
     mde: float = float("nan"),
+    max_diff: float = float("inf"),
     seeds: tuple[str, str] | None = None,
     show: Callable[[float], str] = num,
 ) -> str:
@@ -42,13 +43,14 @@ def compare_sentence(
     otherwise "no clear difference"; an undefined CI (too few seeds) is also
     "no clear difference", and then `seeds` (the per-seed values of variant
     and reference, as text) are quoted instead. `mde` is the smallest
-    difference detectable at power 0.8 (NaN: not stated); `show` formats
-    a magnitude (e.g. env steps as '50k').
+    difference detectable at power 0.8 (NaN: not stated), `max_diff` the
+    largest difference the metric's range allows; `show` formats a
+    magnitude (e.g. env steps as '50k').
     """
     counts = f"n = {n_variant} vs {n_reference} seeds"
     d = show(diff.value)
     d = d if d.startswith("-") or d == "n/a" else "+" + d
-    detect = (f"; smallest difference detectable at power 0.8, alpha 0.05: {show(mde)}"
+    detect = (f"; smallest difference detectable at power 0.8, alpha 0.05: {detectable(mde, max_diff, show)}"
               if math.isfinite(mde) else "")
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):
         per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
@@ -112,6 +114,7 @@ def _difference_sentence(row: pd.Series) -> str:
     diff = Estimate(row["diff"], row["lo"], row["hi"], int(row["n"]))
     return compare_sentence(what, row["variant"], row["reference"], diff, int(row["n"]), int(row["n_reference"]),
                             "percentile bootstrap within the metric's range", mde=float(row["mde"]),
+                            max_diff=float(row["max_diff"]),
                             seeds=(row["values"], row["values_reference"]), show=show)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["num", "interval", "values", "estimate", "steps"]
+__all__ = ["num", "interval", "values", "estimate", "steps", "detectable"]
 
 
 def _finite(x: float | None) -> bool:
@@ -69,3 +69,14 @@ def steps(x: float | None) -> str:
         if abs(v) >= div:
             return f"{v / div:.3g}{unit}"
     return f"{v:.0f}"
+
+
+def detectable(mde: float | None, max_diff: float | None, show=None) -> str:
+    """The smallest detectable difference, or why there is none: no spread observed, or larger than any
+    difference the metric's range allows."""
+    show = show or num
+    if not _finite(mde):
+        return "n/a (no spread observed)"
+    if _finite(max_diff) and float(mde) > float(max_diff):
+        return f"none within the range (needs {show(mde)}, range allows {show(max_diff)})"
+    return show(mde)

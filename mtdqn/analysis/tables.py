@@ -183,8 +183,8 @@ METRICS = {
     "auc": "Area under the learning curve (mean return over training)",
     "steps_to_threshold": "Env steps to threshold",
 }
-DIFF_COLUMNS = ["variant", "reference", "task", "metric", "diff", "lo", "hi", "mde", "n", "n_reference",
-                "values", "values_reference"]
+DIFF_COLUMNS = ["variant", "reference", "task", "metric", "diff", "lo", "hi", "mde", "max_diff", "n",
+                "n_reference", "values", "values_reference"]
 
 
 def _metric_values(g: pd.DataFrame, metric: str, budget: int) -> np.ndarray:
@@ -198,7 +198,8 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
 
     Intervals lie within the metric's range (returns: the task's bounds; steps:
     [0, budget]) and are NaN below `stats.MIN_SEEDS` seeds; `mde` is
-    `stats.min_detectable_difference` (power 0.8, alpha 0.05). `values` /
+    `stats.min_detectable_difference` (power 0.8, alpha 0.05), `max_diff` the largest
+    difference the metric's range allows (an `mde` above it: nothing is detectable). `values` /
     `values_reference` hold the per-seed values as text, for small n.
     """
     rows = []
@@ -211,6 +212,7 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
             e = stats.bootstrap_diff(x, y, bounds, reps=reps, seed=seed)
             rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "diff": e.value,
                          "lo": e.lo, "hi": e.hi, "mde": stats.min_detectable_difference(x, y),
+                         "max_diff": ranges.difference_bounds(bounds)[1],
                          "n": int(len(x)), "n_reference": int(len(y)),
                          "values": fmt.values(x, metric == "steps_to_threshold"),
                          "values_reference": fmt.values(y, metric == "steps_to_threshold")})
