@@ -158,7 +158,11 @@ class RunDir:
         kept = []
         for name in Tables._fields:
             path = self.path / f"{name}.parquet"
-            frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
+            try:
+                frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                raise ConfigError(f"{path} is unreadable or corrupt ({type(exc).__name__}); the run cannot be "
+                                  "resumed with its tables") from None
             kept.append(_records(frame[frame["step"] <= last_step]))
         return Tables(*kept)
 

@@ -2,10 +2,10 @@
 
 from mtdqn.networks.model import (
     Architecture, count_params, describe_architecture, init_params, make_architecture, merge_shared,
-    parse_sharing, q_values, shared_mask, split_shared, torso_features,
+    one_task_q_values, parse_sharing, q_values, shared_mask, split_shared, torso_features,
 )
 
 __all__ = [
     "Architecture", "count_params", "describe_architecture", "init_params", "make_architecture", "merge_shared",
-    "parse_sharing", "q_values", "shared_mask", "split_shared", "torso_features",
+    "one_task_q_values", "parse_sharing", "q_values", "shared_mask", "split_shared", "torso_features",
 ]

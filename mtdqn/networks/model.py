@@ -40,6 +40,7 @@ __all__ = [
     "init_params",
     "torso_features",
     "q_values",
+    "one_task_q_values",
     "shared_mask",
     "split_shared",
     "merge_shared",
@@ -168,6 +169,14 @@ def q_values(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.A
     """Q-values (tasks, batch, max_actions); padded actions are masked by the caller."""
     head = Layer("dense", arch.num_actions, relu=False)
     return _apply(head, params["heads"], torso_features(arch, params, obs, task_ids), arch.head_shared)
+
+
+def one_task_q_values(arch: Architecture, shared: Params, task_params: Params, obs: jax.Array,
+                      task_id: jax.Array) -> jax.Array:
+    """Q-values (batch, max_actions) of one task from the shared parts and that task's slice of the per-task
+    parts (no task axis): how training takes each task's loss under ``vmap``, and how a deployed agent acts."""
+    params = merge_shared(shared, jax.tree.map(lambda x: x[None], task_params))  # a task set of one
+    return q_values(arch, params, obs[None], task_ids=task_id[None])[0]
 
 
 def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_tasks: int) -> tuple[Params, jax.Array]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, describe_architecture
 from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
 from mtdqn.strategies import SCOPE
-from mtdqn.train.agent import Agent, make_agent
+from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
 __all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
@@ -194,6 +194,7 @@ def train(
     extra_summary: dict[str, Any] | None = None,
     devices: int | None = None,
     eval_every: int | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
@@ -206,6 +207,7 @@ def train(
     ``devices`` splits the seeds over local devices (0 or None for a new run:
     as many as the seeds can use; see :mod:`mtdqn.devices`).  Gymnasium
     (``gym:``) tasks run the host loop into the same kind of directory.
+    ``announce`` receives one line describing the agent (parameter counts) once it is built.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
 
@@ -216,6 +218,8 @@ def train(
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
     agent = make_agent(cfg)  # validates before anything touches the disk
+    if announce is not None:
+        announce(describe(agent))
     run_dir = RunDir(out_dir)
     _check_host_options(agent, resume, checkpoint_every, devices)
     verified = None
@@ -389,7 +393,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
 
     The checkpoint is verified before anything compiles (a missing, foreign or
-    damaged one fails fast), and the seeds keep the layout they were trained with.
+    damaged one fails fast), and the seeds keep the layout they were trained with where this machine has
+    that many devices.
     """
     if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
         raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
@@ -398,7 +403,10 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     cfg = load_run_config(run_dir.path)
     agent = make_agent(cfg)
     meta = verify_checkpoint(run_dir.path, cfg)
-    trainer, _ = _runner(agent, meta.get("options", {}).get("devices", 0))
+    # The trained layout where this machine has its devices; else as many as are here (evaluation does not
+    # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).
+    recorded = meta.get("options", {}).get("devices", 0)
+    trainer, _ = _runner(agent, recorded if recorded <= jax.local_device_count() else 0)
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
     state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
-from mtdqn.networks import merge_shared, q_values, split_shared
+from mtdqn.networks import merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
 from mtdqn.strategies.base import task_gram
 from mtdqn.tasks import EnvStep, step_envs
@@ -77,9 +77,7 @@ def td_targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
 
 def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array):
     """One task's TD loss; called under vmap over tasks (no task axis in the arguments)."""
-    expand = lambda x: x[None]  # noqa: E731  (this task as a task set of one)
-    params = merge_shared(shared, jax.tree.map(expand, task_params))
-    q_tm1 = q_values(agent.arch, params, batch.obs[None], task_ids=task_id[None])[0]  # (batch, actions)
+    q_tm1 = one_task_q_values(agent.arch, shared, task_params, batch.obs, task_id)  # (batch, actions)
     q_sa = q_taken(q_tm1, batch.action)
     return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
 
