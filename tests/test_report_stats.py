@@ -190,3 +190,22 @@ def test_methods_section_lists_every_non_default_option(full: Path):
     assert "network.sharing = 'shared'" not in methods
     assert "| CPU-hours | 0.007 (wall time x 2 usable cores" in methods  # 12.5 s x 2 cores
     assert f"Seeds {', '.join(map(str, SEEDS))}" in methods
+
+
+def test_windows_without_updates_in_older_runs_are_dropped(tmp_path: Path):
+    """Runs written before the writer skipped them logged pre-learning windows as zeros."""
+    study = make_study(tmp_path / "s")
+    cell = study / "cells" / "shared"
+    gt, gp = pd.read_parquet(cell / "grad_tasks.parquet"), pd.read_parquet(cell / "grad_pairs.parquet")
+    first = gt["step"] == gt["step"].min()
+    gt.loc[first, ["grad_norm", "weight", "loss"]] = 0.0
+    gp.loc[gp["step"] == gp["step"].min(), "cosine"] = 0.0
+    gp["conflict_rate"] = (gp["cosine"] < 0).astype(float)
+    gt.to_parquet(cell / "grad_tasks.parquet")
+    gp.to_parquet(cell / "grad_pairs.parquet")
+    out = build_report(study, reps=50)
+    weights = pd.read_parquet(out / "data" / "grad_tasks_summary.parquet")["weight_mean"]
+    assert np.allclose(weights, 0.5)  # every real window applied 0.5; the zeros are not averaged in
+    curve = pd.read_parquet(out / "data" / "conflict_curve.parquet")
+    assert curve["step"].min() > gp["step"].min()
+    assert set(pd.read_parquet(out / "data" / "grad_tasks_summary.parquet")["variant"]) == {"shared"}  # no panel
