@@ -182,13 +182,15 @@ def _run_strategies(_: Strategies) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mtdqn.strategies import REGISTRY
+    from mtdqn.strategies import REGISTRY, SCOPE
 
     table = Table("strategy", "what it does", "options (default)", "paper")
     for name, spec in sorted(REGISTRY.items()):
         opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.options)) or "-"
         table.add_row(name, spec.summary, opts, spec.citation)
-    Console(width=120).print(table)
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"What the weights scale: {SCOPE}", markup=False)
 
 
 def _run_train(cmd: Train) -> None:
