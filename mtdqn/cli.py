@@ -18,6 +18,7 @@ from typing import Annotated, Callable
 import tyro
 
 from mtdqn.config import TrainConfig
+from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError, TrainingDiverged
 
 __all__ = ["main"]
@@ -170,6 +171,22 @@ class Play:
 
 
 @dataclass(frozen=True)
+class Distill:
+    """Distil trained teacher runs into one shared-trunk multi-task student (policy distillation, Rusu et al.
+    2016); then the student's greedy return against each teacher's and a per-action report of their actions."""
+
+    teachers: tuple[Path, ...]
+    """Teacher run directories (comma- or space-separated); each task must come from exactly one teacher."""
+    out: Path
+    """The student's run directory (an ordinary run: evaluate, act and load_agent work on it)."""
+    cfg: Annotated[DistillConfig, tyro.conf.arg(name="")] = field(default_factory=DistillConfig)
+    force: bool = False
+    """Overwrite a run directory that already holds a run."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
 class Tasks:
     """List the registered tasks: name, backend, observation shape, actions."""
 
@@ -241,13 +258,15 @@ def _run_strategies(_: Strategies) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mtdqn.strategies import REGISTRY
+    from mtdqn.strategies import REGISTRY, SCOPE
 
     table = Table("strategy", "what it does", "options (default)", "paper")
     for name, spec in sorted(REGISTRY.items()):
         opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.options)) or "-"
         table.add_row(name, spec.summary, opts, spec.citation)
-    Console(width=120).print(table)
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"What the weights scale: {SCOPE}", markup=False)
 
 
 def _run_train(cmd: Train) -> None:
@@ -394,6 +413,15 @@ def _run_play(cmd: Play) -> None:
         print(f"written: {result.gif}")
 
 
+def _run_distill(cmd: Distill) -> None:
+    from mtdqn.distill.report import print_report
+    from mtdqn.distill.run import distill
+
+    result = distill(cmd.teachers, cmd.out, cmd.cfg, force=cmd.force, progress=cmd.progress)
+    print_report(result.result)
+    print(f"results: {cmd.out}  (distill.json, distill_report.md, distill_report.csv, checkpoints/)")
+
+
 def _run_study(cmd: Study) -> None:
     from mtdqn.studies import resolve_spec, run_study
 
@@ -432,11 +460,12 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "evaluate": (Evaluate, _run_evaluate),
     "act": (Act, _run_act),
     "play": (Play, _run_play),
+    "distill": (Distill, _run_distill),
     "study": (Study, _run_study),
     "report": (Report, _run_report),
 }
 
-_LIST_FLAGS = ("--tasks", "--task-weights", "--add-tasks")
+_LIST_FLAGS = ("--tasks", "--task-weights", "--teachers", "--add-tasks")
 
 
 def _split_commas(argv: list[str]) -> list[str]:

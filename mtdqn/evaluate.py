@@ -47,7 +47,8 @@ class EvalStream:
     RANDOM_POLICY = 20_000  # the uniform-random policy beside it (normalization anchor)
     EVALUATE_COMMAND = 30_000  # `mtdqn evaluate RUN` (eval.json)
     DURING_TRAINING = 40_000  # greedy evaluations every --eval-every steps (evals.parquet), the step folded in
-    TEST = 50_000  # the test evaluation at the end of a run (--test-episodes, test_eval.json)
+    DISTILL = 50_000  # `mtdqn distill`: teacher and student on the same episodes (distill.json)
+    TEST = 60_000  # the test evaluation at the end of a run (--test-episodes, test_eval.json)
 
 
 def eval_seed(first_seed: int, stream: int) -> int:

@@ -5,9 +5,12 @@ revision, seeds, derived integers, run options), ``metrics.parquet`` and
 ``metrics.csv`` (tidy rows: step, task, seed, ...), ``evals.parquet`` (greedy
 evaluations during and at the end of training), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
-``cka.parquet``, ``summary.json``, ``start.json`` (fine-tuned runs: where the
-weights came from and the greedy returns they started with), TensorBoard event files under ``tb/`` and
+``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`),
+``summary.json``, ``start.json`` (fine-tuned runs: where the weights came from and the greedy returns they
+started with), ``test_eval.json`` (a test evaluation), TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
+A student of `mtdqn distill` holds config.json and the checkpoint like any run,
+plus ``distill.json``, ``distill_report.csv`` and ``distill_report.md``.
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,
 and both training loops (compiled and Gymnasium host) write through the same
@@ -33,7 +36,8 @@ __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
-    "cka.parquet", "summary.json", "eval.json", "tb", "checkpoints", "start.json", "test_eval.json",
+    "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
+    "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
 )
 # The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
@@ -65,21 +69,27 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
     """One chunk's rows for every seed from its summarized metrics ``m`` (leading axes: seeds, tasks).
 
     Task-pair rows exist only where the tasks share parameters (gradient
-    cosines are taken on the shared ones).
+    cosines are taken on the shared ones).  A window in which a seed made no
+    gradient update (before learning starts) has no gradient rows: its
+    zeros are not measurements, and averaged in they would bias every
+    gradient statistic (a weight of 1 would read 0.97).
     """
     out = Tables.empty()
     for s, seed in enumerate(seeds):
+        updated = bool(np.asarray(m["updates"][s]).max() > 0) if "updates" in m else True
         for i, task in enumerate(names):
             out.metrics.append({
                 "step": step, "task": task, "seed": seed,
                 **{k: m[k][s, i] for k in ("episode_return", "episode_length", "episodes", "loss", "q_mean")},
                 "epsilon": m["epsilon"][s],
             })
+            if not updated:
+                continue
             out.grad_tasks.append({
                 "step": step, "seed": seed, "task": task,
                 "grad_norm": m["grad_norm"][s, i], "weight": m["weight"][s, i], "loss": m["loss"][s, i],
             })
-        if has_shared:
+        if has_shared and updated:
             for a, b in itertools.combinations(range(len(names)), 2):
                 out.grad_pairs.append({
                     "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
@@ -192,12 +202,22 @@ class RunDir:
         path = self.path / "start.json"
         return read_json(path) if path.is_file() else None
 
-    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
-        """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished
-        exactly when its summary exists."""
+    def write_distill(self, result: dict[str, Any], report: pd.DataFrame, markdown: str) -> None:
+        """A distilled student's comparison with its teachers (`mtdqn distill`): the action reports as CSV and,
+        with the returns, as markdown, then distill.json last (the student is finished when it exists)."""
+        atomic_write(self.path / "distill_report.csv", lambda path: report.to_csv(path, index=False))
+        atomic_write(self.path / "distill_report.md", lambda path: path.write_text(markdown))
+        write_json(self.path / "distill.json", result)
+
+    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]],
+                    grad_probe: list[dict[str, Any]] = ()) -> None:
+        """metrics.csv, cka.parquet, grad_probe.parquet (when there are rows) and, last, summary.json:
+        a run is finished exactly when its summary exists."""
         atomic_write(self.path / "metrics.csv", lambda path: metrics.to_csv(path, index=False))
         if cka:
             write_parquet(self.path / "cka.parquet", pd.DataFrame(cka))
+        if grad_probe:
+            write_parquet(self.path / "grad_probe.parquet", pd.DataFrame(grad_probe))
         write_json(self.path / "summary.json", summary)
 
 

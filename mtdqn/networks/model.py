@@ -53,6 +53,7 @@ __all__ = [
     "merge_shared",
     "count_params",
     "lora_layers",
+    "describe_architecture",
 ]
 
 Params = dict[str, Any]
@@ -273,3 +274,19 @@ def count_params(arch: Architecture, params: Params) -> tuple[int, int]:
     n_shared = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shared))
     n_task = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(per_task))
     return n_shared + n_task, n_shared
+
+
+def describe_architecture(arch: Architecture) -> list[str]:
+    """The network as one line per part, input to output, saying what is shared (for the report's methods)."""
+    def layer(x: Layer) -> str:
+        name = {"dense": "Dense", "conv": f"Conv{CONV_KERNEL}x{CONV_KERNEL}", "flatten_dense": "Flatten+Dense"}[x.kind]
+        return f"{name}({x.features}{', relu' if x.relu else ''})"
+
+    where = lambda shared: "shared by all tasks" if shared else "one per task"  # noqa: E731
+    lines = [f"input: observations padded to {arch.obs_shape}"
+             + (", with the task's one-hot id" if arch.conditioned else "")]
+    lines.append(f"adapter: {layer(arch.adapter)}, {where(arch.adapter_shared)}")
+    for i, (x, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
+        lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}")
+    lines.append(f"head: Dense({arch.num_actions}) Q-values (actions padded and masked), {where(arch.head_shared)}")
+    return lines

@@ -10,7 +10,6 @@ every N chunks, a progress bar, then evaluation and the summary.
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,12 @@ from mtdqn.config import TrainConfig, check_new_run, config_hash, config_to_dict
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-from mtdqn.io import provenance, read_json
-from mtdqn.networks import count_params, torso_features
-from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
-from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.finetune import transfer_summary
+from mtdqn.io import provenance, read_json
+from mtdqn.networks import count_params, describe_architecture
+from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
+from mtdqn.strategies import SCOPE
+from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.early_stop import EarlyStopping, seed_scores
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
@@ -136,24 +136,6 @@ def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
         if finite.size:
             parts.append(f"{name.split('-')[0]}={finite.mean():.0f}")
     return " ".join(parts)
-
-
-def _cka_rows(trainer: Trainer, state: Any, probe_per_task: int = 128) -> list[dict]:
-    """CKA between every two tasks' trunk features on one shared set of probe states."""
-    from mtdqn.analysis.stats import linear_cka  # imported at the end of a run: it pulls in the plotting stack
-    agent = trainer.agent
-    names = agent.task_set.names
-    rows = []
-    for s, seed in enumerate(agent.seeds):
-        params = jax.tree.map(lambda x: x[s], state.params)
-        size = int(state.replay.size[s])
-        probe = state.replay.data.obs[s, :, : min(size, probe_per_task)]  # (tasks, n, ...)
-        probe = probe.reshape(-1, *probe.shape[2:])
-        tiled = jnp.broadcast_to(probe, (agent.num_tasks, *probe.shape))
-        feats = np.asarray(torso_features(agent.arch, params, tiled))
-        for a, b in itertools.combinations(range(len(names)), 2):
-            rows.append({"seed": seed, "task_a": names[a], "task_b": names[b], "cka": linear_cka(feats[a], feats[b])})
-    return rows
 
 
 def _progress(enabled: bool) -> Progress:
@@ -387,8 +369,15 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     start = run_dir.read_start()
     if start is not None:
         summary["transfer"] = transfer_summary(start, summary)
-    run_dir.write_final(frame, summary, _cka_rows(trainer, state))
+    run_dir.write_final(frame, summary, *_end_of_run_probes(trainer, state))
     return RunResult(run_dir.path, summary, frame, state)
+
+
+def _end_of_run_probes(trainer: Trainer, state: Any) -> tuple[list[dict], list[dict]]:
+    """(CKA rows, gradient-probe rows) of the final state: :mod:`mtdqn.diagnostics`, the one place for them."""
+    from mtdqn import diagnostics  # imported at the end of a run: its CKA pulls in the analysis stack
+
+    return diagnostics.cka_rows(trainer, state), diagnostics.gradient_probe_rows(trainer, state)
 
 
 def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:
@@ -438,8 +427,11 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "seeds": agent.seeds,
         "sharing": agent.cfg.network.sharing,
         "strategy": d.strategy,
+        "strategy_scope": SCOPE,
         "params_total": total,
         "params_shared": shared,
+        "architecture": describe_architecture(agent.arch),
+        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
         "env_steps": d.env_steps,
         "wall_time_s": wall_s,
         "compile_s": compile_s,
