@@ -11,20 +11,25 @@ never from training code.  Per seed:
 - **final**: the run's ``final_score`` (mean of its last evaluations), and
   the same of the discounted return, D'Eramo et al.'s metric.
 
-Each is reported as the mean over seeds with a Student-t 95% interval
-(:func:`mtdqn.analysis.stats.mean_ci`) and the per-seed values beside it.
+Each is reported as the mean over seeds with a 95% percentile-bootstrap
+interval kept inside the return's feasible range
+(:func:`mtdqn.analysis.stats.bootstrap_mean`, :mod:`mtdqn.analysis.ranges`),
+and with fewer than ``MIN_SEEDS`` seeds the seeds themselves instead; every
+per-seed value is in transfer.json.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mtdqn.analysis.fmt import num
-from mtdqn.analysis.stats import auc, mean_ci
+from mtdqn.analysis.ranges import UNBOUNDED, Bounds, return_bounds
+from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_mean
 
 __all__ = ["seed_metrics", "transfer_table", "write_transfer_table"]
 
@@ -57,18 +62,19 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
             continue
         summary = json.loads(summary_path.read_text())
         per_seed = seed_metrics(pd.read_parquet(cell / "evals.parquet"), summary, task)
-        table[variant] = {m: _estimate(v) for m, v in per_seed.items()}
+        bounds = {m: UNBOUNDED if m == "final_discounted" else return_bounds(task) for m in METRICS}
+        table[variant] = {m: _estimate(v, bounds[m]) for m, v in per_seed.items()}
     return table
 
 
-def _estimate(per_seed: dict[int, float]) -> dict[str, Any]:
-    est = mean_ci(list(per_seed.values()))
+def _estimate(per_seed: dict[int, float], bounds: Bounds) -> dict[str, Any]:
+    est = bootstrap_mean(list(per_seed.values()), bounds)
     return {"mean": est.value, "lo": est.lo, "hi": est.hi, "n": est.n, "per_seed": per_seed}
 
 
 def _cell(e: dict[str, Any]) -> str:
-    if e["n"] < 2:
-        return num(e["mean"])
+    if not (math.isfinite(e["lo"]) and math.isfinite(e["hi"])):  # too few seeds for an interval: the seeds
+        return f"{num(e['mean'])} (seeds: {', '.join(num(v, e['mean']) for v in e['per_seed'].values())})"
     return f"{num(e['mean'])} [{num(e['lo'], e['mean'])}, {num(e['hi'], e['mean'])}]"  # one precision for all three
 
 
@@ -79,9 +85,9 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
     table = transfer_table(study_dir, variants, task)
     write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table})
     lines = [f"# Transfer to {task}", "",
-             "Mean over seeds [95% t-interval]; per-seed values in transfer.json. Jumpstart: greedy return at the "
-             "first evaluation; AUC: mean greedy return over training; final: mean of the last evaluations "
-             "(undiscounted and discounted).", "",
+             f"Mean over seeds [95% bootstrap interval, within the return's range] (below {MIN_SEEDS} seeds: the "
+             "seeds); per-seed values in transfer.json. Jumpstart: greedy return at the first evaluation; AUC: mean "
+             "greedy return over training; final: mean of the last evaluations (undiscounted and discounted).", "",
              "| variant | seeds | jumpstart | AUC | final | final (discounted) |", "|---|---|---|---|---|---|"]
     for variant, row in table.items():
         if row is None:
