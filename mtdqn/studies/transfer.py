@@ -139,8 +139,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     run_local([(c, d) for c, d in pairs if statuses[c.variant] != "done"], on_event, progress)
     from mtdqn.analysis.transfer import write_transfer_table
 
-    table = write_transfer_table(out_dir, list(spec.variants), spec.target)
-    console.print(f"transfer table: {table}")
+    write_transfer_table(out_dir, list(spec.variants), spec.target)
     summaries = {cell.variant: (out_dir / "cells" / cell.variant / "summary.json") for cell in cells}
     from mtdqn.studies.runner import _read
 
