@@ -341,6 +341,7 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
         "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
         "gamma": agent.cfg.dqn.gamma,
+        "task_gamma": dict(zip(names, agent.gammas)),
         "eval_episodes": eval_episodes,
         "config_hash": config_hash(agent.cfg),
     }
@@ -376,6 +377,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
                               epsilon)  # each (seeds, tasks, episodes)
     result: dict[str, Any] = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
+                              "task_gamma": dict(zip(agent.task_set.names, agent.gammas)),
                               "iteration": meta["iteration"], "tasks": {}}
     for i, task in enumerate(agent.task_set.names):
         per_seed = {str(seed): {"mean": float(returns.total[s, i].mean()), "std": float(returns.total[s, i].std()),
