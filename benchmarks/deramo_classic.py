@@ -8,7 +8,8 @@ Mountain-Car, Car-On-Hill and the LSPI inverted pendulum, scoring each task
 by its discounted return.  This script runs (or resumes) the preset
 ``mtdqn study deramo`` (protocol and sources: ``mtdqn/studies/presets.py``,
 ``_deramo``), then reads the stored cells' ``summary.json`` and prints a
-Markdown table: per task, the paper's single -> multi numbers, our
+Markdown table: per task, the paper's single -> multi numbers, a uniformly
+random policy's discounted return (what a broken agent scores), our
 ``independent`` (single-task) and ``shared`` (multi-task) discounted greedy
 returns with 95% t-intervals over seeds, the shared - independent difference
 with a Welch 95% interval, and the undiscounted returns beside them.
@@ -101,9 +102,9 @@ def table(study_dir: Path, single: str = "independent", multi: str = "shared") -
     """Per task: paper, ours single / multi (discounted, then undiscounted), the difference, the seed counts."""
     cells = read_cells(study_dir)
     a, b = cells[single], cells[multi]
-    lines = ["| task (γ) | paper single → multi | independent (single-task) | shared (multi-task) | "
+    lines = ["| task (γ) | paper single → multi | random policy | independent (single-task) | shared (multi-task) | "
              "shared − independent | verdict | undiscounted: independent | undiscounted: shared | n seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for spec in a["tasks"]:
         task, gamma = spec.partition(":")[0], a["task_gamma"][spec]
         digits = 2 if REWARDS[task][2] else 1
@@ -114,7 +115,9 @@ def table(study_dir: Path, single: str = "independent", multi: str = "shared") -
         d = _clip(diff_ci(sh, ind), lo - hi, hi - lo)
         ulo, uhi = return_range(task, None)
         und = [_fmt(_clip(mean_ci(c["final_eval"][spec]), ulo, uhi), digits) for c in (a, b)]
-        lines.append(f"| {task} ({gamma:g}) | {paper_text} | {_fmt(_clip(mean_ci(ind), lo, hi), digits + 1)} | "
+        random = a["random_return_discounted"][spec]
+        lines.append(f"| {task} ({gamma:g}) | {paper_text} | {random:.{digits + 1}f} | "
+                     f"{_fmt(_clip(mean_ci(ind), lo, hi), digits + 1)} | "
                      f"{_fmt(_clip(mean_ci(sh), lo, hi), digits + 1)} | {_fmt(d, digits + 1)} | {_verdict(d)} | "
                      f"{und[0]} | {und[1]} | {len(ind)} / {len(sh)} |")
     return "\n".join(lines)

@@ -67,7 +67,7 @@ class DQNConfig:
     """
 
     gamma: float = 0.99
-    """Discount factor in (0, 1], for every task without its own (a task spec's gamma=, e.g. CarOnHill-v0:gamma=0.95)."""
+    """Discount factor in (0, 1] of every task without its own (task option gamma=, e.g. CarOnHill-v0:gamma=0.95)."""
     lr: float = 5e-4
     """Learning rate."""
     lr_schedule: Literal["constant", "linear"] = "linear"

@@ -46,7 +46,8 @@ def test_preset_is_the_papers_protocol():
 
 def test_study_file_with_a_bad_task_gamma_is_one_line(tmp_path, capsys):
     study = tmp_path / "bad.toml"
-    study.write_text('tasks = ["CarOnHill-v0:gamma=1.5"]\nsteps = 100\nseeds = 1\n[variants.shared]\nsharing = "shared"\n')
+    study.write_text('tasks = ["CarOnHill-v0:gamma=1.5"]\nsteps = 100\nseeds = 1\n'
+                     '[variants.shared]\nsharing = "shared"\n')
     with pytest.raises(SystemExit) as exc:
         main(["study", str(study), "--out", str(tmp_path / "out"), "--progress", "False"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
