@@ -9,10 +9,7 @@ line too.  Nothing is half-written because the library writes atomically.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import Annotated, Callable
 import tyro
 
 from mtdqn.config import TrainConfig
+from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError, TrainingDiverged
 
 __all__ = ["main"]
@@ -42,8 +40,11 @@ class Train:
     """Continue the run in this directory from its latest checkpoint, with the config it was started with
     (training options are refused; --checkpoint-every/--eval-episodes/--devices default to the run's own)."""
     eval_episodes: int | None = None
-    """Greedy episodes per task and seed evaluated at the end (default 10; a resumed run keeps its own unless
+    """Greedy episodes per task and seed in each evaluation (default 10; a resumed run keeps its own unless
     given)."""
+    eval_every: int | None = None
+    """Also evaluate greedily every this many env steps per task, into evals.parquet (default 0: only at the
+    end; a resumed run keeps its own unless given)."""
     devices: int | None = None
     """Split the seeds over this many local devices (CPU cores or GPUs; default 0: as many as the seeds can
     use; a resumed run keeps its own unless given)."""
@@ -91,6 +92,22 @@ class Play:
     """Also write the frames as an animated GIF (MinAtar and gym: tasks)."""
     seed: int = 0
     """Seed of the environments' starts."""
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Distil trained teacher runs into one shared-trunk multi-task student (policy distillation, Rusu et al.
+    2016); then the student's greedy return against each teacher's and a per-action report of their actions."""
+
+    teachers: tuple[Path, ...]
+    """Teacher run directories (comma- or space-separated); each task must come from exactly one teacher."""
+    out: Path
+    """The student's run directory (an ordinary run: evaluate, act and load_agent work on it)."""
+    cfg: Annotated[DistillConfig, tyro.conf.arg(name="")] = field(default_factory=DistillConfig)
+    force: bool = False
+    """Overwrite a run directory that already holds a run."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
 @dataclass(frozen=True)
@@ -165,19 +182,19 @@ def _run_strategies(_: Strategies) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mtdqn.strategies import REGISTRY
+    from mtdqn.strategies import REGISTRY, SCOPE
 
     table = Table("strategy", "what it does", "options (default)", "paper")
     for name, spec in sorted(REGISTRY.items()):
         opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.options)) or "-"
         table.add_row(name, spec.summary, opts, spec.citation)
-    Console(width=120).print(table)
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"What the weights scale: {SCOPE}", markup=False)
 
 
 def _run_train(cmd: Train) -> None:
-    from mtdqn.config import check_new_run, config_hash
-    from mtdqn.networks import count_params, init_params
-    from mtdqn.train.agent import make_agent
+    from mtdqn.config import config_hash
     from mtdqn.train.run import load_run_config, train
 
     resume = cmd.resume is not None
@@ -189,22 +206,19 @@ def _run_train(cmd: Train) -> None:
         out = cmd.resume
     else:
         cfg = cmd.cfg
-        check_new_run(cfg)
         out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
-    if (cmd.eval_episodes is not None and cmd.eval_episodes <= 0) or (cmd.checkpoint_every or 0) < 0:
-        raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
-    agent = make_agent(cfg)
-    import jax
-
-    total, shared = count_params(agent.arch, jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
-    print(f"mtdqn: {len(cfg.tasks)} tasks, sharing={cfg.network.sharing}, strategy={agent.derived.strategy}, "
-          f"seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
     result = train(  # options not given are None: train() resolves them once (a resumed run keeps its own)
         cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
         checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
+        eval_every=cmd.eval_every, announce=print,
     )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
+    if result.summary["eval_every"]:
+        last = result.summary["final_score_evals"]
+        for task, values in result.summary["final_score"].items():
+            print(f"  {task:24s} final score (mean of the last {last} evaluations) per seed: "
+                  f"{', '.join(f'{v:.1f}' for v in values)}")
     print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 
 
@@ -258,6 +272,15 @@ def _run_play(cmd: Play) -> None:
         print(f"written: {result.gif}")
 
 
+def _run_distill(cmd: Distill) -> None:
+    from mtdqn.distill.report import print_report
+    from mtdqn.distill.run import distill
+
+    result = distill(cmd.teachers, cmd.out, cmd.cfg, force=cmd.force, progress=cmd.progress)
+    print_report(result.result)
+    print(f"results: {cmd.out}  (distill.json, distill_report.md, distill_report.csv, checkpoints/)")
+
+
 def _run_study(cmd: Study) -> None:
     from mtdqn.studies import resolve_spec, run_study
 
@@ -280,11 +303,12 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "evaluate": (Evaluate, _run_evaluate),
     "act": (Act, _run_act),
     "play": (Play, _run_play),
+    "distill": (Distill, _run_distill),
     "study": (Study, _run_study),
     "report": (Report, _run_report),
 }
 
-_LIST_FLAGS = ("--tasks", "--task-weights")
+_LIST_FLAGS = ("--tasks", "--task-weights", "--teachers")
 
 
 def _split_commas(argv: list[str]) -> list[str]:
@@ -300,41 +324,59 @@ def _split_commas(argv: list[str]) -> list[str]:
     return out
 
 
-def _one_line(tyro_stderr: str) -> str:
-    """Condense tyro's boxed parse error (unicode or ASCII box) into one line: title and first section."""
-    lines = [re.sub(r"^[\s│╭╰─╮╯]+|[\s│╭╰─╮╯]+$", "", ln) for ln in tyro_stderr.splitlines()]
-    lines = [re.sub(r"^-+$", "", ln) for ln in lines]  # an ASCII separator (no terminal): a section break
-    title, detail = "", []
-    for ln in lines:
-        if not title:
-            title = ln
-        elif ln:
-            detail.append(ln)
-        elif detail:
-            break  # a separator or blank line ends the first section
-    title = title or "invalid arguments"
-    text = " ".join(detail)
-    if text.startswith(title):
-        return text
-    return f"{title}: {text}" if text and text not in title else title
+class _Rejected(Exception):
+    """A command line tyro rejected, as the one line we print."""
+
+
+def _rejection(event: object) -> str:
+    """One line from tyro's parse-error event.
+
+    ``tyro._errors.on_parse_error`` is tyro's one structured hook for parse
+    failures (private and experimental, so pyproject.toml pins tyro exactly);
+    it hands us the failure's parts instead of its boxed drawing.  An event
+    type this version does not know gets a generic line, never a traceback.
+    """
+    from tyro import _errors as tyro_errors
+
+    if isinstance(event, tyro_errors.InstantiationFailure):
+        where = f"Error parsing {event.argument.display_name()}: " if event.argument is not None else ""
+        return f"{where}{event.message}"
+    if isinstance(event, tyro_errors.InvalidChoice):
+        return (f"Error parsing {event.argument.display_name()}: invalid choice {event.value!r}. "
+                f"Expected one of {event.choices}")
+    if isinstance(event, tyro_errors.UnrecognizedArgs):
+        return f"Unrecognized options: {' '.join(event.tokens)} (see `{event.prog} --help`)"
+    if isinstance(event, tyro_errors.MissingArgs):
+        names = ", ".join(a.arg.display_name() for a in event.missing_arguments)
+        return f"Missing required arguments: {names} (see `{event.prog} --help`)"
+    if isinstance(event, tyro_errors.MissingSubcommand):
+        return f"expected a command: {', '.join(COMMANDS)} (see `mtdqn --help`)"
+    if isinstance(event, tyro_errors.BadValue):
+        name = event.argument.display_name()
+        if event.reason == "too_few_values":
+            return f"Error parsing {name}: expected {event.argument.lowered.metavar}"
+        return f"Error parsing {name}: takes no value, got {event.offending_value!r}"
+    return f"invalid arguments for `{getattr(event, 'prog', 'mtdqn')}` (see its --help)"
+
+
+def _raise_rejection(event: object) -> None:
+    raise _Rejected(_rejection(event))
 
 
 def _parse(argv: list[str]) -> object:
-    stderr = io.StringIO()
+    from tyro import _errors as tyro_errors
+
     try:
-        with contextlib.redirect_stderr(stderr):
+        with tyro_errors.on_parse_error(_raise_rejection):
             return tyro.extras.subcommand_cli_from_dict(
                 {name: cls for name, (cls, _) in COMMANDS.items()},
                 args=_split_commas(argv),
                 prog="mtdqn",
                 config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff),
             )
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            print(f"error: {_one_line(stderr.getvalue())}", file=sys.stderr)
-            raise SystemExit(2) from None
-        sys.stderr.write(stderr.getvalue())
-        raise
+    except _Rejected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _start_jax(cmd: object) -> None:

@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 
 from mtdqn.checkpoint import verify_checkpoint
 from mtdqn.errors import ConfigError
-from mtdqn.networks import Architecture, init_params, make_architecture, merge_shared, q_values, split_shared
+from mtdqn.networks import Architecture, init_params, make_architecture, one_task_q_values, split_shared
 from mtdqn.tasks import TaskSet, make_task_set, pad_obs
 from mtdqn.value_norm import popart_init, unnormalize
 
@@ -93,8 +93,7 @@ class LoadedAgent:
 def _task_q(arch: Architecture, params: Any, obs: jax.Array, i: int) -> jax.Array:
     """Q-values (batch, max actions) of task ``i`` alone: its slice of the per-task parts, as training takes it."""
     shared, per_task = split_shared(arch, params)
-    one = merge_shared(shared, jax.tree.map(lambda x: x[i:i + 1], per_task))
-    return q_values(arch, one, obs[None], task_ids=jnp.asarray([i]))[0]
+    return one_task_q_values(arch, shared, jax.tree.map(lambda x: x[i], per_task), obs, jnp.asarray(i))
 
 
 def load_agent(run_dir: Path | str) -> LoadedAgent:

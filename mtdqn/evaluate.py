@@ -46,6 +46,8 @@ class EvalStream:
     FINAL_GREEDY = 10_000  # the greedy evaluation at the end of training (summary.json)
     RANDOM_POLICY = 20_000  # the uniform-random policy beside it (normalization anchor)
     EVALUATE_COMMAND = 30_000  # `mtdqn evaluate RUN` (eval.json)
+    DURING_TRAINING = 40_000  # greedy evaluations every --eval-every steps (evals.parquet), the step folded in
+    DISTILL = 50_000  # `mtdqn distill`: teacher and student on the same episodes (distill.json)
 
 
 def eval_seed(first_seed: int, stream: int) -> int:
@@ -116,10 +118,15 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
     return EpisodeReturns(total.astype(np.float32), discounted.astype(np.float32))
 
 
-def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0) -> EpisodeReturns:
-    """Returns, each (seeds, tasks, episodes), for vmapped ``params``; keys derive from ``seed``."""
+def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0,
+                    step: int | None = None) -> EpisodeReturns:
+    """Returns, each (seeds, tasks, episodes), for vmapped ``params``; keys derive from ``seed`` (and from
+    ``step``, when one stream serves evaluations at several training steps)."""
     n_seeds = jax.tree.leaves(params)[0].shape[0]
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
+    root = jax.random.PRNGKey(seed)
+    if step is not None:
+        root = jax.random.fold_in(root, step)
+    keys = jax.random.split(root, n_seeds)
     if agent.task_set.backend == "gymnasium":
         return host_rollout_returns(agent, params, keys, episodes, eps)
     return EpisodeReturns(*(np.asarray(x) for x in _evaluate_all(agent, params, keys, episodes, eps)))

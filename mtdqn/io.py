@@ -71,8 +71,41 @@ def git_revision() -> str:
         return "unknown"
 
 
-def provenance() -> dict[str, str]:
-    return {"mtdqn_version": __version__, "git_revision": git_revision()}
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "numpy", "orbax-checkpoint", "rliable")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on ('absent' for one not installed)."""
+    from importlib import metadata
+
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def host_info() -> dict[str, Any]:
+    """The machine a result came from: platform, CPU model, the cores this process may use, Python."""
+    import platform
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"platform": platform.platform(), "cpu": cpu or "unknown", "cpu_cores": cores,
+            "python": platform.python_version()}
+
+
+def provenance() -> dict[str, Any]:
+    """What every result records about where it came from: version, git revision, packages, host."""
+    return {"mtdqn_version": __version__, "git_revision": git_revision(), "packages": package_versions(),
+            "host": host_info()}
 
 
 def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = ()) -> Path:

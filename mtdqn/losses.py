@@ -1,4 +1,4 @@
-"""TD targets and TD losses, written once for every task and variant.
+"""TD targets and TD losses, written once for every task and variant; and the policy-distillation losses.
 
 Names follow rlax: ``q_tm1`` Q-values at the transition's start, ``a_tm1`` the
 action taken, ``r_t`` the reward, ``d_t`` the discount (0 at termination,
@@ -16,7 +16,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["masked_q", "td_target", "td_error_loss", "q_taken"]
+__all__ = ["masked_q", "td_target", "td_error_loss", "q_taken", "distill_ce", "distill_kl"]
+
+_NEG = -1e9  # logit of a padded action in the distillation losses: finite, so 0 * log p stays 0, never NaN
 
 
 def masked_q(q: jax.Array, action_mask: jax.Array) -> jax.Array:
@@ -57,3 +59,27 @@ def td_error_loss(q_sa: jax.Array, target: jax.Array, kind: str) -> jax.Array:
     if kind == "mse":
         return jnp.mean(0.5 * err**2)
     raise ValueError(f"unknown loss {kind!r}; valid: huber, mse")
+
+
+# Policy distillation (Rusu et al. 2016, "Policy Distillation", arXiv:1511.06295): the student's Q-values are
+# logits of a policy fitted to the teacher's.  Both losses take one task's (batch, actions) Q-values and its
+# (actions,) mask; the teacher's side carries no gradient.
+
+
+def _masked_logits(q: jax.Array, action_mask: jax.Array) -> jax.Array:
+    return jnp.where(action_mask, q, _NEG)
+
+
+def distill_ce(q_student: jax.Array, q_teacher: jax.Array, action_mask: jax.Array) -> jax.Array:
+    """Mean cross-entropy of softmax(q_student) on the teacher's greedy action (Rusu et al.'s NLL loss)."""
+    a_star = jnp.argmax(masked_q(jax.lax.stop_gradient(q_teacher), action_mask), axis=-1)  # (batch,)
+    log_p = jax.nn.log_softmax(_masked_logits(q_student, action_mask), axis=-1)
+    return -jnp.mean(jnp.take_along_axis(log_p, a_star[:, None], axis=-1)[:, 0])
+
+
+def distill_kl(q_student: jax.Array, q_teacher: jax.Array, action_mask: jax.Array, temperature: float) -> jax.Array:
+    """Mean KL(softmax(q_teacher / T) || softmax(q_student)) over the batch (Rusu et al.'s KL loss)."""
+    log_p_t = jax.nn.log_softmax(_masked_logits(jax.lax.stop_gradient(q_teacher) / temperature, action_mask), -1)
+    log_p_s = jax.nn.log_softmax(_masked_logits(q_student, action_mask), axis=-1)
+    kl = jnp.sum(jnp.where(action_mask, jnp.exp(log_p_t) * (log_p_t - log_p_s), 0.0), axis=-1)
+    return jnp.mean(kl)

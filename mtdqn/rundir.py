@@ -2,10 +2,14 @@
 
 A run directory holds ``config.json`` (full config, hash, version, git
 revision, seeds, derived integers, run options), ``metrics.parquet`` and
-``metrics.csv`` (tidy rows: step, task, seed, ...), ``grad_tasks.parquet`` /
+``metrics.csv`` (tidy rows: step, task, seed, ...), ``evals.parquet`` (greedy
+evaluations during and at the end of training), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
-``cka.parquet``, ``summary.json``, TensorBoard event files under ``tb/`` and
+``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`),
+``summary.json``, TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
+A student of `mtdqn distill` holds config.json and the checkpoint like any run,
+plus ``distill.json``, ``distill_report.csv`` and ``distill_report.md``.
 
 JAX-free on purpose: the analysis reads run directories without starting JAX,
 and both training loops (compiled and Gymnasium host) write through the same
@@ -25,30 +29,34 @@ import pandas as pd
 from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
-__all__ = ["RUN_FILES", "METRIC_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "Tables", "chunk_tables",
-           "RunDir", "write_tensorboard"]
+__all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "Tables",
+           "chunk_tables", "eval_rows", "final_scores", "RunDir", "write_tensorboard"]
 
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
-    "config.json", "metrics.parquet", "metrics.csv", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
-    "summary.json", "eval.json", "tb", "checkpoints",
+    "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
+    "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
+    "distill_report.csv", "distill_report.md",
 )
 # The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
 METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
+# One row per (evaluation step, task, seed): the mean over that evaluation's greedy episodes.
+EVAL_COLUMNS = ["step", "task", "seed", "return_mean", "return_std", "discounted_mean", "episodes"]
 GRAD_TASK_COLUMNS = ["step", "seed", "task", "grad_norm", "weight", "loss"]
 GRAD_PAIR_COLUMNS = ["step", "seed", "task_a", "task_b", "cosine", "conflict_rate"]
 
 
 class Tables(NamedTuple):
-    """The rows of the three tidy tables, as lists of dicts (appended chunk by chunk)."""
+    """The rows of the tidy tables, as lists of dicts (appended chunk by chunk); each is ``<field>.parquet``."""
 
     metrics: list[dict[str, Any]]
     grad_tasks: list[dict[str, Any]]
     grad_pairs: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
 
     @staticmethod
     def empty() -> Tables:
-        return Tables([], [], [])
+        return Tables([], [], [], [])
 
     def extend(self, other: Tables) -> None:
         for mine, theirs in zip(self, other):
@@ -60,27 +68,52 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
     """One chunk's rows for every seed from its summarized metrics ``m`` (leading axes: seeds, tasks).
 
     Task-pair rows exist only where the tasks share parameters (gradient
-    cosines are taken on the shared ones).
+    cosines are taken on the shared ones).  A window in which a seed made no
+    gradient update (before learning starts) has no gradient rows: its
+    zeros are not measurements, and averaged in they would bias every
+    gradient statistic (a weight of 1 would read 0.97).
     """
     out = Tables.empty()
     for s, seed in enumerate(seeds):
+        updated = bool(np.asarray(m["updates"][s]).max() > 0) if "updates" in m else True
         for i, task in enumerate(names):
             out.metrics.append({
                 "step": step, "task": task, "seed": seed,
                 **{k: m[k][s, i] for k in ("episode_return", "episode_length", "episodes", "loss", "q_mean")},
                 "epsilon": m["epsilon"][s],
             })
+            if not updated:
+                continue
             out.grad_tasks.append({
                 "step": step, "seed": seed, "task": task,
                 "grad_norm": m["grad_norm"][s, i], "weight": m["weight"][s, i], "loss": m["loss"][s, i],
             })
-        if has_shared:
+        if has_shared and updated:
             for a, b in itertools.combinations(range(len(names)), 2):
                 out.grad_pairs.append({
                     "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
                     "cosine": m["cosine"][s, a, b], "conflict_rate": m["conflict"][s, a, b],
                 })
     return out
+
+
+def eval_rows(names: tuple[str, ...], seeds: list[int], total: np.ndarray, discounted: np.ndarray,
+              step: int) -> list[dict[str, Any]]:
+    """One evaluation's rows from its returns, each (seeds, tasks, episodes): undiscounted and discounted."""
+    return [{"step": step, "task": task, "seed": seed, "return_mean": float(total[s, i].mean()),
+             "return_std": float(total[s, i].std()), "discounted_mean": float(discounted[s, i].mean()),
+             "episodes": int(total.shape[-1])}
+            for s, seed in enumerate(seeds) for i, task in enumerate(names)]
+
+
+def final_scores(evals: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int], last: int,
+                 column: str = "return_mean") -> dict[str, list[float]]:
+    """Per task, per seed: the mean of ``column`` over the last ``last`` evaluations (fewer if fewer were made)."""
+    frame = pd.DataFrame(evals, columns=EVAL_COLUMNS)
+    steps = sorted(frame["step"].unique())[-last:]
+    frame = frame[frame["step"].isin(steps)]
+    means = frame.groupby(["task", "seed"])[column].mean()
+    return {task: [float(means[(task, seed)]) for seed in seeds] for task in names}
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -128,17 +161,23 @@ class RunDir:
         kept = []
         for name in Tables._fields:
             path = self.path / f"{name}.parquet"
-            frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
+            try:
+                frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                raise ConfigError(f"{path} is unreadable or corrupt ({type(exc).__name__}); the run cannot be "
+                                  "resumed with its tables") from None
             kept.append(_records(frame[frame["step"] <= last_step]))
         return Tables(*kept)
 
     def write_tables(self, tables: Tables) -> None:
-        """Rewrite the three parquet tables whole (atomically), so a killed run never leaves half a table."""
+        """Rewrite the parquet tables whole (atomically), so a killed run never leaves half a table."""
         write_parquet(self.path / "metrics.parquet", pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS))
         write_parquet(self.path / "grad_tasks.parquet", pd.DataFrame(tables.grad_tasks, columns=GRAD_TASK_COLUMNS))
         if tables.grad_pairs:
             write_parquet(self.path / "grad_pairs.parquet",
                           pd.DataFrame(tables.grad_pairs, columns=GRAD_PAIR_COLUMNS))
+        if tables.evals:
+            write_parquet(self.path / "evals.parquet", pd.DataFrame(tables.evals, columns=EVAL_COLUMNS))
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""
@@ -150,12 +189,22 @@ class RunDir:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""
         write_json(self.path / "eval.json", result)
 
-    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
-        """metrics.csv, cka.parquet (when tasks share a trunk) and, last, summary.json: a run is finished
-        exactly when its summary exists."""
+    def write_distill(self, result: dict[str, Any], report: pd.DataFrame, markdown: str) -> None:
+        """A distilled student's comparison with its teachers (`mtdqn distill`): the action reports as CSV and,
+        with the returns, as markdown, then distill.json last (the student is finished when it exists)."""
+        atomic_write(self.path / "distill_report.csv", lambda path: report.to_csv(path, index=False))
+        atomic_write(self.path / "distill_report.md", lambda path: path.write_text(markdown))
+        write_json(self.path / "distill.json", result)
+
+    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]],
+                    grad_probe: list[dict[str, Any]] = ()) -> None:
+        """metrics.csv, cka.parquet, grad_probe.parquet (when there are rows) and, last, summary.json:
+        a run is finished exactly when its summary exists."""
         atomic_write(self.path / "metrics.csv", lambda path: metrics.to_csv(path, index=False))
         if cka:
             write_parquet(self.path / "cka.parquet", pd.DataFrame(cka))
+        if grad_probe:
+            write_parquet(self.path / "grad_probe.parquet", pd.DataFrame(grad_probe))
         write_json(self.path / "summary.json", summary)
 
 
@@ -165,6 +214,7 @@ def write_tensorboard(writer: Any, tables: Tables, step: int) -> None:
                for kind, col in (("return", "episode_return"), ("loss", "loss"))]
     scalars += [(f"{kind}/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r[col]) for r in tables.grad_pairs
                 for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
+    scalars += [(f"greedy_return/{r['task']}/seed{r['seed']}", r["return_mean"]) for r in tables.evals]
     for tag, value in scalars:
         if np.isfinite(value):
             writer.add_scalar(tag, float(value), step)

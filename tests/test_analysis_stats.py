@@ -120,21 +120,25 @@ def test_linear_cka_independent_features_small_and_shape_checked():
 
 def test_rliable_aggregates_reproducible_and_leave_global_state_alone():
     rng = np.random.default_rng(3)
-    s, r = rng.normal(1.0, 0.2, size=(4, 2)), rng.normal(0.8, 0.2, size=(4, 2))
+    # 5 runs: below MIN_SEEDS (5) the aggregates keep their points and drop their intervals
+    s, r = rng.normal(1.0, 0.2, size=(5, 2)), rng.normal(0.8, 0.2, size=(5, 2))
     np.random.seed(123)
     before = np.random.get_state()[1].copy()
     a = aggregate_intervals(s, reps=200, seed=0)
     b = aggregate_intervals(s, reps=200, seed=0)
     assert a == b
     np.testing.assert_array_equal(np.random.get_state()[1], before)
-    # IQM of 8 values = mean of the middle 4 (rliable trims 25% each side)
-    assert a["IQM"].value == pytest.approx(np.sort(s.ravel())[2:6].mean())
+    # IQM of 10 values: rliable's trim_mean(0.25) drops 2 each side, the mean of the middle 6
+    assert a["IQM"].value == pytest.approx(np.sort(s.ravel())[2:8].mean())
     assert a["mean"].value == pytest.approx(s.mean())
-    assert a["IQM"].lo <= a["IQM"].value <= a["IQM"].hi and a["IQM"].n == 4
+    assert a["IQM"].lo <= a["IQM"].value <= a["IQM"].hi and a["IQM"].n == 5
+    small = aggregate_intervals(s[:4], reps=50, seed=0)["IQM"]
+    assert math.isnan(small.lo) and math.isnan(small.hi) and small.n == 4
     poi = probability_of_improvement(s, r, reps=100, seed=0)
     assert 0.0 <= poi.lo <= poi.value <= poi.hi <= 1.0
-    d = iqm_difference(s, r, reps=100, seed=0)
-    assert d.value == pytest.approx(a["IQM"].value - aggregate_intervals(r, 10, 0)["IQM"].value)
+    d = iqm_difference(s, r, reps=100, seed=0)  # now IQM and mean differences
+    assert d["IQM"].value == pytest.approx(a["IQM"].value - aggregate_intervals(r, 10, 0)["IQM"].value)
+    assert d["mean"].value == pytest.approx(s.mean() - r.mean())
 
 
 def test_probability_of_improvement_hand_cases():
@@ -160,7 +164,8 @@ def test_compare_sentence_higher_and_lower_carry_numbers():
     assert "`shared` is higher than `independent` by 0.250" in hi
     assert "[0.100, 0.400]" in hi and "n = 5 vs 4 seeds" in hi
     lo = compare_sentence("IQM", "shared", "independent", Estimate(-12.0, -20.0, -4.0, 3), 3, 3, "Welch")
-    assert "is lower than" in lo and "by 12.00" in lo and "-12.00" in lo and "no clear" not in lo
+    # three significant digits (was "12.00": false precision)
+    assert "is lower than" in lo and "by 12.0 " in lo and "-12.0," in lo and "no clear" not in lo
 
 
 def test_compare_sentence_undefined_ci_is_no_clear_difference():
@@ -170,16 +175,20 @@ def test_compare_sentence_undefined_ci_is_no_clear_difference():
 
 def test_findings_from_tables():
     imp = pd.DataFrame([{"variant": "shared", "reference": "ind", "poi": 0.7, "poi_lo": 0.4, "poi_hi": 0.9,
-                         "iqm_diff": 0.3, "iqm_diff_lo": 0.1, "iqm_diff_hi": 0.5, "n": 3, "n_reference": 3,
-                         "n_tasks": 2}])
-    fd = pd.DataFrame([{"variant": "shared", "reference": "ind", "task": "t1", "diff": -1.0, "lo": -3.0,
-                        "hi": 1.0, "n": 3, "n_reference": 3}])
+                         "iqm_diff": 0.3, "iqm_diff_lo": 0.1, "iqm_diff_hi": 0.5, "mean_diff": 0.2,
+                         "mean_diff_lo": -0.1, "mean_diff_hi": 0.4, "n": 3, "n_reference": 3, "n_tasks": 2}])
+    fd = pd.DataFrame([{"variant": "shared", "reference": "ind", "task": "t1", "metric": "final_return",
+                        "diff": -1.0, "lo": -3.0, "hi": 1.0, "mde": 4.5, "max_diff": 500.0, "n": 3, "n_reference": 3,
+                        "values": "1, 2, 3", "values_reference": "2, 3, 4"}])
     conflict = pd.DataFrame([{"variant": "shared", "n_pairs": 1, "cosine_mean": -0.1, "cosine_lo": -0.2,
                               "cosine_hi": 0.0, "conflict_fraction": 0.6, "conflict_lo": 0.5, "conflict_hi": 0.7,
                               "n": 3}])
     out = findings("ind", ("ind", "shared"), imp, fd, conflict)
-    assert len(out) == 4
-    assert "higher" in out[0] and "IQM" in out[0]
-    assert "0.700" in out[1]
-    assert "no clear difference" in out[2] and "t1" in out[2]
-    assert "conflict fraction" in out[3] and "0.600" in out[3] and "n = 3 seeds" in out[3]
+    # now: the comparison count first, and the aggregate mean beside the IQM
+    assert len(out) == 6
+    assert "makes 4 comparison(s)" in out[0]
+    assert "higher" in out[1] and "IQM" in out[1]
+    assert "Aggregate mean" in out[2] and "no clear difference" in out[2]
+    assert "0.700" in out[3]
+    assert "no clear difference" in out[4] and "t1" in out[4] and "detectable" in out[4] and "4.50" in out[4]
+    assert "conflict fraction" in out[5] and "0.600" in out[5] and "n = 3 seeds" in out[5]

@@ -64,7 +64,8 @@ TRAIN_CASES = [
     ("steps-beyond-counters", ["--steps", "100000000000"], "the step counters hold at most"),
     ("train-every-not-a-multiple", ["--num-envs", "4", "--train-every", "10"], "use --train-every 8"),
     ("polyak-every-n", ["--target-update-every", "1000", "--tau", "0.005"], "leaves the target far behind"),
-    ("checkpoint-every-negative", ["--checkpoint-every", "-1"], "--checkpoint-every >= 0"),
+    ("checkpoint-every-negative", ["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
+    ("eval-every-negative", ["--eval-every", "-5"], "--eval-every must be >= 0, got -5"),
     ("eval-episodes-zero", ["--eval-episodes", "0"], "--eval-episodes must be > 0"),
     ("steps-not-a-number", ["--steps", "abc"], "Error parsing --steps"),
     ("optimizer-unknown", ["--optimizer", "rmsprop"], "Expected one of ('adam', 'adamw', 'sgd')"),
@@ -126,7 +127,7 @@ DIR_CASES = [
     ("out-is-a-file", ["train", "--out", "{root}/not_a_run/notes.txt"], "exists and is not a directory"),
     ("out-under-a-file", ["train", "--out", "/dev/null/run"], "cannot write to output directory"),
     ("study-bad-toml", ["study", "{root}/bad.toml", "--out", "{root}/study"], "invalid TOML"),
-    ("no-command", [], "Missing subcommand"),
+    ("no-command", [], "expected a command: tasks"),
     ("unknown-command", ["fly"], "Unrecognized options: fly"),
 ]
 
@@ -221,3 +222,30 @@ def test_real_terminal_shows_one_line(tmp_path):
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (argv, err)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+PARSE_CASES = [
+    ("no-command", [], "expected a command: tasks, strategies, train"),
+    ("unknown-command", ["bogus"], "Unrecognized options: bogus"),
+    ("missing-positional", ["evaluate"], "Missing required arguments: run"),
+    ("missing-required-flag", ["play", "somewhere"], "Missing required arguments: --task"),
+    ("bool-not-a-bool", ["train", "--double", "maybe"], "invalid choice 'maybe'. Expected one of ('True', 'False')"),
+    ("too-few-values", ["train", "--conv-channels", "8"], "Error parsing --conv-channels: expected INT INT"),
+    ("flag-without-value", ["train", "--force"], "Error parsing --force: expected {True,False}"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES])
+def test_rejected_command_lines_are_one_line(capsys, argv, expected):
+    """tyro's rejections reach the user as one line built from its parse-error events, not its drawing."""
+    assert expected in _one_error_line(capsys, argv)
+
+
+def test_a_corrupt_table_on_resume_is_one_line(tmp_path):
+    """A damaged metrics.parquet stops a resume with a ConfigError naming the file, not a pyarrow traceback."""
+    from mtdqn.errors import ConfigError
+    from mtdqn.rundir import RunDir
+
+    (tmp_path / "metrics.parquet").write_bytes(b"PAR1 not really a parquet file")
+    with pytest.raises(ConfigError, match=r"metrics.parquet is unreadable or corrupt"):
+        RunDir(tmp_path).tables_until(1000)

@@ -12,15 +12,19 @@ import pytest
 
 from mtdqn.analysis import build_report, load_study
 
-TASKS = ["cartpole", "acrobot"]
-SEEDS = [0, 1, 2]
+TASKS = ["CartPole-v1", "Acrobot-v1"]  # real names: the report's return bounds and fixed anchors apply
+SEEDS = [0, 1, 2, 3, 4]  # 5: enough seeds for intervals (see make_study(seeds=...) for a smoke test)
 STEPS = 10_000
 LOG_EVERY = 500
 REPS = 200  # bootstrap resamples: enough to exercise rliable, fast enough for a unit test
 # variant -> (asymptotic return per task, has shared params)
 VARIANTS = {"independent": ((200.0, -100.0), False), "shared": ((260.0, -90.0), True), "pcgrad": (None, True)}
-RANDOM = {"cartpole": 20.0, "acrobot": -500.0}
-THRESH = {"cartpole": 150.0, "acrobot": -120.0}
+RANDOM = {"CartPole-v1": 20.0, "Acrobot-v1": -500.0}
+THRESH = {"CartPole-v1": 150.0, "Acrobot-v1": -120.0}
+BOUNDS = {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0)}
+# options each variant was trained with, as config.json records them (the methods section must list them)
+OPTIONS = {"independent": {"network": {"sharing": "independent"}, "dqn": {"loss": "mse", "lr": 0.001}},
+           "shared": {"network": {"sharing": "shared", "hidden": [64, 64]}, "dqn": {"loss": "mse"}, "log_every": 500}}
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -28,12 +32,17 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj))
 
 
-def _metrics(rng: np.random.Generator, finals: tuple[float, ...]) -> pd.DataFrame:
+def _clip(task: str, x: float) -> float:
+    return float(np.clip(x, *BOUNDS[task]))
+
+
+def _metrics(rng: np.random.Generator, finals: tuple[float, ...], seeds: list[int]) -> pd.DataFrame:
     rows = []
     for t, task in enumerate(TASKS):
-        for seed in SEEDS:
+        for seed in seeds:
             for step in range(LOG_EVERY, STEPS + 1, LOG_EVERY):
-                ret = RANDOM[task] + (finals[t] - RANDOM[task]) * (1 - np.exp(-step / 3000)) + rng.normal(0, 10)
+                ret = _clip(task, RANDOM[task] + (finals[t] - RANDOM[task]) * (1 - np.exp(-step / 3000))
+                            + rng.normal(0, 10))
                 ret = np.nan if rng.random() < 0.1 else ret  # windows where no episode ended
                 rows.append({"step": step, "task": task, "seed": seed, "episode_return": ret,
                              "episode_length": 100.0, "episodes": 0 if np.isnan(ret) else 3, "loss": 0.1,
@@ -41,9 +50,22 @@ def _metrics(rng: np.random.Generator, finals: tuple[float, ...]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _grad_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _evals(rng: np.random.Generator, finals: tuple[float, ...], seeds: list[int]) -> pd.DataFrame:
+    """Greedy evaluations every 2,000 steps (the periodic-evaluation contract's evals.parquet)."""
+    rows = []
+    for t, task in enumerate(TASKS):
+        for seed in seeds:
+            for step in range(2000, STEPS + 1, 2000):
+                ret = _clip(task, RANDOM[task] + (finals[t] - RANDOM[task]) * (1 - np.exp(-step / 2500))
+                            + rng.normal(0, 15))
+                rows.append({"step": step, "task": task, "seed": seed, "return_mean": ret, "return_std": 5.0,
+                             "discounted_mean": ret / 10, "episodes": 10})
+    return pd.DataFrame(rows)
+
+
+def _grad_tables(rng: np.random.Generator, seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     tasks, pairs = [], []
-    for seed in SEEDS:
+    for seed in seeds:
         for step in range(LOG_EVERY, STEPS + 1, LOG_EVERY):
             for task in TASKS:
                 tasks.append({"step": step, "seed": seed, "task": task, "grad_norm": 1.0 + rng.random(),
@@ -54,33 +76,48 @@ def _grad_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(tasks), pd.DataFrame(pairs)
 
 
-def make_study(root: Path, *, degenerate: bool = False, drop: tuple[str, ...] = ()) -> Path:
-    """Write a study with 2 tasks, 3 seeds and variants independent / shared / pcgrad (failed)."""
+def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, drop: tuple[str, ...] = (),
+               reference_finals: tuple[float, float] | None = None) -> Path:
+    """Write a study with 2 tasks and variants independent / shared / pcgrad (failed).
+
+    `evals`: cells also store greedy evaluations during training; `reference_finals`
+    replaces the reference's final scores (everything else, other variants included, unchanged).
+    """
     rng = np.random.default_rng(0)
     _write_json(root / "study.json", {"name": "synthetic", "tasks": TASKS, "variants": list(VARIANTS),
-                                      "reference": "independent", "seeds": SEEDS, "steps": STEPS})
+                                      "reference": "independent", "seeds": seeds, "steps": STEPS,
+                                      "git_revision": "abc123", "mtdqn_version": "0.1.0"})
     for variant, (finals, shared) in VARIANTS.items():
         cell = root / "cells" / variant
         if finals is None:
             _write_json(cell / "summary.json", {"variant": variant, "status": "failed",
                                                 "error": "XlaRuntimeError: out of memory"})
             continue
-        final_eval = {t: [float(f + rng.normal(0, 8)) for _ in SEEDS] for t, f in zip(TASKS, finals)}
-        random_return = dict(RANDOM)
-        if degenerate and variant == "independent":
-            final_eval["acrobot"] = [RANDOM["acrobot"]] * len(SEEDS)  # reference == random on acrobot
+        final_eval = {t: [_clip(t, f + rng.normal(0, 8)) for _ in seeds] for t, f in zip(TASKS, finals)}
+        if reference_finals is not None and variant == "independent":
+            final_eval = {t: [_clip(t, f + 3.0 * i) for i in range(len(seeds))]
+                          for t, f in zip(TASKS, reference_finals)}
         _write_json(cell / "summary.json", {
-            "variant": variant, "status": "ok", "error": None, "tasks": TASKS, "seeds": SEEDS,
+            "variant": variant, "status": "ok", "error": None, "tasks": TASKS, "seeds": seeds,
             "params_total": 20_000 if shared else 36_000, "params_shared": 16_000 if shared else 0,
             "wall_time_s": 12.5, "compile_s": 3.25, "env_steps_per_s": 4800.0, "final_eval": final_eval,
-            "random_return": random_return, "thresholds": THRESH})
-        _metrics(rng, finals).to_parquet(cell / "metrics.parquet")
-        gt, gp = _grad_tables(rng)
+            "random_return": dict(RANDOM), "thresholds": THRESH, "eval_episodes": 10, "config_hash": "f00d",
+            "devices": 1, "strategy": "sum"})
+        _write_json(cell / "config.json", {"config": OPTIONS[variant], "config_hash": "f00d", "git_revision": "abc123",
+                                           "mtdqn_version": "0.1.0", "packages": {"jax": "0.10.2"},
+                                           "host": {"cpu": "Test CPU", "cpu_cores": 2, "platform": "Linux"}})
+        _metrics(rng, finals, seeds).to_parquet(cell / "metrics.parquet")
+        if evals:
+            _evals(rng, finals, seeds).to_parquet(cell / "evals.parquet")
+        gt, gp = _grad_tables(rng, seeds)
         gt.to_parquet(cell / "grad_tasks.parquet")
         if shared:
             gp.to_parquet(cell / "grad_pairs.parquet")
-        cka = pd.DataFrame([{"seed": s, "task_a": TASKS[0], "task_b": TASKS[1], "cka": 0.4 + 0.1 * rng.random()}
-                            for s in SEEDS])
+            probe = [{"seed": s, "task_a": a, "task_b": b, "cosine": float(rng.normal(0.02, 0.05))}
+                     for s in seeds for a, b in ((TASKS[0], TASKS[0]), (TASKS[1], TASKS[1]), (TASKS[0], TASKS[1]))]
+            pd.DataFrame(probe).to_parquet(cell / "grad_probe.parquet")
+        cka = pd.DataFrame([{"seed": s, "task_a": TASKS[0], "task_b": TASKS[1], "cka": 0.4 + 0.1 * rng.random(),
+                             "cka_init": 0.9} for s in seeds])
         cka.to_parquet(cell / "cka.parquet")
         for name in drop:
             (cell / name).unlink(missing_ok=True)
@@ -128,7 +165,8 @@ def test_table_row_counts(report: Path):
     assert len(_md_table_rows(results, "Improvement over the reference")) == ok_variants - 1
     assert len(_md_table_rows(results, "Cost")) == ok_variants
     md = (report / "report.md").read_text()
-    assert len(_md_table_rows(md, "Final return difference to the reference")) == n_tasks
+    # one row per task and metric (final return, AUC, steps to threshold)
+    assert len(_md_table_rows(md, "Difference to the reference")) == n_tasks * 3
     assert len(_md_table_rows(md, "Mean cosine per task pair")) == 1  # only `shared` has shared params
     assert len(_md_table_rows(md, "Linear CKA of trunk features between tasks")) == ok_variants
 
@@ -145,7 +183,10 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     md = (report / "report.md").read_text()
     section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
     bullets = [ln for ln in section.splitlines() if ln.startswith("- ")]
+    assert bullets[0].startswith("- This report makes 9 comparison(s)")  # 2 tasks x 3 metrics + IQM, mean, P
+    bullets = bullets[1:]
     assert any("IQM" in b for b in bullets) and any("Gradient conflict in `shared`" in b for b in bullets)
+    assert any("Aggregate mean" in b for b in bullets)  # the mean beside the IQM
     for b in bullets:
         assert "95% CI" in b and re.search(r"n = \d+", b)
         assert ("no clear difference" in b) or ("higher" in b) or ("lower" in b) or ("conflict" in b) \
@@ -154,7 +195,8 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
 
 def test_data_files_exist(report: Path):
     for stem in ("per_task", "per_seed", "curves", "aggregates", "improvement", "cost", "normalization",
-                 "conflict_summary", "conflict_pairs", "conflict_curve", "grad_tasks_summary", "cka", "cells"):
+                 "conflict_summary", "conflict_pairs", "conflict_curve", "grad_tasks_summary", "cka", "cells",
+                 "differences", "grad_probe", "methods"):
         assert (report / "data" / f"{stem}.parquet").is_file()
         assert (report / "data" / f"{stem}.csv").is_file()
     assert not list(report.rglob("*.tmp"))
@@ -178,14 +220,6 @@ def test_missing_optional_files_are_noted(tmp_path: Path):
     md = (build_report(study, reps=50) / "report.md").read_text()
     assert "no cka.parquet" in md and "no grad_pairs.parquet" in md
     assert "No gradient-pair data" in md and "No representation-similarity data" in md
-
-
-def test_degenerate_normalization_is_skipped_with_a_note(tmp_path: Path):
-    out = build_report(make_study(tmp_path, degenerate=True), reps=50)
-    norm = pd.read_parquet(out / "data" / "normalization.parquet").set_index("task")
-    assert not norm.loc["acrobot", "used"] and norm.loc["cartpole", "used"]
-    assert set(pd.read_parquet(out / "data" / "aggregates.parquet")["n_tasks"]) == {1}
-    assert "acrobot: reference - random is ~0" in (out / "report.md").read_text()
 
 
 def test_bad_column_raises_naming_file_and_column(tmp_path: Path):

@@ -241,7 +241,7 @@ def reference_task_grads(agent, state, key, weights):
 
     def total(params):
         q = q_values(agent.arch, params, batch.obs)  # (tasks, batch, actions)
-        losses = jax.vmap(lambda qi, a, y: td_error_loss(q_taken(qi, a), y, "huber"))(q, batch.action, targets)
+        losses = jax.vmap(lambda qi, a, y: td_error_loss(q_taken(qi, a), y, agent.cfg.dqn.loss))(q, batch.action, targets)
         return jnp.sum(jnp.asarray(weights) * losses)
 
     return split_shared(agent.arch, jax.grad(total)(state.params))[1]

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -230,7 +231,8 @@ def test_presets() -> None:
     assert list(quick.variants) == ["independent", "shared"] and quick.seeds == 2
     classic = resolve_spec("classic", {"seeds": 10})
     assert classic.seeds == 10 and classic.tasks == ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
-    assert list(classic.variants) == ["independent", "shared", "partial-1", "shared+unit-norm", "conditioned"]
+    assert list(classic.variants) == ["independent", "independent-matched", "shared", "partial-1", "shared+unit-norm",
+                                      "conditioned"]
     assert variant_config(classic, "shared+unit-norm").strategy == "unit-norm"
     minatar = resolve_spec("minatar")
     assert minatar.tasks[0] == "Breakout-MinAtar"
@@ -241,3 +243,23 @@ def test_presets() -> None:
     assert dqn.tau == 1.0 and dqn.target_update_every * dqn.train_every == 1_000
     with pytest.raises(ConfigError, match="preset classic: seeds"):
         resolve_spec("classic", {"seeds": 0})
+
+
+def test_classic_capacity_control_matches_shared_within_ten_percent() -> None:
+    import jax
+
+    from mtdqn.networks import init_params, make_architecture
+    from mtdqn.studies.spec import variant_config
+    from mtdqn.tasks import make_task_set
+
+    classic = resolve_spec("classic")
+
+    def params(variant: str) -> int:
+        cfg = variant_config(classic, variant)
+        arch = make_architecture(make_task_set(cfg.tasks), cfg.network)
+        shapes = jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0))
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+
+    matched, shared, full = params("independent-matched"), params("shared"), params("independent")
+    assert variant_config(classic, "independent-matched").network.sharing == "independent"
+    assert abs(matched - shared) / shared < 0.10 and full > 2 * shared  # the control is needed and works

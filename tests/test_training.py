@@ -138,3 +138,21 @@ def test_evaluate_command_writes_eval_json_and_repeats_exactly(two_runs, tmp_pat
     assert "CartPole-v1" in capsys.readouterr().out
     main(["evaluate", str(run), "--episodes", "3"])
     assert json.loads((run / "eval.json").read_text()) == first  # the same keys: the same episodes
+
+
+def test_a_run_trained_on_more_devices_than_here_still_evaluates(two_runs, tmp_path, monkeypatch):
+    """Trained on 2 devices, evaluated where only one exists: the same returns (evaluation ignores the layout)."""
+    import shutil
+
+    from mtdqn.train.run import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(two_runs[0].out_dir, run)
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["options"]["devices"] == 2
+    both = evaluate_run(run, episodes=2)
+    monkeypatch.setattr(jax, "local_device_count", lambda *a, **k: 1)
+    one = evaluate_run(run, episodes=2)
+    for task in TINY.tasks:
+        for seed in ("0", "1"):
+            np.testing.assert_allclose(one["tasks"][task]["per_seed"][seed]["returns"],
+                                       both["tasks"][task]["per_seed"][seed]["returns"])

@@ -7,7 +7,10 @@ imports the training code. Entry point: ``build_report(study_dir)``.
 from .findings import compare_sentence, findings
 from .load import Cell, Study, load_study
 from .report import build_report
-from .stats import Estimate, auc, diff_ci, linear_cka, mean_ci, moving_average, normalize, steps_to_threshold
+from .stats import (
+    MIN_SEEDS, Estimate, auc, bootstrap_diff, bootstrap_mean, diff_ci, linear_cka, mean_ci,
+    min_detectable_difference, moving_average, normalize, steps_to_threshold,
+)
 
 __all__ = [
     "build_report",
@@ -15,6 +18,10 @@ __all__ = [
     "Study",
     "Cell",
     "Estimate",
+    "MIN_SEEDS",
+    "bootstrap_mean",
+    "bootstrap_diff",
+    "min_detectable_difference",
     "mean_ci",
     "diff_ci",
     "moving_average",

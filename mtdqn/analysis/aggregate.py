@@ -11,6 +11,11 @@ so the argument has no effect on the intervals (and passing it only triggers a
 deprecation warning from `arch`). The only way to make the intervals
 reproducible is to seed the global numpy state around the call; `_seeded_numpy`
 does that and restores the caller's state afterwards.
+
+Below :data:`~mtdqn.analysis.stats.MIN_SEEDS` runs per variant the point
+estimates are kept and the intervals are NaN: a stratified bootstrap of 2
+runs per task has a handful of distinct resamples, and its "95% CI" is just
+the spread of those.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics as rlm
 
-from .stats import Estimate
+from .stats import MIN_SEEDS, Estimate
 
 __all__ = ["aggregate_intervals", "probability_of_improvement", "iqm_difference"]
 
@@ -57,9 +62,14 @@ def aggregate_intervals(
     n = int(scores.shape[0])
     p, ci = point["x"], interval["x"]
     return {
-        name: Estimate(float(p[i]), float(ci[0, i]), float(ci[1, i]), n)
+        name: _small_n(Estimate(float(p[i]), float(ci[0, i]), float(ci[1, i]), n))
         for i, name in enumerate(("IQM", "mean"))
     }
+
+
+def _small_n(e: Estimate) -> Estimate:
+    """``e`` without its interval when it rests on fewer than MIN_SEEDS runs."""
+    return e if e.n >= MIN_SEEDS else Estimate(e.value, float("nan"), float("nan"), e.n)
 
 
 def probability_of_improvement(
@@ -76,26 +86,28 @@ def probability_of_improvement(
             {"xy": [x, y]}, rlm.probability_of_improvement, reps=reps
         )
     ci = np.asarray(interval["xy"]).ravel()
-    return Estimate(float(point["xy"]), float(ci[0]), float(ci[1]), int(min(len(x), len(y))))
+    return _small_n(Estimate(float(point["xy"]), float(ci[0]), float(ci[1]), int(min(len(x), len(y)))))
 
 
-def _iqm_diff(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.array([rlm.aggregate_iqm(x) - rlm.aggregate_iqm(y)])
+def _diffs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _iqm_and_mean(x) - _iqm_and_mean(y)
 
 
 def iqm_difference(
     scores_x: np.ndarray, scores_y: np.ndarray, reps: int, seed: int
-) -> Estimate:
-    """IQM(X) - IQM(Y) with a 95% CI, each score matrix resampled independently.
+) -> dict[str, Estimate]:
+    """{"IQM": IQM(X) - IQM(Y), "mean": mean(X) - mean(Y)} with 95% CIs, each matrix resampled independently.
 
     Uses rliable's independent stratified bootstrap, so runs of X and Y are not
-    assumed paired. `n` is min(runs of X, runs of Y).
+    assumed paired. `n` is min(runs of X, runs of Y). The mean is given beside
+    the IQM because with few runs the IQM trims exactly the failures a reader
+    needs to see.
     """
     x = np.asarray(scores_x, dtype=np.float64)
     y = np.asarray(scores_y, dtype=np.float64)
     with _seeded_numpy(seed):
-        point, interval = rly.get_interval_estimates({"xy": [x, y]}, _iqm_diff, reps=reps)
-    ci = np.asarray(interval["xy"]).ravel()
-    return Estimate(
-        float(np.asarray(point["xy"]).ravel()[0]), float(ci[0]), float(ci[1]), int(min(len(x), len(y)))
-    )
+        point, interval = rly.get_interval_estimates({"xy": [x, y]}, _diffs, reps=reps)
+    p, ci = np.asarray(point["xy"]).ravel(), np.asarray(interval["xy"]).reshape(2, -1)
+    n = int(min(len(x), len(y)))
+    return {name: _small_n(Estimate(float(p[i]), float(ci[0, i]), float(ci[1, i]), n))
+            for i, name in enumerate(("IQM", "mean"))}

@@ -1,7 +1,8 @@
 """Turn tidy numeric tables into display tables (formatted strings, readable headers).
 
 Kept apart from the numbers: `report/data/` stores the tidy frames, the
-Markdown/HTML show these. Every estimate is shown with its CI and seed count.
+Markdown/HTML show these. Every estimate is shown with its CI and seed count,
+or, below 5 seeds, with the seeds' own values instead of a CI.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import math
 
 import pandas as pd
 
-from .fmt import interval, num, plus_minus
+from .fmt import detectable, estimate, interval, num, steps, values
 
 __all__ = [
-    "cells", "per_task", "final_diff", "normalization", "aggregates", "improvement", "cost",
-    "conflict_summary", "conflict_pairs", "grad_summary", "cka",
+    "cells", "per_task", "differences", "normalization", "aggregates", "improvement", "cost",
+    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe",
 ]
 
 
@@ -29,42 +30,63 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _steps(r) -> str:
-    return "not reached" if not math.isfinite(r.steps_median) else f"{int(round(r.steps_median)):,}"
+    return "not reached" if not math.isfinite(r.steps_median) else steps(r.steps_median)
 
 
-def per_task(df: pd.DataFrame) -> pd.DataFrame:
+def _seed_values(per_seed: pd.DataFrame, variant: str, task: str, column: str) -> str:
+    g = per_seed[(per_seed["variant"] == variant) & (per_seed["task"] == task)]
+    return values(g[column].to_numpy())
+
+
+def per_task(df: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
     """Grouped by task (study order), variants in study order within a task, for side-by-side reading."""
     if len(df):
         order = {t: i for i, t in enumerate(pd.unique(df["task"]))}
         df = df.sort_values("task", key=lambda c: c.map(order), kind="stable")
     rows = [{"task": r.task, "variant": r.variant, "n seeds": r.n,
-             "final return (mean ± 95% CI)": plus_minus(r.final_mean, r.final_lo, r.final_hi),
-             "AUC (mean ± 95% CI)": plus_minus(r.auc_mean, r.auc_lo, r.auc_hi),
+             "final return (mean [95% CI])": estimate(r.final_mean, r.final_lo, r.final_hi,
+                                                      _seed_values(per_seed, r.variant, r.task, "final_return")),
+             "AUC (mean [95% CI])": estimate(r.auc_mean, r.auc_lo, r.auc_hi,
+                                             _seed_values(per_seed, r.variant, r.task, "auc")),
              "threshold": num(r.threshold), "steps to threshold (median)": _steps(r),
              "seeds reached": f"{r.reached}/{r.n}"} for r in df.itertuples()]
-    cols = ["task", "variant", "n seeds", "final return (mean ± 95% CI)", "AUC (mean ± 95% CI)", "threshold",
+    cols = ["task", "variant", "n seeds", "final return (mean [95% CI])", "AUC (mean [95% CI])", "threshold",
             "steps to threshold (median)", "seeds reached"]
     return _frame(rows, cols)
 
 
-def final_diff(df: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"task": r.task, "variant − reference": f"{r.variant} − {r.reference}", "difference": num(r.diff),
-             "95% CI (Welch)": interval(r.lo, r.hi), "n seeds": f"{r.n} vs {r.n_reference}"}
-            for r in df.itertuples()]
-    return _frame(rows, ["task", "variant − reference", "difference", "95% CI (Welch)", "n seeds"])
+_METRIC_NAMES = {"final_return": "final return", "auc": "AUC", "steps_to_threshold": "steps to threshold"}
+
+
+def differences(df: pd.DataFrame) -> pd.DataFrame:
+    """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size."""
+    rows = []
+    for r in df.itertuples():
+        show = steps if r.metric == "steps_to_threshold" else num
+        has_ci = math.isfinite(r.lo) and math.isfinite(r.hi)
+        rows.append({"task": r.task, "metric": _METRIC_NAMES[r.metric],
+                     "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
+                     "95% CI (bootstrap)": f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "— (n < 5)",
+                     "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
+                     "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show),
+                     "n seeds": f"{r.n} vs {r.n_reference}"})
+    return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (bootstrap)",
+                         "per seed (variant | reference)", "detectable difference (power 0.8)", "n seeds"])
 
 
 def normalization(df: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"task": r.task, "random return": num(r.random_return), "reference mean final": num(r.reference_mean),
-             "n reference seeds": r.n_reference, "used in aggregates": "yes" if r.used else "no",
-             "note": r.note or "—"} for r in df.itertuples()]
-    return _frame(rows, ["task", "random return", "reference mean final", "n reference seeds",
-                         "used in aggregates", "note"])
+    rows = [{"task": r.task, "random anchor": num(r.random_return), "reference anchor": num(r.reference_return),
+             "random return measured in this study": num(r.study_random_return),
+             "used in aggregates": "yes" if r.used else "no", "source": r.source or "—", "note": r.note or "—"}
+            for r in df.itertuples()]
+    return _frame(rows, ["task", "random anchor", "reference anchor", "random return measured in this study",
+                         "used in aggregates", "source", "note"])
 
 
 def aggregates(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "metric": r.metric, "normalized score": num(r.value),
-             "95% CI (bootstrap)": interval(r.lo, r.hi), "n seeds": r.n_seeds, "n tasks": r.n_tasks}
+             "95% CI (bootstrap)": interval(r.lo, r.hi) if math.isfinite(r.lo) else "— (n < 5)",
+             "n seeds": r.n_seeds, "n tasks": r.n_tasks}
             for r in df.itertuples()]
     return _frame(rows, ["variant", "metric", "normalized score", "95% CI (bootstrap)", "n seeds", "n tasks"])
 
@@ -72,10 +94,11 @@ def aggregates(df: pd.DataFrame) -> pd.DataFrame:
 def improvement(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "reference": r.reference, "P(variant > reference)": num(r.poi),
              "P 95% CI": interval(r.poi_lo, r.poi_hi), "IQM difference": num(r.iqm_diff),
-             "IQM diff 95% CI": interval(r.iqm_diff_lo, r.iqm_diff_hi), "n seeds": f"{r.n} vs {r.n_reference}",
+             "IQM diff 95% CI": interval(r.iqm_diff_lo, r.iqm_diff_hi), "mean difference": num(r.mean_diff),
+             "mean diff 95% CI": interval(r.mean_diff_lo, r.mean_diff_hi), "n seeds": f"{r.n} vs {r.n_reference}",
              "n tasks": r.n_tasks} for r in df.itertuples()]
     return _frame(rows, ["variant", "reference", "P(variant > reference)", "P 95% CI", "IQM difference",
-                         "IQM diff 95% CI", "n seeds", "n tasks"])
+                         "IQM diff 95% CI", "mean difference", "mean diff 95% CI", "n seeds", "n tasks"])
 
 
 def cost(df: pd.DataFrame) -> pd.DataFrame:
@@ -86,19 +109,24 @@ def cost(df: pd.DataFrame) -> pd.DataFrame:
                          "compile s", "env steps/s"])
 
 
+def _est(mean: float, lo: float, hi: float) -> str:
+    return estimate(mean, lo, hi) if math.isfinite(lo) else f"{num(mean)} (no CI, n < 5)"
+
+
 def conflict_summary(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task pairs": r.n_pairs,
-             "mean cosine (mean ± 95% CI)": plus_minus(r.cosine_mean, r.cosine_lo, r.cosine_hi),
-             "conflict fraction (mean ± 95% CI)": plus_minus(r.conflict_fraction, r.conflict_lo, r.conflict_hi),
-             "n seeds": r.n} for r in df.itertuples()]
-    return _frame(rows, ["variant", "task pairs", "mean cosine (mean ± 95% CI)",
-                         "conflict fraction (mean ± 95% CI)", "n seeds"])
+             "mean cosine over training": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi),
+             "conflict fraction": _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi),
+             "end of training: between tasks": num(r.end_cosine),
+             "end of training: same-task null": num(r.null_cosine), "n seeds": r.n} for r in df.itertuples()]
+    return _frame(rows, ["variant", "task pairs", "mean cosine over training", "conflict fraction",
+                         "end of training: between tasks", "end of training: same-task null", "n seeds"])
 
 
 def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task pair": f"{r.task_a} / {r.task_b}",
-             f"{label} (mean ± 95% CI)": plus_minus(r.mean, r.lo, r.hi), "n seeds": r.n} for r in df.itertuples()]
-    return _frame(rows, ["variant", "task pair", f"{label} (mean ± 95% CI)", "n seeds"])
+             f"{label} (mean [95% CI])": _est(r.mean, r.lo, r.hi), "n seeds": r.n} for r in df.itertuples()]
+    return _frame(rows, ["variant", "task pair", f"{label} (mean [95% CI])", "n seeds"])
 
 
 def conflict_pairs(df: pd.DataFrame) -> pd.DataFrame:
@@ -106,13 +134,22 @@ def conflict_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def cka(df: pd.DataFrame) -> pd.DataFrame:
-    return _pair_table(df, "linear CKA")
+    out = _pair_table(df, "linear CKA")
+    out.insert(3, "at initialization", [num(x) for x in df["init_mean"]])
+    return out
+
+
+def probe(df: pd.DataFrame) -> pd.DataFrame:
+    rows = [{"variant": r.variant, "comparison": r.kind,
+             "tasks": r.task_a if r.task_a == r.task_b else f"{r.task_a} / {r.task_b}",
+             "cosine (mean [95% CI])": _est(r.mean, r.lo, r.hi), "n seeds": r.n} for r in df.itertuples()]
+    return _frame(rows, ["variant", "comparison", "tasks", "cosine (mean [95% CI])", "n seeds"])
 
 
 def grad_summary(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task": r.task,
-             "grad norm (mean ± 95% CI)": plus_minus(r.grad_norm_mean, r.grad_norm_lo, r.grad_norm_hi),
-             "applied weight (mean ± 95% CI)": plus_minus(r.weight_mean, r.weight_lo, r.weight_hi),
+             "grad norm (mean [95% CI])": _est(r.grad_norm_mean, r.grad_norm_lo, r.grad_norm_hi),
+             "applied weight (mean [95% CI])": _est(r.weight_mean, r.weight_lo, r.weight_hi),
              "n seeds": r.n} for r in df.itertuples()]
-    return _frame(rows, ["variant", "task", "grad norm (mean ± 95% CI)", "applied weight (mean ± 95% CI)",
+    return _frame(rows, ["variant", "task", "grad norm (mean [95% CI])", "applied weight (mean [95% CI])",
                          "n seeds"])

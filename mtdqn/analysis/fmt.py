@@ -8,30 +8,29 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["num", "signed", "interval", "plus_minus"]
+__all__ = ["num", "interval", "values", "estimate", "steps", "detectable"]
 
 
 def _finite(x: float | None) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+    """A finite real number (numpy scalars of any width included)."""
+    try:
+        return x is not None and not isinstance(x, (str, bool)) and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def num(x: float | None, scale: float | None = None) -> str:
-    """Magnitude-dependent precision: 1234 -> '1234', 12.3 -> '12.30', 0.1234 -> '0.123'.
+    """About three significant digits: 1234 -> '1234', 421.3 -> '421', -79.05 -> '-79.0', 0.1234 -> '0.123'.
 
-    `scale` (default |x|) picks the digits, so both ends of an interval share them.
+    Returns from 10 greedy episodes and a handful of seeds carry no more than
+    that. `scale` (default |x|) picks the digits, so both ends of an interval share them.
     """
     if not _finite(x):
         return "n/a"
     a = abs(float(x)) if scale is None else abs(float(scale))
-    digits = 0 if a >= 1000 else 1 if a >= 100 else 2 if a >= 1 else 3
+    digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3
     out = f"{float(x):.{digits}f}"
     return "0" + out[2:] if out.startswith("-0") and float(out) == 0 else out
-
-
-def signed(x: float | None) -> str:
-    """Like `num` with an explicit sign, for differences."""
-    s = num(x)
-    return s if s == "n/a" or s.startswith("-") else "+" + s
 
 
 def interval(lo: float | None, hi: float | None) -> str:
@@ -42,12 +41,42 @@ def interval(lo: float | None, hi: float | None) -> str:
     return f"[{num(lo, scale)}, {num(hi, scale)}]"
 
 
-def plus_minus(mean: float | None, lo: float | None, hi: float | None) -> str:
-    """'mean ± half-width' for symmetric (t) intervals; 'mean' alone when undefined."""
+def values(xs, env_steps: bool = False) -> str:
+    """Per-seed values, in seed order: '500, 421, 37' (or '50k, 1.2M' for env steps)."""
+    xs = [float(x) for x in xs]
+    if env_steps:
+        return ", ".join(steps(x) for x in xs)
+    scale = max((abs(x) for x in xs if math.isfinite(x)), default=0.0)
+    return ", ".join(num(x, scale) for x in xs)
+
+
+def estimate(mean: float | None, lo: float | None, hi: float | None, seeds: str = "") -> str:
+    """'mean [lo, hi]' when the interval exists, else 'mean (seeds: a, b)' (small n: the seeds themselves)."""
     if not _finite(mean):
         return "n/a"
-    if not (_finite(lo) and _finite(hi)):
-        return f"{num(mean)} ± n/a"
-    half = (float(hi) - float(lo)) / 2
-    scale = max(abs(float(mean)), half)
-    return f"{num(mean, scale)} ± {num(half, scale)}"
+    if _finite(lo) and _finite(hi):
+        scale = max(abs(float(mean)), abs(float(lo)), abs(float(hi)))
+        return f"{num(mean, scale)} [{num(lo, scale)}, {num(hi, scale)}]"
+    return f"{num(mean)} (seeds: {seeds})" if seeds else num(mean)
+
+
+def steps(x: float | None) -> str:
+    """Env steps as readable text: 50000 -> '50k', 1200000 -> '1.2M'."""
+    if not _finite(x):
+        return "n/a"
+    v = float(x)
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def detectable(mde: float | None, max_diff: float | None, show=None) -> str:
+    """The smallest detectable difference, or why there is none: no spread observed, or larger than any
+    difference the metric's range allows."""
+    show = show or num
+    if not _finite(mde):
+        return "n/a (no spread observed)"
+    if _finite(max_diff) and float(mde) > float(max_diff):
+        return f"none within the range (needs {show(mde)}, range allows {show(max_diff)})"
+    return show(mde)

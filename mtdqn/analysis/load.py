@@ -31,7 +31,12 @@ _TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "grad_tasks": (tuple(GRAD_TASK_COLUMNS), ("step", "seed", "grad_norm", "weight")),
     "grad_pairs": (("step", "seed", "task_a", "task_b", "cosine"), ("step", "seed", "cosine")),
     "cka": (("seed", "task_a", "task_b", "cka"), ("seed", "cka")),
+    # greedy evaluation during training (runs made before it existed have none: training curves are used)
+    "evals": (("step", "task", "seed", "return_mean"), ("step", "seed", "return_mean")),
+    # end-of-run gradient probe (mtdqn.diagnostics): task_a == task_b rows are the same-task null
+    "grad_probe": (("seed", "task_a", "task_b", "cosine"), ("seed", "cosine")),
 }
+_OPTIONAL = ("evals", "grad_probe")  # absent in older runs without it being worth a note
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +51,10 @@ class Cell:
     grad_tasks: pd.DataFrame | None = None
     grad_pairs: pd.DataFrame | None = None
     cka: pd.DataFrame | None = None
+    evals: pd.DataFrame | None = None
+    grad_probe: pd.DataFrame | None = None
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The run's config.json (config, hash, provenance, options); empty when absent."""
 
     @property
     def ok(self) -> bool:
@@ -64,6 +73,8 @@ class Study:
     steps: int
     cells: dict[str, Cell]
     notes: tuple[str, ...]
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The whole study.json (spec options, eval episodes, provenance)."""
 
     @property
     def ok_variants(self) -> tuple[str, ...]:
@@ -139,9 +150,11 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
             tables[stem] = _read_table(path, stem, tasks)
         else:
             tables[stem] = None
-            if not (stem == "grad_pairs" and summary.get("params_shared", 0) == 0):
+            if stem not in _OPTIONAL and not (stem == "grad_pairs" and summary.get("params_shared", 0) == 0):
                 notes.append(f"Variant `{variant}`: no {stem}.parquet; its part of the report is skipped.")
-    return Cell(variant, "ok", None, summary, **tables)
+    record_path = cell_dir / "config.json"
+    record = _read_json(record_path) if record_path.exists() else {}
+    return Cell(variant, "ok", None, summary, **tables, record=record)
 
 
 def load_study(study_dir: Path) -> Study:
@@ -173,4 +186,5 @@ def load_study(study_dir: Path) -> Study:
         steps=int(spec["steps"]),
         cells=cells,
         notes=tuple(notes),
+        record=spec,
     )

@@ -13,16 +13,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from . import fmt, ranges
 
 __all__ = [
     "to_png",
     "learning_curves",
+    "final_strips",
     "aggregate_intervals",
     "improvement_bars",
     "conflict_curves",
-    "cosine_heatmaps",
     "grad_norms_weights",
-    "cka_heatmaps",
+    "cka_pairs",
 ]
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -47,36 +50,79 @@ def to_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def _steps_axis(ax) -> None:
+    """Env-step ticks as 50k / 1M instead of 50000 / 1000000 (and no offset text)."""
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: fmt.steps(x)))
+    ax.set_xlabel("env steps (per task)")
+
+
 def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str) -> None:
-    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.5)
+    """Mean line and, where the interval exists (enough seeds), its band."""
+    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8)
     lo, hi = g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float)
-    ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+    if np.isfinite(lo).any():
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
 
-def learning_curves(curves: pd.DataFrame, tasks: tuple[str, ...], variants: tuple[str, ...], window: int) -> Figure:
-    """Smoothed return vs env steps per task; line = mean over seeds, band = 95% t-CI."""
+def _zoom(ax, values: np.ndarray, bounds: tuple[float, float], pad: float = 0.1) -> None:
+    """Y limits around the data (with a margin), never past the quantity's feasible range."""
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    margin = max((hi - lo) * pad, 1e-3)
+    ax.set_ylim(max(lo - margin, bounds[0]), min(hi + margin, bounds[1]))
+
+
+def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[str, ...],
+                    variants: tuple[str, ...], ylabel: str) -> Figure:
+    """Per task: each seed's curve as a thin line, the mean over seeds bold, the 95% bootstrap band
+    where there are enough seeds for one; y limited to the task's return range."""
     fig, axes = _figure(len(tasks))
     for ax, task in zip(axes, tasks):
         for i, v in enumerate(variants):
+            for _, s in per_seed[(per_seed["variant"] == v) & (per_seed["task"] == task)].groupby("seed"):
+                ax.plot(s["step"].to_numpy(), s["value"].to_numpy(), color=_color(i), lw=0.6, alpha=0.45)
             g = curves[(curves["variant"] == v) & (curves["task"] == task)]
             if len(g):
                 _band(ax, g["step"].to_numpy(), g, _color(i), v)
-        ax.set(title=task, xlabel="env steps (per task)", ylabel=f"return (MA{window})")
+        vals = per_seed[per_seed["task"] == task]["value"].to_numpy(dtype=float)
+        _zoom(ax, vals, ranges.return_bounds(task), pad=0.05)
+        ax.set(title=task, ylabel=ylabel)
+        _steps_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return fig
 
 
+def final_strips(per_seed: pd.DataFrame, tasks: tuple[str, ...], variants: tuple[str, ...]) -> Figure:
+    """Per task: every seed's final score as a dot per variant, the mean as a bar: the data behind each number."""
+    fig, axes = _figure(len(tasks), width=3.2)
+    for ax, task in zip(axes, tasks):
+        names = [v for v in variants if ((per_seed["variant"] == v) & (per_seed["task"] == task)).any()]
+        for x, v in enumerate(names):
+            vals = per_seed[(per_seed["variant"] == v) & (per_seed["task"] == task)]["final_return"].to_numpy(float)
+            jitter = np.linspace(-0.12, 0.12, vals.size) if vals.size > 1 else np.zeros(1)
+            ax.plot(x + jitter, vals, "o", color=_color(variants.index(v)), alpha=0.7, ms=5)
+            ax.hlines(vals.mean(), x - 0.25, x + 0.25, color="black", lw=1.5)
+        ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        _zoom(ax, per_seed[per_seed["task"] == task]["final_return"].to_numpy(float), ranges.return_bounds(task))
+        ax.set(title=task, ylabel="final return")
+        ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
 def aggregate_intervals(agg: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
-    """IQM and mean of normalized score per variant with 95% bootstrap CIs as error bars."""
+    """IQM and mean of normalized score per variant with 95% bootstrap CIs as error bars (when there are any)."""
     fig, axes = _figure(2, width=4.0, height=0.5 + 0.45 * max(2, len(variants)))
     for ax, metric in zip(axes, ("IQM", "mean")):
         g = agg[agg["metric"] == metric].set_index("variant")
         names = [v for v in variants if v in g.index]
         for y, v in enumerate(names):
             r = g.loc[v]
-            ax.errorbar(r["value"], y, xerr=[[r["value"] - r["lo"]], [r["hi"] - r["value"]]], fmt="o",
-                        color=_color(variants.index(v)), capsize=4)
+            err = [[r["value"] - r["lo"]], [r["hi"] - r["value"]]] if np.isfinite(r["lo"]) else None
+            ax.errorbar(r["value"], y, xerr=err, fmt="o", color=_color(variants.index(v)), capsize=4)
         ax.set_yticks(range(len(names)), names)
         ax.set_ylim(-0.5, len(names) - 0.5)
         ax.axvline(1.0, color="grey", ls="--", lw=0.8)
@@ -91,64 +137,37 @@ def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     ax = axes[0]
     for y, r in enumerate(imp.itertuples()):
         ax.barh(y, r.poi, color=_color(variants.index(r.variant)), alpha=0.7)
-        ax.errorbar(r.poi, y, xerr=[[r.poi - r.poi_lo], [r.poi_hi - r.poi]], fmt="none", color="black", capsize=4)
+        if np.isfinite(r.poi_lo):
+            ax.errorbar(r.poi, y, xerr=[[r.poi - r.poi_lo], [r.poi_hi - r.poi]], fmt="none", color="black",
+                        capsize=4)
     ax.set_yticks(range(len(imp)), [f"P({v} > {ref})" for v, ref in zip(imp["variant"], imp["reference"])])
     ax.axvline(0.5, color="grey", ls="--", lw=0.8)
     ax.set(xlim=(0, 1), xlabel="probability of improvement")
     return fig
 
 
-def conflict_curves(curve: pd.DataFrame, variant: str) -> Figure:
-    """Left: cosine per task pair over training; right: conflict fraction. Mean and 95% CI over seeds."""
+def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = float("nan")) -> Figure:
+    """Left: cosine per task pair over training (one line per pair), y zoomed to the data, with the
+    same-task null at the end of training as a dotted line; right: conflict fraction in [0, 1]."""
     fig, axes = _figure(2)
     c = curve[curve["variant"] == variant]
     pairs = c[c["quantity"] == "cosine"]
     for i, ((a, b), g) in enumerate(pairs.groupby(["task_a", "task_b"], sort=False)):
         _band(axes[0], g["step"].to_numpy(), g, _color(i), f"{a} / {b}")
     axes[0].axhline(0.0, color="grey", ls="--", lw=0.8)
-    axes[0].set(title=f"{variant}: gradient cosine", xlabel="env steps (per task)", ylabel="cosine",
-                ylim=(-1.05, 1.05))  # t-bands can overshoot the valid range with few seeds
+    shown = pairs[["mean", "lo", "hi"]].to_numpy(dtype=float).ravel()
+    if np.isfinite(null_cosine):
+        axes[0].axhline(null_cosine, color="black", ls=":", lw=1.0, label="same-task null (end)")
+        shown = np.append(shown, null_cosine)
+    _zoom(axes[0], np.append(shown, 0.0), ranges.COSINE)
+    axes[0].set(title=f"{variant}: gradient cosine", ylabel="cosine")
     axes[0].legend(fontsize=7)
     frac = c[c["quantity"] == "conflict_fraction"]
     _band(axes[1], frac["step"].to_numpy(), frac, "#d62728", "conflict fraction")
-    axes[1].set(title=f"{variant}: share of pairs with cosine < 0", xlabel="env steps (per task)", ylim=(-0.05, 1.05))
+    axes[1].set(title=f"{variant}: share of updates with cosine < 0", ylim=(0.0, 1.0))
     for ax in axes:
+        _steps_axis(ax)
         ax.grid(alpha=0.3)
-    return fig
-
-
-def _matrix(df: pd.DataFrame, tasks: tuple[str, ...], diag: float) -> np.ndarray:
-    idx = {t: i for i, t in enumerate(tasks)}
-    m = np.full((len(tasks), len(tasks)), np.nan)
-    np.fill_diagonal(m, diag)
-    for r in df.itertuples():
-        m[idx[r.task_a], idx[r.task_b]] = m[idx[r.task_b], idx[r.task_a]] = r.mean
-    return m
-
-
-def _heatmap(fig: Figure, ax, m: np.ndarray, tasks: tuple[str, ...], vmin: float, vmax: float, cmap: str,
-             title: str) -> None:
-    im = ax.imshow(m, vmin=vmin, vmax=vmax, cmap=cmap)
-    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
-    for (i, j), val in np.ndenumerate(m):
-        if np.isfinite(val):
-            shade = abs(val) if vmin < 0 else (val - vmin) / (vmax - vmin)
-            dark = shade > 0.6 if vmin < 0 else shade < 0.4  # RdBu is dark at both ends, viridis at the low end
-            ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-
-
-def cosine_heatmaps(snapshots: pd.DataFrame, variant: str, tasks: tuple[str, ...]) -> Figure:
-    """Pairwise gradient cosine (mean over seeds) early, middle and late in training."""
-    s = snapshots[snapshots["variant"] == variant]
-    moments = list(pd.unique(s["moment"]))
-    fig, axes = _figure(len(moments), width=3.6, height=3.2)
-    for ax, moment in zip(axes, moments):
-        g = s[s["moment"] == moment]
-        _heatmap(fig, ax, _matrix(g, tasks, 1.0), tasks, -1.0, 1.0, "RdBu",
-                 f"{variant}: {moment} (step {int(g['step'].iloc[0])})")
     return fig
 
 
@@ -161,16 +180,38 @@ def grad_norms_weights(curve: pd.DataFrame, variant: str, tasks: tuple[str, ...]
             g = c[(c["task"] == task) & (c["quantity"] == q)]
             if len(g):
                 _band(ax, g["step"].to_numpy(), g, _color(i), task)
-        ax.set(title=f"{variant}: {label}", xlabel="env steps (per task)")
+        ax.set(title=f"{variant}: {label}")
+        _steps_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return fig
 
 
-def cka_heatmaps(cka: pd.DataFrame, variants: tuple[str, ...], tasks: tuple[str, ...]) -> Figure:
-    """Linear CKA of trunk features between tasks, one heatmap per variant (mean over seeds)."""
+def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
+    """Linear CKA per task pair (one row each) and variant: trained (dot, with seeds as small marks when
+    recorded) beside the untrained network (hollow marker), on [0, 1]."""
+    pairs = list(dict.fromkeys(zip(cka["task_a"], cka["task_b"])))
+    fig, axes = _figure(1, width=7.5, height=1.4 + 0.35 * len(pairs) * max(1, len(variants)))
+    ax = axes[0]
     names = [v for v in variants if (cka["variant"] == v).any()]
-    fig, axes = _figure(len(names), width=3.6, height=3.2)
-    for ax, v in zip(axes, names):
-        _heatmap(fig, ax, _matrix(cka[cka["variant"] == v], tasks, 1.0), tasks, 0.0, 1.0, "viridis", f"{v}: CKA")
+    step = 0.8 / max(1, len(names))
+    for i, v in enumerate(names):
+        g = cka[cka["variant"] == v]
+        for j, (a, b) in enumerate(pairs):
+            r = g[(g["task_a"] == a) & (g["task_b"] == b)]
+            if not len(r):
+                continue
+            y = j + (i - (len(names) - 1) / 2) * step
+            r = r.iloc[0]
+            if np.isfinite(r["lo"]):
+                ax.errorbar(r["mean"], y, xerr=[[r["mean"] - r["lo"]], [r["hi"] - r["mean"]]], fmt="none",
+                            color=_color(variants.index(v)), capsize=3)
+            ax.plot(r["mean"], y, "o", color=_color(variants.index(v)), label=v if j == 0 else None)
+            if np.isfinite(r["init_mean"]):
+                ax.plot(r["init_mean"], y, "o", mfc="none", color=_color(variants.index(v)),
+                        label=f"{v} at init" if j == 0 else None)
+    ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
+    ax.set(xlim=(0.0, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import display, outputs, plots, tables, why
+from . import display, methods, outputs, plots, stats, tables, why
 from .findings import findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
@@ -27,20 +27,28 @@ class _Computed:
 
     data: dict[str, pd.DataFrame]
     findings: list[str]
+    curve_source: str  # "evaluation" | "training": what the main learning curves and AUC are computed on
+    training_per_seed: pd.DataFrame  # smoothed training-return curves per seed (the secondary figure)
 
 
 def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
+    source = tables.curve_source(study)
     smoothed = tables.smoothed_curves(study, window)
-    per_seed = tables.per_seed_table(study, smoothed)
+    curves = tables.eval_curves(study) if source == "evaluation" else smoothed
+    per_seed = tables.per_seed_table(study, curves)
     norm = tables.normalization_table(study)
     agg, imp = tables.aggregate_tables(tables.normalized_scores(study, norm), study.reference, reps, seed)
+    ref_ok = study.cells[study.reference].ok
     d = {
         "cells": tables.cells_table(study),
         "per_seed": per_seed,
-        "per_task": tables.per_task_table(per_seed),
-        "final_diff": tables.final_difference_table(per_seed, study.reference)
-        if study.cells[study.reference].ok else pd.DataFrame(),
-        "curves": tables.curves_table(smoothed),
+        "per_task": tables.per_task_table(per_seed, reps, seed),
+        "differences": tables.difference_table(per_seed, study.reference, study.steps, reps, seed)
+        if ref_ok else pd.DataFrame(columns=tables.DIFF_COLUMNS),
+        "curves": tables.curves_table(curves, reps, seed),
+        "curves_per_seed": curves,
+        "training_curves": tables.curves_table(smoothed, reps, seed) if source == "evaluation"
+        else pd.DataFrame(columns=["variant", "task", "step", "mean", "lo", "hi", "n"]),
         "normalization": norm,
         "aggregates": agg,
         "improvement": imp,
@@ -48,15 +56,14 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "conflict_summary": why.conflict_summary_table(study),
         "conflict_pairs": why.conflict_pairs_table(study),
         "conflict_curve": why.conflict_curve_table(study),
-        "cosine_snapshots": why.cosine_snapshots_table(study),
+        "grad_probe": why.probe_table(study),
         "grad_tasks_curve": why.grad_tasks_curve(study),
         "grad_tasks_summary": why.grad_tasks_summary(study),
         "cka": why.cka_table(study),
+        "methods": methods.methods_table(study),
     }
-    if d["final_diff"].empty:
-        d["final_diff"] = pd.DataFrame(columns=["variant", "reference", "task", "diff", "lo", "hi", "n", "n_reference"])
-    fnd = findings(study.reference, study.ok_variants, imp, d["final_diff"], d["conflict_summary"])
-    return _Computed(d, fnd)
+    fnd = findings(study.reference, study.ok_variants, imp, d["differences"], d["conflict_summary"])
+    return _Computed(d, fnd, source, smoothed)
 
 
 def _slug(name: str) -> str:
@@ -64,10 +71,27 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _seed_counts(study: Study) -> list[int]:
+    return [len(study.cells[v].summary.get("seeds", [])) for v in study.ok_variants]
+
+
+def smoke_test_note(study: Study) -> str:
+    """The report's first line when a variant has fewer than MIN_SEEDS seeds; '' otherwise."""
+    counts = _seed_counts(study)
+    if counts and min(counts) >= stats.MIN_SEEDS:
+        return ""
+    n = min(counts) if counts else 0
+    return (f"**Smoke test, not evidence.** This study has {n} seed(s) per variant, fewer than the "
+            f"{stats.MIN_SEEDS} this report needs for an interval: no interval is drawn, the seeds' own values "
+            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with "
+            f"`--seeds {max(10, stats.MIN_SEEDS)}` or more before reading anything into it.")
+
+
 def _overview(study: Study, c: _Computed) -> Section:
     failed = [f"Variant `{r.variant}` {r.status.upper()}: {r.error} — excluded from all statistics."
               for r in c.data["cells"].itertuples() if r.status != "ok"]
-    blocks = [
+    note = smoke_test_note(study)
+    blocks = ([Text(note)] if note else []) + [
         Text(f"Tasks: {', '.join(study.tasks)}. Variants: {', '.join(f'`{v}`' for v in study.variants)}; "
              f"reference `{study.reference}`. Seeds: {len(study.seeds)} ({', '.join(map(str, study.seeds))}). "
              f"Budget: {study.steps:,} env steps per task."),
@@ -76,21 +100,46 @@ def _overview(study: Study, c: _Computed) -> Section:
     return Section("Study", tuple(blocks + ([Bullets(tuple(failed))] if failed else [])))
 
 
+def _curve_caption(source: str, window: int) -> tuple[str, str]:
+    """(figure caption, y label) of the main learning curves."""
+    band = (f"mean over seeds (bold) with a 95% percentile-bootstrap band within the task's return range when a "
+            f"variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line.")
+    if source == "evaluation":
+        return ("Greedy evaluation return vs env steps per task (the metric of every headline number, measured "
+                "during training): " + band, "greedy return")
+    return (f"Episode return of the epsilon-greedy training policy vs env steps (these runs stored no greedy "
+            f"evaluation during training): trailing moving average over {window} logging windows within each seed, "
+            + band, f"training return (MA{window})")
+
+
 def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     d, ok = c.data, study.ok_variants
-    curves: list = [Text("No learning-curve data (metrics.parquet) for any ok variant.")]
+    curves: list = [Text("No learning-curve data for any ok variant.")]
     if len(d["curves"]):
-        curves = [Image("learning_curves", f"Episode return vs env steps per task: trailing moving average over "
-                        f"{window} logging windows within each seed (windows without a finished episode skipped), "
-                        "then mean over seeds (line) and 95% t-interval (band).",
-                        plots.to_png(plots.learning_curves(d["curves"], study.tasks, ok, window)))]
+        caption, ylabel = _curve_caption(c.curve_source, window)
+        curves = [Image("learning_curves", caption, plots.to_png(
+            plots.learning_curves(d["curves"], d["curves_per_seed"], study.tasks, ok, ylabel)))]
+    if len(d["training_curves"]):
+        curves.append(Image("training_curves", f"Secondary: episode return of the epsilon-greedy training policy, "
+                            f"trailing moving average over {window} logging windows; thin lines are seeds.",
+                            plots.to_png(plots.learning_curves(d["training_curves"], c.training_per_seed,
+                                                               study.tasks, ok, f"training return (MA{window})"))))
+    curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
     per_task = [
-        Table("Per-task results", display.per_task(d["per_task"]),
-              "Final return: greedy evaluation at the end of training. AUC: mean return over training "
-              "(normalized trapezoid of each seed's curve). Both mean ± 95% t-interval half-width over seeds. "
-              "Steps to threshold: first step whose smoothed return ≥ threshold; median over all seeds with "
-              "unreached seeds counted as never."),
-        Table("Final return difference to the reference", display.final_diff(d["final_diff"])),
+        Image("final_scores", "Final score of every seed (dots) and the mean over seeds (bar), per task and variant.",
+              plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok))),
+        Table("Per-task results", display.per_task(d["per_task"], d["per_seed"]),
+              f"Final return: {methods.final_definition(study)}. AUC: area under each seed's {curve} divided by "
+              "its step span (the mean return over training). Mean over seeds with a 95% percentile-bootstrap "
+              f"interval inside the task's return range, or, below {stats.MIN_SEEDS} seeds, the seeds' own values. "
+              f"Steps to threshold: first step whose {curve} value reaches the threshold; median over all "
+              "seeds with unreached seeds counted as never."),
+        Table("Difference to the reference", display.differences(d["differences"]),
+              "Variant mean minus reference mean per task and metric; seeds resampled independently (unpaired). "
+              "Detectable difference: the smallest true difference a two-sided two-sample test at alpha 0.05 "
+              "would find with power 0.8, from the observed spread and seed counts (normal-theory power analysis "
+              "with t quantiles); n/a when no seed-to-seed spread was observed. For steps to threshold an "
+              "unreached threshold counts as the whole budget."),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
@@ -98,17 +147,21 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
     d = c.data
     blocks: list = [
-        Text("Normalized score per task: (x − random return) / (mean reference final return − random return); "
-             f"0 = uniform-random policy, 1 = `{study.reference}`. IQM and mean across tasks and seeds with 95% "
-             f"stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed {seed}); probability of "
+        Text("Normalized score per task: (x − random anchor) / (reference anchor − random anchor), with fixed "
+             "anchors per task that do not come from this study's seeds (table below, sources in "
+             "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the reference score. Tasks without "
+             "anchors are left out. IQM and mean across tasks and seeds with 95% "
+             f"stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed {seed}; none below "
+             f"{stats.MIN_SEEDS} seeds); probability of "
              "improvement is P(variant's score > reference's) per task (Mann-Whitney), averaged over tasks."),
         Table("Normalization", display.normalization(d["normalization"])),
     ]
     if d["aggregates"].empty:
         return Section("Aggregates across tasks", tuple(blocks + [
-            Text("No aggregate: the reference cell is not ok or no task has a usable normalization.")]))
+            Text("No aggregate: no task of this study has usable fixed anchors (see Notes).")]))
     blocks += [Table("Aggregate normalized score", display.aggregates(d["aggregates"])),
-               Image("aggregate_intervals", "IQM and mean normalized final score, 95% bootstrap CIs.",
+               Image("aggregate_intervals", "IQM and mean normalized final score, 95% bootstrap CIs "
+                     f"(points only below {stats.MIN_SEEDS} seeds).",
                      plots.to_png(plots.aggregate_intervals(d["aggregates"], study.variants)))]
     if len(d["improvement"]):
         blocks += [Table("Improvement over the reference", display.improvement(d["improvement"])),
@@ -127,35 +180,42 @@ def _cost(c: _Computed) -> Section:
 def _why(study: Study, c: _Computed) -> Section:
     d = c.data
     blocks: list = [Text("Gradient conflict: cosine similarity between two tasks' gradients on the shared "
-                         "parameters; < 0 means the tasks pull the trunk in opposing directions. Per-seed averages "
-                         "over training, then mean ± 95% t-interval over seeds.")]
+                         "parameters; < 0 means the tasks pull the trunk in opposing directions. Logging windows "
+                         "without a gradient update (before learning starts) are left out. Per-seed averages over "
+                         "training, then the mean over seeds with a 95% percentile-bootstrap CI inside [-1, 1] "
+                         f"(none below {stats.MIN_SEEDS} seeds). Baseline: at the end of training, the cosine "
+                         "between one task's gradients on two independent minibatches (same-task null) beside the "
+                         "between-task cosine on the same parameters; only a between-task cosine clearly below the "
+                         "null says more than minibatch noise.")]
     if d["conflict_summary"].empty:
-        blocks.append(Text("No gradient-pair data: no ok variant stored a non-empty grad_pairs.parquet "
-                           "(variants without shared parameters have none)."))
+        blocks.append(Text("No gradient-pair data: no ok variant with shared parameters stored grad_pairs.parquet "
+                           "(variants without shared parameters have no shared gradient)."))
     else:
         blocks += [Table("Gradient conflict summary", display.conflict_summary(d["conflict_summary"])),
                    Table("Mean cosine per task pair", display.conflict_pairs(d["conflict_pairs"]))]
-        for v in pd.unique(d["conflict_summary"]["variant"]):
-            blocks += [
-                Image(f"conflict_curves_{_slug(v)}", f"`{v}`: cosine per task pair and conflict fraction over training "
-                      "(mean over seeds, 95% t-CI).", plots.to_png(plots.conflict_curves(d["conflict_curve"], v))),
-                Image(f"cosine_heatmaps_{_slug(v)}", f"`{v}`: pairwise gradient cosine early / middle / late "
-                      "(mean over seeds).", plots.to_png(plots.cosine_heatmaps(d["cosine_snapshots"], v, study.tasks))),
-            ]
+        if len(d["grad_probe"]):
+            blocks.append(Table("End-of-training gradient probe", display.probe(d["grad_probe"])))
+        for r in d["conflict_summary"].itertuples():
+            blocks.append(Image(f"conflict_curves_{_slug(r.variant)}",
+                                f"`{r.variant}`: cosine per task pair over training (one line per pair; dotted: "
+                                "same-task null at the end) and the share of updates with cosine < 0.",
+                                plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine))))
     if d["grad_tasks_summary"].empty:
-        blocks.append(Text("No per-task gradient data (grad_tasks.parquet) for any ok variant."))
+        blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
     else:
-        blocks.append(Table("Per-task gradient norm and applied weight", display.grad_summary(d["grad_tasks_summary"])))
+        blocks.append(Table("Per-task gradient norm and applied weight", display.grad_summary(d["grad_tasks_summary"]),
+                            methods.STRATEGY_SCOPE))
         for v in pd.unique(d["grad_tasks_summary"]["variant"]):
-            blocks.append(Image(f"grad_norms_weights_{_slug(v)}", f"`{v}`: per-task gradient norm on shared parameters and "
-                                "applied weight over training (mean over seeds, 95% t-CI).",
+            blocks.append(Image(f"grad_norms_weights_{_slug(v)}", f"`{v}`: per-task gradient norm on shared parameters "
+                                "and the weight the strategy applied, over training.",
                                 plots.to_png(plots.grad_norms_weights(d["grad_tasks_curve"], v, study.tasks))))
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
     else:
-        blocks += [Table("Linear CKA of trunk features between tasks", display.cka(d["cka"])),
-                   Image("cka", "Linear CKA between tasks' trunk features on probe states (mean over seeds).",
-                         plots.to_png(plots.cka_heatmaps(d["cka"], study.variants, study.tasks)))]
+        blocks += [Table("Linear CKA of trunk features between tasks", display.cka(d["cka"]),
+                         "Trained network vs the same network at initialization (same keys, same probe states)."),
+                   Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
+                         plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
     return Section("Why: gradient conflict and representations", tuple(blocks))
 
 
@@ -167,8 +227,12 @@ def _notes(study: Study, c: _Computed) -> Section:
 def _results_md(study: Study, c: _Computed) -> str:
     d = c.data
     parts = [f"# Results: {study.name}", "",
-             f"Mean ± 95% CI over seeds; n = seeds per cell. Reference: `{study.reference}`.", ""]
-    for t in (Table("Per-task results", display.per_task(d["per_task"])),
+             f"Mean [95% CI] over seeds (the seeds' values below {stats.MIN_SEEDS} seeds); n = seeds per cell. "
+             f"Reference: `{study.reference}`.", ""]
+    note = smoke_test_note(study)
+    if note:
+        parts[2:2] = [note, ""]
+    for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"])),
               Table("Aggregate normalized score", display.aggregates(d["aggregates"])),
               Table("Improvement over the reference", display.improvement(d["improvement"])),
               Table("Cost", display.cost(d["cost"]))):
@@ -189,7 +253,8 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     sections = [_overview(study, c), Section("Findings", (Bullets(tuple(c.findings)),) if c.findings
                                              else (Text("No comparison possible (needs an ok reference and another ok variant)."),))]
     sections += _performance(study, c, smooth_window)
-    sections += [_aggregates(study, c, reps, seed), _cost(c), _why(study, c), _notes(study, c)]
+    sections += [_aggregates(study, c, reps, seed), methods.methods_section(study, c.data["methods"]), _cost(c),
+                 _why(study, c), _notes(study, c)]
     out = study_dir / "report"
     figs = [outputs.write_bytes(out / "figures" / f"{b.name}.png", b.png)
             for s in sections for b in s.blocks if isinstance(b, Image)]

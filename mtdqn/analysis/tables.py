@@ -10,16 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import aggregate, stats
+from . import aggregate, anchors, fmt, ranges, stats
 from .load import Study
 
 __all__ = [
     "cells_table",
+    "curve_source",
+    "eval_curves",
     "smoothed_curves",
     "curves_table",
     "per_seed_table",
     "per_task_table",
-    "final_difference_table",
+    "difference_table",
     "normalization_table",
     "normalized_scores",
     "aggregate_tables",
@@ -36,11 +38,40 @@ def cells_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "status", "n_seeds", "error"])
 
 
+def curve_source(study: Study) -> str:
+    """"evaluation" when every ok variant stored greedy evaluations during training, else "training".
+
+    One source for all variants, so AUC and steps-to-threshold compare like with like;
+    runs made before periodic evaluation existed (or with only the final evaluation)
+    fall back to epsilon-greedy training returns.
+    """
+    cells = [study.cells[v] for v in study.ok_variants]
+    # a curve needs two points: a run with only the end-of-training evaluation has no greedy curve
+    has = [c.evals is not None and c.evals["step"].nunique() >= 2 for c in cells]
+    return "evaluation" if cells and all(has) else "training"
+
+
+def eval_curves(study: Study) -> pd.DataFrame:
+    """Per-seed greedy-evaluation curves: variant, task, seed, step, value (mean return of K greedy episodes)."""
+    frames = []
+    for v in study.ok_variants:
+        ev = study.cells[v].evals
+        if ev is None or not len(ev):
+            continue
+        for task in study.tasks:
+            g = ev[ev["task"] == task].sort_values(["seed", "step"], kind="stable")
+            frames.append(pd.DataFrame({"variant": v, "task": task, "seed": g["seed"].to_numpy(dtype=np.int64),
+                                        "step": g["step"].to_numpy(dtype=np.int64),
+                                        "value": g["return_mean"].to_numpy(dtype=np.float64)}))
+    cols = ["variant", "task", "seed", "step", "value"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
 def smoothed_curves(study: Study, window: int) -> pd.DataFrame:
-    """Per-seed learning curves smoothed with a trailing moving average of `window` logs.
+    """Per-seed training-return curves smoothed with a trailing moving average of `window` logs.
 
     NaN windows (no episode ended) are dropped per seed before smoothing.
-    Columns: variant, task, seed, step, smoothed_return.
+    Columns: variant, task, seed, step, value.
     """
     frames = []
     for v in study.ok_variants:
@@ -54,23 +85,27 @@ def smoothed_curves(study: Study, window: int) -> pd.DataFrame:
                 frames.append(pd.DataFrame({
                     "variant": v, "task": task, "seed": int(seed),
                     "step": g["step"].to_numpy(dtype=np.int64),
-                    "smoothed_return": stats.moving_average(g["episode_return"].to_numpy(), window),
+                    "value": stats.moving_average(g["episode_return"].to_numpy(), window),
                 }))
-    cols = ["variant", "task", "seed", "step", "smoothed_return"]
+    cols = ["variant", "task", "seed", "step", "value"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def curves_table(smoothed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% t-interval over seeds of the smoothed curves at each logged step.
+def curves_table(per_seed_curves: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
+    """Mean over seeds at each step with a percentile-bootstrap band inside the task's return range.
 
-    `n` is the number of seeds with a value at that step.
+    `n` is the number of seeds with a value at that step; below `stats.MIN_SEEDS`
+    the band is NaN (the figure then shows the seeds' own lines only).
     """
     rows = []
-    for (v, task, step), g in smoothed.groupby(["variant", "task", "step"], sort=False):
-        e = stats.mean_ci(g["smoothed_return"].to_numpy())
+    for (v, task, step), g in per_seed_curves.groupby(["variant", "task", "step"], sort=False):
+        e = stats.bootstrap_mean(g["value"].to_numpy(), ranges.return_bounds(task), reps=reps, seed=seed)
         rows.append({"variant": v, "task": task, "step": int(step), "mean": e.value, "lo": e.lo, "hi": e.hi, "n": e.n})
     df = pd.DataFrame(rows, columns=["variant", "task", "step", "mean", "lo", "hi", "n"])
-    return df.sort_values(["variant", "task", "step"], kind="stable", key=_study_order(smoothed)).reset_index(drop=True)
+    if not len(df):
+        return df
+    return df.sort_values(["variant", "task", "step"], kind="stable",
+                          key=_study_order(per_seed_curves)).reset_index(drop=True)
 
 
 def _study_order(df: pd.DataFrame):
@@ -83,25 +118,33 @@ def _study_order(df: pd.DataFrame):
     return key
 
 
-def per_seed_table(study: Study, smoothed: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, task, seed): final greedy return, AUC, steps to threshold.
+def _final_scores(summary: dict, task: str) -> tuple[list[float], str]:
+    """Per-seed final score and the summary key it came from: the mean of the last evaluations during
+    training when the run stored them (``final_score``), else the end-of-training evaluation (``final_eval``)."""
+    if "final_score" in summary and task in summary["final_score"]:
+        return [float(x) for x in summary["final_score"][task]], "final_score"
+    return [float(x) for x in summary["final_eval"][task]], "final_eval"
 
-    AUC uses the raw (unsmoothed, NaN-dropped) curve; steps-to-threshold the
-    smoothed one so a single lucky window does not count.
+
+def per_seed_table(study: Study, curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, task, seed): final score, AUC and steps to threshold of `curves`.
+
+    `curves` are the per-seed curves of `curve_source` (greedy evaluation, or
+    smoothed training return). AUC: normalized trapezoid, i.e. the mean return
+    over training. Steps to threshold: the first logged step whose value
+    reaches the threshold (NaN: never).
     """
     rows = []
     for v in study.ok_variants:
         cell = study.cells[v]
-        m = cell.metrics
         for task in study.tasks:
             threshold = float(cell.summary["thresholds"][task])
-            for seed, final in zip(cell.summary["seeds"], cell.summary["final_eval"][task]):
-                area, reach = float("nan"), float("nan")
-                if m is not None:
-                    raw = m[(m["task"] == task) & (m["seed"] == seed)].sort_values("step")
-                    area = stats.auc(raw["step"].to_numpy(), raw["episode_return"].to_numpy())
-                    sm = smoothed[(smoothed["variant"] == v) & (smoothed["task"] == task) & (smoothed["seed"] == seed)]
-                    reach = stats.steps_to_threshold(sm["step"].to_numpy(), sm["smoothed_return"].to_numpy(), threshold)
+            finals, _ = _final_scores(cell.summary, task)
+            for seed, final in zip(cell.summary["seeds"], finals):
+                c = curves[(curves["variant"] == v) & (curves["task"] == task) & (curves["seed"] == seed)]
+                steps, values = c["step"].to_numpy(), c["value"].to_numpy()
+                area = stats.auc(steps, values) if len(c) else float("nan")
+                reach = stats.steps_to_threshold(steps, values, threshold) if len(c) else float("nan")
                 rows.append({"variant": v, "task": task, "seed": int(seed), "final_return": float(final),
                              "auc": area, "threshold": threshold, "steps_to_threshold": reach})
     cols = ["variant", "task", "seed", "final_return", "auc", "threshold", "steps_to_threshold"]
@@ -115,12 +158,14 @@ def _median_steps(steps: np.ndarray) -> float:
     return med if np.isfinite(med) else float("nan")
 
 
-def per_task_table(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Per (variant, task): final return and AUC mean with 95% t-CI; steps-to-threshold median."""
+def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
+    """Per (variant, task): final return and AUC, mean with a bootstrap CI in the task's range
+    (none below `stats.MIN_SEEDS` seeds: see per_seed); steps-to-threshold median."""
     rows = []
     for (v, task), g in per_seed.groupby(["variant", "task"], sort=False):
-        fin = stats.mean_ci(g["final_return"].to_numpy())
-        area = stats.mean_ci(g["auc"].to_numpy())
+        bounds = ranges.return_bounds(task)
+        fin = stats.bootstrap_mean(g["final_return"].to_numpy(), bounds, reps=reps, seed=seed)
+        area = stats.bootstrap_mean(g["auc"].to_numpy(), bounds, reps=reps, seed=seed)
         steps = g["steps_to_threshold"].to_numpy(dtype=np.float64)
         rows.append({
             "variant": v, "task": task, "n": int(len(g)),
@@ -132,55 +177,78 @@ def per_task_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def final_difference_table(per_seed: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per task: mean final return of each variant minus the reference, Welch 95% CI."""
+# metric column of per_seed -> (what it is, for the findings)
+METRICS = {
+    "final_return": "Final return",
+    "auc": "Area under the learning curve (mean return over training)",
+    "steps_to_threshold": "Env steps to threshold",
+}
+DIFF_COLUMNS = ["variant", "reference", "task", "metric", "diff", "lo", "hi", "mde", "max_diff", "n",
+                "n_reference", "values", "values_reference"]
+
+
+def _metric_values(g: pd.DataFrame, metric: str, budget: int) -> np.ndarray:
+    """A metric's per-seed values; an unreached threshold counts as the whole budget (a lower bound)."""
+    x = g[metric].to_numpy(dtype=np.float64)
+    return np.where(np.isnan(x), float(budget), x) if metric == "steps_to_threshold" else x
+
+
+def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: int, seed: int) -> pd.DataFrame:
+    """Per variant, task and metric: mean difference to the reference, bootstrap CI, smallest detectable one.
+
+    Intervals lie within the metric's range (returns: the task's bounds; steps:
+    [0, budget]) and are NaN below `stats.MIN_SEEDS` seeds; `mde` is
+    `stats.min_detectable_difference` (power 0.8, alpha 0.05), `max_diff` the largest
+    difference the metric's range allows (an `mde` above it: nothing is detectable). `values` /
+    `values_reference` hold the per-seed values as text, for small n.
+    """
     rows = []
     ref = per_seed[per_seed["variant"] == reference]
     for (v, task), g in per_seed[per_seed["variant"] != reference].groupby(["variant", "task"], sort=False):
-        r = ref[ref["task"] == task]["final_return"].to_numpy()
-        e = stats.diff_ci(g["final_return"].to_numpy(), r)
-        rows.append({"variant": v, "reference": reference, "task": task, "diff": e.value, "lo": e.lo, "hi": e.hi,
-                     "n": int(len(g)), "n_reference": int(len(r))})
-    return pd.DataFrame(rows, columns=["variant", "reference", "task", "diff", "lo", "hi", "n", "n_reference"])
+        r = ref[ref["task"] == task]
+        for metric in METRICS:
+            bounds = (0.0, float(budget)) if metric == "steps_to_threshold" else ranges.return_bounds(task)
+            x, y = _metric_values(g, metric, budget), _metric_values(r, metric, budget)
+            e = stats.bootstrap_diff(x, y, bounds, reps=reps, seed=seed)
+            rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "diff": e.value,
+                         "lo": e.lo, "hi": e.hi, "mde": stats.min_detectable_difference(x, y),
+                         "max_diff": ranges.difference_bounds(bounds)[1],
+                         "n": int(len(x)), "n_reference": int(len(y)),
+                         "values": fmt.values(x, metric == "steps_to_threshold"),
+                         "values_reference": fmt.values(y, metric == "steps_to_threshold")})
+    return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 
-def normalization_table(study: Study, rel_tol: float = 1e-6) -> pd.DataFrame:
-    """Per task: random and reference returns, the denominator, and whether the task is used.
+def normalization_table(study: Study) -> pd.DataFrame:
+    """Per task: the fixed anchors (`anchors.ANCHORS`), the study's own random return, and whether the task is used.
 
-    A task is skipped in aggregates when reference - random is ~0 (within
-    `rel_tol` of the returns' scale) or negative: the score would explode or flip.
+    The anchors never come from the study's seeds, so one variant's results
+    cannot move another's normalized score. A task without anchors, or whose
+    anchors are too close (`anchors.usable`), is left out of aggregates.
     """
-    ref = study.cells[study.reference]
     rows = []
     for task in study.tasks:
-        if not ref.ok:
-            rows.append({"task": task, "random_return": np.nan, "reference_mean": np.nan, "n_reference": 0,
-                         "denominator": np.nan, "used": False,
-                         "note": f"reference `{study.reference}` is {ref.status}; no normalization"})
-            continue
-        rnd = float(ref.summary["random_return"][task])
-        ref_mean = float(np.mean(ref.summary["final_eval"][task]))
-        denom = ref_mean - rnd
-        tol = rel_tol * max(1.0, abs(ref_mean), abs(rnd))
-        note = ""
-        if not np.isfinite(denom) or abs(denom) <= tol:
-            note = "reference - random is ~0; skipped in aggregates"
-        elif denom < 0:
-            note = "reference is below random; skipped in aggregates"
-        rows.append({"task": task, "random_return": rnd, "reference_mean": ref_mean,
-                     "n_reference": len(ref.summary["final_eval"][task]), "denominator": denom,
+        a = anchors.lookup(task)
+        measured = [float(study.cells[v].summary["random_return"][task]) for v in study.ok_variants]
+        study_random = float(np.mean(measured)) if measured else float("nan")
+        note = anchors.usable(task, a)
+        rows.append({"task": task, "random_return": a.random if a else np.nan,
+                     "reference_return": a.reference if a else np.nan,
+                     "denominator": (a.reference - a.random) if a else np.nan,
+                     "study_random_return": study_random, "source": a.source if a else "",
                      "used": note == "", "note": note})
-    return pd.DataFrame(rows)
+    cols = ["task", "random_return", "reference_return", "denominator", "study_random_return", "source", "used",
+            "note"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]:
-    """{variant: (seeds, used tasks) normalized final returns} for ok variants."""
+    """{variant: (seeds, used tasks) normalized final scores} for ok variants."""
     used = norm[norm["used"]]
     out = {}
     for v in study.ok_variants:
-        fe = study.cells[v].summary["final_eval"]
-        cols = [stats.normalize(np.asarray(fe[r.task], dtype=np.float64), r.random_return, r.reference_mean)
-                for r in used.itertuples()]
+        cols = [stats.normalize(np.asarray(_final_scores(study.cells[v].summary, r.task)[0], dtype=np.float64),
+                                r.random_return, r.reference_return) for r in used.itertuples()]
         out[v] = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
     return out
 
@@ -188,7 +256,10 @@ def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]
 def aggregate_tables(
     scores: dict[str, np.ndarray], reference: str, reps: int, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(IQM/mean per variant, improvement over reference) via rliable; empty if no task is usable."""
+    """(IQM/mean per variant, improvement over reference) via rliable; empty if no task is usable.
+
+    Below `stats.MIN_SEEDS` seeds the point estimates stay and the intervals are NaN.
+    """
     agg_rows, imp_rows = [], []
     for v, s in scores.items():
         if s.shape[1] == 0:
@@ -202,11 +273,14 @@ def aggregate_tables(
         poi = aggregate.probability_of_improvement(s, ref, reps, seed)
         diff = aggregate.iqm_difference(s, ref, reps, seed)
         imp_rows.append({"variant": v, "reference": reference, "poi": poi.value, "poi_lo": poi.lo, "poi_hi": poi.hi,
-                         "iqm_diff": diff.value, "iqm_diff_lo": diff.lo, "iqm_diff_hi": diff.hi,
+                         "iqm_diff": diff["IQM"].value, "iqm_diff_lo": diff["IQM"].lo, "iqm_diff_hi": diff["IQM"].hi,
+                         "mean_diff": diff["mean"].value, "mean_diff_lo": diff["mean"].lo,
+                         "mean_diff_hi": diff["mean"].hi,
                          "n": int(len(s)), "n_reference": int(len(ref)), "n_tasks": int(s.shape[1])})
     agg = pd.DataFrame(agg_rows, columns=["variant", "metric", "value", "lo", "hi", "n_seeds", "n_tasks"])
     imp = pd.DataFrame(imp_rows, columns=["variant", "reference", "poi", "poi_lo", "poi_hi", "iqm_diff",
-                                          "iqm_diff_lo", "iqm_diff_hi", "n", "n_reference", "n_tasks"])
+                                          "iqm_diff_lo", "iqm_diff_hi", "mean_diff", "mean_diff_lo", "mean_diff_hi",
+                                          "n", "n_reference", "n_tasks"])
     return agg, imp
 
 

@@ -3,7 +3,14 @@
 These explain *why* a variant helps or hurts: tasks whose shared-parameter
 gradients point in opposite directions (cosine < 0) fight over the trunk;
 strategies re-weight tasks; CKA says how alike the trunk features are per task.
-Every summary is a per-seed quantity first, then mean with a 95% t-CI over seeds.
+Every summary is a per-seed quantity first, then the mean over seeds with a
+percentile-bootstrap 95% CI inside the quantity's range (none below
+:data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds).
+
+Baselines: logging windows without a gradient update (before learning
+starts) are dropped, not averaged in as zeros; the cosine between tasks is
+shown beside a same-task null (two minibatches of one task, end of training,
+``grad_probe.parquet``); CKA beside its value at initialization.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import ranges, stats
 from .load import Study
 
 __all__ = [
@@ -19,17 +26,17 @@ __all__ = [
     "conflict_pairs_table",
     "conflict_curve_table",
     "conflict_summary_table",
-    "cosine_snapshots_table",
     "grad_tasks_curve",
     "grad_tasks_summary",
     "cka_table",
+    "probe_table",
 ]
 
 _EST = ["mean", "lo", "hi", "n"]
 
 
-def _est_row(values: np.ndarray) -> dict[str, float]:
-    return dict(zip(_EST, stats.mean_ci(values)))
+def _est_row(values: np.ndarray, bounds: ranges.Bounds) -> dict[str, float]:
+    return dict(zip(_EST, stats.bootstrap_mean(values, bounds)))
 
 
 def canonical_pairs(df: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFrame:
@@ -53,7 +60,12 @@ def _pair_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
     out = []
     for v in study.ok_variants:
         gp = study.cells[v].grad_pairs
-        if gp is not None and len(gp):
+        if gp is None or not len(gp) or study.cells[v].summary.get("params_shared", 1) == 0:
+            continue
+        # Older runs logged a window without any update as exact zeros; no update has a cosine of exactly 0.
+        idle = (gp["cosine"] == 0.0) & (gp["conflict_rate"] == 0.0 if "conflict_rate" in gp else True)
+        gp = gp[~idle]
+        if len(gp):
             out.append((v, canonical_pairs(gp, study.tasks)))
     return out
 
@@ -64,7 +76,7 @@ def conflict_pairs_table(study: Study) -> pd.DataFrame:
     for v, gp in _pair_frames(study):
         for (a, b), g in gp.groupby(["task_a", "task_b"], sort=False):
             per_seed = g.groupby("seed")["cosine"].mean().to_numpy()
-            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(per_seed)})
+            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(per_seed, ranges.COSINE)})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST])
 
 
@@ -89,11 +101,11 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
         for (a, b), g in gp.groupby(["task_a", "task_b"], sort=False):
             for step, gs in g.groupby("step", sort=True):
                 rows.append({"variant": v, "quantity": "cosine", "task_a": a, "task_b": b, "step": int(step),
-                             **_est_row(gs.groupby("seed")["cosine"].mean().to_numpy())})
+                             **_est_row(gs.groupby("seed")["cosine"].mean().to_numpy(), ranges.COSINE)})
         frac = gp.assign(neg=_conflicting(gp)).groupby(["step", "seed"])["neg"].mean()
         for step, gs in frac.groupby(level="step", sort=True):
             rows.append({"variant": v, "quantity": "conflict_fraction", "task_a": "*", "task_b": "*",
-                         "step": int(step), **_est_row(gs.to_numpy(dtype=np.float64))})
+                         "step": int(step), **_est_row(gs.to_numpy(dtype=np.float64), ranges.FRACTION)})
     return pd.DataFrame(rows, columns=["variant", "quantity", "task_a", "task_b", "step", *_EST])
 
 
@@ -102,33 +114,65 @@ def conflict_summary_table(study: Study) -> pd.DataFrame:
     rows = []
     for v, gp in _pair_frames(study):
         by_seed = gp.groupby("seed")
-        cos = stats.mean_ci(by_seed["cosine"].mean().to_numpy())
-        frac = stats.mean_ci(gp.assign(neg=_conflicting(gp)).groupby("seed")["neg"].mean().to_numpy(dtype=np.float64))
+        cos = stats.bootstrap_mean(by_seed["cosine"].mean().to_numpy(), ranges.COSINE)
+        frac = stats.bootstrap_mean(
+            gp.assign(neg=_conflicting(gp)).groupby("seed")["neg"].mean().to_numpy(dtype=np.float64), ranges.FRACTION)
+        null, end = _probe_means(study, v)
         rows.append({"variant": v, "n_pairs": int(gp[["task_a", "task_b"]].drop_duplicates().shape[0]),
                      "cosine_mean": cos.value, "cosine_lo": cos.lo, "cosine_hi": cos.hi,
-                     "conflict_fraction": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi, "n": cos.n})
+                     "conflict_fraction": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi, "n": cos.n,
+                     "null_cosine": null, "end_cosine": end})
     cols = ["variant", "n_pairs", "cosine_mean", "cosine_lo", "cosine_hi", "conflict_fraction", "conflict_lo",
-            "conflict_hi", "n"]
+            "conflict_hi", "n", "null_cosine", "end_cosine"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def cosine_snapshots_table(study: Study) -> pd.DataFrame:
-    """Pairwise cosine (mean over seeds) at the first, middle and last logged step."""
+def _probe_means(study: Study, variant: str) -> tuple[float, float]:
+    """(same-task null cosine, between-task cosine) of the end-of-run probe, each averaged per seed then over seeds."""
+    gp = study.cells[variant].grad_probe
+    if gp is None or not len(gp):
+        return float("nan"), float("nan")
+    same = gp["task_a"].astype(str) == gp["task_b"].astype(str)
+    mean = lambda df: float(df.groupby("seed")["cosine"].mean().mean()) if len(df) else float("nan")  # noqa: E731
+    return mean(gp[same]), mean(gp[~same])
+
+
+def probe_table(study: Study) -> pd.DataFrame:
+    """End-of-run gradient cosines per variant: each task with itself (two minibatches: the null) and each pair.
+
+    Same parameters, same moment: the between-task cosine is "conflict" only
+    where it is clearly below what two minibatches of one task give.
+    """
     rows = []
-    for v, gp in _pair_frames(study):
-        steps = np.sort(gp["step"].unique())
-        picks = {"early": steps[0], "middle": steps[len(steps) // 2], "late": steps[-1]}
-        for moment, step in picks.items():
-            at = gp[gp["step"] == step]
-            for (a, b), g in at.groupby(["task_a", "task_b"], sort=False):
-                rows.append({"variant": v, "moment": moment, "step": int(step), "task_a": a, "task_b": b,
-                             **_est_row(g.groupby("seed")["cosine"].mean().to_numpy())})
-    return pd.DataFrame(rows, columns=["variant", "moment", "step", "task_a", "task_b", *_EST])
+    for v in study.ok_variants:
+        gp = study.cells[v].grad_probe
+        if gp is None or not len(gp):
+            continue
+        same = gp["task_a"].astype(str) == gp["task_b"].astype(str)
+        for (a, b), g in pd.concat([gp[same], canonical_pairs(gp[~same], study.tasks)]).groupby(
+                ["task_a", "task_b"], sort=False):
+            rows.append({"variant": v, "kind": "same task (null)" if a == b else "between tasks", "task_a": a,
+                         "task_b": b, **_est_row(g.groupby("seed")["cosine"].mean().to_numpy(), ranges.COSINE)})
+    return pd.DataFrame(rows, columns=["variant", "kind", "task_a", "task_b", *_EST])
 
 
 def _grad_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
-    return [(v, study.cells[v].grad_tasks) for v in study.ok_variants
-            if study.cells[v].grad_tasks is not None and len(study.cells[v].grad_tasks)]
+    """(variant, grad_tasks without no-update windows) for ok variants with shared parameters.
+
+    A variant without shared parameters has no shared-parameter gradient to
+    show. Older runs logged windows without an update as zeros (weight 0 for
+    every task); those rows are dropped so they do not pull the averages down.
+    """
+    out = []
+    for v in study.ok_variants:
+        gt = study.cells[v].grad_tasks
+        if gt is None or not len(gt) or study.cells[v].summary.get("params_shared", 1) == 0:
+            continue
+        idle = gt.groupby(["step", "seed"])["weight"].transform(lambda w: bool((w == 0).all())).astype(bool)
+        gt = gt[~idle]
+        if len(gt):
+            out.append((v, gt))
+    return out
 
 
 def grad_tasks_curve(study: Study) -> pd.DataFrame:
@@ -139,7 +183,7 @@ def grad_tasks_curve(study: Study) -> pd.DataFrame:
             for step, g in gt[gt["task"] == task].groupby("step", sort=True):
                 for q in ("grad_norm", "weight"):
                     rows.append({"variant": v, "task": task, "quantity": q, "step": int(step),
-                                 **_est_row(g.groupby("seed")[q].mean().to_numpy())})
+                                 **_est_row(g.groupby("seed")[q].mean().to_numpy(), ranges.WEIGHT)})
     return pd.DataFrame(rows, columns=["variant", "task", "quantity", "step", *_EST])
 
 
@@ -151,7 +195,8 @@ def grad_tasks_summary(study: Study) -> pd.DataFrame:
             g = gt[gt["task"] == task].groupby("seed")
             if not len(g):
                 continue
-            norm, weight = stats.mean_ci(g["grad_norm"].mean().to_numpy()), stats.mean_ci(g["weight"].mean().to_numpy())
+            norm = stats.bootstrap_mean(g["grad_norm"].mean().to_numpy(), ranges.WEIGHT)
+            weight = stats.bootstrap_mean(g["weight"].mean().to_numpy(), ranges.WEIGHT)
             rows.append({"variant": v, "task": task, "grad_norm_mean": norm.value, "grad_norm_lo": norm.lo,
                          "grad_norm_hi": norm.hi, "weight_mean": weight.value, "weight_lo": weight.lo,
                          "weight_hi": weight.hi, "n": norm.n})
@@ -161,7 +206,12 @@ def grad_tasks_summary(study: Study) -> pd.DataFrame:
 
 
 def cka_table(study: Study) -> pd.DataFrame:
-    """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds."""
+    """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds, and at initialization.
+
+    ``init_mean`` is the CKA of the untrained network (same keys, same probe
+    states; NaN for runs that did not record ``cka_init``): training made
+    the tasks' features more alike only where CKA rose above it.
+    """
     rows = []
     for v in study.ok_variants:
         ck = study.cells[v].cka
@@ -169,6 +219,8 @@ def cka_table(study: Study) -> pd.DataFrame:
             continue
         ck = canonical_pairs(ck, study.tasks)
         for (a, b), g in ck.groupby(["task_a", "task_b"], sort=False):
+            init = g.groupby("seed")["cka_init"].mean().mean() if "cka_init" in g else float("nan")
             rows.append({"variant": v, "task_a": a, "task_b": b,
-                         **_est_row(g.groupby("seed")["cka"].mean().to_numpy())})
-    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST])
+                         **_est_row(g.groupby("seed")["cka"].mean().to_numpy(), ranges.CKA),
+                         "init_mean": float(init)})
+    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean"])

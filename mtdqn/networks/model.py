@@ -40,10 +40,12 @@ __all__ = [
     "init_params",
     "torso_features",
     "q_values",
+    "one_task_q_values",
     "shared_mask",
     "split_shared",
     "merge_shared",
     "count_params",
+    "describe_architecture",
 ]
 
 Params = dict[str, Any]
@@ -169,6 +171,14 @@ def q_values(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.A
     return _apply(head, params["heads"], torso_features(arch, params, obs, task_ids), arch.head_shared)
 
 
+def one_task_q_values(arch: Architecture, shared: Params, task_params: Params, obs: jax.Array,
+                      task_id: jax.Array) -> jax.Array:
+    """Q-values (batch, max_actions) of one task from the shared parts and that task's slice of the per-task
+    parts (no task axis): how training takes each task's loss under ``vmap``, and how a deployed agent acts."""
+    params = merge_shared(shared, jax.tree.map(lambda x: x[None], task_params))  # a task set of one
+    return q_values(arch, params, obs[None], task_ids=task_id[None])[0]
+
+
 def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_tasks: int) -> tuple[Params, jax.Array]:
     """Init one layer on example input ``x`` (tasks, 1, ...); returns params and output."""
     module = layer.module()
@@ -230,3 +240,19 @@ def count_params(arch: Architecture, params: Params) -> tuple[int, int]:
     n_shared = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shared))
     n_task = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(per_task))
     return n_shared + n_task, n_shared
+
+
+def describe_architecture(arch: Architecture) -> list[str]:
+    """The network as one line per part, input to output, saying what is shared (for the report's methods)."""
+    def layer(x: Layer) -> str:
+        name = {"dense": "Dense", "conv": f"Conv{CONV_KERNEL}x{CONV_KERNEL}", "flatten_dense": "Flatten+Dense"}[x.kind]
+        return f"{name}({x.features}{', relu' if x.relu else ''})"
+
+    where = lambda shared: "shared by all tasks" if shared else "one per task"  # noqa: E731
+    lines = [f"input: observations padded to {arch.obs_shape}"
+             + (", with the task's one-hot id" if arch.conditioned else "")]
+    lines.append(f"adapter: {layer(arch.adapter)}, {where(arch.adapter_shared)}")
+    for i, (x, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
+        lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}")
+    lines.append(f"head: Dense({arch.num_actions}) Q-values (actions padded and masked), {where(arch.head_shared)}")
+    return lines

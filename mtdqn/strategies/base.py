@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from mtdqn.errors import ConfigError
 
 __all__ = [
+    "SCOPE",
     "Strategy",
     "StrategySpec",
     "REGISTRY",
@@ -48,6 +49,13 @@ __all__ = [
 ]
 
 Grads = Any
+
+SCOPE = ("Every strategy combines the per-task gradients of the shared parameters only; per-task parameters "
+         "(input adapters and Q heads) always get their own task's gradient times the static --task-weights. So "
+         "the learned weights of gradnorm, uncertainty and dwa scale each task's gradient on the shared trunk, "
+         "not each task's whole loss as in their papers (where heads are scaled too); uncertainty's "
+         "log-variances are still learned on the paper's objective exp(-s_i) L_i + s_i.")
+"""What a strategy's weights scale, exactly: printed by `mtdqn strategies` and recorded in every run's summary."""
 
 
 class Strategy(NamedTuple):

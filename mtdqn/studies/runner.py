@@ -47,6 +47,7 @@ class CellConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 0
     devices: int = 0  # seed layout (0: as many local devices as the seeds can use); numbers differ only in rounding
+    eval_every: int = 0  # env steps per task between greedy evaluations during training (0: the final one only)
 
     @property
     def config_hash(self) -> str:
@@ -65,7 +66,7 @@ class StudyResult:
 def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
     """One cell per variant, in the spec's order (reference first)."""
     return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), spec.eval_episodes, spec.checkpoint_every,
-                       devices) for v in spec.variants]
+                       devices, spec.eval_every) for v in spec.variants]
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -90,14 +91,16 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     run_cfg = _read(cell_dir / "config.json") or {}
     if summary is not None and summary.get("status") == "ok":
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
-                and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant)
+                and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant
+                and summary.get("eval_every", 0) == cell.eval_every)  # cells made before it evaluated at the end
         if same:
             return "done"
         diffs = [f"{key}: stored {a!r}, now {b!r}"
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
-        for key in ("thresholds", "eval_episodes", "variant"):
-            if summary.get(key) != getattr(cell, key):
-                diffs.append(f"{key}: stored {summary.get(key)!r}, now {getattr(cell, key)!r}")
+        for key in ("thresholds", "eval_episodes", "variant", "eval_every"):
+            stored = summary.get(key, 0 if key == "eval_every" else None)
+            if stored != getattr(cell, key):
+                diffs.append(f"{key}: stored {stored!r}, now {getattr(cell, key)!r}")
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
@@ -110,7 +113,8 @@ def _failed(cell: CellConfig, exc: BaseException) -> dict[str, Any]:
     return {
         "variant": cell.variant, "status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}",
         "tasks": list(cell.config.tasks), "seeds": [cell.config.seed + i for i in range(cell.config.seeds)],
-        "thresholds": cell.thresholds, "eval_episodes": cell.eval_episodes, "config_hash": cell.config_hash,
+        "thresholds": cell.thresholds, "eval_episodes": cell.eval_episodes, "eval_every": cell.eval_every,
+        "config_hash": cell.config_hash,
     }
 
 
@@ -136,6 +140,7 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     if status == "done":
         return _read(cell_dir / "summary.json") or {}
     kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
+                  eval_every=cell.eval_every,
                   extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
                   devices=cell.devices or None)  # None: a resumed cell keeps its own layout
     try:
@@ -273,7 +278,8 @@ def study_record(spec: StudySpec) -> dict[str, Any]:
     return {
         "name": spec.name, "tasks": list(spec.tasks), "variants": list(spec.variants), "reference": spec.reference,
         "seeds": spec.seed_list, "steps": spec.steps, "thresholds": spec.thresholds, "options": spec.options,
-        "variant_options": spec.variants, "eval_episodes": spec.eval_episodes, "source": spec.source,
+        "variant_options": spec.variants, "eval_episodes": spec.eval_episodes,
+        "eval_every": spec.eval_every, "source": spec.source,
         **provenance(),
     }
 

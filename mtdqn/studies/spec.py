@@ -54,7 +54,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference",
-             "eval_episodes", "checkpoint_every", "thresholds", "options", "variants")
+             "eval_episodes", "eval_every", "checkpoint_every", "thresholds", "options", "variants")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -89,6 +89,9 @@ class StudySpec:
     options: dict[str, Any] = field(default_factory=dict)
     """Train options shared by every variant (a variant's own options win)."""
     eval_episodes: int = 10
+    """Greedy episodes per task and seed in each evaluation."""
+    eval_every: int = 0
+    """Env steps per task between greedy evaluations during training (0: only the final one)."""
     checkpoint_every: int = 0
     """Env steps per task between cell checkpoints, so a killed cell resumes (0: only the final one)."""
     source: str = "<study>"
@@ -241,6 +244,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     seeds = _int(raw, "seeds", None, source, 1)
     seed = _int(raw, "seed", 0, source, 0)
     eval_episodes = _int(raw, "eval_episodes", 10, source, 1)
+    eval_every = _int(raw, "eval_every", 0, source, 0)
     checkpoint_every = _int(raw, "checkpoint_every", 0, source, 0)
     include = raw.get("include_reference", True)
     if not isinstance(include, bool):
@@ -272,7 +276,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
                      reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
-                     checkpoint_every=checkpoint_every, source=source)
+                     eval_every=eval_every, checkpoint_every=checkpoint_every, source=source)
 
 
 def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:

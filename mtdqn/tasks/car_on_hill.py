@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from mtdqn.tasks.control_env import ControlEnv
 from mtdqn.tasks.integrate import rk4_switched
 
 __all__ = ["CarOnHill", "EnvState", "EnvParams", "hill_slopes", "car_derivative"]
@@ -90,16 +91,12 @@ def car_derivative(y: jax.Array, left_branch: jax.Array, force: jax.Array, param
     return jnp.stack([velocity, acceleration])
 
 
-class CarOnHill(environment.Environment[EnvState, EnvParams]):
+class CarOnHill(ControlEnv):
     """Car-On-Hill (Ernst et al. 2005) with gymnax's API: two actions, push left (0) or right (1)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.obs_shape = (2,)
-
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams()
+    env_name = "CarOnHill-v0"
+    actions = 2
+    params_type = EnvParams
 
     def step_env(
         self, key: jax.Array, state: EnvState, action: int | jax.Array, params: EnvParams
@@ -110,15 +107,7 @@ class CarOnHill(environment.Environment[EnvState, EnvParams]):
         y = jnp.stack([state.position, state.velocity])
         y = rk4_switched(lambda y, left: car_derivative(y, left, force, params), y, params.dt, params.substeps)
         state = EnvState(position=y[0], velocity=y[1], time=state.time + 1)
-        terminated = self.is_terminated(state, params)
-        reward = self.reward(state, params)
-        return (
-            jax.lax.stop_gradient(self.get_obs(state)),
-            jax.lax.stop_gradient(state),
-            reward,
-            terminated,
-            {"discount": self.discount(state, params)},
-        )
+        return self.transition(state, self.reward(state, params), params)
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         """The fixed start of mushroom-rl, (-0.5, 0); ``key`` is unused."""
@@ -143,17 +132,6 @@ class CarOnHill(environment.Environment[EnvState, EnvParams]):
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         """The car left the hill or exceeded the speed limit: an absorbing state."""
         return (jnp.abs(state.position) > params.max_position) | (jnp.abs(state.velocity) > params.max_velocity)
-
-    @property
-    def name(self) -> str:
-        return "CarOnHill-v0"
-
-    @property
-    def num_actions(self) -> int:
-        return 2
-
-    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
-        return spaces.Discrete(2)
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """mushroom-rl's bounds; the final observation of an episode lies just outside them."""

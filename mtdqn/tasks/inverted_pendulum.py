@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from mtdqn.tasks.control_env import ControlEnv
 from mtdqn.tasks.integrate import rk4
 
 __all__ = ["InvertedPendulumDiscrete", "EnvState", "EnvParams", "pendulum_derivative"]
@@ -83,16 +84,12 @@ def pendulum_derivative(y: jax.Array, force: jax.Array, params: EnvParams) -> ja
     return jnp.stack([angular_velocity, numerator / denominator])
 
 
-class InvertedPendulumDiscrete(environment.Environment[EnvState, EnvParams]):
+class InvertedPendulumDiscrete(ControlEnv):
     """LSPI's pendulum with gymnax's API: actions 0, 1, 2 push with -50, 0, +50 N (plus noise)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.obs_shape = (2,)
-
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams()
+    env_name = "InvertedPendulumDiscrete-v0"
+    actions = 3
+    params_type = EnvParams
 
     def step_env(
         self, key: jax.Array, state: EnvState, action: int | jax.Array, params: EnvParams
@@ -103,15 +100,8 @@ class InvertedPendulumDiscrete(environment.Environment[EnvState, EnvParams]):
         y = jnp.stack([state.angle, state.angular_velocity])
         y = rk4(lambda y: pendulum_derivative(y, force, params), y, params.dt, params.substeps)
         state = EnvState(angle=y[0], angular_velocity=y[1], time=state.time + 1)
-        terminated = self.is_terminated(state, params)
-        reward = jnp.where(terminated, -1.0, 0.0).astype(jnp.float32)  # LSPI: -1 when it falls, else 0
-        return (
-            jax.lax.stop_gradient(self.get_obs(state)),
-            jax.lax.stop_gradient(state),
-            reward,
-            terminated,
-            {"discount": self.discount(state, params)},
-        )
+        reward = jnp.where(self.is_terminated(state, params), -1.0, 0.0).astype(jnp.float32)  # LSPI: -1 if it fell
+        return self.transition(state, reward, params)
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         """Upright with a random tilt in [-pi/8, pi/8] and no motion (mushroom-rl's reset)."""
@@ -125,17 +115,6 @@ class InvertedPendulumDiscrete(environment.Environment[EnvState, EnvParams]):
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         """The pendulum fell past horizontal."""
         return jnp.abs(state.angle) > params.max_angle
-
-    @property
-    def name(self) -> str:
-        return "InvertedPendulumDiscrete-v0"
-
-    @property
-    def num_actions(self) -> int:
-        return 3
-
-    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
-        return spaces.Discrete(3)
 
     def observation_space(self, params: EnvParams) -> spaces.Box:
         """Unbounded, as in mushroom-rl (the speed has no limit)."""

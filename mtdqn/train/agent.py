@@ -21,7 +21,7 @@ from flax import struct
 from mtdqn.checkpoint import state_bytes
 from mtdqn.config import Derived, TrainConfig, derive
 from mtdqn.errors import ConfigError, InsufficientResources
-from mtdqn.networks import Architecture, init_params, make_architecture
+from mtdqn.networks import Architecture, count_params, init_params, make_architecture
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, make_task_set, obs_dtype
@@ -114,6 +114,13 @@ def make_agent(cfg: TrainConfig) -> Agent:
         raise ConfigError(f"--buffer-size {cfg.dqn.buffer_size} would need more than 8 GB of replay per seed")
     check_memory(cfg, task_set, arch)
     return Agent(cfg, derived, task_set, arch, make_optimizer(cfg, derived), strategy)
+
+
+def describe(agent: Agent) -> str:
+    """One line: tasks, sharing, strategy, seeds and the parameter counts (total, shared) of one seed."""
+    total, shared = count_params(agent.arch, jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
+    return (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}, "
+            f"strategy={agent.derived.strategy}, seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
 
 
 def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> int:

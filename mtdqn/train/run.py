@@ -10,11 +10,10 @@ every N chunks, a progress bar, then evaluation and the summary.
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +27,10 @@ from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.io import provenance, read_json
-from mtdqn.networks import count_params, torso_features
-from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, write_tensorboard
-from mtdqn.train.agent import Agent, make_agent
+from mtdqn.networks import count_params, describe_architecture
+from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
+from mtdqn.strategies import SCOPE
+from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
 __all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
@@ -54,12 +54,16 @@ class RunOptions:
     """
 
     checkpoint_every: int = 0  # env steps per task between checkpoints (whole chunks); 0: the final state only
-    eval_episodes: int = 10  # greedy episodes per task and seed in the final evaluation
+    eval_episodes: int = 10  # greedy episodes per task and seed in each evaluation
     devices: int = 1  # local devices the seed axis is split over
+    eval_every: int = 0  # env steps per task between greedy evaluations (whole chunks); 0: the final one only
 
     def record(self) -> dict[str, Any]:
         return {"options": {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
-                            "devices": self.devices}}
+                            "devices": self.devices, "eval_every": self.eval_every}}
+
+
+FINAL_SCORE_EVALS = 3  # the final score of a run: the mean of its last this many greedy evaluations
 
 
 class ChunkRunner(Protocol):
@@ -124,24 +128,6 @@ def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
     return " ".join(parts)
 
 
-def _cka_rows(trainer: Trainer, state: Any, probe_per_task: int = 128) -> list[dict]:
-    """CKA between every two tasks' trunk features on one shared set of probe states."""
-    from mtdqn.analysis.stats import linear_cka  # imported at the end of a run: it pulls in the plotting stack
-    agent = trainer.agent
-    names = agent.task_set.names
-    rows = []
-    for s, seed in enumerate(agent.seeds):
-        params = jax.tree.map(lambda x: x[s], state.params)
-        size = int(state.replay.size[s])
-        probe = state.replay.data.obs[s, :, : min(size, probe_per_task)]  # (tasks, n, ...)
-        probe = probe.reshape(-1, *probe.shape[2:])
-        tiled = jnp.broadcast_to(probe, (agent.num_tasks, *probe.shape))
-        feats = np.asarray(torso_features(agent.arch, params, tiled))
-        for a, b in itertools.combinations(range(len(names)), 2):
-            rows.append({"seed": seed, "task_a": names[a], "task_b": names[b], "cka": linear_cka(feats[a], feats[b])})
-    return rows
-
-
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
@@ -164,7 +150,7 @@ def _check_host_options(agent: Agent, resume: bool, checkpoint_every: int | None
 
 
 def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int | None,
-                     eval_episodes: int | None, devices: int | None) -> RunOptions:
+                     eval_episodes: int | None, devices: int | None, eval_every: int | None = None) -> RunOptions:
     """The run's options, resolved once: given ones win, a resumed run (``verified``: its checkpoint record)
     keeps its stored ones, else defaults."""
     resume = verified is not None
@@ -173,14 +159,16 @@ def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int 
     checkpoint_every = stored.get("checkpoint_every", default.checkpoint_every) if checkpoint_every is None \
         else checkpoint_every
     eval_episodes = stored.get("eval_episodes", default.eval_episodes) if eval_episodes is None else eval_episodes
-    if checkpoint_every < 0 or eval_episodes <= 0:
-        raise ConfigError(f"--checkpoint-every must be >= 0 and --eval-episodes > 0, "
-                          f"got {checkpoint_every} and {eval_episodes}")
+    eval_every = stored.get("eval_every", default.eval_every) if eval_every is None else eval_every
+    for flag, value, least in (("checkpoint-every", checkpoint_every, 0), ("eval-every", eval_every, 0),
+                               ("eval-episodes", eval_episodes, 1)):
+        if value < least:
+            raise ConfigError(f"--{flag} must be {'>= 0' if least == 0 else '> 0'}, got {value}")
     if agent.task_set.backend == "gymnasium":
-        return RunOptions(0, eval_episodes, 1)
+        return RunOptions(0, eval_episodes, 1, eval_every)
     # Records from before the seed layout existed have no "devices": those runs trained on one device.
     devices = seed_devices(len(agent.seeds), stored.get("devices", 1 if resume else 0) if devices is None else devices)
-    return RunOptions(checkpoint_every, eval_episodes, devices)
+    return RunOptions(checkpoint_every, eval_episodes, devices, eval_every)
 
 
 def _runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
@@ -205,16 +193,21 @@ def train(
     eval_episodes: int | None = None,
     extra_summary: dict[str, Any] | None = None,
     devices: int | None = None,
+    eval_every: int | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
     ``checkpoint_every`` is in env steps per task (rounded to whole chunks; 0
     or None: only the final state).  ``resume`` continues ``out_dir`` from its
     latest checkpoint and ends bit-identical to an uninterrupted run; it keeps
-    the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` where these are None.
+    the run's stored ``checkpoint_every`` / ``eval_episodes`` / ``devices`` / ``eval_every`` where these are None.
+    ``eval_every`` (env steps per task, rounded to whole chunks; 0 or None for a new run: never) adds greedy
+    evaluations of ``eval_episodes`` episodes during training to ``evals.parquet``, beside the final one.
     ``devices`` splits the seeds over local devices (0 or None for a new run:
     as many as the seeds can use; see :mod:`mtdqn.devices`).  Gymnasium
     (``gym:``) tasks run the host loop into the same kind of directory.
+    ``announce`` receives one line describing the agent (parameter counts) once it is built.
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
 
@@ -225,13 +218,15 @@ def train(
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
     agent = make_agent(cfg)  # validates before anything touches the disk
+    if announce is not None:
+        announce(describe(agent))
     run_dir = RunDir(out_dir)
     _check_host_options(agent, resume, checkpoint_every, devices)
     verified = None
     if resume:
         record = run_dir.require_run()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices)
+    options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices, eval_every)
     trainer, runner = _runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
@@ -264,9 +259,11 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
         tables = run_dir.tables_until(first_chunk * steps_per_chunk)
     last_good = first_chunk * steps_per_chunk if resume else None
     writer = run_dir.tensorboard(purge_step=first_chunk * steps_per_chunk + 1 if resume else None)
-    every_chunks = max(1, round(options.checkpoint_every / steps_per_chunk)) if options.checkpoint_every else 0
+    every_chunks = _every_chunks(options.checkpoint_every, steps_per_chunk)
+    eval_chunks = _every_chunks(options.eval_every, steps_per_chunk)
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     t_loop = time.perf_counter()
+    eval_s = 0.0  # evaluations during training: not counted in the training rate
     try:
         with _progress(progress) as bar:
             label = "train" if runner.resumable else "train (host)"
@@ -279,6 +276,11 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
                 _check_finite(trainer, m, step, last_good)
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+                if eval_chunks and (chunk + 1) % eval_chunks == 0 and chunk + 1 < d.num_chunks:
+                    t_eval = time.perf_counter()
+                    new.evals.extend(_greedy_rows(agent, state.params, EvalStream.DURING_TRAINING,
+                                                  options.eval_episodes, step))
+                    eval_s += time.perf_counter() - t_eval
                 tables.extend(new)
                 write_tensorboard(writer, new, step)
                 run_dir.write_tables(tables)
@@ -289,15 +291,39 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
         jax.block_until_ready(state)
     finally:
         writer.close()
-    loop_s = time.perf_counter() - t_loop
+    loop_s = time.perf_counter() - t_loop - eval_s
     if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
         save_checkpoint(run_dir.path, trainer, state, d.num_chunks, options.record())
+    # The end-of-training evaluation is the last block of evals (a finished run resumed computes it again).
+    tables.evals[:] = [row for row in tables.evals if row["step"] < d.env_steps]
+    greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
+                             options.eval_episodes, eps=0.0)
+    tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, d.env_steps))
+    run_dir.write_tables(tables)
     frame = pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS)
     wall_s = time.perf_counter() - t_start
-    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options.eval_episodes, wall_s)
+    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals)
     summary.update(extra_summary or {})
-    run_dir.write_final(frame, summary, _cka_rows(trainer, state))
+    run_dir.write_final(frame, summary, *_end_of_run_probes(trainer, state))
     return RunResult(run_dir.path, summary, frame, state)
+
+
+def _end_of_run_probes(trainer: Trainer, state: Any) -> tuple[list[dict], list[dict]]:
+    """(CKA rows, gradient-probe rows) of the final state: :mod:`mtdqn.diagnostics`, the one place for them."""
+    from mtdqn import diagnostics  # imported at the end of a run: its CKA pulls in the analysis stack
+
+    return diagnostics.cka_rows(trainer, state), diagnostics.gradient_probe_rows(trainer, state)
+
+
+def _every_chunks(env_steps: int, steps_per_chunk: int) -> int:
+    """An every-N-env-steps option as whole logging chunks (at least one); 0 stays 0 (never)."""
+    return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
+
+
+def _greedy_rows(agent: Agent, params: Any, stream: int, episodes: int, step: int) -> list[dict[str, Any]]:
+    """A greedy evaluation of every seed at training step ``step`` as rows of ``evals.parquet``."""
+    returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, stream), episodes, eps=0.0, step=step)
+    return eval_rows(agent.task_set.names, agent.seeds, returns.total, returns.discounted, step)
 
 
 def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.ndarray], step: int,
@@ -310,16 +336,15 @@ def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.nd
 
 
 def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, first_chunk: int,
-               eval_episodes: int, wall_s: float) -> dict[str, Any]:
+               options: RunOptions, wall_s: float, greedy: Any, evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json: ``greedy`` is the end-of-training evaluation, ``evals`` every evaluation's rows."""
     agent = trainer.agent
     d = agent.derived
     names = agent.task_set.names
     one_seed = jax.tree.map(lambda x: x[0], state.params)
     total, shared = count_params(agent.arch, one_seed)
-    greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
-                             eval_episodes, eps=0.0)
     random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
-                             eval_episodes, eps=1.0)
+                             options.eval_episodes, eps=1.0)
     trained_steps = (d.num_chunks - first_chunk) * d.iters_per_chunk * agent.cfg.num_envs
     return {
         "status": "ok",
@@ -328,8 +353,11 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "seeds": agent.seeds,
         "sharing": agent.cfg.network.sharing,
         "strategy": d.strategy,
+        "strategy_scope": SCOPE,
         "params_total": total,
         "params_shared": shared,
+        "architecture": describe_architecture(agent.arch),
+        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
         "env_steps": d.env_steps,
         "wall_time_s": wall_s,
         "compile_s": compile_s,
@@ -340,9 +368,13 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "final_eval_discounted": {n: greedy.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
         "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
+        "final_score": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS),
+        "final_score_discounted": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS, "discounted_mean"),
+        "final_score_evals": FINAL_SCORE_EVALS,
         "gamma": agent.cfg.dqn.gamma,
         "task_gamma": dict(zip(names, agent.gammas)),
-        "eval_episodes": eval_episodes,
+        "eval_episodes": options.eval_episodes,
+        "eval_every": options.eval_every,
         "config_hash": config_hash(agent.cfg),
     }
 
@@ -362,7 +394,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
 
     The checkpoint is verified before anything compiles (a missing, foreign or
-    damaged one fails fast), and the seeds keep the layout they were trained with.
+    damaged one fails fast), and the seeds keep the layout they were trained with where this machine has
+    that many devices.
     """
     if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
         raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
@@ -371,7 +404,10 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     cfg = load_run_config(run_dir.path)
     agent = make_agent(cfg)
     meta = verify_checkpoint(run_dir.path, cfg)
-    trainer, _ = _runner(agent, meta.get("options", {}).get("devices", 0))
+    # The trained layout where this machine has its devices; else as many as are here (evaluation does not
+    # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).
+    recorded = meta.get("options", {}).get("devices", 0)
+    trainer, _ = _runner(agent, recorded if recorded <= jax.local_device_count() else 0)
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
     state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,

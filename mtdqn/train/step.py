@@ -16,14 +16,15 @@ import jax.numpy as jnp
 import optax
 
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
-from mtdqn.networks import merge_shared, q_values, split_shared
+from mtdqn.networks import merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
 from mtdqn.strategies.base import task_gram
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.value_norm import popart_step, unnormalize
 
-__all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "update",
+__all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "td_targets",
+           "task_gradients", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
@@ -63,7 +64,7 @@ def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Arra
     return jnp.where(explore, random_actions, greedy).astype(jnp.int32)
 
 
-def _targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
+def td_targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
     """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = gamma)."""
     q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
     if agent.cfg.value_norm == "popart":  # targets in reward units; argmaxes are unchanged by sigma > 0
@@ -77,11 +78,21 @@ def _targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
 
 def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array):
     """One task's TD loss; called under vmap over tasks (no task axis in the arguments)."""
-    expand = lambda x: x[None]  # noqa: E731  (this task as a task set of one)
-    params = merge_shared(shared, jax.tree.map(expand, task_params))
-    q_tm1 = q_values(agent.arch, params, batch.obs[None], task_ids=task_id[None])[0]  # (batch, actions)
+    q_tm1 = one_task_q_values(agent.arch, shared, task_params, batch.obs, task_id)  # (batch, actions)
     q_sa = q_taken(q_tm1, batch.action)
     return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
+
+
+def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Array):
+    """Per-task TD losses (tasks,), mean Q (tasks,) and gradients: on the shared parameters (leading task
+    axis, each task's own loss) and on the per-task ones, from one vmap over the task axis."""
+    shared, per_task = split_shared(agent.arch, params)
+    grad_fn = jax.value_and_grad(lambda s, p, b, y, i: _task_loss(agent, s, p, b, y, i), argnums=(0, 1), has_aux=True)
+    task_ids = jnp.arange(agent.num_tasks)
+    (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0))(
+        shared, per_task, batch, targets, task_ids
+    )
+    return losses, q_mean, g_shared, g_task
 
 
 def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -95,18 +106,13 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
     """Sample a mixed-task batch, take per-task gradients, combine, step the optimizer."""
     k_sample, k_strategy = jax.random.split(key)
     batch = replay_sample(state.replay, k_sample, agent.cfg.dqn.batch_size)
-    targets = _targets(agent, state, batch)
+    targets = td_targets(agent, state, batch)
     if agent.cfg.value_norm == "popart":  # new statistics, heads rescaled to preserve Q, normalized targets
         value_norm, params, target_params, targets = popart_step(
             state.value_norm, state.params, state.target_params, targets
         )
         state = state.replace(value_norm=value_norm, params=params, target_params=target_params)
-    shared, per_task = split_shared(agent.arch, state.params)
-    grad_fn = jax.value_and_grad(lambda s, p, b, y, i: _task_loss(agent, s, p, b, y, i), argnums=(0, 1), has_aux=True)
-    task_ids = jnp.arange(agent.num_tasks)
-    (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0))(
-        shared, per_task, batch, targets, task_ids
-    )
+    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets)
     if agent.cfg.value_norm == "popart":
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
     w = agent.task_weights

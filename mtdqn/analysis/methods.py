@@ -1,0 +1,120 @@
+"""The report's methods section: what exactly was run, per variant, from the stored records.
+
+Everything comes from each cell's ``config.json`` (config, hash, provenance:
+git revision, package versions, host) and ``summary.json`` (architecture,
+parameter counts, evaluation protocol, wall time, devices).  Hyperparameters
+are listed as the difference to :class:`mtdqn.config.TrainConfig`'s defaults,
+so every non-default option of a variant is named and nothing else is.
+Older runs that lack a field say "not recorded" rather than guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from mtdqn.config import TrainConfig, config_diff, config_to_dict, flatten_config
+
+from .fmt import num
+from .load import Cell, Study
+from .render import Bullets, Section, Table, Text
+
+__all__ = ["methods_table", "methods_section", "non_default_options", "final_definition", "STRATEGY_SCOPE"]
+
+STRATEGY_SCOPE = ("Strategies act on the shared parameters' gradients only: per-task adapters and heads get "
+                  "their own task's gradient times the static task weight (see Methods for each run's own record).")
+_NOT = "not recorded"
+
+
+def non_default_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted option, value, default) for every option of a stored config that differs from the defaults.
+
+    A key the stored config lacks (a record older than the option) had its default.
+    """
+    defaults = flatten_config(config_to_dict(TrainConfig()))
+    stored = {**defaults, **flatten_config(config)}
+    return [(key, new, old) for key, old, new in config_diff(defaults, stored)]
+
+
+def final_definition(study: Study) -> str:
+    """What "final" means in this study, from the cells' summaries and evaluations."""
+    ok = [study.cells[v] for v in study.ok_variants]
+    if not ok:
+        return "greedy evaluation at the end of training"
+    s, evals = ok[0].summary, ok[0].evals
+    episodes = s.get("eval_episodes", "?")
+    if "final_score" not in s:
+        return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
+    made = int(evals["step"].nunique()) if evals is not None else 1
+    k = min(int(s.get("final_score_evals", 1)), made)
+    if k <= 1:
+        return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
+    every = s.get("eval_every")
+    return (f"mean of the last {k} greedy evaluations (epsilon 0) during training, the last at its end, "
+            f"{episodes} episodes per task and seed each" + (f", one every {every:,} env steps per task"
+                                                            if isinstance(every, int) and every else ""))
+
+
+def _hours(seconds: float) -> str:
+    return num(seconds / 3600.0) if math.isfinite(seconds) else "n/a"
+
+
+def _variant_rows(v: str, cell: Cell) -> list[dict[str, str]]:
+    s, rec = cell.summary, cell.record
+    host = rec.get("host", {})
+    packages = rec.get("packages", {})
+    wall = float(s.get("wall_time_s", float("nan")))
+    cores = host.get("cpu_cores")
+    rows = [("architecture", line) for line in s.get("architecture", [f"sharing={s.get('sharing', _NOT)}; "
+                                                                         "layer list not recorded (older run)"])]
+    rows += [("parameters", f"{int(s['params_total']):,} total, {int(s['params_shared']):,} shared by all tasks")]
+    config = rec.get("config")
+    if config is None:
+        rows.append(("non-default options", _NOT))
+    else:
+        diff = [(k, n, o) for k, n, o in non_default_options(config) if k != "tasks"]
+        rows += [("non-default option", f"{k} = {n!r} (default {o!r})") for k, n, o in diff] or \
+                [("non-default options", "none")]
+    rows += [
+        ("strategy", f"{s.get('strategy', _NOT)}: {s.get('strategy_scope', STRATEGY_SCOPE)}"),
+        ("evaluation", f"{s.get('eval_episodes', '?')} greedy episodes per task and seed per evaluation"
+                       + (f", every {s['eval_every']:,} env steps per task" if s.get("eval_every") else
+                          ", once at the end of training")),
+        ("seeds", ", ".join(map(str, s.get("seeds", []))) or _NOT),
+        ("git revision", str(rec.get("git_revision", _NOT))),
+        ("config hash", str(s.get("config_hash", rec.get("config_hash", _NOT)))),
+        ("mtdqn version", str(rec.get("mtdqn_version", _NOT))),
+        ("packages", ", ".join(f"{k} {val}" for k, val in packages.items()) or _NOT),
+        ("hardware", f"{host.get('cpu', _NOT)}, {cores if cores else '?'} CPU core(s) usable, "
+                     f"{host.get('platform', _NOT)}; JAX backend {s.get('backend', _NOT)}, "
+                     f"{s.get('devices', '?')} device(s) for the seeds"),
+        ("wall time", f"{num(wall)} s (compile {num(float(s.get('compile_s', float('nan'))))} s), all seeds in one "
+                      "program"),
+        ("CPU-hours", f"{_hours(wall * cores)} (wall time x {cores} usable cores: an upper bound)" if cores else
+                      f"{_NOT} (core count unknown; wall time {_hours(wall)} h)"),
+    ]
+    return [{"variant": v, "item": k, "value": val} for k, val in rows]
+
+
+def methods_table(study: Study) -> pd.DataFrame:
+    """Tidy rows (variant, item, value) of every ok variant's methods."""
+    rows = [r for v in study.ok_variants for r in _variant_rows(v, study.cells[v])]
+    return pd.DataFrame(rows, columns=["variant", "item", "value"])
+
+
+def methods_section(study: Study, table: pd.DataFrame) -> Section:
+    """Evaluation protocol, then one table per variant."""
+    rec = study.record
+    blocks: list = [Text(
+        f"Evaluation protocol: every headline number is the final score, {final_definition(study)}. "
+        f"Seeds {', '.join(map(str, study.seeds))} for every variant; each variant's seeds train together as "
+        f"one vmapped program. Budget {study.steps:,} env steps per task. Study revision "
+        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}.")]
+    total = sum(float(study.cells[v].summary.get("wall_time_s", 0.0)) for v in study.ok_variants)
+    blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.",)))
+    for v in study.ok_variants:
+        g = table[table["variant"] == v][["item", "value"]].reset_index(drop=True)
+        blocks.append(Table(f"Methods: `{v}`", g))
+    return Section("Methods", tuple(blocks))

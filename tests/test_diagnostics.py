@@ -1,0 +1,70 @@
+"""End-of-run probes (mtdqn.diagnostics) and gradient rows only for windows with updates, on a tiny trained run."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+from mtdqn.diagnostics import PROBE_KEY, minibatch_cosines
+from mtdqn.train.run import train
+
+# Learning starts at 1,500 env steps: the first logging window (to 1,000) has no update, the second straddles it.
+CFG = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=3000, seeds=2, log_every=1000,
+    network=NetworkConfig(hidden=(32, 32)),
+    dqn=DQNConfig(learning_starts=1500, buffer_size=2000, batch_size=32, loss="mse", lr=1e-3),
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):
+    return train(CFG, tmp_path_factory.mktemp("probe"), progress=False, eval_episodes=2)
+
+
+def test_no_gradient_rows_for_windows_without_an_update(run):
+    gt = pd.read_parquet(run.out_dir / "grad_tasks.parquet")
+    gp = pd.read_parquet(run.out_dir / "grad_pairs.parquet")
+    assert sorted(gt["step"].unique()) == [2000, 3000] and sorted(gp["step"].unique()) == [2000, 3000]
+    # `sum` applies weight 1 to every update; a window straddling learning_starts averages its updates only
+    assert (gt["weight"] == 1.0).all() and (gt["grad_norm"] > 0).all()
+    assert len(pd.read_parquet(run.out_dir / "metrics.parquet")) == 3 * 2 * 2  # metrics keep every window
+
+
+def test_gradient_probe_rows_and_their_null(run):
+    probe = pd.read_parquet(run.out_dir / "grad_probe.parquet")
+    same = probe[probe["task_a"] == probe["task_b"]]
+    between = probe[probe["task_a"] != probe["task_b"]]
+    assert len(same) == 2 * 2 and len(between) == 2 * 1  # seeds x tasks, seeds x pairs
+    assert probe["cosine"].between(-1.0, 1.0).all()
+    # two independent minibatches of one task do not give the same gradient: the null carries real noise
+    assert (same["cosine"] < 0.99).all()
+
+
+def test_minibatch_cosines_of_one_minibatch_twice_is_one(run):
+    from mtdqn.train.agent import make_agent
+
+    agent = make_agent(CFG)
+    state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
+    key = jax.random.fold_in(jax.random.PRNGKey(0), PROBE_KEY)
+    same, between = minibatch_cosines(agent, state, key, key)
+    np.testing.assert_allclose(np.asarray(same), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.diag(np.asarray(between)), 1.0, atol=1e-5)
+    other, _ = minibatch_cosines(agent, state, key, jax.random.fold_in(key, 1))
+    assert (np.asarray(other) < 0.99).all()
+
+
+def test_cka_beside_its_value_at_initialization(run):
+    cka = pd.read_parquet(run.out_dir / "cka.parquet")
+    assert {"cka", "cka_init"} <= set(cka) and len(cka) == 2
+    assert cka["cka"].between(0.0, 1.0 + 1e-9).all() and cka["cka_init"].between(0.0, 1.0 + 1e-9).all()
+    assert not np.allclose(cka["cka"], cka["cka_init"])  # training changed the features
+
+
+def test_summary_records_architecture_and_strategy_scope(run):
+    s = run.summary
+    assert any(line.startswith("trunk layer 0: Dense(32, relu), shared by all tasks") for line in s["architecture"])
+    assert any("head: Dense(3)" in line and "one per task" in line for line in s["architecture"])
+    assert "shared parameters only" in s["strategy_scope"] and s["backend"].startswith("cpu")

@@ -1,0 +1,99 @@
+"""Greedy evaluation during training: evals.parquet, the final score, resume, studies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.config import DQNConfig, TrainConfig
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
+from mtdqn.rundir import EVAL_COLUMNS
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
+from mtdqn.train.run import FINAL_SCORE_EVALS, train
+
+TINY = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=2000, seeds=2, log_every=500, num_envs=4,
+    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0, eps_fraction=0.9),
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train(TINY, tmp_path_factory.mktemp("run"), progress=False, eval_episodes=2, eval_every=1000)
+
+
+def test_evaluations_every_n_steps_and_at_the_end(run):
+    evals = pd.read_parquet(run.out_dir / "evals.parquet")
+    assert list(evals.columns) == EVAL_COLUMNS
+    assert sorted(evals["step"].unique()) == [1000, 2000]  # every 1000 steps; 2000 is the final evaluation
+    assert len(evals) == 2 * len(TINY.tasks) * TINY.seeds
+    assert (evals["episodes"] == 2).all()
+    final = evals[evals["step"] == 2000]
+    for task, per_seed in run.summary["final_eval"].items():
+        got = final[final["task"] == task].sort_values("seed")["return_mean"].to_numpy()
+        np.testing.assert_allclose(got, per_seed, rtol=1e-6)  # the last block is summary.json's final_eval
+    acrobot = evals[evals["task"] == "Acrobot-v1"]
+    assert (acrobot["discounted_mean"] >= acrobot["return_mean"] - 1e-4).all()  # -1 rewards: discounting shrinks
+
+
+def test_an_evaluation_is_the_policy_at_its_step(run):
+    """The row at step 1000 is a greedy evaluation of the parameters after 1000 steps, with its own keys."""
+    agent = make_agent(TINY)
+    trainer = make_trainer(agent)
+    state = trainer.init(seed_keys(agent.seeds))
+    n = agent.derived.iters_per_chunk
+    for chunk in range(2):
+        state, _ = trainer.run_chunk(state, np.int32(chunk * n))
+    want = evaluate_params(agent, state.params, eval_seed(TINY.seed, EvalStream.DURING_TRAINING), 2, step=1000)
+    evals = pd.read_parquet(run.out_dir / "evals.parquet")
+    first = evals[evals["step"] == 1000]
+    for i, task in enumerate(TINY.tasks):
+        got = first[first["task"] == task].sort_values("seed")
+        np.testing.assert_allclose(got["return_mean"], want.total[:, i].mean(-1), rtol=1e-6)
+        np.testing.assert_allclose(got["discounted_mean"], want.discounted[:, i].mean(-1), rtol=1e-6)
+
+
+def test_final_score_is_the_mean_of_the_last_evaluations(run):
+    summary = run.summary
+    assert summary["eval_every"] == 1000 and summary["final_score_evals"] == FINAL_SCORE_EVALS == 3
+    evals = pd.read_parquet(run.out_dir / "evals.parquet")  # 2 evaluations: fewer than 3, so both count
+    for task in TINY.tasks:
+        for column, key in (("return_mean", "final_score"), ("discounted_mean", "final_score_discounted")):
+            per_seed = evals[evals["task"] == task].groupby("seed")[column].mean().to_numpy()
+            np.testing.assert_allclose(summary[key][task], per_seed, rtol=1e-6)
+
+
+def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.out_dir, copy)
+    again = train(TINY, copy, resume=True, progress=False)
+    before = pd.read_parquet(run.out_dir / "evals.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "evals.parquet"), before)
+    assert again.summary["eval_every"] == 1000 and again.summary["eval_episodes"] == 2  # the run's own options
+    assert json.loads((copy / "config.json").read_text())["options"]["eval_every"] == 1000
+
+
+def test_without_eval_every_only_the_final_evaluation(tmp_path):
+    cfg = dataclasses.replace(TINY, steps=1000, seeds=1)
+    result = train(cfg, tmp_path / "r", progress=False, eval_episodes=2)
+    evals = pd.read_parquet(result.out_dir / "evals.parquet")
+    assert evals["step"].unique().tolist() == [1000]
+    assert result.summary["eval_every"] == 0
+    for task in cfg.tasks:
+        assert result.summary["final_score"][task] == pytest.approx(result.summary["final_eval"][task])
+
+
+def test_study_cells_evaluate_during_training():
+    from mtdqn.studies import resolve_spec
+    from mtdqn.studies.runner import cell_configs
+
+    spec = resolve_spec("quick")
+    assert spec.eval_every == 10_000
+    assert {cell.eval_every for cell in cell_configs(spec)} == {10_000}

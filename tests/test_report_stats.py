@@ -1,0 +1,211 @@
+"""The report's statistics respect the metric's range and the seed count; anchors are fixed; methods are complete.
+
+Synthetic study directories only (no JAX, no training): see tests/test_report.py's make_study.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.analysis import build_report, load_study
+from mtdqn.analysis import ranges
+from mtdqn.analysis.anchors import ANCHORS
+from mtdqn.analysis.stats import MIN_SEEDS, bootstrap_diff, bootstrap_mean, min_detectable_difference
+
+from test_report import BOUNDS, OPTIONS, REPS, SEEDS, TASKS, make_study
+
+
+# ---------------------------------------------------------------- intervals stay in range
+
+
+def _inside(lo: float, hi: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= lo <= hi <= bounds[1]
+
+
+def test_intervals_never_leave_the_feasible_range():
+    """Property over many random samples, piled up against a bound as returns at a ceiling are."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        lo_b, hi_b = sorted(rng.uniform(-500, 500, size=2))
+        n = int(rng.integers(MIN_SEEDS, 12))
+        # a mix of values at the ceiling and far below it: the case a t-band overshoots
+        x = np.where(rng.random(n) < 0.6, hi_b, rng.uniform(lo_b, hi_b, n))
+        y = np.where(rng.random(n) < 0.3, lo_b, rng.uniform(lo_b, hi_b, n))
+        e = bootstrap_mean(x, (lo_b, hi_b), reps=200, seed=trial)
+        assert _inside(e.lo, e.hi, (lo_b, hi_b)) and e.lo <= e.value <= e.hi
+        d = bootstrap_diff(x, y, (lo_b, hi_b), reps=200, seed=trial)
+        width = hi_b - lo_b
+        assert _inside(d.lo, d.hi, (-width, width)) and d.lo <= d.value <= d.hi
+
+
+def test_t_interval_would_overshoot_where_the_bootstrap_does_not():
+    """The case from the issue: CartPole finals at the 500 ceiling with one failed seed."""
+    x = [500.0, 500.0, 500.0, 500.0, 37.0]
+    e = bootstrap_mean(x, ranges.return_bounds("CartPole-v1"), reps=2000, seed=0)
+    assert e.hi <= 500.0 and e.lo >= 0.0
+    from mtdqn.analysis import mean_ci
+
+    assert mean_ci(x).hi > 500.0  # what the report used to print
+
+
+def test_no_interval_below_min_seeds_and_detectable_difference():
+    e = bootstrap_mean([1.0, 2.0], reps=100)
+    assert e.value == 1.5 and math.isnan(e.lo) and math.isnan(e.hi) and e.n == 2
+    assert math.isnan(bootstrap_diff([1.0, 2.0], [3.0, 4.0]).lo)
+    # (t_{0.975, 8} + t_{0.8, 8}) * sqrt(2 * 1 / 5) for two groups of 5 with variance 1
+    x, y = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 3.0, 4.0, 5.0, 6.0]
+    sd2 = np.var(x, ddof=1)
+    expected = (2.3060041352 + 0.8888857) * math.sqrt(2 * sd2 / 5)
+    assert min_detectable_difference(x, y) == pytest.approx(expected, rel=1e-4)
+    assert math.isnan(min_detectable_difference([500.0] * 5, [500.0] * 5))  # no spread: nothing to size
+    from mtdqn.analysis.fmt import detectable
+
+    assert detectable(713.0, 500.0).startswith("none within the range")  # the demo's CartPole at 2 seeds
+    assert detectable(12.5, 500.0) == "12.5" and detectable(float("nan"), 500.0).startswith("n/a")
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 seeds, greedy evaluations during training."""
+    return build_report(make_study(tmp_path_factory.mktemp("full"), evals=True), reps=REPS)
+
+
+def test_report_tables_stay_in_range(full: Path):
+    data = full / "data"
+    per_task = pd.read_parquet(data / "per_task.parquet")
+    for r in per_task.itertuples():
+        assert _inside(r.final_lo, r.final_hi, BOUNDS[r.task]) and _inside(r.auc_lo, r.auc_hi, BOUNDS[r.task])
+    curves = pd.read_parquet(data / "curves.parquet")
+    for task, g in curves.groupby("task"):
+        assert (g["lo"] >= BOUNDS[task][0]).all() and (g["hi"] <= BOUNDS[task][1]).all()
+    for stem, cols, bounds in (("conflict_summary", ("cosine_lo", "cosine_hi"), ranges.COSINE),
+                               ("conflict_summary", ("conflict_lo", "conflict_hi"), ranges.FRACTION),
+                               ("cka", ("lo", "hi"), ranges.CKA), ("grad_probe", ("lo", "hi"), ranges.COSINE),
+                               ("improvement", ("poi_lo", "poi_hi"), (0.0, 1.0))):
+        df = pd.read_parquet(data / f"{stem}.parquet")
+        assert len(df) and all(_inside(lo, hi, bounds) for lo, hi in df[list(cols)].to_numpy())
+
+
+def test_greedy_evaluation_is_the_main_learning_curve(full: Path):
+    md = (full / "report.md").read_text()
+    assert "Greedy evaluation return vs env steps" in md and "figures/training_curves.png" in md
+    # AUC comes from the evaluation curve: the mean of the trapezoid over the evaluation steps
+    study = load_study(full.parent)
+    ev = study.cells["shared"].evals
+    one = ev[(ev["task"] == "CartPole-v1") & (ev["seed"] == 0)].sort_values("step")
+    s, v = one["step"].to_numpy(float), one["return_mean"].to_numpy(float)
+    expected = np.sum((v[1:] + v[:-1]) * np.diff(s)) / 2 / (s[-1] - s[0])
+    per_seed = pd.read_parquet(full / "data" / "per_seed.parquet")
+    row = per_seed[(per_seed["variant"] == "shared") & (per_seed["task"] == "CartPole-v1") & (per_seed["seed"] == 0)]
+    assert row["auc"].iloc[0] == pytest.approx(expected)
+    diffs = pd.read_parquet(full / "data" / "differences.parquet")
+    assert set(diffs["metric"]) == {"final_return", "auc", "steps_to_threshold"}
+    assert np.isfinite(diffs["lo"]).all() and np.isfinite(diffs["mde"]).any()
+
+
+def test_old_runs_without_evaluations_use_training_curves(tmp_path: Path):
+    md = (build_report(make_study(tmp_path), reps=50) / "report.md").read_text()
+    assert "epsilon-greedy training policy vs env steps" in md and "training_curves.png" not in md
+
+
+# ---------------------------------------------------------------- small n
+
+
+def test_two_seeds_draw_no_interval_and_say_smoke_test(tmp_path: Path):
+    out = build_report(make_study(tmp_path, seeds=[0, 1]), reps=50)
+    md = (out / "report.md").read_text()
+    first = [ln for ln in md.splitlines() if ln.strip()][:3]
+    assert first[0].startswith("# Study report") and first[1] == "## Study"
+    assert first[2].startswith("**Smoke test, not evidence.**") and "2 seed(s)" in first[2]
+    assert "Smoke test" in (out / "results.md").read_text()
+    data = out / "data"
+    for stem, cols in (("per_task", ("final_lo", "final_hi", "auc_lo", "auc_hi")), ("curves", ("lo", "hi")),
+                       ("differences", ("lo", "hi")), ("aggregates", ("lo", "hi")),
+                       ("improvement", ("poi_lo", "poi_hi", "iqm_diff_lo", "mean_diff_lo")),
+                       ("conflict_summary", ("cosine_lo", "conflict_lo")), ("cka", ("lo", "hi"))):
+        df = pd.read_parquet(data / f"{stem}.parquet")
+        assert len(df) and df[list(cols)].isna().all().all(), stem
+    # the seeds are shown instead
+    block = md.split("### Per-task results", 1)[1].split("\n### ", 1)[0]
+    rows = [ln for ln in block.splitlines() if ln.startswith("| CartPole-v1")]
+    assert rows and all("(seeds: " in ln for ln in rows)
+    assert "95% CI [" not in md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "CI undefined" in md and "per seed `shared`" in md
+
+
+def test_five_seeds_have_no_smoke_test_note(full: Path):
+    assert "Smoke test" not in (full / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- fixed anchors
+
+
+def test_normalization_uses_fixed_anchors_not_the_reference_seeds(tmp_path: Path):
+    a = build_report(make_study(tmp_path / "a", evals=True), reps=50)
+    b = build_report(make_study(tmp_path / "b", evals=True, reference_finals=(40.0, -400.0)), reps=50)
+    na, nb = (pd.read_parquet(x / "data" / "normalization.parquet") for x in (a, b))
+    pd.testing.assert_frame_equal(na.drop(columns="study_random_return"), nb.drop(columns="study_random_return"))
+    for task in TASKS:
+        row = na.set_index("task").loc[task]
+        assert (row["random_return"], row["reference_return"]) == ANCHORS[task][:2] and row["used"]
+    ga, gb = (pd.read_parquet(x / "data" / "aggregates.parquet") for x in (a, b))
+    shared = lambda g: g[g["variant"] == "shared"].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(shared(ga), shared(gb))  # another variant's seeds cannot move it
+    ref = lambda g: g[g["variant"] == "independent"]["value"].to_numpy()  # noqa: E731
+    assert not np.allclose(ref(ga), ref(gb))  # while the reference's own score did change
+
+
+def test_task_without_anchors_is_left_out_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delitem(ANCHORS, "Acrobot-v1")
+    out = build_report(make_study(tmp_path), reps=50)
+    norm = pd.read_parquet(out / "data" / "normalization.parquet").set_index("task")
+    assert not norm.loc["Acrobot-v1", "used"] and norm.loc["CartPole-v1", "used"]
+    assert set(pd.read_parquet(out / "data" / "aggregates.parquet")["n_tasks"]) == {1}
+    assert "Task Acrobot-v1: no fixed anchors" in (out / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- methods
+
+
+def test_methods_section_lists_every_non_default_option(full: Path):
+    from mtdqn.config import TrainConfig, config_to_dict, flatten_config
+
+    md = (full / "report.md").read_text()
+    methods = md.split("## Methods", 1)[1].split("\n## ", 1)[0]
+    defaults = flatten_config(config_to_dict(TrainConfig()))
+    for variant, options in OPTIONS.items():
+        block = methods.split(f"### Methods: `{variant}`", 1)[1].split("\n### ", 1)[0]
+        for key, value in flatten_config(options).items():
+            if defaults[key] != value:
+                assert f"{key} = {value!r} (default {defaults[key]!r})" in block, (variant, key)
+        for item in ("git revision", "config hash", "packages", "hardware", "wall time", "CPU-hours",
+                     "evaluation", "seeds", "parameters", "strategy"):
+            assert f"| {item} |" in block, (variant, item)
+    assert "network.sharing = 'independent'" in methods  # a default-valued key is not listed for `shared`
+    assert "network.sharing = 'shared'" not in methods
+    assert "| CPU-hours | 0.007 (wall time x 2 usable cores" in methods  # 12.5 s x 2 cores
+    assert f"Seeds {', '.join(map(str, SEEDS))}" in methods
+
+
+def test_windows_without_updates_in_older_runs_are_dropped(tmp_path: Path):
+    """Runs written before the writer skipped them logged pre-learning windows as zeros."""
+    study = make_study(tmp_path / "s")
+    cell = study / "cells" / "shared"
+    gt, gp = pd.read_parquet(cell / "grad_tasks.parquet"), pd.read_parquet(cell / "grad_pairs.parquet")
+    first = gt["step"] == gt["step"].min()
+    gt.loc[first, ["grad_norm", "weight", "loss"]] = 0.0
+    gp.loc[gp["step"] == gp["step"].min(), "cosine"] = 0.0
+    gp["conflict_rate"] = (gp["cosine"] < 0).astype(float)
+    gt.to_parquet(cell / "grad_tasks.parquet")
+    gp.to_parquet(cell / "grad_pairs.parquet")
+    out = build_report(study, reps=50)
+    weights = pd.read_parquet(out / "data" / "grad_tasks_summary.parquet")["weight_mean"]
+    assert np.allclose(weights, 0.5)  # every real window applied 0.5; the zeros are not averaged in
+    curve = pd.read_parquet(out / "data" / "conflict_curve.parquet")
+    assert curve["step"].min() > gp["step"].min()
+    assert set(pd.read_parquet(out / "data" / "grad_tasks_summary.parquet")["variant"]) == {"shared"}  # no panel
