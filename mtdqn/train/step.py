@@ -65,7 +65,7 @@ def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Arra
 
 
 def td_targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
-    """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = gamma)."""
+    """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = the task's gamma)."""
     q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
     if agent.cfg.value_norm == "popart":  # targets in reward units; argmaxes are unchanged by sigma > 0
         q_t_target = unnormalize(state.value_norm, q_t_target)
