@@ -83,7 +83,7 @@ def test_td_targets_by_hand(double):
     state = state.replace(params=jax.tree.map(lambda x: x + 0.05, state.params))  # online != target
     batch = replay_sample(state.replay, jax.random.PRNGKey(3), 16)
     batch = batch.replace(terminated=batch.terminated.at[:, ::3].set(True))  # some terminal transitions
-    got = np.asarray(step._targets(agent, state, batch))  # (tasks, batch)
+    got = np.asarray(step.td_targets(agent, state, batch))  # (tasks, batch)
 
     q_target = np.asarray(q_values(agent.arch, state.target_params, batch.next_obs))
     q_online = np.asarray(q_values(agent.arch, state.params, batch.next_obs))
