@@ -28,7 +28,8 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, describe_architecture
-from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
+from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows,
+                          final_score_steps, final_scores, write_tensorboard)
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
@@ -62,8 +63,6 @@ class RunOptions:
         return {"options": {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
                             "devices": self.devices, "eval_every": self.eval_every}}
 
-
-FINAL_SCORE_EVALS = 3  # the final score of a run: the mean of its last this many greedy evaluations
 
 
 class ChunkRunner(Protocol):
@@ -343,6 +342,7 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
     names = agent.task_set.names
     one_seed = jax.tree.map(lambda x: x[0], state.params)
     total, shared = count_params(agent.arch, one_seed)
+    final_steps = final_score_steps(evals)
     random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
                              options.eval_episodes, eps=1.0)
     trained_steps = (d.num_chunks - first_chunk) * d.iters_per_chunk * agent.cfg.num_envs
@@ -368,13 +368,16 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "final_eval_discounted": {n: greedy.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
         "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
-        "final_score": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS),
-        "final_score_discounted": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS, "discounted_mean"),
+        "final_score": final_scores(evals, names, agent.seeds, final_steps),
+        "final_score_discounted": final_scores(evals, names, agent.seeds, final_steps, "discounted_mean"),
         "final_score_evals": FINAL_SCORE_EVALS,
+        "final_score_steps": final_steps,
         "gamma": agent.cfg.dqn.gamma,
         "task_gamma": dict(zip(names, agent.gammas)),
         "eval_episodes": options.eval_episodes,
-        "eval_every": options.eval_every,
+        "eval_every": options.eval_every,  # as asked; the schedule rounds it to whole logging chunks:
+        "eval_every_used": _every_chunks(options.eval_every, d.iters_per_chunk * agent.cfg.num_envs)
+        * d.iters_per_chunk * agent.cfg.num_envs,
         "config_hash": config_hash(agent.cfg),
     }
 
