@@ -11,8 +11,9 @@ by its discounted return.  This script runs (or resumes) the preset
 Markdown table: per task, the paper's single -> multi numbers, a uniformly
 random policy's discounted return (what a broken agent scores), our
 ``independent`` (single-task) and ``shared`` (multi-task) discounted greedy
-returns with 95% t-intervals over seeds, the shared - independent difference
-with a Welch 95% interval, and the undiscounted returns beside them.
+returns with 95% percentile-bootstrap intervals over seeds computed inside
+the returns' possible range (the report's rule), the shared - independent
+difference with its bootstrap interval, and the undiscounted returns beside them.
 
     python benchmarks/deramo_classic.py                       # the preset: 10 seeds, 50,000 steps per task
     python benchmarks/deramo_classic.py --seeds 2 --steps 2000  # a smoke run
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mtdqn.analysis import diff_ci, mean_ci
+from mtdqn.analysis import bootstrap_diff, bootstrap_mean
 
 # Discounted returns, single-task -> multi-task, as issue 13 quotes the paper (its appendix text is not
 # available in this checkout to check them); the paper's pendulum number is not available here.
@@ -43,7 +44,7 @@ PAPER_DISCOUNTED: dict[str, tuple[float, float] | None] = {
     "InvertedPendulumDiscrete-v0": None,
 }
 # (lowest, highest) reward of one step, and whether it is only paid on the last step (terminal rewards):
-# the bounds that make an interval possible (clipped to what a return can be).
+# the bounds inside which an interval is computed (what a return can be).
 REWARDS: dict[str, tuple[float, float, bool]] = {
     "CartPole-v1": (0.0, 1.0, False),
     "Acrobot-v1": (-1.0, 0.0, False),
@@ -63,10 +64,6 @@ def return_range(task: str, gamma: float | None) -> tuple[float, float]:
     steps = HORIZONS[task]
     weight = steps if gamma is None or gamma == 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)
     return lo * weight, hi * weight
-
-
-def _clip(e, lo: float, hi: float):
-    return e._replace(lo=max(e.lo, lo), hi=min(e.hi, hi))
 
 
 def _fmt(e, digits: int) -> str:
@@ -112,13 +109,12 @@ def table(study_dir: Path, single: str = "independent", multi: str = "shared") -
         ind, sh = (np.asarray(c["final_eval_discounted"][spec]) for c in (a, b))
         paper = PAPER_DISCOUNTED.get(task)
         paper_text = f"{paper[0]:g} → {paper[1]:g}" if paper else "not available here"
-        d = _clip(diff_ci(sh, ind), lo - hi, hi - lo)
-        ulo, uhi = return_range(task, None)
-        und = [_fmt(_clip(mean_ci(c["final_eval"][spec]), ulo, uhi), digits) for c in (a, b)]
+        d = bootstrap_diff(sh, ind, (lo, hi))
+        und = [_fmt(bootstrap_mean(c["final_eval"][spec], return_range(task, None)), digits) for c in (a, b)]
         random = a["random_return_discounted"][spec]
         lines.append(f"| {task} ({gamma:g}) | {paper_text} | {random:.{digits + 1}f} | "
-                     f"{_fmt(_clip(mean_ci(ind), lo, hi), digits + 1)} | "
-                     f"{_fmt(_clip(mean_ci(sh), lo, hi), digits + 1)} | {_fmt(d, digits + 1)} | {_verdict(d)} | "
+                     f"{_fmt(bootstrap_mean(ind, (lo, hi)), digits + 1)} | "
+                     f"{_fmt(bootstrap_mean(sh, (lo, hi)), digits + 1)} | {_fmt(d, digits + 1)} | {_verdict(d)} | "
                      f"{und[0]} | {und[1]} | {len(ind)} / {len(sh)} |")
     return "\n".join(lines)
 
@@ -131,8 +127,8 @@ def describe(study_dir: Path) -> str:
     first = next(iter(cells.values()))
     return (f"{len(study['seeds'])} seeds per variant, {study['steps']:,} env steps per task, "
             f"{first['eval_episodes']} greedy episodes per task and seed at the end of training "
-            f"(`final_eval_discounted`, `final_eval` in each cell's summary.json); mean [95% t-interval over "
-            f"seeds, clipped to the returns an episode can have], difference with a Welch 95% interval. "
+            f"(`final_eval_discounted`, `final_eval` in each cell's summary.json); mean [95% percentile-bootstrap interval over "
+            f"seeds, computed inside the returns an episode can have], difference with its bootstrap interval. "
             f"Cells' own wall times (training + evaluation): {walls}.")
 
 
