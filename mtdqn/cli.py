@@ -201,7 +201,7 @@ class Study:
     """Run a study (variants x seeds; each variant one cell, its seeds vmapped), then write its report."""
 
     study: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|STUDY.toml")]]
-    """A built-in preset (quick, classic, minatar, transfer) or a study file (.toml)."""
+    """A built-in preset (quick, classic, minatar, deramo, transfer) or a study file (.toml)."""
     seeds: int | None = None
     """Override the study's number of seeds."""
     steps: int | None = None

@@ -71,7 +71,7 @@ class DQNConfig:
     """
 
     gamma: float = 0.99
-    """Discount factor."""
+    """Discount factor in (0, 1] of every task without its own (task option gamma=, e.g. CarOnHill-v0:gamma=0.95)."""
     lr: float = 5e-4
     """Learning rate."""
     lr_schedule: Literal["constant", "linear"] = "linear"
@@ -208,8 +208,8 @@ def validate(cfg: TrainConfig) -> None:
     d = cfg.dqn
     if not (math.isfinite(d.lr) and d.lr > 0):
         raise ConfigError(f"--lr must be a finite number > 0, got {d.lr}")
-    if not 0.0 <= d.gamma < 1.0:
-        raise ConfigError(f"--gamma must be in [0, 1), got {d.gamma}")
+    if not (math.isfinite(d.gamma) and 0.0 <= d.gamma <= 1.0):  # 0: runs made when [0, 1) was the rule
+        raise ConfigError(f"--gamma must be in (0, 1], got {d.gamma}")
     if not 0.0 < d.tau <= 1.0:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
@@ -239,6 +239,8 @@ def check_new_run(cfg: TrainConfig) -> None:
     """
     validate(cfg)
     d = cfg.dqn
+    if d.gamma == 0.0:
+        raise ConfigError(f"--gamma must be in (0, 1], got {d.gamma}")
     if d.target_update_every > 1 and d.tau < 1.0:
         raise ConfigError(
             f"--target-update-every {d.target_update_every} with --tau {d.tau}: a Polyak step of {d.tau} only every "

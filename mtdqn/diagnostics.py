@@ -96,7 +96,9 @@ def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
 def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One seed's cosines averaged over PROBE_PAIRS minibatch pairs."""
     pairs = jax.random.split(key, (PROBE_PAIRS, 2))
-    same, between = jax.vmap(lambda k: minibatch_cosines(agent, state, k[0], k[1]))(pairs)
+    # One pair at a time: the pairs' activations at once would be PROBE_PAIRS x 2 updates' worth of memory,
+    # which the memory check does not count (MinAtar's patches: gigabytes), after a long run's final checkpoint.
+    same, between = jax.lax.map(lambda k: minibatch_cosines(agent, state, k[0], k[1]), pairs)
     return same.mean(0), between.mean(0)
 
 
@@ -107,9 +109,7 @@ def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, A
     if not (agent.arch.adapter_shared or any(agent.arch.torso_shared)):
         return []
     keys = jnp.stack([jax.random.fold_in(k, PROBE_KEY) for k in seed_keys(agent.seeds)])
-    n = len(agent.seeds)
-    # the envs play no part; seeds padded to fill devices are not reported
-    own = jax.tree.map(lambda x: x[:n], state.replace(env_states=()))
+    own = state.replace(env_states=())  # the envs play no part (the state holds only the real seeds)
     same, between = jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))(own, keys)
     same, between = np.asarray(same), np.asarray(between)
     names = agent.task_set.names

@@ -30,7 +30,7 @@ __all__ = ["EpisodeReturns", "rollout_returns", "host_rollout_returns", "evaluat
 
 class EpisodeReturns(NamedTuple):
     """Unscaled first-episode returns, each (..., episodes): the sum of rewards, and sum_t gamma^t r_t with
-    the run's gamma (the metric D'Eramo et al. 2020 report)."""
+    each task's gamma (the metric D'Eramo et al. 2020 report)."""
 
     total: Any
     discounted: Any
@@ -65,7 +65,7 @@ def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, ep
     obs, env_states = reset_envs(agent.task_set, k_reset, episodes)
     t = agent.num_tasks
     horizon = max(task.max_episode_steps for task in agent.task_set.tasks)
-    gamma = agent.cfg.dqn.gamma
+    gamma = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1)
 
     def body(carry, key):
         obs, env_states, total, discounted, weight, alive = carry  # weight: gamma^t of this step
@@ -77,7 +77,7 @@ def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, ep
                 alive & ~out.done), None
 
     zeros = jnp.zeros((t, episodes))
-    init = (obs, env_states, zeros, zeros, jnp.float32(1.0), jnp.ones((t, episodes), bool))
+    init = (obs, env_states, zeros, zeros, jnp.ones((t, 1)), jnp.ones((t, episodes), bool))
     (_, _, total, discounted, _, _), _ = jax.lax.scan(body, init, jax.random.split(k_run, horizon))
     return EpisodeReturns(total, discounted)
 
@@ -111,7 +111,7 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
             out = envs.step(actions)
             reward = np.where(alive, out.reward, 0.0)
             total += reward
-            discounted += agent.cfg.dqn.gamma**t * reward
+            discounted += np.asarray(agent.gammas)[None, :, None] ** t * reward
             alive &= ~out.done
             obs = out.obs
     finally:

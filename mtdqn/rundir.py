@@ -31,7 +31,8 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
 __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "Tables",
-           "chunk_tables", "eval_rows", "final_scores", "RunDir", "write_tensorboard"]
+           "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
+           "RunDir", "write_tensorboard"]
 
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
@@ -107,11 +108,21 @@ def eval_rows(names: tuple[str, ...], seeds: list[int], total: np.ndarray, disco
             for s, seed in enumerate(seeds) for i, task in enumerate(names)]
 
 
-def final_scores(evals: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int], last: int,
+FINAL_SCORE_EVALS = 3  # a run's final score: the mean of at most its last this many greedy evaluations ...
+FINAL_SCORE_SPAN = 0.2  # ... of those in the last 20% of training (the final one always counts)
+
+
+def final_score_steps(evals: list[dict[str, Any]]) -> list[int]:
+    """The evaluation steps a final score averages: the last FINAL_SCORE_EVALS, but only those in the last
+    FINAL_SCORE_SPAN of training, so a sparse schedule never mixes a mid-training policy into "final"."""
+    steps = sorted({int(row["step"]) for row in evals})
+    return [s for s in steps[-FINAL_SCORE_EVALS:] if s >= (1.0 - FINAL_SCORE_SPAN) * steps[-1]]
+
+
+def final_scores(evals: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int], steps: list[int],
                  column: str = "return_mean") -> dict[str, list[float]]:
-    """Per task, per seed: the mean of ``column`` over the last ``last`` evaluations (fewer if fewer were made)."""
+    """Per task, per seed: the mean of ``column`` over the evaluations at ``steps`` (:func:`final_score_steps`)."""
     frame = pd.DataFrame(evals, columns=EVAL_COLUMNS)
-    steps = sorted(frame["step"].unique())[-last:]
     frame = frame[frame["step"].isin(steps)]
     means = frame.groupby(["task", "seed"])[column].mean()
     return {task: [float(means[(task, seed)]) for seed in seeds] for task in names}

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # (id, argv after `mtdqn train`, a piece of the expected message)
 TRAIN_CASES = [
     ("unknown-task", ["--tasks", "CartPol-v1"], "did you mean 'CartPole-v1'"),
+    ("unknown-task-car-on-hill", ["--tasks", "CarOnHil-v0"], "did you mean 'CarOnHill-v0'"),
+    ("unknown-task-pendulum", ["--tasks", "InvertedPendulum-v0"], "did you mean 'InvertedPendulumDiscrete-v0'"),
     ("task-option-not-a-number", ["--tasks", "CartPole-v1:reward_scale=abc"], "must be a number"),
     ("task-option-unknown", ["--tasks", "CartPole-v1:foo=1"], "bad task option 'foo=1'"),
     ("task-option-negative", ["--tasks", "CartPole-v1:reward_scale=-1"], "must be finite and > 0"),
@@ -40,7 +42,13 @@ TRAIN_CASES = [
     ("negative-lr", ["--lr", "-1"], "--lr must be a finite number > 0"),
     ("nan-lr", ["--lr", "nan"], "--lr must be a finite number > 0"),
     ("inf-lr", ["--lr", "inf"], "--lr must be a finite number > 0"),
-    ("gamma-one", ["--gamma", "1.0"], "--gamma must be in [0, 1)"),
+    ("gamma-zero", ["--gamma", "0"], "--gamma must be in (0, 1], got 0.0"),
+    ("gamma-above-one", ["--gamma", "1.5"], "--gamma must be in (0, 1], got 1.5"),
+    ("gamma-negative", ["--gamma", "-0.5"], "--gamma must be in (0, 1]"),
+    ("gamma-nan", ["--gamma", "nan"], "--gamma must be in (0, 1]"),
+    ("task-gamma-above-one", ["--tasks", "CarOnHill-v0:gamma=1.01"], "task option gamma in 'CarOnHill-v0:gamma=1.01' "
+     "must be in (0, 1]"),
+    ("task-gamma-zero", ["--tasks", "CarOnHill-v0:gamma=0"], "must be finite and > 0"),
     ("weights-count", ["--task-weights", "1", "2", "3"], "3 values for 2 tasks"),
     ("weights-negative", ["--task-weights", "1", "-1"], "must be finite, >= 0"),
     ("sharing-unknown", ["--sharing", "bogus"], "unknown --sharing 'bogus'"),
@@ -202,6 +210,7 @@ def test_real_terminal_shows_one_line(tmp_path):
     cases = [
         (["train", "--tasks", "CartPol-v1", "--out", str(tmp_path / "a")], "did you mean"),
         (["train", "--steps", "abc"], "Error parsing --steps"),
+        (["train", "--gamma", "1.5", "--out", str(tmp_path / "b")], "--gamma must be in (0, 1]"),
         (["evaluate", str(tmp_path / "missing")], "is not a run directory"),
         (["train", "--out", str(tmp_path / "run")], "already holds a run"),
     ]
@@ -213,7 +222,7 @@ def test_real_terminal_shows_one_line(tmp_path):
         assert "Traceback" not in err
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (argv, err)
-    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 PARSE_CASES = [

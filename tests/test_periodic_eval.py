@@ -11,10 +11,10 @@ import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-from mtdqn.rundir import EVAL_COLUMNS
+from mtdqn.rundir import EVAL_COLUMNS, final_score_steps, final_scores
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import FINAL_SCORE_EVALS, train
+from mtdqn.train.run import train
 
 TINY = TrainConfig(
     tasks=("CartPole-v1", "Acrobot-v1"), steps=2000, seeds=2, log_every=500, num_envs=4,
@@ -58,14 +58,33 @@ def test_an_evaluation_is_the_policy_at_its_step(run):
         np.testing.assert_allclose(got["discounted_mean"], want.discounted[:, i].mean(-1), rtol=1e-6)
 
 
-def test_final_score_is_the_mean_of_the_last_evaluations(run):
+def test_final_score_is_the_mean_of_the_last_evaluations_near_the_end(run):
     summary = run.summary
-    assert summary["eval_every"] == 1000 and summary["final_score_evals"] == FINAL_SCORE_EVALS == 3
-    evals = pd.read_parquet(run.out_dir / "evals.parquet")  # 2 evaluations: fewer than 3, so both count
+    assert summary["eval_every"] == summary["eval_every_used"] == 1000 and summary["final_score_evals"] == 3
+    assert summary["final_score_steps"] == [2000]  # 1000 is not in the last 20% of 2000 steps: mid-training
+    evals = pd.read_parquet(run.out_dir / "evals.parquet")
     for task in TINY.tasks:
         for column, key in (("return_mean", "final_score"), ("discounted_mean", "final_score_discounted")):
-            per_seed = evals[evals["task"] == task].groupby("seed")[column].mean().to_numpy()
-            np.testing.assert_allclose(summary[key][task], per_seed, rtol=1e-6)
+            per_seed = evals[(evals["task"] == task) & (evals["step"] == 2000)].sort_values("seed")[column]
+            np.testing.assert_allclose(summary[key][task], per_seed.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("steps, want", [
+    ([10_000 * i for i in range(1, 16)], [130_000, 140_000, 150_000]),  # the quick preset: the last 3
+    ([50_000, 100_000], [100_000]),  # a sparse schedule: 50k is mid-training, not final
+    ([97_000, 98_000, 99_000, 100_000], [98_000, 99_000, 100_000]),
+    ([100], [100]),  # only the final evaluation
+])
+def test_final_score_steps(steps, want):
+    rows = [{"step": s, "task": "CartPole-v1", "seed": 0} for s in steps]
+    assert final_score_steps(rows) == want
+
+
+def test_final_scores_average_the_chosen_steps():
+    rows = [{"step": s, "task": t, "seed": seed, "return_mean": float(s + seed), "return_std": 0.0,
+             "discounted_mean": 0.0, "episodes": 2} for s in (80, 90, 100) for t in ("A", "B") for seed in (0, 1)]
+    got = final_scores(rows, ("A", "B"), [0, 1], [90, 100])
+    assert got == {"A": [95.0, 96.0], "B": [95.0, 96.0]}
 
 
 def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):

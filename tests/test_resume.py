@@ -85,7 +85,7 @@ def _tb_scalars(tb_dir: Path) -> list[tuple[str, int, float]]:
 @pytest.mark.slow
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    common = [*TINY, "--progress", "False", "--eval-episodes", "2"]
+    common = [*TINY, "--progress", "False", "--eval-episodes", "2", "--eval-every", "400"]
     uninterrupted = _start("train", *common, "--out", str(whole))
     victim = _start("train", *common, "--out", str(killed))
     deadline = time.monotonic() + 90
@@ -114,7 +114,9 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     assert len(leaves_a) == len(leaves_b)
     for (path, x), (_, y) in zip(leaves_a, leaves_b):  # params, target, optimizer, replay, env, keys, counters
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
-    for name in ("metrics.parquet", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet"):
+    assert sorted(pd.read_parquet(killed / "evals.parquet")["step"].unique()) == list(range(400, 2401, 400))
+    for name in ("metrics.parquet", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet",
+                 "grad_probe.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(whole / name), pd.read_parquet(killed / name), check_exact=True)
     assert (whole / "metrics.csv").read_text() == (killed / "metrics.csv").read_text()
     sa, sb = (json.loads((run / "summary.json").read_text()) for run in (whole, killed))

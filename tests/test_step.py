@@ -75,15 +75,21 @@ def test_polyak_target_moves_tau_of_the_way_every_update():
         state = new
 
 
-@pytest.mark.parametrize("double", [False, True])
-def test_td_targets_by_hand(double):
-    """r + gamma * (1 - terminated) * Q_target(s', a*), a* over the task's own actions only."""
-    agent = _agent(double=double, gamma=0.9)
+@pytest.mark.parametrize("double, specs, gammas", [
+    (False, BASE.tasks, (0.9, 0.9)),
+    (True, BASE.tasks, (0.9, 0.9)),
+    (False, ("CartPole-v1:gamma=0.5", "Acrobot-v1"), (0.5, 0.9)),  # a task's own gamma; the other keeps --gamma
+])
+def test_td_targets_by_hand(double, specs, gammas):
+    """r + gamma_i * (1 - terminated) * Q_target(s', a*), a* over the task's own actions only."""
+    agent = make_agent(dataclasses.replace(BASE, tasks=specs, dqn=dataclasses.replace(BASE.dqn, double=double,
+                                                                                        gamma=0.9)))
+    assert agent.gammas == gammas
     state = _filled_state(agent)
     state = state.replace(params=jax.tree.map(lambda x: x + 0.05, state.params))  # online != target
     batch = replay_sample(state.replay, jax.random.PRNGKey(3), 16)
     batch = batch.replace(terminated=batch.terminated.at[:, ::3].set(True))  # some terminal transitions
-    got = np.asarray(step._targets(agent, state, batch))  # (tasks, batch)
+    got = np.asarray(step.td_targets(agent, state, batch))  # (tasks, batch)
 
     q_target = np.asarray(q_values(agent.arch, state.target_params, batch.next_obs))
     q_online = np.asarray(q_values(agent.arch, state.params, batch.next_obs))
@@ -92,18 +98,21 @@ def test_td_targets_by_hand(double):
         chooser = q_online if double else q_target
         a_star = chooser[i, :, :n].argmax(-1)
         bootstrap = q_target[i, np.arange(16), a_star]
-        want = np.asarray(batch.reward[i]) + 0.9 * (1 - np.asarray(batch.terminated[i], np.float32)) * bootstrap
+        not_done = 1 - np.asarray(batch.terminated[i], np.float32)
+        want = np.asarray(batch.reward[i]) + gammas[i] * not_done * bootstrap
         np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-5)
     assert np.any(np.asarray(batch.terminated)) and np.any(~np.asarray(batch.terminated))
 
 
-def test_rollout_returns_count_exactly_the_first_episode():
+@pytest.mark.parametrize("spec, gamma", [("CartPole-v1", 0.99), ("CartPole-v1:gamma=0.8", 0.8)])
+def test_rollout_returns_count_exactly_the_first_episode(spec, gamma):
     """A policy that always pushes left: each CartPole episode's return is its length, counted once.
 
     The reference steps gymnax's CartPole by hand from the same reset states; a rollout that kept
     adding rewards after an auto-reset would report ~500, one that stopped early less than the length.
+    The discounted return uses the task's own gamma when its spec sets one.
     """
-    agent = make_agent(dataclasses.replace(BASE, tasks=("CartPole-v1",)))
+    agent = make_agent(dataclasses.replace(BASE, tasks=(spec,)))
     params = init_state(agent, jax.random.PRNGKey(0)).params
     heads = params["heads"]
     params["heads"] = {"kernel": jnp.zeros_like(heads["kernel"]),
@@ -125,7 +134,17 @@ def test_rollout_returns_count_exactly_the_first_episode():
             done = bool(term) or bool(trunc)
         lengths.append(length)
     np.testing.assert_array_equal(got[0], np.asarray(lengths, np.float32))
-    gamma = agent.cfg.dqn.gamma  # reward 1 per step: sum_t gamma^t over the episode's length
+    assert agent.gammas == (gamma,)  # reward 1 per step: sum_t gamma^t over the episode's length
     want = [(1 - gamma**n) / (1 - gamma) for n in lengths]
     np.testing.assert_allclose(discounted[0], want, rtol=1e-5)
     assert 5 <= min(lengths) and max(lengths) < 30  # pushing one way topples the pole in ~10 steps
+
+
+def test_gamma_one_is_a_valid_discount():
+    """(0, 1] is the rule: gamma = 1 (the undiscounted return) passes validation, as a flag and as a task option."""
+    from mtdqn.config import validate
+    from mtdqn.tasks import parse_task
+
+    validate(dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, gamma=1.0)))
+    assert parse_task("CarOnHill-v0:gamma=1").discount(0.99) == 1.0
+    assert parse_task("CarOnHill-v0").discount(0.99) == 0.99

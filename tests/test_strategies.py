@@ -237,7 +237,7 @@ def small_state():
 def reference_task_grads(agent, state, key, weights):
     """Gradient of sum_i w_i L_i on the per-task parameters, by one ordinary backward pass."""
     batch = replay_sample(state.replay, jax.random.split(key)[0], agent.cfg.dqn.batch_size)
-    targets = step._targets(agent, state, batch)
+    targets = step.td_targets(agent, state, batch)
 
     def total(params):
         q = q_values(agent.arch, params, batch.obs)  # (tasks, batch, actions)

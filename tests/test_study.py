@@ -7,6 +7,8 @@ copy it (``copytree`` keeps mtimes) and check what a re-run touches.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -91,6 +93,17 @@ def test_cell_status(study_copy: Path) -> None:
     assert cell_status(shared, cells / "shared") == "resume"
     shutil.rmtree(cells / "shared" / "checkpoints")  # killed before any checkpoint
     assert cell_status(shared, cells / "shared") == "fresh"
+    # A cell finished before --eval-every existed (no key) is finished for any schedule: evaluations never
+    # touch training. One that stored another schedule is a different setup.
+    summary_path = cells / "independent" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary.pop("eval_every", None)
+    summary_path.write_text(json.dumps(summary))
+    assert cell_status(dataclasses.replace(independent, eval_every=5000), cells / "independent") == "done"
+    summary_path.write_text(json.dumps({**summary, "eval_every": 1000}))
+    with pytest.raises(ConfigError, match=r"eval_every: stored 1000, now 5000"):
+        cell_status(dataclasses.replace(independent, eval_every=5000), cells / "independent")
+    summary_path.write_text(json.dumps(summary))
     other = load_spec(_spec_file(study_copy.parent, TINY.replace("steps = 3000", "steps = 4000"), "other.toml"))
     with pytest.raises(ConfigError, match=r"cells/independent: holds a finished cell .*steps: stored 3000, now 4000"):
         cell_status(cell_configs(other)[0], cells / "independent")

@@ -121,11 +121,13 @@ def _validate_ok_summary(path: Path, summary: dict[str, Any], study_tasks: tuple
         missing = [t for t in study_tasks if t not in summary[key]]
         if missing:
             raise ValueError(f"{path}: '{key}' lacks task(s) {missing}")
-    for task in study_tasks:
-        if len(summary["final_eval"][task]) != n_seeds:
-            raise ValueError(
-                f"{path}: 'final_eval'['{task}'] has {len(summary['final_eval'][task])} values for {n_seeds} seeds"
-            )
+    for key in ("final_eval", "final_score"):  # final_score: runs made since greedy evaluation during training
+        if key not in summary:
+            continue
+        for task in study_tasks:
+            values = summary[key].get(task) if isinstance(summary[key], dict) else None
+            if not isinstance(values, list) or len(values) != n_seeds:
+                raise ValueError(f"{path}: '{key}'['{task}'] is not a list of {n_seeds} values (one per seed)")
 
 
 def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list[str]) -> Cell:

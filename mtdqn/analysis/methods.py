@@ -45,14 +45,15 @@ def final_definition(study: Study) -> str:
         return "greedy evaluation at the end of training"
     s, evals = ok[0].summary, ok[0].evals
     episodes = s.get("eval_episodes", "?")
-    if "final_score" not in s:
+    if not all("final_score" in c.summary for c in ok):  # the study's one definition (tables.final_score_key)
         return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
     made = int(evals["step"].nunique()) if evals is not None else 1
-    k = min(int(s.get("final_score_evals", 1)), made)
+    k = len(s["final_score_steps"]) if "final_score_steps" in s else min(int(s.get("final_score_evals", 1)), made)
     if k <= 1:
         return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
-    every = s.get("eval_every")
-    return (f"mean of the last {k} greedy evaluations (epsilon 0) during training, the last at its end, "
+    every = s.get("eval_every_used", s.get("eval_every"))
+    return (f"mean of the last {k} greedy evaluations (epsilon 0) during training (only those in its last 20%), "
+            "the last at its end, "
             f"{episodes} episodes per task and seed each" + (f", one every {every:,} env steps per task"
                                                             if isinstance(every, int) and every else ""))
 

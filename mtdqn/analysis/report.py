@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtdqn.rundir import FINAL_SCORE_EVALS
+
 from . import display, methods, outputs, plots, stats, tables, why
 from .findings import findings
 from .load import Study, load_study
@@ -35,7 +37,11 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     source = tables.curve_source(study)
     smoothed = tables.smoothed_curves(study, window)
     curves = tables.eval_curves(study) if source == "evaluation" else smoothed
-    per_seed = tables.per_seed_table(study, curves)
+    # Steps to threshold on greedy evaluations need the level held over the evaluations a final score averages.
+    reach = tables.trailing_mean(curves, FINAL_SCORE_EVALS) if source == "evaluation" else smoothed
+    per_seed = tables.per_seed_table(study, curves, reach)
+    budget = max((int(study.cells[v].summary.get("env_steps", study.steps)) for v in study.ok_variants),
+                 default=study.steps)  # steps round up to whole logging chunks: the last evaluation is there
     norm = tables.normalization_table(study)
     agg, imp = tables.aggregate_tables(tables.normalized_scores(study, norm), study.reference, reps, seed)
     ref_ok = study.cells[study.reference].ok
@@ -43,7 +49,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "cells": tables.cells_table(study),
         "per_seed": per_seed,
         "per_task": tables.per_task_table(per_seed, reps, seed),
-        "differences": tables.difference_table(per_seed, study.reference, study.steps, reps, seed)
+        "differences": tables.difference_table(per_seed, study.reference, budget, reps, seed)
         if ref_ok else pd.DataFrame(columns=tables.DIFF_COLUMNS),
         "curves": tables.curves_table(curves, reps, seed),
         "curves_per_seed": curves,

@@ -124,11 +124,12 @@ def min_detectable_difference(x: np.ndarray | list[float], y: np.ndarray | list[
 
     Normal-theory power analysis with the observed spread: (t_{1-alpha/2} +
     t_{power}) * sqrt(s_x^2/n_x + s_y^2/n_y), t with n_x + n_y - 2 degrees of
-    freedom. NaN with fewer than 2 finite values in a group, or when neither
-    group varies (no spread observed: nothing to size a test with).
+    freedom. NaN below MIN_SEEDS finite values in a group (the spread of so few
+    seeds sizes nothing: the report shows their values instead), or when
+    neither group varies (no spread observed: nothing to size a test with).
     """
     a, b = _finite(x), _finite(y)
-    if a.size < 2 or b.size < 2:
+    if a.size < MIN_SEEDS or b.size < MIN_SEEDS:
         return float("nan")
     se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
     if se == 0.0:

@@ -118,33 +118,53 @@ def _study_order(df: pd.DataFrame):
     return key
 
 
-def _final_scores(summary: dict, task: str) -> tuple[list[float], str]:
-    """Per-seed final score and the summary key it came from: the mean of the last evaluations during
-    training when the run stored them (``final_score``), else the end-of-training evaluation (``final_eval``)."""
-    if "final_score" in summary and task in summary["final_score"]:
-        return [float(x) for x in summary["final_score"][task]], "final_score"
-    return [float(x) for x in summary["final_eval"][task]], "final_eval"
+def final_score_key(study: Study) -> str:
+    """The one summary key every variant's final score comes from: ``final_score`` (the mean of the last
+    evaluations, see :func:`mtdqn.rundir.final_scores`) when every ok cell stored it, else ``final_eval``
+    (the end-of-training evaluation), so no two variants are scored by different definitions."""
+    ok = [study.cells[v].summary for v in study.ok_variants]
+    return "final_score" if ok and all("final_score" in s for s in ok) else "final_eval"
 
 
-def per_seed_table(study: Study, curves: pd.DataFrame) -> pd.DataFrame:
+def _final_scores(study: Study, variant: str, task: str) -> list[float]:
+    """Per-seed final scores of ``task`` in ``variant``'s cell, under the study's one key."""
+    return [float(x) for x in study.cells[variant].summary[final_score_key(study)][task]]
+
+
+def trailing_mean(curves: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per-seed curves with each value replaced by the mean of its last ``k`` points (fewer at the start):
+    steps to threshold then need a sustained level, not one lucky evaluation of K episodes."""
+    if not len(curves) or k <= 1:
+        return curves
+    out = curves.copy()
+    out["value"] = (out.groupby(["variant", "task", "seed"], sort=False)["value"]
+                    .transform(lambda v: v.rolling(k, min_periods=1).mean()))
+    return out
+
+
+def per_seed_table(study: Study, curves: pd.DataFrame, reach_curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (variant, task, seed): final score, AUC and steps to threshold of `curves`.
 
     `curves` are the per-seed curves of `curve_source` (greedy evaluation, or
     smoothed training return). AUC: normalized trapezoid, i.e. the mean return
-    over training. Steps to threshold: the first logged step whose value
-    reaches the threshold (NaN: never).
+    over training. Steps to threshold: the first logged step whose value in
+    `reach_curves` (default `curves`; smoothed ones) reaches the threshold (NaN: never).
     """
+    reach_curves = curves if reach_curves is None else reach_curves
     rows = []
     for v in study.ok_variants:
         cell = study.cells[v]
         for task in study.tasks:
             threshold = float(cell.summary["thresholds"][task])
-            finals, _ = _final_scores(cell.summary, task)
+            finals = _final_scores(study, v, task)
             for seed, final in zip(cell.summary["seeds"], finals):
                 c = curves[(curves["variant"] == v) & (curves["task"] == task) & (curves["seed"] == seed)]
                 steps, values = c["step"].to_numpy(), c["value"].to_numpy()
                 area = stats.auc(steps, values) if len(c) else float("nan")
-                reach = stats.steps_to_threshold(steps, values, threshold) if len(c) else float("nan")
+                r = reach_curves[(reach_curves["variant"] == v) & (reach_curves["task"] == task)
+                                 & (reach_curves["seed"] == seed)]
+                reach = (stats.steps_to_threshold(r["step"].to_numpy(), r["value"].to_numpy(), threshold)
+                         if len(r) else float("nan"))
                 rows.append({"variant": v, "task": task, "seed": int(seed), "final_return": float(final),
                              "auc": area, "threshold": threshold, "steps_to_threshold": reach})
     cols = ["variant", "task", "seed", "final_return", "auc", "threshold", "steps_to_threshold"]
@@ -247,7 +267,7 @@ def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]
     used = norm[norm["used"]]
     out = {}
     for v in study.ok_variants:
-        cols = [stats.normalize(np.asarray(_final_scores(study.cells[v].summary, r.task)[0], dtype=np.float64),
+        cols = [stats.normalize(np.asarray(_final_scores(study, v, r.task), dtype=np.float64),
                                 r.random_return, r.reference_return) for r in used.itertuples()]
         out[v] = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
     return out

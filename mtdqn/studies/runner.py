@@ -92,13 +92,15 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     if summary is not None and summary.get("status") == "ok":
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
                 and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant
-                and summary.get("eval_every", 0) == cell.eval_every)  # cells made before it evaluated at the end
+                and summary.get("eval_every", cell.eval_every) == cell.eval_every)  # cells made before the option
+        # existed evaluated only at the end; evaluations never touch training, so they stay finished (the report
+        # then scores every variant by its final evaluation)
         if same:
             return "done"
         diffs = [f"{key}: stored {a!r}, now {b!r}"
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
         for key in ("thresholds", "eval_episodes", "variant", "eval_every"):
-            stored = summary.get(key, 0 if key == "eval_every" else None)
+            stored = summary.get(key, cell.eval_every if key == "eval_every" else None)
             if stored != getattr(cell, key):
                 diffs.append(f"{key}: stored {stored!r}, now {getattr(cell, key)!r}")
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "

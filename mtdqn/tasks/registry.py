@@ -1,8 +1,13 @@
 """Task specs, the registry of JAX-native tasks, and how a task set is laid out.
 
 A task spec is a name with optional options, ``CartPole-v1:reward_scale=100``,
-usable everywhere a task name is.  ``gym:<ID>[:options]`` names any Gymnasium
-environment instead (backend "gymnasium", stepped on the host: see
+usable everywhere a task name is.  ``gamma=0.95`` gives one task its own
+discount factor (its TD targets and its discounted evaluation return); tasks
+without it use the run's ``--gamma``.  D'Eramo et al. (2020) discount each task
+with its own gamma (github.com/carloderamo/shared, dqn/dqn.py, ``_next_q``:
+``out_q[start:stop] *= self.mdp_info.gamma[i]``).
+
+``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
 :mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.
 All tasks of one agent are padded to a common observation shape and action
 count (:class:`TaskSet`): vector observations are zero-padded to the widest
@@ -50,7 +55,7 @@ NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
 }
 
-_OPTIONS = {"reward_scale": float}
+_OPTIONS = {"reward_scale": float, "gamma": float}
 
 
 def make_env(name: str) -> tuple[Any, Any]:
@@ -73,6 +78,11 @@ class Task:
     max_episode_steps: int  # 0: the env sets no time limit (some Gymnasium envs)
     reward_scale: float = 1.0
     backend: str = "gymnax"  # "gymnax": stepped in compiled code; "gymnasium": on the host
+    gamma: float | None = None  # this task's discount factor; None: the run's --gamma
+
+    def discount(self, default: float) -> float:
+        """This task's discount factor: its own ``gamma=`` option, else the run's ``default``."""
+        return default if self.gamma is None else self.gamma
 
     def make(self) -> tuple[Any, Any]:
         """(gymnax env, env params); gymnasium tasks are made by :class:`~mtdqn.tasks.gymnasium_env.HostEnvs`."""
@@ -107,12 +117,15 @@ def parse_task(spec: str) -> Task:
             raise ConfigError(f"task option {key} in {spec!r} must be a number, got {raw!r}") from None
         if not np.isfinite(value) or value <= 0:
             raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
+        if key == "gamma" and value > 1:
+            raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
         options[key] = value
     if backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_task_info  # imported late: gymnasium and ale-py are slow
 
         kind, shape, actions, max_steps = gym_task_info(name)
-        return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend)
+        return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend,
+                    options.get("gamma"))
     env, params = make_env(name)
     return Task(
         spec=spec,
@@ -122,6 +135,7 @@ def parse_task(spec: str) -> Task:
         num_actions=int(env.num_actions),
         max_episode_steps=int(params.max_steps_in_episode),
         reward_scale=options.get("reward_scale", 1.0),
+        gamma=options.get("gamma"),
     )
 
 

@@ -70,6 +70,11 @@ class Agent:
         return jnp.asarray([t.reward_scale for t in self.task_set.tasks], jnp.float32)
 
     @property
+    def gammas(self) -> tuple[float, ...]:
+        """Each task's discount factor: its spec's ``gamma=`` option, else ``--gamma``."""
+        return tuple(t.discount(self.cfg.dqn.gamma) for t in self.task_set.tasks)
+
+    @property
     def task_weights(self) -> jax.Array:
         return jnp.asarray(self.derived.task_weights, jnp.float32)
 

@@ -29,7 +29,8 @@ from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, describe_architecture
-from mtdqn.rundir import METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows, final_scores, write_tensorboard
+from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows,
+                          final_score_steps, final_scores, write_tensorboard)
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.early_stop import EarlyStopping, seed_scores
@@ -68,8 +69,6 @@ class RunOptions:
         extra = {"patience": self.patience, "test_episodes": self.test_episodes}  # written only when used, so
         return {"options": {**options, **{k: v for k, v in extra.items() if v}}}  # older records read the same
 
-
-FINAL_SCORE_EVALS = 3  # the final score of a run: the mean of its last this many greedy evaluations
 
 
 # (agent, a new run's fresh state) -> (its starting state, a JSON record of that start): see train().
@@ -384,7 +383,8 @@ def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) 
     """The test evaluation: greedy, on episode starts no other evaluation uses; test_eval.json, and per task
     the per-seed means for the summary."""
     returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, EvalStream.TEST), episodes)
-    result = {"episodes": episodes, "gamma": agent.cfg.dqn.gamma, "tasks": returns_by_task(agent, returns)}
+    result = {"episodes": episodes, "gamma": agent.cfg.dqn.gamma,
+              "task_gamma": dict(zip(agent.task_set.names, agent.gammas)), "tasks": returns_by_task(agent, returns)}
     run_dir.write_test_eval(result)
     return {t: [v["mean"] for v in r["per_seed"].values()] for t, r in result["tasks"].items()}
 
@@ -417,6 +417,7 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
     names = agent.task_set.names
     one_seed = jax.tree.map(lambda x: x[0], state.params)
     total, shared = count_params(agent.arch, one_seed)
+    final_steps = final_score_steps(evals)
     random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
                              options.eval_episodes, eps=1.0)
     trained_steps = (d.num_chunks - first_chunk) * d.iters_per_chunk * agent.cfg.num_envs
@@ -442,12 +443,16 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "final_eval_discounted": {n: greedy.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
         "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
-        "final_score": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS),
-        "final_score_discounted": final_scores(evals, names, agent.seeds, FINAL_SCORE_EVALS, "discounted_mean"),
+        "final_score": final_scores(evals, names, agent.seeds, final_steps),
+        "final_score_discounted": final_scores(evals, names, agent.seeds, final_steps, "discounted_mean"),
         "final_score_evals": FINAL_SCORE_EVALS,
+        "final_score_steps": final_steps,
         "gamma": agent.cfg.dqn.gamma,
+        "task_gamma": dict(zip(names, agent.gammas)),
         "eval_episodes": options.eval_episodes,
-        "eval_every": options.eval_every,
+        "eval_every": options.eval_every,  # as asked; the schedule rounds it to whole logging chunks:
+        "eval_every_used": _every_chunks(options.eval_every, d.iters_per_chunk * agent.cfg.num_envs)
+        * d.iters_per_chunk * agent.cfg.num_envs,
         "config_hash": config_hash(agent.cfg),
     }
 
@@ -485,7 +490,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
                               epsilon)  # each (seeds, tasks, episodes)
-    result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma, "iteration": meta["iteration"],
+    result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
+              "task_gamma": dict(zip(agent.task_set.names, agent.gammas)), "iteration": meta["iteration"],
               "tasks": returns_by_task(agent, returns)}
     run_dir.write_eval(result)
     return result

@@ -65,12 +65,13 @@ def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Arra
 
 
 def td_targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
-    """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = gamma)."""
+    """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = the task's gamma)."""
     q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
     if agent.cfg.value_norm == "popart":  # targets in reward units; argmaxes are unchanged by sigma > 0
         q_t_target = unnormalize(state.value_norm, q_t_target)
     q_t_online = q_values(agent.arch, state.params, batch.next_obs) if agent.cfg.dqn.double else q_t_target
-    d_t = agent.cfg.dqn.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+    gammas = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1): each task its own discount
+    d_t = gammas * (1.0 - batch.terminated.astype(jnp.float32))
     target_fn = jax.vmap(td_target, in_axes=(0, 0, 0, 0, 0, None))
     return target_fn(batch.reward, d_t, q_t_target, q_t_online, agent.action_mask, agent.cfg.dqn.double)
 
