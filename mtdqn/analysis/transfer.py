@@ -8,7 +8,7 @@ never from training code.  Per seed:
 - **AUC**: the area under the greedy curve (every evaluation, the final one
   included) divided by its step span, i.e. the mean greedy return over
   training (:func:`mtdqn.analysis.stats.auc`);
-- **final**: the run's ``final_score`` (mean of its last evaluations), and
+- **final**: the run's ``final_score`` (its summary's definition: the end of training's evaluations), and
   the same of the discounted return, D'Eramo et al.'s metric.
 
 Each is reported as the mean over seeds with a 95% percentile-bootstrap
@@ -87,7 +87,7 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
     lines = [f"# Transfer to {task}", "",
              f"Mean over seeds [95% bootstrap interval, within the return's range] (below {MIN_SEEDS} seeds: the "
              "seeds); per-seed values in transfer.json. Jumpstart: greedy return at the first evaluation; AUC: mean "
-             "greedy return over training; final: mean of the last evaluations (undiscounted and discounted).", "",
+             "greedy return over training; final: the run's final score (undiscounted and discounted).", "",
              "| variant | seeds | jumpstart | AUC | final | final (discounted) |", "|---|---|---|---|---|---|"]
     for variant, row in table.items():
         if row is None:
