@@ -9,7 +9,8 @@ import pytest
 
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
-from mtdqn.networks import count_params, init_params, make_architecture, merge_shared, q_values, split_shared
+from mtdqn.networks import (count_params, init_params, make_architecture, merge_shared, q_values, split_shared,
+                            torso_features)
 from mtdqn.tasks import make_task_set
 
 VECTOR = make_task_set(["CartPole-v1", "Acrobot-v1"])
@@ -111,3 +112,28 @@ def test_kernel_larger_than_the_observation_is_rejected():
     tiny = replace(IMAGE, obs_shape=(4, 4, 7))  # two VALID 3x3 convs need at least 5x5
     with pytest.raises(ConfigError, match="need observations of at least 5x5, got 4x4"):
         make_architecture(tiny, NetworkConfig())
+
+
+@pytest.mark.parametrize("sharing", ["independent", "shared", "partial:1", "conditioned"])
+def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
+    """The image trunk's linear adapter composed into its first conv computes the same features, and the same
+    gradients, as applying the two layers one after the other."""
+    from mtdqn.networks import model
+
+    arch = make_architecture(IMAGE, NetworkConfig(sharing=sharing, conv_channels=(6, 5), conv_dense=8,
+                                                 adapter_channels=4))
+    params = init_params(arch, jax.random.PRNGKey(3))
+    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(4), x.shape), params)  # biases too
+    obs = jax.random.uniform(jax.random.PRNGKey(5), (arch.num_tasks, 3, *arch.obs_shape))
+
+    def unfolded(p):
+        x = model._apply(arch.adapter, p["adapters"], model._inputs(arch, obs, None), arch.adapter_shared)
+        for i, (layer, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
+            x = model._apply(layer, p["torso"][f"layer_{i}"], x, shared)
+        return x
+
+    assert model._folds_adapter(arch)
+    np.testing.assert_allclose(torso_features(arch, params, obs), unfolded(params), rtol=1e-4, atol=1e-5)
+    g_folded = jax.grad(lambda p: jnp.sum(torso_features(arch, p, obs) ** 2))(params)
+    g_plain = jax.grad(lambda p: jnp.sum(unfolded(p) ** 2))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), g_folded, g_plain)

@@ -37,7 +37,7 @@ import numpy as np
 
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
-from mtdqn.networks.conv import PatchConv
+from mtdqn.networks.conv import PatchConv, extract_patches
 from mtdqn.tasks.registry import TaskSet
 
 __all__ = [
@@ -181,11 +181,44 @@ def _inputs(arch: Architecture, obs: jax.Array, task_ids: jax.Array | None) -> j
     return x
 
 
+def _folds_adapter(arch: Architecture) -> bool:
+    """Image trunks: the linear 1x1 adapter followed by the first 3x3 conv is one 3x3 conv per task."""
+    return arch.adapter.kind == "dense" and not arch.adapter.relu and arch.torso[0].kind == "conv"
+
+
+def _adapter_and_first_conv(arch: Architecture, params: Params, x: jax.Array) -> jax.Array:
+    """relu(conv_K(adapter_A(x))) (tasks, batch, H', W', out) computed as one conv of x per task.
+
+    The adapter is linear (``x @ A_i + a_i`` per pixel), so composing it into
+    the kernel, K'_i[dy, dx] = A_i @ K[dy, dx] and bias b + sum a_i K, gives the
+    same function (up to float rounding) with patches of the task's own
+    channels (9 x C, C <= 10 for MinAtar) instead of the adapter's 16, and no
+    adapter output or input gradient to move: the conv trunk's copies are what
+    bounds its speed on CPU (README, performance).  Parameters are untouched.
+    """
+    tasks = x.shape[0]
+    per_task = lambda tree, shared: jax.tree.map(  # noqa: E731  (a leading task axis on every leaf)
+        lambda v: jnp.broadcast_to(v, (tasks, *v.shape)) if shared else v, tree)
+    adapter = per_task(params["adapters"], arch.adapter_shared)
+    conv = per_task(params["torso"]["layer_0"], arch.torso_shared[0])
+    kernel = jnp.einsum("tca,tyxao->tyxco", adapter["kernel"], conv["kernel"])  # (tasks, kh, kw, C, out)
+    bias = conv["bias"] + jnp.einsum("ta,tyxao->to", adapter["bias"], conv["kernel"])  # (tasks, out)
+    kh, kw, channels, out = kernel.shape[1:]
+    patches = extract_patches(x, (kh, kw))  # (tasks, batch, H', W', kh*kw*C)
+    y = jnp.einsum("tbhwk,tko->tbhwo", patches, kernel.reshape(tasks, kh * kw * channels, out))
+    return nn.relu(y + bias[:, None, None, None, :])
+
+
 def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None) -> jax.Array:
     """Trunk output (tasks, batch, features): the representation the tasks share."""
-    x = _apply(arch.adapter, params["adapters"], _inputs(arch, obs, task_ids), arch.adapter_shared)
+    x = _inputs(arch, obs, task_ids)
+    if _folds_adapter(arch):
+        x, first = _adapter_and_first_conv(arch, params, x), 1
+    else:
+        x, first = _apply(arch.adapter, params["adapters"], x, arch.adapter_shared), 0
     for i, (layer, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
-        x = _apply(layer, params["torso"][f"layer_{i}"], x, shared)
+        if i >= first:
+            x = _apply(layer, params["torso"][f"layer_{i}"], x, shared)
     return x
 
 
