@@ -53,23 +53,11 @@ class Train:
 
 
 @dataclass(frozen=True)
-class Finetune:
-    """Fine-tune a trained run's trunk on tasks (new or its own) into a new run: freeze, a lower trunk lr, or LoRA."""
+class StartedRun:
+    """Where a run started from a trained one goes and how it is driven: finetune's and extend's options."""
 
-    from_: Annotated[Path, tyro.conf.arg(name="from")]
-    """The trained run whose shared trunk is loaded (only read)."""
-    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
-    freeze: str = "none"
-    """none | trunk | bottom:K | trunk-until:STEPS (the pretrained trunk gets no updates: all of it, its K lowest
-    layers, or all of it until env step STEPS per task)."""
-    trunk_lr: float = 0.0
-    """Learning rate of the pretrained trunk layers that train (default 0: --lr)."""
-    lora: int | None = None
-    """Train rank-R updates W + A B of the frozen trunk's dense layers instead of the trunk (default: off)."""
-    keep_heads: bool = False
-    """Tasks the source run trained keep its adapters and heads (others start fresh)."""
     out: Path | None = None
-    """Run directory (default: runs/finetune-<config hash>)."""
+    """Run directory (default: runs/<command>-<hash of the options, the source and how the run starts from it>)."""
     force: bool = False
     """Overwrite a run directory that already holds a run (never the source)."""
     checkpoint_every: int | None = None
@@ -92,6 +80,25 @@ class Finetune:
 
 
 @dataclass(frozen=True)
+class Finetune:
+    """Fine-tune a trained run's trunk on tasks (new or its own) into a new run: freeze, a lower trunk lr, or LoRA."""
+
+    from_: Annotated[Path, tyro.conf.arg(name="from")]
+    """The trained run whose shared trunk is loaded (only read)."""
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    freeze: str = "none"
+    """none | trunk | bottom:K | trunk-until:STEPS (the pretrained trunk gets no updates: all of it, its K lowest
+    layers, or all of it until env step STEPS per task)."""
+    trunk_lr: float = 0.0
+    """Learning rate of the pretrained trunk layers that train (default 0: --lr)."""
+    lora: int | None = None
+    """Train rank-R updates W + A B of the frozen trunk's dense layers instead of the trunk (default: off)."""
+    keep_heads: bool = False
+    """Tasks the source run trained keep its adapters and heads (others start fresh)."""
+    run: Annotated[StartedRun, tyro.conf.arg(name="")] = field(default_factory=StartedRun)
+
+
+@dataclass(frozen=True)
 class Extend:
     """Continue a trained multi-task run on its tasks plus new ones, its heads kept; reports the old tasks'
     forgetting."""
@@ -105,27 +112,7 @@ class Extend:
     """none | trunk | bottom:K | trunk-until:STEPS, as for finetune."""
     trunk_lr: float = 0.0
     """Learning rate of the trunk (default 0: --lr)."""
-    out: Path | None = None
-    """Run directory (default: runs/extend-<config hash>)."""
-    force: bool = False
-    """Overwrite a run directory that already holds a run (never the source)."""
-    checkpoint_every: int | None = None
-    """Also checkpoint every this many env steps per task (default 0: only at the end)."""
-    eval_episodes: int | None = None
-    """Greedy episodes per task and seed in each evaluation: at the start, every --eval-every, at the end
-    (default 10)."""
-    eval_every: int | None = None
-    """Env steps per task between greedy (validation) evaluations during training (default 0: none)."""
-    patience: int = 0
-    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
-    parameters (needs --eval-every; 0: off)."""
-    test_episodes: int = 0
-    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
-    own: printed and written to test_eval.json (0: none)."""
-    devices: int | None = None
-    """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
-    progress: bool = True
-    """Show a progress bar."""
+    run: Annotated[StartedRun, tyro.conf.arg(name="")] = field(default_factory=StartedRun)
 
 
 @dataclass(frozen=True)
@@ -302,8 +289,7 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     from mtdqn.config import config_hash
     from mtdqn.transfer import extend, finetune
 
-    if (cmd.eval_episodes is not None and cmd.eval_episodes <= 0) or (cmd.checkpoint_every or 0) < 0:
-        raise ConfigError("--eval-episodes must be > 0 and --checkpoint-every >= 0")
+    import dataclasses
     import hashlib
     import json
 
@@ -311,10 +297,9 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     # The default folder names what makes this run: its options, its source and how it starts from it.
     how = [config_hash(cmd.cfg), str(cmd.from_.absolute()), cmd.freeze, cmd.trunk_lr,
            getattr(cmd, "lora", None), getattr(cmd, "keep_heads", None), list(getattr(cmd, "add_tasks", ()))]
-    out = cmd.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
-    options = dict(force=cmd.force, progress=cmd.progress, checkpoint_every=cmd.checkpoint_every,
-                   eval_episodes=cmd.eval_episodes, devices=cmd.devices, on_start=_print_start,
-                   eval_every=cmd.eval_every, patience=cmd.patience, test_episodes=cmd.test_episodes)
+    out = cmd.run.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
+    # train() resolves and checks the run options once (one-line errors for nonsense values)
+    options = {**{k: v for k, v in dataclasses.asdict(cmd.run).items() if k != "out"}, "on_start": _print_start}
     if isinstance(cmd, Extend):
         result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
                         **options)
