@@ -299,7 +299,7 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
            getattr(cmd, "lora", None), getattr(cmd, "keep_heads", None), list(getattr(cmd, "add_tasks", ()))]
     out = cmd.run.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
     # train() resolves and checks the run options once (one-line errors for nonsense values)
-    options = {**{k: v for k, v in dataclasses.asdict(cmd.run).items() if k != "out"}, "on_start": _print_start}
+    options = {**{k: v for k, v in dataclasses.asdict(cmd.run).items() if k != "out"}, "announce": print}
     if isinstance(cmd, Extend):
         result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
                         **options)
@@ -331,21 +331,6 @@ def _print_test(run: Path) -> None:
         for seed, r in per_task["per_seed"].items():
             print(f"  {task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f} {r['discounted_mean']:9.2f}")
     print(f"  written: {run / 'test_eval.json'}")
-
-
-def _print_start(cfg: TrainConfig) -> None:
-    import jax
-
-    from mtdqn.finetune import count_trainable
-    from mtdqn.networks import init_params
-    from mtdqn.train.agent import make_agent
-
-    agent, ft = make_agent(cfg), cfg.finetune
-    trainable, total = count_trainable(ft, agent.arch, jax.eval_shape(
-        lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
-    how = f"LoRA rank {ft.lora_rank}" if ft.lora_rank else f"freeze={ft.freeze}"
-    print(f"mtdqn: {', '.join(cfg.tasks)} from {ft.source}'s trunk ({how}"
-          f"{', heads kept' if ft.keep_heads else ''}): trains {trainable:,} of {total:,} parameters")
 
 
 def _check_resume_options(cmd: Train) -> None:

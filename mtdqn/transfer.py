@@ -211,18 +211,16 @@ def _check_out(source: Source, out: Path) -> None:
 
 
 def finetune(base: TrainConfig, source_dir: Path | str, out: Path, *, freeze: str = "none", trunk_lr: float = 0.0,
-             lora_rank: int | None = None, keep_heads: bool = False,
-             on_start: Callable[[TrainConfig], None] | None = None, **train_options: Any) -> RunResult:
+             lora_rank: int | None = None, keep_heads: bool = False, **train_options: Any) -> RunResult:
     """Fine-tune ``source_dir``'s trunk on ``base.tasks`` into the new run directory ``out``.
 
     ``lora_rank``: None for no LoRA, else a rank > 0.  ``train_options``:
     :func:`mtdqn.train.run.train`'s (force, progress, checkpoint_every,
     eval_episodes, devices, eval_every, patience, test_episodes,
-    extra_summary).  ``on_start`` is called with the checked config before
-    training.  The source run is only read.
+    extra_summary, announce).  The source run is only read.
     """
     return _finetune(base, load_source(source_dir), out, freeze=freeze, trunk_lr=trunk_lr, lora_rank=lora_rank,
-                     keep_heads=keep_heads, on_start=on_start, **train_options)
+                     keep_heads=keep_heads, **train_options)
 
 
 def transfer_config(base: TrainConfig, source: Source, freeze: str = "none", trunk_lr: float = 0.0,
@@ -236,13 +234,10 @@ def transfer_config(base: TrainConfig, source: Source, freeze: str = "none", tru
 
 
 def _finetune(base: TrainConfig, source: Source, out: Path, *, freeze: str, trunk_lr: float = 0.0,
-              lora_rank: int | None = None, keep_heads: bool,
-              on_start: Callable[[TrainConfig], None] | None = None, **train_options: Any) -> RunResult:
+              lora_rank: int | None = None, keep_heads: bool, **train_options: Any) -> RunResult:
     cfg = transfer_config(base, source, freeze, trunk_lr, lora_rank, keep_heads)
     _check_out(source, out)
-    if on_start is not None:
-        on_start(cfg)
-    return train(cfg, out, **train_options)  # train() grafts the source onto the fresh state
+    return train(cfg, out, **train_options)  # train() announces what it trains (agent.describe)  # train() grafts the source onto the fresh state
 
 
 def extend(base: TrainConfig, source_dir: Path | str, add_tasks: tuple[str, ...], out: Path, *,

@@ -133,10 +133,21 @@ def make_agent(cfg: TrainConfig) -> Agent:
 
 
 def describe(agent: Agent) -> str:
-    """One line: tasks, sharing, strategy, seeds and the parameter counts (total, shared) of one seed."""
-    total, shared = count_params(agent.arch, jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0))))
-    return (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}, "
+    """One line: tasks, sharing, strategy, seeds and the parameter counts (total, shared) of one seed; for a
+    run started from a trained one, where its trunk comes from and how many parameters it trains."""
+    params = jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0)))
+    total, shared = count_params(agent.arch, params)
+    line = (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}, "
             f"strategy={agent.derived.strategy}, seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
+    ft = agent.cfg.finetune
+    if ft == FinetuneConfig():
+        return line
+    from mtdqn.finetune import count_trainable
+
+    trainable, _ = count_trainable(ft, agent.arch, params)
+    how = f"LoRA rank {ft.lora_rank}" if ft.lora_rank else f"freeze={ft.freeze}"
+    return (f"{line}\nmtdqn: {', '.join(agent.cfg.tasks)} from {ft.source}'s trunk ({how}"
+            f"{', heads kept' if ft.keep_heads else ''}): trains {trainable:,} of {total:,} parameters")
 
 
 def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> int:
