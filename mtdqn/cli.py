@@ -188,7 +188,7 @@ class Study:
     """Run a study (variants x seeds; each variant one cell, its seeds vmapped), then write its report."""
 
     study: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|STUDY.toml")]]
-    """A built-in preset (quick, classic, minatar, deramo, transfer) or a study file (.toml)."""
+    """A built-in preset (quick, classic, minatar, deramo, transfer, deramo-transfer) or a study file (.toml)."""
     seeds: int | None = None
     """Override the study's number of seeds."""
     steps: int | None = None
@@ -395,15 +395,16 @@ def _run_distill(cmd: Distill) -> None:
 def _run_study(cmd: Study) -> None:
     from mtdqn.studies import resolve_spec, run_study
 
-    if cmd.study == "transfer":  # two stages (pretraining, then the held-out task): its own runner
-        from mtdqn.studies.presets import transfer_preset
+    from mtdqn.studies.presets import TRANSFER_PRESETS
+
+    if cmd.study in TRANSFER_PRESETS:  # two stages (pretraining, then the held-out task): its own runner
         from mtdqn.studies.transfer import run_transfer_study
 
         if cmd.ray_address is not None:
             raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); "
                               "drop --ray-address")
-        spec = transfer_preset(cmd.seeds, cmd.steps)
-        result = run_transfer_study(spec, cmd.out or Path("runs") / "study-transfer", progress=cmd.progress,
+        spec = TRANSFER_PRESETS[cmd.study](cmd.seeds, cmd.steps)
+        result = run_transfer_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", progress=cmd.progress,
                                     devices=cmd.devices)
         print(f"transfer table: {result.out_dir / 'transfer.md'}")
         print(f"report: {result.report}")

@@ -87,11 +87,36 @@ def test_bad_transfer_specs(change, message):
     (["--seeds", "0"], "seeds: expected a positive integer, got 0"),
     (["--ray-address", "local"], "drop --ray-address"),
 ])
-def test_bad_transfer_command_lines_write_nothing(tmp_path, capsys, argv, message):
+@pytest.mark.parametrize("preset", ["transfer", "deramo-transfer"])
+def test_bad_transfer_command_lines_write_nothing(tmp_path, capsys, argv, message, preset):
     from mtdqn.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["study", "transfer", "--out", str(tmp_path / "s"), "--progress", "False", *argv])
+        main(["study", preset, "--out", str(tmp_path / "s"), "--progress", "False", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "s").exists()
+
+
+def test_deramo_transfer_is_the_papers_transfer_experiment_on_the_deramo_protocol(tmp_path):
+    """D'Eramo et al. 2020: pretrain on the other four tasks, Acrobot with the trunk frozen, unfrozen after
+    10 of 50 epochs, or from scratch; every cell with the `deramo` preset's settings."""
+    from mtdqn.studies.presets import deramo_transfer_preset
+    from mtdqn.studies.spec import variant_config
+    from mtdqn.studies.transfer import transfer_cells
+
+    spec = deramo_transfer_preset()
+    assert spec.target == "Acrobot-v1" and spec.pretrain_tasks == (
+        "CartPole-v1", "MountainCar-v0", "CarOnHill-v0:gamma=0.95", "InvertedPendulumDiscrete-v0:gamma=0.95")
+    assert (spec.steps, spec.seeds, spec.eval_every, spec.unfreeze_at) == (50_000, 10, 1_000, 10_000)
+    assert {"scratch", "frozen", "unfreeze-at-k"} <= set(spec.variants)
+    pre, cells = transfer_cells(spec, tmp_path)
+    deramo = variant_config(mtdqn.studies.resolve_spec("deramo"), "shared")
+    for cfg in (pre.config, *(c.config for c in cells)):
+        assert cfg.dqn == deramo.dqn and cfg.network.hidden == (80, 80) and cfg.network.adapter_width == 80
+    assert pre.config.tasks == spec.pretrain_tasks and pre.config.network == deramo.network
+    freeze = {c.variant: c.config.finetune.freeze for c in cells}
+    assert freeze["frozen"] == "trunk" and freeze["unfreeze-at-k"] == "trunk-until:10000"
+    assert cells[[c.variant for c in cells].index("scratch")].config.finetune.source == ""
+    small = deramo_transfer_preset(seeds=2, steps=5_000)  # --steps keeps the shape: 10 of 50 epochs
+    assert (small.steps, small.seeds, small.eval_every, small.unfreeze_at) == (5_000, 2, 250, 1_000)

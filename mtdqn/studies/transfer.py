@@ -89,7 +89,7 @@ def transfer_cells(spec: TransferSpec, out_dir: Path, devices: int = 0) -> tuple
 
     study = held_out_spec(spec)
     pretrain = apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=spec.seeds,
-                                         seed=spec.seed), spec.options)
+                                         seed=spec.seed), study.options)  # type-checked: lists made tuples
     thresholds = {t: DEFAULT_THRESHOLDS[t] for t in spec.pretrain_tasks if t in DEFAULT_THRESHOLDS}
     pre_cell = CellConfig("pretrain", pretrain, thresholds, spec.eval_episodes, 0, devices, spec.eval_every)
     cells = []
