@@ -80,6 +80,9 @@ class DQNConfig:
     """Optimizer."""
     weight_decay: float = 0.0
     """Weight decay (adamw, sgd)."""
+    dropout: float = 0.0
+    """Dropout rate in [0, 1) on every trunk layer's outputs in the loss's online forward pass only (acting,
+    TD targets and evaluation use the whole network); 0: none."""
     max_grad_norm: float = 0.0
     """Clip the combined gradient to this global L2 norm; 0 disables clipping."""
     batch_size: int = 128
@@ -214,6 +217,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
         raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
+    if d.weight_decay > 0 and d.optimizer == "adam":
+        raise ConfigError("--weight-decay needs --optimizer adamw or sgd (adam would ignore it)")
+    if not (math.isfinite(d.dropout) and 0.0 <= d.dropout < 1.0):
+        raise ConfigError(f"--dropout must be in [0, 1), got {d.dropout}")
     for name, value in (("eps_start", d.eps_start), ("eps_end", d.eps_end), ("eps_fraction", d.eps_fraction)):
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
@@ -285,17 +292,21 @@ def derive(cfg: TrainConfig) -> Derived:
     )
 
 
-# Sections added after runs were recorded: written only when they differ from their default, so the dict
-# and hash of a config that does not use them are exactly those the older code wrote.
-_OMITTED_AT_DEFAULT = {"finetune": FinetuneConfig()}
+# Sections and fields (dotted paths) added after runs were recorded: written only when they differ from their
+# default, so the dict and hash of a config that does not use them are exactly those the older code wrote.
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """JSON-ready dict (tuples become lists); the sections of ``_OMITTED_AT_DEFAULT`` only when set."""
+    """JSON-ready dict (tuples become lists); the entries of ``_OMITTED_AT_DEFAULT`` only when set."""
     data = dataclasses.asdict(cfg)
-    for key, default in _OMITTED_AT_DEFAULT.items():
-        if getattr(cfg, key) == default:
-            del data[key]
+    for path, default in _OMITTED_AT_DEFAULT.items():
+        *parents, key = path.split(".")
+        value, section = cfg, data
+        for name in parents:
+            value, section = getattr(value, name), section[name]
+        if getattr(value, key) == default:
+            del section[key]
     return json.loads(json.dumps(data))
 
 

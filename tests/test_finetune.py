@@ -110,6 +110,19 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
                                layer["kernel"] + layer["lora_a"] @ layer["lora_b"], rtol=1e-6)
 
 
+def test_finetune_regularizes_with_dropout_and_weight_decay(source, tmp_path):
+    out = tmp_path / "reg"
+    main(["finetune", "--from", str(source), "--tasks", "CartPole-v1", "--freeze", "bottom:1", "--dropout", "0.2",
+          "--optimizer", "adamw", "--weight-decay", "0.01", "--steps", "400", "--log-every", "200", "--seeds", "2",
+          "--buffer-size", "256", "--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "2",
+          "--out", str(out), "--progress", "False"])
+    dqn = json.loads((out / "config.json").read_text())["config"]["dqn"]
+    assert (dqn["dropout"], dqn["optimizer"], dqn["weight_decay"]) == (0.2, "adamw", 0.01)
+    src, net = mtdqn.load_agent(source), mtdqn.load_agent(out)  # acts with the whole network, like any run
+    assert _same(src.params["torso"]["layer_0"], net.params["torso"]["layer_0"])  # bottom:1: frozen, every bit
+    assert not _same(src.params["torso"]["layer_1"], net.params["torso"]["layer_1"])  # the rest trained
+
+
 def test_trunk_until_gates_the_trunk_inside_the_optimizer():
     cfg = TrainConfig(tasks=("CartPole-v1",), steps=400, num_envs=4,
                       network=NetworkConfig(hidden=(8,), adapter_width=4),
@@ -261,13 +274,17 @@ def test_vector_and_image_trunks_refuse_each_other(tmp_path):
 
 
 def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
-    def old_hash(cfg: TrainConfig) -> str:  # config_hash as the code before the finetune section computed it
-        old = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "finetune"}
-        return hashlib.sha256(json.dumps(json.loads(json.dumps(old)), sort_keys=True).encode()).hexdigest()[:16]
+    def before(cfg: TrainConfig) -> dict:  # the config dict of the code before finetune and --dropout existed
+        old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k != "finetune"}
+        return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k != "dropout"}}
+
+    def old_hash(cfg: TrainConfig) -> str:  # config_hash as that code computed it
+        return hashlib.sha256(json.dumps(before(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
     for cfg in (TrainConfig(), SOURCE, TINY):
         assert config_hash(cfg) == old_hash(cfg) and "finetune" not in config_to_dict(cfg)
-    old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(SOURCE))).items() if k != "finetune"}
+        assert "dropout" not in config_to_dict(cfg)["dqn"]
+    old = before(SOURCE)
     assert config_from_dict(old) == SOURCE  # a config dict without the section reads as an ordinary run
     saved_run(tmp_path)
     meta_path = tmp_path / "checkpoints" / "latest.json"
@@ -276,3 +293,6 @@ def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
     assert mtdqn.load_agent(tmp_path).tasks == SOURCE.tasks  # verifies its config hash
     ft = dataclasses.replace(SOURCE, finetune=FinetuneConfig(source="/r", freeze="trunk"))
     assert config_from_dict(config_to_dict(ft)) == ft and config_hash(ft) != config_hash(SOURCE)
+    dropped = dataclasses.replace(SOURCE, dqn=dataclasses.replace(DQN, dropout=0.1))
+    assert config_to_dict(dropped)["dqn"]["dropout"] == 0.1 and config_from_dict(config_to_dict(dropped)) == dropped
+    assert config_hash(dropped) != config_hash(SOURCE)

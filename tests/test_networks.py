@@ -9,7 +9,7 @@ import pytest
 
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
-from mtdqn.networks import (count_params, init_params, make_architecture, merge_shared, q_values, split_shared,
+from mtdqn.networks import (Dropout, count_params, init_params, make_architecture, merge_shared, q_values, split_shared,
                             torso_features)
 from mtdqn.tasks import make_task_set
 
@@ -137,3 +137,30 @@ def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
     g_folded = jax.grad(lambda p: jnp.sum(torso_features(arch, p, obs) ** 2))(params)
     g_plain = jax.grad(lambda p: jnp.sum(unfolded(p) ** 2))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), g_folded, g_plain)
+
+
+def test_dropout_zeroes_or_rescales_each_trunk_output_and_rate_zero_is_the_whole_network():
+    arch = make_architecture(VECTOR, NetworkConfig(hidden=(64,), adapter_width=8))  # one trunk layer
+    params = init_params(arch, jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (2, 256, *arch.obs_shape))
+    whole = np.asarray(torso_features(arch, params, obs))
+    dropped = np.asarray(torso_features(arch, params, obs, dropout=Dropout(0.25, jax.random.PRNGKey(2))))
+    kept, live = dropped != 0, whole != 0
+    np.testing.assert_allclose(dropped[kept], whole[kept] / 0.75, rtol=1e-6)  # inverted: kept units scaled up
+    assert 0.22 < 1 - kept[live].mean() < 0.28  # a quarter of the live units dropped (~25k of them)
+    again = torso_features(arch, params, obs, dropout=Dropout(0.25, jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(again, dropped)  # the masks are the key's
+    np.testing.assert_array_equal(torso_features(arch, params, obs, dropout=Dropout(0.0, jax.random.PRNGKey(2))),
+                                  whole)
+
+
+def test_dropout_reaches_every_layer_of_the_image_trunk():
+    arch = make_architecture(IMAGE, NetworkConfig())
+    params = init_params(arch, jax.random.PRNGKey(0))
+    obs = (jax.random.uniform(jax.random.PRNGKey(1), (2, 8, *arch.obs_shape)) < 0.2).astype(jnp.float32)
+    whole = q_values(arch, params, obs)
+    key = jax.random.PRNGKey(3)
+    assert q_values(arch, params, obs, dropout=Dropout(0.5, key)).shape == whole.shape
+    assert not np.allclose(q_values(arch, params, obs, dropout=Dropout(0.5, key)), whole)
+    mean = np.mean([q_values(arch, params, obs, dropout=Dropout(0.1, k)) for k in jax.random.split(key, 200)], 0)
+    assert np.abs(mean - whole).mean() < 0.2 * np.abs(whole).mean() + 1e-3  # near the whole network on average

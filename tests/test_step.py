@@ -148,3 +148,21 @@ def test_gamma_one_is_a_valid_discount():
     validate(dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, gamma=1.0)))
     assert parse_task("CarOnHill-v0:gamma=1").discount(0.99) == 1.0
     assert parse_task("CarOnHill-v0").discount(0.99) == 0.99
+
+
+def test_dropout_acts_in_the_losss_online_pass_only():
+    plain, dropped = _agent(), _agent(dropout=0.5)
+    state = _filled_state(plain)  # the same network shape: one state serves both agents
+    key = jax.random.PRNGKey(3)
+    k_sample, _ = jax.random.split(key)  # how update() samples its batch
+    batch = replay_sample(state.replay, k_sample, plain.cfg.dqn.batch_size)
+    targets = step.td_targets(plain, state, batch)
+    np.testing.assert_array_equal(step.td_targets(dropped, state, batch), targets)  # targets: the whole network
+    greedy = [step.act(a, state.params, state.obs, key, jnp.float32(0.0)) for a in (plain, dropped)]
+    np.testing.assert_array_equal(*greedy)  # acting: the whole network
+    update = {a: jax.jit(lambda s, k, a=a: step.update(a, s, k)) for a in (plain, dropped)}
+    (_, m_plain), (_, m_drop) = update[plain](state, key), update[dropped](state, key)
+    whole_loss = step.task_gradients(plain, state.params, batch, targets)[0]
+    np.testing.assert_allclose(m_plain["loss"], whole_loss, rtol=1e-6)  # no dropout: the key-less gradient
+    assert not np.allclose(m_drop["loss"], whole_loss, rtol=1e-3)  # the loss's own forward pass is dropped
+    np.testing.assert_array_equal(update[dropped](state, key)[1]["loss"], m_drop["loss"])  # same key, same masks

@@ -23,12 +23,20 @@ Low-rank updates (LoRA, Hu et al. 2021, arXiv:2106.09685): with
 with the kernel ``W + A B``.  ``B`` starts at zero, so a network fine-tuned
 this way starts as exactly the pretrained one; :mod:`mtdqn.finetune` freezes
 ``W`` and trains the factors.
+
+Dropout (Srivastava et al. 2014) is an argument of the forward pass, not a
+layer: ``Dropout(rate, key)`` zeroes each trunk layer's outputs with
+probability ``rate`` and scales the rest by 1/(1 - rate) (inverted dropout, so
+the expected activation is the network's own).  Only the update's online
+forward pass gets one (``train/step.py``); acting, TD targets, evaluation and
+a deployed agent always run the whole network, so parameters trained with
+dropout act and load exactly like any others.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -54,6 +62,7 @@ __all__ = [
     "count_params",
     "lora_layers",
     "describe_architecture",
+    "Dropout",
 ]
 
 Params = dict[str, Any]
@@ -87,6 +96,19 @@ class Architecture:
     conditioned: bool
     sharing: str
     lora_rank: int = 0  # rank of the low-rank updates of the shared dense trunk layers (0: none)
+
+
+class Dropout(NamedTuple):
+    """Dropout of one forward pass: the rate (static, from the config) and the key it draws its masks from."""
+
+    rate: float
+    key: jax.Array
+
+
+def _drop(x: jax.Array, dropout: Dropout, layer: int) -> jax.Array:
+    """Inverted dropout of trunk layer ``layer``'s output; each layer its own mask (the key folded with it)."""
+    keep = jax.random.bernoulli(jax.random.fold_in(dropout.key, layer), 1.0 - dropout.rate, x.shape)
+    return jnp.where(keep, x / (1.0 - dropout.rate), 0.0)
 
 
 def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
@@ -209,8 +231,9 @@ def _adapter_and_first_conv(arch: Architecture, params: Params, x: jax.Array) ->
     return nn.relu(y + bias[:, None, None, None, :])
 
 
-def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None) -> jax.Array:
-    """Trunk output (tasks, batch, features): the representation the tasks share."""
+def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
+                   dropout: Dropout | None = None) -> jax.Array:
+    """Trunk output (tasks, batch, features): the representation the tasks share (``dropout``: see the module)."""
     x = _inputs(arch, obs, task_ids)
     if _folds_adapter(arch):
         x, first = _adapter_and_first_conv(arch, params, x), 1
@@ -219,21 +242,24 @@ def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids:
     for i, (layer, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
         if i >= first:
             x = _apply(layer, params["torso"][f"layer_{i}"], x, shared)
+        if dropout is not None and dropout.rate > 0:
+            x = _drop(x, dropout, i)
     return x
 
 
-def q_values(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None) -> jax.Array:
+def q_values(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
+             dropout: Dropout | None = None) -> jax.Array:
     """Q-values (tasks, batch, max_actions); padded actions are masked by the caller."""
     head = Layer("dense", arch.num_actions, relu=False)
-    return _apply(head, params["heads"], torso_features(arch, params, obs, task_ids), arch.head_shared)
+    return _apply(head, params["heads"], torso_features(arch, params, obs, task_ids, dropout), arch.head_shared)
 
 
 def one_task_q_values(arch: Architecture, shared: Params, task_params: Params, obs: jax.Array,
-                      task_id: jax.Array) -> jax.Array:
+                      task_id: jax.Array, dropout: Dropout | None = None) -> jax.Array:
     """Q-values (batch, max_actions) of one task from the shared parts and that task's slice of the per-task
     parts (no task axis): how training takes each task's loss under ``vmap``, and how a deployed agent acts."""
     params = merge_shared(shared, jax.tree.map(lambda x: x[None], task_params))  # a task set of one
-    return q_values(arch, params, obs[None], task_ids=task_id[None])[0]
+    return q_values(arch, params, obs[None], task_ids=task_id[None], dropout=dropout)[0]
 
 
 def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_tasks: int) -> tuple[Params, jax.Array]:

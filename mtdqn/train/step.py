@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
-from mtdqn.networks import merge_shared, one_task_q_values, q_values, split_shared
+from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
 from mtdqn.strategies.base import task_gram
 from mtdqn.tasks import EnvStep, step_envs
@@ -76,21 +76,30 @@ def td_targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
     return target_fn(batch.reward, d_t, q_t_target, q_t_online, agent.action_mask, agent.cfg.dqn.double)
 
 
-def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array):
+def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array,
+               dropout_key: jax.Array | None):
     """One task's TD loss; called under vmap over tasks (no task axis in the arguments)."""
-    q_tm1 = one_task_q_values(agent.arch, shared, task_params, batch.obs, task_id)  # (batch, actions)
+    dropout = None if dropout_key is None else Dropout(agent.cfg.dqn.dropout, dropout_key)
+    q_tm1 = one_task_q_values(agent.arch, shared, task_params, batch.obs, task_id, dropout)  # (batch, actions)
     q_sa = q_taken(q_tm1, batch.action)
     return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
 
 
-def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Array):
+def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Array,
+                   dropout_key: jax.Array | None = None):
     """Per-task TD losses (tasks,), mean Q (tasks,) and gradients: on the shared parameters (leading task
-    axis, each task's own loss) and on the per-task ones, from one vmap over the task axis."""
+    axis, each task's own loss) and on the per-task ones, from one vmap over the task axis.
+
+    With ``--dropout`` > 0 and a ``dropout_key``, the online Q-values of the loss (only they) see dropout,
+    each task its own masks; without a key (the gradient probe) the whole network."""
     shared, per_task = split_shared(agent.arch, params)
-    grad_fn = jax.value_and_grad(lambda s, p, b, y, i: _task_loss(agent, s, p, b, y, i), argnums=(0, 1), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda s, p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k), argnums=(0, 1),
+                                 has_aux=True)
     task_ids = jnp.arange(agent.num_tasks)
-    (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0))(
-        shared, per_task, batch, targets, task_ids
+    keys = None if dropout_key is None or agent.cfg.dqn.dropout == 0 else jax.random.split(dropout_key,
+                                                                                          agent.num_tasks)
+    (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0, 0))(
+        shared, per_task, batch, targets, task_ids, keys
     )
     return losses, q_mean, g_shared, g_task
 
@@ -112,7 +121,9 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
             state.value_norm, state.params, state.target_params, targets
         )
         state = state.replace(value_norm=value_norm, params=params, target_params=target_params)
-    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets)
+    # The dropout masks' key is folded out of the update's key, so runs without dropout keep their numbers.
+    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets,
+                                                      jax.random.fold_in(key, 1))
     if agent.cfg.value_norm == "popart":
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
     w = agent.task_weights
