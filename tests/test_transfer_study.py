@@ -60,7 +60,28 @@ def test_transfer_table_is_computed_from_the_stored_evaluations(study):
             assert row["final"]["per_seed"][str(seed)] == pytest.approx(summary["final_score"]["CartPole-v1"][s])
         values = list(row["final"]["per_seed"].values())
         assert row["final"]["mean"] == pytest.approx(np.mean(values)) and row["final"]["n"] == 2
-    assert "| frozen | 2 |" in (study / "transfer.md").read_text()
+    diffs = json.loads((study / "transfer.json").read_text())["differences"]
+    assert set(diffs) == {"frozen", "lora"}  # every variant against the first, scratch
+    for variant in diffs:
+        for metric in ("jumpstart", "auc", "final", "final_discounted"):
+            want = table[variant][metric]["mean"] - table["scratch"][metric]["mean"]
+            assert diffs[variant][metric]["mean"] == pytest.approx(want)
+    assert (study / "transfer.md").read_text().count("| frozen | 2 |") == 2  # the table and the differences
+
+
+def test_differences_from_the_reference_have_intervals_from_five_seeds():
+    from mtdqn.analysis.transfer import METRICS, differences
+
+    def row(values):
+        return {m: {"per_seed": dict(enumerate(values))} for m in METRICS}
+
+    table = {"scratch": row([-90.0, -85, -95, -88, -92]), "frozen": row([-150.0, -140, -160, -155, -145]),
+             "lora": row([-89.0, -86, -94, -90, -91]), "failed": None}
+    diffs = differences(table, "Acrobot-v1")
+    assert set(diffs) == {"frozen", "lora"}
+    frozen, lora = diffs["frozen"]["final"], diffs["lora"]["final"]
+    assert frozen["mean"] == pytest.approx(-60.0) and frozen["lo"] < -60 < frozen["hi"] < 0  # clearly worse
+    assert lora["lo"] < 0 < lora["hi"] and frozen["n"] == 5  # no clear difference
 
 
 def test_a_rerun_trains_nothing_again(study):

@@ -15,7 +15,10 @@ Each is reported as the mean over seeds with a 95% percentile-bootstrap
 interval kept inside the return's feasible range
 (:func:`mtdqn.analysis.stats.bootstrap_mean`, :mod:`mtdqn.analysis.ranges`),
 and with fewer than ``MIN_SEEDS`` seeds the seeds themselves instead; every
-per-seed value is in transfer.json.
+per-seed value is in transfer.json.  A second table gives each variant's
+difference from the first one (the reference, ``scratch`` in the presets),
+seeds resampled independently (:func:`mtdqn.analysis.stats.bootstrap_diff`):
+whether a way of transferring helps, and by how much.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import pandas as pd
 
 from mtdqn.analysis.fmt import num
 from mtdqn.analysis.ranges import UNBOUNDED, Bounds, return_bounds
-from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_mean
+from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_diff, bootstrap_mean
 
-__all__ = ["seed_metrics", "transfer_table", "write_transfer_table"]
+__all__ = ["seed_metrics", "transfer_table", "differences", "write_transfer_table"]
 
 METRICS = ("jumpstart", "auc", "final", "final_discounted")
 
@@ -62,9 +65,27 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
             continue
         summary = json.loads(summary_path.read_text())
         per_seed = seed_metrics(pd.read_parquet(cell / "evals.parquet"), summary, task)
-        bounds = {m: UNBOUNDED if m == "final_discounted" else return_bounds(task) for m in METRICS}
-        table[variant] = {m: _estimate(v, bounds[m]) for m, v in per_seed.items()}
+        table[variant] = {m: _estimate(v, _bounds(m, task)) for m, v in per_seed.items()}
     return table
+
+
+def _bounds(metric: str, task: str) -> Bounds:
+    return UNBOUNDED if metric == "final_discounted" else return_bounds(task)
+
+
+def differences(table: dict[str, Any], task: str) -> dict[str, Any]:
+    """{variant: {metric: {"mean", "lo", "hi", "n"}}}: each finished variant minus the first (the reference)."""
+    reference, *others = table
+    ref = table[reference]
+    out: dict[str, Any] = {}
+    for variant in others:
+        row = table[variant]
+        if row is None or ref is None:
+            continue
+        out[variant] = {m: dict(zip(("mean", "lo", "hi", "n"), bootstrap_diff(
+            list(row[m]["per_seed"].values()), list(ref[m]["per_seed"].values()), _bounds(m, task))))
+            for m in METRICS}
+    return out
 
 
 def _estimate(per_seed: dict[int, float], bounds: Bounds) -> dict[str, Any]:
@@ -78,12 +99,21 @@ def _cell(e: dict[str, Any]) -> str:
     return f"{num(e['mean'])} [{num(e['lo'], e['mean'])}, {num(e['hi'], e['mean'])}]"  # one precision for all three
 
 
+def _diff_cell(e: dict[str, Any]) -> str:
+    ends = [v for v in (e["lo"], e["hi"]) if math.isfinite(v)]
+    scale = max(abs(v) for v in (e["mean"], *ends))  # one precision for the difference and its interval
+    sign = lambda v: ("+" if v > 0 else "") + num(v, scale)  # noqa: E731
+    return sign(e["mean"]) + (f" [{sign(e['lo'])}, {sign(e['hi'])}]" if len(ends) == 2 else "")
+
+
 def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Path:
     """transfer.json and transfer.md in ``study_dir``; returns the markdown's path."""
     from mtdqn.io import atomic_write, write_json
 
     table = transfer_table(study_dir, variants, task)
-    write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table})
+    diffs = differences(table, task)
+    write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table, "reference": variants[0],
+                                                    "differences": diffs})
     lines = [f"# Transfer to {task}", "",
              f"Mean over seeds [95% bootstrap interval, within the return's range] (below {MIN_SEEDS} seeds: the "
              "seeds); per-seed values in transfer.json. Jumpstart: greedy return at the first evaluation; AUC: mean "
@@ -94,6 +124,15 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
             lines.append(f"| {variant} | – | failed or missing | | | |")
             continue
         lines.append(f"| {variant} | {row['final']['n']} | " + " | ".join(_cell(row[m]) for m in METRICS) + " |")
+    if diffs:
+        lines += ["", f"Difference from `{variants[0]}`: variant mean minus {variants[0]}'s [95% bootstrap interval, "
+                  f"seeds resampled independently] (below {MIN_SEEDS} seeds: no interval). An interval that excludes "
+                  "0 is a clear difference; > 0 is better.", "",
+                  f"| variant − {variants[0]} | seeds | jumpstart | AUC | final | final (discounted) |",
+                  "|---|---|---|---|---|---|"]
+        for variant, row in diffs.items():
+            lines.append(f"| {variant} | {row['final']['n']} | " + " | ".join(_diff_cell(row[m]) for m in METRICS)
+                         + " |")
     path = Path(study_dir) / "transfer.md"
     atomic_write(path, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
     return path

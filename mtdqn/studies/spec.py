@@ -290,7 +290,8 @@ def read_study_file(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such study file (built-in presets: quick, classic, minatar, deramo)") from None
+        raise ConfigError(f"{path}: no such study file (built-in presets: quick, classic, minatar, deramo, transfer, "
+                          "deramo-transfer)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
