@@ -158,9 +158,11 @@ def test_dropout_reaches_every_layer_of_the_image_trunk():
     arch = make_architecture(IMAGE, NetworkConfig())
     params = init_params(arch, jax.random.PRNGKey(0))
     obs = (jax.random.uniform(jax.random.PRNGKey(1), (2, 8, *arch.obs_shape)) < 0.2).astype(jnp.float32)
-    whole = q_values(arch, params, obs)
-    key = jax.random.PRNGKey(3)
-    assert q_values(arch, params, obs, dropout=Dropout(0.5, key)).shape == whole.shape
-    assert not np.allclose(q_values(arch, params, obs, dropout=Dropout(0.5, key)), whole)
-    mean = np.mean([q_values(arch, params, obs, dropout=Dropout(0.1, k)) for k in jax.random.split(key, 200)], 0)
+    whole = np.asarray(q_values(arch, params, obs))
+    dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout(rate, k)),
+                               in_axes=(0, None)), static_argnums=1)
+    keys = jax.random.split(jax.random.PRNGKey(3), 200)
+    half = np.asarray(dropped(keys[:1], 0.5))[0]
+    assert half.shape == whole.shape and not np.allclose(half, whole)
+    mean = np.asarray(dropped(keys, 0.1)).mean(0)
     assert np.abs(mean - whole).mean() < 0.2 * np.abs(whole).mean() + 1e-3  # near the whole network on average

@@ -1,0 +1,5 @@
+"""`python -m mtdqn.cli`: the `mtdqn` command."""
+
+from mtdqn.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""The options of every `mtdqn` command: frozen dataclasses, one per command, from which tyro builds the CLI
+(each field's docstring is its --help line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from mtdqn.config import TrainConfig
+from mtdqn.distill.config import DistillConfig
+
+__all__ = ["Train", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play", "Distill", "Tasks", "Strategies",
+           "Study", "Report"]
+
+
+@dataclass(frozen=True)
+class Train:
+    """Train one multi-task DQN agent (all seeds in one compiled program)."""
+
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    out: Path | None = None
+    """Run directory (default: runs/train-<config hash>)."""
+    force: bool = False
+    """Overwrite a run directory that already holds a run."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many env steps per task (default 0: only at the end; a resumed run keeps
+    its own unless given)."""
+    resume: Path | None = None
+    """Continue the run in this directory from its latest checkpoint, with the config it was started with
+    (training options are refused; --checkpoint-every/--eval-episodes/--devices default to the run's own)."""
+    eval_episodes: int | None = None
+    """Greedy episodes per task and seed in each evaluation (default 10; a resumed run keeps its own unless
+    given)."""
+    eval_every: int | None = None
+    """Also evaluate greedily every this many env steps per task, into evals.parquet (default 0: only at the
+    end; a resumed run keeps its own unless given)."""
+    devices: int | None = None
+    """Split the seeds over this many local devices (CPU cores or GPUs; default 0: as many as the seeds can
+    use; a resumed run keeps its own unless given)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """Where a run started from a trained one goes and how it is driven: finetune's and extend's options."""
+
+    out: Path | None = None
+    """Run directory (default: runs/<command>-<hash of the options, the source and how the run starts from it>)."""
+    force: bool = False
+    """Overwrite a run directory that already holds a run (never the source)."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many env steps per task (default 0: only at the end)."""
+    eval_episodes: int | None = None
+    """Greedy episodes per task and seed in each evaluation: at the start, every --eval-every, at the end
+    (default 10)."""
+    eval_every: int | None = None
+    """Env steps per task between greedy (validation) evaluations during training (default 0: none)."""
+    patience: int = 0
+    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
+    parameters (needs --eval-every; 0: off)."""
+    test_episodes: int = 0
+    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
+    own: printed and written to test_eval.json (0: none)."""
+    devices: int | None = None
+    """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """Fine-tune a trained run's trunk on tasks (new or its own) into a new run: freeze, a lower trunk lr, or LoRA."""
+
+    from_: Annotated[Path, tyro.conf.arg(name="from")]
+    """The trained run whose shared trunk is loaded (only read)."""
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    freeze: str = "none"
+    """none | trunk | bottom:K | trunk-until:STEPS (the pretrained trunk gets no updates: all of it, its K lowest
+    layers, or all of it until env step STEPS per task)."""
+    trunk_lr: float = 0.0
+    """Learning rate of the pretrained trunk layers that train (default 0: --lr)."""
+    lora: int | None = None
+    """Train rank-R updates W + A B of the frozen trunk's dense layers instead of the trunk (default: off)."""
+    keep_heads: bool = False
+    """Tasks the source run trained keep its adapters and heads (others start fresh)."""
+    run: Annotated[StartedRun, tyro.conf.arg(name="")] = field(default_factory=StartedRun)
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Continue a trained multi-task run on its tasks plus new ones, its heads kept; reports the old tasks'
+    forgetting."""
+
+    from_: Annotated[Path, tyro.conf.arg(name="from")]
+    """The trained run to continue (only read)."""
+    add_tasks: tuple[str, ...]
+    """Tasks to add (comma- or space-separated); the run's own come first."""
+    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    freeze: str = "none"
+    """none | trunk | bottom:K | trunk-until:STEPS, as for finetune."""
+    trunk_lr: float = 0.0
+    """Learning rate of the trunk (default 0: --lr)."""
+    run: Annotated[StartedRun, tyro.conf.arg(name="")] = field(default_factory=StartedRun)
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Greedy returns per task and seed of a trained run; also written to RUN/eval.json."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory."""
+    episodes: int = 100
+    """Episodes per task and seed."""
+    epsilon: float = 0.0
+    """Exploration rate during evaluation (0: greedy)."""
+
+
+@dataclass(frozen=True)
+class Act:
+    """Greedy actions of a trained run for observations in a .npy file (one line of actions per seed)."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory."""
+    task: str
+    """Which of the run's tasks the observations come from."""
+    obs: Path
+    """A .npy file: one observation (the task's own shape) or a batch of them (batch, *shape)."""
+    seed: int | None = None
+    """Act with this seed's network only (default: every seed of the run)."""
+
+
+@dataclass(frozen=True)
+class Play:
+    """Greedy episodes of one task with a trained run's first seed: returns, and a GIF where the env can be drawn."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory."""
+    task: str
+    """Which of the run's tasks to play."""
+    episodes: int = 1
+    """Episodes to play."""
+    gif: Path | None = None
+    """Also write the frames as an animated GIF (MinAtar and gym: tasks)."""
+    seed: int = 0
+    """Seed of the environments' starts."""
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Distil trained teacher runs into one shared-trunk multi-task student (policy distillation, Rusu et al.
+    2016); then the student's greedy return against each teacher's and a per-action report of their actions."""
+
+    teachers: tuple[Path, ...]
+    """Teacher run directories (comma- or space-separated); each task must come from exactly one teacher."""
+    out: Path
+    """The student's run directory (an ordinary run: evaluate, act and load_agent work on it)."""
+    cfg: Annotated[DistillConfig, tyro.conf.arg(name="")] = field(default_factory=DistillConfig)
+    force: bool = False
+    """Overwrite a run directory that already holds a run."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """List the registered tasks: name, backend, observation shape, actions."""
+
+
+@dataclass(frozen=True)
+class Strategies:
+    """List the multi-task gradient strategies with their options and papers."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """Run a study (variants x seeds; each variant one cell, its seeds vmapped), then write its report."""
+
+    study: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|STUDY.toml")]]
+    """A built-in preset (quick, classic, minatar, deramo, transfer, deramo-transfer) or a study file (.toml)."""
+    seeds: int | None = None
+    """Override the study's number of seeds."""
+    steps: int | None = None
+    """Override the study's env steps per task."""
+    out: Path | None = None
+    """Study directory (default: runs/study-<name>); re-running skips finished cells."""
+    ray_address: str | None = None
+    """Run cells as Ray tasks: local (a private instance), auto (a running cluster) or HOST:PORT."""
+    devices: int = 0
+    """Split each cell's seeds over this many local devices (0: as many as the seeds can use)."""
+    progress: bool = True
+    """Show a line per cell (and a progress bar per cell with the local backend)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Rebuild a study's report from its stored results (STUDY/report/report.html, report.md, results.md)."""
+
+    study_dir: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="STUDY_DIR")]]
+    """Study directory (holds study.json and cells/)."""

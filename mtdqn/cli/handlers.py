@@ -1,0 +1,244 @@
+"""What each `mtdqn` command does with its parsed options: call the library, print what a user reads.
+
+Errors are raised (ConfigError and friends), never printed here: ``entry.main``
+turns them into the one line a user sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from mtdqn.cli.commands import (
+    Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train,
+)
+from mtdqn.config import TrainConfig
+from mtdqn.errors import ConfigError
+
+__all__ = ["COMMANDS"]
+
+
+def _run_tasks(_: Tasks) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtdqn.tasks import list_tasks, parse_task
+    from mtdqn.tasks.gymnasium_env import GYM_EXAMPLES
+    from mtdqn.tasks.registry import NATIVE_ENVS
+
+    table = Table("task", "backend", "kind", "observation shape", "actions", "max steps")
+    for t in list_tasks():
+        backend = "mtdqn (jax)" if t.name in NATIVE_ENVS else "gymnax (jax)"  # ours follow gymnax's API
+        table.add_row(t.name, backend, t.kind, str(t.obs_shape), str(t.num_actions), str(t.max_episode_steps))
+    unavailable = []
+    for env_id in GYM_EXAMPLES:  # examples: any Gymnasium id with Discrete actions works as gym:<ID>
+        try:
+            t = parse_task(f"gym:{env_id}")
+        except ConfigError as exc:
+            unavailable.append(str(exc))
+            continue
+        table.add_row(t.spec, "gymnasium (host)", t.kind, str(t.obs_shape), str(t.num_actions),
+                      str(t.max_episode_steps or "-"))
+    table.caption = "gym:<ID>: any Gymnasium id with Discrete actions and Box observations (stepped on the host)"
+    console = Console(width=120)
+    console.print(table)
+    for line in unavailable:
+        console.print(f"  not available here: {line}", markup=False)
+
+
+def _run_strategies(_: Strategies) -> None:
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtdqn.strategies import REGISTRY, SCOPE
+
+    table = Table("strategy", "what it does", "options (default)", "paper")
+    for name, spec in sorted(REGISTRY.items()):
+        opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.options)) or "-"
+        table.add_row(name, spec.summary, opts, spec.citation)
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"What the weights scale: {SCOPE}", markup=False)
+
+
+def _run_train(cmd: Train) -> None:
+    from mtdqn.config import config_hash
+    from mtdqn.train.run import load_run_config, train
+
+    resume = cmd.resume is not None
+    if resume:
+        _check_resume_options(cmd)
+        if not (cmd.resume / "config.json").is_file():
+            raise ConfigError(f"{cmd.resume} is not a run directory (no config.json)")
+        cfg = load_run_config(cmd.resume)
+        out = cmd.resume
+    else:
+        cfg = cmd.cfg
+        out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
+    result = train(  # options not given are None: train() resolves them once (a resumed run keeps its own)
+        cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
+        checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
+        eval_every=cmd.eval_every, announce=print,
+    )
+    for task, values in result.summary["final_eval"].items():
+        print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
+    if result.summary["eval_every"]:
+        last = result.summary["final_score_evals"]
+        for task, values in result.summary["final_score"].items():
+            print(f"  {task:24s} final score (mean of the last {last} evaluations) per seed: "
+                  f"{', '.join(f'{v:.1f}' for v in values)}")
+    print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
+
+
+def _run_finetune(cmd: Finetune | Extend) -> None:
+    from mtdqn.config import config_hash
+    from mtdqn.transfer import extend, finetune
+
+    import dataclasses
+    import hashlib
+    import json
+
+    kind = "extend" if isinstance(cmd, Extend) else "finetune"
+    # The default folder names what makes this run: its options, its source and how it starts from it.
+    how = [config_hash(cmd.cfg), str(cmd.from_.absolute()), cmd.freeze, cmd.trunk_lr,
+           getattr(cmd, "lora", None), getattr(cmd, "keep_heads", None), list(getattr(cmd, "add_tasks", ()))]
+    out = cmd.run.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
+    # train() resolves and checks the run options once (one-line errors for nonsense values)
+    options = {**{k: v for k, v in dataclasses.asdict(cmd.run).items() if k != "out"}, "announce": print}
+    if isinstance(cmd, Extend):
+        result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
+                        **options)
+    else:
+        result = finetune(cmd.cfg, cmd.from_, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr, lora_rank=cmd.lora,
+                          keep_heads=cmd.keep_heads, **options)
+    transfer = result.summary["transfer"]
+    print(f"  {'task':24s} greedy return per seed: at the start -> at the end")
+    for task, values in result.summary["final_eval"].items():
+        start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
+        print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
+    if "early_stop" in result.summary:
+        early = result.summary["early_stop"]
+        stopped = f"stopped at step {early['stopped_at']:,}" if early["stopped_at"] else "ran to the end"
+        print(f"  early stopping: {stopped}; best evaluation per seed at step "
+              f"{', '.join(f'{v:,}' for v in early['best_step'].values())} (restored)")
+    if "test_eval" in result.summary:
+        _print_test(out)
+    print(f"results: {out}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+
+
+def _print_test(run: Path) -> None:
+    from mtdqn.io import read_json
+
+    test = read_json(run / "test_eval.json")
+    print(f"  test evaluation ({test['episodes']} greedy episodes per task and seed, episode starts of its own):")
+    print(f"  {'task':24s} {'seed':>5s}  return (mean ± std)   discounted")
+    for task, per_task in test["tasks"].items():
+        for seed, r in per_task["per_seed"].items():
+            print(f"  {task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f} {r['discounted_mean']:9.2f}")
+    print(f"  written: {run / 'test_eval.json'}")
+
+
+def _check_resume_options(cmd: Train) -> None:
+    """--resume continues a run with its own config: options that would change it are an error, not ignored."""
+    from mtdqn.config import config_to_dict, flatten_config
+
+    given, default = flatten_config(config_to_dict(cmd.cfg)), flatten_config(config_to_dict(TrainConfig()))
+    flags = [f"--{key.rsplit('.', 1)[-1].replace('_', '-')}" for key in given if given[key] != default[key]]
+    flags += [flag for flag, value in (("--out", cmd.out), ("--force", cmd.force)) if value]
+    if flags:
+        raise ConfigError(
+            f"--resume continues {cmd.resume} with the config it was started with; drop {', '.join(flags)} "
+            "(or start a new run with --out)"
+        )
+
+
+def _run_evaluate(cmd: Evaluate) -> None:
+    from mtdqn.train.run import evaluate_run
+
+    result = evaluate_run(cmd.run, cmd.episodes, cmd.epsilon)
+    print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
+    for task, per_task in result["tasks"].items():
+        for seed, r in per_task["per_seed"].items():
+            print(f"{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:.2f}")
+    print(f"written: {cmd.run / 'eval.json'}")
+
+
+def _run_act(cmd: Act) -> None:
+    import numpy as np
+
+    from mtdqn.deploy import load_agent
+
+    try:
+        obs = np.load(cmd.obs, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{cmd.obs}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    agent = load_agent(cmd.run)
+    for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
+        actions = np.atleast_1d(agent.act(cmd.task, obs, seed))
+        print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
+
+
+def _run_play(cmd: Play) -> None:
+    from mtdqn.play import play
+
+    result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed)
+    for n, (ret, length) in enumerate(zip(result.returns, result.lengths)):
+        print(f"episode {n}: return {ret:g} in {length} steps")
+    if result.gif is not None:
+        print(f"written: {result.gif}")
+
+
+def _run_distill(cmd: Distill) -> None:
+    from mtdqn.distill.report import print_report
+    from mtdqn.distill.run import distill
+
+    result = distill(cmd.teachers, cmd.out, cmd.cfg, force=cmd.force, progress=cmd.progress)
+    print_report(result.result)
+    print(f"results: {cmd.out}  (distill.json, distill_report.md, distill_report.csv, checkpoints/)")
+
+
+def _run_study(cmd: Study) -> None:
+    from mtdqn.studies import resolve_spec, run_study
+
+    from mtdqn.studies.presets import TRANSFER_PRESETS
+
+    if cmd.study in TRANSFER_PRESETS:  # two stages (pretraining, then the held-out task): its own runner
+        from mtdqn.studies.transfer import run_transfer_study
+
+        if cmd.ray_address is not None:
+            raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); "
+                              "drop --ray-address")
+        spec = TRANSFER_PRESETS[cmd.study](cmd.seeds, cmd.steps)
+        result = run_transfer_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", progress=cmd.progress,
+                                    devices=cmd.devices)
+        print(f"transfer table: {result.out_dir / 'transfer.md'}")
+        print(f"report: {result.report}")
+        return
+
+    spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps})
+    result = run_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", ray_address=cmd.ray_address,
+                       progress=cmd.progress, devices=cmd.devices)
+    print(f"report: {result.report}")
+
+
+def _run_report(cmd: Report) -> None:
+    from mtdqn.studies import build
+
+    print(f"report: {build(cmd.study_dir)}")
+
+
+COMMANDS: dict[str, tuple[type, Callable]] = {
+    "tasks": (Tasks, _run_tasks),
+    "strategies": (Strategies, _run_strategies),
+    "train": (Train, _run_train),
+    "finetune": (Finetune, _run_finetune),
+    "extend": (Extend, _run_finetune),
+    "evaluate": (Evaluate, _run_evaluate),
+    "act": (Act, _run_act),
+    "play": (Play, _run_play),
+    "distill": (Distill, _run_distill),
+    "study": (Study, _run_study),
+    "report": (Report, _run_report),
+}
