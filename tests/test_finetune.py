@@ -74,6 +74,10 @@ def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path)
                       eval_episodes=2)
     src, net = mtdqn.load_agent(source), mtdqn.load_agent(tmp_path / "ft")  # load_agent works on it
     assert _same(src.params["torso"], net.params["torso"])  # frozen: every bit
+    agent = make_agent(load_run_config(tmp_path / "ft"))  # TINY's Polyak target (tau 0.005, every update)
+    trainer = make_trainer(agent)
+    state, _ = load_checkpoint(tmp_path / "ft", trainer, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
+    assert _same(src.params["torso"], state.target_params["torso"])  # and so is its target copy
     cart = 0  # CartPole-v1 is task 0 of both runs; its head was kept, then trained
     kept = (slice(None), cart, slice(None), slice(0, 2))
     assert not np.array_equal(src.params["heads"]["kernel"][kept], net.params["heads"]["kernel"][kept])

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtdqn.finetune import param_labels
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
@@ -141,6 +142,10 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
     target_params = jax.tree.map(
         lambda new, old: jnp.where(refresh, tau * new + (1.0 - tau) * old, old), params, state.target_params
     )
+    if agent.cfg.finetune.source:  # frozen pretrained weights: the target copy is the online one, bit for bit
+        labels = param_labels(agent.cfg.finetune, agent.arch, params)  # (a Polyak mix would drift by rounding)
+        target_params = jax.tree.map(lambda t, p, label: p if label == "frozen" else t, target_params, params,
+                                     labels)
     norms, cosine = grad_diagnostics(gram)
     metrics = {
         "loss": losses,
