@@ -116,3 +116,18 @@ def test_study_cells_evaluate_during_training():
     spec = resolve_spec("quick")
     assert spec.eval_every == 10_000
     assert {cell.eval_every for cell in cell_configs(spec)} == {10_000}
+
+
+def test_train_command_stops_early_and_tests_at_the_end(tmp_path, capsys):
+    from mtdqn.cli import main
+
+    out = tmp_path / "es"
+    main(["train", "--tasks", "CartPole-v1", "--steps", "2000", "--seeds", "1", "--log-every", "500",
+          "--learning-starts", "200", "--buffer-size", "500", "--batch-size", "32", "--eval-every", "500",
+          "--patience", "1", "--test-episodes", "3", "--eval-episodes", "2", "--out", str(out),
+          "--progress", "False"])
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert "early stopping:" in printed and "test evaluation (3 greedy episodes" in printed
+    assert summary["early_stop"]["best_step"] and (out / "test_eval.json").is_file()
+    assert json.loads((out / "config.json").read_text())["options"]["patience"] == 1

@@ -37,6 +37,12 @@ class Train:
     eval_every: int | None = None
     """Also evaluate greedily every this many env steps per task, into evals.parquet (default 0: only at the
     end; a resumed run keeps its own unless given)."""
+    patience: int | None = None
+    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
+    parameters (needs --eval-every; default 0: off; a resumed run keeps its own unless given)."""
+    test_episodes: int | None = None
+    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
+    own: printed and written to test_eval.json (default 0: none; a resumed run keeps its own unless given)."""
     devices: int | None = None
     """Split the seeds over this many local devices (CPU cores or GPUs; default 0: as many as the seeds can
     use; a resumed run keeps its own unless given)."""

@@ -80,7 +80,7 @@ def _run_train(cmd: Train) -> None:
     result = train(  # options not given are None: train() resolves them once (a resumed run keeps its own)
         cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
         checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
-        eval_every=cmd.eval_every, announce=print,
+        eval_every=cmd.eval_every, patience=cmd.patience, test_episodes=cmd.test_episodes, announce=print,
     )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
@@ -89,6 +89,7 @@ def _run_train(cmd: Train) -> None:
         for task, values in result.summary["final_score"].items():
             print(f"  {task:24s} final score (mean of the last {last} evaluations) per seed: "
                   f"{', '.join(f'{v:.1f}' for v in values)}")
+    _print_early_stop_and_test(result.summary, out)
     print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 
 
@@ -118,14 +119,19 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     for task, values in result.summary["final_eval"].items():
         start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
-    if "early_stop" in result.summary:
-        early = result.summary["early_stop"]
+    _print_early_stop_and_test(result.summary, out)
+    print(f"results: {out}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+
+
+def _print_early_stop_and_test(summary: dict, run: Path) -> None:
+    """What --patience and --test-episodes did, when they were used."""
+    if "early_stop" in summary:
+        early = summary["early_stop"]
         stopped = f"stopped at step {early['stopped_at']:,}" if early["stopped_at"] else "ran to the end"
         print(f"  early stopping: {stopped}; best evaluation per seed at step "
               f"{', '.join(f'{v:,}' for v in early['best_step'].values())} (restored)")
-    if "test_eval" in result.summary:
-        _print_test(out)
-    print(f"results: {out}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+    if "test_eval" in summary:
+        _print_test(run)
 
 
 def _print_test(run: Path) -> None:
