@@ -217,8 +217,6 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
         raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
-    if d.weight_decay > 0 and d.optimizer == "adam":
-        raise ConfigError("--weight-decay needs --optimizer adamw or sgd (adam would ignore it)")
     if not (math.isfinite(d.dropout) and 0.0 <= d.dropout < 1.0):
         raise ConfigError(f"--dropout must be in [0, 1), got {d.dropout}")
     for name, value in (("eps_start", d.eps_start), ("eps_end", d.eps_end), ("eps_fraction", d.eps_fraction)):
@@ -248,6 +246,8 @@ def check_new_run(cfg: TrainConfig) -> None:
     d = cfg.dqn
     if d.gamma == 0.0:
         raise ConfigError(f"--gamma must be in (0, 1], got {d.gamma}")
+    if d.weight_decay > 0 and d.optimizer == "adam":  # older runs trained so, ignoring it: they still load
+        raise ConfigError("--weight-decay needs --optimizer adamw or sgd (adam would ignore it)")
     if d.target_update_every > 1 and d.tau < 1.0:
         raise ConfigError(
             f"--target-update-every {d.target_update_every} with --tau {d.tau}: a Polyak step of {d.tau} only every "

@@ -36,7 +36,7 @@ from mtdqn.config import Derived, FinetuneConfig
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, lora_layers, shared_mask
 
-__all__ = ["Freeze", "parse_freeze", "trunk_layers", "param_labels", "partitioned_optimizer", "updates_before",
+__all__ = ["Freeze", "parse_freeze", "trunk_layers", "is_finetuned", "param_labels", "partitioned_optimizer", "updates_before",
            "count_trainable", "transfer_summary"]
 
 LABELS = ("train", "trunk", "frozen", "trunk_later")
@@ -72,6 +72,12 @@ def _trunk_label(freeze: Freeze, position: int) -> str:
     if freeze.kind == "trunk" or (freeze.kind == "bottom" and position < freeze.value):
         return "frozen"
     return "trunk_later" if freeze.kind == "trunk-until" else "trunk"
+
+
+def is_finetuned(ft: FinetuneConfig) -> bool:
+    """Whether a run's parameters carry labels (any fine-tuning setting given): the partitioned optimizer
+    and the frozen parameters' target copy both follow this one test."""
+    return ft != FinetuneConfig()
 
 
 def param_labels(ft: FinetuneConfig, arch: Architecture, params: Any) -> Any:

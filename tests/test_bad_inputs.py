@@ -128,6 +128,7 @@ DIR_CASES = [
     ("resume-not-a-run", ["train", "--resume", "{root}/not_a_run"], "is not a run directory"),
     ("resume-with-new-options", ["train", "--resume", "{root}/run", "--steps", "10", "--lr", "0.1"],
      "drop --steps, --lr"),
+    ("resume-with-dropout", ["train", "--resume", "{root}/run", "--dropout", "0.1"], "drop --dropout"),
     ("existing-run-without-force", ["train", "--out", "{root}/run"], "already holds a run (config.json"),
     ("out-is-a-file", ["train", "--out", "{root}/not_a_run/notes.txt"], "exists and is not a directory"),
     ("out-under-a-file", ["train", "--out", "/dev/null/run"], "cannot write to output directory"),

@@ -156,7 +156,7 @@ def test_building_a_trainer_leaves_the_rng_lowering_alone():
     (["tasks"], ((), {})),
 ])
 def test_the_cli_plans_devices_before_jax_starts(monkeypatch, argv, expected):
-    from mtdqn import cli
+    from mtdqn.cli import entry as cli
 
     calls = []
     monkeypatch.setattr("mtdqn.devices._usable_cores", lambda: 8)
@@ -188,7 +188,7 @@ def test_padded_layout_resumes_bit_identical(tmp_path):
 def test_a_study_plans_before_jax_starts():
     """In a fresh process: planning from the study's table must not start JAX (validating the spec would)."""
     code = (
-        "import os\nfrom mtdqn import cli\n"
+        "import os\nfrom mtdqn.cli import entry as cli\n"
         "cli._start_jax(cli._parse(['study', 'quick', '--seeds', '1']))\n"
         f"import jax\nprint(jax.local_device_count(), {_POOL_THREADS})\n"
     )

@@ -115,11 +115,17 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
 
 
 def test_finetune_regularizes_with_dropout_and_weight_decay(source, tmp_path):
+    def run(out, dropout):
+        main(["finetune", "--from", str(source), "--tasks", "CartPole-v1", "--freeze", "bottom:1", "--dropout",
+              dropout, "--optimizer", "adamw", "--weight-decay", "0.01", "--steps", "400", "--log-every", "200",
+              "--seeds", "2", "--buffer-size", "256", "--learning-starts", "100", "--batch-size", "16",
+              "--eval-episodes", "2", "--out", str(out), "--progress", "False"])
+
     out = tmp_path / "reg"
-    main(["finetune", "--from", str(source), "--tasks", "CartPole-v1", "--freeze", "bottom:1", "--dropout", "0.2",
-          "--optimizer", "adamw", "--weight-decay", "0.01", "--steps", "400", "--log-every", "200", "--seeds", "2",
-          "--buffer-size", "256", "--learning-starts", "100", "--batch-size", "16", "--eval-episodes", "2",
-          "--out", str(out), "--progress", "False"])
+    run(out, "0.2")
+    run(tmp_path / "plain", "0")  # the same run without dropout trains other weights: dropout reached the update
+    assert not _same(mtdqn.load_agent(out).params["torso"]["layer_1"],
+                     mtdqn.load_agent(tmp_path / "plain").params["torso"]["layer_1"])
     dqn = json.loads((out / "config.json").read_text())["config"]["dqn"]
     assert (dqn["dropout"], dqn["optimizer"], dqn["weight_decay"]) == (0.2, "adamw", 0.01)
     src, net = mtdqn.load_agent(source), mtdqn.load_agent(out)  # acts with the whole network, like any run
@@ -300,3 +306,15 @@ def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
     dropped = dataclasses.replace(SOURCE, dqn=dataclasses.replace(DQN, dropout=0.1))
     assert config_to_dict(dropped)["dqn"]["dropout"] == 0.1 and config_from_dict(config_to_dict(dropped)) == dropped
     assert config_hash(dropped) != config_hash(SOURCE)
+
+
+def test_older_runs_under_newer_rules_still_load(tmp_path):
+    """adam with --weight-decay (which adam ignored) is refused for new runs only: such a run still loads,
+    evaluates and can be a source."""
+    old = dataclasses.replace(SOURCE, dqn=dataclasses.replace(DQN, weight_decay=0.01))
+    with pytest.raises(ConfigError, match="--weight-decay needs --optimizer adamw or sgd"):
+        train(old, tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists()
+    saved_run(tmp_path / "old", old)
+    assert mtdqn.load_agent(tmp_path / "old").tasks == SOURCE.tasks
+    assert evaluate_run(tmp_path / "old", episodes=1)["tasks"].keys() == set(SOURCE.tasks)

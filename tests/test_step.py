@@ -154,7 +154,7 @@ def test_dropout_acts_in_the_losss_online_pass_only():
     plain, dropped = _agent(), _agent(dropout=0.5)
     state = _filled_state(plain)  # the same network shape: one state serves both agents
     key = jax.random.PRNGKey(3)
-    k_sample, _ = jax.random.split(key)  # how update() samples its batch
+    k_sample = jax.random.split(key, 3)[0]  # how update() samples its batch
     batch = replay_sample(state.replay, k_sample, plain.cfg.dqn.batch_size)
     targets = step.td_targets(plain, state, batch)
     np.testing.assert_array_equal(step.td_targets(dropped, state, batch), targets)  # targets: the whole network
@@ -166,3 +166,12 @@ def test_dropout_acts_in_the_losss_online_pass_only():
     np.testing.assert_allclose(m_plain["loss"], whole_loss, rtol=1e-6)  # no dropout: the key-less gradient
     assert not np.allclose(m_drop["loss"], whole_loss, rtol=1e-3)  # the loss's own forward pass is dropped
     np.testing.assert_array_equal(update[dropped](state, key)[1]["loss"], m_drop["loss"])  # same key, same masks
+
+
+def test_the_updates_named_keys_keep_the_two_way_split():
+    """update() splits its key three ways (batch, strategy, dropout masks); under JAX's partitionable Threefry
+    the first two are the two-way split's, which is why runs without dropout kept their numbers."""
+    key = jax.random.PRNGKey(7)
+    three, two = jax.random.split(key, 3), jax.random.split(key, 2)
+    np.testing.assert_array_equal(jax.random.key_data(three[:2]), jax.random.key_data(two))
+    assert len({tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in three}) == 3  # the dropout key is its own

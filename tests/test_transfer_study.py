@@ -136,6 +136,7 @@ def test_deramo_transfer_is_the_papers_transfer_experiment_on_the_deramo_protoco
     for cfg in (pre.config, *(c.config for c in cells)):
         assert cfg.dqn == deramo.dqn and cfg.network.hidden == (80, 80) and cfg.network.adapter_width == 80
     assert pre.config.tasks == spec.pretrain_tasks and pre.config.network == deramo.network
+    assert set(pre.thresholds) == set(spec.pretrain_tasks)  # the task options do not hide a task's threshold
     freeze = {c.variant: c.config.finetune.freeze for c in cells}
     assert freeze["frozen"] == "trunk" and freeze["unfreeze-at-k"] == "trunk-until:10000"
     assert cells[[c.variant for c in cells].index("scratch")].config.finetune.source == ""

@@ -148,9 +148,12 @@ def _print_test(run: Path) -> None:
 
 def _check_resume_options(cmd: Train) -> None:
     """--resume continues a run with its own config: options that would change it are an error, not ignored."""
-    from mtdqn.config import config_to_dict, flatten_config
+    import dataclasses
 
-    given, default = flatten_config(config_to_dict(cmd.cfg)), flatten_config(config_to_dict(TrainConfig()))
+    from mtdqn.config import flatten_config
+
+    # every field (config_to_dict leaves some out at their defaults, which would hide them here)
+    given, default = (flatten_config(dataclasses.asdict(c)) for c in (cmd.cfg, TrainConfig()))
     flags = [f"--{key.rsplit('.', 1)[-1].replace('_', '-')}" for key in given if given[key] != default[key]]
     flags += [flag for flag, value in (("--out", cmd.out), ("--force", cmd.force)) if value]
     if flags:

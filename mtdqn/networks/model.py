@@ -36,9 +36,10 @@ dropout act and load exactly like any others.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
+from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,10 +99,12 @@ class Architecture:
     lora_rank: int = 0  # rank of the low-rank updates of the shared dense trunk layers (0: none)
 
 
-class Dropout(NamedTuple):
-    """Dropout of one forward pass: the rate (static, from the config) and the key it draws its masks from."""
+@struct.dataclass
+class Dropout:
+    """Dropout of one forward pass: the rate (static: from the config, not a traced value, so ``jit`` and
+    ``vmap`` can carry a Dropout) and the key it draws its masks from."""
 
-    rate: float
+    rate: float = struct.field(pytree_node=False)
     key: jax.Array
 
 

@@ -209,6 +209,11 @@ def _int(raw: dict, key: str, default: Any, source: str, minimum: int) -> int:
     return value
 
 
+def default_threshold(task: str) -> float | None:
+    """The built-in steps-to-threshold level of a task spec (its options, e.g. ``:gamma=0.95``, aside)."""
+    return DEFAULT_THRESHOLDS.get(task.partition(":")[0])
+
+
 def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, float]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: thresholds: expected a table task = return, got {raw!r}")
@@ -219,7 +224,7 @@ def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, floa
             raise ConfigError(f"{source}: thresholds.{task}: expected a number, got {value!r}")
     out = {}
     for task in tasks:
-        default = DEFAULT_THRESHOLDS.get(task.partition(":")[0])
+        default = default_threshold(task)
         if task not in raw and default is None:
             raise ConfigError(f"{source}: thresholds.{task}: no default threshold for this task; set one "
                               "under [thresholds]")
@@ -290,8 +295,10 @@ def read_study_file(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such study file (built-in presets: quick, classic, minatar, deramo, transfer, "
-                          "deramo-transfer)") from None
+        from mtdqn.studies.presets import PRESETS, TRANSFER_PRESETS  # presets are written in this module's schema
+
+        raise ConfigError(f"{path}: no such study file (built-in presets: "
+                          f"{', '.join([*PRESETS, *TRANSFER_PRESETS])})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

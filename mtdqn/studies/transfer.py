@@ -31,7 +31,7 @@ from mtdqn.io import write_json
 from mtdqn.studies.runner import (
     CellConfig, StudyResult, _check_out_dir, build, cell_status, progress_printer, run_cell, run_local, study_record,
 )
-from mtdqn.studies.spec import DEFAULT_THRESHOLDS, StudySpec, apply_options, build_spec, variant_config
+from mtdqn.studies.spec import StudySpec, apply_options, build_spec, default_threshold, variant_config
 
 __all__ = ["VARIANTS", "TransferSpec", "held_out_spec", "transfer_cells", "run_transfer_study"]
 
@@ -90,7 +90,7 @@ def transfer_cells(spec: TransferSpec, out_dir: Path, devices: int = 0) -> tuple
     study = held_out_spec(spec)
     pretrain = apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=spec.seeds,
                                          seed=spec.seed), study.options)  # type-checked: lists made tuples
-    thresholds = {t: DEFAULT_THRESHOLDS[t] for t in spec.pretrain_tasks if t in DEFAULT_THRESHOLDS}
+    thresholds = {t: default_threshold(t) for t in spec.pretrain_tasks if default_threshold(t) is not None}
     pre_cell = CellConfig("pretrain", pretrain, thresholds, spec.eval_episodes, 0, devices, spec.eval_every)
     cells = []
     for name in spec.variants:

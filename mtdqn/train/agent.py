@@ -19,8 +19,9 @@ import optax
 from flax import struct
 
 from mtdqn.checkpoint import state_bytes
-from mtdqn.config import Derived, FinetuneConfig, TrainConfig, derive
+from mtdqn.config import Derived, TrainConfig, derive
 from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
 from mtdqn.networks import Architecture, count_params, init_params, make_architecture
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
@@ -90,9 +91,7 @@ def make_optimizer(cfg: TrainConfig, derived: Derived,
     A fine-tuned run (``cfg.finetune`` set; ``arch`` needed) gets one such
     optimizer per parameter label (frozen, trunk, ...: :mod:`mtdqn.finetune`).
     """
-    if cfg.finetune != FinetuneConfig():
-        from mtdqn.finetune import partitioned_optimizer
-
+    if is_finetuned(cfg.finetune):
         if arch is None:
             raise ValueError("a fine-tuned run's optimizer needs its architecture")
         return partitioned_optimizer(cfg.finetune, arch, derived, cfg.num_envs, cfg.dqn.lr,
@@ -140,10 +139,8 @@ def describe(agent: Agent) -> str:
     line = (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}, "
             f"strategy={agent.derived.strategy}, seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
     ft = agent.cfg.finetune
-    if ft == FinetuneConfig():
+    if not is_finetuned(ft):
         return line
-    from mtdqn.finetune import count_trainable
-
     trainable, _ = count_trainable(ft, agent.arch, params)
     how = f"LoRA rank {ft.lora_rank}" if ft.lora_rank else f"freeze={ft.freeze}"
     return (f"{line}\nmtdqn: {', '.join(agent.cfg.tasks)} from {ft.source}'s trunk ({how}"

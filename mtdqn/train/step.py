@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtdqn.finetune import param_labels
+from mtdqn.finetune import is_finetuned, param_labels
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
@@ -114,7 +114,9 @@ def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
     """Sample a mixed-task batch, take per-task gradients, combine, step the optimizer."""
-    k_sample, k_strategy = jax.random.split(key)
+    # Three named keys; with JAX's partitionable Threefry (the default) split(key, 3)[:2] == split(key, 2), so
+    # the batch and strategy keys, and every number of a run without dropout, are those of the two-way split.
+    k_sample, k_strategy, k_dropout = jax.random.split(key, 3)
     batch = replay_sample(state.replay, k_sample, agent.cfg.dqn.batch_size)
     targets = td_targets(agent, state, batch)
     if agent.cfg.value_norm == "popart":  # new statistics, heads rescaled to preserve Q, normalized targets
@@ -122,9 +124,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
             state.value_norm, state.params, state.target_params, targets
         )
         state = state.replace(value_norm=value_norm, params=params, target_params=target_params)
-    # The dropout masks' key is folded out of the update's key, so runs without dropout keep their numbers.
-    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets,
-                                                      jax.random.fold_in(key, 1))
+    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets, k_dropout)
     if agent.cfg.value_norm == "popart":
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
     w = agent.task_weights
@@ -142,7 +142,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
     target_params = jax.tree.map(
         lambda new, old: jnp.where(refresh, tau * new + (1.0 - tau) * old, old), params, state.target_params
     )
-    if agent.cfg.finetune.source:  # frozen pretrained weights: the target copy is the online one, bit for bit
+    if is_finetuned(agent.cfg.finetune):  # frozen pretrained weights: the target copy is the online one, bit for bit
         labels = param_labels(agent.cfg.finetune, agent.arch, params)  # (a Polyak mix would drift by rounding)
         target_params = jax.tree.map(lambda t, p, label: p if label == "frozen" else t, target_params, params,
                                      labels)
