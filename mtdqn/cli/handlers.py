@@ -139,11 +139,17 @@ def _print_test(run: Path) -> None:
 
     test = read_json(run / "test_eval.json")
     print(f"  test evaluation ({test['episodes']} greedy episodes per task and seed, episode starts of its own):")
-    print(f"  {'task':24s} {'seed':>5s}  return (mean ± std)   discounted")
-    for task, per_task in test["tasks"].items():
-        for seed, r in per_task["per_seed"].items():
-            print(f"  {task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f} {r['discounted_mean']:9.2f}")
+    _print_per_seed(test["tasks"], "return (mean ± std)", indent="  ", discounted=True)
     print(f"  written: {run / 'test_eval.json'}")
+
+
+def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool = False) -> None:
+    """One line per task and seed of an evaluation record (eval.json, test_eval.json)."""
+    print(f"{indent}{'task':24s} {'seed':>5s}  {header}" + ("   discounted" if discounted else ""))
+    for task, per_task in tasks.items():
+        for seed, r in per_task["per_seed"].items():
+            tail = f" {r['discounted_mean']:9.2f}" if discounted else ""
+            print(f"{indent}{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f}{tail}".rstrip())
 
 
 def _check_resume_options(cmd: Train) -> None:
@@ -167,10 +173,7 @@ def _run_evaluate(cmd: Evaluate) -> None:
     from mtdqn.train.run import evaluate_run
 
     result = evaluate_run(cmd.run, cmd.episodes, cmd.epsilon)
-    print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
-    for task, per_task in result["tasks"].items():
-        for seed, r in per_task["per_seed"].items():
-            print(f"{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:.2f}")
+    _print_per_seed(result["tasks"], f"return (mean ± std over {cmd.episodes} episodes)")
     print(f"written: {cmd.run / 'eval.json'}")
 
 
