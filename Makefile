@@ -18,8 +18,8 @@ install: $(STAMP)
 demo: $(STAMP)  ## small default study: trains, evaluates, writes a report, prints its path
 	$(BIN)/mtdqn study quick
 
-test: $(STAMP)  ## the whole test suite (CPU; learning tests included)
-	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q
+test: $(STAMP)  ## the whole test suite (CPU; learning tests included), one worker per core (at most 4), a file each
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

@@ -162,7 +162,7 @@ def test_dropout_acts_in_the_losss_online_pass_only():
     np.testing.assert_array_equal(*greedy)  # acting: the whole network
     update = {a: jax.jit(lambda s, k, a=a: step.update(a, s, k)) for a in (plain, dropped)}
     (_, m_plain), (_, m_drop) = update[plain](state, key), update[dropped](state, key)
-    whole_loss = step.task_gradients(plain, state.params, batch, targets)[0]
+    whole_loss = jax.jit(lambda p: step.task_gradients(plain, p, batch, targets)[0])(state.params)
     np.testing.assert_allclose(m_plain["loss"], whole_loss, rtol=1e-6)  # no dropout: the key-less gradient
     assert not np.allclose(m_drop["loss"], whole_loss, rtol=1e-3)  # the loss's own forward pass is dropped
     np.testing.assert_array_equal(update[dropped](state, key)[1]["loss"], m_drop["loss"])  # same key, same masks
