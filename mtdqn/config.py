@@ -58,6 +58,9 @@ class NetworkConfig:
     """Width of the fully connected layer after the convolutions."""
     adapter_channels: int = 16
     """Image tasks: output channels of the per-task 1x1 conv adapter."""
+    feature_activation: Literal["relu", "sigmoid"] = "relu"
+    """Activation of the trunk's last layer, the features every head reads: relu like the rest, or sigmoid
+    (D'Eramo et al. 2020's multi-task network)."""
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,8 @@ def derive(cfg: TrainConfig) -> Derived:
 
 # Sections and fields (dotted paths) added after runs were recorded: written only when they differ from their
 # default, so the dict and hash of a config that does not use them are exactly those the older code wrote.
-_OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0}
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0,
+                                       "network.feature_activation": "relu"}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -284,9 +284,10 @@ def test_vector_and_image_trunks_refuse_each_other(tmp_path):
 
 
 def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
-    def before(cfg: TrainConfig) -> dict:  # the config dict of the code before finetune and --dropout existed
+    def before(cfg: TrainConfig) -> dict:  # the config dict before finetune, --dropout, --feature-activation
         old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k != "finetune"}
-        return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k != "dropout"}}
+        return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k != "dropout"},
+                "network": {k: v for k, v in old["network"].items() if k != "feature_activation"}}
 
     def old_hash(cfg: TrainConfig) -> str:  # config_hash as that code computed it
         return hashlib.sha256(json.dumps(before(cfg), sort_keys=True).encode()).hexdigest()[:16]

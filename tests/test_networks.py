@@ -166,3 +166,19 @@ def test_dropout_reaches_every_layer_of_the_image_trunk():
     assert half.shape == whole.shape and not np.allclose(half, whole)
     mean = np.asarray(dropped(keys, 0.1)).mean(0)
     assert np.abs(mean - whole).mean() < 0.2 * np.abs(whole).mean() + 1e-3  # near the whole network on average
+
+
+def test_sigmoid_features_change_only_the_trunks_last_layer():
+    relu_arch = make_architecture(VECTOR, NetworkConfig(hidden=(16, 8), adapter_width=8))
+    sig_arch = make_architecture(VECTOR, NetworkConfig(hidden=(16, 8), adapter_width=8, feature_activation="sigmoid"))
+    assert [layer.activation for layer in sig_arch.torso] == ["relu", "sigmoid"]
+    assert [layer.activation for layer in relu_arch.torso] == ["relu", "relu"]
+    params = init_params(sig_arch, jax.random.PRNGKey(0))  # the same parameters either way
+    obs = jax.random.normal(jax.random.PRNGKey(1), (2, 32, *sig_arch.obs_shape))
+    pre = torso_features(relu_arch, params, obs)  # relu(z) of the last layer; sigmoid(z) must agree where z > 0
+    feats = torso_features(sig_arch, params, obs)
+    assert float(feats.min()) > 0 and float(feats.max()) < 1
+    positive = pre > 0
+    np.testing.assert_allclose(feats[positive], jax.nn.sigmoid(pre[positive]), rtol=1e-5)
+    image = make_architecture(IMAGE, NetworkConfig(feature_activation="sigmoid"))
+    assert [layer.activation for layer in image.torso] == ["relu", "relu", "sigmoid"]

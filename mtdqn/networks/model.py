@@ -35,6 +35,7 @@ dropout act and load exactly like any others.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,11 +71,14 @@ Params = dict[str, Any]
 CONV_KERNEL = 3  # the image trunk's k x k kernels (VALID, stride 1), as in Young & Tian's MinAtar DQN
 
 
+_ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid, "linear": lambda y: y}
+
+
 @dataclass(frozen=True)
 class Layer:
     kind: str  # "dense" | "conv" | "flatten_dense"
     features: int
-    relu: bool = True
+    activation: str = "relu"  # a key of _ACTIVATIONS
 
     def module(self) -> nn.Module:
         if self.kind == "conv":  # nn.Conv's parameters, computed as patches @ kernel (see conv.py)
@@ -140,11 +144,12 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
                 f"the trunk's two {CONV_KERNEL}x{CONV_KERNEL} convolutions need observations of at least "
                 f"{2 * CONV_KERNEL - 1}x{2 * CONV_KERNEL - 1}, got {height}x{width} ({', '.join(task_set.names)})"
             )
-        adapter = Layer("dense", cfg.adapter_channels, relu=False)
+        adapter = Layer("dense", cfg.adapter_channels, activation="linear")
         torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))
     else:
         adapter = Layer("dense", cfg.adapter_width)
         torso = tuple(Layer("dense", w) for w in cfg.hidden)
+    torso = (*torso[:-1], dataclasses.replace(torso[-1], activation=cfg.feature_activation))  # what heads read
     name, k = parse_sharing(cfg.sharing, len(torso))
     conditioned = name == "conditioned"
     return Architecture(
@@ -188,7 +193,7 @@ def _apply(layer: Layer, params: Params, x: jax.Array, shared: bool) -> jax.Arra
         y = y.reshape(*lead, *y.shape[1:])
     else:
         y = jax.vmap(lambda p, xi: module.apply({"params": p}, xi))(params, x)
-    return nn.relu(y) if layer.relu else y
+    return _ACTIVATIONS[layer.activation](y)
 
 
 def _inputs(arch: Architecture, obs: jax.Array, task_ids: jax.Array | None) -> jax.Array:
@@ -208,7 +213,7 @@ def _inputs(arch: Architecture, obs: jax.Array, task_ids: jax.Array | None) -> j
 
 def _folds_adapter(arch: Architecture) -> bool:
     """Image trunks: the linear 1x1 adapter followed by the first 3x3 conv is one 3x3 conv per task."""
-    return arch.adapter.kind == "dense" and not arch.adapter.relu and arch.torso[0].kind == "conv"
+    return arch.adapter.kind == "dense" and arch.adapter.activation == "linear" and arch.torso[0].kind == "conv"
 
 
 def _adapter_and_first_conv(arch: Architecture, params: Params, x: jax.Array) -> jax.Array:
@@ -231,7 +236,7 @@ def _adapter_and_first_conv(arch: Architecture, params: Params, x: jax.Array) ->
     kh, kw, channels, out = kernel.shape[1:]
     patches = extract_patches(x, (kh, kw))  # (tasks, batch, H', W', kh*kw*C)
     y = jnp.einsum("tbhwk,tko->tbhwo", patches, kernel.reshape(tasks, kh * kw * channels, out))
-    return nn.relu(y + bias[:, None, None, None, :])
+    return _ACTIVATIONS[arch.torso[0].activation](y + bias[:, None, None, None, :])
 
 
 def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
@@ -253,7 +258,7 @@ def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids:
 def q_values(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
              dropout: Dropout | None = None) -> jax.Array:
     """Q-values (tasks, batch, max_actions); padded actions are masked by the caller."""
-    head = Layer("dense", arch.num_actions, relu=False)
+    head = Layer("dense", arch.num_actions, activation="linear")
     return _apply(head, params["heads"], torso_features(arch, params, obs, task_ids, dropout), arch.head_shared)
 
 
@@ -290,7 +295,7 @@ def init_params(arch: Architecture, key: jax.Array) -> Params:
         if lora:  # a key of its own (fold_in), so the layer's own init is the one it has without LoRA
             torso[f"layer_{i}"] = {**torso[f"layer_{i}"], **_init_lora(torso[f"layer_{i}"]["kernel"],
                                                                        arch.lora_rank, jax.random.fold_in(k, 1))}
-    head = Layer("dense", arch.num_actions, relu=False)
+    head = Layer("dense", arch.num_actions, activation="linear")
     heads, _ = _init_layer(head, k_head, x, arch.head_shared, arch.num_tasks)
     return {"adapters": adapters, "torso": torso, "heads": heads}
 
@@ -342,7 +347,7 @@ def describe_architecture(arch: Architecture) -> list[str]:
     """The network as one line per part, input to output, saying what is shared (for the report's methods)."""
     def layer(x: Layer) -> str:
         name = {"dense": "Dense", "conv": f"Conv{CONV_KERNEL}x{CONV_KERNEL}", "flatten_dense": "Flatten+Dense"}[x.kind]
-        return f"{name}({x.features}{', relu' if x.relu else ''})"
+        return f"{name}({x.features}{'' if x.activation == 'linear' else ', ' + x.activation})"
 
     where = lambda shared: "shared by all tasks" if shared else "one per task"  # noqa: E731
     lines = [f"input: observations padded to {arch.obs_shape}"

@@ -129,8 +129,9 @@ def _deramo() -> dict[str, Any]:
     (its FQI scripts list CartPole-v0, ``fqi/gym/make_single_datasets.py``); we use CartPole-v1.
 
     Where we differ, and why:
-    - relu on the second shared layer, not sigmoid: our trunk has one activation (a networks change, not a
-      study option);
+    - relu on the second shared layer, not sigmoid: the README's tables were made before the option
+      ``feature_activation = "sigmoid"`` (the paper's) existed, and the preset keeps their setting;
+      ``benchmarks/deramo_transfer_sigmoid.py`` runs the transfer study with sigmoid features;
     - epsilon decays from step 0 over 10% of the run (5,000 of 50,000 steps), where theirs stays 1 for the
       100 random fill steps first; with a smaller --steps the decay shrinks with the run;
     - the loss is the sum of the per-task mean losses, theirs the mean over all tasks' samples: a constant
