@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtdqn.analysis.fmt import num
+from mtdqn.analysis.fmt import estimate, num, values
 from mtdqn.analysis.ranges import UNBOUNDED, Bounds, return_bounds
 from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_diff, bootstrap_mean
 
@@ -94,9 +94,8 @@ def _estimate(per_seed: dict[int, float], bounds: Bounds) -> dict[str, Any]:
 
 
 def _cell(e: dict[str, Any]) -> str:
-    if not (math.isfinite(e["lo"]) and math.isfinite(e["hi"])):  # too few seeds for an interval: the seeds
-        return f"{num(e['mean'])} (seeds: {', '.join(num(v, e['mean']) for v in e['per_seed'].values())})"
-    return f"{num(e['mean'])} [{num(e['lo'], e['mean'])}, {num(e['hi'], e['mean'])}]"  # one precision for all three
+    """mean [lo, hi], or below MIN_SEEDS the mean and the seeds themselves (the report's format)."""
+    return estimate(e["mean"], e["lo"], e["hi"], values(e["per_seed"].values()))
 
 
 def _diff_cell(e: dict[str, Any]) -> str:

@@ -97,8 +97,7 @@ def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Ar
     grad_fn = jax.value_and_grad(lambda s, p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k), argnums=(0, 1),
                                  has_aux=True)
     task_ids = jnp.arange(agent.num_tasks)
-    keys = None if dropout_key is None or agent.cfg.dqn.dropout == 0 else jax.random.split(dropout_key,
-                                                                                          agent.num_tasks)
+    keys = None if dropout_key is None else jax.random.split(dropout_key, agent.num_tasks)  # rate 0: unused
     (losses, q_mean), (g_shared, g_task) = jax.vmap(grad_fn, in_axes=(None, 0, 0, 0, 0, 0))(
         shared, per_task, batch, targets, task_ids, keys
     )
