@@ -251,3 +251,26 @@ def test_spec_headline_is_validated_and_recorded():
     assert study_record(spec)["headline"] == "discounted"
     assert study_record(StudySpec(name="s", tasks=("CartPole-v1",), steps=1, seeds=1, variants={}))["headline"] \
         == "return"
+
+
+def test_transfer_table_keeps_the_discounted_return_in_its_range_and_names_gamma(tmp_path: Path):
+    from mtdqn.analysis.transfer import _bounds, write_transfer_table
+
+    for variant, top in (("scratch", 60.0), ("frozen", 90.0)):
+        cell = tmp_path / "cells" / variant
+        cell.mkdir(parents=True)
+        finals = [top + k for k in range(5)]
+        (cell / "summary.json").write_text(json.dumps({
+            "status": "ok", "seeds": list(range(5)), "final_score": {"CartPole-v1": [3 * f for f in finals]},
+            "final_score_discounted": {"CartPole-v1": finals}, "task_gamma": {"CartPole-v1": 0.99}}))
+        pd.DataFrame([{"step": step, "task": "CartPole-v1", "seed": seed, "return_mean": 100.0 + seed}
+                      for step in (1000, 2000) for seed in range(5)]).to_parquet(cell / "evals.parquet")
+    md = write_transfer_table(tmp_path, ["scratch", "frozen"], "CartPole-v1").read_text()
+    assert "final (discounted, γ 0.99)" in md
+    table = json.loads((tmp_path / "transfer.json").read_text())
+    assert table["variants"]["frozen"]["final_discounted"]["gamma"] == 0.99
+    lo, hi = ranges.discounted_bounds("CartPole-v1", 0.99)
+    assert lo <= table["variants"]["frozen"]["final_discounted"]["lo"] <= table["variants"]["frozen"][
+        "final_discounted"]["hi"] <= hi
+    assert _bounds("final_discounted", "CartPole-v1", 0.99) == (lo, hi)
+    assert _bounds("final_discounted", "CartPole-v1") == ranges.UNBOUNDED  # gamma not recorded
