@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import display, fmt, methods, outputs, plots, stats, tables, why
+from . import display, fmt, methods, outputs, plots, scores, stats, tables, why
 from .findings import findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
@@ -46,19 +46,19 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     norm = tables.normalization_table(study)
     agg, imp = tables.aggregate_tables(tables.normalized_scores(study, norm), study.reference, reps, seed)
     ref_ok = study.cells[study.reference].ok
-    headline = tables.headline_metric(study)
+    headline = scores.headline_metric(study)
     d = {
         "cells": tables.cells_table(study),
         "per_seed": per_seed,
         "per_task": tables.per_task_table(per_seed, reps, seed),
         "differences": tables.difference_table(per_seed, study.reference, budget, reps, seed,
-                                               tables.metric_order(headline))
+                                               scores.metric_order(headline))
         if ref_ok else pd.DataFrame(columns=tables.DIFF_COLUMNS),
         "curves": tables.curves_table(curves, reps, seed),
         "curves_per_seed": curves,
         "training_curves": tables.curves_table(smoothed, reps, seed) if source == "evaluation"
         else pd.DataFrame(columns=["variant", "task", "step", "mean", "lo", "hi", "n"]),
-        "ranges": tables.ranges_table(study),
+        "ranges": scores.ranges_table(study),
         "normalization": norm,
         "aggregates": agg,
         "improvement": imp,
@@ -257,7 +257,7 @@ def _why(study: Study, c: _Computed) -> Section:
 
 
 def _notes(study: Study, c: _Computed) -> Section:
-    notes = list(study.notes) + tables.discount_notes(study) + [
+    notes = list(study.notes) + scores.discount_notes(study) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 

@@ -12,15 +12,10 @@ import pandas as pd
 
 from . import aggregate, anchors, fmt, ranges, stats
 from .load import Study
+from .scores import discounted_scores, final_scores, task_gamma
 
 __all__ = [
     "cells_table",
-    "discounted_key",
-    "headline_metric",
-    "metric_order",
-    "task_gamma",
-    "ranges_table",
-    "discount_notes",
     "curve_source",
     "eval_curves",
     "smoothed_curves",
@@ -124,88 +119,6 @@ def _study_order(df: pd.DataFrame):
     return key
 
 
-def final_score_key(study: Study) -> str:
-    """The one summary key every variant's final score comes from: ``final_score`` (the mean of the last
-    evaluations, see :func:`mtdqn.rundir.final_scores`) when every ok cell stored it, else ``final_eval``
-    (the end-of-training evaluation), so no two variants are scored by different definitions."""
-    ok = [study.cells[v].summary for v in study.ok_variants]
-    return "final_score" if ok and all("final_score" in s for s in ok) else "final_eval"
-
-
-def _final_scores(study: Study, variant: str, task: str) -> list[float]:
-    """Per-seed final scores of ``task`` in ``variant``'s cell, under the study's one key."""
-    return [float(x) for x in study.cells[variant].summary[final_score_key(study)][task]]
-
-
-def discounted_key(study: Study) -> str | None:
-    """The summary key of the discounted final score under the same definition as :func:`final_score_key`
-    (``final_score_discounted`` or ``final_eval_discounted``: the discounted return of the same greedy
-    episodes), or None when an ok cell did not store it (runs older than the discounted evaluation)."""
-    key = final_score_key(study) + "_discounted"
-    ok = [study.cells[v].summary for v in study.ok_variants]
-    return key if ok and all(key in s for s in ok) else None
-
-
-def headline_metric(study: Study) -> str:
-    """The per-seed column the report leads with: ``final_discounted`` when the study asks for it
-    (``Study.headline``) and every ok cell stored it, else ``final_return``."""
-    return "final_discounted" if study.headline == "discounted" and discounted_key(study) else "final_return"
-
-
-def metric_order(headline: str) -> tuple[str, ...]:
-    """The per-task metrics in the order the report shows and compares them: the headline final score first."""
-    finals = ("final_discounted", "final_return") if headline == "final_discounted" else \
-        ("final_return", "final_discounted")
-    return (*finals, "auc", "steps_to_threshold")
-
-
-def task_gamma(study: Study, variant: str, task: str) -> float:
-    """The discount ``variant``'s run used for ``task`` (its TD targets and discounted return: the task's own
-    ``gamma=`` or the run's ``--gamma``), from summary.json's ``task_gamma``; NaN when not recorded."""
-    g = study.cells[variant].summary.get("task_gamma", {}).get(task)
-    return float(g) if isinstance(g, (int, float)) and not isinstance(g, bool) else float("nan")
-
-
-def _discounted_scores(study: Study, variant: str, task: str) -> list[float]:
-    """Per-seed discounted final scores (NaN each when the study has none, see :func:`discounted_key`)."""
-    key = discounted_key(study)
-    n = len(study.cells[variant].summary["seeds"])
-    return [float(x) for x in study.cells[variant].summary[key][task]] if key else [float("nan")] * n
-
-
-def ranges_table(study: Study) -> pd.DataFrame:
-    """Per task and discount in use: the feasible range of the undiscounted and of the discounted return, and
-    how it is derived (:mod:`mtdqn.analysis.ranges`)."""
-    rows = []
-    for task in study.tasks:
-        gammas = sorted({g for v in study.ok_variants if np.isfinite(g := task_gamma(study, v, task))})
-        for g in gammas or [float("nan")]:  # NaN: no run recorded its gamma
-            (lo, hi), (dlo, dhi) = ranges.return_bounds(task), ranges.discounted_bounds(task, g)
-            rows.append({"task": task, "gamma": g, "return_lo": lo, "return_hi": hi, "discounted_lo": dlo,
-                         "discounted_hi": dhi, "derivation": ranges.describe_bounds(task)})
-    return pd.DataFrame(rows, columns=["task", "gamma", "return_lo", "return_hi", "discounted_lo", "discounted_hi",
-                                       "derivation"])
-
-
-def discount_notes(study: Study) -> list[str]:
-    """What the report cannot say about discounted returns: none stored, or a task discounted differently
-    by two variants (their discounted returns are then not compared)."""
-    if not study.ok_variants:
-        return []
-    if discounted_key(study) is None:
-        return ["No discounted final score in every ok cell (runs older than the discounted evaluation): the "
-                "discounted columns are n/a" + (" and the report leads with the undiscounted return instead"
-                                                 if study.headline == "discounted" else "") + "."]
-    out = []
-    for task in study.tasks:
-        by = {v: task_gamma(study, v, task) for v in study.ok_variants}
-        if len({g for g in by.values() if np.isfinite(g)}) > 1:
-            out.append(f"Task {task} is discounted differently by the variants "
-                       f"({', '.join(f'`{v}` {g:g}' for v, g in by.items())}): its discounted returns are not "
-                       "compared across variants.")
-    return out
-
-
 def trailing_mean(curves: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per-seed curves with each value replaced by the mean of its last ``k`` points (fewer at the start):
     steps to threshold then need a sustained level, not one lucky evaluation of K episodes."""
@@ -232,8 +145,8 @@ def per_seed_table(study: Study, curves: pd.DataFrame, reach_curves: pd.DataFram
         cell = study.cells[v]
         for task in study.tasks:
             threshold = float(cell.summary["thresholds"][task])
-            finals = _final_scores(study, v, task)
-            discounted = _discounted_scores(study, v, task)
+            finals = final_scores(study, v, task)
+            discounted = discounted_scores(study, v, task)
             gamma = task_gamma(study, v, task)
             for seed, final, disc in zip(cell.summary["seeds"], finals, discounted):
                 c = curves[(curves["variant"] == v) & (curves["task"] == task) & (curves["seed"] == seed)]
@@ -376,7 +289,7 @@ def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]
     used = norm[norm["used"]]
     out = {}
     for v in study.ok_variants:
-        cols = [stats.normalize(np.asarray(_final_scores(study, v, r.task), dtype=np.float64),
+        cols = [stats.normalize(np.asarray(final_scores(study, v, r.task), dtype=np.float64),
                                 r.random_return, r.reference_return) for r in used.itertuples()]
         out[v] = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
     return out
