@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mtdqn.analysis import bootstrap_diff, bootstrap_mean
+from mtdqn.analysis import bootstrap_diff, bootstrap_mean, ranges
 
 # Discounted returns, single-task -> multi-task, as issue 13 quotes the paper (its appendix text is not
 # available in this checkout to check them); the paper's pendulum number is not available here.
@@ -43,27 +43,10 @@ PAPER_DISCOUNTED: dict[str, tuple[float, float] | None] = {
     "CarOnHill-v0": (0.38, 0.38),
     "InvertedPendulumDiscrete-v0": None,
 }
-# (lowest, highest) reward of one step, and whether it is only paid on the last step (terminal rewards):
-# the bounds inside which an interval is computed (what a return can be).
-REWARDS: dict[str, tuple[float, float, bool]] = {
-    "CartPole-v1": (0.0, 1.0, False),
-    "Acrobot-v1": (-1.0, 0.0, False),
-    "MountainCar-v0": (-1.0, 0.0, False),
-    "CarOnHill-v0": (-1.0, 1.0, True),
-    "InvertedPendulumDiscrete-v0": (-1.0, 0.0, True),
-}
-HORIZONS = {"CartPole-v1": 500, "Acrobot-v1": 500, "MountainCar-v0": 200, "CarOnHill-v0": 100,
-            "InvertedPendulumDiscrete-v0": 3000}  # gymnax's time limits; ours in mtdqn/tasks (tested there)
-
-
 def return_range(task: str, gamma: float | None) -> tuple[float, float]:
-    """Smallest and largest return an episode of ``task`` can have; discounted with ``gamma`` unless None."""
-    lo, hi, terminal_only = REWARDS[task]
-    if terminal_only:
-        return lo, hi
-    steps = HORIZONS[task]
-    weight = steps if gamma is None or gamma == 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)
-    return lo * weight, hi * weight
+    """Smallest and largest return an episode of ``task`` can have; discounted with ``gamma`` unless None
+    (derived from the task's rewards and time limit: :func:`mtdqn.analysis.ranges.discounted_bounds`)."""
+    return ranges.discounted_bounds(task, 1.0 if gamma is None else gamma)
 
 
 def _fmt(e, digits: int) -> str:
@@ -104,7 +87,7 @@ def table(study_dir: Path, single: str = "independent", multi: str = "shared") -
              "|---|---|---|---|---|---|---|---|---|---|"]
     for spec in a["tasks"]:
         task, gamma = spec.partition(":")[0], a["task_gamma"][spec]
-        digits = 2 if REWARDS[task][2] else 1
+        digits = 2 if ranges.REWARDS[task].rewarded_steps == 1 else 1  # returns of +-1 or 0
         lo, hi = return_range(task, gamma)
         ind, sh = (np.asarray(c["final_eval_discounted"][spec]) for c in (a, b))
         paper = PAPER_DISCOUNTED.get(task)

@@ -22,6 +22,9 @@ VARIANTS = {"independent": ((200.0, -100.0), False), "shared": ((260.0, -90.0), 
 RANDOM = {"CartPole-v1": 20.0, "Acrobot-v1": -500.0}
 THRESH = {"CartPole-v1": 150.0, "Acrobot-v1": -120.0}
 BOUNDS = {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0)}
+GAMMA = {"CartPole-v1": 0.99, "Acrobot-v1": 0.95}  # each task's own discount, as summary.json's task_gamma
+# Discounted returns lie in [lo * S, hi * S], S = (1 - gamma^N) / (1 - gamma), N = 500 rewarded steps for both.
+DISCOUNTED_BOUNDS = {"CartPole-v1": (0.0, (1 - 0.99 ** 500) / 0.01), "Acrobot-v1": (-(1 - 0.95 ** 500) / 0.05, 0.0)}
 # options each variant was trained with, as config.json records them (the methods section must list them)
 OPTIONS = {"independent": {"network": {"sharing": "independent"}, "dqn": {"loss": "mse", "lr": 0.001}},
            "shared": {"network": {"sharing": "shared", "hidden": [64, 64]}, "dqn": {"loss": "mse"}, "log_every": 500}}
@@ -63,6 +66,12 @@ def _evals(rng: np.random.Generator, finals: tuple[float, ...], seeds: list[int]
     return pd.DataFrame(rows)
 
 
+def discounted(task: str, ret: float) -> float:
+    """The discounted return of an episode paying +-1 per step for |ret| steps (both tasks' reward shape)."""
+    g = GAMMA[task]
+    return float(np.sign(ret) * (1 - g ** abs(ret)) / (1 - g))
+
+
 def _grad_tables(rng: np.random.Generator, seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     tasks, pairs = [], []
     for seed in seeds:
@@ -77,16 +86,20 @@ def _grad_tables(rng: np.random.Generator, seeds: list[int]) -> tuple[pd.DataFra
 
 
 def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, drop: tuple[str, ...] = (),
-               reference_finals: tuple[float, float] | None = None) -> Path:
+               reference_finals: tuple[float, float] | None = None, with_discounted: bool = True,
+               headline: str | None = None) -> Path:
     """Write a study with 2 tasks and variants independent / shared / pcgrad (failed).
 
     `evals`: cells also store greedy evaluations during training; `reference_finals`
-    replaces the reference's final scores (everything else, other variants included, unchanged).
+    replaces the reference's final scores (everything else, other variants included, unchanged);
+    `with_discounted`: summaries carry the discounted final score and each task's gamma (runs
+    before them did not); `headline`: study.json's headline metric (absent: older studies).
     """
     rng = np.random.default_rng(0)
     _write_json(root / "study.json", {"name": "synthetic", "tasks": TASKS, "variants": list(VARIANTS),
                                       "reference": "independent", "seeds": seeds, "steps": STEPS,
-                                      "git_revision": "abc123", "mtdqn_version": "0.1.0"})
+                                      "git_revision": "abc123", "mtdqn_version": "0.1.0",
+                                      **({"headline": headline} if headline else {})})
     for variant, (finals, shared) in VARIANTS.items():
         cell = root / "cells" / variant
         if finals is None:
@@ -97,12 +110,14 @@ def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, dro
         if reference_finals is not None and variant == "independent":
             final_eval = {t: [_clip(t, f + 3.0 * i) for i in range(len(seeds))]
                           for t, f in zip(TASKS, reference_finals)}
+        disc = {"final_eval_discounted": {t: [discounted(t, x) for x in xs] for t, xs in final_eval.items()},
+                "task_gamma": dict(GAMMA)} if with_discounted else {}
         _write_json(cell / "summary.json", {
             "variant": variant, "status": "ok", "error": None, "tasks": TASKS, "seeds": seeds,
             "params_total": 20_000 if shared else 36_000, "params_shared": 16_000 if shared else 0,
             "wall_time_s": 12.5, "compile_s": 3.25, "env_steps_per_s": 4800.0, "final_eval": final_eval,
             "random_return": dict(RANDOM), "thresholds": THRESH, "eval_episodes": 10, "config_hash": "f00d",
-            "devices": 1, "strategy": "sum"})
+            "devices": 1, "strategy": "sum", **disc})
         _write_json(cell / "config.json", {"config": OPTIONS[variant], "config_hash": "f00d", "git_revision": "abc123",
                                            "mtdqn_version": "0.1.0", "packages": {"jax": "0.10.2"},
                                            "host": {"cpu": "Test CPU", "cpu_cores": 2, "platform": "Linux"}})
@@ -165,8 +180,8 @@ def test_table_row_counts(report: Path):
     assert len(_md_table_rows(results, "Improvement over the reference")) == ok_variants - 1
     assert len(_md_table_rows(results, "Cost")) == ok_variants
     md = (report / "report.md").read_text()
-    # one row per task and metric (final return, AUC, steps to threshold)
-    assert len(_md_table_rows(md, "Difference to the reference")) == n_tasks * 3
+    # one row per task and metric (final return, discounted final return, AUC, steps to threshold)
+    assert len(_md_table_rows(md, "Difference to the reference")) == n_tasks * 4
     assert len(_md_table_rows(md, "Mean cosine per task pair")) == 1  # only `shared` has shared params
     assert len(_md_table_rows(md, "Linear CKA of trunk features between tasks")) == ok_variants
 
@@ -183,7 +198,7 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     md = (report / "report.md").read_text()
     section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
     bullets = [ln for ln in section.splitlines() if ln.startswith("- ")]
-    assert bullets[0].startswith("- This report makes 9 comparison(s)")  # 2 tasks x 3 metrics + IQM, mean, P
+    assert bullets[0].startswith("- This report makes 11 comparison(s)")  # 2 tasks x 4 metrics + IQM, mean, P
     bullets = bullets[1:]
     assert any("IQM" in b for b in bullets) and any("Gradient conflict in `shared`" in b for b in bullets)
     assert any("Aggregate mean" in b for b in bullets)  # the mean beside the IQM
@@ -196,7 +211,7 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
 def test_data_files_exist(report: Path):
     for stem in ("per_task", "per_seed", "curves", "aggregates", "improvement", "cost", "normalization",
                  "conflict_summary", "conflict_pairs", "conflict_curve", "grad_tasks_summary", "cka", "cells",
-                 "differences", "grad_probe", "methods"):
+                 "differences", "grad_probe", "methods", "ranges"):
         assert (report / "data" / f"{stem}.parquet").is_file()
         assert (report / "data" / f"{stem}.csv").is_file()
     assert not list(report.rglob("*.tmp"))

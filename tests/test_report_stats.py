@@ -104,7 +104,7 @@ def test_greedy_evaluation_is_the_main_learning_curve(full: Path):
     row = per_seed[(per_seed["variant"] == "shared") & (per_seed["task"] == "CartPole-v1") & (per_seed["seed"] == 0)]
     assert row["auc"].iloc[0] == pytest.approx(expected)
     diffs = pd.read_parquet(full / "data" / "differences.parquet")
-    assert set(diffs["metric"]) == {"final_return", "auc", "steps_to_threshold"}
+    assert set(diffs["metric"]) == {"final_return", "final_discounted", "auc", "steps_to_threshold"}
     assert np.isfinite(diffs["lo"]).all() and np.isfinite(diffs["mde"]).any()
 
 

@@ -11,10 +11,10 @@ import math
 
 import pandas as pd
 
-from .fmt import detectable, estimate, interval, num, steps, values
+from .fmt import detectable, estimate, gamma, interval, num, steps, values
 
 __all__ = [
-    "cells", "per_task", "differences", "normalization", "aggregates", "improvement", "cost",
+    "cells", "per_task", "metric_name", "ranges", "differences", "normalization", "aggregates", "improvement", "cost",
     "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe",
 ]
 
@@ -38,24 +38,40 @@ def _seed_values(per_seed: pd.DataFrame, variant: str, task: str, column: str) -
     return values(g[column].to_numpy())
 
 
-def per_task(df: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Grouped by task (study order), variants in study order within a task, for side-by-side reading."""
+FINAL = "final return (mean [95% CI])"
+DISCOUNTED = "final discounted return (mean [95% CI])"
+
+
+def per_task(df: pd.DataFrame, per_seed: pd.DataFrame, headline: str = "final_return") -> pd.DataFrame:
+    """Grouped by task (study order), variants in study order within a task, for side-by-side reading.
+
+    Both final scores, the `headline` one (a per_seed column) first; γ is each task's discount.
+    """
     if len(df):
         order = {t: i for i, t in enumerate(pd.unique(df["task"]))}
         df = df.sort_values("task", key=lambda c: c.map(order), kind="stable")
-    rows = [{"task": r.task, "variant": r.variant, "n seeds": r.n,
-             "final return (mean [95% CI])": estimate(r.final_mean, r.final_lo, r.final_hi,
-                                                      _seed_values(per_seed, r.variant, r.task, "final_return")),
+    rows = [{"task": r.task, "variant": r.variant, "n seeds": r.n, "γ": gamma(r.gamma),
+             FINAL: estimate(r.final_mean, r.final_lo, r.final_hi,
+                             _seed_values(per_seed, r.variant, r.task, "final_return")),
+             DISCOUNTED: estimate(r.disc_mean, r.disc_lo, r.disc_hi,
+                                  _seed_values(per_seed, r.variant, r.task, "final_discounted")),
              "AUC (mean [95% CI])": estimate(r.auc_mean, r.auc_lo, r.auc_hi,
                                              _seed_values(per_seed, r.variant, r.task, "auc")),
              "threshold": num(r.threshold), "steps to threshold (median)": _steps(r),
              "seeds reached": f"{r.reached}/{r.n}"} for r in df.itertuples()]
-    cols = ["task", "variant", "n seeds", "final return (mean [95% CI])", "AUC (mean [95% CI])", "threshold",
+    finals = [DISCOUNTED, FINAL] if headline == "final_discounted" else [FINAL, DISCOUNTED]
+    cols = ["task", "variant", "n seeds", "γ", *finals, "AUC (mean [95% CI])", "threshold",
             "steps to threshold (median)", "seeds reached"]
     return _frame(rows, cols)
 
 
-_METRIC_NAMES = {"final_return": "final return", "auc": "AUC", "steps_to_threshold": "steps to threshold"}
+_METRIC_NAMES = {"final_return": "final return", "final_discounted": "final discounted return", "auc": "AUC",
+                 "steps_to_threshold": "steps to threshold"}
+
+
+def metric_name(metric: str, g: float = float("nan")) -> str:
+    """A per-task metric's name in the tables; the discounted return with its γ."""
+    return f"{_METRIC_NAMES[metric]} (γ {gamma(g)})" if metric == "final_discounted" else _METRIC_NAMES[metric]
 
 
 def differences(df: pd.DataFrame) -> pd.DataFrame:
@@ -64,14 +80,32 @@ def differences(df: pd.DataFrame) -> pd.DataFrame:
     for r in df.itertuples():
         show = steps if r.metric == "steps_to_threshold" else num
         has_ci = math.isfinite(r.lo) and math.isfinite(r.hi)
-        rows.append({"task": r.task, "metric": _METRIC_NAMES[r.metric],
+        rows.append({"task": r.task, "metric": metric_name(r.metric, r.gamma),
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
                      "95% CI (bootstrap)": f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "— (n < 5)",
                      "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
-                     "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show),
+                     "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show,
+                                                                     min(r.n, r.n_reference)),
                      "n seeds": f"{r.n} vs {r.n_reference}"})
     return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (bootstrap)",
                          "per seed (variant | reference)", "detectable difference (power 0.8)", "n seeds"])
+
+
+def _range(lo: float, hi: float) -> str:
+    """'[lo, hi]' with one precision for both ends; an infinite end as ∞."""
+    finite = [abs(x) for x in (lo, hi) if math.isfinite(x)]
+    if not finite:
+        return "unbounded"
+    end = lambda x: num(x, max(finite)) if math.isfinite(x) else ("∞" if x > 0 else "−∞")  # noqa: E731
+    return f"[{end(lo)}, {end(hi)}]"
+
+
+def ranges(df: pd.DataFrame) -> pd.DataFrame:
+    """The feasible range of each task's return, undiscounted and discounted, and how it is derived."""
+    rows = [{"task": r.task, "γ": gamma(r.gamma), "return range": _range(r.return_lo, r.return_hi),
+             "discounted return range": _range(r.discounted_lo, r.discounted_hi), "derived from": r.derivation}
+            for r in df.itertuples()]
+    return _frame(rows, ["task", "γ", "return range", "discounted return range", "derived from"])
 
 
 def normalization(df: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .fmt import detectable, interval, num, steps
+from .fmt import detectable, gamma, interval, num, steps
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS
 
@@ -108,6 +108,8 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
 
 def _difference_sentence(row: pd.Series) -> str:
     what = f"{METRICS[row['metric']]} on {row['task']}"
+    if row["metric"] == "final_discounted":
+        what = f"{METRICS[row['metric']]} (γ {gamma(row['gamma'])}) on {row['task']}"
     show = steps if row["metric"] == "steps_to_threshold" else num
     if row["metric"] == "steps_to_threshold":
         what += " (unreached counted as the whole budget)"
@@ -129,11 +131,15 @@ def findings(
     improvement: pd.DataFrame,
     differences: pd.DataFrame,
     conflict: pd.DataFrame,
+    headline: str = "final_return",
 ) -> list[str]:
     """All findings: the comparison count first, then grouped per non-reference variant in `variants` order.
 
     `improvement` is `tables.aggregate_tables`'s second frame, `differences`
     is `tables.difference_table`, `conflict` is `why.conflict_summary_table`.
+    Within a variant the per-task differences follow the table's metric order;
+    with `headline` "final_discounted" its sentences lead, before the aggregates
+    (which stay on the undiscounted normalized score).
     """
     out: list[str] = []
     if reference not in variants:
@@ -144,10 +150,12 @@ def findings(
     for v in variants:
         if v == reference:
             continue
+        mine = differences[differences["variant"] == v]
+        lead = mine["metric"] == headline if headline == "final_discounted" else pd.Series(False, mine.index)
+        out += [_difference_sentence(row) for _, row in mine[lead].iterrows()]
         for _, row in improvement[improvement["variant"] == v].iterrows():
             out += _aggregate_sentences(row, reference)
-        for _, row in differences[differences["variant"] == v].iterrows():
-            out.append(_difference_sentence(row))
+        out += [_difference_sentence(row) for _, row in mine[~lead].iterrows()]
     for _, row in conflict.iterrows():
         out.append(conflict_sentence(row))
     return out

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["num", "interval", "values", "estimate", "steps", "detectable"]
+from .stats import MIN_SEEDS
+
+__all__ = ["num", "interval", "values", "estimate", "steps", "detectable", "gamma"]
 
 
 def _finite(x: float | None) -> bool:
@@ -60,6 +62,11 @@ def estimate(mean: float | None, lo: float | None, hi: float | None, seeds: str 
     return f"{num(mean)} (seeds: {seeds})" if seeds else num(mean)
 
 
+def gamma(g: float | None) -> str:
+    """A discount factor as given ('0.99', '0.95'), or 'not recorded'."""
+    return f"{float(g):g}" if _finite(g) else "not recorded"
+
+
 def steps(x: float | None) -> str:
     """Env steps as readable text: 50000 -> '50k', 1200000 -> '1.2M'."""
     if not _finite(x):
@@ -71,11 +78,14 @@ def steps(x: float | None) -> str:
     return f"{v:.0f}"
 
 
-def detectable(mde: float | None, max_diff: float | None, show=None) -> str:
-    """The smallest detectable difference, or why there is none: no spread observed, or larger than any
-    difference the metric's range allows."""
+def detectable(mde: float | None, max_diff: float | None, show=None, n: int | None = None) -> str:
+    """The smallest detectable difference, or why there is none: fewer than MIN_SEEDS seeds in a group (`n`, the
+    smaller group's count: their spread sizes nothing), no spread observed, or larger than any difference the
+    metric's range allows."""
     show = show or num
     if not _finite(mde):
+        if n is not None and n < MIN_SEEDS:
+            return f"n/a (n < {MIN_SEEDS} seeds: the seeds' values are shown instead)"
         return "n/a (no spread observed)"
     if _finite(max_diff) and float(mde) > float(max_diff):
         return f"none within the range (needs {show(mde)}, range allows {show(max_diff)})"

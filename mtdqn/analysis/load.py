@@ -16,9 +16,12 @@ import pandas as pd
 
 from mtdqn.rundir import GRAD_TASK_COLUMNS, METRIC_COLUMNS
 
-__all__ = ["Cell", "Study", "load_study"]
+__all__ = ["Cell", "Study", "load_study", "HEADLINES"]
 
 _STUDY_KEYS = ("name", "tasks", "variants", "reference", "seeds", "steps")
+HEADLINES = ("return", "discounted")
+"""The metric a report leads with (study.json's optional ``headline``): the undiscounted or the discounted
+final return; studies recorded before the key existed lead with the undiscounted one."""
 _SUMMARY_KEYS = ("variant", "status", "error")
 _OK_SUMMARY_KEYS = (
     "tasks", "seeds", "params_total", "params_shared", "wall_time_s", "compile_s",
@@ -75,6 +78,8 @@ class Study:
     notes: tuple[str, ...]
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The whole study.json (spec options, eval episodes, provenance)."""
+    headline: str = "return"
+    """The metric the report leads with, one of :data:`HEADLINES`."""
 
     @property
     def ok_variants(self) -> tuple[str, ...]:
@@ -121,7 +126,8 @@ def _validate_ok_summary(path: Path, summary: dict[str, Any], study_tasks: tuple
         missing = [t for t in study_tasks if t not in summary[key]]
         if missing:
             raise ValueError(f"{path}: '{key}' lacks task(s) {missing}")
-    for key in ("final_eval", "final_score"):  # final_score: runs made since greedy evaluation during training
+    # final_score: runs made since greedy evaluation during training; *_discounted: since the discounted return
+    for key in ("final_eval", "final_score", "final_eval_discounted", "final_score_discounted"):
         if key not in summary:
             continue
         for task in study_tasks:
@@ -173,6 +179,9 @@ def load_study(study_dir: Path) -> Study:
         raise ValueError(f"{spec_path}: 'tasks' and 'variants' must be non-empty")
     if spec["reference"] not in variants:
         raise ValueError(f"{spec_path}: 'reference' {spec['reference']!r} is not one of 'variants'")
+    headline = spec.get("headline", "return")
+    if headline not in HEADLINES:
+        raise ValueError(f"{spec_path}: 'headline' must be one of {', '.join(map(repr, HEADLINES))}, got {headline!r}")
     notes: list[str] = []
     cells = {v: _load_cell(study_dir / "cells" / v, v, tasks, notes) for v in variants}
     cells_dir = study_dir / "cells"
@@ -189,4 +198,5 @@ def load_study(study_dir: Path) -> Study:
         cells=cells,
         notes=tuple(notes),
         record=spec,
+        headline=headline,
     )

@@ -17,6 +17,7 @@ import pandas as pd
 
 from mtdqn.config import TrainConfig, config_diff, config_to_dict, flatten_config
 
+from . import scores
 from .fmt import num
 from .load import Cell, Study
 from .render import Bullets, Section, Table, Text
@@ -45,7 +46,7 @@ def final_definition(study: Study) -> str:
         return "greedy evaluation at the end of training"
     s, evals = ok[0].summary, ok[0].evals
     episodes = s.get("eval_episodes", "?")
-    if not all("final_score" in c.summary for c in ok):  # the study's one definition (tables.final_score_key)
+    if not all("final_score" in c.summary for c in ok):  # the study's one definition (scores.final_score_key)
         return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
     made = int(evals["step"].nunique()) if evals is not None else 1
     k = len(s["final_score_steps"]) if "final_score_steps" in s else min(int(s.get("final_score_evals", 1)), made)
@@ -56,6 +57,15 @@ def final_definition(study: Study) -> str:
             "the last at its end, "
             f"{episodes} episodes per task and seed each" + (f", one every {every:,} env steps per task"
                                                             if isinstance(every, int) and every else ""))
+
+
+def _discounted_clause(study: Study) -> str:
+    """How the discounted final score is measured, and whether the report leads with it."""
+    if scores.discounted_key(study) is None:
+        return ""
+    lead = "; the report leads with its" if scores.headline_metric(study) == "final_discounted" else "; beside it its"
+    return (f"{lead} discounted return Σ_t γ^t r_t over the same greedy episodes, each task with the γ of its TD "
+            "targets (summary.json's task_gamma)")
 
 
 def _hours(seconds: float) -> str:
@@ -109,7 +119,8 @@ def methods_section(study: Study, table: pd.DataFrame) -> Section:
     """Evaluation protocol, then one table per variant."""
     rec = study.record
     blocks: list = [Text(
-        f"Evaluation protocol: every headline number is the final score, {final_definition(study)}. "
+        f"Evaluation protocol: every headline number is the final score, {final_definition(study)}"
+        f"{_discounted_clause(study)}. "
         f"Seeds {', '.join(map(str, study.seeds))} for every variant; each variant's seeds train together as "
         f"one vmapped program. Budget {study.steps:,} env steps per task. Study revision "
         f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}.")]

@@ -95,20 +95,30 @@ def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[s
     return fig
 
 
-def final_strips(per_seed: pd.DataFrame, tasks: tuple[str, ...], variants: tuple[str, ...]) -> Figure:
-    """Per task: every seed's final score as a dot per variant, the mean as a bar: the data behind each number."""
+def final_strips(per_seed: pd.DataFrame, tasks: tuple[str, ...], variants: tuple[str, ...],
+                 column: str = "final_return") -> Figure:
+    """Per task: every seed's final score as a dot per variant, the mean as a bar: the data behind each number.
+
+    `column`: ``final_return`` or ``final_discounted`` (then zoomed within the task's discounted range).
+    """
     fig, axes = _figure(len(tasks), width=3.2)
     for ax, task in zip(axes, tasks):
         names = [v for v in variants if ((per_seed["variant"] == v) & (per_seed["task"] == task)).any()]
+        mine = per_seed[per_seed["task"] == task]
+        bounds, label = ranges.return_bounds(task), "final return"
+        if column == "final_discounted":
+            gammas = set(mine["gamma"])
+            bounds = ranges.discounted_bounds(task, gammas.pop()) if len(gammas) == 1 else ranges.UNBOUNDED
+            label = "final discounted return"
         for x, v in enumerate(names):
-            vals = per_seed[(per_seed["variant"] == v) & (per_seed["task"] == task)]["final_return"].to_numpy(float)
+            vals = mine[mine["variant"] == v][column].to_numpy(float)
             jitter = np.linspace(-0.12, 0.12, vals.size) if vals.size > 1 else np.zeros(1)
             ax.plot(x + jitter, vals, "o", color=_color(variants.index(v)), alpha=0.7, ms=5)
             ax.hlines(vals.mean(), x - 0.25, x + 0.25, color="black", lw=1.5)
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
-        _zoom(ax, per_seed[per_seed["task"] == task]["final_return"].to_numpy(float), ranges.return_bounds(task))
-        ax.set(title=task, ylabel="final return")
+        _zoom(ax, mine[column].to_numpy(float), bounds)
+        ax.set(title=task, ylabel=label)
         ax.grid(alpha=0.3, axis="y")
     return fig
 

@@ -1,19 +1,30 @@
 """Feasible ranges of every metric the report shows, so no interval leaves them.
 
-An undiscounted episode return is bounded by the task itself (CartPole-v1
-pays +1 per step for at most 500 steps, so [0, 500]); a cosine lies in
-[-1, 1]; a fraction and a linear CKA in [0, 1].  The statistics take these
-bounds and keep every interval inside them (:func:`mtdqn.analysis.stats.clip`);
-a task missing from :data:`RETURN_BOUNDS` is unbounded, which a percentile
-bootstrap still never leaves the data's own range for.
+A return is bounded by the task itself.  Each task's :class:`RewardShape`
+says what its rewards can be: the range of one step's reward (containing 0)
+and the most steps of an episode that can carry a nonzero reward (its time
+limit, or 1 for a task paid once, at the end).  With rewards in ``[lo, hi]``,
+``lo <= 0 <= hi``, and at most ``N`` of them nonzero, the discounted return
+``sum_t gamma^t r_t`` lies in ``[lo * S, hi * S]`` with
+``S = 1 + gamma + ... + gamma^(N-1)``: the k-th nonzero reward comes at step
+``k`` or later, so its weight is at most ``gamma^k``.  ``gamma = 1`` gives the
+undiscounted range (CartPole-v1 pays +1 per step for at most 500 steps, so
+[0, 500]); with ``gamma = 0.99``, CartPole-v1's discounted return lies in
+[0, 99.3].  A cosine lies in [-1, 1]; a fraction and a linear CKA in [0, 1].
+
+The statistics take these bounds and keep every interval inside them
+(:func:`mtdqn.analysis.stats.clip`); a task missing from :data:`REWARDS` is
+unbounded, which a percentile bootstrap still never leaves the data's own
+range for.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-__all__ = ["Bounds", "RETURN_BOUNDS", "COSINE", "FRACTION", "CKA", "WEIGHT", "UNBOUNDED", "return_bounds",
-           "difference_bounds", "base_task"]
+__all__ = ["Bounds", "RewardShape", "REWARDS", "RETURN_BOUNDS", "COSINE", "FRACTION", "CKA", "WEIGHT", "UNBOUNDED",
+           "return_bounds", "discounted_bounds", "describe_bounds", "difference_bounds", "base_task"]
 
 Bounds = tuple[float, float]
 
@@ -23,18 +34,28 @@ FRACTION: Bounds = (0.0, 1.0)
 CKA: Bounds = (0.0, 1.0)  # linear CKA on centred features: a ratio of squared Frobenius norms, at most 1
 WEIGHT: Bounds = (0.0, math.inf)  # strategy weights are non-negative coefficients
 
-# Undiscounted episode return of each registered task: (lowest, highest) possible.
-RETURN_BOUNDS: dict[str, Bounds] = {
-    "CartPole-v1": (0.0, 500.0),  # +1 per step, truncated at 500 steps
-    "Acrobot-v1": (-500.0, 0.0),  # -1 per step until the goal, truncated at 500 steps
-    "MountainCar-v0": (-200.0, 0.0),  # -1 per step until the goal, truncated at 200 steps
-    "CarOnHill-v0": (-1.0, 1.0),  # one terminal reward of +1 or -1, 0 otherwise
-    "InvertedPendulumDiscrete-v0": (-1.0, 0.0),  # -1 when it falls, 0 otherwise
-    "Breakout-MinAtar": (0.0, math.inf),  # MinAtar rewards are non-negative
-    "Asterix-MinAtar": (0.0, math.inf),
-    "Freeway-MinAtar": (0.0, math.inf),
-    "SpaceInvaders-MinAtar": (0.0, math.inf),
-    "Seaquest-MinAtar": (0.0, math.inf),
+
+class RewardShape(NamedTuple):
+    """What bounds a task's return (see the module docstring)."""
+
+    reward: Bounds
+    """Lowest and highest reward of one step; the range contains 0."""
+    rewarded_steps: float
+    """Most steps of one episode with a nonzero reward: the time limit, 1 for one terminal reward, or inf."""
+    why: str
+    """Where the two come from, in words (the report states it)."""
+
+
+# Every registered task, unscaled rewards (reported returns are unscaled).
+REWARDS: dict[str, RewardShape] = {
+    "CartPole-v1": RewardShape((0.0, 1.0), 500, "+1 per step, truncated at 500 steps"),
+    "Acrobot-v1": RewardShape((-1.0, 0.0), 500, "-1 per step until the goal, truncated at 500 steps"),
+    "MountainCar-v0": RewardShape((-1.0, 0.0), 200, "-1 per step until the goal, truncated at 200 steps"),
+    "CarOnHill-v0": RewardShape((-1.0, 1.0), 1, "one terminal reward of +1 or -1, 0 otherwise"),
+    "InvertedPendulumDiscrete-v0": RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"),
+    **{game: RewardShape((0.0, math.inf), math.inf, "MinAtar rewards are non-negative, with no stated maximum")
+       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
+                    "Seaquest-MinAtar")},
 }
 
 
@@ -47,9 +68,44 @@ def base_task(task: str) -> str:
     return name.split(":", 1)[0]
 
 
+def _geometric(gamma: float, n: float) -> float:
+    """1 + gamma + ... + gamma^(n-1) (n may be inf)."""
+    if gamma == 1.0:
+        return float(n)
+    return 1.0 / (1.0 - gamma) if math.isinf(n) else (1.0 - gamma ** n) / (1.0 - gamma)
+
+
+def _scaled(reward: float, weight: float) -> float:
+    return 0.0 if reward == 0.0 else reward * weight  # 0 * inf is 0 here: no reward, no return
+
+
+def discounted_bounds(task: str, gamma: float) -> Bounds:
+    """Feasible range of a task's return discounted by ``gamma`` in (0, 1]; unbounded for an unknown task or a
+    ``gamma`` that is not a number (a run that did not record it)."""
+    shape = REWARDS.get(base_task(task))
+    if shape is None or not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
+        return UNBOUNDED
+    weight = _geometric(float(gamma), shape.rewarded_steps)
+    return (_scaled(shape.reward[0], weight), _scaled(shape.reward[1], weight))
+
+
 def return_bounds(task: str) -> Bounds:
     """Feasible range of a task's undiscounted return; unbounded for a task not in the table."""
-    return RETURN_BOUNDS.get(base_task(task), UNBOUNDED)
+    return discounted_bounds(task, 1.0)
+
+
+# Undiscounted episode return of each registered task: (lowest, highest) possible.
+RETURN_BOUNDS: dict[str, Bounds] = {task: return_bounds(task) for task in REWARDS}
+
+
+def describe_bounds(task: str) -> str:
+    """How a task's bounds are derived, for the report: its rewards in words and the numbers used."""
+    shape = REWARDS.get(base_task(task))
+    if shape is None:
+        return "no known reward bounds: unbounded"
+    lo, hi = shape.reward
+    n = "any number" if math.isinf(shape.rewarded_steps) else f"at most {shape.rewarded_steps:g}"
+    return f"{shape.why}: each reward in [{lo:g}, {hi:g}], {n} of them nonzero per episode"
 
 
 def difference_bounds(bounds: Bounds) -> Bounds:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import display, methods, outputs, plots, stats, tables, why
+from . import display, fmt, methods, outputs, plots, scores, stats, tables, why
 from .findings import findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
@@ -31,6 +31,7 @@ class _Computed:
     findings: list[str]
     curve_source: str  # "evaluation" | "training": what the main learning curves and AUC are computed on
     training_per_seed: pd.DataFrame  # smoothed training-return curves per seed (the secondary figure)
+    headline: str  # "final_return" | "final_discounted": the final score the report leads with
 
 
 def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
@@ -45,16 +46,19 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     norm = tables.normalization_table(study)
     agg, imp = tables.aggregate_tables(tables.normalized_scores(study, norm), study.reference, reps, seed)
     ref_ok = study.cells[study.reference].ok
+    headline = scores.headline_metric(study)
     d = {
         "cells": tables.cells_table(study),
         "per_seed": per_seed,
         "per_task": tables.per_task_table(per_seed, reps, seed),
-        "differences": tables.difference_table(per_seed, study.reference, budget, reps, seed)
+        "differences": tables.difference_table(per_seed, study.reference, budget, reps, seed,
+                                               scores.metric_order(headline))
         if ref_ok else pd.DataFrame(columns=tables.DIFF_COLUMNS),
         "curves": tables.curves_table(curves, reps, seed),
         "curves_per_seed": curves,
         "training_curves": tables.curves_table(smoothed, reps, seed) if source == "evaluation"
         else pd.DataFrame(columns=["variant", "task", "step", "mean", "lo", "hi", "n"]),
+        "ranges": scores.ranges_table(study),
         "normalization": norm,
         "aggregates": agg,
         "improvement": imp,
@@ -68,8 +72,8 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "cka": why.cka_table(study),
         "methods": methods.methods_table(study),
     }
-    fnd = findings(study.reference, study.ok_variants, imp, d["differences"], d["conflict_summary"])
-    return _Computed(d, fnd, source, smoothed)
+    fnd = findings(study.reference, study.ok_variants, imp, d["differences"], d["conflict_summary"], headline)
+    return _Computed(d, fnd, source, smoothed, headline)
 
 
 def _slug(name: str) -> str:
@@ -93,6 +97,21 @@ def smoke_test_note(study: Study) -> str:
             f"`--seeds {max(10, stats.MIN_SEEDS)}` or more before reading anything into it.")
 
 
+def discount_line(study: Study, c: _Computed) -> str:
+    """Which final score leads, and each task's discount."""
+    per_task = c.data["per_task"]
+    if not len(per_task) or not per_task["disc_mean"].notna().any():
+        return ""
+    gammas = per_task.groupby("task", sort=False)["gamma"].agg(lambda g: "/".join(fmt.gamma(x) for x in pd.unique(g)))
+    each = ", ".join(f"{t} {gammas[t]}" for t in study.tasks if t in gammas.index)
+    lead = ("Headline metric: the **discounted** final return J = Σ_t γ^t r_t of the greedy episodes, each task "
+            "with its own γ (D'Eramo et al. 2020's metric); the undiscounted final return stands beside it. "
+            if c.headline == "final_discounted" else
+            "Every per-task final score is given undiscounted and discounted (J = Σ_t γ^t r_t of the same greedy "
+            "episodes, each task with its own γ). ")
+    return lead + f"Discount γ per task: {each}. Aggregates stay on the undiscounted return's fixed anchors."
+
+
 def _overview(study: Study, c: _Computed) -> Section:
     failed = [f"Variant `{r.variant}` {r.status.upper()}: {r.error} — excluded from all statistics."
               for r in c.data["cells"].itertuples() if r.status != "ok"]
@@ -101,18 +120,21 @@ def _overview(study: Study, c: _Computed) -> Section:
         Text(f"Tasks: {', '.join(study.tasks)}. Variants: {', '.join(f'`{v}`' for v in study.variants)}; "
              f"reference `{study.reference}`. Seeds: {len(study.seeds)} ({', '.join(map(str, study.seeds))}). "
              f"Budget: {study.steps:,} env steps per task."),
+        *([Text(line)] if (line := discount_line(study, c)) else []),
         Table("Cells", display.cells(c.data["cells"])),
     ]
     return Section("Study", tuple(blocks + ([Bullets(tuple(failed))] if failed else [])))
 
 
-def _curve_caption(source: str, window: int) -> tuple[str, str]:
+def _curve_caption(source: str, window: int, headline: str = "final_return") -> tuple[str, str]:
     """(figure caption, y label) of the main learning curves."""
     band = (f"mean over seeds (bold) with a 95% percentile-bootstrap band within the task's return range when a "
             f"variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line.")
     if source == "evaluation":
-        return ("Greedy evaluation return vs env steps per task (the metric of every headline number, measured "
-                "during training): " + band, "greedy return")
+        what = ("(undiscounted; the headline discounted final score is the discounted return of the same greedy "
+                "episodes)" if headline == "final_discounted" else
+                "(the metric of every headline number, measured during training)")
+        return (f"Greedy evaluation return vs env steps per task {what}: " + band, "greedy return")
     return (f"Episode return of the epsilon-greedy training policy vs env steps (these runs stored no greedy "
             f"evaluation during training): trailing moving average over {window} logging windows within each seed, "
             + band, f"training return (MA{window})")
@@ -122,7 +144,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     d, ok = c.data, study.ok_variants
     curves: list = [Text("No learning-curve data for any ok variant.")]
     if len(d["curves"]):
-        caption, ylabel = _curve_caption(c.curve_source, window)
+        caption, ylabel = _curve_caption(c.curve_source, window, c.headline)
         curves = [Image("learning_curves", caption, plots.to_png(
             plots.learning_curves(d["curves"], d["curves_per_seed"], study.tasks, ok, ylabel)))]
     if len(d["training_curves"]):
@@ -131,21 +153,29 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
                             plots.to_png(plots.learning_curves(d["training_curves"], c.training_per_seed,
                                                                study.tasks, ok, f"training return (MA{window})"))))
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
+    which = "discounted final return" if c.headline == "final_discounted" else "final return"
     per_task = [
-        Image("final_scores", "Final score of every seed (dots) and the mean over seeds (bar), per task and variant.",
-              plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok))),
-        Table("Per-task results", display.per_task(d["per_task"], d["per_seed"]),
-              f"Final return: {methods.final_definition(study)}. AUC: area under each seed's {curve} divided by "
-              "its step span (the mean return over training). Mean over seeds with a 95% percentile-bootstrap "
-              f"interval inside the task's return range, or, below {stats.MIN_SEEDS} seeds, the seeds' own values. "
-              f"Steps to threshold: first step whose {curve} value reaches the threshold; median over all "
-              "seeds with unreached seeds counted as never."),
+        Image("final_scores", f"The {which} of every seed (dots) and the mean over seeds (bar), per task and "
+              "variant.", plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok, c.headline))),
+        Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline),
+              f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
+              "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
+              f"{curve} divided by its step span (the mean undiscounted return over training). Mean over seeds "
+              "with a 95% percentile-bootstrap interval inside the metric's feasible range (table below), or, "
+              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. Steps to threshold: first step whose {curve} "
+              "value reaches the threshold; median over all seeds with unreached seeds counted as never."),
+        Table("Feasible ranges", display.ranges(d["ranges"]),
+              "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
+              "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
+              "discounted return lies in [lo·S, hi·S], S = 1 + γ + … + γ^(N−1) = (1 − γ^N)/(1 − γ), since the "
+              "k-th nonzero reward comes at step k or later; γ = 1 gives the undiscounted range (S = N)."),
         Table("Difference to the reference", display.differences(d["differences"]),
               "Variant mean minus reference mean per task and metric; seeds resampled independently (unpaired). "
               "Detectable difference: the smallest true difference a two-sided two-sample test at alpha 0.05 "
               "would find with power 0.8, from the observed spread and seed counts (normal-theory power analysis "
-              "with t quantiles); n/a when no seed-to-seed spread was observed. For steps to threshold an "
-              "unreached threshold counts as the whole budget."),
+              f"with t quantiles); n/a below {stats.MIN_SEEDS} seeds in a group (the seeds' values are shown "
+              "instead) or when no seed-to-seed spread was observed. The discounted return is compared within its "
+              "range at the task's γ. For steps to threshold an unreached threshold counts as the whole budget."),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
@@ -153,7 +183,8 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
     d = c.data
     blocks: list = [
-        Text("Normalized score per task: (x − random anchor) / (reference anchor − random anchor), with fixed "
+        Text("Normalized score per task, on the undiscounted final return whatever the headline metric: "
+             "(x − random anchor) / (reference anchor − random anchor), with fixed "
              "anchors per task that do not come from this study's seeds (table below, sources in "
              "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the reference score. Tasks without "
              "anchors are left out. IQM and mean across tasks and seeds with 95% "
@@ -226,7 +257,8 @@ def _why(study: Study, c: _Computed) -> Section:
 
 
 def _notes(study: Study, c: _Computed) -> Section:
-    notes = list(study.notes) + [f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
+    notes = list(study.notes) + scores.discount_notes(study) + [
+        f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
 
@@ -235,10 +267,13 @@ def _results_md(study: Study, c: _Computed) -> str:
     parts = [f"# Results: {study.name}", "",
              f"Mean [95% CI] over seeds (the seeds' values below {stats.MIN_SEEDS} seeds); n = seeds per cell. "
              f"Reference: `{study.reference}`.", ""]
+    line = discount_line(study, c)
+    if line:
+        parts[2:2] = [line, ""]
     note = smoke_test_note(study)
     if note:
         parts[2:2] = [note, ""]
-    for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"])),
+    for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline)),
               Table("Aggregate normalized score", display.aggregates(d["aggregates"])),
               Table("Improvement over the reference", display.improvement(d["improvement"])),
               Table("Cost", display.cost(d["cost"]))):

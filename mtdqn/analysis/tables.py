@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import aggregate, anchors, fmt, ranges, stats
 from .load import Study
+from .scores import discounted_scores, final_scores, task_gamma
 
 __all__ = [
     "cells_table",
@@ -118,19 +119,6 @@ def _study_order(df: pd.DataFrame):
     return key
 
 
-def final_score_key(study: Study) -> str:
-    """The one summary key every variant's final score comes from: ``final_score`` (the mean of the last
-    evaluations, see :func:`mtdqn.rundir.final_scores`) when every ok cell stored it, else ``final_eval``
-    (the end-of-training evaluation), so no two variants are scored by different definitions."""
-    ok = [study.cells[v].summary for v in study.ok_variants]
-    return "final_score" if ok and all("final_score" in s for s in ok) else "final_eval"
-
-
-def _final_scores(study: Study, variant: str, task: str) -> list[float]:
-    """Per-seed final scores of ``task`` in ``variant``'s cell, under the study's one key."""
-    return [float(x) for x in study.cells[variant].summary[final_score_key(study)][task]]
-
-
 def trailing_mean(curves: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per-seed curves with each value replaced by the mean of its last ``k`` points (fewer at the start):
     steps to threshold then need a sustained level, not one lucky evaluation of K episodes."""
@@ -143,7 +131,8 @@ def trailing_mean(curves: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def per_seed_table(study: Study, curves: pd.DataFrame, reach_curves: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (variant, task, seed): final score, AUC and steps to threshold of `curves`.
+    """One row per (variant, task, seed): final score (undiscounted, and discounted with the task's `gamma`: NaN
+    when not recorded), AUC and steps to threshold of `curves`.
 
     `curves` are the per-seed curves of `curve_source` (greedy evaluation, or
     smoothed training return). AUC: normalized trapezoid, i.e. the mean return
@@ -156,8 +145,10 @@ def per_seed_table(study: Study, curves: pd.DataFrame, reach_curves: pd.DataFram
         cell = study.cells[v]
         for task in study.tasks:
             threshold = float(cell.summary["thresholds"][task])
-            finals = _final_scores(study, v, task)
-            for seed, final in zip(cell.summary["seeds"], finals):
+            finals = final_scores(study, v, task)
+            discounted = discounted_scores(study, v, task)
+            gamma = task_gamma(study, v, task)
+            for seed, final, disc in zip(cell.summary["seeds"], finals, discounted):
                 c = curves[(curves["variant"] == v) & (curves["task"] == task) & (curves["seed"] == seed)]
                 steps, values = c["step"].to_numpy(), c["value"].to_numpy()
                 area = stats.auc(steps, values) if len(c) else float("nan")
@@ -166,8 +157,10 @@ def per_seed_table(study: Study, curves: pd.DataFrame, reach_curves: pd.DataFram
                 reach = (stats.steps_to_threshold(r["step"].to_numpy(), r["value"].to_numpy(), threshold)
                          if len(r) else float("nan"))
                 rows.append({"variant": v, "task": task, "seed": int(seed), "final_return": float(final),
+                             "gamma": gamma, "final_discounted": disc,
                              "auc": area, "threshold": threshold, "steps_to_threshold": reach})
-    cols = ["variant", "task", "seed", "final_return", "auc", "threshold", "steps_to_threshold"]
+    cols = ["variant", "task", "seed", "final_return", "gamma", "final_discounted", "auc", "threshold",
+            "steps_to_threshold"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -179,17 +172,22 @@ def _median_steps(steps: np.ndarray) -> float:
 
 
 def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
-    """Per (variant, task): final return and AUC, mean with a bootstrap CI in the task's range
-    (none below `stats.MIN_SEEDS` seeds: see per_seed); steps-to-threshold median."""
+    """Per (variant, task): final return, discounted final return and AUC, mean with a bootstrap CI in the
+    metric's range (the discounted one: the task's range at its `gamma`; none below `stats.MIN_SEEDS` seeds:
+    see per_seed); steps-to-threshold median."""
     rows = []
     for (v, task), g in per_seed.groupby(["variant", "task"], sort=False):
         bounds = ranges.return_bounds(task)
+        gamma = float(g["gamma"].iloc[0])
         fin = stats.bootstrap_mean(g["final_return"].to_numpy(), bounds, reps=reps, seed=seed)
+        disc = stats.bootstrap_mean(g["final_discounted"].to_numpy(), ranges.discounted_bounds(task, gamma),
+                                    reps=reps, seed=seed)
         area = stats.bootstrap_mean(g["auc"].to_numpy(), bounds, reps=reps, seed=seed)
         steps = g["steps_to_threshold"].to_numpy(dtype=np.float64)
         rows.append({
             "variant": v, "task": task, "n": int(len(g)),
             "final_mean": fin.value, "final_lo": fin.lo, "final_hi": fin.hi,
+            "gamma": gamma, "disc_mean": disc.value, "disc_lo": disc.lo, "disc_hi": disc.hi,
             "auc_mean": area.value, "auc_lo": area.lo, "auc_hi": area.hi, "auc_n": area.n,
             "threshold": float(g["threshold"].iloc[0]),
             "steps_median": _median_steps(steps), "reached": int(np.isfinite(steps).sum()),
@@ -200,10 +198,11 @@ def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame
 # metric column of per_seed -> (what it is, for the findings)
 METRICS = {
     "final_return": "Final return",
+    "final_discounted": "Final discounted return",
     "auc": "Area under the learning curve (mean return over training)",
     "steps_to_threshold": "Env steps to threshold",
 }
-DIFF_COLUMNS = ["variant", "reference", "task", "metric", "diff", "lo", "hi", "mde", "max_diff", "n",
+DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "mde", "max_diff", "n",
                 "n_reference", "values", "values_reference"]
 
 
@@ -213,11 +212,30 @@ def _metric_values(g: pd.DataFrame, metric: str, budget: int) -> np.ndarray:
     return np.where(np.isnan(x), float(budget), x) if metric == "steps_to_threshold" else x
 
 
-def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: int, seed: int) -> pd.DataFrame:
-    """Per variant, task and metric: mean difference to the reference, bootstrap CI, smallest detectable one.
+def _metric_bounds(metric: str, task: str, gamma: float, budget: int) -> ranges.Bounds:
+    if metric == "steps_to_threshold":
+        return (0.0, float(budget))
+    return ranges.discounted_bounds(task, gamma) if metric == "final_discounted" else ranges.return_bounds(task)
 
-    Intervals lie within the metric's range (returns: the task's bounds; steps:
-    [0, budget]) and are NaN below `stats.MIN_SEEDS` seeds; `mde` is
+
+def _comparable(metric: str, g: pd.DataFrame, r: pd.DataFrame) -> bool:
+    """A discounted return is compared only when both sides stored it with the same (recorded) gamma."""
+    if metric != "final_discounted":
+        return True
+    gammas = {float(x) for x in pd.concat([g["gamma"], r["gamma"]])}
+    return (len(gammas) == 1 and all(np.isfinite(x) for x in gammas)
+            and bool(np.isfinite(g[metric]).any() and np.isfinite(r[metric]).any()))
+
+
+def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: int, seed: int,
+                     metrics: tuple[str, ...] = tuple(METRICS)) -> pd.DataFrame:
+    """Per variant, task and metric (in `metrics` order): mean difference to the reference, bootstrap CI,
+    smallest detectable one.
+
+    Intervals lie within the metric's range (returns: the task's bounds, the discounted
+    one's at the task's `gamma`; steps: [0, budget]) and are NaN below `stats.MIN_SEEDS`
+    seeds; a discounted return is left out where it was not recorded or the two sides
+    discount the task differently (see `discount_notes`); `mde` is
     `stats.min_detectable_difference` (power 0.8, alpha 0.05), `max_diff` the largest
     difference the metric's range allows (an `mde` above it: nothing is detectable). `values` /
     `values_reference` hold the per-seed values as text, for small n.
@@ -226,11 +244,15 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
     ref = per_seed[per_seed["variant"] == reference]
     for (v, task), g in per_seed[per_seed["variant"] != reference].groupby(["variant", "task"], sort=False):
         r = ref[ref["task"] == task]
-        for metric in METRICS:
-            bounds = (0.0, float(budget)) if metric == "steps_to_threshold" else ranges.return_bounds(task)
+        for metric in metrics:
+            if not _comparable(metric, g, r):
+                continue
+            gamma = float(r["gamma"].iloc[0]) if metric == "final_discounted" else float("nan")
+            bounds = _metric_bounds(metric, task, gamma, budget)
             x, y = _metric_values(g, metric, budget), _metric_values(r, metric, budget)
             e = stats.bootstrap_diff(x, y, bounds, reps=reps, seed=seed)
-            rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "diff": e.value,
+            rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "gamma": gamma,
+                         "diff": e.value,
                          "lo": e.lo, "hi": e.hi, "mde": stats.min_detectable_difference(x, y),
                          "max_diff": ranges.difference_bounds(bounds)[1],
                          "n": int(len(x)), "n_reference": int(len(y)),
@@ -267,7 +289,7 @@ def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]
     used = norm[norm["used"]]
     out = {}
     for v in study.ok_variants:
-        cols = [stats.normalize(np.asarray(_final_scores(study, v, r.task), dtype=np.float64),
+        cols = [stats.normalize(np.asarray(final_scores(study, v, r.task), dtype=np.float64),
                                 r.random_return, r.reference_return) for r in used.itertuples()]
         out[v] = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
     return out

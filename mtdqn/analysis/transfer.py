@@ -12,7 +12,8 @@ never from training code.  Per seed:
   the same of the discounted return, D'Eramo et al.'s metric.
 
 Each is reported as the mean over seeds with a 95% percentile-bootstrap
-interval kept inside the return's feasible range
+interval kept inside the return's feasible range (the discounted one's at the
+task's gamma, the summary's ``task_gamma``, stored beside it in transfer.json)
 (:func:`mtdqn.analysis.stats.bootstrap_mean`, :mod:`mtdqn.analysis.ranges`),
 and with fewer than ``MIN_SEEDS`` seeds the seeds themselves instead; every
 per-seed value is in transfer.json.  A second table gives each variant's
@@ -31,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from mtdqn.analysis.fmt import estimate, num, values
-from mtdqn.analysis.ranges import UNBOUNDED, Bounds, return_bounds
+from mtdqn.analysis.ranges import Bounds, discounted_bounds, return_bounds
 from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_diff, bootstrap_mean
 
 __all__ = ["seed_metrics", "transfer_table", "differences", "write_transfer_table"]
@@ -65,12 +66,21 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
             continue
         summary = json.loads(summary_path.read_text())
         per_seed = seed_metrics(pd.read_parquet(cell / "evals.parquet"), summary, task)
-        table[variant] = {m: _estimate(v, _bounds(m, task)) for m, v in per_seed.items()}
+        gamma = summary.get("task_gamma", {}).get(task, float("nan"))
+        table[variant] = {m: _estimate(v, _bounds(m, task, gamma)) for m, v in per_seed.items()}
+        table[variant]["final_discounted"]["gamma"] = gamma
     return table
 
 
-def _bounds(metric: str, task: str) -> Bounds:
-    return UNBOUNDED if metric == "final_discounted" else return_bounds(task)
+def _bounds(metric: str, task: str, gamma: float = float("nan")) -> Bounds:
+    """The metric's feasible range; the discounted return's at ``gamma`` (unbounded when it is not known)."""
+    return discounted_bounds(task, gamma) if metric == "final_discounted" else return_bounds(task)
+
+
+def _gamma(row: dict[str, Any], ref: dict[str, Any]) -> float:
+    """The gamma both sides discounted with, or NaN when it differs or was not recorded."""
+    a, b = row["final_discounted"].get("gamma"), ref["final_discounted"].get("gamma")
+    return a if a == b and a is not None else float("nan")
 
 
 def differences(table: dict[str, Any], task: str) -> dict[str, Any]:
@@ -83,7 +93,8 @@ def differences(table: dict[str, Any], task: str) -> dict[str, Any]:
         if row is None or ref is None:
             continue
         out[variant] = {m: dict(zip(("mean", "lo", "hi", "n"), bootstrap_diff(
-            list(row[m]["per_seed"].values()), list(ref[m]["per_seed"].values()), _bounds(m, task))))
+            list(row[m]["per_seed"].values()), list(ref[m]["per_seed"].values()),
+            _bounds(m, task, _gamma(row, ref)))))
             for m in METRICS}
     return out
 
@@ -111,13 +122,16 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
 
     table = transfer_table(study_dir, variants, task)
     diffs = differences(table, task)
+    ref = table[variants[0]]
+    gamma = f", γ {ref['final_discounted']['gamma']:g}" if ref and isinstance(
+        ref["final_discounted"].get("gamma"), (int, float)) else ""
     write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table, "reference": variants[0],
                                                     "differences": diffs})
     lines = [f"# Transfer to {task}", "",
              f"Mean over seeds [95% bootstrap interval, within the return's range] (below {MIN_SEEDS} seeds: the "
              "seeds); per-seed values in transfer.json. Jumpstart: greedy return at the first evaluation; AUC: mean "
              "greedy return over training; final: the run's final score (undiscounted and discounted).", "",
-             "| variant | seeds | jumpstart | AUC | final | final (discounted) |", "|---|---|---|---|---|---|"]
+             f"| variant | seeds | jumpstart | AUC | final | final (discounted{gamma}) |", "|---|---|---|---|---|---|"]
     for variant, row in table.items():
         if row is None:
             lines.append(f"| {variant} | – | failed or missing | | | |")
@@ -127,7 +141,7 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
         lines += ["", f"Difference from `{variants[0]}`: variant mean minus {variants[0]}'s [95% bootstrap interval, "
                   f"seeds resampled independently] (below {MIN_SEEDS} seeds: no interval). An interval that excludes "
                   "0 is a clear difference; > 0 is better.", "",
-                  f"| variant − {variants[0]} | seeds | jumpstart | AUC | final | final (discounted) |",
+                  f"| variant − {variants[0]} | seeds | jumpstart | AUC | final | final (discounted{gamma}) |",
                   "|---|---|---|---|---|---|"]
         for variant, row in diffs.items():
             lines.append(f"| {variant} | {row['final']['n']} | " + " | ".join(_diff_cell(row[m]) for m in METRICS)

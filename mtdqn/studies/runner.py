@@ -281,7 +281,7 @@ def study_record(spec: StudySpec) -> dict[str, Any]:
         "name": spec.name, "tasks": list(spec.tasks), "variants": list(spec.variants), "reference": spec.reference,
         "seeds": spec.seed_list, "steps": spec.steps, "thresholds": spec.thresholds, "options": spec.options,
         "variant_options": spec.variants, "eval_episodes": spec.eval_episodes,
-        "eval_every": spec.eval_every, "source": spec.source,
+        "eval_every": spec.eval_every, "source": spec.source, "headline": spec.headline,
         **provenance(),
     }
 

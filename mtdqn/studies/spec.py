@@ -6,6 +6,7 @@ A study file is TOML with the same schema as the built-in presets::
     tasks = ["CartPole-v1", "Acrobot-v1"]
     steps = 100_000                    # env steps per task
     seeds = 3                          # vmapped inside each cell
+    headline = "return"                # the report leads with "return" or "discounted" (default: return)
     [options]                          # train options shared by every variant
     lr = 1e-3
     [variants.shared]                  # a variant: any set of flat train options
@@ -53,7 +54,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
-_TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference",
+HEADLINES = ("return", "discounted")
+_TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
              "eval_episodes", "eval_every", "checkpoint_every", "thresholds", "options", "variants")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -96,6 +98,9 @@ class StudySpec:
     """Env steps per task between cell checkpoints, so a killed cell resumes (0: only the final one)."""
     source: str = "<study>"
     """Where the spec came from, for error messages (a file path or 'preset NAME')."""
+    headline: Literal["return", "discounted"] = "return"
+    """The final score the report leads with: the undiscounted return, or the discounted return with each
+    task's own gamma (D'Eramo et al. 2020's metric); the report shows both either way."""
 
     @property
     def seed_list(self) -> list[int]:
@@ -251,6 +256,9 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     eval_episodes = _int(raw, "eval_episodes", 10, source, 1)
     eval_every = _int(raw, "eval_every", 0, source, 0)
     checkpoint_every = _int(raw, "checkpoint_every", 0, source, 0)
+    headline = raw.get("headline", "return")
+    if headline not in HEADLINES:
+        raise ConfigError(f"{source}: headline: expected one of {', '.join(map(repr, HEADLINES))}, got {headline!r}")
     include = raw.get("include_reference", True)
     if not isinstance(include, bool):
         raise ConfigError(f"{source}: include_reference: expected true or false, got {include!r}")
@@ -281,7 +289,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
                      reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
-                     eval_every=eval_every, checkpoint_every=checkpoint_every, source=source)
+                     eval_every=eval_every, checkpoint_every=checkpoint_every, source=source, headline=headline)
 
 
 def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
