@@ -12,12 +12,13 @@ import dataclasses
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, FewUpdatesWarning
 
 __all__ = [
     "FinetuneConfig",
@@ -28,6 +29,9 @@ __all__ = [
     "derive",
     "validate",
     "check_new_run",
+    "check_update_budget",
+    "check_train_budget",
+    "updates_before_iteration",
     "config_to_dict",
     "config_from_dict",
     "config_hash",
@@ -236,6 +240,50 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"--task-weights must be finite, >= 0 and not all 0, got {cfg.task_weights}")
     if d.batch_size > d.buffer_size:
         raise ConfigError(f"--batch-size {d.batch_size} exceeds --buffer-size {d.buffer_size}")
+
+
+def updates_before_iteration(derived: Derived, stop: int) -> int:
+    """Gradient updates the loop takes in iterations t < ``stop``.
+
+    Iteration t (one vector step) updates when t >= learning_starts_iters and
+    t % train_every_iters == 0; the run's total is ``stop = total_iters``.
+    """
+    first = math.ceil(derived.learning_starts_iters / derived.train_every_iters) * derived.train_every_iters
+    return max(0, math.ceil((stop - first) / derived.train_every_iters))
+
+
+FEW_UPDATES = 100  # below this many updates a run is warned that it can hardly learn
+
+
+def check_update_budget(steps: int, env_steps: int, updates: int, learning_starts: int, min_steps: int) -> None:
+    """Refuse a budget in which no update runs; warn (:class:`FewUpdatesWarning`) when it makes few.
+
+    ``env_steps`` is what ``steps`` becomes after rounding up to whole logging
+    windows, ``min_steps`` the smallest ``--steps`` that makes one update.
+    Shared by training runs and distillation, whose loops count updates apart.
+    """
+    rounded = f" ({env_steps:,} after rounding up to whole --log-every windows)" if env_steps != steps else ""
+    if updates == 0:
+        raise ConfigError(f"no update would run: --steps {steps:,}{rounded} ends before learning starts "
+                          f"(--learning-starts {learning_starts:,} env steps per task); use --steps >= {min_steps:,} "
+                          "or lower --learning-starts")
+    if updates < FEW_UPDATES:
+        warnings.warn(f"--steps {steps:,} with --learning-starts {learning_starts:,} makes only {updates} "
+                      f"gradient update{'s' if updates > 1 else ''} (fewer than {FEW_UPDATES}): the agent can "
+                      "hardly learn", FewUpdatesWarning, stacklevel=3)
+
+
+def check_train_budget(cfg: TrainConfig) -> None:
+    """A new run's budget makes at least one update (else a one-line ConfigError); a warning when few.
+
+    Apart from :func:`check_new_run` so that a study can say the budget is the
+    study's (``steps``) rather than blame one of a variant's options."""
+    d = derive(cfg)
+    window = d.iters_per_chunk * cfg.num_envs
+    first = math.ceil(d.learning_starts_iters / d.train_every_iters) * d.train_every_iters  # first updating iteration
+    min_steps = (first // d.iters_per_chunk) * window + 1  # the chunks up to and including that iteration's
+    check_update_budget(cfg.steps, d.env_steps, updates_before_iteration(d, d.total_iters),
+                        cfg.dqn.learning_starts, min_steps)
 
 
 def check_new_run(cfg: TrainConfig) -> None:

@@ -7,7 +7,7 @@ scripts and the bad-input tests can rely on one shape of failure.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InsufficientResources", "TrainingDiverged"]
+__all__ = ["ConfigError", "InsufficientResources", "TrainingDiverged", "FewUpdatesWarning"]
 
 
 class ConfigError(ValueError):
@@ -20,3 +20,8 @@ class InsufficientResources(ConfigError):
 
 class TrainingDiverged(RuntimeError):
     """A loss or Q-value became non-finite; the message names the step and task."""
+
+
+class FewUpdatesWarning(UserWarning):
+    """A valid budget that makes so few gradient updates the agent can hardly learn; the CLI prints it as
+    ``warning: <message>``."""

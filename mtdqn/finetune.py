@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtdqn.config import Derived, FinetuneConfig
+from mtdqn.config import Derived, FinetuneConfig, updates_before_iteration
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, lora_layers, shared_mask
 
@@ -97,14 +97,8 @@ def param_labels(ft: FinetuneConfig, arch: Architecture, params: Any) -> Any:
 
 
 def updates_before(derived: Derived, num_envs: int, env_steps: int) -> int:
-    """Gradient updates the loop takes before env step ``env_steps`` per task (the update count at that step).
-
-    Iteration t (one vector step, ``num_envs`` env steps per task) updates when
-    t >= learning_starts_iters and t % train_every_iters == 0.
-    """
-    stop = math.ceil(env_steps / num_envs)  # iterations t < stop come before the step
-    first = math.ceil(derived.learning_starts_iters / derived.train_every_iters) * derived.train_every_iters
-    return max(0, math.ceil((stop - first) / derived.train_every_iters))
+    """Gradient updates the loop takes before env step ``env_steps`` per task (the update count at that step)."""
+    return updates_before_iteration(derived, math.ceil(env_steps / num_envs))  # iterations t < stop come before
 
 
 def partitioned_optimizer(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_envs: int, lr: float,

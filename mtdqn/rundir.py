@@ -30,7 +30,8 @@ import pandas as pd
 from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
-__all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "Tables",
+__all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
+           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "table_frame", "Tables",
            "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
            "RunDir", "write_tensorboard"]
 
@@ -40,12 +41,28 @@ RUN_FILES = (
     "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
     "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
 )
-# The tidy tables' columns: one row per (chunk, seed, task) or (chunk, seed, task pair).
-METRIC_COLUMNS = ["step", "task", "seed", "episode_return", "episode_length", "episodes", "loss", "q_mean", "epsilon"]
+# The tidy tables' columns and dtypes (those the compiled loop produces), the same when a table has no rows: a run
+# whose budget ends before its first update still writes an empty grad_tasks table with an integer step column.
+# One row per (chunk, seed, task) or (chunk, seed, task pair).
+METRIC_SCHEMA = {"step": "int64", "task": "object", "seed": "int64", "episode_return": "float32",
+                 "episode_length": "float32", "episodes": "int32", "loss": "float32", "q_mean": "float32",
+                 "epsilon": "float32"}
 # One row per (evaluation step, task, seed): the mean over that evaluation's greedy episodes.
-EVAL_COLUMNS = ["step", "task", "seed", "return_mean", "return_std", "discounted_mean", "episodes"]
-GRAD_TASK_COLUMNS = ["step", "seed", "task", "grad_norm", "weight", "loss"]
-GRAD_PAIR_COLUMNS = ["step", "seed", "task_a", "task_b", "cosine", "conflict_rate"]
+EVAL_SCHEMA = {"step": "int64", "task": "object", "seed": "int64", "return_mean": "float64",
+               "return_std": "float64", "discounted_mean": "float64", "episodes": "int64"}
+GRAD_TASK_SCHEMA = {"step": "int64", "seed": "int64", "task": "object", "grad_norm": "float32",
+                    "weight": "float32", "loss": "float32"}
+GRAD_PAIR_SCHEMA = {"step": "int64", "seed": "int64", "task_a": "object", "task_b": "object",
+                    "cosine": "float32", "conflict_rate": "float32"}
+METRIC_COLUMNS = list(METRIC_SCHEMA)
+EVAL_COLUMNS = list(EVAL_SCHEMA)
+GRAD_TASK_COLUMNS = list(GRAD_TASK_SCHEMA)
+GRAD_PAIR_COLUMNS = list(GRAD_PAIR_SCHEMA)
+
+
+def table_frame(rows: list[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
+    """A tidy table from its rows with the schema's columns and dtypes, also when there are no rows."""
+    return pd.DataFrame(rows, columns=list(schema)).astype(schema)
 
 
 class Tables(NamedTuple):
@@ -122,7 +139,7 @@ def final_score_steps(evals: list[dict[str, Any]]) -> list[int]:
 def final_scores(evals: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int], steps: list[int],
                  column: str = "return_mean") -> dict[str, list[float]]:
     """Per task, per seed: the mean of ``column`` over the evaluations at ``steps`` (:func:`final_score_steps`)."""
-    frame = pd.DataFrame(evals, columns=EVAL_COLUMNS)
+    frame = table_frame(evals, EVAL_SCHEMA)
     frame = frame[frame["step"].isin(steps)]
     means = frame.groupby(["task", "seed"])[column].mean()
     return {task: [float(means[(task, seed)]) for seed in seeds] for task in names}
@@ -183,13 +200,12 @@ class RunDir:
 
     def write_tables(self, tables: Tables) -> None:
         """Rewrite the parquet tables whole (atomically), so a killed run never leaves half a table."""
-        write_parquet(self.path / "metrics.parquet", pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS))
-        write_parquet(self.path / "grad_tasks.parquet", pd.DataFrame(tables.grad_tasks, columns=GRAD_TASK_COLUMNS))
+        write_parquet(self.path / "metrics.parquet", table_frame(tables.metrics, METRIC_SCHEMA))
+        write_parquet(self.path / "grad_tasks.parquet", table_frame(tables.grad_tasks, GRAD_TASK_SCHEMA))
         if tables.grad_pairs:
-            write_parquet(self.path / "grad_pairs.parquet",
-                          pd.DataFrame(tables.grad_pairs, columns=GRAD_PAIR_COLUMNS))
+            write_parquet(self.path / "grad_pairs.parquet", table_frame(tables.grad_pairs, GRAD_PAIR_SCHEMA))
         if tables.evals:
-            write_parquet(self.path / "evals.parquet", pd.DataFrame(tables.evals, columns=EVAL_COLUMNS))
+            write_parquet(self.path / "evals.parquet", table_frame(tables.evals, EVAL_SCHEMA))
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""

@@ -65,7 +65,13 @@ TRAIN_CASES = [
     ("hidden-zero", ["--hidden", "0"], "--hidden must be positive"),
     ("conv-channels-zero", ["--tasks", "Breakout-MinAtar", "--conv-channels", "0", "16"],
      "--conv-channels must be positive"),
-    ("seeds-beyond-memory", ["--seeds", "100000000", "--steps", "1000"], "GB available: use fewer seeds"),
+    ("seeds-beyond-memory", ["--seeds", "100000000", "--steps", "1000", "--learning-starts", "100"],
+     "GB available: use fewer seeds"),
+    ("no-updates", ["--steps", "5000", "--log-every", "5000"],
+     "no update would run: --steps 5,000 ends before learning starts (--learning-starts 5,000 env steps per task); "
+     "use --steps >= 5,001 or lower --learning-starts"),
+    ("no-updates-after-rounding", ["--steps", "900", "--log-every", "1000", "--learning-starts", "1000"],
+     "--steps 900 (1,000 after rounding up to whole --log-every windows) ends before learning starts"),
     ("steps-beyond-counters", ["--steps", "100000000000"], "the step counters hold at most"),
     ("train-every-not-a-multiple", ["--num-envs", "4", "--train-every", "10"], "use --train-every 8"),
     ("polyak-every-n", ["--target-update-every", "1000", "--tau", "0.005"], "leaves the target far behind"),
@@ -133,6 +139,8 @@ DIR_CASES = [
     ("out-is-a-file", ["train", "--out", "{root}/not_a_run/notes.txt"], "exists and is not a directory"),
     ("out-under-a-file", ["train", "--out", "/dev/null/run"], "cannot write to output directory"),
     ("study-bad-toml", ["study", "{root}/bad.toml", "--out", "{root}/study"], "invalid TOML"),
+    ("study-no-updates", ["study", "quick", "--seeds", "2", "--steps", "5000", "--out", "{root}/study"],
+     "preset quick: steps: no update would run: --steps 5,000 ends before learning starts (--learning-starts 5,000"),
     ("no-command", [], "expected a command: tasks"),
     ("unknown-command", ["fly"], "Unrecognized options: fly"),
 ]
@@ -276,7 +284,7 @@ def sources(tmp_path_factory):
     return root
 
 
-_FT = ["--tasks", "MountainCar-v0", "--steps", "1000", "--out", "{root}/new"]
+_FT = ["--tasks", "MountainCar-v0", "--steps", "1000", "--learning-starts", "100", "--out", "{root}/new"]
 TRANSFER_CASES = [
     ("no-checkpoint", ["finetune", "--from", "{root}/no_ckpt", *_FT], "no checkpoint in"),
     ("not-a-run", ["finetune", "--from", "{root}/not_a_run", *_FT], "is not a run directory"),
@@ -308,6 +316,10 @@ TRANSFER_CASES = [
                            "Pendulum-v1", "--out", "{root}/new"], "drop --tasks"),
     ("extend-no-checkpoint", ["extend", "--from", "{root}/no_ckpt", "--add-tasks", "MountainCar-v0"],
      "no checkpoint in"),
+    ("finetune-no-updates", ["finetune", "--from", "{root}/run", "--tasks", "MountainCar-v0", "--steps", "1000",
+                             "--log-every", "1000", "--out", "{root}/new"], "no update would run: --steps 1,000"),
+    ("extend-no-updates", ["extend", "--from", "{root}/run", "--add-tasks", "MountainCar-v0", "--steps", "2000",
+                           "--log-every", "1000", "--out", "{root}/new"], "no update would run: --steps 2,000"),
 ]
 
 

@@ -243,3 +243,29 @@ def test_bad_column_raises_naming_file_and_column(tmp_path: Path):
     pd.read_parquet(path).drop(columns="cosine").to_parquet(path)
     with pytest.raises(ValueError, match=r"grad_pairs\.parquet: missing column\(s\) 'cosine'"):
         load_study(study)
+
+
+def test_a_cell_without_updates_reports_no_updates(tmp_path):
+    """A budget that ends before learning starts leaves an empty gradient table (with its schema) and no pair
+    table; the report says "no updates" where its gradient diagnostics would be, and still builds."""
+    from mtdqn.rundir import GRAD_TASK_SCHEMA, table_frame
+
+    root = make_study(tmp_path / "study")
+    for variant in ("independent", "shared"):
+        cell = root / "cells" / variant
+        table_frame([], GRAD_TASK_SCHEMA).to_parquet(cell / "grad_tasks.parquet")
+        (cell / "grad_pairs.parquet").unlink(missing_ok=True)
+    assert pd.read_parquet(root / "cells" / "shared" / "grad_tasks.parquet")["step"].dtype == "int64"
+    md = (build_report(root, reps=REPS) / "report.md").read_text()
+    why = md.split("## Why", 1)[1].split("\n## ", 1)[0]
+    assert "No updates: `independent`, `shared` made no gradient update" in why
+    assert "### Per-task gradient norm" not in why and "### Gradient conflict summary" not in why
+    assert "no grad_pairs.parquet" not in md  # not a missing file: there was nothing to write
+
+
+def test_an_older_empty_gradient_table_still_loads(tmp_path):
+    """Runs made before the fixed schemas wrote an empty grad_tasks table with object columns."""
+    root = make_study(tmp_path / "study")
+    pd.DataFrame(columns=["step", "seed", "task", "grad_norm", "weight", "loss"]).to_parquet(
+        root / "cells" / "shared" / "grad_tasks.parquet")
+    assert load_study(root).cells["shared"].grad_tasks.empty

@@ -108,6 +108,8 @@ def _read_table(path: Path, stem: str, tasks: tuple[str, ...]) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}")
+    if df.empty:  # no rows (a cell without updates); runs older than the fixed schemas wrote object columns
+        df = df.astype({col: "float64" for col in numeric if not pd.api.types.is_numeric_dtype(df[col])})
     for col in numeric:
         if not pd.api.types.is_numeric_dtype(df[col]):
             raise ValueError(f"{path}: column '{col}' must be numeric, got {df[col].dtype}")
@@ -136,6 +138,11 @@ def _validate_ok_summary(path: Path, summary: dict[str, Any], study_tasks: tuple
                 raise ValueError(f"{path}: '{key}'['{task}'] is not a list of {n_seeds} values (one per seed)")
 
 
+def _empty(table: pd.DataFrame | None) -> bool:
+    """A table written with no rows (a run without gradient updates), as against one never written."""
+    return table is not None and table.empty
+
+
 def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list[str]) -> Cell:
     summary_path = cell_dir / "summary.json"
     if not summary_path.exists():
@@ -158,7 +165,8 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
             tables[stem] = _read_table(path, stem, tasks)
         else:
             tables[stem] = None
-            if stem not in _OPTIONAL and not (stem == "grad_pairs" and summary.get("params_shared", 0) == 0):
+            no_pairs = summary.get("params_shared", 0) == 0 or _empty(tables.get("grad_tasks"))  # none to write
+            if stem not in _OPTIONAL and not (stem == "grad_pairs" and no_pairs):
                 notes.append(f"Variant `{variant}`: no {stem}.parquet; its part of the report is skipped.")
     record_path = cell_dir / "config.json"
     record = _read_json(record_path) if record_path.exists() else {}

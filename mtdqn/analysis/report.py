@@ -214,6 +214,11 @@ def _cost(c: _Computed) -> Section:
         "throughput (aggregate over tasks and seeds) have no spread across seeds."),))
 
 
+def _without_updates(study: Study) -> list[str]:
+    """Ok variants whose runs made no gradient update: their gradient table was written with no rows."""
+    return [v for v in study.ok_variants if study.cells[v].grad_tasks is not None and study.cells[v].grad_tasks.empty]
+
+
 def _why(study: Study, c: _Computed) -> Section:
     d = c.data
     blocks: list = [Text("Gradient conflict: cosine similarity between two tasks' gradients on the shared "
@@ -224,9 +229,16 @@ def _why(study: Study, c: _Computed) -> Section:
                          "between one task's gradients on two independent minibatches (same-task null) beside the "
                          "between-task cosine on the same parameters; only a between-task cosine clearly below the "
                          "null says more than minibatch noise.")]
+    idle = _without_updates(study)
+    if idle:
+        blocks.append(Text(f"No updates: {', '.join(f'`{v}`' for v in idle)} made no gradient update (the budget "
+                           "ended before learning started), so there are no gradient diagnostics for "
+                           f"{'it' if len(idle) == 1 else 'them'}, and {'its' if len(idle) == 1 else 'their'} "
+                           "returns are those of an untrained network."))
     if d["conflict_summary"].empty:
-        blocks.append(Text("No gradient-pair data: no ok variant with shared parameters stored grad_pairs.parquet "
-                           "(variants without shared parameters have no shared gradient)."))
+        if not idle:
+            blocks.append(Text("No gradient-pair data: no ok variant with shared parameters stored "
+                               "grad_pairs.parquet (variants without shared parameters have no shared gradient)."))
     else:
         blocks += [Table("Gradient conflict summary", display.conflict_summary(d["conflict_summary"])),
                    Table("Mean cosine per task pair", display.conflict_pairs(d["conflict_pairs"]))]
@@ -238,7 +250,8 @@ def _why(study: Study, c: _Computed) -> Section:
                                 "same-task null at the end) and the share of updates with cosine < 0.",
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine))))
     if d["grad_tasks_summary"].empty:
-        blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
+        if not idle:
+            blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
     else:
         blocks.append(Table("Per-task gradient norm and applied weight", display.grad_summary(d["grad_tasks_summary"]),
                             methods.STRATEGY_SCOPE))

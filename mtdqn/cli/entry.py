@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import tyro
 
 from mtdqn.cli.commands import Study, Train
 from mtdqn.cli.handlers import COMMANDS
-from mtdqn.errors import ConfigError, TrainingDiverged
+from mtdqn.errors import ConfigError, FewUpdatesWarning, TrainingDiverged
 
 __all__ = ["main"]
 
@@ -134,10 +135,23 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     return cpu_plan(seeds, tasks, devices)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Our own warnings as one line ``warning: ...`` on stderr, once each; others as Python prints them."""
+    if issubclass(category, FewUpdatesWarning):
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cmd = _parse(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _start_jax(cmd)
     handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
     try:

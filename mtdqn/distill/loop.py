@@ -141,7 +141,7 @@ def make_distiller(student: Agent, teachers: tuple[Teacher, ...], cfg: DistillCo
     t_count = student.num_tasks
     capacity = cfg.buffer_size
     n_iters = student.derived.iters_per_chunk
-    learning_starts_iters = -(-cfg.learning_starts // cfg.num_envs)
+    learning_starts_iters = student.derived.learning_starts_iters  # the student's record holds the distillation's
 
     def init(key: jax.Array) -> DistillState:
         keys = split_distill_key(key)

@@ -24,7 +24,7 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtdqn.checkpoint import save_checkpoint, state_bytes
-from mtdqn.config import check_new_run, config_hash, config_to_dict
+from mtdqn.config import check_new_run, check_train_budget, config_hash, config_to_dict
 from mtdqn.distill.config import DistillConfig, validate_distill
 from mtdqn.distill.loop import make_distiller, split_distill_key, student_greedy
 from mtdqn.distill.report import classification_report, report_frame, report_markdown
@@ -71,6 +71,7 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
     teachers = load_teachers(list(teacher_dirs), cfg.teacher_seed)
     student_cfg = student_config(teachers, cfg)
     check_new_run(student_cfg)
+    check_train_budget(student_cfg)  # the student's record holds the distillation's steps and learning_starts
     student = make_agent(student_cfg)
     trainer = make_trainer(student, devices=1)  # the checkpoint is a training state of the student's config
     run_dir = RunDir(out)

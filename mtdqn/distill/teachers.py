@@ -82,14 +82,16 @@ def student_config(teachers: tuple[Teacher, ...], cfg: DistillConfig) -> TrainCo
     ``steps``, ``num_envs`` and ``log_every`` are the distillation's (its chunks
     are the record's chunks).  The DQN part only matters to tools that read
     any run: gamma is the first teacher's (discounted evaluations use it) and
-    the replay is the smallest valid one, since a student has none.
+    the replay is the smallest valid one, since a student has none.  Its
+    ``learning_starts`` is the distillation's, so the student learns from the
+    same iteration as any run would and the update budget is checked as a run's.
     """
     batch = DQNConfig().batch_size
     return TrainConfig(
         tasks=tuple(spec for t in teachers for spec in t.tasks), steps=cfg.steps, seeds=1, seed=cfg.seed,
         num_envs=cfg.num_envs, log_every=cfg.log_every, network=cfg.network,
         dqn=DQNConfig(gamma=teachers[0].agent.cfg.dqn.gamma, lr=cfg.lr, lr_schedule="constant", batch_size=batch,
-                      buffer_size=batch, learning_starts=0, train_every=cfg.num_envs),
+                      buffer_size=batch, learning_starts=cfg.learning_starts, train_every=cfg.num_envs),
     )
 
 

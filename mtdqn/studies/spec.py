@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run, check_train_budget
 from mtdqn.errors import ConfigError
 
 __all__ = [
@@ -287,6 +287,11 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     _check_buildable(base, options, source, "options")
     for vname, vopts in variants.items():
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
+    for vopts in variants.values():  # the budget is the study's: no option of a variant is to blame
+        try:
+            check_train_budget(apply_options(base, {**options, **vopts}))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: steps: {exc}") from None
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
                      reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
                      eval_every=eval_every, checkpoint_every=checkpoint_every, source=source, headline=headline)

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mtdqn.config import NetworkConfig, TrainConfig
+from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError
 from mtdqn.io import write_json
 from mtdqn.studies.runner import (
@@ -115,6 +115,10 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
         error = _agent_error(cell.config)
         if error:
             raise ConfigError(f"transfer study {spec.name}: {cell.variant}: {error}")
+        try:
+            check_train_budget(cell.config)
+        except ConfigError as exc:
+            raise ConfigError(f"transfer study {spec.name}: {cell.variant}: {exc}") from None
     pairs = [(cell, out_dir / "cells" / cell.variant) for cell in cells]
     statuses = {cell.variant: cell_status(cell, d) for cell, d in pairs}
     pre_status = cell_status(pre_cell, out_dir / "pretrain")

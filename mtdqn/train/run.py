@@ -22,15 +22,15 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, state_bytes, verify_checkpoint
-from mtdqn.config import TrainConfig, check_new_run, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, describe_architecture
-from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_COLUMNS, RunDir, Tables, chunk_tables, eval_rows,
-                          final_score_steps, final_scores, write_tensorboard)
+from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, Tables, chunk_tables, eval_rows,
+                          final_score_steps, final_scores, table_frame, write_tensorboard)
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.early_stop import EarlyStopping, seed_scores
@@ -245,6 +245,7 @@ def train(
     """
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
+        check_train_budget(cfg)
     agent = make_agent(cfg)  # validates before anything touches the disk
     if announce is not None:
         announce(describe(agent))
@@ -355,7 +356,7 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
                              options.eval_episodes, eps=0.0)
     tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, d.env_steps))
     run_dir.write_tables(tables)
-    frame = pd.DataFrame(tables.metrics, columns=METRIC_COLUMNS)
+    frame = table_frame(tables.metrics, METRIC_SCHEMA)
     wall_s = time.perf_counter() - t_start
     summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals)
     if early:

@@ -1,0 +1,68 @@
+"""A budget in which no update runs is refused before anything is written; one with few updates is warned.
+
+The count of updates is checked against the loop's own rule, iteration by
+iteration, and the smallest budget the message suggests is checked to be
+exactly the smallest that makes an update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import warnings
+
+import pytest
+
+from mtdqn.cli import main
+from mtdqn.config import DQNConfig, TrainConfig, check_train_budget, derive, updates_before_iteration
+from mtdqn.errors import ConfigError, FewUpdatesWarning
+
+
+def _loop_updates(cfg: TrainConfig) -> int:
+    """Updates as the compiled loop decides them (train/step.py `iteration`), one iteration at a time."""
+    d = derive(cfg)
+    return sum(t >= d.learning_starts_iters and t % d.train_every_iters == 0 for t in range(d.total_iters))
+
+
+CASES = list(itertools.product((1, 4), (0, 100, 999, 1000, 5000), (1, 2), (100, 999, 1000, 5000, 5001, 12_000),
+                               (500, 5000)))
+
+
+@pytest.mark.parametrize("envs, starts, every, steps, log_every", CASES)
+def test_update_count_is_the_loops(envs, starts, every, steps, log_every):
+    cfg = TrainConfig(tasks=("CartPole-v1",), steps=steps, num_envs=envs, log_every=log_every,
+                      dqn=DQNConfig(learning_starts=starts, train_every=every * envs))
+    d = derive(cfg)
+    updates = _loop_updates(cfg)
+    assert updates_before_iteration(d, d.total_iters) == updates
+    if updates == 0:
+        with pytest.raises(ConfigError, match="no update would run") as exc:
+            check_train_budget(cfg)
+        suggested = int(re.search(r"use --steps >= ([\d,]+)", str(exc.value)).group(1).replace(",", ""))
+        assert _loop_updates(dataclasses.replace(cfg, steps=suggested)) > 0  # the suggestion is enough ...
+        assert _loop_updates(dataclasses.replace(cfg, steps=suggested - 1)) == 0  # ... and the least that is
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_train_budget(cfg)
+        few = [w for w in caught if issubclass(w.category, FewUpdatesWarning)]
+        assert len(few) == (updates < 100)
+        if few:
+            assert f"makes only {updates} gradient update" in str(few[0].message)
+
+
+def test_cli_warning_is_one_line_before_the_run(tmp_path, capsys):
+    """The warning is printed as one `warning:` line; here the run is then refused (the folder holds a run),
+    so nothing trains."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--tasks", "CartPole-v1", "--steps", "1000", "--log-every", "1000", "--learning-starts", "900",
+              "--out", str(out), "--progress", "False"])
+    assert exc.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines[0] == ("warning: --steps 1,000 with --learning-starts 900 makes only 25 gradient updates (fewer "
+                        "than 100): the agent can hardly learn")
+    assert len(lines) == 2 and lines[1].startswith("error: ") and "already holds a run" in lines[1]
