@@ -21,12 +21,11 @@ range for.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+
+from mtdqn.taskfacts import FACTS, Bounds, RewardShape, base_task
 
 __all__ = ["Bounds", "RewardShape", "REWARDS", "RETURN_BOUNDS", "COSINE", "FRACTION", "CKA", "WEIGHT", "UNBOUNDED",
-           "return_bounds", "discounted_bounds", "describe_bounds", "difference_bounds", "base_task"]
-
-Bounds = tuple[float, float]
+           "return_bounds", "discounted_bounds", "describe_bounds", "difference_bounds"]
 
 UNBOUNDED: Bounds = (-math.inf, math.inf)
 COSINE: Bounds = (-1.0, 1.0)
@@ -35,37 +34,8 @@ CKA: Bounds = (0.0, 1.0)  # linear CKA on centred features: a ratio of squared F
 WEIGHT: Bounds = (0.0, math.inf)  # strategy weights are non-negative coefficients
 
 
-class RewardShape(NamedTuple):
-    """What bounds a task's return (see the module docstring)."""
-
-    reward: Bounds
-    """Lowest and highest reward of one step; the range contains 0."""
-    rewarded_steps: float
-    """Most steps of one episode with a nonzero reward: the time limit, 1 for one terminal reward, or inf."""
-    why: str
-    """Where the two come from, in words (the report states it)."""
-
-
-# Every registered task, unscaled rewards (reported returns are unscaled).
-REWARDS: dict[str, RewardShape] = {
-    "CartPole-v1": RewardShape((0.0, 1.0), 500, "+1 per step, truncated at 500 steps"),
-    "Acrobot-v1": RewardShape((-1.0, 0.0), 500, "-1 per step until the goal, truncated at 500 steps"),
-    "MountainCar-v0": RewardShape((-1.0, 0.0), 200, "-1 per step until the goal, truncated at 200 steps"),
-    "CarOnHill-v0": RewardShape((-1.0, 1.0), 1, "one terminal reward of +1 or -1, 0 otherwise"),
-    "InvertedPendulumDiscrete-v0": RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"),
-    **{game: RewardShape((0.0, math.inf), math.inf, "MinAtar rewards are non-negative, with no stated maximum")
-       for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
-                    "Seaquest-MinAtar")},
-}
-
-
-def base_task(task: str) -> str:
-    """The registered name behind a task spec: options (``:reward_scale=...``) and ``gym:`` dropped.
-
-    Reported returns are unscaled, so a task's bounds do not depend on its options.
-    """
-    name = task.split(":", 1)[1] if task.startswith("gym:") else task
-    return name.split(":", 1)[0]
+# Every registered task's rewards (unscaled: reported returns are unscaled), from the one table of task facts.
+REWARDS: dict[str, RewardShape] = {task: f.rewards for task, f in FACTS.items()}
 
 
 def _geometric(gamma: float, n: float) -> float:

@@ -34,6 +34,7 @@ from typing import Any, Literal, Union
 
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run, check_train_budget
 from mtdqn.errors import ConfigError
+from mtdqn.taskfacts import FACTS, base_task
 
 __all__ = [
     "StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "build_spec", "load_spec", "read_study_file", "apply_options",
@@ -41,17 +42,8 @@ __all__ = [
 ]
 
 REFERENCE = "independent"
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "CartPole-v1": 400.0,
-    "Acrobot-v1": -120.0,
-    "MountainCar-v0": -150.0,
-    "Breakout-MinAtar": 10.0,
-    "Asterix-MinAtar": 5.0,
-    "Freeway-MinAtar": 20.0,
-    "SpaceInvaders-MinAtar": 30.0,
-    "CarOnHill-v0": 0.5,  # +1 at the top, -1 off the hill or too fast: reaching the top more often than not
-    "InvertedPendulumDiscrete-v0": -0.5,  # -1 when it falls, 0 while up: balanced on most of the horizon
-}
+# The built-in steps-to-threshold levels, from the one table of task facts.
+DEFAULT_THRESHOLDS: dict[str, float] = {task: f.threshold for task, f in FACTS.items() if f.threshold is not None}
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
 HEADLINES = ("return", "discounted")
@@ -216,7 +208,7 @@ def _int(raw: dict, key: str, default: Any, source: str, minimum: int) -> int:
 
 def default_threshold(task: str) -> float | None:
     """The built-in steps-to-threshold level of a task spec (its options, e.g. ``:gamma=0.95``, aside)."""
-    return DEFAULT_THRESHOLDS.get(task.partition(":")[0])
+    return DEFAULT_THRESHOLDS.get(base_task(task))
 
 
 def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, float]:

@@ -30,24 +30,15 @@ import gymnax
 import numpy as np
 
 from mtdqn.errors import ConfigError
+from mtdqn.taskfacts import FACTS
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
 
-# name -> kind.  Seaquest-MinAtar steps ~70x slower than the others in gymnax.
-TASKS: dict[str, str] = {
-    "CartPole-v1": "vector",
-    "Acrobot-v1": "vector",
-    "MountainCar-v0": "vector",
-    "Breakout-MinAtar": "image",
-    "Asterix-MinAtar": "image",
-    "Freeway-MinAtar": "image",
-    "SpaceInvaders-MinAtar": "image",
-    "Seaquest-MinAtar": "image",
-    "CarOnHill-v0": "vector",
-    "InvertedPendulumDiscrete-v0": "vector",
-}
+# name -> kind ("vector" | "image"), from the one table of task facts; each name is a gymnax id or one of
+# NATIVE_ENVS.  Seaquest-MinAtar steps ~70x slower than the others in gymnax.
+TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 
 # Tasks gymnax does not ship, written here against its Environment API (the rest come from gymnax.make).
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {

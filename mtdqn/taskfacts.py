@@ -1,0 +1,115 @@
+"""One table of what is known about each registered task, JAX-free: its kind, its rewards, its default
+steps-to-threshold level and its normalization anchors.
+
+Everything that needs a per-task fact reads it here: the registry its kind
+(:data:`mtdqn.tasks.registry.TASKS`), the report its return and discounted
+bounds (:mod:`mtdqn.analysis.ranges`) and its anchors
+(:mod:`mtdqn.analysis.anchors`), studies their default thresholds
+(:func:`mtdqn.studies.spec.default_threshold`).  A new task is one row here
+plus its environment in the registry; ``tests/test_taskfacts.py`` checks that
+the two list the same tasks with the same kind.
+
+**Rewards** (:class:`RewardShape`): the range of one step's reward
+(containing 0) and the most steps of an episode that can carry a nonzero
+reward; :mod:`mtdqn.analysis.ranges` derives the undiscounted and discounted
+return bounds from them.
+
+**Anchors** (:class:`Anchors`): normalized score = (x - random) /
+(reference - random).  Random scores were measured once with our own
+random-policy evaluation (epsilon 1.0, so the parameters do not matter),
+1,000 episodes, seed 0::
+
+    mtdqn train --tasks CartPole-v1,Acrobot-v1,MountainCar-v0 --seeds 1 --steps 2000 --log-every 1000 \\
+        --learning-starts 500 --buffer-size 1000 --out /tmp/random-anchor-run --progress False
+    mtdqn evaluate /tmp/random-anchor-run --episodes 1000 --epsilon 1.0
+
+which printed CartPole-v1 21.77 ± 11.03, Acrobot-v1 -499.08 ± 9.31 and
+MountainCar-v0 -200.00 ± 0.00 (mean ± std over episodes).  References are
+the task's maximum return where it is reachable (CartPole-v1), else the
+return Gymnasium registers as solving it (``reward_threshold`` in
+``gymnasium/envs/__init__.py``).  MinAtar games and the two classic tasks
+of D'Eramo et al. have no anchors: no citable reference score (Young & Tian
+2019 report DQN's results as learning curves in figures), so they are left
+out of aggregates.
+
+**Thresholds**: the return at which a task counts as reached (a study's
+steps-to-threshold), unless the study sets its own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+__all__ = ["Bounds", "RewardShape", "Anchors", "TaskFacts", "FACTS", "base_task", "facts"]
+
+Bounds = tuple[float, float]
+
+
+class RewardShape(NamedTuple):
+    """What bounds a task's return (see :mod:`mtdqn.analysis.ranges`)."""
+
+    reward: Bounds
+    """Lowest and highest reward of one step; the range contains 0."""
+    rewarded_steps: float
+    """Most steps of one episode with a nonzero reward: the time limit, 1 for one terminal reward, or inf."""
+    why: str
+    """Where the two come from, in words (the report states it)."""
+
+
+class Anchors(NamedTuple):
+    """Fixed normalization anchors: a random-policy score and a reference score, and where they come from."""
+
+    random: float
+    reference: float
+    source: str
+
+
+class TaskFacts(NamedTuple):
+    kind: Literal["vector", "image"]
+    """Which trunk reads the task's observations: an MLP (vector) or convolutions (image)."""
+    rewards: RewardShape
+    threshold: float | None
+    """Default steps-to-threshold level (return), or None for none."""
+    anchors: Anchors | None = None
+
+
+_RANDOM = "random: our random-policy evaluation, 1,000 episodes (mtdqn.taskfacts)"
+_MINATAR = RewardShape((0.0, math.inf), math.inf, "MinAtar rewards are non-negative, with no stated maximum")
+
+FACTS: dict[str, TaskFacts] = {
+    "CartPole-v1": TaskFacts(
+        "vector", RewardShape((0.0, 1.0), 500, "+1 per step, truncated at 500 steps"), 400.0,
+        Anchors(21.77, 500.0, f"{_RANDOM}; reference: maximum return (500 steps)")),
+    "Acrobot-v1": TaskFacts(
+        "vector", RewardShape((-1.0, 0.0), 500, "-1 per step until the goal, truncated at 500 steps"), -120.0,
+        Anchors(-499.08, -100.0, f"{_RANDOM}; reference: Gymnasium reward_threshold")),
+    "MountainCar-v0": TaskFacts(
+        "vector", RewardShape((-1.0, 0.0), 200, "-1 per step until the goal, truncated at 200 steps"), -150.0,
+        Anchors(-200.0, -110.0, f"{_RANDOM}; reference: Gymnasium reward_threshold")),
+    "Breakout-MinAtar": TaskFacts("image", _MINATAR, 10.0),
+    "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0),
+    "Freeway-MinAtar": TaskFacts("image", _MINATAR, 20.0),
+    "SpaceInvaders-MinAtar": TaskFacts("image", _MINATAR, 30.0),
+    "Seaquest-MinAtar": TaskFacts("image", _MINATAR, None),
+    # +1 at the top, -1 off the hill or too fast: threshold = reaching the top more often than not
+    "CarOnHill-v0": TaskFacts(
+        "vector", RewardShape((-1.0, 1.0), 1, "one terminal reward of +1 or -1, 0 otherwise"), 0.5),
+    # -1 when it falls, 0 while up: threshold = balanced on most of the horizon
+    "InvertedPendulumDiscrete-v0": TaskFacts(
+        "vector", RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"), -0.5),
+}
+
+
+def base_task(task: str) -> str:
+    """The registered name behind a task spec: options (``:reward_scale=...``) and ``gym:`` dropped.
+
+    Reported returns are unscaled, so no fact of a task depends on its options.
+    """
+    name = task.split(":", 1)[1] if task.startswith("gym:") else task
+    return name.split(":", 1)[0]
+
+
+def facts(task: str) -> TaskFacts | None:
+    """The facts of a task spec (``gym:`` ids of registered tasks included), or None for an unknown task."""
+    return FACTS.get(base_task(task))
