@@ -29,7 +29,7 @@ __all__ = [
     "derive",
     "validate",
     "check_new_run",
-    "check_update_budget",
+    "first_update_iteration",
     "check_train_budget",
     "updates_before_iteration",
     "config_to_dict",
@@ -242,48 +242,45 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--batch-size {d.batch_size} exceeds --buffer-size {d.buffer_size}")
 
 
-def updates_before_iteration(derived: Derived, stop: int) -> int:
-    """Gradient updates the loop takes in iterations t < ``stop``.
+def first_update_iteration(derived: Derived) -> int:
+    """The first iteration that updates: t >= learning_starts_iters with t % train_every_iters == 0."""
+    return math.ceil(derived.learning_starts_iters / derived.train_every_iters) * derived.train_every_iters
 
-    Iteration t (one vector step) updates when t >= learning_starts_iters and
-    t % train_every_iters == 0; the run's total is ``stop = total_iters``.
-    """
-    first = math.ceil(derived.learning_starts_iters / derived.train_every_iters) * derived.train_every_iters
-    return max(0, math.ceil((stop - first) / derived.train_every_iters))
+
+def updates_before_iteration(derived: Derived, stop: int) -> int:
+    """Gradient updates the loop takes in iterations t < ``stop`` (the run's total: ``stop = total_iters``)."""
+    return max(0, math.ceil((stop - first_update_iteration(derived)) / derived.train_every_iters))
 
 
 FEW_UPDATES = 100  # below this many updates a run is warned that it can hardly learn
-
-
-def check_update_budget(steps: int, env_steps: int, updates: int, learning_starts: int, min_steps: int) -> None:
-    """Refuse a budget in which no update runs; warn (:class:`FewUpdatesWarning`) when it makes few.
-
-    ``env_steps`` is what ``steps`` becomes after rounding up to whole logging
-    windows, ``min_steps`` the smallest ``--steps`` that makes one update.
-    Shared by training runs and distillation, whose loops count updates apart.
-    """
-    rounded = f" ({env_steps:,} after rounding up to whole --log-every windows)" if env_steps != steps else ""
-    if updates == 0:
-        raise ConfigError(f"no update would run: --steps {steps:,}{rounded} ends before learning starts "
-                          f"(--learning-starts {learning_starts:,} env steps per task); use --steps >= {min_steps:,} "
-                          "or lower --learning-starts")
-    if updates < FEW_UPDATES:
-        warnings.warn(f"--steps {steps:,} with --learning-starts {learning_starts:,} makes only {updates} "
-                      f"gradient update{'s' if updates > 1 else ''} (fewer than {FEW_UPDATES}): the agent can "
-                      "hardly learn", FewUpdatesWarning, stacklevel=3)
 
 
 def check_train_budget(cfg: TrainConfig) -> None:
     """A new run's budget makes at least one update (else a one-line ConfigError); a warning when few.
 
     Apart from :func:`check_new_run` so that a study can say the budget is the
-    study's (``steps``) rather than blame one of a variant's options."""
+    study's (``steps``) rather than blame one of a variant's options.  The
+    distilled student's record holds the distillation's budget, so it is
+    checked by the same rule."""
     d = derive(cfg)
-    window = d.iters_per_chunk * cfg.num_envs
-    first = math.ceil(d.learning_starts_iters / d.train_every_iters) * d.train_every_iters  # first updating iteration
-    min_steps = (first // d.iters_per_chunk) * window + 1  # the chunks up to and including that iteration's
-    check_update_budget(cfg.steps, d.env_steps, updates_before_iteration(d, d.total_iters),
-                        cfg.dqn.learning_starts, min_steps)
+    window = d.iters_per_chunk * cfg.num_envs  # env steps per task of one --log-every window (chunk)
+    first = first_update_iteration(d)
+    updates = updates_before_iteration(d, d.total_iters)
+    if updates == 0:
+        least = (first // d.iters_per_chunk) * window + 1  # the chunks up to and including the first update's
+        least_rounded = (first // d.iters_per_chunk + 1) * window
+        rounded = (f" ({d.env_steps:,} after rounding up to whole --log-every windows)"
+                   if d.env_steps != cfg.steps else "")
+        raise ConfigError(
+            f"no update would run: --steps {cfg.steps:,}{rounded} ends before the first update, after env step "
+            f"{(first + 1) * cfg.num_envs:,} per task (--learning-starts {cfg.dqn.learning_starts:,}); use --steps "
+            f">= {least:,} (it trains {least_rounded:,}: whole --log-every windows of {window:,}) or lower "
+            "--learning-starts")
+    if updates < FEW_UPDATES:
+        warnings.warn(f"--steps {cfg.steps:,} makes only {updates} gradient update{'s' if updates > 1 else ''} "
+                      f"(fewer than {FEW_UPDATES}: one every --train-every {cfg.dqn.train_every} env steps per task "
+                      f"after --learning-starts {cfg.dqn.learning_starts:,}): the agent can hardly learn",
+                      FewUpdatesWarning, stacklevel=2)
 
 
 def check_new_run(cfg: TrainConfig) -> None:

@@ -31,7 +31,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
 __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
-           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "table_frame", "Tables",
+           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "table_frame", "HEADLINES", "Tables",
            "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
            "RunDir", "write_tensorboard"]
 
@@ -63,6 +63,12 @@ GRAD_PAIR_COLUMNS = list(GRAD_PAIR_SCHEMA)
 def table_frame(rows: list[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
     """A tidy table from its rows with the schema's columns and dtypes, also when there are no rows."""
     return pd.DataFrame(rows, columns=list(schema)).astype(schema)
+
+
+HEADLINES = ("return", "discounted")
+"""The metric a study's report leads with (study.json's optional ``headline``, written by the study runner, read
+by the report): the undiscounted or the discounted final return; studies recorded before the key existed lead
+with the undiscounted one."""
 
 
 class Tables(NamedTuple):

@@ -68,10 +68,11 @@ TRAIN_CASES = [
     ("seeds-beyond-memory", ["--seeds", "100000000", "--steps", "1000", "--learning-starts", "100"],
      "GB available: use fewer seeds"),
     ("no-updates", ["--steps", "5000", "--log-every", "5000"],
-     "no update would run: --steps 5,000 ends before learning starts (--learning-starts 5,000 env steps per task); "
-     "use --steps >= 5,001 or lower --learning-starts"),
+     "no update would run: --steps 5,000 ends before the first update, after env step 5,004 per task "
+     "(--learning-starts 5,000); use --steps >= 5,001 (it trains 10,000: whole --log-every windows of 5,000) or "
+     "lower --learning-starts"),
     ("no-updates-after-rounding", ["--steps", "900", "--log-every", "1000", "--learning-starts", "1000"],
-     "--steps 900 (1,000 after rounding up to whole --log-every windows) ends before learning starts"),
+     "--steps 900 (1,000 after rounding up to whole --log-every windows) ends before the first update"),
     ("steps-beyond-counters", ["--steps", "100000000000"], "the step counters hold at most"),
     ("train-every-not-a-multiple", ["--num-envs", "4", "--train-every", "10"], "use --train-every 8"),
     ("polyak-every-n", ["--target-update-every", "1000", "--tau", "0.005"], "leaves the target far behind"),
@@ -140,7 +141,7 @@ DIR_CASES = [
     ("out-under-a-file", ["train", "--out", "/dev/null/run"], "cannot write to output directory"),
     ("study-bad-toml", ["study", "{root}/bad.toml", "--out", "{root}/study"], "invalid TOML"),
     ("study-no-updates", ["study", "quick", "--seeds", "2", "--steps", "5000", "--out", "{root}/study"],
-     "preset quick: steps: no update would run: --steps 5,000 ends before learning starts (--learning-starts 5,000"),
+     "preset quick: steps: no update would run: --steps 5,000 ends before the first update"),
     ("no-command", [], "expected a command: tasks"),
     ("unknown-command", ["fly"], "Unrecognized options: fly"),
 ]

@@ -39,9 +39,15 @@ def test_update_count_is_the_loops(envs, starts, every, steps, log_every):
     if updates == 0:
         with pytest.raises(ConfigError, match="no update would run") as exc:
             check_train_budget(cfg)
-        suggested = int(re.search(r"use --steps >= ([\d,]+)", str(exc.value)).group(1).replace(",", ""))
+        message = str(exc.value)
+        suggested, trains = (int(n.replace(",", "")) for n in
+                             re.search(r"use --steps >= ([\d,]+) \(it trains ([\d,]+)", message).groups())
         assert _loop_updates(dataclasses.replace(cfg, steps=suggested)) > 0  # the suggestion is enough ...
         assert _loop_updates(dataclasses.replace(cfg, steps=suggested - 1)) == 0  # ... and the least that is
+        assert derive(dataclasses.replace(cfg, steps=suggested)).env_steps == trains
+        d = derive(cfg)  # the first update comes after the vector step of iteration `first`
+        first = next(t for t in range(10**6) if t >= d.learning_starts_iters and t % d.train_every_iters == 0)
+        assert f"after env step {(first + 1) * envs:,} per task" in message
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -63,6 +69,6 @@ def test_cli_warning_is_one_line_before_the_run(tmp_path, capsys):
               "--out", str(out), "--progress", "False"])
     assert exc.value.code == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert lines[0] == ("warning: --steps 1,000 with --learning-starts 900 makes only 25 gradient updates (fewer "
-                        "than 100): the agent can hardly learn")
+    assert lines[0] == ("warning: --steps 1,000 makes only 25 gradient updates (fewer than 100: one every "
+                        "--train-every 4 env steps per task after --learning-starts 900): the agent can hardly learn")
     assert len(lines) == 2 and lines[1].startswith("error: ") and "already holds a run" in lines[1]

@@ -219,7 +219,7 @@ BAD = {  # id: (make the teachers -> --teachers value, extra argv, expected piec
                              "--temperature must be a finite number > 0"),
     "steps-zero": (_one, ["--steps", "0"], "--steps must be > 0"),
     "no-updates": (_one, ["--steps", "1000", "--log-every", "1000", "--learning-starts", "1000"],
-                   "no update would run: --steps 1,000 ends before learning starts (--learning-starts 1,000"),
+                   "no update would run: --steps 1,000 ends before the first update, after env step 1,004"),
     "steps-negative": (_one, ["--steps", "-3"], "--steps must be > 0"),
     "lr-nan": (_one, ["--lr", "nan"], "--lr must be a finite number"),
     "epsilon-out-of-range": (_one, ["--teacher-epsilon", "2"],

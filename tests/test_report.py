@@ -261,6 +261,8 @@ def test_a_cell_without_updates_reports_no_updates(tmp_path):
     assert "No updates: `independent`, `shared` made no gradient update" in why
     assert "### Per-task gradient norm" not in why and "### Gradient conflict summary" not in why
     assert "no grad_pairs.parquet" not in md  # not a missing file: there was nothing to write
+    notes = md.split("## Notes", 1)[1]
+    assert "Variant `shared` made no gradient update" in notes and "untrained network" in notes
 
 
 def test_an_older_empty_gradient_table_still_loads(tmp_path):

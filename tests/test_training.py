@@ -13,7 +13,6 @@ import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig, check_new_run, derive
 from mtdqn.errors import ConfigError
-from mtdqn.rundir import EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import train
@@ -68,11 +67,6 @@ def test_run_directory_contents(two_runs):
     pairs = pd.read_parquet(out / "grad_pairs.parquet")
     assert pairs["cosine"].between(-1.0001, 1.0001).all()
     assert pairs["conflict_rate"].between(0.0, 1.0).all()
-    # every table in its schema's dtypes: the ones the loop produces (the cast is no rounding), and those an
-    # empty table keeps
-    for name, schema in (("metrics", METRIC_SCHEMA), ("grad_tasks", GRAD_TASK_SCHEMA), ("grad_pairs", GRAD_PAIR_SCHEMA),
-                         ("evals", EVAL_SCHEMA)):
-        assert pd.read_parquet(out / f"{name}.parquet").dtypes.astype(str).to_dict() == schema, name
 
 
 def test_run_chunk_compiles_once():

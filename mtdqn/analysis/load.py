@@ -14,14 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from mtdqn.rundir import GRAD_TASK_COLUMNS, METRIC_COLUMNS
+from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS
 
-__all__ = ["Cell", "Study", "load_study", "HEADLINES"]
+__all__ = ["Cell", "Study", "load_study"]
 
 _STUDY_KEYS = ("name", "tasks", "variants", "reference", "seeds", "steps")
-HEADLINES = ("return", "discounted")
-"""The metric a report leads with (study.json's optional ``headline``): the undiscounted or the discounted
-final return; studies recorded before the key existed lead with the undiscounted one."""
 _SUMMARY_KEYS = ("variant", "status", "error")
 _OK_SUMMARY_KEYS = (
     "tasks", "seeds", "params_total", "params_shared", "wall_time_s", "compile_s",

@@ -31,7 +31,7 @@ class _Computed:
     findings: list[str]
     curve_source: str  # "evaluation" | "training": what the main learning curves and AUC are computed on
     training_per_seed: pd.DataFrame  # smoothed training-return curves per seed (the secondary figure)
-    headline: str  # "final_return" | "final_discounted": the final score the report leads with
+    headline_metric: str  # "final_return" | "final_discounted": the final score the report leads with
 
 
 def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
@@ -106,10 +106,20 @@ def discount_line(study: Study, c: _Computed) -> str:
     each = ", ".join(f"{t} {gammas[t]}" for t in study.tasks if t in gammas.index)
     lead = ("Headline metric: the **discounted** final return J = Σ_t γ^t r_t of the greedy episodes, each task "
             "with its own γ (D'Eramo et al. 2020's metric); the undiscounted final return stands beside it. "
-            if c.headline == "final_discounted" else
+            if c.headline_metric == "final_discounted" else
             "Every per-task final score is given undiscounted and discounted (J = Σ_t γ^t r_t of the same greedy "
             "episodes, each task with its own γ). ")
     return lead + f"Discount γ per task: {each}. Aggregates stay on the undiscounted return's fixed anchors."
+
+
+def _budget(study: Study) -> str:
+    """The study's env steps per task, and what the cells trained where whole logging windows rounded it up."""
+    trained = sorted({int(study.cells[v].summary["env_steps"]) for v in study.ok_variants
+                      if "env_steps" in study.cells[v].summary})
+    asked = f"{study.steps:,} env steps per task"
+    if not trained or trained == [study.steps]:
+        return asked
+    return f"{asked} asked, {' / '.join(f'{n:,}' for n in trained)} trained (rounded up to whole logging windows)"
 
 
 def _overview(study: Study, c: _Computed) -> Section:
@@ -119,7 +129,7 @@ def _overview(study: Study, c: _Computed) -> Section:
     blocks = ([Text(note)] if note else []) + [
         Text(f"Tasks: {', '.join(study.tasks)}. Variants: {', '.join(f'`{v}`' for v in study.variants)}; "
              f"reference `{study.reference}`. Seeds: {len(study.seeds)} ({', '.join(map(str, study.seeds))}). "
-             f"Budget: {study.steps:,} env steps per task."),
+             f"Budget: {_budget(study)}."),
         *([Text(line)] if (line := discount_line(study, c)) else []),
         Table("Cells", display.cells(c.data["cells"])),
     ]
@@ -144,7 +154,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     d, ok = c.data, study.ok_variants
     curves: list = [Text("No learning-curve data for any ok variant.")]
     if len(d["curves"]):
-        caption, ylabel = _curve_caption(c.curve_source, window, c.headline)
+        caption, ylabel = _curve_caption(c.curve_source, window, c.headline_metric)
         curves = [Image("learning_curves", caption, plots.to_png(
             plots.learning_curves(d["curves"], d["curves_per_seed"], study.tasks, ok, ylabel)))]
     if len(d["training_curves"]):
@@ -153,11 +163,11 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
                             plots.to_png(plots.learning_curves(d["training_curves"], c.training_per_seed,
                                                                study.tasks, ok, f"training return (MA{window})"))))
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
-    which = "discounted final return" if c.headline == "final_discounted" else "final return"
+    which = "discounted final return" if c.headline_metric == "final_discounted" else "final return"
     per_task = [
         Image("final_scores", f"The {which} of every seed (dots) and the mean over seeds (bar), per task and "
-              "variant.", plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok, c.headline))),
-        Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline),
+              "variant.", plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok, c.headline_metric))),
+        Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric),
               f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
               "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
               f"{curve} divided by its step span (the mean undiscounted return over training). Mean over seeds "
@@ -270,7 +280,9 @@ def _why(study: Study, c: _Computed) -> Section:
 
 
 def _notes(study: Study, c: _Computed) -> Section:
-    notes = list(study.notes) + scores.discount_notes(study) + [
+    idle = [f"Variant `{v}` made no gradient update (its budget ended before learning started): its results are "
+            "those of an untrained network." for v in _without_updates(study)]
+    notes = list(study.notes) + idle + scores.discount_notes(study) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
@@ -286,7 +298,7 @@ def _results_md(study: Study, c: _Computed) -> str:
     note = smoke_test_note(study)
     if note:
         parts[2:2] = [note, ""]
-    for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline)),
+    for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric)),
               Table("Aggregate normalized score", display.aggregates(d["aggregates"])),
               Table("Improvement over the reference", display.improvement(d["improvement"])),
               Table("Cost", display.cost(d["cost"]))):

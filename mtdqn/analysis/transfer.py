@@ -123,8 +123,8 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
     table = transfer_table(study_dir, variants, task)
     diffs = differences(table, task)
     ref = table[variants[0]]
-    gamma = f", γ {ref['final_discounted']['gamma']:g}" if ref and isinstance(
-        ref["final_discounted"].get("gamma"), (int, float)) else ""
+    g = ref["final_discounted"].get("gamma") if ref else None
+    gamma = f", γ {g:g}" if isinstance(g, (int, float)) and math.isfinite(g) else ""  # older runs: none recorded
     write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table, "reference": variants[0],
                                                     "differences": diffs})
     lines = [f"# Transfer to {task}", "",

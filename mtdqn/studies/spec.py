@@ -34,6 +34,7 @@ from typing import Any, Literal, Union
 
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run, check_train_budget
 from mtdqn.errors import ConfigError
+from mtdqn.rundir import HEADLINES
 from mtdqn.taskfacts import FACTS, base_task
 
 __all__ = [
@@ -44,9 +45,10 @@ __all__ = [
 REFERENCE = "independent"
 # The built-in steps-to-threshold levels, from the one table of task facts.
 DEFAULT_THRESHOLDS: dict[str, float] = {task: f.threshold for task, f in FACTS.items() if f.threshold is not None}
+# Options that decide, with the study's steps, how many updates a run makes.
+_BUDGET_OPTIONS = ("learning_starts", "log_every", "num_envs", "train_every")
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
-HEADLINES = ("return", "discounted")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
              "eval_episodes", "eval_every", "checkpoint_every", "thresholds", "options", "variants")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -279,11 +281,13 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     _check_buildable(base, options, source, "options")
     for vname, vopts in variants.items():
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
-    for vopts in variants.values():  # the budget is the study's: no option of a variant is to blame
+    for vname, vopts in variants.items():  # the budget: the study's steps, unless options shape it
         try:
             check_train_budget(apply_options(base, {**options, **vopts}))
         except ConfigError as exc:
-            raise ConfigError(f"{source}: steps: {exc}") from None
+            where = (f"variants.{vname}" if set(vopts) & set(_BUDGET_OPTIONS)
+                     else "options" if set(options) & set(_BUDGET_OPTIONS) else "steps")
+            raise ConfigError(f"{source}: {where}: {exc}") from None
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
                      reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
                      eval_every=eval_every, checkpoint_every=checkpoint_every, source=source, headline=headline)

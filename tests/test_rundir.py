@@ -1,0 +1,39 @@
+"""The run directory's tidy tables: the loop's rows already have the schema's dtypes, and an empty table keeps them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mtdqn.rundir import (EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA, RunDir, Tables,
+                          chunk_tables, eval_rows)
+
+NAMES = ("CartPole-v1", "Acrobot-v1")
+
+
+def _chunk_metrics(updates: float) -> dict[str, np.ndarray]:
+    """One chunk's summarized metrics with the dtypes train/loop.py's summarize_chunk returns (seeds=2, tasks=2)."""
+    f = lambda *shape: np.random.default_rng(0).random(shape).astype(np.float32)  # noqa: E731
+    return {"episode_return": f(2, 2), "episode_length": f(2, 2), "episodes": np.ones((2, 2), np.int32),
+            "loss": f(2, 2), "q_mean": f(2, 2), "grad_norm": f(2, 2), "weight": f(2, 2), "cosine": f(2, 2, 2),
+            "conflict": f(2, 2, 2), "updates": np.full((2, 2), updates, np.float32), "epsilon": f(2)}
+
+
+def test_the_loops_rows_have_the_schema_dtypes_uncast():
+    """The schema is what the rows already are, so writing through it rounds nothing."""
+    t = chunk_tables(NAMES, [0, 1], True, _chunk_metrics(updates=5.0), step=1000)
+    for rows, schema in ((t.metrics, METRIC_SCHEMA), (t.grad_tasks, GRAD_TASK_SCHEMA), (t.grad_pairs, GRAD_PAIR_SCHEMA)):
+        assert pd.DataFrame(rows).dtypes.astype(str).to_dict() == schema
+    returns = np.zeros((2, 2, 3))
+    assert pd.DataFrame(eval_rows(NAMES, [0, 1], returns, returns, 1000)).dtypes.astype(str).to_dict() == EVAL_SCHEMA
+
+
+def test_a_run_without_updates_writes_empty_tables_in_their_schema(tmp_path):
+    t = chunk_tables(NAMES, [0, 1], True, _chunk_metrics(updates=0.0), step=1000)
+    assert t.metrics and not t.grad_tasks and not t.grad_pairs  # zeros of no update are not measurements
+    tables = Tables.empty()
+    tables.extend(t)
+    RunDir(tmp_path).write_tables(tables)
+    grad = pd.read_parquet(tmp_path / "grad_tasks.parquet")
+    assert grad.empty and grad.dtypes.astype(str).to_dict() == GRAD_TASK_SCHEMA
+    assert not (tmp_path / "grad_pairs.parquet").exists()  # nothing to write: the report reads this as no updates
