@@ -45,8 +45,6 @@ __all__ = [
 REFERENCE = "independent"
 # The built-in steps-to-threshold levels, from the one table of task facts.
 DEFAULT_THRESHOLDS: dict[str, float] = {task: f.threshold for task, f in FACTS.items() if f.threshold is not None}
-# Options that decide, with the study's steps, how many updates a run makes.
-_BUDGET_OPTIONS = ("learning_starts", "log_every", "num_envs", "train_every")
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
@@ -281,12 +279,12 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     _check_buildable(base, options, source, "options")
     for vname, vopts in variants.items():
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
-    for vname, vopts in variants.items():  # the budget: the study's steps, unless options shape it
+    for vname, vopts in variants.items():  # the budget: the study's steps, unless options move learning_starts
         try:
             check_train_budget(apply_options(base, {**options, **vopts}))
         except ConfigError as exc:
-            where = (f"variants.{vname}" if set(vopts) & set(_BUDGET_OPTIONS)
-                     else "options" if set(options) & set(_BUDGET_OPTIONS) else "steps")
+            where = (f"variants.{vname}" if "learning_starts" in vopts
+                     else "options" if "learning_starts" in options else "steps")
             raise ConfigError(f"{source}: {where}: {exc}") from None
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
                      reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
