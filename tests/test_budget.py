@@ -72,3 +72,17 @@ def test_cli_warning_is_one_line_before_the_run(tmp_path, capsys):
     assert lines[0] == ("warning: --steps 1,000 makes only 25 gradient updates (fewer than 100: one every "
                         "--train-every 4 env steps per task after --learning-starts 900): the agent can hardly learn")
     assert len(lines) == 2 and lines[1].startswith("error: ") and "already holds a run" in lines[1]
+
+
+@pytest.mark.parametrize("options, variant, where", [
+    ({"log_every": 1000}, {}, "x.toml: steps: "),
+    ({"log_every": 1000, "learning_starts": 2000}, {}, "x.toml: options: "),
+    ({"log_every": 1000, "learning_starts": 100}, {"learning_starts": 2000}, "x.toml: variants.b: "),
+])
+def test_a_study_blames_what_moved_learning_starts(options, variant, where):
+    from mtdqn.studies.spec import build_spec
+
+    with pytest.raises(ConfigError, match="no update would run") as exc:
+        build_spec({"tasks": ["CartPole-v1"], "steps": 1000, "seeds": 1, "options": options,
+                    "variants": {"b": {"sharing": "shared", **variant}}}, "x.toml", "x")
+    assert str(exc.value).startswith(where)
