@@ -13,7 +13,7 @@ An observation the network cannot act on is refused with one line naming its
 rows: NaN or inf anywhere, or a value outside the bounds of the task's
 observation space where they are finite (CarOnHill's position and speed,
 CartPole's cart position and pole angle, MinAtar's 0/1 grids, ...).
-``clip=True`` (``mtdqn act --clip``) clips out-of-bounds values into the space
+``clip=True`` (``mtdqn act --clip True``) clips out-of-bounds values into the space
 instead; non-finite values are refused either way.
 """
 
@@ -132,7 +132,7 @@ def check_observations(task: Task, obs: np.ndarray, clip: bool = False) -> np.nd
     raise ConfigError(
         f"observations for {task.spec} lie outside its observation space in {_rows(outside.any(-1))} "
         f"(row {row}, index {index}: {values[row, dim]:g} not in [{low[dim]:g}, {high[dim]:g}]); "
-        "clip them into it with --clip (clip=True)")
+        "clip them into it with --clip True (clip=True)")
 
 
 @partial(jax.jit, static_argnums=(0, 3))

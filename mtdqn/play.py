@@ -24,7 +24,7 @@ from PIL import Image
 from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError
 from mtdqn.evaluate import HOST_MAX_STEPS
-from mtdqn.render import RENDER_EXTRA, open_renderer, with_caption
+from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
 from mtdqn.tasks.registry import make_env
 
 __all__ = ["PlayResult", "play", "write_gif", "Recorder"]
@@ -122,6 +122,8 @@ def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: in
     from mtdqn.tasks.gymnasium_env import make_env as make_gym_env  # imported late: gymnasium is slow
 
     task = agent.task_set.tasks[task_index]
+    if record:
+        offscreen_pygame()
     env = make_gym_env(task.name, **({"render_mode": "rgb_array"} if record else {}))
     returns, lengths = [], []
     try:
@@ -164,7 +166,7 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
     for name, value, least in (("--episodes", episodes, 1), ("--max-steps", max_steps, 0),
                                ("--gif-every", gif_every, 1), ("--fps", fps, 1)):
         if value < least:
-            raise ConfigError(f"{name} must be >= {least}, got {value}")
+            raise ConfigError(f"{name} must be {'> 0' if least else '>= 0'}, got {value}")
     if fps > 100:
         raise ConfigError(f"--fps must be <= 100 (a GIF counts time in hundredths of a second), got {fps}")
     gif = Path(gif) if gif is not None else None

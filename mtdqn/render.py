@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from mtdqn.errors import ConfigError
 
 __all__ = ["Draw", "RENDERERS", "open_renderer", "minatar_frame", "car_on_hill_frame", "pendulum_frame",
-           "with_caption", "RENDER_EXTRA"]
+           "with_caption", "offscreen_pygame", "RENDER_EXTRA"]
 
 Draw = Callable[[Any, np.ndarray], np.ndarray]  # (gymnax env state, its observation) -> (H, W, 3) uint8
 RENDER_EXTRA = "pip install 'mtdqn[render]'"
@@ -112,6 +112,13 @@ def with_caption(frame: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([np.asarray(frame, np.uint8), np.asarray(band)], axis=0)
 
 
+def offscreen_pygame() -> None:
+    """Draw off-screen: no window, no sound, no banner (pygame.init() would otherwise probe a display and a
+    sound card and complain on stderr).  Settings the user made stay."""
+    for var, value in (("PYGAME_HIDE_SUPPORT_PROMPT", "1"), ("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy")):
+        os.environ.setdefault(var, value)
+
+
 @contextmanager
 def _plain(draw: Draw) -> Iterator[Draw]:
     yield draw
@@ -128,9 +135,7 @@ _GYMNASIUM_STATE: dict[str, Callable[[Any], tuple[Any, ...]]] = {
 @contextmanager
 def _gymnasium_classic(name: str) -> Iterator[Draw]:
     """Gymnasium's renderer for ``name``, drawing the gymnax state it is given; closed on exit."""
-    # Off-screen only: no window, no sound (pygame.init() would otherwise probe both and complain on stderr).
-    for var, value in (("PYGAME_HIDE_SUPPORT_PROMPT", "1"), ("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy")):
-        os.environ.setdefault(var, value)
+    offscreen_pygame()
     try:
         import pygame  # noqa: F401  (Gymnasium's classic-control renderer draws with it)
     except ImportError:
