@@ -24,6 +24,7 @@ from PIL import Image
 from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError
 from mtdqn.evaluate import HOST_MAX_STEPS
+from mtdqn.io import atomic_write
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
 from mtdqn.tasks.registry import make_env
 
@@ -55,8 +56,6 @@ class Recorder:
 
 def write_gif(images: list[Image.Image], path: Path, fps: int = 30) -> Path:
     """An animated GIF of the frames, written atomically (a temp file renamed into place)."""
-    from mtdqn.io import atomic_write
-
     if not images:
         raise ConfigError("no frames to write")
     atomic_write(Path(path), lambda tmp: images[0].save(tmp, format="GIF", save_all=True,
