@@ -8,6 +8,7 @@ episodes short (``max_steps``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 
@@ -24,7 +25,7 @@ from mtdqn.config import config_hash, config_to_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import write_json
 from mtdqn.play import play
-from mtdqn.render import car_on_hill_frame, minatar_frame, open_renderer, pendulum_frame
+from mtdqn.render import RENDERERS, car_on_hill_frame, minatar_frame, open_renderer, pendulum_frame
 from mtdqn.tasks.registry import make_env
 from mtdqn.train.agent import make_agent
 from mtdqn.train.host_loop import make_host_trainer
@@ -71,6 +72,27 @@ def test_classic_control_gifs(tmp_path, capsys):
     main(["play", str(tmp_path / "run"), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
     assert capsys.readouterr().out.splitlines() == [
         "episode 1: return -5, length 5 steps", "episode 2: return -5, length 5 steps"]
+
+
+def test_each_episode_is_drawn_from_its_start_to_the_state_it_ended_in(tmp_path, monkeypatch):
+    """The frames are of the start, each step's state, and the terminal one (not gymnax's auto-reset)."""
+    fake_run(tmp_path / "run", CLASSIC)
+    states = []
+
+    def draw(state, obs):
+        states.append((float(state.x), float(state.theta)))
+        return np.zeros((4, 4, 3), np.uint8)
+
+    monkeypatch.setitem(RENDERERS, "CartPole-v1", lambda _: contextlib.nullcontext(draw))
+    result = play(tmp_path / "run", "CartPole-v1", episodes=3, gif=tmp_path / "x.gif")
+    starts = np.cumsum([0] + [n + 1 for n in result.lengths])
+    assert len(states) == starts[-1]
+    for first, n in zip(starts, result.lengths):
+        x, theta = np.abs(states[first])
+        assert x <= 0.05 and theta <= 0.05  # gymnax's reset: every variable in [-0.05, 0.05]
+        x, theta = np.abs(states[first + n])
+        assert x > 2.4 or theta > 12 * 2 * np.pi / 360  # the pole fell (or the cart left): CartPole's end
+        assert all(abs(t) <= 12 * 2 * np.pi / 360 for _, t in states[first: first + n])  # it stood before
 
 
 @pytest.mark.parametrize("name, change", [
