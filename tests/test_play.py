@@ -161,9 +161,14 @@ def test_minatar_gif(tmp_path):
     assert result.frames == gif_frames(tmp_path / "every.gif") == len(kept)
 
 
-def test_gym_task_gif(tmp_path):
+def test_gym_task_gif(tmp_path, monkeypatch):
     fake_gym_run(tmp_path / "run", GYM)
     assert_frame_per_state(tmp_path, tmp_path / "run", "gym:CartPole-v1", max_steps=8)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "pygame", None)
+        with pytest.raises(ConfigError, match=r"drawing gym:CartPole-v1 needs pygame: pip install 'mtdqn\[render\]'"):
+            play(tmp_path / "run", "gym:CartPole-v1", gif=tmp_path / "none.gif")
+    assert not (tmp_path / "none.gif").exists()
     env = gym.make("CartPole-v1", render_mode="rgb_array")
     env.reset(seed=0)
     a = env.render()
