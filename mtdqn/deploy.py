@@ -8,6 +8,13 @@ does), then only the ``params`` subtree of the saved state is read (orbax
 partial restore): a run with a 100k-transition replay loads in the memory of
 its network.  Observations are a task's own (unpadded) shape; the agent pads
 them as training did.
+
+An observation the network cannot act on is refused with one line naming its
+rows: NaN or inf anywhere, or a value outside the bounds of the task's
+observation space where they are finite (CarOnHill's position and speed,
+CartPole's cart position and pole angle, MinAtar's 0/1 grids, ...).
+``clip=True`` (``mtdqn act --clip True``) clips out-of-bounds values into the space
+instead; non-finite values are refused either way.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from mtdqn.checkpoint import verify_checkpoint
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, init_params, make_architecture, one_task_q_values, split_shared
 from mtdqn.tasks import TaskSet, make_task_set, pad_obs
+from mtdqn.tasks.registry import Task, observation_bounds
 from mtdqn.value_norm import popart_init, unnormalize
 
-__all__ = ["LoadedAgent", "load_agent"]
+__all__ = ["LoadedAgent", "load_agent", "check_observations"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,10 +54,15 @@ class LoadedAgent:
     def tasks(self) -> tuple[str, ...]:
         return self.task_set.names
 
-    def q_values(self, task: str, obs: Any, seed: int | None = None) -> np.ndarray:
-        """Q-values (batch, actions of ``task``) for observations (batch, *obs_shape) or one (*obs_shape)."""
+    def q_values(self, task: str, obs: Any, seed: int | None = None, clip: bool = False) -> np.ndarray:
+        """Q-values (batch, actions of ``task``) for observations (batch, *obs_shape) or one (*obs_shape).
+
+        Non-finite observations are refused, and so are values outside the
+        observation space's finite bounds unless ``clip`` clips them into it
+        (:func:`check_observations`).
+        """
         i = self._task_index(task)
-        obs, single = self._batch(i, obs)
+        obs, single = self._batch(i, obs, clip)
         s = self._seed_index(seed)
         q = _task_q(self.arch, jax.tree.map(lambda x: x[s], self.params), jnp.asarray(obs), i)
         if self.value_norm is not None:  # PopArt heads are normalized: Q in reward units, as training reports it
@@ -58,9 +71,10 @@ class LoadedAgent:
         q = np.asarray(q)[:, : self.task_set.tasks[i].num_actions]
         return q[0] if single else q
 
-    def act(self, task: str, obs: Any, seed: int | None = None) -> np.ndarray:
-        """Greedy actions (batch,) of the seed's policy (default: the run's first seed) for ``task``."""
-        return np.argmax(self.q_values(task, obs, seed), axis=-1)
+    def act(self, task: str, obs: Any, seed: int | None = None, clip: bool = False) -> np.ndarray:
+        """Greedy actions (batch,) of the seed's policy (default: the run's first seed) for ``task``; ``clip``
+        as for :meth:`q_values`."""
+        return np.argmax(self.q_values(task, obs, seed, clip), axis=-1)
 
     def _task_index(self, task: str) -> int:
         if task not in self.task_set.names:
@@ -74,8 +88,8 @@ class LoadedAgent:
             raise ConfigError(f"seed {seed} is not one of this run's seeds: {', '.join(map(str, self.seeds))}")
         return self.seeds.index(seed)
 
-    def _batch(self, i: int, obs: Any) -> tuple[np.ndarray, bool]:
-        """Observations as (batch, *padded shape) and whether a single one was given."""
+    def _batch(self, i: int, obs: Any, clip: bool) -> tuple[np.ndarray, bool]:
+        """Observations as (batch, *padded shape), checked (or clipped), and whether a single one was given."""
         task = self.task_set.tasks[i]
         obs = np.asarray(obs)
         single = obs.shape == task.obs_shape
@@ -86,7 +100,39 @@ class LoadedAgent:
             shape = ", ".join(map(str, task.obs_shape))
             raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) or ({shape}), "
                               f"got {obs.shape} of {obs.dtype}")
+        obs = check_observations(task, obs, clip)
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
+
+
+def _rows(bad: np.ndarray) -> str:
+    """'row 3' or 'rows 0, 2, 5' (the first ten, then how many in all) for a (batch,) bool mask."""
+    rows = np.flatnonzero(bad).tolist()
+    shown = ", ".join(map(str, rows[:10])) + (f", ... ({len(rows)} of {len(bad)} rows)" if len(rows) > 10 else "")
+    return f"row{'s' if len(rows) > 1 else ''} {shown}"
+
+
+def check_observations(task: Task, obs: np.ndarray, clip: bool = False) -> np.ndarray:
+    """``obs`` (batch, *task.obs_shape) if every value is finite and inside the observation space's finite
+    bounds; with ``clip``, out-of-bounds values clipped into them.  Anything else: a one-line ConfigError
+    naming the rows."""
+    values = np.asarray(obs, np.float64).reshape(len(obs), -1)
+    not_finite = ~np.isfinite(values).all(-1)
+    if not_finite.any():
+        raise ConfigError(f"observations for {task.spec} hold NaN or inf in {_rows(not_finite)}; "
+                          "a network cannot act on them")
+    low, high = (b.reshape(-1) for b in observation_bounds(task))
+    outside = (values < low) | (values > high)
+    if not outside.any():
+        return obs
+    if clip:
+        return np.clip(values, low, high).reshape(obs.shape)
+    row, dim = np.argwhere(outside)[0]
+    where = np.unravel_index(dim, task.obs_shape)
+    index = where[0] if len(where) == 1 else tuple(map(int, where))
+    raise ConfigError(
+        f"observations for {task.spec} lie outside its observation space in {_rows(outside.any(-1))} "
+        f"(row {row}, index {index}: {values[row, dim]:g} not in [{low[dim]:g}, {high[dim]:g}]); "
+        "clip them into it with --clip True (clip=True)")
 
 
 @partial(jax.jit, static_argnums=(0, 3))

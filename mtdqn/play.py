@@ -1,30 +1,34 @@
-"""Watch a trained agent: greedy episodes of one task, their returns, and optionally a GIF.
+"""Watch a trained agent: greedy episodes of one task, their returns and lengths, and optionally a GIF.
 
-Frames come from where the environment can draw itself: MinAtar's 10x10
-object grids (one colour per channel, scaled up) and Gymnasium's
-``rgb_array`` render mode for ``gym:`` tasks.  gymnax's classic-control
-tasks have no renderer, so they play without a GIF.  The agent is loaded
+Every registered task can be drawn: JAX tasks from their gymnax state
+(:mod:`mtdqn.render`: MinAtar's grids, Gymnasium's classic-control renderers,
+our drawings of Car-On-Hill and the pendulum), ``gym:`` tasks by their own
+``rgb_array`` render mode.  A GIF holds one frame per state an episode visits:
+its start and the state after each step, so ``steps + 1`` frames per episode
+(``gif_every=k`` keeps every k-th and each episode's last).  A caption under
+each frame gives the episode, step and return so far.  The agent is loaded
 with :func:`mtdqn.load_agent` (the network only) and acts greedily.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import numpy as np
+from PIL import Image
 
 from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError
+from mtdqn.evaluate import HOST_MAX_STEPS
+from mtdqn.io import atomic_write
+from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
+from mtdqn.tasks.registry import make_env
 
-__all__ = ["PlayResult", "play", "minatar_frame", "write_gif"]
-
-# Distinct colours for up to 10 MinAtar channels (tab10), background black.
-_PALETTE = np.array([
-    [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-    [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-], np.uint8)
+__all__ = ["PlayResult", "play", "write_gif", "Recorder"]
 
 
 @dataclass(frozen=True)
@@ -32,104 +36,150 @@ class PlayResult:
     returns: list[float]  # one per episode, unscaled
     lengths: list[int]
     gif: Path | None
+    frames: int = 0  # frames in the GIF
 
 
-def minatar_frame(obs: np.ndarray, scale: int = 16) -> np.ndarray:
-    """(H, W, C) boolean grid -> (H*scale, W*scale, 3) uint8 image; a cell takes its first active channel's colour."""
-    grid = np.asarray(obs, bool)
-    active = grid.any(-1)
-    first = np.argmax(grid, axis=-1)
-    image = np.where(active[..., None], _PALETTE[first % len(_PALETTE)], 0).astype(np.uint8)
-    return np.kron(image, np.ones((scale, scale, 1), np.uint8))
+class Recorder:
+    """Frames of the episodes as they are played: each captioned, kept as a palette image (a third of RGB)."""
+
+    def __init__(self, every: int = 1):
+        self.every = every
+        self.images: list[Image.Image] = []
+
+    def __call__(self, frame: np.ndarray, episode: int, step: int, total: float, last: bool) -> None:
+        """Keep the frame of ``step`` (0: the episode's start) if it is an every-th one or the episode's last."""
+        if step % self.every and not last:
+            return
+        captioned = with_caption(frame, f"step {step}  return {total:g}  episode {episode + 1}")
+        self.images.append(Image.fromarray(captioned).convert("P", palette=Image.Palette.ADAPTIVE))
 
 
-def write_gif(frames: list[np.ndarray], path: Path, fps: int = 10) -> Path:
-    """An animated GIF of RGB frames, written atomically (a temp file renamed into place)."""
-    from PIL import Image
-
-    from mtdqn.io import atomic_write
-
-    if not frames:
+def write_gif(images: list[Image.Image], path: Path, fps: int = 30) -> Path:
+    """An animated GIF of the frames, written atomically (a temp file renamed into place)."""
+    if not images:
         raise ConfigError("no frames to write")
-    images = [Image.fromarray(f) for f in frames]
     atomic_write(Path(path), lambda tmp: images[0].save(tmp, format="GIF", save_all=True,
                                                         append_images=images[1:], duration=1000 // fps, loop=0))
     return Path(path)
 
 
-def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, record: bool):
-    from mtdqn.tasks.registry import make_env
+Record = Callable[[np.ndarray, int, int, float, bool], None] | None
 
+
+def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, max_steps: int,
+                 record: Record) -> tuple[list[float], list[int]]:
+    """Episodes stepped with ``step_env`` (no auto-reset), so the state each one ends in can be drawn."""
     task = agent.task_set.tasks[task_index]
     env, params = make_env(task.name)
-    reset, step = jax.jit(env.reset), jax.jit(env.step)
-    returns, lengths, frames = [], [], []
+
+    @jax.jit
+    def step(key: jax.Array, state: Any, action: jax.Array) -> tuple[Any, ...]:
+        obs, state, reward, terminated, _ = env.step_env(key, state, action, params)
+        return obs, state, reward, terminated | env.is_truncated(state, params)
+
+    reset = jax.jit(lambda key: env.reset(key, params))
+    returns, lengths = [], []
     key = jax.random.PRNGKey(seed)
-    for _ in range(episodes):
-        key, k_reset = jax.random.split(key)
-        obs, state = reset(k_reset, params)
-        total, length, done = 0.0, 0, False
-        while not done:
+    with open_renderer(task.name) if record else nullcontext() as draw:
+        for episode in range(episodes):
+            key, k_reset = jax.random.split(key)
+            obs, state = reset(k_reset)
+            total, length, done = 0.0, 0, False
             if record:
-                frames.append(minatar_frame(np.asarray(obs)))
-            action = int(agent.act(task.spec, np.asarray(obs)))
-            key, k_step = jax.random.split(key)
-            obs, state, reward, terminated, truncated, _ = step(k_step, state, action, params)
-            total += float(reward)
-            length += 1
-            done = bool(terminated) or bool(truncated)
-        returns.append(total)
-        lengths.append(length)
-    return returns, lengths, frames
+                record(draw(state, np.asarray(obs)), episode, 0, total, False)
+            while not done:
+                action = int(agent.act(task.spec, np.asarray(obs)))
+                key, k_step = jax.random.split(key)
+                obs, state, reward, ended = step(k_step, state, action)
+                total += float(reward)
+                length += 1
+                done = bool(ended) or length >= max_steps
+                if record:
+                    record(draw(state, np.asarray(obs)), episode, length, total, done)
+            returns.append(total)
+            lengths.append(length)
+    return returns, lengths
 
 
-def _rgb_frame(frame: object, spec: str) -> np.ndarray:
+def _rgb_frame(env: Any, spec: str) -> np.ndarray:
     """An (H, W, 3) uint8 frame from Gymnasium's render(), or a one-line error for anything else."""
+    import gymnasium as gym
+
+    try:
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as exc:
+        needs = "pygame: " + RENDER_EXTRA if "pygame" in str(exc) else str(exc).strip().splitlines()[0]
+        raise ConfigError(f"drawing {spec} needs {needs}") from None
     array = np.asarray(frame) if frame is not None else None
     if array is None or array.ndim != 3 or array.shape[-1] != 3:
         raise ConfigError(f"{spec} rendered no (height, width, 3) rgb frame, so no GIF")
     return array.astype(np.uint8)
 
 
-def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: int, record: bool):
-    from mtdqn.evaluate import HOST_MAX_STEPS
-    from mtdqn.tasks.gymnasium_env import make_env
+def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: int, max_steps: int,
+                    record: Record) -> tuple[list[float], list[int]]:
+    from mtdqn.tasks.gymnasium_env import make_env as make_gym_env  # imported late: gymnasium is slow
 
     task = agent.task_set.tasks[task_index]
-    env = make_env(task.name, **({"render_mode": "rgb_array"} if record else {}))
-    returns, lengths, frames = [], [], []
+    if record:
+        offscreen_pygame()
+    env = make_gym_env(task.name, **({"render_mode": "rgb_array"} if record else {}))
+    returns, lengths = [], []
     try:
         if record and env.render_mode != "rgb_array":
             raise ConfigError(f"{task.spec} cannot render rgb_array frames, so no GIF")
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
             total, length, done = 0.0, 0, False
-            while not done and length < (task.max_episode_steps or HOST_MAX_STEPS):
-                if record:
-                    frames.append(_rgb_frame(env.render(), task.spec))
+            if record:
+                record(_rgb_frame(env, task.spec), episode, 0, total, False)
+            while not done:
                 obs, reward, terminated, truncated, _ = env.step(int(agent.act(task.spec, np.asarray(obs))))
                 total += float(reward)
                 length += 1
-                done = terminated or truncated
+                done = terminated or truncated or length >= max_steps
+                if record:
+                    record(_rgb_frame(env, task.spec), episode, length, total, done)
             returns.append(total)
             lengths.append(length)
     finally:
         env.close()
-    return returns, lengths, frames
+    return returns, lengths
 
 
-def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | None = None, seed: int = 0) -> PlayResult:
-    """Greedy episodes of ``task`` with the run's first seed's network; ``gif``: also write the frames."""
-    if episodes <= 0:
-        raise ConfigError(f"--episodes must be > 0, got {episodes}")
+def _check_gif_path(gif: Path) -> None:
+    if gif.is_dir():
+        raise ConfigError(f"--gif {gif} is a directory; give a file name, e.g. {gif / 'play.gif'}")
+    if not gif.parent.is_dir():
+        raise ConfigError(f"--gif {gif}: directory {gif.parent} does not exist")
+
+
+def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | None = None, seed: int = 0,
+         max_steps: int = 0, gif_every: int = 1, fps: int = 30) -> PlayResult:
+    """Greedy episodes of ``task`` with the run's first seed's network; ``gif``: also write their frames.
+
+    ``max_steps`` > 0 ends each episode after that many steps (0: at the task's own end or time limit);
+    ``gif_every`` keeps every k-th frame (and each episode's last); ``fps``: the GIF's frame rate.
+    Bad input is a one-line ConfigError raised before anything is played or written.
+    """
+    for name, value, least in (("--episodes", episodes, 1), ("--max-steps", max_steps, 0),
+                               ("--gif-every", gif_every, 1), ("--fps", fps, 1)):
+        if value < least:
+            raise ConfigError(f"{name} must be {'> 0' if least else '>= 0'}, got {value}")
+    if fps > 100:
+        raise ConfigError(f"--fps must be <= 100 (a GIF counts time in hundredths of a second), got {fps}")
+    gif = Path(gif) if gif is not None else None
+    if gif is not None:
+        _check_gif_path(gif)
     agent = load_agent(run_dir)
     if task not in agent.tasks:
         raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(agent.tasks)}")
     i = agent.tasks.index(task)
     spec = agent.task_set.tasks[i]
-    if gif is not None and spec.backend == "gymnax" and agent.task_set.kind != "image":
-        raise ConfigError(f"{task} cannot be drawn (gymnax's classic-control tasks have no renderer); "
-                          "GIFs are available for MinAtar and gym: tasks")
+    limit = max_steps or (HOST_MAX_STEPS if spec.backend == "gymnasium" and not spec.max_episode_steps else 10**9)
+    recorder = Recorder(gif_every) if gif is not None else None
     runner = _play_gymnasium if spec.backend == "gymnasium" else _play_gymnax
-    returns, lengths, frames = runner(agent, i, episodes, seed, gif is not None)
-    return PlayResult(returns, lengths, write_gif(frames, gif) if gif is not None else None)
+    returns, lengths = runner(agent, i, episodes, seed, limit, recorder)
+    if recorder is None:
+        return PlayResult(returns, lengths, None)
+    return PlayResult(returns, lengths, write_gif(recorder.images, gif, fps), len(recorder.images))

@@ -30,6 +30,8 @@ def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
     rng = np.random.default_rng(0)
     for i, task in enumerate(ts.tasks):
         obs = rng.integers(0, 2, (5, *task.obs_shape)).astype(np.float32)  # the task's own, unpadded shape
+        if task.kind == "vector":  # inside every bound of the spaces (CartPole's pole angle: +-0.419 rad)
+            obs = rng.uniform(-0.4, 0.4, obs.shape).astype(np.float32)
         padded = np.zeros((len(ts), 5, *ts.obs_shape), np.float32)
         padded[i, ..., : task.obs_shape[-1]] = obs
         for s, seed in enumerate(trainer.agent.seeds):
@@ -65,3 +67,54 @@ def test_act_command_and_its_bad_input(tmp_path, capsys):
         assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
     with pytest.raises(ConfigError, match="is not a run directory"):
         mtdqn.load_agent(tmp_path / "nothing")
+
+
+def test_non_finite_and_out_of_bounds_observations_are_refused(tmp_path, capsys):
+    """NaN/inf rows are named and refused, clip or not; values outside the space's finite bounds are refused
+    unless clip=True clips them; unbounded dimensions (CartPole's velocities) take any finite value."""
+    fake_run(tmp_path / "run")
+    agent = mtdqn.load_agent(tmp_path / "run")
+    obs = np.zeros((6, 4), np.float32)
+    obs[1, 1], obs[4, 3] = np.nan, -np.inf
+    for clip in (False, True):
+        with pytest.raises(ConfigError, match=r"CartPole-v1 hold NaN or inf in rows 1, 4;"):
+            agent.act("CartPole-v1", obs, clip=clip)
+    with pytest.raises(ConfigError, match=r"NaN or inf in row 0;"):
+        agent.q_values("CartPole-v1", np.array([0.0, 0.0, np.nan, 0.0]))
+    obs = np.zeros((5, 4), np.float32)
+    obs[:, 1] = obs[:, 3] = 1e30  # cart and pole velocities: unbounded in gymnax's space
+    assert agent.act("CartPole-v1", obs).shape == (5,)
+    obs[2, 0], obs[3, 2] = 7.0, -1.0  # cart position beyond +-4.8, pole angle beyond +-0.419 rad
+    with pytest.raises(ConfigError, match=r"outside its observation space in rows 2, 3 \(row 2, index 0: 7 not in "
+                                          r"\[-4\.8, 4\.8\]\); clip them into it with --clip True"):
+        agent.q_values("CartPole-v1", obs)
+    clipped = obs.copy()
+    clipped[2, 0], clipped[3, 2] = 4.8, -0.41887903
+    np.testing.assert_allclose(agent.q_values("CartPole-v1", obs, clip=True), agent.q_values("CartPole-v1", clipped),
+                               rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"Acrobot-v1 .* row 0 \(row 0, index 5: -40 not in \[-28\.2743, 28\.2743\]"):
+        agent.act("Acrobot-v1", np.array([1, 0, 1, 0, 0, -40.0]))
+
+    np.save(tmp_path / "nan.npy", np.array([[0, 0, 0, 0], [0, np.nan, 0, 0]], np.float32))
+    np.save(tmp_path / "far.npy", np.array([[9, 0, 0, 0], [0, 0, 0, 0]], np.float32))
+    for name, extra in (("nan.npy", []), ("nan.npy", ["--clip", "True"]), ("far.npy", [])):
+        with pytest.raises(SystemExit) as exc:
+            main(["act", str(tmp_path / "run"), "--task", "CartPole-v1", "--obs", str(tmp_path / name), *extra])
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and not captured.out, err
+        assert ("NaN or inf in row 1;" if name == "nan.npy" else "outside its observation space in row 0") in err[0]
+    main(["act", str(tmp_path / "run"), "--task", "CartPole-v1", "--obs", str(tmp_path / "far.npy"), "--clip", "True"])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # a line of actions per seed
+
+
+def test_image_observations_must_be_zero_or_one(tmp_path):
+    fake_run(tmp_path, IMAGE)
+    agent = mtdqn.load_agent(tmp_path)
+    grid = np.zeros((3, 10, 10, 4), np.uint8)
+    grid[1, 3, 4, 2] = 2
+    with pytest.raises(ConfigError, match=r"row 1 \(row 1, index \(3, 4, 2\): 2 not in \[0, 1\]\)"):
+        agent.act("Breakout-MinAtar", grid)
+    grid[1, 3, 4, 2] = 1
+    np.testing.assert_array_equal(agent.act("Breakout-MinAtar", np.where(grid > 0, 2, 0), clip=True),
+                                  agent.act("Breakout-MinAtar", grid))

@@ -1,15 +1,144 @@
-"""Watching a trained agent: greedy episodes, their returns, a GIF where the env can be drawn."""
+"""Watching a trained agent: greedy episodes, their returns and lengths, a GIF of any task.
+
+Per task family (classic control, our Car-On-Hill and pendulum, MinAtar, gym:)
+the GIF holds one frame per state an episode visits (steps + 1), and two
+different states give different frames.  Networks are untrained (random bits),
+episodes short (``max_steps``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import sys
+
+import gymnasium as gym
+import jax
 import numpy as np
 import pytest
 from PIL import Image
-from test_checkpoint import IMAGE, fake_run
+from test_checkpoint import IMAGE, VECTOR, fake_run, random_bits
 
+from mtdqn.checkpoint import save_checkpoint
 from mtdqn.cli import main
+from mtdqn.config import config_hash, config_to_dict
 from mtdqn.errors import ConfigError
-from mtdqn.play import minatar_frame, play
+from mtdqn.io import write_json
+from mtdqn.play import play
+from mtdqn.render import RENDERERS, car_on_hill_frame, minatar_frame, open_renderer, pendulum_frame
+from mtdqn.tasks.registry import make_env
+from mtdqn.train.agent import make_agent
+from mtdqn.train.host_loop import make_host_trainer
+from mtdqn.train.loop import seed_keys
+
+CLASSIC = dataclasses.replace(VECTOR, tasks=("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), seeds=1)
+OURS = dataclasses.replace(VECTOR, tasks=("CarOnHill-v0", "InvertedPendulumDiscrete-v0"), seeds=1)
+GYM = dataclasses.replace(VECTOR, tasks=("gym:CartPole-v1",), seeds=1)
+
+
+def fake_gym_run(run_dir, cfg):
+    """fake_run for gym: tasks: the host trainer's state template filled with random bits, no envs stepped."""
+    trainer = make_host_trainer(make_agent(cfg))
+    state = random_bits(jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
+    write_json(run_dir / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
+    save_checkpoint(run_dir, trainer, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+
+
+def gif_frames(path) -> int:
+    with Image.open(path) as gif:
+        return gif.n_frames
+
+
+def assert_frame_per_state(tmp_path, run, task, **options):
+    """Two episodes into one GIF: steps + 1 frames each, every one kept (none merged as a duplicate)."""
+    gif = tmp_path / f"{task.replace(':', '_')}.gif"
+    result = play(run, task, episodes=2, gif=gif, **options)
+    assert len(result.returns) == len(result.lengths) == 2 and all(n > 0 for n in result.lengths)
+    assert result.frames == gif_frames(gif) == sum(n + 1 for n in result.lengths), (result, task)
+    return result
+
+
+def differ(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == np.uint8 and not np.array_equal(a, b)
+
+
+def test_classic_control_gifs(tmp_path, capsys):
+    fake_run(tmp_path / "run", CLASSIC)
+    result = assert_frame_per_state(tmp_path, tmp_path / "run", "CartPole-v1")  # ends in ~10 steps at random
+    assert all(n < 500 for n in result.lengths)  # ended by the pole, not the time limit: the last frame is it
+    for task in ("Acrobot-v1", "MountainCar-v0"):
+        result = assert_frame_per_state(tmp_path, tmp_path / "run", task, max_steps=7)
+        assert result.lengths == [7, 7]
+    main(["play", str(tmp_path / "run"), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
+    assert capsys.readouterr().out.splitlines() == [
+        "episode 1: return -5, length 5 steps", "episode 2: return -5, length 5 steps"]
+
+
+def test_each_episode_is_drawn_from_its_start_to_the_state_it_ended_in(tmp_path, monkeypatch):
+    """The frames are of the start, each step's state, and the terminal one (not gymnax's auto-reset)."""
+    fake_run(tmp_path / "run", CLASSIC)
+    states = []
+
+    def draw(state, obs):
+        states.append((float(state.x), float(state.theta)))
+        return np.zeros((4, 4, 3), np.uint8)
+
+    monkeypatch.setitem(RENDERERS, "CartPole-v1", lambda _: contextlib.nullcontext(draw))
+    result = play(tmp_path / "run", "CartPole-v1", episodes=3, gif=tmp_path / "x.gif")
+    starts = np.cumsum([0] + [n + 1 for n in result.lengths])
+    assert len(states) == starts[-1]
+    for first, n in zip(starts, result.lengths):
+        x, theta = np.abs(states[first])
+        assert x <= 0.05 and theta <= 0.05  # gymnax's reset: every variable in [-0.05, 0.05]
+        x, theta = np.abs(states[first + n])
+        assert x > 2.4 or theta > 12 * 2 * np.pi / 360  # the pole fell (or the cart left): CartPole's end
+        assert all(abs(t) <= 12 * 2 * np.pi / 360 for _, t in states[first: first + n])  # it stood before
+
+
+@pytest.mark.parametrize("name, change", [
+    ("CartPole-v1", {"x": 1.0, "theta": -0.15}),
+    ("Acrobot-v1", {"joint_angle1": 1.0, "joint_angle2": -0.5}),
+    ("MountainCar-v0", {"position": 0.3}),
+])
+def test_classic_frames_are_gymnasiums_drawing_of_the_state(name, change):
+    env, params = make_env(name)
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    moved = state.replace(**change)
+    with open_renderer(name) as draw:
+        a, b = draw(state, np.asarray(obs)), draw(moved, np.asarray(obs))
+    assert differ(a, b)
+    reference = gym.make(name, render_mode="rgb_array").unwrapped  # Gymnasium in that state draws the same
+    reference.reset(seed=0)
+    reference.state = np.array([float(getattr(moved, f)) for f in {
+        "CartPole-v1": ("x", "x_dot", "theta", "theta_dot"),
+        "Acrobot-v1": ("joint_angle1", "joint_angle2", "velocity_1", "velocity_2"),
+        "MountainCar-v0": ("position", "velocity")}[name]])
+    np.testing.assert_array_equal(b, reference.render())
+    reference.close()
+
+
+def test_without_pygame_one_line_names_the_extra(tmp_path, monkeypatch):
+    fake_run(tmp_path / "run", CLASSIC)
+    monkeypatch.setitem(sys.modules, "pygame", None)  # `import pygame` raises ImportError
+    with pytest.raises(ConfigError, match=r"needs pygame: pip install 'mtdqn\[render\]'"):
+        play(tmp_path / "run", "CartPole-v1", gif=tmp_path / "x.gif")
+    assert not (tmp_path / "x.gif").exists()
+    assert len(play(tmp_path / "run", "CartPole-v1", episodes=2).returns) == 2  # without a GIF it plays
+
+
+def test_car_on_hill_and_pendulum_gifs(tmp_path):
+    fake_run(tmp_path / "run", OURS)
+    assert_frame_per_state(tmp_path, tmp_path / "run", "CarOnHill-v0", max_steps=9)
+    result = assert_frame_per_state(tmp_path, tmp_path / "run", "InvertedPendulumDiscrete-v0")
+    assert all(n < 3000 for n in result.lengths)  # it fell: the last frame shows it down
+
+
+def test_car_on_hill_and_pendulum_drawings_show_the_state():
+    base = car_on_hill_frame(-0.5, 0.0)
+    assert differ(base, car_on_hill_frame(0.5, 0.0)) and differ(base, car_on_hill_frame(-0.5, 2.0))
+    base = pendulum_frame(0.0, 0.0)
+    assert differ(base, pendulum_frame(0.6, 0.0)) and differ(base, pendulum_frame(0.0, -3.0))
+    assert differ(pendulum_frame(0.3, 0.0), pendulum_frame(-0.3, 0.0))  # leaning right is not leaning left
 
 
 def test_minatar_frame_colours_each_channel():
@@ -19,24 +148,50 @@ def test_minatar_frame_colours_each_channel():
     assert image.shape == (20, 20, 3) and image.dtype == np.uint8
     assert image[0, 0].tolist() != image[19, 19].tolist()  # two channels, two colours
     assert image[10, 10].tolist() == [0, 0, 0]  # empty cell: background
+    moved = np.roll(grid, 1, axis=0)
+    assert differ(minatar_frame(grid), minatar_frame(moved))
 
 
-def test_play_minatar_writes_a_gif_of_every_step(tmp_path, capsys):
+def test_minatar_gif(tmp_path):
     fake_run(tmp_path / "run", IMAGE)
-    task = IMAGE.tasks[0]
-    result = play(tmp_path / "run", task, episodes=2, gif=tmp_path / "out.gif")
-    assert len(result.returns) == 2 and all(n > 0 for n in result.lengths)
-    with Image.open(result.gif) as gif:
-        assert 2 <= gif.n_frames <= sum(result.lengths)  # a frame per step (PIL merges identical neighbours)
-    main(["play", str(tmp_path / "run"), "--task", task, "--episodes", "1"])
-    assert "return" in capsys.readouterr().out
+    assert_frame_per_state(tmp_path, tmp_path / "run", IMAGE.tasks[0], max_steps=6)
+    result = play(tmp_path / "run", IMAGE.tasks[0], episodes=1, gif=tmp_path / "every.gif", max_steps=10,
+                  gif_every=4)
+    kept = set(range(0, result.lengths[0] + 1, 4)) | {result.lengths[0]}  # every 4th step and the last
+    assert result.frames == gif_frames(tmp_path / "every.gif") == len(kept)
 
 
-def test_play_refuses_what_it_cannot_draw(tmp_path):
-    fake_run(tmp_path / "run")  # CartPole + Acrobot: gymnax classic control has no renderer
-    with pytest.raises(ConfigError, match="cannot be drawn"):
-        play(tmp_path / "run", "CartPole-v1", gif=tmp_path / "x.gif")
-    assert not (tmp_path / "x.gif").exists()
-    assert len(play(tmp_path / "run", "CartPole-v1", episodes=3).returns) == 3  # without a GIF it plays
-    with pytest.raises(ConfigError, match="--episodes must be > 0"):
-        play(tmp_path / "run", "CartPole-v1", episodes=0)
+def test_gym_task_gif(tmp_path, monkeypatch):
+    fake_gym_run(tmp_path / "run", GYM)
+    assert_frame_per_state(tmp_path, tmp_path / "run", "gym:CartPole-v1", max_steps=8)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "pygame", None)
+        with pytest.raises(ConfigError, match=r"drawing gym:CartPole-v1 needs pygame: pip install 'mtdqn\[render\]'"):
+            play(tmp_path / "run", "gym:CartPole-v1", gif=tmp_path / "none.gif")
+    assert not (tmp_path / "none.gif").exists()
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.reset(seed=0)
+    a = env.render()
+    env.unwrapped.state = np.array([1.0, 0.0, -0.15, 0.0])
+    assert differ(a, env.render())
+    env.close()
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    fake_run(tmp_path / "run", CLASSIC)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    run = str(tmp_path / "run")
+    cases = [
+        (["--task", "CartPole-v1", "--gif", str(tmp_path / "missing" / "cp.gif")], "does not exist"),
+        (["--task", "CartPole-v1", "--gif", str(tmp_path)], "is a directory"),
+        (["--task", "CartPole-v1", "--episodes", "0", "--gif", str(tmp_path / "cp.gif")], "--episodes must be > 0"),
+        (["--task", "Breakout-MinAtar", "--gif", str(tmp_path / "cp.gif")], "is not one of this run's tasks"),
+        (["--task", "CartPole-v1", "--gif-every", "0", "--gif", str(tmp_path / "cp.gif")], "--gif-every must be"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["play", run, *argv])
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and message in err[0] and not captured.out, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -137,11 +137,15 @@ class Act:
     """A .npy file: one observation (the task's own shape) or a batch of them (batch, *shape)."""
     seed: int | None = None
     """Act with this seed's network only (default: every seed of the run)."""
+    clip: bool = False
+    """Clip observations outside the observation space's finite bounds into it (default: refuse them, one line
+    naming the rows).  Non-finite values (NaN, inf) are refused either way."""
 
 
 @dataclass(frozen=True)
 class Play:
-    """Greedy episodes of one task with a trained run's first seed: returns, and a GIF where the env can be drawn."""
+    """Greedy episodes of one task with a trained run's first seed: each episode's return and length, and
+    optionally a GIF of them (any task; CartPole, Acrobot and MountainCar need pip install 'mtdqn[render]')."""
 
     run: tyro.conf.Positional[Path]
     """Run directory."""
@@ -150,9 +154,15 @@ class Play:
     episodes: int = 1
     """Episodes to play."""
     gif: Path | None = None
-    """Also write the frames as an animated GIF (MinAtar and gym: tasks)."""
+    """Also write the episodes as an animated GIF: a frame for the start and one after each step."""
     seed: int = 0
     """Seed of the environments' starts."""
+    max_steps: int = 0
+    """End each episode after this many steps (default 0: at the task's own end or time limit)."""
+    gif_every: int = 1
+    """Keep every k-th frame in the GIF, and each episode's last (default 1: all of them)."""
+    fps: int = 30
+    """Frames per second of the GIF."""
 
 
 @dataclass(frozen=True)

@@ -188,18 +188,18 @@ def _run_act(cmd: Act) -> None:
         raise ConfigError(f"{cmd.obs}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
     agent = load_agent(cmd.run)
     for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
-        actions = np.atleast_1d(agent.act(cmd.task, obs, seed))
+        actions = np.atleast_1d(agent.act(cmd.task, obs, seed, clip=cmd.clip))
         print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
 
 
 def _run_play(cmd: Play) -> None:
     from mtdqn.play import play
 
-    result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed)
+    result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed, cmd.max_steps, cmd.gif_every, cmd.fps)
     for n, (ret, length) in enumerate(zip(result.returns, result.lengths)):
-        print(f"episode {n}: return {ret:g} in {length} steps")
+        print(f"episode {n + 1}: return {ret:g}, length {length} steps")
     if result.gif is not None:
-        print(f"written: {result.gif}")
+        print(f"written: {result.gif} ({result.frames} frames)")
 
 
 def _run_distill(cmd: Distill) -> None:

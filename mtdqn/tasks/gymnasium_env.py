@@ -32,7 +32,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from mtdqn.errors import ConfigError
 from mtdqn.tasks.envs import EnvStep, obs_dtype
 
-__all__ = ["GYM_PREFIX", "GYM_EXAMPLES", "make_env", "gym_task_info", "env_seeds", "HostEnvs"]
+__all__ = ["GYM_PREFIX", "GYM_EXAMPLES", "make_env", "gym_task_info", "gym_obs_bounds", "env_seeds", "HostEnvs"]
 
 GYM_PREFIX = "gym:"
 # Shown by `mtdqn tasks`; any other registered id with a Discrete action space works too.
@@ -97,6 +97,16 @@ def gym_task_info(env_id: str) -> tuple[str, tuple[int, ...], int, int]:
             raise ConfigError(f"gym:{env_id} has action space {actions}; only Discrete(n) starting at 0 is supported")
         max_steps = env.spec.max_episode_steps if env.spec is not None else None
         return kind, shape, int(actions.n), int(max_steps or 0)
+    finally:
+        env.close()
+
+
+@lru_cache(maxsize=64)
+def gym_obs_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the env's Box observation space, read from a temporary env."""
+    env = make_env(env_id)
+    try:
+        return np.asarray(env.observation_space.low), np.asarray(env.observation_space.high)
     finally:
         env.close()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 import gymnax
@@ -34,7 +35,8 @@ from mtdqn.taskfacts import FACTS
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 
-__all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
+__all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
+           "observation_bounds"]
 
 # name -> kind ("vector" | "image"), from the one table of task facts; each name is a gymnax id or one of
 # NATIVE_ENVS.  Seaquest-MinAtar steps ~70x slower than the others in gymnax.
@@ -183,3 +185,27 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
 def list_tasks() -> list[Task]:
     """Every registered task, for `mtdqn tasks`."""
     return [parse_task(name) for name in TASKS]
+
+
+def _finite_or_inf(bound: Any, shape: tuple[int, ...], sign: float) -> np.ndarray:
+    """A space's bound over the whole observation shape, float64; float32's max (gymnax's "unbounded") as inf."""
+    bound = np.broadcast_to(np.asarray(bound, np.float64), shape)
+    return np.where(np.abs(bound) >= np.finfo(np.float32).max, sign * np.inf, bound)
+
+
+@lru_cache(maxsize=64)
+def observation_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the task's observation space, each of its obs_shape; inf where a dimension is unbounded.
+
+    gymnax writes "unbounded" as float32's largest value (CartPole's velocities,
+    the pendulum's angle and speed); both that and inf come back as inf.
+    """
+    if task.backend == "gymnasium":
+        from mtdqn.tasks.gymnasium_env import gym_obs_bounds  # imported late: gymnasium and ale-py are slow
+
+        low, high = gym_obs_bounds(task.name)
+    else:
+        env, params = make_env(task.name)
+        space = env.observation_space(params)
+        low, high = space.low, space.high
+    return _finite_or_inf(low, task.obs_shape, -1.0), _finite_or_inf(high, task.obs_shape, 1.0)

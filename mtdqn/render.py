@@ -1,0 +1,178 @@
+"""Frames of every registered JAX task, drawn from its gymnax state: what `mtdqn play --gif` shows.
+
+- MinAtar: the 10x10 object grid, one colour per channel, scaled up.
+- CartPole, Acrobot, MountainCar: Gymnasium's own classic-control renderers.
+  gymnax's states are the same physical variables as Gymnasium's, so the
+  unwrapped Gymnasium env gets the gymnax state and draws it
+  (``render_mode="rgb_array"``).  They need pygame: ``pip install 'mtdqn[render]'``.
+- Car-On-Hill and the LSPI pendulum (ours): drawings of our own (PIL): the hill
+  profile and the car, the pole on its cart; a bar under each shows the speed.
+
+``gym:`` tasks draw themselves (their env's ``rgb_array`` mode, see
+:mod:`mtdqn.play`).  A new task family adds a renderer to :data:`RENDERERS`
+and nothing else (MiniGrid, when it exists: the grid with the agent's view).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mtdqn.errors import ConfigError
+
+__all__ = ["Draw", "RENDERERS", "open_renderer", "minatar_frame", "car_on_hill_frame", "pendulum_frame",
+           "with_caption", "offscreen_pygame", "RENDER_EXTRA"]
+
+Draw = Callable[[Any, np.ndarray], np.ndarray]  # (gymnax env state, its observation) -> (H, W, 3) uint8
+RENDER_EXTRA = "pip install 'mtdqn[render]'"
+
+# Distinct colours for up to 10 MinAtar channels (tab10), background black.
+_PALETTE = np.array([
+    [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+    [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
+], np.uint8)
+
+
+def minatar_frame(obs: np.ndarray, scale: int = 16) -> np.ndarray:
+    """(H, W, C) boolean grid -> (H*scale, W*scale, 3) uint8 image; a cell takes its first active channel's colour."""
+    grid = np.asarray(obs, bool)
+    active = grid.any(-1)
+    first = np.argmax(grid, axis=-1)
+    image = np.where(active[..., None], _PALETTE[first % len(_PALETTE)], 0).astype(np.uint8)
+    return np.kron(image, np.ones((scale, scale, 1), np.uint8))
+
+
+def _speed_bar(draw: ImageDraw.ImageDraw, width: int, y: int, value: float, limit: float) -> None:
+    """A bar from the middle of the frame at height ``y``: right for positive ``value``, full width at ``limit``."""
+    middle = width // 2
+    end = middle + int(np.clip(value / limit, -1.0, 1.0) * (middle - 10))
+    draw.line([(10, y), (width - 10, y)], fill=(200, 200, 200), width=1)
+    draw.rectangle([min(middle, end), y - 3, max(middle, end), y + 3], fill=(214, 39, 40))
+    draw.line([(middle, y - 6), (middle, y + 6)], fill=(0, 0, 0), width=1)
+
+
+def _hill(position: np.ndarray) -> np.ndarray:
+    """Ernst et al.'s hill: p**2 + p for p < 0, p / sqrt(1 + 5 p**2) for p >= 0 (mtdqn/tasks/car_on_hill.py)."""
+    return np.where(position < 0, position**2 + position, position / np.sqrt(1.0 + 5.0 * position**2))
+
+
+def car_on_hill_frame(position: float, velocity: float, width: int = 480) -> np.ndarray:
+    """The hill over p in [-1.2, 1.2], the goal edge p = 1 (flag) and the car at p; below, its speed in [-3, 3]."""
+    scale = width / 2.4  # pixels per unit, the same on both axes
+    height = int(0.95 * scale) + 30
+    ground = int(0.62 * scale)  # pixel row of hill height 0
+
+    def to_pixel(p: float, h: float) -> tuple[float, float]:
+        return (p + 1.2) * scale, ground - h * scale
+
+    image = Image.new("RGB", (width, height), (235, 245, 255))
+    draw = ImageDraw.Draw(image)
+    ps = np.linspace(-1.2, 1.2, 241)
+    draw.polygon([to_pixel(-1.2, -1.0), *map(to_pixel, ps, _hill(ps)), to_pixel(1.2, -1.0)], fill=(120, 170, 90))
+    for edge in (-1.0, 1.0):  # the episode ends past these
+        x, y = to_pixel(edge, float(_hill(np.float64(edge))))
+        draw.line([(x, y), (x, y - 40)], fill=(60, 60, 60), width=2)
+    x, y = to_pixel(1.0, float(_hill(np.float64(1.0))))
+    draw.polygon([(x, y - 40), (x + 16, y - 34), (x, y - 28)], fill=(214, 39, 40))  # the goal on the right
+    cx, cy = to_pixel(position, float(_hill(np.float64(position))))
+    draw.ellipse([cx - 9, cy - 18, cx + 9, cy], fill=(31, 119, 180), outline=(0, 0, 0))
+    _speed_bar(draw, width, height - 14, velocity, 3.0)
+    return np.asarray(image)
+
+
+def pendulum_frame(angle: float, angular_velocity: float, width: int = 360) -> np.ndarray:
+    """The pole on its cart (angle 0 upright, positive leaning right; the dashed line is where it has fallen,
+    |angle| = pi/2); below, the angular speed in [-4, 4] rad/s."""
+    height = int(width * 0.75)
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    track = height - 60
+    pivot = (width / 2, track - 20)
+    draw.line([(0, track), (width, track)], fill=(0, 0, 0), width=1)
+    draw.line([(10, pivot[1]), (width - 10, pivot[1])], fill=(180, 180, 180), width=1)  # |angle| = pi/2
+    draw.rectangle([pivot[0] - 40, pivot[1] - 2, pivot[0] + 40, track], fill=(60, 60, 60))
+    length = 0.55 * height
+    tip = (pivot[0] + length * math.sin(angle), pivot[1] - length * math.cos(angle))
+    draw.line([pivot, tip], fill=(202, 152, 101), width=10)
+    draw.ellipse([pivot[0] - 5, pivot[1] - 5, pivot[0] + 5, pivot[1] + 5], fill=(129, 132, 203))
+    _speed_bar(draw, width, height - 18, angular_velocity, 4.0)
+    return np.asarray(image)
+
+
+def with_caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` with a white band under it holding ``text`` (step and return: no two frames of an episode are
+    identical, so a GIF keeps every one)."""
+    band = Image.new("RGB", (frame.shape[1], 16), (255, 255, 255))
+    ImageDraw.Draw(band).text((4, 2), text, fill=(0, 0, 0))
+    return np.concatenate([np.asarray(frame, np.uint8), np.asarray(band)], axis=0)
+
+
+def offscreen_pygame() -> None:
+    """Draw off-screen: no window, no sound, no banner (pygame.init() would otherwise probe a display and a
+    sound card and complain on stderr).  Settings the user made stay."""
+    for var, value in (("PYGAME_HIDE_SUPPORT_PROMPT", "1"), ("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy")):
+        os.environ.setdefault(var, value)
+
+
+@contextmanager
+def _plain(draw: Draw) -> Iterator[Draw]:
+    yield draw
+
+
+# gymnax state -> Gymnasium's ``env.state`` (the same physical variables, in Gymnasium's order)
+_GYMNASIUM_STATE: dict[str, Callable[[Any], tuple[Any, ...]]] = {
+    "CartPole-v1": lambda s: (s.x, s.x_dot, s.theta, s.theta_dot),
+    "Acrobot-v1": lambda s: (s.joint_angle1, s.joint_angle2, s.velocity_1, s.velocity_2),
+    "MountainCar-v0": lambda s: (s.position, s.velocity),
+}
+
+
+@contextmanager
+def _gymnasium_classic(name: str) -> Iterator[Draw]:
+    """Gymnasium's renderer for ``name``, drawing the gymnax state it is given; closed on exit."""
+    offscreen_pygame()
+    try:
+        import pygame  # noqa: F401  (Gymnasium's classic-control renderer draws with it)
+    except ImportError:
+        raise ConfigError(f"drawing {name} needs pygame: {RENDER_EXTRA}") from None
+    import gymnasium as gym
+
+    env = gym.make(name, render_mode="rgb_array").unwrapped
+    to_state = _GYMNASIUM_STATE[name]
+
+    def draw(state: Any, obs: np.ndarray) -> np.ndarray:
+        env.state = np.array([float(v) for v in to_state(state)])
+        return np.asarray(env.render(), np.uint8)
+
+    try:
+        yield draw
+    finally:
+        env.close()
+
+
+def _minatar(state: Any, obs: np.ndarray) -> np.ndarray:
+    return minatar_frame(obs)
+
+
+# task name -> a context manager yielding its Draw.  Add a task family here (MiniGrid: the grid and the
+# agent's view, from its state); `mtdqn play --gif` then draws it.
+RENDERERS: dict[str, Callable[[str], Any]] = {
+    **{name: _gymnasium_classic for name in _GYMNASIUM_STATE},
+    **{f"{game}-MinAtar": lambda _: _plain(_minatar)
+       for game in ("Breakout", "Asterix", "Freeway", "SpaceInvaders", "Seaquest")},
+    "CarOnHill-v0": lambda _: _plain(lambda s, obs: car_on_hill_frame(float(s.position), float(s.velocity))),
+    "InvertedPendulumDiscrete-v0": lambda _: _plain(
+        lambda s, obs: pendulum_frame(float(s.angle), float(s.angular_velocity))),
+}
+
+
+def open_renderer(name: str) -> Any:
+    """A context manager yielding the :data:`Draw` of registered task ``name``; one line if it has none."""
+    if name not in RENDERERS:
+        raise ConfigError(f"{name} has no renderer; add one to mtdqn.render.RENDERERS")
+    return RENDERERS[name](name)
