@@ -58,10 +58,8 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: int = 10) -> Path:
 
 
 def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, record: bool):
-    from mtdqn.tasks.registry import make_env
-
     task = agent.task_set.tasks[task_index]
-    env, params = make_env(task.name)
+    env, params = task.make()
     reset, step = jax.jit(env.reset), jax.jit(env.step)
     returns, lengths, frames = [], [], []
     key = jax.random.PRNGKey(seed)
