@@ -144,3 +144,11 @@ def test_bad_minatar_options_are_one_line_errors(spec, fragment):
     with pytest.raises(ConfigError, match=fragment) as info:
         parse_task(spec)
     assert "\n" not in str(info.value)
+
+
+def test_command_line_keeps_a_specs_options_together():
+    from mtdqn.cli.entry import _split_commas
+
+    argv = ["train", "--tasks", "Breakout-MinAtar:sticky=0.1,actions=full,SpaceInvaders-MinAtar", "--steps", "5"]
+    assert _split_commas(argv) == ["train", "--tasks", "Breakout-MinAtar:sticky=0.1,actions=full",
+                                   "SpaceInvaders-MinAtar", "--steps", "5"]

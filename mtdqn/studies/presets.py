@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
-__all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "resolve_spec", "study_table",
-           "transfer_preset", "deramo_transfer_preset"]
+__all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "resolve_spec",
+           "study_table", "transfer_preset", "deramo_transfer_preset"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
 # greedy evaluation (the DQN defaults plus squared-error TD loss; Huber learned CartPole far slower
