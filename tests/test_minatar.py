@@ -152,3 +152,41 @@ def test_command_line_keeps_a_specs_options_together():
     argv = ["train", "--tasks", "Breakout-MinAtar:sticky=0.1,actions=full,SpaceInvaders-MinAtar", "--steps", "5"]
     assert _split_commas(argv) == ["train", "--tasks", "Breakout-MinAtar:sticky=0.1,actions=full",
                                    "SpaceInvaders-MinAtar", "--steps", "5"]
+
+
+@pytest.mark.parametrize("game, name", [("breakout", "Breakout-MinAtar"), ("space_invaders", "SpaceInvaders-MinAtar")])
+def test_full_action_set_steps_as_the_minatar_package(game, name):
+    """Against Young & Tian's own package (the test oracle, ``minatar`` 1.0.15): the same observations, rewards
+    and terminals for the same random sequence of the six actions, sticky actions off in both.  SpaceInvaders
+    has no randomness; Breakout draws only its ball's start, aligned by choosing the oracle's seed."""
+    from minatar import Environment
+
+    env = MinAtarEnv(name, full_actions=True, max_steps=100_000)
+    params = env.default_params
+    step = jax.jit(lambda k, s, a: env.step(k, s, a, params))
+    oracle = Environment(game, sticky_action_prob=0.0)
+    rng = np.random.default_rng(0)
+    checked, rewards = 0, 0.0
+    for episode in range(40):
+        obs, state = env.reset(jax.random.PRNGKey(100 + episode), params)
+        for seed in range(50):  # an oracle seed whose start is ours
+            oracle.seed(seed)
+            oracle.reset()
+            if np.array_equal(oracle.state(), np.asarray(obs, bool)):
+                break
+        else:
+            pytest.fail("no oracle seed gives our start")
+        for t, k in enumerate(jax.random.split(jax.random.PRNGKey(episode), 2_000)):
+            a = int(rng.integers(6))
+            obs, state, reward, terminated, truncated, info = step(k, state, a)
+            ref_reward, ref_terminal = oracle.act(a)
+            np.testing.assert_array_equal(np.asarray(info["final_observation"], bool), oracle.state(),
+                                          err_msg=f"episode {episode}, step {t}")
+            assert (float(reward), bool(terminated)) == (float(ref_reward), bool(ref_terminal)), (episode, t)
+            checked += 1
+            rewards += float(reward)
+            if ref_terminal:
+                break
+        if checked > 1_000:
+            break
+    assert checked > 300 and rewards > 0  # long enough, and a reward seen, to have checked something
