@@ -23,13 +23,16 @@ task the network is exactly PureJaxRL's 120-84 MLP.
     python benchmarks/throughput.py --games    # env stepping alone, per MinAtar game (no network)
 
 The Seaquest row is what `mtdqn train --tasks Seaquest-MinAtar,Breakout-MinAtar` trains, with the
-settings above.  `--games` steps each game's 10 envs (vmapped) with random actions inside one jitted
+settings above; the `minatar preset` row trains the `minatar` study preset's settings and games (published
+MinAtar: sticky actions, six actions; 4 envs per game, an update of 128 per game every vector step, replay
+100k).  `--games` steps each game's 10 envs (vmapped) with random actions inside one jitted
 `lax.scan`, as the training loop steps them, and prints µs per vector step.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -59,10 +62,11 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
 
 
 def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
-            iters: int = 2000) -> dict:
+            iters: int = 2000, preset: bool = False) -> dict:
     """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
 
-    Call in a fresh process: JAX is started here for this row.
+    ``preset``: the `minatar` study preset's settings and tasks instead of the table's (4 envs per game, an
+    update of 128 per game every vector step, replay 100k).  Call in a fresh process: JAX is started here.
     """
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
@@ -83,6 +87,14 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
     )
+    if preset:
+        from mtdqn.studies.presets import resolve_spec
+        from mtdqn.studies.spec import variant_config
+
+        cfg = variant_config(resolve_spec("minatar", {"seeds": seeds}), sharing)
+        cfg = dataclasses.replace(cfg, steps=iters * cfg.num_envs * (chunks + 1), log_every=iters * cfg.num_envs,
+                                  dqn=dataclasses.replace(cfg.dqn, learning_starts=0))
+        tasks = cfg.tasks
     trainer = make_trainer(make_agent(cfg), devices)
     state = trainer.init(seed_keys(trainer.agent.seeds))
     t0 = time.perf_counter()
@@ -98,9 +110,9 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         state, m = compiled(state, jnp.int32(c * iters))
         jax.block_until_ready(m)
         elapsed = min(elapsed, time.perf_counter() - t0)
-    steps = iters * 10 * len(tasks) * seeds
+    steps = iters * cfg.num_envs * len(tasks) * seeds
     return {
-        "tasks": "+".join(t.split("-")[0] for t in tasks),
+        "tasks": "+".join(t.split("-")[0] for t in tasks) + (" (minatar preset)" if preset else ""),
         "seeds": seeds,
         "sharing": sharing,
         "devices": trainer.devices,
@@ -143,8 +155,10 @@ def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000) -> float:
     return best / steps * 1e6
 
 
-def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int) -> dict:
-    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters})
+def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int,
+                       preset: bool = False) -> dict:
+    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters,
+                       "preset": preset})
     out = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -159,7 +173,7 @@ def main() -> None:
     if args.row:
         row = json.loads(args.row)
         print(json.dumps(measure(tuple(row["tasks"]), row["seeds"], row["sharing"], row["devices"],
-                                 iters=row["iters"])))
+                                 iters=row["iters"], preset=row.get("preset", False))))
         return
     if args.games:
         from mtdqn.devices import use_cpu_cores
@@ -172,7 +186,8 @@ def main() -> None:
             print(f"| {name} | {us:,.0f} | {10e6 / us:,.0f} |", flush=True)
         return
     image_rows = [(MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
-                  (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0), (SEAQUEST, 1, "shared", 0)]
+                  (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0), (SEAQUEST, 1, "shared", 0),
+                  ("minatar preset", 1, "shared", 0)]
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
     if args.minatar:
         rows = image_rows
@@ -198,7 +213,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for tasks, seeds, sharing, devices in rows:
         # MinAtar's conv updates take ~25 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
-        r = _row_in_subprocess(tasks, seeds, sharing, devices, iters=100 if tasks[0].endswith("MinAtar") else 2000)
+        if tasks == "minatar preset":  # the `minatar` study preset's own settings and (published) games
+            r = _row_in_subprocess(MINATAR, seeds, sharing, devices, iters=100, preset=True)
+        else:
+            r = _row_in_subprocess(tasks, seeds, sharing, devices,
+                                   iters=100 if tasks[0].endswith("MinAtar") else 2000)
         print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['devices']} | {r['threads']} "
               f"| {r['steps_per_s']:,.0f} | {r['per_task']:,.0f} "
               f"| {r['compile_s']:.1f} | {r['gflops']:.2f} | {100 * r['gflops'] / peak:.1f}% |", flush=True)
