@@ -82,7 +82,7 @@ def _minatar() -> dict[str, Any]:
     - a 10,000-step cut-off (a truncation, bootstrapped from; ``max_steps=10000``): MinAtar cuts no episode,
       but our greedy evaluation rolls out a fixed horizon, so it needs one; it is 10x gymnax's 1,000
       (Freeway ends itself after 2,500 frames, a termination, as in MinAtar);
-    - Seaquest is left out: gymnax's Seaquest steps ~10-50x slower than these four games (README, Tasks);
+    - Seaquest is left out: gymnax's Seaquest steps 12-35x slower than these four games (README, Tasks);
     - 4 envs per game and one update of 128 transitions per game every 4 frames: the same 32
       sampled transitions per frame with a quarter of the updates (the compiled loop steps all envs
       between updates), so the target copy every 250 updates is their 1,000 frames;

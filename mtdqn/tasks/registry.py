@@ -42,7 +42,7 @@ from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
 
-# name -> kind.  gymnax's Seaquest-MinAtar steps ~10-50x slower than its other MinAtar games (README, Tasks).
+# name -> kind.  gymnax's Seaquest-MinAtar steps 12-35x slower than its other MinAtar games (README, Tasks).
 TASKS: dict[str, str] = {
     "CartPole-v1": "vector",
     "Acrobot-v1": "vector",
