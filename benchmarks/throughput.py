@@ -19,12 +19,20 @@ task the network is exactly PureJaxRL's 120-84 MLP.
 
     python benchmarks/throughput.py            # full table
     python benchmarks/throughput.py --quick    # two rows, for a smoke check
-    python benchmarks/throughput.py --minatar  # only the image rows (4 MinAtar games, conv trunk)
+    python benchmarks/throughput.py --minatar  # only the image rows (4 MinAtar games, conv trunk; Seaquest)
+    python benchmarks/throughput.py --games    # env stepping alone, per MinAtar game (no network)
+
+The Seaquest row is what `mtdqn train --tasks Seaquest-MinAtar,Breakout-MinAtar` trains, with the
+settings above; the `minatar preset` row trains the `minatar` study preset's settings and games (published
+MinAtar: sticky actions, six actions; 4 envs per game, an update of 128 per game every vector step, replay
+100k).  `--games` steps each game's 10 envs (vmapped) with random actions inside one jitted
+`lax.scan`, as the training loop steps them, and prints µs per vector step.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -33,6 +41,8 @@ import time
 
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 MINATAR = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
+SEAQUEST = ("Seaquest-MinAtar", "Breakout-MinAtar")
+GAMES = (*MINATAR, "Seaquest-MinAtar")
 
 
 def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
@@ -52,10 +62,11 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
 
 
 def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
-            iters: int = 2000) -> dict:
+            iters: int = 2000, preset: bool = False) -> dict:
     """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
 
-    Call in a fresh process: JAX is started here for this row.
+    ``preset``: the `minatar` study preset's settings and tasks instead of the table's (4 envs per game, an
+    update of 128 per game every vector step, replay 100k).  Call in a fresh process: JAX is started here.
     """
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
@@ -76,6 +87,14 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
     )
+    if preset:
+        from mtdqn.studies.presets import resolve_spec
+        from mtdqn.studies.spec import variant_config
+
+        cfg = variant_config(resolve_spec("minatar", {"seeds": seeds}), sharing)
+        cfg = dataclasses.replace(cfg, steps=iters * cfg.num_envs * (chunks + 1), log_every=iters * cfg.num_envs,
+                                  dqn=dataclasses.replace(cfg.dqn, learning_starts=0))
+        tasks = cfg.tasks
     trainer = make_trainer(make_agent(cfg), devices)
     state = trainer.init(seed_keys(trainer.agent.seeds))
     t0 = time.perf_counter()
@@ -91,9 +110,9 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         state, m = compiled(state, jnp.int32(c * iters))
         jax.block_until_ready(m)
         elapsed = min(elapsed, time.perf_counter() - t0)
-    steps = iters * 10 * len(tasks) * seeds
+    steps = iters * cfg.num_envs * len(tasks) * seeds
     return {
-        "tasks": "+".join(t.split("-")[0] for t in tasks),
+        "tasks": "+".join(t.split("-")[0] for t in tasks) + (" (minatar preset)" if preset else ""),
         "seeds": seeds,
         "sharing": sharing,
         "devices": trainer.devices,
@@ -106,8 +125,40 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     }
 
 
-def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int) -> dict:
-    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters})
+def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000) -> float:
+    """µs per vector step of ``num_envs`` envs of one MinAtar game, random actions, in a jitted scan."""
+    import jax
+
+    from mtdqn.tasks import parse_task
+
+    env, params = parse_task(name).make()
+
+    def run(key):
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+
+        def body(state, k):
+            k_act, k_env = jax.random.split(k)
+            action = jax.random.randint(k_act, (num_envs,), 0, env.num_actions)
+            obs, state, reward, *_ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_env, num_envs), state, action, params)
+            return state, reward.sum() + obs.sum()
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum()
+
+    run = jax.jit(run)
+    run(jax.random.PRNGKey(0)).block_until_ready()
+    best = float("inf")
+    for seed in range(1, 4):
+        t0 = time.perf_counter()
+        run(jax.random.PRNGKey(seed)).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return best / steps * 1e6
+
+
+def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int,
+                       preset: bool = False) -> dict:
+    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters,
+                       "preset": preset})
     out = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -116,15 +167,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
     parser.add_argument("--minatar", action="store_true", help="only the MinAtar (conv trunk) rows")
+    parser.add_argument("--games", action="store_true", help="only env stepping per MinAtar game")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
     if args.row:
         row = json.loads(args.row)
         print(json.dumps(measure(tuple(row["tasks"]), row["seeds"], row["sharing"], row["devices"],
-                                 iters=row["iters"])))
+                                 iters=row["iters"], preset=row.get("preset", False))))
+        return
+    if args.games:
+        from mtdqn.devices import use_cpu_cores
+
+        use_cpu_cores()
+        print("| game | µs per vector step of 10 envs | env-steps/s |")
+        print("|---|---|---|")
+        for name in GAMES:
+            us = game_step_us(name)
+            print(f"| {name} | {us:,.0f} | {10e6 / us:,.0f} |", flush=True)
         return
     image_rows = [(MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
-                  (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0)]
+                  (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0), (SEAQUEST, 1, "shared", 0),
+                  ("minatar preset", 1, "shared", 0)]
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
     if args.minatar:
         rows = image_rows
@@ -150,7 +213,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for tasks, seeds, sharing, devices in rows:
         # MinAtar's conv updates take ~25 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
-        r = _row_in_subprocess(tasks, seeds, sharing, devices, iters=100 if tasks == MINATAR else 2000)
+        if tasks == "minatar preset":  # the `minatar` study preset's own settings and (published) games
+            r = _row_in_subprocess(MINATAR, seeds, sharing, devices, iters=100, preset=True)
+        else:
+            r = _row_in_subprocess(tasks, seeds, sharing, devices,
+                                   iters=100 if tasks[0].endswith("MinAtar") else 2000)
         print(f"| {r['tasks']} | {r['seeds']} | {r['sharing']} | {r['devices']} | {r['threads']} "
               f"| {r['steps_per_s']:,.0f} | {r['per_task']:,.0f} "
               f"| {r['compile_s']:.1f} | {r['gflops']:.2f} | {100 * r['gflops'] / peak:.1f}% |", flush=True)

@@ -70,7 +70,7 @@ def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, 
                  record: Record) -> tuple[list[float], list[int]]:
     """Episodes stepped with ``step_env`` (no auto-reset), so the state each one ends in can be drawn."""
     task = agent.task_set.tasks[task_index]
-    env, params = make_env(task.name)
+    env, params = task.make()  # with the task's options (MinAtar's sticky actions, action set, cut-off)
 
     @jax.jit
     def step(key: jax.Array, state: Any, action: jax.Array) -> tuple[Any, ...]:

@@ -248,7 +248,7 @@ def test_presets() -> None:
                                       "conditioned"]
     assert variant_config(classic, "shared+unit-norm").strategy == "unit-norm"
     minatar = resolve_spec("minatar")
-    assert minatar.tasks[0] == "Breakout-MinAtar"
+    assert minatar.tasks[0] == "Breakout-MinAtar:sticky=0.1,actions=full,max_steps=10000"  # as published
     for spec in (quick, classic, minatar):  # every variant of every preset is a valid run
         for variant in spec.variants:
             derive(variant_config(spec, variant))

@@ -19,12 +19,22 @@ _LIST_FLAGS = ("--tasks", "--task-weights", "--teachers", "--add-tasks")
 
 
 def _split_commas(argv: list[str]) -> list[str]:
-    """Let list options take ``a,b,c`` as well as ``a b c``."""
+    """Let list options take ``a,b,c`` as well as ``a b c``.
+
+    A part ``key=value`` with no ``:`` is the next option of the task spec before it
+    (``Breakout-MinAtar:sticky=0.1,actions=full,SpaceInvaders-MinAtar`` is two tasks).
+    """
     out: list[str] = []
     expect = False
     for arg in argv:
         if expect and not arg.startswith("--") and "," in arg:
-            out.extend(p for p in arg.split(",") if p)
+            parts: list[str] = []
+            for p in filter(None, arg.split(",")):
+                if parts and "=" in p and ":" not in p and ":" in parts[-1]:
+                    parts[-1] += "," + p
+                else:
+                    parts.append(p)
+            out.extend(parts)
         else:
             out.append(arg)
         expect = arg in _LIST_FLAGS or (expect and not arg.startswith("--"))

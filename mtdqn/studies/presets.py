@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
-__all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "resolve_spec", "study_table",
-           "transfer_preset", "deramo_transfer_preset"]
+__all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "resolve_spec",
+           "study_table", "transfer_preset", "deramo_transfer_preset"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
 # greedy evaluation (the DQN defaults plus squared-error TD loss; Huber learned CartPole far slower
@@ -62,14 +62,27 @@ def _classic() -> dict[str, Any]:
     }
 
 
-def _minatar() -> dict[str, Any]:
-    """Four MinAtar games on the conv trunk: independent vs one shared trunk.
+MINATAR_PUBLISHED = "sticky=0.1,actions=full,max_steps=10000"
+"""Young & Tian's MinAtar (``minatar/environment.py``): sticky actions 0.1, all six actions; a 10,000-step cut-off."""
 
-    DQN settings from Young & Tian (2019), "MinAtar: An Atari-inspired testbed for thorough and
-    reproducible reinforcement learning experiments", arXiv:1903.03176, and its examples/dqn.py:
-    replay 100k transitions, learning starts after 5,000 frames, epsilon 1.0 -> 0.1 over 100k
-    frames, Huber loss, lr 2.5e-4, gamma 0.99, a hard target copy every 1,000 updates, one update
-    of 32 transitions per frame.  Where we differ, and why:
+
+def _minatar() -> dict[str, Any]:
+    """Four MinAtar games on the conv trunk, as published: independent vs one shared trunk.
+
+    Environment and DQN settings from Young & Tian (2019), "MinAtar: An Atari-inspired testbed for thorough
+    and reproducible reinforcement learning experiments", arXiv:1903.03176, and its code
+    (github.com/kenjyoung/MinAtar, ``minatar/environment.py`` and ``examples/dqn.py``):
+    - the games as published, through the task options of :mod:`mtdqn.tasks.minatar`: sticky actions with
+      probability 0.1 (``Environment(..., sticky_action_prob=0.1)``) and the full six-action set
+      (``num_actions()`` is 6; the example DQN's network has ``env.num_actions()`` outputs);
+    - replay 100k transitions, learning starts after 5,000 frames, epsilon 1.0 -> 0.1 over 100k
+      frames, Huber loss, lr 2.5e-4, gamma 0.99, a hard target copy every 1,000 updates, one update
+      of 32 transitions per frame.
+    Where we differ, and why:
+    - a 10,000-step cut-off (a truncation, bootstrapped from; ``max_steps=10000``): MinAtar cuts no episode,
+      but our greedy evaluation rolls out a fixed horizon, so it needs one; it is 10x gymnax's 1,000
+      (Freeway ends itself after 2,500 frames, a termination, as in MinAtar);
+    - Seaquest is left out: gymnax's Seaquest steps 12-35x slower than these four games (README, Tasks);
     - 4 envs per game and one update of 128 transitions per game every 4 frames: the same 32
       sampled transitions per frame with a quarter of the updates (the compiled loop steps all envs
       between updates), so the target copy every 250 updates is their 1,000 frames;
@@ -78,11 +91,16 @@ def _minatar() -> dict[str, Any]:
       heads; theirs is one conv(16, 3x3) -> Dense(128) per game;
     - epsilon anneals over the first 10% of the run (100k of the default 1M frames) from frame 0;
       theirs stays 1 (uniform random) for the first 5,000 frames, then anneals;
-    - 1M frames per game by default, not 5M: at ~470 env-steps/s per seed on a 2-core CPU
-      (README, performance) the preset is already ~14 hours.
+    - 1M frames per game by default, not 5M, and still long: one seed of this preset (all four games)
+      trained at 135 env-steps/s (``python benchmarks/throughput.py --minatar``, its ``minatar preset``
+      row, on 2026-12-02 with a load average of ~20 on the 2-core CPU, when the table's 4-game row read
+      466 against 2,107 on a quiet machine the day before; README, performance).  At that rate the
+      preset's 24M env steps (1M frames x 4 games x 3 seeds x 2 variants) take ~49 hours; a quiet
+      machine should be several times faster (not measured).
     """
     return {
-        "tasks": ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"],
+        "tasks": [f"{game}:{MINATAR_PUBLISHED}" for game in
+                  ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")],
         "steps": 1_000_000,
         "seeds": 3,
         "eval_every": 50_000,

@@ -7,6 +7,12 @@ without it use the run's ``--gamma``.  D'Eramo et al. (2020) discount each task
 with its own gamma (github.com/carloderamo/shared, dqn/dqn.py, ``_next_q``:
 ``out_q[start:stop] *= self.mdp_info.gamma[i]``).
 
+MinAtar games take three more options, the settings of Young & Tian's own package that gymnax's MinAtar
+lacks (:mod:`mtdqn.tasks.minatar`): ``sticky=0.1`` (with that probability the game repeats its last action),
+``actions=full`` (all six actions, the ones outside a game's minimal set doing nothing) and ``max_steps=N``
+(the episode cut-off, a truncation; gymnax's default is 1,000 steps, Freeway 2,500).  A plain MinAtar name is
+gymnax's game unchanged: no sticky actions, the minimal action set, gymnax's cut-off.
+
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
 :mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.
 All tasks of one agent are padded to a common observation shape and action
@@ -34,12 +40,13 @@ from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
+from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
            "observation_bounds"]
 
 # name -> kind ("vector" | "image"), from the one table of task facts; each name is a gymnax id or one of
-# NATIVE_ENVS.  Seaquest-MinAtar steps ~70x slower than the others in gymnax.
+# NATIVE_ENVS.  gymnax's Seaquest-MinAtar steps 12-35x slower than its other MinAtar games (README, Tasks).
 TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 
 # Tasks gymnax does not ship, written here against its Environment API (the rest come from gymnax.make).
@@ -49,12 +56,20 @@ NATIVE_ENVS: dict[str, Callable[[], Any]] = {
 }
 
 _OPTIONS = {"reward_scale": float, "gamma": float}
+_MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
+_VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
+          "actions=full|minimal, max_steps=<steps>")
 
 
-def make_env(name: str) -> tuple[Any, Any]:
-    """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax."""
+def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
+             max_steps: int | None = None) -> tuple[Any, Any]:
+    """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax;
+    a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`."""
     if name in NATIVE_ENVS:
         env = NATIVE_ENVS[name]()
+        return env, env.default_params
+    if sticky or full_actions or max_steps is not None:
+        env = MinAtarEnv(name, sticky, full_actions, max_steps)
         return env, env.default_params
     return gymnax.make(name)
 
@@ -72,6 +87,9 @@ class Task:
     reward_scale: float = 1.0
     backend: str = "gymnax"  # "gymnax": stepped in compiled code; "gymnasium": on the host
     gamma: float | None = None  # this task's discount factor; None: the run's --gamma
+    sticky: float = 0.0  # MinAtar: probability that the game repeats its last action
+    full_actions: bool = False  # MinAtar: all six actions instead of the game's minimal set
+    max_steps: int | None = None  # MinAtar: the episode cut-off; None: gymnax's (max_episode_steps holds it)
 
     def discount(self, default: float) -> float:
         """This task's discount factor: its own ``gamma=`` option, else the run's ``default``."""
@@ -81,7 +99,7 @@ class Task:
         """(gymnax env, env params); gymnasium tasks are made by :class:`~mtdqn.tasks.gymnasium_env.HostEnvs`."""
         if self.backend != "gymnax":
             raise ConfigError(f"task {self.spec!r} steps on the host and cannot run inside compiled code")
-        return make_env(self.name)
+        return make_env(self.name, self.sticky, self.full_actions, self.max_steps)
 
 
 def _suggest(name: str) -> str:
@@ -97,13 +115,16 @@ def parse_task(spec: str) -> Task:
     name, _, opts = spec.removeprefix("gym:").partition(":")
     if backend == "gymnax" and name not in TASKS:
         raise ConfigError(_suggest(name))
-    options: dict[str, float] = {}
+    options: dict[str, Any] = {}
     for item in filter(None, (o.strip() for o in opts.split(","))):
         key, eq, raw = item.partition("=")
-        if not eq or key not in _OPTIONS:
-            raise ConfigError(
-                f"bad task option {item!r} in {spec!r}; valid: {', '.join(k + '=<number>' for k in _OPTIONS)}"
-            )
+        if not eq or key not in (*_OPTIONS, *_MINATAR_OPTIONS):
+            raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
+        if key in _MINATAR_OPTIONS:
+            if name not in MINATAR_GAMES:
+                raise ConfigError(f"task option {key} in {spec!r} applies to MinAtar games only")
+            options[key] = _minatar_option(key, raw.strip(), spec)
+            continue
         try:
             value = _OPTIONS[key](raw)
         except ValueError:
@@ -119,7 +140,9 @@ def parse_task(spec: str) -> Task:
         kind, shape, actions, max_steps = gym_task_info(name)
         return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend,
                     options.get("gamma"))
-    env, params = make_env(name)
+    sticky, full_actions, max_steps = (options.get("sticky", 0.0), options.get("actions") == "full",
+                                       options.get("max_steps"))
+    env, params = make_env(name, sticky, full_actions, max_steps)
     return Task(
         spec=spec,
         name=name,
@@ -129,7 +152,36 @@ def parse_task(spec: str) -> Task:
         max_episode_steps=int(params.max_steps_in_episode),
         reward_scale=options.get("reward_scale", 1.0),
         gamma=options.get("gamma"),
+        sticky=sticky,
+        full_actions=full_actions,
+        max_steps=max_steps,
     )
+
+
+def _minatar_option(key: str, raw: str, spec: str) -> Any:
+    """The value of one MinAtar option (:mod:`mtdqn.tasks.minatar`), or a one-line error."""
+    if key == "actions":
+        if raw not in ("full", "minimal"):
+            raise ConfigError(f"task option actions in {spec!r} must be full or minimal, got {raw!r}")
+        return raw
+    if key == "sticky":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"task option sticky in {spec!r} must be a number, got {raw!r}") from None
+        if not 0 <= value < 1:
+            raise ConfigError(f"task option sticky in {spec!r} must be a probability in [0, 1), got {raw}")
+        return value
+    try:
+        steps = int(raw)
+    except ValueError:
+        raise ConfigError(f"task option max_steps in {spec!r} must be a whole number, got {raw!r}") from None
+    if not 1 <= steps < 2**31 - 1:
+        raise ConfigError(
+            f"task option max_steps in {spec!r} must be >= 1 (evaluation rolls out that many steps, so the "
+            f"episode needs a cut-off; MinAtar itself has none: use a large one), got {raw}"
+        )
+    return steps
 
 
 @dataclass(frozen=True)

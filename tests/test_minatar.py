@@ -1,0 +1,253 @@
+"""MinAtar as published (mtdqn/tasks/minatar.py): sticky actions, the full action set, the cut-off."""
+
+from __future__ import annotations
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtdqn.errors import ConfigError
+from mtdqn.tasks import make_task_set, parse_task, reset_envs, step_envs
+from mtdqn.tasks.minatar import MinAtarEnv
+
+
+def _rollout(env, params, actions, key):
+    """Step ``env`` (with auto-reset) through ``actions``; every output stacked over time."""
+
+    def body(state, inputs):
+        action, k = inputs
+        obs, state, reward, terminated, truncated, info = env.step(k, state, action, params)
+        return state, (obs, reward, terminated, truncated, state)
+
+    k_reset, k_steps = jax.random.split(key)
+    _, state = env.reset(k_reset, params)
+    _, out = jax.jit(lambda s: jax.lax.scan(body, s, (actions, jax.random.split(k_steps, len(actions)))))(state)
+    return out
+
+
+@pytest.mark.parametrize("name", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
+def test_without_sticky_actions_the_wrapper_is_gymnax_game(name):
+    """sticky 0, minimal actions, gymnax's cut-off: the same game, step by step, given the game's keys."""
+    wrapped = MinAtarEnv(name, max_steps=gymnax.make(name)[1].max_steps_in_episode)
+    game, params = gymnax.make(name)
+    actions = jax.random.randint(jax.random.PRNGKey(1), (400,), 0, game.num_actions)
+    keys = jax.random.split(jax.random.PRNGKey(2), 400)
+    _, w_state = wrapped.reset_env(jax.random.PRNGKey(3), wrapped.default_params)
+    _, g_state = game.reset_env(jax.random.PRNGKey(3), params)
+
+    def body(carry, inputs):
+        w_state, g_state = carry
+        a, k = inputs
+        w_obs, w_state, w_r, w_term, _ = wrapped.step_env(k, w_state, a, wrapped.default_params)
+        # the wrapper hands the game the second half of its step key (the first draws the sticky coin)
+        g_obs, g_state, g_r, g_term, _ = game.step_env(jax.random.split(k)[1], g_state, a, params)
+        return (w_state, g_state), (w_obs, g_obs, w_r, g_r, w_term, g_term, w_state.last_action)
+
+    _, (w_obs, g_obs, w_r, g_r, w_term, g_term, executed) = jax.jit(
+        lambda c: jax.lax.scan(body, c, (actions, keys)))((w_state, g_state))
+    alive = np.cumsum(np.asarray(g_term)) - np.asarray(g_term) == 0  # up to and including the first terminal
+    assert alive.sum() > 10
+    for w, g in ((w_obs, g_obs), (w_r, g_r), (w_term, g_term), (executed, actions)):
+        np.testing.assert_array_equal(np.asarray(w)[alive], np.asarray(g)[alive])
+
+def test_sticky_actions_repeat_the_last_executed_action_with_their_probability():
+    env = MinAtarEnv("Breakout-MinAtar", sticky=0.1)
+    params = env.default_params
+    n = 4_000
+    actions = jax.random.randint(jax.random.PRNGKey(0), (n,), 0, env.num_actions)
+    *_, states = _rollout(env, params, actions, jax.random.PRNGKey(1))
+    executed = np.asarray(states.last_action)
+    previous = np.concatenate([[0], executed[:-1]])  # MinAtar's last_action starts at 0 (no-op)
+    chosen = np.asarray(actions)
+    # every step executes either the chosen action or the previous executed one
+    assert np.all((executed == chosen) | (executed == previous))
+    informative = chosen != previous  # steps where sticking is visible
+    stuck = np.mean(executed[informative] != chosen[informative])
+    se = np.sqrt(0.1 * 0.9 / informative.sum())
+    assert abs(stuck - 0.1) < 4 * se, stuck  # 0.1 within 4 standard errors (~0.02 here)
+    # deterministic per key
+    *_, again = _rollout(env, params, actions, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.asarray(again.last_action), executed)
+    *_, other = _rollout(env, params, actions, jax.random.PRNGKey(2))
+    assert not np.array_equal(np.asarray(other.last_action), executed)
+
+
+def test_last_action_survives_the_auto_reset_as_in_minatar():
+    """MinAtar's Environment.reset() leaves last_action alone; so does the wrapper's auto-reset."""
+    env = MinAtarEnv("Breakout-MinAtar", sticky=0.1, max_steps=3)
+    params = env.default_params
+    _, state = env.reset(jax.random.PRNGKey(0), params)
+    for k in jax.random.split(jax.random.PRNGKey(1), 2):
+        _, state, *_ = env.step(k, state, 2, params)
+    assert int(state.time) == 2
+    _, state, _, terminated, truncated, _ = env.step(jax.random.PRNGKey(5), state, 2, params)
+    assert bool(truncated) and not bool(terminated)
+    assert int(state.time) == 0 and int(state.last_action) == 2
+
+
+def test_full_action_set_maps_extra_actions_to_no_op():
+    """Breakout's full set is n l u r d f; u, d and f do what n does, l and r what the minimal set's 1 and 2 do."""
+    full = MinAtarEnv("Breakout-MinAtar", full_actions=True)
+    minimal = MinAtarEnv("Breakout-MinAtar", max_steps=1000)
+    assert full.num_actions == 6 and minimal.num_actions == 3
+    key = jax.random.PRNGKey(7)
+    moves = jax.random.randint(jax.random.PRNGKey(8), (200,), 0, 3)  # minimal: n l r
+    as_full = jnp.array([0, 1, 3])[moves]
+    ref = _rollout(minimal, minimal.default_params, moves, key)
+    got = _rollout(full, full.default_params, as_full, key)
+    np.testing.assert_array_equal(got[0], ref[0])
+    noops = jnp.where(moves == 0, jax.random.choice(jax.random.PRNGKey(9), jnp.array([0, 2, 4, 5]), (200,)), as_full)
+    got_noop = _rollout(full, full.default_params, noops, key)
+    np.testing.assert_array_equal(got_noop[0], ref[0])
+    np.testing.assert_array_equal(got_noop[1], ref[1])
+
+
+def test_cut_off_is_a_truncation_and_freeway_ends_itself():
+    env = MinAtarEnv("Freeway-MinAtar", max_steps=3000)
+    params = env.default_params
+    _, _, terminated, truncated, states = _rollout(env, params, jnp.zeros(2_600, jnp.int32), jax.random.PRNGKey(0))
+    # MinAtar's Freeway: terminate_timer 2,500 runs out on the 2,501st step, a termination
+    assert np.flatnonzero(np.asarray(terminated)).tolist() == [2_500]
+    assert not np.asarray(truncated).any()
+    # gymnax's default cut-off comes first and stays a truncation, as for the plain task
+    default = MinAtarEnv("Freeway-MinAtar", sticky=0.1)
+    _, _, terminated, truncated, _ = _rollout(default, default.default_params, jnp.zeros(2_600, jnp.int32),
+                                              jax.random.PRNGKey(0))
+    assert np.flatnonzero(np.asarray(truncated)).tolist() == [2_499] and not np.asarray(terminated).any()
+
+
+def test_task_options_reach_the_compiled_loop():
+    ts = make_task_set(["Breakout-MinAtar:sticky=0.1,actions=full,max_steps=5", "SpaceInvaders-MinAtar"])
+    assert [t.num_actions for t in ts.tasks] == [6, 4] and ts.num_actions == 6
+    assert [t.max_episode_steps for t in ts.tasks] == [5, 1000]
+    obs, states = reset_envs(ts, jax.random.PRNGKey(0), 3)
+    step = jax.jit(lambda s, a, k: step_envs(ts, s, a, k))
+    for i, k in enumerate(jax.random.split(jax.random.PRNGKey(1), 5)):
+        states, out = step(states, jnp.full((2, 3), 1, jnp.int32), k)
+    np.testing.assert_array_equal(out.done[0], True)  # the 5-step cut-off
+    np.testing.assert_array_equal(out.terminated[0], False)
+    plain = parse_task("Breakout-MinAtar")
+    assert (plain.sticky, plain.full_actions, plain.max_steps, plain.num_actions) == (0.0, False, None, 3)
+    assert type(plain.make()[0]).__name__ == "MinBreakout"  # a plain name is gymnax's game unchanged
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [("CartPole-v1:sticky=0.1", "MinAtar games only"), ("Breakout-MinAtar:sticky=1", r"\[0, 1\)"),
+     ("Breakout-MinAtar:sticky=x", "must be a number"), ("Breakout-MinAtar:actions=all", "full or minimal"),
+     ("Breakout-MinAtar:max_steps=0", ">= 1"), ("Breakout-MinAtar:max_steps=2.5", "whole number"),
+     ("Breakout-MinAtar:stiky=0.1", "bad task option")],
+)
+def test_bad_minatar_options_are_one_line_errors(spec, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        parse_task(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_command_line_keeps_a_specs_options_together():
+    from mtdqn.cli.entry import _split_commas
+
+    argv = ["train", "--tasks", "Breakout-MinAtar:sticky=0.1,actions=full,SpaceInvaders-MinAtar", "--steps", "5"]
+    assert _split_commas(argv) == ["train", "--tasks", "Breakout-MinAtar:sticky=0.1,actions=full",
+                                   "SpaceInvaders-MinAtar", "--steps", "5"]
+
+
+@pytest.mark.parametrize("game, name", [("breakout", "Breakout-MinAtar"), ("space_invaders", "SpaceInvaders-MinAtar")])
+def test_full_action_set_steps_as_the_minatar_package(game, name):
+    """Against Young & Tian's own package (the test oracle, ``minatar`` 1.0.15): the same observations, rewards
+    and terminals for the same random sequence of the six actions, sticky actions off in both.  SpaceInvaders
+    has no randomness; Breakout draws only its ball's start, aligned by choosing the oracle's seed."""
+    from minatar import Environment
+
+    env = MinAtarEnv(name, full_actions=True, max_steps=100_000)
+    params = env.default_params
+    step = jax.jit(lambda k, s, a: env.step(k, s, a, params))
+    oracle = Environment(game, sticky_action_prob=0.0)
+    rng = np.random.default_rng(0)
+    checked, rewards = 0, 0.0
+    for episode in range(40):
+        obs, state = env.reset(jax.random.PRNGKey(100 + episode), params)
+        for seed in range(50):  # an oracle seed whose start is ours
+            oracle.seed(seed)
+            oracle.reset()
+            if np.array_equal(oracle.state(), np.asarray(obs, bool)):
+                break
+        else:
+            pytest.fail("no oracle seed gives our start")
+        for t, k in enumerate(jax.random.split(jax.random.PRNGKey(episode), 2_000)):
+            a = int(rng.integers(6))
+            obs, state, reward, terminated, truncated, info = step(k, state, a)
+            ref_reward, ref_terminal = oracle.act(a)
+            np.testing.assert_array_equal(np.asarray(info["final_observation"], bool), oracle.state(),
+                                          err_msg=f"episode {episode}, step {t}")
+            assert (float(reward), bool(terminated)) == (float(ref_reward), bool(ref_terminal)), (episode, t)
+            checked += 1
+            rewards += float(reward)
+            if ref_terminal:
+                break
+        if checked > 1_000:
+            break
+    assert checked > 300 and rewards > 0  # long enough, and a reward seen, to have checked something
+
+
+class _Draws:
+    """Stands in for MinAtar's ``np.random.RandomState``: answers its calls with values given beforehand."""
+
+    def __init__(self) -> None:
+        self.queue: list[float] = []
+
+    def rand(self) -> float:
+        return self.queue.pop(0)
+
+    def randint(self, low: int, high: int | None = None) -> int:
+        return int(self.queue.pop(0))
+
+
+def test_gymnax_seaquest_steps_as_the_minatar_package():
+    """gymnax's Seaquest against ``minatar`` 1.0.15 with the spawns' random draws aligned: gymnax's draws of each
+    step (read from its key the way ``step_env`` splits it) are handed to MinAtar's game in the order it asks.
+    Every observation, reward and terminal agrees, except one known difference in the terminal observation
+    when the sub surfaces with no diver: gymnax refills the oxygen gauge first (cell 9, 9 of channel 7)."""
+    from minatar import Environment
+
+    env, params = gymnax.make("Seaquest-MinAtar")
+    step = jax.jit(lambda k, s, a: env.step_env(k, s, a, params))
+
+    @jax.jit
+    def draws(key):
+        k_enemy, k_diver = jax.random.split(key)
+        k_choice, k_y = jax.random.split(k_enemy)
+        k_dir, k_diver_y = jax.random.split(k_diver)
+        return (jax.random.uniform(k_choice, (2,)), jax.random.randint(k_y, (), 1, 9),
+                jax.random.bernoulli(k_dir), jax.random.randint(k_diver_y, (), 1, 9))
+
+    rng = np.random.default_rng(0)
+    checked, rewards, gauge_only = 0, 0.0, 0
+    for episode in range(15):
+        obs, state = env.reset_env(jax.random.PRNGKey(episode), params)
+        oracle = Environment("seaquest", sticky_action_prob=0.0)
+        oracle.env.random = stub = _Draws()
+        oracle.reset()
+        np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
+        for t, key in enumerate(jax.random.split(jax.random.PRNGKey(1_000 + episode), 3_000)):
+            action = int(rng.choice(6, p=[0.1, 0.15, 0.15, 0.15, 0.3, 0.15]))  # dive more than surface
+            (u_enemy, y_enemy, right, y_diver) = (np.asarray(x) for x in draws(key))
+            if oracle.env.e_spawn_timer == 0:
+                stub.queue += [float(u_enemy[0]), float(u_enemy[1]), int(y_enemy)]
+            if oracle.env.d_spawn_timer == 0:
+                stub.queue += [0.25 if bool(right) else 0.75, int(y_diver)]
+            obs, state, reward, terminated, _ = step(key, state, action)
+            ref_reward, ref_terminal = oracle.act(action)
+            assert not stub.queue  # MinAtar asked for exactly the draws gymnax made
+            assert (float(reward), bool(terminated)) == (float(ref_reward), bool(ref_terminal)), (episode, t)
+            differ = np.argwhere(np.asarray(obs, bool) != oracle.state()).tolist()
+            checked += 1
+            rewards += float(reward)
+            if ref_terminal:
+                assert differ in ([], [[9, 9, 7]]), (episode, t, differ)
+                gauge_only += differ == [[9, 9, 7]]
+                break
+            assert differ == [], (episode, t, differ)
+    assert checked > 500 and rewards > 0, (checked, rewards)
