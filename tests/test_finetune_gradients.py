@@ -156,7 +156,8 @@ def test_trunk_until_adam_moments_see_the_trunk_before_it_opens():
     new, metrics = jax.jit(lambda s, k: step.update(agent, s, k))(state, jax.random.PRNGKey(9))
     np.testing.assert_array_equal(metrics["grad_norm"], 0.0)  # the strategy and diagnostics: frozen
     jax.tree.map(np.testing.assert_array_equal, new.params["torso"], state.params["torso"])
-    trunk_moments = [x for x in jax.tree.leaves(new.opt_state) if x.shape == state.params["torso"]["layer_1"]["kernel"].shape]
+    shape = state.params["torso"]["layer_1"]["kernel"].shape
+    trunk_moments = [x for x in jax.tree.leaves(new.opt_state) if x.shape == shape]  # the trunk_later Adam's
     assert trunk_moments and all(np.abs(np.asarray(m)).sum() > 0 for m in trunk_moments)  # Adam's: warm
 
 

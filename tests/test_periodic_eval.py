@@ -11,7 +11,8 @@ import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-from mtdqn.rundir import EVAL_COLUMNS, final_score_rule, final_score_steps, final_scores
+from mtdqn.rundir import (EVAL_COLUMNS, final_score_rule, final_score_steps,
+                          final_scores)
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import load_run_config, train

@@ -127,6 +127,16 @@ def trainable_shared(g_shared: Any, moves: Any) -> Any:
     return jax.tree.map(keep, g_shared, moves)
 
 
+def _gated_for_the_moments(combined: Any, g_shared: Any, moves: Any, weights: jax.Array) -> Any:
+    """``trunk-until``'s trunk before it opens: the strategy saw it zeroed, so its combination is 0 there; the
+    optimizer gets instead its gradient under the coefficients the strategy applied to the rest (the gate still
+    zeroes the update), so Adam's moments are warm when it opens.  Every other leaf as combined."""
+    def leaf(c: jax.Array, g: jax.Array, m: Any) -> jax.Array:
+        return c if isinstance(m, bool) else jnp.where(m, c, tree_weighted_sum(g, weights))
+
+    return jax.tree.map(leaf, combined, g_shared, moves)
+
+
 def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks) from the Gram matrix."""
     norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 0.0))
@@ -157,11 +167,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
         g_trained, gram, losses, state.strategy_state, k_strategy
     )
-    # trunk-until's trunk before it opens: Adam's moments collect its gradient under the coefficients the
-    # strategy applied (the optimizer's gate zeroes the update), so the trunk does not start with empty moments.
-    combined = jax.tree.map(
-        lambda c, g, m: c if isinstance(m, bool) else jnp.where(m, c, tree_weighted_sum(g, strategy_metrics["weights"])),
-        combined, g_shared, moves)
+    combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)
     updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
