@@ -128,11 +128,12 @@ def trainable_shared(g_shared: Any, moves: Any) -> Any:
 
 
 def _gated_for_the_moments(combined: Any, g_shared: Any, moves: Any, weights: jax.Array) -> Any:
-    """``trunk-until``'s trunk before it opens: the strategy saw it zeroed, so its combination is 0 there; the
-    optimizer gets instead its gradient under the coefficients the strategy applied to the rest (the gate still
-    zeroes the update), so Adam's moments are warm when it opens.  Every other leaf as combined."""
+    """``trunk-until``'s trunk: sum_i c_i g_i of its own gradients with the coefficients the strategy applied.
+    Once it opens that is what the strategy returned there (every strategy returns sum_i c_i g_i); before, the
+    strategy saw it zeroed, and this gives the optimizer its gradient anyway (the gate still zeroes the
+    update), so Adam's moments are warm when it opens.  Every other leaf as combined."""
     def leaf(c: jax.Array, g: jax.Array, m: Any) -> jax.Array:
-        return c if isinstance(m, bool) else jnp.where(m, c, tree_weighted_sum(g, weights))
+        return c if isinstance(m, bool) else tree_weighted_sum(g, weights)
 
     return jax.tree.map(leaf, combined, g_shared, moves)
 
