@@ -32,7 +32,7 @@ from mtdqn.networks import init_params, torso_features
 from mtdqn.replay import replay_sample
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.loop import Trainer, seed_keys, split_root
-from mtdqn.train.step import grad_diagnostics, task_gradients, td_targets
+from mtdqn.train.step import grad_diagnostics, shared_trains_now, task_gradients, td_targets, trainable_shared
 from mtdqn.value_norm import normalize
 
 __all__ = ["cka_rows", "gradient_probe_rows", "minibatch_cosines", "PROBE_KEY", "PROBE_PAIRS"]
@@ -78,7 +78,9 @@ def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
                       key_b: jax.Array) -> tuple[jax.Array, jax.Array]:
     """One seed's (same-task cosines (tasks,), between-task cosines (tasks, tasks)) for the minibatches
     drawn with ``key_a`` and ``key_b``: each task's shared-parameter gradient on the one against the
-    other, and the tasks' gradients on the first against each other."""
+    other, and the tasks' gradients on the first against each other.  Only the shared leaves the next
+    update would move count, as in the update's own diagnostics (frozen ones are zeroed)."""
+    moves = shared_trains_now(agent, state.params, state.updates)
     grads = []
     for k in (key_a, key_b):
         batch = replay_sample(state.replay, k, agent.cfg.dqn.batch_size)
@@ -86,7 +88,7 @@ def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
         if agent.cfg.value_norm == "popart":  # the loss the update takes is on normalized targets
             targets = normalize(state.value_norm, targets)
         _, _, g_shared, _ = task_gradients(agent, state.params, batch, targets)
-        grads.append(_flat(g_shared, agent.num_tasks))
+        grads.append(_flat(trainable_shared(g_shared, moves), agent.num_tasks))
     g1, g2 = grads
     same = jnp.sum(g1 * g2, axis=1) / jnp.maximum(jnp.linalg.norm(g1, axis=1) * jnp.linalg.norm(g2, axis=1), 1e-12)
     _, between = grad_diagnostics(g1 @ g1.T)
@@ -104,10 +106,13 @@ def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Arr
 
 def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
     """Per seed: each task with itself (task_a == task_b: the null) and each task pair; none without a
-    shared parameter (there is no shared gradient to compare)."""
+    shared parameter that trains (there is no shared gradient to compare)."""
     agent = trainer.agent
     if not (agent.arch.adapter_shared or any(agent.arch.torso_shared)):
         return []
+    one_seed = jax.tree.map(lambda x: x[0], state.params)
+    if not any(bool(m) for m in jax.tree.leaves(shared_trains_now(agent, one_seed, int(state.updates[0])))):
+        return []  # every shared parameter frozen: no gradient on it moves anything
     keys = jnp.stack([jax.random.fold_in(k, PROBE_KEY) for k in seed_keys(agent.seeds)])
     own = state.replace(env_states=())  # the envs play no part (the state holds only the real seeds)
     same, between = jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))(own, keys)

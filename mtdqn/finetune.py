@@ -12,9 +12,13 @@ label its own optimizer:
                  can differ from w in the last bits)
 ``trunk_later``  ``trunk-until:STEPS``: the ``trunk`` optimizer whose update is multiplied by 0 until the
                  update that follows env step STEPS (a step function of optax's update count, inside the
-                 compiled loop), by 1 after.  Adam's moments see the real gradients all along, so the
+                 compiled loop), by 1 after.  Adam's moments see the trunk's gradients all along, so the
                  trunk does not restart with empty moments (zeroing the gradients instead would make its
                  first steps ~3x too large).
+
+What a strategy and the gradient diagnostics see follows the same labels
+(:func:`trains_now`): only the shared leaves an update moves at that step,
+``frozen`` leaves and ``trunk_later`` ones before the unfreeze zeroed.
 
 Each label's optimizer is built by the run's own ``make_optimizer`` recipe,
 so clipping (``--max-grad-norm``) applies per label, and the linear lr decay
@@ -37,7 +41,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, lora_layers, shared_mask
 
 __all__ = ["Freeze", "parse_freeze", "trunk_layers", "is_finetuned", "param_labels", "partitioned_optimizer", "updates_before",
-           "count_trainable", "transfer_summary"]
+           "unfreeze_update", "trains_now", "count_trainable", "transfer_summary"]
 
 LABELS = ("train", "trunk", "frozen", "trunk_later")
 
@@ -101,6 +105,21 @@ def updates_before(derived: Derived, num_envs: int, env_steps: int) -> int:
     return updates_before_iteration(derived, math.ceil(env_steps / num_envs))  # iterations t < stop come before
 
 
+def unfreeze_update(ft: FinetuneConfig, derived: Derived, num_envs: int) -> int:
+    """The optimizer's update count from which ``trunk-until:STEPS``'s trunk trains (0 for any other freeze)."""
+    freeze = parse_freeze(ft.freeze)
+    return updates_before(derived, num_envs, freeze.value) if freeze.kind == "trunk-until" else 0
+
+
+def trains_now(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_envs: int, params: Any,
+               updates: jax.Array) -> Any:
+    """Per leaf of ``params``, whether the update with count ``updates`` (updates taken before it) moves it:
+    False for ``frozen``, a traced bool for ``trunk_later`` (the optimizer's gate), True otherwise."""
+    start = unfreeze_update(ft, derived, num_envs)
+    open_ = {"train": True, "trunk": True, "frozen": False, "trunk_later": updates >= start}
+    return jax.tree.map(lambda label: open_[label], param_labels(ft, arch, params))
+
+
 def partitioned_optimizer(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_envs: int, lr: float,
                           make: Callable[[float], optax.GradientTransformation]) -> optax.GradientTransformation:
     """The run's optimizer (``make(lr)``) per label through ``optax.multi_transform``."""
@@ -108,7 +127,7 @@ def partitioned_optimizer(ft: FinetuneConfig, arch: Architecture, derived: Deriv
     trunk_lr = ft.trunk_lr or lr
     transforms = {"train": make(lr), "trunk": make(trunk_lr), "frozen": optax.set_to_zero()}
     if freeze.kind == "trunk-until":
-        start = updates_before(derived, num_envs, freeze.value)
+        start = unfreeze_update(ft, derived, num_envs)
         gate = optax.scale_by_schedule(lambda count: (count >= start).astype(jnp.float32))
         transforms["trunk_later"] = optax.chain(make(trunk_lr), gate)
     return optax.multi_transform(transforms, lambda params: param_labels(ft, arch, params))

@@ -33,7 +33,7 @@ from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir
 __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
            "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "table_frame", "HEADLINES", "Tables",
            "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
-           "RunDir", "write_tensorboard"]
+           "FINAL_SCORE_RULES", "final_score_rule", "RunDir", "write_tensorboard"]
 
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
@@ -135,10 +135,27 @@ FINAL_SCORE_EVALS = 3  # a run's final score: the mean of at most its last this 
 FINAL_SCORE_SPAN = 0.2  # ... of those in the last 20% of training (the final one always counts)
 
 
-def final_score_steps(evals: list[dict[str, Any]]) -> list[int]:
+FINAL_SCORE_RULES = {
+    "mean-of-last-evals": "the mean of the last greedy evaluations (at most FINAL_SCORE_EVALS, in the last "
+                          "FINAL_SCORE_SPAN of training, the end-of-training one always among them)",
+    "restored-best-final-eval": "the end-of-training greedy evaluation alone: early stopping restored each "
+                                "seed's best parameters, and the evaluations before were of other parameters",
+}
+"""summary.json's ``final_score_rule``: which definition its ``final_score`` follows."""
+
+
+def final_score_rule(restored_best: bool) -> str:
+    """The key of :data:`FINAL_SCORE_RULES` a run's final score follows."""
+    return "restored-best-final-eval" if restored_best else "mean-of-last-evals"
+
+
+def final_score_steps(evals: list[dict[str, Any]], rule: str = "mean-of-last-evals") -> list[int]:
     """The evaluation steps a final score averages: the last FINAL_SCORE_EVALS, but only those in the last
-    FINAL_SCORE_SPAN of training, so a sparse schedule never mixes a mid-training policy into "final"."""
+    FINAL_SCORE_SPAN of training, so a sparse schedule never mixes a mid-training policy into "final"; under
+    ``restored-best-final-eval`` the last (the restored parameters' evaluation) alone."""
     steps = sorted({int(row["step"]) for row in evals})
+    if rule == "restored-best-final-eval":
+        return steps[-1:]
     return [s for s in steps[-FINAL_SCORE_EVALS:] if s >= (1.0 - FINAL_SCORE_SPAN) * steps[-1]]
 
 

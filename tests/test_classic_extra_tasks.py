@@ -19,6 +19,8 @@ from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.errors import ConfigError
 from mtdqn.tasks import list_tasks, make_task_set, parse_task, reset_envs, step_envs
 from mtdqn.tasks.car_on_hill import CarOnHill, car_derivative
+from mtdqn.tasks.control_env import fixed_start_deterministic
+from mtdqn.tasks.registry import make_env
 from mtdqn.tasks.car_on_hill import EnvState as CarState
 from mtdqn.tasks.inverted_pendulum import EnvState as PendulumState
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete, pendulum_derivative
@@ -261,3 +263,23 @@ def test_trains_through_the_compiled_loop(tmp_path):
     result = train(cfg, tmp_path / "run", progress=False, eval_episodes=2)
     assert set(result.metrics["task"]) == set(cfg.tasks)
     assert np.isfinite(result.metrics["loss"].dropna()).all()
+
+
+def _trajectory(env, params, key, steps: int = 30) -> np.ndarray:
+    """Observations of ``steps`` steps under a fixed action sequence, every random draw from ``key``."""
+    k_reset, k_steps = jax.random.split(key)
+    obs, state = env.reset(k_reset, params)
+    out = [obs]
+    for i, k in enumerate(jax.random.split(k_steps, steps)):
+        obs, state = env.step(k, state, i % env.num_actions, params)[:2]
+        out.append(obs)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("name, declared", [("CarOnHill-v0", True), ("InvertedPendulumDiscrete-v0", False),
+                                            ("CartPole-v1", False), ("MountainCar-v0", False)])
+def test_fixed_start_and_deterministic_dynamics_are_declared_only_where_true(name, declared):
+    env, params = make_env(name)
+    assert fixed_start_deterministic(env) is declared
+    a, b = (_trajectory(env, params, jax.random.PRNGKey(k)) for k in (0, 1))
+    assert np.array_equal(a, b) is declared  # other keys: the same path exactly, or another one

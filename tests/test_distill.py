@@ -20,6 +20,7 @@ from mtdqn.cli import main
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_hash, config_to_dict
 from mtdqn.distill import DistillConfig, classification_report, distill
 from mtdqn.distill.loop import student_greedy
+from mtdqn.distill.report import share_seen
 from mtdqn.distill.run import student_view
 from mtdqn.distill.teachers import load_teachers, student_config
 from mtdqn.evaluate import evaluate_params
@@ -173,6 +174,34 @@ def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
     assert agent.act("MountainCar-v0", np.zeros((3, 2), np.float32)).shape == (3,)
     evaluated = evaluate_run(out, episodes=2)
     assert set(evaluated["tasks"]) == set(tasks)
+
+
+def test_held_out_states_of_a_fixed_start_deterministic_task_are_called_what_they_are(tmp_path, capsys):
+    """Car-On-Hill starts at (-0.5, 0) and moves without noise: its held-out rollouts retrace the training
+    ones. CartPole's random starts make its held-out states new. The report measures both and says so."""
+    teacher = untrained_run(tmp_path / "teacher", ("CarOnHill-v0", "CartPole-v1"))
+    out = tmp_path / "student"
+    main(["distill", "--teachers", str(teacher), "--out", str(out), "--steps", "800", "--log-every", "400",
+          "--learning-starts", "200", "--hidden", "32", "--eval-episodes", "2", "--holdout", "256",
+          "--progress", "False"])
+    printed = capsys.readouterr().out
+    result = json.loads((out / "distill.json").read_text())
+    car, pole = result["tasks"]["CarOnHill-v0"], result["tasks"]["CartPole-v1"]
+    assert car["fixed_start_deterministic"] and not pole["fixed_start_deterministic"]
+    assert car["holdout_in_training"] > 0.5 and pole["holdout_in_training"] == 0.0
+    assert result["training_states"] == 800
+    md = (out / "distill_report.md").read_text()
+    for text in (md, printed):
+        assert f"CarOnHill-v0: {car['holdout_in_training']:.1%} of the held-out states also occur" in text
+        assert "Its start is fixed and its dynamics deterministic" in text
+        assert "CartPole-v1: 0.0% of the held-out states also occur" in text
+    assert md.count("Its start is fixed") == 1
+
+
+def test_share_seen_counts_exact_repeats():
+    seen = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
+    states = np.array([[0.0, 1.0], [2.0, 3.0000002], [2.0, 3.0], [5.0, 5.0]], np.float32)
+    assert share_seen(states, seen) == 0.5 and share_seen(states[:0], seen) == 0.0
 
 
 # ---- bad input ----

@@ -11,10 +11,11 @@ import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-from mtdqn.rundir import EVAL_COLUMNS, final_score_steps, final_scores
+from mtdqn.rundir import (EVAL_COLUMNS, final_score_rule, final_score_steps,
+                          final_scores)
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import train
+from mtdqn.train.run import load_run_config, train
 
 TINY = TrainConfig(
     tasks=("CartPole-v1", "Acrobot-v1"), steps=2000, seeds=2, log_every=500, num_envs=4,
@@ -62,6 +63,7 @@ def test_final_score_is_the_mean_of_the_last_evaluations_near_the_end(run):
     summary = run.summary
     assert summary["eval_every"] == summary["eval_every_used"] == 1000 and summary["final_score_evals"] == 3
     assert summary["final_score_steps"] == [2000]  # 1000 is not in the last 20% of 2000 steps: mid-training
+    assert summary["final_score_rule"] == "mean-of-last-evals"
     evals = pd.read_parquet(run.out_dir / "evals.parquet")
     for task in TINY.tasks:
         for column, key in (("return_mean", "final_score"), ("discounted_mean", "final_score_discounted")):
@@ -78,6 +80,32 @@ def test_final_score_is_the_mean_of_the_last_evaluations_near_the_end(run):
 def test_final_score_steps(steps, want):
     rows = [{"step": s, "task": "CartPole-v1", "seed": 0} for s in steps]
     assert final_score_steps(rows) == want
+
+
+def test_restored_best_parameters_are_scored_by_their_final_evaluation_alone():
+    rows = [{"step": s, "task": "CartPole-v1", "seed": 0} for s in (97_000, 98_000, 99_000, 100_000)]
+    assert final_score_steps(rows, final_score_rule(True)) == [100_000]
+    assert final_score_steps(rows, final_score_rule(False)) == [98_000, 99_000, 100_000]
+
+
+def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path, capsys):
+    from mtdqn.cli import main
+
+    out = tmp_path / "best"  # patience never runs out: training ends, each seed's best parameters are restored
+    main(["train", "--tasks", "CartPole-v1", "--steps", "2000", "--seeds", "2", "--log-every", "200",
+          "--learning-starts", "200", "--buffer-size", "500", "--batch-size", "32", "--eval-every", "200",
+          "--patience", "50", "--eval-episodes", "2", "--out", str(out), "--progress", "False"])
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["early_stop"]["stopped_at"] is None and min(summary["early_stop"]["best_step"].values()) > 0
+    assert summary["final_score_rule"] == "restored-best-final-eval" and summary["final_score_steps"] == [2000]
+    evals = pd.read_parquet(out / "evals.parquet")
+    assert sorted(evals["step"].unique())[-3:] == [1600, 1800, 2000]  # the old rule would have mixed these
+    for key, final in (("final_score", "final_eval"), ("final_score_discounted", "final_eval_discounted")):
+        assert summary[key]["CartPole-v1"] == pytest.approx(summary[final]["CartPole-v1"], rel=1e-6)
+    assert "final score (the restored best's final evaluation)" in printed
+    again = train(load_run_config(out), out, resume=True, progress=False)  # a finished run resumed: same rule
+    assert again.summary["final_score_rule"] == "restored-best-final-eval"
 
 
 def test_final_scores_average_the_chosen_steps():

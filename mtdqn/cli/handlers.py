@@ -85,10 +85,11 @@ def _run_train(cmd: Train) -> None:
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
     if result.summary["eval_every"]:
-        last = result.summary["final_score_evals"]
+        restored = result.summary["final_score_rule"] == "restored-best-final-eval"
+        how = ("the restored best's final evaluation" if restored
+               else f"mean of the last {len(result.summary['final_score_steps'])} evaluations")
         for task, values in result.summary["final_score"].items():
-            print(f"  {task:24s} final score (mean of the last {last} evaluations) per seed: "
-                  f"{', '.join(f'{v:.1f}' for v in values)}")
+            print(f"  {task:24s} final score ({how}) per seed: {', '.join(f'{v:.1f}' for v in values)}")
     _print_early_stop_and_test(result.summary, out)
     print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 

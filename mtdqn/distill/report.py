@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["classification_report", "report_frame", "report_markdown", "print_report"]
+__all__ = ["classification_report", "report_frame", "report_markdown", "print_report", "share_seen", "holdout_notes"]
 
 REPORT_COLUMNS = ["task", "row", "precision", "recall", "f1", "support"]
 
@@ -55,6 +55,30 @@ def classification_report(y_true: Any, y_pred: Any, num_actions: int) -> dict[st
     }
 
 
+def share_seen(states: np.ndarray, seen: np.ndarray) -> float:
+    """The share of ``states`` (n, ...) that occur exactly, bit for bit, among ``seen`` (m, ...); 0 for n = 0."""
+    rows = lambda x: np.ascontiguousarray(x).reshape(len(x), -1)  # noqa: E731
+    known = {row.tobytes() for row in rows(seen)}
+    return float(np.mean([row.tobytes() in known for row in rows(states)])) if len(states) else 0.0
+
+
+def holdout_notes(result: dict[str, Any]) -> list[str]:
+    """Per task, how far its held-out states are new: the share also in the training buffer at the end, and for
+    a task with a fixed start and deterministic dynamics, what that makes of its agreement."""
+    notes = []
+    for task, r in result["tasks"].items():
+        if "holdout_in_training" not in r:  # distilled before the share was measured
+            continue
+        note = (f"{task}: {r['holdout_in_training']:.1%} of the held-out states also occur in the training buffer "
+                f"(its last {result['training_states']:,} states).")
+        if r.get("fixed_start_deterministic"):
+            note += (" Its start is fixed and its dynamics deterministic, so the held-out rollouts retrace the "
+                     "training trajectories (only the teacher's epsilon-greedy actions vary them): its agreement "
+                     "is measured on the states the student was trained on, not on new ones.")
+        notes.append(note)
+    return notes
+
+
 def report_frame(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One tidy table of every task's report: rows ``action <a>``, ``macro avg``, ``weighted avg``."""
     rows = []
@@ -90,6 +114,9 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines = ["# Distillation: student vs teachers\n", intro, "| " + " | ".join(RETURNS_HEADER) + " |",
              "|" + "---|" * len(RETURNS_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _returns_rows(result["tasks"])]
+    notes = holdout_notes(result)
+    if notes:
+        lines += ["\nHow new the held-out states are:\n"] + [f"- {note}" for note in notes]
     for task, r in result["tasks"].items():
         lines += [f"\n## {task}: student vs teacher actions\n", "| | precision | recall | f1 | support |",
                   "|---|---|---|---|---|"]
@@ -110,6 +137,8 @@ def print_report(result: dict[str, Any]) -> None:
     for row in _returns_rows(result["tasks"]):
         table.add_row(*row)
     console.print(table)
+    for note in holdout_notes(result):
+        console.print(note, soft_wrap=True)
     for task, r in result["tasks"].items():
         rep = r["report"]
         t = Table("", "precision", "recall", "f1", "support", title=f"{task}: student vs teacher actions")

@@ -27,7 +27,7 @@ from mtdqn.checkpoint import save_checkpoint, state_bytes
 from mtdqn.config import check_new_run, check_train_budget, config_hash, config_to_dict
 from mtdqn.distill.config import DistillConfig, validate_distill
 from mtdqn.distill.loop import make_distiller, split_distill_key, student_greedy
-from mtdqn.distill.report import classification_report, report_frame, report_markdown
+from mtdqn.distill.report import classification_report, report_frame, report_markdown, share_seen
 from mtdqn.distill.teachers import Teacher, load_teachers, student_config, teacher_slices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
@@ -35,6 +35,7 @@ from mtdqn.io import provenance
 from mtdqn.losses import masked_q
 from mtdqn.networks import merge_shared, split_shared
 from mtdqn.rundir import RunDir
+from mtdqn.tasks.control_env import fixed_start_deterministic
 from mtdqn.train.agent import Agent, make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import RunOptions
@@ -95,10 +96,12 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
     one = jax.tree.map(lambda x: x[None], params)
     saved = trainer.init(seed_keys(student.seeds)).replace(params=one, target_params=one)
     save_checkpoint(run_dir.path, trainer, saved, student.derived.num_chunks, options.record())
-    tasks = _compare(student, params, teachers, cfg, distiller, split_distill_key(key).holdout)
+    tasks = _compare(student, params, teachers, cfg, distiller, split_distill_key(key).holdout,
+                     np.asarray(state.obs[:, : int(state.size)]))
     result = {
         "teachers": teachers_record, "options": dataclasses.asdict(cfg), "loss": cfg.loss,
         "eval_episodes": cfg.eval_episodes, "holdout_states": cfg.holdout, "env_steps": student.derived.env_steps,
+        "training_states": int(state.size),
         "updates": int(sum(h["updates"] for h in history[:: student.num_tasks])), "compile_s": compile_s,
         "wall_time_s": time.perf_counter() - t_start, "tasks": tasks, "history": history,
     }
@@ -148,9 +151,10 @@ def student_view(student: Agent, params: Any, idx: tuple[int, ...]) -> tuple[Age
 
 
 def _compare(student: Agent, params: Any, teachers: tuple[Teacher, ...], cfg: DistillConfig, distiller: Any,
-             k_holdout: jax.Array) -> dict[str, dict[str, Any]]:
+             k_holdout: jax.Array, trained_on: np.ndarray) -> dict[str, dict[str, Any]]:
     """Per task: teacher and student greedy returns on the same episodes, a random policy's, and the action report
-    on held-out teacher states."""
+    on held-out teacher states, with the share of those states also in ``trained_on`` (tasks, states, ...: the
+    training buffer at the end) and whether the task's start and dynamics are fixed (then they repeat)."""
     seed = eval_seed(cfg.seed, EvalStream.DISTILL)
     obs, q_teacher = distiller.collect(distiller.teacher_params, k_holdout)  # (tasks, holdout, ...)
     teacher_a = np.asarray(jnp.argmax(masked_q(q_teacher, student.action_mask[:, None, :]), axis=-1))
@@ -173,5 +177,7 @@ def _compare(student: Agent, params: Any, teachers: tuple[Teacher, ...], cfg: Di
                 "normalized": (sr - rr) / (tr - rr) if tr != rr else float("nan"),
                 "teacher_returns": teacher_r[j].tolist(), "student_returns": student_r[j].tolist(),
                 "agreement": rep["accuracy"], "report": rep,
+                "holdout_in_training": share_seen(np.asarray(obs[i]), trained_on[i]),
+                "fixed_start_deterministic": task.backend == "gymnax" and fixed_start_deterministic(task.make()[0]),
             }
     return out

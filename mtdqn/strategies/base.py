@@ -7,7 +7,10 @@ gradient the optimizer applies.  It is a pure pair::
     combine(task_grads, gram, task_losses, state, key) -> (grads, state, metrics)
 
 ``task_grads`` is a pytree whose leaves have a leading task axis ``(tasks, ...)``:
-the gradients of the *unweighted* task losses on the shared parameters only;
+the gradients of the *unweighted* task losses on the shared parameters only,
+with the leaves that do not train at this update (frozen layers, LoRA's frozen
+weights, ``trunk-until``'s trunk before it opens) zeroed by the caller
+(:func:`mtdqn.train.step.trainable_shared`), so they count in nothing;
 ``gram`` is their Gram matrix ``(tasks, tasks)`` (:func:`task_gram`), computed
 once per update by the caller, which also reports cosines from it;
 ``task_losses`` is ``(tasks,)``.  Static ``--task-weights`` reach a strategy at

@@ -97,6 +97,7 @@ class CarOnHill(ControlEnv):
     env_name = "CarOnHill-v0"
     actions = 2
     params_type = EnvParams
+    fixed_start_deterministic = True  # mushroom-rl's fixed start (-0.5, 0) and ODE dynamics without noise
 
     def step_env(
         self, key: jax.Array, state: EnvState, action: int | jax.Array, params: EnvParams

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import jax
 from gymnax.environments import environment, spaces
 
-__all__ = ["ControlEnv"]
+__all__ = ["ControlEnv", "fixed_start_deterministic"]
 
 
 class ControlEnv(environment.Environment):
@@ -26,6 +26,9 @@ class ControlEnv(environment.Environment):
     env_name: ClassVar[str]
     actions: ClassVar[int]
     params_type: ClassVar[type]
+    fixed_start_deterministic: ClassVar[bool] = False
+    """True when every episode starts in the same state and the dynamics draw no randomness: the same actions
+    always give the same trajectory (a policy's states are then the same few paths, whatever the keys)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,3 +59,10 @@ class ControlEnv(environment.Environment):
 
     def action_space(self, params: Any | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.actions)
+
+
+def fixed_start_deterministic(env: Any) -> bool:
+    """Whether ``env`` (any gymnax environment) declares a fixed start and deterministic dynamics.  gymnax's
+    own tasks draw their starts at random (CartPole, Acrobot, MountainCar, the MinAtar games) and declare
+    nothing; of ours, Car-On-Hill does, the LSPI pendulum (random tilt, force noise) does not."""
+    return bool(getattr(env, "fixed_start_deterministic", False))

@@ -30,7 +30,7 @@ from mtdqn.finetune import transfer_summary
 from mtdqn.io import provenance, read_json
 from mtdqn.networks import count_params, describe_architecture
 from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, Tables, chunk_tables, eval_rows,
-                          final_score_steps, final_scores, table_frame, write_tensorboard)
+                          final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent, describe, make_agent
 from mtdqn.train.early_stop import EarlyStopping, seed_scores
@@ -358,7 +358,9 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     run_dir.write_tables(tables)
     frame = table_frame(tables.metrics, METRIC_SCHEMA)
     wall_s = time.perf_counter() - t_start
-    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals)
+    restored = bool(early) and any(int(b) >= 0 for b in early["best_step"].values())  # best params restored
+    summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals,
+                         final_score_rule(restored))
     if early:
         summary["early_stop"] = early
         if stopper is not None and last_chunk < d.num_chunks:  # the rate of the chunks actually trained
@@ -411,14 +413,16 @@ def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.nd
 
 
 def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, first_chunk: int,
-               options: RunOptions, wall_s: float, greedy: Any, evals: list[dict[str, Any]]) -> dict[str, Any]:
-    """summary.json: ``greedy`` is the end-of-training evaluation, ``evals`` every evaluation's rows."""
+               options: RunOptions, wall_s: float, greedy: Any, evals: list[dict[str, Any]],
+               rule: str = "mean-of-last-evals") -> dict[str, Any]:
+    """summary.json: ``greedy`` is the end-of-training evaluation, ``evals`` every evaluation's rows, ``rule``
+    the final score's definition (:data:`mtdqn.rundir.FINAL_SCORE_RULES`)."""
     agent = trainer.agent
     d = agent.derived
     names = agent.task_set.names
     one_seed = jax.tree.map(lambda x: x[0], state.params)
     total, shared = count_params(agent.arch, one_seed)
-    final_steps = final_score_steps(evals)
+    final_steps = final_score_steps(evals, rule)
     random = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
                              options.eval_episodes, eps=1.0)
     trained_steps = (d.num_chunks - first_chunk) * d.iters_per_chunk * agent.cfg.num_envs
@@ -446,6 +450,7 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
         "final_score": final_scores(evals, names, agent.seeds, final_steps),
         "final_score_discounted": final_scores(evals, names, agent.seeds, final_steps, "discounted_mean"),
+        "final_score_rule": rule,
         "final_score_evals": FINAL_SCORE_EVALS,
         "final_score_steps": final_steps,
         "gamma": agent.cfg.dqn.gamma,

@@ -15,17 +15,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtdqn.finetune import is_finetuned, param_labels
+from mtdqn.finetune import is_finetuned, param_labels, trains_now
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample
-from mtdqn.strategies.base import task_gram
+from mtdqn.strategies.base import task_gram, tree_weighted_sum
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.value_norm import popart_step, unnormalize
 
 __all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "td_targets",
-           "task_gradients", "update",
+           "task_gradients", "shared_trains_now", "trainable_shared", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
@@ -104,6 +104,40 @@ def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Ar
     return losses, q_mean, g_shared, g_task
 
 
+def shared_trains_now(agent: Agent, params: Any, updates: jax.Array) -> Any:
+    """Per shared leaf (the layout of :func:`task_gradients`' shared gradients), whether the update with count
+    ``updates`` moves it: ``frozen`` leaves never, ``trunk-until``'s before its unfreeze not
+    (:func:`mtdqn.finetune.trains_now`); every leaf of a run without fine-tuning settings."""
+    if not is_finetuned(agent.cfg.finetune):
+        return jax.tree.map(lambda _: True, split_shared(agent.arch, params)[0])
+    cfg = agent.cfg
+    moves = trains_now(cfg.finetune, agent.arch, agent.derived, cfg.num_envs, params, updates)
+    return split_shared(agent.arch, moves)[0]
+
+
+def trainable_shared(g_shared: Any, moves: Any) -> Any:
+    """Per-task shared gradients with the leaves no update moves now zeroed (:func:`shared_trains_now`): what
+    the strategy, the Gram matrix and the diagnostics see.  A zero leaf adds nothing to any dot product, so
+    this is the same as leaving it out; with every leaf zeroed every g_i is 0 and so is the combination."""
+    def keep(g: jax.Array, m: Any) -> jax.Array:
+        if m is True:  # trains: the gradient itself, bit for bit
+            return g
+        return jnp.zeros_like(g) if m is False else jnp.where(m, g, jnp.zeros_like(g))
+
+    return jax.tree.map(keep, g_shared, moves)
+
+
+def _gated_for_the_moments(combined: Any, g_shared: Any, moves: Any, weights: jax.Array) -> Any:
+    """``trunk-until``'s trunk: sum_i c_i g_i of its own gradients with the coefficients the strategy applied.
+    Once it opens that is what the strategy returned there (every strategy returns sum_i c_i g_i); before, the
+    strategy saw it zeroed, and this gives the optimizer its gradient anyway (the gate still zeroes the
+    update), so Adam's moments are warm when it opens.  Every other leaf as combined."""
+    def leaf(c: jax.Array, g: jax.Array, m: Any) -> jax.Array:
+        return c if isinstance(m, bool) else tree_weighted_sum(g, weights)
+
+    return jax.tree.map(leaf, combined, g_shared, moves)
+
+
 def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks) from the Gram matrix."""
     norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 0.0))
@@ -128,10 +162,13 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
     w = agent.task_weights
     g_task = jax.tree.map(lambda g: g * w.reshape(-1, *([1] * (g.ndim - 1))), g_task)
-    gram = task_gram(g_shared, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
+    moves = shared_trains_now(agent, state.params, state.updates)
+    g_trained = trainable_shared(g_shared, moves)  # frozen leaves (and trunk-until's before it opens) zeroed
+    gram = task_gram(g_trained, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
-        g_shared, gram, losses, state.strategy_state, k_strategy
+        g_trained, gram, losses, state.strategy_state, k_strategy
     )
+    combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)
     updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
