@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import typing
 import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -42,6 +43,9 @@ __all__ = [
 
 INT32_MAX = 2**31 - 1  # iteration and update counters of the compiled loop are int32
 
+Init = Literal["lecun", "deramo"]
+"""The network's initialization schemes (``NetworkConfig.init``; drawn in :mod:`mtdqn.networks.model`)."""
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -65,6 +69,10 @@ class NetworkConfig:
     feature_activation: Literal["relu", "sigmoid"] = "relu"
     """Activation of the trunk's last layer, the features every head reads: relu like the rest, or sigmoid
     (D'Eramo et al. 2020's multi-task network)."""
+    init: Init = "lecun"
+    """Initial weights: lecun (LeCun-normal kernels, zero biases: flax's defaults) or deramo (D'Eramo et al.
+    2020's GymNetwork, PyTorch's scheme: Xavier-uniform kernels with the relu gain, gain 1 on linear layers such
+    as the Q heads, biases uniform in +-1/sqrt(fan_in), fan_in counting a task's own inputs, not the padding)."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
         raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
+    if cfg.network.init not in typing.get_args(Init):
+        raise ConfigError(f"--init must be one of {', '.join(typing.get_args(Init))}, got {cfg.network.init!r}")
     if not (math.isfinite(d.dropout) and 0.0 <= d.dropout < 1.0):
         raise ConfigError(f"--dropout must be in [0, 1), got {d.dropout}")
     for name, value in (("eps_start", d.eps_start), ("eps_end", d.eps_end), ("eps_fraction", d.eps_fraction)):
@@ -343,7 +353,7 @@ def derive(cfg: TrainConfig) -> Derived:
 # Sections and fields (dotted paths) added after runs were recorded: written only when they differ from their
 # default, so the dict and hash of a config that does not use them are exactly those the older code wrote.
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0,
-                                       "network.feature_activation": "relu"}
+                                       "network.feature_activation": "relu", "network.init": "lecun"}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

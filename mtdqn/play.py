@@ -26,7 +26,6 @@ from mtdqn.errors import ConfigError
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
-from mtdqn.tasks.registry import make_env
 
 __all__ = ["PlayResult", "play", "write_gif", "Recorder"]
 

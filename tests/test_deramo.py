@@ -37,6 +37,7 @@ def test_preset_is_the_papers_protocol():
     for variant, sharing in (("independent", "independent"), ("shared", "shared")):
         cfg = variant_config(spec, variant)
         assert cfg.network.sharing == sharing and cfg.network.hidden == (80, 80) and cfg.network.adapter_width == 80
+        assert cfg.network.init == "deramo"  # GymNetwork's Xavier-uniform and PyTorch biases (tests/test_networks.py)
         d = cfg.dqn
         assert (d.batch_size, d.buffer_size, d.learning_starts, d.lr, d.loss) == (100, 5_000, 100, 1e-3, "huber")
         assert (d.target_update_every, d.tau, d.eps_end) == (100, 1.0, 0.01)

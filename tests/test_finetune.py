@@ -284,10 +284,10 @@ def test_vector_and_image_trunks_refuse_each_other(tmp_path):
 
 
 def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
-    def before(cfg: TrainConfig) -> dict:  # the config dict before finetune, --dropout, --feature-activation
+    def before(cfg: TrainConfig) -> dict:  # the config dict before finetune, --dropout, --feature-activation, --init
         old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k != "finetune"}
         return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k != "dropout"},
-                "network": {k: v for k, v in old["network"].items() if k != "feature_activation"}}
+                "network": {k: v for k, v in old["network"].items() if k not in ("feature_activation", "init")}}
 
     def old_hash(cfg: TrainConfig) -> str:  # config_hash as that code computed it
         return hashlib.sha256(json.dumps(before(cfg), sort_keys=True).encode()).hexdigest()[:16]
@@ -307,6 +307,9 @@ def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
     dropped = dataclasses.replace(SOURCE, dqn=dataclasses.replace(DQN, dropout=0.1))
     assert config_to_dict(dropped)["dqn"]["dropout"] == 0.1 and config_from_dict(config_to_dict(dropped)) == dropped
     assert config_hash(dropped) != config_hash(SOURCE)
+    paper = dataclasses.replace(SOURCE, network=dataclasses.replace(SOURCE.network, init="deramo"))
+    assert config_to_dict(paper)["network"]["init"] == "deramo" and config_from_dict(config_to_dict(paper)) == paper
+    assert config_hash(paper) != config_hash(SOURCE)
 
 
 def test_older_runs_under_newer_rules_still_load(tmp_path):

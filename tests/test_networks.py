@@ -182,3 +182,80 @@ def test_sigmoid_features_change_only_the_trunks_last_layer():
     np.testing.assert_allclose(feats[positive], jax.nn.sigmoid(pre[positive]), rtol=1e-5)
     image = make_architecture(IMAGE, NetworkConfig(feature_activation="sigmoid"))
     assert [layer.activation for layer in image.torso] == ["relu", "relu", "sigmoid"]
+
+
+# sha256 (first 16 hex) of every leaf of init_params(arch, PRNGKey(3)) as float32 bytes, in tree order, computed
+# by the code before --init existed (commit 842a0f0): the default scheme must not move a bit.
+_LECUN_DIGESTS = {("vector", "shared"): "16c3fce6f9e4638f", ("vector", "independent"): "c9ac3e627eb2551a",
+                  ("vector", "conditioned"): "cfc6ae37c84ee344", ("image", "shared"): "1e7329e33ceea16d",
+                  ("image", "independent"): "1e20d5b8a1a0a53c", ("image", "conditioned"): "5d2b2cb130c119fd"}
+
+
+@pytest.mark.parametrize("kind,sharing", list(_LECUN_DIGESTS))
+def test_default_init_is_bit_identical_to_before(kind, sharing):
+    import hashlib
+
+    task_set = {"vector": VECTOR, "image": IMAGE}[kind]
+    arch = make_architecture(task_set, NetworkConfig(sharing=sharing), lora_rank=2 if sharing == "shared" else 0)
+    assert arch.init == "lecun"
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(init_params(arch, jax.random.PRNGKey(3))):
+        digest.update(np.asarray(leaf, np.float32).tobytes())
+    assert digest.hexdigest()[:16] == _LECUN_DIGESTS[(kind, sharing)]
+
+
+def _uniform(values, bound: float, rtol: float) -> None:
+    """``values`` look like uniform(-bound, bound): inside it, reaching near it, centred, variance bound^2 / 3."""
+    v = np.asarray(values, np.float64).ravel()
+    assert np.abs(v).max() <= bound * (1 + 1e-6) and np.abs(v).max() > 0.9 * bound
+    assert abs(v.mean()) < 4 * bound / np.sqrt(3 * v.size)
+    np.testing.assert_allclose(v.var(), bound ** 2 / 3, rtol=rtol)
+
+
+def test_deramo_init_is_the_papers_pytorch_scheme():
+    """GymNetwork (carloderamo/shared dqn/networks.py): xavier_uniform_ with gain sqrt 2 on the input and shared
+    layers, 1 on the heads; nn.Linear's default biases uniform(+-1/sqrt(fan_in)), fan_in a task's own inputs."""
+    width, relu = 512, np.sqrt(2.0)
+    arch = make_architecture(VECTOR, NetworkConfig(hidden=(width, width), adapter_width=width, init="deramo",
+                                                   feature_activation="sigmoid"))  # relu gain on it, as theirs
+    params = init_params(arch, jax.random.PRNGKey(0))
+    for i, own in enumerate((4, 6)):  # CartPole's 4 inputs, Acrobot's 6 (the padding width)
+        kernel = np.asarray(params["adapters"]["kernel"][i])  # (6, width)
+        _uniform(kernel, relu * np.sqrt(6 / (own + width)), rtol=0.12)
+        _uniform(params["adapters"]["bias"][i], 1 / np.sqrt(own), rtol=0.25)
+    for name in ("layer_0", "layer_1"):
+        _uniform(params["torso"][name]["kernel"], relu * np.sqrt(6 / (2 * width)), rtol=0.03)
+        _uniform(params["torso"][name]["bias"], 1 / np.sqrt(width), rtol=0.25)
+    for i in range(2):
+        _uniform(params["heads"]["kernel"][i], np.sqrt(6 / (width + 3)), rtol=0.15)  # gain 1, 3 padded actions
+        assert np.abs(np.asarray(params["heads"]["bias"][i])).max() <= 1 / np.sqrt(width)
+    assert not np.allclose(params["heads"]["kernel"][0], params["heads"]["kernel"][1])  # each task its own draw
+    again = init_params(arch, jax.random.PRNGKey(0))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)))
+    lecun = init_params(make_architecture(VECTOR, NetworkConfig(hidden=(width, width), adapter_width=width)),
+                        jax.random.PRNGKey(0))
+    assert float(np.abs(lecun["torso"]["layer_0"]["bias"]).max()) == 0.0  # lecun: zero biases
+    # the sign of the two schemes' difference: lecun's std sqrt(1/512) vs Xavier-relu's sqrt(2/512)
+    assert np.asarray(lecun["torso"]["layer_0"]["kernel"]).std() < 0.8 * np.asarray(
+        params["torso"]["layer_0"]["kernel"]).std()
+
+
+def test_deramo_init_counts_a_conv_kernels_receptive_field():
+    arch = make_architecture(IMAGE, NetworkConfig(init="deramo"))  # conv channels (16, 32), 3x3
+    params = init_params(arch, jax.random.PRNGKey(1))
+    kernel = params["torso"]["layer_1"]["kernel"]  # (3, 3, 16, 32): fan_in 144, fan_out 288 (PyTorch's)
+    assert kernel.shape == (3, 3, 16, 32)
+    _uniform(kernel, np.sqrt(2.0) * np.sqrt(6 / (144 + 288)), rtol=0.1)
+    assert np.abs(np.asarray(params["torso"]["layer_1"]["bias"])).max() <= 1 / 12
+    for i, task in enumerate(IMAGE.tasks):  # the 1x1 adapters: linear outputs (gain 1), each game's own channels
+        own = task.obs_shape[-1]
+        bound = np.sqrt(6 / (own + 16))
+        assert np.abs(np.asarray(params["adapters"]["kernel"][i])).max() <= bound * (1 + 1e-6)
+        assert np.abs(np.asarray(params["adapters"]["bias"][i])).max() <= 1 / np.sqrt(own)
+
+
+def test_init_is_validated_once():
+    from mtdqn.config import TrainConfig, validate
+
+    with pytest.raises(ConfigError, match="--init must be one of lecun, deramo, got 'xavier'"):
+        validate(TrainConfig(network=NetworkConfig(init="xavier")))  # type: ignore[arg-type]

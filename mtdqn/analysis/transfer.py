@@ -35,7 +35,7 @@ from mtdqn.analysis.fmt import estimate, num, values
 from mtdqn.analysis.ranges import Bounds, discounted_bounds, return_bounds
 from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_diff, bootstrap_mean
 
-__all__ = ["seed_metrics", "transfer_table", "differences", "write_transfer_table"]
+__all__ = ["seed_metrics", "transfer_table", "differences", "grafted_steps", "write_transfer_table"]
 
 METRICS = ("jumpstart", "auc", "final", "final_discounted")
 
@@ -70,6 +70,15 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
         table[variant] = {m: _estimate(v, _bounds(m, task, gamma)) for m, v in per_seed.items()}
         table[variant]["final_discounted"]["gamma"] = gamma
     return table
+
+
+def grafted_steps(study_dir: Path) -> dict[str, int] | None:
+    """{seed: env step} of the pretraining parameters the cells start from when it kept its best (keep_best in
+    its summary), None when they are its last (or there is no finished pretraining)."""
+    path = Path(study_dir) / "pretrain" / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    kept = summary.get("keep_best")
+    return None if kept is None else {seed: int(step) for seed, step in kept["best_step"].items()}
 
 
 def _bounds(metric: str, task: str, gamma: float = float("nan")) -> Bounds:
@@ -125,12 +134,17 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
     ref = table[variants[0]]
     g = ref["final_discounted"].get("gamma") if ref else None
     gamma = f", γ {g:g}" if isinstance(g, (int, float)) and math.isfinite(g) else ""  # older runs: none recorded
+    kept = grafted_steps(study_dir)
     write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table, "reference": variants[0],
-                                                    "differences": diffs})
+                                                    "differences": diffs, "grafted_steps": kept})
     lines = [f"# Transfer to {task}", "",
              f"Mean over seeds [95% bootstrap interval, within the return's range] (below {MIN_SEEDS} seeds: the "
              "seeds); per-seed values in transfer.json. Jumpstart: greedy return at the first evaluation; AUC: mean "
              "greedy return over training; final: the run's final score (undiscounted and discounted).", "",
+             "Grafted trunk: " + ("the pretraining's last parameters." if kept is None else
+                                  "per seed, the pretraining's evaluation with the highest sum of the tasks' "
+                                  "discounted returns, at step " + ", ".join(f"{v:,}" for v in kept.values())
+                                  + " (seeds " + ", ".join(kept) + ")."), "",
              f"| variant | seeds | jumpstart | AUC | final | final (discounted{gamma}) |", "|---|---|---|---|---|---|"]
     for variant, row in table.items():
         if row is None:

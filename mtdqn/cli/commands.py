@@ -40,6 +40,10 @@ class Train:
     patience: int | None = None
     """Early stopping: stop after this many evaluations without improvement and restore each seed's best
     parameters (needs --eval-every; default 0: off; a resumed run keeps its own unless given)."""
+    keep_best: bool | None = None
+    """Never stop, but restore at the end each seed's parameters of the evaluation with the highest sum over
+    tasks of the discounted greedy return (D'Eramo et al. 2020's --save-shared; needs --eval-every; default
+    False)."""
     test_episodes: int | None = None
     """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
     own: printed and written to test_eval.json (default 0: none; a resumed run keeps its own unless given)."""

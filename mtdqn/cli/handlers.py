@@ -81,6 +81,7 @@ def _run_train(cmd: Train) -> None:
         cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
         checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
         eval_every=cmd.eval_every, patience=cmd.patience, test_episodes=cmd.test_episodes, announce=print,
+        keep_best=cmd.keep_best,
     )
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
@@ -131,6 +132,9 @@ def _print_early_stop_and_test(summary: dict, run: Path) -> None:
         stopped = f"stopped at step {early['stopped_at']:,}" if early["stopped_at"] else "ran to the end"
         print(f"  early stopping: {stopped}; best evaluation per seed at step "
               f"{', '.join(f'{v:,}' for v in early['best_step'].values())} (restored)")
+    if "keep_best" in summary:
+        print(f"  kept (restored) per seed: the evaluation at step "
+              f"{', '.join(f'{v:,}' for v in summary['keep_best']['best_step'].values())}")
     if "test_eval" in summary:
         _print_test(run)
 

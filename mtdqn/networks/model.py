@@ -31,6 +31,19 @@ the expected activation is the network's own).  Only the update's online
 forward pass gets one (``train/step.py``); acting, TD targets, evaluation and
 a deployed agent always run the whole network, so parameters trained with
 dropout act and load exactly like any others.
+
+Initialization (``NetworkConfig.init``): ``lecun``, flax's defaults (LeCun-normal
+kernels, zero biases), or ``deramo``, the scheme of D'Eramo et al. 2020's
+``GymNetwork`` (github.com/carloderamo/shared, ``dqn/networks.py`` l.122-146):
+``nn.init.xavier_uniform_`` with ``calculate_gain('relu')`` (sqrt 2) on the
+input layers and the shared layers, ``calculate_gain('linear')`` (1) on the Q
+heads, and PyTorch's default ``nn.Linear`` biases, uniform in
++-1/sqrt(fan_in).  Xavier-uniform draws from +-gain * sqrt(6 / (fan_in +
+fan_out)); fans count a conv kernel's receptive field as PyTorch does.  Here
+every layer with a linear output (the heads, the image tasks' 1x1 adapters)
+gets gain 1 and every other gain sqrt 2 (the paper's sigmoid feature layer
+too), and a per-task adapter's fan_in is its task's own input width (the
+paper's ``nn.Linear(n_input[i], 80)``), not the padded one.
 """
 
 from __future__ import annotations
@@ -101,6 +114,8 @@ class Architecture:
     conditioned: bool
     sharing: str
     lora_rank: int = 0  # rank of the low-rank updates of the shared dense trunk layers (0: none)
+    init: str = "lecun"  # the initialization scheme (see the module)
+    input_dims: tuple[int, ...] = ()  # per task, the width of its own observation's last axis (before padding)
 
 
 @struct.dataclass
@@ -164,6 +179,8 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
         conditioned=conditioned,
         sharing=cfg.sharing,
         lora_rank=lora_rank,
+        init=cfg.init,
+        input_dims=tuple(t.obs_shape[-1] for t in task_set.tasks),
     )
 
 
@@ -270,11 +287,21 @@ def one_task_q_values(arch: Architecture, shared: Params, task_params: Params, o
     return q_values(arch, params, obs[None], task_ids=task_id[None], dropout=dropout)[0]
 
 
-def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_tasks: int) -> tuple[Params, jax.Array]:
-    """Init one layer on example input ``x`` (tasks, 1, ...); returns params and output."""
+def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_tasks: int, scheme: str = "lecun",
+                input_dims: tuple[int, ...] = ()) -> tuple[Params, jax.Array]:
+    """Init one layer on example input ``x`` (tasks, 1, ...) with ``scheme``; returns params and output.
+    ``input_dims``: per task, the inputs that are its own (a per-task adapter's; else all of them)."""
     module = layer.module()
     inp = x.reshape(x.shape[0], x.shape[1], -1) if layer.kind == "flatten_dense" else x
-    if shared:
+    if scheme == "deramo":
+        abstract = jax.eval_shape(lambda: module.init(key, inp[0])["params"])
+        if shared:
+            params = _torch_xavier(layer, key, abstract)
+        else:
+            own = jnp.asarray(input_dims if input_dims else [abstract["kernel"].shape[-2]] * num_tasks)
+            params = jax.vmap(lambda k, n: _torch_xavier(layer, k, abstract, n))(jax.random.split(key, num_tasks),
+                                                                                  own)
+    elif shared:
         params = module.init(key, inp[0])["params"]
     else:
         keys = jax.random.split(key, num_tasks)
@@ -282,21 +309,37 @@ def _init_layer(layer: Layer, key: jax.Array, x: jax.Array, shared: bool, num_ta
     return params, _apply(layer, params, x, shared)
 
 
+def _torch_xavier(layer: Layer, key: jax.Array, abstract: Params, in_features: Any = None) -> Params:
+    """The ``deramo`` scheme (see the module) for one layer of ``abstract``'s shapes; ``in_features``: the
+    inputs that count in fan_in (default: the kernel's)."""
+    shape = abstract["kernel"].shape  # (in, out) or (kh, kw, in, out)
+    receptive = int(np.prod(shape[:-2]))
+    fan_in = (shape[-2] if in_features is None else in_features) * receptive
+    fan_out = shape[-1] * receptive
+    gain = 1.0 if layer.activation == "linear" else float(np.sqrt(2.0))
+    k_kernel, k_bias = jax.random.split(key)
+    w_bound = gain * jnp.sqrt(6.0 / (fan_in + fan_out))
+    b_bound = 1.0 / jnp.sqrt(jnp.asarray(fan_in, jnp.float32))
+    return {"kernel": w_bound * jax.random.uniform(k_kernel, shape, jnp.float32, -1.0, 1.0),
+            "bias": b_bound * jax.random.uniform(k_bias, abstract["bias"].shape, jnp.float32, -1.0, 1.0)}
+
+
 def init_params(arch: Architecture, key: jax.Array) -> Params:
     """Fresh parameters; per-task parts get independent initializations."""
     k_adapter, k_torso, k_head = jax.random.split(key, 3)
     x = _inputs(arch, jnp.zeros((arch.num_tasks, 1, *arch.obs_shape), jnp.float32), None)
-    adapters, x = _init_layer(arch.adapter, k_adapter, x, arch.adapter_shared, arch.num_tasks)
+    adapters, x = _init_layer(arch.adapter, k_adapter, x, arch.adapter_shared, arch.num_tasks, arch.init,
+                              arch.input_dims)
     torso = {}
     for i, (layer, shared, k, lora) in enumerate(
         zip(arch.torso, arch.torso_shared, jax.random.split(k_torso, len(arch.torso)), lora_layers(arch))
     ):
-        torso[f"layer_{i}"], x = _init_layer(layer, k, x, shared, arch.num_tasks)
+        torso[f"layer_{i}"], x = _init_layer(layer, k, x, shared, arch.num_tasks, arch.init)
         if lora:  # a key of its own (fold_in), so the layer's own init is the one it has without LoRA
             torso[f"layer_{i}"] = {**torso[f"layer_{i}"], **_init_lora(torso[f"layer_{i}"]["kernel"],
                                                                        arch.lora_rank, jax.random.fold_in(k, 1))}
     head = Layer("dense", arch.num_actions, activation="linear")
-    heads, _ = _init_layer(head, k_head, x, arch.head_shared, arch.num_tasks)
+    heads, _ = _init_layer(head, k_head, x, arch.head_shared, arch.num_tasks, arch.init)
     return {"adapters": adapters, "torso": torso, "heads": heads}
 
 
@@ -356,4 +399,10 @@ def describe_architecture(arch: Architecture) -> list[str]:
     for i, (x, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
         lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}")
     lines.append(f"head: Dense({arch.num_actions}) Q-values (actions padded and masked), {where(arch.head_shared)}")
+    lines.append(f"initial weights: {_INIT_TEXT[arch.init]}")
     return lines
+
+
+_INIT_TEXT = {"lecun": "lecun (LeCun-normal kernels, zero biases)",
+              "deramo": "deramo (D'Eramo et al.'s: Xavier-uniform kernels, gain sqrt 2, 1 on linear layers; "
+                        "biases uniform in +-1/sqrt(fan_in))"}

@@ -127,7 +127,9 @@ def _deramo() -> dict[str, Any]:
       mushroom-rl's ``CarOnHill`` and ``CartPole``, the LSPI pendulum, the rest with ``Gym(id, horizon, gamma)``);
     - single-task ``dqn`` vs multi-task ``multidqn``, sigmoid features (``scores_plot.py`` l.15-17);
     - network ``GymNetwork`` (``dqn/networks.py`` l.122-171): per-task input layer Dense(80)+relu, two
-      shared Dense(80) (relu, then the ``features`` activation), per-task linear Q heads;
+      shared Dense(80) (relu, then the ``features`` activation), per-task linear Q heads, initialized as
+      theirs (l.138-146: Xavier-uniform with the relu gain, the linear gain on the heads, PyTorch's default
+      biases): ``init = "deramo"``;
     - 50,000 steps per task (l.332), one evaluation every 1,000 steps, an "epoch" (l.326; loop l.230-245);
       each learning step steps every task once (``core.py`` l.51-60), so budgets are per task;
     - one fit per step (l.329) of 100 transitions from each task's replay (l.319, ``dqn/dqn.py`` l.103-121);
@@ -170,7 +172,7 @@ def _deramo() -> dict[str, Any]:
                     "buffer_size": 5_000, "learning_starts": 100, "target_update_every": 100, "tau": 1.0,
                     "lr": 1e-3, "lr_schedule": "constant", "optimizer": "adam", "loss": "huber",
                     "eps_start": 1.0, "eps_end": 0.01, "eps_fraction": 0.1, "gamma": 0.99,
-                    "hidden": [80, 80], "adapter_width": 80},
+                    "hidden": [80, 80], "adapter_width": 80, "init": "deramo"},
         "variants": {"shared": {"sharing": "shared"}},
     }
 
@@ -195,35 +197,49 @@ def transfer_preset(seeds: int | None = None, steps: int | None = None) -> Any:
 
 DERAMO_EPOCH = 1_000
 """env steps per task between two of D'Eramo et al.'s evaluations (``dqn/run_gym.py`` l.326)."""
+DERAMO_UNFREEZE_EPOCH = 10
+"""The paper's "unfreeze 10": its epoch loop counts from 1 and unfreezes ``if n_epoch >= unfreeze_epoch`` before
+the epoch's learning (``dqn/run_gym.py`` l.230-231), so the trunk trains from the end of epoch 9."""
 
 
 def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -> Any:
     """`mtdqn study deramo-transfer`: D'Eramo et al. (ICLR 2020)'s transfer experiment on the `deramo` protocol.
 
     The multi-task DQN is pretrained on the paper's other four tasks (Cart-Pole, Mountain-Car, Car-On-Hill,
-    the inverted pendulum) with every setting of :func:`_deramo` (network widths, replay, target copy,
-    epsilon, Adam lr 1e-3, Huber loss, per-task gamma), then Acrobot-v1 is learned with a fresh input layer
-    and head on top of the pretrained shared layers: ``frozen`` (the paper's "no unfreeze"),
-    ``unfreeze-at-k`` with k = 10 epochs = 10,000 steps ("unfreeze 10"), and ``scratch`` ("no
-    initialization"); ``unfrozen`` (trained from the start) and ``lora`` (rank 8) come on top.  The paper
-    reports on Acrobot frozen -65.6, unfreeze-10 -55.8, scratch -58.3 (discounted return, gamma 0.99).
+    the inverted pendulum) with every setting of :func:`_deramo` (network widths, initialization, replay,
+    target copy, epsilon, Adam lr 1e-3, Huber loss, per-task gamma), then Acrobot-v1 is learned with a fresh
+    input layer and head on top of the pretrained shared layers: ``frozen`` (the paper's "no unfreeze"),
+    ``unfreeze-at-k`` ("unfreeze 10": the trunk trains from the start of epoch 10, after 9 epochs = 9,000
+    steps, see ``DERAMO_UNFREEZE_EPOCH``), and ``scratch`` ("no initialization"); ``unfrozen`` (trained from the
+    start) and ``lora`` (rank 8) come on top.  The paper reports on Acrobot frozen -65.6, unfreeze-10 -55.8,
+    scratch -58.3 (discounted return, gamma 0.99).
+
+    The grafted trunk is the pretraining's best, as the paper's ``--save-shared`` keeps it (``run_gym.py``
+    l.255-257, l.268): per seed, the parameters of the evaluation with the highest sum over the four tasks
+    of the discounted greedy return, ties to the later one, training never stopped (``keep_best``,
+    :mod:`mtdqn.train.early_stop`; the pretraining's summary.json records the step under ``keep_best``).
 
     Where we differ: a greedy evaluation every epoch of ``eval_episodes`` whole episodes (theirs: the
     episodes within 2,000 steps), and the final score is the mean of the last three evaluations (their table
     gives one number per variant; the code does not say which epoch), both in ``final_discounted``.
-    ``steps`` sets both budgets (env steps per task); with fewer steps the unfreeze step stays at a fifth of
-    the run, as 10 of the paper's 50 epochs.
+    The unfreeze step counts the 100 random replay-filling steps inside the budget (ours: 50,000 steps in all;
+    theirs: 100, then 50 epochs of 1,000), so their trunk starts to train at env step 9,100 and ours at 9,000.
+    ``steps`` sets both budgets (env steps per task); with another budget the unfreeze step stays at 9 of the
+    paper's 50 epochs, 18% of the run.
     """
     from mtdqn.studies.transfer import TransferSpec
 
     protocol = _deramo()
+    epochs = protocol["steps"] // DERAMO_EPOCH  # the paper's 50
     steps = protocol["steps"] if steps is None else steps
     target = "Acrobot-v1"
     return TransferSpec(name="deramo-transfer", target=target,
                         pretrain_tasks=tuple(t for t in protocol["tasks"] if t.split(":")[0] != target),
                         steps=steps, seeds=protocol["seeds"] if seeds is None else seeds,
-                        eval_every=min(DERAMO_EPOCH, max(1, steps // 20)), unfreeze_at=max(1, steps // 5),
-                        lora_rank=8, eval_episodes=protocol["eval_episodes"], options=dict(protocol["options"]))
+                        eval_every=min(DERAMO_EPOCH, max(1, steps // 20)),
+                        unfreeze_at=max(1, (DERAMO_UNFREEZE_EPOCH - 1) * steps // epochs),
+                        lora_rank=8, eval_episodes=protocol["eval_episodes"], options=dict(protocol["options"]),
+                        keep_best=True)
 
 
 TRANSFER_PRESETS: dict[str, Callable[..., Any]] = {"transfer": transfer_preset,

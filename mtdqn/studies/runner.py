@@ -48,6 +48,7 @@ class CellConfig:
     checkpoint_every: int = 0
     devices: int = 0  # seed layout (0: as many local devices as the seeds can use); numbers differ only in rounding
     eval_every: int = 0  # env steps per task between greedy evaluations during training (0: the final one only)
+    keep_best: bool = False  # restore each seed's best evaluation's parameters at the end (train's keep_best)
 
     @property
     def config_hash(self) -> str:
@@ -92,6 +93,7 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     if summary is not None and summary.get("status") == "ok":
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
                 and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant
+                and ("keep_best" in summary) == cell.keep_best
                 and summary.get("eval_every", cell.eval_every) == cell.eval_every)  # cells made before the option
         # existed evaluated only at the end; evaluations never touch training, so they stay finished (the report
         # then scores every variant by its final evaluation)
@@ -103,6 +105,8 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
             stored = summary.get(key, cell.eval_every if key == "eval_every" else None)
             if stored != getattr(cell, key):
                 diffs.append(f"{key}: stored {stored!r}, now {getattr(cell, key)!r}")
+        if ("keep_best" in summary) != cell.keep_best:
+            diffs.append(f"keep_best: stored {'keep_best' in summary}, now {cell.keep_best}")
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
@@ -142,7 +146,7 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     if status == "done":
         return _read(cell_dir / "summary.json") or {}
     kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
-                  eval_every=cell.eval_every,
+                  eval_every=cell.eval_every, keep_best=cell.keep_best,
                   extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
                   devices=cell.devices or None)  # None: a resumed cell keeps its own layout
     try:

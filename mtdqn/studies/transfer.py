@@ -58,6 +58,9 @@ class TransferSpec:
     """Flat train options (as in a study file) for every run."""
     variants: tuple[str, ...] = VARIANTS
     seed: int = 0
+    keep_best: bool = False
+    """Graft the pretraining's best evaluation (per seed, the highest sum of the tasks' discounted returns, as
+    D'Eramo et al.'s --save-shared) instead of its last parameters: train's ``keep_best``."""
 
 
 def held_out_spec(spec: TransferSpec) -> StudySpec:
@@ -91,7 +94,8 @@ def transfer_cells(spec: TransferSpec, out_dir: Path, devices: int = 0) -> tuple
     pretrain = apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=spec.seeds,
                                          seed=spec.seed), study.options)  # type-checked: lists made tuples
     thresholds = {t: default_threshold(t) for t in spec.pretrain_tasks if default_threshold(t) is not None}
-    pre_cell = CellConfig("pretrain", pretrain, thresholds, spec.eval_episodes, 0, devices, spec.eval_every)
+    pre_cell = CellConfig("pretrain", pretrain, thresholds, spec.eval_episodes, 0, devices, spec.eval_every,
+                          keep_best=spec.keep_best)
     cells = []
     for name in spec.variants:
         base = dataclasses.replace(variant_config(study, name), network=NetworkConfig())

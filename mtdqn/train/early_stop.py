@@ -1,4 +1,5 @@
-"""Early stopping on the periodic greedy evaluations, seed by seed, with each seed's best parameters kept.
+"""Early stopping on the periodic greedy evaluations, seed by seed, with each seed's best parameters kept;
+and keep-best without stopping, D'Eramo et al.'s rule.
 
 The seeds of a run train together in one compiled program, so they cannot
 stop one by one; instead every seed keeps its own best parameters (a host
@@ -15,6 +16,17 @@ on the run's random-policy stream, so tasks of different scales count alike
 (a single task: its return, shifted and scaled, the same ranking).  The best
 parameters live in memory only: a run with early stopping checkpoints at its
 end, not during training (train() refuses --checkpoint-every with --patience).
+
+Keep-best (``--keep-best``, :meth:`EarlyStopping.keeping_best`): never stop,
+and keep per seed the parameters of the evaluation with the highest *sum over
+tasks of the discounted greedy return* (each task's gamma), ties going to the
+later evaluation; the evaluation at the run's last step is a candidate too.
+That is D'Eramo et al. 2020's ``--save-shared`` (github.com/carloderamo/shared,
+``dqn/run_gym.py`` l.255-257, l.268: ``current_score_sum >= best_score_sum``
+over every epoch's ``compute_J(dataset, gamma[i])``), the trunk their transfer
+experiment grafts.  They keep the shared layers only; here the whole network
+is restored, so the run's checkpoint (and a fine-tuning's source) is that
+evaluation's.  The summary records it under ``keep_best``.
 """
 
 from __future__ import annotations
@@ -28,7 +40,13 @@ import numpy as np
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.train.agent import Agent
 
-__all__ = ["EarlyStopping", "seed_scores"]
+__all__ = ["EarlyStopping", "seed_scores", "discounted_sums"]
+
+NORMALIZED, DISCOUNTED_SUM = "normalized", "discounted-sum"  # the two rules: --patience's, --keep-best's
+_RULE_TEXT = {NORMALIZED: "mean over tasks of (return - random) / max(|random|, 1), periodic greedy evaluations",
+              DISCOUNTED_SUM: "sum over tasks of the discounted greedy return (each task's gamma), periodic greedy "
+                              "evaluations and one at the last step; ties to the later (D'Eramo et al. 2020's "
+                              "--save-shared)"}
 
 
 def seed_scores(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int],
@@ -39,22 +57,40 @@ def seed_scores(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[
     return np.array([np.mean([(by[(s, t)] - random[t]) / scale[t] for t in names]) for s in seeds])
 
 
+def discounted_sums(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int]) -> np.ndarray:
+    """(seeds,) keep-best scores of one evaluation's rows: the sum over tasks of the mean discounted return."""
+    by = {(r["seed"], r["task"]): r["discounted_mean"] for r in rows}
+    return np.array([sum(by[(s, t)] for t in names) for s in seeds])
+
+
 @dataclass
 class EarlyStopping:
     """Per-seed best score, its step and parameters, and evaluations since; see the module."""
 
-    patience: int
-    random: dict[str, float]  # random-policy return per task (the score's anchor)
+    patience: int  # 0: never stop (keep-best)
+    random: dict[str, float]  # random-policy return per task (the normalized score's anchor; keep-best: none)
     best_score: np.ndarray  # (seeds,)
     best_step: np.ndarray  # (seeds,) env step of the best evaluation, -1 before the first
     since: np.ndarray  # (seeds,) evaluations since the best
     best_params: Any = field(default=None, repr=False)  # host copies, leading seed axis
     stopped_at: int | None = None  # env step training stopped at (None: ran to the end)
+    rule: str = NORMALIZED  # how an evaluation is scored (see the module)
 
     @staticmethod
-    def start(patience: int, random: dict[str, float], n_seeds: int) -> EarlyStopping:
+    def start(patience: int, random: dict[str, float], n_seeds: int, rule: str = NORMALIZED) -> EarlyStopping:
         return EarlyStopping(patience, random, np.full(n_seeds, -np.inf), np.full(n_seeds, -1, np.int64),
-                             np.zeros(n_seeds, np.int64))
+                             np.zeros(n_seeds, np.int64), rule=rule)
+
+    @staticmethod
+    def keeping_best(n_seeds: int) -> EarlyStopping:
+        """Keep-best without stopping, on the sum of the tasks' discounted returns (see the module)."""
+        return EarlyStopping.start(0, {}, n_seeds, DISCOUNTED_SUM)
+
+    def scores(self, rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int]) -> np.ndarray:
+        """(seeds,) scores of one evaluation's rows under this rule."""
+        if self.rule == DISCOUNTED_SUM:
+            return discounted_sums(rows, names, seeds)
+        return seed_scores(rows, names, seeds, self.random)
 
     @staticmethod
     def anchored(agent: Agent, params: Any, patience: int, episodes: int) -> EarlyStopping:
@@ -67,7 +103,7 @@ class EarlyStopping:
     def observe(self, scores: np.ndarray, params: Any, step: int) -> bool:
         """Record one evaluation's (seeds,) scores of ``params`` at ``step``; True when every seed is out of
         patience (training should stop)."""
-        better = scores > self.best_score
+        better = scores >= self.best_score if self.rule == DISCOUNTED_SUM else scores > self.best_score
         if better.any():
             host = jax.tree.map(np.asarray, params)
             if self.best_params is None:
@@ -78,7 +114,7 @@ class EarlyStopping:
         self.best_score = np.where(better, scores, self.best_score)
         self.best_step = np.where(better, step, self.best_step)
         self.since = np.where(better, 0, self.since + 1)
-        stop = bool((self.since >= self.patience).all())
+        stop = self.patience > 0 and bool((self.since >= self.patience).all())
         if stop:
             self.stopped_at = step
         return stop
@@ -93,7 +129,9 @@ class EarlyStopping:
 
     def record(self, seeds: list[int]) -> dict[str, Any]:
         """What summary.json and the final checkpoint's record keep of it."""
-        return {"patience": self.patience, "stopped_at": self.stopped_at,
-                "best_step": {str(s): int(b) for s, b in zip(seeds, self.best_step)},
+        kept = {"best_step": {str(s): int(b) for s, b in zip(seeds, self.best_step)},
                 "best_score": {str(s): float(b) for s, b in zip(seeds, self.best_score)},
-                "score": "mean over tasks of (return - random) / max(|random|, 1), periodic greedy evaluations"}
+                "score": _RULE_TEXT[self.rule]}
+        if self.rule == DISCOUNTED_SUM:
+            return kept
+        return {"patience": self.patience, "stopped_at": self.stopped_at, **kept}

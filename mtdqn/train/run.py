@@ -33,7 +33,7 @@ from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, Tables, chun
                           final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent, describe, make_agent
-from mtdqn.train.early_stop import EarlyStopping, seed_scores
+from mtdqn.train.early_stop import EarlyStopping
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
 __all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
@@ -62,11 +62,13 @@ class RunOptions:
     eval_every: int = 0  # env steps per task between greedy evaluations (whole chunks); 0: the final one only
     patience: int = 0  # stop after this many evaluations without improvement, best params restored; 0: never
     test_episodes: int = 0  # a test evaluation at the end on its own episode starts (test_eval.json); 0: none
+    keep_best: bool = False  # restore each seed's best parameters by D'Eramo et al.'s rule (early_stop.py), no stop
 
     def record(self) -> dict[str, Any]:
         options = {"checkpoint_every": self.checkpoint_every, "eval_episodes": self.eval_episodes,
                    "devices": self.devices, "eval_every": self.eval_every}
-        extra = {"patience": self.patience, "test_episodes": self.test_episodes}  # written only when used, so
+        extra = {"patience": self.patience, "test_episodes": self.test_episodes,  # written only when used, so
+                 "keep_best": self.keep_best}
         return {"options": {**options, **{k: v for k, v in extra.items() if v}}}  # older records read the same
 
 
@@ -160,7 +162,8 @@ def _check_host_options(agent: Agent, resume: bool, checkpoint_every: int | None
 
 def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int | None,
                      eval_episodes: int | None, devices: int | None, eval_every: int | None = None,
-                     patience: int | None = None, test_episodes: int | None = None) -> RunOptions:
+                     patience: int | None = None, test_episodes: int | None = None,
+                     keep_best: bool | None = None) -> RunOptions:
     """The run's options, resolved once: given ones win, a resumed run (``verified``: its checkpoint record)
     keeps its stored ones, else defaults."""
     resume = verified is not None
@@ -172,6 +175,7 @@ def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int 
     eval_every = stored.get("eval_every", default.eval_every) if eval_every is None else eval_every
     patience = stored.get("patience", default.patience) if patience is None else patience
     test_episodes = stored.get("test_episodes", default.test_episodes) if test_episodes is None else test_episodes
+    keep_best = bool(stored.get("keep_best", default.keep_best) if keep_best is None else keep_best)
     for flag, value, least in (("checkpoint-every", checkpoint_every, 0), ("eval-every", eval_every, 0),
                                ("eval-episodes", eval_episodes, 1), ("patience", patience, 0),
                                ("test-episodes", test_episodes, 0)):
@@ -182,11 +186,14 @@ def _resolve_options(agent: Agent, verified: dict | None, checkpoint_every: int 
     if patience and checkpoint_every:
         raise ConfigError("--patience keeps the best parameters in memory until the run ends: it cannot be "
                           "combined with --checkpoint-every (the run checkpoints at its end)")
+    if keep_best and (patience or checkpoint_every or not eval_every):
+        raise ConfigError("--keep-best keeps the best evaluation's parameters in memory until the run ends: it needs "
+                          "--eval-every and takes neither --patience nor --checkpoint-every")
     if agent.task_set.backend == "gymnasium":
-        return RunOptions(0, eval_episodes, 1, eval_every, patience, test_episodes)
+        return RunOptions(0, eval_episodes, 1, eval_every, patience, test_episodes, keep_best)
     # Records from before the seed layout existed have no "devices": those runs trained on one device.
     devices = seed_devices(len(agent.seeds), stored.get("devices", 1 if resume else 0) if devices is None else devices)
-    return RunOptions(checkpoint_every, eval_episodes, devices, eval_every, patience, test_episodes)
+    return RunOptions(checkpoint_every, eval_episodes, devices, eval_every, patience, test_episodes, keep_best)
 
 
 def _runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
@@ -215,6 +222,7 @@ def train(
     patience: int | None = None,
     test_episodes: int | None = None,
     announce: Callable[[str], None] | None = None,
+    keep_best: bool | None = None,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
@@ -236,8 +244,11 @@ def train(
     written); the start is recorded in start.json and the summary's
     ``transfer`` entry.  A resumed run starts from its own checkpoint.
     ``patience`` (with ``eval_every``): early stopping, see
-    :mod:`mtdqn.train.early_stop`; ``test_episodes``: a greedy test evaluation
-    on episode starts of its own at the end (``test_eval.json``).
+    :mod:`mtdqn.train.early_stop`; ``keep_best`` (with ``eval_every``): no
+    stopping, each seed's parameters of the evaluation with the highest sum of
+    the tasks' discounted returns restored at the end (same module);
+    ``test_episodes``: a greedy test evaluation on episode starts of its own at
+    the end (``test_eval.json``).
 
     Called from Python rather than through `mtdqn train`, call
     :func:`mtdqn.devices.use_cpu_cores` and :func:`mtdqn.devices.unroll_cpu_threefry`
@@ -256,7 +267,7 @@ def train(
         record = run_dir.require_run()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
     options = _resolve_options(agent, verified, checkpoint_every, eval_episodes, devices, eval_every, patience,
-                               test_episodes)
+                               test_episodes, keep_best)
     start_from = None
     if cfg.finetune.source and not resume:
         from mtdqn.transfer import start_from_source  # transfer builds on this module
@@ -306,6 +317,8 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     stopper = None
     if options.patience and first_chunk < d.num_chunks:
         stopper = EarlyStopping.anchored(agent, state.params, options.patience, options.eval_episodes)
+    elif options.keep_best and first_chunk < d.num_chunks:
+        stopper = EarlyStopping.keeping_best(len(agent.seeds))
     last_chunk = d.num_chunks
     try:
         with _progress(progress) as bar:
@@ -320,12 +333,13 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
                 stop = False
-                if eval_chunks and (chunk + 1) % eval_chunks == 0 and chunk + 1 < d.num_chunks:
+                last = chunk + 1 == d.num_chunks  # the final evaluation's step: keep-best's last candidate
+                if eval_chunks and ((chunk + 1) % eval_chunks == 0 and not last or last and options.keep_best):
                     t_eval = time.perf_counter()
                     rows = _greedy_rows(agent, state.params, EvalStream.DURING_TRAINING, options.eval_episodes, step)
                     new.evals.extend(rows)
                     if stopper is not None:
-                        scores = seed_scores(rows, agent.task_set.names, agent.seeds, stopper.random)
+                        scores = stopper.scores(rows, agent.task_set.names, agent.seeds)
                         stop = stopper.observe(scores, state.params, step)
                     eval_s += time.perf_counter() - t_eval
                 tables.extend(new)
@@ -342,14 +356,15 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     finally:
         writer.close()
     loop_s = time.perf_counter() - t_loop - eval_s
-    early = verified.get("early_stop") if resume else None
+    kept_as = "keep_best" if options.keep_best else "early_stop"  # where the stopper's record goes
+    early = verified.get(kept_as) if resume else None
     if stopper is not None:  # the best parameters of every seed become the run's final ones
         state = stopper.restore(state)
         early = stopper.record(agent.seeds)
     if first_chunk < d.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
         # An early-stopped run is finished: its checkpoint is recorded as the last chunk's.
         save_checkpoint(run_dir.path, trainer, state, d.num_chunks,
-                        {**options.record(), **({"early_stop": early} if early else {})})
+                        {**options.record(), **({kept_as: early} if early else {})})
     # The end-of-training evaluation is the last block of evals (a finished run resumed computes it again).
     tables.evals[:] = [row for row in tables.evals if row["step"] < d.env_steps]
     greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
@@ -362,7 +377,7 @@ def _drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunO
     summary = _summarize(trainer, state, compile_s, loop_s, first_chunk, options, wall_s, greedy, tables.evals,
                          final_score_rule(restored))
     if early:
-        summary["early_stop"] = early
+        summary[kept_as] = early
         if stopper is not None and last_chunk < d.num_chunks:  # the rate of the chunks actually trained
             summary["env_steps_per_s"] *= (last_chunk - first_chunk) / (d.num_chunks - first_chunk)
     if options.test_episodes:
