@@ -1,8 +1,8 @@
 """mtdqn: multi-task deep Q-learning with shared network structures."""
 
-__version__ = "0.1.0"
+from mtdqn.version import __version__
 
-__all__ = ["load_agent"]
+__all__ = ["load_agent", "__version__"]
 
 
 def __getattr__(name: str):

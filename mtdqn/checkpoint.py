@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # importing the training loop starts JAX (gymnax); the CLI re
 
 __all__ = [
     "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",
-    "describe_mismatch", "state_bytes",
+    "describe_mismatch",
 ]
 
 FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
@@ -53,11 +53,6 @@ def _file_table(root: Path) -> dict[str, list]:
         p.relative_to(root).as_posix(): [p.stat().st_size, _digest(p)]
         for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-def state_bytes(state: Any) -> int:
-    """Bytes of a (possibly abstract) state: what one checkpoint of it needs on disk, uncompressed."""
-    return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(state))
 
 
 def save_checkpoint(run_dir: Path, trainer: Trainer, state: Any, chunk: int, extra: dict | None = None) -> Path:

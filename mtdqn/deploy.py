@@ -32,6 +32,7 @@ import orbax.checkpoint as ocp
 from mtdqn.checkpoint import verify_checkpoint
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, init_params, make_architecture, one_task_q_values, split_shared
+from mtdqn.rundir import RunDir
 from mtdqn.tasks import TaskSet, make_task_set, pad_obs
 from mtdqn.tasks.registry import Task, observation_bounds
 from mtdqn.value_norm import popart_init, unnormalize
@@ -144,12 +145,10 @@ def _task_q(arch: Architecture, params: Any, obs: jax.Array, i: int) -> jax.Arra
 
 def load_agent(run_dir: Path | str) -> LoadedAgent:
     """Load a run's Q-network for acting; a missing, damaged or foreign checkpoint is a one-line ConfigError."""
-    from mtdqn.train.run import load_run_config  # config.json reader (no compile, no training state)
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    cfg = load_run_config(run_dir)
+    cfg = RunDir(run_dir).config()
     meta = verify_checkpoint(run_dir, cfg)
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)

@@ -23,7 +23,7 @@ What a strategy and the gradient diagnostics see follows the same labels
 Each label's optimizer is built by the run's own ``make_optimizer`` recipe,
 so clipping (``--max-grad-norm``) applies per label, and the linear lr decay
 counts from the run's first update for every label.  This module is pure (no
-run directories); :mod:`mtdqn.transfer` loads the source run and grafts it.
+run directories); :mod:`mtdqn.graft` loads the source run and grafts it.
 """
 
 from __future__ import annotations

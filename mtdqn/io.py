@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from mtdqn import __version__
+from mtdqn.version import __version__
 from mtdqn.errors import ConfigError
 
 __all__ = [

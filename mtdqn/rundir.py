@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from mtdqn.config import TrainConfig, config_from_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
@@ -194,6 +195,14 @@ class RunDir:
         if not (self.path / "config.json").is_file():
             raise ConfigError(f"{self.path} is not a run directory (no config.json)")
         return read_json(self.path / "config.json")
+
+    def config(self) -> TrainConfig:
+        """The config this run directory was made with (config.json); a one-line error if it has none."""
+        record = self.require_run()
+        try:
+            return config_from_dict(record["config"])
+        except (KeyError, TypeError, AttributeError):
+            raise ConfigError(f"{self.path / 'config.json'} is not an mtdqn run record (no readable config)") from None
 
     def check_space(self, checkpoint_bytes: int) -> None:
         """Before anything is compiled: room for two checkpoints (the old one stays until the new is complete)."""

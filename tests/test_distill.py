@@ -29,7 +29,8 @@ from mtdqn.losses import distill_ce, distill_kl
 from mtdqn.networks import init_params, merge_shared, split_shared
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import evaluate_run, load_run_config, train
+from mtdqn.rundir import RunDir
+from mtdqn.train.run import evaluate_run, train
 
 # What learns CartPole-v1 in 20k env steps with seed 0 (greedy 500 over 20 episodes, ~15 s on 2 cores); the
 # host-loop learning test in test_gymnasium_path.py uses the same DQN settings.
@@ -139,7 +140,7 @@ def test_cartpole_student_matches_its_teacher(cartpole_teacher, tmp_path, loss):
     # an ordinary run directory: load_agent acts as the distilled network does
     agent = mtdqn.load_agent(out)
     obs = np.random.default_rng(0).normal(0, 0.5, (64, 4)).astype(np.float32)
-    want = np.asarray(student_greedy(make_agent(load_run_config(out)), r.params, jnp.asarray(obs)[None]))[0]
+    want = np.asarray(student_greedy(make_agent(RunDir(out).config()), r.params, jnp.asarray(obs)[None]))[0]
     np.testing.assert_array_equal(agent.act("CartPole-v1", obs), want)
     frame = pd.read_csv(out / "distill_report.csv")
     assert list(frame["row"]) == ["action 0", "action 1", "macro avg", "weighted avg"]

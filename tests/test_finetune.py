@@ -34,8 +34,10 @@ from mtdqn.tasks import make_task_set
 from mtdqn.train.agent import make_agent
 from mtdqn.train.early_stop import EarlyStopping
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import evaluate_run, load_run_config, train
-from mtdqn.transfer import extend, finetune, finetune_config, graft, load_source
+from mtdqn.rundir import RunDir
+from mtdqn.train.run import evaluate_run, train
+from mtdqn.graft import finetune_config, graft, load_source
+from mtdqn.transfer import extend, finetune
 
 DQN = DQNConfig(buffer_size=256, learning_starts=100, batch_size=16, lr_schedule="constant")
 SOURCE = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, log_every=400, seeds=2,
@@ -74,7 +76,7 @@ def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path)
                       eval_episodes=2)
     src, net = mtdqn.load_agent(source), mtdqn.load_agent(tmp_path / "ft")  # load_agent works on it
     assert _same(src.params["torso"], net.params["torso"])  # frozen: every bit
-    agent = make_agent(load_run_config(tmp_path / "ft"))  # TINY's Polyak target (tau 0.005, every update)
+    agent = make_agent(RunDir(tmp_path / "ft").config())  # TINY's Polyak target (tau 0.005, every update)
     trainer = make_trainer(agent)
     state, _ = load_checkpoint(tmp_path / "ft", trainer, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     assert _same(src.params["torso"], state.target_params["torso"])  # and so is its target copy
@@ -234,7 +236,7 @@ def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
     evals = pd.read_parquet(tmp_path / "es" / "evals.parquet")
     during = evals[evals["step"] < result.summary["env_steps"]]
     assert during["step"].max() == early["stopped_at"]  # nothing evaluated after it stopped
-    cfg = load_run_config(tmp_path / "es")
+    cfg = RunDir(tmp_path / "es").config()
     agent = make_agent(cfg)
     trainer = make_trainer(agent)
     state, meta = load_checkpoint(tmp_path / "es", trainer, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
@@ -266,7 +268,7 @@ def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         finetune(TINY, source, tmp_path / "cut", **kw)
     monkeypatch.setattr(run_module, "_show_rate", show)
-    resumed = train(load_run_config(tmp_path / "cut"), tmp_path / "cut", resume=True, progress=False)
+    resumed = train(RunDir(tmp_path / "cut").config(), tmp_path / "cut", resume=True, progress=False)
     assert _same(whole.state.params, resumed.state.params) and _same(whole.state.opt_state, resumed.state.opt_state)
     assert resumed.summary["transfer"]["start_eval"] == whole.summary["transfer"]["start_eval"]
 

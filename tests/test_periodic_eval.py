@@ -11,11 +11,10 @@ import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-from mtdqn.rundir import (EVAL_COLUMNS, final_score_rule, final_score_steps,
-                          final_scores)
+from mtdqn.rundir import EVAL_COLUMNS, RunDir, final_score_rule, final_score_steps, final_scores
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import load_run_config, train
+from mtdqn.train.run import train
 
 TINY = TrainConfig(
     tasks=("CartPole-v1", "Acrobot-v1"), steps=2000, seeds=2, log_every=500, num_envs=4,
@@ -104,7 +103,7 @@ def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path,
     for key, final in (("final_score", "final_eval"), ("final_score_discounted", "final_eval_discounted")):
         assert summary[key]["CartPole-v1"] == pytest.approx(summary[final]["CartPole-v1"], rel=1e-6)
     assert "final score (the restored best's final evaluation)" in printed
-    again = train(load_run_config(out), out, resume=True, progress=False)  # a finished run resumed: same rule
+    again = train(RunDir(out).config(), out, resume=True, progress=False)  # a finished run resumed: same rule
     assert again.summary["final_score_rule"] == "restored-best-final-eval"
 
 

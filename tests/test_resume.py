@@ -23,7 +23,7 @@ import pytest
 from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import load_run_config
+from mtdqn.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 # 12 chunks of 200 env steps per task, a checkpoint after each: the kill lands mid-run.
@@ -60,7 +60,7 @@ def _latest_chunk(run: Path) -> int:
 
 def _final_state(run: Path):
     """The whole TrainState of a run's latest checkpoint, read back with orbax (no compile)."""
-    cfg = load_run_config(run)
+    cfg = RunDir(run).config()
     trainer = make_trainer(make_agent(cfg))
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
     state, meta = load_checkpoint(run, trainer, template)
@@ -138,7 +138,7 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_p
     # learning starts after 400 env steps per task: the first update chunk (400-600) blows up
     assert lines[0].startswith("error: training diverged: non-finite loss or Q-value in task ")
     assert "between env step 400 and 600" in lines[0] and "last good checkpoint kept (step 400)" in lines[0]
-    meta = verify_checkpoint(run, load_run_config(run))
+    meta = verify_checkpoint(run, RunDir(run).config())
     assert meta["chunk"] == 2
     state, _ = _final_state(run)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))

@@ -65,14 +65,15 @@ def _run_strategies(_: Strategies) -> None:
 
 def _run_train(cmd: Train) -> None:
     from mtdqn.config import config_hash
-    from mtdqn.train.run import load_run_config, train
+    from mtdqn.rundir import RunDir
+    from mtdqn.train.run import train
 
     resume = cmd.resume is not None
     if resume:
         _check_resume_options(cmd)
         if not (cmd.resume / "config.json").is_file():
             raise ConfigError(f"{cmd.resume} is not a run directory (no config.json)")
-        cfg = load_run_config(cmd.resume)
+        cfg = RunDir(cmd.resume).config()
         out = cmd.resume
     else:
         cfg = cmd.cfg

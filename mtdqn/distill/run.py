@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtdqn.checkpoint import save_checkpoint, state_bytes
+from mtdqn.checkpoint import save_checkpoint
 from mtdqn.config import check_new_run, check_train_budget, config_hash, config_to_dict
 from mtdqn.distill.config import DistillConfig, validate_distill
 from mtdqn.distill.loop import make_distiller, split_distill_key, student_greedy
@@ -36,7 +36,7 @@ from mtdqn.losses import masked_q
 from mtdqn.networks import merge_shared, split_shared
 from mtdqn.rundir import RunDir
 from mtdqn.tasks.control_env import fixed_start_deterministic
-from mtdqn.train.agent import Agent, make_agent
+from mtdqn.train.agent import Agent, make_agent, state_bytes
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import RunOptions
 

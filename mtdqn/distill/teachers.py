@@ -19,6 +19,7 @@ from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.deploy import load_agent
 from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError
+from mtdqn.rundir import RunDir
 from mtdqn.train.agent import Agent, make_agent
 
 __all__ = ["Teacher", "load_teachers", "student_config", "teacher_slices"]
@@ -40,10 +41,8 @@ class Teacher:
 
 
 def _load_one(run_dir: Path, teacher_seed: int | None) -> Teacher:
-    from mtdqn.train.run import load_run_config
-
     loaded = load_agent(run_dir)  # config.json, checkpoint record, sizes and checksums, then the params only
-    cfg = load_run_config(run_dir)
+    cfg = RunDir(run_dir).config()
     if loaded.task_set.backend != "gymnax":
         raise ConfigError(f"teacher {run_dir} has gym: tasks ({', '.join(loaded.tasks)}): their envs step on the "
                           "host, and distillation rolls the teachers out inside compiled code")

@@ -88,7 +88,7 @@ def _variant(name: str, spec: TransferSpec) -> dict[str, Any]:
 
 def transfer_cells(spec: TransferSpec, out_dir: Path, devices: int = 0) -> tuple[CellConfig, list[CellConfig]]:
     """The pretraining cell and the held-out task's cells (their sources: ``out_dir``/pretrain)."""
-    from mtdqn.transfer import finetune_config
+    from mtdqn.graft import finetune_config  # JAX: not imported to validate a study
 
     study = held_out_spec(spec)
     pretrain = apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=spec.seeds,

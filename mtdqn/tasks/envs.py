@@ -12,12 +12,13 @@ the reset, which is what a truncated transition must bootstrap from.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mtdqn.tasks.registry import TaskSet
+if TYPE_CHECKING:  # annotations only: the registry builds on this module (gym: host envs step with EnvStep)
+    from mtdqn.tasks.registry import TaskSet
 
 __all__ = ["EnvStep", "pad_obs", "obs_dtype", "reset_envs", "step_envs"]
 

@@ -18,7 +18,6 @@ import numpy as np
 import optax
 from flax import struct
 
-from mtdqn.checkpoint import state_bytes
 from mtdqn.config import Derived, TrainConfig, derive
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
@@ -27,7 +26,7 @@ from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, make_task_set, obs_dtype
 
-__all__ = ["Agent", "TrainState", "make_agent", "make_optimizer"]
+__all__ = ["Agent", "TrainState", "make_agent", "make_optimizer", "state_bytes"]
 
 
 @struct.dataclass
@@ -145,6 +144,11 @@ def describe(agent: Agent) -> str:
     how = f"LoRA rank {ft.lora_rank}" if ft.lora_rank else f"freeze={ft.freeze}"
     return (f"{line}\nmtdqn: {', '.join(agent.cfg.tasks)} from {ft.source}'s trunk ({how}"
             f"{', heads kept' if ft.keep_heads else ''}): trains {trainable:,} of {total:,} parameters")
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes of a (possibly abstract) state: what it takes in memory, and one checkpoint of it on disk."""
+    return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(state))
 
 
 def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> int:

@@ -21,22 +21,23 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtdqn.checkpoint import load_checkpoint, save_checkpoint, state_bytes, verify_checkpoint
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
-from mtdqn.io import provenance, read_json
+from mtdqn.graft import start_from_source
+from mtdqn.io import provenance
 from mtdqn.networks import count_params, describe_architecture
 from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, Tables, chunk_tables, eval_rows,
                           final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
 from mtdqn.strategies import SCOPE
-from mtdqn.train.agent import Agent, describe, make_agent
+from mtdqn.train.agent import Agent, describe, make_agent, state_bytes
 from mtdqn.train.early_stop import EarlyStopping
 from mtdqn.train.loop import Trainer, make_trainer, seed_keys
 
-__all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run", "load_run_config"]
+__all__ = ["RunResult", "RunOptions", "CompiledChunks", "train", "evaluate_run"]
 
 
 @dataclass
@@ -239,7 +240,7 @@ def train(
     Raises :class:`TrainingDiverged` on a non-finite loss or Q-value, after the
     last good checkpoint and the metrics before it are on disk.
     A config with a fine-tuning section (``cfg.finetune``, made by
-    :mod:`mtdqn.transfer`) starts a new run from its source run's weights,
+    :mod:`mtdqn.transfer`) starts a new run from its source run's weights (:mod:`mtdqn.graft`),
     grafted onto the fresh state (the source is checked before anything is
     written); the start is recorded in start.json and the summary's
     ``transfer`` entry.  A resumed run starts from its own checkpoint.
@@ -270,8 +271,6 @@ def train(
                                test_episodes, keep_best)
     start_from = None
     if cfg.finetune.source and not resume:
-        from mtdqn.transfer import start_from_source  # transfer builds on this module
-
         start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
     trainer, runner = _runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
@@ -478,17 +477,6 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
     }
 
 
-def load_run_config(run_dir: Path) -> TrainConfig:
-    """The config a run directory was made with."""
-    from mtdqn.config import config_from_dict
-
-    record = read_json(Path(run_dir) / "config.json")
-    try:
-        return config_from_dict(record["config"])
-    except (KeyError, TypeError, AttributeError):
-        raise ConfigError(f"{Path(run_dir) / 'config.json'} is not an mtdqn run record (no readable config)") from None
-
-
 def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str, Any]:
     """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
 
@@ -500,7 +488,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
         raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
     run_dir = RunDir(run_dir)
     run_dir.require_run()
-    cfg = load_run_config(run_dir.path)
+    cfg = run_dir.config()
     agent = make_agent(cfg)
     meta = verify_checkpoint(run_dir.path, cfg)
     # The trained layout where this machine has its devices; else as many as are here (evaluation does not
