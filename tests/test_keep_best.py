@@ -82,8 +82,8 @@ def test_a_run_keeps_each_seeds_best_evaluation(tmp_path):
 ])
 def test_keep_best_needs_evaluations_and_no_stopping(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--tasks", "CartPole-v1", "--steps", "600", "--log-every", "300", "--out",
-              str(tmp_path / "r"), "--progress", "False", *argv])
+        main(["train", "--tasks", "CartPole-v1", "--steps", "600", "--log-every", "300", "--learning-starts", "100",
+              "--out", str(tmp_path / "r"), "--progress", "False", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "r").exists()
