@@ -36,26 +36,36 @@ def make_reference(name: str):
         return gym.make(name).unwrapped
 
 
-def _offset(u) -> tuple[int, int]:
-    """Where the package's grid sits in ours: MultiRoom's rooms are moved to the corner (layouts.py)."""
-    return (0, 0)
+def _rooms(u) -> np.ndarray | None:
+    """MultiRoom: (rooms, 4) [top x, top y, size x, size y]; None for the other tasks."""
+    if not getattr(u, "rooms", None):
+        return None
+    return np.array([[*r.top, *r.size] for r in u.rooms])
 
 
 def to_state(u) -> dict[str, np.ndarray]:
-    """The package env's state (grid, agent, carrying, step count) as our EnvState's arrays."""
-    ox, oy = _offset(u)
+    """The package env's state (grid, agent, carrying, step count) as our EnvState's arrays.
+
+    MultiRoom's rooms are moved to our grid's corner and everything outside
+    them is wall, as our generator lays them out (layouts.multiroom).
+    """
     enc = u.grid.encode()  # (width, height, 3), None -> (1, 0, 0)
     grid = np.broadcast_to(WALL_CELL, (GRID, GRID, 3)).copy()
-    w, h = enc.shape[0] - ox, enc.shape[1] - oy
-    assert w <= GRID and h <= GRID, (w, h)
-    grid[:w, :h] = enc[ox:, oy:]
+    rooms = _rooms(u)
+    offset = np.zeros(2, int)
+    if rooms is None:
+        grid[: enc.shape[0], : enc.shape[1]] = enc
+    else:
+        offset = rooms[:, :2].min(axis=0)
+        for x, y, w, h in rooms:
+            grid[x - offset[0]: x + w - offset[0], y - offset[1]: y + h - offset[1]] = enc[x: x + w, y: y + h]
     marks = np.full((2, 2), -1, np.int32)
     if hasattr(u, "red_door"):
         marks[:] = [_find_door(u, "red"), _find_door(u, "blue")]
     if hasattr(u, "success_pos"):
         marks[:] = [u.success_pos, u.failure_pos]
     carrying = np.zeros(2, np.int32) if u.carrying is None else np.array(u.carrying.encode()[:2], np.int32)
-    return {"grid": grid, "pos": np.array(u.agent_pos, np.int32) - [ox, oy], "dir": np.int32(u.agent_dir),
+    return {"grid": grid, "pos": (np.array(u.agent_pos) - offset).astype(np.int32), "dir": np.int32(u.agent_dir),
             "carrying": carrying, "marks": marks, "time": np.int32(u.step_count)}
 
 
@@ -186,10 +196,90 @@ def test_every_action_matches_the_package(name):
         assert (reward > 0).any()
 
 
-def test_reset_observation_matches_the_package():
+@pytest.mark.parametrize("name", DONE_TASKS)
+def test_reset_observation_matches_the_package(name, n=50):
     """The observation our env gives for a converted reset state is the package's reset observation."""
-    for name in DONE_TASKS:
-        u, env = make_reference(name), MiniGrid(SPECS[name])
-        for seed in range(50):
-            obs, _ = u.reset(seed=seed)
-            np.testing.assert_array_equal(np.asarray(jax.vmap(env.get_obs)(stack([to_state(u)]))[0]), obs["image"])
+    u, env = make_reference(name), MiniGrid(SPECS[name])
+    states, theirs = [], []
+    for seed in range(n):
+        obs, _ = u.reset(seed=seed)
+        states.append(to_state(u))
+        theirs.append(obs["image"])
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(env.get_obs))(stack(states))), np.stack(theirs))
+
+
+def _features(s: dict[str, np.ndarray], name: str) -> list[tuple[str, object]]:
+    """What a layout is made of, as (feature, value) items whose supports are small enough to cover.
+
+    ``agent``: start cell and direction; ``objects``: every cell that is
+    neither wall nor empty (doors with their colour and state, keys, balls,
+    goal, lava); ``walls``: the wall cells, except for SimpleCrossing where the
+    walls are read as which rivers there are and, per river, its opening.
+    """
+    grid = s["grid"]
+    obj = grid[..., 0]
+    items = [("agent", (tuple(s["pos"]), int(s["dir"]))), ("marks", s["marks"].tobytes())]
+    others = np.argwhere((obj != 1) & (obj != 2))
+    items.append(("objects", tuple((x, y, *grid[x, y]) for x, y in others)))
+    walls = obj == 2
+    if "Crossing" not in name:
+        return items + [("walls", walls.tobytes())]
+    inner = walls[1:8, 1:8]
+    cols = [x + 1 for x in range(7) if inner[x].sum() >= 6]
+    rows = [y + 1 for y in range(7) if inner[:, y].sum() >= 6]
+    items.append(("rivers", (tuple(cols), tuple(rows))))
+    items += [("opening", ("x", x, int(np.argmin(walls[x, 1:8])) + 1)) for x in cols]
+    items += [("opening", ("y", y, int(np.argmin(walls[1:8, y])) + 1)) for y in rows]
+    return items
+
+
+def _frequencies(layouts: list[dict[str, np.ndarray]], name: str) -> dict[str, collections.Counter]:
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for s in layouts:
+        for feature, value in _features(s, name):
+            counts[feature][value] += 1
+    return counts
+
+
+@pytest.mark.parametrize("name", DONE_TASKS)
+def test_layouts_are_the_packages(name, n=3000):
+    """Our resets and the package's: the same values of every feature, at frequencies within sampling error."""
+    u = make_reference(name)
+    theirs = []
+    for seed in range(n):
+        u.reset(seed=seed)
+        theirs.append(to_state(u))
+    env = MiniGrid(SPECS[name])
+    _, states = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.key(0), n),
+                                                                  env.default_params)
+    states = jax.tree.map(np.asarray, states)
+    ours = [{k: getattr(states, k)[i] for k in ("grid", "pos", "dir", "marks")} for i in range(n)]
+    a, b = _frequencies(ours, name), _frequencies(theirs, name)
+    assert a.keys() == b.keys()
+    for feature in a:
+        only_ours = set(a[feature]) - set(b[feature])
+        only_theirs = set(b[feature]) - set(a[feature])
+        assert not only_ours, f"{feature}: we generate {len(only_ours)} values the package never did"
+        assert not only_theirs, f"{feature}: {len(only_theirs)} of the package's values never generated"
+        for value, count in b[feature].items():
+            p, q = count / n, a[feature][value] / n
+            se = np.sqrt(max(p * (1 - p), 1 / n) * 2 / n)
+            assert abs(p - q) < 5 * se, f"{feature}={value!r}: package {p:.4f}, ours {q:.4f}"
+
+
+@pytest.mark.parametrize("name", DONE_TASKS)
+def test_shortest_plan_reaches_the_goal_in_both(name, episodes=5):
+    """A shortest plan found in the package reaches the goal in ours at the same step, with the same reward."""
+    u, env = make_reference(name), MiniGrid(SPECS[name])
+    step = jax.jit(env.step_env)
+    params, key = env.default_params, jax.random.key(0)
+    for seed in range(episodes):
+        u.reset(seed=seed)
+        plan = shortest_plan(u)
+        state = jax.tree.map(jnp.asarray, EnvState(**to_state(u)))
+        for t, action in enumerate(plan):
+            obs, reward, term, _, _ = u.step(action)
+            j_obs, state, j_reward, j_term, _ = step(key, state, action, params)
+            np.testing.assert_array_equal(np.asarray(j_obs), obs["image"])
+            assert bool(j_term) == term and term == (t == len(plan) - 1)
+        assert reward > 0 and float(j_reward) == pytest.approx(reward, abs=1e-6)
