@@ -283,3 +283,24 @@ def test_shortest_plan_reaches_the_goal_in_both(name, episodes=5):
             np.testing.assert_array_equal(np.asarray(j_obs), obs["image"])
             assert bool(j_term) == term and term == (t == len(plan) - 1)
         assert reward > 0 and float(j_reward) == pytest.approx(reward, abs=1e-6)
+
+
+def test_registered_tasks_run_in_one_compiled_program():
+    """`mtdqn tasks` lists the seven; a task set of them resets and steps together; max_steps= sets the limit."""
+    from mtdqn.tasks import list_tasks, make_task_set, parse_task, reset_envs, step_envs
+
+    assert set(SPECS) <= {t.name for t in list_tasks()}
+    task = parse_task("MiniGrid-DoorKey-6x6-v0:max_steps=50")
+    assert task.max_episode_steps == 50 and task.make()[1].max_steps_in_episode == 50
+    assert parse_task("MiniGrid-DoorKey-6x6-v0").max_episode_steps == 360
+    task_set = make_task_set(["MiniGrid-DoorKey-6x6-v0", "MiniGrid-MultiRoom-N2-S4-v0"])
+    assert task_set.obs_shape == (7, 7, 3) and task_set.num_actions == 7
+
+    @jax.jit
+    def reset_and_step(key):
+        obs, states = reset_envs(task_set, key, 4)
+        _, out = step_envs(task_set, states, jnp.full((2, 4), 2), key)
+        return obs, out.obs
+
+    obs, next_obs = reset_and_step(jax.random.key(0))
+    assert obs.shape == next_obs.shape == (2, 4, 7, 7, 3) and obs.dtype == jnp.uint8

@@ -17,13 +17,16 @@ actions and masked.
 Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
 Car-On-Hill and the discrete LSPI pendulum, are written against gymnax's
 ``Environment`` API in this package (:data:`NATIVE_ENVS`) and step in the same
-compiled loop.
+compiled loop, and so are the seven MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).
+``max_steps=N`` sets a JAX task's time limit (MiniGrid's ``max_steps``, which
+also scales its success reward).
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import gymnax
@@ -32,6 +35,8 @@ import numpy as np
 from mtdqn.errors import ConfigError
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
+from mtdqn.tasks.minigrid import SPECS as MINIGRID_SPECS
+from mtdqn.tasks.minigrid import MiniGrid
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks"]
 
@@ -47,15 +52,17 @@ TASKS: dict[str, str] = {
     "Seaquest-MinAtar": "image",
     "CarOnHill-v0": "vector",
     "InvertedPendulumDiscrete-v0": "vector",
+    **{name: "image" for name in MINIGRID_SPECS},  # 7x7x3 egocentric views; mtdqn/tasks/minigrid/
 }
 
 # Tasks gymnax does not ship, written here against its Environment API (the rest come from gymnax.make).
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
+    **{name: partial(MiniGrid, spec) for name, spec in MINIGRID_SPECS.items()},  # minigrid 3.2.0's tasks
 }
 
-_OPTIONS = {"reward_scale": float, "gamma": float}
+_OPTIONS = {"reward_scale": float, "gamma": float, "max_steps": int}  # max_steps: the time limit of a JAX task
 
 
 def make_env(name: str) -> tuple[Any, Any]:
@@ -88,7 +95,8 @@ class Task:
         """(gymnax env, env params); gymnasium tasks are made by :class:`~mtdqn.tasks.gymnasium_env.HostEnvs`."""
         if self.backend != "gymnax":
             raise ConfigError(f"task {self.spec!r} steps on the host and cannot run inside compiled code")
-        return make_env(self.name)
+        env, params = make_env(self.name)
+        return env, params.replace(max_steps_in_episode=self.max_episode_steps)  # the max_steps= option
 
 
 def _suggest(name: str) -> str:
@@ -120,6 +128,8 @@ def parse_task(spec: str) -> Task:
         if key == "gamma" and value > 1:
             raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
         options[key] = value
+    if backend == "gymnasium" and "max_steps" in options:
+        raise ConfigError(f"task option max_steps in {spec!r} is for JAX tasks; a gym: task keeps its TimeLimit")
     if backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_task_info  # imported late: gymnasium and ale-py are slow
 
@@ -133,7 +143,7 @@ def parse_task(spec: str) -> Task:
         kind=TASKS[name],
         obs_shape=tuple(int(d) for d in env.observation_space(params).shape),
         num_actions=int(env.num_actions),
-        max_episode_steps=int(params.max_steps_in_episode),
+        max_episode_steps=int(options.get("max_steps", params.max_steps_in_episode)),
         reward_scale=options.get("reward_scale", 1.0),
         gamma=options.get("gamma"),
     )
@@ -182,6 +192,10 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
         obs_shape: tuple[int, ...] = (max(t.obs_shape[0] for t in tasks),)
     else:
         spatial = {t.obs_shape[:-1] for t in tasks}
+        minigrid = {t.name in MINIGRID_SPECS for t in tasks}
+        if len(spatial) > 1 and len(minigrid) > 1:
+            raise ConfigError("cannot mix MiniGrid tasks (7x7x3 egocentric views) with MinAtar tasks (10x10 images) "
+                              "in one agent: their images differ in size")
         if len(spatial) > 1:
             raise ConfigError(f"image tasks must share their spatial size, got {sorted(spatial)}")
         obs_shape = (*spatial.pop(), max(t.obs_shape[-1] for t in tasks))
