@@ -30,8 +30,6 @@ class MiniGridSpec:
     name: str
     generate: Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array, jax.Array]]
     max_steps: int
-    width: int
-    height: int
     see_through_walls: bool = False
     rule: str = "goal"
 
@@ -40,17 +38,16 @@ class MiniGridSpec:
 SPECS: dict[str, MiniGridSpec] = {
     s.name: s
     for s in (
-        MiniGridSpec("MiniGrid-DoorKey-6x6-v0", partial(layouts.doorkey, size=6), 10 * 6**2, 6, 6),
-        MiniGridSpec("MiniGrid-LavaGapS7-v0", partial(layouts.lavagap, size=7), 4 * 7**2, 7, 7),
+        MiniGridSpec("MiniGrid-DoorKey-6x6-v0", partial(layouts.doorkey, size=6), 10 * 6**2),
+        MiniGridSpec("MiniGrid-LavaGapS7-v0", partial(layouts.lavagap, size=7), 4 * 7**2),
         MiniGridSpec("MiniGrid-DistShift1-v0", partial(layouts.distshift, width=9, height=7, strip2_row=2),
-                     4 * 9 * 7, 9, 7, see_through_walls=True),
+                     4 * 9 * 7, see_through_walls=True),
         MiniGridSpec("MiniGrid-SimpleCrossingS9N2-v0", partial(layouts.simple_crossing, size=9, crossings=2),
-                     4 * 9**2, 9, 9),
-        MiniGridSpec("MiniGrid-RedBlueDoors-6x6-v0", partial(layouts.red_blue_doors, size=6), 20 * 6**2, 12, 6,
+                     4 * 9**2),
+        MiniGridSpec("MiniGrid-RedBlueDoors-6x6-v0", partial(layouts.red_blue_doors, size=6), 20 * 6**2,
                      rule="redblue"),
-        MiniGridSpec("MiniGrid-MultiRoom-N2-S4-v0", layouts.multiroom, 2 * 20, layouts.MULTIROOM_GRID,
-                     layouts.MULTIROOM_GRID),
-        MiniGridSpec("MiniGrid-MemoryS11-v0", partial(layouts.memory, size=11), 5 * 11**2, 11, 11, rule="memory"),
+        MiniGridSpec("MiniGrid-MultiRoom-N2-S4-v0", layouts.multiroom, 2 * 20),
+        MiniGridSpec("MiniGrid-MemoryS11-v0", partial(layouts.memory, size=11), 5 * 11**2, rule="memory"),
     )
 }
 
