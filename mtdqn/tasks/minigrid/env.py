@@ -5,6 +5,11 @@ through walls, and a reward rule: ``"goal"`` (MiniGridEnv.step alone),
 ``"redblue"`` (RedBlueDoorEnv.step) or ``"memory"`` (MemoryEnv.step).  All
 tasks share the grid size, the observation (7, 7, 3) and the 7 actions, so a
 task set of them runs in one compiled program.
+
+The observation is MiniGrid's ``image``, as ``ImgObsWrapper`` returns it: the
+raw (object, colour, state) ids in 3 uint8 channels.  MOORE (Hendawy et al.
+2024, ``moore/environments/minigrid_env.py`` and ``utils/networks_ppo.py``)
+feeds exactly these ids, cast to float, to its conv trunk; so do we.
 """
 
 from __future__ import annotations
