@@ -35,7 +35,9 @@ def _wall_rect(grid: jax.Array, x0, y0, w, h) -> jax.Array:
 
 def _uniform_cell(key: jax.Array, allowed: jax.Array) -> jax.Array:
     """(x, y) drawn uniformly from the True cells of ``allowed`` (GRID, GRID): ``place_obj``'s rejection sampling."""
-    flat = jax.random.categorical(key, jnp.where(allowed.reshape(-1), 0.0, -jnp.inf))
+    running = jnp.cumsum(allowed.reshape(-1), dtype=jnp.int32)  # one draw, not a Gumbel per cell: resets run every step
+    nth = jax.random.randint(key, (), 0, running[-1])
+    flat = jnp.argmax(running > nth)
     return jnp.stack([flat // GRID, flat % GRID]).astype(jnp.int32)
 
 
