@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mtdqn.analysis.ranges import RETURN_BOUNDS
 from mtdqn.tasks.minigrid import SPECS, EnvState, MiniGrid
 from mtdqn.tasks.minigrid.core import GRID
 
@@ -290,6 +291,7 @@ def test_registered_tasks_run_in_one_compiled_program():
     from mtdqn.tasks import list_tasks, make_task_set, parse_task, reset_envs, step_envs
 
     assert set(SPECS) <= {t.name for t in list_tasks()}
+    assert all(RETURN_BOUNDS[name] == (0.0, 1.0) for name in SPECS)  # the report's return ranges know them
     task = parse_task("MiniGrid-DoorKey-6x6-v0:max_steps=50")
     assert task.max_episode_steps == 50 and task.make()[1].max_steps_in_episode == 50
     assert parse_task("MiniGrid-DoorKey-6x6-v0").max_episode_steps == 360

@@ -56,6 +56,9 @@ REWARDS: dict[str, RewardShape] = {
     **{game: RewardShape((0.0, math.inf), math.inf, "MinAtar rewards are non-negative, with no stated maximum")
        for game in ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
                     "Seaquest-MinAtar")},
+    **{f"MiniGrid-{task}-v0": RewardShape((0.0, 1.0), 1, "one reward 1 - 0.9 t/max_steps on success, 0 otherwise")
+       for task in ("DoorKey-6x6", "LavaGapS7", "DistShift1", "SimpleCrossingS9N2", "RedBlueDoors-6x6",
+                    "MultiRoom-N2-S4", "MemoryS11")},
 }
 
 
