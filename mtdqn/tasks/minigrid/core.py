@@ -132,8 +132,10 @@ def _process_vis(see: jax.Array) -> jax.Array:
         swept = jnp.any(swept_right[:, None] & leftward, axis=0)
         lit_right = swept_right & s & (idx < n - 1)  # the left-to-right sweep visits cells 0 .. n-2
         lit_left = swept & s & (idx > 0)  # the right-to-left sweep visits cells n-1 .. 1
-        up = lit_right | lit_left
-        up = up | jnp.concatenate([jnp.zeros(1, bool), lit_right[:-1]]) | jnp.concatenate([lit_left[1:], jnp.zeros(1, bool)])
+        none = jnp.zeros(1, bool)
+        ahead_right = jnp.concatenate([none, lit_right[:-1]])  # the sweep's cell i marks i + 1 in the row above
+        ahead_left = jnp.concatenate([lit_left[1:], none])  # ... and i - 1 going back
+        up = lit_right | lit_left | ahead_right | ahead_left
         rows.append(swept)
         row = up
     return jnp.stack(rows[::-1], axis=1)  # (7, 7) [i, j]

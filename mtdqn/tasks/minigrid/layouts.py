@@ -123,7 +123,7 @@ def simple_crossing(key: jax.Array, size: int, crossings: int):
 
 
 def red_blue_doors(key: jax.Array, size: int):
-    """``RedBlueDoorEnv._gen_grid``: a room in the middle of a 2*size x size grid, a red door left, a blue door right."""
+    """``RedBlueDoorEnv._gen_grid``: a room amid a 2*size x size grid, a red door left, a blue door right."""
     k_agent, k_dir, k_red, k_blue = jax.random.split(key, 4)
     grid = _wall_rect(base_grid(2 * size, size), 0, 0, 2 * size, size)
     grid = _wall_rect(grid, size // 2, 0, size, size)
