@@ -190,11 +190,12 @@ def test_every_action_matches_the_package(name):
     np.testing.assert_allclose(np.asarray(j_reward), reward, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(j_term), term)
     np.testing.assert_array_equal(np.asarray(j_trunc), trunc)
-    # the states are not trivial: every task ends somewhere, and the step count reaches the time limit
-    assert term.any() and trunc.any()
+    # the states are not trivial: some actions succeed, some end without reward, the time limit is reached
+    failing = ("LavaGap", "DistShift", "RedBlueDoors", "Memory")  # lava, the blue door first, the wrong object
+    assert (reward > 0).any() and trunc.any()
+    assert (term & (reward == 0)).any() == any(task in name for task in failing)
     if name == "MiniGrid-DoorKey-6x6-v0":
         assert (np.asarray(states.carrying[:, 0]) > 0).mean() > 0.05  # a key in hand
-        assert (reward > 0).any()
 
 
 @pytest.mark.parametrize("name", DONE_TASKS)
