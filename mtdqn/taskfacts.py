@@ -76,6 +76,7 @@ class TaskFacts(NamedTuple):
 
 _RANDOM = "random: our random-policy evaluation, 1,000 episodes (mtdqn.taskfacts)"
 _MINATAR = RewardShape((0.0, math.inf), math.inf, "MinAtar rewards are non-negative, with no stated maximum")
+_MINIGRID = RewardShape((0.0, 1.0), 1, "one reward 1 - 0.9 t/max_steps on success, 0 otherwise")
 
 FACTS: dict[str, TaskFacts] = {
     "CartPole-v1": TaskFacts(
@@ -98,6 +99,10 @@ FACTS: dict[str, TaskFacts] = {
     # -1 when it falls, 0 while up: threshold = balanced on most of the horizon
     "InvertedPendulumDiscrete-v0": TaskFacts(
         "vector", RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"), -0.5),
+    # MOORE's MT7 (mtdqn/tasks/minigrid/): no threshold or anchors chosen yet (issue 19's study presets)
+    **{f"MiniGrid-{task}-v0": TaskFacts("image", _MINIGRID, None)
+       for task in ("DoorKey-6x6", "LavaGapS7", "DistShift1", "SimpleCrossingS9N2", "RedBlueDoors-6x6",
+                    "MultiRoom-N2-S4", "MemoryS11")},
 }
 
 

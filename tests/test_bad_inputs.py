@@ -34,6 +34,12 @@ TRAIN_CASES = [
     ("task-listed-twice", ["--tasks", "CartPole-v1", "CartPole-v1"], "listed twice"),
     ("no-tasks", ["--tasks"], "at least one task"),
     ("vector-and-image", ["--tasks", "CartPole-v1", "Breakout-MinAtar"], "cannot mix vector tasks"),
+    ("unknown-minigrid", ["--tasks", "MiniGrid-DoorKey-8x8-v0"], "did you mean 'MiniGrid-DoorKey-6x6-v0'"),
+    ("minigrid-and-minatar", ["--tasks", "MiniGrid-DoorKey-6x6-v0", "Breakout-MinAtar"], "cannot mix MiniGrid tasks"),
+    ("minigrid-max-steps-zero", ["--tasks", "MiniGrid-DoorKey-6x6-v0:max_steps=0"], "max_steps in "
+     "'MiniGrid-DoorKey-6x6-v0:max_steps=0' must be >= 1"),
+    ("max-steps-not-int", ["--tasks", "MiniGrid-LavaGapS7-v0:max_steps=1.5"], "must be a whole number, got '1.5'"),
+    ("max-steps-on-cartpole", ["--tasks", "CartPole-v1:max_steps=100"], "applies to MinAtar games and MiniGrid"),
     ("zero-steps", ["--steps", "0"], "--steps must be > 0"),
     ("negative-steps", ["--steps", "-5"], "--steps must be > 0"),
     ("zero-seeds", ["--seeds", "0"], "--seeds must be > 0"),

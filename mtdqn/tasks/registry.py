@@ -11,7 +11,8 @@ MinAtar games take three more options, the settings of Young & Tian's own packag
 lacks (:mod:`mtdqn.tasks.minatar`): ``sticky=0.1`` (with that probability the game repeats its last action),
 ``actions=full`` (all six actions, the ones outside a game's minimal set doing nothing) and ``max_steps=N``
 (the episode cut-off, a truncation; gymnax's default is 1,000 steps, Freeway 2,500).  A plain MinAtar name is
-gymnax's game unchanged: no sticky actions, the minimal action set, gymnax's cut-off.
+gymnax's game unchanged: no sticky actions, the minimal action set, gymnax's cut-off.  ``max_steps=N`` also
+sets a MiniGrid task's time limit (MiniGrid's ``max_steps``, which also scales its success reward).
 
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
 :mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.
@@ -23,14 +24,14 @@ actions and masked.
 Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
 Car-On-Hill and the discrete LSPI pendulum, are written against gymnax's
 ``Environment`` API in this package (:data:`NATIVE_ENVS`) and step in the same
-compiled loop.
+compiled loop, and so are the seven MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable
 
 import gymnax
@@ -41,6 +42,8 @@ from mtdqn.taskfacts import FACTS
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
+from mtdqn.tasks.minigrid import SPECS as MINIGRID_SPECS
+from mtdqn.tasks.minigrid import MiniGrid
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
            "observation_bounds"]
@@ -53,21 +56,24 @@ TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
+    **{name: partial(MiniGrid, spec) for name, spec in MINIGRID_SPECS.items()},  # minigrid 3.2.0's tasks
 }
 
 _OPTIONS = {"reward_scale": float, "gamma": float}
 _MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
 _VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
-          "actions=full|minimal, max_steps=<steps>")
+          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>")
 
 
 def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
              max_steps: int | None = None) -> tuple[Any, Any]:
     """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax;
-    a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`."""
+    a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`; a MiniGrid
+    task's ``max_steps`` is its params' time limit."""
     if name in NATIVE_ENVS:
         env = NATIVE_ENVS[name]()
-        return env, env.default_params
+        params = env.default_params
+        return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # MiniGrid
     if sticky or full_actions or max_steps is not None:
         env = MinAtarEnv(name, sticky, full_actions, max_steps)
         return env, env.default_params
@@ -121,8 +127,10 @@ def parse_task(spec: str) -> Task:
         if not eq or key not in (*_OPTIONS, *_MINATAR_OPTIONS):
             raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
         if key in _MINATAR_OPTIONS:
-            if name not in MINATAR_GAMES:
-                raise ConfigError(f"task option {key} in {spec!r} applies to MinAtar games only")
+            if name not in MINATAR_GAMES and not (key == "max_steps" and name in MINIGRID_SPECS):
+                raise ConfigError(f"task option {key} in {spec!r} applies to "
+                                  f"{'MinAtar games and MiniGrid tasks' if key == 'max_steps' else 'MinAtar games'} "
+                                  "only")
             options[key] = _minatar_option(key, raw.strip(), spec)
             continue
         try:
@@ -134,6 +142,9 @@ def parse_task(spec: str) -> Task:
         if key == "gamma" and value > 1:
             raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
         options[key] = value
+    if backend == "gymnasium" and options.keys() & set(_MINATAR_OPTIONS):
+        raise ConfigError(f"task options {', '.join(sorted(options.keys() & set(_MINATAR_OPTIONS)))} in {spec!r} "
+                          "are for JAX tasks; a gym: task keeps its own TimeLimit and actions")
     if backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_task_info  # imported late: gymnasium and ale-py are slow
 
@@ -227,6 +238,10 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
         obs_shape: tuple[int, ...] = (max(t.obs_shape[0] for t in tasks),)
     else:
         spatial = {t.obs_shape[:-1] for t in tasks}
+        minigrid = {t.name in MINIGRID_SPECS for t in tasks}
+        if len(spatial) > 1 and len(minigrid) > 1:
+            raise ConfigError("cannot mix MiniGrid tasks (7x7x3 egocentric views) with MinAtar tasks (10x10 images) "
+                              "in one agent: their images differ in size")
         if len(spatial) > 1:
             raise ConfigError(f"image tasks must share their spatial size, got {sorted(spatial)}")
         obs_shape = (*spatial.pop(), max(t.obs_shape[-1] for t in tasks))

@@ -136,7 +136,7 @@ def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
     for i, name in enumerate(names):
         finite = episode_return[:, i][np.isfinite(episode_return[:, i])]
         if finite.size:
-            parts.append(f"{name.split('-')[0]}={finite.mean():.0f}")
+            parts.append(f"{name.removeprefix('MiniGrid-').split('-')[0]}={finite.mean():.3g}")
     return " ".join(parts)
 
 
