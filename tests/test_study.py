@@ -276,3 +276,25 @@ def test_classic_capacity_control_matches_shared_within_ten_percent() -> None:
     matched, shared, full = params("independent-matched"), params("shared"), params("independent")
     assert variant_config(classic, "independent-matched").network.sharing == "independent"
     assert abs(matched - shared) / shared < 0.10 and full > 2 * shared  # the control is needed and works
+
+
+def test_console_cell_line_states_the_final_score_the_report_uses(tmp_path: Path) -> None:
+    """The line a finished cell prints gives summary.json's final_score (the report's headline), not the
+    end-of-training evaluation, and says which it is; a run from before evaluations during training says so."""
+    from rich.console import Console
+
+    from mtdqn.studies.runner import progress_printer
+
+    cell = cell_configs(load_spec(_spec_file(tmp_path)))[1]
+    summary = {"status": "ok", "error": None, "final_eval": {"CartPole-v1": [420.0, 440.0]},
+               "final_score": {"CartPole-v1": [380.0, 396.0]}}
+    console = Console(record=True, width=400)
+    on_event = progress_printer(console, 2)
+    on_event("start", cell, None)
+    on_event("done", cell, summary)
+    line = console.export_text().splitlines()[-1]
+    assert "final score" in line and "CartPole-v1 388.0 ± 8.0" in line, line
+    assert "430.0" not in line
+    on_event("done", cell, {k: v for k, v in summary.items() if k != "final_score"})
+    line = console.export_text().splitlines()[-1]
+    assert "final evaluation" in line and "CartPole-v1 430.0 ± 10.0" in line, line
