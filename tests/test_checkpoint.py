@@ -215,9 +215,12 @@ def test_stateful_strategies_round_trip(tmp_path):
     from mtdqn.strategies import REGISTRY, make_strategy
 
     stateful = [name for name in sorted(REGISTRY) if jax.tree.leaves(make_strategy(name, "", (1.0, 1.0)).init(2))]
+    assert {"dwa", "gradnorm", "uncertainty"} <= set(stateful)  # loss histories, learned weights: never vacuous
     for name in stateful:
         cfg = replace(VECTOR, strategy=name)
         trainer, abstract, state = fake_run(tmp_path / name, cfg)
         restored, _ = load_checkpoint(tmp_path / name, trainer, abstract)
-        for a, b in zip(jax.tree.leaves(state.strategy_state), jax.tree.leaves(restored.strategy_state)):
+        saved, loaded = jax.tree.leaves(state.strategy_state), jax.tree.leaves(restored.strategy_state)
+        assert saved and len(saved) == len(loaded), name
+        for a, b in zip(saved, loaded):
             np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=name)
