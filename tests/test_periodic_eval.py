@@ -109,13 +109,19 @@ def test_without_eval_every_only_the_final_evaluation(tmp_path):
         assert result.summary["final_score"][task] == pytest.approx(result.summary["final_eval"][task])
 
 
-def test_study_cells_evaluate_during_training():
-    from mtdqn.studies import resolve_spec
+def test_study_cells_evaluate_during_training(tmp_path):
+    """A study's eval_every reaches every cell (tests/test_study.py checks the cells' evals.parquet)."""
+    from mtdqn.studies import load_spec, resolve_spec
     from mtdqn.studies.runner import cell_configs
 
-    spec = resolve_spec("quick")
-    assert spec.eval_every == 10_000
-    assert {cell.eval_every for cell in cell_configs(spec)} == {10_000}
+    path = tmp_path / "s.toml"
+    path.write_text('tasks = ["CartPole-v1"]\nsteps = 3000\nseeds = 1\neval_every = 1500\n'
+                    '[variants.shared]\nsharing = "shared"\n[variants.independent]\nsharing = "independent"\n')
+    assert [cell.eval_every for cell in cell_configs(load_spec(path))] == [1500, 1500]
+    path.write_text(path.read_text().replace("eval_every = 1500\n", ""))
+    assert {cell.eval_every for cell in cell_configs(load_spec(path))} == {0}  # not given: the final one only
+    quick = resolve_spec("quick")
+    assert {cell.eval_every for cell in cell_configs(quick)} == {quick.eval_every} and quick.eval_every > 0
 
 
 def test_train_command_stops_early_and_tests_at_the_end(tmp_path, capsys):

@@ -28,6 +28,7 @@ tasks = ["CartPole-v1", "Acrobot-v1"]
 steps = 3000
 seeds = 2
 eval_episodes = 3
+eval_every = 1000
 
 [options]
 learning_starts = 500
@@ -77,6 +78,8 @@ def test_layout_and_report(local_study: Path) -> None:
         assert summary["status"] == "ok" and summary["error"] is None and summary["variant"] == variant
         assert summary["thresholds"] == {"CartPole-v1": 400.0, "Acrobot-v1": -120.0}
         assert all(len(v) == 2 for v in summary["final_eval"].values())
+        evals = pd.read_parquet(cell / "evals.parquet")  # the study's eval_every reached the cell's training
+        assert sorted(evals["step"].unique()) == [1000, 2000, 3000] and summary["eval_every"] == 1000
         assert (cell / "metrics.parquet").exists() and (cell / "config.json").exists()
     assert json.loads((local_study / "cells/shared/summary.json").read_text())["params_shared"] > 0
     for name in ("report.html", "report.md", "results.md"):
