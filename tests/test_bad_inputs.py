@@ -16,7 +16,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from test_checkpoint import fake_run
+from helpers import fake_run
 
 from mtdqn.cli import main
 from mtdqn.io import prepare_out_dir

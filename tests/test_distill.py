@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from test_checkpoint import IMAGE, VECTOR, _garble, fake_run
+from helpers import IMAGE, VECTOR, fake_run, garble
 
 import mtdqn
 from mtdqn.checkpoint import save_checkpoint
@@ -186,7 +186,7 @@ def _no_checkpoint(root: Path) -> Path:
 
 def _corrupt(root: Path) -> Path:
     fake_run(root / "corrupt")
-    _garble(root / "corrupt")
+    garble(root / "corrupt")
     return root / "corrupt"
 
 

@@ -272,7 +272,7 @@ def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
 
 
 def test_vector_and_image_trunks_refuse_each_other(tmp_path):
-    from test_checkpoint import IMAGE, fake_run
+    from helpers import IMAGE, fake_run
 
     fake_run(tmp_path / "vector")
     fake_run(tmp_path / "image", IMAGE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from test_checkpoint import IMAGE, fake_run
+from helpers import IMAGE, fake_run
 
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
