@@ -250,6 +250,7 @@ def test_near_misses_get_a_suggestion(spec, suggestion):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_trains_through_the_compiled_loop(tmp_path):
     # Both new tasks in one agent (2 and 3 actions), through training, logging and the final evaluation.
     from mtdqn.analysis.ranges import return_bounds

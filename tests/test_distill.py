@@ -145,6 +145,7 @@ def test_cartpole_student_matches_its_teacher(cartpole_teacher, tmp_path, loss):
     assert json.loads((out / "distill.json").read_text())["tasks"]["CartPole-v1"]["agreement"] == task["agreement"]
 
 
+@pytest.mark.slow
 def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
     """Untrained teachers (the learning test above has a trained one): this is about the plumbing. One teacher is
     multi-task, the other single-task with PopArt heads (its Q-values are read in reward units)."""
