@@ -48,3 +48,35 @@ def tiny_run_final_eval_only(tmp_path_factory):
     from mtdqn.train.run import train
 
     return train(TINY, tmp_path_factory.mktemp("tiny_final_only"), progress=False, eval_episodes=2)
+
+
+# ---------------------------------------------------------------- scheduling under pytest-xdist
+# `make test` runs `-n auto --dist loadgroup --no-loadscope-reorder`: a group is one worker's unit of work, and
+# units are handed out in collection order.  So every test is grouped with its module (a module's fixtures are
+# built once), except that the modules reading the session's trained runs form one group (trained once), and
+# each learning test is a group of its own (the workers share them); the longest units go first, so no long
+# test starts last and leaves the other worker idle.  Without xdist the marks are inert.
+SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
+LONGEST_FIRST = [  # measured order of cost, most expensive first; other groups follow in file order
+    "test_learning::test_two_task_agent_learns_both_tasks[shared]",
+    "test_learning::test_two_task_agent_learns_both_tasks[independent]",
+    "test_learning::test_shared_conv_agent_learns_two_minatar_games",
+    "test_deramo::test_five_task_shared_agent_learns",
+    "test_distill", "test_gymnasium_path", "test_study", "tiny_run", "test_finetune", "test_resume",
+    "test_transfer_study", "test_devices",
+]
+
+
+def xdist_group(item: pytest.Item) -> str:
+    module = item.path.stem
+    if module == "test_learning" or item.get_closest_marker("slow") and f"{module}::{item.name}" in LONGEST_FIRST:
+        return f"{module}::{item.name}"
+    return "tiny_run" if module in SHARED_RUN_MODULES else module
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(xdist_group(item), len(rank)))  # stable: file order otherwise
