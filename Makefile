@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast install bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -18,8 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)  ## small default study: trains, evaluates, writes a report, prints its path
 	$(BIN)/mtdqn study quick
 
-test: $(STAMP)  ## the whole test suite (CPU; learning tests included), one worker per core (at most 4), a file each
-	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+# One pytest-xdist worker per core (at most 4). loadgroup: each worker takes whole groups (a test file, the
+# files sharing the session's trained runs, or one learning test), longest first (tests/conftest.py).
+XDIST := -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
+
+test: $(STAMP)  ## the whole test suite (CPU; learning tests included)
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q $(XDIST)
+
+test-fast: $(STAMP)  ## everything not marked slow (no training runs): the edit loop
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

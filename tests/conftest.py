@@ -20,3 +20,80 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_num_cpu_devices", 2)
 jax.config.update("jax_compilation_cache_dir", str(Path(__file__).resolve().parent.parent / ".jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+# ---------------------------------------------------------------- trained runs shared by the whole session
+# Each is trained once per test run (per xdist worker) and only read by tests: a test that changes a run
+# copies it first.  They train helpers.TINY, so the suite compiles that training program once.
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """helpers.TINY trained with greedy evaluations every 1,000 steps (2 episodes each)."""
+    from helpers import TINY
+
+    from mtdqn.train.run import train
+
+    return train(TINY, tmp_path_factory.mktemp("tiny_run"), progress=False, eval_episodes=2, eval_every=1000)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_final_eval_only(tmp_path_factory):
+    """helpers.TINY trained again, with only the final evaluation: evaluations never touch training, so its
+    parameters and metrics are tiny_run's, bit for bit."""
+    from helpers import TINY
+
+    from mtdqn.train.run import train
+
+    return train(TINY, tmp_path_factory.mktemp("tiny_final_only"), progress=False, eval_episodes=2)
+
+
+# ---------------------------------------------------------------- scheduling under pytest-xdist
+# `make test` runs `-n auto --dist loadgroup --no-loadscope-reorder`: a group is one worker's unit of work, and
+# units are handed out in collection order.  Every test is grouped with its module (a module's fixtures are
+# built once per run), except: the modules reading the session's trained runs form one group (trained once);
+# in test_learning and test_finetune, whose module fixtures cost nothing to build twice, each test is a group
+# of its own (the workers share them); and the deramo learning test stands alone.  Units go out longest
+# first (LPT), so no long unit starts last while the other worker idles.  Without xdist the marks are inert.
+SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
+ONE_GROUP_PER_TEST = {"test_learning", "test_finetune"}
+# Seconds per group, from `pytest --durations` over the whole suite in one process on the busy 2-core machine
+# (2026-12-02, before the trained runs were shared): only the order matters.  Groups not listed cost less and
+# keep their file order.
+COST = {
+    "test_learning::test_shared_conv_agent_learns_two_minatar_games": 750,
+    "test_distill": 540,
+    "test_learning::test_two_task_agent_learns_both_tasks[shared]": 520,
+    "tiny_run": 480,
+    "test_learning::test_two_task_agent_learns_both_tasks[independent]": 330,
+    "test_devices": 180,
+    "test_finetune::test_extend_reports_forgetting_and_the_new_tasks": 165,
+    "test_study": 160,
+    "test_deramo::test_five_task_shared_agent_learns": 160,
+    "test_gymnasium_path": 130,
+    "test_networks": 120,
+    "test_finetune::test_finetune_regularizes_with_dropout_and_weight_decay": 120,
+    "test_resume": 117,
+    "test_finetune::test_early_stopping_restores_the_best_checkpoint": 110,
+    "test_transfer_study": 110,
+    "test_finetune::test_a_finetuned_run_resumes_bit_identical": 105,
+    "test_deramo": 70,
+    "test_finetune::test_lora_trains_only_its_factors_and_the_new_adapter_and_head": 65,
+    "test_finetune::test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary": 55,
+}
+
+
+def xdist_group(item: pytest.Item) -> str:
+    module, test = item.path.stem, f"{item.path.stem}::{item.name}"
+    if module in ONE_GROUP_PER_TEST or test in COST:
+        return test
+    return "tiny_run" if module in SHARED_RUN_MODULES else module
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    items.sort(key=lambda item: -COST.get(xdist_group(item), 0))  # stable: file order among the rest

@@ -15,8 +15,9 @@ import sys
 from collections import namedtuple
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from test_checkpoint import fake_run
+from helpers import TINY, TINY_ARGV, fake_run
 
 from mtdqn.cli import main
 from mtdqn.io import prepare_out_dir
@@ -173,15 +174,29 @@ def test_full_disk_fails_before_anything_is_written(tmp_path, capsys, monkeypatc
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_write_failure_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
-    import mtdqn.train.run
+    """A real training run (helpers.TINY, the suite's compiled program) whose disk fills after its first window:
+    the second write of metrics.parquet fails, and the user sees one line naming the file, exit code 1."""
+    import mtdqn.rundir
+    from mtdqn.config import config_to_dict
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "metrics.parquet"))
+    real_write, writes = mtdqn.rundir.write_parquet, []
 
-    monkeypatch.setattr(mtdqn.train.run, "train", full)
-    line = _one_error_line(capsys, ["train", "--out", str(tmp_path / "out"), "--progress", "False"], code=1)
-    assert "No space left on device" in line and "metrics.parquet" in line
+    def fills_up(path, frame):
+        if Path(path).name == "metrics.parquet":
+            writes.append(len(frame))
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, frame)
+
+    monkeypatch.setattr(mtdqn.rundir, "write_parquet", fills_up)
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["train", *TINY_ARGV, "--out", str(out), "--progress", "False"], code=1)
+    assert "No space left on device" in line and str(out / "metrics.parquet") in line
+    assert writes == [4, 8]  # it failed mid-run: after the first window (2 tasks x 2 seeds rows), at the second
+    assert json.loads((out / "config.json").read_text())["config"] == config_to_dict(TINY)  # TINY_ARGV is TINY
+    assert len(pd.read_parquet(out / "metrics.parquet")) == 4 and not (out / "summary.json").exists()
 
 
 def test_filling_disk_stops_before_a_write_fails(tmp_path, monkeypatch):

@@ -14,51 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import IMAGE, VECTOR, checkpoint_data_file, fake_run, garble
 
 from mtdqn.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint, verify_checkpoint
 from mtdqn.cli import main
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_hash, config_to_dict
+from mtdqn.config import NetworkConfig, config_hash, config_to_dict
 from mtdqn.errors import ConfigError
-from mtdqn.io import write_json
-from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import make_trainer, seed_keys
-
-VECTOR = TrainConfig(
-    tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, log_every=200, num_envs=4, seeds=2,
-    network=NetworkConfig(hidden=(32,), adapter_width=16),
-    dqn=DQNConfig(buffer_size=64, learning_starts=100, batch_size=16),
-)
-IMAGE = TrainConfig(
-    tasks=("Breakout-MinAtar", "Asterix-MinAtar"), steps=1200, log_every=200, num_envs=2, seeds=2,
-    network=NetworkConfig(conv_channels=(4, 4), conv_dense=16, adapter_channels=4),
-    dqn=DQNConfig(buffer_size=32, learning_starts=100, batch_size=8),
-)
-
-
-def random_bits(abstract, seed: int = 0):
-    """Arrays shaped like ``abstract`` whose bytes are random: every bit pattern of every dtype."""
-    rng = np.random.default_rng(seed)
-
-    def fill(s):
-        if s.dtype == np.bool_:
-            return jnp.asarray(rng.integers(0, 2, s.shape).astype(bool))
-        raw = rng.integers(0, 256, (*s.shape, s.dtype.itemsize), dtype=np.uint8)
-        return jnp.asarray(raw.view(s.dtype).reshape(s.shape))
-
-    return jax.tree.map(fill, abstract)
-
-
-def fake_run(run_dir: Path, cfg: TrainConfig = VECTOR, chunk: int = 1, seed: int = 0):
-    """A run directory with config.json and one checkpoint of random state; no training, no compile."""
-    trainer = make_trainer(make_agent(cfg))
-    abstract = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
-    state = random_bits(abstract, seed)
-    write_json(Path(run_dir) / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
-    save_checkpoint(run_dir, trainer, state, chunk, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
-    return trainer, abstract, state
 
 
 def _bits(x) -> np.ndarray:
@@ -146,21 +109,9 @@ def test_foreign_checkpoint_says_what_differs(tmp_path, good_run, capsys, other,
     assert expected in line
 
 
-def _data_file(run: Path) -> Path:
-    meta = json.loads((run / "checkpoints" / "latest.json").read_text())
-    return max((run / "checkpoints" / meta["path"]).rglob("d/*"), key=lambda p: p.stat().st_size)
-
-
 def _truncate(run: Path) -> None:
-    f = _data_file(run)
+    f = checkpoint_data_file(run)
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-
-
-def _garble(run: Path) -> None:
-    f = _data_file(run)
-    data = bytearray(f.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    f.write_bytes(bytes(data))
 
 
 def _delete_file(run: Path) -> None:
@@ -182,7 +133,7 @@ def _edit_latest(change):
 
 DAMAGE = {
     "truncated-data": (_truncate, "truncated"),
-    "garbled-data": (_garble, "does not match its SHA-256"),
+    "garbled-data": (garble, "does not match its SHA-256"),
     "missing-file": (_delete_file, "_METADATA is missing"),
     "missing-checkpoint-dir": (_delete_dir, "is missing"),
     "latest-not-json": (_edit_latest(lambda t: t[: len(t) // 2]), "not valid JSON"),
@@ -215,9 +166,12 @@ def test_stateful_strategies_round_trip(tmp_path):
     from mtdqn.strategies import REGISTRY, make_strategy
 
     stateful = [name for name in sorted(REGISTRY) if jax.tree.leaves(make_strategy(name, "", (1.0, 1.0)).init(2))]
+    assert {"dwa", "gradnorm", "uncertainty"} <= set(stateful)  # loss histories, learned weights: never vacuous
     for name in stateful:
         cfg = replace(VECTOR, strategy=name)
         trainer, abstract, state = fake_run(tmp_path / name, cfg)
         restored, _ = load_checkpoint(tmp_path / name, trainer, abstract)
-        for a, b in zip(jax.tree.leaves(state.strategy_state), jax.tree.leaves(restored.strategy_state)):
+        saved, loaded = jax.tree.leaves(state.strategy_state), jax.tree.leaves(restored.strategy_state)
+        assert saved and len(saved) == len(loaded), name
+        for a, b in zip(saved, loaded):
             np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=name)

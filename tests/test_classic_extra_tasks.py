@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.integrate import odeint
 
-from mtdqn.config import DQNConfig, TrainConfig
+from mtdqn.config import DQNConfig, TrainConfig, derive
 from mtdqn.errors import ConfigError
 from mtdqn.tasks import list_tasks, make_task_set, parse_task, reset_envs, step_envs
 from mtdqn.tasks.car_on_hill import CarOnHill, car_derivative
@@ -252,8 +252,10 @@ def test_near_misses_get_a_suggestion(spec, suggestion):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_trains_through_the_compiled_loop(tmp_path):
     # Both new tasks in one agent (2 and 3 actions), through training, logging and the final evaluation.
+    from mtdqn.analysis.ranges import return_bounds
     from mtdqn.train.run import train  # imported here: the loop is only needed by this test
 
     cfg = TrainConfig(
@@ -261,8 +263,16 @@ def test_trains_through_the_compiled_loop(tmp_path):
         dqn=DQNConfig(learning_starts=100, buffer_size=400, batch_size=32, target_update_every=50, tau=1.0),
     )
     result = train(cfg, tmp_path / "run", progress=False, eval_episodes=2)
-    assert set(result.metrics["task"]) == set(cfg.tasks)
-    assert np.isfinite(result.metrics["loss"].dropna()).all()
+    metrics = result.metrics
+    assert set(metrics["task"]) == set(cfg.tasks) and len(metrics) == 2 * len(cfg.tasks)  # chunks x tasks
+    # Updates from learning_starts on, for both tasks in every chunk: a positive loss in every row (0: no update).
+    assert metrics["loss"].notna().all() and (metrics["loss"] > 0).all(), metrics
+    d = derive(cfg)
+    assert np.asarray(result.state.updates).tolist() == [d.total_iters - d.learning_starts_iters]
+    assert (metrics.groupby("task")["episodes"].sum() > 0).all()  # episodes end in both tasks
+    for task in cfg.tasks:
+        lo, hi = return_bounds(task)
+        assert all(lo <= r <= hi for r in result.summary["final_eval"][task]), result.summary["final_eval"]
 
 
 def _trajectory(env, params, key, steps: int = 30) -> np.ndarray:

@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from test_checkpoint import IMAGE, VECTOR, fake_run
+from helpers import IMAGE, VECTOR, fake_run
 
 import mtdqn
 from mtdqn.checkpoint import load_checkpoint

@@ -58,6 +58,7 @@ def test_study_file_with_a_bad_task_gamma_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_tiny_study_and_its_table(tmp_path):
     """The preset on a tiny budget runs both cells, records each task's gamma, and tabulates every task."""
     spec = resolve_spec("deramo", {"seeds": 2, "steps": 200, "eval_episodes": 2})

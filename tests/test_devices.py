@@ -54,6 +54,7 @@ def test_impossible_layouts_are_one_line_errors(seeds, requested, message):
         seed_devices(seeds, requested)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [2, 3])
 def test_split_seeds_agree_with_one_device_up_to_rounding(seeds):
     """Each device holds its own seeds' whole state; a seed mixed up with another would differ grossly.
@@ -165,6 +166,7 @@ def test_the_cli_plans_devices_before_jax_starts(monkeypatch, argv, expected):
     assert calls == [expected]
 
 
+@pytest.mark.slow
 def test_padded_layout_resumes_bit_identical(tmp_path):
     """3 seeds on 2 devices: a chunk depends only on the real seeds' state, so a checkpoint between chunks
     (which holds no dummy seed) continues exactly as the uninterrupted run."""

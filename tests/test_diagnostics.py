@@ -6,31 +6,27 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY
 
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
 from mtdqn.diagnostics import PROBE_KEY, minibatch_cosines
-from mtdqn.train.run import train
 
-# Learning starts at 1,500 env steps: the first logging window (to 1,000) has no update, the second straddles it.
-CFG = TrainConfig(
-    tasks=("CartPole-v1", "Acrobot-v1"), steps=3000, seeds=2, log_every=1000,
-    network=NetworkConfig(hidden=(32, 32)),
-    dqn=DQNConfig(learning_starts=1500, buffer_size=2000, batch_size=32, loss="mse", lr=1e-3),
-)
+pytestmark = pytest.mark.slow  # every test reads the session's trained run
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory):
-    return train(CFG, tmp_path_factory.mktemp("probe"), progress=False, eval_episodes=2)
+def run(tiny_run):
+    """helpers.TINY, trained once per session (conftest.py): learning starts at 600 env steps, so the first
+    logging window (to 500) has no update and the second straddles the start."""
+    return tiny_run
 
 
 def test_no_gradient_rows_for_windows_without_an_update(run):
     gt = pd.read_parquet(run.out_dir / "grad_tasks.parquet")
     gp = pd.read_parquet(run.out_dir / "grad_pairs.parquet")
-    assert sorted(gt["step"].unique()) == [2000, 3000] and sorted(gp["step"].unique()) == [2000, 3000]
+    assert sorted(gt["step"].unique()) == [1000, 1500, 2000] and sorted(gp["step"].unique()) == [1000, 1500, 2000]
     # `sum` applies weight 1 to every update; a window straddling learning_starts averages its updates only
     assert (gt["weight"] == 1.0).all() and (gt["grad_norm"] > 0).all()
-    assert len(pd.read_parquet(run.out_dir / "metrics.parquet")) == 3 * 2 * 2  # metrics keep every window
+    assert len(pd.read_parquet(run.out_dir / "metrics.parquet")) == 4 * 2 * 2  # metrics keep every window
 
 
 def test_gradient_probe_rows_and_their_null(run):
@@ -46,7 +42,7 @@ def test_gradient_probe_rows_and_their_null(run):
 def test_minibatch_cosines_of_one_minibatch_twice_is_one(run):
     from mtdqn.train.agent import make_agent
 
-    agent = make_agent(CFG)
+    agent = make_agent(TINY)
     state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
     key = jax.random.fold_in(jax.random.PRNGKey(0), PROBE_KEY)
     same, between = minibatch_cosines(agent, state, key, key)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from test_checkpoint import IMAGE, VECTOR, _garble, fake_run
+from helpers import IMAGE, VECTOR, fake_run, garble
 
 import mtdqn
 from mtdqn.checkpoint import save_checkpoint
@@ -147,6 +147,7 @@ def test_cartpole_student_matches_its_teacher(cartpole_teacher, tmp_path, loss):
     assert json.loads((out / "distill.json").read_text())["tasks"]["CartPole-v1"]["agreement"] == task["agreement"]
 
 
+@pytest.mark.slow
 def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
     """Untrained teachers (the learning test above has a trained one): this is about the plumbing. One teacher is
     multi-task, the other single-task with PopArt heads (its Q-values are read in reward units)."""
@@ -216,7 +217,7 @@ def _no_checkpoint(root: Path) -> Path:
 
 def _corrupt(root: Path) -> Path:
     fake_run(root / "corrupt")
-    _garble(root / "corrupt")
+    garble(root / "corrupt")
     return root / "corrupt"
 
 

@@ -71,6 +71,7 @@ def _size(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.slow
 def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path):
     result = finetune(TINY, source, tmp_path / "ft", freeze="trunk", keep_heads=True, progress=False,
                       eval_episodes=2)
@@ -92,6 +93,7 @@ def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path)
     assert set(evaluated["tasks"]) == set(TINY.tasks)
 
 
+@pytest.mark.slow
 def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_path, capsys):
     out = tmp_path / "lora"
     main(["finetune", "--from", str(source), "--tasks", "MountainCar-v0", "--lora", "2", "--steps", "800",
@@ -116,6 +118,7 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
                                layer["kernel"] + layer["lora_a"] @ layer["lora_b"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_finetune_regularizes_with_dropout_and_weight_decay(source, tmp_path):
     def run(out, dropout):
         main(["finetune", "--from", str(source), "--tasks", "CartPole-v1", "--freeze", "bottom:1", "--dropout",
@@ -203,6 +206,7 @@ def test_extend_keeps_the_old_heads_exactly_at_its_start(source):
     assert _same(state.params, state.target_params)
 
 
+@pytest.mark.slow
 def test_extend_reports_forgetting_and_the_new_tasks(source, tmp_path):
     result = extend(dataclasses.replace(TINY, tasks=TrainConfig().tasks), source, ("MountainCar-v0",),
                     tmp_path / "ext", progress=False, eval_episodes=2)
@@ -227,6 +231,7 @@ def test_early_stopping_keeps_each_seeds_best():
     np.testing.assert_array_equal(es.best_params["w"], [[2, 2, 2], [1, 1, 1]])
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
     base = dataclasses.replace(TINY, tasks=("CartPole-v1",), steps=6000, log_every=400)
     result = finetune(base, source, tmp_path / "es", progress=False, eval_episodes=3, eval_every=400, patience=1,
@@ -252,6 +257,7 @@ def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
     assert test["episodes"] == 4 and len(test["tasks"]["CartPole-v1"]["per_seed"]["0"]["returns"]) == 4
 
 
+@pytest.mark.slow
 def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
     import mtdqn.train.run as run_module
 
@@ -274,7 +280,7 @@ def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
 
 
 def test_vector_and_image_trunks_refuse_each_other(tmp_path):
-    from test_checkpoint import IMAGE, fake_run
+    from helpers import IMAGE, fake_run
 
     fake_run(tmp_path / "vector")
     fake_run(tmp_path / "image", IMAGE)

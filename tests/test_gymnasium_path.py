@@ -129,6 +129,7 @@ def two_runs(tmp_path_factory):
     return a, b
 
 
+@pytest.mark.slow
 def test_host_run_writes_the_same_run_directory(two_runs):
     a, _ = two_runs
     out = a.out_dir
@@ -152,6 +153,7 @@ def test_host_run_writes_the_same_run_directory(two_runs):
     np.testing.assert_allclose(metrics.groupby("step")["epsilon"].first().to_numpy(), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_host_checkpoint_restores_and_evaluates(two_runs):
     a, _ = two_runs
     trainer = make_host_trainer(make_agent(TINY))
@@ -165,6 +167,7 @@ def test_host_checkpoint_restores_and_evaluates(two_runs):
     np.testing.assert_allclose(returns.discounted[:, 0], (1 - 0.99**cartpole) / (1 - 0.99), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_parameters(two_runs):
     a, b = two_runs
     for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
@@ -174,6 +177,7 @@ def test_same_seed_gives_identical_parameters(two_runs):
     assert not np.allclose(kernel[0], kernel[1])
 
 
+@pytest.mark.slow
 def test_cartpole_learns_on_the_host(tmp_path):
     """12k env steps (~10-15 s on 2 CPU cores). Random play scores ~22; seeds 0-8 measured 230-500 greedy
     and 197-500 mean training return in the last window."""

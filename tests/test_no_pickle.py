@@ -77,7 +77,7 @@ def test_no_pickle_in_source(path):
 
 
 def test_loading_a_checkpoint_never_unpickles(tmp_path, monkeypatch):
-    from test_checkpoint import fake_run
+    from helpers import fake_run
 
     from mtdqn.checkpoint import load_checkpoint
 

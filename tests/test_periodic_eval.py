@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY, TINY_ARGV
 
-from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import EVAL_COLUMNS, RunDir, final_score_rule, final_score_steps, final_scores
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.train.run import train
 
-TINY = TrainConfig(
-    tasks=("CartPole-v1", "Acrobot-v1"), steps=2000, seeds=2, log_every=500, num_envs=4,
-    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0, eps_fraction=0.9),
-)
-
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return train(TINY, tmp_path_factory.mktemp("run"), progress=False, eval_episodes=2, eval_every=1000)
+def run(tiny_run):  # TINY with eval_every 1000, trained once per session (conftest.py)
+    return tiny_run
 
 
+@pytest.mark.slow
 def test_evaluations_every_n_steps_and_at_the_end(run):
     evals = pd.read_parquet(run.out_dir / "evals.parquet")
     assert list(evals.columns) == EVAL_COLUMNS
@@ -41,6 +36,7 @@ def test_evaluations_every_n_steps_and_at_the_end(run):
     assert (acrobot["discounted_mean"] >= acrobot["return_mean"] - 1e-4).all()  # -1 rewards: discounting shrinks
 
 
+@pytest.mark.slow
 def test_an_evaluation_is_the_policy_at_its_step(run):
     """The row at step 1000 is a greedy evaluation of the parameters after 1000 steps, with its own keys."""
     agent = make_agent(TINY)
@@ -58,6 +54,7 @@ def test_an_evaluation_is_the_policy_at_its_step(run):
         np.testing.assert_allclose(got["discounted_mean"], want.discounted[:, i].mean(-1), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_final_score_is_the_mean_of_the_last_evaluations_near_the_end(run):
     summary = run.summary
     assert summary["eval_every"] == summary["eval_every_used"] == 1000 and summary["final_score_evals"] == 3
@@ -114,6 +111,7 @@ def test_final_scores_average_the_chosen_steps():
     assert got == {"A": [95.0, 96.0], "B": [95.0, 96.0]}
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
     import shutil
 
@@ -126,33 +124,38 @@ def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
     assert json.loads((copy / "config.json").read_text())["options"]["eval_every"] == 1000
 
 
-def test_without_eval_every_only_the_final_evaluation(tmp_path):
-    cfg = dataclasses.replace(TINY, steps=1000, seeds=1)
-    result = train(cfg, tmp_path / "r", progress=False, eval_episodes=2)
+@pytest.mark.slow
+def test_without_eval_every_only_the_final_evaluation(tiny_run_final_eval_only):
+    result = tiny_run_final_eval_only
     evals = pd.read_parquet(result.out_dir / "evals.parquet")
-    assert evals["step"].unique().tolist() == [1000]
+    assert evals["step"].unique().tolist() == [2000]
     assert result.summary["eval_every"] == 0
-    for task in cfg.tasks:
+    for task in TINY.tasks:
         assert result.summary["final_score"][task] == pytest.approx(result.summary["final_eval"][task])
 
 
-def test_study_cells_evaluate_during_training():
-    from mtdqn.studies import resolve_spec
+def test_study_cells_evaluate_during_training(tmp_path):
+    """A study's eval_every reaches every cell (tests/test_study.py checks the cells' evals.parquet)."""
+    from mtdqn.studies import load_spec, resolve_spec
     from mtdqn.studies.runner import cell_configs
 
-    spec = resolve_spec("quick")
-    assert spec.eval_every == 10_000
-    assert {cell.eval_every for cell in cell_configs(spec)} == {10_000}
+    path = tmp_path / "s.toml"
+    path.write_text('tasks = ["CartPole-v1"]\nsteps = 3000\nseeds = 1\neval_every = 1500\n'
+                    '[variants.shared]\nsharing = "shared"\n[variants.independent]\nsharing = "independent"\n')
+    assert [cell.eval_every for cell in cell_configs(load_spec(path))] == [1500, 1500]
+    path.write_text(path.read_text().replace("eval_every = 1500\n", ""))
+    assert {cell.eval_every for cell in cell_configs(load_spec(path))} == {0}  # not given: the final one only
+    quick = resolve_spec("quick")
+    assert {cell.eval_every for cell in cell_configs(quick)} == {quick.eval_every} and quick.eval_every > 0
 
 
+@pytest.mark.slow
 def test_train_command_stops_early_and_tests_at_the_end(tmp_path, capsys):
     from mtdqn.cli import main
 
     out = tmp_path / "es"
-    main(["train", "--tasks", "CartPole-v1", "--steps", "2000", "--seeds", "1", "--log-every", "500",
-          "--learning-starts", "200", "--buffer-size", "500", "--batch-size", "32", "--eval-every", "500",
-          "--patience", "1", "--test-episodes", "3", "--eval-episodes", "2", "--out", str(out),
-          "--progress", "False"])
+    main(["train", *TINY_ARGV, "--eval-every", "500", "--patience", "1", "--test-episodes", "3",
+          "--eval-episodes", "2", "--out", str(out), "--progress", "False"])  # TINY: the suite's compiled program
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert "early stopping:" in printed and "test evaluation (3 greedy episodes" in printed

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-from test_checkpoint import IMAGE, VECTOR, fake_run, random_bits
+from helpers import IMAGE, VECTOR, fake_run, random_bits
 
 from mtdqn.checkpoint import save_checkpoint
 from mtdqn.cli import main

@@ -101,6 +101,7 @@ def test_popart_needs_per_task_heads():
         make_agent(TrainConfig(tasks=TASKS, value_norm="popart", network=NetworkConfig(sharing="conditioned")))
 
 
+@pytest.mark.slow
 def test_short_popart_training_run_stays_finite():
     cfg = TrainConfig(
         tasks=TASKS, steps=4000, log_every=2000, num_envs=4, value_norm="popart", network=NET,

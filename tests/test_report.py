@@ -204,8 +204,41 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     assert any("Aggregate mean" in b for b in bullets)  # the mean beside the IQM
     for b in bullets:
         assert "95% CI" in b and re.search(r"n = \d+", b)
-        assert ("no clear difference" in b) or ("higher" in b) or ("lower" in b) or ("conflict" in b) \
-            or ("Probability" in b)
+    # Each comparison's verdict is the one its interval gives: 'higher' / 'lower' only when the 95% CI of the
+    # difference excludes 0 on that side, 'no clear difference' when it covers 0; and it is the table's row.
+    diffs = pd.read_parquet(report / "data" / "differences.parquet").set_index(["task", "metric"])
+    labels = {"final_return": "Final return on", "auc": "Area under the learning curve", "steps_to_threshold":
+              "Env steps to threshold on"}
+    verdicts = []
+    for (task, metric), row in diffs.iterrows():
+        [b] = [b for b in bullets if b.startswith(f"- {labels[metric]}") and f" on {task}" in b]
+        verdicts.append(_verdict(b))
+        assert verdicts[-1] == ("higher" if row["lo"] > 0 else "lower" if row["hi"] < 0 else "none"), b
+        lo, hi = (_number(x) for x in re.search(r"95% CI \[([^,]+), ([^\]]+)\]", b).groups())
+        assert (lo, hi) == (pytest.approx(row["lo"], rel=0.01), pytest.approx(row["hi"], rel=0.01)), b
+    assert {"higher", "lower", "none"} <= set(verdicts)  # the synthetic study has all three kinds
+    improvement = pd.read_parquet(report / "data" / "improvement.parquet").iloc[0]
+    for b in bullets:
+        if b.startswith("- Aggregate "):
+            kind = "iqm" if "IQM" in b else "mean"
+            lo, hi = improvement[f"{kind}_diff_lo"], improvement[f"{kind}_diff_hi"]
+            assert _verdict(b) == ("higher" if lo > 0 else "lower" if hi < 0 else "none"), b
+        elif b.startswith("- Probability"):
+            assert f": {improvement['poi']:.3f} (95% CI" in b, b
+
+
+def _number(text: str) -> float:
+    """A number as the report prints it: '-1.9k' is -1900."""
+    text = text.strip().replace(",", "")
+    return float(text[:-1]) * 1000 if text.endswith("k") else float(text)
+
+
+def _verdict(bullet: str) -> str:
+    if "no clear difference between" in bullet:
+        return "none"
+    found = re.search(r"`shared` is (higher|lower) than `independent` by", bullet)
+    assert found, bullet
+    return found.group(1)
 
 
 def test_data_files_exist(report: Path):

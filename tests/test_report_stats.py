@@ -139,7 +139,18 @@ def test_two_seeds_draw_no_interval_and_say_smoke_test(tmp_path: Path):
 
 
 def test_five_seeds_have_no_smoke_test_note(full: Path):
-    assert "Smoke test" not in (full / "report.md").read_text()
+    """At 5 seeds the report opens on the study, not the note, and draws the intervals the note would withhold."""
+    md = (full / "report.md").read_text()
+    first = [ln for ln in md.splitlines() if ln.strip()][:3]
+    assert first[0].startswith("# Study report") and first[1] == "## Study"
+    assert "Smoke test" not in md and "Smoke test" not in (full / "results.md").read_text()
+    block = md.split("### Per-task results", 1)[1].split("\n### ", 1)[0]
+    rows = [ln for ln in block.splitlines() if ln.startswith("| CartPole-v1")]
+    assert rows and not any("(seeds: " in ln for ln in rows)
+    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert findings.count("95% CI [") >= 9 and "CI undefined" not in md
+    per_task = pd.read_parquet(full / "data" / "per_task.parquet")
+    assert len(per_task) and per_task[["final_lo", "final_hi", "auc_lo", "auc_hi"]].notna().all().all()
 
 
 # ---------------------------------------------------------------- fixed anchors

@@ -1,6 +1,6 @@
 """The study runner end to end on a tiny study: layout, report, re-runs, failures, Ray, bad input.
 
-One tiny study (2 tasks, independent vs shared, 2 seeds, 3000 steps per
+One tiny study (2 tasks, independent vs shared, 2 seeds, 2000 steps per
 task) is trained once per session through the local backend; the other tests
 copy it (``copytree`` keeps mtimes) and check what a re-run touches.
 """
@@ -25,16 +25,20 @@ from mtdqn.studies import cell_configs, cell_status, load_spec, resolve_spec, ru
 TINY = """
 name = "tiny"
 tasks = ["CartPole-v1", "Acrobot-v1"]
-steps = 3000
+steps = 2000
 seeds = 2
-eval_episodes = 3
+eval_episodes = 2
+eval_every = 1000
 
-[options]
-learning_starts = 500
+[options]  # the shared cell is helpers.TINY: the training program the rest of the suite compiles
+learning_starts = 600
 buffer_size = 1000
 batch_size = 32
-log_every = 1000
+log_every = 500
 hidden = [32, 32]
+target_update_every = 50
+tau = 1.0
+eps_fraction = 0.9
 
 [variants.shared]
 sharing = "shared"
@@ -67,16 +71,19 @@ def study_copy(local_study: Path, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_layout_and_report(local_study: Path) -> None:
     study = json.loads((local_study / "study.json").read_text())
     assert study["variants"] == ["independent", "shared"] and study["reference"] == "independent"
-    assert study["seeds"] == [0, 1] and study["steps"] == 3000 and study["tasks"] == ["CartPole-v1", "Acrobot-v1"]
+    assert study["seeds"] == [0, 1] and study["steps"] == 2000 and study["tasks"] == ["CartPole-v1", "Acrobot-v1"]
     for variant in study["variants"]:
         cell = local_study / "cells" / variant
         summary = json.loads((cell / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["error"] is None and summary["variant"] == variant
         assert summary["thresholds"] == {"CartPole-v1": 400.0, "Acrobot-v1": -120.0}
         assert all(len(v) == 2 for v in summary["final_eval"].values())
+        evals = pd.read_parquet(cell / "evals.parquet")  # the study's eval_every reached the cell's training
+        assert sorted(evals["step"].unique()) == [1000, 2000] and summary["eval_every"] == 1000
         assert (cell / "metrics.parquet").exists() and (cell / "config.json").exists()
     assert json.loads((local_study / "cells/shared/summary.json").read_text())["params_shared"] > 0
     for name in ("report.html", "report.md", "results.md"):
@@ -84,6 +91,7 @@ def test_layout_and_report(local_study: Path) -> None:
     assert any((local_study / "report" / "data").glob("*.parquet"))
 
 
+@pytest.mark.slow
 def test_cell_status(study_copy: Path) -> None:
     spec = load_spec(_spec_file(study_copy.parent))
     independent, shared = cell_configs(spec)
@@ -104,11 +112,12 @@ def test_cell_status(study_copy: Path) -> None:
     with pytest.raises(ConfigError, match=r"eval_every: stored 1000, now 5000"):
         cell_status(dataclasses.replace(independent, eval_every=5000), cells / "independent")
     summary_path.write_text(json.dumps(summary))
-    other = load_spec(_spec_file(study_copy.parent, TINY.replace("steps = 3000", "steps = 4000"), "other.toml"))
-    with pytest.raises(ConfigError, match=r"cells/independent: holds a finished cell .*steps: stored 3000, now 4000"):
+    other = load_spec(_spec_file(study_copy.parent, TINY.replace("steps = 2000", "steps = 4000"), "other.toml"))
+    with pytest.raises(ConfigError, match=r"cells/independent: holds a finished cell .*steps: stored 2000, now 4000"):
         cell_status(cell_configs(other)[0], cells / "independent")
 
 
+@pytest.mark.slow
 def test_rerun_finishes_only_what_was_missing(study_copy: Path, local_study: Path) -> None:
     before = _mtimes(study_copy / "cells" / "independent")
     (study_copy / "cells" / "shared" / "summary.json").unlink()  # the study was killed during this cell
@@ -121,6 +130,7 @@ def test_rerun_finishes_only_what_was_missing(study_copy: Path, local_study: Pat
                                   pd.read_parquet(local_study / "cells/shared/metrics.parquet"))
 
 
+@pytest.mark.slow
 def test_a_machine_short_of_memory_keeps_a_killed_cells_checkpoint(study_copy: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Resuming on a machine that cannot fit the run fails the cell but keeps its checkpoint for a later try."""
@@ -141,6 +151,7 @@ def test_a_machine_short_of_memory_keeps_a_killed_cells_checkpoint(study_copy: P
     assert cell_status(cell_configs(spec)[1], cell) == "resume"  # a later run on a bigger machine continues it
 
 
+@pytest.mark.slow
 def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mtdqn.train.run
 
@@ -201,6 +212,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_study_file_is_one_line_and_leaves_results_untouched(
     case: str, study_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -216,6 +228,7 @@ def test_bad_study_file_is_one_line_and_leaves_results_untouched(
     assert _mtimes(study_copy) == before
 
 
+@pytest.mark.slow
 def test_changed_study_refuses_to_mix_results(study_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = _mtimes(study_copy)
     path = _spec_file(study_copy.parent, TINY, "tiny.toml")
@@ -226,6 +239,7 @@ def test_changed_study_refuses_to_mix_results(study_copy: Path, capsys: pytest.C
     assert _mtimes(study_copy) == before
 
 
+@pytest.mark.slow
 def test_report_command(study_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.rmtree(study_copy / "report")
     main(["report", str(study_copy)])
@@ -276,3 +290,25 @@ def test_classic_capacity_control_matches_shared_within_ten_percent() -> None:
     matched, shared, full = params("independent-matched"), params("shared"), params("independent")
     assert variant_config(classic, "independent-matched").network.sharing == "independent"
     assert abs(matched - shared) / shared < 0.10 and full > 2 * shared  # the control is needed and works
+
+
+def test_console_cell_line_states_the_final_score_the_report_uses(tmp_path: Path) -> None:
+    """The line a finished cell prints gives summary.json's final_score (the report's headline), not the
+    end-of-training evaluation, and says which it is; a run from before evaluations during training says so."""
+    from rich.console import Console
+
+    from mtdqn.studies.runner import progress_printer
+
+    cell = cell_configs(load_spec(_spec_file(tmp_path)))[1]
+    summary = {"status": "ok", "error": None, "final_eval": {"CartPole-v1": [420.0, 440.0]},
+               "final_score": {"CartPole-v1": [380.0, 396.0]}}
+    console = Console(record=True, width=400)
+    on_event = progress_printer(console, 2)
+    on_event("start", cell, None)
+    on_event("done", cell, summary)
+    line = console.export_text().splitlines()[-1]
+    assert "final score" in line and "CartPole-v1 388.0 ± 8.0" in line, line
+    assert "430.0" not in line
+    on_event("done", cell, {k: v for k, v in summary.items() if k != "final_score"})
+    line = console.export_text().splitlines()[-1]
+    assert "final evaluation" in line and "CartPole-v1 430.0 ± 10.0" in line, line

@@ -10,37 +10,33 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY
 
-from mtdqn.config import DQNConfig, TrainConfig, check_new_run, derive
+from mtdqn.config import check_new_run, derive
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import train
-
-TINY = TrainConfig(
-    tasks=("CartPole-v1", "Acrobot-v1"), steps=1500, seeds=2, log_every=500, num_envs=4,
-    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0, eps_fraction=0.9),
-)
-
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    a = train(TINY, tmp_path_factory.mktemp("a"), progress=False, eval_episodes=2)
-    b = train(TINY, tmp_path_factory.mktemp("b"), progress=False, eval_episodes=2)
-    return a, b
+def two_runs(tiny_run, tiny_run_final_eval_only):  # trained once per session (conftest.py)
+    """The same config and seed, one with evaluations during training and one without."""
+    return tiny_run, tiny_run_final_eval_only
 
 
 def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bit_identical_parameters(two_runs):
+    """Evaluations during training use their own keys: they change nothing of training."""
     a, b = two_runs
     for x, y in zip(_leaves(a.state.params), _leaves(b.state.params)):
         np.testing.assert_array_equal(x, y)
     pd.testing.assert_frame_equal(a.metrics, b.metrics)
 
 
+@pytest.mark.slow
 def test_different_seeds_differ(two_runs):
     a, _ = two_runs
     kernel = np.asarray(a.state.params["heads"]["kernel"])  # (seeds, tasks, features, actions)
@@ -49,6 +45,7 @@ def test_different_seeds_differ(two_runs):
     assert not np.allclose(returns[0].to_numpy(), returns[1].to_numpy(), equal_nan=True)
 
 
+@pytest.mark.slow
 def test_run_directory_contents(two_runs):
     a, _ = two_runs
     out = a.out_dir
@@ -60,7 +57,7 @@ def test_run_directory_contents(two_runs):
     assert {"config", "config_hash", "mtdqn_version", "git_revision"} <= set(config)
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert {"step", "task", "seed", "episode_return", "episode_length", "loss", "q_mean", "epsilon"} <= set(metrics)
-    assert len(metrics) == 3 * 2 * 2  # chunks x tasks x seeds
+    assert len(metrics) == 4 * 2 * 2  # chunks x tasks x seeds
     summary = json.loads((out / "summary.json").read_text())
     assert summary["params_shared"] > 0 and summary["params_total"] > summary["params_shared"]
     assert len(summary["final_eval"]["CartPole-v1"]) == 2
@@ -69,6 +66,7 @@ def test_run_directory_contents(two_runs):
     assert pairs["conflict_rate"].between(0.0, 1.0).all()
 
 
+@pytest.mark.slow
 def test_run_chunk_compiles_once():
     trainer = make_trainer(make_agent(TINY))
     state = trainer.init(seed_keys([0, 1]))
@@ -78,6 +76,7 @@ def test_run_chunk_compiles_once():
     assert trainer.run_chunk._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_epsilon_and_updates_follow_the_schedule(two_runs):
     """Each row's epsilon is the linear schedule at the chunk's last iteration; updates start on time."""
     a, _ = two_runs
@@ -105,6 +104,7 @@ def test_rules_for_new_runs_do_not_lock_out_old_runs():
     assert agent.derived.train_every_iters == 1  # round(4 / 8) -> at least one, as such runs were trained
 
 
+@pytest.mark.slow
 def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
     """`--eval-episodes 10` on resume is used even though 10 is also the default (the run stored 2)."""
     import shutil
@@ -121,6 +121,7 @@ def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_eval_json_and_repeats_exactly(two_runs, tmp_path, capsys):
     import shutil
 
@@ -140,6 +141,7 @@ def test_evaluate_command_writes_eval_json_and_repeats_exactly(two_runs, tmp_pat
     assert json.loads((run / "eval.json").read_text()) == first  # the same keys: the same episodes
 
 
+@pytest.mark.slow
 def test_a_run_trained_on_more_devices_than_here_still_evaluates(two_runs, tmp_path, monkeypatch):
     """Trained on 2 devices, evaluated where only one exists: the same returns (evaluation ignores the layout)."""
     import shutil

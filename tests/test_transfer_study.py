@@ -15,8 +15,6 @@ import mtdqn
 from mtdqn.errors import ConfigError
 from mtdqn.studies.transfer import TransferSpec, held_out_spec, run_transfer_study
 
-pytestmark = pytest.mark.slow
-
 SPEC = TransferSpec(
     name="t", pretrain_tasks=("Acrobot-v1",), target="CartPole-v1", steps=800, seeds=2, eval_every=400,
     unfreeze_at=400, lora_rank=2, eval_episodes=2,
@@ -33,6 +31,7 @@ def study(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # trains the study
 def test_cells_start_from_the_pretraining_cell(study):
     assert json.loads((study / "pretrain" / "summary.json").read_text())["status"] == "ok"
     record = json.loads((study / "study.json").read_text())
@@ -50,6 +49,7 @@ def test_cells_start_from_the_pretraining_cell(study):
     assert "finetune" not in scratch and scratch["network"]["hidden"] == [16]  # the same architecture
 
 
+@pytest.mark.slow  # trains the study
 def test_transfer_table_is_computed_from_the_stored_evaluations(study):
     table = json.loads((study / "transfer.json").read_text())["variants"]
     for variant in SPEC.variants:
@@ -89,6 +89,7 @@ def test_differences_from_the_reference_have_intervals_from_five_seeds():
     assert lora["lo"] < 0 < lora["hi"] and frozen["n"] == 5  # no clear difference
 
 
+@pytest.mark.slow  # trains the study
 def test_a_rerun_trains_nothing_again(study):
     cells = [study / "pretrain", *(study / "cells" / v for v in SPEC.variants)]
     before = [(c / "summary.json").stat().st_mtime_ns for c in cells]

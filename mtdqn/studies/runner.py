@@ -171,8 +171,11 @@ def _describe(summary: dict[str, Any] | None) -> str:
         return f"[red]failed[/red]: {summary.get('error')}"
     import numpy as np
 
-    evals = " · ".join(f"{t} {np.mean(v):.1f} ± {np.std(v):.1f}" for t, v in summary.get("final_eval", {}).items())
-    return f"[green]ok[/green] · greedy return (mean ± std over seeds) {evals}"
+    # The report's headline: final_score (the mean of the last evaluations) where the run has it; runs from
+    # before evaluation during training have only the end-of-training evaluation, and say so.
+    key, name = ("final_score", "final score") if "final_score" in summary else ("final_eval", "final evaluation")
+    evals = " · ".join(f"{t} {np.mean(v):.1f} ± {np.std(v):.1f}" for t, v in summary.get(key, {}).items())
+    return f"[green]ok[/green] · {name}, greedy return (mean ± std over seeds) {evals}"
 
 
 def progress_printer(console: Console, total: int) -> OnEvent:

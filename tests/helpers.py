@@ -1,0 +1,85 @@
+"""Plain helpers shared by test modules (no fixtures: those are in conftest.py).
+
+``fake_run`` writes a run directory holding one checkpoint of random state: no
+training, no compile.  ``TINY`` is the one small training config that the
+session fixtures of conftest.py train (and that tests needing a trained run
+share, so the suite compiles its training program once); ``TINY_ARGV`` is the
+same config as ``mtdqn train`` options.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtdqn.checkpoint import save_checkpoint
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_hash, config_to_dict
+from mtdqn.io import write_json
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
+
+VECTOR = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, log_every=200, num_envs=4, seeds=2,
+    network=NetworkConfig(hidden=(32,), adapter_width=16),
+    dqn=DQNConfig(buffer_size=64, learning_starts=100, batch_size=16),
+)
+IMAGE = TrainConfig(
+    tasks=("Breakout-MinAtar", "Asterix-MinAtar"), steps=1200, log_every=200, num_envs=2, seeds=2,
+    network=NetworkConfig(conv_channels=(4, 4), conv_dense=16, adapter_channels=4),
+    dqn=DQNConfig(buffer_size=32, learning_starts=100, batch_size=8),
+)
+
+# 4 windows of 500 env steps per task; learning starts at 600, so the first window has no update and the
+# second straddles the start; the epsilon schedule ends inside the last window (0.9 of the run).
+TINY = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=2000, seeds=2, log_every=500, num_envs=4,
+    network=NetworkConfig(hidden=(32, 32)),
+    dqn=DQNConfig(learning_starts=600, buffer_size=1000, batch_size=32, target_update_every=50, tau=1.0,
+                  eps_fraction=0.9),
+)
+TINY_ARGV = [
+    "--tasks", *TINY.tasks, "--steps", "2000", "--seeds", "2", "--log-every", "500", "--num-envs", "4",
+    "--hidden", "32", "32", "--learning-starts", "600", "--buffer-size", "1000", "--batch-size", "32",
+    "--target-update-every", "50", "--tau", "1.0", "--eps-fraction", "0.9",
+]
+
+
+def random_bits(abstract, seed: int = 0):
+    """Arrays shaped like ``abstract`` whose bytes are random: every bit pattern of every dtype."""
+    rng = np.random.default_rng(seed)
+
+    def fill(s):
+        if s.dtype == np.bool_:
+            return jnp.asarray(rng.integers(0, 2, s.shape).astype(bool))
+        raw = rng.integers(0, 256, (*s.shape, s.dtype.itemsize), dtype=np.uint8)
+        return jnp.asarray(raw.view(s.dtype).reshape(s.shape))
+
+    return jax.tree.map(fill, abstract)
+
+
+def fake_run(run_dir: Path, cfg: TrainConfig = VECTOR, chunk: int = 1, seed: int = 0):
+    """A run directory with config.json and one checkpoint of random state; no training, no compile."""
+    trainer = make_trainer(make_agent(cfg))
+    abstract = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
+    state = random_bits(abstract, seed)
+    write_json(Path(run_dir) / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
+    save_checkpoint(run_dir, trainer, state, chunk, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+    return trainer, abstract, state
+
+
+def checkpoint_data_file(run: Path) -> Path:
+    """The largest data file of a run's live checkpoint."""
+    meta = json.loads((run / "checkpoints" / "latest.json").read_text())
+    return max((run / "checkpoints" / meta["path"]).rglob("d/*"), key=lambda p: p.stat().st_size)
+
+
+def garble(run: Path) -> None:
+    """Flip one byte in the middle of the live checkpoint's largest data file."""
+    f = checkpoint_data_file(run)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
