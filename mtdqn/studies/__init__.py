@@ -6,7 +6,8 @@ report with :mod:`mtdqn.analysis`.
 """
 
 from mtdqn.studies.presets import PRESETS, resolve_spec
-from mtdqn.studies.runner import CellConfig, StudyResult, build, cell_configs, cell_status, run_cell, run_study
+from mtdqn.studies.cell import CellConfig, cell_status, run_cell
+from mtdqn.studies.runner import StudyResult, build, cell_configs, run_study
 from mtdqn.studies.spec import DEFAULT_THRESHOLDS, OPTIONS, StudySpec, build_spec, load_spec, variant_config
 
 __all__ = [

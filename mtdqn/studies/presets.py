@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from mtdqn.errors import ConfigError
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "resolve_spec",
@@ -265,8 +266,8 @@ def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         return {**PRESETS[key](), **overrides}, f"preset {key}", key
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
-        from mtdqn.errors import ConfigError
-
         raise ConfigError(f"{key}: not a preset ({', '.join([*PRESETS, *TRANSFER_PRESETS])}) nor a study file "
                           "(.toml)")
+    if not path.exists():
+        raise ConfigError(f"{path}: no such study file (built-in presets: {', '.join([*PRESETS, *TRANSFER_PRESETS])})")
     return {**read_study_file(path), **overrides}, str(path), path.stem

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 
 from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write
-from mtdqn.studies.runner import CellConfig, OnEvent, run_cell, write_failed
+from mtdqn.studies.cell import CellConfig, OnEvent, run_cell, write_failed
 
 __all__ = ["RayBackend", "OBJECT_STORE_BYTES"]
 

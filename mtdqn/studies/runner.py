@@ -7,8 +7,9 @@ Layout written (read by :func:`mtdqn.analysis.build_report`)::
                                  also holds variant, thresholds, and status ok|failed with the error
     STUDY/report/                written last, from the stored cells only
 
-A cell is the pure function :func:`run_cell` of its :class:`CellConfig`; the
-local and Ray backends only map it over the cells still to do.  Re-running a
+A cell is the pure function :func:`~mtdqn.studies.cell.run_cell` of its
+:class:`~mtdqn.studies.cell.CellConfig` (:mod:`mtdqn.studies.cell`); the local
+and Ray backends only map it over the cells still to do.  Re-running a
 study skips cells whose summary says ``ok`` (after checking they were made
 with the same config), resumes a killed cell from its checkpoint when it has
 one, and redoes failed or half-written cells.
@@ -16,44 +17,21 @@ one, and redoes failed or half-written cells.
 
 from __future__ import annotations
 
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any
 
 from rich.console import Console
 
-from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
-from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, write_json
+from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
+from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
-__all__ = ["CellConfig", "StudyResult", "cell_configs", "cell_status", "estimate_training_time", "run_cell", "run_study",
-           "build"]
-
-CellStatus = Literal["done", "resume", "fresh"]
-OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
-
-
-@dataclass(frozen=True)
-class CellConfig:
-    """Everything a cell's results depend on (and nothing about where or how it runs)."""
-
-    variant: str
-    config: TrainConfig
-    thresholds: dict[str, float]
-    eval_episodes: int = 10
-    checkpoint_every: int = 0
-    devices: int = 0  # seed layout (0: as many local devices as the seeds can use); numbers differ only in rounding
-    eval_every: int = 0  # env steps per task between greedy evaluations during training (0: the final one only)
-    keep_best: bool = False  # restore each seed's best evaluation's parameters at the end (train's keep_best)
-
-    @property
-    def config_hash(self) -> str:
-        return config_hash(self.config)
-
+__all__ = ["StudyResult", "cell_configs", "estimate_training_time", "progress_printer", "run_study", "build"]
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -68,100 +46,6 @@ def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
     """One cell per variant, in the spec's order (reference first)."""
     return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), spec.eval_episodes, spec.checkpoint_every,
                        devices, spec.eval_every) for v in spec.variants]
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    """A JSON object, or None when missing or half-written (a killed cell)."""
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
-    """done (finished ok with this config), resume (killed after a checkpoint) or fresh.
-
-    A finished cell made with a *different* config is a ConfigError: mixing
-    the two in one report would compare runs that are not comparable.
-    """
-    cell_dir = Path(cell_dir)
-    summary = _read(cell_dir / "summary.json")
-    run_cfg = _read(cell_dir / "config.json") or {}
-    if summary is not None and summary.get("status") == "ok":
-        same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
-                and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant
-                and ("keep_best" in summary) == cell.keep_best
-                and summary.get("eval_every", cell.eval_every) == cell.eval_every)  # cells made before the option
-        # existed evaluated only at the end; evaluations never touch training, so they stay finished (the report
-        # then scores every variant by its final evaluation)
-        if same:
-            return "done"
-        diffs = [f"{key}: stored {a!r}, now {b!r}"
-                 for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
-        for key in ("thresholds", "eval_episodes", "variant", "eval_every"):
-            stored = summary.get(key, cell.eval_every if key == "eval_every" else None)
-            if stored != getattr(cell, key):
-                diffs.append(f"{key}: stored {stored!r}, now {getattr(cell, key)!r}")
-        if ("keep_best" in summary) != cell.keep_best:
-            diffs.append(f"keep_best: stored {'keep_best' in summary}, now {cell.keep_best}")
-        raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
-                          "choose another --out, or delete that cell folder to redo it")
-    if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
-        return "resume"
-    return "fresh"
-
-
-def _failed(cell: CellConfig, exc: BaseException) -> dict[str, Any]:
-    text = str(exc).strip().splitlines()
-    return {
-        "variant": cell.variant, "status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}",
-        "tasks": list(cell.config.tasks), "seeds": [cell.config.seed + i for i in range(cell.config.seeds)],
-        "thresholds": cell.thresholds, "eval_episodes": cell.eval_episodes, "eval_every": cell.eval_every,
-        "config_hash": cell.config_hash,
-    }
-
-
-def write_failed(cell: CellConfig, cell_dir: Path, exc: BaseException) -> dict[str, Any]:
-    """Record a failed cell so the study (and its report) can go on without it."""
-    summary = _failed(cell, exc)
-    write_json(Path(cell_dir) / "summary.json", summary)
-    return summary
-
-
-def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """Train one cell into ``cell_dir`` and return its summary; never raises for a failed run.
-
-    The numbers depend only on ``cell`` (seeds are part of its config), so any
-    backend that calls this gets identical results.  A divergence or any other
-    error becomes a ``status: failed`` summary, so one bad variant does not
-    cost the rest of the study.
-    """
-    from mtdqn.train.run import train  # JAX: imported where the work happens (e.g. a Ray worker)
-
-    cell_dir = Path(cell_dir)
-    status = cell_status(cell, cell_dir)
-    if status == "done":
-        return _read(cell_dir / "summary.json") or {}
-    kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
-                  eval_every=cell.eval_every, keep_best=cell.keep_best,
-                  extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
-                  devices=cell.devices or None)  # None: a resumed cell keeps its own layout
-    try:
-        if status == "resume":
-            try:
-                return train(cell.config, cell_dir, resume=True, **kwargs).summary
-            except InsufficientResources:
-                raise  # the checkpoint is fine, this machine is not: keep it for a later attempt
-            except ConfigError:
-                pass  # unreadable checkpoint: start over below
-        if cell_dir.exists():
-            shutil.rmtree(cell_dir)  # not a finished result: a failed or half-written attempt
-        return train(cell.config, cell_dir, force=True, **kwargs).summary
-    except Exception as exc:  # the study goes on; the report lists the failure
-        return write_failed(cell, cell_dir, exc)
 
 
 def _describe(summary: dict[str, Any] | None) -> str:
@@ -275,13 +159,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "study.json").exists():
-        raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")
-
-
 def study_record(spec: StudySpec) -> dict[str, Any]:
     """study.json: the keys the analysis reads, plus the full spec and provenance."""
     return {
@@ -306,14 +183,12 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     """
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     cells = [(cell, out_dir / "cells" / cell.variant) for cell in cell_configs(spec, devices)]
     statuses = {cell.variant: cell_status(cell, d) for cell, d in cells}
     todo = [(c, d) for c, d in cells if statuses[c.variant] != "done"]
     on_event = progress_printer(console, len(cells))
     if ray_address is not None and todo:
-        from mtdqn.studies.ray_backend import RayBackend
-
         backend: Any = RayBackend(ray_address, num_cpus=num_cpus)
     else:
         backend = nullcontext()
@@ -330,7 +205,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
             backend.run(todo, on_event)
         else:
             run_local(todo, on_event, progress)
-    summaries = {cell.variant: _read(d / "summary.json") or {} for cell, d in cells}
+    summaries = {cell.variant: read_summary(d / "summary.json") or {} for cell, d in cells}
     return StudyResult(out_dir, summaries, build(out_dir) if report else None)
 
 

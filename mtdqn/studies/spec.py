@@ -38,7 +38,7 @@ from mtdqn.rundir import HEADLINES
 from mtdqn.taskfacts import FACTS, base_task
 
 __all__ = [
-    "StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "build_spec", "load_spec", "read_study_file", "apply_options",
+    "StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "agent_error", "build_spec", "load_spec", "read_study_file", "apply_options",
     "variant_config",
 ]
 
@@ -173,7 +173,7 @@ def variant_config(spec: StudySpec, variant: str) -> TrainConfig:
     return apply_options(base, {**spec.options, **spec.variants[variant]})
 
 
-def _agent_error(cfg: TrainConfig) -> str | None:
+def agent_error(cfg: TrainConfig) -> str | None:
     """Why ``cfg`` cannot train, or None: the same checks `train` runs, without compiling."""
     from mtdqn.train.agent import make_agent  # imports JAX: only when validating
 
@@ -187,10 +187,10 @@ def _agent_error(cfg: TrainConfig) -> str | None:
 
 def _check_buildable(base: TrainConfig, options: dict[str, Any], source: str, where: str) -> None:
     """Raise a ConfigError naming the option whose removal makes the config valid (the culprit)."""
-    error = _agent_error(apply_options(base, options))
+    error = agent_error(apply_options(base, options))
     if error is None:
         return
-    fixes = [k for k in options if _agent_error(apply_options(base, {o: v for o, v in options.items() if o != k})) is None]
+    fixes = [k for k in options if agent_error(apply_options(base, {o: v for o, v in options.items() if o != k})) is None]
     # Several keys can each fix it (batch_size vs buffer_size): name the one the message names first.
     position = {k: error.find(f"--{k.replace('_', '-')}") for k in fixes}
     culprit = min(fixes, key=lambda k: (position[k] < 0, position[k])) if fixes else None
@@ -272,7 +272,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     if reference not in variants:
         raise ConfigError(f"{source}: reference: {reference!r} is not one of the variants {list(variants)}")
     base = TrainConfig(tasks=tuple(tasks), steps=steps, seeds=seeds, seed=seed)
-    base_error = _agent_error(base)
+    base_error = agent_error(base)
     if base_error:
         raise ConfigError(f"{source}: tasks: {base_error}")
     thresholds = _thresholds(raw.get("thresholds", {}), tuple(tasks), source)
@@ -301,11 +301,8 @@ def read_study_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     try:
         return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        from mtdqn.studies.presets import PRESETS, TRANSFER_PRESETS  # presets are written in this module's schema
-
-        raise ConfigError(f"{path}: no such study file (built-in presets: "
-                          f"{', '.join([*PRESETS, *TRANSFER_PRESETS])})") from None
+    except FileNotFoundError:  # by name, a preset is resolved before a file is looked for (presets.study_table)
+        raise ConfigError(f"{path}: no such study file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

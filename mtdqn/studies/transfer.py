@@ -28,10 +28,9 @@ from rich.console import Console
 from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError
 from mtdqn.io import write_json
-from mtdqn.studies.runner import (
-    CellConfig, StudyResult, _check_out_dir, build, cell_status, progress_printer, run_cell, run_local, study_record,
-)
-from mtdqn.studies.spec import StudySpec, apply_options, build_spec, default_threshold, variant_config
+from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
+from mtdqn.studies.runner import StudyResult, build, progress_printer, run_local, study_record
+from mtdqn.studies.spec import StudySpec, agent_error, apply_options, build_spec, default_threshold, variant_config
 
 __all__ = ["VARIANTS", "TransferSpec", "held_out_spec", "transfer_cells", "run_transfer_study"]
 
@@ -110,13 +109,11 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     """Pretrain (unless finished), run the held-out cells not yet finished, then the transfer table and report."""
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     study = held_out_spec(spec)
     pre_cell, cells = transfer_cells(spec, out_dir, devices)
     for cell in (pre_cell, *cells):  # every config a run could refuse, refused before anything is written
-        from mtdqn.studies.spec import _agent_error
-
-        error = _agent_error(cell.config)
+        error = agent_error(cell.config)
         if error:
             raise ConfigError(f"transfer study {spec.name}: {cell.variant}: {error}")
         try:
@@ -149,6 +146,4 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
 
     write_transfer_table(out_dir, list(spec.variants), spec.target)
     summaries = {cell.variant: (out_dir / "cells" / cell.variant / "summary.json") for cell in cells}
-    from mtdqn.studies.runner import _read
-
-    return StudyResult(out_dir, {v: _read(p) or {} for v, p in summaries.items()}, build(out_dir) if report else None)
+    return StudyResult(out_dir, {v: read_summary(p) or {} for v, p in summaries.items()}, build(out_dir) if report else None)

@@ -1,0 +1,144 @@
+"""A study cell: everything its results depend on, how a stored cell is judged, and how one is run.
+
+A cell is the pure function :func:`run_cell` of its :class:`CellConfig` (all
+seeds of one variant in one compiled program); the local backend
+(:mod:`mtdqn.studies.runner`) and the Ray backend (:mod:`mtdqn.studies.ray_backend`)
+only map it over the cells still to do, and the transfer study
+(:mod:`mtdqn.studies.transfer`) runs its cells through it too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
+from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.io import write_json
+
+__all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_out_dir", "read_summary", "run_cell",
+           "write_failed"]
+
+CellStatus = Literal["done", "resume", "fresh"]
+OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything a cell's results depend on (and nothing about where or how it runs)."""
+
+    variant: str
+    config: TrainConfig
+    thresholds: dict[str, float]
+    eval_episodes: int = 10
+    checkpoint_every: int = 0
+    devices: int = 0  # seed layout (0: as many local devices as the seeds can use); numbers differ only in rounding
+    eval_every: int = 0  # env steps per task between greedy evaluations during training (0: the final one only)
+    keep_best: bool = False  # restore each seed's best evaluation's parameters at the end (train's keep_best)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A JSON object (a cell's summary.json or config.json), or None when missing or half-written (a killed cell)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
+    """done (finished ok with this config), resume (killed after a checkpoint) or fresh.
+
+    A finished cell made with a *different* config is a ConfigError: mixing
+    the two in one report would compare runs that are not comparable.
+    """
+    cell_dir = Path(cell_dir)
+    summary = read_summary(cell_dir / "summary.json")
+    run_cfg = read_summary(cell_dir / "config.json") or {}
+    if summary is not None and summary.get("status") == "ok":
+        same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
+                and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant
+                and ("keep_best" in summary) == cell.keep_best
+                and summary.get("eval_every", cell.eval_every) == cell.eval_every)  # cells made before the option
+        # existed evaluated only at the end; evaluations never touch training, so they stay finished (the report
+        # then scores every variant by its final evaluation)
+        if same:
+            return "done"
+        diffs = [f"{key}: stored {a!r}, now {b!r}"
+                 for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
+        for key in ("thresholds", "eval_episodes", "variant", "eval_every"):
+            stored = summary.get(key, cell.eval_every if key == "eval_every" else None)
+            if stored != getattr(cell, key):
+                diffs.append(f"{key}: stored {stored!r}, now {getattr(cell, key)!r}")
+        if ("keep_best" in summary) != cell.keep_best:
+            diffs.append(f"keep_best: stored {'keep_best' in summary}, now {cell.keep_best}")
+        raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
+                          "choose another --out, or delete that cell folder to redo it")
+    if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
+        return "resume"
+    return "fresh"
+
+
+def _failed(cell: CellConfig, exc: BaseException) -> dict[str, Any]:
+    text = str(exc).strip().splitlines()
+    return {
+        "variant": cell.variant, "status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}",
+        "tasks": list(cell.config.tasks), "seeds": [cell.config.seed + i for i in range(cell.config.seeds)],
+        "thresholds": cell.thresholds, "eval_episodes": cell.eval_episodes, "eval_every": cell.eval_every,
+        "config_hash": cell.config_hash,
+    }
+
+
+def write_failed(cell: CellConfig, cell_dir: Path, exc: BaseException) -> dict[str, Any]:
+    """Record a failed cell so the study (and its report) can go on without it."""
+    summary = _failed(cell, exc)
+    write_json(Path(cell_dir) / "summary.json", summary)
+    return summary
+
+
+def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """Train one cell into ``cell_dir`` and return its summary; never raises for a failed run.
+
+    The numbers depend only on ``cell`` (seeds are part of its config), so any
+    backend that calls this gets identical results.  A divergence or any other
+    error becomes a ``status: failed`` summary, so one bad variant does not
+    cost the rest of the study.
+    """
+    from mtdqn.train.run import train  # JAX: imported where the work happens (e.g. a Ray worker)
+
+    cell_dir = Path(cell_dir)
+    status = cell_status(cell, cell_dir)
+    if status == "done":
+        return read_summary(cell_dir / "summary.json") or {}
+    kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
+                  eval_every=cell.eval_every, keep_best=cell.keep_best,
+                  extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
+                  devices=cell.devices or None)  # None: a resumed cell keeps its own layout
+    try:
+        if status == "resume":
+            try:
+                return train(cell.config, cell_dir, resume=True, **kwargs).summary
+            except InsufficientResources:
+                raise  # the checkpoint is fine, this machine is not: keep it for a later attempt
+            except ConfigError:
+                pass  # unreadable checkpoint: start over below
+        if cell_dir.exists():
+            shutil.rmtree(cell_dir)  # not a finished result: a failed or half-written attempt
+        return train(cell.config, cell_dir, force=True, **kwargs).summary
+    except Exception as exc:  # the study goes on; the report lists the failure
+        return write_failed(cell, cell_dir, exc)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """A study's --out: a new or empty folder, or one holding a study (whose finished cells it reuses)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "study.json").exists():
+        raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")
