@@ -187,6 +187,7 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
         "start_eval": {n: returns.total[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "start_eval_discounted": {n: returns.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "eval_episodes": episodes,
+        "source_checkpoint": RunDir(source.path).checkpoint_id(),  # which weights: a study redoes a cell if they change
     }
     return state, record
 

@@ -2,7 +2,7 @@
 
 Every registered task can be drawn: JAX tasks from their gymnax state
 (:mod:`mtdqn.render`: MinAtar's grids, Gymnasium's classic-control renderers,
-our drawings of Car-On-Hill and the pendulum), ``gym:`` tasks by their own
+our drawings of Car-On-Hill, the pendulum and the MiniGrid grids), ``gym:`` tasks by their own
 ``rgb_array`` render mode.  A GIF holds one frame per state an episode visits:
 its start and the state after each step, so ``steps + 1`` frames per episode
 (``gif_every=k`` keeps every k-th and each episode's last).  A caption under

@@ -10,7 +10,9 @@
 
 ``gym:`` tasks draw themselves (their env's ``rgb_array`` mode, see
 :mod:`mtdqn.play`).  A new task family adds a renderer to :data:`RENDERERS`
-and nothing else (MiniGrid, when it exists: the grid with the agent's view).
+and nothing else.
+- MiniGrid: the whole grid from its state, the agent's 7x7 view lit, the agent
+  a red triangle (:func:`minigrid_frame`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mtdqn.errors import ConfigError
+from mtdqn.taskfacts import FACTS
+from mtdqn.tasks.minigrid.core import BALL, BOX, DOOR, FLOOR, GOAL, KEY, LAVA, LOCKED, OPEN, VIEW, WALL
 
-__all__ = ["Draw", "RENDERERS", "open_renderer", "minatar_frame", "car_on_hill_frame", "pendulum_frame",
+__all__ = ["Draw", "RENDERERS", "open_renderer", "minatar_frame", "minigrid_frame", "car_on_hill_frame",
+           "pendulum_frame",
            "with_caption", "offscreen_pygame", "RENDER_EXTRA"]
 
 Draw = Callable[[Any, np.ndarray], np.ndarray]  # (gymnax env state, its observation) -> (H, W, 3) uint8
@@ -159,8 +164,62 @@ def _minatar(state: Any, obs: np.ndarray) -> np.ndarray:
     return minatar_frame(obs)
 
 
-# task name -> a context manager yielding its Draw.  Add a task family here (MiniGrid: the grid and the
-# agent's view, from its state); `mtdqn play --gif` then draws it.
+# MiniGrid's colour ids (red, green, blue, purple, yellow, grey) as MiniGrid draws them (minigrid/core/constants.py)
+_MINIGRID_COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [112, 39, 195], [255, 255, 0], [100, 100, 100]],
+                             np.uint8)
+
+
+def minigrid_frame(grid: np.ndarray, pos: tuple[int, int], direction: int, tile: int = 24) -> np.ndarray:
+    """The whole grid, the agent's 7x7 view lit, the agent a red triangle pointing its way.
+
+    ``grid`` is (W, H, 3) of (object, colour, state) ids indexed [x, y]; walls grey, a goal green, lava
+    orange, doors outlined in their colour (filled when locked, a gap when open), keys and balls small
+    squares and discs of their colour.
+    """
+    width, height = grid.shape[:2]
+    image = Image.new("RGB", (width * tile, height * tile), (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    x0, y0 = pos
+    ahead = {0: (0, -(VIEW // 2)), 1: (-(VIEW // 2), 0), 2: (-(VIEW - 1), -(VIEW // 2)), 3: (-(VIEW // 2), -(VIEW - 1))}
+    vx, vy = ahead[int(direction)]
+    draw.rectangle([(x0 + vx) * tile, (y0 + vy) * tile, (x0 + vx + VIEW) * tile - 1, (y0 + vy + VIEW) * tile - 1],
+                   fill=(40, 40, 40))  # what the agent can see (before occlusion)
+    for x in range(width):
+        for y in range(height):
+            obj, colour, state = (int(v) for v in grid[x, y])
+            box = [x * tile, y * tile, (x + 1) * tile - 1, (y + 1) * tile - 1]
+            inner = [box[0] + tile // 4, box[1] + tile // 4, box[2] - tile // 4, box[3] - tile // 4]
+            rgb = tuple(int(c) for c in _MINIGRID_COLOURS[min(colour, 5)])
+            if obj == WALL:
+                draw.rectangle(box, fill=(100, 100, 100))
+            elif obj == GOAL:
+                draw.rectangle(box, fill=(0, 200, 0))
+            elif obj == LAVA:
+                draw.rectangle(box, fill=(255, 128, 0))
+            elif obj == FLOOR:
+                draw.rectangle(box, fill=tuple(c // 2 for c in rgb))
+            elif obj == DOOR:
+                if state == OPEN:
+                    draw.rectangle([box[0], box[1], box[0] + 2, box[3]], fill=rgb)
+                else:
+                    draw.rectangle(box, outline=rgb, width=2, fill=rgb if state == LOCKED else None)
+            elif obj in (KEY, BOX):
+                draw.rectangle(inner, fill=rgb)
+            elif obj == BALL:
+                draw.ellipse(inner, fill=rgb)
+    tip = {0: (1, 0.5), 1: (0.5, 1), 2: (0, 0.5), 3: (0.5, 0)}[int(direction)]
+    back = {0: [(0, 0), (0, 1)], 1: [(0, 0), (1, 0)], 2: [(1, 0), (1, 1)], 3: [(0, 1), (1, 1)]}[int(direction)]
+    corner = lambda fx, fy: (x0 * tile + 3 + fx * (tile - 6), y0 * tile + 3 + fy * (tile - 6))  # noqa: E731
+    draw.polygon([corner(*tip), *(corner(*p) for p in back)], fill=(255, 0, 0))
+    return np.asarray(image)
+
+
+def _minigrid(state: Any, obs: np.ndarray) -> np.ndarray:
+    return minigrid_frame(np.asarray(state.grid), tuple(int(v) for v in np.asarray(state.pos)), int(state.dir))
+
+
+# task name -> a context manager yielding its Draw.  Add a task family here; `mtdqn play --gif` then draws it.
+MINIGRID_TASKS = tuple(name for name in FACTS if name.startswith("MiniGrid-"))
 RENDERERS: dict[str, Callable[[str], Any]] = {
     **{name: _gymnasium_classic for name in _GYMNASIUM_STATE},
     **{f"{game}-MinAtar": lambda _: _plain(_minatar)
@@ -168,6 +227,7 @@ RENDERERS: dict[str, Callable[[str], Any]] = {
     "CarOnHill-v0": lambda _: _plain(lambda s, obs: car_on_hill_frame(float(s.position), float(s.velocity))),
     "InvertedPendulumDiscrete-v0": lambda _: _plain(
         lambda s, obs: pendulum_frame(float(s.angle), float(s.angular_velocity))),
+    **{name: lambda _: _plain(_minigrid) for name in MINIGRID_TASKS},
 }
 
 

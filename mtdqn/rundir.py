@@ -20,7 +20,9 @@ and both training loops (compiled and Gymnasium host) write through the same
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -139,8 +141,9 @@ FINAL_SCORE_SPAN = 0.2  # ... of those in the last 20% of training (the final on
 FINAL_SCORE_RULES = {
     "mean-of-last-evals": "the mean of the last greedy evaluations (at most FINAL_SCORE_EVALS, in the last "
                           "FINAL_SCORE_SPAN of training, the end-of-training one always among them)",
-    "restored-best-final-eval": "the end-of-training greedy evaluation alone: early stopping restored each "
-                                "seed's best parameters, and the evaluations before were of other parameters",
+    "restored-best-final-eval": "the end-of-training greedy evaluation alone: early stopping (--patience) or "
+                                "--keep-best restored each seed's best parameters, and the evaluations before "
+                                "were of other parameters",
 }
 """summary.json's ``final_score_rule``: which definition its ``final_score`` follows."""
 
@@ -203,6 +206,15 @@ class RunDir:
             return config_from_dict(record["config"])
         except (KeyError, TypeError, AttributeError):
             raise ConfigError(f"{self.path / 'config.json'} is not an mtdqn run record (no readable config)") from None
+
+    def checkpoint_id(self) -> str | None:
+        """A digest of the latest checkpoint's file table (the SHA-256 of every file): the same weights give the
+        same id, any others another; None without a readable checkpoint record."""
+        try:
+            files = read_json(self.path / "checkpoints" / "latest.json")["files"]
+        except (ConfigError, OSError, KeyError, TypeError):
+            return None
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
     def check_space(self, checkpoint_bytes: int) -> None:
         """Before anything is compiled: room for two checkpoints (the old one stays until the new is complete)."""

@@ -114,7 +114,7 @@ def test_analysis_never_imports_training():
 def test_the_checks_see_what_they_check(tmp_path):
     """The graph reader finds function-level imports and private names (a check that cannot fail is none)."""
     edges, private = _graph()
-    assert "mtdqn.train.run" in edges["mtdqn.studies.runner"]  # imported inside run_cell
+    assert "mtdqn.train.run" in edges["mtdqn.studies.cell"]  # imported inside run_cell
     assert "mtdqn.tasks.registry" not in edges["mtdqn.tasks.envs"]  # TYPE_CHECKING only
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None

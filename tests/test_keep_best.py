@@ -55,11 +55,16 @@ def test_the_best_sum_of_discounted_returns_is_kept_ties_to_the_later_and_nothin
     assert "discounted" in record["score"] and "later" in record["score"]
 
 
+@pytest.mark.slow
 def test_a_run_keeps_each_seeds_best_evaluation(tmp_path):
     result = train(TINY, tmp_path / "kb", progress=False, eval_episodes=2, eval_every=300, keep_best=True)
     kept = result.summary["keep_best"]
     assert "early_stop" not in result.summary and result.summary["env_steps"] == 1200  # ran to the end
     assert json.loads((tmp_path / "kb" / "config.json").read_text())["options"]["keep_best"] is True
+    # the restored parameters are scored by their own final evaluation, and the summary says so
+    s = result.summary
+    assert s["final_score_rule"] == "restored-best-final-eval" and s["final_score_steps"] == [1200]
+    assert s["final_score"] == s["final_eval"] and s["final_score_discounted"] == s["final_eval_discounted"]
     evals = pd.read_parquet(tmp_path / "kb" / "evals.parquet")
     during = evals[evals["step"] < 1200].groupby(["seed", "step"])["discounted_mean"].sum()
     agent = make_agent(TINY)

@@ -84,6 +84,7 @@ def test_restored_best_parameters_are_scored_by_their_final_evaluation_alone():
     assert final_score_steps(rows, final_score_rule(False)) == [98_000, 99_000, 100_000]
 
 
+@pytest.mark.slow
 def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path, capsys):
     from mtdqn.cli import main
 

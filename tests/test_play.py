@@ -25,7 +25,7 @@ from mtdqn.config import config_hash, config_to_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import write_json
 from mtdqn.play import play
-from mtdqn.render import RENDERERS, car_on_hill_frame, minatar_frame, open_renderer, pendulum_frame
+from mtdqn.render import RENDERERS, car_on_hill_frame, minatar_frame, minigrid_frame, open_renderer, pendulum_frame
 from mtdqn.tasks.registry import make_env
 from mtdqn.train.agent import make_agent
 from mtdqn.train.host_loop import make_host_trainer
@@ -159,6 +159,24 @@ def test_minatar_gif(tmp_path):
                   gif_every=4)
     kept = set(range(0, result.lengths[0] + 1, 4)) | {result.lengths[0]}  # every 4th step and the last
     assert result.frames == gif_frames(tmp_path / "every.gif") == len(kept)
+
+
+MINIGRID = dataclasses.replace(IMAGE, tasks=("MiniGrid-DoorKey-6x6-v0", "MiniGrid-LavaGapS7-v0"), seeds=1)
+
+
+def test_minigrid_gif_and_drawing(tmp_path):
+    fake_run(tmp_path / "run", MINIGRID)
+    for task in MINIGRID.tasks:
+        assert_frame_per_state(tmp_path, tmp_path / "run", task, max_steps=5)
+    grid = np.zeros((6, 6, 3), np.uint8)
+    grid[0, :] = grid[-1, :] = grid[:, 0] = grid[:, -1] = (2, 5, 0)  # walls around an empty room
+    base = minigrid_frame(grid, (2, 2), 0, tile=8)
+    assert base.shape == (48, 48, 3) and base.dtype == np.uint8
+    assert differ(base, minigrid_frame(grid, (3, 2), 0, tile=8))  # moved
+    assert differ(base, minigrid_frame(grid, (2, 2), 1, tile=8))  # turned
+    with_key = grid.copy()
+    with_key[4, 4] = (5, 4, 0)  # a yellow key
+    assert differ(base, minigrid_frame(with_key, (2, 2), 0, tile=8))
 
 
 def test_gym_task_gif(tmp_path, monkeypatch):

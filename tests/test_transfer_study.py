@@ -168,3 +168,27 @@ def test_a_pretraining_finished_without_keep_best_is_not_taken_for_one(study, tm
     (old / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(ConfigError, match="keep_best: stored False, now True"):
         cell_status(pre_cell, old)
+
+
+def test_a_finished_cell_grafted_from_other_weights_than_its_source_now_holds_is_refused(tmp_path):
+    """A pretraining trained again (e.g. now with --keep-best) changes the weights a finished held-out cell
+    started from: that cell is no longer a result of this study, and the study says so instead of reusing it."""
+    from mtdqn.config import FinetuneConfig, TrainConfig
+    from mtdqn.studies.cell import CellConfig, cell_status
+
+    source, cell_dir = tmp_path / "pretrain", tmp_path / "cells" / "frozen"
+    (source / "checkpoints").mkdir(parents=True)
+    cell_dir.mkdir(parents=True)
+    write = lambda path, obj: path.write_text(json.dumps(obj))  # noqa: E731
+    write(source / "checkpoints" / "latest.json", {"files": {"a": [1, "00ff"]}})
+    cfg = TrainConfig(tasks=("Acrobot-v1",), finetune=FinetuneConfig(source=str(source), freeze="trunk"))
+    cell = CellConfig("frozen", cfg, {})
+    write(cell_dir / "summary.json", {"status": "ok", "config_hash": cell.config_hash, "thresholds": {},
+                                      "eval_episodes": 10, "variant": "frozen", "eval_every": 0})
+    from mtdqn.rundir import RunDir
+
+    write(cell_dir / "start.json", {"source_checkpoint": RunDir(source).checkpoint_id()})
+    assert cell_status(cell, cell_dir) == "done"
+    write(source / "checkpoints" / "latest.json", {"files": {"a": [1, "11ee"]}})  # the source trained again
+    with pytest.raises(ConfigError, match="grafted from other weights"):
+        cell_status(cell, cell_dir)

@@ -49,8 +49,9 @@ def final_definition(study: Study) -> str:
     if not all("final_score" in c.summary for c in ok):  # the study's one definition (scores.final_score_key)
         return f"greedy evaluation (epsilon 0) at the end of training, {episodes} episodes per task and seed"
     if s.get("final_score_rule") == "restored-best-final-eval":
+        how = "--keep-best" if "keep_best" in s else "early stopping"
         return (f"greedy evaluation (epsilon 0) at the end of training of each seed's best parameters, restored by "
-                f"early stopping, {episodes} episodes per task and seed")
+                f"{how}, {episodes} episodes per task and seed")
     made = int(evals["step"].nunique()) if evals is not None else 1
     k = len(s["final_score_steps"]) if "final_score_steps" in s else min(int(s.get("final_score_evals", 1)), made)
     if k <= 1:

@@ -35,7 +35,7 @@ from mtdqn.analysis.fmt import estimate, num, values
 from mtdqn.analysis.ranges import Bounds, discounted_bounds, return_bounds
 from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_diff, bootstrap_mean
 
-__all__ = ["seed_metrics", "transfer_table", "differences", "grafted_steps", "write_transfer_table"]
+__all__ = ["seed_metrics", "transfer_table", "differences", "grafted_trunk", "write_transfer_table"]
 
 METRICS = ("jumpstart", "auc", "final", "final_discounted")
 
@@ -72,13 +72,21 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
     return table
 
 
-def grafted_steps(study_dir: Path) -> dict[str, int] | None:
-    """{seed: env step} of the pretraining parameters the cells start from when it kept its best (keep_best in
-    its summary), None when they are its last (or there is no finished pretraining)."""
+def grafted_trunk(study_dir: Path) -> tuple[dict[str, int] | None, str]:
+    """({seed: env step} of the pretraining parameters the cells start from, or None when they are its last or
+    unknown; the sentence the table states it with)."""
     path = Path(study_dir) / "pretrain" / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
-    kept = summary.get("keep_best")
-    return None if kept is None else {seed: int(step) for seed, step in kept["best_step"].items()}
+    if summary.get("status") != "ok":
+        return None, "unknown: no finished pretraining in this study folder."
+    for key, how in (("keep_best", "the pretraining's evaluation with the highest sum of the tasks' discounted "
+                                   "returns (--keep-best)"),
+                     ("early_stop", "the pretraining's best evaluation, restored by early stopping")):
+        if key in summary:
+            steps = {seed: int(step) for seed, step in summary[key]["best_step"].items()}
+            return steps, (f"per seed, {how}, at step {', '.join(f'{v:,}' for v in steps.values())} "
+                           f"(seeds {', '.join(steps)}).")
+    return None, "the pretraining's last parameters."
 
 
 def _bounds(metric: str, task: str, gamma: float = float("nan")) -> Bounds:
@@ -134,17 +142,14 @@ def write_transfer_table(study_dir: Path, variants: list[str], task: str) -> Pat
     ref = table[variants[0]]
     g = ref["final_discounted"].get("gamma") if ref else None
     gamma = f", γ {g:g}" if isinstance(g, (int, float)) and math.isfinite(g) else ""  # older runs: none recorded
-    kept = grafted_steps(study_dir)
+    kept, grafted = grafted_trunk(study_dir)
     write_json(Path(study_dir) / "transfer.json", {"task": task, "variants": table, "reference": variants[0],
                                                     "differences": diffs, "grafted_steps": kept})
     lines = [f"# Transfer to {task}", "",
              f"Mean over seeds [95% bootstrap interval, within the return's range] (below {MIN_SEEDS} seeds: the "
              "seeds); per-seed values in transfer.json. Jumpstart: greedy return at the first evaluation; AUC: mean "
              "greedy return over training; final: the run's final score (undiscounted and discounted).", "",
-             "Grafted trunk: " + ("the pretraining's last parameters." if kept is None else
-                                  "per seed, the pretraining's evaluation with the highest sum of the tasks' "
-                                  "discounted returns, at step " + ", ".join(f"{v:,}" for v in kept.values())
-                                  + " (seeds " + ", ".join(kept) + ")."), "",
+             f"Grafted trunk: {grafted}", "",
              f"| variant | seeds | jumpstart | AUC | final | final (discounted{gamma}) |", "|---|---|---|---|---|---|"]
     for variant, row in table.items():
         if row is None:

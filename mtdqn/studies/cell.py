@@ -18,6 +18,7 @@ from typing import Any, Callable, Literal
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.io import write_json
+from mtdqn.rundir import RunDir
 
 __all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_out_dir", "read_summary", "run_cell",
            "write_failed"]
@@ -69,6 +70,11 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
                 and summary.get("eval_every", cell.eval_every) == cell.eval_every)  # cells made before the option
         # existed evaluated only at the end; evaluations never touch training, so they stay finished (the report
         # then scores every variant by its final evaluation)
+        source = cell.config.finetune.source  # a fine-tuned cell is done only while its source's weights are
+        start = read_summary(cell_dir / "start.json") or {}  # those it started from
+        if source and start.get("source_checkpoint") != RunDir(source).checkpoint_id():
+            raise ConfigError(f"{cell_dir}: holds a finished cell grafted from other weights of {source} than it "
+                              "holds now (its source was trained again); delete that cell folder to redo it")
         if same:
             return "done"
         diffs = [f"{key}: stored {a!r}, now {b!r}"

@@ -95,7 +95,7 @@ class Task:
     gamma: float | None = None  # this task's discount factor; None: the run's --gamma
     sticky: float = 0.0  # MinAtar: probability that the game repeats its last action
     full_actions: bool = False  # MinAtar: all six actions instead of the game's minimal set
-    max_steps: int | None = None  # MinAtar: the episode cut-off; None: gymnax's (max_episode_steps holds it)
+    max_steps: int | None = None  # MinAtar, MiniGrid: the episode cut-off; None: the env's (max_episode_steps)
 
     def discount(self, default: float) -> float:
         """This task's discount factor: its own ``gamma=`` option, else the run's ``default``."""
@@ -189,8 +189,8 @@ def _minatar_option(key: str, raw: str, spec: str) -> Any:
         raise ConfigError(f"task option max_steps in {spec!r} must be a whole number, got {raw!r}") from None
     if not 1 <= steps < 2**31 - 1:
         raise ConfigError(
-            f"task option max_steps in {spec!r} must be >= 1 (evaluation rolls out that many steps, so the "
-            f"episode needs a cut-off; MinAtar itself has none: use a large one), got {raw}"
+            f"task option max_steps in {spec!r} must be >= 1 (evaluation rolls out that many steps, so an "
+            f"episode needs a cut-off; for MinAtar, which has none, use a large one), got {raw}"
         )
     return steps
 

@@ -465,7 +465,7 @@ def _summarize(trainer: Trainer, state: Any, compile_s: float, loop_s: float, fi
         "final_score": final_scores(evals, names, agent.seeds, final_steps),
         "final_score_discounted": final_scores(evals, names, agent.seeds, final_steps, "discounted_mean"),
         "final_score_rule": rule,
-        "final_score_evals": FINAL_SCORE_EVALS,
+        "final_score_evals": FINAL_SCORE_EVALS if rule == "mean-of-last-evals" else 1,
         "final_score_steps": final_steps,
         "gamma": agent.cfg.dqn.gamma,
         "task_gamma": dict(zip(names, agent.gammas)),
