@@ -20,7 +20,8 @@ from mtdqn.checkpoint import save_checkpoint
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_hash, config_to_dict
 from mtdqn.io import write_json
 from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import make_trainer, seed_keys
+from mtdqn.train.loop import init_state, make_trainer, seed_keys
+from mtdqn.train.step import env_step
 
 VECTOR = TrainConfig(
     tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, log_every=200, num_envs=4, seeds=2,
@@ -83,3 +84,17 @@ def garble(run: Path) -> None:
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
+
+
+def filled_state(agent, steps: int = 40):
+    """A fresh training state of ``agent`` whose replay holds ``steps`` vector steps of random-policy transitions."""
+    state = init_state(agent, jax.random.PRNGKey(0))
+
+    @jax.jit
+    def fill(s):
+        def body(s, key):
+            s, _ = env_step(agent, s, key, jnp.float32(1.0))
+            return s, None
+        return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps))[0]
+
+    return fill(state)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import filled_state
 from mtdqn.config import DQNConfig, FinetuneConfig, NetworkConfig, TrainConfig
 from mtdqn.finetune import unfreeze_update
 from mtdqn.networks import split_shared
@@ -22,7 +22,6 @@ from mtdqn.replay import replay_sample
 from mtdqn.strategies.base import task_gram
 from mtdqn.train import step
 from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import init_state
 
 # sgd at lr 1: a parameter's change is minus the gradient the optimizer got, so the combined gradient is visible.
 BASE = TrainConfig(
@@ -35,20 +34,6 @@ BASE = TrainConfig(
 
 def _agent(strategy: str, **finetune) -> object:
     return make_agent(dataclasses.replace(BASE, strategy=strategy, finetune=FinetuneConfig(source="x", **finetune)))
-
-
-def _filled_state(agent, steps: int = 40):
-    """A state whose replay holds ``steps`` vector steps of random-policy transitions."""
-    state = init_state(agent, jax.random.PRNGKey(0))
-
-    @jax.jit
-    def fill(s):
-        def body(s, key):
-            s, _ = step.env_step(agent, s, key, jnp.float32(1.0))
-            return s, None
-        return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps))[0]
-
-    return fill(state)
 
 
 def _task_grads(agent, state, key):
@@ -80,7 +65,7 @@ def _conflicting_key(agent, state, upper):
 @pytest.mark.parametrize("strategy", ["pcgrad", "unit-norm", "cagrad"])
 def test_bottom_1_strategies_see_the_upper_layers_alone(strategy):
     agent = _agent(strategy, freeze="bottom:1")
-    state = _filled_state(agent)
+    state = filled_state(agent)
     upper = lambda g: {"torso": {"layer_1": g["torso"]["layer_1"]}}  # noqa: E731  (layer_0 is frozen)
     key = _conflicting_key(agent, state, upper) if strategy == "pcgrad" else jax.random.PRNGKey(7)
     losses, g_shared, k_strategy = _task_grads(agent, state, key)
@@ -104,7 +89,7 @@ def test_bottom_1_strategies_see_the_upper_layers_alone(strategy):
 def test_lora_diagnostics_come_from_the_low_rank_factors_alone():
     agent = make_agent(dataclasses.replace(BASE, strategy="unit-norm",
                                            finetune=FinetuneConfig(source="x", lora_rank=2)))
-    state = _filled_state(agent)
+    state = filled_state(agent)
     # B starts at 0 (the network starts as its source); a nonzero B gives A a gradient too.
     params = jax.tree.map(lambda x: x, state.params)
     for name in ("layer_0", "layer_1"):
@@ -130,7 +115,7 @@ def test_trunk_until_counts_as_frozen_until_it_opens():
     agent = _agent("unit-norm", freeze="trunk-until:24")  # a shared trunk only: nothing shared trains before
     start = unfreeze_update(agent.cfg.finetune, agent.derived, agent.cfg.num_envs)
     assert start == 6
-    state = _filled_state(agent)
+    state = filled_state(agent)
     update = jax.jit(lambda s, k: step.update(agent, s, k))
     for i in range(start + 1):
         key = jax.random.PRNGKey(50 + i)
@@ -152,7 +137,7 @@ def test_trunk_until_adam_moments_see_the_trunk_before_it_opens():
     cfg = dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, optimizer="adam", lr=1e-3),
                               finetune=FinetuneConfig(source="x", freeze="trunk-until:400"))
     agent = make_agent(cfg)
-    state = _filled_state(agent)
+    state = filled_state(agent)
     new, metrics = jax.jit(lambda s, k: step.update(agent, s, k))(state, jax.random.PRNGKey(9))
     np.testing.assert_array_equal(metrics["grad_norm"], 0.0)  # the strategy and diagnostics: frozen
     jax.tree.map(np.testing.assert_array_equal, new.params["torso"], state.params["torso"])
@@ -164,7 +149,7 @@ def test_trunk_until_adam_moments_see_the_trunk_before_it_opens():
 @pytest.mark.parametrize("strategy", ["sum", "unit-norm", "pcgrad", "cagrad", "gradnorm", "uncertainty", "dwa"])
 def test_every_shared_leaf_frozen_gives_zero_and_stays_finite(strategy):
     agent = _agent(strategy, freeze="trunk")
-    state = _filled_state(agent)
+    state = filled_state(agent)
     assert split_shared(agent.arch, state.params)[0]["torso"]  # there are shared leaves, all frozen
     update = jax.jit(lambda s, k: step.update(agent, s, k))
     for i in range(3):

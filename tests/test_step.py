@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import filled_state
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
 from mtdqn.evaluate import rollout_returns
 from mtdqn.networks import q_values
@@ -30,27 +31,13 @@ def _agent(**dqn):
     return make_agent(dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, **dqn)))
 
 
-def _filled_state(agent, steps: int = 40):
-    """A state whose replay holds ``steps`` vector steps of random-policy transitions."""
-    state = init_state(agent, jax.random.PRNGKey(0))
-
-    @jax.jit
-    def fill(s):
-        def body(s, key):
-            s, _ = step.env_step(agent, s, key, jnp.float32(1.0))
-            return s, None
-        return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps))[0]
-
-    return fill(state)
-
-
 def _allclose_trees(a, b, **kw):
     return all(np.allclose(x, y, **kw) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_hard_target_copy_happens_every_n_updates_and_only_then():
     agent = _agent(tau=1.0, target_update_every=3)
-    state = _filled_state(agent)
+    state = filled_state(agent)
     initial_target = state.target_params
     update = jax.jit(lambda s, k: step.update(agent, s, k)[0])
     for i in range(1, 7):
@@ -66,7 +53,7 @@ def test_hard_target_copy_happens_every_n_updates_and_only_then():
 def test_polyak_target_moves_tau_of_the_way_every_update():
     tau = 0.25
     agent = _agent(tau=tau, target_update_every=1)
-    state = _filled_state(agent)
+    state = filled_state(agent)
     update = jax.jit(lambda s, k: step.update(agent, s, k)[0])
     for i in range(3):
         new = update(state, jax.random.PRNGKey(20 + i))
@@ -85,7 +72,7 @@ def test_td_targets_by_hand(double, specs, gammas):
     agent = make_agent(dataclasses.replace(BASE, tasks=specs, dqn=dataclasses.replace(BASE.dqn, double=double,
                                                                                         gamma=0.9)))
     assert agent.gammas == gammas
-    state = _filled_state(agent)
+    state = filled_state(agent)
     state = state.replace(params=jax.tree.map(lambda x: x + 0.05, state.params))  # online != target
     batch = replay_sample(state.replay, jax.random.PRNGKey(3), 16)
     batch = batch.replace(terminated=batch.terminated.at[:, ::3].set(True))  # some terminal transitions
@@ -152,7 +139,7 @@ def test_gamma_one_is_a_valid_discount():
 
 def test_dropout_acts_in_the_losss_online_pass_only():
     plain, dropped = _agent(), _agent(dropout=0.5)
-    state = _filled_state(plain)  # the same network shape: one state serves both agents
+    state = filled_state(plain)  # the same network shape: one state serves both agents
     key = jax.random.PRNGKey(3)
     k_sample = jax.random.split(key, 3)[0]  # how update() samples its batch
     batch = replay_sample(state.replay, k_sample, plain.cfg.dqn.batch_size)
