@@ -43,38 +43,46 @@ def test_capacity_covers_the_derived_bound():
     assert MAX_ENEMIES >= enemy_bound() and MAX_F_BULLETS >= 2 and MAX_DIVERS >= 2
 
 
-def test_minatar_lists_stay_within_the_derived_bounds():
-    """Random episodes of the ``minatar`` package, surfacing often so the difficulty ramps: no list is ever
-    longer than the bound the module derives (the enemy bullets' grid needs none, but stays below the enemies')."""
-    from minatar import Environment
+def _random_policy(p):
+    def policy(game, rng):
+        return int(rng.choice(6, p=p))
 
-    rng = np.random.default_rng(0)
-    most = {"f_bullets": 0, "divers": 0, "enemies": 0, "e_bullets": 0}
-    steps = 0
-    for episode in range(300):
-        env = Environment("seaquest", sticky_action_prob=0.0)
-        env.seed(episode)
-        env.reset()
-        game = env.env
-        while True:
-            a = int(rng.choice(6, p=[0.05, 0.15, 0.2, 0.15, 0.25, 0.2]))
-            # the spawn point: the lists before the step, plus a spawn if one is due
-            most["enemies"] = max(most["enemies"], len(game.e_fish) + len(game.e_subs) + (game.e_spawn_timer == 0))
-            most["divers"] = max(most["divers"], len(game.divers) + (game.d_spawn_timer == 0))
-            most["f_bullets"] = max(most["f_bullets"], len(game.f_bullets) + (a == 5 and game.shot_timer == 0))
-            _, terminal = env.act(a)
-            most["e_bullets"] = max(most["e_bullets"], len(game.e_bullets))
-            steps += 1
-            if terminal:
-                break
-    assert steps > 7_000, steps
-    assert most["f_bullets"] <= MAX_F_BULLETS and most["divers"] <= MAX_DIVERS, most
-    assert most["enemies"] <= enemy_bound() and most["e_bullets"] <= enemy_bound(), most
-    print(most)
-    assert most["f_bullets"] == 2 and most["divers"] >= 1 and most["enemies"] >= 3, most  # the lists were used
+    return policy
 
 
-def _play(episodes: int, seed: int, policy_p) -> tuple[int, float, int]:
+def _diver_policy(game, rng) -> int:
+    """Fetch divers and surface with them, dodging and shooting, sometimes at random: reaches rescues and the
+    difficulty ramp that random play rarely does."""
+    enemies = game.e_fish + game.e_subs
+
+    def danger(y):
+        return (any(e[1] == y and abs(e[0] - game.sub_x) <= 3 for e in enemies)
+                or any(b[1] == y and abs(b[0] - game.sub_x) <= 2 for b in game.e_bullets))
+
+    if game.diver_count > 0 and (game.oxygen < 60 or game.diver_count >= 6) and game.sub_y > 0:
+        return 2  # up
+    if game.diver_count < 0 and rng.random() < 0.5:  # after a full rescue surfacing is free: ramp up
+        return 2 if game.sub_y > 0 else 4
+    if game.sub_y > 0 and danger(game.sub_y):
+        if game.shot_timer == 0 and any(e[1] == game.sub_y and (e[0] > game.sub_x) == game.sub_or for e in enemies):
+            return 5
+        if game.sub_y < 8 and not danger(game.sub_y + 1):
+            return 4
+        if game.sub_y > 1 and not danger(game.sub_y - 1):
+            return 2
+    if rng.random() < 0.1:
+        return int(rng.integers(6))
+    if game.divers:
+        x, y = game.divers[0][:2]
+        if y != game.sub_y:
+            return 4 if y > game.sub_y else 2
+        if x != game.sub_x:
+            return 3 if x > game.sub_x else 1
+    return 4 if game.sub_y == 0 else 5
+
+
+def _play(episodes: int, seed: int, policy, six_divers_at: int = -1) -> tuple[int, float, int]:
+    """Step our game and MinAtar's side by side; at step ``six_divers_at`` both are given 6 divers on board."""
     from minatar import Environment
 
     env = Seaquest()
@@ -90,7 +98,10 @@ def _play(episodes: int, seed: int, policy_p) -> tuple[int, float, int]:
         oracle.reset()
         np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
         for t, key in enumerate(jax.random.split(jax.random.PRNGKey(seed * 1_000 + episode), 5_000)):
-            action = int(rng.choice(6, p=policy_p))
+            if t == six_divers_at:
+                oracle.env.diver_count = 6
+                state = state.replace(diver_count=jnp.int32(6))
+            action = policy(oracle.env, rng)
             stub.queue += _oracle_draws(np.asarray(draw(key)), oracle.env.e_spawn_timer == 0,
                                         oracle.env.d_spawn_timer == 0)
             obs, state, reward, terminated, _ = step(key, state, action)
@@ -107,17 +118,54 @@ def _play(episodes: int, seed: int, policy_p) -> tuple[int, float, int]:
     return checked, rewards, ramps
 
 
+def test_minatar_lists_stay_within_the_derived_bounds():
+    """Episodes of the ``minatar`` package, random ones and ones that ramp the difficulty to its end (6 divers
+    handed over, then surfacing for free): no list is ever longer than the module's bound (the enemy bullets'
+    grid needs none, but their count stays below the enemies' bound)."""
+    from minatar import Environment
+
+    rng = np.random.default_rng(0)
+    most = {"f_bullets": 0, "divers": 0, "enemies": 0, "e_bullets": 0}
+    steps = ramps = 0
+    for episode in range(400):
+        env = Environment("seaquest", sticky_action_prob=0.0)
+        env.seed(episode)
+        env.reset()
+        game = env.env
+        ramping = episode % 2 == 1
+        policy = _diver_policy if ramping else _random_policy([0.05, 0.15, 0.2, 0.15, 0.25, 0.2])
+        for t in range(3_000):
+            if ramping and t == 15:
+                game.diver_count = 6
+            a = policy(game, rng)
+            # the spawn point: the lists before the step, plus a spawn if one is due
+            most["enemies"] = max(most["enemies"], len(game.e_fish) + len(game.e_subs) + (game.e_spawn_timer == 0))
+            most["divers"] = max(most["divers"], len(game.divers) + (game.d_spawn_timer == 0))
+            most["f_bullets"] = max(most["f_bullets"], len(game.f_bullets) + (a == 5 and game.shot_timer == 0))
+            _, terminal = env.act(a)
+            most["e_bullets"] = max(most["e_bullets"], len(game.e_bullets))
+            steps += 1
+            if terminal:
+                break
+        ramps = max(ramps, game.ramp_index)
+    assert steps > 15_000 and ramps == 19, (steps, ramps)  # the spawn interval reached 1
+    assert most["f_bullets"] <= MAX_F_BULLETS and most["divers"] <= MAX_DIVERS, most
+    assert most["enemies"] <= enemy_bound() and most["e_bullets"] <= enemy_bound(), most
+    assert most["f_bullets"] == 2 and most["divers"] == 2 and most["enemies"] >= 15, most  # the lists were used
+
+
 def test_steps_as_the_minatar_package():
     """Observations (all 10 channels), rewards and terminals equal MinAtar's at every step, terminal steps
     included (no oxygen-gauge difference), over random episodes with the spawn draws aligned."""
-    checked, rewards, _ = _play(25, seed=0, policy_p=[0.1, 0.15, 0.15, 0.15, 0.3, 0.15])
+    checked, rewards, _ = _play(25, seed=0, policy=_random_policy([0.1, 0.15, 0.15, 0.15, 0.3, 0.15]))
     assert checked > 1_000 and rewards > 0, (checked, rewards)
 
 
 def test_steps_as_the_minatar_package_while_surfacing_often():
-    """A policy that shoots and bobs at the surface: rescues, ramps, the full-rescue bonus path."""
-    checked, rewards, ramps = _play(25, seed=1, policy_p=[0.05, 0.1, 0.3, 0.1, 0.25, 0.2])
-    assert checked > 1_000 and ramps >= 1, (checked, ramps)
+    """A policy that fetches divers, with 6 divers handed to both games on step 15: rescues, the full-rescue
+    bonus, the diver count at -1 that follows it (MinAtar's quirk), and the difficulty ramp."""
+    checked, rewards, ramps = _play(20, seed=1, policy=_diver_policy, six_divers_at=15)
+    assert checked > 1_000 and ramps >= 15, (checked, ramps)
 
 
 def test_vmapped_and_jitted_with_auto_reset():
