@@ -188,3 +188,48 @@ def test_vmapped_and_jitted_with_auto_reset():
     assert obs.shape == (steps, n, 10, 10, 10)
     assert np.asarray(term).any()  # random play ends episodes; the auto-reset carries on
     assert set(np.unique(np.asarray(obs))) <= {0.0, 1.0}
+
+
+def test_seaquest_task_is_ours_with_gymnax_cut_off_and_the_wrapper_wraps_it():
+    from mtdqn.tasks import parse_task
+    from mtdqn.tasks.minatar import MinAtarEnv
+
+    plain = parse_task("Seaquest-MinAtar")
+    env, params = plain.make()
+    assert isinstance(env, Seaquest) and plain.max_episode_steps == 1000 and plain.num_actions == 6
+    assert plain.obs_shape == (10, 10, 10)
+    published = parse_task("Seaquest-MinAtar:sticky=0.1,actions=full,max_steps=10000")
+    wrapped, wparams = published.make()
+    assert isinstance(wrapped, MinAtarEnv) and isinstance(wrapped.game, Seaquest)
+    assert (published.max_episode_steps, published.num_actions) == (10_000, 6)
+    # gymnax's cut-off for the plain task: a truncation at 1,000 steps, not a termination
+    _, state = env.reset(jax.random.PRNGKey(0), params)
+    state = state.replace(time=jnp.int32(999))
+    *_, terminated, truncated, _ = env.step(jax.random.PRNGKey(1), state, 0, params)
+    assert bool(truncated) and not bool(terminated)
+
+
+def test_wrapper_without_sticky_actions_steps_our_seaquest():
+    """sticky 0: MinAtarEnv steps our game unchanged, given the game's keys (it hands the game the second half)."""
+    from mtdqn.tasks.minatar import MinAtarEnv
+
+    wrapped, game = MinAtarEnv("Seaquest-MinAtar", max_steps=1000), Seaquest()
+    params = game.default_params
+    actions = jnp.array([0, 1, 3, 4, 5])[jax.random.randint(jax.random.PRNGKey(1), (300,), 0, 5)]  # no "up"
+    keys = jax.random.split(jax.random.PRNGKey(2), 300)
+    _, w_state = wrapped.reset_env(jax.random.PRNGKey(3), wrapped.default_params)
+    _, g_state = game.reset_env(jax.random.PRNGKey(3), params)
+
+    def body(carry, inputs):
+        w_state, g_state = carry
+        a, k = inputs
+        w_obs, w_state, w_r, w_term, _ = wrapped.step_env(k, w_state, a, wrapped.default_params)
+        g_obs, g_state, g_r, g_term, _ = game.step_env(jax.random.split(k)[1], g_state, a, params)
+        return (w_state, g_state), (w_obs, g_obs, w_r, g_r, w_term, g_term)
+
+    _, (w_obs, g_obs, w_r, g_r, w_term, g_term) = jax.jit(
+        lambda c: jax.lax.scan(body, c, (actions, keys)))((w_state, g_state))
+    alive = np.cumsum(np.asarray(g_term)) - np.asarray(g_term) == 0
+    assert alive.sum() > 10
+    for w, g in ((w_obs, g_obs), (w_r, g_r), (w_term, g_term)):
+        np.testing.assert_array_equal(np.asarray(w)[alive], np.asarray(g)[alive])

@@ -11,7 +11,8 @@ MinAtar games take three more options, the settings of Young & Tian's own packag
 lacks (:mod:`mtdqn.tasks.minatar`): ``sticky=0.1`` (with that probability the game repeats its last action),
 ``actions=full`` (all six actions, the ones outside a game's minimal set doing nothing) and ``max_steps=N``
 (the episode cut-off, a truncation; gymnax's default is 1,000 steps, Freeway 2,500).  A plain MinAtar name is
-gymnax's game unchanged: no sticky actions, the minimal action set, gymnax's cut-off.
+gymnax's game unchanged (no sticky actions, the minimal action set, gymnax's cut-off), except Seaquest,
+which is ours: MinAtar's game, faster than gymnax's (:mod:`mtdqn.tasks.seaquest`).
 
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
 :mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.
@@ -21,9 +22,9 @@ one, image observations to the most channels; Q heads are padded to the most
 actions and masked.
 
 Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
-Car-On-Hill and the discrete LSPI pendulum, are written against gymnax's
-``Environment`` API in this package (:data:`NATIVE_ENVS`) and step in the same
-compiled loop.
+Car-On-Hill and the discrete LSPI pendulum, and Seaquest-MinAtar (gymnax's is
+slow) are written against gymnax's ``Environment`` API in this package
+(:data:`NATIVE_ENVS`) and step in the same compiled loop.
 """
 
 from __future__ import annotations
@@ -41,18 +42,21 @@ from mtdqn.taskfacts import FACTS
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
+from mtdqn.tasks.seaquest import Seaquest
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
            "observation_bounds"]
 
 # name -> kind ("vector" | "image"), from the one table of task facts; each name is a gymnax id or one of
-# NATIVE_ENVS.  gymnax's Seaquest-MinAtar steps 12-35x slower than its other MinAtar games (README, Tasks).
+# NATIVE_ENVS.
 TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 
 # Tasks gymnax does not ship, written here against its Environment API (the rest come from gymnax.make).
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
+    # gymnax has it, 10-25x slower than its other MinAtar games; ours is MinAtar's game (seaquest.py)
+    "Seaquest-MinAtar": Seaquest,
 }
 
 _OPTIONS = {"reward_scale": float, "gamma": float}
@@ -65,11 +69,11 @@ def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
              max_steps: int | None = None) -> tuple[Any, Any]:
     """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax;
     a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`."""
-    if name in NATIVE_ENVS:
-        env = NATIVE_ENVS[name]()
-        return env, env.default_params
     if sticky or full_actions or max_steps is not None:
         env = MinAtarEnv(name, sticky, full_actions, max_steps)
+        return env, env.default_params
+    if name in NATIVE_ENVS:
+        env = NATIVE_ENVS[name]()
         return env, env.default_params
     return gymnax.make(name)
 
