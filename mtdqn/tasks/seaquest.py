@@ -186,27 +186,23 @@ class Seaquest(environment.Environment[EnvState, EnvParams]):
         """MinAtar's ``state()``: channels sub front, sub back, friendly bullet, trail, enemy bullet, fish, sub,
         oxygen gauge, diver gauge, diver; as float32."""
         del params, key
-        at_y = lambda v: jax.nn.one_hot(v, 10, dtype=jnp.float32)  # noqa: E731  (..., 10); off the board: 0
-
-        def grid(x, y, alive):  # (n,) entities -> (10, 10) occupancy [y, x]
-            return (at_y(y) * alive[:, None]).T @ at_y(x) > 0
-
-        fx, fy = state.f_bullets[:, 0], state.f_bullets[:, 1]
-        dx, dy, dright = state.divers[:, 0], state.divers[:, 1], state.divers[:, 2] > 0
-        ex, ey, eright = state.enemies[:, 0], state.enemies[:, 1], state.enemies[:, 2] > 0
-        fish, subs = state.e_alive & ~state.e_sub, state.e_alive & state.e_sub
-        trail = (grid(ex - _step_dir(eright), ey, state.e_alive.astype(jnp.float32))
-                 | grid(dx - _step_dir(dright), dy, state.d_alive.astype(jnp.float32)))
-        sub = at_y(state.sub_y)[:, None] * at_y(state.sub_x)[None, :]
-        back = at_y(state.sub_y)[:, None] * at_y(state.sub_x - _step_dir(state.sub_or))[None, :]
+        e, d, f = state.enemies, state.divers, state.f_bullets
+        # every drawn cell as one row: (x, y, channel, drawn?); off the board (a trail at x = -1) draws nothing
+        x = jnp.concatenate([jnp.stack([state.sub_x, state.sub_x - _step_dir(state.sub_or)]), f[:, 0], e[:, 0],
+                             e[:, 0] - _step_dir(e[:, 2] > 0), d[:, 0], d[:, 0] - _step_dir(d[:, 2] > 0)])
+        y = jnp.concatenate([jnp.stack([state.sub_y, state.sub_y]), f[:, 1], e[:, 1], e[:, 1], d[:, 1], d[:, 1]])
+        channel = jnp.concatenate([jnp.array([0, 1]), jnp.full(MAX_F_BULLETS, 2), jnp.where(state.e_sub, 6, 5),
+                                   jnp.full(MAX_ENEMIES, 3), jnp.full(MAX_DIVERS, 9), jnp.full(MAX_DIVERS, 3)])
+        drawn = jnp.concatenate([jnp.ones(2, bool), state.f_alive, state.e_alive, state.e_alive, state.d_alive,
+                                 state.d_alive])
+        cell = jnp.where(drawn & (x >= 0) & (x <= 9), (y * 10 + x) * 10 + channel, 1000)
+        obs = jnp.zeros(1000, bool).at[cell].set(True, mode="drop").reshape(10, 10, 10)
         bottom = (_COLS == 9)[:, None]
         oxygen = bottom & (_COLS < jnp.maximum(state.oxygen, 0) * 10 // _MAX_OXYGEN)[None, :]
         gauge = bottom & ((_COLS >= 9 - state.diver_count) & (_COLS < 9))[None, :]
-        channels = [sub > 0, back > 0, grid(fx, fy, state.f_alive.astype(jnp.float32)), trail,
-                    state.bullets_right | state.bullets_left, grid(ex, ey, fish.astype(jnp.float32)),
-                    grid(ex, ey, subs.astype(jnp.float32)), oxygen, gauge,
-                    grid(dx, dy, state.d_alive.astype(jnp.float32))]
-        return jnp.stack(channels, axis=-1).astype(jnp.float32)
+        bullets = state.bullets_right | state.bullets_left
+        obs = obs.at[:, :, jnp.array([4, 7, 8])].set(jnp.stack([bullets, oxygen, gauge], axis=-1))
+        return obs.astype(jnp.float32)
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         return state.terminal
@@ -344,11 +340,12 @@ def _enemies(state: EnvState, subs: bool):
 def _enemy_bullets(state: EnvState, fires: jax.Array, x: jax.Array, y: jax.Array, right: jax.Array):
     """The subs' new bullets join the rest; each ends the game in the sub's cell, moves, and ends it there too."""
 
-    def grid(mask):
-        return (jax.nn.one_hot(y, 10) * mask[:, None]).T @ jax.nn.one_hot(x, 10) > 0
+    def grid(mask):  # (10, 10) [y, x]: the new bullets of ``mask``; those off the board (x = -1 or 10) vanish
+        cell = jnp.where(mask & (x >= 0) & (x <= 9), y * 10 + x, 100)
+        return jnp.zeros(100, bool).at[cell].set(True, mode="drop").reshape(10, 10)
 
-    br = state.bullets_right | grid((fires & right).astype(jnp.float32))
-    bl = state.bullets_left | grid((fires & ~right).astype(jnp.float32))
+    br = state.bullets_right | grid(fires & right)
+    bl = state.bullets_left | grid(fires & ~right)
     at_sub = lambda g: g[state.sub_y, state.sub_x]  # noqa: E731
     terminal = at_sub(br) | at_sub(bl)
     br = jnp.pad(br[:, :-1], ((0, 0), (1, 0)))  # one column right, the last falls off
