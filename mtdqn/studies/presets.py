@@ -67,7 +67,7 @@ MINATAR_PUBLISHED = "sticky=0.1,actions=full,max_steps=10000"
 
 
 def _minatar() -> dict[str, Any]:
-    """Four MinAtar games on the conv trunk, as published: independent vs one shared trunk.
+    """The five MinAtar games on the conv trunk, as published: independent vs one shared trunk.
 
     Environment and DQN settings from Young & Tian (2019), "MinAtar: An Atari-inspired testbed for thorough
     and reproducible reinforcement learning experiments", arXiv:1903.03176, and its code
@@ -82,7 +82,6 @@ def _minatar() -> dict[str, Any]:
     - a 10,000-step cut-off (a truncation, bootstrapped from; ``max_steps=10000``): MinAtar cuts no episode,
       but our greedy evaluation rolls out a fixed horizon, so it needs one; it is 10x gymnax's 1,000
       (Freeway ends itself after 2,500 frames, a termination, as in MinAtar);
-    - Seaquest is left out: gymnax's Seaquest steps 12-35x slower than these four games (README, Tasks);
     - 4 envs per game and one update of 128 transitions per game every 4 frames: the same 32
       sampled transitions per frame with a quarter of the updates (the compiled loop steps all envs
       between updates), so the target copy every 250 updates is their 1,000 frames;
@@ -100,7 +99,8 @@ def _minatar() -> dict[str, Any]:
     """
     return {
         "tasks": [f"{game}:{MINATAR_PUBLISHED}" for game in
-                  ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")],
+                  ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
+                   "Seaquest-MinAtar")],
         "steps": 1_000_000,
         "seeds": 3,
         "eval_every": 50_000,
