@@ -5,9 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from mtdqn.tasks import seaquest
 from mtdqn.tasks.seaquest import MAX_DIVERS, MAX_ENEMIES, MAX_F_BULLETS, Seaquest, enemy_bound
 
 

@@ -19,9 +19,9 @@ learning experiments", arXiv:1903.03176; their package (github.com/kenjyoung/Min
   ``max_steps``, and Freeway's game end is a termination, as MinAtar's DQN sees it.
 
 Task options (``Breakout-MinAtar:sticky=0.1,actions=full,max_steps=10000``) select the wrapper; a plain
-MinAtar name is gymnax's game unchanged, except Seaquest, which is ours (:mod:`mtdqn.tasks.seaquest`: the same
-game as MinAtar's, 10-25x faster than gymnax's; :func:`make_game`).  With the defaults (``sticky=0``, minimal actions, gymnax's
-cut-off) the wrapper steps the same game as gymnax (tested), though from a different random stream.
+MinAtar name is gymnax's game unchanged, except Seaquest, which is ours (:mod:`mtdqn.tasks.seaquest`: MinAtar's
+game, ~9x faster than gymnax's; :func:`make_game`).  With the defaults (``sticky=0``, minimal actions, gymnax's
+cut-off) the wrapper steps the same game as the plain task (tested), though from a different random stream.
 """
 
 from __future__ import annotations

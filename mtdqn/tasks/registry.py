@@ -55,7 +55,7 @@ TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
-    # gymnax has it, 10-25x slower than its other MinAtar games; ours is MinAtar's game (seaquest.py)
+    # gymnax's steps ~10x slower than its other MinAtar games; ours is MinAtar's game (seaquest.py)
     "Seaquest-MinAtar": Seaquest,
 }
 

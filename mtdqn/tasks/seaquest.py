@@ -4,8 +4,8 @@ The game is Young & Tian's (2019) ``minatar/environments/seaquest.py`` (package 
 rule and in its order: spawn, the player's action, friendly bullets, divers, enemy subs (they shoot), enemy
 bullets, enemy fish, timers and oxygen.  It is checked against that package step by step with the spawns'
 random draws aligned (``tests/test_seaquest.py``), terminal observations included.  gymnax's Seaquest keeps
-every entity list in a 100-row buffer and compares 100x100 matrices; this one is 10-25x faster for the same
-game (README, *MinAtar as published*).
+every entity list in a 100-row buffer and compares 100x100 matrices; this one steps ~9x faster (README,
+*MinAtar as published*).
 
 **How big each list can get** (MinAtar's constants: enemy spawn interval S = 20 falling by one per surfacing to
 1, move interval m = 5 falling by one every other surfacing to 2, divers every 30 steps moving every 6, a shot
