@@ -90,12 +90,10 @@ def _minatar() -> dict[str, Any]:
       heads; theirs is one conv(16, 3x3) -> Dense(128) per game;
     - epsilon anneals over the first 10% of the run (100k of the default 1M frames) from frame 0;
       theirs stays 1 (uniform random) for the first 5,000 frames, then anneals;
-    - 1M frames per game by default, not 5M, and still long: one seed of this preset (all four games)
-      trained at 135 env-steps/s (``python benchmarks/throughput.py --minatar``, its ``minatar preset``
-      row, on 2026-12-02 with a load average of ~20 on the 2-core CPU, when the table's 4-game row read
-      466 against 2,107 on a quiet machine the day before; README, performance).  At that rate the
-      preset's 24M env steps (1M frames x 4 games x 3 seeds x 2 variants) take ~49 hours; a quiet
-      machine should be several times faster (not measured).
+    - 1M frames per game by default, not 5M, and still long: one seed of this preset (all five games)
+      trained at 359 env-steps/s (``python benchmarks/throughput.py --minatar``, its ``minatar preset``
+      row, on 2026-12-02 with a load average of ~5 on the 2-core CPU; README, performance).  At that rate
+      the preset's 30M env steps (1M frames x 5 games x 3 seeds x 2 variants) take ~23 hours.
     """
     return {
         "tasks": [f"{game}:{MINATAR_PUBLISHED}" for game in
