@@ -21,12 +21,14 @@ task the network is exactly PureJaxRL's 120-84 MLP.
     python benchmarks/throughput.py --quick    # two rows, for a smoke check
     python benchmarks/throughput.py --minatar  # only the image rows (4 MinAtar games, conv trunk; Seaquest)
     python benchmarks/throughput.py --games    # env stepping alone, per MinAtar game (no network)
+    python benchmarks/throughput.py --seaquest # training rows Seaquest+Breakout and SpaceInvaders+Breakout
 
 The Seaquest row is what `mtdqn train --tasks Seaquest-MinAtar,Breakout-MinAtar` trains, with the
 settings above; the `minatar preset` row trains the `minatar` study preset's settings and games (published
 MinAtar: sticky actions, six actions; 4 envs per game, an update of 128 per game every vector step, replay
 100k).  `--games` steps each game's 10 envs (vmapped) with random actions inside one jitted
-`lax.scan`, as the training loop steps them, and prints µs per vector step.
+`lax.scan`, as the training loop steps them, and prints µs per vector step; its last row is gymnax's own
+Seaquest, which `Seaquest-MinAtar` replaced (mtdqn/tasks/seaquest.py).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import time
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 MINATAR = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
 SEAQUEST = ("Seaquest-MinAtar", "Breakout-MinAtar")
+SPACE_INVADERS = ("SpaceInvaders-MinAtar", "Breakout-MinAtar")  # Seaquest's pair with another game, to compare
 GAMES = (*MINATAR, "Seaquest-MinAtar")
 
 
@@ -125,13 +128,15 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     }
 
 
-def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000) -> float:
-    """µs per vector step of ``num_envs`` envs of one MinAtar game, random actions, in a jitted scan."""
+def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000, gymnax_own: bool = False) -> float:
+    """µs per vector step of ``num_envs`` envs of one MinAtar game, random actions, in a jitted scan;
+    ``gymnax_own``: gymnax's game of that name instead of the task's."""
+    import gymnax
     import jax
 
     from mtdqn.tasks import parse_task
 
-    env, params = parse_task(name).make()
+    env, params = gymnax.make(name) if gymnax_own else parse_task(name).make()
 
     def run(key):
         _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
@@ -168,6 +173,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
     parser.add_argument("--minatar", action="store_true", help="only the MinAtar (conv trunk) rows")
     parser.add_argument("--games", action="store_true", help="only env stepping per MinAtar game")
+    parser.add_argument("--seaquest", action="store_true",
+                        help="only the training rows Seaquest+Breakout and SpaceInvaders+Breakout")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
     if args.row:
@@ -184,6 +191,8 @@ def main() -> None:
         for name in GAMES:
             us = game_step_us(name)
             print(f"| {name} | {us:,.0f} | {10e6 / us:,.0f} |", flush=True)
+        us = game_step_us("Seaquest-MinAtar", gymnax_own=True)
+        print(f"| gymnax's Seaquest-MinAtar | {us:,.0f} | {10e6 / us:,.0f} |", flush=True)
         return
     image_rows = [(MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
                   (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0), (SEAQUEST, 1, "shared", 0),
@@ -191,6 +200,8 @@ def main() -> None:
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
     if args.minatar:
         rows = image_rows
+    elif args.seaquest:
+        rows = [(SEAQUEST, 1, "shared", 0), (SPACE_INVADERS, 1, "shared", 0)]
     elif not args.quick:
         rows += [
             (CLASSIC, 1, "independent", 0),

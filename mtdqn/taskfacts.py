@@ -92,7 +92,8 @@ FACTS: dict[str, TaskFacts] = {
     "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0),
     "Freeway-MinAtar": TaskFacts("image", _MINATAR, 20.0),
     "SpaceInvaders-MinAtar": TaskFacts("image", _MINATAR, 30.0),
-    "Seaquest-MinAtar": TaskFacts("image", _MINATAR, None),
+    # a quarter of published DQN's ~20 at 5M frames (MinAtar's learning curves), as Asterix's 5 is of its ~17
+    "Seaquest-MinAtar": TaskFacts("image", _MINATAR, 5.0),
     # +1 at the top, -1 off the hill or too fast: threshold = reaching the top more often than not
     "CarOnHill-v0": TaskFacts(
         "vector", RewardShape((-1.0, 1.0), 1, "one terminal reward of +1 or -1, 0 otherwise"), 0.5),

@@ -68,7 +68,7 @@ MINATAR_PUBLISHED = "sticky=0.1,actions=full,max_steps=10000"
 
 
 def _minatar() -> dict[str, Any]:
-    """Four MinAtar games on the conv trunk, as published: independent vs one shared trunk.
+    """The five MinAtar games on the conv trunk, as published: independent vs one shared trunk.
 
     Environment and DQN settings from Young & Tian (2019), "MinAtar: An Atari-inspired testbed for thorough
     and reproducible reinforcement learning experiments", arXiv:1903.03176, and its code
@@ -83,7 +83,6 @@ def _minatar() -> dict[str, Any]:
     - a 10,000-step cut-off (a truncation, bootstrapped from; ``max_steps=10000``): MinAtar cuts no episode,
       but our greedy evaluation rolls out a fixed horizon, so it needs one; it is 10x gymnax's 1,000
       (Freeway ends itself after 2,500 frames, a termination, as in MinAtar);
-    - Seaquest is left out: gymnax's Seaquest steps 12-35x slower than these four games (README, Tasks);
     - 4 envs per game and one update of 128 transitions per game every 4 frames: the same 32
       sampled transitions per frame with a quarter of the updates (the compiled loop steps all envs
       between updates), so the target copy every 250 updates is their 1,000 frames;
@@ -92,16 +91,15 @@ def _minatar() -> dict[str, Any]:
       heads; theirs is one conv(16, 3x3) -> Dense(128) per game;
     - epsilon anneals over the first 10% of the run (100k of the default 1M frames) from frame 0;
       theirs stays 1 (uniform random) for the first 5,000 frames, then anneals;
-    - 1M frames per game by default, not 5M, and still long: one seed of this preset (all four games)
-      trained at 135 env-steps/s (``python benchmarks/throughput.py --minatar``, its ``minatar preset``
-      row, on 2026-12-02 with a load average of ~20 on the 2-core CPU, when the table's 4-game row read
-      466 against 2,107 on a quiet machine the day before; README, performance).  At that rate the
-      preset's 24M env steps (1M frames x 4 games x 3 seeds x 2 variants) take ~49 hours; a quiet
-      machine should be several times faster (not measured).
+    - 1M frames per game by default, not 5M, and still long: one seed of this preset (all five games)
+      trained at 359 env-steps/s (``python benchmarks/throughput.py --minatar``, its ``minatar preset``
+      row, on 2026-12-02 with a load average of ~5 on the 2-core CPU; README, performance).  At that rate
+      the preset's 30M env steps (1M frames x 5 games x 3 seeds x 2 variants) take ~23 hours.
     """
     return {
         "tasks": [f"{game}:{MINATAR_PUBLISHED}" for game in
-                  ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")],
+                  ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
+                   "Seaquest-MinAtar")],
         "steps": 1_000_000,
         "seeds": 3,
         "eval_every": 50_000,

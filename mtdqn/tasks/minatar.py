@@ -19,8 +19,9 @@ learning experiments", arXiv:1903.03176; their package (github.com/kenjyoung/Min
   ``max_steps``, and Freeway's game end is a termination, as MinAtar's DQN sees it.
 
 Task options (``Breakout-MinAtar:sticky=0.1,actions=full,max_steps=10000``) select the wrapper; a plain
-MinAtar name is gymnax's game unchanged.  With the defaults (``sticky=0``, minimal actions, gymnax's
-cut-off) the wrapper steps the same game as gymnax (tested), though from a different random stream.
+MinAtar name is gymnax's game unchanged, except Seaquest, which is ours (:mod:`mtdqn.tasks.seaquest`: MinAtar's
+game, ~9x faster than gymnax's; :func:`make_game`).  With the defaults (``sticky=0``, minimal actions, gymnax's
+cut-off) the wrapper steps the same game as the plain task (tested), though from a different random stream.
 """
 
 from __future__ import annotations
@@ -33,13 +34,26 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment
 
-__all__ = ["MINATAR_GAMES", "GAME_END", "MinAtarEnv"]
+from mtdqn.tasks.seaquest import Seaquest
+
+__all__ = ["MINATAR_GAMES", "GAME_END", "OUR_GAMES", "MinAtarEnv", "make_game"]
 
 MINATAR_GAMES = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar",
                  "Seaquest-MinAtar")
 
 GAME_END: dict[str, int] = {"Freeway-MinAtar": 2_500}
 """Games that end themselves after this many frames (MinAtar's ``time_limit``): terminal on the next step."""
+
+OUR_GAMES = {"Seaquest-MinAtar": Seaquest}
+"""Games written in this package and used instead of gymnax's (same API, same cut-off)."""
+
+
+def make_game(name: str, full_actions: bool = False) -> tuple[Any, Any]:
+    """(game, default params) of a MinAtar game: ours from :data:`OUR_GAMES`, the rest from gymnax."""
+    if name in OUR_GAMES:
+        game = OUR_GAMES[name](use_minimal_action_set=not full_actions)
+        return game, game.default_params
+    return gymnax.make(name, use_minimal_action_set=not full_actions)
 
 
 @struct.dataclass
@@ -50,11 +64,11 @@ class MinAtarState:
 
 
 class MinAtarEnv(environment.Environment):
-    """A gymnax MinAtar game with MinAtar's sticky actions, its full action set and a settable cut-off."""
+    """A MinAtar game (:func:`make_game`) with MinAtar's sticky actions, its full action set and a settable cut-off."""
 
     def __init__(self, name: str, sticky: float = 0.0, full_actions: bool = False, max_steps: int | None = None):
         super().__init__()
-        self.game, game_params = gymnax.make(name, use_minimal_action_set=not full_actions)
+        self.game, game_params = make_game(name, full_actions)
         self.game_name = name
         self.sticky = float(sticky)
         self.max_steps = int(game_params.max_steps_in_episode if max_steps is None else max_steps)

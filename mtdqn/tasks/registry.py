@@ -11,7 +11,8 @@ MinAtar games take three more options, the settings of Young & Tian's own packag
 lacks (:mod:`mtdqn.tasks.minatar`): ``sticky=0.1`` (with that probability the game repeats its last action),
 ``actions=full`` (all six actions, the ones outside a game's minimal set doing nothing) and ``max_steps=N``
 (the episode cut-off, a truncation; gymnax's default is 1,000 steps, Freeway 2,500).  A plain MinAtar name is
-gymnax's game unchanged: no sticky actions, the minimal action set, gymnax's cut-off.  ``max_steps=N`` also
+gymnax's game unchanged (no sticky actions, the minimal action set, gymnax's cut-off), except Seaquest,
+which is ours: MinAtar's game, faster than gymnax's (:mod:`mtdqn.tasks.seaquest`).  ``max_steps=N`` also
 sets a MiniGrid task's time limit (MiniGrid's ``max_steps``, which also scales its success reward).
 
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
@@ -22,9 +23,10 @@ one, image observations to the most channels; Q heads are padded to the most
 actions and masked.
 
 Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
-Car-On-Hill and the discrete LSPI pendulum, are written against gymnax's
-``Environment`` API in this package (:data:`NATIVE_ENVS`) and step in the same
-compiled loop, and so are the seven MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).
+Car-On-Hill and the discrete LSPI pendulum, and Seaquest-MinAtar (gymnax's is
+slow) are written against gymnax's ``Environment`` API in this package
+(:data:`NATIVE_ENVS`) and step in the same compiled loop, and so are the seven
+MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).
 """
 
 from __future__ import annotations
@@ -44,18 +46,21 @@ from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
 from mtdqn.tasks.minigrid import SPECS as MINIGRID_SPECS
 from mtdqn.tasks.minigrid import MiniGrid
+from mtdqn.tasks.seaquest import Seaquest
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
            "observation_bounds"]
 
 # name -> kind ("vector" | "image"), from the one table of task facts; each name is a gymnax id or one of
-# NATIVE_ENVS.  gymnax's Seaquest-MinAtar steps 12-35x slower than its other MinAtar games (README, Tasks).
+# NATIVE_ENVS.
 TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 
 # Tasks gymnax does not ship, written here against its Environment API (the rest come from gymnax.make).
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
+    # gymnax's steps ~10x slower than its other MinAtar games; ours is MinAtar's game (seaquest.py)
+    "Seaquest-MinAtar": Seaquest,
     **{name: partial(MiniGrid, spec) for name, spec in MINIGRID_SPECS.items()},  # minigrid 3.2.0's tasks
 }
 
@@ -70,13 +75,13 @@ def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
     """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax;
     a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`; a MiniGrid
     task's ``max_steps`` is its params' time limit."""
+    if name in MINATAR_GAMES and (sticky or full_actions or max_steps is not None):
+        env = MinAtarEnv(name, sticky, full_actions, max_steps)
+        return env, env.default_params
     if name in NATIVE_ENVS:
         env = NATIVE_ENVS[name]()
         params = env.default_params
         return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # MiniGrid
-    if sticky or full_actions or max_steps is not None:
-        env = MinAtarEnv(name, sticky, full_actions, max_steps)
-        return env, env.default_params
     return gymnax.make(name)
 
 
