@@ -207,15 +207,16 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     # Each comparison's verdict is the one its interval gives: 'higher' / 'lower' only when the 95% CI of the
     # difference excludes 0 on that side, 'no clear difference' when it covers 0; and it is the table's row.
     diffs = pd.read_parquet(report / "data" / "differences.parquet").set_index(["task", "metric"])
-    labels = {"final_return": "Final return on", "auc": "Area under the learning curve", "steps_to_threshold":
-              "Env steps to threshold on"}
+    labels = {"final_return": "Final return on", "final_discounted": "Final discounted return (γ",
+              "auc": "Area under the learning curve", "steps_to_threshold": "Env steps to threshold on"}
     verdicts = []
     for (task, metric), row in diffs.iterrows():
         [b] = [b for b in bullets if b.startswith(f"- {labels[metric]}") and f" on {task}" in b]
         verdicts.append(_verdict(b))
         assert verdicts[-1] == ("higher" if row["lo"] > 0 else "lower" if row["hi"] < 0 else "none"), b
         lo, hi = (_number(x) for x in re.search(r"95% CI \[([^,]+), ([^\]]+)\]", b).groups())
-        assert (lo, hi) == (pytest.approx(row["lo"], rel=0.01), pytest.approx(row["hi"], rel=0.01)), b
+        shown = dict(rel=0.01, abs=5e-4)  # as displayed: three significant digits
+        assert (lo, hi) == (pytest.approx(row["lo"], **shown), pytest.approx(row["hi"], **shown)), b
     assert {"higher", "lower", "none"} <= set(verdicts)  # the synthetic study has all three kinds
     improvement = pd.read_parquet(report / "data" / "improvement.parquet").iloc[0]
     for b in bullets:
