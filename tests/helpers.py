@@ -98,3 +98,17 @@ def filled_state(agent, steps: int = 40):
         return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps))[0]
 
     return fill(state)
+
+
+class QueuedDraws:
+    """Stands in for MinAtar's ``np.random.RandomState``: answers its calls with values queued beforehand, so the
+    ``minatar`` package's games take the random draws our JAX games took (tests/test_minatar.py, test_seaquest.py)."""
+
+    def __init__(self) -> None:
+        self.queue: list[float] = []
+
+    def rand(self) -> float:
+        return self.queue.pop(0)
+
+    def randint(self, low: int, high: int | None = None) -> int:
+        return int(self.queue.pop(0))

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import QueuedDraws
 from mtdqn.errors import ConfigError
 from mtdqn.tasks import make_task_set, parse_task, reset_envs, step_envs
 from mtdqn.tasks.minatar import MinAtarEnv
@@ -192,19 +193,6 @@ def test_full_action_set_steps_as_the_minatar_package(game, name):
     assert checked > 300 and rewards > 0  # long enough, and a reward seen, to have checked something
 
 
-class _Draws:
-    """Stands in for MinAtar's ``np.random.RandomState``: answers its calls with values given beforehand."""
-
-    def __init__(self) -> None:
-        self.queue: list[float] = []
-
-    def rand(self) -> float:
-        return self.queue.pop(0)
-
-    def randint(self, low: int, high: int | None = None) -> int:
-        return int(self.queue.pop(0))
-
-
 def test_gymnax_seaquest_steps_as_the_minatar_package():
     """gymnax's Seaquest against ``minatar`` 1.0.15 with the spawns' random draws aligned: gymnax's draws of each
     step (read from its key the way ``step_env`` splits it) are handed to MinAtar's game in the order it asks.
@@ -228,7 +216,7 @@ def test_gymnax_seaquest_steps_as_the_minatar_package():
     for episode in range(15):
         obs, state = env.reset_env(jax.random.PRNGKey(episode), params)
         oracle = Environment("seaquest", sticky_action_prob=0.0)
-        oracle.env.random = stub = _Draws()
+        oracle.env.random = stub = QueuedDraws()
         oracle.reset()
         np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
         for t, key in enumerate(jax.random.split(jax.random.PRNGKey(1_000 + episode), 3_000)):

@@ -6,20 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from helpers import QueuedDraws
 from mtdqn.tasks.seaquest import MAX_DIVERS, MAX_ENEMIES, MAX_F_BULLETS, Seaquest, enemy_bound
-
-
-class _Draws:
-    """Stands in for MinAtar's ``np.random.RandomState``: answers its calls with values given beforehand."""
-
-    def __init__(self) -> None:
-        self.queue: list[float] = []
-
-    def rand(self) -> float:
-        return self.queue.pop(0)
-
-    def randint(self, low: int, high: int | None = None) -> int:
-        return int(self.queue.pop(0))
 
 
 def _lane(u: float) -> int:
@@ -92,7 +80,7 @@ def _play(episodes: int, seed: int, policy, six_divers_at: int = -1) -> tuple[in
     for episode in range(episodes):
         obs, state = env.reset_env(jax.random.PRNGKey(episode), params)
         oracle = Environment("seaquest", sticky_action_prob=0.0)
-        oracle.env.random = stub = _Draws()
+        oracle.env.random = stub = QueuedDraws()
         oracle.reset()
         np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
         for t, key in enumerate(jax.random.split(jax.random.PRNGKey(seed * 1_000 + episode), 5_000)):
