@@ -112,3 +112,25 @@ class QueuedDraws:
 
     def randint(self, low: int, high: int | None = None) -> int:
         return int(self.queue.pop(0))
+
+
+def assert_wrapper_steps_as_its_game(wrapped, game, params, actions, keys) -> None:
+    """With sticky actions off, :class:`mtdqn.tasks.minatar.MinAtarEnv` steps exactly as the game it wraps: the same
+    observations, rewards and terminals (up to the first terminal), and the executed action is the chosen one.
+    The wrapper hands the game the second half of its step key (the first draws the sticky coin)."""
+    _, w_state = wrapped.reset_env(jax.random.PRNGKey(3), wrapped.default_params)
+    _, g_state = game.reset_env(jax.random.PRNGKey(3), params)
+
+    def body(carry, inputs):
+        w_state, g_state = carry
+        a, k = inputs
+        w_obs, w_state, w_r, w_term, _ = wrapped.step_env(k, w_state, a, wrapped.default_params)
+        g_obs, g_state, g_r, g_term, _ = game.step_env(jax.random.split(k)[1], g_state, a, params)
+        return (w_state, g_state), (w_obs, g_obs, w_r, g_r, w_term, g_term, w_state.last_action)
+
+    _, (w_obs, g_obs, w_r, g_r, w_term, g_term, executed) = jax.jit(
+        lambda c: jax.lax.scan(body, c, (actions, keys)))((w_state, g_state))
+    alive = np.cumsum(np.asarray(g_term)) - np.asarray(g_term) == 0  # up to and including the first terminal
+    assert alive.sum() > 10
+    for w, g in ((w_obs, g_obs), (w_r, g_r), (w_term, g_term), (executed, actions)):
+        np.testing.assert_array_equal(np.asarray(w)[alive], np.asarray(g)[alive])

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import QueuedDraws
+from helpers import QueuedDraws, assert_wrapper_steps_as_its_game
 from mtdqn.errors import ConfigError
 from mtdqn.tasks import make_task_set, parse_task, reset_envs, step_envs
 from mtdqn.tasks.minatar import MinAtarEnv
@@ -35,23 +35,7 @@ def test_without_sticky_actions_the_wrapper_is_gymnax_game(name):
     game, params = gymnax.make(name)
     actions = jax.random.randint(jax.random.PRNGKey(1), (400,), 0, game.num_actions)
     keys = jax.random.split(jax.random.PRNGKey(2), 400)
-    _, w_state = wrapped.reset_env(jax.random.PRNGKey(3), wrapped.default_params)
-    _, g_state = game.reset_env(jax.random.PRNGKey(3), params)
-
-    def body(carry, inputs):
-        w_state, g_state = carry
-        a, k = inputs
-        w_obs, w_state, w_r, w_term, _ = wrapped.step_env(k, w_state, a, wrapped.default_params)
-        # the wrapper hands the game the second half of its step key (the first draws the sticky coin)
-        g_obs, g_state, g_r, g_term, _ = game.step_env(jax.random.split(k)[1], g_state, a, params)
-        return (w_state, g_state), (w_obs, g_obs, w_r, g_r, w_term, g_term, w_state.last_action)
-
-    _, (w_obs, g_obs, w_r, g_r, w_term, g_term, executed) = jax.jit(
-        lambda c: jax.lax.scan(body, c, (actions, keys)))((w_state, g_state))
-    alive = np.cumsum(np.asarray(g_term)) - np.asarray(g_term) == 0  # up to and including the first terminal
-    assert alive.sum() > 10
-    for w, g in ((w_obs, g_obs), (w_r, g_r), (w_term, g_term), (executed, actions)):
-        np.testing.assert_array_equal(np.asarray(w)[alive], np.asarray(g)[alive])
+    assert_wrapper_steps_as_its_game(wrapped, game, params, actions, keys)
 
 def test_sticky_actions_repeat_the_last_executed_action_with_their_probability():
     env = MinAtarEnv("Breakout-MinAtar", sticky=0.1)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from helpers import QueuedDraws
+from helpers import QueuedDraws, assert_wrapper_steps_as_its_game
 from mtdqn.tasks.seaquest import MAX_DIVERS, MAX_ENEMIES, MAX_F_BULLETS, Seaquest, enemy_bound
 
 
@@ -203,19 +203,4 @@ def test_wrapper_without_sticky_actions_steps_our_seaquest():
     params = game.default_params
     actions = jnp.array([0, 1, 3, 4, 5])[jax.random.randint(jax.random.PRNGKey(1), (300,), 0, 5)]  # no "up"
     keys = jax.random.split(jax.random.PRNGKey(2), 300)
-    _, w_state = wrapped.reset_env(jax.random.PRNGKey(3), wrapped.default_params)
-    _, g_state = game.reset_env(jax.random.PRNGKey(3), params)
-
-    def body(carry, inputs):
-        w_state, g_state = carry
-        a, k = inputs
-        w_obs, w_state, w_r, w_term, _ = wrapped.step_env(k, w_state, a, wrapped.default_params)
-        g_obs, g_state, g_r, g_term, _ = game.step_env(jax.random.split(k)[1], g_state, a, params)
-        return (w_state, g_state), (w_obs, g_obs, w_r, g_r, w_term, g_term)
-
-    _, (w_obs, g_obs, w_r, g_r, w_term, g_term) = jax.jit(
-        lambda c: jax.lax.scan(body, c, (actions, keys)))((w_state, g_state))
-    alive = np.cumsum(np.asarray(g_term)) - np.asarray(g_term) == 0
-    assert alive.sum() > 10
-    for w, g in ((w_obs, g_obs), (w_r, g_r), (w_term, g_term)):
-        np.testing.assert_array_equal(np.asarray(w)[alive], np.asarray(g)[alive])
+    assert_wrapper_steps_as_its_game(wrapped, game, params, actions, keys)
