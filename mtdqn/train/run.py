@@ -487,8 +487,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
         raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
     run_dir = RunDir(run_dir)
-    run_dir.require_run()
-    cfg = run_dir.config()
+    cfg = run_dir.config()  # a one-line error for a folder that holds no run
     agent = make_agent(cfg)
     meta = verify_checkpoint(run_dir.path, cfg)
     # The trained layout where this machine has its devices; else as many as are here (evaluation does not
