@@ -160,12 +160,27 @@ def test_compare_sentence_no_clear_difference_when_ci_contains_zero():
 
 
 def test_compare_sentence_higher_and_lower_carry_numbers():
-    hi = compare_sentence("IQM", "shared", "independent", Estimate(0.25, 0.1, 0.4, 5), 5, 4, "bootstrap")
+    hi = compare_sentence("IQM", "shared", "independent", Estimate(0.25, 0.1, 0.4, 5), 5, 4, "bootstrap",
+                          p=0.001, p_holm=0.01)
     assert "`shared` is higher than `independent` by 0.250" in hi
-    assert "[0.100, 0.400]" in hi and "n = 5 vs 4 seeds" in hi
-    lo = compare_sentence("IQM", "shared", "independent", Estimate(-12.0, -20.0, -4.0, 3), 3, 3, "Welch")
+    assert "[0.100, 0.400]" in hi and "n = 5 vs 4 seeds" in hi and "Holm-corrected p = 0.010" in hi
+    lo = compare_sentence("IQM", "shared", "independent", Estimate(-12.0, -20.0, -4.0, 5), 5, 5, "Welch",
+                          p=0.0004, p_holm=0.002, effect=-2.1)
     # three significant digits (was "12.00": false precision)
     assert "is lower than" in lo and "by 12.0 " in lo and "-12.0," in lo and "no clear" not in lo
+    assert "p = < 0.001" in lo and "Hedges' g -2.10" in lo
+
+
+def test_compare_sentence_needs_the_corrected_test_not_the_interval():
+    # an interval that excludes 0 is not a finding without a test that survives the correction
+    untested = compare_sentence("x", "a", "b", Estimate(0.25, 0.1, 0.4, 5), 5, 5, "Welch")
+    assert "no clear difference" in untested
+    suggestive = compare_sentence("x", "a", "b", Estimate(0.25, 0.1, 0.4, 5), 5, 5, "Welch", p=0.02, p_holm=0.24)
+    assert "suggestive only, `a` higher than `b`" in suggestive and "not a finding" in suggestive
+    assert "is higher" not in suggestive
+    flat = compare_sentence("x", "a", "b", Estimate(0.0, float("nan"), float("nan"), 5), 5, 5, "Welch",
+                            estimable=False, seeds=("-200, -200", "-200, -200"))
+    assert "not estimable (no variation: every seed of both gave -200)" in flat and "[0" not in flat
 
 
 def test_compare_sentence_undefined_ci_is_no_clear_difference():
@@ -176,9 +191,12 @@ def test_compare_sentence_undefined_ci_is_no_clear_difference():
 def test_findings_from_tables():
     imp = pd.DataFrame([{"variant": "shared", "reference": "ind", "poi": 0.7, "poi_lo": 0.4, "poi_hi": 0.9,
                          "iqm_diff": 0.3, "iqm_diff_lo": 0.1, "iqm_diff_hi": 0.5, "mean_diff": 0.2,
-                         "mean_diff_lo": -0.1, "mean_diff_hi": 0.4, "n": 3, "n_reference": 3, "n_tasks": 2}])
+                         "mean_diff_lo": -0.1, "mean_diff_hi": 0.4, "iqm_p": 0.004, "iqm_p_holm": 0.012,
+                         "mean_p": 0.3, "mean_p_holm": 0.6, "poi_ties": 0.25, "n": 6, "n_reference": 6,
+                         "n_tasks": 2}])
     fd = pd.DataFrame([{"variant": "shared", "reference": "ind", "task": "t1", "metric": "final_return",
-                        "diff": -1.0, "lo": -3.0, "hi": 1.0, "mde": 4.5, "max_diff": 500.0, "n": 3, "n_reference": 3,
+                        "diff": -1.0, "lo": -3.0, "hi": 1.0, "p": 0.3, "p_holm": 0.6, "effect": -0.4,
+                        "estimable": True, "mde": 4.5, "max_diff": 500.0, "n": 6, "n_reference": 6,
                         "values": "1, 2, 3", "values_reference": "2, 3, 4"}])
     conflict = pd.DataFrame([{"variant": "shared", "n_pairs": 1, "cosine_mean": -0.1, "cosine_lo": -0.2,
                               "cosine_hi": 0.0, "conflict_fraction": 0.6, "conflict_lo": 0.5, "conflict_hi": 0.7,
@@ -186,9 +204,9 @@ def test_findings_from_tables():
     out = findings("ind", ("ind", "shared"), imp, fd, conflict)
     # now: the comparison count first, and the aggregate mean beside the IQM
     assert len(out) == 6
-    assert "makes 4 comparison(s)" in out[0]
+    assert "tests 3 comparison(s)" in out[0] and "Holm-Bonferroni" in out[0]
     assert "higher" in out[1] and "IQM" in out[1]
     assert "Aggregate mean" in out[2] and "no clear difference" in out[2]
-    assert "0.700" in out[3]
+    assert "0.700" in out[3] and "25% of run pairs tie" in out[3] and "not tested" in out[3]
     assert "no clear difference" in out[4] and "t1" in out[4] and "detectable" in out[4] and "4.50" in out[4]
     assert "conflict fraction" in out[5] and "0.600" in out[5] and "n = 3 seeds" in out[5]

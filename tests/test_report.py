@@ -198,14 +198,17 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     md = (report / "report.md").read_text()
     section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
     bullets = [ln for ln in section.splitlines() if ln.startswith("- ")]
-    assert bullets[0].startswith("- This report makes 11 comparison(s)")  # 2 tasks x 4 metrics + IQM, mean, P
+    untested = int((~diffs_table(report)["estimable"]).sum() + diffs_table(report)["lo"].isna().sum())
+    # 2 tasks x 4 metrics (Welch) + IQM and mean (permutation); P(improvement) is descriptive
+    assert bullets[0].startswith(f"- This report tests {10 - untested} comparison(s)"), bullets[0]
     bullets = bullets[1:]
     assert any("IQM" in b for b in bullets) and any("Gradient conflict in `shared`" in b for b in bullets)
     assert any("Aggregate mean" in b for b in bullets)  # the mean beside the IQM
     for b in bullets:
         assert "95% CI" in b and re.search(r"n = \d+", b)
-    # Each comparison's verdict is the one its interval gives: 'higher' / 'lower' only when the 95% CI of the
-    # difference excludes 0 on that side, 'no clear difference' when it covers 0; and it is the table's row.
+    # Each comparison's verdict is the one its test gives after Holm's correction: 'higher' / 'lower' only when
+    # the corrected p is below 0.05 (and the CI excludes 0 on that side), 'suggestive' when only the raw p is,
+    # 'no clear difference' otherwise; and it is the table's row.
     diffs = pd.read_parquet(report / "data" / "differences.parquet").set_index(["task", "metric"])
     labels = {"final_return": "Final return on", "final_discounted": "Final discounted return (γ",
               "auc": "Area under the learning curve", "steps_to_threshold": "Env steps to threshold on"}
@@ -213,17 +216,18 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     for (task, metric), row in diffs.iterrows():
         [b] = [b for b in bullets if b.startswith(f"- {labels[metric]}") and f" on {task}" in b]
         verdicts.append(_verdict(b))
-        assert verdicts[-1] == ("higher" if row["lo"] > 0 else "lower" if row["hi"] < 0 else "none"), b
+        assert verdicts[-1] == _expected(row["p"], row["p_holm"], row["lo"], row["hi"], row["diff"]), b
         lo, hi = (_number(x) for x in re.search(r"95% CI \[([^,]+), ([^\]]+)\]", b).groups())
-        shown = dict(rel=0.01, abs=5e-4)  # as displayed: three significant digits
+        shown = dict(rel=0.01, abs=0.01 * max(abs(row["lo"]), abs(row["hi"])) + 5e-4)  # both ends share digits
         assert (lo, hi) == (pytest.approx(row["lo"], **shown), pytest.approx(row["hi"], **shown)), b
-    assert {"higher", "lower", "none"} <= set(verdicts)  # the synthetic study has all three kinds
+    assert {"higher", "lower", "suggestive", "none"} <= set(verdicts)  # the synthetic study has all four kinds
     improvement = pd.read_parquet(report / "data" / "improvement.parquet").iloc[0]
     for b in bullets:
         if b.startswith("- Aggregate "):
             kind = "iqm" if "IQM" in b else "mean"
             lo, hi = improvement[f"{kind}_diff_lo"], improvement[f"{kind}_diff_hi"]
-            assert _verdict(b) == ("higher" if lo > 0 else "lower" if hi < 0 else "none"), b
+            assert _verdict(b) == _expected(improvement[f"{kind}_p"], improvement[f"{kind}_p_holm"], lo, hi,
+                                            improvement[f"{kind}_diff"]), b
         elif b.startswith("- Probability"):
             assert f": {improvement['poi']:.3f} (95% CI" in b, b
 
@@ -234,9 +238,22 @@ def _number(text: str) -> float:
     return float(text[:-1]) * 1000 if text.endswith("k") else float(text)
 
 
+def diffs_table(report: Path) -> pd.DataFrame:
+    return pd.read_parquet(report / "data" / "differences.parquet")
+
+
+def _expected(p: float, p_holm: float, lo: float, hi: float, diff: float) -> str:
+    """The verdict a comparison's numbers call for."""
+    if p_holm < 0.05 and not lo <= 0.0 <= hi:
+        return "higher" if diff > 0 else "lower"
+    return "suggestive" if p < 0.05 else "none"
+
+
 def _verdict(bullet: str) -> str:
-    if "no clear difference between" in bullet:
+    if "no clear difference between" in bullet or "not estimable" in bullet:
         return "none"
+    if ": suggestive only, " in bullet:
+        return "suggestive"
     found = re.search(r"`shared` is (higher|lower) than `independent` by", bullet)
     assert found, bullet
     return found.group(1)

@@ -21,6 +21,8 @@ the spread of those.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,7 +31,7 @@ from rliable import metrics as rlm
 
 from .stats import MIN_SEEDS, Estimate
 
-__all__ = ["aggregate_intervals", "probability_of_improvement", "iqm_difference"]
+__all__ = ["aggregate_intervals", "probability_of_improvement", "iqm_difference", "permutation_p", "poi_ties"]
 
 
 @contextlib.contextmanager
@@ -111,3 +113,48 @@ def iqm_difference(
     n = int(min(len(x), len(y)))
     return {name: _small_n(Estimate(float(p[i]), float(ci[0, i]), float(ci[1, i]), n))
             for i, name in enumerate(("IQM", "mean"))}
+
+
+AGGREGATES = {"IQM": rlm.aggregate_iqm, "mean": rlm.aggregate_mean}
+"""The aggregate statistics of a (runs, tasks) normalized-score matrix the report compares."""
+
+
+def permutation_p(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *, max_exact: int = 20_000,
+                  reps: int = 5_000, seed: int = 0) -> float:
+    """Two-sided p-value of aggregate(X) - aggregate(Y) by permuting runs between the two variants.
+
+    Under "no difference" a run (its row of per-task scores) is as likely to belong to either variant, so
+    every split of the pooled runs is equally likely: the test is exact at any n, which the rliable interval
+    is not. All splits are enumerated when there are at most ``max_exact`` of them (5 + 5 runs: 252), else
+    ``reps`` random ones (p = (1 + hits) / (1 + reps)). NaN below MIN_SEEDS runs in either variant.
+    """
+    x = np.asarray(scores_x, dtype=np.float64)
+    y = np.asarray(scores_y, dtype=np.float64)
+    if min(len(x), len(y)) < MIN_SEEDS:
+        return float("nan")
+    stat = AGGREGATES[statistic]
+    pooled = np.concatenate([x, y])
+    observed = abs(stat(x) - stat(y))
+    tol = 1e-12 * max(1.0, observed)
+    members = np.arange(len(pooled))
+
+    def extreme(first: np.ndarray) -> bool:
+        mask = np.zeros(len(pooled), dtype=bool)
+        mask[first] = True
+        return abs(stat(pooled[mask]) - stat(pooled[~mask])) >= observed - tol
+
+    if math.comb(len(pooled), len(x)) <= max_exact:
+        splits = [np.asarray(c) for c in itertools.combinations(members, len(x))]
+        return float(np.mean([extreme(c) for c in splits]))
+    rng = np.random.default_rng(seed)
+    hits = sum(extreme(rng.permutation(members)[: len(x)]) for _ in range(reps))
+    return float((1 + hits) / (1 + reps))
+
+
+def poi_ties(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """Share of (run of X, run of Y) pairs, over tasks, with equal scores: each counts 1/2 in P(X > Y)."""
+    x = np.asarray(scores_x, dtype=np.float64)
+    y = np.asarray(scores_y, dtype=np.float64)
+    if x.size == 0 or y.size == 0:
+        return float("nan")
+    return float(np.mean(x[:, None, :] == y[None, :, :]))

@@ -11,7 +11,8 @@ import math
 
 import pandas as pd
 
-from .fmt import detectable, estimate, gamma, interval, num, steps, values
+from .fmt import detectable, estimate, gamma, interval, num, pvalue, steps, values
+from .stats import MIN_SEEDS
 
 __all__ = [
     "cells", "per_task", "metric_name", "ranges", "differences", "normalization", "aggregates", "improvement", "cost",
@@ -80,15 +81,20 @@ def differences(df: pd.DataFrame) -> pd.DataFrame:
     for r in df.itertuples():
         show = steps if r.metric == "steps_to_threshold" else num
         has_ci = math.isfinite(r.lo) and math.isfinite(r.hi)
+        ci = (f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "not estimable (no variation)"
+              if not r.estimable else f"— (n < {MIN_SEEDS})")
         rows.append({"task": r.task, "metric": metric_name(r.metric, r.gamma),
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
-                     "95% CI (bootstrap)": f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "— (n < 5)",
+                     "95% CI (Welch t)": ci, "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
+                     "Hedges' g": f"{r.effect:+.2f}" if math.isfinite(r.effect) else "n/a",
                      "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
                      "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show,
                                                                      min(r.n, r.n_reference)),
                      "n seeds": f"{r.n} vs {r.n_reference}"})
-    return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (bootstrap)",
-                         "per seed (variant | reference)", "detectable difference (power 0.8)", "n seeds"])
+    return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (Welch t)", "p", "p (Holm)",
+                         "Hedges' g", "per seed (variant | reference)", "detectable difference (power 0.8)",
+                         "n seeds"])
+
 
 
 def _range(lo: float, hi: float) -> str:
@@ -129,10 +135,12 @@ def improvement(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "reference": r.reference, "P(variant > reference)": num(r.poi),
              "P 95% CI": interval(r.poi_lo, r.poi_hi), "IQM difference": num(r.iqm_diff),
              "IQM diff 95% CI": interval(r.iqm_diff_lo, r.iqm_diff_hi), "mean difference": num(r.mean_diff),
-             "mean diff 95% CI": interval(r.mean_diff_lo, r.mean_diff_hi), "n seeds": f"{r.n} vs {r.n_reference}",
-             "n tasks": r.n_tasks} for r in df.itertuples()]
+             "mean diff 95% CI": interval(r.mean_diff_lo, r.mean_diff_hi),
+             "p IQM | mean (Holm)": f"{pvalue(getattr(r, 'iqm_p_holm', None))} | {pvalue(getattr(r, 'mean_p_holm', None))}",
+             "n seeds": f"{r.n} vs {r.n_reference}", "n tasks": r.n_tasks} for r in df.itertuples()]
     return _frame(rows, ["variant", "reference", "P(variant > reference)", "P 95% CI", "IQM difference",
-                         "IQM diff 95% CI", "mean difference", "mean diff 95% CI", "n seeds", "n tasks"])
+                         "IQM diff 95% CI", "mean difference", "mean diff 95% CI", "p IQM | mean (Holm)", "n seeds",
+                         "n tasks"])
 
 
 def cost(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,12 +1,14 @@
 """Plain-language findings generated from the computed tables.
 
 Every sentence carries its number, its 95% CI (or, below
-:data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds, the per-seed values instead)
-and the seed counts, and a difference whose CI contains zero, or that has no
-CI, is always called "no clear difference": the report must not let a reader
-turn noise into a claim.  Where the spread allows, a sentence also says the
-smallest difference the study could have detected, so "no clear difference"
-reads as what it is.  The first finding counts the comparisons made.
+:data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds, the per-seed values instead),
+its test and the seed counts. A difference is "higher" or "lower" only when it
+survives Holm-Bonferroni across every test of the report; one that passes only
+uncorrected is "suggestive only", and the rest "no clear difference": the
+report must not let a reader turn noise into a claim. Where the spread allows,
+a sentence also says the smallest difference the study could have detected, so
+"no clear difference" reads as what it is. The first finding counts the tests
+and says which comparisons were not tested.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from .fmt import detectable, gamma, interval, num, steps
+from .fmt import detectable, gamma, interval, num, pvalue, steps
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS
 
 __all__ = ["compare_sentence", "conflict_sentence", "multiplicity_sentence", "findings"]
+
+
+ALPHA = 0.05
+"""Family-wise error rate of the report's findings (Holm-Bonferroni over all its tests)."""
 
 
 def compare_sentence(
@@ -32,6 +39,10 @@ def compare_sentence(
     n_reference: int,
     method: str,
     *,
+    p: float = float("nan"),
+    p_holm: float = float("nan"),
+    effect: float = float("nan"),
+    estimable: bool = True,
     mde: float = float("nan"),
     max_diff: float = float("inf"),
     seeds: tuple[str, str] | None = None,
@@ -39,38 +50,60 @@ def compare_sentence(
 ) -> str:
     """One sentence comparing `variant` with `reference` on `what` (difference = variant - reference).
 
-    "higher"/"lower" only when the whole 95% CI is on one side of zero,
-    otherwise "no clear difference"; an undefined CI (too few seeds) is also
-    "no clear difference", and then `seeds` (the per-seed values of variant
-    and reference, as text) are quoted instead. `mde` is the smallest
-    difference detectable at power 0.8 (NaN: not stated), `max_diff` the
-    largest difference the metric's range allows; `show` formats a
-    magnitude (e.g. env steps as '50k').
+    "higher"/"lower" only when the Holm-corrected p (`p_holm`) is below :data:`ALPHA` and the interval
+    agrees; "suggestive" when only the uncorrected `p` is; otherwise "no clear difference". No test
+    (too few seeds: the per-seed values in `seeds` are quoted; no variation: "not estimable") is never a
+    finding. `effect` is Hedges' g, `mde` the difference detectable at power 0.8 (NaN: not stated),
+    `max_diff` the largest difference the metric's range allows; `show` formats a magnitude.
     """
     counts = f"n = {n_variant} vs {n_reference} seeds"
     d = show(diff.value)
     d = d if d.startswith("-") or d == "n/a" else "+" + d
     detect = (f"; smallest difference detectable at power 0.8, alpha 0.05: {detectable(mde, max_diff, show)}"
               if math.isfinite(mde) else "")
+    if not estimable:
+        per_seed = f": every seed of both gave {seeds[0].split(', ')[0]}" if seeds else ""
+        return (f"{what}: not estimable (no variation{per_seed}) between `{variant}` and `{reference}`, "
+                f"{counts}; not counted among the comparisons.")
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):
         per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
         return (f"{what}: no clear difference between `{variant}` and `{reference}` "
                 f"(difference {d}, CI undefined with {counts}, fewer than {MIN_SEEDS}{per_seed}{detect}).")
     ends = interval(diff.lo, diff.hi) if show is num else f"[{show(diff.lo)}, {show(diff.hi)}]"
-    ci = f"95% CI {ends}, {method}"
-    if diff.lo <= 0.0 <= diff.hi:
-        return (f"{what}: no clear difference between `{variant}` and `{reference}` "
-                f"(difference {d}, {ci}, {counts}{detect}).")
-    word = "higher" if diff.lo > 0.0 else "lower"
-    return (f"{what}: `{variant}` is {word} than `{reference}` by {show(abs(diff.value))} "
-            f"(difference {d}, {ci}, {counts}).")
+    g = f"; Hedges' g {effect:+.2f}" if math.isfinite(effect) else ""
+    tested = math.isfinite(p)
+    test = f"; p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}" if tested else ""
+    stats_text = f"95% CI {ends}, {method}{test}{g}, {counts}"
+    word = "higher" if diff.value > 0.0 else "lower"
+    if tested and math.isfinite(p_holm) and p_holm < ALPHA and not diff.lo <= 0.0 <= diff.hi:
+        return (f"{what}: `{variant}` is {word} than `{reference}` by {show(abs(diff.value))} "
+                f"(difference {d}, {stats_text}).")
+    if tested and p < ALPHA:
+        return (f"{what}: suggestive only, `{variant}` {word} than `{reference}` by {show(abs(diff.value))} "
+                f"(difference {d}, {stats_text}): it does not survive the correction for multiplicity, so it "
+                "is not a finding.")
+    return (f"{what}: no clear difference between `{variant}` and `{reference}` "
+            f"(difference {d}, {stats_text}{detect}).")
 
 
-def multiplicity_sentence(n_comparisons: int) -> str:
-    """How many comparisons the findings make, and what that means for reading them."""
-    return (f"This report makes {n_comparisons} comparison(s) with the reference, each at the 95% level with no "
-            f"correction for multiplicity: with no true difference anywhere, about {n_comparisons * 0.05:.1f} of "
-            "them would still come out 'higher' or 'lower' by chance.")
+def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) -> str:
+    """How many comparisons the findings test, how they are corrected, and which are not tested."""
+    tested = int(np.isfinite(differences["p"].to_numpy(dtype=float)).sum()
+                 + np.isfinite(improvement["iqm_p"].to_numpy(dtype=float)).sum()
+                 + np.isfinite(improvement["mean_p"].to_numpy(dtype=float)).sum())
+    flat = int((~differences["estimable"].astype(bool)).sum())
+    few = int(len(differences) - flat - np.isfinite(differences["p"].to_numpy(dtype=float)).sum())
+    untested = []
+    if few:
+        untested.append(f"{few} with fewer than {MIN_SEEDS} seeds on a side (their seeds are quoted)")
+    if flat:
+        untested.append(f"{flat} not estimable (no variation: every seed gave the same value)")
+    rest = f" Not tested: {'; '.join(untested)}." if untested else ""
+    return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test; "
+            "aggregate IQM and mean: exact permutation tests over runs), corrected together by Holm-Bonferroni "
+            f"for a family-wise error rate of {ALPHA:g}: a difference is called higher or lower only when its "
+            "corrected p is below it, and 'suggestive only' when just the uncorrected p is. Probabilities of "
+            f"improvement are descriptive, not tested.{rest}")
 
 
 def conflict_sentence(row: pd.Series) -> str:
@@ -89,7 +122,21 @@ def conflict_sentence(row: pd.Series) -> str:
 def _poi_sentence(row: pd.Series) -> str:
     return (f"Probability that `{row['variant']}` beats `{row['reference']}` on a task "
             f"(normalized final score): {num(row['poi'])} (95% CI {interval(row['poi_lo'], row['poi_hi'])}, "
-            f"rliable stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie.")
+            f"rliable stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie"
+            f"{_ties(row)}; descriptive, not tested.")
+
+
+def _ties(row: pd.Series) -> str:
+    share = float(row.get("poi_ties", float("nan")))
+    if not math.isfinite(share) or share == 0.0:
+        return "; no tied run pairs"
+    return f"; {share:.0%} of run pairs tie (equal normalized scores) and count one half each"
+
+
+def _get(row: pd.Series, key: str) -> float:
+    """A float column of a findings row, NaN when the table predates it."""
+    value = row.get(key, float("nan"))
+    return float(value) if value is not None else float("nan")
 
 
 def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
@@ -98,10 +145,10 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
     return [
         compare_sentence(f"Aggregate IQM of {what}", v, reference,
                          Estimate(row["iqm_diff"], row["iqm_diff_lo"], row["iqm_diff_hi"], n), n, nr,
-                         "rliable stratified bootstrap"),
+                         "rliable stratified bootstrap", p=_get(row, "iqm_p"), p_holm=_get(row, "iqm_p_holm")),
         compare_sentence(f"Aggregate mean of {what}", v, reference,
                          Estimate(row["mean_diff"], row["mean_diff_lo"], row["mean_diff_hi"], n), n, nr,
-                         "rliable stratified bootstrap"),
+                         "rliable stratified bootstrap", p=_get(row, "mean_p"), p_holm=_get(row, "mean_p_holm")),
         _poi_sentence(row),
     ]
 
@@ -115,14 +162,11 @@ def _difference_sentence(row: pd.Series) -> str:
         what += " (unreached counted as the whole budget)"
     diff = Estimate(row["diff"], row["lo"], row["hi"], int(row["n"]))
     return compare_sentence(what, row["variant"], row["reference"], diff, int(row["n"]), int(row["n_reference"]),
-                            "percentile bootstrap within the metric's range", mde=float(row["mde"]),
+                            "Welch t within the metric's range", p=_get(row, "p"), p_holm=_get(row, "p_holm"),
+                            effect=_get(row, "effect"), estimable=bool(row.get("estimable", True)),
+                            mde=float(row["mde"]),
                             max_diff=float(row["max_diff"]),
                             seeds=(row["values"], row["values_reference"]), show=show)
-
-
-def n_comparisons(improvement: pd.DataFrame, differences: pd.DataFrame) -> int:
-    """Comparisons with the reference: per task and metric, plus IQM, mean and P(improvement) per variant."""
-    return int(len(differences) + 3 * len(improvement))
 
 
 def findings(
@@ -146,7 +190,7 @@ def findings(
         out.append(f"No comparison with the reference: `{reference}` did not finish (see Cells), so there are "
                    "no differences, normalized scores or probabilities of improvement.")
     elif len(improvement) or len(differences):
-        out.append(multiplicity_sentence(n_comparisons(improvement, differences)))
+        out.append(multiplicity_sentence(differences, improvement))
     for v in variants:
         if v == reference:
             continue

@@ -10,7 +10,7 @@ import math
 
 from .stats import MIN_SEEDS
 
-__all__ = ["num", "interval", "values", "estimate", "steps", "detectable", "gamma"]
+__all__ = ["num", "interval", "values", "estimate", "steps", "detectable", "gamma", "pvalue"]
 
 
 def _finite(x: float | None) -> bool:
@@ -43,9 +43,15 @@ def interval(lo: float | None, hi: float | None) -> str:
     return f"[{num(lo, scale)}, {num(hi, scale)}]"
 
 
-def values(xs, env_steps: bool = False) -> str:
-    """Per-seed values, in seed order: '500, 421, 37' (or '50k, 1.2M' for env steps)."""
+def values(xs, env_steps: bool = False, *, censored: float | None = None) -> str:
+    """Per-seed values, in seed order: '500, 421, 37' (or '50k, 1.2M' for env steps).
+
+    ``censored`` (a budget in env steps) marks steps-to-threshold values: a seed that never reached the
+    threshold (NaN) is shown as '>60k', a lower bound, not as a number it never had.
+    """
     xs = [float(x) for x in xs]
+    if censored is not None:
+        return ", ".join(steps(x) if math.isfinite(x) else f">{steps(censored)}" for x in xs)
     if env_steps:
         return ", ".join(steps(x) for x in xs)
     scale = max((abs(x) for x in xs if math.isfinite(x)), default=0.0)
@@ -90,3 +96,10 @@ def detectable(mde: float | None, max_diff: float | None, show=None, n: int | No
     if _finite(max_diff) and float(mde) > float(max_diff):
         return f"none within the range (needs {show(mde)}, range allows {show(max_diff)})"
     return show(mde)
+
+
+def pvalue(p: float | None) -> str:
+    """A p-value to three decimals, '< 0.001' below that, 'n/a' when no test was made."""
+    if not _finite(p):
+        return "n/a"
+    return "< 0.001" if float(p) < 0.001 else f"{float(p):.3f}"

@@ -76,7 +76,7 @@ def _zoom(ax, values: np.ndarray, bounds: tuple[float, float], pad: float = 0.1)
 
 def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[str, ...],
                     variants: tuple[str, ...], ylabel: str) -> Figure:
-    """Per task: each seed's curve as a thin line, the mean over seeds bold, the 95% bootstrap band
+    """Per task: each seed's curve as a thin line, the mean over seeds bold, the 95% Student-t band
     where there are enough seeds for one; y limited to the task's return range."""
     fig, axes = _figure(len(tasks))
     for ax, task in zip(axes, tasks):

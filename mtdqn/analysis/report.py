@@ -72,7 +72,9 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "cka": why.cka_table(study),
         "methods": methods.methods_table(study),
     }
-    fnd = findings(study.reference, study.ok_variants, imp, d["differences"], d["conflict_summary"], headline)
+    d["differences"], d["improvement"] = tables.correct_for_multiplicity(d["differences"], imp)
+    fnd = findings(study.reference, study.ok_variants, d["improvement"], d["differences"], d["conflict_summary"],
+                   headline)
     return _Computed(d, fnd, source, smoothed, headline)
 
 
@@ -138,7 +140,7 @@ def _overview(study: Study, c: _Computed) -> Section:
 
 def _curve_caption(source: str, window: int, headline: str = "final_return") -> tuple[str, str]:
     """(figure caption, y label) of the main learning curves."""
-    band = (f"mean over seeds (bold) with a 95% percentile-bootstrap band within the task's return range when a "
+    band = (f"mean over seeds (bold) with a 95% Student-t band clipped to the task's return range when a "
             f"variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line.")
     if source == "evaluation":
         what = ("(undiscounted; the headline discounted final score is the discounted return of the same greedy "
@@ -171,7 +173,8 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
               "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
               f"{curve} divided by its step span (the mean undiscounted return over training). Mean over seeds "
-              "with a 95% percentile-bootstrap interval inside the metric's feasible range (table below), or, "
+              "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
+              "where every seed gave one value), or, "
               f"below {stats.MIN_SEEDS} seeds, the seeds' own values. Steps to threshold: first step whose {curve} "
               "value reaches the threshold; median over all seeds with unreached seeds counted as never."),
         Table("Feasible ranges", display.ranges(d["ranges"]),
@@ -180,12 +183,18 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               "discounted return lies in [lo·S, hi·S], S = 1 + γ + … + γ^(N−1) = (1 − γ^N)/(1 − γ), since the "
               "k-th nonzero reward comes at step k or later; γ = 1 gives the undiscounted range (S = N)."),
         Table("Difference to the reference", display.differences(d["differences"]),
-              "Variant mean minus reference mean per task and metric; seeds resampled independently (unpaired). "
+              "Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
+              "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
+              "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
+              "report, the one a finding needs below 0.05; Hedges' g: the difference over the pooled seed SD with "
+              "the small-sample correction. 'Not estimable (no variation)': every seed of both sides gave one "
+              "value, so there is no interval and no test. "
               "Detectable difference: the smallest true difference a two-sided two-sample test at alpha 0.05 "
               "would find with power 0.8, from the observed spread and seed counts (normal-theory power analysis "
               f"with t quantiles); n/a below {stats.MIN_SEEDS} seeds in a group (the seeds' values are shown "
               "instead) or when no seed-to-seed spread was observed. The discounted return is compared within its "
-              "range at the task's γ. For steps to threshold an unreached threshold counts as the whole budget."),
+              "range at the task's γ. For steps to threshold an unreached threshold counts as the whole budget (shown as '>' the budget: "
+              "a lower bound)."),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
@@ -234,7 +243,7 @@ def _why(study: Study, c: _Computed) -> Section:
     blocks: list = [Text("Gradient conflict: cosine similarity between two tasks' gradients on the shared "
                          "parameters; < 0 means the tasks pull the trunk in opposing directions. Logging windows "
                          "without a gradient update (before learning starts) are left out. Per-seed averages over "
-                         "training, then the mean over seeds with a 95% percentile-bootstrap CI inside [-1, 1] "
+                         "training, then the mean over seeds with a 95% Student-t CI clipped to [-1, 1] "
                          f"(none below {stats.MIN_SEEDS} seeds). Baseline: at the end of training, the cosine "
                          "between one task's gradients on two independent minibatches (same-task null) beside the "
                          "between-task cosine on the same parameters; only a between-task cosine clearly below the "

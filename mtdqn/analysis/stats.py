@@ -4,14 +4,25 @@ Everything here is plain numpy/scipy on small arrays so it can be checked
 against hand-computed values. Aggregates across tasks (IQM, probability of
 improvement) live in `aggregate.py` because they go through rliable.
 
-The report's intervals are percentile bootstraps over seeds
-(:func:`bootstrap_mean`, :func:`bootstrap_diff`): a resampled mean never
-leaves the range of the data, so it never leaves the metric's feasible range
-either (and is clipped to it, :mod:`mtdqn.analysis.ranges`, for good measure).
-Below :data:`MIN_SEEDS` seeds no interval is given at all: with 2 seeds a
-bootstrap has 3 distinct resamples and a t-interval is wider than the task.
-The Student-t functions (:func:`mean_ci`, :func:`diff_ci`) stay for callers
-who want them; the report does not use them.
+The report's intervals are Student-t intervals over seeds, clipped to the
+metric's feasible range (:mod:`mtdqn.analysis.ranges`): :func:`t_mean` for a
+mean and :func:`welch_diff` (Welch's unequal-variance interval) for a
+difference, with :func:`welch_p` its test, :func:`hedges_g` its standardized
+size and :func:`holm` the correction across a report's comparisons. They were
+picked by a coverage simulation (``tests/test_report_inference.py``): at 5 and
+10 seeds per group, on normal, skewed, bimodal ("some seeds learn") and
+uniform returns, the Welch interval covers the true difference 93-99% of the
+time, where the percentile bootstrap the report used before covered 87-89% at
+5 seeds (the test measures and checks them). Its known
+weak spot, also measured there: one group bimodal and the other not, at 5
+seeds, all three candidates (Welch, percentile and studentized bootstrap)
+cover only ~84%. Below :data:`MIN_SEEDS` seeds no interval is given at all:
+the seeds' values are shown instead. A group of identical values has no
+spread to build an interval from: "not estimable (no variation)", never a
+[0, 0] interval.
+
+The percentile bootstraps (:func:`bootstrap_mean`, :func:`bootstrap_diff`)
+stay for the transfer tables and ``benchmarks/deramo_classic.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +39,12 @@ __all__ = [
     "Estimate",
     "MIN_SEEDS",
     "clip",
+    "t_mean",
+    "welch_diff",
+    "welch_p",
+    "hedges_g",
+    "holm",
+    "no_variation",
     "bootstrap_mean",
     "bootstrap_diff",
     "min_detectable_difference",
@@ -116,6 +133,109 @@ def bootstrap_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bou
     ra = a[rng.integers(0, a.size, size=(reps, a.size))].mean(axis=1)
     rb = b[rng.integers(0, b.size, size=(reps, b.size))].mean(axis=1)
     return clip(Estimate(diff, *_percentiles(ra - rb, confidence), n), dbounds)
+
+
+def no_variation(*groups: np.ndarray | list[float]) -> bool:
+    """Every finite value of every group is the same: no spread to build an interval or a test from.
+
+    (MountainCar at -200 in every seed of both variants is the common case: the difference is 0 with
+    nothing behind it.)
+    """
+    finite = [_finite(g) for g in groups]
+    return all(g.size > 0 for g in finite) and all(np.ptp(g) == 0.0 for g in finite) \
+        and len({float(g[0]) for g in finite}) == 1
+
+
+def t_mean(values: np.ndarray | list[float], bounds: Bounds = UNBOUNDED, *, confidence: float = 0.95,
+           min_seeds: int = MIN_SEEDS) -> Estimate:
+    """Mean over seeds with a Student-t interval clipped to ``bounds``; NaN interval below ``min_seeds`` seeds
+    or with no spread (every seed the same value)."""
+    x = _finite(values)
+    n = int(x.size)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1)) if n > 1 else 0.0
+    if n < min_seeds or sd == 0.0:
+        return clip(Estimate(mean, float("nan"), float("nan"), n), bounds)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
+    return clip(Estimate(mean, mean - half, mean + half, n), bounds)
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(standard error, Welch-Satterthwaite degrees of freedom) of mean(a) - mean(b); se 0: no spread."""
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    if se == 0.0:
+        return 0.0, float("nan")
+    return se, float((va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1)))
+
+
+def welch_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bounds: Bounds = UNBOUNDED, *,
+               confidence: float = 0.95, min_seeds: int = MIN_SEEDS) -> Estimate:
+    """mean(x) - mean(y) with Welch's t-interval, clipped to ``difference_bounds(bounds)``.
+
+    Unpaired: variants train as separate programs, so seed i of one shares nothing with seed i of another.
+    `n` is min(len(x), len(y)); NaN interval when either group has fewer than ``min_seeds`` seeds or
+    neither varies.
+    """
+    a, b = _finite(x), _finite(y)
+    if a.size == 0 or b.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    diff = float(a.mean() - b.mean())
+    n = int(min(a.size, b.size))
+    dbounds = difference_bounds(bounds)
+    se, dof = _welch(a, b) if n >= 2 else (0.0, float("nan"))
+    if n < min_seeds or se == 0.0:
+        return clip(Estimate(diff, float("nan"), float("nan"), n), dbounds)
+    half = float(sps.t.ppf(0.5 + confidence / 2, dof) * se)
+    return clip(Estimate(diff, diff - half, diff + half, n), dbounds)
+
+
+def welch_p(x: np.ndarray | list[float], y: np.ndarray | list[float], *, min_seeds: int = MIN_SEEDS) -> float:
+    """Two-sided p-value of Welch's t-test of equal means; NaN below ``min_seeds`` seeds or with no spread.
+
+    Both groups constant but different (se 0, the difference certain on these seeds) gives p = 0.
+    """
+    a, b = _finite(x), _finite(y)
+    if min(a.size, b.size) < max(min_seeds, 2) or no_variation(a, b):
+        return float("nan")
+    se, dof = _welch(a, b)
+    if se == 0.0:
+        return 0.0
+    return float(2.0 * sps.t.sf(abs(float(a.mean() - b.mean())) / se, dof))
+
+
+def hedges_g(x: np.ndarray | list[float], y: np.ndarray | list[float]) -> float:
+    """Standardized difference (mean(x) - mean(y)) / pooled SD, with Hedges' small-sample correction
+    1 - 3 / (4 (n_x + n_y) - 9): Cohen's d reads ~20% too large at 5 + 5 seeds without it. NaN with
+    fewer than 2 values in a group or no pooled spread."""
+    a, b = _finite(x), _finite(y)
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    dof = a.size + b.size - 2
+    pooled = float(np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / dof))
+    if pooled == 0.0:
+        return float("nan")
+    return float((a.mean() - b.mean()) / pooled * (1.0 - 3.0 / (4.0 * (a.size + b.size) - 9.0)))
+
+
+def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error control, any dependence between the tests).
+
+    NaN entries (comparisons not tested) stay NaN and do not count in the family. Reject at level alpha
+    where the adjusted p is below alpha.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    m = tested.size
+    if m == 0:
+        return out
+    order = tested[np.argsort(p[tested], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
 
 
 def min_detectable_difference(x: np.ndarray | list[float], y: np.ndarray | list[float], *, alpha: float = 0.05,

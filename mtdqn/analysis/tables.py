@@ -23,6 +23,7 @@ __all__ = [
     "per_seed_table",
     "per_task_table",
     "difference_table",
+    "correct_for_multiplicity",
     "normalization_table",
     "normalized_scores",
     "aggregate_tables",
@@ -93,14 +94,14 @@ def smoothed_curves(study: Study, window: int) -> pd.DataFrame:
 
 
 def curves_table(per_seed_curves: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
-    """Mean over seeds at each step with a percentile-bootstrap band inside the task's return range.
+    """Mean over seeds at each step with a Student-t band clipped to the task's return range.
 
     `n` is the number of seeds with a value at that step; below `stats.MIN_SEEDS`
     the band is NaN (the figure then shows the seeds' own lines only).
     """
     rows = []
     for (v, task, step), g in per_seed_curves.groupby(["variant", "task", "step"], sort=False):
-        e = stats.bootstrap_mean(g["value"].to_numpy(), ranges.return_bounds(task), reps=reps, seed=seed)
+        e = stats.t_mean(g["value"].to_numpy(), ranges.return_bounds(task))
         rows.append({"variant": v, "task": task, "step": int(step), "mean": e.value, "lo": e.lo, "hi": e.hi, "n": e.n})
     df = pd.DataFrame(rows, columns=["variant", "task", "step", "mean", "lo", "hi", "n"])
     if not len(df):
@@ -172,17 +173,16 @@ def _median_steps(steps: np.ndarray) -> float:
 
 
 def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
-    """Per (variant, task): final return, discounted final return and AUC, mean with a bootstrap CI in the
+    """Per (variant, task): final return, discounted final return and AUC, mean with a t-interval in the
     metric's range (the discounted one: the task's range at its `gamma`; none below `stats.MIN_SEEDS` seeds:
     see per_seed); steps-to-threshold median."""
     rows = []
     for (v, task), g in per_seed.groupby(["variant", "task"], sort=False):
         bounds = ranges.return_bounds(task)
         gamma = float(g["gamma"].iloc[0])
-        fin = stats.bootstrap_mean(g["final_return"].to_numpy(), bounds, reps=reps, seed=seed)
-        disc = stats.bootstrap_mean(g["final_discounted"].to_numpy(), ranges.discounted_bounds(task, gamma),
-                                    reps=reps, seed=seed)
-        area = stats.bootstrap_mean(g["auc"].to_numpy(), bounds, reps=reps, seed=seed)
+        fin = stats.t_mean(g["final_return"].to_numpy(), bounds)
+        disc = stats.t_mean(g["final_discounted"].to_numpy(), ranges.discounted_bounds(task, gamma))
+        area = stats.t_mean(g["auc"].to_numpy(), bounds)
         steps = g["steps_to_threshold"].to_numpy(dtype=np.float64)
         rows.append({
             "variant": v, "task": task, "n": int(len(g)),
@@ -202,8 +202,8 @@ METRICS = {
     "auc": "Area under the learning curve (mean return over training)",
     "steps_to_threshold": "Env steps to threshold",
 }
-DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "mde", "max_diff", "n",
-                "n_reference", "values", "values_reference"]
+DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_holm", "effect",
+                "estimable", "mde", "max_diff", "n", "n_reference", "values", "values_reference"]
 
 
 def _metric_values(g: pd.DataFrame, metric: str, budget: int) -> np.ndarray:
@@ -229,9 +229,10 @@ def _comparable(metric: str, g: pd.DataFrame, r: pd.DataFrame) -> bool:
 
 def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: int, seed: int,
                      metrics: tuple[str, ...] = tuple(METRICS)) -> pd.DataFrame:
-    """Per variant, task and metric (in `metrics` order): mean difference to the reference, bootstrap CI,
-    smallest detectable one.
+    """Per variant, task and metric (in `metrics` order): mean difference to the reference, Welch CI and
+    p-value (`p_holm` is filled by :func:`correct_for_multiplicity`), Hedges' g, smallest detectable one.
 
+    `estimable` is False where every seed of both sides has one value (no variation: no interval, no test).
     Intervals lie within the metric's range (returns: the task's bounds, the discounted
     one's at the task's `gamma`; steps: [0, budget]) and are NaN below `stats.MIN_SEEDS`
     seeds; a discounted return is left out where it was not recorded or the two sides
@@ -250,15 +251,35 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
             gamma = float(r["gamma"].iloc[0]) if metric == "final_discounted" else float("nan")
             bounds = _metric_bounds(metric, task, gamma, budget)
             x, y = _metric_values(g, metric, budget), _metric_values(r, metric, budget)
-            e = stats.bootstrap_diff(x, y, bounds, reps=reps, seed=seed)
+            e = stats.welch_diff(x, y, bounds)
+            censored = budget if metric == "steps_to_threshold" else None
             rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "gamma": gamma,
-                         "diff": e.value,
-                         "lo": e.lo, "hi": e.hi, "mde": stats.min_detectable_difference(x, y),
+                         "diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_holm": np.nan,
+                         "effect": stats.hedges_g(x, y), "estimable": not stats.no_variation(x, y),
+                         "mde": stats.min_detectable_difference(x, y),
                          "max_diff": ranges.difference_bounds(bounds)[1],
                          "n": int(len(x)), "n_reference": int(len(y)),
-                         "values": fmt.values(x, metric == "steps_to_threshold"),
-                         "values_reference": fmt.values(y, metric == "steps_to_threshold")})
+                         "values": fmt.values(g[metric].to_numpy(dtype=np.float64), censored=censored),
+                         "values_reference": fmt.values(r[metric].to_numpy(dtype=np.float64), censored=censored)})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
+
+
+def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFrame
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Holm-Bonferroni over every test the report makes: per task and metric (Welch) and the aggregate IQM
+    and mean differences (permutation), adding `p_holm` / `iqm_p_holm` / `mean_p_holm`.
+
+    One family for the whole report, so the family-wise error rate is 5% however many variants, tasks and
+    metrics a study has; untested comparisons (too few seeds, no variation) are not in it.
+    """
+    diff, imp = differences.copy(), improvement.copy()
+    pvalues = np.concatenate([diff["p"].to_numpy(dtype=np.float64), imp["iqm_p"].to_numpy(dtype=np.float64),
+                              imp["mean_p"].to_numpy(dtype=np.float64)])
+    adjusted = stats.holm(pvalues)
+    n, k = len(diff), len(imp)
+    diff["p_holm"] = adjusted[:n]
+    imp["iqm_p_holm"], imp["mean_p_holm"] = adjusted[n:n + k], adjusted[n + k:]
+    return diff, imp
 
 
 def normalization_table(study: Study) -> pd.DataFrame:
@@ -318,11 +339,14 @@ def aggregate_tables(
                          "iqm_diff": diff["IQM"].value, "iqm_diff_lo": diff["IQM"].lo, "iqm_diff_hi": diff["IQM"].hi,
                          "mean_diff": diff["mean"].value, "mean_diff_lo": diff["mean"].lo,
                          "mean_diff_hi": diff["mean"].hi,
+                         "iqm_p": aggregate.permutation_p(s, ref, "IQM", seed=seed),
+                         "mean_p": aggregate.permutation_p(s, ref, "mean", seed=seed),
+                         "poi_ties": aggregate.poi_ties(s, ref),
                          "n": int(len(s)), "n_reference": int(len(ref)), "n_tasks": int(s.shape[1])})
     agg = pd.DataFrame(agg_rows, columns=["variant", "metric", "value", "lo", "hi", "n_seeds", "n_tasks"])
     imp = pd.DataFrame(imp_rows, columns=["variant", "reference", "poi", "poi_lo", "poi_hi", "iqm_diff",
                                           "iqm_diff_lo", "iqm_diff_hi", "mean_diff", "mean_diff_lo", "mean_diff_hi",
-                                          "n", "n_reference", "n_tasks"])
+                                          "iqm_p", "mean_p", "poi_ties", "n", "n_reference", "n_tasks"])
     return agg, imp
 
 

@@ -4,7 +4,7 @@ These explain *why* a variant helps or hurts: tasks whose shared-parameter
 gradients point in opposite directions (cosine < 0) fight over the trunk;
 strategies re-weight tasks; CKA says how alike the trunk features are per task.
 Every summary is a per-seed quantity first, then the mean over seeds with a
-percentile-bootstrap 95% CI inside the quantity's range (none below
+Student-t 95% CI clipped to the quantity's range (none below
 :data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds).
 
 Baselines: logging windows without a gradient update (before learning
@@ -36,7 +36,7 @@ _EST = ["mean", "lo", "hi", "n"]
 
 
 def _est_row(values: np.ndarray, bounds: ranges.Bounds) -> dict[str, float]:
-    return dict(zip(_EST, stats.bootstrap_mean(values, bounds)))
+    return dict(zip(_EST, stats.t_mean(values, bounds)))
 
 
 def canonical_pairs(df: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFrame:
@@ -114,8 +114,8 @@ def conflict_summary_table(study: Study) -> pd.DataFrame:
     rows = []
     for v, gp in _pair_frames(study):
         by_seed = gp.groupby("seed")
-        cos = stats.bootstrap_mean(by_seed["cosine"].mean().to_numpy(), ranges.COSINE)
-        frac = stats.bootstrap_mean(
+        cos = stats.t_mean(by_seed["cosine"].mean().to_numpy(), ranges.COSINE)
+        frac = stats.t_mean(
             gp.assign(neg=_conflicting(gp)).groupby("seed")["neg"].mean().to_numpy(dtype=np.float64), ranges.FRACTION)
         null, end = _probe_means(study, v)
         rows.append({"variant": v, "n_pairs": int(gp[["task_a", "task_b"]].drop_duplicates().shape[0]),
@@ -195,8 +195,8 @@ def grad_tasks_summary(study: Study) -> pd.DataFrame:
             g = gt[gt["task"] == task].groupby("seed")
             if not len(g):
                 continue
-            norm = stats.bootstrap_mean(g["grad_norm"].mean().to_numpy(), ranges.WEIGHT)
-            weight = stats.bootstrap_mean(g["weight"].mean().to_numpy(), ranges.WEIGHT)
+            norm = stats.t_mean(g["grad_norm"].mean().to_numpy(), ranges.WEIGHT)
+            weight = stats.t_mean(g["weight"].mean().to_numpy(), ranges.WEIGHT)
             rows.append({"variant": v, "task": task, "grad_norm_mean": norm.value, "grad_norm_lo": norm.lo,
                          "grad_norm_hi": norm.hi, "weight_mean": weight.value, "weight_lo": weight.lo,
                          "weight_hi": weight.hi, "n": norm.n})
