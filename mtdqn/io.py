@@ -71,7 +71,8 @@ def git_revision() -> str:
         return "unknown"
 
 
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "numpy", "orbax-checkpoint", "rliable")
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "gymnasium", "minigrid", "numpy", "orbax-checkpoint",
+             "rliable")  # the environment packages too: a task's dynamics are theirs
 
 
 def package_versions() -> dict[str, str]:

@@ -157,3 +157,30 @@ def test_aggregate_permutation_test_is_exact_and_counts_ties():
     assert np.isnan(permutation_p(x[:4], y[:4], "mean"))  # below MIN_SEEDS runs: not tested
     assert poi_ties(x, x) == pytest.approx(np.mean(x[:, None, :] == x[None, :, :]))
     assert poi_ties(x, y) == 0.0
+
+
+def test_methods_state_the_protocol_as_run(tmp_path):
+    """The evaluation interval as run (and a note when the request was rounded), every resolved option of every
+    variant with non-defaults marked, and the Python version."""
+    from tests.test_report import make_study
+
+    study = make_study(tmp_path / "s", evals=True)
+    for variant in ("independent", "shared"):
+        path = study / "cells" / variant / "summary.json"
+        summary = json.loads(path.read_text())
+        summary.update(eval_every=5_000, eval_every_used=10_000)
+        path.write_text(json.dumps(summary))
+        path = study / "cells" / variant / "config.json"
+        record = json.loads(path.read_text())
+        record["host"]["python"] = "3.11.7"
+        path.write_text(json.dumps(record))
+    md = (build_report(study, reps=200) / "report.md").read_text()
+    notes = md.split("## Notes\n", 1)[1]
+    assert "asked as every 5,000 env steps per task and ran every 10,000" in notes
+    assert "every 10,000 env steps per task (asked for every 5,000, rounded up" in md
+    assert "| Python | 3.11.7 |" in md
+    config = pd.read_parquet(study / "report" / "data" / "config.parquet").set_index(["group", "option"])
+    assert config.loc[("dqn", "lr"), "independent"] == "0.001 *"  # OPTIONS: independent trained at lr 1e-3
+    assert config.loc[("dqn", "lr"), "shared"] == "0.0005" == config.loc[("dqn", "lr"), "default"]
+    assert config.loc[("network", "hidden"), "shared"] == "[64, 64] *"
+    assert ("dqn", "dropout") in config.index and ("network", "init") in config.index  # left out of config.json

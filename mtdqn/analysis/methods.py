@@ -10,6 +10,8 @@ Older runs that lack a field say "not recorded" rather than guessing.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from typing import Any
 
@@ -22,7 +24,8 @@ from .fmt import num
 from .load import Cell, Study
 from .render import Bullets, Section, Table, Text
 
-__all__ = ["methods_table", "methods_section", "non_default_options", "final_definition", "STRATEGY_SCOPE"]
+__all__ = ["methods_table", "methods_section", "config_table", "rounding_notes", "non_default_options",
+           "final_definition", "STRATEGY_SCOPE"]
 
 STRATEGY_SCOPE = ("Strategies act on the shared parameters' gradients only: per-task adapters and heads get "
                   "their own task's gradient times the static task weight (see Methods for each run's own record).")
@@ -95,13 +98,13 @@ def _variant_rows(v: str, cell: Cell) -> list[dict[str, str]]:
     rows += [
         ("strategy", f"{s.get('strategy', _NOT)}: {s.get('strategy_scope', STRATEGY_SCOPE)}"),
         ("evaluation", f"{s.get('eval_episodes', '?')} greedy episodes per task and seed per evaluation"
-                       + (f", every {s['eval_every']:,} env steps per task" if s.get("eval_every") else
-                          ", once at the end of training")),
+                       + _eval_schedule(s)),
         ("seeds", ", ".join(map(str, s.get("seeds", []))) or _NOT),
         ("git revision", str(rec.get("git_revision", _NOT))),
         ("config hash", str(s.get("config_hash", rec.get("config_hash", _NOT)))),
         ("mtdqn version", str(rec.get("mtdqn_version", _NOT))),
         ("packages", ", ".join(f"{k} {val}" for k, val in packages.items()) or _NOT),
+        ("Python", str(host.get("python", _NOT))),
         ("hardware", f"{host.get('cpu', _NOT)}, {cores if cores else '?'} CPU core(s) usable, "
                      f"{host.get('platform', _NOT)}; JAX backend {s.get('backend', _NOT)}, "
                      f"{s.get('devices', '?')} device(s) for the seeds"),
@@ -113,13 +116,62 @@ def _variant_rows(v: str, cell: Cell) -> list[dict[str, str]]:
     return [{"variant": v, "item": k, "value": val} for k, val in rows]
 
 
+def _eval_schedule(s: dict[str, Any]) -> str:
+    """The evaluation interval as run (``eval_every_used``), and the request when it was rounded."""
+    asked, used = s.get("eval_every"), s.get("eval_every_used", s.get("eval_every"))
+    if not used:
+        return ", once at the end of training"
+    rounded = f" (asked for every {asked:,}, rounded up to whole logging chunks)" if asked and asked != used else ""
+    return f", every {used:,} env steps per task{rounded}"
+
+
+def rounding_notes(study: Study) -> list[str]:
+    """One note per variant whose evaluation interval was rounded from the study's request: from what to what."""
+    notes = []
+    for v in study.ok_variants:
+        s = study.cells[v].summary
+        asked, used = s.get("eval_every"), s.get("eval_every_used")
+        if asked and used and asked != used:
+            notes.append(f"`{v}`: the evaluation interval was asked as every {asked:,} env steps per task and ran "
+                         f"every {used:,}: evaluations happen at logging-chunk boundaries (log_every), so the "
+                         "request was rounded up to whole chunks. Final scores and curves use the evaluations as run.")
+    return notes
+
+
+def config_table(study: Study) -> pd.DataFrame:
+    """Every resolved option of every ok variant, grouped (network, dqn, run), with its default.
+
+    One row per option and a column per variant; a value that differs from the default ends in " *". A record
+    older than an option had its default.
+    """
+    # every field, those config.json leaves out at their default included
+    defaults = flatten_config(json.loads(json.dumps(dataclasses.asdict(TrainConfig()))))
+    defaults.pop("tasks")
+    stored = {v: study.cells[v].record.get("config") for v in study.ok_variants}
+    rows = []
+    for key, default in defaults.items():
+        group, _, name = key.rpartition(".")
+        row = {"group": group or "run", "option": name, "default": repr(default)}
+        for v, config in stored.items():
+            if config is None:
+                row[v] = _NOT
+                continue
+            value = {**defaults, **flatten_config(config)}[key]
+            row[v] = repr(value) + (" *" if value != default else "")
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=["group", "option", "default", *stored])
+    order = {"run": 0, "network": 1, "dqn": 2}
+    return df.sort_values("group", key=lambda c: c.map(lambda g: order.get(g, 3)), kind="stable").reset_index(
+        drop=True)
+
+
 def methods_table(study: Study) -> pd.DataFrame:
     """Tidy rows (variant, item, value) of every ok variant's methods."""
     rows = [r for v in study.ok_variants for r in _variant_rows(v, study.cells[v])]
     return pd.DataFrame(rows, columns=["variant", "item", "value"])
 
 
-def methods_section(study: Study, table: pd.DataFrame) -> Section:
+def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> Section:
     """Evaluation protocol, then one table per variant."""
     rec = study.record
     blocks: list = [Text(
@@ -133,4 +185,8 @@ def methods_section(study: Study, table: pd.DataFrame) -> Section:
     for v in study.ok_variants:
         g = table[table["variant"] == v][["item", "value"]].reset_index(drop=True)
         blocks.append(Table(f"Methods: `{v}`", g))
+    if study.ok_variants:
+        blocks.append(Table("Resolved hyperparameters", config,
+                            "Every option of every variant as run (tasks aside), grouped; * marks a value that "
+                            "differs from the default."))
     return Section("Methods", tuple(blocks))

@@ -71,6 +71,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "grad_tasks_summary": why.grad_tasks_summary(study),
         "cka": why.cka_table(study),
         "methods": methods.methods_table(study),
+        "config": methods.config_table(study),
     }
     d["differences"], d["improvement"] = tables.correct_for_multiplicity(d["differences"], imp)
     fnd = findings(study.reference, study.ok_variants, d["improvement"], d["differences"], d["conflict_summary"],
@@ -291,7 +292,7 @@ def _why(study: Study, c: _Computed) -> Section:
 def _notes(study: Study, c: _Computed) -> Section:
     idle = [f"Variant `{v}` made no gradient update (its budget ended before learning started): its results are "
             "those of an untrained network." for v in _without_updates(study)]
-    notes = list(study.notes) + idle + scores.discount_notes(study) + [
+    notes = list(study.notes) + idle + methods.rounding_notes(study) + scores.discount_notes(study) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
@@ -328,7 +329,8 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     sections = [_overview(study, c), Section("Findings", (Bullets(tuple(c.findings)),) if c.findings
                                              else (Text("No comparison possible (needs an ok reference and another ok variant)."),))]
     sections += _performance(study, c, smooth_window)
-    sections += [_aggregates(study, c, reps, seed), methods.methods_section(study, c.data["methods"]), _cost(c),
+    sections += [_aggregates(study, c, reps, seed),
+                 methods.methods_section(study, c.data["methods"], c.data["config"]), _cost(c),
                  _why(study, c), _notes(study, c)]
     out = study_dir / "report"
     figs = [outputs.write_bytes(out / "figures" / f"{b.name}.png", b.png)
