@@ -16,7 +16,9 @@ final state; the rows go to ``cka.parquet`` and ``grad_probe.parquet``.
   minibatch of each pair, same parameters and moment, sit beside it.  Both
   are averaged over :data:`PROBE_PAIRS` pairs (one pair alone swings by
   +-0.5 on a trained agent).  A between-task cosine is "conflict" beyond
-  noise only if it is clearly below the null.
+  noise only if it is clearly below the null.  Each row also holds the share
+  of the pairs whose cosine is negative (``negative``): for a same-task row,
+  the noise baseline of the conflict fraction.
 """
 
 from __future__ import annotations
@@ -95,13 +97,17 @@ def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
     return same, between
 
 
-def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One seed's cosines averaged over PROBE_PAIRS minibatch pairs."""
+def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, ...]:
+    """One seed's cosines averaged over PROBE_PAIRS minibatch pairs, and the share of pairs with cosine < 0.
+
+    The share is the conflict fraction's noise baseline: how often two minibatches of *one* task already
+    point apart (a same-task pair), to read a between-task conflict fraction against.
+    """
     pairs = jax.random.split(key, (PROBE_PAIRS, 2))
     # One pair at a time: the pairs' activations at once would be PROBE_PAIRS x 2 updates' worth of memory,
     # which the memory check does not count (MinAtar's patches: gigabytes), after a long run's final checkpoint.
     same, between = jax.lax.map(lambda k: minibatch_cosines(agent, state, k[0], k[1]), pairs)
-    return same.mean(0), between.mean(0)
+    return same.mean(0), between.mean(0), (same < 0).mean(0), (between < 0).mean(0)
 
 
 def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
@@ -115,12 +121,13 @@ def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, A
         return []  # every shared parameter frozen: no gradient on it moves anything
     keys = jnp.stack([jax.random.fold_in(k, PROBE_KEY) for k in seed_keys(agent.seeds)])
     own = state.replace(env_states=())  # the envs play no part (the state holds only the real seeds)
-    same, between = jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))(own, keys)
-    same, between = np.asarray(same), np.asarray(between)
+    same, between, same_neg, between_neg = map(
+        np.asarray, jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))(own, keys))
     names = agent.task_set.names
     rows = []
     for s, seed in enumerate(agent.seeds):
-        rows += [{"seed": seed, "task_a": t, "task_b": t, "cosine": float(same[s, i])} for i, t in enumerate(names)]
-        rows += [{"seed": seed, "task_a": names[a], "task_b": names[b], "cosine": float(between[s, a, b])}
-                 for a, b in itertools.combinations(range(len(names)), 2)]
+        rows += [{"seed": seed, "task_a": t, "task_b": t, "cosine": float(same[s, i]),
+                  "negative": float(same_neg[s, i])} for i, t in enumerate(names)]
+        rows += [{"seed": seed, "task_a": names[a], "task_b": names[b], "cosine": float(between[s, a, b]),
+                  "negative": float(between_neg[s, a, b])} for a, b in itertools.combinations(range(len(names)), 2)]
     return rows

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from helpers import TINY
 
-from mtdqn.diagnostics import PROBE_KEY, minibatch_cosines
+from mtdqn.diagnostics import PROBE_KEY, PROBE_PAIRS, minibatch_cosines
 
 pytestmark = pytest.mark.slow  # every test reads the session's trained run
 
@@ -37,6 +37,24 @@ def test_gradient_probe_rows_and_their_null(run):
     assert probe["cosine"].between(-1.0, 1.0).all()
     # two independent minibatches of one task do not give the same gradient: the null carries real noise
     assert (same["cosine"] < 0.99).all()
+
+
+def test_probe_negative_share_is_the_conflict_noise_baseline(run):
+    """`negative` is the share of the PROBE_PAIRS minibatch pairs whose cosine is below 0, pair by pair."""
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import seed_keys
+
+    agent = make_agent(TINY)
+    probe = pd.read_parquet(run.out_dir / "grad_probe.parquet")
+    state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
+    pairs = jax.random.split(jax.random.fold_in(seed_keys(agent.seeds)[0], PROBE_KEY), (PROBE_PAIRS, 2))
+    same = np.stack([np.asarray(minibatch_cosines(agent, state, k[0], k[1])[0]) for k in pairs])
+    first = probe[(probe["seed"] == agent.seeds[0]) & (probe["task_a"] == probe["task_b"])]
+    for i, task in enumerate(agent.task_set.names):
+        row = first[first["task_a"] == task].iloc[0]
+        assert row["negative"] == pytest.approx(float((same[:, i] < 0).mean()))
+        assert row["cosine"] == pytest.approx(float(same[:, i].mean()), abs=1e-5)
+    assert probe["negative"].between(0.0, 1.0).all()
 
 
 def test_minibatch_cosines_of_one_minibatch_twice_is_one(run):

@@ -128,7 +128,8 @@ def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, dro
         gt.to_parquet(cell / "grad_tasks.parquet")
         if shared:
             gp.to_parquet(cell / "grad_pairs.parquet")
-            probe = [{"seed": s, "task_a": a, "task_b": b, "cosine": float(rng.normal(0.02, 0.05))}
+            probe = [{"seed": s, "task_a": a, "task_b": b, "cosine": float(rng.normal(0.02, 0.05)),
+                      "negative": 0.25 if a == b else 0.5}
                      for s in seeds for a, b in ((TASKS[0], TASKS[0]), (TASKS[1], TASKS[1]), (TASKS[0], TASKS[1]))]
             pd.DataFrame(probe).to_parquet(cell / "grad_probe.parquet")
         cka = pd.DataFrame([{"seed": s, "task_a": TASKS[0], "task_b": TASKS[1], "cka": 0.4 + 0.1 * rng.random(),
@@ -202,7 +203,14 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     # 2 tasks x 4 metrics (Welch) + IQM and mean (permutation); P(improvement) is descriptive
     assert bullets[0].startswith(f"- This report tests {10 - untested} comparison(s)"), bullets[0]
     bullets = bullets[1:]
-    assert any("IQM" in b for b in bullets) and any("Gradient conflict in `shared`" in b for b in bullets)
+    assert any("IQM" in b for b in bullets)
+    [conflict] = [b for b in bullets if "Gradient conflict in `shared`" in b]
+    # the conflict fraction beside its noise baseline (the same-task pairs' share < 0: 0.25 in every seed), and
+    # the pair beside both tasks' own nulls, not their average
+    assert "vs 0.250 for two minibatches of one task" in conflict, conflict
+    probe = pd.read_parquet(report.parent / "cells" / "shared" / "grad_probe.parquet")
+    nulls = probe[probe["task_a"] == probe["task_b"]].groupby("task_a")["cosine"].mean()
+    assert "CartPole-v1–Acrobot-v1 " in conflict and f"/ {nulls['Acrobot-v1']:.3f}" in conflict, conflict
     assert any("Aggregate mean" in b for b in bullets)  # the mean beside the IQM
     for b in bullets:
         assert "95% CI" in b and re.search(r"n = \d+", b)

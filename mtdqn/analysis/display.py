@@ -159,10 +159,13 @@ def conflict_summary(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task pairs": r.n_pairs,
              "mean cosine over training": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi),
              "conflict fraction": _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi),
+             "noise baseline (same-task pairs with cosine < 0)": num(getattr(r, "noise_conflict", float("nan"))),
              "end of training: between tasks": num(r.end_cosine),
-             "end of training: same-task null": num(r.null_cosine), "n seeds": r.n} for r in df.itertuples()]
+             "end of training: same-task null (mean over tasks)": num(r.null_cosine), "n seeds": r.n}
+            for r in df.itertuples()]
     return _frame(rows, ["variant", "task pairs", "mean cosine over training", "conflict fraction",
-                         "end of training: between tasks", "end of training: same-task null", "n seeds"])
+                         "noise baseline (same-task pairs with cosine < 0)", "end of training: between tasks",
+                         "end of training: same-task null (mean over tasks)", "n seeds"])
 
 
 def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -172,7 +175,12 @@ def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def conflict_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    return _pair_table(df, "cosine over training")
+    """Each pair's cosine over training beside both tasks' own same-task nulls."""
+    out = _pair_table(df, "cosine over training")
+    if "null_a" in df:
+        out.insert(3, "same-task nulls at the end (first / second task)",
+                   [f"{num(a)} / {num(b)}" for a, b in zip(df["null_a"], df["null_b"])])
+    return out
 
 
 def cka(df: pd.DataFrame) -> pd.DataFrame:

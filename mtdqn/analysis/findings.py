@@ -106,17 +106,23 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
             f"improvement are descriptive, not tested.{rest}")
 
 
-def conflict_sentence(row: pd.Series) -> str:
-    """Gradient-conflict level of one variant from a `conflict_summary_table` row, beside its same-task null."""
-    null = ""
-    if "null_cosine" in row and math.isfinite(row["null_cosine"]):
-        null = (f"; same-task null at the end of training (two independent minibatches of one task) "
-                f"{num(row['null_cosine'])} vs between tasks {num(row['end_cosine'])} on the same parameters")
+def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
+    """Gradient-conflict level of one variant from a `conflict_summary_table` row: the conflict fraction beside
+    its noise baseline, and each task pair's cosine beside both tasks' own same-task nulls (`pairs`: the
+    variant's `conflict_pairs_table` rows)."""
+    noise = float(row.get("noise_conflict", float("nan")))
+    baseline = (f" vs {num(noise)} for two minibatches of one task (the noise baseline: what conflict "
+                "gradient noise alone gives)" if math.isfinite(noise) else "")
+    per_pair = ""
+    if pairs is not None and len(pairs) and "null_a" in pairs:
+        per_pair = "; per pair, the cosine over training vs each task's own same-task null at the end: " + "; ".join(
+            f"{r.task_a}–{r.task_b} {num(r.mean)} vs {num(r.null_a)} / {num(r.null_b)}" for r in pairs.itertuples())
     return (f"Gradient conflict in `{row['variant']}`: mean pairwise cosine of shared-parameter gradients "
             f"{num(row['cosine_mean'])} (95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
             f"conflict fraction (share of updates whose task-pair gradients have cosine < 0) "
-            f"{num(row['conflict_fraction'])} (95% CI {interval(row['conflict_lo'], row['conflict_hi'])}), "
-            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds{null}.")
+            f"{num(row['conflict_fraction'])} (95% CI {interval(row['conflict_lo'], row['conflict_hi'])}){baseline}, "
+            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds{per_pair}. A between-task cosine means "
+            "conflict only where it is clearly below both tasks' nulls.")
 
 
 def _poi_sentence(row: pd.Series) -> str:
@@ -176,11 +182,13 @@ def findings(
     differences: pd.DataFrame,
     conflict: pd.DataFrame,
     headline: str = "final_return",
+    pairs: pd.DataFrame | None = None,
 ) -> list[str]:
     """All findings: the comparison count first, then grouped per non-reference variant in `variants` order.
 
     `improvement` is `tables.aggregate_tables`'s second frame, `differences`
-    is `tables.difference_table`, `conflict` is `why.conflict_summary_table`.
+    is `tables.difference_table`, `conflict` is `why.conflict_summary_table`, `pairs`
+    `why.conflict_pairs_table` (each pair beside its tasks' nulls).
     Within a variant the per-task differences follow the table's metric order;
     with `headline` "final_discounted" its sentences lead, before the aggregates
     (which stay on the undiscounted normalized score).
@@ -201,5 +209,6 @@ def findings(
             out += _aggregate_sentences(row, reference)
         out += [_difference_sentence(row) for _, row in mine[~lead].iterrows()]
     for _, row in conflict.iterrows():
-        out.append(conflict_sentence(row))
+        mine = pairs[pairs["variant"] == row["variant"]] if pairs is not None else None
+        out.append(conflict_sentence(row, mine))
     return out

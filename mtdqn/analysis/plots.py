@@ -156,9 +156,11 @@ def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     return fig
 
 
-def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = float("nan")) -> Figure:
+def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = float("nan"),
+                    noise_conflict: float = float("nan")) -> Figure:
     """Left: cosine per task pair over training (one line per pair), y zoomed to the data, with the
-    same-task null at the end of training as a dotted line; right: conflict fraction in [0, 1]."""
+    same-task null at the end of training as a dotted line; right: conflict fraction in [0, 1] with its
+    noise baseline (same-task minibatch pairs with cosine < 0, end of training) dotted."""
     fig, axes = _figure(2)
     c = curve[curve["variant"] == variant]
     pairs = c[c["quantity"] == "cosine"]
@@ -174,7 +176,10 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     axes[0].legend(fontsize=7)
     frac = c[c["quantity"] == "conflict_fraction"]
     _band(axes[1], frac["step"].to_numpy(), frac, "#d62728", "conflict fraction")
+    if np.isfinite(noise_conflict):
+        axes[1].axhline(noise_conflict, color="black", ls=":", lw=1.0, label="noise baseline (end)")
     axes[1].set(title=f"{variant}: share of updates with cosine < 0", ylim=(0.0, 1.0))
+    axes[1].legend(fontsize=7)
     for ax in axes:
         _steps_axis(ax)
         ax.grid(alpha=0.3)

@@ -75,7 +75,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     }
     d["differences"], d["improvement"] = tables.correct_for_multiplicity(d["differences"], imp)
     fnd = findings(study.reference, study.ok_variants, d["improvement"], d["differences"], d["conflict_summary"],
-                   headline)
+                   headline, d["conflict_pairs"])
     return _Computed(d, fnd, source, smoothed, headline)
 
 
@@ -267,8 +267,11 @@ def _why(study: Study, c: _Computed) -> Section:
         for r in d["conflict_summary"].itertuples():
             blocks.append(Image(f"conflict_curves_{_slug(r.variant)}",
                                 f"`{r.variant}`: cosine per task pair over training (one line per pair; dotted: "
-                                "same-task null at the end) and the share of updates with cosine < 0.",
-                                plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine))))
+                                "same-task null at the end, mean over tasks: each pair's own two nulls are in the "
+                                "table above) and the share of updates with cosine < 0 (dotted: its noise "
+                                "baseline, the share of same-task minibatch pairs with cosine < 0).",
+                                plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
+                                                                   getattr(r, "noise_conflict", float("nan"))))))
     if d["grad_tasks_summary"].empty:
         if not idle:
             blocks.append(Text("No per-task gradient data for a variant with shared parameters."))

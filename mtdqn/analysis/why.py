@@ -71,13 +71,43 @@ def _pair_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
 
 
 def conflict_pairs_table(study: Study) -> pd.DataFrame:
-    """Per variant and task pair: cosine averaged over training per seed, then over seeds."""
+    """Per variant and task pair: cosine averaged over training per seed, then over seeds, beside *both*
+    tasks' own same-task nulls (``null_a``, ``null_b``: the end-of-run probe, two minibatches of one task).
+
+    Each pair against its own two tasks' nulls, never an average over tasks: one task whose gradient never
+    changes (MountainCar before it learns: every reward -1) has a null near 1 that would swamp the rest.
+    """
     rows = []
     for v, gp in _pair_frames(study):
+        nulls = _task_nulls(study, v)
         for (a, b), g in gp.groupby(["task_a", "task_b"], sort=False):
             per_seed = g.groupby("seed")["cosine"].mean().to_numpy()
-            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(per_seed, ranges.COSINE)})
-    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST])
+            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(per_seed, ranges.COSINE),
+                         "null_a": nulls.get(a, float("nan")), "null_b": nulls.get(b, float("nan"))})
+    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "null_a", "null_b"])
+
+
+def _same_task_probe(study: Study, variant: str) -> pd.DataFrame:
+    """The end-of-run probe's same-task rows (the null) of one variant; empty without a probe."""
+    gp = study.cells[variant].grad_probe
+    if gp is None or not len(gp):
+        return pd.DataFrame(columns=["seed", "task_a", "task_b", "cosine"])
+    return gp[gp["task_a"].astype(str) == gp["task_b"].astype(str)]
+
+
+def _task_nulls(study: Study, variant: str) -> dict[str, float]:
+    """{task: its same-task null cosine, per seed then over seeds}."""
+    same = _same_task_probe(study, variant)
+    return {str(t): float(g.groupby("seed")["cosine"].mean().mean()) for t, g in same.groupby("task_a")}
+
+
+def _noise_conflict(study: Study, variant: str) -> float:
+    """The conflict fraction's noise baseline: the share of same-task minibatch pairs with cosine < 0 (mean over
+    tasks per seed, then over seeds); NaN for probes that did not record it."""
+    same = _same_task_probe(study, variant)
+    if "negative" not in same or not len(same):
+        return float("nan")
+    return float(same.groupby("seed")["negative"].mean().mean())
 
 
 def _conflicting(gp: pd.DataFrame) -> pd.Series:
@@ -121,9 +151,9 @@ def conflict_summary_table(study: Study) -> pd.DataFrame:
         rows.append({"variant": v, "n_pairs": int(gp[["task_a", "task_b"]].drop_duplicates().shape[0]),
                      "cosine_mean": cos.value, "cosine_lo": cos.lo, "cosine_hi": cos.hi,
                      "conflict_fraction": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi, "n": cos.n,
-                     "null_cosine": null, "end_cosine": end})
+                     "null_cosine": null, "end_cosine": end, "noise_conflict": _noise_conflict(study, v)})
     cols = ["variant", "n_pairs", "cosine_mean", "cosine_lo", "cosine_hi", "conflict_fraction", "conflict_lo",
-            "conflict_hi", "n", "null_cosine", "end_cosine"]
+            "conflict_hi", "n", "null_cosine", "end_cosine", "noise_conflict"]
     return pd.DataFrame(rows, columns=cols)
 
 
