@@ -184,3 +184,17 @@ def test_methods_state_the_protocol_as_run(tmp_path):
     assert config.loc[("dqn", "lr"), "shared"] == "0.0005" == config.loc[("dqn", "lr"), "default"]
     assert config.loc[("network", "hidden"), "shared"] == "[64, 64] *"
     assert ("dqn", "dropout") in config.index and ("network", "init") in config.index  # left out of config.json
+
+
+def test_zoomed_axis_spans_a_stated_share_of_the_range():
+    """A panel never magnifies a difference far below the task's scale into a full-height gap."""
+    from mtdqn.analysis import plots
+
+    fig, axes = plots._figure(1)
+    plots._zoom(axes[0], np.array([200.0, 201.0, 202.0]), (0.0, 500.0))
+    lo, hi = axes[0].get_ylim()
+    assert hi - lo == pytest.approx(plots.MIN_SPAN * 500.0) and lo <= 200.0 and hi >= 202.0
+    plots._zoom(axes[0], np.array([0.0, 0.5]), (0.0, 500.0))  # at the edge: shifted inside the range
+    assert axes[0].get_ylim() == pytest.approx((0.0, 50.0))
+    plots._zoom(axes[0], np.array([10.0, 400.0]), (0.0, 500.0))  # wide data: the data decide
+    assert axes[0].get_ylim()[1] - axes[0].get_ylim()[0] > 0.5 * 500.0

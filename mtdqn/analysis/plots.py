@@ -56,22 +56,43 @@ def _steps_axis(ax) -> None:
     ax.set_xlabel("env steps (per task)")
 
 
-def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str) -> None:
-    """Mean line and, where the interval exists (enough seeds), its band."""
-    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8)
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def _marker(i: int) -> str:
+    """A marker per line, so lines that overlap stay distinguishable without colour."""
+    return _MARKERS[i % len(_MARKERS)]
+
+
+def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str, marker: str | None = None) -> None:
+    """Mean line (with ``marker`` on about ten of its points) and, where the interval exists, its band."""
+    every = max(1, len(x) // 10)
+    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8, marker=marker, ms=4, markevery=every)
     lo, hi = g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float)
     if np.isfinite(lo).any():
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
 
+MIN_SPAN = 0.1
+"""A zoomed y axis spans at least this share of the quantity's feasible range (when it is bounded), so
+differences smaller than the task's noise never fill a whole panel."""
+
+
 def _zoom(ax, values: np.ndarray, bounds: tuple[float, float], pad: float = 0.1) -> None:
-    """Y limits around the data (with a margin), never past the quantity's feasible range."""
+    """Y limits around the data (with a margin), at least MIN_SPAN of the feasible range wide, never past it."""
     v = values[np.isfinite(values)]
     if not v.size:
         return
     lo, hi = float(v.min()), float(v.max())
     margin = max((hi - lo) * pad, 1e-3)
-    ax.set_ylim(max(lo - margin, bounds[0]), min(hi + margin, bounds[1]))
+    lo, hi = lo - margin, hi + margin
+    width = bounds[1] - bounds[0]
+    if np.isfinite(width) and hi - lo < MIN_SPAN * width:
+        grow = (MIN_SPAN * width - (hi - lo)) / 2
+        lo, hi = lo - grow, hi + grow
+        lo, hi = (bounds[0], bounds[0] + MIN_SPAN * width) if lo < bounds[0] else (lo, hi)
+        lo, hi = (bounds[1] - MIN_SPAN * width, bounds[1]) if hi > bounds[1] else (lo, hi)
+    ax.set_ylim(max(lo, bounds[0]), min(hi, bounds[1]))
 
 
 def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[str, ...],
@@ -85,7 +106,7 @@ def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[s
                 ax.plot(s["step"].to_numpy(), s["value"].to_numpy(), color=_color(i), lw=0.6, alpha=0.45)
             g = curves[(curves["variant"] == v) & (curves["task"] == task)]
             if len(g):
-                _band(ax, g["step"].to_numpy(), g, _color(i), v)
+                _band(ax, g["step"].to_numpy(), g, _color(i), v, _marker(i))
         vals = per_seed[per_seed["task"] == task]["value"].to_numpy(dtype=float)
         _zoom(ax, vals, ranges.return_bounds(task), pad=0.05)
         ax.set(title=task, ylabel=ylabel)
@@ -118,13 +139,14 @@ def final_strips(per_seed: pd.DataFrame, tasks: tuple[str, ...], variants: tuple
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
         _zoom(ax, mine[column].to_numpy(float), bounds)
-        ax.set(title=task, ylabel=label)
+        ax.set(title=task, ylabel=label, xlabel="variant (dots: seeds; bar: mean)")
         ax.grid(alpha=0.3, axis="y")
     return fig
 
 
 def aggregate_intervals(agg: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
-    """IQM and mean of normalized score per variant with 95% bootstrap CIs as error bars (when there are any)."""
+    """IQM and mean of normalized score per variant with 95% rliable stratified-bootstrap CIs as error bars
+    (when there are any)."""
     fig, axes = _figure(2, width=4.0, height=0.5 + 0.45 * max(2, len(variants)))
     for ax, metric in zip(axes, ("IQM", "mean")):
         g = agg[agg["metric"] == metric].set_index("variant")
@@ -134,6 +156,7 @@ def aggregate_intervals(agg: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
             err = [[r["value"] - r["lo"]], [r["hi"] - r["value"]]] if np.isfinite(r["lo"]) else None
             ax.errorbar(r["value"], y, xerr=err, fmt="o", color=_color(variants.index(v)), capsize=4)
         ax.set_yticks(range(len(names)), names)
+        ax.set_ylabel("variant")
         ax.set_ylim(-0.5, len(names) - 0.5)
         ax.axvline(1.0, color="grey", ls="--", lw=0.8)
         ax.set(title=metric, xlabel="normalized score (1 = reference)")
@@ -142,7 +165,7 @@ def aggregate_intervals(agg: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
 
 
 def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
-    """Probability of improvement over the reference per variant with 95% bootstrap CIs."""
+    """Probability of improvement over the reference per variant with 95% rliable stratified-bootstrap CIs."""
     fig, axes = _figure(1, width=5.0, height=0.5 + 0.45 * max(2, len(imp)))
     ax = axes[0]
     for y, r in enumerate(imp.itertuples()):
@@ -151,6 +174,7 @@ def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
             ax.errorbar(r.poi, y, xerr=[[r.poi - r.poi_lo], [r.poi_hi - r.poi]], fmt="none", color="black",
                         capsize=4)
     ax.set_yticks(range(len(imp)), [f"P({v} > {ref})" for v, ref in zip(imp["variant"], imp["reference"])])
+    ax.set_ylabel("variant vs reference")
     ax.axvline(0.5, color="grey", ls="--", lw=0.8)
     ax.set(xlim=(0, 1), xlabel="probability of improvement")
     return fig
@@ -165,7 +189,7 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     c = curve[curve["variant"] == variant]
     pairs = c[c["quantity"] == "cosine"]
     for i, ((a, b), g) in enumerate(pairs.groupby(["task_a", "task_b"], sort=False)):
-        _band(axes[0], g["step"].to_numpy(), g, _color(i), f"{a} / {b}")
+        _band(axes[0], g["step"].to_numpy(), g, _color(i), f"{a} / {b}", _marker(i))
     axes[0].axhline(0.0, color="grey", ls="--", lw=0.8)
     shown = pairs[["mean", "lo", "hi"]].to_numpy(dtype=float).ravel()
     if np.isfinite(null_cosine):
@@ -173,6 +197,7 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
         shown = np.append(shown, null_cosine)
     _zoom(axes[0], np.append(shown, 0.0), ranges.COSINE)
     axes[0].set(title=f"{variant}: gradient cosine", ylabel="cosine")
+    axes[1].set(ylabel="share of updates")
     axes[0].legend(fontsize=7)
     frac = c[c["quantity"] == "conflict_fraction"]
     _band(axes[1], frac["step"].to_numpy(), frac, "#d62728", "conflict fraction")
@@ -194,8 +219,8 @@ def grad_norms_weights(curve: pd.DataFrame, variant: str, tasks: tuple[str, ...]
         for i, task in enumerate(tasks):
             g = c[(c["task"] == task) & (c["quantity"] == q)]
             if len(g):
-                _band(ax, g["step"].to_numpy(), g, _color(i), task)
-        ax.set(title=f"{variant}: {label}")
+                _band(ax, g["step"].to_numpy(), g, _color(i), task, _marker(i))
+        ax.set(title=f"{variant}: {label}", ylabel=label)
         _steps_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -226,6 +251,7 @@ def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
                 ax.plot(r["init_mean"], y, "o", mfc="none", color=_color(variants.index(v)),
                         label=f"{v} at init" if j == 0 else None)
     ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
+    ax.set_ylabel("task pair")
     ax.set(xlim=(0.0, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

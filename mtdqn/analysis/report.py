@@ -139,17 +139,28 @@ def _overview(study: Study, c: _Computed) -> Section:
     return Section("Study", tuple(blocks + ([Bullets(tuple(failed))] if failed else [])))
 
 
-def _curve_caption(source: str, window: int, headline: str = "final_return") -> tuple[str, str]:
+def _window_text(window: int, smoothed: pd.DataFrame) -> str:
+    """The moving-average window in logging windows and as a share of the run's logging windows."""
+    if not len(smoothed):
+        return f"{window} logging windows"
+    total = int(smoothed.groupby(["variant", "task", "seed"]).size().max())
+    return f"{window} logging windows ({min(window, total) / total:.0%} of the run's {total})"
+
+
+def _curve_caption(source: str, window: int, headline: str = "final_return",
+                   smoothed: pd.DataFrame | None = None) -> tuple[str, str]:
     """(figure caption, y label) of the main learning curves."""
-    band = (f"mean over seeds (bold) with a 95% Student-t band clipped to the task's return range when a "
-            f"variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line.")
+    band = (f"mean over seeds (bold, a marker per variant) with a 95% Student-t band clipped to the task's return "
+            f"range when a variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line. "
+            f"The y axis spans at least {plots.MIN_SPAN:.0%} of the task's return range.")
+    span = _window_text(window, smoothed if smoothed is not None else pd.DataFrame())
     if source == "evaluation":
         what = ("(undiscounted; the headline discounted final score is the discounted return of the same greedy "
                 "episodes)" if headline == "final_discounted" else
                 "(the metric of every headline number, measured during training)")
         return (f"Greedy evaluation return vs env steps per task {what}: " + band, "greedy return")
     return (f"Episode return of the epsilon-greedy training policy vs env steps (these runs stored no greedy "
-            f"evaluation during training): trailing moving average over {window} logging windows within each seed, "
+            f"evaluation during training): trailing moving average over {span} within each seed, "
             + band, f"training return (MA{window})")
 
 
@@ -157,12 +168,13 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     d, ok = c.data, study.ok_variants
     curves: list = [Text("No learning-curve data for any ok variant.")]
     if len(d["curves"]):
-        caption, ylabel = _curve_caption(c.curve_source, window, c.headline_metric)
+        caption, ylabel = _curve_caption(c.curve_source, window, c.headline_metric, c.training_per_seed)
         curves = [Image("learning_curves", caption, plots.to_png(
             plots.learning_curves(d["curves"], d["curves_per_seed"], study.tasks, ok, ylabel)))]
     if len(d["training_curves"]):
         curves.append(Image("training_curves", f"Secondary: episode return of the epsilon-greedy training policy, "
-                            f"trailing moving average over {window} logging windows; thin lines are seeds.",
+                            f"trailing moving average over {_window_text(window, c.training_per_seed)}; thin "
+                            "lines are seeds.",
                             plots.to_png(plots.learning_curves(d["training_curves"], c.training_per_seed,
                                                                study.tasks, ok, f"training return (MA{window})"))))
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
