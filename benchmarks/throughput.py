@@ -22,6 +22,15 @@ task the network is exactly PureJaxRL's 120-84 MLP.
     python benchmarks/throughput.py --minatar  # only the image rows (4 MinAtar games, conv trunk; Seaquest)
     python benchmarks/throughput.py --games    # env stepping alone, per MinAtar game (no network)
     python benchmarks/throughput.py --seaquest # training rows Seaquest+Breakout and SpaceInvaders+Breakout
+    python benchmarks/throughput.py --against v0.1.0 [--rounds 5]   # the regression guard (below)
+
+**The regression guard** (``--against REV``): each row measured for the working tree and for git revision
+REV (checked out in a temporary worktree) in alternated rounds within one run (tree then REV, REV then
+tree, ...), each measurement in its own process with that tree's ``mtdqn`` on the path.  It prints, per
+row, both rates and the ratio tree / REV: the median over rounds with its min-max spread.  Read the ratio,
+not the rates: both sides saw the same machine at nearly the same moment, so a ratio whose spread stays
+above 1 is a gain and one below 1 a loss, while the absolute rates move with the machine's load (±2× here).
+Its rows: 1-seed CartPole, and 3 classic tasks x 4 seeds (a study's work).
 
 The Seaquest row is what `mtdqn train --tasks Seaquest-MinAtar,Breakout-MinAtar` trains, with the
 settings above; the `minatar preset` row trains the `minatar` study preset's settings and games (published
@@ -168,6 +177,60 @@ def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+GUARD_ROWS = ((("CartPole-v1",), 1, "shared", 0), (CLASSIC, 4, "shared", 0))
+"""The regression guard's rows: the one-seed loop, and the work a study cell does."""
+
+
+def _row_with(root: str | None, tasks: tuple[str, ...], seeds: int, sharing: str, devices: int,
+              iters: int) -> dict:
+    """One row in a fresh process whose ``mtdqn`` is the one under ``root`` (None: this working tree)."""
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root or here, env.get("PYTHONPATH")]))
+    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters})
+    out = subprocess.run([sys.executable, __file__, "--row", spec], check=False, capture_output=True, text=True,
+                         env=env)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"error: measuring {'+'.join(tasks)} under {root or 'the working tree'} failed: {last}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def against(rev: str, rounds: int, iters: int) -> None:
+    """The regression guard: each GUARD_ROWS row for the working tree and ``rev``, alternated, with ratios."""
+    import statistics
+    import tempfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    resolved = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                              capture_output=True, text=True)
+    if resolved.returncode != 0:
+        raise SystemExit(f"error: --against {rev!r} is not a git revision of {repo}")
+    commit = resolved.stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="mtdqn-against-") as tmp:
+        other = os.path.join(tmp, "tree")
+        subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", other, commit], check=True,
+                       capture_output=True)
+        try:
+            print(f"working tree vs {rev} ({commit[:10]}), {rounds} alternated rounds, {iters} iterations "
+                  "per timed chunk; ratio = tree / rev (median [min, max] over rounds)")
+            print()
+            print("| tasks | seeds | tree env-steps/s (median) | rev env-steps/s (median) | ratio tree/rev |")
+            print("|---|---|---|---|---|")
+            for tasks, seeds, sharing, devices in GUARD_ROWS:
+                mine, theirs = [], []
+                for r in range(rounds):
+                    order = ((None, mine), (other, theirs)) if r % 2 == 0 else ((other, theirs), (None, mine))
+                    for root, out in order:
+                        out.append(_row_with(root, tasks, seeds, sharing, devices, iters)["steps_per_s"])
+                ratios = [a / b for a, b in zip(mine, theirs)]
+                print(f"| {'+'.join(t.split('-')[0] for t in tasks)} | {seeds} | {statistics.median(mine):,.0f} "
+                      f"| {statistics.median(theirs):,.0f} | {statistics.median(ratios):.3f} "
+                      f"[{min(ratios):.3f}, {max(ratios):.3f}] |", flush=True)
+        finally:
+            subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", other], capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
@@ -175,8 +238,17 @@ def main() -> None:
     parser.add_argument("--games", action="store_true", help="only env stepping per MinAtar game")
     parser.add_argument("--seaquest", action="store_true",
                         help="only the training rows Seaquest+Breakout and SpaceInvaders+Breakout")
+    parser.add_argument("--against", metavar="REV",
+                        help="regression guard: the working tree vs this git revision, side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="--against: alternated rounds (default 3)")
+    parser.add_argument("--iters", type=int, default=2000, help="--against: iterations per timed chunk")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
+    if args.against:
+        if args.rounds < 1 or args.iters < 1:
+            raise SystemExit("error: --rounds and --iters must be at least 1")
+        against(args.against, args.rounds, args.iters)
+        return
     if args.row:
         row = json.loads(args.row)
         print(json.dumps(measure(tuple(row["tasks"]), row["seeds"], row["sharing"], row["devices"],
