@@ -18,8 +18,8 @@ from mtdqn.config import TrainConfig
 from mtdqn.distill.config import DistillConfig
 from mtdqn.runoptions import RunOptions
 
-__all__ = ["Train", "ResumableOptions", "given_options", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play", "Distill", "Tasks", "Strategies",
-           "Study", "Report"]
+__all__ = ["ResumableOptions", "given_options", "Train", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play",
+           "Distill", "Tasks", "Strategies", "Study", "Report"]
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -35,8 +35,9 @@ def _optional_view(cls: type, name: str, note: str) -> type:
     given anew.  Each help line is the field's docstring in ``cls`` with its default there and ``note``, so
     defaults and help are written once, in ``cls``."""
     docs, hints = _field_docs(cls), typing.get_type_hints(cls)
+    hint = "(default: {}; " + note + ")"
     fields = [(f.name, Annotated[hints[f.name] | None,
-                                 tyro.conf.arg(help=docs[f.name], help_behavior_hint=f"(default: {f.default}; {note})")],
+                                 tyro.conf.arg(help=docs[f.name], help_behavior_hint=hint.format(f.default))],
                field(default=None)) for f in dataclasses.fields(cls)]
     view = dataclasses.make_dataclass(name, fields, frozen=True)
     view.__module__, view.__doc__ = __name__, cls.__doc__

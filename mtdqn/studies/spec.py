@@ -39,8 +39,8 @@ from mtdqn.runoptions import LEAST, RunOptions
 from mtdqn.taskfacts import FACTS, base_task
 
 __all__ = [
-    "StudySpec", "OPTIONS", "RUN_OPTION_KEYS", "DEFAULT_THRESHOLDS", "agent_error", "build_spec", "load_spec", "read_study_file", "apply_options",
-    "variant_config",
+    "StudySpec", "OPTIONS", "RUN_OPTION_KEYS", "DEFAULT_THRESHOLDS", "agent_error", "build_spec", "load_spec",
+    "read_study_file", "apply_options", "variant_config",
 ]
 
 REFERENCE = "independent"
