@@ -33,9 +33,8 @@ def finetune(base: TrainConfig, source_dir: Path | str, out: Path, *, freeze: st
     """Fine-tune ``source_dir``'s trunk on ``base.tasks`` into the new run directory ``out``.
 
     ``lora_rank``: None for no LoRA, else a rank > 0.  ``train_options``:
-    :func:`mtdqn.train.run.train`'s (force, progress, checkpoint_every,
-    eval_episodes, devices, eval_every, patience, test_episodes,
-    extra_summary, announce).  The source run is only read.
+    :func:`mtdqn.train.run.train`'s (force, progress, extra_summary, announce
+    and the run options, :class:`mtdqn.runoptions.RunOptions`' fields).  The source run is only read.
     """
     return _finetune(base, load_source(source_dir), out, freeze=freeze, trunk_lr=trunk_lr, lora_rank=lora_rank,
                      keep_heads=keep_heads, **train_options)

@@ -30,7 +30,8 @@ from mtdqn.networks import init_params, merge_shared, split_shared
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.rundir import RunDir
-from mtdqn.train.run import evaluate_run, train
+from mtdqn.train.evaluate_command import evaluate_run
+from mtdqn.train.run import train
 
 # What learns CartPole-v1 in 20k env steps with seed 0 (greedy 500 over 20 episodes, ~15 s on 2 cores); the
 # host-loop learning test in test_gymnasium_path.py uses the same DQN settings.

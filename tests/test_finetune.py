@@ -35,7 +35,8 @@ from mtdqn.train.agent import make_agent
 from mtdqn.train.early_stop import EarlyStopping
 from mtdqn.train.loop import make_trainer, seed_keys
 from mtdqn.rundir import RunDir
-from mtdqn.train.run import evaluate_run, train
+from mtdqn.train.evaluate_command import evaluate_run
+from mtdqn.train.run import train
 from mtdqn.graft import finetune_config, graft, load_source
 from mtdqn.transfer import extend, finetune
 
@@ -259,7 +260,7 @@ def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
 
 @pytest.mark.slow
 def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
-    import mtdqn.train.run as run_module
+    import mtdqn.train.drive as run_module
 
     kw = dict(freeze="trunk-until:400", progress=False, eval_episodes=2, checkpoint_every=400)
     whole = finetune(TINY, source, tmp_path / "whole", **kw)

@@ -143,11 +143,12 @@ def test_study_cells_evaluate_during_training(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('tasks = ["CartPole-v1"]\nsteps = 3000\nseeds = 1\neval_every = 1500\n'
                     '[variants.shared]\nsharing = "shared"\n[variants.independent]\nsharing = "independent"\n')
-    assert [cell.eval_every for cell in cell_configs(load_spec(path))] == [1500, 1500]
+    assert [cell.run_options.eval_every for cell in cell_configs(load_spec(path))] == [1500, 1500]
     path.write_text(path.read_text().replace("eval_every = 1500\n", ""))
-    assert {cell.eval_every for cell in cell_configs(load_spec(path))} == {0}  # not given: the final one only
-    quick = resolve_spec("quick")
-    assert {cell.eval_every for cell in cell_configs(quick)} == {quick.eval_every} and quick.eval_every > 0
+    assert {cell.run_options.eval_every for cell in cell_configs(load_spec(path))} == {0}  # not given: final only
+    quick = resolve_spec("quick").run_options
+    assert {cell.run_options.eval_every for cell in cell_configs(resolve_spec("quick"))} == {quick.eval_every}
+    assert quick.eval_every > 0
 
 
 @pytest.mark.slow

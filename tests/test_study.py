@@ -101,17 +101,19 @@ def test_cell_status(study_copy: Path) -> None:
     assert cell_status(shared, cells / "shared") == "resume"
     shutil.rmtree(cells / "shared" / "checkpoints")  # killed before any checkpoint
     assert cell_status(shared, cells / "shared") == "fresh"
-    # A cell finished before --eval-every existed (no key) is finished for any schedule: evaluations never
-    # touch training. One that stored another schedule is a different setup.
-    summary_path = cells / "independent" / "summary.json"
-    summary = json.loads(summary_path.read_text())
-    summary.pop("eval_every", None)
-    summary_path.write_text(json.dumps(summary))
-    assert cell_status(dataclasses.replace(independent, eval_every=5000), cells / "independent") == "done"
-    summary_path.write_text(json.dumps({**summary, "eval_every": 1000}))
+    # A cell finished before --eval-every existed (no key in its record) is finished for any schedule:
+    # evaluations never touch training. One that stored another schedule is a different setup.
+    record_path = cells / "independent" / "config.json"
+    record = json.loads(record_path.read_text())
+    every_5000 = dataclasses.replace(independent, run_options=dataclasses.replace(independent.run_options,
+                                                                                  eval_every=5000))
+    before = {**record, "options": {k: v for k, v in record["options"].items() if k != "eval_every"}}
+    record_path.write_text(json.dumps(before))
+    assert cell_status(every_5000, cells / "independent") == "done"
+    record_path.write_text(json.dumps({**record, "options": {**record["options"], "eval_every": 1000}}))
     with pytest.raises(ConfigError, match=r"eval_every: stored 1000, now 5000"):
-        cell_status(dataclasses.replace(independent, eval_every=5000), cells / "independent")
-    summary_path.write_text(json.dumps(summary))
+        cell_status(every_5000, cells / "independent")
+    record_path.write_text(json.dumps(record))
     other = load_spec(_spec_file(study_copy.parent, TINY.replace("steps = 2000", "steps = 4000"), "other.toml"))
     with pytest.raises(ConfigError, match=r"cells/independent: holds a finished cell .*steps: stored 2000, now 4000"):
         cell_status(cell_configs(other)[0], cells / "independent")

@@ -146,7 +146,7 @@ def test_a_run_trained_on_more_devices_than_here_still_evaluates(two_runs, tmp_p
     """Trained on 2 devices, evaluated where only one exists: the same returns (evaluation ignores the layout)."""
     import shutil
 
-    from mtdqn.train.run import evaluate_run
+    from mtdqn.train.evaluate_command import evaluate_run
 
     run = tmp_path / "run"
     shutil.copytree(two_runs[0].out_dir, run)

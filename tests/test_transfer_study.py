@@ -13,14 +13,15 @@ import pytest
 
 import mtdqn
 from mtdqn.errors import ConfigError
+from mtdqn.runoptions import RunOptions
 from mtdqn.studies.transfer import TransferSpec, held_out_spec, run_transfer_study
 
 SPEC = TransferSpec(
-    name="t", pretrain_tasks=("Acrobot-v1",), target="CartPole-v1", steps=800, seeds=2, eval_every=400,
-    unfreeze_at=400, lora_rank=2, eval_episodes=2,
+    name="t", pretrain_tasks=("Acrobot-v1",), target="CartPole-v1", steps=800, seeds=2,
+    run_options=RunOptions(eval_every=400, eval_episodes=2, keep_best=True), unfreeze_at=400, lora_rank=2,
     options={"log_every": 400, "buffer_size": 256, "learning_starts": 100, "batch_size": 16, "hidden": (16,),
              "adapter_width": 8, "lr_schedule": "constant"},
-    variants=("scratch", "frozen", "lora"), keep_best=True,
+    variants=("scratch", "frozen", "lora"),
 )
 
 
@@ -136,21 +137,22 @@ def test_deramo_transfer_is_the_papers_transfer_experiment_on_the_deramo_protoco
     assert spec.target == "Acrobot-v1" and spec.pretrain_tasks == (
         "CartPole-v1", "MountainCar-v0", "CarOnHill-v0:gamma=0.95", "InvertedPendulumDiscrete-v0:gamma=0.95")
     # "unfreeze 10": epochs count from 1 and epoch 10 learns with the trunk, so it trains after 9 epochs
-    assert (spec.steps, spec.seeds, spec.eval_every, spec.unfreeze_at) == (50_000, 10, 1_000, 9_000)
-    assert spec.keep_best  # the pretraining's best evaluation is grafted, as --save-shared keeps it
+    assert (spec.steps, spec.seeds, spec.run_options.eval_every, spec.unfreeze_at) == (50_000, 10, 1_000, 9_000)
+    assert spec.run_options.keep_best  # the pretraining's best evaluation is grafted, as --save-shared keeps it
     assert {"scratch", "frozen", "unfreeze-at-k"} <= set(spec.variants)
     pre, cells = transfer_cells(spec, tmp_path)
     deramo = variant_config(mtdqn.studies.resolve_spec("deramo"), "shared")
     for cfg in (pre.config, *(c.config for c in cells)):
         assert cfg.dqn == deramo.dqn and cfg.network.hidden == (80, 80) and cfg.network.adapter_width == 80
     assert pre.config.tasks == spec.pretrain_tasks and pre.config.network == deramo.network
-    assert pre.keep_best and not any(c.keep_best for c in cells) and deramo.network.init == "deramo"
+    assert pre.run_options.keep_best and not any(c.run_options.keep_best for c in cells)
+    assert deramo.network.init == "deramo"
     assert set(pre.thresholds) == set(spec.pretrain_tasks)  # the task options do not hide a task's threshold
     freeze = {c.variant: c.config.finetune.freeze for c in cells}
     assert freeze["frozen"] == "trunk" and freeze["unfreeze-at-k"] == "trunk-until:9000"
     assert cells[[c.variant for c in cells].index("scratch")].config.finetune.source == ""
     small = deramo_transfer_preset(seeds=2, steps=5_000)  # --steps keeps the shape: after 9 of 50 epochs
-    assert (small.steps, small.seeds, small.eval_every, small.unfreeze_at) == (5_000, 2, 250, 900)
+    assert (small.steps, small.seeds, small.run_options.eval_every, small.unfreeze_at) == (5_000, 2, 250, 900)
 
 
 def test_a_pretraining_finished_without_keep_best_is_not_taken_for_one(study, tmp_path):
@@ -163,9 +165,9 @@ def test_a_pretraining_finished_without_keep_best_is_not_taken_for_one(study, tm
     assert cell_status(pre_cell, study / "pretrain") == "done"
     old = tmp_path / "pretrain"
     shutil.copytree(study / "pretrain", old)
-    summary = json.loads((old / "summary.json").read_text())
-    del summary["keep_best"]  # as a pretraining made before keep_best
-    (old / "summary.json").write_text(json.dumps(summary))
+    record = json.loads((old / "config.json").read_text())
+    del record["options"]["keep_best"]  # as a pretraining made before keep_best
+    (old / "config.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="keep_best: stored False, now True"):
         cell_status(pre_cell, old)
 

@@ -3,17 +3,54 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import tyro
 
 from mtdqn.config import TrainConfig
 from mtdqn.distill.config import DistillConfig
+from mtdqn.runoptions import RunOptions
 
-__all__ = ["Train", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play", "Distill", "Tasks", "Strategies",
-           "Study", "Report"]
+__all__ = ["ResumableOptions", "given_options", "Train", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play",
+           "Distill", "Tasks", "Strategies", "Study", "Report"]
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string under it) in ``cls``'s source, as tyro reads them for --help."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    return {a.target.id: " ".join(inspect.cleandoc(b.value.value).split())
+            for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+            and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
+
+
+def _optional_view(cls: type, name: str, note: str) -> type:
+    """``cls`` with every field optional, None meaning "not given": for options a resumed run keeps unless
+    given anew.  Each help line is the field's docstring in ``cls`` with its default there and ``note``, so
+    defaults and help are written once, in ``cls``."""
+    docs, hints = _field_docs(cls), typing.get_type_hints(cls)
+    hint = "(default: {}; " + note + ")"
+    fields = [(f.name, Annotated[hints[f.name] | None,
+                                 tyro.conf.arg(help=docs[f.name], help_behavior_hint=hint.format(f.default))],
+               field(default=None)) for f in dataclasses.fields(cls)]
+    view = dataclasses.make_dataclass(name, fields, frozen=True)
+    view.__module__, view.__doc__ = __name__, cls.__doc__
+    return view
+
+
+ResumableOptions = _optional_view(RunOptions, "ResumableOptions", "a resumed run keeps its own unless given")
+"""The run options of `mtdqn train`: None where not given (see :func:`given_options`)."""
+
+
+def given_options(options: Any) -> dict[str, Any]:
+    """The run options given on the command line: train() takes them over the defaults or a resumed run's own."""
+    return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -25,31 +62,11 @@ class Train:
     """Run directory (default: runs/train-<config hash>)."""
     force: bool = False
     """Overwrite a run directory that already holds a run."""
-    checkpoint_every: int | None = None
-    """Also checkpoint every this many env steps per task (default 0: only at the end; a resumed run keeps
-    its own unless given)."""
     resume: Path | None = None
     """Continue the run in this directory from its latest checkpoint, with the config it was started with
-    (training options are refused; --checkpoint-every/--eval-episodes/--devices default to the run's own)."""
-    eval_episodes: int | None = None
-    """Greedy episodes per task and seed in each evaluation (default 10; a resumed run keeps its own unless
-    given)."""
-    eval_every: int | None = None
-    """Also evaluate greedily every this many env steps per task, into evals.parquet (default 0: only at the
-    end; a resumed run keeps its own unless given)."""
-    patience: int | None = None
-    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
-    parameters (needs --eval-every; default 0: off; a resumed run keeps its own unless given)."""
-    keep_best: bool | None = None
-    """Never stop, but restore at the end each seed's parameters of the evaluation with the highest sum over
-    tasks of the discounted greedy return (D'Eramo et al. 2020's --save-shared; needs --eval-every; default
-    False)."""
-    test_episodes: int | None = None
-    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
-    own: printed and written to test_eval.json (default 0: none; a resumed run keeps its own unless given)."""
-    devices: int | None = None
-    """Split the seeds over this many local devices (CPU cores or GPUs; default 0: as many as the seeds can
-    use; a resumed run keeps its own unless given)."""
+    (training options are refused; the run options below default to the run's own)."""
+    options: Annotated[ResumableOptions, tyro.conf.arg(name="")] = field(  # type: ignore[valid-type]
+        default_factory=ResumableOptions)
     progress: bool = True
     """Show a progress bar."""
 
@@ -62,21 +79,7 @@ class StartedRun:
     """Run directory (default: runs/<command>-<hash of the options, the source and how the run starts from it>)."""
     force: bool = False
     """Overwrite a run directory that already holds a run (never the source)."""
-    checkpoint_every: int | None = None
-    """Also checkpoint every this many env steps per task (default 0: only at the end)."""
-    eval_episodes: int | None = None
-    """Greedy episodes per task and seed in each evaluation: at the start, every --eval-every, at the end
-    (default 10)."""
-    eval_every: int | None = None
-    """Env steps per task between greedy (validation) evaluations during training (default 0: none)."""
-    patience: int = 0
-    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
-    parameters (needs --eval-every; 0: off)."""
-    test_episodes: int = 0
-    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
-    own: printed and written to test_eval.json (0: none)."""
-    devices: int | None = None
-    """Split the seeds over this many local devices (default 0: as many as the seeds can use)."""
+    options: Annotated[RunOptions, tyro.conf.arg(name="")] = field(default_factory=RunOptions)
     progress: bool = True
     """Show a progress bar."""
 

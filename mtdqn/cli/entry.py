@@ -9,7 +9,7 @@ import warnings
 
 import tyro
 
-from mtdqn.cli.commands import Study, Train
+from mtdqn.cli.commands import Study, Train, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import ConfigError, FewUpdatesWarning, TrainingDiverged
 
@@ -133,13 +133,14 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     if not isinstance(cmd, Train):
         return ()
     if cmd.resume is None:
-        return cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.devices or 0)
+        return cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.options.devices or 0)
     from mtdqn.checkpoint import checkpoint_meta  # plain JSON: does not start JAX
+    from mtdqn.runoptions import RunOptions, resolve
 
     try:  # the latest checkpoint's record: the config and layout the resumed run continues with
         meta = checkpoint_meta(cmd.resume)
         seeds, tasks = int(meta["config"]["seeds"]), list(meta["config"]["tasks"])
-        devices = cmd.devices if cmd.devices is not None else int(meta.get("options", {}).get("devices", 1))
+        devices = resolve(given_options(cmd.options), RunOptions.from_record(meta)).devices
     except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: _run_train says so in one line
         return ()
     return cpu_plan(seeds, tasks, devices)

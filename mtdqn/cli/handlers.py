@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from mtdqn.cli.commands import (
-    Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train,
+    Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, given_options,
 )
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
@@ -78,12 +78,9 @@ def _run_train(cmd: Train) -> None:
     else:
         cfg = cmd.cfg
         out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
-    result = train(  # options not given are None: train() resolves them once (a resumed run keeps its own)
-        cfg, out, force=cmd.force, progress=cmd.progress, resume=resume,
-        checkpoint_every=cmd.checkpoint_every, eval_episodes=cmd.eval_episodes, devices=cmd.devices,
-        eval_every=cmd.eval_every, patience=cmd.patience, test_episodes=cmd.test_episodes, announce=print,
-        keep_best=cmd.keep_best,
-    )
+    # train() takes the run options given over the defaults, or over a resumed run's own
+    result = train(cfg, out, resume=resume, force=cmd.force, progress=cmd.progress, announce=print,
+                   **given_options(cmd.options))
     for task, values in result.summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
     if result.summary["eval_every"]:
@@ -109,8 +106,9 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     how = [config_hash(cmd.cfg), str(cmd.from_.absolute()), cmd.freeze, cmd.trunk_lr,
            getattr(cmd, "lora", None), getattr(cmd, "keep_heads", None), list(getattr(cmd, "add_tasks", ()))]
     out = cmd.run.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
-    # train() resolves and checks the run options once (one-line errors for nonsense values)
-    options = {**{k: v for k, v in dataclasses.asdict(cmd.run).items() if k != "out"}, "announce": print}
+    # train() checks the run options once (one-line errors for nonsense values)
+    options = dict(force=cmd.run.force, progress=cmd.run.progress, announce=print,
+                   **dataclasses.asdict(cmd.run.options))
     if isinstance(cmd, Extend):
         result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
                         **options)
@@ -176,7 +174,7 @@ def _check_resume_options(cmd: Train) -> None:
 
 
 def _run_evaluate(cmd: Evaluate) -> None:
-    from mtdqn.train.run import evaluate_run
+    from mtdqn.train.evaluate_command import evaluate_run
 
     result = evaluate_run(cmd.run, cmd.episodes, cmd.epsilon)
     _print_per_seed(result["tasks"], f"return (mean ± std over {cmd.episodes} episodes)")

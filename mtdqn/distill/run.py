@@ -35,10 +35,10 @@ from mtdqn.io import provenance
 from mtdqn.losses import masked_q
 from mtdqn.networks import merge_shared, split_shared
 from mtdqn.rundir import RunDir
+from mtdqn.runoptions import RunOptions
 from mtdqn.tasks.control_env import fixed_start_deterministic
 from mtdqn.train.agent import Agent, make_agent, state_bytes
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.run import RunOptions
 
 __all__ = ["DistillResult", "distill", "student_view"]
 
@@ -78,7 +78,7 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
     run_dir = RunDir(out)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(student.seeds)))
     run_dir.check_space(ckpt_bytes)
-    options = RunOptions(checkpoint_every=0, eval_episodes=cfg.eval_episodes, devices=1)
+    options = RunOptions(eval_episodes=cfg.eval_episodes, devices=1)
     teachers_record = [{"run": str(t.run_dir), "seed": t.seed, "tasks": list(t.tasks)} for t in teachers]
     run_dir.create({"config": config_to_dict(student_cfg), "config_hash": config_hash(student_cfg), **provenance(),
                     "seeds": student.seeds, "derived": student.derived.__dict__, **options.record(),

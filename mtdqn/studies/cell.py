@@ -9,6 +9,7 @@ only map it over the cells still to do, and the transfer study
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.io import write_json
 from mtdqn.rundir import RunDir
+from mtdqn.runoptions import RunOptions
 
 __all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_out_dir", "read_summary", "run_cell",
            "write_failed"]
@@ -34,11 +36,9 @@ class CellConfig:
     variant: str
     config: TrainConfig
     thresholds: dict[str, float]
-    eval_episodes: int = 10
-    checkpoint_every: int = 0
-    devices: int = 0  # seed layout (0: as many local devices as the seeds can use); numbers differ only in rounding
-    eval_every: int = 0  # env steps per task between greedy evaluations during training (0: the final one only)
-    keep_best: bool = False  # restore each seed's best evaluation's parameters at the end (train's keep_best)
+    run_options: RunOptions = RunOptions()
+    """How the cell's run is driven; ``devices`` 0: as many local devices as the seeds can use (a resumed cell
+    keeps its own layout)."""
 
     @property
     def config_hash(self) -> str:
@@ -57,19 +57,17 @@ def read_summary(path: Path) -> dict[str, Any] | None:
 def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     """done (finished ok with this config), resume (killed after a checkpoint) or fresh.
 
-    A finished cell made with a *different* config is a ConfigError: mixing
-    the two in one report would compare runs that are not comparable.
+    A finished cell made with a *different* config or run options is a
+    ConfigError: mixing the two in one report would compare runs that are not
+    comparable.
     """
     cell_dir = Path(cell_dir)
     summary = read_summary(cell_dir / "summary.json")
     run_cfg = read_summary(cell_dir / "config.json") or {}
     if summary is not None and summary.get("status") == "ok":
+        stored, now = _stored_outcome(run_cfg, cell.run_options), cell.run_options.outcome()
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
-                and summary.get("eval_episodes") == cell.eval_episodes and summary.get("variant") == cell.variant
-                and ("keep_best" in summary) == cell.keep_best
-                and summary.get("eval_every", cell.eval_every) == cell.eval_every)  # cells made before the option
-        # existed evaluated only at the end; evaluations never touch training, so they stay finished (the report
-        # then scores every variant by its final evaluation)
+                and summary.get("variant") == cell.variant and stored == now)
         source = cell.config.finetune.source  # a fine-tuned cell is done only while its source's weights are
         start = read_summary(cell_dir / "start.json") or {}  # those it started from
         if source and start.get("source_checkpoint") != RunDir(source).checkpoint_id():
@@ -79,12 +77,9 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
             return "done"
         diffs = [f"{key}: stored {a!r}, now {b!r}"
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
-        for key in ("thresholds", "eval_episodes", "variant", "eval_every"):
-            stored = summary.get(key, cell.eval_every if key == "eval_every" else None)
-            if stored != getattr(cell, key):
-                diffs.append(f"{key}: stored {stored!r}, now {getattr(cell, key)!r}")
-        if ("keep_best" in summary) != cell.keep_best:
-            diffs.append(f"keep_best: stored {'keep_best' in summary}, now {cell.keep_best}")
+        diffs += [f"{key}: stored {summary.get(key)!r}, now {getattr(cell, key)!r}" for key in ("thresholds", "variant")
+                  if summary.get(key) != getattr(cell, key)]
+        diffs += [f"{key}: stored {stored[key]!r}, now {now[key]!r}" for key in now if stored[key] != now[key]]
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
@@ -92,12 +87,23 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     return "fresh"
 
 
+def _stored_outcome(run_record: dict[str, Any], now: RunOptions) -> dict[str, Any]:
+    """The stored run's :meth:`RunOptions.outcome`.  A cell made before evaluations during training existed (no
+    ``eval_every`` in its record) evaluated only at the end; evaluations never touch training, so it stays
+    finished under any schedule (the report then scores it by its final evaluation)."""
+    stored = RunOptions.from_record(run_record)
+    if "eval_every" not in run_record.get("options", {}):
+        stored = dataclasses.replace(stored, eval_every=now.eval_every)
+    return stored.outcome()
+
+
 def _failed(cell: CellConfig, exc: BaseException) -> dict[str, Any]:
     text = str(exc).strip().splitlines()
     return {
         "variant": cell.variant, "status": "failed", "error": f"{type(exc).__name__}: {text[0] if text else ''}",
         "tasks": list(cell.config.tasks), "seeds": [cell.config.seed + i for i in range(cell.config.seeds)],
-        "thresholds": cell.thresholds, "eval_episodes": cell.eval_episodes, "eval_every": cell.eval_every,
+        "thresholds": cell.thresholds, "eval_episodes": cell.run_options.eval_episodes,
+        "eval_every": cell.run_options.eval_every,
         "config_hash": cell.config_hash,
     }
 
@@ -123,10 +129,9 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     status = cell_status(cell, cell_dir)
     if status == "done":
         return read_summary(cell_dir / "summary.json") or {}
-    kwargs = dict(progress=progress, checkpoint_every=cell.checkpoint_every, eval_episodes=cell.eval_episodes,
-                  eval_every=cell.eval_every, keep_best=cell.keep_best,
-                  extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
-                  devices=cell.devices or None)  # None: a resumed cell keeps its own layout
+    given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
+    kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
+                  **given)  # devices 0 not given: a resumed cell keeps its own layout
     try:
         if status == "resume":
             try:

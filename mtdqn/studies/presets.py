@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mtdqn.errors import ConfigError
+from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "resolve_spec",
@@ -189,9 +190,9 @@ def transfer_preset(seeds: int | None = None, steps: int | None = None) -> Any:
 
     steps = 100_000 if steps is None else steps
     return TransferSpec(name="transfer", pretrain_tasks=("CartPole-v1", "MountainCar-v0"), target="Acrobot-v1",
-                        steps=steps, seeds=5 if seeds is None else seeds, eval_every=max(1, steps // 20),
-                        unfreeze_at=steps // 5,
-                        lora_rank=8, eval_episodes=10, options=dict(CLASSIC_OPTIONS))
+                        steps=steps, seeds=5 if seeds is None else seeds,
+                        run_options=RunOptions(eval_every=max(1, steps // 20)), unfreeze_at=steps // 5,
+                        lora_rank=8, options=dict(CLASSIC_OPTIONS))
 
 
 DERAMO_EPOCH = 1_000
@@ -235,10 +236,10 @@ def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -
     return TransferSpec(name="deramo-transfer", target=target,
                         pretrain_tasks=tuple(t for t in protocol["tasks"] if t.split(":")[0] != target),
                         steps=steps, seeds=protocol["seeds"] if seeds is None else seeds,
-                        eval_every=min(DERAMO_EPOCH, max(1, steps // 20)),
+                        run_options=RunOptions(eval_every=min(DERAMO_EPOCH, max(1, steps // 20)),
+                                               eval_episodes=protocol["eval_episodes"], keep_best=True),
                         unfreeze_at=max(1, (DERAMO_UNFREEZE_EPOCH - 1) * steps // epochs),
-                        lora_rank=8, eval_episodes=protocol["eval_episodes"], options=dict(protocol["options"]),
-                        keep_best=True)
+                        lora_rank=8, options=dict(protocol["options"]))
 
 
 TRANSFER_PRESETS: dict[str, Callable[..., Any]] = {"transfer": transfer_preset,

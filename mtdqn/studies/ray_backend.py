@@ -52,7 +52,7 @@ def _remote_cell(cell: CellConfig, cell_dir: str, study_json: str) -> dict[str, 
 
     # As the CLI plans a local study (every cell has the study's seeds and tasks), so a cell's seeds
     # get the same layout, and numbers, as run locally; a reused worker keeps its first plan.
-    use_cpu_cores(*cpu_plan(cell.config.seeds, cell.config.tasks, cell.devices))
+    use_cpu_cores(*cpu_plan(cell.config.seeds, cell.config.tasks, cell.run_options.devices))
     unroll_cpu_threefry()  # as the CLI does: the same bits, faster on CPU
     if Path(study_json).exists():
         return {"summary": run_cell(cell, Path(cell_dir)), "files": None}

@@ -17,6 +17,7 @@ one, and redoes failed or half-written cells.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -43,9 +44,9 @@ class StudyResult:
 
 
 def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
-    """One cell per variant, in the spec's order (reference first)."""
-    return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), spec.eval_episodes, spec.checkpoint_every,
-                       devices, spec.eval_every) for v in spec.variants]
+    """One cell per variant, in the spec's order (reference first); ``devices``: each cell's seed layout."""
+    options = dataclasses.replace(spec.run_options, devices=devices)
+    return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), options) for v in spec.variants]
 
 
 def _describe(summary: dict[str, Any] | None) -> str:
@@ -102,20 +103,18 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
     has passed; every cell is assumed to run at that rate and to compile as
     long.  Greedy evaluation and report time are not included.
     """
-    import dataclasses
-
     import jax
 
     from mtdqn.config import derive
     from mtdqn.devices import padded_seeds, seed_devices
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import make_trainer, seed_keys
-    from mtdqn.train.run import CompiledChunks
+    from mtdqn.train.chunks import CompiledChunks
 
     first = todo[0].config
     every = derive(first).train_every_iters
     iters = every * max(1, -(-20 // every))  # whole update periods, at least 20 iterations
-    devices = seed_devices(first.seeds, todo[0].devices)
+    devices = seed_devices(first.seeds, todo[0].run_options.devices)
     # Dummy seeds that fill the last device cost a fresh state per chunk: amortized over a real chunk,
     # not over a probe's 20 iterations, so the probe trains them as ordinary seeds.
     probe = dataclasses.replace(first, steps=iters * first.num_envs, log_every=iters * first.num_envs,
@@ -164,8 +163,8 @@ def study_record(spec: StudySpec) -> dict[str, Any]:
     return {
         "name": spec.name, "tasks": list(spec.tasks), "variants": list(spec.variants), "reference": spec.reference,
         "seeds": spec.seed_list, "steps": spec.steps, "thresholds": spec.thresholds, "options": spec.options,
-        "variant_options": spec.variants, "eval_episodes": spec.eval_episodes,
-        "eval_every": spec.eval_every, "source": spec.source, "headline": spec.headline,
+        "variant_options": spec.variants, "eval_episodes": spec.run_options.eval_episodes,
+        "eval_every": spec.run_options.eval_every, "source": spec.source, "headline": spec.headline,
         **provenance(),
     }
 

@@ -35,11 +35,12 @@ from typing import Any, Literal, Union
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run, check_train_budget
 from mtdqn.errors import ConfigError
 from mtdqn.rundir import HEADLINES
+from mtdqn.runoptions import LEAST, RunOptions
 from mtdqn.taskfacts import FACTS, base_task
 
 __all__ = [
-    "StudySpec", "OPTIONS", "DEFAULT_THRESHOLDS", "agent_error", "build_spec", "load_spec", "read_study_file", "apply_options",
-    "variant_config",
+    "StudySpec", "OPTIONS", "RUN_OPTION_KEYS", "DEFAULT_THRESHOLDS", "agent_error", "build_spec", "load_spec",
+    "read_study_file", "apply_options", "variant_config",
 ]
 
 REFERENCE = "independent"
@@ -47,8 +48,10 @@ REFERENCE = "independent"
 DEFAULT_THRESHOLDS: dict[str, float] = {task: f.threshold for task, f in FACTS.items() if f.threshold is not None}
 # Study-level: every variant of a study must see the same tasks, budget and seeds to be comparable.
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
+# The run options a study sets for every cell, at the top level of its file (the seed layout is --devices).
+RUN_OPTION_KEYS = ("eval_episodes", "eval_every", "checkpoint_every")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
-             "eval_episodes", "eval_every", "checkpoint_every", "thresholds", "options", "variants")
+             *RUN_OPTION_KEYS, "thresholds", "options", "variants")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -82,12 +85,9 @@ class StudySpec:
     """One per task: the return that counts as reaching the task (steps-to-threshold in the report)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Train options shared by every variant (a variant's own options win)."""
-    eval_episodes: int = 10
-    """Greedy episodes per task and seed in each evaluation."""
-    eval_every: int = 0
-    """Env steps per task between greedy evaluations during training (0: only the final one)."""
-    checkpoint_every: int = 0
-    """Env steps per task between cell checkpoints, so a killed cell resumes (0: only the final one)."""
+    run_options: RunOptions = RunOptions()
+    """How every cell is driven: the file's top-level ``eval_episodes``, ``eval_every`` and ``checkpoint_every``
+    (checkpoints let a killed cell resume)."""
     source: str = "<study>"
     """Where the spec came from, for error messages (a file path or 'preset NAME')."""
     headline: Literal["return", "discounted"] = "return"
@@ -245,9 +245,8 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     steps = _int(raw, "steps", None, source, 1)
     seeds = _int(raw, "seeds", None, source, 1)
     seed = _int(raw, "seed", 0, source, 0)
-    eval_episodes = _int(raw, "eval_episodes", 10, source, 1)
-    eval_every = _int(raw, "eval_every", 0, source, 0)
-    checkpoint_every = _int(raw, "checkpoint_every", 0, source, 0)
+    run_options = RunOptions(**{key: _int(raw, key, getattr(RunOptions(), key), source, LEAST[key])
+                                for key in RUN_OPTION_KEYS})
     headline = raw.get("headline", "return")
     if headline not in HEADLINES:
         raise ConfigError(f"{source}: headline: expected one of {', '.join(map(repr, HEADLINES))}, got {headline!r}")
@@ -287,8 +286,8 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
                      else "options" if "learning_starts" in options else "steps")
             raise ConfigError(f"{source}: {where}: {exc}") from None
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
-                     reference=reference, thresholds=thresholds, options=options, eval_episodes=eval_episodes,
-                     eval_every=eval_every, checkpoint_every=checkpoint_every, source=source, headline=headline)
+                     reference=reference, thresholds=thresholds, options=options, run_options=run_options,
+                     source=source, headline=headline)
 
 
 def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:

@@ -28,9 +28,11 @@ from rich.console import Console
 from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError
 from mtdqn.io import write_json
+from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.runner import StudyResult, build, progress_printer, run_local, study_record
-from mtdqn.studies.spec import StudySpec, agent_error, apply_options, build_spec, default_threshold, variant_config
+from mtdqn.studies.spec import (RUN_OPTION_KEYS, StudySpec, agent_error, apply_options, build_spec, default_threshold,
+                                variant_config)
 
 __all__ = ["VARIANTS", "TransferSpec", "held_out_spec", "transfer_cells", "run_transfer_study"]
 
@@ -47,19 +49,18 @@ class TransferSpec:
     steps: int
     """Env steps per task, of the pretraining and of each held-out run."""
     seeds: int
-    eval_every: int
-    """Env steps between greedy evaluations (the curve jumpstart and AUC are read from)."""
+    run_options: RunOptions
+    """How every run is driven; its ``eval_every`` sets the greedy evaluations the curve's jumpstart and area
+    are read from.  ``keep_best`` applies to the pretraining alone: the trunk grafted is then its best
+    evaluation's (per seed, the highest sum of the tasks' discounted returns, as D'Eramo et al.'s
+    --save-shared) instead of its last parameters."""
     unfreeze_at: int
     """unfreeze-at-k: env step of the held-out task at which the trunk starts to train."""
     lora_rank: int = 8
-    eval_episodes: int = 10
     options: dict[str, Any] = field(default_factory=dict)
     """Flat train options (as in a study file) for every run."""
     variants: tuple[str, ...] = VARIANTS
     seed: int = 0
-    keep_best: bool = False
-    """Graft the pretraining's best evaluation (per seed, the highest sum of the tasks' discounted returns, as
-    D'Eramo et al.'s --save-shared) instead of its last parameters: train's ``keep_best``."""
 
 
 def held_out_spec(spec: TransferSpec) -> StudySpec:
@@ -71,7 +72,7 @@ def held_out_spec(spec: TransferSpec) -> StudySpec:
     if spec.target in spec.pretrain_tasks:
         raise ConfigError(f"transfer study: {spec.target} is held out, so it cannot also be pretrained on")
     raw = {"name": spec.name, "tasks": [spec.target], "steps": spec.steps, "seeds": spec.seeds, "seed": spec.seed,
-           "eval_every": spec.eval_every, "eval_episodes": spec.eval_episodes, "include_reference": False,
+           **{key: getattr(spec.run_options, key) for key in RUN_OPTION_KEYS}, "include_reference": False,
            "reference": spec.variants[0], "options": dict(spec.options), "variants": {v: {} for v in spec.variants}}
     study = build_spec(raw, f"transfer study {spec.name}", spec.name)  # budgets and seeds checked here
     if not 0 < spec.unfreeze_at < spec.steps:
@@ -93,14 +94,14 @@ def transfer_cells(spec: TransferSpec, out_dir: Path, devices: int = 0) -> tuple
     pretrain = apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=spec.seeds,
                                          seed=spec.seed), study.options)  # type-checked: lists made tuples
     thresholds = {t: default_threshold(t) for t in spec.pretrain_tasks if default_threshold(t) is not None}
-    pre_cell = CellConfig("pretrain", pretrain, thresholds, spec.eval_episodes, 0, devices, spec.eval_every,
-                          keep_best=spec.keep_best)
+    pre_cell = CellConfig("pretrain", pretrain, thresholds, dataclasses.replace(spec.run_options, devices=devices))
+    held_out = dataclasses.replace(study.run_options, devices=devices)  # the study file's options: no keep_best
     cells = []
     for name in spec.variants:
         base = dataclasses.replace(variant_config(study, name), network=NetworkConfig())
         cfg = dataclasses.replace(base, network=pretrain.network) if name == "scratch" else \
             finetune_config(base, Path(out_dir) / "pretrain", pretrain, **_variant(name, spec))
-        cells.append(CellConfig(name, cfg, dict(study.thresholds), spec.eval_episodes, 0, devices, spec.eval_every))
+        cells.append(CellConfig(name, cfg, dict(study.thresholds), held_out))
     return pre_cell, cells
 
 

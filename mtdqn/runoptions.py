@@ -1,0 +1,112 @@
+"""How a run is driven, apart from its config: the one declaration of the run options.
+
+Every command that trains (`mtdqn train`, `finetune`, `extend`), every study
+cell and the run directory's record read these fields, their defaults and
+their help from :class:`RunOptions` alone: the CLI builds its flags from the
+field docstrings, a study file's ``eval_episodes`` / ``eval_every`` /
+``checkpoint_every`` fill one, and config.json and every checkpoint store
+:meth:`RunOptions.record`.  A resumed run keeps its stored options except
+those given anew: ``replace(stored, **given)`` (:func:`resolve`).
+
+JAX-free, like :mod:`mtdqn.rundir` beside it: the CLI plans devices from a
+stored record before JAX starts, and a study validates without JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from mtdqn.errors import ConfigError
+
+__all__ = ["RunOptions", "LEAST", "resolve"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is driven: recorded in config.json and with every checkpoint, kept on resume unless given anew.
+
+    ``devices`` is recorded as the count the seeds were split over: it is
+    what makes a resumed run bit-identical to an uninterrupted one.
+    """
+
+    checkpoint_every: int = 0
+    """Also checkpoint every this many env steps per task, in whole logging windows (0: only at the end)."""
+    eval_episodes: int = 10
+    """Greedy episodes per task and seed in each evaluation."""
+    devices: int = 0
+    """Split the seeds over this many local devices (CPU cores or GPUs; 0: as many as the seeds can use)."""
+    eval_every: int = 0
+    """Also evaluate greedily every this many env steps per task, in whole logging windows, into evals.parquet
+    (0: only at the end)."""
+    patience: int = 0
+    """Early stopping: stop after this many evaluations without improvement and restore each seed's best
+    parameters (needs --eval-every; 0: off)."""
+    test_episodes: int = 0
+    """At the end, a test evaluation of this many greedy episodes per task and seed on episode starts of its
+    own: printed and written to test_eval.json (0: none)."""
+    keep_best: bool = False
+    """Never stop, but restore at the end each seed's parameters of the evaluation with the highest sum over
+    tasks of the discounted greedy return (D'Eramo et al. 2020's --save-shared; needs --eval-every)."""
+
+    def record(self) -> dict[str, Any]:
+        """``{"options": ...}`` as config.json and checkpoints hold it; options added later are written only
+        when used, so a run that does not use them records what older versions did."""
+        written = {name: value for name, value in dataclasses.asdict(self).items()
+                   if name in _ALWAYS_RECORDED or value}
+        return {"options": written}
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> RunOptions:
+        """The options of a stored record (config.json or a checkpoint's), older ones included: a missing
+        option had its default, except ``devices``, which runs made before the seed layout existed trained on
+        one of."""
+        stored = record.get("options", {})
+        known = {f.name for f in dataclasses.fields(RunOptions)}
+        return RunOptions(**{"devices": 1, **{k: v for k, v in stored.items() if k in known}})
+
+    def outcome(self) -> dict[str, Any]:
+        """The options a run's numbers depend on, by name: all but checkpoints, which change none (a resumed
+        run is bit-identical), and the seed layout, which changes only their rounding.  Two runs whose
+        outcomes are equal were driven alike (a study reuses a finished cell only then)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("checkpoint_every", "devices")}
+
+    def check(self) -> None:
+        """Raise a one-line ConfigError for values no run can be driven with."""
+        for name, least in LEAST.items():
+            value = getattr(self, name)
+            if value < least:
+                raise ConfigError(f"--{_flag(name)} must be {'>= 0' if least == 0 else '> 0'}, got {value}")
+        if self.patience and not self.eval_every:
+            raise ConfigError(f"--patience {self.patience} counts greedy evaluations during training: set "
+                              "--eval-every")
+        if self.patience and self.checkpoint_every:
+            raise ConfigError("--patience keeps the best parameters in memory until the run ends: it cannot be "
+                              "combined with --checkpoint-every (the run checkpoints at its end)")
+        if self.keep_best and (self.patience or self.checkpoint_every or not self.eval_every):
+            raise ConfigError("--keep-best keeps the best evaluation's parameters in memory until the run ends: it "
+                              "needs --eval-every and takes neither --patience nor --checkpoint-every")
+
+
+_ALWAYS_RECORDED = ("checkpoint_every", "eval_episodes", "devices", "eval_every")
+LEAST: dict[str, int] = {"checkpoint_every": 0, "eval_episodes": 1, "devices": 0, "eval_every": 0, "patience": 0,
+                         "test_episodes": 0}
+"""The smallest valid value of each integer option."""
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def resolve(given: Mapping[str, Any], stored: RunOptions | None = None) -> RunOptions:
+    """The options a run is driven with, checked: those ``given`` over a resumed run's ``stored`` ones, or over
+    the defaults for a new run."""
+    unknown = [name for name in given if name not in {f.name for f in dataclasses.fields(RunOptions)}]
+    if unknown:
+        raise ConfigError(f"unknown run option {unknown[0]!r}; valid: "
+                          f"{', '.join(f.name for f in dataclasses.fields(RunOptions))}")
+    options = dataclasses.replace(stored or RunOptions(), **given)
+    options.check()
+    return options
+

@@ -1,0 +1,217 @@
+"""The driving loop: a run's chunks, one after another, with what happens between them.
+
+After every chunk its metrics are checked (a non-finite loss stops the run
+before anything of it is written) and appended to the run directory; on the
+:class:`Schedule` a greedy evaluation (which early stopping and keep-best
+observe) and a checkpoint.  At the end each seed's best parameters are
+restored where the options ask for it and the final state is checkpointed.
+The compiled loop and the Gymnasium host loop are driven alike
+(:class:`~mtdqn.train.chunks.ChunkRunner`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint
+from mtdqn.errors import TrainingDiverged
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
+from mtdqn.rundir import RunDir, Tables, chunk_tables, eval_rows, write_tensorboard
+from mtdqn.runoptions import RunOptions
+from mtdqn.train.agent import Agent
+from mtdqn.train.chunks import ChunkRunner
+from mtdqn.train.early_stop import EarlyStopping
+from mtdqn.train.loop import Trainer, seed_keys
+
+__all__ = ["Schedule", "StartFrom", "Trained", "drive", "kept_as"]
+
+# (agent, a new run's fresh state) -> (its starting state, a JSON record of that start): see train().
+StartFrom = Callable[[Agent, Any], tuple[Any, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The run's chunks and its every-N-env-steps options in whole chunks: rounded here, and only here."""
+
+    steps_per_chunk: int  # env steps per task of one chunk (logging window)
+    num_chunks: int
+    checkpoint_chunks: int  # chunks between checkpoints; 0: the final one only
+    eval_chunks: int  # chunks between greedy evaluations during training; 0: the final one only
+
+    @staticmethod
+    def of(agent: Agent, options: RunOptions) -> Schedule:
+        steps = agent.derived.iters_per_chunk * agent.cfg.num_envs
+        return Schedule(steps, agent.derived.num_chunks, _every_chunks(options.checkpoint_every, steps),
+                        _every_chunks(options.eval_every, steps))
+
+    @property
+    def eval_every_used(self) -> int:
+        """Env steps per task between evaluations as run (``eval_every`` asks; this is its rounding)."""
+        return self.eval_chunks * self.steps_per_chunk
+
+
+def _every_chunks(env_steps: int, steps_per_chunk: int) -> int:
+    """An every-N-env-steps option as whole chunks (at least one); 0 stays 0 (never)."""
+    return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
+
+
+class Trained(NamedTuple):
+    """What the loop leaves for the summary."""
+
+    state: Any  # the final state (each seed's best parameters where restored)
+    tables: Tables  # every chunk's rows and the evaluations during training
+    compile_s: float
+    loop_s: float  # seconds spent training the chunks run here (evaluations during training excluded)
+    first_chunk: int  # the chunk this process started at (a resumed run: its checkpoint's)
+    last_chunk: int  # the chunk it ended after (before the last when early stopping stopped it)
+    early: dict[str, Any] | None  # the early-stopping or keep-best record, under kept_as(options)
+
+
+def kept_as(options: RunOptions) -> str:
+    """The summary and checkpoint key of the stopper's record."""
+    return "keep_best" if options.keep_best else "early_stop"
+
+
+def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, schedule: Schedule,
+          verified: dict | None, progress: bool, ckpt_bytes: int, start_from: StartFrom | None = None) -> Trained:
+    """Run the chunks not yet done (``verified``: a resumed run's checkpoint record), writing after each; then
+    restore the best parameters where asked and checkpoint the final state."""
+    agent = trainer.agent
+    state, compile_s = runner.start(seed_keys(agent.seeds))
+    tables = Tables.empty()
+    first_chunk = 0
+    if verified is not None:
+        state, meta = load_checkpoint(run_dir.path, trainer, state, verified)
+        first_chunk = meta["chunk"]
+        tables = run_dir.tables_until(first_chunk * schedule.steps_per_chunk)
+    elif start_from is not None:
+        state, start_record = start_from(agent, state)
+        run_dir.write_start(start_record)
+    stopper = _stopper(agent, state.params, options) if first_chunk < schedule.num_chunks else None
+    t_loop = time.perf_counter()
+    state, last_chunk, eval_s = _run_chunks(trainer, runner, run_dir, options, schedule, state, tables,
+                                            first_chunk, stopper, progress, ckpt_bytes)
+    loop_s = time.perf_counter() - t_loop - eval_s
+    early = verified.get(kept_as(options)) if verified is not None else None
+    if stopper is not None:  # the best parameters of every seed become the run's final ones
+        state = stopper.restore(state)
+        early = stopper.record(agent.seeds)
+    if first_chunk < schedule.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
+        # An early-stopped run is finished: its checkpoint is recorded as the last chunk's.
+        save_checkpoint(run_dir.path, trainer, state, schedule.num_chunks,
+                        {**options.record(), **({kept_as(options): early} if early else {})})
+    return Trained(state, tables, compile_s, loop_s, first_chunk, last_chunk, early)
+
+
+def _stopper(agent: Agent, params: Any, options: RunOptions) -> EarlyStopping | None:
+    """What watches the evaluations during training: early stopping, keep-best, or nothing."""
+    if options.patience:
+        return EarlyStopping.anchored(agent, params, options.patience, options.eval_episodes)
+    if options.keep_best:
+        return EarlyStopping.keeping_best(len(agent.seeds))
+    return None
+
+
+def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, schedule: Schedule,
+                state: Any, tables: Tables, first_chunk: int, stopper: EarlyStopping | None, progress: bool,
+                ckpt_bytes: int) -> tuple[Any, int, float]:
+    """Chunks ``first_chunk``.. with a progress bar: (state, the chunk it ended after, seconds evaluating)."""
+    agent = trainer.agent
+    has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
+    # A resumed run starts after its checkpoint's chunk (>= 1): the last good checkpoint, and where its
+    # TensorBoard events are cut.
+    last_good = first_chunk * schedule.steps_per_chunk if first_chunk else None
+    last_chunk = schedule.num_chunks
+    writer = run_dir.tensorboard(purge_step=first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None)
+    t_loop, eval_s = time.perf_counter(), 0.0
+    try:
+        with _progress(progress) as bar:
+            task_id = bar.add_task("train" if runner.resumable else "train (host)", total=agent.derived.env_steps,
+                                   completed=first_chunk * schedule.steps_per_chunk, rate="", returns="")
+            for chunk in range(first_chunk, schedule.num_chunks):
+                state, m = runner(state, chunk * agent.derived.iters_per_chunk)
+                m = jax.tree.map(np.asarray, m)
+                step = (chunk + 1) * schedule.steps_per_chunk
+                _check_finite(trainer, m, step, last_good)
+                run_dir.ensure_space(ckpt_bytes)
+                new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+                stop = False
+                last = chunk + 1 == schedule.num_chunks  # the final evaluation's step: keep-best's last candidate
+                if schedule.eval_chunks and ((chunk + 1) % schedule.eval_chunks == 0 and not last
+                                             or last and options.keep_best):
+                    t_eval = time.perf_counter()
+                    rows = _greedy_rows(agent, state.params, options.eval_episodes, step)
+                    new.evals.extend(rows)
+                    if stopper is not None:
+                        stop = stopper.observe(stopper.scores(rows, agent.task_set.names, agent.seeds),
+                                               state.params, step)
+                    eval_s += time.perf_counter() - t_eval
+                tables.extend(new)
+                write_tensorboard(writer, new, step)
+                run_dir.write_tables(tables)
+                if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
+                    save_checkpoint(run_dir.path, trainer, state, chunk + 1, options.record())
+                    last_good = step
+                _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * schedule.steps_per_chunk,
+                           t_loop)
+                if stop:
+                    last_chunk = chunk + 1
+                    break
+        jax.block_until_ready(state)
+    finally:
+        writer.close()
+    return state, last_chunk, eval_s
+
+
+def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:
+    """Raise before anything of a chunk with a non-finite loss or Q-value is written."""
+    bad = ~np.isfinite(m["max_abs_loss"]) | ~np.isfinite(m["q_mean"])
+    if bad.any():
+        s, i = map(int, np.argwhere(bad)[0])
+        first = step - trainer.agent.derived.iters_per_chunk * trainer.agent.cfg.num_envs
+        kept = f"last good checkpoint kept (step {last_good})" if last_good is not None else "no checkpoint was written"
+        raise TrainingDiverged(
+            f"training diverged: non-finite loss or Q-value in task {trainer.agent.task_set.names[i]} "
+            f"(seed {trainer.agent.seeds[s]}) between env step {first} and {step}; {kept}; "
+            "lower --lr or set --max-grad-norm"
+        )
+
+
+def _greedy_rows(agent: Agent, params: Any, episodes: int, step: int) -> list[dict[str, Any]]:
+    """A greedy evaluation during training of every seed at step ``step``, as rows of ``evals.parquet``."""
+    returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, EvalStream.DURING_TRAINING), episodes,
+                              eps=0.0, step=step)
+    return eval_rows(agent.task_set.names, agent.seeds, returns.total, returns.discounted, step)
+
+
+def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
+    """Mean return over seeds per task for the progress bar; tasks without a finished episode are left out."""
+    parts = []
+    for i, name in enumerate(names):
+        finite = episode_return[:, i][np.isfinite(episode_return[:, i])]
+        if finite.size:
+            parts.append(f"{name.removeprefix('MiniGrid-').split('-')[0]}={finite.mean():.3g}")
+    return " ".join(parts)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
+        TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[returns]}"), TimeRemainingColumn(),
+        disable=not enabled, transient=False,
+    )
+
+
+def _show_rate(bar: Progress, task_id: Any, trainer: Trainer, m: dict[str, np.ndarray], step: int,
+               steps_done: int, t_loop: float) -> None:
+    """Progress bar: env steps, env-steps/s over all tasks and seeds, and the latest mean returns."""
+    agent = trainer.agent
+    rate = steps_done * agent.num_tasks * agent.cfg.seeds / max(time.perf_counter() - t_loop, 1e-9)
+    bar.update(task_id, completed=step, rate=f"{rate:,.0f} env-steps/s",
+               returns=_returns_text(agent.task_set.names, m["episode_return"]))

@@ -1,0 +1,48 @@
+"""The `evaluate` command: greedy (or epsilon) returns of a trained run's latest checkpoint, into RUN/eval.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
+from mtdqn.errors import ConfigError
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
+from mtdqn.rundir import RunDir
+from mtdqn.runoptions import RunOptions
+from mtdqn.train.agent import make_agent
+from mtdqn.train.chunks import make_runner
+from mtdqn.train.loop import seed_keys
+from mtdqn.train.summary import returns_by_task
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str, Any]:
+    """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
+
+    The checkpoint is verified before anything compiles (a missing, foreign or
+    damaged one fails fast), and the seeds keep the layout they were trained with where this machine has
+    that many devices.
+    """
+    if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
+        raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
+    run_dir = RunDir(run_dir)
+    cfg = run_dir.config()  # a one-line error for a folder that holds no run
+    agent = make_agent(cfg)
+    meta = verify_checkpoint(run_dir.path, cfg)
+    # The trained layout where this machine has its devices; else as many as are here (evaluation does not
+    # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).
+    recorded = RunOptions.from_record(meta).devices
+    trainer, _ = make_runner(agent, recorded if recorded <= jax.local_device_count() else 0)
+    template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
+    state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
+    returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
+                              epsilon)  # each (seeds, tasks, episodes)
+    result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
+              "task_gamma": dict(zip(agent.task_set.names, agent.gammas)), "iteration": meta["iteration"],
+              "tasks": returns_by_task(agent, returns)}
+    run_dir.write_eval(result)
+    return result

@@ -1,0 +1,137 @@
+"""The end of a run: the final greedy evaluation, the test evaluation, the end-of-run probes and summary.json.
+
+:func:`finish` takes what the driving loop leaves (:class:`~mtdqn.train.drive.Trained`)
+and writes the run directory's final files.  The end-of-training evaluation
+is the last block of ``evals.parquet`` (a finished run resumed computes it
+again); the final score is read from those rows by
+:func:`mtdqn.rundir.final_scores`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from mtdqn.config import config_hash
+from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
+from mtdqn.finetune import transfer_summary
+from mtdqn.networks import count_params, describe_architecture
+from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, eval_rows, final_score_rule, final_score_steps,
+                          final_scores, table_frame)
+from mtdqn.runoptions import RunOptions
+from mtdqn.strategies import SCOPE
+from mtdqn.train.agent import Agent
+from mtdqn.train.drive import Schedule, Trained, kept_as
+from mtdqn.train.loop import Trainer
+
+__all__ = ["finish", "returns_by_task"]
+
+
+def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Schedule, trained: Trained,
+           t_start: float, extra_summary: dict[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Evaluate the final state, write the final files; (summary, metrics frame)."""
+    agent, state, tables = trainer.agent, trained.state, trained.tables
+    env_steps = agent.derived.env_steps
+    tables.evals[:] = [row for row in tables.evals if row["step"] < env_steps]
+    greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
+                             options.eval_episodes, eps=0.0)
+    tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, env_steps))
+    run_dir.write_tables(tables)
+    frame = table_frame(tables.metrics, METRIC_SCHEMA)
+    early = trained.early
+    restored = bool(early) and any(int(b) >= 0 for b in early["best_step"].values())  # best params restored
+    summary = _summarize(trainer, options, schedule, trained, time.perf_counter() - t_start, greedy,
+                         tables.evals, final_score_rule(restored))
+    if early:
+        summary[kept_as(options)] = early
+    if options.test_episodes:
+        summary["test_eval"] = _test_evaluation(agent, state.params, options.test_episodes, run_dir)
+    summary.update(extra_summary or {})
+    start = run_dir.read_start()
+    if start is not None:
+        summary["transfer"] = transfer_summary(start, summary)
+    run_dir.write_final(frame, summary, *_end_of_run_probes(trainer, state))
+    return summary, frame
+
+
+def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, trained: Trained, wall_s: float,
+               greedy: Any, evals: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+    """summary.json: ``greedy`` is the end-of-training evaluation, ``evals`` every evaluation's rows, ``rule``
+    the final score's definition (:data:`mtdqn.rundir.FINAL_SCORE_RULES`)."""
+    agent = trainer.agent
+    d = agent.derived
+    names = agent.task_set.names
+    one_seed = jax.tree.map(lambda x: x[0], trained.state.params)
+    total, shared = count_params(agent.arch, one_seed)
+    final_steps = final_score_steps(evals, rule)
+    random = evaluate_params(agent, trained.state.params, eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY),
+                             options.eval_episodes, eps=1.0)
+    trained_steps = (trained.last_chunk - trained.first_chunk) * schedule.steps_per_chunk  # in this process
+    return {
+        "status": "ok",
+        "error": None,
+        "tasks": list(names),
+        "seeds": agent.seeds,
+        "sharing": agent.cfg.network.sharing,
+        "strategy": d.strategy,
+        "strategy_scope": SCOPE,
+        "params_total": total,
+        "params_shared": shared,
+        "architecture": describe_architecture(agent.arch),
+        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
+        "env_steps": d.env_steps,
+        "wall_time_s": wall_s,
+        "compile_s": trained.compile_s,
+        "devices": trainer.devices,
+        "env_steps_per_s": trained_steps * agent.num_tasks * agent.cfg.seeds / max(trained.loop_s, 1e-9),
+        "final_eval": {n: greedy.total[:, i].mean(-1).tolist() for i, n in enumerate(names)},
+        "final_eval_std": {n: greedy.total[:, i].std(-1).tolist() for i, n in enumerate(names)},
+        "final_eval_discounted": {n: greedy.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
+        "random_return": {n: float(random.total[:, i].mean()) for i, n in enumerate(names)},
+        "random_return_discounted": {n: float(random.discounted[:, i].mean()) for i, n in enumerate(names)},
+        "final_score": final_scores(evals, names, agent.seeds, final_steps),
+        "final_score_discounted": final_scores(evals, names, agent.seeds, final_steps, "discounted_mean"),
+        "final_score_rule": rule,
+        "final_score_evals": FINAL_SCORE_EVALS if rule == "mean-of-last-evals" else 1,
+        "final_score_steps": final_steps,
+        "gamma": agent.cfg.dqn.gamma,
+        "task_gamma": dict(zip(names, agent.gammas)),
+        "eval_episodes": options.eval_episodes,
+        "eval_every": options.eval_every,  # as asked; the schedule rounds it to whole logging chunks:
+        "eval_every_used": schedule.eval_every_used,
+        "config_hash": config_hash(agent.cfg),
+    }
+
+
+def _end_of_run_probes(trainer: Trainer, state: Any) -> tuple[list[dict], list[dict]]:
+    """(CKA rows, gradient-probe rows) of the final state: :mod:`mtdqn.diagnostics`, the one place for them."""
+    from mtdqn import diagnostics  # imported at the end of a run: its CKA pulls in the analysis stack
+
+    return diagnostics.cka_rows(trainer, state), diagnostics.gradient_probe_rows(trainer, state)
+
+
+def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:
+    """The test evaluation: greedy, on episode starts no other evaluation uses; test_eval.json, and per task
+    the per-seed means for the summary."""
+    returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, EvalStream.TEST), episodes)
+    result = {"episodes": episodes, "gamma": agent.cfg.dqn.gamma,
+              "task_gamma": dict(zip(agent.task_set.names, agent.gammas)), "tasks": returns_by_task(agent, returns)}
+    run_dir.write_test_eval(result)
+    return {t: [v["mean"] for v in r["per_seed"].values()] for t, r in result["tasks"].items()}
+
+
+def returns_by_task(agent: Agent, returns: Any) -> dict[str, Any]:
+    """{task: {"per_seed": {seed: mean, std, returns, discounted...}, "mean_over_seeds"}} (eval.json's layout)."""
+    out = {}
+    for i, task in enumerate(agent.task_set.names):
+        per_seed = {str(seed): {"mean": float(returns.total[s, i].mean()), "std": float(returns.total[s, i].std()),
+                                "returns": returns.total[s, i].tolist(),
+                                "discounted_mean": float(returns.discounted[s, i].mean()),
+                                "discounted_returns": returns.discounted[s, i].tolist()}
+                    for s, seed in enumerate(agent.seeds)}
+        out[task] = {"per_seed": per_seed, "mean_over_seeds": float(np.mean([v["mean"] for v in per_seed.values()]))}
+    return out
