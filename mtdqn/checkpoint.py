@@ -20,17 +20,14 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, read_json, write_json
-
-if TYPE_CHECKING:  # importing the training loop starts JAX (gymnax); the CLI reads records before that
-    from mtdqn.train.loop import Trainer
 
 __all__ = [
     "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",
@@ -55,10 +52,11 @@ def _file_table(root: Path) -> dict[str, list]:
     }
 
 
-def save_checkpoint(run_dir: Path, trainer: Trainer, state: Any, chunk: int, extra: dict | None = None) -> Path:
-    """Write ``state`` after ``chunk`` chunks; keep the previous one until this one is complete."""
+def save_checkpoint(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None = None) -> Path:
+    """Write ``state`` (a pytree of arrays) of a run of ``cfg`` after ``chunk`` chunks; keep the previous
+    checkpoint until this one is complete."""
     ckpt_dir = (Path(run_dir) / "checkpoints").absolute()
-    iteration = chunk * trainer.agent.derived.iters_per_chunk
+    iteration = chunk * derive(cfg).iters_per_chunk
     path = ckpt_dir / f"iter_{iteration:09d}"
     if path.exists():  # a leftover of an interrupted run; never the one latest.json points to
         latest = ckpt_dir / "latest.json"
@@ -69,7 +67,6 @@ def save_checkpoint(run_dir: Path, trainer: Trainer, state: Any, chunk: int, ext
     checkpointer.save(path, state)
     checkpointer.wait_until_finished()
     checkpointer.close()
-    cfg = trainer.agent.cfg
     meta = {
         "format_version": FORMAT_VERSION,
         "path": path.name,
@@ -156,13 +153,14 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     return meta
 
 
-def load_checkpoint(run_dir: Path, trainer: Trainer, template: Any, verified: dict | None = None) -> tuple[Any, dict]:
+def load_checkpoint(run_dir: Path, cfg: TrainConfig, template: Any, verified: dict | None = None
+                    ) -> tuple[Any, dict]:
     """Restore the latest checkpoint into the structure of ``template`` (a state of the same config).
 
     ``verified``: the record :func:`verify_checkpoint` returned for this run in
     this process, so the checksums over every file are not computed twice.
     """
-    meta = verified if verified is not None else verify_checkpoint(run_dir, trainer.agent.cfg)
+    meta = verified if verified is not None else verify_checkpoint(run_dir, cfg)
     path = (Path(run_dir) / "checkpoints" / meta["path"]).absolute()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     checkpointer = ocp.StandardCheckpointer()

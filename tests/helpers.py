@@ -68,7 +68,7 @@ def fake_run(run_dir: Path, cfg: TrainConfig = VECTOR, chunk: int = 1, seed: int
     abstract = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
     state = random_bits(abstract, seed)
     write_json(Path(run_dir) / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
-    save_checkpoint(run_dir, trainer, state, chunk, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+    save_checkpoint(run_dir, trainer.agent.cfg, state, chunk, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
     return trainer, abstract, state
 
 

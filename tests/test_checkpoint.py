@@ -32,7 +32,7 @@ def _bits(x) -> np.ndarray:
 @pytest.mark.parametrize("cfg", [VECTOR, IMAGE], ids=["vector", "image"])
 def test_every_leaf_round_trips_bit_exact(tmp_path, cfg):
     trainer, abstract, state = fake_run(tmp_path, cfg)
-    restored, meta = load_checkpoint(tmp_path, trainer, abstract)
+    restored, meta = load_checkpoint(tmp_path, trainer.agent.cfg, abstract)
     assert meta["chunk"] == 1
     saved, treedef = jax.tree_util.tree_flatten_with_path(state)
     loaded, treedef2 = jax.tree_util.tree_flatten_with_path(restored)
@@ -65,10 +65,10 @@ def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path):
     stale.mkdir()
     (stale / "junk").write_bytes(b"x")
     verify_checkpoint(tmp_path, VECTOR)  # the leftover does not disturb the live checkpoint
-    save_checkpoint(tmp_path, trainer, state, 2)
+    save_checkpoint(tmp_path, trainer.agent.cfg, state, 2)
     assert sorted(p.name for p in ckpt.iterdir()) == ["iter_000000100", "latest.json"]
     with pytest.raises(ValueError, match="live checkpoint"):
-        save_checkpoint(tmp_path, trainer, state, 2)
+        save_checkpoint(tmp_path, trainer.agent.cfg, state, 2)
 
 
 def _cli_error(capsys, argv: list[str]) -> str:
@@ -170,7 +170,7 @@ def test_stateful_strategies_round_trip(tmp_path):
     for name in stateful:
         cfg = replace(VECTOR, strategy=name)
         trainer, abstract, state = fake_run(tmp_path / name, cfg)
-        restored, _ = load_checkpoint(tmp_path / name, trainer, abstract)
+        restored, _ = load_checkpoint(tmp_path / name, trainer.agent.cfg, abstract)
         saved, loaded = jax.tree.leaves(state.strategy_state), jax.tree.leaves(restored.strategy_state)
         assert saved and len(saved) == len(loaded), name
         for a, b in zip(saved, loaded):

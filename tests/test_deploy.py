@@ -24,7 +24,7 @@ POPART = dataclasses.replace(VECTOR, value_norm="popart")
 def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
     """Greedy actions and Q-values (in reward units) equal the full network's on the padded task set, per seed."""
     trainer, abstract, state = fake_run(tmp_path, cfg)
-    full, _ = load_checkpoint(tmp_path, trainer, abstract)
+    full, _ = load_checkpoint(tmp_path, trainer.agent.cfg, abstract)
     agent = mtdqn.load_agent(tmp_path)
     ts = trainer.agent.task_set
     rng = np.random.default_rng(0)

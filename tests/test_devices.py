@@ -178,9 +178,9 @@ def test_padded_layout_resumes_bit_identical(tmp_path):
     for chunk in range(2):
         whole, _ = trainer.run_chunk(whole, jnp.int32(chunk * n))
     first, _ = trainer.run_chunk(trainer.init(seed_keys([0, 1, 2])), jnp.int32(0))
-    save_checkpoint(tmp_path, trainer, first, 1)
+    save_checkpoint(tmp_path, trainer.agent.cfg, first, 1)
     template = trainer.init(seed_keys([0, 1, 2]))
-    resumed, meta = load_checkpoint(tmp_path, trainer, template)
+    resumed, meta = load_checkpoint(tmp_path, trainer.agent.cfg, template)
     assert meta["chunk"] == 1
     resumed, _ = trainer.run_chunk(resumed, jnp.int32(n))
     for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(resumed)):

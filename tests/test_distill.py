@@ -56,7 +56,7 @@ def untrained_run(run_dir: Path, tasks: tuple[str, ...], value_norm: str = "none
                       dqn=DQNConfig(buffer_size=64, batch_size=16), value_norm=value_norm)
     trainer = make_trainer(make_agent(cfg))
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
-    save_checkpoint(run_dir, trainer, trainer.init(seed_keys(trainer.agent.seeds)), 1,
+    save_checkpoint(run_dir, trainer.agent.cfg, trainer.init(seed_keys(trainer.agent.seeds)), 1,
                     {"options": {"checkpoint_every": 0, "eval_episodes": 2, "devices": 1}})
     return run_dir
 

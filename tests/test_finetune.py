@@ -51,7 +51,7 @@ def saved_run(run_dir: Path, cfg: TrainConfig = SOURCE) -> Path:
     trainer = make_trainer(make_agent(cfg))
     state = trainer.init(seed_keys(trainer.agent.seeds))
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
-    save_checkpoint(run_dir, trainer, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+    save_checkpoint(run_dir, trainer.agent.cfg, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
     return run_dir
 
 
@@ -80,7 +80,7 @@ def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path)
     assert _same(src.params["torso"], net.params["torso"])  # frozen: every bit
     agent = make_agent(RunDir(tmp_path / "ft").config())  # TINY's Polyak target (tau 0.005, every update)
     trainer = make_trainer(agent)
-    state, _ = load_checkpoint(tmp_path / "ft", trainer, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
+    state, _ = load_checkpoint(tmp_path / "ft", trainer.agent.cfg, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     assert _same(src.params["torso"], state.target_params["torso"])  # and so is its target copy
     cart = 0  # CartPole-v1 is task 0 of both runs; its head was kept, then trained
     kept = (slice(None), cart, slice(None), slice(0, 2))
@@ -245,7 +245,7 @@ def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
     cfg = RunDir(tmp_path / "es").config()
     agent = make_agent(cfg)
     trainer = make_trainer(agent)
-    state, meta = load_checkpoint(tmp_path / "es", trainer, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
+    state, meta = load_checkpoint(tmp_path / "es", trainer.agent.cfg, jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     assert meta["early_stop"] == early
     for s, seed in enumerate(agent.seeds):
         best = early["best_step"][str(seed)]

@@ -158,7 +158,7 @@ def test_host_checkpoint_restores_and_evaluates(two_runs):
     a, _ = two_runs
     trainer = make_host_trainer(make_agent(TINY))
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
-    state, _ = load_checkpoint(a.out_dir, trainer, template)
+    state, _ = load_checkpoint(a.out_dir, trainer.agent.cfg, template)
     for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(a.state.params)):
         np.testing.assert_array_equal(x, y)
     returns = evaluate_params(trainer.agent, state.params, 123, 3, eps=0.0)

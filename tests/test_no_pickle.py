@@ -88,5 +88,5 @@ def test_loading_a_checkpoint_never_unpickles(tmp_path, monkeypatch):
 
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
-    state, _ = load_checkpoint(tmp_path, trainer, abstract)
+    state, _ = load_checkpoint(tmp_path, trainer.agent.cfg, abstract)
     assert state.iteration.shape == (len(trainer.agent.seeds),)

@@ -41,7 +41,7 @@ def fake_gym_run(run_dir, cfg):
     trainer = make_host_trainer(make_agent(cfg))
     state = random_bits(jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
-    save_checkpoint(run_dir, trainer, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
+    save_checkpoint(run_dir, trainer.agent.cfg, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
 
 
 def gif_frames(path) -> int:

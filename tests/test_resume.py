@@ -63,7 +63,7 @@ def _final_state(run: Path):
     cfg = RunDir(run).config()
     trainer = make_trainer(make_agent(cfg))
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
-    state, meta = load_checkpoint(run, trainer, template)
+    state, meta = load_checkpoint(run, trainer.agent.cfg, template)
     return state, meta
 
 

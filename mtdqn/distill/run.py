@@ -95,7 +95,7 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
 
     one = jax.tree.map(lambda x: x[None], params)
     saved = trainer.init(seed_keys(student.seeds)).replace(params=one, target_params=one)
-    save_checkpoint(run_dir.path, trainer, saved, student.derived.num_chunks, options.record())
+    save_checkpoint(run_dir.path, trainer.agent.cfg, saved, student.derived.num_chunks, options.record())
     tasks = _compare(student, params, teachers, cfg, distiller, split_distill_key(key).holdout,
                      np.asarray(state.obs[:, : int(state.size)]))
     result = {

@@ -87,7 +87,7 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
     tables = Tables.empty()
     first_chunk = 0
     if verified is not None:
-        state, meta = load_checkpoint(run_dir.path, trainer, state, verified)
+        state, meta = load_checkpoint(run_dir.path, trainer.agent.cfg, state, verified)
         first_chunk = meta["chunk"]
         tables = run_dir.tables_until(first_chunk * schedule.steps_per_chunk)
     elif start_from is not None:
@@ -104,7 +104,7 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
         early = stopper.record(agent.seeds)
     if first_chunk < schedule.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
         # An early-stopped run is finished: its checkpoint is recorded as the last chunk's.
-        save_checkpoint(run_dir.path, trainer, state, schedule.num_chunks,
+        save_checkpoint(run_dir.path, trainer.agent.cfg, state, schedule.num_chunks,
                         {**options.record(), **({kept_as(options): early} if early else {})})
     return Trained(state, tables, compile_s, loop_s, first_chunk, last_chunk, early)
 
@@ -156,7 +156,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 write_tensorboard(writer, new, step)
                 run_dir.write_tables(tables)
                 if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                    save_checkpoint(run_dir.path, trainer, state, chunk + 1, options.record())
+                    save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1, options.record())
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * schedule.steps_per_chunk,
                            t_loop)

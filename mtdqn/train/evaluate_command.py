@@ -38,7 +38,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     recorded = RunOptions.from_record(meta).devices
     trainer, _ = make_runner(agent, recorded if recorded <= jax.local_device_count() else 0)
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
-    state, meta = load_checkpoint(run_dir.path, trainer, template, meta)
+    state, meta = load_checkpoint(run_dir.path, trainer.agent.cfg, template, meta)
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
                               epsilon)  # each (seeds, tasks, episodes)
     result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
