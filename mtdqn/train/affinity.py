@@ -45,7 +45,8 @@ def lookahead_affinity(task_losses: Callable[[Any], jax.Array], shared: Any, tas
     def after_step_on(grad: Any) -> jax.Array:
         return task_losses(jax.tree.map(lambda s, g: s - lr * g, shared, grad))  # (tasks j,)
 
-    looked = jax.vmap(after_step_on)(task_grads)  # (tasks i, tasks j)
+    # axis_size: a network without shared parameters has no gradient leaves (nothing moves: Z = 0)
+    looked = jax.vmap(after_step_on, axis_size=base.shape[0])(task_grads)  # (tasks i, tasks j)
     has_loss = base > 0
     return jnp.where(has_loss[None, :], 1.0 - looked / jnp.where(has_loss, base, 1.0)[None, :], 0.0)
 
