@@ -180,7 +180,7 @@ class TrainConfig:
     affinity_every: int = 0
     """Gradient updates between measurements of the lookahead inter-task affinity Z_{i->j} (TAG, Fifty et al.
     2021) on the update's own minibatch, written to affinity.parquet; 0: never (each measurement costs one
-    forward pass per task for each task's lookahead parameters: benchmarks/affinity.py)."""
+    forward pass per task for each task's lookahead parameters: benchmarks/throughput.py --affinity)."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     finetune: Annotated[FinetuneConfig, tyro.conf.Suppress] = field(default_factory=FinetuneConfig)
