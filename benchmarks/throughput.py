@@ -23,6 +23,7 @@ task the network is exactly PureJaxRL's 120-84 MLP.
     python benchmarks/throughput.py --games    # env stepping alone, per MinAtar game (no network)
     python benchmarks/throughput.py --seaquest # training rows Seaquest+Breakout and SpaceInvaders+Breakout
     python benchmarks/throughput.py --against v0.1.0 [--rounds 5]   # the regression guard (below)
+    python benchmarks/throughput.py --affinity # CartPole+Acrobot, 4 seeds: --affinity-every 0 (off), 100 and 1
 
 **The regression guard** (``--against REV``): each row measured for the working tree and for git revision
 REV (checked out in a temporary worktree) in alternated rounds within one run (tree then REV, REV then
@@ -74,8 +75,10 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
 
 
 def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
-            iters: int = 2000, preset: bool = False) -> dict:
+            iters: int = 2000, preset: bool = False, affinity_every: int = 0) -> dict:
     """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
+
+    ``affinity_every``: --affinity-every of the run (0: off), the lookahead affinity measured in the loop.
 
     ``preset``: the `minatar` study preset's settings and tasks instead of the table's (4 envs per game, an
     update of 128 per game every vector step, replay 100k).  Call in a fresh process: JAX is started here.
@@ -98,6 +101,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         network=NetworkConfig(sharing=sharing, adapter_width=120, hidden=(84,)),
         dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
+        affinity_every=affinity_every,
     )
     if preset:
         from mtdqn.studies.presets import resolve_spec
@@ -127,6 +131,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         "tasks": "+".join(t.split("-")[0] for t in tasks) + (" (minatar preset)" if preset else ""),
         "seeds": seeds,
         "sharing": sharing,
+        "affinity_every": affinity_every,
         "devices": trainer.devices,
         "threads": sum("Eigen" in open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task"))
         if os.path.isdir("/proc/self/task") else None,
@@ -170,9 +175,9 @@ def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000, gymnax_own: 
 
 
 def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int,
-                       preset: bool = False) -> dict:
+                       preset: bool = False, affinity_every: int = 0) -> dict:
     spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters,
-                       "preset": preset})
+                       "preset": preset, "affinity_every": affinity_every})
     out = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -231,6 +236,36 @@ def against(rev: str, rounds: int, iters: int) -> None:
             subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", other], capture_output=True)
 
 
+AFFINITY_TASKS = ("CartPole-v1", "Acrobot-v1")
+
+
+def affinity_table(seeds: int = 4, repeats: int = 2) -> None:
+    """Throughput of the compiled loop with the lookahead affinity off and measured every 100 updates and every
+    update (one update per vector step here), each row its own process as `mtdqn train` runs it; rows are
+    interleaved ``repeats`` times and each setting keeps its best, so other load on the machine hits all alike."""
+    settings = (0, 100, 1)
+    best: dict[int, dict] = {}
+    for _ in range(repeats):
+        for every in settings:
+            r = _row_in_subprocess(AFFINITY_TASKS, seeds, "shared", 0, iters=2000, affinity_every=every)
+            if every not in best or r["steps_per_s"] > best[every]["steps_per_s"]:
+                best[every] = r
+    import jax
+
+    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores, jax {jax.__version__}; "
+          f"{'+'.join(AFFINITY_TASKS)}, {seeds} seeds, shared, one update per vector step")
+    print()
+    print("| --affinity-every | measurements per update | env-steps/s (all tasks, seeds) | cost vs off | compile s |")
+    print("|---|---|---|---|---|")
+    off = best[0]["steps_per_s"]
+    for every in settings:
+        r = best[every]
+        share = "0" if every == 0 else f"1/{every}"
+        cost = "—" if every == 0 else f"{100 * (off / r['steps_per_s'] - 1):+.1f}% time"
+        print(f"| {every or '0 (off)'} | {share} | {r['steps_per_s']:,.0f} | {cost} | {r['compile_s']:.1f} |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
@@ -242,6 +277,8 @@ def main() -> None:
                         help="regression guard: the working tree vs this git revision, side by side")
     parser.add_argument("--rounds", type=int, default=3, help="--against: alternated rounds (default 3)")
     parser.add_argument("--iters", type=int, default=2000, help="--against: iterations per timed chunk")
+    parser.add_argument("--affinity", action="store_true",
+                        help="only the cost of --affinity-every: CartPole+Acrobot, 4 seeds, off / 100 / 1")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
     if args.against:
@@ -252,7 +289,11 @@ def main() -> None:
     if args.row:
         row = json.loads(args.row)
         print(json.dumps(measure(tuple(row["tasks"]), row["seeds"], row["sharing"], row["devices"],
-                                 iters=row["iters"], preset=row.get("preset", False))))
+                                 iters=row["iters"], preset=row.get("preset", False),
+                                 affinity_every=row.get("affinity_every", 0))))
+        return
+    if args.affinity:
+        affinity_table()
         return
     if args.games:
         from mtdqn.devices import use_cpu_cores

@@ -177,6 +177,10 @@ class TrainConfig:
     """Strategy options as k=v,k=v."""
     value_norm: Literal["none", "popart"] = "none"
     """Per-task value normalization of TD targets."""
+    affinity_every: int = 0
+    """Gradient updates between measurements of the lookahead inter-task affinity Z_{i->j} (TAG, Fifty et al.
+    2021) on the update's own minibatch, written to affinity.parquet; 0: never (each measurement costs one
+    forward pass per task for each task's lookahead parameters: benchmarks/throughput.py --affinity)."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     finetune: Annotated[FinetuneConfig, tyro.conf.Suppress] = field(default_factory=FinetuneConfig)
@@ -220,6 +224,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if cfg.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {cfg.seed}")
+    if cfg.affinity_every < 0:
+        raise ConfigError(f"--affinity-every must be >= 0 (0: never), got {cfg.affinity_every}")
     for name, widths in (("hidden", cfg.network.hidden), ("conv_channels", cfg.network.conv_channels)):
         if not widths or any(w <= 0 for w in widths):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive widths, got {widths}")
@@ -353,7 +359,8 @@ def derive(cfg: TrainConfig) -> Derived:
 # Sections and fields (dotted paths) added after runs were recorded: written only when they differ from their
 # default, so the dict and hash of a config that does not use them are exactly those the older code wrote.
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0,
-                                       "network.feature_activation": "relu", "network.init": "lecun"}
+                                       "network.feature_activation": "relu", "network.init": "lecun",
+                                       "affinity_every": 0}
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A run directory holds ``config.json`` (full config, hash, version, git
 revision, seeds, derived integers, run options), ``metrics.parquet`` and
 ``metrics.csv`` (tidy rows: step, task, seed, ...), ``evals.parquet`` (greedy
 evaluations during and at the end of training), ``grad_tasks.parquet`` /
-``grad_pairs.parquet`` (gradient diagnostics on the shared parameters),
+``grad_pairs.parquet`` (gradient diagnostics on the shared parameters), ``affinity.parquet`` (the lookahead
+inter-task affinity, with ``--affinity-every``),
 ``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`),
 ``summary.json``, ``start.json`` (fine-tuned runs: where the weights came from and the greedy returns they
 started with), ``test_eval.json`` (a test evaluation), TensorBoard event files under ``tb/`` and
@@ -34,13 +35,14 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
 __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
-           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "table_frame", "HEADLINES", "Tables",
+           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA", "table_frame", "HEADLINES", "Tables",
            "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
            "FINAL_SCORE_RULES", "final_score_rule", "RunDir", "write_tensorboard"]
 
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
+    "affinity.parquet",
     "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
     "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
 )
@@ -57,6 +59,9 @@ GRAD_TASK_SCHEMA = {"step": "int64", "seed": "int64", "task": "object", "grad_no
                     "weight": "float32", "loss": "float32"}
 GRAD_PAIR_SCHEMA = {"step": "int64", "seed": "int64", "task_a": "object", "task_b": "object",
                     "cosine": "float32", "conflict_rate": "float32"}
+# One row per (chunk, seed, ordered task pair i -> j, i == j included): the mean of the window's measurements of
+# Z_{i->j} (mtdqn.train.affinity); windows without a measurement have no rows.
+AFFINITY_SCHEMA = {"step": "int64", "seed": "int64", "task_i": "object", "task_j": "object", "value": "float32"}
 METRIC_COLUMNS = list(METRIC_SCHEMA)
 EVAL_COLUMNS = list(EVAL_SCHEMA)
 GRAD_TASK_COLUMNS = list(GRAD_TASK_SCHEMA)
@@ -81,10 +86,11 @@ class Tables(NamedTuple):
     grad_tasks: list[dict[str, Any]]
     grad_pairs: list[dict[str, Any]]
     evals: list[dict[str, Any]]
+    affinity: list[dict[str, Any]]
 
     @staticmethod
     def empty() -> Tables:
-        return Tables([], [], [], [])
+        return Tables([], [], [], [], [])
 
     def extend(self, other: Tables) -> None:
         for mine, theirs in zip(self, other):
@@ -96,7 +102,8 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
     """One chunk's rows for every seed from its summarized metrics ``m`` (leading axes: seeds, tasks).
 
     Task-pair rows exist only where the tasks share parameters (gradient
-    cosines are taken on the shared ones).  A window in which a seed made no
+    cosines and affinities are taken on the shared ones); affinity rows only
+    for windows that measured it (``--affinity-every``).  A window in which a seed made no
     gradient update (before learning starts) has no gradient rows: its
     zeros are not measurements, and averaged in they would bias every
     gradient statistic (a weight of 1 would read 0.97).
@@ -122,6 +129,10 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
                     "step": step, "seed": seed, "task_a": names[a], "task_b": names[b],
                     "cosine": m["cosine"][s, a, b], "conflict_rate": m["conflict"][s, a, b],
                 })
+        if has_shared and "affinity" in m and m["affinity_measurements"][s] > 0:
+            out.affinity.extend({"step": step, "seed": seed, "task_i": names[i], "task_j": names[j],
+                                 "value": m["affinity"][s, i, j]}
+                                for i, j in itertools.product(range(len(names)), repeat=2))
     return out
 
 
@@ -250,6 +261,8 @@ class RunDir:
             write_parquet(self.path / "grad_pairs.parquet", table_frame(tables.grad_pairs, GRAD_PAIR_SCHEMA))
         if tables.evals:
             write_parquet(self.path / "evals.parquet", table_frame(tables.evals, EVAL_SCHEMA))
+        if tables.affinity:
+            write_parquet(self.path / "affinity.parquet", table_frame(tables.affinity, AFFINITY_SCHEMA))
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""
@@ -299,6 +312,7 @@ def write_tensorboard(writer: Any, tables: Tables, step: int) -> None:
     scalars += [(f"{kind}/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r[col]) for r in tables.grad_pairs
                 for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
     scalars += [(f"greedy_return/{r['task']}/seed{r['seed']}", r["return_mean"]) for r in tables.evals]
+    scalars += [(f"affinity/{r['task_i']}->{r['task_j']}/seed{r['seed']}", r["value"]) for r in tables.affinity]
     for tag, value in scalars:
         if np.isfinite(value):
             writer.add_scalar(tag, float(value), step)

@@ -69,6 +69,7 @@ TRAIN_CASES = [
     ("dropout-one", ["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
     ("dropout-negative", ["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
     ("dropout-nan", ["--dropout", "nan"], "--dropout must be in [0, 1)"),
+    ("affinity-every-negative", ["--affinity-every", "-1"], "--affinity-every must be >= 0 (0: never), got -1"),
     ("hidden-zero", ["--hidden", "0"], "--hidden must be positive"),
     ("conv-channels-zero", ["--tasks", "Breakout-MinAtar", "--conv-channels", "0", "16"],
      "--conv-channels must be positive"),

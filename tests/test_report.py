@@ -72,6 +72,21 @@ def discounted(task: str, ret: float) -> float:
     return float(np.sign(ret) * (1 - g ** abs(ret)) / (1 - g))
 
 
+# Lookahead affinity Z_{i->j} of the `shared` variant (i: row, whose step; j: column, whose loss); each seed
+# adds AFFINITY_SEED_STEP * seed at every step, so per seed the mean over training is Z + that, and over seeds
+# 0..4 the mean is Z + 2 * AFFINITY_SEED_STEP.
+AFFINITY = {("CartPole-v1", "CartPole-v1"): 3.0e-3, ("CartPole-v1", "Acrobot-v1"): -1.0e-3,
+            ("Acrobot-v1", "CartPole-v1"): 0.5e-3, ("Acrobot-v1", "Acrobot-v1"): 2.0e-3}
+AFFINITY_SEED_STEP = 1e-4
+
+
+def _affinity(seeds: list[int]) -> pd.DataFrame:
+    rows = [{"step": step, "seed": seed, "task_i": i, "task_j": j,
+             "value": np.float32(z + AFFINITY_SEED_STEP * seed + (1e-4 if step % 1000 else -1e-4))}
+            for seed in seeds for step in range(LOG_EVERY, STEPS + 1, LOG_EVERY) for (i, j), z in AFFINITY.items()]
+    return pd.DataFrame(rows)
+
+
 def _grad_tables(rng: np.random.Generator, seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     tasks, pairs = [], []
     for seed in seeds:
@@ -128,6 +143,7 @@ def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, dro
         gt.to_parquet(cell / "grad_tasks.parquet")
         if shared:
             gp.to_parquet(cell / "grad_pairs.parquet")
+            _affinity(seeds).to_parquet(cell / "affinity.parquet")
             probe = [{"seed": s, "task_a": a, "task_b": b, "cosine": float(rng.normal(0.02, 0.05)),
                       "negative": 0.25 if a == b else 0.5}
                      for s in seeds for a, b in ((TASKS[0], TASKS[0]), (TASKS[1], TASKS[1]), (TASKS[0], TASKS[1]))]
@@ -185,6 +201,26 @@ def test_table_row_counts(report: Path):
     assert len(_md_table_rows(md, "Difference to the reference")) == n_tasks * 4
     assert len(_md_table_rows(md, "Mean cosine per task pair")) == 1  # only `shared` has shared params
     assert len(_md_table_rows(md, "Linear CKA of trunk features between tasks")) == ok_variants
+
+
+def test_affinity_matrix_averages_over_training_then_seeds(report: Path):
+    """The shared variant's T x T matrix: per seed the mean over windows (the +-1e-4 alternation cancels), then
+    over seeds with a Student-t interval; shown in units of 1e-3, rows the stepping task; and its curve figure."""
+    table = pd.read_parquet(report / "data" / "affinity.parquet")
+    assert len(table) == len(AFFINITY) and set(table["variant"]) == {"shared"}
+    seed_offsets = AFFINITY_SEED_STEP * np.asarray(SEEDS)
+    half = 2.7764451 * seed_offsets.std(ddof=1) / np.sqrt(len(SEEDS))  # t(0.975, 4)
+    for r in table.itertuples():
+        z = AFFINITY[(r.task_i, r.task_j)] + seed_offsets.mean()
+        assert r.mean == pytest.approx(z, abs=1e-7) and r.n == len(SEEDS)
+        assert (r.lo, r.hi) == pytest.approx((z - half, z + half), abs=1e-7)
+    rows = _md_table_rows((report / "report.md").read_text(), "Lookahead affinity Z_{i→j} between tasks")
+    assert len(rows) == len(TASKS)
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[:4] == ["shared", "CartPole-v1", "3.20 [3.00, 3.40]", "-0.800 [-0.996, -0.604]"]
+    curve = pd.read_parquet(report / "data" / "affinity_curve.parquet")
+    assert len(curve) == len(AFFINITY) * (STEPS // LOG_EVERY)
+    assert (report / "figures" / "affinity_curves_shared.png").stat().st_size > 1000
 
 
 def test_failed_variant_listed_and_excluded(report: Path):
@@ -270,7 +306,7 @@ def _verdict(bullet: str) -> str:
 def test_data_files_exist(report: Path):
     for stem in ("per_task", "per_seed", "curves", "aggregates", "improvement", "cost", "normalization",
                  "conflict_summary", "conflict_pairs", "conflict_curve", "grad_tasks_summary", "cka", "cells",
-                 "differences", "grad_probe", "methods", "ranges"):
+                 "differences", "grad_probe", "methods", "ranges", "affinity", "affinity_curve"):
         assert (report / "data" / f"{stem}.parquet").is_file()
         assert (report / "data" / f"{stem}.csv").is_file()
     assert not list(report.rglob("*.tmp"))

@@ -16,7 +16,7 @@ from .stats import MIN_SEEDS
 
 __all__ = [
     "cells", "per_task", "metric_name", "ranges", "differences", "normalization", "aggregates", "improvement", "cost",
-    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe",
+    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe", "affinity_unit", "affinity",
 ]
 
 
@@ -181,6 +181,33 @@ def conflict_pairs(df: pd.DataFrame) -> pd.DataFrame:
         out.insert(3, "same-task nulls at the end (first / second task)",
                    [f"{num(a)} / {num(b)}" for a, b in zip(df["null_a"], df["null_b"])])
     return out
+
+
+def affinity_unit(df: pd.DataFrame) -> int:
+    """The power of ten (a multiple of 3, at most 0) the affinity matrix is shown in, so that its largest mean
+    gets three digits: a lookahead step of a small learning rate gives Z of order 1e-3 or less."""
+    means = [abs(float(x)) for x in df["mean"] if math.isfinite(float(x))]
+    big = max(means, default=0.0)
+    if big == 0.0 or big >= 0.1:
+        return 0
+    return -3 * math.ceil(-math.log10(big) / 3)
+
+
+def _scaled(mean: float, lo: float, hi: float, unit: int) -> str:
+    f = 10.0 ** -unit
+    return _est(mean * f, lo * f, hi * f)
+
+
+def affinity(df: pd.DataFrame, tasks: tuple[str, ...], unit: int = 0) -> pd.DataFrame:
+    """Per variant the T x T matrix of Z_{i->j}: a row per task i whose step is taken, a column per task j whose
+    loss it changes, each cell mean [95% CI] in units of 10^unit (:func:`affinity_unit`)."""
+    scale = "" if unit == 0 else f" (×10^{unit})"
+    rows = []
+    for (v, i), g in df.groupby(["variant", "task_i"], sort=False):
+        cells = {r.task_j: _scaled(r.mean, r.lo, r.hi, unit) for r in g.itertuples()}
+        rows.append({"variant": v, f"step on ↓ / loss of →{scale}": i, **{j: cells.get(j, "n/a") for j in tasks},
+                     "n seeds": int(g["n"].max())})
+    return _frame(rows, ["variant", f"step on ↓ / loss of →{scale}", *tasks, "n seeds"])
 
 
 def cka(df: pd.DataFrame) -> pd.DataFrame:

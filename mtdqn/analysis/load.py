@@ -35,8 +35,10 @@ _TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "evals": (("step", "task", "seed", "return_mean"), ("step", "seed", "return_mean")),
     # end-of-run gradient probe (mtdqn.diagnostics): task_a == task_b rows are the same-task null
     "grad_probe": (("seed", "task_a", "task_b", "cosine"), ("seed", "cosine")),
+    # lookahead affinity Z_{i->j} during training (runs with --affinity-every only)
+    "affinity": (("step", "seed", "task_i", "task_j", "value"), ("step", "seed", "value")),
 }
-_OPTIONAL = ("evals", "grad_probe")  # absent in older runs without it being worth a note
+_OPTIONAL = ("evals", "grad_probe", "affinity")  # absent in older runs without it being worth a note
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Cell:
     cka: pd.DataFrame | None = None
     evals: pd.DataFrame | None = None
     grad_probe: pd.DataFrame | None = None
+    affinity: pd.DataFrame | None = None
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The run's config.json (config, hash, provenance, options); empty when absent."""
 
@@ -110,7 +113,7 @@ def _read_table(path: Path, stem: str, tasks: tuple[str, ...]) -> pd.DataFrame:
     for col in numeric:
         if not pd.api.types.is_numeric_dtype(df[col]):
             raise ValueError(f"{path}: column '{col}' must be numeric, got {df[col].dtype}")
-    for col in ("task", "task_a", "task_b"):
+    for col in ("task", "task_a", "task_b", "task_i", "task_j"):
         if col in df.columns:
             unknown = sorted(set(df[col].astype(str)) - set(tasks))
             if unknown:

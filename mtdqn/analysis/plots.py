@@ -24,6 +24,7 @@ __all__ = [
     "aggregate_intervals",
     "improvement_bars",
     "conflict_curves",
+    "affinity_curves",
     "grad_norms_weights",
     "cka_pairs",
 ]
@@ -208,6 +209,27 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     for ax in axes:
         _steps_axis(ax)
         ax.grid(alpha=0.3)
+    return fig
+
+
+def affinity_curves(curve: pd.DataFrame, variant: str, tasks: tuple[str, ...]) -> Figure:
+    """One panel per task j: Z_{i->j} over training, a line (and 95% band) per task i whose step is taken,
+    the task's own step (i == j) dashed; 0 marked: above it i's step lowers j's loss."""
+    c = curve[curve["variant"] == variant]
+    shown = [j for j in tasks if (c["task_j"] == j).any()]
+    fig, axes = _figure(max(1, len(shown)))
+    for ax, j in zip(axes, shown):
+        for k, i in enumerate(tasks):
+            g = c[(c["task_i"] == i) & (c["task_j"] == j)]
+            if len(g):
+                _band(ax, g["step"].to_numpy(), g, _color(k), f"step on {i}")
+                if i == j:
+                    ax.lines[-1].set_linestyle("--")
+        ax.axhline(0.0, color="grey", ls=":", lw=0.8)
+        ax.set(title=f"{variant}: loss of {j}", ylabel="lookahead affinity Z")
+        _steps_axis(ax)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     return fig
 
 

@@ -10,7 +10,8 @@ limit, or 1 for a task paid once, at the end).  With rewards in ``[lo, hi]``,
 ``k`` or later, so its weight is at most ``gamma^k``.  ``gamma = 1`` gives the
 undiscounted range (CartPole-v1 pays +1 per step for at most 500 steps, so
 [0, 500]); with ``gamma = 0.99``, CartPole-v1's discounted return lies in
-[0, 99.3].  A cosine lies in [-1, 1]; a fraction and a linear CKA in [0, 1].
+[0, 99.3].  A cosine lies in [-1, 1]; a fraction and a linear CKA in [0, 1]; a lookahead affinity
+``1 - L'/L`` at most 1.
 
 The statistics take these bounds and keep every interval inside them
 (:func:`mtdqn.analysis.stats.clip`); a task missing from :data:`REWARDS` is
@@ -24,7 +25,8 @@ import math
 
 from mtdqn.taskfacts import FACTS, Bounds, RewardShape, base_task
 
-__all__ = ["Bounds", "RewardShape", "REWARDS", "RETURN_BOUNDS", "COSINE", "FRACTION", "CKA", "WEIGHT", "UNBOUNDED",
+__all__ = ["Bounds", "RewardShape", "REWARDS", "RETURN_BOUNDS", "COSINE", "FRACTION", "CKA", "WEIGHT", "AFFINITY",
+           "UNBOUNDED",
            "return_bounds", "discounted_bounds", "describe_bounds", "difference_bounds"]
 
 UNBOUNDED: Bounds = (-math.inf, math.inf)
@@ -32,6 +34,7 @@ COSINE: Bounds = (-1.0, 1.0)
 FRACTION: Bounds = (0.0, 1.0)
 CKA: Bounds = (0.0, 1.0)  # linear CKA on centred features: a ratio of squared Frobenius norms, at most 1
 WEIGHT: Bounds = (0.0, math.inf)  # strategy weights are non-negative coefficients
+AFFINITY: Bounds = (-math.inf, 1.0)  # 1 - L_j(after i's step) / L_j: a loss is never negative, so at most 1
 
 
 # Every registered task's rewards (unscaled: reported returns are unscaled), from the one table of task facts.

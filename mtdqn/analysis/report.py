@@ -66,6 +66,8 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "conflict_summary": why.conflict_summary_table(study),
         "conflict_pairs": why.conflict_pairs_table(study),
         "conflict_curve": why.conflict_curve_table(study),
+        "affinity": why.affinity_table(study),
+        "affinity_curve": why.affinity_curve_table(study),
         "grad_probe": why.probe_table(study),
         "grad_tasks_curve": why.grad_tasks_curve(study),
         "grad_tasks_summary": why.grad_tasks_summary(study),
@@ -284,6 +286,7 @@ def _why(study: Study, c: _Computed) -> Section:
                                 "baseline, the share of same-task minibatch pairs with cosine < 0).",
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
                                                                    getattr(r, "noise_conflict", float("nan"))))))
+    blocks += _affinity_blocks(study, c)
     if d["grad_tasks_summary"].empty:
         if not idle:
             blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
@@ -301,7 +304,30 @@ def _why(study: Study, c: _Computed) -> Section:
                          "Trained network vs the same network at initialization (same keys, same probe states)."),
                    Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
                          plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
-    return Section("Why: gradient conflict and representations", tuple(blocks))
+    return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
+
+
+def _affinity_blocks(study: Study, c: _Computed) -> list:
+    """The lookahead affinity matrix and its curves, for variants trained with --affinity-every (else none)."""
+    d = c.data
+    if d["affinity"].empty:
+        return []
+    unit = display.affinity_unit(d["affinity"])
+    blocks: list = [Table(
+        "Lookahead affinity Z_{i→j} between tasks", display.affinity(d["affinity"], study.tasks, unit),
+        "TAG's lookahead affinity (Fifty et al. 2021): Z_{i→j} = 1 − L_j(θ_s − η ∇L_i) / L_j(θ_s), on the update's "
+        "own minibatch with its TD targets held fixed, η the update's learning rate (a plain gradient step on the "
+        "shared parameters; each task's own parameters stay). > 0: a step on task i's loss (row) lowers task j's "
+        "loss (column); the diagonal, a task's step on its own loss, is the scale a column reads against. Measured "
+        "every --affinity-every updates; per seed the mean over training's logging windows, then the mean over "
+        f"seeds with a 95% Student-t CI (none below {stats.MIN_SEEDS} seeds)"
+        + (f"; shown in units of 10^{unit}." if unit else "."))]
+    for v in pd.unique(d["affinity"]["variant"]):
+        blocks.append(Image(f"affinity_curves_{_slug(v)}",
+                            f"`{v}`: lookahead affinity over training, one panel per task whose loss changes, a line "
+                            "per task whose step is taken (dashed: the task's own step); above 0 the step helps.",
+                            plots.to_png(plots.affinity_curves(d["affinity_curve"], v, study.tasks))))
+    return blocks
 
 
 def _notes(study: Study, c: _Computed) -> Section:

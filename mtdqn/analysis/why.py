@@ -1,7 +1,9 @@
-"""Mechanism tables: gradient conflict, per-task gradient norms and weights, CKA.
+"""Mechanism tables: gradient conflict, lookahead affinity, per-task gradient norms and weights, CKA.
 
 These explain *why* a variant helps or hurts: tasks whose shared-parameter
 gradients point in opposite directions (cosine < 0) fight over the trunk;
+the lookahead affinity Z_{i->j} (TAG, :mod:`mtdqn.train.affinity`) says how
+much a step on task i's loss lowers task j's on the same minibatch;
 strategies re-weight tasks; CKA says how alike the trunk features are per task.
 Every summary is a per-seed quantity first, then the mean over seeds with a
 Student-t 95% CI clipped to the quantity's range (none below
@@ -15,6 +17,8 @@ shown beside a same-task null (two minibatches of one task, end of training,
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +30,8 @@ __all__ = [
     "conflict_pairs_table",
     "conflict_curve_table",
     "conflict_summary_table",
+    "affinity_table",
+    "affinity_curve_table",
     "grad_tasks_curve",
     "grad_tasks_summary",
     "cka_table",
@@ -155,6 +161,44 @@ def conflict_summary_table(study: Study) -> pd.DataFrame:
     cols = ["variant", "n_pairs", "cosine_mean", "cosine_lo", "cosine_hi", "conflict_fraction", "conflict_lo",
             "conflict_hi", "n", "null_cosine", "end_cosine", "noise_conflict"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _affinity_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
+    """(variant, affinity.parquet rows) for ok variants that measured the affinity (``--affinity-every``)."""
+    return [(v, study.cells[v].affinity) for v in study.ok_variants
+            if study.cells[v].affinity is not None and len(study.cells[v].affinity)]
+
+
+def _ordered_pairs(af: pd.DataFrame, tasks: tuple[str, ...]):
+    """((task_i, task_j), rows) for every ordered pair with rows, i == j included, in study task order."""
+    for i, j in itertools.product(tasks, repeat=2):
+        g = af[(af["task_i"].astype(str) == i) & (af["task_j"].astype(str) == j)]
+        if len(g):
+            yield (i, j), g
+
+
+def affinity_table(study: Study) -> pd.DataFrame:
+    """Per variant and ordered task pair: the lookahead affinity Z_{i->j} averaged over training per seed (the
+    mean of its logging windows), then over seeds; at most 1.  Z_{i->i} (a task's step on its own loss) is
+    the scale the other entries of column j read against."""
+    rows = []
+    for v, af in _affinity_frames(study):
+        for (i, j), g in _ordered_pairs(af, study.tasks):
+            rows.append({"variant": v, "task_i": i, "task_j": j,
+                         **_est_row(g.groupby("seed")["value"].mean().to_numpy(dtype=np.float64), ranges.AFFINITY)})
+    return pd.DataFrame(rows, columns=["variant", "task_i", "task_j", *_EST])
+
+
+def affinity_curve_table(study: Study) -> pd.DataFrame:
+    """Per variant, ordered task pair and step: Z_{i->j} of the logging window, mean and 95% CI over seeds."""
+    rows = []
+    for v, af in _affinity_frames(study):
+        for (i, j), g in _ordered_pairs(af, study.tasks):
+            for step, gs in g.groupby("step", sort=True):
+                rows.append({"variant": v, "task_i": i, "task_j": j, "step": int(step),
+                             **_est_row(gs.groupby("seed")["value"].mean().to_numpy(dtype=np.float64),
+                                        ranges.AFFINITY)})
+    return pd.DataFrame(rows, columns=["variant", "task_i", "task_j", "step", *_EST])
 
 
 def _probe_means(study: Study, variant: str) -> tuple[float, float]:

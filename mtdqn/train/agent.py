@@ -26,7 +26,7 @@ from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, make_task_set, obs_dtype
 
-__all__ = ["Agent", "TrainState", "make_agent", "make_optimizer", "state_bytes"]
+__all__ = ["Agent", "TrainState", "make_agent", "make_optimizer", "learning_rate", "state_bytes"]
 
 
 @struct.dataclass
@@ -98,11 +98,18 @@ def make_optimizer(cfg: TrainConfig, derived: Derived,
     return _optimizer(cfg, derived, cfg.dqn.lr)
 
 
+def learning_rate(cfg: TrainConfig, derived: Derived, base_lr: float) -> optax.Schedule:
+    """--lr-schedule as a function of the count of updates already taken: the rate the optimizer applies."""
+    if cfg.dqn.lr_schedule == "linear":
+        return optax.linear_schedule(base_lr, 0.0, transition_steps=derived.total_updates)
+    return optax.constant_schedule(base_lr)
+
+
 def _optimizer(cfg: TrainConfig, derived: Derived, base_lr: float) -> optax.GradientTransformation:
     d = cfg.dqn
-    lr: float | optax.Schedule = base_lr
+    lr: float | optax.Schedule = base_lr  # a constant rate as a float: the optimizer's state stays as it was
     if d.lr_schedule == "linear":
-        lr = optax.linear_schedule(base_lr, 0.0, transition_steps=derived.total_updates)
+        lr = learning_rate(cfg, derived, base_lr)
     if d.optimizer == "adam":
         opt = optax.adam(lr)
     elif d.optimizer == "adamw":

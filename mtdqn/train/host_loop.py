@@ -29,6 +29,7 @@ import numpy as np
 
 from mtdqn.tasks import EnvStep, obs_dtype
 from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
+from mtdqn.train.affinity import measures_affinity
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.loop import Trainer, fresh_state, split_root, summarize_chunk
 from mtdqn.train.step import (
@@ -93,7 +94,8 @@ class HostChunk:
         a = self.agent
         begin = jax.jit(jax.vmap(lambda k, p, o, t: _begin(a, k, p, o, t), in_axes=(0, 0, 0, None)))
         record = jax.jit(jax.vmap(lambda s, x, o: record_transition(a, s, x, o)), donate_argnums=0)
-        learn = jax.jit(jax.vmap(lambda s, k: update(a, s, k)), donate_argnums=0)
+        # The affinity flag is un-batched, as in the compiled loop: its lax.cond stays a branch.
+        learn = jax.jit(jax.vmap(lambda s, k, m: update(a, s, k, m), in_axes=(0, 0, None)), donate_argnums=0)
         t = jnp.int32(0)
         _, actions, k_update, _ = jax.eval_shape(begin, state.key, state.params, state.obs, t)
         lead = state.ep_return.shape  # (seeds, tasks, envs)
@@ -110,7 +112,7 @@ class HostChunk:
         self.fns = {
             "begin": begin.lower(state.key, state.params, state.obs, t).compile(),
             "record": record.lower(state, actions, out).compile(),
-            "learn": learn.lower(state, k_update).compile(),
+            "learn": learn.lower(state, k_update, np.bool_(False)).compile(),
             "summarize": summarize.lower(per_iter).compile(),
         }
         return time.perf_counter() - t0
@@ -123,7 +125,8 @@ class HostChunk:
             out = self.envs.step(np.asarray(actions))
             state, stats = f["record"](state.replace(key=key), actions, out)
             if t >= d.learning_starts_iters and t % d.train_every_iters == 0:
-                state, metrics = f["learn"](state, k_update)
+                measure = np.bool_(measures_affinity(d, self.agent.cfg.affinity_every, t))
+                state, metrics = f["learn"](state, k_update, measure)
                 metrics = {**metrics, "updated": self.busy}
             else:
                 metrics = self.idle

@@ -79,7 +79,7 @@ def summarize_chunk(per_iter: dict[str, jax.Array]) -> dict[str, jax.Array]:
     n_updates = jnp.maximum(per_iter["updated"].sum(0), 1.0)
     mean_upd = lambda x: x.sum(0) / n_updates  # noqa: E731  (padding rows are zeros)
     safe = jnp.maximum(episodes, 1)
-    return {
+    return {**_affinity_summary(per_iter),
         "episode_return": jnp.where(episodes > 0, per_iter["return_sum"].sum(0) / safe, jnp.nan),
         "episode_length": jnp.where(episodes > 0, per_iter["length_sum"].sum(0) / safe, jnp.nan),
         "episodes": episodes,
@@ -93,6 +93,14 @@ def summarize_chunk(per_iter: dict[str, jax.Array]) -> dict[str, jax.Array]:
         "updates": per_iter["updated"].sum(0),
         "epsilon": per_iter["epsilon"][-1],
     }
+
+
+def _affinity_summary(per_iter: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The mean affinity (tasks, tasks) over the window's measurements and their count ({} when not measured)."""
+    if "affinity" not in per_iter:
+        return {}
+    measured = per_iter["affinity_measured"].sum(0)
+    return {"affinity": per_iter["affinity"].sum(0) / jnp.maximum(measured, 1.0), "affinity_measurements": measured}
 
 
 class Trainer(NamedTuple):

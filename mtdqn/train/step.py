@@ -21,11 +21,12 @@ from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, s
 from mtdqn.replay import Transition, replay_add, replay_sample
 from mtdqn.strategies.base import task_gram, tree_weighted_sum
 from mtdqn.tasks import EnvStep, step_envs
-from mtdqn.train.agent import Agent, TrainState
+from mtdqn.train.affinity import lookahead_affinity, measures_affinity
+from mtdqn.train.agent import Agent, TrainState, learning_rate
 from mtdqn.value_norm import popart_step, unnormalize
 
 __all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "td_targets",
-           "task_gradients", "shared_trains_now", "trainable_shared", "update",
+           "task_gradients", "task_affinity", "shared_trains_now", "trainable_shared", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
@@ -104,6 +105,36 @@ def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Ar
     return losses, q_mean, g_shared, g_task
 
 
+def task_affinity(agent: Agent, params: Any, batch: Transition, targets: jax.Array, g_shared: Any,
+                  lr: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+    """TAG's lookahead affinity Z (tasks i, tasks j) on one minibatch (:mod:`mtdqn.train.affinity`): each
+    task's loss exactly as :func:`task_gradients` took it (same batch, same fixed TD targets, same dropout
+    masks), the shared parameters stepped by ``-lr`` times each task's shared gradient ``g_shared``."""
+    shared, per_task = split_shared(agent.arch, params)
+    task_ids = jnp.arange(agent.num_tasks)
+    keys = None if dropout_key is None else jax.random.split(dropout_key, agent.num_tasks)  # as task_gradients
+
+    def losses(s: Any) -> jax.Array:  # (tasks,): every task's loss with shared parameters s
+        return jax.vmap(lambda p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k)[0])(
+            per_task, batch, targets, task_ids, keys)
+
+    return lookahead_affinity(losses, shared, g_shared, lr)
+
+
+def _affinity_metrics(agent: Agent, state: TrainState, batch: Transition, targets: jax.Array, g_trained: Any,
+                      dropout_key: jax.Array, measure: jax.Array | bool) -> dict[str, jax.Array]:
+    """The update's affinity measurement when ``measure`` (zeros else), with the rate this update applies.
+
+    ``measure`` is un-batched over seeds (:func:`mtdqn.train.affinity.measures_affinity`), so the
+    ``lax.cond`` stays a branch under vmap: an update that does not measure skips the forward passes.
+    Frozen shared leaves have a zero gradient here, so they do not move in the lookahead either."""
+    lr = learning_rate(agent.cfg, agent.derived, agent.cfg.dqn.lr)(state.updates)  # --lr's schedule, this update
+    t = agent.num_tasks
+    z = jax.lax.cond(measure, lambda: task_affinity(agent, state.params, batch, targets, g_trained, lr, dropout_key),
+                     lambda: jnp.zeros((t, t), jnp.float32))
+    return {"affinity": z, "affinity_measured": jnp.asarray(measure, jnp.float32)}
+
+
 def shared_trains_now(agent: Agent, params: Any, updates: jax.Array) -> Any:
     """Per shared leaf (the layout of :func:`task_gradients`' shared gradients), whether the update with count
     ``updates`` moves it: ``frozen`` leaves never, ``trunk-until``'s before its unfreeze not
@@ -145,8 +176,12 @@ def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
     return norms, cosine
 
 
-def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Sample a mixed-task batch, take per-task gradients, combine, step the optimizer."""
+def update(agent: Agent, state: TrainState, key: jax.Array,
+           measure_affinity: jax.Array | bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Sample a mixed-task batch, take per-task gradients, combine, step the optimizer.
+
+    With ``--affinity-every`` set, the metrics also hold the lookahead affinity on this update's batch and
+    targets when ``measure_affinity`` (zeros and a 0 flag else)."""
     # Three named keys; with JAX's partitionable Threefry (the default) split(key, 3)[:2] == split(key, 2), so
     # the batch and strategy keys, and every number of a run without dropout, are those of the two-way split.
     k_sample, k_strategy, k_dropout = jax.random.split(key, 3)
@@ -191,6 +226,8 @@ def update(agent: Agent, state: TrainState, key: jax.Array) -> tuple[TrainState,
         "cosine": jnp.broadcast_to(cosine, (agent.num_tasks, agent.num_tasks)),
         "conflict": jnp.broadcast_to(cosine < 0, (agent.num_tasks, agent.num_tasks)).astype(jnp.float32),
     }
+    if agent.cfg.affinity_every:  # measured before the step, at the parameters the gradients were taken at
+        metrics |= _affinity_metrics(agent, state, batch, targets, g_trained, k_dropout, measure_affinity)
     new_state = state.replace(
         params=params, target_params=target_params, opt_state=opt_state,
         strategy_state=strategy_state, updates=n_updates,
@@ -203,7 +240,8 @@ def empty_update_metrics(agent: Agent) -> dict[str, jax.Array]:
     t = agent.num_tasks
     z = jnp.zeros((t,), jnp.float32)
     zz = jnp.zeros((t, t), jnp.float32)
-    return {"loss": z, "q_mean": z, "grad_norm": z, "weight": z, "cosine": zz, "conflict": zz}
+    affinity = {"affinity": zz, "affinity_measured": jnp.float32(0.0)} if agent.cfg.affinity_every else {}
+    return {"loss": z, "q_mean": z, "grad_norm": z, "weight": z, "cosine": zz, "conflict": zz, **affinity}
 
 
 def record_transition(
@@ -251,7 +289,7 @@ def iteration(agent: Agent, state: TrainState, t: jax.Array) -> tuple[TrainState
     due = (t >= agent.derived.learning_starts_iters) & (t % agent.derived.train_every_iters == 0)
     state, metrics = jax.lax.cond(
         due,
-        lambda s: update(agent, s, keys.update),
+        lambda s: update(agent, s, keys.update, measures_affinity(agent.derived, agent.cfg.affinity_every, t)),
         lambda s: (s, empty_update_metrics(agent)),
         state,
     )
