@@ -145,6 +145,6 @@ def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path
     assert (diagonal["value"] > 0).all()  # a task's own step at the update's rate lowers its loss
     cfg = RunDir(tmp_path / "run").config()
     trainer = make_trainer(make_agent(cfg))
-    state, _ = load_checkpoint(tmp_path / "run", trainer.agent.cfg, jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
+    state, _ = load_checkpoint(tmp_path / "run", cfg, jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
     for mine, theirs in zip(jax.tree.leaves(state.params), jax.tree.leaves(tiny_run.state.params)):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5, atol=1e-7)
