@@ -1,7 +1,9 @@
-"""End-of-run probes of a trained agent: representation similarity and a gradient-cosine null.
+"""Probes of a trained agent: representation similarity and a gradient-cosine null.
 
-Called once, by :func:`mtdqn.train.run.train` after the last chunk, on the
-final state; the rows go to ``cka.parquet`` and ``grad_probe.parquet``.
+CKA is taken once, after the last chunk, on the final state (``cka.parquet``); the
+gradient probe at every greedy evaluation during training and at the end
+(``grad_probe.parquet``, a ``step`` per row), so its null is on the schedule
+of the curves it is read against.
 
 * **CKA** (Kornblith et al. 2019) between every two tasks' trunk features on
   one shared set of probe states (up to 128 replay observations per task),
@@ -24,7 +26,7 @@ final state; the rows go to ``cka.parquet`` and ``grad_probe.parquet``.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +39,7 @@ from mtdqn.train.loop import Trainer, seed_keys, split_root
 from mtdqn.train.step import grad_diagnostics, shared_trains_now, task_gradients, td_targets, trainable_shared
 from mtdqn.value_norm import normalize
 
-__all__ = ["cka_rows", "gradient_probe_rows", "minibatch_cosines", "PROBE_KEY", "PROBE_PAIRS"]
+__all__ = ["cka_rows", "gradient_probe", "gradient_probe_rows", "minibatch_cosines", "PROBE_KEY", "PROBE_PAIRS"]
 
 PROBE_KEY = 0x5EED
 """Folded into each seed's root key for the probe's minibatches: fixed, so a rerun gives the same rows."""
@@ -110,24 +112,40 @@ def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Arr
     return same.mean(0), between.mean(0), (same < 0).mean(0), (between < 0).mean(0)
 
 
-def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
-    """Per seed: each task with itself (task_a == task_b: the null) and each task pair; none without a
-    shared parameter that trains (there is no shared gradient to compare)."""
+def gradient_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, Any]]] | None:
+    """The gradient probe of ``trainer``'s runs as a function of a state, compiled once and reused (the drive
+    loop probes at every evaluation, on the curve's schedule); None without a shared parameter (there is no
+    shared gradient to compare).
+
+    Its rows, per seed: each task with itself (task_a == task_b: the null) and each task pair, with the mean
+    cosine over the pairs and the share of pairs with cosine < 0; none while every shared parameter is frozen.
+    """
     agent = trainer.agent
     if not (agent.arch.adapter_shared or any(agent.arch.torso_shared)):
-        return []
-    one_seed = jax.tree.map(lambda x: x[0], state.params)
-    if not any(bool(m) for m in jax.tree.leaves(shared_trains_now(agent, one_seed, int(state.updates[0])))):
-        return []  # every shared parameter frozen: no gradient on it moves anything
+        return None
     keys = jnp.stack([jax.random.fold_in(k, PROBE_KEY) for k in seed_keys(agent.seeds)])
-    own = state.replace(env_states=())  # the envs play no part (the state holds only the real seeds)
-    same, between, same_neg, between_neg = map(
-        np.asarray, jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))(own, keys))
+    measure = jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))
     names = agent.task_set.names
-    rows = []
-    for s, seed in enumerate(agent.seeds):
-        rows += [{"seed": seed, "task_a": t, "task_b": t, "cosine": float(same[s, i]),
-                  "negative": float(same_neg[s, i])} for i, t in enumerate(names)]
-        rows += [{"seed": seed, "task_a": names[a], "task_b": names[b], "cosine": float(between[s, a, b]),
-                  "negative": float(between_neg[s, a, b])} for a, b in itertools.combinations(range(len(names)), 2)]
+
+    def rows(state: TrainState) -> list[dict[str, Any]]:
+        one_seed = jax.tree.map(lambda x: x[0], state.params)
+        if not any(bool(m) for m in jax.tree.leaves(shared_trains_now(agent, one_seed, int(state.updates[0])))):
+            return []  # every shared parameter frozen: no gradient on it moves anything
+        own = state.replace(env_states=())  # the envs play no part (the state holds only the real seeds)
+        same, between, same_neg, between_neg = map(np.asarray, measure(own, keys))
+        out = []
+        for s, seed in enumerate(agent.seeds):
+            out += [{"seed": seed, "task_a": t, "task_b": t, "cosine": float(same[s, i]),
+                     "negative": float(same_neg[s, i])} for i, t in enumerate(names)]
+            out += [{"seed": seed, "task_a": names[a], "task_b": names[b], "cosine": float(between[s, a, b]),
+                     "negative": float(between_neg[s, a, b])}
+                    for a, b in itertools.combinations(range(len(names)), 2)]
+        return out
+
     return rows
+
+
+def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
+    """The probe's rows of one state (see :func:`gradient_probe`); none without a shared parameter."""
+    probe = gradient_probe(trainer)
+    return probe(state) if probe is not None else []

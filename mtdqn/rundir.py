@@ -87,10 +87,11 @@ class Tables(NamedTuple):
     grad_pairs: list[dict[str, Any]]
     evals: list[dict[str, Any]]
     affinity: list[dict[str, Any]]
+    grad_probe: list[dict[str, Any]]  # the gradient probe at each evaluation and at the end (mtdqn.diagnostics)
 
     @staticmethod
     def empty() -> Tables:
-        return Tables([], [], [], [], [])
+        return Tables([], [], [], [], [], [])
 
     def extend(self, other: Tables) -> None:
         for mine, theirs in zip(self, other):
@@ -250,6 +251,8 @@ class RunDir:
             except Exception as exc:  # pyarrow raises several types for a damaged file
                 raise ConfigError(f"{path} is unreadable or corrupt ({type(exc).__name__}); the run cannot be "
                                   "resumed with its tables") from None
+            if "step" not in frame:  # a probe of an older run, taken at its end only: regenerated at the end
+                frame = pd.DataFrame({"step": []})
             kept.append(_records(frame[frame["step"] <= last_step]))
         return Tables(*kept)
 
@@ -263,6 +266,8 @@ class RunDir:
             write_parquet(self.path / "evals.parquet", table_frame(tables.evals, EVAL_SCHEMA))
         if tables.affinity:
             write_parquet(self.path / "affinity.parquet", table_frame(tables.affinity, AFFINITY_SCHEMA))
+        if tables.grad_probe:
+            write_parquet(self.path / "grad_probe.parquet", pd.DataFrame(tables.grad_probe))
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""
@@ -293,15 +298,12 @@ class RunDir:
         atomic_write(self.path / "distill_report.md", lambda path: path.write_text(markdown))
         write_json(self.path / "distill.json", result)
 
-    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]],
-                    grad_probe: list[dict[str, Any]] = ()) -> None:
-        """metrics.csv, cka.parquet, grad_probe.parquet (when there are rows) and, last, summary.json:
-        a run is finished exactly when its summary exists."""
+    def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
+        """metrics.csv, cka.parquet (when there are rows) and, last, summary.json: a run is finished exactly
+        when its summary exists."""
         atomic_write(self.path / "metrics.csv", lambda path: metrics.to_csv(path, index=False))
         if cka:
             write_parquet(self.path / "cka.parquet", pd.DataFrame(cka))
-        if grad_probe:
-            write_parquet(self.path / "grad_probe.parquet", pd.DataFrame(grad_probe))
         write_json(self.path / "summary.json", summary)
 
 

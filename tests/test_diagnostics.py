@@ -31,6 +31,10 @@ def test_no_gradient_rows_for_windows_without_an_update(run):
 
 def test_gradient_probe_rows_and_their_null(run):
     probe = pd.read_parquet(run.out_dir / "grad_probe.parquet")
+    # probed at the evaluation during training (1,000) and at the end (2,000): the null on the curve's schedule
+    assert sorted(probe["step"].unique()) == [1000, 2000]
+    assert not probe[probe["step"] == 1000][["cosine"]].equals(probe[probe["step"] == 2000][["cosine"]])
+    probe = probe[probe["step"] == 2000]
     same = probe[probe["task_a"] == probe["task_b"]]
     between = probe[probe["task_a"] != probe["task_b"]]
     assert len(same) == 2 * 2 and len(between) == 2 * 1  # seeds x tasks, seeds x pairs
@@ -46,6 +50,7 @@ def test_probe_negative_share_is_the_conflict_noise_baseline(run):
 
     agent = make_agent(TINY)
     probe = pd.read_parquet(run.out_dir / "grad_probe.parquet")
+    probe = probe[probe["step"] == 2000]  # the final state's
     state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
     pairs = jax.random.split(jax.random.fold_in(seed_keys(agent.seeds)[0], PROBE_KEY), (PROBE_PAIRS, 2))
     same = np.stack([np.asarray(minibatch_cosines(agent, state, k[0], k[1])[0]) for k in pairs])

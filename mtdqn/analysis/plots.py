@@ -193,7 +193,12 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
         _band(axes[0], g["step"].to_numpy(), g, _color(i), f"{a} / {b}", _marker(i))
     axes[0].axhline(0.0, color="grey", ls="--", lw=0.8)
     shown = pairs[["mean", "lo", "hi"]].to_numpy(dtype=float).ravel()
-    if np.isfinite(null_cosine):
+    nulls = c[c["quantity"] == "null"]
+    for i, (task, g) in enumerate(nulls.groupby("task_a", sort=False)):  # each task's null on the probe schedule
+        axes[0].plot(g["step"].to_numpy(), g["mean"].to_numpy(), color="black", ls=":", lw=1.0,
+                     marker=_marker(i), ms=3, label=f"{task} same-task null")
+        shown = np.append(shown, g["mean"].to_numpy(dtype=float))
+    if np.isfinite(null_cosine) and not len(nulls):
         axes[0].axhline(null_cosine, color="black", ls=":", lw=1.0, label="same-task null (end)")
         shown = np.append(shown, null_cosine)
     _zoom(axes[0], np.append(shown, 0.0), ranges.COSINE)

@@ -281,8 +281,8 @@ def _why(study: Study, c: _Computed) -> Section:
         for r in d["conflict_summary"].itertuples():
             blocks.append(Image(f"conflict_curves_{_slug(r.variant)}",
                                 f"`{r.variant}`: cosine per task pair over training (one line per pair; dotted: "
-                                "same-task null at the end, mean over tasks: each pair's own two nulls are in the "
-                                "table above) and the share of updates with cosine < 0 (dotted: its noise "
+                                "each task's same-task null at every evaluation, or, for runs that probed only at "
+                                "the end, the mean null at the end) and the share of updates with cosine < 0 (dotted: its noise "
                                 "baseline, the share of same-task minibatch pairs with cosine < 0).",
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
                                                                    getattr(r, "noise_conflict", float("nan"))))))

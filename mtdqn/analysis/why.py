@@ -93,12 +93,32 @@ def conflict_pairs_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "null_a", "null_b"])
 
 
-def _same_task_probe(study: Study, variant: str) -> pd.DataFrame:
-    """The end-of-run probe's same-task rows (the null) of one variant; empty without a probe."""
+def _end_probe(study: Study, variant: str) -> pd.DataFrame | None:
+    """The gradient probe of a variant at the end of training (runs probe at every evaluation too, with a
+    ``step`` per row; older ones only at the end, without); None without a probe."""
     gp = study.cells[variant].grad_probe
     if gp is None or not len(gp):
+        return None
+    return gp[gp["step"] == gp["step"].max()] if "step" in gp else gp
+
+
+def _same_task_probe(study: Study, variant: str) -> pd.DataFrame:
+    """The end-of-run probe's same-task rows (the null) of one variant; empty without a probe."""
+    gp = _end_probe(study, variant)
+    if gp is None:
         return pd.DataFrame(columns=["seed", "task_a", "task_b", "cosine"])
     return gp[gp["task_a"].astype(str) == gp["task_b"].astype(str)]
+
+
+def _null_curve_rows(study: Study, variant: str) -> list[dict]:
+    """Per task and probed step: its same-task null cosine over seeds, on the evaluation schedule."""
+    gp = study.cells[variant].grad_probe
+    if gp is None or "step" not in gp or gp["step"].nunique() < 2:
+        return []
+    same = gp[gp["task_a"].astype(str) == gp["task_b"].astype(str)]
+    return [{"variant": variant, "quantity": "null", "task_a": t, "task_b": t, "step": int(step),
+             **_est_row(g.groupby("seed")["cosine"].mean().to_numpy(), ranges.COSINE)}
+            for (t, step), g in same.groupby(["task_a", "step"], sort=True)]
 
 
 def _task_nulls(study: Study, variant: str) -> dict[str, float]:
@@ -130,7 +150,8 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
     pairs with cosine < 0 within a seed, then mean over seeds); other rows hold
     a pair's cosine.  Runs that logged ``conflict_rate`` (the share of *updates*
     in the window whose pair gradients conflicted) use it: it sees conflicts that
-    a window's mean cosine averages away.
+    a window's mean cosine averages away.  Rows of quantity "null" hold each
+    task's same-task null where the run probed it at every evaluation.
     """
     rows = []
     for v, gp in _pair_frames(study):
@@ -142,6 +163,7 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
         for step, gs in frac.groupby(level="step", sort=True):
             rows.append({"variant": v, "quantity": "conflict_fraction", "task_a": "*", "task_b": "*",
                          "step": int(step), **_est_row(gs.to_numpy(dtype=np.float64), ranges.FRACTION)})
+        rows += _null_curve_rows(study, v)
     return pd.DataFrame(rows, columns=["variant", "quantity", "task_a", "task_b", "step", *_EST])
 
 
@@ -203,8 +225,8 @@ def affinity_curve_table(study: Study) -> pd.DataFrame:
 
 def _probe_means(study: Study, variant: str) -> tuple[float, float]:
     """(same-task null cosine, between-task cosine) of the end-of-run probe, each averaged per seed then over seeds."""
-    gp = study.cells[variant].grad_probe
-    if gp is None or not len(gp):
+    gp = _end_probe(study, variant)
+    if gp is None:
         return float("nan"), float("nan")
     same = gp["task_a"].astype(str) == gp["task_b"].astype(str)
     mean = lambda df: float(df.groupby("seed")["cosine"].mean().mean()) if len(df) else float("nan")  # noqa: E731
@@ -219,8 +241,8 @@ def probe_table(study: Study) -> pd.DataFrame:
     """
     rows = []
     for v in study.ok_variants:
-        gp = study.cells[v].grad_probe
-        if gp is None or not len(gp):
+        gp = _end_probe(study, v)
+        if gp is None:
             continue
         same = gp["task_a"].astype(str) == gp["task_b"].astype(str)
         for (a, b), g in pd.concat([gp[same], canonical_pairs(gp[~same], study.tasks)]).groupby(

@@ -130,6 +130,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
     last_chunk = schedule.num_chunks
     writer = run_dir.tensorboard(purge_step=first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None)
     t_loop, eval_s = time.perf_counter(), 0.0
+    probe = None  # the gradient probe, compiled at the first evaluation that needs it
     try:
         with _progress(progress) as bar:
             task_id = bar.add_task("train" if runner.resumable else "train (host)", total=agent.derived.env_steps,
@@ -148,6 +149,9 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                     t_eval = time.perf_counter()
                     rows = _greedy_rows(agent, state.params, options.eval_episodes, step)
                     new.evals.extend(rows)
+                    if not last:  # the final state's probe is the end of run's (summary.finish)
+                        probe = probe or _gradient_probe(trainer)
+                        new.grad_probe.extend({**row, "step": step} for row in probe(state))
                     if stopper is not None:
                         stop = stopper.observe(stopper.scores(rows, agent.task_set.names, agent.seeds),
                                                state.params, step)
@@ -167,6 +171,13 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
     finally:
         writer.close()
     return state, last_chunk, eval_s
+
+
+def _gradient_probe(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
+    """The run's gradient probe (:mod:`mtdqn.diagnostics`); no rows without a shared parameter."""
+    from mtdqn import diagnostics  # imported when first needed: its CKA pulls in the analysis stack
+
+    return diagnostics.gradient_probe(trainer) or (lambda state: [])
 
 
 def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:

@@ -40,6 +40,8 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     greedy = evaluate_params(agent, state.params, eval_seed(agent.cfg.seed, EvalStream.FINAL_GREEDY),
                              options.eval_episodes, eps=0.0)
     tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, env_steps))
+    tables.grad_probe[:] = [row for row in tables.grad_probe if row["step"] < env_steps]
+    tables.grad_probe.extend({**row, "step": env_steps} for row in _probe(trainer, state))
     run_dir.write_tables(tables)
     frame = table_frame(tables.metrics, METRIC_SCHEMA)
     early = trained.early
@@ -54,7 +56,7 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     start = run_dir.read_start()
     if start is not None:
         summary["transfer"] = transfer_summary(start, summary)
-    run_dir.write_final(frame, summary, *_end_of_run_probes(trainer, state))
+    run_dir.write_final(frame, summary, _cka(trainer, state))
     return summary, frame
 
 
@@ -107,11 +109,18 @@ def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, traine
     }
 
 
-def _end_of_run_probes(trainer: Trainer, state: Any) -> tuple[list[dict], list[dict]]:
-    """(CKA rows, gradient-probe rows) of the final state: :mod:`mtdqn.diagnostics`, the one place for them."""
+def _cka(trainer: Trainer, state: Any) -> list[dict]:
+    """CKA rows of the final state: :mod:`mtdqn.diagnostics`, the one place for the probes."""
     from mtdqn import diagnostics  # imported at the end of a run: its CKA pulls in the analysis stack
 
-    return diagnostics.cka_rows(trainer, state), diagnostics.gradient_probe_rows(trainer, state)
+    return diagnostics.cka_rows(trainer, state)
+
+
+def _probe(trainer: Trainer, state: Any) -> list[dict]:
+    """The gradient probe's rows of the final state."""
+    from mtdqn import diagnostics
+
+    return diagnostics.gradient_probe_rows(trainer, state)
 
 
 def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:
