@@ -17,12 +17,20 @@ image (MinAtar) tasks get a 1x1 convolution from their 4-10 channels to
 channels instead would make channel 0 mean "paddle" in one game and "player"
 in another to the same shared filters).  Zero-padded input features meet
 zero-gradient weight rows, so padding never changes a task's function.
+
+Mixtures of experts (``moe:K``, ``moore:K``; :mod:`mtdqn.networks.experts`):
+the torso is K expert trunks, every layer shared by all tasks and carrying a
+leading expert axis, and a per-task part ``"mixing"`` holds each task's
+logits over the experts (tasks, K).  Adapters and heads stay per task.  So
+the gradient strategies combine the tasks' gradients on the experts, and each
+task's mixing weights follow its own gradient, like its head.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import flax.linen as nn
 
@@ -31,7 +39,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.networks.conv import PatchConv
 from mtdqn.tasks.registry import TaskSet
 
-__all__ = ["ACTIVATIONS", "CONV_KERNEL", "Layer", "Architecture", "parse_sharing", "make_architecture",
+__all__ = ["ACTIVATIONS", "CONV_KERNEL", "SHARING", "Layer", "Architecture", "parse_sharing", "make_architecture",
            "describe_architecture"]
 
 CONV_KERNEL = 3  # the image trunk's k x k kernels (VALID, stride 1), as in Young & Tian's MinAtar DQN
@@ -68,6 +76,8 @@ class Architecture:
     lora_rank: int = 0  # rank of the low-rank updates of the shared dense trunk layers (0: none)
     init: str = "lecun"  # the initialization scheme (mtdqn.networks.model)
     input_dims: tuple[int, ...] = ()  # per task, the width of its own observation's last axis (before padding)
+    experts: int = 0  # K expert trunks mixed per task (moe:K, moore:K); 0: one trunk
+    orthogonal: bool = False  # the experts' outputs orthonormalized before the mixing (moore:K)
 
     @property
     def head(self) -> Layer:
@@ -75,20 +85,27 @@ class Architecture:
         return Layer("dense", self.num_actions, activation="linear")
 
 
+SHARING = "independent, shared, partial:K, conditioned, moe:K, moore:K"
+
+
 def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
-    """``'partial:K'`` -> ('partial', K); validates K against the trunk depth."""
+    """(variant, K): K is the number of shared trunk layers, except for ``moe:K`` / ``moore:K``, where it is the
+    number of experts (each a whole shared trunk).  Validates K: against the trunk depth for ``partial``, at
+    least 2 experts (one has nothing to mix, or to orthogonalize)."""
     name, _, arg = sharing.partition(":")
     if name in ("independent", "shared", "conditioned") and not arg:
         return name, {"independent": 0}.get(name, num_layers)
-    if name == "partial":
+    if name in ("partial", "moe", "moore"):
         try:
             k = int(arg)
         except ValueError:
-            raise ConfigError(f"--sharing partial:K needs an integer K, got {sharing!r}") from None
-        if not 0 <= k <= num_layers:
+            raise ConfigError(f"--sharing {name}:K needs an integer K, got {sharing!r}") from None
+        if name == "partial" and not 0 <= k <= num_layers:
             raise ConfigError(f"--sharing partial:K needs 0 <= K <= {num_layers} (trunk layers), got {k}")
+        if name != "partial" and k < 2:
+            raise ConfigError(f"--sharing {name}:K needs K >= 2 experts, got {k}")
         return name, k
-    raise ConfigError(f"unknown --sharing {sharing!r}; valid: independent, shared, partial:K, conditioned")
+    raise ConfigError(f"unknown --sharing {sharing!r}; valid: {SHARING}")
 
 
 def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0) -> Architecture:
@@ -110,13 +127,14 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
     torso = (*torso[:-1], dataclasses.replace(torso[-1], activation=cfg.feature_activation))  # what heads read
     name, k = parse_sharing(cfg.sharing, len(torso))
     conditioned = name == "conditioned"
+    experts = k if name in ("moe", "moore") else 0
     return Architecture(
         num_tasks=len(task_set),
         obs_shape=task_set.obs_shape,
         num_actions=task_set.num_actions,
         adapter=adapter,
         torso=torso,
-        torso_shared=tuple(i < k for i in range(len(torso))),
+        torso_shared=tuple(experts > 0 or i < k for i in range(len(torso))),
         adapter_shared=conditioned,
         head_shared=conditioned,
         conditioned=conditioned,
@@ -124,6 +142,8 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
         lora_rank=lora_rank,
         init=cfg.init,
         input_dims=tuple(t.obs_shape[-1] for t in task_set.tasks),
+        experts=experts,
+        orthogonal=name == "moore",
     )
 
 
@@ -137,10 +157,24 @@ def describe_architecture(arch: Architecture) -> list[str]:
     lines = [f"input: observations padded to {arch.obs_shape}"
              + (", with the task's one-hot id" if arch.conditioned else "")]
     lines.append(f"adapter: {layer(arch.adapter)}, {where(arch.adapter_shared)}")
-    for i, (x, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
-        lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}")
+    if arch.experts:
+        lines += _describe_experts(arch, layer)
+    else:
+        for i, (x, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
+            lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}")
     lines.append(f"head: Dense({arch.num_actions}) Q-values (actions padded and masked), {where(arch.head_shared)}")
     lines.append(f"initial weights: {_INIT_TEXT[arch.init]}")
+    return lines
+
+
+def _describe_experts(arch: Architecture, layer: Callable[[Layer], str]) -> list[str]:
+    *hidden, last = arch.torso
+    lines = [f"trunk: {arch.experts} experts, each shared by all tasks, each:"]
+    lines += [f"  layer {i}: {layer(x)}" for i, x in enumerate(hidden)]
+    lines.append(f"  layer {len(hidden)}: {layer(dataclasses.replace(last, activation='linear'))}")
+    how = "orthonormalized per sample (Gram-Schmidt over the experts), then " if arch.orthogonal else ""
+    lines.append(f"mixing: the experts' outputs {how}weighted by each task's softmax weights (one set per task), "
+                 f"then {last.activation}")
     return lines
 
 

@@ -22,8 +22,9 @@ Params = dict[str, Any]
 
 
 def lora_layers(arch: Architecture) -> tuple[bool, ...]:
-    """Which trunk layers carry low-rank factors: the shared dense ones, when ``arch.lora_rank`` > 0."""
-    return tuple(arch.lora_rank > 0 and shared and layer.kind != "conv"
+    """Which trunk layers carry low-rank factors: the shared dense ones, when ``arch.lora_rank`` > 0 (none of a
+    mixture of experts': fine-tuning refuses ``--lora`` on one, :mod:`mtdqn.graft`)."""
+    return tuple(arch.lora_rank > 0 and not arch.experts and shared and layer.kind != "conv"
                  for layer, shared in zip(arch.torso, arch.torso_shared))
 
 

@@ -5,6 +5,11 @@ The network is described by an :class:`~mtdqn.networks.architecture.Architecture
 :mod:`mtdqn.networks.params`.  Observations enter as
 ``(tasks, batch, *obs_shape)``; Q-values leave as ``(tasks, batch, max_actions)``.
 
+A mixture of experts (``moe:K``, ``moore:K``) runs the trunk once per expert
+(``vmap`` over the torso's expert axis) and mixes the K outputs per task
+(:mod:`mtdqn.networks.experts`); everything before the trunk and after it is
+the one-trunk network's.
+
 Dropout (Srivastava et al. 2014) is an argument of the forward pass, not a
 layer: ``Dropout(rate, key)`` zeroes each trunk layer's outputs with
 probability ``rate`` and scales the rest by 1/(1 - rate) (inverted dropout, so
@@ -29,6 +34,7 @@ paper's ``nn.Linear(n_input[i], 80)``), not the padded one.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flax import struct
@@ -38,10 +44,11 @@ import numpy as np
 
 from mtdqn.networks.architecture import ACTIVATIONS, Architecture, Layer
 from mtdqn.networks.conv import extract_patches
+from mtdqn.networks.experts import mix_experts
 from mtdqn.networks.lora import fold_lora, init_lora, lora_layers
 from mtdqn.networks.params import merge_shared
 
-__all__ = ["Dropout", "init_params", "torso_features", "q_values", "one_task_q_values"]
+__all__ = ["Dropout", "init_params", "torso_features", "expert_outputs", "q_values", "one_task_q_values"]
 
 Params = dict[str, Any]
 
@@ -120,19 +127,46 @@ def _adapter_and_first_conv(arch: Architecture, params: Params, x: jax.Array) ->
     return ACTIVATIONS[arch.torso[0].activation](y + bias[:, None, None, None, :])
 
 
-def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
-                   dropout: Dropout | None = None) -> jax.Array:
-    """Trunk output (tasks, batch, features): the representation the tasks share (``dropout``: see the module)."""
-    x = _inputs(arch, obs, task_ids)
+def _trunk(arch: Architecture, params: Params, x: jax.Array, layers: tuple[Layer, ...], dropout: Dropout | None,
+           drop_last: bool = True) -> jax.Array:
+    """The adapters, then the torso's ``layers`` (``arch.torso``, or an expert's), each followed by dropout
+    (the last one only when ``drop_last``): (tasks, batch, *obs) -> (tasks, batch, features)."""
     if _folds_adapter(arch):
         x, first = _adapter_and_first_conv(arch, params, x), 1
     else:
         x, first = _apply(arch.adapter, params["adapters"], x, arch.adapter_shared), 0
-    for i, (layer, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
+    for i, (layer, shared) in enumerate(zip(layers, arch.torso_shared)):
         if i >= first:
             x = _apply(layer, params["torso"][f"layer_{i}"], x, shared)
-        if dropout is not None and dropout.rate > 0:
+        if dropout is not None and dropout.rate > 0 and (drop_last or i < len(layers) - 1):
             x = _drop(x, dropout, i)
+    return x
+
+
+def expert_outputs(arch: Architecture, params: Params, x: jax.Array, dropout: Dropout | None = None) -> jax.Array:
+    """Every expert's representation before the mixing (experts, tasks, batch, features) of inputs ``x``
+    (``_inputs``): each expert is the trunk with its own slice of the torso's expert axis and its last layer
+    linear (the activation comes after the mixing: :mod:`mtdqn.networks.experts`); dropout masks its own."""
+    layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
+
+    def expert(torso: Params, e: jax.Array) -> jax.Array:
+        own = None if dropout is None else Dropout(dropout.rate, jax.random.fold_in(dropout.key, e))
+        return _trunk(arch, {**params, "torso": torso}, x, layers, own, drop_last=False)
+
+    return jax.vmap(expert)(params["torso"], jnp.arange(arch.experts))
+
+
+def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids: jax.Array | None = None,
+                   dropout: Dropout | None = None) -> jax.Array:
+    """Trunk output (tasks, batch, features): the representation the heads read (``dropout``: see the module);
+    for a mixture of experts, each task's mixture of the experts' outputs."""
+    x = _inputs(arch, obs, task_ids)
+    if not arch.experts:
+        return _trunk(arch, params, x, arch.torso, dropout)
+    mixed = mix_experts(expert_outputs(arch, params, x, dropout), params["mixing"], arch.orthogonal)
+    x = ACTIVATIONS[arch.torso[-1].activation](mixed)
+    if dropout is not None and dropout.rate > 0:
+        x = _drop(x, dropout, len(arch.torso) - 1)
     return x
 
 
@@ -188,18 +222,31 @@ def _torch_xavier(layer: Layer, key: jax.Array, abstract: Params, in_features: A
 
 
 def init_params(arch: Architecture, key: jax.Array) -> Params:
-    """Fresh parameters; per-task parts get independent initializations."""
+    """Fresh parameters; per-task parts get independent initializations.  A mixture of experts: each expert
+    initialized as the one trunk is (its own key), every task's mixing logits zero (the even mixture)."""
     k_adapter, k_torso, k_head = jax.random.split(key, 3)
     x = _inputs(arch, jnp.zeros((arch.num_tasks, 1, *arch.obs_shape), jnp.float32), None)
     adapters, x = _init_layer(arch.adapter, k_adapter, x, arch.adapter_shared, arch.num_tasks, arch.init,
                               arch.input_dims)
+    if not arch.experts:
+        torso, x = _init_torso(arch, k_torso, x)
+        heads, _ = _init_layer(arch.head, k_head, x, arch.head_shared, arch.num_tasks, arch.init)
+        return {"adapters": adapters, "torso": torso, "heads": heads}
+    torso, x = jax.vmap(lambda k: _init_torso(arch, k, x))(jax.random.split(k_torso, arch.experts))
+    heads, _ = _init_layer(arch.head, k_head, x[0], arch.head_shared, arch.num_tasks, arch.init)
+    mixing = jnp.zeros((arch.num_tasks, arch.experts), jnp.float32)
+    return {"adapters": adapters, "torso": torso, "heads": heads, "mixing": mixing}
+
+
+def _init_torso(arch: Architecture, key: jax.Array, x: jax.Array) -> tuple[Params, jax.Array]:
+    """The torso's layers (and LoRA factors) from ``key`` on the adapters' example output ``x``; returns them
+    and the torso's example output (its shape is what the heads take)."""
     torso = {}
     for i, (layer, shared, k, lora) in enumerate(
-        zip(arch.torso, arch.torso_shared, jax.random.split(k_torso, len(arch.torso)), lora_layers(arch))
+        zip(arch.torso, arch.torso_shared, jax.random.split(key, len(arch.torso)), lora_layers(arch))
     ):
         torso[f"layer_{i}"], x = _init_layer(layer, k, x, shared, arch.num_tasks, arch.init)
         if lora:  # a key of its own (fold_in), so the layer's own init is the one it has without LoRA
             torso[f"layer_{i}"] = {**torso[f"layer_{i}"], **init_lora(torso[f"layer_{i}"]["kernel"],
                                                                       arch.lora_rank, jax.random.fold_in(k, 1))}
-    heads, _ = _init_layer(arch.head, k_head, x, arch.head_shared, arch.num_tasks, arch.init)
-    return {"adapters": adapters, "torso": torso, "heads": heads}
+    return torso, x

@@ -1,5 +1,8 @@
 """The parameter tree's contract: ``{"adapters", "torso": {"layer_i"}, "heads"}``, each part shared or per task.
 
+Mixtures of experts add a per-task ``"mixing"`` part (each task's logits over
+the experts); their torso layers are shared and carry a leading expert axis.
+
 A per-task part carries a leading task axis; a shared one does not.
 Freezing (:mod:`mtdqn.finetune`), the gradient strategies (per-task gradients
 are taken on the shared parts only: ``train/step.py``) and parameter counts
@@ -21,12 +24,14 @@ Params = dict[str, Any]
 
 
 def shared_mask(arch: Architecture) -> dict[str, Any]:
-    """Which top-level parts are shared: {"adapters": bool, "torso": {layer: bool}, "heads": bool}."""
-    return {
+    """Which top-level parts are shared: {"adapters": bool, "torso": {layer: bool}, "heads": bool}, and
+    "mixing": False (per task) for a mixture of experts."""
+    mask = {
         "adapters": arch.adapter_shared,
         "torso": {f"layer_{i}": s for i, s in enumerate(arch.torso_shared)},
         "heads": arch.head_shared,
     }
+    return {**mask, "mixing": False} if arch.experts else mask
 
 
 def split_shared(arch: Architecture, params: Params) -> tuple[Params, Params]:
@@ -34,7 +39,7 @@ def split_shared(arch: Architecture, params: Params) -> tuple[Params, Params]:
     mask = shared_mask(arch)
     shared: Params = {"torso": {}}
     per_task: Params = {"torso": {}}
-    for part in ("adapters", "heads"):
+    for part in (p for p in mask if p != "torso"):
         (shared if mask[part] else per_task)[part] = params[part]
     for name, is_shared in mask["torso"].items():
         (shared if is_shared else per_task)["torso"][name] = params["torso"][name]
