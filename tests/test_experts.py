@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from helpers import IMAGE, VECTOR
 
-from mtdqn.cli import main
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
 from mtdqn.networks import count_params, init_params, make_architecture, q_values, split_shared, torso_features
 from mtdqn.networks.experts import orthonormalize
 from mtdqn.networks.model import expert_outputs
 from mtdqn.tasks import make_task_set
+from mtdqn.train.agent import describe, make_agent
+from mtdqn.train.loop import make_trainer, seed_keys
 
 VECTOR_TASKS = make_task_set(VECTOR.tasks)
 IMAGE_TASKS = make_task_set(IMAGE.tasks)
@@ -54,7 +55,7 @@ def test_coinciding_experts_give_finite_gradients_and_a_zero_direction():
     kept = basis[[0, 2]]
     np.testing.assert_allclose(_gram(kept), np.broadcast_to(np.eye(2), (5, 2, 2)), atol=1e-5)
     probe = jax.random.normal(jax.random.PRNGKey(2), v.shape)
-    grad = jax.grad(lambda x: jnp.sum(orthonormalize(x) * probe))(v)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(orthonormalize(x) * probe)))(v)
     assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
 
 
@@ -64,7 +65,7 @@ def test_moore_network_with_two_equal_experts_has_finite_gradients(image):
     params = init_params(arch, jax.random.PRNGKey(0))
     params["torso"] = jax.tree.map(lambda x: x.at[1].set(x[0]), params["torso"])
     obs = jax.random.uniform(jax.random.PRNGKey(1), (arch.num_tasks, 3, *arch.obs_shape))
-    grads = jax.grad(lambda p: jnp.sum(q_values(arch, p, obs) ** 2))(params)
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(q_values(arch, p, obs) ** 2)))(params)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
@@ -74,7 +75,7 @@ def test_moore_experts_are_orthonormal_per_sample_in_the_network(image):
     params = init_params(arch, jax.random.PRNGKey(0))
     obs = jax.random.uniform(jax.random.PRNGKey(1), (arch.num_tasks, 4, *arch.obs_shape))
     x = obs.astype(jnp.float32)
-    basis = np.asarray(orthonormalize(expert_outputs(arch, params, x)))  # (experts, tasks, batch, features)
+    basis = np.asarray(jax.jit(lambda p: orthonormalize(expert_outputs(arch, p, x)))(params))  # (experts, tasks, batch, features)
     gram = _gram(basis.reshape(3, -1, basis.shape[-1]))
     np.testing.assert_allclose(gram, np.broadcast_to(np.eye(3), gram.shape), atol=1e-5)
 
@@ -128,25 +129,60 @@ def test_bad_expert_counts_are_one_line(sharing, message):
         make_architecture(VECTOR_TASKS, NetworkConfig(sharing=sharing))
 
 
+@pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
+@pytest.mark.parametrize("sharing", ["moe:2", "moore:2"])
+def test_train_announces_the_parameter_counts(sharing, image):
+    """What `mtdqn train` prints first (``describe``): the network's total and shared parameter counts."""
+    cfg = IMAGE if image else VECTOR
+    agent = make_agent(dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, sharing=sharing)))
+    total, shared = count_params(agent.arch, init_params(agent.arch, jax.random.PRNGKey(0)))
+    assert shared > total / 2 and f"sharing={sharing}, " in describe(agent)
+    assert describe(agent).endswith(f"seeds=[0, 1], parameters: {total:,} total, {shared:,} shared")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("image", [False, True], ids=["CartPole", "MinAtar"])
 @pytest.mark.parametrize("sharing", ["moe:2", "moore:2"])
-def test_train_prints_parameter_counts_and_trains_seeds_with_finite_losses(tmp_path, capsys, sharing, image):
-    """`mtdqn train` with two vmapped seeds, two chunks with updates: finite losses; the announced
-    parameter counts are the network's."""
+def test_two_seeds_train_two_chunks_with_finite_losses(sharing, image):
+    """The compiled loop, seeds vmapped, every update through pcgrad: losses finite, experts and each task's
+    mixing weights moved."""
     cfg = IMAGE if image else VECTOR
-    hidden = (["--conv-channels", "4", "4", "--conv-dense", "16", "--adapter-channels", "4"] if image
-              else ["--hidden", "32", "--adapter-width", "16"])
-    out = tmp_path / "run"
-    main(["train", "--tasks", *cfg.tasks, "--sharing", sharing, "--seeds", "2", "--steps", "600",
-          "--log-every", "300", "--num-envs", str(cfg.num_envs), "--buffer-size", str(cfg.dqn.buffer_size),
-          "--learning-starts", "100", "--batch-size", str(cfg.dqn.batch_size), *hidden, "--strategy", "pcgrad",
-          "--eval-episodes", "1", "--out", str(out), "--progress", "False"])
-    arch = _arch(sharing, image)
-    total, shared = count_params(arch, init_params(arch, jax.random.PRNGKey(0)))
-    assert f"sharing={sharing}, strategy=pcgrad, seeds=[0, 1], parameters: {total:,} total, {shared:,} shared" \
-        in capsys.readouterr().out
-    import pandas as pd
+    cfg = dataclasses.replace(cfg, strategy="pcgrad", steps=2 * cfg.log_every,
+                              network=dataclasses.replace(cfg.network, sharing=sharing))
+    trainer = make_trainer(make_agent(cfg))
+    state = trainer.init(seed_keys(trainer.agent.seeds))
+    start = jax.tree.map(np.asarray, state.params)  # run_chunk donates the state it is given
+    for chunk in range(2):
+        state, m = trainer.run_chunk(state, chunk * trainer.agent.derived.iters_per_chunk)
+        assert np.asarray(m["updates"]).min() > 0 and np.isfinite(np.asarray(m["loss"])).all()
+    for part in ("torso", "mixing"):
+        moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(), state.params[part], start[part])
+        assert min(jax.tree.leaves(moved)) > 0
 
-    metrics = pd.read_parquet(out / "metrics.parquet")
-    assert len(metrics) and np.isfinite(metrics["loss"]).all()
+
+@pytest.mark.slow
+def test_finetuning_from_experts_grafts_them_keeps_mixing_weights_and_refuses_lora(tmp_path):
+    """An experts source transfers like a shared trunk: its experts (and, with keep_heads, each kept task's
+    mixing weights with its head) are grafted; --lora, whose factors are per dense kernel, is refused."""
+    from helpers import fake_run
+
+    from mtdqn.graft import finetune_config, graft, load_source
+    from mtdqn.transfer import finetune
+
+    cfg = dataclasses.replace(VECTOR, network=dataclasses.replace(VECTOR.network, sharing="moe:2"))
+    fake_run(tmp_path / "src", cfg)
+    refused = re.escape("--lora is not supported on a mixture of experts (--sharing moe:2)")
+    with pytest.raises(ConfigError, match=refused):
+        finetune(dataclasses.replace(VECTOR, tasks=("CartPole-v1",), network=NetworkConfig()), tmp_path / "src",
+                 tmp_path / "out", lora_rank=2)
+    assert not (tmp_path / "out").exists()
+    src = load_source(tmp_path / "src")
+    base = dataclasses.replace(VECTOR, tasks=("Acrobot-v1", "MountainCar-v0"), network=NetworkConfig())
+    agent = make_agent(finetune_config(base, src.path, src.cfg, keep_heads=True))
+    state, record = graft(agent, src, 1, make_trainer(agent).init(seed_keys(agent.seeds)))
+    assert record["kept_tasks"] == ["Acrobot-v1"]
+    mine, theirs = jax.tree.map(np.asarray, state.params), jax.tree.map(np.asarray, src.net.params)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32)),
+                 mine["torso"], theirs["torso"])
+    np.testing.assert_array_equal(mine["mixing"][:, 0].view(np.uint32), theirs["mixing"][:, 1].view(np.uint32))
+    np.testing.assert_array_equal(mine["mixing"][:, 1], 0.0)  # MountainCar: a new task, the even mixture

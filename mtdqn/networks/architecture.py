@@ -172,7 +172,8 @@ def _describe_experts(arch: Architecture, layer: Callable[[Layer], str]) -> list
     lines = [f"trunk: {arch.experts} experts, each shared by all tasks, each:"]
     lines += [f"  layer {i}: {layer(x)}" for i, x in enumerate(hidden)]
     lines.append(f"  layer {len(hidden)}: {layer(dataclasses.replace(last, activation='linear'))}")
-    how = "orthonormalized per sample (Gram-Schmidt over the experts), then " if arch.orthogonal else ""
+    how = ("orthonormalized per sample (Gram-Schmidt over the experts, scaled to unit RMS), then "
+           if arch.orthogonal else "")
     lines.append(f"mixing: the experts' outputs {how}weighted by each task's softmax weights (one set per task), "
                  f"then {last.activation}")
     return lines
