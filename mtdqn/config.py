@@ -52,10 +52,12 @@ class NetworkConfig:
     """Shape of the Q-network and which parts of it the tasks share."""
 
     sharing: str = "shared"
-    """independent | shared | partial:K | conditioned. `independent`: every task
+    """independent | shared | partial:K | conditioned | moe:K | moore:K. `independent`: every task
     its own full network (the baseline); `shared`: one trunk, a Q head per task;
     `partial:K`: the first K trunk layers shared, the rest per task;
-    `conditioned`: everything shared, the task's one-hot id fed in."""
+    `conditioned`: everything shared, the task's one-hot id fed in;
+    `moe:K`: K shared expert trunks, mixed by each task's learned softmax weights;
+    `moore:K`: the same with the experts' outputs orthonormalized first (MOORE, Hendawy et al. 2024); K >= 2."""
     hidden: tuple[int, ...] = (128, 128)
     """Widths of the MLP trunk for vector observations."""
     adapter_width: int = 64

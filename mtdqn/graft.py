@@ -13,8 +13,8 @@ and when it starts the pretrained weights are grafted onto its fresh state:
 - the shared trunk layers (kernel and bias) of seed i come from the source's
   seed ``i mod n`` (its n seeds; a source fine-tuned with LoRA gives W + A B);
   LoRA factors start fresh (B = 0);
-- with ``keep_heads``, every task the source trained keeps its adapter, head
-  and per-task trunk layers (the overlap of the padded shapes: a task's own
+- with ``keep_heads``, every task the source trained keeps its adapter, head,
+  mixing weights (a mixture of experts) and per-task trunk layers (the overlap of the padded shapes: a task's own
   inputs and actions, so its Q-function is the source's exactly); other
   tasks' start fresh.
 
@@ -132,6 +132,9 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
 def _check_lora(ft: FinetuneConfig, arch: Any, abstract: Any) -> None:
     if ft.lora_rank == 0:
         return
+    if arch.experts:
+        raise ConfigError(f"--lora is not supported on a mixture of experts (--sharing {arch.sharing}): fine-tune "
+                          "its experts with --freeze and --trunk-lr instead")
     if parse_freeze(ft.freeze).kind != "none":
         raise ConfigError(f"--lora trains low-rank updates of a frozen trunk; drop --freeze {ft.freeze}")
     layers = [name for name, lora in zip(shared_mask(arch)["torso"], lora_layers(dataclasses.replace(
@@ -146,9 +149,11 @@ def _check_lora(ft: FinetuneConfig, arch: Any, abstract: Any) -> None:
 
 
 def _per_task_parts(arch: Any, params: dict) -> list[dict]:
-    """The per-task subtrees (leading task axis after the seed axis): adapters, heads, per-task trunk layers."""
-    parts = [params[p] for p in ("adapters", "heads") if not shared_mask(arch)[p]]
-    return parts + [params["torso"][n] for n, s in shared_mask(arch)["torso"].items() if not s]
+    """The per-task subtrees (leading task axis after the seed axis): adapters, heads, per-task trunk layers
+    (and a mixture of experts' mixing weights)."""
+    mask = shared_mask(arch)
+    parts = [params[p] for p in mask if p != "torso" and not mask[p]]
+    return parts + [params["torso"][n] for n, s in mask["torso"].items() if not s]
 
 
 def _copy_task(dst: np.ndarray, src: np.ndarray, j: int, k: int, seeds: np.ndarray) -> None:

@@ -61,6 +61,8 @@ TRAIN_CASES = [
     ("sharing-unknown", ["--sharing", "bogus"], "unknown --sharing 'bogus'"),
     ("sharing-partial-range", ["--sharing", "partial:7"], "partial:K needs 0 <= K"),
     ("sharing-partial-not-int", ["--sharing", "partial:x"], "needs an integer K"),
+    ("sharing-moe-zero", ["--sharing", "moe:0"], "moe:K needs K >= 2 experts, got 0"),
+    ("sharing-moore-one", ["--sharing", "moore:1"], "moore:K needs K >= 2 experts, got 1"),
     ("strategy-unknown", ["--strategy", "nope"], "unknown strategy 'nope'"),
     ("strategy-args", ["--strategy-args", "foo=1"], "unknown option 'foo=1'"),
     ("batch-over-buffer", ["--batch-size", "1000", "--buffer-size", "100"], "exceeds --buffer-size"),
