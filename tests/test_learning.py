@@ -1,18 +1,20 @@
 """Learning tests: a real agent must clear thresholds a broken one cannot.
 
 Budget (documented in the README): CartPole-v1 + Acrobot-v1, 200k env steps
-per task, seeds 0 and 1 (one per CPU device, as conftest sets up), 4 envs per task, one update of 128
-transitions per task every vector step, Adam lr 5e-4 decayed linearly,
-Polyak target tau 0.005, squared-error TD loss, epsilon 1 -> 0.02 over the
-first 20%. A uniformly random policy scores ~22 on CartPole and ~-500 on
-Acrobot; the thresholds are greedy CartPole >= 400 and Acrobot >= -120 for
-EVERY seed.
+per task, seed 0, 4 envs per task, one update of 128 transitions per task
+every vector step, Adam lr 5e-4 decayed linearly, Polyak target tau 0.005,
+squared-error TD loss, epsilon 1 -> 0.02 over the first 20%. A uniformly
+random policy scores ~22 on CartPole and ~-500 on Acrobot; the thresholds are
+greedy CartPole >= 400 and Acrobot >= -120.
 
 Why 200k: run with seeds 0-7 at this budget, every seed of both variants
 passed (shared: CartPole >= 499, Acrobot -77..-87; independent: CartPole 500,
 Acrobot -72..-85).  At 150k, 2 of 8 shared seeds ended with CartPole at 264
 and 182: a greedy CartPole policy can still collapse there, and a float
 rounding change (a different seed layout) is enough to pick those seeds.
+Why one seed: the budget above passed on all eight seeds, so a second seed
+adds no power against a broken agent, only the CPU time of a second run
+(the suite runs on two cores).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ THRESHOLDS = {"CartPole-v1": 400.0, "Acrobot-v1": -120.0}
 
 def _config(sharing: str) -> TrainConfig:
     return TrainConfig(
-        tasks=("CartPole-v1", "Acrobot-v1"), steps=200_000, seeds=2, seed=0, num_envs=4, log_every=25_000,
+        tasks=("CartPole-v1", "Acrobot-v1"), steps=200_000, seeds=1, seed=0, num_envs=4, log_every=25_000,
         network=NetworkConfig(sharing=sharing), dqn=LEARNING_DQN,
     )
 
@@ -44,26 +46,26 @@ def test_two_task_agent_learns_both_tasks(sharing, tmp_path):
     cfg = _config(sharing)
     summary = train(cfg, tmp_path / sharing, progress=False, eval_episodes=20).summary
     for task, threshold in THRESHOLDS.items():
-        greedy = np.asarray(summary["final_eval"][task])  # per seed, mean of 20 greedy episodes
-        assert np.all(greedy >= threshold), f"{sharing} {task}: greedy returns per seed {greedy}"
+        greedy = np.asarray(summary["final_eval"][task])  # mean of 20 greedy episodes
+        assert np.all(greedy >= threshold), f"{sharing} {task}: greedy return {greedy}"
     # A uniformly random policy on the same tasks is far below the thresholds.
     assert summary["random_return"]["CartPole-v1"] < 60 and summary["random_return"]["Acrobot-v1"] < -300
 
 
 # The conv trunk learns from images.  Budget: Breakout-MinAtar + SpaceInvaders-MinAtar, 50k env steps per
-# game, seeds 0 and 1, a half-width trunk (conv 8 -> conv 16 -> Dense 64, 8-channel adapters), one update of
-# 64 transitions per game every vector step of 4 envs, Adam lr 1e-3, squared-error TD loss, Polyak tau
-# 0.005, epsilon 1 -> 0.05 over the first 20%.  What a broken agent scores (20 episodes): uniformly random
-# 0.45 (Breakout) and 3.7 (SpaceInvaders); the best constant action 0.4 and 3.0.  Measured at this budget,
-# greedy, seeds 0-5: Breakout 9.8, 7.9, 8.6, 9.0, 9.0, 9.6; SpaceInvaders 22, 14, 8, 21, 23, 30 (the test
-# runs seeds 0 and 1; ~150 s of training).  Thresholds: Breakout >= 4, SpaceInvaders >= 7 (about twice the
-# best of random and every constant policy).
+# game, seed 0, a half-width trunk (conv 8 -> conv 16 -> Dense 64, 8-channel adapters), one update of 64
+# transitions per game every vector step of 4 envs, Adam lr 1e-3, squared-error TD loss, Polyak tau 0.005,
+# epsilon 1 -> 0.05 over the first 20%.  What a broken agent scores (20 episodes): uniformly random 0.45
+# (Breakout) and 3.7 (SpaceInvaders); the best constant action 0.4 and 3.0.  Measured at this budget, greedy,
+# seeds 0-5: Breakout 9.8, 7.9, 8.6, 9.0, 9.0, 9.6; SpaceInvaders 22, 14, 8, 21, 23, 30.  The test runs seed 0
+# alone: every seed of six passes, so a second one costs a run's CPU time and adds no power.  Thresholds:
+# Breakout >= 4, SpaceInvaders >= 7 (about twice the best of random and every constant policy).
 IMAGE_THRESHOLDS = {"Breakout-MinAtar": 4.0, "SpaceInvaders-MinAtar": 7.0}
 
 
 def test_shared_conv_agent_learns_two_minatar_games(tmp_path):
     cfg = TrainConfig(
-        tasks=tuple(IMAGE_THRESHOLDS), steps=50_000, seeds=2, seed=0, num_envs=4, log_every=12_500,
+        tasks=tuple(IMAGE_THRESHOLDS), steps=50_000, seeds=1, seed=0, num_envs=4, log_every=12_500,
         network=NetworkConfig(sharing="shared", conv_channels=(8, 16), conv_dense=64, adapter_channels=8),
         dqn=DQNConfig(lr=1e-3, lr_schedule="constant", loss="mse", train_every=4, batch_size=64, buffer_size=50_000,
                       learning_starts=2_000, eps_fraction=0.2, eps_end=0.05),
