@@ -57,16 +57,19 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
     """Per seed and task pair: linear CKA of trunk features, trained (``cka``) and at init (``cka_init``)."""
     agent = trainer.agent
     names = agent.task_set.names
+    # Compiled once for all seeds: run op by op, the initialization and forward pass are dozens of small
+    # programs each, compiled on every run.
+    initialize = jax.jit(lambda key: init_params(agent.arch, split_root(key).params))  # as fresh_state does
+    features = jax.jit(lambda params, obs: torso_features(agent.arch, params, obs))
     rows = []
     for s, key in enumerate(seed_keys(agent.seeds)):
         params = jax.tree.map(lambda x: x[s], state.params)
-        initial = init_params(agent.arch, split_root(key).params)  # how fresh_state made this seed's network
         size = int(state.replay.size[s])
         probe = state.replay.data.obs[s, :, : min(size, probe_per_task)]  # (tasks, n, ...)
         probe = probe.reshape(-1, *probe.shape[2:])
         tiled = jnp.broadcast_to(probe, (agent.num_tasks, *probe.shape))
-        feats = np.asarray(torso_features(agent.arch, params, tiled))
-        feats0 = np.asarray(torso_features(agent.arch, initial, tiled))
+        feats = np.asarray(features(params, tiled))
+        feats0 = np.asarray(features(initialize(key), tiled))
         for a, b in itertools.combinations(range(len(names)), 2):
             rows.append({"seed": agent.seeds[s], "task_a": names[a], "task_b": names[b],
                          "cka": _linear_cka(feats[a], feats[b]), "cka_init": _linear_cka(feats0[a], feats0[b])})
