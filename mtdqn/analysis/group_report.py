@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import fmt, stats
 from .group_scores import (PREDICTORS, normalized_mean, points, predictor_matrices, rank_agreement, realized_scores,
-                           roles)
+                           roles, seed_mean)
 from .groups import describe_partition, partition_score, partitions, ranked
 from .outputs import write_frame, write_text
 from .ranges import UNBOUNDED, return_bounds
@@ -37,11 +37,7 @@ _AGAINST = ("together", "apart")
 
 def _mean_matrices(mats: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
     """Each predictor's matrix averaged over the joint run's seeds; None where absent or incomplete."""
-    out: dict[str, np.ndarray | None] = {}
-    for name, m in mats.items():
-        z = None if m is None else np.nanmean(m, axis=0)
-        out[name] = z if z is not None and np.isfinite(z).all() else None
-    return out
+    return {name: seed_mean(m) for name, m in mats.items()}
 
 
 def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], plan: dict[str, Any]) -> pd.DataFrame:
@@ -112,7 +108,7 @@ def agreement_table(mats: dict[str, np.ndarray | None], real: dict[str, dict[str
                                                                                   else scope)]
             scored = [(p, v) for p, v in scored if v is not None]
             m = mats[name]
-            usable = m is not None and np.isfinite(np.nanmean(m, axis=0)).all() and len(scored) >= 3
+            usable = seed_mean(m) is not None and len(scored) >= 3
             e = rank_agreement(m, [v for _, v in scored], [p for p, _ in scored], task, reps=reps, seed=seed) \
                 if usable else stats.Estimate(np.nan, np.nan, np.nan, 0)
             rows.append({"predictor": name, "scope": scope, "points": len(scored), "rho": e.value, "lo": e.lo,

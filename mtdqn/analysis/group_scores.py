@@ -34,10 +34,10 @@ import pandas as pd
 from scipy import stats as sps
 
 from . import anchors, stats
-from .groups import ROLES, Partition, partition_score, task_scores
+from .groups import ROLES, Partition
 
-__all__ = ["roles", "seed_matrix", "predictor_matrices", "cell_finals", "realized_scores", "normalized_mean",
-           "points", "spearman", "rank_agreement", "PREDICTORS"]
+__all__ = ["PREDICTORS", "roles", "seed_matrix", "seed_mean", "predictor_matrices", "cell_finals", "realized_scores",
+           "normalized_mean", "points", "spearman_rows", "spearman", "score_weights", "rank_agreement"]
 
 PREDICTORS = ("affinity", "cosine")
 
@@ -64,6 +64,13 @@ def seed_matrix(table: pd.DataFrame, tasks: tuple[str, ...], a: str, b: str, val
     if symmetric:
         z[:, np.arange(len(tasks)), np.arange(len(tasks))] = 1.0
     return z
+
+
+def seed_mean(matrices: np.ndarray | None) -> np.ndarray | None:
+    """(T, T): the mean over seeds of each pair measured in any seed; None when a pair has no value at all."""
+    if matrices is None or not np.isfinite(matrices).any(axis=0).all():
+        return None
+    return np.nanmean(matrices, axis=0)
 
 
 def predictor_matrices(joint_dir: Path, tasks: tuple[str, ...]) -> dict[str, np.ndarray | None]:
@@ -124,36 +131,57 @@ def points(plan: dict[str, Any], tasks: tuple[str, ...], task: str | None) -> li
     return out
 
 
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of ``x`` and ``y`` (rows, points): Pearson's correlation of average ranks
+    (ties share their mean rank, as scipy's ``spearmanr``); NaN below 3 points or where a row is constant."""
+    rx, ry = sps.rankdata(x, axis=-1), sps.rankdata(y, axis=-1)
+    rx, ry = rx - rx.mean(-1, keepdims=True), ry - ry.mean(-1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    ok = (den > 0) & (x.shape[-1] >= 3)
+    return np.where(ok, (rx * ry).sum(-1) / np.where(ok, den, 1.0), np.nan)
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho (average ranks for ties); NaN below 3 points or when either side is constant."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(sps.spearmanr(x, y).statistic)
+    """Spearman's rho of two sequences (see :func:`spearman_rows`)."""
+    return float(spearman_rows(np.asarray(x, np.float64)[None], np.asarray(y, np.float64)[None])[0])
 
 
-def _predicted(z: np.ndarray, partition: Partition, task: int | None) -> float:
-    return partition_score(z, partition) if task is None else float(task_scores(z, partition)[task])
+def score_weights(partition: Partition, n: int, task: int | None) -> np.ndarray:
+    """(n, n) W with (W * Z).sum() TAG's score of ``partition`` (:func:`~mtdqn.analysis.groups.partition_score`),
+    or for a ``task`` its own share (:func:`~mtdqn.analysis.groups.task_scores`): the score is linear in Z, so
+    a bootstrap scores thousands of resampled matrices in one product."""
+    w = np.zeros((n, n))
+    for group in partition:
+        for i in group:
+            mates = [j for j in group if j != i]
+            if mates and task in (None, i):
+                w[mates, i] = 1.0 / len(mates)
+    return w
 
 
 def rank_agreement(matrices: np.ndarray, per_seed: list[np.ndarray], scored: list[Partition], task: int | None, *,
                    reps: int = 2000, seed: int = 0) -> stats.Estimate:
     """Spearman's rho between predicted (from ``matrices``, the joint run's (seeds, T, T)) and realized
-    (``per_seed``: each partition's (seeds,) realized scores) scores of ``scored``, with a 95% percentile
-    bootstrap over seeds (both sides resampled independently); no interval below
+    (``per_seed``: each partition's (seeds,) realized scores, one seed count) scores of ``scored``, with a 95%
+    percentile bootstrap over seeds (both sides resampled independently); no interval below
     :data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds on either side.  ``n`` is the smaller seed count."""
-    def rho(a: np.ndarray, b: np.ndarray) -> float:
-        z = np.nanmean(matrices[a], axis=0)
-        return spearman(np.array([_predicted(z, p, task) for p in scored]),
-                        np.array([np.mean(v[b]) for v in per_seed]))
+    weights = np.stack([score_weights(p, matrices.shape[1], task) for p in scored])  # (partitions, T, T)
+    realized = np.stack(per_seed)  # (partitions, seeds)
 
-    n_joint, n_cells = matrices.shape[0], min(v.size for v in per_seed)
-    value = rho(np.arange(n_joint), np.arange(n_cells))
+    def rhos(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # a: (reps, joint seeds), b: (reps, cell seeds)
+        picked = matrices[a]  # (reps, seeds, T, T)
+        count = np.isfinite(picked).sum(1)
+        z = np.nansum(picked, axis=1) / np.maximum(count, 1)  # (reps, T, T): each pair's mean over its seeds
+        rho = spearman_rows(np.einsum("ptu,rtu->rp", weights, z), realized[:, b].mean(-1).T)
+        return np.where((count > 0).all(axis=(1, 2)), rho, np.nan)
+
+    n_joint, n_cells = matrices.shape[0], realized.shape[1]
+    value = float(rhos(np.arange(n_joint)[None], np.arange(n_cells)[None])[0])
     n = min(n_joint, n_cells)
     if n < stats.MIN_SEEDS or not np.isfinite(value):
         return stats.Estimate(value, float("nan"), float("nan"), n)
     rng = np.random.default_rng(seed)
-    draws = np.array([rho(rng.integers(0, n_joint, n_joint), rng.integers(0, n_cells, n_cells)) for _ in range(reps)])
+    draws = rhos(rng.integers(0, n_joint, (reps, n_joint)), rng.integers(0, n_cells, (reps, n_cells)))
     draws = draws[np.isfinite(draws)]
     lo, hi = np.quantile(draws, [0.025, 0.975]) if draws.size else (float("nan"), float("nan"))
     return stats.Estimate(value, float(lo), float(hi), n)

@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
-from mtdqn.analysis.group_scores import predictor_matrices
+from mtdqn.analysis.group_scores import predictor_matrices, seed_mean
 from mtdqn.analysis.groups import MAX_TASKS, Partition, describe_partition, trained_partitions
 from mtdqn.config import TrainConfig, derive
 from mtdqn.errors import ConfigError
@@ -51,6 +50,7 @@ from mtdqn.studies.runner import StudyResult, build, cell_configs, progress_prin
 from mtdqn.studies.spec import RUN_OPTION_KEYS, StudySpec, apply_options, build_spec
 
 __all__ = ["JOINT", "MEASUREMENTS", "GroupsSpec", "joint_study", "group_name", "group_cell", "plan_record",
+           "choose_partitions",
            "run_groups_study"]
 
 JOINT = "joint"
@@ -129,13 +129,13 @@ def plan_record(tasks: tuple[str, ...], chosen: dict[str, Partition], affinity_e
                            for role, p in chosen.items()}}
 
 
-def _choose(study: StudySpec, joint_dir: Path) -> dict[str, Partition]:
-    """Stage 2: the partitions to train, from the finished joint run's affinity."""
-    z = predictor_matrices(joint_dir, study.tasks)["affinity"]
-    mean = None if z is None else np.nanmean(z, axis=0)
-    if mean is None or not np.isfinite(mean).all():
-        raise ConfigError(f"groups study {study.name}: the joint run {joint_dir} has no affinity for every task "
-                          "pair (affinity.parquet); delete that folder to redo it")
+def choose_partitions(joint_dir: Path, tasks: tuple[str, ...]) -> dict[str, Partition]:
+    """Stage 2: the partitions to train (:func:`~mtdqn.analysis.groups.trained_partitions`), from the finished
+    joint run's affinity.parquet averaged per seed over training, then over seeds."""
+    mean = seed_mean(predictor_matrices(joint_dir, tasks)["affinity"])
+    if mean is None:
+        raise ConfigError(f"{joint_dir}: the joint run has no affinity for every task pair (affinity.parquet); "
+                          "delete that folder to redo it")
     return trained_partitions(mean)
 
 
@@ -170,7 +170,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     every = joint.config.affinity_every
     record = {**study_record(study), "groups": plan_record(study.tasks, {}, every)}
     if joint_status == "done":  # a rerun: a conflicting group cell must stop it before anything is written
-        record["groups"] = plan_record(study.tasks, _choose(study, joint_dir), every)
+        record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
         for cell, d in _group_cells(study, record["groups"], out_dir, devices):
             cell_status(cell, d)
     write_json(out_dir / "study.json", record)
@@ -181,7 +181,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     summary = read_summary(joint_dir / "summary.json") or {}
     if summary.get("status") != "ok":
         raise ConfigError(f"groups study {spec.name}: the joint run failed ({summary.get('error')}); see {joint_dir}")
-    record["groups"] = plan_record(study.tasks, _choose(study, joint_dir), every)
+    record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
     write_json(out_dir / "study.json", record)
     for role, entry in record["groups"]["partitions"].items():
         console.print(f"{role}: {entry['partition']}")
