@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mtdqn.analysis.groups import (MAX_TASKS, affinity_matrix, describe_partition, partition_score, partitions,
-                                   rank_partitions, task_scores)
+                                   rank_partitions, ranked, task_scores, trained_partitions)
 from mtdqn.errors import ConfigError
 
 TASKS = ("A", "B", "C")
@@ -77,3 +77,18 @@ def test_the_matrix_from_the_reports_affinity_table():
                          + [{"variant": "other", "task_i": "A", "task_j": "A", "mean": -1.0}])
     z = affinity_matrix(table, TASKS, "shared")
     assert z[0, 1] == 1 and z[1, 0] == 10 and z[2, 2] == 22 and np.isnan(z[2, 0])
+
+
+def test_the_study_trains_the_top_and_bottom_of_the_ranking_beside_together_and_apart():
+    """Stage 2 of the groups study: from a given affinity matrix, the partitions it trains."""
+    z = np.array([[1.0, 0.5, -0.2],
+                  [0.5, 1.0, -0.3],
+                  [-0.8, -0.4, 1.0]])
+    chosen = trained_partitions(z)
+    assert list(chosen) == ["best", "worst", "together", "apart"]
+    assert chosen["best"] == ((0, 1), (2,)) and chosen["worst"] == ((0, 2), (1,))
+    assert chosen["together"] == ((0, 1, 2),) and chosen["apart"] == ((0,), (1,), (2,))
+    helping = np.full((3, 3), 0.1)  # every task helps every other: the worst is all apart (score 0)
+    assert trained_partitions(helping)["worst"] == ((0,), (1,), (2,))
+    assert trained_partitions(helping)["best"] == ((0, 1, 2),)
+    assert [p for p, _ in ranked(z)][0] == chosen["best"]

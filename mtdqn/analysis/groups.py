@@ -28,8 +28,8 @@ import pandas as pd
 
 from mtdqn.errors import ConfigError
 
-__all__ = ["MAX_TASKS", "Partition", "partitions", "task_scores", "partition_score", "rank_partitions",
-           "describe_partition", "affinity_matrix"]
+__all__ = ["MAX_TASKS", "Partition", "ROLES", "partitions", "task_scores", "partition_score", "ranked",
+           "rank_partitions", "trained_partitions", "describe_partition", "affinity_matrix"]
 
 MAX_TASKS = 7
 """The most tasks whose partitions are searched exhaustively (Bell(7) = 877; Bell(10) would be 115,975)."""
@@ -84,27 +84,53 @@ def describe_partition(partition: Partition, tasks: Sequence[str]) -> str:
     return " | ".join("+".join(tasks[t] for t in group) for group in partition)
 
 
+def _check_tasks(n: int) -> None:
+    if n < 2:
+        raise ConfigError(f"grouping needs at least 2 tasks, got {n}")
+    if n > MAX_TASKS:
+        raise ConfigError(f"grouping searches every partition of at most {MAX_TASKS} tasks, got {n}")
+
+
+def ranked(affinity: np.ndarray) -> list[tuple[Partition, float]]:
+    """Every partition of the matrix's tasks with its score, best first; equal scores keep the enumeration
+    order (fewer, earlier-opened groups first), so the ranking is deterministic."""
+    z = _check_affinity(affinity)
+    _check_tasks(z.shape[0])
+    scored = [(p, partition_score(z, p)) for p in partitions(z.shape[0])]
+    return sorted(scored, key=lambda ps: -ps[1])  # sorted() is stable
+
+
 def rank_partitions(affinity: np.ndarray, tasks: Sequence[str]) -> pd.DataFrame:
-    """Every partition of ``tasks`` with its score, best first (``rank`` 1); equal scores keep the enumeration
-    order (fewer, earlier-opened groups first), so the ranking is deterministic.
+    """Every partition of ``tasks`` with its score and per-task scores, best first (``rank`` 1), in the order of
+    :func:`ranked`.
 
     Raises a one-line :class:`ConfigError` for fewer than 2 tasks (nothing to group) or more than
     :data:`MAX_TASKS`."""
     z = _check_affinity(affinity)
     if len(tasks) != z.shape[0]:
         raise ConfigError(f"{len(tasks)} task names for a {z.shape[0]}x{z.shape[0]} affinity matrix")
-    if len(tasks) < 2:
-        raise ConfigError(f"grouping needs at least 2 tasks, got {len(tasks)}")
-    if len(tasks) > MAX_TASKS:
-        raise ConfigError(f"grouping searches every partition of at most {MAX_TASKS} tasks, got {len(tasks)}")
     rows = []
-    for p in partitions(len(tasks)):
+    for p, score in ranked(z):
         per_task = task_scores(z, p)
-        rows.append({"partition": describe_partition(p, tasks), "groups": len(p), "score": float(per_task.sum()),
+        rows.append({"partition": describe_partition(p, tasks), "groups": len(p), "score": score,
                      **{f"score:{t}": float(s) for t, s in zip(tasks, per_task)}})
-    frame = pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    frame = pd.DataFrame(rows)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame
+
+
+ROLES = ("best", "worst", "together", "apart")
+"""The partitions the `groups` study trains: predicted best and worst, every task in one agent, each alone."""
+
+
+def trained_partitions(affinity: np.ndarray) -> dict[str, Partition]:
+    """{role: partition} for :data:`ROLES`: the top and the bottom of :func:`ranked` (so a tie goes to the
+    partition enumerated first for the best and last for the worst), all tasks in one group, every task alone.
+    Two roles can name one partition (with every affinity positive, the worst is all apart)."""
+    order = ranked(affinity)
+    n = sum(len(g) for g in order[0][0])
+    return {"best": order[0][0], "worst": order[-1][0], "together": (tuple(range(n)),),
+            "apart": tuple((t,) for t in range(n))}
 
 
 def affinity_matrix(table: pd.DataFrame, tasks: Sequence[str], variant: str, column: str = "mean") -> np.ndarray:

@@ -125,7 +125,8 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
         from mtdqn.studies.presets import study_table  # the table as written: validating it would start JAX
 
         try:
-            table, _, _ = study_table(cmd.study, {"seeds": cmd.seeds})
+            table, _, _ = study_table(cmd.study, {"seeds": cmd.seeds,
+                                                  "tasks": list(cmd.tasks) if cmd.tasks is not None else None})
             seeds, tasks = table["seeds"], table["tasks"]
             return cpu_plan(seeds, [str(t) for t in tasks], cmd.devices) if isinstance(seeds, int) else ()
         except (ConfigError, KeyError, TypeError):  # _run_study says what is wrong in one line

@@ -218,14 +218,18 @@ def _run_distill(cmd: Distill) -> None:
 def _run_study(cmd: Study) -> None:
     from mtdqn.studies import resolve_spec, run_study
 
-    from mtdqn.studies.presets import TRANSFER_PRESETS
+    from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS
 
+    if cmd.study == GROUPS_PRESET:  # three stages (joint run, partition choice, the partitions): its own runner
+        return _run_groups_study(cmd)
     if cmd.study in TRANSFER_PRESETS:  # two stages (pretraining, then the held-out task): its own runner
         from mtdqn.studies.transfer import run_transfer_study
 
         if cmd.ray_address is not None:
             raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); "
                               "drop --ray-address")
+        if cmd.tasks is not None:
+            raise ConfigError("the transfer study sets its own tasks (pretraining and held out); drop --tasks")
         spec = TRANSFER_PRESETS[cmd.study](cmd.seeds, cmd.steps)
         result = run_transfer_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", progress=cmd.progress,
                                     devices=cmd.devices)
@@ -233,9 +237,23 @@ def _run_study(cmd: Study) -> None:
         print(f"report: {result.report}")
         return
 
-    spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps})
+    spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps,
+                                    "tasks": list(cmd.tasks) if cmd.tasks is not None else None})
     result = run_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", ray_address=cmd.ray_address,
                        progress=cmd.progress, devices=cmd.devices)
+    print(f"report: {result.report}")
+
+
+def _run_groups_study(cmd: Study) -> None:
+    from mtdqn.studies.groups import run_groups_study
+    from mtdqn.studies.presets import groups_preset
+
+    if cmd.ray_address is not None:
+        raise ConfigError("the groups study runs locally (its partitions wait for the joint run); drop --ray-address")
+    spec = groups_preset(cmd.tasks, cmd.seeds, cmd.steps)
+    result = run_groups_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", progress=cmd.progress,
+                              devices=cmd.devices)
+    print(f"groups report: {result.out_dir / 'groups.md'}")
     print(f"report: {result.report}")
 
 

@@ -14,7 +14,7 @@ from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "resolve_spec",
-           "study_table", "transfer_preset", "deramo_transfer_preset"]
+           "study_table", "transfer_preset", "deramo_transfer_preset", "GROUPS_PRESET", "GROUPS_TASKS", "groups_preset"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
 # greedy evaluation (the DQN defaults plus squared-error TD loss; Huber learned CartPole far slower
@@ -247,6 +247,26 @@ TRANSFER_PRESETS: dict[str, Callable[..., Any]] = {"transfer": transfer_preset,
 """Two-stage studies (pretraining, then the held-out task), run by :mod:`mtdqn.studies.transfer`."""
 
 
+GROUPS_PRESET = "groups"
+"""The three-stage groups study (joint run, partition choice, the partitions trained), run by
+:mod:`mtdqn.studies.groups`."""
+GROUPS_TASKS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+
+
+def groups_preset(tasks: tuple[str, ...] | None = None, seeds: int | None = None, steps: int | None = None) -> Any:
+    """`mtdqn study groups`: which of ``tasks`` (default :data:`GROUPS_TASKS`) should share a network, with our
+    classic settings.  Learning starts after a tenth of a small budget (5,000 steps from 50,000 on), and the
+    logging windows shrink with it so the affinity has a curve; a greedy evaluation every tenth of the run."""
+    from mtdqn.studies.groups import GroupsSpec
+
+    steps = 100_000 if steps is None else steps
+    options = {**CLASSIC_OPTIONS, "log_every": min(CLASSIC_OPTIONS["log_every"], max(1, steps // 20)),
+               "learning_starts": min(5_000, steps // 10)}
+    return GroupsSpec(name=GROUPS_PRESET, tasks=tuple(tasks or GROUPS_TASKS), steps=steps,
+                      seeds=5 if seeds is None else seeds, run_options=RunOptions(eval_every=max(1, steps // 10)),
+                      options=options)
+
+
 def resolve_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     """A preset by name, or a study TOML file by path; ``overrides`` replace top-level keys (--seeds, --steps)."""
     raw, source, name = study_table(name_or_path, overrides)
@@ -265,8 +285,8 @@ def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         return {**PRESETS[key](), **overrides}, f"preset {key}", key
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
-        raise ConfigError(f"{key}: not a preset ({', '.join([*PRESETS, *TRANSFER_PRESETS])}) nor a study file "
-                          "(.toml)")
+        raise ConfigError(f"{key}: not a preset ({', '.join([*PRESETS, *TRANSFER_PRESETS, GROUPS_PRESET])}) nor a "
+                          "study file (.toml)")
     if not path.exists():
         raise ConfigError(f"{path}: no such study file (built-in presets: {', '.join([*PRESETS, *TRANSFER_PRESETS])})")
     return {**read_study_file(path), **overrides}, str(path), path.stem

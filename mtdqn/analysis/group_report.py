@@ -1,0 +1,225 @@
+"""The groups study's report: STUDY/groups.md and its tables under STUDY/groups_data/ (parquet and csv).
+
+What it states (numbers from :mod:`mtdqn.analysis.group_scores`):
+
+- every partition's predicted score, by the lookahead affinity and by the gradient cosine (``partitions``);
+- per task and in aggregate, the realized score of each trained partition: the mean over seeds with a
+  Student-t 95% interval inside the return's range, or below MIN_SEEDS seeds the seeds themselves (``realized``);
+- whether the predicted best beats all-together and all-apart: Welch's difference and test per task and in
+  aggregate, Holm-corrected over every comparison made (``comparisons``);
+- Spearman's rank correlation between predicted and realized scores, for each predictor side by side
+  (``agreement``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import fmt, stats
+from .group_scores import (PREDICTORS, normalized_mean, points, predictor_matrices, rank_agreement, realized_scores,
+                           roles, seed_mean)
+from .groups import describe_partition, partition_score, partitions, ranked
+from .outputs import write_frame, write_text
+from .ranges import UNBOUNDED, return_bounds
+
+__all__ = ["AGGREGATE", "group_tables", "write_groups_report"]
+
+AGGREGATE = "aggregate"
+"""The scope name of the mean over tasks of the anchor-normalized score."""
+_AGAINST = ("together", "apart")
+
+
+def _mean_matrices(mats: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    """Each predictor's matrix averaged over the joint run's seeds; None where absent or incomplete."""
+    return {name: seed_mean(m) for name, m in mats.items()}
+
+
+def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], plan: dict[str, Any]) -> pd.DataFrame:
+    """Every partition with its score and rank under each predictor (NaN where the predictor is missing) and the
+    roles it was trained in; in the affinity's ranking order."""
+    trained: dict[str, list[str]] = {}
+    for role, entry in roles(plan):
+        trained.setdefault(entry["partition"], []).append(role)
+    order = [p for p, _ in ranked(z["affinity"])] if z["affinity"] is not None else list(partitions(len(tasks)))
+    frame = pd.DataFrame({"partition": [describe_partition(p, tasks) for p in order],
+                          "groups": [len(p) for p in order]})
+    for name in PREDICTORS:
+        scores = [partition_score(z[name], p) if z[name] is not None else np.nan for p in order]
+        frame[f"score_{name}"] = scores
+        frame[f"rank_{name}"] = pd.Series(scores).rank(ascending=False, method="min")
+    frame["trained_as"] = [",".join(trained.get(label, [])) for label in frame["partition"]]
+    return frame
+
+
+def _scopes(real: dict[str, np.ndarray | None], tasks: tuple[str, ...]) -> dict[str, np.ndarray | None]:
+    return {**{t: real[t] for t in tasks}, AGGREGATE: normalized_mean(real)}
+
+
+def realized_table(real: dict[str, dict[str, np.ndarray | None]], plan: dict[str, Any],
+                   tasks: tuple[str, ...]) -> pd.DataFrame:
+    """Per role and scope (each task, and the aggregate): mean, interval, seed count and the seeds' values."""
+    rows = []
+    for role, entry in roles(plan):
+        for scope, v in _scopes(real[role], tasks).items():
+            e = stats.t_mean(v, return_bounds(scope) if scope != AGGREGATE else UNBOUNDED) if v is not None else None
+            rows.append({"role": role, "partition": entry["partition"], "scope": scope,
+                         "mean": e.value if e else np.nan, "lo": e.lo if e else np.nan, "hi": e.hi if e else np.nan,
+                         "n": e.n if e else 0, "seed_values": [] if v is None else [float(x) for x in v]})
+    return pd.DataFrame(rows)
+
+
+def comparisons_table(real: dict[str, dict[str, np.ndarray | None]], plan: dict[str, Any],
+                      tasks: tuple[str, ...]) -> pd.DataFrame:
+    """Predicted best minus together and minus apart, per scope: Welch's difference and p, Holm-adjusted over
+    the table.  A scope where both sides are the same cells (the same partition, or the task's same group) is
+    not a comparison: its difference is 0 by construction, and it is marked, not tested."""
+    cells = {role: {t: g["cell"] for g in e["groups"] for t in g["tasks"]} for role, e in plan["partitions"].items()}
+    rows = []
+    for other in _AGAINST:
+        best, them = _scopes(real["best"], tasks), _scopes(real[other], tasks)
+        for scope in best:
+            same = all(cells["best"][t] == cells[other][t] for t in (tasks if scope == AGGREGATE else (scope,)))
+            note = "same cells" if same else "missing" if best[scope] is None or them[scope] is None else ""
+            d = stats.welch_diff(best[scope], them[scope], return_bounds(scope) if scope != AGGREGATE
+                                 else UNBOUNDED) if not note else stats.Estimate(np.nan, np.nan, np.nan, 0)
+            rows.append({"comparison": f"best - {other}", "scope": scope, "diff": d.value, "lo": d.lo, "hi": d.hi,
+                         "n": d.n, "p": stats.welch_p(best[scope], them[scope]) if not note else np.nan,
+                         "note": note})
+    frame = pd.DataFrame(rows)
+    frame["p_holm"] = stats.holm(frame["p"].to_numpy())
+    return frame
+
+
+def agreement_table(mats: dict[str, np.ndarray | None], real: dict[str, dict[str, np.ndarray | None]],
+                    plan: dict[str, Any], tasks: tuple[str, ...], reps: int, seed: int) -> pd.DataFrame:
+    """Per predictor and scope: Spearman's rho between predicted and realized scores over the distinct trained
+    partitions (for a task, its distinct groups) with a finished score, and its bootstrap interval."""
+    rows = []
+    for name in PREDICTORS:
+        for scope in (AGGREGATE, *tasks):
+            task = None if scope == AGGREGATE else tasks.index(scope)
+            scored = [(p, _scopes(real[role], tasks)[scope]) for role, p in points(plan, tasks, None if task is None
+                                                                                  else scope)]
+            scored = [(p, v) for p, v in scored if v is not None]
+            m = mats[name]
+            usable = seed_mean(m) is not None and len(scored) >= 3
+            e = rank_agreement(m, [v for _, v in scored], [p for p, _ in scored], task, reps=reps, seed=seed) \
+                if usable else stats.Estimate(np.nan, np.nan, np.nan, 0)
+            rows.append({"predictor": name, "scope": scope, "points": len(scored), "rho": e.value, "lo": e.lo,
+                         "hi": e.hi, "n": e.n})
+    return pd.DataFrame(rows)
+
+
+def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every table of the report, keyed by its groups_data/ file stem."""
+    plan = json.loads((Path(study_dir) / "study.json").read_text())["groups"]
+    tasks = tuple(plan["tasks"])
+    mats = predictor_matrices(Path(study_dir) / plan["joint"], tasks)
+    real = realized_scores(study_dir, plan)
+    z = _mean_matrices(mats)
+    matrix = pd.DataFrame([{"predictor": n, "task_i": a, "task_j": b, "value": z[n][i, j]}
+                           for n in PREDICTORS if z[n] is not None
+                           for i, a in enumerate(tasks) for j, b in enumerate(tasks)])
+    return {"partitions": partitions_table(z, tasks, plan), "matrix": matrix,
+            "realized": realized_table(real, plan, tasks), "comparisons": comparisons_table(real, plan, tasks),
+            "agreement": agreement_table(mats, real, plan, tasks, reps, seed)}
+
+
+def _sig(x: float) -> str:
+    """Three significant digits: affinities are often ~1e-4 (a step of size lr moves a loss by little)."""
+    return f"{x:.3g}" if math.isfinite(x) else "n/a"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (a partition's groups are separated by '|')."""
+    return text.replace("|", "\\|")
+
+
+def _est(r: pd.Series) -> str:
+    return "failed or missing" if r["n"] == 0 else fmt.estimate(r["mean"], r["lo"], r["hi"], fmt.values(r["seed_values"]))
+
+
+def _diff(r: Any) -> str:
+    if r.note:
+        return {"same cells": "0 (the same cells)", "missing": "failed or missing"}[r.note]
+    scale = max(abs(v) for v in (r.diff, r.lo, r.hi) if math.isfinite(v))
+    sign = lambda v: ("+" if v > 0 else "") + fmt.num(v, scale)  # noqa: E731
+    return sign(r.diff) + (f" [{sign(r.lo)}, {sign(r.hi)}]" if math.isfinite(r.lo) else
+                           f" (n {r.n} < {stats.MIN_SEEDS}: no interval)")
+
+
+def _matrix_lines(matrix: pd.DataFrame, name: str, tasks: tuple[str, ...]) -> list[str]:
+    m = matrix[matrix["predictor"] == name]
+    if m.empty:
+        return [f"No {name} was recorded by the joint run."]
+    value = {(r.task_i, r.task_j): r.value for r in m.itertuples()}
+    return [f"| {name}: row i, column j | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|",
+            *[f"| {a} | " + " | ".join(_sig(value[a, b]) for b in tasks) + " |" for a in tasks]]
+
+
+def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame]) -> str:
+    plan, tasks = record["groups"], tuple(record["groups"]["tasks"])
+    n_seeds, steps = len(record["seeds"]), record["steps"]
+    distinct = int(t["agreement"].query("scope == @AGGREGATE")["points"].max())
+    lines = [f"# Which tasks should share a network: groups study `{record['name']}`", "",
+             f"Tasks {', '.join(tasks)}; {n_seeds} seeds; {steps:,} env steps per task per run. Stage 1: one joint "
+             f"`shared` run of every task (`{plan['joint']}`) measured the lookahead affinity Z_i→j every "
+             f"{plan['affinity_every']} updates (TAG, Fifty et al. 2021) and logged the gradient cosine. Stage 2: "
+             "every partition of the tasks scored by TAG's criterion (the sum over tasks of the mean affinity its "
+             "group-mates give it; a task alone scores 0) from each predictor averaged over the joint run's seeds. "
+             "Stage 3: the affinity's predicted best and worst partitions, all tasks together and all apart, "
+             "each group its own `shared` agent (a group of one: a single-task agent) with the study's seeds. "
+             "The all-together partition is the joint run itself: one `shared` agent on every task with these "
+             "seeds (the measurement changes no parameter).", "",
+             "## Predictors (joint run, mean over seeds)", "", *_matrix_lines(t["matrix"], "affinity", tasks), "",
+             *_matrix_lines(t["matrix"], "cosine", tasks), "",
+             f"All {len(t['partitions'])} partitions and their scores: groups_data/partitions.csv.", "",
+             "## Realized score of each trained partition", "",
+             "Final score (greedy undiscounted return) per task: a partition's score for a task is that of the "
+             "group holding it; aggregate: the mean over tasks of the score normalized by fixed anchors (0 random, "
+             f"1 reference). Mean [95% t interval] over seeds, below {stats.MIN_SEEDS} seeds the seeds themselves.",
+             "", "| role | partition | predicted (affinity) | predicted (cosine) | " + " | ".join(tasks)
+             + f" | {AGGREGATE} |", "|---" * (len(tasks) + 5) + "|"]
+    scores = t["partitions"].set_index("partition")
+    for role, entry in roles(plan):
+        rows = t["realized"][t["realized"]["role"] == role].set_index("scope")
+        pred = [_sig(scores.loc[entry["partition"], f"score_{n}"]) for n in PREDICTORS]
+        lines.append(f"| {role} | {_cell(entry['partition'])} | {' | '.join(pred)} | "
+                     + " | ".join(_est(rows.loc[s]) for s in (*tasks, AGGREGATE)) + " |")
+    lines += ["", "## Does the predicted best beat all together and all apart?", "",
+              f"Difference of means [95% Welch interval] (below {stats.MIN_SEEDS} seeds: none) and Welch's p, "
+              "Holm-adjusted over every comparison in this table; > 0: the predicted best is better.", "",
+              "| comparison | scope | difference | p (Holm) |", "|---|---|---|---|"]
+    for r in t["comparisons"].itertuples():
+        lines.append(f"| {r.comparison} | {r.scope} | {_diff(r)} | {fmt.pvalue(r.p_holm)} |")
+    lines += ["", "## Do the predictors rank the partitions as training does?", "",
+              "Spearman's rank correlation between predicted and realized scores of the distinct trained "
+              "partitions (for a task: of the distinct groups they put it in), with a 95% percentile bootstrap "
+              "interval over seeds (joint run and trained cells resampled independently; below "
+              f"{stats.MIN_SEEDS} seeds: none). **It rests on {distinct} points**, the distinct trained partitions: "
+              f"rho takes only a few values on so few, and a perfect ordering of {distinct} arises by chance once in "
+              f"{math.factorial(distinct)}; below 3 points there is none. The partitions "
+              "were chosen by the affinity, so the cosine is judged on partitions it did not choose.", "",
+              "| predictor | scope | points | rho |", "|---|---|---|---|"]
+    for r in t["agreement"].itertuples():
+        rho = fmt.estimate(r.rho, r.lo, r.hi) if r.points >= 3 else f"n/a ({r.points} points)"
+        lines.append(f"| {r.predictor} | {r.scope} | {r.points} | {rho} |")
+    lines += ["", "Not done here: the pairwise ground truth (the gain of training each pair of tasks together "
+              "over apart, measured on its own, correlated with Z across ordered pairs)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_groups_report(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> Path:
+    """STUDY/groups.md and STUDY/groups_data/*.{parquet,csv}; returns the markdown's path."""
+    study_dir = Path(study_dir)
+    record = json.loads((study_dir / "study.json").read_text())
+    t = group_tables(study_dir, reps=reps, seed=seed)
+    for stem, frame in t.items():
+        write_frame(study_dir / "groups_data", stem, frame)
+    return write_text(study_dir / "groups.md", _markdown(record, t))

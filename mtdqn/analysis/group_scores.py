@@ -1,0 +1,187 @@
+"""The numbers of the groups study: predicted and realized scores of task partitions, and how well they agree.
+
+Read from the stored study only (study.json's plan, the joint run's
+``affinity.parquet`` and ``grad_pairs.parquet``, each group cell's
+``summary.json``), never from training code.
+
+- **Predictors** (per seed of the joint run, then averaged over seeds): the
+  lookahead affinity Z_{i->j} (the mean of its logging windows, as
+  :func:`mtdqn.analysis.why.affinity_table`) and, as the baseline it is
+  compared with, the gradient cosine of each task pair on the shared
+  parameters (symmetric: Z_{i->j} and Z_{j->i} are the same cosine).  Either
+  matrix scores a partition by TAG's criterion
+  (:func:`mtdqn.analysis.groups.partition_score`).
+- **Realized**: a partition's score for a task, per seed, is the final score
+  (summary.json's ``final_score``: the undiscounted greedy return) of the group
+  cell holding that task; its aggregate, per seed, the mean over tasks of the
+  score normalized by the task's fixed anchors (:mod:`mtdqn.analysis.anchors`;
+  tasks without usable anchors are left out of it).
+- **Agreement**: Spearman's rank correlation between the predicted and the
+  realized scores of the distinct trained partitions (for one task: of the
+  distinct groups the trained partitions put it in), with a percentile
+  bootstrap over seeds: the joint run's seeds (the prediction) and the trained
+  cells' seeds (the realization) resampled independently.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from . import anchors, stats
+from .groups import ROLES, Partition
+
+__all__ = ["PREDICTORS", "roles", "seed_matrix", "seed_mean", "predictor_matrices", "cell_finals", "realized_scores",
+           "normalized_mean", "points", "spearman_rows", "spearman", "score_weights", "rank_agreement"]
+
+PREDICTORS = ("affinity", "cosine")
+
+
+def roles(plan: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(role, its plan entry) in the order of :data:`~mtdqn.analysis.groups.ROLES` (a JSON object has none)."""
+    return [(role, plan["partitions"][role]) for role in ROLES if role in plan["partitions"]]
+
+
+def seed_matrix(table: pd.DataFrame, tasks: tuple[str, ...], a: str, b: str, value: str,
+                symmetric: bool) -> np.ndarray:
+    """(seeds, tasks, tasks): per seed (ascending), each pair's ``value`` averaged over its logging windows;
+    row ``a``'s task, column ``b``'s; ``symmetric`` fills both orders from either (a cosine); an unmeasured
+    pair is NaN, the diagonal of a symmetric matrix 1 (a task's cosine with itself: it plays no part)."""
+    idx = {t: k for k, t in enumerate(tasks)}
+    seeds = sorted(int(s) for s in table["seed"].unique())
+    z = np.full((len(seeds), len(tasks), len(tasks)), np.nan)
+    means = table.dropna(subset=[value]).groupby(["seed", a, b])[value].mean()
+    for (seed, i, j), v in means.items():
+        s, r, c = seeds.index(int(seed)), idx[str(i)], idx[str(j)]
+        z[s, r, c] = v
+        if symmetric:
+            z[s, c, r] = v
+    if symmetric:
+        z[:, np.arange(len(tasks)), np.arange(len(tasks))] = 1.0
+    return z
+
+
+def seed_mean(matrices: np.ndarray | None) -> np.ndarray | None:
+    """(T, T): the mean over seeds of each pair measured in any seed; None when a pair has no value at all."""
+    if matrices is None or not np.isfinite(matrices).any(axis=0).all():
+        return None
+    return np.nanmean(matrices, axis=0)
+
+
+def predictor_matrices(joint_dir: Path, tasks: tuple[str, ...]) -> dict[str, np.ndarray | None]:
+    """{"affinity": (seeds, T, T) or None, "cosine": (seeds, T, T) or None} of the joint run's cell directory
+    (None: its table is absent, e.g. a run without --affinity-every)."""
+    out: dict[str, np.ndarray | None] = {p: None for p in PREDICTORS}
+    af, gp = Path(joint_dir) / "affinity.parquet", Path(joint_dir) / "grad_pairs.parquet"
+    if af.is_file():
+        out["affinity"] = seed_matrix(pd.read_parquet(af), tasks, "task_i", "task_j", "value", symmetric=False)
+    if gp.is_file():
+        out["cosine"] = seed_matrix(pd.read_parquet(gp), tasks, "task_a", "task_b", "cosine", symmetric=True)
+    return out
+
+
+def cell_finals(cell_dir: Path) -> dict[str, np.ndarray] | None:
+    """{task: (seeds,) final scores} of a finished cell, seeds in its summary's order; None unless it finished
+    ok (failed or not run)."""
+    path = Path(cell_dir) / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    if summary.get("status") != "ok":
+        return None
+    key = "final_score" if "final_score" in summary else "final_eval"
+    return {task: np.asarray(v, dtype=np.float64) for task, v in summary[key].items()}
+
+
+def realized_scores(study_dir: Path, plan: dict[str, Any]) -> dict[str, dict[str, np.ndarray | None]]:
+    """{role: {task: (seeds,) realized scores, or None where the task's group cell did not finish}}."""
+    out: dict[str, dict[str, np.ndarray | None]] = {}
+    for role, entry in roles(plan):
+        out[role] = {}
+        for group in entry["groups"]:
+            finals = cell_finals(Path(study_dir) / group["cell"])
+            for task in group["tasks"]:
+                out[role][task] = None if finals is None else finals[task]
+    return out
+
+
+def normalized_mean(per_task: dict[str, np.ndarray | None]) -> np.ndarray | None:
+    """(seeds,): per seed, the mean over tasks with usable anchors of (score - random) / (reference - random);
+    None when a task's score is missing or no task has anchors."""
+    if any(v is None for v in per_task.values()):
+        return None
+    cols = [stats.normalize(v, a.random, a.reference) for t, v in per_task.items()
+            if not anchors.usable(t, a := anchors.lookup(t))]
+    return np.mean(np.stack(cols), axis=0) if cols else None
+
+
+def points(plan: dict[str, Any], tasks: tuple[str, ...], task: str | None) -> list[tuple[str, Partition]]:
+    """(role, partition) of the distinct trained partitions, the first role naming each; for a ``task``, of the
+    distinct groups the partitions put it in (two partitions that give it one group are one point)."""
+    seen, out = set(), []
+    for role, entry in roles(plan):
+        partition = tuple(tuple(tasks.index(t) for t in g["tasks"]) for g in entry["groups"])
+        key = partition if task is None else next(g for g in partition if tasks.index(task) in g)
+        if key not in seen:
+            seen.add(key)
+            out.append((role, partition))
+    return out
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of ``x`` and ``y`` (rows, points): Pearson's correlation of average ranks
+    (ties share their mean rank, as scipy's ``spearmanr``); NaN below 3 points or where a row is constant."""
+    rx, ry = sps.rankdata(x, axis=-1), sps.rankdata(y, axis=-1)
+    rx, ry = rx - rx.mean(-1, keepdims=True), ry - ry.mean(-1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    ok = (den > 0) & (x.shape[-1] >= 3)
+    return np.where(ok, (rx * ry).sum(-1) / np.where(ok, den, 1.0), np.nan)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho of two sequences (see :func:`spearman_rows`)."""
+    return float(spearman_rows(np.asarray(x, np.float64)[None], np.asarray(y, np.float64)[None])[0])
+
+
+def score_weights(partition: Partition, n: int, task: int | None) -> np.ndarray:
+    """(n, n) W with (W * Z).sum() TAG's score of ``partition`` (:func:`~mtdqn.analysis.groups.partition_score`),
+    or for a ``task`` its own share (:func:`~mtdqn.analysis.groups.task_scores`): the score is linear in Z, so
+    a bootstrap scores thousands of resampled matrices in one product."""
+    w = np.zeros((n, n))
+    for group in partition:
+        for i in group:
+            mates = [j for j in group if j != i]
+            if mates and task in (None, i):
+                w[mates, i] = 1.0 / len(mates)
+    return w
+
+
+def rank_agreement(matrices: np.ndarray, per_seed: list[np.ndarray], scored: list[Partition], task: int | None, *,
+                   reps: int = 2000, seed: int = 0) -> stats.Estimate:
+    """Spearman's rho between predicted (from ``matrices``, the joint run's (seeds, T, T)) and realized
+    (``per_seed``: each partition's (seeds,) realized scores, one seed count) scores of ``scored``, with a 95%
+    percentile bootstrap over seeds (both sides resampled independently); no interval below
+    :data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds on either side.  ``n`` is the smaller seed count."""
+    weights = np.stack([score_weights(p, matrices.shape[1], task) for p in scored])  # (partitions, T, T)
+    realized = np.stack(per_seed)  # (partitions, seeds)
+
+    def rhos(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # a: (reps, joint seeds), b: (reps, cell seeds)
+        picked = matrices[a]  # (reps, seeds, T, T)
+        count = np.isfinite(picked).sum(1)
+        z = np.nansum(picked, axis=1) / np.maximum(count, 1)  # (reps, T, T): each pair's mean over its seeds
+        rho = spearman_rows(np.einsum("ptu,rtu->rp", weights, z), realized[:, b].mean(-1).T)
+        return np.where((count > 0).all(axis=(1, 2)), rho, np.nan)
+
+    n_joint, n_cells = matrices.shape[0], realized.shape[1]
+    value = float(rhos(np.arange(n_joint)[None], np.arange(n_cells)[None])[0])
+    n = min(n_joint, n_cells)
+    if n < stats.MIN_SEEDS or not np.isfinite(value):
+        return stats.Estimate(value, float("nan"), float("nan"), n)
+    rng = np.random.default_rng(seed)
+    draws = rhos(rng.integers(0, n_joint, (reps, n_joint)), rng.integers(0, n_cells, (reps, n_cells)))
+    draws = draws[np.isfinite(draws)]
+    lo, hi = np.quantile(draws, [0.025, 0.975]) if draws.size else (float("nan"), float("nan"))
+    return stats.Estimate(value, float(lo), float(hi), n)

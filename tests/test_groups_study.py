@@ -1,0 +1,195 @@
+"""The groups study (`mtdqn study groups`): bad input, stage 2 from a stored affinity table, the report from
+synthetic cells, and one tiny end-to-end run (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdqn.analysis import stats
+from scipy import stats as sps
+
+from mtdqn.analysis.group_report import group_tables, write_groups_report
+from mtdqn.analysis.group_scores import score_weights, spearman
+from mtdqn.analysis.groups import MAX_TASKS, partition_score, partitions, task_scores
+from mtdqn.cli import main
+from mtdqn.errors import ConfigError
+from mtdqn.runoptions import RunOptions
+from mtdqn.studies.groups import GroupsSpec, choose_partitions, joint_study, plan_record, run_groups_study
+
+A, B, C = "CartPole-v1", "Acrobot-v1", "MountainCar-v0"
+TASKS = (A, B, C)
+# Z[i, j] = Z_{i->j}: A and B help each other, C hurts both and they hurt C.  Best A+B | C (score 1.0), worst
+# A+C | B (-1.0), together -0.35, apart 0.
+Z = np.array([[1.0, 0.5, -0.2],
+              [0.5, 1.0, -0.3],
+              [-0.8, -0.4, 1.0]])
+# The cosine ranks them the other way round: worst 1.0, together 0.1, apart 0, best -1.0.
+COS = {(A, B): -0.5, (A, C): 0.5, (B, C): 0.1}
+SEEDS = [0, 1, 2, 3, 4]
+# Each group cell's final score per task (mean; seed i adds i): realized aggregate best > apart > together > worst.
+FINALS = {"cells/joint": {A: 200.0, B: -200.0, C: -180.0}, "groups/CartPole-v1+Acrobot-v1": {A: 450.0, B: -90.0},
+          "groups/MountainCar-v0": {C: -150.0}, "groups/CartPole-v1": {A: 300.0}, "groups/Acrobot-v1": {B: -120.0},
+          "groups/CartPole-v1+MountainCar-v0": {A: 20.0, C: -200.0}}
+
+
+@pytest.mark.parametrize("tasks, message", [
+    (["CartPole-v1"], "grouping needs at least 2 tasks, got 1"),
+    (["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "CarOnHill-v0", "InvertedPendulumDiscrete-v0",
+      "Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar"], f"at most {MAX_TASKS} tasks"),
+    (["CartPole-v1", "Breakout-MinAtar"], "cannot mix vector tasks"),
+])
+def test_bad_groups_input_is_one_line_and_writes_nothing(tmp_path, capsys, tasks, message):
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "groups", "--tasks", ",".join(tasks), "--seeds", "2", "--steps", "5000", "--out", str(out),
+              "--progress", "False"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
+    assert not out.exists()
+
+
+def _affinity_rows(z: np.ndarray, seeds: list[int]) -> pd.DataFrame:
+    """Two logging windows per seed whose mean is ``z`` plus a seed's small offset (the order never changes)."""
+    rows = []
+    for seed in seeds:
+        for step, shift in ((1000, -0.05), (2000, 0.05)):
+            rows += [{"step": step, "seed": seed, "task_i": a, "task_j": b,
+                      "value": np.float32(z[i, j] + shift + 0.01 * seed)}
+                     for i, a in enumerate(TASKS) for j, b in enumerate(TASKS)]
+    return pd.DataFrame(rows)
+
+
+def test_stage_2_chooses_from_the_stored_affinity_table(tmp_path):
+    _affinity_rows(Z, SEEDS).to_parquet(tmp_path / "affinity.parquet")
+    chosen = choose_partitions(tmp_path, TASKS)
+    assert chosen == {"best": ((0, 1), (2,)), "worst": ((0, 2), (1,)), "together": ((0, 1, 2),),
+                      "apart": ((0,), (1,), (2,))}
+    plan = plan_record(TASKS, chosen, 11)
+    assert plan["partitions"]["best"] == {"partition": f"{A}+{B} | {C}", "groups": [
+        {"tasks": [A, B], "cell": f"groups/{A}+{B}"}, {"tasks": [C], "cell": f"groups/{C}"}]}
+    assert plan["partitions"]["together"]["groups"] == [{"tasks": list(TASKS), "cell": "cells/joint"}]
+    partial = _affinity_rows(Z, SEEDS)
+    partial = partial[~((partial["task_i"] == A) & (partial["task_j"] == C))]
+    partial.to_parquet(tmp_path / "affinity.parquet")
+    with pytest.raises(ConfigError, match="no affinity for every task pair"):
+        choose_partitions(tmp_path, TASKS)
+
+
+def test_the_bootstraps_scores_and_ranks_are_tags_and_spearmans():
+    """The bootstrap scores partitions as one product with fixed weights and ranks them itself: both must give
+    what partition_score / task_scores and scipy give."""
+    z = np.random.default_rng(0).normal(size=(4, 4))
+    for p in partitions(4):
+        assert (score_weights(p, 4, None) * z).sum() == pytest.approx(partition_score(z, p))
+        for t in range(4):
+            assert (score_weights(p, 4, t) * z).sum() == pytest.approx(task_scores(z, p)[t])
+    x, y = np.array([1.0, 2.0, 2.0, 5.0]), np.array([3.0, 1.0, 4.0, 4.0])  # ties on both sides
+    assert spearman(x, y) == pytest.approx(sps.spearmanr(x, y).statistic)
+    assert np.isnan(spearman(x[:2], y[:2])) and np.isnan(spearman(np.ones(4), y))
+
+
+def _summary(finals: dict[str, float]) -> dict:
+    return {"variant": "x", "status": "ok", "seeds": SEEDS,
+            "final_score": {t: [v + i for i in range(len(SEEDS))] for t, v in finals.items()}}
+
+
+def make_groups_study(root: Path, failed: tuple[str, ...] = ()) -> Path:
+    """A stored groups study: the joint run's tables and every group cell's summary, no training."""
+    plan = plan_record(TASKS, {"best": ((0, 1), (2,)), "worst": ((0, 2), (1,)), "together": ((0, 1, 2),),
+                               "apart": ((0,), (1,), (2,))}, 11)
+    (root / "cells" / "joint").mkdir(parents=True)
+    (root / "study.json").write_text(json.dumps({"name": "synthetic", "tasks": list(TASKS), "seeds": SEEDS,
+                                                 "steps": 5000, "groups": plan}))
+    _affinity_rows(Z, SEEDS).to_parquet(root / "cells" / "joint" / "affinity.parquet")
+    pd.DataFrame([{"step": 1000, "seed": s, "task_a": a, "task_b": b, "cosine": c + 0.01 * s}
+                  for s in SEEDS for (a, b), c in COS.items()]).to_parquet(root / "cells/joint/grad_pairs.parquet")
+    for cell, finals in FINALS.items():
+        (root / cell).mkdir(parents=True, exist_ok=True)
+        summary = {"status": "failed", "error": "boom"} if cell in failed else _summary(finals)
+        (root / cell / "summary.json").write_text(json.dumps(summary))
+    return root
+
+
+def _values(cell: str, task: str) -> np.ndarray:
+    return np.array([FINALS[cell][task] + i for i in range(len(SEEDS))])
+
+
+def test_the_report_from_synthetic_cells(tmp_path):
+    study = make_groups_study(tmp_path)
+    t = group_tables(study, reps=200)
+    realized = t["realized"].set_index(["role", "scope"])
+    best_a = realized.loc[("best", A)]  # a partition's score for a task: its group's cell
+    assert best_a["seed_values"] == list(_values("groups/CartPole-v1+Acrobot-v1", A))
+    assert best_a["mean"] == pytest.approx(452.0) and best_a["n"] == 5 and best_a["lo"] < 452 < best_a["hi"]
+    assert realized.loc[("apart", C)]["mean"] == realized.loc[("best", C)]["mean"]  # one cell: MountainCar alone
+    agg = realized.xs("aggregate", level="scope")["mean"]
+    assert agg["best"] > agg["apart"] > agg["together"] > agg["worst"]
+
+    comp = t["comparisons"].set_index(["comparison", "scope"])
+    expected = stats.welch_diff(_values("groups/CartPole-v1+Acrobot-v1", A), _values("cells/joint", A), (0.0, 500.0))
+    row = comp.loc[("best - together", A)]
+    assert (row["diff"], row["lo"], row["hi"]) == pytest.approx(tuple(expected[:3]))
+    assert comp.loc[("best - apart", C)]["note"] == "same cells" and math.isnan(comp.loc[("best - apart", C)]["p"])
+    tested = t["comparisons"]["p"].notna()
+    assert tested.sum() == 7  # 2 comparisons x (3 tasks + aggregate), less MountainCar's one cell in best and apart
+    np.testing.assert_allclose(t["comparisons"]["p_holm"][tested], stats.holm(t["comparisons"]["p"][tested]))
+
+    agree = t["agreement"].set_index(["predictor", "scope"])
+    assert agree.loc[("affinity", "aggregate")]["points"] == 4
+    assert agree.loc[("affinity", "aggregate")]["rho"] == pytest.approx(1.0)
+    assert agree.loc[("cosine", "aggregate")]["rho"] == pytest.approx(-1.0)
+    assert agree.loc[("affinity", "aggregate")]["lo"] <= 1.0 and agree.loc[("affinity", "aggregate")]["n"] == 5
+    assert agree.loc[("affinity", C)]["points"] == 3  # MountainCar: alone (best, apart), with all, with CartPole
+
+    parts = t["partitions"]
+    assert len(parts) == 5 and parts.iloc[0]["partition"] == f"{A}+{B} | {C}"
+    assert parts.iloc[0]["score_affinity"] == pytest.approx(1.0, abs=0.05)
+    assert parts.set_index("partition").loc[f"{A} | {B} | {C}", "trained_as"] == "apart"
+
+    text = write_groups_report(study).read_text()
+    assert "**It rests on 4 points**" in text and f"| best | {A}+{B} \\| {C} |" in text
+    assert (study / "groups_data" / "agreement.csv").is_file()
+
+
+def test_a_failed_group_is_reported_as_missing(tmp_path):
+    t = group_tables(make_groups_study(tmp_path, failed=("groups/CartPole-v1+MountainCar-v0",)), reps=50)
+    worst = t["realized"].set_index(["role", "scope"]).loc["worst"]
+    assert worst.loc[A, "n"] == 0 and worst.loc[B, "n"] == 5 and math.isnan(worst.loc["aggregate", "mean"])
+    assert t["agreement"].set_index(["predictor", "scope"]).loc[("affinity", "aggregate"), "points"] == 3
+
+
+def _tiny_spec(tasks: tuple[str, ...]) -> GroupsSpec:
+    return GroupsSpec(name="tiny", tasks=tasks, steps=1000, seeds=2, affinity_every=20,
+                      run_options=RunOptions(eval_episodes=2, eval_every=500),
+                      options={"hidden": [32], "adapter_width": 16, "num_envs": 4, "log_every": 500,
+                               "learning_starts": 200, "buffer_size": 400, "batch_size": 16})
+
+
+def test_the_joint_study_is_a_one_variant_study_with_the_affinity_on():
+    study = joint_study(_tiny_spec((A, B)))
+    assert list(study.variants) == ["joint"] and study.reference == "joint"
+    assert study.variants["joint"] == {"sharing": "shared", "affinity_every": 20}
+
+
+@pytest.mark.slow
+def test_groups_study_end_to_end(tmp_path):
+    """Two tasks: two partitions (together, apart), so three cells (the joint run and each task alone)."""
+    out = tmp_path / "study"
+    result = run_groups_study(_tiny_spec((A, B)), out, progress=False, report=False)
+    record = json.loads((out / "study.json").read_text())
+    assert record["variants"] == ["joint"] and set(record["groups"]["partitions"]) == {"best", "worst", "together",
+                                                                                    "apart"}
+    assert {r["partition"] for r in record["groups"]["partitions"].values()} == {f"{A}+{B}", f"{A} | {B}"}
+    assert all(s["status"] == "ok" for s in result.summaries.values()) and len(result.summaries) == 3
+    assert (out / "cells" / "joint" / "affinity.parquet").is_file()
+    realized = pd.read_csv(out / "groups_data" / "realized.csv")
+    assert set(realized["role"]) == {"best", "worst", "together", "apart"} and (realized["n"] == 2).all()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/summary.json")}
+    run_groups_study(_tiny_spec((A, B)), out, progress=False, report=False)  # a rerun trains nothing
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/summary.json")} == stamps and len(stamps) == 3
