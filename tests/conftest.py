@@ -70,6 +70,9 @@ COST = {
     "test_learning::test_two_task_agent_learns_both_tasks[independent]": 100,
     "tiny_run": 140,
     "test_study": 90,
+    "test_groups_study": 100,  # cold cache, CPU s (its helper's measurement); the affinity and experts
+    "test_experts": 60,  # files: wall-time estimates under load, scaled as above
+    "test_affinity": 40,
     "test_deramo::test_five_task_shared_agent_learns": 75,
     "test_gymnasium_path": 56,
     "test_devices": 47,
