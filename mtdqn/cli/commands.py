@@ -200,7 +200,8 @@ class Study:
     """Run a study (variants x seeds; each variant one cell, its seeds vmapped), then write its report."""
 
     study: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|STUDY.toml")]]
-    """A built-in preset (quick, classic, minatar, deramo, transfer, deramo-transfer) or a study file (.toml)."""
+    """A built-in preset (quick, classic, minatar, deramo, minigrid-mt3,
+    minigrid-mt5, minigrid-mt7, transfer, deramo-transfer) or a study file (.toml)."""
     seeds: int | None = None
     """Override the study's number of seeds."""
     steps: int | None = None
