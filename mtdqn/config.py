@@ -125,6 +125,10 @@ class DQNConfig:
     (delta 1)."""
     double: bool = False
     """Double DQN: online network picks the next action, target evaluates it."""
+    n_step: int = 1
+    """Steps of reward in each TD target (n-step returns, as Rainbow, Dopamine and DQN Zoo's ``n``): r_t + ... +
+    gamma^(n-1) r_(t+n-1) + gamma^n max Q(s_(t+n)); the window stops at the episode's end (bootstrapping after a
+    truncation, not after a termination).  1: the 1-step target."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,7 @@ def validate(cfg: TrainConfig) -> None:
         "buffer_size": cfg.dqn.buffer_size,
         "train_every": cfg.dqn.train_every,
         "target_update_every": cfg.dqn.target_update_every,
+        "n_step": cfg.dqn.n_step,
         "adapter_width": cfg.network.adapter_width,
         "conv_dense": cfg.network.conv_dense,
         "adapter_channels": cfg.network.adapter_channels,
@@ -360,7 +365,7 @@ def derive(cfg: TrainConfig) -> Derived:
 
 # Sections and fields (dotted paths) added after runs were recorded: written only when they differ from their
 # default, so the dict and hash of a config that does not use them are exactly those the older code wrote.
-_OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0,
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0, "dqn.n_step": 1,
                                        "network.feature_activation": "relu", "network.init": "lecun",
                                        "affinity_every": 0}
 

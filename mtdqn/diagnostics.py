@@ -33,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtdqn.networks import init_params, torso_features
-from mtdqn.replay import replay_sample
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.loop import Trainer, seed_keys, split_root
-from mtdqn.train.step import grad_diagnostics, shared_trains_now, task_gradients, td_targets, trainable_shared
+from mtdqn.train.step import (
+    grad_diagnostics, sample_batch, shared_trains_now, task_gradients, td_targets, trainable_shared,
+)
 from mtdqn.value_norm import normalize
 
 __all__ = ["cka_rows", "gradient_probe", "gradient_probe_rows", "minibatch_cosines", "PROBE_KEY", "PROBE_PAIRS"]
@@ -90,8 +91,8 @@ def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
     moves = shared_trains_now(agent, state.params, state.updates)
     grads = []
     for k in (key_a, key_b):
-        batch = replay_sample(state.replay, k, agent.cfg.dqn.batch_size)
-        targets = td_targets(agent, state, batch)
+        batch, d_t = sample_batch(agent, state, k)
+        targets = td_targets(agent, state, batch, d_t)
         if agent.cfg.value_norm == "popart":  # the loss the update takes is on normalized targets
             targets = normalize(state.value_norm, targets)
         _, _, g_shared, _ = task_gradients(agent, state.params, batch, targets)

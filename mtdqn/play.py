@@ -122,7 +122,7 @@ def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: in
     task = agent.task_set.tasks[task_index]
     if record:
         offscreen_pygame()
-    env = make_gym_env(task.name, **({"render_mode": "rgb_array"} if record else {}))
+    env = make_gym_env(task.name, task.image_obs, **({"render_mode": "rgb_array"} if record else {}))
     returns, lengths = [], []
     try:
         if record and env.render_mode != "rgb_array":

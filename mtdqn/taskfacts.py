@@ -27,10 +27,15 @@ which printed CartPole-v1 21.77 ± 11.03, Acrobot-v1 -499.08 ± 9.31 and
 MountainCar-v0 -200.00 ± 0.00 (mean ± std over episodes).  References are
 the task's maximum return where it is reachable (CartPole-v1), else the
 return Gymnasium registers as solving it (``reward_threshold`` in
-``gymnasium/envs/__init__.py``).  MinAtar games and the two classic tasks
-of D'Eramo et al. have no anchors: no citable reference score (Young & Tian
-2019 report DQN's results as learning curves in figures), so they are left
-out of aggregates.
+``gymnasium/envs/__init__.py``).  MiniGrid tasks: random as above, printed by
+``benchmarks/minigrid_anchors.py``; the reference is the optimal return, the
+mean over the package's first 200 layouts of 1 - 0.9 n / max_steps with n a
+shortest plan's length (what MOORE's table normalizes by: MOORE divides by
+it, we subtract the random return, 0.007-0.19 here, first).  The anchors are
+those of each task's default max_steps.  MinAtar games and the two classic
+tasks of D'Eramo et al. have no anchors: no citable reference score (Young &
+Tian 2019 report DQN's results as learning curves in figures), so they are
+left out of aggregates.
 
 **Thresholds**: the return at which a task counts as reached (a study's
 steps-to-threshold), unless the study sets its own.
@@ -76,6 +81,8 @@ class TaskFacts(NamedTuple):
 
 _RANDOM = "random: our random-policy evaluation, 1,000 episodes (mtdqn.taskfacts)"
 _MINATAR = RewardShape((0.0, math.inf), math.inf, "MinAtar rewards are non-negative, with no stated maximum")
+_MINIGRID_ANCHORS = (f"{_RANDOM}; reference: optimal return, shortest plans in 200 layouts "
+                     "(benchmarks/minigrid_anchors.py)")
 _MINIGRID = RewardShape((0.0, 1.0), 1, "one reward 1 - 0.9 t/max_steps on success, 0 otherwise")
 
 FACTS: dict[str, TaskFacts] = {
@@ -100,10 +107,13 @@ FACTS: dict[str, TaskFacts] = {
     # -1 when it falls, 0 while up: threshold = balanced on most of the horizon
     "InvertedPendulumDiscrete-v0": TaskFacts(
         "vector", RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"), -0.5),
-    # MOORE's MT7 (mtdqn/tasks/minigrid/): no threshold or anchors chosen yet (issue 19's study presets)
-    **{f"MiniGrid-{task}-v0": TaskFacts("image", _MINIGRID, None)
-       for task in ("DoorKey-6x6", "LavaGapS7", "DistShift1", "SimpleCrossingS9N2", "RedBlueDoors-6x6",
-                    "MultiRoom-N2-S4", "MemoryS11")},
+    # MOORE's MT7 (mtdqn/tasks/minigrid/): (random, optimal) returns measured by benchmarks/minigrid_anchors.py;
+    # threshold 0.5: the goal reached in time at least about half the time
+    **{f"MiniGrid-{task}-v0": TaskFacts("image", _MINIGRID, 0.5, Anchors(random, optimal, _MINIGRID_ANCHORS))
+       for task, random, optimal in (("DoorKey-6x6", 0.0169, 0.9697), ("LavaGapS7", 0.0118, 0.9522),
+                                     ("DistShift1", 0.0066, 0.9536), ("SimpleCrossingS9N2", 0.0083, 0.9549),
+                                     ("RedBlueDoors-6x6", 0.0588, 0.9839), ("MultiRoom-N2-S4", 0.0071, 0.8400),
+                                     ("MemoryS11", 0.1904, 0.9908))},
 }
 
 

@@ -41,6 +41,12 @@ TRAIN_CASES = [
      "'MiniGrid-DoorKey-6x6-v0:max_steps=0' must be >= 1"),
     ("max-steps-not-int", ["--tasks", "MiniGrid-LavaGapS7-v0:max_steps=1.5"], "must be a whole number, got '1.5'"),
     ("max-steps-on-cartpole", ["--tasks", "CartPole-v1:max_steps=100"], "applies to MinAtar games and MiniGrid"),
+    ("gym-minigrid-dict-obs", ["--tasks", "gym:MiniGrid-LavaGapS7-v0"], "Dict observation space; only Box is "
+     "supported; add the task option obs=image"),
+    ("obs-image-on-jax-task", ["--tasks", "MiniGrid-LavaGapS7-v0:obs=image"], "only obs=image, and only for gym: tasks"),
+    ("obs-not-image", ["--tasks", "gym:MiniGrid-LavaGapS7-v0:obs=rgb"], "only obs=image"),
+    ("obs-image-without-image", ["--tasks", "gym:CartPole-v1:obs=image"], "has no dict observation with an 'image'"),
+    ("zero-n-step", ["--n-step", "0"], "--n-step must be > 0"),
     ("zero-steps", ["--steps", "0"], "--steps must be > 0"),
     ("negative-steps", ["--steps", "-5"], "--steps must be > 0"),
     ("zero-seeds", ["--seeds", "0"], "--seeds must be > 0"),

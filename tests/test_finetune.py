@@ -293,9 +293,9 @@ def test_vector_and_image_trunks_refuse_each_other(tmp_path):
 
 
 def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
-    def before(cfg: TrainConfig) -> dict:  # the config dict before finetune, --dropout, --feature-activation, --init
-        old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k != "finetune"}
-        return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k != "dropout"},
+    def before(cfg: TrainConfig) -> dict:  # the config dict before finetune, --dropout, --n-step, --feature-activation,
+        old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k != "finetune"}  # --init
+        return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k not in ("dropout", "n_step")},
                 "network": {k: v for k, v in old["network"].items() if k not in ("feature_activation", "init")}}
 
     def old_hash(cfg: TrainConfig) -> str:  # config_hash as that code computed it
@@ -303,7 +303,7 @@ def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
 
     for cfg in (TrainConfig(), SOURCE, TINY):
         assert config_hash(cfg) == old_hash(cfg) and "finetune" not in config_to_dict(cfg)
-        assert "dropout" not in config_to_dict(cfg)["dqn"]
+        assert "dropout" not in config_to_dict(cfg)["dqn"] and "n_step" not in config_to_dict(cfg)["dqn"]
     old = before(SOURCE)
     assert config_from_dict(old) == SOURCE  # a config dict without the section reads as an ordinary run
     saved_run(tmp_path)

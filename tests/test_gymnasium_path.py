@@ -16,7 +16,7 @@ from mtdqn.checkpoint import load_checkpoint
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
 from mtdqn.errors import ConfigError
 from mtdqn.evaluate import evaluate_params
-from mtdqn.tasks import make_task_set, parse_task
+from mtdqn.tasks import make_task_set, obs_dtype, parse_task
 from mtdqn.tasks.gymnasium_env import HostEnvs
 from mtdqn.train.agent import make_agent
 from mtdqn.train.host_loop import init_host_state, make_host_trainer
@@ -192,3 +192,38 @@ def test_cartpole_learns_on_the_host(tmp_path):
     greedy = result.summary["final_eval"]["gym:CartPole-v1"][0]
     assert result.summary["random_return"]["gym:CartPole-v1"] < 40
     assert last > 100 and greedy > 100, (last, greedy)
+
+
+MINIGRID = ("gym:MiniGrid-LavaGapS7-v0:obs=image", "gym:MiniGrid-DistShift1-v0:obs=image")
+
+
+def test_gym_minigrid_sees_what_our_jax_minigrid_sees():
+    """obs=image: the package's ImgObsWrapper view, with the shape, dtype, actions and time limit of our JAX
+    task (so one agent runs on either and the two can be compared)."""
+    from minigrid.wrappers import ImgObsWrapper
+
+    host, ours = make_task_set(MINIGRID), make_task_set([spec.split(":", 1)[1].split(":")[0] for spec in MINIGRID])
+    for h, o in zip(host.tasks, ours.tasks):
+        assert (h.kind, h.obs_shape, h.num_actions, h.max_episode_steps) == (
+            o.kind, o.obs_shape, o.num_actions, o.max_episode_steps) == ("image", (7, 7, 3), 7, h.max_episode_steps)
+    assert host.obs_shape == ours.obs_shape and obs_dtype(host) == obs_dtype(ours) == jnp.uint8
+    envs = HostEnvs(host, 2, [[5, 9]])
+    try:
+        obs = envs.reset()
+    finally:
+        envs.close()
+    assert obs.shape == (1, 2, 2, 7, 7, 3) and obs.dtype == np.uint8
+    for i, (spec, seed) in enumerate(zip(MINIGRID, (5, 9))):
+        package = ImgObsWrapper(gym.make(spec.split(":")[1]))
+        np.testing.assert_array_equal(obs[0, i, 0], package.reset(seed=seed)[0])
+        package.close()
+
+
+def test_gym_minigrid_trains_a_few_chunks_with_n_step_targets(tmp_path):
+    cfg = TrainConfig(tasks=MINIGRID, steps=600, seeds=1, log_every=200, num_envs=2,
+                      dqn=DQNConfig(learning_starts=100, buffer_size=600, batch_size=16, n_step=3, train_every=2))
+    result = train(cfg, tmp_path, progress=False, eval_episodes=2)
+    assert len(result.metrics) == 3 * 2 and int(result.state.updates[0]) > 0
+    assert np.isfinite(result.metrics["loss"]).all()
+    for spec in MINIGRID:
+        assert 0.0 <= result.summary["final_eval"][spec][0] <= 1.0

@@ -274,6 +274,31 @@ def test_presets() -> None:
         resolve_spec("classic", {"seeds": 0})
 
 
+def test_minigrid_presets_follow_moore() -> None:
+    """MOORE's task sets, budget, evaluation and gamma; every variant a valid run; every task normalized by its
+    fixed anchors (optimal return) with the shortest budget the issue names (--steps 5000) still updating."""
+    from mtdqn.analysis.anchors import lookup, usable
+    from mtdqn.config import check_train_budget, derive
+    from mtdqn.studies.spec import variant_config
+
+    mt3 = ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"]
+    mt5 = [*mt3, "MiniGrid-DoorKey-6x6-v0", "MiniGrid-DistShift1-v0"]
+    mt7 = [*mt5, "MiniGrid-SimpleCrossingS9N2-v0", "MiniGrid-MultiRoom-N2-S4-v0"]
+    for name, tasks in (("minigrid-mt3", mt3), ("minigrid-mt5", mt5), ("minigrid-mt7", mt7)):
+        spec = resolve_spec(name)
+        assert list(spec.tasks) == tasks and spec.steps == 200_000 and spec.eval_episodes == 16
+        assert list(spec.variants) == ["independent", "shared", "shared+unit-norm", "shared+pcgrad"]
+        for variant in spec.variants:
+            cfg = variant_config(spec, variant)
+            derive(cfg)
+            assert cfg.dqn.gamma == 0.99 and cfg.dqn.n_step > 1
+        assert variant_config(spec, "shared+pcgrad").strategy == "pcgrad"
+        for task in tasks:
+            anchors = lookup(task)
+            assert anchors is not None and usable(task, anchors) == "" and 0.8 < anchors.reference <= 1.0
+    check_train_budget(variant_config(resolve_spec("minigrid-mt3", {"steps": 5_000}), "shared"))
+
+
 def test_classic_capacity_control_matches_shared_within_ten_percent() -> None:
     import jax
 

@@ -12,15 +12,20 @@ aggregates (their per-task results are still reported).
 
 from __future__ import annotations
 
+import math
+
+from mtdqn.analysis.ranges import return_bounds
 from mtdqn.taskfacts import FACTS, Anchors, base_task
 
 __all__ = ["Anchors", "ANCHORS", "lookup", "usable", "MIN_GAP"]
 
 ANCHORS: dict[str, Anchors] = {task: f.anchors for task, f in FACTS.items() if f.anchors is not None}
 
-MIN_GAP = 1.0
-"""Smallest reference - random (in return units) for a usable scale: below it, noise of one return point
-would move a normalized score by more than 1."""
+MIN_GAP = 0.01
+"""Smallest reference - random for a usable scale, as a fraction of the task's feasible return range
+(:func:`mtdqn.analysis.ranges.return_bounds`; in return units where the range is unbounded): below it, noise of
+1% of the range would move a normalized score by more than 1.  CartPole-v1's range is 500 (a gap of at least
+5), a MiniGrid task's 1 (at least 0.01)."""
 
 
 def lookup(task: str) -> Anchors | None:
@@ -32,6 +37,8 @@ def usable(task: str, anchors: Anchors | None) -> str:
     """'' when the task can be normalized, else the note saying why it is left out of aggregates."""
     if anchors is None:
         return "no fixed anchors (no citable reference score); left out of aggregates"
-    if anchors.reference - anchors.random < MIN_GAP:
+    low, high = return_bounds(task)
+    span = high - low if math.isfinite(high - low) else 1.0
+    if anchors.reference - anchors.random < MIN_GAP * span:
         return "reference and random anchors are too close; left out of aggregates"
     return ""

@@ -203,8 +203,8 @@ class Study:
     """Run a study (variants x seeds; each variant one cell, its seeds vmapped), then write its report."""
 
     study: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|STUDY.toml")]]
-    """A built-in preset (quick, classic, minatar, deramo, transfer, deramo-transfer, groups) or a study file
-    (.toml)."""
+    """A built-in preset (quick, classic, minatar, deramo, minigrid-mt3, minigrid-mt5, minigrid-mt7, transfer,
+    deramo-transfer, groups) or a study file (.toml)."""
     tasks: tuple[str, ...] | None = None
     """Override the study's tasks (comma- or space-separated); for `groups`, the tasks to group (2 to 7)."""
     seeds: int | None = None

@@ -8,7 +8,12 @@ same jitted ``act`` / ``update`` the compiled loop uses.
 
 Only what the network understands is accepted: a ``Discrete`` action space
 (starting at 0) and a ``Box`` observation that is 1-D (vector kind, MLP trunk)
-or 3-D ``(H, W, C)`` uint8 pixels (image kind, conv trunk).  Frames are used
+or 3-D ``(H, W, C)`` uint8 pixels (image kind, conv trunk).  MiniGrid's
+ids (``gym:MiniGrid-DoorKey-6x6-v0``, with the ``minigrid`` package) observe
+a dict; the task option ``obs=image`` keeps its ``image`` entry, the 7x7x3
+egocentric view, as minigrid's ``ImgObsWrapper`` does: the observation our
+JAX MiniGrid tasks (:mod:`mtdqn.tasks.minigrid`) give, so the same agent can
+be compared on both.  Frames are used
 as they come: no grey-scaling, resizing or frame stacking (Atari's 210x160x3
 makes a large conv trunk; preprocess with a wrapper-registered id if needed).
 
@@ -45,21 +50,37 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _register_plugins(env_id: str) -> None:
-    """Gymnasium >= 1.0 no longer finds ALE by entry point: ale-py registers its ids when asked."""
-    if not env_id.startswith("ALE/"):
-        return
-    try:
-        import ale_py
-    except ImportError:
-        raise ConfigError(f"gym:{env_id} needs ale-py: pip install 'mtdqn[atari]'") from None
-    gym.register_envs(ale_py)
+    """Gymnasium >= 1.0 no longer finds plugins by entry point: ale-py and minigrid register their ids when
+    imported."""
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+        except ImportError:
+            raise ConfigError(f"gym:{env_id} needs ale-py: pip install 'mtdqn[atari]'") from None
+        gym.register_envs(ale_py)
+    elif env_id.startswith("MiniGrid-"):
+        try:
+            import minigrid
+        except ImportError:
+            raise ConfigError(f"gym:{env_id} needs the minigrid package: pip install minigrid") from None
+        gym.register_envs(minigrid)
 
 
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id, **kwargs)`` with every failure turned into one line (and close names suggested)."""
+def _image_view(env: gym.Env, env_id: str) -> gym.Env:
+    """The env observing only its dict observation's ``image`` entry (minigrid's ``ImgObsWrapper``)."""
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Dict) or "image" not in space.spaces:
+        env.close()
+        raise ConfigError(f"task option obs=image: gym:{env_id} has no dict observation with an 'image' entry")
+    return gym.wrappers.TransformObservation(env, lambda obs: obs["image"], space["image"])
+
+
+def make_env(env_id: str, image_obs: bool = False, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id, **kwargs)`` with every failure turned into one line (and close names suggested);
+    ``image_obs``: observe the dict observation's ``image`` entry (task option ``obs=image``)."""
     _register_plugins(env_id)
     try:
-        return gym.make(env_id, **kwargs)
+        env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(GYM_PREFIX + c) for c in close)}?" if close else ""
@@ -68,12 +89,15 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise ConfigError(f"gym:{env_id} needs a missing dependency: {_first_line(exc)}") from None
     except Exception as exc:  # anything else a third-party constructor raises
         raise ConfigError(f"cannot create Gymnasium environment {env_id!r}: {_first_line(exc)}") from None
+    return _image_view(env, env_id) if image_obs else env
 
 
 def _kind(env_id: str, space: Any) -> tuple[str, tuple[int, ...]]:
     """Observation kind and shape, or a one-line error naming what the network cannot take."""
     if not isinstance(space, gym.spaces.Box):
-        raise ConfigError(f"gym:{env_id} has a {type(space).__name__} observation space; only Box is supported")
+        hint = "; add the task option obs=image for its image entry" if isinstance(space, gym.spaces.Dict) and \
+            "image" in space.spaces else ""
+        raise ConfigError(f"gym:{env_id} has a {type(space).__name__} observation space; only Box is supported{hint}")
     shape = tuple(int(d) for d in space.shape)
     if len(shape) == 1:
         return "vector", shape
@@ -87,24 +111,27 @@ def _kind(env_id: str, space: Any) -> tuple[str, tuple[int, ...]]:
 
 
 @lru_cache(maxsize=64)
-def gym_task_info(env_id: str) -> tuple[str, tuple[int, ...], int, int]:
-    """(kind, obs_shape, num_actions, max_episode_steps) read from a temporary env (0 steps: no time limit)."""
-    env = make_env(env_id)
+def gym_task_info(env_id: str, image_obs: bool = False) -> tuple[str, tuple[int, ...], int, int]:
+    """(kind, obs_shape, num_actions, max_episode_steps) read from a temporary env (0 steps: no time limit;
+    an env that cuts its own episodes, as MiniGrid's ``max_steps``, gives that)."""
+    env = make_env(env_id, image_obs)
     try:
         kind, shape = _kind(env_id, env.observation_space)
         actions = env.action_space
         if not isinstance(actions, gym.spaces.Discrete) or int(actions.start) != 0:
             raise ConfigError(f"gym:{env_id} has action space {actions}; only Discrete(n) starting at 0 is supported")
         max_steps = env.spec.max_episode_steps if env.spec is not None else None
+        if not max_steps and env_id.startswith("MiniGrid-"):  # no TimeLimit: the env truncates at its max_steps
+            max_steps = env.unwrapped.max_steps
         return kind, shape, int(actions.n), int(max_steps or 0)
     finally:
         env.close()
 
 
 @lru_cache(maxsize=64)
-def gym_obs_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+def gym_obs_bounds(env_id: str, image_obs: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of the env's Box observation space, read from a temporary env."""
-    env = make_env(env_id)
+    env = make_env(env_id, image_obs)
     try:
         return np.asarray(env.observation_space.low), np.asarray(env.observation_space.high)
     finally:
@@ -133,7 +160,7 @@ class HostEnvs:
                 row: list[SyncVectorEnv] = []
                 self.envs.append(row)
                 for task in task_set.tasks:
-                    row.append(SyncVectorEnv([lambda t=task: make_env(t.name)] * num_envs,
+                    row.append(SyncVectorEnv([lambda t=task: make_env(t.name, t.image_obs)] * num_envs,
                                              autoreset_mode=AutoresetMode.SAME_STEP))
         except BaseException:
             self.close()

@@ -16,7 +16,9 @@ which is ours: MinAtar's game, faster than gymnax's (:mod:`mtdqn.tasks.seaquest`
 sets a MiniGrid task's time limit (MiniGrid's ``max_steps``, which also scales its success reward).
 
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
-:mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.
+:mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.  ``obs=image`` (gym: tasks only)
+keeps the ``image`` entry of a dict observation, as MiniGrid's ``ImgObsWrapper`` does:
+``gym:MiniGrid-DoorKey-6x6-v0:obs=image`` is the package's task with our JAX task's observation.
 All tasks of one agent are padded to a common observation shape and action
 count (:class:`TaskSet`): vector observations are zero-padded to the widest
 one, image observations to the most channels; Q heads are padded to the most
@@ -66,8 +68,9 @@ NATIVE_ENVS: dict[str, Callable[[], Any]] = {
 
 _OPTIONS = {"reward_scale": float, "gamma": float}
 _MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
+_GYM_OPTIONS = ("obs",)
 _VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
-          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>")
+          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>; gym: tasks also obs=image")
 
 
 def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
@@ -101,6 +104,7 @@ class Task:
     sticky: float = 0.0  # MinAtar: probability that the game repeats its last action
     full_actions: bool = False  # MinAtar: all six actions instead of the game's minimal set
     max_steps: int | None = None  # MinAtar, MiniGrid: the episode cut-off; None: the env's (max_episode_steps)
+    image_obs: bool = False  # gym: tasks: observe the dict observation's "image" entry (obs=image)
 
     def discount(self, default: float) -> float:
         """This task's discount factor: its own ``gamma=`` option, else the run's ``default``."""
@@ -129,8 +133,14 @@ def parse_task(spec: str) -> Task:
     options: dict[str, Any] = {}
     for item in filter(None, (o.strip() for o in opts.split(","))):
         key, eq, raw = item.partition("=")
-        if not eq or key not in (*_OPTIONS, *_MINATAR_OPTIONS):
+        if not eq or key not in (*_OPTIONS, *_MINATAR_OPTIONS, *_GYM_OPTIONS):
             raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
+        if key == "obs":
+            if backend != "gymnasium" or raw.strip() != "image":
+                raise ConfigError(f"task option {item!r} in {spec!r}: only obs=image, and only for gym: tasks "
+                                  "(JAX MiniGrid tasks observe the image already)")
+            options[key] = raw.strip()
+            continue
         if key in _MINATAR_OPTIONS:
             if name not in MINATAR_GAMES and not (key == "max_steps" and name in MINIGRID_SPECS):
                 raise ConfigError(f"task option {key} in {spec!r} applies to "
@@ -153,9 +163,10 @@ def parse_task(spec: str) -> Task:
     if backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_task_info  # imported late: gymnasium and ale-py are slow
 
-        kind, shape, actions, max_steps = gym_task_info(name)
+        image_obs = options.get("obs") == "image"
+        kind, shape, actions, max_steps = gym_task_info(name, image_obs)
         return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend,
-                    options.get("gamma"))
+                    options.get("gamma"), image_obs=image_obs)
     sticky, full_actions, max_steps = (options.get("sticky", 0.0), options.get("actions") == "full",
                                        options.get("max_steps"))
     env, params = make_env(name, sticky, full_actions, max_steps)
@@ -275,7 +286,7 @@ def observation_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
     if task.backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_obs_bounds  # imported late: gymnasium and ale-py are slow
 
-        low, high = gym_obs_bounds(task.name)
+        low, high = gym_obs_bounds(task.name, task.image_obs)
     else:
         env, params = make_env(task.name)
         space = env.observation_space(params)

@@ -18,15 +18,16 @@ import optax
 from mtdqn.finetune import is_finetuned, param_labels, trains_now
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
-from mtdqn.replay import Transition, replay_add, replay_sample
+from mtdqn.replay import Transition, replay_add, replay_sample, replay_sample_n_step
 from mtdqn.strategies.base import task_gram, tree_weighted_sum
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
 from mtdqn.train.agent import Agent, TrainState, learning_rate
 from mtdqn.value_norm import popart_step, unnormalize
 
-__all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "td_targets",
-           "task_gradients", "task_affinity", "shared_trains_now", "trainable_shared", "update",
+__all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "sample_batch",
+           "one_step_discounts", "td_targets", "task_gradients", "task_affinity", "shared_trains_now",
+           "trainable_shared", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
@@ -66,14 +67,32 @@ def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Arra
     return jnp.where(explore, random_actions, greedy).astype(jnp.int32)
 
 
-def td_targets(agent: Agent, state: TrainState, batch: Transition) -> jax.Array:
-    """TD targets (tasks, batch) from the target network; truncation bootstraps (d_t = the task's gamma)."""
+def sample_batch(agent: Agent, state: TrainState, key: jax.Array) -> tuple[Transition, jax.Array]:
+    """A mixed-task batch and its discounts d_t (tasks, batch): the task's gamma, 0 at termination (truncation
+    bootstraps); with ``--n-step`` n > 1, n-step transitions and gamma^steps (:func:`replay_sample_n_step`)."""
+    d = agent.cfg.dqn
+    if d.n_step > 1:
+        gammas = jnp.asarray(agent.gammas, jnp.float32)
+        return replay_sample_n_step(state.replay, key, d.batch_size, d.n_step, agent.cfg.num_envs, gammas)
+    batch = replay_sample(state.replay, key, d.batch_size)
+    return batch, one_step_discounts(agent, batch)
+
+
+def one_step_discounts(agent: Agent, batch: Transition) -> jax.Array:
+    """d_t (tasks, batch) of 1-step transitions: each task's gamma, 0 where the transition terminated."""
+    gammas = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1)
+    return gammas * (1.0 - batch.terminated.astype(jnp.float32))
+
+
+def td_targets(agent: Agent, state: TrainState, batch: Transition, d_t: jax.Array | None = None) -> jax.Array:
+    """TD targets (tasks, batch) from the target network, with the discounts of :func:`sample_batch` (None:
+    ``batch`` holds 1-step transitions, :func:`one_step_discounts`)."""
+    if d_t is None:
+        d_t = one_step_discounts(agent, batch)
     q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
     if agent.cfg.value_norm == "popart":  # targets in reward units; argmaxes are unchanged by sigma > 0
         q_t_target = unnormalize(state.value_norm, q_t_target)
     q_t_online = q_values(agent.arch, state.params, batch.next_obs) if agent.cfg.dqn.double else q_t_target
-    gammas = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1): each task its own discount
-    d_t = gammas * (1.0 - batch.terminated.astype(jnp.float32))
     target_fn = jax.vmap(td_target, in_axes=(0, 0, 0, 0, 0, None))
     return target_fn(batch.reward, d_t, q_t_target, q_t_online, agent.action_mask, agent.cfg.dqn.double)
 
@@ -185,8 +204,8 @@ def update(agent: Agent, state: TrainState, key: jax.Array,
     # Three named keys; with JAX's partitionable Threefry (the default) split(key, 3)[:2] == split(key, 2), so
     # the batch and strategy keys, and every number of a run without dropout, are those of the two-way split.
     k_sample, k_strategy, k_dropout = jax.random.split(key, 3)
-    batch = replay_sample(state.replay, k_sample, agent.cfg.dqn.batch_size)
-    targets = td_targets(agent, state, batch)
+    batch, d_t = sample_batch(agent, state, k_sample)
+    targets = td_targets(agent, state, batch, d_t)
     if agent.cfg.value_norm == "popart":  # new statistics, heads rescaled to preserve Q, normalized targets
         value_norm, params, target_params, targets = popart_step(
             state.value_norm, state.params, state.target_params, targets
@@ -252,7 +271,8 @@ def record_transition(
     Shared by the compiled loop (:func:`env_step`) and the Gymnasium host loop.
     """
     scaled = out.reward * agent.reward_scales[:, None]
-    replay = replay_add(state.replay, Transition(state.obs, actions, scaled, out.next_obs, out.terminated))
+    done = out.done if agent.cfg.dqn.n_step > 1 else None  # n-step windows stop at episode ends
+    replay = replay_add(state.replay, Transition(state.obs, actions, scaled, out.next_obs, out.terminated, done))
     ep_return = state.ep_return + out.reward
     ep_length = state.ep_length + 1
     stats = {
