@@ -3,7 +3,8 @@
     python examples/finetune_best_cell.py
 
 The study (``examples/study_tables.py``; rerunning it skips finished cells) ranks its variants with a
-shared trunk by the IQM of their normalized final scores (the report's ``aggregates`` table, against fixed anchors per task).  The
+shared trunk by the IQM of their normalized final scores (the report's ``aggregates`` table, against
+fixed anchors per task).  The
 best cell's trunk is then loaded and frozen while MountainCar's adapter and head learn on top of it.
 """
 

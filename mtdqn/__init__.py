@@ -40,7 +40,8 @@ __all__ = ["train", "study", "finetune", "extend", "distill", "open_run", "open_
 # API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.
 _MODULES = ("train", "finetune", "distill")
 _LAZY = {
-    "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results", "Run": "mtdqn.results",
+    "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results",
+    "Run": "mtdqn.results",
     "Study": "mtdqn.results", "register_task": "mtdqn.tasks.registry", "load_agent": "mtdqn.deploy",
     "LoadedAgent": "mtdqn.deploy",
 }
