@@ -4,8 +4,8 @@
 
 The study (``examples/study_tables.py``; rerunning it skips finished cells) ranks its variants with a
 shared trunk by the IQM of their normalized final scores (the report's ``aggregates`` table, against
-fixed anchors per task).  The
-best cell's trunk is then loaded and frozen while MountainCar's adapter and head learn on top of it.
+fixed anchors per task).  The best cell's trunk is then loaded and frozen while MountainCar's adapter
+and head learn on top of it.
 """
 
 from __future__ import annotations
