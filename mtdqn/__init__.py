@@ -1,14 +1,60 @@
-"""mtdqn: multi-task deep Q-learning with shared network structures."""
+"""mtdqn: multi-task deep Q-learning with shared network structures.
 
+The Python API (each function is the `mtdqn` command of the same name; options are the CLI's, by their flat
+names with underscores)::
+
+    import mtdqn
+    run = mtdqn.train(tasks=["CartPole-v1", "Acrobot-v1"], steps=20_000, seeds=2, out="runs/two")
+    run.evals.groupby("task").return_mean.last()      # pandas DataFrames of the run directory
+    mtdqn.register_task("MyEnv-v0", make_my_env)      # your own gymnax-API environment, in the compiled loop
+    study = mtdqn.study("quick", seeds=3)             # cells as Runs, the report's tables, report()
+
+- :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run`;
+  :func:`study` a :class:`Study`; :func:`open_run` and :func:`open_study` open existing directories.
+- :func:`register_task` makes your own environment a task (or name it ``module:factory`` anywhere a task goes).
+- :func:`load_agent` loads a trained run's Q-network to act.
+- Bad input raises :class:`ConfigError` with the CLI's one-line message; nothing is written.
+
+Importing ``mtdqn`` is cheap and starts no JAX: each name is imported when first used (the CLI plans
+JAX's devices before JAX starts).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.version import __version__
 
-__all__ = ["load_agent", "__version__"]
+if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported when first used
+    from mtdqn.api import distill, extend, finetune, study, train
+    from mtdqn.deploy import LoadedAgent, load_agent
+    from mtdqn.results import Run, Study, open_run, open_study
+    from mtdqn.tasks.registry import register_task
+
+__all__ = ["train", "study", "finetune", "extend", "distill", "open_run", "open_study", "Run", "Study",
+           "register_task", "load_agent", "LoadedAgent", "ConfigError", "TrainingDiverged", "__version__"]
+
+# train, finetune and distill are also the names of modules of the package: those modules are callable as the
+# API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.
+_MODULES = ("train", "finetune", "distill")
+_LAZY = {
+    "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results",
+    "Run": "mtdqn.results",
+    "Study": "mtdqn.results", "register_task": "mtdqn.tasks.registry", "load_agent": "mtdqn.deploy",
+    "LoadedAgent": "mtdqn.deploy",
+}
 
 
-def __getattr__(name: str):
-    """``mtdqn.load_agent`` imports JAX only when used: the CLI plans JAX's devices before JAX starts."""
-    if name == "load_agent":
-        from mtdqn.deploy import load_agent
-
-        return load_agent
+def __getattr__(name: str) -> Any:
+    """The public names, imported when first used: importing ``mtdqn`` starts no JAX."""
+    if name in _MODULES:
+        return import_module(f"mtdqn.{name}")
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mtdqn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -24,6 +24,8 @@ Each label's optimizer is built by the run's own ``make_optimizer`` recipe,
 so clipping (``--max-grad-norm``) applies per label, and the linear lr decay
 counts from the run's first update for every label.  This module is pure (no
 run directories); :mod:`mtdqn.graft` loads the source run and grafts it.
+
+Called, ``mtdqn.finetune(source, tasks=..., ...)`` is :func:`mtdqn.api.finetune` (see :mod:`mtdqn.callables`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtdqn.callables import callable_as_api
 from mtdqn.config import Derived, FinetuneConfig, updates_before_iteration
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, lora_layers, shared_mask
@@ -148,3 +151,6 @@ def transfer_summary(start: dict[str, Any], summary: dict[str, Any]) -> dict[str
     kept = start.get("kept_tasks", [])
     forgetting = {t: [a - b for a, b in zip(before[t], summary["final_eval"][t])] for t in kept if t in before}
     return {**start, "change_from_start": change, "forgetting": forgetting}
+
+
+callable_as_api(__name__)  # last: the module is complete before it becomes callable

@@ -73,6 +73,10 @@ COST = {
     "test_groups_study": 100,  # cold cache, CPU s (its helper's measurement); the affinity and experts
     "test_experts": 60,  # files: wall-time estimates under load, scaled as above
     "test_affinity": 40,
+    "test_learning::test_shared_conv_agent_learns_two_minigrid_tasks": 147,
+    "test_examples": 90,  # wall-time estimates under load from their helpers, scaled as above
+    "test_api": 60,
+    "test_custom_env": 40,
     "test_deramo::test_five_task_shared_agent_learns": 75,
     "test_gymnasium_path": 56,
     "test_devices": 47,

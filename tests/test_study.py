@@ -286,7 +286,7 @@ def test_minigrid_presets_follow_moore() -> None:
     mt7 = [*mt5, "MiniGrid-SimpleCrossingS9N2-v0", "MiniGrid-MultiRoom-N2-S4-v0"]
     for name, tasks in (("minigrid-mt3", mt3), ("minigrid-mt5", mt5), ("minigrid-mt7", mt7)):
         spec = resolve_spec(name)
-        assert list(spec.tasks) == tasks and spec.steps == 200_000 and spec.eval_episodes == 16
+        assert list(spec.tasks) == tasks and spec.steps == 200_000 and spec.run_options.eval_episodes == 16
         assert list(spec.variants) == ["independent", "shared", "shared+unit-norm", "shared+pcgrad"]
         for variant in spec.variants:
             cfg = variant_config(spec, variant)

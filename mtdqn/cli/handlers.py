@@ -12,7 +12,6 @@ from typing import Callable
 from mtdqn.cli.commands import (
     Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, given_options,
 )
-from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
 
 __all__ = ["COMMANDS"]
@@ -64,64 +63,47 @@ def _run_strategies(_: Strategies) -> None:
 
 
 def _run_train(cmd: Train) -> None:
-    from mtdqn.config import config_hash
-    from mtdqn.rundir import RunDir
-    from mtdqn.train.run import train
+    from mtdqn import api
 
-    resume = cmd.resume is not None
-    if resume:
-        _check_resume_options(cmd)
-        if not (cmd.resume / "config.json").is_file():
-            raise ConfigError(f"{cmd.resume} is not a run directory (no config.json)")
-        cfg = RunDir(cmd.resume).config()
-        out = cmd.resume
-    else:
-        cfg = cmd.cfg
-        out = cmd.out or Path("runs") / f"train-{config_hash(cfg)[:8]}"
-    # train() takes the run options given over the defaults, or over a resumed run's own
-    result = train(cfg, out, resume=resume, force=cmd.force, progress=cmd.progress, announce=print,
-                   **given_options(cmd.options))
-    for task, values in result.summary["final_eval"].items():
+    if cmd.resume is not None and cmd.out is not None:
+        raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
+    # the options given (those that differ from the defaults): a resumed run refuses train options, and keeps
+    # its own run options unless given anew
+    run = api.train(out=cmd.resume or cmd.out, resume=cmd.resume is not None, force=cmd.force,
+                    progress=cmd.progress, announce=print, **api.cli_options(cmd.cfg), **given_options(cmd.options))
+    summary = run.summary
+    for task, values in summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
-    if result.summary["eval_every"]:
-        restored = result.summary["final_score_rule"] == "restored-best-final-eval"
+    if summary["eval_every"]:
+        restored = summary["final_score_rule"] == "restored-best-final-eval"
         how = ("the restored best's final evaluation" if restored
-               else f"mean of the last {len(result.summary['final_score_steps'])} evaluations")
-        for task, values in result.summary["final_score"].items():
+               else f"mean of the last {len(summary['final_score_steps'])} evaluations")
+        for task, values in summary["final_score"].items():
             print(f"  {task:24s} final score ({how}) per seed: {', '.join(f'{v:.1f}' for v in values)}")
-    _print_early_stop_and_test(result.summary, out)
-    print(f"results: {out}  (metrics.parquet, summary.json, tb/, checkpoints/)")
+    _print_early_stop_and_test(summary, run.path)
+    print(f"results: {run.path}  (metrics.parquet, summary.json, tb/, checkpoints/)")
 
 
 def _run_finetune(cmd: Finetune | Extend) -> None:
-    from mtdqn.config import config_hash
-    from mtdqn.transfer import extend, finetune
-
     import dataclasses
-    import hashlib
-    import json
 
-    kind = "extend" if isinstance(cmd, Extend) else "finetune"
-    # The default folder names what makes this run: its options, its source and how it starts from it.
-    how = [config_hash(cmd.cfg), str(cmd.from_.absolute()), cmd.freeze, cmd.trunk_lr,
-           getattr(cmd, "lora", None), getattr(cmd, "keep_heads", None), list(getattr(cmd, "add_tasks", ()))]
-    out = cmd.run.out or Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(how).encode()).hexdigest()[:8]}"
-    # train() checks the run options once (one-line errors for nonsense values)
-    options = dict(force=cmd.run.force, progress=cmd.run.progress, announce=print,
-                   **dataclasses.asdict(cmd.run.options))
+    from mtdqn import api
+
+    driving = dict(force=cmd.run.force, progress=cmd.run.progress, announce=print,
+                   **api.cli_options(cmd.cfg), **dataclasses.asdict(cmd.run.options))
     if isinstance(cmd, Extend):
-        result = extend(cmd.cfg, cmd.from_, cmd.add_tasks, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr,
-                        **options)
+        run = api.extend(cmd.from_, cmd.add_tasks, cmd.run.out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr, **driving)
     else:
-        result = finetune(cmd.cfg, cmd.from_, out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr, lora_rank=cmd.lora,
-                          keep_heads=cmd.keep_heads, **options)
-    transfer = result.summary["transfer"]
+        run = api.finetune(cmd.from_, out=cmd.run.out, freeze=cmd.freeze, trunk_lr=cmd.trunk_lr, lora=cmd.lora,
+                           keep_heads=cmd.keep_heads, **driving)
+    summary = run.summary
+    transfer = summary["transfer"]
     print(f"  {'task':24s} greedy return per seed: at the start -> at the end")
-    for task, values in result.summary["final_eval"].items():
+    for task, values in summary["final_eval"].items():
         start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
-    _print_early_stop_and_test(result.summary, out)
-    print(f"results: {out}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+    _print_early_stop_and_test(summary, run.path)
+    print(f"results: {run.path}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
 
 
 def _print_early_stop_and_test(summary: dict, run: Path) -> None:
@@ -156,28 +138,13 @@ def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool
             print(f"{indent}{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f}{tail}".rstrip())
 
 
-def _check_resume_options(cmd: Train) -> None:
-    """--resume continues a run with its own config: options that would change it are an error, not ignored."""
-    import dataclasses
-
-    from mtdqn.config import flatten_config
-
-    # every field (config_to_dict leaves some out at their defaults, which would hide them here)
-    given, default = (flatten_config(dataclasses.asdict(c)) for c in (cmd.cfg, TrainConfig()))
-    flags = [f"--{key.rsplit('.', 1)[-1].replace('_', '-')}" for key in given if given[key] != default[key]]
-    flags += [flag for flag, value in (("--out", cmd.out), ("--force", cmd.force)) if value]
-    if flags:
-        raise ConfigError(
-            f"--resume continues {cmd.resume} with the config it was started with; drop {', '.join(flags)} "
-            "(or start a new run with --out)"
-        )
-
-
 def _run_evaluate(cmd: Evaluate) -> None:
-    from mtdqn.train.evaluate_command import evaluate_run
+    from mtdqn.results import open_run
 
-    result = evaluate_run(cmd.run, cmd.episodes, cmd.epsilon)
-    _print_per_seed(result["tasks"], f"return (mean ± std over {cmd.episodes} episodes)")
+    table = open_run(cmd.run).evaluate(cmd.episodes, cmd.epsilon)
+    print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
+    for r in table.itertuples():
+        print(f"{r.task:24s} {r.seed:5d}  {r.return_mean:9.2f} ± {r.return_std:<9.2f}".rstrip())
     print(f"written: {cmd.run / 'eval.json'}")
 
 
@@ -207,60 +174,32 @@ def _run_play(cmd: Play) -> None:
 
 
 def _run_distill(cmd: Distill) -> None:
+    from mtdqn import api
     from mtdqn.distill.report import print_report
-    from mtdqn.distill.run import distill
 
-    result = distill(cmd.teachers, cmd.out, cmd.cfg, force=cmd.force, progress=cmd.progress)
-    print_report(result.result)
+    run = api.distill(cmd.teachers, cmd.out, force=cmd.force, progress=cmd.progress,
+                      **api.cli_distill_options(cmd.cfg))
+    print_report(run.json("distill"))
     print(f"results: {cmd.out}  (distill.json, distill_report.md, distill_report.csv, checkpoints/)")
 
 
 def _run_study(cmd: Study) -> None:
-    from mtdqn.studies import resolve_spec, run_study
-
+    from mtdqn import api
     from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS
 
-    if cmd.study == GROUPS_PRESET:  # three stages (joint run, partition choice, the partitions): its own runner
-        return _run_groups_study(cmd)
-    if cmd.study in TRANSFER_PRESETS:  # two stages (pretraining, then the held-out task): its own runner
-        from mtdqn.studies.transfer import run_transfer_study
-
-        if cmd.ray_address is not None:
-            raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); "
-                              "drop --ray-address")
-        if cmd.tasks is not None:
-            raise ConfigError("the transfer study sets its own tasks (pretraining and held out); drop --tasks")
-        spec = TRANSFER_PRESETS[cmd.study](cmd.seeds, cmd.steps)
-        result = run_transfer_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", progress=cmd.progress,
-                                    devices=cmd.devices)
-        print(f"transfer table: {result.out_dir / 'transfer.md'}")
-        print(f"report: {result.report}")
-        return
-
-    spec = resolve_spec(cmd.study, {"seeds": cmd.seeds, "steps": cmd.steps,
-                                    "tasks": list(cmd.tasks) if cmd.tasks is not None else None})
-    result = run_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", ray_address=cmd.ray_address,
-                       progress=cmd.progress, devices=cmd.devices)
-    print(f"report: {result.report}")
-
-
-def _run_groups_study(cmd: Study) -> None:
-    from mtdqn.studies.groups import run_groups_study
-    from mtdqn.studies.presets import groups_preset
-
-    if cmd.ray_address is not None:
-        raise ConfigError("the groups study runs locally (its partitions wait for the joint run); drop --ray-address")
-    spec = groups_preset(cmd.tasks, cmd.seeds, cmd.steps)
-    result = run_groups_study(spec, cmd.out or Path("runs") / f"study-{spec.name}", progress=cmd.progress,
-                              devices=cmd.devices)
-    print(f"groups report: {result.out_dir / 'groups.md'}")
-    print(f"report: {result.report}")
+    study = api.study(cmd.study, cmd.out, ray_address=cmd.ray_address, devices=cmd.devices, progress=cmd.progress,
+                      seeds=cmd.seeds, steps=cmd.steps, tasks=list(cmd.tasks) if cmd.tasks is not None else None)
+    if cmd.study in TRANSFER_PRESETS:
+        print(f"transfer table: {study.path / 'transfer.md'}")
+    if cmd.study == GROUPS_PRESET:
+        print(f"groups report: {study.path / 'groups.md'}")
+    print(f"report: {study.report_path}")
 
 
 def _run_report(cmd: Report) -> None:
-    from mtdqn.studies import build
+    from mtdqn.results import open_study
 
-    print(f"report: {build(cmd.study_dir)}")
+    print(f"report: {open_study(cmd.study_dir).report()}")
 
 
 COMMANDS: dict[str, tuple[type, Callable]] = {

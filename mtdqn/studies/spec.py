@@ -23,17 +23,16 @@ costs a second, not a cell.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, check_new_run, check_train_budget
+from mtdqn.config import TrainConfig, check_new_run, check_train_budget
 from mtdqn.errors import ConfigError
+from mtdqn.flatoptions import apply_options as flat_apply
+from mtdqn.flatoptions import coerce, option_table, unknown_option
 from mtdqn.rundir import HEADLINES
 from mtdqn.runoptions import LEAST, RunOptions
 from mtdqn.taskfacts import FACTS, base_task
@@ -55,18 +54,8 @@ _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_re
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-def _option_table() -> dict[str, tuple[str, Any]]:
-    """Flat option name -> (config section, resolved type hint)."""
-    table: dict[str, tuple[str, Any]] = {}
-    for section, cls in (("", TrainConfig), ("network", NetworkConfig), ("dqn", DQNConfig)):
-        for name, hint in typing.get_type_hints(cls).items():
-            if name not in ("network", "dqn", "finetune", *_STUDY_LEVEL):
-                assert name not in table, f"option {name} is ambiguous across config sections"
-                table[name] = (section, hint)
-    return table
-
-
-OPTIONS = _option_table()
+OPTIONS = option_table(TrainConfig, exclude=_STUDY_LEVEL)
+"""Flat train option name -> (config section, type hint): every option a study variant may set."""
 
 
 @dataclass(frozen=True)
@@ -99,46 +88,6 @@ class StudySpec:
         return list(range(self.seed, self.seed + self.seeds))
 
 
-def _type_name(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin is tuple:
-        return f"a list of {_type_name(args[0])}" + (f" ({len(args)} values)" if args[-1] is not Ellipsis else "")
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args if a is not type(None))
-    return getattr(hint, "__name__", str(hint))
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """Check a TOML value against a config field's type; raises TypeError with the expected type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    ok: Any = dataclasses.MISSING
-    if hint is bool and isinstance(value, bool):
-        ok = value
-    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
-        ok = value
-    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        ok = float(value)
-    elif hint is str and isinstance(value, str):
-        ok = value
-    elif origin is Literal and value in args:
-        ok = value
-    elif origin in (Union, types.UnionType):
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg)
-            except TypeError:
-                pass
-    elif origin is tuple and isinstance(value, (list, tuple)):
-        item_hints = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
-        if len(item_hints) == len(value):
-            ok = tuple(_coerce(v, h) for v, h in zip(value, item_hints))
-    if ok is dataclasses.MISSING:
-        raise TypeError(f"expected {_type_name(hint)}, got {value!r}")
-    return ok
-
-
 def _checked_options(raw: Any, source: str, where: str) -> dict[str, Any]:
     """Type-check one table of flat train options."""
     if not isinstance(raw, dict):
@@ -150,21 +99,17 @@ def _checked_options(raw: Any, source: str, where: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: {where}.{key}: {name} is set once for the whole study (top level), "
                               "not per variant")
         if name not in OPTIONS:
-            raise ConfigError(f"{source}: {where}.{key}: unknown option; valid: {', '.join(OPTIONS)}")
+            raise ConfigError(f"{source}: {where}.{key}: {unknown_option(name, OPTIONS)}")
         try:
-            out[name] = _coerce(value, OPTIONS[name][1])
+            out[name] = coerce(value, OPTIONS[name][1])
         except TypeError as exc:
             raise ConfigError(f"{source}: {where}.{key}: {exc}") from None
     return out
 
 
 def apply_options(base: TrainConfig, options: dict[str, Any]) -> TrainConfig:
-    """A new config with flat options mapped onto their sections (never mutates ``base``)."""
-    parts: dict[str, dict[str, Any]] = {"": {}, "network": {}, "dqn": {}}
-    for name, value in options.items():
-        parts[OPTIONS[name][0]][name] = value
-    return dataclasses.replace(base, **parts[""], network=dataclasses.replace(base.network, **parts["network"]),
-                               dqn=dataclasses.replace(base.dqn, **parts["dqn"]))
+    """A new config with flat train options mapped onto their sections (never mutates ``base``)."""
+    return flat_apply(base, options, OPTIONS)
 
 
 def variant_config(spec: StudySpec, variant: str) -> TrainConfig:

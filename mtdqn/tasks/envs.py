@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtdqn.errors import ConfigError
+
 if TYPE_CHECKING:  # annotations only: the registry builds on this module (gym: host envs step with EnvStep)
     from mtdqn.tasks.registry import TaskSet
 
-__all__ = ["EnvStep", "pad_obs", "obs_dtype", "reset_envs", "step_envs"]
+__all__ = ["EnvStep", "observation_kind", "pad_obs", "obs_dtype", "reset_envs", "step_envs"]
 
 
 class EnvStep(NamedTuple):
@@ -31,6 +33,17 @@ class EnvStep(NamedTuple):
     reward: jax.Array  # unscaled env reward
     terminated: jax.Array  # true end of the episode: no bootstrap
     done: jax.Array  # terminated or truncated: the episode ended
+
+
+def observation_kind(label: str, shape: tuple[int, ...]) -> str:
+    """Which trunk reads observations of ``shape``: "vector" (1-D, the MLP) or "image" ((H, W, C), the convolutions);
+    a one-line error naming the task for any other rank."""
+    if len(shape) == 1:
+        return "vector"
+    if len(shape) == 3:
+        return "image"
+    raise ConfigError(f"{label} has {len(shape)}-D observations {shape}; only 1-D vectors or (H, W, C) images are "
+                      "supported")
 
 
 def obs_dtype(task_set: TaskSet) -> jnp.dtype:

@@ -35,7 +35,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from mtdqn.errors import ConfigError
-from mtdqn.tasks.envs import EnvStep, obs_dtype
+from mtdqn.tasks.envs import EnvStep, obs_dtype, observation_kind
 
 __all__ = ["GYM_PREFIX", "GYM_EXAMPLES", "make_env", "gym_task_info", "gym_obs_bounds", "env_seeds", "HostEnvs"]
 
@@ -99,15 +99,10 @@ def _kind(env_id: str, space: Any) -> tuple[str, tuple[int, ...]]:
             "image" in space.spaces else ""
         raise ConfigError(f"gym:{env_id} has a {type(space).__name__} observation space; only Box is supported{hint}")
     shape = tuple(int(d) for d in space.shape)
-    if len(shape) == 1:
-        return "vector", shape
-    if len(shape) == 3:
-        if space.dtype != np.uint8:
-            raise ConfigError(f"gym:{env_id} has {space.dtype} image observations; only uint8 pixels are supported")
-        return "image", shape
-    raise ConfigError(
-        f"gym:{env_id} has {len(shape)}-D observations {shape}; only 1-D vectors or (H, W, C) images are supported"
-    )
+    kind = observation_kind(f"gym:{env_id}", shape)
+    if kind == "image" and space.dtype != np.uint8:
+        raise ConfigError(f"gym:{env_id} has {space.dtype} image observations; only uint8 pixels are supported")
+    return kind, shape
 
 
 @lru_cache(maxsize=64)

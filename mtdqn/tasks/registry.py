@@ -28,7 +28,9 @@ Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
 Car-On-Hill and the discrete LSPI pendulum, and Seaquest-MinAtar (gymnax's is
 slow) are written against gymnax's ``Environment`` API in this package
 (:data:`NATIVE_ENVS`) and step in the same compiled loop, and so are the seven
-MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).
+MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).  A user's own
+environment joins them by name (:func:`register_task`) or as an import path
+``module:factory`` (:mod:`mtdqn.tasks.custom`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import numpy as np
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
+from mtdqn.tasks import custom
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
@@ -51,7 +54,7 @@ from mtdqn.tasks.minigrid import MiniGrid
 from mtdqn.tasks.seaquest import Seaquest
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
-           "observation_bounds"]
+           "observation_bounds", "register_task"]
 
 # name -> kind ("vector" | "image"), from the one table of task facts; each name is a gymnax id or one of
 # NATIVE_ENVS.
@@ -81,6 +84,8 @@ def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
     if name in MINATAR_GAMES and (sticky or full_actions or max_steps is not None):
         env = MinAtarEnv(name, sticky, full_actions, max_steps)
         return env, env.default_params
+    if custom.lookup(name) is not None:
+        return custom.make(name)
     if name in NATIVE_ENVS:
         env = NATIVE_ENVS[name]()
         params = env.default_params
@@ -118,17 +123,36 @@ class Task:
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name, list(TASKS), n=1, cutoff=0.4)
+    close = difflib.get_close_matches(name, [*TASKS, *custom.REGISTERED], n=1, cutoff=0.4)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown task {name!r}{hint} (see `mtdqn tasks`)"
+    return (f"unknown task {name!r}{hint} (see `mtdqn tasks`; your own environment: mtdqn.register_task in this "
+            "process, or an import path module:factory)")
+
+
+def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
+    """Make your own gymnax-API environment a task named ``name`` in this process (:mod:`mtdqn.tasks.custom`).
+
+    ``factory``: a zero-argument callable returning the environment (its class, a function), or the
+    environment itself.  ``kind``: "vector" or "image", checked against its observations (None: read from
+    them).  Everything is checked at once, each failure a one-line ConfigError: the API, discrete actions, the
+    observation shape, gymnax >= 1.0's six-value step.  Returns the task as :func:`parse_task` reads it.
+    """
+    if kind is not None and kind not in ("vector", "image"):
+        raise ConfigError(f"kind must be 'vector' or 'image' (or None: read from the observations), got {kind!r}")
+    custom.register(name, factory, kind, lambda n: n in TASKS or n.startswith("gym:"))
+    return parse_task(name)
 
 
 def parse_task(spec: str) -> Task:
     """Parse ``NAME[:key=value,...]`` into a :class:`Task`; one-line error on anything else."""
     spec = spec.strip()
     backend = "gymnasium" if spec.startswith("gym:") else "gymnax"
-    name, _, opts = spec.removeprefix("gym:").partition(":")
-    if backend == "gymnax" and name not in TASKS:
+    if backend == "gymnax" and custom.is_import_path(spec):
+        name, opts = custom.split_import_path(spec)
+    else:
+        name, _, opts = spec.removeprefix("gym:").partition(":")
+    own = custom.lookup(name) if backend == "gymnax" and name not in TASKS else None
+    if backend == "gymnax" and name not in TASKS and own is None:
         raise ConfigError(_suggest(name))
     options: dict[str, Any] = {}
     for item in filter(None, (o.strip() for o in opts.split(","))):
@@ -167,6 +191,9 @@ def parse_task(spec: str) -> Task:
         kind, shape, actions, max_steps = gym_task_info(name, image_obs)
         return Task(spec, name, kind, shape, actions, max_steps, options.get("reward_scale", 1.0), backend,
                     options.get("gamma"), image_obs=image_obs)
+    if own is not None:
+        return Task(spec, name, own.kind, own.obs_shape, own.num_actions, own.max_episode_steps,
+                    options.get("reward_scale", 1.0), gamma=options.get("gamma"))
     sticky, full_actions, max_steps = (options.get("sticky", 0.0), options.get("actions") == "full",
                                        options.get("max_steps"))
     env, params = make_env(name, sticky, full_actions, max_steps)
@@ -266,8 +293,8 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
 
 
 def list_tasks() -> list[Task]:
-    """Every registered task, for `mtdqn tasks`."""
-    return [parse_task(name) for name in TASKS]
+    """Every registered task, for `mtdqn tasks`: the built-in ones, then those registered in this process."""
+    return [parse_task(name) for name in [*TASKS, *custom.REGISTERED]]
 
 
 def _finite_or_inf(bound: Any, shape: tuple[int, ...], sign: float) -> np.ndarray:
@@ -290,5 +317,5 @@ def observation_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
     else:
         env, params = make_env(task.name)
         space = env.observation_space(params)
-        low, high = space.low, space.high
+        low, high = getattr(space, "low", -np.inf), getattr(space, "high", np.inf)  # your own may declare none
     return _finite_or_inf(low, task.obs_shape, -1.0), _finite_or_inf(high, task.obs_shape, 1.0)

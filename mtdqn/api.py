@@ -1,0 +1,281 @@
+"""The Python API: every `mtdqn` command as a function, and what it made as a :class:`~mtdqn.results.Run` or
+:class:`~mtdqn.results.Study`.
+
+    import mtdqn
+    run = mtdqn.train(tasks=["CartPole-v1", "Acrobot-v1"], steps=20_000, seeds=2, out="runs/two")
+    run.evals.groupby("task").return_mean.last()
+
+Options are the CLI's, by their flag names with underscores (``--batch-size``
+is ``batch_size=``), flat: a config field's section (``dqn.``,
+``network.``) is never written (:mod:`mtdqn.flatoptions` maps them, the one
+mapping the study files use too).  Every check is the CLI's, so a bad value
+raises :class:`~mtdqn.errors.ConfigError` with the line the CLI prints, and
+nothing is written.  The CLI's handlers call these functions: one code path.
+
+Each function sets up JAX's CPU devices as the CLI does (one per core the
+seeds can use), unless the process already started JAX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from mtdqn.config import TrainConfig, config_hash
+from mtdqn.distill.config import DistillConfig
+from mtdqn.errors import ConfigError
+from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
+from mtdqn.results import Run, Study
+from mtdqn.rundir import RunDir
+from mtdqn.runoptions import RunOptions
+
+__all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
+           "distill", "study", "default_out"]
+
+TRAIN_OPTIONS = option_table(TrainConfig)
+"""Flat train option name -> (config section, type): ``tasks``, ``steps``, ``lr``, ``sharing``, ..."""
+DISTILL_OPTIONS = option_table(DistillConfig)
+"""Flat option names of `mtdqn distill` (:class:`~mtdqn.distill.config.DistillConfig` and its network)."""
+RUN_OPTIONS = {name: ("", hint) for name, hint in typing.get_type_hints(RunOptions).items()}
+"""How a run is driven (:class:`~mtdqn.runoptions.RunOptions`): ``eval_every``, ``eval_episodes``, ..."""
+
+Announce = Callable[[str], None]
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _checked(options: dict[str, Any], *tables: dict[str, tuple[str, Any]]) -> list[dict[str, Any]]:
+    """``options`` split by the tables their names belong to, each value type-checked; unknown names and
+    wrong types are one-line ConfigErrors (the closest name suggested)."""
+    hints = {name: (i, hint) for i, table in enumerate(tables) for name, (_, hint) in table.items()}
+    out: list[dict[str, Any]] = [{} for _ in tables]
+    for name, value in options.items():
+        if name not in hints:
+            raise ConfigError(unknown_option(name, hints))
+        i, hint = hints[name]
+        if name in ("tasks", "add_tasks", "teachers") and isinstance(value, (str, Path)):
+            value = (str(value),)
+        try:
+            out[i][name] = coerce(value, hint)
+        except TypeError as exc:
+            raise ConfigError(f"{_flag(name)}: {exc}") from None
+    return out
+
+
+def train_config(**options: Any) -> TrainConfig:
+    """The TrainConfig of flat train options over the defaults (names and types checked, values not yet)."""
+    (training,) = _checked(options, TRAIN_OPTIONS)
+    return apply_options(TrainConfig(), training, TRAIN_OPTIONS)
+
+
+def default_out(kind: str, *what: Any) -> Path:
+    """runs/<kind>-<hash of what makes the run>: where a command writes when not told."""
+    return Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(list(what)).encode()).hexdigest()[:8]}"
+
+
+def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
+    """The CLI's JAX setup (:mod:`mtdqn.devices`) where this process has not started JAX yet: CPU devices for
+    the seeds, and the faster Threefry lowering (the same bits)."""
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
+
+    use_cpu_cores(*cpu_plan(seeds, list(tasks), devices))
+    unroll_cpu_threefry()
+
+
+def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
+          out: str | Path | None = None, *, resume: bool = False, force: bool = False, progress: bool = True,
+          announce: Announce | None = None, **options: Any) -> Run:
+    """Train one multi-task DQN agent, all seeds in one compiled program (`mtdqn train`).
+
+    Args:
+        tasks: task specs (``"CartPole-v1"``, ``"CarOnHill-v0:gamma=0.95"``, a registered name, an import
+            path ``"module:factory"``); default the CLI's.
+        steps: env steps per task (rounded up to whole ``log_every`` windows).
+        seeds: how many seeds, trained together (vmapped).
+        out: the run directory (default ``runs/train-<config hash>``).
+        resume: continue the run in ``out`` from its latest checkpoint with its own config (no train options
+            then); it ends bit-identical to an uninterrupted run.
+        force: overwrite a run directory that already holds a run.
+        progress: show a progress bar.
+        announce: called once with a line describing the agent (e.g. ``print``).
+        **options: every other option of `mtdqn train` by its flat name: train options (``lr``, ``sharing``,
+            ``hidden``, ``strategy``, ``batch_size``, ...) and run options (``eval_every``,
+            ``eval_episodes``, ``patience``, ``devices``, ...).
+
+    Returns the finished :class:`~mtdqn.results.Run`.  Raises ConfigError (one line, nothing written) on
+    bad input, and TrainingDiverged on a non-finite loss.
+    """
+    given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
+    training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
+    if resume:
+        if out is None:
+            raise ConfigError("resume continues the run in out=: give its directory")
+        cfg = RunDir(out).config()  # one line if out holds no run
+        flags = [_flag(name) for name in training] + (["--force"] if force else [])
+        if flags:
+            raise ConfigError(f"--resume continues {out} with the config it was started with; drop "
+                              f"{', '.join(flags)} (or start a new run with --out)")
+    else:
+        cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
+        out = out if out is not None else Path("runs") / f"train-{config_hash(cfg)[:8]}"
+    _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
+    from mtdqn.train.run import train as train_run
+
+    result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
+                       **run_options)
+    return Run(result.out_dir)
+
+
+def finetune(source: str | Path, tasks: Sequence[str] | str | None = None, out: str | Path | None = None, *,
+             freeze: str = "none", trunk_lr: float = 0.0, lora: int | None = None, keep_heads: bool = False,
+             force: bool = False, progress: bool = True, announce: Announce | None = None,
+             **options: Any) -> Run:
+    """Fine-tune a trained run's trunk on ``tasks`` (new or its own) into a new run (`mtdqn finetune`).
+
+    Args:
+        source: the trained run (only read).
+        tasks: the tasks to learn; the network's shape comes from ``source``.
+        out: the new run directory (default ``runs/finetune-<hash of what makes the run>``).
+        freeze: ``none`` | ``trunk`` | ``bottom:K`` | ``trunk-until:STEPS``.
+        trunk_lr: learning rate of the pretrained trunk layers that train (0: ``lr``).
+        lora: train rank-``lora`` updates of the frozen trunk's dense layers instead (None: off).
+        keep_heads: tasks ``source`` trained keep its adapters and heads.
+        **options: train and run options, as for :func:`train`.
+    """
+    return _transfer("finetune", source, out, dict(freeze=freeze, trunk_lr=trunk_lr, lora=lora, keep_heads=keep_heads),
+                     dict(force=force, progress=progress, announce=announce),
+                     {**({"tasks": tasks} if tasks is not None else {}), **options})
+
+
+def extend(source: str | Path, add_tasks: Sequence[str] | str, out: str | Path | None = None, *,
+           freeze: str = "none", trunk_lr: float = 0.0, force: bool = False, progress: bool = True,
+           announce: Announce | None = None, **options: Any) -> Run:
+    """Continue a trained run on its tasks plus ``add_tasks``, its heads kept (`mtdqn extend`); the summary's
+    ``transfer`` entry holds the old tasks' forgetting.  Arguments as for :func:`finetune`."""
+    added = (add_tasks,) if isinstance(add_tasks, str) else tuple(add_tasks)
+    return _transfer("extend", source, out, dict(freeze=freeze, trunk_lr=trunk_lr, add_tasks=added),
+                     dict(force=force, progress=progress, announce=announce), options)
+
+
+def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[str, Any],
+              driving: dict[str, Any], options: dict[str, Any]) -> Run:
+    """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer`."""
+    from mtdqn import transfer
+
+    training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS)
+    base = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
+    if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
+        out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],
+                          how.get("lora"), how.get("keep_heads"), list(how.get("add_tasks", ())))
+    _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))
+    if kind == "extend":
+        result = transfer.extend(base, source, how["add_tasks"], Path(out), freeze=how["freeze"],
+                                 trunk_lr=how["trunk_lr"], **driving, **run_options)
+    else:
+        result = transfer.finetune(base, source, Path(out), freeze=how["freeze"], trunk_lr=how["trunk_lr"],
+                                   lora_rank=how["lora"], keep_heads=how["keep_heads"], **driving, **run_options)
+    return Run(result.out_dir)
+
+
+def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = False, progress: bool = True,
+            **options: Any) -> Run:
+    """Distil trained teacher runs into one shared-trunk student run (`mtdqn distill`, Rusu et al. 2016).
+
+    ``options``: `mtdqn distill`'s by their flat names (``steps``, ``lr``, ``loss``, ``hidden``, ...).  The
+    student is an ordinary run; ``run.json("distill")`` holds its comparison with the teachers.
+    """
+    from mtdqn.distill.run import distill as distill_run
+
+    (flat,) = _checked(options, DISTILL_OPTIONS)
+    cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
+    teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, Path)) else [Path(t) for t in teachers]
+    _start_jax(1, [], 0)
+    result = distill_run(teacher_dirs, Path(out), cfg, force=force, progress=progress)
+    return Run(result.out_dir)
+
+
+def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = None, *,
+          ray_address: str | None = None, devices: int = 0, progress: bool = True, **overrides: Any) -> Study:
+    """Run a study's unfinished cells, then build its report (`mtdqn study`); a rerun skips finished cells.
+
+    Args:
+        preset_or_spec: a built-in preset's name (``"quick"``, ``"classic"``, ``"transfer"``, ...), a study
+            file (.toml), or a study table as a dict (the TOML's schema: ``tasks``, ``steps``, ``seeds``,
+            ``options``, ``variants``, ``thresholds``, ...).
+        out: the study directory (default ``runs/study-<name>``).
+        ray_address: run the cells as Ray tasks (``"local"``, ``"auto"`` or HOST:PORT); tasks registered
+            with :func:`mtdqn.register_task` exist only in this process (name them by import path instead).
+        devices: split each cell's seeds over this many local devices (0: as many as the seeds can use).
+        **overrides: top-level keys replacing the study's (``seeds``, ``steps``, ``eval_every``, ...).
+    """
+    from mtdqn.studies import build_spec, resolve_spec, run_study
+    from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(preset_or_spec, str) and preset_or_spec in TRANSFER_PRESETS:
+        return _transfer_study(preset_or_spec, out, ray_address, devices, progress, overrides)
+    if preset_or_spec == GROUPS_PRESET:
+        return _groups_study(out, ray_address, devices, progress, overrides)
+    if isinstance(preset_or_spec, dict):
+        spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", "study")))
+    else:
+        spec = resolve_spec(preset_or_spec, overrides)
+    if ray_address is None:
+        _start_jax(spec.seeds, spec.tasks, devices)
+    result = run_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
+                       ray_address=ray_address, progress=progress, devices=devices)
+    return Study(result.out_dir)
+
+
+def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, devices: int, progress: bool,
+                    overrides: dict[str, Any]) -> Study:
+    """The two-stage transfer presets (pretraining, then the held-out task): their own runner, local only."""
+    from mtdqn.studies.presets import TRANSFER_PRESETS
+    from mtdqn.studies.transfer import run_transfer_study
+
+    if ray_address is not None:
+        raise ConfigError("the transfer study runs locally (its cells wait for the pretraining); drop --ray-address")
+    unknown = sorted(set(overrides) - {"seeds", "steps"})
+    if unknown:
+        raise ConfigError(f"the transfer presets take seeds and steps only, not {unknown[0]}")
+    spec = TRANSFER_PRESETS[name](overrides.get("seeds"), overrides.get("steps"))
+    _start_jax(spec.seeds, list(spec.pretrain_tasks), devices)
+    result = run_transfer_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
+                                progress=progress, devices=devices)
+    return Study(result.out_dir)
+
+
+def _groups_study(out: str | Path | None, ray_address: str | None, devices: int, progress: bool,
+                  overrides: dict[str, Any]) -> Study:
+    """The three-stage groups study (joint run with affinity, partition choice, the partitions): its own
+    runner, local only."""
+    from mtdqn.studies.groups import run_groups_study
+    from mtdqn.studies.presets import groups_preset
+
+    if ray_address is not None:
+        raise ConfigError("the groups study runs locally (its partitions wait for the joint run); drop --ray-address")
+    unknown = sorted(set(overrides) - {"seeds", "steps", "tasks"})
+    if unknown:
+        raise ConfigError(f"the groups study takes tasks, seeds and steps only, not {unknown[0]}")
+    tasks = overrides.get("tasks")
+    spec = groups_preset(tuple(tasks) if tasks is not None else None, overrides.get("seeds"), overrides.get("steps"))
+    _start_jax(spec.seeds, list(spec.tasks), devices)
+    result = run_groups_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
+                              progress=progress, devices=devices)
+    return Study(result.out_dir)
+
+
+def cli_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The flat train options a CLI command's parsed TrainConfig sets (those that differ from the defaults):
+    what its handler passes to the functions above."""
+    return config_options(cfg, TRAIN_OPTIONS)
+
+
+def cli_distill_options(cfg: DistillConfig) -> dict[str, Any]:
+    """The flat options `mtdqn distill`'s parsed DistillConfig sets."""
+    return config_options(cfg, DISTILL_OPTIONS)

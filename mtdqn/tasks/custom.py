@@ -1,0 +1,224 @@
+"""Your own JAX environment as a task: registered by name, or named by an import path.
+
+Any object with gymnax's ``Environment`` API runs in the compiled loop like
+the built-in tasks (sharing variants, strategies, studies, transfer, report):
+``reset(key, params) -> (obs, state)``, ``step(key, state, action, params)``,
+``observation_space(params)``, ``action_space(params)`` and ``default_params``.
+Subclassing ``gymnax.environments.environment.Environment`` and writing its
+``reset_env`` / ``step_env`` gives all of them.
+
+Two ways to name one:
+
+- ``mtdqn.register_task("MyEnv-v0", factory)`` in this process (a Ray
+  cluster's workers do not see it: use an import path there);
+- an import path ``module.path:attribute`` as the task (``--tasks
+  mypkg.envs:make_my_env``, optionally followed by task options,
+  ``mypkg.envs:make_my_env:gamma=0.9``), as Gymnasium's entry points are; any
+  process resolves it, so a run's record can be reopened anywhere the module
+  imports.
+
+The factory (or the attribute) is a zero-argument callable returning the
+environment (a class or a function), or the environment itself.
+
+What is checked, each failure one line before anything is written: the API
+methods exist; ``default_params.max_steps_in_episode`` exists (evaluation
+rolls episodes out to it); the action space is discrete (``n`` actions); the
+observations are 1-D vectors or (H, W, C) images (:func:`mtdqn.tasks.envs.observation_kind`)
+of the shape the observation space declares; and ``step`` returns gymnax >=
+1.0's six values ``(obs, state, reward, terminated, truncated, info)`` with
+``info["final_observation"]`` (the observation an episode ended in; the
+step resets by itself, as gymnax's ``Environment.step`` does).  A five-value
+step, gymnax < 1.0's ``(obs, state, reward, done, info)``, is refused: it
+does not tell a time limit from a true end, and a truncated transition must
+bootstrap where a terminated one must not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtdqn.errors import ConfigError
+from mtdqn.tasks.envs import observation_kind
+
+__all__ = ["EnvFacts", "REGISTERED", "register", "is_import_path", "split_import_path", "lookup", "make"]
+
+_API = ("reset", "step", "observation_space", "action_space")
+_API_LINE = ("gymnax's Environment API: reset(key, params), step(key, state, action, params), "
+             "observation_space(params), action_space(params), default_params")
+_IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class EnvFacts:
+    """What the task set needs to know of an environment, read once when it is registered or first named."""
+
+    kind: str
+    obs_shape: tuple[int, ...]
+    num_actions: int
+    max_episode_steps: int
+
+
+REGISTERED: dict[str, tuple[Callable[[], Any], EnvFacts]] = {}
+"""Name -> (factory, facts) of the environments registered in this process (:func:`register`)."""
+
+
+def is_import_path(spec: str) -> bool:
+    """Whether a task spec names its environment by ``module:attribute`` (task names hold no such colon)."""
+    return _IMPORT_PATH.match(spec.strip()) is not None
+
+
+def split_import_path(spec: str) -> tuple[str, str]:
+    """(``module:attribute``, the task options after it) of an import-path spec."""
+    match = _IMPORT_PATH.match(spec.strip())
+    assert match is not None, spec
+    return match.group(1), match.group(2) or ""
+
+
+def register(name: str, factory: Any, kind: str | None, builtin: Callable[[str], bool]) -> EnvFacts:
+    """Check ``factory``'s environment and register it under ``name``; ``builtin`` tells the names taken by
+    the package's own tasks.  Registering a name again replaces it (a notebook cell run twice)."""
+    if not isinstance(name, str) or not _NAME.match(name) or is_import_path(name):
+        raise ConfigError(f"task name {name!r}: use letters, digits and '_.+-' (it names folders and table rows)")
+    if builtin(name):
+        raise ConfigError(f"task name {name!r} is a built-in task; register your environment under another name")
+    make_one = _as_factory(factory)
+    facts = check_env(name, make_one(), kind)
+    REGISTERED[name] = (make_one, facts)
+    return facts
+
+
+def lookup(name: str) -> EnvFacts | None:
+    """The facts of a registered name or an import path (imported and checked once), or None for neither."""
+    if name in REGISTERED:
+        return REGISTERED[name][1]
+    if is_import_path(name):
+        return _import_path_facts(name)
+    return None
+
+
+def make(name: str) -> tuple[Any, Any]:
+    """(env, default params) of a registered name or an import path."""
+    make_one = REGISTERED[name][0] if name in REGISTERED else _as_factory(_import(name))
+    env = make_one()
+    return env, env.default_params
+
+
+@lru_cache(maxsize=64)
+def _import_path_facts(path: str) -> EnvFacts:
+    return check_env(path, _as_factory(_import(path))(), None)
+
+
+def _import(path: str) -> Any:
+    """The attribute an import path names; one line naming the module or the attribute that is missing."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = f"no module named {exc.name!r}" if exc.name else _first_line(exc)
+        raise ConfigError(f"task {path!r}: cannot import {module_name!r}: {missing}") from None
+    except Exception as exc:  # the module itself fails to import
+        raise ConfigError(f"task {path!r}: importing {module_name!r} fails: {_first_line(exc)}") from None
+    if not hasattr(module, attribute):
+        raise ConfigError(f"task {path!r}: module {module_name!r} has no attribute {attribute!r}")
+    return getattr(module, attribute)
+
+
+def _as_factory(obj: Any) -> Callable[[], Any]:
+    """A zero-argument callable making the environment: a class or function as it is, an environment object
+    (it has ``step`` and ``reset``) wrapped."""
+    if not isinstance(obj, type) and all(callable(getattr(obj, m, None)) for m in ("reset", "step")):
+        return lambda: obj
+    if not callable(obj):
+        raise ConfigError(f"{obj!r} is neither an environment nor a callable making one ({_API_LINE})")
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_env(label: str, env: Any, kind: str | None) -> EnvFacts:
+    """The facts of ``env`` after every check of the module docstring; a one-line ConfigError naming ``label``
+    and what is wrong otherwise."""
+    for method in _API:
+        if not callable(getattr(env, method, None)):
+            raise ConfigError(f"task {label!r}: the environment has no method {method}() ({_API_LINE})")
+    if not hasattr(env, "default_params"):
+        raise ConfigError(f"task {label!r}: the environment has no default_params ({_API_LINE})")
+    params = env.default_params
+    max_steps = getattr(params, "max_steps_in_episode", None)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ConfigError(f"task {label!r}: default_params.max_steps_in_episode must be a whole number >= 1 (the "
+                          f"episode cut-off evaluation rolls out to), got {max_steps!r}")
+    num_actions = _num_actions(label, env.action_space(params))
+    space = env.observation_space(params)
+    shape = tuple(int(d) for d in getattr(space, "shape", ()))
+    inferred = observation_kind(f"task {label!r}", shape)
+    if kind is not None and kind != inferred:
+        raise ConfigError(f"task {label!r}: kind={kind!r}, but its observations {shape} are {inferred} ones "
+                          "(1-D: vector, (H, W, C): image)")
+    _check_rollout(label, env, params, shape)
+    return EnvFacts(inferred, shape, num_actions, int(max_steps))
+
+
+def _num_actions(label: str, space: Any) -> int:
+    """The count of a discrete action space; one line for any other."""
+    n = getattr(space, "n", None)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or getattr(space, "shape", ()) not in ((), None):
+        raise ConfigError(f"task {label!r} has a {type(space).__name__} action space; only discrete actions (a "
+                          "Discrete(n) space) are supported")
+    if n < 1:
+        raise ConfigError(f"task {label!r}: its Discrete action space has {n} actions")
+    return int(n)
+
+
+def _check_rollout(label: str, env: Any, params: Any, shape: tuple[int, ...]) -> None:
+    """Trace one reset and one step (shapes only, nothing runs) and check what they return."""
+    key = jax.random.PRNGKey(0)
+    try:
+        reset = jax.eval_shape(lambda k: env.reset(k, params), key)
+    except Exception as exc:  # the user's code, traced
+        raise ConfigError(f"task {label!r}: reset(key, params) fails: {_first_line(exc)}") from None
+    if not isinstance(reset, (tuple, list)) or len(reset) != 2:
+        raise ConfigError(f"task {label!r}: reset(key, params) must return (obs, state)")
+    _check_obs(label, "reset", reset[0], shape)
+    try:
+        out = jax.eval_shape(lambda k, s: env.step(k, s, jnp.int32(0), params), key, reset[1])
+    except Exception as exc:
+        raise ConfigError(f"task {label!r}: step(key, state, action, params) fails: {_first_line(exc)}") from None
+    count = len(out) if isinstance(out, (tuple, list)) else 1
+    if count == 5:
+        raise ConfigError(f"task {label!r}: step returns 5 values (gymnax < 1.0's obs, state, reward, done, info); "
+                          "mtdqn needs gymnax >= 1.0's 6: obs, state, reward, terminated, truncated, info (a "
+                          "truncated episode bootstraps from its last observation, a terminated one does not)")
+    if count != 6:
+        raise ConfigError(f"task {label!r}: step returns {count} value(s); expected gymnax >= 1.0's 6: obs, state, "
+                          "reward, terminated, truncated, info")
+    obs, _, reward, terminated, truncated, info = out
+    _check_obs(label, "step", obs, shape)
+    for what, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+        if tuple(getattr(value, "shape", (None,))) != ():
+            raise ConfigError(f"task {label!r}: step's {what} must be a scalar, got shape "
+                              f"{getattr(value, 'shape', type(value).__name__)}")
+    if not isinstance(info, dict) or "final_observation" not in info:
+        raise ConfigError(f"task {label!r}: step's info has no 'final_observation' (the observation the episode "
+                          "ended in, before the automatic reset): subclass gymnax's Environment (gymnax >= 1.0) and "
+                          "write reset_env and step_env, or add it")
+    _check_obs(label, "step's info['final_observation']", info["final_observation"], shape)
+
+
+def _check_obs(label: str, where: str, obs: Any, shape: tuple[int, ...]) -> None:
+    got = tuple(getattr(obs, "shape", ()))
+    if got != shape:
+        raise ConfigError(f"task {label!r}: {where} returns observations of shape {got}; its observation_space "
+                          f"says {shape}")

@@ -1,0 +1,157 @@
+"""The Python API (mtdqn.train, mtdqn.open_run, ...): the CLI's options and one-line errors, one code path with
+the CLI (the same config gives the same numbers), JAX-free until used."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import fake_run
+
+import mtdqn
+from mtdqn.cli import main
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Two tasks, one seed, 1,000 env steps per task in two windows: the smallest run with updates, evaluations,
+# gradient diagnostics and CKA.
+SMALL = dict(tasks=["CartPole-v1", "Acrobot-v1"], steps=1000, seeds=1, log_every=500, hidden=(16,), adapter_width=8,
+             learning_starts=200, buffer_size=1000, batch_size=16, eval_every=500, eval_episodes=2)
+SMALL_ARGV = ["--tasks", "CartPole-v1", "Acrobot-v1", "--steps", "1000", "--seeds", "1", "--log-every", "500",
+              "--hidden", "16", "--adapter-width", "8", "--learning-starts", "200", "--buffer-size", "1000",
+              "--batch-size", "16", "--eval-every", "500", "--eval-episodes", "2", "--progress", "False"]
+SMALL_CONFIG = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1"), steps=1000, seeds=1, log_every=500,
+                           network=NetworkConfig(hidden=(16,), adapter_width=8),
+                           dqn=DQNConfig(learning_starts=200, buffer_size=1000, batch_size=16))
+
+
+def test_importing_mtdqn_starts_no_jax_and_opening_a_run_neither():
+    code = ("import sys, mtdqn; mtdqn.ConfigError; mtdqn.open_run; mtdqn.Study; "
+            "assert 'jax' not in sys.modules, 'jax imported'; print(sorted(mtdqn.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    for name in ("train", "study", "finetune", "extend", "distill", "open_run", "open_study", "register_task"):
+        assert name in out.stdout
+
+
+def test_the_public_names_are_documented_and_typed():
+    import inspect
+    import pydoc
+
+    text = pydoc.render_doc(mtdqn, renderer=pydoc.plaintext)
+    for line in ("study(preset_or_spec", "register_task(name", "open_run(path", "class Run", "mtdqn.train(tasks="):
+        assert line in text, line
+    assert (ROOT / "mtdqn" / "py.typed").is_file()
+    for name in ("train", "study", "finetune", "extend", "distill", "open_run", "open_study", "register_task"):
+        fn = inspect.unwrap(getattr(mtdqn, name))  # train, finetune, distill: modules callable as the function
+        assert fn.__doc__ and "return" in fn.__annotations__, name
+    assert list(inspect.signature(mtdqn.train).parameters)[:4] == ["tasks", "steps", "seeds", "out"]
+    importlib.import_module("mtdqn.train.run")  # importing the training modules leaves the names callable
+
+    assert callable(mtdqn.train) and callable(mtdqn.finetune) and callable(mtdqn.distill)
+
+
+# (id, keyword arguments of mtdqn.train, the same as `mtdqn train` flags)
+BAD = [
+    ("lr-negative", {"lr": -1.0}, ["--lr", "-1"]),
+    ("batch-exceeds-buffer", {"batch_size": 64, "buffer_size": 32}, ["--batch-size", "64", "--buffer-size", "32"]),
+    ("unknown-task", {"tasks": ["CartPol-v1"]}, ["--tasks", "CartPol-v1"]),
+    ("patience-without-eval-every", {"patience": 2}, ["--patience", "2"]),
+    ("eval-episodes-zero", {"eval_episodes": 0}, ["--eval-episodes", "0"]),
+    ("train-every-not-a-multiple", {"train_every": 6}, ["--train-every", "6"]),
+    ("no-update", {"steps": 1000, "log_every": 1000}, ["--steps", "1000", "--log-every", "1000"]),
+]
+
+
+@pytest.mark.parametrize("kwargs, argv", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_a_bad_option_raises_the_line_the_cli_prints(tmp_path, capsys, kwargs, argv):
+    with pytest.raises(mtdqn.ConfigError) as exc:
+        mtdqn.train(out=tmp_path / "api", progress=False, **kwargs)
+    with pytest.raises(SystemExit):
+        main(["train", *argv, "--out", str(tmp_path / "cli"), "--progress", "False"])
+    assert capsys.readouterr().err.strip() == f"error: {' '.join(str(exc.value).split())}"
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"lrr": 0.1}, "unknown option 'lrr'; did you mean 'lr'?"),
+    ({"sharin": "independent"}, "did you mean 'sharing'?"),
+    ({"lr": "fast"}, "--lr: expected float, got 'fast'"),
+    ({"hidden": 64}, "--hidden: expected a list of int"),
+    ({"eval_every": 1.5}, "--eval-every: expected int, got 1.5"),
+])
+def test_an_unknown_or_mistyped_option_is_one_line(tmp_path, kwargs, expected):
+    with pytest.raises(mtdqn.ConfigError, match=None) as exc:
+        mtdqn.train(out=tmp_path / "api", **kwargs)
+    assert expected in str(exc.value)
+    assert not (tmp_path / "api").exists()
+
+
+def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
+    fake_run(tmp_path / "run")
+    with pytest.raises(mtdqn.ConfigError, match=r"drop --steps, --lr \(or start a new run with --out\)") as exc:
+        mtdqn.train(out=tmp_path / "run", resume=True, steps=5000, lr=0.1)
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(tmp_path / "run"), "--steps", "5000", "--lr", "0.1"])
+    assert capsys.readouterr().err.strip() == f"error: {exc.value}"
+
+
+def test_opening_what_is_not_a_run_or_study_is_one_line(tmp_path):
+    with pytest.raises(mtdqn.ConfigError, match="is not a run directory"):
+        mtdqn.open_run(tmp_path)
+    with pytest.raises(mtdqn.ConfigError, match="is not a study directory"):
+        mtdqn.open_study(tmp_path)
+
+
+def test_a_bad_study_table_is_one_line(tmp_path):
+    with pytest.raises(mtdqn.ConfigError, match="variants.shared.lrr: unknown option 'lrr'; did you mean 'lr'"):
+        mtdqn.study({"tasks": ["CartPole-v1"], "steps": 1000, "seeds": 1, "variants": {"shared": {"lrr": 1}}},
+                    out=tmp_path / "study")
+    assert not (tmp_path / "study").exists()
+
+
+# ---------------------------------------------------------------- one code path: the CLI and the API alike
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory) -> mtdqn.Run:
+    return mtdqn.train(out=tmp_path_factory.mktemp("api") / "run", progress=False, **SMALL)
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_api_make_the_same_run(api_run, tmp_path, capsys):
+    out = tmp_path / "cli"
+    main(["train", *SMALL_ARGV, "--out", str(out)])
+    printed = capsys.readouterr().out
+    cli_run = mtdqn.open_run(out)
+    assert api_run.config == cli_run.config == SMALL_CONFIG
+    same = ("final_eval", "final_score", "final_discounted", "env_steps", "updates", "seeds")
+    api_summary, cli_summary = api_run.summary, cli_run.summary
+    assert {k: api_summary.get(k) for k in same} == {k: cli_summary.get(k) for k in same}
+    for table in ("metrics", "evals", "grad_tasks", "grad_pairs"):
+        pd.testing.assert_frame_equal(getattr(api_run, table), getattr(cli_run, table))
+    for task, values in api_summary["final_eval"].items():  # the CLI prints the numbers the API returns
+        assert f"{task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}" in printed
+
+
+@pytest.mark.slow
+def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
+    run = mtdqn.open_run(api_run.path)
+    assert "2 seed" not in repr(run) and "finished" in repr(run)
+    assert run.tasks == ("CartPole-v1", "Acrobot-v1") and run.seeds == [0]
+    assert len(run.metrics) == 2 * 2 and set(run.metrics.task) == set(run.tasks)  # 2 windows x 2 tasks
+    assert sorted(run.evals.step.unique()) == [500, 1000]
+    assert len(run.grad_pairs) and len(run.grad_tasks) and list(run.cka.columns)
+    last = run.evals.groupby("task").return_mean.last()
+    assert last.to_dict() == {t: v[0] for t, v in run.summary["final_eval"].items()}
+    evaluation = run.evaluate(episodes=2)
+    assert list(evaluation.columns) == ["task", "seed", "return_mean", "return_std", "discounted_mean", "episodes"]
+    assert len(evaluation) == 2 and (evaluation.episodes == 2).all()
+    assert json.loads((run.path / "eval.json").read_text())["episodes"] == 2
+    assert run.agent().act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()

@@ -1,0 +1,215 @@
+"""Your own JAX environment as a task (mtdqn.tasks.custom): a chain MDP written here, with a known optimal Q,
+registered by name from Python and named by import path on the command line; and every one-line refusal.
+
+The chain: states 0..3, start at 0; action 1 steps right, action 0 left (0 is a wall); entering state 3 ends
+the episode with reward 1 (terminated), 20 steps truncate it.  With discount g the optimal values are
+V*(s) = g^(2-s), Q*(s, right) = V*(s) and Q*(s, left) = g V*(max(s-1, 0)).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+from gymnax.environments import environment, spaces
+
+import mtdqn
+from mtdqn.cli import main
+from mtdqn.tasks import custom
+
+LENGTH = 4
+GAMMA = 0.9
+
+
+@struct.dataclass
+class ChainState(environment.EnvState):
+    pos: jax.Array
+
+
+@struct.dataclass
+class ChainParams(environment.EnvParams):
+    max_steps_in_episode: int = 20
+
+
+class Chain(environment.Environment):
+    """A gymnax >= 1.0 environment: reset_env and step_env, the base class resets and adds final_observation."""
+
+    @property
+    def default_params(self) -> ChainParams:
+        return ChainParams()
+
+    def reset_env(self, key, params):
+        state = ChainState(time=0, pos=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        pos = jnp.clip(state.pos + 2 * action - 1, 0, LENGTH - 1)
+        state = ChainState(time=state.time + 1, pos=pos)
+        done = pos == LENGTH - 1
+        return self.get_obs(state), state, done.astype(jnp.float32), done, {}
+
+    def get_obs(self, state, params=None, key=None):
+        return jax.nn.one_hot(state.pos, LENGTH)
+
+    def action_space(self, params):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (LENGTH,), jnp.float32)
+
+
+def make_chain() -> Chain:
+    """The factory an import path names: ``test_custom_env:make_chain``."""
+    return Chain()
+
+
+def optimal_q(gamma: float = GAMMA) -> np.ndarray:
+    """(states 0..2, actions [left, right]) of the chain."""
+    value = [gamma ** (LENGTH - 2 - s) for s in range(LENGTH - 1)]
+    return np.array([[gamma * value[max(s - 1, 0)], value[s]] for s in range(LENGTH - 1)])
+
+
+# 3,000 env steps per task, an update every vector step after 200: ~700 updates, a hard target copy every 20.
+CHAIN_OPTIONS = dict(steps=3000, seeds=1, num_envs=4, log_every=1500, hidden=(32,), adapter_width=16, gamma=GAMMA,
+                     lr=1e-3, lr_schedule="constant", learning_starts=200, buffer_size=3000, batch_size=32,
+                     target_update_every=20, tau=1.0, eps_fraction=0.5, eval_episodes=2)
+CHAIN_ARGV = ["--steps", "3000", "--seeds", "1", "--num-envs", "4", "--log-every", "1500", "--hidden", "32",
+              "--adapter-width", "16", "--gamma", "0.9", "--lr", "0.001", "--lr-schedule", "constant",
+              "--learning-starts", "200", "--buffer-size", "3000", "--batch-size", "32", "--target-update-every",
+              "20", "--tau", "1.0", "--eps-fraction", "0.5", "--eval-episodes", "2", "--progress", "False"]
+
+
+@pytest.fixture
+def registered():
+    """Chain-v0 registered for one test, then forgotten."""
+    mtdqn.register_task("Chain-v0", Chain)
+    yield "Chain-v0"
+    custom.REGISTERED.pop("Chain-v0", None)
+
+
+def _check_learned(run: mtdqn.Run, task: str) -> None:
+    """The run reaches the goal greedily, and its Q of the chain's states is the optimal one."""
+    assert run.summary["final_eval"][task] == [1.0]
+    evaluation = run.evaluate(episodes=2)
+    assert evaluation.set_index("task").loc[task, "return_mean"] == 1.0
+    q = run.agent().q_values(task, np.eye(LENGTH, dtype=np.float32)[: LENGTH - 1])
+    np.testing.assert_allclose(q, optimal_q(), atol=0.05)
+
+
+def test_a_registered_task_is_read_from_its_environment(registered):
+    task = mtdqn.register_task("Chain-v0", make_chain)  # again: replaces it, a factory function this time
+    assert (task.kind, task.obs_shape, task.num_actions, task.max_episode_steps) == ("vector", (4,), 2, 20)
+    from mtdqn.tasks.registry import list_tasks, parse_task
+
+    assert parse_task("Chain-v0:gamma=0.5").gamma == 0.5
+    assert "Chain-v0" in [t.name for t in list_tasks()]
+    assert parse_task("test_custom_env:make_chain:reward_scale=2").reward_scale == 2.0
+
+
+@pytest.mark.slow
+def test_a_registered_chain_learns_its_optimal_q_beside_cartpole(registered, tmp_path):
+    run = mtdqn.train(tasks=[registered, "CartPole-v1"], out=tmp_path / "run", progress=False, **CHAIN_OPTIONS)
+    _check_learned(run, registered)
+
+
+@pytest.mark.slow
+def test_a_chain_named_by_import_path_learns_its_optimal_q(tmp_path):
+    out = tmp_path / "run"
+    main(["train", "--tasks", "test_custom_env:make_chain", *CHAIN_ARGV, "--out", str(out)])
+    _check_learned(mtdqn.open_run(out), "test_custom_env:make_chain")
+
+
+# ---------------------------------------------------------------- refusals: one line each, nothing written
+
+class WideObs(Chain):
+    def get_obs(self, state, params=None, key=None):
+        return jnp.zeros(LENGTH + 1)
+
+
+class Grid(Chain):
+    def get_obs(self, state, params=None, key=None):
+        return jnp.zeros((2, LENGTH))
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (2, LENGTH), jnp.float32)
+
+
+class Continuous(Chain):
+    def action_space(self, params):
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
+class OldStep(Chain):
+    """gymnax < 1.0's step: (obs, state, reward, done, info)."""
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, done, info = self.step_env(key, state, action, params)
+        return obs, state, reward, done, info
+
+
+class NoFinalObservation(Chain):
+    def step(self, key, state, action, params=None):
+        obs, state, reward, done, info = self.step_env(key, state, action, params)
+        return obs, state, reward, done, jnp.bool_(False), info
+
+
+class NoStep:
+    default_params = ChainParams()
+
+    def reset(self, key, params):
+        return jnp.zeros(LENGTH), None
+
+
+class NoLimit(Chain):
+    @property
+    def default_params(self):
+        return None
+
+
+BAD_ENVS = [
+    ("wide-observations", WideObs, "reset returns observations of shape (5,); its observation_space says (4,)"),
+    ("2-d-observations", Grid, "has 2-D observations (2, 4); only 1-D vectors or (H, W, C) images"),
+    ("continuous-actions", Continuous, "has a Box action space; only discrete actions"),
+    ("five-value-step", OldStep, "step returns 5 values (gymnax < 1.0's obs, state, reward, done, info)"),
+    ("no-final-observation", NoFinalObservation, "step's info has no 'final_observation'"),
+    ("no-step", NoStep, "the environment has no method step()"),
+    ("no-time-limit", NoLimit, "default_params.max_steps_in_episode must be a whole number >= 1"),
+]
+
+
+@pytest.mark.parametrize("env, expected", [c[1:] for c in BAD_ENVS], ids=[c[0] for c in BAD_ENVS])
+def test_register_task_refuses_with_one_line(env, expected):
+    with pytest.raises(mtdqn.ConfigError, match=None) as exc:
+        mtdqn.register_task("Bad-v0", env)
+    assert expected in str(exc.value) and "\n" not in str(exc.value)
+    assert "Bad-v0" not in custom.REGISTERED
+
+
+def test_register_task_refuses_a_built_in_name_and_a_wrong_kind():
+    with pytest.raises(mtdqn.ConfigError, match="'CartPole-v1' is a built-in task"):
+        mtdqn.register_task("CartPole-v1", Chain)
+    with pytest.raises(mtdqn.ConfigError, match="kind='image', but its observations"):
+        mtdqn.register_task("Chain-v0", Chain, kind="image")
+    assert "Chain-v0" not in custom.REGISTERED
+
+
+CLI_CASES = [
+    ("missing-module", "no_such_module_here:make", "cannot import 'no_such_module_here': no module named"),
+    ("missing-attribute", "test_custom_env:make_nothing", "module 'test_custom_env' has no attribute 'make_nothing'"),
+    ("no-environment-api", "test_custom_env:NoStep", "has no method step()"),
+    ("five-value-step", "test_custom_env:OldStep", "step returns 5 values"),
+    ("unregistered-name", "Chain-v9", "unknown task 'Chain-v9'"),
+]
+
+
+@pytest.mark.parametrize("spec, expected", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_the_command_line_refuses_a_bad_import_path_with_one_line(tmp_path, capsys, spec, expected):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--tasks", spec, "--out", str(out), "--progress", "False"])
+    assert exc.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not out.exists()

@@ -1,0 +1,61 @@
+"""Every script in examples/ runs, on a tiny budget (its ``main`` with a small network and few steps)."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtdqn.tasks import custom
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# 1,000 env steps per task in two windows, updates from step 200 on
+TINY = dict(steps=1000, log_every=500, hidden=(16,), adapter_width=8, learning_starts=200, buffer_size=1000,
+            batch_size=16)
+
+
+def _main(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # examples import each other, as when run from their folder
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=name)["main"]
+
+
+def test_every_example_is_tested():
+    tested = {"train_and_compare", "register_your_env", "study_tables", "finetune_best_cell"}
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
+
+
+@pytest.mark.slow
+def test_train_and_compare(tmp_path, monkeypatch):
+    table = _main("train_and_compare", monkeypatch)(tmp_path, seeds=1, eval_episodes=2, **TINY)
+    assert list(table.columns) == ["independent", "shared"]
+    assert list(table.index) == ["Acrobot-v1", "CartPole-v1"] and table.notna().all().all()
+
+
+@pytest.mark.slow
+def test_register_your_env(tmp_path, monkeypatch):
+    try:
+        q = _main("register_your_env", monkeypatch)(tmp_path, eval_episodes=2, **TINY)
+    finally:
+        custom.REGISTERED.pop("MyChain-v0", None)
+    assert q.shape == (3, 2) and np.isfinite(q).all()
+
+
+@pytest.fixture(scope="module")
+def examples_dir(tmp_path_factory) -> Path:
+    """One folder for the study examples: the fine-tuning opens the study the first one ran."""
+    return tmp_path_factory.mktemp("examples")
+
+
+@pytest.mark.slow
+def test_study_tables(examples_dir, monkeypatch):
+    png = _main("study_tables", monkeypatch)(examples_dir / "study", seeds=1, **TINY)
+    assert png.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_finetune_best_cell(examples_dir, monkeypatch, capsys):
+    run = _main("finetune_best_cell", monkeypatch)(examples_dir, seeds=1, study_dir=examples_dir / "study", **TINY)
+    assert run.tasks == ("MountainCar-v0",) and run.summary["final_eval"]["MountainCar-v0"]
+    assert "best cell: " in capsys.readouterr().out
