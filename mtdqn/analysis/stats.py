@@ -112,6 +112,13 @@ def bootstrap_mean(values: np.ndarray | list[float], bounds: Bounds = UNBOUNDED,
     return clip(Estimate(mean, *_percentiles(x[idx].mean(axis=1), confidence), n), bounds)
 
 
+def _point_difference(a: np.ndarray, b: np.ndarray, bounds: Bounds) -> Estimate:
+    """mean(a) - mean(b) of two non-empty groups without an interval, within ``difference_bounds(bounds)``;
+    `n` is the smaller group's size."""
+    return clip(Estimate(float(a.mean() - b.mean()), float("nan"), float("nan"), int(min(a.size, b.size))),
+                difference_bounds(bounds))
+
+
 def bootstrap_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bounds: Bounds = UNBOUNDED, *,
                    reps: int = 2000, seed: int = 0, confidence: float = 0.95,
                    min_seeds: int = MIN_SEEDS) -> Estimate:
@@ -124,15 +131,13 @@ def bootstrap_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bou
     a, b = _finite(x), _finite(y)
     if a.size == 0 or b.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    diff = float(a.mean() - b.mean())
-    n = int(min(a.size, b.size))
-    dbounds = difference_bounds(bounds)
-    if n < min_seeds:
-        return clip(Estimate(diff, float("nan"), float("nan"), n), dbounds)
+    point = _point_difference(a, b, bounds)
+    if point.n < min_seeds:
+        return point
     rng = np.random.default_rng(seed)
     ra = a[rng.integers(0, a.size, size=(reps, a.size))].mean(axis=1)
     rb = b[rng.integers(0, b.size, size=(reps, b.size))].mean(axis=1)
-    return clip(Estimate(diff, *_percentiles(ra - rb, confidence), n), dbounds)
+    return clip(Estimate(point.value, *_percentiles(ra - rb, confidence), point.n), difference_bounds(bounds))
 
 
 def no_variation(*groups: np.ndarray | list[float]) -> bool:
@@ -182,14 +187,12 @@ def welch_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bounds:
     a, b = _finite(x), _finite(y)
     if a.size == 0 or b.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    diff = float(a.mean() - b.mean())
-    n = int(min(a.size, b.size))
-    dbounds = difference_bounds(bounds)
-    se, dof = _welch(a, b) if n >= 2 else (0.0, float("nan"))
-    if n < min_seeds or se == 0.0:
-        return clip(Estimate(diff, float("nan"), float("nan"), n), dbounds)
+    point = _point_difference(a, b, bounds)
+    se, dof = _welch(a, b) if point.n >= 2 else (0.0, float("nan"))
+    if point.n < min_seeds or se == 0.0:
+        return point
     half = float(sps.t.ppf(0.5 + confidence / 2, dof) * se)
-    return clip(Estimate(diff, diff - half, diff + half, n), dbounds)
+    return clip(Estimate(point.value, point.value - half, point.value + half, point.n), difference_bounds(bounds))
 
 
 def welch_p(x: np.ndarray | list[float], y: np.ndarray | list[float], *, min_seeds: int = MIN_SEEDS) -> float:
