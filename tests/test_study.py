@@ -261,7 +261,7 @@ def test_presets() -> None:
     classic = resolve_spec("classic", {"seeds": 10})
     assert classic.seeds == 10 and classic.tasks == ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
     assert list(classic.variants) == ["independent", "independent-matched", "shared", "partial-1", "shared+unit-norm",
-                                      "conditioned"]
+                                      "conditioned", "moe", "moore"]
     assert variant_config(classic, "shared+unit-norm").strategy == "unit-norm"
     minatar = resolve_spec("minatar")
     assert minatar.tasks[0] == "Breakout-MinAtar:sticky=0.1,actions=full,max_steps=10000"  # as published
@@ -287,7 +287,10 @@ def test_minigrid_presets_follow_moore() -> None:
     for name, tasks in (("minigrid-mt3", mt3), ("minigrid-mt5", mt5), ("minigrid-mt7", mt7)):
         spec = resolve_spec(name)
         assert list(spec.tasks) == tasks and spec.steps == 200_000 and spec.run_options.eval_episodes == 16
-        assert list(spec.variants) == ["independent", "shared", "shared+unit-norm", "shared+pcgrad"]
+        assert list(spec.variants) == ["independent", "shared", "shared+unit-norm", "shared+pcgrad", "moe", "moore"]
+        experts = {3: 2, 5: 3, 7: 4}[len(tasks)]  # MOORE's counts
+        assert variant_config(spec, "moore").network.sharing == f"moore:{experts}"
+        assert variant_config(spec, "moe").network.sharing == f"moe:{experts}"
         for variant in spec.variants:
             cfg = variant_config(spec, variant)
             derive(cfg)

@@ -14,7 +14,7 @@ from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "MOORE_MT3",
-           "MOORE_MT5", "MOORE_MT7", "MINIGRID_OPTIONS", "resolve_spec", "study_table", "transfer_preset",
+           "MOORE_MT5", "MOORE_MT7", "MOORE_EXPERTS", "MINIGRID_OPTIONS", "resolve_spec", "study_table", "transfer_preset",
            "deramo_transfer_preset", "GROUPS_PRESET", "GROUPS_TASKS", "groups_preset"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
@@ -54,6 +54,8 @@ def _classic() -> dict[str, Any]:
         "partial-1": {"sharing": "partial:1"},
         "shared+unit-norm": {"sharing": "shared", "strategy": "unit-norm"},
         "conditioned": {"sharing": "conditioned"},
+        "moe": {"sharing": "moe:2"},  # experts (issue 20), at MOORE's count for three tasks (its MT3)
+        "moore": {"sharing": "moore:2"},
     }
     return {
         "tasks": ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"],
@@ -182,6 +184,8 @@ MOORE_MT3 = ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-
 MOORE_MT5 = [*MOORE_MT3, "MiniGrid-DoorKey-6x6-v0", "MiniGrid-DistShift1-v0"]
 MOORE_MT7 = [*MOORE_MT5, "MiniGrid-SimpleCrossingS9N2-v0", "MiniGrid-MultiRoom-N2-S4-v0"]
 """MOORE's MiniGrid task sets (Hendawy et al. 2024, ``run_minigrid_ppo_mt.py``), in its order."""
+MOORE_EXPERTS = {3: 2, 5: 3, 7: 4}
+"""MOORE's expert counts per task set (MT3 2, MT5 3, MT7 4): the ``moe`` and ``moore`` variants' K."""
 
 MINIGRID_OPTIONS: dict[str, Any] = {
     "log_every": 5_000, "num_envs": 16, "train_every": 16, "batch_size": 128, "buffer_size": 100_000,
@@ -194,7 +198,9 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
     """MOORE's MiniGrid multi-task protocol (Hendawy, Peters, D'Eramo, ICLR 2024, "Multi-Task Reinforcement
     Learning with Mixture of Orthogonal Experts"; github.com/AhmedMagdyHendawy/MOORE, ``run_minigrid_ppo_mt.py``)
     with a DQN: independent networks, one shared conv trunk (MOORE's MTPPO baseline is this structure), the
-    shared trunk with unit-norm task gradients and with PCGrad (Yu et al. 2020).
+    shared trunk with unit-norm task gradients and with PCGrad (Yu et al. 2020), and MOORE's two expert
+    structures at its expert counts (:data:`MOORE_EXPERTS`): a mixture of experts (``moe:K``) and orthogonal
+    experts (``moore:K``, :mod:`mtdqn.networks.experts`).
 
     As MOORE: the tasks of its MT3 / MT5 / MT7 (all ``MiniGrid-...-v0``), the ``ImgObsWrapper`` view (the
     7x7x3 partial egocentric view with occlusion, raw ids) and each env's default ``max_steps`` (our JAX
@@ -219,6 +225,8 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
     (conv 16, conv 32, Dense 128, per-task 1x1 adapters and heads), not MOORE's; the normalized score is
     (x - random) / (optimal - random), MOORE's x / optimal (the random returns are 0.007-0.19).
     """
+    experts = MOORE_EXPERTS[len(tasks)]
+
     def preset() -> dict[str, Any]:
         return {
             "tasks": list(tasks),
@@ -229,7 +237,8 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
             "options": dict(MINIGRID_OPTIONS),
             "variants": {"shared": {"sharing": "shared"},
                          "shared+unit-norm": {"sharing": "shared", "strategy": "unit-norm"},
-                         "shared+pcgrad": {"sharing": "shared", "strategy": "pcgrad"}},
+                         "shared+pcgrad": {"sharing": "shared", "strategy": "pcgrad"},
+                         "moe": {"sharing": f"moe:{experts}"}, "moore": {"sharing": f"moore:{experts}"}},
         }
 
     preset.__doc__ = _moore.__doc__
