@@ -198,3 +198,22 @@ def test_zoomed_axis_spans_a_stated_share_of_the_range():
     assert axes[0].get_ylim() == pytest.approx((0.0, 50.0))
     plots._zoom(axes[0], np.array([10.0, 400.0]), (0.0, 500.0))  # wide data: the data decide
     assert axes[0].get_ylim()[1] - axes[0].get_ylim()[0] > 0.5 * 500.0
+
+
+def test_constant_but_different_groups_say_so():
+    """Every seed of each side one value, the two apart: no interval (no spread), never 'fewer than 5 seeds'."""
+    from mtdqn.analysis.display import differences
+    from mtdqn.analysis.findings import compare_sentence
+    from mtdqn.analysis.stats import Estimate
+
+    x, y = [2.0] * 5, [1.0] * 5
+    e = welch_diff(x, y)
+    sentence = compare_sentence("x", "a", "b", Estimate(e.value, e.lo, e.hi, 5), 5, 5, "Welch",
+                                p=welch_p(x, y), p_holm=0.0, seeds=("2, 2", "1, 1"))
+    assert "`a` is higher than `b` by 1.00" in sentence and "no spread within either variant" in sentence
+    assert "fewer than" not in sentence
+    row = {"variant": "a", "reference": "b", "task": "t", "metric": "final_return", "gamma": float("nan"),
+           "diff": 1.0, "lo": float("nan"), "hi": float("nan"), "p": 0.0, "p_holm": 0.0, "effect": float("nan"),
+           "estimable": True, "mde": float("nan"), "max_diff": 500.0, "n": 5, "n_reference": 5, "values": "2",
+           "values_reference": "1"}
+    assert differences(pd.DataFrame([row]))["95% CI (Welch t)"].iloc[0] == "— (no spread within either variant)"

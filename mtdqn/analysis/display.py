@@ -82,7 +82,8 @@ def differences(df: pd.DataFrame) -> pd.DataFrame:
         show = steps if r.metric == "steps_to_threshold" else num
         has_ci = math.isfinite(r.lo) and math.isfinite(r.hi)
         ci = (f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "not estimable (no variation)"
-              if not r.estimable else f"— (n < {MIN_SEEDS})")
+              if not r.estimable else f"— (n < {MIN_SEEDS})" if min(r.n, r.n_reference) < MIN_SEEDS
+              else "— (no spread within either variant)")
         rows.append({"task": r.task, "metric": metric_name(r.metric, r.gamma),
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
                      "95% CI (Welch t)": ci, "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
@@ -151,14 +152,17 @@ def cost(df: pd.DataFrame) -> pd.DataFrame:
                          "compile s", "env steps/s"])
 
 
-def _est(mean: float, lo: float, hi: float) -> str:
-    return estimate(mean, lo, hi) if math.isfinite(lo) else f"{num(mean)} (no CI, n < 5)"
+def _est(mean: float, lo: float, hi: float, n: int) -> str:
+    """'mean [lo, hi]', or the mean with why it has no interval: too few seeds, or no spread over them."""
+    if math.isfinite(lo):
+        return estimate(mean, lo, hi)
+    return f"{num(mean)} (no CI, n < {MIN_SEEDS})" if n < MIN_SEEDS else f"{num(mean)} (no CI: no spread over seeds)"
 
 
 def conflict_summary(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task pairs": r.n_pairs,
-             "mean cosine over training": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi),
-             "conflict fraction": _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi),
+             "mean cosine over training": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi, r.n),
+             "conflict fraction": _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi, r.n),
              "noise baseline (same-task pairs with cosine < 0)": num(getattr(r, "noise_conflict", float("nan"))),
              "end of training: between tasks": num(r.end_cosine),
              "end of training: same-task null (mean over tasks)": num(r.null_cosine), "n seeds": r.n}
@@ -170,7 +174,7 @@ def conflict_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task pair": f"{r.task_a} / {r.task_b}",
-             f"{label} (mean [95% CI])": _est(r.mean, r.lo, r.hi), "n seeds": r.n} for r in df.itertuples()]
+             f"{label} (mean [95% CI])": _est(r.mean, r.lo, r.hi, r.n), "n seeds": r.n} for r in df.itertuples()]
     return _frame(rows, ["variant", "task pair", f"{label} (mean [95% CI])", "n seeds"])
 
 
@@ -193,9 +197,9 @@ def affinity_unit(df: pd.DataFrame) -> int:
     return -3 * math.ceil(-math.log10(big) / 3)
 
 
-def _scaled(mean: float, lo: float, hi: float, unit: int) -> str:
+def _scaled(mean: float, lo: float, hi: float, n: int, unit: int) -> str:
     f = 10.0 ** -unit
-    return _est(mean * f, lo * f, hi * f)
+    return _est(mean * f, lo * f, hi * f, n)
 
 
 def affinity(df: pd.DataFrame, tasks: tuple[str, ...], unit: int = 0) -> pd.DataFrame:
@@ -204,7 +208,7 @@ def affinity(df: pd.DataFrame, tasks: tuple[str, ...], unit: int = 0) -> pd.Data
     scale = "" if unit == 0 else f" (×10^{unit})"
     rows = []
     for (v, i), g in df.groupby(["variant", "task_i"], sort=False):
-        cells = {r.task_j: _scaled(r.mean, r.lo, r.hi, unit) for r in g.itertuples()}
+        cells = {r.task_j: _scaled(r.mean, r.lo, r.hi, r.n, unit) for r in g.itertuples()}
         rows.append({"variant": v, f"step on ↓ / loss of →{scale}": i, **{j: cells.get(j, "n/a") for j in tasks},
                      "n seeds": int(g["n"].max())})
     return _frame(rows, ["variant", f"step on ↓ / loss of →{scale}", *tasks, "n seeds"])
@@ -219,14 +223,14 @@ def cka(df: pd.DataFrame) -> pd.DataFrame:
 def probe(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "comparison": r.kind,
              "tasks": r.task_a if r.task_a == r.task_b else f"{r.task_a} / {r.task_b}",
-             "cosine (mean [95% CI])": _est(r.mean, r.lo, r.hi), "n seeds": r.n} for r in df.itertuples()]
+             "cosine (mean [95% CI])": _est(r.mean, r.lo, r.hi, r.n), "n seeds": r.n} for r in df.itertuples()]
     return _frame(rows, ["variant", "comparison", "tasks", "cosine (mean [95% CI])", "n seeds"])
 
 
 def grad_summary(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "task": r.task,
-             "grad norm (mean [95% CI])": _est(r.grad_norm_mean, r.grad_norm_lo, r.grad_norm_hi),
-             "applied weight (mean [95% CI])": _est(r.weight_mean, r.weight_lo, r.weight_hi),
+             "grad norm (mean [95% CI])": _est(r.grad_norm_mean, r.grad_norm_lo, r.grad_norm_hi, r.n),
+             "applied weight (mean [95% CI])": _est(r.weight_mean, r.weight_lo, r.weight_hi, r.n),
              "n seeds": r.n} for r in df.itertuples()]
     return _frame(rows, ["variant", "task", "grad norm (mean [95% CI])", "applied weight (mean [95% CI])",
                          "n seeds"])

@@ -65,10 +65,17 @@ def compare_sentence(
         per_seed = f": every seed of both gave {seeds[0].split(', ')[0]}" if seeds else ""
         return (f"{what}: not estimable (no variation{per_seed}) between `{variant}` and `{reference}`, "
                 f"{counts}; not counted among the comparisons.")
-    if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):
-        per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
+    per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
+    if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)) and min(n_variant, n_reference) < MIN_SEEDS:
         return (f"{what}: no clear difference between `{variant}` and `{reference}` "
                 f"(difference {d}, CI undefined with {counts}, fewer than {MIN_SEEDS}{per_seed}{detect}).")
+    if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):  # each side constant, the two apart
+        certain = math.isfinite(p_holm) and p_holm < ALPHA
+        verdict = (f"`{variant}` is {'higher' if diff.value > 0 else 'lower'} than `{reference}` by "
+                   f"{show(abs(diff.value))}" if certain else f"no clear difference between `{variant}` and "
+                   f"`{reference}`")
+        return (f"{what}: {verdict} (difference {d}, no interval: no spread within either variant{per_seed}; "
+                f"p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}, {counts}).")
     ends = interval(diff.lo, diff.hi) if show is num else f"[{show(diff.lo)}, {show(diff.hi)}]"
     g = f"; Hedges' g {effect:+.2f}" if math.isfinite(effect) else ""
     tested = math.isfinite(p)
