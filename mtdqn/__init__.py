@@ -8,9 +8,10 @@ names with underscores)::
     run.evals.groupby("task").return_mean.last()      # pandas DataFrames of the run directory
     mtdqn.register_task("MyEnv-v0", make_my_env)      # your own gymnax-API environment, in the compiled loop
     study = mtdqn.study("quick", seeds=3)             # cells as Runs, the report's tables, report()
+    best = mtdqn.tune("tune.toml", n_trials=8)         # Optuna search over train options; best, report
 
 - :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run`;
-  :func:`study` a :class:`Study`; :func:`open_run` and :func:`open_study` open existing directories.
+  :func:`study` a :class:`Study`; :func:`tune` a :class:`~mtdqn.tune.run.TuneResult`; :func:`open_run` and :func:`open_study` open existing directories.
 - :func:`register_task` makes your own environment a task (or name it ``module:factory`` anywhere a task goes).
 - :func:`load_agent` loads a trained run's Q-network to act.
 - Bad input raises :class:`ConfigError` with the CLI's one-line message; nothing is written.
@@ -28,17 +29,17 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported when first used
-    from mtdqn.api import distill, extend, finetune, study, train
+    from mtdqn.api import distill, extend, finetune, study, train, tune
     from mtdqn.deploy import LoadedAgent, load_agent
     from mtdqn.results import Run, Study, open_run, open_study
     from mtdqn.tasks.registry import register_task
 
-__all__ = ["train", "study", "finetune", "extend", "distill", "open_run", "open_study", "Run", "Study",
+__all__ = ["train", "study", "tune", "finetune", "extend", "distill", "open_run", "open_study", "Run", "Study",
            "register_task", "load_agent", "LoadedAgent", "ConfigError", "TrainingDiverged", "__version__"]
 
-# train, finetune and distill are also the names of modules of the package: those modules are callable as the
+# train, finetune, distill and tune are also the names of modules of the package: those modules are callable as the
 # API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.
-_MODULES = ("train", "finetune", "distill")
+_MODULES = ("train", "finetune", "distill", "tune")
 _LAZY = {
     "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results",
     "Run": "mtdqn.results",

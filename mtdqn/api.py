@@ -30,10 +30,10 @@ from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
 from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
-from mtdqn.runoptions import RunOptions
+from mtdqn.runoptions import OnEval, RunOptions
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
-           "distill", "study", "default_out"]
+           "distill", "study", "tune", "default_out"]
 
 TRAIN_OPTIONS = option_table(TrainConfig)
 """Flat train option name -> (config section, type): ``tasks``, ``steps``, ``lr``, ``sharing``, ..."""
@@ -89,7 +89,7 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
 
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
           out: str | Path | None = None, *, resume: bool = False, force: bool = False, progress: bool = True,
-          announce: Announce | None = None, **options: Any) -> Run:
+          announce: Announce | None = None, on_eval: OnEval | None = None, **options: Any) -> Run:
     """Train one multi-task DQN agent, all seeds in one compiled program (`mtdqn train`).
 
     Args:
@@ -103,6 +103,9 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         force: overwrite a run directory that already holds a run.
         progress: show a progress bar.
         announce: called once with a line describing the agent (e.g. ``print``).
+        on_eval: called after each greedy evaluation during training with its env step and every evaluation
+            row so far (``evals.parquet``'s rows); it may raise to stop the run, which stays resumable from its
+            last checkpoint (`mtdqn tune`'s pruner does).
         **options: every other option of `mtdqn train` by its flat name: train options (``lr``, ``sharing``,
             ``hidden``, ``strategy``, ``batch_size``, ...) and run options (``eval_every``,
             ``eval_episodes``, ``patience``, ``devices``, ...).
@@ -127,7 +130,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     from mtdqn.train.run import train as train_run
 
     result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
-                       **run_options)
+                       on_eval=on_eval, **run_options)
     return Run(result.out_dir)
 
 
@@ -268,6 +271,44 @@ def _groups_study(out: str | Path | None, ray_address: str | None, devices: int,
     result = run_groups_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
                               progress=progress, devices=devices)
     return Study(result.out_dir)
+
+
+def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = None, *, storage: str | None = None,
+         n_trials: int | None = None, confirm: int | None = None, ray_address: str | None = None,
+         progress: bool = True, announce: Announce | None = None, command: str | None = None) -> Any:
+    """Search train options with Optuna, each trial an ordinary run; then the report (`mtdqn tune`).
+
+    Args:
+        preset_or_spec: a tune preset (``"classic-shared"``, ...: :data:`mtdqn.tune.presets.TUNE_PRESETS`), a
+            tune spec file (.toml) or its table as a dict (:mod:`mtdqn.tune.spec`: tasks, steps, seeds, trials,
+            objective, sampler, pruner, ``options``, ``space``).
+        out: the tune directory (default ``runs/tune-<name>``); a rerun continues it (finished trials are kept,
+            an interrupted one resumes from its run's checkpoint).
+        storage: Optuna storage URL (default: SQLite ``OUT/tune.db``).
+        n_trials: how many trials the directory should hold in all (default the spec's ``trials``).
+        confirm: then retrain the best configuration with this many fresh seeds (its score is unbiased by the
+            selection of the best).
+        ray_address: run the trials as Ray tasks (``"local"``, ``"auto"`` or HOST:PORT).
+        announce: called with a line as each trial starts and ends (e.g. ``print``).
+        command: the command line the report names for ``--confirm`` (default: built from these arguments).
+
+    Returns a :class:`~mtdqn.tune.run.TuneResult`.  Bad input raises ConfigError (one line, nothing written).
+    """
+    from mtdqn.tune.presets import resolve_tune_spec
+    from mtdqn.tune.run import run_tune
+
+    for name, value in (("n_trials", n_trials), ("confirm", confirm)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{_flag(name)} must be an int > 0, got {value!r}")
+    spec = resolve_tune_spec(preset_or_spec)
+    out = Path(out) if out is not None else Path("runs") / f"tune-{spec.name}"
+    if command is None:
+        named = preset_or_spec if isinstance(preset_or_spec, (str, Path)) else "SPEC.toml"
+        command = " ".join(["mtdqn tune", str(named), "--out", str(out),
+                            *(["--storage", storage] if storage else []),
+                            *(["--n-trials", str(n_trials)] if n_trials else [])])
+    return run_tune(spec, out, storage=storage, trials=n_trials, ray_address=ray_address, confirm=confirm,
+                    command=command, progress=progress, announce=announce or (lambda line: None))
 
 
 def cli_options(cfg: TrainConfig) -> dict[str, Any]:

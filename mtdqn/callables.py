@@ -1,7 +1,8 @@
 """Package modules that are also functions of the public API: ``mtdqn.train(...)`` calls :func:`mtdqn.api.train`.
 
-``mtdqn.train``, ``mtdqn.finetune`` and ``mtdqn.distill`` each name both a
-part of the package (``mtdqn/train/``, ``finetune.py``, ``distill/``) and a
+``mtdqn.train``, ``mtdqn.finetune``, ``mtdqn.distill`` and ``mtdqn.tune`` each
+name both a part of the package (``mtdqn/train/``, ``finetune.py``,
+``distill/``, ``tune/``) and a
 function of the Python API.  Python sets a submodule as an attribute of its
 parent whenever it is imported, so a function of that name in
 ``mtdqn/__init__.py`` would be replaced by the module as soon as training

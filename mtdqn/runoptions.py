@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from mtdqn.errors import ConfigError
 
-__all__ = ["RunOptions", "LEAST", "resolve"]
+__all__ = ["RunOptions", "OnEval", "LEAST", "resolve"]
+
+OnEval = Callable[[int, list[dict[str, Any]]], None]
+"""An observer of a run (not an option: nothing of it is recorded): called after each greedy evaluation during
+training, once the chunk's tables and checkpoint are written, with the env step and every evaluation row so far
+(``evals.parquet``'s rows).  It may raise to stop the run, which then stays resumable from its last checkpoint
+(`mtdqn tune`'s pruner does)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from mtdqn.checkpoint import load_checkpoint, save_checkpoint
 from mtdqn.errors import TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import RunDir, Tables, chunk_tables, eval_rows, write_tensorboard
-from mtdqn.runoptions import RunOptions
+from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.train.agent import Agent
 from mtdqn.train.chunks import ChunkRunner
 from mtdqn.train.early_stop import EarlyStopping
@@ -79,9 +79,11 @@ def kept_as(options: RunOptions) -> str:
 
 
 def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, schedule: Schedule,
-          verified: dict | None, progress: bool, ckpt_bytes: int, start_from: StartFrom | None = None) -> Trained:
+          verified: dict | None, progress: bool, ckpt_bytes: int, start_from: StartFrom | None = None,
+          on_eval: OnEval | None = None) -> Trained:
     """Run the chunks not yet done (``verified``: a resumed run's checkpoint record), writing after each; then
-    restore the best parameters where asked and checkpoint the final state."""
+    restore the best parameters where asked and checkpoint the final state.  ``on_eval`` sees every greedy
+    evaluation during training (:data:`~mtdqn.runoptions.OnEval`)."""
     agent = trainer.agent
     state, compile_s = runner.start(seed_keys(agent.seeds))
     tables = Tables.empty()
@@ -96,7 +98,7 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
     stopper = _stopper(agent, state.params, options) if first_chunk < schedule.num_chunks else None
     t_loop = time.perf_counter()
     state, last_chunk, eval_s = _run_chunks(trainer, runner, run_dir, options, schedule, state, tables,
-                                            first_chunk, stopper, progress, ckpt_bytes)
+                                            first_chunk, stopper, progress, ckpt_bytes, on_eval)
     loop_s = time.perf_counter() - t_loop - eval_s
     early = verified.get(kept_as(options)) if verified is not None else None
     if stopper is not None:  # the best parameters of every seed become the run's final ones
@@ -120,7 +122,7 @@ def _stopper(agent: Agent, params: Any, options: RunOptions) -> EarlyStopping | 
 
 def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOptions, schedule: Schedule,
                 state: Any, tables: Tables, first_chunk: int, stopper: EarlyStopping | None, progress: bool,
-                ckpt_bytes: int) -> tuple[Any, int, float]:
+                ckpt_bytes: int, on_eval: OnEval | None) -> tuple[Any, int, float]:
     """Chunks ``first_chunk``.. with a progress bar: (state, the chunk it ended after, seconds evaluating)."""
     agent = trainer.agent
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
@@ -164,6 +166,8 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * schedule.steps_per_chunk,
                            t_loop)
+                if on_eval is not None and new.evals and not last:
+                    on_eval(step, tables.evals)
                 if stop:
                     last_chunk = chunk + 1
                     break

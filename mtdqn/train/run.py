@@ -26,7 +26,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.graft import start_from_source
 from mtdqn.io import provenance
 from mtdqn.rundir import RunDir
-from mtdqn.runoptions import RunOptions, resolve
+from mtdqn.runoptions import OnEval, RunOptions, resolve
 from mtdqn.train.agent import Agent, describe, make_agent, state_bytes
 from mtdqn.train.chunks import make_runner
 from mtdqn.train.drive import Schedule, drive
@@ -53,6 +53,7 @@ def train(
     progress: bool = True,
     announce: Callable[[str], None] | None = None,
     extra_summary: dict[str, Any] | None = None,
+    on_eval: OnEval | None = None,
     **given: Any,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
@@ -63,7 +64,8 @@ def train(
     latest checkpoint, ending bit-identical to an uninterrupted run).  Gymnasium
     (``gym:``) tasks run the host loop into the same kind of directory.
     ``announce`` receives one line describing the agent (parameter counts) once
-    it is built; ``extra_summary`` is merged into summary.json.
+    it is built; ``extra_summary`` is merged into summary.json; ``on_eval`` sees
+    every greedy evaluation during training (:data:`~mtdqn.runoptions.OnEval`).
     Raises :class:`~mtdqn.errors.TrainingDiverged` on a non-finite loss or
     Q-value, after the last good checkpoint and the metrics before it are on disk.
     A config with a fine-tuning section (``cfg.finetune``, made by
@@ -103,7 +105,8 @@ def train(
     t_start = time.perf_counter()
     schedule = Schedule.of(agent, options)
     try:
-        trained = drive(trainer, runner, run_dir, options, schedule, verified, progress, ckpt_bytes, start_from)
+        trained = drive(trainer, runner, run_dir, options, schedule, verified, progress, ckpt_bytes, start_from,
+                        on_eval)
     finally:
         runner.close()
     summary, frame = finish(trainer, run_dir, options, schedule, trained, t_start, extra_summary)

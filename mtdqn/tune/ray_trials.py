@@ -1,0 +1,67 @@
+"""Trials on a Ray cluster: Optuna asks in this process, each trial runs as a Ray task, Optuna is told here.
+
+Why Optuna's own ask-and-tell over our :class:`~mtdqn.studies.ray_backend.RayBackend` rather than Ray Tune with
+its OptunaSearch: a trial stays exactly what it is locally — :func:`mtdqn.tune.search.execute`, an ordinary run
+directory checkpointed by mtdqn and resumed by `mtdqn train --resume`'s code — and the search state stays in
+Optuna's storage, so a killed tune resumes the same way on both backends and the report reads one storage.
+Ray Tune would bring a second trial runner with its own checkpoints, its own result directory layout and its
+own resume (``Tuner.restore``), and its ASHA would replace Optuna's pruner; the local path would then differ
+from the cluster one.  The price: the workers must reach the storage.  On one machine (``--ray-address local``)
+the default SQLite file in the tune directory does; on a cluster, give ``--storage`` a database server's URL
+(PostgreSQL, MySQL) or keep the tune directory on a filesystem every node sees.
+
+The pruner works on the workers as it does locally: each worker opens the study in the storage and reports
+its trial's evaluations there.  As many trials run at once as the cluster has CPUs (one per trial), so the
+sampler proposes each new trial knowing every finished one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from mtdqn.studies.ray_backend import RayBackend
+from mtdqn.tune.search import FINISHED, Outcome, execute, open_search, outcome_line, tell
+from mtdqn.tune.spec import TuneSpec
+
+__all__ = ["run_search_on_ray"]
+
+
+def _remote_trial(spec: TuneSpec, storage_url: str, trial_id: int, out: str, reported: list[int]) -> Outcome:
+    """Runs on a worker: the trial of ``trial_id``, reporting to and read from the storage at ``storage_url``."""
+    study = open_search(spec, storage_url)
+    return execute(spec, optuna.trial.Trial(study, trial_id), Path(out), False, set(reported))
+
+
+def run_search_on_ray(spec: TuneSpec, study: optuna.Study, storage_url: str, out: Path, trials: int,
+                      address: str, announce: Callable[[str], None]) -> None:
+    """:func:`mtdqn.tune.search.run_search` with each trial a Ray task: the trials a killed tune left running
+    first, then new ones, at most as many at once as the cluster has CPUs."""
+    with RayBackend(address):
+        import ray
+
+        remote = ray.remote(num_cpus=1, max_retries=0)(_remote_trial)
+        width = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pending: dict[object, int] = {}
+        resumed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for frozen in resumed:
+            announce(f"trial {frozen.number}: resuming")
+            pending[remote.remote(spec, storage_url, frozen._trial_id, str(out.absolute()),
+                                  sorted(frozen.intermediate_values))] = frozen.number
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        while pending or finished + len(pending) < trials:
+            while finished + len(pending) < trials and len(pending) < width:
+                trial = study.ask()
+                announce(f"trial {trial.number}: started")
+                pending[remote.remote(spec, storage_url, trial._trial_id, str(out.absolute()), [])] = trial.number
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            number = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as exc:  # the worker died (e.g. out of memory): the trial failed, the search goes on
+                outcome = Outcome(optuna.trial.TrialState.FAIL, note=f"worker died: {str(exc).splitlines()[0]}")
+            tell(study, number, outcome)
+            finished += 1
+            announce(outcome_line(number, outcome))

@@ -1,0 +1,221 @@
+"""The tune report: TUNE/report/tune.md, its figures and trials.csv, built from the storage and the trials' runs.
+
+It leads with the best configuration and its score's spread over the seeds
+behind it, then says what the best of K trials is not: an unbiased estimate.
+The maximum of K noisy scores is biased upward (the winner's curse), so the
+report names the command that retrains the best configuration with fresh
+seeds (``--confirm N``) and shows that run's score once it exists.  Then each
+hyperparameter's importance (Optuna's fANOVA evaluator: the share of the
+score's variance over the space each one explains, from a random forest fit
+to the complete trials), the optimization history, a parallel-coordinate plot
+and the table of every trial.
+
+Reads stored results only (the storage, run directories); never trains.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mtdqn.analysis import fmt, stats  # noqa: E402
+from mtdqn.analysis.plots import to_png  # noqa: E402
+from mtdqn.io import atomic_write  # noqa: E402
+from mtdqn.results import Run  # noqa: E402
+from mtdqn.tune.objective import DESCRIPTIONS, objective_of_run, per_seed, reduce  # noqa: E402
+from mtdqn.tune.search import best_trial, trial_dir  # noqa: E402
+from mtdqn.tune.spec import TuneSpec  # noqa: E402
+
+__all__ = ["build_tune_report", "trials_table", "importances", "seed_scores"]
+
+TrialState = optuna.trial.TrialState
+
+
+def trials_table(study: optuna.Study, out: Path) -> pd.DataFrame:
+    """One row per trial: number, state, score, each searched option, the note and the run directory."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name.lower(), "score": t.value if t.value is not None
+                     else float("nan"), **{f"param:{k}": v for k, v in t.user_attrs.get("options", {}).items()},
+                     "last_step": max(t.intermediate_values, default=None), "note": t.user_attrs.get("note", ""),
+                     "run": str(trial_dir(out, t.number).relative_to(out))})
+    return pd.DataFrame(rows)
+
+
+def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+    """(option -> fANOVA importance, '') or ({}, why there are none)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}, f"needs at least two complete trials ({len(complete)} so far)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except (RuntimeError, ValueError) as exc:  # e.g. every complete trial has the same parameters
+        return {}, str(exc).splitlines()[0].rstrip(".")
+    return dict(found), ""
+
+
+def seed_scores(objective: str, run_dir: Path) -> tuple[float, list[float]]:
+    """(the objective over every seed, each seed's own) of a finished run."""
+    run = Run(run_dir)
+    matrix = objective_of_run(objective, run.evals, run.summary)
+    return reduce(objective, matrix), per_seed(objective, matrix)
+
+
+def _scored(objective: str, run_dir: Path) -> str:
+    score, seeds = seed_scores(objective, run_dir)
+    e = stats.t_mean(seeds)
+    return (f"{fmt.num(score)} over all {len(seeds)} seeds; per seed: "
+            f"{fmt.estimate(e.value, e.lo, e.hi, fmt.values(seeds))} (mean with a 95% t interval from "
+            f"{stats.MIN_SEEDS} seeds on, else the seeds' values)")
+
+
+def _history(study: optuna.Study) -> plt.Figure:
+    """Each trial's score in order, the best so far as a step line; pruned trials at their last report."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    best, xs, ys = -math.inf, [], []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            ax.plot(t.number, t.value, "o", color="C0")
+            best = max(best, t.value)
+        elif t.state == TrialState.PRUNED and t.intermediate_values:
+            ax.plot(t.number, t.intermediate_values[max(t.intermediate_values)], "x", color="C3")
+        if best > -math.inf:
+            xs.append(t.number)
+            ys.append(best)
+    ax.step(xs, ys, where="post", color="C1", label="best so far")
+    ax.plot([], [], "o", color="C0", label="complete")
+    ax.plot([], [], "x", color="C3", label="pruned (last report)")
+    ax.set(xlabel="trial", ylabel="score", title="optimization history")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _axis_values(values: list[Any]) -> tuple[np.ndarray, list[str]]:
+    """A column of a parallel-coordinate plot scaled to [0, 1] (categories spread evenly) and its tick labels."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        x = np.asarray(values, dtype=np.float64)
+        lo, hi = float(x.min()), float(x.max())
+        span = hi - lo or 1.0
+        return (x - lo) / span, [fmt.num(lo), fmt.num(hi)]
+    labels = sorted({str(v) for v in values})
+    pos = {s: i / max(len(labels) - 1, 1) for i, s in enumerate(labels)}
+    return np.array([pos[str(v)] for v in values]), labels
+
+
+def _parallel(table: pd.DataFrame) -> plt.Figure | None:
+    """Complete trials as lines across the searched options (each axis min to max), coloured by score."""
+    done = table[table["state"] == "complete"]
+    params = [c for c in table.columns if c.startswith("param:")]
+    if len(done) < 1 or not params:
+        return None
+    columns = [_axis_values(done[c].tolist()) for c in params] + [_axis_values(done["score"].tolist())]
+    fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 3.6))
+    scores = done["score"].to_numpy(dtype=np.float64)
+    span = np.ptp(scores) or 1.0
+    cmap = plt.get_cmap("viridis")
+    for i in range(len(done)):
+        ax.plot(range(len(columns)), [col[0][i] for col in columns], color=cmap((scores[i] - scores.min()) / span),
+                alpha=0.8)
+    ax.set_xticks(range(len(columns)), [c.removeprefix("param:") for c in params] + ["score"])
+    for j, (_, labels) in enumerate(columns):
+        ax.text(j, -0.08, " / ".join(labels), ha="center", va="top", fontsize=7)
+    ax.set_ylim(-0.2, 1.05)
+    ax.set_yticks([])
+    ax.set_title("parallel coordinates (complete trials; each axis min to max, colour: score)")
+    fig.tight_layout()
+    return fig
+
+
+def _importance_figure(found: dict[str, float]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 0.5 * len(found) + 1.2))
+    names = list(found)[::-1]
+    ax.barh(names, [found[n] for n in names], color="C2")
+    ax.set(xlabel="fANOVA importance", title="hyperparameter importance")
+    fig.tight_layout()
+    return fig
+
+
+def _write_figure(path: Path, fig: plt.Figure | None) -> bool:
+    if fig is None:
+        return False
+    png = to_png(fig)
+    plt.close(fig)
+    atomic_write(path, lambda p: p.write_bytes(png))
+    return True
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(c.removeprefix("param:") for c in cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(v: Any) -> str:
+    """A table cell: floats to three significant digits (a learning rate of 0.00125 stays 0.00125)."""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.3g}"
+    return "" if v is None else str(v).replace("|", "/")
+
+
+def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: str,
+                      confirmed: list[Path]) -> Path:
+    """Write TUNE/report/tune.md (and its figures, trials.csv); ``command``: the tune's command line, to which
+    the confirmation's ``--confirm N`` is added; ``confirmed``: confirmation runs made so far."""
+    where = out / "report"
+    table = trials_table(study, out)
+    counts = table["state"].value_counts().to_dict() if len(table) else {}
+    lines = [f"# Tune `{spec.name}`", "",
+             f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {spec.seeds} seed(s) per trial; "
+             f"sampler {spec.sampler}, pruner {spec.pruner}"
+             + (f" on a greedy evaluation every {spec.eval_every:,} steps" if spec.eval_every else "") + ".",
+             f"Objective (maximized): {DESCRIPTIONS[spec.objective]}.",
+             f"Trials: {len(table)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}).", ""]
+    best = best_trial(study)
+    lines += ["## Best configuration", ""]
+    if best is None:
+        lines += ["No complete trial yet.", ""]
+    else:
+        lines += [f"Trial {best.number} (`{trial_dir(out, best.number).relative_to(out)}`), score "
+                  f"{_scored(spec.objective, trial_dir(out, best.number))}.", "",
+                  "| option | value |", "|---|---|",
+                  *(f"| {k} | {_cell(v)} |" for k, v in best.user_attrs.get("options", {}).items()), "",
+                  f"This score is the best of {int(counts.get('complete', 0))} complete trials, and a maximum over "
+                  "noisy scores is biased upward: it is not what this configuration scores on other seeds. "
+                  "Retrain it with fresh seeds (after the trials' own) to measure that:", "",
+                  f"    {command} --confirm 10", ""]
+        for path in confirmed:
+            lines += [f"Confirmation `{path.relative_to(out)}`: {_scored(spec.objective, path)}.", ""]
+    found, why = importances(study)
+    lines += ["## Hyperparameter importance (fANOVA)", ""]
+    if found:
+        lines += ["| option | importance |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in found.items()), "",
+                  "![importance](importance.png)", ""]
+        _write_figure(where / "importance.png", _importance_figure(found))
+    else:
+        lines += [f"Not computed: {why}.", ""]
+    _write_figure(where / "history.png", _history(study))
+    lines += ["## Optimization history", "", "![history](history.png)", ""]
+    if _write_figure(where / "parallel.png", _parallel(table)):
+        lines += ["## Parallel coordinates", "", "![parallel](parallel.png)", ""]
+    lines += ["## Trials", "", "Each trial is a run directory (`mtdqn evaluate`, `load_agent` work on it); a pruned "
+              "trial is an unfinished run stopped at its last step (`mtdqn train --resume` finishes it).", "",
+              _markdown_table(table) if len(table) else "No trials yet.", ""]
+    atomic_write(where / "trials.csv", lambda p: table.to_csv(p, index=False))
+    atomic_write(where / "tune.md", lambda p: p.write_text("\n".join(lines)))
+    return where / "tune.md"

@@ -1,0 +1,63 @@
+"""`mtdqn tune` from a checked spec to a tune directory: storage, trials (here or on Ray), confirmation, report.
+
+Order matters for bad input: the spec is checked, then a storage URL given
+with ``--storage`` is opened, before the tune directory is created; a
+directory that holds another search is refused before anything is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mtdqn.tune.report import build_tune_report, seed_scores
+from mtdqn.tune.search import (
+    best_trial, check_same_search, confirm_best, default_storage, open_search, open_storage, run_search, write_record,
+)
+from mtdqn.tune.spec import TuneSpec
+
+__all__ = ["TuneResult", "run_tune"]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a tune made: its directory, report, best trial (None without a complete one) and confirmation."""
+
+    out_dir: Path
+    report: Path
+    best_trial: int | None
+    best_score: float | None
+    best_options: dict[str, Any]
+    confirm_dir: Path | None = None
+    confirm_score: float | None = None
+
+
+def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: int | None = None,
+             ray_address: str | None = None, confirm: int | None = None, command: str = "mtdqn tune SPEC",
+             progress: bool = True, announce: Callable[[str], None] = lambda line: None) -> TuneResult:
+    """Run the trials the tune directory ``out`` does not hold yet (``trials``: the total, default the spec's),
+    then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report."""
+    opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
+    record = spec.record()
+    check_same_search(out, record)
+    out.mkdir(parents=True, exist_ok=True)
+    write_record(out, record)
+    url = storage if storage is not None else default_storage(out)
+    study = open_search(spec, opened if opened is not None else open_storage(url))
+    total = trials if trials is not None else spec.trials
+    if ray_address is not None:
+        from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
+
+        run_search_on_ray(spec, study, url, out, total, ray_address, announce)
+    else:
+        run_search(spec, study, out, total, progress, announce)
+    confirmed, confirm_score = None, None
+    if confirm is not None:
+        confirmed = confirm_best(spec, study, out, confirm, progress)
+        confirm_score = seed_scores(spec.objective, confirmed)[0]
+    report = build_tune_report(spec, study, out, command,
+                               [p.parent for p in sorted((out / "confirm").glob("*/summary.json"))])
+    best = best_trial(study)
+    return TuneResult(out, report, best.number if best else None, best.value if best else None,
+                      dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score)

@@ -1,0 +1,218 @@
+"""The search: Optuna asks for a trial, the trial trains as an ordinary run, Optuna is told its score.
+
+A tune directory holds::
+
+    tune.json          the spec as run (a rerun must be the same search)
+    tune.db            Optuna's storage (SQLite; --storage URL for another database)
+    trials/trial-0007/ each trial's run directory: report, evaluate and load_agent work on it
+    confirm/           --confirm N: the best configuration with N fresh seeds
+    report/            tune.md and its figures (mtdqn.tune.report)
+
+Resuming: a tune directory belongs to one `mtdqn tune` process at a time, so
+on start every trial the storage still calls running was left by a killed
+process.  It is continued under its own number with the parameters it was
+given, its run resumed from the run's latest checkpoint (the spec checkpoints
+at every evaluation), and finished ones are never rerun.  ``trials`` (or
+``--n-trials``) is the total the directory should hold, so a rerun only adds
+what is missing.
+
+Pruning: after each greedy evaluation during training the trial reports the
+objective so far (:func:`mtdqn.tune.objective.objective_so_far`) at that env
+step; when the pruner (median or ASHA) says so the run stops there
+(:data:`mtdqn.runoptions.OnEval` raises).  Its directory is then an
+unfinished run, resumable with `mtdqn train --resume`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+from mtdqn import api
+from mtdqn.errors import ConfigError, TrainingDiverged
+from mtdqn.io import read_json, write_json
+from mtdqn.results import Run
+from mtdqn.rundir import RunDir
+from mtdqn.runoptions import OnEval
+from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
+from mtdqn.tune.spec import TuneSpec
+
+__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "execute", "train_or_resume", "trial_dir",
+           "run_search", "tell", "outcome_line", "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a trial ended: its state, its score (complete trials) and a one-line note (pruned or failed)."""
+
+    state: optuna.trial.TrialState
+    value: float | None = None
+    note: str = ""
+
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{(out / 'tune.db').absolute()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's storage at ``url``; a URL that cannot be opened is one line."""
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # sqlalchemy's ArgumentError, OperationalError, a missing driver (ImportError)...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--storage {url}: cannot open: {first}") from None
+
+
+def _sampler(spec: TuneSpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    return optuna.samplers.TPESampler(seed=spec.seed)
+
+
+def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
+    """Median (a trial below the median of earlier trials at the same step, after two complete ones) or ASHA
+    (successive halving on the evaluation steps)."""
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if spec.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
+    """The spec's Optuna study in ``storage`` (created on first use, loaded after)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", sampler=_sampler(spec),
+                               pruner=_pruner(spec), load_if_exists=True)
+
+
+def trial_dir(out: Path, number: int) -> Path:
+    return out / "trials" / f"trial-{number:04d}"
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, reported: set[int] | None = None) -> Outcome:
+    """Train one trial (a new run, or its interrupted run resumed from its checkpoint) and score it; ``reported``:
+    the steps a resumed trial reported before it was interrupted.  The outcome's note is stored with the trial."""
+    params = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+    trial.set_user_attr("options", {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
+    reported = set(reported or ())
+
+    def report(step: int, rows: list[dict[str, Any]]) -> None:
+        if step not in reported:
+            trial.report(objective_so_far(spec.objective, rows, spec.tasks, list(range(spec.seeds))), step)
+            reported.add(step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step:,}")
+
+    outcome = _outcome(spec, trial_dir(out, trial.number), spec.train_options(params), report, progress)
+    if outcome.note:
+        trial.set_user_attr("note", outcome.note)
+    return outcome
+
+
+def _outcome(spec: TuneSpec, where: Path, options: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
+    try:
+        run = train_or_resume(where, options, report, progress)
+        value = reduce(spec.objective, objective_of_run(spec.objective, run.evals, run.summary))
+    except optuna.TrialPruned as exc:
+        return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
+    except (ConfigError, TrainingDiverged) as exc:
+        return Outcome(optuna.trial.TrialState.FAIL, note=" ".join(str(exc).split()))
+    if value != value:  # NaN: no score to rank
+        return Outcome(optuna.trial.TrialState.FAIL, note="objective is NaN")
+    return Outcome(optuna.trial.TrialState.COMPLETE, value)
+
+
+def train_or_resume(where: Path, options: dict[str, Any], on_eval: OnEval | None, progress: bool) -> Run:
+    """The run in ``where``: read back when finished, resumed when it has a checkpoint, else started afresh."""
+    if (where / "summary.json").is_file():
+        return Run(where)
+    if RunDir(where).checkpoint_id() is not None:
+        return api.train(out=where, resume=True, on_eval=on_eval, progress=progress)
+    if where.exists():  # killed before its first checkpoint: nothing of it can be continued
+        shutil.rmtree(where)
+    return api.train(out=where, on_eval=on_eval, progress=progress, **options)
+
+
+def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
+    """Optuna told how trial ``number`` ended (a score for a complete one only)."""
+    study.tell(number, outcome.value if outcome.state == optuna.trial.TrialState.COMPLETE else None,
+               state=outcome.state)
+
+
+def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+Announce = Callable[[str], None]
+
+
+def outcome_line(number: int, outcome: Outcome) -> str:
+    """One line of progress: the trial, how it ended, its score or why it has none."""
+    what = f"score {outcome.value:.4g}" if outcome.value is not None else outcome.note
+    return f"trial {number}: {outcome.state.name.lower()} ({what})"
+
+
+def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, progress: bool,
+               announce: Announce) -> None:
+    """Continue the trials a killed tune left running, then ask for new ones until ``trials`` have finished."""
+    for frozen in _running(study):
+        announce(f"trial {frozen.number}: resuming")
+        outcome = execute(spec, optuna.trial.Trial(study, frozen._trial_id), out, progress,
+                          set(frozen.intermediate_values))
+        tell(study, frozen.number, outcome)
+        announce(outcome_line(frozen.number, outcome))
+    while _finished(study) < trials:
+        trial = study.ask()
+        announce(f"trial {trial.number}: started")
+        outcome = execute(spec, trial, out, progress)
+        tell(study, trial.number, outcome)
+        announce(outcome_line(trial.number, outcome))
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+
+
+def confirm_dir(out: Path, number: int, seeds: int) -> Path:
+    return out / "confirm" / f"trial-{number:04d}-seeds-{seeds}"
+
+
+def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, progress: bool) -> Path:
+    """The best trial's configuration trained again with ``seeds`` fresh seeds (after the trials' own), as a run
+    of its own: its score is not the maximum over trials, so it is not biased upward by the selection."""
+    best = best_trial(study)
+    if best is None:
+        raise ConfigError(f"{out}: no complete trial to confirm yet")
+    where = confirm_dir(out, best.number, seeds)
+    train_or_resume(where, {**spec.train_options(best.user_attrs["options"]), "seeds": seeds, "seed": spec.seeds},
+                    None, progress)
+    return where
+
+
+def check_same_search(out: Path, record: dict[str, Any]) -> None:
+    """A directory holds one search: rerunning it with a different spec is refused, not mixed in."""
+    path = out / "tune.json"
+    if path.is_file():
+        old = {k: v for k, v in read_json(path).items() if k != "trials"}
+        if old != {k: v for k, v in record.items() if k != "trials"}:
+            raise ConfigError(f"{out} holds another search (tune.json differs); give another --out")
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    write_json(out / "tune.json", record)

@@ -1,0 +1,275 @@
+"""A tune spec: what `mtdqn tune` searches, read from a TOML file or a preset, checked before anything is written.
+
+    name = "lr-gamma"
+    tasks = ["CartPole-v1", "Acrobot-v1"]
+    steps = 20000          # env steps per task of every trial
+    seeds = 2              # seeds per trial (trained together, vmapped)
+    trials = 8
+    objective = "iqm"      # final | auc | iqm (mtdqn.tune.objective)
+    pruner = "median"      # median | asha | none
+    eval_every = 5000      # the greedy evaluations the pruner watches
+
+    [options]              # fixed train options of every trial
+    loss = "mse"
+
+    [space]
+    lr = {log = [1e-4, 3e-3]}
+    gamma = {float = [0.95, 0.995]}
+    batch_size = {int = [32, 128]}
+    sharing = {choice = ["shared", "independent"]}
+
+Options are the flat train option names of :mod:`mtdqn.flatoptions` (the
+study files' and the Python API's); their types are checked here, their
+values by the trial's own run (a sampled value no run accepts fails that
+trial, recorded, and the search goes on).  JAX-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from mtdqn.analysis.anchors import lookup, usable
+from mtdqn.api import RUN_OPTIONS, TRAIN_OPTIONS, train_config
+from mtdqn.errors import ConfigError
+from mtdqn.flatoptions import coerce, type_name, unknown_option
+from mtdqn.studies.spec import read_study_file
+
+__all__ = ["Dimension", "TuneSpec", "KINDS", "OBJECTIVES", "PRUNERS", "SAMPLERS", "FIXED", "TUNABLE", "build_tune_spec",
+           "read_tune_spec"]
+
+KINDS = ("float", "log", "int", "choice")
+OBJECTIVES = ("iqm", "final", "auc")
+PRUNERS = ("median", "asha", "none")
+SAMPLERS = ("tpe", "random")
+FIXED = ("tasks", "steps", "seeds", "seed", "log_every", "affinity_every")
+"""Train options a trial cannot vary: the spec's own keys (every trial trains seeds 0..seeds-1, common random
+numbers), and those that change when things are measured ([options] may fix the last two)."""
+TUNABLE = tuple(name for name in TRAIN_OPTIONS if name not in FIXED)
+"""Train options a ``[space]`` may search over."""
+_TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "seed", "eval_every",
+        "eval_episodes", "checkpoint_every", "options", "space")
+
+
+class Dimension(NamedTuple):
+    """One searched option: a float, log-scale (float or int) or int range, or a list of choices."""
+
+    kind: str  # one of KINDS
+    low: float | int | None = None
+    high: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """The trial's value of ``name`` (an Optuna trial: a resumed one gets back the value it was given)."""
+        if self.kind == "choice":
+            labels = [_label(c) for c in self.choices]
+            return self.choices[labels.index(trial.suggest_categorical(name, labels))]
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return trial.suggest_int(name, self.low, self.high, log=self.kind == "log")
+        return trial.suggest_float(name, float(self.low), float(self.high), log=self.kind == "log")
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(_label(c) for c in self.choices)
+        return f"{self.kind} range [{self.low:g}, {self.high:g}]"
+
+
+def _label(choice: Any) -> Any:
+    """A choice as Optuna stores it (None, bool, int, float or str): lists (``hidden``) as their text."""
+    return choice if choice is None or isinstance(choice, (bool, int, float, str)) else str(list(choice))
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """A checked tune spec (see the module docstring for the file)."""
+
+    name: str
+    tasks: tuple[str, ...]
+    steps: int
+    seeds: int
+    space: dict[str, Dimension]
+    trials: int = 20
+    objective: Literal["final", "auc", "iqm"] = "iqm"
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "asha", "none"] = "median"
+    seed: int = 0  # the sampler's seed; every trial trains seeds 0..seeds-1 (common random numbers)
+    eval_every: int = 0
+    eval_episodes: int = 10
+    checkpoint_every: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def train_options(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The flat options of a trial with ``params``: what :func:`mtdqn.train` takes."""
+        return {"tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds, **self.options, **params,
+                "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+                "checkpoint_every": self.checkpoint_every}
+
+    def record(self) -> dict[str, Any]:
+        """The spec as JSON (tune.json): a rerun of the same directory must be the same search."""
+        return {"name": self.name, "tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds,
+                "trials": self.trials, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
+                "seed": self.seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+                "checkpoint_every": self.checkpoint_every, "options": _jsonable(self.options),
+                "space": {k: {d.kind: _jsonable(list(d.choices) if d.kind == "choice" else [d.low, d.high])}
+                          for k, d in self.space.items()}}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def read_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneSpec:
+    """A tune spec file (.toml), checked; ``overrides`` replace top-level keys (``trials``)."""
+    path = Path(path)
+    if path.suffix != ".toml":
+        raise ConfigError(f"{path}: not a tune preset nor a tune spec file (.toml)")
+    return build_tune_spec({**read_study_file(path), **(overrides or {})}, str(path), path.stem)
+
+
+def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> TuneSpec:
+    """Check a tune table as written (file or preset) and build its spec; every error is one line."""
+    unknown = [k for k in raw if k not in _TOP]
+    if unknown:
+        raise ConfigError(f"{source}: {unknown_option(unknown[0], _TOP)}")
+    for key in ("tasks", "steps", "seeds"):
+        if key not in raw:
+            raise ConfigError(f"{source}: missing {key!r} (a tune spec gives tasks, steps, seeds and [space])")
+    options = dict(raw.get("options", {}))
+    for name in options:
+        if name in ("tasks", "steps", "seeds", "seed") or name in RUN_OPTIONS:
+            raise ConfigError(f"{source}: [options] {name}: set it at the top of the spec, not in [options]")
+    space = _space(raw.get("space", {}), source)
+    both = sorted(set(options) & set(space))
+    if both:
+        raise ConfigError(f"{source}: {both[0]} is both fixed in [options] and searched in [space]; keep one")
+    spec = TuneSpec(name=str(raw.get("name", default_name)), tasks=_tasks(raw["tasks"], source),
+                    steps=_positive(raw, "steps", source), seeds=_positive(raw, "seeds", source), space=space,
+                    trials=_positive(raw, "trials", source, 20), objective=_one_of(raw, "objective", OBJECTIVES, source),
+                    sampler=_one_of(raw, "sampler", SAMPLERS, source), pruner=_one_of(raw, "pruner", PRUNERS, source),
+                    seed=_int(raw, "seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
+                    eval_episodes=_positive(raw, "eval_episodes", source, 10),
+                    checkpoint_every=_int(raw, "checkpoint_every", source, 0), options=options)
+    return _with_schedule(_checked_options(spec, source), source)
+
+
+def _space(table: Any, source: str) -> dict[str, Dimension]:
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{source}: the search space is empty: give [space] at least one option, e.g. "
+                          "lr = {log = [1e-4, 1e-2]}")
+    return {name: _dimension(name, value, source) for name, value in table.items()}
+
+
+def _dimension(name: str, value: Any, source: str) -> Dimension:
+    """One ``[space]`` entry checked against the option's type."""
+    if name not in TRAIN_OPTIONS:
+        raise ConfigError(f"{source}: [space] {unknown_option(name, TUNABLE)}")
+    if name in FIXED:
+        raise ConfigError(f"{source}: [space] {name} cannot be tuned (the spec fixes it); tunable: {', '.join(TUNABLE)}")
+    where = f"{source}: [space] {name}"
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in KINDS:
+        raise ConfigError(f"{where}: expected one of {{float = [low, high]}}, {{log = [low, high]}}, "
+                          "{int = [low, high]}, {choice = [a, b, ...]}")
+    (kind, bounds), = value.items()
+    hint = TRAIN_OPTIONS[name][1]
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise ConfigError(f"{where}: choice needs a non-empty list of values")
+        try:
+            return Dimension("choice", choices=tuple(coerce(b, hint) for b in bounds))
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
+        raise ConfigError(f"{where}: {kind} needs [low, high], two numbers")
+    low, high = bounds
+    numeric = _numeric(hint)
+    if numeric is None or (kind == "int" and numeric is not int):
+        raise ConfigError(f"{where}: a {kind} range needs a{'n int' if kind == 'int' else ' numeric'} option; "
+                          f"{name} is {type_name(hint)} (use choice)")
+    if numeric is int and not (isinstance(low, int) and isinstance(high, int)):
+        raise ConfigError(f"{where}: {name} is an int: give int bounds, got [{low}, {high}]")
+    if kind == "log" and (low <= 0 or high <= 0):
+        raise ConfigError(f"{where}: a log range needs bounds > 0, got [{low}, {high}]")
+    if low > high:
+        raise ConfigError(f"{where}: low {low} > high {high}")
+    if numeric is float:
+        low, high = float(low), float(high)
+    return Dimension(kind, low, high)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _numeric(hint: Any) -> type | None:
+    """int or float when the option takes that number (``float | None`` counts), else None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if len(args) == 1 and args[0] in (int, float):
+        return args[0]
+    return None
+
+
+def _tasks(value: Any, source: str) -> tuple[str, ...]:
+    tasks = [value] if isinstance(value, str) else value
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise ConfigError(f"{source}: tasks: expected a non-empty list of task names")
+    return tuple(tasks)
+
+
+def _int(raw: dict[str, Any], key: str, source: str, default: int) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{source}: {key}: expected an int >= 0, got {value!r}")
+    return value
+
+
+def _positive(raw: dict[str, Any], key: str, source: str, default: int = 0) -> int:
+    value = _int(raw, key, source, default)
+    if value < 1:
+        raise ConfigError(f"{source}: {key}: expected an int > 0, got {value!r}")
+    return value
+
+
+def _one_of(raw: dict[str, Any], key: str, valid: tuple[str, ...], source: str) -> Any:
+    value = raw.get(key, valid[0])
+    if value not in valid:
+        raise ConfigError(f"{source}: {key}: expected one of {', '.join(valid)}, got {value!r}")
+    return value
+
+
+def _checked_options(spec: TuneSpec, source: str) -> TuneSpec:
+    """The fixed options' names and types, and the tasks' anchors where the objective normalizes; the
+    values themselves are checked by each trial's run."""
+    try:
+        cfg = train_config(**{k: v for k, v in spec.train_options({}).items() if k in TRAIN_OPTIONS})
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if spec.objective == "iqm":
+        for task in cfg.tasks:
+            why = usable(task, lookup(task))
+            if why:
+                raise ConfigError(f"{source}: objective iqm normalizes every task, but {task} has {why.split(';')[0]}; "
+                                  "use objective = \"final\" or \"auc\"")
+    return spec
+
+
+def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
+    """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them so a
+    killed trial resumes where it was."""
+    if spec.pruner != "none" and spec.eval_every == 0:
+        spec = _replace(spec, eval_every=max(spec.steps // 5, 1))
+    if spec.objective == "auc" and spec.eval_every == 0:
+        raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
+    if spec.checkpoint_every == 0 and spec.eval_every:
+        spec = _replace(spec, checkpoint_every=spec.eval_every)
+    return spec
+
+
+def _replace(spec: TuneSpec, **changes: Any) -> TuneSpec:
+    return dataclasses.replace(spec, **changes)
