@@ -19,6 +19,7 @@ seeds can use), unless the process already started JAX.
 from __future__ import annotations
 
 import hashlib
+import shlex
 import json
 import typing
 from pathlib import Path
@@ -304,7 +305,7 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
     out = Path(out) if out is not None else Path("runs") / f"tune-{spec.name}"
     if command is None:
         named = preset_or_spec if isinstance(preset_or_spec, (str, Path)) else "SPEC.toml"
-        command = " ".join(["mtdqn tune", str(named), "--out", str(out),
+        command = shlex.join(["mtdqn", "tune", str(named), "--out", str(out),
                             *(["--storage", storage] if storage else []),
                             *(["--n-trials", str(n_trials)] if n_trials else [])])
     return run_tune(spec, out, storage=storage, trials=n_trials, ray_address=ray_address, confirm=confirm,

@@ -19,7 +19,7 @@ from mtdqn.distill.config import DistillConfig
 from mtdqn.runoptions import RunOptions
 
 __all__ = ["ResumableOptions", "given_options", "Train", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play",
-           "Distill", "Tasks", "Strategies", "Study", "Report"]
+           "Distill", "Tasks", "Strategies", "Study", "Tune", "Report"]
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -219,6 +219,28 @@ class Study:
     """Split each cell's seeds over this many local devices (0: as many as the seeds can use)."""
     progress: bool = True
     """Show a line per cell (and a progress bar per cell with the local backend)."""
+
+
+@dataclass(frozen=True)
+class Tune:
+    """Search train options with Optuna (TPE, median or ASHA pruning), each trial an ordinary run; then a report
+    (best configuration, importance, history, trials). A rerun continues: finished trials are kept."""
+
+    spec: tyro.conf.Positional[Annotated[str, tyro.conf.arg(metavar="PRESET|SPEC.toml")]]
+    """A tune preset (classic-shared, classic-independent-matched, classic-partial-1, classic-conditioned,
+    classic-moe, classic-moore, classic-shared+unit-norm) or a tune spec file (.toml: tasks, steps, seeds, [space])."""
+    out: Path | None = None
+    """Tune directory (default: runs/tune-<name>)."""
+    storage: str | None = None
+    """Optuna storage URL (default: SQLite OUT/tune.db)."""
+    n_trials: int | None = None
+    """Trials the tune directory should hold in all (default: the spec's trials)."""
+    confirm: int | None = None
+    """Then retrain the best configuration with this many fresh seeds: a best-of-K score is biased upward."""
+    ray_address: str | None = None
+    """Run trials as Ray tasks: local (a private instance), auto (a running cluster) or HOST:PORT."""
+    progress: bool = False
+    """Show each trial's progress bar (a line per trial either way)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import warnings
 
 import tyro
 
-from mtdqn.cli.commands import Study, Train, given_options
+from mtdqn.cli.commands import Study, Train, Tune, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import ConfigError, FewUpdatesWarning, TrainingDiverged
 
@@ -116,8 +116,8 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     """(devices, threads) for the command, or () for one device per core.
 
     ``train`` knows its seeds and tasks (from the command, or from the run it
-    resumes), a local ``study`` from its spec (every cell has the study's
-    tasks and seeds); other commands get one device per core.
+    resumes), a local ``study`` or ``tune`` from its spec (every cell or
+    trial has its tasks and seeds); other commands get one device per core.
     """
     from mtdqn.devices import cpu_plan
 
@@ -131,6 +131,14 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
             return cpu_plan(seeds, [str(t) for t in tasks], cmd.devices) if isinstance(seeds, int) else ()
         except (ConfigError, KeyError, TypeError):  # _run_study says what is wrong in one line
             return ()
+    if isinstance(cmd, Tune) and cmd.ray_address is None:
+        from mtdqn.tune.presets import resolve_tune_spec  # JAX-free: every trial has the spec's seeds and tasks
+
+        try:
+            spec = resolve_tune_spec(cmd.spec)
+        except ConfigError:  # _run_tune says what is wrong in one line
+            return ()
+        return cpu_plan(spec.seeds, list(spec.tasks), 0)
     if not isinstance(cmd, Train):
         return ()
     if cmd.resume is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from mtdqn.cli.commands import (
-    Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, given_options,
+    Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, Tune, given_options,
 )
 from mtdqn.errors import ConfigError
 
@@ -196,6 +196,19 @@ def _run_study(cmd: Study) -> None:
     print(f"report: {study.report_path}")
 
 
+def _run_tune(cmd: Tune) -> None:
+    from mtdqn import api
+
+    result = api.tune(cmd.spec, cmd.out, storage=cmd.storage, n_trials=cmd.n_trials, confirm=cmd.confirm,
+                      ray_address=cmd.ray_address, progress=cmd.progress, announce=print)
+    if result.best_trial is not None:
+        print(f"best: trial {result.best_trial}, score {result.best_score:.4g}: "
+              + ", ".join(f"{k}={v}" for k, v in result.best_options.items()))
+    if result.confirm_dir is not None:
+        print(f"confirmation ({result.confirm_dir}): score {result.confirm_score:.4g}")
+    print(f"report: {result.report}")
+
+
 def _run_report(cmd: Report) -> None:
     from mtdqn.results import open_study
 
@@ -213,5 +226,6 @@ COMMANDS: dict[str, tuple[type, Callable]] = {
     "play": (Play, _run_play),
     "distill": (Distill, _run_distill),
     "study": (Study, _run_study),
+    "tune": (Tune, _run_tune),
     "report": (Report, _run_report),
 }

@@ -130,6 +130,8 @@ def read_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) ->
     path = Path(path)
     if path.suffix != ".toml":
         raise ConfigError(f"{path}: not a tune preset nor a tune spec file (.toml)")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such tune spec file")
     return build_tune_spec({**read_study_file(path), **(overrides or {})}, str(path), path.stem)
 
 
@@ -247,7 +249,7 @@ def _checked_options(spec: TuneSpec, source: str) -> TuneSpec:
     """The fixed options' names and types, and the tasks' anchors where the objective normalizes; the
     values themselves are checked by each trial's run."""
     try:
-        cfg = train_config(**{k: v for k, v in spec.train_options({}).items() if k in TRAIN_OPTIONS})
+        cfg = train_config(**{k: v for k, v in spec.train_options({}).items() if k not in RUN_OPTIONS})
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     if spec.objective == "iqm":

@@ -1,0 +1,309 @@
+"""`mtdqn tune`: the spec's checks, the objective's numbers, the pruner fed by a run's evaluations, resuming after
+kill -9, confirmation, the report, the presets, and trials on Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+import mtdqn
+from mtdqn.analysis.anchors import lookup
+from mtdqn.cli import main
+from mtdqn.errors import ConfigError
+from mtdqn.studies.presets import PRESETS
+from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
+from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
+from mtdqn.tune.search import open_search, open_storage
+from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A trial of this spec trains ~1,000 steps per task (a few seconds after its compile); one evaluation during
+# training, at step 500, feeds the pruner.
+SMALL = {"name": "small", "tasks": ["CartPole-v1", "Acrobot-v1"], "steps": 1000, "seeds": 1, "trials": 2,
+         "pruner": "median", "eval_every": 500, "eval_episodes": 2,
+         "options": {"log_every": 500, "hidden": [16], "adapter_width": 8, "learning_starts": 200,
+                     "buffer_size": 1000, "batch_size": 16},
+         "space": {"lr": {"log": [1e-4, 1e-2]}}}
+
+
+def _toml(table: dict) -> str:
+    """A tune table as TOML (flat values and one level of tables: all a spec has)."""
+    def value(v):
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        return json.dumps(v)
+    top = [f"{k} = {value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    sections = [f"\n[{k}]\n" + "\n".join(f"{n} = {value(x)}" for n, x in v.items())
+                for k, v in table.items() if isinstance(v, dict)]
+    return "\n".join(top) + "\n" + "\n".join(sections) + "\n"
+
+
+# ---------------------------------------------------------------- the spec
+
+
+@pytest.mark.parametrize("space, expected", [
+    ({}, "the search space is empty"),
+    ({"lrr": {"log": [1e-4, 1e-2]}}, "did you mean 'lr'"),
+    ({"steps": {"int": [1000, 2000]}}, "steps cannot be tuned (the spec fixes it); tunable: num_envs, task_weights, strategy"),
+    ({"lr": {"log": [0.0, 1e-2]}}, "a log range needs bounds > 0"),
+    ({"lr": {"log": [-1e-3, 1e-2]}}, "a log range needs bounds > 0"),
+    ({"lr": {"float": [1e-2, 1e-4]}}, "low 0.01 > high 0.0001"),
+    ({"batch_size": {"int": [128, 32]}}, "low 128 > high 32"),
+    ({"batch_size": {"float": [32.5, 64.0]}}, "batch_size is an int: give int bounds"),
+    ({"sharing": {"float": [0.0, 1.0]}}, "sharing is str (use choice)"),
+    ({"lr": {"range": [0.1, 0.2]}}, "expected one of {float = [low, high]}"),
+    ({"sharing": {"choice": []}}, "choice needs a non-empty list"),
+    ({"loss": {"choice": ["mse", "l1"]}}, "expected one of 'huber', 'mse', got 'l1'"),
+])
+def test_bad_space_is_one_line(space, expected):
+    with pytest.raises(ConfigError, match=None) as info:
+        build_tune_spec({**SMALL, "space": space}, "spec.toml", "spec")
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_spec_keys():
+    for table, expected in [({**SMALL, "objetive": "auc"}, "did you mean 'objective'"),
+                            ({**SMALL, "pruner": "hyperband"}, "pruner: expected one of median, asha, none"),
+                            ({**SMALL, "options": {"lrr": 0.1}}, "did you mean 'lr'"),
+                            ({**SMALL, "options": {"lr": 1e-3}}, "lr is both fixed in [options] and searched"),
+                            ({**SMALL, "options": {"eval_every": 100}}, "set it at the top of the spec"),
+                            ({**SMALL, "tasks": ["CartPole-v1", "Breakout-MinAtar"]}, "objective iqm normalizes"),
+                            ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every")]:
+        with pytest.raises(ConfigError) as info:
+            build_tune_spec(table, "spec.toml", "spec")
+        assert expected in str(info.value), (table, str(info.value))
+
+
+def test_spec_kinds_and_schedule():
+    options = {k: v for k, v in SMALL["options"].items() if k != "hidden"}
+    spec = build_tune_spec({**SMALL, "options": options, "eval_every": 0, "space": {
+        "lr": {"log": [1e-4, 1e-2]}, "gamma": {"float": [0.9, 1]}, "n_step": {"int": [1, 3]},
+        "target_update_every": {"log": [10, 1000]}, "hidden": {"choice": [[16], [32, 32]]}}}, "s", "s")
+    assert spec.space["gamma"] == Dimension("float", 0.9, 1.0)  # int bounds of a float option become floats
+    assert spec.space["target_update_every"] == Dimension("log", 10, 1000)  # an int option on a log scale
+    assert spec.space["hidden"].choices == ((16,), (32, 32))
+    assert spec.eval_every == 200 and spec.checkpoint_every == 200  # pruning needs evaluations: five per trial
+    assert "lr" in TUNABLE and "tasks" not in TUNABLE and "log_every" not in TUNABLE
+
+
+def test_dimensions_suggest_and_resumed_trials_get_their_values_back():
+    """A trial continued after a kill (a new Trial object on the stored trial) gets back the values it was
+    given, whatever the sampler would propose now; list choices come back as tuples."""
+    options = {k: v for k, v in SMALL["options"].items() if k != "hidden"}
+    spec = build_tune_spec({**SMALL, "options": options, "space": {
+        "lr": {"log": [1e-4, 1e-2]}, "n_step": {"int": [1, 5]}, "hidden": {"choice": [[16], [32, 32]]},
+        "double": {"choice": [True, False]}}}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    trial = study.ask()
+    first = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+    assert 1e-4 <= first["lr"] <= 1e-2 and first["n_step"] in range(1, 6) and first["hidden"] in ((16,), (32, 32))
+    again = optuna.trial.Trial(study, trial._trial_id)
+    assert {name: dim.suggest(again, name) for name, dim in spec.space.items()} == first
+
+
+# ---------------------------------------------------------------- the objective
+
+
+def _evals(rows):
+    return pd.DataFrame(rows, columns=["step", "task", "seed", "return_mean"])
+
+
+def test_objective_numbers_by_hand():
+    evals = _evals([(0, "CartPole-v1", 0, 10.0), (100, "CartPole-v1", 0, 30.0), (200, "CartPole-v1", 0, 50.0),
+                    (0, "CartPole-v1", 1, 0.0), (100, "CartPole-v1", 1, 0.0), (200, "CartPole-v1", 1, 100.0)])
+    tasks, seeds = ("CartPole-v1",), [0, 1]
+    # AUC: trapezoid over [0, 200] divided by the span: seed 0 (20 + 40) / 2 = 30; seed 1 (0 + 50) / 2 = 25
+    np.testing.assert_allclose(score_matrix("auc", evals, tasks, seeds), [[30.0], [25.0]])
+    # during training the latest evaluation stands in for the final score
+    np.testing.assert_allclose(score_matrix("final", evals, tasks, seeds), [[50.0], [100.0]])
+    # a finished run's final score is its summary's
+    np.testing.assert_allclose(score_matrix("final", evals, tasks, seeds, {"CartPole-v1": [40.0, 90.0]}),
+                               [[40.0], [90.0]])
+    a = lookup("CartPole-v1")
+    norm = score_matrix("iqm", evals, tasks, seeds)
+    np.testing.assert_allclose(norm[:, 0], (np.array([50.0, 100.0]) - a.random) / (a.reference - a.random))
+    assert reduce("final", [[1.0, 2.0], [3.0, 10.0]]) == 4.0
+    # IQM of 8 values: the middle four (trimmed 25% each side)
+    assert reduce("iqm", np.arange(8.0).reshape(4, 2)) == pytest.approx(3.5)
+    assert per_seed("final", [[1.0, 3.0], [5.0, 7.0]]) == [2.0, 6.0]
+    assert np.isnan(reduce("final", [[1.0, np.nan]]))
+    rows = evals.to_dict("records")
+    assert objective_so_far("auc", rows, tasks, seeds) == pytest.approx(27.5)
+
+
+# ---------------------------------------------------------------- storage, presets, the CLI's bad input
+
+
+def test_storage_that_cannot_be_opened(tmp_path):
+    with pytest.raises(ConfigError, match="--storage sqlite:///.*: cannot open"):
+        open_storage(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    with pytest.raises(ConfigError, match="cannot open"):
+        mtdqn.tune(SMALL, tmp_path / "out", storage="nosuchdb://x")
+    assert not (tmp_path / "out").exists()
+
+
+def test_presets_one_per_classic_structure():
+    classic = PRESETS["classic"]()
+    assert set(TUNE_PRESETS) == {f"classic-{v}" for v in classic["variants"]}
+    for variant, options in classic["variants"].items():
+        spec = resolve_tune_spec(f"classic-{variant}")
+        assert spec.tasks == tuple(classic["tasks"]) and spec.objective == "iqm" and spec.pruner == "median"
+        assert all(spec.options[k] == v for k, v in options.items())  # the structure stays fixed ...
+        assert set(spec.space) == set(CLASSIC_SPACE)  # ... and every structure is searched over the same space
+
+
+def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys):
+    """In-process: each fails in validation; the last is the real command in a subprocess (one line)."""
+    for i, (space, expected) in enumerate([({}, "search space is empty"), ({"seeds": {"int": [1, 2]}},
+                                                                            "cannot be tuned")]):
+        path = tmp_path / f"bad{i}.toml"
+        path.write_text(_toml({**SMALL, "space": space} if space else {k: v for k, v in SMALL.items() if k != "space"}))
+        with pytest.raises(SystemExit) as info:
+            main(["tune", str(path), "--out", str(tmp_path / "out")])
+        assert info.value.code == 2
+        assert expected in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tune", str(tmp_path / "bad0.toml"), "--out", str(tmp_path / "out"), "--n-trials", "0"])
+    assert "--n-trials must be an int > 0" in capsys.readouterr().err
+    good = tmp_path / "good.toml"
+    good.write_text(_toml(SMALL))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "mtdqn.cli", "tune", str(good), "--out", str(tmp_path / "out"),
+                           "--storage", f"sqlite:///{tmp_path}/no/such/dir.db"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "cannot open" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the observer hook of a run
+
+
+def test_on_eval_sees_each_evaluation_and_may_stop_the_run(tmp_path):
+    """The run calls the observer after each evaluation during training (not the final one) with every row so
+    far; an observer that raises stops the run, which then resumes from its checkpoint to the same end."""
+    options = {**SMALL["options"], "tasks": SMALL["tasks"], "steps": 1500, "seeds": 1, "eval_every": 500,
+               "eval_episodes": 2, "checkpoint_every": 500}
+    seen = []
+
+    def stop_at_second(step, rows):
+        seen.append((step, sorted({r["step"] for r in rows})))
+        if step == 1000:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        mtdqn.train(out=tmp_path / "run", progress=False, on_eval=stop_at_second, **options)
+    assert seen == [(500, [500]), (1000, [500, 1000])]
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = []
+    run = mtdqn.train(out=tmp_path / "run", resume=True, progress=False, on_eval=lambda s, r: resumed.append(s))
+    assert resumed == [] and run.finished  # the checkpoint at 1,000 comes after its evaluation; 1,500 is the last
+    assert sorted(run.evals["step"].unique()) == [500, 1000, 1500]
+
+
+# ---------------------------------------------------------------- a search
+
+
+def _seed_storage(out: Path, spec_table: dict, value: float, steps: list[int], n: int) -> None:
+    """``n`` finished trials with ``value`` at every step, as if an earlier search had run them."""
+    out.mkdir(parents=True)
+    spec = build_tune_spec(spec_table, "t", "t")
+    study = open_search(spec, f"sqlite:///{out / 'tune.db'}")
+    for i in range(n):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 1e-3 * (i + 1)}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2,
+                                                                                                      log=True)},
+            value=value, intermediate_values={s: value for s in steps}, user_attrs={"options": {"lr": 1e-3}}))
+
+
+def test_pruner_stops_a_trial_below_the_median(tmp_path):
+    """Two earlier trials scored far above anything 500 steps can reach: the median pruner stops the new trial at
+    its first evaluation, its run left unfinished with a checkpoint there; the report lists it."""
+    out = tmp_path / "tune"
+    _seed_storage(out, SMALL, 1e9, [500], 2)
+    result = mtdqn.tune(SMALL, out, n_trials=3, progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    new = study.trials[2]
+    assert new.state == optuna.trial.TrialState.PRUNED and list(new.intermediate_values) == [500]
+    assert new.user_attrs["note"] == "pruned at step 500"
+    run_dir = out / "trials" / "trial-0002"
+    assert (run_dir / "checkpoints" / "latest.json").is_file() and not (run_dir / "summary.json").exists()
+    table = pd.read_csv(out / "report" / "trials.csv")
+    assert table["state"].tolist() == ["complete", "complete", "pruned"]
+    assert result.best_trial in (0, 1) and (out / "report" / "history.png").is_file()
+
+
+def test_search_report_confirm_and_rerun(tmp_path):
+    """Three trials with the median pruner, then --confirm 2: a report with importance, figures and the trials'
+    table, the confirmation on fresh seeds (1, 2), and a rerun that trains nothing again."""
+    out = tmp_path / "tune"
+    table = {**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "eps_fraction": {"float": [0.1, 0.9]}}}
+    first = mtdqn.tune(table, out, n_trials=3, progress=False)
+    assert first.best_trial is not None and set(first.best_options) == {"lr", "eps_fraction"}
+    summaries = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/summary.json")}
+    assert len(summaries) == 3
+    trial_run = mtdqn.open_run(out / "trials" / f"trial-{first.best_trial:04d}")
+    assert trial_run.config.dqn.lr == pytest.approx(first.best_options["lr"])  # the trial is an ordinary run
+    confirmed = mtdqn.tune(table, out, n_trials=3, confirm=2, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/summary.json")} == summaries
+    conf = mtdqn.open_run(confirmed.confirm_dir)
+    assert conf.seeds == [1, 2] and conf.config.dqn.lr == pytest.approx(first.best_options["lr"])
+    report = (out / "report" / "tune.md").read_text()
+    for part in ("## Best configuration", "biased upward", "--confirm 10", "## Hyperparameter importance (fANOVA)",
+                 "## Optimization history", "## Trials", f"Confirmation `confirm/trial-{first.best_trial:04d}"):
+        assert part in report, part
+    assert (out / "report" / "parallel.png").is_file()
+    with pytest.raises(ConfigError, match="holds another search"):
+        mtdqn.tune({**table, "steps": 2000}, out, n_trials=3)
+
+
+@pytest.mark.slow
+def test_kill_9_resumes_without_redoing_finished_trials(tmp_path):
+    """kill -9 while trial 1 trains (trial 0 finished, trial 1 checkpointed): the rerun keeps trial 0's run as it
+    was, continues trial 1 under its number from its checkpoint, and finishes the search."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(_toml({**SMALL, "steps": 3000, "eval_every": 500, "pruner": "none"}))
+    out = tmp_path / "tune"
+    argv = [sys.executable, "-m", "mtdqn.cli", "tune", str(spec), "--out", str(out), "--n-trials", "3"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    checkpoint = out / "trials" / "trial-0001" / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 600
+    while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done0 = out / "trials" / "trial-0000" / "summary.json"
+    assert done0.is_file() and not (out / "trials" / "trial-0001" / "summary.json").exists()
+    stamp = done0.stat().st_mtime_ns
+    rerun = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "trial 1: resuming" in rerun.stdout and "trial 0:" not in rerun.stdout
+    assert done0.stat().st_mtime_ns == stamp
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    resumed = json.loads((out / "trials" / "trial-0001" / "config.json").read_text())
+    assert resumed["config"]["dqn"]["lr"] == study.trials[1].params["lr"]
+
+
+@pytest.mark.slow
+def test_trials_on_local_ray(tmp_path):
+    """--ray-address local: the trials run as Ray tasks reporting to the SQLite storage; the same directory."""
+    out = tmp_path / "tune"
+    result = mtdqn.tune({**SMALL, "pruner": "none"}, out, n_trials=2, ray_address="local", progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
+    assert result.best_trial in (0, 1)
