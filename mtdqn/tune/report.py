@@ -74,7 +74,11 @@ def seed_scores(objective: str, run_dir: Path) -> tuple[float, list[float]]:
     return reduce(objective, matrix), per_seed(objective, matrix)
 
 
-def _scored(objective: str, run_dir: Path) -> str:
+def _scored(objective: str, run_dir: Path, stored: float | None = None) -> str:
+    """A run's score with each seed's and their interval; ``stored``: the storage's score, shown alone when
+    the run directory is gone."""
+    if not (run_dir / "summary.json").is_file():
+        return f"{fmt.num(stored)} (no finished run in {run_dir.name}: the seeds' scores are not available)"
     score, seeds = seed_scores(objective, run_dir)
     e = stats.t_mean(seeds)
     return (f"{fmt.num(score)} over all {len(seeds)} seeds; per seed: "
@@ -192,7 +196,7 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
         lines += ["No complete trial yet.", ""]
     else:
         lines += [f"Trial {best.number} (`{trial_dir(out, best.number).relative_to(out)}`), score "
-                  f"{_scored(spec.objective, trial_dir(out, best.number))}.", "",
+                  f"{_scored(spec.objective, trial_dir(out, best.number), best.value)}.", "",
                   "| option | value |", "|---|---|",
                   *(f"| {k} | {_cell(v)} |" for k, v in best.user_attrs.get("options", {}).items()), "",
                   f"This score is the best of {int(counts.get('complete', 0))} complete trials, and a maximum over "
