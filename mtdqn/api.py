@@ -23,7 +23,7 @@ import shlex
 import json
 import typing
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
@@ -32,6 +32,9 @@ from mtdqn.flatoptions import apply_options, coerce, config_options, option_tabl
 from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import OnEval, RunOptions
+
+if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna
+    from mtdqn.tune.run import TuneResult
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
            "distill", "study", "tune", "default_out"]
@@ -276,7 +279,7 @@ def _groups_study(out: str | Path | None, ray_address: str | None, devices: int,
 
 def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = None, *, storage: str | None = None,
          n_trials: int | None = None, confirm: int | None = None, ray_address: str | None = None,
-         progress: bool = True, announce: Announce | None = None, command: str | None = None) -> Any:
+         progress: bool = True, announce: Announce | None = None, command: str | None = None) -> TuneResult:
     """Search train options with Optuna, each trial an ordinary run; then the report (`mtdqn tune`).
 
     Args:
@@ -302,6 +305,8 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{_flag(name)} must be an int > 0, got {value!r}")
     spec = resolve_tune_spec(preset_or_spec)
+    if ray_address is None:
+        _start_jax(spec.seeds, spec.tasks, 0)
     out = Path(out) if out is not None else Path("runs") / f"tune-{spec.name}"
     if command is None:
         named = preset_or_spec if isinstance(preset_or_spec, (str, Path)) else "SPEC.toml"

@@ -153,6 +153,15 @@ def test_storage_that_cannot_be_opened(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_mtdqn_tune_is_the_api_function():
+    import inspect
+
+    assert callable(mtdqn.tune) and "tune" in mtdqn.__all__
+    fn = inspect.unwrap(mtdqn.tune)
+    assert fn.__doc__ and "return" in fn.__annotations__
+    assert list(inspect.signature(fn).parameters)[:2] == ["preset_or_spec", "out"]
+
+
 def test_presets_one_per_classic_structure():
     classic = PRESETS["classic"]()
     assert set(TUNE_PRESETS) == {f"classic-{v}" for v in classic["variants"]}

@@ -31,6 +31,11 @@ __all__ = ["run_search_on_ray"]
 
 def _remote_trial(spec: TuneSpec, storage_url: str, trial_id: int, out: str, reported: list[int]) -> Outcome:
     """Runs on a worker: the trial of ``trial_id``, reporting to and read from the storage at ``storage_url``."""
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
+
+    # as a local tune plans its process (and a study's Ray cells theirs): the same seed layout, the same numbers
+    use_cpu_cores(*cpu_plan(spec.seeds, list(spec.tasks), 0))
+    unroll_cpu_threefry()
     study = open_search(spec, storage_url)
     return execute(spec, optuna.trial.Trial(study, trial_id), Path(out), False, set(reported))
 

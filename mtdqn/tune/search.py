@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import optuna
 
-from mtdqn import api
+from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
@@ -114,15 +114,15 @@ def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, repo
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step:,}")
 
-    outcome = _outcome(spec, trial_dir(out, trial.number), spec.train_options(params), report, progress)
+    outcome = _outcome(spec, trial_dir(out, trial.number), params, report, progress)
     if outcome.note:
         trial.set_user_attr("note", outcome.note)
     return outcome
 
 
-def _outcome(spec: TuneSpec, where: Path, options: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
+def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
     try:
-        run = train_or_resume(where, options, report, progress)
+        run = train_or_resume(where, spec.config(params), spec.run_options(), report, progress)
         value = reduce(spec.objective, objective_of_run(spec.objective, run.evals, run.summary))
     except optuna.TrialPruned as exc:
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
@@ -133,15 +133,19 @@ def _outcome(spec: TuneSpec, where: Path, options: dict[str, Any], report: OnEva
     return Outcome(optuna.trial.TrialState.COMPLETE, value)
 
 
-def train_or_resume(where: Path, options: dict[str, Any], on_eval: OnEval | None, progress: bool) -> Run:
-    """The run in ``where``: read back when finished, resumed when it has a checkpoint, else started afresh."""
+def train_or_resume(where: Path, cfg: TrainConfig, run_options: dict[str, Any], on_eval: OnEval | None,
+                    progress: bool) -> Run:
+    """The run of ``cfg`` in ``where``: read back when finished, resumed from its checkpoint when it has one
+    (with the config and options it was started with), else started afresh."""
+    from mtdqn.train.run import train  # JAX: imported when a trial trains, not when a spec is read
+
     if (where / "summary.json").is_file():
         return Run(where)
     if RunDir(where).checkpoint_id() is not None:
-        return api.train(out=where, resume=True, on_eval=on_eval, progress=progress)
+        return Run(train(RunDir(where).config(), where, resume=True, on_eval=on_eval, progress=progress).out_dir)
     if where.exists():  # killed before its first checkpoint: nothing of it can be continued
         shutil.rmtree(where)
-    return api.train(out=where, on_eval=on_eval, progress=progress, **options)
+    return Run(train(cfg, where, on_eval=on_eval, progress=progress, **run_options).out_dir)
 
 
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
@@ -200,7 +204,7 @@ def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, pro
     if best is None:
         raise ConfigError(f"{out}: no complete trial to confirm yet")
     where = confirm_dir(out, best.number, seeds)
-    train_or_resume(where, {**spec.train_options(best.user_attrs["options"]), "seeds": seeds, "seed": spec.seeds},
+    train_or_resume(where, spec.config(best.user_attrs["options"], seeds=seeds, seed=spec.seeds), spec.run_options(),
                     None, progress)
     return where
 

@@ -33,14 +33,17 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from mtdqn.analysis.anchors import lookup, usable
-from mtdqn.api import RUN_OPTIONS, TRAIN_OPTIONS, train_config
+from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
-from mtdqn.flatoptions import coerce, type_name, unknown_option
+from mtdqn.flatoptions import apply_options, coerce, option_table, type_name, unknown_option
+from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import read_study_file
 
 __all__ = ["Dimension", "TuneSpec", "KINDS", "OBJECTIVES", "PRUNERS", "SAMPLERS", "FIXED", "TUNABLE", "build_tune_spec",
            "read_tune_spec"]
 
+TRAIN_OPTIONS = option_table(TrainConfig)
+RUN_OPTIONS = tuple(f.name for f in dataclasses.fields(RunOptions))
 KINDS = ("float", "log", "int", "choice")
 OBJECTIVES = ("iqm", "final", "auc")
 PRUNERS = ("median", "asha", "none")
@@ -102,9 +105,25 @@ class TuneSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def train_options(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The flat options of a trial with ``params``: what :func:`mtdqn.train` takes."""
-        return {"tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds, **self.options, **params,
-                "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+        """The flat train options of a trial with ``params`` (searched values over the fixed ones)."""
+        return {"tasks": self.tasks, "steps": self.steps, "seeds": self.seeds, **self.options, **params}
+
+    def config(self, params: dict[str, Any], **changes: Any) -> TrainConfig:
+        """The TrainConfig of a trial with ``params`` (``changes``: other flat options, e.g. a confirmation's
+        seeds); names and types checked here, values by the run."""
+        flat = {**self.train_options(params), **changes}
+        for name, value in flat.items():
+            if name not in TRAIN_OPTIONS:
+                raise ConfigError(unknown_option(name, TRAIN_OPTIONS))
+            try:
+                flat[name] = coerce(value, TRAIN_OPTIONS[name][1])
+            except TypeError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        return apply_options(TrainConfig(), flat, TRAIN_OPTIONS)
+
+    def run_options(self) -> dict[str, Any]:
+        """How every trial is driven: its evaluations (the pruner's reports) and checkpoints (where it resumes)."""
+        return {"eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
                 "checkpoint_every": self.checkpoint_every}
 
     def record(self) -> dict[str, Any]:
@@ -249,7 +268,7 @@ def _checked_options(spec: TuneSpec, source: str) -> TuneSpec:
     """The fixed options' names and types, and the tasks' anchors where the objective normalizes; the
     values themselves are checked by each trial's run."""
     try:
-        cfg = train_config(**{k: v for k, v in spec.train_options({}).items() if k not in RUN_OPTIONS})
+        cfg = spec.config({})
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     if spec.objective == "iqm":
