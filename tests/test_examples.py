@@ -43,19 +43,20 @@ def test_register_your_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def examples_dir(tmp_path_factory) -> Path:
-    """One folder for the study examples: the fine-tuning opens the study the first one ran."""
-    return tmp_path_factory.mktemp("examples")
+def example_study(tmp_path_factory) -> tuple[Path, Path]:
+    """The study_tables example run once: (its study directory, its figure); the fine-tuning example opens it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        study = tmp_path_factory.mktemp("examples") / "study"
+        return study, _main("study_tables", monkeypatch)(study, seeds=1, **TINY)
 
 
 @pytest.mark.slow
-def test_study_tables(examples_dir, monkeypatch):
-    png = _main("study_tables", monkeypatch)(examples_dir / "study", seeds=1, **TINY)
-    assert png.stat().st_size > 0
+def test_study_tables(example_study):
+    assert example_study[1].stat().st_size > 0
 
 
 @pytest.mark.slow
-def test_finetune_best_cell(examples_dir, monkeypatch, capsys):
-    run = _main("finetune_best_cell", monkeypatch)(examples_dir, seeds=1, study_dir=examples_dir / "study", **TINY)
+def test_finetune_best_cell(example_study, tmp_path, monkeypatch, capsys):
+    run = _main("finetune_best_cell", monkeypatch)(tmp_path, seeds=1, study_dir=example_study[0], **TINY)
     assert run.tasks == ("MountainCar-v0",) and run.summary["final_eval"]["MountainCar-v0"]
     assert "best cell: " in capsys.readouterr().out
