@@ -105,5 +105,6 @@ def expert_cosines(outputs: jax.Array) -> jax.Array:
     norms = jnp.linalg.norm(outputs, axis=-1, keepdims=True)
     unit = jnp.where(norms > 0, outputs / jnp.where(norms > 0, norms, 1.0), 0.0)
     gram = jnp.einsum("itbf,jtbf->tbij", unit, unit)  # (tasks, batch, experts, experts)
-    others = jnp.sum(gram * (1.0 - jnp.eye(k, dtype=gram.dtype)), axis=-1) / (k - 1)  # (tasks, batch, experts)
+    off_diagonal = (1.0 - jnp.eye(k, dtype=gram.dtype))[None, None]
+    others = jnp.sum(gram * off_diagonal, axis=-1) / (k - 1)  # (tasks, batch, experts)
     return others.mean(axis=1)
