@@ -100,3 +100,40 @@ def test_a_moe_run_writes_experts_parquet_per_chunk_seed_task_and_expert(moe_run
 
 def test_a_run_without_experts_writes_no_experts_table(tiny_run):
     assert not (tiny_run.out_dir / "experts.parquet").exists()
+
+
+def _rows(steps: list[int]) -> list[dict]:
+    return [{"step": step, "seed": seed, "task": task, "expert": e, "weight": np.float32(0.25 + 0.5 * e),
+             "entropy": np.float32(0.5623), "cosine": np.float32(0.1 * (e + 1)), "cosine_raw": np.float32(0.3)}
+            for step in steps for seed in (0, 1) for task in TINY.tasks for e in (0, 1)]
+
+
+def test_tensorboard_gets_each_weight_and_each_tasks_entropy_and_mean_cosine():
+    from mtdqn.rundir import Tables, write_tensorboard
+
+    class Writer:
+        def __init__(self):
+            self.scalars = {}
+
+        def add_scalar(self, tag, value, step):
+            self.scalars[tag] = (value, step)
+
+    tables = Tables.empty()
+    tables.experts.extend(_rows([500]))
+    writer = Writer()
+    write_tensorboard(writer, tables, 500)
+    assert writer.scalars["mixing_weight/Acrobot-v1/expert1/seed0"] == (pytest.approx(0.75), 500)
+    assert writer.scalars["expert_entropy/CartPole-v1/seed1"] == (pytest.approx(0.5623), 500)
+    assert writer.scalars["expert_cosine/CartPole-v1/seed1"] == (pytest.approx(0.15), 500)  # (0.1 + 0.2) / 2
+    assert len(writer.scalars) == 2 * 2 * 2 + 2 * 2 * 2  # a weight per seed, task and expert; two per task
+
+
+def test_a_resumed_run_keeps_the_expert_rows_up_to_its_checkpoint(tmp_path):
+    from mtdqn.rundir import RunDir, Tables
+
+    tables = Tables.empty()
+    tables.experts.extend(_rows([500, 1000, 1500]))
+    RunDir(tmp_path).write_tables(tables)
+    kept = pd.DataFrame(RunDir(tmp_path).tables_until(1000).experts)
+    assert sorted(kept["step"].unique()) == [500, 1000] and len(kept) == 2 * 8
+    assert dict(kept.dtypes.astype(str)) == EXPERT_SCHEMA
