@@ -24,6 +24,13 @@ task the network is exactly PureJaxRL's 120-84 MLP.
     python benchmarks/throughput.py --seaquest # training rows Seaquest+Breakout and SpaceInvaders+Breakout
     python benchmarks/throughput.py --against v0.1.0 [--rounds 5]   # the regression guard (below)
     python benchmarks/throughput.py --affinity # CartPole+Acrobot, 4 seeds: --affinity-every 0 (off), 100 and 1
+    python benchmarks/throughput.py --experts [--minatar] [--iters 500] [--rounds 2]   # experts vs shared (below)
+
+**Experts** (``--experts``): ``shared``, ``moe:3`` and ``moore:3`` on the classic set (with ``--minatar``, on
+the four MinAtar games), one seed, each row its own process, the rows interleaved ``--rounds`` times and
+each keeping its best.  It prints the time per update (one update per iteration in these settings, so it
+includes that iteration's acting and env steps, where the network runs too) relative to ``shared``'s, beside
+the target of issue 20: at most K x 1.2, since each expert is a whole trunk.
 
 **The regression guard** (``--against REV``): each row measured for the working tree and for git revision
 REV (checked out in a temporary worktree) in alternated rounds within one run (tree then REV, REV then
@@ -139,6 +146,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         "per_task": steps / elapsed / len(tasks) / seeds,
         "compile_s": compile_s,
         "gflops": flops_per_iter * iters / elapsed / 1e9,
+        "ms_per_iter": elapsed / iters * 1e3,
     }
 
 
@@ -266,6 +274,47 @@ def affinity_table(seeds: int = 4, repeats: int = 2) -> None:
               flush=True)
 
 
+EXPERT_SHARINGS = ("shared", "moe:3", "moore:3")
+EXPERT_TARGET = 1.2
+"""Issue 20's target: a mixture of K experts takes at most K x this the time per update of ``shared``."""
+
+
+def _experts_in(sharing: str) -> int:
+    """K of ``moe:K`` / ``moore:K``; 1 for a single trunk."""
+    name, _, k = sharing.partition(":")
+    return int(k) if name in ("moe", "moore") else 1
+
+
+def experts_table(minatar: bool, iters: int, rounds: int) -> None:
+    """``shared``, ``moe:3`` and ``moore:3`` on one task set, 1 seed: time per update relative to ``shared`` and
+    the K x 1.2 target; rows interleaved ``rounds`` times, each keeping its best (the fastest run is the one the
+    machine's other load slowed least)."""
+    tasks = MINATAR if minatar else CLASSIC
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for sharing in EXPERT_SHARINGS:
+            r = _row_in_subprocess(tasks, 1, sharing, 0, iters=iters)
+            if sharing not in best or r["ms_per_iter"] < best[sharing]["ms_per_iter"]:
+                best[sharing] = r
+    import jax
+
+    print(f"device: {jax.devices()[0].platform}, {os.cpu_count()} cores, jax {jax.__version__}; "
+          f"{'+'.join(t.split('-')[0] for t in tasks)}, 1 seed, {iters} iterations per timed chunk (one update "
+          f"each), best of {rounds} round(s) x 3 chunks")
+    print()
+    print("| sharing | env-steps/s (all tasks) | ms per update | vs shared | target (K x 1.2) | within target "
+          "| compile s |")
+    print("|---|---|---|---|---|---|---|")
+    base = best["shared"]["ms_per_iter"]
+    for sharing in EXPERT_SHARINGS:
+        r, k = best[sharing], _experts_in(sharing)
+        ratio = r["ms_per_iter"] / base
+        target = "—" if k == 1 else f"≤ {k * EXPERT_TARGET:.1f}"
+        within = "—" if k == 1 else ("yes" if ratio <= k * EXPERT_TARGET else "no")
+        print(f"| {sharing} | {r['steps_per_s']:,.0f} | {r['ms_per_iter']:.2f} | {ratio:.2f}x | {target} | {within} "
+              f"| {r['compile_s']:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
@@ -276,15 +325,22 @@ def main() -> None:
     parser.add_argument("--against", metavar="REV",
                         help="regression guard: the working tree vs this git revision, side by side")
     parser.add_argument("--rounds", type=int, default=3, help="--against: alternated rounds (default 3)")
-    parser.add_argument("--iters", type=int, default=2000, help="--against: iterations per timed chunk")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="--against, --experts: iterations per timed chunk (default 2000; --experts --minatar 100)")
     parser.add_argument("--affinity", action="store_true",
                         help="only the cost of --affinity-every: CartPole+Acrobot, 4 seeds, off / 100 / 1")
+    parser.add_argument("--experts", action="store_true",
+                        help="only shared vs moe:3 vs moore:3 (classic; MinAtar with --minatar), time per update "
+                             "relative to shared; --iters sets the timed chunk (default 2000, MinAtar 100)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
+    if args.rounds < 1 or (args.iters is not None and args.iters < 1):
+        raise SystemExit("error: --rounds and --iters must be at least 1")
     if args.against:
-        if args.rounds < 1 or args.iters < 1:
-            raise SystemExit("error: --rounds and --iters must be at least 1")
-        against(args.against, args.rounds, args.iters)
+        against(args.against, args.rounds, args.iters or 2000)
+        return
+    if args.experts:
+        experts_table(args.minatar, args.iters or (100 if args.minatar else 2000), args.rounds)
         return
     if args.row:
         row = json.loads(args.row)
@@ -308,6 +364,7 @@ def main() -> None:
         print(f"| gymnax's Seaquest-MinAtar | {us:,.0f} | {10e6 / us:,.0f} |", flush=True)
         return
     image_rows = [(MINATAR, 1, "shared", 0), (MINATAR, 1, "independent", 0),
+                  (MINATAR, 1, "moe:3", 0), (MINATAR, 1, "moore:3", 0),
                   (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0), (SEAQUEST, 1, "shared", 0),
                   ("minatar preset", 1, "shared", 0)]
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
@@ -317,7 +374,7 @@ def main() -> None:
         rows = [(SEAQUEST, 1, "shared", 0), (SPACE_INVADERS, 1, "shared", 0)]
     elif not args.quick:
         rows += [
-            (CLASSIC, 1, "independent", 0),
+            (CLASSIC, 1, "independent", 0), (CLASSIC, 1, "moe:3", 0), (CLASSIC, 1, "moore:3", 0),
             (("CartPole-v1",), 2, "shared", 1), (("CartPole-v1",), 2, "shared", 0),
             (CLASSIC, 3, "shared", 1), (CLASSIC, 3, "shared", 0),  # 0: 2 + 2 with a dummy seed on 2 cores
             (CLASSIC, 4, "shared", 1), (CLASSIC, 4, "shared", 0),

@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtdqn.networks import init_params, torso_features
+from mtdqn.networks.experts import expert_cosines, mixing_weights, orthonormalize, weight_entropy
+from mtdqn.networks.model import expert_outputs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.loop import Trainer, seed_keys, split_root
 from mtdqn.train.step import (
@@ -40,7 +42,8 @@ from mtdqn.train.step import (
 )
 from mtdqn.value_norm import normalize
 
-__all__ = ["cka_rows", "gradient_probe", "gradient_probe_rows", "minibatch_cosines", "PROBE_KEY", "PROBE_PAIRS"]
+__all__ = ["cka_rows", "gradient_probe", "gradient_probe_rows", "minibatch_cosines", "expert_probe", "expert_measures",
+           "PROBE_KEY", "PROBE_PAIRS"]
 
 PROBE_KEY = 0x5EED
 """Folded into each seed's root key for the probe's minibatches: fixed, so a rerun gives the same rows."""
@@ -103,13 +106,18 @@ def minibatch_cosines(agent: Agent, state: TrainState, key_a: jax.Array,
     return same, between
 
 
+def _probe_pairs(key: jax.Array) -> jax.Array:
+    """The keys (PROBE_PAIRS, 2) of the probe's minibatch pairs from one seed's probe key."""
+    return jax.random.split(key, (PROBE_PAIRS, 2))
+
+
 def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Array, ...]:
     """One seed's cosines averaged over PROBE_PAIRS minibatch pairs, and the share of pairs with cosine < 0.
 
     The share is the conflict fraction's noise baseline: how often two minibatches of *one* task already
     point apart (a same-task pair), to read a between-task conflict fraction against.
     """
-    pairs = jax.random.split(key, (PROBE_PAIRS, 2))
+    pairs = _probe_pairs(key)
     # One pair at a time: the pairs' activations at once would be PROBE_PAIRS x 2 updates' worth of memory,
     # which the memory check does not count (MinAtar's patches: gigabytes), after a long run's final checkpoint.
     same, between = jax.lax.map(lambda k: minibatch_cosines(agent, state, k[0], k[1]), pairs)
@@ -153,3 +161,43 @@ def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, A
     """The probe's rows of one state (see :func:`gradient_probe`); none without a shared parameter."""
     probe = gradient_probe(trainer)
     return probe(state) if probe is not None else []
+
+
+def expert_measures(agent: Agent, state: TrainState, key: jax.Array) -> dict[str, jax.Array]:
+    """One seed's expert diagnostics on the minibatch drawn with ``key``: ``weight`` (tasks, experts), each
+    task's softmax mixing weights; ``entropy`` (tasks,) of them; ``cosine`` and ``cosine_raw`` (tasks, experts),
+    each expert's mean cosine with the others on the task's observations, of the representations mixed and of
+    the experts' outputs before Gram–Schmidt (see the module)."""
+    batch, _ = sample_batch(agent, state, key)
+    # An experts network takes its observations as they are (no task id appended: that is `conditioned`).
+    raw = expert_outputs(agent.arch, state.params, batch.obs.astype(jnp.float32))  # (experts, tasks, batch, feat)
+    mixed = orthonormalize(raw) if agent.arch.orthogonal else raw
+    weights = mixing_weights(state.params["mixing"])
+    return {"weight": weights, "entropy": weight_entropy(weights), "cosine": expert_cosines(mixed),
+            "cosine_raw": expert_cosines(raw)}
+
+
+def expert_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, Any]]] | None:
+    """The expert diagnostics of ``trainer``'s runs as a function of a state, compiled once, all seeds in one
+    vmapped call; None without experts.  Each seed measures on its gradient probe's first minibatch (the
+    same states at every call, where the replay holds them).
+
+    Its rows, one per seed, task and expert (``experts.parquet`` without its ``step``,
+    :data:`mtdqn.rundir.EXPERT_SCHEMA`): the task's weight on the expert, the task's weights' entropy (the same
+    on each of its rows), and the expert's mean cosine with the others on the task's observations."""
+    agent = trainer.agent
+    if not agent.arch.experts:
+        return None
+    keys = jnp.stack([_probe_pairs(jax.random.fold_in(k, PROBE_KEY))[0, 0] for k in seed_keys(agent.seeds)])
+    measure = jax.jit(jax.vmap(lambda st, k: expert_measures(agent, st, k)))
+    names = agent.task_set.names
+
+    def rows(state: TrainState) -> list[dict[str, Any]]:
+        m = {name: np.asarray(v) for name, v in measure(state.replace(env_states=()), keys).items()}
+        return [{"seed": seed, "task": task, "expert": e, "weight": m["weight"][s, i, e],
+                 "entropy": m["entropy"][s, i], "cosine": m["cosine"][s, i, e],
+                 "cosine_raw": m["cosine_raw"][s, i, e]}
+                for s, seed in enumerate(agent.seeds) for i, task in enumerate(names)
+                for e in range(agent.arch.experts)]
+
+    return rows

@@ -6,7 +6,9 @@ revision, seeds, derived integers, run options), ``metrics.parquet`` and
 evaluations during and at the end of training), ``grad_tasks.parquet`` /
 ``grad_pairs.parquet`` (gradient diagnostics on the shared parameters), ``affinity.parquet`` (the lookahead
 inter-task affinity, with ``--affinity-every``),
-``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`),
+``cka.parquet`` and ``grad_probe.parquet`` (end-of-run probes, :mod:`mtdqn.diagnostics`), ``experts.parquet``
+(a mixture of experts' mixing weights and expert similarity after every chunk; runs with ``--sharing moe:K`` or
+``moore:K`` only),
 ``summary.json``, ``start.json`` (fine-tuned runs: where the weights came from and the greedy returns they
 started with), ``test_eval.json`` (a test evaluation), TensorBoard event files under ``tb/`` and
 an orbax checkpoint under ``checkpoints/`` (written by :mod:`mtdqn.checkpoint`).
@@ -35,14 +37,14 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
 
 __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
-           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA", "table_frame", "HEADLINES", "Tables",
+           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA", "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables",
            "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
            "FINAL_SCORE_RULES", "final_score_rule", "RunDir", "write_tensorboard"]
 
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
-    "affinity.parquet",
+    "affinity.parquet", "experts.parquet",
     "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
     "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
 )
@@ -62,6 +64,15 @@ GRAD_PAIR_SCHEMA = {"step": "int64", "seed": "int64", "task_a": "object", "task_
 # One row per (chunk, seed, ordered task pair i -> j, i == j included): the mean of the window's measurements of
 # Z_{i->j} (mtdqn.train.affinity); windows without a measurement have no rows.
 AFFINITY_SCHEMA = {"step": "int64", "seed": "int64", "task_i": "object", "task_j": "object", "value": "float32"}
+# A mixture of experts (mtdqn.diagnostics.expert_probe), one row per (chunk, seed, task, expert), the final state's
+# at the run's last step: ``weight``, the task's softmax mixing weight on the expert (a task's K rows sum to 1);
+# ``entropy``, the entropy in nats of the task's K weights (log K: the even mixture; 0: one expert), repeated on
+# each of the task's K rows; ``cosine``, the expert's mean cosine with the other experts on the task's probe
+# observations, of the representations the task mixes (``moore``: orthonormalized, ~0), so the mean over a
+# task's K rows is the mean pairwise cosine between experts; ``cosine_raw``, the same before Gram–Schmidt
+# (``moe``: equal to ``cosine``).
+EXPERT_SCHEMA = {"step": "int64", "seed": "int64", "task": "object", "expert": "int64", "weight": "float32",
+                 "entropy": "float32", "cosine": "float32", "cosine_raw": "float32"}
 METRIC_COLUMNS = list(METRIC_SCHEMA)
 EVAL_COLUMNS = list(EVAL_SCHEMA)
 GRAD_TASK_COLUMNS = list(GRAD_TASK_SCHEMA)
@@ -88,10 +99,11 @@ class Tables(NamedTuple):
     evals: list[dict[str, Any]]
     affinity: list[dict[str, Any]]
     grad_probe: list[dict[str, Any]]  # the gradient probe at each evaluation and at the end (mtdqn.diagnostics)
+    experts: list[dict[str, Any]]  # a mixture of experts' weights and similarity per chunk (EXPERT_SCHEMA)
 
     @staticmethod
     def empty() -> Tables:
-        return Tables([], [], [], [], [], [])
+        return Tables(*([] for _ in Tables._fields))
 
     def extend(self, other: Tables) -> None:
         for mine, theirs in zip(self, other):
@@ -268,6 +280,8 @@ class RunDir:
             write_parquet(self.path / "affinity.parquet", table_frame(tables.affinity, AFFINITY_SCHEMA))
         if tables.grad_probe:
             write_parquet(self.path / "grad_probe.parquet", pd.DataFrame(tables.grad_probe))
+        if tables.experts:
+            write_parquet(self.path / "experts.parquet", table_frame(tables.experts, EXPERT_SCHEMA))
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""
@@ -315,6 +329,20 @@ def write_tensorboard(writer: Any, tables: Tables, step: int) -> None:
                 for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
     scalars += [(f"greedy_return/{r['task']}/seed{r['seed']}", r["return_mean"]) for r in tables.evals]
     scalars += [(f"affinity/{r['task_i']}->{r['task_j']}/seed{r['seed']}", r["value"]) for r in tables.affinity]
+    scalars += _expert_scalars(tables.experts)
     for tag, value in scalars:
         if np.isfinite(value):
             writer.add_scalar(tag, float(value), step)
+
+
+def _expert_scalars(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """TensorBoard scalars of one chunk's expert rows: each task's weight per expert, its weights' entropy and
+    the mean pairwise cosine between the experts on its observations (the mean of its rows' cosines)."""
+    out = [(f"mixing_weight/{r['task']}/expert{r['expert']}/seed{r['seed']}", r["weight"]) for r in rows]
+    by_task: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_task.setdefault((r["task"], r["seed"]), []).append(r)
+    for (task, seed), group in by_task.items():
+        out.append((f"expert_entropy/{task}/seed{seed}", group[0]["entropy"]))
+        out.append((f"expert_cosine/{task}/seed{seed}", float(np.mean([r["cosine"] for r in group]))))
+    return out

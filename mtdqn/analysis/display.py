@@ -16,7 +16,7 @@ from .stats import MIN_SEEDS
 
 __all__ = [
     "cells", "per_task", "metric_name", "ranges", "differences", "normalization", "aggregates", "improvement", "cost",
-    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe", "affinity_unit", "affinity",
+    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe", "affinity_unit", "affinity", "experts",
 ]
 
 
@@ -234,3 +234,16 @@ def grad_summary(df: pd.DataFrame) -> pd.DataFrame:
              "n seeds": r.n} for r in df.itertuples()]
     return _frame(rows, ["variant", "task", "grad norm (mean [95% CI])", "applied weight (mean [95% CI])",
                          "n seeds"])
+
+
+def experts(df: pd.DataFrame) -> pd.DataFrame:
+    """A mixture of experts at the end of training: per variant (every task, then each), the mixing weights'
+    entropy beside its maximum log K, and the mean pairwise cosine between the experts."""
+    rows = [{"variant": r.variant, "task": r.task, "experts": r.experts,
+             "entropy, nats (mean [95% CI])": _est(r.entropy_mean, r.entropy_lo, r.entropy_hi, r.n),
+             "log K": num(r.log_k), "entropy / log K": num(r.entropy_share_mean),
+             "cosine between experts (mean [95% CI])": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi, r.n),
+             "before Gram–Schmidt": _est(r.cosine_raw_mean, r.cosine_raw_lo, r.cosine_raw_hi, r.n),
+             "n seeds": r.n} for r in df.itertuples()]
+    return _frame(rows, ["variant", "task", "experts", "entropy, nats (mean [95% CI])", "log K", "entropy / log K",
+                         "cosine between experts (mean [95% CI])", "before Gram–Schmidt", "n seeds"])

@@ -37,8 +37,11 @@ _TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "grad_probe": (("seed", "task_a", "task_b", "cosine"), ("seed", "cosine")),
     # lookahead affinity Z_{i->j} during training (runs with --affinity-every only)
     "affinity": (("step", "seed", "task_i", "task_j", "value"), ("step", "seed", "value")),
+    # a mixture of experts' weights and expert similarity per logging window (--sharing moe:K / moore:K only)
+    "experts": (("step", "seed", "task", "expert", "weight", "entropy", "cosine", "cosine_raw"),
+                ("step", "seed", "expert", "weight", "entropy", "cosine", "cosine_raw")),
 }
-_OPTIONAL = ("evals", "grad_probe", "affinity")  # absent in older runs without it being worth a note
+_OPTIONAL = ("evals", "grad_probe", "affinity", "experts")  # absent in older runs without it being worth a note
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Cell:
     evals: pd.DataFrame | None = None
     grad_probe: pd.DataFrame | None = None
     affinity: pd.DataFrame | None = None
+    experts: pd.DataFrame | None = None
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The run's config.json (config, hash, provenance, options); empty when absent."""
 

@@ -27,6 +27,8 @@ __all__ = [
     "affinity_curves",
     "grad_norms_weights",
     "cka_pairs",
+    "mixing_weights",
+    "expert_curves",
 ]
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -282,4 +284,50 @@ def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     ax.set(xlim=(0.0, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def mixing_weights(curve: pd.DataFrame, variant: str, tasks: tuple[str, ...]) -> Figure:
+    """One panel per task: its softmax mixing weight on each expert over training (a line and 95% band per
+    expert), on [0, 1]; the even mixture 1/K dotted."""
+    c = curve[curve["variant"] == variant]
+    shown = [t for t in tasks if (c["task"] == t).any()]
+    fig, axes = _figure(max(1, len(shown)))
+    k = int(c["expert"].nunique()) if len(c) else 1
+    for ax, task in zip(axes, shown):
+        g = c[c["task"] == task]
+        for e, ge in g.groupby("expert", sort=True):
+            _band(ax, ge["step"].to_numpy(), ge, _color(int(e)), f"expert {int(e)}", _marker(int(e)))
+        ax.axhline(1.0 / k, color="grey", ls=":", lw=0.8)
+        ax.set(title=f"{variant}: {task}", ylabel="mixing weight", ylim=(0.0, 1.0))
+        _steps_axis(ax)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def expert_curves(curve: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
+    """Two panels, a line and 95% band per variant: the mixing weights' entropy as a share of log K (1: the even
+    mixture, 0: one expert per task) and the mean pairwise cosine between the experts (dashed: before
+    Gram–Schmidt, where that differs: ``moore``)."""
+    fig, axes = _figure(2)
+    for i, v in enumerate(variants):
+        c = curve[curve["variant"] == v]
+        if not len(c):
+            continue
+        ent = c[c["quantity"] == "entropy_share"]
+        _band(axes[0], ent["step"].to_numpy(), ent, _color(i), v, _marker(i))
+        cos, raw = c[c["quantity"] == "cosine"], c[c["quantity"] == "cosine_raw"]
+        _band(axes[1], cos["step"].to_numpy(), cos, _color(i), v, _marker(i))
+        if not np.allclose(cos["mean"].to_numpy(), raw["mean"].to_numpy(), atol=1e-6):
+            _band(axes[1], raw["step"].to_numpy(), raw, _color(i), f"{v}, before Gram–Schmidt")
+            axes[1].lines[-1].set_linestyle("--")
+    axes[0].set(title="specialization", ylabel="entropy of the mixing weights / log K", ylim=(0.0, 1.05))
+    axes[1].set(title="expert collapse", ylabel="mean cosine between experts")
+    axes[1].set_ylim(top=1.02)  # 1: collapsed experts, the scale a cosine reads against
+    axes[1].axhline(0.0, color="grey", ls=":", lw=0.8)
+    for ax in axes:
+        _steps_axis(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return fig

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import display, fmt, methods, outputs, plots, scores, stats, tables, why
+from . import display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
 from .findings import findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
@@ -72,6 +72,9 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "grad_tasks_curve": why.grad_tasks_curve(study),
         "grad_tasks_summary": why.grad_tasks_summary(study),
         "cka": why.cka_table(study),
+        "experts": experts.experts_summary_table(study),
+        "experts_curve": experts.experts_curve_table(study),
+        "mixing_curve": experts.mixing_curve_table(study),
         "methods": methods.methods_table(study),
         "config": methods.config_table(study),
     }
@@ -287,6 +290,7 @@ def _why(study: Study, c: _Computed) -> Section:
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
                                                                    getattr(r, "noise_conflict", float("nan"))))))
     blocks += _affinity_blocks(study, c)
+    blocks += _expert_blocks(study, c)
     if d["grad_tasks_summary"].empty:
         if not idle:
             blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
@@ -305,6 +309,32 @@ def _why(study: Study, c: _Computed) -> Section:
                    Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
                          plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
     return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
+
+
+def _expert_blocks(study: Study, c: _Computed) -> list:
+    """A mixture of experts' mixing weights, specialization and collapse (:mod:`.experts`), for variants that
+    trained one (else none)."""
+    d = c.data
+    if d["experts"].empty:
+        return []
+    blocks: list = [
+        Table("Mixture of experts at the end of training", display.experts(d["experts"]),
+              "Each task mixes K shared experts with its own softmax weights (they start even). Entropy of a task's "
+              "weights: log K for the even mixture, 0 for one expert alone (specialization); the row over every task "
+              "is per seed the mean over tasks. Cosine: the mean over expert pairs and the task's probe observations "
+              "of the cosine between two experts' representations, those the task mixes (`moore`: orthonormalized "
+              "per sample, 0 by construction) and, beside it, the experts' own outputs before Gram–Schmidt (`moe`: "
+              "the same); near 1, the experts have collapsed onto one. Mean over seeds with a 95% Student-t CI "
+              f"(none below {stats.MIN_SEEDS} seeds)."),
+        Image("experts_curves", "Mixture-of-experts variants over training: entropy of the mixing weights as a share "
+              "of log K (mean over tasks) and the mean cosine between experts (dashed: before Gram–Schmidt), 95% "
+              "bands over seeds.", plots.to_png(plots.expert_curves(d["experts_curve"], study.variants)))]
+    for v in pd.unique(d["experts"]["variant"]):
+        blocks.append(Image(f"mixing_weights_{_slug(v)}",
+                            f"`{v}`: each task's mixing weight on each expert over training (dotted: the even "
+                            "mixture 1/K), 95% bands over seeds.",
+                            plots.to_png(plots.mixing_weights(d["mixing_curve"], v, study.tasks))))
+    return blocks
 
 
 def _affinity_blocks(study: Study, c: _Computed) -> list:

@@ -54,7 +54,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RESIDUAL_TOL", "orthonormalize", "mixing_weights", "mix_experts"]
+__all__ = ["RESIDUAL_TOL", "orthonormalize", "mixing_weights", "mix_experts", "weight_entropy", "expert_cosines"]
 
 RESIDUAL_TOL = 1e-3
 """An expert's residual shorter than this fraction of its own output counts as inside the previous experts'
@@ -87,3 +87,24 @@ def mix_experts(outputs: jax.Array, logits: jax.Array, orthogonal: bool) -> jax.
     module), weighted by the task's :func:`mixing_weights` of ``logits`` (tasks, experts)."""
     basis = orthonormalize(outputs) * jnp.sqrt(outputs.shape[-1]) if orthogonal else outputs
     return jnp.einsum("tk,ktbf->tbf", mixing_weights(logits), basis)
+
+
+def weight_entropy(weights: jax.Array) -> jax.Array:
+    """Each task's expert specialization (tasks,): the entropy in nats of its weights (tasks, experts), with
+    0 log 0 = 0.  log K for the even mixture every task starts from, 0 for a task that uses one expert alone."""
+    return jnp.sum(jax.scipy.special.entr(weights), axis=-1)
+
+
+def expert_cosines(outputs: jax.Array) -> jax.Array:
+    """(tasks, experts): each expert's mean cosine with the other experts, over the samples of each task's
+    observations, from the experts' representations ``outputs`` (experts, tasks, batch, features).  The mean
+    over a task's experts is the mean pairwise cosine (each pair counted from both sides): near 1 when the
+    experts have collapsed onto one direction, 0 for orthogonal ones (``moore``'s basis by construction).  A
+    zero representation (a ``moore`` expert inside the others' span) has cosine 0 with every other."""
+    k = outputs.shape[0]
+    norms = jnp.linalg.norm(outputs, axis=-1, keepdims=True)
+    unit = jnp.where(norms > 0, outputs / jnp.where(norms > 0, norms, 1.0), 0.0)
+    gram = jnp.einsum("itbf,jtbf->tbij", unit, unit)  # (tasks, batch, experts, experts)
+    off_diagonal = (1.0 - jnp.eye(k, dtype=gram.dtype))[None, None]
+    others = jnp.sum(gram * off_diagonal, axis=-1) / (k - 1)  # (tasks, batch, experts)
+    return others.mean(axis=1)

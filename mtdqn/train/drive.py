@@ -133,6 +133,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
     writer = run_dir.tensorboard(purge_step=first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None)
     t_loop, eval_s = time.perf_counter(), 0.0
     probe = None  # the gradient probe, compiled at the first evaluation that needs it
+    experts = _expert_probe(trainer)  # a mixture of experts' weights and similarity, after every chunk
     try:
         with _progress(progress) as bar:
             task_id = bar.add_task("train" if runner.resumable else "train (host)", total=agent.derived.env_steps,
@@ -144,6 +145,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 _check_finite(trainer, m, step, last_good)
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+                new.experts.extend({**row, "step": step} for row in experts(state))
                 stop = False
                 last = chunk + 1 == schedule.num_chunks  # the final evaluation's step: keep-best's last candidate
                 if schedule.eval_chunks and ((chunk + 1) % schedule.eval_chunks == 0 and not last
@@ -182,6 +184,15 @@ def _gradient_probe(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
     from mtdqn import diagnostics  # imported when first needed: its CKA pulls in the analysis stack
 
     return diagnostics.gradient_probe(trainer) or (lambda state: [])
+
+
+def _expert_probe(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
+    """The run's expert diagnostics (:mod:`mtdqn.diagnostics`); no rows without experts."""
+    if not trainer.agent.arch.experts:
+        return lambda state: []
+    from mtdqn import diagnostics  # as _gradient_probe
+
+    return diagnostics.expert_probe(trainer) or (lambda state: [])
 
 
 def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:

@@ -42,6 +42,8 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, env_steps))
     tables.grad_probe[:] = [row for row in tables.grad_probe if row["step"] < env_steps]
     tables.grad_probe.extend({**row, "step": env_steps} for row in _probe(trainer, state))
+    tables.experts[:] = [row for row in tables.experts if row["step"] < env_steps]  # the final state's instead
+    tables.experts.extend({**row, "step": env_steps} for row in _experts(trainer, state))
     run_dir.write_tables(tables)
     frame = table_frame(tables.metrics, METRIC_SCHEMA)
     early = trained.early
@@ -121,6 +123,15 @@ def _probe(trainer: Trainer, state: Any) -> list[dict]:
     from mtdqn import diagnostics
 
     return diagnostics.gradient_probe_rows(trainer, state)
+
+
+def _experts(trainer: Trainer, state: Any) -> list[dict]:
+    """A mixture of experts' diagnostics of the final state (the restored best parameters where kept); none
+    without experts."""
+    from mtdqn import diagnostics
+
+    probe = diagnostics.expert_probe(trainer)
+    return probe(state) if probe is not None else []
 
 
 def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:
