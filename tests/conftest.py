@@ -81,7 +81,7 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # of its own (the workers share them); and the deramo learning test stands alone.  Units go out longest
 # first (LPT), so no long unit starts last while the other worker idles.  Without xdist the marks are inert.
 SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
-ONE_GROUP_PER_TEST = {"test_learning", "test_finetune"}
+ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
 # Cost per group, for the order only.  CPU seconds measured per test (one process, cold compilation cache,
 # 2026-12-02, the learning tests at one seed) for the learning tests, test_distill, tiny_run, test_study,
 # test_gymnasium_path, test_devices and extend; the rest keep the order of the earlier wall-time figures,
@@ -113,6 +113,12 @@ COST = {
     "test_deramo": 23,
     "test_finetune::test_lora_trains_only_its_factors_and_the_new_adapter_and_head": 22,
     "test_finetune::test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary": 18,
+    # wall s under a load of ~6 on 2 cores (2026-12-02), scaled by 1/3 as above
+    "test_tune::test_search_report_confirm_and_rerun": 65,
+    "test_tune::test_kill_9_resumes_without_redoing_finished_trials": 60,
+    "test_tune::test_trials_on_local_ray": 20,
+    "test_tune::test_on_eval_sees_each_evaluation_and_may_stop_the_run": 16,
+    "test_tune::test_pruner_stops_a_trial_below_the_median": 13,
 }
 
 
