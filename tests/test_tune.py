@@ -112,6 +112,27 @@ def test_dimensions_suggest_and_resumed_trials_get_their_values_back():
     assert {name: dim.suggest(again, name) for name, dim in spec.space.items()} == first
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_reopened_search_does_not_repeat_its_configurations(tmp_path, sampler):
+    """Each session opens a new sampler; seeded from the spec's seed alone, a resumed search would propose again
+    the first trials' values (a random search's all, TPE's startup ones)."""
+    spec = build_tune_spec({**SMALL, "sampler": sampler, "space": {"lr": {"log": [1e-4, 1e-2]},
+                                                                   "gamma": {"float": [0.9, 0.99]}}}, "s", "s")
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+
+    def ask_and_tell(n):
+        study = open_search(spec, url)
+        for _ in range(n):
+            trial = study.ask()
+            values = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+            study.tell(trial, values["gamma"])
+
+    ask_and_tell(2)
+    ask_and_tell(2)
+    params = [tuple(sorted(t.params.items())) for t in open_search(spec, url).trials]
+    assert len(params) == 4 and len(set(params)) == 4, params
+
+
 # ---------------------------------------------------------------- the objective
 
 
@@ -303,6 +324,7 @@ def test_kill_9_resumes_without_redoing_finished_trials(tmp_path):
     assert done0.stat().st_mtime_ns == stamp
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert len({t.params["lr"] for t in study.trials}) == 3  # the rerun's sampler does not restart the first's stream
     resumed = json.loads((out / "trials" / "trial-0001" / "config.json").read_text())
     assert resumed["config"]["dqn"]["lr"] == study.trials[1].params["lr"]
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 
 from mtdqn.config import TrainConfig
@@ -69,10 +70,17 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage {url}: cannot open: {first}") from None
 
 
-def _sampler(spec: TuneSpec) -> optuna.samplers.BaseSampler:
+def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded from its seed and the number of trials the storage holds (``stored``).
+
+    A rerun opens a new sampler: seeded from the spec's seed alone it would restart the same random stream
+    and propose again the configurations of the first trials (all of a random search's, and TPE's startup
+    ones).  With the count in the seed each session draws its own stream, and the search stays reproducible
+    given where it was resumed."""
+    seed = int(np.random.SeedSequence([spec.seed, stored]).generate_state(1)[0])
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
@@ -88,8 +96,10 @@ def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
 def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
     """The spec's Optuna study in ``storage`` (created on first use, loaded after)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", sampler=_sampler(spec),
-                               pruner=_pruner(spec), load_if_exists=True)
+    study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
+                                pruner=_pruner(spec), load_if_exists=True)
+    study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def trial_dir(out: Path, number: int) -> Path:
