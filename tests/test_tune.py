@@ -23,7 +23,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
-from mtdqn.tune.search import open_search, open_storage
+from mtdqn.tune.search import Outcome, drive, live_trial, open_search, open_storage
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def test_dimensions_suggest_and_resumed_trials_get_their_values_back():
     trial = study.ask()
     first = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
     assert 1e-4 <= first["lr"] <= 1e-2 and first["n_step"] in range(1, 6) and first["hidden"] in ((16,), (32, 32))
-    again = optuna.trial.Trial(study, trial._trial_id)
+    again = live_trial(study, trial.number)
     assert {name: dim.suggest(again, name) for name, dim in spec.space.items()} == first
 
 
@@ -131,6 +131,32 @@ def test_a_reopened_search_does_not_repeat_its_configurations(tmp_path, sampler)
     ask_and_tell(2)
     params = [tuple(sorted(t.params.items())) for t in open_search(spec, url).trials]
     assert len(params) == 4 and len(set(params)) == 4, params
+
+
+def test_trials_started_together_each_get_their_own_parameters():
+    """On Ray several trials start before any ends: the driver's sampler draws each one's values when it asks
+    (TPE with constant liar), and the process that runs a trial reads them back from the storage."""
+    spec = build_tune_spec({**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "n_step": {"int": [1, 5]},
+                                               "double": {"choice": [True, False]}}}, "s", "s")
+    storage = optuna.storages.InMemoryStorage()
+    study = open_search(spec, storage)
+    started, running, widest = [], [], []
+
+    def start(number, reported):
+        assert set(study.trials[number].params) == set(spec.space)  # drawn when asked, before the trial runs
+        trial = live_trial(open_search(spec, storage), number)  # as a worker sees it
+        started.append(tuple(dim.suggest(trial, name) for name, dim in spec.space.items()))
+        running.append(number)
+        widest.append(len(running))
+
+    def wait():
+        number = running.pop(0)
+        return number, Outcome(optuna.trial.TrialState.COMPLETE, float(number))
+
+    drive(spec, study, 6, 3, start, wait, lambda line: None)
+    assert max(widest) == 3 and len(started) == 6 and len(set(started)) == 6, started
+    assert started == [tuple(dim.suggest(live_trial(study, t.number), name) for name, dim in spec.space.items())
+                       for t in study.trials]
 
 
 # ---------------------------------------------------------------- the objective
@@ -336,5 +362,6 @@ def test_trials_on_local_ray(tmp_path):
     result = mtdqn.tune({**SMALL, "pruner": "none"}, out, n_trials=2, ray_address="local", progress=False)
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert study.trials[0].params != study.trials[1].params  # started together, each drew its own values
     assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
     assert result.best_trial in (0, 1)

@@ -42,8 +42,9 @@ from mtdqn.runoptions import OnEval
 from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "execute", "train_or_resume", "trial_dir",
-           "run_search", "tell", "outcome_line", "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
+__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "execute",
+           "train_or_resume", "trial_dir", "drive", "run_search", "tell", "outcome_line", "best_trial", "confirm_dir",
+           "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -80,7 +81,9 @@ def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
     seed = int(np.random.SeedSequence([spec.seed, stored]).generate_state(1)[0])
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    # constant liar: trials still running (on Ray, or left by a killed tune) count as bad ones, so trials asked
+    # while others run are not proposed in the same region
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
@@ -106,8 +109,16 @@ def trial_dir(out: Path, number: int) -> Path:
     return out / "trials" / f"trial-{number:04d}"
 
 
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def ask(spec: TuneSpec, study: optuna.Study) -> optuna.Trial:
+    """A new trial with its parameters drawn now, by this process's sampler: trials asked before others finish
+    (Ray's) each get their own, and whoever runs the trial only reads them back."""
+    return study.ask(fixed_distributions=spec.distributions())
+
+
+def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
+    """A trial of ``study`` that can report and be asked whether to prune (in another process than the one that
+    asked for it, or after a kill).  Optuna has no public way to reopen a stored trial: its id is private."""
+    return optuna.trial.Trial(study, study.get_trials(deepcopy=False)[number]._trial_id)
 
 
 def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, reported: set[int] | None = None) -> Outcome:
@@ -181,21 +192,42 @@ def outcome_line(number: int, outcome: Outcome) -> str:
     return f"trial {number}: {outcome.state.name.lower()} ({what})"
 
 
-def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, progress: bool,
-               announce: Announce) -> None:
-    """Continue the trials a killed tune left running, then ask for new ones until ``trials`` have finished."""
+Start = Callable[[int, list[int]], None]
+Wait = Callable[[], tuple[int, Outcome]]
+
+
+def drive(spec: TuneSpec, study: optuna.Study, trials: int, width: int, start: Start, wait: Wait,
+          announce: Announce) -> None:
+    """The search loop of both backends: the trials a killed tune left running first (each with the steps it
+    reported), then new ones, at most ``width`` at once, until ``trials`` have finished.  ``start(number,
+    reported)`` launches a trial; ``wait()`` returns one that ended, which is told here."""
+    pending = 0
     for frozen in _running(study):
         announce(f"trial {frozen.number}: resuming")
-        outcome = execute(spec, optuna.trial.Trial(study, frozen._trial_id), out, progress,
-                          set(frozen.intermediate_values))
-        tell(study, frozen.number, outcome)
-        announce(outcome_line(frozen.number, outcome))
-    while _finished(study) < trials:
-        trial = study.ask()
-        announce(f"trial {trial.number}: started")
-        outcome = execute(spec, trial, out, progress)
-        tell(study, trial.number, outcome)
-        announce(outcome_line(trial.number, outcome))
+        start(frozen.number, sorted(frozen.intermediate_values))
+        pending += 1
+    finished = _finished(study)
+    while pending or finished + pending < trials:
+        while finished + pending < trials and pending < width:
+            trial = ask(spec, study)
+            announce(f"trial {trial.number}: started")
+            start(trial.number, [])
+            pending += 1
+        number, outcome = wait()
+        tell(study, number, outcome)
+        pending, finished = pending - 1, finished + 1
+        announce(outcome_line(number, outcome))
+
+
+def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, progress: bool,
+               announce: Announce) -> None:
+    """:func:`drive` with each trial trained here, one at a time."""
+    ended: list[tuple[int, Outcome]] = []
+
+    def start(number: int, reported: list[int]) -> None:
+        ended.append((number, execute(spec, live_trial(study, number), out, progress, set(reported))))
+
+    drive(spec, study, trials, 1, start, lambda: ended.pop(0), announce)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import optuna
+
 from mtdqn.analysis.anchors import lookup, usable
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
@@ -65,14 +67,25 @@ class Dimension(NamedTuple):
     high: float | int | None = None
     choices: tuple[Any, ...] = ()
 
-    def suggest(self, trial: Any, name: str) -> Any:
-        """The trial's value of ``name`` (an Optuna trial: a resumed one gets back the value it was given)."""
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        """The Optuna distribution of this dimension (choices as their labels): the sampler draws from it when the
+        search asks for a trial, before the trial runs (on Ray, in another process)."""
         if self.kind == "choice":
-            labels = [_label(c) for c in self.choices]
-            return self.choices[labels.index(trial.suggest_categorical(name, labels))]
+            return optuna.distributions.CategoricalDistribution([_label(c) for c in self.choices])
         if isinstance(self.low, int) and isinstance(self.high, int):
-            return trial.suggest_int(name, self.low, self.high, log=self.kind == "log")
-        return trial.suggest_float(name, float(self.low), float(self.high), log=self.kind == "log")
+            return optuna.distributions.IntDistribution(self.low, self.high, log=self.kind == "log")
+        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.kind == "log")
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """The trial's value of ``name`` (an Optuna trial: one asked with :meth:`distribution`, or a resumed one,
+        gets back the value it was given)."""
+        dist = self.distribution()
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            labels = list(dist.choices)
+            return self.choices[labels.index(trial.suggest_categorical(name, labels))]
+        if isinstance(dist, optuna.distributions.IntDistribution):
+            return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -120,6 +133,10 @@ class TuneSpec:
             except TypeError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         return apply_options(TrainConfig(), flat, TRAIN_OPTIONS)
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """Each searched option's Optuna distribution (what the search asks its sampler for)."""
+        return {name: dim.distribution() for name, dim in self.space.items()}
 
     def run_options(self) -> dict[str, Any]:
         """How every trial is driven: its evaluations (the pruner's reports) and checkpoints (where it resumes)."""
