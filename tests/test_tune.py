@@ -23,7 +23,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
-from mtdqn.tune.search import Outcome, drive, live_trial, open_search, open_storage
+from mtdqn.tune.search import Outcome, drive, live_trial, open_search, open_storage, tell
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +157,17 @@ def test_trials_started_together_each_get_their_own_parameters():
     assert max(widest) == 3 and len(started) == 6 and len(set(started)) == 6, started
     assert started == [tuple(dim.suggest(live_trial(study, t.number), name) for name, dim in spec.space.items())
                        for t in study.trials]
+
+
+def test_an_outcome_note_is_stored_when_told():
+    """The driver stores each trial's note when it tells Optuna how the trial ended: a Ray worker that died
+    returns nothing, and its note ('worker died: ...') is made there."""
+    spec = build_tune_spec(SMALL, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    trial = study.ask()
+    tell(study, trial.number, Outcome(optuna.trial.TrialState.FAIL, note="worker died: out of memory"))
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert study.trials[0].user_attrs["note"] == "worker died: out of memory"
 
 
 # ---------------------------------------------------------------- the objective

@@ -123,7 +123,7 @@ def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
 
 def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, reported: set[int] | None = None) -> Outcome:
     """Train one trial (a new run, or its interrupted run resumed from its checkpoint) and score it; ``reported``:
-    the steps a resumed trial reported before it was interrupted.  The outcome's note is stored with the trial."""
+    the steps a resumed trial reported before it was interrupted."""
     params = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
     trial.set_user_attr("options", {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
     reported = set(reported or ())
@@ -135,10 +135,7 @@ def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, repo
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step:,}")
 
-    outcome = _outcome(spec, trial_dir(out, trial.number), params, report, progress)
-    if outcome.note:
-        trial.set_user_attr("note", outcome.note)
-    return outcome
+    return _outcome(spec, trial_dir(out, trial.number), params, report, progress)
 
 
 def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
@@ -170,7 +167,9 @@ def train_or_resume(where: Path, cfg: TrainConfig, run_options: dict[str, Any], 
 
 
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
-    """Optuna told how trial ``number`` ended (a score for a complete one only)."""
+    """Optuna told how trial ``number`` ended (a score for a complete one only), its note stored with it."""
+    if outcome.note:
+        live_trial(study, number).set_user_attr("note", outcome.note)
     study.tell(number, outcome.value if outcome.state == optuna.trial.TrialState.COMPLETE else None,
                state=outcome.state)
 
