@@ -23,7 +23,8 @@ from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
-from mtdqn.tune.search import Outcome, drive, live_trial, open_search, open_storage, tell
+from mtdqn.tune import search
+from mtdqn.tune.search import Outcome, drive, live_trial, open_search, open_storage, run_search, tell
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +169,24 @@ def test_an_outcome_note_is_stored_when_told():
     tell(study, trial.number, Outcome(optuna.trial.TrialState.FAIL, note="worker died: out of memory"))
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert study.trials[0].user_attrs["note"] == "worker died: out of memory"
+
+
+def test_a_trial_that_raises_fails_and_the_search_goes_on(tmp_path, monkeypatch):
+    """Any exception of a trial (not only a bad value or a divergence) fails that trial with a note; left
+    running, every rerun would resume it and crash again."""
+    calls = []
+
+    def broken(where, *args):
+        calls.append(where.name)
+        raise RuntimeError("disk on fire\n  traceback line")
+
+    monkeypatch.setattr(search, "train_or_resume", broken)
+    spec = build_tune_spec(SMALL, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    run_search(spec, study, tmp_path, 2, False, lambda line: None)
+    assert calls == ["trial-0000", "trial-0001"]
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert study.trials[0].user_attrs["note"] == "RuntimeError: disk on fire traceback line"
 
 
 # ---------------------------------------------------------------- the objective

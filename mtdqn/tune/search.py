@@ -146,6 +146,9 @@ def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
     except (ConfigError, TrainingDiverged) as exc:
         return Outcome(optuna.trial.TrialState.FAIL, note=" ".join(str(exc).split()))
+    except Exception as exc:  # a bug, a full disk...: told as a failure, else the trial would stay running and
+        # every rerun would resume it and crash again; the search goes on (as on Ray, where a worker dies)
+        return Outcome(optuna.trial.TrialState.FAIL, note=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
     if value != value:  # NaN: no score to rank
         return Outcome(optuna.trial.TrialState.FAIL, note="objective is NaN")
     return Outcome(optuna.trial.TrialState.COMPLETE, value)
