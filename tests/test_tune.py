@@ -24,7 +24,9 @@ from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
 from mtdqn.tune import search
-from mtdqn.tune.search import Outcome, drive, live_trial, open_search, open_storage, run_search, tell
+from mtdqn.tune.search import (
+    Outcome, ask, drive, live_trial, open_search, open_storage, run_search, tell, write_record,
+)
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +136,7 @@ def test_a_reopened_search_does_not_repeat_its_configurations(tmp_path, sampler)
     assert len(params) == 4 and len(set(params)) == 4, params
 
 
-def test_trials_started_together_each_get_their_own_parameters():
+def test_trials_started_together_each_get_their_own_parameters(tmp_path):
     """On Ray several trials start before any ends: the driver's sampler draws each one's values when it asks
     (TPE with constant liar), and the process that runs a trial reads them back from the storage."""
     spec = build_tune_spec({**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "n_step": {"int": [1, 5]},
@@ -154,7 +156,7 @@ def test_trials_started_together_each_get_their_own_parameters():
         number = running.pop(0)
         return number, Outcome(optuna.trial.TrialState.COMPLETE, float(number))
 
-    drive(spec, study, 6, 3, start, wait, lambda line: None)
+    drive(spec, study, tmp_path, 6, 3, start, wait, lambda line: None)
     assert max(widest) == 3 and len(started) == 6 and len(set(started)) == 6, started
     assert started == [tuple(dim.suggest(live_trial(study, t.number), name) for name, dim in spec.space.items())
                        for t in study.trials]
@@ -187,6 +189,42 @@ def test_a_trial_that_raises_fails_and_the_search_goes_on(tmp_path, monkeypatch)
     assert calls == ["trial-0000", "trial-0001"]
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert study.trials[0].user_attrs["note"] == "RuntimeError: disk on fire traceback line"
+
+
+def test_a_storage_holds_the_spec_of_its_study(tmp_path):
+    """A study name reused by another spec in the same storage is refused, not mixed in."""
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    open_search(build_tune_spec(SMALL, "s", "s"), url)
+    open_search(build_tune_spec({**SMALL, "trials": 5}, "s", "s"), url)  # the trial count may grow
+    with pytest.raises(ConfigError, match="holds a study 'small' of another spec"):
+        open_search(build_tune_spec({**SMALL, "steps": 2000}, "s", "s"), url)
+
+
+def test_a_tune_directory_keeps_its_storage(tmp_path):
+    """tune.json records the storage (None: the directory's own tune.db): a rerun with another is refused
+    before anything trains."""
+    out = tmp_path / "tune"
+    out.mkdir()
+    write_record(out, {**build_tune_spec(SMALL, "s", "s").record(), "storage": None})
+    with pytest.raises(ConfigError, match="keeps its trials in its own tune.db: give the same --storage"):
+        mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
+
+
+def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):
+    """The storage says trial 0 is running, but trials/trial-0000 holds a run of another configuration (say
+    tune.db was deleted and the search started over): it is neither read back nor resumed, nor deleted."""
+    out = tmp_path / "tune"
+    out.mkdir()
+    spec = build_tune_spec(SMALL, "s", "s")
+    write_record(out, {**spec.record(), "storage": None})
+    ask(spec, open_search(spec, f"sqlite:///{out / 'tune.db'}"))  # left running by a killed tune
+    other = tmp_path / "tune" / "trials" / "trial-0000"
+    other.mkdir(parents=True)
+    (other / "config.json").write_text(json.dumps({"config_hash": "0123456789abcdef"}))
+    (other / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match="trial-0000 holds a run of another configuration"):
+        mtdqn.tune(SMALL, out, n_trials=1, progress=False)
+    assert (other / "summary.json").is_file()
 
 
 # ---------------------------------------------------------------- the objective

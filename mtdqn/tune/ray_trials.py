@@ -63,4 +63,4 @@ def run_search_on_ray(spec: TuneSpec, study: optuna.Study, storage_url: str, out
             except Exception as exc:  # the worker died (e.g. out of memory): the trial failed, the search goes on
                 return number, Outcome(optuna.trial.TrialState.FAIL, note=f"worker died: {str(exc).splitlines()[0]}")
 
-        drive(spec, study, trials, width, start, wait, announce)
+        drive(spec, study, out, trials, width, start, wait, announce)

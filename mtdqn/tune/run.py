@@ -39,7 +39,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     """Run the trials the tune directory ``out`` does not hold yet (``trials``: the total, default the spec's),
     then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report."""
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
-    record = spec.record()
+    record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)
     out.mkdir(parents=True, exist_ok=True)
     write_record(out, record)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from mtdqn.config import TrainConfig
+from mtdqn.config import TrainConfig, config_hash
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
@@ -42,9 +42,9 @@ from mtdqn.runoptions import OnEval
 from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "execute",
-           "train_or_resume", "trial_dir", "drive", "run_search", "tell", "outcome_line", "best_trial", "confirm_dir",
-           "confirm_best", "check_same_search", "write_record", "FINISHED"]
+__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "trial_params",
+           "execute", "train_or_resume", "trial_dir", "check_reusable", "drive", "run_search", "tell", "outcome_line",
+           "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -97,10 +97,17 @@ def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
 
 
 def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
-    """The spec's Optuna study in ``storage`` (created on first use, loaded after)."""
+    """The spec's Optuna study in ``storage`` (created on first use, loaded after); the spec is stored with it,
+    and a study of that name made by another spec is refused."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
                                 pruner=_pruner(spec), load_if_exists=True)
+    stored = study.user_attrs.get("spec")
+    if stored is None:
+        study.set_user_attr("spec", _search(spec.record()))
+    elif stored != _search(spec.record()):
+        raise ConfigError(f"the storage holds a study {spec.name!r} of another spec; give the spec another name "
+                          "(or another --storage)")
     study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False)))
     return study
 
@@ -121,10 +128,15 @@ def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
     return optuna.trial.Trial(study, study.get_trials(deepcopy=False)[number]._trial_id)
 
 
+def trial_params(spec: TuneSpec, trial: optuna.Trial) -> dict[str, Any]:
+    """The searched options' values of ``trial`` (drawn when it was asked)."""
+    return {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+
+
 def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, reported: set[int] | None = None) -> Outcome:
     """Train one trial (a new run, or its interrupted run resumed from its checkpoint) and score it; ``reported``:
     the steps a resumed trial reported before it was interrupted."""
-    params = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+    params = trial_params(spec, trial)
     trial.set_user_attr("options", {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
     reported = set(reported or ())
 
@@ -169,6 +181,19 @@ def train_or_resume(where: Path, cfg: TrainConfig, run_options: dict[str, Any], 
     return Run(train(cfg, where, on_eval=on_eval, progress=progress, **run_options).out_dir)
 
 
+def check_reusable(where: Path, cfg: TrainConfig) -> None:
+    """A run directory is read back or resumed only for the configuration it was made with (config.json's
+    config hash).  Another one there means the storage and the trials directory come from different searches
+    (a deleted tune.db, a copied directory): that is refused with one line rather than the run deleted and
+    started afresh, since the run may be the only copy of results the storage no longer describes."""
+    if not (where / "config.json").is_file():
+        return
+    stored, wanted = RunDir(where).require_run().get("config_hash"), config_hash(cfg)
+    if stored != wanted:
+        raise ConfigError(f"{where} holds a run of another configuration (config hash {stored}, not {wanted}): "
+                          "its storage and its trials come from different searches; give another --out")
+
+
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
     """Optuna told how trial ``number`` ended (a score for a complete one only), its note stored with it."""
     if outcome.note:
@@ -198,22 +223,27 @@ Start = Callable[[int, list[int]], None]
 Wait = Callable[[], tuple[int, Outcome]]
 
 
-def drive(spec: TuneSpec, study: optuna.Study, trials: int, width: int, start: Start, wait: Wait,
+def drive(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, width: int, start: Start, wait: Wait,
           announce: Announce) -> None:
     """The search loop of both backends: the trials a killed tune left running first (each with the steps it
     reported), then new ones, at most ``width`` at once, until ``trials`` have finished.  ``start(number,
-    reported)`` launches a trial; ``wait()`` returns one that ended, which is told here."""
+    reported)`` launches a trial; ``wait()`` returns one that ended, which is told here.  Before a trial starts
+    its run directory, if there is one, is checked to be that trial's (:func:`check_reusable`)."""
+    def launch(number: int, reported: list[int]) -> None:
+        check_reusable(trial_dir(out, number), spec.config(trial_params(spec, live_trial(study, number))))
+        start(number, reported)
+
     pending = 0
     for frozen in _running(study):
         announce(f"trial {frozen.number}: resuming")
-        start(frozen.number, sorted(frozen.intermediate_values))
+        launch(frozen.number, sorted(frozen.intermediate_values))
         pending += 1
     finished = _finished(study)
     while pending or finished + pending < trials:
         while finished + pending < trials and pending < width:
             trial = ask(spec, study)
             announce(f"trial {trial.number}: started")
-            start(trial.number, [])
+            launch(trial.number, [])
             pending += 1
         number, outcome = wait()
         tell(study, number, outcome)
@@ -229,7 +259,7 @@ def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, prog
     def start(number: int, reported: list[int]) -> None:
         ended.append((number, execute(spec, live_trial(study, number), out, progress, set(reported))))
 
-    drive(spec, study, trials, 1, start, lambda: ended.pop(0), announce)
+    drive(spec, study, out, trials, 1, start, lambda: ended.pop(0), announce)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -248,18 +278,29 @@ def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, pro
     if best is None:
         raise ConfigError(f"{out}: no complete trial to confirm yet")
     where = confirm_dir(out, best.number, seeds)
-    train_or_resume(where, spec.config(best.user_attrs["options"], seeds=seeds, seed=spec.seeds), spec.run_options(),
-                    None, progress)
+    cfg = spec.config(best.user_attrs["options"], seeds=seeds, seed=spec.seeds)
+    check_reusable(where, cfg)
+    train_or_resume(where, cfg, spec.run_options(), None, progress)
     return where
 
 
+def _search(record: dict[str, Any]) -> dict[str, Any]:
+    """What makes two records the same search: everything but the trial count (``--n-trials`` may grow it)."""
+    return {k: v for k, v in record.items() if k != "trials"}
+
+
 def check_same_search(out: Path, record: dict[str, Any]) -> None:
-    """A directory holds one search: rerunning it with a different spec is refused, not mixed in."""
+    """A directory holds one search: rerunning it with a different spec, or with another storage than the one
+    its trials are in, is refused, not mixed in."""
     path = out / "tune.json"
-    if path.is_file():
-        old = {k: v for k, v in read_json(path).items() if k != "trials"}
-        if old != {k: v for k, v in record.items() if k != "trials"}:
-            raise ConfigError(f"{out} holds another search (tune.json differs); give another --out")
+    if not path.is_file():
+        return
+    old = read_json(path)
+    if old.get("storage") != record.get("storage"):
+        where = old.get("storage") or "its own tune.db"
+        raise ConfigError(f"{out} keeps its trials in {where}: give the same --storage (or another --out)")
+    if _search(old) != _search(record):
+        raise ConfigError(f"{out} holds another search (tune.json differs); give another --out")
 
 
 def write_record(out: Path, record: dict[str, Any]) -> None:
