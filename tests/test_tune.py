@@ -227,6 +227,27 @@ def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):
     assert (other / "summary.json").is_file()
 
 
+def test_asha_rungs_are_the_evaluations():
+    """ASHA's first rung is the first evaluation (eval_every env steps), each next one twice as far, and a trial
+    goes on only in the top half of those that reached the rung: with scores 10, 5, 1, 8 reported at every
+    evaluation, 5 and 1 stop at the first rung (500), 8 at the second (1,000, below 10 of the two there)."""
+    spec = build_tune_spec({**SMALL, "pruner": "asha", "steps": 2500, "eval_every": 500}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    stopped = []
+    for value in (10.0, 5.0, 1.0, 8.0):
+        trial = study.ask()
+        for step in range(500, 3000, 500):
+            trial.report(value, step)
+            if trial.should_prune():
+                stopped.append(step)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            stopped.append(None)
+            study.tell(trial, value)
+    assert stopped == [None, 500, 500, 1000]
+
+
 # ---------------------------------------------------------------- the objective
 
 
