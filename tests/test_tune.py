@@ -21,7 +21,7 @@ from mtdqn.analysis.anchors import lookup
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
-from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
+from mtdqn.tune.objective import objective_bounds, objective_so_far, per_seed, reduce, score_matrix, seed_interval
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
 from mtdqn.tune import search
 from mtdqn.tune.search import (
@@ -276,6 +276,25 @@ def test_objective_numbers_by_hand():
     assert np.isnan(reduce("final", [[1.0, np.nan]]))
     rows = evals.to_dict("records")
     assert objective_so_far("auc", rows, tasks, seeds) == pytest.approx(27.5)
+
+
+def test_report_interval_is_of_the_score_itself_and_within_its_range():
+    """The report's interval is of the number it shows (the pooled objective, for iqm not the mean of per-seed
+    IQMs), resampled over seeds, and never outside the objective's range."""
+    tasks = ("CartPole-v1", "Acrobot-v1")
+    assert objective_bounds("final", tasks) == (-250.0, 250.0)  # the mean of [0, 500] and [-500, 0]
+    c, a = lookup("CartPole-v1"), lookup("Acrobot-v1")
+    low = min((0 - c.random) / (c.reference - c.random), (-500 - a.random) / (a.reference - a.random))
+    high = max((500 - c.random) / (c.reference - c.random), (0 - a.random) / (a.reference - a.random))
+    assert objective_bounds("iqm", tasks) == pytest.approx((low, high))
+    matrix = np.array([[0.9, 1.1], [1.0, 1.2], [0.2, 0.9], [1.1, 1.05], [0.3, 1.0], [1.0, 1.0]])
+    e = seed_interval("iqm", matrix, (low, high))
+    assert e.value == pytest.approx(reduce("iqm", matrix)) and e.value != pytest.approx(np.mean(per_seed("iqm", matrix)))
+    assert e.lo < e.value < e.hi and e.n == 6
+    near_top = np.array([[500.0], [500.0], [500.0], [500.0], [10.0]])  # a t interval's upper end: 674
+    top = seed_interval("final", near_top, (0.0, 500.0))
+    assert top.hi <= 500.0 and top.value == pytest.approx(402.0)
+    assert np.isnan(seed_interval("final", near_top[:4], (0.0, 500.0)).lo)  # below MIN_SEEDS: no interval
 
 
 # ---------------------------------------------------------------- storage, presets, the CLI's bad input
