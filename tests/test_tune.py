@@ -98,6 +98,9 @@ def test_spec_kinds_and_schedule():
     assert spec.space["hidden"].choices == ((16,), (32, 32))
     assert spec.eval_every == 200 and spec.checkpoint_every == 200  # pruning needs evaluations: five per trial
     assert "lr" in TUNABLE and "tasks" not in TUNABLE and "log_every" not in TUNABLE
+    # without evaluations a trial still checkpoints five times, so a killed one does not restart from scratch
+    plain = build_tune_spec({**SMALL, "objective": "final", "pruner": "none", "eval_every": 0}, "s", "s")
+    assert plain.eval_every == 0 and plain.checkpoint_every == 200
 
 
 def test_dimensions_suggest_and_resumed_trials_get_their_values_back():
@@ -208,6 +211,16 @@ def test_a_tune_directory_keeps_its_storage(tmp_path):
     write_record(out, {**build_tune_spec(SMALL, "s", "s").record(), "storage": None})
     with pytest.raises(ConfigError, match="keeps its trials in its own tune.db: give the same --storage"):
         mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
+
+
+def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):
+    """Opening a SQLite URL creates the database: a directory of another search is refused before that."""
+    out = tmp_path / "tune"
+    out.mkdir()
+    write_record(out, {**build_tune_spec({**SMALL, "steps": 2000}, "s", "s").record(), "storage": None})
+    with pytest.raises(ConfigError, match="keeps its trials in its own tune.db"):
+        mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'new.db'}", progress=False)
+    assert not (tmp_path / "new.db").exists() and sorted(p.name for p in out.iterdir()) == ["tune.json"]
 
 
 def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):

@@ -11,8 +11,10 @@ the default SQLite file in the tune directory does; on a cluster, give ``--stora
 (PostgreSQL, MySQL) or keep the tune directory on a filesystem every node sees.
 
 The pruner works on the workers as it does locally: each worker opens the study in the storage and reports
-its trial's evaluations there.  As many trials run at once as the cluster has CPUs (one per trial), so the
-sampler proposes each new trial knowing every finished one.
+its trial's evaluations there.  Each trial reserves the CPUs its run uses, as a local tune plans them
+(:func:`mtdqn.devices.cpu_plan`: a core per device its seeds are laid out on, every core for image tasks), so
+as many trials run at once as the cluster's CPUs hold; this process's sampler draws each new trial's values
+when it starts, knowing every finished trial and counting the running ones as bad (constant liar).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from mtdqn.tune.spec import TuneSpec
 __all__ = ["run_search_on_ray"]
 
 
-def _remote_trial(spec: TuneSpec, storage_url: str, number: int, out: str, reported: list[int]) -> Outcome:
+def _remote_trial(spec: TuneSpec, storage_url: str, number: int, out: str, reported: list[int],
+                  plan: tuple[int, int]) -> Outcome:
     """Runs on a worker: trial ``number`` (its parameters drawn by the driver), reporting to the storage at
-    ``storage_url``."""
-    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
+    ``storage_url``, on the (devices, threads) ``plan`` its CPUs were reserved for."""
+    from mtdqn.devices import unroll_cpu_threefry, use_cpu_cores
 
     # as a local tune plans its process (and a study's Ray cells theirs): the same seed layout, the same numbers
-    use_cpu_cores(*cpu_plan(spec.seeds, list(spec.tasks), 0))
+    use_cpu_cores(*plan)
     unroll_cpu_threefry()
     study = open_search(spec, storage_url)
     return execute(spec, live_trial(study, number), Path(out), False, set(reported))
@@ -43,17 +46,21 @@ def _remote_trial(spec: TuneSpec, storage_url: str, number: int, out: str, repor
 
 def run_search_on_ray(spec: TuneSpec, study: optuna.Study, storage_url: str, out: Path, trials: int,
                       address: str, announce: Callable[[str], None]) -> None:
-    """:func:`mtdqn.tune.search.drive` with each trial a Ray task, at most as many at once as the cluster has
-    CPUs."""
+    """:func:`mtdqn.tune.search.drive` with each trial a Ray task reserving the CPUs its run uses, at most as
+    many at once as the cluster's CPUs hold."""
+    from mtdqn.devices import cpu_plan
+
+    plan = cpu_plan(spec.seeds, list(spec.tasks), 0)
+    cpus = max(plan)  # threads: the devices' cores, or every core for image tasks
     with RayBackend(address):
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=0)(_remote_trial)
-        width = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(num_cpus=cpus, max_retries=0)(_remote_trial)
+        width = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         pending: dict[object, int] = {}
 
         def start(number: int, reported: list[int]) -> None:
-            pending[remote.remote(spec, storage_url, number, str(out.absolute()), reported)] = number
+            pending[remote.remote(spec, storage_url, number, str(out.absolute()), reported, plan)] = number
 
         def wait() -> tuple[int, Outcome]:
             (ref,), _ = ray.wait(list(pending), num_returns=1)

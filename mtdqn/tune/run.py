@@ -1,8 +1,9 @@
 """`mtdqn tune` from a checked spec to a tune directory: storage, trials (here or on Ray), confirmation, report.
 
-Order matters for bad input: the spec is checked, then a storage URL given
-with ``--storage`` is opened, before the tune directory is created; a
-directory that holds another search is refused before anything is added.
+Order matters for bad input: the spec is checked, then a directory that
+holds another search (or keeps its trials in another storage) is refused,
+then a storage URL given with ``--storage`` is opened, before the tune
+directory is created or anything added to it.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
              progress: bool = True, announce: Callable[[str], None] = lambda line: None) -> TuneResult:
     """Run the trials the tune directory ``out`` does not hold yet (``trials``: the total, default the spec's),
     then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report."""
-    opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
-    check_same_search(out, record)
+    check_same_search(out, record)  # before the storage is opened: opening may create a database
+    opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     write_record(out, record)
     url = storage if storage is not None else default_storage(out)

@@ -298,14 +298,14 @@ def _checked_options(spec: TuneSpec, source: str) -> TuneSpec:
 
 
 def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
-    """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them so a
-    killed trial resumes where it was."""
+    """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them (five
+    per trial without evaluations) so a killed trial resumes where it was, never from scratch."""
     if spec.pruner != "none" and spec.eval_every == 0:
         spec = _replace(spec, eval_every=max(spec.steps // 5, 1))
     if spec.objective == "auc" and spec.eval_every == 0:
         raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
-    if spec.checkpoint_every == 0 and spec.eval_every:
-        spec = _replace(spec, checkpoint_every=spec.eval_every)
+    if spec.checkpoint_every == 0:
+        spec = _replace(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
     return spec
 
 
