@@ -27,6 +27,7 @@ from mtdqn.tune import search
 from mtdqn.tune.search import (
     Outcome, ask, drive, live_trial, open_search, open_storage, run_search, tell, write_record,
 )
+from mtdqn.tune.run import check_fixed_options
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +212,19 @@ def test_a_tune_directory_keeps_its_storage(tmp_path):
     write_record(out, {**build_tune_spec(SMALL, "s", "s").record(), "storage": None})
     with pytest.raises(ConfigError, match="keeps its trials in its own tune.db: give the same --storage"):
         mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
+
+
+def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):
+    """A bad fixed value is one line before anything is written (it would fail every trial); an error that
+    names a searched option is left to the trials, whose values may make it valid."""
+    for options, expected in [({"sharing": "x"}, "unknown --sharing 'x'"),
+                              ({"buffer_size": 10}, "--batch-size 16 exceeds --buffer-size 10")]:
+        with pytest.raises(ConfigError, match="tune small: \\[options\\]: " + expected):
+            mtdqn.tune({**SMALL, "options": {**SMALL["options"], **options}}, tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()
+    tau = {**SMALL, "options": {**SMALL["options"], "tau": 0.005},
+           "space": {"target_update_every": {"int": [1, 1]}}}  # default 1000 with tau 0.005 is refused, 1 is not
+    check_fixed_options(build_tune_spec(tau, "s", "s"))
 
 
 def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):
