@@ -82,6 +82,8 @@ def test_bad_spec_keys():
                             ({**SMALL, "options": {"lrr": 0.1}}, "did you mean 'lr'"),
                             ({**SMALL, "options": {"lr": 1e-3}}, "lr is both fixed in [options] and searched"),
                             ({**SMALL, "options": {"eval_every": 100}}, "set it at the top of the spec"),
+                            ({**SMALL, "seed": 3}, "the sampler's seed is sampler_seed"),
+                            ({**SMALL, "options": {"seed": 3}}, "every trial trains seeds 0..seeds-1"),
                             ({**SMALL, "tasks": ["CartPole-v1", "Breakout-MinAtar"]}, "objective iqm normalizes"),
                             ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every")]:
         with pytest.raises(ConfigError) as info:

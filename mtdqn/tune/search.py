@@ -72,13 +72,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded from its seed and the number of trials the storage holds (``stored``).
+    """The spec's sampler, seeded from its sampler_seed and the number of trials the storage holds (``stored``).
 
-    A rerun opens a new sampler: seeded from the spec's seed alone it would restart the same random stream
+    A rerun opens a new sampler: seeded from the spec's sampler_seed alone it would restart the same random stream
     and propose again the configurations of the first trials (all of a random search's, and TPE's startup
     ones).  With the count in the seed each session draws its own stream, and the search stays reproducible
     given where it was resumed."""
-    seed = int(np.random.SeedSequence([spec.seed, stored]).generate_state(1)[0])
+    seed = int(np.random.SeedSequence([spec.sampler_seed, stored]).generate_state(1)[0])
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant liar: trials still running (on Ray, or left by a killed tune) count as bad ones, so trials asked

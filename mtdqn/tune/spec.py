@@ -7,6 +7,7 @@
     trials = 8
     objective = "iqm"      # final | auc | iqm (mtdqn.tune.objective)
     pruner = "median"      # median | asha | none
+    sampler_seed = 0       # the sampler's seed (every trial trains seeds 0..seeds-1)
     eval_every = 5000      # the greedy evaluations the pruner watches
 
     [options]              # fixed train options of every trial
@@ -46,7 +47,8 @@ __all__ = ["Dimension", "TuneSpec", "KINDS", "OBJECTIVES", "PRUNERS", "SAMPLERS"
 
 TRAIN_OPTIONS = option_table(TrainConfig)
 RUN_OPTIONS = tuple(f.name for f in dataclasses.fields(RunOptions))
-KINDS = ("float", "log", "int", "choice")
+Kind = Literal["float", "log", "int", "choice"]
+KINDS: tuple[Kind, ...] = typing.get_args(Kind)
 OBJECTIVES = ("iqm", "final", "auc")
 PRUNERS = ("median", "asha", "none")
 SAMPLERS = ("tpe", "random")
@@ -55,14 +57,14 @@ FIXED = ("tasks", "steps", "seeds", "seed", "log_every", "affinity_every")
 numbers), and those that change when things are measured ([options] may fix the last two)."""
 TUNABLE = tuple(name for name in TRAIN_OPTIONS if name not in FIXED)
 """Train options a ``[space]`` may search over."""
-_TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "seed", "eval_every",
+_TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "sampler_seed", "eval_every",
         "eval_episodes", "checkpoint_every", "options", "space")
 
 
 class Dimension(NamedTuple):
     """One searched option: a float, log-scale (float or int) or int range, or a list of choices."""
 
-    kind: str  # one of KINDS
+    kind: Kind
     low: float | int | None = None
     high: float | int | None = None
     choices: tuple[Any, ...] = ()
@@ -111,7 +113,7 @@ class TuneSpec:
     objective: Literal["final", "auc", "iqm"] = "iqm"
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "asha", "none"] = "median"
-    seed: int = 0  # the sampler's seed; every trial trains seeds 0..seeds-1 (common random numbers)
+    sampler_seed: int = 0  # the search's; every trial trains seeds 0..seeds-1 (common random numbers)
     eval_every: int = 0
     eval_episodes: int = 10
     checkpoint_every: int = 0
@@ -147,7 +149,7 @@ class TuneSpec:
         """The spec as JSON (tune.json): a rerun of the same directory must be the same search."""
         return {"name": self.name, "tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds,
                 "trials": self.trials, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
-                "seed": self.seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+                "sampler_seed": self.sampler_seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
                 "checkpoint_every": self.checkpoint_every, "options": _jsonable(self.options),
                 "space": {k: {d.kind: _jsonable(list(d.choices) if d.kind == "choice" else [d.low, d.high])}
                           for k, d in self.space.items()}}
@@ -174,6 +176,9 @@ def read_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) ->
 def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> TuneSpec:
     """Check a tune table as written (file or preset) and build its spec; every error is one line."""
     unknown = [k for k in raw if k not in _TOP]
+    if "seed" in unknown:  # not the closest name, 'seeds', but what is meant
+        raise ConfigError(f"{source}: unknown option 'seed': the sampler's seed is sampler_seed (every trial trains "
+                          "seeds 0..seeds-1)")
     if unknown:
         raise ConfigError(f"{source}: {unknown_option(unknown[0], _TOP)}")
     for key in ("tasks", "steps", "seeds"):
@@ -181,7 +186,10 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
             raise ConfigError(f"{source}: missing {key!r} (a tune spec gives tasks, steps, seeds and [space])")
     options = dict(raw.get("options", {}))
     for name in options:
-        if name in ("tasks", "steps", "seeds", "seed") or name in RUN_OPTIONS:
+        if name == "seed":
+            raise ConfigError(f"{source}: [options] seed: every trial trains seeds 0..seeds-1 (common random "
+                              "numbers); sampler_seed at the top of the spec seeds the search")
+        if name in ("tasks", "steps", "seeds") or name in RUN_OPTIONS:
             raise ConfigError(f"{source}: [options] {name}: set it at the top of the spec, not in [options]")
     space = _space(raw.get("space", {}), source)
     both = sorted(set(options) & set(space))
@@ -191,7 +199,7 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                     steps=_positive(raw, "steps", source), seeds=_positive(raw, "seeds", source), space=space,
                     trials=_positive(raw, "trials", source, 20), objective=_one_of(raw, "objective", OBJECTIVES, source),
                     sampler=_one_of(raw, "sampler", SAMPLERS, source), pruner=_one_of(raw, "pruner", PRUNERS, source),
-                    seed=_int(raw, "seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
+                    sampler_seed=_int(raw, "sampler_seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
                     eval_episodes=_positive(raw, "eval_episodes", source, 10),
                     checkpoint_every=_int(raw, "checkpoint_every", source, 0), options=options)
     return _with_schedule(_checked_options(spec, source), source)
