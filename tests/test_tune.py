@@ -21,9 +21,13 @@ from mtdqn.analysis.anchors import lookup
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
-from mtdqn.tune.objective import objective_so_far, per_seed, reduce, score_matrix
+from mtdqn.tune.objective import objective_bounds, objective_so_far, per_seed, reduce, score_matrix, seed_interval
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
-from mtdqn.tune.search import open_search, open_storage
+from mtdqn.tune import search
+from mtdqn.tune.search import (
+    Outcome, ask, drive, live_trial, open_search, open_storage, run_search, tell, write_record,
+)
+from mtdqn.tune.run import check_fixed_options
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +82,8 @@ def test_bad_spec_keys():
                             ({**SMALL, "options": {"lrr": 0.1}}, "did you mean 'lr'"),
                             ({**SMALL, "options": {"lr": 1e-3}}, "lr is both fixed in [options] and searched"),
                             ({**SMALL, "options": {"eval_every": 100}}, "set it at the top of the spec"),
+                            ({**SMALL, "seed": 3}, "the sampler's seed is sampler_seed"),
+                            ({**SMALL, "options": {"seed": 3}}, "every trial trains seeds 0..seeds-1"),
                             ({**SMALL, "tasks": ["CartPole-v1", "Breakout-MinAtar"]}, "objective iqm normalizes"),
                             ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every")]:
         with pytest.raises(ConfigError) as info:
@@ -95,6 +101,9 @@ def test_spec_kinds_and_schedule():
     assert spec.space["hidden"].choices == ((16,), (32, 32))
     assert spec.eval_every == 200 and spec.checkpoint_every == 200  # pruning needs evaluations: five per trial
     assert "lr" in TUNABLE and "tasks" not in TUNABLE and "log_every" not in TUNABLE
+    # without evaluations a trial still checkpoints five times, so a killed one does not restart from scratch
+    plain = build_tune_spec({**SMALL, "objective": "final", "pruner": "none", "eval_every": 0}, "s", "s")
+    assert plain.eval_every == 0 and plain.checkpoint_every == 200
 
 
 def test_dimensions_suggest_and_resumed_trials_get_their_values_back():
@@ -108,8 +117,164 @@ def test_dimensions_suggest_and_resumed_trials_get_their_values_back():
     trial = study.ask()
     first = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
     assert 1e-4 <= first["lr"] <= 1e-2 and first["n_step"] in range(1, 6) and first["hidden"] in ((16,), (32, 32))
-    again = optuna.trial.Trial(study, trial._trial_id)
+    again = live_trial(study, trial.number)
     assert {name: dim.suggest(again, name) for name, dim in spec.space.items()} == first
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_reopened_search_does_not_repeat_its_configurations(tmp_path, sampler):
+    """Each session opens a new sampler; seeded from the spec's seed alone, a resumed search would propose again
+    the first trials' values (a random search's all, TPE's startup ones)."""
+    spec = build_tune_spec({**SMALL, "sampler": sampler, "space": {"lr": {"log": [1e-4, 1e-2]},
+                                                                   "gamma": {"float": [0.9, 0.99]}}}, "s", "s")
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+
+    def ask_and_tell(n):
+        study = open_search(spec, url)
+        for _ in range(n):
+            trial = study.ask()
+            values = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+            study.tell(trial, values["gamma"])
+
+    ask_and_tell(2)
+    ask_and_tell(2)
+    params = [tuple(sorted(t.params.items())) for t in open_search(spec, url).trials]
+    assert len(params) == 4 and len(set(params)) == 4, params
+
+
+def test_trials_started_together_each_get_their_own_parameters(tmp_path):
+    """On Ray several trials start before any ends: the driver's sampler draws each one's values when it asks
+    (TPE with constant liar), and the process that runs a trial reads them back from the storage."""
+    spec = build_tune_spec({**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "n_step": {"int": [1, 5]},
+                                               "double": {"choice": [True, False]}}}, "s", "s")
+    storage = optuna.storages.InMemoryStorage()
+    study = open_search(spec, storage)
+    started, running, widest = [], [], []
+
+    def start(number, reported):
+        assert set(study.trials[number].params) == set(spec.space)  # drawn when asked, before the trial runs
+        trial = live_trial(open_search(spec, storage), number)  # as a worker sees it
+        started.append(tuple(dim.suggest(trial, name) for name, dim in spec.space.items()))
+        running.append(number)
+        widest.append(len(running))
+
+    def wait():
+        number = running.pop(0)
+        return number, Outcome(optuna.trial.TrialState.COMPLETE, float(number))
+
+    drive(spec, study, tmp_path, 6, 3, start, wait, lambda line: None)
+    assert max(widest) == 3 and len(started) == 6 and len(set(started)) == 6, started
+    assert started == [tuple(dim.suggest(live_trial(study, t.number), name) for name, dim in spec.space.items())
+                       for t in study.trials]
+
+
+def test_an_outcome_note_is_stored_when_told():
+    """The driver stores each trial's note when it tells Optuna how the trial ended: a Ray worker that died
+    returns nothing, and its note ('worker died: ...') is made there."""
+    spec = build_tune_spec(SMALL, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    trial = study.ask()
+    tell(study, trial.number, Outcome(optuna.trial.TrialState.FAIL, note="worker died: out of memory"))
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert study.trials[0].user_attrs["note"] == "worker died: out of memory"
+
+
+def test_a_trial_that_raises_fails_and_the_search_goes_on(tmp_path, monkeypatch):
+    """Any exception of a trial (not only a bad value or a divergence) fails that trial with a note; left
+    running, every rerun would resume it and crash again."""
+    calls = []
+
+    def broken(where, *args):
+        calls.append(where.name)
+        raise RuntimeError("disk on fire\n  traceback line")
+
+    monkeypatch.setattr(search, "train_or_resume", broken)
+    spec = build_tune_spec(SMALL, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    run_search(spec, study, tmp_path, 2, False, lambda line: None)
+    assert calls == ["trial-0000", "trial-0001"]
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert study.trials[0].user_attrs["note"] == "RuntimeError: disk on fire traceback line"
+
+
+def test_a_storage_holds_the_spec_of_its_study(tmp_path):
+    """A study name reused by another spec in the same storage is refused, not mixed in."""
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    open_search(build_tune_spec(SMALL, "s", "s"), url)
+    open_search(build_tune_spec({**SMALL, "trials": 5}, "s", "s"), url)  # the trial count may grow
+    with pytest.raises(ConfigError, match="holds a study 'small' of another spec"):
+        open_search(build_tune_spec({**SMALL, "steps": 2000}, "s", "s"), url)
+
+
+def test_a_tune_directory_keeps_its_storage(tmp_path):
+    """tune.json records the storage (None: the directory's own tune.db): a rerun with another is refused
+    before anything trains."""
+    out = tmp_path / "tune"
+    out.mkdir()
+    write_record(out, {**build_tune_spec(SMALL, "s", "s").record(), "storage": None})
+    with pytest.raises(ConfigError, match="keeps its trials in its own tune.db: give the same --storage"):
+        mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
+
+
+def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):
+    """A bad fixed value is one line before anything is written (it would fail every trial); an error that
+    names a searched option is left to the trials, whose values may make it valid."""
+    for options, expected in [({"sharing": "x"}, "unknown --sharing 'x'"),
+                              ({"buffer_size": 10}, "--batch-size 16 exceeds --buffer-size 10")]:
+        with pytest.raises(ConfigError, match="tune small: \\[options\\]: " + expected):
+            mtdqn.tune({**SMALL, "options": {**SMALL["options"], **options}}, tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()
+    tau = {**SMALL, "options": {**SMALL["options"], "tau": 0.005},
+           "space": {"target_update_every": {"int": [1, 1]}}}  # default 1000 with tau 0.005 is refused, 1 is not
+    check_fixed_options(build_tune_spec(tau, "s", "s"))
+
+
+def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):
+    """Opening a SQLite URL creates the database: a directory of another search is refused before that."""
+    out = tmp_path / "tune"
+    out.mkdir()
+    write_record(out, {**build_tune_spec({**SMALL, "steps": 2000}, "s", "s").record(), "storage": None})
+    with pytest.raises(ConfigError, match="keeps its trials in its own tune.db"):
+        mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'new.db'}", progress=False)
+    assert not (tmp_path / "new.db").exists() and sorted(p.name for p in out.iterdir()) == ["tune.json"]
+
+
+def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):
+    """The storage says trial 0 is running, but trials/trial-0000 holds a run of another configuration (say
+    tune.db was deleted and the search started over): it is neither read back nor resumed, nor deleted."""
+    out = tmp_path / "tune"
+    out.mkdir()
+    spec = build_tune_spec(SMALL, "s", "s")
+    write_record(out, {**spec.record(), "storage": None})
+    ask(spec, open_search(spec, f"sqlite:///{out / 'tune.db'}"))  # left running by a killed tune
+    other = tmp_path / "tune" / "trials" / "trial-0000"
+    other.mkdir(parents=True)
+    (other / "config.json").write_text(json.dumps({"config_hash": "0123456789abcdef"}))
+    (other / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match="trial-0000 holds a run of another configuration"):
+        mtdqn.tune(SMALL, out, n_trials=1, progress=False)
+    assert (other / "summary.json").is_file()
+
+
+def test_asha_rungs_are_the_evaluations():
+    """ASHA's first rung is the first evaluation (eval_every env steps), each next one twice as far, and a trial
+    goes on only in the top half of those that reached the rung: with scores 10, 5, 1, 8 reported at every
+    evaluation, 5 and 1 stop at the first rung (500), 8 at the second (1,000, below 10 of the two there)."""
+    spec = build_tune_spec({**SMALL, "pruner": "asha", "steps": 2500, "eval_every": 500}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    stopped = []
+    for value in (10.0, 5.0, 1.0, 8.0):
+        trial = study.ask()
+        for step in range(500, 3000, 500):
+            trial.report(value, step)
+            if trial.should_prune():
+                stopped.append(step)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            stopped.append(None)
+            study.tell(trial, value)
+    assert stopped == [None, 500, 500, 1000]
 
 
 # ---------------------------------------------------------------- the objective
@@ -140,6 +305,25 @@ def test_objective_numbers_by_hand():
     assert np.isnan(reduce("final", [[1.0, np.nan]]))
     rows = evals.to_dict("records")
     assert objective_so_far("auc", rows, tasks, seeds) == pytest.approx(27.5)
+
+
+def test_report_interval_is_of_the_score_itself_and_within_its_range():
+    """The report's interval is of the number it shows (the pooled objective, for iqm not the mean of per-seed
+    IQMs), resampled over seeds, and never outside the objective's range."""
+    tasks = ("CartPole-v1", "Acrobot-v1")
+    assert objective_bounds("final", tasks) == (-250.0, 250.0)  # the mean of [0, 500] and [-500, 0]
+    c, a = lookup("CartPole-v1"), lookup("Acrobot-v1")
+    low = min((0 - c.random) / (c.reference - c.random), (-500 - a.random) / (a.reference - a.random))
+    high = max((500 - c.random) / (c.reference - c.random), (0 - a.random) / (a.reference - a.random))
+    assert objective_bounds("iqm", tasks) == pytest.approx((low, high))
+    matrix = np.array([[0.9, 1.1], [1.0, 1.2], [0.2, 0.9], [1.1, 1.05], [0.3, 1.0], [1.0, 1.0]])
+    e = seed_interval("iqm", matrix, (low, high))
+    assert e.value == pytest.approx(reduce("iqm", matrix)) and e.value != pytest.approx(np.mean(per_seed("iqm", matrix)))
+    assert e.lo < e.value < e.hi and e.n == 6
+    near_top = np.array([[500.0], [500.0], [500.0], [500.0], [10.0]])  # a t interval's upper end: 674
+    top = seed_interval("final", near_top, (0.0, 500.0))
+    assert top.hi <= 500.0 and top.value == pytest.approx(402.0)
+    assert np.isnan(seed_interval("final", near_top[:4], (0.0, 500.0)).lo)  # below MIN_SEEDS: no interval
 
 
 # ---------------------------------------------------------------- storage, presets, the CLI's bad input
@@ -303,6 +487,7 @@ def test_kill_9_resumes_without_redoing_finished_trials(tmp_path):
     assert done0.stat().st_mtime_ns == stamp
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert len({t.params["lr"] for t in study.trials}) == 3  # the rerun's sampler does not restart the first's stream
     resumed = json.loads((out / "trials" / "trial-0001" / "config.json").read_text())
     assert resumed["config"]["dqn"]["lr"] == study.trials[1].params["lr"]
 
@@ -314,5 +499,6 @@ def test_trials_on_local_ray(tmp_path):
     result = mtdqn.tune({**SMALL, "pruner": "none"}, out, n_trials=2, ray_address="local", progress=False)
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert study.trials[0].params != study.trials[1].params  # started together, each drew its own values
     assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
     assert result.best_trial in (0, 1)

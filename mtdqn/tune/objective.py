@@ -24,8 +24,10 @@ from rliable import metrics as rlm
 
 from mtdqn.analysis import stats
 from mtdqn.analysis.anchors import lookup
+from mtdqn.analysis.ranges import Bounds, return_bounds
 
-__all__ = ["score_matrix", "reduce", "per_seed", "objective_of_run", "objective_so_far", "DESCRIPTIONS"]
+__all__ = ["score_matrix", "reduce", "per_seed", "objective_of_run", "objective_so_far", "objective_bounds",
+           "seed_interval", "DESCRIPTIONS"]
 
 DESCRIPTIONS = {
     "final": "final score (mean of the last greedy evaluations), mean over seeds and tasks",
@@ -75,3 +77,33 @@ def objective_so_far(objective: str, rows: list[dict[str, Any]], tasks: tuple[st
 def objective_of_run(objective: str, evals: pd.DataFrame, summary: dict[str, Any]) -> np.ndarray:
     """The (seeds, tasks) score matrix of a finished run (its evaluations and summary.json)."""
     return score_matrix(objective, evals, tuple(summary["tasks"]), list(summary["seeds"]), summary["final_score"])
+
+
+def objective_bounds(objective: str, tasks: tuple[str, ...]) -> Bounds:
+    """The range of the objective over ``tasks``: for ``iqm`` the tasks' return ranges normalized by their anchors
+    (an IQM lies within its values' extremes), else the mean of the tasks' return ranges (a mean over tasks of
+    returns, or of mean returns over training for ``auc``); unbounded where a task's range is unknown."""
+    if objective == "iqm":
+        normalized = [tuple(stats.normalize(np.asarray(return_bounds(t)), lookup(t).random, lookup(t).reference))
+                      for t in tasks]
+        return float(min(lo for lo, _ in normalized)), float(max(hi for _, hi in normalized))
+    ranges = np.asarray([return_bounds(t) for t in tasks], dtype=np.float64)
+    return float(ranges[:, 0].mean()), float(ranges[:, 1].mean())
+
+
+def seed_interval(objective: str, matrix: np.ndarray, bounds: Bounds, *, reps: int = 2000, seed: int = 0,
+                  confidence: float = 0.95) -> stats.Estimate:
+    """The objective of a (seeds, tasks) matrix (:func:`reduce`: pooled over seeds and tasks, the number a trial
+    is ranked by) with a percentile bootstrap interval of that same statistic over seeds (whole rows resampled:
+    a seed's tasks train together), clipped to ``bounds``; no interval below :data:`stats.MIN_SEEDS` seeds.
+
+    Not a t interval on the per-seed scores: for ``iqm`` their mean is not the pooled IQM reported."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    value, n = reduce(objective, matrix), len(matrix)
+    if n < stats.MIN_SEEDS:
+        return stats.clip(stats.Estimate(value, float("nan"), float("nan"), n), bounds)
+    rows = np.random.default_rng(seed).integers(0, n, size=(reps, n))
+    resampled = np.array([reduce(objective, matrix[r]) for r in rows])
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(resampled, [tail, 1.0 - tail])
+    return stats.clip(stats.Estimate(value, float(lo), float(hi), n), bounds)

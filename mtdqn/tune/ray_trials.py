@@ -11,8 +11,10 @@ the default SQLite file in the tune directory does; on a cluster, give ``--stora
 (PostgreSQL, MySQL) or keep the tune directory on a filesystem every node sees.
 
 The pruner works on the workers as it does locally: each worker opens the study in the storage and reports
-its trial's evaluations there.  As many trials run at once as the cluster has CPUs (one per trial), so the
-sampler proposes each new trial knowing every finished one.
+its trial's evaluations there.  Each trial reserves the CPUs its run uses, as a local tune plans them
+(:func:`mtdqn.devices.cpu_plan`: a core per device its seeds are laid out on, every core for image tasks), so
+as many trials run at once as the cluster's CPUs hold; this process's sampler draws each new trial's values
+when it starts, knowing every finished trial and counting the running ones as bad (constant liar).
 """
 
 from __future__ import annotations
@@ -23,50 +25,49 @@ from typing import Callable
 import optuna
 
 from mtdqn.studies.ray_backend import RayBackend
-from mtdqn.tune.search import FINISHED, Outcome, execute, open_search, outcome_line, tell
+from mtdqn.tune.search import Outcome, drive, execute, live_trial, open_search
 from mtdqn.tune.spec import TuneSpec
 
 __all__ = ["run_search_on_ray"]
 
 
-def _remote_trial(spec: TuneSpec, storage_url: str, trial_id: int, out: str, reported: list[int]) -> Outcome:
-    """Runs on a worker: the trial of ``trial_id``, reporting to and read from the storage at ``storage_url``."""
-    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
+def _remote_trial(spec: TuneSpec, storage_url: str, number: int, out: str, reported: list[int],
+                  plan: tuple[int, int]) -> Outcome:
+    """Runs on a worker: trial ``number`` (its parameters drawn by the driver), reporting to the storage at
+    ``storage_url``, on the (devices, threads) ``plan`` its CPUs were reserved for."""
+    from mtdqn.devices import unroll_cpu_threefry, use_cpu_cores
 
     # as a local tune plans its process (and a study's Ray cells theirs): the same seed layout, the same numbers
-    use_cpu_cores(*cpu_plan(spec.seeds, list(spec.tasks), 0))
+    use_cpu_cores(*plan)
     unroll_cpu_threefry()
     study = open_search(spec, storage_url)
-    return execute(spec, optuna.trial.Trial(study, trial_id), Path(out), False, set(reported))
+    return execute(spec, live_trial(study, number), Path(out), False, set(reported))
 
 
 def run_search_on_ray(spec: TuneSpec, study: optuna.Study, storage_url: str, out: Path, trials: int,
                       address: str, announce: Callable[[str], None]) -> None:
-    """:func:`mtdqn.tune.search.run_search` with each trial a Ray task: the trials a killed tune left running
-    first, then new ones, at most as many at once as the cluster has CPUs."""
+    """:func:`mtdqn.tune.search.drive` with each trial a Ray task reserving the CPUs its run uses, at most as
+    many at once as the cluster's CPUs hold."""
+    from mtdqn.devices import cpu_plan
+
+    plan = cpu_plan(spec.seeds, list(spec.tasks), 0)
+    cpus = max(plan)  # threads: the devices' cores, or every core for image tasks
     with RayBackend(address):
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=0)(_remote_trial)
-        width = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(num_cpus=cpus, max_retries=0)(_remote_trial)
+        width = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         pending: dict[object, int] = {}
-        resumed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        for frozen in resumed:
-            announce(f"trial {frozen.number}: resuming")
-            pending[remote.remote(spec, storage_url, frozen._trial_id, str(out.absolute()),
-                                  sorted(frozen.intermediate_values))] = frozen.number
-        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-        while pending or finished + len(pending) < trials:
-            while finished + len(pending) < trials and len(pending) < width:
-                trial = study.ask()
-                announce(f"trial {trial.number}: started")
-                pending[remote.remote(spec, storage_url, trial._trial_id, str(out.absolute()), [])] = trial.number
+
+        def start(number: int, reported: list[int]) -> None:
+            pending[remote.remote(spec, storage_url, number, str(out.absolute()), reported, plan)] = number
+
+        def wait() -> tuple[int, Outcome]:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             number = pending.pop(ref)
             try:
-                outcome = ray.get(ref)
+                return number, ray.get(ref)
             except Exception as exc:  # the worker died (e.g. out of memory): the trial failed, the search goes on
-                outcome = Outcome(optuna.trial.TrialState.FAIL, note=f"worker died: {str(exc).splitlines()[0]}")
-            tell(study, number, outcome)
-            finished += 1
-            announce(outcome_line(number, outcome))
+                return number, Outcome(optuna.trial.TrialState.FAIL, note=f"worker died: {str(exc).splitlines()[0]}")
+
+        drive(spec, study, out, trials, width, start, wait, announce)

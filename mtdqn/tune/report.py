@@ -32,7 +32,9 @@ from mtdqn.analysis import fmt, stats  # noqa: E402
 from mtdqn.analysis.plots import to_png  # noqa: E402
 from mtdqn.io import atomic_write  # noqa: E402
 from mtdqn.results import Run  # noqa: E402
-from mtdqn.tune.objective import DESCRIPTIONS, objective_of_run, per_seed, reduce  # noqa: E402
+from mtdqn.tune.objective import (  # noqa: E402
+    DESCRIPTIONS, objective_bounds, objective_of_run, per_seed, reduce, seed_interval,
+)
 from mtdqn.tune.search import best_trial, trial_dir  # noqa: E402
 from mtdqn.tune.spec import TuneSpec  # noqa: E402
 
@@ -67,23 +69,29 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     return dict(found), ""
 
 
+def _run_matrix(objective: str, run_dir: Path) -> np.ndarray:
+    run = Run(run_dir)
+    return objective_of_run(objective, run.evals, run.summary)
+
+
 def seed_scores(objective: str, run_dir: Path) -> tuple[float, list[float]]:
     """(the objective over every seed, each seed's own) of a finished run."""
-    run = Run(run_dir)
-    matrix = objective_of_run(objective, run.evals, run.summary)
+    matrix = _run_matrix(objective, run_dir)
     return reduce(objective, matrix), per_seed(objective, matrix)
 
 
 def _scored(objective: str, run_dir: Path, stored: float | None = None) -> str:
-    """A run's score with each seed's and their interval; ``stored``: the storage's score, shown alone when
-    the run directory is gone."""
+    """A run's score with its interval over seeds (of the same statistic) and each seed's own; ``stored``: the
+    storage's score, shown alone when the run directory is gone."""
     if not (run_dir / "summary.json").is_file():
         return f"{fmt.num(stored)} (no finished run in {run_dir.name}: the seeds' scores are not available)"
-    score, seeds = seed_scores(objective, run_dir)
-    e = stats.t_mean(seeds)
-    return (f"{fmt.num(score)} over all {len(seeds)} seeds; per seed: "
-            f"{fmt.estimate(e.value, e.lo, e.hi, fmt.values(seeds))} (mean with a 95% t interval from "
-            f"{stats.MIN_SEEDS} seeds on, else the seeds' values)")
+    matrix = _run_matrix(objective, run_dir)
+    bounds = objective_bounds(objective, tuple(Run(run_dir).summary["tasks"]))
+    e = seed_interval(objective, matrix, bounds)
+    seeds = per_seed(objective, matrix)
+    within = f", within its range [{fmt.num(bounds[0])}, {fmt.num(bounds[1])}]" if np.isfinite(bounds).all() else ""
+    return (f"{fmt.estimate(e.value, e.lo, e.hi)} over {len(seeds)} seeds (a 95% percentile bootstrap over seeds of "
+            f"this same score{within}, from {stats.MIN_SEEDS} seeds on); each seed's own: {fmt.values(seeds)}")
 
 
 def _history(study: optuna.Study) -> plt.Figure:

@@ -1,8 +1,11 @@
 """`mtdqn tune` from a checked spec to a tune directory: storage, trials (here or on Ray), confirmation, report.
 
-Order matters for bad input: the spec is checked, then a storage URL given
-with ``--storage`` is opened, before the tune directory is created; a
-directory that holds another search is refused before anything is added.
+Order matters for bad input: the spec is checked (its fixed options' values
+here, where JAX may start: reading a spec stays JAX-free, the CPU plan is
+made from it before JAX starts), then a directory that
+holds another search (or keeps its trials in another storage) is refused,
+then a storage URL given with ``--storage`` is opened, before the tune
+directory is created or anything added to it.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from mtdqn.errors import ConfigError
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
     best_trial, check_same_search, confirm_best, default_storage, open_search, open_storage, run_search, write_record,
 )
+from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec
 
 __all__ = ["TuneResult", "run_tune"]
@@ -33,14 +38,24 @@ class TuneResult:
     confirm_score: float | None = None
 
 
+def check_fixed_options(spec: TuneSpec) -> None:
+    """The fixed ``[options]`` values checked once, as a run checks them (a bad ``sharing`` would otherwise fail
+    every trial): with the searched options at their defaults, so an error naming a searched option is left to
+    the trials (the space may hold values that make it valid)."""
+    error = agent_error(spec.config({}))
+    if error is not None and not any(f"--{name.replace('_', '-')}" in error for name in spec.space):
+        raise ConfigError(f"tune {spec.name}: [options]: {error}")
+
+
 def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: int | None = None,
              ray_address: str | None = None, confirm: int | None = None, command: str = "mtdqn tune SPEC",
              progress: bool = True, announce: Callable[[str], None] = lambda line: None) -> TuneResult:
     """Run the trials the tune directory ``out`` does not hold yet (``trials``: the total, default the spec's),
     then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report."""
+    check_fixed_options(spec)
+    record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
+    check_same_search(out, record)  # before the storage is opened: opening may create a database
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
-    record = spec.record()
-    check_same_search(out, record)
     out.mkdir(parents=True, exist_ok=True)
     write_record(out, record)
     url = storage if storage is not None else default_storage(out)

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 
-from mtdqn.config import TrainConfig
+from mtdqn.config import TrainConfig, config_hash
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
@@ -41,8 +42,9 @@ from mtdqn.runoptions import OnEval
 from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "execute", "train_or_resume", "trial_dir",
-           "run_search", "tell", "outcome_line", "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
+__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "trial_params",
+           "execute", "train_or_resume", "trial_dir", "check_reusable", "drive", "run_search", "tell", "outcome_line",
+           "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -69,41 +71,79 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage {url}: cannot open: {first}") from None
 
 
-def _sampler(spec: TuneSpec) -> optuna.samplers.BaseSampler:
+def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded from its sampler_seed and the number of trials the storage holds (``stored``).
+
+    A rerun opens a new sampler: seeded from the spec's sampler_seed alone it would restart the same random stream
+    and propose again the configurations of the first trials (all of a random search's, and TPE's startup
+    ones).  With the count in the seed each session draws its own stream, and the search stays reproducible
+    given where it was resumed."""
+    seed = int(np.random.SeedSequence([spec.sampler_seed, stored]).generate_state(1)[0])
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant liar: trials still running (on Ray, or left by a killed tune) count as bad ones, so trials asked
+    # while others run are not proposed in the same region
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     """Median (a trial below the median of earlier trials at the same step, after two complete ones) or ASHA
-    (successive halving on the evaluation steps)."""
+    (successive halving on the evaluation steps).
+
+    A trial reports at env steps ``eval_every, 2 * eval_every, ...``, so ASHA's rungs are put on evaluations:
+    the first at ``eval_every`` env steps, each next one twice as far (``reduction_factor=2``), a trial going on
+    past a rung only when it is in the top half of the trials that reached it.  Optuna's defaults do not fit
+    these steps: ``min_resource="auto"`` is a hundredth of the first finished trial's last step, so the rungs
+    (at 4x each with ``reduction_factor=4``) fall between evaluations, several are decided at one, and no trial
+    is pruned before one has finished."""
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if spec.pruner == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.eval_every, reduction_factor=2)
     return optuna.pruners.NopPruner()
 
 
 def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
-    """The spec's Optuna study in ``storage`` (created on first use, loaded after)."""
+    """The spec's Optuna study in ``storage`` (created on first use, loaded after); the spec is stored with it,
+    and a study of that name made by another spec is refused."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", sampler=_sampler(spec),
-                               pruner=_pruner(spec), load_if_exists=True)
+    study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
+                                pruner=_pruner(spec), load_if_exists=True)
+    stored = study.user_attrs.get("spec")
+    if stored is None:
+        study.set_user_attr("spec", _search(spec.record()))
+    elif stored != _search(spec.record()):
+        raise ConfigError(f"the storage holds a study {spec.name!r} of another spec; give the spec another name "
+                          "(or another --storage)")
+    study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def trial_dir(out: Path, number: int) -> Path:
     return out / "trials" / f"trial-{number:04d}"
 
 
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def ask(spec: TuneSpec, study: optuna.Study) -> optuna.Trial:
+    """A new trial with its parameters drawn now, by this process's sampler: trials asked before others finish
+    (Ray's) each get their own, and whoever runs the trial only reads them back."""
+    return study.ask(fixed_distributions=spec.distributions())
+
+
+def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
+    """A trial of ``study`` that can report and be asked whether to prune (in another process than the one that
+    asked for it, or after a kill).  Optuna has no public way to reopen a stored trial: its id is private."""
+    return optuna.trial.Trial(study, study.get_trials(deepcopy=False)[number]._trial_id)
+
+
+def trial_params(spec: TuneSpec, trial: optuna.Trial) -> dict[str, Any]:
+    """The searched options' values of ``trial`` (drawn when it was asked)."""
+    return {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
 
 
 def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, reported: set[int] | None = None) -> Outcome:
     """Train one trial (a new run, or its interrupted run resumed from its checkpoint) and score it; ``reported``:
-    the steps a resumed trial reported before it was interrupted.  The outcome's note is stored with the trial."""
-    params = {name: dim.suggest(trial, name) for name, dim in spec.space.items()}
+    the steps a resumed trial reported before it was interrupted."""
+    params = trial_params(spec, trial)
     trial.set_user_attr("options", {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
     reported = set(reported or ())
 
@@ -114,10 +154,7 @@ def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, repo
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step:,}")
 
-    outcome = _outcome(spec, trial_dir(out, trial.number), params, report, progress)
-    if outcome.note:
-        trial.set_user_attr("note", outcome.note)
-    return outcome
+    return _outcome(spec, trial_dir(out, trial.number), params, report, progress)
 
 
 def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
@@ -128,6 +165,9 @@ def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
     except (ConfigError, TrainingDiverged) as exc:
         return Outcome(optuna.trial.TrialState.FAIL, note=" ".join(str(exc).split()))
+    except Exception as exc:  # a bug, a full disk...: told as a failure, else the trial would stay running and
+        # every rerun would resume it and crash again; the search goes on (as on Ray, where a worker dies)
+        return Outcome(optuna.trial.TrialState.FAIL, note=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
     if value != value:  # NaN: no score to rank
         return Outcome(optuna.trial.TrialState.FAIL, note="objective is NaN")
     return Outcome(optuna.trial.TrialState.COMPLETE, value)
@@ -148,8 +188,23 @@ def train_or_resume(where: Path, cfg: TrainConfig, run_options: dict[str, Any], 
     return Run(train(cfg, where, on_eval=on_eval, progress=progress, **run_options).out_dir)
 
 
+def check_reusable(where: Path, cfg: TrainConfig) -> None:
+    """A run directory is read back or resumed only for the configuration it was made with (config.json's
+    config hash).  Another one there means the storage and the trials directory come from different searches
+    (a deleted tune.db, a copied directory): that is refused with one line rather than the run deleted and
+    started afresh, since the run may be the only copy of results the storage no longer describes."""
+    if not (where / "config.json").is_file():
+        return
+    stored, wanted = RunDir(where).require_run().get("config_hash"), config_hash(cfg)
+    if stored != wanted:
+        raise ConfigError(f"{where} holds a run of another configuration (config hash {stored}, not {wanted}): "
+                          "its storage and its trials come from different searches; give another --out")
+
+
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
-    """Optuna told how trial ``number`` ended (a score for a complete one only)."""
+    """Optuna told how trial ``number`` ended (a score for a complete one only), its note stored with it."""
+    if outcome.note:
+        live_trial(study, number).set_user_attr("note", outcome.note)
     study.tell(number, outcome.value if outcome.state == optuna.trial.TrialState.COMPLETE else None,
                state=outcome.state)
 
@@ -171,21 +226,47 @@ def outcome_line(number: int, outcome: Outcome) -> str:
     return f"trial {number}: {outcome.state.name.lower()} ({what})"
 
 
-def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, progress: bool,
-               announce: Announce) -> None:
-    """Continue the trials a killed tune left running, then ask for new ones until ``trials`` have finished."""
+Start = Callable[[int, list[int]], None]
+Wait = Callable[[], tuple[int, Outcome]]
+
+
+def drive(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, width: int, start: Start, wait: Wait,
+          announce: Announce) -> None:
+    """The search loop of both backends: the trials a killed tune left running first (each with the steps it
+    reported), then new ones, at most ``width`` at once, until ``trials`` have finished.  ``start(number,
+    reported)`` launches a trial; ``wait()`` returns one that ended, which is told here.  Before a trial starts
+    its run directory, if there is one, is checked to be that trial's (:func:`check_reusable`)."""
+    def launch(number: int, reported: list[int]) -> None:
+        check_reusable(trial_dir(out, number), spec.config(trial_params(spec, live_trial(study, number))))
+        start(number, reported)
+
+    pending = 0
     for frozen in _running(study):
         announce(f"trial {frozen.number}: resuming")
-        outcome = execute(spec, optuna.trial.Trial(study, frozen._trial_id), out, progress,
-                          set(frozen.intermediate_values))
-        tell(study, frozen.number, outcome)
-        announce(outcome_line(frozen.number, outcome))
-    while _finished(study) < trials:
-        trial = study.ask()
-        announce(f"trial {trial.number}: started")
-        outcome = execute(spec, trial, out, progress)
-        tell(study, trial.number, outcome)
-        announce(outcome_line(trial.number, outcome))
+        launch(frozen.number, sorted(frozen.intermediate_values))
+        pending += 1
+    finished = _finished(study)
+    while pending or finished + pending < trials:
+        while finished + pending < trials and pending < width:
+            trial = ask(spec, study)
+            announce(f"trial {trial.number}: started")
+            launch(trial.number, [])
+            pending += 1
+        number, outcome = wait()
+        tell(study, number, outcome)
+        pending, finished = pending - 1, finished + 1
+        announce(outcome_line(number, outcome))
+
+
+def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, progress: bool,
+               announce: Announce) -> None:
+    """:func:`drive` with each trial trained here, one at a time."""
+    ended: list[tuple[int, Outcome]] = []
+
+    def start(number: int, reported: list[int]) -> None:
+        ended.append((number, execute(spec, live_trial(study, number), out, progress, set(reported))))
+
+    drive(spec, study, out, trials, 1, start, lambda: ended.pop(0), announce)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -204,18 +285,29 @@ def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, pro
     if best is None:
         raise ConfigError(f"{out}: no complete trial to confirm yet")
     where = confirm_dir(out, best.number, seeds)
-    train_or_resume(where, spec.config(best.user_attrs["options"], seeds=seeds, seed=spec.seeds), spec.run_options(),
-                    None, progress)
+    cfg = spec.config(best.user_attrs["options"], seeds=seeds, seed=spec.seeds)
+    check_reusable(where, cfg)
+    train_or_resume(where, cfg, spec.run_options(), None, progress)
     return where
 
 
+def _search(record: dict[str, Any]) -> dict[str, Any]:
+    """What makes two records the same search: everything but the trial count (``--n-trials`` may grow it)."""
+    return {k: v for k, v in record.items() if k != "trials"}
+
+
 def check_same_search(out: Path, record: dict[str, Any]) -> None:
-    """A directory holds one search: rerunning it with a different spec is refused, not mixed in."""
+    """A directory holds one search: rerunning it with a different spec, or with another storage than the one
+    its trials are in, is refused, not mixed in."""
     path = out / "tune.json"
-    if path.is_file():
-        old = {k: v for k, v in read_json(path).items() if k != "trials"}
-        if old != {k: v for k, v in record.items() if k != "trials"}:
-            raise ConfigError(f"{out} holds another search (tune.json differs); give another --out")
+    if not path.is_file():
+        return
+    old = read_json(path)
+    if old.get("storage") != record.get("storage"):
+        where = old.get("storage") or "its own tune.db"
+        raise ConfigError(f"{out} keeps its trials in {where}: give the same --storage (or another --out)")
+    if _search(old) != _search(record):
+        raise ConfigError(f"{out} holds another search (tune.json differs); give another --out")
 
 
 def write_record(out: Path, record: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@
     trials = 8
     objective = "iqm"      # final | auc | iqm (mtdqn.tune.objective)
     pruner = "median"      # median | asha | none
+    sampler_seed = 0       # the sampler's seed (every trial trains seeds 0..seeds-1)
     eval_every = 5000      # the greedy evaluations the pruner watches
 
     [options]              # fixed train options of every trial
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import optuna
+
 from mtdqn.analysis.anchors import lookup, usable
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
@@ -44,7 +47,8 @@ __all__ = ["Dimension", "TuneSpec", "KINDS", "OBJECTIVES", "PRUNERS", "SAMPLERS"
 
 TRAIN_OPTIONS = option_table(TrainConfig)
 RUN_OPTIONS = tuple(f.name for f in dataclasses.fields(RunOptions))
-KINDS = ("float", "log", "int", "choice")
+Kind = Literal["float", "log", "int", "choice"]
+KINDS: tuple[Kind, ...] = typing.get_args(Kind)
 OBJECTIVES = ("iqm", "final", "auc")
 PRUNERS = ("median", "asha", "none")
 SAMPLERS = ("tpe", "random")
@@ -53,26 +57,37 @@ FIXED = ("tasks", "steps", "seeds", "seed", "log_every", "affinity_every")
 numbers), and those that change when things are measured ([options] may fix the last two)."""
 TUNABLE = tuple(name for name in TRAIN_OPTIONS if name not in FIXED)
 """Train options a ``[space]`` may search over."""
-_TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "seed", "eval_every",
+_TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "sampler_seed", "eval_every",
         "eval_episodes", "checkpoint_every", "options", "space")
 
 
 class Dimension(NamedTuple):
     """One searched option: a float, log-scale (float or int) or int range, or a list of choices."""
 
-    kind: str  # one of KINDS
+    kind: Kind
     low: float | int | None = None
     high: float | int | None = None
     choices: tuple[Any, ...] = ()
 
-    def suggest(self, trial: Any, name: str) -> Any:
-        """The trial's value of ``name`` (an Optuna trial: a resumed one gets back the value it was given)."""
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        """The Optuna distribution of this dimension (choices as their labels): the sampler draws from it when the
+        search asks for a trial, before the trial runs (on Ray, in another process)."""
         if self.kind == "choice":
-            labels = [_label(c) for c in self.choices]
-            return self.choices[labels.index(trial.suggest_categorical(name, labels))]
+            return optuna.distributions.CategoricalDistribution([_label(c) for c in self.choices])
         if isinstance(self.low, int) and isinstance(self.high, int):
-            return trial.suggest_int(name, self.low, self.high, log=self.kind == "log")
-        return trial.suggest_float(name, float(self.low), float(self.high), log=self.kind == "log")
+            return optuna.distributions.IntDistribution(self.low, self.high, log=self.kind == "log")
+        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.kind == "log")
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """The trial's value of ``name`` (an Optuna trial: one asked with :meth:`distribution`, or a resumed one,
+        gets back the value it was given)."""
+        dist = self.distribution()
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            labels = list(dist.choices)
+            return self.choices[labels.index(trial.suggest_categorical(name, labels))]
+        if isinstance(dist, optuna.distributions.IntDistribution):
+            return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -98,7 +113,7 @@ class TuneSpec:
     objective: Literal["final", "auc", "iqm"] = "iqm"
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "asha", "none"] = "median"
-    seed: int = 0  # the sampler's seed; every trial trains seeds 0..seeds-1 (common random numbers)
+    sampler_seed: int = 0  # the search's; every trial trains seeds 0..seeds-1 (common random numbers)
     eval_every: int = 0
     eval_episodes: int = 10
     checkpoint_every: int = 0
@@ -121,6 +136,10 @@ class TuneSpec:
                 raise ConfigError(f"{name}: {exc}") from None
         return apply_options(TrainConfig(), flat, TRAIN_OPTIONS)
 
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """Each searched option's Optuna distribution (what the search asks its sampler for)."""
+        return {name: dim.distribution() for name, dim in self.space.items()}
+
     def run_options(self) -> dict[str, Any]:
         """How every trial is driven: its evaluations (the pruner's reports) and checkpoints (where it resumes)."""
         return {"eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
@@ -130,7 +149,7 @@ class TuneSpec:
         """The spec as JSON (tune.json): a rerun of the same directory must be the same search."""
         return {"name": self.name, "tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds,
                 "trials": self.trials, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
-                "seed": self.seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+                "sampler_seed": self.sampler_seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
                 "checkpoint_every": self.checkpoint_every, "options": _jsonable(self.options),
                 "space": {k: {d.kind: _jsonable(list(d.choices) if d.kind == "choice" else [d.low, d.high])}
                           for k, d in self.space.items()}}
@@ -157,6 +176,9 @@ def read_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) ->
 def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> TuneSpec:
     """Check a tune table as written (file or preset) and build its spec; every error is one line."""
     unknown = [k for k in raw if k not in _TOP]
+    if "seed" in unknown:  # not the closest name, 'seeds', but what is meant
+        raise ConfigError(f"{source}: unknown option 'seed': the sampler's seed is sampler_seed (every trial trains "
+                          "seeds 0..seeds-1)")
     if unknown:
         raise ConfigError(f"{source}: {unknown_option(unknown[0], _TOP)}")
     for key in ("tasks", "steps", "seeds"):
@@ -164,7 +186,10 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
             raise ConfigError(f"{source}: missing {key!r} (a tune spec gives tasks, steps, seeds and [space])")
     options = dict(raw.get("options", {}))
     for name in options:
-        if name in ("tasks", "steps", "seeds", "seed") or name in RUN_OPTIONS:
+        if name == "seed":
+            raise ConfigError(f"{source}: [options] seed: every trial trains seeds 0..seeds-1 (common random "
+                              "numbers); sampler_seed at the top of the spec seeds the search")
+        if name in ("tasks", "steps", "seeds") or name in RUN_OPTIONS:
             raise ConfigError(f"{source}: [options] {name}: set it at the top of the spec, not in [options]")
     space = _space(raw.get("space", {}), source)
     both = sorted(set(options) & set(space))
@@ -174,7 +199,7 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                     steps=_positive(raw, "steps", source), seeds=_positive(raw, "seeds", source), space=space,
                     trials=_positive(raw, "trials", source, 20), objective=_one_of(raw, "objective", OBJECTIVES, source),
                     sampler=_one_of(raw, "sampler", SAMPLERS, source), pruner=_one_of(raw, "pruner", PRUNERS, source),
-                    seed=_int(raw, "seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
+                    sampler_seed=_int(raw, "sampler_seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
                     eval_episodes=_positive(raw, "eval_episodes", source, 10),
                     checkpoint_every=_int(raw, "checkpoint_every", source, 0), options=options)
     return _with_schedule(_checked_options(spec, source), source)
@@ -281,14 +306,14 @@ def _checked_options(spec: TuneSpec, source: str) -> TuneSpec:
 
 
 def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
-    """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them so a
-    killed trial resumes where it was."""
+    """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them (five
+    per trial without evaluations) so a killed trial resumes where it was, never from scratch."""
     if spec.pruner != "none" and spec.eval_every == 0:
         spec = _replace(spec, eval_every=max(spec.steps // 5, 1))
     if spec.objective == "auc" and spec.eval_every == 0:
         raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
-    if spec.checkpoint_every == 0 and spec.eval_every:
-        spec = _replace(spec, checkpoint_every=spec.eval_every)
+    if spec.checkpoint_every == 0:
+        spec = _replace(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
     return spec
 
 
