@@ -22,7 +22,7 @@ import hashlib
 import json
 import typing
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
@@ -31,6 +31,7 @@ from mtdqn.flatoptions import apply_options, coerce, config_options, option_tabl
 from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
+from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
            "distill", "study", "default_out"]
@@ -89,7 +90,8 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
 
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
           out: str | Path | None = None, *, resume: bool = False, force: bool = False, progress: bool = True,
-          announce: Announce | None = None, **options: Any) -> Run:
+          announce: Announce | None = None, sweep: Mapping[str, Sequence[float]] | Sequence[str] | None = None,
+          **options: Any) -> Run | list[Run]:
     """Train one multi-task DQN agent, all seeds in one compiled program (`mtdqn train`).
 
     Args:
@@ -103,6 +105,10 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         force: overwrite a run directory that already holds a run.
         progress: show a progress bar.
         announce: called once with a line describing the agent (e.g. ``print``).
+        sweep: train every combination of these values x the seeds as one compiled program (`--sweep`):
+            ``{"lr": [1e-4, 3e-4], "gamma": [0.98, 0.99]}`` or ``["lr=1e-4,3e-4", "gamma=0.98,0.99"]``; only
+            :data:`mtdqn.sweepspec.SWEEPABLE` options.  Returns one Run per member (each directory under
+            ``out``, default ``runs/sweep-<hash>``).  ``resume`` continues a sweep directory as well.
         **options: every other option of `mtdqn train` by its flat name: train options (``lr``, ``sharing``,
             ``hidden``, ``strategy``, ``batch_size``, ...) and run options (``eval_every``,
             ``eval_episodes``, ``patience``, ``devices``, ...).
@@ -112,23 +118,52 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     """
     given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
     training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
+    swept = _sweep_of(sweep)
     if resume:
         if out is None:
             raise ConfigError("resume continues the run in out=: give its directory")
-        cfg = RunDir(out).config()  # one line if out holds no run
-        flags = [_flag(name) for name in training] + (["--force"] if force else [])
+        flags = [_flag(name) for name in training] + (["--force"] if force else []) + (["--sweep"] if swept else [])
         if flags:
             raise ConfigError(f"--resume continues {out} with the config it was started with; drop "
                               f"{', '.join(flags)} (or start a new run with --out)")
+        if is_sweep(Path(out)):
+            cfg, swept = read_sweep(Path(out))
+        else:
+            cfg = RunDir(out).config()  # one line if out holds no run
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
-        out = out if out is not None else Path("runs") / f"train-{config_hash(cfg)[:8]}"
+        if swept:
+            member_configs(cfg, swept)  # every member's options apply before anything starts
+        if out is None:
+            out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
+                   else Path("runs") / f"train-{config_hash(cfg)[:8]}")
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
+    if swept:
+        from mtdqn.train.sweep import train_sweep
+
+        results = train_sweep(cfg, swept, Path(out), resume=resume, force=force, progress=progress,
+                              announce=announce, **run_options)
+        return [Run(r.out_dir) for r in results]
     from mtdqn.train.run import train as train_run
 
     result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
                        **run_options)
     return Run(result.out_dir)
+
+
+def _sweep_of(sweep: Mapping[str, Sequence[float]] | Sequence[str] | None) -> dict[str, tuple[float, ...]]:
+    """The sweep as ``{option: values}``, checked (:mod:`mtdqn.sweepspec`); {} for none."""
+    if sweep is None or (not isinstance(sweep, Mapping) and not sweep):
+        return {}
+    if isinstance(sweep, str):
+        sweep = [sweep]
+    if isinstance(sweep, Mapping):
+        try:
+            return check_sweep({k: [float(v) for v in ([vs] if isinstance(vs, (int, float)) else vs)]
+                                for k, vs in sweep.items()})
+        except (TypeError, ValueError):
+            raise ConfigError(f"sweep= values must be numbers, got {dict(sweep)!r}") from None
+    return parse_sweep(list(sweep))
 
 
 def finetune(source: str | Path, tasks: Sequence[str] | str | None = None, out: str | Path | None = None, *,

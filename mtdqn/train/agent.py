@@ -198,7 +198,7 @@ def available_host_memory() -> int | None:
     return min(found) if found else None
 
 
-def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> None:
+def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, members: int = 1) -> None:
     """Refuse a CPU run whose seeds cannot fit in host memory, before anything is allocated or written.
 
     The compiled program holds every seed's state at once, so 100 million
@@ -206,16 +206,17 @@ def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> Non
     front is kinder.  The estimate is a lower bound (one copy of the state;
     the chunk donates it).  Accelerators keep the state in their own memory,
     which XLA reports itself when it runs out.  MTDQN_SKIP_MEMORY_CHECK=1
-    skips the check.
+    skips the check.  ``members``: a sweep's settings, each with the seeds.
     """
     if os.environ.get("MTDQN_SKIP_MEMORY_CHECK", "") in ("1", "true") or jax.default_backend() != "cpu":
         return
     available = available_host_memory()
     per_seed = state_bytes_per_seed(cfg, task_set, arch)
-    needed = cfg.seeds * per_seed
+    needed = members * cfg.seeds * per_seed
+    what = f"--seeds {cfg.seeds:,}" if members == 1 else f"--sweep's {members:,} settings x --seeds {cfg.seeds:,}"
     if available is not None and needed > available:
         raise InsufficientResources(
-            f"--seeds {cfg.seeds:,} need at least {needed / 1e9:,.1f} GB for replay and learner state "
+            f"{what} need at least {needed / 1e9:,.1f} GB for replay and learner state "
             f"({per_seed / 1e6:,.1f} MB per seed); this machine has {available / 1e9:,.1f} GB available: use "
             "fewer seeds or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips this check)"
         )

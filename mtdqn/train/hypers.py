@@ -12,7 +12,7 @@ existed still load.
 
 What cannot be a traced value compiles separately: widths, sharing, batch
 and buffer sizes, the tasks, the optimizer's kind, anything that changes a
-shape or a branch.
+shape or a branch (:data:`mtdqn.sweepspec.SWEEPABLE` lists what may be swept).
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ import numpy as np
 from mtdqn.config import TrainConfig, derive
 from mtdqn.tasks import make_task_set
 
-__all__ = ["Hypers", "SWEEPABLE", "hypers_of", "stack_hypers"]
-
-SWEEPABLE = ("lr", "gamma", "tau", "eps_start", "eps_end", "eps_fraction")
-"""Flat option names (:mod:`mtdqn.flatoptions`) a population sweep may vary: they only enter :class:`Hypers`."""
+__all__ = ["Hypers", "hypers_of", "stack_hypers"]
 
 
 class Hypers(NamedTuple):
