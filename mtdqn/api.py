@@ -159,10 +159,10 @@ def _sweep_of(sweep: Mapping[str, Sequence[float]] | Sequence[str] | None) -> di
         sweep = [sweep]
     if isinstance(sweep, Mapping):
         try:
-            return check_sweep({k: [float(v) for v in ([vs] if isinstance(vs, (int, float)) else vs)]
-                                for k, vs in sweep.items()})
+            values = {k: [float(v) for v in ([vs] if isinstance(vs, (int, float)) else vs)] for k, vs in sweep.items()}
         except (TypeError, ValueError):
             raise ConfigError(f"sweep= values must be numbers, got {dict(sweep)!r}") from None
+        return check_sweep(values)
     return parse_sweep(list(sweep))
 
 
