@@ -144,7 +144,7 @@ def test_a_member_directory_is_its_run_alone(swept):
 
         mine, theirs = pd.read_parquet(member.path / name), pd.read_parquet(alone.path / name)
         pd.testing.assert_frame_equal(mine, theirs)
-    weights = [jax.tree.leaves(r.load_agent().params) for r in (member, alone)]
+    weights = [jax.tree.leaves(r.agent().params) for r in (member, alone)]
     for a, b in zip(*weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     record = json.loads((swept / "sweep" / "sweep.json").read_text())
@@ -179,7 +179,7 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(pd.read_parquet(whole.path / "metrics.parquet"),
                                       pd.read_parquet(resumed.path / "metrics.parquet"))
         assert whole.summary["final_eval"] == resumed.summary["final_eval"]
-        for a, b in zip(jax.tree.leaves(whole.load_agent().params), jax.tree.leaves(resumed.load_agent().params)):
+        for a, b in zip(jax.tree.leaves(whole.agent().params), jax.tree.leaves(resumed.agent().params)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

@@ -74,7 +74,7 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
     _write_records(out_dir, cfg, sweep, members, agents, runs, options, resume, force)
     t_start = time.perf_counter()
     schedule = Schedule.of(agent, options)
-    trained = _drive(trainer, agents, runs, out_dir, options, schedule, verified, progress)
+    trained = _drive(trainer, cfg, agents, runs, out_dir, options, schedule, verified, progress)
     results = []
     for (state, tables), member_agent, run_dir in zip(trained.members, agents, runs):
         one = Trained(state, tables, trained.compile_s, trained.loop_s, trained.first_chunk, schedule.num_chunks,
@@ -119,10 +119,10 @@ def _real_entries(trainer: Trainer) -> np.ndarray:
     return np.concatenate([layout.member_entries(m) for m in range(layout.members)])
 
 
-def _drive(trainer: Trainer, agents: list[Agent], runs: list[RunDir], out_dir: Path, options: RunOptions,
-           schedule: Schedule, verified: dict | None, progress: bool) -> _SweepTrained:
+def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[RunDir], out_dir: Path,
+           options: RunOptions, schedule: Schedule, verified: dict | None, progress: bool) -> _SweepTrained:
     """The population's chunks; after each, every member's rows, evaluations and TensorBoard events written to
-    its own directory, and the population checkpointed on the schedule."""
+    its own directory, and the population (``cfg``: the sweep's base config) checkpointed on the schedule."""
     agent, layout = trainer.agent, trainer.population
     runner = CompiledChunks(trainer)
     state, compile_s = runner.start(population_keys(agent.seeds, layout))
@@ -131,7 +131,7 @@ def _drive(trainer: Trainer, agents: list[Agent], runs: list[RunDir], out_dir: P
     tables = [Tables.empty() for _ in runs]
     if verified is not None:
         template = jax.tree.map(lambda x: x[real], state)
-        saved, meta = load_checkpoint(out_dir, agent.cfg, template, verified)
+        saved, meta = load_checkpoint(out_dir, cfg, template, verified)
         state = jax.tree.map(lambda full, part: jax.device_put(full.at[real].set(part), full.sharding), state, saved)
         first_chunk = meta["chunk"]
         tables = [run.tables_until(first_chunk * schedule.steps_per_chunk) for run in runs]
@@ -160,7 +160,7 @@ def _drive(trainer: Trainer, agents: list[Agent], runs: list[RunDir], out_dir: P
                 write_tensorboard(writer, new, step)
                 run.write_tables(tables[i])
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                save_checkpoint(out_dir, agent.cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
+                save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
                                 options.record())
             if progress:
                 print(f"sweep: {step:,}/{agent.derived.env_steps:,} steps", flush=True)
@@ -170,7 +170,7 @@ def _drive(trainer: Trainer, agents: list[Agent], runs: list[RunDir], out_dir: P
             writer.close()
     loop_s = time.perf_counter() - t_loop - eval_s
     if first_chunk < schedule.num_chunks:
-        save_checkpoint(out_dir, agent.cfg, jax.tree.map(lambda x: x[real], state), schedule.num_chunks,
+        save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), schedule.num_chunks,
                         options.record())
     members = [(jax.tree.map(lambda x: x[layout.member_entries(i)], state), t) for i, t in enumerate(tables)]
     return _SweepTrained(members, compile_s, loop_s, first_chunk)
