@@ -18,8 +18,11 @@ seeds can use), unless the process already started JAX.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import shutil
+import tempfile
 import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -139,6 +142,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
                    else Path("runs") / f"train-{config_hash(cfg)[:8]}")
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
     if swept:
+        _share_compiles()
         from mtdqn.train.sweep import train_sweep
 
         results = train_sweep(cfg, swept, Path(out), resume=resume, force=force, progress=progress,
@@ -149,6 +153,25 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
                        **run_options)
     return Run(result.out_dir)
+
+
+def _share_compiles() -> None:
+    """Compile a sweep's end-of-run programs once, not once per member.
+
+    Each member's final evaluation, gradient probe and CKA are built from its
+    own agent, so JAX's in-memory caches miss, yet their programs are the
+    same.  JAX's persistent compilation cache (a temporary directory, unless
+    this process already has one) finds them by their contents: the 2nd..Nth
+    member load the first one's executables instead of compiling.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    path = tempfile.mkdtemp(prefix="mtdqn-sweep-jax-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _sweep_of(sweep: Mapping[str, Sequence[float]] | Sequence[str] | None) -> dict[str, tuple[float, ...]]:
