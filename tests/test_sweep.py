@@ -196,3 +196,16 @@ def test_the_python_api_takes_a_sweep(tmp_path):
                      sweep={"tau": [0.5, 1.0]}, out=tmp_path / "s")
     assert [r.path.name for r in runs] == ["tau=0.5", "tau=1"]
     assert [r.config.dqn.tau for r in runs] == [0.5, 1.0]
+
+
+def test_the_sweep_spec_is_read_without_jax():
+    """The CLI reads a sweep before JAX starts (to plan the devices): parsing must not import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mtdqn.sweepspec import parse_sweep, member_configs\nfrom mtdqn.config import TrainConfig\n"
+            "sweep = parse_sweep(['lr=1e-4,3e-4', 'gamma=0.98,0.99'])\n"
+            "print([label for label, _ in member_configs(TrainConfig(), sweep)], 'jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ("['lr=0.0001,gamma=0.98', 'lr=0.0001,gamma=0.99', 'lr=0.0003,gamma=0.98', "
+                   "'lr=0.0003,gamma=0.99'] False")
