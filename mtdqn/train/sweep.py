@@ -98,16 +98,17 @@ def _write_records(out_dir: Path, cfg: TrainConfig, sweep: dict, members: list, 
                                       "sweep": {k: list(v) for k, v in sweep.items()},
                                       "members": [label for label, _ in members], **provenance(), **options.record()})
     for (_, member), agent, run_dir in zip(members, agents, runs):
-        record = {"config": config_to_dict(member), "config_hash": config_hash(member), **provenance(),
-                  "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}
         if resume:
             run_dir.update_record({**run_dir.require_run(), **options.record()})
         else:
-            run_dir.create(record, force)
+            run_dir.create({"config": config_to_dict(member), "config_hash": config_hash(member), **provenance(),
+                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
 
 
 @dataclasses.dataclass
 class _SweepTrained:
+    """What the sweep's loop leaves for each member's :func:`~mtdqn.train.summary.finish`."""
+
     members: list[tuple[Any, Tables]]  # each member's final state (its real seeds) and its tables
     compile_s: float
     loop_s: float
@@ -148,17 +149,10 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             evaluate = schedule.eval_chunks and (chunk + 1) % schedule.eval_chunks == 0 and not last
             for i, (member_agent, run, writer) in enumerate(zip(agents, runs, writers)):
                 entries = layout.member_entries(i)
-                mine = jax.tree.map(lambda x: x[entries], m)
-                check_finite(Trainer(member_agent, trainer.init, trainer.chunk, trainer.hypers), mine, step, None)
-                new = chunk_tables(member_agent.task_set.names, member_agent.seeds, has_shared, mine, step)
-                if evaluate:
-                    t_eval = time.perf_counter()
-                    params = jax.tree.map(lambda x: x[entries], state.params)
-                    new.evals.extend(greedy_rows(member_agent, params, options.eval_episodes, step))
-                    eval_s += time.perf_counter() - t_eval
-                tables[i].extend(new)
-                write_tensorboard(writer, new, step)
-                run.write_tables(tables[i])
+                params = jax.tree.map(lambda x: x[entries], state.params) if evaluate else None
+                eval_s += _write_member_chunk(trainer, member_agent, run, writer, tables[i],
+                                              jax.tree.map(lambda x: x[entries], m), params, step, has_shared,
+                                              options.eval_episodes)
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
                                 options.record())
@@ -174,3 +168,19 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                         options.record())
     members = [(jax.tree.map(lambda x: x[layout.member_entries(i)], state), t) for i, t in enumerate(tables)]
     return _SweepTrained(members, compile_s, loop_s, first_chunk)
+
+
+def _write_member_chunk(trainer: Trainer, agent: Agent, run: RunDir, writer: Any, tables: Tables,
+                        m: dict[str, np.ndarray], params: Any, step: int, has_shared: bool, episodes: int) -> float:
+    """One member's chunk, as its run alone writes it: checked, its rows (and a greedy evaluation of
+    ``params`` unless None) appended to ``tables`` and written; the seconds the evaluation took."""
+    check_finite(Trainer(agent, trainer.init, trainer.chunk, trainer.hypers), m, step, None)
+    new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+    t_eval = time.perf_counter()
+    if params is not None:
+        new.evals.extend(greedy_rows(agent, params, episodes, step))
+    eval_s = time.perf_counter() - t_eval
+    tables.extend(new)
+    write_tensorboard(writer, new, step)
+    run.write_tables(tables)
+    return eval_s
