@@ -102,13 +102,13 @@ def measure(tasks: tuple[str, ...]) -> dict[str, float]:
         "update_alone": update_alone(state),
     }
     chunk_state = trainer.init(seed_keys([0]))
-    chunk = trainer.run_chunk.lower(chunk_state, jnp.int32(0)).compile()
-    chunk_state, m = chunk(chunk_state, jnp.int32(0))
+    chunk = trainer.chunk.lower(chunk_state, trainer.hypers, jnp.int32(0)).compile()
+    chunk_state, m = chunk(chunk_state, trainer.hypers, jnp.int32(0))
     jax.block_until_ready(m)
     best = float("inf")
     for c in range(1, 4):
         t0 = time.perf_counter()
-        chunk_state, m = chunk(chunk_state, jnp.int32(c * agent.derived.iters_per_chunk))
+        chunk_state, m = chunk(chunk_state, trainer.hypers, jnp.int32(c * agent.derived.iters_per_chunk))
         jax.block_until_ready(m)
         best = min(best, time.perf_counter() - t0)
     out["whole"] = best / agent.derived.iters_per_chunk * 1e6

@@ -121,16 +121,16 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     trainer = make_trainer(make_agent(cfg), devices)
     state = trainer.init(seed_keys(trainer.agent.seeds))
     t0 = time.perf_counter()
-    compiled = trainer.run_chunk.lower(state, jnp.int32(0)).compile()
+    compiled = trainer.chunk.lower(state, trainer.hypers, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - t0
     # XLA's cost analysis counts a while-loop body once: FLOPs of one iteration (of one device's program).
     flops_per_iter = (compiled.cost_analysis() or {}).get("flops", float("nan")) * trainer.devices
-    state, m = compiled(state, jnp.int32(0))
+    state, m = compiled(state, trainer.hypers, jnp.int32(0))
     jax.block_until_ready(m)
     elapsed = float("inf")  # best chunk: the machine's other load only ever slows a chunk down
     for c in range(1, chunks + 1):
         t0 = time.perf_counter()
-        state, m = compiled(state, jnp.int32(c * iters))
+        state, m = compiled(state, trainer.hypers, jnp.int32(c * iters))
         jax.block_until_ready(m)
         elapsed = min(elapsed, time.perf_counter() - t0)
     steps = iters * cfg.num_envs * len(tasks) * seeds

@@ -18,12 +18,15 @@ seeds can use), unless the process already started JAX.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import shlex
 import json
+import shutil
+import tempfile
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
@@ -32,6 +35,7 @@ from mtdqn.flatoptions import apply_options, coerce, config_options, option_tabl
 from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import OnEval, RunOptions
+from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 
 if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna
     from mtdqn.tune.run import TuneResult
@@ -93,7 +97,8 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
 
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
           out: str | Path | None = None, *, resume: bool = False, force: bool = False, progress: bool = True,
-          announce: Announce | None = None, on_eval: OnEval | None = None, **options: Any) -> Run:
+          announce: Announce | None = None, on_eval: OnEval | None = None,
+          sweep: Mapping[str, Sequence[float]] | Sequence[str] | None = None, **options: Any) -> Run | list[Run]:
     """Train one multi-task DQN agent, all seeds in one compiled program (`mtdqn train`).
 
     Args:
@@ -110,6 +115,10 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         on_eval: called after each greedy evaluation during training with its env step and every evaluation
             row so far (``evals.parquet``'s rows); it may raise to stop the run, which stays resumable from its
             last checkpoint (`mtdqn tune`'s pruner does).
+        sweep: train every combination of these values x the seeds as one compiled program (`--sweep`):
+            ``{"lr": [1e-4, 3e-4], "gamma": [0.98, 0.99]}`` or ``["lr=1e-4,3e-4", "gamma=0.98,0.99"]``; only
+            :data:`mtdqn.sweepspec.SWEEPABLE` options.  Returns one Run per member (each directory under
+            ``out``, default ``runs/sweep-<hash>``).  ``resume`` continues a sweep directory as well.
         **options: every other option of `mtdqn train` by its flat name: train options (``lr``, ``sharing``,
             ``hidden``, ``strategy``, ``batch_size``, ...) and run options (``eval_every``,
             ``eval_episodes``, ``patience``, ``devices``, ...).
@@ -119,23 +128,72 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     """
     given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
     training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
+    swept = _sweep_of(sweep)
     if resume:
         if out is None:
             raise ConfigError("resume continues the run in out=: give its directory")
-        cfg = RunDir(out).config()  # one line if out holds no run
-        flags = [_flag(name) for name in training] + (["--force"] if force else [])
+        flags = [_flag(name) for name in training] + (["--force"] if force else []) + (["--sweep"] if swept else [])
         if flags:
             raise ConfigError(f"--resume continues {out} with the config it was started with; drop "
                               f"{', '.join(flags)} (or start a new run with --out)")
+        if is_sweep(Path(out)):
+            cfg, swept = read_sweep(Path(out))
+        else:
+            cfg = RunDir(out).config()  # one line if out holds no run
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
-        out = out if out is not None else Path("runs") / f"train-{config_hash(cfg)[:8]}"
+        if swept:
+            member_configs(cfg, swept)  # every member's options apply before anything starts
+        if out is None:
+            out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
+                   else Path("runs") / f"train-{config_hash(cfg)[:8]}")
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
+    if swept:
+        _share_compiles()
+        from mtdqn.train.sweep import train_sweep
+
+        results = train_sweep(cfg, swept, Path(out), resume=resume, force=force, progress=progress,
+                              announce=announce, **run_options)
+        return [Run(r.out_dir) for r in results]
     from mtdqn.train.run import train as train_run
 
     result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
                        on_eval=on_eval, **run_options)
     return Run(result.out_dir)
+
+
+def _share_compiles() -> None:
+    """Compile a sweep's end-of-run programs once, not once per member.
+
+    Each member's final evaluation, gradient probe and CKA are built from its
+    own agent, so JAX's in-memory caches miss, yet their programs are the
+    same.  JAX's persistent compilation cache (a temporary directory, unless
+    this process already has one) finds them by their contents: the 2nd..Nth
+    member load the first one's executables instead of compiling.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    path = tempfile.mkdtemp(prefix="mtdqn-sweep-jax-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _sweep_of(sweep: Mapping[str, Sequence[float]] | Sequence[str] | None) -> dict[str, tuple[float, ...]]:
+    """The sweep as ``{option: values}``, checked (:mod:`mtdqn.sweepspec`); {} for none."""
+    if sweep is None or (not isinstance(sweep, Mapping) and not sweep):
+        return {}
+    if isinstance(sweep, str):
+        sweep = [sweep]
+    if isinstance(sweep, Mapping):
+        try:
+            values = {k: [float(v) for v in ([vs] if isinstance(vs, (int, float)) else vs)] for k, vs in sweep.items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"sweep= values must be numbers, got {dict(sweep)!r}") from None
+        return check_sweep(values)
+    return parse_sweep(list(sweep))
 
 
 def finetune(source: str | Path, tasks: Sequence[str] | str | None = None, out: str | Path | None = None, *,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ from mtdqn.errors import ConfigError
 
 __all__ = [
     "use_cpu_cores", "cpu_plan", "seed_devices", "seed_layout", "padded_seeds", "seed_sharding", "over_seeds",
-    "unroll_cpu_threefry",
+    "Population", "population_layout", "over_members", "unroll_cpu_threefry",
 ]
 
 
@@ -145,12 +145,13 @@ def seed_sharding(devices: int) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("seed"))
 
 
-def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, jax.Array], tuple[Any, Any]],
+def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, Any, jax.Array], tuple[Any, Any]],
                num_seeds: int, devices: int = 0) -> tuple[Callable, Callable, int]:
     """Lay a per-seed ``init`` and ``chunk`` out over seeds and local devices: (init, run_chunk, devices).
 
-    ``init(keys)`` takes one root key per seed; ``run_chunk(states, start)``
-    donates and returns the states, with every metric's leading axis the seed.
+    ``init(keys)`` takes one root key per seed; ``run_chunk(states, hypers, start)``
+    donates and returns the states, with every metric's leading axis the seed
+    (``hypers``: each seed's traced hyperparameters, seed axis first).
     The seed axis is split over ``devices`` (:func:`seed_devices`); seeds never
     interact, so there is no communication.  When the devices do not divide
     the seeds, the state lives whole on every device and each chunk pads it
@@ -164,7 +165,8 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, j
     sharding = seed_sharding(n_devices)  # every state leaf and every metric has the seed axis first
     spread = jax.shard_map(
         _over_local_seeds(chunk_one, n_padded // n_devices), mesh=sharding.mesh,
-        in_specs=(sharding.spec, PartitionSpec()), out_specs=(sharding.spec, sharding.spec), check_vma=False,
+        in_specs=(sharding.spec, sharding.spec, PartitionSpec()), out_specs=(sharding.spec, sharding.spec),
+        check_vma=False,
     )
     init_seeds = jax.vmap(init_one)
     if n_padded == num_seeds:
@@ -174,9 +176,12 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, j
     whole = NamedSharding(sharding.mesh, PartitionSpec())
     dummy_keys = jax.random.split(jax.random.PRNGKey(2**31 - 1), n_padded - num_seeds)
 
-    def padded_chunk(state: Any, start: jax.Array) -> tuple[Any, Any]:
+    def padded_chunk(state: Any, hypers: Any, start: jax.Array) -> tuple[Any, Any]:
         full = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), state, init_seeds(dummy_keys))
-        full, metrics = spread(jax.lax.with_sharding_constraint(full, sharding), start)
+        dummy_hypers = jax.tree.map(lambda h: jnp.repeat(h[:1], n_padded - num_seeds, axis=0), hypers)
+        full_hypers = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), hypers, dummy_hypers)
+        full, metrics = spread(jax.lax.with_sharding_constraint(full, sharding),
+                               jax.lax.with_sharding_constraint(full_hypers, sharding), start)
         return jax.tree.map(lambda x: x[:num_seeds], (full, metrics))
 
     init = jax.jit(init_seeds, out_shardings=whole)
@@ -191,13 +196,75 @@ def _over_local_seeds(chunk: Callable, local_seeds: int) -> Callable:
     iteration took ~640 us instead of ~520 us (README, performance).
     """
     if local_seeds > 1:
-        return jax.vmap(chunk, in_axes=(0, None))
+        return jax.vmap(chunk, in_axes=(0, 0, None))
 
-    def one_seed(state: Any, start: jax.Array) -> tuple[Any, Any]:
-        out = chunk(jax.tree.map(lambda x: x[0], state), start)
+    def one_seed(state: Any, hypers: Any, start: jax.Array) -> tuple[Any, Any]:
+        out = chunk(*jax.tree.map(lambda x: x[0], (state, hypers)), start)
         return jax.tree.map(lambda x: x[None], out)
 
     return one_seed
+
+
+class Population(NamedTuple):
+    """Where a sweep's members live on the population axis of one compiled program (:func:`population_layout`).
+
+    Member ``m``'s seed ``s`` is entry ``m * per_member + s``: each member
+    padded with dummy seeds exactly as the same run alone pads them, so every
+    block of ``block`` entries is one device's share of one member's run alone.
+    """
+
+    members: int
+    seeds: int  # real seeds per member
+    per_member: int  # entries per member: its seeds and the dummies its run alone would have
+    block: int  # entries per block: a device's share of a run alone
+    devices: int  # devices the blocks are split over
+    size: int  # entries of the population axis: the members' and whole dummy blocks filling the last device
+
+    def member_entries(self, member: int) -> np.ndarray:
+        """Indices of member ``member``'s real seeds on the population axis."""
+        return member * self.per_member + np.arange(self.seeds)
+
+
+def population_layout(members: int, num_seeds: int, devices: int = 0) -> Population:
+    """The population axis of ``members`` runs of ``num_seeds`` seeds each.
+
+    A run alone splits its seeds over ``seed_devices(num_seeds, devices)``
+    devices in blocks; the population keeps those blocks and those devices,
+    so each member computes exactly as its run alone.  XLA rounds an op
+    differently at another batch size (a member vmapped with the others) and
+    even on a mesh of another size (measured on XLA:CPU), so neither is
+    bit-identical; members therefore take turns within a device (``lax.map``),
+    which on a CPU costs ~10% against vmapping them (8 members on one core).
+    """
+    run_devices = seed_devices(num_seeds, devices)
+    per_member = padded_seeds(num_seeds, run_devices)
+    block = per_member // run_devices
+    return Population(members, num_seeds, per_member, block, run_devices,
+                      padded_seeds(members * run_devices, run_devices) * block)
+
+
+def over_members(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, Any, jax.Array], tuple[Any, Any]],
+                 layout: Population) -> tuple[Callable, Callable]:
+    """:func:`over_seeds` for a population (``layout``): (init, run_chunk) over its whole axis, dummies included.
+
+    Each device loops (``lax.map``) over its blocks, each block the program a
+    device runs for one run alone; runs with one block per device run it as is.
+    """
+    sharding = seed_sharding(layout.devices)
+    blocks_per_device = layout.size // layout.devices // layout.block
+    one_block = _over_local_seeds(chunk_one, layout.block)
+
+    def local(state: Any, hypers: Any, start: jax.Array) -> tuple[Any, Any]:
+        if blocks_per_device == 1:
+            return one_block(state, hypers, start)
+        blocked = jax.tree.map(lambda x: x.reshape(blocks_per_device, layout.block, *x.shape[1:]), (state, hypers))
+        out = jax.lax.map(lambda sh: one_block(*sh, start), blocked)
+        return jax.tree.map(lambda x: x.reshape(blocks_per_device * layout.block, *x.shape[2:]), out)
+
+    spread = jax.shard_map(local, mesh=sharding.mesh, in_specs=(sharding.spec, sharding.spec, PartitionSpec()),
+                           out_specs=(sharding.spec, sharding.spec), check_vma=False)
+    init = jax.jit(jax.vmap(init_one), out_shardings=sharding)
+    return init, jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding))
 
 
 def unroll_cpu_threefry() -> bool:

@@ -123,7 +123,7 @@ def trains_now(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_env
     return jax.tree.map(lambda label: open_[label], param_labels(ft, arch, params))
 
 
-def partitioned_optimizer(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_envs: int, lr: float,
+def partitioned_optimizer(ft: FinetuneConfig, arch: Architecture, derived: Derived, num_envs: int, lr: Any,
                           make: Callable[[float], optax.GradientTransformation]) -> optax.GradientTransformation:
     """The run's optimizer (``make(lr)``) per label through ``optax.multi_transform``."""
     freeze = parse_freeze(ft.freeze)

@@ -156,7 +156,7 @@ def test_host_run_writes_the_same_run_directory(two_runs):
 @pytest.mark.slow
 def test_host_checkpoint_restores_and_evaluates(two_runs):
     a, _ = two_runs
-    trainer = make_host_trainer(make_agent(TINY))
+    trainer, _ = make_host_trainer(make_agent(TINY))
     template = jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds))
     state, _ = load_checkpoint(a.out_dir, trainer.agent.cfg, template)
     for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(a.state.params)):

@@ -38,7 +38,7 @@ GYM = dataclasses.replace(VECTOR, tasks=("gym:CartPole-v1",), seeds=1)
 
 def fake_gym_run(run_dir, cfg):
     """fake_run for gym: tasks: the host trainer's state template filled with random bits, no envs stepped."""
-    trainer = make_host_trainer(make_agent(cfg))
+    trainer, _ = make_host_trainer(make_agent(cfg))
     state = random_bits(jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
     write_json(run_dir / "config.json", {"config": config_to_dict(cfg), "config_hash": config_hash(cfg)})
     save_checkpoint(run_dir, trainer.agent.cfg, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})

@@ -73,7 +73,7 @@ def test_run_chunk_compiles_once():
     n = trainer.agent.derived.iters_per_chunk
     for chunk in range(3):
         state, _ = trainer.run_chunk(state, jnp.int32(chunk * n))
-    assert trainer.run_chunk._cache_size() == 1
+    assert trainer.chunk._cache_size() == 1
 
 
 @pytest.mark.slow

@@ -67,6 +67,10 @@ class Train:
     (training options are refused; the run options below default to the run's own)."""
     options: Annotated[ResumableOptions, tyro.conf.arg(name="")] = field(  # type: ignore[valid-type]
         default_factory=ResumableOptions)
+    sweep: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """NAME=V1,V2,...: train every combination of the values x the seeds as one compiled program, each
+    member an ordinary run directory under --out (repeat for more options; lr, gamma, tau, eps-start,
+    eps-end, eps-fraction)."""
     progress: bool = True
     """Show a progress bar."""
 

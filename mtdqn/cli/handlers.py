@@ -13,6 +13,7 @@ from mtdqn.cli.commands import (
     Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, Tune, given_options,
 )
 from mtdqn.errors import ConfigError
+from mtdqn.results import Run
 
 __all__ = ["COMMANDS"]
 
@@ -69,8 +70,17 @@ def _run_train(cmd: Train) -> None:
         raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
     # the options given (those that differ from the defaults): a resumed run refuses train options, and keeps
     # its own run options unless given anew
-    run = api.train(out=cmd.resume or cmd.out, resume=cmd.resume is not None, force=cmd.force,
-                    progress=cmd.progress, announce=print, **api.cli_options(cmd.cfg), **given_options(cmd.options))
+    result = api.train(out=cmd.resume or cmd.out, resume=cmd.resume is not None, force=cmd.force,
+                       progress=cmd.progress, announce=print, sweep=cmd.sweep or None, **api.cli_options(cmd.cfg),
+                       **given_options(cmd.options))
+    for run in result if isinstance(result, list) else [result]:
+        if isinstance(result, list):
+            print(f"{run.path.name}:")
+        _print_run(run)
+
+
+def _print_run(run: Run) -> None:
+    """A trained run's greedy returns and final scores per task and seed, and where it is."""
     summary = run.summary
     for task, values in summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")

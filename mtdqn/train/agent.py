@@ -25,6 +25,7 @@ from mtdqn.networks import Architecture, count_params, init_params, make_archite
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, make_task_set, obs_dtype
+from mtdqn.train.hypers import Hypers, hypers_of
 
 __all__ = ["Agent", "TrainState", "make_agent", "make_optimizer", "learning_rate", "state_bytes"]
 
@@ -82,30 +83,43 @@ class Agent:
     def seeds(self) -> list[int]:
         return [self.cfg.seed + i for i in range(self.cfg.seeds)]
 
+    @property
+    def hypers(self) -> Hypers:
+        """The config's traced hyperparameters (:mod:`mtdqn.train.hypers`), one seed's."""
+        return hypers_of(self.cfg)
 
-def make_optimizer(cfg: TrainConfig, derived: Derived,
-                   arch: Architecture | None = None) -> optax.GradientTransformation:
+    def optimizer_at(self, lr: jax.Array | float) -> optax.GradientTransformation:
+        """The run's optimizer with base rate ``lr`` (a traced value in the compiled loop): the same chain, so
+        the same state layout, as :attr:`optimizer`, which initializes it."""
+        return make_optimizer(self.cfg, self.derived, self.arch, lr)
+
+
+def make_optimizer(cfg: TrainConfig, derived: Derived, arch: Architecture | None = None,
+                   lr: jax.Array | float | None = None) -> optax.GradientTransformation:
     """adam / adamw / sgd with optional weight decay, lr decay and global-norm clipping.
 
+    ``lr``: the base rate (None: ``--lr``); a traced value gives the same chain and state layout as the float,
+    since optax keeps a constant rate as a plain multiplier and a schedule's count either way.
     A fine-tuned run (``cfg.finetune`` set; ``arch`` needed) gets one such
     optimizer per parameter label (frozen, trunk, ...: :mod:`mtdqn.finetune`).
     """
+    base_lr = cfg.dqn.lr if lr is None else lr
     if is_finetuned(cfg.finetune):
         if arch is None:
             raise ValueError("a fine-tuned run's optimizer needs its architecture")
-        return partitioned_optimizer(cfg.finetune, arch, derived, cfg.num_envs, cfg.dqn.lr,
-                                     lambda lr: _optimizer(cfg, derived, lr))
-    return _optimizer(cfg, derived, cfg.dqn.lr)
+        return partitioned_optimizer(cfg.finetune, arch, derived, cfg.num_envs, base_lr,
+                                     lambda rate: _optimizer(cfg, derived, rate))
+    return _optimizer(cfg, derived, base_lr)
 
 
-def learning_rate(cfg: TrainConfig, derived: Derived, base_lr: float) -> optax.Schedule:
+def learning_rate(cfg: TrainConfig, derived: Derived, base_lr: jax.Array | float) -> optax.Schedule:
     """--lr-schedule as a function of the count of updates already taken: the rate the optimizer applies."""
     if cfg.dqn.lr_schedule == "linear":
         return optax.linear_schedule(base_lr, 0.0, transition_steps=derived.total_updates)
     return optax.constant_schedule(base_lr)
 
 
-def _optimizer(cfg: TrainConfig, derived: Derived, base_lr: float) -> optax.GradientTransformation:
+def _optimizer(cfg: TrainConfig, derived: Derived, base_lr: jax.Array | float) -> optax.GradientTransformation:
     d = cfg.dqn
     lr: float | optax.Schedule = base_lr  # a constant rate as a float: the optimizer's state stays as it was
     if d.lr_schedule == "linear":
@@ -184,7 +198,7 @@ def available_host_memory() -> int | None:
     return min(found) if found else None
 
 
-def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> None:
+def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, members: int = 1) -> None:
     """Refuse a CPU run whose seeds cannot fit in host memory, before anything is allocated or written.
 
     The compiled program holds every seed's state at once, so 100 million
@@ -192,16 +206,17 @@ def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture) -> Non
     front is kinder.  The estimate is a lower bound (one copy of the state;
     the chunk donates it).  Accelerators keep the state in their own memory,
     which XLA reports itself when it runs out.  MTDQN_SKIP_MEMORY_CHECK=1
-    skips the check.
+    skips the check.  ``members``: a sweep's settings, each with the seeds.
     """
     if os.environ.get("MTDQN_SKIP_MEMORY_CHECK", "") in ("1", "true") or jax.default_backend() != "cpu":
         return
     available = available_host_memory()
     per_seed = state_bytes_per_seed(cfg, task_set, arch)
-    needed = cfg.seeds * per_seed
+    needed = members * cfg.seeds * per_seed
+    what = f"--seeds {cfg.seeds:,}" if members == 1 else f"--sweep's {members:,} settings x --seeds {cfg.seeds:,}"
     if available is not None and needed > available:
         raise InsufficientResources(
-            f"--seeds {cfg.seeds:,} need at least {needed / 1e9:,.1f} GB for replay and learner state "
+            f"{what} need at least {needed / 1e9:,.1f} GB for replay and learner state "
             f"({per_seed / 1e6:,.1f} MB per seed); this machine has {available / 1e9:,.1f} GB available: use "
             "fewer seeds or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips this check)"
         )

@@ -49,11 +49,11 @@ class CompiledChunks:
         state = self.trainer.init(keys)
         t0 = time.perf_counter()
         # Lowered on the fresh state, so a resumed run runs the very same program.
-        self.compiled = self.trainer.run_chunk.lower(state, jnp.int32(0)).compile()
+        self.compiled = self.trainer.chunk.lower(state, self.trainer.hypers, jnp.int32(0)).compile()
         return state, time.perf_counter() - t0
 
     def __call__(self, state: Any, start_iter: int) -> tuple[Any, dict[str, Any]]:
-        return self.compiled(state, jnp.int32(start_iter))
+        return self.compiled(state, self.trainer.hypers, jnp.int32(start_iter))
 
     def close(self) -> None:
         pass
@@ -64,7 +64,6 @@ def make_runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
     if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
         from mtdqn.train.host_loop import make_host_trainer  # imported late: gymnasium and ale-py are slow
 
-        trainer = make_host_trainer(agent)
-        return trainer, trainer.run_chunk
+        return make_host_trainer(agent)
     trainer = make_trainer(agent, devices)
     return trainer, CompiledChunks(trainer)

@@ -29,7 +29,7 @@ from mtdqn.train.chunks import ChunkRunner
 from mtdqn.train.early_stop import EarlyStopping
 from mtdqn.train.loop import Trainer, seed_keys
 
-__all__ = ["Schedule", "StartFrom", "Trained", "drive", "kept_as"]
+__all__ = ["Schedule", "StartFrom", "Trained", "drive", "kept_as", "check_finite", "greedy_rows"]
 
 # (agent, a new run's fresh state) -> (its starting state, a JSON record of that start): see train().
 StartFrom = Callable[[Agent, Any], tuple[Any, dict[str, Any]]]
@@ -142,7 +142,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 state, m = runner(state, chunk * agent.derived.iters_per_chunk)
                 m = jax.tree.map(np.asarray, m)
                 step = (chunk + 1) * schedule.steps_per_chunk
-                _check_finite(trainer, m, step, last_good)
+                check_finite(trainer, m, step, last_good)
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
                 new.experts.extend({**row, "step": step} for row in experts(state))
@@ -151,7 +151,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 if schedule.eval_chunks and ((chunk + 1) % schedule.eval_chunks == 0 and not last
                                              or last and options.keep_best):
                     t_eval = time.perf_counter()
-                    rows = _greedy_rows(agent, state.params, options.eval_episodes, step)
+                    rows = greedy_rows(agent, state.params, options.eval_episodes, step)
                     new.evals.extend(rows)
                     if not last:  # the final state's probe is the end of run's (summary.finish)
                         probe = probe or _gradient_probe(trainer)
@@ -195,7 +195,7 @@ def _expert_probe(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
     return diagnostics.expert_probe(trainer) or (lambda state: [])
 
 
-def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:
+def check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:
     """Raise before anything of a chunk with a non-finite loss or Q-value is written."""
     bad = ~np.isfinite(m["max_abs_loss"]) | ~np.isfinite(m["q_mean"])
     if bad.any():
@@ -209,7 +209,7 @@ def _check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_go
         )
 
 
-def _greedy_rows(agent: Agent, params: Any, episodes: int, step: int) -> list[dict[str, Any]]:
+def greedy_rows(agent: Agent, params: Any, episodes: int, step: int) -> list[dict[str, Any]]:
     """A greedy evaluation during training of every seed at step ``step``, as rows of ``evals.parquet``."""
     returns = evaluate_params(agent, params, eval_seed(agent.cfg.seed, EvalStream.DURING_TRAINING), episodes,
                               eps=0.0, step=step)

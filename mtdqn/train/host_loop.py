@@ -31,6 +31,7 @@ from mtdqn.tasks import EnvStep, obs_dtype
 from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
 from mtdqn.train.affinity import measures_affinity
 from mtdqn.train.agent import Agent, TrainState
+from mtdqn.train.hypers import stack_hypers
 from mtdqn.train.loop import Trainer, fresh_state, split_root, summarize_chunk
 from mtdqn.train.step import (
     act, empty_update_metrics, epsilon, record_transition, split_env_step_key, split_iteration_key, update,
@@ -139,8 +140,9 @@ class HostChunk:
             self.envs = None
 
 
-def make_host_trainer(agent: Agent) -> Trainer:
-    """A :class:`Trainer` for gym: tasks: a pure ``init`` (checkpoint templates) and a
-    :class:`HostChunk` as ``run_chunk``."""
+def make_host_trainer(agent: Agent) -> tuple[Trainer, HostChunk]:
+    """A :class:`Trainer` for gym: tasks (a pure ``init``, for checkpoint templates; its ``chunk`` steps the
+    host envs with the config's hyperparameters) and the :class:`HostChunk` behind it, the run's runner."""
     chunk = HostChunk(agent)
-    return Trainer(agent, chunk.init, chunk)
+    return Trainer(agent, chunk.init, lambda state, _hypers, start: chunk(state, start),
+                   stack_hypers([agent.hypers] * len(agent.seeds))), chunk

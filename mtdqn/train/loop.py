@@ -10,21 +10,23 @@ runs the same compiled function.  The seed axis is split over local devices
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from mtdqn.devices import over_seeds
+from mtdqn.devices import Population, over_members, over_seeds, population_layout
 from mtdqn.networks import init_params
 from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
 from mtdqn.train.agent import Agent, TrainState
+from mtdqn.train.hypers import Hypers, stack_hypers
 from mtdqn.train.step import iteration
 from mtdqn.value_norm import popart_init
 
-__all__ = ["Trainer", "RootKeys", "split_root", "make_trainer", "init_state", "fresh_state", "seed_keys",
-           "summarize_chunk"]
+__all__ = ["Trainer", "RootKeys", "split_root", "make_trainer", "make_population_trainer", "population_keys",
+           "init_state", "fresh_state", "seed_keys", "summarize_chunk"]
 
 
 def seed_keys(seeds: list[int]) -> jax.Array:
@@ -107,23 +109,60 @@ def _affinity_summary(per_iter: dict[str, jax.Array]) -> dict[str, jax.Array]:
 class Trainer(NamedTuple):
     agent: Agent
     init: Callable[[jax.Array], TrainState]  # (seeds, 2) keys -> batched state
-    run_chunk: Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]
+    chunk: Callable[[TrainState, Hypers, Any], tuple[TrainState, dict[str, jax.Array]]]  # jitted, hypers traced
+    hypers: Hypers  # each seed's (population entry's) hyperparameters, leading axis the seed
     devices: int = 1  # local devices the seed axis is split over
+    population: Population | None = None  # a sweep's layout (None: the agent's seeds)
+
+    def run_chunk(self, state: TrainState, start: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One logging window of every seed from iteration ``start``, with the trainer's hyperparameters."""
+        return self.chunk(state, self.hypers, start)
+
+
+def _one_seed_chunk(agent: Agent) -> Callable[[TrainState, Hypers, jax.Array], tuple[TrainState, dict]]:
+    """The algorithm: one seed's logging window, a ``lax.scan`` of :func:`iteration` with its hyperparameters."""
+    n = agent.derived.iters_per_chunk
+
+    def chunk(state: TrainState, hp: Hypers, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        ts = start + jnp.arange(n, dtype=jnp.int32)
+        state, per_iter = jax.lax.scan(lambda s, t: iteration(agent, s, t, hp), state, ts)
+        return state, summarize_chunk(per_iter)
+
+    return chunk
 
 
 def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
     """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``.
 
-    One seed's chunk is the algorithm (a ``lax.scan`` of :func:`iteration`);
+    One seed's chunk is the algorithm (:func:`_one_seed_chunk`), its
+    hyperparameters passed as traced values like a sweep member's;
     :func:`mtdqn.devices.over_seeds` lays it out over the seeds and local
     devices (``devices``, 0: as many as the seeds can use).
     """
-    n = agent.derived.iters_per_chunk
+    init, run_chunk, n_devices = over_seeds(lambda k: init_state(agent, k), _one_seed_chunk(agent),
+                                            len(agent.seeds), devices)
+    return Trainer(agent, init, run_chunk, stack_hypers([agent.hypers] * len(agent.seeds)), n_devices)
 
-    def chunk(state: TrainState, start: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        ts = start + jnp.arange(n, dtype=jnp.int32)
-        state, per_iter = jax.lax.scan(lambda s, t: iteration(agent, s, t), state, ts)
-        return state, summarize_chunk(per_iter)
 
-    init, run_chunk, n_devices = over_seeds(lambda k: init_state(agent, k), chunk, len(agent.seeds), devices)
-    return Trainer(agent, init, run_chunk, n_devices)
+def make_population_trainer(agent: Agent, member_hypers: Sequence[Hypers], devices: int = 0) -> Trainer:
+    """One compiled program for a sweep: every member (``member_hypers``) with the agent's seeds.
+
+    ``devices`` is a member's run alone's choice; the layout
+    (:func:`mtdqn.devices.population_layout`) keeps its blocks, so a member's
+    numbers are its run alone's bit for bit.  ``init`` takes
+    :func:`population_keys`; state and metrics hold every entry of the
+    population axis, dummies included (``population.member_entries``).
+    """
+    layout = population_layout(len(member_hypers), len(agent.seeds), devices)
+    init, run_chunk = over_members(lambda k: init_state(agent, k), _one_seed_chunk(agent), layout)
+    entry_member = np.minimum(np.arange(layout.size) // layout.per_member, layout.members - 1)  # dummies: any
+    hypers = stack_hypers([member_hypers[m] for m in entry_member])
+    return Trainer(agent, init, run_chunk, hypers, layout.devices, layout)
+
+
+def population_keys(seeds: list[int], layout: Population) -> jax.Array:
+    """Root keys of every population entry: each member its seeds' keys, the dummies keys of their own."""
+    dummies = jax.random.split(jax.random.PRNGKey(2**31 - 1), layout.size)
+    member = jnp.concatenate([seed_keys(seeds), dummies[: layout.per_member - len(seeds)]])
+    keys = jnp.concatenate([member] * layout.members)
+    return jnp.concatenate([keys, dummies[: layout.size - len(keys)]])

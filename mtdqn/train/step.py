@@ -23,6 +23,7 @@ from mtdqn.strategies.base import task_gram, tree_weighted_sum
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
 from mtdqn.train.agent import Agent, TrainState, learning_rate
+from mtdqn.train.hypers import Hypers
 from mtdqn.value_norm import popart_step, unnormalize
 
 __all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "sample_batch",
@@ -49,11 +50,14 @@ def split_env_step_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return k_act, k_step
 
 
-def epsilon(agent: Agent, t: jax.Array) -> jax.Array:
-    """Linear epsilon schedule over ``eps_fraction`` of the run's iterations."""
-    d = agent.cfg.dqn
-    frac = jnp.clip(t / agent.derived.eps_decay_iters, 0.0, 1.0)
-    return d.eps_start + frac * (d.eps_end - d.eps_start)
+def epsilon(agent: Agent, t: jax.Array, hp: Hypers | None = None) -> jax.Array:
+    """Linear epsilon schedule over ``eps_fraction`` of the run's iterations.
+
+    ``hp``: the traced hyperparameters of the compiled loop; None: the config's own (here, and in every function
+    below that takes them)."""
+    hp = agent.hypers if hp is None else hp
+    frac = jnp.clip(t / hp.eps_decay_iters, 0.0, 1.0)
+    return hp.eps_start + frac * (hp.eps_end - hp.eps_start)
 
 
 def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Array) -> jax.Array:
@@ -67,26 +71,27 @@ def act(agent: Agent, params: Any, obs: jax.Array, key: jax.Array, eps: jax.Arra
     return jnp.where(explore, random_actions, greedy).astype(jnp.int32)
 
 
-def sample_batch(agent: Agent, state: TrainState, key: jax.Array) -> tuple[Transition, jax.Array]:
+def sample_batch(agent: Agent, state: TrainState, key: jax.Array,
+                 hp: Hypers | None = None) -> tuple[Transition, jax.Array]:
     """A mixed-task batch and its discounts d_t (tasks, batch): the task's gamma, 0 at termination (truncation
     bootstraps); with ``--n-step`` n > 1, n-step transitions and gamma^steps (:func:`replay_sample_n_step`)."""
     d = agent.cfg.dqn
+    hp = agent.hypers if hp is None else hp
     if d.n_step > 1:
-        gammas = jnp.asarray(agent.gammas, jnp.float32)
-        return replay_sample_n_step(state.replay, key, d.batch_size, d.n_step, agent.cfg.num_envs, gammas)
+        return replay_sample_n_step(state.replay, key, d.batch_size, d.n_step, agent.cfg.num_envs, hp.gammas)
     batch = replay_sample(state.replay, key, d.batch_size)
-    return batch, one_step_discounts(agent, batch)
+    return batch, one_step_discounts(agent, batch, hp)
 
 
-def one_step_discounts(agent: Agent, batch: Transition) -> jax.Array:
+def one_step_discounts(agent: Agent, batch: Transition, hp: Hypers | None = None) -> jax.Array:
     """d_t (tasks, batch) of 1-step transitions: each task's gamma, 0 where the transition terminated."""
-    gammas = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1)
+    gammas = (agent.hypers if hp is None else hp).gammas[:, None]  # (tasks, 1)
     return gammas * (1.0 - batch.terminated.astype(jnp.float32))
 
 
 def td_targets(agent: Agent, state: TrainState, batch: Transition, d_t: jax.Array | None = None) -> jax.Array:
     """TD targets (tasks, batch) from the target network, with the discounts of :func:`sample_batch` (None:
-    ``batch`` holds 1-step transitions, :func:`one_step_discounts`)."""
+    ``batch`` holds 1-step transitions with the config's gammas, :func:`one_step_discounts`)."""
     if d_t is None:
         d_t = one_step_discounts(agent, batch)
     q_t_target = q_values(agent.arch, state.target_params, batch.next_obs)
@@ -141,13 +146,13 @@ def task_affinity(agent: Agent, params: Any, batch: Transition, targets: jax.Arr
 
 
 def _affinity_metrics(agent: Agent, state: TrainState, batch: Transition, targets: jax.Array, g_trained: Any,
-                      dropout_key: jax.Array, measure: jax.Array | bool) -> dict[str, jax.Array]:
+                      dropout_key: jax.Array, measure: jax.Array | bool, hp: Hypers) -> dict[str, jax.Array]:
     """The update's affinity measurement when ``measure`` (zeros else), with the rate this update applies.
 
     ``measure`` is un-batched over seeds (:func:`mtdqn.train.affinity.measures_affinity`), so the
     ``lax.cond`` stays a branch under vmap: an update that does not measure skips the forward passes.
     Frozen shared leaves have a zero gradient here, so they do not move in the lookahead either."""
-    lr = learning_rate(agent.cfg, agent.derived, agent.cfg.dqn.lr)(state.updates)  # --lr's schedule, this update
+    lr = learning_rate(agent.cfg, agent.derived, hp.lr)(state.updates)  # --lr's schedule, this update
     t = agent.num_tasks
     z = jax.lax.cond(measure, lambda: task_affinity(agent, state.params, batch, targets, g_trained, lr, dropout_key),
                      lambda: jnp.zeros((t, t), jnp.float32))
@@ -195,16 +200,18 @@ def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
     return norms, cosine
 
 
-def update(agent: Agent, state: TrainState, key: jax.Array,
-           measure_affinity: jax.Array | bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
+def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: jax.Array | bool = False,
+           hp: Hypers | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """Sample a mixed-task batch, take per-task gradients, combine, step the optimizer.
 
     With ``--affinity-every`` set, the metrics also hold the lookahead affinity on this update's batch and
-    targets when ``measure_affinity`` (zeros and a 0 flag else)."""
+    targets when ``measure_affinity`` (zeros and a 0 flag else).  ``hp``: the traced hyperparameters (lr, the
+    gammas, tau); None: the config's own."""
+    hp = agent.hypers if hp is None else hp
     # Three named keys; with JAX's partitionable Threefry (the default) split(key, 3)[:2] == split(key, 2), so
     # the batch and strategy keys, and every number of a run without dropout, are those of the two-way split.
     k_sample, k_strategy, k_dropout = jax.random.split(key, 3)
-    batch, d_t = sample_batch(agent, state, k_sample)
+    batch, d_t = sample_batch(agent, state, k_sample, hp)
     targets = td_targets(agent, state, batch, d_t)
     if agent.cfg.value_norm == "popart":  # new statistics, heads rescaled to preserve Q, normalized targets
         value_norm, params, target_params, targets = popart_step(
@@ -224,11 +231,11 @@ def update(agent: Agent, state: TrainState, key: jax.Array,
     )
     combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)
-    updates, opt_state = agent.optimizer.update(grads, state.opt_state, state.params)
+    updates, opt_state = agent.optimizer_at(hp.lr).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     n_updates = state.updates + 1
     refresh = (n_updates % agent.cfg.dqn.target_update_every) == 0
-    tau = agent.cfg.dqn.tau
+    tau = hp.tau
     target_params = jax.tree.map(
         lambda new, old: jnp.where(refresh, tau * new + (1.0 - tau) * old, old), params, state.target_params
     )
@@ -246,7 +253,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array,
         "conflict": jnp.broadcast_to(cosine < 0, (agent.num_tasks, agent.num_tasks)).astype(jnp.float32),
     }
     if agent.cfg.affinity_every:  # measured before the step, at the parameters the gradients were taken at
-        metrics |= _affinity_metrics(agent, state, batch, targets, g_trained, k_dropout, measure_affinity)
+        metrics |= _affinity_metrics(agent, state, batch, targets, g_trained, k_dropout, measure_affinity, hp)
     new_state = state.replace(
         params=params, target_params=target_params, opt_state=opt_state,
         strategy_state=strategy_state, updates=n_updates,
@@ -296,20 +303,23 @@ def env_step(agent: Agent, state: TrainState, key: jax.Array, eps: jax.Array) ->
     return record_transition(agent, state.replace(env_states=env_states), actions, out)
 
 
-def iteration(agent: Agent, state: TrainState, t: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+def iteration(agent: Agent, state: TrainState, t: jax.Array,
+              hp: Hypers | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One vector step of all tasks, then an update when due.
 
     ``t`` is the global iteration index passed in un-batched (the same for all
     vmapped seeds), so the update condition stays a real branch under vmap.
+    ``hp``: the seed's traced hyperparameters (:mod:`mtdqn.train.hypers`).
     """
+    hp = agent.hypers if hp is None else hp
     keys = split_iteration_key(state.key)
     state = state.replace(key=keys.carry)
-    eps = epsilon(agent, t)
+    eps = epsilon(agent, t, hp)
     state, stats = env_step(agent, state, keys.env, eps)
     due = (t >= agent.derived.learning_starts_iters) & (t % agent.derived.train_every_iters == 0)
     state, metrics = jax.lax.cond(
         due,
-        lambda s: update(agent, s, keys.update, measures_affinity(agent.derived, agent.cfg.affinity_every, t)),
+        lambda s: update(agent, s, keys.update, measures_affinity(agent.derived, agent.cfg.affinity_every, t), hp),
         lambda s: (s, empty_update_metrics(agent)),
         state,
     )

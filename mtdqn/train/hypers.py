@@ -1,0 +1,55 @@
+"""The numbers of a run that enter the compiled loop as traced values: what a population sweep varies.
+
+PureJaxRL's observation: a hyperparameter that is only a number in the
+update can be an argument of the training function instead of a constant in
+it, and then one compiled program trains many settings.  :class:`Hypers`
+holds those numbers; the compiled loop receives them beside the state, one
+per seed (a sweep's members each their own), and every run passes them, so a
+run trained alone and the same setting inside a sweep are the same program
+per seed (``tests/test_sweep.py`` checks they agree bit for bit).  They are
+config, not state: checkpoints do not hold them, so runs made before sweeps
+existed still load.
+
+What cannot be a traced value compiles separately: widths, sharing, batch
+and buffer sizes, the tasks, the optimizer's kind, anything that changes a
+shape or a branch (:data:`mtdqn.sweepspec.SWEEPABLE` lists what may be swept).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from mtdqn.config import TrainConfig, derive
+from mtdqn.tasks import make_task_set
+
+__all__ = ["Hypers", "hypers_of", "stack_hypers"]
+
+
+class Hypers(NamedTuple):
+    """One seed's traced hyperparameters (a pytree; the compiled loop vmaps it with the state)."""
+
+    lr: jax.Array  # () --lr: the base rate --lr-schedule scales
+    gammas: jax.Array  # (tasks,) each task's discount: its spec's gamma=, else --gamma
+    tau: jax.Array  # () target update rate
+    eps_start: jax.Array  # ()
+    eps_end: jax.Array  # ()
+    eps_decay_iters: jax.Array  # () iterations of the linear epsilon decay (--eps-fraction of the run), as a float
+
+
+def hypers_of(cfg: TrainConfig) -> Hypers:
+    """The config's own values as float32 arrays (host side: numpy)."""
+    d = cfg.dqn
+    tasks = make_task_set(cfg.tasks).tasks
+    f32 = np.float32
+    return Hypers(
+        lr=f32(d.lr), gammas=np.asarray([t.discount(d.gamma) for t in tasks], f32), tau=f32(d.tau),
+        eps_start=f32(d.eps_start), eps_end=f32(d.eps_end), eps_decay_iters=f32(derive(cfg).eps_decay_iters),
+    )
+
+
+def stack_hypers(each: Sequence[Hypers]) -> Hypers:
+    """Per-seed hypers stacked on a leading axis: what the compiled loop's seed (or population) axis takes."""
+    return Hypers(*(np.stack(values) for values in zip(*each)))

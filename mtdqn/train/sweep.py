@@ -1,0 +1,186 @@
+"""`mtdqn train --sweep lr=1e-4,3e-4 --sweep gamma=0.98,0.99`: every combination x the seeds in one compiled program.
+
+The swept options only enter :class:`~mtdqn.train.hypers.Hypers`, so the
+members share one program (:func:`mtdqn.train.loop.make_population_trainer`)
+and each computes exactly as its run alone.  The directory holds
+``sweep.json``, the population's checkpoint (``checkpoints/``: what resumes
+the sweep, atomically for all members) and one ordinary run directory per
+member (``lr=0.0001,gamma=0.98/``: its config is the member's own, so
+``report``, ``evaluate``, ``load_agent`` and a study's bookkeeping read it as
+the same run trained alone).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
+from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict
+from mtdqn.errors import ConfigError
+from mtdqn.io import provenance, write_json
+from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
+from mtdqn.runoptions import RunOptions, resolve
+from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs
+from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
+from mtdqn.train.chunks import CompiledChunks
+from mtdqn.train.drive import Schedule, Trained, check_finite, greedy_rows
+from mtdqn.train.loop import Trainer, make_population_trainer, population_keys
+from mtdqn.train.run import RunResult
+from mtdqn.train.summary import finish
+
+__all__ = ["train_sweep"]
+
+def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir: Path, *, resume: bool = False,
+                force: bool = False, progress: bool = True, announce: Callable[[str], None] | None = None,
+                **given: Any) -> list[RunResult]:
+    """Train every member of ``sweep`` over ``cfg`` with ``cfg``'s seeds as one compiled program.
+
+    Writes ``out_dir`` (module docstring) and returns each member's result.
+    Checks everything (each member's config, the population's memory)
+    before anything is written.  ``given``: run options as for
+    :func:`mtdqn.train.run.train`; early stopping and keep-best are per run
+    and not offered here.
+    """
+    sweep = check_sweep(sweep)
+    members = member_configs(cfg, sweep)
+    if not resume:
+        for _, member in members:
+            check_new_run(member)
+            check_train_budget(member)
+    agents = [make_agent(member) for _, member in members]  # validates every member's values
+    agent = agents[0]  # the structure all members share
+    if agent.task_set.backend == "gymnasium":
+        raise ConfigError("--sweep needs tasks the compiled loop steps; gym: tasks step on the host, one run each")
+    check_memory(cfg, agent.task_set, agent.arch, members=len(members))
+    if announce is not None:
+        announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
+    out_dir = Path(out_dir)
+    verified = verify_checkpoint(out_dir, cfg) if resume else None
+    options = resolve(given, RunOptions.from_record(verified) if resume else None)
+    if options.patience or options.keep_best:
+        raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
+                          "to the end (give --eval-every to see their progress)")
+    trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)
+    options = dataclasses.replace(options, devices=trainer.devices)
+    runs = [RunDir(out_dir / label) for label, _ in members]
+    ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, population_keys(agent.seeds, trainer.population)))
+    RunDir(out_dir).check_space(ckpt_bytes * 2)
+    _write_records(out_dir, cfg, sweep, members, agents, runs, options, resume, force)
+    t_start = time.perf_counter()
+    schedule = Schedule.of(agent, options)
+    trained = _drive(trainer, cfg, agents, runs, out_dir, options, schedule, verified, progress)
+    results = []
+    for (state, tables), member_agent, run_dir in zip(trained.members, agents, runs):
+        one = Trained(state, tables, trained.compile_s, trained.loop_s, trained.first_chunk, schedule.num_chunks,
+                      None)
+        member_trainer = Trainer(member_agent, trainer.init, trainer.chunk, trainer.hypers, trainer.devices)
+        if trained.first_chunk < schedule.num_chunks or run_dir.checkpoint_id() is None:  # never the live one
+            save_checkpoint(run_dir.path, member_agent.cfg, state, schedule.num_chunks, options.record())
+        summary, frame = finish(member_trainer, run_dir, options, schedule, one, t_start,
+                                {"sweep": {"dir": str(out_dir), "members": len(members)}})
+        results.append(RunResult(run_dir.path, summary, frame, state))
+    return results
+
+
+def _write_records(out_dir: Path, cfg: TrainConfig, sweep: dict, members: list, agents: list[Agent],
+                   runs: list[RunDir], options: RunOptions, resume: bool, force: bool) -> None:
+    """sweep.json and each member's config.json (as its run alone writes it)."""
+    if not resume and is_sweep(out_dir) and not force:
+        raise ConfigError(f"{out_dir} already holds a sweep; use --resume to continue it or --force to overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg),
+                                      "sweep": {k: list(v) for k, v in sweep.items()},
+                                      "members": [label for label, _ in members], **provenance(), **options.record()})
+    for (_, member), agent, run_dir in zip(members, agents, runs):
+        if resume:
+            run_dir.update_record({**run_dir.require_run(), **options.record()})
+        else:
+            run_dir.create({"config": config_to_dict(member), "config_hash": config_hash(member), **provenance(),
+                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
+
+
+@dataclasses.dataclass
+class _SweepTrained:
+    """What the sweep's loop leaves for each member's :func:`~mtdqn.train.summary.finish`."""
+
+    members: list[tuple[Any, Tables]]  # each member's final state (its real seeds) and its tables
+    compile_s: float
+    loop_s: float
+    first_chunk: int
+
+
+def _real_entries(trainer: Trainer) -> np.ndarray:
+    layout = trainer.population
+    return np.concatenate([layout.member_entries(m) for m in range(layout.members)])
+
+
+def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[RunDir], out_dir: Path,
+           options: RunOptions, schedule: Schedule, verified: dict | None, progress: bool) -> _SweepTrained:
+    """The population's chunks; after each, every member's rows, evaluations and TensorBoard events written to
+    its own directory, and the population (``cfg``: the sweep's base config) checkpointed on the schedule."""
+    agent, layout = trainer.agent, trainer.population
+    runner = CompiledChunks(trainer)
+    state, compile_s = runner.start(population_keys(agent.seeds, layout))
+    real = _real_entries(trainer)
+    first_chunk = 0
+    tables = [Tables.empty() for _ in runs]
+    if verified is not None:
+        template = jax.tree.map(lambda x: x[real], state)
+        saved, meta = load_checkpoint(out_dir, cfg, template, verified)
+        state = jax.tree.map(lambda full, part: jax.device_put(full.at[real].set(part), full.sharding), state, saved)
+        first_chunk = meta["chunk"]
+        tables = [run.tables_until(first_chunk * schedule.steps_per_chunk) for run in runs]
+    has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
+    purge = first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None
+    writers = [run.tensorboard(purge_step=purge) for run in runs]
+    t_loop, eval_s = time.perf_counter(), 0.0
+    try:
+        for chunk in range(first_chunk, schedule.num_chunks):
+            state, m = runner(state, chunk * agent.derived.iters_per_chunk)
+            m = jax.tree.map(np.asarray, m)
+            step = (chunk + 1) * schedule.steps_per_chunk
+            last = chunk + 1 == schedule.num_chunks
+            evaluate = schedule.eval_chunks and (chunk + 1) % schedule.eval_chunks == 0 and not last
+            for i, (member_agent, run, writer) in enumerate(zip(agents, runs, writers)):
+                entries = layout.member_entries(i)
+                params = jax.tree.map(lambda x: x[entries], state.params) if evaluate else None
+                eval_s += _write_member_chunk(trainer, member_agent, run, writer, tables[i],
+                                              jax.tree.map(lambda x: x[entries], m), params, step, has_shared,
+                                              options.eval_episodes)
+            if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
+                save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
+                                options.record())
+            if progress:
+                print(f"sweep: {step:,}/{agent.derived.env_steps:,} steps", flush=True)
+        jax.block_until_ready(state)
+    finally:
+        for writer in writers:
+            writer.close()
+    loop_s = time.perf_counter() - t_loop - eval_s
+    if first_chunk < schedule.num_chunks:
+        save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), schedule.num_chunks,
+                        options.record())
+    members = [(jax.tree.map(lambda x: x[layout.member_entries(i)], state), t) for i, t in enumerate(tables)]
+    return _SweepTrained(members, compile_s, loop_s, first_chunk)
+
+
+def _write_member_chunk(trainer: Trainer, agent: Agent, run: RunDir, writer: Any, tables: Tables,
+                        m: dict[str, np.ndarray], params: Any, step: int, has_shared: bool, episodes: int) -> float:
+    """One member's chunk, as its run alone writes it: checked, its rows (and a greedy evaluation of
+    ``params`` unless None) appended to ``tables`` and written; the seconds the evaluation took."""
+    check_finite(Trainer(agent, trainer.init, trainer.chunk, trainer.hypers), m, step, None)
+    new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+    t_eval = time.perf_counter()
+    if params is not None:
+        new.evals.extend(greedy_rows(agent, params, episodes, step))
+    eval_s = time.perf_counter() - t_eval
+    tables.extend(new)
+    write_tensorboard(writer, new, step)
+    run.write_tables(tables)
+    return eval_s

@@ -1,0 +1,211 @@
+"""Population sweeps: numeric hyperparameters as traced values, many settings in one compiled program."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+from mtdqn.devices import population_layout
+from mtdqn.train.agent import make_agent
+from mtdqn.train.loop import make_population_trainer, make_trainer, population_keys, seed_keys
+
+SMALL = TrainConfig(
+    tasks=("CartPole-v1", "Acrobot-v1"), steps=400, seeds=2, log_every=200, num_envs=4,
+    network=NetworkConfig(hidden=(16,), adapter_width=8),
+    dqn=DQNConfig(buffer_size=64, learning_starts=100, batch_size=8, eps_fraction=0.5),
+)
+
+
+def _with(cfg: TrainConfig, **dqn) -> TrainConfig:
+    return dataclasses.replace(cfg, dqn=dataclasses.replace(cfg.dqn, **dqn))
+
+
+def _train(trainer, keys, chunks: int):
+    state = trainer.init(keys)
+    n = trainer.agent.derived.iters_per_chunk
+    for c in range(chunks):
+        state, metrics = trainer.run_chunk(state, jnp.int32(c * n))
+    return jax.tree.map(np.asarray, (state, metrics))
+
+
+@pytest.mark.parametrize("seeds, devices", [(2, 0), (3, 0), (2, 1)])
+def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
+    """Each member of a 3-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
+    same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them."""
+    base = dataclasses.replace(SMALL, seeds=seeds)
+    members = [_with(base, lr=1e-3), _with(base, lr=3e-4, gamma=0.9, tau=0.5),
+               _with(base, eps_start=0.5, eps_end=0.1, eps_fraction=0.2)]
+    agent = make_agent(base)
+    population = make_population_trainer(agent, [make_agent(m).hypers for m in members], devices)
+    layout = population.population
+    pop_state, pop_metrics = _train(population, population_keys(agent.seeds, layout), 2)
+    assert layout.members == 3 and layout.seeds == seeds
+    for m, cfg in enumerate(members):
+        alone = make_trainer(make_agent(cfg), devices)
+        state, metrics = _train(alone, seed_keys(alone.agent.seeds), 2)
+        mine = jax.tree.map(lambda x: x[layout.member_entries(m)], (pop_state, pop_metrics))
+        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path((state, metrics)), jax.tree.leaves(mine)):
+            np.testing.assert_array_equal(a, b, err_msg=f"member {m}: {jax.tree_util.keystr(path)}")
+    # the members did train differently: a member mixed up with another would fail above, and this says the
+    # hyperparameters reached the loop at all
+    first, second = (jax.tree.leaves(pop_state.params)[0][layout.member_entries(m)] for m in (0, 1))
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("members, seeds, devices, expected", [
+    (3, 2, 0, (2, 2, 1, 2, 6)),  # alone: 2 devices of 1 seed; 6 blocks over those 2 devices
+    (3, 3, 0, (3, 4, 2, 2, 12)),  # alone: 2 devices of 2 (one dummy); 6 blocks
+    (3, 1, 0, (1, 1, 1, 1, 3)),  # alone: 1 device; the 3 blocks take turns on it
+    (2, 2, 1, (2, 2, 2, 1, 4)),  # alone on one device: both seeds one block
+])
+def test_population_layout(members, seeds, devices, expected):
+    layout = population_layout(members, seeds, devices)
+    assert (layout.seeds, layout.per_member, layout.block, layout.devices, layout.size) == expected
+    assert layout.member_entries(members - 1).tolist() == [(members - 1) * layout.per_member + s
+                                                           for s in range(seeds)]
+
+
+# ---------------------------------------------------------------- `mtdqn train --sweep` and api.train(sweep=)
+
+ARGV = ["train", "--tasks", "CartPole-v1,Acrobot-v1", "--steps", "400", "--log-every", "200", "--seeds", "2",
+        "--hidden", "16", "--adapter-width", "8", "--buffer-size", "64", "--learning-starts", "100",
+        "--batch-size", "8", "--eval-episodes", "2", "--progress", "False"]
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    from mtdqn.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and not ln.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (["hidden=16,32"], "compile separately"),
+    (["batch_size=8,16"], "compile separately"),
+    (["sharing=1,2"], "compile separately"),
+    (["lr=fast,slow"], "values must be numbers"),
+    (["lrr=1e-3,1e-4"], "unknown option 'lrr'; did you mean 'lr'"),
+    (["lr"], "expected NAME=V1,V2"),
+    (["lr=1e-3,1e-3"], "distinct values"),
+    (["lr=1e-3", "lr=1e-4"], "given twice"),
+    (["lr=-1e-3,1e-3"], "--lr must be a finite number > 0"),
+    (["gamma=0.9,1.5"], "--gamma must be in"),
+])
+def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, sweep, message):
+    argv = [*ARGV, "--out", str(tmp_path / "s")]
+    for spec in sweep:
+        argv += ["--sweep", spec]
+    assert message in _cli_error(capsys, argv)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_sweep_that_does_not_fit_in_memory_is_refused_before_compiling(capsys, tmp_path, monkeypatch):
+    """The --seeds estimate, times the members: each run alone fits (2 seeds, 0.9 GB of replay), the 2 members
+    together do not, on a machine with 1.5 GB available."""
+    monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 1_500_000_000)
+    argv = [*ARGV, "--buffer-size", "4000000", "--sweep", "lr=1e-3,1e-4", "--out", str(tmp_path / "s")]
+    line = _cli_error(capsys, argv)
+    assert "--sweep's 2 settings x --seeds 2 need at least" in line
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A 2 x 2 sweep through the CLI, and the member lr=0.001,gamma=0.9 trained alone."""
+    from mtdqn.cli import main
+
+    root = tmp_path_factory.mktemp("sweep")
+    main([*ARGV, "--sweep", "lr=1e-3,3e-4", "--sweep", "gamma=0.9,0.99", "--out", str(root / "sweep"),
+          "--eval-every", "200"])
+    main([*ARGV, "--lr", "1e-3", "--gamma", "0.9", "--out", str(root / "alone"), "--eval-every", "200"])
+    return root
+
+
+def test_a_member_directory_is_its_run_alone(swept):
+    """The member's directory holds the run alone's config, metrics, evaluations and final weights exactly."""
+    from mtdqn.results import Run
+
+    member, alone = Run(swept / "sweep" / "lr=0.001,gamma=0.9"), Run(swept / "alone")
+    assert member.config == alone.config
+    assert member.summary["final_eval"] == alone.summary["final_eval"]
+    assert member.summary["final_score"] == alone.summary["final_score"]
+    for name in ("metrics.parquet", "evals.parquet"):
+        import pandas as pd
+
+        mine, theirs = pd.read_parquet(member.path / name), pd.read_parquet(alone.path / name)
+        pd.testing.assert_frame_equal(mine, theirs)
+    weights = [jax.tree.leaves(r.agent().params) for r in (member, alone)]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    record = json.loads((swept / "sweep" / "sweep.json").read_text())
+    assert record["members"] == ["lr=0.001,gamma=0.9", "lr=0.001,gamma=0.99", "lr=0.0003,gamma=0.9",
+                                 "lr=0.0003,gamma=0.99"]
+
+
+def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    """Killed right after the population's first checkpoint: --resume ends with every member's numbers of the
+    uninterrupted sweep, each member directory an ordinary finished run."""
+    import pandas as pd
+
+    from mtdqn.checkpoint import save_checkpoint
+    from mtdqn.cli import main
+    from mtdqn.results import Run
+
+    argv = [*ARGV, "--sweep", "lr=1e-3,3e-4", "--checkpoint-every", "200"]
+    main([*argv, "--out", str(tmp_path / "whole")])
+
+    def killed_after_saving(*args, **kwargs):
+        save_checkpoint(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mtdqn.train.sweep.save_checkpoint", killed_after_saving)
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "killed")])
+    monkeypatch.undo()
+    assert not (tmp_path / "killed" / "lr=0.001" / "summary.json").exists()
+    main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
+    for label in ("lr=0.001", "lr=0.0003"):
+        whole, resumed = Run(tmp_path / "whole" / label), Run(tmp_path / "killed" / label)
+        pd.testing.assert_frame_equal(pd.read_parquet(whole.path / "metrics.parquet"),
+                                      pd.read_parquet(resumed.path / "metrics.parquet"))
+        assert whole.summary["final_eval"] == resumed.summary["final_eval"]
+        for a, b in zip(jax.tree.leaves(whole.agent().params), jax.tree.leaves(resumed.agent().params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_python_api_takes_a_sweep(tmp_path):
+    """api.train(sweep={...}) returns one Run per member; a bad name is the CLI's one line."""
+    from mtdqn import api
+    from mtdqn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compile separately"):
+        api.train(("CartPole-v1",), steps=400, sweep={"hidden": [16, 32]}, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    runs = api.train(("CartPole-v1",), steps=400, seeds=1, log_every=200, hidden=(16,), buffer_size=64,
+                     learning_starts=100, batch_size=8, eval_episodes=2, progress=False,
+                     sweep={"tau": [0.5, 1.0]}, out=tmp_path / "s")
+    assert [r.path.name for r in runs] == ["tau=0.5", "tau=1"]
+    assert [r.config.dqn.tau for r in runs] == [0.5, 1.0]
+
+
+def test_the_sweep_spec_is_read_without_jax():
+    """The CLI reads a sweep before JAX starts (to plan the devices): parsing must not import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mtdqn.sweepspec import parse_sweep, member_configs\nfrom mtdqn.config import TrainConfig\n"
+            "sweep = parse_sweep(['lr=1e-4,3e-4', 'gamma=0.98,0.99'])\n"
+            "print([label for label, _ in member_configs(TrainConfig(), sweep)], 'jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ("['lr=0.0001,gamma=0.98', 'lr=0.0001,gamma=0.99', 'lr=0.0003,gamma=0.98', "
+                   "'lr=0.0003,gamma=0.99'] False")
