@@ -12,11 +12,6 @@ from pathlib import Path
 
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Most tests run small programs a few hundred iterations: XLA's optimization passes cost them more compile time
-# than they save (a cold TINY train(): 16.8 s optimized, 11.6 s not; the MiniGrid IMAGE config 58.5 s vs 26.1 s,
-# measured 2026-12-02), so the suite compiles without them; tests marked `optimized` (those that train long
-# enough to learn, 2x slower unoptimized) compile with them.  Set in the environment so CLI subprocesses agree.
-os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 
@@ -34,22 +29,6 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # copies it first.  They train helpers.TINY, so the suite compiles that training program once.
 
 import pytest  # noqa: E402
-
-UNOPTIMIZED = jax.config.read("jax_disable_most_optimizations")  # the suite's default (above), read at every compile
-
-
-@pytest.fixture(autouse=True)
-def _xla_optimizations(request):
-    """XLA's optimizations on for the tests marked `optimized`, as the suite's default says for the rest.
-    Session fixtures are built before this runs, so they always compile at the default."""
-    if request.node.get_closest_marker("optimized") is None:
-        yield
-        return
-    jax.config.update("jax_disable_most_optimizations", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", UNOPTIMIZED)
 
 
 @pytest.fixture(scope="session")
