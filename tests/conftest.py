@@ -113,3 +113,45 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     items.sort(key=lambda item: -COST.get(xdist_group(item), 0))  # stable: file order among the rest
+
+
+# ---------------------------------------------------------------- where the suite's time goes (opt-in)
+# MTDQN_TEST_PROFILE=FILE appends one JSON line per test phase: its wall time and the time JAX spent tracing,
+# lowering and compiling (a persistent-cache hit counts as a compile, a short one) in this process, with the
+# programs that took longest.  Subprocesses a test starts are not seen.  `python tests/profile_summary.py FILE`
+# sums it per test file.
+_PROFILE = os.environ.get("MTDQN_TEST_PROFILE")
+if _PROFILE:
+    import json
+    import time
+    from collections import defaultdict
+
+    from jax import monitoring
+
+    _EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "trace",
+               "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+               "/jax/core/compile/backend_compile_duration": "compile"}
+    _spent: dict = defaultdict(float)
+    _programs: list = []
+
+    def _on_duration(event: str, seconds: float, **kwargs) -> None:
+        kind = _EVENTS.get(event)
+        if kind:
+            _spent[kind] += seconds
+            _spent[kind + "_n"] += 1
+            if kind == "compile" and seconds > 0.5:
+                _programs.append((round(seconds, 2), kwargs.get("fun_name", "?")))
+
+    monitoring.register_event_duration_secs_listener(_on_duration)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        _spent.clear()
+        _programs.clear()
+        start = time.perf_counter()
+        yield
+        row = {"test": item.nodeid, "wall": round(time.perf_counter() - start, 3),
+               "pid": os.getpid(), **{k: round(v, 3) for k, v in _spent.items()},
+               "programs": sorted(_programs, reverse=True)[:8]}
+        with open(_PROFILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
