@@ -13,15 +13,19 @@ from pathlib import Path
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# The persistent compilation cache, exported so that the processes tests start (the CLI, Ray workers) read and
+# write the same one.  JAX_COMPILATION_CACHE_DIR (an empty folder) measures the suite as a fresh clone runs it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Two CPU devices, as the CLI gives a 2-core machine: multi-seed tests run their seeds sharded over both.
 jax.config.update("jax_num_cpu_devices", 2)
-# JAX_COMPILATION_CACHE_DIR (an empty folder) measures the suite as a fresh clone runs it.
-jax.config.update("jax_compilation_cache_dir",
-                  os.environ.get("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".jax_cache")))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 # ---------------------------------------------------------------- trained runs shared by the whole session

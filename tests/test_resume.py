@@ -35,10 +35,7 @@ TINY = [
 
 
 def _env() -> dict[str, str]:
-    return {
-        **os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise",
-        "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
-    }
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}  # conftest's compilation cache
 
 
 def _start(*args: str) -> subprocess.Popen:
