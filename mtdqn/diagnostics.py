@@ -26,13 +26,14 @@ of the curves it is read against.
 from __future__ import annotations
 
 import itertools
+from functools import partial
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtdqn.networks import init_params, torso_features
+from mtdqn.networks import Architecture, init_params, torso_features
 from mtdqn.networks.experts import expert_cosines, mixing_weights, orthonormalize, weight_entropy
 from mtdqn.networks.model import expert_outputs
 from mtdqn.train.agent import Agent, TrainState
@@ -57,26 +58,40 @@ def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return linear_cka(x, y)
 
 
+@partial(jax.jit, static_argnums=0)
+def _cka_features(arch: Architecture, params: Any, keys: jax.Array, probe: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Every seed's trunk features (seeds, tasks, n, ...) on its probe states, trained and at initialization.
+
+    One program for all seeds and both networks, keyed by the architecture alone (hashable, by value), so
+    every later run of the same network in this process reuses it: run op by op, the initialization and
+    forward pass are dozens of small programs each.
+    """
+
+    def one_seed(p: Any, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        tiled = jnp.broadcast_to(obs, (arch.num_tasks, *obs.shape))  # every task's adapter sees the same states
+        at_init = init_params(arch, split_root(key).params)  # as fresh_state does
+        return torso_features(arch, p, tiled), torso_features(arch, at_init, tiled)
+
+    return jax.vmap(one_seed)(params, keys, probe)
+
+
 def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> list[dict[str, Any]]:
-    """Per seed and task pair: linear CKA of trunk features, trained (``cka``) and at init (``cka_init``)."""
+    """Per seed and task pair: linear CKA of trunk features, trained (``cka``) and at init (``cka_init``).
+
+    The probe states are the first ``probe_per_task`` replay observations of each task (all seeds have
+    stepped alike, so their replays hold equally many).
+    """
     agent = trainer.agent
     names = agent.task_set.names
-    # Compiled once for all seeds: run op by op, the initialization and forward pass are dozens of small
-    # programs each, compiled on every run.
-    initialize = jax.jit(lambda key: init_params(agent.arch, split_root(key).params))  # as fresh_state does
-    features = jax.jit(lambda params, obs: torso_features(agent.arch, params, obs))
+    n = min(probe_per_task, int(np.min(state.replay.size)))
+    obs = state.replay.data.obs[:, :, :n]  # (seeds, tasks, n, ...)
+    probe = obs.reshape(obs.shape[0], -1, *obs.shape[3:])
+    feats, feats0 = map(np.asarray, _cka_features(agent.arch, state.params, seed_keys(agent.seeds), probe))
     rows = []
-    for s, key in enumerate(seed_keys(agent.seeds)):
-        params = jax.tree.map(lambda x: x[s], state.params)
-        size = int(state.replay.size[s])
-        probe = state.replay.data.obs[s, :, : min(size, probe_per_task)]  # (tasks, n, ...)
-        probe = probe.reshape(-1, *probe.shape[2:])
-        tiled = jnp.broadcast_to(probe, (agent.num_tasks, *probe.shape))
-        feats = np.asarray(features(params, tiled))
-        feats0 = np.asarray(features(initialize(key), tiled))
+    for s, seed in enumerate(agent.seeds):
         for a, b in itertools.combinations(range(len(names)), 2):
-            rows.append({"seed": agent.seeds[s], "task_a": names[a], "task_b": names[b],
-                         "cka": _linear_cka(feats[a], feats[b]), "cka_init": _linear_cka(feats0[a], feats0[b])})
+            rows.append({"seed": seed, "task_a": names[a], "task_b": names[b],
+                         "cka": _linear_cka(feats[s, a], feats[s, b]), "cka_init": _linear_cka(feats0[s, a], feats0[s, b])})
     return rows
 
 
