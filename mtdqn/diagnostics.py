@@ -91,7 +91,8 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
     for s, seed in enumerate(agent.seeds):
         for a, b in itertools.combinations(range(len(names)), 2):
             rows.append({"seed": seed, "task_a": names[a], "task_b": names[b],
-                         "cka": _linear_cka(feats[s, a], feats[s, b]), "cka_init": _linear_cka(feats0[s, a], feats0[s, b])})
+                         "cka": _linear_cka(feats[s, a], feats[s, b]),
+                         "cka_init": _linear_cka(feats0[s, a], feats0[s, b])})
     return rows
 
 
@@ -139,6 +140,13 @@ def _probe_one(agent: Agent, state: TrainState, key: jax.Array) -> tuple[jax.Arr
     return same.mean(0), between.mean(0), (same < 0).mean(0), (between < 0).mean(0)
 
 
+@partial(jax.jit, static_argnums=0)
+def _probe_all(agent: Agent, state: TrainState, keys: jax.Array) -> tuple[jax.Array, ...]:
+    """:func:`_probe_one` of every seed.  Module-level and keyed by the agent (as the evaluation is), so the
+    probes during training and the one at the end of a run are one compiled program."""
+    return jax.vmap(lambda st, k: _probe_one(agent, st, k))(state, keys)
+
+
 def gradient_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, Any]]] | None:
     """The gradient probe of ``trainer``'s runs as a function of a state, compiled once and reused (the drive
     loop probes at every evaluation, on the curve's schedule); None without a shared parameter (there is no
@@ -151,7 +159,6 @@ def gradient_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, An
     if not (agent.arch.adapter_shared or any(agent.arch.torso_shared)):
         return None
     keys = jnp.stack([jax.random.fold_in(k, PROBE_KEY) for k in seed_keys(agent.seeds)])
-    measure = jax.jit(jax.vmap(lambda st, k: _probe_one(agent, st, k)))
     names = agent.task_set.names
 
     def rows(state: TrainState) -> list[dict[str, Any]]:
@@ -159,7 +166,7 @@ def gradient_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, An
         if not any(bool(m) for m in jax.tree.leaves(shared_trains_now(agent, one_seed, int(state.updates[0])))):
             return []  # every shared parameter frozen: no gradient on it moves anything
         own = state.replace(env_states=())  # the envs play no part (the state holds only the real seeds)
-        same, between, same_neg, between_neg = map(np.asarray, measure(own, keys))
+        same, between, same_neg, between_neg = map(np.asarray, _probe_all(agent, own, keys))
         out = []
         for s, seed in enumerate(agent.seeds):
             out += [{"seed": seed, "task_a": t, "task_b": t, "cosine": float(same[s, i]),
@@ -192,6 +199,12 @@ def expert_measures(agent: Agent, state: TrainState, key: jax.Array) -> dict[str
             "cosine_raw": expert_cosines(raw)}
 
 
+@partial(jax.jit, static_argnums=0)
+def _expert_measures_all(agent: Agent, state: TrainState, keys: jax.Array) -> dict[str, jax.Array]:
+    """:func:`expert_measures` of every seed, one program per agent (after every chunk and at the end)."""
+    return jax.vmap(lambda st, k: expert_measures(agent, st, k))(state, keys)
+
+
 def expert_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, Any]]] | None:
     """The expert diagnostics of ``trainer``'s runs as a function of a state, compiled once, all seeds in one
     vmapped call; None without experts.  Each seed measures on its gradient probe's first minibatch (the
@@ -204,11 +217,11 @@ def expert_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, Any]
     if not agent.arch.experts:
         return None
     keys = jnp.stack([_probe_pairs(jax.random.fold_in(k, PROBE_KEY))[0, 0] for k in seed_keys(agent.seeds)])
-    measure = jax.jit(jax.vmap(lambda st, k: expert_measures(agent, st, k)))
     names = agent.task_set.names
 
     def rows(state: TrainState) -> list[dict[str, Any]]:
-        m = {name: np.asarray(v) for name, v in measure(state.replace(env_states=()), keys).items()}
+        measured = _expert_measures_all(agent, state.replace(env_states=()), keys)
+        m = {name: np.asarray(v) for name, v in measured.items()}
         return [{"seed": seed, "task": task, "expert": e, "weight": m["weight"][s, i, e],
                  "entropy": m["entropy"][s, i], "cosine": m["cosine"][s, i, e],
                  "cosine_raw": m["cosine_raw"][s, i, e]}
