@@ -119,6 +119,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -COST.get(xdist_group(item), 0))  # stable: file order among the rest
 
 
+def pytest_collection_finish(session):
+    """`make test` runs the tests marked `optimized` with XLA's optimization passes and the rest without
+    (JAX_DISABLE_MOST_OPTIMIZATIONS=1, the Makefile): one setting per process, never switched inside one."""
+    if jax.config.read("jax_disable_most_optimizations"):
+        needs = [item.nodeid for item in session.items if item.get_closest_marker("optimized")]
+        if needs:
+            pytest.exit(f"{len(needs)} selected tests are marked `optimized` (e.g. {needs[0]}): they need XLA's "
+                        "optimizations; unset JAX_DISABLE_MOST_OPTIMIZATIONS or add -m 'not optimized'",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 # ---------------------------------------------------------------- where the suite's time goes (opt-in)
 # MTDQN_TEST_PROFILE=FILE appends one JSON line per test phase: its wall time and the time JAX spent tracing,
 # lowering and compiling (a persistent-cache hit counts as a compile, a short one) in this process, with the

@@ -88,6 +88,7 @@ def test_return_ranges():
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_five_task_shared_agent_learns(tmp_path):
     """The preset's shared agent, all five tasks in one network, 8,000 steps per task, seeds 0 and 1 (~45 s).
 

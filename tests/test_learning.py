@@ -25,7 +25,7 @@ import pytest
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
 from mtdqn.train.run import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.optimized]  # real budgets: the optimized programs users run
 
 LEARNING_DQN = DQNConfig(
     lr=5e-4, lr_schedule="linear", tau=0.005, target_update_every=1, loss="mse", train_every=4,

@@ -191,6 +191,7 @@ _LECUN_DIGESTS = {("vector", "shared"): "16c3fce6f9e4638f", ("vector", "independ
                   ("image", "independent"): "1e20d5b8a1a0a53c", ("image", "conditioned"): "5d2b2cb130c119fd"}
 
 
+@pytest.mark.optimized  # the digests are of the optimized program's numbers
 @pytest.mark.parametrize("kind,sharing", list(_LECUN_DIGESTS))
 def test_default_init_is_bit_identical_to_before(kind, sharing):
     import hashlib

@@ -43,7 +43,7 @@ from mtdqn.studies.cell import CellConfig, OnEvent, run_cell, write_failed
 __all__ = ["RayBackend", "OBJECT_STORE_BYTES"]
 
 OBJECT_STORE_BYTES = 200 * 1024**2  # results are small dicts; don't reserve RAM a JAX worker needs
-_FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL")
+_FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_DISABLE_MOST_OPTIMIZATIONS", "XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL")
 
 
 def _remote_cell(cell: CellConfig, cell_dir: str, study_json: str) -> dict[str, Any]:
