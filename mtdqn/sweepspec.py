@@ -79,6 +79,13 @@ def is_sweep(out_dir: Path) -> bool:
 
 
 def read_sweep(out_dir: Path) -> tuple[TrainConfig, dict[str, tuple[float, ...]]]:
-    """The base config and the sweep of a sweep directory."""
+    """The base config and the sweep of a sweep directory, its names in the order given.
+
+    sweep.json's keys are sorted; the order lives in the member labels (``lr=0.001,gamma=0.9``), and it is
+    the order of the members (:func:`member_configs`), so of the population's entries in the checkpoint.
+    """
     record = read_json(Path(out_dir) / SWEEP_FILE)
-    return config_from_dict(record["config"]), check_sweep(record["sweep"])
+    sweep = record["sweep"]
+    members = record.get("members") or []
+    order = [part.partition("=")[0] for part in members[0].split(",")] if members else list(sweep)
+    return config_from_dict(record["config"]), check_sweep({name: sweep[name] for name in order})

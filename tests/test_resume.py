@@ -84,6 +84,12 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     common = [*TINY, "--progress", "False", "--eval-episodes", "2", "--eval-every", "400"]
     uninterrupted = _start("train", *common, "--out", str(whole))
+    # the victim starts once the uninterrupted run has compiled (trained, evaluated and checkpointed at step 400):
+    # it then reads every program from the persistent cache instead of compiling the same ones beside it
+    deadline = time.monotonic() + 300
+    while _latest_chunk(whole) < 2 and uninterrupted.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uninterrupted.poll() in (None, 0), uninterrupted.communicate()[1][-2000:]
     victim = _start("train", *common, "--out", str(killed))
     deadline = time.monotonic() + 90
     while _latest_chunk(killed) < 2 and victim.poll() is None and time.monotonic() < deadline:

@@ -22,6 +22,15 @@ SMALL = TrainConfig(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cli_threefry_lowering():
+    """The CLI's Threefry lowering (the same bits) for the programs compiled here too: the population program
+    the 2-seed bit-for-bit case compiles is then the one the CLI sweeps below read from the persistent cache."""
+    from mtdqn.devices import unroll_cpu_threefry
+
+    unroll_cpu_threefry()
+
+
 def _with(cfg: TrainConfig, **dqn) -> TrainConfig:
     return dataclasses.replace(cfg, dqn=dataclasses.replace(cfg.dqn, **dqn))
 
@@ -36,16 +45,17 @@ def _train(trainer, keys, chunks: int):
 
 @pytest.mark.parametrize("seeds, devices", [(2, 0), (3, 0), (2, 1)])
 def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
-    """Each member of a 3-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
-    same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them."""
+    """Each member of a 4-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
+    same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them.
+    Four members and SMALL's shapes: at 2 seeds the population program is the CLI sweeps' below (compiled once)."""
     base = dataclasses.replace(SMALL, seeds=seeds)
     members = [_with(base, lr=1e-3), _with(base, lr=3e-4, gamma=0.9, tau=0.5),
-               _with(base, eps_start=0.5, eps_end=0.1, eps_fraction=0.2)]
+               _with(base, eps_start=0.5, eps_end=0.1, eps_fraction=0.2), _with(base, lr=3e-3, gamma=0.95)]
     agent = make_agent(base)
     population = make_population_trainer(agent, [make_agent(m).hypers for m in members], devices)
     layout = population.population
     pop_state, pop_metrics = _train(population, population_keys(agent.seeds, layout), 2)
-    assert layout.members == 3 and layout.seeds == seeds
+    assert layout.members == 4 and layout.seeds == seeds
     for m, cfg in enumerate(members):
         alone = make_trainer(make_agent(cfg), devices)
         state, metrics = _train(alone, seed_keys(alone.agent.seeds), 2)
@@ -73,6 +83,8 @@ def test_population_layout(members, seeds, devices, expected):
 
 # ---------------------------------------------------------------- `mtdqn train --sweep` and api.train(sweep=)
 
+# SMALL as `mtdqn train` options.  Every sweep below has 4 members (2 x 2), so they and the 2-seed case above
+# share one population program.
 ARGV = ["train", "--tasks", "CartPole-v1,Acrobot-v1", "--steps", "400", "--log-every", "200", "--seeds", "2",
         "--hidden", "16", "--adapter-width", "8", "--buffer-size", "64", "--learning-starts", "100",
         "--batch-size", "8", "--eval-episodes", "2", "--progress", "False"]
@@ -161,7 +173,7 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     from mtdqn.cli import main
     from mtdqn.results import Run
 
-    argv = [*ARGV, "--sweep", "lr=1e-3,3e-4", "--checkpoint-every", "200"]
+    argv = [*ARGV, "--sweep", "lr=1e-3,3e-4", "--sweep", "gamma=0.9,0.99", "--checkpoint-every", "200"]
     main([*argv, "--out", str(tmp_path / "whole")])
 
     def killed_after_saving(*args, **kwargs):
@@ -172,9 +184,10 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         main([*argv, "--out", str(tmp_path / "killed")])
     monkeypatch.undo()
-    assert not (tmp_path / "killed" / "lr=0.001" / "summary.json").exists()
+    labels = ("lr=0.001,gamma=0.9", "lr=0.001,gamma=0.99", "lr=0.0003,gamma=0.9", "lr=0.0003,gamma=0.99")
+    assert not any((tmp_path / "killed" / label / "summary.json").exists() for label in labels)
     main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
-    for label in ("lr=0.001", "lr=0.0003"):
+    for label in labels:
         whole, resumed = Run(tmp_path / "whole" / label), Run(tmp_path / "killed" / label)
         pd.testing.assert_frame_equal(pd.read_parquet(whole.path / "metrics.parquet"),
                                       pd.read_parquet(resumed.path / "metrics.parquet"))
@@ -191,11 +204,12 @@ def test_the_python_api_takes_a_sweep(tmp_path):
     with pytest.raises(ConfigError, match="compile separately"):
         api.train(("CartPole-v1",), steps=400, sweep={"hidden": [16, 32]}, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
-    runs = api.train(("CartPole-v1",), steps=400, seeds=1, log_every=200, hidden=(16,), buffer_size=64,
+    runs = api.train(SMALL.tasks, steps=400, seeds=2, log_every=200, hidden=(16,), adapter_width=8, buffer_size=64,
                      learning_starts=100, batch_size=8, eval_episodes=2, progress=False,
-                     sweep={"tau": [0.5, 1.0]}, out=tmp_path / "s")
-    assert [r.path.name for r in runs] == ["tau=0.5", "tau=1"]
-    assert [r.config.dqn.tau for r in runs] == [0.5, 1.0]
+                     sweep={"tau": [0.5, 1.0], "gamma": [0.9, 0.99]}, out=tmp_path / "s")  # SMALL's program
+    assert [r.path.name for r in runs] == ["tau=0.5,gamma=0.9", "tau=0.5,gamma=0.99", "tau=1,gamma=0.9",
+                                           "tau=1,gamma=0.99"]
+    assert [(r.config.dqn.tau, r.config.dqn.gamma) for r in runs] == [(0.5, 0.9), (0.5, 0.99), (1.0, 0.9), (1.0, 0.99)]
 
 
 def test_the_sweep_spec_is_read_without_jax():
