@@ -26,6 +26,12 @@ jax.config.update("jax_num_cpu_devices", 2)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+# The Threefry lowering the CLI, the Python API and Ray workers install (the same bits, a different program):
+# installed once here, every program a test compiles is the one those processes compile, whatever the order
+# of tests in a worker, so the persistent cache serves them across tests, subprocesses and workers.
+from mtdqn.devices import unroll_cpu_threefry  # noqa: E402
+
+unroll_cpu_threefry()
 
 
 # ---------------------------------------------------------------- trained runs shared by the whole session

@@ -57,11 +57,6 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def local_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mtdqn.devices import unroll_cpu_threefry
-
-    # The Threefry lowering of the CLI and of Ray workers (the same bits): the programs the cells compile here
-    # are then the ones test_ray_backend_matches_local's workers read from the persistent cache.
-    unroll_cpu_threefry()
     tmp = tmp_path_factory.mktemp("local")
     out = tmp / "study"
     result = run_study(load_spec(_spec_file(tmp)), out, progress=False)

@@ -22,15 +22,6 @@ SMALL = TrainConfig(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cli_threefry_lowering():
-    """The CLI's Threefry lowering (the same bits) for the programs compiled here too: the population program
-    the 2-seed bit-for-bit case compiles is then the one the CLI sweeps below read from the persistent cache."""
-    from mtdqn.devices import unroll_cpu_threefry
-
-    unroll_cpu_threefry()
-
-
 def _with(cfg: TrainConfig, **dqn) -> TrainConfig:
     return dataclasses.replace(cfg, dqn=dataclasses.replace(cfg.dqn, **dqn))
 
