@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import IMAGE
 
 from mtdqn.checkpoint import load_checkpoint
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
@@ -221,6 +222,7 @@ def test_gym_minigrid_sees_what_our_jax_minigrid_sees():
 
 def test_gym_minigrid_trains_a_few_chunks_with_n_step_targets(tmp_path):
     cfg = TrainConfig(tasks=MINIGRID, steps=600, seeds=1, log_every=200, num_envs=2,
+                      network=IMAGE.network,  # a small conv trunk: its programs compile in seconds
                       dqn=DQNConfig(learning_starts=100, buffer_size=600, batch_size=16, n_step=3, train_every=2))
     result = train(cfg, tmp_path, progress=False, eval_episodes=2)
     assert len(result.metrics) == 3 * 2 and int(result.state.updates[0]) > 0

@@ -14,7 +14,14 @@ from mtdqn.networks import (Dropout, count_params, init_params, make_architectur
 from mtdqn.tasks import make_task_set
 
 VECTOR = make_task_set(["CartPole-v1", "Acrobot-v1"])
-IMAGE = make_task_set(["Breakout-MinAtar", "Freeway-MinAtar"])
+IMAGE_TASKS = ("Breakout-MinAtar", "Freeway-MinAtar")
+IMAGE = make_task_set(IMAGE_TASKS)
+
+
+def _small_image_net(sharing: str) -> NetworkConfig:
+    """A small image trunk, channels all different (6 -> 5, dense 8, adapter 4) so a swapped axis cannot pass;
+    the tests using it share its shapes, so its parameters' initializers compile once per sharing."""
+    return NetworkConfig(sharing=sharing, conv_channels=(6, 5), conv_dense=8, adapter_channels=4)
 
 
 def _net(task_set, sharing):
@@ -96,8 +103,7 @@ def test_per_task_conv_gradients_are_matmuls_not_grouped_convolutions(sharing):
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import init_state
 
-    cfg = TrainConfig(tasks=("Breakout-MinAtar", "Freeway-MinAtar"), steps=100, log_every=100,
-                      network=NetworkConfig(sharing=sharing, conv_channels=(4, 4), conv_dense=8, adapter_channels=4),
+    cfg = TrainConfig(tasks=IMAGE_TASKS, steps=100, log_every=100, network=_small_image_net(sharing),
                       dqn=DQNConfig(batch_size=8, buffer_size=16))
     agent = make_agent(cfg)
     state = init_state(agent, jax.random.PRNGKey(0))
@@ -120,10 +126,10 @@ def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
     gradients, as applying the two layers one after the other."""
     from mtdqn.networks import model
 
-    arch = make_architecture(IMAGE, NetworkConfig(sharing=sharing, conv_channels=(6, 5), conv_dense=8,
-                                                 adapter_channels=4))
+    arch = make_architecture(IMAGE, _small_image_net(sharing))
     params = init_params(arch, jax.random.PRNGKey(3))
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(4), x.shape), params)  # biases too
+    params = jax.jit(lambda ps: jax.tree.map(  # biases too; jitted, as below: one program, not one per op
+        lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(4), x.shape), ps))(params)
     obs = jax.random.uniform(jax.random.PRNGKey(5), (arch.num_tasks, 3, *arch.obs_shape))
 
     def unfolded(p):
@@ -132,10 +138,15 @@ def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
             x = model._apply(layer, p["torso"][f"layer_{i}"], x, shared)
         return x
 
+    def features_and_grads(features):
+        """The features at ``params`` and the gradient of their sum of squares."""
+        grads, x = jax.jit(jax.grad(lambda p: (jnp.sum(features(p) ** 2), features(p)), has_aux=True))(params)
+        return x, grads
+
     assert model._folds_adapter(arch)
-    np.testing.assert_allclose(torso_features(arch, params, obs), unfolded(params), rtol=1e-4, atol=1e-5)
-    g_folded = jax.jit(jax.grad(lambda p: jnp.sum(torso_features(arch, p, obs) ** 2)))(params)  # jitted: quick
-    g_plain = jax.jit(jax.grad(lambda p: jnp.sum(unfolded(p) ** 2)))(params)
+    x_folded, g_folded = features_and_grads(lambda p: torso_features(arch, p, obs))
+    x_plain, g_plain = features_and_grads(unfolded)
+    np.testing.assert_allclose(x_folded, x_plain, rtol=1e-4, atol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), g_folded, g_plain)
 
 
@@ -162,9 +173,10 @@ def test_dropout_reaches_every_layer_of_the_image_trunk():
     dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout(rate, k)),
                                in_axes=(0, None)), static_argnums=1)
     keys = jax.random.split(jax.random.PRNGKey(3), 200)
-    half = np.asarray(dropped(keys[:1], 0.5))[0]
-    assert half.shape == whole.shape and not np.allclose(half, whole)
-    mean = np.asarray(dropped(keys, 0.1)).mean(0)
+    draws = np.asarray(dropped(keys, 0.1))  # one program: every single pass differs, their mean is near the whole
+    assert draws.shape == (200, *whole.shape)
+    assert not any(np.allclose(one, whole) for one in draws)
+    mean = draws.mean(0)
     assert np.abs(mean - whole).mean() < 0.2 * np.abs(whole).mean() + 1e-3  # near the whole network on average
 
 

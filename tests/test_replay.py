@@ -9,6 +9,10 @@ import pytest
 
 from mtdqn.replay import Transition, n_step_transitions, replay_add, replay_init, replay_sample
 
+# Jitted, as the training loop calls them: one program per shape instead of one per operation.
+add = jax.jit(replay_add)
+n_step = jax.jit(n_step_transitions, static_argnums=(2, 3))
+
 
 def _batch(value: float, tasks: int = 2, n: int = 3) -> Transition:
     obs = jnp.full((tasks, n, 4), value, jnp.float32) + jnp.arange(tasks, dtype=jnp.float32)[:, None, None] * 100
@@ -44,7 +48,7 @@ def _episodes(capacity: int, steps: int = 5) -> tuple:
         reward = jnp.broadcast_to(jnp.asarray([10.0 * t + 1, 10.0 * t + 2]), (2, 2))
         terminated = jnp.broadcast_to(jnp.asarray([False, t == 2]), (2, 2))
         done = jnp.broadcast_to(jnp.asarray([t == 1, t == 2]), (2, 2))
-        rb = replay_add(rb, Transition(obs, jnp.zeros((2, 2), jnp.int32), reward, obs + 0.5, terminated, done))
+        rb = add(rb, Transition(obs, jnp.zeros((2, 2), jnp.int32), reward, obs + 0.5, terminated, done))
     return rb
 
 
@@ -62,7 +66,7 @@ def test_n_step_transitions_by_hand():
         ((4, 0), 1, 4),
     ]
     idx = jnp.asarray([[2 * t + e for (t, e), _, _ in cases]] * 2)
-    batch, d_t = n_step_transitions(rb, idx, 3, 2, jnp.asarray(gammas))
+    batch, d_t = n_step(rb, idx, 3, 2, jnp.asarray(gammas))
     for i, g in enumerate(gammas):
         for j, ((t, e), steps, last) in enumerate(cases):
             want_r = sum(g**k * _r(t + k, e) for k in range(steps))
@@ -78,7 +82,7 @@ def test_n_step_windows_read_across_the_ring_wrap():
     """Capacity 6, 5 vector steps of 2 envs: steps 2-4 are left, in slots 4, 5, 0, 1, 2, 3."""
     rb = _episodes(capacity=6)
     idx = jnp.asarray([[4, 5]] * 2)  # (t=2, e=0): steps 2, 3, 4 in slots 4, 0, 2; (t=2, e=1): terminates at once
-    batch, d_t = n_step_transitions(rb, idx, 3, 2, jnp.asarray([0.9, 0.9]))
+    batch, d_t = n_step(rb, idx, 3, 2, jnp.asarray([0.9, 0.9]))
     np.testing.assert_allclose(batch.reward[0], [_r(2, 0) + 0.9 * _r(3, 0) + 0.81 * _r(4, 0), _r(2, 1)], rtol=1e-6)
     np.testing.assert_allclose(d_t[0], [0.9**3, 0.0], rtol=1e-6)
     np.testing.assert_allclose(batch.next_obs[0, :, 0], [400.5, 201.5])
@@ -87,7 +91,7 @@ def test_n_step_windows_read_across_the_ring_wrap():
 def test_one_step_window_is_the_one_step_transition():
     rb = _episodes(capacity=16)
     idx = jnp.asarray([list(range(10))] * 2)
-    batch, d_t = n_step_transitions(rb, idx, 1, 2, jnp.asarray([0.9, 0.5]))
+    batch, d_t = n_step(rb, idx, 1, 2, jnp.asarray([0.9, 0.5]))
     plain = jax.tree.map(lambda buf: jax.vmap(lambda b, i: b[i])(buf, idx), rb.data.replace(done=None))
     for field in ("obs", "action", "reward", "next_obs", "terminated"):
         np.testing.assert_array_equal(getattr(batch, field), getattr(plain, field))

@@ -158,9 +158,6 @@ def test_vmapped_and_jitted_with_auto_reset():
     env = Seaquest()
     params = env.default_params
     n, steps = 8, 300
-    keys = jax.random.split(jax.random.PRNGKey(0), n)
-    obs, states = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
-    assert obs.shape == (n, 10, 10, 10) and obs.dtype == jnp.float32
 
     def body(states, inputs):
         k, a = inputs
@@ -168,9 +165,15 @@ def test_vmapped_and_jitted_with_auto_reset():
             jax.random.split(k, n), states, a, params)
         return states, (obs, r, term, trunc)
 
+    @jax.jit  # the resets and the steps: one program
+    def reset_and_play(reset_keys, step_keys, actions):
+        first, states = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, params)
+        return first, jax.lax.scan(body, states, (step_keys, actions))[1]
+
     actions = jax.random.randint(jax.random.PRNGKey(1), (steps, n), 0, 6)
-    _, (obs, r, term, trunc) = jax.jit(lambda s: jax.lax.scan(body, s, (jax.random.split(jax.random.PRNGKey(2), steps),
-                                                                        actions)))(states)
+    first, (obs, r, term, trunc) = reset_and_play(jax.random.split(jax.random.PRNGKey(0), n),
+                                                  jax.random.split(jax.random.PRNGKey(2), steps), actions)
+    assert first.shape == (n, 10, 10, 10) and first.dtype == jnp.float32
     assert obs.shape == (steps, n, 10, 10, 10)
     assert np.asarray(term).any()  # random play ends episodes; the auto-reset carries on
     assert set(np.unique(np.asarray(obs))) <= {0.0, 1.0}

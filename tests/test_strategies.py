@@ -235,16 +235,23 @@ def small_state():
 
 
 def reference_task_grads(agent, state, key, weights):
-    """Gradient of sum_i w_i L_i on the per-task parameters, by one ordinary backward pass."""
-    batch = replay_sample(state.replay, jax.random.split(key)[0], agent.cfg.dqn.batch_size)
-    targets = step.td_targets(agent, state, batch)
+    """Gradient of sum_i w_i L_i on the per-task parameters, by one ordinary backward pass (jitted, the weights an
+    argument and the strategy's state left out: every strategy's test runs the same program)."""
 
-    def total(params):
-        q = q_values(agent.arch, params, batch.obs)  # (tasks, batch, actions)
-        losses = jax.vmap(lambda qi, a, y: td_error_loss(q_taken(qi, a), y, agent.cfg.dqn.loss))(q, batch.action, targets)
-        return jnp.sum(jnp.asarray(weights) * losses)
+    @jax.jit
+    def per_task_grads(state, key, weights):
+        batch = replay_sample(state.replay, jax.random.split(key)[0], agent.cfg.dqn.batch_size)
+        targets = step.td_targets(agent, state, batch)
 
-    return split_shared(agent.arch, jax.grad(total)(state.params))[1]
+        def total(params):
+            q = q_values(agent.arch, params, batch.obs)  # (tasks, batch, actions)
+            losses = jax.vmap(lambda qi, a, y: td_error_loss(q_taken(qi, a), y, agent.cfg.dqn.loss))(
+                q, batch.action, targets)
+            return jnp.sum(weights * losses)
+
+        return split_shared(agent.arch, jax.grad(total)(state.params))[1]
+
+    return per_task_grads(state.replace(strategy_state=()), key, jnp.asarray(weights, jnp.float32))
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
