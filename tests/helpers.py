@@ -87,8 +87,14 @@ def garble(run: Path) -> None:
 
 
 def filled_state(agent, steps: int = 40):
-    """A fresh training state of ``agent`` whose replay holds ``steps`` vector steps of random-policy transitions."""
+    """A fresh training state of ``agent`` whose replay holds ``steps`` vector steps of random-policy transitions.
+
+    Acting and storing never read the optimizer's, the strategy's or the value normalization's state, nor the
+    target network: the fill is compiled without them, so agents that differ only there (another strategy,
+    optimizer or freeze) share one compiled fill."""
     state = init_state(agent, jax.random.PRNGKey(0))
+    unread = {"opt_state": state.opt_state, "strategy_state": state.strategy_state,
+              "value_norm": state.value_norm, "target_params": state.target_params}
 
     @jax.jit
     def fill(s):
@@ -97,7 +103,7 @@ def filled_state(agent, steps: int = 40):
             return s, None
         return jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps))[0]
 
-    return fill(state)
+    return fill(state.replace(**{name: () for name in unread})).replace(**unread)
 
 
 class QueuedDraws:

@@ -80,10 +80,16 @@ def test_the_updates_affinity_on_a_real_network(sharing):
     loss (Z_{i->i} > 0), and without shared parameters nothing moves (Z = 0)."""
     agent = make_agent(dataclasses.replace(SMALL, network=dataclasses.replace(SMALL.network, sharing=sharing)))
     state = filled_state(agent)
-    batch = replay_sample(state.replay, jax.random.PRNGKey(3), agent.cfg.dqn.batch_size)
-    targets = step.td_targets(agent, state, batch)
-    losses, _, g_shared, _ = step.task_gradients(agent, state.params, batch, targets)
-    z = np.asarray(step.task_affinity(agent, state.params, batch, targets, g_shared, jnp.float32(1e-3)))
+
+    @jax.jit  # one program: run eagerly, each op compiles apart
+    def measure(state):
+        batch = replay_sample(state.replay, jax.random.PRNGKey(3), agent.cfg.dqn.batch_size)
+        targets = step.td_targets(agent, state, batch)
+        losses, _, g_shared, _ = step.task_gradients(agent, state.params, batch, targets)
+        return losses, g_shared, step.task_affinity(agent, state.params, batch, targets, g_shared, jnp.float32(1e-3))
+
+    losses, g_shared, z = measure(state)
+    z = np.asarray(z)
     assert z.shape == (2, 2) and np.isfinite(z).all() and (np.asarray(losses) > 0).all()
     if sharing == "independent":
         assert (z == 0).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import jax
 import numpy as np
@@ -27,6 +28,7 @@ def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
     full, _ = load_checkpoint(tmp_path, trainer.agent.cfg, abstract)
     agent = mtdqn.load_agent(tmp_path)
     ts = trainer.agent.task_set
+    network = jax.jit(partial(q_values, trainer.agent.arch))  # one program for every task and seed
     rng = np.random.default_rng(0)
     for i, task in enumerate(ts.tasks):
         obs = rng.integers(0, 2, (5, *task.obs_shape)).astype(np.float32)  # the task's own, unpadded shape
@@ -35,7 +37,7 @@ def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
         padded = np.zeros((len(ts), 5, *ts.obs_shape), np.float32)
         padded[i, ..., : task.obs_shape[-1]] = obs
         for s, seed in enumerate(trainer.agent.seeds):
-            q_all = q_values(trainer.agent.arch, jax.tree.map(lambda x: x[s], full.params), padded)
+            q_all = network(jax.tree.map(lambda x: x[s], full.params), padded)
             if cfg.value_norm == "popart":
                 q_all = unnormalize(jax.tree.map(lambda x: x[s], full.value_norm), q_all)
             q_all = np.asarray(q_all)

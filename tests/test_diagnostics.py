@@ -1,4 +1,5 @@
-"""End-of-run probes (mtdqn.diagnostics) and gradient rows only for windows with updates, on a tiny trained run."""
+"""End-of-run probes (mtdqn.diagnostics), gradient rows only for windows with updates and no experts table without
+experts, on a tiny trained run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ def run(tiny_run):
     """helpers.TINY, trained once per session (conftest.py): learning starts at 600 env steps, so the first
     logging window (to 500) has no update and the second straddles the start."""
     return tiny_run
+
+
+@pytest.fixture(scope="module")
+def cosines():
+    """minibatch_cosines of helpers.TINY's agent, compiled once: run eagerly, each of its ops compiles apart."""
+    from mtdqn.train.agent import make_agent
+
+    agent = make_agent(TINY)
+    return jax.jit(lambda state, key_a, key_b: minibatch_cosines(agent, state, key_a, key_b))
 
 
 def test_no_gradient_rows_for_windows_without_an_update(run):
@@ -43,7 +53,7 @@ def test_gradient_probe_rows_and_their_null(run):
     assert (same["cosine"] < 0.99).all()
 
 
-def test_probe_negative_share_is_the_conflict_noise_baseline(run):
+def test_probe_negative_share_is_the_conflict_noise_baseline(run, cosines):
     """`negative` is the share of the PROBE_PAIRS minibatch pairs whose cosine is below 0, pair by pair."""
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import seed_keys
@@ -53,7 +63,7 @@ def test_probe_negative_share_is_the_conflict_noise_baseline(run):
     probe = probe[probe["step"] == 2000]  # the final state's
     state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
     pairs = jax.random.split(jax.random.fold_in(seed_keys(agent.seeds)[0], PROBE_KEY), (PROBE_PAIRS, 2))
-    same = np.stack([np.asarray(minibatch_cosines(agent, state, k[0], k[1])[0]) for k in pairs])
+    same = np.stack([np.asarray(cosines(state, k[0], k[1])[0]) for k in pairs])
     first = probe[(probe["seed"] == agent.seeds[0]) & (probe["task_a"] == probe["task_b"])]
     for i, task in enumerate(agent.task_set.names):
         row = first[first["task_a"] == task].iloc[0]
@@ -62,16 +72,13 @@ def test_probe_negative_share_is_the_conflict_noise_baseline(run):
     assert probe["negative"].between(0.0, 1.0).all()
 
 
-def test_minibatch_cosines_of_one_minibatch_twice_is_one(run):
-    from mtdqn.train.agent import make_agent
-
-    agent = make_agent(TINY)
+def test_minibatch_cosines_of_one_minibatch_twice_is_one(run, cosines):
     state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
     key = jax.random.fold_in(jax.random.PRNGKey(0), PROBE_KEY)
-    same, between = minibatch_cosines(agent, state, key, key)
+    same, between = cosines(state, key, key)
     np.testing.assert_allclose(np.asarray(same), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.diag(np.asarray(between)), 1.0, atol=1e-5)
-    other, _ = minibatch_cosines(agent, state, key, jax.random.fold_in(key, 1))
+    other, _ = cosines(state, key, jax.random.fold_in(key, 1))
     assert (np.asarray(other) < 0.99).all()
 
 
@@ -87,3 +94,8 @@ def test_summary_records_architecture_and_strategy_scope(run):
     assert any(line.startswith("trunk layer 0: Dense(32, relu), shared by all tasks") for line in s["architecture"])
     assert any("head: Dense(3)" in line and "one per task" in line for line in s["architecture"])
     assert "shared parameters only" in s["strategy_scope"] and s["backend"].startswith("cpu")
+
+
+def test_a_run_without_experts_writes_no_experts_table(run):
+    """(The experts' own table: tests/test_experts_diagnostics.py; this reads the session's run, trained once.)"""
+    assert not (run.out_dir / "experts.parquet").exists()

@@ -61,6 +61,13 @@ def untrained_run(run_dir: Path, tasks: tuple[str, ...], value_norm: str = "none
     return run_dir
 
 
+def two_teachers(root: Path) -> tuple[Path, Path]:
+    """Untrained teachers: a multi-task one and a single-task one with PopArt heads (its Q-values are read in
+    reward units).  The tests that distil or evaluate teachers use these, so they share compiled programs."""
+    return (untrained_run(root / "pair", ("CarOnHill-v0", "CartPole-v1")),
+            untrained_run(root / "single", ("MountainCar-v0",), value_norm="popart"))
+
+
 def digest(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
@@ -104,20 +111,23 @@ def test_classification_report_against_hand_computed_values():
 def test_student_view_meets_the_teachers_episodes(tmp_path):
     """The student's evaluation for a teacher's tasks plays exactly the teacher's episodes: a student whose slice
     for those tasks is the teacher's own network scores the teacher's returns, episode by episode, although the
-    student lists another teacher's task first."""
-    teachers = load_teachers([untrained_run(tmp_path / "o", ("MountainCar-v0",)),
-                              untrained_run(tmp_path / "t", ("CartPole-v1", "Acrobot-v1"))])
+    student lists another teacher's task first and pads more actions."""
+    pair, single = two_teachers(tmp_path)
+    teachers = load_teachers([single, pair])
     student = make_agent(student_config(teachers, DistillConfig(network=NetworkConfig(hidden=(32,)))))
     teacher = teachers[1]
     shared, teacher_parts = split_shared(teacher.agent.arch, teacher.params)
     _, student_parts = split_shared(student.arch, init_params(student.arch, jax.random.PRNGKey(1)))
-    student_parts = jax.tree.map(lambda s, t: s.at[1:3].set(t), student_parts, teacher_parts)
+    # The teacher's region of each per-task leaf: the student pads heads to MountainCar's 3 actions, the teacher
+    # to 2, and the padded action is masked.
+    student_parts = jax.tree.map(lambda s, t: s.at[(slice(1, 3), *map(slice, t.shape[1:]))].set(t),
+                                 student_parts, teacher_parts)
     view, view_params = student_view(student, merge_shared(shared, student_parts), (1, 2))
     one = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731
     want = evaluate_params(teacher.agent, one(teacher.params), 7, 3).total
     got = evaluate_params(view, one(view_params), 7, 3).total
     np.testing.assert_array_equal(got, want)
-    assert len(np.unique(want[0, 0])) > 1  # CartPole's starts differ between episodes: a real check of the keys
+    assert len(np.unique(want[0, 1])) > 1  # CartPole's starts differ between episodes: a real check of the keys
 
 
 # ---- learning ----
@@ -151,16 +161,15 @@ def test_cartpole_student_matches_its_teacher(cartpole_teacher, tmp_path, loss):
 @pytest.mark.slow
 def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
     """Untrained teachers (the learning test above has a trained one): this is about the plumbing. One teacher is
-    multi-task, the other single-task with PopArt heads (its Q-values are read in reward units).
+    multi-task, the other single-task with PopArt heads (its Q-values are read in reward units): two_teachers.
 
     The multi-task teacher's Car-On-Hill starts at (-0.5, 0) and moves without noise: its held-out rollouts
     retrace the training ones. CartPole's random starts make its held-out states new. The report measures both
     and says so. (One distillation checks both: each costs a minute of compiling on two cores.)"""
-    pair = untrained_run(tmp_path / "pair", ("CarOnHill-v0", "CartPole-v1"))
-    single = untrained_run(tmp_path / "single", ("MountainCar-v0",), value_norm="popart")
+    pair, single = two_teachers(tmp_path)
     out = tmp_path / "student"
     main(["distill", "--teachers", f"{pair},{single}", "--out", str(out), "--steps", "800",
-          "--log-every", "400", "--learning-starts", "200", "--hidden", "32", "--eval-episodes", "2",
+          "--log-every", "400", "--learning-starts", "200", "--hidden", "32", "--eval-episodes", "3",
           "--holdout", "256", "--progress", "False"])
     printed = capsys.readouterr().out
     tasks = {"CarOnHill-v0": 2, "CartPole-v1": 2, "MountainCar-v0": 3}  # task: actions
@@ -171,7 +180,7 @@ def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
     for task, actions in tasks.items():
         rep = result["tasks"][task]["report"]
         assert len(rep["actions"]) == actions and rep["n"] == 256
-        assert len(result["tasks"][task]["student_returns"]) == 2
+        assert len(result["tasks"][task]["student_returns"]) == 3
     frame = pd.read_csv(out / "distill_report.csv")
     assert len(frame) == sum(actions + 2 for actions in tasks.values())  # per-action rows and the two averages
     md = (out / "distill_report.md").read_text()
@@ -228,7 +237,7 @@ def _one(root: Path) -> Path:
 
 def _twice(root: Path) -> str:
     fake_run(root / "a")
-    untrained_run(root / "b", ("CartPole-v1",))
+    untrained_run(root / "b", ("CarOnHill-v0", "CartPole-v1"))  # two_teachers' pair
     return f"{root / 'a'},{root / 'b'}"
 
 

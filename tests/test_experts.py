@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -88,11 +89,12 @@ def test_a_task_weighting_one_expert_computes_the_shared_trunk_with_that_experts
     params = init_params(moe, jax.random.PRNGKey(0))
     params["mixing"] = jnp.asarray([[0.0, 60.0, 0.0], [60.0, 0.0, 0.0]])  # task 0 -> expert 1, task 1 -> expert 0
     obs = jax.random.uniform(jax.random.PRNGKey(1), (moe.num_tasks, 3, *moe.obs_shape))
-    got = np.asarray(torso_features(moe, params, obs))
+    got = np.asarray(jax.jit(partial(torso_features, moe))(params, obs))
+    features = jax.jit(partial(torso_features, shared))  # one program for both experts' trunks
     for task, expert in ((0, 1), (1, 0)):
         one = {"adapters": params["adapters"], "heads": params["heads"],
                "torso": jax.tree.map(lambda x: x[expert], params["torso"])}
-        want = np.asarray(torso_features(shared, one, obs))
+        want = np.asarray(features(one, obs))
         np.testing.assert_allclose(got[task], want[task], rtol=1e-5, atol=1e-5)
 
 
@@ -114,7 +116,7 @@ def test_experts_are_shared_and_mixing_weights_are_per_task(sharing):
     assert n_shared == k * one_n_shared
     assert total == one_total + (k - 1) * one_n_shared + arch.num_tasks * k
     obs = jax.random.uniform(jax.random.PRNGKey(1), (arch.num_tasks, 3, *arch.obs_shape))
-    jac = jax.jacobian(lambda m: q_values(arch, {**params, "mixing": m}, obs))(params["mixing"])
+    jac = jax.jit(jax.jacobian(lambda m: q_values(arch, {**params, "mixing": m}, obs)))(params["mixing"])
     # (tasks, batch, actions, tasks, experts): task i's Q-values against task j's mixing logits
     by_task = np.abs(np.asarray(jac)).sum(axis=(1, 2, 4))
     assert by_task[0, 1] == 0 and by_task[1, 0] == 0 and by_task[0, 0] > 0 and by_task[1, 1] > 0

@@ -98,10 +98,6 @@ def test_a_moe_run_writes_experts_parquet_per_chunk_seed_task_and_expert(moe_run
     assert frame[frame["step"] == 2000]["entropy"].min() < np.log(2) - 1e-6
 
 
-def test_a_run_without_experts_writes_no_experts_table(tiny_run):
-    assert not (tiny_run.out_dir / "experts.parquet").exists()
-
-
 def _rows(steps: list[int]) -> list[dict]:
     return [{"step": step, "seed": seed, "task": task, "expert": e, "weight": np.float32(0.25 + 0.5 * e),
              "entropy": np.float32(0.5623), "cosine": np.float32(0.1 * (e + 1)), "cosine_raw": np.float32(0.3)}

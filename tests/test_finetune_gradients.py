@@ -51,13 +51,17 @@ def _diagnostics(gram):
 
 def _conflicting_key(agent, state, upper):
     """An update key whose two task gradients conflict on ``upper``'s leaves but not on all shared leaves, or
-    the reverse: there PCGrad's coefficients on the upper layers alone differ from those on every leaf."""
+    the reverse: there PCGrad's coefficients on the upper layers alone differ from those on every leaf.  (The
+    search is compiled once: run eagerly, each key's gradients would dispatch op by op.)"""
+
+    @jax.jit
+    def separates(state, key):
+        _, g, _ = _task_grads(agent, state, key)
+        return (task_gram(g, 2)[0, 1] < 0) != (task_gram(upper(g), 2)[0, 1] < 0)
+
     for i in range(200):
         key = jax.random.PRNGKey(1000 + i)
-        _, g, _ = _task_grads(agent, state, key)
-        all_sign = task_gram(g, 2)[0, 1] < 0
-        upper_sign = task_gram(upper(g), 2)[0, 1] < 0
-        if all_sign != upper_sign:
+        if separates(state, key):
             return key
     raise AssertionError("no update key separates the two Gram matrices")
 

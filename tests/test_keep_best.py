@@ -11,19 +11,13 @@ import pandas as pd
 import pytest
 from flax import struct
 
+from helpers import TINY
+
 from mtdqn.cli import main
-from mtdqn.config import DQNConfig, TrainConfig
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.train.agent import make_agent
 from mtdqn.train.early_stop import EarlyStopping, discounted_sums
 from mtdqn.train.run import train
-
-TINY = TrainConfig(
-    tasks=("CartPole-v1", "Acrobot-v1"), steps=1200, seeds=2, log_every=300, num_envs=4,
-    dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0,
-                  eps_fraction=0.9),
-)
-
 
 @struct.dataclass
 class _State:
@@ -57,24 +51,26 @@ def test_the_best_sum_of_discounted_returns_is_kept_ties_to_the_later_and_nothin
 
 @pytest.mark.slow
 def test_a_run_keeps_each_seeds_best_evaluation(tmp_path):
-    result = train(TINY, tmp_path / "kb", progress=False, eval_episodes=2, eval_every=300, keep_best=True)
+    """helpers.TINY evaluated after every chunk (500 env steps), as the session's tiny_run: the same programs."""
+    result = train(TINY, tmp_path / "kb", progress=False, eval_episodes=2, eval_every=500, keep_best=True)
     kept = result.summary["keep_best"]
-    assert "early_stop" not in result.summary and result.summary["env_steps"] == 1200  # ran to the end
+    end = TINY.steps
+    assert "early_stop" not in result.summary and result.summary["env_steps"] == end  # ran to the end
     assert json.loads((tmp_path / "kb" / "config.json").read_text())["options"]["keep_best"] is True
     # the restored parameters are scored by their own final evaluation, and the summary says so
     s = result.summary
-    assert s["final_score_rule"] == "restored-best-final-eval" and s["final_score_steps"] == [1200]
+    assert s["final_score_rule"] == "restored-best-final-eval" and s["final_score_steps"] == [end]
     assert s["final_score"] == s["final_eval"] and s["final_score_discounted"] == s["final_eval_discounted"]
     evals = pd.read_parquet(tmp_path / "kb" / "evals.parquet")
-    during = evals[evals["step"] < 1200].groupby(["seed", "step"])["discounted_mean"].sum()
+    during = evals[evals["step"] < end].groupby(["seed", "step"])["discounted_mean"].sum()
     agent = make_agent(TINY)
     stream = eval_seed(TINY.seed, EvalStream.DURING_TRAINING)
     for s, seed in enumerate(agent.seeds):
         step, best = kept["best_step"][str(seed)], kept["best_score"][str(seed)]
-        assert step in (300, 600, 900, 1200)  # the evaluation at the last step is a candidate
+        assert step in (500, 1000, 1500, end)  # the evaluation at the last step is a candidate
         mine = during.loc[seed]
         assert best >= mine.max() and (mine[mine.index > step] < best).all()  # the highest; ties to the later
-        if step < 1200:
+        if step < end:
             assert best == pytest.approx(mine.loc[step])
         # the restored parameters are the ones that evaluation saw: the same episodes give the same returns
         again = evaluate_params(agent, result.state.params, stream, 2, eps=0.0, step=step)
