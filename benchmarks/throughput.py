@@ -20,6 +20,7 @@ task the network is exactly PureJaxRL's 120-84 MLP.
     python benchmarks/throughput.py            # full table
     python benchmarks/throughput.py --quick    # two rows, for a smoke check
     python benchmarks/throughput.py --minatar  # only the image rows (4 MinAtar games, conv trunk; Seaquest)
+    python benchmarks/throughput.py --minigrid # the minigrid-mt7 preset's own settings: 1 seed, and 2 seeds on 2 cores
     python benchmarks/throughput.py --games    # env stepping alone, per MinAtar game (no network)
     python benchmarks/throughput.py --seaquest # training rows Seaquest+Breakout and SpaceInvaders+Breakout
     python benchmarks/throughput.py --against v0.1.0 [--rounds 5]   # the regression guard (below)
@@ -43,7 +44,9 @@ Its rows: 1-seed CartPole, and 3 classic tasks x 4 seeds (a study's work).
 The Seaquest row is what `mtdqn train --tasks Seaquest-MinAtar,Breakout-MinAtar` trains, with the
 settings above; the `minatar preset` row trains the `minatar` study preset's settings and games (published
 MinAtar: sticky actions, six actions; 4 envs per game, an update of 128 per game every vector step, replay
-100k).  `--games` steps each game's 10 envs (vmapped) with random actions inside one jitted
+100k); the `minigrid-mt7 preset` rows train the `minigrid-mt7` preset's seven tasks with its settings (16 envs
+per task, an update of 128 per task every vector step, 10-step returns, replay 100k; issue 19's target:
+>= 5,000 env-steps/s on the 2 cores).  `--games` steps each game's 10 envs (vmapped) with random actions inside one jitted
 `lax.scan`, as the training loop steps them, and prints µs per vector step; its last row is gymnax's own
 Seaquest, which `Seaquest-MinAtar` replaced (mtdqn/tasks/seaquest.py).
 """
@@ -82,13 +85,13 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
 
 
 def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
-            iters: int = 2000, preset: bool = False, affinity_every: int = 0) -> dict:
+            iters: int = 2000, preset: bool | str = False, affinity_every: int = 0) -> dict:
     """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
 
     ``affinity_every``: --affinity-every of the run (0: off), the lookahead affinity measured in the loop.
 
-    ``preset``: the `minatar` study preset's settings and tasks instead of the table's (4 envs per game, an
-    update of 128 per game every vector step, replay 100k).  Call in a fresh process: JAX is started here.
+    ``preset``: a study preset's settings and tasks instead of the table's (True: ``minatar``: 4 envs per
+    game, an update of 128 per game every vector step, replay 100k; or a preset's name, e.g. ``minigrid-mt7``).  Call in a fresh process: JAX is started here.
     """
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
@@ -114,7 +117,8 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         from mtdqn.studies.presets import resolve_spec
         from mtdqn.studies.spec import variant_config
 
-        cfg = variant_config(resolve_spec("minatar", {"seeds": seeds}), sharing)
+        preset = "minatar" if preset is True else preset
+        cfg = variant_config(resolve_spec(preset, {"seeds": seeds}), sharing)
         cfg = dataclasses.replace(cfg, steps=iters * cfg.num_envs * (chunks + 1), log_every=iters * cfg.num_envs,
                                   dqn=dataclasses.replace(cfg.dqn, learning_starts=0))
         tasks = cfg.tasks
@@ -135,7 +139,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         elapsed = min(elapsed, time.perf_counter() - t0)
     steps = iters * cfg.num_envs * len(tasks) * seeds
     return {
-        "tasks": "+".join(t.split("-")[0] for t in tasks) + (" (minatar preset)" if preset else ""),
+        "tasks": f"{preset} preset ({len(tasks)} tasks)" if preset else "+".join(t.split("-")[0] for t in tasks),
         "seeds": seeds,
         "sharing": sharing,
         "affinity_every": affinity_every,
@@ -183,7 +187,7 @@ def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000, gymnax_own: 
 
 
 def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int, iters: int,
-                       preset: bool = False, affinity_every: int = 0) -> dict:
+                       preset: bool | str = False, affinity_every: int = 0) -> dict:
     spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters,
                        "preset": preset, "affinity_every": affinity_every})
     out = subprocess.run([sys.executable, __file__, "--row", spec], check=True, capture_output=True, text=True)
@@ -319,6 +323,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
     parser.add_argument("--minatar", action="store_true", help="only the MinAtar (conv trunk) rows")
+    parser.add_argument("--minigrid", action="store_true",
+                        help="only the minigrid-mt7 preset's settings (1 seed; 2 seeds on 2 devices)")
     parser.add_argument("--games", action="store_true", help="only env stepping per MinAtar game")
     parser.add_argument("--seaquest", action="store_true",
                         help="only the training rows Seaquest+Breakout and SpaceInvaders+Breakout")
@@ -368,8 +374,11 @@ def main() -> None:
                   (MINATAR, 2, "shared", 1), (MINATAR, 2, "shared", 0), (SEAQUEST, 1, "shared", 0),
                   ("minatar preset", 1, "shared", 0)]
     rows = [(("CartPole-v1",), 1, "shared", 0), (CLASSIC, 1, "shared", 0)]
+    minigrid_rows = [("minigrid-mt7 preset", 1, "shared", 0), ("minigrid-mt7 preset", 2, "shared", 0)]
     if args.minatar:
         rows = image_rows
+    elif args.minigrid:
+        rows = minigrid_rows
     elif args.seaquest:
         rows = [(SEAQUEST, 1, "shared", 0), (SPACE_INVADERS, 1, "shared", 0)]
     elif not args.quick:
@@ -378,7 +387,7 @@ def main() -> None:
             (("CartPole-v1",), 2, "shared", 1), (("CartPole-v1",), 2, "shared", 0),
             (CLASSIC, 3, "shared", 1), (CLASSIC, 3, "shared", 0),  # 0: 2 + 2 with a dummy seed on 2 cores
             (CLASSIC, 4, "shared", 1), (CLASSIC, 4, "shared", 0),
-            *image_rows,
+            *image_rows, *minigrid_rows,
         ]
     from mtdqn.devices import use_cpu_cores
 
@@ -396,6 +405,9 @@ def main() -> None:
         # MinAtar's conv updates take ~25 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
         if tasks == "minatar preset":  # the `minatar` study preset's own settings and (published) games
             r = _row_in_subprocess(MINATAR, seeds, sharing, devices, iters=100, preset=True)
+        elif tasks == "minigrid-mt7 preset":  # its tasks come from the preset (the first only plans the devices)
+            r = _row_in_subprocess(("MiniGrid-DoorKey-6x6-v0",), seeds, sharing, devices, iters=100,
+                                   preset="minigrid-mt7")
         else:
             r = _row_in_subprocess(tasks, seeds, sharing, devices,
                                    iters=100 if tasks[0].endswith("MinAtar") else 2000)

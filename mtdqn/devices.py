@@ -55,13 +55,15 @@ def cpu_plan(seeds: int, tasks: Sequence[str], requested: int = 0) -> tuple[int,
     """(devices, threads) for a run, chosen before JAX starts.
 
     Devices: ``requested``, or as many cores as the seeds can use (:func:`seed_layout`).  Threads in
-    XLA's pool: one per device for vector tasks; every core for image tasks
-    (MinAtar, whose names gymnax ends in ``-MinAtar``, and host ``gym:`` tasks),
-    whose convolutions use the intra-op threads.
+    XLA's pool: one per device for vector tasks; every core for image tasks (the task facts' kind: MinAtar,
+    MiniGrid; and host ``gym:`` tasks), whose convolutions use the intra-op threads.
     """
+    from mtdqn.taskfacts import facts  # JAX-free, as this must be
+
     cores = _usable_cores()
     devices = requested if requested > 0 else seed_layout(seeds, cores)
-    conv = any(t.split(":", 1)[0].endswith("-MinAtar") or t.startswith("gym:") for t in tasks)
+    conv = any(t.startswith("gym:") or t.split(":", 1)[0].endswith("-MinAtar")
+               or getattr(facts(t), "kind", None) == "image" for t in tasks)
     return devices, max(devices, cores) if conv else devices
 
 

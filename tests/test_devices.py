@@ -84,6 +84,7 @@ def test_split_seeds_agree_with_one_device_up_to_rounding(seeds):
     (10, ("CartPole-v1",), 0, (5, 5)),  # the largest divisor of the seeds within 8 cores
     (1, ("Breakout-MinAtar", "Asterix-MinAtar:reward_scale=2"), 0, (1, 8)),  # convs use every core
     (2, ("gym:CartPole-v1",), 0, (2, 8)),
+    (1, ("MiniGrid-DoorKey-6x6-v0", "MiniGrid-MemoryS11-v0:max_steps=100"), 0, (1, 8)),  # image by its facts
     (2, ("CartPole-v1",), 1, (1, 1)),
 ])
 def test_cpu_plan(monkeypatch, seeds, tasks, requested, expected):
