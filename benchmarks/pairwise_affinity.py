@@ -107,14 +107,15 @@ def run(out: Path, seeds: int | None, steps: int | None, only: list[str] | None 
     study = _study(seeds, steps)
     use_cpu_cores(*cpu_plan(study.seeds, list(study.tasks), 0))  # as `mtdqn study` starts JAX
     unroll_cpu_threefry()
-    known = [rel for _, rel in _cells(study)]
+    every = _cells(study)
+    known = [rel for _, rel in every]
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
         raise SystemExit(f"error: --cells: no such cell {unknown[0]!r}; the cells are {', '.join(known)}")
-    cells = [(c, out / rel) for c, rel in _cells(study) if only is None or rel in only]
+    cells = [(c, out / rel) for c, rel in every if only is None or rel in only]
     statuses = [cell_status(c, d) for c, d in cells]  # a conflicting finished cell stops it before any write
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "study.json", {**study_record(study), "pairwise": [rel for _, rel in _cells(study)]})
+    write_json(out / "study.json", {**study_record(study), "pairwise": known})
     on_event = progress_printer(Console(), len(cells))
     for (cell, _), status in zip(cells, statuses):
         if status == "done":

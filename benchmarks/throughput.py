@@ -91,7 +91,8 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     ``affinity_every``: --affinity-every of the run (0: off), the lookahead affinity measured in the loop.
 
     ``preset``: a study preset's settings and tasks instead of the table's (True: ``minatar``: 4 envs per
-    game, an update of 128 per game every vector step, replay 100k; or a preset's name, e.g. ``minigrid-mt7``).  Call in a fresh process: JAX is started here.
+    game, an update of 128 per game every vector step, replay 100k; or a preset's name, e.g.
+    ``minigrid-mt7``).  Call in a fresh process: JAX is started here.
     """
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 

@@ -62,8 +62,7 @@ def cpu_plan(seeds: int, tasks: Sequence[str], requested: int = 0) -> tuple[int,
 
     cores = _usable_cores()
     devices = requested if requested > 0 else seed_layout(seeds, cores)
-    conv = any(t.startswith("gym:") or t.split(":", 1)[0].endswith("-MinAtar")
-               or getattr(facts(t), "kind", None) == "image" for t in tasks)
+    conv = any(t.startswith("gym:") or getattr(facts(t), "kind", None) == "image" for t in tasks)
     return devices, max(devices, cores) if conv else devices
 
 
