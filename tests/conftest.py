@@ -127,7 +127,14 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """`make test` runs the tests marked `optimized` with XLA's optimization passes and the rest without
-    (JAX_DISABLE_MOST_OPTIMIZATIONS=1, the Makefile): one setting per process, never switched inside one."""
+    (JAX_DISABLE_MOST_OPTIMIZATIONS=1, the Makefile): one setting per process, never switched inside one.
+    `make test-fast` is that second process alone, so an `optimized` test must also be `slow`."""
+    unmarked = [item.nodeid for item in session.items
+                if item.get_closest_marker("optimized") and not item.get_closest_marker("slow")]
+    if unmarked:
+        pytest.exit(f"{len(unmarked)} tests are marked `optimized` but not `slow` (e.g. {unmarked[0]}): "
+                    "make test-fast runs without XLA's optimizations, so mark them `slow` too",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
     if jax.config.read("jax_disable_most_optimizations"):
         needs = [item.nodeid for item in session.items if item.get_closest_marker("optimized")]
         if needs:

@@ -74,6 +74,7 @@ SMALL = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1"), steps=1000, log_every=1
                     dqn=DQNConfig(batch_size=16, buffer_size=256, learning_starts=0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["shared", "independent"])
 def test_the_updates_affinity_on_a_real_network(sharing):
     """On a DQN batch: the denominator is the loss the update takes, each task's own small step lowers its own
@@ -134,6 +135,7 @@ def test_affinity_rows_go_to_tensorboard():
     assert writer.scalars == [("affinity/CartPole-v1->Acrobot-v1/seed3", -0.25, 500)]
 
 
+@pytest.mark.slow
 def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path, tiny_run):
     """TINY (350 updates, the first in the window ending at 1,000 steps) measured every 100 updates: updates 0,
     100, 200 and 300, in the windows ending at 1,000, 1,500 (two) and 2,000; every ordered pair per seed.  The

@@ -247,6 +247,7 @@ def test_force_replaces_only_what_a_run_owns(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "stray"]
 
 
+@pytest.mark.slow
 def test_real_terminal_shows_one_line(tmp_path):
     """The installed command, in subprocesses run side by side: stderr is exactly one error line."""
     fake_run(tmp_path / "run")

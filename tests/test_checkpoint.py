@@ -29,6 +29,7 @@ def _bits(x) -> np.ndarray:
     return x.view(np.uint8) if x.dtype != np.bool_ else x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [VECTOR, IMAGE], ids=["vector", "image"])
 def test_every_leaf_round_trips_bit_exact(tmp_path, cfg):
     trainer, abstract, state = fake_run(tmp_path, cfg)

@@ -7,6 +7,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import VECTOR
 
 from mtdqn.analysis.stats import linear_cka
@@ -25,6 +26,7 @@ def _state_with_probe_states(trainer, n: int):
     return state.replace(replay=state.replay.replace(data=data, size=jnp.full_like(state.replay.size, n)))
 
 
+@pytest.mark.slow
 def test_cka_at_init_is_the_initial_networks_and_each_seed_its_own():
     trainer = make_trainer(make_agent(VECTOR))
     state = _state_with_probe_states(trainer, n=40)

@@ -90,6 +90,7 @@ def test_car_on_hill_trajectory_matches_odeint():
     assert signs == {True, False}
 
 
+@pytest.mark.slow
 def test_one_step_matches_odeint_over_random_states():
     rng = np.random.default_rng(0)
     car_y = rng.uniform([-1, -3], [1, 3], (64, 2)).astype(np.float32)
@@ -170,6 +171,7 @@ def test_time_limit_truncates(env, state):
     assert bool(trunc) and not bool(term) and float(r) == 0.0 and int(new_state.time) == 0
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_over_keys():
     keys = jax.random.split(jax.random.PRNGKey(0), 8)
     for env in (CAR, PENDULUM):
@@ -207,6 +209,7 @@ def random_policy_episodes(env, episodes: int, steps: int, key: jax.Array):
     return returns, lengths, ~alive
 
 
+@pytest.mark.slow
 def test_random_policy_returns():
     # Car-On-Hill, 100-step horizon: measured over 40,000 episodes, a random policy reaches the top 1.3% of the
     # time and mostly crashes (85%); mean return -0.83 (odeint on the same equations, 1,000 episodes: -0.81).
@@ -232,6 +235,7 @@ def test_registered_and_listed():
     assert isinstance(car.make()[0], CarOnHill)
 
 
+@pytest.mark.slow
 def test_steps_beside_gymnax_tasks_in_one_task_set():
     task_set = make_task_set(["CarOnHill-v0", "InvertedPendulumDiscrete-v0", "CartPole-v1"])
     assert task_set.obs_shape == (4,) and task_set.num_actions == 3

@@ -21,6 +21,7 @@ from mtdqn.value_norm import unnormalize
 POPART = dataclasses.replace(VECTOR, value_norm="popart")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [VECTOR, IMAGE, POPART], ids=["vector", "image", "popart"])
 def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
     """Greedy actions and Q-values (in reward units) equal the full network's on the padded task set, per seed."""
@@ -110,6 +111,7 @@ def test_non_finite_and_out_of_bounds_observations_are_refused(tmp_path, capsys)
     assert len(capsys.readouterr().out.strip().splitlines()) == 2  # a line of actions per seed
 
 
+@pytest.mark.slow
 def test_image_observations_must_be_zero_or_one(tmp_path):
     fake_run(tmp_path, IMAGE)
     agent = mtdqn.load_agent(tmp_path)

@@ -104,6 +104,7 @@ def _in_fresh_process(code: str) -> list[str]:
     return out.stdout.split()
 
 
+@pytest.mark.slow
 def test_a_narrow_pool_starts_with_one_thread_and_gives_the_cores_back():
     """In a fresh process: one device, one XLA pool thread, all cores usable after."""
     code = (
@@ -123,6 +124,7 @@ _RANDOM_PROGRAM = (
 )
 
 
+@pytest.mark.slow
 def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
     """The unrolled lowering (the CLI installs it) against a process that keeps JAX's rolled one."""
     code = _RANDOM_PROGRAM + "print([jnp.ravel(x).view(jnp.uint32).tolist() for x in jax.jit(draws)(123)])\n"
@@ -137,6 +139,7 @@ def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
     assert " while(" not in draws.lower(123).compile().as_text()
 
 
+@pytest.mark.slow
 def test_building_a_trainer_leaves_the_rng_lowering_alone():
     """A process-wide lowering is the program's choice (the CLI's), not a side effect of make_trainer."""
     code = (
@@ -188,6 +191,7 @@ def test_padded_layout_resumes_bit_identical(tmp_path):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_a_study_plans_before_jax_starts():
     """In a fresh process: planning from the study's table must not start JAX (validating the spec would)."""
     code = (

@@ -108,6 +108,7 @@ def test_classification_report_against_hand_computed_values():
     assert perfect["macro avg"]["f1"] == perfect["weighted avg"]["f1"] == perfect["accuracy"] == 1.0
 
 
+@pytest.mark.slow
 def test_student_view_meets_the_teachers_episodes(tmp_path):
     """The student's evaluation for a teacher's tasks plays exactly the teacher's episodes: a student whose slice
     for those tasks is the teacher's own network scores the teacher's returns, episode by episode, although the
@@ -267,6 +268,7 @@ BAD = {  # id: (make the teachers -> --teachers value, extra argv, expected piec
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case):
     make, argv, message = BAD[case]

@@ -60,6 +60,7 @@ def test_coinciding_experts_give_finite_gradients_and_a_zero_direction():
     assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
 def test_moore_network_with_two_equal_experts_has_finite_gradients(image):
     arch = _arch("moore:2", image)
@@ -70,6 +71,7 @@ def test_moore_network_with_two_equal_experts_has_finite_gradients(image):
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
 def test_moore_experts_are_orthonormal_per_sample_in_the_network(image):
     arch = _arch("moore:3", image)

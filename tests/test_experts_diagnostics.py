@@ -25,6 +25,7 @@ def test_each_tasks_weights_are_a_distribution_over_the_experts():
     np.testing.assert_allclose(w.sum(axis=-1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [2, 3, 7])
 def test_entropy_is_log_k_for_the_even_mixture_and_zero_for_one_expert(k):
     even = mixing_weights(jnp.zeros((2, k)))
@@ -40,6 +41,7 @@ def _cosines(*experts: np.ndarray) -> np.ndarray:
     return np.asarray(expert_cosines(jnp.asarray(np.stack(experts)[:, None], jnp.float32)))[0]
 
 
+@pytest.mark.slow
 def test_cosine_of_identical_experts_is_one_and_of_orthogonal_or_opposite_ones_zero_or_minus_one():
     v = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (6, 8)))
     np.testing.assert_allclose(_cosines(v, 3.0 * v, v), 1.0, rtol=1e-5)  # scale does not matter
@@ -58,6 +60,7 @@ def test_cosine_averages_over_each_tasks_samples_and_a_zero_expert_counts_as_ort
     np.testing.assert_array_equal(got, 0.0)
 
 
+@pytest.mark.slow
 def test_orthonormalized_experts_have_cosine_zero_where_the_raw_ones_are_alike():
     """MOORE's basis by construction: ~0 after Gram–Schmidt, even for experts that nearly coincide."""
     base = jax.random.normal(jax.random.PRNGKey(2), (1, 2, 5, 16))  # (experts, tasks, batch, features)
@@ -79,6 +82,7 @@ def moe_run(tmp_path_factory):
     return train(cfg, tmp_path_factory.mktemp("moe_run"), progress=False, eval_episodes=2)
 
 
+@pytest.mark.slow
 def test_a_moe_run_writes_experts_parquet_per_chunk_seed_task_and_expert(moe_run):
     frame = pd.read_parquet(moe_run.out_dir / "experts.parquet")
     assert dict(frame.dtypes.astype(str)) == EXPERT_SCHEMA

@@ -46,6 +46,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(study, reps=REPS)
 
 
+@pytest.mark.slow
 def test_end_of_training_entropy_and_cosine_per_seed_then_over_seeds(report: Path):
     table = pd.read_parquet(report / "data" / "experts.parquet")
     assert list(table["task"]) == ["all tasks", *TASKS] and set(table["variant"]) == {"shared"}
@@ -76,6 +77,7 @@ def test_mixing_weights_and_expert_curves_over_training(report: Path):
         assert (report / "figures" / f"{name}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_study_without_experts_has_no_experts_section(tmp_path: Path):
     out = build_report(make_study(tmp_path / "study"), reps=REPS)
     assert "Mixture of experts" not in (out / "report.md").read_text()

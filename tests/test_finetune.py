@@ -139,6 +139,7 @@ def test_finetune_regularizes_with_dropout_and_weight_decay(source, tmp_path):
     assert not _same(src.params["torso"]["layer_1"], net.params["torso"]["layer_1"])  # the rest trained
 
 
+@pytest.mark.slow
 def test_trunk_until_gates_the_trunk_inside_the_optimizer():
     cfg = TrainConfig(tasks=("CartPole-v1",), steps=400, num_envs=4,
                       network=NetworkConfig(hidden=(8,), adapter_width=4),
@@ -171,6 +172,7 @@ def test_updates_before_counts_the_loops_updates():
         assert updates_before(d, envs, steps) == brute
 
 
+@pytest.mark.slow
 def test_labels_of_bottom_k_and_a_lower_trunk_lr():
     arch = make_architecture(make_task_set(("CartPole-v1",)), NetworkConfig(hidden=(8, 8), adapter_width=4))
     params = init_params(arch, jax.random.PRNGKey(0))
@@ -186,6 +188,7 @@ def test_labels_of_bottom_k_and_a_lower_trunk_lr():
     np.testing.assert_allclose(np.abs(updates["heads"]["kernel"]), 1e-3, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_extend_keeps_the_old_heads_exactly_at_its_start(source):
     src = load_source(source)
     base = dataclasses.replace(TINY, tasks=("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), seeds=3)
@@ -322,6 +325,7 @@ def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
     assert config_hash(paper) != config_hash(SOURCE)
 
 
+@pytest.mark.slow
 def test_older_runs_under_newer_rules_still_load(tmp_path):
     """adam with --weight-decay (which adam ignored) is refused for new runs only: such a run still loads,
     evaluates and can be a source."""

@@ -66,6 +66,7 @@ def _conflicting_key(agent, state, upper):
     raise AssertionError("no update key separates the two Gram matrices")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["pcgrad", "unit-norm", "cagrad"])
 def test_bottom_1_strategies_see_the_upper_layers_alone(strategy):
     agent = _agent(strategy, freeze="bottom:1")
@@ -90,6 +91,7 @@ def test_bottom_1_strategies_see_the_upper_layers_alone(strategy):
     np.testing.assert_array_equal(metrics["conflict"], (cosine < 0).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_lora_diagnostics_come_from_the_low_rank_factors_alone():
     agent = make_agent(dataclasses.replace(BASE, strategy="unit-norm",
                                            finetune=FinetuneConfig(source="x", lora_rank=2)))
@@ -115,6 +117,7 @@ def test_lora_diagnostics_come_from_the_low_rank_factors_alone():
     np.testing.assert_allclose(metrics["weight"], want["weights"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_trunk_until_counts_as_frozen_until_it_opens():
     agent = _agent("unit-norm", freeze="trunk-until:24")  # a shared trunk only: nothing shared trains before
     start = unfreeze_update(agent.cfg.finetune, agent.derived, agent.cfg.num_envs)
@@ -137,6 +140,7 @@ def test_trunk_until_counts_as_frozen_until_it_opens():
         state = new
 
 
+@pytest.mark.slow
 def test_trunk_until_adam_moments_see_the_trunk_before_it_opens():
     cfg = dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, optimizer="adam", lr=1e-3),
                               finetune=FinetuneConfig(source="x", freeze="trunk-until:400"))
@@ -150,6 +154,7 @@ def test_trunk_until_adam_moments_see_the_trunk_before_it_opens():
     assert trunk_moments and all(np.abs(np.asarray(m)).sum() > 0 for m in trunk_moments)  # Adam's: warm
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["sum", "unit-norm", "pcgrad", "cagrad", "gradnorm", "uncertainty", "dwa"])
 def test_every_shared_leaf_frozen_gives_zero_and_stays_finite(strategy):
     agent = _agent(strategy, freeze="trunk")

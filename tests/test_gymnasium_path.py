@@ -112,6 +112,7 @@ def test_pole_falling_is_termination():
         envs.close()
 
 
+@pytest.mark.slow
 def test_host_init_matches_the_compiled_init():
     """Same key split and fields as loop.init_state (so the two paths cannot drift apart silently)."""
     key = jax.random.PRNGKey(7)
@@ -220,6 +221,7 @@ def test_gym_minigrid_sees_what_our_jax_minigrid_sees():
         package.close()
 
 
+@pytest.mark.slow
 def test_gym_minigrid_trains_a_few_chunks_with_n_step_targets(tmp_path):
     cfg = TrainConfig(tasks=MINIGRID, steps=600, seeds=1, log_every=200, num_envs=2,
                       network=IMAGE.network,  # a small conv trunk: its programs compile in seconds

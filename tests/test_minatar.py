@@ -28,6 +28,7 @@ def _rollout(env, params, actions, key):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
 def test_without_sticky_actions_the_wrapper_is_gymnax_game(name):
     """sticky 0, minimal actions, gymnax's cut-off: the same game, step by step, given the game's keys."""
@@ -37,6 +38,7 @@ def test_without_sticky_actions_the_wrapper_is_gymnax_game(name):
     keys = jax.random.split(jax.random.PRNGKey(2), 400)
     assert_wrapper_steps_as_its_game(wrapped, game, params, actions, keys)
 
+@pytest.mark.slow
 def test_sticky_actions_repeat_the_last_executed_action_with_their_probability():
     env = MinAtarEnv("Breakout-MinAtar", sticky=0.1)
     params = env.default_params
@@ -59,6 +61,7 @@ def test_sticky_actions_repeat_the_last_executed_action_with_their_probability()
     assert not np.array_equal(np.asarray(other.last_action), executed)
 
 
+@pytest.mark.slow
 def test_last_action_survives_the_auto_reset_as_in_minatar():
     """MinAtar's Environment.reset() leaves last_action alone; so does the wrapper's auto-reset."""
     env = MinAtarEnv("Breakout-MinAtar", sticky=0.1, max_steps=3)
@@ -72,6 +75,7 @@ def test_last_action_survives_the_auto_reset_as_in_minatar():
     assert int(state.time) == 0 and int(state.last_action) == 2
 
 
+@pytest.mark.slow
 def test_full_action_set_maps_extra_actions_to_no_op():
     """Breakout's full set is n l u r d f; u, d and f do what n does, l and r what the minimal set's 1 and 2 do."""
     full = MinAtarEnv("Breakout-MinAtar", full_actions=True)
@@ -89,6 +93,7 @@ def test_full_action_set_maps_extra_actions_to_no_op():
     np.testing.assert_array_equal(got_noop[1], ref[1])
 
 
+@pytest.mark.slow
 def test_cut_off_is_a_truncation_and_freeway_ends_itself():
     env = MinAtarEnv("Freeway-MinAtar", max_steps=3000)
     params = env.default_params
@@ -103,6 +108,7 @@ def test_cut_off_is_a_truncation_and_freeway_ends_itself():
     assert np.flatnonzero(np.asarray(truncated)).tolist() == [2_499] and not np.asarray(terminated).any()
 
 
+@pytest.mark.slow
 def test_task_options_reach_the_compiled_loop():
     ts = make_task_set(["Breakout-MinAtar:sticky=0.1,actions=full,max_steps=5", "SpaceInvaders-MinAtar"])
     assert [t.num_actions for t in ts.tasks] == [6, 4] and ts.num_actions == 6
@@ -139,6 +145,7 @@ def test_command_line_keeps_a_specs_options_together():
                                    "SpaceInvaders-MinAtar", "--steps", "5"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("game, name", [("breakout", "Breakout-MinAtar"), ("space_invaders", "SpaceInvaders-MinAtar")])
 def test_full_action_set_steps_as_the_minatar_package(game, name):
     """Against Young & Tian's own package (the test oracle, ``minatar`` 1.0.15): the same observations, rewards
@@ -177,6 +184,7 @@ def test_full_action_set_steps_as_the_minatar_package(game, name):
     assert checked > 300 and rewards > 0  # long enough, and a reward seen, to have checked something
 
 
+@pytest.mark.slow
 def test_gymnax_seaquest_steps_as_the_minatar_package():
     """gymnax's Seaquest against ``minatar`` 1.0.15 with the spawns' random draws aligned: gymnax's draws of each
     step (read from its key the way ``step_env`` splits it) are handed to MinAtar's game in the order it asks.

@@ -181,6 +181,7 @@ def jax_outcomes(env: MiniGrid, states: EnvState):
 DONE_TASKS = list(SPECS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DONE_TASKS)
 def test_every_action_matches_the_package(name):
     states, obs, reward, term, trunc = collect(name, 1000, seed=1)
@@ -243,6 +244,7 @@ def _frequencies(layouts: list[dict[str, np.ndarray]], name: str) -> dict[str, c
     return counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DONE_TASKS)
 def test_layouts_are_the_packages(name, n=3000):
     """Our resets and the package's: the same values of every feature, at frequencies within sampling error."""
@@ -269,6 +271,7 @@ def test_layouts_are_the_packages(name, n=3000):
             assert abs(p - q) < 5 * se, f"{feature}={value!r}: package {p:.4f}, ours {q:.4f}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DONE_TASKS)
 def test_shortest_plan_reaches_the_goal_in_both(name, episodes=5):
     """A shortest plan found in the package reaches the goal in ours at the same step, with the same reward."""
@@ -287,6 +290,7 @@ def test_shortest_plan_reaches_the_goal_in_both(name, episodes=5):
         assert reward > 0 and float(j_reward) == pytest.approx(reward, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_registered_tasks_run_in_one_compiled_program():
     """`mtdqn tasks` lists the seven; a task set of them resets and steps together; max_steps= sets the limit."""
     from mtdqn.tasks import list_tasks, make_task_set, parse_task, reset_envs, step_envs

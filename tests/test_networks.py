@@ -29,6 +29,7 @@ def _net(task_set, sharing):
     return arch, init_params(arch, jax.random.PRNGKey(0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task_set", [VECTOR, IMAGE], ids=["vector", "image"])
 @pytest.mark.parametrize("sharing", ["independent", "shared", "partial:1", "conditioned"])
 def test_shapes_and_tree_contract(task_set, sharing):
@@ -76,6 +77,7 @@ def test_bad_sharing_is_rejected(sharing):
         make_architecture(VECTOR, NetworkConfig(sharing=sharing))
 
 
+@pytest.mark.slow
 def test_patch_conv_equals_flax_conv():
     """Same parameters (tree, shapes, initial values) and the same outputs as nn.Conv(VALID)."""
     import flax.linen as nn
@@ -95,6 +97,7 @@ def test_patch_conv_equals_flax_conv():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["independent", "shared", "partial:1", "conditioned"])
 def test_per_task_conv_gradients_are_matmuls_not_grouped_convolutions(sharing):
     """The update's per-task gradients on the conv trunk lower to dots (no convolution at all)."""
@@ -120,6 +123,7 @@ def test_kernel_larger_than_the_observation_is_rejected():
         make_architecture(tiny, NetworkConfig())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["independent", "shared", "partial:1", "conditioned"])
 def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
     """The image trunk's linear adapter composed into its first conv computes the same features, and the same
@@ -165,6 +169,7 @@ def test_dropout_zeroes_or_rescales_each_trunk_output_and_rate_zero_is_the_whole
                                   whole)
 
 
+@pytest.mark.slow
 def test_dropout_reaches_every_layer_of_the_image_trunk():
     arch = make_architecture(IMAGE, NetworkConfig())
     params = init_params(arch, jax.random.PRNGKey(0))
@@ -203,6 +208,7 @@ _LECUN_DIGESTS = {("vector", "shared"): "16c3fce6f9e4638f", ("vector", "independ
                   ("image", "independent"): "1e20d5b8a1a0a53c", ("image", "conditioned"): "5d2b2cb130c119fd"}
 
 
+@pytest.mark.slow
 @pytest.mark.optimized  # the digests are of the optimized program's numbers
 @pytest.mark.parametrize("kind,sharing", list(_LECUN_DIGESTS))
 def test_default_init_is_bit_identical_to_before(kind, sharing):
@@ -225,6 +231,7 @@ def _uniform(values, bound: float, rtol: float) -> None:
     np.testing.assert_allclose(v.var(), bound ** 2 / 3, rtol=rtol)
 
 
+@pytest.mark.slow
 def test_deramo_init_is_the_papers_pytorch_scheme():
     """GymNetwork (carloderamo/shared dqn/networks.py): xavier_uniform_ with gain sqrt 2 on the input and shared
     layers, 1 on the heads; nn.Linear's default biases uniform(+-1/sqrt(fan_in)), fan_in a task's own inputs."""
@@ -253,6 +260,7 @@ def test_deramo_init_is_the_papers_pytorch_scheme():
         params["torso"]["layer_0"]["kernel"]).std()
 
 
+@pytest.mark.slow
 def test_deramo_init_counts_a_conv_kernels_receptive_field():
     arch = make_architecture(IMAGE, NetworkConfig(init="deramo"))  # conv channels (16, 32), 3x3
     params = init_params(arch, jax.random.PRNGKey(1))

@@ -62,6 +62,7 @@ def differ(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == np.uint8 and not np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_classic_control_gifs(tmp_path, capsys):
     fake_run(tmp_path / "run", CLASSIC)
     result = assert_frame_per_state(tmp_path, tmp_path / "run", "CartPole-v1")  # ends in ~10 steps at random
@@ -126,6 +127,7 @@ def test_without_pygame_one_line_names_the_extra(tmp_path, monkeypatch):
     assert len(play(tmp_path / "run", "CartPole-v1", episodes=2).returns) == 2  # without a GIF it plays
 
 
+@pytest.mark.slow
 def test_car_on_hill_and_pendulum_gifs(tmp_path):
     fake_run(tmp_path / "run", OURS)
     assert_frame_per_state(tmp_path, tmp_path / "run", "CarOnHill-v0", max_steps=9)
@@ -152,6 +154,7 @@ def test_minatar_frame_colours_each_channel():
     assert differ(minatar_frame(grid), minatar_frame(moved))
 
 
+@pytest.mark.slow
 def test_minatar_gif(tmp_path):
     fake_run(tmp_path / "run", IMAGE)
     assert_frame_per_state(tmp_path, tmp_path / "run", IMAGE.tasks[0], max_steps=6)
@@ -164,6 +167,7 @@ def test_minatar_gif(tmp_path):
 MINIGRID = dataclasses.replace(IMAGE, tasks=("MiniGrid-DoorKey-6x6-v0", "MiniGrid-LavaGapS7-v0"), seeds=1)
 
 
+@pytest.mark.slow
 def test_minigrid_gif_and_drawing(tmp_path):
     fake_run(tmp_path / "run", MINIGRID)
     for task in MINIGRID.tasks:
@@ -179,6 +183,7 @@ def test_minigrid_gif_and_drawing(tmp_path):
     assert differ(base, minigrid_frame(with_key, (2, 2), 0, tile=8))
 
 
+@pytest.mark.slow
 def test_gym_task_gif(tmp_path, monkeypatch):
     fake_gym_run(tmp_path / "run", GYM)
     assert_frame_per_state(tmp_path, tmp_path / "run", "gym:CartPole-v1", max_steps=8)

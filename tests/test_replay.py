@@ -20,6 +20,7 @@ def _batch(value: float, tasks: int = 2, n: int = 3) -> Transition:
                       obs + 1, jnp.zeros((tasks, n), bool))
 
 
+@pytest.mark.slow
 def test_ring_buffer_wraps_and_caps_size():
     rb = replay_init(2, 5, (4,), jnp.float32)
     rb = replay_add(rb, _batch(1.0))
@@ -30,6 +31,7 @@ def test_ring_buffer_wraps_and_caps_size():
     np.testing.assert_allclose(rb.data.reward[0], [2.0, 1.0, 1.0, 2.0, 2.0])
 
 
+@pytest.mark.slow
 def test_sample_keeps_tasks_apart_and_only_filled_slots():
     rb = replay_add(replay_init(2, 100, (4,), jnp.float32), _batch(7.0))
     batch = replay_sample(rb, jax.random.PRNGKey(0), 16)

@@ -168,6 +168,7 @@ def _md_table_rows(text: str, title: str) -> list[str]:
     return rows[2:]  # drop header and separator
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(report: Path):
     html = (report / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
@@ -178,6 +179,7 @@ def test_html_is_self_contained(report: Path):
     assert "<link" not in html and "<script" not in html
 
 
+@pytest.mark.slow
 def test_markdown_images_exist(report: Path):
     md = (report / "report.md").read_text()
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
@@ -312,6 +314,7 @@ def test_data_files_exist(report: Path):
     assert not list(report.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_rerun_gives_identical_tables(report: Path):
     def snapshot() -> dict[str, bytes]:
         files = [*sorted((report / "data").glob("*.csv")), report / "results.md", report / "report.md"]
@@ -340,6 +343,7 @@ def test_bad_column_raises_naming_file_and_column(tmp_path: Path):
         load_study(study)
 
 
+@pytest.mark.slow
 def test_a_cell_without_updates_reports_no_updates(tmp_path):
     """A budget that ends before learning starts leaves an empty gradient table (with its schema) and no pair
     table; the report says "no updates" where its gradient diagnostics would be, and still builds."""

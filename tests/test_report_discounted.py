@@ -109,6 +109,7 @@ def _header(md: str, title: str) -> list[str]:
     return [c.strip() for c in line.strip("|").split("|")]
 
 
+@pytest.mark.slow
 def test_every_output_carries_the_discounted_score_and_gamma(default: Path):
     for name in ("report.md", "report.html", "results.md"):
         text = (default / name).read_text()
@@ -141,6 +142,7 @@ def test_discounted_means_intervals_and_differences_use_the_discounted_range(def
     assert diffs[diffs["metric"] != "final_discounted"]["gamma"].isna().all()
 
 
+@pytest.mark.slow
 def test_the_default_report_leads_with_the_undiscounted_return(default: Path):
     md = (default / "report.md").read_text()
     cols = _header(md, "Per-task results")
@@ -149,6 +151,7 @@ def test_the_default_report_leads_with_the_undiscounted_return(default: Path):
     assert "Headline metric" not in md
 
 
+@pytest.mark.slow
 def test_a_discounted_headline_leads_every_output(headline: Path, default: Path):
     md = (headline / "report.md").read_text()
     for text in (md, (headline / "results.md").read_text()):
@@ -168,6 +171,7 @@ def test_a_discounted_headline_leads_every_output(headline: Path, default: Path)
     pd.testing.assert_frame_equal(agg, pd.read_parquet(default / "data" / "aggregates.parquet"))
 
 
+@pytest.mark.slow
 def test_discounted_key_follows_the_undiscounted_definition(tmp_path: Path):
     study = make_study(tmp_path)
     for variant in ("independent", "shared"):
@@ -180,6 +184,7 @@ def test_discounted_key_follows_the_undiscounted_definition(tmp_path: Path):
     assert (per_seed["final_discounted"] == 7.0).all()
 
 
+@pytest.mark.slow
 def test_older_runs_without_discounted_scores_say_so(tmp_path: Path):
     out = build_report(make_study(tmp_path, with_discounted=False, headline="discounted"), reps=50)
     md = (out / "report.md").read_text()
@@ -190,6 +195,7 @@ def test_older_runs_without_discounted_scores_say_so(tmp_path: Path):
     assert pd.read_parquet(out / "data" / "per_task.parquet")["disc_mean"].isna().all()
 
 
+@pytest.mark.slow
 def test_a_task_discounted_differently_by_two_variants_is_not_compared(tmp_path: Path):
     study = make_study(tmp_path)
     path = study / "cells" / "shared" / "summary.json"

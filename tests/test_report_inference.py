@@ -118,6 +118,7 @@ def _set_finals(study: Path, variant: str, finals: dict[str, list[float]]) -> No
     path.write_text(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_report_on_one_seed_effect_and_a_degenerate_task(tmp_path):
     """The referee's case: an effect resting on one seed is not a finding, a task where every seed of both
     variants gave the same return is 'not estimable', never a [0, 0] interval, and is not counted."""
@@ -159,6 +160,7 @@ def test_aggregate_permutation_test_is_exact_and_counts_ties():
     assert poi_ties(x, y) == 0.0
 
 
+@pytest.mark.slow
 def test_methods_state_the_protocol_as_run(tmp_path):
     """The evaluation interval as run (and a note when the request was rounded), every resolved option of every
     variant with non-defaults marked, and the Python version."""

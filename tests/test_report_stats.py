@@ -75,6 +75,7 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(make_study(tmp_path_factory.mktemp("full"), evals=True), reps=REPS)
 
 
+@pytest.mark.slow
 def test_report_tables_stay_in_range(full: Path):
     data = full / "data"
     per_task = pd.read_parquet(data / "per_task.parquet")
@@ -110,6 +111,7 @@ def test_greedy_evaluation_is_the_main_learning_curve(full: Path):
     assert np.isfinite(diffs["mde"]).any()
 
 
+@pytest.mark.slow
 def test_old_runs_without_evaluations_use_training_curves(tmp_path: Path):
     md = (build_report(make_study(tmp_path), reps=50) / "report.md").read_text()
     assert "epsilon-greedy training policy vs env steps" in md and "training_curves.png" not in md
@@ -118,6 +120,7 @@ def test_old_runs_without_evaluations_use_training_curves(tmp_path: Path):
 # ---------------------------------------------------------------- small n
 
 
+@pytest.mark.slow
 def test_two_seeds_draw_no_interval_and_say_smoke_test(tmp_path: Path):
     out = build_report(make_study(tmp_path, seeds=[0, 1]), reps=50)
     md = (out / "report.md").read_text()
@@ -158,6 +161,7 @@ def test_five_seeds_have_no_smoke_test_note(full: Path):
 # ---------------------------------------------------------------- fixed anchors
 
 
+@pytest.mark.slow
 def test_normalization_uses_fixed_anchors_not_the_reference_seeds(tmp_path: Path):
     a = build_report(make_study(tmp_path / "a", evals=True), reps=50)
     b = build_report(make_study(tmp_path / "b", evals=True, reference_finals=(40.0, -400.0)), reps=50)
@@ -173,6 +177,7 @@ def test_normalization_uses_fixed_anchors_not_the_reference_seeds(tmp_path: Path
     assert not np.allclose(ref(ga), ref(gb))  # while the reference's own score did change
 
 
+@pytest.mark.slow
 def test_task_without_anchors_is_left_out_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delitem(ANCHORS, "Acrobot-v1")
     out = build_report(make_study(tmp_path), reps=50)
@@ -185,6 +190,7 @@ def test_task_without_anchors_is_left_out_with_a_note(tmp_path: Path, monkeypatc
 # ---------------------------------------------------------------- methods
 
 
+@pytest.mark.slow
 def test_methods_section_lists_every_non_default_option(full: Path):
     from mtdqn.config import TrainConfig, config_to_dict, flatten_config
 
@@ -205,6 +211,7 @@ def test_methods_section_lists_every_non_default_option(full: Path):
     assert f"Seeds {', '.join(map(str, SEEDS))}" in methods
 
 
+@pytest.mark.slow
 def test_windows_without_updates_in_older_runs_are_dropped(tmp_path: Path):
     """Runs written before the writer skipped them logged pre-learning windows as zeros."""
     study = make_study(tmp_path / "s")

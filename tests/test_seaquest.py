@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from helpers import QueuedDraws, assert_wrapper_steps_as_its_game
 from mtdqn.tasks.seaquest import MAX_DIVERS, MAX_ENEMIES, MAX_F_BULLETS, Seaquest, enemy_bound
@@ -140,6 +141,7 @@ def test_minatar_lists_stay_within_the_derived_bounds():
     assert most["f_bullets"] == 2 and most["divers"] == 2 and most["enemies"] >= 15, most  # the lists were used
 
 
+@pytest.mark.slow
 def test_steps_as_the_minatar_package():
     """Observations (all 10 channels), rewards and terminals equal MinAtar's at every step, terminal steps
     included (no oxygen-gauge difference), over random episodes with the spawn draws aligned."""
@@ -147,6 +149,7 @@ def test_steps_as_the_minatar_package():
     assert checked > 1_000 and rewards > 0, (checked, rewards)
 
 
+@pytest.mark.slow
 def test_steps_as_the_minatar_package_while_surfacing_often():
     """A policy that fetches divers, with 6 divers handed to both games on step 15: rescues, the full-rescue
     bonus, the diver count at -1 that follows it (MinAtar's quirk), and the difficulty ramp."""
@@ -154,6 +157,7 @@ def test_steps_as_the_minatar_package_while_surfacing_often():
     assert checked > 1_000 and ramps >= 15, (checked, ramps)
 
 
+@pytest.mark.slow
 def test_vmapped_and_jitted_with_auto_reset():
     env = Seaquest()
     params = env.default_params
@@ -179,6 +183,7 @@ def test_vmapped_and_jitted_with_auto_reset():
     assert set(np.unique(np.asarray(obs))) <= {0.0, 1.0}
 
 
+@pytest.mark.slow
 def test_seaquest_task_is_ours_with_gymnax_cut_off_and_the_wrapper_wraps_it():
     from mtdqn.tasks import parse_task
     from mtdqn.tasks.minatar import MinAtarEnv
@@ -198,6 +203,7 @@ def test_seaquest_task_is_ours_with_gymnax_cut_off_and_the_wrapper_wraps_it():
     assert bool(truncated) and not bool(terminated)
 
 
+@pytest.mark.slow
 def test_wrapper_without_sticky_actions_steps_our_seaquest():
     """sticky 0: MinAtarEnv steps our game unchanged, given the game's keys (it hands the game the second half)."""
     from mtdqn.tasks.minatar import MinAtarEnv

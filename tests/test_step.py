@@ -35,6 +35,7 @@ def _allclose_trees(a, b, **kw):
     return all(np.allclose(x, y, **kw) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_hard_target_copy_happens_every_n_updates_and_only_then():
     agent = _agent(tau=1.0, target_update_every=3)
     state = filled_state(agent)
@@ -50,6 +51,7 @@ def test_hard_target_copy_happens_every_n_updates_and_only_then():
             jax.tree.map(np.testing.assert_array_equal, state.target_params, initial_target)
 
 
+@pytest.mark.slow
 def test_polyak_target_moves_tau_of_the_way_every_update():
     tau = 0.25
     agent = _agent(tau=tau, target_update_every=1)
@@ -62,6 +64,7 @@ def test_polyak_target_moves_tau_of_the_way_every_update():
         state = new
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("double, specs, gammas", [
     (False, BASE.tasks, (0.9, 0.9)),
     (True, BASE.tasks, (0.9, 0.9)),
@@ -91,6 +94,7 @@ def test_td_targets_by_hand(double, specs, gammas):
     assert np.any(np.asarray(batch.terminated)) and np.any(~np.asarray(batch.terminated))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, gamma", [("CartPole-v1", 0.99), ("CartPole-v1:gamma=0.8", 0.8)])
 def test_rollout_returns_count_exactly_the_first_episode(spec, gamma):
     """A policy that always pushes left: each CartPole episode's return is its length, counted once.
@@ -137,6 +141,7 @@ def test_gamma_one_is_a_valid_discount():
     assert parse_task("CarOnHill-v0").discount(0.99) == 0.99
 
 
+@pytest.mark.slow
 def test_dropout_acts_in_the_losss_online_pass_only():
     plain, dropped = _agent(), _agent(dropout=0.5)
     state = filled_state(plain)  # the same network shape: one state serves both agents

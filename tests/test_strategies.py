@@ -109,6 +109,7 @@ def test_cagrad_with_c0_is_the_mean_and_improves_the_worst_task():
     np.testing.assert_allclose(w @ CONFLICT, d, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cagrad_dual_matches_a_brute_force_search():
     rows = np.stack([np.r_[1.0, 0.0, 0.3], np.r_[-0.6, 1.0, 0.0], np.r_[0.2, -0.5, 2.0]])
     gram = rows @ rows.T
@@ -254,6 +255,7 @@ def reference_task_grads(agent, state, key, weights):
     return per_task_grads(state.replace(strategy_state=()), key, jnp.asarray(weights, jnp.float32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_update_gives_per_task_parameters_w_times_their_own_gradient(name, small_state):
     cfg, state = small_state

@@ -274,6 +274,7 @@ def test_presets() -> None:
         resolve_spec("classic", {"seeds": 0})
 
 
+@pytest.mark.slow
 def test_minigrid_presets_follow_moore() -> None:
     """MOORE's task sets, budget, evaluation and gamma; every variant a valid run; every task normalized by its
     fixed anchors (optimal return) with the shortest budget the issue names (--steps 5000) still updating."""

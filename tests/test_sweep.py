@@ -34,6 +34,7 @@ def _train(trainer, keys, chunks: int):
     return jax.tree.map(np.asarray, (state, metrics))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds, devices", [(2, 0), (3, 0), (2, 1)])
 def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
     """Each member of a 4-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
@@ -112,6 +113,7 @@ def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, swee
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_that_does_not_fit_in_memory_is_refused_before_compiling(capsys, tmp_path, monkeypatch):
     """The --seeds estimate, times the members: each run alone fits (2 seeds, 0.9 GB of replay), the 2 members
     together do not, on a machine with 1.5 GB available."""
@@ -134,6 +136,7 @@ def swept(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_a_member_directory_is_its_run_alone(swept):
     """The member's directory holds the run alone's config, metrics, evaluations and final weights exactly."""
     from mtdqn.results import Run
@@ -155,6 +158,7 @@ def test_a_member_directory_is_its_run_alone(swept):
                                  "lr=0.0003,gamma=0.99"]
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     """Killed right after the population's first checkpoint: --resume ends with every member's numbers of the
     uninterrupted sweep, each member directory an ordinary finished run."""
@@ -187,6 +191,7 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_the_python_api_takes_a_sweep(tmp_path):
     """api.train(sweep={...}) returns one Run per member; a bad name is the CLI's one line."""
     from mtdqn import api

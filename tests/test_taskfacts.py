@@ -38,6 +38,7 @@ def test_every_reader_sees_the_same_row():
     assert facts("MyEnv-v0") is None and default_threshold("MyEnv-v0") is None
 
 
+@pytest.mark.slow
 def test_the_table_and_the_analysis_import_no_jax():
     code = "import sys, mtdqn.taskfacts, mtdqn.analysis; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

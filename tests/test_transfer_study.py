@@ -155,6 +155,7 @@ def test_deramo_transfer_is_the_papers_transfer_experiment_on_the_deramo_protoco
     assert (small.steps, small.seeds, small.run_options.eval_every, small.unfreeze_at) == (5_000, 2, 250, 900)
 
 
+@pytest.mark.slow
 def test_a_pretraining_finished_without_keep_best_is_not_taken_for_one(study, tmp_path):
     import shutil
 

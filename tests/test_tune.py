@@ -356,6 +356,7 @@ def test_presets_one_per_classic_structure():
         assert set(spec.space) == set(CLASSIC_SPACE)  # ... and every structure is searched over the same space
 
 
+@pytest.mark.slow
 def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys):
     """In-process: each fails in validation; the last is the real command in a subprocess (one line)."""
     for i, (space, expected) in enumerate([({}, "search space is empty"), ({"seeds": {"int": [1, 2]}},
@@ -383,6 +384,7 @@ def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys):
 # ---------------------------------------------------------------- the observer hook of a run
 
 
+@pytest.mark.slow
 def test_on_eval_sees_each_evaluation_and_may_stop_the_run(tmp_path):
     """The run calls the observer after each evaluation during training (not the final one) with every row so
     far; an observer that raises stops the run, which then resumes from its checkpoint to the same end."""
@@ -420,6 +422,7 @@ def _seed_storage(out: Path, spec_table: dict, value: float, steps: list[int], n
             value=value, intermediate_values={s: value for s in steps}, user_attrs={"options": {"lr": 1e-3}}))
 
 
+@pytest.mark.slow
 def test_pruner_stops_a_trial_below_the_median(tmp_path):
     """Two earlier trials scored far above anything 500 steps can reach: the median pruner stops the new trial at
     its first evaluation, its run left unfinished with a checkpoint there; the report lists it."""
@@ -437,6 +440,7 @@ def test_pruner_stops_a_trial_below_the_median(tmp_path):
     assert result.best_trial in (0, 1) and (out / "report" / "history.png").is_file()
 
 
+@pytest.mark.slow
 def test_search_report_confirm_and_rerun(tmp_path):
     """Three trials with the median pruner, then --confirm 2: a report with importance, figures and the trials'
     table, the confirmation on fresh seeds (1, 2), and a rerun that trains nothing again."""
