@@ -143,6 +143,17 @@ def pytest_collection_finish(session):
                         returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under --dist loadgroup a worker's test ids carry their group (``id@group``): xdist sends those units
+    whole.  pytest 9.2 made that id immutable to xdist 3.8 (pytest-xdist#1386), which then spreads a module's
+    tests over the workers and builds its trained fixtures on each: refuse, do not run twice as slow in silence."""
+    if node.config.getvalue("dist") == "loadgroup" and ids and not any("@" in i.rsplit("]", 1)[-1] for i in ids):
+        raise pytest.UsageError(f"pytest-xdist dropped the test groups ({ids[0]} has no @group): this pytest and "
+                                "pytest-xdist do not work together (pytest-xdist#1386); install the versions "
+                                "pyproject.toml pins")
+
+
 # ---------------------------------------------------------------- where the suite's time goes (opt-in)
 # MTDQN_TEST_PROFILE=FILE appends one JSON line per test phase: its wall time and the time JAX spent tracing,
 # lowering and compiling (a persistent-cache hit counts as a compile, a short one) in this process, with the
