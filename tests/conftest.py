@@ -7,6 +7,7 @@ across tests through session fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -66,54 +67,20 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # `make test` runs `-n auto --dist loadgroup --no-loadscope-reorder`: a group is one worker's unit of work, and
 # units are handed out in collection order.  Every test is grouped with its module (a module's fixtures are
 # built once per run), except: the modules reading the session's trained runs form one group (trained once);
-# in test_learning and test_finetune, whose module fixtures cost nothing to build twice, each test is a group
-# of its own (the workers share them); and the deramo learning test stands alone.  Units go out longest
-# first (LPT), so no long unit starts last while the other worker idles.  Without xdist the marks are inert.
+# in the modules of ONE_GROUP_PER_TEST, whose module fixtures cost little to build twice, each test is a
+# group of its own (the workers share them); and the tests of OWN_GROUP stand alone.  Units go out longest
+# first (LPT) by their measured cost (group_costs.json, written by `tests/profile_summary.py FILE
+# --write-costs` from a profiled `make test`), so no long unit starts last while the other worker idles;
+# groups it does not list keep their file order after the rest.  Without xdist the marks are inert.
 SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
 ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
-# Cost per group, for the order only.  CPU seconds measured per test (one process, cold compilation cache,
-# 2026-12-02, the learning tests at one seed) for the learning tests, test_distill, tiny_run, test_study,
-# test_gymnasium_path, test_devices and extend; the rest keep the order of the earlier wall-time figures,
-# scaled by 1/3 as those were.  Groups not listed cost less and keep their file order.
-COST = {
-    "test_learning::test_shared_conv_agent_learns_two_minatar_games": 125,
-    "test_distill": 150,
-    "test_learning::test_two_task_agent_learns_both_tasks[shared]": 100,
-    "test_learning::test_two_task_agent_learns_both_tasks[independent]": 100,
-    "tiny_run": 140,
-    "test_study": 90,
-    "test_groups_study": 100,  # cold cache, CPU s (its helper's measurement); the affinity and experts
-    "test_experts": 60,  # files: wall-time estimates under load, scaled as above
-    "test_affinity": 40,
-    "test_learning::test_shared_conv_agent_learns_two_minigrid_tasks": 147,
-    "test_examples": 90,  # wall-time estimates under load from their helpers, scaled as above
-    "test_api": 60,
-    "test_custom_env": 40,
-    "test_deramo::test_five_task_shared_agent_learns": 75,
-    "test_gymnasium_path": 56,
-    "test_devices": 47,
-    "test_finetune::test_extend_reports_forgetting_and_the_new_tasks": 45,
-    "test_networks": 40,
-    "test_finetune::test_finetune_regularizes_with_dropout_and_weight_decay": 40,
-    "test_resume": 39,
-    "test_finetune::test_early_stopping_restores_the_best_checkpoint": 37,
-    "test_transfer_study": 37,
-    "test_finetune::test_a_finetuned_run_resumes_bit_identical": 35,
-    "test_deramo": 23,
-    "test_finetune::test_lora_trains_only_its_factors_and_the_new_adapter_and_head": 22,
-    "test_finetune::test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary": 18,
-    # wall s under a load of ~6 on 2 cores (2026-12-02), scaled by 1/3 as above
-    "test_tune::test_search_report_confirm_and_rerun": 65,
-    "test_tune::test_kill_9_resumes_without_redoing_finished_trials": 60,
-    "test_tune::test_trials_on_local_ray": 20,
-    "test_tune::test_on_eval_sees_each_evaluation_and_may_stop_the_run": 16,
-    "test_tune::test_pruner_stops_a_trial_below_the_median": 13,
-}
+OWN_GROUP = {"test_deramo::test_five_task_shared_agent_learns"}
+COST: dict[str, float] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
 
 
 def xdist_group(item: pytest.Item) -> str:
     module, test = item.path.stem, f"{item.path.stem}::{item.name}"
-    if module in ONE_GROUP_PER_TEST or test in COST:
+    if module in ONE_GROUP_PER_TEST or test in OWN_GROUP:
         return test
     return "tiny_run" if module in SHARED_RUN_MODULES else module
 
@@ -148,7 +115,7 @@ def pytest_xdist_node_collection_finished(node, ids):
     """Under --dist loadgroup a worker's test ids carry their group (``id@group``): xdist sends those units
     whole.  pytest 9.2 made that id immutable to xdist 3.8 (pytest-xdist#1386), which then spreads a module's
     tests over the workers and builds its trained fixtures on each: refuse, do not run twice as slow in silence."""
-    if node.config.getvalue("dist") == "loadgroup" and ids and not any("@" in i.rsplit("]", 1)[-1] for i in ids):
+    if node.config.getvalue("dist") == "loadgroup" and ids and not any("@" in i for i in ids):
         raise pytest.UsageError(f"pytest-xdist dropped the test groups ({ids[0]} has no @group): this pytest and "
                                 "pytest-xdist do not work together (pytest-xdist#1386); install the versions "
                                 "pyproject.toml pins")
@@ -161,7 +128,6 @@ def pytest_xdist_node_collection_finished(node, ids):
 # sums it per test file.
 _PROFILE = os.environ.get("MTDQN_TEST_PROFILE")
 if _PROFILE:
-    import json
     import time
     from collections import defaultdict
 

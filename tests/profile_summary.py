@@ -1,6 +1,9 @@
 """Sum a MTDQN_TEST_PROFILE file (tests/conftest.py) per test file: where the suite's time goes.
 
-    python tests/profile_summary.py FILE [--tests N]
+    python tests/profile_summary.py FILE [--tests N] [--write-costs]
+
+``--write-costs`` stores each xdist group's measured seconds in tests/group_costs.json, the order in which
+`make test` hands the groups out (longest first); profile a whole `make test` for it.
 """
 
 from __future__ import annotations
@@ -8,14 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from pathlib import Path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file")
     parser.add_argument("--tests", type=int, default=30, help="also list the N slowest tests")
+    parser.add_argument("--write-costs", action="store_true", help="write tests/group_costs.json from FILE")
     args = parser.parse_args()
     rows = [json.loads(line) for line in open(args.file)]
+    if args.write_costs:
+        write_costs(rows)
     per_file: dict = defaultdict(lambda: defaultdict(float))
     for row in rows:
         f = per_file[row["test"].split("::")[0]]
@@ -32,6 +39,20 @@ def main() -> None:
     print(f"\n{args.tests} slowest tests (wall s, compile s, programs compiled > 0.5 s):")
     for row in sorted(rows, key=lambda r: -r["wall"])[: args.tests]:
         print(f"{row['wall']:7.1f} {row.get('compile', 0):7.1f}  {row['test']}  {row['programs'][:4]}")
+
+
+def write_costs(rows: list[dict]) -> None:
+    """Seconds per xdist group (the ``@group`` of a test id under --dist loadgroup), rounded to whole seconds."""
+    per_group: dict = defaultdict(float)
+    for row in rows:
+        test = row["test"]
+        if "@" not in test:
+            raise SystemExit(f"{test} has no @group: profile a `make test` run (pytest-xdist, --dist loadgroup)")
+        per_group[test.split("@", 1)[1]] += row["wall"]
+    costs = {group: round(seconds) for group, seconds in sorted(per_group.items(), key=lambda kv: -kv[1])}
+    path = Path(__file__).with_name("group_costs.json")
+    path.write_text(json.dumps(costs, indent=1) + "\n")
+    print(f"wrote {path}: {len(costs)} groups, {sum(costs.values())} s")
 
 
 if __name__ == "__main__":
