@@ -68,19 +68,26 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # units are handed out in collection order.  Every test is grouped with its module (a module's fixtures are
 # built once per run), except: the modules reading the session's trained runs form one group (trained once);
 # in the modules of ONE_GROUP_PER_TEST, whose module fixtures cost little to build twice, each test is a
-# group of its own (the workers share them); and the tests of OWN_GROUP stand alone.  Units go out longest
+# group of its own (the workers share them); and GROUPS names the groups of some tests: the deramo learning
+# test alone, the tune tests that train the same programs together in file order, so the Ray trials and the
+# killed CLI search find them in the compilation cache.  Units go out longest
 # first (LPT) by their measured cost (group_costs.json, written by `tests/profile_summary.py FILE
 # --write-costs` from a profiled `make test`), so no long unit starts last while the other worker idles;
 # groups it does not list keep their file order after the rest.  Without xdist the marks are inert.
 SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
 ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
-OWN_GROUP = {"test_deramo::test_five_task_shared_agent_learns"}
+GROUPS = {"test_deramo::test_five_task_shared_agent_learns": "test_deramo::test_five_task_shared_agent_learns",
+          **dict.fromkeys(("test_tune::test_search_report_confirm_and_rerun",
+                           "test_tune::test_kill_9_resumes_without_redoing_finished_trials",
+                           "test_tune::test_trials_on_local_ray"), "test_tune::small")}
 COST: dict[str, float] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
 
 
 def xdist_group(item: pytest.Item) -> str:
     module, test = item.path.stem, f"{item.path.stem}::{item.name}"
-    if module in ONE_GROUP_PER_TEST or test in OWN_GROUP:
+    if test in GROUPS:
+        return GROUPS[test]
+    if module in ONE_GROUP_PER_TEST:
         return test
     return "tiny_run" if module in SHARED_RUN_MODULES else module
 

@@ -167,3 +167,37 @@ def test_the_updates_named_keys_keep_the_two_way_split():
     three, two = jax.random.split(key, 3), jax.random.split(key, 2)
     np.testing.assert_array_equal(jax.random.key_data(three[:2]), jax.random.key_data(two))
     assert len({tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in three}) == 3  # the dropout key is its own
+
+
+@pytest.mark.slow
+def test_the_learning_rate_schedule_is_the_optax_one_and_its_length_is_traced(monkeypatch):
+    """--lr-schedule linear: a run trains to the same bits as with optax's linear_schedule at a constant length,
+    and a config that differs only in --steps lowers to the same training program (one compile serves both)."""
+    import optax
+
+    import mtdqn.train.agent
+    from mtdqn.train.loop import _one_seed_chunk, make_trainer, seed_keys
+
+    def trained(agent) -> list[np.ndarray]:
+        trainer = make_trainer(agent)
+        state = trainer.init(seed_keys(agent.seeds))
+        for c in range(agent.derived.num_chunks):
+            state, _ = trainer.run_chunk(state, c * agent.derived.iters_per_chunk)
+        return [np.asarray(x).view(np.uint32) for x in jax.tree.leaves(state.params)]
+
+    cfg = dataclasses.replace(BASE, steps=1000, log_every=500)
+    ours = trained(make_agent(cfg))
+    constant = make_agent(cfg).derived.total_updates
+    monkeypatch.setattr(mtdqn.train.agent, "linear_decay",
+                        lambda lr, updates: optax.linear_schedule(lr, 0.0, transition_steps=constant))
+    for a, b in zip(ours, trained(make_agent(cfg)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+
+    def chunk_program(steps: int) -> str:
+        agent = make_agent(dataclasses.replace(cfg, steps=steps))
+        state = jax.eval_shape(lambda: init_state(agent, jax.random.PRNGKey(0)))
+        return jax.jit(_one_seed_chunk(agent)).lower(state, agent.hypers, jnp.int32(0)).as_text()
+
+    assert make_agent(cfg).derived.total_updates != make_agent(dataclasses.replace(cfg, steps=3000)).derived.total_updates
+    assert chunk_program(1000) == chunk_program(3000)

@@ -88,42 +88,63 @@ class Agent:
         """The config's traced hyperparameters (:mod:`mtdqn.train.hypers`), one seed's."""
         return hypers_of(self.cfg)
 
-    def optimizer_at(self, lr: jax.Array | float) -> optax.GradientTransformation:
-        """The run's optimizer with base rate ``lr`` (a traced value in the compiled loop): the same chain, so
-        the same state layout, as :attr:`optimizer`, which initializes it."""
-        return make_optimizer(self.cfg, self.derived, self.arch, lr)
+    def optimizer_at(self, hp: Hypers) -> optax.GradientTransformation:
+        """The run's optimizer with ``hp``'s rate and schedule length (traced values in the compiled loop): the
+        same chain, so the same state layout, as :attr:`optimizer`, which initializes it."""
+        return make_optimizer(self.cfg, self.derived, self.arch, hp.lr, hp.lr_decay_updates)
 
 
 def make_optimizer(cfg: TrainConfig, derived: Derived, arch: Architecture | None = None,
-                   lr: jax.Array | float | None = None) -> optax.GradientTransformation:
+                   lr: jax.Array | float | None = None,
+                   decay_updates: jax.Array | int | None = None) -> optax.GradientTransformation:
     """adam / adamw / sgd with optional weight decay, lr decay and global-norm clipping.
 
-    ``lr``: the base rate (None: ``--lr``); a traced value gives the same chain and state layout as the float,
-    since optax keeps a constant rate as a plain multiplier and a schedule's count either way.
+    ``lr``: the base rate (None: ``--lr``); ``decay_updates``: the updates a
+    linear schedule decays it over (None: the run's ``total_updates``).  Traced
+    values give the same chain and state layout as numbers, since optax keeps a
+    constant rate as a plain multiplier and a schedule's count either way; so
+    runs that differ only in ``--steps`` or ``--lr`` share one compiled program.
     A fine-tuned run (``cfg.finetune`` set; ``arch`` needed) gets one such
     optimizer per parameter label (frozen, trunk, ...: :mod:`mtdqn.finetune`).
     """
     base_lr = cfg.dqn.lr if lr is None else lr
+    decay = derived.total_updates if decay_updates is None else decay_updates
     if is_finetuned(cfg.finetune):
         if arch is None:
             raise ValueError("a fine-tuned run's optimizer needs its architecture")
         return partitioned_optimizer(cfg.finetune, arch, derived, cfg.num_envs, base_lr,
-                                     lambda rate: _optimizer(cfg, derived, rate))
-    return _optimizer(cfg, derived, base_lr)
+                                     lambda rate: _optimizer(cfg, rate, decay))
+    return _optimizer(cfg, base_lr, decay)
 
 
-def learning_rate(cfg: TrainConfig, derived: Derived, base_lr: jax.Array | float) -> optax.Schedule:
+def learning_rate(cfg: TrainConfig, base_lr: jax.Array | float, decay_updates: jax.Array | int) -> optax.Schedule:
     """--lr-schedule as a function of the count of updates already taken: the rate the optimizer applies."""
     if cfg.dqn.lr_schedule == "linear":
-        return optax.linear_schedule(base_lr, 0.0, transition_steps=derived.total_updates)
+        return linear_decay(base_lr, decay_updates)
     return optax.constant_schedule(base_lr)
 
 
-def _optimizer(cfg: TrainConfig, derived: Derived, base_lr: jax.Array | float) -> optax.GradientTransformation:
+def linear_decay(base_lr: jax.Array | float, updates: jax.Array | int) -> optax.Schedule:
+    """``optax.linear_schedule(base_lr, 0.0, transition_steps=updates)`` with ``updates`` allowed to be traced
+    (optax tests it in Python), so runs that differ only in ``--steps`` share a compiled program.
+
+    Bit for bit the numbers a constant ``updates`` gave: XLA compiles ``count / constant`` as ``count *
+    (1 / constant)``, so the reciprocal is taken here (a traced ``count / updates`` would round differently,
+    changing every run's trajectory).  ``updates`` >= 1 (:func:`mtdqn.config.derive`).
+    """
+    def schedule(count: jax.Array) -> jax.Array:
+        frac = 1 - jnp.clip(count, 0, updates) * (1.0 / updates)
+        return (base_lr - 0.0) * (frac**1) + 0.0
+
+    return schedule
+
+
+def _optimizer(cfg: TrainConfig, base_lr: jax.Array | float,
+               decay_updates: jax.Array | int) -> optax.GradientTransformation:
     d = cfg.dqn
     lr: float | optax.Schedule = base_lr  # a constant rate as a float: the optimizer's state stays as it was
     if d.lr_schedule == "linear":
-        lr = learning_rate(cfg, derived, base_lr)
+        lr = learning_rate(cfg, base_lr, decay_updates)
     if d.optimizer == "adam":
         opt = optax.adam(lr)
     elif d.optimizer == "adamw":

@@ -37,6 +37,7 @@ class Hypers(NamedTuple):
     eps_start: jax.Array  # ()
     eps_end: jax.Array  # ()
     eps_decay_iters: jax.Array  # () iterations of the linear epsilon decay (--eps-fraction of the run), as a float
+    lr_decay_updates: jax.Array  # () int32: the updates --lr-schedule linear decays the rate over (the run's all)
 
 
 def hypers_of(cfg: TrainConfig) -> Hypers:
@@ -47,6 +48,7 @@ def hypers_of(cfg: TrainConfig) -> Hypers:
     return Hypers(
         lr=f32(d.lr), gammas=np.asarray([t.discount(d.gamma) for t in tasks], f32), tau=f32(d.tau),
         eps_start=f32(d.eps_start), eps_end=f32(d.eps_end), eps_decay_iters=f32(derive(cfg).eps_decay_iters),
+        lr_decay_updates=np.int32(derive(cfg).total_updates),
     )
 
 

@@ -152,7 +152,7 @@ def _affinity_metrics(agent: Agent, state: TrainState, batch: Transition, target
     ``measure`` is un-batched over seeds (:func:`mtdqn.train.affinity.measures_affinity`), so the
     ``lax.cond`` stays a branch under vmap: an update that does not measure skips the forward passes.
     Frozen shared leaves have a zero gradient here, so they do not move in the lookahead either."""
-    lr = learning_rate(agent.cfg, agent.derived, hp.lr)(state.updates)  # --lr's schedule, this update
+    lr = learning_rate(agent.cfg, hp.lr, hp.lr_decay_updates)(state.updates)  # --lr's schedule, this update
     t = agent.num_tasks
     z = jax.lax.cond(measure, lambda: task_affinity(agent, state.params, batch, targets, g_trained, lr, dropout_key),
                      lambda: jnp.zeros((t, t), jnp.float32))
@@ -231,7 +231,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
     )
     combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)
-    updates, opt_state = agent.optimizer_at(hp.lr).update(grads, state.opt_state, state.params)
+    updates, opt_state = agent.optimizer_at(hp).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     n_updates = state.updates + 1
     refresh = (n_updates % agent.cfg.dqn.target_update_every) == 0
