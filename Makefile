@@ -18,8 +18,8 @@ install: $(STAMP)
 demo: $(STAMP)  ## small default study: trains, evaluates, writes a report, prints its path
 	$(BIN)/mtdqn study quick
 
-# One pytest-xdist worker per core (at most 4). loadgroup: each worker takes whole groups (a test file, the
-# files sharing the session's trained runs, or one learning test), longest first (tests/conftest.py).
+# One pytest-xdist worker per core (at most 4). loadgroup: each worker takes whole groups (mostly a test file,
+# whose trained fixtures are then built once; tests/conftest.py says which are not), longest first.
 XDIST  := -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 PYTEST := JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q $(XDIST)
 # The suite mostly compiles (tests/profile_summary.py): tests not marked `optimized` run without XLA's
@@ -31,7 +31,7 @@ NO_OPT := JAX_DISABLE_MOST_OPTIMIZATIONS=1
 test: $(STAMP)  ## the whole test suite (CPU; learning tests included)
 	$(PYTEST) -m "optimized"; a=$$?; $(NO_OPT) $(PYTEST) -m "not optimized"; b=$$?; exit $$((a || b))
 
-test-fast: $(STAMP)  ## everything not marked slow (tests of a second or less): the edit loop
+test-fast: $(STAMP)  ## everything not marked slow (slow: over ~1.5 s in a cold profile): the edit loop
 	$(NO_OPT) $(PYTEST) -m "not slow"
 
 bench: $(STAMP)

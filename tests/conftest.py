@@ -68,25 +68,28 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # units are handed out in collection order.  Every test is grouped with its module (a module's fixtures are
 # built once per run), except: the modules reading the session's trained runs form one group (trained once);
 # in the modules of ONE_GROUP_PER_TEST, whose module fixtures cost little to build twice, each test is a
-# group of its own (the workers share them); and GROUPS names the groups of some tests: the deramo learning
-# test alone, the tune tests that train the same programs together in file order, so the Ray trials and the
-# killed CLI search find them in the compilation cache.  Units go out longest
-# first (LPT) by their measured cost (group_costs.json, written by `tests/profile_summary.py FILE
-# --write-costs` from a profiled `make test`), so no long unit starts last while the other worker idles;
-# groups it does not list keep their file order after the rest.  Without xdist the marks are inert.
+# group of its own (the workers share them); and GROUP_OF_TEST names the group of some tests: the deramo
+# learning test alone (its group is its own name), and the three tune tests that train test_tune.SMALL's
+# programs together in file order, so the Ray trials and the killed CLI search find them in the compilation
+# cache.  Units go out longest first (LPT) by their measured cost (group_costs.json, written by
+# `tests/profile_summary.py FILE --write-costs` from a profiled `make test`), so no long unit starts last
+# while the other worker idles; groups it does not list keep their file order after the rest.  Without
+# xdist the marks are inert.
 SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
 ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
-GROUPS = {"test_deramo::test_five_task_shared_agent_learns": "test_deramo::test_five_task_shared_agent_learns",
-          **dict.fromkeys(("test_tune::test_search_report_confirm_and_rerun",
-                           "test_tune::test_kill_9_resumes_without_redoing_finished_trials",
-                           "test_tune::test_trials_on_local_ray"), "test_tune::small")}
+GROUP_OF_TEST = {
+    "test_deramo::test_five_task_shared_agent_learns": "test_deramo::test_five_task_shared_agent_learns",
+    **dict.fromkeys(("test_tune::test_search_report_confirm_and_rerun",
+                     "test_tune::test_kill_9_resumes_without_redoing_finished_trials",
+                     "test_tune::test_trials_on_local_ray"), "test_tune-SMALL-trainers"),
+}
 COST: dict[str, float] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
 
 
 def xdist_group(item: pytest.Item) -> str:
     module, test = item.path.stem, f"{item.path.stem}::{item.name}"
-    if test in GROUPS:
-        return GROUPS[test]
+    if test in GROUP_OF_TEST:
+        return GROUP_OF_TEST[test]
     if module in ONE_GROUP_PER_TEST:
         return test
     return "tiny_run" if module in SHARED_RUN_MODULES else module
@@ -120,8 +123,9 @@ def pytest_collection_finish(session):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     """Under --dist loadgroup a worker's test ids carry their group (``id@group``): xdist sends those units
-    whole.  pytest 9.2 made that id immutable to xdist 3.8 (pytest-xdist#1386), which then spreads a module's
-    tests over the workers and builds its trained fixtures on each: refuse, do not run twice as slow in silence."""
+    whole.  pytest 9.2 keeps structured node ids and no longer reads the ``_nodeid`` field xdist 3.8 writes the
+    group into (pytest-xdist#1386), so xdist spreads a module's tests over the workers and builds its trained
+    fixtures on each: refuse, do not run twice as slow in silence."""
     if node.config.getvalue("dist") == "loadgroup" and ids and not any("@" in i for i in ids):
         raise pytest.UsageError(f"pytest-xdist dropped the test groups ({ids[0]} has no @group): this pytest and "
                                 "pytest-xdist do not work together (pytest-xdist#1386); install the versions "

@@ -48,7 +48,7 @@ def write_costs(rows: list[dict]) -> None:
         test = row["test"]
         if "@" not in test:
             raise SystemExit(f"{test} has no @group: profile a `make test` run (pytest-xdist, --dist loadgroup)")
-        per_group[test.split("@", 1)[1]] += row["wall"]
+        per_group[test.rsplit("@", 1)[1]] += row["wall"]
     costs = {group: round(seconds) for group, seconds in sorted(per_group.items(), key=lambda kv: -kv[1])}
     path = Path(__file__).with_name("group_costs.json")
     path.write_text(json.dumps(costs, indent=1) + "\n")

@@ -170,6 +170,7 @@ def test_the_updates_named_keys_keep_the_two_way_split():
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # the bits users get: XLA's rewrite of a division by a constant is what it matches
 def test_the_learning_rate_schedule_is_the_optax_one_and_its_length_is_traced(monkeypatch):
     """--lr-schedule linear: a run trains to the same bits as with optax's linear_schedule at a constant length,
     and a config that differs only in --steps lowers to the same training program (one compile serves both)."""

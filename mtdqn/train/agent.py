@@ -126,14 +126,15 @@ def learning_rate(cfg: TrainConfig, base_lr: jax.Array | float, decay_updates: j
 
 def linear_decay(base_lr: jax.Array | float, updates: jax.Array | int) -> optax.Schedule:
     """``optax.linear_schedule(base_lr, 0.0, transition_steps=updates)`` with ``updates`` allowed to be traced
-    (optax tests it in Python), so runs that differ only in ``--steps`` share a compiled program.
+    (optax checks ``transition_steps <= 0`` in Python, which a traced value cannot pass), so runs that differ
+    only in ``--steps`` share a compiled program.
 
     Bit for bit the numbers a constant ``updates`` gave: XLA compiles ``count / constant`` as ``count *
     (1 / constant)``, so the reciprocal is taken here (a traced ``count / updates`` would round differently,
     changing every run's trajectory).  ``updates`` >= 1 (:func:`mtdqn.config.derive`).
     """
     def schedule(count: jax.Array) -> jax.Array:
-        frac = 1 - jnp.clip(count, 0, updates) * (1.0 / updates)
+        frac = 1 - jnp.clip(count, 0, updates) * (1.0 / jnp.asarray(updates, jnp.float32))  # float32, on the host too
         return (base_lr - 0.0) * (frac**1) + 0.0
 
     return schedule

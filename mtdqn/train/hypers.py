@@ -13,6 +13,9 @@ existed still load.
 What cannot be a traced value compiles separately: widths, sharing, batch
 and buffer sizes, the tasks, the optimizer's kind, anything that changes a
 shape or a branch (:data:`mtdqn.sweepspec.SWEEPABLE` lists what may be swept).
+Not every traced value may be swept: ``lr_decay_updates`` follows ``--steps``,
+which a sweep's members share; it is traced so that runs differing only in
+their length share one compiled program.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ class Hypers(NamedTuple):
     eps_start: jax.Array  # ()
     eps_end: jax.Array  # ()
     eps_decay_iters: jax.Array  # () iterations of the linear epsilon decay (--eps-fraction of the run), as a float
-    lr_decay_updates: jax.Array  # () int32: the updates --lr-schedule linear decays the rate over (the run's all)
+    lr_decay_updates: jax.Array  # () int32: the updates --lr-schedule linear decays the rate over (Derived.total_updates)
 
 
 def hypers_of(cfg: TrainConfig) -> Hypers:
-    """The config's own values as float32 arrays (host side: numpy)."""
+    """The config's own values as float32 arrays, ``lr_decay_updates`` int32 like optax's update count (host
+    side: numpy)."""
     d = cfg.dqn
     tasks = make_task_set(cfg.tasks).tasks
     f32 = np.float32
