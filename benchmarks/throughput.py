@@ -60,6 +60,10 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # mtdqn is imported inside functions: --against runs them on another revision's checkout
+    from mtdqn.config import TrainConfig
 
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 MINATAR = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar")
@@ -84,45 +88,60 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
     return 2 * n**3 * reps / best / 1e9
 
 
-def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
-            iters: int = 2000, preset: bool | str = False, affinity_every: int = 0) -> dict:
-    """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
-
-    ``affinity_every``: --affinity-every of the run (0: off), the lookahead affinity measured in the loop.
-
-    ``preset``: a study preset's settings and tasks instead of the table's (True: ``minatar``: 4 envs per
-    game, an update of 128 per game every vector step, replay 100k; or a preset's name, e.g.
-    ``minigrid-mt7``).  Call in a fresh process: JAX is started here.
-    """
-    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
-
-    use_cpu_cores(*cpu_plan(seeds, tasks, devices))
-
-    unroll_cpu_threefry()  # as `mtdqn train` does
-    import jax
-    import jax.numpy as jnp
-
+def _table_config(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int, iters: int,
+                  affinity_every: int) -> TrainConfig:
+    """The table's settings: 10 envs per task, an update of 128 every 10 vector steps, from the first step."""
     from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
-    from mtdqn.train.agent import make_agent
-    from mtdqn.train.loop import make_trainer, seed_keys
 
     image = tasks[0].endswith("MinAtar")
-    cfg = TrainConfig(
+    return TrainConfig(
         tasks=tasks, seeds=seeds, steps=iters * 10 * (chunks + 1), log_every=iters * 10, num_envs=10,
         network=NetworkConfig(sharing=sharing, adapter_width=120, hidden=(84,)),
         dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
         affinity_every=affinity_every,
     )
-    if preset:
-        from mtdqn.studies.presets import resolve_spec
-        from mtdqn.studies.spec import variant_config
 
-        preset = "minatar" if preset is True else preset
-        cfg = variant_config(resolve_spec(preset, {"seeds": seeds}), sharing)
-        cfg = dataclasses.replace(cfg, steps=iters * cfg.num_envs * (chunks + 1), log_every=iters * cfg.num_envs,
-                                  dqn=dataclasses.replace(cfg.dqn, learning_starts=0))
-        tasks = cfg.tasks
+
+def _preset_config(preset: str, seeds: int, sharing: str, chunks: int, iters: int) -> TrainConfig:
+    """A study preset's variant config, its tasks included, cut to ``chunks + 1`` chunks of ``iters``
+    vector steps that all update."""
+    from mtdqn.studies.presets import resolve_spec
+    from mtdqn.studies.spec import variant_config
+
+    cfg = variant_config(resolve_spec(preset, {"seeds": seeds}), sharing)
+    return dataclasses.replace(cfg, steps=iters * cfg.num_envs * (chunks + 1), log_every=iters * cfg.num_envs,
+                               dqn=dataclasses.replace(cfg.dqn, learning_starts=0))
+
+
+def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, chunks: int = 3,
+            iters: int = 2000, preset: bool | str = False, affinity_every: int = 0) -> dict:
+    """Compile one chunk, warm up once, then time ``chunks`` chunks and keep the fastest.
+
+    ``affinity_every``: --affinity-every of the run (0: off), the lookahead affinity measured in the loop.
+
+    ``preset``: a study preset's settings and tasks instead of the table's and ``tasks`` (True: ``minatar``:
+    4 envs per game, an update of 128 per game every vector step, replay 100k; or a preset's name, e.g.
+    ``minigrid-mt7``).  Call in a fresh process: JAX is started here, after the device plan.
+    """
+    preset = "minatar" if preset is True else preset
+    if preset:
+        cfg = _preset_config(preset, seeds, sharing, chunks, iters)
+    else:
+        cfg = _table_config(tasks, seeds, sharing, chunks, iters, affinity_every)
+    tasks = cfg.tasks
+
+    from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
+
+    use_cpu_cores(*cpu_plan(seeds, tasks, devices))  # before JAX starts: it reads the threads' flags once
+
+    unroll_cpu_threefry()  # as `mtdqn train` does
+    import jax
+    import jax.numpy as jnp
+
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.loop import make_trainer, seed_keys
+
     trainer = make_trainer(make_agent(cfg), devices)
     state = trainer.init(seed_keys(trainer.agent.seeds))
     t0 = time.perf_counter()
@@ -406,9 +425,8 @@ def main() -> None:
         # MinAtar's conv updates take ~25 ms each on a 2-core CPU: shorter chunks keep the run to minutes.
         if tasks == "minatar preset":  # the `minatar` study preset's own settings and (published) games
             r = _row_in_subprocess(MINATAR, seeds, sharing, devices, iters=100, preset=True)
-        elif tasks == "minigrid-mt7 preset":  # its tasks come from the preset (the first only plans the devices)
-            r = _row_in_subprocess(("MiniGrid-DoorKey-6x6-v0",), seeds, sharing, devices, iters=100,
-                                   preset="minigrid-mt7")
+        elif tasks == "minigrid-mt7 preset":  # its tasks come from the preset
+            r = _row_in_subprocess((), seeds, sharing, devices, iters=100, preset="minigrid-mt7")
         else:
             r = _row_in_subprocess(tasks, seeds, sharing, devices,
                                    iters=100 if tasks[0].endswith("MinAtar") else 2000)
