@@ -29,7 +29,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 # The Threefry lowering the CLI, the Python API and Ray workers install (the same bits, a different program):
 # installed once here, every program a test compiles is the one those processes compile, whatever the order
-# of tests in a worker, so the persistent cache serves them across tests, subprocesses and workers.
+# of tests in a worker, so the persistent cache serves them across tests, subprocesses and workers.  Under
+# JAX_DISABLE_MOST_OPTIMIZATIONS (make test's second phase) it keeps JAX's rolled loop, there and in them.
 from mtdqn.devices import unroll_cpu_threefry  # noqa: E402
 
 unroll_cpu_threefry()

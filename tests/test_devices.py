@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mtdqn.config import DQNConfig, TrainConfig
-from mtdqn.devices import cpu_plan, padded_seeds, seed_devices, seed_layout, unroll_cpu_threefry, use_cpu_cores
+from mtdqn.devices import cpu_plan, padded_seeds, seed_devices, seed_layout, use_cpu_cores
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
@@ -126,17 +126,23 @@ _RANDOM_PROGRAM = (
 
 @pytest.mark.slow
 def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
-    """The unrolled lowering (the CLI installs it) against a process that keeps JAX's rolled one."""
-    code = _RANDOM_PROGRAM + "print([jnp.ravel(x).view(jnp.uint32).tolist() for x in jax.jit(draws)(123)])\n"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    rolled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert unroll_cpu_threefry()
-    namespace: dict = {}
-    exec(_RANDOM_PROGRAM, namespace)  # the same function, compiled in this process with the unrolled lowering
-    draws = jax.jit(namespace["draws"])
-    unrolled = [jnp.ravel(x).view(jnp.uint32).tolist() for x in draws(123)]
-    assert str(unrolled) == rolled.stdout.strip()
-    assert " while(" not in draws.lower(123).compile().as_text()
+    """The unrolled lowering (the CLI installs it) against JAX's rolled one, each in a process of its own (the
+    lowering is process-wide); the environment that keeps the rolled one: MTDQN_ROLLED_THREEFRY=1, or XLA's
+    optimizations off (the suite's setting, where the unrolled hash compiles slower)."""
+    code = (_RANDOM_PROGRAM + "from mtdqn.devices import unroll_cpu_threefry\nunrolled = unroll_cpu_threefry()\n"
+            "print(unrolled, ' while(' in jax.jit(draws).lower(123).compile().as_text())\n"
+            "print([jnp.ravel(x).view(jnp.uint32).tolist() for x in jax.jit(draws)(123)])\n")
+    base = {k: v for k, v in os.environ.items() if k not in ("MTDQN_ROLLED_THREEFRY", "JAX_DISABLE_MOST_OPTIMIZATIONS")}
+
+    def run(**env: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**base, "JAX_PLATFORMS": "cpu", **env})
+        return out.stdout.strip().splitlines()
+
+    unrolled, rolled = run(), run(MTDQN_ROLLED_THREEFRY="1")
+    assert unrolled[0] == "True False" and rolled[0] == "False True"
+    assert unrolled[1] == rolled[1]
+    assert run(JAX_DISABLE_MOST_OPTIMIZATIONS="1")[0] == "False True"
 
 
 @pytest.mark.slow

@@ -102,14 +102,13 @@ def _start_jax(cmd: object) -> None:
     Both are process-wide, so they are chosen here, once, by the program that
     owns the process (see mtdqn.devices) — never as a side effect of building
     a trainer.  The straight-line Threefry lowering is on for every command
-    (the same bits, ~5-10% faster iterations); MTDQN_ROLLED_THREEFRY=1 keeps
-    JAX's default.
+    (the same bits, ~5-10% faster iterations), unless the environment keeps
+    JAX's default (:func:`mtdqn.devices.unroll_cpu_threefry`).
     """
     from mtdqn.devices import unroll_cpu_threefry, use_cpu_cores
 
     use_cpu_cores(*_cpu_plan(cmd))
-    if os.environ.get("MTDQN_ROLLED_THREEFRY", "") not in ("1", "true"):
-        unroll_cpu_threefry()
+    unroll_cpu_threefry()
 
 
 def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
