@@ -159,14 +159,14 @@ def test_dropout_zeroes_or_rescales_each_trunk_output_and_rate_zero_is_the_whole
     params = init_params(arch, jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 256, *arch.obs_shape))
     whole = np.asarray(torso_features(arch, params, obs))
-    dropped = np.asarray(torso_features(arch, params, obs, dropout=Dropout(0.25, jax.random.PRNGKey(2))))
+    dropped = np.asarray(torso_features(arch, params, obs, dropout=Dropout.at_rate(0.25, jax.random.PRNGKey(2))))
     kept, live = dropped != 0, whole != 0
     np.testing.assert_allclose(dropped[kept], whole[kept] / 0.75, rtol=1e-6)  # inverted: kept units scaled up
     assert 0.22 < 1 - kept[live].mean() < 0.28  # a quarter of the live units dropped (~25k of them)
-    again = torso_features(arch, params, obs, dropout=Dropout(0.25, jax.random.PRNGKey(2)))
+    again = torso_features(arch, params, obs, dropout=Dropout.at_rate(0.25, jax.random.PRNGKey(2)))
     np.testing.assert_array_equal(again, dropped)  # the masks are the key's
-    np.testing.assert_array_equal(torso_features(arch, params, obs, dropout=Dropout(0.0, jax.random.PRNGKey(2))),
-                                  whole)
+    at_zero = torso_features(arch, params, obs, dropout=Dropout.at_rate(0.0, jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(at_zero, whole)  # rate 0 keeps every unit and scales by exactly 1
 
 
 @pytest.mark.slow
@@ -175,7 +175,7 @@ def test_dropout_reaches_every_layer_of_the_image_trunk():
     params = init_params(arch, jax.random.PRNGKey(0))
     obs = (jax.random.uniform(jax.random.PRNGKey(1), (2, 8, *arch.obs_shape)) < 0.2).astype(jnp.float32)
     whole = np.asarray(q_values(arch, params, obs))
-    dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout(rate, k)),
+    dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout.at_rate(rate, k)),
                                in_axes=(0, None)), static_argnums=1)
     keys = jax.random.split(jax.random.PRNGKey(3), 200)
     draws = np.asarray(dropped(keys, 0.1))  # one program: every single pass differs, their mean is near the whole
