@@ -169,6 +169,29 @@ def test_dropout_zeroes_or_rescales_each_trunk_output_and_rate_zero_is_the_whole
     np.testing.assert_array_equal(at_zero, whole)  # rate 0 keeps every unit and scales by exactly 1
 
 
+@pytest.mark.parametrize("rate", [0.1, 0.33, 0.5])
+def test_dropout_at_a_traced_rate_computes_what_the_rate_compiled_in_did(rate):
+    """A run's dropout rate is a traced value (``Hypers.dropout_keep``, so a sweep can vary it); jitted, the
+    masks and scale are bit for bit those of the rate written as a constant, as dropout computed before
+    (``1 - rate`` rounded once: at 0.33, 1 - float32(0.33) is another float32)."""
+    from mtdqn.config import DQNConfig, TrainConfig
+    from mtdqn.networks import model
+    from mtdqn.train.hypers import hypers_of
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (4096,))
+    key = jax.random.PRNGKey(2)
+    layer_key = jax.random.fold_in(key, 3)  # what _drop draws layer 3's mask from
+
+    @jax.jit
+    def compiled_in(x: jax.Array) -> jax.Array:  # dropout as it was written: the rate a Python number
+        return jnp.where(jax.random.bernoulli(layer_key, 1.0 - rate, x.shape), x / (1.0 - rate), 0.0)
+
+    keep = hypers_of(TrainConfig(dqn=DQNConfig(dropout=rate))).dropout_keep
+    traced = jax.jit(lambda x, keep: model._drop(x, Dropout(keep, key), 3))(x, keep)
+    np.testing.assert_array_equal(traced, compiled_in(x))
+    assert 0 < np.mean(np.asarray(traced) == 0) < 1
+
+
 @pytest.mark.slow
 def test_dropout_reaches_every_layer_of_the_image_trunk():
     arch = make_architecture(IMAGE, NetworkConfig())
