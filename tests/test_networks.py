@@ -187,7 +187,7 @@ def test_dropout_at_a_traced_rate_computes_what_the_rate_compiled_in_did(rate):
         return jnp.where(jax.random.bernoulli(layer_key, 1.0 - rate, x.shape), x / (1.0 - rate), 0.0)
 
     keep = hypers_of(TrainConfig(dqn=DQNConfig(dropout=rate))).dropout_keep
-    traced = jax.jit(lambda x, keep: model._drop(x, Dropout(keep, key), 3))(x, keep)
+    traced = jax.jit(lambda x, keep: model._drop(x, Dropout(keep=keep, key=key), 3))(x, keep)
     np.testing.assert_array_equal(traced, compiled_in(x))
     assert 0 < np.mean(np.asarray(traced) == 0) < 1
 

@@ -55,17 +55,18 @@ __all__ = ["Dropout", "init_params", "torso_features", "expert_outputs", "q_valu
 Params = dict[str, Any]
 
 
-@struct.dataclass
+@struct.dataclass(kw_only=True)
 class Dropout:
     """Dropout of one forward pass: the probability ``keep`` = 1 - rate that a unit is kept (a number, or a
-    traced value) and the key it draws its masks from."""
+    traced value) and the key it draws its masks from.  Keyword-only: ``Dropout(0.25, key)`` once meant the
+    rate, and now fails rather than keep a quarter of the units."""
 
     keep: jax.Array | float
     key: jax.Array
 
     @classmethod
     def at_rate(cls, rate: float, key: jax.Array) -> "Dropout":
-        return cls(1.0 - rate, key)
+        return cls(keep=1.0 - rate, key=key)
 
 
 def _drop(x: jax.Array, dropout: Dropout, layer: int) -> jax.Array:
@@ -160,7 +161,7 @@ def expert_outputs(arch: Architecture, params: Params, x: jax.Array, dropout: Dr
     layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
 
     def expert(torso: Params, e: jax.Array) -> jax.Array:
-        own = None if dropout is None else Dropout(dropout.keep, jax.random.fold_in(dropout.key, e))
+        own = None if dropout is None else Dropout(keep=dropout.keep, key=jax.random.fold_in(dropout.key, e))
         return _trunk(arch, {**params, "torso": torso}, x, layers, own, drop_last=False)
 
     return jax.vmap(expert)(params["torso"], jnp.arange(arch.experts))
