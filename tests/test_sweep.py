@@ -83,13 +83,31 @@ def test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_thei
     none, and it still ends with that run's numbers bit for bit (dropout at rate 0 keeps every unit and
     scales by 1).  The others differ from the second in one value each, and trained otherwise: each number
     reached the loop."""
-    base = dataclasses.replace(SMALL, strategy="cagrad")
+    base = dataclasses.replace(SMALL, strategy="cagrad", task_weights=(1.0, 1.0))  # as a sweep over weights sets
     dropped = _with(base, dropout=0.2)
     members = [base, dropped, dataclasses.replace(dropped, task_weights=(1.0, 0.3)),
                dataclasses.replace(dropped, strategy_args="c=0.1,step_size=0.3")]
     pop_state, layout = _assert_members_are_their_runs_alone(members)
     params = [jax.tree.leaves(pop_state.params)[0][layout.member_entries(m)] for m in range(len(members))]
     assert not any(np.array_equal(params[1], params[m]) for m in (0, 2, 3))
+
+
+def test_task_weights_are_traced_when_the_config_sets_them_and_literals_else():
+    """XLA compiles `sum` with literal weights differently from traced ones (the last bits of every parameter
+    differ), so a run without --task-weights keeps its literal 1s, the numbers of every run made before weights
+    were traced; one that sets them (every member of a sweep over them, and its run alone) traces them."""
+    from mtdqn.train.hypers import hypers_of
+    from mtdqn.train.step import loss_weights
+
+    def traced(cfg: TrainConfig) -> bool:  # the weights are the traced hyperparameters' own, not a constant
+        agent = make_agent(cfg)
+        jaxpr = jax.make_jaxpr(lambda hp: loss_weights(agent, hp))(hypers_of(cfg)).jaxpr
+        return jaxpr.outvars[0] in jaxpr.invars
+
+    assert not traced(SMALL)
+    assert traced(dataclasses.replace(SMALL, task_weights=(1.0, 1.0)))
+    with pytest.raises(ValueError, match="all set --task-weights or all leave them out"):
+        program_agent([make_agent(SMALL), make_agent(dataclasses.replace(SMALL, task_weights=(1.0, 2.0)))])
 
 
 @pytest.mark.parametrize("members, seeds, devices, expected", [

@@ -49,7 +49,7 @@ class Hypers(NamedTuple):
     eps_end: jax.Array  # ()
     eps_decay_iters: jax.Array  # () iterations of the linear epsilon decay (--eps-fraction of the run), as a float
     lr_decay_updates: jax.Array  # () int32: the updates --lr-schedule linear decays the rate over (Derived.total_updates)
-    task_weights: jax.Array  # (tasks,) --task-weights, the static loss weights w_i (default all 1)
+    task_weights: jax.Array  # (tasks,) --task-weights w_i; the update reads them only if set (step.loss_weights)
     strategy: dict[str, jax.Array]  # () each: --strategy-args' real-valued options by name (StrategyHypers.numbers)
     dropout_keep: jax.Array  # () 1 - --dropout: the probability a unit is kept when the program has dropout
 

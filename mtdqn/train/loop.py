@@ -164,7 +164,10 @@ def program_agent(agents: Sequence[Agent]) -> Agent:
     """The member whose program trains a sweep's members (their agents): they differ only in traced values
     (:mod:`mtdqn.sweepspec`) and in whether their loss has dropout (:func:`mtdqn.train.step.has_dropout`),
     which the program has when any member's does; a member at rate 0 then computes exactly as its run
-    alone, which has none (``tests/test_sweep.py``)."""
+    alone, which has none (``tests/test_sweep.py``).  Whether the task weights are traced is the program's too
+    (:func:`mtdqn.train.step.loss_weights`): every member sets them or none does."""
+    if len({a.cfg.task_weights is None for a in agents}) > 1:
+        raise ValueError("a sweep's members must all set --task-weights or all leave them out")
     return next((a for a in agents if has_dropout(a)), agents[0])
 
 

@@ -27,7 +27,7 @@ from mtdqn.train.hypers import Hypers
 from mtdqn.value_norm import popart_step, unnormalize
 
 __all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "sample_batch",
-           "one_step_discounts", "td_targets", "has_dropout", "task_gradients", "task_affinity",
+           "one_step_discounts", "td_targets", "has_dropout", "loss_weights", "task_gradients", "task_affinity",
            "shared_trains_now", "trainable_shared", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
@@ -109,10 +109,26 @@ def has_dropout(agent: Agent) -> bool:
     return agent.cfg.dqn.dropout > 0
 
 
+def loss_weights(agent: Agent, hp: Hypers | None = None) -> jax.Array:
+    """The static loss weights w_i (tasks,): ``hp``'s, traced, when the config sets ``--task-weights``; else
+    the literal 1s every run had before weights could be traced.
+
+    Why not always traced: XLA compiles ``sum``'s weighted sum differently when the weights are literals
+    (measured: the same run's parameters then differ in their last bits), and runs without --task-weights,
+    nearly all of them, keep their numbers this way.  A sweep over weights sets them in every member's
+    config (:func:`mtdqn.sweepspec.member_configs`), so a member and its run alone both trace them.  Runs
+    with --task-weights made before the weights were traced computed ``sum`` with literals: continued now,
+    they differ from then in the last bits (the other strategies compute their coefficients, and are
+    unchanged)."""
+    if agent.cfg.task_weights is None:
+        return jnp.asarray(agent.derived.task_weights, jnp.float32)  # a literal [1, ...], as it always was
+    return jnp.asarray((agent.hypers if hp is None else hp).task_weights)
+
+
 def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array,
                dropout_key: jax.Array | None, keep: jax.Array):
     """One task's TD loss; called under vmap over tasks (no task axis in the arguments)."""
-    dropout = None if dropout_key is None or not has_dropout(agent) else Dropout(keep, dropout_key)
+    dropout = None if dropout_key is None or not has_dropout(agent) else Dropout(keep=keep, key=dropout_key)
     q_tm1 = one_task_q_values(agent.arch, shared, task_params, batch.obs, task_id, dropout)  # (batch, actions)
     q_sa = q_taken(q_tm1, batch.action)
     return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
@@ -232,13 +248,13 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
     losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets, k_dropout, hp)
     if agent.cfg.value_norm == "popart":
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
-    w = jnp.asarray(hp.task_weights)  # (tasks,)
+    w = loss_weights(agent, hp)  # (tasks,)
     g_task = jax.tree.map(lambda g: g * w.reshape(-1, *([1] * (g.ndim - 1))), g_task)
     moves = shared_trains_now(agent, state.params, state.updates)
     g_trained = trainable_shared(g_shared, moves)  # frozen leaves (and trunk-until's before it opens) zeroed
     gram = task_gram(g_trained, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
-        g_trained, gram, losses, state.strategy_state, k_strategy, StrategyHypers(hp.task_weights, hp.strategy)
+        g_trained, gram, losses, state.strategy_state, k_strategy, StrategyHypers(w, hp.strategy)
     )
     combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)
