@@ -14,8 +14,9 @@ weights, ``trunk-until``'s trunk before it opens) zeroed by the caller
 ``gram`` is their Gram matrix ``(tasks, tasks)`` (:func:`task_gram`), computed
 once per update by the caller, which also reports cosines from it;
 ``task_losses`` is ``(tasks,)``.  ``hp`` (:class:`StrategyHypers`) holds the
-numbers a run may sweep: the static ``--task-weights`` w_i and the options of
-``--strategy-args`` that are real numbers (CAGrad's ``c``, DWA's
+numbers a run may sweep: the static ``--task-weights`` w_i (traced in runs that
+set them, literals else: :func:`mtdqn.train.step.loss_weights`) and the
+options of ``--strategy-args`` that are real numbers (CAGrad's ``c``, DWA's
 ``temperature``, ...), traced values of the compiled loop, so that one program
 trains every member of a sweep; None: the values the strategy was built with.
 Integer options (solver steps, window lengths) stay in the program.
