@@ -33,9 +33,9 @@ __all__ = ["SWEEPABLE", "TASK_WEIGHT", "STRATEGY_OPTION", "SWEEP_FILE", "parse_s
 
 SWEEPABLE = ("lr", "gamma", "tau", "eps_start", "eps_end", "eps_fraction", "dropout")
 """Flat option names (:mod:`mtdqn.flatoptions`) a sweep may vary: they only enter
-:class:`mtdqn.train.hypers.Hypers`, traced values of the compiled loop.  ``dropout``: a sweep whose
-rates are all 0 has no dropout, one with any rate above 0 runs every member through it (rate 0 keeps
-every unit: the numbers of no dropout)."""
+:class:`mtdqn.train.hypers.Hypers`, traced values of the compiled loop.  ``dropout``: its rates must be all
+above 0 (or all 0): a run at 0 has no dropout in its program, and running it through dropout at rate 0 is
+not its numbers once XLA optimizes (measured: the last bits differ), so such a sweep is refused."""
 
 TASK_WEIGHT = "weight."
 """``weight.<task>``: one task's entry of ``--task-weights``, the task named as in ``--tasks`` without its
@@ -140,6 +140,10 @@ def member_configs(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]]) -> li
         if numbers:
             options["strategy_args"] = _with_strategy_options(cfg.strategy_args, numbers)
         members.append((label, apply_options(cfg, options, _TABLE)))
+    if len({member.dqn.dropout > 0 for _, member in members}) > 1:
+        raise ConfigError("--sweep dropout: mixes 0 (no dropout in the program) with rates above 0 (dropout in "
+                          "it): two programs, and a rate-0 member run through dropout would not be its run alone "
+                          "bit for bit; sweep the rates above 0 and train 0 as its own run")
     return members
 
 

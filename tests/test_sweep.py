@@ -78,14 +78,12 @@ def _assert_members_are_their_runs_alone(members: list[TrainConfig], devices: in
 
 @pytest.mark.slow
 def test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone():
-    """A sweep's newer traced values: a task's loss weight, CAGrad's c and step_size, the dropout rate.  The
-    first member's rate is 0: the population's program has dropout (the others' rates), its run alone has
-    none, and it still ends with that run's numbers bit for bit (dropout at rate 0 keeps every unit and
-    scales by 1).  The others differ from the second in one value each, and trained otherwise: each number
-    reached the loop."""
+    """A sweep's newer traced values: a task's loss weight, CAGrad's c and step_size, the dropout rate (all
+    above 0: a sweep mixing 0 in is refused).  The others differ from the second in one value each, and
+    trained otherwise: each number reached the loop."""
     base = dataclasses.replace(SMALL, strategy="cagrad", task_weights=(1.0, 1.0))  # as a sweep over weights sets
     dropped = _with(base, dropout=0.2)
-    members = [base, dropped, dataclasses.replace(dropped, task_weights=(1.0, 0.3)),
+    members = [_with(base, dropout=0.1), dropped, dataclasses.replace(dropped, task_weights=(1.0, 0.3)),
                dataclasses.replace(dropped, strategy_args="c=0.1,step_size=0.3")]
     pop_state, layout = _assert_members_are_their_runs_alone(members)
     params = [jax.tree.leaves(pop_state.params)[0][layout.member_entries(m)] for m in range(len(members))]
@@ -108,6 +106,8 @@ def test_task_weights_are_traced_when_the_config_sets_them_and_literals_else():
     assert traced(dataclasses.replace(SMALL, task_weights=(1.0, 1.0)))
     with pytest.raises(ValueError, match="all set --task-weights or all leave them out"):
         program_agent([make_agent(SMALL), make_agent(dataclasses.replace(SMALL, task_weights=(1.0, 2.0)))])
+    with pytest.raises(ValueError, match="all have dropout or none"):
+        program_agent([make_agent(SMALL), make_agent(_with(SMALL, dropout=0.1))])
 
 
 @pytest.mark.parametrize("members, seeds, devices, expected", [
@@ -175,6 +175,7 @@ def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, swee
     (["--strategy", "cagrad"], ["strategy.steps=10,20"], "cagrad's steps is not a real number"),
     (["--strategy", "cagrad"], ["strategy.c=-1,0.5"], "needs c >= 0"),
     ([], ["dropout=0.1,1"], "--dropout must be in [0, 1)"),
+    ([], ["dropout=0,0.1"], "--sweep dropout: mixes 0 (no dropout in the program) with rates above 0"),
 ])
 def test_bad_sweeps_of_weights_strategy_options_and_dropout_are_one_line_errors(capsys, tmp_path, extra, sweep,
                                                                                  message):
@@ -231,18 +232,18 @@ def test_a_member_directory_is_its_run_alone(swept):
 
 
 @pytest.mark.slow
-def test_a_cli_sweep_of_a_weight_and_dropout_0_or_above_writes_members_that_are_their_runs_alone(tmp_path):
-    """`--sweep weight.Acrobot-v1=0.5,1 --sweep dropout=0,0.2`: the first member has no dropout, the program
-    has it (for the others), and the member weight.Acrobot-v1=0.5,dropout=0.2 is `--task-weights 1 0.5
-    --dropout 0.2` trained alone: config, metrics and final weights.  The program is the one of
-    test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone (compiled once)."""
+def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_alone(tmp_path):
+    """`--sweep weight.Acrobot-v1=0.5,1 --sweep dropout=0.1,0.2`: the member weight.Acrobot-v1=0.5,dropout=0.2
+    is `--task-weights 1 0.5 --dropout 0.2` trained alone: config, metrics and final weights.  The program is
+    the one of test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone."""
     import pandas as pd
 
     from mtdqn.cli import main
     from mtdqn.results import Run
 
     argv = [*ARGV, "--strategy", "cagrad"]
-    main([*argv, "--sweep", "weight.Acrobot-v1=0.5,1", "--sweep", "dropout=0,0.2", "--out", str(tmp_path / "sweep")])
+    main([*argv, "--sweep", "weight.Acrobot-v1=0.5,1", "--sweep", "dropout=0.1,0.2",
+          "--out", str(tmp_path / "sweep")])
     main([*argv, "--task-weights", "1", "0.5", "--dropout", "0.2", "--out", str(tmp_path / "alone")])
     member, alone = Run(tmp_path / "sweep" / "weight.Acrobot-v1=0.5,dropout=0.2"), Run(tmp_path / "alone")
     assert member.config == alone.config
@@ -312,18 +313,18 @@ def test_weights_and_strategy_options_become_the_members_own_configs():
             "cfg = TrainConfig(tasks=('CarOnHill-v0:gamma=0.95', 'Acrobot-v1', 'CartPole-v1'), "
             "task_weights=(3.0, 1.0, 1.0), strategy='cagrad', strategy_args='c=0.5,steps=10')\n"
             "sweep = parse_sweep(['--weight.CarOnHill-v0=0.5,2', 'strategy.c=0.2', 'strategy.step-size=0.1', "
-            "'dropout=0,0.1'])\n"
+            "'dropout=0.2,0.1'])\n"
             "for label, m in member_configs(cfg, sweep):\n"
             "    print(label, m.task_weights, m.strategy_args, m.dqn.dropout)\n"
             "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
-        "weight.CarOnHill-v0=0.5,strategy.c=0.2,strategy.step_size=0.1,dropout=0 (0.5, 1.0, 1.0) "
-        "c=0.2,steps=10,step_size=0.1 0.0",
+        "weight.CarOnHill-v0=0.5,strategy.c=0.2,strategy.step_size=0.1,dropout=0.2 (0.5, 1.0, 1.0) "
+        "c=0.2,steps=10,step_size=0.1 0.2",
         "weight.CarOnHill-v0=0.5,strategy.c=0.2,strategy.step_size=0.1,dropout=0.1 (0.5, 1.0, 1.0) "
         "c=0.2,steps=10,step_size=0.1 0.1",
-        "weight.CarOnHill-v0=2,strategy.c=0.2,strategy.step_size=0.1,dropout=0 (2.0, 1.0, 1.0) "
-        "c=0.2,steps=10,step_size=0.1 0.0",
+        "weight.CarOnHill-v0=2,strategy.c=0.2,strategy.step_size=0.1,dropout=0.2 (2.0, 1.0, 1.0) "
+        "c=0.2,steps=10,step_size=0.1 0.2",
         "weight.CarOnHill-v0=2,strategy.c=0.2,strategy.step_size=0.1,dropout=0.1 (2.0, 1.0, 1.0) "
         "c=0.2,steps=10,step_size=0.1 0.1",
         "False"]

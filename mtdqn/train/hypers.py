@@ -15,10 +15,11 @@ and buffer sizes, the tasks, the optimizer's kind, a strategy's integer
 options, anything that changes a shape or a branch
 (:data:`mtdqn.sweepspec.SWEEPABLE` lists what may be swept).  Dropout is
 half of each: whether the loss's forward pass has dropout at all is the
-program's (``--dropout 0``: none), its rate a traced value; a sweep mixing 0
-and rates above it runs its rate-0 members through dropout at rate 0, which
-keeps every unit and scales by exactly 1, so they compute as their runs
-alone, which have none (``tests/test_sweep.py``).
+program's (``--dropout 0``: none), its rate a traced value, so a sweep's rates
+are all above 0 (rate 0 through dropout keeps every unit, but compiles to
+other last bits than no dropout once XLA optimizes: such a sweep is refused).
+The task weights are traced only in runs that set them
+(:func:`mtdqn.train.step.loss_weights`).
 Not every traced value may be swept: ``lr_decay_updates`` follows ``--steps``,
 which a sweep's members share; it is traced so that runs differing only in
 their length share one compiled program.

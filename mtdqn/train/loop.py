@@ -161,14 +161,15 @@ def make_population_trainer(agent: Agent, member_hypers: Sequence[Hypers], devic
 
 
 def program_agent(agents: Sequence[Agent]) -> Agent:
-    """The member whose program trains a sweep's members (their agents): they differ only in traced values
-    (:mod:`mtdqn.sweepspec`) and in whether their loss has dropout (:func:`mtdqn.train.step.has_dropout`),
-    which the program has when any member's does; a member at rate 0 then computes exactly as its run
-    alone, which has none (``tests/test_sweep.py``).  Whether the task weights are traced is the program's too
-    (:func:`mtdqn.train.step.loss_weights`): every member sets them or none does."""
+    """The agent whose program trains a sweep's members (their agents): they differ only in traced values
+    (:mod:`mtdqn.sweepspec`), and agree on what the program decides from the config beside them: whether
+    the loss has dropout (:func:`mtdqn.train.step.has_dropout`) and whether the task weights are traced
+    (:func:`mtdqn.train.step.loss_weights`); :func:`mtdqn.sweepspec.member_configs` makes sure."""
     if len({a.cfg.task_weights is None for a in agents}) > 1:
         raise ValueError("a sweep's members must all set --task-weights or all leave them out")
-    return next((a for a in agents if has_dropout(a)), agents[0])
+    if len({has_dropout(a) for a in agents}) > 1:
+        raise ValueError("a sweep's members must all have dropout or none")
+    return agents[0]
 
 
 def population_keys(seeds: list[int], layout: Population) -> jax.Array:

@@ -104,8 +104,8 @@ def td_targets(agent: Agent, state: TrainState, batch: Transition, d_t: jax.Arra
 
 def has_dropout(agent: Agent) -> bool:
     """Whether the loss's forward pass has dropout: a property of the program (``--dropout`` > 0), its rate a
-    traced value (``Hypers.dropout_keep``).  A sweep's program has it when any member's rate is > 0; a member
-    at rate 0 then computes exactly as without it (:mod:`mtdqn.networks.model`)."""
+    traced value (``Hypers.dropout_keep``).  A sweep's members all have it or none do: a run at rate 0 put
+    through dropout keeps every unit, yet XLA optimizes that program otherwise, and its last bits differ."""
     return agent.cfg.dqn.dropout > 0
 
 
