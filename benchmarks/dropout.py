@@ -73,7 +73,7 @@ def noise(rates: list[float], offsets=(0.0, -50.0), updates: int = 3_000) -> lis
         y = offset + 10 * jnp.tanh(obs @ w)
         for rate in rates:
             def loss(p, k, rate=rate, y=y):
-                q = q_values(arch, p, obs, dropout=Dropout(rate, k) if rate else None)
+                q = q_values(arch, p, obs, dropout=Dropout.at_rate(rate, k) if rate else None)
                 return jnp.mean((q - y) ** 2)
 
             @jax.jit

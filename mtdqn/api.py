@@ -117,7 +117,8 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             last checkpoint (`mtdqn tune`'s pruner does).
         sweep: train every combination of these values x the seeds as one compiled program (`--sweep`):
             ``{"lr": [1e-4, 3e-4], "gamma": [0.98, 0.99]}`` or ``["lr=1e-4,3e-4", "gamma=0.98,0.99"]``; only
-            :data:`mtdqn.sweepspec.SWEEPABLE` options.  Returns one Run per member (each directory under
+            :data:`mtdqn.sweepspec.SWEEPABLE` options, a task's weight (``"weight.Acrobot-v1"``) and the
+            strategy's real-valued options (``"strategy.c"``).  Returns one Run per member (each directory under
             ``out``, default ``runs/sweep-<hash>``).  ``resume`` continues a sweep directory as well.
         **options: every other option of `mtdqn train` by its flat name: train options (``lr``, ``sharing``,
             ``hidden``, ``strategy``, ``batch_size``, ...) and run options (``eval_every``,

@@ -4,6 +4,17 @@
 API's ``sweep={"lr": [1e-4, 3e-4]}`` are read here, once; the CLI reads a
 sweep directory's record here before JAX starts.  Training is
 :mod:`mtdqn.train.sweep`.
+
+A sweep names three kinds of numbers, each a traced value of the compiled
+loop (:class:`mtdqn.train.hypers.Hypers`):
+
+* an option by its flat name (:data:`SWEEPABLE`): ``lr=1e-4,3e-4``;
+* one task's static loss weight, its entry of ``--task-weights`` (the others
+  keep theirs, default 1), by the task's name: ``weight.Acrobot-v1=0.5,1,2``;
+* a real-valued option of the strategy's ``--strategy-args`` (the others keep
+  theirs): ``strategy.c=0.2,0.5`` with ``--strategy cagrad``.  Which options
+  are real numbers is the strategy's own (its options dataclass), checked
+  where the strategies are (:func:`mtdqn.strategies.base.check_swept_options`).
 """
 
 from __future__ import annotations
@@ -17,11 +28,23 @@ from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, option_table, unknown_option
 from mtdqn.io import read_json
 
-__all__ = ["SWEEPABLE", "SWEEP_FILE", "parse_sweep", "check_sweep", "member_configs", "is_sweep", "read_sweep"]
+__all__ = ["SWEEPABLE", "TASK_WEIGHT", "STRATEGY_OPTION", "SWEEP_FILE", "parse_sweep", "check_sweep",
+           "member_configs", "strategy_options", "is_sweep", "read_sweep"]
 
-SWEEPABLE = ("lr", "gamma", "tau", "eps_start", "eps_end", "eps_fraction")
+SWEEPABLE = ("lr", "gamma", "tau", "eps_start", "eps_end", "eps_fraction", "dropout")
 """Flat option names (:mod:`mtdqn.flatoptions`) a sweep may vary: they only enter
-:class:`mtdqn.train.hypers.Hypers`, traced values of the compiled loop."""
+:class:`mtdqn.train.hypers.Hypers`, traced values of the compiled loop.  ``dropout``: its rates must be all
+above 0 (or all 0): a run at 0 has no dropout in its program, and running it through dropout at rate 0 is
+not its numbers once XLA optimizes (measured: the last bits differ), so such a sweep is refused."""
+
+TASK_WEIGHT = "weight."
+"""``weight.<task>``: one task's entry of ``--task-weights``, the task named as in ``--tasks`` without its
+options (``weight.CarOnHill-v0`` for ``CarOnHill-v0:gamma=0.95``)."""
+
+STRATEGY_OPTION = "strategy."
+"""``strategy.<option>``: a real-valued option of ``--strategy-args`` (``strategy.c`` of cagrad)."""
+
+_EXAMPLES = "e.g. lr=1e-4,3e-4, weight.Acrobot-v1=0.5,2 or strategy.c=0.2,0.5"
 
 SWEEP_FILE = "sweep.json"
 _TABLE = option_table(TrainConfig)
@@ -32,9 +55,9 @@ def parse_sweep(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
     sweep: dict[str, Any] = {}
     for spec in specs:
         name, sep, values = spec.partition("=")
-        name = name.strip().lstrip("-").replace("-", "_")
+        name = _name(name)
         if not sep or not values.strip():
-            raise ConfigError(f"--sweep {spec!r}: expected NAME=V1,V2,... (e.g. lr=1e-4,3e-4)")
+            raise ConfigError(f"--sweep {spec!r}: expected NAME=V1,V2,... ({_EXAMPLES})")
         if name in sweep:
             raise ConfigError(f"--sweep {name} is given twice; list all its values once")
         try:
@@ -44,18 +67,47 @@ def parse_sweep(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return check_sweep(sweep)
 
 
+def _name(raw: str) -> str:
+    """A swept name as written (``--eps-end``, ``weight.Acrobot-v1``, ``strategy.step-size``) in its one
+    spelling: options with underscores, a task's name as it is."""
+    name = raw.strip().lstrip("-")
+    prefix, dot, rest = name.partition(".")
+    if dot and f"{prefix}." == TASK_WEIGHT:
+        return TASK_WEIGHT + rest.strip()
+    return name.replace("-", "_")
+
+
+def _check_name(name: str) -> None:
+    """A one-line ConfigError unless ``name`` is a number a sweep may vary (module docstring)."""
+    for prefix, what in ((TASK_WEIGHT, "a task's name"), (STRATEGY_OPTION, "an option name")):
+        if name.startswith(prefix):
+            if not name[len(prefix):] or (prefix == STRATEGY_OPTION and not name[len(prefix):].isidentifier()):
+                raise ConfigError(f"--sweep {name}: expected {prefix}NAME with {what} ({_EXAMPLES})")
+            return
+    if name not in _TABLE:
+        raise ConfigError(unknown_option(name, [*_TABLE, TASK_WEIGHT + "TASK", STRATEGY_OPTION + "OPTION"]))
+    if name == "task_weights":
+        raise ConfigError("--sweep task_weights: sweep one task's weight, weight.TASK=V1,V2,... (e.g. "
+                          "weight.Acrobot-v1=0.5,2); repeat for more tasks")
+    if name == "strategy_args":
+        raise ConfigError("--sweep strategy_args: sweep one of the strategy's real-valued options, "
+                          "strategy.OPTION=V1,V2,... (e.g. strategy.c=0.2,0.5)")
+    if name not in SWEEPABLE:
+        raise ConfigError(f"--sweep {name}: only numbers that enter the compiled loop can be swept "
+                          f"({', '.join(SWEEPABLE)}, {TASK_WEIGHT}TASK, {STRATEGY_OPTION}OPTION); {name} changes "
+                          "the program, so its settings compile separately: use one run per value, or a study")
+
+
 def check_sweep(sweep: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, ...]]:
     """The sweep with its names checked: options that exist and enter the loop as numbers, each with values."""
     if not sweep:
-        raise ConfigError("--sweep needs at least one NAME=V1,V2,... (e.g. lr=1e-4,3e-4)")
+        raise ConfigError(f"--sweep needs at least one NAME=V1,V2,... ({_EXAMPLES})")
     out = {}
-    for name, values in sweep.items():
-        if name not in _TABLE:
-            raise ConfigError(unknown_option(name, _TABLE))
-        if name not in SWEEPABLE:
-            raise ConfigError(f"--sweep {name}: only numbers that enter the compiled loop can be swept "
-                              f"({', '.join(SWEEPABLE)}); {name} changes the program, so its settings compile "
-                              "separately: use one run per value, or a study")
+    for raw, values in sweep.items():
+        name = _name(raw)
+        _check_name(name)
+        if name in out:
+            raise ConfigError(f"--sweep {name} is given twice; list all its values once")
         values = tuple(float(v) for v in values)
         if not values or len(set(values)) != len(values):
             raise ConfigError(f"--sweep {name}: give distinct values, got {list(values)}")
@@ -64,13 +116,62 @@ def check_sweep(sweep: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, 
 
 
 def member_configs(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]]) -> list[tuple[str, TrainConfig]]:
-    """Every combination of the sweep's values (the first option varying slowest) as (label, config)."""
+    """Every combination of the sweep's values (the first option varying slowest) as (label, config).
+
+    A member's config is the one its run alone would have: ``weight.TASK`` sets that task's entry of
+    ``task_weights`` (the others the base config's, default 1), ``strategy.KEY`` sets KEY in
+    ``strategy_args`` (the others as given).  A task name that is not one of ``cfg.tasks`` is a one-line
+    ConfigError."""
     names = list(sweep)
+    task_of = {n: _task_index(cfg.tasks, n[len(TASK_WEIGHT):]) for n in names if n.startswith(TASK_WEIGHT)}
+    if len(set(task_of.values())) < len(task_of):
+        raise ConfigError(f"--sweep {', '.join(task_of)}: these name the same task; sweep its weight once")
     members = []
     for values in itertools.product(*(sweep[n] for n in names)):
         label = ",".join(f"{n}={v:g}" for n, v in zip(names, values))
-        members.append((label, apply_options(cfg, dict(zip(names, values)), _TABLE)))
+        chosen = dict(zip(names, values))
+        options: dict[str, Any] = {n: v for n, v in chosen.items() if n in _TABLE}
+        if task_of:
+            weights = list(cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks))
+            for name, index in task_of.items():
+                weights[index] = chosen[name]
+            options["task_weights"] = tuple(weights)
+        numbers = {n[len(STRATEGY_OPTION):]: v for n, v in chosen.items() if n.startswith(STRATEGY_OPTION)}
+        if numbers:
+            options["strategy_args"] = _with_strategy_options(cfg.strategy_args, numbers)
+        members.append((label, apply_options(cfg, options, _TABLE)))
+    if len({member.dqn.dropout > 0 for _, member in members}) > 1:
+        raise ConfigError("--sweep dropout: mixes 0 (no dropout in the program) with rates above 0 (dropout in "
+                          "it): two programs, and a rate-0 member run through dropout would not be its run alone "
+                          "bit for bit; sweep the rates above 0 and train 0 as its own run")
     return members
+
+
+def strategy_options(sweep: Mapping[str, Sequence[float]]) -> tuple[str, ...]:
+    """The strategy options a sweep varies (``strategy.c`` -> ``c``)."""
+    return tuple(n[len(STRATEGY_OPTION):] for n in sweep if n.startswith(STRATEGY_OPTION))
+
+
+def _task_index(tasks: Sequence[str], name: str) -> int:
+    """The position in ``tasks`` (specs) of the one task called ``name`` (its spec without options)."""
+    names = [spec.strip().removeprefix("gym:").partition(":")[0] for spec in tasks]
+    found = [i for i, n in enumerate(names) if n == name]
+    if len(found) != 1:
+        why = "no task" if not found else f"{len(found)} tasks"
+        raise ConfigError(f"--sweep {TASK_WEIGHT}{name}: {why} named {name!r} in --tasks ({', '.join(names)}); "
+                          "name one task by its name")
+    return found[0]
+
+
+def _with_strategy_options(args: str, numbers: Mapping[str, float]) -> str:
+    """``--strategy-args`` (``k=v,k=v``) with the options ``numbers`` set: in place where given, else added."""
+    items = [item.strip() for item in args.split(",") if item.strip()]
+    out = []
+    for item in items:
+        key = item.partition("=")[0].strip().replace("-", "_")
+        out.append(f"{key}={numbers[key]!r}" if key in numbers else item)
+    given = {item.partition("=")[0].strip().replace("-", "_") for item in items}
+    return ",".join([*out, *(f"{k}={v!r}" for k, v in numbers.items() if k not in given)])
 
 
 def is_sweep(out_dir: Path) -> bool:

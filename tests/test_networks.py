@@ -159,14 +159,37 @@ def test_dropout_zeroes_or_rescales_each_trunk_output_and_rate_zero_is_the_whole
     params = init_params(arch, jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 256, *arch.obs_shape))
     whole = np.asarray(torso_features(arch, params, obs))
-    dropped = np.asarray(torso_features(arch, params, obs, dropout=Dropout(0.25, jax.random.PRNGKey(2))))
+    dropped = np.asarray(torso_features(arch, params, obs, dropout=Dropout.at_rate(0.25, jax.random.PRNGKey(2))))
     kept, live = dropped != 0, whole != 0
     np.testing.assert_allclose(dropped[kept], whole[kept] / 0.75, rtol=1e-6)  # inverted: kept units scaled up
     assert 0.22 < 1 - kept[live].mean() < 0.28  # a quarter of the live units dropped (~25k of them)
-    again = torso_features(arch, params, obs, dropout=Dropout(0.25, jax.random.PRNGKey(2)))
+    again = torso_features(arch, params, obs, dropout=Dropout.at_rate(0.25, jax.random.PRNGKey(2)))
     np.testing.assert_array_equal(again, dropped)  # the masks are the key's
-    np.testing.assert_array_equal(torso_features(arch, params, obs, dropout=Dropout(0.0, jax.random.PRNGKey(2))),
-                                  whole)
+    at_zero = torso_features(arch, params, obs, dropout=Dropout.at_rate(0.0, jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(at_zero, whole)  # rate 0 keeps every unit and scales by exactly 1
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.33, 0.5])
+def test_dropout_at_a_traced_rate_computes_what_the_rate_compiled_in_did(rate):
+    """A run's dropout rate is a traced value (``Hypers.dropout_keep``, so a sweep can vary it); jitted, the
+    masks and scale are bit for bit those of the rate written as a constant, as dropout computed before
+    (``1 - rate`` rounded once: at 0.33, 1 - float32(0.33) is another float32)."""
+    from mtdqn.config import DQNConfig, TrainConfig
+    from mtdqn.networks import model
+    from mtdqn.train.hypers import hypers_of
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (4096,))
+    key = jax.random.PRNGKey(2)
+    layer_key = jax.random.fold_in(key, 3)  # what _drop draws layer 3's mask from
+
+    @jax.jit
+    def compiled_in(x: jax.Array) -> jax.Array:  # dropout as it was written: the rate a Python number
+        return jnp.where(jax.random.bernoulli(layer_key, 1.0 - rate, x.shape), x / (1.0 - rate), 0.0)
+
+    keep = hypers_of(TrainConfig(dqn=DQNConfig(dropout=rate))).dropout_keep
+    traced = jax.jit(lambda x, keep: model._drop(x, Dropout(keep=keep, key=key), 3))(x, keep)
+    np.testing.assert_array_equal(traced, compiled_in(x))
+    assert 0 < np.mean(np.asarray(traced) == 0) < 1
 
 
 @pytest.mark.slow
@@ -175,7 +198,7 @@ def test_dropout_reaches_every_layer_of_the_image_trunk():
     params = init_params(arch, jax.random.PRNGKey(0))
     obs = (jax.random.uniform(jax.random.PRNGKey(1), (2, 8, *arch.obs_shape)) < 0.2).astype(jnp.float32)
     whole = np.asarray(q_values(arch, params, obs))
-    dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout(rate, k)),
+    dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout.at_rate(rate, k)),
                                in_axes=(0, None)), static_argnums=1)
     keys = jax.random.split(jax.random.PRNGKey(3), 200)
     draws = np.asarray(dropped(keys, 0.1))  # one program: every single pass differs, their mean is near the whole

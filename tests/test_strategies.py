@@ -16,7 +16,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.losses import q_taken, td_error_loss
 from mtdqn.networks import q_values, split_shared
 from mtdqn.replay import replay_sample
-from mtdqn.strategies import REGISTRY, make_strategy
+from mtdqn.strategies import REGISTRY, make_strategy, parse_strategy_args
 from mtdqn.strategies.base import task_gram
 from mtdqn.strategies.cagrad import cagrad_coefficients
 from mtdqn.train import step
@@ -168,6 +168,72 @@ def test_every_strategy_is_jittable_deterministic_and_reports_weights(name):
     grads, _, metrics = jax.jit(strategy.combine)(no_shared, task_gram(no_shared, 3), jnp.ones((3,)),
                                                   strategy.init(3), KEY)
     assert grads == {"torso": {}} and np.isfinite(metrics["weights"]).all()
+
+
+# ---------------------------------------------------------------- traced numbers (a sweep's): task weights, options
+
+# Per strategy, each real-valued option and a value far enough from its default to change a dozen combines.
+OTHER_VALUE = {"cagrad": {"c": 0.1, "step_size": 0.1}, "dwa": {"temperature": 0.7},
+               "gradnorm": {"alpha": 0.5, "lr": 0.05}, "uncertainty": {"lr": 0.05, "clip": 0.01},
+               "unit-norm": {"eps": 1.0}}
+SMALL_WINDOWS = {"dwa": "window=2", "gradnorm": "window=2"}  # so the windows close within the dozen
+
+
+def test_every_real_valued_option_is_listed_with_another_value():
+    from mtdqn.strategies.base import traced_options
+
+    assert {name: set(traced_options(name)) for name in sorted(REGISTRY) if traced_options(name)} == \
+        {name: set(values) for name, values in OTHER_VALUE.items()}
+
+
+def _combines(strategy, hp, n: int = 12) -> list:
+    """Weights, gradients and state over ``n`` jitted combines (``hp`` an argument, so traced; None: the
+    strategy's own numbers, compiled in as constants)."""
+    fn = jax.jit(lambda g, gram, losses, state, key, hp: strategy.combine(g, gram, losses, state, key, hp))
+    state, out = strategy.init(3), []
+    for t in range(n):
+        rows = np.random.default_rng(t).normal(size=(3, 10)) * [[1.0], [10.0], [0.1]]
+        losses = jnp.asarray([1.0, 1.0 + 0.3 * t, np.exp(-0.3 * t)], jnp.float32)
+        g, state, m = fn(tree(rows), task_gram(tree(rows), 3), losses, state, jax.random.PRNGKey(t), hp)
+        out.append(jax.tree.map(np.asarray, (g, m["weights"], state)))
+    return out
+
+
+@pytest.mark.parametrize("name, key", [(n, "task_weights") for n in sorted(REGISTRY)] +
+                         [(n, k) for n, values in OTHER_VALUE.items() for k in values])
+def test_a_traced_number_computes_what_the_same_number_compiled_in_does(name, key):
+    """A sweep passes the task weights and the strategy's real-valued options as traced values
+    (``StrategyHypers``): with another value they give, bit for bit, what a strategy built with that value
+    computes with it compiled in (the numbers of runs before they were traced), and not what the default gives
+    (the value reached the computation)."""
+    from mtdqn.strategies.base import StrategyHypers, real_options
+
+    base = SMALL_WINDOWS.get(name, "")
+    weights = (2.0, 0.5, 1.0) if key == "task_weights" else (1.0, 1.0, 1.0)
+    args = base if key == "task_weights" else ",".join(filter(None, [base, f"{key}={OTHER_VALUE[name][key]}"]))
+    built = make_strategy(name, args, weights)
+    default = make_strategy(name, base, (1.0, 1.0, 1.0))
+    numbers = {k: np.float32(v) for k, v in real_options(parse_strategy_args(name, args)).items()}
+    traced = _combines(default, StrategyHypers(np.asarray(weights, np.float32), numbers))
+    for mine, theirs in zip(traced, _combines(built, None)):
+        jax.tree.map(np.testing.assert_array_equal, mine, theirs)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(traced),
+                                                       jax.tree.leaves(_combines(default, None))))
+
+
+@pytest.mark.parametrize("name, keys, message", [
+    ("cagrad", ["steps"], "cagrad's steps is not a real number, so it is part of the program"),
+    ("dwa", ["window"], "its real-valued options: temperature"),
+    ("cagrad", ["radius"], "strategy cagrad has no option radius; its real-valued options: c, step_size"),
+    ("pcgrad", ["c"], "it has no real-valued options"),
+])
+def test_only_real_valued_options_can_be_swept(name, keys, message):
+    from mtdqn.strategies.base import check_swept_options
+
+    with pytest.raises(ConfigError, match=message) as info:
+        check_swept_options(name, keys)
+    assert "\n" not in str(info.value)
+    check_swept_options("cagrad", ["c", "step_size"])
 
 
 def test_grad_diagnostics_norms_and_cosines():

@@ -13,7 +13,7 @@ import pytest
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
 from mtdqn.devices import population_layout
 from mtdqn.train.agent import make_agent
-from mtdqn.train.loop import make_population_trainer, make_trainer, population_keys, seed_keys
+from mtdqn.train.loop import make_population_trainer, make_trainer, population_keys, program_agent, seed_keys
 
 SMALL = TrainConfig(
     tasks=("CartPole-v1", "Acrobot-v1"), steps=400, seeds=2, log_every=200, num_envs=4,
@@ -58,6 +58,56 @@ def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
     # hyperparameters reached the loop at all
     first, second = (jax.tree.leaves(pop_state.params)[0][layout.member_entries(m)] for m in (0, 1))
     assert not np.array_equal(first, second)
+
+
+def _assert_members_are_their_runs_alone(members: list[TrainConfig], devices: int = 0):
+    """Train ``members`` as one population (its program: :func:`program_agent`'s) and each alone, 2 chunks;
+    every member's state and metrics must be its run alone's bit for bit.  Returns the population's state."""
+    agents = [make_agent(m) for m in members]
+    population = make_population_trainer(program_agent(agents), [a.hypers for a in agents], devices)
+    layout = population.population
+    pop_state, pop_metrics = _train(population, population_keys(agents[0].seeds, layout), 2)
+    for m, agent in enumerate(agents):
+        alone = make_trainer(agent, devices)
+        state, metrics = _train(alone, seed_keys(agent.seeds), 2)
+        mine = jax.tree.map(lambda x: x[layout.member_entries(m)], (pop_state, pop_metrics))
+        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path((state, metrics)), jax.tree.leaves(mine)):
+            np.testing.assert_array_equal(a, b, err_msg=f"member {m}: {jax.tree_util.keystr(path)}")
+    return pop_state, layout
+
+
+@pytest.mark.slow
+def test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone():
+    """A sweep's newer traced values: a task's loss weight, CAGrad's c and step_size, the dropout rate (all
+    above 0: a sweep mixing 0 in is refused).  The others differ from the second in one value each, and
+    trained otherwise: each number reached the loop."""
+    base = dataclasses.replace(SMALL, strategy="cagrad", task_weights=(1.0, 1.0))  # as a sweep over weights sets
+    dropped = _with(base, dropout=0.2)
+    members = [_with(base, dropout=0.1), dropped, dataclasses.replace(dropped, task_weights=(1.0, 0.3)),
+               dataclasses.replace(dropped, strategy_args="c=0.1,step_size=0.3")]
+    pop_state, layout = _assert_members_are_their_runs_alone(members)
+    params = [jax.tree.leaves(pop_state.params)[0][layout.member_entries(m)] for m in range(len(members))]
+    assert not any(np.array_equal(params[1], params[m]) for m in (0, 2, 3))
+
+
+def test_task_weights_are_traced_when_the_config_sets_them_and_literals_else():
+    """XLA compiles `sum` with literal weights differently from traced ones (the last bits of every parameter
+    differ), so a run without --task-weights keeps its literal 1s, the numbers of every run made before weights
+    were traced; one that sets them (every member of a sweep over them, and its run alone) traces them."""
+    from mtdqn.train.hypers import hypers_of
+    from mtdqn.train.step import loss_weights
+
+    def traced(cfg: TrainConfig) -> bool:  # the weights are the traced hyperparameters' own, not a constant
+        agent = make_agent(cfg)
+        jaxpr = jax.make_jaxpr(lambda hp: loss_weights(agent, hp))(hypers_of(cfg)).jaxpr
+        return jaxpr.outvars[0] in jaxpr.invars
+
+    assert not traced(SMALL)
+    assert traced(dataclasses.replace(SMALL, task_weights=(1.0, 1.0)))
+    with pytest.raises(ValueError, match="all set --task-weights or all leave them out"):
+        program_agent([make_agent(SMALL), make_agent(dataclasses.replace(SMALL, task_weights=(1.0, 2.0)))])
+    with pytest.raises(ValueError, match="all have dropout or none"):
+        program_agent([make_agent(SMALL), make_agent(_with(SMALL, dropout=0.1))])
 
 
 @pytest.mark.parametrize("members, seeds, devices, expected", [
@@ -113,6 +163,29 @@ def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, swee
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("extra, sweep, message", [
+    ([], ["weight.Pong-MinAtar=1,2"], "no task named 'Pong-MinAtar' in --tasks (CartPole-v1, Acrobot-v1)"),
+    ([], ["weight.CartPole-v1=-1,1"], "--task-weights must be finite, >= 0"),
+    ([], ["weight.CartPole-v1=0,1", "weight.Acrobot-v1=0,1"], "not all 0, got (0.0, 0.0)"),
+    ([], ["weight.=1,2"], "expected weight.NAME with a task's name"),
+    ([], ["task_weights=1,2"], "sweep one task's weight, weight.TASK=V1,V2"),
+    ([], ["strategy_args=1,2"], "strategy.OPTION=V1,V2"),
+    ([], ["strategy=1,2"], "compile separately"),
+    ([], ["strategy.c=0.2,0.5"], "strategy sum has no option c; it has no real-valued options"),
+    (["--strategy", "cagrad"], ["strategy.steps=10,20"], "cagrad's steps is not a real number"),
+    (["--strategy", "cagrad"], ["strategy.c=-1,0.5"], "needs c >= 0"),
+    ([], ["dropout=0.1,1"], "--dropout must be in [0, 1)"),
+    ([], ["dropout=0,0.1"], "--sweep dropout: mixes 0 (no dropout in the program) with rates above 0"),
+])
+def test_bad_sweeps_of_weights_strategy_options_and_dropout_are_one_line_errors(capsys, tmp_path, extra, sweep,
+                                                                                 message):
+    argv = [*ARGV, *extra, "--out", str(tmp_path / "s")]
+    for spec in sweep:
+        argv += ["--sweep", spec]
+    assert message in _cli_error(capsys, argv)
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.slow
 def test_a_sweep_that_does_not_fit_in_memory_is_refused_before_compiling(capsys, tmp_path, monkeypatch):
     """The --seeds estimate, times the members: each run alone fits (2 seeds, 0.9 GB of replay), the 2 members
@@ -156,6 +229,28 @@ def test_a_member_directory_is_its_run_alone(swept):
     record = json.loads((swept / "sweep" / "sweep.json").read_text())
     assert record["members"] == ["lr=0.001,gamma=0.9", "lr=0.001,gamma=0.99", "lr=0.0003,gamma=0.9",
                                  "lr=0.0003,gamma=0.99"]
+
+
+@pytest.mark.slow
+def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_alone(tmp_path):
+    """`--sweep weight.Acrobot-v1=0.5,1 --sweep dropout=0.1,0.2`: the member weight.Acrobot-v1=0.5,dropout=0.2
+    is `--task-weights 1 0.5 --dropout 0.2` trained alone: config, metrics and final weights.  The program is
+    the one of test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone."""
+    import pandas as pd
+
+    from mtdqn.cli import main
+    from mtdqn.results import Run
+
+    argv = [*ARGV, "--strategy", "cagrad"]
+    main([*argv, "--sweep", "weight.Acrobot-v1=0.5,1", "--sweep", "dropout=0.1,0.2",
+          "--out", str(tmp_path / "sweep")])
+    main([*argv, "--task-weights", "1", "0.5", "--dropout", "0.2", "--out", str(tmp_path / "alone")])
+    member, alone = Run(tmp_path / "sweep" / "weight.Acrobot-v1=0.5,dropout=0.2"), Run(tmp_path / "alone")
+    assert member.config == alone.config
+    pd.testing.assert_frame_equal(pd.read_parquet(member.path / "metrics.parquet"),
+                                  pd.read_parquet(alone.path / "metrics.parquet"))
+    for a, b in zip(jax.tree.leaves(member.agent().params), jax.tree.leaves(alone.agent().params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.slow
@@ -206,6 +301,33 @@ def test_the_python_api_takes_a_sweep(tmp_path):
     assert [r.path.name for r in runs] == ["tau=0.5,gamma=0.9", "tau=0.5,gamma=0.99", "tau=1,gamma=0.9",
                                            "tau=1,gamma=0.99"]
     assert [(r.config.dqn.tau, r.config.dqn.gamma) for r in runs] == [(0.5, 0.9), (0.5, 0.99), (1.0, 0.9), (1.0, 0.99)]
+
+
+def test_weights_and_strategy_options_become_the_members_own_configs():
+    """``weight.TASK`` sets that task's --task-weights entry (the others kept), ``strategy.KEY`` that option of
+    --strategy-args (the others kept, in place): each member's config is its run alone's, read without JAX."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mtdqn.sweepspec import parse_sweep, member_configs\nfrom mtdqn.config import TrainConfig\n"
+            "cfg = TrainConfig(tasks=('CarOnHill-v0:gamma=0.95', 'Acrobot-v1', 'CartPole-v1'), "
+            "task_weights=(3.0, 1.0, 1.0), strategy='cagrad', strategy_args='c=0.5,steps=10')\n"
+            "sweep = parse_sweep(['--weight.CarOnHill-v0=0.5,2', 'strategy.c=0.2', 'strategy.step-size=0.1', "
+            "'dropout=0.2,0.1'])\n"
+            "for label, m in member_configs(cfg, sweep):\n"
+            "    print(label, m.task_weights, m.strategy_args, m.dqn.dropout)\n"
+            "print('jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "weight.CarOnHill-v0=0.5,strategy.c=0.2,strategy.step_size=0.1,dropout=0.2 (0.5, 1.0, 1.0) "
+        "c=0.2,steps=10,step_size=0.1 0.2",
+        "weight.CarOnHill-v0=0.5,strategy.c=0.2,strategy.step_size=0.1,dropout=0.1 (0.5, 1.0, 1.0) "
+        "c=0.2,steps=10,step_size=0.1 0.1",
+        "weight.CarOnHill-v0=2,strategy.c=0.2,strategy.step_size=0.1,dropout=0.2 (2.0, 1.0, 1.0) "
+        "c=0.2,steps=10,step_size=0.1 0.2",
+        "weight.CarOnHill-v0=2,strategy.c=0.2,strategy.step_size=0.1,dropout=0.1 (2.0, 1.0, 1.0) "
+        "c=0.2,steps=10,step_size=0.1 0.1",
+        "False"]
 
 
 def test_the_sweep_spec_is_read_without_jax():

@@ -70,7 +70,9 @@ class Train:
     sweep: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """NAME=V1,V2,...: train every combination of the values x the seeds as one compiled program, each
     member an ordinary run directory under --out (repeat for more options; lr, gamma, tau, eps-start,
-    eps-end, eps-fraction)."""
+    eps-end, eps-fraction, dropout; weight.TASK: that task's --task-weights entry, e.g.
+    weight.Acrobot-v1=0.5,2; strategy.OPTION: a real-valued --strategy-args option, e.g. strategy.c=0.2,0.5
+    with --strategy cagrad)."""
     progress: bool = True
     """Show a progress bar."""
 

@@ -61,6 +61,8 @@ def _run_strategies(_: Strategies) -> None:
     console = Console(width=120)
     console.print(table)
     console.print(f"What the weights scale: {SCOPE}", markup=False)
+    console.print("The real-valued options (not the integer ones) can be swept in one compiled program: "
+                  "`mtdqn train --strategy cagrad --sweep strategy.c=0.2,0.5`.", markup=False)
 
 
 def _run_train(cmd: Train) -> None:

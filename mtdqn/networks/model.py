@@ -11,10 +11,12 @@ A mixture of experts (``moe:K``, ``moore:K``) runs the trunk once per expert
 the one-trunk network's.
 
 Dropout (Srivastava et al. 2014) is an argument of the forward pass, not a
-layer: ``Dropout(rate, key)`` zeroes each trunk layer's outputs with
+layer: ``Dropout.at_rate(rate, key)`` zeroes each trunk layer's outputs with
 probability ``rate`` and scales the rest by 1/(1 - rate) (inverted dropout, so
-the expected activation is the network's own).  Only the update's online
-forward pass gets one (``train/step.py``); acting, TD targets, evaluation and
+the expected activation is the network's own).  The rate may be traced (a
+sweep's members each their own); whether a pass has dropout at all is whether
+it gets a Dropout, and at rate 0 one keeps every unit and scales by exactly
+1.  Only the update's online forward pass gets one (``train/step.py``); acting, TD targets, evaluation and
 a deployed agent always run the whole network, so parameters trained with
 dropout act and load exactly like any others.
 
@@ -53,19 +55,28 @@ __all__ = ["Dropout", "init_params", "torso_features", "expert_outputs", "q_valu
 Params = dict[str, Any]
 
 
-@struct.dataclass
+@struct.dataclass(kw_only=True)
 class Dropout:
-    """Dropout of one forward pass: the rate (static: from the config, not a traced value, so ``jit`` and
-    ``vmap`` can carry a Dropout) and the key it draws its masks from."""
+    """Dropout of one forward pass: the probability ``keep`` = 1 - rate that a unit is kept (a number, or a
+    traced value) and the key it draws its masks from.  Keyword-only: ``Dropout(0.25, key)`` once meant the
+    rate, and now fails rather than keep a quarter of the units."""
 
-    rate: float = struct.field(pytree_node=False)
+    keep: jax.Array | float
     key: jax.Array
+
+    @classmethod
+    def at_rate(cls, rate: float, key: jax.Array) -> "Dropout":
+        return cls(keep=1.0 - rate, key=key)
 
 
 def _drop(x: jax.Array, dropout: Dropout, layer: int) -> jax.Array:
-    """Inverted dropout of trunk layer ``layer``'s output; each layer its own mask (the key folded with it)."""
-    keep = jax.random.bernoulli(jax.random.fold_in(dropout.key, layer), 1.0 - dropout.rate, x.shape)
-    return jnp.where(keep, x / (1.0 - dropout.rate), 0.0)
+    """Inverted dropout of trunk layer ``layer``'s output; each layer its own mask (the key folded with it).
+
+    Scaled by the reciprocal of ``keep``, as XLA compiles a division by a constant: a traced rate computes
+    what the same rate compiled in did.  At keep 1 every unit stays (the uniform draws are < 1) and the scale
+    is exactly 1: the whole network's numbers."""
+    kept = jax.random.bernoulli(jax.random.fold_in(dropout.key, layer), dropout.keep, x.shape)
+    return jnp.where(kept, x * (1.0 / jnp.asarray(dropout.keep, jnp.float32)), 0.0)
 
 
 def _apply(layer: Layer, params: Params, x: jax.Array, shared: bool) -> jax.Array:
@@ -138,7 +149,7 @@ def _trunk(arch: Architecture, params: Params, x: jax.Array, layers: tuple[Layer
     for i, (layer, shared) in enumerate(zip(layers, arch.torso_shared)):
         if i >= first:
             x = _apply(layer, params["torso"][f"layer_{i}"], x, shared)
-        if dropout is not None and dropout.rate > 0 and (drop_last or i < len(layers) - 1):
+        if dropout is not None and (drop_last or i < len(layers) - 1):
             x = _drop(x, dropout, i)
     return x
 
@@ -150,7 +161,7 @@ def expert_outputs(arch: Architecture, params: Params, x: jax.Array, dropout: Dr
     layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
 
     def expert(torso: Params, e: jax.Array) -> jax.Array:
-        own = None if dropout is None else Dropout(dropout.rate, jax.random.fold_in(dropout.key, e))
+        own = None if dropout is None else Dropout(keep=dropout.keep, key=jax.random.fold_in(dropout.key, e))
         return _trunk(arch, {**params, "torso": torso}, x, layers, own, drop_last=False)
 
     return jax.vmap(expert)(params["torso"], jnp.arange(arch.experts))
@@ -165,7 +176,7 @@ def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids:
         return _trunk(arch, params, x, arch.torso, dropout)
     mixed = mix_experts(expert_outputs(arch, params, x, dropout), params["mixing"], arch.orthogonal)
     x = ACTIVATIONS[arch.torso[-1].activation](mixed)
-    if dropout is not None and dropout.rate > 0:
+    if dropout is not None:
         x = _drop(x, dropout, len(arch.torso) - 1)
     return x
 

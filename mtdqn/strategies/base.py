@@ -4,7 +4,7 @@ A strategy turns per-task gradients on the *shared* parameters into the one
 gradient the optimizer applies.  It is a pure pair::
 
     init(num_tasks) -> state
-    combine(task_grads, gram, task_losses, state, key) -> (grads, state, metrics)
+    combine(task_grads, gram, task_losses, state, key, hp=None) -> (grads, state, metrics)
 
 ``task_grads`` is a pytree whose leaves have a leading task axis ``(tasks, ...)``:
 the gradients of the *unweighted* task losses on the shared parameters only,
@@ -13,8 +13,14 @@ weights, ``trunk-until``'s trunk before it opens) zeroed by the caller
 (:func:`mtdqn.train.step.trainable_shared`), so they count in nothing;
 ``gram`` is their Gram matrix ``(tasks, tasks)`` (:func:`task_gram`), computed
 once per update by the caller, which also reports cosines from it;
-``task_losses`` is ``(tasks,)``.  Static ``--task-weights`` reach a strategy at
-build time.  ``metrics["weights"]`` (tasks,) is the coefficient the strategy
+``task_losses`` is ``(tasks,)``.  ``hp`` (:class:`StrategyHypers`) holds the
+numbers a run may sweep: the static ``--task-weights`` w_i (traced in runs that
+set them, literals else: :func:`mtdqn.train.step.loss_weights`) and the
+options of ``--strategy-args`` that are real numbers (CAGrad's ``c``, DWA's
+``temperature``, ...), traced values of the compiled loop, so that one program
+trains every member of a sweep; None: the values the strategy was built with.
+Integer options (solver steps, window lengths) stay in the program.
+``metrics["weights"]`` (tasks,) is the coefficient the strategy
 applied to each task's gradient, for the report.  Per-task parameters (heads,
 adapters) never reach a strategy: each gets w_i times its own task's gradient.
 
@@ -24,28 +30,37 @@ coefficients depend on the gradients only through their Gram matrix
 
 Each strategy lives in its own module with its paper, its options dataclass
 and a ``register(...)`` call; adding one touches that one file (and the import
-list in ``strategies/__init__.py``).
+list in ``strategies/__init__.py``).  A module builds a :class:`Rule` from its
+options: the pair above with ``combine`` given the weights and the options
+themselves (their real numbers possibly traced) in place of ``hp``;
+:func:`make_strategy` turns it into the :class:`Strategy` the loop calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mtdqn.errors import ConfigError
 
 __all__ = [
     "SCOPE",
     "Strategy",
+    "StrategyHypers",
+    "Rule",
     "StrategySpec",
     "REGISTRY",
     "register",
     "make_strategy",
     "parse_strategy_args",
+    "real_options",
+    "traced_options",
+    "check_swept_options",
     "tree_weighted_sum", "coefficient_strategy",
     "task_gram",
     "gram_norms",
@@ -61,9 +76,28 @@ SCOPE = ("Every strategy combines the per-task gradients of the shared parameter
 """What a strategy's weights scale, exactly: printed by `mtdqn strategies` and recorded in every run's summary."""
 
 
+class StrategyHypers(NamedTuple):
+    """A strategy's numbers that may differ between the members of a sweep: traced values in the compiled loop
+    (:class:`mtdqn.train.hypers.Hypers` holds them), so a sweep over them is one program."""
+
+    weights: jax.Array  # (tasks,) the static loss weights w_i (--task-weights)
+    numbers: dict[str, jax.Array]  # () each: the options of --strategy-args that are real numbers, by name
+
+
 class Strategy(NamedTuple):
+    """What the loop calls: ``combine(task_grads, gram, task_losses, state, key, hp=None)`` (module docstring)."""
+
     init: Callable[[int], Any]
-    combine: Callable[[Grads, jax.Array, jax.Array, Any, jax.Array], tuple[Grads, Any, dict[str, jax.Array]]]
+    combine: Callable[..., tuple[Grads, Any, dict[str, jax.Array]]]
+
+
+class Rule(NamedTuple):
+    """What a strategy module builds: ``combine(task_grads, gram, task_losses, state, key, weights, options)``,
+    ``weights`` (tasks,) the static loss weights and ``options`` the module's options dataclass, its real numbers
+    possibly traced (read them from here, not from the options ``build`` got, or a sweep cannot vary them)."""
+
+    init: Callable[[int], Any]
+    combine: Callable[..., tuple[Grads, Any, dict[str, jax.Array]]]
 
 
 @dataclass(frozen=True)
@@ -72,7 +106,7 @@ class StrategySpec:
     summary: str
     citation: str
     options: type  # frozen dataclass of the strategy's options, with defaults
-    build: Callable[[Any, tuple[float, ...]], Strategy]  # (options, static task weights) -> Strategy
+    build: Callable[[Any], Rule]  # options (checked here: one-line ConfigError) -> Rule
     min_tasks: int = 1
 
 
@@ -111,18 +145,58 @@ def parse_strategy_args(name: str, args: str) -> Any:
     return spec.options(**values)
 
 
+def real_options(options: Any) -> dict[str, float]:
+    """The options that are real numbers (fields typed ``float``), by name: what a run passes as traced values
+    (:class:`StrategyHypers`), so what a sweep may vary; integers (steps, windows) stay in the program."""
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.type in (float, "float")}
+
+
+def traced_options(name: str) -> tuple[str, ...]:
+    """The names of strategy ``name``'s real-valued options (:func:`real_options`)."""
+    return tuple(real_options(REGISTRY[name].options()))
+
+
+def check_swept_options(name: str, keys: Sequence[str]) -> None:
+    """A one-line ConfigError unless every option in ``keys`` (a sweep's ``strategy.KEY``) is a real-valued
+    option of strategy ``name``: only those are traced; an integer one (solver steps, a window) is part of the
+    program."""
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown strategy {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    traced = traced_options(name)
+    every = [f.name for f in dataclasses.fields(REGISTRY[name].options)]
+    for key in keys:
+        if key not in traced:
+            why = (f"strategy {name} has no option {key}" if key not in every else
+                   f"{name}'s {key} is not a real number, so it is part of the program (compiled separately)")
+            can = f"its real-valued options: {', '.join(traced)}" if traced else "it has no real-valued options"
+            raise ConfigError(f"--sweep strategy.{key}: {why}; {can}")
+
+
 def make_strategy(name: str, args: str, task_weights: tuple[float, ...]) -> Strategy:
-    """Look up, configure and build a strategy; one-line errors for bad input."""
+    """Look up, configure and build a strategy; one-line errors for bad input.
+
+    ``combine``'s ``hp`` None uses ``task_weights`` and ``args``' numbers as constants, exactly as the
+    strategy computed before they could be traced."""
     if name not in REGISTRY:
         raise ConfigError(f"unknown strategy {name!r}; valid: {', '.join(sorted(REGISTRY))}")
     spec = REGISTRY[name]
     if len(task_weights) < spec.min_tasks:
         raise ConfigError(f"strategy {name} needs at least {spec.min_tasks} tasks, got {len(task_weights)}")
-    return spec.build(parse_strategy_args(name, args), task_weights)
+    options = parse_strategy_args(name, args)
+    rule = spec.build(options)
+    own = StrategyHypers(np.asarray(task_weights, np.float32), real_options(options))
+
+    def combine(task_grads: Grads, gram: jax.Array, task_losses: jax.Array, state: Any, key: jax.Array,
+                hp: StrategyHypers | None = None) -> tuple[Grads, Any, dict[str, jax.Array]]:
+        hp = own if hp is None else hp
+        return rule.combine(task_grads, gram, task_losses, state, key, jnp.asarray(hp.weights),
+                            dataclasses.replace(options, **hp.numbers))
+
+    return Strategy(rule.init, combine)
 
 
-def coefficient_strategy(num_tasks: int, coefficients: Callable[[jax.Array, jax.Array], jax.Array]) -> Strategy:
-    """A stateless strategy whose gradient is sum_i c_i g_i, with ``c = coefficients(gram, key)``.
+def coefficient_strategy(coefficients: Callable[[jax.Array, jax.Array, jax.Array, Any], jax.Array]) -> Rule:
+    """A stateless rule whose gradient is sum_i c_i g_i, with ``c = coefficients(gram, key, weights, options)``.
 
     Unit-norm, PCGrad and CAGrad all reduce to coefficients computed from the
     (tasks, tasks) Gram matrix, so none of them touches the (tasks, P) gradients twice.
@@ -131,11 +205,11 @@ def coefficient_strategy(num_tasks: int, coefficients: Callable[[jax.Array, jax.
     def init(num_tasks: int) -> tuple:
         return ()
 
-    def combine(task_grads, gram, task_losses, state, key):
-        weights = coefficients(gram, key)
-        return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
+    def combine(task_grads, gram, task_losses, state, key, weights, options):
+        coef = coefficients(gram, key, weights, options)
+        return tree_weighted_sum(task_grads, coef), state, {"weights": coef}
 
-    return Strategy(init, combine)
+    return Rule(init, combine)
 
 
 def tree_weighted_sum(task_grads: Grads, weights: jax.Array) -> Grads:

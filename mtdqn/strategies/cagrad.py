@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, coefficient_strategy, register
+from mtdqn.strategies.base import Rule, StrategySpec, coefficient_strategy, register
 
 _EPS = 1e-12
 
@@ -55,12 +55,14 @@ def project_weighted_simplex(v: jax.Array, a: jax.Array) -> jax.Array:
     return jnp.maximum(v - theta[k - 1] * a, 0.0)
 
 
-def cagrad_coefficients(gram: jax.Array, c: float, steps: int, step_size: float) -> jax.Array:
+def cagrad_coefficients(gram: jax.Array, c: jax.Array | float, steps: int,
+                        step_size: jax.Array | float) -> jax.Array:
     """Coefficients (tasks,) with d = sum_i coef_i g_i, from the Gram matrix of the g_i.
 
     The dual is solved in z_i = x_i ||g_i|| / max_j ||g_j||, where g_x = sum_i z_i u_i
     over unit vectors u_i: the problem is then as well conditioned when one task's
-    gradient is 100x another's as when they are equal.
+    gradient is 100x another's as when they are equal.  ``c`` and ``step_size`` may be traced (a sweep's
+    members' own); ``steps`` is the solver loop's length, part of the program.
     """
     num_tasks = gram.shape[0]
     norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
@@ -79,17 +81,15 @@ def cagrad_coefficients(gram: jax.Array, c: float, steps: int, step_size: float)
     return 1.0 / num_tasks + lam * z / rel
 
 
-def build(options: CAGradOptions, task_weights: tuple[float, ...]) -> Strategy:
+def build(options: CAGradOptions) -> Rule:
     if options.c < 0 or options.steps < 0 or not options.step_size > 0:
         raise ConfigError(f"strategy cagrad: needs c >= 0, steps >= 0, step_size > 0; got {options}")
-    num_tasks = len(task_weights)
-    static = jnp.asarray(task_weights, jnp.float32)
 
-    def coefficients(gram, key):
-        gram = gram * static[:, None] * static[None, :]  # of w_i g_i
-        return static * cagrad_coefficients(gram, options.c, options.steps, options.step_size)
+    def coefficients(gram, key, weights, options):
+        gram = gram * weights[:, None] * weights[None, :]  # of w_i g_i
+        return weights * cagrad_coefficients(gram, options.c, options.steps, options.step_size)
 
-    return coefficient_strategy(num_tasks, coefficients)
+    return coefficient_strategy(coefficients)
 
 
 register(

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, register, tree_weighted_sum
+from mtdqn.strategies.base import Rule, StrategySpec, register, tree_weighted_sum
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,17 @@ class DWAState(NamedTuple):
     completed: jax.Array  # () completed windows
 
 
-def build(options: DWAOptions, task_weights: tuple[float, ...]) -> Strategy:
+def build(options: DWAOptions) -> Rule:
     if not options.temperature > 0 or options.window < 1:
         raise ConfigError(f"strategy dwa: needs temperature > 0 and window >= 1; got {options}")
-    num_tasks = len(task_weights)
-    static = jnp.asarray(task_weights, jnp.float32)
 
     def init(num_tasks: int) -> DWAState:
         ones = jnp.ones((num_tasks,), jnp.float32)
         return DWAState(ones, jnp.zeros_like(ones), jnp.int32(0), ones, ones, jnp.int32(0))
 
-    def combine(task_grads, gram, task_losses, state: DWAState, key):
-        applied = static * state.weights
+    def combine(task_grads, gram, task_losses, state: DWAState, key, task_weights, options):
+        num_tasks = task_weights.shape[0]
+        applied = task_weights * state.weights
         grads = tree_weighted_sum(task_grads, applied)
         loss_sum = state.loss_sum + jax.lax.stop_gradient(task_losses).astype(jnp.float32)
         count = state.count + 1
@@ -63,14 +62,16 @@ def build(options: DWAOptions, task_weights: tuple[float, ...]) -> Strategy:
         before_last = jnp.where(close, state.last, state.before_last)
         completed = state.completed + close.astype(jnp.int32)
         ratio = last / jnp.maximum(before_last, 1e-12)
-        dynamic = num_tasks * jax.nn.softmax(ratio / options.temperature)
+        # times the reciprocal, as XLA compiles a division by a constant: the numbers of a temperature that was
+        # one are those of the same temperature traced (a sweep's)
+        dynamic = num_tasks * jax.nn.softmax(ratio * (1.0 / jnp.asarray(options.temperature, jnp.float32)))
         weights = jnp.where(close & (completed >= 2), dynamic, state.weights)
         new_state = DWAState(
             weights, jnp.where(close, 0.0, loss_sum), jnp.where(close, 0, count), last, before_last, completed
         )
         return grads, new_state, {"weights": applied}
 
-    return Strategy(init, combine)
+    return Rule(init, combine)
 
 
 register(

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, gram_norms, register, tree_weighted_sum
+from mtdqn.strategies.base import Rule, StrategySpec, gram_norms, register, tree_weighted_sum
 
 _FLOOR = 1e-3  # smallest weight before renormalization: weights stay positive
 
@@ -54,21 +54,20 @@ class GradNormState(NamedTuple):
     loss_count: jax.Array  # () updates counted into loss_sum
 
 
-def build(options: GradNormOptions, task_weights: tuple[float, ...]) -> Strategy:
+def build(options: GradNormOptions) -> Rule:
     if options.alpha < 0 or not options.lr > 0 or options.window < 1:
         raise ConfigError(f"strategy gradnorm: needs alpha >= 0, lr > 0, window >= 1; got {options}")
-    num_tasks = len(task_weights)
-    static = jnp.asarray(task_weights, jnp.float32)
-    adam = optax.adam(options.lr)
 
     def init(num_tasks: int) -> GradNormState:
         weights = jnp.ones((num_tasks,), jnp.float32)
         zeros = jnp.zeros((num_tasks,), jnp.float32)
-        return GradNormState(weights, adam.init(weights), zeros, jnp.float32(0.0))
+        return GradNormState(weights, optax.adam(options.lr).init(weights), zeros, jnp.float32(0.0))
 
-    def combine(task_grads, gram, task_losses, state: GradNormState, key):
+    def combine(task_grads, gram, task_losses, state: GradNormState, key, task_weights, options):
+        num_tasks = task_weights.shape[0]
+        adam = optax.adam(options.lr)  # the rate may be traced; Adam's state does not depend on it
         norms = gram_norms(gram)  # (tasks,)
-        applied = static * state.weights
+        applied = task_weights * state.weights
         grads = tree_weighted_sum(task_grads, applied)
         losses = jax.lax.stop_gradient(task_losses).astype(jnp.float32)
         in_window = state.loss_count < options.window
@@ -86,7 +85,7 @@ def build(options: GradNormOptions, task_weights: tuple[float, ...]) -> Strategy
         weights = num_tasks * weights / jnp.sum(weights)
         return grads, GradNormState(weights, opt_state, loss_sum, loss_count), {"weights": applied}
 
-    return Strategy(init, combine)
+    return Rule(init, combine)
 
 
 register(

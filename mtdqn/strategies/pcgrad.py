@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from mtdqn.strategies.base import Strategy, StrategySpec, coefficient_strategy, register
+from mtdqn.strategies.base import Rule, StrategySpec, coefficient_strategy, register
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,12 @@ def pcgrad_coefficients(gram: jax.Array, key: jax.Array) -> jax.Array:
     return coef
 
 
-def build(options: PCGradOptions, task_weights: tuple[float, ...]) -> Strategy:
-    num_tasks = len(task_weights)
-    static = jnp.asarray(task_weights, jnp.float32)
+def build(options: PCGradOptions) -> Rule:
+    def coefficients(gram, key, weights, options):
+        gram = gram * weights[:, None] * weights[None, :]  # of w_i g_i
+        return weights * jnp.sum(pcgrad_coefficients(gram, key), axis=0)
 
-    def coefficients(gram, key):
-        gram = gram * static[:, None] * static[None, :]  # of w_i g_i
-        return static * jnp.sum(pcgrad_coefficients(gram, key), axis=0)
-
-    return coefficient_strategy(num_tasks, coefficients)
+    return coefficient_strategy(coefficients)
 
 
 register(

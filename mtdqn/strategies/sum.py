@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax.numpy as jnp
-
-from mtdqn.strategies.base import Strategy, StrategySpec, register, tree_weighted_sum
+from mtdqn.strategies.base import Rule, StrategySpec, register, tree_weighted_sum
 
 
 @dataclass(frozen=True)
@@ -19,16 +17,14 @@ class SumOptions:
     pass
 
 
-def build(options: SumOptions, task_weights: tuple[float, ...]) -> Strategy:
-    weights = jnp.asarray(task_weights, jnp.float32)
-
+def build(options: SumOptions) -> Rule:
     def init(num_tasks: int) -> tuple:
         return ()
 
-    def combine(task_grads, gram, task_losses, state, key):
+    def combine(task_grads, gram, task_losses, state, key, weights, options):
         return tree_weighted_sum(task_grads, weights), state, {"weights": weights}
 
-    return Strategy(init, combine)
+    return Rule(init, combine)
 
 
 register(StrategySpec("sum", "sum of the task losses, weighted by --task-weights (default all 1)",

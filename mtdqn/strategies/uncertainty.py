@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, register, tree_weighted_sum
+from mtdqn.strategies.base import Rule, StrategySpec, register, tree_weighted_sum
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,17 @@ class UncertaintyState(NamedTuple):
     opt_state: Any  # Adam state of s
 
 
-def build(options: UncertaintyOptions, task_weights: tuple[float, ...]) -> Strategy:
+def build(options: UncertaintyOptions) -> Rule:
     if not options.lr > 0 or not options.clip > 0:
         raise ConfigError(f"strategy uncertainty: needs lr > 0 and clip > 0; got {options}")
-    static = jnp.asarray(task_weights, jnp.float32)
-    adam = optax.adam(options.lr)
 
     def init(num_tasks: int) -> UncertaintyState:
         log_var = jnp.zeros((num_tasks,), jnp.float32)
-        return UncertaintyState(log_var, adam.init(log_var))
+        return UncertaintyState(log_var, optax.adam(options.lr).init(log_var))
 
-    def combine(task_grads, gram, task_losses, state: UncertaintyState, key):
-        applied = static * jnp.exp(-state.log_var)
+    def combine(task_grads, gram, task_losses, state: UncertaintyState, key, task_weights, options):
+        adam = optax.adam(options.lr)  # the rate may be traced; Adam's state does not depend on it
+        applied = task_weights * jnp.exp(-state.log_var)
         grads = tree_weighted_sum(task_grads, applied)
         losses = jax.lax.stop_gradient(task_losses).astype(jnp.float32)
 
@@ -65,7 +64,7 @@ def build(options: UncertaintyOptions, task_weights: tuple[float, ...]) -> Strat
         log_var = jnp.clip(state.log_var + updates, -options.clip, options.clip)
         return grads, UncertaintyState(log_var, opt_state), {"weights": applied}
 
-    return Strategy(init, combine)
+    return Rule(init, combine)
 
 
 register(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from mtdqn.errors import ConfigError
-from mtdqn.strategies.base import Strategy, StrategySpec, coefficient_strategy, gram_norms, register
+from mtdqn.strategies.base import Rule, StrategySpec, coefficient_strategy, gram_norms, register
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,15 @@ class UnitNormOptions:
     """Gradients with a smaller norm are treated as zero."""
 
 
-def build(options: UnitNormOptions, task_weights: tuple[float, ...]) -> Strategy:
+def build(options: UnitNormOptions) -> Rule:
     if not options.eps > 0:
         raise ConfigError(f"strategy unit-norm: eps must be > 0, got {options.eps}")
-    num_tasks = len(task_weights)
-    static = jnp.asarray(task_weights, jnp.float32)
 
-    def coefficients(gram, key):
+    def coefficients(gram, key, weights, options):
         norms = gram_norms(gram)  # (tasks,)
-        return jnp.where(norms > options.eps, static / jnp.maximum(norms, options.eps), 0.0)
+        return jnp.where(norms > options.eps, weights / jnp.maximum(norms, options.eps), 0.0)
 
-    return coefficient_strategy(num_tasks, coefficients)
+    return coefficient_strategy(coefficients)
 
 
 register(

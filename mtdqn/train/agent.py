@@ -76,10 +76,6 @@ class Agent:
         return tuple(t.discount(self.cfg.dqn.gamma) for t in self.task_set.tasks)
 
     @property
-    def task_weights(self) -> jax.Array:
-        return jnp.asarray(self.derived.task_weights, jnp.float32)
-
-    @property
     def seeds(self) -> list[int]:
         return [self.cfg.seed + i for i in range(self.cfg.seeds)]
 

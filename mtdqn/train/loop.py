@@ -22,11 +22,11 @@ from mtdqn.replay import replay_init
 from mtdqn.tasks import obs_dtype, reset_envs
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.hypers import Hypers, stack_hypers
-from mtdqn.train.step import iteration
+from mtdqn.train.step import has_dropout, iteration
 from mtdqn.value_norm import popart_init
 
-__all__ = ["Trainer", "RootKeys", "split_root", "make_trainer", "make_population_trainer", "population_keys",
-           "init_state", "fresh_state", "seed_keys", "summarize_chunk"]
+__all__ = ["Trainer", "RootKeys", "split_root", "make_trainer", "make_population_trainer", "program_agent",
+           "population_keys", "init_state", "fresh_state", "seed_keys", "summarize_chunk"]
 
 
 def seed_keys(seeds: list[int]) -> jax.Array:
@@ -158,6 +158,18 @@ def make_population_trainer(agent: Agent, member_hypers: Sequence[Hypers], devic
     entry_member = np.minimum(np.arange(layout.size) // layout.per_member, layout.members - 1)  # dummies: any
     hypers = stack_hypers([member_hypers[m] for m in entry_member])
     return Trainer(agent, init, run_chunk, hypers, layout.devices, layout)
+
+
+def program_agent(agents: Sequence[Agent]) -> Agent:
+    """The agent whose program trains a sweep's members (their agents): they differ only in traced values
+    (:mod:`mtdqn.sweepspec`), and agree on what the program decides from the config beside them: whether
+    the loss has dropout (:func:`mtdqn.train.step.has_dropout`) and whether the task weights are traced
+    (:func:`mtdqn.train.step.loss_weights`); :func:`mtdqn.sweepspec.member_configs` makes sure."""
+    if len({a.cfg.task_weights is None for a in agents}) > 1:
+        raise ValueError("a sweep's members must all set --task-weights or all leave them out")
+    if len({has_dropout(a) for a in agents}) > 1:
+        raise ValueError("a sweep's members must all have dropout or none")
+    return agents[0]
 
 
 def population_keys(seeds: list[int], layout: Population) -> jax.Array:

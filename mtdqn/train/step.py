@@ -19,7 +19,7 @@ from mtdqn.finetune import is_finetuned, param_labels, trains_now
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample, replay_sample_n_step
-from mtdqn.strategies.base import task_gram, tree_weighted_sum
+from mtdqn.strategies.base import StrategyHypers, task_gram, tree_weighted_sum
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
 from mtdqn.train.agent import Agent, TrainState, learning_rate
@@ -27,8 +27,8 @@ from mtdqn.train.hypers import Hypers
 from mtdqn.value_norm import popart_step, unnormalize
 
 __all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "sample_batch",
-           "one_step_discounts", "td_targets", "task_gradients", "task_affinity", "shared_trains_now",
-           "trainable_shared", "update",
+           "one_step_discounts", "td_targets", "has_dropout", "loss_weights", "task_gradients", "task_affinity",
+           "shared_trains_now", "trainable_shared", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
@@ -102,24 +102,49 @@ def td_targets(agent: Agent, state: TrainState, batch: Transition, d_t: jax.Arra
     return target_fn(batch.reward, d_t, q_t_target, q_t_online, agent.action_mask, agent.cfg.dqn.double)
 
 
+def has_dropout(agent: Agent) -> bool:
+    """Whether the loss's forward pass has dropout: a property of the program (``--dropout`` > 0), its rate a
+    traced value (``Hypers.dropout_keep``).  A sweep's members all have it or none do: a run at rate 0 put
+    through dropout keeps every unit, yet XLA optimizes that program otherwise, and its last bits differ."""
+    return agent.cfg.dqn.dropout > 0
+
+
+def loss_weights(agent: Agent, hp: Hypers | None = None) -> jax.Array:
+    """The static loss weights w_i (tasks,): ``hp``'s, traced, when the config sets ``--task-weights``; else
+    the literal 1s every run had before weights could be traced.
+
+    Why not always traced: XLA compiles ``sum``'s weighted sum differently when the weights are literals
+    (measured: the same run's parameters then differ in their last bits), and runs without --task-weights,
+    nearly all of them, keep their numbers this way.  A sweep over weights sets them in every member's
+    config (:func:`mtdqn.sweepspec.member_configs`), so a member and its run alone both trace them.  Runs
+    with --task-weights made before the weights were traced computed ``sum`` with literals: continued now,
+    they differ from then in the last bits (the other strategies compute their coefficients, and are
+    unchanged)."""
+    if agent.cfg.task_weights is None:
+        return jnp.asarray(agent.derived.task_weights, jnp.float32)  # a literal [1, ...], as it always was
+    return jnp.asarray((agent.hypers if hp is None else hp).task_weights)
+
+
 def _task_loss(agent: Agent, shared: Any, task_params: Any, batch: Transition, target: jax.Array, task_id: jax.Array,
-               dropout_key: jax.Array | None):
+               dropout_key: jax.Array | None, keep: jax.Array):
     """One task's TD loss; called under vmap over tasks (no task axis in the arguments)."""
-    dropout = None if dropout_key is None else Dropout(agent.cfg.dqn.dropout, dropout_key)
+    dropout = None if dropout_key is None or not has_dropout(agent) else Dropout(keep=keep, key=dropout_key)
     q_tm1 = one_task_q_values(agent.arch, shared, task_params, batch.obs, task_id, dropout)  # (batch, actions)
     q_sa = q_taken(q_tm1, batch.action)
     return td_error_loss(q_sa, target, agent.cfg.dqn.loss), jnp.mean(q_sa)
 
 
 def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Array,
-                   dropout_key: jax.Array | None = None):
+                   dropout_key: jax.Array | None = None, hp: Hypers | None = None):
     """Per-task TD losses (tasks,), mean Q (tasks,) and gradients: on the shared parameters (leading task
     axis, each task's own loss) and on the per-task ones, from one vmap over the task axis.
 
-    With ``--dropout`` > 0 and a ``dropout_key``, the online Q-values of the loss (only they) see dropout,
-    each task its own masks; without a key (the gradient probe) the whole network."""
+    With ``--dropout`` > 0 (:func:`has_dropout`) and a ``dropout_key``, the online Q-values of the loss (only
+    they) see dropout at ``hp``'s rate, each task its own masks; without a key (the gradient probe) the whole
+    network."""
+    keep = (agent.hypers if hp is None else hp).dropout_keep
     shared, per_task = split_shared(agent.arch, params)
-    grad_fn = jax.value_and_grad(lambda s, p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k), argnums=(0, 1),
+    grad_fn = jax.value_and_grad(lambda s, p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k, keep), argnums=(0, 1),
                                  has_aux=True)
     task_ids = jnp.arange(agent.num_tasks)
     keys = None if dropout_key is None else jax.random.split(dropout_key, agent.num_tasks)  # rate 0: unused
@@ -130,16 +155,17 @@ def task_gradients(agent: Agent, params: Any, batch: Transition, targets: jax.Ar
 
 
 def task_affinity(agent: Agent, params: Any, batch: Transition, targets: jax.Array, g_shared: Any,
-                  lr: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+                  lr: jax.Array, dropout_key: jax.Array | None = None, hp: Hypers | None = None) -> jax.Array:
     """TAG's lookahead affinity Z (tasks i, tasks j) on one minibatch (:mod:`mtdqn.train.affinity`): each
     task's loss exactly as :func:`task_gradients` took it (same batch, same fixed TD targets, same dropout
     masks), the shared parameters stepped by ``-lr`` times each task's shared gradient ``g_shared``."""
+    keep = (agent.hypers if hp is None else hp).dropout_keep
     shared, per_task = split_shared(agent.arch, params)
     task_ids = jnp.arange(agent.num_tasks)
     keys = None if dropout_key is None else jax.random.split(dropout_key, agent.num_tasks)  # as task_gradients
 
     def losses(s: Any) -> jax.Array:  # (tasks,): every task's loss with shared parameters s
-        return jax.vmap(lambda p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k)[0])(
+        return jax.vmap(lambda p, b, y, i, k: _task_loss(agent, s, p, b, y, i, k, keep)[0])(
             per_task, batch, targets, task_ids, keys)
 
     return lookahead_affinity(losses, shared, g_shared, lr)
@@ -154,7 +180,8 @@ def _affinity_metrics(agent: Agent, state: TrainState, batch: Transition, target
     Frozen shared leaves have a zero gradient here, so they do not move in the lookahead either."""
     lr = learning_rate(agent.cfg, hp.lr, hp.lr_decay_updates)(state.updates)  # --lr's schedule, this update
     t = agent.num_tasks
-    z = jax.lax.cond(measure, lambda: task_affinity(agent, state.params, batch, targets, g_trained, lr, dropout_key),
+    z = jax.lax.cond(measure, lambda: task_affinity(agent, state.params, batch, targets, g_trained, lr, dropout_key,
+                                                    hp),
                      lambda: jnp.zeros((t, t), jnp.float32))
     return {"affinity": z, "affinity_measured": jnp.asarray(measure, jnp.float32)}
 
@@ -206,7 +233,7 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
 
     With ``--affinity-every`` set, the metrics also hold the lookahead affinity on this update's batch and
     targets when ``measure_affinity`` (zeros and a 0 flag else).  ``hp``: the traced hyperparameters (lr, the
-    gammas, tau); None: the config's own."""
+    gammas, tau, the task weights, the strategy's numbers, dropout's rate); None: the config's own."""
     hp = agent.hypers if hp is None else hp
     # Three named keys; with JAX's partitionable Threefry (the default) split(key, 3)[:2] == split(key, 2), so
     # the batch and strategy keys, and every number of a run without dropout, are those of the two-way split.
@@ -218,16 +245,16 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
             state.value_norm, state.params, state.target_params, targets
         )
         state = state.replace(value_norm=value_norm, params=params, target_params=target_params)
-    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets, k_dropout)
+    losses, q_mean, g_shared, g_task = task_gradients(agent, state.params, batch, targets, k_dropout, hp)
     if agent.cfg.value_norm == "popart":
         q_mean = unnormalize(state.value_norm, q_mean)  # report Q in reward units
-    w = agent.task_weights
+    w = loss_weights(agent, hp)  # (tasks,)
     g_task = jax.tree.map(lambda g: g * w.reshape(-1, *([1] * (g.ndim - 1))), g_task)
     moves = shared_trains_now(agent, state.params, state.updates)
     g_trained = trainable_shared(g_shared, moves)  # frozen leaves (and trunk-until's before it opens) zeroed
     gram = task_gram(g_trained, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
-        g_trained, gram, losses, state.strategy_state, k_strategy
+        g_trained, gram, losses, state.strategy_state, k_strategy, StrategyHypers(w, hp.strategy)
     )
     combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)

@@ -21,16 +21,17 @@ import jax
 import numpy as np
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
-from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import provenance, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
-from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs
+from mtdqn.strategies.base import check_swept_options
+from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs, strategy_options
 from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import CompiledChunks
 from mtdqn.train.drive import Schedule, Trained, check_finite, greedy_rows
-from mtdqn.train.loop import Trainer, make_population_trainer, population_keys
+from mtdqn.train.loop import Trainer, make_population_trainer, population_keys, program_agent
 from mtdqn.train.run import RunResult
 from mtdqn.train.summary import finish
 
@@ -49,12 +50,13 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
     """
     sweep = check_sweep(sweep)
     members = member_configs(cfg, sweep)
+    check_swept_options(derive(cfg).strategy, strategy_options(sweep))
     if not resume:
         for _, member in members:
             check_new_run(member)
             check_train_budget(member)
     agents = [make_agent(member) for _, member in members]  # validates every member's values
-    agent = agents[0]  # the structure all members share
+    agent = program_agent(agents)
     if agent.task_set.backend == "gymnasium":
         raise ConfigError("--sweep needs tasks the compiled loop steps; gym: tasks step on the host, one run each")
     check_memory(cfg, agent.task_set, agent.arch, members=len(members))
