@@ -75,27 +75,47 @@ def metric_name(metric: str, g: float = float("nan")) -> str:
     return f"{_METRIC_NAMES[metric]} (γ {gamma(g)})" if metric == "final_discounted" else _METRIC_NAMES[metric]
 
 
+def _diff_interval(r, show) -> str:
+    """The interval cell of a difference row, or why it has none."""
+    if math.isfinite(r.lo) and math.isfinite(r.hi):
+        return f"[{show(r.lo)}, {show(r.hi)}]"
+    why = getattr(r, "untested", "")
+    if why == "uninformative":
+        return "not informative at this budget (no seed of either reached it)"
+    if why == "one_seed":
+        return f"not tested ({r.deviating}/{r.n + r.n_reference} seeds differ from the rest)"
+    if getattr(r, "test", "") == "gehan":
+        return f"— (censored: reached {r.reached}/{r.n} vs {r.reached_reference}/{r.n_reference}; Gehan test)"
+    if not r.estimable:
+        return "not estimable (no variation)"
+    return f"— (n < {MIN_SEEDS})" if min(r.n, r.n_reference) < MIN_SEEDS else "— (no spread within either variant)"
+
+
+def _detectable_cell(r, show) -> str:
+    why = getattr(r, "untested", "")
+    if why == "one_seed":
+        return "n/a (rests on one seed)"
+    if why == "uninformative" or getattr(r, "test", "") == "gehan":
+        return "n/a (censored times)"
+    return detectable(r.mde, r.max_diff, show, min(r.n, r.n_reference))
+
+
 def differences(df: pd.DataFrame) -> pd.DataFrame:
-    """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size."""
+    """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size at
+    the level a finding must pass (the Holm family's first step: `mde_alpha`)."""
     rows = []
     for r in df.itertuples():
         show = steps if r.metric == "steps_to_threshold" else num
-        has_ci = math.isfinite(r.lo) and math.isfinite(r.hi)
-        ci = (f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "not estimable (no variation)"
-              if not r.estimable else f"— (n < {MIN_SEEDS})" if min(r.n, r.n_reference) < MIN_SEEDS
-              else "— (no spread within either variant)")
         rows.append({"task": r.task, "metric": metric_name(r.metric, r.gamma),
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
-                     "95% CI (Welch t)": ci, "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
+                     "95% CI (Welch t)": _diff_interval(r, show), "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
                      "Hedges' g": f"{r.effect:+.2f}" if math.isfinite(r.effect) else "n/a",
                      "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
-                     "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show,
-                                                                     min(r.n, r.n_reference)),
+                     "detectable difference (power 0.8, Holm's first-step α)": _detectable_cell(r, show),
                      "n seeds": f"{r.n} vs {r.n_reference}"})
     return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (Welch t)", "p", "p (Holm)",
-                         "Hedges' g", "per seed (variant | reference)", "detectable difference (power 0.8)",
-                         "n seeds"])
-
+                         "Hedges' g", "per seed (variant | reference)",
+                         "detectable difference (power 0.8, Holm's first-step α)", "n seeds"])
 
 
 def _range(lo: float, hi: float) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
 from . import display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
-from .findings import findings
+from .findings import ALPHA, alpha_text, findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
 
@@ -193,28 +193,51 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               f"{curve} divided by its step span (the mean undiscounted return over training). Mean over seeds "
               "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
               "where every seed gave one value), or, "
-              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. Steps to threshold: first step whose {curve} "
-              "value reaches the threshold; median over all seeds with unreached seeds counted as never."),
+              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {_reach_definition(c.curve_source)}"),
         Table("Feasible ranges", display.ranges(d["ranges"]),
               "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
               "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
               "discounted return lies in [lo·S, hi·S], S = 1 + γ + … + γ^(N−1) = (1 − γ^N)/(1 − γ), since the "
               "k-th nonzero reward comes at step k or later; γ = 1 gives the undiscounted range (S = N)."),
-        Table("Difference to the reference", display.differences(d["differences"]),
-              "Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
-              "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
-              "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
-              "report, the one a finding needs below 0.05; Hedges' g: the difference over the pooled seed SD with "
-              "the small-sample correction. 'Not estimable (no variation)': every seed of both sides gave one "
-              "value, so there is no interval and no test. "
-              "Detectable difference: the smallest true difference a two-sided two-sample test at alpha 0.05 "
-              "would find with power 0.8, from the observed spread and seed counts (normal-theory power analysis "
-              f"with t quantiles); n/a below {stats.MIN_SEEDS} seeds in a group (the seeds' values are shown "
-              "instead) or when no seed-to-seed spread was observed. The discounted return is compared within its "
-              "range at the task's γ. For steps to threshold an unreached threshold counts as the whole budget (shown as '>' the budget: "
-              "a lower bound)."),
+        Table("Difference to the reference", display.differences(d["differences"]), _differences_note(d)),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
+
+
+def _reach_definition(source: str) -> str:
+    """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
+    how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
+           "(fewer at the first ones) reaches the threshold: a level held over as many evaluations as a final "
+           "score may average, not one lucky evaluation of a few episodes" if source == "evaluation" else
+           "the first logging step at which the smoothed training-return curve reaches the threshold")
+    return (f"Steps to threshold: {how}. Thresholds: each run's summary.json (the task's default "
+            "success level in mtdqn.taskfacts, or --thresholds). Median over all seeds with unreached seeds "
+            "counted as never; 'seeds reached' is the share that reached it within the budget.")
+
+
+def _differences_note(d: dict[str, pd.DataFrame]) -> str:
+    """The caption of the difference table: each test, the family, and the level the detectable size uses."""
+    diffs = d["differences"]
+    level = float(diffs["mde_alpha"].iloc[0]) if len(diffs) and "mde_alpha" in diffs else ALPHA
+    return ("Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
+            "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
+            "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
+            f"report, the one a finding needs below {ALPHA:g}; Hedges' g: the difference over the pooled seed SD "
+            "with the small-sample correction. 'Not estimable (no variation)': every seed of both sides gave one "
+            "value, so there is no interval and no test. 'Not tested (1/12 seeds differ)': every seed of both "
+            "sides but one gave the same value; Welch's t is then exactly 1 whatever that seed's deviation "
+            "(p 0.363 at 6 vs 6), so the row gets no p, g or detectable difference and stays out of the Holm "
+            "family. Steps to threshold are censored times: a seed that never reached the threshold is known "
+            "only to need more than the budget (shown '>' the budget), one that reached it at the last "
+            "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
+            "budget), tested with Gehan's generalized Wilcoxon test for censored data by exact permutation of "
+            "the runs, without an interval; a threshold no seed of either side reached is 'not informative at "
+            "this budget' and not tested. Detectable difference: the smallest true difference a two-sided "
+            f"two-sample test would find with power 0.8 at α = {alpha_text(level)}, the level the smallest p "
+            "must pass at Holm's first step (a finding needs at least that), from the observed spread and seed "
+            "counts (normal-theory power analysis with t quantiles); n/a below "
+            f"{stats.MIN_SEEDS} seeds in a group (the seeds' values are shown instead) or when no seed-to-seed "
+            "spread was observed. The discounted return is compared within its range at the task's γ.")
 
 
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:

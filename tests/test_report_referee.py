@@ -1,0 +1,115 @@
+"""The referee's analysis-side problems with the 6-seed study's report, on hand-made tables (no training).
+
+Each test fails on the code before its fix (run against main's mtdqn/analysis to see it)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from mtdqn.analysis import stats, tables
+from mtdqn.analysis.findings import findings, multiplicity_sentence
+
+SEEDS = list(range(6))
+BUDGET = 60_000
+NEVER = float("nan")
+
+
+def _per_seed(rows: dict[tuple[str, str], dict[str, list[float]]]) -> pd.DataFrame:
+    """A per_seed table from {(variant, task): {metric: six values}}."""
+    out = []
+    for (v, task), metrics in rows.items():
+        for i, seed in enumerate(SEEDS):
+            out.append({"variant": v, "task": task, "seed": seed, "gamma": 0.99, "threshold": 0.0,
+                        **{m: float(metrics.get(m, [0.0] * 6)[i]) for m in tables.METRICS}})
+    return pd.DataFrame(out)
+
+
+# MountainCar as in the study: pcgrad's seed 1 escaped -200 once, every other seed of both stayed there.
+MOUNTAINCAR = {("independent", "MountainCar-v0"): {"final_return": [-200.0] * 6},
+               ("pcgrad", "MountainCar-v0"): {"final_return": [-200.0, -194.0, -200.0, -200.0, -200.0, -200.0]}}
+CARTPOLE = {("independent", "CartPole-v1"): {"final_return": [173, 161, 149, 171, 141, 174]},
+            ("pcgrad", "CartPole-v1"): {"final_return": [204, 158, 163, 372, 240, 174]}}
+EMPTY_IMP = pd.DataFrame(columns=["variant", "iqm_p", "mean_p"])
+
+
+def _diffs(rows, metrics=("final_return",)) -> pd.DataFrame:
+    d = tables.difference_table(_per_seed(rows), "independent", BUDGET, 200, 0, metrics)
+    return tables.correct_for_multiplicity(d, EMPTY_IMP)[0]
+
+
+def test_a_comparison_resting_on_one_seed_is_flagged_not_tested():
+    """Referee 5: one seed off otherwise constant groups gives Welch t = 1 whatever the deviation (p 0.3632 at
+    6 vs 6); such a row gets no p, Hedges' g, interval or detectable difference and leaves the Holm family."""
+    x, y = [-200.0, -194.0, -200.0, -200.0, -200.0, -200.0], [-200.0] * 6
+    for dev in (-194.0, -100.0, 0.0):  # the design, not the effect: the same p whatever the deviation
+        assert stats.welch_p([-200.0, dev, -200, -200, -200, -200], y) == pytest.approx(2 * sps.t.sf(1.0, 5))
+    assert stats.deviating_seeds(x, y) == 1 and stats.deviating_seeds([1, 2, 3], [1, 1, 1]) == 2
+    d = _diffs({**MOUNTAINCAR, **CARTPOLE}).set_index("task")
+    mc = d.loc["MountainCar-v0"]
+    assert mc["untested"] == "one_seed" and mc["deviating"] == 1
+    assert all(math.isnan(mc[k]) for k in ("p", "p_holm", "effect", "mde", "lo", "hi"))
+    assert mc["diff"] == pytest.approx(1.0)  # the point difference stays, beside the seeds
+    cart = d.loc["CartPole-v1"]
+    assert cart["untested"] == "" and cart["p_holm"] == pytest.approx(cart["p"])  # a family of one: MC left out
+    first = multiplicity_sentence(d.reset_index(), EMPTY_IMP)
+    assert "tests 1 comparison(s)" in first and "1 resting on a single seed" in first, first
+    sentences = findings("independent", ("independent", "pcgrad"), EMPTY_IMP, d.reset_index(),
+                         pd.DataFrame(columns=["variant"]))
+    [line] = [s for s in sentences if "MountainCar" in s]
+    assert "rests on a single seed" in line and "1/12" in line and "Hedges" in line and "0.363" not in line, line
+
+
+def test_steps_to_threshold_are_censored_times_with_a_censored_test():
+    """Referee 3: a seed that never reached the threshold is censored at the budget, not a time of 60k; reached
+    at the last evaluation is an event; no seed of either side reaching it is not informative and not tested."""
+    rows = {("independent", "Acrobot-v1"): {"steps_to_threshold": [40e3, 60e3, NEVER, NEVER, NEVER, NEVER]},
+            ("pcgrad", "Acrobot-v1"): {"steps_to_threshold": [NEVER, NEVER, NEVER, 60e3, NEVER, NEVER]},
+            ("independent", "CartPole-v1"): {"steps_to_threshold": [NEVER] * 6},
+            ("pcgrad", "CartPole-v1"): {"steps_to_threshold": [NEVER] * 6}}
+    d = _diffs(rows, ("steps_to_threshold",)).set_index("task")
+    acro, cart = d.loc["Acrobot-v1"], d.loc["CartPole-v1"]
+    assert acro["test"] == "gehan" and (acro["reached"], acro["reached_reference"]) == (1, 2)
+    assert math.isnan(acro["lo"]) and math.isnan(acro["effect"]) and math.isnan(acro["mde"])  # no Welch on imputed
+    assert acro["p"] == pytest.approx(stats.gehan_permutation_p([NEVER] * 3 + [60e3] + [NEVER] * 2,
+                                                                [40e3, 60e3] + [NEVER] * 4, BUDGET))
+    assert cart["untested"] == "uninformative" and math.isnan(cart["p"])
+    # Gehan by exact permutation, hand case: every seed of one side reached early, none of the other: only the
+    # two extreme splits of 924 are as extreme
+    assert stats.gehan_permutation_p([10e3] * 6, [NEVER] * 6, BUDGET) == pytest.approx(2 / 924)
+    # reached exactly at the budget is earlier than never (censored at it): the order is known
+    assert stats.gehan_permutation_p([60e3] * 6, [NEVER] * 6, BUDGET) == pytest.approx(2 / 924)
+    assert math.isnan(stats.gehan_permutation_p([NEVER] * 6, [NEVER] * 6, BUDGET))
+
+
+def test_steps_definition_stated_is_the_one_computed():
+    """Referee 3: the caption said 'curve value reaches the threshold' while the code used a trailing mean."""
+    from mtdqn.analysis.report import _reach_definition
+    from mtdqn.rundir import FINAL_SCORE_EVALS
+
+    text = _reach_definition("evaluation")
+    assert f"mean of the last {FINAL_SCORE_EVALS} greedy evaluations" in text and "Thresholds:" in text
+    curves = pd.DataFrame({"variant": "v", "task": "t", "seed": 0, "step": [10, 20, 30, 40, 50],
+                           "value": [0.0, 500.0, 0.0, 400.0, 400.0]})
+    held = tables.trailing_mean(curves, FINAL_SCORE_EVALS)
+    k = FINAL_SCORE_EVALS
+    expected = next(s for i, s in enumerate(curves["step"])
+                    if np.mean(curves["value"].to_numpy()[max(0, i - k + 1): i + 1]) >= 300.0)
+    assert stats.steps_to_threshold(held["step"], held["value"], 300.0) == expected
+
+
+def test_detectable_difference_is_at_holms_first_step():
+    """Referee 10: the detectable difference was sized at alpha 0.05 though a finding must pass Holm."""
+    rows = {**CARTPOLE, ("independent", "Acrobot-v1"): {"final_return": [-84, -87, -88, -95, -293, -93]},
+            ("pcgrad", "Acrobot-v1"): {"final_return": [-201, -165, -109, -105, -279, -105]}}
+    d = _diffs(rows)
+    assert d["mde_alpha"].tolist() == pytest.approx([0.05 / 2] * 2)
+    for r in d.itertuples():
+        x = _per_seed(rows).query("variant == 'pcgrad' and task == @r.task")["final_return"].to_numpy()
+        y = _per_seed(rows).query("variant == 'independent' and task == @r.task")["final_return"].to_numpy()
+        assert r.mde == pytest.approx(stats.min_detectable_difference(x, y, alpha=0.025))
+        assert r.mde > stats.min_detectable_difference(x, y)  # at 0.05 it read smaller than a finding can be
