@@ -113,3 +113,49 @@ def test_detectable_difference_is_at_holms_first_step():
         y = _per_seed(rows).query("variant == 'independent' and task == @r.task")["final_return"].to_numpy()
         assert r.mde == pytest.approx(stats.min_detectable_difference(x, y, alpha=0.025))
         assert r.mde > stats.min_detectable_difference(x, y)  # at 0.05 it read smaller than a finding can be
+
+
+def _conflict_study(tmp_path):
+    """The synthetic study with `shared`'s probe at three evaluation steps: CartPole's null and share < 0 change
+    over training (0.8 -> 0.1, 0.0 -> 0.4), Acrobot never learns (null 0.999, share 0: degenerate); the pair's
+    conflict rate is 0.9 at steps the probe did not see, 0.45 at those it did."""
+    from tests.test_report import TASKS, make_study
+
+    study = make_study(tmp_path / "s")
+    cell = study / "cells" / "shared"
+    probed = {2_000: (0.8, 0.0), 6_000: (0.4, 0.2), 10_000: (0.1, 0.4)}
+    probe = [{"seed": s, "task_a": t, "task_b": t, "step": step,
+              "cosine": cos if t == TASKS[0] else 0.999, "negative": neg if t == TASKS[0] else 0.0}
+             for s in range(5) for step, (cos, neg) in probed.items() for t in TASKS]
+    probe += [{"seed": s, "task_a": TASKS[0], "task_b": TASKS[1], "step": step, "cosine": 0.01, "negative": 0.5}
+              for s in range(5) for step in probed]
+    pd.DataFrame(probe).to_parquet(cell / "grad_probe.parquet")
+    gp = pd.read_parquet(cell / "grad_pairs.parquet")
+    gp["conflict_rate"] = np.where(gp["step"].isin(list(probed)), 0.45, 0.9)
+    gp.to_parquet(cell / "grad_pairs.parquet")
+    return study
+
+
+def test_conflict_baseline_is_per_pair_time_matched_and_leaves_degenerate_tasks_out(tmp_path):
+    """Referee 4 and 6: the noise baseline averaged a task that never learned (share 0) into the mean over tasks,
+    was read at the end only (CartPole 0.4 here, 0.2 over training) and compared with a fraction over all of
+    training."""
+    from mtdqn.analysis import load_study, why
+    from mtdqn.analysis.findings import conflict_sentence
+
+    study = load_study(_conflict_study(tmp_path))
+    pairs = why.conflict_pairs_table(study)
+    [pair] = pairs.itertuples()
+    assert pair.noise_a == pytest.approx(0.2) and pair.null_a == pytest.approx((0.8 + 0.4 + 0.1) / 3)
+    assert pair.degenerate_b and not pair.degenerate_a and math.isnan(pair.noise_b)
+    assert pair.conflict == pytest.approx(0.45)  # the pair's own fraction on the probed steps only
+    summary = why.conflict_summary_table(study).iloc[0]
+    assert summary["noise_conflict"] == pytest.approx(0.2)  # not (0.2 + 0.0) / 2, not the end's 0.4
+    assert summary["null_cosine"] == pytest.approx(1.3 / 3)  # not averaged with Acrobot's 0.999
+    assert "Acrobot-v1" in summary["degenerate"]
+    curve = why.conflict_curve_table(study)
+    noise = curve[(curve["quantity"] == "noise") & (curve["task_a"] == "CartPole-v1")]
+    assert noise["mean"].tolist() == pytest.approx([0.0, 0.2, 0.4])  # the baseline over training, not one line
+    text = conflict_sentence(summary, pairs)
+    assert "against 0.5 for independent random directions" in text and "Acrobot-v1 degenerate" in text, text
+    assert "CartPole-v1 0.200" in text and "3 evaluation step(s)" in text, text

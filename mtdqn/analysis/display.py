@@ -180,16 +180,23 @@ def _est(mean: float, lo: float, hi: float, n: int) -> str:
 
 
 def conflict_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: the between-task cosine and conflict fraction over training, beside the same-task null and
+    noise baseline over the same steps, averaged over the non-degenerate tasks only (those left out named)."""
     rows = [{"variant": r.variant, "task pairs": r.n_pairs,
              "mean cosine over training": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi, r.n),
-             "conflict fraction": _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi, r.n),
-             "noise baseline (same-task pairs with cosine < 0)": num(getattr(r, "noise_conflict", float("nan"))),
-             "end of training: between tasks": num(r.end_cosine),
-             "end of training: same-task null (mean over tasks)": num(r.null_cosine), "n seeds": r.n}
+             "conflict fraction (0.5: independent directions)":
+                 _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi, r.n),
+             "noise baseline: same-task pairs with cosine < 0 (mean over non-degenerate tasks, same steps)":
+                 num(getattr(r, "noise_conflict", float("nan"))),
+             "same-task null cosine (mean over non-degenerate tasks, same steps)": num(r.null_cosine),
+             "degenerate tasks left out": getattr(r, "degenerate", "") or "none",
+             "steps compared": getattr(r, "steps", "") or "—", "n seeds": r.n}
             for r in df.itertuples()]
-    return _frame(rows, ["variant", "task pairs", "mean cosine over training", "conflict fraction",
-                         "noise baseline (same-task pairs with cosine < 0)", "end of training: between tasks",
-                         "end of training: same-task null (mean over tasks)", "n seeds"])
+    return _frame(rows, ["variant", "task pairs", "mean cosine over training",
+                         "conflict fraction (0.5: independent directions)",
+                         "noise baseline: same-task pairs with cosine < 0 (mean over non-degenerate tasks, same steps)",
+                         "same-task null cosine (mean over non-degenerate tasks, same steps)",
+                         "degenerate tasks left out", "steps compared", "n seeds"])
 
 
 def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -198,13 +205,29 @@ def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
     return _frame(rows, ["variant", "task pair", f"{label} (mean [95% CI])", "n seeds"])
 
 
+def _baseline(share: float, degenerate: bool, null: float) -> str:
+    return f"degenerate (null {num(null)})" if degenerate else num(share)
+
+
 def conflict_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    """Each pair's cosine over training beside both tasks' own same-task nulls."""
-    out = _pair_table(df, "cosine over training")
-    if "null_a" in df:
-        out.insert(3, "same-task nulls at the end (first / second task)",
-                   [f"{num(a)} / {num(b)}" for a, b in zip(df["null_a"], df["null_b"])])
-    return out
+    """Each pair's cosine and conflict fraction beside both tasks' own same-task nulls and noise baselines, over
+    the same steps (older runs: the nulls at the end)."""
+    if "conflict" not in df:  # tables from before the time-matched baseline
+        out = _pair_table(df, "cosine over training")
+        if "null_a" in df:
+            out.insert(3, "same-task nulls at the end (first / second task)",
+                       [f"{num(a)} / {num(b)}" for a, b in zip(df["null_a"], df["null_b"])])
+        return out
+    rows = [{"variant": r.variant, "task pair": f"{r.task_a} / {r.task_b}",
+             "between-task cosine (mean [95% CI])": _est(r.mean, r.lo, r.hi, r.n),
+             "same-task null cosine (first / second task)": f"{num(r.null_a)} / {num(r.null_b)}",
+             "conflict fraction (mean [95% CI])": _est(r.conflict, r.conflict_lo, r.conflict_hi, r.n),
+             "noise baseline: same-task share < 0 (first / second task)":
+                 f"{_baseline(r.noise_a, r.degenerate_a, r.null_a)} / {_baseline(r.noise_b, r.degenerate_b, r.null_b)}",
+             "steps compared": r.steps, "n seeds": r.n} for r in df.itertuples()]
+    return _frame(rows, ["variant", "task pair", "between-task cosine (mean [95% CI])",
+                         "same-task null cosine (first / second task)", "conflict fraction (mean [95% CI])",
+                         "noise baseline: same-task share < 0 (first / second task)", "steps compared", "n seeds"])
 
 
 def affinity_unit(df: pd.DataFrame) -> int:

@@ -144,23 +144,46 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
             f"tested.{rest}")
 
 
+def _net_conflict(lo: float, hi: float) -> str:
+    """What a between-task cosine's interval says about net conflict."""
+    if math.isfinite(lo) and lo >= 0.0:
+        return "≥ 0: no net conflict (near-orthogonal or aligned gradients)"
+    if math.isfinite(hi) and hi < 0.0:
+        return "below 0: net conflict, the tasks' gradients oppose on average"
+    return "its interval holds 0: no net conflict shown"
+
+
+def _pair_clause(r) -> str:
+    """One pair's conflict fraction beside both tasks' own noise baselines over the same steps."""
+    def own(task: str, share: float, degenerate: bool, null: float) -> str:
+        return (f"{task} degenerate (same-task null {num(null)}: its gradient direction does not change, no "
+                "baseline)" if degenerate else f"{task} {num(share)}")
+    return (f"{r.task_a}–{r.task_b}: cosine {num(r.mean)}, conflict fraction {num(r.conflict)} vs "
+            f"{own(r.task_a, r.noise_a, r.degenerate_a, r.null_a)}, "
+            f"{own(r.task_b, r.noise_b, r.degenerate_b, r.null_b)}")
+
+
 def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
-    """Gradient-conflict level of one variant from a `conflict_summary_table` row: the conflict fraction beside
-    its noise baseline, and each task pair's cosine beside both tasks' own same-task nulls (`pairs`: the
-    variant's `conflict_pairs_table` rows)."""
-    noise = float(row.get("noise_conflict", float("nan")))
-    baseline = (f" vs {num(noise)} for two minibatches of one task (the noise baseline: what conflict "
-                "gradient noise alone gives)" if math.isfinite(noise) else "")
-    per_pair = ""
-    if pairs is not None and len(pairs) and "null_a" in pairs:
-        per_pair = "; per pair, the cosine over training vs each task's own same-task null at the end: " + "; ".join(
-            f"{r.task_a}–{r.task_b} {num(r.mean)} vs {num(r.null_a)} / {num(r.null_b)}" for r in pairs.itertuples())
-    return (f"Gradient conflict in `{row['variant']}`: mean pairwise cosine of shared-parameter gradients "
-            f"{num(row['cosine_mean'])} (95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
-            f"conflict fraction (share of updates whose task-pair gradients have cosine < 0) "
-            f"{num(row['conflict_fraction'])} (95% CI {interval(row['conflict_lo'], row['conflict_hi'])}){baseline}, "
-            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds{per_pair}. A between-task cosine means "
-            "conflict only where it is clearly below both tasks' nulls.")
+    """Gradient conflict of one variant from a `conflict_summary_table` row: the mean between-task cosine
+    against 0 (net conflict or not), the conflict fraction against 0.5 (independent directions), and each task
+    pair beside its own two tasks' noise baselines over the same steps (`pairs`: the variant's
+    `conflict_pairs_table` rows), degenerate tasks named, never averaged in."""
+    head = (f"Gradient conflict in `{row['variant']}` (on each task's gradient before the strategy combines "
+            f"them): mean between-task cosine of shared-parameter gradients {num(row['cosine_mean'])} "
+            f"(95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
+            f"{_net_conflict(float(row['cosine_lo']), float(row['cosine_hi']))}; conflict fraction (share of "
+            f"updates whose task-pair gradients have cosine < 0) {num(row['conflict_fraction'])} (95% CI "
+            f"{interval(row['conflict_lo'], row['conflict_hi'])}), against 0.5 for independent random directions; "
+            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds")
+    if pairs is None or not len(pairs) or "conflict" not in pairs:
+        noise = float(row.get("noise_conflict", float("nan")))
+        baseline = f"; noise baseline (same-task pairs with cosine < 0) {num(noise)}" if math.isfinite(noise) else ""
+        return head + baseline + "."
+    steps = str(pairs["steps"].iloc[0])
+    return (head + f". Per pair, over the same {steps}, beside each task's own share of same-task minibatch pairs "
+            "with cosine < 0 (its noise baseline): " + "; ".join(_pair_clause(r) for r in pairs.itertuples())
+            + ". A fraction above the tasks' own shares but near 0.5 with a cosine ≥ 0 reads as near-orthogonal "
+            "gradients, not as conflict.")
 
 
 def _poi_sentence(row: pd.Series) -> str:

@@ -184,10 +184,12 @@ def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
 
 
 def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = float("nan"),
-                    noise_conflict: float = float("nan")) -> Figure:
-    """Left: cosine per task pair over training (one line per pair), y zoomed to the data, with the
-    same-task null at the end of training as a dotted line; right: conflict fraction in [0, 1] with its
-    noise baseline (same-task minibatch pairs with cosine < 0, end of training) dotted."""
+                    noise_conflict: float = float("nan"), degenerate: tuple[str, ...] = ()) -> Figure:
+    """Left: cosine per task pair over training (one line per pair), y zoomed to the data, with each task's
+    same-task null on the probe schedule dotted (runs that probed only at the end: the end's mean as a flat
+    line); right: conflict fraction in [0, 1] with each non-degenerate task's noise baseline (its same-task
+    minibatch pairs with cosine < 0) over training dotted, and 0.5, independent directions, dashed. Tasks in
+    `degenerate` (their gradient direction never changes) get no noise line."""
     fig, axes = _figure(2)
     c = curve[curve["variant"] == variant]
     pairs = c[c["quantity"] == "cosine"]
@@ -198,7 +200,8 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     nulls = c[c["quantity"] == "null"]
     for i, (task, g) in enumerate(nulls.groupby("task_a", sort=False)):  # each task's null on the probe schedule
         axes[0].plot(g["step"].to_numpy(), g["mean"].to_numpy(), color="black", ls=":", lw=1.0,
-                     marker=_marker(i), ms=3, label=f"{task} same-task null")
+                     marker=_marker(i), ms=3,
+                     label=f"{task} same-task null" + (" (degenerate)" if task in degenerate else ""))
         shown = np.append(shown, g["mean"].to_numpy(dtype=float))
     if np.isfinite(null_cosine) and not len(nulls):
         axes[0].axhline(null_cosine, color="black", ls=":", lw=1.0, label="same-task null (end)")
@@ -209,7 +212,12 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     axes[0].legend(fontsize=7)
     frac = c[c["quantity"] == "conflict_fraction"]
     _band(axes[1], frac["step"].to_numpy(), frac, "#d62728", "conflict fraction")
-    if np.isfinite(noise_conflict):
+    axes[1].axhline(0.5, color="grey", ls="--", lw=0.8, label="0.5: independent directions")
+    noise = c[(c["quantity"] == "noise") & ~c["task_a"].isin(degenerate)]
+    for i, (task, g) in enumerate(noise.groupby("task_a", sort=False)):
+        axes[1].plot(g["step"].to_numpy(), g["mean"].to_numpy(), color="black", ls=":", lw=1.0,
+                     marker=_marker(i), ms=3, label=f"{task}: same-task share < 0")
+    if np.isfinite(noise_conflict) and not len(c[c["quantity"] == "noise"]):
         axes[1].axhline(noise_conflict, color="black", ls=":", lw=1.0, label="noise baseline (end)")
     axes[1].set(title=f"{variant}: share of updates with cosine < 0", ylim=(0.0, 1.0))
     axes[1].legend(fontsize=7)

@@ -282,13 +282,22 @@ def _without_updates(study: Study) -> list[str]:
 def _why(study: Study, c: _Computed) -> Section:
     d = c.data
     blocks: list = [Text("Gradient conflict: cosine similarity between two tasks' gradients on the shared "
-                         "parameters; < 0 means the tasks pull the trunk in opposing directions. Logging windows "
+                         "parameters, measured on each task's own gradient before any strategy combines them (for "
+                         "`pcgrad`: before the projection, so surgery does not hide the conflict it acts on); "
+                         "< 0 means the tasks pull the trunk in opposing directions. Logging windows "
                          "without a gradient update (before learning starts) are left out. Per-seed averages over "
                          "training, then the mean over seeds with a 95% Student-t CI clipped to [-1, 1] "
-                         f"(none below {stats.MIN_SEEDS} seeds). Baseline: at the end of training, the cosine "
-                         "between one task's gradients on two independent minibatches (same-task null) beside the "
-                         "between-task cosine on the same parameters; only a between-task cosine clearly below the "
-                         "null says more than minibatch noise.")]
+                         f"(none below {stats.MIN_SEEDS} seeds). References: a mean between-task cosine ≥ 0 "
+                         "means no net conflict (near 0: near-orthogonal gradients); two independent random "
+                         f"directions have cosine < 0 half the time, so a conflict fraction near "
+                         f"{why.INDEPENDENT_CONFLICT} is what unrelated gradients give. Baseline: the cosine "
+                         "between one task's gradients on two independent minibatches (same-task null) and its "
+                         "share < 0, probed at every evaluation and compared with the between-task quantities "
+                         "over the same steps, each pair beside its own two tasks. A task whose same-task null "
+                         f"averages ≥ {why.DEGENERATE_NULL} is degenerate: its gradient direction does not change "
+                         "between minibatches (a task that never learned: every reward the same), so its share "
+                         "< 0 is ~0 by construction, not a noise level; it gets no baseline and is left out of "
+                         "the means over tasks.")]
     idle = _without_updates(study)
     if idle:
         blocks.append(Text(f"No updates: {', '.join(f'`{v}`' for v in idle)} made no gradient update (the budget "
@@ -301,17 +310,21 @@ def _why(study: Study, c: _Computed) -> Section:
                                "grad_pairs.parquet (variants without shared parameters have no shared gradient)."))
     else:
         blocks += [Table("Gradient conflict summary", display.conflict_summary(d["conflict_summary"])),
-                   Table("Mean cosine per task pair", display.conflict_pairs(d["conflict_pairs"]))]
+                   Table("Per task pair, beside its own tasks over the same steps", display.conflict_pairs(d["conflict_pairs"]))]
         if len(d["grad_probe"]):
             blocks.append(Table("End-of-training gradient probe", display.probe(d["grad_probe"])))
         for r in d["conflict_summary"].itertuples():
+            degenerate = tuple(t for t in study.tasks if t in str(getattr(r, "degenerate", "")))
             blocks.append(Image(f"conflict_curves_{_slug(r.variant)}",
                                 f"`{r.variant}`: cosine per task pair over training (one line per pair; dotted: "
                                 "each task's same-task null at every evaluation, or, for runs that probed only at "
-                                "the end, the mean null at the end) and the share of updates with cosine < 0 (dotted: its noise "
-                                "baseline, the share of same-task minibatch pairs with cosine < 0).",
+                                "the end, the mean null at the end) and the share of updates with cosine < 0 "
+                                "(dotted: each task's own noise baseline over training, the share of its same-task "
+                                "minibatch pairs with cosine < 0, degenerate tasks left out; dashed: 0.5, what two "
+                                "independent random directions give).",
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
-                                                                   getattr(r, "noise_conflict", float("nan"))))))
+                                                                   getattr(r, "noise_conflict", float("nan")),
+                                                                   degenerate))))
     blocks += _affinity_blocks(study, c)
     blocks += _expert_blocks(study, c)
     if d["grad_tasks_summary"].empty:
