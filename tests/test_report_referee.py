@@ -159,3 +159,23 @@ def test_conflict_baseline_is_per_pair_time_matched_and_leaves_degenerate_tasks_
     text = conflict_sentence(summary, pairs)
     assert "against 0.5 for independent random directions" in text and "Acrobot-v1 degenerate" in text, text
     assert "CartPole-v1 0.200" in text and "3 evaluation step(s)" in text, text
+
+
+def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
+    """Referee 8: PCGrad's 'applied weight' (9.6 on MountainCar) was undefined in the report."""
+    import json
+
+    from mtdqn.analysis import build_report, load_study, methods
+    from mtdqn.strategies.base import REGISTRY
+    from tests.test_report import make_study
+
+    assert set(REGISTRY) <= set(methods.WEIGHT_DEFINITIONS)
+    root = make_study(tmp_path / "s")
+    summary = root / "cells" / "shared" / "summary.json"
+    s = json.loads(summary.read_text())
+    summary.write_text(json.dumps({**s, "strategy": "pcgrad"}))
+    assert "Σ_i C_ik" in methods.weight_definitions(load_study(root))
+    md = (build_report(root, reps=200) / "report.md").read_text()
+    caption = md.split("### Per-task gradient norm and applied weight\n", 1)[1].split("\n|", 1)[0]
+    assert "Applied weight for `shared` (pcgrad): Σ_i C_ik" in caption and "before the strategy" in caption
+    assert "before the projection" in md  # conflict is measured on the pre-surgery gradients

@@ -332,10 +332,12 @@ def _why(study: Study, c: _Computed) -> Section:
             blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
     else:
         blocks.append(Table("Per-task gradient norm and applied weight", display.grad_summary(d["grad_tasks_summary"]),
-                            methods.STRATEGY_SCOPE))
+                            "Grad norm: the L2 norm of the task's gradient on the shared parameters, before the "
+                            f"strategy combines them. {methods.weight_definitions(study)} {methods.STRATEGY_SCOPE}"))
         for v in pd.unique(d["grad_tasks_summary"]["variant"]):
             blocks.append(Image(f"grad_norms_weights_{_slug(v)}", f"`{v}`: per-task gradient norm on shared parameters "
-                                "and the weight the strategy applied, over training.",
+                                "(before the strategy) and the weight the strategy applied, over training ("
+                                f"{WEIGHT_WORD.get(study.cells[v].summary.get('strategy'), 'see the table above')}).",
                                 plots.to_png(plots.grad_norms_weights(d["grad_tasks_curve"], v, study.tasks))))
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
@@ -345,6 +347,11 @@ def _why(study: Study, c: _Computed) -> Section:
                    Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
                          plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
     return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
+
+
+WEIGHT_WORD = {"pcgrad": "weight: Σ_i C_ik, task k's total coefficient after the projections",
+               "sum": "weight: the static task weight", "cagrad": "weight: 1/K + λ x_i",
+               "unit-norm": "weight: w_i / ||g_i||"}
 
 
 def _expert_blocks(study: Study, c: _Computed) -> list:
