@@ -179,3 +179,53 @@ def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
     caption = md.split("### Per-task gradient norm and applied weight\n", 1)[1].split("\n|", 1)[0]
     assert "Applied weight for `shared` (pcgrad): Σ_i C_ik" in caption and "before the strategy" in caption
     assert "before the projection" in md  # conflict is measured on the pre-surgery gradients
+
+
+def _texts_inside(fig) -> list[str]:
+    """Every axis label, title and tick label of `fig` drawn wholly inside the figure (else its text)."""
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    clipped = []
+    for ax in fig.axes:
+        for t in [ax.yaxis.label, ax.xaxis.label, ax.title, *ax.get_yticklabels(), *ax.get_xticklabels()]:
+            if t.get_text() and t.get_visible():
+                e = t.get_window_extent(renderer)
+                if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
+                    clipped.append(t.get_text())
+    return clipped
+
+
+def test_figures_clip_no_label_hide_no_line_and_smooth_locally():
+    """Referee 12: the probability-of-improvement y label was clipped; MountainCar's -200 lines lay on one
+    another (and on the axis); the training curves' MA5 over 6 windows was nearly a cumulative mean."""
+    from mtdqn.analysis import plots
+
+    imp = pd.DataFrame({"variant": ["shared", "pcgrad"], "reference": "independent", "poi": [0.61, 0.52],
+                        "poi_lo": [0.46, 0.37], "poi_hi": [0.74, 0.67]})
+    assert _texts_inside(plots.improvement_bars(imp, ("independent", "shared", "pcgrad"))) == []
+    steps_ = [10_000 * k for k in range(1, 7)]
+    curves = pd.DataFrame([{"variant": v, "task": "MountainCar-v0", "step": s, "mean": -200.0, "lo": np.nan,
+                            "hi": np.nan, "n": 6} for v in ("independent", "shared") for s in steps_])
+    per_seed = curves.rename(columns={"mean": "value"}).assign(seed=0)[["variant", "task", "seed", "step", "value"]]
+    fig = plots.learning_curves(curves, per_seed, ("MountainCar-v0",), ("independent", "shared"), "return")
+    means = [ln for ln in fig.axes[0].get_lines() if ln.get_linewidth() > 1.0 and ln.get_label() in
+             ("independent", "shared")]
+    assert len(means) == 2 and not np.array_equal(means[0].get_xdata(), means[1].get_xdata())
+    assert fig.axes[0].get_ylim()[0] < -200.0  # the curve at the bound is drawn inside the axes
+    assert means[0].get_linestyle() != means[1].get_linestyle()
+
+
+def test_training_curve_window_is_capped_at_a_fifth_of_the_run(tmp_path):
+    from mtdqn.analysis import load_study
+    from tests.test_report import LOG_EVERY, STEPS, make_study
+
+    study = load_study(make_study(tmp_path / "s"))
+    windows = STEPS // LOG_EVERY  # 20 logging windows: at most 4 of them
+    assert tables.capped_window(study, 5) == int(tables.MAX_WINDOW_SHARE * windows) == 4
+    assert tables.capped_window(study, 3) == 3
+    m = study.cells["independent"].metrics
+    study.cells["independent"].metrics.drop(m.index[m["step"] > 6 * LOG_EVERY], inplace=True)
+    for v in ("shared",):
+        mv = study.cells[v].metrics
+        mv.drop(mv.index[mv["step"] > 6 * LOG_EVERY], inplace=True)
+    assert tables.capped_window(study, 5) == 1  # 6 windows: MA5 would be a cumulative mean

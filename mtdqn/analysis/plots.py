@@ -67,14 +67,23 @@ def _marker(i: int) -> str:
     return _MARKERS[i % len(_MARKERS)]
 
 
-def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str, marker: str | None = None) -> None:
-    """Mean line (with ``marker`` on about ten of its points) and, where the interval exists, its band."""
+_LINESTYLES = ["-", (0, (5, 2)), (0, (2, 1.5)), (0, (6, 2, 1, 2)), (0, (1, 1))]
+
+
+def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str, marker: str | None = None,
+          style: object = "-") -> None:
+    """Mean line (with ``marker`` on about ten of its points, line style ``style``) and, where the interval
+    exists, its band."""
     every = max(1, len(x) // 10)
-    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8, marker=marker, ms=4, markevery=every)
+    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8, marker=marker, ms=4, markevery=every,
+            ls=style)
     lo, hi = g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float)
     if np.isfinite(lo).any():
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
+
+DODGE = 0.015
+"""Largest sideways shift of a variant's mean curve in :func:`learning_curves`, as a share of the run."""
 
 MIN_SPAN = 0.1
 """A zoomed y axis spans at least this share of the quantity's feasible range (when it is bounded), so
@@ -98,20 +107,38 @@ def _zoom(ax, values: np.ndarray, bounds: tuple[float, float], pad: float = 0.1)
     ax.set_ylim(max(lo, bounds[0]), min(hi, bounds[1]))
 
 
+def _show_edges(ax, bounds: tuple[float, float], share: float = 0.04) -> None:
+    """Widen the y axis by `share` of its span past a feasible bound it ends on, and mark that bound with a thin
+    grey line: a curve lying on the bound (MountainCar's -200) is drawn, not hidden under the axis spine."""
+    lo, hi = ax.get_ylim()
+    margin = share * (hi - lo)
+    for edge in bounds:
+        if np.isfinite(edge) and (edge == lo or edge == hi):
+            ax.axhline(edge, color="grey", lw=0.6)
+    ax.set_ylim(lo - margin if lo == bounds[0] else lo, hi + margin if hi == bounds[1] else hi)
+
+
 def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[str, ...],
                     variants: tuple[str, ...], ylabel: str) -> Figure:
     """Per task: each seed's curve as a thin line, the mean over seeds bold, the 95% Student-t band
-    where there are enough seeds for one; y limited to the task's return range."""
+    where there are enough seeds for one; y limited to the task's return range. Each variant's mean has its own
+    marker and line style, and its points are dodged sideways by up to ±:data:`DODGE` of the run (variant i of
+    k at (i - (k-1)/2) * DODGE * 2 / max(k-1, 1)), so variants with equal curves (MountainCar at -200 in every
+    seed) stay visible side by side instead of one line hiding the others."""
     fig, axes = _figure(len(tasks))
+    k = len(variants)
     for ax, task in zip(axes, tasks):
+        span = float(np.ptp(curves.loc[curves["task"] == task, "step"].to_numpy(dtype=float))) if len(curves) else 0.0
         for i, v in enumerate(variants):
             for _, s in per_seed[(per_seed["variant"] == v) & (per_seed["task"] == task)].groupby("seed"):
                 ax.plot(s["step"].to_numpy(), s["value"].to_numpy(), color=_color(i), lw=0.6, alpha=0.45)
             g = curves[(curves["variant"] == v) & (curves["task"] == task)]
             if len(g):
-                _band(ax, g["step"].to_numpy(), g, _color(i), v, _marker(i))
+                shift = (i - (k - 1) / 2) * 2 * DODGE / max(k - 1, 1) * span
+                _band(ax, g["step"].to_numpy() + shift, g, _color(i), v, _marker(i), _LINESTYLES[i % len(_LINESTYLES)])
         vals = per_seed[per_seed["task"] == task]["value"].to_numpy(dtype=float)
         _zoom(ax, vals, ranges.return_bounds(task), pad=0.05)
+        _show_edges(ax, ranges.return_bounds(task))
         ax.set(title=task, ylabel=ylabel)
         _steps_axis(ax)
         ax.grid(alpha=0.3)
@@ -169,7 +196,7 @@ def aggregate_intervals(agg: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
 
 def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     """Probability of improvement over the reference per variant with 95% rliable stratified-bootstrap CIs."""
-    fig, axes = _figure(1, width=5.0, height=0.5 + 0.45 * max(2, len(imp)))
+    fig, axes = _figure(1, width=5.0, height=1.0 + 0.45 * max(2, len(imp)))
     ax = axes[0]
     for y, r in enumerate(imp.itertuples()):
         ax.barh(y, r.poi, color=_color(variants.index(r.variant)), alpha=0.7)
@@ -177,9 +204,9 @@ def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
             ax.errorbar(r.poi, y, xerr=[[r.poi - r.poi_lo], [r.poi_hi - r.poi]], fmt="none", color="black",
                         capsize=4)
     ax.set_yticks(range(len(imp)), [f"P({v} > {ref})" for v, ref in zip(imp["variant"], imp["reference"])])
-    ax.set_ylabel("variant vs reference")
     ax.axvline(0.5, color="grey", ls="--", lw=0.8)
-    ax.set(xlim=(0, 1), xlabel="probability of improvement")
+    # the tick labels name each row; a vertical axis label would not fit a figure this short
+    ax.set(xlim=(0, 1), xlabel="probability of improvement", title="variant vs reference (0.5: a tie)")
     return fig
 
 

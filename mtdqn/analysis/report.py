@@ -31,10 +31,12 @@ class _Computed:
     findings: list[str]
     curve_source: str  # "evaluation" | "training": what the main learning curves and AUC are computed on
     training_per_seed: pd.DataFrame  # smoothed training-return curves per seed (the secondary figure)
+    window: int  # the moving-average window used: the one asked for, capped at MAX_WINDOW_SHARE of the run
     headline_metric: str  # "final_return" | "final_discounted": the final score the report leads with
 
 
 def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
+    window = tables.capped_window(study, window)
     source = tables.curve_source(study)
     smoothed = tables.smoothed_curves(study, window)
     curves = tables.eval_curves(study) if source == "evaluation" else smoothed
@@ -81,7 +83,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     d["differences"], d["improvement"] = tables.correct_for_multiplicity(d["differences"], imp)
     fnd = findings(study.reference, study.ok_variants, d["improvement"], d["differences"], d["conflict_summary"],
                    headline, d["conflict_pairs"])
-    return _Computed(d, fnd, source, smoothed, headline)
+    return _Computed(d, fnd, source, smoothed, window, headline)
 
 
 def _slug(name: str) -> str:
@@ -149,7 +151,10 @@ def _window_text(window: int, smoothed: pd.DataFrame) -> str:
     if not len(smoothed):
         return f"{window} logging windows"
     total = int(smoothed.groupby(["variant", "task", "seed"]).size().max())
-    return f"{window} logging windows ({min(window, total) / total:.0%} of the run's {total})"
+    cap = (f"; capped at {tables.MAX_WINDOW_SHARE:.0%} of the run so it stays a local average, not a "
+           "cumulative mean")
+    raw = " (no smoothing: the run is too short for a window within that cap)" if window == 1 else ""
+    return f"{window} logging window(s) ({min(window, total) / total:.0%} of the run's {total}{cap}){raw}"
 
 
 def _curve_caption(source: str, window: int, headline: str = "final_return",
@@ -157,7 +162,9 @@ def _curve_caption(source: str, window: int, headline: str = "final_return",
     """(figure caption, y label) of the main learning curves."""
     band = (f"mean over seeds (bold, a marker per variant) with a 95% Student-t band clipped to the task's return "
             f"range when a variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line. "
-            f"The y axis spans at least {plots.MIN_SPAN:.0%} of the task's return range.")
+            f"The y axis spans at least {plots.MIN_SPAN:.0%} of the task's return range. Each variant's mean has its "
+            f"own marker and line style and is shifted sideways by up to ±{plots.DODGE:.1%} of the run, so equal "
+            "curves (a task no variant learned) show side by side instead of one hiding another.")
     span = _window_text(window, smoothed if smoothed is not None else pd.DataFrame())
     if source == "evaluation":
         what = ("(undiscounted; the headline discounted final score is the discounted return of the same greedy "
@@ -166,7 +173,7 @@ def _curve_caption(source: str, window: int, headline: str = "final_return",
         return (f"Greedy evaluation return vs env steps per task {what}: " + band, "greedy return")
     return (f"Episode return of the epsilon-greedy training policy vs env steps (these runs stored no greedy "
             f"evaluation during training): trailing moving average over {span} within each seed, "
-            + band, f"training return (MA{window})")
+            + band, ("training return" if window == 1 else f"training return (MA{window})"))
 
 
 def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
@@ -181,7 +188,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
                             f"trailing moving average over {_window_text(window, c.training_per_seed)}; thin "
                             "lines are seeds.",
                             plots.to_png(plots.learning_curves(d["training_curves"], c.training_per_seed,
-                                                               study.tasks, ok, f"training return (MA{window})"))))
+                                                               study.tasks, ok, ("training return" if window == 1 else f"training return (MA{window})")))))
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
     which = "discounted final return" if c.headline_metric == "final_discounted" else "final return"
     per_task = [
@@ -442,7 +449,7 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     c = _compute(study, smooth_window, reps, seed)
     sections = [_overview(study, c), Section("Findings", (Bullets(tuple(c.findings)),) if c.findings
                                              else (Text("No comparison possible (needs an ok reference and another ok variant)."),))]
-    sections += _performance(study, c, smooth_window)
+    sections += _performance(study, c, c.window)
     sections += [_aggregates(study, c, reps, seed),
                  methods.methods_section(study, c.data["methods"], c.data["config"]), _cost(c),
                  _why(study, c), _notes(study, c)]

@@ -93,6 +93,20 @@ def smoothed_curves(study: Study, window: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+MAX_WINDOW_SHARE = 0.2
+"""The training-return moving average spans at most this share of a run's logging windows (at least one)."""
+
+
+def capped_window(study: Study, window: int) -> int:
+    """`window` logging windows, capped at MAX_WINDOW_SHARE of the longest run's windows (at least 1): over 6
+    windows a window of 5 would be nearly a cumulative mean."""
+    counts = [int(m.groupby(["task", "seed"]).size().max()) for v in study.ok_variants
+              if (m := study.cells[v].metrics) is not None and len(m)]
+    if not counts:
+        return window
+    return max(1, min(window, int(MAX_WINDOW_SHARE * max(counts))))
+
+
 def curves_table(per_seed_curves: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
     """Mean over seeds at each step with a Student-t band clipped to the task's return range.
 
