@@ -229,3 +229,28 @@ def test_training_curve_window_is_capped_at_a_fifth_of_the_run(tmp_path):
         mv = study.cells[v].metrics
         mv.drop(mv.index[mv["step"] > 6 * LOG_EVERY], inplace=True)
     assert tables.capped_window(study, 5) == 1  # 6 windows: MA5 would be a cumulative mean
+
+
+def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
+    """Referee 13: whether, by how much and why, at the top of the findings, every number from the tables."""
+    from mtdqn.analysis import build_report
+    from tests.test_report import make_study
+
+    out = build_report(make_study(tmp_path / "s"), reps=200)
+    md = (out / "report.md").read_text()
+    section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0].strip()
+    assert section.startswith("**Conclusion** (5 seeds per variant). Whether: "), section[:200]
+    text = section.split("\n", 1)[0]
+    diffs = pd.read_parquet(out / "data" / "differences.parquet")
+    imp = pd.read_parquet(out / "data" / "improvement.parquet")
+    survivors = int((diffs["p_holm"] < 0.05).sum() + (imp["iqm_p_holm"] < 0.05).sum()
+                    + (imp["mean_p_holm"] < 0.05).sum())
+    tested = int(diffs["p"].notna().sum() + imp["iqm_p"].notna().sum() + imp["mean_p"].notna().sum())
+    assert f"{survivors} of the {tested} tested difference(s)" in text, text
+    for r in diffs[diffs["p_holm"] < 0.05].itertuples():
+        assert f"Holm p {r.p_holm:.3f}" in text, text
+    final = diffs[(diffs["metric"] == "final_return") & diffs["mde"].notna()]
+    from mtdqn.analysis.fmt import num
+    for r in final.itertuples():
+        assert num(r.mde) in text and r.task in text, text
+    assert "Why: `shared` mean between-task cosine" in text and "'no difference found' is not" in text, text

@@ -16,6 +16,7 @@ import pandas as pd
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
 from . import display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
+from .conclusion import conclusion
 from .findings import ALPHA, alpha_text, findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
@@ -447,8 +448,12 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     study_dir = Path(study_dir)
     study = load_study(study_dir)
     c = _compute(study, smooth_window, reps, seed)
-    sections = [_overview(study, c), Section("Findings", (Bullets(tuple(c.findings)),) if c.findings
-                                             else (Text("No comparison possible (needs an ok reference and another ok variant)."),))]
+    summary = conclusion(study.reference, c.data["differences"], c.data["improvement"], c.data["conflict_summary"],
+                         c.headline_metric) if study.reference in study.ok_variants else ""
+    sections = [_overview(study, c), Section("Findings", ((Text(summary),) if summary else ())
+                                             + ((Bullets(tuple(c.findings)),) if c.findings else
+                                                (Text("No comparison possible (needs an ok reference and another "
+                                                      "ok variant)."),)))]
     sections += _performance(study, c, c.window)
     sections += [_aggregates(study, c, reps, seed),
                  methods.methods_section(study, c.data["methods"], c.data["config"]), _cost(c),
