@@ -254,3 +254,25 @@ def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     for r in final.itertuples():
         assert num(r.mde) in text and r.task in text, text
     assert "Why: `shared` mean between-task cosine" in text and "'no difference found' is not" in text, text
+
+
+def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_thresholds(tmp_path):
+    """Referee 11 and 14: the protocol stated one revision though the cells ran two; the AUC did not say which
+    steps it averages (none at step 0); the thresholds' source was not given."""
+    import json
+
+    from mtdqn.analysis import build_report
+    from tests.test_report import make_study
+
+    root = make_study(tmp_path / "s", evals=True)
+    config = root / "cells" / "independent" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "git_revision": "def456"}))
+    md = (build_report(root, reps=200) / "report.md").read_text()
+    protocol = md.split("Evaluation protocol:", 1)[1].split("\n", 1)[0]
+    assert "**The cells trained at 2 different git revisions** (`independent` at def456; `shared` at abc123)" \
+        in protocol, protocol
+    notes = md.split("## Notes", 1)[1]
+    assert "2 different git revisions" in notes
+    caption = md.split("### Per-task results\n", 1)[1].split("\n|", 1)[0]
+    assert "from the first, 2k, to the last, 10k" in caption and "no evaluation at step 0" in caption, caption
+    assert "CartPole-v1 150 (set by the study)" in caption and "mtdqn/taskfacts.py" in caption, caption

@@ -23,7 +23,8 @@ __all__ = ["conclusion"]
 def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: str) -> str:
     tested = count_tests(differences, improvement)
     if not tested:
-        return "Whether: nothing was tested (see the first finding for why)."
+        return ("Whether: not tested; no comparison has a test (see the first finding for why), so this study "
+                "cannot say whether the variants differ.")
     holm = pd.concat([differences[["variant", "task", "metric", "diff", "p", "p_holm"]],
                       improvement.assign(task="aggregate", metric="IQM", diff=improvement["iqm_diff"],
                                          p=improvement["iqm_p"], p_holm=improvement["iqm_p_holm"]),
@@ -91,7 +92,8 @@ def _why(conflict: pd.DataFrame) -> str:
         lo, hi = float(r.cosine_lo), float(r.cosine_hi)
         reading = ("no net conflict" if math.isfinite(lo) and lo >= 0 else
                    "net conflict" if math.isfinite(hi) and hi < 0 else "no net conflict shown")
-        parts.append(f"`{r.variant}` mean between-task cosine {num(r.cosine_mean)} {interval(lo, hi)} "
+        ci = interval(lo, hi) if math.isfinite(lo) else "(no interval at this n)"
+        parts.append(f"`{r.variant}` mean between-task cosine {num(r.cosine_mean)} {ci} "
                      f"({reading}), conflict fraction {num(r.conflict_fraction)} against 0.5 for independent "
                      "directions")
     near = all(abs(float(r.cosine_mean)) < 0.1 for r in conflict.itertuples())
@@ -108,7 +110,10 @@ def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFr
     n = sorted({int(x) for x in pd.concat([differences["n"], differences["n_reference"]])}) if len(differences) \
         else sorted({int(x) for x in pd.concat([improvement["n"], improvement["n_reference"]])})
     seeds = "/".join(map(str, n))
-    parts = [_whether(differences, improvement, reference), _how_much(differences, headline), _why(conflict),
-             f"At {seeds} seeds per variant, 'no difference found' is not 'no difference': a true difference "
-             "smaller than those sizes would most likely go unseen; more seeds shrink them roughly as 1/√n."]
+    how = _how_much(differences, headline)
+    caveat = (f"At {seeds} seeds per variant, 'no difference found' is not 'no difference': a true difference "
+              "smaller than those sizes would most likely go unseen; more seeds shrink them roughly as 1/√n."
+              if "could resolve" in how else
+              f"At {seeds} seeds per variant nothing above is evidence either way.")
+    parts = [_whether(differences, improvement, reference), how, _why(conflict), caveat]
     return f"**Conclusion** ({seeds} seeds per variant). " + " ".join(p for p in parts if p)

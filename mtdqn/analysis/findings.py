@@ -68,8 +68,8 @@ def compare_sentence(
                 f"{counts}; not counted among the comparisons.")
     per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)) and min(n_variant, n_reference) < MIN_SEEDS:
-        return (f"{what}: no clear difference between `{variant}` and `{reference}` "
-                f"(difference {d}, CI undefined with {counts}, fewer than {MIN_SEEDS}{per_seed}{detect}).")
+        return (f"{what}: not tested, `{variant}` vs `{reference}` (difference {d}, no interval or test with "
+                f"{counts}, fewer than {MIN_SEEDS}{per_seed}).")
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):  # each side constant, the two apart
         certain = math.isfinite(p_holm) and p_holm < ALPHA
         verdict = (f"`{variant}` is {'higher' if diff.value > 0 else 'lower'} than `{reference}` by "

@@ -25,7 +25,8 @@ from .load import Cell, Study
 from .render import Bullets, Section, Table, Text
 
 __all__ = ["methods_table", "methods_section", "config_table", "rounding_notes", "non_default_options",
-           "final_definition", "STRATEGY_SCOPE", "WEIGHT_DEFINITIONS", "weight_definitions"]
+           "final_definition", "STRATEGY_SCOPE", "WEIGHT_DEFINITIONS", "weight_definitions", "cell_revisions",
+           "revision_notes"]
 
 STRATEGY_SCOPE = ("Strategies act on the shared parameters' gradients only: per-task adapters and heads get "
                   "their own task's gradient times the static task weight (see Methods for each run's own record).")
@@ -200,6 +201,32 @@ def methods_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "item", "value"])
 
 
+def cell_revisions(study: Study) -> dict[str, list[str]]:
+    """{git revision: the ok variants trained at it}, from each cell's own record (in study order)."""
+    out: dict[str, list[str]] = {}
+    for v in study.ok_variants:
+        out.setdefault(str(study.cells[v].record.get("git_revision", _NOT)), []).append(v)
+    return out
+
+
+def _revisions_text(study: Study) -> str:
+    """'' when every cell trained at one revision; else a warning naming which cell ran which code."""
+    revs = cell_revisions(study)
+    if len(revs) <= 1:
+        only = next(iter(revs), "")
+        study_rev = str(study.record.get("git_revision", _NOT))
+        return "" if not only or only == study_rev else f" Every cell trained at revision {only}."
+    each = "; ".join(f"{', '.join(f'`{v}`' for v in vs)} at {rev[:12]}" for rev, vs in revs.items())
+    return (f" **The cells trained at {len(revs)} different git revisions** ({each}): a difference between "
+            "variants trained at different revisions can come from the code change as well as from the variant; "
+            "each cell's revision is in its table below.")
+
+
+def revision_notes(study: Study) -> list[str]:
+    """The Notes' line when the cells trained at different git revisions (else none)."""
+    return [t.strip().replace("**", "")] if len(cell_revisions(study)) > 1 and (t := _revisions_text(study)) else []
+
+
 def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> Section:
     """Evaluation protocol, then one table per variant."""
     rec = study.record
@@ -208,7 +235,7 @@ def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> 
         f"{_discounted_clause(study)}. "
         f"Seeds {', '.join(map(str, study.seeds))} for every variant; each variant's seeds train together as "
         f"one vmapped program. Budget {study.steps:,} env steps per task. Study revision "
-        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}.")]
+        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}." + _revisions_text(study))]
     total = sum(float(study.cells[v].summary.get("wall_time_s", 0.0)) for v in study.ok_variants)
     blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.",)))
     for v in study.ok_variants:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtdqn import taskfacts
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
 from . import display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
@@ -104,8 +105,9 @@ def smoke_test_note(study: Study) -> str:
     n = min(counts) if counts else 0
     return (f"**Smoke test, not evidence.** This study has {n} seed(s) per variant, fewer than the "
             f"{stats.MIN_SEEDS} this report needs for an interval: no interval is drawn, the seeds' own values "
-            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with "
-            f"`--seeds {max(10, stats.MIN_SEEDS)}` or more before reading anything into it.")
+            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with at least "
+            f"`--seeds {stats.MIN_SEEDS}` (the fewest that give an interval and a test) before reading anything "
+            f"into it; `--seeds {2 * stats.MIN_SEEDS}` resolves differences about a third smaller.")
 
 
 def discount_line(study: Study, c: _Computed) -> str:
@@ -198,10 +200,11 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
         Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric),
               f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
               "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
-              f"{curve} divided by its step span (the mean undiscounted return over training). Mean over seeds "
+              f"{curve} divided by its step span (the mean undiscounted return over training): the trapezoid "
+              f"over {_auc_steps(c)}. Mean over seeds "
               "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
               "where every seed gave one value), or, "
-              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {_reach_definition(c.curve_source)}"),
+              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {_reach_definition(c.curve_source, study)}"),
         Table("Feasible ranges", display.ranges(d["ranges"]),
               "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
               "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
@@ -212,15 +215,47 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
 
-def _reach_definition(source: str) -> str:
+def _auc_steps(c: _Computed) -> str:
+    """Which steps the AUC's trapezoid runs over: the curve's first to last point (no evaluation at step 0)."""
+    curves = c.data["curves_per_seed"]
+    if not len(curves):
+        return "the curve's points"
+    steps = sorted(int(x) for x in pd.unique(curves["step"]))
+    what = "evaluation" if c.curve_source == "evaluation" else "logging"
+    return (f"the {what} steps from the first, {fmt.steps(steps[0])}, to the last, {fmt.steps(steps[-1])} "
+            f"({len(steps)} points; there is no {what} at step 0, so the untrained start is not in it)")
+
+
+def _thresholds_text(study: Study) -> str:
+    """Each task's threshold and where it comes from: mtdqn's default level for the task (taskfacts) or the
+    study's own."""
+    parts = []
+    for task in study.tasks:
+        values = {float(study.cells[v].summary["thresholds"][task]) for v in study.ok_variants
+                  if task in study.cells[v].summary.get("thresholds", {})}
+        if not values:
+            continue
+        value = values.pop() if len(values) == 1 else float("nan")
+        f = taskfacts.facts(task)
+        default = f is not None and f.threshold is not None and value == float(f.threshold)
+        parts.append(f"{task} {fmt.num(value)} ({'mtdqn default' if default else 'set by the study'})")
+    if not parts:
+        return ""
+    return ("Thresholds: " + ", ".join(parts) + "; mtdqn's defaults (mtdqn/taskfacts.py) are our own levels "
+            "below each task's solved score (CartPole-v1 500 steps, Gymnasium's reward_threshold elsewhere), "
+            "not a published benchmark's.")
+
+
+def _reach_definition(source: str, study: Study | None = None) -> str:
     """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
     how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
            "(fewer at the first ones) reaches the threshold: a level held over as many evaluations as a final "
            "score may average, not one lucky evaluation of a few episodes" if source == "evaluation" else
            "the first logging step at which the smoothed training-return curve reaches the threshold")
-    return (f"Steps to threshold: {how}. Thresholds: each run's summary.json (the task's default "
-            "success level in mtdqn.taskfacts, or --thresholds). Median over all seeds with unreached seeds "
-            "counted as never; 'seeds reached' is the share that reached it within the budget.")
+    thresholds = _thresholds_text(study) if study is not None else \
+        "Thresholds: each run's summary.json (mtdqn's default per task in mtdqn/taskfacts.py, or the study's own)."
+    return (f"Steps to threshold: {how}. {thresholds} Median over all seeds with unreached seeds counted as "
+            "never; 'seeds reached' is the share that reached it within the budget.")
 
 
 def _differences_note(d: dict[str, pd.DataFrame]) -> str:
@@ -414,7 +449,7 @@ def _affinity_blocks(study: Study, c: _Computed) -> list:
 def _notes(study: Study, c: _Computed) -> Section:
     idle = [f"Variant `{v}` made no gradient update (its budget ended before learning started): its results are "
             "those of an untrained network." for v in _without_updates(study)]
-    notes = list(study.notes) + idle + methods.rounding_notes(study) + scores.discount_notes(study) + [
+    notes = list(study.notes) + idle + methods.revision_notes(study) + methods.rounding_notes(study) + scores.discount_notes(study) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
