@@ -146,21 +146,21 @@ def normalization(df: pd.DataFrame) -> pd.DataFrame:
 
 def aggregates(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "metric": r.metric, "normalized score": num(r.value),
-             "95% CI (bootstrap)": interval(r.lo, r.hi) if math.isfinite(r.lo) else "— (n < 5)",
+             "95% CI (percentile bootstrap)": interval(r.lo, r.hi) if math.isfinite(r.lo) else "— (n < 5)",
              "n seeds": r.n_seeds, "n tasks": r.n_tasks}
             for r in df.itertuples()]
-    return _frame(rows, ["variant", "metric", "normalized score", "95% CI (bootstrap)", "n seeds", "n tasks"])
+    return _frame(rows, ["variant", "metric", "normalized score", "95% CI (percentile bootstrap)", "n seeds", "n tasks"])
 
 
 def improvement(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "reference": r.reference, "P(variant > reference)": num(r.poi),
-             "P 95% CI": interval(r.poi_lo, r.poi_hi), "IQM difference": num(r.iqm_diff),
-             "IQM diff 95% CI": interval(r.iqm_diff_lo, r.iqm_diff_hi), "mean difference": num(r.mean_diff),
-             "mean diff 95% CI": interval(r.mean_diff_lo, r.mean_diff_hi),
+             "P 95% CI (percentile bootstrap)": interval(r.poi_lo, r.poi_hi), "IQM difference": num(r.iqm_diff),
+             "IQM diff 95% CI (percentile bootstrap)": interval(r.iqm_diff_lo, r.iqm_diff_hi), "mean difference": num(r.mean_diff),
+             "mean diff 95% CI (percentile bootstrap)": interval(r.mean_diff_lo, r.mean_diff_hi),
              "p IQM | mean (Holm)": f"{pvalue(getattr(r, 'iqm_p_holm', None))} | {pvalue(getattr(r, 'mean_p_holm', None))}",
              "n seeds": f"{r.n} vs {r.n_reference}", "n tasks": r.n_tasks} for r in df.itertuples()]
-    return _frame(rows, ["variant", "reference", "P(variant > reference)", "P 95% CI", "IQM difference",
-                         "IQM diff 95% CI", "mean difference", "mean diff 95% CI", "p IQM | mean (Holm)", "n seeds",
+    return _frame(rows, ["variant", "reference", "P(variant > reference)", "P 95% CI (percentile bootstrap)", "IQM difference",
+                         "IQM diff 95% CI (percentile bootstrap)", "mean difference", "mean diff 95% CI (percentile bootstrap)", "p IQM | mean (Holm)", "n seeds",
                          "n tasks"])
 
 

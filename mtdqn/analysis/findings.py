@@ -186,10 +186,14 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
             "gradients, not as conflict.")
 
 
+AGGREGATE_METHOD = ("rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); "
+                    "p from the exact permutation test over runs")
+
+
 def _poi_sentence(row: pd.Series) -> str:
     return (f"Probability that `{row['variant']}` beats `{row['reference']}` on a task "
             f"(normalized final score): {num(row['poi'])} (95% CI {interval(row['poi_lo'], row['poi_hi'])}, "
-            f"rliable stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie"
+            f"rliable percentile stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie"
             f"{_ties(row)}; descriptive, not tested.")
 
 
@@ -212,10 +216,10 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
     return [
         compare_sentence(f"Aggregate IQM of {what}", v, reference,
                          Estimate(row["iqm_diff"], row["iqm_diff_lo"], row["iqm_diff_hi"], n), n, nr,
-                         "rliable stratified bootstrap", p=_get(row, "iqm_p"), p_holm=_get(row, "iqm_p_holm")),
+                         AGGREGATE_METHOD, p=_get(row, "iqm_p"), p_holm=_get(row, "iqm_p_holm")),
         compare_sentence(f"Aggregate mean of {what}", v, reference,
                          Estimate(row["mean_diff"], row["mean_diff_lo"], row["mean_diff_hi"], n), n, nr,
-                         "rliable stratified bootstrap", p=_get(row, "mean_p"), p_holm=_get(row, "mean_p_holm")),
+                         AGGREGATE_METHOD, p=_get(row, "mean_p"), p_holm=_get(row, "mean_p_holm")),
         _poi_sentence(row),
     ]
 
