@@ -88,10 +88,10 @@ def test_steps_to_threshold_are_censored_times_with_a_censored_test():
 
 def test_steps_definition_stated_is_the_one_computed():
     """Referee 3: the caption said 'curve value reaches the threshold' while the code used a trailing mean."""
-    from mtdqn.analysis.report import _reach_definition
+    from mtdqn.analysis.captions import reach_definition
     from mtdqn.rundir import FINAL_SCORE_EVALS
 
-    text = _reach_definition("evaluation")
+    text = reach_definition("evaluation")
     assert f"mean of the last {FINAL_SCORE_EVALS} greedy evaluations" in text and "Thresholds:" in text
     curves = pd.DataFrame({"variant": "v", "task": "t", "seed": 0, "step": [10, 20, 30, 40, 50],
                            "value": [0.0, 500.0, 0.0, 400.0, 400.0]})

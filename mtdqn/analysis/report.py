@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtdqn import taskfacts
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
+from . import captions, display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
 from .conclusion import conclusion
-from .findings import ALPHA, alpha_text, findings
+from .findings import findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
 
@@ -201,94 +200,18 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
               "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
               f"{curve} divided by its step span (the mean undiscounted return over training): the trapezoid "
-              f"over {_auc_steps(c)}. Mean over seeds "
+              f"over {captions.auc_steps(c.data['curves_per_seed'], c.curve_source)}. Mean over seeds "
               "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
               "where every seed gave one value), or, "
-              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {_reach_definition(c.curve_source, study)}"),
+              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {captions.reach_definition(c.curve_source, study)}"),
         Table("Feasible ranges", display.ranges(d["ranges"]),
               "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
               "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
               "discounted return lies in [lo·S, hi·S], S = 1 + γ + … + γ^(N−1) = (1 − γ^N)/(1 − γ), since the "
               "k-th nonzero reward comes at step k or later; γ = 1 gives the undiscounted range (S = N)."),
-        Table("Difference to the reference", display.differences(d["differences"]), _differences_note(d)),
+        Table("Difference to the reference", display.differences(d["differences"]), captions.differences_note(d["differences"])),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
-
-
-def _auc_steps(c: _Computed) -> str:
-    """Which steps the AUC's trapezoid runs over: the curve's first to last point (no evaluation at step 0)."""
-    curves = c.data["curves_per_seed"]
-    if not len(curves):
-        return "the curve's points"
-    steps = sorted(int(x) for x in pd.unique(curves["step"]))
-    what = "evaluation" if c.curve_source == "evaluation" else "logging"
-    return (f"the {what} steps from the first, {fmt.steps(steps[0])}, to the last, {fmt.steps(steps[-1])} "
-            f"({len(steps)} points; there is no {what} at step 0, so the untrained start is not in it)")
-
-
-def _thresholds_text(study: Study) -> str:
-    """Each task's threshold and where it comes from: mtdqn's default level for the task (taskfacts) or the
-    study's own."""
-    parts = []
-    for task in study.tasks:
-        values = {float(study.cells[v].summary["thresholds"][task]) for v in study.ok_variants
-                  if task in study.cells[v].summary.get("thresholds", {})}
-        if not values:
-            continue
-        value = values.pop() if len(values) == 1 else float("nan")
-        f = taskfacts.facts(task)
-        default = f is not None and f.threshold is not None and value == float(f.threshold)
-        parts.append(f"{task} {fmt.num(value)} ({'mtdqn default' if default else 'set by the study'})")
-    if not parts:
-        return ""
-    return ("Thresholds: " + ", ".join(parts) + "; mtdqn's defaults (mtdqn/taskfacts.py) are our own levels "
-            "below each task's solved score (CartPole-v1 500 steps, Gymnasium's reward_threshold elsewhere), "
-            "not a published benchmark's.")
-
-
-def _reach_definition(source: str, study: Study | None = None) -> str:
-    """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
-    how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
-           "(fewer at the first ones) reaches the threshold: a level held over as many evaluations as a final "
-           "score may average, not one lucky evaluation of a few episodes" if source == "evaluation" else
-           "the first logging step at which the smoothed training-return curve reaches the threshold")
-    thresholds = _thresholds_text(study) if study is not None else \
-        "Thresholds: each run's summary.json (mtdqn's default per task in mtdqn/taskfacts.py, or the study's own)."
-    return (f"Steps to threshold: {how}. {thresholds} Median over all seeds with unreached seeds counted as "
-            "never; 'seeds reached' is the share that reached it within the budget.")
-
-
-def _differences_note(d: dict[str, pd.DataFrame]) -> str:
-    """The caption of the difference table: each test, the family, and the level the detectable size uses."""
-    diffs = d["differences"]
-    level = float(diffs["mde_alpha"].iloc[0]) if len(diffs) and "mde_alpha" in diffs else ALPHA
-    return ("Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
-            "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
-            "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
-            f"report, the one a finding needs below {ALPHA:g}; Hedges' g: the difference over the pooled seed SD "
-            "with the small-sample correction. 'Not estimable (no variation)': every seed of both sides gave one "
-            "value, so there is no interval and no test. 'Not tested (1/12 seeds differ)': every seed of both "
-            "sides but one gave the same value; Welch's t is then exactly 1 whatever that seed's deviation "
-            "(p 0.363 at 6 vs 6), so the row gets no p, g or detectable difference and stays out of the Holm "
-            "family. Steps to threshold are censored times: a seed that never reached the threshold is known "
-            "only to need more than the budget (shown '>' the budget), one that reached it at the last "
-            "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
-            "budget), tested with Gehan's generalized Wilcoxon test for censored data by exact permutation of "
-            "the runs, without an interval; a threshold no seed of either side reached is 'not informative at "
-            "this budget' and not tested. Detectable difference: the smallest true difference a two-sided "
-            f"two-sample test would find with power 0.8 at α = {alpha_text(level)}, the level the smallest p "
-            "must pass at Holm's first step (a finding needs at least that), from the observed spread and seed "
-            "counts (normal-theory power analysis with t quantiles); n/a below "
-            f"{stats.MIN_SEEDS} seeds in a group (the seeds' values are shown instead) or when no seed-to-seed "
-            "spread was observed. The discounted return is compared within its range at the task's γ.")
-
-
-PERCENTILE_CAVEAT = (
-    "Percentile bootstraps are known to under-cover at small n: in the coverage simulation of "
-    "tests/test_report_inference.py the percentile bootstrap of a difference of means held the truth about 88% "
-    "of the time at 5 seeds for a nominal 95% (the per-task Welch intervals 93-99%), so read these intervals as "
-    "narrower than their label. They are descriptive: the aggregate differences' tests are exact permutation "
-    "tests over runs, and only those enter the findings' Holm family.")
 
 
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
@@ -300,7 +223,7 @@ def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
              "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the reference score. Tasks without "
              "anchors are left out. IQM and mean across tasks and seeds, and their differences to the "
              f"reference, with 95% percentile stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed "
-             f"{seed}; none below {stats.MIN_SEEDS} seeds). {PERCENTILE_CAVEAT} Probability of "
+             f"{seed}; none below {stats.MIN_SEEDS} seeds). {captions.PERCENTILE_CAVEAT} Probability of "
              "improvement is P(variant's score > reference's) per task (Mann-Whitney), averaged over tasks."),
         Table("Normalization", display.normalization(d["normalization"])),
     ]
@@ -389,7 +312,7 @@ def _why(study: Study, c: _Computed) -> Section:
         for v in pd.unique(d["grad_tasks_summary"]["variant"]):
             blocks.append(Image(f"grad_norms_weights_{_slug(v)}", f"`{v}`: per-task gradient norm on shared parameters "
                                 "(before the strategy) and the weight the strategy applied, over training ("
-                                f"{WEIGHT_WORD.get(study.cells[v].summary.get('strategy'), 'see the table above')}).",
+                                f"{captions.WEIGHT_WORD.get(study.cells[v].summary.get('strategy'), 'see the table above')}).",
                                 plots.to_png(plots.grad_norms_weights(d["grad_tasks_curve"], v, study.tasks))))
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
@@ -399,11 +322,6 @@ def _why(study: Study, c: _Computed) -> Section:
                    Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
                          plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
     return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
-
-
-WEIGHT_WORD = {"pcgrad": "weight: Σ_i C_ik, task k's total coefficient after the projections",
-               "sum": "weight: the static task weight", "cagrad": "weight: 1/K + λ x_i",
-               "unit-norm": "weight: w_i / ||g_i||"}
 
 
 def _expert_blocks(study: Study, c: _Computed) -> list:
