@@ -92,10 +92,9 @@ def _why(conflict: pd.DataFrame) -> str:
         lo, hi = float(r.cosine_lo), float(r.cosine_hi)
         reading = ("no net conflict" if math.isfinite(lo) and lo >= 0 else
                    "net conflict" if math.isfinite(hi) and hi < 0 else "no net conflict shown")
-        ci = interval(lo, hi) if math.isfinite(lo) else "(no interval at this n)"
-        parts.append(f"`{r.variant}` mean between-task cosine {num(r.cosine_mean)} {ci} "
-                     f"({reading}), conflict fraction {num(r.conflict_fraction)} against 0.5 for independent "
-                     "directions")
+        ci = f"{interval(lo, hi)} ({reading})" if math.isfinite(lo) else f"(no interval at this n; {reading})"
+        parts.append(f"`{r.variant}` mean between-task cosine {num(r.cosine_mean)} {ci}, conflict fraction "
+                     f"{num(r.conflict_fraction)} against 0.5 for independent directions")
     near = all(abs(float(r.cosine_mean)) < 0.1 for r in conflict.itertuples())
     tail = (": the tasks' gradients on the shared trunk are near-orthogonal, neither net interference nor net "
             "alignment between tasks" if near else "")
