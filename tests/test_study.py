@@ -211,6 +211,8 @@ BAD = {
     "empty-grid": (TINY.split("[variants.shared]")[0], ": variants: empty grid"),
     "no-seeds": (TINY.replace("seeds = 2", "seeds = 0"), ": seeds: expected a positive integer, got 0"),
     "no-tasks": (TINY.replace('tasks = ["CartPole-v1", "Acrobot-v1"]', "tasks = []"), ": tasks: empty grid"),
+    "window-not-dividing-eval": (TINY.replace("log_every = 500", "log_every = 300"),
+                                 ": options: log_every 300 does not divide eval_every 1,000"),
 }
 
 
@@ -250,6 +252,26 @@ def test_report_command(study_copy: Path, tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as exc:
         main(["report", str(tmp_path / "nothing")])
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_evaluation_cadence_is_run_as_asked_never_rounded() -> None:
+    """eval_every is the study's protocol: the logging window (between which evaluations run) follows it where
+    no one set it, and a window someone set must divide it."""
+    from mtdqn.studies.spec import build_spec
+
+    def spec(eval_every: int, options: dict | None = None, variant: dict | None = None):
+        return build_spec({"tasks": ["CartPole-v1"], "steps": 60_000, "seeds": 1, "eval_every": eval_every,
+                           "options": options or {}, "variants": {"shared": {"sharing": "shared", **(variant or {})}}},
+                          "s.toml", "s")
+
+    assert spec(5_000).options["log_every"] == 5_000  # the referee's study: 10,000-step windows before
+    assert spec(15_000).options["log_every"] == 7_500  # the largest divisor up to the default 10,000
+    assert "log_every" not in spec(20_000).options and "log_every" not in spec(0).options  # the default fits
+    assert spec(5_000, {"log_every": 1_000}).options["log_every"] == 1_000
+    with pytest.raises(ConfigError, match=r"^s\.toml: variants\.shared: log_every 2,000 does not divide eval_every 5,000"):
+        spec(5_000, variant={"log_every": 2_000})
+    with pytest.raises(ConfigError, match="eval_every 10,007 has no divisor near the default logging window"):
+        spec(10_007)
 
 
 def test_presets() -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import captions, display, experts, fmt, methods, outputs, plots, scores, stats, tables, why
+from . import captions, display, experts, fmt, methods, outputs, plots, scores, sensitivity, stats, tables, why
 from .conclusion import conclusion
 from .findings import findings
 from .load import Study, load_study
@@ -80,6 +80,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "mixing_curve": experts.mixing_curve_table(study),
         "methods": methods.methods_table(study),
         "config": methods.config_table(study),
+        "final_window": sensitivity.final_window_table(study),
     }
     d["differences"], d["improvement"] = tables.correct_for_multiplicity(d["differences"], imp)
     fnd = findings(study.reference, study.ok_variants, d["improvement"], d["differences"], d["conflict_summary"],
@@ -204,6 +205,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
               "where every seed gave one value), or, "
               f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {captions.reach_definition(c.curve_source, study)}"),
+        *_window_blocks(d["final_window"]),
         Table("Feasible ranges", display.ranges(d["ranges"]),
               "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
               "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
@@ -212,6 +214,27 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
         Table("Difference to the reference", display.differences(d["differences"]), captions.differences_note(d["differences"])),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
+
+
+def _window_blocks(window: pd.DataFrame) -> list:
+    """The final score beside the end-of-training evaluation alone (mtdqn/analysis/sensitivity.py), when they
+    differ in definition, and which comparisons they tell apart."""
+    if window.empty:
+        return []
+    split, unsettled = sensitivity.window_disagreements(window), sensitivity.unsettled_tasks(window)
+    verdict = (f"The two read differently for {', '.join(split)}." if split else
+               "Every comparison to the reference reads the same under both (its interval excludes 0 under both "
+               "or under neither).")
+    if unsettled:
+        verdict += (f" On {', '.join(unsettled)} a final-score interval is over {sensitivity.UNSETTLED_WIDTH:g}× as "
+                    "wide as the end-of-training evaluation's: the task was still being learned inside the window, "
+                    "so there the final score is an average over that stretch of training, not the final policy's "
+                    "level; a longer run, or more evaluations nearer its end, would settle it.")
+    return [Table("Final score against the end-of-training evaluation alone", sensitivity.window_display(window),
+                  "How much the headline depends on its window: the final score averages the greedy evaluations "
+                  "listed, the last of them the end-of-training one, which the next column shows alone. Means "
+                  "with 95% Student-t intervals in the task's range; differences to the reference with Welch "
+                  "intervals. Descriptive: these are not tests and add none to the Holm family. " + verdict)]
 
 
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:

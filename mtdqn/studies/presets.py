@@ -107,6 +107,7 @@ def _minatar() -> dict[str, Any]:
         "steps": 1_000_000,
         "seeds": 3,
         "eval_every": 50_000,
+        "checkpoint_every": 50_000,  # a cell is hours on a CPU: a stopped study resumes mid-cell
         "options": {"log_every": 25_000, "num_envs": 4, "train_every": 4, "batch_size": 128,
                     "buffer_size": 100_000, "learning_starts": 5_000, "lr": 2.5e-4, "lr_schedule": "constant",
                     "loss": "huber", "eps_end": 0.1, "eps_fraction": 0.1,  # 100k of 1M frames
@@ -234,6 +235,7 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
             "seeds": 10,
             "eval_episodes": 16,
             "eval_every": 20_000,
+            "checkpoint_every": 20_000,  # hours per cell on a CPU: a stopped study resumes mid-cell
             "options": dict(MINIGRID_OPTIONS),
             "variants": {"shared": {"sharing": "shared"},
                          "shared+unit-norm": {"sharing": "shared", "strategy": "unit-norm"},

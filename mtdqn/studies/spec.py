@@ -220,6 +220,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     if base_error:
         raise ConfigError(f"{source}: tasks: {base_error}")
     thresholds = _thresholds(raw.get("thresholds", {}), tuple(tasks), source)
+    options = _logging_windows_for(run_options.eval_every, options, variants, source)
     _check_buildable(base, options, source, "options")
     for vname, vopts in variants.items():
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
@@ -233,6 +234,38 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     return StudySpec(name=name, tasks=tuple(tasks), steps=steps, seeds=seeds, variants=variants, seed=seed,
                      reference=reference, thresholds=thresholds, options=options, run_options=run_options,
                      source=source, headline=headline)
+
+
+MIN_WINDOW_SHARE = 10
+"""A logging window chosen for ``eval_every`` is at least the default window / this (else the study asks)."""
+
+
+def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dict[str, dict[str, Any]],
+                         source: str) -> dict[str, Any]:
+    """``options`` with logging windows that honour ``eval_every``: evaluations run between windows (chunks).
+
+    A study's evaluation cadence is its protocol (its final score averages the evaluations of the run's last
+    stretch), so it is run as asked, never rounded to the windows: a ``log_every`` the study sets must divide
+    ``eval_every`` (else a one-line error), and where no variant sets one, the window is the largest divisor of
+    ``eval_every`` up to the default (``eval_every = 5000`` trains in 5,000-step windows, not 10,000).
+    """
+    if not eval_every:
+        return options
+    for where, opts in [("options", options), *((f"variants.{v}", o) for v, o in variants.items())]:
+        window = opts.get("log_every")
+        if window is not None and eval_every % int(window):
+            raise ConfigError(f"{source}: {where}: log_every {int(window):,} does not divide eval_every "
+                              f"{eval_every:,}: evaluations run between logging windows, so the study's cadence "
+                              "needs whole windows between them; make log_every a divisor of eval_every")
+    if "log_every" in options or all("log_every" in o for o in variants.values()):
+        return options
+    default = TrainConfig().log_every
+    window = max(d for d in range(1, min(default, eval_every) + 1) if eval_every % d == 0)
+    if window * MIN_WINDOW_SHARE < min(default, eval_every):
+        raise ConfigError(f"{source}: eval_every {eval_every:,} has no divisor near the default logging window "
+                          f"({default:,} env steps; the largest is {window:,}): set options.log_every to a divisor "
+                          "of eval_every, or eval_every to a multiple of a sensible window")
+    return options if window == default else {**options, "log_every": window}
 
 
 def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:

@@ -1,0 +1,67 @@
+"""The final score beside the end-of-training evaluation alone (mtdqn/analysis/sensitivity.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtdqn.analysis import build_report
+from mtdqn.analysis.load import load_study
+from mtdqn.analysis.sensitivity import final_window_table, unsettled_tasks, window_disagreements
+from tests.test_report import REPS, make_study
+
+
+def _score_over(study: Path, window: list[int], final_of) -> None:
+    """Give every ok cell a final score over ``window`` (summary.json, as train/summary.py writes it):
+    ``final_of(task, seed index, end-of-training value)``."""
+    for cell in (study / "cells").iterdir():
+        path = cell / "summary.json"
+        summary = json.loads(path.read_text())
+        if summary["status"] != "ok":
+            continue
+        summary["final_score"] = {t: [final_of(t, i, x) for i, x in enumerate(xs)]
+                                  for t, xs in summary["final_eval"].items()}
+        summary["final_score_steps"] = window
+        path.write_text(json.dumps(summary))
+
+
+def test_one_evaluation_per_final_score_gives_no_table(tmp_path):
+    study = make_study(tmp_path / "s", evals=True)
+    assert final_window_table(load_study(study)).empty  # final_eval alone: the two are the same numbers
+    _score_over(study, [10_000], lambda t, i, x: x)
+    assert final_window_table(load_study(study)).empty
+
+
+@pytest.mark.slow
+def test_a_window_that_spans_learning_is_named(tmp_path):
+    """The referee's Acrobot: half the seeds still near the bottom at the window's first evaluation."""
+    study = make_study(tmp_path / "s", evals=True)
+    # the final score averages the last evaluation with one where every other seed was still at -500
+    _score_over(study, [9_000, 10_000], lambda t, i, x: (x + -500.0) / 2 if t == "Acrobot-v1" and i % 2 else x)
+    table = final_window_table(load_study(study))
+    row = table.set_index(["variant", "task"]).loc[("independent", "Acrobot-v1")]
+    assert row["window"] == "9,000, 10,000" and row["n"] == 5
+    finals = json.loads((study / "cells" / "independent" / "summary.json").read_text())
+    assert row["last_mean"] == pytest.approx(np.mean(finals["final_eval"]["Acrobot-v1"]))
+    assert row["final_mean"] == pytest.approx(np.mean(finals["final_score"]["Acrobot-v1"]))
+    assert np.isnan(row["final_diff"]) and not np.isnan(table.set_index(["variant", "task"])
+                                                         .loc[("shared", "Acrobot-v1"), "last_diff"])
+    assert unsettled_tasks(table) == ["Acrobot-v1"]  # CartPole's scores are the last evaluation's: settled
+    md = (build_report(study, reps=REPS) / "report.md").read_text()
+    assert "### Final score against the end-of-training evaluation alone" in md
+    assert "On Acrobot-v1 a final-score interval is over 2× as wide" in md
+
+
+def test_comparisons_that_read_differently_are_listed():
+    import pandas as pd
+
+    rows = [{"variant": "shared", "task": "A", "final_diff_lo": -5.0, "final_diff_hi": 20.0, "last_diff_lo": 1.0,
+             "last_diff_hi": 9.0},
+            {"variant": "pcgrad", "task": "A", "final_diff_lo": 2.0, "final_diff_hi": 4.0, "last_diff_lo": 1.0,
+             "last_diff_hi": 3.0},
+            {"variant": "moe", "task": "A", "final_diff_lo": 2.0, "final_diff_hi": 4.0, "last_diff_lo": -3.0,
+             "last_diff_hi": -1.0}]
+    assert window_disagreements(pd.DataFrame(rows)) == ["shared on A", "moe on A"]
