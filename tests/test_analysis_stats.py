@@ -183,9 +183,10 @@ def test_compare_sentence_needs_the_corrected_test_not_the_interval():
     assert "not estimable (no variation: every seed of both gave -200)" in flat and "[0" not in flat
 
 
-def test_compare_sentence_undefined_ci_is_no_clear_difference():
+def test_compare_sentence_below_min_seeds_says_not_tested():
+    """Referee 14: an untested comparison reads 'not tested', never 'no clear difference' (which a test says)."""
     s = compare_sentence("x", "a", "b", Estimate(3.0, float("nan"), float("nan"), 1), 1, 1, "Welch")
-    assert "no clear difference" in s and "CI undefined" in s
+    assert "not tested" in s and "no clear difference" not in s and "no interval or test" in s
 
 
 def test_findings_from_tables():

@@ -75,27 +75,47 @@ def metric_name(metric: str, g: float = float("nan")) -> str:
     return f"{_METRIC_NAMES[metric]} (γ {gamma(g)})" if metric == "final_discounted" else _METRIC_NAMES[metric]
 
 
+def _diff_interval(r, show) -> str:
+    """The interval cell of a difference row, or why it has none."""
+    if math.isfinite(r.lo) and math.isfinite(r.hi):
+        return f"[{show(r.lo)}, {show(r.hi)}]"
+    why = getattr(r, "untested", "")
+    if why == "uninformative":
+        return "not informative at this budget (no seed of either reached it)"
+    if why == "one_seed":
+        return f"not tested ({r.deviating}/{r.n + r.n_reference} seeds differ from the rest)"
+    if getattr(r, "test", "") == "gehan":
+        return f"— (censored: reached {r.reached}/{r.n} vs {r.reached_reference}/{r.n_reference}; Gehan test)"
+    if not r.estimable:
+        return "not estimable (no variation)"
+    return f"— (n < {MIN_SEEDS})" if min(r.n, r.n_reference) < MIN_SEEDS else "— (no spread within either variant)"
+
+
+def _detectable_cell(r, show) -> str:
+    why = getattr(r, "untested", "")
+    if why == "one_seed":
+        return "n/a (rests on one seed)"
+    if why == "uninformative" or getattr(r, "test", "") == "gehan":
+        return "n/a (censored times)"
+    return detectable(r.mde, r.max_diff, show, min(r.n, r.n_reference))
+
+
 def differences(df: pd.DataFrame) -> pd.DataFrame:
-    """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size."""
+    """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size at
+    the level a finding must pass (the Holm family's first step: `mde_alpha`)."""
     rows = []
     for r in df.itertuples():
         show = steps if r.metric == "steps_to_threshold" else num
-        has_ci = math.isfinite(r.lo) and math.isfinite(r.hi)
-        ci = (f"[{show(r.lo)}, {show(r.hi)}]" if has_ci else "not estimable (no variation)"
-              if not r.estimable else f"— (n < {MIN_SEEDS})" if min(r.n, r.n_reference) < MIN_SEEDS
-              else "— (no spread within either variant)")
         rows.append({"task": r.task, "metric": metric_name(r.metric, r.gamma),
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
-                     "95% CI (Welch t)": ci, "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
+                     "95% CI (Welch t)": _diff_interval(r, show), "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
                      "Hedges' g": f"{r.effect:+.2f}" if math.isfinite(r.effect) else "n/a",
                      "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
-                     "detectable difference (power 0.8)": detectable(r.mde, r.max_diff, show,
-                                                                     min(r.n, r.n_reference)),
+                     "detectable difference (power 0.8, Holm's first-step α)": _detectable_cell(r, show),
                      "n seeds": f"{r.n} vs {r.n_reference}"})
     return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (Welch t)", "p", "p (Holm)",
-                         "Hedges' g", "per seed (variant | reference)", "detectable difference (power 0.8)",
-                         "n seeds"])
-
+                         "Hedges' g", "per seed (variant | reference)",
+                         "detectable difference (power 0.8, Holm's first-step α)", "n seeds"])
 
 
 def _range(lo: float, hi: float) -> str:
@@ -126,21 +146,21 @@ def normalization(df: pd.DataFrame) -> pd.DataFrame:
 
 def aggregates(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "metric": r.metric, "normalized score": num(r.value),
-             "95% CI (bootstrap)": interval(r.lo, r.hi) if math.isfinite(r.lo) else "— (n < 5)",
+             "95% CI (percentile bootstrap)": interval(r.lo, r.hi) if math.isfinite(r.lo) else "— (n < 5)",
              "n seeds": r.n_seeds, "n tasks": r.n_tasks}
             for r in df.itertuples()]
-    return _frame(rows, ["variant", "metric", "normalized score", "95% CI (bootstrap)", "n seeds", "n tasks"])
+    return _frame(rows, ["variant", "metric", "normalized score", "95% CI (percentile bootstrap)", "n seeds", "n tasks"])
 
 
 def improvement(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "reference": r.reference, "P(variant > reference)": num(r.poi),
-             "P 95% CI": interval(r.poi_lo, r.poi_hi), "IQM difference": num(r.iqm_diff),
-             "IQM diff 95% CI": interval(r.iqm_diff_lo, r.iqm_diff_hi), "mean difference": num(r.mean_diff),
-             "mean diff 95% CI": interval(r.mean_diff_lo, r.mean_diff_hi),
+             "P 95% CI (percentile bootstrap)": interval(r.poi_lo, r.poi_hi), "IQM difference": num(r.iqm_diff),
+             "IQM diff 95% CI (percentile bootstrap)": interval(r.iqm_diff_lo, r.iqm_diff_hi), "mean difference": num(r.mean_diff),
+             "mean diff 95% CI (percentile bootstrap)": interval(r.mean_diff_lo, r.mean_diff_hi),
              "p IQM | mean (Holm)": f"{pvalue(getattr(r, 'iqm_p_holm', None))} | {pvalue(getattr(r, 'mean_p_holm', None))}",
              "n seeds": f"{r.n} vs {r.n_reference}", "n tasks": r.n_tasks} for r in df.itertuples()]
-    return _frame(rows, ["variant", "reference", "P(variant > reference)", "P 95% CI", "IQM difference",
-                         "IQM diff 95% CI", "mean difference", "mean diff 95% CI", "p IQM | mean (Holm)", "n seeds",
+    return _frame(rows, ["variant", "reference", "P(variant > reference)", "P 95% CI (percentile bootstrap)", "IQM difference",
+                         "IQM diff 95% CI (percentile bootstrap)", "mean difference", "mean diff 95% CI (percentile bootstrap)", "p IQM | mean (Holm)", "n seeds",
                          "n tasks"])
 
 
@@ -160,16 +180,23 @@ def _est(mean: float, lo: float, hi: float, n: int) -> str:
 
 
 def conflict_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: the between-task cosine and conflict fraction over training, beside the same-task null and
+    noise baseline over the same steps, averaged over the non-degenerate tasks only (those left out named)."""
     rows = [{"variant": r.variant, "task pairs": r.n_pairs,
              "mean cosine over training": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi, r.n),
-             "conflict fraction": _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi, r.n),
-             "noise baseline (same-task pairs with cosine < 0)": num(getattr(r, "noise_conflict", float("nan"))),
-             "end of training: between tasks": num(r.end_cosine),
-             "end of training: same-task null (mean over tasks)": num(r.null_cosine), "n seeds": r.n}
+             "conflict fraction (0.5: independent directions)":
+                 _est(r.conflict_fraction, r.conflict_lo, r.conflict_hi, r.n),
+             "noise baseline: same-task pairs with cosine < 0 (mean over non-degenerate tasks, same steps)":
+                 num(getattr(r, "noise_conflict", float("nan"))),
+             "same-task null cosine (mean over non-degenerate tasks, same steps)": num(r.null_cosine),
+             "degenerate tasks left out": getattr(r, "degenerate", "") or "none",
+             "steps compared": getattr(r, "steps", "") or "—", "n seeds": r.n}
             for r in df.itertuples()]
-    return _frame(rows, ["variant", "task pairs", "mean cosine over training", "conflict fraction",
-                         "noise baseline (same-task pairs with cosine < 0)", "end of training: between tasks",
-                         "end of training: same-task null (mean over tasks)", "n seeds"])
+    return _frame(rows, ["variant", "task pairs", "mean cosine over training",
+                         "conflict fraction (0.5: independent directions)",
+                         "noise baseline: same-task pairs with cosine < 0 (mean over non-degenerate tasks, same steps)",
+                         "same-task null cosine (mean over non-degenerate tasks, same steps)",
+                         "degenerate tasks left out", "steps compared", "n seeds"])
 
 
 def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -178,13 +205,29 @@ def _pair_table(df: pd.DataFrame, label: str) -> pd.DataFrame:
     return _frame(rows, ["variant", "task pair", f"{label} (mean [95% CI])", "n seeds"])
 
 
+def _baseline(share: float, degenerate: bool, null: float) -> str:
+    return f"degenerate (null {num(null)})" if degenerate else num(share)
+
+
 def conflict_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    """Each pair's cosine over training beside both tasks' own same-task nulls."""
-    out = _pair_table(df, "cosine over training")
-    if "null_a" in df:
-        out.insert(3, "same-task nulls at the end (first / second task)",
-                   [f"{num(a)} / {num(b)}" for a, b in zip(df["null_a"], df["null_b"])])
-    return out
+    """Each pair's cosine and conflict fraction beside both tasks' own same-task nulls and noise baselines, over
+    the same steps (older runs: the nulls at the end)."""
+    if "conflict" not in df:  # tables from before the time-matched baseline
+        out = _pair_table(df, "cosine over training")
+        if "null_a" in df:
+            out.insert(3, "same-task nulls at the end (first / second task)",
+                       [f"{num(a)} / {num(b)}" for a, b in zip(df["null_a"], df["null_b"])])
+        return out
+    rows = [{"variant": r.variant, "task pair": f"{r.task_a} / {r.task_b}",
+             "between-task cosine (mean [95% CI])": _est(r.mean, r.lo, r.hi, r.n),
+             "same-task null cosine (first / second task)": f"{num(r.null_a)} / {num(r.null_b)}",
+             "conflict fraction (mean [95% CI])": _est(r.conflict, r.conflict_lo, r.conflict_hi, r.n),
+             "noise baseline: same-task share < 0 (first / second task)":
+                 f"{_baseline(r.noise_a, r.degenerate_a, r.null_a)} / {_baseline(r.noise_b, r.degenerate_b, r.null_b)}",
+             "steps compared": r.steps, "n seeds": r.n} for r in df.itertuples()]
+    return _frame(rows, ["variant", "task pair", "between-task cosine (mean [95% CI])",
+                         "same-task null cosine (first / second task)", "conflict fraction (mean [95% CI])",
+                         "noise baseline: same-task share < 0 (first / second task)", "steps compared", "n seeds"])
 
 
 def affinity_unit(df: pd.DataFrame) -> int:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .fmt import detectable, gamma, interval, num, pvalue, steps
 from .stats import MIN_SEEDS, Estimate
-from .tables import METRICS
+from .tables import METRICS, UNTESTED
 
 __all__ = ["compare_sentence", "conflict_sentence", "multiplicity_sentence", "findings"]
 
@@ -47,6 +47,7 @@ def compare_sentence(
     max_diff: float = float("inf"),
     seeds: tuple[str, str] | None = None,
     show: Callable[[float], str] = num,
+    mde_alpha: float = ALPHA,
 ) -> str:
     """One sentence comparing `variant` with `reference` on `what` (difference = variant - reference).
 
@@ -54,21 +55,21 @@ def compare_sentence(
     agrees; "suggestive" when only the uncorrected `p` is; otherwise "no clear difference". No test
     (too few seeds: the per-seed values in `seeds` are quoted; no variation: "not estimable") is never a
     finding. `effect` is Hedges' g, `mde` the difference detectable at power 0.8 (NaN: not stated),
-    `max_diff` the largest difference the metric's range allows; `show` formats a magnitude.
+    `max_diff` the largest difference the metric's range allows, `mde_alpha` the level `mde` was sized at (the
+    Holm family's first step); `show` formats a magnitude.
     """
     counts = f"n = {n_variant} vs {n_reference} seeds"
-    d = show(diff.value)
-    d = d if d.startswith("-") or d == "n/a" else "+" + d
-    detect = (f"; smallest difference detectable at power 0.8, alpha 0.05: {detectable(mde, max_diff, show)}"
-              if math.isfinite(mde) else "")
+    d = signed(diff.value, show)
+    detect = (f"; smallest difference detectable at power 0.8 at the level a finding must pass "
+              f"(α {alpha_text(mde_alpha)}): {detectable(mde, max_diff, show)}" if math.isfinite(mde) else "")
     if not estimable:
         per_seed = f": every seed of both gave {seeds[0].split(', ')[0]}" if seeds else ""
         return (f"{what}: not estimable (no variation{per_seed}) between `{variant}` and `{reference}`, "
                 f"{counts}; not counted among the comparisons.")
     per_seed = f"; per seed `{variant}` {seeds[0]} vs `{reference}` {seeds[1]}" if seeds else ""
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)) and min(n_variant, n_reference) < MIN_SEEDS:
-        return (f"{what}: no clear difference between `{variant}` and `{reference}` "
-                f"(difference {d}, CI undefined with {counts}, fewer than {MIN_SEEDS}{per_seed}{detect}).")
+        return (f"{what}: not tested, `{variant}` vs `{reference}` (difference {d}, no interval or test with "
+                f"{counts}, fewer than {MIN_SEEDS}{per_seed}).")
     if not (math.isfinite(diff.lo) and math.isfinite(diff.hi)):  # each side constant, the two apart
         certain = math.isfinite(p_holm) and p_holm < ALPHA
         verdict = (f"`{variant}` is {'higher' if diff.value > 0 else 'lower'} than `{reference}` by "
@@ -93,49 +94,106 @@ def compare_sentence(
             f"(difference {d}, {stats_text}{detect}).")
 
 
+def signed(x: float, show: Callable[[float], str] = num) -> str:
+    """A difference with its sign: '+68.0', '-32.9', 'n/a'."""
+    d = show(x)
+    return d if d.startswith("-") or d == "n/a" else "+" + d
+
+
+def alpha_text(level: float) -> str:
+    """A Holm first-step level as '0.05/21 = 0.0024' (or '0.05' for a family of one)."""
+    m = round(ALPHA / level) if level > 0 else 0
+    return f"{ALPHA:g}/{m} = {level:.2g}" if m > 1 else f"{level:g}"
+
+
+def _untested_reasons(differences: pd.DataFrame) -> pd.Series:
+    """Per row: why it has no test ('' where it has one); tables from before `untested` read from `p`."""
+    if "untested" in differences:
+        return differences["untested"].fillna("").astype(str)
+    flat = ~differences["estimable"].astype(bool)
+    few = ~flat & ~np.isfinite(differences["p"].to_numpy(dtype=float))
+    return pd.Series(np.where(flat, "no_variation", np.where(few, "few_seeds", "")), index=differences.index)
+
+
+def _untested_aggregates(improvement: pd.DataFrame) -> int:
+    return int((~np.isfinite(improvement["iqm_p"].to_numpy(dtype=float))).sum()
+               + (~np.isfinite(improvement["mean_p"].to_numpy(dtype=float))).sum())
+
+
+def count_tests(differences: pd.DataFrame, improvement: pd.DataFrame) -> int:
+    """Tests in the report's Holm family: per task and metric, and the aggregate IQM and mean."""
+    return int(np.isfinite(differences["p"].to_numpy(dtype=float)).sum()
+               + np.isfinite(improvement["iqm_p"].to_numpy(dtype=float)).sum()
+               + np.isfinite(improvement["mean_p"].to_numpy(dtype=float)).sum())
+
+
 def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) -> str:
-    """How many comparisons the findings test, how they are corrected, and which are not tested."""
-    tested = int(np.isfinite(differences["p"].to_numpy(dtype=float)).sum()
-                 + np.isfinite(improvement["iqm_p"].to_numpy(dtype=float)).sum()
-                 + np.isfinite(improvement["mean_p"].to_numpy(dtype=float)).sum())
-    flat = int((~differences["estimable"].astype(bool)).sum())
-    few = int(len(differences) - flat - np.isfinite(differences["p"].to_numpy(dtype=float)).sum())
-    untested = []
-    if few:
-        untested.append(f"{few} with fewer than {MIN_SEEDS} seeds on a side (their seeds are quoted)")
-    if flat:
-        untested.append(f"{flat} not estimable (no variation: every seed gave the same value)")
-    rest = f" Not tested: {'; '.join(untested)}." if untested else ""
-    return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test; "
-            "aggregate IQM and mean: exact permutation tests over runs), corrected together by Holm-Bonferroni "
-            f"for a family-wise error rate of {ALPHA:g}: a difference is called higher or lower only when its "
-            "corrected p is below it, and 'suggestive only' when just the uncorrected p is. Probabilities of "
-            f"improvement are descriptive, not tested.{rest}")
+    """How many comparisons the findings test, how they are corrected, and which are not tested and why."""
+    tested = count_tests(differences, improvement)
+    reasons = _untested_reasons(differences)
+    untested = [f"{int((reasons == key).sum())} {text}" for key, text in UNTESTED.items() if (reasons == key).any()]
+    if (agg := _untested_aggregates(improvement)):
+        untested.append(f"{agg} aggregate IQM or mean comparison(s) with fewer than {MIN_SEEDS} seeds on a side")
+    total = len(differences) + 2 * len(improvement) - tested
+    rest = f" Not tested: {total} in all: {'; '.join(untested)}." if untested else ""
+    return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test, "
+            "for steps to threshold Gehan's test for censored times; aggregate IQM and mean: exact permutation "
+            "tests over runs), corrected together by Holm-Bonferroni for a family-wise error rate of "
+            f"{ALPHA:g}: a difference is called higher or lower only when its corrected p is below it, and "
+            "'suggestive only' when just the uncorrected p is. Probabilities of improvement are descriptive, not "
+            f"tested.{rest}")
+
+
+def _net_conflict(lo: float, hi: float) -> str:
+    """What a between-task cosine's interval says about net conflict."""
+    if math.isfinite(lo) and lo >= 0.0:
+        return "≥ 0: no net conflict (near-orthogonal or aligned gradients)"
+    if math.isfinite(hi) and hi < 0.0:
+        return "below 0: net conflict, the tasks' gradients oppose on average"
+    return "its interval holds 0: no net conflict shown"
+
+
+def _pair_clause(r) -> str:
+    """One pair's conflict fraction beside both tasks' own noise baselines over the same steps."""
+    def own(task: str, share: float, degenerate: bool, null: float) -> str:
+        return (f"{task} degenerate (same-task null {num(null)}: its gradient direction does not change, no "
+                "baseline)" if degenerate else f"{task} {num(share)}")
+    return (f"{r.task_a}–{r.task_b}: cosine {num(r.mean)}, conflict fraction {num(r.conflict)} vs "
+            f"{own(r.task_a, r.noise_a, r.degenerate_a, r.null_a)}, "
+            f"{own(r.task_b, r.noise_b, r.degenerate_b, r.null_b)}")
 
 
 def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
-    """Gradient-conflict level of one variant from a `conflict_summary_table` row: the conflict fraction beside
-    its noise baseline, and each task pair's cosine beside both tasks' own same-task nulls (`pairs`: the
-    variant's `conflict_pairs_table` rows)."""
-    noise = float(row.get("noise_conflict", float("nan")))
-    baseline = (f" vs {num(noise)} for two minibatches of one task (the noise baseline: what conflict "
-                "gradient noise alone gives)" if math.isfinite(noise) else "")
-    per_pair = ""
-    if pairs is not None and len(pairs) and "null_a" in pairs:
-        per_pair = "; per pair, the cosine over training vs each task's own same-task null at the end: " + "; ".join(
-            f"{r.task_a}–{r.task_b} {num(r.mean)} vs {num(r.null_a)} / {num(r.null_b)}" for r in pairs.itertuples())
-    return (f"Gradient conflict in `{row['variant']}`: mean pairwise cosine of shared-parameter gradients "
-            f"{num(row['cosine_mean'])} (95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
-            f"conflict fraction (share of updates whose task-pair gradients have cosine < 0) "
-            f"{num(row['conflict_fraction'])} (95% CI {interval(row['conflict_lo'], row['conflict_hi'])}){baseline}, "
-            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds{per_pair}. A between-task cosine means "
-            "conflict only where it is clearly below both tasks' nulls.")
+    """Gradient conflict of one variant from a `conflict_summary_table` row: the mean between-task cosine
+    against 0 (net conflict or not), the conflict fraction against 0.5 (independent directions), and each task
+    pair beside its own two tasks' noise baselines over the same steps (`pairs`: the variant's
+    `conflict_pairs_table` rows), degenerate tasks named, never averaged in."""
+    head = (f"Gradient conflict in `{row['variant']}` (on each task's gradient before the strategy combines "
+            f"them): mean between-task cosine of shared-parameter gradients {num(row['cosine_mean'])} "
+            f"(95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
+            f"{_net_conflict(float(row['cosine_lo']), float(row['cosine_hi']))}; conflict fraction (share of "
+            f"updates whose task-pair gradients have cosine < 0) {num(row['conflict_fraction'])} (95% CI "
+            f"{interval(row['conflict_lo'], row['conflict_hi'])}), against 0.5 for independent random directions; "
+            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds")
+    if pairs is None or not len(pairs) or "conflict" not in pairs:
+        noise = float(row.get("noise_conflict", float("nan")))
+        baseline = f"; noise baseline (same-task pairs with cosine < 0) {num(noise)}" if math.isfinite(noise) else ""
+        return head + baseline + "."
+    steps = str(pairs["steps"].iloc[0])
+    return (head + f". Per pair, over the same {steps}, beside each task's own share of same-task minibatch pairs "
+            "with cosine < 0 (its noise baseline): " + "; ".join(_pair_clause(r) for r in pairs.itertuples())
+            + ". A fraction above the tasks' own shares but near 0.5 with a cosine ≥ 0 reads as near-orthogonal "
+            "gradients, not as conflict.")
+
+
+AGGREGATE_METHOD = ("rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); "
+                    "p from the exact permutation test over runs")
 
 
 def _poi_sentence(row: pd.Series) -> str:
     return (f"Probability that `{row['variant']}` beats `{row['reference']}` on a task "
             f"(normalized final score): {num(row['poi'])} (95% CI {interval(row['poi_lo'], row['poi_hi'])}, "
-            f"rliable stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie"
+            f"rliable percentile stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie"
             f"{_ties(row)}; descriptive, not tested.")
 
 
@@ -158,12 +216,40 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
     return [
         compare_sentence(f"Aggregate IQM of {what}", v, reference,
                          Estimate(row["iqm_diff"], row["iqm_diff_lo"], row["iqm_diff_hi"], n), n, nr,
-                         "rliable stratified bootstrap", p=_get(row, "iqm_p"), p_holm=_get(row, "iqm_p_holm")),
+                         AGGREGATE_METHOD, p=_get(row, "iqm_p"), p_holm=_get(row, "iqm_p_holm")),
         compare_sentence(f"Aggregate mean of {what}", v, reference,
                          Estimate(row["mean_diff"], row["mean_diff_lo"], row["mean_diff_hi"], n), n, nr,
-                         "rliable stratified bootstrap", p=_get(row, "mean_p"), p_holm=_get(row, "mean_p_holm")),
+                         AGGREGATE_METHOD, p=_get(row, "mean_p"), p_holm=_get(row, "mean_p_holm")),
         _poi_sentence(row),
     ]
+
+
+def _one_seed_sentence(what: str, row: pd.Series) -> str:
+    """A comparison where every seed of both sides but one gave the same value: the values, not a test."""
+    n, nr = int(row["n"]), int(row["n_reference"])
+    return (f"{what}: not tested, it rests on a single seed ({row.get('deviating', 1)}/{n + nr} seeds of "
+            f"`{row['variant']}` and `{row['reference']}` together differ from the rest; per seed "
+            f"`{row['variant']}` {row['values']} vs `{row['reference']}` {row['values_reference']}; difference "
+            f"{signed(row['diff'])}): Welch's t is 1 there whatever the deviation, so no p, Hedges' g or "
+            "detectable difference is given and it is not counted among the comparisons.")
+
+
+def _steps_sentence(what: str, row: pd.Series) -> str:
+    """Steps to threshold as censored times: the share of seeds that reached it and Gehan's test."""
+    v, ref, n, nr = row["variant"], row["reference"], int(row["n"]), int(row["n_reference"])
+    reached = f"reached by {int(row['reached'])}/{n} seeds of `{v}` and {int(row['reached_reference'])}/{nr} of `{ref}`"
+    per_seed = f"per seed `{v}` {row['values']} vs `{ref}` {row['values_reference']}"
+    if row.get("untested", "") == "uninformative":
+        return (f"{what}: not informative at this budget: {reached}; not counted among the comparisons.")
+    if row.get("untested", "") == "few_seeds":
+        return f"{what}: {reached} ({per_seed}); not tested, fewer than {MIN_SEEDS} seeds on a side."
+    p, p_holm = _get(row, "p"), _get(row, "p_holm")
+    verdict = ("no clear difference" if not (math.isfinite(p) and p < ALPHA) else
+               f"`{v}` {'slower' if row['diff'] > 0 else 'faster'}, suggestive only" if not p_holm < ALPHA else
+               f"`{v}` {'slower' if row['diff'] > 0 else 'faster'} than `{ref}`")
+    return (f"{what}: {verdict}: {reached} ({per_seed}); restricted mean steps (unreached counted as the "
+            f"budget) differ by {signed(row['diff'], steps)}; Gehan's test for censored times by permutation "
+            f"p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}, n = {n} vs {nr} seeds.")
 
 
 def _difference_sentence(row: pd.Series) -> str:
@@ -171,13 +257,17 @@ def _difference_sentence(row: pd.Series) -> str:
     if row["metric"] == "final_discounted":
         what = f"{METRICS[row['metric']]} (γ {gamma(row['gamma'])}) on {row['task']}"
     show = steps if row["metric"] == "steps_to_threshold" else num
+    if row["metric"] == "steps_to_threshold" and "untested" in row and row.get("test", "") != "welch":
+        return _steps_sentence(what, row)
     if row["metric"] == "steps_to_threshold":
         what += " (unreached counted as the whole budget)"
+    if row.get("untested", "") == "one_seed":
+        return _one_seed_sentence(what, row)
     diff = Estimate(row["diff"], row["lo"], row["hi"], int(row["n"]))
     return compare_sentence(what, row["variant"], row["reference"], diff, int(row["n"]), int(row["n_reference"]),
                             "Welch t within the metric's range", p=_get(row, "p"), p_holm=_get(row, "p_holm"),
                             effect=_get(row, "effect"), estimable=bool(row.get("estimable", True)),
-                            mde=float(row["mde"]),
+                            mde=float(row["mde"]), mde_alpha=_get(row, "mde_alpha") if "mde_alpha" in row else ALPHA,
                             max_diff=float(row["max_diff"]),
                             seeds=(row["values"], row["values_reference"]), show=show)
 

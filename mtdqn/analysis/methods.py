@@ -25,11 +25,41 @@ from .load import Cell, Study
 from .render import Bullets, Section, Table, Text
 
 __all__ = ["methods_table", "methods_section", "config_table", "rounding_notes", "non_default_options",
-           "final_definition", "STRATEGY_SCOPE"]
+           "final_definition", "STRATEGY_SCOPE", "WEIGHT_DEFINITIONS", "weight_definitions", "cell_revisions",
+           "revision_notes"]
 
 STRATEGY_SCOPE = ("Strategies act on the shared parameters' gradients only: per-task adapters and heads get "
                   "their own task's gradient times the static task weight (see Methods for each run's own record).")
 _NOT = "not recorded"
+
+WEIGHT_DEFINITIONS = {
+    "sum": "w_i, the static task weight (1 unless --task-weights): the shared update is Σ_i w_i g_i",
+    "weighted": "w_i, the static task weight: the shared update is Σ_i w_i g_i",
+    "pcgrad": "Σ_i C_ik, task k's total coefficient in the update: every projected gradient is a combination "
+              "g_i^PC = Σ_k C_ik g_k of the original ones, so the update Σ_i g_i^PC = Σ_k (Σ_i C_ik) g_k "
+              "(mtdqn/strategies/pcgrad.py); 1 when nothing conflicts. Projecting g_i off a conflicting g_k adds "
+              "(−g_i·g_k / ||g_k||²) g_k, so a task with a small gradient gets a large coefficient: a small "
+              "gradient scaled up, not a task given more say",
+    "cagrad": "task i's coefficient 1/K + λ x_i in the update d = Σ_i (1/K + λ x_i) g_i (mtdqn/strategies/cagrad.py)",
+    "unit-norm": "w_i / ||g_i||, the coefficient that scales task i's gradient to unit norm (0 for a zero gradient)",
+    "gradnorm": "w_i λ_i, the static weight times GradNorm's learned weight (the learned ones sum to K)",
+    "uncertainty": "w_i exp(−s_i), the static weight times the learned precision of the task's loss",
+    "dwa": "w_k λ_k, the static weight times DWA's weight K softmax_k(r_k / T) (the loss-ratio weights sum to K)",
+}
+"""What each strategy reports as a task's "applied weight" on the shared gradient (its own file says how)."""
+
+
+def weight_definitions(study: Study) -> str:
+    """The applied weight's definition for each strategy the study's variants with shared parameters ran."""
+    used: dict[str, list[str]] = {}
+    for v in study.ok_variants:
+        s = study.cells[v].summary
+        if s.get("params_shared", 1) == 0:
+            continue
+        used.setdefault(str(s.get("strategy", _NOT)), []).append(f"`{v}`")
+    return " ".join(f"Applied weight for {', '.join(vs)} ({name}): "
+                    f"{WEIGHT_DEFINITIONS.get(name, 'as the strategy reports it (see its file)')}."
+                    for name, vs in used.items())
 
 
 def non_default_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -171,6 +201,32 @@ def methods_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "item", "value"])
 
 
+def cell_revisions(study: Study) -> dict[str, list[str]]:
+    """{git revision: the ok variants trained at it}, from each cell's own record (in study order)."""
+    out: dict[str, list[str]] = {}
+    for v in study.ok_variants:
+        out.setdefault(str(study.cells[v].record.get("git_revision", _NOT)), []).append(v)
+    return out
+
+
+def _revisions_text(study: Study) -> str:
+    """'' when every cell trained at one revision; else a warning naming which cell ran which code."""
+    revs = cell_revisions(study)
+    if len(revs) <= 1:
+        only = next(iter(revs), "")
+        study_rev = str(study.record.get("git_revision", _NOT))
+        return "" if not only or only == study_rev else f" Every cell trained at revision {only}."
+    each = "; ".join(f"{', '.join(f'`{v}`' for v in vs)} at {rev[:12]}" for rev, vs in revs.items())
+    return (f" **The cells trained at {len(revs)} different git revisions** ({each}): a difference between "
+            "variants trained at different revisions can come from the code change as well as from the variant; "
+            "each cell's revision is in its table below.")
+
+
+def revision_notes(study: Study) -> list[str]:
+    """The Notes' line when the cells trained at different git revisions (else none)."""
+    return [t.strip().replace("**", "")] if len(cell_revisions(study)) > 1 and (t := _revisions_text(study)) else []
+
+
 def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> Section:
     """Evaluation protocol, then one table per variant."""
     rec = study.record
@@ -179,7 +235,7 @@ def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> 
         f"{_discounted_clause(study)}. "
         f"Seeds {', '.join(map(str, study.seeds))} for every variant; each variant's seeds train together as "
         f"one vmapped program. Budget {study.steps:,} env steps per task. Study revision "
-        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}.")]
+        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}." + _revisions_text(study))]
     total = sum(float(study.cells[v].summary.get("wall_time_s", 0.0)) for v in study.ok_variants)
     blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.",)))
     for v in study.ok_variants:

@@ -67,14 +67,23 @@ def _marker(i: int) -> str:
     return _MARKERS[i % len(_MARKERS)]
 
 
-def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str, marker: str | None = None) -> None:
-    """Mean line (with ``marker`` on about ten of its points) and, where the interval exists, its band."""
+_LINESTYLES = ["-", (0, (5, 2)), (0, (2, 1.5)), (0, (6, 2, 1, 2)), (0, (1, 1))]
+
+
+def _band(ax, x: np.ndarray, g: pd.DataFrame, color: str, label: str, marker: str | None = None,
+          style: object = "-") -> None:
+    """Mean line (with ``marker`` on about ten of its points, line style ``style``) and, where the interval
+    exists, its band."""
     every = max(1, len(x) // 10)
-    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8, marker=marker, ms=4, markevery=every)
+    ax.plot(x, g["mean"].to_numpy(), color=color, label=label, lw=1.8, marker=marker, ms=4, markevery=every,
+            ls=style)
     lo, hi = g["lo"].to_numpy(dtype=float), g["hi"].to_numpy(dtype=float)
     if np.isfinite(lo).any():
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
+
+DODGE = 0.015
+"""Largest sideways shift of a variant's mean curve in :func:`learning_curves`, as a share of the run."""
 
 MIN_SPAN = 0.1
 """A zoomed y axis spans at least this share of the quantity's feasible range (when it is bounded), so
@@ -98,20 +107,38 @@ def _zoom(ax, values: np.ndarray, bounds: tuple[float, float], pad: float = 0.1)
     ax.set_ylim(max(lo, bounds[0]), min(hi, bounds[1]))
 
 
+def _show_edges(ax, bounds: tuple[float, float], share: float = 0.04) -> None:
+    """Widen the y axis by `share` of its span past a feasible bound it ends on, and mark that bound with a thin
+    grey line: a curve lying on the bound (MountainCar's -200) is drawn, not hidden under the axis spine."""
+    lo, hi = ax.get_ylim()
+    margin = share * (hi - lo)
+    for edge in bounds:
+        if np.isfinite(edge) and (edge == lo or edge == hi):
+            ax.axhline(edge, color="grey", lw=0.6)
+    ax.set_ylim(lo - margin if lo == bounds[0] else lo, hi + margin if hi == bounds[1] else hi)
+
+
 def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[str, ...],
                     variants: tuple[str, ...], ylabel: str) -> Figure:
     """Per task: each seed's curve as a thin line, the mean over seeds bold, the 95% Student-t band
-    where there are enough seeds for one; y limited to the task's return range."""
+    where there are enough seeds for one; y limited to the task's return range. Each variant's mean has its own
+    marker and line style, and its points are dodged sideways by up to ±:data:`DODGE` of the run (variant i of
+    k at (i - (k-1)/2) * DODGE * 2 / max(k-1, 1)), so variants with equal curves (MountainCar at -200 in every
+    seed) stay visible side by side instead of one line hiding the others."""
     fig, axes = _figure(len(tasks))
+    k = len(variants)
     for ax, task in zip(axes, tasks):
+        span = float(np.ptp(curves.loc[curves["task"] == task, "step"].to_numpy(dtype=float))) if len(curves) else 0.0
         for i, v in enumerate(variants):
             for _, s in per_seed[(per_seed["variant"] == v) & (per_seed["task"] == task)].groupby("seed"):
                 ax.plot(s["step"].to_numpy(), s["value"].to_numpy(), color=_color(i), lw=0.6, alpha=0.45)
             g = curves[(curves["variant"] == v) & (curves["task"] == task)]
             if len(g):
-                _band(ax, g["step"].to_numpy(), g, _color(i), v, _marker(i))
+                shift = (i - (k - 1) / 2) * 2 * DODGE / max(k - 1, 1) * span
+                _band(ax, g["step"].to_numpy() + shift, g, _color(i), v, _marker(i), _LINESTYLES[i % len(_LINESTYLES)])
         vals = per_seed[per_seed["task"] == task]["value"].to_numpy(dtype=float)
         _zoom(ax, vals, ranges.return_bounds(task), pad=0.05)
+        _show_edges(ax, ranges.return_bounds(task))
         ax.set(title=task, ylabel=ylabel)
         _steps_axis(ax)
         ax.grid(alpha=0.3)
@@ -169,7 +196,7 @@ def aggregate_intervals(agg: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
 
 def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     """Probability of improvement over the reference per variant with 95% rliable stratified-bootstrap CIs."""
-    fig, axes = _figure(1, width=5.0, height=0.5 + 0.45 * max(2, len(imp)))
+    fig, axes = _figure(1, width=5.0, height=1.0 + 0.45 * max(2, len(imp)))
     ax = axes[0]
     for y, r in enumerate(imp.itertuples()):
         ax.barh(y, r.poi, color=_color(variants.index(r.variant)), alpha=0.7)
@@ -177,17 +204,19 @@ def improvement_bars(imp: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
             ax.errorbar(r.poi, y, xerr=[[r.poi - r.poi_lo], [r.poi_hi - r.poi]], fmt="none", color="black",
                         capsize=4)
     ax.set_yticks(range(len(imp)), [f"P({v} > {ref})" for v, ref in zip(imp["variant"], imp["reference"])])
-    ax.set_ylabel("variant vs reference")
     ax.axvline(0.5, color="grey", ls="--", lw=0.8)
-    ax.set(xlim=(0, 1), xlabel="probability of improvement")
+    # the tick labels name each row; a vertical axis label would not fit a figure this short
+    ax.set(xlim=(0, 1), xlabel="probability of improvement", title="variant vs reference (0.5: a tie)")
     return fig
 
 
 def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = float("nan"),
-                    noise_conflict: float = float("nan")) -> Figure:
-    """Left: cosine per task pair over training (one line per pair), y zoomed to the data, with the
-    same-task null at the end of training as a dotted line; right: conflict fraction in [0, 1] with its
-    noise baseline (same-task minibatch pairs with cosine < 0, end of training) dotted."""
+                    noise_conflict: float = float("nan"), degenerate: tuple[str, ...] = ()) -> Figure:
+    """Left: cosine per task pair over training (one line per pair), y zoomed to the data, with each task's
+    same-task null on the probe schedule dotted (runs that probed only at the end: the end's mean as a flat
+    line); right: conflict fraction in [0, 1] with each non-degenerate task's noise baseline (its same-task
+    minibatch pairs with cosine < 0) over training dotted, and 0.5, independent directions, dashed. Tasks in
+    `degenerate` (their gradient direction never changes) get no noise line."""
     fig, axes = _figure(2)
     c = curve[curve["variant"] == variant]
     pairs = c[c["quantity"] == "cosine"]
@@ -198,7 +227,8 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     nulls = c[c["quantity"] == "null"]
     for i, (task, g) in enumerate(nulls.groupby("task_a", sort=False)):  # each task's null on the probe schedule
         axes[0].plot(g["step"].to_numpy(), g["mean"].to_numpy(), color="black", ls=":", lw=1.0,
-                     marker=_marker(i), ms=3, label=f"{task} same-task null")
+                     marker=_marker(i), ms=3,
+                     label=f"{task} same-task null" + (" (degenerate)" if task in degenerate else ""))
         shown = np.append(shown, g["mean"].to_numpy(dtype=float))
     if np.isfinite(null_cosine) and not len(nulls):
         axes[0].axhline(null_cosine, color="black", ls=":", lw=1.0, label="same-task null (end)")
@@ -209,7 +239,12 @@ def conflict_curves(curve: pd.DataFrame, variant: str, null_cosine: float = floa
     axes[0].legend(fontsize=7)
     frac = c[c["quantity"] == "conflict_fraction"]
     _band(axes[1], frac["step"].to_numpy(), frac, "#d62728", "conflict fraction")
-    if np.isfinite(noise_conflict):
+    axes[1].axhline(0.5, color="grey", ls="--", lw=0.8, label="0.5: independent directions")
+    noise = c[(c["quantity"] == "noise") & ~c["task_a"].isin(degenerate)]
+    for i, (task, g) in enumerate(noise.groupby("task_a", sort=False)):
+        axes[1].plot(g["step"].to_numpy(), g["mean"].to_numpy(), color="black", ls=":", lw=1.0,
+                     marker=_marker(i), ms=3, label=f"{task}: same-task share < 0")
+    if np.isfinite(noise_conflict) and not len(c[c["quantity"] == "noise"]):
         axes[1].axhline(noise_conflict, color="black", ls=":", lw=1.0, label="noise baseline (end)")
     axes[1].set(title=f"{variant}: share of updates with cosine < 0", ylim=(0.0, 1.0))
     axes[1].legend(fontsize=7)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import display, experts, fmt, methods, outputs, plots, scores, sensitivity, stats, tables, why
+from . import captions, display, experts, fmt, methods, outputs, plots, scores, sensitivity, stats, tables, why
+from .conclusion import conclusion
 from .findings import findings
 from .load import Study, load_study
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
@@ -31,10 +32,12 @@ class _Computed:
     findings: list[str]
     curve_source: str  # "evaluation" | "training": what the main learning curves and AUC are computed on
     training_per_seed: pd.DataFrame  # smoothed training-return curves per seed (the secondary figure)
+    window: int  # the moving-average window used: the one asked for, capped at MAX_WINDOW_SHARE of the run
     headline_metric: str  # "final_return" | "final_discounted": the final score the report leads with
 
 
 def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
+    window = tables.capped_window(study, window)
     source = tables.curve_source(study)
     smoothed = tables.smoothed_curves(study, window)
     curves = tables.eval_curves(study) if source == "evaluation" else smoothed
@@ -82,7 +85,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     d["differences"], d["improvement"] = tables.correct_for_multiplicity(d["differences"], imp)
     fnd = findings(study.reference, study.ok_variants, d["improvement"], d["differences"], d["conflict_summary"],
                    headline, d["conflict_pairs"])
-    return _Computed(d, fnd, source, smoothed, headline)
+    return _Computed(d, fnd, source, smoothed, window, headline)
 
 
 def _slug(name: str) -> str:
@@ -102,8 +105,9 @@ def smoke_test_note(study: Study) -> str:
     n = min(counts) if counts else 0
     return (f"**Smoke test, not evidence.** This study has {n} seed(s) per variant, fewer than the "
             f"{stats.MIN_SEEDS} this report needs for an interval: no interval is drawn, the seeds' own values "
-            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with "
-            f"`--seeds {max(10, stats.MIN_SEEDS)}` or more before reading anything into it.")
+            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with at least "
+            f"`--seeds {stats.MIN_SEEDS}` (the fewest that give an interval and a test) before reading anything "
+            f"into it; `--seeds {2 * stats.MIN_SEEDS}` resolves differences about a third smaller.")
 
 
 def discount_line(study: Study, c: _Computed) -> str:
@@ -150,7 +154,10 @@ def _window_text(window: int, smoothed: pd.DataFrame) -> str:
     if not len(smoothed):
         return f"{window} logging windows"
     total = int(smoothed.groupby(["variant", "task", "seed"]).size().max())
-    return f"{window} logging windows ({min(window, total) / total:.0%} of the run's {total})"
+    cap = (f"; capped at {tables.MAX_WINDOW_SHARE:.0%} of the run so it stays a local average, not a "
+           "cumulative mean")
+    raw = " (no smoothing: the run is too short for a window within that cap)" if window == 1 else ""
+    return f"{window} logging window(s) ({min(window, total) / total:.0%} of the run's {total}{cap}){raw}"
 
 
 def _curve_caption(source: str, window: int, headline: str = "final_return",
@@ -158,7 +165,9 @@ def _curve_caption(source: str, window: int, headline: str = "final_return",
     """(figure caption, y label) of the main learning curves."""
     band = (f"mean over seeds (bold, a marker per variant) with a 95% Student-t band clipped to the task's return "
             f"range when a variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line. "
-            f"The y axis spans at least {plots.MIN_SPAN:.0%} of the task's return range.")
+            f"The y axis spans at least {plots.MIN_SPAN:.0%} of the task's return range. Each variant's mean has its "
+            f"own marker and line style and is shifted sideways by up to ±{plots.DODGE:.1%} of the run, so equal "
+            "curves (a task no variant learned) show side by side instead of one hiding another.")
     span = _window_text(window, smoothed if smoothed is not None else pd.DataFrame())
     if source == "evaluation":
         what = ("(undiscounted; the headline discounted final score is the discounted return of the same greedy "
@@ -167,7 +176,7 @@ def _curve_caption(source: str, window: int, headline: str = "final_return",
         return (f"Greedy evaluation return vs env steps per task {what}: " + band, "greedy return")
     return (f"Episode return of the epsilon-greedy training policy vs env steps (these runs stored no greedy "
             f"evaluation during training): trailing moving average over {span} within each seed, "
-            + band, f"training return (MA{window})")
+            + band, ("training return" if window == 1 else f"training return (MA{window})"))
 
 
 def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
@@ -182,7 +191,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
                             f"trailing moving average over {_window_text(window, c.training_per_seed)}; thin "
                             "lines are seeds.",
                             plots.to_png(plots.learning_curves(d["training_curves"], c.training_per_seed,
-                                                               study.tasks, ok, f"training return (MA{window})"))))
+                                                               study.tasks, ok, ("training return" if window == 1 else f"training return (MA{window})")))))
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
     which = "discounted final return" if c.headline_metric == "final_discounted" else "final return"
     per_task = [
@@ -191,30 +200,18 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
         Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric),
               f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
               "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
-              f"{curve} divided by its step span (the mean undiscounted return over training). Mean over seeds "
+              f"{curve} divided by its step span (the mean undiscounted return over training): the trapezoid "
+              f"over {captions.auc_steps(c.data['curves_per_seed'], c.curve_source)}. Mean over seeds "
               "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
               "where every seed gave one value), or, "
-              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. Steps to threshold: first step whose {curve} "
-              "value reaches the threshold; median over all seeds with unreached seeds counted as never."),
+              f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {captions.reach_definition(c.curve_source, study)}"),
         *_window_blocks(d["final_window"]),
         Table("Feasible ranges", display.ranges(d["ranges"]),
               "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
               "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
               "discounted return lies in [lo·S, hi·S], S = 1 + γ + … + γ^(N−1) = (1 − γ^N)/(1 − γ), since the "
               "k-th nonzero reward comes at step k or later; γ = 1 gives the undiscounted range (S = N)."),
-        Table("Difference to the reference", display.differences(d["differences"]),
-              "Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
-              "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
-              "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
-              "report, the one a finding needs below 0.05; Hedges' g: the difference over the pooled seed SD with "
-              "the small-sample correction. 'Not estimable (no variation)': every seed of both sides gave one "
-              "value, so there is no interval and no test. "
-              "Detectable difference: the smallest true difference a two-sided two-sample test at alpha 0.05 "
-              "would find with power 0.8, from the observed spread and seed counts (normal-theory power analysis "
-              f"with t quantiles); n/a below {stats.MIN_SEEDS} seeds in a group (the seeds' values are shown "
-              "instead) or when no seed-to-seed spread was observed. The discounted return is compared within its "
-              "range at the task's γ. For steps to threshold an unreached threshold counts as the whole budget (shown as '>' the budget: "
-              "a lower bound)."),
+        Table("Difference to the reference", display.differences(d["differences"]), captions.differences_note(d["differences"])),
     ]
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
@@ -247,9 +244,9 @@ def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
              "(x − random anchor) / (reference anchor − random anchor), with fixed "
              "anchors per task that do not come from this study's seeds (table below, sources in "
              "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the reference score. Tasks without "
-             "anchors are left out. IQM and mean across tasks and seeds with 95% "
-             f"stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed {seed}; none below "
-             f"{stats.MIN_SEEDS} seeds); probability of "
+             "anchors are left out. IQM and mean across tasks and seeds, and their differences to the "
+             f"reference, with 95% percentile stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed "
+             f"{seed}; none below {stats.MIN_SEEDS} seeds). {captions.PERCENTILE_CAVEAT} Probability of "
              "improvement is P(variant's score > reference's) per task (Mann-Whitney), averaged over tasks."),
         Table("Normalization", display.normalization(d["normalization"])),
     ]
@@ -257,12 +254,13 @@ def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
         return Section("Aggregates across tasks", tuple(blocks + [
             Text("No aggregate: no task of this study has usable fixed anchors (see Notes).")]))
     blocks += [Table("Aggregate normalized score", display.aggregates(d["aggregates"])),
-               Image("aggregate_intervals", "IQM and mean normalized final score, 95% bootstrap CIs "
+               Image("aggregate_intervals", "IQM and mean normalized final score, 95% percentile-bootstrap CIs "
+                     "(they under-cover at small n: see above) "
                      f"(points only below {stats.MIN_SEEDS} seeds).",
                      plots.to_png(plots.aggregate_intervals(d["aggregates"], study.variants)))]
     if len(d["improvement"]):
         blocks += [Table("Improvement over the reference", display.improvement(d["improvement"])),
-                   Image("probability_of_improvement", "Probability of improvement over the reference, 95% CIs.",
+                   Image("probability_of_improvement", "Probability of improvement over the reference, 95% percentile-bootstrap CIs (descriptive; they under-cover at small n).",
                          plots.to_png(plots.improvement_bars(d["improvement"], study.variants)))]
     return Section("Aggregates across tasks", tuple(blocks))
 
@@ -282,13 +280,22 @@ def _without_updates(study: Study) -> list[str]:
 def _why(study: Study, c: _Computed) -> Section:
     d = c.data
     blocks: list = [Text("Gradient conflict: cosine similarity between two tasks' gradients on the shared "
-                         "parameters; < 0 means the tasks pull the trunk in opposing directions. Logging windows "
+                         "parameters, measured on each task's own gradient before any strategy combines them (for "
+                         "`pcgrad`: before the projection, so surgery does not hide the conflict it acts on); "
+                         "< 0 means the tasks pull the trunk in opposing directions. Logging windows "
                          "without a gradient update (before learning starts) are left out. Per-seed averages over "
                          "training, then the mean over seeds with a 95% Student-t CI clipped to [-1, 1] "
-                         f"(none below {stats.MIN_SEEDS} seeds). Baseline: at the end of training, the cosine "
-                         "between one task's gradients on two independent minibatches (same-task null) beside the "
-                         "between-task cosine on the same parameters; only a between-task cosine clearly below the "
-                         "null says more than minibatch noise.")]
+                         f"(none below {stats.MIN_SEEDS} seeds). References: a mean between-task cosine ≥ 0 "
+                         "means no net conflict (near 0: near-orthogonal gradients); two independent random "
+                         f"directions have cosine < 0 half the time, so a conflict fraction near "
+                         f"{why.INDEPENDENT_CONFLICT} is what unrelated gradients give. Baseline: the cosine "
+                         "between one task's gradients on two independent minibatches (same-task null) and its "
+                         "share < 0, probed at every evaluation and compared with the between-task quantities "
+                         "over the same steps, each pair beside its own two tasks. A task whose same-task null "
+                         f"averages ≥ {why.DEGENERATE_NULL} is degenerate: its gradient direction does not change "
+                         "between minibatches (a task that never learned: every reward the same), so its share "
+                         "< 0 is ~0 by construction, not a noise level; it gets no baseline and is left out of "
+                         "the means over tasks.")]
     idle = _without_updates(study)
     if idle:
         blocks.append(Text(f"No updates: {', '.join(f'`{v}`' for v in idle)} made no gradient update (the budget "
@@ -301,17 +308,21 @@ def _why(study: Study, c: _Computed) -> Section:
                                "grad_pairs.parquet (variants without shared parameters have no shared gradient)."))
     else:
         blocks += [Table("Gradient conflict summary", display.conflict_summary(d["conflict_summary"])),
-                   Table("Mean cosine per task pair", display.conflict_pairs(d["conflict_pairs"]))]
+                   Table("Per task pair, beside its own tasks over the same steps", display.conflict_pairs(d["conflict_pairs"]))]
         if len(d["grad_probe"]):
             blocks.append(Table("End-of-training gradient probe", display.probe(d["grad_probe"])))
         for r in d["conflict_summary"].itertuples():
+            degenerate = tuple(t for t in study.tasks if t in str(getattr(r, "degenerate", "")))
             blocks.append(Image(f"conflict_curves_{_slug(r.variant)}",
                                 f"`{r.variant}`: cosine per task pair over training (one line per pair; dotted: "
                                 "each task's same-task null at every evaluation, or, for runs that probed only at "
-                                "the end, the mean null at the end) and the share of updates with cosine < 0 (dotted: its noise "
-                                "baseline, the share of same-task minibatch pairs with cosine < 0).",
+                                "the end, the mean null at the end) and the share of updates with cosine < 0 "
+                                "(dotted: each task's own noise baseline over training, the share of its same-task "
+                                "minibatch pairs with cosine < 0, degenerate tasks left out; dashed: 0.5, what two "
+                                "independent random directions give).",
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
-                                                                   getattr(r, "noise_conflict", float("nan"))))))
+                                                                   getattr(r, "noise_conflict", float("nan")),
+                                                                   degenerate))))
     blocks += _affinity_blocks(study, c)
     blocks += _expert_blocks(study, c)
     if d["grad_tasks_summary"].empty:
@@ -319,10 +330,12 @@ def _why(study: Study, c: _Computed) -> Section:
             blocks.append(Text("No per-task gradient data for a variant with shared parameters."))
     else:
         blocks.append(Table("Per-task gradient norm and applied weight", display.grad_summary(d["grad_tasks_summary"]),
-                            methods.STRATEGY_SCOPE))
+                            "Grad norm: the L2 norm of the task's gradient on the shared parameters, before the "
+                            f"strategy combines them. {methods.weight_definitions(study)} {methods.STRATEGY_SCOPE}"))
         for v in pd.unique(d["grad_tasks_summary"]["variant"]):
             blocks.append(Image(f"grad_norms_weights_{_slug(v)}", f"`{v}`: per-task gradient norm on shared parameters "
-                                "and the weight the strategy applied, over training.",
+                                "(before the strategy) and the weight the strategy applied, over training ("
+                                f"{captions.WEIGHT_WORD.get(study.cells[v].summary.get('strategy'), 'see the table above')}).",
                                 plots.to_png(plots.grad_norms_weights(d["grad_tasks_curve"], v, study.tasks))))
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
@@ -386,7 +399,7 @@ def _affinity_blocks(study: Study, c: _Computed) -> list:
 def _notes(study: Study, c: _Computed) -> Section:
     idle = [f"Variant `{v}` made no gradient update (its budget ended before learning started): its results are "
             "those of an untrained network." for v in _without_updates(study)]
-    notes = list(study.notes) + idle + methods.rounding_notes(study) + scores.discount_notes(study) + [
+    notes = list(study.notes) + idle + methods.revision_notes(study) + methods.rounding_notes(study) + scores.discount_notes(study) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
@@ -420,9 +433,13 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     study_dir = Path(study_dir)
     study = load_study(study_dir)
     c = _compute(study, smooth_window, reps, seed)
-    sections = [_overview(study, c), Section("Findings", (Bullets(tuple(c.findings)),) if c.findings
-                                             else (Text("No comparison possible (needs an ok reference and another ok variant)."),))]
-    sections += _performance(study, c, smooth_window)
+    summary = conclusion(study.reference, c.data["differences"], c.data["improvement"], c.data["conflict_summary"],
+                         c.headline_metric) if study.reference in study.ok_variants else ""
+    sections = [_overview(study, c), Section("Findings", ((Text(summary),) if summary else ())
+                                             + ((Bullets(tuple(c.findings)),) if c.findings else
+                                                (Text("No comparison possible (needs an ok reference and another "
+                                                      "ok variant)."),)))]
+    sections += _performance(study, c, c.window)
     sections += [_aggregates(study, c, reps, seed),
                  methods.methods_section(study, c.data["methods"], c.data["config"]), _cost(c),
                  _why(study, c), _notes(study, c)]

@@ -93,6 +93,20 @@ def smoothed_curves(study: Study, window: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+MAX_WINDOW_SHARE = 0.2
+"""The training-return moving average spans at most this share of a run's logging windows (at least one)."""
+
+
+def capped_window(study: Study, window: int) -> int:
+    """`window` logging windows, capped at MAX_WINDOW_SHARE of the longest run's windows (at least 1): over 6
+    windows a window of 5 would be nearly a cumulative mean."""
+    counts = [int(m.groupby(["task", "seed"]).size().max()) for v in study.ok_variants
+              if (m := study.cells[v].metrics) is not None and len(m)]
+    if not counts:
+        return window
+    return max(1, min(window, int(MAX_WINDOW_SHARE * max(counts))))
+
+
 def curves_table(per_seed_curves: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
     """Mean over seeds at each step with a Student-t band clipped to the task's return range.
 
@@ -203,7 +217,17 @@ METRICS = {
     "steps_to_threshold": "Env steps to threshold",
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_holm", "effect",
-                "estimable", "mde", "max_diff", "n", "n_reference", "values", "values_reference"]
+                "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff", "n",
+                "n_reference", "reached", "reached_reference", "values", "values_reference"]
+UNTESTED = {
+    "no_variation": "not estimable (no variation: every seed gave the same value)",
+    "one_seed": "resting on a single seed (every other seed of both sides gave one value: Welch's t is then "
+                "1 whatever the deviation, p 0.363 at 6 vs 6 seeds)",
+    "uninformative": "not informative at this budget (steps to threshold: no seed of either side reached the "
+                     "threshold)",
+    "few_seeds": f"with fewer than {stats.MIN_SEEDS} seeds on a side (their seeds are quoted)",
+}
+"""Why a comparison is left out of the tests (``untested``), as the findings and tables word it."""
 
 
 def _metric_values(g: pd.DataFrame, metric: str, budget: int) -> np.ndarray:
@@ -227,18 +251,49 @@ def _comparable(metric: str, g: pd.DataFrame, r: pd.DataFrame) -> bool:
             and bool(np.isfinite(g[metric]).any() and np.isfinite(r[metric]).any()))
 
 
+def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
+    """Welch difference, test, Hedges' g and spread of two groups of per-seed values; a comparison resting on
+    one seed (:func:`stats.deviating_seeds`) keeps only its point difference."""
+    e = stats.welch_diff(x, y, bounds)
+    deviating = stats.deviating_seeds(x, y)
+    untested = ("no_variation" if stats.no_variation(x, y) else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS
+                else "one_seed" if deviating == 1 else "")
+    if untested:
+        return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "effect": np.nan, "untested": untested,
+                "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan}
+    se = float(np.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size))
+    return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "effect": stats.hedges_g(x, y),
+            "untested": "", "deviating": deviating, "test": "welch", "se": se, "dof": float(x.size + y.size - 2)}
+
+
+def _censored_row(x: np.ndarray, y: np.ndarray, budget: int) -> dict:
+    """Steps to threshold as censored times (NaN: not reached within `budget`): the difference of restricted
+    means (unreached counted as the budget) and Gehan's permutation test, no Welch interval or Hedges' g."""
+    rx, ry = np.where(np.isnan(x), float(budget), x), np.where(np.isnan(y), float(budget), y)
+    untested = ("uninformative" if not (np.isfinite(x).any() or np.isfinite(y).any())
+                else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS else "")
+    return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan,
+            "p": np.nan if untested else stats.gehan_permutation_p(x, y, budget), "effect": np.nan,
+            "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
+            "se": np.nan, "dof": np.nan}
+
+
 def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: int, seed: int,
                      metrics: tuple[str, ...] = tuple(METRICS)) -> pd.DataFrame:
-    """Per variant, task and metric (in `metrics` order): mean difference to the reference, Welch CI and
-    p-value (`p_holm` is filled by :func:`correct_for_multiplicity`), Hedges' g, smallest detectable one.
+    """Per variant, task and metric (in `metrics` order): mean difference to the reference, its interval,
+    test and p-value (`p_holm` and `mde` are filled by :func:`correct_for_multiplicity`), Hedges' g.
 
-    `estimable` is False where every seed of both sides has one value (no variation: no interval, no test).
+    Returns and AUC: Welch's interval and test. Steps to threshold are right-censored times (a seed that
+    never reached the threshold is censored at the budget, one that reached it at the last evaluation is
+    not): the difference of restricted means (unreached counted as the budget) with Gehan's generalized
+    Wilcoxon test by permutation (`test` "gehan"), no interval; `reached` / `reached_reference` count the
+    seeds that reached it. `untested` says why a comparison has no test (:data:`UNTESTED`): every seed of
+    both sides one value (`estimable` False), a comparison resting on one seed (`deviating`, the seeds off
+    the common value, is 1), no seed of either side reaching the threshold, or too few seeds.
     Intervals lie within the metric's range (returns: the task's bounds, the discounted
-    one's at the task's `gamma`; steps: [0, budget]) and are NaN below `stats.MIN_SEEDS`
-    seeds; a discounted return is left out where it was not recorded or the two sides
-    discount the task differently (see `discount_notes`); `mde` is
-    `stats.min_detectable_difference` (power 0.8, alpha 0.05), `max_diff` the largest
-    difference the metric's range allows (an `mde` above it: nothing is detectable). `values` /
+    one's at the task's `gamma`); a discounted return is left out where it was not recorded or the two
+    sides discount the task differently (see `discount_notes`); `se` / `dof` size the detectable
+    difference, `max_diff` is the largest difference the metric's range allows. `values` /
     `values_reference` hold the per-seed values as text, for small n.
     """
     rows = []
@@ -250,27 +305,40 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
                 continue
             gamma = float(r["gamma"].iloc[0]) if metric == "final_discounted" else float("nan")
             bounds = _metric_bounds(metric, task, gamma, budget)
+            raw_x, raw_y = g[metric].to_numpy(dtype=np.float64), r[metric].to_numpy(dtype=np.float64)
+            censored = metric == "steps_to_threshold"
             x, y = _metric_values(g, metric, budget), _metric_values(r, metric, budget)
-            e = stats.welch_diff(x, y, bounds)
-            censored = budget if metric == "steps_to_threshold" else None
+            row = _censored_row(raw_x, raw_y, budget) if censored else _welch_row(x, y, bounds)
+            row["estimable"] = not stats.no_variation(x, y)
             rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "gamma": gamma,
-                         "diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_holm": np.nan,
-                         "effect": stats.hedges_g(x, y), "estimable": not stats.no_variation(x, y),
-                         "mde": stats.min_detectable_difference(x, y),
+                         **row, "p_holm": np.nan, "mde": np.nan, "mde_alpha": np.nan,
                          "max_diff": ranges.difference_bounds(bounds)[1],
                          "n": int(len(x)), "n_reference": int(len(y)),
-                         "values": fmt.values(g[metric].to_numpy(dtype=np.float64), censored=censored),
-                         "values_reference": fmt.values(r[metric].to_numpy(dtype=np.float64), censored=censored)})
+                         "reached": int(np.isfinite(raw_x).sum()) if censored else -1,
+                         "reached_reference": int(np.isfinite(raw_y).sum()) if censored else -1,
+                         "values": fmt.values(raw_x, censored=budget if censored else None),
+                         "values_reference": fmt.values(raw_y, censored=budget if censored else None)})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 
-def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFrame
-                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Holm-Bonferroni over every test the report makes: per task and metric (Welch) and the aggregate IQM
-    and mean differences (permutation), adding `p_holm` / `iqm_p_holm` / `mean_p_holm`.
+def holm_first_alpha(differences: pd.DataFrame, improvement: pd.DataFrame, alpha: float) -> float:
+    """alpha / m, m the number of tests in the report's Holm family: the level the smallest p must pass."""
+    m = int(np.isfinite(differences["p"].to_numpy(dtype=np.float64)).sum()
+            + np.isfinite(improvement["iqm_p"].to_numpy(dtype=np.float64)).sum()
+            + np.isfinite(improvement["mean_p"].to_numpy(dtype=np.float64)).sum())
+    return alpha / m if m else alpha
 
-    One family for the whole report, so the family-wise error rate is 5% however many variants, tasks and
-    metrics a study has; untested comparisons (too few seeds, no variation) are not in it.
+
+def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFrame, alpha: float = 0.05
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Holm-Bonferroni over every test the report makes: per task and metric (Welch; Gehan for steps to
+    threshold) and the aggregate IQM and mean differences (permutation), adding `p_holm` / `iqm_p_holm` /
+    `mean_p_holm`; and each Welch row's detectable difference `mde` at `mde_alpha`, the level a finding's
+    p must pass at Holm's first (most lenient) step, alpha / m.
+
+    One family for the whole report, so the family-wise error rate is `alpha` however many variants, tasks and
+    metrics a study has; untested comparisons (too few seeds, no variation, resting on one seed, no seed
+    reaching the threshold) are not in it.
     """
     diff, imp = differences.copy(), improvement.copy()
     pvalues = np.concatenate([diff["p"].to_numpy(dtype=np.float64), imp["iqm_p"].to_numpy(dtype=np.float64),
@@ -279,6 +347,10 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     n, k = len(diff), len(imp)
     diff["p_holm"] = adjusted[:n]
     imp["iqm_p_holm"], imp["mean_p_holm"] = adjusted[n:n + k], adjusted[n + k:]
+    level = holm_first_alpha(diff, imp, alpha)
+    diff["mde_alpha"] = level
+    diff["mde"] = [stats.detectable_from_se(se, dof, alpha=level) if t == "welch" else np.nan
+                   for se, dof, t in zip(diff["se"], diff["dof"], diff["test"])]
     return diff, imp
 
 

@@ -11,8 +11,9 @@ Student-t 95% CI clipped to the quantity's range (none below
 
 Baselines: logging windows without a gradient update (before learning
 starts) are dropped, not averaged in as zeros; the cosine between tasks is
-shown beside a same-task null (two minibatches of one task, end of training,
-``grad_probe.parquet``); CKA beside its value at initialization.
+shown beside a same-task null (two minibatches of one task, ``grad_probe.parquet``, probed at every
+evaluation) on the same steps, each pair beside its own two tasks; a task whose gradient direction never
+changes (null near 1) is degenerate and gives no noise baseline; CKA beside its value at initialization.
 """
 
 from __future__ import annotations
@@ -76,21 +77,84 @@ def _pair_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def conflict_pairs_table(study: Study) -> pd.DataFrame:
-    """Per variant and task pair: cosine averaged over training per seed, then over seeds, beside *both*
-    tasks' own same-task nulls (``null_a``, ``null_b``: the end-of-run probe, two minibatches of one task).
+DEGENERATE_NULL = 0.9
+"""A task whose same-task null cosine (two minibatches of it) averages at least this over the compared steps is
+degenerate: its gradient direction hardly changes between minibatches (MountainCar before it ever reaches the
+goal: every reward -1), so its share of same-task pairs with cosine < 0 is ~0 by construction, not a measure
+of gradient noise. It gets no noise baseline and is left out of every mean over tasks."""
 
-    Each pair against its own two tasks' nulls, never an average over tasks: one task whose gradient never
-    changes (MountainCar before it learns: every reward -1) has a null near 1 that would swamp the rest.
+INDEPENDENT_CONFLICT = 0.5
+"""The conflict fraction of two independent random directions: their cosine is < 0 half the time."""
+
+
+def _matched_steps(study: Study, variant: str, gp: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(pair rows, same-task probe rows, when) on the same steps: the logging windows at which the run also
+    probed the same-task null (every evaluation). Runs that probed only at the end (no ``step`` in
+    grad_probe) keep every pair row and the end probe, `when` "end"; otherwise `when` "matched"."""
+    probe = study.cells[variant].grad_probe
+    if probe is None or not len(probe):
+        return gp, pd.DataFrame(columns=["seed", "task_a", "task_b", "cosine", "negative"]), "none"
+    same = probe[probe["task_a"].astype(str) == probe["task_b"].astype(str)]
+    if "step" not in probe:
+        return gp, same, "end"
+    steps = np.intersect1d(gp["step"].unique(), same["step"].unique())
+    if not len(steps):
+        return gp, _same_task_probe(study, variant), "end"
+    return gp[gp["step"].isin(steps)], same[same["step"].isin(steps)], "matched"
+
+
+def _task_noise(same: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """{task: null cosine, its share of minibatch pairs with cosine < 0 (per seed over steps, then over seeds),
+    and whether it is degenerate (:data:`DEGENERATE_NULL`)} from same-task probe rows."""
+    out = {}
+    for t, g in same.groupby("task_a"):
+        null = float(g.groupby("seed")["cosine"].mean().mean())
+        neg = float(g.groupby("seed")["negative"].mean().mean()) if "negative" in g else float("nan")
+        out[str(t)] = {"null": null, "noise": neg, "degenerate": bool(null >= DEGENERATE_NULL)}
+    return out
+
+
+def _steps_text(gp: pd.DataFrame, when: str) -> str:
+    if when != "matched":
+        return "over training; nulls at the end only"
+    steps = np.sort(gp["step"].unique())
+    first, last = (f"{int(x) // 1000}k" if x >= 1000 else str(int(x)) for x in (steps[0], steps[-1]))
+    return f"{len(steps)} evaluation step(s), {first}–{last}"
+
+
+def conflict_pairs_table(study: Study) -> pd.DataFrame:
+    """Per variant and task pair, time-matched: the between-task cosine and the pair's conflict fraction (share of
+    updates with cosine < 0) over the steps at which the run also probed the same-task nulls, beside *both*
+    tasks' own null cosine (``null_a``, ``null_b``) and own share of same-task minibatch pairs with cosine < 0
+    (``noise_a``, ``noise_b``) over those same steps, each per seed over steps, then over seeds.
+
+    Each pair against its own two tasks, never an average over tasks; a degenerate task (``degenerate_a`` /
+    ``degenerate_b``: null ≥ :data:`DEGENERATE_NULL`, its gradient direction never changes) has no noise
+    baseline (NaN). Runs that probed only at the end compare the cosine over training with the nulls at the end
+    (``steps`` says which).
     """
     rows = []
     for v, gp in _pair_frames(study):
-        nulls = _task_nulls(study, v)
-        for (a, b), g in gp.groupby(["task_a", "task_b"], sort=False):
-            per_seed = g.groupby("seed")["cosine"].mean().to_numpy()
-            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(per_seed, ranges.COSINE),
-                         "null_a": nulls.get(a, float("nan")), "null_b": nulls.get(b, float("nan"))})
-    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "null_a", "null_b"])
+        matched, same, when = _matched_steps(study, v, gp)
+        tasks = _task_noise(same)
+        nan = {"null": float("nan"), "noise": float("nan"), "degenerate": False}
+        for (a, b), g in matched.groupby(["task_a", "task_b"], sort=False):
+            ta, tb = tasks.get(a, nan), tasks.get(b, nan)
+            frac = stats.t_mean(g.assign(neg=_conflicting(g)).groupby("seed")["neg"].mean().to_numpy(np.float64),
+                                ranges.FRACTION)
+            rows.append({"variant": v, "task_a": a, "task_b": b,
+                         **_est_row(g.groupby("seed")["cosine"].mean().to_numpy(), ranges.COSINE),
+                         "conflict": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi,
+                         "null_a": ta["null"], "null_b": tb["null"],
+                         "noise_a": float("nan") if ta["degenerate"] else ta["noise"],
+                         "noise_b": float("nan") if tb["degenerate"] else tb["noise"],
+                         "degenerate_a": ta["degenerate"], "degenerate_b": tb["degenerate"],
+                         "steps": _steps_text(matched, when)})
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+PAIR_COLUMNS = ["variant", "task_a", "task_b", *_EST, "conflict", "conflict_lo", "conflict_hi", "null_a",
+                "null_b", "noise_a", "noise_b", "degenerate_a", "degenerate_b", "steps"]
 
 
 def _end_probe(study: Study, variant: str) -> pd.DataFrame | None:
@@ -116,24 +180,20 @@ def _null_curve_rows(study: Study, variant: str) -> list[dict]:
     if gp is None or "step" not in gp or gp["step"].nunique() < 2:
         return []
     same = gp[gp["task_a"].astype(str) == gp["task_b"].astype(str)]
-    return [{"variant": variant, "quantity": "null", "task_a": t, "task_b": t, "step": int(step),
+    rows = [{"variant": variant, "quantity": "null", "task_a": t, "task_b": t, "step": int(step),
              **_est_row(g.groupby("seed")["cosine"].mean().to_numpy(), ranges.COSINE)}
             for (t, step), g in same.groupby(["task_a", "step"], sort=True)]
+    if "negative" in same:  # each task's noise baseline over training: its same-task pairs with cosine < 0
+        rows += [{"variant": variant, "quantity": "noise", "task_a": t, "task_b": t, "step": int(step),
+                  **_est_row(g.groupby("seed")["negative"].mean().to_numpy(), ranges.FRACTION)}
+                 for (t, step), g in same.groupby(["task_a", "step"], sort=True)]
+    return rows
 
 
 def _task_nulls(study: Study, variant: str) -> dict[str, float]:
     """{task: its same-task null cosine, per seed then over seeds}."""
     same = _same_task_probe(study, variant)
     return {str(t): float(g.groupby("seed")["cosine"].mean().mean()) for t, g in same.groupby("task_a")}
-
-
-def _noise_conflict(study: Study, variant: str) -> float:
-    """The conflict fraction's noise baseline: the share of same-task minibatch pairs with cosine < 0 (mean over
-    tasks per seed, then over seeds); NaN for probes that did not record it."""
-    same = _same_task_probe(study, variant)
-    if "negative" not in same or not len(same):
-        return float("nan")
-    return float(same.groupby("seed")["negative"].mean().mean())
 
 
 def _conflicting(gp: pd.DataFrame) -> pd.Series:
@@ -151,7 +211,8 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
     a pair's cosine.  Runs that logged ``conflict_rate`` (the share of *updates*
     in the window whose pair gradients conflicted) use it: it sees conflicts that
     a window's mean cosine averages away.  Rows of quantity "null" hold each
-    task's same-task null where the run probed it at every evaluation.
+    task's same-task null cosine, and rows "noise" its share of same-task minibatch pairs with cosine < 0,
+    where the run probed them at every evaluation.
     """
     rows = []
     for v, gp in _pair_frames(study):
@@ -168,20 +229,31 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
 
 
 def conflict_summary_table(study: Study) -> pd.DataFrame:
-    """Per variant: mean cosine and conflict fraction over all steps and pairs, per seed then over seeds."""
+    """Per variant: mean cosine and conflict fraction over all steps and pairs, per seed then over seeds; beside
+    them the same-task null cosine (``null_cosine``) and noise baseline (``noise_conflict``: the share of
+    same-task minibatch pairs with cosine < 0) averaged over the same steps and over the *non-degenerate*
+    tasks only (``degenerate``: those left out, :data:`DEGENERATE_NULL`); ``end_cosine``: the between-task
+    cosine of the end-of-run probe."""
     rows = []
     for v, gp in _pair_frames(study):
         by_seed = gp.groupby("seed")
         cos = stats.t_mean(by_seed["cosine"].mean().to_numpy(), ranges.COSINE)
         frac = stats.t_mean(
             gp.assign(neg=_conflicting(gp)).groupby("seed")["neg"].mean().to_numpy(dtype=np.float64), ranges.FRACTION)
-        null, end = _probe_means(study, v)
+        matched, same, when = _matched_steps(study, v, gp)
+        tasks = _task_noise(same)
+        kept = [t for t in study.tasks if t in tasks and not tasks[t]["degenerate"]]
+        mean = lambda key: float(np.mean([tasks[t][key] for t in kept])) if kept else float("nan")  # noqa: E731
         rows.append({"variant": v, "n_pairs": int(gp[["task_a", "task_b"]].drop_duplicates().shape[0]),
                      "cosine_mean": cos.value, "cosine_lo": cos.lo, "cosine_hi": cos.hi,
                      "conflict_fraction": frac.value, "conflict_lo": frac.lo, "conflict_hi": frac.hi, "n": cos.n,
-                     "null_cosine": null, "end_cosine": end, "noise_conflict": _noise_conflict(study, v)})
+                     "null_cosine": mean("null"), "end_cosine": _probe_means(study, v)[1],
+                     "noise_conflict": mean("noise"),
+                     "degenerate": ", ".join(f"{t} (null {tasks[t]['null']:.3f})" for t in study.tasks
+                                             if t in tasks and tasks[t]["degenerate"]),
+                     "steps": _steps_text(matched, when)})
     cols = ["variant", "n_pairs", "cosine_mean", "cosine_lo", "cosine_hi", "conflict_fraction", "conflict_lo",
-            "conflict_hi", "n", "null_cosine", "end_cosine", "noise_conflict"]
+            "conflict_hi", "n", "null_cosine", "end_cosine", "noise_conflict", "degenerate", "steps"]
     return pd.DataFrame(rows, columns=cols)
 
 

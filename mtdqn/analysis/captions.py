@@ -1,0 +1,98 @@
+"""Captions of the report's tables and figures that define what a number is: how steps to threshold and the
+AUC are read off the curves, where thresholds come from, what each test and detectable difference is, what a
+percentile bootstrap's interval is worth, what a strategy's applied weight is. Each is written from the same
+constants and tables the numbers come from, so the words cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mtdqn import taskfacts
+from mtdqn.rundir import FINAL_SCORE_EVALS
+
+from . import fmt, stats
+from .findings import ALPHA, alpha_text
+from .load import Study
+
+__all__ = ["auc_steps", "thresholds_text", "reach_definition", "differences_note", "PERCENTILE_CAVEAT",
+           "WEIGHT_WORD"]
+
+
+def auc_steps(curves: pd.DataFrame, source: str) -> str:
+    """Which steps the AUC's trapezoid runs over: the curve's first to last point (no evaluation at step 0)."""
+    if not len(curves):
+        return "the curve's points"
+    steps = sorted(int(x) for x in pd.unique(curves["step"]))
+    what = "evaluation" if source == "evaluation" else "logging"
+    return (f"the {what} steps from the first, {fmt.steps(steps[0])}, to the last, {fmt.steps(steps[-1])} "
+            f"({len(steps)} points; there is no {what} at step 0, so the untrained start is not in it)")
+
+
+def thresholds_text(study: Study) -> str:
+    """Each task's threshold and where it comes from: mtdqn's default level for the task (taskfacts) or the
+    study's own."""
+    parts = []
+    for task in study.tasks:
+        values = {float(study.cells[v].summary["thresholds"][task]) for v in study.ok_variants
+                  if task in study.cells[v].summary.get("thresholds", {})}
+        if not values:
+            continue
+        value = values.pop() if len(values) == 1 else float("nan")
+        f = taskfacts.facts(task)
+        default = f is not None and f.threshold is not None and value == float(f.threshold)
+        parts.append(f"{task} {fmt.num(value)} ({'mtdqn default' if default else 'set by the study'})")
+    if not parts:
+        return ""
+    return ("Thresholds: " + ", ".join(parts) + "; mtdqn's defaults (mtdqn/taskfacts.py) are our own levels "
+            "below each task's solved score (CartPole-v1 500 steps, Gymnasium's reward_threshold elsewhere), "
+            "not a published benchmark's.")
+
+
+def reach_definition(source: str, study: Study | None = None) -> str:
+    """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
+    how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
+           "(fewer at the first ones) reaches the threshold: a level held over as many evaluations as a final "
+           "score may average, not one lucky evaluation of a few episodes" if source == "evaluation" else
+           "the first logging step at which the smoothed training-return curve reaches the threshold")
+    thresholds = thresholds_text(study) if study is not None else \
+        "Thresholds: each run's summary.json (mtdqn's default per task in mtdqn/taskfacts.py, or the study's own)."
+    return (f"Steps to threshold: {how}. {thresholds} Median over all seeds with unreached seeds counted as "
+            "never; 'seeds reached' is the share that reached it within the budget.")
+
+
+def differences_note(diffs: pd.DataFrame) -> str:
+    """The caption of the difference table: each test, the family, and the level the detectable size uses."""
+    level = float(diffs["mde_alpha"].iloc[0]) if len(diffs) and "mde_alpha" in diffs else ALPHA
+    return ("Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
+            "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
+            "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
+            f"report, the one a finding needs below {ALPHA:g}; Hedges' g: the difference over the pooled seed SD "
+            "with the small-sample correction. 'Not estimable (no variation)': every seed of both sides gave one "
+            "value, so there is no interval and no test. 'Not tested (1/12 seeds differ)': every seed of both "
+            "sides but one gave the same value; Welch's t is then exactly 1 whatever that seed's deviation "
+            "(p 0.363 at 6 vs 6), so the row gets no p, g or detectable difference and stays out of the Holm "
+            "family. Steps to threshold are censored times: a seed that never reached the threshold is known "
+            "only to need more than the budget (shown '>' the budget), one that reached it at the last "
+            "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
+            "budget), tested with Gehan's generalized Wilcoxon test for censored data by exact permutation of "
+            "the runs, without an interval; a threshold no seed of either side reached is 'not informative at "
+            "this budget' and not tested. Detectable difference: the smallest true difference a two-sided "
+            f"two-sample test would find with power 0.8 at α = {alpha_text(level)}, the level the smallest p "
+            "must pass at Holm's first step (a finding needs at least that), from the observed spread and seed "
+            "counts (normal-theory power analysis with t quantiles); n/a below "
+            f"{stats.MIN_SEEDS} seeds in a group (the seeds' values are shown instead) or when no seed-to-seed "
+            "spread was observed. The discounted return is compared within its range at the task's γ.")
+
+
+PERCENTILE_CAVEAT = (
+    "Percentile bootstraps are known to under-cover at small n: in the coverage simulation of "
+    "tests/test_report_inference.py the percentile bootstrap of a difference of means held the truth about 88% "
+    "of the time at 5 seeds for a nominal 95% (the per-task Welch intervals 93-99%), so read these intervals as "
+    "narrower than their label. They are descriptive: the aggregate differences' tests are exact permutation "
+    "tests over runs, and only those enter the findings' Holm family.")
+
+
+WEIGHT_WORD = {"pcgrad": "weight: Σ_i C_ik, task k's total coefficient after the projections",
+               "sum": "weight: the static task weight", "cagrad": "weight: 1/K + λ x_i",
+               "unit-norm": "weight: w_i / ||g_i||"}

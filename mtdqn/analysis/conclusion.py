@@ -1,0 +1,118 @@
+"""The conclusion at the top of the findings: whether the variants differ from the reference, by how much the
+study could have told, and what the gradient diagnostics show, generated from the report's own tables.
+
+It restates, never adds: every number in it is in a findings sentence or a table below, and at small n it
+says what "no difference found" does not mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import ranges
+from .findings import ALPHA, alpha_text, count_tests, signed
+from .fmt import interval, num
+from .tables import METRICS
+
+__all__ = ["conclusion"]
+
+
+def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: str) -> str:
+    tested = count_tests(differences, improvement)
+    if not tested:
+        return ("Whether: not tested; no comparison has a test (see the first finding for why), so this study "
+                "cannot say whether the variants differ.")
+    holm = pd.concat([differences[["variant", "task", "metric", "diff", "p", "p_holm"]],
+                      improvement.assign(task="aggregate", metric="IQM", diff=improvement["iqm_diff"],
+                                         p=improvement["iqm_p"], p_holm=improvement["iqm_p_holm"]),
+                      improvement.assign(task="aggregate", metric="mean", diff=improvement["mean_diff"],
+                                         p=improvement["mean_p"], p_holm=improvement["mean_p_holm"])],
+                     ignore_index=True)[["variant", "task", "metric", "diff", "p", "p_holm"]]
+    found = holm[holm["p_holm"] < ALPHA]
+    hint = holm[(holm["p"] < ALPHA) & ~(holm["p_holm"] < ALPHA)]
+
+    def name(r) -> str:
+        what = METRICS.get(r.metric, f"aggregate {r.metric}").lower() if r.task != "aggregate" else \
+            f"aggregate {r.metric} normalized score"
+        where = "" if r.task == "aggregate" else f" on {r.task}"
+        return f"`{r.variant}` {signed(r.diff)} in {what}{where} (Holm p {r.p_holm:.3f})"
+
+    head = (f"Whether: {len(found)} of the {tested} tested difference(s) to `{reference}` survive(s) the Holm "
+            f"correction: " + "; ".join(name(r) for r in found.itertuples()) if len(found) else
+            f"Whether: none of the {tested} tested differences to `{reference}` survives the Holm correction")
+    if len(hint):
+        head += (f"; {len(hint)} {'passes' if len(hint) == 1 else 'pass'} only uncorrected (suggestive, not a "
+                 "finding): "
+                 + "; ".join(name(r) for r in hint.itertuples()))
+    return head + "."
+
+
+def _how_much(differences: pd.DataFrame, headline: str) -> str:
+    """The detectable differences of the headline metric per task (at the Holm first-step level), as a share
+    of the task's range, and the tasks where no variant left a testable spread."""
+    rows = differences[differences["metric"] == headline]
+    if not len(rows):
+        return ""
+    level = float(rows["mde_alpha"].iloc[0]) if "mde_alpha" in rows else ALPHA
+    parts, silent = [], []
+    for task, g in rows.groupby("task", sort=False):
+        mde = g["mde"].to_numpy(dtype=float)
+        mde = mde[np.isfinite(mde)]
+        if not mde.size:
+            if (g.get("untested", pd.Series("", index=g.index)) != "few_seeds").all():
+                silent.append(task)
+            continue
+        lo, hi = ranges.return_bounds(task)
+        width = hi - lo if np.isfinite(hi - lo) else float("nan")
+        share = (f" ({mde.min() / width:.0%} to {mde.max() / width:.0%} of its range)" if math.isfinite(width)
+                 and mde.min() != mde.max() else f" ({mde.min() / width:.0%} of its range)"
+                 if math.isfinite(width) else "")
+        size = num(mde.min()) if mde.min() == mde.max() else f"{num(mde.min())}–{num(mde.max())}"
+        diffs = ", ".join(f"`{r.variant}` {signed(r.diff)}" for r in g.itertuples())
+        parts.append(f"{size} on {task}{share}, against observed {diffs}")
+    what = METRICS[headline].lower()
+    out = ""
+    if parts:
+        out = (f"By how much: at power 0.8 and the level a finding must pass (α {alpha_text(level)}), this study "
+               f"could resolve differences in {what} of about " + "; ".join(parts) + ".")
+    if silent:
+        out += (f" {', '.join(silent)}: no test on the {what}: every seed of every variant at one value, or all "
+                "but one, so it says nothing about sharing.")
+    return out.strip()
+
+
+def _why(conflict: pd.DataFrame) -> str:
+    if conflict is None or not len(conflict):
+        return ""
+    parts = []
+    for r in conflict.itertuples():
+        lo, hi = float(r.cosine_lo), float(r.cosine_hi)
+        reading = ("no net conflict" if math.isfinite(lo) and lo >= 0 else
+                   "net conflict" if math.isfinite(hi) and hi < 0 else "no net conflict shown")
+        ci = f"{interval(lo, hi)} ({reading})" if math.isfinite(lo) else f"(no interval at this n; {reading})"
+        parts.append(f"`{r.variant}` mean between-task cosine {num(r.cosine_mean)} {ci}, conflict fraction "
+                     f"{num(r.conflict_fraction)} against 0.5 for independent directions")
+    near = all(abs(float(r.cosine_mean)) < 0.1 for r in conflict.itertuples())
+    tail = (": the tasks' gradients on the shared trunk are near-orthogonal, neither net interference nor net "
+            "alignment between tasks" if near else "")
+    return "Why: " + "; ".join(parts) + tail + "."
+
+
+def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFrame, conflict: pd.DataFrame,
+               headline: str = "final_return") -> str:
+    """'**Conclusion** (n vs n seeds).' whether / by how much / why, and what small n does not allow."""
+    if not len(differences) and not len(improvement):
+        return ""
+    n = sorted({int(x) for x in pd.concat([differences["n"], differences["n_reference"]])}) if len(differences) \
+        else sorted({int(x) for x in pd.concat([improvement["n"], improvement["n_reference"]])})
+    seeds = "/".join(map(str, n))
+    how = _how_much(differences, headline)
+    caveat = (f"At {seeds} seeds per variant, 'no difference found' is not 'no difference': a true difference "
+              "smaller than those sizes would most likely go unseen; more seeds shrink them roughly as 1/√n."
+              if "could resolve" in how else
+              f"At {seeds} seeds per variant nothing above is evidence either way.")
+    parts = [_whether(differences, improvement, reference), how, _why(conflict), caveat]
+    return f"**Conclusion** ({seeds} seeds per variant). " + " ".join(p for p in parts if p)
