@@ -161,6 +161,7 @@ def test_conflict_baseline_is_per_pair_time_matched_and_leaves_degenerate_tasks_
     assert "CartPole-v1 0.200" in text and "3 evaluation step(s)" in text, text
 
 
+@pytest.mark.slow  # builds a whole report
 def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
     """Referee 8: PCGrad's 'applied weight' (9.6 on MountainCar) was undefined in the report."""
     import json
@@ -231,6 +232,7 @@ def test_training_curve_window_is_capped_at_a_fifth_of_the_run(tmp_path):
     assert tables.capped_window(study, 5) == 1  # 6 windows: MA5 would be a cumulative mean
 
 
+@pytest.mark.slow  # builds a whole report
 def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     """Referee 13: whether, by how much and why, at the top of the findings, every number from the tables."""
     from mtdqn.analysis import build_report
@@ -256,6 +258,7 @@ def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     assert "Why: `shared` mean between-task cosine" in text and "'no difference found' is not" in text, text
 
 
+@pytest.mark.slow  # builds a whole report
 def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_thresholds(tmp_path):
     """Referee 11 and 14: the protocol stated one revision though the cells ran two; the AUC did not say which
     steps it averages (none at step 0); the thresholds' source was not given."""
@@ -278,6 +281,7 @@ def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_threshol
     assert "CartPole-v1 150 (set by the study)" in caption and "mtdqn/taskfacts.py" in caption, caption
 
 
+@pytest.mark.slow  # builds a whole report
 def test_aggregate_intervals_are_labelled_percentile_bootstraps_that_under_cover(tmp_path):
     """Referee 9: the aggregate IQM / mean-difference intervals are percentile bootstraps, which the report's
     own coverage simulation found to under-cover at 5 seeds; they read as plain '95% CI' before."""
