@@ -24,8 +24,10 @@ TASKS = ["CartPole-v1", "Acrobot-v1"]
 
 def run_study(out: Path, steps: int, seeds: int, **options: Any) -> mtdqn.Study:
     """The study: the independent reference and a shared trunk (``options``: train options of both)."""
+    window = options.get("log_every")  # evaluations run between logging windows: ten of them, in whole windows
+    every = max(1, round(steps / 10 / window)) * window if window else max(steps // 10, 1)
     return mtdqn.study({"name": "example", "tasks": TASKS, "steps": steps, "seeds": seeds,
-                        "eval_every": max(steps // 10, 1), "eval_episodes": 5, "options": options,
+                        "eval_every": every, "eval_episodes": 5, "options": options,
                         "variants": {"shared": {"sharing": "shared"}}}, out=out, progress=False)
 
 

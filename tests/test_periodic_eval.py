@@ -141,7 +141,7 @@ def test_study_cells_evaluate_during_training(tmp_path):
     from mtdqn.studies.runner import cell_configs
 
     path = tmp_path / "s.toml"
-    path.write_text('tasks = ["CartPole-v1"]\nsteps = 3000\nseeds = 1\neval_every = 1500\n'
+    path.write_text('tasks = ["CartPole-v1"]\nsteps = 6000\nseeds = 1\neval_every = 1500\n'
                     '[variants.shared]\nsharing = "shared"\n[variants.independent]\nsharing = "independent"\n')
     assert [cell.run_options.eval_every for cell in cell_configs(load_spec(path))] == [1500, 1500]
     path.write_text(path.read_text().replace("eval_every = 1500\n", ""))

@@ -296,3 +296,15 @@ def test_aggregate_intervals_are_labelled_percentile_bootstraps_that_under_cover
     for line in findings_text.splitlines():
         if line.startswith("- Aggregate "):
             assert "percentile stratified bootstrap, which under-covers at small n" in line, line
+
+
+def test_learning_curves_draw_a_task_without_points():
+    """A task whose curve table has no row (a run of two logging windows smooths to nothing) is an empty panel,
+    not a crash of the whole report (the study_tables example's report failed so)."""
+    from mtdqn.analysis import plots
+
+    curves = pd.DataFrame({"variant": ["shared"], "task": ["CartPole-v1"], "step": [500], "mean": [20.0],
+                           "lo": [np.nan], "hi": [np.nan], "n": [1]})
+    per_seed = pd.DataFrame({"variant": ["shared"], "task": ["CartPole-v1"], "seed": [0], "step": [500],
+                             "value": [20.0]})
+    plots.learning_curves(curves, per_seed, ("CartPole-v1", "Acrobot-v1"), ("shared",), "return")

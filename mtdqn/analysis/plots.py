@@ -128,7 +128,8 @@ def learning_curves(curves: pd.DataFrame, per_seed: pd.DataFrame, tasks: tuple[s
     fig, axes = _figure(len(tasks))
     k = len(variants)
     for ax, task in zip(axes, tasks):
-        span = float(np.ptp(curves.loc[curves["task"] == task, "step"].to_numpy(dtype=float))) if len(curves) else 0.0
+        steps = curves.loc[curves["task"] == task, "step"].to_numpy(dtype=float)
+        span = float(np.ptp(steps)) if steps.size else 0.0  # a task without a curve point: nothing to dodge
         for i, v in enumerate(variants):
             for _, s in per_seed[(per_seed["variant"] == v) & (per_seed["task"] == task)].groupby("seed"):
                 ax.plot(s["step"].to_numpy(), s["value"].to_numpy(), color=_color(i), lw=0.6, alpha=0.45)
