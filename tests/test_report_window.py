@@ -52,7 +52,7 @@ def test_a_window_that_spans_learning_is_named(tmp_path):
     assert unsettled_tasks(table) == ["Acrobot-v1"]  # CartPole's scores are the last evaluation's: settled
     md = (build_report(study, reps=REPS) / "report.md").read_text()
     assert "### Final score against the end-of-training evaluation alone" in md
-    assert "On Acrobot-v1 a final-score interval is over 2× as wide" in md
+    assert "On Acrobot-v1 a final-score interval is over 2× as wide" in md and "collapsing and recovering" in md
 
 
 def test_comparisons_that_read_differently_are_listed():
@@ -63,5 +63,9 @@ def test_comparisons_that_read_differently_are_listed():
             {"variant": "pcgrad", "task": "A", "final_diff_lo": 2.0, "final_diff_hi": 4.0, "last_diff_lo": 1.0,
              "last_diff_hi": 3.0},
             {"variant": "moe", "task": "A", "final_diff_lo": 2.0, "final_diff_hi": 4.0, "last_diff_lo": -3.0,
-             "last_diff_hi": -1.0}]
-    assert window_disagreements(pd.DataFrame(rows)) == ["shared on A", "moe on A"]
+             "last_diff_hi": -1.0},
+            {"variant": "moore", "task": "A", "final_diff_lo": -5.0, "final_diff_hi": 30.0, "last_diff_lo": -20.4,
+             "last_diff_hi": 0.2}]  # a second referee's pcgrad on Acrobot: +12.7 vs -10.1, no interval excludes 0
+    for r, (f, last) in zip(rows, ((7.5, 5.0), (3.0, 2.0), (3.0, -2.0), (12.7, -10.1))):
+        r.update(final_diff=f, last_diff=last)
+    assert window_disagreements(pd.DataFrame(rows)) == ["shared on A", "moe on A", "moore on A"]

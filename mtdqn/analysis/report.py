@@ -222,14 +222,16 @@ def _window_blocks(window: pd.DataFrame) -> list:
     if window.empty:
         return []
     split, unsettled = sensitivity.window_disagreements(window), sensitivity.unsettled_tasks(window)
-    verdict = (f"The two read differently for {', '.join(split)}." if split else
-               "Every comparison to the reference reads the same under both (its interval excludes 0 under both "
-               "or under neither).")
+    verdict = (f"The two read differently (an interval excluding 0 under one only, or differences of opposite "
+               f"sign) for {', '.join(split)}." if split else
+               "Every comparison to the reference reads the same under both (same sign; its interval excludes 0 "
+               "under both or under neither).")
     if unsettled:
         verdict += (f" On {', '.join(unsettled)} a final-score interval is over {sensitivity.UNSETTLED_WIDTH:g}× as "
-                    "wide as the end-of-training evaluation's: the task was still being learned inside the window, "
-                    "so there the final score is an average over that stretch of training, not the final policy's "
-                    "level; a longer run, or more evaluations nearer its end, would settle it.")
+                    "wide as the end-of-training evaluation's: the greedy policy's level moved inside the window "
+                    "(a task still being learned, or greedy policies collapsing and recovering between evaluations: "
+                    "see each seed's curve above), so there the final score is an average over that stretch of "
+                    "training, not the final policy's level, and the sizes it gives are the window's spread.")
     return [Table("Final score against the end-of-training evaluation alone", sensitivity.window_display(window),
                   "How much the headline depends on its window: the final score averages the greedy evaluations "
                   "listed, the last of them the end-of-training one, which the next column shows alone. Means "

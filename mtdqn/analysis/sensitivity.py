@@ -70,11 +70,14 @@ def _excludes_zero(lo: float, hi: float) -> int:
 
 def window_disagreements(table: pd.DataFrame) -> list[str]:
     """(variant, task) pairs whose difference to the reference reads differently under the two scores: the
-    interval excludes 0 under one and not under the other, or the two exclude 0 on opposite sides."""
+    interval excludes 0 under one and not under the other, the two exclude 0 on opposite sides, or the two
+    point differences have opposite signs (a second referee: pcgrad on Acrobot +12.7 under the window, -10.1
+    [-20.4, 0.2] alone, neither interval excluding 0)."""
     out = []
     for r in table.itertuples():
         a, b = _excludes_zero(r.final_diff_lo, r.final_diff_hi), _excludes_zero(r.last_diff_lo, r.last_diff_hi)
-        if a != b:
+        flipped = np.isfinite(r.final_diff) and np.isfinite(r.last_diff) and r.final_diff * r.last_diff < 0
+        if a != b or flipped:
             out.append(f"{r.variant} on {r.task}")
     return out
 
@@ -85,8 +88,9 @@ UNSETTLED_WIDTH = 2.0
 
 def unsettled_tasks(table: pd.DataFrame) -> list[str]:
     """Tasks where some variant's final-score interval is over UNSETTLED_WIDTH times as wide as its
-    end-of-training evaluation's: the seeds disagree far more across the window than at its end, so the
-    window spans a stretch where the task was still being learned."""
+    end-of-training evaluation's: the seeds disagree far more across the window than at its end, so the greedy
+    policy's level moved inside the window (still being learned, or collapsing and recovering: a second
+    referee found Acrobot seeds at -81, -500, -94 on three evaluations in a row)."""
     width = lambda lo, hi: hi - lo if np.isfinite(lo) and np.isfinite(hi) else np.nan  # noqa: E731
     out = []
     for task, g in table.groupby("task", sort=False):
