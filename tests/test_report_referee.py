@@ -153,12 +153,16 @@ def test_conflict_baseline_is_per_pair_time_matched_and_leaves_degenerate_tasks_
     assert summary["noise_conflict"] == pytest.approx(0.2)  # not (0.2 + 0.0) / 2, not the end's 0.4
     assert summary["null_cosine"] == pytest.approx(1.3 / 3)  # not averaged with Acrobot's 0.999
     assert "Acrobot-v1" in summary["degenerate"]
+    # its only pair has the degenerate task: nothing is left to average (a second referee: the mean cosine over
+    # all pairs, 0.027, was MountainCar's pairs; CartPole-Acrobot alone 0.004)
+    assert summary["n_pairs"] == 0 and math.isnan(summary["cosine_mean"]) and math.isnan(summary["conflict_fraction"])
     curve = why.conflict_curve_table(study)
     noise = curve[(curve["quantity"] == "noise") & (curve["task_a"] == "CartPole-v1")]
     assert noise["mean"].tolist() == pytest.approx([0.0, 0.2, 0.4])  # the baseline over training, not one line
     text = conflict_sentence(summary, pairs)
-    assert "against 0.5 for independent random directions" in text and "Acrobot-v1 degenerate" in text, text
+    assert "near 0.5" in text and "Acrobot-v1 degenerate" in text, text  # 0.5: independent directions
     assert "CartPole-v1 0.200" in text and "3 evaluation step(s)" in text, text
+    assert "no pair of two non-degenerate tasks" in text and "n/a" not in text, text
 
 
 @pytest.mark.slow  # builds a whole report

@@ -168,13 +168,17 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
     against 0 (net conflict or not), the conflict fraction against 0.5 (independent directions), and each task
     pair beside its own two tasks' noise baselines over the same steps (`pairs`: the variant's
     `conflict_pairs_table` rows), degenerate tasks named, never averaged in."""
-    head = (f"Gradient conflict in `{row['variant']}` (on each task's gradient before the strategy combines "
-            f"them): mean between-task cosine of shared-parameter gradients {num(row['cosine_mean'])} "
-            f"(95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
-            f"{_net_conflict(float(row['cosine_lo']), float(row['cosine_hi']))}; conflict fraction (share of "
-            f"updates whose task-pair gradients have cosine < 0) {num(row['conflict_fraction'])} (95% CI "
-            f"{interval(row['conflict_lo'], row['conflict_hi'])}), against 0.5 for independent random directions; "
-            f"over {row['n_pairs']} task pair(s), n = {row['n']} seeds")
+    if int(row["n_pairs"]) == 0:  # every pair has a degenerate task: no mean to read against 0 or 0.5
+        head = (f"Gradient conflict in `{row['variant']}`: no pair of two non-degenerate tasks, so no mean cosine "
+                "or conflict fraction between learning tasks")
+    else:
+        head = (f"Gradient conflict in `{row['variant']}` (on each task's gradient before the strategy combines "
+                f"them): mean between-task cosine of shared-parameter gradients {num(row['cosine_mean'])} "
+                f"(95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
+                f"{_net_conflict(float(row['cosine_lo']), float(row['cosine_hi']))}; conflict fraction (share of "
+                f"updates whose task-pair gradients have cosine < 0) {num(row['conflict_fraction'])} (95% CI "
+                f"{interval(row['conflict_lo'], row['conflict_hi'])}), against 0.5 for independent random "
+                f"directions; over {row['n_pairs']} task pair(s) of non-degenerate tasks, n = {row['n']} seeds")
     if pairs is None or not len(pairs) or "conflict" not in pairs:
         noise = float(row.get("noise_conflict", float("nan")))
         baseline = f"; noise baseline (same-task pairs with cosine < 0) {num(noise)}" if math.isfinite(noise) else ""
