@@ -69,3 +69,17 @@ def test_comparisons_that_read_differently_are_listed():
     for r, (f, last) in zip(rows, ((7.5, 5.0), (3.0, 2.0), (3.0, -2.0), (12.7, -10.1))):
         r.update(final_diff=f, last_diff=last)
     assert window_disagreements(pd.DataFrame(rows)) == ["shared on A", "moe on A", "moore on A"]
+
+
+def test_only_the_reference_reads_reference():
+    """A variant whose difference cannot be taken (the reference failed) shows n/a, not 'reference'."""
+    import pandas as pd
+
+    from mtdqn.analysis.sensitivity import WINDOW_COLUMNS, window_display
+
+    nan = float("nan")
+    row = dict.fromkeys(WINDOW_COLUMNS, nan) | {"task": "A", "window": "1, 2", "n": 5, "final_mean": 1.0,
+                                                 "last_mean": 1.0}
+    table = pd.DataFrame([row | {"variant": "independent"}, row | {"variant": "shared"}], columns=WINDOW_COLUMNS)
+    shown = window_display(table, "independent")["difference to the reference: final score"].tolist()
+    assert shown == ["reference", "n/a"]

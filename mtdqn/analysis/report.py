@@ -205,7 +205,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
               "with a 95% Student-t interval clipped to the metric's feasible range (table below; no interval "
               "where every seed gave one value), or, "
               f"below {stats.MIN_SEEDS} seeds, the seeds' own values. {captions.reach_definition(c.curve_source, study)}"),
-        *_window_blocks(d["final_window"]),
+        *_window_blocks(d["final_window"], study.reference),
         Table("Feasible ranges", display.ranges(d["ranges"]),
               "The range each task's return can take, which no interval leaves (mtdqn/analysis/ranges.py): with "
               "every reward in [lo, hi] (lo ≤ 0 ≤ hi) and at most N of an episode's rewards nonzero, the "
@@ -216,7 +216,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     return [Section("Learning curves", tuple(curves)), Section("Per task", tuple(per_task))]
 
 
-def _window_blocks(window: pd.DataFrame) -> list:
+def _window_blocks(window: pd.DataFrame, reference: str) -> list:
     """The final score beside the end-of-training evaluation alone (mtdqn/analysis/sensitivity.py), when they
     differ in definition, and which comparisons they tell apart."""
     if window.empty:
@@ -232,7 +232,7 @@ def _window_blocks(window: pd.DataFrame) -> list:
                     "(a task still being learned, or greedy policies collapsing and recovering between evaluations: "
                     "see each seed's curve above), so there the final score is an average over that stretch of "
                     "training, not the final policy's level, and the sizes it gives are the window's spread.")
-    return [Table("Final score against the end-of-training evaluation alone", sensitivity.window_display(window),
+    return [Table("Final score against the end-of-training evaluation alone", sensitivity.window_display(window, reference),
                   "How much the headline depends on its window: the final score averages the greedy evaluations "
                   "listed, the last of them the end-of-training one, which the next column shows alone. Means "
                   "with 95% Student-t intervals in the task's range; differences to the reference with Welch "

@@ -101,12 +101,14 @@ def unsettled_tasks(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def window_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as the report shows it: estimates with their intervals (none below MIN_SEEDS seeds)."""
+def window_display(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """The table as the report shows it: estimates with their intervals (none below MIN_SEEDS seeds); the
+    reference's own rows say so, and a difference with no reference to take it from (a failed reference) is
+    n/a."""
     def diff(r, key: str) -> str:
-        mean = getattr(r, f"{key}_diff")
-        return "reference" if not np.isfinite(mean) else estimate(mean, getattr(r, f"{key}_diff_lo"),
-                                                                    getattr(r, f"{key}_diff_hi"))
+        if r.variant == reference:
+            return "reference"
+        return estimate(getattr(r, f"{key}_diff"), getattr(r, f"{key}_diff_lo"), getattr(r, f"{key}_diff_hi"))
 
     rows = [{"task": r.task, "variant": r.variant, "n seeds": r.n, "evaluations averaged (env steps)": r.window,
              "final score (mean [95% CI])": estimate(r.final_mean, r.final_lo, r.final_hi),
