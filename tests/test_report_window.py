@@ -79,7 +79,18 @@ def test_only_the_reference_reads_reference():
 
     nan = float("nan")
     row = dict.fromkeys(WINDOW_COLUMNS, nan) | {"task": "A", "window": "1, 2", "n": 5, "final_mean": 1.0,
-                                                 "last_mean": 1.0}
+                                                 "last_mean": 1.0, "final_values": "", "last_values": ""}
     table = pd.DataFrame([row | {"variant": "independent"}, row | {"variant": "shared"}], columns=WINDOW_COLUMNS)
     shown = window_display(table, "independent")["difference to the reference: final score"].tolist()
     assert shown == ["reference", "n/a"]
+
+
+def test_below_five_seeds_the_seeds_values_stand_in_for_intervals(tmp_path):
+    """The report's rule everywhere: no interval from 2 seeds, the seeds themselves instead."""
+    from mtdqn.analysis.sensitivity import window_display
+
+    study = make_study(tmp_path / "s", evals=True, seeds=[0, 1])
+    _score_over(study, [9_000, 10_000], lambda t, i, x: x - 10.0 * i)
+    shown = window_display(final_window_table(load_study(study)), "independent")
+    assert shown["final score (mean [95% CI])"].str.contains(r"\(seeds: ").all()
+    assert not shown["final score (mean [95% CI])"].str.contains(r"\[").any()

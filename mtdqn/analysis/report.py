@@ -232,11 +232,13 @@ def _window_blocks(window: pd.DataFrame, reference: str) -> list:
                     "(a task still being learned, or greedy policies collapsing and recovering between evaluations: "
                     "see each seed's curve above), so there the final score is an average over that stretch of "
                     "training, not the final policy's level, and the sizes it gives are the window's spread.")
-    return [Table("Final score against the end-of-training evaluation alone", sensitivity.window_display(window, reference),
+    return [Table("Final score against the end-of-training evaluation alone",
+                  sensitivity.window_display(window, reference),
                   "How much the headline depends on its window: the final score averages the greedy evaluations "
                   "listed, the last of them the end-of-training one, which the next column shows alone. Means "
-                  "with 95% Student-t intervals in the task's range; differences to the reference with Welch "
-                  "intervals. Descriptive: these are not tests and add none to the Holm family. " + verdict)]
+                  "with 95% Student-t intervals in the task's range (below 5 seeds, or with no spread, the seeds' "
+                  "own values instead); differences to the reference with Welch intervals. Descriptive: these are "
+                  "not tests and add none to the Holm family. " + verdict)]
 
 
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:

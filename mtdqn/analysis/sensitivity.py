@@ -17,16 +17,16 @@ import numpy as np
 import pandas as pd
 
 from . import ranges, stats
-from .fmt import estimate
+from .fmt import estimate, values
 from .load import Study
 from .scores import final_score_key, final_scores
 
 __all__ = ["final_window_table", "window_disagreements", "unsettled_tasks", "window_display", "WINDOW_COLUMNS",
            "UNSETTLED_WIDTH"]
 
-WINDOW_COLUMNS = ["variant", "task", "window", "n", "final_mean", "final_lo", "final_hi", "last_mean", "last_lo",
-                  "last_hi", "final_diff", "final_diff_lo", "final_diff_hi", "last_diff", "last_diff_lo",
-                  "last_diff_hi"]
+WINDOW_COLUMNS = ["variant", "task", "window", "n", "final_mean", "final_lo", "final_hi", "final_values",
+                  "last_mean", "last_lo", "last_hi", "last_values", "final_diff", "final_diff_lo", "final_diff_hi",
+                  "last_diff", "last_diff_lo", "last_diff_hi"]
 
 
 def _window(study: Study, variant: str) -> list[int]:
@@ -51,7 +51,8 @@ def final_window_table(study: Study) -> pd.DataFrame:
             f, lst = stats.t_mean(final, bounds), stats.t_mean(last, bounds)
             row = {"variant": v, "task": task, "window": ", ".join(f"{s:,}" for s in _window(study, v)),
                    "n": int(final.size), "final_mean": f.value, "final_lo": f.lo, "final_hi": f.hi,
-                   "last_mean": lst.value, "last_lo": lst.lo, "last_hi": lst.hi}
+                   "final_values": values(final), "last_mean": lst.value, "last_lo": lst.lo, "last_hi": lst.hi,
+                   "last_values": values(last)}
             for key, mine, theirs in (("final", final, final_scores(study, ref, task) if ref else None),
                                       ("last", last, study.cells[ref].summary["final_eval"][task] if ref else None)):
                 d = (stats.welch_diff(mine, np.asarray(theirs, np.float64), bounds) if ref and v != ref
@@ -111,8 +112,8 @@ def window_display(table: pd.DataFrame, reference: str) -> pd.DataFrame:
         return estimate(getattr(r, f"{key}_diff"), getattr(r, f"{key}_diff_lo"), getattr(r, f"{key}_diff_hi"))
 
     rows = [{"task": r.task, "variant": r.variant, "n seeds": r.n, "evaluations averaged (env steps)": r.window,
-             "final score (mean [95% CI])": estimate(r.final_mean, r.final_lo, r.final_hi),
-             "end-of-training evaluation alone": estimate(r.last_mean, r.last_lo, r.last_hi),
+             "final score (mean [95% CI])": estimate(r.final_mean, r.final_lo, r.final_hi, r.final_values),
+             "end-of-training evaluation alone": estimate(r.last_mean, r.last_lo, r.last_hi, r.last_values),
              "difference to the reference: final score": diff(r, "final"),
              "difference: the last evaluation alone": diff(r, "last")}
             for r in table.sort_values("task", key=lambda c: c.map({t: i for i, t in enumerate(pd.unique(c))}),
