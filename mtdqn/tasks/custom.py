@@ -48,7 +48,7 @@ import numpy as np
 from mtdqn.errors import ConfigError
 from mtdqn.tasks.envs import observation_kind
 
-__all__ = ["EnvFacts", "REGISTERED", "register", "is_import_path", "split_import_path", "lookup", "make"]
+__all__ = ["EnvFacts", "REGISTERED", "register", "is_import_path", "split_import_path", "lookup", "make", "registrations"]
 
 _API = ("reset", "step", "observation_space", "action_space")
 _API_LINE = ("gymnax's Environment API: reset(key, params), step(key, state, action, params), "
@@ -68,6 +68,7 @@ class EnvFacts:
 
 
 REGISTERED: dict[str, tuple[Callable[[], Any], EnvFacts]] = {}
+_registrations = 0  # counts register() calls: what was built from a name registered again is stale
 """Name -> (factory, facts) of the environments registered in this process (:func:`register`)."""
 
 
@@ -92,8 +93,16 @@ def register(name: str, factory: Any, kind: str | None, builtin: Callable[[str],
         raise ConfigError(f"task name {name!r} is a built-in task; register your environment under another name")
     make_one = _as_factory(factory)
     facts = check_env(name, make_one(), kind)
+    global _registrations
     REGISTERED[name] = (make_one, facts)
+    _registrations += 1
     return facts
+
+
+def registrations() -> int:
+    """How many times an environment was registered in this process: a cache of things built from task names
+    (:func:`mtdqn.train.agent.make_agent`) keys on it, so a name registered again builds afresh."""
+    return _registrations
 
 
 def lookup(name: str) -> EnvFacts | None:

@@ -8,6 +8,7 @@ checkpoint must hold to act and to continue.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,10 @@ from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
 from mtdqn.networks import Architecture, count_params, init_params, make_architecture
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
-from mtdqn.tasks import TaskSet, make_task_set, obs_dtype
+from mtdqn.tasks import TaskSet, custom, make_task_set, obs_dtype
 from mtdqn.train.hypers import Hypers, hypers_of
 
-__all__ = ["Agent", "TrainState", "make_agent", "make_optimizer", "learning_rate", "state_bytes"]
+__all__ = ["Agent", "TrainState", "make_agent", "clear_agent_cache", "make_optimizer", "learning_rate", "state_bytes"]
 
 
 @struct.dataclass
@@ -156,7 +157,28 @@ def _optimizer(cfg: TrainConfig, base_lr: jax.Array | float,
 
 
 def make_agent(cfg: TrainConfig) -> Agent:
-    """Validate and build the static parts; raises ConfigError on bad input."""
+    """Validate and build the static parts; raises ConfigError on bad input.
+
+    One config gets one Agent per process (until an environment is registered
+    again): the compiled functions keyed by the agent (the training chunk,
+    :mod:`mtdqn.evaluate`, :mod:`mtdqn.diagnostics`) are then traced and
+    compiled once per process, not once per run.  On a CPU that is seconds per
+    run of the same config: resuming, retraining in a notebook, the test suite.
+    The memory check runs every time: it is about this machine now.
+    """
+    agent = _build_agent(cfg, custom.registrations())
+    check_memory(cfg, agent.task_set, agent.arch)
+    return agent
+
+
+def clear_agent_cache() -> None:
+    """Forget the agents :func:`make_agent` built (for code that changes how an agent is built, as a test's
+    patch does); their compiled programs go with them."""
+    _build_agent.cache_clear()
+
+
+@functools.lru_cache(maxsize=16)
+def _build_agent(cfg: TrainConfig, registrations: int) -> Agent:
     derived = derive(cfg)
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)
@@ -165,7 +187,6 @@ def make_agent(cfg: TrainConfig) -> Agent:
         raise ConfigError("--value-norm popart needs per-task heads; it cannot be used with --sharing conditioned")
     if np.prod(task_set.obs_shape) * cfg.dqn.buffer_size * len(task_set) * 2 > 8e9:
         raise ConfigError(f"--buffer-size {cfg.dqn.buffer_size} would need more than 8 GB of replay per seed")
-    check_memory(cfg, task_set, arch)
     return Agent(cfg, derived, task_set, arch, make_optimizer(cfg, derived, arch), strategy)
 
 

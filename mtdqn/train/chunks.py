@@ -9,12 +9,14 @@ check, write and checkpoint between chunks.  The compiled loop
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 
+from mtdqn.devices import seed_devices
 from mtdqn.train.agent import Agent
 from mtdqn.train.loop import Trainer, make_trainer
 
@@ -44,12 +46,17 @@ class CompiledChunks:
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
         self.compiled: Any = None
+        self._compiled_for: tuple[int, ...] | None = None  # the keys' shape the program was compiled for
 
     def start(self, keys: jax.Array) -> tuple[Any, float]:
+        """A fresh state; the program is compiled on the first start only (a later run of the same agent in
+        this process, :func:`make_runner`, reuses it: 0 seconds)."""
         state = self.trainer.init(keys)
         t0 = time.perf_counter()
-        # Lowered on the fresh state, so a resumed run runs the very same program.
-        self.compiled = self.trainer.chunk.lower(state, self.trainer.hypers, jnp.int32(0)).compile()
+        if self._compiled_for != keys.shape:
+            # Lowered on the fresh state, so a resumed run runs the very same program.
+            self.compiled = self.trainer.chunk.lower(state, self.trainer.hypers, jnp.int32(0)).compile()
+            self._compiled_for = keys.shape
         return state, time.perf_counter() - t0
 
     def __call__(self, state: Any, start_iter: int) -> tuple[Any, dict[str, Any]]:
@@ -60,10 +67,21 @@ class CompiledChunks:
 
 
 def make_runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
-    """The trainer (pure ``init``, for checkpoint templates) and the chunk runner of the agent's loop."""
+    """The trainer (pure ``init``, for checkpoint templates) and the chunk runner of the agent's loop.
+
+    The compiled loop's pair is built once per agent and layout in a process
+    (:func:`mtdqn.train.agent.make_agent` gives one agent per config), so
+    running a config again reuses its traced and compiled program; the host
+    loop holds live environments and is built anew each time.
+    """
     if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
         from mtdqn.train.host_loop import make_host_trainer  # imported late: gymnasium and ale-py are slow
 
         return make_host_trainer(agent)
+    return _compiled_runner(agent, seed_devices(len(agent.seeds), devices))  # keyed by the layout itself
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_runner(agent: Agent, devices: int) -> tuple[Trainer, CompiledChunks]:
     trainer = make_trainer(agent, devices)
     return trainer, CompiledChunks(trainer)
