@@ -76,7 +76,7 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # `tests/profile_summary.py FILE --write-costs` from a profiled `make test`), so no long unit starts last
 # while the other worker idles; groups it does not list keep their file order after the rest.  Without
 # xdist the marks are inert.
-SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics", "test_agent_cache"}
+SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
 ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
 GROUP_OF_TEST = {
     "test_deramo::test_five_task_shared_agent_learns": "test_deramo::test_five_task_shared_agent_learns",

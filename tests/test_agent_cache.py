@@ -1,6 +1,6 @@
 """One agent per config per process (mtdqn.train.agent.make_agent): the same config gives the same agent, so
-the programs keyed by it compile once; a name registered again, a different config or a cleared cache build
-afresh; the memory check is not cached."""
+the programs keyed by it compile once; another config (by its hash), a name registered again or removed, or a
+cleared cache build afresh; the memory check is not cached."""
 
 from __future__ import annotations
 
@@ -11,40 +11,60 @@ from helpers import TINY
 
 import mtdqn
 import mtdqn.train.agent
-from mtdqn.errors import InsufficientResources
+from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.tasks import custom
 from mtdqn.train.agent import clear_agent_cache, make_agent
 from mtdqn.train.chunks import make_runner
+from mtdqn.train.run import train
+
+OWN = dataclasses.replace(TINY, seed=TINY.seed + 40)  # no other test builds it: this file's order is its own
 
 
 def test_the_same_config_is_the_same_agent_and_runner():
-    agent = make_agent(TINY)
-    assert make_agent(dataclasses.replace(TINY)) is agent  # equal configs, not only the same object
-    assert make_agent(dataclasses.replace(TINY, seed=TINY.seed + 1)) is not agent
+    agent = make_agent(OWN)
+    assert make_agent(dataclasses.replace(OWN)) is agent  # equal configs, not only the same object
+    assert make_agent(dataclasses.replace(OWN, seed=OWN.seed + 1)) is not agent
     assert make_runner(agent, 0)[1] is make_runner(agent, 0)[1]
     clear_agent_cache()
-    assert make_agent(TINY) is not agent
+    assert make_agent(OWN) is not agent
 
 
-def test_a_name_registered_again_builds_a_new_agent():
+def test_equal_configs_with_another_hash_are_other_agents():
+    """tau=1 == tau=1.0 in Python, but the config's hash (what run folders and studies compare) differs: each
+    run must record its own config, so each gets its own agent.  A list of tasks (unhashable) builds too."""
+    one = dataclasses.replace(OWN, dqn=dataclasses.replace(OWN.dqn, tau=1))
+    other = dataclasses.replace(OWN, dqn=dataclasses.replace(OWN.dqn, tau=1.0))
+    assert one == other and make_agent(one) is not make_agent(other)
+    assert make_agent(one).cfg.dqn.tau == 1 and isinstance(make_agent(one).cfg.dqn.tau, int)
+    assert make_agent(dataclasses.replace(OWN, tasks=list(OWN.tasks))).task_set.names == tuple(OWN.tasks)
+
+
+def test_a_name_registered_again_or_removed_builds_afresh():
     from test_custom_env import Chain, make_chain
 
-    mtdqn.register_task("CacheChain-v0", Chain)
-    cfg = dataclasses.replace(TINY, tasks=("CacheChain-v0",))
-    first = make_agent(cfg)
-    assert make_agent(cfg) is first
-    mtdqn.register_task("CacheChain-v0", make_chain)  # a notebook cell run again: maybe another environment
-    assert make_agent(cfg) is not first
+    cfg = dataclasses.replace(OWN, tasks=("CacheChain-v0",))
+    try:
+        mtdqn.register_task("CacheChain-v0", Chain)
+        first = make_agent(cfg)
+        assert make_agent(cfg) is first
+        mtdqn.register_task("CacheChain-v0", make_chain)  # a notebook cell run again: maybe another environment
+        assert make_agent(cfg) is not first
+    finally:
+        custom.REGISTERED.pop("CacheChain-v0", None)
+    with pytest.raises(ConfigError, match="CacheChain-v0"):
+        make_agent(cfg)
 
 
 def test_the_memory_check_runs_for_a_cached_agent(monkeypatch):
-    make_agent(TINY)
+    make_agent(OWN)
     monkeypatch.setattr(mtdqn.train.agent, "available_host_memory", lambda: 1)
     with pytest.raises(InsufficientResources):
-        make_agent(TINY)
+        make_agent(OWN)
 
 
 @pytest.mark.slow
-def test_a_config_trained_again_in_this_process_is_not_compiled_again(tiny_run, tiny_run_final_eval_only):
-    """The session's two runs of helpers.TINY (conftest): whichever trained second found the first's program."""
-    seconds = [run.summary["compile_s"] for run in (tiny_run, tiny_run_final_eval_only)]
-    assert min(seconds) < 0.05, seconds
+def test_a_config_trained_again_in_this_process_is_not_compiled_again(tmp_path):
+    """The second run finds the first's program (a retrace and a compile take a second or more here)."""
+    first = train(OWN, tmp_path / "first", progress=False, eval_episodes=2).summary["compile_s"]
+    again = train(OWN, tmp_path / "again", progress=False, eval_episodes=2).summary["compile_s"]
+    assert again < 0.3, (first, again)

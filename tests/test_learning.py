@@ -18,7 +18,7 @@ On an AMD EPYC (2026-12-03) independent seed 0 alone scored 385.7, and seeds
 0-3 in one program CartPole 302, 500, 500, 500 (shared: 500 x 4; Acrobot
 -76..-81 for both).  A greedy CartPole policy at this budget sits anywhere in
 ~300-500; 200 keeps the test about learning, not about one machine's bits.
-Why one seed: every seed measured passes these thresholds, so a second seed
+Why one seed: every seed measured at 200k passes these thresholds, so a second seed
 adds little power against a broken agent, only the CPU time of a second run
 (the suite runs on two cores).
 """
@@ -98,7 +98,7 @@ def test_shared_conv_agent_learns_two_minatar_games(tmp_path):
 # scored 0.53 on the machine the test was written on and 0.08 on this one (XLA compiles for the host CPU, so
 # the float rounding and with it the trajectory differ), and one seed of four collapsed to 0.0.  So
 # MultiRoom must be learned by every seed (>= 0.3, 40x random), and Memory by at least one of the four seeds
-# (>= 0.3, above random's 0.19 + 3 sd over 64 episodes): a seed's chance of collapsing there, ~1/4, makes all
+# (>= 0.3, random's 0.19 + 2.75 sd over 64 episodes): a seed's chance of collapsing there, ~1/4, makes all
 # four collapsing a ~0.4% event, where one seed alone failed on the second machine it ran on.
 MINIGRID_THRESHOLDS = {"MiniGrid-MemoryS11-v0": 0.3, "MiniGrid-MultiRoom-N2-S4-v0": 0.3}
 
@@ -111,7 +111,8 @@ def test_shared_conv_agent_learns_two_minigrid_tasks(tmp_path):
                       eps_fraction=0.3, eps_end=0.1),
     )
     summary = train(cfg, tmp_path / "minigrid", progress=False, eval_episodes=64).summary
-    memory, multiroom = (np.asarray(summary["final_eval"][task]) for task in MINIGRID_THRESHOLDS)
+    memory = np.asarray(summary["final_eval"]["MiniGrid-MemoryS11-v0"])
+    multiroom = np.asarray(summary["final_eval"]["MiniGrid-MultiRoom-N2-S4-v0"])
     assert np.all(multiroom >= MINIGRID_THRESHOLDS["MiniGrid-MultiRoom-N2-S4-v0"]), f"MultiRoom per seed {multiroom}"
     assert np.max(memory) >= MINIGRID_THRESHOLDS["MiniGrid-MemoryS11-v0"], f"Memory per seed {memory}"
     for task, threshold in MINIGRID_THRESHOLDS.items():

@@ -48,7 +48,7 @@ import numpy as np
 from mtdqn.errors import ConfigError
 from mtdqn.tasks.envs import observation_kind
 
-__all__ = ["EnvFacts", "REGISTERED", "register", "is_import_path", "split_import_path", "lookup", "make", "registrations"]
+__all__ = ["EnvFacts", "REGISTERED", "register", "is_import_path", "split_import_path", "lookup", "make", "registration"]
 
 _API = ("reset", "step", "observation_space", "action_space")
 _API_LINE = ("gymnax's Environment API: reset(key, params), step(key, state, action, params), "
@@ -68,8 +68,9 @@ class EnvFacts:
 
 
 REGISTERED: dict[str, tuple[Callable[[], Any], EnvFacts]] = {}
-_registrations = 0  # counts register() calls: what was built from a name registered again is stale
 """Name -> (factory, facts) of the environments registered in this process (:func:`register`)."""
+_REGISTERED_AS: dict[str, int] = {}  # name -> the number of its latest registration in this process
+_registrations = 0
 
 
 def is_import_path(spec: str) -> bool:
@@ -94,15 +95,17 @@ def register(name: str, factory: Any, kind: str | None, builtin: Callable[[str],
     make_one = _as_factory(factory)
     facts = check_env(name, make_one(), kind)
     global _registrations
-    REGISTERED[name] = (make_one, facts)
     _registrations += 1
+    REGISTERED[name] = (make_one, facts)
+    _REGISTERED_AS[name] = _registrations
     return facts
 
 
-def registrations() -> int:
-    """How many times an environment was registered in this process: a cache of things built from task names
-    (:func:`mtdqn.train.agent.make_agent`) keys on it, so a name registered again builds afresh."""
-    return _registrations
+def registration(name: str) -> int | None:
+    """Which registration ``name`` currently refers to (a number unique in this process), or None when it is
+    not registered: a cache of what is built from task names (:func:`mtdqn.train.agent.make_agent`) keys on
+    it, so a name registered again, or removed, is built afresh."""
+    return _REGISTERED_AS.get(name) if name in REGISTERED else None
 
 
 def lookup(name: str) -> EnvFacts | None:

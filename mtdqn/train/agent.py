@@ -8,8 +8,8 @@ checkpoint must hold to act and to continue.
 
 from __future__ import annotations
 
-import functools
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from mtdqn.config import Derived, TrainConfig, derive
+from mtdqn.config import Derived, TrainConfig, config_hash, derive
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
 from mtdqn.networks import Architecture, count_params, init_params, make_architecture
@@ -159,26 +159,45 @@ def _optimizer(cfg: TrainConfig, base_lr: jax.Array | float,
 def make_agent(cfg: TrainConfig) -> Agent:
     """Validate and build the static parts; raises ConfigError on bad input.
 
-    One config gets one Agent per process (until an environment is registered
-    again): the compiled functions keyed by the agent (the training chunk,
-    :mod:`mtdqn.evaluate`, :mod:`mtdqn.diagnostics`) are then traced and
-    compiled once per process, not once per run.  On a CPU that is seconds per
-    run of the same config: resuming, retraining in a notebook, the test suite.
-    The memory check runs every time: it is about this machine now.
+    One config gets one Agent per process: configs with the same
+    :func:`mtdqn.config.config_hash` (and the same registrations of the
+    environments they name) get the agent built first, of the 16 built last.
+    The programs jitted with the agent as a static argument
+    (:mod:`mtdqn.evaluate`, :mod:`mtdqn.diagnostics`) and the training chunk
+    (through :func:`mtdqn.train.chunks.make_runner`) are then traced and
+    compiled once per process, not once per run of the same config: resuming,
+    a notebook's rerun, the test suite (seconds per run on a CPU).  The memory
+    check runs every time: it is about this machine now.
     """
-    agent = _build_agent(cfg, custom.registrations())
+    try:
+        key = (config_hash(cfg), tuple(custom.registration(str(spec).split(":")[0]) for spec in cfg.tasks))
+    except (TypeError, ValueError):  # not JSON: _build_agent says what is wrong, or builds it uncached
+        key = None
+    agent = _BUILT.get(key) if key is not None else None
+    if agent is None:
+        agent = _build_agent(cfg)
+        if key is not None:
+            _BUILT[key] = agent
+            while len(_BUILT) > 16:
+                _BUILT.popitem(last=False)
+    else:
+        _BUILT.move_to_end(key)
     check_memory(cfg, agent.task_set, agent.arch)
     return agent
 
 
+_BUILT: OrderedDict[tuple, Agent] = OrderedDict()  # make_agent's agents, least recently used first
+
+
 def clear_agent_cache() -> None:
     """Forget the agents :func:`make_agent` built (for code that changes how an agent is built, as a test's
-    patch does); their compiled programs go with them."""
-    _build_agent.cache_clear()
+    patch does): the next call builds anew.  What was compiled for the old agents is keyed by them, so it is
+    never served to a new one; :func:`mtdqn.train.chunks.make_runner`'s cache (4 loops) and JAX's own drop it
+    as they evict."""
+    _BUILT.clear()
 
 
-@functools.lru_cache(maxsize=16)
-def _build_agent(cfg: TrainConfig, registrations: int) -> Agent:
+def _build_agent(cfg: TrainConfig) -> Agent:
     derived = derive(cfg)
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)

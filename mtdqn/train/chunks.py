@@ -67,9 +67,10 @@ def make_runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
     """The trainer (pure ``init``, for checkpoint templates) and the chunk runner of the agent's loop.
 
     The compiled loop's pair is built once per agent and layout in a process
-    (:func:`mtdqn.train.agent.make_agent` gives one agent per config), so
-    running a config again reuses its traced and compiled program; the host
-    loop holds live environments and is built anew each time.
+    (:func:`mtdqn.train.agent.make_agent` gives one agent per config; the 4
+    used last are kept), so running a config again reuses its traced and
+    compiled program and its ``compile_s`` is ~0; the host loop holds live
+    environments and is built anew each time.
     """
     if agent.task_set.backend == "gymnasium":  # host envs cannot be stepped by the compiled loop
         from mtdqn.train.host_loop import make_host_trainer  # imported late: gymnasium and ale-py are slow
@@ -78,7 +79,7 @@ def make_runner(agent: Agent, devices: int) -> tuple[Trainer, ChunkRunner]:
     return _compiled_runner(agent, seed_devices(len(agent.seeds), devices))  # keyed by the layout itself
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _compiled_runner(agent: Agent, devices: int) -> tuple[Trainer, CompiledChunks]:
     trainer = make_trainer(agent, devices)
     return trainer, CompiledChunks(trainer)
