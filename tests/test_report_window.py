@@ -94,3 +94,24 @@ def test_below_five_seeds_the_seeds_values_stand_in_for_intervals(tmp_path):
     shown = window_display(final_window_table(load_study(study)), "independent")
     assert shown["final score (mean [95% CI])"].str.contains(r"\(seeds: ").all()
     assert not shown["final score (mean [95% CI])"].str.contains(r"\[").any()
+
+
+def test_a_difference_resting_on_one_seed_has_no_interval(tmp_path):
+    """As in the difference table: every other seed of both sides gave one value, so Welch's interval would
+    describe the design (|t| = 1 whatever the deviation), not an effect; the point difference stays."""
+    study = make_study(tmp_path / "s", evals=True)
+    for cell in (study / "cells").iterdir():
+        path = cell / "summary.json"
+        summary = json.loads(path.read_text())
+        if summary["status"] != "ok":
+            continue
+        n = len(summary["final_eval"]["CartPole-v1"])
+        lone = 100.0 if cell.name == "shared" else 500.0  # shared: one seed of all fell; the rest sit at 500
+        summary["final_eval"]["CartPole-v1"] = [lone] + [500.0] * (n - 1)
+        summary["final_score"] = {t: [x - 1.0 * i for i, x in enumerate(xs)] for t, xs in summary["final_eval"].items()}
+        summary["final_score_steps"] = [9_000, 10_000]
+        path.write_text(json.dumps(summary))
+    row = final_window_table(load_study(study)).set_index(["variant", "task"]).loc[("shared", "CartPole-v1")]
+    assert row["last_diff"] == pytest.approx(-400.0 / row["n"])
+    assert np.isnan(row["last_diff_lo"]) and np.isnan(row["last_diff_hi"])
+    assert np.isfinite(row["final_diff_lo"])  # the window's scores vary across seeds: an interval

@@ -237,7 +237,9 @@ def _window_blocks(window: pd.DataFrame, reference: str) -> list:
                   "How much the headline depends on its window: the final score averages the greedy evaluations "
                   "listed, the last of them the end-of-training one, which the next column shows alone. Means "
                   "with 95% Student-t intervals in the task's range (below 5 seeds, or with no spread, the seeds' "
-                  "own values instead); differences to the reference with Welch intervals. Descriptive: these are "
+                  "own values instead); differences to the reference with Welch intervals, none where a difference "
+                  "rests on one seed (every other seed of both sides one value) or has no spread, as in the "
+                  "difference table. Descriptive: these are "
                   "not tests and add none to the Holm family. " + verdict)]
 
 

@@ -55,11 +55,22 @@ def final_window_table(study: Study) -> pd.DataFrame:
                    "last_values": values(last)}
             for key, mine, theirs in (("final", final, final_scores(study, ref, task) if ref else None),
                                       ("last", last, study.cells[ref].summary["final_eval"][task] if ref else None)):
-                d = (stats.welch_diff(mine, np.asarray(theirs, np.float64), bounds) if ref and v != ref
+                d = (_difference(mine, np.asarray(theirs, np.float64), bounds) if ref and v != ref
                      else stats.Estimate(float("nan"), float("nan"), float("nan"), 0))
                 row |= {f"{key}_diff": d.value, f"{key}_diff_lo": d.lo, f"{key}_diff_hi": d.hi}
             rows.append(row)
     return pd.DataFrame(rows, columns=WINDOW_COLUMNS)
+
+
+def _difference(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> stats.Estimate:
+    """Welch's difference, without its interval where the report's difference table gives none: a comparison
+    resting on one seed (every other seed of both sides one value: :func:`stats.deviating_seeds`; its Welch
+    interval describes the design, not an effect) or with no variation at all (a second referee saw one-seed
+    rows here with intervals the difference table withheld)."""
+    d = stats.welch_diff(x, y, bounds)
+    if stats.no_variation(x, y) or stats.deviating_seeds(x, y) <= 1:
+        return stats.Estimate(d.value, float("nan"), float("nan"), d.n)
+    return d
 
 
 def _excludes_zero(lo: float, hi: float) -> int:
