@@ -283,6 +283,16 @@ def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_threshol
     caption = md.split("### Per-task results\n", 1)[1].split("\n|", 1)[0]
     assert "from the first, 2k, to the last, 10k" in caption and "no evaluation at step 0" in caption, caption
     assert "CartPole-v1 150 (set by the study)" in caption and "mtdqn/taskfacts.py" in caption, caption
+    # Referee (second review): the report's own code and the study's command were not in Methods.
+    from mtdqn.io import git_revision
+
+    assert "started by a command not recorded (older study" in protocol, protocol
+    assert f"This report was written by mtdqn 0.1.0 at git revision {git_revision()}" in protocol, protocol
+    study_json = root / "study.json"
+    study_json.write_text(json.dumps({**json.loads(study_json.read_text()),
+                                      "command": "mtdqn study minigrid-mt3 --seeds 10 --out runs/mt3"}))
+    md = (build_report(root, reps=200) / "report.md").read_text()
+    assert "started by `mtdqn study minigrid-mt3 --seeds 10 --out runs/mt3`" in md
 
 
 @pytest.mark.slow  # builds a whole report

@@ -76,6 +76,10 @@ def test_layout_and_report(local_study: Path) -> None:
     study = json.loads((local_study / "study.json").read_text())
     assert study["variants"] == ["independent", "shared"] and study["reference"] == "independent"
     assert study["seeds"] == [0, 1] and study["steps"] == 2000 and study["tasks"] == ["CartPole-v1", "Acrobot-v1"]
+    import shlex
+    import sys
+
+    assert study["command"] == shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])  # this process's: pytest's
     for variant in study["variants"]:
         cell = local_study / "cells" / variant
         summary = json.loads((cell / "summary.json").read_text())

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from mtdqn.config import TrainConfig, config_diff, config_to_dict, flatten_config
+from mtdqn.io import git_revision
+from mtdqn.version import __version__
 
 from . import scores
 from .fmt import num
@@ -103,6 +105,13 @@ def _discounted_clause(study: Study) -> str:
     lead = "; the report leads with its" if scores.headline_metric(study) == "final_discounted" else "; beside it its"
     return (f"{lead} discounted return Σ_t γ^t r_t over the same greedy episodes, each task with the γ of its TD "
             "targets (summary.json's task_gamma)")
+
+
+def _command(record: dict[str, Any]) -> str:
+    """The command line that started the study (study.json), or what is known where it was not recorded."""
+    if record.get("command"):
+        return f"`{record['command']}`"
+    return f"a command not recorded (older study; its source: {record.get('source') or _NOT})"
 
 
 def _hours(seconds: float) -> str:
@@ -235,7 +244,9 @@ def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> 
         f"{_discounted_clause(study)}. "
         f"Seeds {', '.join(map(str, study.seeds))} for every variant; each variant's seeds train together as "
         f"one vmapped program. Budget {study.steps:,} env steps per task. Study revision "
-        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}." + _revisions_text(study))]
+        f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}, started by "
+        f"{_command(rec)}. This report was written by mtdqn {__version__} at git revision {git_revision()} "
+        "(`mtdqn report STUDY_DIR` writes it again)." + _revisions_text(study))]
     total = sum(float(study.cells[v].summary.get("wall_time_s", 0.0)) for v in study.ok_variants)
     blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.",)))
     for v in study.ok_variants:

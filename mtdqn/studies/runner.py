@@ -18,6 +18,8 @@ one, and redoes failed or half-written cells.
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -165,6 +167,7 @@ def study_record(spec: StudySpec) -> dict[str, Any]:
         "seeds": spec.seed_list, "steps": spec.steps, "thresholds": spec.thresholds, "options": spec.options,
         "variant_options": spec.variants, "eval_episodes": spec.run_options.eval_episodes,
         "eval_every": spec.run_options.eval_every, "source": spec.source, "headline": spec.headline,
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
         **provenance(),
     }
 
