@@ -198,6 +198,9 @@ def test_table_row_counts(report: Path):
     assert len(_md_table_rows(results, "Aggregate normalized score")) == ok_variants * 2
     assert len(_md_table_rows(results, "Improvement over the reference")) == ok_variants - 1
     assert len(_md_table_rows(results, "Cost")) == ok_variants
+    for title in ("Aggregate normalized score", "Improvement over the reference"):  # read without the report
+        note = results.split(f"### {title}\n", 1)[1].split("\n|", 1)[0]
+        assert "percentile stratified-bootstrap" in note and "under-cover at small n" in note, note
     md = (report / "report.md").read_text()
     # one row per task and metric (final return, discounted final return, AUC, steps to threshold)
     assert len(_md_table_rows(md, "Difference to the reference")) == n_tasks * 4

@@ -410,6 +410,12 @@ def _notes(study: Study, c: _Computed) -> Section:
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
 
+_AGGREGATE_NOTE = ("95% percentile stratified-bootstrap intervals from rliable (report.md, Aggregates, defines "
+                   "the normalization). " + captions.PERCENTILE_CAVEAT)
+"""results.md's note under its aggregate tables: the file is read without the report beside it (a second
+referee found its percentile intervals there without the caveat the report gives them)."""
+
+
 def _results_md(study: Study, c: _Computed) -> str:
     d = c.data
     parts = [f"# Results: {study.name}", "",
@@ -422,8 +428,8 @@ def _results_md(study: Study, c: _Computed) -> str:
     if note:
         parts[2:2] = [note, ""]
     for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric)),
-              Table("Aggregate normalized score", display.aggregates(d["aggregates"])),
-              Table("Improvement over the reference", display.improvement(d["improvement"])),
+              Table("Aggregate normalized score", display.aggregates(d["aggregates"]), _AGGREGATE_NOTE),
+              Table("Improvement over the reference", display.improvement(d["improvement"]), _AGGREGATE_NOTE),
               Table("Cost", display.cost(d["cost"]))):
         parts.append(table_markdown(t))
     return "\n".join(parts).rstrip() + "\n"
