@@ -63,8 +63,10 @@ def test_two_task_agent_learns_both_tasks(sharing, tmp_path):
 # transitions per game every vector step of 4 envs, Adam lr 1e-3, squared-error TD loss, Polyak tau 0.005,
 # epsilon 1 -> 0.05 over the first 20%.  What a broken agent scores (20 episodes): uniformly random 0.45
 # (Breakout) and 3.7 (SpaceInvaders); the best constant action 0.4 and 3.0.  Measured at this budget, greedy,
-# seeds 0-5: Breakout 9.8, 7.9, 8.6, 9.0, 9.0, 9.6; SpaceInvaders 22, 14, 8, 21, 23, 30.  The test runs seed 0
-# alone: every seed of six passes, so a second one costs a run's CPU time and adds no power.  Thresholds:
+# seeds 0-5: Breakout 9.8, 7.9, 8.6, 9.0, 9.0, 9.6; SpaceInvaders 22, 14, 8, 21, 23, 30; on the AMD EPYC where
+# the other two tests needed room for another CPU's rounding (2026-12-03), seeds 0-3 in one program: Breakout
+# 8.1, 9.0, 7.0, 7.8; SpaceInvaders 23, 20, 23, 22.  The test runs seed 0 alone: every seed measured on both
+# machines passes, so a second one costs a run's CPU time and adds little power.  Thresholds:
 # Breakout >= 4, SpaceInvaders >= 7 (about twice the best of random and every constant policy).
 IMAGE_THRESHOLDS = {"Breakout-MinAtar": 4.0, "SpaceInvaders-MinAtar": 7.0}
 
