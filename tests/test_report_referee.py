@@ -322,3 +322,21 @@ def test_learning_curves_draw_a_task_without_points():
     per_seed = pd.DataFrame({"variant": ["shared"], "task": ["CartPole-v1"], "seed": [0], "step": [500],
                              "value": [20.0]})
     plots.learning_curves(curves, per_seed, ("CartPole-v1", "Acrobot-v1"), ("shared",), "return")
+
+
+def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
+    """Second referee: where every observed difference is below what its test could resolve, the conclusion
+    says the budget cannot answer and how many seeds would resolve the largest (n (mde/|diff|)^2)."""
+    from mtdqn.analysis.conclusion import conclusion
+
+    def table(diffs: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"variant": ["shared", "pcgrad"], "task": ["Acrobot-v1", "Acrobot-v1"],
+                             "metric": "final_return", "diff": diffs, "mde": [20.0, 20.0], "mde_alpha": 0.05 / 2,
+                             "p": [0.4, 0.6], "p_holm": [0.8, 0.8], "untested": "", "n": 5, "n_reference": 5})
+
+    empty = pd.DataFrame(columns=["variant", "iqm_diff", "iqm_p", "iqm_p_holm", "mean_diff", "mean_p",
+                                  "mean_p_holm", "n", "n_reference"])
+    text = conclusion("independent", table([-10.0, 4.0]), empty, None)
+    assert ("this budget cannot say whether they are real: resolving the largest, `shared` -10.0 on Acrobot-v1, "
+            "would take about 20 seeds per variant") in text, text  # 5 (20 / 10)^2
+    assert "cannot say" not in conclusion("independent", table([-25.0, 4.0]), empty, None)  # one is resolvable

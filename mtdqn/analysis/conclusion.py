@@ -77,11 +77,30 @@ def _how_much(differences: pd.DataFrame, headline: str) -> str:
     out = ""
     if parts:
         out = (f"By how much: at power 0.8 and the level a finding must pass (α {alpha_text(level)}), this study "
-               f"could resolve differences in {what} of about " + "; ".join(parts) + ".")
+               f"could resolve differences in {what} of about " + "; ".join(parts) + ". " + _seeds_needed(rows))
     if silent:
         out += (f" {', '.join(silent)}: no test on the {what}: every seed of every variant at one value, or all "
                 "but one, so it says nothing about sharing.")
     return out.strip()
+
+
+def _seeds_needed(rows: pd.DataFrame) -> str:
+    """Said plainly when the budget cannot answer: every observed difference smaller than what its test could
+    resolve, with the seeds per variant that would resolve the largest of them (detectable differences shrink
+    as 1/sqrt(n) at a fixed spread: n (mde / |diff|)^2, a rough guide)."""
+    sized = rows[np.isfinite(rows["mde"].to_numpy(dtype=float)) & np.isfinite(rows["diff"].to_numpy(dtype=float))]
+    if not len(sized) or (sized["diff"].abs() >= sized["mde"]).any():
+        return ""
+    big = sized.loc[sized["diff"].abs().idxmax()]
+    if big["diff"] == 0:
+        return ("Every observed difference is 0 where a test could be sized: this budget cannot say whether "
+                "the variants differ.")
+    n = int(min(big["n"], big["n_reference"]))
+    needed = math.ceil(n * (float(big["mde"]) / abs(float(big["diff"]))) ** 2)
+    return (f"Every observed difference is smaller than what its test could resolve, so this budget cannot say "
+            f"whether they are real: resolving the largest, `{big['variant']}` {signed(big['diff'])} on "
+            f"{big['task']}, would take about {needed:,} seeds per variant (detectable differences shrink as "
+            "1/√n at the spread seen).")
 
 
 def _why(conflict: pd.DataFrame) -> str:
