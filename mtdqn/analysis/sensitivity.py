@@ -20,6 +20,7 @@ from . import ranges, stats
 from .fmt import estimate, values
 from .load import Study
 from .scores import final_score_key, final_scores
+from .tables import untested_reason
 
 __all__ = ["final_window_table", "window_disagreements", "unsettled_tasks", "window_display", "WINDOW_COLUMNS",
            "UNSETTLED_WIDTH"]
@@ -63,14 +64,12 @@ def final_window_table(study: Study) -> pd.DataFrame:
 
 
 def _difference(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> stats.Estimate:
-    """Welch's difference, without its interval where the report's difference table gives none: a comparison
-    resting on one seed (every other seed of both sides one value: :func:`stats.deviating_seeds`; its Welch
-    interval describes the design, not an effect) or with no variation at all (a second referee saw one-seed
-    rows here with intervals the difference table withheld)."""
+    """Welch's difference, without its interval where the report's difference table gives none
+    (:func:`tables.untested_reason`: a comparison resting on one seed, whose Welch interval describes the
+    design, not an effect; no variation; too few seeds); a second referee saw one-seed rows here with
+    intervals the difference table withheld."""
     d = stats.welch_diff(x, y, bounds)
-    if stats.no_variation(x, y) or stats.deviating_seeds(x, y) <= 1:
-        return stats.Estimate(d.value, float("nan"), float("nan"), d.n)
-    return d
+    return stats.Estimate(d.value, float("nan"), float("nan"), d.n) if untested_reason(x, y) else d
 
 
 def _excludes_zero(lo: float, hi: float) -> int:

@@ -16,6 +16,7 @@ from .scores import discounted_scores, final_scores, task_gamma
 
 __all__ = [
     "cells_table",
+    "untested_reason",
     "curve_source",
     "eval_curves",
     "smoothed_curves",
@@ -251,13 +252,23 @@ def _comparable(metric: str, g: pd.DataFrame, r: pd.DataFrame) -> bool:
             and bool(np.isfinite(g[metric]).any() and np.isfinite(r[metric]).any()))
 
 
+def untested_reason(x: np.ndarray, y: np.ndarray) -> str:
+    """Why two groups of per-seed values get no Welch test or interval (a key of :data:`UNTESTED`), '' where
+    they get one: no variation, fewer than MIN_SEEDS seeds on a side, or resting on one seed
+    (:func:`stats.deviating_seeds`).  The difference table and the final-score window table both follow it."""
+    if stats.no_variation(x, y):
+        return "no_variation"
+    if min(len(x), len(y)) < stats.MIN_SEEDS:
+        return "few_seeds"
+    return "one_seed" if stats.deviating_seeds(x, y) == 1 else ""
+
+
 def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
     """Welch difference, test, Hedges' g and spread of two groups of per-seed values; a comparison resting on
     one seed (:func:`stats.deviating_seeds`) keeps only its point difference."""
     e = stats.welch_diff(x, y, bounds)
     deviating = stats.deviating_seeds(x, y)
-    untested = ("no_variation" if stats.no_variation(x, y) else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS
-                else "one_seed" if deviating == 1 else "")
+    untested = untested_reason(x, y)
     if untested:
         return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "effect": np.nan, "untested": untested,
                 "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan}

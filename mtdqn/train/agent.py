@@ -173,15 +173,11 @@ def make_agent(cfg: TrainConfig) -> Agent:
         key = (config_hash(cfg), tuple(custom.registration(str(spec).split(":")[0]) for spec in cfg.tasks))
     except (TypeError, ValueError):  # not JSON: _build_agent says what is wrong, or builds it uncached
         key = None
-    agent = _BUILT.get(key) if key is not None else None
-    if agent is None:
-        agent = _build_agent(cfg)
-        if key is not None:
-            _BUILT[key] = agent
-            while len(_BUILT) > 16:
-                _BUILT.popitem(last=False)
-    else:
-        _BUILT.move_to_end(key)
+    agent = _BUILT.pop(key, None) or _build_agent(cfg)
+    if key is not None:
+        _BUILT[key] = agent  # (re)inserted last: the most recently used
+        while len(_BUILT) > 16:
+            _BUILT.popitem(last=False)
     check_memory(cfg, agent.task_set, agent.arch)
     return agent
 
