@@ -199,6 +199,8 @@ def _combines(strategy, hp, n: int = 12) -> list:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.optimized  # bit for bit in the programs users run: XLA's older emitters (make test-fast) round apart
 @pytest.mark.parametrize("name, key", [(n, "task_weights") for n in sorted(REGISTRY)] +
                          [(n, k) for n, values in OTHER_VALUE.items() for k in values])
 def test_a_traced_number_computes_what_the_same_number_compiled_in_does(name, key):
