@@ -340,3 +340,46 @@ def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
     assert ("this budget cannot say whether they are real: resolving the largest, `shared` -10.0 on Acrobot-v1, "
             "would take about 20 seeds per variant") in text, text  # 5 (20 / 10)^2
     assert "cannot say" not in conclusion("independent", table([-25.0, 4.0]), empty, None)  # one is resolvable
+
+
+def _cka_study(variants: dict[str, tuple[str, float, float]]):
+    """A Study whose cells hold only CKA rows: {variant: (sharing, trained level, level at init)}, six seeds."""
+    from mtdqn.analysis.load import Cell, Study
+
+    rng = np.random.default_rng(0)
+    tasks = ("CartPole-v1", "Acrobot-v1")
+    cells = {}
+    for v, (sharing, level, init) in variants.items():
+        rows = [{"seed": s, "task_a": "Acrobot-v1", "task_b": "CartPole-v1",  # stored either way round
+                 "cka": level + 0.02 * rng.standard_normal(), "cka_init": init + 0.01 * rng.standard_normal()}
+                for s in SEEDS]
+        cells[v] = Cell(v, "ok", None, {"sharing": sharing}, cka=pd.DataFrame(rows))
+    return Study("cka", tasks, tuple(variants), next(iter(variants)), tuple(SEEDS), BUDGET, cells, ())
+
+
+def test_cka_is_contrasted_with_initialization_and_the_independent_variant():
+    """Referee: CKA mostly measures the inputs (every trunk is fed the same probe states; two independent
+    networks already score 0.9 at initialization).  Each pair's CKA comes with its change from initialization
+    and, where the study has an `independent` variant, its difference from it with a Welch interval."""
+    from mtdqn.analysis import display, why
+    from mtdqn.analysis.report import _cka_caption
+
+    study = _cka_study({"independent": ("independent", 0.60, 0.90), "shared": ("shared", 0.85, 0.92)})
+    t = why.cka_table(study).set_index("variant")
+    assert why.cka_reference(study) == "independent" and set(t["reference"]) == {"independent"}
+    assert (t.loc["shared", "task_a"], t.loc["shared", "task_b"]) == ("CartPole-v1", "Acrobot-v1")
+    assert t.loc["shared", "vs_reference_mean"] == pytest.approx(0.25, abs=0.03)
+    assert 0 < t.loc["shared", "vs_reference_lo"] < 0.25 < t.loc["shared", "vs_reference_hi"]
+    assert math.isnan(t.loc["independent", "vs_reference_mean"])  # the reference is not contrasted with itself
+    assert t.loc["independent", "change_mean"] == pytest.approx(-0.30, abs=0.03)  # training made them less alike
+    assert t.loc["independent", "change_hi"] < 0
+    shown = display.cka(why.cka_table(study)).set_index("variant")
+    assert shown.loc["independent", "minus `independent` (mean [95% CI])"] == "reference"
+    assert shown.loc["shared", "minus `independent` (mean [95% CI])"].startswith("0.2")
+    assert "what sharing the trunk adds" in _cka_caption(why.cka_table(study))
+
+    alone = _cka_study({"shared": ("shared", 0.85, 0.92), "pcgrad": ("shared", 0.80, 0.92)})
+    t = why.cka_table(alone)
+    assert why.cka_reference(alone) is None and t["vs_reference_mean"].isna().all()
+    assert "minus" not in " ".join(display.cka(t).columns)
+    assert "no `independent` variant" in _cka_caption(t)

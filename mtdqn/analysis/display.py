@@ -258,8 +258,18 @@ def affinity(df: pd.DataFrame, tasks: tuple[str, ...], unit: int = 0) -> pd.Data
 
 
 def cka(df: pd.DataFrame) -> pd.DataFrame:
+    """Each pair's CKA beside its two baselines: the network at initialization (and the change from it) and,
+    where the study has one, the `independent` reference variant (the difference from it)."""
     out = _pair_table(df, "linear CKA")
     out.insert(3, "at initialization", [num(x) for x in df["init_mean"]])
+    out.insert(4, "change from initialization (mean [95% CI])",
+               [_est(r.change_mean, r.change_lo, r.change_hi, r.n) for r in df.itertuples()])
+    reference = next((r for r in df["reference"] if r), "")
+    if reference:
+        out.insert(5, f"minus `{reference}` (mean [95% CI])",
+                   ["reference" if r.variant == reference else _est(r.vs_reference_mean, r.vs_reference_lo,
+                                                                    r.vs_reference_hi, r.n)
+                    for r in df.itertuples()])
     return out
 
 

@@ -346,11 +346,23 @@ def _why(study: Study, c: _Computed) -> Section:
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
     else:
-        blocks += [Table("Linear CKA of trunk features between tasks", display.cka(d["cka"]),
-                         "Trained network vs the same network at initialization (same keys, same probe states)."),
+        blocks += [Table("Linear CKA of trunk features between tasks", display.cka(d["cka"]), _cka_caption(d["cka"])),
                    Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
                          plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
     return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
+
+
+def _cka_caption(cka: pd.DataFrame) -> str:
+    """What the CKA table's baselines take out: the probe feeds every task's trunk the same states."""
+    reference = next((r for r in cka["reference"] if r), "")
+    text = ("The probe feeds every task's trunk the same states (each task's replay observations), so part of "
+            "any CKA is the inputs' own similarity. Change from initialization: trained minus the same network "
+            "untrained (same keys, same probe states), per seed.")
+    if reference:
+        return (f"{text} Minus `{reference}`: the difference from separate per-task trunks fed the same states, "
+                "whose CKA is what the inputs and training alone give; a variant's excess over it is what sharing "
+                "the trunk adds (Welch interval over seeds).")
+    return f"{text} The study has no `independent` variant to contrast with: the levels are not sharing's doing alone."
 
 
 def _expert_blocks(study: Study, c: _Computed) -> list:

@@ -36,6 +36,7 @@ __all__ = [
     "grad_tasks_curve",
     "grad_tasks_summary",
     "cka_table",
+    "cka_reference",
     "probe_table",
 ]
 
@@ -379,12 +380,24 @@ def grad_tasks_summary(study: Study) -> pd.DataFrame:
 
 
 def cka_table(study: Study) -> pd.DataFrame:
-    """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds, and at initialization.
+    """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds, with two baselines.
 
-    ``init_mean`` is the CKA of the untrained network (same keys, same probe
-    states; NaN for runs that did not record ``cka_init``): training made
-    the tasks' features more alike only where CKA rose above it.
+    The probe feeds every task's trunk the same states (each task's replay),
+    so part of any CKA is the inputs' own similarity.  Two contrasts take it
+    out.  ``change``: trained minus the same network at initialization (same
+    keys, same probe states), per seed, a t-interval; ``init_mean`` is the
+    untrained level (NaN where a run did not record ``cka_init``).
+    ``vs_reference``: minus the reference variant :func:`cka_reference` picks
+    (an ``independent`` one), a Welch interval over seeds: separate trunks,
+    each trained on its own task, fed the same states, so their CKA is what
+    the inputs and training alone give, and a sharing variant's excess over it
+    is what sharing the trunk adds.
     """
+    reference = cka_reference(study)
+    ref_cka = {}
+    if reference is not None:
+        ref = canonical_pairs(study.cells[reference].cka, study.tasks)
+        ref_cka = {pair: g.groupby("seed")["cka"].mean().to_numpy() for pair, g in ref.groupby(["task_a", "task_b"])}
     rows = []
     for v in study.ok_variants:
         ck = study.cells[v].cka
@@ -392,8 +405,26 @@ def cka_table(study: Study) -> pd.DataFrame:
             continue
         ck = canonical_pairs(ck, study.tasks)
         for (a, b), g in ck.groupby(["task_a", "task_b"], sort=False):
-            init = g.groupby("seed")["cka_init"].mean().mean() if "cka_init" in g else float("nan")
+            per_seed = g.groupby("seed")[["cka", *(["cka_init"] if "cka_init" in g else [])]].mean()
+            init = per_seed["cka_init"] if "cka_init" in per_seed else pd.Series(np.nan, index=per_seed.index)
+            change = stats.t_mean((per_seed["cka"] - init).to_numpy(), ranges.COSINE)
+            vs = (stats.diff_ci(per_seed["cka"].to_numpy(), ref_cka[(a, b)])
+                  if v != reference and (a, b) in ref_cka else stats.Estimate(np.nan, np.nan, np.nan, 0))
             rows.append({"variant": v, "task_a": a, "task_b": b,
-                         **_est_row(g.groupby("seed")["cka"].mean().to_numpy(), ranges.CKA),
-                         "init_mean": float(init)})
-    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean"])
+                         **_est_row(per_seed["cka"].to_numpy(), ranges.CKA), "init_mean": float(init.mean()),
+                         "change_mean": change.value, "change_lo": change.lo, "change_hi": change.hi,
+                         "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo, "vs_reference_hi": vs.hi,
+                         "reference": reference or ""})
+    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean", "change_mean", "change_lo",
+                                       "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
+                                       "reference"])
+
+
+def cka_reference(study: Study) -> str | None:
+    """The variant CKA is contrasted with: the first ok variant whose trunks are separate per task
+    (``sharing = independent``) and that recorded CKA; None if the study has none."""
+    for v in study.ok_variants:
+        cell = study.cells[v]
+        if cell.summary.get("sharing") == "independent" and cell.cka is not None and len(cell.cka):
+            return v
+    return None
