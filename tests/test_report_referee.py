@@ -67,16 +67,17 @@ def test_a_comparison_resting_on_one_seed_is_flagged_not_tested():
 def test_steps_to_threshold_are_censored_times_with_a_censored_test():
     """Referee 3: a seed that never reached the threshold is censored at the budget, not a time of 60k; reached
     at the last evaluation is an event; no seed of either side reaching it is not informative and not tested."""
-    rows = {("independent", "Acrobot-v1"): {"steps_to_threshold": [40e3, 60e3, NEVER, NEVER, NEVER, NEVER]},
-            ("pcgrad", "Acrobot-v1"): {"steps_to_threshold": [NEVER, NEVER, NEVER, 60e3, NEVER, NEVER]},
+    # six events of twelve runs, so some split could reach significance (fewer: tests_that_cannot_reach below)
+    rows = {("independent", "Acrobot-v1"): {"steps_to_threshold": [40e3, 60e3, 20e3, 30e3, NEVER, NEVER]},
+            ("pcgrad", "Acrobot-v1"): {"steps_to_threshold": [NEVER, NEVER, NEVER, 60e3, 50e3, NEVER]},
             ("independent", "CartPole-v1"): {"steps_to_threshold": [NEVER] * 6},
             ("pcgrad", "CartPole-v1"): {"steps_to_threshold": [NEVER] * 6}}
     d = _diffs(rows, ("steps_to_threshold",)).set_index("task")
     acro, cart = d.loc["Acrobot-v1"], d.loc["CartPole-v1"]
-    assert acro["test"] == "gehan" and (acro["reached"], acro["reached_reference"]) == (1, 2)
+    assert acro["test"] == "gehan" and (acro["reached"], acro["reached_reference"]) == (2, 4)
     assert math.isnan(acro["lo"]) and math.isnan(acro["effect"]) and math.isnan(acro["mde"])  # no Welch on imputed
-    assert acro["p"] == pytest.approx(stats.gehan_permutation_p([NEVER] * 3 + [60e3] + [NEVER] * 2,
-                                                                [40e3, 60e3] + [NEVER] * 4, BUDGET))
+    assert acro["p"] == pytest.approx(stats.gehan_permutation_p([NEVER] * 3 + [60e3, 50e3, NEVER],
+                                                                [40e3, 60e3, 20e3, 30e3, NEVER, NEVER], BUDGET))
     assert cart["untested"] == "uninformative" and math.isnan(cart["p"])
     # Gehan by exact permutation, hand case: every seed of one side reached early, none of the other: only the
     # two extreme splits of 924 are as extreme
@@ -383,3 +384,33 @@ def test_cka_is_contrasted_with_initialization_and_the_independent_variant():
     assert why.cka_reference(alone) is None and t["vs_reference_mean"].isna().all()
     assert "minus" not in " ".join(display.cka(t).columns)
     assert "no `independent` variant" in _cka_caption(t)
+
+
+def test_tests_that_cannot_reach_significance_leave_the_holm_family():
+    """Referee: p = 1 by construction counted among the comparisons.  One seed of twelve reaching the threshold
+    gives Gehan's test the same |score| on every split, so its p is 1 whatever the data; counted, it would
+    double CartPole's Holm p.  Tarone's rule leaves it out, says why, and keeps the smallest p it could give."""
+    one_event = [NEVER] * 5 + [30e3]
+    assert stats.gehan_permutation_p(one_event, [NEVER] * 6, BUDGET, smallest=True) == 1.0
+    # three of twelve reaching it: at best all three on one side, p 2 C(9, 3) / C(12, 6) = 0.18; six: 2 / 924
+    assert stats.gehan_permutation_p([10e3, 20e3, 30e3] + [NEVER] * 3, [NEVER] * 6, BUDGET, smallest=True) \
+        == pytest.approx(2 * 84 / 924)
+    assert stats.gehan_permutation_p([10e3, 20e3, 30e3, 40e3, 50e3, 55e3], [NEVER] * 6, BUDGET, smallest=True) \
+        == pytest.approx(2 / 924)
+    assert list(stats.tarone_testable([0.0, 0.0, 1.0, np.nan])) == [True, True, False, False]
+    # K = 2: two tests whose smallest p is 0.02 fit under 0.05 / 2; three would not fit under 0.05 / 3.
+    assert list(stats.tarone_testable([0.02, 0.02])) == [True, True]
+    assert list(stats.tarone_testable([0.02, 0.02, 0.02, 0.0])) == [False, False, False, True]
+
+    rows = {**CARTPOLE, ("independent", "Acrobot-v1"): {"steps_to_threshold": [NEVER] * 6},
+            ("pcgrad", "Acrobot-v1"): {"steps_to_threshold": one_event}}
+    d = _diffs(rows, ("final_return", "steps_to_threshold")).set_index(["task", "metric"])
+    acro, cart = d.loc[("Acrobot-v1", "steps_to_threshold")], d.loc[("CartPole-v1", "final_return")]
+    assert acro["untested"] == "unattainable" and math.isnan(acro["p"]) and acro["p_min"] == 1.0
+    assert cart["p_holm"] == pytest.approx(cart["p"])  # a family of one
+    first = multiplicity_sentence(d.reset_index(), EMPTY_IMP)
+    assert "tests 1 comparison(s)" in first and "could not reach significance" in first, first
+    sentences = findings("independent", ("independent", "pcgrad"), EMPTY_IMP, d.reset_index(),
+                         pd.DataFrame(columns=["variant"]))
+    [line] = [s for s in sentences if s.startswith("Env steps to threshold on Acrobot")]
+    assert "cannot reach significance" in line and "Tarone" in line, line

@@ -120,13 +120,15 @@ AGGREGATES = {"IQM": rlm.aggregate_iqm, "mean": rlm.aggregate_mean}
 
 
 def permutation_p(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *, max_exact: int = 20_000,
-                  reps: int = 5_000, seed: int = 0) -> float:
+                  reps: int = 5_000, seed: int = 0, smallest: bool = False) -> float:
     """Two-sided p-value of aggregate(X) - aggregate(Y) by permuting runs between the two variants.
 
     Under "no difference" a run (its row of per-task scores) is as likely to belong to either variant, so
     every split of the pooled runs is equally likely: the test is exact at any n, which the rliable interval
     is not. All splits are enumerated when there are at most ``max_exact`` of them (5 + 5 runs: 252), else
     ``reps`` random ones (p = (1 + hits) / (1 + reps)). NaN below MIN_SEEDS runs in either variant.
+    ``smallest``: instead, the smallest p any split could give (Tarone's minimum attainable p, for
+    :func:`mtdqn.analysis.stats.tarone_testable`).
     """
     x = np.asarray(scores_x, dtype=np.float64)
     y = np.asarray(scores_y, dtype=np.float64)
@@ -134,21 +136,21 @@ def permutation_p(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *,
         return float("nan")
     stat = AGGREGATES[statistic]
     pooled = np.concatenate([x, y])
-    observed = abs(stat(x) - stat(y))
-    tol = 1e-12 * max(1.0, observed)
     members = np.arange(len(pooled))
 
-    def extreme(first: np.ndarray) -> bool:
+    def gap(first: np.ndarray) -> float:
         mask = np.zeros(len(pooled), dtype=bool)
         mask[first] = True
-        return abs(stat(pooled[mask]) - stat(pooled[~mask])) >= observed - tol
+        return abs(stat(pooled[mask]) - stat(pooled[~mask]))
 
-    if math.comb(len(pooled), len(x)) <= max_exact:
-        splits = [np.asarray(c) for c in itertools.combinations(members, len(x))]
-        return float(np.mean([extreme(c) for c in splits]))
+    exact = math.comb(len(pooled), len(x)) <= max_exact
     rng = np.random.default_rng(seed)
-    hits = sum(extreme(rng.permutation(members)[: len(x)]) for _ in range(reps))
-    return float((1 + hits) / (1 + reps))
+    splits = (itertools.combinations(members, len(x)) if exact
+              else (rng.permutation(members)[: len(x)] for _ in range(reps)))
+    gaps = np.array([gap(np.asarray(c)) for c in splits])
+    observed = gaps.max() if smallest else abs(stat(x) - stat(y))
+    hits = int(np.sum(gaps >= observed - 1e-12 * max(1.0, observed)))
+    return float(hits / len(gaps)) if exact else float((1 + hits) / (1 + reps))
 
 
 def poi_ties(scores_x: np.ndarray, scores_y: np.ndarray) -> float:

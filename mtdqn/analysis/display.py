@@ -84,6 +84,8 @@ def _diff_interval(r, show) -> str:
         return "not informative at this budget (no seed of either reached it)"
     if why == "one_seed":
         return f"not tested ({r.deviating}/{r.n + r.n_reference} seeds differ from the rest)"
+    if why == "unattainable":
+        return f"not tested (smallest possible p {pvalue(r.p_min)}: cannot reach significance; Tarone)"
     if getattr(r, "test", "") == "gehan":
         return f"— (censored: reached {r.reached}/{r.n} vs {r.reached_reference}/{r.n_reference}; Gehan test)"
     if not r.estimable:
@@ -95,7 +97,7 @@ def _detectable_cell(r, show) -> str:
     why = getattr(r, "untested", "")
     if why == "one_seed":
         return "n/a (rests on one seed)"
-    if why == "uninformative" or getattr(r, "test", "") == "gehan":
+    if why in ("uninformative", "unattainable") or getattr(r, "test", "") == "gehan":
         return "n/a (censored times)"
     return detectable(r.mde, r.max_diff, show, min(r.n, r.n_reference))
 

@@ -115,9 +115,16 @@ def _untested_reasons(differences: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(flat, "no_variation", np.where(few, "few_seeds", "")), index=differences.index)
 
 
-def _untested_aggregates(improvement: pd.DataFrame) -> int:
-    return int((~np.isfinite(improvement["iqm_p"].to_numpy(dtype=float))).sum()
-               + (~np.isfinite(improvement["mean_p"].to_numpy(dtype=float))).sum())
+def _untested_aggregates(improvement: pd.DataFrame) -> tuple[int, int]:
+    """(aggregate comparisons with too few seeds, those left out as unable to reach significance: Tarone)."""
+    few = unattainable = 0
+    for p in ("iqm_p", "mean_p"):
+        untested = ~np.isfinite(improvement[p].to_numpy(dtype=float))
+        smallest = (improvement[f"{p}_min"].to_numpy(dtype=float) if f"{p}_min" in improvement
+                    else np.full(len(improvement), np.nan))
+        unattainable += int((untested & np.isfinite(smallest)).sum())
+        few += int((untested & ~np.isfinite(smallest)).sum())
+    return few, unattainable
 
 
 def count_tests(differences: pd.DataFrame, improvement: pd.DataFrame) -> int:
@@ -132,8 +139,12 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
     tested = count_tests(differences, improvement)
     reasons = _untested_reasons(differences)
     untested = [f"{int((reasons == key).sum())} {text}" for key, text in UNTESTED.items() if (reasons == key).any()]
-    if (agg := _untested_aggregates(improvement)):
-        untested.append(f"{agg} aggregate IQM or mean comparison(s) with fewer than {MIN_SEEDS} seeds on a side")
+    few, unattainable = _untested_aggregates(improvement)
+    if few:
+        untested.append(f"{few} aggregate IQM or mean comparison(s) with fewer than {MIN_SEEDS} seeds on a side")
+    if unattainable:
+        untested.append(f"{unattainable} aggregate IQM or mean comparison(s) whose permutation test could not reach "
+                        "significance at these seed counts (Tarone's rule)")
     total = len(differences) + 2 * len(improvement) - tested
     rest = f" Not tested: {total} in all: {'; '.join(untested)}." if untested else ""
     return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test, "
@@ -247,6 +258,10 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
         return (f"{what}: not informative at this budget: {reached}; not counted among the comparisons.")
     if row.get("untested", "") == "few_seeds":
         return f"{what}: {reached} ({per_seed}); not tested, fewer than {MIN_SEEDS} seeds on a side."
+    if row.get("untested", "") == "unattainable":
+        return (f"{what}: {reached} ({per_seed}); not tested: no split of these runs could give Gehan's test a p "
+                f"below {pvalue(_get(row, 'p_min'))}, so it cannot reach significance and is left out of the "
+                "comparisons (Tarone's rule).")
     p, p_holm = _get(row, "p"), _get(row, "p_holm")
     verdict = ("no clear difference" if not (math.isfinite(p) and p < ALPHA) else
                f"`{v}` {'slower' if row['diff'] > 0 else 'faster'}, suggestive only" if not p_holm < ALPHA else

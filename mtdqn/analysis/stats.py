@@ -60,6 +60,7 @@ __all__ = [
     "steps_to_threshold",
     "normalize",
     "linear_cka",
+    "tarone_testable",
 ]
 
 
@@ -298,14 +299,16 @@ def _gehan_scores(times: np.ndarray, reached: np.ndarray) -> np.ndarray:
 
 def gehan_permutation_p(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float, *,
                         min_seeds: int = MIN_SEEDS, max_exact: int = 20_000, reps: int = 5_000,
-                        seed: int = 0) -> float:
+                        seed: int = 0, smallest: bool = False) -> float:
     """Two-sided p of Gehan's generalized Wilcoxon test for right-censored times, by permuting runs.
 
     NaN in ``times_*`` means "not reached within ``budget``": censored at ``budget``, not a time of
     ``budget`` (a run that reached it exactly at the budget is an event there). Every split of the pooled
     runs is enumerated when there are at most ``max_exact`` (6 + 6: 924), else ``reps`` random ones. NaN
     below ``min_seeds`` runs in a group or when no run of either group reached the threshold (nothing to
-    order: not informative at this budget).
+    order: not informative at this budget).  ``smallest``: instead, the smallest p any split of these runs
+    could give (Tarone's minimum attainable p, :func:`tarone_testable`): 1 where every split ties, as with a
+    single run reaching the threshold between two groups of equal size.
     """
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (times_x, times_y))
     if min(x.size, y.size) < max(min_seeds, 2):
@@ -315,13 +318,27 @@ def gehan_permutation_p(times_x: np.ndarray | list[float], times_y: np.ndarray |
     if not reached.any():
         return float("nan")
     scores = _gehan_scores(np.where(reached, pooled, float(budget)), reached)
-    observed = abs(int(scores[: x.size].sum()))
     if math.comb(pooled.size, x.size) <= max_exact:
-        sums = np.array([scores[list(c)].sum() for c in itertools.combinations(range(pooled.size), x.size)])
-        return float(np.mean(np.abs(sums) >= observed))
+        sums = np.abs([scores[list(c)].sum() for c in itertools.combinations(range(pooled.size), x.size)])
+        return float(np.mean(sums >= (sums.max() if smallest else abs(int(scores[: x.size].sum())))))
     rng = np.random.default_rng(seed)
-    hits = sum(abs(int(scores[rng.permutation(pooled.size)[: x.size]].sum())) >= observed for _ in range(reps))
-    return float((1 + hits) / (1 + reps))
+    sums = np.abs([scores[rng.permutation(pooled.size)[: x.size]].sum() for _ in range(reps)])
+    return float((1 + np.sum(sums >= (sums.max() if smallest else abs(int(scores[: x.size].sum()))))) / (1 + reps))
+
+
+def tarone_testable(smallest_p: np.ndarray | list[float], alpha: float = 0.05) -> np.ndarray:
+    """Which tests belong in a multiple-testing family, by Tarone's rule (Biometrics 1990): a discrete test
+    whose smallest attainable p (``smallest_p``; 0 for a continuous one, NaN for no test) is above alpha / K
+    can never be rejected at that level, so it is left out, K being the smallest count for which at most K
+    tests remain.  A Gehan test of one censored-out run against another cannot pass any level, yet counted,
+    it would tighten every other comparison's threshold."""
+    p = np.asarray(smallest_p, dtype=np.float64).ravel()
+    tested = np.isfinite(p)
+    for k in range(1, int(tested.sum()) + 1):
+        keep = tested & (p <= alpha / k)
+        if keep.sum() <= k:
+            return keep
+    return tested
 
 
 def mean_ci(values: np.ndarray | list[float], confidence: float = 0.95) -> Estimate:

@@ -217,8 +217,8 @@ METRICS = {
     "auc": "Area under the learning curve (mean return over training)",
     "steps_to_threshold": "Env steps to threshold",
 }
-DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_holm", "effect",
-                "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff", "n",
+DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
+                "effect", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff", "n",
                 "n_reference", "reached", "reached_reference", "values", "values_reference"]
 UNTESTED = {
     "no_variation": "not estimable (no variation: every seed gave the same value)",
@@ -227,6 +227,8 @@ UNTESTED = {
     "uninformative": "not informative at this budget (steps to threshold: no seed of either side reached the "
                      "threshold)",
     "few_seeds": f"with fewer than {stats.MIN_SEEDS} seeds on a side (their seeds are quoted)",
+    "unattainable": "that could not reach significance whatever the data (a discrete test whose smallest possible "
+                    "p is above the family's level: left out by Tarone's rule, so they do not tighten the others)",
 }
 """Why a comparison is left out of the tests (``untested``), as the findings and tables word it."""
 
@@ -270,11 +272,12 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
     deviating = stats.deviating_seeds(x, y)
     untested = untested_reason(x, y)
     if untested:
-        return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "effect": np.nan, "untested": untested,
-                "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan}
+        return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "p_min": np.nan, "effect": np.nan,
+                "untested": untested, "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan}
     se = float(np.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size))
-    return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "effect": stats.hedges_g(x, y),
-            "untested": "", "deviating": deviating, "test": "welch", "se": se, "dof": float(x.size + y.size - 2)}
+    return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_min": 0.0,  # continuous: any p
+            "effect": stats.hedges_g(x, y), "untested": "", "deviating": deviating, "test": "welch", "se": se,
+            "dof": float(x.size + y.size - 2)}
 
 
 def _censored_row(x: np.ndarray, y: np.ndarray, budget: int) -> dict:
@@ -284,7 +287,8 @@ def _censored_row(x: np.ndarray, y: np.ndarray, budget: int) -> dict:
     untested = ("uninformative" if not (np.isfinite(x).any() or np.isfinite(y).any())
                 else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS else "")
     return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan,
-            "p": np.nan if untested else stats.gehan_permutation_p(x, y, budget), "effect": np.nan,
+            "p": np.nan if untested else stats.gehan_permutation_p(x, y, budget),
+            "p_min": np.nan if untested else stats.gehan_permutation_p(x, y, budget, smallest=True), "effect": np.nan,
             "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
             "se": np.nan, "dof": np.nan}
 
@@ -349,13 +353,21 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
 
     One family for the whole report, so the family-wise error rate is `alpha` however many variants, tasks and
     metrics a study has; untested comparisons (too few seeds, no variation, resting on one seed, no seed
-    reaching the threshold) are not in it.
+    reaching the threshold) are not in it, nor, by Tarone's rule (:func:`stats.tarone_testable`), discrete
+    tests whose smallest attainable p cannot pass the family's level: a Gehan row is then `untested`
+    "unattainable", an aggregate's p NaN (its smallest attainable p stays in `*_p_min`).
     """
     diff, imp = differences.copy(), improvement.copy()
+    p_min = np.concatenate([_p_min(diff, "p"), _p_min(imp, "iqm_p"), _p_min(imp, "mean_p")])
+    out = ~stats.tarone_testable(p_min, alpha) & np.isfinite(p_min)
+    n, k = len(diff), len(imp)
+    diff.loc[out[:n], ["p", "test"]] = [np.nan, ""]
+    diff.loc[out[:n], "untested"] = "unattainable"
+    imp.loc[out[n:n + k], "iqm_p"] = np.nan
+    imp.loc[out[n + k:], "mean_p"] = np.nan
     pvalues = np.concatenate([diff["p"].to_numpy(dtype=np.float64), imp["iqm_p"].to_numpy(dtype=np.float64),
                               imp["mean_p"].to_numpy(dtype=np.float64)])
     adjusted = stats.holm(pvalues)
-    n, k = len(diff), len(imp)
     diff["p_holm"] = adjusted[:n]
     imp["iqm_p_holm"], imp["mean_p_holm"] = adjusted[n:n + k], adjusted[n + k:]
     level = holm_first_alpha(diff, imp, alpha)
@@ -363,6 +375,14 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     diff["mde"] = [stats.detectable_from_se(se, dof, alpha=level) if t == "welch" else np.nan
                    for se, dof, t in zip(diff["se"], diff["dof"], diff["test"])]
     return diff, imp
+
+
+def _p_min(table: pd.DataFrame, p: str) -> np.ndarray:
+    """Each test's smallest attainable p (column ``{p}_min``; tables from before it: 0, any p attainable), NaN
+    where ``p`` is: no test."""
+    values = table[p].to_numpy(dtype=np.float64)
+    smallest = table[f"{p}_min"].to_numpy(dtype=np.float64) if f"{p}_min" in table else np.zeros_like(values)
+    return np.where(np.isfinite(values), smallest, np.nan)
 
 
 def normalization_table(study: Study) -> pd.DataFrame:
@@ -424,12 +444,15 @@ def aggregate_tables(
                          "mean_diff_hi": diff["mean"].hi,
                          "iqm_p": aggregate.permutation_p(s, ref, "IQM", seed=seed),
                          "mean_p": aggregate.permutation_p(s, ref, "mean", seed=seed),
+                         "iqm_p_min": aggregate.permutation_p(s, ref, "IQM", seed=seed, smallest=True),
+                         "mean_p_min": aggregate.permutation_p(s, ref, "mean", seed=seed, smallest=True),
                          "poi_ties": aggregate.poi_ties(s, ref),
                          "n": int(len(s)), "n_reference": int(len(ref)), "n_tasks": int(s.shape[1])})
     agg = pd.DataFrame(agg_rows, columns=["variant", "metric", "value", "lo", "hi", "n_seeds", "n_tasks"])
     imp = pd.DataFrame(imp_rows, columns=["variant", "reference", "poi", "poi_lo", "poi_hi", "iqm_diff",
                                           "iqm_diff_lo", "iqm_diff_hi", "mean_diff", "mean_diff_lo", "mean_diff_hi",
-                                          "iqm_p", "mean_p", "poi_ties", "n", "n_reference", "n_tasks"])
+                                          "iqm_p", "mean_p", "iqm_p_min", "mean_p_min", "poi_ties", "n",
+                                          "n_reference", "n_tasks"])
     return agg, imp
 
 
