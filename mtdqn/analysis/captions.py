@@ -57,8 +57,21 @@ def reach_definition(source: str, study: Study | None = None) -> str:
            "the first logging step at which the smoothed training-return curve reaches the threshold")
     thresholds = thresholds_text(study) if study is not None else \
         "Thresholds: each run's summary.json (mtdqn's default per task in mtdqn/taskfacts.py, or the study's own)."
-    return (f"Steps to threshold: {how}. {thresholds} Median over all seeds with unreached seeds counted as "
+    lag = f" {_window_lag(study)}" if source == "evaluation" else ""
+    return (f"Steps to threshold: {how}.{lag} {thresholds} Median over all seeds with unreached seeds counted as "
             "never; 'seeds reached' is the share that reached it within the budget.")
+
+
+def _window_lag(study: Study | None) -> str:
+    """What the trailing window costs in time: the step reported is the window's last evaluation."""
+    every = sorted({int(c.summary["eval_every_used"]) for c in (study.cells.values() if study else ())
+                    if c.ok and c.summary.get("eval_every_used")})
+    interval = (f" ({FINAL_SCORE_EVALS - 1} × {' or '.join(f'{e:,}' for e in every)} = "
+                f"{' or '.join(f'{(FINAL_SCORE_EVALS - 1) * e:,}' for e in every)} env steps per task here)"
+                if every else "")
+    return (f"The step reported is the window's last evaluation, so it trails the first single evaluation at the "
+            f"threshold by up to {FINAL_SCORE_EVALS - 1} evaluation intervals{interval}, alike for every variant: "
+            "differences between variants are not shifted by it, absolute times are late by up to that much.")
 
 
 def differences_note(diffs: pd.DataFrame) -> str:
