@@ -23,8 +23,9 @@ demo: $(STAMP)  ## small default study: trains, evaluates, writes a report, prin
 XDIST  := -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 PYTEST := JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q $(XDIST)
 # The suite mostly compiles (tests/profile_summary.py): tests not marked `optimized` run without XLA's
-# optimization passes, which compile faster; the learning tests and digests of computed numbers run as users
-# run them.  Both phases always run; the exit status fails if either failed.  Every `optimized` test is also
+# optimization passes and with XLA:CPU's older loop emitters (tests/conftest.py adds the flag), which compile
+# faster; the learning tests, digests of computed numbers and bit-for-bit comparisons of two programs run as
+# users compile.  Both phases always run; the exit status fails if either failed.  Every `optimized` test is also
 # `slow`, so `make test-fast` is the second phase alone.
 NO_OPT := JAX_DISABLE_MOST_OPTIMIZATIONS=1
 

@@ -135,6 +135,7 @@ def test_affinity_rows_go_to_tensorboard():
     assert writer.scalars == [("affinity/CartPole-v1->Acrobot-v1/seed3", -0.25, 500)]
 
 
+@pytest.mark.optimized  # the same numbers as tiny_run to 1e-5 after 350 updates: as users compile (see conftest)
 @pytest.mark.slow
 def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path, tiny_run):
     """TINY (350 updates, the first in the window ending at 1,000 steps) measured every 100 updates: updates 0,

@@ -34,6 +34,7 @@ def _train(trainer, keys, chunks: int):
     return jax.tree.map(np.asarray, (state, metrics))
 
 
+@pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
 @pytest.mark.parametrize("seeds, devices", [(2, 0), (3, 0), (2, 1)])
 def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
@@ -76,6 +77,7 @@ def _assert_members_are_their_runs_alone(members: list[TrainConfig], devices: in
     return pop_state, layout
 
 
+@pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
 def test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone():
     """A sweep's newer traced values: a task's loss weight, CAGrad's c and step_size, the dropout rate (all
@@ -209,6 +211,7 @@ def swept(tmp_path_factory):
     return root
 
 
+@pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
 def test_a_member_directory_is_its_run_alone(swept):
     """The member's directory holds the run alone's config, metrics, evaluations and final weights exactly."""
@@ -231,6 +234,7 @@ def test_a_member_directory_is_its_run_alone(swept):
                                  "lr=0.0003,gamma=0.99"]
 
 
+@pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
 def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_alone(tmp_path):
     """`--sweep weight.Acrobot-v1=0.5,1 --sweep dropout=0.1,0.2`: the member weight.Acrobot-v1=0.5,dropout=0.2

@@ -218,8 +218,8 @@ METRICS = {
     "steps_to_threshold": "Env steps to threshold",
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
-                "effect", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff", "n",
-                "n_reference", "reached", "reached_reference", "values", "values_reference"]
+                "effect", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff",
+                "n", "n_reference", "reached", "reached_reference", "values", "values_reference"]
 UNTESTED = {
     "no_variation": "not estimable (no variation: every seed gave the same value)",
     "one_seed": "resting on a single seed (every other seed of both sides gave one value: Welch's t is then "
