@@ -260,8 +260,8 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
         return f"{what}: {reached} ({per_seed}); not tested, fewer than {MIN_SEEDS} seeds on a side."
     if row.get("untested", "") == "unattainable":
         return (f"{what}: {reached} ({per_seed}); not tested: no split of these runs could give Gehan's test a p "
-                f"below {pvalue(_get(row, 'p_min'))}, so it cannot reach significance and is left out of the "
-                "comparisons (Tarone's rule).")
+                f"below {pvalue(_get(row, 'p_min'))} with n = {n} vs {nr} seeds, so it cannot reach significance "
+                "and is left out of the comparisons (Tarone's rule).")
     p, p_holm = _get(row, "p"), _get(row, "p_holm")
     verdict = ("no clear difference" if not (math.isfinite(p) and p < ALPHA) else
                f"`{v}` {'slower' if row['diff'] > 0 else 'faster'}, suggestive only" if not p_holm < ALPHA else
