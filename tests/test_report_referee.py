@@ -95,14 +95,14 @@ def test_steps_definition_stated_is_the_one_computed():
     text = reach_definition("evaluation")
     assert f"mean of the last {FINAL_SCORE_EVALS} greedy evaluations" in text and "Thresholds:" in text
     # second referee: the trailing window's lag is stated, with the study's own interval
-    assert f"trails the first single evaluation at the threshold by up to {FINAL_SCORE_EVALS - 1} evaluation" in text
+    assert f"never earlier than the first single evaluation at the threshold, and {FINAL_SCORE_EVALS - 1} evaluation" in text
     from mtdqn.analysis.load import Cell, Study
 
     cell = Cell("shared", "ok", None, {"eval_every_used": 5000, "threshold": {}})
     study = Study("s", ("CartPole-v1",), ("shared",), "shared", (0,), BUDGET, {"shared": cell}, ())
     assert f"({FINAL_SCORE_EVALS - 1} × 5,000 = {(FINAL_SCORE_EVALS - 1) * 5000:,} env steps" in \
         reach_definition("evaluation", study)
-    assert "trails" not in reach_definition("training")
+    assert "never earlier" not in reach_definition("training")
     curves = pd.DataFrame({"variant": "v", "task": "t", "seed": 0, "step": [10, 20, 30, 40, 50],
                            "value": [0.0, 500.0, 0.0, 400.0, 400.0]})
     held = tables.trailing_mean(curves, FINAL_SCORE_EVALS)
@@ -386,7 +386,7 @@ def test_cka_is_contrasted_with_initialization_and_the_independent_variant():
     shown = display.cka(why.cka_table(study)).set_index("variant")
     assert shown.loc["independent", "minus `independent` (mean [95% CI])"] == "reference"
     assert shown.loc["shared", "minus `independent` (mean [95% CI])"].startswith("0.2")
-    assert "what sharing the trunk adds" in _cka_caption(why.cka_table(study))
+    assert "shared and trained as the variant trains it, adds" in _cka_caption(why.cka_table(study))
 
     alone = _cka_study({"shared": ("shared", 0.85, 0.92), "pcgrad": ("shared", 0.80, 0.92)})
     t = why.cka_table(alone)

@@ -69,9 +69,10 @@ def _window_lag(study: Study | None) -> str:
     interval = (f" ({FINAL_SCORE_EVALS - 1} × {' or '.join(f'{e:,}' for e in every)} = "
                 f"{' or '.join(f'{(FINAL_SCORE_EVALS - 1) * e:,}' for e in every)} env steps per task here)"
                 if every else "")
-    return (f"The step reported is the window's last evaluation, so it trails the first single evaluation at the "
-            f"threshold by up to {FINAL_SCORE_EVALS - 1} evaluation intervals{interval}, alike for every variant: "
-            "differences between variants are not shifted by it, absolute times are late by up to that much.")
+    return (f"The step reported is the window's last evaluation: never earlier than the first single evaluation at "
+            f"the threshold, and {FINAL_SCORE_EVALS - 1} evaluation intervals later{interval} when the level is held "
+            "from there on; later still when it dips again, so a variant whose evaluations are noisier is reported "
+            "later than its first crossing by more.")
 
 
 def differences_note(diffs: pd.DataFrame) -> str:

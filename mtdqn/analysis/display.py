@@ -85,7 +85,8 @@ def _diff_interval(r, show) -> str:
     if why == "one_seed":
         return f"not tested ({r.deviating}/{r.n + r.n_reference} seeds differ from the rest)"
     if why == "unattainable":
-        return f"not tested (smallest possible p {pvalue(r.p_min)}: cannot reach significance; Tarone)"
+        return (f"not tested (smallest possible p {pvalue(r.p_min)} > 0.05/{int(r.tarone_k)}: cannot pass "
+                "Tarone's level)")
     if getattr(r, "test", "") == "gehan":
         return f"— (censored: reached {r.reached}/{r.n} vs {r.reached_reference}/{r.n_reference}; Gehan test)"
     if not r.estimable:
@@ -270,7 +271,7 @@ def cka(df: pd.DataFrame) -> pd.DataFrame:
     if reference:
         out.insert(5, f"minus `{reference}` (mean [95% CI])",
                    ["reference" if r.variant == reference else _est(r.vs_reference_mean, r.vs_reference_lo,
-                                                                    r.vs_reference_hi, r.n)
+                                                                    r.vs_reference_hi, r.vs_reference_n)
                     for r in df.itertuples()])
     return out
 

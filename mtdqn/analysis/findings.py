@@ -228,6 +228,14 @@ def _get(row: pd.Series, key: str) -> float:
 def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
     what = f"normalized final score over {row['n_tasks']} task(s), fixed anchors"
     v, n, nr = row["variant"], int(row["n"]), int(row["n_reference"])
+    if math.isnan(_get(row, "iqm_p")) and math.isfinite(_get(row, "iqm_p_min")):  # Tarone left both out
+        k = int(_get(row, "tarone_k"))
+        return [f"Aggregate {label} of {what}: not tested, `{v}` − `{reference}` {signed(row[f'{key}_diff'])} "
+                f"(95% CI {interval(row[f'{key}_diff_lo'], row[f'{key}_diff_hi'])}, {AGGREGATE_METHOD}, n = {n} vs "
+                f"{nr} seeds): no split of these runs could give the permutation test a p below "
+                f"{pvalue(_get(row, f'{key}_p_min'))}, above {ALPHA:g}/K = {ALPHA:g}/{k}, the level Tarone's rule "
+                "sets, so it is left out of the comparisons."
+                for label, key in (("IQM", "iqm"), ("mean", "mean"))] + [_poi_sentence(row)]
     return [
         compare_sentence(f"Aggregate IQM of {what}", v, reference,
                          Estimate(row["iqm_diff"], row["iqm_diff_lo"], row["iqm_diff_hi"], n), n, nr,
@@ -260,8 +268,9 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
         return f"{what}: {reached} ({per_seed}); not tested, fewer than {MIN_SEEDS} seeds on a side."
     if row.get("untested", "") == "unattainable":
         return (f"{what}: {reached} ({per_seed}); not tested: no split of these runs could give Gehan's test a p "
-                f"below {pvalue(_get(row, 'p_min'))} with n = {n} vs {nr} seeds, so it cannot reach significance "
-                "and is left out of the comparisons (Tarone's rule).")
+                f"below {pvalue(_get(row, 'p_min'))} with n = {n} vs {nr} seeds, above {ALPHA:g}/K = "
+                f"{ALPHA:g}/{int(_get(row, 'tarone_k'))}, so it cannot reach significance at the level Tarone's "
+                "rule sets and is left out of the comparisons.")
     p, p_holm = _get(row, "p"), _get(row, "p_holm")
     verdict = ("no clear difference" if not (math.isfinite(p) and p < ALPHA) else
                f"`{v}` {'slower' if row['diff'] > 0 else 'faster'}, suggestive only" if not p_holm < ALPHA else

@@ -360,8 +360,9 @@ def _cka_caption(cka: pd.DataFrame) -> str:
             "untrained (same keys, same probe states), per seed.")
     if reference:
         return (f"{text} Minus `{reference}`: the difference from separate per-task trunks fed the same states, "
-                "whose CKA is what the inputs and training alone give; a variant's excess over it is what sharing "
-                "the trunk adds (Welch interval over seeds).")
+                "whose CKA is what the inputs and training alone give; a variant's excess over it is what its "
+                "trunk, shared and trained as the variant trains it, adds (a Welch interval over seeds, descriptive: "
+                "not among the report's tests).")
     return f"{text} The study has no `independent` variant to contrast with: the levels are not sharing's doing alone."
 
 

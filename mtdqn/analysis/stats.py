@@ -60,6 +60,7 @@ __all__ = [
     "steps_to_threshold",
     "normalize",
     "linear_cka",
+    "tarone_k",
     "tarone_testable",
 ]
 
@@ -321,9 +322,11 @@ def gehan_permutation_p(times_x: np.ndarray | list[float], times_y: np.ndarray |
     if math.comb(pooled.size, x.size) <= max_exact:
         sums = np.abs([scores[list(c)].sum() for c in itertools.combinations(range(pooled.size), x.size)])
         return float(np.mean(sums >= (sums.max() if smallest else abs(int(scores[: x.size].sum())))))
+    if smallest:  # an observed split beyond every random one gets this p
+        return 1.0 / (1 + reps)
     rng = np.random.default_rng(seed)
     sums = np.abs([scores[rng.permutation(pooled.size)[: x.size]].sum() for _ in range(reps)])
-    return float((1 + np.sum(sums >= (sums.max() if smallest else abs(int(scores[: x.size].sum()))))) / (1 + reps))
+    return float((1 + np.sum(sums >= abs(int(scores[: x.size].sum())))) / (1 + reps))
 
 
 def tarone_testable(smallest_p: np.ndarray | list[float], alpha: float = 0.05) -> np.ndarray:
@@ -333,12 +336,15 @@ def tarone_testable(smallest_p: np.ndarray | list[float], alpha: float = 0.05) -
     tests remain.  A Gehan test of one censored-out run against another cannot pass any level, yet counted,
     it would tighten every other comparison's threshold."""
     p = np.asarray(smallest_p, dtype=np.float64).ravel()
-    tested = np.isfinite(p)
-    for k in range(1, int(tested.sum()) + 1):
-        keep = tested & (p <= alpha / k)
-        if keep.sum() <= k:
-            return keep
-    return tested
+    return np.isfinite(p) & (p <= alpha / tarone_k(p, alpha))
+
+
+def tarone_k(smallest_p: np.ndarray | list[float], alpha: float = 0.05) -> int:
+    """Tarone's K: the smallest k for which at most k tests have a smallest attainable p <= alpha / k (1 when
+    there are no tests); the tests kept are those, and none of the others could pass alpha / K."""
+    p = np.asarray(smallest_p, dtype=np.float64).ravel()
+    tested = p[np.isfinite(p)]
+    return next((k for k in range(1, tested.size + 1) if (tested <= alpha / k).sum() <= k), 1)
 
 
 def mean_ci(values: np.ndarray | list[float], confidence: float = 0.95) -> Estimate:

@@ -228,7 +228,7 @@ UNTESTED = {
                      "threshold)",
     "few_seeds": f"with fewer than {stats.MIN_SEEDS} seeds on a side (their seeds are quoted)",
     "unattainable": "that could not reach significance whatever the data (a discrete test whose smallest possible "
-                    "p is above the family's level: left out by Tarone's rule, so they do not tighten the others)",
+                    "p is above alpha / K, Tarone's level: left out, so they do not tighten the others' correction)",
 }
 """Why a comparison is left out of the tests (``untested``), as the findings and tables word it."""
 
@@ -361,6 +361,7 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     p_min = np.concatenate([_p_min(diff, "p"), _p_min(imp, "iqm_p"), _p_min(imp, "mean_p")])
     out = ~stats.tarone_testable(p_min, alpha) & np.isfinite(p_min)
     n, k = len(diff), len(imp)
+    diff["tarone_k"] = imp["tarone_k"] = stats.tarone_k(p_min, alpha)  # left-out tests' best p > alpha / K
     diff.loc[out[:n], ["p", "test"]] = [np.nan, ""]
     diff.loc[out[:n], "untested"] = "unattainable"
     imp.loc[out[n:n + k], "iqm_p"] = np.nan

@@ -410,14 +410,16 @@ def cka_table(study: Study) -> pd.DataFrame:
             change = stats.t_mean((per_seed["cka"] - init).to_numpy(), ranges.COSINE)
             vs = (stats.diff_ci(per_seed["cka"].to_numpy(), ref_cka[(a, b)])
                   if v != reference and (a, b) in ref_cka else stats.Estimate(np.nan, np.nan, np.nan, 0))
+            if vs.n < stats.MIN_SEEDS:  # as every interval of the report: none below MIN_SEEDS seeds on a side
+                vs = stats.Estimate(vs.value, np.nan, np.nan, vs.n)
             rows.append({"variant": v, "task_a": a, "task_b": b,
                          **_est_row(per_seed["cka"].to_numpy(), ranges.CKA), "init_mean": float(init.mean()),
                          "change_mean": change.value, "change_lo": change.lo, "change_hi": change.hi,
                          "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo, "vs_reference_hi": vs.hi,
-                         "reference": reference or ""})
+                         "vs_reference_n": vs.n, "reference": reference or ""})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean", "change_mean", "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
-                                       "reference"])
+                                       "vs_reference_n", "reference"])
 
 
 def cka_reference(study: Study) -> str | None:
