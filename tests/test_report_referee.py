@@ -95,7 +95,8 @@ def test_steps_definition_stated_is_the_one_computed():
     text = reach_definition("evaluation")
     assert f"mean of the last {FINAL_SCORE_EVALS} greedy evaluations" in text and "Thresholds:" in text
     # second referee: the trailing window's lag is stated, with the study's own interval
-    assert f"never earlier than the first single evaluation at the threshold, and {FINAL_SCORE_EVALS - 1} evaluation" in text
+    assert (f"never earlier than the first single evaluation at the threshold, and {FINAL_SCORE_EVALS - 1} "
+            "evaluation") in text
     from mtdqn.analysis.load import Cell, Study
 
     cell = Cell("shared", "ok", None, {"eval_every_used": 5000, "threshold": {}})
@@ -400,11 +401,11 @@ def test_tests_that_cannot_reach_significance_leave_the_holm_family():
     gives Gehan's test the same |score| on every split, so its p is 1 whatever the data; counted, it would
     double CartPole's Holm p.  Tarone's rule leaves it out, says why, and keeps the smallest p it could give."""
     one_event = [NEVER] * 5 + [30e3]
-    assert stats.gehan_permutation_p(one_event, [NEVER] * 6, BUDGET, smallest=True) == 1.0
+    assert stats.gehan_permutation_test(one_event, [NEVER] * 6, BUDGET).smallest == 1.0
     # three of twelve reaching it: at best all three on one side, p 2 C(9, 3) / C(12, 6) = 0.18; six: 2 / 924
-    assert stats.gehan_permutation_p([10e3, 20e3, 30e3] + [NEVER] * 3, [NEVER] * 6, BUDGET, smallest=True) \
+    assert stats.gehan_permutation_test([10e3, 20e3, 30e3] + [NEVER] * 3, [NEVER] * 6, BUDGET).smallest \
         == pytest.approx(2 * 84 / 924)
-    assert stats.gehan_permutation_p([10e3, 20e3, 30e3, 40e3, 50e3, 55e3], [NEVER] * 6, BUDGET, smallest=True) \
+    assert stats.gehan_permutation_test([10e3, 20e3, 30e3, 40e3, 50e3, 55e3], [NEVER] * 6, BUDGET).smallest \
         == pytest.approx(2 / 924)
     assert list(stats.tarone_testable([0.0, 0.0, 1.0, np.nan])) == [True, True, False, False]
     # K = 2: two tests whose smallest p is 0.02 fit under 0.05 / 2; three would not fit under 0.05 / 3.

@@ -24,14 +24,16 @@ import contextlib
 import itertools
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from rliable import library as rly
 from rliable import metrics as rlm
 
-from .stats import MIN_SEEDS, Estimate
+from .stats import MIN_SEEDS, NO_TEST, Estimate, PermutationTest
 
-__all__ = ["aggregate_intervals", "probability_of_improvement", "iqm_difference", "permutation_p", "poi_ties"]
+__all__ = ["aggregate_intervals", "probability_of_improvement", "iqm_difference", "permutation_p", "permutation_test",
+           "poi_ties"]
 
 
 @contextlib.contextmanager
@@ -119,21 +121,20 @@ AGGREGATES = {"IQM": rlm.aggregate_iqm, "mean": rlm.aggregate_mean}
 """The aggregate statistics of a (runs, tasks) normalized-score matrix the report compares."""
 
 
-def permutation_p(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *, max_exact: int = 20_000,
-                  reps: int = 5_000, seed: int = 0, smallest: bool = False) -> float:
-    """Two-sided p-value of aggregate(X) - aggregate(Y) by permuting runs between the two variants.
+def permutation_test(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *, max_exact: int = 20_000,
+                     reps: int = 5_000, seed: int = 0) -> PermutationTest:
+    """Two-sided test of aggregate(X) - aggregate(Y) by permuting runs between the two variants: its p and the
+    smallest p these runs allow (:class:`~mtdqn.analysis.stats.PermutationTest`).
 
     Under "no difference" a run (its row of per-task scores) is as likely to belong to either variant, so
     every split of the pooled runs is equally likely: the test is exact at any n, which the rliable interval
     is not. All splits are enumerated when there are at most ``max_exact`` of them (5 + 5 runs: 252), else
-    ``reps`` random ones (p = (1 + hits) / (1 + reps)). NaN below MIN_SEEDS runs in either variant.
-    ``smallest``: instead, the smallest p any split could give (Tarone's minimum attainable p, for
-    :func:`mtdqn.analysis.stats.tarone_testable`).
+    ``reps`` random ones (p = (1 + hits) / (1 + reps)). No test below MIN_SEEDS runs in either variant.
     """
     x = np.asarray(scores_x, dtype=np.float64)
     y = np.asarray(scores_y, dtype=np.float64)
     if min(len(x), len(y)) < MIN_SEEDS:
-        return float("nan")
+        return NO_TEST
     stat = AGGREGATES[statistic]
     pooled = np.concatenate([x, y])
     members = np.arange(len(pooled))
@@ -143,16 +144,21 @@ def permutation_p(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *,
         mask[first] = True
         return abs(stat(pooled[mask]) - stat(pooled[~mask]))
 
-    exact = math.comb(len(pooled), len(x)) <= max_exact
+    def share_beyond(gaps: np.ndarray, level: float) -> int:
+        return int(np.sum(gaps >= level - 1e-12 * max(1.0, level)))
+
+    observed = abs(stat(x) - stat(y))
+    if math.comb(len(pooled), len(x)) <= max_exact:
+        gaps = np.array([gap(np.asarray(c)) for c in itertools.combinations(members, len(x))])
+        return PermutationTest(share_beyond(gaps, observed) / len(gaps), share_beyond(gaps, gaps.max()) / len(gaps))
     rng = np.random.default_rng(seed)
-    splits = (itertools.combinations(members, len(x)) if exact
-              else (rng.permutation(members)[: len(x)] for _ in range(reps)))
-    if smallest and not exact:  # an observed split beyond every draw gets this p
-        return 1.0 / (1 + reps)
-    gaps = np.array([gap(np.asarray(c)) for c in splits])
-    observed = gaps.max() if smallest else abs(stat(x) - stat(y))
-    hits = int(np.sum(gaps >= observed - 1e-12 * max(1.0, observed)))
-    return float(hits / len(gaps)) if exact else float((1 + hits) / (1 + reps))
+    gaps = np.array([gap(rng.permutation(members)[: len(x)]) for _ in range(reps)])
+    return PermutationTest((1 + share_beyond(gaps, observed)) / (1 + reps), 1.0 / (1 + reps))
+
+
+def permutation_p(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, **kwargs: Any) -> float:
+    """The p of :func:`permutation_test` alone."""
+    return permutation_test(scores_x, scores_y, statistic, **kwargs).p
 
 
 def poi_ties(scores_x: np.ndarray, scores_y: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import math
 import pandas as pd
 
 from .fmt import detectable, estimate, gamma, interval, num, pvalue, steps, values
+from .findings import ALPHA
 from .stats import MIN_SEEDS
 
 __all__ = [
@@ -85,7 +86,7 @@ def _diff_interval(r, show) -> str:
     if why == "one_seed":
         return f"not tested ({r.deviating}/{r.n + r.n_reference} seeds differ from the rest)"
     if why == "unattainable":
-        return (f"not tested (smallest possible p {pvalue(r.p_min)} > 0.05/{int(r.tarone_k)}: cannot pass "
+        return (f"not tested (smallest possible p {pvalue(r.p_min)} > {ALPHA:g}/{int(r.tarone_k)}: cannot pass "
                 "Tarone's level)")
     if getattr(r, "test", "") == "gehan":
         return f"— (censored: reached {r.reached}/{r.n} vs {r.reached_reference}/{r.n_reference}; Gehan test)"

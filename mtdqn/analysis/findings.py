@@ -226,25 +226,22 @@ def _get(row: pd.Series, key: str) -> float:
 
 
 def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
+    """The aggregate IQM and mean comparisons (each tested, or left out by Tarone's rule) and P(improvement)."""
     what = f"normalized final score over {row['n_tasks']} task(s), fixed anchors"
     v, n, nr = row["variant"], int(row["n"]), int(row["n_reference"])
-    if math.isnan(_get(row, "iqm_p")) and math.isfinite(_get(row, "iqm_p_min")):  # Tarone left both out
-        k = int(_get(row, "tarone_k"))
-        return [f"Aggregate {label} of {what}: not tested, `{v}` − `{reference}` {signed(row[f'{key}_diff'])} "
-                f"(95% CI {interval(row[f'{key}_diff_lo'], row[f'{key}_diff_hi'])}, {AGGREGATE_METHOD}, n = {n} vs "
-                f"{nr} seeds): no split of these runs could give the permutation test a p below "
-                f"{pvalue(_get(row, f'{key}_p_min'))}, above {ALPHA:g}/K = {ALPHA:g}/{k}, the level Tarone's rule "
-                "sets, so it is left out of the comparisons."
-                for label, key in (("IQM", "iqm"), ("mean", "mean"))] + [_poi_sentence(row)]
-    return [
-        compare_sentence(f"Aggregate IQM of {what}", v, reference,
-                         Estimate(row["iqm_diff"], row["iqm_diff_lo"], row["iqm_diff_hi"], n), n, nr,
-                         AGGREGATE_METHOD, p=_get(row, "iqm_p"), p_holm=_get(row, "iqm_p_holm")),
-        compare_sentence(f"Aggregate mean of {what}", v, reference,
-                         Estimate(row["mean_diff"], row["mean_diff_lo"], row["mean_diff_hi"], n), n, nr,
-                         AGGREGATE_METHOD, p=_get(row, "mean_p"), p_holm=_get(row, "mean_p_holm")),
-        _poi_sentence(row),
-    ]
+    out = []
+    for label, key in (("IQM", "iqm"), ("mean", "mean")):
+        diff = Estimate(row[f"{key}_diff"], row[f"{key}_diff_lo"], row[f"{key}_diff_hi"], n)
+        if math.isnan(_get(row, f"{key}_p")) and math.isfinite(_get(row, f"{key}_p_min")):  # Tarone left it out
+            out.append(f"Aggregate {label} of {what}: not tested, `{v}` − `{reference}` {signed(diff.value)} "
+                       f"(95% CI {interval(diff.lo, diff.hi)}, {AGGREGATE_METHOD}, n = {n} vs {nr} seeds): no split "
+                       f"of these runs could give the permutation test a p below {pvalue(_get(row, f'{key}_p_min'))}, "
+                       f"above {ALPHA:g}/K = {ALPHA:g}/{int(_get(row, 'tarone_k'))}, the level Tarone's rule sets, "
+                       "so it is left out of the comparisons.")
+        else:
+            out.append(compare_sentence(f"Aggregate {label} of {what}", v, reference, diff, n, nr, AGGREGATE_METHOD,
+                                        p=_get(row, f"{key}_p"), p_holm=_get(row, f"{key}_p_holm")))
+    return [*out, _poi_sentence(row)]
 
 
 def _one_seed_sentence(what: str, row: pd.Series) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,8 @@ __all__ = [
     "deviating_seeds",
     "detectable_from_se",
     "gehan_permutation_p",
+    "gehan_permutation_test",
+    "PermutationTest",
     "bootstrap_mean",
     "bootstrap_diff",
     "min_detectable_difference",
@@ -298,35 +300,52 @@ def _gehan_scores(times: np.ndarray, reached: np.ndarray) -> np.ndarray:
     return (later.astype(np.int64) - earlier.astype(np.int64)).sum(axis=1)
 
 
-def gehan_permutation_p(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float, *,
-                        min_seeds: int = MIN_SEEDS, max_exact: int = 20_000, reps: int = 5_000,
-                        seed: int = 0, smallest: bool = False) -> float:
-    """Two-sided p of Gehan's generalized Wilcoxon test for right-censored times, by permuting runs.
+class PermutationTest(NamedTuple):
+    """A permutation test's two-sided p and the smallest p any split of the same runs could give (Tarone's
+    minimum attainable p, :func:`tarone_testable`; with random splits, 1 / (1 + reps): an observed split
+    beyond every draw).  Both NaN where there is no test."""
+
+    p: float
+    smallest: float
+
+
+NO_TEST = PermutationTest(float("nan"), float("nan"))
+
+
+def gehan_permutation_test(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float,
+                           *, min_seeds: int = MIN_SEEDS, max_exact: int = 20_000, reps: int = 5_000,
+                           seed: int = 0) -> PermutationTest:
+    """Gehan's generalized Wilcoxon test for right-censored times, by permuting runs: its two-sided p and the
+    smallest p these runs allow (1 where every split ties, as with a single run reaching the threshold
+    between two groups of equal size).
 
     NaN in ``times_*`` means "not reached within ``budget``": censored at ``budget``, not a time of
     ``budget`` (a run that reached it exactly at the budget is an event there). Every split of the pooled
-    runs is enumerated when there are at most ``max_exact`` (6 + 6: 924), else ``reps`` random ones. NaN
+    runs is enumerated when there are at most ``max_exact`` (6 + 6: 924), else ``reps`` random ones. No test
     below ``min_seeds`` runs in a group or when no run of either group reached the threshold (nothing to
-    order: not informative at this budget).  ``smallest``: instead, the smallest p any split of these runs
-    could give (Tarone's minimum attainable p, :func:`tarone_testable`): 1 where every split ties, as with a
-    single run reaching the threshold between two groups of equal size.
+    order: not informative at this budget).
     """
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (times_x, times_y))
     if min(x.size, y.size) < max(min_seeds, 2):
-        return float("nan")
+        return NO_TEST
     pooled = np.concatenate([x, y])
     reached = np.isfinite(pooled)
     if not reached.any():
-        return float("nan")
+        return NO_TEST
     scores = _gehan_scores(np.where(reached, pooled, float(budget)), reached)
+    observed = abs(int(scores[: x.size].sum()))
     if math.comb(pooled.size, x.size) <= max_exact:
         sums = np.abs([scores[list(c)].sum() for c in itertools.combinations(range(pooled.size), x.size)])
-        return float(np.mean(sums >= (sums.max() if smallest else abs(int(scores[: x.size].sum())))))
-    if smallest:  # an observed split beyond every random one gets this p
-        return 1.0 / (1 + reps)
+        return PermutationTest(float(np.mean(sums >= observed)), float(np.mean(sums >= sums.max())))
     rng = np.random.default_rng(seed)
     sums = np.abs([scores[rng.permutation(pooled.size)[: x.size]].sum() for _ in range(reps)])
-    return float((1 + np.sum(sums >= abs(int(scores[: x.size].sum())))) / (1 + reps))
+    return PermutationTest(float((1 + np.sum(sums >= observed)) / (1 + reps)), 1.0 / (1 + reps))
+
+
+def gehan_permutation_p(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float,
+                        **kwargs: Any) -> float:
+    """The p of :func:`gehan_permutation_test` alone."""
+    return gehan_permutation_test(times_x, times_y, budget, **kwargs).p
 
 
 def tarone_testable(smallest_p: np.ndarray | list[float], alpha: float = 0.05) -> np.ndarray:

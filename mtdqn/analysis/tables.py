@@ -286,9 +286,9 @@ def _censored_row(x: np.ndarray, y: np.ndarray, budget: int) -> dict:
     rx, ry = np.where(np.isnan(x), float(budget), x), np.where(np.isnan(y), float(budget), y)
     untested = ("uninformative" if not (np.isfinite(x).any() or np.isfinite(y).any())
                 else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS else "")
-    return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan,
-            "p": np.nan if untested else stats.gehan_permutation_p(x, y, budget),
-            "p_min": np.nan if untested else stats.gehan_permutation_p(x, y, budget, smallest=True), "effect": np.nan,
+    test = stats.NO_TEST if untested else stats.gehan_permutation_test(x, y, budget)
+    return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan, "p": test.p, "p_min": test.smallest,
+            "effect": np.nan,
             "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
             "se": np.nan, "dof": np.nan}
 
@@ -439,14 +439,13 @@ def aggregate_tables(
         ref = scores[reference]
         poi = aggregate.probability_of_improvement(s, ref, reps, seed)
         diff = aggregate.iqm_difference(s, ref, reps, seed)
+        iqm_test, mean_test = (aggregate.permutation_test(s, ref, stat, seed=seed) for stat in ("IQM", "mean"))
         imp_rows.append({"variant": v, "reference": reference, "poi": poi.value, "poi_lo": poi.lo, "poi_hi": poi.hi,
                          "iqm_diff": diff["IQM"].value, "iqm_diff_lo": diff["IQM"].lo, "iqm_diff_hi": diff["IQM"].hi,
                          "mean_diff": diff["mean"].value, "mean_diff_lo": diff["mean"].lo,
                          "mean_diff_hi": diff["mean"].hi,
-                         "iqm_p": aggregate.permutation_p(s, ref, "IQM", seed=seed),
-                         "mean_p": aggregate.permutation_p(s, ref, "mean", seed=seed),
-                         "iqm_p_min": aggregate.permutation_p(s, ref, "IQM", seed=seed, smallest=True),
-                         "mean_p_min": aggregate.permutation_p(s, ref, "mean", seed=seed, smallest=True),
+                         "iqm_p": iqm_test.p, "mean_p": mean_test.p, "iqm_p_min": iqm_test.smallest,
+                         "mean_p_min": mean_test.smallest,
                          "poi_ties": aggregate.poi_ties(s, ref),
                          "n": int(len(s)), "n_reference": int(len(ref)), "n_tasks": int(s.shape[1])})
     agg = pd.DataFrame(agg_rows, columns=["variant", "metric", "value", "lo", "hi", "n_seeds", "n_tasks"])
