@@ -23,7 +23,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.objective import objective_bounds, objective_so_far, per_seed, reduce, score_matrix, seed_interval
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
-from mtdqn.tune import search
+from mtdqn.tune import batches, search
 from mtdqn.tune.search import (
     Outcome, ask, drive, live_trial, open_search, open_storage, run_search, tell, write_record,
 )
@@ -494,6 +494,92 @@ def test_kill_9_resumes_without_redoing_finished_trials(tmp_path):
     assert len({t.params["lr"] for t in study.trials}) == 3  # the rerun's sampler does not restart the first's stream
     resumed = json.loads((out / "trials" / "trial-0001" / "config.json").read_text())
     assert resumed["config"]["dqn"]["lr"] == study.trials[1].params["lr"]
+
+
+# ---------------------------------------------------------------- batches: trials sharing a program train as one
+
+BATCHED = {**SMALL, "batch": 2}
+
+
+def test_batch_needs_a_traced_number_in_the_space(tmp_path):
+    with pytest.raises(ConfigError, match="searches none of them; remove batch"):
+        build_tune_spec({**BATCHED, "space": {"num_envs": {"int": [2, 4]}}}, "spec.toml", "spec")
+    with pytest.raises(ConfigError, match="batch: expected an int > 0, got 0"):
+        build_tune_spec({**SMALL, "batch": 0}, "spec.toml", "spec")
+    with pytest.raises(ConfigError, match="on Ray each trial is a task of its own"):
+        mtdqn.tune(BATCHED, tmp_path / "tune", ray_address="local")
+    assert not (tmp_path / "tune").exists()
+
+
+def test_batched_trials_are_grouped_by_their_program(tmp_path):
+    """Trials asked together share a batch only where nothing but traced numbers differ: the same number of envs
+    (structural: it shapes the program's arrays) and dropout on or off (a rate of 0 has no dropout in its
+    program); each group keeps the order the trials were asked in."""
+    spec = build_tune_spec({**SMALL, "batch": 12, "sampler": "random", "space": {
+        "lr": {"log": [1e-4, 1e-2]}, "num_envs": {"choice": [2, 4]}, "dropout": {"choice": [0.0, 0.1, 0.2]}}},
+        "t", "t")
+    study = open_search(spec, f"sqlite:///{tmp_path / 'tune.db'}")
+    asked = [ask(spec, study) for _ in range(12)]
+    groups = batches.partition(spec, asked)
+    assert sorted(t.number for g in groups for t in g) == list(range(12))
+    keys = []
+    for group in groups:
+        params = [search.trial_params(spec, t) for t in group]
+        assert len({(p["num_envs"], p["dropout"] > 0) for p in params}) == 1
+        assert [t.number for t in group] == sorted(t.number for t in group)
+        keys.append((params[0]["num_envs"], params[0]["dropout"] > 0))
+    assert len(set(keys)) == len(keys) and max(len(g) for g in groups) > 1
+
+
+@pytest.mark.slow
+def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """Two trials (their lr drawn apart) train as one population: batches/batch-0000 holds its checkpoint,
+    each trial is an ordinary run directory of its own config, and the report names the batch.  Interrupted
+    at its first evaluation (after the checkpoint there), the rerun resumes the batch, not its trials alone,
+    and each trial's numbers are those of the batch trained through."""
+    whole = tmp_path / "whole"
+    mtdqn.tune(BATCHED, whole, n_trials=2, progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{whole / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.user_attrs["batch"] for t in study.trials] == ["batch-0000"] * 2
+    assert (whole / "batches" / "batch-0000" / "checkpoints" / "latest.json").is_file()
+    lrs = [mtdqn.open_run(whole / "trials" / f"trial-{i:04d}").config.dqn.lr for i in range(2)]
+    assert lrs == pytest.approx([t.params["lr"] for t in study.trials]) and lrs[0] != lrs[1]
+    assert pd.read_csv(whole / "report" / "trials.csv")["batch"].tolist() == ["batch-0000"] * 2
+
+    cut = tmp_path / "cut"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill after the checkpoint: nothing told, nothing cleaned up
+
+    monkeypatch.setattr(batches, "report_and_prune", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mtdqn.tune(BATCHED, cut, n_trials=2, progress=False)
+    monkeypatch.undo()
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{cut / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
+    assert not (cut / "trials" / "trial-0000" / "summary.json").exists()
+    lines: list[str] = []
+    mtdqn.tune(BATCHED, cut, n_trials=2, progress=False, announce=lines.append)
+    assert lines[0] == "batch-0000 (trials 0, 1): resuming" and not any("started" in line for line in lines)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{cut / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for i in range(2):
+        a, b = (pd.read_parquet(d / "trials" / f"trial-{i:04d}" / "metrics.parquet") for d in (whole, cut))
+        pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_batch_whose_trials_are_all_pruned_stops(tmp_path):
+    """Two earlier trials scored far above anything 500 steps reaches: both trials of the next batch are pruned
+    at their first evaluation, and the batch stops there (the trials' runs unfinished)."""
+    out = tmp_path / "tune"
+    _seed_storage(out, BATCHED, 1e9, [500], 2)
+    mtdqn.tune(BATCHED, out, n_trials=4, progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials[2:]] == [optuna.trial.TrialState.PRUNED] * 2
+    assert [t.user_attrs["note"] for t in study.trials[2:]] == ["pruned at step 500"] * 2
+    assert not any((out / "trials" / f"trial-{i:04d}" / "summary.json").exists() for i in (2, 3))
 
 
 @pytest.mark.slow

@@ -51,6 +51,30 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
     sweep = check_sweep(sweep)
     members = member_configs(cfg, sweep)
     check_swept_options(derive(cfg).strategy, strategy_options(sweep))
+    out_dir = Path(out_dir)
+    record = {"sweep": {k: list(v) for k, v in sweep.items()}, "members": [label for label, _ in members]}
+    return train_population(cfg, [(out_dir / label, member) for label, member in members], out_dir, record,
+                            resume=resume, force=force, progress=progress, announce=announce, **given)
+
+
+MemberEval = Callable[[int, int, list[dict[str, Any]]], None]
+"""An observer of a population's members (:func:`train_population`): called with the member's index, the env
+step and the member's evaluation rows so far after each greedy evaluation during training, once the chunk's
+tables and the population's checkpoint are written.  It may raise to stop the whole population, which then
+stays resumable from that checkpoint (`mtdqn tune` does when every member of a batch is pruned)."""
+
+
+def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig]], out_dir: Path,
+                     record: dict[str, Any], *, resume: bool = False, force: bool = False, progress: bool = True,
+                     announce: Callable[[str], None] | None = None, on_eval: MemberEval | None = None,
+                     **given: Any) -> list[RunResult]:
+    """Train ``members`` ((run directory, config) pairs whose configs differ only in the numbers the compiled
+    loop traces) as one program, the population's checkpoint and ``record`` (sweep.json) in ``out_dir``.
+
+    ``cfg`` is the population's config of record (its checkpoint is verified against it on ``resume``): a
+    sweep's base config, a tune batch's first trial's.  A `--sweep` and a batch of `mtdqn tune` trials both
+    train here, so each member is its run alone, bit for bit.
+    """
     if not resume:
         for _, member in members:
             check_new_run(member)
@@ -70,13 +94,13 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
                           "to the end (give --eval-every to see their progress)")
     trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)
     options = dataclasses.replace(options, devices=trainer.devices)
-    runs = [RunDir(out_dir / label) for label, _ in members]
+    runs = [RunDir(path) for path, _ in members]
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, population_keys(agent.seeds, trainer.population)))
     RunDir(out_dir).check_space(ckpt_bytes * 2)
-    _write_records(out_dir, cfg, sweep, members, agents, runs, options, resume, force)
+    _write_records(out_dir, cfg, record, members, agents, runs, options, resume, force)
     t_start = time.perf_counter()
     schedule = Schedule.of(agent, options)
-    trained = _drive(trainer, cfg, agents, runs, out_dir, options, schedule, verified, progress)
+    trained = _drive(trainer, cfg, agents, runs, out_dir, options, schedule, verified, progress, on_eval)
     results = []
     for (state, tables), member_agent, run_dir in zip(trained.members, agents, runs):
         one = Trained(state, tables, trained.compile_s, trained.loop_s, trained.first_chunk, schedule.num_chunks,
@@ -90,15 +114,15 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
     return results
 
 
-def _write_records(out_dir: Path, cfg: TrainConfig, sweep: dict, members: list, agents: list[Agent],
+def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], members: Sequence, agents: list[Agent],
                    runs: list[RunDir], options: RunOptions, resume: bool, force: bool) -> None:
-    """sweep.json and each member's config.json (as its run alone writes it)."""
+    """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
+    writes it)."""
     if not resume and is_sweep(out_dir) and not force:
         raise ConfigError(f"{out_dir} already holds a sweep; use --resume to continue it or --force to overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg),
-                                      "sweep": {k: list(v) for k, v in sweep.items()},
-                                      "members": [label for label, _ in members], **provenance(), **options.record()})
+    write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,
+                                      **provenance(), **options.record()})
     for (_, member), agent, run_dir in zip(members, agents, runs):
         if resume:
             run_dir.update_record({**run_dir.require_run(), **options.record()})
@@ -123,9 +147,11 @@ def _real_entries(trainer: Trainer) -> np.ndarray:
 
 
 def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[RunDir], out_dir: Path,
-           options: RunOptions, schedule: Schedule, verified: dict | None, progress: bool) -> _SweepTrained:
+           options: RunOptions, schedule: Schedule, verified: dict | None, progress: bool,
+           on_eval: MemberEval | None) -> _SweepTrained:
     """The population's chunks; after each, every member's rows, evaluations and TensorBoard events written to
-    its own directory, and the population (``cfg``: the sweep's base config) checkpointed on the schedule."""
+    its own directory, the population (``cfg``: its config of record) checkpointed on the schedule, and
+    ``on_eval`` told of each member's evaluation."""
     agent, layout = trainer.agent, trainer.population
     runner = CompiledChunks(trainer)
     state, compile_s = runner.start(population_keys(agent.seeds, layout))
@@ -158,6 +184,9 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
                                 options.record())
+            if evaluate and on_eval is not None:
+                for i, member_tables in enumerate(tables):
+                    on_eval(i, step, member_tables.evals)
             if progress:
                 print(f"sweep: {step:,}/{agent.derived.env_steps:,} steps", flush=True)
         jax.block_until_ready(state)

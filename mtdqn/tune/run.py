@@ -53,6 +53,9 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     """Run the trials the tune directory ``out`` does not hold yet (``trials``: the total, default the spec's),
     then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report."""
     check_fixed_options(spec)
+    if spec.batch > 1 and ray_address is not None:
+        raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
+                          "Ray each trial is a task of its own: remove batch, or --ray-address")
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)  # before the storage is opened: opening may create a database
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
@@ -65,6 +68,10 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
         from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
         run_search_on_ray(spec, study, url, out, total, ray_address, announce)
+    elif spec.batch > 1:
+        from mtdqn.tune.batches import run_batched_search
+
+        run_batched_search(spec, study, out, total, progress, announce)
     else:
         run_search(spec, study, out, total, progress, announce)
     confirmed, confirm_score = None, None

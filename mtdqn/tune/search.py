@@ -5,6 +5,7 @@ A tune directory holds::
     tune.json          the spec as run (a rerun must be the same search)
     tune.db            Optuna's storage (SQLite; --storage URL for another database)
     trials/trial-0007/ each trial's run directory: report, evaluate and load_agent work on it
+    batches/batch-0004 batch = K: the checkpoint of trials trained as one program (mtdqn.tune.batches)
     confirm/           --confirm N: the best configuration with N fresh seeds
     report/            tune.md and its figures (mtdqn.tune.report)
 
@@ -43,7 +44,8 @@ from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
 __all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "trial_params",
-           "execute", "train_or_resume", "trial_dir", "check_reusable", "drive", "run_search", "tell", "outcome_line",
+           "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
+           "check_reusable", "drive", "run_search", "tell", "outcome_line", "running_trials", "finished_count",
            "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -144,30 +146,57 @@ def execute(spec: TuneSpec, trial: optuna.Trial, out: Path, progress: bool, repo
     """Train one trial (a new run, or its interrupted run resumed from its checkpoint) and score it; ``reported``:
     the steps a resumed trial reported before it was interrupted."""
     params = trial_params(spec, trial)
-    trial.set_user_attr("options", {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
+    record_options(trial, params)
     reported = set(reported or ())
 
     def report(step: int, rows: list[dict[str, Any]]) -> None:
-        if step not in reported:
-            trial.report(objective_so_far(spec.objective, rows, spec.tasks, list(range(spec.seeds))), step)
-            reported.add(step)
-        if trial.should_prune():
+        if report_and_prune(spec, trial, reported, step, rows):
             raise optuna.TrialPruned(f"pruned at step {step:,}")
 
     return _outcome(spec, trial_dir(out, trial.number), params, report, progress)
 
 
+def record_options(trial: optuna.Trial, params: dict[str, Any]) -> None:
+    """The trial's options as its run takes them, stored with it (what the report and --confirm read)."""
+    trial.set_user_attr("options", {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
+
+
+def report_and_prune(spec: TuneSpec, trial: optuna.Trial, reported: set[int], step: int,
+                     rows: list[dict[str, Any]]) -> bool:
+    """Report the objective of the evaluations so far at ``step`` (once: ``reported`` holds the steps already
+    reported, before an interruption too) and return whether the pruner stops the trial there."""
+    if step not in reported:
+        trial.report(objective_so_far(spec.objective, rows, spec.tasks, list(range(spec.seeds))), step)
+        reported.add(step)
+    return trial.should_prune()
+
+
 def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
     try:
         run = train_or_resume(where, spec.config(params), spec.run_options(), report, progress)
-        value = reduce(spec.objective, objective_of_run(spec.objective, run.evals, run.summary))
     except optuna.TrialPruned as exc:
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
-    except (ConfigError, TrainingDiverged) as exc:
+    except Exception as exc:
+        return failure(exc)
+    return scored(spec, run)
+
+
+def failure(exc: Exception) -> Outcome:
+    """A trial's training raised ``exc``: a failed trial with the one-line reason.
+
+    Any exception is told as a failure (a bug, a full disk...), else the trial would stay running and every
+    rerun would resume it and crash again; the search goes on (as on Ray, where a worker dies)."""
+    if isinstance(exc, (ConfigError, TrainingDiverged)):
         return Outcome(optuna.trial.TrialState.FAIL, note=" ".join(str(exc).split()))
-    except Exception as exc:  # a bug, a full disk...: told as a failure, else the trial would stay running and
-        # every rerun would resume it and crash again; the search goes on (as on Ray, where a worker dies)
-        return Outcome(optuna.trial.TrialState.FAIL, note=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+    return Outcome(optuna.trial.TrialState.FAIL, note=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+
+
+def scored(spec: TuneSpec, run: Run) -> Outcome:
+    """A finished trial's outcome: complete with the spec's objective, or failed when it is NaN."""
+    try:
+        value = reduce(spec.objective, objective_of_run(spec.objective, run.evals, run.summary))
+    except Exception as exc:
+        return failure(exc)
     if value != value:  # NaN: no score to rank
         return Outcome(optuna.trial.TrialState.FAIL, note="objective is NaN")
     return Outcome(optuna.trial.TrialState.COMPLETE, value)
@@ -209,11 +238,11 @@ def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
                state=outcome.state)
 
 
-def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+def running_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
 
-def _finished(study: optuna.Study) -> int:
+def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
@@ -241,11 +270,11 @@ def drive(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, width: in
         start(number, reported)
 
     pending = 0
-    for frozen in _running(study):
+    for frozen in running_trials(study):
         announce(f"trial {frozen.number}: resuming")
         launch(frozen.number, sorted(frozen.intermediate_values))
         pending += 1
-    finished = _finished(study)
+    finished = finished_count(study)
     while pending or finished + pending < trials:
         while finished + pending < trials and pending < width:
             trial = ask(spec, study)
@@ -292,8 +321,9 @@ def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, pro
 
 
 def _search(record: dict[str, Any]) -> dict[str, Any]:
-    """What makes two records the same search: everything but the trial count (``--n-trials`` may grow it)."""
-    return {k: v for k, v in record.items() if k != "trials"}
+    """What makes two records the same search: everything but the trial count (``--n-trials`` may grow it) and
+    the batch size (how trials are trained, not what is searched: a batch resumes from its trials' record)."""
+    return {k: v for k, v in record.items() if k not in ("trials", "batch")}
 
 
 def check_same_search(out: Path, record: dict[str, Any]) -> None:

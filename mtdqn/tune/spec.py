@@ -9,6 +9,7 @@
     pruner = "median"      # median | asha | none
     sampler_seed = 0       # the sampler's seed (every trial trains seeds 0..seeds-1)
     eval_every = 5000      # the greedy evaluations the pruner watches
+    batch = 4              # trials asked at once; those differing only in lr, gamma, ... train in one program
 
     [options]              # fixed train options of every trial
     loss = "mse"
@@ -23,6 +24,11 @@ Options are the flat train option names of :mod:`mtdqn.flatoptions` (the
 study files' and the Python API's); their types are checked here, their
 values by the trial's own run (a sampled value no run accepts fails that
 trial, recorded, and the search goes on).  JAX-free.
+
+``batch = K`` (default 1) asks K trials at a time; those among them that differ
+only in numbers the compiled loop traces (:data:`mtdqn.sweepspec.SWEEPABLE`:
+lr, gamma, tau, the epsilon schedule, dropout) train as one population, one
+compiled program, as a `--sweep`'s members do (:mod:`mtdqn.tune.batches`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, coerce, option_table, type_name, unknown_option
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import read_study_file
+from mtdqn.sweepspec import SWEEPABLE
 
 __all__ = ["Dimension", "TuneSpec", "KINDS", "OBJECTIVES", "PRUNERS", "SAMPLERS", "FIXED", "TUNABLE", "build_tune_spec",
            "read_tune_spec"]
@@ -58,7 +65,7 @@ numbers), and those that change when things are measured ([options] may fix the 
 TUNABLE = tuple(name for name in TRAIN_OPTIONS if name not in FIXED)
 """Train options a ``[space]`` may search over."""
 _TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "sampler_seed", "eval_every",
-        "eval_episodes", "checkpoint_every", "options", "space")
+        "eval_episodes", "checkpoint_every", "batch", "options", "space")
 
 
 class Dimension(NamedTuple):
@@ -117,6 +124,7 @@ class TuneSpec:
     eval_every: int = 0
     eval_episodes: int = 10
     checkpoint_every: int = 0
+    batch: int = 1  # trials asked at once (mtdqn.tune.batches); an execution choice, not part of the search
     options: dict[str, Any] = field(default_factory=dict)
 
     def train_options(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +158,7 @@ class TuneSpec:
         return {"name": self.name, "tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds,
                 "trials": self.trials, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
                 "sampler_seed": self.sampler_seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
-                "checkpoint_every": self.checkpoint_every, "options": _jsonable(self.options),
+                "checkpoint_every": self.checkpoint_every, "batch": self.batch, "options": _jsonable(self.options),
                 "space": {k: {d.kind: _jsonable(list(d.choices) if d.kind == "choice" else [d.low, d.high])}
                           for k, d in self.space.items()}}
 
@@ -201,7 +209,12 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                     sampler=_one_of(raw, "sampler", SAMPLERS, source), pruner=_one_of(raw, "pruner", PRUNERS, source),
                     sampler_seed=_int(raw, "sampler_seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
                     eval_episodes=_positive(raw, "eval_episodes", source, 10),
-                    checkpoint_every=_int(raw, "checkpoint_every", source, 0), options=options)
+                    checkpoint_every=_int(raw, "checkpoint_every", source, 0),
+                    batch=_positive(raw, "batch", source, 1), options=options)
+    if spec.batch > 1 and not set(space) & set(SWEEPABLE):
+        raise ConfigError(f"{source}: batch = {spec.batch} trains trials that differ only in numbers the compiled "
+                          f"loop traces ({', '.join(SWEEPABLE)}) in one program, and [space] searches none of them; "
+                          "remove batch")
     return _with_schedule(_checked_options(spec, source), source)
 
 
