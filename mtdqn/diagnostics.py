@@ -9,7 +9,12 @@ of the curves it is read against.
   one shared set of probe states (up to 128 replay observations per task),
   for the trained network and for the network at initialization (the same
   parameter keys, the same probe states): similarity the architecture gives
-  before any learning is not something training did.
+  before any learning is not something training did.  Two probes: the
+  pooled states of every task (``cka``), where states of different tasks
+  differ so much that they make any two representations alike, and each
+  task's own states (``cka_own``: for tasks a and b, the mean of the CKA of
+  their trunk features on a's states and on b's states), where the inputs'
+  differences between tasks are out of it.
 * **Gradient probe**: pairs of independent minibatches of each task, drawn
   from its replay with the run's batch size; the cosine between one task's
   shared-parameter gradients on the two minibatches of a pair is the
@@ -76,7 +81,8 @@ def _cka_features(arch: Architecture, params: Any, keys: jax.Array, probe: jax.A
 
 
 def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> list[dict[str, Any]]:
-    """Per seed and task pair: linear CKA of trunk features, trained (``cka``) and at init (``cka_init``).
+    """Per seed and task pair: linear CKA of trunk features, trained (``cka``) and at init (``cka_init``) on
+    every task's states pooled, and on each task's own (``cka_own``, ``cka_own_init``: module docstring).
 
     The probe states are the first ``probe_per_task`` replay observations of each task (all seeds have
     stepped alike, so their replays hold equally many).
@@ -92,8 +98,16 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
         for a, b in itertools.combinations(range(len(names)), 2):
             rows.append({"seed": seed, "task_a": names[a], "task_b": names[b],
                          "cka": _linear_cka(feats[s, a], feats[s, b]),
-                         "cka_init": _linear_cka(feats0[s, a], feats0[s, b])})
+                         "cka_init": _linear_cka(feats0[s, a], feats0[s, b]),
+                         "cka_own": _own_states_cka(feats[s], a, b, n),
+                         "cka_own_init": _own_states_cka(feats0[s], a, b, n)})
     return rows
+
+
+def _own_states_cka(feats: np.ndarray, a: int, b: int, n: int) -> float:
+    """The mean over tasks ``a`` and ``b`` of the CKA of their features (``feats``: (tasks, tasks * n, ...), the
+    probe's rows task by task) on that task's own ``n`` probe states."""
+    return float(np.mean([_linear_cka(feats[a, t * n:(t + 1) * n], feats[b, t * n:(t + 1) * n]) for t in (a, b)]))
 
 
 def _flat(tree: Any, num_tasks: int) -> jax.Array:

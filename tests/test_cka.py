@@ -40,6 +40,9 @@ def test_cka_at_init_is_the_initial_networks_and_each_seed_its_own():
         for a, b in itertools.combinations(range(len(names)), 2):
             row = next(r for r in rows if r["seed"] == seed and (r["task_a"], r["task_b"]) == (names[a], names[b]))
             # A fresh state's parameters are the network at initialization: both columns are its CKA.
-            assert row["cka_init"] == row["cka"]
+            assert row["cka_init"] == row["cka"] and row["cka_own_init"] == row["cka_own"]
             assert np.isclose(row["cka"], linear_cka(feats[a], feats[b]), rtol=1e-5, atol=1e-6)
+            # on each task's own states: rows [t * 32, (t + 1) * 32) of the probe are task t's
+            own = np.mean([linear_cka(feats[a, t * 32:(t + 1) * 32], feats[b, t * 32:(t + 1) * 32]) for t in (a, b)])
+            assert np.isclose(row["cka_own"], own, rtol=1e-5, atol=1e-6) and not np.isclose(row["cka_own"], row["cka"])
     assert len({r["cka"] for r in rows}) == len(rows)  # seeds differ: each row is its seed's own network

@@ -150,7 +150,8 @@ def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, dro
                      for s in seeds for a, b in ((TASKS[0], TASKS[0]), (TASKS[1], TASKS[1]), (TASKS[0], TASKS[1]))]
             pd.DataFrame(probe).to_parquet(cell / "grad_probe.parquet")
         cka = pd.DataFrame([{"seed": s, "task_a": TASKS[0], "task_b": TASKS[1], "cka": 0.4 + 0.1 * rng.random(),
-                             "cka_init": 0.9} for s in seeds])
+                             "cka_init": 0.9, "cka_own": 0.2 + 0.1 * rng.random(), "cka_own_init": 0.5}
+                            for s in seeds])
         cka.to_parquet(cell / "cka.parquet")
         for name in drop:
             (cell / name).unlink(missing_ok=True)
@@ -206,7 +207,8 @@ def test_table_row_counts(report: Path):
     # one row per task and metric (final return, discounted final return, AUC, steps to threshold)
     assert len(_md_table_rows(md, "Difference to the reference")) == n_tasks * 4
     assert len(_md_table_rows(md, "Per task pair, beside its own tasks over the same steps")) == 1  # only `shared` has shared params
-    assert len(_md_table_rows(md, "Linear CKA of trunk features between tasks")) == ok_variants
+    for probe in ("on each task's own states", "on every task's states pooled"):
+        assert len(_md_table_rows(md, f"Linear CKA of trunk features between tasks, {probe}")) == ok_variants
 
 
 def test_affinity_matrix_averages_over_training_then_seeds(report: Path):

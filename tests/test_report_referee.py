@@ -353,8 +353,9 @@ def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
     assert "cannot say" not in conclusion("independent", table([-25.0, 4.0]), empty, None)  # one is resolvable
 
 
-def _cka_study(variants: dict[str, tuple[str, float, float]]):
-    """A Study whose cells hold only CKA rows: {variant: (sharing, trained level, level at init)}, six seeds."""
+def _cka_study(variants: dict[str, tuple[str, float, float]], own: dict[str, float] | None = None):
+    """A Study whose cells hold only CKA rows: {variant: (sharing, trained level, level at init)}, six seeds;
+    ``own``: {variant: trained level on each task's own states} (at init: 0.5), for the variants that have it."""
     from mtdqn.analysis.load import Cell, Study
 
     rng = np.random.default_rng(0)
@@ -362,10 +363,40 @@ def _cka_study(variants: dict[str, tuple[str, float, float]]):
     cells = {}
     for v, (sharing, level, init) in variants.items():
         rows = [{"seed": s, "task_a": "Acrobot-v1", "task_b": "CartPole-v1",  # stored either way round
-                 "cka": level + 0.02 * rng.standard_normal(), "cka_init": init + 0.01 * rng.standard_normal()}
+                 "cka": level + 0.02 * rng.standard_normal(), "cka_init": init + 0.01 * rng.standard_normal(),
+                 **({"cka_own": own[v] + 0.02 * rng.standard_normal(), "cka_own_init": 0.5}
+                    if own and v in own else {})}
                 for s in SEEDS]
         cells[v] = Cell(v, "ok", None, {"sharing": sharing}, cka=pd.DataFrame(rows))
     return Study("cka", tasks, tuple(variants), next(iter(variants)), tuple(SEEDS), BUDGET, cells, ())
+
+
+def test_cka_on_each_tasks_own_states_leads_and_older_runs_keep_the_pooled_probe(tmp_path):
+    """Referee: the probe feeds every task's adapter the observations of all tasks, so CKA mostly measures the
+    inputs.  Runs record CKA on each task's own states beside it: the report shows that table first (its own
+    contrasts with initialization and `independent`, its own caption), then the pooled one; the figure draws
+    the own probe.  A study whose runs predate it shows the pooled table alone."""
+    from mtdqn.analysis import why
+    from mtdqn.analysis.report import _cka_caption
+
+    study = _cka_study({"independent": ("independent", 0.95, 0.90), "shared": ("shared", 0.96, 0.92)},
+                       own={"independent": 0.30, "shared": 0.70})
+    own = why.cka_table(study, "own").set_index("variant")
+    pooled = why.cka_table(study).set_index("variant")
+    assert set(own["states"]) == {"own"} and set(pooled["states"]) == {"pooled"}
+    assert own.loc["shared", "mean"] == pytest.approx(0.70, abs=0.03)
+    assert own.loc["shared", "vs_reference_mean"] == pytest.approx(0.40, abs=0.03)  # hidden in the pooled probe:
+    assert abs(pooled.loc["shared", "vs_reference_mean"]) < 0.05  # both ~0.95 there
+    assert own.loc["independent", "change_mean"] == pytest.approx(-0.20, abs=0.03)
+    assert "on a's replay observations and on b's" in _cka_caption(why.cka_table(study, "own"))
+    assert "pooled" in _cka_caption(why.cka_table(study))
+
+    older = _cka_study({"independent": ("independent", 0.95, 0.90), "shared": ("shared", 0.96, 0.92)})
+    assert why.cka_table(older, "own").empty and len(why.cka_table(older)) == 2
+    mixed = _cka_study({"independent": ("independent", 0.95, 0.90), "shared": ("shared", 0.96, 0.92)},
+                       own={"shared": 0.70})  # the reference's run predates the own probe: nothing to contrast
+    t = why.cka_table(mixed, "own")
+    assert list(t["variant"]) == ["shared"] and t["reference"].eq("").all() and t["vs_reference_mean"].isna().all()
 
 
 def test_cka_is_contrasted_with_initialization_and_the_independent_variant():

@@ -75,6 +75,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "grad_tasks_curve": why.grad_tasks_curve(study),
         "grad_tasks_summary": why.grad_tasks_summary(study),
         "cka": why.cka_table(study),
+        "cka_own": why.cka_table(study, "own"),
         "experts": experts.experts_summary_table(study),
         "experts_curve": experts.experts_curve_table(study),
         "mixing_curve": experts.mixing_curve_table(study),
@@ -346,18 +347,34 @@ def _why(study: Study, c: _Computed) -> Section:
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
     else:
-        blocks += [Table("Linear CKA of trunk features between tasks", display.cka(d["cka"]), _cka_caption(d["cka"])),
-                   Image("cka", "Linear CKA per task pair: trained (filled) and at initialization (hollow).",
-                         plots.to_png(plots.cka_pairs(d["cka"], study.variants)))]
+        shown = d["cka_own"] if not d["cka_own"].empty else d["cka"]
+        if not d["cka_own"].empty:
+            blocks.append(Table("Linear CKA of trunk features between tasks, on each task's own states",
+                                display.cka(d["cka_own"]), _cka_caption(d["cka_own"])))
+        blocks += [Table("Linear CKA of trunk features between tasks, on every task's states pooled",
+                         display.cka(d["cka"]), _cka_caption(d["cka"])),
+                   Image("cka", f"Linear CKA per task pair ({_CKA_PROBE[shown['states'].iloc[0]]}): trained "
+                         "(filled) and at initialization (hollow).",
+                         plots.to_png(plots.cka_pairs(shown, study.variants)))]
     return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
 
 
+_CKA_PROBE = {"own": "on each task's own states", "pooled": "on every task's states pooled"}
+
+
 def _cka_caption(cka: pd.DataFrame) -> str:
-    """What the CKA table's baselines take out: the probe feeds every task's trunk the same states."""
+    """What the CKA table's probe is and what its baselines take out."""
     reference = next((r for r in cka["reference"] if r), "")
-    text = ("The probe feeds every task's trunk the same states (each task's replay observations), so part of "
-            "any CKA is the inputs' own similarity. Change from initialization: trained minus the same network "
-            "untrained (same keys, same probe states), per seed.")
+    if cka["states"].iloc[0] == "own":
+        text = ("For tasks a and b: the mean of the CKA between their trunk features on a's replay observations "
+                "and on b's, so that how much the two tasks' inputs differ is not part of it (the pooled probe "
+                "below mixes it in). Change from initialization: trained minus the same network untrained (same "
+                "keys, same probe states), per seed.")
+    else:
+        text = ("The probe feeds every task's trunk the same states (every task's replay observations pooled), so "
+                "much of any CKA is the inputs' own structure: states of different tasks differ, and two "
+                "representations of them differ alike. Change from initialization: trained minus the same "
+                "network untrained (same keys, same probe states), per seed.")
     if reference:
         return (f"{text} Minus `{reference}`: the difference from separate per-task trunks fed the same states, "
                 "whose CKA is what the inputs and training alone give; a variant's excess over it is what its "

@@ -37,6 +37,7 @@ __all__ = [
     "grad_tasks_summary",
     "cka_table",
     "cka_reference",
+    "CKA_STATES",
     "probe_table",
 ]
 
@@ -379,47 +380,54 @@ def grad_tasks_summary(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def cka_table(study: Study) -> pd.DataFrame:
+CKA_STATES = {"pooled": ("cka", "cka_init"), "own": ("cka_own", "cka_own_init")}
+"""The two CKA probes (:mod:`mtdqn.diagnostics`): every task's states pooled, and each task's own; their
+columns in cka.parquet (trained, at initialization)."""
+
+
+def cka_table(study: Study, states: str = "pooled") -> pd.DataFrame:
     """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds, with two baselines.
 
-    The probe feeds every task's trunk the same states (each task's replay),
-    so part of any CKA is the inputs' own similarity.  Two contrasts take it
-    out.  ``change``: trained minus the same network at initialization (same
-    keys, same probe states), per seed, a t-interval; ``init_mean`` is the
-    untrained level (NaN where a run did not record ``cka_init``).
-    ``vs_reference``: minus the reference variant :func:`cka_reference` picks
-    (an ``independent`` one), a Welch interval over seeds: separate trunks,
-    each trained on its own task, fed the same states, so their CKA is what
-    the inputs and training alone give, and a sharing variant's excess over it
-    is what sharing the trunk adds.
+    ``states``: the probe (:data:`CKA_STATES`); a run that did not record it (``own`` is newer) has no rows.
+    The pooled probe feeds every task's trunk every task's states, so much of its CKA is the inputs' own
+    structure: states of different tasks differ, and any two representations of them differ alike.  The own
+    probe compares the two tasks' features on each task's states in turn.  Two contrasts take out more.
+    ``change``: trained minus the same network at initialization (same keys, same probe states), per seed, a
+    t-interval; ``init_mean`` is the untrained level (NaN where a run did not record it).
+    ``vs_reference``: minus the reference variant :func:`cka_reference` picks (an ``independent`` one), a
+    Welch interval over seeds: separate trunks, each trained on its own task, fed the same states, so their
+    CKA is what the inputs and training alone give, and a sharing variant's excess over it is what sharing
+    the trunk adds.
     """
+    column, init_column = CKA_STATES[states]
     reference = cka_reference(study)
     ref_cka = {}
-    if reference is not None:
+    if reference is not None and column in study.cells[reference].cka:
         ref = canonical_pairs(study.cells[reference].cka, study.tasks)
-        ref_cka = {pair: g.groupby("seed")["cka"].mean().to_numpy() for pair, g in ref.groupby(["task_a", "task_b"])}
+        ref_cka = {pair: g.groupby("seed")[column].mean().to_numpy() for pair, g in ref.groupby(["task_a", "task_b"])}
     rows = []
     for v in study.ok_variants:
         ck = study.cells[v].cka
-        if ck is None or not len(ck):
+        if ck is None or not len(ck) or column not in ck:
             continue
         ck = canonical_pairs(ck, study.tasks)
         for (a, b), g in ck.groupby(["task_a", "task_b"], sort=False):
-            per_seed = g.groupby("seed")[["cka", *(["cka_init"] if "cka_init" in g else [])]].mean()
-            init = per_seed["cka_init"] if "cka_init" in per_seed else pd.Series(np.nan, index=per_seed.index)
-            change = stats.t_mean((per_seed["cka"] - init).to_numpy(), ranges.COSINE)
-            vs = (stats.diff_ci(per_seed["cka"].to_numpy(), ref_cka[(a, b)])
+            per_seed = g.groupby("seed")[[column, *([init_column] if init_column in g else [])]].mean()
+            trained = per_seed[column].to_numpy()
+            init = per_seed[init_column] if init_column in per_seed else pd.Series(np.nan, index=per_seed.index)
+            change = stats.t_mean(trained - init.to_numpy(), ranges.COSINE)
+            vs = (stats.diff_ci(trained, ref_cka[(a, b)])
                   if v != reference and (a, b) in ref_cka else stats.Estimate(np.nan, np.nan, np.nan, 0))
             if vs.n < stats.MIN_SEEDS:  # as every interval of the report: none below MIN_SEEDS seeds on a side
                 vs = stats.Estimate(vs.value, np.nan, np.nan, vs.n)
-            rows.append({"variant": v, "task_a": a, "task_b": b,
-                         **_est_row(per_seed["cka"].to_numpy(), ranges.CKA), "init_mean": float(init.mean()),
-                         "change_mean": change.value, "change_lo": change.lo, "change_hi": change.hi,
-                         "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo, "vs_reference_hi": vs.hi,
-                         "vs_reference_n": vs.n, "reference": reference or ""})
+            rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(trained, ranges.CKA),
+                         "init_mean": float(init.mean()), "change_mean": change.value, "change_lo": change.lo,
+                         "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
+                         "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
+                         "reference": reference if ref_cka else "", "states": states})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean", "change_mean", "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
-                                       "vs_reference_n", "reference"])
+                                       "vs_reference_n", "reference", "states"])
 
 
 def cka_reference(study: Study) -> str | None:
