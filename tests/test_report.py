@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mtdqn.analysis import build_report, load_study
+from mtdqn.analysis.fmt import pvalue
 
 TASKS = ["CartPole-v1", "Acrobot-v1"]  # real names: the report's return bounds and fixed anchors apply
 SEEDS = [0, 1, 2, 3, 4]  # 5: enough seeds for intervals (see make_study(seeds=...) for a smoke test)
@@ -244,7 +245,8 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
     bullets = [ln for ln in section.splitlines() if ln.startswith("- ")]
     improvement = pd.read_parquet(report / "data" / "improvement.parquet")
-    untested = int(diffs_table(report)["p"].isna().sum() + improvement[["iqm_p", "mean_p"]].isna().to_numpy().sum())
+    untested = int((~diffs_table(report)["in_family"]).sum()
+                   + (~improvement[["iqm_in_family", "mean_in_family"]]).to_numpy().sum())
     # 2 tasks x 4 metrics (Welch; Gehan for steps) + IQM and mean (permutation); P(improvement) is descriptive.
     # Untested: too few seeds, no variation, or (Tarone) a discrete test whose best possible p cannot pass
     assert bullets[0].startswith(f"- This report tests {10 - untested} comparison(s)"), bullets[0]
@@ -269,7 +271,8 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     for (task, metric), row in diffs.iterrows():
         [b] = [b for b in bullets if b.startswith(f"- {labels[metric]}") and f" on {task}" in b]
         if metric == "steps_to_threshold" and row["untested"] == "unattainable":  # Tarone: left out, said why
-            assert "cannot reach significance" in b and "Tarone" in b and math.isnan(row["p"]), b
+            assert "cannot reach significance" in b and "Tarone" in b and not row["in_family"], b
+            assert f"its p {pvalue(row['p'])}, uncorrected" in b and math.isnan(row["p_holm"]), b  # its p kept
             verdicts.append("untested")
             continue
         if metric == "steps_to_threshold":  # censored times: Gehan's test, no interval
@@ -293,7 +296,9 @@ def test_findings_carry_numbers_and_seed_counts(report: Path):
     for b in bullets:
         if b.startswith("- Aggregate ") and ": not tested, " in b:  # Tarone: best p 2/252 above 0.05/K
             kind = "iqm" if "IQM" in b else "mean"
-            assert math.isnan(improvement[f"{kind}_p"]) and "Tarone" in b and f"0.05/{improvement['tarone_k']}" in b
+            assert not improvement[f"{kind}_in_family"] and math.isnan(improvement[f"{kind}_p_holm"]), b
+            assert "Tarone" in b and f"0.05/{improvement['tarone_k']}" in b, b
+            assert f"its p {pvalue(improvement[f'{kind}_p'])}, uncorrected" in b, b  # its own p kept
         elif b.startswith("- Aggregate "):
             kind = "iqm" if "IQM" in b else "mean"
             lo, hi = improvement[f"{kind}_diff_lo"], improvement[f"{kind}_diff_hi"]

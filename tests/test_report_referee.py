@@ -262,7 +262,8 @@ def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     imp = pd.read_parquet(out / "data" / "improvement.parquet")
     survivors = int((diffs["p_holm"] < 0.05).sum() + (imp["iqm_p_holm"] < 0.05).sum()
                     + (imp["mean_p_holm"] < 0.05).sum())
-    tested = int(diffs["p"].notna().sum() + imp["iqm_p"].notna().sum() + imp["mean_p"].notna().sum())
+    tested = int(diffs["in_family"].sum() + imp["iqm_in_family"].sum() + imp["mean_in_family"].sum())
+    assert tested < int(diffs["p"].notna().sum() + imp["iqm_p"].notna().sum() + imp["mean_p"].notna().sum())
     assert f"{survivors} of the {tested} tested difference(s)" in text, text
     for r in diffs[diffs["p_holm"] < 0.05].itertuples():
         assert f"Holm p {r.p_holm:.3f}" in text, text
@@ -447,7 +448,9 @@ def test_tests_that_cannot_reach_significance_leave_the_holm_family():
             ("pcgrad", "Acrobot-v1"): {"steps_to_threshold": one_event}}
     d = _diffs(rows, ("final_return", "steps_to_threshold")).set_index(["task", "metric"])
     acro, cart = d.loc[("Acrobot-v1", "steps_to_threshold")], d.loc[("CartPole-v1", "final_return")]
-    assert acro["untested"] == "unattainable" and math.isnan(acro["p"]) and acro["p_min"] == 1.0
+    # left out of the family, its p kept (1 here, as every split gives), no Holm p
+    assert acro["untested"] == "unattainable" and not acro["in_family"] and acro["p"] == 1.0 and acro["p_min"] == 1.0
+    assert math.isnan(acro["p_holm"]) and cart["in_family"]
     assert cart["p_holm"] == pytest.approx(cart["p"])  # a family of one
     first = multiplicity_sentence(d.reset_index(), EMPTY_IMP)
     assert "tests 1 comparison(s)" in first and "could not reach significance" in first, first

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .fmt import detectable, gamma, interval, num, pvalue, steps
 from .stats import MIN_SEEDS, Estimate
-from .tables import METRICS, UNTESTED
+from .tables import METRICS, UNTESTED, family_size, in_family
 
 __all__ = ["compare_sentence", "conflict_sentence", "multiplicity_sentence", "findings"]
 
@@ -119,7 +119,7 @@ def _untested_aggregates(improvement: pd.DataFrame) -> tuple[int, int]:
     """(aggregate comparisons with too few seeds, those left out as unable to reach significance: Tarone)."""
     few = unattainable = 0
     for p in ("iqm_p", "mean_p"):
-        untested = ~np.isfinite(improvement[p].to_numpy(dtype=float))
+        untested = ~in_family(improvement, p)
         smallest = (improvement[f"{p}_min"].to_numpy(dtype=float) if f"{p}_min" in improvement
                     else np.full(len(improvement), np.nan))
         unattainable += int((untested & np.isfinite(smallest)).sum())
@@ -129,9 +129,7 @@ def _untested_aggregates(improvement: pd.DataFrame) -> tuple[int, int]:
 
 def count_tests(differences: pd.DataFrame, improvement: pd.DataFrame) -> int:
     """Tests in the report's Holm family: per task and metric, and the aggregate IQM and mean."""
-    return int(np.isfinite(differences["p"].to_numpy(dtype=float)).sum()
-               + np.isfinite(improvement["iqm_p"].to_numpy(dtype=float)).sum()
-               + np.isfinite(improvement["mean_p"].to_numpy(dtype=float)).sum())
+    return family_size(differences, improvement)
 
 
 def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) -> str:
@@ -225,6 +223,18 @@ def _get(row: pd.Series, key: str) -> float:
     return float(value) if value is not None else float("nan")
 
 
+def _uncorrected(p: float) -> str:
+    """A left-out test's own p, where it has one: uncorrected, and below alpha only suggestive."""
+    if not math.isfinite(p):
+        return ""
+    return f" (its p {pvalue(p)}, uncorrected{': suggestive only' if p < ALPHA else ''})"
+
+
+def _in_family(row: pd.Series, p: str) -> bool:
+    """Whether the test of ``row`` whose p is column ``p`` is in the Holm family (:func:`tables.in_family`)."""
+    return bool(in_family(row.to_frame().T, p)[0])
+
+
 def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
     """The aggregate IQM and mean comparisons (each tested, or left out by Tarone's rule) and P(improvement)."""
     what = f"normalized final score over {row['n_tasks']} task(s), fixed anchors"
@@ -232,12 +242,12 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
     out = []
     for label, key in (("IQM", "iqm"), ("mean", "mean")):
         diff = Estimate(row[f"{key}_diff"], row[f"{key}_diff_lo"], row[f"{key}_diff_hi"], n)
-        if math.isnan(_get(row, f"{key}_p")) and math.isfinite(_get(row, f"{key}_p_min")):  # Tarone left it out
+        if not _in_family(row, f"{key}_p") and math.isfinite(_get(row, f"{key}_p_min")):  # Tarone left it out
             out.append(f"Aggregate {label} of {what}: not tested, `{v}` − `{reference}` {signed(diff.value)} "
                        f"(95% CI {interval(diff.lo, diff.hi)}, {AGGREGATE_METHOD}, n = {n} vs {nr} seeds): no split "
                        f"of these runs could give the permutation test a p below {pvalue(_get(row, f'{key}_p_min'))}, "
                        f"above {ALPHA:g}/K = {ALPHA:g}/{int(_get(row, 'tarone_k'))}, the level Tarone's rule sets, "
-                       "so it is left out of the comparisons.")
+                       f"so it is left out of the comparisons{_uncorrected(_get(row, f'{key}_p'))}.")
         else:
             out.append(compare_sentence(f"Aggregate {label} of {what}", v, reference, diff, n, nr, AGGREGATE_METHOD,
                                         p=_get(row, f"{key}_p"), p_holm=_get(row, f"{key}_p_holm")))
@@ -267,7 +277,7 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
         return (f"{what}: {reached} ({per_seed}); not tested: no split of these runs could give Gehan's test a p "
                 f"below {pvalue(_get(row, 'p_min'))} with n = {n} vs {nr} seeds, above {ALPHA:g}/K = "
                 f"{ALPHA:g}/{int(_get(row, 'tarone_k'))}, so it cannot reach significance at the level Tarone's "
-                "rule sets and is left out of the comparisons.")
+                f"rule sets and is left out of the comparisons{_uncorrected(_get(row, 'p'))}.")
     p, p_holm = _get(row, "p"), _get(row, "p_holm")
     verdict = ("no clear difference" if not (math.isfinite(p) and p < ALPHA) else
                f"`{v}` {'slower' if row['diff'] > 0 else 'faster'}, suggestive only" if not p_holm < ALPHA else

@@ -336,11 +336,25 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 
+def in_family(table: pd.DataFrame, p: str) -> np.ndarray:
+    """Which of ``table``'s tests (p column ``p``: ``p``, ``iqm_p``, ``mean_p``) are in the report's Holm family:
+    its ``in_family`` column (``iqm_in_family``, ...), set by :func:`correct_for_multiplicity`; tables from before
+    it, which set a left-out test's p to NaN: those with a p."""
+    column = f"{p[:-1]}in_family"
+    if column in table:
+        return table[column].to_numpy(dtype=bool)
+    return np.isfinite(table[p].to_numpy(dtype=np.float64))
+
+
+def family_size(differences: pd.DataFrame, improvement: pd.DataFrame) -> int:
+    """Tests in the report's Holm family: per task and metric, and the aggregate IQM and mean."""
+    return int(in_family(differences, "p").sum() + in_family(improvement, "iqm_p").sum()
+               + in_family(improvement, "mean_p").sum())
+
+
 def holm_first_alpha(differences: pd.DataFrame, improvement: pd.DataFrame, alpha: float) -> float:
     """alpha / m, m the number of tests in the report's Holm family: the level the smallest p must pass."""
-    m = int(np.isfinite(differences["p"].to_numpy(dtype=np.float64)).sum()
-            + np.isfinite(improvement["iqm_p"].to_numpy(dtype=np.float64)).sum()
-            + np.isfinite(improvement["mean_p"].to_numpy(dtype=np.float64)).sum())
+    m = family_size(differences, improvement)
     return alpha / m if m else alpha
 
 
@@ -355,20 +369,21 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     metrics a study has; untested comparisons (too few seeds, no variation, resting on one seed, no seed
     reaching the threshold) are not in it, nor, by Tarone's rule (:func:`stats.tarone_testable`), discrete
     tests whose smallest attainable p cannot pass the family's level: a Gehan row is then `untested`
-    "unattainable", an aggregate's p NaN (its smallest attainable p stays in `*_p_min`).
+    "unattainable".  Membership is the columns `in_family` / `iqm_in_family` / `mean_in_family` (:func:`in_family`);
+    a left-out test keeps its p (uncorrected, it can still be below alpha: suggestive) and its smallest attainable
+    p (`*_p_min`), and has no Holm p.
     """
     diff, imp = differences.copy(), improvement.copy()
     p_min = np.concatenate([_p_min(diff, "p"), _p_min(imp, "iqm_p"), _p_min(imp, "mean_p")])
     out = ~stats.tarone_testable(p_min, alpha) & np.isfinite(p_min)
     n, k = len(diff), len(imp)
     diff["tarone_k"] = imp["tarone_k"] = stats.tarone_k(p_min, alpha)  # left-out tests' best p > alpha / K
-    diff.loc[out[:n], ["p", "test"]] = [np.nan, ""]
     diff.loc[out[:n], "untested"] = "unattainable"
-    imp.loc[out[n:n + k], "iqm_p"] = np.nan
-    imp.loc[out[n + k:], "mean_p"] = np.nan
     pvalues = np.concatenate([diff["p"].to_numpy(dtype=np.float64), imp["iqm_p"].to_numpy(dtype=np.float64),
                               imp["mean_p"].to_numpy(dtype=np.float64)])
-    adjusted = stats.holm(pvalues)
+    member = np.isfinite(pvalues) & ~out
+    diff["in_family"], imp["iqm_in_family"], imp["mean_in_family"] = member[:n], member[n:n + k], member[n + k:]
+    adjusted = stats.holm(np.where(member, pvalues, np.nan))
     diff["p_holm"] = adjusted[:n]
     imp["iqm_p_holm"], imp["mean_p_holm"] = adjusted[n:n + k], adjusted[n + k:]
     level = holm_first_alpha(diff, imp, alpha)
