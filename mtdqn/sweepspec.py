@@ -186,6 +186,9 @@ def read_sweep(out_dir: Path) -> tuple[TrainConfig, dict[str, tuple[float, ...]]
     the order of the members (:func:`member_configs`), so of the population's entries in the checkpoint.
     """
     record = read_json(Path(out_dir) / SWEEP_FILE)
+    if "sweep" not in record:  # mtdqn.tune.batches: a population of trials, not a grid of options
+        raise ConfigError(f"{out_dir} holds a batch of `mtdqn tune` trials (trials {record.get('tune_batch')}): rerun "
+                          "that tune to finish it")
     sweep = record["sweep"]
     members = record.get("members") or []
     order = [part.partition("=")[0] for part in members[0].split(",")] if members else list(sweep)

@@ -23,9 +23,10 @@ from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.objective import objective_bounds, objective_so_far, per_seed, reduce, score_matrix, seed_interval
 from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
+from mtdqn.train import sweep as sweep_module
 from mtdqn.tune import batches, search
 from mtdqn.tune.search import (
-    Outcome, ask, drive, live_trial, open_search, open_storage, run_search, tell, write_record,
+    Outcome, ask, drive, live_trial, open_search, open_storage, tell, write_record,
 )
 from mtdqn.tune.run import check_fixed_options
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
@@ -191,7 +192,7 @@ def test_a_trial_that_raises_fails_and_the_search_goes_on(tmp_path, monkeypatch)
     monkeypatch.setattr(search, "train_or_resume", broken)
     spec = build_tune_spec(SMALL, "s", "s")
     study = open_search(spec, optuna.storages.InMemoryStorage())
-    run_search(spec, study, tmp_path, 2, False, lambda line: None)
+    batches.run_batched_search(spec, study, tmp_path, 2, False, lambda line: None)
     assert calls == ["trial-0000", "trial-0001"]
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert study.trials[0].user_attrs["note"] == "RuntimeError: disk on fire traceback line"
@@ -506,6 +507,8 @@ def test_batch_needs_a_traced_number_in_the_space(tmp_path):
         build_tune_spec({**BATCHED, "space": {"num_envs": {"int": [2, 4]}}}, "spec.toml", "spec")
     with pytest.raises(ConfigError, match="batch: expected an int > 0, got 0"):
         build_tune_spec({**SMALL, "batch": 0}, "spec.toml", "spec")
+    with pytest.raises(ConfigError, match="gym: tasks step on the host"):
+        build_tune_spec({**BATCHED, "tasks": ["gym:CartPole-v1"]}, "spec.toml", "spec")
     with pytest.raises(ConfigError, match="on Ray each trial is a task of its own"):
         mtdqn.tune(BATCHED, tmp_path / "tune", ray_address="local")
     assert not (tmp_path / "tune").exists()
@@ -559,14 +562,91 @@ def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path,
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{cut / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
     assert not (cut / "trials" / "trial-0000" / "summary.json").exists()
+    assert (cut / "batches" / "batch-0000" / "checkpoints" / "latest.json").is_file()
+    with pytest.raises(ConfigError, match="holds a batch of `mtdqn tune` trials"):  # not a --sweep to resume
+        mtdqn.train(out=cut / "batches" / "batch-0000", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="batch-0000 of a batched tune still hold"):
+        mtdqn.tune({**BATCHED, "batch": 1}, cut, n_trials=2, ray_address="local")
+    resumed = []
+    real = sweep_module.train_population
+    monkeypatch.setattr(sweep_module, "train_population",
+                        lambda *a, **k: resumed.append(k["resume"]) or real(*a, **k))
     lines: list[str] = []
-    mtdqn.tune(BATCHED, cut, n_trials=2, progress=False, announce=lines.append)
+    mtdqn.tune({**BATCHED, "batch": 1}, cut, n_trials=2, progress=False, announce=lines.append)  # any batch
     assert lines[0] == "batch-0000 (trials 0, 1): resuming" and not any("started" in line for line in lines)
+    assert resumed == [True]  # from the population's checkpoint, not trained again
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{cut / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for i in range(2):
         a, b = (pd.read_parquet(d / "trials" / f"trial-{i:04d}" / "metrics.parquet") for d in (whole, cut))
         pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_trains_on_with_its_batch_and_a_kill_does_not_undo_it(tmp_path, monkeypatch):
+    """The pruner stops trial 0 at its evaluation and the tune is killed right after (before trial 1's report):
+    rerun, the batch resumes and trial 0 is still the pruned one, at the step it was pruned, its run trained to
+    the end with its batch; trial 1 completes."""
+    real = batches.report_and_prune
+
+    def prune_0_then_kill(spec, trial, reported, step, rows):
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        real(spec, trial, reported, step, rows)
+        return True
+
+    out = tmp_path / "tune"
+    monkeypatch.setattr(batches, "report_and_prune", prune_0_then_kill)
+    with pytest.raises(KeyboardInterrupt):
+        mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
+    monkeypatch.undo()
+    mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["note"] == "pruned at step 500 (trained on to the end with its batch)"
+    assert study.trials[0].user_attrs["pruned_at"] == 500 and list(study.trials[0].intermediate_values) == [500]
+    assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
+
+
+@pytest.mark.slow
+def test_a_stopped_batch_killed_while_telling_is_not_trained_again(tmp_path, monkeypatch):
+    """A batch whose trials were all pruned stops; killed after telling trial 0 only, the rerun tells trial 1
+    as its sibling was told, without training anything."""
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "tune"
+    monkeypatch.setattr(batches, "report_and_prune", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
+    monkeypatch.undo()
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    tell(study, 0, Outcome(optuna.trial.TrialState.PRUNED, note="pruned at step 500"))
+    monkeypatch.setattr(sweep_module, "train_population", lambda *a, **k: pytest.fail("trained again"))
+    mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert study.trials[1].user_attrs["note"] == "pruned at step 500"
+
+
+@pytest.mark.slow
+def test_a_batch_that_diverges_trains_its_trials_alone(tmp_path, monkeypatch):
+    """One trial's divergence stops its population: the batch is given up and each trial trained alone (no longer
+    in a batch), so only a trial that diverges alone would fail; here neither does."""
+    from mtdqn.errors import TrainingDiverged
+
+    def diverges(*args, **kwargs):
+        raise TrainingDiverged("trial-0001: training diverged: non-finite loss")
+
+    monkeypatch.setattr(sweep_module, "train_population", diverges)
+    lines: list[str] = []
+    out = tmp_path / "tune"
+    mtdqn.tune(BATCHED, out, n_trials=2, progress=False, announce=lines.append)
+    assert "batch-0000: trial-0001: training diverged: non-finite loss; its trials train alone" in lines
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.user_attrs["batch"] for t in study.trials] == ["", ""]
+    assert not (out / "batches" / "batch-0000").exists()
 
 
 @pytest.mark.slow

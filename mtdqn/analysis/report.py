@@ -347,7 +347,9 @@ def _why(study: Study, c: _Computed) -> Section:
     if d["cka"].empty:
         blocks.append(Text("No representation-similarity data (cka.parquet) for any ok variant."))
     else:
-        shown = d["cka_own"] if not d["cka_own"].empty else d["cka"]
+        # the own probe in the figure only when every variant recorded it (runs before it did not)
+        own_for_all = set(d["cka_own"]["variant"]) == set(d["cka"]["variant"])
+        shown = d["cka_own"] if own_for_all else d["cka"]
         if not d["cka_own"].empty:
             blocks.append(Table("Linear CKA of trunk features between tasks, on each task's own states",
                                 display.cka(d["cka_own"]), _cka_caption(d["cka_own"])))
@@ -368,8 +370,11 @@ def _cka_caption(cka: pd.DataFrame) -> str:
     if cka["states"].iloc[0] == "own":
         text = ("For tasks a and b: the mean of the CKA between their trunk features on a's replay observations "
                 "and on b's, so that how much the two tasks' inputs differ is not part of it (the pooled probe "
-                "below mixes it in). Change from initialization: trained minus the same network untrained (same "
-                "keys, same probe states), per seed.")
+                "below mixes it in); b's trunk still reads a's observations (zero-padded where b's are wider). "
+                "Its level is not comparable with the pooled table's: linear CKA's estimate grows as the probe "
+                "shrinks (two unrelated 64-feature representations: ~0.33 on 128 states, ~0.14 on 384), and this "
+                "probe has each task's states alone; read it against its own baselines. Change from "
+                "initialization: trained minus the same network untrained (same keys, same probe states), per seed.")
     else:
         text = ("The probe feeds every task's trunk the same states (every task's replay observations pooled), so "
                 "much of any CKA is the inputs' own structure: states of different tasks differ, and two "

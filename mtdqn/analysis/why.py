@@ -19,6 +19,7 @@ changes (null near 1) is degenerate and gives no noise baseline; CKA beside its 
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -385,7 +386,7 @@ CKA_STATES = {"pooled": ("cka", "cka_init"), "own": ("cka_own", "cka_own_init")}
 columns in cka.parquet (trained, at initialization)."""
 
 
-def cka_table(study: Study, states: str = "pooled") -> pd.DataFrame:
+def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.DataFrame:
     """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds, with two baselines.
 
     ``states``: the probe (:data:`CKA_STATES`); a run that did not record it (``own`` is newer) has no rows.
@@ -400,9 +401,9 @@ def cka_table(study: Study, states: str = "pooled") -> pd.DataFrame:
     the trunk adds.
     """
     column, init_column = CKA_STATES[states]
-    reference = cka_reference(study)
+    reference = cka_reference(study, column)
     ref_cka = {}
-    if reference is not None and column in study.cells[reference].cka:
+    if reference is not None:
         ref = canonical_pairs(study.cells[reference].cka, study.tasks)
         ref_cka = {pair: g.groupby("seed")[column].mean().to_numpy() for pair, g in ref.groupby(["task_a", "task_b"])}
     rows = []
@@ -424,17 +425,18 @@ def cka_table(study: Study, states: str = "pooled") -> pd.DataFrame:
                          "init_mean": float(init.mean()), "change_mean": change.value, "change_lo": change.lo,
                          "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
                          "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
-                         "reference": reference if ref_cka else "", "states": states})
+                         "reference": reference or "", "states": states})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean", "change_mean", "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
                                        "vs_reference_n", "reference", "states"])
 
 
-def cka_reference(study: Study) -> str | None:
+def cka_reference(study: Study, column: str = "cka") -> str | None:
     """The variant CKA is contrasted with: the first ok variant whose trunks are separate per task
-    (``sharing = independent``) and that recorded CKA; None if the study has none."""
+    (``sharing = independent``) and that recorded CKA's ``column`` (its probe); None if the study has none."""
     for v in study.ok_variants:
         cell = study.cells[v]
-        if cell.summary.get("sharing") == "independent" and cell.cka is not None and len(cell.cka):
+        if cell.summary.get("sharing") == "independent" and cell.cka is not None and column in cell.cka \
+                and len(cell.cka):
             return v
     return None

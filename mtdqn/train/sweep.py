@@ -22,7 +22,7 @@ import numpy as np
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.io import provenance, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
@@ -35,7 +35,7 @@ from mtdqn.train.loop import Trainer, make_population_trainer, population_keys, 
 from mtdqn.train.run import RunResult
 from mtdqn.train.summary import finish
 
-__all__ = ["train_sweep"]
+__all__ = ["train_sweep", "train_population", "MemberEval"]
 
 def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir: Path, *, resume: bool = False,
                 force: bool = False, progress: bool = True, announce: Callable[[str], None] | None = None,
@@ -60,8 +60,9 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
 MemberEval = Callable[[int, int, list[dict[str, Any]]], None]
 """An observer of a population's members (:func:`train_population`): called with the member's index, the env
 step and the member's evaluation rows so far after each greedy evaluation during training, once the chunk's
-tables and the population's checkpoint are written.  It may raise to stop the whole population, which then
-stays resumable from that checkpoint (`mtdqn tune` does when every member of a batch is pruned)."""
+tables (and its checkpoint, when one falls there) are written.  It may raise to stop the whole population,
+which then stays resumable from its latest checkpoint (`mtdqn tune` does when every member of a batch is
+pruned)."""
 
 
 def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig]], out_dir: Path,
@@ -167,6 +168,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     purge = first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None
     writers = [run.tensorboard(purge_step=purge) for run in runs]
+    last_good = first_chunk * schedule.steps_per_chunk if first_chunk else None  # the latest checkpoint's step
     t_loop, eval_s = time.perf_counter(), 0.0
     try:
         for chunk in range(first_chunk, schedule.num_chunks):
@@ -180,10 +182,11 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                 params = jax.tree.map(lambda x: x[entries], state.params) if evaluate else None
                 eval_s += _write_member_chunk(trainer, member_agent, run, writer, tables[i],
                                               jax.tree.map(lambda x: x[entries], m), params, step, has_shared,
-                                              options.eval_episodes)
+                                              options.eval_episodes, last_good)
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
                                 options.record())
+                last_good = step
             if evaluate and on_eval is not None:
                 for i, member_tables in enumerate(tables):
                     on_eval(i, step, member_tables.evals)
@@ -202,10 +205,15 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
 
 
 def _write_member_chunk(trainer: Trainer, agent: Agent, run: RunDir, writer: Any, tables: Tables,
-                        m: dict[str, np.ndarray], params: Any, step: int, has_shared: bool, episodes: int) -> float:
-    """One member's chunk, as its run alone writes it: checked, its rows (and a greedy evaluation of
-    ``params`` unless None) appended to ``tables`` and written; the seconds the evaluation took."""
-    check_finite(Trainer(agent, trainer.init, trainer.chunk, trainer.hypers), m, step, None)
+                        m: dict[str, np.ndarray], params: Any, step: int, has_shared: bool, episodes: int,
+                        last_good: int | None) -> float:
+    """One member's chunk, as its run alone writes it: checked (a divergence names the member; ``last_good``:
+    the step of the population's latest checkpoint), its rows (and a greedy evaluation of ``params`` unless
+    None) appended to ``tables`` and written; the seconds the evaluation took."""
+    try:
+        check_finite(Trainer(agent, trainer.init, trainer.chunk, trainer.hypers), m, step, last_good)
+    except TrainingDiverged as exc:
+        raise TrainingDiverged(f"{run.path.name}: {exc}") from None
     new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
     t_eval = time.perf_counter()
     if params is not None:

@@ -36,6 +36,7 @@ from mtdqn.tune.objective import (  # noqa: E402
     DESCRIPTIONS, objective_bounds, objective_of_run, per_seed, reduce, seed_interval,
 )
 from mtdqn.tune.search import best_trial, trial_dir  # noqa: E402
+from mtdqn.tune.batches import BATCH_ATTR  # noqa: E402
 from mtdqn.tune.spec import TuneSpec  # noqa: E402
 
 __all__ = ["build_tune_report", "trials_table", "importances", "seed_scores"]
@@ -51,7 +52,7 @@ def trials_table(study: optuna.Study, out: Path) -> pd.DataFrame:
         rows.append({"trial": t.number, "state": t.state.name.lower(), "score": t.value if t.value is not None
                      else float("nan"), **{f"param:{k}": v for k, v in t.user_attrs.get("options", {}).items()},
                      "last_step": max(t.intermediate_values, default=None), "note": t.user_attrs.get("note", ""),
-                     "run": str(trial_dir(out, t.number).relative_to(out)), "batch": t.user_attrs.get("batch", "")})
+                     "run": str(trial_dir(out, t.number).relative_to(out)), "batch": t.user_attrs.get(BATCH_ATTR, "")})
     return pd.DataFrame(rows)
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mtdqn.errors import ConfigError
+from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
-    best_trial, check_same_search, confirm_best, default_storage, open_search, open_storage, run_search, write_record,
+    best_trial, check_same_search, confirm_best, default_storage, open_search, open_storage, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec
@@ -67,13 +68,13 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if ray_address is not None:
         from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
+        left = running_batches(study)
+        if left:
+            raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which resume "
+                              "only together: rerun without --ray-address to finish them first")
         run_search_on_ray(spec, study, url, out, total, ray_address, announce)
-    elif spec.batch > 1:
-        from mtdqn.tune.batches import run_batched_search
-
-        run_batched_search(spec, study, out, total, progress, announce)
     else:
-        run_search(spec, study, out, total, progress, announce)
+        run_batched_search(spec, study, out, total, progress, announce)
     confirmed, confirm_score = None, None
     if confirm is not None:
         confirmed = confirm_best(spec, study, out, confirm, progress)

@@ -21,7 +21,11 @@ Pruning: after each greedy evaluation during training the trial reports the
 objective so far (:func:`mtdqn.tune.objective.objective_so_far`) at that env
 step; when the pruner (median or ASHA) says so the run stops there
 (:data:`mtdqn.runoptions.OnEval` raises).  Its directory is then an
-unfinished run, resumable with `mtdqn train --resume`.
+unfinished run, resumable with `mtdqn train --resume`.  A trial trained in
+a batch trains on with its batch (:mod:`mtdqn.tune.batches`).
+
+Here: a trial and its outcome, and the search loop on Ray (:func:`drive`);
+the local search is :func:`mtdqn.tune.batches.run_batched_search`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from mtdqn.tune.spec import TuneSpec
 
 __all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "trial_params",
            "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
-           "check_reusable", "drive", "run_search", "tell", "outcome_line", "running_trials", "finished_count",
+           "check_reusable", "drive", "tell", "outcome_line", "running_trials", "finished_count",
            "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -239,10 +243,12 @@ def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
 
 
 def running_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials the storage calls running: on start, those a killed tune left (a directory has one tune)."""
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
 
 def finished_count(study: optuna.Study) -> int:
+    """How many trials are complete, pruned or failed: what ``--n-trials`` counts."""
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
@@ -261,10 +267,10 @@ Wait = Callable[[], tuple[int, Outcome]]
 
 def drive(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, width: int, start: Start, wait: Wait,
           announce: Announce) -> None:
-    """The search loop of both backends: the trials a killed tune left running first (each with the steps it
-    reported), then new ones, at most ``width`` at once, until ``trials`` have finished.  ``start(number,
-    reported)`` launches a trial; ``wait()`` returns one that ended, which is told here.  Before a trial starts
-    its run directory, if there is one, is checked to be that trial's (:func:`check_reusable`)."""
+    """The search loop on Ray (:mod:`mtdqn.tune.ray_trials`): the trials a killed tune left running first (each
+    with the steps it reported), then new ones, at most ``width`` at once, until ``trials`` have finished.
+    ``start(number, reported)`` launches a trial; ``wait()`` returns one that ended, which is told here.  Before
+    a trial starts its run directory, if there is one, is checked to be that trial's (:func:`check_reusable`)."""
     def launch(number: int, reported: list[int]) -> None:
         check_reusable(trial_dir(out, number), spec.config(trial_params(spec, live_trial(study, number))))
         start(number, reported)
@@ -285,17 +291,6 @@ def drive(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, width: in
         tell(study, number, outcome)
         pending, finished = pending - 1, finished + 1
         announce(outcome_line(number, outcome))
-
-
-def run_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: int, progress: bool,
-               announce: Announce) -> None:
-    """:func:`drive` with each trial trained here, one at a time."""
-    ended: list[tuple[int, Outcome]] = []
-
-    def start(number: int, reported: list[int]) -> None:
-        ended.append((number, execute(spec, live_trial(study, number), out, progress, set(reported))))
-
-    drive(spec, study, out, trials, 1, start, lambda: ended.pop(0), announce)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

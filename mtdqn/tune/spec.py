@@ -211,6 +211,9 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                     eval_episodes=_positive(raw, "eval_episodes", source, 10),
                     checkpoint_every=_int(raw, "checkpoint_every", source, 0),
                     batch=_positive(raw, "batch", source, 1), options=options)
+    if spec.batch > 1 and any(t.strip().startswith("gym:") for t in spec.tasks):
+        raise ConfigError(f"{source}: batch = {spec.batch} trains trials in one compiled program, and gym: tasks step "
+                          "on the host, one run each; remove batch")
     if spec.batch > 1 and not set(space) & set(SWEEPABLE):
         raise ConfigError(f"{source}: batch = {spec.batch} trains trials that differ only in numbers the compiled "
                           f"loop traces ({', '.join(SWEEPABLE)}) in one program, and [space] searches none of them; "
