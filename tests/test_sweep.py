@@ -8,6 +8,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
@@ -214,16 +215,16 @@ def swept(tmp_path_factory):
 @pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
 def test_a_member_directory_is_its_run_alone(swept):
-    """The member's directory holds the run alone's config, metrics, evaluations and final weights exactly."""
+    """The member's directory holds the run alone's config, metrics, evaluations, probes (the gradient probe at
+    every evaluation, as a run alone takes it, and at the end; CKA) and final weights exactly."""
     from mtdqn.results import Run
 
     member, alone = Run(swept / "sweep" / "lr=0.001,gamma=0.9"), Run(swept / "alone")
     assert member.config == alone.config
     assert member.summary["final_eval"] == alone.summary["final_eval"]
     assert member.summary["final_score"] == alone.summary["final_score"]
-    for name in ("metrics.parquet", "evals.parquet"):
-        import pandas as pd
-
+    for name in ("metrics.parquet", "evals.parquet", "grad_probe.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
+                 "cka.parquet"):
         mine, theirs = pd.read_parquet(member.path / name), pd.read_parquet(alone.path / name)
         pd.testing.assert_frame_equal(mine, theirs)
     weights = [jax.tree.leaves(r.agent().params) for r in (member, alone)]
@@ -240,8 +241,6 @@ def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_
     """`--sweep weight.Acrobot-v1=0.5,1 --sweep dropout=0.1,0.2`: the member weight.Acrobot-v1=0.5,dropout=0.2
     is `--task-weights 1 0.5 --dropout 0.2` trained alone: config, metrics and final weights.  The program is
     the one of test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone."""
-    import pandas as pd
-
     from mtdqn.cli import main
     from mtdqn.results import Run
 
@@ -261,8 +260,6 @@ def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_
 def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     """Killed right after the population's first checkpoint: --resume ends with every member's numbers of the
     uninterrupted sweep, each member directory an ordinary finished run."""
-    import pandas as pd
-
     from mtdqn.checkpoint import save_checkpoint
     from mtdqn.cli import main
     from mtdqn.results import Run
@@ -292,7 +289,8 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_python_api_takes_a_sweep(tmp_path):
-    """api.train(sweep={...}) returns one Run per member; a bad name is the CLI's one line."""
+    """api.train(sweep={...}) returns one Run per member; a bad name is the CLI's one line.  Each member takes
+    the gradient probe at its evaluation during training and at the end, as its run alone does."""
     from mtdqn import api
     from mtdqn.errors import ConfigError
 
@@ -300,11 +298,14 @@ def test_the_python_api_takes_a_sweep(tmp_path):
         api.train(("CartPole-v1",), steps=400, sweep={"hidden": [16, 32]}, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
     runs = api.train(SMALL.tasks, steps=400, seeds=2, log_every=200, hidden=(16,), adapter_width=8, buffer_size=64,
-                     learning_starts=100, batch_size=8, eval_episodes=2, progress=False,
+                     learning_starts=100, batch_size=8, eval_episodes=2, eval_every=200, progress=False,
                      sweep={"tau": [0.5, 1.0], "gamma": [0.9, 0.99]}, out=tmp_path / "s")  # SMALL's program
     assert [r.path.name for r in runs] == ["tau=0.5,gamma=0.9", "tau=0.5,gamma=0.99", "tau=1,gamma=0.9",
                                            "tau=1,gamma=0.99"]
     assert [(r.config.dqn.tau, r.config.dqn.gamma) for r in runs] == [(0.5, 0.9), (0.5, 0.99), (1.0, 0.9), (1.0, 0.99)]
+    for r in runs:
+        probe = pd.read_parquet(r.path / "grad_probe.parquet")
+        assert sorted(set(r.evals["step"])) == [200, 400] and sorted(set(probe["step"])) == [200, 400]
 
 
 def test_weights_and_strategy_options_become_the_members_own_configs():

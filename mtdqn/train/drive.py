@@ -29,7 +29,8 @@ from mtdqn.train.chunks import ChunkRunner
 from mtdqn.train.early_stop import EarlyStopping
 from mtdqn.train.loop import Trainer, seed_keys
 
-__all__ = ["Schedule", "StartFrom", "Trained", "drive", "kept_as", "check_finite", "greedy_rows"]
+__all__ = ["Schedule", "StartFrom", "Trained", "drive", "kept_as", "check_finite", "greedy_rows", "grad_probe_fn",
+           "expert_probe_fn"]
 
 # (agent, a new run's fresh state) -> (its starting state, a JSON record of that start): see train().
 StartFrom = Callable[[Agent, Any], tuple[Any, dict[str, Any]]]
@@ -133,7 +134,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
     writer = run_dir.tensorboard(purge_step=first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None)
     t_loop, eval_s = time.perf_counter(), 0.0
     probe = None  # the gradient probe, compiled at the first evaluation that needs it
-    experts = _expert_probe(trainer)  # a mixture of experts' weights and similarity, after every chunk
+    experts = expert_probe_fn(trainer)  # a mixture of experts' weights and similarity, after every chunk
     try:
         with _progress(progress) as bar:
             task_id = bar.add_task("train" if runner.resumable else "train (host)", total=agent.derived.env_steps,
@@ -154,7 +155,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                     rows = greedy_rows(agent, state.params, options.eval_episodes, step)
                     new.evals.extend(rows)
                     if not last:  # the final state's probe is the end of run's (summary.finish)
-                        probe = probe or _gradient_probe(trainer)
+                        probe = probe or grad_probe_fn(trainer)
                         new.grad_probe.extend({**row, "step": step} for row in probe(state))
                     if stopper is not None:
                         stop = stopper.observe(stopper.scores(rows, agent.task_set.names, agent.seeds),
@@ -179,18 +180,19 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
     return state, last_chunk, eval_s
 
 
-def _gradient_probe(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
-    """The run's gradient probe (:mod:`mtdqn.diagnostics`); no rows without a shared parameter."""
+def grad_probe_fn(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
+    """The run's gradient probe (:mod:`mtdqn.diagnostics`) as a function of a state (every seed); no rows
+    without a shared parameter.  A run takes it at every evaluation during training, a sweep's member too."""
     from mtdqn import diagnostics  # imported when first needed: its CKA pulls in the analysis stack
 
     return diagnostics.gradient_probe(trainer) or (lambda state: [])
 
 
-def _expert_probe(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
-    """The run's expert diagnostics (:mod:`mtdqn.diagnostics`); no rows without experts."""
+def expert_probe_fn(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
+    """The run's expert diagnostics (:mod:`mtdqn.diagnostics`), after every chunk; no rows without experts."""
     if not trainer.agent.arch.experts:
         return lambda state: []
-    from mtdqn import diagnostics  # as _gradient_probe
+    from mtdqn import diagnostics  # as grad_probe_fn
 
     return diagnostics.expert_probe(trainer) or (lambda state: [])
 

@@ -30,7 +30,7 @@ from mtdqn.strategies.base import check_swept_options
 from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs, strategy_options
 from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import CompiledChunks
-from mtdqn.train.drive import Schedule, Trained, check_finite, greedy_rows
+from mtdqn.train.drive import Schedule, Trained, check_finite, expert_probe_fn, grad_probe_fn, greedy_rows
 from mtdqn.train.loop import Trainer, make_population_trainer, population_keys, program_agent
 from mtdqn.train.run import RunResult
 from mtdqn.train.summary import finish
@@ -150,10 +150,13 @@ def _real_entries(trainer: Trainer) -> np.ndarray:
 def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[RunDir], out_dir: Path,
            options: RunOptions, schedule: Schedule, verified: dict | None, progress: bool,
            on_eval: MemberEval | None) -> _SweepTrained:
-    """The population's chunks; after each, every member's rows, evaluations and TensorBoard events written to
-    its own directory, the population (``cfg``: its config of record) checkpointed on the schedule, and
-    ``on_eval`` told of each member's evaluation."""
+    """The population's chunks; after each, every member's rows, evaluations, probes and TensorBoard events
+    written to its own directory as its run alone writes them, the population (``cfg``: its config of record)
+    checkpointed on the schedule, and ``on_eval`` told of each member's evaluation."""
     agent, layout = trainer.agent, trainer.population
+    members = [Trainer(a, trainer.init, trainer.chunk, trainer.hypers, trainer.devices) for a in agents]
+    experts = [expert_probe_fn(t) for t in members]  # every chunk (mixtures of experts only)
+    probes: list[Any] = [None] * len(members)  # the gradient probe, compiled at the first evaluation
     runner = CompiledChunks(trainer)
     state, compile_s = runner.start(population_keys(agent.seeds, layout))
     real = _real_entries(trainer)
@@ -177,12 +180,14 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             step = (chunk + 1) * schedule.steps_per_chunk
             last = chunk + 1 == schedule.num_chunks
             evaluate = schedule.eval_chunks and (chunk + 1) % schedule.eval_chunks == 0 and not last
-            for i, (member_agent, run, writer) in enumerate(zip(agents, runs, writers)):
+            for i, (member, run, writer) in enumerate(zip(members, runs, writers)):
                 entries = layout.member_entries(i)
-                params = jax.tree.map(lambda x: x[entries], state.params) if evaluate else None
-                eval_s += _write_member_chunk(trainer, member_agent, run, writer, tables[i],
-                                              jax.tree.map(lambda x: x[entries], m), params, step, has_shared,
-                                              options.eval_episodes, last_good)
+                mine = jax.tree.map(lambda x: x[entries], state) if evaluate or agent.arch.experts else None
+                if evaluate:
+                    probes[i] = probes[i] or grad_probe_fn(member)
+                eval_s += _write_member_chunk(member, run, writer, tables[i], jax.tree.map(lambda x: x[entries], m),
+                                              mine, step, has_shared, options.eval_episodes, last_good,
+                                              experts[i], probes[i] if evaluate else None)
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
                                 options.record())
@@ -204,20 +209,26 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
     return _SweepTrained(members, compile_s, loop_s, first_chunk)
 
 
-def _write_member_chunk(trainer: Trainer, agent: Agent, run: RunDir, writer: Any, tables: Tables,
-                        m: dict[str, np.ndarray], params: Any, step: int, has_shared: bool, episodes: int,
-                        last_good: int | None) -> float:
-    """One member's chunk, as its run alone writes it: checked (a divergence names the member; ``last_good``:
-    the step of the population's latest checkpoint), its rows (and a greedy evaluation of ``params`` unless
-    None) appended to ``tables`` and written; the seconds the evaluation took."""
+def _write_member_chunk(member: Trainer, run: RunDir, writer: Any, tables: Tables, m: dict[str, np.ndarray],
+                        state: Any, step: int, has_shared: bool, episodes: int, last_good: int | None,
+                        experts: Callable[[Any], list[dict[str, Any]]],
+                        probe: Callable[[Any], list[dict[str, Any]]] | None) -> float:
+    """One member's chunk, as its run alone writes it (:func:`mtdqn.train.drive.drive`): checked (a divergence
+    names the member; ``last_good``: the step of the population's latest checkpoint), its rows, its experts'
+    rows, and where ``probe`` is given a greedy evaluation and the gradient probe of ``state`` (the member's
+    entries) appended to ``tables`` and written; the seconds the evaluation took."""
+    agent = member.agent
     try:
-        check_finite(Trainer(agent, trainer.init, trainer.chunk, trainer.hypers), m, step, last_good)
+        check_finite(member, m, step, last_good)
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{run.path.name}: {exc}") from None
     new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
+    if agent.arch.experts:
+        new.experts.extend({**row, "step": step} for row in experts(state))
     t_eval = time.perf_counter()
-    if params is not None:
-        new.evals.extend(greedy_rows(agent, params, episodes, step))
+    if probe is not None:
+        new.evals.extend(greedy_rows(agent, state.params, episodes, step))
+        new.grad_probe.extend({**row, "step": step} for row in probe(state))
     eval_s = time.perf_counter() - t_eval
     tables.extend(new)
     write_tensorboard(writer, new, step)
