@@ -534,6 +534,20 @@ def test_batched_trials_are_grouped_by_their_program(tmp_path):
     assert len(set(keys)) == len(keys) and max(len(g) for g in groups) > 1
 
 
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt  # as a kill after the checkpoint: nothing told, nothing cleaned up
+
+
+def _killed_batch(out: Path, monkeypatch, report_and_prune) -> optuna.Study:
+    """BATCHED's first batch with ``report_and_prune`` in place of the pruner's check, which raises
+    KeyboardInterrupt at the first evaluation (a kill after its checkpoint); the storage as the kill left it."""
+    monkeypatch.setattr(batches, "report_and_prune", report_and_prune)
+    with pytest.raises(KeyboardInterrupt):
+        mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
+    monkeypatch.undo()
+    return optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+
+
 @pytest.mark.slow
 def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """Two trials (their lr drawn apart) train as one population: batches/batch-0000 holds its checkpoint,
@@ -551,15 +565,7 @@ def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path,
     assert pd.read_csv(whole / "report" / "trials.csv")["batch"].tolist() == ["batch-0000"] * 2
 
     cut = tmp_path / "cut"
-
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt  # as a kill after the checkpoint: nothing told, nothing cleaned up
-
-    monkeypatch.setattr(batches, "report_and_prune", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        mtdqn.tune(BATCHED, cut, n_trials=2, progress=False)
-    monkeypatch.undo()
-    study = optuna.load_study(study_name="small", storage=f"sqlite:///{cut / 'tune.db'}")
+    study = _killed_batch(cut, monkeypatch, _interrupt)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
     assert not (cut / "trials" / "trial-0000" / "summary.json").exists()
     assert (cut / "batches" / "batch-0000" / "checkpoints" / "latest.json").is_file()
@@ -596,10 +602,7 @@ def test_a_pruned_trial_trains_on_with_its_batch_and_a_kill_does_not_undo_it(tmp
         return True
 
     out = tmp_path / "tune"
-    monkeypatch.setattr(batches, "report_and_prune", prune_0_then_kill)
-    with pytest.raises(KeyboardInterrupt):
-        mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
-    monkeypatch.undo()
+    _killed_batch(out, monkeypatch, prune_0_then_kill)
     mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
@@ -612,15 +615,8 @@ def test_a_pruned_trial_trains_on_with_its_batch_and_a_kill_does_not_undo_it(tmp
 def test_a_stopped_batch_killed_while_telling_is_not_trained_again(tmp_path, monkeypatch):
     """A batch whose trials were all pruned stops; killed after telling trial 0 only, the rerun tells trial 1
     as its sibling was told, without training anything."""
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
-
     out = tmp_path / "tune"
-    monkeypatch.setattr(batches, "report_and_prune", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
-    monkeypatch.undo()
-    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    study = _killed_batch(out, monkeypatch, _interrupt)
     tell(study, 0, Outcome(optuna.trial.TrialState.PRUNED, note="pruned at step 500"))
     monkeypatch.setattr(sweep_module, "train_population", lambda *a, **k: pytest.fail("trained again"))
     mtdqn.tune(BATCHED, out, n_trials=2, progress=False)
