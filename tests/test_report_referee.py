@@ -42,6 +42,26 @@ def _diffs(rows, metrics=("final_return",)) -> pd.DataFrame:
     return tables.correct_for_multiplicity(d, EMPTY_IMP)[0]
 
 
+def test_a_task_neither_side_learned_is_said_so_beside_its_comparison():
+    """Referee: near-floor tasks that vary a little are still tested and sized as results.  Their tests stay
+    (dropping a test for its outcome would bias the family), but the finding says neither side learned the
+    task: both mean final returns under 5% of the way from the random anchor to the reference one
+    (MountainCar-v0: -200 and -110).  CartPole, learned, says nothing of the kind."""
+    floor = {("independent", "MountainCar-v0"): {"final_return": [-200, -199, -198, -200, -196, -200]},
+             ("pcgrad", "MountainCar-v0"): {"final_return": [-197, -200, -195, -199, -200, -198]}}
+    d = _diffs({**floor, **CARTPOLE}).set_index("task")
+    assert d.loc["MountainCar-v0", "near_random"] and not d.loc["CartPole-v1", "near_random"]
+    assert d.loc["MountainCar-v0", "in_family"]  # still tested
+    sentences = findings("independent", ("independent", "pcgrad"), EMPTY_IMP, d.reset_index(),
+                         pd.DataFrame(columns=["variant"]))
+    [mc] = [s for s in sentences if s.startswith("Final return on MountainCar")]
+    [cp] = [s for s in sentences if s.startswith("Final return on CartPole")]
+    assert "Neither `pcgrad` nor `independent` learned MountainCar-v0" in mc and "learned" not in cp
+    learned = {("independent", "MountainCar-v0"): {"final_return": [-150] * 5 + [-151]},
+               ("pcgrad", "MountainCar-v0"): {"final_return": [-200, -199, -198, -200, -196, -200]}}
+    assert not _diffs(learned).set_index("task").loc["MountainCar-v0", "near_random"]  # one side learned
+
+
 def test_a_comparison_resting_on_one_seed_is_flagged_not_tested():
     """Referee 5: one seed off otherwise constant groups gives Welch t = 1 whatever the deviation (p 0.3632 at
     6 vs 6); such a row gets no p, Hedges' g, interval or detectable difference and leaves the Holm family."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .fmt import detectable, gamma, interval, num, pvalue, steps
 from .stats import MIN_SEEDS, Estimate
-from .tables import METRICS, UNTESTED, family_size, in_family
+from .tables import METRICS, NEAR_RANDOM, UNTESTED, family_size, in_family
 
 __all__ = ["compare_sentence", "conflict_sentence", "multiplicity_sentence", "findings"]
 
@@ -288,6 +288,16 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
 
 
 def _difference_sentence(row: pd.Series) -> str:
+    """One per-task comparison's finding; on a task neither side learned (``near_random``), said so after it."""
+    sentence = _comparison(row)
+    if bool(row.get("near_random", False)):
+        sentence += (f" Neither `{row['variant']}` nor `{row['reference']}` learned {row['task']}: both mean final "
+                     f"returns are less than {NEAR_RANDOM:.0%} of the way from a random policy's to the reference "
+                     "anchor, so this difference is not about what sharing does to learning.")
+    return sentence
+
+
+def _comparison(row: pd.Series) -> str:
     what = f"{METRICS[row['metric']]} on {row['task']}"
     if row["metric"] == "final_discounted":
         what = f"{METRICS[row['metric']]} (γ {gamma(row['gamma'])}) on {row['task']}"

@@ -24,6 +24,7 @@ __all__ = [
     "per_seed_table",
     "per_task_table",
     "difference_table",
+    "NEAR_RANDOM",
     "correct_for_multiplicity",
     "normalization_table",
     "normalized_scores",
@@ -219,7 +220,11 @@ METRICS = {
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
                 "effect", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff",
-                "n", "n_reference", "reached", "reached_reference", "values", "values_reference"]
+                "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random"]
+NEAR_RANDOM = 0.05
+"""A task neither side learned: both mean final returns less than this share of the way from the task's random
+anchor to its reference anchor (:mod:`mtdqn.analysis.anchors`).  Its comparisons stay tested (dropping a test
+for its outcome would bias the family), and their findings say that they are not about learning."""
 UNTESTED = {
     "no_variation": "not estimable (no variation: every seed gave the same value)",
     "one_seed": "resting on a single seed (every other seed of both sides gave one value: Welch's t is then "
@@ -315,6 +320,7 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
     ref = per_seed[per_seed["variant"] == reference]
     for (v, task), g in per_seed[per_seed["variant"] != reference].groupby(["variant", "task"], sort=False):
         r = ref[ref["task"] == task]
+        near_random = _near_random(task, g["final_return"], r["final_return"])
         for metric in metrics:
             if not _comparable(metric, g, r):
                 continue
@@ -332,8 +338,19 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
                          "reached": int(np.isfinite(raw_x).sum()) if censored else -1,
                          "reached_reference": int(np.isfinite(raw_y).sum()) if censored else -1,
                          "values": fmt.values(raw_x, censored=budget if censored else None),
-                         "values_reference": fmt.values(raw_y, censored=budget if censored else None)})
+                         "values_reference": fmt.values(raw_y, censored=budget if censored else None),
+                         "near_random": near_random})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
+
+
+def _near_random(task: str, final: pd.Series, final_reference: pd.Series) -> bool:
+    """Whether neither side learned ``task`` (:data:`NEAR_RANDOM`); False for a task without usable anchors."""
+    a = anchors.lookup(task)
+    if a is None or anchors.usable(task, a):
+        return False
+    level = [(np.nanmean(x.to_numpy(dtype=np.float64)) - a.random) / (a.reference - a.random)
+             for x in (final, final_reference)]
+    return bool(max(level) < NEAR_RANDOM)
 
 
 def in_family(table: pd.DataFrame, p: str) -> np.ndarray:
