@@ -6,6 +6,7 @@ same folder, then ``os.replace``), so a crash never leaves a half-written file.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -60,8 +61,13 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     atomic_write(path, lambda p: frame.to_parquet(p, index=False))
 
 
+@functools.cache
 def git_revision() -> str:
-    """The source tree's git revision, or 'unknown' outside a checkout."""
+    """The source tree's git revision when this process first asked, or 'unknown' outside a checkout.
+
+    Once per process: a long study records it in every cell, and a commit made while it runs does not change
+    the code the process has loaded (read anew each time, it named the new commit for cells trained by the
+    old code)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5

@@ -60,6 +60,14 @@ def test_a_task_neither_side_learned_is_said_so_beside_its_comparison():
     learned = {("independent", "MountainCar-v0"): {"final_return": [-150] * 5 + [-151]},
                ("pcgrad", "MountainCar-v0"): {"final_return": [-200, -199, -198, -200, -196, -200]}}
     assert not _diffs(learned).set_index("task").loc["MountainCar-v0", "near_random"]  # one side learned
+    unknown = {("independent", "MountainCar-v0"): {"final_return": [NEVER] * 6},  # no final return: not known
+               ("pcgrad", "MountainCar-v0"): floor[("pcgrad", "MountainCar-v0")]}
+    assert not _diffs(unknown).set_index("task").loc["MountainCar-v0", "near_random"]
+    swapped = {("independent", "MountainCar-v0"): floor[("pcgrad", "MountainCar-v0")],
+               ("pcgrad", "MountainCar-v0"): {"final_return": [NEVER] * 6}}
+    assert not _diffs(swapped).set_index("task").loc["MountainCar-v0", "near_random"]
+    auc = _diffs({**floor, **CARTPOLE}, ("final_return", "auc")).set_index(["task", "metric"])
+    assert not auc.loc[("MountainCar-v0", "auc"), "near_random"]  # AUC sees learning that later collapsed
 
 
 def test_a_comparison_resting_on_one_seed_is_flagged_not_tested():

@@ -290,7 +290,8 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
 def _difference_sentence(row: pd.Series) -> str:
     """One per-task comparison's finding; on a task neither side learned (``near_random``), said so after it."""
     sentence = _comparison(row)
-    if bool(row.get("near_random", False)):
+    flag = row.get("near_random", False)
+    if isinstance(flag, (bool, np.bool_)) and flag:  # NaN (a table that lacks it for some rows): not known
         sentence += (f" Neither `{row['variant']}` nor `{row['reference']}` learned {row['task']}: both mean final "
                      f"returns are less than {NEAR_RANDOM:.0%} of the way from a random policy's to the reference "
                      "anchor, so this difference is not about what sharing does to learning.")

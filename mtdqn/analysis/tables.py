@@ -223,8 +223,9 @@ DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo",
                 "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random"]
 NEAR_RANDOM = 0.05
 """A task neither side learned: both mean final returns less than this share of the way from the task's random
-anchor to its reference anchor (:mod:`mtdqn.analysis.anchors`).  Its comparisons stay tested (dropping a test
-for its outcome would bias the family), and their findings say that they are not about learning."""
+anchor to its reference anchor (:mod:`mtdqn.analysis.anchors`; tasks without anchors, MinAtar's, are never
+flagged).  Its final-return comparisons stay tested (dropping a test for its outcome would bias the family),
+and their findings say that they are not about learning."""
 UNTESTED = {
     "no_variation": "not estimable (no variation: every seed gave the same value)",
     "one_seed": "resting on a single seed (every other seed of both sides gave one value: Welch's t is then "
@@ -320,7 +321,7 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
     ref = per_seed[per_seed["variant"] == reference]
     for (v, task), g in per_seed[per_seed["variant"] != reference].groupby(["variant", "task"], sort=False):
         r = ref[ref["task"] == task]
-        near_random = _near_random(task, g["final_return"], r["final_return"])
+        learned_neither = _near_random(task, g["final_return"], r["final_return"])
         for metric in metrics:
             if not _comparable(metric, g, r):
                 continue
@@ -339,7 +340,8 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
                          "reached_reference": int(np.isfinite(raw_y).sum()) if censored else -1,
                          "values": fmt.values(raw_x, censored=budget if censored else None),
                          "values_reference": fmt.values(raw_y, censored=budget if censored else None),
-                         "near_random": near_random})
+                         # the final returns' rows only: AUC and steps to threshold see learning that collapsed
+                         "near_random": learned_neither and metric in ("final_return", "final_discounted")})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 
@@ -348,9 +350,9 @@ def _near_random(task: str, final: pd.Series, final_reference: pd.Series) -> boo
     a = anchors.lookup(task)
     if a is None or anchors.usable(task, a):
         return False
-    level = [(np.nanmean(x.to_numpy(dtype=np.float64)) - a.random) / (a.reference - a.random)
-             for x in (final, final_reference)]
-    return bool(max(level) < NEAR_RANDOM)
+    level = np.array([(np.nanmean(x.to_numpy(dtype=np.float64)) - a.random) / (a.reference - a.random)
+                      for x in (final, final_reference)])
+    return bool(np.isfinite(level).all() and level.max() < NEAR_RANDOM)
 
 
 def in_family(table: pd.DataFrame, p: str) -> np.ndarray:

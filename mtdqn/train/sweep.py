@@ -188,6 +188,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                 eval_s += _write_member_chunk(member, run, writer, tables[i], jax.tree.map(lambda x: x[entries], m),
                                               mine, step, has_shared, options.eval_episodes, last_good,
                                               experts[i], probes[i] if evaluate else None)
+            del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
                                 options.record())
