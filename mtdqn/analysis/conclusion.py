@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import ranges
-from .findings import ALPHA, alpha_text, count_tests, signed
+from .findings import ALPHA, alpha_text, signed
+from .tables import family_size
 from .fmt import interval, num
 from .tables import METRICS
 
@@ -21,7 +22,7 @@ __all__ = ["conclusion"]
 
 
 def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: str) -> str:
-    tested = count_tests(differences, improvement)
+    tested = family_size(differences, improvement)
     if not tested:
         return ("Whether: not tested; no comparison has a test (see the first finding for why), so this study "
                 "cannot say whether the variants differ.")

@@ -127,14 +127,9 @@ def _untested_aggregates(improvement: pd.DataFrame) -> tuple[int, int]:
     return few, unattainable
 
 
-def count_tests(differences: pd.DataFrame, improvement: pd.DataFrame) -> int:
-    """Tests in the report's Holm family: per task and metric, and the aggregate IQM and mean."""
-    return family_size(differences, improvement)
-
-
 def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) -> str:
     """How many comparisons the findings test, how they are corrected, and which are not tested and why."""
-    tested = count_tests(differences, improvement)
+    tested = family_size(differences, improvement)
     reasons = _untested_reasons(differences)
     untested = [f"{int((reasons == key).sum())} {text}" for key, text in UNTESTED.items() if (reasons == key).any()]
     few, unattainable = _untested_aggregates(improvement)
