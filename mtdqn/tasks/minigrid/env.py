@@ -69,17 +69,46 @@ class MiniGrid(environment.Environment):
     def default_params(self) -> EnvParams:
         return EnvParams(max_steps_in_episode=self.spec.max_steps)
 
+    def step(self, key: jax.Array, state: EnvState, action: int | jax.Array, params: EnvParams | None = None
+             ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, jax.Array, dict[Any, Any]]:
+        """gymnax's ``Environment.step`` (auto-reset, ``final_observation`` in ``info``), observing once.
+
+        gymnax observes the stepped state in ``step_env`` and the fresh layout
+        in ``reset_env``, then keeps one of them per env.  Here the state is
+        chosen first and both views come from one :func:`observe` over the
+        pair: MiniGrid's occlusion is most of a step's ops, so this compiles it
+        once instead of twice and runs it once on twice the data.  Same outputs.
+        """
+        params = self.default_params if params is None else params
+        key_step, key_reset = jax.random.split(key)
+        stepped, reward, terminated = self._transition(state, action, params)
+        truncated = self.is_truncated(stepped, params)
+        done = terminated | truncated
+        fresh = self._layout(key_reset)
+        next_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), fresh, stepped)
+        both = jax.tree.map(lambda a, b: jnp.stack([a, b]), stepped, next_state)
+        final_obs, obs = jax.vmap(self.get_obs)(both)
+        info = {"discount": jnp.where(terminated, 0.0, 1.0), "terminated": terminated, "truncated": truncated,
+                "final_observation": jax.lax.stop_gradient(final_obs)}
+        return jax.lax.stop_gradient(obs), jax.lax.stop_gradient(next_state), reward, terminated, truncated, info
+
     def step_env(self, key: jax.Array, state: EnvState, action: int | jax.Array,
                  params: EnvParams) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[Any, Any]]:
         """One MiniGrid step; the dynamics are deterministic, so ``key`` is unused."""
         del key
+        next_state, reward, terminated = self._transition(state, action, params)
+        return (jax.lax.stop_gradient(self.get_obs(next_state)), jax.lax.stop_gradient(next_state), reward,
+                terminated, {"discount": jnp.where(terminated, 0.0, 1.0)})
+
+    def _transition(self, state: EnvState, action: int | jax.Array,
+                    params: EnvParams) -> tuple[EnvState, jax.Array, jax.Array]:
+        """(next state, reward, terminated) of one step, without the observation."""
         action = jnp.asarray(action, jnp.int32)
         if self.spec.rule == "memory":  # MemoryEnv.step: pickup acts as toggle
             action = jnp.where(action == 3, 5, action)
         next_state, reward, terminated = act(state, action, params)
         reward, terminated = self._rule(state, next_state, reward, terminated, params)
-        return (jax.lax.stop_gradient(self.get_obs(next_state)), jax.lax.stop_gradient(next_state), reward,
-                terminated, {"discount": jnp.where(terminated, 0.0, 1.0)})
+        return next_state, reward, terminated
 
     def _rule(self, before: EnvState, after: EnvState, reward: jax.Array, terminated: jax.Array,
               params: EnvParams) -> tuple[jax.Array, jax.Array]:
@@ -102,10 +131,14 @@ class MiniGrid(environment.Environment):
         return reward.astype(jnp.float32), terminated | success | failure
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
-        grid, pos, direction, marks = self.spec.generate(key)
-        state = EnvState(grid=grid, pos=pos.astype(jnp.int32), dir=jnp.asarray(direction, jnp.int32),
-                         carrying=jnp.zeros(2, jnp.int32), marks=marks, time=jnp.int32(0))
+        state = self._layout(key)
         return self.get_obs(state), state
+
+    def _layout(self, key: jax.Array) -> EnvState:
+        """A fresh episode's state: the task's layout, hands empty, step 0."""
+        grid, pos, direction, marks = self.spec.generate(key)
+        return EnvState(grid=grid, pos=pos.astype(jnp.int32), dir=jnp.asarray(direction, jnp.int32),
+                        carrying=jnp.zeros(2, jnp.int32), marks=marks, time=jnp.int32(0))
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key: jax.Array | None = None) -> jax.Array:
         return observe(state, self.spec.see_through_walls)
