@@ -214,27 +214,34 @@ def _row_in_subprocess(tasks: tuple[str, ...], seeds: int, sharing: str, devices
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-GUARD_ROWS = ((("CartPole-v1",), 1, "shared", 0), (CLASSIC, 4, "shared", 0))
+GUARD_ROWS = ((("CartPole-v1",), 1, "shared", 0, False), (CLASSIC, 4, "shared", 0, False))
 """The regression guard's rows: the one-seed loop, and the work a study cell does."""
+MINIGRID_GUARD_ROWS = (((), 1, "shared", 0, "minigrid-mt7"),)
+"""With ``--minigrid``: the minigrid-mt7 preset's own settings, one seed (its env steps are much of the work)."""
 
 
 def _row_with(root: str | None, tasks: tuple[str, ...], seeds: int, sharing: str, devices: int,
-              iters: int) -> dict:
+              iters: int, preset: bool | str = False) -> dict:
     """One row in a fresh process whose ``mtdqn`` is the one under ``root`` (None: this working tree)."""
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root or here, env.get("PYTHONPATH")]))
-    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters})
+    spec = json.dumps({"tasks": tasks, "seeds": seeds, "sharing": sharing, "devices": devices, "iters": iters,
+                       "preset": preset})
     out = subprocess.run([sys.executable, __file__, "--row", spec], check=False, capture_output=True, text=True,
                          env=env)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SystemExit(f"error: measuring {'+'.join(tasks)} under {root or 'the working tree'} failed: {last}")
+        raise SystemExit(f"error: measuring {_label(tasks, preset)} under {root or 'the working tree'} failed: {last}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def against(rev: str, rounds: int, iters: int) -> None:
-    """The regression guard: each GUARD_ROWS row for the working tree and ``rev``, alternated, with ratios."""
+def _label(tasks: tuple[str, ...], preset: bool | str) -> str:
+    return preset if isinstance(preset, str) else "+".join(t.split("-")[0] for t in tasks)
+
+
+def against(rev: str, rounds: int, iters: int, rows: tuple = GUARD_ROWS) -> None:
+    """The regression guard: each of ``rows`` for the working tree and ``rev``, alternated, with ratios."""
     import statistics
     import tempfile
 
@@ -254,14 +261,14 @@ def against(rev: str, rounds: int, iters: int) -> None:
             print()
             print("| tasks | seeds | tree env-steps/s (median) | rev env-steps/s (median) | ratio tree/rev |")
             print("|---|---|---|---|---|")
-            for tasks, seeds, sharing, devices in GUARD_ROWS:
+            for tasks, seeds, sharing, devices, preset in rows:
                 mine, theirs = [], []
                 for r in range(rounds):
                     order = ((None, mine), (other, theirs)) if r % 2 == 0 else ((other, theirs), (None, mine))
                     for root, out in order:
-                        out.append(_row_with(root, tasks, seeds, sharing, devices, iters)["steps_per_s"])
+                        out.append(_row_with(root, tasks, seeds, sharing, devices, iters, preset)["steps_per_s"])
                 ratios = [a / b for a, b in zip(mine, theirs)]
-                print(f"| {'+'.join(t.split('-')[0] for t in tasks)} | {seeds} | {statistics.median(mine):,.0f} "
+                print(f"| {_label(tasks, preset)} | {seeds} | {statistics.median(mine):,.0f} "
                       f"| {statistics.median(theirs):,.0f} | {statistics.median(ratios):.3f} "
                       f"[{min(ratios):.3f}, {max(ratios):.3f}] |", flush=True)
         finally:
@@ -344,7 +351,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the two headline rows")
     parser.add_argument("--minatar", action="store_true", help="only the MinAtar (conv trunk) rows")
     parser.add_argument("--minigrid", action="store_true",
-                        help="only the minigrid-mt7 preset's settings (1 seed; 2 seeds on 2 devices)")
+                        help="only the minigrid-mt7 preset's settings (1 seed; 2 seeds on 2 devices); with "
+                             "--against, its one-seed row side by side")
     parser.add_argument("--games", action="store_true", help="only env stepping per MinAtar game")
     parser.add_argument("--seaquest", action="store_true",
                         help="only the training rows Seaquest+Breakout and SpaceInvaders+Breakout")
@@ -363,7 +371,10 @@ def main() -> None:
     if args.rounds < 1 or (args.iters is not None and args.iters < 1):
         raise SystemExit("error: --rounds and --iters must be at least 1")
     if args.against:
-        against(args.against, args.rounds, args.iters or 2000)
+        if args.minigrid:  # MiniGrid's updates are conv updates: shorter chunks, as in its table rows
+            against(args.against, args.rounds, args.iters or 100, MINIGRID_GUARD_ROWS)
+        else:
+            against(args.against, args.rounds, args.iters or 2000)
         return
     if args.experts:
         experts_table(args.minatar, args.iters or (100 if args.minatar else 2000), args.rounds)
