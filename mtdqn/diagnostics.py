@@ -14,7 +14,12 @@ of the curves it is read against.
   differ so much that they make any two representations alike, and each
   task's own states (``cka_own``: for tasks a and b, the mean of the CKA of
   their trunk features on a's states and on b's states), where the inputs'
-  differences between tasks are out of it.
+  differences between tasks are out of it.  Each probe has a chance level
+  (``cka_chance``, ``cka_own_chance``): the same trained features with one
+  side's probe rows shuffled, so the pairing of states is broken while the
+  widths, the number of states and each side's spectrum stay.  Linear CKA's
+  estimate is biased upward on few states (two unrelated 128-feature
+  representations give ~0.5 on 128 states), so a level is read against it.
 * **Gradient probe**: pairs of independent minibatches of each task, drawn
   from its replay with the run's batch size; the cosine between one task's
   shared-parameter gradients on the two minibatches of a pair is the
@@ -95,19 +100,26 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
     feats, feats0 = map(np.asarray, _cka_features(agent.arch, state.params, seed_keys(agent.seeds), probe))
     rows = []
     for s, seed in enumerate(agent.seeds):
+        shuffle = np.random.default_rng(seed).permutation  # fixed per seed: a rerun gives the same chance level
+        pooled, own = shuffle(feats.shape[2]), shuffle(n)
         for a, b in itertools.combinations(range(len(names)), 2):
             rows.append({"seed": seed, "task_a": names[a], "task_b": names[b],
                          "cka": _linear_cka(feats[s, a], feats[s, b]),
                          "cka_init": _linear_cka(feats0[s, a], feats0[s, b]),
+                         "cka_chance": _linear_cka(feats[s, a], feats[s, b][pooled]),
                          "cka_own": _own_states_cka(feats[s], a, b, n),
-                         "cka_own_init": _own_states_cka(feats0[s], a, b, n)})
+                         "cka_own_init": _own_states_cka(feats0[s], a, b, n),
+                         "cka_own_chance": _own_states_cka(feats[s], a, b, n, own)})
     return rows
 
 
-def _own_states_cka(feats: np.ndarray, a: int, b: int, n: int) -> float:
+def _own_states_cka(feats: np.ndarray, a: int, b: int, n: int, shuffled: np.ndarray | None = None) -> float:
     """The mean over tasks ``a`` and ``b`` of the CKA of their features (``feats``: (tasks, tasks * n, ...), the
-    probe's rows task by task) on that task's own ``n`` probe states."""
-    return float(np.mean([_linear_cka(feats[a, t * n:(t + 1) * n], feats[b, t * n:(t + 1) * n]) for t in (a, b)]))
+    probe's rows task by task) on that task's own ``n`` probe states; ``shuffled`` (a permutation of n) pairs
+    b's rows with other states than a's: the chance level."""
+    order = np.arange(n) if shuffled is None else shuffled
+    return float(np.mean([_linear_cka(feats[a, t * n:(t + 1) * n], feats[b, t * n:(t + 1) * n][order])
+                          for t in (a, b)]))
 
 
 def _flat(tree: Any, num_tasks: int) -> jax.Array:

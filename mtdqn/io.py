@@ -77,6 +77,20 @@ def git_revision() -> str:
         return "unknown"
 
 
+def changed_package_files(first: str, second: str) -> list[str] | None:
+    """Paths under ``mtdqn/`` that differ between two git revisions of this source tree (relative to it), or
+    None when they cannot be compared (no checkout, an unknown revision): what a study whose cells trained at
+    two revisions must tell its reader."""
+    try:
+        out = subprocess.run(["git", "diff", "--name-only", first, second, "--", "mtdqn/"],
+                             cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return [line.removeprefix("mtdqn/") for line in out.stdout.splitlines() if line.strip()]
+
+
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "gymnasium", "minigrid", "numpy", "orbax-checkpoint",
              "rliable")  # the environment packages too: a task's dynamics are theirs
 

@@ -68,4 +68,11 @@ def test_cka_on_own_states_compares_two_tasks_on_each_ones_states():
             expected = np.mean([linear_cka(features(a, t), features(b, t)) for t in (a, b)])
             assert np.isclose(row["cka_own"], expected, rtol=1e-5, atol=1e-6), (names[a], names[b])
             assert row["cka_own_init"] == row["cka_own"] and not np.isclose(row["cka_own"], row["cka"])
+            # chance: the same features, b's states shuffled (the seed's own fixed permutation of the 32)
+            rng = np.random.default_rng(seed)
+            rng.permutation(32 * 3)  # the pooled probe's shuffle is drawn first
+            own = rng.permutation(32)
+            chance = np.mean([linear_cka(features(a, t), features(b, t)[own]) for t in (a, b)])
+            assert np.isclose(row["cka_own_chance"], chance, rtol=1e-5, atol=1e-6)
+            assert row["cka_own_chance"] < row["cka_own"]  # the same states give more alike features than shuffled
     assert len({r["cka"] for r in rows}) == len(rows)  # seeds differ: each row is its seed's own network

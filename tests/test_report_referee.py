@@ -486,3 +486,84 @@ def test_tests_that_cannot_reach_significance_leave_the_holm_family():
                          pd.DataFrame(columns=["variant"]))
     [line] = [s for s in sentences if s.startswith("Env steps to threshold on Acrobot")]
     assert "cannot reach significance" in line and "Tarone" in line, line
+
+
+def test_detectable_differences_state_the_headroom_and_small_shares():
+    """Third referee: a CartPole detectable difference of 47 beside a reference mean of 482 under a 500 cap was
+    read as resolvable both ways, and Acrobot's shares printed as '1% to 1%'."""
+    from mtdqn.analysis.conclusion import _headroom, _share_of_range
+
+    assert _share_of_range(5.0, 5.2, 500.0) == "1.0% of its range"
+    assert _share_of_range(46.9, 114.0, 500.0) == "9.4% to 23% of its range"
+    text = _headroom(46.9, 482.0, 0.0, 500.0, "final_return")
+    assert "is 18.0 from the task's bound 500: no difference above it can reach the detectable size" in text
+    assert "below" in _headroom(30.0, -180.0, -200.0, 0.0, "final_return")
+    assert _headroom(10.0, 482.0, 0.0, 500.0, "final_return") == ""  # room enough on both sides
+    assert _headroom(46.9, 482.0, 0.0, 500.0, "auc") == ""  # the return's bounds are not the AUC's
+
+
+def test_the_end_of_training_probe_says_where_it_cannot_resolve_anything():
+    """Third referee: at the end of training a null of -0.039 [-0.118, 0.040] leaves the between-task cosines
+    beside it without resolution; the caption names those tasks, and says nothing of the kind where nulls are
+    clearly positive."""
+    from mtdqn.analysis.why import probe_caption
+
+    probe = pd.DataFrame({
+        "variant": ["moore:2"] * 3, "kind": ["same task (null)", "same task (null)", "between tasks"],
+        "task_a": ["CartPole-v1", "Acrobot-v1", "CartPole-v1"], "task_b": ["CartPole-v1", "Acrobot-v1", "Acrobot-v1"],
+        "mean": [-0.039, 0.4, 0.01], "lo": [-0.118, 0.3, -0.05], "hi": [0.040, 0.5, 0.07], "n": [10, 10, 10]})
+    text = probe_caption(probe)
+    assert "No resolution where a null's interval holds 0 (`moore:2`: CartPole-v1)" in text
+    assert "Acrobot-v1" not in text.split("No resolution")[1].split(")")[0]
+    assert "No resolution" not in probe_caption(probe.iloc[1:])
+
+
+def test_mixed_revisions_say_whether_the_training_code_changed(monkeypatch):
+    """Third referee: a study whose cells recorded two revisions warned that 'a difference can come from the code
+    change' though only report code (mtdqn/analysis/) differed; git's list of changed files now says which."""
+    from mtdqn.analysis import methods
+
+    changed = {"a": ["analysis/findings.py", "analysis/tables.py"], "b": ["analysis/plots.py", "train/step.py"],
+               "c": [], "d": None}
+    monkeypatch.setattr(methods, "changed_package_files", lambda first, second: changed[second])
+    assert "only the report's code changed (2 file(s) under mtdqn/analysis/" in methods._code_change(["r", "a"])
+    text = methods._code_change(["r", "b"])
+    assert "the code that trains changed (mtdqn/: train/step.py)" in text and "plots" not in text
+    assert "the trained code is the same" in methods._code_change(["r", "c"])
+    assert "cannot compare the revisions" in methods._code_change(["r", "d"])
+    assert "cannot compare" in methods._code_change(["r", "a", "d"])  # one revision git cannot read is enough
+
+
+def test_the_conclusion_names_what_moore_also_changes_and_that_conflict_does_not_explain_it():
+    """Third referee: the Why said every variant's gradients are near-orthogonal without drawing the consequence
+    (conflict cannot explain the findings), and never said that `moore` also RMS-scales its features."""
+    from mtdqn.analysis.conclusion import _confounds, _why
+
+    conflict = pd.DataFrame({"variant": ["moore:2"], "cosine_mean": [0.01], "cosine_lo": [-0.02], "cosine_hi": [0.04],
+                             "conflict_fraction": [0.49]})
+    assert "does not explain the differences found" in _why(conflict, True)
+    assert "does not explain" not in _why(conflict, False)
+    structures = {"moore:2": "moore:2", "shared": "shared", "mine": "moe:2"}
+    text = _confounds(["moore:2", "mine"], structures, "shared")
+    assert "scales each sample's mixed features to unit RMS" in text and "`moe:2` variant has the same trunks" in text
+    assert "`mine`" not in text  # a mixture without Gram-Schmidt changes no scaling
+    assert _confounds(["moore:2"], {**structures, "shared": "moore:3"}, "shared") == ""  # moore vs moore
+
+
+def test_methods_state_the_schedule_the_loop_ran():
+    """Third referee: Methods listed the options but not what they make: the number of updates, the batch per
+    task, the replay per task, where epsilon and the learning rate end, and what env steps/s divides."""
+    from mtdqn.analysis.methods import _schedule_rows
+    from mtdqn.config import DQNConfig, TrainConfig, config_to_dict
+
+    cfg = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), steps=200_000, seeds=10, num_envs=4,
+                      log_every=5_000, dqn=DQNConfig(lr=5e-4, lr_schedule="linear", train_every=4, batch_size=128,
+                                                      buffer_size=50_000, learning_starts=5_000, eps_fraction=0.2))
+    rows = dict(_schedule_rows(config_to_dict(cfg)))
+    assert rows["updates"].startswith("48,750: one every 4 env steps per task, the first after 5,000")
+    assert "128 transitions of every task (a batch of 384)" in rows["updates"]
+    assert "one ring buffer per task of 50,000 transitions" in rows["replay"]
+    assert "over the first 40,000 env steps per task" in rows["exploration"]
+    assert rows["learning rate"] == "decayed linearly from 0.0005 to 0 over the 48,750 updates"
+    assert "compile" in rows["env steps/s (wall time)"]
+    assert _schedule_rows(None) == []

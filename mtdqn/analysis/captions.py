@@ -11,12 +11,12 @@ import pandas as pd
 from mtdqn import taskfacts
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
-from . import fmt, stats
+from . import fmt, plots, stats
 from .findings import ALPHA, alpha_text
 from .load import Study
 
-__all__ = ["auc_steps", "thresholds_text", "reach_definition", "differences_note", "PERCENTILE_CAVEAT",
-           "WEIGHT_WORD"]
+__all__ = ["auc_steps", "thresholds_text", "reach_definition", "differences_note", "PERCENTILE_COVERAGE", "percentile_caveat",
+           "WEIGHT_WORD", "final_scores", "conflict_curves"]
 
 
 def auc_steps(curves: pd.DataFrame, source: str) -> str:
@@ -89,8 +89,9 @@ def differences_note(diffs: pd.DataFrame) -> str:
             "family. Steps to threshold are censored times: a seed that never reached the threshold is known "
             "only to need more than the budget (shown '>' the budget), one that reached it at the last "
             "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
-            "budget), tested with Gehan's generalized Wilcoxon test for censored data by exact permutation of "
-            "the runs, without an interval; a threshold no seed of either side reached is 'not informative at "
+            f"budget), tested with Gehan's generalized Wilcoxon test for censored data by "
+            f"{stats.permutation_wording(stats.permutations_exact(diffs))}, without an interval; a threshold no "
+            "seed of either side reached is 'not informative at "
             "this budget' and not tested. Detectable difference: the smallest true difference a two-sided "
             f"two-sample test would find with power 0.8 at α = {alpha_text(level)}, the level the smallest p "
             "must pass at Holm's first step (a finding needs at least that), from the observed spread and seed "
@@ -99,14 +100,43 @@ def differences_note(diffs: pd.DataFrame) -> str:
             "spread was observed. The discounted return is compared within its range at the task's γ.")
 
 
-PERCENTILE_CAVEAT = (
-    "Percentile bootstraps are known to under-cover at small n: in the coverage simulation of "
-    "tests/test_report_inference.py the percentile bootstrap of a difference of means held the truth about 88% "
-    "of the time at 5 seeds for a nominal 95% (the per-task Welch intervals 93-99%), so read these intervals as "
-    "narrower than their label. They are descriptive: the aggregate differences' tests are exact permutation "
-    "tests over runs, and only those enter the findings' Holm family.")
+PERCENTILE_COVERAGE = {5: 0.89, 6: 0.90, 8: 0.91, 10: 0.93, 15: 0.93, 20: 0.93}
+"""Seeds per side -> how often the percentile bootstrap's nominal 95% interval of a difference of means held the
+truth (normal data, 1,500 simulated studies, Monte Carlo SE ~0.7 points; tests/test_report_inference.py checks
+two of them)."""
+
+
+def percentile_caveat(seeds: int, exact: bool = True) -> str:
+    """Why the aggregate intervals are descriptive, at the coverage measured for ``seeds`` (the study's smallest
+    seed count; the simulated count at or below it), and how the aggregate differences are tested instead."""
+    n = max([k for k in PERCENTILE_COVERAGE if k <= seeds] or [min(PERCENTILE_COVERAGE)])
+    return ("Percentile bootstraps are known to under-cover at small n: in the coverage simulation of "
+            "tests/test_report_inference.py the percentile bootstrap of a difference of means held the truth about "
+            f"{PERCENTILE_COVERAGE[n]:.0%} of the time at {n} seeds per side for a nominal 95% (the per-task Welch "
+            "intervals 93-99% at 5 and 10), so read these intervals as narrower than their label. They are "
+            f"descriptive: the aggregate differences are tested by {stats.permutation_wording(exact)}, and only "
+            "those tests enter the findings' Holm family.")
 
 
 WEIGHT_WORD = {"pcgrad": "weight: Σ_i C_ik, task k's total coefficient after the projections",
                "sum": "weight: the static task weight", "cagrad": "weight: 1/K + λ x_i",
                "unit-norm": "weight: w_i / ||g_i||"}
+
+
+def final_scores(which: str) -> str:
+    """The caption of :func:`plots.final_strips`, naming the mean's mark as the figure draws it; `which` is the
+    final score shown ("final return" or "discounted final return")."""
+    return (f"The {which} of every seed (dots) and the mean over seeds (short black horizontal "
+            f"{plots.MEAN_MARK_WORD}), per task and variant; where the axis reaches a bound of the task's range it "
+            "is widened past it (thin grey line: the bound), so seeds at the bound are drawn whole.")
+
+
+def conflict_curves(variant: str) -> str:
+    """The caption of :func:`plots.conflict_curves`: what each of its three panels and its line styles are."""
+    return (f"`{variant}`: cosine per task pair over training (a coloured solid line with a filled marker per pair; "
+            f"left: the pairs alone, the y axis fitted to them and at least {plots.COSINE_MIN_SPAN:g} wide, so "
+            "seed noise near 0 is not stretched over the panel; middle: the same pairs beside each task's same-task "
+            "null, black, dotted, a hollow marker per task, at every evaluation, or, for runs that probed only at "
+            "the end, the mean null at the end) and the share of updates with cosine < 0 (right; dotted, the task's "
+            "hollow marker: its own noise baseline over training, the share of its same-task minibatch pairs with "
+            "cosine < 0, degenerate tasks left out; dashed: 0.5, what two independent random directions give).")

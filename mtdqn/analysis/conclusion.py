@@ -15,10 +15,20 @@ import pandas as pd
 from . import ranges
 from .findings import ALPHA, alpha_text, signed
 from .tables import family_size
-from .fmt import interval, num
+from .fmt import interval, num, pvalue
 from .tables import METRICS
 
 __all__ = ["conclusion"]
+
+
+def _holm_rows(differences: pd.DataFrame, improvement: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison with its p and Holm p, per task and metric and for the aggregates, as one table."""
+    return pd.concat([differences[["variant", "task", "metric", "diff", "p", "p_holm"]],
+                      improvement.assign(task="aggregate", metric="IQM", diff=improvement["iqm_diff"],
+                                         p=improvement["iqm_p"], p_holm=improvement["iqm_p_holm"]),
+                      improvement.assign(task="aggregate", metric="mean", diff=improvement["mean_diff"],
+                                         p=improvement["mean_p"], p_holm=improvement["mean_p_holm"])],
+                     ignore_index=True)[["variant", "task", "metric", "diff", "p", "p_holm"]]
 
 
 def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: str) -> str:
@@ -26,12 +36,7 @@ def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: st
     if not tested:
         return ("Whether: not tested; no comparison has a test (see the first finding for why), so this study "
                 "cannot say whether the variants differ.")
-    holm = pd.concat([differences[["variant", "task", "metric", "diff", "p", "p_holm"]],
-                      improvement.assign(task="aggregate", metric="IQM", diff=improvement["iqm_diff"],
-                                         p=improvement["iqm_p"], p_holm=improvement["iqm_p_holm"]),
-                      improvement.assign(task="aggregate", metric="mean", diff=improvement["mean_diff"],
-                                         p=improvement["mean_p"], p_holm=improvement["mean_p_holm"])],
-                     ignore_index=True)[["variant", "task", "metric", "diff", "p", "p_holm"]]
+    holm = _holm_rows(differences, improvement)
     found = holm[holm["p_holm"] < ALPHA]
     # in the family (a Holm p) but not past it; a test Tarone's rule leaves out has its own finding
     hint = holm[(holm["p"] < ALPHA) & holm["p_holm"].notna() & ~(holm["p_holm"] < ALPHA)]
@@ -40,7 +45,7 @@ def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: st
         what = METRICS.get(r.metric, f"aggregate {r.metric}").lower() if r.task != "aggregate" else \
             f"aggregate {r.metric} normalized score"
         where = "" if r.task == "aggregate" else f" on {r.task}"
-        return f"`{r.variant}` {signed(r.diff)} in {what}{where} (Holm p {r.p_holm:.3f})"
+        return f"`{r.variant}` {signed(r.diff)} in {what}{where} (Holm p {pvalue(r.p_holm)})"
 
     head = (f"Whether: {len(found)} of the {tested} tested difference(s) to `{reference}` survive(s) the Holm "
             f"correction: " + "; ".join(name(r) for r in found.itertuples()) if len(found) else
@@ -69,12 +74,12 @@ def _how_much(differences: pd.DataFrame, headline: str) -> str:
             continue
         lo, hi = ranges.return_bounds(task)
         width = hi - lo if np.isfinite(hi - lo) else float("nan")
-        share = (f" ({mde.min() / width:.0%} to {mde.max() / width:.0%} of its range)" if math.isfinite(width)
-                 and mde.min() != mde.max() else f" ({mde.min() / width:.0%} of its range)"
-                 if math.isfinite(width) else "")
+        share = f" ({_share_of_range(mde.min(), mde.max(), width)})" if math.isfinite(width) else ""
         size = num(mde.min()) if mde.min() == mde.max() else f"{num(mde.min())}–{num(mde.max())}"
         diffs = ", ".join(f"`{r.variant}` {signed(r.diff)}" for r in g.itertuples())
-        parts.append(f"{size} on {task}{share}, against observed {diffs}")
+        reference_mean = float(g["reference_mean"].iloc[0]) if "reference_mean" in g else float("nan")
+        parts.append(f"{size} on {task}{share}, against observed {diffs}"
+                     + _headroom(mde.min(), reference_mean, lo, hi, headline))
     what = METRICS[headline].lower()
     out = ""
     if parts:
@@ -84,6 +89,32 @@ def _how_much(differences: pd.DataFrame, headline: str) -> str:
         out += (f" {', '.join(silent)}: no test on the {what}: every seed of every variant at one value, or all "
                 "but one, so it says nothing about sharing.")
     return out.strip()
+
+
+def _share_of_range(smallest: float, largest: float, width: float) -> str:
+    """'9% to 23% of its range', one share when both print alike, a decimal under 10% ('0.8%', not '1% to 1%')."""
+    def share(x: float) -> str:
+        return f"{x / width:.0%}" if x / width >= 0.1 else f"{x / width:.1%}"
+
+    first, last = share(smallest), share(largest)
+    return f"{first} of its range" if first == last else f"{first} to {last} of its range"
+
+
+def _headroom(detectable: float, reference_mean: float, lo: float, hi: float, headline: str) -> str:
+    """Where the reference's mean sits so near a bound of the return that a difference of the detectable size
+    cannot happen on that side: a referee found a CartPole detectable difference of 47 beside a reference at
+    482 of a 500 cap (normal-theory power means little for scores piled at a ceiling)."""
+    if headline != "final_return" or not math.isfinite(reference_mean):
+        return ""
+    room = [(side, gap) for side, gap in (("above", hi - reference_mean), ("below", reference_mean - lo))
+            if math.isfinite(gap) and gap < detectable]
+    if not room:
+        return ""
+    side, gap = room[0]
+    bound = hi if side == "above" else lo
+    return (f" (the reference's mean {num(reference_mean)} is {num(gap)} from the task's bound {num(bound)}: no "
+            f"difference {side} it can reach the detectable size, and seeds piled at the bound make this "
+            "normal-theory power a rough guide)")
 
 
 def _seeds_needed(rows: pd.DataFrame) -> str:
@@ -105,7 +136,9 @@ def _seeds_needed(rows: pd.DataFrame) -> str:
             "1/√n at the spread seen).")
 
 
-def _why(conflict: pd.DataFrame) -> str:
+def _why(conflict: pd.DataFrame, found: bool) -> str:
+    """The gradient-conflict reading, and where the tasks' gradients are near-orthogonal while differences were
+    found, that conflict does not explain them (a referee found the Why saying nothing about the findings)."""
     if conflict is None or not len(conflict):
         return ""
     parts = []
@@ -119,12 +152,31 @@ def _why(conflict: pd.DataFrame) -> str:
     near = all(abs(float(r.cosine_mean)) < 0.1 for r in conflict.itertuples())
     tail = (": the tasks' gradients on the shared trunk are near-orthogonal, neither net interference nor net "
             "alignment between tasks" if near else "")
+    if near and found:
+        tail += ", so conflict between the tasks' gradients does not explain the differences found"
     return "Why: " + "; ".join(parts) + tail + "."
 
 
+def _confounds(found_variants: list[str], structures: dict[str, str], reference: str) -> str:
+    """What else a variant with a finding changes beside what its name says, from its recorded sharing: MOORE's
+    Gram–Schmidt comes with unit-RMS scaling of the mixed features and K expert trunks, so a finding against a
+    one-trunk reference is not yet about orthogonality (the third referee's point; the ablation is named)."""
+    out = []
+    for v in found_variants:
+        sharing = structures.get(v, "")
+        if sharing.startswith("moore:") and not structures.get(reference, "").startswith("moore:"):
+            k = sharing.split(":", 1)[1]
+            out.append(f"`{v}` differs from `{reference}` in more than orthogonal experts: it also scales each "
+                       f"sample's mixed features to unit RMS and trains {k} expert trunks (a `moe:{k}` variant has "
+                       "the same trunks and parameters without Gram–Schmidt or the scaling); a shared trunk with the same scaling is the ablation "
+                       "that would separate orthogonality from normalization.")
+    return " ".join(out)
+
+
 def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFrame, conflict: pd.DataFrame,
-               headline: str = "final_return") -> str:
-    """'**Conclusion** (n vs n seeds).' whether / by how much / why, and what small n does not allow."""
+               headline: str = "final_return", structures: dict[str, str] | None = None) -> str:
+    """'**Conclusion** (n vs n seeds).' whether / by how much / why, and what small n does not allow;
+    ``structures`` (variant -> its recorded ``--sharing``) names what a variant with a finding also changes."""
     if not len(differences) and not len(improvement):
         return ""
     n = sorted({int(x) for x in pd.concat([differences["n"], differences["n_reference"]])}) if len(differences) \
@@ -135,5 +187,8 @@ def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFr
               "smaller than those sizes would most likely go unseen; more seeds shrink them roughly as 1/√n."
               if "could resolve" in how else
               f"At {seeds} seeds per variant nothing above is evidence either way.")
-    parts = [_whether(differences, improvement, reference), how, _why(conflict), caveat]
+    found = (_holm_rows(differences, improvement).query("p_holm < @ALPHA")["variant"].unique().tolist()
+             if family_size(differences, improvement) else [])
+    parts = [_whether(differences, improvement, reference), how, _why(conflict, bool(found)),
+             _confounds(found, structures or {}, reference), caveat]
     return f"**Conclusion** ({seeds} seeds per variant). " + " ".join(p for p in parts if p)

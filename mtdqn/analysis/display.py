@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from .fmt import detectable, estimate, gamma, interval, num, pvalue, steps, values
@@ -17,7 +18,7 @@ from .stats import MIN_SEEDS
 
 __all__ = [
     "cells", "per_task", "metric_name", "ranges", "differences", "normalization", "aggregates", "improvement", "cost",
-    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe", "affinity_unit", "affinity", "experts",
+    "conflict_summary", "conflict_pairs", "grad_summary", "cka", "probe", "affinity_unit", "affinity",
 ]
 
 
@@ -265,12 +266,16 @@ def cka(df: pd.DataFrame) -> pd.DataFrame:
     """Each pair's CKA beside its two baselines: the network at initialization (and the change from it) and,
     where the study has one, the `independent` reference variant (the difference from it)."""
     out = _pair_table(df, "linear CKA")
-    out.insert(3, "at initialization", [num(x) for x in df["init_mean"]])
-    out.insert(4, "change from initialization (mean [95% CI])",
+    column = 3
+    if "chance_mean" in df and np.isfinite(df["chance_mean"].to_numpy(dtype=float)).any():
+        out.insert(column, "chance (pairing shuffled)", [num(x) for x in df["chance_mean"]])
+        column += 1
+    out.insert(column, "at initialization", [num(x) for x in df["init_mean"]])
+    out.insert(column + 1, "change from initialization (mean [95% CI])",
                [_est(r.change_mean, r.change_lo, r.change_hi, r.n) for r in df.itertuples()])
     reference = next((r for r in df["reference"] if r), "")
     if reference:
-        out.insert(5, f"minus `{reference}` (mean [95% CI])",
+        out.insert(column + 2, f"minus `{reference}` (mean [95% CI])",
                    ["reference" if r.variant == reference else _est(r.vs_reference_mean, r.vs_reference_lo,
                                                                     r.vs_reference_hi, r.vs_reference_n)
                     for r in df.itertuples()])
@@ -291,16 +296,3 @@ def grad_summary(df: pd.DataFrame) -> pd.DataFrame:
              "n seeds": r.n} for r in df.itertuples()]
     return _frame(rows, ["variant", "task", "grad norm (mean [95% CI])", "applied weight (mean [95% CI])",
                          "n seeds"])
-
-
-def experts(df: pd.DataFrame) -> pd.DataFrame:
-    """A mixture of experts at the end of training: per variant (every task, then each), the mixing weights'
-    entropy beside its maximum log K, and the mean pairwise cosine between the experts."""
-    rows = [{"variant": r.variant, "task": r.task, "experts": r.experts,
-             "entropy, nats (mean [95% CI])": _est(r.entropy_mean, r.entropy_lo, r.entropy_hi, r.n),
-             "log K": num(r.log_k), "entropy / log K": num(r.entropy_share_mean),
-             "cosine between experts (mean [95% CI])": _est(r.cosine_mean, r.cosine_lo, r.cosine_hi, r.n),
-             "before Gram–Schmidt": _est(r.cosine_raw_mean, r.cosine_raw_lo, r.cosine_raw_hi, r.n),
-             "n seeds": r.n} for r in df.itertuples()]
-    return _frame(rows, ["variant", "task", "experts", "entropy, nats (mean [95% CI])", "log K", "entropy / log K",
-                         "cosine between experts (mean [95% CI])", "before Gram–Schmidt", "n seeds"])

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .fmt import detectable, gamma, interval, num, pvalue, steps
+from . import stats
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS, NEAR_RANDOM, UNTESTED, family_size, in_family
 
@@ -141,8 +142,8 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
     total = len(differences) + 2 * len(improvement) - tested
     rest = f" Not tested: {total} in all: {'; '.join(untested)}." if untested else ""
     return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test, "
-            "for steps to threshold Gehan's test for censored times; aggregate IQM and mean: exact permutation "
-            "tests over runs), corrected together by Holm-Bonferroni for a family-wise error rate of "
+            "for steps to threshold Gehan's test for censored times; aggregate IQM and mean: "
+            f"{stats.permutation_wording(stats.permutations_exact(differences, improvement))}), corrected together by Holm-Bonferroni for a family-wise error rate of "
             f"{ALPHA:g}: a difference is called higher or lower only when its corrected p is below it, and "
             "'suggestive only' when just the uncorrected p is. Probabilities of improvement are descriptive, not "
             f"tested.{rest}")
@@ -194,8 +195,11 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
             "gradients, not as conflict.")
 
 
-AGGREGATE_METHOD = ("rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); "
-                    "p from the exact permutation test over runs")
+def aggregate_method(n: int, n_reference: int) -> str:
+    """How an aggregate comparison of ``n`` against ``n_reference`` runs was estimated and tested."""
+    test = ("exact permutation test over runs" if stats.permutation_is_exact(n, n_reference)
+            else f"Monte Carlo permutation test over runs ({stats.MONTE_CARLO_SPLITS:,} random splits)")
+    return f"rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); p from the {test}"
 
 
 def _poi_sentence(row: pd.Series) -> str:
@@ -239,12 +243,12 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
         diff = Estimate(row[f"{key}_diff"], row[f"{key}_diff_lo"], row[f"{key}_diff_hi"], n)
         if not _in_family(row, f"{key}_p") and math.isfinite(_get(row, f"{key}_p_min")):  # Tarone left it out
             out.append(f"Aggregate {label} of {what}: not tested, `{v}` − `{reference}` {signed(diff.value)} "
-                       f"(95% CI {interval(diff.lo, diff.hi)}, {AGGREGATE_METHOD}, n = {n} vs {nr} seeds): no split "
+                       f"(95% CI {interval(diff.lo, diff.hi)}, {aggregate_method(n, nr)}, n = {n} vs {nr} seeds): no split "
                        f"of these runs could give the permutation test a p below {pvalue(_get(row, f'{key}_p_min'))}, "
                        f"above {ALPHA:g}/K = {ALPHA:g}/{int(_get(row, 'tarone_k'))}, the level Tarone's rule sets, "
                        f"so it is left out of the comparisons{_uncorrected(_get(row, f'{key}_p'))}.")
         else:
-            out.append(compare_sentence(f"Aggregate {label} of {what}", v, reference, diff, n, nr, AGGREGATE_METHOD,
+            out.append(compare_sentence(f"Aggregate {label} of {what}", v, reference, diff, n, nr, aggregate_method(n, nr),
                                         p=_get(row, f"{key}_p"), p_holm=_get(row, f"{key}_p_holm")))
     return [*out, _poi_sentence(row)]
 

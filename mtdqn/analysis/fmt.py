@@ -21,7 +21,21 @@ def _finite(x: float | None) -> bool:
         return False
 
 
-def num(x: float | None, scale: float | None = None) -> str:
+def _digits(scale: float) -> int:
+    """Decimals for about three significant digits at magnitude ``scale``."""
+    return 0 if scale >= 100 else 1 if scale >= 10 else 2 if scale >= 1 else 3
+
+
+def _resolving(lo: float, hi: float, scale: float) -> int:
+    """Decimals at ``scale``, more (up to 6) while the two ends of a real interval would print as one number: a
+    referee read '1.07 [1.07, 1.07]' as a degenerate interval where the data gave [1.066, 1.074]."""
+    digits = _digits(scale)
+    while lo < hi and f"{lo:.{digits}f}" == f"{hi:.{digits}f}" and digits < 6:
+        digits += 1
+    return digits
+
+
+def num(x: float | None, scale: float | None = None, digits: int | None = None) -> str:
     """About three significant digits: 1234 -> '1234', 421.3 -> '421', -79.05 -> '-79.0', 0.1234 -> '0.123'.
 
     Returns from 10 greedy episodes and a handful of seeds carry no more than
@@ -29,8 +43,8 @@ def num(x: float | None, scale: float | None = None) -> str:
     """
     if not _finite(x):
         return "n/a"
-    a = abs(float(x)) if scale is None else abs(float(scale))
-    digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3
+    if digits is None:
+        digits = _digits(abs(float(x)) if scale is None else abs(float(scale)))
     out = f"{float(x):.{digits}f}"
     return "0" + out[2:] if out.startswith("-0") and float(out) == 0 else out
 
@@ -40,7 +54,8 @@ def interval(lo: float | None, hi: float | None) -> str:
     if not (_finite(lo) and _finite(hi)):
         return "n/a"
     scale = max(abs(float(lo)), abs(float(hi)))
-    return f"[{num(lo, scale)}, {num(hi, scale)}]"
+    digits = _resolving(float(lo), float(hi), scale)
+    return f"[{num(lo, digits=digits)}, {num(hi, digits=digits)}]"
 
 
 def values(xs, env_steps: bool = False, *, censored: float | None = None) -> str:
@@ -64,7 +79,8 @@ def estimate(mean: float | None, lo: float | None, hi: float | None, seeds: str 
         return "n/a"
     if _finite(lo) and _finite(hi):
         scale = max(abs(float(mean)), abs(float(lo)), abs(float(hi)))
-        return f"{num(mean, scale)} [{num(lo, scale)}, {num(hi, scale)}]"
+        digits = _resolving(float(lo), float(hi), scale)
+        return f"{num(mean, digits=digits)} [{num(lo, digits=digits)}, {num(hi, digits=digits)}]"
     return f"{num(mean)} (seeds: {seeds})" if seeds else num(mean)
 
 

@@ -67,6 +67,13 @@ class Cell:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def sharing(self) -> str:
+        """The run's ``--sharing`` as recorded (summary.json, else config.json); '' where neither has it."""
+        network = self.record.get("config", {}).get("network", {})
+        sharing = self.summary.get("sharing") or (network.get("sharing") if isinstance(network, dict) else None)
+        return sharing if isinstance(sharing, str) else ""
+
 
 @dataclasses.dataclass(frozen=True)
 class Study:

@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from mtdqn.config import TrainConfig, config_diff, config_to_dict, flatten_config
-from mtdqn.io import git_revision
+from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_to_dict, derive, flatten_config
+from mtdqn.errors import ConfigError
+from mtdqn.io import changed_package_files, git_revision
 from mtdqn.version import __version__
 
 from . import scores
@@ -134,6 +135,7 @@ def _variant_rows(v: str, cell: Cell) -> list[dict[str, str]]:
         diff = [(k, n, o) for k, n, o in non_default_options(config) if k != "tasks"]
         rows += [("non-default option", f"{k} = {n!r} (default {o!r})") for k, n, o in diff] or \
                 [("non-default options", "none")]
+    rows += _schedule_rows(config)
     rows += [
         ("strategy", f"{s.get('strategy', _NOT)}: {s.get('strategy_scope', STRATEGY_SCOPE)}"),
         ("evaluation", f"{s.get('eval_episodes', '?')} greedy episodes per task and seed per evaluation"
@@ -153,6 +155,35 @@ def _variant_rows(v: str, cell: Cell) -> list[dict[str, str]]:
                       f"{_NOT} (core count unknown; wall time {_hours(wall)} h)"),
     ]
     return [{"variant": v, "item": k, "value": val} for k, val in rows]
+
+
+def _schedule_rows(config: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The training schedule as the loop ran it, derived from the recorded options (``config.derive``): a
+    referee had to work out the updates, the batch per task, the replay and where ε and the learning rate end."""
+    if config is None:
+        return []
+    try:
+        cfg = config_from_dict(config)
+        d = derive(cfg)
+    except (ConfigError, TypeError, ValueError, KeyError):
+        return [("schedule as run", f"{_NOT} (the recorded options no longer derive one)")]
+    q = cfg.dqn
+    per_update = f"{q.batch_size} transitions of every task (a batch of {q.batch_size * d.num_tasks})"
+    lr = (f"decayed linearly from {q.lr:g} to 0 over the {d.total_updates:,} updates" if q.lr_schedule == "linear"
+          else f"constant {q.lr:g}")
+    return [
+        ("env steps per task", f"{d.env_steps:,} ({d.total_iters:,} vector steps of {cfg.num_envs} envs per task)"),
+        ("updates", f"{d.total_updates:,}: one every {d.train_every_iters * cfg.num_envs} env steps per task, the "
+                    f"first after {d.learning_starts_iters * cfg.num_envs:,}; each samples {per_update}"),
+        ("replay", f"one ring buffer per task of {q.buffer_size:,} transitions (the last {q.buffer_size:,} of that "
+                   f"task), sampled uniformly{'; ' + str(q.n_step) + '-step targets' if q.n_step > 1 else ''}"),
+        ("exploration", f"ε from {q.eps_start:g} to {q.eps_end:g} linearly over the first "
+                        f"{d.eps_decay_iters * cfg.num_envs:,} env steps per task, then {q.eps_end:g}"),
+        ("learning rate", lr),
+        ("env steps/s (wall time)", "all tasks and seeds together: (env steps per task × tasks × seeds) / the wall "
+                                    "time of the training chunks (the first compile and the evaluations during "
+                                    "training excluded; writing tables and checkpoints included)"),
+    ]
 
 
 def _eval_schedule(s: dict[str, Any]) -> str:
@@ -226,9 +257,35 @@ def _revisions_text(study: Study) -> str:
         study_rev = str(study.record.get("git_revision", _NOT))
         return "" if not only or only == study_rev else f" Every cell trained at revision {only}."
     each = "; ".join(f"{', '.join(f'`{v}`' for v in vs)} at {rev[:12]}" for rev, vs in revs.items())
-    return (f" **The cells trained at {len(revs)} different git revisions** ({each}): a difference between "
-            "variants trained at different revisions can come from the code change as well as from the variant; "
-            "each cell's revision is in its table below.")
+    return (f" **The cells trained at {len(revs)} different git revisions** ({each}): "
+            f"{_code_change(list(revs))} Each cell's revision is in its Methods table.")
+
+
+REPORT_ONLY = "analysis/"
+"""The part of the package that writes reports from run directories and never trains (tests/test_imports.py:
+``analysis`` never imports ``train``): a change confined to it cannot make two cells' numbers differ."""
+
+
+def _code_change(revisions: list[str]) -> str:
+    """What changed under mtdqn/ between the first revision and each other one, read from this checkout's git:
+    a referee could not tell whether the revisions' difference touched training (it did not), so the report
+    says so, or warns as before where git cannot tell."""
+    changed: set[str] = set()
+    for other in revisions[1:]:
+        files = changed_package_files(revisions[0], other)
+        if files is None:
+            return ("a difference between variants trained at different revisions can come from the code change "
+                    "as well as from the variant (this checkout cannot compare the revisions).")
+        changed.update(files)
+    training = sorted(f for f in changed if not f.startswith(REPORT_ONLY))
+    if not changed:
+        return "nothing under mtdqn/ differs between them, so the trained code is the same."
+    if not training:
+        return (f"between them only the report's code changed ({len(changed)} file(s) under mtdqn/{REPORT_ONLY}, "
+                "which never trains), so every cell trained the same code.")
+    shown = ", ".join(training[:8]) + (f" and {len(training) - 8} more" if len(training) > 8 else "")
+    return (f"between them the code that trains changed (mtdqn/: {shown}), so a difference between variants "
+            "trained at different revisions can come from the code change as well as from the variant.")
 
 
 def revision_notes(study: Study) -> list[str]:

@@ -11,6 +11,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mtdqn.rundir import FINAL_SCORE_EVALS
@@ -77,6 +78,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
         "cka": why.cka_table(study),
         "cka_own": why.cka_table(study, "own"),
         "experts": experts.experts_summary_table(study),
+        "expert_weights": experts.final_weights_table(study),
         "experts_curve": experts.experts_curve_table(study),
         "mixing_curve": experts.mixing_curve_table(study),
         "methods": methods.methods_table(study),
@@ -196,8 +198,7 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     curve = "greedy-evaluation curve" if c.curve_source == "evaluation" else "training-return curve"
     which = "discounted final return" if c.headline_metric == "final_discounted" else "final return"
     per_task = [
-        Image("final_scores", f"The {which} of every seed (dots) and the mean over seeds (bar), per task and "
-              "variant.", plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok, c.headline_metric))),
+        Image("final_scores", captions.final_scores(which), plots.to_png(plots.final_strips(d["per_seed"], study.tasks, ok, c.headline_metric))),
         Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric),
               f"Final return: {methods.final_definition(study)}. Final discounted return: the same episodes' "
               "Σ_t γ^t r_t with the task's γ (column γ). AUC: area under each seed's "
@@ -253,7 +254,7 @@ def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
              "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the reference score. Tasks without "
              "anchors are left out. IQM and mean across tasks and seeds, and their differences to the "
              f"reference, with 95% percentile stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed "
-             f"{seed}; none below {stats.MIN_SEEDS} seeds). {captions.PERCENTILE_CAVEAT} Probability of "
+             f"{seed}; none below {stats.MIN_SEEDS} seeds). {_percentile_caveat(d)} Probability of "
              "improvement is P(variant's score > reference's) per task (Mann-Whitney), averaged over tasks."),
         Table("Normalization", display.normalization(d["normalization"])),
     ]
@@ -317,16 +318,11 @@ def _why(study: Study, c: _Computed) -> Section:
         blocks += [Table("Gradient conflict summary", display.conflict_summary(d["conflict_summary"])),
                    Table("Per task pair, beside its own tasks over the same steps", display.conflict_pairs(d["conflict_pairs"]))]
         if len(d["grad_probe"]):
-            blocks.append(Table("End-of-training gradient probe", display.probe(d["grad_probe"])))
+            blocks.append(Table("End-of-training gradient probe", display.probe(d["grad_probe"]),
+                                why.probe_caption(d["grad_probe"])))
         for r in d["conflict_summary"].itertuples():
             degenerate = tuple(t for t in study.tasks if t in str(getattr(r, "degenerate", "")))
-            blocks.append(Image(f"conflict_curves_{_slug(r.variant)}",
-                                f"`{r.variant}`: cosine per task pair over training (one line per pair; dotted: "
-                                "each task's same-task null at every evaluation, or, for runs that probed only at "
-                                "the end, the mean null at the end) and the share of updates with cosine < 0 "
-                                "(dotted: each task's own noise baseline over training, the share of its same-task "
-                                "minibatch pairs with cosine < 0, degenerate tasks left out; dashed: 0.5, what two "
-                                "independent random directions give).",
+            blocks.append(Image(f"conflict_curves_{_slug(r.variant)}", captions.conflict_curves(r.variant),
                                 plots.to_png(plots.conflict_curves(d["conflict_curve"], r.variant, r.null_cosine,
                                                                    getattr(r, "noise_conflict", float("nan")),
                                                                    degenerate))))
@@ -371,15 +367,19 @@ def _cka_caption(cka: pd.DataFrame) -> str:
         text = ("For tasks a and b: the mean of the CKA between their trunk features on a's replay observations "
                 "and on b's, so that how much the two tasks' inputs differ is not part of it (the pooled probe "
                 "below mixes it in); b's trunk still reads a's observations (zero-padded where b's are wider). "
-                "Its level is not comparable with the pooled table's: linear CKA's estimate grows as the probe "
-                "shrinks (two unrelated 64-feature representations: ~0.33 on 128 states, ~0.14 on 384), and this "
-                "probe has each task's states alone; read it against its own baselines. Change from "
+                "Its level is not comparable with the pooled table's: linear CKA's estimate is biased upward on "
+                "few states (two unrelated 128-feature representations give ~0.5 on 128 states) and this probe "
+                "has each task's states alone; read it against its own baselines. Change from "
                 "initialization: trained minus the same network untrained (same keys, same probe states), per seed.")
     else:
         text = ("The probe feeds every task's trunk the same states (every task's replay observations pooled), so "
                 "much of any CKA is the inputs' own structure: states of different tasks differ, and two "
                 "representations of them differ alike. Change from initialization: trained minus the same "
                 "network untrained (same keys, same probe states), per seed.")
+    if "chance_mean" in cka and np.isfinite(cka["chance_mean"].to_numpy(dtype=float)).any():
+        text += (" Chance: the same trained features with one side's probe states shuffled (the pairing of states "
+                 "broken, the widths, the number of states and each side's spectrum kept), mean over seeds: the "
+                 "level unrelated representations reach here; a CKA near it says nothing about shared structure.")
     if reference:
         return (f"{text} Minus `{reference}`: the difference from separate per-task trunks fed the same states, "
                 "whose CKA is what the inputs and training alone give; a variant's excess over it is what its "
@@ -389,27 +389,20 @@ def _cka_caption(cka: pd.DataFrame) -> str:
 
 
 def _expert_blocks(study: Study, c: _Computed) -> list:
-    """A mixture of experts' mixing weights, specialization and collapse (:mod:`.experts`), for variants that
-    trained one (else none)."""
+    """A mixture of experts' mixing weights, concentration, specialization (between tasks) and collapse
+    (:mod:`.experts`), for variants that trained one (else none)."""
     d = c.data
     if d["experts"].empty:
         return []
     blocks: list = [
-        Table("Mixture of experts at the end of training", display.experts(d["experts"]),
-              "Each task mixes K shared experts with its own softmax weights (they start even). Entropy of a task's "
-              "weights: log K for the even mixture, 0 for one expert alone (specialization); the row over every task "
-              "is per seed the mean over tasks. Cosine: the mean over expert pairs and the task's probe observations "
-              "of the cosine between two experts' representations, those the task mixes (`moore`: orthonormalized "
-              "per sample, 0 by construction) and, beside it, the experts' own outputs before Gram–Schmidt (`moe`: "
-              "the same); near 1, the experts have collapsed onto one. Mean over seeds with a 95% Student-t CI "
-              f"(none below {stats.MIN_SEEDS} seeds)."),
+        Table(experts.SUMMARY_TITLE, experts.summary_display(d["experts"], d["expert_weights"]),
+              experts.summary_caption()),
         Image("experts_curves", "Mixture-of-experts variants over training: entropy of the mixing weights as a share "
-              "of log K (mean over tasks) and the mean cosine between experts (dashed: before Gram–Schmidt), 95% "
-              "bands over seeds.", plots.to_png(plots.expert_curves(d["experts_curve"], study.variants)))]
+              "of log K (mean over tasks; low: concentrated, not necessarily specialized) and the mean cosine between "
+              "experts (dashed: before Gram–Schmidt), 95% bands over seeds.", plots.to_png(plots.expert_curves(d["experts_curve"], study.variants)))]
     for v in pd.unique(d["experts"]["variant"]):
         blocks.append(Image(f"mixing_weights_{_slug(v)}",
-                            f"`{v}`: each task's mixing weight on each expert over training (dotted: the even "
-                            "mixture 1/K), 95% bands over seeds.",
+                            experts.mixing_caption(d["experts"], v),
                             plots.to_png(plots.mixing_weights(d["mixing_curve"], v, study.tasks))))
     return blocks
 
@@ -445,10 +438,18 @@ def _notes(study: Study, c: _Computed) -> Section:
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
 
-_AGGREGATE_NOTE = ("95% percentile stratified-bootstrap intervals from rliable (report.md, Aggregates, defines "
-                   "the normalization). " + captions.PERCENTILE_CAVEAT)
-"""results.md's note under its aggregate tables: the file is read without the report beside it (a second
-referee found its percentile intervals there without the caveat the report gives them)."""
+def _percentile_caveat(d: dict) -> str:
+    """captions.percentile_caveat at this study's smallest seed count and its aggregate tests' kind."""
+    counts = d["aggregates"]["n_seeds"] if "n_seeds" in d["aggregates"] else pd.Series(dtype=float)
+    seeds = int(counts.min()) if len(counts) else stats.MIN_SEEDS
+    return captions.percentile_caveat(seeds, stats.permutations_exact(d["improvement"]))
+
+
+def _aggregate_note(d: dict) -> str:
+    """results.md's note under its aggregate tables: the file is read without the report beside it (a second
+    referee found its percentile intervals there without the caveat the report gives them)."""
+    return ("95% percentile stratified-bootstrap intervals from rliable (report.md, Aggregates, defines the "
+            "normalization). " + _percentile_caveat(d))
 
 
 def _results_md(study: Study, c: _Computed) -> str:
@@ -463,8 +464,8 @@ def _results_md(study: Study, c: _Computed) -> str:
     if note:
         parts[2:2] = [note, ""]
     for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric)),
-              Table("Aggregate normalized score", display.aggregates(d["aggregates"]), _AGGREGATE_NOTE),
-              Table("Improvement over the reference", display.improvement(d["improvement"]), _AGGREGATE_NOTE),
+              Table("Aggregate normalized score", display.aggregates(d["aggregates"]), _aggregate_note(d)),
+              Table("Improvement over the reference", display.improvement(d["improvement"]), _aggregate_note(d)),
               Table("Cost", display.cost(d["cost"]))):
         parts.append(table_markdown(t))
     return "\n".join(parts).rstrip() + "\n"
@@ -480,8 +481,9 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     study_dir = Path(study_dir)
     study = load_study(study_dir)
     c = _compute(study, smooth_window, reps, seed)
+    structures = {v: study.cells[v].sharing for v in study.ok_variants}
     summary = conclusion(study.reference, c.data["differences"], c.data["improvement"], c.data["conflict_summary"],
-                         c.headline_metric) if study.reference in study.ok_variants else ""
+                         c.headline_metric, structures) if study.reference in study.ok_variants else ""
     sections = [_overview(study, c), Section("Findings", ((Text(summary),) if summary else ())
                                              + ((Bullets(tuple(c.findings)),) if c.findings else
                                                 (Text("No comparison possible (needs an ok reference and another "

@@ -220,7 +220,8 @@ METRICS = {
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
                 "effect", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff",
-                "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random"]
+                "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random",
+                "reference_mean"]
 NEAR_RANDOM = 0.05
 """A task neither side learned: both mean final returns less than this share of the way from the task's random
 anchor to its reference anchor (:mod:`mtdqn.analysis.anchors`; tasks without anchors, MinAtar's, are never
@@ -341,7 +342,8 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
                          "values": fmt.values(raw_x, censored=budget if censored else None),
                          "values_reference": fmt.values(raw_y, censored=budget if censored else None),
                          # the final returns' rows only: AUC and steps to threshold see learning that collapsed
-                         "near_random": learned_neither and metric in ("final_return", "final_discounted")})
+                         "near_random": learned_neither and metric in ("final_return", "final_discounted"),
+                         "reference_mean": float(np.mean(y)) if len(y) else np.nan})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 

@@ -29,6 +29,7 @@ from .load import Study
 
 __all__ = [
     "canonical_pairs",
+    "probe_caption",
     "conflict_pairs_table",
     "conflict_curve_table",
     "conflict_summary_table",
@@ -332,6 +333,22 @@ def probe_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "kind", "task_a", "task_b", *_EST])
 
 
+def probe_caption(probe: pd.DataFrame) -> str:
+    """What the end-of-training probe can resolve: a same-task null whose interval holds 0 means two minibatches
+    of one task already point in unrelated directions there (minibatch noise dominates the gradient), so no
+    between-task cosine beside it can be told from noise (a referee read such a table as evidence)."""
+    head = ("Cosine between the shared-parameter gradients of two minibatches at the end of training, mean over "
+            "seeds with a 95% Student-t CI: of one task (the null: what noise alone gives) and of two tasks.")
+    nulls = probe[(probe["kind"] == "same task (null)") & np.isfinite(probe["lo"].to_numpy(dtype=float))]
+    blind = nulls[(nulls["lo"] <= 0) & (nulls["hi"] >= 0)]
+    if not len(blind):
+        return head
+    names = "; ".join(f"`{v}`: {', '.join(g['task_a'].astype(str))}" for v, g in blind.groupby("variant", sort=False))
+    return (head + f" No resolution where a null's interval holds 0 ({names}): two minibatches of that task "
+            "already give unrelated gradients at the end, so a between-task cosine involving it cannot be told "
+            "from noise; read the curves over training (above) instead.")
+
+
 def _grad_frames(study: Study) -> list[tuple[str, pd.DataFrame]]:
     """(variant, grad_tasks without no-update windows) for ok variants with shared parameters.
 
@@ -381,15 +398,18 @@ def grad_tasks_summary(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-CKA_STATES = {"pooled": ("cka", "cka_init"), "own": ("cka_own", "cka_own_init")}
+CKA_STATES = {"pooled": ("cka", "cka_init", "cka_chance"), "own": ("cka_own", "cka_own_init", "cka_own_chance")}
 """The two CKA probes (:mod:`mtdqn.diagnostics`): every task's states pooled, and each task's own; their
-columns in cka.parquet (trained, at initialization)."""
+columns in cka.parquet (trained, at initialization, chance: the trained features with the states' pairing
+shuffled; runs before it have no chance column)."""
 
 
 def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.DataFrame:
     """Per variant and task pair: linear CKA of trunk features, mean and 95% CI over seeds, with two baselines.
 
     ``states``: the probe (:data:`CKA_STATES`); a run that did not record it (``own`` is newer) has no rows.
+    ``chance_mean``: the level unrelated features of the same widths give on as many states (NaN for runs
+    that did not record it); linear CKA is biased upward on few states, so levels are read against it.
     The pooled probe feeds every task's trunk every task's states, so much of its CKA is the inputs' own
     structure: states of different tasks differ, and any two representations of them differ alike.  The own
     probe compares the two tasks' features on each task's states in turn.  Two contrasts take out more.
@@ -400,7 +420,7 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
     CKA is what the inputs and training alone give, and a sharing variant's excess over it is what sharing
     the trunk adds.
     """
-    column, init_column = CKA_STATES[states]
+    column, init_column, chance_column = CKA_STATES[states]
     reference = cka_reference(study, column)
     ref_cka = {}
     if reference is not None:
@@ -421,12 +441,14 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
                   if v != reference and (a, b) in ref_cka else stats.Estimate(np.nan, np.nan, np.nan, 0))
             if vs.n < stats.MIN_SEEDS:  # as every interval of the report: none below MIN_SEEDS seeds on a side
                 vs = stats.Estimate(vs.value, np.nan, np.nan, vs.n)
+            chance = float(g[chance_column].mean()) if chance_column in g else np.nan
             rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(trained, ranges.CKA),
-                         "init_mean": float(init.mean()), "change_mean": change.value, "change_lo": change.lo,
+                         "chance_mean": chance, "init_mean": float(init.mean()), "change_mean": change.value, "change_lo": change.lo,
                          "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
                          "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
                          "reference": reference or "", "states": states})
-    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "init_mean", "change_mean", "change_lo",
+    return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "chance_mean", "init_mean", "change_mean",
+                                       "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
                                        "vs_reference_n", "reference", "states"])
 
