@@ -103,7 +103,9 @@ def test_steps_to_threshold_are_censored_times_with_a_censored_test():
     d = _diffs(rows, ("steps_to_threshold",)).set_index("task")
     acro, cart = d.loc["Acrobot-v1"], d.loc["CartPole-v1"]
     assert acro["test"] == "gehan" and (acro["reached"], acro["reached_reference"]) == (2, 4)
-    assert math.isnan(acro["lo"]) and math.isnan(acro["effect"]) and math.isnan(acro["mde"])  # no Welch on imputed
+    assert math.isnan(acro["lo"]) and math.isnan(acro["mde"])  # no Welch on imputed times
+    assert acro["effect"] == pytest.approx(stats.gehan_concordance([NEVER] * 3 + [60e3, 50e3, NEVER],
+                                                                   [40e3, 60e3, 20e3, 30e3, NEVER, NEVER], BUDGET))
     assert acro["p"] == pytest.approx(stats.gehan_permutation_p([NEVER] * 3 + [60e3, 50e3, NEVER],
                                                                 [40e3, 60e3, 20e3, 30e3, NEVER, NEVER], BUDGET))
     assert cart["untested"] == "uninformative" and math.isnan(cart["p"])
@@ -279,6 +281,7 @@ def test_training_curve_window_is_capped_at_a_fifth_of_the_run(tmp_path):
 def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     """Referee 13: whether, by how much and why, at the top of the findings, every number from the tables."""
     from mtdqn.analysis import build_report
+    from mtdqn.analysis.fmt import pvalue
     from tests.test_report import make_study
 
     out = build_report(make_study(tmp_path / "s"), reps=200)
@@ -294,7 +297,7 @@ def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     assert tested < int(diffs["p"].notna().sum() + imp["iqm_p"].notna().sum() + imp["mean_p"].notna().sum())
     assert f"{survivors} of the {tested} tested difference(s)" in text, text
     for r in diffs[diffs["p_holm"] < 0.05].itertuples():
-        assert f"Holm p {r.p_holm:.3f}" in text, text
+        assert f"Holm p {pvalue(r.p_holm)}" in text, text
     final = diffs[(diffs["metric"] == "final_return") & diffs["mde"].notna()]
     from mtdqn.analysis.fmt import num
     for r in final.itertuples():
@@ -567,3 +570,30 @@ def test_methods_state_the_schedule_the_loop_ran():
     assert rows["learning rate"] == "decayed linearly from 0.0005 to 0 over the 48,750 updates"
     assert "compile" in rows["env steps/s (wall time)"]
     assert _schedule_rows(None) == []
+
+
+def test_the_conclusion_counts_related_survivors_as_the_effects_they_rest_on():
+    """Third referee: '8 of the 28 survive' counted the final return and its discounted form of one task, and the
+    aggregates built from them, as eight findings; they rest on two task effects."""
+    from mtdqn.analysis.conclusion import _related
+
+    found = pd.DataFrame({"variant": ["moore"] * 8, "task": ["Acrobot-v1"] * 2 + ["MountainCar-v0"] * 4
+                          + ["aggregate"] * 2})
+    text = _related(found)
+    assert "These 8 tests are related" in text and "2 variant–task effect(s) (`moore` on Acrobot-v1, " \
+        "MountainCar-v0) tested on several metrics" in text and "2 aggregate test(s)" in text
+    assert _related(found.iloc[:1]) == ""
+    assert _related(pd.DataFrame({"variant": ["a", "b"], "task": ["x", "y"]})) == ""  # two separate effects
+    one_each = _related(pd.DataFrame({"variant": ["a", "a"], "task": ["x", "aggregate"]}))
+    assert "1 variant–task effect(s) (`a` on x), and 1 aggregate" in one_each and "several" not in one_each
+
+
+def test_steps_to_threshold_get_gehans_concordance_as_their_effect():
+    """Third referee: steps to threshold had no standardized effect; Gehan's concordance is Cliff's delta for
+    censored times, in [-1, 1], negative when the variant reaches the threshold first."""
+    from mtdqn.analysis import stats
+
+    assert stats.gehan_concordance([10e3] * 5, [NEVER] * 5, BUDGET) == -1.0  # every pair: the variant first
+    assert stats.gehan_concordance([NEVER] * 5, [NEVER] * 5, BUDGET) == 0.0  # no pair ordered
+    assert stats.gehan_concordance([10e3, 30e3], [20e3, NEVER], BUDGET) == pytest.approx((-1 - 1 + 1 - 1) / 4)
+    assert np.isnan(stats.gehan_concordance([], [10e3], BUDGET))

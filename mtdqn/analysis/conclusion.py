@@ -54,7 +54,24 @@ def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: st
         head += (f"; {len(hint)} {'passes' if len(hint) == 1 else 'pass'} only uncorrected (suggestive, not a "
                  "finding): "
                  + "; ".join(name(r) for r in hint.itertuples()))
-    return head + "."
+    return head + "." + _related(found)
+
+
+def _related(found: pd.DataFrame) -> str:
+    """How many distinct effects the surviving tests are: several metrics of one variant on one task (the final
+    return and its discounted form are the same episodes) and the aggregates (built from the per-task scores)
+    are related tests, not independent findings (a referee counted 8 survivors resting on 2 task effects)."""
+    per_task = found[found["task"] != "aggregate"]
+    pairs = per_task[["variant", "task"]].drop_duplicates()
+    aggregates = int((found["task"] == "aggregate").sum())
+    if len(found) <= 1 or (len(pairs) == len(per_task) and not (aggregates and len(pairs))):
+        return ""
+    where = "; ".join(f"`{v}` on {', '.join(g['task'])}" for v, g in pairs.groupby("variant", sort=False))
+    agg = (f", and {aggregates} aggregate test(s) computed from those same per-task scores" if aggregates and len(pairs)
+           else "")
+    several = " tested on several metrics of the same runs" if len(per_task) > len(pairs) else ""
+    return (f" These {len(found)} tests are related, not independent findings: they rest on {len(pairs)} "
+            f"variant–task effect(s) ({where}){several}{agg}.")
 
 
 def _how_much(differences: pd.DataFrame, headline: str) -> str:

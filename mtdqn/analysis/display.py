@@ -105,6 +105,14 @@ def _detectable_cell(r, show) -> str:
     return detectable(r.mde, r.max_diff, show, min(r.n, r.n_reference))
 
 
+def _effect_cell(r) -> str:
+    """The row's standardized effect: Hedges' g for a Welch comparison, Gehan's concordance c for steps to
+    threshold tested as censored times (``test`` 'gehan')."""
+    if not math.isfinite(r.effect):
+        return "n/a"
+    return f"c {r.effect:+.2f}" if getattr(r, "test", "") == "gehan" else f"g {r.effect:+.2f}"
+
+
 def differences(df: pd.DataFrame) -> pd.DataFrame:
     """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size at
     the level a finding must pass (the Holm family's first step: `mde_alpha`)."""
@@ -114,12 +122,12 @@ def differences(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({"task": r.task, "metric": metric_name(r.metric, r.gamma),
                      "variant − reference": f"{r.variant} − {r.reference}", "difference": show(r.diff),
                      "95% CI (Welch t)": _diff_interval(r, show), "p": pvalue(r.p), "p (Holm)": pvalue(r.p_holm),
-                     "Hedges' g": f"{r.effect:+.2f}" if math.isfinite(r.effect) else "n/a",
+                     "effect (g; steps: c)": _effect_cell(r),
                      "per seed (variant | reference)": f"{r.values} | {r.values_reference}",
                      "detectable difference (power 0.8, Holm's first-step α)": _detectable_cell(r, show),
                      "n seeds": f"{r.n} vs {r.n_reference}"})
     return _frame(rows, ["task", "metric", "variant − reference", "difference", "95% CI (Welch t)", "p", "p (Holm)",
-                         "Hedges' g", "per seed (variant | reference)",
+                         "effect (g; steps: c)", "per seed (variant | reference)",
                          "detectable difference (power 0.8, Holm's first-step α)", "n seeds"])
 
 

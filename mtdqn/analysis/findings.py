@@ -283,7 +283,16 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
                f"`{v}` {'slower' if row['diff'] > 0 else 'faster'} than `{ref}`")
     return (f"{what}: {verdict}: {reached} ({per_seed}); restricted mean steps (unreached counted as the "
             f"budget) differ by {signed(row['diff'], steps)}; Gehan's test for censored times by permutation "
-            f"p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}, n = {n} vs {nr} seeds.")
+            f"p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}{_concordance(row)}, n = {n} vs {nr} seeds.")
+
+
+def _concordance(row: pd.Series) -> str:
+    """'; Gehan's concordance c -0.84 (...)': the steps' standardized effect, where the table has it."""
+    c = _get(row, "effect")
+    if not math.isfinite(c):
+        return ""
+    return (f"; Gehan's concordance c {c:+.2f} (pairs of runs in which `{row['variant']}` certainly reached it "
+            "later minus earlier, of all pairs)")
 
 
 def _difference_sentence(row: pd.Series) -> str:

@@ -289,13 +289,14 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
 
 def _censored_row(x: np.ndarray, y: np.ndarray, budget: int) -> dict:
     """Steps to threshold as censored times (NaN: not reached within `budget`): the difference of restricted
-    means (unreached counted as the budget) and Gehan's permutation test, no Welch interval or Hedges' g."""
+    means (unreached counted as the budget), Gehan's permutation test and, as its effect, Gehan's concordance
+    (no Welch interval or Hedges' g)."""
     rx, ry = np.where(np.isnan(x), float(budget), x), np.where(np.isnan(y), float(budget), y)
     untested = ("uninformative" if not (np.isfinite(x).any() or np.isfinite(y).any())
                 else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS else "")
     test = stats.NO_TEST if untested else stats.gehan_permutation_test(x, y, budget)
     return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan, "p": test.p, "p_min": test.smallest,
-            "effect": np.nan,
+            "effect": stats.gehan_concordance(x, y, budget) if not untested else np.nan,
             "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
             "se": np.nan, "dof": np.nan}
 
