@@ -95,13 +95,19 @@ def test_shared_conv_agent_learns_two_minatar_games(tmp_path):
 # cells, half of them the right one; 0.19 +- 0.04 over 64 episodes) and 0.007 on MultiRoom, over 1,000
 # episodes (mtdqn.taskfacts); every constant action 0.  A memoryless policy gets ~0.5 on Memory at most: at the
 # end of the hallway the cue is out of view.
-# Measured greedy returns at this budget (64 episodes), seeds 0-3 in one program, on an AMD EPYC (2026-12-03):
-# MultiRoom 0.77, 0.75, 0.75, 0.76; Memory 0.54, 0.56, 0.43, 0.00.  Memory at 60k is bimodal: seed 0 alone
-# scored 0.53 on the machine the test was written on and 0.08 on this one (XLA compiles for the host CPU, so
-# the float rounding and with it the trajectory differ), and one seed of four collapsed to 0.0.  So
-# MultiRoom must be learned by every seed (>= 0.3, 40x random), and Memory by at least one of the four seeds
-# (>= 0.3, random's 0.19 + 2.75 sd over 64 episodes): a seed's chance of collapsing there, ~1/4, makes all
-# four collapsing a ~0.4% event, where one seed alone failed on the second machine it ran on.
+# Measured greedy returns at this budget (64 episodes), four seeds in one program, on an AMD EPYC:
+#   2026-12-03, seeds 0-3: MultiRoom 0.77, 0.75, 0.75, 0.76; Memory 0.54, 0.56, 0.43, 0.00;
+#   2026-12-04, the same code, seeds 4-7: MultiRoom 0.84, 0.64, 0.00, 0.21; Memory 0.50, 0.48, 0.48, 0.00;
+#   2026-12-04, one random draw per layout (828d547; the same layout distribution, other random numbers),
+#   seeds 0-3: MultiRoom 0.78, 0.82, 0.63, 0.81; Memory 0.00, 0.53, 0.63, 0.48;
+#   seeds 4-7: MultiRoom 0.77, 0.33, 0.00, 0.00; Memory 0.42, 0.51, 0.49, 0.06.
+# Both tasks are bimodal at 60k: a seed learns the task or collapses to ~0 (XLA compiles for the host CPU, so
+# another machine rounds differently and follows another trajectory from the same seed: seed 0 alone scored
+# Memory 0.53 on the machine the test was written on and 0.08 here).  Of these 16 seed-runs, 12 learned
+# MultiRoom (>= 0.3) and 12 Memory.  So each task must be learned by at least one of the four seeds: >= 0.3 is
+# 40x random on MultiRoom and random's 0.19 + 2.75 sd (64 episodes) on Memory, which a broken agent does not
+# reach; a seed's chance of collapsing, ~1/4, makes all four collapsing on a task a ~0.4% event.  (Asking
+# every seed to learn MultiRoom, as this test did, fails ~2 runs in 3 at that rate: seeds 4-7 failed it.)
 MINIGRID_THRESHOLDS = {"MiniGrid-MemoryS11-v0": 0.3, "MiniGrid-MultiRoom-N2-S4-v0": 0.3}
 
 
@@ -115,7 +121,7 @@ def test_shared_conv_agent_learns_two_minigrid_tasks(tmp_path):
     summary = train(cfg, tmp_path / "minigrid", progress=False, eval_episodes=64).summary
     memory = np.asarray(summary["final_eval"]["MiniGrid-MemoryS11-v0"])
     multiroom = np.asarray(summary["final_eval"]["MiniGrid-MultiRoom-N2-S4-v0"])
-    assert np.all(multiroom >= MINIGRID_THRESHOLDS["MiniGrid-MultiRoom-N2-S4-v0"]), f"MultiRoom per seed {multiroom}"
+    assert np.max(multiroom) >= MINIGRID_THRESHOLDS["MiniGrid-MultiRoom-N2-S4-v0"], f"MultiRoom per seed {multiroom}"
     assert np.max(memory) >= MINIGRID_THRESHOLDS["MiniGrid-MemoryS11-v0"], f"Memory per seed {memory}"
     for task, threshold in MINIGRID_THRESHOLDS.items():
         assert summary["random_return"][task] < threshold - 0.05, summary["random_return"]
