@@ -71,6 +71,10 @@ class NetworkConfig:
     feature_activation: Literal["relu", "sigmoid"] = "relu"
     """Activation of the trunk's last layer, the features every head reads: relu like the rest, or sigmoid
     (D'Eramo et al. 2020's multi-task network)."""
+    feature_norm: Literal["none", "rms"] = "none"
+    """rms: scale each sample's output of the trunk's last layer to unit RMS before its activation (for moe:K,
+    each expert's output before the mixing), as moore:K's Gram–Schmidt basis is (moore:K always: no change
+    there).  The ablation that separates MOORE's normalization from its orthogonality."""
     init: Init = "lecun"
     """Initial weights: lecun (LeCun-normal kernels, zero biases: flax's defaults) or deramo (D'Eramo et al.
     2020's GymNetwork, PyTorch's scheme: Xavier-uniform kernels with the relu gain, gain 1 on linear layers such
@@ -366,7 +370,8 @@ def derive(cfg: TrainConfig) -> Derived:
 # Sections and fields (dotted paths) added after runs were recorded: written only when they differ from their
 # default, so the dict and hash of a config that does not use them are exactly those the older code wrote.
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropout": 0.0, "dqn.n_step": 1,
-                                       "network.feature_activation": "relu", "network.init": "lecun",
+                                       "network.feature_activation": "relu", "network.feature_norm": "none",
+                                       "network.init": "lecun",
                                        "affinity_every": 0}
 
 

@@ -14,7 +14,9 @@ from helpers import IMAGE, VECTOR
 
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
-from mtdqn.networks import count_params, init_params, make_architecture, q_values, split_shared, torso_features
+from mtdqn.networks import (
+    count_params, describe_architecture, init_params, make_architecture, q_values, split_shared, torso_features,
+)
 from mtdqn.networks.experts import orthonormalize
 from mtdqn.networks.model import expert_outputs
 from mtdqn.tasks import make_task_set
@@ -190,3 +192,37 @@ def test_finetuning_from_experts_grafts_them_keeps_mixing_weights_and_refuses_lo
                  mine["torso"], theirs["torso"])
     np.testing.assert_array_equal(mine["mixing"][:, 0].view(np.uint32), theirs["mixing"][:, 1].view(np.uint32))
     np.testing.assert_array_equal(mine["mixing"][:, 1], 0.0)  # MountainCar: a new task, the even mixture
+
+
+def _last_layer_scaled(params: dict, arch, factor: float, expert: int | None = None) -> dict:
+    """``params`` with the last trunk layer's kernel and bias times ``factor`` (one expert's only, if given)."""
+    last = f"layer_{len(arch.torso) - 1}"
+    scaled = jax.tree.map(lambda x: x, params)
+    layer = scaled["torso"][last]
+    scale = (lambda x: x * factor) if expert is None else (lambda x: x.at[expert].multiply(factor))
+    scaled["torso"] = {**scaled["torso"], last: jax.tree.map(scale, layer)}
+    return scaled
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
+@pytest.mark.parametrize("sharing, expert", [("shared", None), ("moe:2", 1)])
+def test_feature_norm_rms_makes_the_features_blind_to_the_last_layers_scale(sharing, expert, image):
+    """``--feature-norm rms`` (the ablation of MOORE's unit-RMS scale without its orthogonality): the last trunk
+    layer's output, each expert's for a mixture, is scaled to unit RMS per sample, so tripling that layer
+    (one expert's) changes no feature; without it, it does."""
+    cfg = IMAGE if image else VECTOR
+    tasks = IMAGE_TASKS if image else VECTOR_TASKS
+    obs = jax.random.uniform(jax.random.PRNGKey(1), (2, 5, *tasks.obs_shape))
+    for norm, blind in (("rms", True), ("none", False)):
+        arch = make_architecture(tasks, dataclasses.replace(cfg.network, sharing=sharing, feature_norm=norm))
+        assert arch.unit_rms == (norm == "rms")
+        params = init_params(arch, jax.random.PRNGKey(0))
+        features = jax.jit(partial(torso_features, arch))
+        a = np.asarray(features(params, obs))
+        b = np.asarray(features(_last_layer_scaled(params, arch, 3.0, expert), obs))
+        assert np.isfinite(a).all() and (a > 0).any()
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5) == blind, (norm, np.abs(a - b).max())
+    agent = make_agent(dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, sharing=sharing,
+                                                                           feature_norm="rms")))
+    assert "(features at unit RMS)" in describe(agent)
+    assert "unit RMS" in "\n".join(describe_architecture(agent.arch))  # the report's Methods say it too

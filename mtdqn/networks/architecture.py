@@ -78,6 +78,7 @@ class Architecture:
     input_dims: tuple[int, ...] = ()  # per task, the width of its own observation's last axis (before padding)
     experts: int = 0  # K expert trunks mixed per task (moe:K, moore:K); 0: one trunk
     orthogonal: bool = False  # the experts' outputs orthonormalized before the mixing (moore:K)
+    unit_rms: bool = False  # the last trunk layer's output (each expert's) scaled to unit RMS per sample
 
     @property
     def head(self) -> Layer:
@@ -144,6 +145,7 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
         input_dims=tuple(t.obs_shape[-1] for t in task_set.tasks),
         experts=experts,
         orthogonal=name == "moore",
+        unit_rms=cfg.feature_norm == "rms",
     )
 
 
@@ -161,7 +163,9 @@ def describe_architecture(arch: Architecture) -> list[str]:
         lines += _describe_experts(arch, layer)
     else:
         for i, (x, shared) in enumerate(zip(arch.torso, arch.torso_shared)):
-            lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}")
+            last = i == len(arch.torso) - 1 and arch.unit_rms
+            lines.append(f"trunk layer {i}: {layer(x)}, {where(shared)}"
+                         + (", its output scaled to unit RMS per sample before the activation" if last else ""))
     lines.append(f"head: Dense({arch.num_actions}) Q-values (actions padded and masked), {where(arch.head_shared)}")
     lines.append(f"initial weights: {_INIT_TEXT[arch.init]}")
     return lines
@@ -173,7 +177,7 @@ def _describe_experts(arch: Architecture, layer: Callable[[Layer], str]) -> list
     lines += [f"  layer {i}: {layer(x)}" for i, x in enumerate(hidden)]
     lines.append(f"  layer {len(hidden)}: {layer(dataclasses.replace(last, activation='linear'))}")
     how = ("orthonormalized per sample (Gram-Schmidt over the experts, scaled to unit RMS), then "
-           if arch.orthogonal else "")
+           if arch.orthogonal else "each scaled to unit RMS per sample, then " if arch.unit_rms else "")
     lines.append(f"mixing: the experts' outputs {how}weighted by each task's softmax weights (one set per task), "
                  f"then {last.activation}")
     return lines

@@ -54,7 +54,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RESIDUAL_TOL", "orthonormalize", "mixing_weights", "mix_experts", "weight_entropy", "expert_cosines"]
+__all__ = ["RESIDUAL_TOL", "RMS_EPS", "orthonormalize", "mixing_weights", "mix_experts", "unit_rms", "weight_entropy",
+           "expert_cosines"]
 
 RESIDUAL_TOL = 1e-3
 """An expert's residual shorter than this fraction of its own output counts as inside the previous experts'
@@ -81,11 +82,25 @@ def mixing_weights(logits: jax.Array) -> jax.Array:
     return jax.nn.softmax(logits, axis=-1)
 
 
-def mix_experts(outputs: jax.Array, logits: jax.Array, orthogonal: bool) -> jax.Array:
+def unit_rms(x: jax.Array) -> jax.Array:
+    """``x`` scaled to unit root-mean-square over its last axis, per sample (``--feature-norm rms``): the
+    scale MOORE's basis has, without its orthogonality.  RMS_EPS keeps a zero output's gradient finite."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + RMS_EPS)
+
+
+RMS_EPS = 1e-6
+"""Added to the mean square in :func:`unit_rms`: negligible against features of unit scale."""
+
+
+def mix_experts(outputs: jax.Array, logits: jax.Array, orthogonal: bool, normalize: bool = False) -> jax.Array:
     """Each task's representation (tasks, batch, features): the experts' outputs (experts, tasks, batch,
     features), orthonormalized per sample and scaled to unit RMS when ``orthogonal`` (``moore``; see the
-    module), weighted by the task's :func:`mixing_weights` of ``logits`` (tasks, experts)."""
-    basis = orthonormalize(outputs) * jnp.sqrt(outputs.shape[-1]) if orthogonal else outputs
+    module), else each scaled to unit RMS when ``normalize`` (``--feature-norm rms``: the same scale, not
+    orthogonal), weighted by the task's :func:`mixing_weights` of ``logits`` (tasks, experts)."""
+    if orthogonal:
+        basis = orthonormalize(outputs) * jnp.sqrt(outputs.shape[-1])
+    else:
+        basis = unit_rms(outputs) if normalize else outputs
     return jnp.einsum("tk,ktbf->tbf", mixing_weights(logits), basis)
 
 

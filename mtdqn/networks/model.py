@@ -46,7 +46,7 @@ import numpy as np
 
 from mtdqn.networks.architecture import ACTIVATIONS, Architecture, Layer
 from mtdqn.networks.conv import extract_patches
-from mtdqn.networks.experts import mix_experts
+from mtdqn.networks.experts import mix_experts, unit_rms
 from mtdqn.networks.lora import fold_lora, init_lora, lora_layers
 from mtdqn.networks.params import merge_shared
 
@@ -172,9 +172,14 @@ def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids:
     """Trunk output (tasks, batch, features): the representation the heads read (``dropout``: see the module);
     for a mixture of experts, each task's mixture of the experts' outputs."""
     x = _inputs(arch, obs, task_ids)
-    if not arch.experts:
+    if not arch.experts and not arch.unit_rms:
         return _trunk(arch, params, x, arch.torso, dropout)
-    mixed = mix_experts(expert_outputs(arch, params, x, dropout), params["mixing"], arch.orthogonal)
+    if arch.experts:
+        mixed = mix_experts(expert_outputs(arch, params, x, dropout), params["mixing"], arch.orthogonal,
+                            arch.unit_rms)
+    else:  # the last layer linear, scaled to unit RMS, then its activation (as a mixture's output is)
+        layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
+        mixed = unit_rms(_trunk(arch, params, x, layers, dropout, drop_last=False))
     x = ACTIVATIONS[arch.torso[-1].activation](mixed)
     if dropout is not None:
         x = _drop(x, dropout, len(arch.torso) - 1)

@@ -210,7 +210,8 @@ def describe(agent: Agent) -> str:
     run started from a trained one, where its trunk comes from and how many parameters it trains."""
     params = jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0)))
     total, shared = count_params(agent.arch, params)
-    line = (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}, "
+    norm = " (features at unit RMS)" if agent.arch.unit_rms else ""
+    line = (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}{norm}, "
             f"strategy={agent.derived.strategy}, seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
     ft = agent.cfg.finetune
     if not is_finetuned(ft):
