@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-__all__ = ["Bounds", "RewardShape", "Anchors", "TaskFacts", "FACTS", "base_task", "facts"]
+__all__ = ["Bounds", "RewardShape", "Anchors", "TaskFacts", "FACTS", "base_task", "facts", "implementation"]
 
 Bounds = tuple[float, float]
 
@@ -77,6 +77,20 @@ class TaskFacts(NamedTuple):
     threshold: float | None
     """Default steps-to-threshold level (return), or None for none."""
     anchors: Anchors | None = None
+    env: str = "gymnax's JAX port (gymnax.make)"
+    """Whose implementation steps the task in the compiled loop (the report's Methods name it)."""
+
+
+_GYMNAX_MINATAR = "gymnax's JAX port of MinAtar (no sticky actions; mtdqn.tasks.minatar when an option is set)"
+_MINIGRID_ENV = "mtdqn's JAX port of minigrid 3.2.0 (mtdqn/tasks/minigrid/), checked against the package"
+
+
+def implementation(task: str) -> str:
+    """Whose environment a task spec runs: Gymnasium's on the host for ``gym:``, else its facts' ``env``."""
+    if task.startswith("gym:"):
+        return "Gymnasium's, stepped on the host (the gym: path)"
+    known = facts(task)
+    return known.env if known is not None else "registered by the user (mtdqn.tasks.custom)"
 
 
 _RANDOM = "random: our random-policy evaluation, 1,000 episodes (mtdqn.taskfacts)"
@@ -95,21 +109,25 @@ FACTS: dict[str, TaskFacts] = {
     "MountainCar-v0": TaskFacts(
         "vector", RewardShape((-1.0, 0.0), 200, "-1 per step until the goal, truncated at 200 steps"), -150.0,
         Anchors(-200.0, -110.0, f"{_RANDOM}; reference: Gymnasium reward_threshold")),
-    "Breakout-MinAtar": TaskFacts("image", _MINATAR, 10.0),
-    "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0),
-    "Freeway-MinAtar": TaskFacts("image", _MINATAR, 20.0),
-    "SpaceInvaders-MinAtar": TaskFacts("image", _MINATAR, 30.0),
+    "Breakout-MinAtar": TaskFacts("image", _MINATAR, 10.0, env=_GYMNAX_MINATAR),
+    "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0, env=_GYMNAX_MINATAR),
+    "Freeway-MinAtar": TaskFacts("image", _MINATAR, 20.0, env=_GYMNAX_MINATAR),
+    "SpaceInvaders-MinAtar": TaskFacts("image", _MINATAR, 30.0, env=_GYMNAX_MINATAR),
     # a quarter of published DQN's ~20 at 5M frames (MinAtar's learning curves), as Asterix's 5 is of its ~17
-    "Seaquest-MinAtar": TaskFacts("image", _MINATAR, 5.0),
+    "Seaquest-MinAtar": TaskFacts("image", _MINATAR, 5.0, env="mtdqn's JAX port of MinAtar's Seaquest "
+                                                              "(mtdqn/tasks/seaquest.py)"),
     # +1 at the top, -1 off the hill or too fast: threshold = reaching the top more often than not
     "CarOnHill-v0": TaskFacts(
-        "vector", RewardShape((-1.0, 1.0), 1, "one terminal reward of +1 or -1, 0 otherwise"), 0.5),
+        "vector", RewardShape((-1.0, 1.0), 1, "one terminal reward of +1 or -1, 0 otherwise"), 0.5,
+        env="mtdqn's JAX implementation of Ernst et al. (2005) (mtdqn/tasks/car_on_hill.py)"),
     # -1 when it falls, 0 while up: threshold = balanced on most of the horizon
     "InvertedPendulumDiscrete-v0": TaskFacts(
-        "vector", RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"), -0.5),
+        "vector", RewardShape((-1.0, 0.0), 1, "-1 once, when it falls, 0 otherwise"), -0.5,
+        env="mtdqn's JAX implementation of Lagoudakis & Parr (2003) (mtdqn/tasks/inverted_pendulum.py)"),
     # MOORE's MT7 (mtdqn/tasks/minigrid/): (random, optimal) returns measured by benchmarks/minigrid_anchors.py;
     # threshold 0.5: the goal reached in time at least about half the time
-    **{f"MiniGrid-{task}-v0": TaskFacts("image", _MINIGRID, 0.5, Anchors(random, optimal, _MINIGRID_ANCHORS))
+    **{f"MiniGrid-{task}-v0": TaskFacts("image", _MINIGRID, 0.5, Anchors(random, optimal, _MINIGRID_ANCHORS),
+                                        _MINIGRID_ENV)
        for task, random, optimal in (("DoorKey-6x6", 0.0169, 0.9697), ("LavaGapS7", 0.0118, 0.9522),
                                      ("DistShift1", 0.0066, 0.9536), ("SimpleCrossingS9N2", 0.0083, 0.9549),
                                      ("RedBlueDoors-6x6", 0.0588, 0.9839), ("MultiRoom-N2-S4", 0.0071, 0.8400),

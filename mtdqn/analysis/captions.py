@@ -52,14 +52,17 @@ def thresholds_text(study: Study) -> str:
 def reach_definition(source: str, study: Study | None = None) -> str:
     """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
     how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
-           "(fewer at the first ones) reaches the threshold: a level held over as many evaluations as a final "
-           "score may average, not one lucky evaluation of a few episodes" if source == "evaluation" else
+           "(fewer at the first ones) reaches the threshold: the window's mean, so one high evaluation counts "
+           "only with the evaluations beside it (it can lift a window whose others sit just below)"
+           if source == "evaluation" else
            "the first logging step at which the smoothed training-return curve reaches the threshold")
     thresholds = thresholds_text(study) if study is not None else \
         "Thresholds: each run's summary.json (mtdqn's default per task in mtdqn/taskfacts.py, or the study's own)."
     lag = f" {_window_lag(study)}" if source == "evaluation" else ""
     return (f"Steps to threshold: {how}.{lag} {thresholds} Median over all seeds with unreached seeds counted as "
-            "never; 'seeds reached' is the share that reached it within the budget.")
+            "never (of an even number of seeds, the midpoint of the middle two: not necessarily an evaluation "
+            "step); where that is unreached, '>x' is the most the median is known to exceed (unreached seeds "
+            "counted as the budget). 'Seeds reached' is the share that reached it within the budget.")
 
 
 def _window_lag(study: Study | None) -> str:
@@ -70,9 +73,10 @@ def _window_lag(study: Study | None) -> str:
                 f"{' or '.join(f'{(FINAL_SCORE_EVALS - 1) * e:,}' for e in every)} env steps per task here)"
                 if every else "")
     return (f"The step reported is the window's last evaluation: never earlier than the first single evaluation at "
-            f"the threshold, and {FINAL_SCORE_EVALS - 1} evaluation intervals later{interval} when the level is held "
-            "from there on; later still when it dips again, so a variant whose evaluations are noisier is reported "
-            "later than its first crossing by more.")
+            f"the threshold, and at most {FINAL_SCORE_EVALS - 1} evaluation intervals later{interval} when the level "
+            "is held from there on (at the crossing itself when the evaluations before it were near the threshold "
+            "already); later when it dips again, so a variant whose evaluations are noisier is reported later "
+            "than its first crossing by more.")
 
 
 def differences_note(diffs: pd.DataFrame) -> str:
@@ -116,7 +120,10 @@ def percentile_caveat(seeds: int, exact: bool = True) -> str:
     return ("Percentile bootstraps are known to under-cover at small n: in the coverage simulation of "
             "tests/test_report_inference.py the percentile bootstrap of a difference of means held the truth about "
             f"{PERCENTILE_COVERAGE[n]:.0%} of the time at {n} seeds per side for a nominal 95% (the per-task Welch "
-            "intervals 93-99% at 5 and 10), so read these intervals as narrower than their label. They are "
+            "intervals 93-99% at 5 and 10). That simulation is of a plain bootstrap on unbounded data, not of "
+            "rliable's stratified IQM bootstrap on scores that pile up at a task's bounds, which was not "
+            "simulated: it says which way these intervals err, not by how much; read them as narrower than their "
+            "label. They are "
             f"descriptive: the aggregate differences are tested by {stats.permutation_wording(exact)}, and only "
             "those tests enter the findings' Holm family.")
 

@@ -33,7 +33,12 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _steps(r) -> str:
-    return "not reached" if not math.isfinite(r.steps_median) else steps(r.steps_median)
+    """The median's value, or, where half the seeds or more never reached the threshold, the most it is known
+    to exceed ('>200k', as censored per-seed values are shown)."""
+    if math.isfinite(r.steps_median):
+        return steps(r.steps_median)
+    above = getattr(r, "steps_median_above", float("nan"))
+    return f">{steps(above)}" if math.isfinite(above) else "not reached"
 
 
 def _seed_values(per_seed: pd.DataFrame, variant: str, task: str, column: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtdqn import taskfacts
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_to_dict, derive, flatten_config
 from mtdqn.errors import ConfigError
 from mtdqn.io import changed_package_files, git_revision
@@ -288,6 +289,26 @@ def _code_change(revisions: list[str]) -> str:
             "trained at different revisions can come from the code change as well as from the variant.")
 
 
+def _environments(study: Study) -> str:
+    """Whose implementation of each task ran (a referee could not tell gymnax's port from Gymnasium's, whose
+    reward thresholds the anchors cite)."""
+    return "Environments: " + "; ".join(f"{t}: {taskfacts.implementation(t)}" for t in study.tasks) + "."
+
+
+def _report_packages() -> str:
+    """The versions of what computed this report's statistics and figures (training's are per variant)."""
+    from importlib import metadata
+
+    names = ("numpy", "pandas", "scipy", "rliable", "matplotlib")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} {_NOT}")
+    return f"This report's statistics and figures: {', '.join(found)}."
+
+
 def revision_notes(study: Study) -> list[str]:
     """The Notes' line when the cells trained at different git revisions (else none)."""
     return [t.strip().replace("**", "")] if len(cell_revisions(study)) > 1 and (t := _revisions_text(study)) else []
@@ -305,7 +326,8 @@ def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> 
         f"{_command(rec)}. This report was written by mtdqn {__version__} at git revision {git_revision()} "
         "(`mtdqn report STUDY_DIR` writes it again)." + _revisions_text(study))]
     total = sum(float(study.cells[v].summary.get("wall_time_s", 0.0)) for v in study.ok_variants)
-    blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.",)))
+    blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.", _environments(study),
+                           _report_packages())))
     for v in study.ok_variants:
         g = table[table["variant"] == v][["item", "value"]].reset_index(drop=True)
         blocks.append(Table(f"Methods: `{v}`", g))

@@ -54,7 +54,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     d = {
         "cells": tables.cells_table(study),
         "per_seed": per_seed,
-        "per_task": tables.per_task_table(per_seed, reps, seed),
+        "per_task": tables.per_task_table(per_seed, reps, seed, study.steps),
         "differences": tables.difference_table(per_seed, study.reference, budget, reps, seed,
                                                scores.metric_order(headline))
         if ref_ok else pd.DataFrame(columns=tables.DIFF_COLUMNS),
@@ -380,6 +380,10 @@ def _cka_caption(cka: pd.DataFrame) -> str:
         text += (" Chance: the same trained features with one side's probe states shuffled (the pairing of states "
                  "broken, the widths, the number of states and each side's spectrum kept), mean over seeds: the "
                  "level unrelated representations reach here; a CKA near it says nothing about shared structure.")
+    else:
+        text += (" These runs did not record the chance level (runs before it was measured): a level cannot be "
+                 "told from what unrelated features give on this probe, so read only the changes and contrasts.")
+    text += " Probe: up to 128 replay observations per task (the first slots of each task's replay at the end)."
     if reference:
         return (f"{text} Minus `{reference}`: the difference from separate per-task trunks fed the same states, "
                 "whose CKA is what the inputs and training alone give; a variant's excess over it is what its "

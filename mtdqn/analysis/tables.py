@@ -188,7 +188,13 @@ def _median_steps(steps: np.ndarray) -> float:
     return med if np.isfinite(med) else float("nan")
 
 
-def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
+def _median_lower_bound(steps: np.ndarray, budget: float) -> float:
+    """Where the median is unreached (:func:`_median_steps` NaN): the most it is known to exceed, the median with
+    unreached seeds counted as the budget (the budget itself once more than half never reached it)."""
+    return float(np.median(np.where(np.isnan(steps), budget, steps))) if steps.size else float("nan")
+
+
+def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int, budget: float = float("nan")) -> pd.DataFrame:
     """Per (variant, task): final return, discounted final return and AUC, mean with a t-interval in the
     metric's range (the discounted one: the task's range at its `gamma`; none below `stats.MIN_SEEDS` seeds:
     see per_seed); steps-to-threshold median."""
@@ -207,6 +213,7 @@ def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame
             "auc_mean": area.value, "auc_lo": area.lo, "auc_hi": area.hi, "auc_n": area.n,
             "threshold": float(g["threshold"].iloc[0]),
             "steps_median": _median_steps(steps), "reached": int(np.isfinite(steps).sum()),
+            "steps_median_above": _median_lower_bound(steps, budget),
         })
     return pd.DataFrame(rows)
 

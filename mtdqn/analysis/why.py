@@ -233,7 +233,8 @@ def conflict_curve_table(study: Study) -> pd.DataFrame:
 
 
 def conflict_summary_table(study: Study) -> pd.DataFrame:
-    """Per variant: mean cosine and conflict fraction over all steps and the pairs of non-degenerate tasks (a pair
+    """Per variant: mean cosine and conflict fraction over the steps the nulls were probed at (every step of
+    runs that probed only at the end: ``steps`` says which) and the pairs of non-degenerate tasks (a pair
     with a degenerate task is left out: ``n_pairs`` counts those kept), per seed then over seeds; beside
     them the same-task null cosine (``null_cosine``) and noise baseline (``noise_conflict``: the share of
     same-task minibatch pairs with cosine < 0) averaged over the same steps and over the *non-degenerate*
@@ -248,7 +249,8 @@ def conflict_summary_table(study: Study) -> pd.DataFrame:
         # a pair with a degenerate task says nothing about conflict between learning tasks: out of the means too
         # (a second referee: shared's mean cosine 0.027 over all pairs, 0.004 for CartPole-Acrobot alone)
         degenerate = {t for t in tasks if tasks[t]["degenerate"]}
-        gp = gp[~gp["task_a"].astype(str).isin(degenerate) & ~gp["task_b"].astype(str).isin(degenerate)]
+        # on the steps it names, as the per-pair rows are (a third referee found it over every logging window)
+        gp = matched[~matched["task_a"].astype(str).isin(degenerate) & ~matched["task_b"].astype(str).isin(degenerate)]
         by_seed = gp.groupby("seed")
         cos = stats.t_mean(by_seed["cosine"].mean().to_numpy(), ranges.COSINE)
         frac = stats.t_mean(
