@@ -649,3 +649,16 @@ def test_an_unreached_median_reads_as_a_lower_bound():
     assert _steps(SimpleNamespace(steps_median=NEVER, steps_median_above=200e3)) == ">200k"
     assert _steps(SimpleNamespace(steps_median=75e3, steps_median_above=75e3)) == "75k"
     assert _steps(SimpleNamespace(steps_median=NEVER)) == "not reached"  # tables from before keep their word
+
+
+def test_the_difference_caption_explains_only_the_degenerate_labels_it_shows():
+    """Third referee: the caption explained 'Not tested (1/12 seeds differ)' at 6 vs 6 in a 10-vs-10 study where
+    no row was so labelled."""
+    from mtdqn.analysis.captions import differences_note
+
+    plain = pd.DataFrame({"estimable": [True], "untested": [""], "mde_alpha": [0.025], "test": ["welch"],
+                          "n": [10], "n_reference": [10]})
+    assert "Not tested (1/N" not in differences_note(plain) and "Not estimable" not in differences_note(plain)
+    odd = plain.assign(estimable=[False], untested=["one_seed"])
+    text = differences_note(odd)
+    assert "'Not estimable (no variation)'" in text and "'Not tested (1/N seeds differ)'" in text

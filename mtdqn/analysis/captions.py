@@ -79,6 +79,20 @@ def _window_lag(study: Study | None) -> str:
             "than its first crossing by more.")
 
 
+def _degenerate_rows_note(diffs: pd.DataFrame) -> str:
+    """What the table's degenerate labels mean, for the labels this table shows (a referee found the 6-vs-6
+    explanation of a case that did not occur in a 10-vs-10 study)."""
+    out = ""
+    if "estimable" in diffs and (~diffs["estimable"].astype(bool)).any():
+        out += (" 'Not estimable (no variation)': every seed of both sides gave one value, so there is no "
+                "interval and no test.")
+    if "untested" in diffs and (diffs["untested"] == "one_seed").any():
+        out += (" 'Not tested (1/N seeds differ)': every seed of both sides but one gave the same value; Welch's "
+                "t is then exactly 1 whatever that seed's deviation (p 0.363 at 6 vs 6), so the row gets no p, g or "
+                "detectable difference and stays out of the Holm family.")
+    return out
+
+
 def differences_note(diffs: pd.DataFrame) -> str:
     """The caption of the difference table: each test, the family, and the level the detectable size uses."""
     level = float(diffs["mde_alpha"].iloc[0]) if len(diffs) and "mde_alpha" in diffs else ALPHA
@@ -89,11 +103,7 @@ def differences_note(diffs: pd.DataFrame) -> str:
             "pooled seed SD with the small-sample correction, and for steps to threshold tested as censored times "
             "Gehan's concordance (c, in [-1, 1]): over every pair of a variant's and a reference's seed, the share "
             "in which the variant's certainly reached the threshold later minus the share earlier (negative: "
-            "faster). 'Not estimable (no variation)': every seed of both sides gave one "
-            "value, so there is no interval and no test. 'Not tested (1/12 seeds differ)': every seed of both "
-            "sides but one gave the same value; Welch's t is then exactly 1 whatever that seed's deviation "
-            "(p 0.363 at 6 vs 6), so the row gets no p, g or detectable difference and stays out of the Holm "
-            "family. Steps to threshold are censored times: a seed that never reached the threshold is known "
+            f"faster).{_degenerate_rows_note(diffs)} Steps to threshold are censored times: a seed that never reached the threshold is known "
             "only to need more than the budget (shown '>' the budget), one that reached it at the last "
             "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
             f"budget), tested with Gehan's generalized Wilcoxon test for censored data by "

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .fmt import detectable, gamma, interval, num, pvalue, steps
+from .fmt import detectable, gamma, interval, num, p_is, pvalue, steps
 from . import stats
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS, NEAR_RANDOM, UNTESTED, family_size, in_family
@@ -77,11 +77,11 @@ def compare_sentence(
                    f"{show(abs(diff.value))}" if certain else f"no clear difference between `{variant}` and "
                    f"`{reference}`")
         return (f"{what}: {verdict} (difference {d}, no interval: no spread within either variant{per_seed}; "
-                f"p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}, {counts}).")
+                f"{p_is(p)}, Holm-corrected {p_is(p_holm)}, {counts}).")
     ends = interval(diff.lo, diff.hi) if show is num else f"[{show(diff.lo)}, {show(diff.hi)}]"
     g = f"; Hedges' g {effect:+.2f}" if math.isfinite(effect) else ""
     tested = math.isfinite(p)
-    test = f"; p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}" if tested else ""
+    test = f"; {p_is(p)}, Holm-corrected {p_is(p_holm)}" if tested else ""
     stats_text = f"95% CI {ends}, {method}{test}{g}, {counts}"
     word = "higher" if diff.value > 0.0 else "lower"
     if tested and math.isfinite(p_holm) and p_holm < ALPHA and not diff.lo <= 0.0 <= diff.hi:
@@ -283,7 +283,7 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
                f"`{v}` {'slower' if row['diff'] > 0 else 'faster'} than `{ref}`")
     return (f"{what}: {verdict}: {reached} ({per_seed}); restricted mean steps (unreached counted as the "
             f"budget) differ by {signed(row['diff'], steps)}; Gehan's test for censored times by permutation "
-            f"p = {pvalue(p)}, Holm-corrected p = {pvalue(p_holm)}{_concordance(row)}, n = {n} vs {nr} seeds.")
+            f"{p_is(p)}, Holm-corrected {p_is(p_holm)}{_concordance(row)}, n = {n} vs {nr} seeds.")
 
 
 def _concordance(row: pd.Series) -> str:

@@ -10,7 +10,7 @@ import math
 
 from .stats import MIN_SEEDS
 
-__all__ = ["num", "interval", "values", "estimate", "steps", "detectable", "gamma", "pvalue"]
+__all__ = ["num", "interval", "values", "estimate", "steps", "detectable", "gamma", "pvalue", "p_is"]
 
 
 def _finite(x: float | None) -> bool:
@@ -112,6 +112,12 @@ def detectable(mde: float | None, max_diff: float | None, show=None, n: int | No
     if _finite(max_diff) and float(mde) > float(max_diff):
         return f"none within the range (needs {show(mde)}, range allows {show(max_diff)})"
     return show(mde)
+
+
+def p_is(p: float | None) -> str:
+    """'p = 0.012', 'p < 0.001' (not 'p = < 0.001'), 'p n/a': a p-value in a sentence."""
+    text = pvalue(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}" if text != "n/a" else "p n/a"
 
 
 def pvalue(p: float | None) -> str:
