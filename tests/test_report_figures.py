@@ -289,3 +289,16 @@ def test_every_axis_of_every_figure_is_labelled():
     for fig in figs:
         for ax in fig.axes:
             assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+
+
+def test_cka_figure_draws_the_chance_level_where_recorded():
+    """Third referee: cka.png had no chance reference; an x marks it where the runs recorded it."""
+    from mtdqn.analysis.plots import cka_pairs
+
+    row = {"variant": "shared", "task_a": "A", "task_b": "B", "mean": 0.6, "lo": 0.5, "hi": 0.7, "n": 5,
+           "init_mean": 0.9}
+    with_chance = cka_pairs(pd.DataFrame([{**row, "chance_mean": 0.45}]), ("shared",))
+    markers = [line.get_marker() for line in with_chance.axes[0].get_lines()]
+    assert "x" in markers
+    without = cka_pairs(pd.DataFrame([row]), ("shared",))
+    assert "x" not in [line.get_marker() for line in without.axes[0].get_lines()]

@@ -390,7 +390,8 @@ def grad_norms_weights(curve: pd.DataFrame, variant: str, tasks: tuple[str, ...]
 
 def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     """Linear CKA per task pair (one row each) and variant: trained (dot, with seeds as small marks when
-    recorded) beside the untrained network (hollow marker), on [0, 1]."""
+    recorded) beside the untrained network (hollow marker) and, where recorded, the chance level (x: the
+    trained features with the states' pairing shuffled), on [0, 1]."""
     pairs = list(dict.fromkeys(zip(cka["task_a"], cka["task_b"])))
     fig, axes = _figure(1, width=7.5, height=1.4 + 0.35 * len(pairs) * max(1, len(variants)))
     ax = axes[0]
@@ -411,6 +412,9 @@ def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
             if np.isfinite(r["init_mean"]):
                 ax.plot(r["init_mean"], y, "o", mfc="none", color=_color(variants.index(v)),
                         label=f"{v} at init" if j == 0 else None)
+            if np.isfinite(r.get("chance_mean", np.nan)):
+                ax.plot(r["chance_mean"], y, "x", color=_color(variants.index(v)),
+                        label=f"{v} chance (pairing shuffled)" if j == 0 else None)
     ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
     ax.set_ylabel("task pair")
     ax.set(xlim=(0.0, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")

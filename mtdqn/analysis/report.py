@@ -352,7 +352,8 @@ def _why(study: Study, c: _Computed) -> Section:
         blocks += [Table("Linear CKA of trunk features between tasks, on every task's states pooled",
                          display.cka(d["cka"]), _cka_caption(d["cka"])),
                    Image("cka", f"Linear CKA per task pair ({_CKA_PROBE[shown['states'].iloc[0]]}): trained "
-                         "(filled) and at initialization (hollow).",
+                         "(filled), at initialization (hollow) and, where the runs recorded it, chance (x: the "
+                         "trained features with the states' pairing shuffled).",
                          plots.to_png(plots.cka_pairs(shown, study.variants)))]
     return Section("Why: gradient conflict, affinity and representations", tuple(blocks))
 
