@@ -73,7 +73,7 @@ class NetworkConfig:
     (D'Eramo et al. 2020's multi-task network)."""
     feature_norm: Literal["none", "rms"] = "none"
     """rms: scale each sample's output of the trunk's last layer to unit RMS before its activation (for moe:K,
-    each expert's output before the mixing), as moore:K's Gram–Schmidt basis is (moore:K always: no change
+    each expert's output before the mixing), as moore:K's Gram–Schmidt basis is (moore:K always, so refused
     there).  The ablation that separates MOORE's normalization from its orthogonality."""
     init: Init = "lecun"
     """Initial weights: lecun (LeCun-normal kernels, zero biases: flax's defaults) or deramo (D'Eramo et al.
@@ -249,6 +249,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
     if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
         raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
+    if cfg.network.feature_norm not in ("none", "rms"):
+        raise ConfigError(f"--feature-norm must be none or rms, got {cfg.network.feature_norm!r}")
+    if cfg.network.feature_norm == "rms" and cfg.network.sharing.startswith("moore:"):
+        raise ConfigError("--feature-norm rms with --sharing moore:K changes nothing: moore's experts are scaled to "
+                          "unit RMS already")
     if cfg.network.init not in typing.get_args(Init):
         raise ConfigError(f"--init must be one of {', '.join(typing.get_args(Init))}, got {cfg.network.init!r}")
     if not (math.isfinite(d.dropout) and 0.0 <= d.dropout < 1.0):

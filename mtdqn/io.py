@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -81,9 +82,16 @@ def changed_package_files(first: str, second: str) -> list[str] | None:
     """Paths under ``mtdqn/`` that differ between two git revisions of this source tree (relative to it), or
     None when they cannot be compared (no checkout, an unknown revision): what a study whose cells trained at
     two revisions must tell its reader."""
+    if not all(re.fullmatch(r"[0-9a-f]{7,40}", rev) for rev in (first, second)):  # a record's text, not options
+        return None
+    root = Path(__file__).parent.parent
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
+                             timeout=10)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return None  # an installed copy inside some other repository: its history is not ours
         out = subprocess.run(["git", "diff", "--name-only", first, second, "--", "mtdqn/"],
-                             cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=10)
+                             cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:

@@ -18,7 +18,7 @@ from mtdqn.networks import (
     count_params, describe_architecture, init_params, make_architecture, q_values, split_shared, torso_features,
 )
 from mtdqn.networks.experts import orthonormalize
-from mtdqn.networks.model import expert_outputs
+from mtdqn.networks.model import _trunk, expert_outputs
 from mtdqn.tasks import make_task_set
 from mtdqn.train.agent import describe, make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
@@ -221,8 +221,22 @@ def test_feature_norm_rms_makes_the_features_blind_to_the_last_layers_scale(shar
         a = np.asarray(features(params, obs))
         b = np.asarray(features(_last_layer_scaled(params, arch, 3.0, expert), obs))
         assert np.isfinite(a).all() and (a > 0).any()
+        if norm == "rms" and expert is None:  # relu of a unit-RMS vector: its pre-activation had mean square 1
+            layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
+            raw = np.asarray(_trunk(arch, params, obs.astype(jnp.float32), layers, None, drop_last=False))
+            scaled = raw / np.sqrt((raw ** 2).mean(-1, keepdims=True))
+            np.testing.assert_allclose(a, np.maximum(scaled, 0.0), rtol=1e-4, atol=1e-5)
         assert np.allclose(a, b, rtol=1e-4, atol=1e-5) == blind, (norm, np.abs(a - b).max())
     agent = make_agent(dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, sharing=sharing,
                                                                            feature_norm="rms")))
     assert "(features at unit RMS)" in describe(agent)
     assert "unit RMS" in "\n".join(describe_architecture(agent.arch))  # the report's Methods say it too
+
+
+def test_feature_norm_rms_on_moore_is_refused():
+    from mtdqn.config import validate
+
+    network = dataclasses.replace(VECTOR.network, sharing="moore:2", feature_norm="rms")
+    cfg = dataclasses.replace(VECTOR, network=network)
+    with pytest.raises(ConfigError, match="moore's experts are scaled to unit RMS already"):
+        validate(cfg)

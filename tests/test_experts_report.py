@@ -239,13 +239,17 @@ def test_gram_schmidt_from_the_recorded_sharing_else_from_the_data():
 
 def test_the_between_task_divergence_has_an_across_seed_baseline():
     """Third referee: moore's between-task JS divergence 0.122 sat beside an across-seed 0.132 for one task, so
-    the tasks differed no more than a task from itself: the summary now shows that baseline, sorting labels
-    where they switch between seeds."""
-    from mtdqn.analysis.experts import across_seed_divergence, js_divergence
+    the tasks differed no more than a task from itself: the summary shows that baseline for ordered experts.
+    A review: for moe, whose labels switch between seeds, sorting or relabelling biases any baseline low, so
+    none is given."""
+    from mtdqn.analysis.experts import across_seed_divergence, between_task_divergence, js_divergence
 
     one = np.array([[0.9, 0.1], [0.2, 0.8]])  # seed 0: two tasks
-    two = np.array([[0.1, 0.9], [0.8, 0.2]])  # seed 1: the same mixtures, labels switched
-    assert across_seed_divergence({0: one, 1: two}, ordered=False) == pytest.approx(0.0, abs=1e-12)
-    ordered = across_seed_divergence({0: one, 1: two}, ordered=True)
-    assert ordered == pytest.approx(np.mean([js_divergence(one[t], two[t]) for t in range(2)])) and ordered > 0.3
-    assert np.isnan(across_seed_divergence({0: one}, ordered=True))
+    two = np.array([[0.1, 0.9], [0.8, 0.2]])  # seed 1
+    assert across_seed_divergence({0: one, 1: two}) == pytest.approx(
+        np.mean([js_divergence(one[t], two[t]) for t in range(2)]))
+    assert np.isnan(across_seed_divergence({0: one}))
+    rng = np.random.default_rng(0)  # tasks with no specialization: both sides measure the same noise
+    seeds = {s: rng.dirichlet([1.0, 1.0], size=3) for s in range(40)}
+    between = np.mean([between_task_divergence(w) for w in seeds.values()])
+    assert across_seed_divergence(seeds) == pytest.approx(between, rel=0.2)

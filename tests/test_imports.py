@@ -118,3 +118,24 @@ def test_the_checks_see_what_they_check(tmp_path):
     assert "mtdqn.tasks.registry" not in edges["mtdqn.tasks.envs"]  # TYPE_CHECKING only
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_report_knows_which_analysis_modules_training_runs():
+    """A report calls a revision change confined to mtdqn/analysis/ harmless to the cells' numbers, except for
+    USED_IN_TRAINING; a review found three modules outside the reports using analysis code (the CKA a run
+    writes, a tune's objective, a groups study's partitions).  Every analysis module code outside the reports
+    reaches must be in that list (report writers themselves aside)."""
+    from mtdqn.analysis.methods import USED_IN_TRAINING
+
+    edges, _ = _graph()
+    writers = {"mtdqn.analysis", "mtdqn.analysis.report", "mtdqn.analysis.group_report", "mtdqn.analysis.transfer"}
+    used = set()
+    for module, targets in edges.items():
+        if module.startswith("mtdqn.analysis") or module == "mtdqn.tune.report":  # the tune's report writer
+            continue
+        for target in targets:
+            if target.startswith("mtdqn.analysis") and target not in writers:
+                used |= {target} | {m for m in _reachable(edges, target) if m.startswith("mtdqn.analysis")}
+    files = {m.removeprefix("mtdqn.").replace(".", "/") + ".py" for m in used}
+    assert files <= set(USED_IN_TRAINING), sorted(files - set(USED_IN_TRAINING))
+    assert "analysis/stats.py" in files  # the check sees the CKA's import

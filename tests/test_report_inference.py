@@ -189,6 +189,19 @@ def test_permutation_tests_enumerate_every_split_of_ten_against_ten_and_say_when
     assert stats.permutation_wording(False).startswith("Monte Carlo permutation")
     table = pd.DataFrame({"n": [10, 12], "n_reference": [10, 12]})
     assert stats.permutations_exact(table.iloc[:1]) and not stats.permutations_exact(table)
+    # a non-extreme case against brute force over all C(11, 5) = 462 splits, written out plainly
+    import itertools
+
+    a, b = rng.normal(0.3, 1.0, (5, 3)), rng.normal(0.0, 1.0, (6, 3))
+    pooled = np.concatenate([a, b])
+    for statistic, fn in (("IQM", rlm.aggregate_iqm), ("mean", rlm.aggregate_mean)):
+        gaps = []
+        for first in itertools.combinations(range(11), 5):
+            rest = [i for i in range(11) if i not in first]
+            gaps.append(abs(fn(pooled[list(first)]) - fn(pooled[rest])))
+        observed = abs(fn(a) - fn(b))
+        expected = np.mean(np.asarray(gaps) >= observed - 1e-12)
+        assert permutation_test(a, b, statistic).p == pytest.approx(expected) and 0.05 < expected < 1
 
 
 @pytest.mark.slow

@@ -532,7 +532,9 @@ def test_mixed_revisions_say_whether_the_training_code_changed(monkeypatch):
     assert "only the report's code changed (2 file(s) under mtdqn/analysis/" in methods._code_change(["r", "a"])
     text = methods._code_change(["r", "b"])
     assert "the code that trains changed (mtdqn/: train/step.py)" in text and "plots" not in text
-    assert "the trained code is the same" in methods._code_change(["r", "c"])
+    assert "the trained committed code is the same" in methods._code_change(["r", "c"])
+    changed["e"] = ["analysis/stats.py"]  # the CKA a run writes uses it: not report-only (a review)
+    assert "the code that trains changed (mtdqn/: analysis/stats.py)" in methods._code_change(["r", "e"])
     assert "cannot compare the revisions" in methods._code_change(["r", "d"])
     assert "cannot compare" in methods._code_change(["r", "a", "d"])  # one revision git cannot read is enough
 
@@ -548,9 +550,11 @@ def test_the_conclusion_names_what_moore_also_changes_and_that_conflict_does_not
     assert "does not explain" not in _why(conflict, False)
     structures = {"moore:2": "moore:2", "shared": "shared", "mine": "moe:2"}
     text = _confounds(["moore:2", "mine"], structures, "shared")
-    assert "scales each sample's mixed features to unit RMS" in text and "`moe:2` variant has the same trunks" in text
+    assert "scales each expert's orthonormalized output to unit RMS" in text and "`--feature-norm rms`" in text
+    assert "`moe:2`, which is then `moore:2` without its orthogonality" in text
     assert "`mine`" not in text  # a mixture without Gram-Schmidt changes no scaling
     assert _confounds(["moore:2"], {**structures, "shared": "moore:3"}, "shared") == ""  # moore vs moore
+    assert _confounds(["moore:2"], {**structures, "shared": "shared+rms"}, "shared") == ""  # the same scale
 
 
 def test_methods_state_the_schedule_the_loop_ran():
@@ -662,3 +666,16 @@ def test_the_difference_caption_explains_only_the_degenerate_labels_it_shows():
     odd = plain.assign(estimable=[False], untested=["one_seed"])
     text = differences_note(odd)
     assert "'Not estimable (no variation)'" in text and "'Not tested (1/N seeds differ)'" in text
+
+
+
+def test_a_steps_finding_takes_its_direction_from_gehans_concordance():
+    """Review: eight seeds at 10 steps and two unreached (restricted mean 28) against ten at 20: the restricted
+    means say slower, Gehan's test (c -0.60) says faster; the sentence follows the test."""
+    from mtdqn.analysis.findings import _steps_sentence
+
+    row = pd.Series({"variant": "v", "reference": "r", "n": 10, "n_reference": 10, "reached": 8,
+                     "reached_reference": 10, "values": "…", "values_reference": "…", "untested": "", "p": 0.011,
+                     "p_holm": 0.011, "diff": 8.0, "effect": -0.6})
+    text = _steps_sentence("Env steps to threshold on T", row)
+    assert "`v` faster than `r`" in text and "slower" not in text

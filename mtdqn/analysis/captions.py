@@ -15,7 +15,8 @@ from . import fmt, plots, stats
 from .findings import ALPHA, alpha_text
 from .load import Study
 
-__all__ = ["auc_steps", "thresholds_text", "reach_definition", "differences_note", "PERCENTILE_COVERAGE", "percentile_caveat",
+__all__ = ["auc_steps", "thresholds_text", "reach_definition", "differences_note", "PERCENTILE_COVERAGE",
+           "percentile_caveat",
            "WEIGHT_WORD", "final_scores", "conflict_curves"]
 
 
@@ -103,7 +104,8 @@ def differences_note(diffs: pd.DataFrame) -> str:
             "pooled seed SD with the small-sample correction, and for steps to threshold tested as censored times "
             "Gehan's concordance (c, in [-1, 1]): over every pair of a variant's and a reference's seed, the share "
             "in which the variant's certainly reached the threshold later minus the share earlier (negative: "
-            f"faster).{_degenerate_rows_note(diffs)} Steps to threshold are censored times: a seed that never reached the threshold is known "
+            f"faster).{_degenerate_rows_note(diffs)} Steps to threshold are censored times: a seed that never "
+            "reached the threshold is known "
             "only to need more than the budget (shown '>' the budget), one that reached it at the last "
             "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
             f"budget), tested with Gehan's generalized Wilcoxon test for censored data by "

@@ -174,19 +174,26 @@ def _why(conflict: pd.DataFrame, found: bool) -> str:
     return "Why: " + "; ".join(parts) + tail + "."
 
 
+def _normalized(structure: str) -> bool:
+    """Whether a variant's features come at unit-RMS scale: ``moore:K`` (its basis) or ``--feature-norm rms``."""
+    return structure.startswith("moore:") or structure.endswith("+rms")
+
+
 def _confounds(found_variants: list[str], structures: dict[str, str], reference: str) -> str:
-    """What else a variant with a finding changes beside what its name says, from its recorded sharing: MOORE's
-    Gram–Schmidt comes with unit-RMS scaling of the mixed features and K expert trunks, so a finding against a
-    one-trunk reference is not yet about orthogonality (the third referee's point; the ablation is named)."""
+    """What else a variant with a finding changes beside what its name says, from its recorded structure
+    (``--sharing``, with '+rms' for ``--feature-norm rms``): MOORE's Gram–Schmidt comes with unit-RMS scaled
+    expert outputs and K expert trunks, so a finding against a reference without that scale is not yet about
+    orthogonality (the third referee's point; the ablations are named)."""
     out = []
     for v in found_variants:
-        sharing = structures.get(v, "")
-        if sharing.startswith("moore:") and not structures.get(reference, "").startswith("moore:"):
-            k = sharing.split(":", 1)[1]
+        structure = structures.get(v, "")
+        if structure.startswith("moore:") and not _normalized(structures.get(reference, "")):
+            k = structure.split(":", 1)[1].split("+", 1)[0]
             out.append(f"`{v}` differs from `{reference}` in more than orthogonal experts: it also scales each "
-                       f"sample's mixed features to unit RMS and trains {k} expert trunks (a `moe:{k}` variant has "
-                       "the same trunks and parameters without Gram–Schmidt or the scaling); a shared trunk with the same scaling is the ablation "
-                       "that would separate orthogonality from normalization.")
+                       f"expert's orthonormalized output to unit RMS before the mixing and trains {k} expert trunks; "
+                       f"`--feature-norm rms` gives the same scale without Gram–Schmidt (on a shared trunk, or on "
+                       f"`moe:{k}`, which is then `{v}` without its orthogonality): the ablations that separate "
+                       "orthogonality from normalization.")
     return " ".join(out)
 
 

@@ -151,18 +151,17 @@ def between_task_divergence(weights: np.ndarray) -> float:
     return float(np.mean([js_divergence(weights[i], weights[j]) for i, j in pairs])) if pairs else math.nan
 
 
-def across_seed_divergence(by_seed: dict[int, np.ndarray], ordered: bool) -> float:
-    """The between-task divergence's baseline: the mean over tasks and pairs of seeds of the JS divergence between
-    one task's weights in two seeds, from each seed's (tasks, experts) weights.  How much a task's mixture varies
-    with the seed alone; tasks that specialize differ from one another by more than this (a referee found
-    moore's between-task 0.122 beside an across-seed 0.132).  Without Gram–Schmidt (``ordered`` False) expert
-    labels switch between seeds, so each weight vector is sorted first.  NaN below two seeds."""
+def across_seed_divergence(by_seed: dict[int, np.ndarray]) -> float:
+    """The between-task divergence's baseline for ordered experts (Gram–Schmidt): the mean over tasks and pairs
+    of seeds of the JS divergence between one task's weights in two seeds, from each seed's (tasks, experts)
+    weights.  How much a task's mixture varies with the seed alone; tasks that specialize differ from one
+    another by more than this (a referee found moore's between-task 0.122 beside an across-seed 0.132).
+    Without Gram–Schmidt expert labels switch between seeds and no relabelling gives an unbiased baseline (the
+    best of K! relabellings halved it on random mixtures), so there is none: callers pass ordered runs only.
+    NaN below two seeds."""
     seeds = sorted(by_seed)
-    if len(seeds) < 2:
-        return math.nan
-    comparable = {s: by_seed[s] if ordered else -np.sort(-by_seed[s], axis=1) for s in seeds}
-    values = [js_divergence(comparable[a][t], comparable[b][t]) for a, b in itertools.combinations(seeds, 2)
-              for t in range(min(len(comparable[a]), len(comparable[b])))]
+    values = [js_divergence(by_seed[s][t], by_seed[u][t]) for s, u in itertools.combinations(seeds, 2)
+              for t in range(min(len(by_seed[s]), len(by_seed[u])))]
     return float(np.mean(values)) if values else math.nan
 
 
@@ -242,8 +241,8 @@ def _summary_rows(m: _Mixture, tasks: tuple[str, ...]) -> list[dict]:
         row |= _est_columns("divergence", between["divergence"].to_numpy(np.float64) if everywhere
                             else np.array([]), ranges.FRACTION)
         row["one_expert_seeds"] = float(between["one_expert"].sum()) if everywhere else math.nan
-        row["divergence_across_seeds"] = (across_seed_divergence(_weight_matrices(_last_step(ex)), m.gram_schmidt)
-                                          if everywhere else math.nan)
+        row["divergence_across_seeds"] = (across_seed_divergence(_weight_matrices(_last_step(ex)))
+                                          if everywhere and m.gram_schmidt else math.nan)
         rows.append({**row, "n": entropy.n})
     return rows
 
@@ -348,8 +347,9 @@ def summary_caption() -> str:
             "task can concentrate on the same expert. Specialization, the tasks using different experts, is the "
             "between-task divergence: per seed the mean over task pairs of the Jensen–Shannon divergence (base 2) "
             "between two tasks' weights, 0 when the tasks mix the experts alike, 1 when they use disjoint experts, "
-            "beside its baseline, the same divergence between one task's weights in two seeds (labels sorted "
-            "where they switch between seeds): tasks specialize only as far as they differ by more than a task "
+            "beside its baseline, the same divergence between one task's weights in two seeds (with Gram–Schmidt "
+            "only: without it expert labels switch between seeds and no relabelling gives a fair baseline, so "
+            "'n/a'): tasks specialize only as far as they differ by more than a task "
             "differs from itself across seeds; "
             f"and the seeds in which one expert has more than {MAJORITY:g} of the weight in every task (all "
             "tasks leaning on one shared expert). Mixing weights: with Gram–Schmidt (`moore:K`) the experts are "

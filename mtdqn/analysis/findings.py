@@ -143,7 +143,8 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
     rest = f" Not tested: {total} in all: {'; '.join(untested)}." if untested else ""
     return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test, "
             "for steps to threshold Gehan's test for censored times; aggregate IQM and mean: "
-            f"{stats.permutation_wording(stats.permutations_exact(differences, improvement))}), corrected together by Holm-Bonferroni for a family-wise error rate of "
+            f"{stats.permutation_wording(stats.permutations_exact(differences, improvement))}), corrected together "
+            "by Holm-Bonferroni for a family-wise error rate of "
             f"{ALPHA:g}: a difference is called higher or lower only when its corrected p is below it, and "
             "'suggestive only' when just the uncorrected p is. Probabilities of improvement are descriptive, not "
             f"tested.{rest}")
@@ -243,12 +244,14 @@ def _aggregate_sentences(row: pd.Series, reference: str) -> list[str]:
         diff = Estimate(row[f"{key}_diff"], row[f"{key}_diff_lo"], row[f"{key}_diff_hi"], n)
         if not _in_family(row, f"{key}_p") and math.isfinite(_get(row, f"{key}_p_min")):  # Tarone left it out
             out.append(f"Aggregate {label} of {what}: not tested, `{v}` − `{reference}` {signed(diff.value)} "
-                       f"(95% CI {interval(diff.lo, diff.hi)}, {aggregate_method(n, nr)}, n = {n} vs {nr} seeds): no split "
+                       f"(95% CI {interval(diff.lo, diff.hi)}, {aggregate_method(n, nr)}, n = {n} vs {nr} seeds): "
+                       "no split "
                        f"of these runs could give the permutation test a p below {pvalue(_get(row, f'{key}_p_min'))}, "
                        f"above {ALPHA:g}/K = {ALPHA:g}/{int(_get(row, 'tarone_k'))}, the level Tarone's rule sets, "
                        f"so it is left out of the comparisons{_uncorrected(_get(row, f'{key}_p'))}.")
         else:
-            out.append(compare_sentence(f"Aggregate {label} of {what}", v, reference, diff, n, nr, aggregate_method(n, nr),
+            out.append(compare_sentence(f"Aggregate {label} of {what}", v, reference, diff, n, nr,
+                                        aggregate_method(n, nr),
                                         p=_get(row, f"{key}_p"), p_holm=_get(row, f"{key}_p_holm")))
     return [*out, _poi_sentence(row)]
 
@@ -278,9 +281,13 @@ def _steps_sentence(what: str, row: pd.Series) -> str:
                 f"{ALPHA:g}/{int(_get(row, 'tarone_k'))}, so it cannot reach significance at the level Tarone's "
                 f"rule sets and is left out of the comparisons{_uncorrected(_get(row, 'p'))}.")
     p, p_holm = _get(row, "p"), _get(row, "p_holm")
+    # the direction Gehan's test tested: its concordance's sign, which the restricted means can contradict (two
+    # unreached seeds counted at the budget can outweigh eight faster ones)
+    c = _get(row, "effect")
+    slower = c > 0 if math.isfinite(c) and c != 0 else row["diff"] > 0
     verdict = ("no clear difference" if not (math.isfinite(p) and p < ALPHA) else
-               f"`{v}` {'slower' if row['diff'] > 0 else 'faster'}, suggestive only" if not p_holm < ALPHA else
-               f"`{v}` {'slower' if row['diff'] > 0 else 'faster'} than `{ref}`")
+               f"`{v}` {'slower' if slower else 'faster'}, suggestive only" if not p_holm < ALPHA else
+               f"`{v}` {'slower' if slower else 'faster'} than `{ref}`")
     return (f"{what}: {verdict}: {reached} ({per_seed}); restricted mean steps (unreached counted as the "
             f"budget) differ by {signed(row['diff'], steps)}; Gehan's test for censored times by permutation "
             f"{p_is(p)}, Holm-corrected {p_is(p_holm)}{_concordance(row)}, n = {n} vs {nr} seeds.")

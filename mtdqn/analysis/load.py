@@ -68,6 +68,12 @@ class Cell:
         return self.status == "ok"
 
     @property
+    def feature_norm(self) -> str:
+        """The run's ``--feature-norm`` as recorded in config.json ('none' where absent: its default)."""
+        network = self.record.get("config", {}).get("network", {})
+        return str(network.get("feature_norm", "none")) if isinstance(network, dict) else "none"
+
+    @property
     def sharing(self) -> str:
         """The run's ``--sharing`` as recorded (summary.json, else config.json); '' where neither has it."""
         network = self.record.get("config", {}).get("network", {})

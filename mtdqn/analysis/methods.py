@@ -263,8 +263,13 @@ def _revisions_text(study: Study) -> str:
 
 
 REPORT_ONLY = "analysis/"
-"""The part of the package that writes reports from run directories and never trains (tests/test_imports.py:
-``analysis`` never imports ``train``): a change confined to it cannot make two cells' numbers differ."""
+"""The part of the package that writes reports from run directories (tests/test_imports.py: ``analysis`` never
+imports ``train``); a change there cannot change what a run records unless it is in USED_IN_TRAINING."""
+USED_IN_TRAINING = ("analysis/stats.py", "analysis/ranges.py", "analysis/anchors.py", "analysis/groups.py",
+                    "analysis/group_scores.py")
+"""The analysis modules code outside the reports runs (and those they import): the CKA a run writes
+(``diagnostics``: stats), a tune's pruning objective (stats, anchors, ranges), a groups study's choice of
+partitions (groups, group_scores).  tests/test_imports.py keeps the list complete."""
 
 
 def _code_change(revisions: list[str]) -> str:
@@ -278,12 +283,14 @@ def _code_change(revisions: list[str]) -> str:
             return ("a difference between variants trained at different revisions can come from the code change "
                     "as well as from the variant (this checkout cannot compare the revisions).")
         changed.update(files)
-    training = sorted(f for f in changed if not f.startswith(REPORT_ONLY))
+    training = sorted(f for f in changed if not f.startswith(REPORT_ONLY) or f in USED_IN_TRAINING)
     if not changed:
-        return "nothing under mtdqn/ differs between them, so the trained code is the same."
+        return ("nothing under mtdqn/ differs between them, so the trained committed code is the same (changes "
+                "not committed when a cell trained are not recorded).")
     if not training:
-        return (f"between them only the report's code changed ({len(changed)} file(s) under mtdqn/{REPORT_ONLY}, "
-                "which never trains), so every cell trained the same code.")
+        return (f"between them only the report's code changed ({len(changed)} file(s) under mtdqn/{REPORT_ONLY} "
+                "that nothing outside the reports runs), so every cell trained the same committed code (changes "
+                "not committed when a cell trained are not recorded).")
     shown = ", ".join(training[:8]) + (f" and {len(training) - 8} more" if len(training) > 8 else "")
     return (f"between them the code that trains changed (mtdqn/: {shown}), so a difference between variants "
             "trained at different revisions can come from the code change as well as from the variant.")

@@ -54,7 +54,7 @@ def _compute(study: Study, window: int, reps: int, seed: int) -> _Computed:
     d = {
         "cells": tables.cells_table(study),
         "per_seed": per_seed,
-        "per_task": tables.per_task_table(per_seed, reps, seed, study.steps),
+        "per_task": tables.per_task_table(per_seed, reps, seed, budget),
         "differences": tables.difference_table(per_seed, study.reference, budget, reps, seed,
                                                scores.metric_order(headline))
         if ref_ok else pd.DataFrame(columns=tables.DIFF_COLUMNS),
@@ -404,7 +404,8 @@ def _expert_blocks(study: Study, c: _Computed) -> list:
               experts.summary_caption()),
         Image("experts_curves", "Mixture-of-experts variants over training: entropy of the mixing weights as a share "
               "of log K (mean over tasks; low: concentrated, not necessarily specialized) and the mean cosine between "
-              "experts (dashed: before Gram–Schmidt), 95% bands over seeds.", plots.to_png(plots.expert_curves(d["experts_curve"], study.variants)))]
+              "experts (dashed: before Gram–Schmidt), 95% bands over seeds.",
+              plots.to_png(plots.expert_curves(d["experts_curve"], study.variants)))]
     for v in pd.unique(d["experts"]["variant"]):
         blocks.append(Image(f"mixing_weights_{_slug(v)}",
                             experts.mixing_caption(d["experts"], v),
@@ -486,7 +487,8 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     study_dir = Path(study_dir)
     study = load_study(study_dir)
     c = _compute(study, smooth_window, reps, seed)
-    structures = {v: study.cells[v].sharing for v in study.ok_variants}
+    structures = {v: study.cells[v].sharing + ("+rms" if study.cells[v].feature_norm == "rms" else "")
+                  for v in study.ok_variants}
     summary = conclusion(study.reference, c.data["differences"], c.data["improvement"], c.data["conflict_summary"],
                          c.headline_metric, structures) if study.reference in study.ok_variants else ""
     sections = [_overview(study, c), Section("Findings", ((Text(summary),) if summary else ())

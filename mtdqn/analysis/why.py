@@ -445,7 +445,8 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
                 vs = stats.Estimate(vs.value, np.nan, np.nan, vs.n)
             chance = float(g[chance_column].mean()) if chance_column in g else np.nan
             rows.append({"variant": v, "task_a": a, "task_b": b, **_est_row(trained, ranges.CKA),
-                         "chance_mean": chance, "init_mean": float(init.mean()), "change_mean": change.value, "change_lo": change.lo,
+                         "chance_mean": chance, "init_mean": float(init.mean()), "change_mean": change.value,
+                         "change_lo": change.lo,
                          "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
                          "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
                          "reference": reference or "", "states": states})

@@ -7,7 +7,8 @@ draw over the cells that pass is the same distribution, and that is what
 (see :class:`~mtdqn.tasks.minigrid.core.EnvState`).
 
 Every random number a layout needs comes from one ``jax.random.bits`` call
-(:func:`_draws`): gymnax's ``step`` computes a reset at every step (and keeps
+(:func:`_draws`; MultiRoom: one per room-placement attempt, and one for the
+rest): gymnax's ``step`` computes a reset at every step (and keeps
 it where an episode ended), and each ``jax.random.randint``, ``split`` or
 ``permutation`` call is its own threefry hash to compile and run.  One call
 per layout made a MemoryS11 reset compile in 0.25 s instead of 1.0 s and run
