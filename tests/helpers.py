@@ -140,3 +140,25 @@ def assert_wrapper_steps_as_its_game(wrapped, game, params, actions, keys) -> No
     assert alive.sum() > 10
     for w, g in ((w_obs, g_obs), (w_r, g_r), (w_term, g_term), (executed, actions)):
         np.testing.assert_array_equal(np.asarray(w)[alive], np.asarray(g)[alive])
+
+
+def _drawn_ticks(ax) -> list:
+    """The tick labels of `ax` inside its view (the locator also returns the next tick past each end, not drawn)."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    return ([t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]
+            + [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1])
+
+
+def labels_outside(fig) -> list[str]:
+    """The axis labels, titles and drawn tick labels of `fig` not wholly inside the figure (a clipped label):
+    [] when every one is."""
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    clipped = []
+    for ax in fig.axes:
+        for t in [ax.yaxis.label, ax.xaxis.label, ax.title, *_drawn_ticks(ax)]:
+            if t.get_text() and t.get_visible():
+                e = t.get_window_extent(renderer)
+                if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
+                    clipped.append(t.get_text())
+    return clipped

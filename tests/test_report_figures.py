@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection
+from helpers import labels_outside
 from matplotlib.lines import Line2D
 
 from mtdqn.analysis import captions, plots
@@ -68,27 +69,6 @@ def _distinct_where_equal(lines: list[Line2D]) -> bool:
             if same_look and _marked_x(a) & _marked_x(b):
                 return False
     return True
-
-
-def _drawn_ticks(ax) -> list:
-    """The tick labels of `ax` inside its view (the locator also returns the next tick past each end, not drawn)."""
-    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
-    return ([t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]
-            + [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1])
-
-
-def _texts_inside(fig) -> list[str]:
-    """Every axis label, title and drawn tick label of `fig` wholly inside the figure (else its text)."""
-    fig.canvas.draw()
-    renderer, box = fig.canvas.get_renderer(), fig.bbox
-    clipped = []
-    for ax in fig.axes:
-        for t in [ax.yaxis.label, ax.xaxis.label, ax.title, *_drawn_ticks(ax)]:
-            if t.get_text() and t.get_visible():
-                e = t.get_window_extent(renderer)
-                if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
-                    clipped.append(t.get_text())
-    return clipped
 
 
 # ---------------------------------------------------------------- 1. conflict curves
@@ -191,7 +171,7 @@ def test_normalized_score_axis_names_the_reference_anchor_not_the_reference_vari
     for ax in fig.axes:
         label = ax.get_xlabel()
         assert "reference anchor" in label and "0 = random" in label and "1 = reference anchor" in label
-    assert _texts_inside(fig) == []
+    assert labels_outside(fig) == []
 
 
 def test_normalized_score_axis_spans_both_anchors():
@@ -211,7 +191,7 @@ def test_probability_of_improvement_labels_both_axes_inside_the_figure():
                         "poi_lo": [0.78, 0.37], "poi_hi": [0.93, 0.64]})
     fig = plots.improvement_bars(imp, ("shared", "moe", "moore"))
     assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel()
-    assert _texts_inside(fig) == []
+    assert labels_outside(fig) == []
 
 
 def _grad_tasks_curve() -> pd.DataFrame:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import labels_outside
 from scipy import stats as sps
 
 from mtdqn.analysis import stats, tables
@@ -227,20 +228,6 @@ def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
     assert "before the projection" in md  # conflict is measured on the pre-surgery gradients
 
 
-def _texts_inside(fig) -> list[str]:
-    """Every axis label, title and tick label of `fig` drawn wholly inside the figure (else its text)."""
-    fig.canvas.draw()
-    renderer, box = fig.canvas.get_renderer(), fig.bbox
-    clipped = []
-    for ax in fig.axes:
-        for t in [ax.yaxis.label, ax.xaxis.label, ax.title, *ax.get_yticklabels(), *ax.get_xticklabels()]:
-            if t.get_text() and t.get_visible():
-                e = t.get_window_extent(renderer)
-                if e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1:
-                    clipped.append(t.get_text())
-    return clipped
-
-
 def test_figures_clip_no_label_hide_no_line_and_smooth_locally():
     """Referee 12: the probability-of-improvement y label was clipped; MountainCar's -200 lines lay on one
     another (and on the axis); the training curves' MA5 over 6 windows was nearly a cumulative mean."""
@@ -248,7 +235,7 @@ def test_figures_clip_no_label_hide_no_line_and_smooth_locally():
 
     imp = pd.DataFrame({"variant": ["shared", "pcgrad"], "reference": "independent", "poi": [0.61, 0.52],
                         "poi_lo": [0.46, 0.37], "poi_hi": [0.74, 0.67]})
-    assert _texts_inside(plots.improvement_bars(imp, ("independent", "shared", "pcgrad"))) == []
+    assert labels_outside(plots.improvement_bars(imp, ("independent", "shared", "pcgrad"))) == []
     steps_ = [10_000 * k for k in range(1, 7)]
     curves = pd.DataFrame([{"variant": v, "task": "MountainCar-v0", "step": s, "mean": -200.0, "lo": np.nan,
                             "hi": np.nan, "n": 6} for v in ("independent", "shared") for s in steps_])
