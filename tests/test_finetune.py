@@ -297,10 +297,11 @@ def test_vector_and_image_trunks_refuse_each_other(tmp_path):
 
 def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
     def before(cfg: TrainConfig) -> dict:  # the config dict before finetune, --dropout, --n-step, --feature-activation,
-        old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()  # --init, --affinity-every
-               if k not in ("finetune", "affinity_every")}
+        old = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()  # --init, --affinity-every,
+               if k not in ("finetune", "affinity_every")}  # --feature-norm
         return {**old, "dqn": {k: v for k, v in old["dqn"].items() if k not in ("dropout", "n_step")},
-                "network": {k: v for k, v in old["network"].items() if k not in ("feature_activation", "init")}}
+                "network": {k: v for k, v in old["network"].items()
+                            if k not in ("feature_activation", "init", "feature_norm")}}
 
     def old_hash(cfg: TrainConfig) -> str:  # config_hash as that code computed it
         return hashlib.sha256(json.dumps(before(cfg), sort_keys=True).encode()).hexdigest()[:16]
