@@ -316,7 +316,9 @@ def test_registered_tasks_run_in_one_compiled_program():
     assert obs.shape == next_obs.shape == (2, 4, 7, 7, 3) and obs.dtype == jnp.uint8
 
 
-@pytest.mark.parametrize("name", DONE_TASKS)
+# one task per reward rule ("goal", "redblue", "memory"): the step is the same code for all seven (32 s for all
+# seven in the suite, 2026-12-04; these three ~14 s)
+@pytest.mark.parametrize("name", ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"])
 def test_step_returns_what_gymnax_step_does(name, n=64, steps=12):
     """Our ``step`` (one observe over the stepped and the kept state) and gymnax's ``Environment.step``: the same
     outputs, through terminations, truncations (a time limit of 5) and the resets after them."""
@@ -341,5 +343,5 @@ def test_step_returns_what_gymnax_step_does(name, n=64, steps=12):
         terminated += int(np.asarray(a[3]).sum())
         state = a[1]
     assert ended > n  # every env ended at least once on average: the resets were compared too
-    if any(task in name for task in ("LavaGap", "DistShift", "RedBlueDoors")):  # random play ends them in 12 steps
-        assert terminated > 0  # terminations (lava, a door) as well as the time limit
+    if "Memory" not in name:  # random play ends LavaGap (lava) and RedBlueDoors (a door) within 12 steps
+        assert terminated > 0  # terminations as well as the time limit
