@@ -666,3 +666,15 @@ def test_a_steps_finding_takes_its_direction_from_gehans_concordance():
                      "p_holm": 0.011, "diff": 8.0, "effect": -0.6})
     text = _steps_sentence("Env steps to threshold on T", row)
     assert "`v` faster than `r`" in text and "slower" not in text
+
+
+def test_the_conclusion_shows_step_differences_as_the_tables_do():
+    """Second review of the third round: the conclusion printed '-92000' env steps where the tables say '-92k'."""
+    from mtdqn.analysis.conclusion import _whether
+
+    differences = pd.DataFrame({"variant": ["moore"], "task": ["MountainCar-v0"], "metric": ["steps_to_threshold"],
+                                "diff": [-92_000.0], "p": [1e-5], "p_holm": [1e-4]})
+    improvement = pd.DataFrame(columns=["variant", "iqm_diff", "iqm_p", "iqm_p_holm", "mean_diff", "mean_p",
+                                        "mean_p_holm"])
+    text = _whether(differences, improvement, "shared")
+    assert "`moore` -92k in env steps to threshold on MountainCar-v0" in text and "92000" not in text

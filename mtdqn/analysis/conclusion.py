@@ -15,7 +15,7 @@ import pandas as pd
 from . import ranges
 from .findings import ALPHA, alpha_text, signed
 from .tables import family_size
-from .fmt import interval, num, pvalue
+from .fmt import interval, num, pvalue, steps
 from .tables import METRICS
 
 __all__ = ["conclusion"]
@@ -45,7 +45,8 @@ def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: st
         what = METRICS.get(r.metric, f"aggregate {r.metric}").lower() if r.task != "aggregate" else \
             f"aggregate {r.metric} normalized score"
         where = "" if r.task == "aggregate" else f" on {r.task}"
-        return f"`{r.variant}` {signed(r.diff)} in {what}{where} (Holm p {pvalue(r.p_holm)})"
+        diff = signed(r.diff, steps) if r.metric == "steps_to_threshold" else signed(r.diff)  # '-92k', as tables
+        return f"`{r.variant}` {diff} in {what}{where} (Holm p {pvalue(r.p_holm)})"
 
     head = (f"Whether: {len(found)} of the {tested} tested difference(s) to `{reference}` survive(s) the Holm "
             f"correction: " + "; ".join(name(r) for r in found.itertuples()) if len(found) else
