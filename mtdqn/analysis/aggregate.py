@@ -117,8 +117,6 @@ def iqm_difference(
             for i, name in enumerate(("IQM", "mean"))}
 
 
-AGGREGATES = {"IQM": rlm.aggregate_iqm, "mean": rlm.aggregate_mean}
-"""The aggregate statistics of a (runs, tasks) normalized-score matrix the report compares."""
 
 
 def _iqm_rows(values: np.ndarray) -> np.ndarray:
@@ -128,7 +126,8 @@ def _iqm_rows(values: np.ndarray) -> np.ndarray:
 
 
 _ROW_AGGREGATES = {"IQM": _iqm_rows, "mean": lambda values: values.mean(axis=1)}
-"""AGGREGATES, of every row of a (splits, runs x tasks) matrix at once (the permutation tests' blocks)."""
+"""The aggregates the report compares (rliable's IQM and mean of a (runs, tasks) score matrix), of every row of
+a (splits, runs x tasks) matrix at once (the permutation tests' blocks)."""
 
 
 def permutation_test(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *, seed: int = 0) -> PermutationTest:

@@ -291,6 +291,13 @@ def min_detectable_difference(x: np.ndarray | list[float], y: np.ndarray | list[
     return detectable_from_se(se, a.size + b.size - 2, alpha=alpha, power=power)
 
 
+def _pooled_gehan_scores(x: np.ndarray, y: np.ndarray, budget: float) -> np.ndarray:
+    """Gehan scores (:func:`_gehan_scores`) of X's runs then Y's, NaN (not reached) censored at ``budget``."""
+    pooled = np.concatenate([x, y])
+    reached = np.isfinite(pooled)
+    return _gehan_scores(np.where(reached, pooled, float(budget)), reached)
+
+
 def _gehan_scores(times: np.ndarray, reached: np.ndarray) -> np.ndarray:
     """Per run, Gehan's score sum_j U_ij: +1 for each run it certainly outlasts, -1 for each that certainly
     outlasts it, 0 where censoring leaves the order unknown (both censored, or censored before the other's
@@ -311,10 +318,7 @@ def gehan_concordance(times_x: np.ndarray | list[float], times_y: np.ndarray | l
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (times_x, times_y))
     if not (x.size and y.size):
         return float("nan")
-    pooled = np.concatenate([x, y])
-    reached = np.isfinite(pooled)
-    scores = _gehan_scores(np.where(reached, pooled, float(budget)), reached)
-    return float(scores[: x.size].sum() / (x.size * y.size))
+    return float(_pooled_gehan_scores(x, y, budget)[: x.size].sum() / (x.size * y.size))
 
 
 MAX_EXACT_SPLITS = 1_000_000
@@ -414,13 +418,11 @@ def gehan_permutation_test(times_x: np.ndarray | list[float], times_y: np.ndarra
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (times_x, times_y))
     if min(x.size, y.size) < max(min_seeds, 2):
         return NO_TEST
-    pooled = np.concatenate([x, y])
-    reached = np.isfinite(pooled)
-    if not reached.any():
+    if not (np.isfinite(x).any() or np.isfinite(y).any()):
         return NO_TEST
-    scores = _gehan_scores(np.where(reached, pooled, float(budget)), reached)
+    scores = _pooled_gehan_scores(x, y, budget)
     observed = abs(int(scores[: x.size].sum()))
-    sums = np.concatenate([np.abs(scores[block].sum(axis=1)) for block in split_blocks(pooled.size, x.size, seed)])
+    sums = np.concatenate([np.abs(scores[block].sum(axis=1)) for block in split_blocks(scores.size, x.size, seed)])
     return permutation_p_values(observed, sums, permutation_is_exact(x.size, y.size))
 
 
