@@ -154,11 +154,16 @@ def _trunk(arch: Architecture, params: Params, x: jax.Array, layers: tuple[Layer
     return x
 
 
+def _linear_last(arch: Architecture) -> tuple[Layer, ...]:
+    """The torso with its last layer linear: what is mixed, or scaled to unit RMS, before the activation."""
+    return (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
+
+
 def expert_outputs(arch: Architecture, params: Params, x: jax.Array, dropout: Dropout | None = None) -> jax.Array:
     """Every expert's representation before the mixing (experts, tasks, batch, features) of inputs ``x``
     (``_inputs``): each expert is the trunk with its own slice of the torso's expert axis and its last layer
     linear (the activation comes after the mixing: :mod:`mtdqn.networks.experts`); dropout masks its own."""
-    layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
+    layers = _linear_last(arch)
 
     def expert(torso: Params, e: jax.Array) -> jax.Array:
         own = None if dropout is None else Dropout(keep=dropout.keep, key=jax.random.fold_in(dropout.key, e))
@@ -178,8 +183,7 @@ def torso_features(arch: Architecture, params: Params, obs: jax.Array, task_ids:
         mixed = mix_experts(expert_outputs(arch, params, x, dropout), params["mixing"], arch.orthogonal,
                             arch.unit_rms)
     else:  # the last layer linear, scaled to unit RMS, then its activation (as a mixture's output is)
-        layers = (*arch.torso[:-1], dataclasses.replace(arch.torso[-1], activation="linear"))
-        mixed = unit_rms(_trunk(arch, params, x, layers, dropout, drop_last=False))
+        mixed = unit_rms(_trunk(arch, params, x, _linear_last(arch), dropout, drop_last=False))
     x = ACTIVATIONS[arch.torso[-1].activation](mixed)
     if dropout is not None:
         x = _drop(x, dropout, len(arch.torso) - 1)
