@@ -37,11 +37,12 @@ def _train(trainer, keys, chunks: int):
 
 @pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
-@pytest.mark.parametrize("seeds, devices", [(2, 0), (3, 0), (2, 1)])
+@pytest.mark.parametrize("seeds, devices", [(3, 0), (2, 1)])
 def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
     """Each member of a 4-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
-    same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them.
-    Four members and SMALL's shapes: at 2 seeds the population program is the CLI sweeps' below (compiled once)."""
+    same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them
+    (3 seeds on 2 devices), and one device.  (2 seeds on 2 devices ran here too until 2026-12-04, 55 s of the
+    suite: the CLI sweeps below are that layout, a member compared with its run alone file by file.)"""
     base = dataclasses.replace(SMALL, seeds=seeds)
     members = [_with(base, lr=1e-3), _with(base, lr=3e-4, gamma=0.9, tau=0.5),
                _with(base, eps_start=0.5, eps_end=0.1, eps_fraction=0.2), _with(base, lr=3e-3, gamma=0.95)]
