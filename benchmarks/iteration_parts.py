@@ -14,6 +14,15 @@ core for convolutions).
 
     python benchmarks/iteration_parts.py
     python benchmarks/iteration_parts.py --sets minatar
+    python benchmarks/iteration_parts.py --ablate [--rounds 2]
+
+``--ablate`` measures each part *inside the compiled loop* by removing it: the throughput table's rows
+(``benchmarks/throughput.py``: CartPole one seed, and CartPole+Acrobot+MountainCar four seeds over two
+devices, the work a study cell does) are timed whole and then with one part replaced by a stand-in that
+does no work (:data:`ABLATIONS`), each in its own process; the time a part costs is the whole chunk's
+time minus the ablated one's.  XLA drops what no output needs, so a stand-in removes the part and what
+only it used (a zero Gram also removes the diagnostics computed from it).  Parts overlap (the update holds
+the sample, the targets, the Gram and the optimizer), so the rows do not add up to the whole.
 """
 
 from __future__ import annotations
@@ -115,13 +124,130 @@ def measure(tasks: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+# ---------------------------------------------------------------- ablations inside the compiled loop
+
+ABLATE_ROWS = {"CartPole, 1 seed": (("CartPole-v1",), 1),
+               "3 classic tasks, 4 seeds": (("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), 4)}
+"""The regression guard's rows (``throughput.GUARD_ROWS``): the one-seed loop and a study cell's work."""
+
+
+def _no_env_step(task_set, env_states, actions, key):
+    """Stand-in for :func:`mtdqn.tasks.step_envs`: the envs stay where they are, no reward, no episode end."""
+    import jax.numpy as jnp
+
+    from mtdqn.tasks import EnvStep
+
+    obs = _no_env_step.obs  # the last observations, set by the patched env_step
+    no = jnp.zeros(actions.shape, bool)
+    return env_states, EnvStep(obs=obs, next_obs=obs, reward=jnp.zeros(actions.shape, jnp.float32), terminated=no,
+                               done=no)
+
+
+def _patch(name: str) -> None:
+    """Replace one part of the iteration by a stand-in that does no work (before the trainer is traced)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from mtdqn.train import loop, step
+
+    if name == "env step":
+        env_step = step.env_step
+
+        def patched(agent, state, key, eps):
+            _no_env_step.obs = state.obs
+            return env_step(agent, state, key, eps)
+        step.step_envs, step.env_step = _no_env_step, patched
+    elif name == "acting (Q forward, epsilon-greedy)":
+        step.act = lambda agent, params, obs, key, eps: jnp.zeros(obs.shape[:2], jnp.int32)
+    elif name == "replay write":
+        step.replay_add = lambda replay, transition: replay
+    elif name == "replay sample (gather)":
+        step.replay_sample = lambda replay, key, n: jax.tree.map(lambda buf: buf[:, :n], replay.data)
+    elif name == "TD targets (target-network forward)":
+        step.td_targets = lambda agent, state, batch, d_t=None: jnp.zeros(batch.reward.shape, jnp.float32)
+    elif name == "Gram of task gradients + diagnostics":
+        step.task_gram = lambda g, num_tasks: jnp.zeros((num_tasks, num_tasks), jnp.float32)
+    elif name == "Adam (vs plain SGD)":
+        from mtdqn.train import agent as agent_module
+
+        agent_module._optimizer = lambda cfg, lr, decay: optax.sgd(lr)
+    elif name == "target network update":
+        update = step.update
+
+        def keep_target(agent, state, key, measure=False, hp=None):  # the mix's result unused: XLA drops it
+            new_state, metrics = update(agent, state, key, measure, hp)
+            return new_state.replace(target_params=state.target_params), metrics
+        step.update = keep_target
+    elif name == "per-iteration metrics (logging)":
+        summarize = loop.summarize_chunk
+        loop.summarize_chunk = lambda per_iter: {"episodes": summarize(per_iter)["episodes"]}
+    elif name == "the whole update":
+        step.update = lambda agent, state, key, measure=False, hp=None: (state, step.empty_update_metrics(agent))
+    elif name != "none":
+        raise SystemExit(f"error: unknown part {name!r}")
+
+
+ABLATIONS = ("env step", "acting (Q forward, epsilon-greedy)", "replay write", "replay sample (gather)",
+             "TD targets (target-network forward)", "Gram of task gradients + diagnostics", "Adam (vs plain SGD)",
+             "target network update", "per-iteration metrics (logging)", "the whole update")
+
+
+def ablated(spec: dict) -> dict:
+    """One row's whole-chunk throughput with ``spec['part']`` removed; call in a fresh process."""
+    import throughput
+    from mtdqn.devices import cpu_plan, use_cpu_cores
+
+    tasks, seeds = tuple(spec["tasks"]), spec["seeds"]
+    use_cpu_cores(*cpu_plan(seeds, tasks, 0))  # as throughput.measure, before anything starts JAX
+    _patch(spec["part"])
+    return throughput.measure(tasks, seeds, "shared", 0, chunks=3, iters=spec["iters"])
+
+
+def ablation_table(rounds: int, iters: int) -> None:
+    """µs per iteration of each row whole and without each part, the best of ``rounds`` alternated rounds."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.path.dirname(here),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    us: dict[str, dict[str, float]] = {row: {} for row in ABLATE_ROWS}
+    for r in range(rounds):
+        for row, (tasks, seeds) in ABLATE_ROWS.items():
+            for part in ("none", *ABLATIONS):
+                spec = json.dumps({"tasks": tasks, "seeds": seeds, "part": part, "iters": iters})
+                out = subprocess.run([sys.executable, __file__, "--ablated", spec], check=True, capture_output=True,
+                                     text=True, env=env)
+                ms = json.loads(out.stdout.strip().splitlines()[-1])["ms_per_iter"]
+                us[row][part] = min(us[row].get(part, float("inf")), ms * 1e3)
+                print(f"round {r + 1}: {row}, without {part}: {ms * 1e3:.0f} µs per iteration", file=sys.stderr,
+                      flush=True)
+    print("| part removed (stand-in that does no work) | " + " | ".join(f"{row}: µs saved (share)" for row in us)
+          + " |")
+    print("|---|" + "---|" * len(us))
+    for part in ABLATIONS:
+        cells = [f"{t['none'] - t[part]:.0f} ({(t['none'] - t[part]) / t['none']:.0%})" for t in us.values()]
+        print(f"| {part} | " + " | ".join(cells) + " |")
+    print("| **whole iteration** (µs) | " + " | ".join(f"{t['none']:.0f}" for t in us.values()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="classic,minatar", help="task sets to measure: classic, minatar")
+    parser.add_argument("--ablate", action="store_true", help="each part's cost inside the loop, by removing it")
+    parser.add_argument("--rounds", type=int, default=2, help="--ablate: rounds, the best counts (default 2)")
+    parser.add_argument("--iters", type=int, default=2000, help="--ablate: iterations per timed chunk")
     parser.add_argument("--tasks", help=argparse.SUPPRESS)  # internal: measure one task set, print JSON
+    parser.add_argument("--ablated", help=argparse.SUPPRESS)  # internal: one ablated row, print JSON
     args = parser.parse_args()
     if args.tasks:
         print(json.dumps(measure(tuple(args.tasks.split(",")))))
+        return
+    if args.ablated:
+        print(json.dumps(ablated(json.loads(args.ablated))))
+        return
+    if args.ablate:
+        ablation_table(args.rounds, args.iters)
         return
     cols = {}
     for tasks in (t for name in args.sets.split(",") for t in TASK_SETS[name]):
