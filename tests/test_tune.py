@@ -230,6 +230,20 @@ def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):
     check_fixed_options(build_tune_spec(tau, "s", "s"))
 
 
+def test_a_space_no_corner_of_which_can_train_is_refused_before_any_trial(tmp_path):
+    """Every --target-update-every in [10, 1000] beside the default Polyak --tau 0.005 is refused by the run: a
+    search over it would fail every trial (the classic presets did), so it is one line before anything is
+    written.  With tau searched too, the corners with tau 1 (hard copies) train: the search runs."""
+    period = {**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "target_update_every": {"log": [10, 1000]}}}
+    with pytest.raises(ConfigError, match=r"tune small: no trial could run: none of the 4 corners of \[space\] .*"
+                                          r"at lr = 0\.0001, target_update_every = 10: --target-update-every 10 "
+                                          r"with --tau 0\.005"):
+        mtdqn.tune(period, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    with_tau = {**period, "space": {**period["space"], "tau": {"log": [1e-3, 1.0]}}}
+    check_fixed_options(build_tune_spec(with_tau, "s", "s"))
+
+
 def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):
     """Opening a SQLite URL creates the database: a directory of another search is refused before that."""
     out = tmp_path / "tune"
@@ -355,6 +369,7 @@ def test_presets_one_per_classic_structure():
         assert spec.tasks == tuple(classic["tasks"]) and spec.objective == "iqm" and spec.pruner == "median"
         assert all(spec.options[k] == v for k, v in options.items())  # the structure stays fixed ...
         assert set(spec.space) == set(CLASSIC_SPACE)  # ... and every structure is searched over the same space
+        check_fixed_options(spec)  # ... where trials can train (every trial of every preset failed until 2026-12-04)
 
 
 @pytest.mark.slow

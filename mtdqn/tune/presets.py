@@ -2,7 +2,7 @@
 its own tuned optimum rather than at shared defaults.
 
 ``mtdqn tune classic-shared`` (and ``classic-independent-matched``, ``classic-partial-1``, ...) searches the
-learning rate, the target network's update, the exploration schedule and the batch size of that variant of
+learning rate, the target network's Polyak rate, the exploration schedule and the batch size of that variant of
 `mtdqn study classic`: its tasks, its fixed options and its structure, with the same search space for every
 structure.  The tables go through the same checks as a user's file (:func:`build_tune_spec`).
 """
@@ -20,11 +20,15 @@ __all__ = ["CLASSIC_SPACE", "TUNE_PRESETS", "resolve_tune_spec", "tune_table"]
 
 CLASSIC_SPACE: dict[str, Any] = {
     "lr": {"log": [1e-4, 3e-3]},
-    "target_update_every": {"log": [10, 1000]},
+    "tau": {"log": [1e-3, 1e-1]},
     "eps_fraction": {"float": [0.05, 0.5]},
     "batch_size": {"choice": [32, 64, 128]},
 }
-"""The space every classic structure is tuned over (the structure's own options stay fixed)."""
+"""The space every classic structure is tuned over (the structure's own options stay fixed).  The target
+network's Polyak rate ``tau`` (every update, the study's way; 0.005 its default) is searched, not the hard
+copy's period: the classic options avoid hard copies (:data:`mtdqn.studies.presets.CLASSIC_OPTIONS`), and a
+period above 1 beside the Polyak default is refused, which made every trial of these presets fail until
+2026-12-04 (``--target-update-every`` was searched in [10, 1000])."""
 
 
 def _classic_tune(variant: str) -> Callable[[], dict[str, Any]]:

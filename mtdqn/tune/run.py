@@ -10,6 +10,7 @@ directory is created or anything added to it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,30 @@ def check_fixed_options(spec: TuneSpec) -> None:
     error = agent_error(spec.config({}))
     if error is not None and not any(f"--{name.replace('_', '-')}" in error for name in spec.space):
         raise ConfigError(f"tune {spec.name}: [options]: {error}")
+    check_some_corner_trains(spec)
+
+
+MAX_CORNERS = 64
+"""Corners of the space :func:`check_some_corner_trains` builds at most (every corner up to 6 ranges)."""
+
+
+def check_some_corner_trains(spec: TuneSpec) -> None:
+    """A space none of whose corners a run accepts would fail every trial it samples (the classic presets did:
+    every --target-update-every in [10, 1000] beside the fixed Polyak --tau 0.005): one line before anything
+    is written.  A corner is each range at one of its ends and each choice; the rules a run checks are
+    thresholds, so a space whose corners all fail has nothing inside that passes."""
+    corners = itertools.islice(itertools.product(*(dim.ends() for dim in spec.space.values())), MAX_CORNERS)
+    first = None
+    for count, values in enumerate(corners, 1):
+        corner = dict(zip(spec.space, values))
+        error = agent_error(spec.config(corner))
+        if error is None:
+            return
+        first = first or (corner, error)
+    corner, error = first
+    at = ", ".join(f"{name} = {value}" for name, value in corner.items())
+    raise ConfigError(f"tune {spec.name}: no trial could run: none of the {count} corner{'s' if count > 1 else ''} "
+                      f"of [space] (each range at its ends, each choice) is accepted; at {at}: {error}")
 
 
 def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: int | None = None,

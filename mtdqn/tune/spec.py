@@ -96,6 +96,12 @@ class Dimension(NamedTuple):
             return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
         return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
+    def ends(self) -> tuple[Any, ...]:
+        """The values at this dimension's edge: a range's two ends (one when they coincide), every choice."""
+        if self.kind == "choice":
+            return self.choices
+        return (self.low,) if self.low == self.high else (self.low, self.high)
+
     def describe(self) -> str:
         if self.kind == "choice":
             return "one of " + ", ".join(_label(c) for c in self.choices)
