@@ -440,15 +440,17 @@ def _seed_storage(out: Path, spec_table: dict, value: float, steps: list[int], n
 
 @pytest.mark.slow
 def test_pruner_stops_a_trial_below_the_median(tmp_path):
-    """Two earlier trials scored far above anything 500 steps can reach: the median pruner stops the new trial at
-    its first evaluation, its run left unfinished with a checkpoint there; the report lists it."""
+    """Two earlier trials scored far above anything 2000 steps can reach: the median pruner lets the new trial's
+    first evaluation pass (500 steps, before a third of its 2000: the warm-up) and stops it at the second, its run
+    left unfinished with a checkpoint there; the report lists it."""
     out = tmp_path / "tune"
-    _seed_storage(out, SMALL, 1e9, [500], 2)
-    result = mtdqn.tune(SMALL, out, n_trials=3, progress=False)
+    table = {**SMALL, "steps": 2000}
+    _seed_storage(out, table, 1e9, [500, 1000, 1500, 2000], 2)
+    result = mtdqn.tune(table, out, n_trials=3, progress=False)
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     new = study.trials[2]
-    assert new.state == optuna.trial.TrialState.PRUNED and list(new.intermediate_values) == [500]
-    assert new.user_attrs["note"] == "pruned at step 500"
+    assert new.state == optuna.trial.TrialState.PRUNED and list(new.intermediate_values) == [500, 1000]
+    assert new.user_attrs["note"] == "pruned at step 1,000"
     run_dir = out / "trials" / "trial-0002"
     assert (run_dir / "checkpoints" / "latest.json").is_file() and not (run_dir / "summary.json").exists()
     table = pd.read_csv(out / "report" / "trials.csv")
