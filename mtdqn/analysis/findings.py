@@ -198,9 +198,8 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
 
 def aggregate_method(n: int, n_reference: int) -> str:
     """How an aggregate comparison of ``n`` against ``n_reference`` runs was estimated and tested."""
-    test = ("exact permutation test over runs" if stats.permutation_is_exact(n, n_reference)
-            else f"Monte Carlo permutation test over runs ({stats.MONTE_CARLO_SPLITS:,} random splits)")
-    return f"rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); p from the {test}"
+    test = stats.permutation_wording(stats.permutation_is_exact(n, n_reference))
+    return f"rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); p from {test}"
 
 
 def _poi_sentence(row: pd.Series) -> str:
