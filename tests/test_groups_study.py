@@ -177,6 +177,21 @@ def test_the_joint_study_is_a_one_variant_study_with_the_affinity_on():
     assert study.variants["joint"] == {"sharing": "shared", "affinity_every": 20}
 
 
+def test_the_preset_takes_each_task_familys_settings():
+    """Classic tasks get the classic settings; MiniGrid tasks the MiniGrid presets' (10-step returns, 16 envs):
+    with the classic ones a DQN learns none of them (tests/test_learning.py's MiniGrid budget note)."""
+    from mtdqn.studies.presets import MINIGRID_OPTIONS, groups_preset
+
+    classic = groups_preset(None, 2, 50_000)
+    assert classic.options == {"log_every": 2_500, "loss": "mse", "learning_starts": 5_000}
+    assert classic.run_options == RunOptions(eval_every=5_000)
+    mt3 = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0")
+    minigrid = groups_preset(mt3, 5, 200_000)
+    assert minigrid.options == {**MINIGRID_OPTIONS, "log_every": 5_000, "learning_starts": 2_000}
+    assert minigrid.options["n_step"] == 10 and minigrid.options["num_envs"] == 16
+    assert minigrid.run_options == RunOptions(eval_every=20_000, eval_episodes=16, checkpoint_every=20_000)
+
+
 @pytest.mark.slow
 def test_groups_study_end_to_end(tmp_path):
     """Two tasks: two partitions (together, apart), so three cells (the joint run and each task alone)."""

@@ -326,17 +326,26 @@ GROUPS_TASKS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 
 
 def groups_preset(tasks: tuple[str, ...] | None = None, seeds: int | None = None, steps: int | None = None) -> Any:
-    """`mtdqn study groups`: which of ``tasks`` (default :data:`GROUPS_TASKS`) should share a network, with our
-    classic settings.  Learning starts after a tenth of a small budget (5,000 steps from 50,000 on), and the
-    logging windows shrink with it so the affinity has a curve; a greedy evaluation every tenth of the run."""
+    """`mtdqn study groups`: which of ``tasks`` (default :data:`GROUPS_TASKS`) should share a network.
+
+    Classic settings, or, when every task is a MiniGrid one, the MiniGrid presets' (:data:`MINIGRID_OPTIONS`:
+    10-step returns and 16 envs per task, without which their sparse rewards teach a DQN nothing; 16
+    evaluation episodes; checkpoints at each evaluation, as a MiniGrid run takes hours on a CPU).  Learning
+    starts after a tenth of a small budget (at most the family's own start), and the logging windows shrink
+    with it so the affinity has a curve; a greedy evaluation every tenth of the run."""
     from mtdqn.studies.groups import GroupsSpec
 
+    tasks = tuple(tasks or GROUPS_TASKS)
     steps = 100_000 if steps is None else steps
-    options = {**CLASSIC_OPTIONS, "log_every": min(CLASSIC_OPTIONS["log_every"], max(1, steps // 20)),
-               "learning_starts": min(5_000, steps // 10)}
-    return GroupsSpec(name=GROUPS_PRESET, tasks=tuple(tasks or GROUPS_TASKS), steps=steps,
-                      seeds=5 if seeds is None else seeds, run_options=RunOptions(eval_every=max(1, steps // 10)),
-                      options=options)
+    minigrid = all(t.startswith("MiniGrid-") for t in tasks)
+    family = MINIGRID_OPTIONS if minigrid else {**CLASSIC_OPTIONS, "learning_starts": 5_000}
+    options = {**family, "log_every": min(family["log_every"], max(1, steps // 20)),
+               "learning_starts": min(family["learning_starts"], steps // 10)}
+    every = max(1, steps // 10)
+    run_options = RunOptions(eval_every=every, eval_episodes=16, checkpoint_every=every) if minigrid else \
+        RunOptions(eval_every=every)
+    return GroupsSpec(name=GROUPS_PRESET, tasks=tasks, steps=steps, seeds=5 if seeds is None else seeds,
+                      run_options=run_options, options=options)
 
 
 def resolve_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
