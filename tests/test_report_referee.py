@@ -590,6 +590,24 @@ def test_steps_to_threshold_get_gehans_concordance_as_their_effect():
     assert np.isnan(stats.gehan_concordance([], [10e3], BUDGET))
 
 
+def test_gehans_concordance_has_a_bootstrap_interval_and_its_tied_share():
+    """Second referee of the third round: c had no interval and no count of the pairs it leaves at 0.  Here the
+    pairs are -1 -1 / 0 0 (a reached run against two unreached, two unreached against two): c -0.5, half
+    the pairs unordered; each bootstrap resample's c lies in [-1, 0], and the interval holds c."""
+    from mtdqn.analysis import stats
+
+    c = stats.gehan_concordance_ci([10e3, NEVER], [NEVER, NEVER], BUDGET, reps=2000, seed=0)
+    assert c.c == -0.5 and c.unordered == 0.5
+    assert -1.0 <= c.lo < c.c < c.hi <= 0.0
+    # the exact resampling distribution: X's resample holds the reached run k = 0, 1, 2 times (1/4, 1/2, 1/4),
+    # giving c = 0, -0.5, -1: the 95% percentile interval is its ends
+    assert (c.lo, c.hi) == (-1.0, 0.0)
+    separated = stats.gehan_concordance_ci([10e3] * 5, [NEVER] * 5, BUDGET)
+    assert separated == stats.Concordance(-1.0, -1.0, -1.0, 0.0)
+    assert stats.gehan_concordance_ci([10e3, 30e3], [20e3, NEVER], BUDGET).c == stats.gehan_concordance(
+        [10e3, 30e3], [20e3, NEVER], BUDGET)
+
+
 def test_the_conflict_summary_is_computed_on_the_steps_it_names(tmp_path):
     """Third referee: the summary said '20 evaluation steps' but averaged every logging window; here the pair's
     conflict rate is 0.9 at steps the probe did not see and 0.45 at those it did, and no task is degenerate."""

@@ -115,7 +115,10 @@ def _effect_cell(r) -> str:
     threshold tested as censored times (``test`` 'gehan')."""
     if not math.isfinite(r.effect):
         return "n/a"
-    return f"c {r.effect:+.2f}" if getattr(r, "test", "") == "gehan" else f"g {r.effect:+.2f}"
+    if getattr(r, "test", "") != "gehan":
+        return f"g {r.effect:+.2f}"
+    lo, hi = getattr(r, "effect_lo", float("nan")), getattr(r, "effect_hi", float("nan"))
+    return f"c {r.effect:+.2f} [{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else f"c {r.effect:+.2f}"
 
 
 def differences(df: pd.DataFrame) -> pd.DataFrame:

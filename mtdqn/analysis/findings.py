@@ -297,8 +297,12 @@ def _concordance(row: pd.Series) -> str:
     c = _get(row, "effect")
     if not math.isfinite(c):
         return ""
-    return (f"; Gehan's concordance c {c:+.2f} (pairs of runs in which `{row['variant']}` certainly reached it "
-            "later minus earlier, of all pairs)")
+    lo, hi, unordered = _get(row, "effect_lo"), _get(row, "effect_hi"), _get(row, "unordered")
+    ci = f" (95% CI [{lo:+.2f}, {hi:+.2f}], percentile bootstrap over seeds)" if math.isfinite(lo) else ""
+    tied = (f"; {unordered:.0%} of the pairs are tied or left unordered by censoring and count 0"
+            if math.isfinite(unordered) and unordered > 0 else "")
+    return (f"; Gehan's concordance c {c:+.2f}{ci} (pairs of runs in which `{row['variant']}` certainly reached it "
+            f"later minus earlier, of all pairs{tied})")
 
 
 def _difference_sentence(row: pd.Series) -> str:

@@ -226,7 +226,7 @@ METRICS = {
     "steps_to_threshold": "Env steps to threshold",
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
-                "effect", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff",
+                "effect", "effect_lo", "effect_hi", "unordered", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff",
                 "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random",
                 "reference_mean"]
 NEAR_RANDOM = 0.05
@@ -294,16 +294,18 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
             "dof": float(x.size + y.size - 2)}
 
 
-def _censored_row(x: np.ndarray, y: np.ndarray, budget: int) -> dict:
+def _censored_row(x: np.ndarray, y: np.ndarray, budget: int, reps: int, seed: int) -> dict:
     """Steps to threshold as censored times (NaN: not reached within `budget`): the difference of restricted
     means (unreached counted as the budget), Gehan's permutation test and, as its effect, Gehan's concordance
-    (no Welch interval or Hedges' g)."""
+    with its bootstrap interval and tied/unordered share (no Welch interval or Hedges' g)."""
     rx, ry = np.where(np.isnan(x), float(budget), x), np.where(np.isnan(y), float(budget), y)
     untested = ("uninformative" if not (np.isfinite(x).any() or np.isfinite(y).any())
                 else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS else "")
     test = stats.NO_TEST if untested else stats.gehan_permutation_test(x, y, budget)
+    c = stats.Concordance(np.nan, np.nan, np.nan, np.nan) if untested else \
+        stats.gehan_concordance_ci(x, y, budget, reps, seed)
     return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan, "p": test.p, "p_min": test.smallest,
-            "effect": stats.gehan_concordance(x, y, budget) if not untested else np.nan,
+            "effect": c.c, "effect_lo": c.lo, "effect_hi": c.hi, "unordered": c.unordered,
             "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
             "se": np.nan, "dof": np.nan}
 
@@ -339,7 +341,7 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
             raw_x, raw_y = g[metric].to_numpy(dtype=np.float64), r[metric].to_numpy(dtype=np.float64)
             censored = metric == "steps_to_threshold"
             x, y = _metric_values(g, metric, budget), _metric_values(r, metric, budget)
-            row = _censored_row(raw_x, raw_y, budget) if censored else _welch_row(x, y, bounds)
+            row = _censored_row(raw_x, raw_y, budget, reps, seed) if censored else _welch_row(x, y, bounds)
             row["estimable"] = not stats.no_variation(x, y)
             rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "gamma": gamma,
                          **row, "p_holm": np.nan, "mde": np.nan, "mde_alpha": np.nan,
