@@ -298,11 +298,11 @@ def _concordance(row: pd.Series) -> str:
     if not math.isfinite(c):
         return ""
     lo, hi, unordered = _get(row, "effect_lo"), _get(row, "effect_hi"), _get(row, "unordered")
-    ci = f" (95% CI [{lo:+.2f}, {hi:+.2f}], percentile bootstrap over seeds)" if math.isfinite(lo) else ""
+    ci, how = (f" [{lo:+.2f}, {hi:+.2f}]", "95% CI: percentile bootstrap over seeds; ") if math.isfinite(lo) else ("", "")
     tied = (f"; {unordered:.0%} of the pairs are tied or left unordered by censoring and count 0"
             if math.isfinite(unordered) and unordered > 0 else "")
-    return (f"; Gehan's concordance c {c:+.2f}{ci} (pairs of runs in which `{row['variant']}` certainly reached it "
-            f"later minus earlier, of all pairs{tied})")
+    return (f"; Gehan's concordance c {c:+.2f}{ci} ({how}pairs of runs in which `{row['variant']}` certainly "
+            f"reached it later minus earlier, of all pairs{tied})")
 
 
 def _difference_sentence(row: pd.Series) -> str:
