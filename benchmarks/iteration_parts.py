@@ -16,13 +16,17 @@ core for convolutions).
     python benchmarks/iteration_parts.py --sets minatar
     python benchmarks/iteration_parts.py --ablate [--rounds 2]
 
-``--ablate`` measures each part *inside the compiled loop* by removing it: the throughput table's rows
-(``benchmarks/throughput.py``: CartPole one seed, and CartPole+Acrobot+MountainCar four seeds over two
-devices, the work a study cell does) are timed whole and then with one part replaced by a stand-in that
-does no work (:data:`ABLATIONS`), each in its own process; the time a part costs is the whole chunk's
-time minus the ablated one's.  XLA drops what no output needs, so a stand-in removes the part and what
-only it used (a zero Gram also removes the diagnostics computed from it).  Parts overlap (the update holds
-the sample, the targets, the Gram and the optimizer), so the rows do not add up to the whole.
+``--ablate`` measures each part *inside the compiled loop* by removing it: the regression guard's rows
+(``benchmarks/throughput.py``'s ``GUARD_ROWS``: CartPole one seed, and CartPole+Acrobot+MountainCar four
+seeds over the devices ``cpu_plan`` gives them, two on a 2-core machine: the work a study cell does) are
+timed whole and then with one part replaced by a stand-in that does no work (:data:`ABLATIONS`), each in its
+own process; the time a part costs is the whole chunk's time minus the ablated one's.  XLA drops what no
+output needs, so a stand-in removes the part and what only it used, and parts overlap: the update holds the
+sample, the targets, the Gram and the optimizer; a zero Gram also removes the norms and cosines computed from
+it, and so does dropping the per-iteration metrics (the default ``sum`` strategy ignores the Gram); the TD
+targets' row also drops the gathers of the next observations, rewards and terminations; the Adam row also
+the linear learning-rate schedule; without the replay write every sample reads slot 0 (a cache advantage its
+row includes).  So the rows do not add up to the whole.
 """
 
 from __future__ import annotations
@@ -126,9 +130,12 @@ def measure(tasks: tuple[str, ...]) -> dict[str, float]:
 
 # ---------------------------------------------------------------- ablations inside the compiled loop
 
-ABLATE_ROWS = {"CartPole, 1 seed": (("CartPole-v1",), 1),
-               "3 classic tasks, 4 seeds": (("CartPole-v1", "Acrobot-v1", "MountainCar-v0"), 4)}
-"""The regression guard's rows (``throughput.GUARD_ROWS``): the one-seed loop and a study cell's work."""
+def _ablate_rows() -> dict[str, tuple[tuple[str, ...], int]]:
+    """The regression guard's rows (``throughput.GUARD_ROWS``): the one-seed loop and a study cell's work."""
+    import throughput
+
+    return {f"{'+'.join(t.split('-')[0] for t in tasks)}, {seeds} seed{'s' if seeds > 1 else ''}": (tasks, seeds)
+            for tasks, seeds, _sharing, _devices, _preset in throughput.GUARD_ROWS}
 
 
 def _no_env_step(task_set, env_states, actions, key):
@@ -211,9 +218,11 @@ def ablation_table(rounds: int, iters: int) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.path.dirname(here),
                                                                      os.environ.get("PYTHONPATH")]))}
-    us: dict[str, dict[str, float]] = {row: {} for row in ABLATE_ROWS}
+    sys.path.insert(0, here)
+    rows = _ablate_rows()
+    us: dict[str, dict[str, float]] = {row: {} for row in rows}
     for r in range(rounds):
-        for row, (tasks, seeds) in ABLATE_ROWS.items():
+        for row, (tasks, seeds) in rows.items():
             for part in ("none", *ABLATIONS):
                 spec = json.dumps({"tasks": tasks, "seeds": seeds, "part": part, "iters": iters})
                 out = subprocess.run([sys.executable, __file__, "--ablated", spec], check=True, capture_output=True,

@@ -230,18 +230,27 @@ def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):
     check_fixed_options(build_tune_spec(tau, "s", "s"))
 
 
-def test_a_space_no_corner_of_which_can_train_is_refused_before_any_trial(tmp_path):
+def test_a_space_no_point_of_which_can_train_is_refused_before_any_trial(tmp_path):
     """Every --target-update-every in [10, 1000] beside the default Polyak --tau 0.005 is refused by the run: a
     search over it would fail every trial (the classic presets did), so it is one line before anything is
-    written.  With tau searched too, the corners with tau 1 (hard copies) train: the search runs."""
+    written.  Spaces with a valid part are searched: with tau searched too (tau 1 makes hard copies valid);
+    a rule that is not a threshold (--train-every a multiple of --num-envs 4: both ends of [2, 6] fail, 4
+    passes); more corners than are tried, only one choice value of which passes."""
     period = {**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "target_update_every": {"log": [10, 1000]}}}
-    with pytest.raises(ConfigError, match=r"tune small: no trial could run: none of the 4 corners of \[space\] .*"
-                                          r"at lr = 0\.0001, target_update_every = 10: --target-update-every 10 "
-                                          r"with --tau 0\.005"):
+    with pytest.raises(ConfigError, match=r"tune small: no configuration of \[space\] checked can train \(68: its "
+                                          r"corners and 64 random draws\), so the search would fail its trials; "
+                                          r"e\.g\. at lr = 0\.0001, target_update_every = 10: --target-update-every "
+                                          r"10 with --tau 0\.005"):
         mtdqn.tune(period, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     with_tau = {**period, "space": {**period["space"], "tau": {"log": [1e-3, 1.0]}}}
     check_fixed_options(build_tune_spec(with_tau, "s", "s"))
+    check_fixed_options(build_tune_spec({**SMALL, "options": {**SMALL["options"], "num_envs": 4},
+                                         "space": {"train_every": {"int": [2, 6]}}}, "s", "s"))
+    wide = {"tau": {"choice": [0.005, 1.0]}, "target_update_every": {"log": [10, 1000]}, "lr": {"log": [1e-4, 1e-2]},
+            "gamma": {"float": [0.9, 0.99]}, "eps_fraction": {"float": [0.1, 0.5]}, "eps_end": {"float": [0.01, 0.1]},
+            "eps_start": {"float": [0.5, 1.0]}}  # 128 corners, half of them with tau 1
+    check_fixed_options(build_tune_spec({**SMALL, "space": wide}, "s", "s"))
 
 
 def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):
@@ -272,9 +281,10 @@ def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):
 
 
 def test_asha_rungs_are_the_evaluations():
-    """ASHA's first rung is the first evaluation (eval_every env steps), each next one twice as far, and a trial
-    goes on only in the top half of those that reached the rung: with scores 10, 5, 1, 8 reported at every
-    evaluation, 5 and 1 stop at the first rung (500), 8 at the second (1,000, below 10 of the two there)."""
+    """ASHA's first rung is the first evaluation at or after a third of the budget (1,000 of 2,500 with one every
+    500: the median pruner's warm-up), each next one twice as far, and a trial goes on only in the top half of
+    those that reached the rung: with scores 10, 5, 1, 8 reported at every evaluation, 5 and 1 stop at the
+    first rung (1,000), 8 at the second (2,000, below 10 of the two there)."""
     spec = build_tune_spec({**SMALL, "pruner": "asha", "steps": 2500, "eval_every": 500}, "s", "s")
     study = open_search(spec, optuna.storages.InMemoryStorage())
     stopped = []
@@ -289,7 +299,7 @@ def test_asha_rungs_are_the_evaluations():
         else:
             stopped.append(None)
             study.tell(trial, value)
-    assert stopped == [None, 500, 500, 1000]
+    assert stopped == [None, 1000, 1000, 2000]
 
 
 # ---------------------------------------------------------------- the objective

@@ -226,7 +226,8 @@ METRICS = {
     "steps_to_threshold": "Env steps to threshold",
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
-                "effect", "effect_lo", "effect_hi", "unordered", "estimable", "untested", "deviating", "test", "se", "dof", "mde", "mde_alpha", "max_diff",
+                "effect", "effect_lo", "effect_hi", "unordered", "estimable", "untested", "deviating", "test", "se",
+                "dof", "mde", "mde_alpha", "max_diff",
                 "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random",
                 "reference_mean"]
 NEAR_RANDOM = 0.05

@@ -11,9 +11,12 @@ directory is created or anything added to it.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from mtdqn.errors import ConfigError
 from mtdqn.tune.batches import run_batched_search, running_batches
@@ -47,30 +50,39 @@ def check_fixed_options(spec: TuneSpec) -> None:
     error = agent_error(spec.config({}))
     if error is not None and not any(f"--{name.replace('_', '-')}" in error for name in spec.space):
         raise ConfigError(f"tune {spec.name}: [options]: {error}")
-    check_some_corner_trains(spec)
+    check_some_point_trains(spec)
 
 
-MAX_CORNERS = 64
-"""Corners of the space :func:`check_some_corner_trains` builds at most (every corner up to 6 ranges)."""
+SPACE_CHECKS = 64
+"""Corners (at most) and as many random draws of the space :func:`check_some_point_trains` tries."""
 
 
-def check_some_corner_trains(spec: TuneSpec) -> None:
-    """A space none of whose corners a run accepts would fail every trial it samples (the classic presets did:
-    every --target-update-every in [10, 1000] beside the fixed Polyak --tau 0.005): one line before anything
-    is written.  A corner is each range at one of its ends and each choice; the rules a run checks are
-    thresholds, so a space whose corners all fail has nothing inside that passes."""
-    corners = itertools.islice(itertools.product(*(dim.ends() for dim in spec.space.values())), MAX_CORNERS)
-    first = None
-    for count, values in enumerate(corners, 1):
-        corner = dict(zip(spec.space, values))
-        error = agent_error(spec.config(corner))
+def check_some_point_trains(spec: TuneSpec) -> None:
+    """A space in which no configuration a run accepts can be found would fail its trials (the classic presets
+    did: every --target-update-every in [10, 1000] beside the fixed Polyak --tau 0.005): one line before
+    anything is written.  Tried in order, until one passes: the space's corners (each range at one of its
+    ends, each choice; a random :data:`SPACE_CHECKS` of them when there are more), then as many draws from its
+    prior (a rule need not be a threshold: --train-every must be a multiple of --num-envs, which both ends
+    of [2, 6] miss and 4 meets).  What none of those passes is refused; a space whose valid part is too small
+    to be hit is refused too, and should be narrowed."""
+    rng = np.random.default_rng(spec.sampler_seed)
+    dims = list(spec.space.values())
+    n_corners = math.prod(len(dim.ends()) for dim in dims)
+    corners = (itertools.product(*(dim.ends() for dim in dims)) if n_corners <= SPACE_CHECKS else
+               (tuple(dim.ends()[int(rng.integers(len(dim.ends())))] for dim in dims) for _ in range(SPACE_CHECKS)))
+    draws = (tuple(dim.draw(rng) for dim in dims) for _ in range(SPACE_CHECKS))
+    first, count = None, 0
+    for values in itertools.chain(corners, draws):
+        point = dict(zip(spec.space, values))
+        error = agent_error(spec.config(point))
         if error is None:
             return
-        first = first or (corner, error)
-    corner, error = first
-    at = ", ".join(f"{name} = {value}" for name, value in corner.items())
-    raise ConfigError(f"tune {spec.name}: no trial could run: none of the {count} corner{'s' if count > 1 else ''} "
-                      f"of [space] (each range at its ends, each choice) is accepted; at {at}: {error}")
+        count += 1
+        first = first or (point, error)
+    point, error = first
+    at = ", ".join(f"{name} = {value}" for name, value in point.items())
+    raise ConfigError(f"tune {spec.name}: no configuration of [space] checked can train ({count}: its corners and "
+                      f"{SPACE_CHECKS} random draws), so the search would fail its trials; e.g. at {at}: {error}")
 
 
 def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: int | None = None,

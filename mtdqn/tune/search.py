@@ -94,7 +94,8 @@ def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
 
 def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     """Median (a trial below the median of earlier trials at the same step, after two complete ones, from a
-    third of its budget on) or ASHA (successive halving on the evaluation steps).
+    third of its budget on) or ASHA (successive halving on the evaluation steps, from the first one at or
+    after a third of the budget).
 
     The median's warm-up is rl-zoo3's (``n_warmup_steps`` a third of the evaluations): a DQN's first greedy
     evaluations mostly say how fast epsilon fell, so pruning on them picks the shortest exploration, not the
@@ -102,16 +103,23 @@ def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     100k steps, two of them with epsilon still above 0.4 there.)
 
     A trial reports at env steps ``eval_every, 2 * eval_every, ...``, so ASHA's rungs are put on evaluations:
-    the first at ``eval_every`` env steps, each next one twice as far (``reduction_factor=2``), a trial going on
-    past a rung only when it is in the top half of the trials that reached it.  Optuna's defaults do not fit
+    the first at the first evaluation past the warm-up (:func:`_first_rung`), each next one twice as far
+    (``reduction_factor=2``), a trial going on past a rung only when it is in the top half of the trials that
+    reached it.  Optuna's defaults do not fit
     these steps: ``min_resource="auto"`` is a hundredth of the first finished trial's last step, so the rungs
     (at 4x each with ``reduction_factor=4``) fall between evaluations, several are decided at one, and no trial
     is pruned before one has finished."""
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec.steps // 3)
     if spec.pruner == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.eval_every, reduction_factor=2)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=_first_rung(spec), reduction_factor=2)
     return optuna.pruners.NopPruner()
+
+
+def _first_rung(spec: TuneSpec) -> int:
+    """ASHA's first rung: the first evaluation at or after a third of the budget (the median pruner's warm-up),
+    in env steps per task, as trials report."""
+    return max(1, -(-(spec.steps // 3) // spec.eval_every)) * spec.eval_every
 
 
 def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> optuna.Study:

@@ -34,6 +34,7 @@ compiled program, as a `--sweep`'s members do (:mod:`mtdqn.tune.batches`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,17 @@ class Dimension(NamedTuple):
         if self.kind == "choice":
             return self.choices
         return (self.low,) if self.low == self.high else (self.low, self.high)
+
+    def draw(self, rng: Any) -> Any:
+        """One value drawn from the dimension's prior (``rng``: a numpy Generator): uniform, log-uniform, an
+        integer, or a choice, as Optuna's random sampler draws them."""
+        if self.kind == "choice":
+            return self.choices[int(rng.integers(len(self.choices)))]
+        ints = isinstance(self.low, int) and isinstance(self.high, int)
+        if self.kind == "log":
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            return min(max(int(round(value)), self.low), self.high) if ints else value
+        return int(rng.integers(self.low, self.high + 1)) if ints else float(rng.uniform(self.low, self.high))
 
     def describe(self) -> str:
         if self.kind == "choice":
