@@ -190,6 +190,7 @@ def test_the_preset_takes_each_task_familys_settings():
     assert minigrid.options == {**MINIGRID_OPTIONS, "log_every": 5_000, "learning_starts": 2_000}
     assert minigrid.options["n_step"] == 10 and minigrid.options["num_envs"] == 16
     assert minigrid.run_options == RunOptions(eval_every=20_000, eval_episodes=16, checkpoint_every=20_000)
+    assert groups_preset(mt3, 5, None).steps == 200_000 and groups_preset(None, 5, None).steps == 100_000
 
 
 @pytest.mark.slow

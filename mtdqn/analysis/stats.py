@@ -347,14 +347,17 @@ class Concordance(NamedTuple):
 def gehan_concordance_ci(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float,
                          reps: int = 2000, seed: int = 0) -> Concordance:
     """:func:`gehan_concordance` with a percentile-bootstrap interval (each group's runs resampled with
-    replacement, ``reps`` times) and the share of tied or unordered pairs (a referee asked for both)."""
+    replacement, ``reps`` times) and the share of tied or unordered pairs (a referee asked for both).  Like the
+    aggregates' percentile intervals it under-covers at small n, and it has zero width when the groups are
+    completely separated (every resample gives the same c)."""
     pairs = _gehan_pairs(times_x, times_y, budget)
     if not pairs.size:
         return Concordance(float("nan"), float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, pairs.shape[0], (reps, pairs.shape[0]))
-    cols = rng.integers(0, pairs.shape[1], (reps, pairs.shape[1]))
-    boot = pairs[rows[:, :, None], cols[:, None, :]].mean(axis=(1, 2))
+    n_x, n_y = pairs.shape  # a resample is how often it draws each run: (reps, n) counts, not (reps, n_x, n_y)
+    counts_x = rng.multinomial(n_x, np.full(n_x, 1.0 / n_x), size=reps)
+    counts_y = rng.multinomial(n_y, np.full(n_y, 1.0 / n_y), size=reps)
+    boot = np.einsum("ri,ij,rj->r", counts_x, pairs, counts_y) / (n_x * n_y)
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return Concordance(float(pairs.mean()), float(lo), float(hi), float((pairs == 0).mean()))
 

@@ -328,16 +328,18 @@ GROUPS_TASKS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 def groups_preset(tasks: tuple[str, ...] | None = None, seeds: int | None = None, steps: int | None = None) -> Any:
     """`mtdqn study groups`: which of ``tasks`` (default :data:`GROUPS_TASKS`) should share a network.
 
-    Classic settings, or, when every task is a MiniGrid one, the MiniGrid presets' (:data:`MINIGRID_OPTIONS`:
-    10-step returns and 16 envs per task, without which their sparse rewards teach a DQN nothing; 16
-    evaluation episodes; checkpoints at each evaluation, as a MiniGrid run takes hours on a CPU).  Learning
+    Classic settings and 100k env steps per task, or, when every task is a MiniGrid one, the MiniGrid presets'
+    (:data:`MINIGRID_OPTIONS`: 10-step returns and 16 envs per task, without which their sparse rewards teach
+    a DQN nothing; 200k steps, MOORE's budget, as in MT3 `independent` first reached LavaGap's threshold at
+    160k; 16 evaluation episodes; checkpoints at each evaluation, as a MiniGrid run takes hours on a CPU).
+    (``gym:MiniGrid-...`` host tasks and MinAtar sets keep the classic settings.)  Learning
     starts after a tenth of a small budget (at most the family's own start), and the logging windows shrink
     with it so the affinity has a curve; a greedy evaluation every tenth of the run."""
     from mtdqn.studies.groups import GroupsSpec
 
     tasks = tuple(tasks or GROUPS_TASKS)
-    steps = 100_000 if steps is None else steps
     minigrid = all(t.startswith("MiniGrid-") for t in tasks)
+    steps = (200_000 if minigrid else 100_000) if steps is None else steps  # MiniGrid: MOORE's budget
     family = MINIGRID_OPTIONS if minigrid else {**CLASSIC_OPTIONS, "learning_starts": 5_000}
     options = {**family, "log_every": min(family["log_every"], max(1, steps // 20)),
                "learning_starts": min(family["learning_starts"], steps // 10)}
