@@ -99,44 +99,59 @@ def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: 
 def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> tuple[float, float]:
     """(estimated training seconds of ``todo`` on this machine, measured env-steps/s of the probe).
 
-    Measured, not guessed: the first cell's own compiled program (its seeds,
-    devices, network and update schedule, a short chunk with updates from the
-    first iteration) is compiled, warmed up and timed until ``min_probe_s``
-    has passed; every cell is assumed to run at that rate and to compile as
-    long.  Greedy evaluation and report time are not included.
+    Measured, not guessed: the first cell's own compiled program (its seeds, devices, network, update
+    schedule and learning start), in chunks of at least 200 iterations, is compiled, warmed up and timed
+    until ``min_probe_s`` has passed, in both regions a run goes through: before learning starts (env steps
+    only) and after (an update every ``train_every``), one program, started at those iterations.  Each
+    cell's iterations in each region are priced at that region's rate (at 20k steps of the classic preset a
+    quarter of the run has no updates; a probe of the update region alone overestimated it by 55%), and every
+    cell is assumed to compile as long.  Greedy evaluation and report time are not included
+    (``benchmarks/study_estimate.py`` compares the estimate with the time a cell then trains).
     """
     import jax
 
-    from mtdqn.config import derive
+    from mtdqn.config import derive, first_update_iteration
     from mtdqn.devices import padded_seeds, seed_devices
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import make_trainer, seed_keys
     from mtdqn.train.chunks import CompiledChunks
 
     first = todo[0].config
-    every = derive(first).train_every_iters
-    iters = every * max(1, -(-20 // every))  # whole update periods, at least 20 iterations
+    d = derive(first)
+    every = d.train_every_iters
+    iters = every * max(1, -(-200 // every))  # whole update periods, at least 200 iterations
     devices = seed_devices(first.seeds, todo[0].run_options.devices)
     # Dummy seeds that fill the last device cost a fresh state per chunk: amortized over a real chunk,
-    # not over a probe's 20 iterations, so the probe trains them as ordinary seeds.
+    # not over a probe's few chunks, so the probe trains them as ordinary seeds.
     probe = dataclasses.replace(first, steps=iters * first.num_envs, log_every=iters * first.num_envs,
-                                seeds=padded_seeds(first.seeds, devices),
-                                dqn=dataclasses.replace(first.dqn, learning_starts=0))
+                                seeds=padded_seeds(first.seeds, devices))
     chunks = CompiledChunks(make_trainer(make_agent(probe), devices))  # as train() compiles and runs them
+    learning = first_update_iteration(d)  # the same in the probe: same learning start, envs and schedule
     start = time.perf_counter()
     state, _ = chunks.start(seed_keys(chunks.trainer.agent.seeds))
-    state, metrics = chunks(state, 0)
+    state, metrics = chunks(state, learning)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start  # init, compile and a warm-up chunk
-    runs, start = 0, time.perf_counter()
-    while runs == 0 or time.perf_counter() - start < min_probe_s:
-        state, metrics = chunks(state, (runs + 1) * iters)
-        jax.block_until_ready(metrics)
-        runs += 1
-    per_iter = (time.perf_counter() - start) / (runs * iters)
-    total = sum(compile_s + derive(cell.config).total_iters * per_iter for cell in todo)
-    steps_per_s = first.num_envs * len(first.tasks) * first.seeds / per_iter
-    return total, steps_per_s
+
+    def per_iter(first_iter: int) -> float:
+        nonlocal state
+        runs, t0 = 0, time.perf_counter()
+        while runs == 0 or time.perf_counter() - t0 < min_probe_s:
+            state, out = chunks(state, first_iter + runs * iters)
+            jax.block_until_ready(out)
+            runs += 1
+        return (time.perf_counter() - t0) / (runs * iters)
+
+    updating = per_iter(learning + iters)
+    warming = per_iter(0) if learning >= iters else updating  # a region shorter than a chunk: priced as updating
+
+    def cell_s(cell: CellConfig) -> float:
+        c = derive(cell.config)
+        pre = min(first_update_iteration(c), c.total_iters)
+        return compile_s + pre * warming + (c.total_iters - pre) * updating
+
+    steps_per_s = first.num_envs * len(first.tasks) * first.seeds / updating
+    return sum(cell_s(cell) for cell in todo), steps_per_s
 
 
 def _estimate_line(todo: list[CellConfig]) -> str:
