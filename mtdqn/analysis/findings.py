@@ -298,8 +298,9 @@ def _concordance(row: pd.Series) -> str:
     if not math.isfinite(c):
         return ""
     lo, hi, unordered = _get(row, "effect_lo"), _get(row, "effect_hi"), _get(row, "unordered")
-    ci, how = ((f" [{lo:+.2f}, {hi:+.2f}]", "95% CI: percentile bootstrap over seeds, which under-covers at small n; ") if math.isfinite(lo)
-               else ("", ""))
+    ci, how = ("", "")
+    if math.isfinite(lo):
+        ci, how = f" [{lo:+.2f}, {hi:+.2f}]", "95% CI: percentile bootstrap over seeds, which under-covers at small n; "
     tied = (f"; {unordered:.0%} of the pairs are tied or left unordered by censoring and count 0"
             if math.isfinite(unordered) and unordered > 0 else "")
     return (f"; Gehan's concordance c {c:+.2f}{ci} ({how}pairs of runs in which `{row['variant']}` certainly "

@@ -293,35 +293,29 @@ def min_detectable_difference(x: np.ndarray | list[float], y: np.ndarray | list[
     return detectable_from_se(se, a.size + b.size - 2, alpha=alpha, power=power)
 
 
-def _pooled_gehan_scores(x: np.ndarray, y: np.ndarray, budget: float) -> np.ndarray:
-    """Gehan scores (:func:`_gehan_scores`) of X's runs then Y's, NaN (not reached) censored at ``budget``."""
+def _gehan_matrix(x: np.ndarray, y: np.ndarray, budget: float) -> np.ndarray:
+    """(n, n) over X's runs then Y's, NaN (not reached) censored at ``budget``: U_ij +1 where run i certainly
+    reached the threshold after run j, -1 where certainly before, 0 where censoring leaves the order unknown
+    (both censored, or censored before the other's event) or the two tie."""
     pooled = np.concatenate([x, y])
     reached = np.isfinite(pooled)
-    return _gehan_scores(np.where(reached, pooled, float(budget)), reached)
-
-
-def _gehan_scores(times: np.ndarray, reached: np.ndarray) -> np.ndarray:
-    """Per run, Gehan's score sum_j U_ij: +1 for each run it certainly outlasts, -1 for each that certainly
-    outlasts it, 0 where censoring leaves the order unknown (both censored, or censored before the other's
-    event)."""
+    times = np.where(reached, pooled, float(budget))
     t_i, t_j = times[:, None], times[None, :]
     r_i, r_j = reached[:, None], reached[None, :]
     later = r_j & ((t_i > t_j) | (~r_i & (t_i >= t_j)))  # i certainly after j's event
     earlier = r_i & ((t_j > t_i) | (~r_j & (t_j >= t_i)))
-    return (later.astype(np.int64) - earlier.astype(np.int64)).sum(axis=1)
+    return later.astype(np.int64) - earlier.astype(np.int64)
+
+
+def _pooled_gehan_scores(x: np.ndarray, y: np.ndarray, budget: float) -> np.ndarray:
+    """Per run of X then Y, Gehan's score sum_j U_ij (:func:`_gehan_matrix`) over every pooled run."""
+    return _gehan_matrix(x, y, budget).sum(axis=1)
 
 
 def _gehan_pairs(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float) -> np.ndarray:
-    """(n_x, n_y): +1 where X's run certainly reached the threshold after Y's, -1 before, 0 where censoring
-    leaves the order unknown (:func:`_gehan_scores`' pairs between the groups)."""
+    """(n_x, n_y): :func:`_gehan_matrix`'s pairs between the groups (X's run against Y's)."""
     x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (times_x, times_y))
-    pooled = np.concatenate([x, y])
-    reached = np.isfinite(pooled)
-    times = np.where(reached, pooled, float(budget))
-    t_i, t_j, r_i, r_j = times[: x.size, None], times[None, x.size:], reached[: x.size, None], reached[None, x.size:]
-    later = r_j & ((t_i > t_j) | (~r_i & (t_i >= t_j)))
-    earlier = r_i & ((t_j > t_i) | (~r_j & (t_j >= t_i)))
-    return later.astype(np.int64) - earlier.astype(np.int64)
+    return _gehan_matrix(x, y, budget)[: x.size, x.size:]
 
 
 def gehan_concordance(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float) -> float:

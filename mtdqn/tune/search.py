@@ -105,10 +105,9 @@ def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     A trial reports at env steps ``eval_every, 2 * eval_every, ...``, so ASHA's rungs are put on evaluations:
     the first at the first evaluation past the warm-up (:func:`_first_rung`), each next one twice as far
     (``reduction_factor=2``), a trial going on past a rung only when it is in the top half of the trials that
-    reached it.  Optuna's defaults do not fit
-    these steps: ``min_resource="auto"`` is a hundredth of the first finished trial's last step, so the rungs
-    (at 4x each with ``reduction_factor=4``) fall between evaluations, several are decided at one, and no trial
-    is pruned before one has finished."""
+    reached it.  Optuna's defaults do not fit these steps: ``min_resource="auto"`` is a hundredth of the first
+    finished trial's last step, so the rungs (at 4x each with ``reduction_factor=4``) fall between evaluations,
+    several are decided at one, and no trial is pruned before one has finished."""
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec.steps // 3)
     if spec.pruner == "asha":
