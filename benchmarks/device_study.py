@@ -32,14 +32,16 @@ def _pair(text: str) -> tuple[str, Path]:
 
 
 def _only(spec: Any, variants: str) -> Any:
-    """``spec`` with only the named variants (all of them for an empty list); unknown names are refused."""
+    """``spec`` with only the named variants, in its order (all of them for an empty list); unknown names are
+    refused."""
     from mtdqn.errors import ConfigError
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in spec.variants]
     if unknown:
         raise ConfigError(f"--variants: {unknown} not in {spec.name}'s variants {list(spec.variants)}")
-    return dataclasses.replace(spec, variants={v: spec.variants[v] for v in names}) if names else spec
+    kept = {v: options for v, options in spec.variants.items() if v in names}  # the study's order
+    return dataclasses.replace(spec, variants=kept) if names else spec
 
 
 def main() -> None:
