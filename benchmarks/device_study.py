@@ -9,7 +9,7 @@ no report is built there (build it where the results land: ``mtdqn report STUDY_
 
 It is the ordinary study runner (:func:`mtdqn.studies.run_study`), so a cell trained here is the cell
 ``mtdqn study`` trains, on whatever backend JAX picks (the report records it).  Each cell prints its
-wall time and its env steps per second over all seeds and tasks.
+wall time, and each study the env steps per second over the cells it trained.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def _only(spec: Any, variants: str) -> Any:
     from mtdqn.errors import ConfigError
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
+    if variants.strip() and not names:
+        raise ConfigError(f"--variants {variants!r}: no variant named (leave it out for all of them)")
     unknown = [v for v in names if v not in spec.variants]
     if unknown:
         raise ConfigError(f"--variants: {unknown} not in {spec.name}'s variants {list(spec.variants)}")
@@ -49,31 +51,36 @@ def main() -> None:
     parser.add_argument("studies", nargs="+", type=_pair, help="STUDY.toml=OUT_DIR, run in this order")
     parser.add_argument("--variants", default="", help="comma-separated: train only these variants of each study "
                         "(several processes can share one GPU, each its own variants and OUT_DIRs; copy their "
-                        "cells/ into one study directory, then `mtdqn study STUDY.toml --out DIR` finds every "
-                        "cell done and writes the report)")
+                        "cells/ and one study.json into one study directory, then `mtdqn study STUDY.toml --out "
+                        "DIR` finds every cell done and writes the report)")
     args = parser.parse_args()
 
     import jax
 
     from mtdqn.devices import unroll_cpu_threefry
     from mtdqn.errors import ConfigError
-    from mtdqn.studies import resolve_spec, run_study
+    from mtdqn.studies import cell_configs, cell_status, resolve_spec, run_study
+    from mtdqn.studies.cell import check_out_dir
 
     unroll_cpu_threefry()  # only CPU programs change; a no-op on a GPU backend
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"JAX {jax.__version__}, backend {jax.default_backend()}: {jax.devices()}")
-    try:
+    try:  # every study file, output folder and finished cell checked before anything is written
         specs = [(_only(resolve_spec(spec_path, {}), args.variants), out) for spec_path, out in args.studies]
+        todo = []
+        for spec, out in specs:
+            check_out_dir(out)
+            todo.append(sum(cell_status(c, out / "cells" / c.variant) != "done" for c in cell_configs(spec)))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    for spec, out in specs:
+    for (spec, out), cells in zip(specs, todo):
         started = time.perf_counter()
         run_study(spec, out, progress=False, console=console, report=False)
-        work = len(spec.tasks) * spec.steps * spec.seeds * len(spec.variants)
         took = time.perf_counter() - started
-        console.print(f"{spec.name}: {len(spec.variants)} cells in {took:.0f} s ({work / took:,.0f} env steps/s "
-                      "over every cell, compiles included)")
+        work = len(spec.tasks) * spec.steps * spec.seeds * cells  # the cells trained here, not those skipped
+        console.print(f"{spec.name}: {cells} cells trained in {took:.0f} s ({work / took:,.0f} env steps/s "
+                      "over them, compiles included)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """What one greedy evaluation costs beside the training it interrupts, for a study preset's variant.
 
 On the H200 lent on 2026-12-04 (benchmarks/results/minigrid_mt5.md) an MT5 `independent` cell trained
-20k env steps per task in ~8 s and then spent ~17-29 s in each evaluation (TensorBoard's event times: 16
-episodes per task, a scan of 720 steps), while on this 2-core CPU an evaluation costs ~7% of the training
+20k env steps per task in ~8 s and then spent ~17-34 s in each evaluation (TensorBoard's event times: 16
+episodes per task, a scan of 720 steps), while on this 2-core CPU an evaluation costs ~3% of the training
 between two.  This prints both sides for one configuration, on whatever backend JAX picks, so the next GPU
 session can check that ratio in seconds instead of a study:
 

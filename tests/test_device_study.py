@@ -37,7 +37,8 @@ def test_only_keeps_the_named_variants_in_the_study_order_and_refuses_unknown_on
 @pytest.mark.slow  # two Python processes that import JAX: ~6 s
 def test_a_bad_pair_or_variant_is_one_line_and_exit_2(tmp_path):
     script = str(ROOT / "benchmarks" / "device_study.py")
-    for args in ([f"{MT5}={tmp_path / 'a'}", "--variants", "nope"], [str(MT5)]):
+    (tmp_path / "file").write_text("")
+    for args in ([f"{MT5}={tmp_path / 'a'}", "--variants", "nope"], [str(MT5)], [f"{MT5}={tmp_path / 'file'}"]):
         done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith(("error:", "usage:", "device_study.py: error"))
