@@ -33,7 +33,7 @@ TINY = TrainConfig(
 # The keys of a compiled run's summary.json (tests/test_training.py writes one).
 SUMMARY_KEYS = {
     "status", "error", "tasks", "seeds", "sharing", "strategy", "params_total", "params_shared", "env_steps",
-    "wall_time_s", "compile_s", "env_steps_per_s", "final_eval", "final_eval_std", "random_return",
+    "wall_time_s", "compile_s", "eval_s", "env_steps_per_s", "final_eval", "final_eval_std", "random_return",
     "eval_episodes", "config_hash",
 }
 

@@ -34,6 +34,8 @@ def test_evaluations_every_n_steps_and_at_the_end(run):
         np.testing.assert_allclose(got, per_seed, rtol=1e-6)  # the last block is summary.json's final_eval
     acrobot = evals[evals["task"] == "Acrobot-v1"]
     assert (acrobot["discounted_mean"] >= acrobot["return_mean"] - 1e-4).all()  # -1 rewards: discounting shrinks
+    # the evaluation at 1000 is timed apart from training, and both lie inside the run's wall time
+    assert 0 < run.summary["eval_s"] < run.summary["wall_time_s"] - run.summary["compile_s"]
 
 
 @pytest.mark.slow
@@ -130,7 +132,7 @@ def test_without_eval_every_only_the_final_evaluation(tiny_run_final_eval_only):
     result = tiny_run_final_eval_only
     evals = pd.read_parquet(result.out_dir / "evals.parquet")
     assert evals["step"].unique().tolist() == [2000]
-    assert result.summary["eval_every"] == 0
+    assert result.summary["eval_every"] == 0 and result.summary["eval_s"] == 0  # none during training
     for task in TINY.tasks:
         assert result.summary["final_score"][task] == pytest.approx(result.summary["final_eval"][task])
 

@@ -72,6 +72,7 @@ class Trained(NamedTuple):
     first_chunk: int  # the chunk this process started at (a resumed run: its checkpoint's)
     last_chunk: int  # the chunk it ended after (before the last when early stopping stopped it)
     early: dict[str, Any] | None  # the early-stopping or keep-best record, under kept_as(options)
+    eval_s: float = 0.0  # seconds spent in the evaluations (and gradient probes) during training
 
 
 def kept_as(options: RunOptions) -> str:
@@ -109,7 +110,7 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
         # An early-stopped run is finished: its checkpoint is recorded as the last chunk's.
         save_checkpoint(run_dir.path, trainer.agent.cfg, state, schedule.num_chunks,
                         {**options.record(), **({kept_as(options): early} if early else {})})
-    return Trained(state, tables, compile_s, loop_s, first_chunk, last_chunk, early)
+    return Trained(state, tables, compile_s, loop_s, first_chunk, last_chunk, early, eval_s)
 
 
 def _stopper(agent: Agent, params: Any, options: RunOptions) -> EarlyStopping | None:

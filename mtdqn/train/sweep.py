@@ -105,7 +105,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     results = []
     for (state, tables), member_agent, run_dir in zip(trained.members, agents, runs):
         one = Trained(state, tables, trained.compile_s, trained.loop_s, trained.first_chunk, schedule.num_chunks,
-                      None)
+                      None, trained.eval_s)
         member_trainer = Trainer(member_agent, trainer.init, trainer.chunk, trainer.hypers, trainer.devices)
         if trained.first_chunk < schedule.num_chunks or run_dir.checkpoint_id() is None:  # never the live one
             save_checkpoint(run_dir.path, member_agent.cfg, state, schedule.num_chunks, options.record())
@@ -140,6 +140,7 @@ class _SweepTrained:
     compile_s: float
     loop_s: float
     first_chunk: int
+    eval_s: float  # the evaluations during training (every member's)
 
 
 def _real_entries(trainer: Trainer) -> np.ndarray:
@@ -207,7 +208,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
         save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), schedule.num_chunks,
                         options.record())
     members = [(jax.tree.map(lambda x: x[layout.member_entries(i)], state), t) for i, t in enumerate(tables)]
-    return _SweepTrained(members, compile_s, loop_s, first_chunk)
+    return _SweepTrained(members, compile_s, loop_s, first_chunk, eval_s)
 
 
 def _write_member_chunk(member: Trainer, run: RunDir, writer: Any, tables: Tables, m: dict[str, np.ndarray],
