@@ -157,6 +157,39 @@ def test_the_report_from_synthetic_cells(tmp_path):
     assert (study / "groups_data" / "agreement.csv").is_file()
 
 
+def test_the_joint_runs_pull_per_quarter_beside_each_task_alone(tmp_path):
+    """Each task's share of the shared gradient sums to 1 over tasks in every quarter; returns come from the joint
+    run and from the task's all-apart cell, by the quarter of the run (5000 steps) each window closes."""
+    study = make_groups_study(tmp_path)
+    norms = {A: 3.0, B: 1.0, C: 0.0}  # C starved: no pull on the trunk at all
+    rows, joint_m = [], []
+    for step in (1250, 2500, 3750, 5000):  # one window closing each quarter
+        for s in SEEDS:
+            for task, n in norms.items():
+                rows.append({"step": step, "seed": s, "task": task, "grad_norm": n * (1 + step / 5000), "weight": 1.0,
+                             "loss": 0.1})
+                joint_m.append({"step": step, "task": task, "seed": s, "episode_return": step / 1000})
+    pd.DataFrame(rows).to_parquet(study / "cells/joint/grad_tasks.parquet")
+    pd.DataFrame(joint_m).to_parquet(study / "cells/joint/metrics.parquet")
+    alone = pd.DataFrame([{"step": 5000, "task": C, "seed": s, "episode_return": 7.0} for s in SEEDS])
+    alone.to_parquet(study / "groups" / C / "metrics.parquet")
+    pull = group_tables(study, reps=50)["pull"].set_index(["task", "quarter"])
+    assert sorted(pull.index.get_level_values("quarter").unique()) == [0, 1, 2, 3]
+    np.testing.assert_allclose(pull.groupby("quarter")["share"].sum(), 1.0)
+    assert pull.loc[(A, 2), "share"] == pytest.approx(0.75) and pull.loc[(C, 0), "share"] == 0.0
+    assert pull.loc[(A, 3), "return_joint"] == pytest.approx(5.0)  # the window closing at 5000: the last quarter
+    assert pull.loc[(C, 3), "return_alone"] == 7.0 and math.isnan(pull.loc[(A, 3), "return_alone"])  # A's cell: none
+    text = write_groups_report(study).read_text()
+    assert "## Why: each task's pull on the shared trunk" in text
+    assert f"| {C} | 0% · 1.25 / n/a | 0% · 2.50 / n/a | 0% · 3.75 / n/a | 0% · 5.00 / 7.00 |" in text
+
+
+def test_without_the_joint_runs_gradients_there_is_no_pull_section(tmp_path):
+    study = make_groups_study(tmp_path)  # no grad_tasks.parquet: a joint run without a shared parameter
+    assert group_tables(study, reps=50)["pull"].empty
+    assert "pull on the shared trunk" not in write_groups_report(study).read_text()
+
+
 def test_a_failed_group_is_reported_as_missing(tmp_path):
     t = group_tables(make_groups_study(tmp_path, failed=("groups/CartPole-v1+MountainCar-v0",)), reps=50)
     worst = t["realized"].set_index(["role", "scope"]).loc["worst"]

@@ -8,7 +8,11 @@ What it states (numbers from :mod:`mtdqn.analysis.group_scores`):
 - whether the predicted best beats all-together and all-apart: Welch's difference and test per task and in
   aggregate, Holm-corrected over every comparison made (``comparisons``);
 - Spearman's rank correlation between predicted and realized scores, for each predictor side by side
-  (``agreement``).
+  (``agreement``);
+- why a task gains or loses beside the others: in the joint run, per quarter of training, each task's share
+  of the shared gradient and its training return, beside its return alone (``pull``).  A task whose share
+  falls towards zero while its return alone climbs is starved by the others, which a one-step lookahead on
+  the losses cannot see (a task that no longer finds reward has a TD loss near zero to raise or lower).
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from . import fmt, stats
-from .group_scores import (PREDICTORS, normalized_mean, points, predictor_matrices, rank_agreement, realized_scores,
-                           roles, seed_mean)
+from .group_scores import (PREDICTORS, normalized_mean, points, predictor_matrices, pull_table, rank_agreement,
+                           realized_scores, roles, seed_mean)
 from .groups import describe_partition, partition_score, partitions, ranked
 from .outputs import write_frame, write_text
 from .ranges import UNBOUNDED, return_bounds
@@ -118,7 +122,8 @@ def agreement_table(mats: dict[str, np.ndarray | None], real: dict[str, dict[str
 
 def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed by its groups_data/ file stem."""
-    plan = json.loads((Path(study_dir) / "study.json").read_text())["groups"]
+    record = json.loads((Path(study_dir) / "study.json").read_text())
+    plan = record["groups"]
     tasks = tuple(plan["tasks"])
     mats = predictor_matrices(Path(study_dir) / plan["joint"], tasks)
     real = realized_scores(study_dir, plan)
@@ -128,7 +133,8 @@ def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[st
                            for i, a in enumerate(tasks) for j, b in enumerate(tasks)])
     return {"partitions": partitions_table(z, tasks, plan), "matrix": matrix,
             "realized": realized_table(real, plan, tasks), "comparisons": comparisons_table(real, plan, tasks),
-            "agreement": agreement_table(mats, real, plan, tasks, reps, seed)}
+            "agreement": agreement_table(mats, real, plan, tasks, reps, seed),
+            "pull": pull_table(study_dir, plan, record["steps"])}
 
 
 def _sig(x: float) -> str:
@@ -142,7 +148,9 @@ def _cell(text: str) -> str:
 
 
 def _est(r: pd.Series) -> str:
-    return "failed or missing" if r["n"] == 0 else fmt.estimate(r["mean"], r["lo"], r["hi"], fmt.values(r["seed_values"]))
+    if r["n"] == 0:
+        return "failed or missing"
+    return fmt.estimate(r["mean"], r["lo"], r["hi"], fmt.values(r["seed_values"]))
 
 
 def _diff(r: Any) -> str:
@@ -210,9 +218,36 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame]) -> str:
     for r in t["agreement"].itertuples():
         rho = fmt.estimate(r.rho, r.lo, r.hi) if r.points >= 3 else f"n/a ({r.points} points)"
         lines.append(f"| {r.predictor} | {r.scope} | {r.points} | {rho} |")
+    lines += _pull_lines(t["pull"], tasks, steps)
     lines += ["", "Not done here: the pairwise ground truth (the gain of training each pair of tasks together "
               "over apart, measured on its own, correlated with Z across ordered pairs)."]
     return "\n".join(lines) + "\n"
+
+
+def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...], steps: int) -> list[str]:
+    """The joint run's gradient shares and training returns per quarter, beside each task's return alone."""
+    if pull.empty:
+        return []
+    edges = [f"{q * steps / 4000:g}-{(q + 1) * steps / 4000:g}k" for q in range(4)]
+    lines = ["", "## Why: each task's pull on the shared trunk in the joint run", "",
+             "Per quarter of training (env steps per task), mean over logging windows and seeds: the task's share "
+             "of the summed per-task gradient norms on the shared parameters · its training return (ε-greedy "
+             "episodes) in the joint run / alone (the all-apart partition's cell). A share falling towards 0 while "
+             "the return alone climbs is a task starved by the others; the affinity cannot see it (a task that "
+             "finds no reward has a TD loss near 0 for a step to raise or lower).", "",
+             "| task | " + " | ".join(edges) + " |", "|---" * 5 + "|"]
+    by = pull.set_index(["task", "quarter"])
+    for task in tasks:
+        cells = []
+        for q in range(4):
+            if (task, q) not in by.index:
+                cells.append("n/a")
+                continue
+            r = by.loc[(task, q)]
+            alone = f"{r['return_alone']:.2f}" if math.isfinite(r["return_alone"]) else "n/a"
+            cells.append(f"{100 * r['share']:.0f}% · {r['return_joint']:.2f} / {alone}")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_groups_report(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> Path:
