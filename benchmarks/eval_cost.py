@@ -11,12 +11,13 @@ session can check that ratio in seconds instead of a study:
     python benchmarks/eval_cost.py --seeds 10 --no-train --parts   # the evaluation's scan taken apart
 
 ``--parts`` times two more scans of the evaluation's length beside it, seeds vmapped as there: the
-environments alone (uniform random actions, no network) and the policy alone (the network's greedy action on
-fixed observations), so a slow evaluation can be put down to one or the other.  ``--no-train`` skips the
-training side (its compile is over a minute on a GPU).
+environments alone (uniform random actions, no network) and the policy alone (``act`` on the first
+observations, moved one env along at each step so the network cannot be hoisted out of the loop, with epsilon
+a traced argument as in the evaluation), so a slow evaluation can be put down to one or the other.
+``--no-train`` skips the training side (its compile is over a minute on a GPU).
 
-Training is timed as ``benchmarks/throughput.py`` times it (the preset's variant cut to chunks that all
-update; compile excluded, best of ``--chunks``); the evaluation is ``evaluate_params`` as a run calls it
+Training is timed by ``benchmarks/throughput.py``'s ``time_chunks`` (the preset's variant cut to chunks that
+all update; compile excluded, best of ``--chunks``); the evaluation is ``evaluate_params`` as a run calls it
 during training (the preset's episodes, greedy, its second call: compile excluded), best of ``--repeats``.
 """
 
@@ -67,18 +68,18 @@ def _part_scans(agent, params, episodes: int) -> dict[str, Any]:
             return states, out.reward.sum() + out.obs.sum()  # the observations used: not eliminated
         return jax.lax.scan(body, states, jax.random.split(key, horizon))[1].sum()
 
-    def policy_only(p, key):
+    def policy_only(p, key, eps):
         obs, _ = reset_envs(agent.task_set, key, episodes)
 
         def body(carry, k):  # the observations move along the env axis: the network is not hoisted out
             obs, total = carry
-            return (jnp.roll(obs, 1, axis=1), total + act(agent, p, obs, k, jnp.float32(0.0)).sum()), None
+            return (jnp.roll(obs, 1, axis=1), total + act(agent, p, obs, k, eps).sum()), None
         return jax.lax.scan(body, (obs, jnp.int32(0)), jax.random.split(key, horizon))[0][1]
 
     n_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(0), n_seeds)
     return {"environments alone": (jax.jit(jax.vmap(envs_only)), (keys,)),
-            "policy alone": (jax.jit(jax.vmap(policy_only)), (params, keys))}
+            "policy alone": (jax.jit(jax.vmap(policy_only, in_axes=(0, 0, None))), (params, keys, jnp.float32(0.0)))}
 
 
 def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, train: bool = True,
@@ -90,7 +91,7 @@ def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, trai
     from mtdqn.studies.presets import resolve_spec
 
     spec = resolve_spec(preset, {"seeds": seeds})
-    cfg = throughput._preset_config(preset, seeds, variant, chunks, iters)
+    cfg = throughput.preset_config(preset, seeds, variant, chunks, iters)
     use_cpu_cores(*cpu_plan(seeds, cfg.tasks, 0))  # as `mtdqn train` starts JAX
     unroll_cpu_threefry()
     import jax
@@ -105,8 +106,8 @@ def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, trai
     result: dict[str, Any] = {"backend": jax.default_backend(), "eval_every": spec.run_options.eval_every,
                               "episodes": episodes, "train_s": float("nan"), "parts": {}}
     if train:
-        result["train_s"] = _train_seconds(trainer, state, iters, chunks) / (iters * cfg.num_envs) * \
-            spec.run_options.eval_every
+        chunk_s = throughput.time_chunks(trainer, chunks, iters)["chunk_s"]
+        result["train_s"] = chunk_s / (iters * cfg.num_envs) * spec.run_options.eval_every
     t0 = time.perf_counter()
     evaluate_params(trainer.agent, state.params, 0, episodes, step=0)  # compiles
     result["eval_compile_s"] = time.perf_counter() - t0
@@ -120,23 +121,6 @@ def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, trai
         for name, (fn, args) in _part_scans(trainer.agent, state.params, episodes).items():
             result["parts"][name] = _best_of(fn, *args, repeats=repeats)
     return result
-
-
-def _train_seconds(trainer, state, iters: int, chunks: int) -> float:
-    """The fastest of ``chunks`` training chunks of ``iters`` vector steps (compile and a warm-up excluded)."""
-    import jax
-    import jax.numpy as jnp
-
-    compiled = trainer.chunk.lower(state, trainer.hypers, jnp.int32(0)).compile()
-    state, m = compiled(state, trainer.hypers, jnp.int32(0))
-    jax.block_until_ready(m)
-    chunk_s = float("inf")
-    for c in range(1, chunks + 1):
-        t0 = time.perf_counter()
-        state, m = compiled(state, trainer.hypers, jnp.int32(c * iters))
-        jax.block_until_ready(m)
-        chunk_s = min(chunk_s, time.perf_counter() - t0)
-    return chunk_s
 
 
 def main() -> None:

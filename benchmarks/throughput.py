@@ -60,7 +60,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # mtdqn is imported inside functions: --against runs them on another revision's checkout
     from mtdqn.config import TrainConfig
@@ -103,7 +103,7 @@ def _table_config(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int,
     )
 
 
-def _preset_config(preset: str, seeds: int, sharing: str, chunks: int, iters: int) -> TrainConfig:
+def preset_config(preset: str, seeds: int, sharing: str, chunks: int, iters: int) -> TrainConfig:
     """A study preset's variant config, its tasks included, cut to ``chunks + 1`` chunks of ``iters``
     vector steps that all update."""
     from mtdqn.studies.presets import resolve_spec
@@ -126,7 +126,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     """
     preset = "minatar" if preset is True else preset
     if preset:
-        cfg = _preset_config(preset, seeds, sharing, chunks, iters)
+        cfg = preset_config(preset, seeds, sharing, chunks, iters)
     else:
         cfg = _table_config(tasks, seeds, sharing, chunks, iters, affinity_every)
     tasks = cfg.tasks
@@ -136,27 +136,14 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     use_cpu_cores(*cpu_plan(seeds, tasks, devices))  # before JAX starts: it reads the threads' flags once
 
     unroll_cpu_threefry()  # as `mtdqn train` does
-    import jax
-    import jax.numpy as jnp
-
     from mtdqn.train.agent import make_agent
-    from mtdqn.train.loop import make_trainer, seed_keys
+    from mtdqn.train.loop import make_trainer
 
     trainer = make_trainer(make_agent(cfg), devices)
-    state = trainer.init(seed_keys(trainer.agent.seeds))
-    t0 = time.perf_counter()
-    compiled = trainer.chunk.lower(state, trainer.hypers, jnp.int32(0)).compile()
-    compile_s = time.perf_counter() - t0
+    t = time_chunks(trainer, chunks, iters)
+    elapsed, compile_s = t["chunk_s"], t["compile_s"]
     # XLA's cost analysis counts a while-loop body once: FLOPs of one iteration (of one device's program).
-    flops_per_iter = (compiled.cost_analysis() or {}).get("flops", float("nan")) * trainer.devices
-    state, m = compiled(state, trainer.hypers, jnp.int32(0))
-    jax.block_until_ready(m)
-    elapsed = float("inf")  # best chunk: the machine's other load only ever slows a chunk down
-    for c in range(1, chunks + 1):
-        t0 = time.perf_counter()
-        state, m = compiled(state, trainer.hypers, jnp.int32(c * iters))
-        jax.block_until_ready(m)
-        elapsed = min(elapsed, time.perf_counter() - t0)
+    flops_per_iter = (t["compiled"].cost_analysis() or {}).get("flops", float("nan")) * trainer.devices
     steps = iters * cfg.num_envs * len(tasks) * seeds
     return {
         "tasks": f"{preset} preset ({len(tasks)} tasks)" if preset else "+".join(t.split("-")[0] for t in tasks),
@@ -172,6 +159,30 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
         "gflops": flops_per_iter * iters / elapsed / 1e9,
         "ms_per_iter": elapsed / iters * 1e3,
     }
+
+
+def time_chunks(trainer: Any, chunks: int, iters: int) -> dict[str, Any]:
+    """Compile ``trainer``'s chunk (``compile_s``), run it once to warm up, then time ``chunks`` chunks of
+    ``iters`` vector steps and keep the fastest (``chunk_s``: the machine's other load only ever slows a chunk
+    down); also the ``compiled`` program and the ``state`` after the last chunk.  JAX must be started."""
+    import jax
+    import jax.numpy as jnp
+
+    from mtdqn.train.loop import seed_keys
+
+    state = trainer.init(seed_keys(trainer.agent.seeds))
+    t0 = time.perf_counter()
+    compiled = trainer.chunk.lower(state, trainer.hypers, jnp.int32(0)).compile()
+    compile_s = time.perf_counter() - t0
+    state, m = compiled(state, trainer.hypers, jnp.int32(0))
+    jax.block_until_ready(m)
+    elapsed = float("inf")
+    for c in range(1, chunks + 1):
+        t0 = time.perf_counter()
+        state, m = compiled(state, trainer.hypers, jnp.int32(c * iters))
+        jax.block_until_ready(m)
+        elapsed = min(elapsed, time.perf_counter() - t0)
+    return {"chunk_s": elapsed, "compile_s": compile_s, "compiled": compiled, "state": state}
 
 
 def game_step_us(name: str, num_envs: int = 10, steps: int = 2_000, gymnax_own: bool = False) -> float:

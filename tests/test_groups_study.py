@@ -158,30 +158,39 @@ def test_the_report_from_synthetic_cells(tmp_path):
 
 
 def test_the_joint_runs_pull_per_quarter_beside_each_task_alone(tmp_path):
-    """Each task's share of the shared gradient sums to 1 over tasks in every quarter; returns come from the joint
-    run and from the task's all-apart cell, by the quarter of the run (5000 steps) each window closes."""
+    """Shares are each window's share averaged (not a ratio of mean norms), sum to 1 over tasks in every quarter,
+    and bin by the run's last logged step (a window closing on a quarter's edge counts before it); returns come
+    from the joint run and from each task's all-apart cell, binned alike."""
     study = make_groups_study(tmp_path)
-    norms = {A: 3.0, B: 1.0, C: 0.0}  # C starved: no pull on the trunk at all
-    rows, joint_m = [], []
-    for step in (1250, 2500, 3750, 5000):  # one window closing each quarter
-        for s in SEEDS:
+    rows, joint_m, alone = [], [], []
+    windows = (626, 1252, 1878, 2504, 3130, 3756, 4382, 5008)  # the last ends past the nominal 5000 steps
+    for w, step in enumerate(windows):
+        # Two windows per quarter: norms 3, 1, 0 then 1, 3, 4.  C's shares are 0 and 1/2, their mean 1/4; a ratio
+        # of mean norms would give 4/12 = 1/3.  A's are 3/4 and 1/8.
+        norms = {A: 3.0, B: 1.0, C: 0.0} if w % 2 == 0 else {A: 1.0, B: 3.0, C: 4.0}
+        for s_ in SEEDS:
             for task, n in norms.items():
-                rows.append({"step": step, "seed": s, "task": task, "grad_norm": n * (1 + step / 5000), "weight": 1.0,
-                             "loss": 0.1})
-                joint_m.append({"step": step, "task": task, "seed": s, "episode_return": step / 1000})
+                rows.append({"step": step, "seed": s_, "task": task, "grad_norm": n, "weight": 1.0, "loss": 0.1})
+                joint_m.append({"step": step, "task": task, "seed": s_, "episode_return": float(w)})
+                alone.append({"step": step, "task": task, "seed": s_, "episode_return": 10.0 + w})
     pd.DataFrame(rows).to_parquet(study / "cells/joint/grad_tasks.parquet")
     pd.DataFrame(joint_m).to_parquet(study / "cells/joint/metrics.parquet")
-    alone = pd.DataFrame([{"step": 5000, "task": C, "seed": s, "episode_return": 7.0} for s in SEEDS])
-    alone.to_parquet(study / "groups" / C / "metrics.parquet")
+    alone = pd.DataFrame(alone)
+    for task in (B, C):  # A's all-apart cell has no metrics: its return alone is n/a
+        alone[alone["task"] == task].to_parquet(study / "groups" / task / "metrics.parquet")
     pull = group_tables(study, reps=50)["pull"].set_index(["task", "quarter"])
     assert sorted(pull.index.get_level_values("quarter").unique()) == [0, 1, 2, 3]
     np.testing.assert_allclose(pull.groupby("quarter")["share"].sum(), 1.0)
-    assert pull.loc[(A, 2), "share"] == pytest.approx(0.75) and pull.loc[(C, 0), "share"] == 0.0
-    assert pull.loc[(A, 3), "return_joint"] == pytest.approx(5.0)  # the window closing at 5000: the last quarter
-    assert pull.loc[(C, 3), "return_alone"] == 7.0 and math.isnan(pull.loc[(A, 3), "return_alone"])  # A's cell: none
+    assert pull.loc[(C, 1), "share"] == pytest.approx(0.25)  # mean of 0 and 1/2, not 4/12
+    assert pull.loc[(A, 1), "share"] == pytest.approx((3 / 4 + 1 / 8) / 2)
+    assert pull.loc[(A, 0), "return_joint"] == pytest.approx(0.5)  # windows 0 and 1 (1252 is the first edge)
+    assert pull.loc[(A, 3), "return_joint"] == pytest.approx(6.5)  # windows 6 and 7: 5008 is the run's last
+    assert pull.loc[(B, 2), "return_alone"] == pytest.approx(14.5) and pull.loc[(C, 3), "return_alone"] == 16.5
+    assert math.isnan(pull.loc[(A, 3), "return_alone"])
     text = write_groups_report(study).read_text()
-    assert "## Why: each task's pull on the shared trunk" in text
-    assert f"| {C} | 0% · 1.25 / n/a | 0% · 2.50 / n/a | 0% · 3.75 / n/a | 0% · 5.00 / 7.00 |" in text
+    assert "its pull on the shared trunk in the joint run" in text
+    assert f"| {C} | 25% · 0.50 / 10.50 | 25% · 2.50 / 12.50 | 25% · 4.50 / 14.50 | 25% · 6.50 / 16.50 |" in text
+    assert f"| {A} | 44% · 0.50 / n/a |" in text
 
 
 def test_without_the_joint_runs_gradients_there_is_no_pull_section(tmp_path):

@@ -123,7 +123,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
         pd.testing.assert_frame_equal(pd.read_parquet(whole / name), pd.read_parquet(killed / name), check_exact=True)
     assert (whole / "metrics.csv").read_text() == (killed / "metrics.csv").read_text()
     sa, sb = (json.loads((run / "summary.json").read_text()) for run in (whole, killed))
-    timing = {"wall_time_s", "compile_s", "env_steps_per_s"}
+    timing = {"wall_time_s", "compile_s", "eval_s", "env_steps_per_s"}  # eval_s: only this process's evaluations
     assert {k: v for k, v in sa.items() if k not in timing} == {k: v for k, v in sb.items() if k not in timing}
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["iter_000000600", "latest.json"]
     scalars = _tb_scalars(whole / "tb")

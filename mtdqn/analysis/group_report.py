@@ -9,10 +9,11 @@ What it states (numbers from :mod:`mtdqn.analysis.group_scores`):
   aggregate, Holm-corrected over every comparison made (``comparisons``);
 - Spearman's rank correlation between predicted and realized scores, for each predictor side by side
   (``agreement``);
-- why a task gains or loses beside the others: in the joint run, per quarter of training, each task's share
-  of the shared gradient and its training return, beside its return alone (``pull``).  A task whose share
-  falls towards zero while its return alone climbs is starved by the others, which a one-step lookahead on
-  the losses cannot see (a task that no longer finds reward has a TD loss near zero to raise or lower).
+- what goes with a task's gain or loss beside the others: in the joint run, per quarter of training, each
+  task's share of the shared gradient and its training return, beside its return alone (``pull``).  A share
+  that falls while the return alone climbs is a task the trunk no longer serves; whether the others starve it
+  or it pulls less because it finds no reward, these numbers cannot separate (an intervention such as the
+  `unit-norm` strategy, which equalizes the tasks' gradient norms, can).
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def agreement_table(mats: dict[str, np.ndarray | None], real: dict[str, dict[str
 
 def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed by its groups_data/ file stem."""
-    record = json.loads((Path(study_dir) / "study.json").read_text())
-    plan = record["groups"]
+    plan = json.loads((Path(study_dir) / "study.json").read_text())["groups"]
     tasks = tuple(plan["tasks"])
     mats = predictor_matrices(Path(study_dir) / plan["joint"], tasks)
     real = realized_scores(study_dir, plan)
@@ -134,7 +134,7 @@ def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[st
     return {"partitions": partitions_table(z, tasks, plan), "matrix": matrix,
             "realized": realized_table(real, plan, tasks), "comparisons": comparisons_table(real, plan, tasks),
             "agreement": agreement_table(mats, real, plan, tasks, reps, seed),
-            "pull": pull_table(study_dir, plan, record["steps"])}
+            "pull": pull_table(study_dir, plan)}
 
 
 def _sig(x: float) -> str:
@@ -228,13 +228,14 @@ def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...], steps: int) -> list[
     """The joint run's gradient shares and training returns per quarter, beside each task's return alone."""
     if pull.empty:
         return []
+    num = lambda v, text: text.format(v) if math.isfinite(v) else "n/a"  # noqa: E731
     edges = [f"{q * steps / 4000:g}-{(q + 1) * steps / 4000:g}k" for q in range(4)]
-    lines = ["", "## Why: each task's pull on the shared trunk in the joint run", "",
+    lines = ["", "## What goes with a task's gain or loss: its pull on the shared trunk in the joint run", "",
              "Per quarter of training (env steps per task), mean over logging windows and seeds: the task's share "
              "of the summed per-task gradient norms on the shared parameters · its training return (ε-greedy "
-             "episodes) in the joint run / alone (the all-apart partition's cell). A share falling towards 0 while "
-             "the return alone climbs is a task starved by the others; the affinity cannot see it (a task that "
-             "finds no reward has a TD loss near 0 for a step to raise or lower).", "",
+             "episodes) in the joint run / alone (the all-apart partition's cell). A share that falls while the "
+             "return alone climbs is a task the trunk no longer serves; whether the others starve it or it pulls "
+             "less because it finds no reward, these numbers cannot separate.", "",
              "| task | " + " | ".join(edges) + " |", "|---" * 5 + "|"]
     by = pull.set_index(["task", "quarter"])
     for task in tasks:
@@ -244,8 +245,8 @@ def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...], steps: int) -> list[
                 cells.append("n/a")
                 continue
             r = by.loc[(task, q)]
-            alone = f"{r['return_alone']:.2f}" if math.isfinite(r["return_alone"]) else "n/a"
-            cells.append(f"{100 * r['share']:.0f}% · {r['return_joint']:.2f} / {alone}")
+            cells.append(f"{num(100 * r['share'], '{:.0f}%')} · {num(r['return_joint'], '{:.2f}')} / "
+                         f"{num(r['return_alone'], '{:.2f}')}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return lines
 

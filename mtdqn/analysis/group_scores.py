@@ -187,34 +187,36 @@ def rank_agreement(matrices: np.ndarray, per_seed: list[np.ndarray], scored: lis
     return stats.Estimate(value, float(lo), float(hi), n)
 
 
-def _quarter(step: pd.Series, steps: int) -> pd.Series:
-    """Which quarter of a run of ``steps`` env steps per task a logging window's ``step`` closes (0-3)."""
-    return np.minimum((step.to_numpy() - 1) * 4 // max(steps, 1), 3)
+def _quarter(step: pd.Series, last: int) -> np.ndarray:
+    """Which quarter (0-3) of a run whose last logging window closes at env step ``last`` holds the window that
+    closes at ``step``: the window ending exactly at a quarter's edge belongs to the quarter before it."""
+    return np.clip(np.ceil(step.to_numpy() * 4 / max(last, 1)).astype(int) - 1, 0, 3)
 
 
-def pull_table(study_dir: Path, plan: dict[str, Any], steps: int) -> pd.DataFrame:
-    """Why a task gains or loses in the joint run: per task and quarter of training, its ``share`` of the summed
-    per-task gradient norms on the shared parameters (each logging window's share, averaged over windows and
-    seeds), its TD ``loss``, and its training return in the joint run and alone (``return_joint``,
-    ``return_alone``: the all-apart partition's cell; NaN where that cell is absent).  Empty without the joint
-    run's gradient table (no shared parameter, or a run from before it)."""
+def pull_table(study_dir: Path, plan: dict[str, Any]) -> pd.DataFrame:
+    """What goes with a task's gain or loss in the joint run: per task and quarter of training (of the joint
+    run's logged env steps; a window closing on an edge counts in the quarter before it), its ``share`` of the
+    summed per-task gradient norms on the shared parameters (each logging window's share, averaged over windows
+    and seeds), its TD ``loss``, and its training return in the joint run and alone (``return_joint``,
+    ``return_alone``: the all-apart partition's cell, binned by the same edges; NaN where that cell is absent).
+    Empty without the joint run's gradient table (no shared parameter, or a run from before it)."""
     joint = Path(study_dir) / plan["joint"]
     grads, metrics = joint / "grad_tasks.parquet", joint / "metrics.parquet"
     if not (grads.is_file() and metrics.is_file()):
         return pd.DataFrame(columns=["task", "quarter", "share", "loss", "return_joint", "return_alone"])
-    g = pd.read_parquet(grads)
+    g, m = pd.read_parquet(grads), pd.read_parquet(metrics)
+    last = int(m["step"].max())
     g["share"] = g["grad_norm"] / g.groupby(["step", "seed"])["grad_norm"].transform("sum")
-    g["quarter"] = _quarter(g["step"], steps)
+    g["quarter"] = _quarter(g["step"], last)
     out = g.groupby(["task", "quarter"])[["share", "loss"]].mean()
-    m = pd.read_parquet(metrics)
-    m["quarter"] = _quarter(m["step"], steps)
+    m["quarter"] = _quarter(m["step"], last)
     out["return_joint"] = m.groupby(["task", "quarter"])["episode_return"].mean()
     alone = []
     for group in plan["partitions"].get("apart", {}).get("groups", []):
         f = Path(study_dir) / group["cell"] / "metrics.parquet"
         if f.is_file():
             a = pd.read_parquet(f)
-            a["quarter"] = _quarter(a["step"], steps)
+            a["quarter"] = _quarter(a["step"], last)
             alone.append(a.groupby(["task", "quarter"])["episode_return"].mean())
     out["return_alone"] = pd.concat(alone) if alone else np.nan
     return out.reset_index()

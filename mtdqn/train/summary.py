@@ -90,8 +90,10 @@ def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, traine
         "env_steps": d.env_steps,
         "wall_time_s": wall_s,
         "compile_s": trained.compile_s,
-        "eval_s": trained.eval_s,  # the evaluations during training; the rest of wall_time_s past compile and
-        # training (env_steps_per_s's time) is setting up and the end of the run (its evaluations, files)
+        # The evaluations during training in this process (a resumed run: since it resumed; a sweep member: the
+        # whole population's, evaluated together); the rest of wall_time_s past compile_s and the training loop
+        # (env_steps_per_s's time) is setting up and the end of the run (its evaluations, files).
+        "eval_s": trained.eval_s,
         "devices": trainer.devices,
         "env_steps_per_s": trained_steps * agent.num_tasks * agent.cfg.seeds / max(trained.loop_s, 1e-9),
         "final_eval": {n: greedy.total[:, i].mean(-1).tolist() for i, n in enumerate(names)},
