@@ -18,4 +18,3 @@ run() {  # NAME XLA_FLAGS
 run default ""
 run no_triton_gemm "--xla_gpu_enable_triton_gemm=false"
 run no_command_buffers "--xla_gpu_enable_command_buffer="
-run no_triton_gemm "--xla_gpu_enable_triton_gemm=false"
