@@ -134,7 +134,7 @@ def make_study(root: Path, *, seeds: list[int] = SEEDS, evals: bool = False, dro
             "params_total": 20_000 if shared else 36_000, "params_shared": 16_000 if shared else 0,
             "wall_time_s": 12.5, "compile_s": 3.25, "env_steps_per_s": 4800.0, "final_eval": final_eval,
             "random_return": dict(RANDOM), "thresholds": THRESH, "eval_episodes": 10, "config_hash": "f00d",
-            "devices": 1, "strategy": "sum", **disc})
+            "devices": 1, "strategy": "sum", **disc, **({"eval_s": 1.75} if shared else {})})  # independent: older
         _write_json(cell / "config.json", {"config": OPTIONS[variant], "config_hash": "f00d", "git_revision": "abc123",
                                            "mtdqn_version": "0.1.0", "packages": {"jax": "0.10.2"},
                                            "host": {"cpu": "Test CPU", "cpu_cores": 2, "platform": "Linux"}})
@@ -201,6 +201,12 @@ def test_table_row_counts(report: Path):
     assert len(_md_table_rows(results, "Aggregate normalized score")) == ok_variants * 2
     assert len(_md_table_rows(results, "Improvement over the reference")) == ok_variants - 1
     assert len(_md_table_rows(results, "Cost")) == ok_variants
+    cost = pd.read_parquet(report / "data" / "cost.parquet").set_index("variant")  # eval_s: recorded by `shared`
+    assert cost.loc["shared", "eval_s"] == 1.75 and math.isnan(cost.loc["independent", "eval_s"])
+    header, *_ = [ln for ln in results.split("### Cost\n", 1)[1].splitlines() if ln.startswith("|")]
+    assert "evaluations during training s" in header
+    rows = {r.split("|")[1].strip(): r for r in _md_table_rows(results, "Cost")}
+    assert "| 1.75 |" in rows["shared"] and "| n/a |" in rows["independent"]
     for title in ("Aggregate normalized score", "Improvement over the reference"):  # read without the report
         note = results.split(f"### {title}\n", 1)[1].split("\n|", 1)[0]
         assert "percentile stratified-bootstrap" in note and "under-cover at small n" in note, note

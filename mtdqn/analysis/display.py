@@ -188,9 +188,10 @@ def improvement(df: pd.DataFrame) -> pd.DataFrame:
 def cost(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"variant": r.variant, "n seeds (one vmapped run)": r.n_seeds, "params total": f"{int(r.params_total):,}",
              "params shared": f"{int(r.params_shared):,}", "wall time s": num(r.wall_time_s),
-             "compile s": num(r.compile_s), "env steps/s": num(r.env_steps_per_s)} for r in df.itertuples()]
+             "compile s": num(r.compile_s), "evaluations during training s": num(r.eval_s),
+             "env steps/s": num(r.env_steps_per_s)} for r in df.itertuples()]
     return _frame(rows, ["variant", "n seeds (one vmapped run)", "params total", "params shared", "wall time s",
-                         "compile s", "env steps/s"])
+                         "compile s", "evaluations during training s", "env steps/s"])
 
 
 def _est(mean: float, lo: float, hi: float, n: int) -> str:

@@ -277,7 +277,9 @@ def _cost(c: _Computed) -> Section:
     return Section("Cost", (Table(
         "Cost", display.cost(c.data["cost"]),
         "One measurement per cell: all seeds of a variant train as one vmapped program, so wall time and "
-        "throughput (aggregate over tasks and seeds) have no spread across seeds."),))
+        "throughput (aggregate over tasks and seeds) have no spread across seeds. Env steps/s counts the training "
+        "loop alone: the evaluations during training have their own column (n/a: a cell from before it was "
+        "recorded)."),))
 
 
 def _without_updates(study: Study) -> list[str]:

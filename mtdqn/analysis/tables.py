@@ -504,8 +504,10 @@ def aggregate_tables(
 
 
 def cost_table(study: Study) -> pd.DataFrame:
-    """Parameters and throughput of each ok cell (one vmapped run of all its seeds)."""
+    """Parameters and throughput of each ok cell (one vmapped run of all its seeds), with the seconds its
+    evaluations during training took (``eval_s``; NaN for a cell from before summary.json recorded them)."""
     keys = ["params_total", "params_shared", "wall_time_s", "compile_s", "env_steps_per_s"]
     rows = [{"variant": v, "n_seeds": len(study.cells[v].summary["seeds"]),
-             **{k: study.cells[v].summary[k] for k in keys}} for v in study.ok_variants]
-    return pd.DataFrame(rows, columns=["variant", "n_seeds", *keys])
+             **{k: study.cells[v].summary[k] for k in keys},
+             "eval_s": study.cells[v].summary.get("eval_s", float("nan"))} for v in study.ok_variants]
+    return pd.DataFrame(rows, columns=["variant", "n_seeds", *keys, "eval_s"])
