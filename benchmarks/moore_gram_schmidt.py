@@ -5,8 +5,11 @@
 projections (modified Gram–Schmidt, :func:`mtdqn.networks.experts.orthonormalize`) can be replaced by the
 Gram matrix of the K outputs, its Cholesky factor unrolled per sample (K <= 8: elementwise over the batch),
 and a forward substitution Q = L^-1 V, with the same zero-residual guard.  In exact arithmetic it is the same
-basis.  This prints, for `moore:3` on the classic set (1 seed, as ``throughput.py --experts``), both versions'
-time per update inside the compiled loop beside `shared`'s, rounds alternated, each in its own process; and
+basis (the guard's keep/drop decision is the same formula, but near its threshold the Gram-based residual,
+a difference of nearly equal numbers, decides differently for some samples).  This prints, for `moore:3` on
+the classic set (1 seed, as ``throughput.py --experts``), both versions' time per update inside the compiled
+loop beside `shared`'s, each in its own process, each round running shared, the loop, Cholesky-QR in that
+fixed order; and
 how orthonormal each basis is for a third expert near the span of the first (relative residual ``eps``):
 
     python benchmarks/moore_gram_schmidt.py [--iters 1000] [--rounds 2]

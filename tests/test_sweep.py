@@ -310,7 +310,7 @@ def test_the_python_api_takes_a_sweep(tmp_path):
     for r in runs:
         probe = pd.read_parquet(r.path / "grad_probe.parquet")
         assert sorted(set(r.evals["step"])) == [200, 400] and sorted(set(probe["step"])) == [200, 400]
-    # the population's evaluation at 200 is timed once and every member's summary states it (summary.py)
+    # the population's evaluation (and gradient probe) at 200 is timed once; every member's summary states it
     assert len({r.summary["eval_s"] for r in runs}) == 1 and runs[0].summary["eval_s"] > 0
 
 
