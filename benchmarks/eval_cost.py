@@ -18,7 +18,8 @@ a traced argument as in the evaluation), so a slow evaluation can be put down to
 
 Training is timed by ``benchmarks/throughput.py``'s ``time_chunks`` (the preset's variant cut to chunks that
 all update; compile excluded, best of ``--chunks``); the evaluation is ``evaluate_params`` as a run calls it
-during training (the preset's episodes, greedy, its second call: compile excluded), best of ``--repeats``.
+during training (the preset's episodes, greedy; its first call includes the compile, then the best of
+``--repeats``).
 """
 
 from __future__ import annotations
@@ -101,22 +102,17 @@ def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, trai
     from mtdqn.train.loop import make_trainer, seed_keys
 
     trainer = make_trainer(make_agent(cfg), 0)
-    state = trainer.init(seed_keys(trainer.agent.seeds))
     episodes = spec.run_options.eval_episodes
     result: dict[str, Any] = {"backend": jax.default_backend(), "eval_every": spec.run_options.eval_every,
                               "episodes": episodes, "train_s": float("nan"), "parts": {}}
     if train:
-        chunk_s = throughput.time_chunks(trainer, chunks, iters)["chunk_s"]
-        result["train_s"] = chunk_s / (iters * cfg.num_envs) * spec.run_options.eval_every
-    t0 = time.perf_counter()
-    evaluate_params(trainer.agent, state.params, 0, episodes, step=0)  # compiles
-    result["eval_compile_s"] = time.perf_counter() - t0
-    eval_s = float("inf")
-    for step in range(1, repeats + 1):
-        t0 = time.perf_counter()
-        evaluate_params(trainer.agent, state.params, 0, episodes, step=step)
-        eval_s = min(eval_s, time.perf_counter() - t0)
-    result["eval_s"] = eval_s
+        timed = throughput.time_chunks(trainer, chunks, iters)
+        state = timed["state"]
+        result["train_s"] = timed["chunk_s"] / (iters * cfg.num_envs) * spec.run_options.eval_every
+    else:
+        state = trainer.init(seed_keys(trainer.agent.seeds))
+    result["eval_compile_s"], result["eval_s"] = _best_of(
+        lambda: evaluate_params(trainer.agent, state.params, 0, episodes, step=0), repeats=repeats)
     if parts:
         for name, (fn, args) in _part_scans(trainer.agent, state.params, episodes).items():
             result["parts"][name] = _best_of(fn, *args, repeats=repeats)

@@ -72,7 +72,7 @@ class Trained(NamedTuple):
     first_chunk: int  # the chunk this process started at (a resumed run: its checkpoint's)
     last_chunk: int  # the chunk it ended after (before the last when early stopping stopped it)
     early: dict[str, Any] | None  # the early-stopping or keep-best record, under kept_as(options)
-    eval_s: float = 0.0  # seconds spent in the evaluations (and gradient probes) during training
+    eval_s: float  # seconds spent in the evaluations (and gradient probes) during training
 
 
 def kept_as(options: RunOptions) -> str:
