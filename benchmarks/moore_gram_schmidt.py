@@ -1,16 +1,19 @@
-"""An alternative to `moore`'s Gram–Schmidt, tried and not adopted (issue 20): Cholesky-QR.
+"""Where `moore`'s Gram–Schmidt costs, and an alternative tried and not adopted (issue 20): Cholesky-QR.
 
-`moore:3` misses issue 20's speed target on the classic set (4.84x `shared`'s time per update against K x 1.2
-= 3.6; README, "Experts"), and the orthonormalization is what it adds to `moe:3`.  The loop of K(K-1)/2
-projections (modified Gram–Schmidt, :func:`mtdqn.networks.experts.orthonormalize`) can be replaced by the
-Gram matrix of the K outputs, its Cholesky factor unrolled per sample (K <= 8: elementwise over the batch),
-and a forward substitution Q = L^-1 V, with the same zero-residual guard.  In exact arithmetic it is the same
-basis (the guard's keep/drop decision is the same formula, but near its threshold the Gram-based residual,
-a difference of nearly equal numbers, decides differently for some samples).  This prints, for `moore:3` on
-the classic set (1 seed, as ``throughput.py --experts``), both versions' time per update inside the compiled
-loop beside `shared`'s, each in its own process, each round running shared, the loop, Cholesky-QR in that
-fixed order; and
-how orthonormal each basis is for a third expert near the span of the first (relative residual ``eps``):
+`moore:3` is `moe:3` plus the orthonormalization, and on the classic set (small trunks) that decides whether it
+meets issue 20's speed target, K x 1.2 = 3.6 `shared`'s time per update.  The loop of K(K-1)/2 projections
+(modified Gram–Schmidt, :func:`mtdqn.networks.experts.orthonormalize`) is dozens of reductions over one
+sample's features, forward and backward; jaxlib 0.10's XLA:CPU hands each to YNNPACK unless the program says
+otherwise, and `moore`'s training program does (:func:`mtdqn.train.loop.chunk_compiler_options`).  It can
+also be replaced by the Gram matrix of the K outputs, its Cholesky factor unrolled per sample (K <= 8:
+elementwise over the batch), and a forward substitution Q = L^-1 V, with the same zero-residual guard.  In
+exact arithmetic it is the same basis (the guard's keep/drop decision is the same formula, but near its
+threshold the Gram-based residual, a difference of nearly equal numbers, decides differently for some
+samples).  This prints, for `moore:3` on the classic set (1 seed, as ``throughput.py --experts``), the time
+per update inside the compiled loop of: `shared`; the loop as trained; the loop compiled with jaxlib's default
+library fusions (reductions in YNNPACK); Cholesky-QR (as trained) — each in its own process, each round in
+that fixed order; and how orthonormal each basis is for a third expert near the span of the first (relative
+residual ``eps``):
 
     python benchmarks/moore_gram_schmidt.py [--iters 1000] [--rounds 2]
 """
@@ -66,6 +69,10 @@ def _time(version: str, iters: int) -> float:
 
     if version == "cholesky":
         experts.orthonormalize = orthonormalize_cholesky  # mix_experts looks it up at trace time
+    if version == "library-reductions":  # jaxlib's default library fusions: reductions in YNNPACK too
+        import mtdqn.train.loop as loop
+
+        loop.chunk_compiler_options = lambda agent: None  # make_trainer looks it up when called
     sharing = "shared" if version == "shared" else "moore:3"
     return throughput.measure(throughput.CLASSIC, 1, sharing, chunks=3, iters=iters)["ms_per_iter"]
 
@@ -100,17 +107,19 @@ def main() -> None:
     rows = []
     for r in range(args.rounds):
         ms = {}
-        for version in ("shared", "gram-schmidt", "cholesky"):
+        for version in ("shared", "gram-schmidt", "library-reductions", "cholesky"):
             out = subprocess.run([sys.executable, __file__, "--one", version, "--iters", str(args.iters)],
                                  capture_output=True, text=True, check=True).stdout
             ms[version] = float(out.strip().splitlines()[-1])
         rows.append(ms)
     print(f"moore:3 on the classic set, 1 seed, {args.iters} updates per timed chunk (best of 3), each round's "
-          "three processes in turn\n")
-    print("| round | shared ms/update | moore:3, modified Gram–Schmidt | moore:3, Cholesky-QR | Cholesky vs MGS |")
-    print("|---|---|---|---|---|")
+          "four processes in turn\n")
+    print("| round | shared ms/update | moore:3, modified Gram–Schmidt (as trained) | the same, reductions in "
+          "YNNPACK (jaxlib's default) | moore:3, Cholesky-QR | Cholesky vs MGS |")
+    print("|---|---|---|---|---|---|")
     for i, ms in enumerate(rows, 1):
         print(f"| {i} | {ms['shared']:.2f} | {ms['gram-schmidt']:.2f} ({ms['gram-schmidt'] / ms['shared']:.2f}x) | "
+              f"{ms['library-reductions']:.2f} ({ms['library-reductions'] / ms['shared']:.2f}x) | "
               f"{ms['cholesky']:.2f} ({ms['cholesky'] / ms['shared']:.2f}x) | "
               f"{100 * (ms['cholesky'] / ms['gram-schmidt'] - 1):+.0f}% |")
     print("\n| third expert's relative residual | max abs(Q Q^T - I), modified Gram–Schmidt | Cholesky-QR |")

@@ -147,7 +147,8 @@ def seed_sharding(devices: int) -> NamedSharding:
 
 
 def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, Any, jax.Array], tuple[Any, Any]],
-               num_seeds: int, devices: int = 0) -> tuple[Callable, Callable, int]:
+               num_seeds: int, devices: int = 0,
+               compiler_options: dict[str, str] | None = None) -> tuple[Callable, Callable, int]:
     """Lay a per-seed ``init`` and ``chunk`` out over seeds and local devices: (init, run_chunk, devices).
 
     ``init(keys)`` takes one root key per seed; ``run_chunk(states, hypers, start)``
@@ -159,7 +160,8 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, A
     with dummy seeds (fresh every chunk; a seed's numbers never depend on its
     neighbours' values), runs the split program and gathers the real seeds
     back: one copy of the state per chunk, against a core that would
-    otherwise sit idle.
+    otherwise sit idle.  ``compiler_options``: XLA's, for ``run_chunk``'s program
+    (:func:`mtdqn.train.loop.chunk_compiler_options`).
     """
     n_devices = seed_devices(num_seeds, devices)
     n_padded = padded_seeds(num_seeds, n_devices)
@@ -172,7 +174,8 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, A
     init_seeds = jax.vmap(init_one)
     if n_padded == num_seeds:
         init = jax.jit(init_seeds, out_shardings=sharding)
-        return init, jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding)), n_devices
+        return init, jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding),
+                             compiler_options=compiler_options), n_devices
 
     whole = NamedSharding(sharding.mesh, PartitionSpec())
     dummy_keys = jax.random.split(jax.random.PRNGKey(2**31 - 1), n_padded - num_seeds)
@@ -186,7 +189,8 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, A
         return jax.tree.map(lambda x: x[:num_seeds], (full, metrics))
 
     init = jax.jit(init_seeds, out_shardings=whole)
-    return init, jax.jit(padded_chunk, donate_argnums=(0,), out_shardings=(whole, whole)), n_devices
+    return init, jax.jit(padded_chunk, donate_argnums=(0,), out_shardings=(whole, whole),
+                         compiler_options=compiler_options), n_devices
 
 
 def _over_local_seeds(chunk: Callable, local_seeds: int) -> Callable:
@@ -245,7 +249,7 @@ def population_layout(members: int, num_seeds: int, devices: int = 0) -> Populat
 
 
 def over_members(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, Any, jax.Array], tuple[Any, Any]],
-                 layout: Population) -> tuple[Callable, Callable]:
+                 layout: Population, compiler_options: dict[str, str] | None = None) -> tuple[Callable, Callable]:
     """:func:`over_seeds` for a population (``layout``): (init, run_chunk) over its whole axis, dummies included.
 
     Each device loops (``lax.map``) over its blocks, each block the program a
@@ -265,7 +269,8 @@ def over_members(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any,
     spread = jax.shard_map(local, mesh=sharding.mesh, in_specs=(sharding.spec, sharding.spec, PartitionSpec()),
                            out_specs=(sharding.spec, sharding.spec), check_vma=False)
     init = jax.jit(jax.vmap(init_one), out_shardings=sharding)
-    return init, jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding))
+    return init, jax.jit(spread, donate_argnums=(0,), out_shardings=(sharding, sharding),
+                         compiler_options=compiler_options)
 
 
 def unroll_cpu_threefry() -> bool:

@@ -167,6 +167,26 @@ def test_two_seeds_train_two_chunks_with_finite_losses(sharing, image):
 
 
 @pytest.mark.slow
+def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeypatch):
+    """:func:`mtdqn.train.loop.chunk_compiler_options`: ``moore``'s training program sends no reduction to
+    YNNPACK (its Gram–Schmidt's dozens of small ones, README "Experts"), where jaxlib's defaults send a dozen.
+    At VECTOR's sizes (16 samples, 32 features) XLA keeps even those reductions, so the network is larger."""
+    import mtdqn.train.loop as loop
+
+    cfg = dataclasses.replace(VECTOR, seeds=1, dqn=dataclasses.replace(VECTOR.dqn, batch_size=64, buffer_size=256),
+                              network=dataclasses.replace(VECTOR.network, sharing="moore:2", hidden=(64,)))
+
+    def library_reductions() -> list[str]:
+        trainer = make_trainer(make_agent(cfg))
+        program = trainer.chunk.lower(trainer.init(seed_keys([0])), trainer.hypers, 0).compile().as_text()
+        return [ln for ln in program.splitlines() if "__ynn_fusion" in ln and "/reduce_sum" in ln]
+
+    assert library_reductions() == []
+    monkeypatch.setattr(loop, "chunk_compiler_options", lambda agent: None)  # jaxlib's defaults
+    assert len(library_reductions()) >= 5
+
+
+@pytest.mark.slow
 def test_finetuning_from_experts_grafts_them_keeps_mixing_weights_and_refuses_lora(tmp_path):
     """An experts source transfers like a shared trunk: its experts (and, with keep_heads, each kept task's
     mixing weights with its head) are grafted; --lora, whose factors are per dense kernel, is refused."""

@@ -26,6 +26,7 @@ from mtdqn.train.step import has_dropout, iteration
 from mtdqn.value_norm import popart_init
 
 __all__ = ["Trainer", "RootKeys", "split_root", "make_trainer", "make_population_trainer", "program_agent",
+           "chunk_compiler_options", "MOORE_COMPILER_OPTIONS",
            "population_keys", "init_state", "fresh_state", "seed_keys", "summarize_chunk"]
 
 
@@ -131,6 +132,27 @@ def _one_seed_chunk(agent: Agent) -> Callable[[TrainState, Hypers, jax.Array], t
     return chunk
 
 
+MOORE_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+"""XLA:CPU's library (YNNPACK) fusions for ``moore``'s training program: matmuls only, without reductions."""
+
+
+def chunk_compiler_options(agent: Agent) -> dict[str, str] | None:
+    """XLA options for the training program of ``agent`` (None: XLA's own).
+
+    jaxlib 0.10's XLA:CPU hands reductions to YNNPACK (its default library fusions: single matmuls and
+    reductions), one library call each.  ``moore``'s Gram–Schmidt is dozens of reductions over one sample's
+    features (K(K+1)/2 dot products and norms, forward and backward, per task), each too small to repay the
+    call: with reductions left to XLA's own loops, ``moore:3`` on the classic set trains 1.45-1.5x faster per
+    update (3.18/3.24 -> 2.15/2.20 ms), while the networks without it gain nothing or lose a little
+    (CartPole alone 0.196-0.203 -> 0.209 ms), so it is ``moore``'s alone (README, "Experts";
+    ``benchmarks/moore_gram_schmidt.py`` compares both).  The option is part of the program, so every way
+    of training a config (the CLI, the Python API, a study cell, a Ray worker, a sweep) compiles the same
+    one and trains the same numbers.  It is an XLA:CPU option; XLA's debug options are one message for
+    every backend, so a GPU compile accepts it and does not use it (not yet run on a GPU).
+    """
+    return dict(MOORE_COMPILER_OPTIONS) if agent.arch.orthogonal else None
+
+
 def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
     """Compile-once functions over all seeds: ``init`` and ``run_chunk(states, start_iter)``.
 
@@ -140,7 +162,7 @@ def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
     devices (``devices``, 0: as many as the seeds can use).
     """
     init, run_chunk, n_devices = over_seeds(lambda k: init_state(agent, k), _one_seed_chunk(agent),
-                                            len(agent.seeds), devices)
+                                            len(agent.seeds), devices, chunk_compiler_options(agent))
     return Trainer(agent, init, run_chunk, stack_hypers([agent.hypers] * len(agent.seeds)), n_devices)
 
 
@@ -154,7 +176,8 @@ def make_population_trainer(agent: Agent, member_hypers: Sequence[Hypers], devic
     population axis, dummies included (``population.member_entries``).
     """
     layout = population_layout(len(member_hypers), len(agent.seeds), devices)
-    init, run_chunk = over_members(lambda k: init_state(agent, k), _one_seed_chunk(agent), layout)
+    init, run_chunk = over_members(lambda k: init_state(agent, k), _one_seed_chunk(agent), layout,
+                                   chunk_compiler_options(agent))
     entry_member = np.minimum(np.arange(layout.size) // layout.per_member, layout.members - 1)  # dummies: any
     hypers = stack_hypers([member_hypers[m] for m in entry_member])
     return Trainer(agent, init, run_chunk, hypers, layout.devices, layout)
