@@ -30,6 +30,7 @@ from mtdqn.losses import distill_ce, distill_kl, masked_q
 from mtdqn.networks import init_params, q_values
 from mtdqn.tasks import obs_dtype, pad_obs, reset_envs, step_envs
 from mtdqn.train.agent import Agent
+from mtdqn.train.loop import chunk_compiler_options
 from mtdqn.train.step import act, split_env_step_key
 from mtdqn.value_norm import unnormalize
 
@@ -218,4 +219,6 @@ def make_distiller(student: Agent, teachers: tuple[Teacher, ...], cfg: DistillCo
         return flat(obs), flat(q)
 
     tparams = tuple((t.params, t.value_norm) for t in teachers)
-    return Distiller(jax.jit(init), jax.jit(chunk, donate_argnums=(0,)), jax.jit(collect), tparams)
+    options = chunk_compiler_options(student, *(t.agent for t in teachers))  # the networks' XLA options
+    return Distiller(jax.jit(init), jax.jit(chunk, donate_argnums=(0,), compiler_options=options),
+                     jax.jit(collect, compiler_options=options), tparams)

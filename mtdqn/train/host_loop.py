@@ -32,7 +32,7 @@ from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
 from mtdqn.train.affinity import measures_affinity
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.hypers import stack_hypers
-from mtdqn.train.loop import Trainer, fresh_state, split_root, summarize_chunk
+from mtdqn.train.loop import Trainer, chunk_compiler_options, fresh_state, split_root, summarize_chunk
 from mtdqn.train.step import (
     act, empty_update_metrics, epsilon, record_transition, split_env_step_key, split_iteration_key, update,
 )
@@ -93,10 +93,13 @@ class HostChunk:
         """Compile every step function for ``state``'s shapes; returns the seconds it took."""
         t0 = time.perf_counter()
         a = self.agent
-        begin = jax.jit(jax.vmap(lambda k, p, o, t: _begin(a, k, p, o, t), in_axes=(0, 0, 0, None)))
+        options = chunk_compiler_options(a)  # the networks' XLA options, as the compiled loop's
+        begin = jax.jit(jax.vmap(lambda k, p, o, t: _begin(a, k, p, o, t), in_axes=(0, 0, 0, None)),
+                        compiler_options=options)
         record = jax.jit(jax.vmap(lambda s, x, o: record_transition(a, s, x, o)), donate_argnums=0)
         # The affinity flag is un-batched, as in the compiled loop: its lax.cond stays a branch.
-        learn = jax.jit(jax.vmap(lambda s, k, m: update(a, s, k, m), in_axes=(0, 0, None)), donate_argnums=0)
+        learn = jax.jit(jax.vmap(lambda s, k, m: update(a, s, k, m), in_axes=(0, 0, None)), donate_argnums=0,
+                        compiler_options=options)
         t = jnp.int32(0)
         _, actions, k_update, _ = jax.eval_shape(begin, state.key, state.params, state.obs, t)
         lead = state.ep_return.shape  # (seeds, tasks, envs)

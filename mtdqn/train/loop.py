@@ -136,8 +136,8 @@ MOORE_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSIO
 """XLA:CPU's library (YNNPACK) fusions for ``moore``'s training program: matmuls only, without reductions."""
 
 
-def chunk_compiler_options(agent: Agent) -> dict[str, str] | None:
-    """XLA options for the training program of ``agent`` (None: XLA's own).
+def chunk_compiler_options(*agents: Agent) -> dict[str, str] | None:
+    """XLA options for a training program that runs the networks of ``agents`` (None: XLA's own).
 
     jaxlib 0.10's XLA:CPU hands reductions to YNNPACK (its default library fusions: single matmuls and
     reductions), one library call each.  ``moore``'s Gram–Schmidt is dozens of reductions over one sample's
@@ -146,11 +146,14 @@ def chunk_compiler_options(agent: Agent) -> dict[str, str] | None:
     update (3.18/3.24 -> 2.15/2.20 ms), while the networks without it gain nothing or lose a little
     (CartPole alone 0.196-0.203 -> 0.209 ms), so it is ``moore``'s alone (README, "Experts";
     ``benchmarks/moore_gram_schmidt.py`` compares both).  The option is part of the program, so every way
-    of training a config (the CLI, the Python API, a study cell, a Ray worker, a sweep) compiles the same
-    one and trains the same numbers.  It is an XLA:CPU option; XLA's debug options are one message for
-    every backend, so a GPU compile accepts it and does not use it (not yet run on a GPU).
+    of training a config that compiles this loop (the CLI, the Python API, a study cell, a Ray worker, a
+    sweep) compiles the same one and trains the same numbers; the host loop's update and a distillation
+    with a ``moore`` student or teacher take it too.  Evaluations (forward passes only) keep XLA's defaults.
+    The option is XLA:CPU's; on a GPU it has not been tried (XLA's debug options are one message for every
+    backend, so it should be accepted and unused).  It is an *experimental* XLA option: a jaxlib that renames
+    it fails every ``moore`` compile, which tests/test_experts.py catches.
     """
-    return dict(MOORE_COMPILER_OPTIONS) if agent.arch.orthogonal else None
+    return dict(MOORE_COMPILER_OPTIONS) if any(a.arch.orthogonal for a in agents) else None
 
 
 def make_trainer(agent: Agent, devices: int = 0) -> Trainer:
