@@ -72,7 +72,7 @@ def _time(version: str, iters: int) -> float:
     if version == "library-reductions":  # jaxlib's default library fusions: reductions in YNNPACK too
         import mtdqn.train.loop as loop
 
-        loop.chunk_compiler_options = lambda agent: None  # make_trainer looks it up when called
+        loop.chunk_compiler_options = lambda *agents: None  # make_trainer looks it up when called
     sharing = "shared" if version == "shared" else "moore:3"
     return throughput.measure(throughput.CLASSIC, 1, sharing, chunks=3, iters=iters)["ms_per_iter"]
 

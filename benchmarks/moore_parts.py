@@ -61,7 +61,7 @@ def _ms_per_update(tasks_kind: str, sharing: str, iters: int, gram_schmidt: str 
     if replacement is not None:
         experts.orthonormalize = replacement  # mix_experts looks it up at trace time
     if library_reductions:
-        loop.chunk_compiler_options = lambda agent: None  # make_trainer looks it up when called
+        loop.chunk_compiler_options = lambda *agents: None  # make_trainer looks it up when called
     tasks = ("CartPole-v1",) if tasks_kind == "cartpole" else throughput.CLASSIC
     return throughput.measure(tasks, 1, sharing, chunks=3, iters=iters)["ms_per_iter"]
 
