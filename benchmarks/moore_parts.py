@@ -82,7 +82,7 @@ def _kernels() -> list[tuple[str, int, int]]:
     for version, sharing, options in (("moe:3", "moe:3", as_trained), ("moore:3, jaxlib's default", "moore:3", None),
                                       ("moore:3, as trained", "moore:3", as_trained)):
         loop.chunk_compiler_options = options or (lambda *agents: None)
-        trainer = loop.make_trainer(make_agent(throughput._table_config(throughput.CLASSIC, 1, sharing, 1, 100, 0)))
+        trainer = loop.make_trainer(make_agent(throughput.table_config(throughput.CLASSIC, 1, sharing, 1, 100, 0)))
         text = trainer.chunk.lower(trainer.init(loop.seed_keys([0])), trainer.hypers, 0).compile().as_text()
         lines = [ln for ln in text.splitlines() if " = " in ln and " fusion(" in ln]
         rows.append((version, len(lines), sum("__ynn_fusion" in ln and "/reduce_sum" in ln for ln in lines)))

@@ -88,7 +88,7 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
     return 2 * n**3 * reps / best / 1e9
 
 
-def _table_config(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int, iters: int,
+def table_config(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int, iters: int,
                   affinity_every: int) -> TrainConfig:
     """The table's settings: 10 envs per task, an update of 128 every 10 vector steps, from the first step."""
     from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
@@ -128,7 +128,7 @@ def measure(tasks: tuple[str, ...], seeds: int, sharing: str, devices: int = 0, 
     if preset:
         cfg = preset_config(preset, seeds, sharing, chunks, iters)
     else:
-        cfg = _table_config(tasks, seeds, sharing, chunks, iters, affinity_every)
+        cfg = table_config(tasks, seeds, sharing, chunks, iters, affinity_every)
     tasks = cfg.tasks
 
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
