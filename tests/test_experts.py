@@ -170,7 +170,8 @@ def test_two_seeds_train_two_chunks_with_finite_losses(sharing, image):
 def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeypatch):
     """:func:`mtdqn.train.loop.chunk_compiler_options`: ``moore``'s training program sends no ``reduce_sum``
     to YNNPACK (its Gram–Schmidt's dozens of small ones, README "Experts"), where jaxlib's defaults send a
-    dozen; in each layout of the seeds: one device, seeds padded over two, a sweep's population.  Small
+    dozen; in each layout of the seeds (one device, seeds padded over two, a sweep's population) and in the
+    host loop's update (gym: tasks).  Small
     reductions stay out of YNNPACK anyway (VECTOR's 16 samples of 32 features: none either way), so the
     network here is larger.  `make test` runs it without XLA's optimizations; run by hand with them
     (as users compile), it passes too."""
@@ -180,6 +181,14 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
                               network=dataclasses.replace(VECTOR.network, sharing="moore:2", hidden=(64,)))
 
     def library_reductions(layout: str) -> int:
+        if layout == "host":  # gym: tasks: the host loop's update, compiled ahead of time by HostChunk.start
+            from mtdqn.train.host_loop import make_host_trainer
+
+            _, chunk = make_host_trainer(make_agent(dataclasses.replace(
+                cfg, tasks=("gym:CartPole-v1", "gym:Acrobot-v1"))))
+            chunk.start(seed_keys([0]))
+            chunk.close()
+            return sum("__ynn_fusion" in ln and "/reduce_sum" in ln for ln in chunk.fns["learn"].as_text().splitlines())
         if layout == "population":
             agent = make_agent(cfg)
             trainer = make_population_trainer(agent, [agent.hypers] * 2, devices=1)
@@ -191,10 +200,14 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
         program = trainer.chunk.lower(trainer.init(keys), trainer.hypers, 0).compile().as_text()
         return sum("__ynn_fusion" in ln and "/reduce_sum" in ln for ln in program.splitlines())
 
-    for layout in ("one", "padded", "population"):
+    layouts = ("one", "padded", "population", "host")
+    for layout in layouts:
         assert library_reductions(layout) == 0, layout
-    monkeypatch.setattr(loop, "chunk_compiler_options", lambda *agents: None)  # jaxlib's defaults
-    for layout in ("one", "padded", "population"):
+    import mtdqn.train.host_loop as host_loop
+
+    for module in (loop, host_loop):  # jaxlib's defaults
+        monkeypatch.setattr(module, "chunk_compiler_options", lambda *agents: None)
+    for layout in layouts:
         assert library_reductions(layout) >= 10, layout
 
 
