@@ -171,16 +171,15 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
     """:func:`mtdqn.train.loop.chunk_compiler_options`: ``moore``'s training program sends no ``reduce_sum``
     to YNNPACK (its Gram–Schmidt's dozens of small ones, README "Experts"), where jaxlib's defaults send a
     dozen; in each layout of the seeds (one device, seeds padded over two, a sweep's population) and in the
-    host loop's update (gym: tasks).  Small
-    reductions stay out of YNNPACK anyway (VECTOR's 16 samples of 32 features: none either way), so the
-    network here is larger.  `make test` runs it without XLA's optimizations; run by hand with them
+    host loop's update (gym: tasks).  Small reductions stay out of YNNPACK anyway (VECTOR's 16 samples of 32
+    features: none either way), so the network here is larger.  `make test` runs it without XLA's optimizations; run by hand with them
     (as users compile), it passes too."""
     import mtdqn.train.loop as loop
 
     cfg = dataclasses.replace(VECTOR, seeds=1, dqn=dataclasses.replace(VECTOR.dqn, batch_size=64, buffer_size=256),
                               network=dataclasses.replace(VECTOR.network, sharing="moore:2", hidden=(64,)))
 
-    def library_reductions(layout: str) -> int:
+    def training_program(layout: str) -> str:
         if layout == "host":  # gym: tasks: the host loop's update, compiled ahead of time by HostChunk.start
             from mtdqn.train.host_loop import make_host_trainer
 
@@ -188,7 +187,7 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
                 cfg, tasks=("gym:CartPole-v1", "gym:Acrobot-v1"))))
             chunk.start(seed_keys([0]))
             chunk.close()
-            return sum("__ynn_fusion" in ln and "/reduce_sum" in ln for ln in chunk.fns["learn"].as_text().splitlines())
+            return chunk.fns["learn"].as_text()
         if layout == "population":
             agent = make_agent(cfg)
             trainer = make_population_trainer(agent, [agent.hypers] * 2, devices=1)
@@ -197,8 +196,10 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
             trainer = make_trainer(make_agent(dataclasses.replace(cfg, seeds=1 if layout == "one" else 3)))
             assert trainer.devices == (1 if layout == "one" else 2)  # 3 seeds: padded to 4 over two devices
             keys = seed_keys(trainer.agent.seeds)
-        program = trainer.chunk.lower(trainer.init(keys), trainer.hypers, 0).compile().as_text()
-        return sum("__ynn_fusion" in ln and "/reduce_sum" in ln for ln in program.splitlines())
+        return trainer.chunk.lower(trainer.init(keys), trainer.hypers, 0).compile().as_text()
+
+    def library_reductions(layout: str) -> int:
+        return sum("__ynn_fusion" in ln and "/reduce_sum" in ln for ln in training_program(layout).splitlines())
 
     layouts = ("one", "padded", "population", "host")
     for layout in layouts:
