@@ -24,7 +24,7 @@ from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent
 from mtdqn.train.step import act
 
-__all__ = ["EpisodeReturns", "rollout_returns", "host_rollout_returns", "evaluate_params", "EvalStream",
+__all__ = ["EpisodeReturns", "rollout_returns", "rollout_from", "host_rollout_returns", "evaluate_params", "EvalStream",
            "eval_seed"]
 
 
@@ -63,7 +63,14 @@ def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, ep
     """First-episode returns, each (tasks, episodes), of one seed's policy."""
     k_reset, k_run = jax.random.split(key)
     obs, env_states = reset_envs(agent.task_set, k_reset, episodes)
-    t = agent.num_tasks
+    return rollout_from(agent, params, obs, env_states, k_run, eps)
+
+
+def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key: jax.Array,
+                 eps: float) -> EpisodeReturns:
+    """First-episode returns, each (tasks, episodes), of one seed's policy from reset environments ``obs`` /
+    ``env_states`` (:func:`rollout_returns` with the reset done by the caller)."""
+    t, episodes = obs.shape[:2]
     horizon = max(task.max_episode_steps for task in agent.task_set.tasks)
     gamma = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1)
 
@@ -78,7 +85,7 @@ def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, ep
 
     zeros = jnp.zeros((t, episodes))
     init = (obs, env_states, zeros, zeros, jnp.ones((t, 1)), jnp.ones((t, episodes), bool))
-    (_, _, total, discounted, _, _), _ = jax.lax.scan(body, init, jax.random.split(k_run, horizon))
+    (_, _, total, discounted, _, _), _ = jax.lax.scan(body, init, jax.random.split(key, horizon))
     return EpisodeReturns(total, discounted)
 
 
