@@ -4,7 +4,6 @@ back: no training here."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,14 +33,19 @@ def test_only_keeps_the_named_variants_in_the_study_order_and_refuses_unknown_on
         bench._only(spec, "moe,nope")
 
 
-@pytest.mark.slow  # two Python processes that import JAX: ~6 s
-def test_a_bad_pair_or_variant_is_one_line_and_exit_2(tmp_path):
-    script = str(ROOT / "benchmarks" / "device_study.py")
+@pytest.mark.slow  # validates the study file (builds each agent): ~2 s
+def test_a_bad_pair_or_variant_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    """The script's main() in this process (as `python benchmarks/device_study.py ...` runs it: argparse's
+    exit 2 and the one-line ConfigError), three bad command lines; nothing written."""
+    bench = _bench()
     (tmp_path / "file").write_text("")
     for args in ([f"{MT5}={tmp_path / 'a'}", "--variants", "nope"], [str(MT5)], [f"{MT5}={tmp_path / 'file'}"]):
-        done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().splitlines()[-1].startswith(("error:", "usage:", "device_study.py: error"))
+        monkeypatch.setattr(sys, "argv", ["device_study.py", *args])
+        with pytest.raises(SystemExit) as exit_:
+            bench.main()
+        assert exit_.value.code == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) >= 1 and err[-1].startswith(("error:", "device_study.py: error")), err
     assert not (tmp_path / "a").exists()  # nothing written
 
 
