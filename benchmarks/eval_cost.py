@@ -69,8 +69,8 @@ def _part_scans(agent, params, episodes: int) -> dict[str, Any]:
             return states, out.reward.sum() + out.obs.sum()  # the observations used: not eliminated
         return jax.lax.scan(body, states, jax.random.split(key, horizon))[1].sum()
 
-    def policy_only(p, key, eps):
-        obs, _ = reset_envs(agent.task_set, key, episodes)
+    def policy_only(p, obs, key, eps):  # obs passed in: a reset in this program made its steps ~2,000x slower
+        # on a GPU (benchmarks/gpu_policy_bisect.py)
 
         def body(carry, k):  # the observations move along the env axis: the network is not hoisted out
             obs, total = carry
@@ -80,7 +80,9 @@ def _part_scans(agent, params, episodes: int) -> dict[str, Any]:
     n_seeds = jax.tree.leaves(params)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(0), n_seeds)
     return {"environments alone": (jax.jit(jax.vmap(envs_only)), (keys,)),
-            "policy alone": (jax.jit(jax.vmap(policy_only, in_axes=(0, 0, None))), (params, keys, jnp.float32(0.0)))}
+            "policy alone": (jax.jit(jax.vmap(policy_only, in_axes=(0, 0, 0, None))),
+                             (params, jax.jit(jax.vmap(lambda k: reset_envs(agent.task_set, k, episodes)[0]))(keys),
+                              keys, jnp.float32(0.0)))}
 
 
 def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, train: bool = True,

@@ -2,8 +2,8 @@
 # The next lent GPU's first check (benchmarks/results/minigrid_mt5.md, "The evaluation on the GPU, taken apart").
 # Found on the H200 (2026-12-04, 18:2x UTC): the policy's scan step costs 0.04 ms on observations passed in, and
 # 85.8 ms when the environments are reset inside the same program; XLA's Triton GEMMs and command buffers were
-# cleared (no change).  This times the evaluation as it runs (its reset inside its program) against the same
-# episodes with the reset a program of its own (benchmarks/gpu_policy_bisect.py; its "identical" line checks
+# cleared (no change).  evaluate_params now compiles its reset apart (same returns; no change
+# on the CPU).  This times the evaluation in one program as it was against the same episodes as it runs now (benchmarks/gpu_policy_bisect.py; its "identical" line checks
 # the returns), ~2-3 min on the H200, most of it compiling; 300 s at most.
 # Run from the repository root on the device, after installing what it lacks (PYTHONPATH set by the caller,
 # benchmarks/ on it):

@@ -9,9 +9,9 @@ pass jitted alone, so that the piece which is slow inside the loop shows itself:
 
 First found (lent H200, 2026-12-04 18:2x UTC, JAX 0.11.2; benchmarks/results/minigrid_mt5_gpu/bisect_h200.txt):
 ``act`` on observations passed in, 0.04 ms per step; the same with the environments reset *inside the same
-program* (as eval_cost.py's "policy alone" does), 85.8 ms per step.  The two "evaluation" rows are the next
-check: the evaluation as it runs today (its reset inside its program) against the same episodes with the reset
-compiled on its own.
+program* (as eval_cost.py's "policy alone" does), 85.8 ms per step.  ``evaluate_params`` has since compiled its reset apart
+(same episodes, same returns; the CPU's speed unchanged); the two "evaluation" rows are the next GPU's check:
+the evaluation in one program as it was against the same episodes as it runs now.
 
 Prints a table: piece, ms per scan step (best of ``--repeats``), first call's seconds (compile included).
 """
@@ -124,8 +124,8 @@ def main() -> None:
     pieces: dict[str, tuple[Callable[..., Any], tuple[Any, ...], int]] = {
         "act (argmax, random draws), rolled uint8 obs": (rolled(lambda p, o, k: act(agent, p, o, k, eps)),
                                                          (params, obs0, keys), args.horizon),
-        "evaluation, one program (as evaluate_params)": (eval_one, (params, keys, eps), horizon),
-        "evaluation, the reset a program of its own": (eval_two, (params, keys, eps), horizon),
+        "evaluation, one program (as before dc33529)": (eval_one, (params, keys, eps), horizon),
+        "evaluation, the reset a program of its own (as evaluate_params)": (eval_two, (params, keys, eps), horizon),
         "act, epsilon traced": (traced_eps(False), (params, obs0, keys, eps), args.horizon),
         "act, epsilon traced, reset in the program": (traced_eps(True), (params, obs0, keys, eps), args.horizon),
         "q_values, rolled uint8 obs": (rolled(lambda p, o, k: q_values(arch, p, o)), (params, obs0, keys),

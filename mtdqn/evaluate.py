@@ -89,11 +89,29 @@ def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key
     return EpisodeReturns(total, discounted)
 
 
-@partial(jax.jit, static_argnums=(0, 3))
 def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: jax.Array) -> EpisodeReturns:
-    """Every seed's returns; ``eps`` is traced, so the greedy and the random-policy evaluation of a run share
-    one compiled program (each is seconds of compiling on CPU)."""
-    return jax.vmap(lambda p, k: rollout_returns(agent, p, k, episodes, eps))(params, keys)
+    """Every seed's returns (:func:`rollout_returns` vmapped), as two compiled programs: the reset, then the
+    rollout from it.  Why two: on a GPU (a lent H200, JAX 0.11.2) a scan of the policy took 85.8 ms per step
+    when the environments' reset was in its program and 0.04 ms when its observations were passed in
+    (benchmarks/gpu_policy_bisect.py; benchmarks/results/minigrid_mt5.md); on the CPU the two cost the same.
+    The same keys, the same episodes, the same returns (tests/test_step.py)."""
+    obs, env_states = _reset_all(agent, keys, episodes)
+    return _rollout_all(agent, params, obs, env_states, keys, eps)
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _reset_all(agent: Agent, keys: jax.Array, episodes: int) -> tuple[jax.Array, Any]:
+    """Every seed's reset environments, from the reset half of each seed's key (as :func:`rollout_returns`)."""
+    return jax.vmap(lambda k: reset_envs(agent.task_set, jax.random.split(k)[0], episodes))(keys)
+
+
+@partial(jax.jit, static_argnums=0)
+def _rollout_all(agent: Agent, params: Any, obs: jax.Array, env_states: Any, keys: jax.Array,
+                 eps: jax.Array) -> EpisodeReturns:
+    """Every seed's returns from its reset environments, with the rollout half of its key; ``eps`` is traced,
+    so the greedy and the random-policy evaluation of a run share one compiled program."""
+    return jax.vmap(lambda p, o, s, k: rollout_from(agent, p, o, s, jax.random.split(k)[1], eps))(
+        params, obs, env_states, keys)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -202,3 +202,23 @@ def test_the_learning_rate_schedule_is_the_optax_one_and_its_length_is_traced(mo
 
     assert make_agent(cfg).derived.total_updates != make_agent(dataclasses.replace(cfg, steps=3000)).derived.total_updates
     assert chunk_program(1000) == chunk_program(3000)
+
+
+@pytest.mark.slow
+def test_the_evaluation_in_two_programs_is_rollout_returns_of_each_seed():
+    """evaluate_params compiles the reset and the rollout apart (mtdqn/evaluate.py says why): every seed's
+    returns are still :func:`rollout_returns` of that seed's key, the same episodes, and epsilon reaches the
+    rollout (a random policy scores otherwise on CartPole)."""
+    from mtdqn.evaluate import evaluate_params, eval_seed
+
+    agent = make_agent(dataclasses.replace(BASE, seeds=2))
+    params = jax.vmap(lambda k: init_state(agent, k).params)(jax.random.split(jax.random.PRNGKey(3), 2))
+    keys = jax.random.split(jax.random.PRNGKey(eval_seed(0, 5)), 2)
+    for eps in (0.0, 1.0):
+        got = evaluate_params(agent, params, eval_seed(0, 5), 3, eps=eps)
+        for s in range(2):
+            one = rollout_returns(agent, jax.tree.map(lambda x: x[s], params), keys[s], 3, eps)
+            np.testing.assert_array_equal(got.total[s], np.asarray(one.total))
+            np.testing.assert_array_equal(got.discounted[s], np.asarray(one.discounted))
+    greedy, random = (evaluate_params(agent, params, 11, 8, eps=e).total for e in (0.0, 1.0))
+    assert not np.array_equal(greedy, random)
