@@ -4,12 +4,12 @@
 # 85.8 ms when the environments are reset inside the same program; XLA's Triton GEMMs and command buffers were
 # cleared (no change).  evaluate_params now compiles its reset apart (same returns; no change
 # on the CPU).  This times the evaluation in one program as it was against the same episodes as it runs now (benchmarks/gpu_policy_bisect.py; its "identical" line checks
-# the returns), ~2-3 min on the H200, most of it compiling; 300 s at most.
+# the returns), ~2 min on the H200, most of it compiling; 300 s at most.
 # Run from the repository root on the device, after installing what it lacks (PYTHONPATH set by the caller,
 # benchmarks/ on it):
 #   bash benchmarks/gpu_eval_check.sh "$OUT"
 out=${1:?usage: gpu_eval_check.sh OUT_DIR}
 mkdir -p "$out"
 timeout -k 5 300 python3 benchmarks/gpu_policy_bisect.py --seeds 10 --horizon 200 --repeats 2 \
-  --only "evaluation,act, epsilon" > "$out/gpu_policy_bisect.txt" 2>&1
+  --only "evaluation" > "$out/gpu_policy_bisect.txt" 2>&1
 echo "== rc $?"; grep -v Warning "$out/gpu_policy_bisect.txt" | tail -12

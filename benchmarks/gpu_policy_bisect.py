@@ -7,10 +7,11 @@ pass jitted alone, so that the piece which is slow inside the loop shows itself:
 
     python3 benchmarks/gpu_policy_bisect.py --seeds 10 --horizon 200 > $OUT/bisect.txt
 
-First found (lent H200, 2026-12-04 18:2x UTC, JAX 0.11.2; benchmarks/results/minigrid_mt5_gpu/bisect_h200.txt):
-``act`` on observations passed in, 0.04 ms per step; the same with the environments reset *inside the same
-program* (as eval_cost.py's "policy alone" does), 85.8 ms per step.  ``evaluate_params`` has since compiled its reset apart
-(same episodes, same returns; the CPU's speed unchanged); the two "evaluation" rows are the next GPU's check:
+First found (lent H200, 2026-12-04 18:2x UTC, JAX 0.11.2; benchmarks/results/minigrid_mt5_gpu/bisect_h200_1.txt
+and _2.txt): ``act`` on observations passed in, 0.04 ms per step; the same with the environments reset *inside
+the same program* (as eval_cost.py's "policy alone" did), 85.8 ms per step.  ``evaluate_params`` has since
+compiled its reset apart (same episodes, same returns; the CPU's speed within noise); the two "evaluation" rows
+are the next GPU's check:
 the evaluation in one program as it was against the same episodes as it runs now.
 
 Prints a table: piece, ms per scan step (best of ``--repeats``), first call's seconds (compile included).
@@ -55,6 +56,7 @@ def main() -> None:
     unroll_cpu_threefry()
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     from mtdqn.networks.model import _adapter_and_first_conv, _inputs, q_values, torso_features
     from mtdqn.tasks import reset_envs
@@ -109,17 +111,12 @@ def main() -> None:
             return jax.lax.scan(body, (obs, jnp.int32(0)), jax.random.split(key, args.horizon))[0][1]
         return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None)))
 
-    from mtdqn.evaluate import rollout_from, rollout_returns
+    from mtdqn.evaluate import evaluate_params, rollout_returns
 
     horizon = max(task.max_episode_steps for task in agent.task_set.tasks)
     eval_one = jax.jit(jax.vmap(lambda p, k, e: rollout_returns(agent, p, k, episodes, e), in_axes=(0, 0, None)))
-    reset_alone = jax.jit(jax.vmap(lambda k: reset_envs(agent.task_set, jax.random.split(k)[0], episodes)))
-    rollout_alone = jax.jit(jax.vmap(lambda p, o, s, k, e: rollout_from(agent, p, o, s, jax.random.split(k)[1], e),
-                                     in_axes=(0, 0, 0, 0, None)))
-
-    def eval_two(p, k, e):  # the same episodes (same keys), the reset a program of its own
-        obs, states = reset_alone(k)
-        return rollout_alone(p, obs, states, k, e)
+    def eval_two(p, k, e):  # evaluate_params as users run it: keys from seed 0 are ``keys``, the same episodes
+        return evaluate_params(agent, p, 0, episodes, float(e))
 
     pieces: dict[str, tuple[Callable[..., Any], tuple[Any, ...], int]] = {
         "act (argmax, random draws), rolled uint8 obs": (rolled(lambda p, o, k: act(agent, p, o, k, eps)),
@@ -145,7 +142,8 @@ def main() -> None:
         "q_values jitted alone (one call, no loop)": (jax.jit(jax.vmap(lambda p, o: q_values(arch, p, o))),
                                                       (params, obs0), 1),
     }
-    same = all(bool((a == b).all()) for a, b in zip(eval_one(params, keys, eps), eval_two(params, keys, eps)))
+    one, two = eval_one(params, keys, eps), eval_two(params, keys, eps)
+    same = all(bool((np.asarray(a) == b).all()) for a, b in zip(one, two))
     print(f"the two evaluations' returns identical: {same}")
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     print("| piece | ms per step | first call s |\n|---|---|---|")

@@ -91,10 +91,11 @@ def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key
 
 def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: jax.Array) -> EpisodeReturns:
     """Every seed's returns (:func:`rollout_returns` vmapped), as two compiled programs: the reset, then the
-    rollout from it.  Why two: on a GPU (a lent H200, JAX 0.11.2) a scan of the policy took 85.8 ms per step
-    when the environments' reset was in its program and 0.04 ms when its observations were passed in
-    (benchmarks/gpu_policy_bisect.py; benchmarks/results/minigrid_mt5.md); on the CPU the two cost the same.
-    The same keys, the same episodes, the same returns (tests/test_step.py)."""
+    rollout from it.  Why two: on a GPU (a lent H200, JAX 0.11.2) a scan of the policy alone took 85.8 ms per
+    step with the environments' reset in its program and 0.04 ms with its observations passed in
+    (benchmarks/gpu_policy_bisect.py; benchmarks/results/minigrid_mt5.md), and the evaluation in one program
+    11.7 ms per step; whether two programs restore its speed there is not yet measured.  On the CPU the two
+    cost about the same.  The same keys, the same episodes, the same returns (tests/test_step.py)."""
     obs, env_states = _reset_all(agent, keys, episodes)
     return _rollout_all(agent, params, obs, env_states, keys, eps)
 

@@ -209,11 +209,14 @@ def test_the_evaluation_in_two_programs_is_rollout_returns_of_each_seed():
     """evaluate_params compiles the reset and the rollout apart (mtdqn/evaluate.py says why): every seed's
     returns are still :func:`rollout_returns` of that seed's key, the same episodes, and epsilon reaches the
     rollout (a random policy scores otherwise on CartPole)."""
-    from mtdqn.evaluate import evaluate_params, eval_seed
+    from mtdqn.evaluate import _reset_all, eval_seed, evaluate_params
 
     agent = make_agent(dataclasses.replace(BASE, seeds=2))
     params = jax.vmap(lambda k: init_state(agent, k).params)(jax.random.split(jax.random.PRNGKey(3), 2))
     keys = jax.random.split(jax.random.PRNGKey(eval_seed(0, 5)), 2)
+    obs, _ = _reset_all(agent, keys, 3)  # the reset half of each seed's key, as rollout_returns splits it
+    for s in range(2):
+        np.testing.assert_array_equal(obs[s], reset_envs(agent.task_set, jax.random.split(keys[s])[0], 3)[0])
     for eps in (0.0, 1.0):
         got = evaluate_params(agent, params, eval_seed(0, 5), 3, eps=eps)
         for s in range(2):
