@@ -58,3 +58,15 @@ def test_the_kept_gpu_cell_counts_as_done_for_the_study_file():
     shared = next(c for c in cell_configs(spec) if c.variant == "shared")
     with pytest.raises(ConfigError):  # another variant's config is a conflict, not a finished cell
         cell_status(shared, ROOT / "benchmarks" / "results" / "minigrid_mt5_gpu" / "cells" / "independent")
+
+
+def test_the_kept_cpu_cells_count_as_done_for_the_study_file():
+    """benchmarks/results/minigrid_mt5_cpu/cells/ (trained from a copy of the file with checkpoints every 20k)
+    are the file's cells: a GPU session given them trains only the rest, and the interim report rebuilds."""
+    spec = resolve_spec(str(MT5), {})
+    kept = ROOT / "benchmarks" / "results" / "minigrid_mt5_cpu" / "cells"
+    names = sorted(p.name for p in kept.iterdir())
+    assert names == ["shared", "shared+pcgrad", "shared+unit-norm"]
+    for cell in cell_configs(spec):
+        if cell.variant in names:
+            assert cell_status(cell, kept / cell.variant) == "done", cell.variant
