@@ -98,12 +98,14 @@ def main() -> None:
 
     eps = jnp.float32(0.0)
 
-    def traced_eps(inside_reset: bool) -> Callable[..., Any]:
+    def traced_eps(inside_reset: bool, barrier: bool = False) -> Callable[..., Any]:
         """``act`` with epsilon an argument (as the evaluation passes it), observations from outside or from a
         reset inside the same program (as eval_cost.py's "policy alone")."""
         def one_seed(p, obs, key, e):
             if inside_reset:
                 obs = reset_envs(agent.task_set, key, episodes)[0]
+                if barrier:  # XLA may not move or fuse anything across it
+                    obs = jax.lax.optimization_barrier(obs)
 
             def body(carry, k):
                 o, total = carry
@@ -125,6 +127,8 @@ def main() -> None:
         "evaluation, the reset a program of its own (as evaluate_params)": (eval_two, (params, keys, eps), horizon),
         "act, epsilon traced": (traced_eps(False), (params, obs0, keys, eps), args.horizon),
         "act, epsilon traced, reset in the program": (traced_eps(True), (params, obs0, keys, eps), args.horizon),
+        "act, epsilon traced, reset in the program behind an optimization barrier": (
+            traced_eps(True, barrier=True), (params, obs0, keys, eps), args.horizon),
         "q_values, rolled uint8 obs": (rolled(lambda p, o, k: q_values(arch, p, o)), (params, obs0, keys),
                                        args.horizon),
         "q_values, rolled float32 obs": (rolled(lambda p, o, k: q_values(arch, p, o), cast=True),
