@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: throughput's preset config
 
 
-def _best_of(fn, *args, repeats: int = 3) -> tuple[float, float]:
+def best_of(fn, *args, repeats: int = 3) -> tuple[float, float]:
     """(first call's seconds, compile included; the fastest of ``repeats`` later calls)."""
     import jax
 
@@ -113,11 +113,11 @@ def measure(preset: str, variant: str, seeds: int, iters: int, chunks: int, trai
         result["train_s"] = timed["chunk_s"] / (iters * cfg.num_envs) * spec.run_options.eval_every
     else:
         state = trainer.init(seed_keys(trainer.agent.seeds))
-    result["eval_compile_s"], result["eval_s"] = _best_of(
+    result["eval_compile_s"], result["eval_s"] = best_of(
         lambda: evaluate_params(trainer.agent, state.params, 0, episodes, step=0), repeats=repeats)
     if parts:
         for name, (fn, args) in _part_scans(trainer.agent, state.params, episodes).items():
-            result["parts"][name] = _best_of(fn, *args, repeats=repeats)
+            result["parts"][name] = best_of(fn, *args, repeats=repeats)
     return result
 
 

@@ -20,23 +20,8 @@ Prints a table: piece, ms per scan step (best of ``--repeats``), first call's se
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
-
-
-def _time(fn: Callable[..., Any], *args: Any, repeats: int) -> tuple[float, float]:
-    import jax
-
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return first, best
 
 
 def main() -> None:
@@ -50,6 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import throughput
+    from eval_cost import best_of
 
     from mtdqn.devices import unroll_cpu_threefry
 
@@ -154,7 +140,7 @@ def main() -> None:
     for name, (fn, fargs, steps) in pieces.items():
         if only and not any(o in name for o in only):
             continue
-        first, best = _time(fn, *fargs, repeats=args.repeats)
+        first, best = best_of(fn, *fargs, repeats=args.repeats)
         print(f"| {name} | {best / steps * 1e3:.3f} | {first:.1f} |", flush=True)
 
 
