@@ -24,8 +24,8 @@ from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent
 from mtdqn.train.step import act
 
-__all__ = ["EpisodeReturns", "rollout_returns", "rollout_from", "host_rollout_returns", "evaluate_params", "EvalStream",
-           "eval_seed"]
+__all__ = ["EpisodeReturns", "rollout_returns", "rollout_from", "key_halves", "host_rollout_returns", "evaluate_params",
+           "EvalStream", "eval_seed"]
 
 
 class EpisodeReturns(NamedTuple):
@@ -59,9 +59,15 @@ def eval_seed(first_seed: int, stream: int) -> int:
 HOST_MAX_STEPS = 100_000  # cap on an evaluation episode of a Gymnasium env that sets no time limit
 
 
+def key_halves(key: jax.Array) -> jax.Array:
+    """(reset key, rollout key) of one seed's evaluation key: the one convention every evaluation path uses
+    (the compiled one, its two programs, the host one), so they play the same episodes."""
+    return jax.random.split(key)
+
+
 def rollout_returns(agent: Agent, params: Any, key: jax.Array, episodes: int, eps: float) -> EpisodeReturns:
     """First-episode returns, each (tasks, episodes), of one seed's policy."""
-    k_reset, k_run = jax.random.split(key)
+    k_reset, k_run = key_halves(key)
     obs, env_states = reset_envs(agent.task_set, k_reset, episodes)
     return rollout_from(agent, params, obs, env_states, k_run, eps)
 
@@ -96,23 +102,23 @@ def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps
     (benchmarks/gpu_policy_bisect.py; benchmarks/results/minigrid_mt5.md), and the evaluation in one program
     11.7 ms per step; whether two programs restore its speed there is not yet measured.  On the CPU the two
     cost about the same.  The same keys, the same episodes, the same returns (tests/test_step.py)."""
-    obs, env_states = _reset_all(agent, keys, episodes)
-    return _rollout_all(agent, params, obs, env_states, keys, eps)
+    k_reset, k_run = jnp.moveaxis(jax.vmap(key_halves)(keys), 1, 0)
+    obs, env_states = _reset_all(agent, k_reset, episodes)
+    return _rollout_all(agent, params, obs, env_states, k_run, eps)
 
 
 @partial(jax.jit, static_argnums=(0, 2))
-def _reset_all(agent: Agent, keys: jax.Array, episodes: int) -> tuple[jax.Array, Any]:
-    """Every seed's reset environments, from the reset half of each seed's key (as :func:`rollout_returns`)."""
-    return jax.vmap(lambda k: reset_envs(agent.task_set, jax.random.split(k)[0], episodes))(keys)
+def _reset_all(agent: Agent, reset_keys: jax.Array, episodes: int) -> tuple[jax.Array, Any]:
+    """Every seed's reset environments, one reset key (:func:`key_halves`) per seed."""
+    return jax.vmap(lambda k: reset_envs(agent.task_set, k, episodes))(reset_keys)
 
 
 @partial(jax.jit, static_argnums=0)
-def _rollout_all(agent: Agent, params: Any, obs: jax.Array, env_states: Any, keys: jax.Array,
+def _rollout_all(agent: Agent, params: Any, obs: jax.Array, env_states: Any, run_keys: jax.Array,
                  eps: jax.Array) -> EpisodeReturns:
-    """Every seed's returns from its reset environments, with the rollout half of its key; ``eps`` is traced,
-    so the greedy and the random-policy evaluation of a run share one compiled program."""
-    return jax.vmap(lambda p, o, s, k: rollout_from(agent, p, o, s, jax.random.split(k)[1], eps))(
-        params, obs, env_states, keys)
+    """Every seed's returns from its reset environments, one rollout key (:func:`key_halves`) per seed;
+    ``eps`` is traced, so the greedy and the random-policy evaluation of a run share one compiled program."""
+    return jax.vmap(lambda p, o, s, k: rollout_from(agent, p, o, s, k, eps))(params, obs, env_states, run_keys)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -125,7 +131,7 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
     """First-episode returns, each (seeds, tasks, episodes), of Gymnasium tasks, one key per seed."""
     from mtdqn.tasks.gymnasium_env import HostEnvs, env_seeds
 
-    k_reset, k_run = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    k_reset, k_run = jnp.moveaxis(jax.vmap(key_halves)(keys), 1, 0)
     envs = HostEnvs(agent.task_set, episodes, [env_seeds(k, agent.num_tasks) for k in k_reset])
     try:
         obs = envs.reset()

@@ -209,12 +209,12 @@ def test_the_evaluation_in_two_programs_is_rollout_returns_of_each_seed():
     """evaluate_params compiles the reset and the rollout apart (mtdqn/evaluate.py says why): every seed's
     returns are still :func:`rollout_returns` of that seed's key, the same episodes, and epsilon reaches the
     rollout (a random policy scores otherwise on CartPole)."""
-    from mtdqn.evaluate import _reset_all, eval_seed, evaluate_params
+    from mtdqn.evaluate import _reset_all, eval_seed, evaluate_params, key_halves
 
     agent = make_agent(dataclasses.replace(BASE, seeds=2))
     params = jax.vmap(lambda k: init_state(agent, k).params)(jax.random.split(jax.random.PRNGKey(3), 2))
     keys = jax.random.split(jax.random.PRNGKey(eval_seed(0, 5)), 2)
-    obs, _ = _reset_all(agent, keys, 3)  # the reset half of each seed's key, as rollout_returns splits it
+    obs, _ = _reset_all(agent, jax.vmap(key_halves)(keys)[:, 0], 3)  # each seed's reset half, as rollout_returns's
     for s in range(2):
         np.testing.assert_array_equal(obs[s], reset_envs(agent.task_set, jax.random.split(keys[s])[0], 3)[0])
     totals = []
