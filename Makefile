@@ -4,13 +4,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# pip byte-compiles every module it installs (~14,000 files, 25 s of one core here); with --no-compile Python
+# compiles only the modules a command imports (~2,800 for the suite), once, on their first import: a fresh
+# install + `make test` 15-20 s sooner.  That needs Python allowed to write its bytecode cache, so the recipes
+# run without PYTHONDONTWRITEBYTECODE (some machines set it: every import would then compile again, ~2x slower).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test test-fast install bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -108,6 +108,15 @@ def xdist_group(item: pytest.Item) -> str:
     return "tiny_run" if module in SHARED_RUN_MODULES else module
 
 
+def pytest_ignore_collect(collection_path, config):
+    """`make test`'s first phase (``-m optimized``) collects only the test files that mark a test `optimized`:
+    each worker would otherwise import all ~60 test modules (and Ray, Optuna, ...) to deselect nearly all."""
+    if config.getoption("markexpr") == "optimized" and collection_path.suffix == ".py" \
+            and collection_path.name.startswith("test_"):
+        return "mark.optimized" not in collection_path.read_text() or None
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
