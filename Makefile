@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # pip byte-compiles every module it installs (~14,000 files, 25 s of one core here); with --no-compile Python
-# compiles only the modules a command imports (~2,100 for the stack the suite imports), once, on their first import: a fresh
-# install + `make test` 15-20 s sooner.  That needs Python allowed to write its bytecode cache, so the recipes
+# compiles only what a command imports (~2,100 files for the suite's stack), once, on first import: a fresh
+# install + `make test` ~25 s sooner.  That needs Python allowed to write its bytecode cache, so the recipes
 # run without PYTHONDONTWRITEBYTECODE (some machines set it: every import would then compile again, ~2x slower).
 unexport PYTHONDONTWRITEBYTECODE
 
