@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 # compiles only what a command imports (~2,100 files for the suite's stack), once, on first import: a fresh
 # install + `make test` ~25 s sooner.  That needs Python allowed to write its bytecode cache, so the recipes
 # run without PYTHONDONTWRITEBYTECODE (some machines set it: every import would then compile again, ~2x slower).
+# (even `make PYTHONDONTWRITEBYTECODE=1` is stripped: a venv's bytecode is Python's own cache, not the tree's.)
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test test-fast install bench clean

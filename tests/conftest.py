@@ -109,16 +109,23 @@ def xdist_group(item: pytest.Item) -> str:
 
 
 def pytest_ignore_collect(collection_path, config):
-    """`make test`'s first phase (``-m optimized``) collects only the test files that mark a test `optimized`:
-    each worker would otherwise import all ~60 test modules (and Ray, Optuna, ...) to deselect nearly all."""
-    if config.getoption("markexpr") == "optimized" and collection_path.suffix == ".py" \
-            and collection_path.name.startswith("test_"):
-        return "mark.optimized" not in collection_path.read_text() or None
+    """`make test`'s first phase (``-m optimized``, by make or by hand) collects only the test files whose text
+    holds ``mark.optimized``: each worker would otherwise import all ~60 test modules (and Ray, Optuna, ...) to
+    deselect nearly all.  A test marked another way would then run in neither phase: the marker must be
+    spelled ``mark.optimized`` in the test's file (pytest_collection_modifyitems refuses any other)."""
+    if (config.getoption("markexpr") == "optimized" and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_")):
+        return b"mark.optimized" not in collection_path.read_bytes() or None
     return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node ids
 def pytest_collection_modifyitems(config, items):
+    unspelled = sorted({str(item.path) for item in items if item.get_closest_marker("optimized")
+                        and b"mark.optimized" not in item.path.read_bytes()})
+    if unspelled:
+        raise pytest.UsageError(f"{unspelled[0]} marks a test `optimized` without the text `mark.optimized`, "
+                                "which the optimized phase's collection looks for (pytest_ignore_collect)")
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     items.sort(key=lambda item: -COST.get(xdist_group(item), 0))  # stable: file order among the rest
