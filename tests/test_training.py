@@ -104,6 +104,24 @@ def test_rules_for_new_runs_do_not_lock_out_old_runs():
     assert agent.derived.train_every_iters == 1  # round(4 / 8) -> at least one, as such runs were trained
 
 
+def test_train_takes_a_new_runs_options_whole_and_single_ones_over_them(tmp_path):
+    """``train(cfg, out, options, **given)``: ``given`` over ``options`` (each refused value reaches the check,
+    from either), and a resumed run takes no ``options`` (it keeps its stored ones).  Refused before anything
+    is written; that a run made with ``options`` records and uses them, the study cells show (test_study)."""
+    from mtdqn.runoptions import RunOptions
+    from mtdqn.train.run import train
+
+    with pytest.raises(ConfigError, match="--eval-episodes must be > 0, got 0"):
+        train(TINY, tmp_path / "a", RunOptions(eval_episodes=0), progress=False)
+    with pytest.raises(ConfigError, match="--eval-episodes must be > 0, got 0"):
+        train(TINY, tmp_path / "b", RunOptions(eval_episodes=3), eval_episodes=0, progress=False)
+    with pytest.raises(ConfigError, match="--patience 2 counts greedy evaluations"):
+        train(TINY, tmp_path / "c", RunOptions(patience=2), eval_every=0, progress=False)
+    with pytest.raises(ConfigError, match="a resumed run keeps the options it was started with"):
+        train(TINY, tmp_path / "d", RunOptions(), resume=True, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
     """`--eval-episodes 10` on resume is used even though 10 is also the default (the run stored 2)."""

@@ -129,20 +129,19 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     status = cell_status(cell, cell_dir)
     if status == "done":
         return read_summary(cell_dir / "summary.json") or {}
-    given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
-    kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds},
-                  **given)  # devices 0 not given: a resumed cell keeps its own layout
+    kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
     try:
-        if status == "resume":
+        if status == "resume":  # the cell's options over the stored ones; devices 0 not given: its own layout
+            given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
             try:
-                return train(cell.config, cell_dir, resume=True, **kwargs).summary
+                return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
             except InsufficientResources:
                 raise  # the checkpoint is fine, this machine is not: keep it for a later attempt
             except ConfigError:
                 pass  # unreadable checkpoint: start over below
         if cell_dir.exists():
             shutil.rmtree(cell_dir)  # not a finished result: a failed or half-written attempt
-        return train(cell.config, cell_dir, force=True, **kwargs).summary
+        return train(cell.config, cell_dir, cell.run_options, force=True, **kwargs).summary
     except Exception as exc:  # the study goes on; the report lists the failure
         return write_failed(cell, cell_dir, exc)
 

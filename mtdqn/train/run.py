@@ -47,6 +47,7 @@ class RunResult:
 def train(
     cfg: TrainConfig,
     out_dir: Path,
+    options: RunOptions | None = None,
     *,
     resume: bool = False,
     force: bool = False,
@@ -58,10 +59,11 @@ def train(
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
 
-    ``given``: the run options passed (:class:`~mtdqn.runoptions.RunOptions`
-    fields, e.g. ``eval_every=1000``); the others are their defaults for a new
-    run, and a resumed run's own (``resume``: continue ``out_dir`` from its
-    latest checkpoint, ending bit-identical to an uninterrupted run).  Gymnasium
+    ``options``: how a new run is driven (:class:`~mtdqn.runoptions.RunOptions`;
+    None: the defaults).  ``given``: single options over them (fields, e.g.
+    ``eval_every=1000``), or over a resumed run's own (``resume``: continue
+    ``out_dir`` from its latest checkpoint, ending bit-identical to an
+    uninterrupted run; it takes no ``options``: ``replace(stored, **given)``).  Gymnasium
     (``gym:``) tasks run the host loop into the same kind of directory.
     ``announce`` receives one line describing the agent (parameter counts) once
     it is built; ``extra_summary`` is merged into summary.json; ``on_eval`` sees
@@ -84,13 +86,15 @@ def train(
     agent = make_agent(cfg)  # validates before anything touches the disk
     if announce is not None:
         announce(describe(agent))
+    if resume and options is not None:
+        raise ConfigError("a resumed run keeps the options it was started with: give only those to change")
     run_dir = RunDir(out_dir)
-    _check_host_options(agent, resume, given)
+    _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
     verified = None
     if resume:
         record = run_dir.require_run()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-    options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else None))
+    options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else options))
     start_from = None
     if cfg.finetune.source and not resume:
         start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
@@ -113,13 +117,14 @@ def train(
     return RunResult(run_dir.path, summary, frame, trained.state)
 
 
-def _check_host_options(agent: Agent, resume: bool, given: dict[str, Any]) -> None:
-    """What the Gymnasium host loop cannot do, refused before anything is read or written."""
+def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> None:
+    """What the Gymnasium host loop cannot do (``wanted``: the options asked for), refused before anything is read
+    or written."""
     if agent.task_set.backend != "gymnasium":
         return
-    if given.get("devices", 0) not in (0, 1):
+    if wanted.get("devices", 0) not in (0, 1):
         raise ConfigError("--devices is not supported with gym: tasks: their envs step on the host, one device")
-    if resume or given.get("checkpoint_every"):
+    if resume or wanted.get("checkpoint_every"):
         raise ConfigError(
             "--resume and --checkpoint-every are not supported with gym: tasks: their env state lives in Python "
             "and cannot be checkpointed (the final parameters are still saved)"

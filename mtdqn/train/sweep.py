@@ -66,16 +66,18 @@ pruned)."""
 
 
 def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig]], out_dir: Path,
-                     record: dict[str, Any], *, resume: bool = False, force: bool = False, progress: bool = True,
-                     announce: Callable[[str], None] | None = None, on_eval: MemberEval | None = None,
-                     **given: Any) -> list[RunResult]:
+                     record: dict[str, Any], *, options: RunOptions | None = None, resume: bool = False,
+                     force: bool = False, progress: bool = True, announce: Callable[[str], None] | None = None,
+                     on_eval: MemberEval | None = None, **given: Any) -> list[RunResult]:
     """Train ``members`` ((run directory, config) pairs whose configs differ only in the numbers the compiled
     loop traces) as one program, the population's checkpoint and ``record`` (sweep.json) in ``out_dir``.
 
     ``cfg`` is the population's config of record (its checkpoint is verified against it on ``resume``): a
     sweep's base config, a tune batch's first trial's.  A `--sweep` and a batch of `mtdqn tune` trials both
-    train here, so each member is its run alone, bit for bit.
+    train here, so each member is its run alone, bit for bit.  ``options`` and ``given`` as :func:`train`'s.
     """
+    if resume and options is not None:
+        raise ConfigError("a resumed run keeps the options it was started with: give only those to change")
     if not resume:
         for _, member in members:
             check_new_run(member)
@@ -89,7 +91,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
         announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
     out_dir = Path(out_dir)
     verified = verify_checkpoint(out_dir, cfg) if resume else None
-    options = resolve(given, RunOptions.from_record(verified) if resume else None)
+    options = resolve(given, RunOptions.from_record(verified) if resume else options)
     if options.patience or options.keep_best:
         raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
                           "to the end (give --eval-every to see their progress)")

@@ -42,6 +42,7 @@ from mtdqn.config import TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, TrainingDiverged
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
+from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import agent_error
 from mtdqn.sweepspec import SWEEPABLE
 from mtdqn.tune.search import (
@@ -179,7 +180,7 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
             raise optuna.TrialPruned("every trial of the batch pruned")
 
     try:
-        _train(out, where, numbers, configs, on_eval, progress, spec.run_options())
+        _train(out, where, numbers, configs, on_eval, progress, spec.run_options)
     except optuna.TrialPruned:
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") for n in running}
     except (TrainingDiverged, InsufficientResources) as exc:  # one trial's doing, or the batch's size: each alone
@@ -219,7 +220,7 @@ def _tell(study: optuna.Study, number: int, outcome: Outcome, announce: Announce
 
 def _train(out: Path, where: Path, numbers: list[int], configs: dict[int, TrainConfig],
            on_eval: Callable[[int, int, list[dict[str, Any]]], None], progress: bool,
-           run_options: dict[str, Any]) -> None:
+           run_options: RunOptions) -> None:
     """The batch's population: read back when every trial finished, resumed from its checkpoint when it has
     one, else started afresh (a batch killed before its first checkpoint has nothing to continue)."""
     from mtdqn.train.sweep import train_population  # JAX: imported when a batch trains, not when a spec is read
@@ -233,5 +234,5 @@ def _train(out: Path, where: Path, numbers: list[int], configs: dict[int, TrainC
         for path in (where, *dirs):
             if path.exists():
                 shutil.rmtree(path)
-    train_population(configs[numbers[0]], members, where, {"tune_batch": numbers}, resume=resume, progress=progress,
-                     on_eval=on_eval, **({} if resume else run_options))
+    train_population(configs[numbers[0]], members, where, {"tune_batch": numbers},
+                     options=None if resume else run_options, resume=resume, progress=progress, on_eval=on_eval)

@@ -43,7 +43,7 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
-from mtdqn.runoptions import OnEval
+from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
@@ -189,7 +189,7 @@ def report_and_prune(spec: TuneSpec, trial: optuna.Trial, reported: set[int], st
 
 def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval, progress: bool) -> Outcome:
     try:
-        run = train_or_resume(where, spec.config(params), spec.run_options(), report, progress)
+        run = train_or_resume(where, spec.config(params), spec.run_options, report, progress)
     except optuna.TrialPruned as exc:
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
     except Exception as exc:
@@ -218,7 +218,7 @@ def scored(spec: TuneSpec, run: Run) -> Outcome:
     return Outcome(optuna.trial.TrialState.COMPLETE, value)
 
 
-def train_or_resume(where: Path, cfg: TrainConfig, run_options: dict[str, Any], on_eval: OnEval | None,
+def train_or_resume(where: Path, cfg: TrainConfig, run_options: RunOptions, on_eval: OnEval | None,
                     progress: bool) -> Run:
     """The run of ``cfg`` in ``where``: read back when finished, resumed from its checkpoint when it has one
     (with the config and options it was started with), else started afresh."""
@@ -230,7 +230,7 @@ def train_or_resume(where: Path, cfg: TrainConfig, run_options: dict[str, Any], 
         return Run(train(RunDir(where).config(), where, resume=True, on_eval=on_eval, progress=progress).out_dir)
     if where.exists():  # killed before its first checkpoint: nothing of it can be continued
         shutil.rmtree(where)
-    return Run(train(cfg, where, on_eval=on_eval, progress=progress, **run_options).out_dir)
+    return Run(train(cfg, where, run_options, on_eval=on_eval, progress=progress).out_dir)
 
 
 def check_reusable(where: Path, cfg: TrainConfig) -> None:
@@ -323,7 +323,7 @@ def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, pro
     where = confirm_dir(out, best.number, seeds)
     cfg = spec.config(best.user_attrs["options"], seeds=seeds, seed=spec.seeds)
     check_reusable(where, cfg)
-    train_or_resume(where, cfg, spec.run_options(), None, progress)
+    train_or_resume(where, cfg, spec.run_options, None, progress)
     return where
 
 

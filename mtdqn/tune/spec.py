@@ -139,9 +139,7 @@ class TuneSpec:
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "asha", "none"] = "median"
     sampler_seed: int = 0  # the search's; every trial trains seeds 0..seeds-1 (common random numbers)
-    eval_every: int = 0
-    eval_episodes: int = 10
-    checkpoint_every: int = 0
+    run_options: RunOptions = RunOptions()  # how every trial is driven: evaluations (the pruner's) and checkpoints
     batch: int = 1  # trials asked at once (mtdqn.tune.batches); an execution choice, not part of the search
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -166,10 +164,20 @@ class TuneSpec:
         """Each searched option's Optuna distribution (what the search asks its sampler for)."""
         return {name: dim.distribution() for name, dim in self.space.items()}
 
-    def run_options(self) -> dict[str, Any]:
-        """How every trial is driven: its evaluations (the pruner's reports) and checkpoints (where it resumes)."""
-        return {"eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
-                "checkpoint_every": self.checkpoint_every}
+    @property
+    def eval_every(self) -> int:
+        """Env steps per task between a trial's evaluations (what the pruner and the auc objective read)."""
+        return self.run_options.eval_every
+
+    @property
+    def eval_episodes(self) -> int:
+        """Greedy episodes per task and seed in each evaluation."""
+        return self.run_options.eval_episodes
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Env steps per task between a trial's checkpoints (where a killed search resumes it)."""
+        return self.run_options.checkpoint_every
 
     def record(self) -> dict[str, Any]:
         """The spec as JSON (tune.json): a rerun of the same directory must be the same search."""
@@ -225,9 +233,10 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                     steps=_positive(raw, "steps", source), seeds=_positive(raw, "seeds", source), space=space,
                     trials=_positive(raw, "trials", source, 20), objective=_one_of(raw, "objective", OBJECTIVES, source),
                     sampler=_one_of(raw, "sampler", SAMPLERS, source), pruner=_one_of(raw, "pruner", PRUNERS, source),
-                    sampler_seed=_int(raw, "sampler_seed", source, 0), eval_every=_int(raw, "eval_every", source, 0),
-                    eval_episodes=_positive(raw, "eval_episodes", source, 10),
-                    checkpoint_every=_int(raw, "checkpoint_every", source, 0),
+                    sampler_seed=_int(raw, "sampler_seed", source, 0), run_options=RunOptions(
+                        eval_every=_int(raw, "eval_every", source, RunOptions.eval_every),
+                        eval_episodes=_positive(raw, "eval_episodes", source, RunOptions.eval_episodes),
+                        checkpoint_every=_int(raw, "checkpoint_every", source, RunOptions.checkpoint_every)),
                     batch=_positive(raw, "batch", source, 1), options=options)
     if spec.batch > 1 and any(t.strip().startswith("gym:") for t in spec.tasks):
         raise ConfigError(f"{source}: batch = {spec.batch} trains trials in one compiled program, and gym: tasks step "
@@ -343,13 +352,13 @@ def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
     """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them (five
     per trial without evaluations) so a killed trial resumes where it was, never from scratch."""
     if spec.pruner != "none" and spec.eval_every == 0:
-        spec = _replace(spec, eval_every=max(spec.steps // 5, 1))
+        spec = _with_options(spec, eval_every=max(spec.steps // 5, 1))
     if spec.objective == "auc" and spec.eval_every == 0:
         raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
     if spec.checkpoint_every == 0:
-        spec = _replace(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
+        spec = _with_options(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
     return spec
 
 
-def _replace(spec: TuneSpec, **changes: Any) -> TuneSpec:
-    return dataclasses.replace(spec, **changes)
+def _with_options(spec: TuneSpec, **changes: Any) -> TuneSpec:
+    return dataclasses.replace(spec, run_options=dataclasses.replace(spec.run_options, **changes))
