@@ -221,7 +221,7 @@ class Study:
     """Study directory (default: runs/study-<name>); re-running skips finished cells."""
     ray_address: str | None = None
     """Run cells as Ray tasks: local (a private instance), auto (a running cluster) or HOST:PORT."""
-    devices: int = 0
+    devices: int = RunOptions.devices
     """Split each cell's seeds over this many local devices (0: as many as the seeds can use)."""
     progress: bool = True
     """Show a line per cell (and a progress bar per cell with the local backend)."""
