@@ -40,7 +40,7 @@ def test_equal_configs_with_another_hash_are_other_agents():
 
 
 def test_a_name_registered_again_or_removed_builds_afresh():
-    from test_custom_env import Chain, make_chain
+    from chain_env import Chain, make_chain
 
     cfg = dataclasses.replace(OWN, tasks=("CacheChain-v0",))
     try:

@@ -1,75 +1,19 @@
-"""Your own JAX environment as a task (mtdqn.tasks.custom): a chain MDP written here, with a known optimal Q,
-registered by name from Python and named by import path on the command line; and every one-line refusal.
-
-The chain: states 0..3, start at 0; action 1 steps right, action 0 left (0 is a wall); entering state 3 ends
-the episode with reward 1 (terminated), 20 steps truncate it.  With discount g the optimal values are
-V*(s) = g^(2-s), Q*(s, right) = V*(s) and Q*(s, left) = g V*(max(s-1, 0)).
+"""Your own JAX environment as a task (mtdqn.tasks.custom): a chain MDP (chain_env.py) with a known optimal Q,
+registered by name from Python and named by import path on the command line (``test_custom_env:make_chain``:
+this module, which imports it); and every one-line refusal.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
-from gymnax.environments import environment, spaces
+from chain_env import GAMMA, LENGTH, Chain, ChainParams, make_chain, optimal_q  # make_chain: named here by import path
+from gymnax.environments import spaces
 
 import mtdqn
 from mtdqn.cli import main
 from mtdqn.tasks import custom
-
-LENGTH = 4
-GAMMA = 0.9
-
-
-@struct.dataclass
-class ChainState(environment.EnvState):
-    pos: jax.Array
-
-
-@struct.dataclass
-class ChainParams(environment.EnvParams):
-    max_steps_in_episode: int = 20
-
-
-class Chain(environment.Environment):
-    """A gymnax >= 1.0 environment: reset_env and step_env, the base class resets and adds final_observation."""
-
-    @property
-    def default_params(self) -> ChainParams:
-        return ChainParams()
-
-    def reset_env(self, key, params):
-        state = ChainState(time=0, pos=jnp.int32(0))
-        return self.get_obs(state), state
-
-    def step_env(self, key, state, action, params):
-        pos = jnp.clip(state.pos + 2 * action - 1, 0, LENGTH - 1)
-        state = ChainState(time=state.time + 1, pos=pos)
-        done = pos == LENGTH - 1
-        return self.get_obs(state), state, done.astype(jnp.float32), done, {}
-
-    def get_obs(self, state, params=None, key=None):
-        return jax.nn.one_hot(state.pos, LENGTH)
-
-    def action_space(self, params):
-        return spaces.Discrete(2)
-
-    def observation_space(self, params):
-        return spaces.Box(0.0, 1.0, (LENGTH,), jnp.float32)
-
-
-def make_chain() -> Chain:
-    """The factory an import path names: ``test_custom_env:make_chain``."""
-    return Chain()
-
-
-def optimal_q(gamma: float = GAMMA) -> np.ndarray:
-    """(states 0..2, actions [left, right]) of the chain."""
-    value = [gamma ** (LENGTH - 2 - s) for s in range(LENGTH - 1)]
-    return np.array([[gamma * value[max(s - 1, 0)], value[s]] for s in range(LENGTH - 1)])
-
 
 # 3,000 env steps per task, an update every vector step after 200: ~700 updates, a hard target copy every 20.
 CHAIN_OPTIONS = dict(steps=3000, seeds=1, num_envs=4, log_every=1500, hidden=(32,), adapter_width=16, gamma=GAMMA,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.distance import jensenshannon
-from test_report import LOG_EVERY, REPS, SEEDS, STEPS, TASKS, _md_table_rows, make_study
+from synthetic_study import LOG_EVERY, REPS, SEEDS, STEPS, TASKS, md_table_rows, make_study
 
 from mtdqn.analysis import build_report
 from mtdqn.analysis.experts import (ALL_TASKS, COSINE as COSINE_COLUMN, DIVERGENCE, ONE_EXPERT, RAW, WEIGHTS,
@@ -69,7 +69,7 @@ def test_end_of_training_entropy_and_cosine_per_seed_then_over_seeds(report: Pat
         assert (r["entropy_lo"], r["entropy_hi"]) == pytest.approx((values.mean() - half, values.mean() + half),
                                                                   rel=1e-4)
         assert r["cosine_mean"] == pytest.approx(COSINE + 0.01 * np.mean(SEEDS), rel=1e-5)
-    rows = _md_table_rows((report / "report.md").read_text(), "Mixture of experts at the end of training")
+    rows = md_table_rows((report / "report.md").read_text(), "Mixture of experts at the end of training")
     assert len(rows) == 1 + len(TASKS)
 
 

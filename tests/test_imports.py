@@ -103,12 +103,47 @@ def test_no_module_imports_another_modules_private_names():
     assert private == []
 
 
+JAX_STACK = ("jax", "jaxlib", "flax", "optax", "orbax", "chex", "gymnax")
+
+
+def _imports_the_jax_stack(path: Path) -> bool:
+    """Whether the module imports JAX or a library on it at runtime (in a function too; TYPE_CHECKING not)."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(n) for node in ast.walk(tree)
+               if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for body in node.body for n in ast.walk(body)}
+    names = [a.name for node in ast.walk(tree) if id(node) not in skipped and isinstance(node, ast.Import)
+             for a in node.names]
+    names += [node.module for node in ast.walk(tree) if id(node) not in skipped and isinstance(node, ast.ImportFrom)
+              and node.module and not node.level]
+    return any(n.split(".")[0] in JAX_STACK for n in names)
+
+
 def test_analysis_never_imports_training():
+    """Nothing analysis reaches, however indirectly, imports JAX or a library on it (the training modules all
+    do): a report is written on a machine without an accelerator stack, and never compiles."""
     edges, _ = _graph()
+    modules = _modules()
+    on_jax = {m for m, path in modules.items() if _imports_the_jax_stack(path)}
+    assert {"mtdqn.train.run", "mtdqn.evaluate", "mtdqn.checkpoint", "mtdqn.losses"} <= on_jax  # the check sees them
     for module in (m for m in edges if m.startswith("mtdqn.analysis")):
-        reached = _reachable(edges, module)
-        training = sorted(m for m in reached if m.startswith(("mtdqn.train", "mtdqn.networks", "mtdqn.tasks.")))
+        reached = _reachable(edges, module) | {module}
+        training = sorted(reached & on_jax)
         assert training == [], f"{module} reaches {training}"
+        assert not any(m.startswith(("mtdqn.train", "mtdqn.networks", "mtdqn.tasks.")) for m in reached), module
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in plain modules (helpers.py, synthetic_study.py), never in a test_*.py file: a test
+    module imported by another is collected twice and couples their fixtures (issue 22)."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert offenders == []
 
 
 def test_the_checks_see_what_they_check(tmp_path):

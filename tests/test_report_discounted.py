@@ -17,7 +17,7 @@ from mtdqn.analysis import build_report, load_study, ranges
 from mtdqn.analysis.fmt import detectable
 from mtdqn.errors import ConfigError
 
-from test_report import DISCOUNTED_BOUNDS, GAMMA, REPS, SEEDS, TASKS, make_study
+from synthetic_study import DISCOUNTED_BOUNDS, GAMMA, REPS, SEEDS, TASKS, make_study
 
 
 def _geometric(gamma: float, n: int) -> float:

@@ -129,7 +129,7 @@ def _set_finals(study: Path, variant: str, finals: dict[str, list[float]]) -> No
 def test_report_on_one_seed_effect_and_a_degenerate_task(tmp_path):
     """The referee's case: an effect resting on one seed is not a finding, a task where every seed of both
     variants gave the same return is 'not estimable', never a [0, 0] interval, and is not counted."""
-    from tests.test_report import make_study
+    from synthetic_study import make_study
 
     seeds = [0, 1, 2, 3, 4, 5]
     study = make_study(tmp_path / "s", seeds=seeds, with_discounted=False)
@@ -208,7 +208,7 @@ def test_permutation_tests_enumerate_every_split_of_ten_against_ten_and_say_when
 def test_methods_state_the_protocol_as_run(tmp_path):
     """The evaluation interval as run (and a note when the request was rounded), every resolved option of every
     variant with non-defaults marked, and the Python version."""
-    from tests.test_report import make_study
+    from synthetic_study import make_study
 
     study = make_study(tmp_path / "s", evals=True)
     for variant in ("independent", "shared"):

@@ -161,7 +161,7 @@ def _conflict_study(tmp_path):
     """The synthetic study with `shared`'s probe at three evaluation steps: CartPole's null and share < 0 change
     over training (0.8 -> 0.1, 0.0 -> 0.4), Acrobot never learns (null 0.999, share 0: degenerate); the pair's
     conflict rate is 0.9 at steps the probe did not see, 0.45 at those it did."""
-    from tests.test_report import TASKS, make_study
+    from synthetic_study import TASKS, make_study
 
     study = make_study(tmp_path / "s")
     cell = study / "cells" / "shared"
@@ -214,7 +214,7 @@ def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
 
     from mtdqn.analysis import build_report, load_study, methods
     from mtdqn.strategies.base import REGISTRY
-    from tests.test_report import make_study
+    from synthetic_study import make_study
 
     assert set(REGISTRY) <= set(methods.WEIGHT_DEFINITIONS)
     root = make_study(tmp_path / "s")
@@ -250,7 +250,7 @@ def test_figures_clip_no_label_hide_no_line_and_smooth_locally():
 
 def test_training_curve_window_is_capped_at_a_fifth_of_the_run(tmp_path):
     from mtdqn.analysis import load_study
-    from tests.test_report import LOG_EVERY, STEPS, make_study
+    from synthetic_study import LOG_EVERY, STEPS, make_study
 
     study = load_study(make_study(tmp_path / "s"))
     windows = STEPS // LOG_EVERY  # 20 logging windows: at most 4 of them
@@ -269,7 +269,7 @@ def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
     """Referee 13: whether, by how much and why, at the top of the findings, every number from the tables."""
     from mtdqn.analysis import build_report
     from mtdqn.analysis.fmt import pvalue
-    from tests.test_report import make_study
+    from synthetic_study import make_study
 
     out = build_report(make_study(tmp_path / "s"), reps=200)
     md = (out / "report.md").read_text()
@@ -299,7 +299,7 @@ def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_threshol
     import json
 
     from mtdqn.analysis import build_report
-    from tests.test_report import make_study
+    from synthetic_study import make_study
 
     root = make_study(tmp_path / "s", evals=True)
     config = root / "cells" / "independent" / "config.json"
@@ -330,7 +330,7 @@ def test_aggregate_intervals_are_labelled_percentile_bootstraps_that_under_cover
     """Referee 9: the aggregate IQM / mean-difference intervals are percentile bootstraps, which the report's
     own coverage simulation found to under-cover at 5 seeds; they read as plain '95% CI' before."""
     from mtdqn.analysis import build_report
-    from tests.test_report import make_study
+    from synthetic_study import make_study
 
     md = (build_report(make_study(tmp_path / "s"), reps=200) / "report.md").read_text()
     aggregates = md.split("## Aggregates across tasks", 1)[1].split("\n## ", 1)[0]
@@ -612,7 +612,7 @@ def test_the_conflict_summary_is_computed_on_the_steps_it_names(tmp_path):
     """Third referee: the summary said '20 evaluation steps' but averaged every logging window; here the pair's
     conflict rate is 0.9 at steps the probe did not see and 0.45 at those it did, and no task is degenerate."""
     from mtdqn.analysis import load_study, why
-    from tests.test_report import TASKS
+    from synthetic_study import TASKS
 
     root = _conflict_study(tmp_path)
     cell = root / "cells" / "shared"

@@ -17,7 +17,7 @@ from mtdqn.analysis import ranges
 from mtdqn.analysis.anchors import ANCHORS
 from mtdqn.analysis.stats import MIN_SEEDS, bootstrap_diff, bootstrap_mean, min_detectable_difference
 
-from test_report import BOUNDS, OPTIONS, REPS, SEEDS, TASKS, make_study
+from synthetic_study import BOUNDS, OPTIONS, REPS, SEEDS, TASKS, make_study
 
 
 # ---------------------------------------------------------------- intervals stay in range

@@ -11,7 +11,7 @@ import pytest
 from mtdqn.analysis import build_report
 from mtdqn.analysis.load import load_study
 from mtdqn.analysis.sensitivity import final_window_table, unsettled_tasks, window_disagreements
-from tests.test_report import REPS, make_study
+from synthetic_study import REPS, make_study
 
 
 def _score_over(study: Path, window: list[int], final_of) -> None:
