@@ -35,7 +35,8 @@ TRAIN_CASES = [
     ("task-listed-twice", ["--tasks", "CartPole-v1", "CartPole-v1"], "listed twice"),
     ("no-tasks", ["--tasks"], "at least one task"),
     ("vector-and-image", ["--tasks", "CartPole-v1", "Breakout-MinAtar"], "cannot mix vector tasks"),
-    ("unknown-minigrid", ["--tasks", "MiniGrid-DoorKey-8x8-v0"], "did you mean 'MiniGrid-DoorKey-6x6-v0'"),
+    ("unknown-minigrid", ["--tasks", "MiniGrid-DoorKey-8x8-v0"], "did you mean 'MiniGrid-DoorKey-6x6-v0'? (any "
+     "MiniGrid env of the `minigrid` package: 'gym:MiniGrid-DoorKey-8x8-v0:obs=image', on the host)"),
     ("minigrid-and-minatar", ["--tasks", "MiniGrid-DoorKey-6x6-v0", "Breakout-MinAtar"], "cannot mix MiniGrid tasks"),
     ("minigrid-max-steps-zero", ["--tasks", "MiniGrid-DoorKey-6x6-v0:max_steps=0"], "max_steps in "
      "'MiniGrid-DoorKey-6x6-v0:max_steps=0' must be >= 1"),

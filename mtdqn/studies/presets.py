@@ -206,19 +206,20 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
     As MOORE: the tasks of its MT3 / MT5 / MT7 (all ``MiniGrid-...-v0``), the ``ImgObsWrapper`` view (the
     7x7x3 partial egocentric view with occlusion, raw ids) and each env's default ``max_steps`` (our JAX
     versions of the package's tasks, :mod:`mtdqn.tasks.minigrid`), gamma 0.99, 200k env steps per task, 16
-    evaluation episodes per task; scores normalized to the optimal return (:mod:`mtdqn.taskfacts`).
+    evaluation episodes per task; the optimal return as the reference of the normalized score
+    (:mod:`mtdqn.taskfacts`; the score itself differs, below).
 
-    DQN settings, chosen by measurement (issue 19; ``tests/test_learning.py``'s MiniGrid test): under a
+    DQN settings.  Measured (issue 19; ``tests/test_learning.py``'s MiniGrid test): n-step targets.  Under a
     uniform random policy the replay gains only 1-7 rewarded transitions per 10k env steps per task (successes
     per 10k random steps: DoorKey 1.3, LavaGap 2.4, DistShift 2.1, SimpleCrossing 0.9, RedBlueDoors 3.1,
     MultiRoom 5.3, Memory 7.3), and with 1-step targets a greedy policy learns to wait out the time limit
     (episodes at max_steps, return 0): MemoryS11 + MultiRoom-N2-S4, 40k env steps per task, seeds 0 and 1,
     greedy 0.0 on both tasks with ``n_step = 1``; with ``n_step = 10`` MultiRoom 0.64 and 0.80 (random 0.007),
     Memory 0.11 and 0.0 (random 0.19; 0.53 for seed 0 at 60k).  So: n-step returns (``n_step = 10``: a success
-    reaches the 10 transitions before it, not 1), epsilon decaying to 0.1 over 30% of the run, 16 envs per task
-    with one update of 128 transitions per task every 16 env steps (each transition is sampled ~8 times, as
-    DQN's 32 every 4), learning from 2,000 env steps (so a short check such as ``--steps 5000`` still
-    updates).  The lava tasks are harder for it: DistShift1 + LavaGapS7 at 40k-60k steps stayed at 0 with
+    reaches the 10 transitions before it, not 1).  Chosen by analogy, not measured one against another:
+    epsilon decaying to 0.1 over 30% of the run, 16 envs per task with one update of 128 transitions per task
+    every 16 env steps (each transition is sampled ~8 times, as DQN's 32 every 4), learning from 2,000 env
+    steps (so a short check such as ``--steps 5000`` still updates).  The lava tasks are harder for it: DistShift1 + LavaGapS7 at 40k-60k steps stayed at 0 with
     1-step and 10-step targets alike (the greedy policy avoids lava and runs out the clock).
 
     Where we differ from MOORE: DQN, not PPO; 200k env steps per task, where the published comparison

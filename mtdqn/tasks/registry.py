@@ -125,6 +125,8 @@ class Task:
 def _suggest(name: str) -> str:
     close = difflib.get_close_matches(name, [*TASKS, *custom.REGISTERED], n=1, cutoff=0.4)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    if name.startswith("MiniGrid-"):  # the package's other envs run on the host, through gymnasium
+        hint += f" (any MiniGrid env of the `minigrid` package: 'gym:{name}:obs=image', on the host)"
     return (f"unknown task {name!r}{hint} (see `mtdqn tasks`; your own environment: mtdqn.register_task in this "
             "process, or an import path module:factory)")
 
