@@ -52,9 +52,7 @@ def measure(preset: str, steps: int, seeds: int) -> dict:
 
     CompiledChunks.start = timed_start
     with tempfile.TemporaryDirectory() as out:
-        options = cell.run_options
-        summary = train(cell.config, f"{out}/cell", progress=False, eval_episodes=options.eval_episodes,
-                        eval_every=options.eval_every, checkpoint_every=options.checkpoint_every).summary
+        summary = train(cell.config, f"{out}/cell", cell.run_options, progress=False).summary
     trained = summary["env_steps"] * len(summary["tasks"]) * len(summary["seeds"])
     loop_s = trained / summary["env_steps_per_s"]
     measured = started[0] + loop_s

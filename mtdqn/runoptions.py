@@ -106,8 +106,8 @@ def _flag(name: str) -> str:
 
 
 def resolve(given: Mapping[str, Any], stored: RunOptions | None = None) -> RunOptions:
-    """The options a run is driven with, checked: those ``given`` over a resumed run's ``stored`` ones, or over
-    the defaults for a new run."""
+    """The options a run is driven with, checked: those ``given`` over ``stored`` (a resumed run's own, or a new
+    run's options as a whole), or over the defaults (None)."""
     unknown = [name for name in given if name not in {f.name for f in dataclasses.fields(RunOptions)}]
     if unknown:
         raise ConfigError(f"unknown run option {unknown[0]!r}; valid: "

@@ -1,10 +1,12 @@
 """Issue 22's six repaired tests, each run against a deliberate break of what it guards: every break must fail it.
 
-    python tests/deliberate_breaks.py        # ~30 s; prints CAUGHT or MISSED per break, exit 1 if any is missed
+    .venv/bin/python tests/deliberate_breaks.py   # ~1 min; prints CAUGHT or MISSED per break, exit 1 if any is missed
 
-Each break edits one source file in place, runs the one test (as `make test-fast` runs it) and restores the
-file, also when interrupted; it refuses to start on a file with uncommitted changes, so a restore can never
-lose work.  Not collected by pytest (no test_ prefix): it is a check of the tests, run by hand.
+Each test runs first unbroken (it must pass); then the break edits one source file in place, the test runs
+again and must fail an assertion (exit code 1, "1 failed"), and the file is restored, also when interrupted.
+It refuses to start on a file with uncommitted changes, so a restore can never lose work; do not run other
+jobs from this checkout meanwhile (they would import the broken module).  Not collected by pytest (no test_
+prefix): it is a check of the tests, run by hand.
 """
 import os
 import re
@@ -38,25 +40,40 @@ BREAKS = [
      "tests/test_periodic_eval.py::test_study_cells_evaluate_during_training"),
 ]
 env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", "JAX_PLATFORMS": "cpu"}
+
+
+def run(test: str) -> tuple[int, str]:
+    """(pytest's exit code, its summary line) for one test, as `make test-fast` runs it."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", test], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    last = [ln for ln in r.stdout.splitlines() if " passed" in ln or " failed" in ln or " error" in ln][-1:]
+    return r.returncode, last[0] if last else r.stdout[-300:]
+
+
 dirty = subprocess.run(["git", "status", "--porcelain", "--", *{b[1] for b in BREAKS}], cwd=ROOT,
-                       capture_output=True, text=True).stdout.strip()
+                       capture_output=True, text=True, check=True).stdout.strip()
 if dirty:
     sys.exit(f"error: uncommitted changes in a file a break edits; commit or stash them first:\n{dirty}")
 missed = 0
 for what, path, old, new, test in BREAKS:
-    p = os.path.join(ROOT, path)
-    text = open(p).read()
+    code, line = run(test)  # unbroken, it passes: a failure below is the break's
+    if code != 0:
+        sys.exit(f"error: {test} fails unbroken ({line}): fix it before checking what it catches")
+    p = Path(ROOT) / path
+    text = p.read_bytes()
     if old is None:  # MIN_SEEDS
-        m = re.search(r"^MIN_SEEDS(: int)? = (\d+)", text, re.M)
-        old, new = m.group(0), m.group(0).replace(m.group(2), str(int(m.group(2)) + 3))
-    assert text.count(old) == 1, (path, old)
-    open(p, "w").write(text.replace(old, new))
+        m = re.search(rb"^MIN_SEEDS(: int)? = (\d+)", text, re.M)
+        old_b, new_b = m.group(0), m.group(0).replace(m.group(2), str(int(m.group(2)) + 3).encode())
+    else:
+        old_b, new_b = old.encode(), new.encode()
+    if text.count(old_b) != 1:
+        sys.exit(f"error: {path} no longer holds the text this break edits ({old_b[:60]!r}...): update BREAKS")
     try:
-        r = subprocess.run([f"{ROOT}/.venv/bin/python", "-m", "pytest", "-q", "-p", "no:xdist", test], cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=600)
-        last = [ln for ln in r.stdout.splitlines() if "passed" in ln or "failed" in ln or "error" in ln][-1:]
-        print(f"{'CAUGHT' if r.returncode else 'MISSED'}  {what}: {test} -> {last}", flush=True)
-        missed += r.returncode == 0
+        p.write_bytes(text.replace(old_b, new_b))
+        code, line = run(test)
     finally:
-        open(p, "w").write(text)
+        p.write_bytes(text)
+    caught = code == 1 and "1 failed" in line  # a failed assertion, not a collection error (exit 2, 4, ...)
+    print(f"{'CAUGHT' if caught else 'MISSED'}  {what}: {test} -> {line}", flush=True)
+    missed += not caught
 sys.exit(1 if missed else 0)

@@ -29,7 +29,8 @@ def _study(root: Path, finals: dict[str, list[float]], tasks: tuple[str, ...] = 
             for task in tasks for s, x in enumerate(finals[task])]
     pd.DataFrame(rows).to_parquet(data / "per_seed.parquet")
     pd.DataFrame({"task": list(tasks), "random_return": [RANDOM.get(t, 0.0) for t in tasks],
-                  "reference_return": [OPTIMAL.get(t, 1.0) for t in tasks]}).to_parquet(data / "normalization.parquet")
+                  "reference_return": [OPTIMAL.get(t, 1.0) for t in tasks], "used": True}).to_parquet(
+        data / "normalization.parquet")
     return root
 
 
@@ -60,6 +61,8 @@ def test_published_rows_match_the_task_count_and_bad_studies_are_one_line_errors
             "MiniGrid-DoorKey-6x6-v0", "MiniGrid-DistShift1-v0")
     text = script.table(_study(tmp_path / "b", {t: [0.5] * 5 for t in five}, five))
     assert "| MOORE, PPO, 400k steps, 30 seeds (published) | — | — | — | — | — | — | 0.84 |" in text
+    other = (*five[:4], "MiniGrid-MultiRoom-N2-S4-v0")  # five tasks, not MOORE's MT5: nothing published
+    assert "published" not in script.table(_study(tmp_path / "d", {t: [0.5] * 5 for t in other}, other))
     with pytest.raises(SystemExit, match=r"run `mtdqn report .*` first"):
         script.table(tmp_path / "empty")
     with pytest.raises(SystemExit, match="is not a MiniGrid study"):

@@ -105,6 +105,11 @@ def test_spec_kinds_and_schedule():
     # without evaluations a trial still checkpoints five times, so a killed one does not restart from scratch
     plain = build_tune_spec({**SMALL, "objective": "final", "pruner": "none", "eval_every": 0}, "s", "s")
     assert plain.eval_every == 0 and plain.checkpoint_every == 200
+    # gym: tasks' env state is Python's and cannot be checkpointed (train refuses it): none, and refused if asked
+    host = {**SMALL, "tasks": ["gym:CartPole-v1"], "objective": "final"}
+    assert build_tune_spec(host, "s", "s").checkpoint_every == 0
+    with pytest.raises(ConfigError, match="checkpoint_every: gym: tasks step on the host"):
+        build_tune_spec({**host, "checkpoint_every": 500}, "s", "s")
 
 
 def test_dimensions_suggest_and_resumed_trials_get_their_values_back():

@@ -80,14 +80,14 @@ def train(
     :func:`mtdqn.devices.use_cpu_cores` and :func:`mtdqn.devices.unroll_cpu_threefry`
     first to get the CLI's devices and its faster (same-bits) RNG lowering.
     """
+    if resume and options is not None:
+        raise ConfigError("a resumed run keeps the options it was started with: give only those to change")
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
         check_train_budget(cfg)
     agent = make_agent(cfg)  # validates before anything touches the disk
     if announce is not None:
         announce(describe(agent))
-    if resume and options is not None:
-        raise ConfigError("a resumed run keeps the options it was started with: give only those to change")
     run_dir = RunDir(out_dir)
     _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
     verified = None

@@ -350,12 +350,18 @@ def _checked_options(spec: TuneSpec, source: str) -> TuneSpec:
 
 def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
     """Evaluations during training for the pruner (default: five per trial), checkpoints at each of them (five
-    per trial without evaluations) so a killed trial resumes where it was, never from scratch."""
+    per trial without evaluations) so a killed trial resumes where it was, never from scratch.  Except for
+    ``gym:`` tasks, whose env state lives in Python and cannot be checkpointed: a killed search runs their
+    unfinished trial again from its start."""
+    host = any(t.strip().startswith("gym:") for t in spec.tasks)
+    if host and spec.checkpoint_every:
+        raise ConfigError(f"{source}: checkpoint_every: gym: tasks step on the host and their env state cannot be "
+                          "checkpointed; remove it (a killed search runs an unfinished trial again)")
     if spec.pruner != "none" and spec.eval_every == 0:
         spec = _with_options(spec, eval_every=max(spec.steps // 5, 1))
     if spec.objective == "auc" and spec.eval_every == 0:
         raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
-    if spec.checkpoint_every == 0:
+    if spec.checkpoint_every == 0 and not host:
         spec = _with_options(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
     return spec
 
