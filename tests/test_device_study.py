@@ -67,7 +67,7 @@ def test_the_kept_cpu_cells_count_as_done_for_the_study_file():
     spec = resolve_spec(str(MT5), {})
     kept = ROOT / "benchmarks" / "results" / "minigrid_mt5_cpu" / "cells"
     names = sorted(p.name for p in kept.iterdir())
-    assert names == ["moe", "shared", "shared+pcgrad", "shared+rms", "shared+unit-norm"]
+    assert names == ["moe", "moore", "shared", "shared+pcgrad", "shared+rms", "shared+unit-norm"]
     cells = {c.variant: c for c in cell_configs(spec)}
     assert set(names) <= set(cells), f"{names} not all among the file's variants {sorted(cells)}"
     for name in names:
