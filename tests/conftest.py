@@ -96,7 +96,14 @@ GROUP_OF_TEST = {
     **dict.fromkeys(("test_sweep::test_a_member_is_its_run_alone_bit_for_bit[3-0]",
                      "test_sweep::test_a_member_is_its_run_alone_bit_for_bit[2-1]"), "test_sweep-bit-for-bit"),
 }
-COST: dict[str, float] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
+COST: dict[str, dict[str, float]] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
+PHASES = {"optimized": ("optimized",), "not optimized": ("rest",)}  # -m of make test's phases -> their costs
+
+
+def group_cost(group: str, markexpr: str) -> float:
+    """A group's measured seconds in the tests ``-m markexpr`` selects: one phase's (a group such as test_step
+    has tests in both), or both phases' for any other selection."""
+    return sum(COST[phase].get(group, 0) for phase in PHASES.get(markexpr, ("optimized", "rest")))
 
 
 def xdist_group(item: pytest.Item) -> str:
@@ -128,7 +135,8 @@ def pytest_collection_modifyitems(config, items):
                                 "which the optimized phase's collection looks for (pytest_ignore_collect)")
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-    items.sort(key=lambda item: -COST.get(xdist_group(item), 0))  # stable: file order among the rest
+    markexpr = config.getoption("markexpr")
+    items.sort(key=lambda item: -group_cost(xdist_group(item), markexpr))  # stable: file order among the rest
 
 
 def pytest_collection_finish(session):
@@ -195,8 +203,9 @@ if _PROFILE:
         _programs.clear()
         start = time.perf_counter()
         yield
-        row = {"test": item.nodeid, "wall": round(time.perf_counter() - start, 3),
-               "pid": os.getpid(), **{k: round(v, 3) for k, v in _spent.items()},
+        row = {"test": item.nodeid, "wall": round(time.perf_counter() - start, 3), "pid": os.getpid(),
+               "phase": "optimized" if item.get_closest_marker("optimized") else "rest",
+               **{k: round(v, 3) for k, v in _spent.items()},
                "programs": sorted(_programs, reverse=True)[:8]}
         with open(_PROFILE, "a") as f:
             f.write(json.dumps(row) + "\n")

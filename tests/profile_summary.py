@@ -42,17 +42,22 @@ def main() -> None:
 
 
 def write_costs(rows: list[dict]) -> None:
-    """Seconds per xdist group (the ``@group`` of a test id under --dist loadgroup), rounded to whole seconds."""
-    per_group: dict = defaultdict(float)
+    """Seconds per xdist group (the ``@group`` of a test id under --dist loadgroup) in each phase of `make test`
+    (its tests marked `optimized`, and the rest: a group such as test_step has tests in both, and each phase
+    hands out only its own), rounded to whole seconds."""
+    per_group: dict = {"optimized": defaultdict(float), "rest": defaultdict(float)}
     for row in rows:
         test = row["test"]
         if "@" not in test:
             raise SystemExit(f"{test} has no @group: profile a `make test` run (pytest-xdist, --dist loadgroup)")
-        per_group[test.rsplit("@", 1)[1]] += row["wall"]
-    costs = {group: round(seconds) for group, seconds in sorted(per_group.items(), key=lambda kv: -kv[1])}
+        if "phase" not in row:
+            raise SystemExit(f"{test} has no phase: a profile made before tests/conftest.py recorded it; profile again")
+        per_group[row["phase"]][test.rsplit("@", 1)[1]] += row["wall"]
+    costs = {phase: {group: round(s) for group, s in sorted(groups.items(), key=lambda kv: -kv[1])}
+             for phase, groups in per_group.items()}
     path = Path(__file__).with_name("group_costs.json")
     path.write_text(json.dumps(costs, indent=1) + "\n")
-    print(f"wrote {path}: {len(costs)} groups, {sum(costs.values())} s")
+    print(f"wrote {path}: " + ", ".join(f"{p} {len(c)} groups, {sum(c.values())} s" for p, c in costs.items()))
 
 
 if __name__ == "__main__":
