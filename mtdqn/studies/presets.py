@@ -219,8 +219,9 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
     reaches the 10 transitions before it, not 1).  Chosen by analogy, not measured one against another:
     epsilon decaying to 0.1 over 30% of the run, 16 envs per task with one update of 128 transitions per task
     every 16 env steps (each transition is sampled ~8 times, as DQN's 32 every 4), learning from 2,000 env
-    steps (so a short check such as ``--steps 5000`` still updates).  The lava tasks are harder for it: DistShift1 + LavaGapS7 at 40k-60k steps stayed at 0 with
-    1-step and 10-step targets alike (the greedy policy avoids lava and runs out the clock).
+    steps (so a short check such as ``--steps 5000`` still updates).  The lava tasks are harder for it:
+    DistShift1 + LavaGapS7 at 40k-60k steps stayed at 0 with 1-step and 10-step targets alike (the greedy policy
+    avoids lava and runs out the clock).
 
     Where we differ from MOORE: DQN, not PPO; 200k env steps per task, where the published comparison
     (Todorov et al. 2025's rerun, issue 19) ran 400k; 10 seeds by default, not 30; our conv trunk

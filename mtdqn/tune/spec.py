@@ -165,6 +165,11 @@ class TuneSpec:
         return {name: dim.distribution() for name, dim in self.space.items()}
 
     @property
+    def on_host(self) -> bool:
+        """Whether a task steps on the host (``gym:``): one run per trial, no checkpoints."""
+        return any(t.strip().startswith("gym:") for t in self.tasks)
+
+    @property
     def eval_every(self) -> int:
         """Env steps per task between a trial's evaluations (what the pruner and the auc objective read)."""
         return self.run_options.eval_every
@@ -238,7 +243,7 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                         eval_episodes=_positive(raw, "eval_episodes", source, RunOptions.eval_episodes),
                         checkpoint_every=_int(raw, "checkpoint_every", source, RunOptions.checkpoint_every)),
                     batch=_positive(raw, "batch", source, 1), options=options)
-    if spec.batch > 1 and any(t.strip().startswith("gym:") for t in spec.tasks):
+    if spec.batch > 1 and spec.on_host:
         raise ConfigError(f"{source}: batch = {spec.batch} trains trials in one compiled program, and gym: tasks step "
                           "on the host, one run each; remove batch")
     if spec.batch > 1 and not set(space) & set(SWEEPABLE):
@@ -353,15 +358,14 @@ def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
     per trial without evaluations) so a killed trial resumes where it was, never from scratch.  Except for
     ``gym:`` tasks, whose env state lives in Python and cannot be checkpointed: a killed search runs their
     unfinished trial again from its start."""
-    host = any(t.strip().startswith("gym:") for t in spec.tasks)
-    if host and spec.checkpoint_every:
+    if spec.on_host and spec.checkpoint_every:
         raise ConfigError(f"{source}: checkpoint_every: gym: tasks step on the host and their env state cannot be "
                           "checkpointed; remove it (a killed search runs an unfinished trial again)")
     if spec.pruner != "none" and spec.eval_every == 0:
         spec = _with_options(spec, eval_every=max(spec.steps // 5, 1))
     if spec.objective == "auc" and spec.eval_every == 0:
         raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
-    if spec.checkpoint_every == 0 and not host:
+    if spec.checkpoint_every == 0 and not spec.on_host:
         spec = _with_options(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
     return spec
 
