@@ -115,6 +115,9 @@ def xdist_group(item: pytest.Item) -> str:
     return "tiny_run" if module in SHARED_RUN_MODULES else module
 
 
+OPTIMIZED_TEXT = b"mark.optimized"  # what a test file holds to be collected by the optimized phase
+
+
 def pytest_ignore_collect(collection_path, config):
     """`make test`'s first phase (``-m optimized``, by make or by hand) collects only the test files whose text
     holds ``mark.optimized``: each worker would otherwise import all ~60 test modules (and Ray, Optuna, ...) to
@@ -122,14 +125,14 @@ def pytest_ignore_collect(collection_path, config):
     spelled ``mark.optimized`` in the test's file (pytest_collection_modifyitems refuses any other)."""
     if (config.getoption("markexpr") == "optimized" and collection_path.suffix == ".py"
             and collection_path.name.startswith("test_")):
-        return b"mark.optimized" not in collection_path.read_bytes() or None
+        return OPTIMIZED_TEXT not in collection_path.read_bytes() or None
     return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node ids
 def pytest_collection_modifyitems(config, items):
     unspelled = sorted({str(item.path) for item in items if item.get_closest_marker("optimized")
-                        and b"mark.optimized" not in item.path.read_bytes()})
+                        and OPTIMIZED_TEXT not in item.path.read_bytes()})
     if unspelled:
         raise pytest.UsageError(f"{unspelled[0]} marks a test `optimized` without the text `mark.optimized`, "
                                 "which the optimized phase's collection looks for (pytest_ignore_collect)")
