@@ -47,15 +47,16 @@ def ours_aliased(layouts: int) -> tuple[int, int]:
     from mtdqn.tasks.minigrid.env import SPECS, MiniGrid
 
     env = MiniGrid(SPECS[TASK])
+    reset, observe = jax.jit(env.reset_env), jax.jit(env.get_obs)
     aliased = control = 0
     for k in range(layouts):
-        _, state = env.reset_env(jax.random.PRNGKey(k), env.default_params)
+        _, state = reset(jax.random.PRNGKey(k), env.default_params)
         red, blue = np.asarray(state.marks)  # (x, y) of the red and the blue door
         red_open = state.replace(grid=state.grid.at[red[0], red[1], 2].set(OPEN))
 
         def view(s, door: np.ndarray, direction: int, step: int) -> np.ndarray:  # facing ``door`` from beside it
             pos = jnp.asarray(door - np.array([step, 0]), jnp.int32)
-            return np.asarray(env.get_obs(s.replace(pos=pos, dir=jnp.int32(direction))))
+            return np.asarray(observe(s.replace(pos=pos, dir=jnp.int32(direction))))
 
         aliased += bool(np.array_equal(view(state, blue, RIGHT, 1), view(red_open, blue, RIGHT, 1)))
         control += not np.array_equal(view(state, red, LEFT, -1), view(red_open, red, LEFT, -1))
@@ -141,6 +142,8 @@ def training_episodes(study: Path) -> str:
                   (f"{end:g}-0.7", m[(m.epsilon <= 0.7) & (m.epsilon > end)]),
                   (f"{end:g} (its end)", m[m.epsilon == end]))
         for phase, part in phases:
+            if part.empty:  # a study whose epsilon schedule has no such windows
+                continue
             weights = part.episodes.clip(lower=1)  # a window without a finished episode carries the last mean
             rows.append(f"| `{cell.name}` | {m.seed.nunique()} | {phase} "
                         f"| {np.average(part.episode_length, weights=weights):.0f} "
