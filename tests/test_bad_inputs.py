@@ -35,6 +35,8 @@ TRAIN_CASES = [
     ("task-listed-twice", ["--tasks", "CartPole-v1", "CartPole-v1"], "listed twice"),
     ("no-tasks", ["--tasks"], "at least one task"),
     ("vector-and-image", ["--tasks", "CartPole-v1", "Breakout-MinAtar"], "cannot mix vector tasks"),
+    ("vector-and-minigrid", ["--tasks", "MiniGrid-LavaGapS7-v0", "CartPole-v1"],
+     "cannot mix vector tasks (CartPole-v1) and image tasks (MiniGrid-LavaGapS7-v0) in one agent"),
     ("unknown-minigrid", ["--tasks", "MiniGrid-DoorKey-8x8-v0"], "did you mean 'MiniGrid-DoorKey-6x6-v0'? (any "
      "MiniGrid env of the `minigrid` package: 'gym:MiniGrid-DoorKey-8x8-v0:obs=image', on the host)"),
     ("minigrid-and-minatar", ["--tasks", "MiniGrid-DoorKey-6x6-v0", "Breakout-MinAtar"], "cannot mix MiniGrid tasks"),
@@ -122,6 +124,16 @@ def test_bad_train_input(tmp_path, capsys, argv, expected):
     out = tmp_path / "out"
     line = _one_error_line(capsys, ["train", *argv, "--out", str(out), "--progress", "False"])
     assert expected in line
+    assert not out.exists()
+
+
+def test_a_miscased_minigrid_id_gets_our_task_and_no_host_id_the_package_lacks(tmp_path, capsys):
+    """The host-path hint names a `gym:` id only where the `minigrid` package has it: 'MiniGrid-Lavagaps7-v0'
+    is in neither, so the line suggests our MiniGrid-LavaGapS7-v0 alone (it once offered gym:...Lavagaps7)."""
+    pytest.importorskip("minigrid")
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["train", "--tasks", "MiniGrid-Lavagaps7-v0", "--out", str(out)])
+    assert "did you mean 'MiniGrid-LavaGapS7-v0'?" in line and "gym:" not in line
     assert not out.exists()
 
 

@@ -122,11 +122,27 @@ class Task:
         return make_env(self.name, self.sticky, self.full_actions, self.max_steps)
 
 
+def _minigrid_package_ids() -> frozenset[str] | None:
+    """The ids the ``minigrid`` package registers with gymnasium; None where it is not installed (it is
+    optional: a test dependency, and what ``gym:MiniGrid-...`` tasks need)."""
+    try:
+        import gymnasium
+        import minigrid
+    except ImportError:
+        return None
+    gymnasium.register_envs(minigrid)
+    return frozenset(i for i in gymnasium.registry if i.startswith("MiniGrid-"))
+
+
 def _suggest(name: str) -> str:
     close = difflib.get_close_matches(name, [*TASKS, *custom.REGISTERED], n=1, cutoff=0.4)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     if name.startswith("MiniGrid-"):  # the package's other envs run on the host, through gymnasium
-        hint += f" (any MiniGrid env of the `minigrid` package: 'gym:{name}:obs=image', on the host)"
+        package = _minigrid_package_ids()
+        if package is None:
+            hint += " (the `minigrid` package's envs run on the host as 'gym:<id>:obs=image': pip install minigrid)"
+        elif name in package:
+            hint += f" (any MiniGrid env of the `minigrid` package: 'gym:{name}:obs=image', on the host)"
     return (f"unknown task {name!r}{hint} (see `mtdqn tasks`; your own environment: mtdqn.register_task in this "
             "process, or an import path module:factory)")
 
@@ -274,8 +290,9 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
         )
     kinds = {t.kind for t in tasks}
     if len(kinds) > 1:
+        first = {kind: next(t.spec for t in tasks if t.kind == kind) for kind in sorted(kinds, reverse=True)}
         raise ConfigError(
-            "cannot mix vector tasks (classic control) and image tasks (MinAtar) in one agent: "
+            f"cannot mix {' and '.join(f'{kind} tasks ({spec})' for kind, spec in first.items())} in one agent: "
             "their trunks differ (MLP vs conv)"
         )
     kind = kinds.pop()
