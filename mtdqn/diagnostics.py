@@ -63,7 +63,7 @@ PROBE_PAIRS = 16
 
 
 def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    from mtdqn.analysis.stats import linear_cka  # the analysis' one definition; numpy only
+    from mtdqn.analysis.cka import linear_cka  # the analysis' one definition; numpy only
 
     return linear_cka(x, y)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import VECTOR
 
-from mtdqn.analysis.stats import linear_cka
+from mtdqn.analysis.cka import linear_cka
 from mtdqn.diagnostics import cka_rows
 from mtdqn.networks import torso_features
 from mtdqn.train.agent import make_agent

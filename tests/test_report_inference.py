@@ -170,7 +170,7 @@ def test_aggregate_permutation_test_is_exact_and_counts_ties():
 def test_permutation_tests_enumerate_every_split_of_ten_against_ten_and_say_when_they_do_not():
     """A referee recomputed the 10 vs 10 tests reported as 'exact' and found 5,000 random splits: C(20, 10) =
     184,756 splits are now enumerated (vectorized), and beyond MAX_EXACT_SPLITS the report says Monte Carlo."""
-    from mtdqn.analysis import stats
+    from mtdqn.analysis import permutation
     from mtdqn.analysis.aggregate import _iqm_rows, permutation_test
     from rliable import metrics as rlm
 
@@ -179,16 +179,16 @@ def test_permutation_tests_enumerate_every_split_of_ten_against_ten_and_say_when
     for statistic in ("IQM", "mean"):
         test = permutation_test(x, y, statistic)
         assert test.exact and test.p == pytest.approx(2 / 184_756) and test.smallest == test.p
-    gehan = stats.gehan_permutation_test(np.arange(10.0), np.full(10, np.nan), 100.0)
+    gehan = permutation.gehan_permutation_test(np.arange(10.0), np.full(10, np.nan), 100.0)
     assert gehan.exact and gehan.p == pytest.approx(2 / 184_756)
     values = rng.normal(size=(50, 30))  # the vectorized IQM is rliable's
     np.testing.assert_allclose(_iqm_rows(values), [rlm.aggregate_iqm(v.reshape(10, 3)) for v in values], rtol=1e-12)
     big = permutation_test(rng.normal(1.0, 0.1, (12, 3)), rng.normal(0.0, 0.1, (12, 3)), "mean")  # C(24, 12) > 1M
-    assert not big.exact and big.p == big.smallest == pytest.approx(1 / (1 + stats.MONTE_CARLO_SPLITS))
-    assert stats.permutation_wording(True).startswith("exact permutation")
-    assert stats.permutation_wording(False).startswith("Monte Carlo permutation")
+    assert not big.exact and big.p == big.smallest == pytest.approx(1 / (1 + permutation.MONTE_CARLO_SPLITS))
+    assert permutation.permutation_wording(True).startswith("exact permutation")
+    assert permutation.permutation_wording(False).startswith("Monte Carlo permutation")
     table = pd.DataFrame({"n": [10, 12], "n_reference": [10, 12]})
-    assert stats.permutations_exact(table.iloc[:1]) and not stats.permutations_exact(table)
+    assert permutation.permutations_exact(table.iloc[:1]) and not permutation.permutations_exact(table)
     # a non-extreme case against brute force over all C(11, 5) = 462 splits, written out plainly
     import itertools
 

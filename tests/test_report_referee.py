@@ -12,7 +12,8 @@ import pytest
 from helpers import labels_outside
 from scipy import stats as sps
 
-from mtdqn.analysis import stats, tables
+from mtdqn.analysis import permutation, stats, tables
+from mtdqn.analysis.curves import steps_to_threshold
 from mtdqn.analysis.findings import findings, multiplicity_sentence
 
 SEEDS = list(range(6))
@@ -105,17 +106,17 @@ def test_steps_to_threshold_are_censored_times_with_a_censored_test():
     acro, cart = d.loc["Acrobot-v1"], d.loc["CartPole-v1"]
     assert acro["test"] == "gehan" and (acro["reached"], acro["reached_reference"]) == (2, 4)
     assert math.isnan(acro["lo"]) and math.isnan(acro["mde"])  # no Welch on imputed times
-    assert acro["effect"] == pytest.approx(stats.gehan_concordance([NEVER] * 3 + [60e3, 50e3, NEVER],
+    assert acro["effect"] == pytest.approx(permutation.gehan_concordance([NEVER] * 3 + [60e3, 50e3, NEVER],
                                                                    [40e3, 60e3, 20e3, 30e3, NEVER, NEVER], BUDGET))
-    assert acro["p"] == pytest.approx(stats.gehan_permutation_p([NEVER] * 3 + [60e3, 50e3, NEVER],
+    assert acro["p"] == pytest.approx(permutation.gehan_permutation_p([NEVER] * 3 + [60e3, 50e3, NEVER],
                                                                 [40e3, 60e3, 20e3, 30e3, NEVER, NEVER], BUDGET))
     assert cart["untested"] == "uninformative" and math.isnan(cart["p"])
     # Gehan by exact permutation, hand case: every seed of one side reached early, none of the other: only the
     # two extreme splits of 924 are as extreme
-    assert stats.gehan_permutation_p([10e3] * 6, [NEVER] * 6, BUDGET) == pytest.approx(2 / 924)
+    assert permutation.gehan_permutation_p([10e3] * 6, [NEVER] * 6, BUDGET) == pytest.approx(2 / 924)
     # reached exactly at the budget is earlier than never (censored at it): the order is known
-    assert stats.gehan_permutation_p([60e3] * 6, [NEVER] * 6, BUDGET) == pytest.approx(2 / 924)
-    assert math.isnan(stats.gehan_permutation_p([NEVER] * 6, [NEVER] * 6, BUDGET))
+    assert permutation.gehan_permutation_p([60e3] * 6, [NEVER] * 6, BUDGET) == pytest.approx(2 / 924)
+    assert math.isnan(permutation.gehan_permutation_p([NEVER] * 6, [NEVER] * 6, BUDGET))
 
 
 def test_steps_definition_stated_is_the_one_computed():
@@ -141,7 +142,7 @@ def test_steps_definition_stated_is_the_one_computed():
     k = FINAL_SCORE_EVALS
     expected = next(s for i, s in enumerate(curves["step"])
                     if np.mean(curves["value"].to_numpy()[max(0, i - k + 1): i + 1]) >= 300.0)
-    assert stats.steps_to_threshold(held["step"], held["value"], 300.0) == expected
+    assert steps_to_threshold(held["step"], held["value"], 300.0) == expected
 
 
 def test_detectable_difference_is_at_holms_first_step():
@@ -451,16 +452,16 @@ def test_tests_that_cannot_reach_significance_leave_the_holm_family():
     gives Gehan's test the same |score| on every split, so its p is 1 whatever the data; counted, it would
     double CartPole's Holm p.  Tarone's rule leaves it out, says why, and keeps the smallest p it could give."""
     one_event = [NEVER] * 5 + [30e3]
-    assert stats.gehan_permutation_test(one_event, [NEVER] * 6, BUDGET).smallest == 1.0
+    assert permutation.gehan_permutation_test(one_event, [NEVER] * 6, BUDGET).smallest == 1.0
     # three of twelve reaching it: at best all three on one side, p 2 C(9, 3) / C(12, 6) = 0.18; six: 2 / 924
-    assert stats.gehan_permutation_test([10e3, 20e3, 30e3] + [NEVER] * 3, [NEVER] * 6, BUDGET).smallest \
+    assert permutation.gehan_permutation_test([10e3, 20e3, 30e3] + [NEVER] * 3, [NEVER] * 6, BUDGET).smallest \
         == pytest.approx(2 * 84 / 924)
-    assert stats.gehan_permutation_test([10e3, 20e3, 30e3, 40e3, 50e3, 55e3], [NEVER] * 6, BUDGET).smallest \
+    assert permutation.gehan_permutation_test([10e3, 20e3, 30e3, 40e3, 50e3, 55e3], [NEVER] * 6, BUDGET).smallest \
         == pytest.approx(2 / 924)
-    assert list(stats.tarone_testable([0.0, 0.0, 1.0, np.nan])) == [True, True, False, False]
+    assert list(permutation.tarone_testable([0.0, 0.0, 1.0, np.nan])) == [True, True, False, False]
     # K = 2: two tests whose smallest p is 0.02 fit under 0.05 / 2; three would not fit under 0.05 / 3.
-    assert list(stats.tarone_testable([0.02, 0.02])) == [True, True]
-    assert list(stats.tarone_testable([0.02, 0.02, 0.02, 0.0])) == [False, False, False, True]
+    assert list(permutation.tarone_testable([0.02, 0.02])) == [True, True]
+    assert list(permutation.tarone_testable([0.02, 0.02, 0.02, 0.0])) == [False, False, False, True]
 
     rows = {**CARTPOLE, ("independent", "Acrobot-v1"): {"steps_to_threshold": [NEVER] * 6},
             ("pcgrad", "Acrobot-v1"): {"steps_to_threshold": one_event}}
@@ -520,8 +521,8 @@ def test_mixed_revisions_say_whether_the_training_code_changed(monkeypatch):
     text = methods._code_change(["r", "b"])
     assert "the code that trains changed (mtdqn/: train/step.py)" in text and "plots" not in text
     assert "the trained committed code is the same" in methods._code_change(["r", "c"])
-    changed["e"] = ["analysis/stats.py"]  # the CKA a run writes uses it: not report-only (a review)
-    assert "the code that trains changed (mtdqn/: analysis/stats.py)" in methods._code_change(["r", "e"])
+    changed["e"] = ["analysis/cka.py"]  # the CKA a run writes uses it: not report-only (a review)
+    assert "the code that trains changed (mtdqn/: analysis/cka.py)" in methods._code_change(["r", "e"])
     assert "cannot compare the revisions" in methods._code_change(["r", "d"])
     assert "cannot compare" in methods._code_change(["r", "a", "d"])  # one revision git cannot read is enough
 
@@ -582,29 +583,25 @@ def test_the_conclusion_counts_related_survivors_as_the_effects_they_rest_on():
 def test_steps_to_threshold_get_gehans_concordance_as_their_effect():
     """Third referee: steps to threshold had no standardized effect; Gehan's concordance is Cliff's delta for
     censored times, in [-1, 1], negative when the variant reaches the threshold first."""
-    from mtdqn.analysis import stats
-
-    assert stats.gehan_concordance([10e3] * 5, [NEVER] * 5, BUDGET) == -1.0  # every pair: the variant first
-    assert stats.gehan_concordance([NEVER] * 5, [NEVER] * 5, BUDGET) == 0.0  # no pair ordered
-    assert stats.gehan_concordance([10e3, 30e3], [20e3, NEVER], BUDGET) == pytest.approx((-1 - 1 + 1 - 1) / 4)
-    assert np.isnan(stats.gehan_concordance([], [10e3], BUDGET))
+    assert permutation.gehan_concordance([10e3] * 5, [NEVER] * 5, BUDGET) == -1.0  # every pair: the variant first
+    assert permutation.gehan_concordance([NEVER] * 5, [NEVER] * 5, BUDGET) == 0.0  # no pair ordered
+    assert permutation.gehan_concordance([10e3, 30e3], [20e3, NEVER], BUDGET) == pytest.approx((-1 - 1 + 1 - 1) / 4)
+    assert np.isnan(permutation.gehan_concordance([], [10e3], BUDGET))
 
 
 def test_gehans_concordance_has_a_bootstrap_interval_and_its_tied_share():
     """Second referee of the third round: c had no interval and no count of the pairs it leaves at 0.  Here the
     pairs are -1 -1 / 0 0 (a reached run against two unreached, two unreached against two): c -0.5, half
     the pairs unordered; each bootstrap resample's c lies in [-1, 0], and the interval holds c."""
-    from mtdqn.analysis import stats
-
-    c = stats.gehan_concordance_ci([10e3, NEVER], [NEVER, NEVER], BUDGET, reps=2000, seed=0)
+    c = permutation.gehan_concordance_ci([10e3, NEVER], [NEVER, NEVER], BUDGET, reps=2000, seed=0)
     assert c.c == -0.5 and c.unordered == 0.5
     assert -1.0 <= c.lo < c.c < c.hi <= 0.0
     # the exact resampling distribution: X's resample holds the reached run k = 0, 1, 2 times (1/4, 1/2, 1/4),
     # giving c = 0, -0.5, -1: the 95% percentile interval is its ends
     assert (c.lo, c.hi) == (-1.0, 0.0)
-    separated = stats.gehan_concordance_ci([10e3] * 5, [NEVER] * 5, BUDGET)
-    assert separated == stats.Concordance(-1.0, -1.0, -1.0, 0.0)
-    assert stats.gehan_concordance_ci([10e3, 30e3], [20e3, NEVER], BUDGET).c == stats.gehan_concordance(
+    separated = permutation.gehan_concordance_ci([10e3] * 5, [NEVER] * 5, BUDGET)
+    assert separated == permutation.Concordance(-1.0, -1.0, -1.0, 0.0)
+    assert permutation.gehan_concordance_ci([10e3, 30e3], [20e3, NEVER], BUDGET).c == permutation.gehan_concordance(
         [10e3, 30e3], [20e3, NEVER], BUDGET)
 
 

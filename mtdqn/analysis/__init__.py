@@ -7,10 +7,10 @@ imports the training code. Entry point: ``build_report(study_dir)``.
 from .findings import compare_sentence, findings
 from .load import Cell, Study, load_study
 from .report import build_report
-from .stats import (
-    MIN_SEEDS, Estimate, auc, bootstrap_diff, bootstrap_mean, diff_ci, linear_cka, mean_ci,
-    min_detectable_difference, moving_average, normalize, steps_to_threshold,
-)
+from .anchors import normalize
+from .cka import linear_cka
+from .curves import auc, moving_average, steps_to_threshold
+from .stats import MIN_SEEDS, Estimate, bootstrap_diff, bootstrap_mean, diff_ci, mean_ci, min_detectable_difference
 
 __all__ = [
     "build_report",

@@ -28,9 +28,10 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics as rlm
 
-from .stats import (
-    MIN_SEEDS, NO_TEST, Estimate, PermutationTest, complement, permutation_is_exact, permutation_p_values, split_blocks,
+from .permutation import (
+    NO_TEST, PermutationTest, complement, permutation_is_exact, permutation_p_values, split_blocks,
 )
+from .stats import MIN_SEEDS, Estimate
 
 __all__ = ["aggregate_intervals", "probability_of_improvement", "iqm_difference", "permutation_p", "permutation_test",
            "poi_ties"]
@@ -132,7 +133,7 @@ a (splits, runs x tasks) matrix at once (the permutation tests' blocks)."""
 
 def permutation_test(scores_x: np.ndarray, scores_y: np.ndarray, statistic: str, *, seed: int = 0) -> PermutationTest:
     """Two-sided test of aggregate(X) - aggregate(Y) by permuting runs between the two variants: its p and the
-    smallest p these runs allow (:class:`~mtdqn.analysis.stats.PermutationTest`).
+    smallest p these runs allow (:class:`~mtdqn.analysis.permutation.PermutationTest`).
 
     Under "no difference" a run (its row of per-task scores) is as likely to belong to either variant, so
     every split of the pooled runs is equally likely: the test is exact at any n, which the rliable interval

@@ -1,6 +1,6 @@
 """Fixed normalization anchors: per task, a random-policy score and a reference score.
 
-Normalized score = (x - random) / (reference - random): 0 is the uniform
+Normalized score (:func:`normalize`) = (x - random) / (reference - random): 0 is the uniform
 random policy, 1 the reference.  Neither anchor comes from a study's own
 seeds (Agarwal et al. 2021 normalize Atari by fixed random and human
 scores), so the reference variant's noise is not divided out of every other
@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from mtdqn.analysis.ranges import return_bounds
 from mtdqn.taskfacts import FACTS, Anchors, base_task
 
-__all__ = ["Anchors", "ANCHORS", "lookup", "usable", "MIN_GAP"]
+__all__ = ["Anchors", "ANCHORS", "lookup", "usable", "MIN_GAP", "normalize"]
 
 ANCHORS: dict[str, Anchors] = {task: f.anchors for task, f in FACTS.items() if f.anchors is not None}
 
@@ -42,3 +44,20 @@ def usable(task: str, anchors: Anchors | None) -> str:
     if anchors.reference - anchors.random < MIN_GAP * span:
         return "reference and random anchors are too close; left out of aggregates"
     return ""
+
+
+def normalize(
+    x: np.ndarray | float, random_return: float, reference_return: float
+) -> np.ndarray:
+    """(x - random) / (reference - random): 0 = random policy, 1 = reference.
+
+    The caller must check the denominator first (see `tables.normalization_table`):
+    a reference no better than random makes the scale meaningless.
+    """
+    denom = reference_return - random_return
+    if not np.isfinite(denom) or denom == 0.0:
+        raise ValueError(
+            f"normalize: reference ({reference_return}) - random ({random_return}) is zero or non-finite"
+        )
+    return (np.asarray(x, dtype=np.float64) - random_return) / denom
+

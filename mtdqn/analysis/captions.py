@@ -14,6 +14,7 @@ from mtdqn.rundir import FINAL_SCORE_EVALS
 from . import fmt, plots, stats
 from .findings import ALPHA, alpha_text
 from .load import Study
+from .permutation import permutation_wording, permutations_exact
 
 __all__ = ["auc_steps", "thresholds_text", "reach_definition", "differences_note", "PERCENTILE_COVERAGE",
            "percentile_caveat",
@@ -111,7 +112,7 @@ def differences_note(diffs: pd.DataFrame) -> str:
             "only to need more than the budget (shown '>' the budget), one that reached it at the last "
             "evaluation did reach it; the difference is that of restricted means (unreached counted as the "
             f"budget), tested with Gehan's generalized Wilcoxon test for censored data by "
-            f"{stats.permutation_wording(stats.permutations_exact(diffs))}, without an interval; a threshold no "
+            f"{permutation_wording(permutations_exact(diffs))}, without an interval; a threshold no "
             "seed of either side reached is 'not informative at "
             "this budget' and not tested. Detectable difference: the smallest true difference a two-sided "
             f"two-sample test would find with power 0.8 at α = {alpha_text(level)}, the level the smallest p "
@@ -138,7 +139,7 @@ def percentile_caveat(seeds: int, exact: bool = True) -> str:
             "rliable's stratified IQM bootstrap on scores that pile up at a task's bounds, which was not "
             "simulated: it says which way these intervals err, not by how much; read them as narrower than their "
             "label. They are "
-            f"descriptive: the aggregate differences are tested by {stats.permutation_wording(exact)}, and only "
+            f"descriptive: the aggregate differences are tested by {permutation_wording(exact)}, and only "
             "those tests enter the findings' Holm family.")
 
 

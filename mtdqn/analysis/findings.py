@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .fmt import detectable, gamma, interval, num, p_is, pvalue, steps
-from . import stats
+from .permutation import permutation_is_exact, permutation_wording, permutations_exact
 from .stats import MIN_SEEDS, Estimate
 from .tables import METRICS, NEAR_RANDOM, UNTESTED, family_size, in_family
 
@@ -143,7 +143,7 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
     rest = f" Not tested: {total} in all: {'; '.join(untested)}." if untested else ""
     return (f"This report tests {tested} comparison(s) with the reference (per task and metric: Welch's t-test, "
             "for steps to threshold Gehan's test for censored times; aggregate IQM and mean: "
-            f"{stats.permutation_wording(stats.permutations_exact(differences, improvement))}), corrected together "
+            f"{permutation_wording(permutations_exact(differences, improvement))}), corrected together "
             "by Holm-Bonferroni for a family-wise error rate of "
             f"{ALPHA:g}: a difference is called higher or lower only when its corrected p is below it, and "
             "'suggestive only' when just the uncorrected p is. Probabilities of improvement are descriptive, not "
@@ -198,7 +198,7 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
 
 def aggregate_method(n: int, n_reference: int) -> str:
     """How an aggregate comparison of ``n`` against ``n_reference`` runs was estimated and tested."""
-    test = stats.permutation_wording(stats.permutation_is_exact(n, n_reference))
+    test = permutation_wording(permutation_is_exact(n, n_reference))
     return f"rliable percentile stratified bootstrap, which under-covers at small n (see Aggregates); p from {test}"
 
 

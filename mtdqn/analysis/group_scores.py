@@ -113,7 +113,7 @@ def normalized_mean(per_task: dict[str, np.ndarray | None]) -> np.ndarray | None
     None when a task's score is missing or no task has anchors."""
     if any(v is None for v in per_task.values()):
         return None
-    cols = [stats.normalize(v, a.random, a.reference) for t, v in per_task.items()
+    cols = [anchors.normalize(v, a.random, a.reference) for t, v in per_task.items()
             if not anchors.usable(t, a := anchors.lookup(t))]
     return np.mean(np.stack(cols), axis=0) if cols else None
 

@@ -265,10 +265,10 @@ def _revisions_text(study: Study) -> str:
 REPORT_ONLY = "analysis/"
 """The part of the package that writes reports from run directories (tests/test_imports.py: ``analysis`` never
 imports ``train``); a change there cannot change what a run records unless it is in USED_IN_TRAINING."""
-USED_IN_TRAINING = ("analysis/stats.py", "analysis/ranges.py", "analysis/anchors.py", "analysis/groups.py",
-                    "analysis/group_scores.py")
+USED_IN_TRAINING = ("analysis/stats.py", "analysis/curves.py", "analysis/cka.py", "analysis/ranges.py",
+                    "analysis/anchors.py", "analysis/groups.py", "analysis/group_scores.py")
 """The analysis modules code outside the reports runs (and those they import): the CKA a run writes
-(``diagnostics``: stats), a tune's pruning objective (stats, anchors, ranges), a groups study's choice of
+(``diagnostics``: cka), a tune's pruning objective (stats, curves, anchors, ranges), a groups study's choice of
 partitions (groups, group_scores).  tests/test_imports.py keeps the list complete."""
 
 

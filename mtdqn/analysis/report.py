@@ -20,6 +20,7 @@ from . import captions, display, experts, fmt, methods, outputs, plots, scores, 
 from .conclusion import conclusion
 from .findings import findings
 from .load import Study, load_study
+from .permutation import permutations_exact
 from .render import Bullets, Image, Section, Table, Text, table_markdown, to_html, to_markdown
 
 __all__ = ["build_report"]
@@ -450,7 +451,7 @@ def _percentile_caveat(d: dict) -> str:
     """captions.percentile_caveat at this study's smallest seed count and its aggregate tests' kind."""
     counts = d["aggregates"]["n_seeds"] if "n_seeds" in d["aggregates"] else pd.Series(dtype=float)
     seeds = int(counts.min()) if len(counts) else stats.MIN_SEEDS
-    return captions.percentile_caveat(seeds, stats.permutations_exact(d["improvement"]))
+    return captions.percentile_caveat(seeds, permutations_exact(d["improvement"]))
 
 
 def _aggregate_note(d: dict) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import aggregate, anchors, fmt, ranges, stats
+from . import aggregate, anchors, fmt, permutation, ranges, stats
+from .curves import auc, moving_average, steps_to_threshold
 from .load import Study
 from .scores import discounted_scores, final_scores, task_gamma
 
@@ -89,7 +90,7 @@ def smoothed_curves(study: Study, window: int) -> pd.DataFrame:
                 frames.append(pd.DataFrame({
                     "variant": v, "task": task, "seed": int(seed),
                     "step": g["step"].to_numpy(dtype=np.int64),
-                    "value": stats.moving_average(g["episode_return"].to_numpy(), window),
+                    "value": moving_average(g["episode_return"].to_numpy(), window),
                 }))
     cols = ["variant", "task", "seed", "step", "value"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
@@ -168,10 +169,10 @@ def per_seed_table(study: Study, curves: pd.DataFrame, reach_curves: pd.DataFram
             for seed, final, disc in zip(cell.summary["seeds"], finals, discounted):
                 c = curves[(curves["variant"] == v) & (curves["task"] == task) & (curves["seed"] == seed)]
                 steps, values = c["step"].to_numpy(), c["value"].to_numpy()
-                area = stats.auc(steps, values) if len(c) else float("nan")
+                area = auc(steps, values) if len(c) else float("nan")
                 r = reach_curves[(reach_curves["variant"] == v) & (reach_curves["task"] == task)
                                  & (reach_curves["seed"] == seed)]
-                reach = (stats.steps_to_threshold(r["step"].to_numpy(), r["value"].to_numpy(), threshold)
+                reach = (steps_to_threshold(r["step"].to_numpy(), r["value"].to_numpy(), threshold)
                          if len(r) else float("nan"))
                 rows.append({"variant": v, "task": task, "seed": int(seed), "final_return": float(final),
                              "gamma": gamma, "final_discounted": disc,
@@ -302,9 +303,9 @@ def _censored_row(x: np.ndarray, y: np.ndarray, budget: int, reps: int, seed: in
     rx, ry = np.where(np.isnan(x), float(budget), x), np.where(np.isnan(y), float(budget), y)
     untested = ("uninformative" if not (np.isfinite(x).any() or np.isfinite(y).any())
                 else "few_seeds" if min(len(x), len(y)) < stats.MIN_SEEDS else "")
-    test = stats.NO_TEST if untested else stats.gehan_permutation_test(x, y, budget)
-    c = stats.Concordance(np.nan, np.nan, np.nan, np.nan) if untested else \
-        stats.gehan_concordance_ci(x, y, budget, reps, seed)
+    test = permutation.NO_TEST if untested else permutation.gehan_permutation_test(x, y, budget)
+    c = permutation.Concordance(np.nan, np.nan, np.nan, np.nan) if untested else \
+        permutation.gehan_concordance_ci(x, y, budget, reps, seed)
     return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan, "p": test.p, "p_min": test.smallest,
             "effect": c.c, "effect_lo": c.lo, "effect_hi": c.hi, "unordered": c.unordered,
             "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
@@ -399,7 +400,7 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
 
     One family for the whole report, so the family-wise error rate is `alpha` however many variants, tasks and
     metrics a study has; untested comparisons (too few seeds, no variation, resting on one seed, no seed
-    reaching the threshold) are not in it, nor, by Tarone's rule (:func:`stats.tarone_testable`), discrete
+    reaching the threshold) are not in it, nor, by Tarone's rule (:func:`permutation.tarone_testable`), discrete
     tests whose smallest attainable p cannot pass the family's level: a Gehan row is then `untested`
     "unattainable".  Membership is the columns `in_family` / `iqm_in_family` / `mean_in_family` (:func:`in_family`);
     a left-out test keeps its p (uncorrected, it can still be below alpha: suggestive) and its smallest attainable
@@ -407,9 +408,9 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     """
     diff, imp = differences.copy(), improvement.copy()
     p_min = np.concatenate([_p_min(diff, "p"), _p_min(imp, "iqm_p"), _p_min(imp, "mean_p")])
-    out = ~stats.tarone_testable(p_min, alpha) & np.isfinite(p_min)
+    out = ~permutation.tarone_testable(p_min, alpha) & np.isfinite(p_min)
     n, k = len(diff), len(imp)
-    diff["tarone_k"] = imp["tarone_k"] = stats.tarone_k(p_min, alpha)  # left-out tests' best p > alpha / K
+    diff["tarone_k"] = imp["tarone_k"] = permutation.tarone_k(p_min, alpha)  # left-out tests' best p > alpha / K
     diff.loc[out[:n], "untested"] = "unattainable"
     pvalues = np.concatenate([diff["p"].to_numpy(dtype=np.float64), imp["iqm_p"].to_numpy(dtype=np.float64),
                               imp["mean_p"].to_numpy(dtype=np.float64)])
@@ -461,8 +462,8 @@ def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]
     used = norm[norm["used"]]
     out = {}
     for v in study.ok_variants:
-        cols = [stats.normalize(np.asarray(final_scores(study, v, r.task), dtype=np.float64),
-                                r.random_return, r.reference_return) for r in used.itertuples()]
+        cols = [anchors.normalize(np.asarray(final_scores(study, v, r.task), dtype=np.float64),
+                                  r.random_return, r.reference_return) for r in used.itertuples()]
         out[v] = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
     return out
 

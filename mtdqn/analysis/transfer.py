@@ -7,7 +7,7 @@ never from training code.  Per seed:
   (the first row block of ``evals.parquet``), the same step for every variant;
 - **AUC**: the area under the greedy curve (every evaluation, the final one
   included) divided by its step span, i.e. the mean greedy return over
-  training (:func:`mtdqn.analysis.stats.auc`);
+  training (:func:`mtdqn.analysis.curves.auc`);
 - **final**: the run's ``final_score`` (its summary's definition: the end of training's evaluations), and
   the same of the discounted return, D'Eramo et al.'s metric.
 
@@ -32,8 +32,9 @@ from typing import Any
 import pandas as pd
 
 from mtdqn.analysis.fmt import estimate, num, values
+from mtdqn.analysis.curves import auc
 from mtdqn.analysis.ranges import Bounds, discounted_bounds, return_bounds
-from mtdqn.analysis.stats import MIN_SEEDS, auc, bootstrap_diff, bootstrap_mean
+from mtdqn.analysis.stats import MIN_SEEDS, bootstrap_diff, bootstrap_mean
 
 __all__ = ["seed_metrics", "transfer_table", "differences", "grafted_trunk", "write_transfer_table"]
 

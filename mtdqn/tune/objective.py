@@ -5,7 +5,7 @@ one number.
   evaluations, :func:`mtdqn.rundir.final_scores`), averaged over seeds and tasks.  Raw returns: tasks of
   different scales weigh by their scale (use ``iqm`` across such tasks).
 - ``auc``: the area under each seed's greedy-evaluation curve divided by its span (the report's AUC,
-  :func:`mtdqn.analysis.stats.auc`: the mean greedy return over training), averaged over seeds and tasks.
+  :func:`mtdqn.analysis.curves.auc`: the mean greedy return over training), averaged over seeds and tasks.
 - ``iqm``: the interquartile mean over (seed, task) of the final scores normalized against each task's fixed
   anchors (:mod:`mtdqn.analysis.anchors`; 0 random, 1 reference), the report's aggregate (rliable's IQM).
 
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from rliable import metrics as rlm
 
-from mtdqn.analysis import stats
-from mtdqn.analysis.anchors import lookup
+from mtdqn.analysis import curves, stats
+from mtdqn.analysis.anchors import lookup, normalize
 from mtdqn.analysis.ranges import Bounds, return_bounds
 
 __all__ = ["score_matrix", "reduce", "per_seed", "objective_of_run", "objective_so_far", "objective_bounds",
@@ -45,14 +45,14 @@ def score_matrix(objective: str, evals: pd.DataFrame, tasks: tuple[str, ...], se
         for i, seed in enumerate(seeds):
             rows = evals[(evals["task"] == task) & (evals["seed"] == seed)].sort_values("step", kind="stable")
             if objective == "auc":
-                out[i, j] = stats.auc(rows["step"].to_numpy(), rows["return_mean"].to_numpy())
+                out[i, j] = curves.auc(rows["step"].to_numpy(), rows["return_mean"].to_numpy())
             elif final is not None:
                 out[i, j] = final[task][i]
             elif len(rows):
                 out[i, j] = float(rows["return_mean"].iloc[-1])
         if objective == "iqm":
             anchors = lookup(task)
-            out[:, j] = stats.normalize(out[:, j], anchors.random, anchors.reference)
+            out[:, j] = normalize(out[:, j], anchors.random, anchors.reference)
     return out
 
 
@@ -84,7 +84,7 @@ def objective_bounds(objective: str, tasks: tuple[str, ...]) -> Bounds:
     (an IQM lies within its values' extremes), else the mean of the tasks' return ranges (a mean over tasks of
     returns, or of mean returns over training for ``auc``); unbounded where a task's range is unknown."""
     if objective == "iqm":
-        normalized = [tuple(stats.normalize(np.asarray(return_bounds(t)), lookup(t).random, lookup(t).reference))
+        normalized = [tuple(normalize(np.asarray(return_bounds(t)), lookup(t).random, lookup(t).reference))
                       for t in tasks]
         return float(min(lo for lo, _ in normalized)), float(max(hi for _, hi in normalized))
     ranges = np.asarray([return_bounds(t) for t in tasks], dtype=np.float64)
