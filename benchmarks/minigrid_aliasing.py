@@ -2,7 +2,8 @@
 
 Every cell of the MT3 and MT5 studies (seven variants, 10 seeds each) ends RedBlueDoors at a greedy return of 0,
 while a uniformly random policy scores 0.06.  Issue 19 asks to find out why before tuning.  The task: open the
-red door (left wall), then the blue one (right wall); opening the blue one first ends the episode at reward 0.
+red door (left wall), then the blue one (right wall); opening the blue one while the red one is closed ends
+the episode at reward 0.
 This script measures two facts behind that:
 
 1. **The observation aliases the one decision that matters.**  Toggling the blue door takes facing it from the
@@ -13,9 +14,9 @@ This script measures two facts behind that:
    memoryless Q-network sees one state where "toggle" is worth the success reward (red open) or a 0 with
    termination (red closed), and its value there is the behaviour policy's mixture of the two.
 2. **What training did** (with ``STUDY``, a study directory whose cells hold RedBlueDoors): the training
-   episodes' mean length and return while epsilon decays and after, per variant over its seeds.  Under the
-   near-random early policy, episodes end early (a door opened, mostly the wrong one first); once epsilon
-   is low they run to the 720-step time limit: the agent learned to open neither door.
+   episodes' mean length and return while epsilon decays and after, per variant over its seeds.  Near random,
+   most episodes end at a door (the blue one opened with the red one closed, mostly); once epsilon is low
+   they run to the 720-step time limit: the agent learned to open neither door.
 
     PYTHONPATH=$PWD python benchmarks/minigrid_aliasing.py [STUDY] [--layouts 200]
 
@@ -93,35 +94,46 @@ def package_aliased(layouts: int) -> tuple[int, int]:
 
 
 def random_policy_endings(episodes: int) -> dict[str, float]:
-    """How a uniformly random policy's episodes end in our task (shares of ``episodes``) and their mean length:
-    the success reward, the blue door opened first (0, terminated), or the time limit."""
+    """How a uniformly random policy's episodes end in our task (shares of ``episodes``): the blue door opened
+    with the red one open (the success reward), the blue door opened with the red one closed (0, terminated),
+    or the time limit; how many of the last had opened the red door on the way (a random policy also closes
+    it again); and the mean length and return.  The first two are what ``toggle`` at the blue door leads to."""
     import jax
     import jax.numpy as jnp
 
+    from mtdqn.tasks.minigrid.core import OPEN
     from mtdqn.tasks.minigrid.env import SPECS, MiniGrid
 
     env = MiniGrid(SPECS[TASK])
     params = env.default_params
 
-    def episode(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def red_open(state) -> jax.Array:
+        red = state.marks[0]
+        return state.grid[red[0], red[1], 2] == OPEN
+
+    def episode(key: jax.Array) -> tuple[jax.Array, ...]:
         k_reset, k_act = jax.random.split(key)
         _, state = env.reset_env(k_reset, params)
 
         def step(carry, k):
-            state, done, reward, length = carry
-            _, next_state, r, terminated, _ = env.step_env(k, state, jax.random.randint(k, (), 0, 7), params)
+            state, done, reward, length, red_seen = carry
+            k_action, k_step = jax.random.split(k)
+            _, next_state, r, terminated, _ = env.step_env(k_step, state, jax.random.randint(k_action, (), 0, 7),
+                                                            params)
             live = ~done
             return (jax.tree.map(lambda a, b: jnp.where(live, a, b), next_state, state), done | terminated,
-                    jnp.where(live, r, reward), length + live), None
+                    jnp.where(live, r, reward), length + live, red_seen | (live & red_open(next_state))), None
 
-        start = (state, jnp.asarray(False), jnp.float32(0.0), jnp.int32(0))
-        (_, done, reward, length), _ = jax.lax.scan(step, start, jax.random.split(k_act, params.max_steps_in_episode))
-        return done, reward, length
+        start = (state, jnp.asarray(False), jnp.float32(0.0), jnp.int32(0), jnp.asarray(False))
+        keys = jax.random.split(k_act, params.max_steps_in_episode)  # step_env adds no time limit: the scan is it
+        (_, done, reward, length, red_seen), _ = jax.lax.scan(step, start, keys)
+        return done, reward, length, red_seen
 
-    done, reward, length = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), episodes))
-    done, reward, length = np.asarray(done), np.asarray(reward), np.asarray(length)
-    return {"success": float(np.mean(done & (reward > 0))), "blue first": float(np.mean(done & (reward == 0))),
-            "time limit": float(np.mean(~done)), "length": float(np.mean(length)), "return": float(np.mean(reward))}
+    outs = jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(0), episodes))
+    done, reward, length, red_seen = (np.asarray(x) for x in outs)
+    return {"success": float(np.mean(done & (reward > 0))), "blue, red closed": float(np.mean(done & (reward == 0))),
+            "time limit": float(np.mean(~done)), "time limit, red opened": float(np.mean(~done & red_seen)),
+            "length": float(np.mean(length)), "return": float(np.mean(reward))}
 
 
 def training_episodes(study: Path) -> str:
@@ -142,12 +154,13 @@ def training_episodes(study: Path) -> str:
                   (f"{end:g}-0.7", m[(m.epsilon <= 0.7) & (m.epsilon > end)]),
                   (f"{end:g} (its end)", m[m.epsilon == end]))
         for phase, part in phases:
-            if part.empty:  # a study whose epsilon schedule has no such windows
+            ended = part[part.episodes > 0]  # a window where no episode ended has no episode means (NaN)
+            if ended.empty:
                 continue
-            weights = part.episodes.clip(lower=1)  # a window without a finished episode carries the last mean
             rows.append(f"| `{cell.name}` | {m.seed.nunique()} | {phase} "
-                        f"| {np.average(part.episode_length, weights=weights):.0f} "
-                        f"| {np.average(part.episode_return, weights=weights):.3f} | {part.q_mean.mean():.3f} |")
+                        f"| {np.average(ended.episode_length, weights=ended.episodes):.0f} "
+                        f"| {np.average(ended.episode_return, weights=ended.episodes):.3f} "
+                        f"| {part.q_mean.mean():.3f} |")
     return "\n".join(rows)
 
 
@@ -163,9 +176,13 @@ def main() -> None:
           f"closed in {ours}/{n} layouts of our task and {package}/{n} of the package's (the control: facing the "
           f"red door, it differs in {ours_control}/{n} and {package_control}/{n}).")
     ends = random_policy_endings(args.episodes)
-    print(f"\nA uniformly random policy, {args.episodes} episodes of our task: success {ends['success']:.1%}, "
-          f"the blue door opened first {ends['blue first']:.1%}, time limit {ends['time limit']:.1%}; mean length "
-          f"{ends['length']:.0f} steps, mean return {ends['return']:.3f}.")
+    opened = ends["success"] + ends["blue, red closed"]
+    print(f"\nA uniformly random policy, {args.episodes} episodes of our task: the blue door opened with the red one "
+          f"open (success) {ends['success']:.1%}, with the red one closed (0) {ends['blue, red closed']:.1%}, time "
+          f"limit {ends['time limit']:.1%} (of which the red door opened on the way "
+          f"{ends['time limit, red opened']:.1%}); when the blue door is opened, the red one is open "
+          f"{ends['success'] / opened:.0%} of the time; mean length {ends['length']:.0f} steps, mean return "
+          f"{ends['return']:.3f}.")
     if args.study is not None:
         print(f"\nRedBlueDoors training episodes, {args.study}:\n\n{training_episodes(args.study)}")
 

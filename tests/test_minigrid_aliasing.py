@@ -34,11 +34,22 @@ def test_the_training_table_splits_each_cell_by_epsilon_and_weights_windows_by_e
     cell.mkdir(parents=True)
     task = aliasing.TASK
     pd.DataFrame({
-        "task": [task, task, task, "MiniGrid-MemoryS11-v0"], "seed": [0, 0, 1, 0],
-        "epsilon": [0.9, 0.1, 0.1, 0.1], "episodes": [3, 1, 3, 5],
-        "episode_length": [100.0, 700.0, 500.0, 9.0], "episode_return": [0.3, 0.0, 0.2, 1.0],
-        "q_mean": [0.5, 0.1, 0.3, 9.0],
+        "task": [task, task, task, task, "MiniGrid-MemoryS11-v0"], "seed": [0, 0, 1, 1, 0],
+        "epsilon": [0.9, 0.1, 0.1, 0.1, 0.1], "episodes": [3, 1, 3, 0, 5],
+        "episode_length": [100.0, 700.0, 500.0, float("nan"), 9.0],
+        "episode_return": [0.3, 0.0, 0.2, float("nan"), 1.0],
+        "q_mean": [0.5, 0.1, 0.3, 0.5, 9.0],  # a window where no episode ended: NaN means, a Q-value
     }).to_parquet(cell / "metrics.parquet")
     rows = aliasing.training_episodes(tmp_path).splitlines()[2:]
     assert rows == ["| `shared` | 2 | > 0.7 (near random) | 100 | 0.300 | 0.500 |",  # no window in 0.1-0.7: no row
-                    "| `shared` | 2 | 0.1 (its end) | 550 | 0.150 | 0.200 |"]  # (700 * 1 + 500 * 3) / 4
+                    "| `shared` | 2 | 0.1 (its end) | 550 | 0.150 | 0.300 |"]  # (700 * 1 + 500 * 3) / 4
+
+
+@pytest.mark.slow  # 1-3 s: it compiles a scan of 720 random steps
+def test_a_random_policys_episodes_end_in_exactly_one_way_and_only_successes_pay(aliasing):
+    ends = aliasing.random_policy_endings(64)
+    assert ends["success"] + ends["blue, red closed"] + ends["time limit"] == pytest.approx(1.0)
+    assert 0 < ends["success"] < ends["blue, red closed"]  # near random the red door is mostly closed there
+    assert 0 <= ends["time limit, red opened"] <= ends["time limit"]
+    assert 0 < ends["return"] < ends["success"]  # a success pays 1 - 0.9 t / 720 < 1; nothing else pays
+    assert 0 < ends["length"] <= 720
