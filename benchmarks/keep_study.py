@@ -3,11 +3,13 @@
     python benchmarks/keep_study.py STUDY_DIR DEST [--cells shared,moe]
 
 A MiniGrid study cell is ~1 GB with its checkpoints (the replay buffer) and TensorBoard files, and a few
-hundred kB without them.  This copies what ``mtdqn report`` and ``benchmarks/minigrid_table.py`` read (the
-cell's config, summary and Parquet tables) of every finished cell (one with a ``summary.json``) into
-``DEST/cells/<cell>/``, and the study's record ``study.json`` into ``DEST``; ``mtdqn report DEST`` then
-rebuilds the report from the repository alone.  Unfinished cells are listed and left out; a cell already in
-DEST is replaced whole.
+hundred kB without them.  This copies what a run writes apart from those (:data:`KEPT`: its config, summary,
+evaluations and Parquet tables) of every finished cell (one with a ``summary.json``) into
+``DEST/cells/<cell>/``, a transfer study's finished pretraining run into ``DEST/pretrain/``, and the study's
+record ``study.json`` into ``DEST``; ``mtdqn report DEST`` then rebuilds the report from the repository alone.
+Unfinished cells are named and left out.  A cell already in DEST is replaced whole (cells kept one at a time as
+a long study finishes them accumulate); each is written beside its place and renamed into it, so a failed copy
+leaves the one before.
 """
 
 from __future__ import annotations
@@ -17,22 +19,31 @@ import shutil
 import sys
 from pathlib import Path
 
-KEPT = ("config.json", "summary.json", "metrics.parquet", "evals.parquet", "grad_probe.parquet",
-        "grad_tasks.parquet", "grad_pairs.parquet", "cka.parquet", "experts.parquet")
-"""What a report reads of a cell (experts.parquet: mixture cells only); checkpoints and tb/ are left behind."""
+from mtdqn.rundir import RUN_FILES
+
+KEPT = tuple(name for name in RUN_FILES if name not in ("checkpoints", "tb", "metrics.csv"))
+"""What a run writes, less its checkpoints, TensorBoard files and the CSV copy of metrics.parquet."""
 
 
-def keep_cell(cell: Path, dest: Path) -> list[str]:
-    """Copy ``cell``'s kept files into ``dest`` (replaced whole, through a temporary folder); their names."""
-    names = [name for name in KEPT if (cell / name).is_file()]
+def keep_run(run: Path, dest: Path) -> list[str]:
+    """Copy ``run``'s kept files into ``dest`` (replaced whole, through ``dest``.partial); their names."""
+    names = [name for name in KEPT if (run / name).is_file()]
     partial = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for name in names:
-        shutil.copy2(cell / name, partial / name)
-    shutil.rmtree(dest, ignore_errors=True)
-    partial.rename(dest)
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name in names:
+            shutil.copy2(run / name, partial / name)
+        shutil.rmtree(dest, ignore_errors=True)
+        partial.rename(dest)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        sys.exit(f"error: keeping {run} in {dest}: {exc.strerror or exc}")
     return names
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
 
 
 def main() -> None:
@@ -41,21 +52,31 @@ def main() -> None:
     parser.add_argument("dest", type=Path, help="where to keep it, e.g. benchmarks/results/minigrid_mt3_cpu")
     parser.add_argument("--cells", default="", help="comma-separated cells to keep (default: every finished one)")
     args = parser.parse_args()
-    if not (args.study / "study.json").is_file() or not (args.study / "cells").is_dir():
+    study, dest = args.study.resolve(), args.dest.resolve()
+    if not (study / "study.json").is_file() or not (study / "cells").is_dir():
         sys.exit(f"error: {args.study} is not a study directory (no study.json and cells/)")
-    cells = sorted(p for p in (args.study / "cells").iterdir() if p.is_dir())
+    if _inside(dest, study) or _inside(study, dest):
+        sys.exit(f"error: {args.dest} and the study {args.study} must not contain each other")
+    cells = sorted(p for p in (study / "cells").iterdir() if p.is_dir() and not p.name.endswith(".partial"))
     if args.cells:
-        wanted = args.cells.split(",")
-        unknown = sorted(set(wanted) - {c.name for c in cells})
+        wanted = [name for name in args.cells.split(",") if name]
+        unknown = [name for name in wanted if name not in {c.name for c in cells}]
         if unknown:
             sys.exit(f"error: no cell {', '.join(unknown)} in {args.study} (it has {', '.join(c.name for c in cells)})")
         cells = [c for c in cells if c.name in wanted]
     finished = [c for c in cells if (c / "summary.json").is_file()]
-    for cell in finished:
-        names = keep_cell(cell, args.dest / "cells" / cell.name)
-        print(f"kept {cell.name}: {', '.join(names)}")
-    args.dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(args.study / "study.json", args.dest / "study.json")
+    if not finished:
+        sys.exit(f"error: no finished cell to keep in {args.study} (a finished one has a summary.json)")
+    runs = [(c, dest / "cells" / c.name) for c in finished]
+    if (study / "pretrain" / "summary.json").is_file():  # a transfer study's pretraining run, its cells' source
+        runs.insert(0, (study / "pretrain", dest / "pretrain"))
+    for run, kept in runs:
+        names = keep_run(run, kept)
+        print(f"kept {run.relative_to(study)}: {', '.join(names)}")
+    try:
+        shutil.copy2(study / "study.json", dest / "study.json")
+    except OSError as exc:
+        sys.exit(f"error: keeping {study / 'study.json'}: {exc.strerror or exc}")
     left = [c.name for c in cells if c not in finished]
     if left:
         print(f"not finished, left out: {', '.join(left)}")
