@@ -60,4 +60,3 @@ def normalize(
             f"normalize: reference ({reference_return}) - random ({random_return}) is zero or non-finite"
         )
     return (np.asarray(x, dtype=np.float64) - random_return) / denom
-

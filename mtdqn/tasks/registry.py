@@ -290,11 +290,9 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
         )
     kinds = {t.kind for t in tasks}
     if len(kinds) > 1:
-        first = {kind: next(t.spec for t in tasks if t.kind == kind) for kind in sorted(kinds, reverse=True)}
-        raise ConfigError(
-            f"cannot mix {' and '.join(f'{kind} tasks ({spec})' for kind, spec in first.items())} in one agent: "
-            "their trunks differ (MLP vs conv)"
-        )
+        vector, image = (next(t.spec for t in tasks if t.kind == kind) for kind in ("vector", "image"))
+        raise ConfigError(f"cannot mix vector tasks ({vector}) and image tasks ({image}) in one agent: "
+                          "their trunks differ (MLP vs conv)")
     kind = kinds.pop()
     if kind == "vector":
         obs_shape: tuple[int, ...] = (max(t.obs_shape[0] for t in tasks),)
