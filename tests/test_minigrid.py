@@ -211,17 +211,35 @@ def test_reset_observation_matches_the_package(name, n=50):
     np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(env.get_obs))(stack(states))), np.stack(theirs))
 
 
+def _region(obj: np.ndarray, start: tuple[int, int]) -> int:
+    """How many cells the agent's start reaches without crossing a wall or a door (4-neighbour flood fill)."""
+    seen, todo = {start}, [start]
+    while todo:
+        x, y = todo.pop()
+        for nxt in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+            if nxt not in seen and 0 <= nxt[0] < obj.shape[0] and 0 <= nxt[1] < obj.shape[1] \
+                    and obj[nxt] not in (2, 4):  # minigrid's OBJECT_TO_IDX: wall 2, door 4
+                seen.add(nxt)
+                todo.append(nxt)
+    return len(seen)
+
+
 def _features(s: dict[str, np.ndarray], name: str) -> list[tuple[str, object]]:
     """What a layout is made of, as (feature, value) items whose supports are small enough to cover.
 
     ``agent``: start cell and direction; ``objects``: every cell that is
     neither wall nor empty (doors with their colour and state, keys, balls,
     goal, lava); ``walls``: the wall cells, except for SimpleCrossing where the
-    walls are read as which rivers there are and, per river, its opening.
+    walls are read as which rivers there are and, per river, its opening;
+    ``region``: the size of the room the agent starts in (walls and doors bound it), the one feature that
+    reads the agent's start and the walls together (an agent started on the wrong side of DoorKey's wall
+    passes the others).
     """
     grid = s["grid"]
     obj = grid[..., 0]
-    items = [("agent", (tuple(s["pos"]), int(s["dir"]))), ("marks", s["marks"].tobytes())]
+    start = (int(s["pos"][0]), int(s["pos"][1]))
+    items = [("agent", (tuple(s["pos"]), int(s["dir"]))), ("marks", s["marks"].tobytes()),
+             ("region", _region(obj, start))]
     others = np.argwhere((obj != 1) & (obj != 2))
     items.append(("objects", tuple((x, y, *grid[x, y]) for x, y in others)))
     walls = obj == 2
