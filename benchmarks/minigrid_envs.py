@@ -2,18 +2,18 @@
 
 Steps every task's vectorized envs with uniformly random actions inside one
 jitted ``lax.scan``, as the training loop steps them
-(:func:`mtdqn.tasks.envs.step_envs`, auto-reset included), on one CPU device
-whose XLA pool has one thread: the plan ``mtdqn train`` starts JAX with for a
-device (:func:`mtdqn.devices.use_cpu_cores`).  Prints one Markdown row per task
-set: tasks, envs per task, env-steps/s (all tasks together), compile seconds.
+(:func:`mtdqn.tasks.envs.step_envs`, auto-reset included), on one CPU core: the
+process pins itself to one core before JAX starts (as ``taskset -c 0`` does), so
+XLA's pool has one thread there.  Prints one Markdown row per task set: tasks,
+envs per task, env-steps/s (all tasks together), compile seconds.
 
-Until 2026-12-05 this set ``XLA_FLAGS`` instead ("--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1"; the second is no XLA flag).  Either way, runs not
-pinned to a core are bimodal here: on 2026-12-05, eight unpinned runs with this plan
-read 741k-780k env-steps/s (five) or 491k-511k (three), six with the flags 754k (one)
-or 494k-514k (five), and four pinned (``taskset -c 0``) 739k-776k, a niced study
-running beside them or stopped.  The scheduler's placement of the process's threads
-decides, not the code; the per-core figure is the pinned one.
+Why pinned: unpinned, this scan's speed is bimodal on the 2-core machine.  On
+2026-12-05, 14 unpinned runs (XLA's pool at its default two threads: the
+benchmark then set ``XLA_FLAGS``, whose ``intra_op_parallelism_threads=1`` is no
+XLA flag, and a call of ``use_cpu_cores`` that came after JAX had started and so
+did nothing) read 741k-780k env-steps/s (six) or 491k-514k (eight); pinned,
+739k-776k every time (four with ``taskset -c 0``), with a niced study beside
+them or stopped.  Why the unpinned runs split was not found.
 
     python benchmarks/minigrid_envs.py                 # MT7, 16 envs per task
     python benchmarks/minigrid_envs.py --tasks MiniGrid-DoorKey-6x6-v0 --envs 64
@@ -22,13 +22,16 @@ decides, not the code; the per-core figure is the pinned one.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import jax
-import jax.numpy as jnp
+if hasattr(os, "sched_setaffinity"):  # one core, before JAX starts: its CPU pool is sized by the cores allowed
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-from mtdqn.devices import use_cpu_cores
-from mtdqn.tasks import make_task_set, reset_envs, step_envs
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from mtdqn.tasks import make_task_set, reset_envs, step_envs  # noqa: E402
 
 MT7 = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0", "MiniGrid-DoorKey-6x6-v0",
        "MiniGrid-DistShift1-v0", "MiniGrid-SimpleCrossingS9N2-v0", "MiniGrid-MultiRoom-N2-S4-v0")
@@ -71,7 +74,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="vector steps per timed scan")
     parser.add_argument("--repeats", type=int, default=3, help="timed scans; the best is reported")
     args = parser.parse_args()
-    use_cpu_cores(1, threads=1)  # one device, one pool thread: as `mtdqn train` runs a device's program
     tasks = tuple(t for t in args.tasks.split(",") if t)
     rate, compile_s = measure(tasks, args.envs, args.steps, args.repeats)
     print("| tasks | envs/task | env-steps/s (1 core) | compile s |")
