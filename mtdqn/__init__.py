@@ -52,6 +52,10 @@ def __getattr__(name: str) -> Any:
     """The public names, imported when first used: importing ``mtdqn`` starts no JAX."""
     if name in _MODULES:
         return import_module(f"mtdqn.{name}")
+    if name == "register_task":  # checking an env runs it, and importing gymnax alone starts JAX: first present
+        from mtdqn.devices import use_cpu_cores  # every core as a device, so that seeds can spread over them
+
+        use_cpu_cores()
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mtdqn' has no attribute {name!r}")

@@ -25,6 +25,7 @@ import json
 import shutil
 import tempfile
 import typing
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -88,10 +89,21 @@ def default_out(kind: str, *what: Any) -> Path:
 
 def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     """The CLI's JAX setup (:mod:`mtdqn.devices`) where this process has not started JAX yet: CPU devices for
-    the seeds, and the faster Threefry lowering (the same bits)."""
+    the seeds, and the faster Threefry lowering (the same bits).  Where JAX had started with fewer CPU devices
+    than the seeds could use (the user's own JAX code ran first, or an earlier run in this process chose
+    them), a warning says so: the seeds then share the devices there are, correct but slower."""
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
-    use_cpu_cores(*cpu_plan(seeds, list(tasks), devices))
+    wanted, threads = cpu_plan(seeds, list(tasks), devices)
+    if not use_cpu_cores(wanted, threads):
+        import jax
+
+        have = len(jax.devices()) if jax.default_backend() == "cpu" else wanted
+        if have < wanted:
+            warnings.warn(f"mtdqn: JAX started in this process before mtdqn could present {wanted} CPU devices for "
+                          f"{seeds} seeds, so they share {have}; train first, or call "
+                          "mtdqn.devices.use_cpu_cores() before any JAX code, to spread them over the cores",
+                          stacklevel=3)
     unroll_cpu_threefry()
 
 

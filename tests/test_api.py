@@ -7,6 +7,7 @@ import importlib
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -155,3 +156,28 @@ def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
     assert len(evaluation) == 2 and (evaluation.episodes == 2).all()
     assert json.loads((run.path / "eval.json").read_text())["episodes"] == 2
     assert run.agent().act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()
+
+
+@pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
+def test_register_task_presents_the_cores_as_devices_before_jax_starts():
+    """Registering an env runs it, and importing gymnax alone starts JAX: mtdqn.register_task presents every
+    core as a CPU device first, so that a multi-seed run of a registered task still spreads its seeds over the
+    cores (before, it left one device and the seeds shared it, silently)."""
+    code = ("import os, mtdqn; mtdqn.register_task; import jax; "
+            "print(len(jax.devices()), len(os.sched_getaffinity(0)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    devices, cores = map(int, done.stdout.split())
+    assert devices == cores
+
+
+def test_a_run_whose_seeds_cannot_spread_over_devices_says_so():
+    """In this process JAX started with 2 CPU devices (conftest): a run planning 4 warns once, one planning 2
+    does not."""
+    from mtdqn.api import _start_jax
+
+    with pytest.warns(UserWarning, match=r"before mtdqn could present 4 CPU devices for 8 seeds, so they share 2"):
+        _start_jax(8, ["CartPole-v1"], 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _start_jax(2, ["CartPole-v1"], 0)
