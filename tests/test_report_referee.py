@@ -545,6 +545,31 @@ def test_the_conclusion_names_what_moore_also_changes_and_that_conflict_does_not
     assert _confounds(["moore:2"], {**structures, "shared": "shared+rms"}, "shared") == ""  # the same scale
 
 
+def test_the_conclusion_gives_the_gradient_sizes_where_the_update_is_their_sum():
+    """A referee, after the MT5 study: the Why said conflict does not explain the differences and left it there.
+    The gradient sizes (the per-task norm table) are the next mechanism: given for variants whose update is the
+    plain sum of the tasks' gradients (equal applied weights), not for one whose strategy rescales them."""
+    from mtdqn.analysis.conclusion import _magnitude, conclusion
+
+    norms = pd.DataFrame({
+        "variant": ["shared"] * 3 + ["shared+unit-norm"] * 3 + ["independent"] * 3 + ["one task"],
+        "task": ["A", "B", "C"] * 3 + ["A"],
+        "grad_norm_mean": [0.06, 0.01, 0.03, 0.06, 0.01, 0.03, 0.0, 0.0, 0.0, 0.05],
+        "weight_mean": [1.0, 1.0, 1.0, 16.7, 100.0, 33.3, 1.0, 1.0, 1.0, 1.0],
+    })
+    text = _magnitude(norms)
+    assert "`shared` 6.0× (A 0.060 against B 0.010)" in text
+    assert "unit-norm`" not in text.split("such as")[0]  # rescaled: its update is not the sum
+    assert "independent" not in text and "one task" not in text  # no shared gradients; no second task
+    assert _magnitude(norms[norms["variant"] != "shared"]) == "" and _magnitude(None) == ""
+    differences = pd.DataFrame({"variant": ["shared"], "task": ["A"], "metric": ["final_return"], "diff": [-1.0],
+                                "lo": [-2.0], "hi": [0.0], "p": [0.2], "p_holm": [0.2], "n": [5],
+                                "n_reference": [5], "in_family": [True], "mde": [3.0]})
+    empty = pd.DataFrame(columns=["variant", "iqm_diff", "iqm_p", "iqm_p_holm", "mean_diff", "mean_p",
+                                  "mean_p_holm", "n", "n_reference", "iqm_in_family", "mean_in_family"])
+    assert "`shared` 6.0×" in conclusion("independent", differences, empty, None, norms=norms)
+
+
 def test_methods_state_the_schedule_the_loop_ran():
     """Third referee: Methods listed the options but not what they make: the number of updates, the batch per
     task, the replay per task, where epsilon and the learning rate end, and what env steps/s divides."""

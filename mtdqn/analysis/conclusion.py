@@ -175,6 +175,32 @@ def _why(conflict: pd.DataFrame, found: bool) -> str:
     return "Why: " + "; ".join(parts) + tail + "."
 
 
+def _magnitude(norms: pd.DataFrame | None) -> str:
+    """How far apart the tasks' gradient norms on the shared trunk are, for each variant whose update is their
+    plain sum (every task's applied weight the same: the table "Per-task gradient norm and applied weight").
+    There the tasks with the larger gradients set more of the trunk's update: the mechanism to look at when
+    conflict is not one (a referee asked what does explain a difference once the cosines do not).  A variant
+    whose strategy rescales the gradients (unit-norm, PCGrad, learned weights) is left out: its update is not
+    the sum.  The ratio is of the two unrounded means (the table rounds them)."""
+    if norms is None or not len(norms):
+        return ""
+    parts = []
+    for variant, g in norms.groupby("variant", sort=False):
+        g = g[np.isfinite(g["grad_norm_mean"].to_numpy(dtype=float)) & (g["grad_norm_mean"] > 0)]
+        weights = g["weight_mean"].to_numpy(dtype=float)
+        if len(g) < 2 or not np.all(np.isfinite(weights)) or np.ptp(weights) > 1e-9 * np.max(np.abs(weights)):
+            continue
+        hi, lo = g.loc[g["grad_norm_mean"].idxmax()], g.loc[g["grad_norm_mean"].idxmin()]
+        parts.append(f"`{variant}` {hi['grad_norm_mean'] / lo['grad_norm_mean']:.1f}× ({hi['task']} "
+                     f"{num(hi['grad_norm_mean'])} against {lo['task']} {num(lo['grad_norm_mean'])})")
+    if not parts:
+        return ""
+    return ("Gradient sizes, the largest task's mean norm on the shared trunk over the smallest's where the update "
+            "is their plain sum: " + "; ".join(parts) + ". There the tasks with the larger gradients set more of "
+            "the trunk's update: a candidate mechanism this study does not test (a variant that rescales the "
+            "gradients, such as `unit-norm`, is the comparison that would).")
+
+
 def _normalized(structure: str) -> bool:
     """Whether a variant's features come at unit-RMS scale: ``moore:K`` (its basis) or ``--feature-norm rms``."""
     return structure.startswith("moore:") or structure.endswith("+rms")
@@ -199,9 +225,12 @@ def _confounds(found_variants: list[str], structures: dict[str, str], reference:
 
 
 def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFrame, conflict: pd.DataFrame,
-               headline: str = "final_return", structures: dict[str, str] | None = None) -> str:
+               headline: str = "final_return", structures: dict[str, str] | None = None,
+               norms: pd.DataFrame | None = None) -> str:
     """'**Conclusion** (n vs n seeds).' whether / by how much / why, and what small n does not allow;
-    ``structures`` (variant -> its recorded ``--sharing``) names what a variant with a finding also changes."""
+    ``structures`` (variant -> its recorded ``--sharing``) names what a variant with a finding also changes;
+    ``norms`` (the per-task gradient norms and weights, :func:`mtdqn.analysis.why.grad_tasks_summary`) gives the
+    Why its gradient sizes."""
     if not len(differences) and not len(improvement):
         return ""
     n = sorted({int(x) for x in pd.concat([differences["n"], differences["n_reference"]])}) if len(differences) \
@@ -214,6 +243,6 @@ def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFr
               f"At {seeds} seeds per variant nothing above is evidence either way.")
     found = (_holm_rows(differences, improvement).query("p_holm < @ALPHA")["variant"].unique().tolist()
              if family_size(differences, improvement) else [])
-    parts = [_whether(differences, improvement, reference), how, _why(conflict, bool(found)),
+    parts = [_whether(differences, improvement, reference), how, _why(conflict, bool(found)), _magnitude(norms),
              _confounds(found, structures or {}, reference), caveat]
     return f"**Conclusion** ({seeds} seeds per variant). " + " ".join(p for p in parts if p)

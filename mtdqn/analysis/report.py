@@ -493,7 +493,8 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     structures = {v: study.cells[v].sharing + ("+rms" if study.cells[v].feature_norm == "rms" else "")
                   for v in study.ok_variants}
     summary = conclusion(study.reference, c.data["differences"], c.data["improvement"], c.data["conflict_summary"],
-                         c.headline_metric, structures) if study.reference in study.ok_variants else ""
+                         c.headline_metric, structures, c.data["grad_tasks_summary"]) \
+        if study.reference in study.ok_variants else ""
     sections = [_overview(study, c), Section("Findings", ((Text(summary),) if summary else ())
                                              + ((Bullets(tuple(c.findings)),) if c.findings else
                                                 (Text("No comparison possible (needs an ok reference and another "
