@@ -90,20 +90,24 @@ def default_out(kind: str, *what: Any) -> Path:
 def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     """The CLI's JAX setup (:mod:`mtdqn.devices`) where this process has not started JAX yet: CPU devices for
     the seeds, and the faster Threefry lowering (the same bits).  Where JAX had started with fewer CPU devices
-    than the seeds could use (the user's own JAX code ran first, or an earlier run in this process chose
-    them), a warning says so: the seeds then share the devices there are, correct but slower."""
+    than the seeds could use (the user's own JAX code ran first, or an earlier run in this process chose them),
+    a warning says so: the seeds then share the devices there are, correct but slower.  Not for a device count
+    the user chose (``devices``, ``XLA_FLAGS``), nor for ``gym:`` tasks, which train on one device anyway."""
+    import os
+
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     wanted, threads = cpu_plan(seeds, list(tasks), devices)
-    if not use_cpu_cores(wanted, threads):
+    chosen = devices > 0 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    if not use_cpu_cores(wanted, threads) and not chosen and not any(str(t).startswith("gym:") for t in tasks):
         import jax
 
         have = len(jax.devices()) if jax.default_backend() == "cpu" else wanted
         if have < wanted:
-            warnings.warn(f"mtdqn: JAX started in this process before mtdqn could present {wanted} CPU devices for "
-                          f"{seeds} seeds, so they share {have}; train first, or call "
-                          "mtdqn.devices.use_cpu_cores() before any JAX code, to spread them over the cores",
-                          stacklevel=3)
+            warnings.warn(f"mtdqn: this process's JAX has {have} CPU device(s), chosen before this run (by JAX "
+                          f"code that ran first, or an earlier run here), so its {seeds} seeds share them where "
+                          f"{wanted} cores could each take some: correct, but slower. Start the process with "
+                          "this run (or mtdqn.register_task) before other JAX code to use them.", stacklevel=3)
     unroll_cpu_threefry()
 
 
@@ -242,15 +246,16 @@ def extend(source: str | Path, add_tasks: Sequence[str] | str, out: str | Path |
 
 def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[str, Any],
               driving: dict[str, Any], options: dict[str, Any]) -> Run:
-    """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer`."""
-    from mtdqn import transfer
-
+    """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer` (imported once JAX is
+    planned: it imports the tasks, whose gymnax starts JAX)."""
     training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS)
     base = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
     if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
         out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],
                           how.get("lora"), how.get("keep_heads"), list(how.get("add_tasks", ())))
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))
+    from mtdqn import transfer
+
     if kind == "extend":
         result = transfer.extend(base, source, how["add_tasks"], Path(out), freeze=how["freeze"],
                                  trunk_lr=how["trunk_lr"], **driving, **run_options)
@@ -267,12 +272,12 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     ``options``: `mtdqn distill`'s by their flat names (``steps``, ``lr``, ``loss``, ``hidden``, ...).  The
     student is an ordinary run; ``run.json("distill")`` holds its comparison with the teachers.
     """
-    from mtdqn.distill.run import distill as distill_run
-
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
     teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, Path)) else [Path(t) for t in teachers]
     _start_jax(1, [], 0)
+    from mtdqn.distill.run import distill as distill_run  # after the plan: it imports the tasks (gymnax starts JAX)
+
     result = distill_run(teacher_dirs, Path(out), cfg, force=force, progress=progress)
     return Run(result.out_dir)
 
@@ -299,6 +304,8 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
         return _transfer_study(preset_or_spec, out, ray_address, devices, progress, overrides)
     if preset_or_spec == GROUPS_PRESET:
         return _groups_study(out, ray_address, devices, progress, overrides)
+    if ray_address is None:  # planned from the table as written: validating it imports the tasks (JAX starts)
+        _plan_from_table(preset_or_spec, overrides, devices)
     if isinstance(preset_or_spec, dict):
         spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", "study")))
     else:
@@ -308,6 +315,22 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     result = run_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
                        ray_address=ray_address, progress=progress, devices=devices)
     return Study(result.out_dir)
+
+
+def _plan_from_table(preset_or_spec: str | Path | dict[str, Any], overrides: dict[str, Any], devices: int) -> None:
+    """A local study's JAX plan from its seeds and tasks as written, before :func:`mtdqn.studies.build_spec`
+    validates them (the CLI's ``_cpu_plan`` does the same); a table that does not say gets none here, and the
+    validation that follows says what is wrong."""
+    from mtdqn.studies.presets import study_table
+
+    try:
+        table = {**preset_or_spec, **overrides} if isinstance(preset_or_spec, dict) else \
+            study_table(preset_or_spec, overrides)[0]
+        seeds, tasks = table["seeds"], table["tasks"]
+    except (ConfigError, KeyError, TypeError):
+        return
+    if isinstance(seeds, int) and isinstance(tasks, (list, tuple)):
+        _start_jax(seeds, [str(t) for t in tasks], devices)
 
 
 def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, devices: int, progress: bool,

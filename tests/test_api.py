@@ -171,13 +171,50 @@ def test_register_task_presents_the_cores_as_devices_before_jax_starts():
     assert devices == cores
 
 
-def test_a_run_whose_seeds_cannot_spread_over_devices_says_so():
-    """In this process JAX started with 2 CPU devices (conftest): a run planning 4 warns once, one planning 2
-    does not."""
+def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
+    """JAX started in this process with 2 CPU devices (conftest); on a 4-core machine a run of 8 seeds would plan
+    4: it warns, once per call.  Not where the plan fits, where the user chose the count, or for gym: tasks."""
+    import mtdqn.devices
     from mtdqn.api import _start_jax
 
-    with pytest.warns(UserWarning, match=r"before mtdqn could present 4 CPU devices for 8 seeds, so they share 2"):
-        _start_jax(8, ["CartPole-v1"], 4)
+    monkeypatch.setattr(mtdqn.devices, "_usable_cores", lambda: 4)
+    with pytest.warns(UserWarning, match=r"JAX has 2 CPU device\(s\), chosen before this run .* its 8 seeds share "
+                                         r"them where 4 cores could each take some"):
+        _start_jax(8, ["CartPole-v1"], 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _start_jax(2, ["CartPole-v1"], 0)
+        _start_jax(2, ["CartPole-v1"], 0)  # 2 seeds: 2 devices, as there are
+        _start_jax(8, ["CartPole-v1"], 2)  # the user's count
+        _start_jax(8, ["gym:CartPole-v1"], 0)  # host tasks step on one device
+
+
+@pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
+def test_every_training_entry_point_plans_jax_before_jax_starts(tmp_path):
+    """train, study (a table or a preset), finetune, extend and distill each reach mtdqn.devices.use_cpu_cores
+    with JAX not yet started: before, study's validation, and the imports behind finetune, extend and distill,
+    imported gymnax (which starts JAX), so their seeds silently shared one device."""
+    code = f"""
+from jax._src import xla_bridge
+import mtdqn.devices
+class Planned(Exception): pass
+seen = []
+def spy(*args, **kwargs):
+    seen.append(bool(xla_bridge._backends))
+    raise Planned
+mtdqn.devices.use_cpu_cores = spy
+import mtdqn
+out, src = {str(tmp_path / "out")!r}, {str(tmp_path / "src")!r}
+table = {{"name": "t", "tasks": ["CartPole-v1"], "steps": 1000, "seeds": 2,
+         "variants": {{"s": {{"sharing": "shared"}}}}}}
+for call in (lambda: mtdqn.train(tasks=["CartPole-v1"], seeds=2, out=out), lambda: mtdqn.study(table, out=out),
+             lambda: mtdqn.study("quick", out=out), lambda: mtdqn.finetune(src, tasks=["CartPole-v1"], out=out),
+             lambda: mtdqn.extend(src, ["Acrobot-v1"], out=out), lambda: mtdqn.distill([src, src], out=out)):
+    try:
+        call()
+    except Planned:
+        pass
+print(seen)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([False] * 6), done.stdout

@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import flax.linen as nn
 
 from mtdqn.config import NetworkConfig
 from mtdqn.errors import ConfigError
 from mtdqn.networks.conv import PatchConv
-from mtdqn.tasks.registry import TaskSet
+
+if TYPE_CHECKING:  # an annotation only: importing the tasks imports gymnax, which starts JAX (planned first)
+    from mtdqn.tasks.registry import TaskSet
 
 __all__ = ["ACTIVATIONS", "CONV_KERNEL", "SHARING", "Layer", "Architecture", "parse_sharing", "make_architecture",
            "describe_architecture"]
