@@ -548,26 +548,32 @@ def test_the_conclusion_names_what_moore_also_changes_and_that_conflict_does_not
 def test_the_conclusion_gives_the_gradient_sizes_where_the_update_is_their_sum():
     """A referee, after the MT5 study: the Why said conflict does not explain the differences and left it there.
     The gradient sizes (the per-task norm table) are the next mechanism: given for variants whose update is the
-    plain sum of the tasks' gradients (equal applied weights), not for one whose strategy rescales them."""
+    plain sum of the tasks' gradients (equal applied weights), without tasks no variant learned (their gradient
+    is small for that reason), and naming the study's variants that rescale them."""
     from mtdqn.analysis.conclusion import _magnitude, conclusion
 
     norms = pd.DataFrame({
-        "variant": ["shared"] * 3 + ["shared+unit-norm"] * 3 + ["independent"] * 3 + ["one task"],
-        "task": ["A", "B", "C"] * 3 + ["A"],
-        "grad_norm_mean": [0.06, 0.01, 0.03, 0.06, 0.01, 0.03, 0.0, 0.0, 0.0, 0.05],
-        "weight_mean": [1.0, 1.0, 1.0, 16.7, 100.0, 33.3, 1.0, 1.0, 1.0, 1.0],
+        "variant": ["shared"] * 4 + ["shared+unit-norm"] * 4 + ["independent"] * 4 + ["one task", "zero", "zero"],
+        "task": ["A", "B", "C", "D"] * 3 + ["A", "A", "B"],
+        "grad_norm_mean": [0.06, 0.01, 0.03, 0.002] * 2 + [0.0] * 4 + [0.05, 0.02, 0.01],
+        "weight_mean": [1.0] * 4 + [16.7, 100.0, 33.3, 500.0] + [1.0] * 4 + [1.0, 0.0, 0.0],
     })
-    text = _magnitude(norms)
-    assert "`shared` 6.0× (A 0.060 against B 0.010)" in text
-    assert "unit-norm`" not in text.split("such as")[0]  # rescaled: its update is not the sum
-    assert "independent" not in text and "one task" not in text  # no shared gradients; no second task
+    text = _magnitude(norms, ["D"])
+    assert "leaving out D (no testable spread there)" in text and "`shared` 6.0× (A 0.06 against B 0.01)" in text
+    assert "`shared+unit-norm` rescales them, but this report compares each variant with the reference only" in text
+    assert not any(f"`{v}` " in text.split(". There")[0] for v in ("shared+unit-norm", "independent", "one task",
+                                                                     "zero"))
+    assert "`shared` 30.0× (A 0.06 against D 0.002)" in _magnitude(norms)  # D counted when it is not silent
+    assert "such as `unit-norm`, against its plain-sum twin" in _magnitude(norms[norms["variant"] == "shared"])
     assert _magnitude(norms[norms["variant"] != "shared"]) == "" and _magnitude(None) == ""
-    differences = pd.DataFrame({"variant": ["shared"], "task": ["A"], "metric": ["final_return"], "diff": [-1.0],
-                                "lo": [-2.0], "hi": [0.0], "p": [0.2], "p_holm": [0.2], "n": [5],
-                                "n_reference": [5], "in_family": [True], "mde": [3.0]})
+    differences = pd.DataFrame({"variant": ["shared", "shared"], "task": ["A", "D"], "metric": ["final_return"] * 2,
+                                "diff": [-1.0, 0.0], "lo": [-2.0, float("nan")], "hi": [0.0, float("nan")],
+                                "p": [0.2, float("nan")], "p_holm": [0.2, float("nan")], "n": [5, 5],
+                                "n_reference": [5, 5], "in_family": [True, False], "mde": [3.0, float("nan")]})
     empty = pd.DataFrame(columns=["variant", "iqm_diff", "iqm_p", "iqm_p_holm", "mean_diff", "mean_p",
                                   "mean_p_holm", "n", "n_reference", "iqm_in_family", "mean_in_family"])
-    assert "`shared` 6.0×" in conclusion("independent", differences, empty, None, norms=norms)
+    text = conclusion("independent", differences, empty, None, norms=norms)
+    assert "D: no test on the final return" in text and "`shared` 6.0× (A 0.06 against B 0.01)" in text
 
 
 def test_methods_state_the_schedule_the_loop_ran():

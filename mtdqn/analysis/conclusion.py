@@ -1,8 +1,9 @@
 """The conclusion at the top of the findings: whether the variants differ from the reference, by how much the
 study could have told, and what the gradient diagnostics show, generated from the report's own tables.
 
-It restates, never adds: every number in it is in a findings sentence or a table below, and at small n it
-says what "no difference found" does not mean.
+It restates, never adds: every number in it is in a findings sentence or a table below (the gradient sizes:
+the table's norms to two significant figures, and their ratios), and at small n it says what "no difference
+found" does not mean.
 """
 
 from __future__ import annotations
@@ -82,13 +83,11 @@ def _how_much(differences: pd.DataFrame, headline: str) -> str:
     if not len(rows):
         return ""
     level = float(rows["mde_alpha"].iloc[0]) if "mde_alpha" in rows else ALPHA
-    parts, silent = [], []
+    parts, silent = [], _silent_tasks(differences, headline)
     for task, g in rows.groupby("task", sort=False):
         mde = g["mde"].to_numpy(dtype=float)
         mde = mde[np.isfinite(mde)]
         if not mde.size:
-            if (g.get("untested", pd.Series("", index=g.index)) != "few_seeds").all():
-                silent.append(task)
             continue
         lo, hi = ranges.return_bounds(task)
         width = hi - lo if np.isfinite(hi - lo) else float("nan")
@@ -107,6 +106,17 @@ def _how_much(differences: pd.DataFrame, headline: str) -> str:
         out += (f" {', '.join(silent)}: no test on the {what}: every seed of every variant at one value, or all "
                 "but one, so it says nothing about sharing.")
     return out.strip()
+
+
+def _silent_tasks(differences: pd.DataFrame, headline: str) -> list[str]:
+    """The tasks where no variant left a testable spread in ``headline`` (every seed of every variant at one
+    value, or all but one; not for want of seeds): they say nothing about sharing."""
+    silent = []
+    for task, g in differences[differences["metric"] == headline].groupby("task", sort=False):
+        if not np.isfinite(g["mde"].to_numpy(dtype=float)).any() \
+                and (g.get("untested", pd.Series("", index=g.index)) != "few_seeds").all():
+            silent.append(task)
+    return silent
 
 
 def _share_of_range(smallest: float, largest: float, width: float) -> str:
@@ -175,30 +185,39 @@ def _why(conflict: pd.DataFrame, found: bool) -> str:
     return "Why: " + "; ".join(parts) + tail + "."
 
 
-def _magnitude(norms: pd.DataFrame | None) -> str:
+def _magnitude(norms: pd.DataFrame | None, silent: list[str] = ()) -> str:
     """How far apart the tasks' gradient norms on the shared trunk are, for each variant whose update is their
     plain sum (every task's applied weight the same: the table "Per-task gradient norm and applied weight").
     There the tasks with the larger gradients set more of the trunk's update: the mechanism to look at when
-    conflict is not one (a referee asked what does explain a difference once the cosines do not).  A variant
-    whose strategy rescales the gradients (unit-norm, PCGrad, learned weights) is left out: its update is not
-    the sum.  The ratio is of the two unrounded means (the table rounds them)."""
+    conflict is not one (a referee asked what does explain a difference once the cosines do not).  Left out: a
+    variant whose strategy rescales the gradients (unit-norm, PCGrad, learned or static unequal weights: its
+    update is not the plain sum; the clause names those the study has), and the ``silent`` tasks, which no
+    variant left a testable spread in (a task never learned has a small gradient for that reason alone).  The
+    norms are given to two significant figures, so that their ratio can be checked from the sentence itself."""
     if norms is None or not len(norms):
         return ""
-    parts = []
+    parts, rescaled = [], []
     for variant, g in norms.groupby("variant", sort=False):
+        g = g[~g["task"].isin(list(silent))]
         g = g[np.isfinite(g["grad_norm_mean"].to_numpy(dtype=float)) & (g["grad_norm_mean"] > 0)]
         weights = g["weight_mean"].to_numpy(dtype=float)
-        if len(g) < 2 or not np.all(np.isfinite(weights)) or np.ptp(weights) > 1e-9 * np.max(np.abs(weights)):
+        if len(g) < 2 or not np.all(np.isfinite(weights)) or not np.max(np.abs(weights)) > 0:
+            continue
+        if np.ptp(weights) > 1e-9 * np.max(np.abs(weights)):
+            rescaled.append(f"`{variant}`")
             continue
         hi, lo = g.loc[g["grad_norm_mean"].idxmax()], g.loc[g["grad_norm_mean"].idxmin()]
         parts.append(f"`{variant}` {hi['grad_norm_mean'] / lo['grad_norm_mean']:.1f}× ({hi['task']} "
-                     f"{num(hi['grad_norm_mean'])} against {lo['task']} {num(lo['grad_norm_mean'])})")
+                     f"{hi['grad_norm_mean']:.2g} against {lo['task']} {lo['grad_norm_mean']:.2g})")
     if not parts:
         return ""
+    left_out = f", leaving out {', '.join(silent)} (no testable spread there)" if silent else ""
+    test = (f"{', '.join(rescaled)} {'rescales' if len(rescaled) == 1 else 'rescale'} them, but this report compares "
+            "each variant with the reference only" if rescaled else
+            "a variant that rescales them, such as `unit-norm`, against its plain-sum twin would")
     return ("Gradient sizes, the largest task's mean norm on the shared trunk over the smallest's where the update "
-            "is their plain sum: " + "; ".join(parts) + ". There the tasks with the larger gradients set more of "
-            "the trunk's update: a candidate mechanism this study does not test (a variant that rescales the "
-            "gradients, such as `unit-norm`, is the comparison that would).")
+            f"is their plain sum{left_out}: " + "; ".join(parts) + ". There the tasks with the larger gradients set "
+            f"more of the trunk's update: a candidate mechanism this study does not test ({test}).")
 
 
 def _normalized(structure: str) -> bool:
@@ -243,6 +262,7 @@ def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFr
               f"At {seeds} seeds per variant nothing above is evidence either way.")
     found = (_holm_rows(differences, improvement).query("p_holm < @ALPHA")["variant"].unique().tolist()
              if family_size(differences, improvement) else [])
-    parts = [_whether(differences, improvement, reference), how, _why(conflict, bool(found)), _magnitude(norms),
+    parts = [_whether(differences, improvement, reference), how, _why(conflict, bool(found)),
+             _magnitude(norms, _silent_tasks(differences, headline) if len(differences) else []),
              _confounds(found, structures or {}, reference), caveat]
     return f"**Conclusion** ({seeds} seeds per variant). " + " ".join(p for p in parts if p)
