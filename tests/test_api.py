@@ -190,7 +190,7 @@ def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
 
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
 def test_every_training_entry_point_plans_jax_before_jax_starts(tmp_path):
-    """train, study (a table or a preset), finetune, extend and distill each reach mtdqn.devices.use_cpu_cores
+    """train, study (a table or a preset), finetune, extend, distill and tune each reach mtdqn.devices.use_cpu_cores
     with JAX not yet started: before, study's validation, and the imports behind finetune, extend and distill,
     imported gymnax (which starts JAX), so their seeds silently shared one device."""
     code = f"""
@@ -208,7 +208,8 @@ table = {{"name": "t", "tasks": ["CartPole-v1"], "steps": 1000, "seeds": 2,
          "variants": {{"s": {{"sharing": "shared"}}}}}}
 for call in (lambda: mtdqn.train(tasks=["CartPole-v1"], seeds=2, out=out), lambda: mtdqn.study(table, out=out),
              lambda: mtdqn.study("quick", out=out), lambda: mtdqn.finetune(src, tasks=["CartPole-v1"], out=out),
-             lambda: mtdqn.extend(src, ["Acrobot-v1"], out=out), lambda: mtdqn.distill([src, src], out=out)):
+             lambda: mtdqn.extend(src, ["Acrobot-v1"], out=out), lambda: mtdqn.distill([src, src], out=out),
+             lambda: mtdqn.tune("classic-shared", out=out, n_trials=1)):
     try:
         call()
     except Planned:
@@ -217,4 +218,4 @@ print(seen)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str([False] * 6), done.stdout
+    assert done.stdout.strip() == str([False] * 7), done.stdout
