@@ -16,8 +16,10 @@ names with underscores)::
 - :func:`load_agent` loads a trained run's Q-network to act.
 - Bad input raises :class:`ConfigError` with the CLI's one-line message; nothing is written.
 
-Importing ``mtdqn`` is cheap and starts no JAX: each name is imported when first used (the CLI plans
-JAX's devices before JAX starts).
+Importing ``mtdqn`` is cheap and starts no JAX: each name is imported when first used, so that the CLI and
+these functions plan JAX's CPU devices (a seed per core where the seeds allow) before JAX starts.  Code that
+starts JAX first (your own, or an import of gymnax) leaves the devices it started with: a run that could have
+used more says so in a warning.  :func:`register_task`, which must run your env, presents every core first.
 """
 
 from __future__ import annotations
