@@ -22,6 +22,7 @@ import atexit
 import hashlib
 import shlex
 import json
+import os
 import shutil
 import tempfile
 import typing
@@ -93,8 +94,6 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     than the seeds could use (the user's own JAX code ran first, or an earlier run in this process chose them),
     a warning says so: the seeds then share the devices there are, correct but slower.  Not for a device count
     the user chose (``devices``, ``XLA_FLAGS``), nor for ``gym:`` tasks, which train on one device anyway."""
-    import os
-
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     wanted, threads = cpu_plan(seeds, list(tasks), devices)
@@ -297,15 +296,16 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
         **overrides: top-level keys replacing the study's (``seeds``, ``steps``, ``eval_every``, ...).
     """
     from mtdqn.studies import build_spec, resolve_spec, run_study
-    from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS
+    from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS, study_seeds_and_tasks
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(preset_or_spec, str) and preset_or_spec in TRANSFER_PRESETS:
         return _transfer_study(preset_or_spec, out, ray_address, devices, progress, overrides)
     if preset_or_spec == GROUPS_PRESET:
         return _groups_study(out, ray_address, devices, progress, overrides)
-    if ray_address is None:  # planned from the table as written: validating it imports the tasks (JAX starts)
-        _plan_from_table(preset_or_spec, overrides, devices)
+    written = study_seeds_and_tasks(preset_or_spec, overrides) if ray_address is None else None
+    if written:  # planned from the table as written: validating it imports the tasks (JAX starts)
+        _start_jax(*written, devices)
     if isinstance(preset_or_spec, dict):
         spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", "study")))
     else:
@@ -315,22 +315,6 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     result = run_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
                        ray_address=ray_address, progress=progress, devices=devices)
     return Study(result.out_dir)
-
-
-def _plan_from_table(preset_or_spec: str | Path | dict[str, Any], overrides: dict[str, Any], devices: int) -> None:
-    """A local study's JAX plan from its seeds and tasks as written, before :func:`mtdqn.studies.build_spec`
-    validates them (the CLI's ``_cpu_plan`` does the same); a table that does not say gets none here, and the
-    validation that follows says what is wrong."""
-    from mtdqn.studies.presets import study_table
-
-    try:
-        table = {**preset_or_spec, **overrides} if isinstance(preset_or_spec, dict) else \
-            study_table(preset_or_spec, overrides)[0]
-        seeds, tasks = table["seeds"], table["tasks"]
-    except (ConfigError, KeyError, TypeError):
-        return
-    if isinstance(seeds, int) and isinstance(tasks, (list, tuple)):
-        _start_jax(seeds, [str(t) for t in tasks], devices)
 
 
 def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, devices: int, progress: bool,

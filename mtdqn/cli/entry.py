@@ -134,15 +134,11 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     from mtdqn.devices import cpu_plan
 
     if isinstance(cmd, Study) and cmd.ray_address is None:
-        from mtdqn.studies.presets import study_table  # the table as written: validating it would start JAX
+        from mtdqn.studies.presets import study_seeds_and_tasks  # as written: validating it would start JAX
 
-        try:
-            table, _, _ = study_table(cmd.study, {"seeds": cmd.seeds,
-                                                  "tasks": list(cmd.tasks) if cmd.tasks is not None else None})
-            seeds, tasks = table["seeds"], table["tasks"]
-            return cpu_plan(seeds, [str(t) for t in tasks], cmd.devices) if isinstance(seeds, int) else ()
-        except (ConfigError, KeyError, TypeError):  # _run_study says what is wrong in one line
-            return ()
+        written = study_seeds_and_tasks(cmd.study, {"seeds": cmd.seeds,
+                                                    "tasks": list(cmd.tasks) if cmd.tasks is not None else None})
+        return cpu_plan(*written, cmd.devices) if written else ()  # else _run_study says what is wrong
     if isinstance(cmd, Tune) and cmd.ray_address is None:
         from mtdqn.tune.presets import resolve_tune_spec  # JAX-free: every trial has the spec's seeds and tasks
 

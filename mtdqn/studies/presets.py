@@ -14,7 +14,8 @@ from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "MOORE_MT3",
-           "MOORE_MT5", "MOORE_MT7", "MOORE_EXPERTS", "MINIGRID_OPTIONS", "resolve_spec", "study_table", "transfer_preset",
+           "MOORE_MT5", "MOORE_MT7", "MOORE_EXPERTS", "MINIGRID_OPTIONS", "resolve_spec", "study_table",
+           "study_seeds_and_tasks", "transfer_preset",
            "deramo_transfer_preset", "GROUPS_PRESET", "GROUPS_TASKS", "groups_preset"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
@@ -356,6 +357,21 @@ def resolve_spec(name_or_path: str | Path, overrides: dict[str, Any] | None = No
     """A preset by name, or a study TOML file by path; ``overrides`` replace top-level keys (--seeds, --steps)."""
     raw, source, name = study_table(name_or_path, overrides)
     return build_spec(raw, source, name)
+
+
+def study_seeds_and_tasks(study: str | Path | dict[str, Any],
+                          overrides: dict[str, Any] | None = None) -> tuple[int, list[str]] | None:
+    """A study's seeds and tasks as written (a table, or a preset or study file with ``overrides``), before any
+    validation: what the CLI and the Python API plan JAX's devices from, since validating a study imports the
+    tasks and so starts JAX.  None where the table does not say them (its validation then says what is wrong)."""
+    try:
+        table = {**study, **(overrides or {})} if isinstance(study, dict) else study_table(study, overrides)[0]
+        seeds, tasks = table["seeds"], table["tasks"]
+    except (ConfigError, KeyError, TypeError):
+        return None
+    if not isinstance(seeds, int) or not isinstance(tasks, (list, tuple)):
+        return None
+    return seeds, [str(t) for t in tasks]
 
 
 def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, str]:
