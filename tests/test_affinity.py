@@ -21,6 +21,7 @@ from mtdqn.rundir import RunDir, Tables, write_tensorboard
 from mtdqn.train import step
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
 from mtdqn.train.agent import make_agent
+from mtdqn.train.chunks import make_runner
 from mtdqn.train.loop import make_trainer, seed_keys
 
 ETA = 0.1
@@ -135,12 +136,24 @@ def test_affinity_rows_go_to_tensorboard():
     assert writer.scalars == [("affinity/CartPole-v1->Acrobot-v1/seed3", -0.25, 500)]
 
 
-@pytest.mark.optimized  # the same numbers as tiny_run to 1e-5 after 350 updates: as users compile (see conftest)
+def _trained_params(cfg: TrainConfig):
+    """The parameters ``cfg`` ends training with: its compiled loop (the one `mtdqn train` runs, make_runner's)
+    over every chunk, without a run's evaluations, probes and files, which never touch the state: conftest's
+    tiny_run's parameters for TINY, bit for bit.  In the optimized phase no other test reads tiny_run, so
+    building it here compiled its evaluation, gradient probe and CKA only to be thrown away (~5 s)."""
+    trainer, runner = make_runner(make_agent(cfg), 0)
+    state, _ = runner.start(seed_keys(trainer.agent.seeds))
+    for chunk in range(trainer.agent.derived.num_chunks):
+        state, _ = runner(state, chunk * trainer.agent.derived.iters_per_chunk)
+    return state.params
+
+
+@pytest.mark.optimized  # the same numbers as TINY's training to 1e-5 after 350 updates: as users compile (conftest)
 @pytest.mark.slow
-def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path, tiny_run):
+def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path):
     """TINY (350 updates, the first in the window ending at 1,000 steps) measured every 100 updates: updates 0,
     100, 200 and 300, in the windows ending at 1,000, 1,500 (two) and 2,000; every ordered pair per seed.  The
-    measurement does not touch the state: the parameters are tiny_run's."""
+    measurement does not touch the state: the parameters are TINY's trained without it (tiny_run's)."""
     argv = [*TINY_ARGV[TINY_ARGV.index("--steps"):], "--tasks", ",".join(TINY.tasks), "--affinity-every", "100"]
     main(["train", *argv, "--out", str(tmp_path / "run"), "--progress", "False", "--eval-episodes", "2"])
     table = pd.read_parquet(tmp_path / "run" / "affinity.parquet")
@@ -155,5 +168,5 @@ def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path
     cfg = RunDir(tmp_path / "run").config()
     trainer = make_trainer(make_agent(cfg))
     state, _ = load_checkpoint(tmp_path / "run", cfg, jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))
-    for mine, theirs in zip(jax.tree.leaves(state.params), jax.tree.leaves(tiny_run.state.params)):
+    for mine, theirs in zip(jax.tree.leaves(state.params), jax.tree.leaves(_trained_params(TINY))):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5, atol=1e-7)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import runpy
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_study import REPS
 
+from mtdqn.analysis import build_report
 from mtdqn.tasks import custom
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # 1,000 env steps per task in two windows, updates from step 200 on
 TINY = dict(steps=1000, log_every=500, hidden=(16,), adapter_width=8, learning_starts=200, buffer_size=1000,
             batch_size=16)
+# Greedy episodes per evaluation: study_tables' study evaluates 5 and register_your_env calls run.evaluate(episodes=5).
+# An evaluation program is compiled per count, so the runs evaluated with 5 too share theirs (with 2: ~3 s more).
+EPISODES = 5
 
 
 def _main(name: str, monkeypatch):
@@ -28,7 +34,7 @@ def test_every_example_is_tested():
 
 @pytest.mark.slow
 def test_train_and_compare(tmp_path, monkeypatch):
-    table = _main("train_and_compare", monkeypatch)(tmp_path, seeds=1, eval_episodes=2, **TINY)
+    table = _main("train_and_compare", monkeypatch)(tmp_path, seeds=1, eval_episodes=EPISODES, **TINY)
     assert list(table.columns) == ["independent", "shared"]
     assert list(table.index) == ["Acrobot-v1", "CartPole-v1"] and table.notna().all().all()
 
@@ -36,7 +42,7 @@ def test_train_and_compare(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_register_your_env(tmp_path, monkeypatch):
     try:
-        q = _main("register_your_env", monkeypatch)(tmp_path, eval_episodes=2, **TINY)
+        q = _main("register_your_env", monkeypatch)(tmp_path, eval_episodes=EPISODES, **TINY)
     finally:
         custom.REGISTERED.pop("MyChain-v0", None)
     assert q.shape == (3, 2) and np.isfinite(q).all()
@@ -44,8 +50,11 @@ def test_register_your_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def example_study(tmp_path_factory) -> tuple[Path, Path]:
-    """The study_tables example run once: (its study directory, its figure); the fine-tuning example opens it."""
+    """The study_tables example run once: (its study directory, its figure); the fine-tuning example opens it.
+    Its report's bootstrap intervals take REPS resamples, as the report's own tests do (tests/synthetic_study.py),
+    not 2,000 (~4 s of CPU): no interval is read here, and the IQM that picks the best cell is a point estimate."""
     with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr("mtdqn.analysis.build_report", partial(build_report, reps=REPS))
         study = tmp_path_factory.mktemp("examples") / "study"
         return study, _main("study_tables", monkeypatch)(study, seeds=1, **TINY)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import gymnax
 import jax
 import jax.numpy as jnp
@@ -14,8 +16,11 @@ from mtdqn.tasks import make_task_set, parse_task, reset_envs, step_envs
 from mtdqn.tasks.minatar import MinAtarEnv
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _rollout(env, params, actions, key):
-    """Step ``env`` (with auto-reset) through ``actions``; every output stacked over time."""
+    """Step ``env`` (with auto-reset) through ``actions``; every output stacked over time.  One compiled program
+    per env and number of actions: params, actions and key are arguments, so the calls that differ only in them
+    share it."""
 
     def body(state, inputs):
         action, k = inputs
@@ -24,8 +29,7 @@ def _rollout(env, params, actions, key):
 
     k_reset, k_steps = jax.random.split(key)
     _, state = env.reset(k_reset, params)
-    _, out = jax.jit(lambda s: jax.lax.scan(body, s, (actions, jax.random.split(k_steps, len(actions)))))(state)
-    return out
+    return jax.lax.scan(body, state, (actions, jax.random.split(k_steps, len(actions))))[1]
 
 
 @pytest.mark.slow
@@ -95,14 +99,18 @@ def test_full_action_set_maps_extra_actions_to_no_op():
 
 @pytest.mark.slow
 def test_cut_off_is_a_truncation_and_freeway_ends_itself():
-    env = MinAtarEnv("Freeway-MinAtar", max_steps=3000)
-    params = env.default_params
-    _, _, terminated, truncated, states = _rollout(env, params, jnp.zeros(2_600, jnp.int32), jax.random.PRNGKey(0))
+    # One wrapper, two cut-offs: the cut-off is in the params (max_steps=3000 sets the params' limit), so both
+    # rollouts are one compiled program.  Sticky actions repeat the no-op here: they change no step.
+    default = MinAtarEnv("Freeway-MinAtar", sticky=0.1)
+    assert MinAtarEnv("Freeway-MinAtar", max_steps=3000).default_params == \
+        default.default_params.replace(max_steps_in_episode=3000)
+    params = default.default_params.replace(max_steps_in_episode=3000)
+    _, _, terminated, truncated, states = _rollout(default, params, jnp.zeros(2_600, jnp.int32),
+                                                   jax.random.PRNGKey(0))
     # MinAtar's Freeway: terminate_timer 2,500 runs out on the 2,501st step, a termination
     assert np.flatnonzero(np.asarray(terminated)).tolist() == [2_500]
     assert not np.asarray(truncated).any()
     # gymnax's default cut-off comes first and stays a truncation, as for the plain task
-    default = MinAtarEnv("Freeway-MinAtar", sticky=0.1)
     _, _, terminated, truncated, _ = _rollout(default, default.default_params, jnp.zeros(2_600, jnp.int32),
                                               jax.random.PRNGKey(0))
     assert np.flatnonzero(np.asarray(truncated)).tolist() == [2_499] and not np.asarray(terminated).any()
@@ -194,8 +202,10 @@ def test_gymnax_seaquest_steps_as_the_minatar_package():
 
     env, params = gymnax.make("Seaquest-MinAtar")
     step = jax.jit(lambda k, s, a: env.step_env(k, s, a, params))
+    reset = jax.jit(lambda k: env.reset_env(k, params))  # one program (op by op: ~30, and slower per episode)
 
     @jax.jit
+    @jax.vmap  # every step's draws of an episode at once: each step's come from its own key alone
     def draws(key):
         k_enemy, k_diver = jax.random.split(key)
         k_choice, k_y = jax.random.split(k_enemy)
@@ -206,14 +216,16 @@ def test_gymnax_seaquest_steps_as_the_minatar_package():
     rng = np.random.default_rng(0)
     checked, rewards, gauge_only = 0, 0.0, 0
     for episode in range(15):
-        obs, state = env.reset_env(jax.random.PRNGKey(episode), params)
+        obs, state = reset(jax.random.PRNGKey(episode))
         oracle = Environment("seaquest", sticky_action_prob=0.0)
         oracle.env.random = stub = QueuedDraws()
         oracle.reset()
         np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
-        for t, key in enumerate(jax.random.split(jax.random.PRNGKey(1_000 + episode), 3_000)):
+        keys = jax.random.split(jax.random.PRNGKey(1_000 + episode), 3_000)
+        episode_draws = [np.asarray(x) for x in draws(keys)]
+        for t, key in enumerate(np.asarray(keys)):  # numpy rows: indexing a jax array is an op per step
             action = int(rng.choice(6, p=[0.1, 0.15, 0.15, 0.15, 0.3, 0.15]))  # dive more than surface
-            (u_enemy, y_enemy, right, y_diver) = (np.asarray(x) for x in draws(key))
+            (u_enemy, y_enemy, right, y_diver) = (x[t] for x in episode_draws)
             if oracle.env.e_spawn_timer == 0:
                 stub.queue += [float(u_enemy[0]), float(u_enemy[1]), int(y_enemy)]
             if oracle.env.d_spawn_timer == 0:

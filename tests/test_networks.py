@@ -24,25 +24,39 @@ def _small_image_net(sharing: str) -> NetworkConfig:
     return NetworkConfig(sharing=sharing, conv_channels=(6, 5), conv_dense=8, adapter_channels=4)
 
 
+# Fresh parameters in one compiled program per architecture: op by op, an initialization compiles ~40 small
+# programs (the default init's bits are checked op by op, as they were recorded, in
+# test_default_init_is_bit_identical_to_before).
+_init = jax.jit(init_params, static_argnums=0)
+_q = jax.jit(q_values, static_argnums=0)  # the same for a forward pass (~20 programs op by op)
+
+
 def _net(task_set, sharing):
     arch = make_architecture(task_set, NetworkConfig(sharing=sharing))
-    return arch, init_params(arch, jax.random.PRNGKey(0))
+    return arch, _init(arch, jax.random.PRNGKey(0))
 
 
-@pytest.mark.slow
+def _abstract_net(task_set, sharing):
+    """As :func:`_net`, the parameters' shapes and tree only (traced, nothing compiled or run): what the shape,
+    tree and count tests read; computing the numbers op by op cost ~50 small compiles per network."""
+    arch = make_architecture(task_set, NetworkConfig(sharing=sharing))
+    return arch, jax.eval_shape(lambda: init_params(arch, jax.random.PRNGKey(0)))
+
+
 @pytest.mark.parametrize("task_set", [VECTOR, IMAGE], ids=["vector", "image"])
 @pytest.mark.parametrize("sharing", ["independent", "shared", "partial:1", "conditioned"])
 def test_shapes_and_tree_contract(task_set, sharing):
-    arch, params = _net(task_set, sharing)
+    arch, params = _abstract_net(task_set, sharing)
     assert set(params) == {"adapters", "torso", "heads"}
-    q = q_values(arch, params, jnp.zeros((len(task_set), 5, *task_set.obs_shape)))
+    q = jax.eval_shape(lambda p: q_values(arch, p, jnp.zeros((len(task_set), 5, *task_set.obs_shape))), params)
     assert q.shape == (len(task_set), 5, task_set.num_actions)
     shared, per_task = split_shared(arch, params)
     assert jax.tree.structure(merge_shared(shared, per_task)) == jax.tree.structure(params)
 
 
 def test_shared_counts_follow_the_variant():
-    counts = {s: count_params(*_net(VECTOR, s)) for s in ["independent", "shared", "partial:1", "conditioned"]}
+    counts = {s: count_params(*_abstract_net(VECTOR, s))
+              for s in ["independent", "shared", "partial:1", "conditioned"]}
     total_ind, shared_ind = counts["independent"]
     assert shared_ind == 0
     total_sh, shared_sh = counts["shared"]
@@ -56,9 +70,9 @@ def test_shared_counts_follow_the_variant():
 def test_independent_tasks_do_not_share_outputs():
     arch, params = _net(VECTOR, "independent")
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 6))
-    base = q_values(arch, params, obs)
+    base = _q(arch, params, obs)
     bumped = jax.tree.map(lambda x: x.at[1].add(1.0), params)  # change only task 1's weights
-    out = q_values(arch, bumped, obs)
+    out = _q(arch, bumped, obs)
     np.testing.assert_allclose(out[0], base[0])
     assert not np.allclose(out[1], base[1])
 
@@ -68,7 +82,7 @@ def test_zero_padded_features_do_not_matter():
     obs = jax.random.normal(jax.random.PRNGKey(2), (2, 4, 6)).at[0, :, 4:].set(0.0)
     garbage_rows = jax.tree.map(lambda x: x, params)
     garbage_rows["adapters"]["kernel"] = garbage_rows["adapters"]["kernel"].at[0, 4:].set(123.0)
-    np.testing.assert_allclose(q_values(arch, params, obs)[0], q_values(arch, garbage_rows, obs)[0])
+    np.testing.assert_allclose(_q(arch, params, obs)[0], _q(arch, garbage_rows, obs)[0])
 
 
 @pytest.mark.parametrize("sharing", ["partial:9", "partial:x", "everything", "shared:2"])
@@ -109,8 +123,9 @@ def test_per_task_conv_gradients_are_matmuls_not_grouped_convolutions(sharing):
     cfg = TrainConfig(tasks=IMAGE_TASKS, steps=100, log_every=100, network=_small_image_net(sharing),
                       dqn=DQNConfig(batch_size=8, buffer_size=16))
     agent = make_agent(cfg)
-    state = init_state(agent, jax.random.PRNGKey(0))
-    hlo = jax.jit(lambda s, k: step.update(agent, s, k)).lower(state, jax.random.PRNGKey(1)).as_text()
+    key = jax.random.PRNGKey(0)
+    state = jax.eval_shape(lambda: init_state(agent, key))  # lowering needs the shapes only: nothing runs
+    hlo = jax.jit(lambda s, k: step.update(agent, s, k)).lower(state, key).as_text()
     assert "convolution" not in hlo
     assert "dot_general" in hlo
 
@@ -131,9 +146,6 @@ def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
     from mtdqn.networks import model
 
     arch = make_architecture(IMAGE, _small_image_net(sharing))
-    params = init_params(arch, jax.random.PRNGKey(3))
-    params = jax.jit(lambda ps: jax.tree.map(  # biases too; jitted, as below: one program, not one per op
-        lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(4), x.shape), ps))(params)
     obs = jax.random.uniform(jax.random.PRNGKey(5), (arch.num_tasks, 3, *arch.obs_shape))
 
     def unfolded(p):
@@ -142,21 +154,26 @@ def test_folded_adapter_conv_equals_the_adapter_then_the_conv(sharing):
             x = model._apply(layer, p["torso"][f"layer_{i}"], x, shared)
         return x
 
-    def features_and_grads(features):
+    def features_and_grads(features, params):
         """The features at ``params`` and the gradient of their sum of squares."""
-        grads, x = jax.jit(jax.grad(lambda p: (jnp.sum(features(p) ** 2), features(p)), has_aux=True))(params)
+        grads, x = jax.grad(lambda p: (jnp.sum(features(p) ** 2), features(p)), has_aux=True)(params)
         return x, grads
 
+    @jax.jit  # one program, not four: the initialization, its perturbation and both ways
+    def both_ways(key):
+        params = jax.tree.map(  # biases too
+            lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(4), x.shape), init_params(arch, key))
+        return features_and_grads(lambda p: torso_features(arch, p, obs), params), features_and_grads(unfolded, params)
+
     assert model._folds_adapter(arch)
-    x_folded, g_folded = features_and_grads(lambda p: torso_features(arch, p, obs))
-    x_plain, g_plain = features_and_grads(unfolded)
+    (x_folded, g_folded), (x_plain, g_plain) = both_ways(jax.random.PRNGKey(3))
     np.testing.assert_allclose(x_folded, x_plain, rtol=1e-4, atol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), g_folded, g_plain)
 
 
 def test_dropout_zeroes_or_rescales_each_trunk_output_and_rate_zero_is_the_whole_network():
     arch = make_architecture(VECTOR, NetworkConfig(hidden=(64,), adapter_width=8))  # one trunk layer
-    params = init_params(arch, jax.random.PRNGKey(0))
+    params = _init(arch, jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 256, *arch.obs_shape))
     whole = np.asarray(torso_features(arch, params, obs))
     dropped = np.asarray(torso_features(arch, params, obs, dropout=Dropout.at_rate(0.25, jax.random.PRNGKey(2))))
@@ -195,13 +212,14 @@ def test_dropout_at_a_traced_rate_computes_what_the_rate_compiled_in_did(rate):
 @pytest.mark.slow
 def test_dropout_reaches_every_layer_of_the_image_trunk():
     arch = make_architecture(IMAGE, NetworkConfig())
-    params = init_params(arch, jax.random.PRNGKey(0))
+    params = _init(arch, jax.random.PRNGKey(0))
     obs = (jax.random.uniform(jax.random.PRNGKey(1), (2, 8, *arch.obs_shape)) < 0.2).astype(jnp.float32)
-    whole = np.asarray(q_values(arch, params, obs))
-    dropped = jax.jit(jax.vmap(lambda k, rate: q_values(arch, params, obs, dropout=Dropout.at_rate(rate, k)),
-                               in_axes=(0, None)), static_argnums=1)
+    whole = np.asarray(_q(arch, params, obs))
+    # params and obs arguments, not constants folded into the program (which compile slower)
+    dropped = jax.jit(jax.vmap(lambda k, p, o, rate: q_values(arch, p, o, dropout=Dropout.at_rate(rate, k)),
+                               in_axes=(0, None, None, None)), static_argnums=3)
     keys = jax.random.split(jax.random.PRNGKey(3), 200)
-    draws = np.asarray(dropped(keys, 0.1))  # one program: every single pass differs, their mean is near the whole
+    draws = np.asarray(dropped(keys, params, obs, 0.1))  # one program: each pass differs, their mean near the whole
     assert draws.shape == (200, *whole.shape)
     assert not any(np.allclose(one, whole) for one in draws)
     mean = draws.mean(0)
@@ -213,7 +231,7 @@ def test_sigmoid_features_change_only_the_trunks_last_layer():
     sig_arch = make_architecture(VECTOR, NetworkConfig(hidden=(16, 8), adapter_width=8, feature_activation="sigmoid"))
     assert [layer.activation for layer in sig_arch.torso] == ["relu", "sigmoid"]
     assert [layer.activation for layer in relu_arch.torso] == ["relu", "relu"]
-    params = init_params(sig_arch, jax.random.PRNGKey(0))  # the same parameters either way
+    params = _init(sig_arch, jax.random.PRNGKey(0))  # the same parameters either way
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 32, *sig_arch.obs_shape))
     pre = torso_features(relu_arch, params, obs)  # relu(z) of the last layer; sigmoid(z) must agree where z > 0
     feats = torso_features(sig_arch, params, obs)
@@ -261,7 +279,7 @@ def test_deramo_init_is_the_papers_pytorch_scheme():
     width, relu = 512, np.sqrt(2.0)
     arch = make_architecture(VECTOR, NetworkConfig(hidden=(width, width), adapter_width=width, init="deramo",
                                                    feature_activation="sigmoid"))  # relu gain on it, as theirs
-    params = init_params(arch, jax.random.PRNGKey(0))
+    params = _init(arch, jax.random.PRNGKey(0))
     for i, own in enumerate((4, 6)):  # CartPole's 4 inputs, Acrobot's 6 (the padding width)
         kernel = np.asarray(params["adapters"]["kernel"][i])  # (6, width)
         _uniform(kernel, relu * np.sqrt(6 / (own + width)), rtol=0.12)
@@ -273,10 +291,10 @@ def test_deramo_init_is_the_papers_pytorch_scheme():
         _uniform(params["heads"]["kernel"][i], np.sqrt(6 / (width + 3)), rtol=0.15)  # gain 1, 3 padded actions
         assert np.abs(np.asarray(params["heads"]["bias"][i])).max() <= 1 / np.sqrt(width)
     assert not np.allclose(params["heads"]["kernel"][0], params["heads"]["kernel"][1])  # each task its own draw
-    again = init_params(arch, jax.random.PRNGKey(0))
+    again = _init(arch, jax.random.PRNGKey(0))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)))
-    lecun = init_params(make_architecture(VECTOR, NetworkConfig(hidden=(width, width), adapter_width=width)),
-                        jax.random.PRNGKey(0))
+    lecun = _init(make_architecture(VECTOR, NetworkConfig(hidden=(width, width), adapter_width=width)),
+                  jax.random.PRNGKey(0))
     assert float(np.abs(lecun["torso"]["layer_0"]["bias"]).max()) == 0.0  # lecun: zero biases
     # the sign of the two schemes' difference: lecun's std sqrt(1/512) vs Xavier-relu's sqrt(2/512)
     assert np.asarray(lecun["torso"]["layer_0"]["kernel"]).std() < 0.8 * np.asarray(
@@ -286,7 +304,7 @@ def test_deramo_init_is_the_papers_pytorch_scheme():
 @pytest.mark.slow
 def test_deramo_init_counts_a_conv_kernels_receptive_field():
     arch = make_architecture(IMAGE, NetworkConfig(init="deramo"))  # conv channels (16, 32), 3x3
-    params = init_params(arch, jax.random.PRNGKey(1))
+    params = _init(arch, jax.random.PRNGKey(1))
     kernel = params["torso"]["layer_1"]["kernel"]  # (3, 3, 16, 32): fan_in 144, fan_out 288 (PyTorch's)
     assert kernel.shape == (3, 3, 16, 32)
     _uniform(kernel, np.sqrt(2.0) * np.sqrt(6 / (144 + 288)), rtol=0.1)

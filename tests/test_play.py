@@ -44,6 +44,14 @@ def fake_gym_run(run_dir, cfg):
     save_checkpoint(run_dir, trainer.agent.cfg, state, 1, {"options": {"checkpoint_every": 0, "eval_episodes": 2}})
 
 
+@pytest.fixture(scope="module")
+def classic_run(tmp_path_factory):
+    """fake_run of CLASSIC, made once for the tests that play it: playing only reads a run."""
+    run = tmp_path_factory.mktemp("classic") / "run"
+    fake_run(run, CLASSIC)
+    return run
+
+
 def gif_frames(path) -> int:
     with Image.open(path) as gif:
         return gif.n_frames
@@ -63,21 +71,19 @@ def differ(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.slow
-def test_classic_control_gifs(tmp_path, capsys):
-    fake_run(tmp_path / "run", CLASSIC)
-    result = assert_frame_per_state(tmp_path, tmp_path / "run", "CartPole-v1")  # ends in ~10 steps at random
+def test_classic_control_gifs(tmp_path, capsys, classic_run):
+    result = assert_frame_per_state(tmp_path, classic_run, "CartPole-v1")  # ends in ~10 steps at random
     assert all(n < 500 for n in result.lengths)  # ended by the pole, not the time limit: the last frame is it
     for task in ("Acrobot-v1", "MountainCar-v0"):
-        result = assert_frame_per_state(tmp_path, tmp_path / "run", task, max_steps=7)
+        result = assert_frame_per_state(tmp_path, classic_run, task, max_steps=7)
         assert result.lengths == [7, 7]
-    main(["play", str(tmp_path / "run"), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
+    main(["play", str(classic_run), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
     assert capsys.readouterr().out.splitlines() == [
         "episode 1: return -5, length 5 steps", "episode 2: return -5, length 5 steps"]
 
 
-def test_each_episode_is_drawn_from_its_start_to_the_state_it_ended_in(tmp_path, monkeypatch):
+def test_each_episode_is_drawn_from_its_start_to_the_state_it_ended_in(tmp_path, monkeypatch, classic_run):
     """The frames are of the start, each step's state, and the terminal one (not gymnax's auto-reset)."""
-    fake_run(tmp_path / "run", CLASSIC)
     states = []
 
     def draw(state, obs):
@@ -85,7 +91,7 @@ def test_each_episode_is_drawn_from_its_start_to_the_state_it_ended_in(tmp_path,
         return np.zeros((4, 4, 3), np.uint8)
 
     monkeypatch.setitem(RENDERERS, "CartPole-v1", lambda _: contextlib.nullcontext(draw))
-    result = play(tmp_path / "run", "CartPole-v1", episodes=3, gif=tmp_path / "x.gif")
+    result = play(classic_run, "CartPole-v1", episodes=3, gif=tmp_path / "x.gif")
     starts = np.cumsum([0] + [n + 1 for n in result.lengths])
     assert len(states) == starts[-1]
     for first, n in zip(starts, result.lengths):
@@ -118,13 +124,12 @@ def test_classic_frames_are_gymnasiums_drawing_of_the_state(name, change):
     reference.close()
 
 
-def test_without_pygame_one_line_names_the_extra(tmp_path, monkeypatch):
-    fake_run(tmp_path / "run", CLASSIC)
+def test_without_pygame_one_line_names_the_extra(tmp_path, monkeypatch, classic_run):
     monkeypatch.setitem(sys.modules, "pygame", None)  # `import pygame` raises ImportError
     with pytest.raises(ConfigError, match=r"needs pygame: pip install 'mtdqn\[render\]'"):
-        play(tmp_path / "run", "CartPole-v1", gif=tmp_path / "x.gif")
+        play(classic_run, "CartPole-v1", gif=tmp_path / "x.gif")
     assert not (tmp_path / "x.gif").exists()
-    assert len(play(tmp_path / "run", "CartPole-v1", episodes=2).returns) == 2  # without a GIF it plays
+    assert len(play(classic_run, "CartPole-v1", episodes=2).returns) == 2  # without a GIF it plays
 
 
 @pytest.mark.slow
@@ -200,10 +205,9 @@ def test_gym_task_gif(tmp_path, monkeypatch):
     env.close()
 
 
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
-    fake_run(tmp_path / "run", CLASSIC)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run):
     before = sorted(p.name for p in tmp_path.iterdir())
-    run = str(tmp_path / "run")
+    run = str(classic_run)
     cases = [
         (["--task", "CartPole-v1", "--gif", str(tmp_path / "missing" / "cp.gif")], "does not exist"),
         (["--task", "CartPole-v1", "--gif", str(tmp_path)], "is a directory"),

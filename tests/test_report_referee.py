@@ -265,14 +265,28 @@ def test_training_curve_window_is_capped_at_a_fifth_of_the_run(tmp_path):
     assert tables.capped_window(study, 5) == 1  # 6 windows: MA5 would be a cumulative mean
 
 
-@pytest.mark.slow  # builds a whole report
-def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
-    """Referee 13: whether, by how much and why, at the top of the findings, every number from the tables."""
+@pytest.fixture(scope="module")
+def plain_report(tmp_path_factory):
+    """The synthetic study's report (200 resamples), its study.json recording the command that started it, as
+    studies record it now: the tests that only read it share one build."""
+    import json
+
     from mtdqn.analysis import build_report
-    from mtdqn.analysis.fmt import pvalue
     from synthetic_study import make_study
 
-    out = build_report(make_study(tmp_path / "s"), reps=200)
+    root = make_study(tmp_path_factory.mktemp("plain") / "s")
+    study_json = root / "study.json"
+    study_json.write_text(json.dumps({**json.loads(study_json.read_text()),
+                                      "command": "mtdqn study minigrid-mt3 --seeds 10 --out runs/mt3"}))
+    return build_report(root, reps=200)
+
+
+@pytest.mark.slow  # reads a whole report
+def test_the_findings_open_with_a_conclusion_from_the_numbers(plain_report):
+    """Referee 13: whether, by how much and why, at the top of the findings, every number from the tables."""
+    from mtdqn.analysis.fmt import pvalue
+
+    out = plain_report
     md = (out / "report.md").read_text()
     section = md.split("## Findings\n", 1)[1].split("\n## ", 1)[0].strip()
     assert section.startswith("**Conclusion** (5 seeds per variant). Whether: "), section[:200]
@@ -294,7 +308,7 @@ def test_the_findings_open_with_a_conclusion_from_the_numbers(tmp_path):
 
 
 @pytest.mark.slow  # builds a whole report
-def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_thresholds(tmp_path):
+def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_thresholds(tmp_path, plain_report):
     """Referee 11 and 14: the protocol stated one revision though the cells ran two; the AUC did not say which
     steps it averages (none at step 0); the thresholds' source was not given."""
     import json
@@ -319,21 +333,15 @@ def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_threshol
 
     assert "started by a command not recorded (older study" in protocol, protocol
     assert f"This report was written by mtdqn 0.1.0 at git revision {git_revision()}" in protocol, protocol
-    study_json = root / "study.json"
-    study_json.write_text(json.dumps({**json.loads(study_json.read_text()),
-                                      "command": "mtdqn study minigrid-mt3 --seeds 10 --out runs/mt3"}))
-    md = (build_report(root, reps=200) / "report.md").read_text()
+    md = (plain_report / "report.md").read_text()  # a study that recorded its command
     assert "started by `mtdqn study minigrid-mt3 --seeds 10 --out runs/mt3`" in md
 
 
-@pytest.mark.slow  # builds a whole report
-def test_aggregate_intervals_are_labelled_percentile_bootstraps_that_under_cover(tmp_path):
+@pytest.mark.slow  # reads a whole report
+def test_aggregate_intervals_are_labelled_percentile_bootstraps_that_under_cover(plain_report):
     """Referee 9: the aggregate IQM / mean-difference intervals are percentile bootstraps, which the report's
     own coverage simulation found to under-cover at 5 seeds; they read as plain '95% CI' before."""
-    from mtdqn.analysis import build_report
-    from synthetic_study import make_study
-
-    md = (build_report(make_study(tmp_path / "s"), reps=200) / "report.md").read_text()
+    md = (plain_report / "report.md").read_text()
     aggregates = md.split("## Aggregates across tasks", 1)[1].split("\n## ", 1)[0]
     assert "percentile stratified-bootstrap CIs" in aggregates and "under-cover at small n" in aggregates
     assert "95% CI (percentile bootstrap)" in aggregates and "IQM diff 95% CI (percentile bootstrap)" in aggregates

@@ -113,9 +113,29 @@ def test_greedy_evaluation_is_the_main_learning_curve(full: Path):
     assert np.isfinite(diffs["mde"]).any()
 
 
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study as older runs left it, and its report: no evaluations during training, and the logging windows
+    before learning started written as zeros (the writer skips them now); reported while Acrobot-v1 has no fixed
+    anchors.  Three tests read its one report, each a part the others do not touch: the learning curves, the
+    gradient tables, the normalization and aggregates."""
+    study = make_study(tmp_path_factory.mktemp("old") / "s")
+    cell = study / "cells" / "shared"
+    gt, gp = pd.read_parquet(cell / "grad_tasks.parquet"), pd.read_parquet(cell / "grad_pairs.parquet")
+    first = gt["step"] == gt["step"].min()
+    gt.loc[first, ["grad_norm", "weight", "loss"]] = 0.0
+    gp.loc[gp["step"] == gp["step"].min(), "cosine"] = 0.0
+    gp["conflict_rate"] = (gp["cosine"] < 0).astype(float)
+    gt.to_parquet(cell / "grad_tasks.parquet")
+    gp.to_parquet(cell / "grad_pairs.parquet")
+    with pytest.MonkeyPatch.context() as m:
+        m.delitem(ANCHORS, "Acrobot-v1")
+        return build_report(study, reps=50)
+
+
 @pytest.mark.slow
-def test_old_runs_without_evaluations_use_training_curves(tmp_path: Path):
-    md = (build_report(make_study(tmp_path), reps=50) / "report.md").read_text()
+def test_old_runs_without_evaluations_use_training_curves(old_run: Path):
+    md = (old_run / "report.md").read_text()
     assert "epsilon-greedy training policy vs env steps" in md and "training_curves.png" not in md
 
 
@@ -171,9 +191,9 @@ def test_five_seeds_have_no_smoke_test_note(full: Path):
 
 
 @pytest.mark.slow
-def test_normalization_uses_fixed_anchors_not_the_reference_seeds(tmp_path: Path):
-    a = build_report(make_study(tmp_path / "a", evals=True), reps=50)
-    b = build_report(make_study(tmp_path / "b", evals=True, reference_finals=(40.0, -400.0)), reps=50)
+def test_normalization_uses_fixed_anchors_not_the_reference_seeds(full: Path, tmp_path: Path):
+    # `full`'s study but for the reference's final scores, at full's resamples (the intervals are compared)
+    a, b = full, build_report(make_study(tmp_path / "b", evals=True, reference_finals=(40.0, -400.0)), reps=REPS)
     na, nb = (pd.read_parquet(x / "data" / "normalization.parquet") for x in (a, b))
     pd.testing.assert_frame_equal(na.drop(columns="study_random_return"), nb.drop(columns="study_random_return"))
     for task in TASKS:
@@ -187,9 +207,8 @@ def test_normalization_uses_fixed_anchors_not_the_reference_seeds(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_task_without_anchors_is_left_out_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delitem(ANCHORS, "Acrobot-v1")
-    out = build_report(make_study(tmp_path), reps=50)
+def test_task_without_anchors_is_left_out_with_a_note(old_run: Path):
+    out = old_run  # reported without Acrobot-v1's anchors
     norm = pd.read_parquet(out / "data" / "normalization.parquet").set_index("task")
     assert not norm.loc["Acrobot-v1", "used"] and norm.loc["CartPole-v1", "used"]
     assert set(pd.read_parquet(out / "data" / "aggregates.parquet")["n_tasks"]) == {1}
@@ -221,18 +240,10 @@ def test_methods_section_lists_every_non_default_option(full: Path):
 
 
 @pytest.mark.slow
-def test_windows_without_updates_in_older_runs_are_dropped(tmp_path: Path):
-    """Runs written before the writer skipped them logged pre-learning windows as zeros."""
-    study = make_study(tmp_path / "s")
-    cell = study / "cells" / "shared"
-    gt, gp = pd.read_parquet(cell / "grad_tasks.parquet"), pd.read_parquet(cell / "grad_pairs.parquet")
-    first = gt["step"] == gt["step"].min()
-    gt.loc[first, ["grad_norm", "weight", "loss"]] = 0.0
-    gp.loc[gp["step"] == gp["step"].min(), "cosine"] = 0.0
-    gp["conflict_rate"] = (gp["cosine"] < 0).astype(float)
-    gt.to_parquet(cell / "grad_tasks.parquet")
-    gp.to_parquet(cell / "grad_pairs.parquet")
-    out = build_report(study, reps=50)
+def test_windows_without_updates_in_older_runs_are_dropped(old_run: Path):
+    """Runs written before the writer skipped them logged pre-learning windows as zeros (`old_run`)."""
+    out = old_run
+    gp = pd.read_parquet(out.parent / "cells" / "shared" / "grad_pairs.parquet")
     weights = pd.read_parquet(out / "data" / "grad_tasks_summary.parquet")["weight_mean"]
     assert np.allclose(weights, 0.5)  # every real window applied 0.5; the zeros are not averaged in
     curve = pd.read_parquet(out / "data" / "conflict_curve.parquet")

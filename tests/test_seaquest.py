@@ -75,7 +75,7 @@ def _play(episodes: int, seed: int, policy, six_divers_at: int = -1) -> tuple[in
     env = Seaquest()
     params = env.default_params
     step = jax.jit(lambda k, s, a: env.step_env(k, s, a, params))
-    draw = jax.jit(lambda k: jax.random.uniform(k, (5,)))
+    draws = jax.jit(jax.vmap(lambda k: jax.random.uniform(k, (5,))))  # an episode's at once: each its key's
     rng = np.random.default_rng(seed)
     checked, rewards, ramps = 0, 0.0, 0
     for episode in range(episodes):
@@ -84,12 +84,14 @@ def _play(episodes: int, seed: int, policy, six_divers_at: int = -1) -> tuple[in
         oracle.env.random = stub = QueuedDraws()
         oracle.reset()
         np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
-        for t, key in enumerate(jax.random.split(jax.random.PRNGKey(seed * 1_000 + episode), 5_000)):
+        keys = jax.random.split(jax.random.PRNGKey(seed * 1_000 + episode), 5_000)
+        episode_draws = np.asarray(draws(keys))
+        for t, key in enumerate(np.asarray(keys)):  # numpy rows: indexing a jax array is an op per step
             if t == six_divers_at:
                 oracle.env.diver_count = 6
                 state = state.replace(diver_count=jnp.int32(6))
             action = policy(oracle.env, rng)
-            stub.queue += _oracle_draws(np.asarray(draw(key)), oracle.env.e_spawn_timer == 0,
+            stub.queue += _oracle_draws(episode_draws[t], oracle.env.e_spawn_timer == 0,
                                         oracle.env.d_spawn_timer == 0)
             obs, state, reward, terminated, _ = step(key, state, action)
             ref_reward, ref_terminal = oracle.act(action)

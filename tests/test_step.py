@@ -31,14 +31,21 @@ def _agent(**dqn):
     return make_agent(dataclasses.replace(BASE, dqn=dataclasses.replace(BASE.dqn, **dqn)))
 
 
+@pytest.fixture(scope="module")
+def filled():
+    """filled_state of BASE's agent, made once: acting and storing read nothing the tests' agents change (tau,
+    the target update period, double Q, gamma, dropout), so each of them would fill these same bits."""
+    return filled_state(_agent())
+
+
 def _allclose_trees(a, b, **kw):
     return all(np.allclose(x, y, **kw) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 @pytest.mark.slow
-def test_hard_target_copy_happens_every_n_updates_and_only_then():
+def test_hard_target_copy_happens_every_n_updates_and_only_then(filled):
     agent = _agent(tau=1.0, target_update_every=3)
-    state = filled_state(agent)
+    state = filled
     initial_target = state.target_params
     update = jax.jit(lambda s, k: step.update(agent, s, k)[0])
     for i in range(1, 7):
@@ -52,10 +59,10 @@ def test_hard_target_copy_happens_every_n_updates_and_only_then():
 
 
 @pytest.mark.slow
-def test_polyak_target_moves_tau_of_the_way_every_update():
+def test_polyak_target_moves_tau_of_the_way_every_update(filled):
     tau = 0.25
     agent = _agent(tau=tau, target_update_every=1)
-    state = filled_state(agent)
+    state = filled
     update = jax.jit(lambda s, k: step.update(agent, s, k)[0])
     for i in range(3):
         new = update(state, jax.random.PRNGKey(20 + i))
@@ -70,13 +77,12 @@ def test_polyak_target_moves_tau_of_the_way_every_update():
     (True, BASE.tasks, (0.9, 0.9)),
     (False, ("CartPole-v1:gamma=0.5", "Acrobot-v1"), (0.5, 0.9)),  # a task's own gamma; the other keeps --gamma
 ])
-def test_td_targets_by_hand(double, specs, gammas):
+def test_td_targets_by_hand(double, specs, gammas, filled):
     """r + gamma_i * (1 - terminated) * Q_target(s', a*), a* over the task's own actions only."""
     agent = make_agent(dataclasses.replace(BASE, tasks=specs, dqn=dataclasses.replace(BASE.dqn, double=double,
                                                                                         gamma=0.9)))
     assert agent.gammas == gammas
-    state = filled_state(agent)
-    state = state.replace(params=jax.tree.map(lambda x: x + 0.05, state.params))  # online != target
+    state = filled.replace(params=jax.tree.map(lambda x: x + 0.05, filled.params))  # online != target
     batch = replay_sample(state.replay, jax.random.PRNGKey(3), 16)
     batch = batch.replace(terminated=batch.terminated.at[:, ::3].set(True))  # some terminal transitions
     got = np.asarray(step.td_targets(agent, state, batch))  # (tasks, batch)
@@ -142,9 +148,9 @@ def test_gamma_one_is_a_valid_discount():
 
 
 @pytest.mark.slow
-def test_dropout_acts_in_the_losss_online_pass_only():
+def test_dropout_acts_in_the_losss_online_pass_only(filled):
     plain, dropped = _agent(), _agent(dropout=0.5)
-    state = filled_state(plain)  # the same network shape: one state serves both agents
+    state = filled  # plain's own; the same network shape: one state serves both agents
     key = jax.random.PRNGKey(3)
     k_sample = jax.random.split(key, 3)[0]  # how update() samples its batch
     batch = replay_sample(state.replay, k_sample, plain.cfg.dqn.batch_size)
@@ -200,7 +206,8 @@ def test_the_learning_rate_schedule_is_the_optax_one_and_its_length_is_traced(mo
         state = jax.eval_shape(lambda: init_state(agent, jax.random.PRNGKey(0)))
         return jax.jit(_one_seed_chunk(agent)).lower(state, agent.hypers, jnp.int32(0)).as_text()
 
-    assert make_agent(cfg).derived.total_updates != make_agent(dataclasses.replace(cfg, steps=3000)).derived.total_updates
+    assert (make_agent(cfg).derived.total_updates
+            != make_agent(dataclasses.replace(cfg, steps=3000)).derived.total_updates)
     assert chunk_program(1000) == chunk_program(3000)
 
 
@@ -212,16 +219,19 @@ def test_the_evaluation_in_two_programs_is_rollout_returns_of_each_seed():
     from mtdqn.evaluate import _reset_all, eval_seed, evaluate_params, key_halves
 
     agent = make_agent(dataclasses.replace(BASE, seeds=2))
-    params = jax.vmap(lambda k: init_state(agent, k).params)(jax.random.split(jax.random.PRNGKey(3), 2))
+    init = jax.jit(jax.vmap(lambda k: init_state(agent, k).params))  # one program (vmapped op by op: ~60)
+    params = init(jax.random.split(jax.random.PRNGKey(3), 2))
     keys = jax.random.split(jax.random.PRNGKey(eval_seed(0, 5)), 2)
     obs, _ = _reset_all(agent, jax.vmap(key_halves)(keys)[:, 0], 3)  # each seed's reset half, as rollout_returns's
     for s in range(2):
         np.testing.assert_array_equal(obs[s], reset_envs(agent.task_set, jax.random.split(keys[s])[0], 3)[0])
+    # one program for every seed and both epsilons (an argument here; run as is, each epsilon's scan compiles)
+    rollout = jax.jit(rollout_returns, static_argnums=(0, 3))
     totals = []
     for eps in (0.0, 1.0):
         got = evaluate_params(agent, params, eval_seed(0, 5), 3, eps=eps)
         for s in range(2):
-            one = rollout_returns(agent, jax.tree.map(lambda x: x[s], params), keys[s], 3, eps)
+            one = rollout(agent, jax.tree.map(lambda x: x[s], params), keys[s], 3, eps)
             np.testing.assert_array_equal(got.total[s], np.asarray(one.total))
             np.testing.assert_array_equal(got.discounted[s], np.asarray(one.discounted))
         totals.append(got.total)

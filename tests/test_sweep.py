@@ -42,7 +42,9 @@ def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
     """Each member of a 4-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
     same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them
     (3 seeds on 2 devices), and one device.  (2 seeds on 2 devices ran here too until 2026-12-04, 55 s of the
-    suite: the CLI sweep below is that layout, its last member compared with its run alone file by file.)"""
+    suite: the CLI sweep below is that layout, its last member compared with its run alone file by file, and
+    test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone compares every
+    member on it, both over the program of that test since 2026-12-06.)"""
     base = dataclasses.replace(SMALL, seeds=seeds)
     members = [_with(base, lr=1e-3), _with(base, lr=3e-4, gamma=0.9, tau=0.5),
                _with(base, eps_start=0.5, eps_end=0.1, eps_fraction=0.2), _with(base, lr=3e-3, gamma=0.95)]
@@ -129,11 +131,15 @@ def test_population_layout(members, seeds, devices, expected):
 
 # ---------------------------------------------------------------- `mtdqn train --sweep` and api.train(sweep=)
 
-# SMALL as `mtdqn train` options.  Every sweep below has 4 members (2 x 2), so they and the 2-seed case above
-# share one population program.
+# SMALL as `mtdqn train` options.  Every sweep below has 4 members (2 x 2) of 2 seeds on the 2 devices: the optimized
+# ones train the program of test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone
+# (CAGRAD_ARGV), so the three share its compiled population and run alone; the others that of SMALL.
 ARGV = ["train", "--tasks", "CartPole-v1,Acrobot-v1", "--steps", "400", "--log-every", "200", "--seeds", "2",
         "--hidden", "16", "--adapter-width", "8", "--buffer-size", "64", "--learning-starts", "100",
         "--batch-size", "8", "--eval-episodes", "2", "--progress", "False"]
+# What makes that program other than SMALL's: CAGrad, task weights given (so traced) and dropout above 0 (its
+# rate traced); their values are not part of it.
+CAGRAD_ARGV = ["--strategy", "cagrad", "--task-weights", "1", "0.5", "--dropout", "0.2"]
 
 
 def _cli_error(capsys, argv: list[str]) -> str:
@@ -203,16 +209,25 @@ def test_a_sweep_that_does_not_fit_in_memory_is_refused_before_compiling(capsys,
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """A 2 x 2 sweep through the CLI, and its last member, lr=0.0003,gamma=0.99, trained alone (the last: a
-    layout that mixed members up would show there, where it could not at the first).  (As a moe:2 mixture, so
-    that the experts' rows were compared too, it cost 108 s instead of 52 in the suite's optimized phase, on the
-    critical path: left shared.  With moe:2 the experts.parquet comparison passed on 2026-12-04 (4da70c8).)"""
+    """A 2 x 2 sweep through the CLI, and its last member, lr=0.0003,tau=1, trained alone (the last: a layout
+    that mixed members up would show there, where it could not at the first; both its values differ from the
+    defaults, so the member's config takes both).  (As a moe:2 mixture, so that the experts' rows were compared
+    too, it cost 108 s instead of 52 in the suite's optimized phase, on the critical path: left shared.  With
+    moe:2 the experts.parquet comparison passed on 2026-12-04 (4da70c8).)
+
+    Over CAGRAD_ARGV, it trains the program test_members_differing_in_task_weights_strategy_numbers_and_dropout_-
+    are_their_runs_alone compiles, on the same layout (over SMALL, its population, run alone and their
+    initializations were compiled for this fixture alone: ~35 s of the optimized phase); SMALL's own program
+    is compared member by member in test_a_member_is_its_run_alone_bit_for_bit, on the other two layouts.  Not
+    over gamma (until 2026-12-06): the evaluation and the gradient probe are compiled with a member's discounts,
+    so the members of the other gamma compiled both again (~10 s), while the member compared had the default
+    gamma and the others' files were never read; gamma reaching a member is compared in those tests."""
     from mtdqn.cli import main
 
     root = tmp_path_factory.mktemp("sweep")
-    argv = [*ARGV, "--eval-every", "200"]
-    main([*argv, "--sweep", "lr=1e-3,3e-4", "--sweep", "gamma=0.9,0.99", "--out", str(root / "sweep")])
-    main([*argv, "--lr", "3e-4", "--gamma", "0.99", "--out", str(root / "alone")])
+    argv = [*ARGV, *CAGRAD_ARGV, "--eval-every", "200"]
+    main([*argv, "--sweep", "lr=1e-3,3e-4", "--sweep", "tau=0.5,1", "--out", str(root / "sweep")])
+    main([*argv, "--lr", "3e-4", "--tau", "1", "--out", str(root / "alone")])
     return root
 
 
@@ -223,7 +238,7 @@ def test_a_member_directory_is_its_run_alone(swept):
     every evaluation, as a run alone takes it, and at the end; CKA) and final weights exactly."""
     from mtdqn.results import Run
 
-    member, alone = Run(swept / "sweep" / "lr=0.0003,gamma=0.99"), Run(swept / "alone")
+    member, alone = Run(swept / "sweep" / "lr=0.0003,tau=1"), Run(swept / "alone")
     assert member.config == alone.config
     assert member.summary["final_eval"] == alone.summary["final_eval"]
     assert member.summary["final_score"] == alone.summary["final_score"]
@@ -235,24 +250,24 @@ def test_a_member_directory_is_its_run_alone(swept):
     for a, b in zip(*weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     record = json.loads((swept / "sweep" / "sweep.json").read_text())
-    assert record["members"] == ["lr=0.001,gamma=0.9", "lr=0.001,gamma=0.99", "lr=0.0003,gamma=0.9",
-                                 "lr=0.0003,gamma=0.99"]
+    assert record["members"] == ["lr=0.001,tau=0.5", "lr=0.001,tau=1", "lr=0.0003,tau=0.5", "lr=0.0003,tau=1"]
 
 
 @pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
-def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_alone(tmp_path):
+def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_alone(tmp_path, swept):
     """`--sweep weight.Acrobot-v1=0.5,1 --sweep dropout=0.1,0.2`: the member weight.Acrobot-v1=0.5,dropout=0.2
     is `--task-weights 1 0.5 --dropout 0.2` trained alone: config, metrics and final weights.  The program is
-    the one of test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone."""
+    the one of test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone.  That
+    run alone (with --lr 3e-4 --tau 1, given here to the whole sweep) is the one `swept` trained."""
     from mtdqn.cli import main
     from mtdqn.results import Run
 
-    argv = [*ARGV, "--strategy", "cagrad"]
+    argv = [*ARGV, "--strategy", "cagrad", "--lr", "3e-4", "--tau", "1"]
     main([*argv, "--sweep", "weight.Acrobot-v1=0.5,1", "--sweep", "dropout=0.1,0.2",
           "--out", str(tmp_path / "sweep")])
-    main([*argv, "--task-weights", "1", "0.5", "--dropout", "0.2", "--out", str(tmp_path / "alone")])
-    member, alone = Run(tmp_path / "sweep" / "weight.Acrobot-v1=0.5,dropout=0.2"), Run(tmp_path / "alone")
+    member, alone = Run(tmp_path / "sweep" / "weight.Acrobot-v1=0.5,dropout=0.2"), Run(swept / "alone")
+    assert alone.config.task_weights == (1.0, 0.5) and alone.config.dqn.dropout == 0.2
     assert member.config == alone.config
     pd.testing.assert_frame_equal(pd.read_parquet(member.path / "metrics.parquet"),
                                   pd.read_parquet(alone.path / "metrics.parquet"))
@@ -260,16 +275,29 @@ def test_a_cli_sweep_of_a_weight_and_dropout_writes_members_that_are_their_runs_
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.fixture(scope="module")
+def api_sweep(tmp_path_factory):
+    """api.train(sweep=) of SMALL's program: a 2 x 2 sweep over tau and gamma with an evaluation every logging
+    window.  Also the uninterrupted sweep test_a_killed_sweep_resumes_to_the_same_numbers resumes to (until
+    2026-12-06 it trained its own through the CLI: a fourth sweep in this module's second phase, ~5 s)."""
+    from mtdqn import api
+
+    return api.train(SMALL.tasks, steps=400, seeds=2, log_every=200, hidden=(16,), adapter_width=8, buffer_size=64,
+                     learning_starts=100, batch_size=8, eval_episodes=2, eval_every=200, progress=False,
+                     sweep={"tau": [0.5, 1.0], "gamma": [0.9, 0.99]}, out=tmp_path_factory.mktemp("api") / "s")
+
+
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_sweep):
     """Killed right after the population's first checkpoint: --resume ends with every member's numbers of the
-    uninterrupted sweep, each member directory an ordinary finished run."""
+    uninterrupted sweep (api_sweep's: the same configs; its evaluations during training change no number, and
+    an evaluation's episodes are drawn from the seed and the step alone), each member directory an ordinary
+    finished run."""
     from mtdqn.checkpoint import save_checkpoint
     from mtdqn.cli import main
     from mtdqn.results import Run
 
-    argv = [*ARGV, "--sweep", "lr=1e-3,3e-4", "--sweep", "gamma=0.9,0.99", "--checkpoint-every", "200"]
-    main([*argv, "--out", str(tmp_path / "whole")])
+    argv = [*ARGV, "--sweep", "tau=0.5,1", "--sweep", "gamma=0.9,0.99", "--checkpoint-every", "200"]
 
     def killed_after_saving(*args, **kwargs):
         save_checkpoint(*args, **kwargs)
@@ -279,11 +307,12 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         main([*argv, "--out", str(tmp_path / "killed")])
     monkeypatch.undo()
-    labels = ("lr=0.001,gamma=0.9", "lr=0.001,gamma=0.99", "lr=0.0003,gamma=0.9", "lr=0.0003,gamma=0.99")
-    assert not any((tmp_path / "killed" / label / "summary.json").exists() for label in labels)
+    labels = [r.path.name for r in api_sweep]
+    assert len(labels) == 4 and not any((tmp_path / "killed" / label / "summary.json").exists() for label in labels)
     main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
-    for label in labels:
-        whole, resumed = Run(tmp_path / "whole" / label), Run(tmp_path / "killed" / label)
+    for whole in api_sweep:
+        resumed = Run(tmp_path / "killed" / whole.path.name)
+        assert whole.config == resumed.config
         pd.testing.assert_frame_equal(pd.read_parquet(whole.path / "metrics.parquet"),
                                       pd.read_parquet(resumed.path / "metrics.parquet"))
         assert whole.summary["final_eval"] == resumed.summary["final_eval"]
@@ -292,7 +321,7 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_python_api_takes_a_sweep(tmp_path):
+def test_the_python_api_takes_a_sweep(tmp_path, api_sweep):
     """api.train(sweep={...}) returns one Run per member; a bad name is the CLI's one line.  Each member takes
     the gradient probe at its evaluation during training and at the end, as its run alone does."""
     from mtdqn import api
@@ -301,9 +330,7 @@ def test_the_python_api_takes_a_sweep(tmp_path):
     with pytest.raises(ConfigError, match="compile separately"):
         api.train(("CartPole-v1",), steps=400, sweep={"hidden": [16, 32]}, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
-    runs = api.train(SMALL.tasks, steps=400, seeds=2, log_every=200, hidden=(16,), adapter_width=8, buffer_size=64,
-                     learning_starts=100, batch_size=8, eval_episodes=2, eval_every=200, progress=False,
-                     sweep={"tau": [0.5, 1.0], "gamma": [0.9, 0.99]}, out=tmp_path / "s")  # SMALL's program
+    runs = api_sweep  # SMALL's program
     assert [r.path.name for r in runs] == ["tau=0.5,gamma=0.9", "tau=0.5,gamma=0.99", "tau=1,gamma=0.9",
                                            "tau=1,gamma=0.99"]
     assert [(r.config.dqn.tau, r.config.dqn.gamma) for r in runs] == [(0.5, 0.9), (0.5, 0.99), (1.0, 0.9), (1.0, 0.99)]

@@ -4,14 +4,17 @@ evaluations, the ordinary report, and a re-run that trains nothing again.  Tiny 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_study import REPS
 
 import mtdqn
+from mtdqn.analysis import build_report
 from mtdqn.errors import ConfigError
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.transfer import TransferSpec, held_out_spec, run_transfer_study
@@ -27,8 +30,13 @@ SPEC = TransferSpec(
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
+    """SPEC run once, report included.  The report's bootstrap intervals take REPS resamples, as the report's
+    own tests do (tests/synthetic_study.py), not 2,000: no interval of it is read here, and its 2,000 took
+    ~4 s of the fixture's CPU."""
     out = tmp_path_factory.mktemp("transfer")
-    run_transfer_study(SPEC, out, progress=False)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr("mtdqn.analysis.build_report", partial(build_report, reps=REPS))
+        run_transfer_study(SPEC, out, progress=False)
     return out
 
 
