@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -22,6 +23,13 @@ SMALL = TrainConfig(
     tasks=("CartPole-v1",), steps=1000, seeds=2, log_every=500, num_envs=4,
     dqn=DQNConfig(learning_starts=200, buffer_size=500, batch_size=32, target_update_every=50, tau=1.0),
 )
+
+
+@functools.cache
+def _trainer(seeds: int, devices: int):
+    """SMALL's trainer for ``seeds`` over ``devices``, built once: the padded-layout test runs the programs that the
+    3-seed split test traced (a trainer holds no state; run_chunk donates the state it is given)."""
+    return make_trainer(make_agent(dataclasses.replace(SMALL, seeds=seeds)), devices)
 
 
 def test_the_device_count_is_chosen_once_per_process():
@@ -61,10 +69,9 @@ def test_split_seeds_agree_with_one_device_up_to_rounding(seeds):
 
     With 3 seeds the second device trains the third seed beside a dummy one, which must not leak out.
     """
-    cfg = dataclasses.replace(SMALL, seeds=seeds)
     params, metrics = {}, {}
     for devices in (1, 2):
-        trainer = make_trainer(make_agent(cfg), devices)
+        trainer = _trainer(seeds, devices)
         assert trainer.devices == devices
         state = trainer.init(seed_keys(list(range(seeds))))
         state, metrics[devices] = trainer.run_chunk(state, jnp.int32(0))  # 125 iterations, 75 with an update
@@ -147,8 +154,11 @@ def test_unrolled_threefry_draws_the_same_bits_and_has_no_loop():
 
 @pytest.mark.slow
 def test_building_a_trainer_leaves_the_rng_lowering_alone():
-    """A process-wide lowering is the program's choice (the CLI's), not a side effect of make_trainer."""
+    """A process-wide lowering is the program's choice (the CLI's), not a side effect of make_trainer.  The process
+    compiles with XLA's optimizations, as users do: without them (make test's second phase) the unrolled lowering
+    refuses itself (test_unrolled_threefry_draws_the_same_bits_and_has_no_loop), whatever make_trainer calls."""
     code = (
+        "import os\nos.environ.pop('JAX_DISABLE_MOST_OPTIMIZATIONS', None)\n"
         "import jax\nfrom mtdqn.config import TrainConfig\nfrom mtdqn.train.agent import make_agent\n"
         "from mtdqn.train.loop import make_trainer\nmake_trainer(make_agent(TrainConfig(steps=100, log_every=100)))\n"
         "hlo = jax.jit(lambda k: jax.random.split(k, 3)).lower(jax.random.PRNGKey(0)).compile().as_text()\n"
@@ -182,7 +192,7 @@ def test_padded_layout_resumes_bit_identical(tmp_path):
     (which holds no dummy seed) continues exactly as the uninterrupted run."""
     from mtdqn.checkpoint import load_checkpoint, save_checkpoint
 
-    trainer = make_trainer(make_agent(dataclasses.replace(SMALL, seeds=3)), 2)
+    trainer = _trainer(3, 2)
     n = trainer.agent.derived.iters_per_chunk
     whole = trainer.init(seed_keys([0, 1, 2]))
     for chunk in range(2):

@@ -118,12 +118,17 @@ def test_student_view_meets_the_teachers_episodes(tmp_path):
     student = make_agent(student_config(teachers, DistillConfig(network=NetworkConfig(hidden=(32,)))))
     teacher = teachers[1]
     shared, teacher_parts = split_shared(teacher.agent.arch, teacher.params)
-    _, student_parts = split_shared(student.arch, init_params(student.arch, jax.random.PRNGKey(1)))
-    # The teacher's region of each per-task leaf: the student pads heads to MountainCar's 3 actions, the teacher
-    # to 2, and the padded action is masked.
-    student_parts = jax.tree.map(lambda s, t: s.at[(slice(1, 3), *map(slice, t.shape[1:]))].set(t),
-                                 student_parts, teacher_parts)
-    view, view_params = student_view(student, merge_shared(shared, student_parts), (1, 2))
+
+    @jax.jit  # one program: run eagerly, each operation of init_params and of the copies compiles on first use
+    def planted(key):
+        _, student_parts = split_shared(student.arch, init_params(student.arch, key))
+        # The teacher's region of each per-task leaf: the student pads heads to MountainCar's 3 actions, the
+        # teacher to 2, and the padded action is masked.
+        student_parts = jax.tree.map(lambda s, t: s.at[(slice(1, 3), *map(slice, t.shape[1:]))].set(t),
+                                     student_parts, teacher_parts)
+        return merge_shared(shared, student_parts)
+
+    view, view_params = student_view(student, planted(jax.random.PRNGKey(1)), (1, 2))
     one = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731
     want = evaluate_params(teacher.agent, one(teacher.params), 7, 3).total
     got = evaluate_params(view, one(view_params), 7, 3).total

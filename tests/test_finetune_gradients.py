@@ -9,6 +9,7 @@ at that update, as if the frozen ones were not there.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import jax
 import numpy as np
@@ -36,12 +37,20 @@ def _agent(strategy: str, **finetune) -> object:
     return make_agent(dataclasses.replace(BASE, strategy=strategy, finetune=FinetuneConfig(source="x", **finetune)))
 
 
+@partial(jax.jit, static_argnums=0)
 def _task_grads(agent, state, key):
-    """(losses, per-task shared gradients, strategy key) of the update ``step.update(agent, state, key)`` takes."""
+    """(losses, per-task shared gradients, strategy key) of the update ``step.update(agent, state, key)`` takes.
+
+    Compiled (one program per agent): run eagerly, its ~150 operations would each compile on first use."""
     k_sample, k_strategy, _ = jax.random.split(key, 3)
     batch = replay_sample(state.replay, k_sample, agent.cfg.dqn.batch_size)
     losses, _, g_shared, _ = step.task_gradients(agent, state.params, batch, step.td_targets(agent, state, batch))
     return losses, g_shared, k_strategy
+
+
+def _combine(agent, *args):
+    """``agent.strategy.combine(*args)``, compiled as _task_grads is."""
+    return jax.jit(agent.strategy.combine)(*args)
 
 
 def _diagnostics(gram):
@@ -75,8 +84,8 @@ def test_bottom_1_strategies_see_the_upper_layers_alone(strategy):
     key = _conflicting_key(agent, state, upper) if strategy == "pcgrad" else jax.random.PRNGKey(7)
     losses, g_shared, k_strategy = _task_grads(agent, state, key)
     gram = task_gram(upper(g_shared), agent.num_tasks)
-    want, _, want_metrics = agent.strategy.combine(upper(g_shared), gram, losses, state.strategy_state, k_strategy)
-    every_leaf = agent.strategy.combine(g_shared, task_gram(g_shared, 2), losses, state.strategy_state, k_strategy)
+    want, _, want_metrics = _combine(agent, upper(g_shared), gram, losses, state.strategy_state, k_strategy)
+    every_leaf = _combine(agent, g_shared, task_gram(g_shared, 2), losses, state.strategy_state, k_strategy)
     assert not np.allclose(every_leaf[2]["weights"], want_metrics["weights"])  # the test tells the two apart
 
     new, metrics = jax.jit(lambda s, k: step.update(agent, s, k))(state, key)
@@ -113,7 +122,7 @@ def test_lora_diagnostics_come_from_the_low_rank_factors_alone():
     norms, cosine = _diagnostics(gram)
     np.testing.assert_allclose(metrics["grad_norm"], norms, rtol=1e-5)
     np.testing.assert_allclose(metrics["cosine"], cosine, rtol=1e-5, atol=1e-6)
-    _, _, want = agent.strategy.combine(factors, gram, losses, state.strategy_state, k_strategy)
+    _, _, want = _combine(agent, factors, gram, losses, state.strategy_state, k_strategy)
     np.testing.assert_allclose(metrics["weight"], want["weights"], rtol=1e-5)
 
 
