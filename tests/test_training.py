@@ -77,6 +77,20 @@ def test_run_chunk_compiles_once():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("tasks", [("SpaceInvaders-MinAtar", "Breakout-MinAtar"),
+                                   ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")])
+def test_a_chunk_returns_the_signature_it_takes(tasks):
+    """Some gymnax resets leave counters weakly typed, and a step can return one strongly typed (Space Invaders'
+    alien_move_timer); a fresh state, the state after a chunk and a restored one (always strong) must be one
+    signature, or ``jax.jit`` traces and compiles the chunk once for each.  Shapes only (nothing compiled)."""
+    trainer = make_trainer(make_agent(dataclasses.replace(TINY, tasks=tasks, seeds=1)))
+    fresh = jax.eval_shape(trainer.init, seed_keys([0]))
+    after, _ = jax.eval_shape(trainer.run_chunk, fresh, jnp.int32(0))
+    signature = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype, x.weak_type), tree)  # noqa: E731
+    assert signature(after) == signature(fresh)
+    assert not any(x.weak_type for x in jax.tree.leaves(fresh))  # as a checkpoint restores it
+
+@pytest.mark.slow
 def test_epsilon_and_updates_follow_the_schedule(two_runs):
     """Each row's epsilon is the linear schedule at the chunk's last iteration; updates start on time."""
     a, _ = two_runs

@@ -66,8 +66,16 @@ def reset_envs(task_set: TaskSet, key: jax.Array, num_envs: int) -> tuple[jax.Ar
         env, params = task.make()
         o, s = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(task_key, num_envs), params)
         obs.append(pad_obs(o, task_set))
-        states.append(s)
+        states.append(jax.tree.map(strongly_typed, s))
     return jnp.stack(obs), tuple(states)
+
+
+def strongly_typed(x: jax.Array) -> jax.Array:
+    """``x`` without JAX's weak type (the same dtype and values).  Some gymnax resets leave counters weakly typed
+    (CartPole's ``time``, Breakout's ``last_y``, Space Invaders' timers), and a step may return one strongly
+    typed: a fresh state, the state after a chunk and one restored from a checkpoint (always strong) were
+    then three signatures of one program, and ``jax.jit`` traced and compiled the chunk again for each."""
+    return jax.lax.convert_element_type(x, x.dtype)
 
 
 def step_envs(
