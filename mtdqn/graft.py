@@ -37,7 +37,7 @@ from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import count_trainable, parse_freeze, trunk_layers
-from mtdqn.networks import init_params, lora_layers, make_architecture, shared_mask
+from mtdqn.networks import lora_layers, make_architecture, param_shapes, shared_mask
 from mtdqn.rundir import RunDir
 from mtdqn.tasks import make_task_set
 from mtdqn.train.agent import Agent
@@ -119,7 +119,7 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
         raise ConfigError(f"{source.path} normalizes its heads (PopArt): keeping them without their statistics "
                           "would change their Q-values; fine-tune without --keep-heads")
     arch = make_architecture(new_tasks, cfg.network)
-    new = jax.eval_shape(lambda: init_params(arch, jax.random.PRNGKey(0)))
+    new = param_shapes(arch)
     for name in trunk_layers(src_arch):
         for leaf, value in new["torso"][name].items():
             have = source.net.params["torso"][name][leaf].shape[1:]  # without the source's seed axis

@@ -37,6 +37,7 @@ paper's ``nn.Linear(n_input[i], 80)``), not the padded one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from flax import struct
@@ -256,6 +257,19 @@ def init_params(arch: Architecture, key: jax.Array) -> Params:
     heads, _ = _init_layer(arch.head, k_head, x[0], arch.head_shared, arch.num_tasks, arch.init)
     mixing = jnp.zeros((arch.num_tasks, arch.experts), jnp.float32)
     return {"adapters": adapters, "torso": torso, "heads": heads, "mixing": mixing}
+
+
+def param_shapes(arch: Architecture) -> Params:
+    """The shapes and dtypes of one seed's :func:`init_params` (a new tree of ``jax.ShapeDtypeStruct``), traced
+    once per architecture in a process: the memory check, the banner and a fine-tuning's shape checks read them
+    for every run, and tracing the initialization takes ~20-50 ms (a search's or a test suite's hundreds of
+    configs share a few architectures)."""
+    return jax.tree.map(lambda leaf: leaf, _traced_param_shapes(arch))
+
+
+@functools.lru_cache(maxsize=64)
+def _traced_param_shapes(arch: Architecture) -> Params:
+    return jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0))
 
 
 def _init_torso(arch: Architecture, key: jax.Array, x: jax.Array) -> tuple[Params, jax.Array]:

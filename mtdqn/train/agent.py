@@ -22,7 +22,7 @@ from flax import struct
 from mtdqn.config import Derived, TrainConfig, config_hash, derive
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
-from mtdqn.networks import Architecture, count_params, init_params, make_architecture
+from mtdqn.networks import Architecture, count_params, make_architecture, param_shapes
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, custom, make_task_set, obs_dtype
@@ -208,7 +208,7 @@ def _build_agent(cfg: TrainConfig) -> Agent:
 def describe(agent: Agent) -> str:
     """One line: tasks, sharing, strategy, seeds and the parameter counts (total, shared) of one seed; for a
     run started from a trained one, where its trunk comes from and how many parameters it trains."""
-    params = jax.eval_shape(lambda: init_params(agent.arch, jax.random.PRNGKey(0)))
+    params = param_shapes(agent.arch)
     total, shared = count_params(agent.arch, params)
     norm = " (features at unit RMS)" if agent.arch.unit_rms else ""
     line = (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}{norm}, "
@@ -232,7 +232,7 @@ def state_bytes_per_seed(cfg: TrainConfig, task_set: TaskSet, arch: Architecture
     parameters (online, target, Adam's two moments); env states and metrics are small beside them."""
     obs_bytes = int(np.prod(task_set.obs_shape)) * jnp.dtype(obs_dtype(task_set)).itemsize
     replay = len(task_set) * cfg.dqn.buffer_size * (2 * obs_bytes + 4 + 4 + 1)
-    params = state_bytes(jax.eval_shape(lambda k: init_params(arch, k), jax.random.PRNGKey(0)))
+    params = state_bytes(param_shapes(arch))
     return replay + 4 * params
 
 
