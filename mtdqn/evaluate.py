@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtdqn.tasks import reset_envs, step_envs
-from mtdqn.train.agent import Agent
+from mtdqn.train.agent import Agent, policy_agent
 from mtdqn.train.step import act
 
 __all__ = ["EpisodeReturns", "rollout_returns", "rollout_from", "key_halves", "host_rollout_returns", "evaluate_params",
@@ -156,7 +156,9 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
 def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0,
                     step: int | None = None) -> EpisodeReturns:
     """Returns, each (seeds, tasks, episodes), for vmapped ``params``; keys derive from ``seed`` (and from
-    ``step``, when one stream serves evaluations at several training steps)."""
+    ``step``, when one stream serves evaluations at several training steps).  The programs are compiled for
+    :func:`~mtdqn.train.agent.policy_agent`: once per network and tasks in a process, not once per config."""
+    agent = policy_agent(agent)
     n_seeds = jax.tree.leaves(params)[0].shape[0]
     root = jax.random.PRNGKey(seed)
     if step is not None:

@@ -1,19 +1,24 @@
 """One agent per config per process (mtdqn.train.agent.make_agent): the same config gives the same agent, so
 the programs keyed by it compile once; another config (by its hash), a name registered again or removed, or a
-cleared cache build afresh; the memory check is not cached."""
+cleared cache build afresh; the memory check is not cached.  Configs that differ only in how they train share
+one compiled evaluation (mtdqn.train.agent.policy_agent)."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
+import numpy as np
 import pytest
 from helpers import TINY
 
 import mtdqn
 import mtdqn.train.agent
 from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.evaluate import _rollout_all, evaluate_params
+from mtdqn.networks import init_params
 from mtdqn.tasks import custom
-from mtdqn.train.agent import clear_agent_cache, make_agent
+from mtdqn.train.agent import clear_agent_cache, make_agent, policy_agent
 from mtdqn.train.chunks import make_runner
 from mtdqn.train.run import train
 
@@ -68,3 +73,28 @@ def test_a_config_trained_again_in_this_process_is_not_compiled_again(tmp_path):
     first = train(OWN, tmp_path / "first", progress=False, eval_episodes=2).summary["compile_s"]
     again = train(OWN, tmp_path / "again", progress=False, eval_episodes=2).summary["compile_s"]
     assert again < 0.3, (first, again)
+
+
+def test_configs_that_train_differently_share_one_evaluation_program_and_its_numbers():
+    """Another learning rate, batch size or strategy: the same policy rollout (the same network, tasks and
+    discounts), compiled once; another network or discount: its own.  Evaluated alone (a cleared cache),
+    a config gets the same returns as through the program another config compiled."""
+    own = dataclasses.replace(OWN, seed=OWN.seed + 1)  # this test's own: its policy agent is one built here
+    trains_otherwise = dataclasses.replace(own, strategy="pcgrad", dqn=dataclasses.replace(
+        own.dqn, lr=3e-3, batch_size=16))
+    first, second = make_agent(own), make_agent(trains_otherwise)
+    assert first is not second and policy_agent(second) is policy_agent(first)
+    for other in (dataclasses.replace(own, network=dataclasses.replace(own.network, hidden=(16, 16))),
+                  dataclasses.replace(own, dqn=dataclasses.replace(own.dqn, gamma=0.9))):
+        assert policy_agent(make_agent(other)) is not policy_agent(first)
+
+    params = jax.vmap(lambda k: init_params(second.arch, k))(jax.random.split(jax.random.PRNGKey(3), 2))
+    evaluate_params(first, params, seed=5, episodes=2)
+    compiled = _rollout_all._cache_size()
+    shared = evaluate_params(second, params, seed=5, episodes=2)
+    assert _rollout_all._cache_size() == compiled  # served by first's program
+    clear_agent_cache()
+    alone = evaluate_params(make_agent(trains_otherwise), params, seed=5, episodes=2)
+    assert policy_agent(make_agent(trains_otherwise)) is not first
+    np.testing.assert_array_equal(alone.total, shared.total)
+    np.testing.assert_array_equal(alone.discounted, shared.discounted)

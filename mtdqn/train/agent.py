@@ -28,7 +28,8 @@ from mtdqn.strategies import Strategy, make_strategy
 from mtdqn.tasks import TaskSet, custom, make_task_set, obs_dtype
 from mtdqn.train.hypers import Hypers, hypers_of
 
-__all__ = ["Agent", "TrainState", "make_agent", "clear_agent_cache", "make_optimizer", "learning_rate", "state_bytes"]
+__all__ = ["Agent", "TrainState", "make_agent", "clear_agent_cache", "policy_agent", "make_optimizer", "learning_rate",
+           "state_bytes"]
 
 
 @struct.dataclass
@@ -170,27 +171,59 @@ def make_agent(cfg: TrainConfig) -> Agent:
     check runs every time: it is about this machine now.
     """
     try:
-        key = (config_hash(cfg), tuple(custom.registration(str(spec).split(":")[0]) for spec in cfg.tasks))
+        key = (config_hash(cfg), _registrations(cfg))
     except (TypeError, ValueError):  # not JSON: _build_agent says what is wrong, or builds it uncached
         key = None
-    agent = _BUILT.pop(key, None) or _build_agent(cfg)
-    if key is not None:
-        _BUILT[key] = agent  # (re)inserted last: the most recently used
-        while len(_BUILT) > 16:
-            _BUILT.popitem(last=False)
+    agent = _cached(_BUILT, key, lambda: _build_agent(cfg))
     check_memory(cfg, agent.task_set, agent.arch)
     return agent
 
 
+def policy_agent(agent: Agent) -> Agent:
+    """The agent whose compiled policy rollouts serve ``agent``: the first one seen with the same network, tasks
+    (and registrations of the environments they name) and discounts (16 such keys are kept, the most recently
+    used).
+
+    A greedy or random rollout (:mod:`mtdqn.evaluate`) reads nothing else of an agent, so configs that differ
+    only in how they train (a search's trials, a study's cells of one network, the test suite's variations of
+    one config) trace and compile their evaluations once per process instead of once per config: the same
+    program, so the same numbers.
+    """
+    try:
+        key = (agent.arch, agent.task_set, agent.gammas, _registrations(agent.cfg))
+        hash(key)
+    except TypeError:  # something unhashable: the agent serves itself
+        return agent
+    return _cached(_POLICIES, key, lambda: agent)
+
+
+def _registrations(cfg: TrainConfig) -> tuple:
+    """What each task's name is registered to (:func:`mtdqn.tasks.custom.registration`): part of every cache
+    key, so a re-registered environment never meets a program compiled for the old one."""
+    return tuple(custom.registration(str(spec).split(":")[0]) for spec in cfg.tasks)
+
+
+def _cached(cache: OrderedDict[tuple, Agent], key: tuple | None, build: Any) -> Agent:
+    """``cache[key]``, built when missing and (re)inserted last; the 16 most recently used are kept."""
+    agent = cache.pop(key, None) or build()
+    if key is not None:
+        cache[key] = agent
+        while len(cache) > 16:
+            cache.popitem(last=False)
+    return agent
+
+
 _BUILT: OrderedDict[tuple, Agent] = OrderedDict()  # make_agent's agents, least recently used first
+_POLICIES: OrderedDict[tuple, Agent] = OrderedDict()  # policy_agent's, least recently used first
 
 
 def clear_agent_cache() -> None:
-    """Forget the agents :func:`make_agent` built (for code that changes how an agent is built, as a test's
-    patch does): the next call builds anew.  What was compiled for the old agents is keyed by them, so it is
-    never served to a new one; :func:`mtdqn.train.chunks.make_runner`'s cache (4 loops) and JAX's own drop it
-    as they evict."""
+    """Forget the agents :func:`make_agent` and :func:`policy_agent` hold (for code that changes how an agent is
+    built, as a test's patch does): the next call builds anew.  What was compiled for the old agents is keyed
+    by them, so it is never served to a new one; :func:`mtdqn.train.chunks.make_runner`'s cache (4 loops) and
+    JAX's own drop it as they evict."""
     _BUILT.clear()
+    _POLICIES.clear()
 
 
 def _build_agent(cfg: TrainConfig) -> Agent:
