@@ -55,12 +55,17 @@ class RunOptions:
     keep_best: bool = False
     """Never stop, but restore at the end each seed's parameters of the evaluation with the highest sum over
     tasks of the discounted greedy return (D'Eramo et al. 2020's --save-shared; needs --eval-every)."""
+    probes: bool = True
+    """Measure why sharing helps or hurts: the gradient probe at every evaluation and at the end
+    (grad_probe.parquet) and the CKA of the final trunk features (cka.parquet).  They read the state and
+    change no number of the run; off, neither table is written and their programs are never compiled
+    (`mtdqn tune`'s trials, whose probes no one reads, run without them unless the spec sets probes = true)."""
 
     def record(self) -> dict[str, Any]:
         """``{"options": ...}`` as config.json and checkpoints hold it; options added later are written only
-        when used, so a run that does not use them records what older versions did."""
+        when not at their default, so a run that does not use them records what older versions did."""
         written = {name: value for name, value in dataclasses.asdict(self).items()
-                   if name in _ALWAYS_RECORDED or value}
+                   if name in _ALWAYS_RECORDED or value != _DEFAULTS[name]}
         return {"options": written}
 
     @staticmethod
@@ -96,6 +101,7 @@ class RunOptions:
 
 
 _ALWAYS_RECORDED = ("checkpoint_every", "eval_episodes", "devices", "eval_every")
+_DEFAULTS = dataclasses.asdict(RunOptions())
 LEAST: dict[str, int] = {"checkpoint_every": 0, "eval_episodes": 1, "devices": 0, "eval_every": 0, "patience": 0,
                          "test_episodes": 0}
 """The smallest valid value of each integer option."""

@@ -1,5 +1,5 @@
 """End-of-run probes (mtdqn.diagnostics), gradient rows only for windows with updates and no experts table without
-experts, on a tiny trained run."""
+experts, on a tiny trained run; a run without probes trains the same numbers."""
 
 from __future__ import annotations
 
@@ -99,3 +99,18 @@ def test_summary_records_architecture_and_strategy_scope(run):
 def test_a_run_without_experts_writes_no_experts_table(run):
     """(The experts' own table: tests/test_experts_diagnostics.py; this reads the session's run, trained once.)"""
     assert not (run.out_dir / "experts.parquet").exists()
+
+
+def test_a_run_without_probes_writes_none_and_trains_the_same(run, tmp_path):
+    """--probes false: no gradient probe (during training or at the end), no CKA; the probes read the state
+    and change nothing of the run (the same program: helpers.TINY's, compiled once per session)."""
+    from mtdqn.runoptions import RunOptions
+    from mtdqn.train.run import train
+
+    without = train(TINY, tmp_path / "no-probes", RunOptions(eval_episodes=2, eval_every=1000, probes=False),
+                    progress=False)
+    for probe in ("grad_probe.parquet", "cka.parquet"):
+        assert not (without.out_dir / probe).exists() and (run.out_dir / probe).is_file()
+    for table in ("metrics.parquet", "evals.parquet", "grad_tasks.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(without.out_dir / table), pd.read_parquet(run.out_dir / table))
+    assert without.summary["final_eval"] == run.summary["final_eval"]

@@ -25,6 +25,9 @@ Why not cheaper (the suite's longest test after the image ones, 60 s alone here)
 0-7 in one program on the AMD EPYC, half the updates (--train-every 8) scored CartPole 137-326 (five below
 200), and a (64, 64) network with 32-wide adapters 178-500 (one below 200), against every seed >= 302 with
 these settings.
+Why without the probes (``probes=False``: no gradient probe, no CKA): they read the trained state and change no
+number of the run (tests/test_diagnostics.py trains with and without them and compares), and they are ~4 s of
+optimized compiling per test here.
 Why `shared` alone: the test ran `independent` too (131 s of the suite's 24 min
 on 2026-12-04).  The two train through the same loop, losses and optimizer; what
 `independent` changes is the network, whose tasks are checked to share no
@@ -56,7 +59,7 @@ LEARNING = TrainConfig(
 
 
 def test_two_task_agent_learns_both_tasks(tmp_path):
-    summary = train(LEARNING, tmp_path / "shared", progress=False, eval_episodes=20).summary
+    summary = train(LEARNING, tmp_path / "shared", progress=False, eval_episodes=20, probes=False).summary
     for task, threshold in THRESHOLDS.items():
         greedy = np.asarray(summary["final_eval"][task])  # mean of 20 greedy episodes
         assert np.all(greedy >= threshold), f"{task}: greedy return {greedy}"
@@ -84,7 +87,7 @@ def test_shared_conv_agent_learns_two_minatar_games(tmp_path):
         dqn=DQNConfig(lr=1e-3, lr_schedule="constant", loss="mse", train_every=4, batch_size=64, buffer_size=50_000,
                       learning_starts=2_000, eps_fraction=0.2, eps_end=0.05),
     )
-    summary = train(cfg, tmp_path / "minatar", progress=False, eval_episodes=20).summary
+    summary = train(cfg, tmp_path / "minatar", progress=False, eval_episodes=20, probes=False).summary
     for task, threshold in IMAGE_THRESHOLDS.items():
         greedy = np.asarray(summary["final_eval"][task])
         assert np.all(greedy >= threshold), f"{task}: greedy returns per seed {greedy}"
@@ -124,7 +127,7 @@ def test_shared_conv_agent_learns_two_minigrid_tasks(tmp_path):
         dqn=DQNConfig(train_every=16, batch_size=128, buffer_size=60_000, learning_starts=2_000, n_step=10,
                       eps_fraction=0.3, eps_end=0.1),
     )
-    summary = train(cfg, tmp_path / "minigrid", progress=False, eval_episodes=64).summary
+    summary = train(cfg, tmp_path / "minigrid", progress=False, eval_episodes=64, probes=False).summary
     memory = np.asarray(summary["final_eval"]["MiniGrid-MemoryS11-v0"])
     multiroom = np.asarray(summary["final_eval"]["MiniGrid-MultiRoom-N2-S4-v0"])
     assert np.max(multiroom) >= MINIGRID_THRESHOLDS["MiniGrid-MultiRoom-N2-S4-v0"], f"MultiRoom per seed {multiroom}"

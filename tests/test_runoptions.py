@@ -14,7 +14,8 @@ USED = RunOptions(checkpoint_every=0, eval_episodes=3, devices=2, eval_every=500
                   keep_best=True)
 
 
-@pytest.mark.parametrize("options", [RunOptions(devices=1), USED, RunOptions(eval_every=400, patience=2, devices=4)])
+@pytest.mark.parametrize("options", [RunOptions(devices=1), USED, RunOptions(eval_every=400, patience=2, devices=4),
+                                     RunOptions(devices=1, probes=False)])
 def test_from_record_reads_back_what_record_wrote(options):
     assert RunOptions.from_record(options.record()) == options
 
@@ -23,11 +24,13 @@ def test_options_added_later_are_recorded_only_when_used():
     assert RunOptions(devices=1).record() == {"options": {"checkpoint_every": 0, "eval_episodes": 10, "devices": 1,
                                                           "eval_every": 0}}
     assert USED.record()["options"]["keep_best"] is True and "patience" not in USED.record()["options"]
+    assert RunOptions(probes=False).record()["options"]["probes"] is False  # on by default: recorded when off
+    assert "probes" not in RunOptions(probes=True).record()["options"]
 
 
 def test_an_old_record_reads_with_the_defaults_of_its_time():
-    """Records from before eval_every, patience, test_episodes, keep_best: those were off; from before the
-    seed layout (no devices): the run trained on one device."""
+    """Records from before eval_every, patience, test_episodes, keep_best: those were off; from before probes:
+    on; from before the seed layout (no devices): the run trained on one device."""
     old = {"config": {}, "options": {"checkpoint_every": 200, "eval_episodes": 4}}
     assert RunOptions.from_record(old) == RunOptions(checkpoint_every=200, eval_episodes=4, devices=1)
     assert RunOptions.from_record({}) == RunOptions(devices=1)

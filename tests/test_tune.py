@@ -87,7 +87,8 @@ def test_bad_spec_keys():
                             ({**SMALL, "seed": 3}, "the sampler's seed is sampler_seed"),
                             ({**SMALL, "options": {"seed": 3}}, "every trial trains seeds 0..seeds-1"),
                             ({**SMALL, "tasks": ["CartPole-v1", "Breakout-MinAtar"]}, "objective iqm normalizes"),
-                            ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every")]:
+                            ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every"),
+                            ({**SMALL, "probes": "yes"}, "probes: expected true or false, got 'yes'")]:
         with pytest.raises(ConfigError) as info:
             build_tune_spec(table, "spec.toml", "spec")
         assert expected in str(info.value), (table, str(info.value))
@@ -103,6 +104,10 @@ def test_spec_kinds_and_schedule():
     assert spec.space["hidden"].choices == ((16,), (32, 32))
     assert spec.eval_every == 200 and spec.checkpoint_every == 200  # pruning needs evaluations: five per trial
     assert "lr" in TUNABLE and "tasks" not in TUNABLE and "log_every" not in TUNABLE
+    # a search compares returns: its trials run without the probes unless the spec asks (and records that it did)
+    assert not spec.run_options.probes and "probes" not in spec.record()
+    asked = build_tune_spec({**SMALL, "probes": True}, "s", "s")
+    assert asked.run_options.probes and asked.record()["probes"] is True
     # without evaluations a trial still checkpoints five times, so a killed one does not restart from scratch
     plain = build_tune_spec({**SMALL, "objective": "final", "pruner": "none", "eval_every": 0}, "s", "s")
     assert plain.eval_every == 0 and plain.checkpoint_every == 200
@@ -484,6 +489,7 @@ def test_search_report_confirm_and_rerun(tmp_path):
     assert first.best_trial is not None and set(first.best_options) == {"lr", "eps_fraction"}
     summaries = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/summary.json")}
     assert len(summaries) == 3
+    assert not [p for p in (out / "trials").glob("*/*.parquet") if p.name in ("grad_probe.parquet", "cka.parquet")]
     trial_run = mtdqn.open_run(out / "trials" / f"trial-{first.best_trial:04d}")
     assert trial_run.config.dqn.lr == pytest.approx(first.best_options["lr"])  # the trial is an ordinary run
     confirmed = mtdqn.tune(table, out, n_trials=3, confirm=2, progress=False)

@@ -155,7 +155,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                     t_eval = time.perf_counter()
                     rows = greedy_rows(agent, state.params, options.eval_episodes, step)
                     new.evals.extend(rows)
-                    if not last:  # the final state's probe is the end of run's (summary.finish)
+                    if not last and options.probes:  # the final state's probe is the end of run's (summary.finish)
                         probe = probe or grad_probe_fn(trainer)
                         new.grad_probe.extend({**row, "step": step} for row in probe(state))
                     if stopper is not None:

@@ -41,7 +41,8 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
                              options.eval_episodes, eps=0.0)
     tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, env_steps))
     tables.grad_probe[:] = [row for row in tables.grad_probe if row["step"] < env_steps]
-    tables.grad_probe.extend({**row, "step": env_steps} for row in _probe(trainer, state))
+    if options.probes:
+        tables.grad_probe.extend({**row, "step": env_steps} for row in _probe(trainer, state))
     tables.experts[:] = [row for row in tables.experts if row["step"] < env_steps]  # the final state's instead
     tables.experts.extend({**row, "step": env_steps} for row in _experts(trainer, state))
     run_dir.write_tables(tables)
@@ -58,7 +59,7 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     start = run_dir.read_start()
     if start is not None:
         summary["transfer"] = transfer_summary(start, summary)
-    run_dir.write_final(frame, summary, _cka(trainer, state))
+    run_dir.write_final(frame, summary, _cka(trainer, state) if options.probes else [])
     return summary, frame
 
 

@@ -10,6 +10,7 @@
     sampler_seed = 0       # the sampler's seed (every trial trains seeds 0..seeds-1)
     eval_every = 5000      # the greedy evaluations the pruner watches
     batch = 4              # trials asked at once; those differing only in lr, gamma, ... train in one program
+    probes = false         # the trials' gradient probe and CKA (RunOptions.probes); default false: unread
 
     [options]              # fixed train options of every trial
     loss = "mse"
@@ -66,7 +67,7 @@ numbers), and those that change when things are measured ([options] may fix the 
 TUNABLE = tuple(name for name in TRAIN_OPTIONS if name not in FIXED)
 """Train options a ``[space]`` may search over."""
 _TOP = ("name", "tasks", "steps", "seeds", "trials", "objective", "sampler", "pruner", "sampler_seed", "eval_every",
-        "eval_episodes", "checkpoint_every", "batch", "options", "space")
+        "eval_episodes", "checkpoint_every", "probes", "batch", "options", "space")
 
 
 class Dimension(NamedTuple):
@@ -139,7 +140,8 @@ class TuneSpec:
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "asha", "none"] = "median"
     sampler_seed: int = 0  # the search's; every trial trains seeds 0..seeds-1 (common random numbers)
-    run_options: RunOptions = RunOptions()  # how every trial is driven: evaluations (the pruner's) and checkpoints
+    run_options: RunOptions = RunOptions(probes=False)  # how every trial is driven: evaluations (the pruner's),
+    # checkpoints; no probes unless the spec asks (a search compares returns, and its trials' probes went unread)
     batch: int = 1  # trials asked at once (mtdqn.tune.batches); an execution choice, not part of the search
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -185,8 +187,10 @@ class TuneSpec:
         return self.run_options.checkpoint_every
 
     def record(self) -> dict[str, Any]:
-        """The spec as JSON (tune.json): a rerun of the same directory must be the same search."""
-        return {"name": self.name, "tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds,
+        """The spec as JSON (tune.json): a rerun of the same directory must be the same search.  ``probes`` only
+        when asked for: they change no trial's numbers, and searches recorded before it existed stay the same."""
+        asked = {"probes": True} if self.run_options.probes else {}
+        return {**asked, "name": self.name, "tasks": list(self.tasks), "steps": self.steps, "seeds": self.seeds,
                 "trials": self.trials, "objective": self.objective, "sampler": self.sampler, "pruner": self.pruner,
                 "sampler_seed": self.sampler_seed, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
                 "checkpoint_every": self.checkpoint_every, "batch": self.batch, "options": _jsonable(self.options),
@@ -241,7 +245,8 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
                     sampler_seed=_int(raw, "sampler_seed", source, 0), run_options=RunOptions(
                         eval_every=_int(raw, "eval_every", source, RunOptions.eval_every),
                         eval_episodes=_positive(raw, "eval_episodes", source, RunOptions.eval_episodes),
-                        checkpoint_every=_int(raw, "checkpoint_every", source, RunOptions.checkpoint_every)),
+                        checkpoint_every=_int(raw, "checkpoint_every", source, RunOptions.checkpoint_every),
+                        probes=_bool(raw, "probes", source, False)),
                     batch=_positive(raw, "batch", source, 1), options=options)
     if spec.batch > 1 and spec.on_host:
         raise ConfigError(f"{source}: batch = {spec.batch} trains trials in one compiled program, and gym: tasks step "
@@ -320,6 +325,13 @@ def _int(raw: dict[str, Any], key: str, source: str, default: int) -> int:
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"{source}: {key}: expected an int >= 0, got {value!r}")
+    return value
+
+
+def _bool(raw: dict[str, Any], key: str, source: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
     return value
 
 
