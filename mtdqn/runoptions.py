@@ -78,8 +78,8 @@ class RunOptions:
         return RunOptions(**{"devices": 1, **{k: v for k, v in stored.items() if k in known}})
 
     def outcome(self) -> dict[str, Any]:
-        """The options a run's numbers depend on, by name: all but checkpoints, which change none (a resumed
-        run is bit-identical), and the seed layout, which changes only their rounding.  Two runs whose
+        """The options a run's numbers and tables depend on, by name: all but checkpoints, which change none (a
+        resumed run is bit-identical), and the seed layout, which changes only their rounding.  Two runs whose
         outcomes are equal were driven alike (a study reuses a finished cell only then)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("checkpoint_every", "devices")}
 
@@ -111,14 +111,18 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def resolve(given: Mapping[str, Any], stored: RunOptions | None = None) -> RunOptions:
-    """The options a run is driven with, checked: those ``given`` over ``stored`` (a resumed run's own, or a new
-    run's options as a whole), or over the defaults (None)."""
+def resolve(given: Mapping[str, Any], stored: RunOptions | None = None, *, resuming: bool = False) -> RunOptions:
+    """The options a run is driven with, checked: those ``given`` over ``stored`` (a resumed run's own, with
+    ``resuming``, or a new run's options as a whole), or over the defaults (None).  A resumed run keeps its
+    ``probes``: its probe tables are of the whole run (off half-way, a mid-run probe would stand as the end's)."""
     unknown = [name for name in given if name not in {f.name for f in dataclasses.fields(RunOptions)}]
     if unknown:
         raise ConfigError(f"unknown run option {unknown[0]!r}; valid: "
                           f"{', '.join(f.name for f in dataclasses.fields(RunOptions))}")
     options = dataclasses.replace(stored or RunOptions(), **given)
+    if resuming and stored is not None and options.probes != stored.probes:
+        raise ConfigError(f"--probes {options.probes}: a resumed run keeps its own ({stored.probes}): its probes "
+                          "are of the whole run")
     options.check()
     return options
 

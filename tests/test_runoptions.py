@@ -42,6 +42,11 @@ def test_a_resumed_run_keeps_its_own_options_except_those_given():
     assert resumed == dataclasses.replace(USED, eval_episodes=10, devices=1)
     assert resolve({}, stored) == USED
     assert resolve({"eval_every": 300}) == RunOptions(eval_every=300)  # a new run: over the defaults
+    # the probes are of the whole run: a resumed run keeps them (given as they were is fine), a new one chooses
+    with pytest.raises(ConfigError, match=r"--probes False: a resumed run keeps its own \(True\)"):
+        resolve({"probes": False}, stored, resuming=True)
+    assert resolve({"probes": True}, stored, resuming=True) == USED
+    assert not resolve({"probes": False}, stored).probes
 
 
 @pytest.mark.parametrize("given, message", [

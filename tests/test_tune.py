@@ -611,6 +611,7 @@ def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path,
     lrs = [mtdqn.open_run(whole / "trials" / f"trial-{i:04d}").config.dqn.lr for i in range(2)]
     assert lrs == pytest.approx([t.params["lr"] for t in study.trials]) and lrs[0] != lrs[1]
     assert pd.read_csv(whole / "report" / "trials.csv")["batch"].tolist() == ["batch-0000"] * 2
+    assert not [p for p in (whole / "trials").glob("*/*.parquet") if p.name in ("grad_probe.parquet", "cka.parquet")]
 
     cut = tmp_path / "cut"
     study = _killed_batch(cut, monkeypatch, _interrupt)

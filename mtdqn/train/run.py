@@ -94,7 +94,8 @@ def train(
     if resume:
         record = run_dir.require_run()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-    options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else options))
+    options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else options,
+                                       resuming=resume))
     start_from = None
     if cfg.finetune.source and not resume:
         start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write

@@ -91,7 +91,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
         announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
     out_dir = Path(out_dir)
     verified = verify_checkpoint(out_dir, cfg) if resume else None
-    options = resolve(given, RunOptions.from_record(verified) if resume else options)
+    options = resolve(given, RunOptions.from_record(verified) if resume else options, resuming=resume)
     if options.patience or options.keep_best:
         raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
                           "to the end (give --eval-every to see their progress)")
