@@ -53,7 +53,7 @@ from mtdqn.train.step import (
 )
 from mtdqn.value_norm import normalize
 
-__all__ = ["cka_rows", "gradient_probe", "gradient_probe_rows", "minibatch_cosines", "expert_probe", "expert_measures",
+__all__ = ["cka_rows", "gradient_probe", "minibatch_cosines", "expert_probe", "expert_measures",
            "PROBE_KEY", "PROBE_PAIRS"]
 
 PROBE_KEY = 0x5EED
@@ -203,12 +203,6 @@ def gradient_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, An
         return out
 
     return rows
-
-
-def gradient_probe_rows(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
-    """The probe's rows of one state (see :func:`gradient_probe`); none without a shared parameter."""
-    probe = gradient_probe(trainer)
-    return probe(state) if probe is not None else []
 
 
 def expert_measures(agent: Agent, state: TrainState, key: jax.Array) -> dict[str, jax.Array]:

@@ -155,8 +155,8 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                     t_eval = time.perf_counter()
                     rows = greedy_rows(agent, state.params, options.eval_episodes, step)
                     new.evals.extend(rows)
-                    if not last and options.probes:  # the final state's probe is the end of run's (summary.finish)
-                        probe = probe or grad_probe_fn(trainer)
+                    if not last:  # the final state's probe is the end of run's (summary.finish)
+                        probe = probe or grad_probe_fn(trainer, options.probes)
                         new.grad_probe.extend({**row, "step": step} for row in probe(state))
                     if stopper is not None:
                         stop = stopper.observe(stopper.scores(rows, agent.task_set.names, agent.seeds),
@@ -181,9 +181,12 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
     return state, last_chunk, eval_s
 
 
-def grad_probe_fn(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
+def grad_probe_fn(trainer: Trainer, on: bool = True) -> Callable[[Any], list[dict[str, Any]]]:
     """The run's gradient probe (:mod:`mtdqn.diagnostics`) as a function of a state (every seed); no rows
-    without a shared parameter.  A run takes it at every evaluation during training, a sweep's member too."""
+    without a shared parameter or when not ``on`` (:attr:`RunOptions.probes`).  A run takes it at every
+    evaluation during training and at the end, a sweep's member too."""
+    if not on:
+        return lambda state: []
     from mtdqn import diagnostics  # imported when first needed: its CKA pulls in the analysis stack
 
     return diagnostics.gradient_probe(trainer) or (lambda state: [])

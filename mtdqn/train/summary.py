@@ -25,7 +25,7 @@ from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, eval_rows, f
 from mtdqn.runoptions import RunOptions
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent
-from mtdqn.train.drive import Schedule, Trained, kept_as
+from mtdqn.train.drive import Schedule, Trained, expert_probe_fn, grad_probe_fn, kept_as
 from mtdqn.train.loop import Trainer
 
 __all__ = ["finish", "returns_by_task"]
@@ -41,10 +41,10 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
                              options.eval_episodes, eps=0.0)
     tables.evals.extend(eval_rows(agent.task_set.names, agent.seeds, greedy.total, greedy.discounted, env_steps))
     tables.grad_probe[:] = [row for row in tables.grad_probe if row["step"] < env_steps]
-    if options.probes:
-        tables.grad_probe.extend({**row, "step": env_steps} for row in _probe(trainer, state))
+    tables.grad_probe.extend({**row, "step": env_steps} for row in grad_probe_fn(trainer, options.probes)(state))
     tables.experts[:] = [row for row in tables.experts if row["step"] < env_steps]  # the final state's instead
-    tables.experts.extend({**row, "step": env_steps} for row in _experts(trainer, state))
+    # a mixture of experts' diagnostics of the final state (the restored best parameters where kept)
+    tables.experts.extend({**row, "step": env_steps} for row in expert_probe_fn(trainer)(state))
     run_dir.write_tables(tables)
     frame = table_frame(tables.metrics, METRIC_SCHEMA)
     early = trained.early
@@ -121,22 +121,6 @@ def _cka(trainer: Trainer, state: Any) -> list[dict]:
     from mtdqn import diagnostics  # imported at the end of a run: its CKA pulls in the analysis stack
 
     return diagnostics.cka_rows(trainer, state)
-
-
-def _probe(trainer: Trainer, state: Any) -> list[dict]:
-    """The gradient probe's rows of the final state."""
-    from mtdqn import diagnostics
-
-    return diagnostics.gradient_probe_rows(trainer, state)
-
-
-def _experts(trainer: Trainer, state: Any) -> list[dict]:
-    """A mixture of experts' diagnostics of the final state (the restored best parameters where kept); none
-    without experts."""
-    from mtdqn import diagnostics
-
-    probe = diagnostics.expert_probe(trainer)
-    return probe(state) if probe is not None else []
 
 
 def _test_evaluation(agent: Agent, params: Any, episodes: int, run_dir: RunDir) -> dict[str, list[float]]:

@@ -187,7 +187,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                 entries = layout.member_entries(i)
                 mine = jax.tree.map(lambda x: x[entries], state) if evaluate or agent.arch.experts else None
                 if evaluate:
-                    probes[i] = probes[i] or (grad_probe_fn(member) if options.probes else lambda state: [])
+                    probes[i] = probes[i] or grad_probe_fn(member, options.probes)
                 eval_s += _write_member_chunk(member, run, writer, tables[i], jax.tree.map(lambda x: x[entries], m),
                                               mine, step, has_shared, options.eval_episodes, last_good,
                                               experts[i], probes[i] if evaluate else None)
