@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 # pip byte-compiles every module it installs (~14,000 files, 25 s of one core here); uv (by default) and pip
 # --no-compile leave it to Python, which compiles only what a command imports (~2,100 files for the suite's
-# stack), once, on first import: a fresh install + `make test` ~25 s sooner.  That needs Python allowed to write its bytecode cache, so the recipes
+# stack), once, on first import: a fresh install + `make test` ~25 s sooner.  That needs Python allowed to
+# write its bytecode cache, so the recipes
 # run without PYTHONDONTWRITEBYTECODE (some machines set it: every import would then compile again, ~2x slower).
 # (even `make PYTHONDONTWRITEBYTECODE=1` is stripped: a venv's bytecode is Python's own cache, not the tree's.)
 unexport PYTHONDONTWRITEBYTECODE
