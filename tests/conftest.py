@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -79,10 +80,11 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # group of its own (the workers share them); and GROUP_OF_TEST names the group of some tests: the deramo
 # learning test alone (its group is its own name), and the three tune tests that train test_tune.SMALL's
 # programs together in file order, so the Ray trials and the killed CLI search find them in the compilation
-# cache.  Units go out longest first (LPT) by their measured cost (group_costs.json, written by
-# `tests/profile_summary.py FILE --write-costs` from a profiled `make test`), so no long unit starts last
-# while the other worker idles; groups it does not list keep their file order after the rest.  Without
-# xdist the marks are inert.
+# cache.  Units go out in the order tests/xdist_order.py picks from their measured cost (group_costs.json,
+# written by `tests/profile_summary.py FILE --write-costs` from a profiled `make test`): longest first (LPT),
+# so no long unit starts last while the other worker idles, improved where xdist's habit of handing a worker
+# two units at once would leave the workers uneven; groups it does not list keep their file order after the
+# rest.  Without xdist the marks are inert.
 SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
 ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
 GROUP_OF_TEST = {
@@ -96,6 +98,8 @@ GROUP_OF_TEST = {
     **dict.fromkeys(("test_sweep::test_a_member_is_its_run_alone_bit_for_bit[3-0]",
                      "test_sweep::test_a_member_is_its_run_alone_bit_for_bit[2-1]"), "test_sweep-bit-for-bit"),
 }
+from xdist_order import hand_out_order  # noqa: E402
+
 COST: dict[str, dict[str, float]] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
 PHASES = {"optimized": ("optimized",), "not optimized": ("rest",)}  # -m of make test's phases -> their costs
 
@@ -139,7 +143,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     markexpr = config.getoption("markexpr")
-    items.sort(key=lambda item: -group_cost(xdist_group(item), markexpr))  # stable: file order among the rest
+    # the tests of each group this run selects (a make test phase: its marker; -m deselects after this hook), in
+    # collection order, each an equal share of the group's measured seconds (the costs are per group)
+    counts = Counter(xdist_group(item) for item in items if markexpr not in PHASES
+                     or (markexpr == "optimized") == bool(item.get_closest_marker("optimized")))
+    tests = {g: [group_cost(g, markexpr) / n] * n for g, n in counts.items()}
+    rank = {g: i for i, g in enumerate(hand_out_order(tests, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))}
+    items.sort(key=lambda item: rank.get(xdist_group(item), len(rank)))  # stable: a group keeps its file order
 
 
 def pytest_collection_finish(session):
