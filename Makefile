@@ -32,7 +32,8 @@ demo: $(STAMP)  ## small default study: trains, evaluates, writes a report, prin
 	$(BIN)/mtdqn study quick
 
 # One pytest-xdist worker per core (at most 4). loadgroup: each worker takes whole groups (mostly a test file,
-# whose trained fixtures are then built once; tests/conftest.py says which are not), longest first.
+# whose trained fixtures are then built once; tests/conftest.py says which are not), in the order
+# tests/xdist_order.py picks from their measured seconds (longest first, evened out for xdist's scheduler).
 XDIST  := -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 PYTEST := JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q $(XDIST)
 # The suite mostly compiles (tests/profile_summary.py): tests not marked `optimized` run without XLA's

@@ -30,7 +30,7 @@ import jax  # noqa: E402
 # and helpers.IMAGE initialized, trained one chunk and evaluated, in two processes at once, alternated, three
 # rounds: 8.7 -> 7.9 s of compiling per process, -10%).  Exported before the CPU backend starts, so the processes
 # tests start use them too.  Tests of the bits users' programs compute are marked `optimized`: they run with
-# neither.
+# none of them.
 NO_OPT_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
 if jax.config.read("jax_disable_most_optimizations"):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {NO_OPT_XLA_FLAGS}".strip()
@@ -138,8 +138,12 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into node ids
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
+    """Before every other implementation (xdist's turns the group marks into node ids): the group marks.  After
+    them all (pytest's -m and -k have deselected): the order the selected groups are handed out in, which
+    tests/xdist_order.py picks for the run's workers from the groups' measured seconds, each test an equal
+    share of its group's (the costs are per group)."""
     unspelled = sorted({str(item.path) for item in items if item.get_closest_marker("optimized")
                         and OPTIMIZED_TEXT not in item.path.read_bytes()})
     if unspelled:
@@ -147,14 +151,13 @@ def pytest_collection_modifyitems(config, items):
                                 "which the optimized phase's collection looks for (pytest_ignore_collect)")
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    result = yield
+    counts = Counter(xdist_group(item) for item in items)
     markexpr = config.getoption("markexpr")
-    # the tests of each group this run selects (a make test phase: its marker; -m deselects after this hook), in
-    # collection order, each an equal share of the group's measured seconds (the costs are per group)
-    counts = Counter(xdist_group(item) for item in items if markexpr not in PHASES
-                     or (markexpr == "optimized") == bool(item.get_closest_marker("optimized")))
     tests = {g: [group_cost(g, markexpr) / n] * n for g, n in counts.items()}
     rank = {g: i for i, g in enumerate(hand_out_order(tests, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))}
-    items.sort(key=lambda item: rank.get(xdist_group(item), len(rank)))  # stable: a group keeps its file order
+    items.sort(key=lambda item: rank[xdist_group(item)])  # stable: a group's tests keep their file order
+    return result
 
 
 def pytest_collection_finish(session):

@@ -2,8 +2,8 @@
 
     python tests/profile_summary.py FILE [--tests N] [--write-costs]
 
-``--write-costs`` stores each xdist group's measured seconds in tests/group_costs.json, the order in which
-`make test` hands the groups out (longest first); profile a whole `make test` for it.
+``--write-costs`` stores each xdist group's measured seconds in tests/group_costs.json, from which `make test`
+picks the order it hands the groups out in (tests/xdist_order.py); profile a whole `make test` for it.
 """
 
 from __future__ import annotations

@@ -21,13 +21,14 @@ On an AMD EPYC (2026-12-03) independent seed 0 alone scored 385.7, and seeds
 Why one seed: every seed measured at 200k passes these thresholds, so a second seed
 adds little power against a broken agent, only the CPU time of a second run
 (the suite runs on two cores).
-Why batches of 64, not the default 128 (until 2026-12-05): the same learning for 55% of the training time
-(seed 0 alone on the AMD EPYC: the loop 37.2 -> 20.6 s, the test 46.8 -> 28.9 s; greedy CartPole 500 and
-Acrobot -77).  Seeds 0-15 at 64, two programs of 8 seeds on the AMD EPYC (2026-12-05): CartPole 500 x 14,
-322, 431; Acrobot -75 ... -98: every seed passes, as every seed measured at 128 did (>= 302).
-Why not cheaper still: measured 2026-12-04, seeds 0-7 in one program on the AMD EPYC, half the updates
-(--train-every 8) scored CartPole 137-326 (five below 200), and a (64, 64) network with 32-wide adapters
-178-500 (one below 200).
+Why batches of 64, not the DQN default 128 (which this test used until 2026-12-05): the same learning for
+55% of the training time (seed 0 alone on the AMD EPYC: the loop 37.2 -> 20.6 s, the test 46.8 -> 28.9 s;
+greedy CartPole 500 and Acrobot -77).  Seeds 0-15 at 64, two programs of 8 seeds on the AMD EPYC
+(2026-12-05): CartPole 500 x 14, 322, 431; Acrobot -75 ... -98: every seed passes, as every seed measured at
+128 did (>= 302).
+Why not cheaper still: measured 2026-12-04 (at batch 128), seeds 0-7 in one program on the AMD EPYC, half the
+updates (--train-every 8) scored CartPole 137-326 (five below 200), and a (64, 64) network with 32-wide
+adapters 178-500 (one below 200).
 Why without the probes (``probes=False``: no gradient probe, no CKA): they read the trained state and change no
 number of the run (tests/test_diagnostics.py trains with and without them and compares), and they are ~4 s of
 optimized compiling per test here.

@@ -4,10 +4,14 @@ pytest-xdist's ``--dist loadgroup`` (its LoadScope scheduler) hands a worker a n
 has at most two tests left to run, and starts every worker with two groups where it can (pytest-xdist#277).
 A group of one long test (a learning test) therefore takes the next group in the queue with it from the
 start, whatever its length: with the groups longest first (LPT), the worker that drew the MiniGrid learning
-test (~104 s) also drew the third longest group, and the first phase ended at 213-215 s on one worker while
-the other waited, against 196-200 s of work each (simulated from both profiles of 2026-12-05; the second
-run measured 215/185 s).  :func:`hand_out_order` simulates that scheduler on the groups' measured seconds
-(``tests/group_costs.json``) and starts from LPT, swapping groups while the simulated end gets earlier.
+test (~104 s) also drew the third longest group, and the first phase ended at 212-215 s on one worker while
+the other waited, against 196-200 s of work each (simulated from group_costs.json and from two profiles of
+2026-12-05; the second run measured 215/185 s).  :func:`hand_out_order` simulates that scheduler on the
+groups' measured seconds (``tests/group_costs.json``) and starts from LPT, swapping groups while the
+simulated end gets earlier (196-203 s on those profiles).  The simulation takes a group's seconds as fixed;
+they are not quite: the first group a worker runs pays its start-up, and a program two groups compile is
+compiled by whichever runs first (the first run in this order measured 201/214 s: its groups took 414 s
+of work against 393 and 399 in the two runs before it).
 
 Plain functions of their arguments: every worker collects, and xdist refuses a run whose workers ordered
 their tests differently, so the order must come out the same in each.
