@@ -97,13 +97,16 @@ def _parse(argv: list[str]) -> object:
 
 
 def _check_before_jax(cmd: object) -> None:
-    """A new run's numbers (:func:`mtdqn.config.derive`, JAX-free) checked before JAX and the training stack
-    are imported (~5 s on a 2-core machine): a mistyped flag is answered in about a second.  The same check
-    runs again where the run is built, so nothing is skipped; tasks are checked there (the registry needs
+    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`) and numbers
+    (:func:`mtdqn.config.derive`), both JAX-free, checked before JAX and the training stack are imported (~5 s
+    on a 2-core machine): a mistyped flag or task is answered in about a second.  The same checks run again
+    where the run is built, so nothing is skipped; there a task's options are checked too (the registry needs
     JAX), and a sweep's members each by their own values."""
     if isinstance(cmd, Train) and cmd.resume is None and not cmd.sweep:
         from mtdqn.config import derive
+        from mtdqn.tasknames import check_task_names
 
+        check_task_names(cmd.cfg.tasks)
         with warnings.catch_warnings():  # the run's own check warns, once
             warnings.simplefilter("ignore", FewUpdatesWarning)
             derive(cmd.cfg)

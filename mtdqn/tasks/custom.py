@@ -46,14 +46,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtdqn.errors import ConfigError
+from mtdqn.tasknames import is_import_path
 from mtdqn.tasks.envs import observation_kind
 
-__all__ = ["EnvFacts", "REGISTERED", "register", "is_import_path", "split_import_path", "lookup", "make", "registration"]
+__all__ = ["EnvFacts", "REGISTERED", "register", "lookup", "make", "registration"]
 
 _API = ("reset", "step", "observation_space", "action_space")
 _API_LINE = ("gymnax's Environment API: reset(key, params), step(key, state, action, params), "
              "observation_space(params), action_space(params), default_params")
-_IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -71,18 +71,6 @@ REGISTERED: dict[str, tuple[Callable[[], Any], EnvFacts]] = {}
 """Name -> (factory, facts) of the environments registered in this process (:func:`register`)."""
 _REGISTERED_AS: dict[str, int] = {}  # name -> the number of its latest registration in this process
 _registrations = 0
-
-
-def is_import_path(spec: str) -> bool:
-    """Whether a task spec names its environment by ``module:attribute`` (task names hold no such colon)."""
-    return _IMPORT_PATH.match(spec.strip()) is not None
-
-
-def split_import_path(spec: str) -> tuple[str, str]:
-    """(``module:attribute``, the task options after it) of an import-path spec."""
-    match = _IMPORT_PATH.match(spec.strip())
-    assert match is not None, spec
-    return match.group(1), match.group(2) or ""
 
 
 def register(name: str, factory: Any, kind: str | None, builtin: Callable[[str], bool]) -> EnvFacts:

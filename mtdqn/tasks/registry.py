@@ -35,7 +35,6 @@ environment joins them by name (:func:`register_task`) or as an import path
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any, Callable
@@ -45,6 +44,7 @@ import numpy as np
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
+from mtdqn.tasknames import is_import_path, split_import_path, unknown_task
 from mtdqn.tasks import custom
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
@@ -122,31 +122,6 @@ class Task:
         return make_env(self.name, self.sticky, self.full_actions, self.max_steps)
 
 
-def _minigrid_package_ids() -> frozenset[str] | None:
-    """The ids the ``minigrid`` package registers with gymnasium; None where it is not installed (it is
-    optional: a test dependency, and what ``gym:MiniGrid-...`` tasks need)."""
-    try:
-        import gymnasium
-        import minigrid
-    except ImportError:
-        return None
-    gymnasium.register_envs(minigrid)
-    return frozenset(i for i in gymnasium.registry if i.startswith("MiniGrid-"))
-
-
-def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name, [*TASKS, *custom.REGISTERED], n=1, cutoff=0.4)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    if name.startswith("MiniGrid-"):  # the package's other envs run on the host, through gymnasium
-        package = _minigrid_package_ids()
-        if package is None:
-            hint += " (the `minigrid` package's envs run on the host as 'gym:<id>:obs=image': pip install minigrid)"
-        elif name in package:
-            hint += f" (any MiniGrid env of the `minigrid` package: 'gym:{name}:obs=image', on the host)"
-    return (f"unknown task {name!r}{hint} (see `mtdqn tasks`; your own environment: mtdqn.register_task in this "
-            "process, or an import path module:factory)")
-
-
 def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
     """Make your own gymnax-API environment a task named ``name`` in this process (:mod:`mtdqn.tasks.custom`).
 
@@ -165,13 +140,13 @@ def parse_task(spec: str) -> Task:
     """Parse ``NAME[:key=value,...]`` into a :class:`Task`; one-line error on anything else."""
     spec = spec.strip()
     backend = "gymnasium" if spec.startswith("gym:") else "gymnax"
-    if backend == "gymnax" and custom.is_import_path(spec):
-        name, opts = custom.split_import_path(spec)
+    if backend == "gymnax" and is_import_path(spec):
+        name, opts = split_import_path(spec)
     else:
         name, _, opts = spec.removeprefix("gym:").partition(":")
     own = custom.lookup(name) if backend == "gymnax" and name not in TASKS else None
     if backend == "gymnax" and name not in TASKS and own is None:
-        raise ConfigError(_suggest(name))
+        raise ConfigError(unknown_task(name, custom.REGISTERED))
     options: dict[str, Any] = {}
     for item in filter(None, (o.strip() for o in opts.split(","))):
         key, eq, raw = item.partition("=")
