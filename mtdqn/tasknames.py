@@ -16,7 +16,7 @@ from typing import Iterable
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 
-__all__ = ["is_import_path", "split_import_path", "unknown_task", "check_task_names"]
+__all__ = ["is_import_path", "split_spec", "unknown_task", "check_task_names"]
 
 _IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
 
@@ -26,11 +26,18 @@ def is_import_path(spec: str) -> bool:
     return _IMPORT_PATH.match(spec.strip()) is not None
 
 
-def split_import_path(spec: str) -> tuple[str, str]:
-    """(``module:attribute``, the task options after it) of an import-path spec."""
-    match = _IMPORT_PATH.match(spec.strip())
-    assert match is not None, spec
-    return match.group(1), match.group(2) or ""
+def split_spec(spec: str) -> tuple[str, str, str]:
+    """(backend, name, options) of a task spec: "gymnasium" for ``gym:<ID>[:options]`` (the name its id),
+    else "gymnax", the name a built-in or registered task's or an import path's ``module:attribute``."""
+    spec = spec.strip()
+    if spec.startswith("gym:"):
+        name, _, opts = spec.removeprefix("gym:").partition(":")
+        return "gymnasium", name, opts
+    match = _IMPORT_PATH.match(spec)
+    if match is not None:
+        return "gymnax", match.group(1), match.group(2) or ""
+    name, _, opts = spec.partition(":")
+    return "gymnax", name, opts
 
 
 def _minigrid_package_ids() -> frozenset[str] | None:
@@ -66,9 +73,6 @@ def check_task_names(specs: Iterable[str]) -> None:
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = tuple(custom.REGISTERED) if custom is not None else ()
     for spec in specs:
-        spec = spec.strip()
-        if spec.startswith("gym:") or is_import_path(spec):
-            continue
-        name = spec.partition(":")[0]
-        if name not in FACTS and name not in registered:
+        backend, name, _ = split_spec(spec)
+        if backend == "gymnax" and not is_import_path(name) and name not in FACTS and name not in registered:
             raise ConfigError(unknown_task(name, registered))

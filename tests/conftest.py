@@ -54,6 +54,7 @@ unroll_cpu_threefry()
 # copies it first.  They train helpers.TINY, so the suite compiles that training program once.
 
 import pytest  # noqa: E402
+from xdist_order import hand_out_order  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +104,6 @@ GROUP_OF_TEST = {
     **dict.fromkeys(("test_sweep::test_a_member_is_its_run_alone_bit_for_bit[3-0]",
                      "test_sweep::test_a_member_is_its_run_alone_bit_for_bit[2-1]"), "test_sweep-bit-for-bit"),
 }
-from xdist_order import hand_out_order  # noqa: E402
-
 COST: dict[str, dict[str, float]] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
 PHASES = {"optimized": ("optimized",), "not optimized": ("rest",)}  # -m of make test's phases -> their costs
 

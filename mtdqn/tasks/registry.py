@@ -44,7 +44,7 @@ import numpy as np
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
-from mtdqn.tasknames import is_import_path, split_import_path, unknown_task
+from mtdqn.tasknames import split_spec, unknown_task
 from mtdqn.tasks import custom
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
@@ -139,11 +139,7 @@ def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
 def parse_task(spec: str) -> Task:
     """Parse ``NAME[:key=value,...]`` into a :class:`Task`; one-line error on anything else."""
     spec = spec.strip()
-    backend = "gymnasium" if spec.startswith("gym:") else "gymnax"
-    if backend == "gymnax" and is_import_path(spec):
-        name, opts = split_import_path(spec)
-    else:
-        name, _, opts = spec.removeprefix("gym:").partition(":")
+    backend, name, opts = split_spec(spec)
     own = custom.lookup(name) if backend == "gymnax" and name not in TASKS else None
     if backend == "gymnax" and name not in TASKS and own is None:
         raise ConfigError(unknown_task(name, custom.REGISTERED))

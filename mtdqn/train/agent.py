@@ -25,6 +25,7 @@ from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
 from mtdqn.networks import Architecture, count_params, make_architecture, param_shapes
 from mtdqn.replay import Replay
 from mtdqn.strategies import Strategy, make_strategy
+from mtdqn.tasknames import split_spec
 from mtdqn.tasks import TaskSet, custom, make_task_set, obs_dtype
 from mtdqn.train.hypers import Hypers, hypers_of
 
@@ -200,7 +201,7 @@ def policy_agent(agent: Agent) -> Agent:
 def _registrations(cfg: TrainConfig) -> tuple:
     """What each task's name is registered to (:func:`mtdqn.tasks.custom.registration`): part of every cache
     key, so a re-registered environment never meets a program compiled for the old one."""
-    return tuple(custom.registration(str(spec).split(":")[0]) for spec in cfg.tasks)
+    return tuple(custom.registration(split_spec(str(spec))[1]) for spec in cfg.tasks)
 
 
 def _cached(cache: OrderedDict[tuple, Agent], key: tuple | None, build: Any) -> Agent:
