@@ -23,7 +23,7 @@ from mtdqn.errors import ConfigError
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
-    "check_free_space", "free_bytes",
+    "check_new_out_dir", "check_free_space", "free_bytes",
 ]
 
 _UMASK = os.umask(0o022)
@@ -137,6 +137,21 @@ def provenance() -> dict[str, Any]:
             "host": host_info()}
 
 
+def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = ()) -> list[str]:
+    """Refuse ``out`` for a new run (one line) where it is a file, or holds ``marker`` (or an ``owned`` entry)
+    and not ``force``; returns the entries present.  Reads only: the CLI asks it before JAX starts, so a
+    folder that already holds a run is answered in a second, and :func:`prepare_out_dir` asks it again."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {out} exists and is not a directory")
+    present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
+    if present and not force:
+        raise ConfigError(
+            f"{out} already holds a run ({', '.join(present[:3])}); pass --force to overwrite or choose another --out"
+        )
+    return present
+
+
 def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = ()) -> Path:
     """Create ``out`` if needed; refuse one that already holds ``marker`` (or any ``owned`` entry) unless ``force``.
 
@@ -146,13 +161,7 @@ def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] 
     training) on an unwritable location.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {out} exists and is not a directory")
-    present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
-    if present and not force:
-        raise ConfigError(
-            f"{out} already holds a run ({', '.join(present[:3])}); pass --force to overwrite or choose another --out"
-        )
+    present = check_new_out_dir(out, marker, force, owned)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-probe"

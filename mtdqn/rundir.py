@@ -34,7 +34,8 @@ import pandas as pd
 
 from mtdqn.config import TrainConfig, config_from_dict
 from mtdqn.errors import ConfigError
-from mtdqn.io import atomic_write, check_free_space, free_bytes, prepare_out_dir, read_json, write_json, write_parquet
+from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
+                      write_json, write_parquet)
 
 __all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
            "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA", "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables",
@@ -207,6 +208,10 @@ class RunDir:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+
+    def check_new(self, force: bool) -> None:
+        """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
+        check_new_out_dir(self.path, "config.json", force, owned=RUN_FILES)
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write config.json."""

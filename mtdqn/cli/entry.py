@@ -97,19 +97,27 @@ def _parse(argv: list[str]) -> object:
 
 
 def _check_before_jax(cmd: object) -> None:
-    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`) and numbers
-    (:func:`mtdqn.config.derive`), both JAX-free, checked before JAX and the training stack are imported (~5 s
-    on a 2-core machine): a mistyped flag or task is answered in about a second.  The same checks run again
-    where the run is built, so nothing is skipped; there a task's options are checked too (the registry needs
-    JAX), and a sweep's members each by their own values."""
-    if isinstance(cmd, Train) and cmd.resume is None and not cmd.sweep:
+    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), numbers (:func:`mtdqn.config.derive`)
+    and ``--out`` (:meth:`mtdqn.rundir.RunDir.check_new`: a folder that already holds a run), all JAX-free and
+    reading only, checked before JAX and the training stack are imported (~4 s on a 2-core machine): a
+    mistyped flag or task, or a reused folder, is answered in about a second.  The same checks run again where
+    the run is built, so nothing is skipped; there a task's options are checked too (the registry needs JAX),
+    and a sweep's members each by their own values."""
+    if not isinstance(cmd, Train):
+        return
+    if cmd.resume is not None and cmd.out is not None:
+        raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
+    if cmd.resume is None and not cmd.sweep:
         from mtdqn.config import derive
+        from mtdqn.rundir import RunDir
         from mtdqn.tasknames import check_task_names
 
         check_task_names(cmd.cfg.tasks)
         with warnings.catch_warnings():  # the run's own check warns, once
             warnings.simplefilter("ignore", FewUpdatesWarning)
             derive(cmd.cfg)
+        if cmd.out is not None:
+            RunDir(cmd.out).check_new(cmd.force)
 
 
 def _start_jax(cmd: object) -> None:
