@@ -59,19 +59,24 @@ def test_update_count_is_the_loops(envs, starts, every, steps, log_every):
 
 
 def test_cli_warning_is_one_line_before_the_run(tmp_path, capsys):
-    """The warning is printed as one `warning:` line; here the run is then refused (the folder holds a run),
-    so nothing trains."""
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "config.json").write_text("{}")
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--tasks", "CartPole-v1", "--steps", "1000", "--log-every", "1000", "--learning-starts", "900",
-              "--out", str(out), "--progress", "False"])
-    assert exc.value.code == 2
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert lines[0] == ("warning: --steps 1,000 makes only 25 gradient updates (fewer than 100: one every "
-                        "--train-every 4 env steps per task after --learning-starts 900): the agent can hardly learn")
-    assert len(lines) == 2 and lines[1].startswith("error: ") and "already holds a run" in lines[1]
+    """The warning is printed as one `warning:` line, once, and the run is then refused so that nothing trains:
+    before JAX starts (the folder holds a run), or after the run's own check warned again (a task option the
+    registry refuses; the check runs before JAX starts and where the run is built)."""
+    held = tmp_path / "run"
+    held.mkdir()
+    (held / "config.json").write_text("{}")
+    few = ["--steps", "1000", "--log-every", "1000", "--learning-starts", "900", "--progress", "False"]
+    for argv, refusal in ((["--tasks", "CartPole-v1", "--out", str(held)], "already holds a run"),
+                          (["--tasks", "CartPole-v1:gamma=2", "--out", str(tmp_path / "new")], "task option gamma")):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", *argv, *few])
+        assert exc.value.code == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert lines[0] == ("warning: --steps 1,000 makes only 25 gradient updates (fewer than 100: one every "
+                            "--train-every 4 env steps per task after --learning-starts 900): the agent can hardly "
+                            "learn")
+        assert len(lines) == 2 and lines[1].startswith("error: ") and refusal in lines[1], lines
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("options, variant, where", [

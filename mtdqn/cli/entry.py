@@ -97,25 +97,24 @@ def _parse(argv: list[str]) -> object:
 
 
 def _check_before_jax(cmd: object) -> None:
-    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), numbers (:func:`mtdqn.config.derive`)
-    and ``--out`` (:meth:`mtdqn.rundir.RunDir.check_new`: a folder that already holds a run), all JAX-free and
-    reading only, checked before JAX and the training stack are imported (~4 s on a 2-core machine): a
-    mistyped flag or task, or a reused folder, is answered in about a second.  The same checks run again where
-    the run is built, so nothing is skipped; there a task's options are checked too (the registry needs JAX),
-    and a sweep's members each by their own values."""
+    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), numbers and budget
+    (:func:`mtdqn.config.check_train_budget`: none refused, few warned) and ``--out``
+    (:meth:`mtdqn.rundir.RunDir.check_new`: a folder that already holds a run), all JAX-free and reading only,
+    checked before JAX and the training stack are imported (~4 s on a 2-core machine): a mistyped flag or task,
+    a budget that cannot learn or a reused folder is answered in about a second.  The same checks run again
+    where the run is built, so nothing is skipped (a warning is printed once: :func:`_show_warning`); there a
+    task's options are checked too (the registry needs JAX), and a sweep's members each by their own values."""
     if not isinstance(cmd, Train):
         return
     if cmd.resume is not None and cmd.out is not None:
         raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
     if cmd.resume is None and not cmd.sweep:
-        from mtdqn.config import derive
+        from mtdqn.config import check_train_budget
         from mtdqn.rundir import RunDir
         from mtdqn.tasknames import check_task_names
 
         check_task_names(cmd.cfg.tasks)
-        with warnings.catch_warnings():  # the run's own check warns, once
-            warnings.simplefilter("ignore", FewUpdatesWarning)
-            derive(cmd.cfg)
+        check_train_budget(cmd.cfg)  # a budget that cannot learn refused, one that can hardly learn warned (once)
         if cmd.out is not None:
             RunDir(cmd.out).check_new(cmd.force)
 
@@ -174,10 +173,18 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
     return cpu_plan(seeds, tasks, devices)
 
 
+_SHOWN: set[str] = set()
+"""The lines of our warnings this command has printed: the same check runs before JAX starts and again where the
+run is built (from another module, which Python's ``once`` filter counts apart)."""
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Our own warnings as one line ``warning: ...`` on stderr, once each; others as Python prints them."""
     if issubclass(category, FewUpdatesWarning):
-        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+        text = f"warning: {' '.join(str(message).split())}"
+        if text not in _SHOWN:
+            _SHOWN.add(text)
+            print(text, file=sys.stderr)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -191,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd = _parse(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
+    _SHOWN.clear()
     handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
     try:
         _check_before_jax(cmd)
