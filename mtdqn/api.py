@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna
     from mtdqn.tune.run import TuneResult
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
-           "distill", "study", "tune", "default_out"]
+           "distill", "study", "tune", "default_out", "default_train_out"]
 
 TRAIN_OPTIONS = option_table(TrainConfig)
 """Flat train option name -> (config section, type): ``tasks``, ``steps``, ``lr``, ``sharing``, ..."""
@@ -86,6 +86,12 @@ def train_config(**options: Any) -> TrainConfig:
 def default_out(kind: str, *what: Any) -> Path:
     """runs/<kind>-<hash of what makes the run>: where a command writes when not told."""
     return Path("runs") / f"{kind}-{hashlib.sha256(json.dumps(list(what)).encode()).hexdigest()[:8]}"
+
+
+def default_train_out(cfg: TrainConfig) -> Path:
+    """runs/train-<config hash>: where `mtdqn train` writes a run when not told (JAX-free: the CLI checks the
+    folder before JAX starts)."""
+    return Path("runs") / f"train-{config_hash(cfg)[:8]}"
 
 
 def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
@@ -162,7 +168,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             member_configs(cfg, swept)  # every member's options apply before anything starts
         if out is None:
             out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
-                   else Path("runs") / f"train-{config_hash(cfg)[:8]}")
+                   else default_train_out(cfg))
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
     if swept:
         _share_compiles()

@@ -20,6 +20,7 @@ import pytest
 from helpers import TINY, TINY_ARGV, fake_run
 
 from mtdqn.cli import main
+from mtdqn.cli.entry import _check_before_jax, _parse
 from mtdqn.io import prepare_out_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,27 +293,39 @@ def test_real_terminal_shows_one_line(tmp_path):
 
 
 def test_a_bad_number_or_task_is_answered_before_jax_starts(tmp_path):
-    """`mtdqn train --lr -1`, `--tasks CartPol-v1`, an `--out` that already holds a run, `--resume` with
-    `--out` and a budget that makes no update are refused by the JAX-free checks (0.6-0.7 s here, against 4.2 s for the task or the folder once
-    JAX and the training stack are imported); the checks are the run's own, run again where the run is built
-    (the same line: test_api.test_a_bad_option_raises_the_line_the_cli_prints)."""
+    """`mtdqn train --lr -1`, `--tasks CartPol-v1`, a run directory that already holds a run (`--out` or the
+    default one), `--resume` with `--out` and a budget that makes no update are refused by the JAX-free checks
+    (0.6-0.7 s here, against 4.2 s for the task or the folder once JAX and the training stack are imported);
+    the checks are the run's own, run again where the run is built (the same line:
+    test_api.test_a_bad_option_raises_the_line_the_cli_prints).  With --force the held folder passes them,
+    untouched."""
     (tmp_path / "held").mkdir()
     (tmp_path / "held" / "config.json").write_text("{}")
-    code = ("import sys\nfrom mtdqn.cli import main\n"
+    code = ("import sys\nfrom mtdqn.api import default_train_out\nfrom mtdqn.cli import main\n"
+            "from mtdqn.config import TrainConfig\n"
+            "default = default_train_out(TrainConfig(tasks=('CartPole-v1',)))\n"
+            "default.mkdir(parents=True)\n(default / 'summary.json').write_text('{}')\n"
             "for argv in (['--lr', '-1', '--out', 'x'], ['--tasks', 'CartPol-v1,Acrobot-v1', '--out', 'x'],\n"
-            "             ['--out', 'held'], ['--resume', 'held', '--out', 'x'],\n"
+            "             ['--out', 'held'], ['--tasks', 'CartPole-v1'], ['--resume', 'held', '--out', 'x'],\n"
             "             ['--steps', '1000', '--log-every', '1000', '--learning-starts', '1000', '--out', 'x']):\n"
             "    try:\n        main(['train', *argv])\n"
-            "    except SystemExit as exc:\n        print(exc.code, 'jax' in sys.modules)")
+            "    except SystemExit as exc:\n        print(exc.code, 'jax' in sys.modules)\n"
+            "print(default)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    assert out.stdout.split() == ["2", "False"] * 5, (out.stdout, out.stderr)
-    lr, task, held, resume, budget = out.stderr.strip().splitlines()
+    *codes, default = out.stdout.split()
+    assert codes == ["2", "False"] * 6, (out.stdout, out.stderr)
+    lr, task, held, held_default, resume, budget = out.stderr.strip().splitlines()
     assert lr == "error: --lr must be a finite number > 0, got -1.0" and not (tmp_path / "x").exists()
     assert task.startswith("error: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?"), task
     assert held == "error: held already holds a run (config.json); pass --force to overwrite or choose another --out"
+    assert held_default == (f"error: {default} already holds a run (summary.json); pass --force to overwrite or "
+                            "choose another --out"), held_default
     assert resume == "error: --resume continues held in place; drop --out", resume
     assert budget.startswith("error: no update would run: --steps 1,000 ends before the first update"), budget
+    _check_before_jax(_parse(["train", "--out", str(tmp_path / "held"), "--force", "True"]))  # --force: it passes
+    assert sorted(p.name for p in (tmp_path / "held").iterdir()) == ["config.json"]  # ... and reads only
+    assert (tmp_path / "held" / "config.json").read_text() == "{}"
 
 
 PARSE_CASES = [

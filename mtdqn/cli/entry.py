@@ -97,26 +97,28 @@ def _parse(argv: list[str]) -> object:
 
 
 def _check_before_jax(cmd: object) -> None:
-    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), numbers and budget
-    (:func:`mtdqn.config.check_train_budget`: none refused, few warned) and ``--out``
-    (:meth:`mtdqn.rundir.RunDir.check_new`: a folder that already holds a run), all JAX-free and reading only,
-    checked before JAX and the training stack are imported (~4 s on a 2-core machine): a mistyped flag or task,
-    a budget that cannot learn or a reused folder is answered in about a second.  The same checks run again
-    where the run is built, so nothing is skipped (a warning is printed once: :func:`_show_warning`); there a
-    task's options are checked too (the registry needs JAX), and a sweep's members each by their own values."""
+    """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), its config's rules and budget
+    (:func:`mtdqn.config.check_new_run` then :func:`mtdqn.config.check_train_budget`, in the run's order: none
+    refused, few warned) and its run directory (:meth:`mtdqn.rundir.RunDir.check_new`: ``--out``, or the
+    default :func:`mtdqn.api.default_train_out`, already holding a run), all JAX-free and reading only, checked
+    before JAX and the training stack are imported (~4 s on a 2-core machine): a mistyped flag or task, a budget
+    that cannot learn or a reused folder is answered in about a second.  The same checks run again where the
+    run is built, so nothing is skipped (a warning is printed once: :func:`_show_warning`); there a task's
+    options are checked too (the registry needs JAX), and a sweep's members each by their own values."""
     if not isinstance(cmd, Train):
         return
     if cmd.resume is not None and cmd.out is not None:
         raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
     if cmd.resume is None and not cmd.sweep:
-        from mtdqn.config import check_train_budget
+        from mtdqn.api import default_train_out
+        from mtdqn.config import check_new_run, check_train_budget
         from mtdqn.rundir import RunDir
         from mtdqn.tasknames import check_task_names
 
         check_task_names(cmd.cfg.tasks)
-        check_train_budget(cmd.cfg)  # a budget that cannot learn refused, one that can hardly learn warned (once)
-        if cmd.out is not None:
-            RunDir(cmd.out).check_new(cmd.force)
+        check_new_run(cmd.cfg)
+        check_train_budget(cmd.cfg)
+        RunDir(cmd.out if cmd.out is not None else default_train_out(cmd.cfg)).check_new(cmd.force)
 
 
 def _start_jax(cmd: object) -> None:
@@ -175,7 +177,8 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
 
 _SHOWN: set[str] = set()
 """The lines of our warnings this command has printed: the same check runs before JAX starts and again where the
-run is built (from another module, which Python's ``once`` filter counts apart)."""
+run is built, from another module, which Python's ``once`` filter counts apart (its registry is the warning's
+module's, and is emptied whenever a library imported in between changes the filters)."""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -214,3 +217,5 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        _SHOWN.clear()  # a later warning in this process (e.g. mtdqn.train in a notebook) is printed again

@@ -68,7 +68,8 @@ def _run_strategies(_: Strategies) -> None:
 def _run_train(cmd: Train) -> None:
     from mtdqn import api
 
-    # --resume with --out is refused before JAX starts (mtdqn.cli.entry._check_before_jax); the options given (those that differ from the defaults): a resumed run refuses train options, and keeps
+    # --resume with --out is refused before JAX starts (mtdqn.cli.entry._check_before_jax).
+    # The options given (those that differ from the defaults): a resumed run refuses train options, and keeps
     # its own run options unless given anew
     result = api.train(out=cmd.resume or cmd.out, resume=cmd.resume is not None, force=cmd.force,
                        progress=cmd.progress, announce=print, sweep=cmd.sweep or None, **api.cli_options(cmd.cfg),
