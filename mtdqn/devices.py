@@ -157,10 +157,15 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, A
     The seed axis is split over ``devices`` (:func:`seed_devices`); seeds never
     interact, so there is no communication.  When the devices do not divide
     the seeds, the state lives whole on every device and each chunk pads it
-    with dummy seeds (fresh every chunk; a seed's numbers never depend on its
-    neighbours' values), runs the split program and gathers the real seeds
-    back: one copy of the state per chunk, against a core that would
-    otherwise sit idle.  ``compiler_options``: XLA's, for ``run_chunk``'s program
+    with dummy seeds (copies of the first seed's state and hyperparameters,
+    every chunk: a seed's numbers never depend on its neighbours' values),
+    runs the split program and gathers the real seeds back: one copy of the
+    state per chunk, against a core that would otherwise sit idle.  (Dummies
+    initialized inside the chunk, as until 2026-12-05, compiled the
+    initialization into the training program: tests/test_sweep.py's SMALL with
+    3 seeds, helpers.IMAGE with 3 and helpers.TINY with 5 compiled in 6.5,
+    13.0 and 8.1 s instead of 5.3, 11.0 and 6.9, the real seeds' numbers the
+    same bit for bit.)  ``compiler_options``: XLA's, for ``run_chunk``'s program
     (:func:`mtdqn.train.loop.chunk_compiler_options`).
     """
     n_devices = seed_devices(num_seeds, devices)
@@ -178,12 +183,13 @@ def over_seeds(init_one: Callable[[jax.Array], Any], chunk_one: Callable[[Any, A
                              compiler_options=compiler_options), n_devices
 
     whole = NamedSharding(sharding.mesh, PartitionSpec())
-    dummy_keys = jax.random.split(jax.random.PRNGKey(2**31 - 1), n_padded - num_seeds)
+
+    def padded(tree: Any) -> Any:
+        """``tree`` with the dummies appended along the seed axis: copies of its first seed."""
+        return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], n_padded - num_seeds, axis=0)]), tree)
 
     def padded_chunk(state: Any, hypers: Any, start: jax.Array) -> tuple[Any, Any]:
-        full = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), state, init_seeds(dummy_keys))
-        dummy_hypers = jax.tree.map(lambda h: jnp.repeat(h[:1], n_padded - num_seeds, axis=0), hypers)
-        full_hypers = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), hypers, dummy_hypers)
+        full, full_hypers = padded(state), padded(hypers)
         full, metrics = spread(jax.lax.with_sharding_constraint(full, sharding),
                                jax.lax.with_sharding_constraint(full_hypers, sharding), start)
         return jax.tree.map(lambda x: x[:num_seeds], (full, metrics))
