@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 
 from mtdqn.checkpoint import verify_checkpoint
 from mtdqn.errors import ConfigError
-from mtdqn.networks import Architecture, init_params, make_architecture, one_task_q_values, split_shared
+from mtdqn.networks import Architecture, make_architecture, one_task_q_values, param_shapes, split_shared
 from mtdqn.rundir import RunDir
 from mtdqn.tasks import TaskSet, make_task_set, pad_obs
 from mtdqn.tasks.registry import Task, observation_bounds
@@ -153,13 +153,11 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)
     seeds = tuple(cfg.seed + i for i in range(cfg.seeds))
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    abstract = jax.eval_shape(jax.vmap(lambda k: init_params(arch, k)), keys)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
-    abstract = {"params": abstract}
+    abstract = {"params": param_shapes(arch)}  # one seed's (traced once per architecture in a process)
     if cfg.value_norm == "popart":
-        abstract["value_norm"] = jax.eval_shape(jax.vmap(lambda _: popart_init(len(task_set))), keys)
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+        abstract["value_norm"] = jax.eval_shape(lambda: popart_init(len(task_set)))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype, sharding=device), abstract)
     path = (run_dir / "checkpoints" / meta["path"]).absolute()
     try:
         with ocp.PyTreeCheckpointer() as checkpointer:
