@@ -146,9 +146,7 @@ def _task_q(arch: Architecture, params: Any, obs: jax.Array, i: int) -> jax.Arra
 def load_agent(run_dir: Path | str) -> LoadedAgent:
     """Load a run's Q-network for acting; a missing, damaged or foreign checkpoint is a one-line ConfigError."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    cfg = RunDir(run_dir).config()
+    cfg = RunDir(run_dir).config()  # a folder without a run: one line
     meta = verify_checkpoint(run_dir, cfg)
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)

@@ -37,14 +37,16 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
                       write_json, write_parquet)
 
-__all__ = ["RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
+__all__ = ["RUN_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
            "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA", "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables",
            "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
            "FINAL_SCORE_RULES", "final_score_rule", "RunDir", "write_tensorboard"]
 
+# A run's record (its config, options and hash): a folder that holds one holds a run.
+RUN_RECORD = "config.json"
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
-    "config.json", "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
+    RUN_RECORD, "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
     "affinity.parquet", "experts.parquet",
     "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
     "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
@@ -209,32 +211,40 @@ class RunDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
 
+    @property
+    def record_path(self) -> Path:
+        return self.path / RUN_RECORD
+
+    def is_run(self) -> bool:
+        """Whether this folder holds a run (its record)."""
+        return self.record_path.is_file()
+
     def check_new(self, force: bool) -> None:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
-        check_new_out_dir(self.path, "config.json", force, owned=RUN_FILES)
+        check_new_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES)
 
     def create(self, record: dict[str, Any], force: bool) -> None:
-        """A new run: check the folder may be used (``force`` replaces an old run's files), write config.json."""
-        prepare_out_dir(self.path, "config.json", force, owned=RUN_FILES)
-        write_json(self.path / "config.json", record)
+        """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""
+        prepare_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES)
+        write_json(self.record_path, record)
 
     def update_record(self, record: dict[str, Any]) -> None:
-        """Rewrite config.json (atomically), e.g. with the options a resumed run now uses."""
-        write_json(self.path / "config.json", record)
+        """Rewrite the record (atomically), e.g. with the options a resumed run now uses."""
+        write_json(self.record_path, record)
 
     def require_run(self) -> dict[str, Any]:
-        """An existing run's config.json record; a one-line error if this is no run directory."""
-        if not (self.path / "config.json").is_file():
-            raise ConfigError(f"{self.path} is not a run directory (no config.json)")
-        return read_json(self.path / "config.json")
+        """An existing run's record; a one-line error if this is no run directory."""
+        if not self.is_run():
+            raise ConfigError(f"{self.path} is not a run directory (no {RUN_RECORD})")
+        return read_json(self.record_path)
 
     def config(self) -> TrainConfig:
-        """The config this run directory was made with (config.json); a one-line error if it has none."""
+        """The config this run directory was made with (its record); a one-line error if it has none."""
         record = self.require_run()
         try:
             return config_from_dict(record["config"])
         except (KeyError, TypeError, AttributeError):
-            raise ConfigError(f"{self.path / 'config.json'} is not an mtdqn run record (no readable config)") from None
+            raise ConfigError(f"{self.record_path} is not an mtdqn run record (no readable config)") from None
 
     def checkpoint_id(self) -> str | None:
         """A digest of the latest checkpoint's file table (the SHA-256 of every file): the same weights give the

@@ -238,7 +238,7 @@ def check_reusable(where: Path, cfg: TrainConfig) -> None:
     config hash).  Another one there means the storage and the trials directory come from different searches
     (a deleted tune.db, a copied directory): that is refused with one line rather than the run deleted and
     started afresh, since the run may be the only copy of results the storage no longer describes."""
-    if not (where / "config.json").is_file():
+    if not RunDir(where).is_run():
         return
     stored, wanted = RunDir(where).require_run().get("config_hash"), config_hash(cfg)
     if stored != wanted:
