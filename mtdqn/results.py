@@ -174,7 +174,7 @@ class Study:
     def cells(self) -> dict[str, Run]:
         """Variant -> its cell's run (cells not started yet are left out)."""
         return {v: Run(self.path / "cells" / v) for v in self.variants
-                if (self.path / "cells" / v / "config.json").is_file()}
+                if RunDir(self.path / "cells" / v).is_run()}
 
     @property
     def report_path(self) -> Path:

@@ -37,10 +37,11 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
                       write_json, write_parquet)
 
-__all__ = ["RUN_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS", "METRIC_SCHEMA",
-           "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA", "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables",
-           "chunk_tables", "eval_rows", "final_score_steps", "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN",
-           "FINAL_SCORE_RULES", "final_score_rule", "RunDir", "write_tensorboard"]
+__all__ = ["RUN_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
+           "METRIC_SCHEMA", "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA",
+           "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
+           "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN", "FINAL_SCORE_RULES", "final_score_rule",
+           "RunDir", "write_tensorboard"]
 
 # A run's record (its config, options and hash): a folder that holds one holds a run.
 RUN_RECORD = "config.json"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS
+from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, RunDir
 
 __all__ = ["Cell", "Study", "load_study"]
 
@@ -185,8 +185,8 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
             no_pairs = summary.get("params_shared", 0) == 0 or _empty(tables.get("grad_tasks"))  # none to write
             if stem not in _OPTIONAL and not (stem == "grad_pairs" and no_pairs):
                 notes.append(f"Variant `{variant}`: no {stem}.parquet; its part of the report is skipped.")
-    record_path = cell_dir / "config.json"
-    record = _read_json(record_path) if record_path.exists() else {}
+    record_path = RunDir(cell_dir).record_path
+    record = _read_json(record_path) if record_path.is_file() else {}
     return Cell(variant, "ok", None, summary, **tables, record=record)
 
 

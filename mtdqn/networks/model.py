@@ -261,9 +261,9 @@ def init_params(arch: Architecture, key: jax.Array) -> Params:
 
 def param_shapes(arch: Architecture) -> Params:
     """The shapes and dtypes of one seed's :func:`init_params` (a new tree of ``jax.ShapeDtypeStruct``), traced
-    once per architecture in a process: the memory check, the banner and a fine-tuning's shape checks read them
-    for every run, and tracing the initialization takes ~20-50 ms (a search's or a test suite's hundreds of
-    configs share a few architectures)."""
+    once per architecture in a process: the memory check, the banner, a fine-tuning's shape checks and a loaded
+    agent's restore target (:func:`mtdqn.deploy.load_agent`) read them for every run, and tracing the
+    initialization takes ~20-70 ms (a search's or a test suite's hundreds of configs share a few architectures)."""
     return jax.tree.map(lambda leaf: leaf, _traced_param_shapes(arch))
 
 

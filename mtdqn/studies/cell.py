@@ -63,7 +63,7 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     """
     cell_dir = Path(cell_dir)
     summary = read_summary(cell_dir / "summary.json")
-    run_cfg = read_summary(cell_dir / "config.json") or {}
+    run_cfg = read_summary(RunDir(cell_dir).record_path) or {}
     if summary is not None and summary.get("status") == "ok":
         stored, now = _stored_outcome(run_cfg, cell.run_options), cell.run_options.outcome()
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
