@@ -57,9 +57,10 @@ class Source:
 def load_source(run: Path | str) -> Source:
     """Read a run's config and verified network; a missing, damaged or foreign checkpoint is one line."""
     run = Path(run)
-    if not RunDir(run).is_run():
+    run_dir = RunDir(run)
+    if not run_dir.is_run():
         raise ConfigError(f"--from {run} is not a run directory (no {RUN_RECORD})")
-    cfg = RunDir(run).config()
+    cfg = run_dir.config()
     return Source(run, cfg, load_agent(run))
 
 

@@ -238,9 +238,10 @@ def check_reusable(where: Path, cfg: TrainConfig) -> None:
     config hash).  Another one there means the storage and the trials directory come from different searches
     (a deleted tune.db, a copied directory): that is refused with one line rather than the run deleted and
     started afresh, since the run may be the only copy of results the storage no longer describes."""
-    if not RunDir(where).is_run():
+    run = RunDir(where)
+    if not run.is_run():
         return
-    stored, wanted = RunDir(where).require_run().get("config_hash"), config_hash(cfg)
+    stored, wanted = run.require_run().get("config_hash"), config_hash(cfg)
     if stored != wanted:
         raise ConfigError(f"{where} holds a run of another configuration (config hash {stored}, not {wanted}): "
                           "its storage and its trials come from different searches; give another --out")
