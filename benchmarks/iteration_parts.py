@@ -15,6 +15,7 @@ core for convolutions).
     python benchmarks/iteration_parts.py
     python benchmarks/iteration_parts.py --sets minatar
     python benchmarks/iteration_parts.py --ablate [--rounds 2]
+    python benchmarks/iteration_parts.py --matmuls [--rounds 3]
 
 ``--ablate`` measures each part *inside the compiled loop* by removing it: the regression guard's rows
 (``benchmarks/throughput.py``'s ``GUARD_ROWS``: CartPole one seed, and CartPole+Acrobot+MountainCar four
@@ -27,12 +28,22 @@ it, and so does dropping the per-iteration metrics (the default ``sum`` strategy
 targets' row also drops the gathers of the next observations, rewards and terminations; the Adam row also
 the linear learning-rate schedule; without the replay write every sample reads slot 0 (a cache advantage its
 row includes).  So the rows do not add up to the whole.
+
+``--matmuls`` splits the same rows into the matmuls and everything else: each row timed with the table's
+network (a 120-84 MLP) and with a hollow one (8-8: the same ops at ~2% of the FLOPs), alternated in rounds,
+the best of each.  The difference estimates the matmuls' time, and the hollow row's time all the rest (its
+tiny matmuls included; XLA may fuse a few small ops otherwise at these widths, so read it as an estimate).
+Beside it: XLA's FLOPs per iteration, the matmuls' GFLOP/s against a float32 matmul peak measured in the same
+run (512x512, every core, in its own process) scaled to the cores the row runs on (one per device), and the
+ceiling: the row's env-steps/s if everything but the matmuls took no time.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -151,7 +162,8 @@ def _no_env_step(task_set, env_states, actions, key):
 
 
 def _patch(name: str) -> None:
-    """Replace one part of the iteration by a stand-in that does no work (before the trainer is traced)."""
+    """Replace one part of the iteration by a stand-in that does no work (before the trainer is traced); for
+    :data:`HOLLOW`, the network by an 8-8 one, whose matmuls do ~no arithmetic."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -189,12 +201,23 @@ def _patch(name: str) -> None:
     elif name == "per-iteration metrics (logging)":
         summarize = loop.summarize_chunk
         loop.summarize_chunk = lambda per_iter: {"episodes": summarize(per_iter)["episodes"]}
+    elif name == HOLLOW:
+        import throughput
+
+        table_config = throughput.table_config
+
+        def hollow_config(*args, **kwargs):
+            cfg = table_config(*args, **kwargs)
+            return dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, adapter_width=8, hidden=(8,)))
+        throughput.table_config = hollow_config
     elif name == "the whole update":
         step.update = lambda agent, state, key, measure=False, hp=None: (state, step.empty_update_metrics(agent))
     elif name != "none":
         raise SystemExit(f"error: unknown part {name!r}")
 
 
+HOLLOW = "the matmuls (an 8-8 network)"
+"""``--matmuls``' stand-in: the same program with 8-wide layers, so its matmuls do ~no arithmetic."""
 ABLATIONS = ("env step", "acting (Q forward, epsilon-greedy)", "replay write", "replay sample (gather)",
              "TD targets (target-network forward)", "Gram of task gradients + diagnostics", "Adam (vs plain SGD)",
              "target network update", "per-iteration metrics (logging)", "the whole update")
@@ -213,12 +236,7 @@ def ablated(spec: dict) -> dict:
 
 def ablation_table(rounds: int, iters: int) -> None:
     """µs per iteration of each row whole and without each part, the best of ``rounds`` alternated rounds."""
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.path.dirname(here),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    sys.path.insert(0, here)
+    env = _bench_env()
     rows = _ablate_rows()
     us: dict[str, dict[str, float]] = {row: {} for row in rows}
     for r in range(rounds):
@@ -240,12 +258,72 @@ def ablation_table(rounds: int, iters: int) -> None:
     print("| **whole iteration** (µs) | " + " | ".join(f"{t['none']:.0f}" for t in us.values()) + " |")
 
 
+def _peak_gflops() -> float:
+    """The float32 matmul peak of every core (``throughput.matmul_peak_gflops``), in a process of its own."""
+    code = ("import throughput; from mtdqn.devices import use_cpu_cores; use_cpu_cores(); "
+            "print(throughput.matmul_peak_gflops())")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=_bench_env())
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _bench_env() -> dict[str, str]:
+    """The environment of a measuring subprocess: this folder (``throughput``) and the project on its path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.path.dirname(here),
+                                                                      os.environ.get("PYTHONPATH")]))}
+
+
+def matmul_table(rounds: int, iters: int) -> None:
+    """Each guard row with the table's network and a hollow one, alternated; the matmuls' time and ceiling."""
+    rows = _ablate_rows()
+    best: dict[str, dict[str, dict]] = {row: {} for row in rows}
+    peak = 0.0
+    for r in range(rounds):
+        peak = max(peak, _peak_gflops())
+        for row, (tasks, seeds) in rows.items():
+            for part in ("none", HOLLOW):
+                spec = json.dumps({"tasks": tasks, "seeds": seeds, "part": part, "iters": iters})
+                out = subprocess.run([sys.executable, __file__, "--ablated", spec], check=True, capture_output=True,
+                                     text=True, env=_bench_env())
+                got = json.loads(out.stdout.strip().splitlines()[-1])
+                if part not in best[row] or got["ms_per_iter"] < best[row][part]["ms_per_iter"]:
+                    best[row][part] = got
+                print(f"round {r + 1}: {row}, {'hollow' if part == HOLLOW else 'table'} network: "
+                      f"{got['ms_per_iter'] * 1e3:.0f} µs per iteration", file=sys.stderr, flush=True)
+    print(f"float32 matmul peak: {peak:.0f} GFLOP/s (512x512, every core; the best of {rounds} round(s))")
+    print()
+    print("| row | µs per iteration | with an 8-8 network | the matmuls: µs (share) | MFLOP per iteration "
+          "| the matmuls' GFLOP/s (% of its cores' peak) | env-steps/s "
+          "| ceiling: env-steps/s if all but the matmuls were free |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row, got in best.items():
+        whole, hollow = got["none"], got[HOLLOW]
+        us, us_hollow = whole["ms_per_iter"] * 1e3, hollow["ms_per_iter"] * 1e3
+        mm_us = us - us_hollow
+        if mm_us <= 0:
+            print(f"| {row} | {us:.0f} | {us_hollow:.0f} | not resolved (the hollow network ran as slowly) "
+                  "| | | | |")
+            continue
+        mflop = whole["gflops"] * whole["ms_per_iter"]  # GFLOP/s x ms = MFLOP (per iteration, every device)
+        mflop_hollow = hollow["gflops"] * hollow["ms_per_iter"]
+        mm_gflops = (mflop - mflop_hollow) / mm_us * 1e3
+        ceiling = whole["steps_per_s"] * us / mm_us
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores_peak = peak * whole["devices"] / cores  # one core per device for MLPs (mtdqn.devices.cpu_plan)
+        print(f"| {row} | {us:.0f} | {us_hollow:.0f} | {mm_us:.0f} ({mm_us / us:.0%}) | {mflop:.1f} "
+              f"| {mm_gflops:.0f} ({mm_gflops / cores_peak:.0%}) | {whole['steps_per_s']:,.0f} | {ceiling:,.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="classic,minatar", help="task sets to measure: classic, minatar")
     parser.add_argument("--ablate", action="store_true", help="each part's cost inside the loop, by removing it")
-    parser.add_argument("--rounds", type=int, default=2, help="--ablate: rounds, the best counts (default 2)")
-    parser.add_argument("--iters", type=int, default=2000, help="--ablate: iterations per timed chunk")
+    parser.add_argument("--matmuls", action="store_true",
+                        help="the matmuls' share of the loop: the table's network against an 8-8 one")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="--ablate, --matmuls: rounds, the best counts (default 2)")
+    parser.add_argument("--iters", type=int, default=2000, help="--ablate, --matmuls: iterations per timed chunk")
     parser.add_argument("--tasks", help=argparse.SUPPRESS)  # internal: measure one task set, print JSON
     parser.add_argument("--ablated", help=argparse.SUPPRESS)  # internal: one ablated row, print JSON
     args = parser.parse_args()
@@ -257,6 +335,9 @@ def main() -> None:
         return
     if args.ablate:
         ablation_table(args.rounds, args.iters)
+        return
+    if args.matmuls:
+        matmul_table(args.rounds, args.iters)
         return
     cols = {}
     for tasks in (t for name in args.sets.split(",") for t in TASK_SETS[name]):
