@@ -234,18 +234,22 @@ def ablated(spec: dict) -> dict:
     return throughput.measure(tasks, seeds, "shared", 0, chunks=3, iters=spec["iters"])
 
 
+def _ablated_in_subprocess(tasks: tuple[str, ...], seeds: int, part: str, iters: int) -> dict:
+    """:func:`ablated`'s row (``part`` removed; "none": whole) measured in a fresh process."""
+    spec = json.dumps({"tasks": tasks, "seeds": seeds, "part": part, "iters": iters})
+    out = subprocess.run([sys.executable, __file__, "--ablated", spec], check=True, capture_output=True, text=True,
+                         env=_bench_env())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def ablation_table(rounds: int, iters: int) -> None:
     """µs per iteration of each row whole and without each part, the best of ``rounds`` alternated rounds."""
-    env = _bench_env()
     rows = _ablate_rows()
     us: dict[str, dict[str, float]] = {row: {} for row in rows}
     for r in range(rounds):
         for row, (tasks, seeds) in rows.items():
             for part in ("none", *ABLATIONS):
-                spec = json.dumps({"tasks": tasks, "seeds": seeds, "part": part, "iters": iters})
-                out = subprocess.run([sys.executable, __file__, "--ablated", spec], check=True, capture_output=True,
-                                     text=True, env=env)
-                ms = json.loads(out.stdout.strip().splitlines()[-1])["ms_per_iter"]
+                ms = _ablated_in_subprocess(tasks, seeds, part, iters)["ms_per_iter"]
                 us[row][part] = min(us[row].get(part, float("inf")), ms * 1e3)
                 print(f"round {r + 1}: {row}, without {part}: {ms * 1e3:.0f} µs per iteration", file=sys.stderr,
                       flush=True)
@@ -283,10 +287,7 @@ def matmul_table(rounds: int, iters: int) -> None:
         peak = max(peak, _peak_gflops())
         for row, (tasks, seeds) in rows.items():
             for part in ("none", HOLLOW):
-                spec = json.dumps({"tasks": tasks, "seeds": seeds, "part": part, "iters": iters})
-                out = subprocess.run([sys.executable, __file__, "--ablated", spec], check=True, capture_output=True,
-                                     text=True, env=_bench_env())
-                got = json.loads(out.stdout.strip().splitlines()[-1])
+                got = _ablated_in_subprocess(tasks, seeds, part, iters)
                 if part not in best[row] or got["ms_per_iter"] < best[row][part]["ms_per_iter"]:
                     best[row][part] = got
                 print(f"round {r + 1}: {row}, {'hollow' if part == HOLLOW else 'table'} network: "
@@ -297,6 +298,7 @@ def matmul_table(rounds: int, iters: int) -> None:
           "| the matmuls' GFLOP/s (% of its cores' peak) | env-steps/s "
           "| ceiling: env-steps/s if all but the matmuls were free |")
     print("|---|---|---|---|---|---|---|---|")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     for row, got in best.items():
         whole, hollow = got["none"], got[HOLLOW]
         us, us_hollow = whole["ms_per_iter"] * 1e3, hollow["ms_per_iter"] * 1e3
@@ -309,7 +311,6 @@ def matmul_table(rounds: int, iters: int) -> None:
         mflop_hollow = hollow["gflops"] * hollow["ms_per_iter"]
         mm_gflops = (mflop - mflop_hollow) / mm_us * 1e3
         ceiling = whole["steps_per_s"] * us / mm_us
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         cores_peak = peak * whole["devices"] / cores  # one core per device for MLPs (mtdqn.devices.cpu_plan)
         print(f"| {row} | {us:.0f} | {us_hollow:.0f} | {mm_us:.0f} ({mm_us / us:.0%}) | {mflop:.1f} "
               f"| {mm_gflops:.0f} ({mm_gflops / cores_peak:.0%}) | {whole['steps_per_s']:,.0f} | {ceiling:,.0f} |")
