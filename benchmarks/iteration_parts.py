@@ -66,18 +66,13 @@ def measure(tasks: tuple[str, ...]) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
-    from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+    import throughput
+
     from mtdqn.train import step
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import init_state, make_trainer, seed_keys
 
-    cfg = TrainConfig(
-        tasks=tasks, seeds=1, steps=iters * 10 * 4, log_every=iters * 10, num_envs=10,
-        network=NetworkConfig(adapter_width=120, hidden=(84,)),
-        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0, learning_starts=0,
-                      buffer_size=10_000 if not image else 20_000),
-    )
-    agent = make_agent(cfg)
+    agent = make_agent(throughput.table_config(tasks, 1, "shared", 3, iters, 0))
     trainer = make_trainer(agent)
 
     def env_only(s, _):

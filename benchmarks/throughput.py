@@ -13,7 +13,8 @@ devices = 1 and several seeds are the same seeds vmapped on one device.  Rates
 count real seeds only (a 3-seed row on 2 devices also trains a dummy seed).
 
 Hyperparameters are PureJaxRL's CartPole DQN (10 envs, batch 128, one update
-per 10 env steps, target every 500 updates, lr 2.5e-4) and its network shape:
+per 10 env steps, a hard target copy every 50 updates -- its TARGET_UPDATE_INTERVAL
+of 500 counts env steps --, lr 2.5e-4) and its network shape:
 the per-task adapter is Dense(obs -> 120) and the trunk Dense(84), so with one
 task the network is exactly PureJaxRL's 120-84 MLP.
 
@@ -90,14 +91,16 @@ def matmul_peak_gflops(n: int = 512, reps: int = 20) -> float:
 
 def table_config(tasks: tuple[str, ...], seeds: int, sharing: str, chunks: int, iters: int,
                   affinity_every: int) -> TrainConfig:
-    """The table's settings: 10 envs per task, an update of 128 every 10 vector steps, from the first step."""
+    """The table's settings, PureJaxRL's CartPole DQN: 10 envs per task, an update of 128 per task every vector
+    step (10 env steps), from the first step, a hard target copy every 50 updates (PureJaxRL's
+    ``TARGET_UPDATE_INTERVAL`` 500 counts env steps, 10 per update)."""
     from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
 
     image = tasks[0].endswith("MinAtar")
     return TrainConfig(
         tasks=tasks, seeds=seeds, steps=iters * 10 * (chunks + 1), log_every=iters * 10, num_envs=10,
         network=NetworkConfig(sharing=sharing, adapter_width=120, hidden=(84,)),
-        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=500, tau=1.0,
+        dqn=DQNConfig(lr=2.5e-4, batch_size=128, train_every=10, target_update_every=50, tau=1.0,
                       learning_starts=0, buffer_size=10_000 if not image else 20_000),
         affinity_every=affinity_every,
     )
