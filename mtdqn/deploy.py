@@ -96,11 +96,12 @@ class LoadedAgent:
         single = obs.shape == task.obs_shape
         if single:
             obs = obs[None]
-        numeric = np.issubdtype(obs.dtype, np.number) or obs.dtype == bool
-        if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not numeric:
+        real = (np.issubdtype(obs.dtype, np.number) and not np.issubdtype(obs.dtype, np.complexfloating)) \
+            or obs.dtype == bool
+        if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not real or not len(obs):
             shape = ", ".join(map(str, task.obs_shape))
-            raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) or ({shape}), "
-                              f"got {obs.shape} of {obs.dtype}")
+            raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) with batch >= 1, "
+                              f"or ({shape}), of real numbers; got {obs.shape} of {obs.dtype}")
         obs = check_observations(task, obs, clip)
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
 

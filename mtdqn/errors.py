@@ -1,8 +1,9 @@
 """The one exception type users see.
 
 Every check of user input raises :class:`ConfigError` with a single-line
-message; the CLI prints it as ``error: <message>`` and exits with status 2, so
-scripts and the bad-input tests can rely on one shape of failure.
+message; the CLI prints it as ``error: <message>`` and exits with status 2 (1 for
+:class:`InsufficientResources`, the machine's limits), so scripts and the bad-input tests can rely on one shape
+of failure.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ class ConfigError(ValueError):
 
 
 class InsufficientResources(ConfigError):
-    """The run is valid but does not fit this machine now (memory); retrying elsewhere or later may work."""
+    """The run is valid but does not fit this machine now (memory, disk space); retrying elsewhere or later may
+    work.  The CLI exits 1 for it, as for other environment problems, not 2."""
 
 
 class TrainingDiverged(RuntimeError):

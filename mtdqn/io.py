@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from mtdqn.version import __version__
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, InsufficientResources
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
@@ -147,7 +147,7 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
     present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
     if present and not force:
         raise ConfigError(
-            f"{out} already holds a run ({', '.join(present[:3])}); pass --force to overwrite or choose another --out"
+            f"{out} already holds a run ({', '.join(present[:3])}); pass --force True to overwrite or choose another --out"
         )
     return present
 
@@ -195,10 +195,11 @@ def free_bytes(path: Path) -> int | None:
 
 
 def check_free_space(path: Path, need_bytes: int, what: str) -> None:
-    """Fail early (ConfigError) when the filesystem of ``path`` has less than ``need_bytes`` free."""
+    """Fail early (InsufficientResources: the CLI's exit 1) when the filesystem of ``path`` has less than
+    ``need_bytes`` free."""
     free = free_bytes(path)
     if free is not None and free < need_bytes:
-        raise ConfigError(
+        raise InsufficientResources(
             f"not enough free disk space in {path} for {what}: need about {need_bytes / 2**20:,.0f} MiB, "
             f"{free / 2**20:,.0f} MiB free"
         )

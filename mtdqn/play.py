@@ -149,6 +149,8 @@ def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: in
 def _check_gif_path(gif: Path) -> None:
     if gif.is_dir():
         raise ConfigError(f"--gif {gif} is a directory; give a file name, e.g. {gif / 'play.gif'}")
+    if gif.exists() and not gif.is_file():  # a device, a pipe: the GIF is written beside it and renamed over it
+        raise ConfigError(f"--gif {gif} exists and is not a regular file; give a file name")
     if not gif.parent.is_dir():
         raise ConfigError(f"--gif {gif}: directory {gif.parent} does not exist")
 

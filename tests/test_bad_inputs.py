@@ -84,8 +84,6 @@ TRAIN_CASES = [
     ("hidden-zero", ["--hidden", "0"], "--hidden must be positive"),
     ("conv-channels-zero", ["--tasks", "Breakout-MinAtar", "--conv-channels", "0", "16"],
      "--conv-channels must be positive"),
-    ("seeds-beyond-memory", ["--seeds", "100000000", "--steps", "1000", "--learning-starts", "100"],
-     "GB available: use fewer seeds"),
     ("no-updates", ["--steps", "5000", "--log-every", "5000"],
      "no update would run: --steps 5,000 ends before the first update, after env step 5,004 per task "
      "(--learning-starts 5,000); use --steps >= 5,001 (it trains 10,000: whole --log-every windows of 5,000) or "
@@ -124,6 +122,15 @@ def test_bad_train_input(tmp_path, capsys, argv, expected):
     out = tmp_path / "out"
     line = _one_error_line(capsys, ["train", *argv, "--out", str(out), "--progress", "False"])
     assert expected in line
+    assert not out.exists()
+
+
+def test_seeds_beyond_the_memory_are_the_machines_limit_exit_1(tmp_path, capsys):
+    """A valid run this machine cannot hold: one line, exit 1 (an environment problem, as a full disk), not 2."""
+    out = tmp_path / "out"
+    argv = ["train", "--seeds", "100000000", "--steps", "1000", "--learning-starts", "100", "--out", str(out),
+            "--progress", "False"]
+    assert "GB available: use fewer seeds" in _one_error_line(capsys, argv, code=1)
     assert not out.exists()
 
 
@@ -200,7 +207,7 @@ def test_full_disk_fails_before_anything_is_written(tmp_path, capsys, monkeypatc
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(mtdqn.io.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**16, 2**16))
     out = tmp_path / "out"
-    line = _one_error_line(capsys, ["train", "--out", str(out), "--progress", "False"])
+    line = _one_error_line(capsys, ["train", "--out", str(out), "--progress", "False"], code=1)  # the machine's
     assert "not enough free disk space" in line and "two checkpoints" in line
     assert not out.exists()
 
@@ -318,7 +325,7 @@ def test_a_bad_number_or_task_is_answered_before_jax_starts(tmp_path):
     lr, task, held, held_default, resume, budget = out.stderr.strip().splitlines()
     assert lr == "error: --lr must be a finite number > 0, got -1.0" and not (tmp_path / "x").exists()
     assert task.startswith("error: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?"), task
-    assert held == "error: held already holds a run (config.json); pass --force to overwrite or choose another --out"
+    assert held == "error: held already holds a run (config.json); pass --force True to overwrite or choose another --out"
     assert held_default == (f"error: {default} already holds a run (summary.json); pass --force to overwrite or "
                             "choose another --out"), held_default
     assert resume == "error: --resume continues held in place; drop --out", resume

@@ -56,10 +56,14 @@ def test_act_command_and_its_bad_input(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["seed 0", "seed 1"] and all(len(ln.split()) == 5 for ln in lines)
     np.save(tmp_path / "wrong.npy", np.zeros((3, 5), np.float32))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4), np.float32))
+    np.save(tmp_path / "complex.npy", np.zeros((3, 4), np.complex64))
     (tmp_path / "junk.npy").write_text("not an array")
     cases = [
         (["--task", "Pong-v0", "--obs", str(obs)], "is not one of this run's tasks"),
-        (["--task", "CartPole-v1", "--obs", str(tmp_path / "wrong.npy")], "must have shape (batch, 4) or (4)"),
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "wrong.npy")], "must have shape (batch, 4) with batch"),
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "empty.npy")], "got (0, 4) of float32"),
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "complex.npy")], "of real numbers; got (3, 4) of complex64"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array"),
         (["--task", "CartPole-v1", "--obs", str(obs), "--seed", "7"], "seed 7 is not one of this run's seeds"),
     ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import stat
 import sys
 
 import gymnasium as gym
@@ -206,11 +208,13 @@ def test_gym_task_gif(tmp_path, monkeypatch):
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run):
+    os.mkfifo(tmp_path / "pipe.gif")  # exists, not a regular file: the GIF would be renamed over it
     before = sorted(p.name for p in tmp_path.iterdir())
     run = str(classic_run)
     cases = [
         (["--task", "CartPole-v1", "--gif", str(tmp_path / "missing" / "cp.gif")], "does not exist"),
         (["--task", "CartPole-v1", "--gif", str(tmp_path)], "is a directory"),
+        (["--task", "CartPole-v1", "--gif", str(tmp_path / "pipe.gif")], "exists and is not a regular file"),
         (["--task", "CartPole-v1", "--episodes", "0", "--gif", str(tmp_path / "cp.gif")], "--episodes must be > 0"),
         (["--task", "Breakout-MinAtar", "--gif", str(tmp_path / "cp.gif")], "is not one of this run's tasks"),
         (["--task", "CartPole-v1", "--gif-every", "0", "--gif", str(tmp_path / "cp.gif")], "--gif-every must be"),
@@ -222,3 +226,4 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run)
         err = captured.err.strip().splitlines()
         assert exc.value.code == 2 and len(err) == 1 and message in err[0] and not captured.out, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert stat.S_ISFIFO((tmp_path / "pipe.gif").stat().st_mode)

@@ -11,7 +11,7 @@ import tyro
 
 from mtdqn.cli.commands import Study, Train, Tune, given_options
 from mtdqn.cli.handlers import COMMANDS
-from mtdqn.errors import ConfigError, FewUpdatesWarning, TrainingDiverged
+from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, TrainingDiverged
 
 __all__ = ["main"]
 
@@ -196,7 +196,7 @@ _python_show_warning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O 1)."""
+    """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O, memory, disk 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cmd = _parse(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         handler(cmd)
     except (ConfigError, TrainingDiverged) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(exc, ConfigError) else 3) from None
+        code = 1 if isinstance(exc, InsufficientResources) else 2 if isinstance(exc, ConfigError) else 3
+        raise SystemExit(code) from None
     except OSError as exc:  # disk full or a folder that became unwritable mid-run
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)

@@ -122,7 +122,8 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
     """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
     writes it)."""
     if not resume and is_sweep(out_dir) and not force:
-        raise ConfigError(f"{out_dir} already holds a sweep; use --resume to continue it or --force to overwrite")
+        raise ConfigError(f"{out_dir} already holds a sweep; use --resume {out_dir} to continue it or --force True "
+                          "to overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,
                                       **provenance(), **options.record()})
