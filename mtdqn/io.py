@@ -23,7 +23,7 @@ from mtdqn.errors import ConfigError, InsufficientResources
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
-    "check_new_out_dir", "check_free_space", "free_bytes",
+    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet",
 ]
 
 _UMASK = os.umask(0o022)
@@ -47,6 +47,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n"))
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet table; a one-line ConfigError naming the file when it is missing or damaged (pyarrow raises
+    several types, and its messages name a buffer, not the file)."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found") from None
+    except Exception as exc:
+        raise ConfigError(f"{path} is unreadable or corrupt ({type(exc).__name__})") from None
 
 
 def read_json(path: Path) -> Any:

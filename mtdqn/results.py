@@ -21,8 +21,9 @@ import pandas as pd
 
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
-from mtdqn.io import read_json
-from mtdqn.rundir import EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA, RunDir, table_frame
+from mtdqn.io import read_json, read_parquet
+from mtdqn.rundir import (DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
+                          RUN_SUMMARY, RunDir, table_frame)
 
 if TYPE_CHECKING:  # annotations only: loading an agent imports JAX
     from mtdqn.deploy import LoadedAgent
@@ -66,16 +67,20 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        """Whether the run ended: its summary.json is written last."""
-        return (self.path / "summary.json").is_file()
+        """Whether the run ended: its summary.json is written last (a distilled student's distill.json)."""
+        return RunDir(self.path).finished_as() is not None
 
     @property
     def summary(self) -> dict[str, Any]:
         """summary.json: final evaluations and scores per task and seed, timings, and what the run did; a
-        one-line error while the run has not finished."""
-        if not self.finished:
-            raise ConfigError(f"{self.path} has no summary.json: the run has not finished")
-        return read_json(self.path / "summary.json")
+        one-line error while the run has not finished, and for a distilled student (``json("distill")``)."""
+        ended = RunDir(self.path).finished_as()
+        if ended == DISTILL_RECORD:
+            raise ConfigError(f"{self.path} is a distilled student: no training summary; its comparison with its "
+                              f"teachers is {DISTILL_RECORD} (Run.json('distill'))")
+        if ended is None:
+            raise ConfigError(f"{self.path} has no {RUN_SUMMARY}: the run has not finished")
+        return read_json(self.path / RUN_SUMMARY)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -124,7 +129,7 @@ class Run:
     def _table(self, stem: str, schema: dict[str, str] | None) -> pd.DataFrame:
         path = self.path / f"{stem}.parquet"
         if path.is_file():
-            return pd.read_parquet(path)
+            return read_parquet(path)
         return table_frame([], schema) if schema is not None else pd.DataFrame()
 
 
@@ -192,7 +197,7 @@ class Study:
         data = self.path / "report" / "data"
         if not data.is_dir():
             self.report()
-        return {p.stem: pd.read_parquet(p) for p in sorted(data.glob("*.parquet"))}
+        return {p.stem: read_parquet(p) for p in sorted(data.glob("*.parquet"))}
 
     def table(self, name: str) -> pd.DataFrame:
         """One tidy table of the report (see :attr:`tables`); a one-line error naming the others."""

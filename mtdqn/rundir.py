@@ -35,9 +35,10 @@ import pandas as pd
 from mtdqn.config import TrainConfig, config_from_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
-                      write_json, write_parquet)
+                      read_parquet, write_json, write_parquet)
 
-__all__ = ["RUN_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
+__all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS",
+           "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
            "METRIC_SCHEMA", "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA",
            "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
            "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN", "FINAL_SCORE_RULES", "final_score_rule",
@@ -45,11 +46,15 @@ __all__ = ["RUN_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TA
 
 # A run's record (its config, options and hash): a folder that holds one holds a run.
 RUN_RECORD = "config.json"
+# A run is finished exactly when its last file is written: a trained run's summary, a distilled student's
+# comparison with its teachers (`mtdqn distill`).
+RUN_SUMMARY = "summary.json"
+DISTILL_RECORD = "distill.json"
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     RUN_RECORD, "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
     "affinity.parquet", "experts.parquet",
-    "cka.parquet", "grad_probe.parquet", "summary.json", "eval.json", "tb", "checkpoints", "distill.json",
+    "cka.parquet", "grad_probe.parquet", RUN_SUMMARY, "eval.json", "tb", "checkpoints", DISTILL_RECORD,
     "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
 )
 # The tidy tables' columns and dtypes (those the compiled loop produces), the same when a table has no rows: a run
@@ -239,6 +244,20 @@ class RunDir:
             raise ConfigError(f"{self.path} is not a run directory (no {RUN_RECORD})")
         return read_json(self.record_path)
 
+    def finished_as(self) -> str | None:
+        """The file that says this run has ended (a trained run's summary.json, a distilled student's
+        distill.json), or None while it can still be resumed."""
+        return next((name for name in (DISTILL_RECORD, RUN_SUMMARY) if (self.path / name).is_file()), None)
+
+    def require_resumable(self) -> dict[str, Any]:
+        """The record of a run ``--resume`` may continue: a training run, finished or not (a finished one is
+        evaluated again with the options given); one line for a distilled student, which no DQN run made."""
+        record = self.require_run()
+        if self.finished_as() == DISTILL_RECORD:
+            raise ConfigError(f"{self.path} is a distilled student ({DISTILL_RECORD}), not a training run: "
+                              "there is nothing to resume")
+        return record
+
     def config(self) -> TrainConfig:
         """The config this run directory was made with (its record); a one-line error if it has none."""
         record = self.require_run()
@@ -274,11 +293,7 @@ class RunDir:
         kept = []
         for name in Tables._fields:
             path = self.path / f"{name}.parquet"
-            try:
-                frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
-            except Exception as exc:  # pyarrow raises several types for a damaged file
-                raise ConfigError(f"{path} is unreadable or corrupt ({type(exc).__name__}); the run cannot be "
-                                  "resumed with its tables") from None
+            frame = read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
             if "step" not in frame:  # a probe of an older run, taken at its end only: regenerated at the end
                 frame = pd.DataFrame({"step": []})
             kept.append(_records(frame[frame["step"] <= last_step]))
@@ -326,7 +341,7 @@ class RunDir:
         with the returns, as markdown, then distill.json last (the student is finished when it exists)."""
         atomic_write(self.path / "distill_report.csv", lambda path: report.to_csv(path, index=False))
         atomic_write(self.path / "distill_report.md", lambda path: path.write_text(markdown))
-        write_json(self.path / "distill.json", result)
+        write_json(self.path / DISTILL_RECORD, result)
 
     def write_final(self, metrics: pd.DataFrame, summary: dict[str, Any], cka: list[dict[str, Any]]) -> None:
         """metrics.csv, cka.parquet (when there are rows) and, last, summary.json: a run is finished exactly
@@ -334,7 +349,7 @@ class RunDir:
         atomic_write(self.path / "metrics.csv", lambda path: metrics.to_csv(path, index=False))
         if cka:
             write_parquet(self.path / "cka.parquet", pd.DataFrame(cka))
-        write_json(self.path / "summary.json", summary)
+        write_json(self.path / RUN_SUMMARY, summary)
 
 
 def write_tensorboard(writer: Any, tables: Tables, step: int) -> None:

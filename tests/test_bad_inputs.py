@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from helpers import TINY, TINY_ARGV, fake_run
 
+import mtdqn
 from mtdqn.cli import main
 from mtdqn.cli.entry import _check_before_jax, _parse
 from mtdqn.io import prepare_out_dir
@@ -360,6 +361,22 @@ def test_a_corrupt_table_on_resume_is_one_line(tmp_path):
     (tmp_path / "metrics.parquet").write_bytes(b"PAR1 not really a parquet file")
     with pytest.raises(ConfigError, match=r"metrics.parquet is unreadable or corrupt"):
         RunDir(tmp_path).tables_until(1000)
+
+
+def test_a_corrupt_table_is_named_where_it_is_read(tmp_path):
+    """A truncated table read through the API (`open_run(...).evals`) or a study's report (its loader) is a
+    ConfigError naming the file, not pyarrow's message about a buffer."""
+    from mtdqn.analysis.load import _read_table
+    from mtdqn.errors import ConfigError
+
+    fake_run(tmp_path / "run")
+    table = tmp_path / "run" / "evals.parquet"
+    pd.DataFrame({"step": [1], "task": ["CartPole-v1"]}).to_parquet(table)
+    table.write_bytes(table.read_bytes()[:-20])  # truncated: Parquet's footer is gone
+    with pytest.raises(ConfigError, match=r"run/evals.parquet is unreadable or corrupt \(ArrowInvalid\)"):
+        mtdqn.open_run(tmp_path / "run").evals
+    with pytest.raises(ConfigError, match=r"run/evals.parquet is unreadable or corrupt"):
+        _read_table(table, "evals", ("CartPole-v1",))
 
 
 @pytest.fixture(scope="module")

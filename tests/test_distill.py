@@ -302,3 +302,22 @@ def test_out_may_not_be_a_teacher_or_an_existing_run(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
     assert digest(tmp_path / "t") == before
+
+
+def test_a_student_is_a_finished_run_that_cannot_be_resumed(tmp_path, capsys):
+    """A student's directory ends with distill.json, not summary.json: `open_run` calls it finished and its
+    `summary` says where its results are; `train --resume` refuses it in one line and writes nothing (it once
+    trained it on as a DQN run, writing a summary with 0 env-steps/s and an empty metrics table)."""
+    out = tmp_path / "student"
+    fake_run(out)
+    write_json(out / "distill.json", {"tasks": {}})
+    run = mtdqn.open_run(out)
+    assert run.finished and "finished" in repr(run) and "not finished" not in repr(run)
+    with pytest.raises(mtdqn.ConfigError, match=r"is a distilled student: no training summary; .*distill.json"):
+        run.summary
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--resume", str(out), "--progress", "False"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "is a distilled student (distill.json)" in err[0], err
+    assert sorted(p.name for p in out.rglob("*")) == before

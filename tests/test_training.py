@@ -16,6 +16,7 @@ from mtdqn.config import check_new_run, derive
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
+from mtdqn.train.summary import TRAINING_TIMINGS
 
 @pytest.fixture(scope="module")
 def two_runs(tiny_run, tiny_run_final_eval_only):  # trained once per session (conftest.py)
@@ -145,9 +146,13 @@ def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(two_runs[0].out_dir, run)
-    assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2
+    before = json.loads((run / "summary.json").read_text())
+    assert before["eval_episodes"] == 2 and before["env_steps_per_s"] > 0
     main(["train", "--resume", str(run), "--eval-episodes", "10", "--progress", "False"])
-    assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 10
+    after = json.loads((run / "summary.json").read_text())
+    assert after["eval_episodes"] == 10
+    # nothing trained on this resume: the timings stay those of the process that trained the run
+    assert {k: after[k] for k in TRAINING_TIMINGS} == {k: before[k] for k in TRAINING_TIMINGS}
     assert json.loads((run / "config.json").read_text())["options"]["eval_episodes"] == 10  # not a stale copy
     main(["train", "--resume", str(run), "--progress", "False"])  # not given: the run's own (stored 2)
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2

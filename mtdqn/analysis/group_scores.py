@@ -35,6 +35,7 @@ from scipy import stats as sps
 
 from . import anchors, stats
 from .groups import ROLES, Partition
+from mtdqn.io import read_parquet
 
 __all__ = ["PREDICTORS", "roles", "seed_matrix", "seed_mean", "predictor_matrices", "cell_finals", "realized_scores",
            "normalized_mean", "points", "spearman_rows", "spearman", "score_weights", "rank_agreement"]
@@ -79,9 +80,9 @@ def predictor_matrices(joint_dir: Path, tasks: tuple[str, ...]) -> dict[str, np.
     out: dict[str, np.ndarray | None] = {p: None for p in PREDICTORS}
     af, gp = Path(joint_dir) / "affinity.parquet", Path(joint_dir) / "grad_pairs.parquet"
     if af.is_file():
-        out["affinity"] = seed_matrix(pd.read_parquet(af), tasks, "task_i", "task_j", "value", symmetric=False)
+        out["affinity"] = seed_matrix(read_parquet(af), tasks, "task_i", "task_j", "value", symmetric=False)
     if gp.is_file():
-        out["cosine"] = seed_matrix(pd.read_parquet(gp), tasks, "task_a", "task_b", "cosine", symmetric=True)
+        out["cosine"] = seed_matrix(read_parquet(gp), tasks, "task_a", "task_b", "cosine", symmetric=True)
     return out
 
 
@@ -204,7 +205,7 @@ def pull_table(study_dir: Path, plan: dict[str, Any]) -> pd.DataFrame:
     grads, metrics = joint / "grad_tasks.parquet", joint / "metrics.parquet"
     if not (grads.is_file() and metrics.is_file()):
         return pd.DataFrame(columns=["task", "quarter", "share", "loss", "return_joint", "return_alone"])
-    g, m = pd.read_parquet(grads), pd.read_parquet(metrics)
+    g, m = read_parquet(grads), read_parquet(metrics)
     last = int(m["step"].max())
     g["share"] = g["grad_norm"] / g.groupby(["step", "seed"])["grad_norm"].transform("sum")
     g["quarter"] = _quarter(g["step"], last)
@@ -215,7 +216,7 @@ def pull_table(study_dir: Path, plan: dict[str, Any]) -> pd.DataFrame:
     for group in plan["partitions"].get("apart", {}).get("groups", []):
         f = Path(study_dir) / group["cell"] / "metrics.parquet"
         if f.is_file():
-            a = pd.read_parquet(f)
+            a = read_parquet(f)
             a["quarter"] = _quarter(a["step"], last)
             alone.append(a.groupby(["task", "quarter"])["episode_return"].mean())
     out["return_alone"] = pd.concat(alone) if alone else np.nan

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtdqn.io import read_parquet
 from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, RunDir
 
 __all__ = ["Cell", "Study", "load_study"]
@@ -121,7 +122,7 @@ def _require_keys(path: Path, data: dict[str, Any], keys: tuple[str, ...]) -> No
 
 def _read_table(path: Path, stem: str, tasks: tuple[str, ...]) -> pd.DataFrame:
     required, numeric = _TABLES[stem]
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}")

@@ -35,6 +35,7 @@ from mtdqn.analysis.fmt import estimate, num, values
 from mtdqn.analysis.curves import auc
 from mtdqn.analysis.ranges import Bounds, discounted_bounds, return_bounds
 from mtdqn.analysis.stats import MIN_SEEDS, bootstrap_diff, bootstrap_mean
+from mtdqn.io import read_parquet
 
 __all__ = ["seed_metrics", "transfer_table", "differences", "grafted_trunk", "write_transfer_table"]
 
@@ -66,7 +67,7 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
             table[variant] = None  # failed or missing: listed as such
             continue
         summary = json.loads(summary_path.read_text())
-        per_seed = seed_metrics(pd.read_parquet(cell / "evals.parquet"), summary, task)
+        per_seed = seed_metrics(read_parquet(cell / "evals.parquet"), summary, task)
         gamma = summary.get("task_gamma", {}).get(task, float("nan"))
         table[variant] = {m: _estimate(v, _bounds(m, task, gamma)) for m, v in per_seed.items()}
         table[variant]["final_discounted"]["gamma"] = gamma

@@ -92,7 +92,7 @@ def train(
     _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
     verified = None
     if resume:
-        record = run_dir.require_run()
+        record = run_dir.require_resumable()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
     options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else options,
                                        resuming=resume))

@@ -20,15 +20,16 @@ from mtdqn.config import config_hash
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.networks import count_params, describe_architecture
-from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RunDir, eval_rows, final_score_rule, final_score_steps,
-                          final_scores, table_frame)
+from mtdqn.io import read_json
+from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RUN_SUMMARY, RunDir, eval_rows, final_score_rule,
+                          final_score_steps, final_scores, table_frame)
 from mtdqn.runoptions import RunOptions
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent
 from mtdqn.train.drive import Schedule, Trained, expert_probe_fn, grad_probe_fn, kept_as
 from mtdqn.train.loop import Trainer
 
-__all__ = ["finish", "returns_by_task"]
+__all__ = ["finish", "returns_by_task", "TRAINING_TIMINGS"]
 
 
 def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Schedule, trained: Trained,
@@ -51,6 +52,8 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     restored = bool(early) and any(int(b) >= 0 for b in early["best_step"].values())  # best params restored
     summary = _summarize(trainer, options, schedule, trained, time.perf_counter() - t_start, greedy,
                          tables.evals, final_score_rule(restored))
+    if trained.last_chunk == trained.first_chunk:  # a finished run resumed: evaluated again, nothing trained
+        summary.update(_training_timings(run_dir))
     if early:
         summary[kept_as(options)] = early
     if options.test_episodes:
@@ -61,6 +64,19 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
         summary["transfer"] = transfer_summary(start, summary)
     run_dir.write_final(frame, summary, _cka(trainer, state) if options.probes else [])
     return summary, frame
+
+
+TRAINING_TIMINGS = ("wall_time_s", "compile_s", "eval_s", "env_steps_per_s")
+"""summary.json's timings of the process that trained the run."""
+
+
+def _training_timings(run_dir: RunDir) -> dict[str, Any]:
+    """The timings of the run's previous summary (none before: {}).  A finished run resumed (new run options,
+    e.g. more evaluation episodes) trains nothing; its own timings would put its throughput at 0 env-steps/s
+    in a study's cost table."""
+    path = run_dir.path / RUN_SUMMARY
+    previous = read_json(path) if path.is_file() else {}
+    return {k: previous[k] for k in TRAINING_TIMINGS if k in previous}
 
 
 def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, trained: Trained, wall_s: float,
