@@ -8,7 +8,7 @@ of failure.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InsufficientResources", "TrainingDiverged", "FewUpdatesWarning"]
+__all__ = ["ConfigError", "InsufficientResources", "TrainingDiverged", "SearchFailed", "FewUpdatesWarning"]
 
 
 class ConfigError(ValueError):
@@ -22,6 +22,11 @@ class InsufficientResources(ConfigError):
 
 class TrainingDiverged(RuntimeError):
     """A loss or Q-value became non-finite; the message names the step and task."""
+
+
+class SearchFailed(RuntimeError):
+    """`mtdqn tune` ran its trials and none completed (each failed trial's reason is in its report); the CLI
+    exits 3, as for a diverged run, after printing the report's path."""
 
 
 class FewUpdatesWarning(UserWarning):

@@ -209,6 +209,28 @@ def test_a_trial_that_raises_fails_and_the_search_goes_on(tmp_path, monkeypatch)
     assert study.trials[0].user_attrs["note"] == "RuntimeError: disk on fire traceback line"
 
 
+def test_a_search_none_of_whose_trials_completes_exits_3(tmp_path, monkeypatch, capsys):
+    """Every trial failed: the report is written and its path printed, then one error line and exit 3 (it
+    exited 0, as if the search had found something)."""
+    from mtdqn.cli import main
+
+    def broken(where, *args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(search, "train_or_resume", broken)
+    spec = tmp_path / "small.toml"
+    spec.write_text(_toml(SMALL))
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", str(spec), "--out", str(tmp_path / "out"), "--progress", "False"])
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert exc.value.code == 3 and err == ["error: no trial completed: 2 failed (trial 0: RuntimeError: disk on "
+                                           "fire); the report lists each trial's reason"], err
+    assert f"report: {tmp_path / 'out' / 'report' / 'tune.md'}" in captured.out
+    trials = pd.read_csv(tmp_path / "out" / "report" / "trials.csv", keep_default_na=False)
+    assert list(trials["state"]) == ["fail", "fail"] and list(trials["run"]) == ["", ""]  # no directory to name
+
+
 def test_a_storage_holds_the_spec_of_its_study(tmp_path):
     """A study name reused by another spec in the same storage is refused, not mixed in."""
     url = f"sqlite:///{tmp_path / 'tune.db'}"
@@ -246,7 +268,9 @@ def test_a_space_no_point_of_which_can_train_is_refused_before_any_trial(tmp_pat
     search over it would fail every trial (the classic presets did), so it is one line before anything is
     written.  Spaces with a valid part are searched: with tau searched too (tau 1 makes hard copies valid);
     a rule that is not a threshold (--train-every a multiple of --num-envs 4: both ends of [2, 6] fail, 4
-    passes); more corners than are tried, only one choice value of which passes."""
+    passes); more corners than are tried, half of which pass.  And each choice on its own: a choice with which no
+    configuration can train (a mistyped sharing; tau 0.005 beside target_update_every >= 10) would fail every
+    trial that draws it (it once ran them all, failed, and exited 0)."""
     period = {**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "target_update_every": {"log": [10, 1000]}}}
     with pytest.raises(ConfigError, match=r"tune small: no configuration of \[space\] checked can train \(68: its "
                                           r"corners and 64 random draws\), so the search would fail its trials; "
@@ -258,10 +282,19 @@ def test_a_space_no_point_of_which_can_train_is_refused_before_any_trial(tmp_pat
     check_fixed_options(build_tune_spec(with_tau, "s", "s"))
     check_fixed_options(build_tune_spec({**SMALL, "options": {**SMALL["options"], "num_envs": 4},
                                          "space": {"train_every": {"int": [2, 6]}}}, "s", "s"))
-    wide = {"tau": {"choice": [0.005, 1.0]}, "target_update_every": {"log": [10, 1000]}, "lr": {"log": [1e-4, 1e-2]},
+    wide = {"tau": {"choice": [0.005, 1.0]}, "target_update_every": {"log": [1, 1000]}, "lr": {"log": [1e-4, 1e-2]},
             "gamma": {"float": [0.9, 0.99]}, "eps_fraction": {"float": [0.1, 0.5]}, "eps_end": {"float": [0.01, 0.1]},
-            "eps_start": {"float": [0.5, 1.0]}}  # 128 corners, half of them with tau 1
+            "eps_start": {"float": [0.5, 1.0]}}  # 128 corners, those with tau 0.005 valid only at 1
     check_fixed_options(build_tune_spec({**SMALL, "space": wide}, "s", "s"))
+    never = {**wide, "target_update_every": {"log": [10, 1000]}}  # tau 0.005 now has no valid corner or draw
+    with pytest.raises(ConfigError, match=r"tune small: tau = 0\.005: no configuration checked with it can train "
+                                          r"\(128: its corners and 64 random draws\).*--tau 0\.005"):
+        check_fixed_options(build_tune_spec({**SMALL, "space": never}, "s", "s"))
+    typo = {**SMALL, "space": {**SMALL["space"], "sharing": {"choice": ["shared", "bogus"]}}}
+    with pytest.raises(ConfigError, match=r"tune small: sharing = bogus: no configuration checked with it can "
+                                          r"train .*unknown --sharing 'bogus'"):
+        mtdqn.tune(typo, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):

@@ -11,7 +11,7 @@ import tyro
 
 from mtdqn.cli.commands import Study, Train, Tune, given_options
 from mtdqn.cli.handlers import COMMANDS
-from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, TrainingDiverged
+from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, SearchFailed, TrainingDiverged
 
 __all__ = ["main"]
 
@@ -196,7 +196,8 @@ _python_show_warning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged 3; I/O, memory, disk 1)."""
+    """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged or no trial completed 3;
+    I/O, memory, disk 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cmd = _parse(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         _check_before_jax(cmd)
         _start_jax(cmd)
         handler(cmd)
-    except (ConfigError, TrainingDiverged) as exc:
+    except (ConfigError, TrainingDiverged, SearchFailed) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         code = 1 if isinstance(exc, InsufficientResources) else 2 if isinstance(exc, ConfigError) else 3
         raise SystemExit(code) from None

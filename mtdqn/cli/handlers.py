@@ -12,7 +12,7 @@ from typing import Callable
 from mtdqn.cli.commands import (
     Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, Tune, given_options,
 )
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, SearchFailed
 from mtdqn.results import Run
 
 __all__ = ["COMMANDS"]
@@ -218,6 +218,10 @@ def _run_tune(cmd: Tune) -> None:
     if result.confirm_dir is not None:
         print(f"confirmation ({result.confirm_dir}): score {result.confirm_score:.4g}")
     print(f"report: {result.report}")
+    if result.best_trial is None and result.failed:  # nothing to show for the search: say so in the exit status
+        number, note = result.failed[0]
+        raise SearchFailed(f"no trial completed: {len(result.failed)} failed (trial {number}: {note}); the report "
+                           "lists each trial's reason")
 
 
 def _run_report(cmd: Report) -> None:

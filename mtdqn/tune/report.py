@@ -45,14 +45,15 @@ TrialState = optuna.trial.TrialState
 
 
 def trials_table(study: optuna.Study, out: Path) -> pd.DataFrame:
-    """One row per trial: number, state, score, each searched option, the note, the run directory and the batch
-    it trained in (empty: alone)."""
+    """One row per trial: number, state, score, each searched option, the note, the run directory (empty for a
+    trial that failed before writing one) and the batch it trained in (empty: alone)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append({"trial": t.number, "state": t.state.name.lower(), "score": t.value if t.value is not None
                      else float("nan"), **{f"param:{k}": v for k, v in t.user_attrs.get("options", {}).items()},
                      "last_step": max(t.intermediate_values, default=None), "note": t.user_attrs.get("note", ""),
-                     "run": str(trial_dir(out, t.number).relative_to(out)), "batch": t.user_attrs.get(BATCH_ATTR, "")})
+                     "run": str(trial_dir(out, t.number).relative_to(out)) if trial_dir(out, t.number).is_dir() else "",
+                     "batch": t.user_attrs.get(BATCH_ATTR, "")})
     return pd.DataFrame(rows)
 
 

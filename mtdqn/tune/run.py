@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import optuna
 
 from mtdqn.errors import ConfigError
 from mtdqn.tune.batches import run_batched_search, running_batches
@@ -32,7 +33,8 @@ __all__ = ["TuneResult", "run_tune"]
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What a tune made: its directory, report, best trial (None without a complete one) and confirmation."""
+    """What a tune made: its directory, report, best trial (None without a complete one) and confirmation;
+    ``failed``: each failed trial's number and reason."""
 
     out_dir: Path
     report: Path
@@ -41,6 +43,7 @@ class TuneResult:
     best_options: dict[str, Any]
     confirm_dir: Path | None = None
     confirm_score: float | None = None
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
 
 def check_fixed_options(spec: TuneSpec) -> None:
@@ -64,16 +67,26 @@ def check_some_point_trains(spec: TuneSpec) -> None:
     ends, each choice; a random :data:`SPACE_CHECKS` of them when there are more), then as many draws from its
     prior (a rule need not be a threshold: --train-every must be a multiple of --num-envs, which both ends
     of [2, 6] miss and 4 meets).  What none of those passes is refused; a space whose valid part is too small
-    to be hit is refused too, and should be narrowed."""
+    to be hit is refused too, and should be narrowed.  Then each choice, the same way with that choice fixed:
+    a choice no run accepts (a mistyped ``sharing``) would fail every trial that draws it."""
     rng = np.random.default_rng(spec.sampler_seed)
-    dims = list(spec.space.values())
-    n_corners = math.prod(len(dim.ends()) for dim in dims)
-    corners = (itertools.product(*(dim.ends() for dim in dims)) if n_corners <= SPACE_CHECKS else
-               (tuple(dim.ends()[int(rng.integers(len(dim.ends())))] for dim in dims) for _ in range(SPACE_CHECKS)))
-    draws = (tuple(dim.draw(rng) for dim in dims) for _ in range(SPACE_CHECKS))
+    _check_a_point_trains(spec, rng, {})
+    for name, dim in spec.space.items():
+        for choice in dim.choices:  # empty for ranges
+            _check_a_point_trains(spec, rng, {name: choice})
+
+
+def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[str, Any]) -> None:
+    """:func:`check_some_point_trains`'s search, with the options in ``fixed`` held at their values."""
+    dims = {name: dim for name, dim in spec.space.items() if name not in fixed}
+    n_corners = math.prod(len(dim.ends()) for dim in dims.values())
+    corners = (itertools.product(*(dim.ends() for dim in dims.values())) if n_corners <= SPACE_CHECKS else
+               (tuple(dim.ends()[int(rng.integers(len(dim.ends())))] for dim in dims.values())
+                for _ in range(SPACE_CHECKS)))
+    draws = (tuple(dim.draw(rng) for dim in dims.values()) for _ in range(SPACE_CHECKS if dims else 0))
     first, count = None, 0
     for values in itertools.chain(corners, draws):
-        point = dict(zip(spec.space, values))
+        point = {**dict(zip(dims, values)), **fixed}
         error = agent_error(spec.config(point))
         if error is None:
             return
@@ -81,8 +94,11 @@ def check_some_point_trains(spec: TuneSpec) -> None:
         first = first or (point, error)
     point, error = first
     at = ", ".join(f"{name} = {value}" for name, value in point.items())
-    raise ConfigError(f"tune {spec.name}: no configuration of [space] checked can train ({count}: its corners and "
-                      f"{SPACE_CHECKS} random draws), so the search would fail its trials; e.g. at {at}: {error}")
+    what = ("no configuration of [space] checked can train" if not fixed else
+            f"{', '.join(f'{name} = {value}' for name, value in fixed.items())}: no configuration checked with it "
+            "can train")
+    raise ConfigError(f"tune {spec.name}: {what} ({count}: its corners and {SPACE_CHECKS} random draws), so the "
+                      f"search would fail its trials; e.g. at {at}: {error}")
 
 
 def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: int | None = None,
@@ -119,5 +135,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     report = build_tune_report(spec, study, out, command,
                                [p.parent for p in sorted((out / "confirm").glob("*/summary.json"))])
     best = best_trial(study)
+    failed = [(t.number, t.user_attrs.get("note", "")) for t in
+              study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
     return TuneResult(out, report, best.number if best else None, best.value if best else None,
-                      dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score)
+                      dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score, failed)
