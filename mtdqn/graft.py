@@ -116,6 +116,9 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
                           "use --freeze trunk")
     if not (math.isfinite(ft.trunk_lr) and ft.trunk_lr >= 0):
         raise ConfigError(f"--trunk-lr must be a finite number >= 0 (0: --lr), got {ft.trunk_lr}")
+    if ft.trunk_lr and (freeze.kind == "trunk" or (freeze.kind == "bottom" and freeze.value == n_trunk)):
+        raise ConfigError(f"--trunk-lr {ft.trunk_lr:g} sets the rate of trunk layers that train, and --freeze "
+                          f"{ft.freeze} freezes the whole trunk: drop one of them")
     if ft.keep_heads and source.cfg.value_norm == "popart":
         raise ConfigError(f"{source.path} normalizes its heads (PopArt): keeping them without their statistics "
                           "would change their Q-values; fine-tune without --keep-heads")

@@ -260,6 +260,7 @@ def test_grad_diagnostics_norms_and_cosines():
     [
         ("nope", "", (1.0, 1.0), "unknown strategy 'nope'; valid: cagrad, dwa, gradnorm, pcgrad, sum, uncertainty"),
         ("cagrad", "radius=1", (1.0, 1.0), "unknown option 'radius=1'; valid options: c, steps, step_size"),
+        ("cagrad", "c", (1.0, 1.0), r"option c needs a value \(c=VALUE\); valid options: c, steps, step_size"),
         ("cagrad", "c=big", (1.0, 1.0), "option c must be float, got 'big'"),
         ("dwa", "window=1.5", (1.0, 1.0), "option window must be int"),
         ("cagrad", "c=-1", (1.0, 1.0), "needs c >= 0"),

@@ -138,9 +138,11 @@ def parse_strategy_args(name: str, args: str) -> Any:
     for item in filter(None, (a.strip() for a in args.split(","))):
         key, eq, raw = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not eq or key not in fields:
-            valid = ", ".join(fields) or "none"
+        valid = ", ".join(fields) or "none"
+        if key not in fields:
             raise ConfigError(f"strategy {name}: unknown option {item!r}; valid options: {valid}")
+        if not eq:
+            raise ConfigError(f"strategy {name}: option {key} needs a value ({key}=VALUE); valid options: {valid}")
         values[key] = _convert(raw.strip(), fields[key].type, key, name)
     return spec.options(**values)
 
