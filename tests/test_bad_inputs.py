@@ -326,9 +326,10 @@ def test_a_bad_number_or_task_is_answered_before_jax_starts(tmp_path):
     lr, task, held, held_default, resume, budget = out.stderr.strip().splitlines()
     assert lr == "error: --lr must be a finite number > 0, got -1.0" and not (tmp_path / "x").exists()
     assert task.startswith("error: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?"), task
-    assert held == "error: held already holds a run (config.json); pass --force True to overwrite or choose another --out"
-    assert held_default == (f"error: {default} already holds a run (summary.json); pass --force to overwrite or "
-                            "choose another --out"), held_default
+    assert held == ("error: held already holds a run (config.json); pass --force True to overwrite or choose "
+                    "another --out")
+    assert held_default == (f"error: {default} already holds a run (summary.json); pass --force True to overwrite "
+                            "or choose another --out"), held_default
     assert resume == "error: --resume continues held in place; drop --out", resume
     assert budget.startswith("error: no update would run: --steps 1,000 ends before the first update"), budget
     _check_before_jax(_parse(["train", "--out", str(tmp_path / "held"), "--force", "True"]))  # --force: it passes
