@@ -161,7 +161,8 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         if is_sweep(Path(out)):
             cfg, swept = read_sweep(Path(out))
         else:
-            cfg = RunDir(out).config()  # one line if out holds no run
+            RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX starts
+            cfg = RunDir(out).config()
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
         if swept:

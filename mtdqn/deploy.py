@@ -96,8 +96,7 @@ class LoadedAgent:
         single = obs.shape == task.obs_shape
         if single:
             obs = obs[None]
-        real = (np.issubdtype(obs.dtype, np.number) and not np.issubdtype(obs.dtype, np.complexfloating)) \
-            or obs.dtype == bool
+        real = obs.dtype.kind in "biuf"  # bool, integers, floats: not complex, datetimes, text or objects
         if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not real or not len(obs):
             shape = ", ".join(map(str, task.obs_shape))
             raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) with batch >= 1, "

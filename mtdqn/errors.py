@@ -8,7 +8,8 @@ of failure.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InsufficientResources", "TrainingDiverged", "SearchFailed", "FewUpdatesWarning"]
+__all__ = ["ConfigError", "InsufficientResources", "InsufficientDisk", "TrainingDiverged", "SearchFailed",
+           "FewUpdatesWarning"]
 
 
 class ConfigError(ValueError):
@@ -18,6 +19,11 @@ class ConfigError(ValueError):
 class InsufficientResources(ConfigError):
     """The run is valid but does not fit this machine now (memory, disk space); retrying elsewhere or later may
     work.  The CLI exits 1 for it, as for other environment problems, not 2."""
+
+
+class InsufficientDisk(InsufficientResources):
+    """Not enough free disk space for the run's checkpoints.  Unlike memory, a smaller program does not help:
+    a search's batch is not split for it (its checkpoint kept for a rerun once space is freed)."""
 
 
 class TrainingDiverged(RuntimeError):

@@ -119,6 +119,9 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
     if ft.trunk_lr and (freeze.kind == "trunk" or (freeze.kind == "bottom" and freeze.value == n_trunk)):
         raise ConfigError(f"--trunk-lr {ft.trunk_lr:g} sets the rate of trunk layers that train, and --freeze "
                           f"{ft.freeze} freezes the whole trunk: drop one of them")
+    if ft.trunk_lr and ft.lora_rank:
+        raise ConfigError(f"--trunk-lr {ft.trunk_lr:g} sets the rate of trunk layers that train, and --lora freezes "
+                          "the trunk (its low-rank factors train at --lr): drop --trunk-lr")
     if ft.keep_heads and source.cfg.value_norm == "popart":
         raise ConfigError(f"{source.path} normalizes its heads (PopArt): keeping them without their statistics "
                           "would change their Q-values; fine-tune without --keep-heads")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from mtdqn.version import __version__
-from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.errors import ConfigError, InsufficientDisk
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
@@ -56,6 +56,8 @@ def read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except FileNotFoundError:
         raise ConfigError(f"{path} not found") from None
+    except (OSError, MemoryError):  # the machine's (a permission, a full memory): the CLI's exit 1, not bad input
+        raise
     except Exception as exc:
         raise ConfigError(f"{path} is unreadable or corrupt ({type(exc).__name__})") from None
 
@@ -206,11 +208,11 @@ def free_bytes(path: Path) -> int | None:
 
 
 def check_free_space(path: Path, need_bytes: int, what: str) -> None:
-    """Fail early (InsufficientResources: the CLI's exit 1) when the filesystem of ``path`` has less than
+    """Fail early (InsufficientDisk: the CLI's exit 1) when the filesystem of ``path`` has less than
     ``need_bytes`` free."""
     free = free_bytes(path)
     if free is not None and free < need_bytes:
-        raise InsufficientResources(
+        raise InsufficientDisk(
             f"not enough free disk space in {path} for {what}: need about {need_bytes / 2**20:,.0f} MiB, "
             f"{free / 2**20:,.0f} MiB free"
         )

@@ -251,10 +251,11 @@ class RunDir:
 
     def require_resumable(self) -> dict[str, Any]:
         """The record of a run ``--resume`` may continue: a training run, finished or not (a finished one is
-        evaluated again with the options given); one line for a distilled student, which no DQN run made."""
+        evaluated again with the options given); one line for a distilled student, which no DQN run made (its
+        record says so from the start: a distillation killed before its distill.json is one too)."""
         record = self.require_run()
-        if self.finished_as() == DISTILL_RECORD:
-            raise ConfigError(f"{self.path} is a distilled student ({DISTILL_RECORD}), not a training run: "
+        if "distill" in record or self.finished_as() == DISTILL_RECORD:
+            raise ConfigError(f"{self.path} is a distilled student (`mtdqn distill`), not a training run: "
                               "there is nothing to resume")
         return record
 

@@ -319,5 +319,10 @@ def test_a_student_is_a_finished_run_that_cannot_be_resumed(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--resume", str(out), "--progress", "False"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and "is a distilled student (distill.json)" in err[0], err
+    assert exc.value.code == 2 and len(err) == 1 and "is a distilled student (`mtdqn distill`)" in err[0], err
     assert sorted(p.name for p in out.rglob("*")) == before
+    (out / "distill.json").unlink()  # a distillation killed before its comparison: its record still says what it is
+    record = json.loads((out / "config.json").read_text())
+    write_json(out / "config.json", {**record, "distill": {"teachers": [], "options": {}}})
+    with pytest.raises(mtdqn.ConfigError, match=r"is a distilled student \(`mtdqn distill`\), not a training run"):
+        mtdqn.train(out=out, resume=True, progress=False)

@@ -132,6 +132,7 @@ def test_rerun_finishes_only_what_was_missing(study_copy: Path, local_study: Pat
     original = json.loads((local_study / "cells/shared/summary.json").read_text())
     assert result.summaries["shared"]["status"] == "ok"
     assert result.summaries["shared"]["final_eval"] == original["final_eval"]  # resumed from its checkpoint
+    assert result.summaries["shared"]["env_steps_per_s"] is None  # it trained nothing: its throughput is unknown
     pd.testing.assert_frame_equal(pd.read_parquet(study_copy / "cells/shared/metrics.parquet"),
                                   pd.read_parquet(local_study / "cells/shared/metrics.parquet"))
 

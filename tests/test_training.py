@@ -16,7 +16,7 @@ from mtdqn.config import check_new_run, derive
 from mtdqn.errors import ConfigError
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
-from mtdqn.train.summary import TRAINING_TIMINGS
+from mtdqn.train.summary import TRAINING_PROCESS_FIELDS
 
 @pytest.fixture(scope="module")
 def two_runs(tiny_run, tiny_run_final_eval_only):  # trained once per session (conftest.py)
@@ -152,7 +152,7 @@ def test_explicit_run_options_on_resume_are_honoured(two_runs, tmp_path):
     after = json.loads((run / "summary.json").read_text())
     assert after["eval_episodes"] == 10
     # nothing trained on this resume: the timings stay those of the process that trained the run
-    assert {k: after[k] for k in TRAINING_TIMINGS} == {k: before[k] for k in TRAINING_TIMINGS}
+    assert {k: after[k] for k in TRAINING_PROCESS_FIELDS} == {k: before[k] for k in TRAINING_PROCESS_FIELDS}
     assert json.loads((run / "config.json").read_text())["options"]["eval_episodes"] == 10  # not a stale copy
     main(["train", "--resume", str(run), "--progress", "False"])  # not given: the run's own (stored 2)
     assert json.loads((run / "summary.json").read_text())["eval_episodes"] == 2

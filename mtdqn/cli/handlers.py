@@ -220,8 +220,8 @@ def _run_tune(cmd: Tune) -> None:
     print(f"report: {result.report}")
     if result.best_trial is None and result.failed:  # nothing to show for the search: say so in the exit status
         number, note = result.failed[0]
-        raise SearchFailed(f"no trial completed: {len(result.failed)} failed (trial {number}: {note}); the report "
-                           "lists each trial's reason")
+        raise SearchFailed(f"no trial completed: {len(result.failed)} failed (trial {number}: "
+                           f"{note or 'no reason recorded'}); the report lists each trial's reason")
 
 
 def _run_report(cmd: Report) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mtdqn.config import TrainConfig, check_new_run, check_train_budget
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.flatoptions import apply_options as flat_apply
 from mtdqn.flatoptions import coerce, option_table, unknown_option
 from mtdqn.rundir import HEADLINES
@@ -118,23 +118,30 @@ def variant_config(spec: StudySpec, variant: str) -> TrainConfig:
     return apply_options(base, {**spec.options, **spec.variants[variant]})
 
 
-def agent_error(cfg: TrainConfig) -> str | None:
-    """Why ``cfg`` cannot train, or None: the same checks `train` runs, without compiling."""
+def agent_error(cfg: TrainConfig, *, machine: bool = True) -> str | None:
+    """Why ``cfg`` cannot train, or None: the same checks `train` runs, without compiling.  ``machine=False``:
+    the config's own rules only, not whether this machine's memory holds its state (a search's trials meet
+    that themselves: a batch too large trains its trials alone)."""
     from mtdqn.train.agent import make_agent  # imports JAX: only when validating
 
     try:
         check_new_run(cfg)
         make_agent(cfg)
+    except InsufficientResources as exc:
+        return str(exc).splitlines()[0] if machine else None
     except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return None
 
 
 def _check_buildable(base: TrainConfig, options: dict[str, Any], source: str, where: str) -> None:
-    """Raise a ConfigError naming the option whose removal makes the config valid (the culprit)."""
+    """Raise a ConfigError naming the option whose removal makes the config valid (the culprit);
+    InsufficientResources (the CLI's exit 1) where only this machine's memory stands in the way."""
     error = agent_error(apply_options(base, options))
     if error is None:
         return
+    if agent_error(apply_options(base, options), machine=False) is None:
+        raise InsufficientResources(f"{source}: {where}: {error}")
     fixes = [k for k in options if agent_error(apply_options(base, {o: v for o, v in options.items() if o != k})) is None]
     # Several keys can each fix it (batch_size vs buffer_size): name the one the message names first.
     position = {k: error.find(f"--{k.replace('_', '-')}") for k in fixes}

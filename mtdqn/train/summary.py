@@ -29,7 +29,7 @@ from mtdqn.train.agent import Agent
 from mtdqn.train.drive import Schedule, Trained, expert_probe_fn, grad_probe_fn, kept_as
 from mtdqn.train.loop import Trainer
 
-__all__ = ["finish", "returns_by_task", "TRAINING_TIMINGS"]
+__all__ = ["finish", "returns_by_task", "TRAINING_PROCESS_FIELDS"]
 
 
 def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Schedule, trained: Trained,
@@ -66,17 +66,18 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     return summary, frame
 
 
-TRAINING_TIMINGS = ("wall_time_s", "compile_s", "eval_s", "env_steps_per_s")
-"""summary.json's timings of the process that trained the run."""
+TRAINING_PROCESS_FIELDS = ("wall_time_s", "compile_s", "eval_s", "env_steps_per_s", "backend", "devices")
+"""summary.json's timings of the process that trained the run, and the machine they were measured on."""
 
 
 def _training_timings(run_dir: RunDir) -> dict[str, Any]:
-    """The timings of the run's previous summary (none before: {}).  A finished run resumed (new run options,
+    """The training process's fields of the run's previous summary.  A finished run resumed (new run options,
     e.g. more evaluation episodes) trains nothing; its own timings would put its throughput at 0 env-steps/s
-    in a study's cost table."""
+    in a study's cost table.  Without a previous summary (killed after its last checkpoint, before the
+    summary), the throughput is unknown: null (a report shows n/a)."""
     path = run_dir.path / RUN_SUMMARY
-    previous = read_json(path) if path.is_file() else {}
-    return {k: previous[k] for k in TRAINING_TIMINGS if k in previous}
+    previous = read_json(path) if path.is_file() else {"env_steps_per_s": None}
+    return {k: previous[k] for k in TRAINING_PROCESS_FIELDS if k in previous}
 
 
 def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, trained: Trained, wall_s: float,

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import optuna
 
 from mtdqn.config import TrainConfig, check_train_budget
-from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, TrainingDiverged
+from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientDisk, InsufficientResources, TrainingDiverged
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
@@ -183,6 +183,8 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
         _train(out, where, numbers, configs, on_eval, progress, spec.run_options)
     except optuna.TrialPruned:
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") for n in running}
+    except InsufficientDisk:  # no smaller program helps: stop, the batch's checkpoint kept for a rerun
+        raise
     except (TrainingDiverged, InsufficientResources) as exc:  # one trial's doing, or the batch's size: each alone
         announce(f"{where.name}: {' '.join(str(exc).split())}; its trials train alone")
         _each_alone(spec, study, out, where, running, pruned, reported, progress, announce)

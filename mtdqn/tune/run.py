@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
@@ -49,10 +49,12 @@ class TuneResult:
 def check_fixed_options(spec: TuneSpec) -> None:
     """The fixed ``[options]`` values checked once, as a run checks them (a bad ``sharing`` would otherwise fail
     every trial): with the searched options at their defaults, so an error naming a searched option is left to
-    the trials (the space may hold values that make it valid)."""
+    the trials (the space may hold values that make it valid).  Fixed options this machine's memory cannot
+    hold are InsufficientResources (the CLI's exit 1)."""
     error = agent_error(spec.config({}))
     if error is not None and not any(f"--{name.replace('_', '-')}" in error for name in spec.space):
-        raise ConfigError(f"tune {spec.name}: [options]: {error}")
+        machine = agent_error(spec.config({}), machine=False) is None
+        raise (InsufficientResources if machine else ConfigError)(f"tune {spec.name}: [options]: {error}")
     check_some_point_trains(spec)
 
 
@@ -83,11 +85,12 @@ def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[
     corners = (itertools.product(*(dim.ends() for dim in dims.values())) if n_corners <= SPACE_CHECKS else
                (tuple(dim.ends()[int(rng.integers(len(dim.ends())))] for dim in dims.values())
                 for _ in range(SPACE_CHECKS)))
-    draws = (tuple(dim.draw(rng) for dim in dims.values()) for _ in range(SPACE_CHECKS if dims else 0))
+    n_draws = SPACE_CHECKS if dims else 0  # with every option fixed there is one point to check
+    draws = (tuple(dim.draw(rng) for dim in dims.values()) for _ in range(n_draws))
     first, count = None, 0
     for values in itertools.chain(corners, draws):
         point = {**dict(zip(dims, values)), **fixed}
-        error = agent_error(spec.config(point))
+        error = agent_error(spec.config(point), machine=False)
         if error is None:
             return
         count += 1
@@ -97,7 +100,7 @@ def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[
     what = ("no configuration of [space] checked can train" if not fixed else
             f"{', '.join(f'{name} = {value}' for name, value in fixed.items())}: no configuration checked with it "
             "can train")
-    raise ConfigError(f"tune {spec.name}: {what} ({count}: its corners and {SPACE_CHECKS} random draws), so the "
+    raise ConfigError(f"tune {spec.name}: {what} ({count}: its corners and {n_draws} random draws), so the "
                       f"search would fail its trials; e.g. at {at}: {error}")
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import optuna
 
 from mtdqn.config import TrainConfig, config_hash
-from mtdqn.errors import ConfigError, TrainingDiverged
+from mtdqn.errors import ConfigError, InsufficientDisk, TrainingDiverged
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
@@ -192,6 +192,8 @@ def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval
         run = train_or_resume(where, spec.config(params), spec.run_options, report, progress)
     except optuna.TrialPruned as exc:
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
+    except InsufficientDisk:  # every later trial would fail the same way: stop, the trial left resumable
+        raise
     except Exception as exc:
         return failure(exc)
     return scored(spec, run)
