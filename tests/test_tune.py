@@ -231,6 +231,24 @@ def test_a_search_none_of_whose_trials_completes_exits_3(tmp_path, monkeypatch, 
     assert list(trials["state"]) == ["fail", "fail"] and list(trials["run"]) == ["", ""]  # no directory to name
 
 
+def test_a_batch_short_of_disk_stops_the_search_and_keeps_its_folder(tmp_path, monkeypatch):
+    """A disk shortage is not the batch's size: the batch is not split and its folder (with a resumable
+    checkpoint, in a real run) is not deleted; the search stops with the shortage's line (exit 1 in the CLI)."""
+    from mtdqn.errors import InsufficientDisk
+
+    def no_disk(out, where, *args):
+        (where / "checkpoints").mkdir(parents=True)
+        raise InsufficientDisk(f"not enough free disk space in {where} for two checkpoints")
+
+    monkeypatch.setattr(batches, "_train", no_disk)
+    spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    with pytest.raises(InsufficientDisk, match="not enough free disk space"):
+        batches.run_batched_search(spec, study, tmp_path, 2, False, lambda line: None)
+    assert (batches.batch_dir(tmp_path, 0) / "checkpoints").is_dir()
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2  # resumed by a rerun
+
+
 def test_a_storage_holds_the_spec_of_its_study(tmp_path):
     """A study name reused by another spec in the same storage is refused, not mixed in."""
     url = f"sqlite:///{tmp_path / 'tune.db'}"
