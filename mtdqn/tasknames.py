@@ -54,7 +54,12 @@ def _minigrid_package_ids() -> frozenset[str] | None:
 
 def unknown_task(name: str, registered: Iterable[str]) -> str:
     """The error line for a task name that is neither built in nor in ``registered`` (this process's own)."""
-    close = difflib.get_close_matches(name, [*FACTS, *registered], n=1, cutoff=0.4)
+    names = {n.lower(): n for n in [*FACTS, *registered]}  # case is the commonest slip: compared without it
+    typed = name.lower()
+    # a name cut short ('breakout', 'DoorKey') names its task; otherwise the closest, but not by the version alone
+    # ('Foo-v1' is not 'Acrobot-v1')
+    within = sorted((n for n in names if len(typed) >= 4 and typed in n), key=len)
+    close = [names[n] for n in (within or difflib.get_close_matches(typed, names, n=1, cutoff=0.7))][:1]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     if name.startswith("MiniGrid-"):  # the package's other envs run on the host, through gymnasium
         package = _minigrid_package_ids()

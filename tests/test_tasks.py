@@ -28,6 +28,17 @@ def test_bad_specs_are_one_line_errors(spec, fragment):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("typed, suggestion", [
+    ("cartpole", "CartPole-v1"), ("breakout", "Breakout-MinAtar"), ("DoorKey", "MiniGrid-DoorKey-6x6-v0"),
+    ("Acrobat", "Acrobot-v1"), ("Foo-v1", None), ("Pong-v0", None),  # a shared "-v1" is not a near miss
+])
+def test_a_suggestion_names_the_task_meant_or_none(typed, suggestion):
+    from mtdqn.tasknames import unknown_task
+
+    line = unknown_task(typed, [])
+    assert (f"did you mean '{suggestion}'?" in line) if suggestion else ("did you mean" not in line), line
+
+
 def test_mixing_vector_and_image_is_rejected():
     with pytest.raises(ConfigError, match="cannot mix"):
         make_task_set(["CartPole-v1", "Breakout-MinAtar"])
