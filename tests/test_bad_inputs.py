@@ -135,6 +135,16 @@ def test_seeds_beyond_the_memory_are_the_machines_limit_exit_1(tmp_path, capsys)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv", [["--eval-episodes", "0"], ["--devices", "99"], ["--patience", "3"]])
+def test_a_refused_run_option_prints_its_error_line_alone(tmp_path, capsys, argv):
+    """Run options are checked before the agent's one-line description is printed: a refused run's output is
+    its error line, nothing on stdout (the description came first, then the error)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *argv, "--out", str(tmp_path / "out"), "--progress", "False"])
+    captured = capsys.readouterr()
+    assert exc.value.code == 2 and captured.out == "" and captured.err.count("\n") == 1, captured
+
+
 def test_an_unknown_minigrid_id_gets_the_host_id_only_where_the_package_has_it(tmp_path, capsys, monkeypatch):
     """The host-path hint names a `gym:` id only where the `minigrid` package has it: DoorKey-8x8 is the
     package's; 'MiniGrid-Lavagaps7-v0' is in neither, so its line suggests our MiniGrid-LavaGapS7-v0 alone (it

@@ -86,8 +86,6 @@ def train(
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
         check_train_budget(cfg)
     agent = make_agent(cfg)  # validates before anything touches the disk
-    if announce is not None:
-        announce(describe(agent))
     run_dir = RunDir(out_dir)
     _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
     verified = None
@@ -99,6 +97,8 @@ def train(
     start_from = None
     if cfg.finetune.source and not resume:
         start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
+    if announce is not None:  # once every option is checked: a refused run prints its error line alone
+        announce(describe(agent))
     trainer, runner = make_runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
