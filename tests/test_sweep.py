@@ -178,6 +178,7 @@ def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, swee
     ([], ["weight.CartPole-v1=-1,1"], "--task-weights must be finite, >= 0"),
     ([], ["weight.CartPole-v1=0,1", "weight.Acrobot-v1=0,1"], "not all 0, got (0.0, 0.0)"),
     ([], ["weight.=1,2"], "expected weight.NAME with a task's name"),
+    (["--task-weights", "1"], ["weight.Acrobot-v1=0.5,1"], "--task-weights has 1 values for 2 tasks"),  # was an IndexError
     ([], ["task_weights=1,2"], "sweep one task's weight, weight.TASK=V1,V2"),
     ([], ["strategy_args=1,2"], "strategy.OPTION=V1,V2"),
     ([], ["strategy=1,2"], "compile separately"),
