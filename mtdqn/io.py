@@ -160,7 +160,8 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
     present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
     if present and not force:
         raise ConfigError(
-            f"{out} already holds a run ({', '.join(present[:3])}); pass --force True to overwrite or choose another --out"
+            f"{out} already holds a run ({', '.join(present[:3])}); pass --force True to overwrite or choose "
+            "another --out"
         )
     return present
 

@@ -131,8 +131,9 @@ def member_configs(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]]) -> li
         label = ",".join(f"{n}={v:g}" for n, v in zip(names, values))
         chosen = dict(zip(names, values))
         options: dict[str, Any] = {n: v for n, v in chosen.items() if n in _TABLE}
-        if task_of and (cfg.task_weights is None or len(cfg.task_weights) == len(cfg.tasks)):  # else the run's
-            weights = list(cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks))  # line
+        # a --task-weights of the wrong length is left as given: the run refuses it with its own line
+        if task_of and (cfg.task_weights is None or len(cfg.task_weights) == len(cfg.tasks)):
+            weights = list(cfg.task_weights if cfg.task_weights is not None else (1.0,) * len(cfg.tasks))
             for name, index in task_of.items():
                 weights[index] = chosen[name]
             options["task_weights"] = tuple(weights)

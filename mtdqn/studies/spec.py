@@ -137,10 +137,11 @@ def agent_error(cfg: TrainConfig, *, machine: bool = True) -> str | None:
 def _check_buildable(base: TrainConfig, options: dict[str, Any], source: str, where: str) -> None:
     """Raise a ConfigError naming the option whose removal makes the config valid (the culprit);
     InsufficientResources (the CLI's exit 1) where only this machine's memory stands in the way."""
-    error = agent_error(apply_options(base, options))
+    cfg = apply_options(base, options)
+    error = agent_error(cfg)
     if error is None:
         return
-    if agent_error(apply_options(base, options), machine=False) is None:
+    if agent_error(cfg, machine=False) is None:
         raise InsufficientResources(f"{source}: {where}: {error}")
     fixes = [k for k in options if agent_error(apply_options(base, {o: v for o, v in options.items() if o != k})) is None]
     # Several keys can each fix it (batch_size vs buffer_size): name the one the message names first.

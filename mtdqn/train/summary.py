@@ -53,7 +53,7 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     summary = _summarize(trainer, options, schedule, trained, time.perf_counter() - t_start, greedy,
                          tables.evals, final_score_rule(restored))
     if trained.last_chunk == trained.first_chunk:  # a finished run resumed: evaluated again, nothing trained
-        summary.update(_training_timings(run_dir))
+        summary.update(_training_process_fields(run_dir))
     if early:
         summary[kept_as(options)] = early
     if options.test_episodes:
@@ -70,7 +70,7 @@ TRAINING_PROCESS_FIELDS = ("wall_time_s", "compile_s", "eval_s", "env_steps_per_
 """summary.json's timings of the process that trained the run, and the machine they were measured on."""
 
 
-def _training_timings(run_dir: RunDir) -> dict[str, Any]:
+def _training_process_fields(run_dir: RunDir) -> dict[str, Any]:
     """The training process's fields of the run's previous summary.  A finished run resumed (new run options,
     e.g. more evaluation episodes) trains nothing; its own timings would put its throughput at 0 env-steps/s
     in a study's cost table.  Without a previous summary (killed after its last checkpoint, before the
