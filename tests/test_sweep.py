@@ -197,14 +197,41 @@ def test_bad_sweeps_of_weights_strategy_options_and_dropout_are_one_line_errors(
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("entries", [[2, 3], [0, 1, 2, 3, 4, 5], [1, 2, 4, 5], [3], [0, 5, 1]])
+@pytest.mark.parametrize("devices", [1, 2])
+def test_a_populations_entries_are_its_indexed_rows(entries, devices):
+    """The members and checkpoints of a sweep are taken from its state without copying it where they can
+    (views of each CPU device's rows): the same rows as indexing, on one device or across two."""
+    from mtdqn.devices import seed_sharding
+    from mtdqn.train.sweep import _take
+
+    state = {"replay": jnp.arange(6 * 5, dtype=jnp.float32).reshape(6, 5), "step": jnp.arange(6)}
+    state = jax.device_put(state, seed_sharding(devices))
+    taken = _take(state, np.array(entries))
+    for name in state:
+        np.testing.assert_array_equal(np.asarray(taken[name]), np.asarray(state[name])[entries])
+    assert (taken["replay"] is state["replay"]) == (entries == list(range(6)))
+
+
+@pytest.mark.parametrize("seeds, members, devices, copies", [
+    (2, 1, 0, 2.0), (3, 1, 0, 5.0), (3, 1, 1, 2.0), (1, 4, 0, 2.0), (2, 4, 0, 2.0), (3, 4, 0, 2.5 * 4 / 3),
+])
+def test_the_memory_estimate_counts_the_layouts_copies(seeds, members, devices, copies):
+    """Measured peaks (peak_state_copies' docstring): 2 copies where the devices divide the seeds, the state
+    on every device and its padding for a run alone where they do not, a population's dummies."""
+    from mtdqn.train.agent import peak_state_copies
+
+    assert peak_state_copies(seeds, members, devices) == pytest.approx(copies)
+
+
 @pytest.mark.slow
 def test_a_sweep_that_does_not_fit_in_memory_is_refused_before_compiling(capsys, tmp_path, monkeypatch):
-    """The --seeds estimate, times the members: each run alone fits (2 seeds, 0.9 GB of replay), the 2 members
-    together do not, on a machine with 1.5 GB available."""
-    monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 1_500_000_000)
+    """The --seeds estimate, times the members: each run alone fits (2 seeds, 0.9 GB of replay: 1.8 GB at its
+    peak), the 2 members together do not, on a machine with 2.5 GB available."""
+    monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 2_500_000_000)
     argv = [*ARGV, "--buffer-size", "4000000", "--sweep", "lr=1e-3,1e-4", "--out", str(tmp_path / "s")]
     line = _cli_error(capsys, argv, code=1)  # the machine's limit, not bad input
-    assert "--sweep's 2 settings x --seeds 2 need at least" in line
+    assert "--sweep's 2 settings x --seeds 2 need about 3.6 GB at their peak" in line
     assert not (tmp_path / "s").exists()
 
 

@@ -20,6 +20,7 @@ import optax
 from flax import struct
 
 from mtdqn.config import Derived, TrainConfig, config_hash, derive
+from mtdqn.devices import padded_seeds, population_layout, seed_devices
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
 from mtdqn.networks import Architecture, count_params, make_architecture, param_shapes
@@ -287,25 +288,51 @@ def available_host_memory() -> int | None:
     return min(found) if found else None
 
 
-def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, members: int = 1) -> None:
+def peak_state_copies(seeds: int, members: int = 1, devices: int = 0) -> float:
+    """Copies of one real seed's state a CPU run's memory peaks at, per real seed (:func:`check_memory`).
+
+    Measured with replay filling the state (CartPole, 4-16 M transitions, 2
+    CPU devices): a run alone whose devices divide its seeds peaked at
+    1.2-1.67x (orbax's copy while it saves a checkpoint), a sweep at
+    1.78-1.97x: 2.  A run alone whose seeds the devices do not divide keeps
+    its state whole on every device and pads it each chunk
+    (:func:`mtdqn.devices.over_seeds`): 4.96x with 3 seeds on 2 devices,
+    2 per device and one for the padding.  A sweep whose members have dummy
+    seeds holds them too (:func:`mtdqn.devices.population_layout`) and saves
+    its real seeds as one joined copy: 2.87x with 3 seeds a member on 2
+    devices, 2.5 per entry of the population.
+    """
+    if members > 1:
+        layout = population_layout(members, seeds, devices)
+        return (2.0 if layout.size == members * seeds else 2.5) * layout.size / (members * seeds)
+    n_devices = seed_devices(seeds, devices)
+    return 2.0 if padded_seeds(seeds, n_devices) == seeds else 2.0 * n_devices + 1
+
+
+def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, members: int = 1,
+                 devices: int = 0) -> None:
     """Refuse a CPU run whose seeds cannot fit in host memory, before anything is allocated or written.
 
     The compiled program holds every seed's state at once, so 100 million
     seeds of CartPole would grow for minutes and then die; a clear error up
-    front is kinder.  The estimate is a lower bound (one copy of the state;
-    the chunk donates it).  Accelerators keep the state in their own memory,
-    which XLA reports itself when it runs out.  MTDQN_SKIP_MEMORY_CHECK=1
-    skips the check.  ``members``: a sweep's settings, each with the seeds.
+    front is kinder.  The estimate is the state times the copies of it the
+    run's layout peaks at (:func:`peak_state_copies`): one copy, as until
+    2026-12-05, let a sweep pass that was then killed.  Accelerators keep the
+    state in their own memory, which XLA reports itself when it runs out.
+    MTDQN_SKIP_MEMORY_CHECK=1 skips the check.  ``members``: a sweep's
+    settings, each with the seeds; ``devices``: as ``--devices`` (0: as many
+    as the seeds can use).
     """
     if os.environ.get("MTDQN_SKIP_MEMORY_CHECK", "") in ("1", "true") or jax.default_backend() != "cpu":
         return
     available = available_host_memory()
     per_seed = state_bytes_per_seed(cfg, task_set, arch)
-    needed = members * cfg.seeds * per_seed
+    copies = peak_state_copies(cfg.seeds, members, devices)
+    needed = copies * members * cfg.seeds * per_seed
     what = f"--seeds {cfg.seeds:,}" if members == 1 else f"--sweep's {members:,} settings x --seeds {cfg.seeds:,}"
     if available is not None and needed > available:
         raise InsufficientResources(
-            f"{what} need at least {needed / 1e9:,.1f} GB for replay and learner state "
-            f"({per_seed / 1e6:,.1f} MB per seed); this machine has {available / 1e9:,.1f} GB available: use "
-            "fewer seeds or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips this check)"
+            f"{what} need about {needed / 1e9:,.1f} GB at their peak for replay and learner state "
+            f"({copies:.3g} x {per_seed / 1e6:,.1f} MB per seed); this machine has {available / 1e9:,.1f} GB "
+            "available: use fewer seeds or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips this check)"
         )

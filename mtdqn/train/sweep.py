@@ -86,15 +86,15 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     agent = program_agent(agents)
     if agent.task_set.backend == "gymnasium":
         raise ConfigError("--sweep needs tasks the compiled loop steps; gym: tasks step on the host, one run each")
-    check_memory(cfg, agent.task_set, agent.arch, members=len(members))
-    if announce is not None:
-        announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
     out_dir = Path(out_dir)
     verified = verify_checkpoint(out_dir, cfg) if resume else None
     options = resolve(given, RunOptions.from_record(verified) if resume else options, resuming=resume)
     if options.patience or options.keep_best:
         raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
                           "to the end (give --eval-every to see their progress)")
+    check_memory(cfg, agent.task_set, agent.arch, members=len(members), devices=options.devices)
+    if announce is not None:
+        announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
     trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)
     options = dataclasses.replace(options, devices=trainer.devices)
     runs = [RunDir(path) for path, _ in members]
@@ -146,6 +146,44 @@ class _SweepTrained:
     eval_s: float  # the evaluations during training (every member's)
 
 
+def _take(state: Any, entries: np.ndarray) -> Any:
+    """The population ``state``'s ``entries``, in order (one member's seeds, or every member's).
+
+    A sweep's state (replay above all) can be most of the host's memory, and
+    copies of it at a checkpoint or at the end would double it or worse
+    (measured: 4 members of 1 seed peaked at 2.6x their state; of 2 seeds on
+    2 CPU devices at 4.3x, and of 3 seeds, one dummy each, at 4.6x, where
+    indexing gathered onto both devices).  So on CPU devices each device's
+    rows among the entries are NumPy's view of its memory: one view is handed
+    back to JAX (on the first CPU device) without a copy, several are joined
+    (a copy of the entries only); all the entries are the state itself.  On
+    an accelerator it is indexing.  A view alive at the next chunk only turns
+    the chunk's donation of that buffer into a copy: drop it before.
+    """
+    entries = np.asarray(entries)
+    breaks = np.flatnonzero(np.diff(entries) != 1) + 1
+    runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(entries, breaks) if r.size]
+
+    def take(x: jax.Array) -> jax.Array:
+        if runs == [(0, x.shape[0])]:
+            return x
+        if any(d.platform != "cpu" for d in x.devices()):
+            return x[entries]
+        shards = {}  # each device's rows by their first row (a replicated leaf: the same rows on each device)
+        for shard in x.addressable_shards:
+            first = shard.index[0].indices(x.shape[0])[0] if shard.index else 0
+            shards[first] = shard.data
+        starts = sorted(shards)
+        views = []
+        for start, stop in runs:
+            for first, last in zip(starts, [*starts[1:], x.shape[0]]):
+                if max(first, start) < min(last, stop):
+                    views.append(np.asarray(shards[first])[max(first, start) - first:min(last, stop) - first])
+        return jax.device_put(views[0] if len(views) == 1 else np.concatenate(views), jax.devices("cpu")[0])
+
+    return jax.tree.map(take, state)
+
+
 def _real_entries(trainer: Trainer) -> np.ndarray:
     layout = trainer.population
     return np.concatenate([layout.member_entries(m) for m in range(layout.members)])
@@ -186,7 +224,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             evaluate = schedule.eval_chunks and (chunk + 1) % schedule.eval_chunks == 0 and not last
             for i, (member, run, writer) in enumerate(zip(members, runs, writers)):
                 entries = layout.member_entries(i)
-                mine = jax.tree.map(lambda x: x[entries], state) if evaluate or agent.arch.experts else None
+                mine = _take(state, entries) if evaluate or agent.arch.experts else None
                 if evaluate:
                     probes[i] = probes[i] or grad_probe_fn(member, options.probes)
                 eval_s += _write_member_chunk(member, run, writer, tables[i], jax.tree.map(lambda x: x[entries], m),
@@ -194,8 +232,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                                               experts[i], probes[i] if evaluate else None)
             del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), chunk + 1,
-                                options.record())
+                save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record())
                 last_good = step
             if evaluate and on_eval is not None:
                 for i, member_tables in enumerate(tables):
@@ -208,9 +245,8 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             writer.close()
     loop_s = time.perf_counter() - t_loop - eval_s
     if first_chunk < schedule.num_chunks:
-        save_checkpoint(out_dir, cfg, jax.tree.map(lambda x: x[real], state), schedule.num_chunks,
-                        options.record())
-    members = [(jax.tree.map(lambda x: x[layout.member_entries(i)], state), t) for i, t in enumerate(tables)]
+        save_checkpoint(out_dir, cfg, _take(state, real), schedule.num_chunks, options.record())
+    members = [(_take(state, layout.member_entries(i)), t) for i, t in enumerate(tables)]
     return _SweepTrained(members, compile_s, loop_s, first_chunk, eval_s)
 
 
