@@ -315,6 +315,10 @@ def check_train_budget(cfg: TrainConfig) -> None:
                       FewUpdatesWarning, stacklevel=2)
 
 
+MAX_N_STEP = 100
+"""The longest n-step window a new run takes (:func:`check_new_run`)."""
+
+
 def check_new_run(cfg: TrainConfig) -> None:
     """Rules for runs started from now on, on top of :func:`validate`.
 
@@ -335,6 +339,10 @@ def check_new_run(cfg: TrainConfig) -> None:
             f"refreshed in practice); use --tau 1 (a hard copy every {d.target_update_every} updates) or "
             "--target-update-every 1 (Polyak averaging every update)"
         )
+    if d.n_step > MAX_N_STEP:
+        raise ConfigError(f"--n-step {d.n_step} is above {MAX_N_STEP}: each window step is unrolled in the compiled "
+                          "update (100 added 8 s of compile to CartPole; 500 ran for minutes at several GB), and "
+                          "published n-step agents use 3 to 20")
     if d.train_every % cfg.num_envs != 0:  # one iteration steps every env once: updates come per whole iteration
         raise ConfigError(f"--train-every {d.train_every} is not a multiple of --num-envs {cfg.num_envs}: an update "
                           f"can only follow a whole vector step of {cfg.num_envs} env steps per task; use "

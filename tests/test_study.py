@@ -218,6 +218,9 @@ BAD = {
     "no-tasks": (TINY.replace('tasks = ["CartPole-v1", "Acrobot-v1"]', "tasks = []"), ": tasks: empty grid"),
     "window-not-dividing-eval": (TINY.replace("log_every = 500", "log_every = 300"),
                                  ": options: log_every 300 does not divide eval_every 1,000"),
+    "variant-named-as-the-reference": (TINY.replace("[variants.shared]", "[variants.independent]"),
+                                       ": variants.independent: names the study's reference (one network per task) "
+                                       "but trains sharing = 'shared'"),
 }
 
 

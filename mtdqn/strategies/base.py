@@ -39,6 +39,7 @@ themselves (their real numbers possibly traced) in place of ``hp``;
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -125,9 +126,12 @@ def _convert(raw: str, typ: Any, key: str, name: str) -> Any:
             if raw.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             return raw.lower() in ("true", "1")
-        return typ(raw)
+        value = typ(raw)
     except ValueError:
         raise ConfigError(f"strategy {name}: option {key} must be {typ.__name__}, got {raw!r}") from None
+    if typ is float and not math.isfinite(value):  # nan passes every `c >= 0`, and inf is no radius or clip
+        raise ConfigError(f"strategy {name}: option {key} must be a finite number, got {raw!r}")
+    return value
 
 
 def parse_strategy_args(name: str, args: str) -> Any:
@@ -143,6 +147,8 @@ def parse_strategy_args(name: str, args: str) -> Any:
             raise ConfigError(f"strategy {name}: unknown option {item!r}; valid options: {valid}")
         if not eq:
             raise ConfigError(f"strategy {name}: option {key} needs a value ({key}=VALUE); valid options: {valid}")
+        if key in values:
+            raise ConfigError(f"strategy {name}: option {key} is given twice in {args!r}; give it once")
         values[key] = _convert(raw.strip(), fields[key].type, key, name)
     return spec.options(**values)
 

@@ -148,6 +148,8 @@ def parse_task(spec: str) -> Task:
         key, eq, raw = item.partition("=")
         if not eq or key not in (*_OPTIONS, *_MINATAR_OPTIONS, *_GYM_OPTIONS):
             raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
+        if key in options:
+            raise ConfigError(f"task option {key} is given twice in {spec!r}; give it once")
         if key == "obs":
             if backend != "gymnasium" or raw.strip() != "image":
                 raise ConfigError(f"task option {item!r} in {spec!r}: only obs=image, and only for gym: tasks "
@@ -222,7 +224,8 @@ def _minatar_option(key: str, raw: str, spec: str) -> Any:
     if not 1 <= steps < 2**31 - 1:
         raise ConfigError(
             f"task option max_steps in {spec!r} must be >= 1 (evaluation rolls out that many steps, so an "
-            f"episode needs a cut-off; for MinAtar, which has none, use a large one), got {raw}"
+            f"episode needs a cut-off{'; MinAtar has none of its own: use a large one' if 'MinAtar' in spec else ''})"
+            f", got {raw}"
         )
     return steps
 
