@@ -10,7 +10,8 @@ loop (:class:`mtdqn.train.hypers.Hypers`):
 
 * an option by its flat name (:data:`SWEEPABLE`): ``lr=1e-4,3e-4``;
 * one task's static loss weight, its entry of ``--task-weights`` (the others
-  keep theirs, default 1), by the task's name: ``weight.Acrobot-v1=0.5,1,2``;
+  keep theirs, default 1), by the task's name: ``weight.Acrobot-v1=0.5,1,2``
+  (or its position in ``--tasks``, from 1: ``weight.2=0.5,1,2``);
 * a real-valued option of the strategy's ``--strategy-args`` (the others keep
   theirs): ``strategy.c=0.2,0.5`` with ``--strategy cagrad``.  Which options
   are real numbers is the strategy's own (its options dataclass), checked
@@ -39,7 +40,8 @@ not its numbers once XLA optimizes (measured: the last bits differ), so such a s
 
 TASK_WEIGHT = "weight."
 """``weight.<task>``: one task's entry of ``--task-weights``, the task named as in ``--tasks`` without its
-options (``weight.CarOnHill-v0`` for ``CarOnHill-v0:gamma=0.95``)."""
+options (``weight.CarOnHill-v0`` for ``CarOnHill-v0:gamma=0.95``), or by its position there, from 1
+(``weight.2``: how to name one of two tasks that share a name)."""
 
 STRATEGY_OPTION = "strategy."
 """``strategy.<option>``: a real-valued option of ``--strategy-args`` (``strategy.c`` of cagrad)."""
@@ -154,13 +156,22 @@ def strategy_options(sweep: Mapping[str, Sequence[float]]) -> tuple[str, ...]:
 
 
 def _task_index(tasks: Sequence[str], name: str) -> int:
-    """The position in ``tasks`` (specs) of the one task called ``name`` (its spec without options)."""
+    """The position in ``tasks`` (specs) of the one task called ``name`` (its spec without options), or of
+    the task at ``name`` (1-based), the way to name one of two tasks that share a name."""
+    if name.isdigit():
+        if not 1 <= int(name) <= len(tasks):
+            raise ConfigError(f"--sweep {TASK_WEIGHT}{name}: --tasks has {len(tasks)} tasks; name one by its "
+                              f"position, 1 to {len(tasks)}, or its name")
+        return int(name) - 1
     names = [spec.strip().removeprefix("gym:").partition(":")[0] for spec in tasks]
     found = [i for i, n in enumerate(names) if n == name]
-    if len(found) != 1:
-        why = "no task" if not found else f"{len(found)} tasks"
-        raise ConfigError(f"--sweep {TASK_WEIGHT}{name}: {why} named {name!r} in --tasks ({', '.join(names)}); "
+    if not found:
+        raise ConfigError(f"--sweep {TASK_WEIGHT}{name}: no task named {name!r} in --tasks ({', '.join(names)}); "
                           "name one task by its name")
+    if len(found) > 1:
+        raise ConfigError(f"--sweep {TASK_WEIGHT}{name}: {len(found)} tasks named {name!r} in --tasks "
+                          f"({', '.join(tasks)}); name one by its position in --tasks instead: "
+                          f"{' or '.join(f'{TASK_WEIGHT}{i + 1}' for i in found)}")
     return found[0]
 
 

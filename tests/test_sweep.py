@@ -173,6 +173,15 @@ def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, swee
     assert not (tmp_path / "s").exists()
 
 
+def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_name():
+    from mtdqn.sweepspec import member_configs
+
+    cfg = TrainConfig(tasks=("CartPole-v1", "CartPole-v1:reward_scale=2"))
+    members = member_configs(cfg, {"weight.2": (0.5, 2.0)})
+    assert [(label, m.task_weights) for label, m in members] == [("weight.2=0.5", (1.0, 0.5)),
+                                                                 ("weight.2=2", (1.0, 2.0))]
+
+
 @pytest.mark.parametrize("extra, sweep, message", [
     ([], ["weight.Pong-MinAtar=1,2"], "no task named 'Pong-MinAtar' in --tasks (CartPole-v1, Acrobot-v1)"),
     ([], ["weight.CartPole-v1=-1,1"], "--task-weights must be finite, >= 0"),
@@ -180,6 +189,10 @@ def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, swee
     ([], ["weight.=1,2"], "expected weight.NAME with a task's name"),
     (["--task-weights", "1"], ["weight.Acrobot-v1=0.5,1"], "--task-weights has 1 values for 2 tasks"),  # was an IndexError
     ([], ["task_weights=1,2"], "sweep one task's weight, weight.TASK=V1,V2"),
+    ([], ["weight.3=1,2"], "--sweep weight.3: --tasks has 2 tasks; name one by its position, 1 to 2, or its name"),
+    (["--tasks", "CartPole-v1,CartPole-v1:reward_scale=2"], ["weight.CartPole-v1=0.5,1"],
+     "2 tasks named 'CartPole-v1' in --tasks (CartPole-v1, CartPole-v1:reward_scale=2); name one by its position "
+     "in --tasks instead: weight.1 or weight.2"),
     ([], ["strategy_args=1,2"], "strategy.OPTION=V1,V2"),
     ([], ["strategy=1,2"], "compile separately"),
     ([], ["strategy.c=0.2,0.5"], "strategy sum has no option c; it has no real-valued options"),
