@@ -157,3 +157,20 @@ def test_the_command_line_refuses_a_bad_import_path_with_one_line(tmp_path, caps
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
     assert not out.exists()
+
+
+def test_an_import_path_is_found_in_the_current_directory(tmp_path, monkeypatch):
+    """The `mtdqn` command does not search the current directory as `python -m` does, so the README's
+    `--tasks examples.register_your_env:Chain` from a checkout failed: a module missing from the installed
+    packages is looked for there, once, and the directory is not left on the path when it is not there either."""
+    import sys
+
+    (tmp_path / "cwd_only_envs").mkdir()
+    (tmp_path / "cwd_only_envs" / "__init__.py").write_text("from chain_env import make_chain\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert custom._import("cwd_only_envs:make_chain") is make_chain
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    with pytest.raises(mtdqn.ConfigError, match="no module named 'not_here_either'.*the current directory"):
+        custom._import("not_here_either:make")
+    assert str(tmp_path) not in sys.path

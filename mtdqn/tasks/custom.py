@@ -36,7 +36,9 @@ bootstrap where a terminated one must not.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -121,15 +123,34 @@ def _import(path: str) -> Any:
     """The attribute an import path names; one line naming the module or the attribute that is missing."""
     module_name, _, attribute = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = f"no module named {exc.name!r}" if exc.name else _first_line(exc)
-        raise ConfigError(f"task {path!r}: cannot import {module_name!r}: {missing}") from None
+        raise ConfigError(f"task {path!r}: cannot import {module_name!r}: {missing} (searched: the installed "
+                          "packages, PYTHONPATH and the current directory)") from None
     except Exception as exc:  # the module itself fails to import
         raise ConfigError(f"task {path!r}: importing {module_name!r} fails: {_first_line(exc)}") from None
     if not hasattr(module, attribute):
         raise ConfigError(f"task {path!r}: module {module_name!r} has no attribute {attribute!r}")
     return getattr(module, attribute)
+
+
+def _import_module(name: str) -> Any:
+    """``importlib.import_module``, and where the module's package is not found, once more with the current
+    directory searched last: ``python -m`` and ``python script.py`` search it, the ``mtdqn`` command does not,
+    and ``--tasks examples.register_your_env:Chain`` from a checkout should work either way."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != name.partition(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)
+        try:
+            return importlib.import_module(name)
+        except BaseException:
+            sys.path.remove(here)
+            raise
 
 
 def _as_factory(obj: Any) -> Callable[[], Any]:
