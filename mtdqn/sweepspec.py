@@ -20,6 +20,7 @@ loop (:class:`mtdqn.train.hypers.Hypers`):
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -86,8 +87,11 @@ def _check_name(name: str) -> None:
             if not name[len(prefix):] or (prefix == STRATEGY_OPTION and not name[len(prefix):].isidentifier()):
                 raise ConfigError(f"--sweep {name}: expected {prefix}NAME with {what} ({_EXAMPLES})")
             return
-    if name not in _TABLE:
-        raise ConfigError(unknown_option(name, [*_TABLE, TASK_WEIGHT + "TASK", STRATEGY_OPTION + "OPTION"]))
+    if name not in _TABLE:  # a typo of any option is suggested (the next check says if it is sweepable)
+        close = difflib.get_close_matches(name, list(_TABLE), n=1, cutoff=0.6)
+        raise ConfigError(unknown_option(name, close) if close else
+                          f"--sweep {name}: unknown option; a sweep varies {', '.join(SWEEPABLE)}, "
+                          f"{TASK_WEIGHT}TASK or {STRATEGY_OPTION}OPTION")
     if name == "task_weights":
         raise ConfigError("--sweep task_weights: sweep one task's weight, weight.TASK=V1,V2,... (e.g. "
                           "weight.Acrobot-v1=0.5,2); repeat for more tasks")

@@ -159,6 +159,8 @@ def _cli_error(capsys, argv: list[str], code: int = 2) -> str:
     (["sharing=1,2"], "compile separately"),
     (["lr=fast,slow"], "values must be numbers"),
     (["lrr=1e-3,1e-4"], "unknown option 'lrr'; did you mean 'lr'"),
+    (["foo=1,2"], "--sweep foo: unknown option; a sweep varies lr, gamma, tau, eps_start, eps_end, eps_fraction, "
+                  "dropout, weight.TASK or strategy.OPTION"),
     (["lr"], "expected NAME=V1,V2"),
     (["lr=1e-3,1e-3"], "distinct values"),
     (["lr=1e-3", "lr=1e-4"], "given twice"),
