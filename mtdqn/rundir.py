@@ -36,6 +36,7 @@ from mtdqn.config import TrainConfig, config_from_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
                       read_parquet, write_json, write_parquet)
+from mtdqn.sweepspec import SWEEP_FILE
 
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS",
            "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
@@ -241,6 +242,10 @@ class RunDir:
     def require_run(self) -> dict[str, Any]:
         """An existing run's record; a one-line error if this is no run directory."""
         if not self.is_run():
+            if (self.path / SWEEP_FILE).is_file():
+                members = sorted(d.name for d in self.path.iterdir() if (d / RUN_RECORD).is_file())
+                example = f": name one of its {len(members)} members, e.g. {self.path / members[0]}" if members else ""
+                raise ConfigError(f"{self.path} holds a sweep ({SWEEP_FILE}), not one run{example}")
             raise ConfigError(f"{self.path} is not a run directory (no {RUN_RECORD})")
         return read_json(self.record_path)
 
@@ -257,6 +262,10 @@ class RunDir:
         if "distill" in record or self.finished_as() == DISTILL_RECORD:
             raise ConfigError(f"{self.path} is a distilled student (`mtdqn distill`), not a training run: "
                               "there is nothing to resume")
+        sweep_dir = self.path.parent
+        if (sweep_dir / SWEEP_FILE).is_file() and self.finished_as() is None:
+            raise ConfigError(f"{self.path} is a member of the sweep in {sweep_dir}, whose checkpoint is the "
+                              f"whole sweep's: resume the sweep, --resume {sweep_dir}")
         return record
 
     def config(self) -> TrainConfig:

@@ -37,3 +37,24 @@ def test_a_run_without_updates_writes_empty_tables_in_their_schema(tmp_path):
     grad = pd.read_parquet(tmp_path / "grad_tasks.parquet")
     assert grad.empty and grad.dtypes.astype(str).to_dict() == GRAD_TASK_SCHEMA
     assert not (tmp_path / "grad_pairs.parquet").exists()  # nothing to write: the report reads this as no updates
+
+
+def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp_path):
+    """`evaluate SWEEP` names a member to give; `--resume SWEEP/MEMBER` of an unfinished member (whose only
+    checkpoint is the population's) says to resume the sweep; a finished member resumes as its run alone."""
+    import pytest
+
+    from mtdqn.errors import ConfigError
+
+    (tmp_path / "sweep.json").write_text("{}")
+    member = tmp_path / "lr=0.001"
+    member.mkdir()
+    (member / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a sweep \(sweep.json\), not one run: name one of its 1 members, "
+                                          r"e.g. .*lr=0.001$"):
+        RunDir(tmp_path).require_run()
+    with pytest.raises(ConfigError, match=f"is a member of the sweep in {tmp_path}, whose checkpoint is the whole "
+                                          f"sweep's: resume the sweep, --resume {tmp_path}$"):
+        RunDir(member).require_resumable()
+    (member / "summary.json").write_text("{}")
+    assert RunDir(member).require_resumable() == {}
