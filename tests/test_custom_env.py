@@ -5,6 +5,7 @@ this module, which imports it); and every one-line refusal.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -174,3 +175,21 @@ def test_an_import_path_is_found_in_the_current_directory(tmp_path, monkeypatch)
     with pytest.raises(mtdqn.ConfigError, match="no module named 'not_here_either'.*the current directory"):
         custom._import("not_here_either:make")
     assert str(tmp_path) not in sys.path
+
+
+class NanAtTheEnd(Chain):
+    """Observes NaN in the state before the goal: passes the up-front check (its reset observation is finite)."""
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.where(state.pos == LENGTH - 2, jnp.nan, jax.nn.one_hot(state.pos, LENGTH))
+
+
+@pytest.mark.slow
+def test_an_environments_non_finite_observations_are_named_as_its_own(tmp_path, capsys):
+    """A learner fed NaN diverges; the advice was to lower --lr, which cannot help: it names the environment."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--tasks", "test_custom_env:NanAtTheEnd", *CHAIN_ARGV, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 3 and "\n" not in err, err
+    assert "task test_custom_env:NanAtTheEnd's environment gives non-finite observations" in err, err

@@ -11,11 +11,13 @@ The compiled loop and the Gymnasium host loop are driven alike
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -144,7 +146,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 state, m = runner(state, chunk * agent.derived.iters_per_chunk)
                 m = jax.tree.map(np.asarray, m)
                 step = (chunk + 1) * schedule.steps_per_chunk
-                check_finite(trainer, m, step, last_good)
+                check_finite(trainer, m, step, last_good, lambda: nonfinite_observations(state))
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
                 new.experts.extend({**row, "step": step} for row in experts(state))
@@ -201,18 +203,43 @@ def expert_probe_fn(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
     return diagnostics.expert_probe(trainer) or (lambda state: [])
 
 
-def check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None) -> None:
-    """Raise before anything of a chunk with a non-finite loss or Q-value is written."""
+def check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None,
+                 bad_obs: Callable[[], np.ndarray] | None = None) -> None:
+    """Raise before anything of a chunk with a non-finite loss or Q-value is written.
+
+    The advice names the cause where it is the environment's, which no learner option fixes: a non-finite
+    observation (``bad_obs``: :func:`nonfinite_observations` of the state, computed only on divergence) or
+    a non-finite episode return (a reward)."""
     bad = ~np.isfinite(m["max_abs_loss"]) | ~np.isfinite(m["q_mean"])
     if bad.any():
         s, i = map(int, np.argwhere(bad)[0])
+        task = trainer.agent.task_set.names[i]
         first = step - trainer.agent.derived.iters_per_chunk * trainer.agent.cfg.num_envs
         kept = f"last good checkpoint kept (step {last_good})" if last_good is not None else "no checkpoint was written"
+        advice = "lower --lr or set --max-grad-norm"
+        flags = bad_obs() if bad_obs is not None else np.zeros((0, 0), bool)
+        if flags.size and flags[s, i]:
+            advice = f"task {task}'s environment gives non-finite observations (no learner option fixes that)"
+        elif m["episodes"][s, i] > 0 and not np.isfinite(m["episode_return"][s, i]):
+            advice = f"task {task}'s environment gives non-finite rewards (no learner option fixes that)"
         raise TrainingDiverged(
-            f"training diverged: non-finite loss or Q-value in task {trainer.agent.task_set.names[i]} "
-            f"(seed {trainer.agent.seeds[s]}) between env step {first} and {step}; {kept}; "
-            "lower --lr or set --max-grad-norm"
+            f"training diverged: non-finite loss or Q-value in task {task} "
+            f"(seed {trainer.agent.seeds[s]}) between env step {first} and {step}; {kept}; {advice}"
         )
+
+
+def nonfinite_observations(state: Any) -> np.ndarray:
+    """(seeds, tasks): whether a seed's task has a non-finite observation in its replay or its current ones
+    (what :func:`check_finite` asks after a divergence; reduced where the state lives)."""
+    def bad(x: jax.Array) -> jax.Array:  # (seeds, tasks, ...) -> (seeds, tasks)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            return jnp.zeros(x.shape[:2], bool)
+        return ~jnp.isfinite(x).reshape(*x.shape[:2], -1).all(-1)
+
+    replay = getattr(state, "replay", None)
+    held = [getattr(state, "obs", None), *((replay.data.obs, replay.data.next_obs) if replay is not None else ())]
+    found = [bad(x) for x in held if x is not None and getattr(x, "ndim", 0) >= 3]  # the host loop's: none
+    return np.asarray(functools.reduce(jnp.logical_or, found)) if found else np.zeros((0, 0), bool)
 
 
 def greedy_rows(agent: Agent, params: Any, episodes: int, step: int) -> list[dict[str, Any]]:

@@ -30,7 +30,8 @@ from mtdqn.strategies.base import check_swept_options
 from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs, strategy_options
 from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import CompiledChunks
-from mtdqn.train.drive import Schedule, Trained, check_finite, expert_probe_fn, grad_probe_fn, greedy_rows
+from mtdqn.train.drive import (Schedule, Trained, check_finite, expert_probe_fn, grad_probe_fn, greedy_rows,
+                               nonfinite_observations)
 from mtdqn.train.loop import Trainer, make_population_trainer, population_keys, program_agent
 from mtdqn.train.run import RunResult
 from mtdqn.train.summary import finish
@@ -229,7 +230,8 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                     probes[i] = probes[i] or grad_probe_fn(member, options.probes)
                 eval_s += _write_member_chunk(member, run, writer, tables[i], jax.tree.map(lambda x: x[entries], m),
                                               mine, step, has_shared, options.eval_episodes, last_good,
-                                              experts[i], probes[i] if evaluate else None)
+                                              experts[i], probes[i] if evaluate else None,
+                                              lambda e=entries: nonfinite_observations(state)[e])
             del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record())
@@ -253,14 +255,16 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
 def _write_member_chunk(member: Trainer, run: RunDir, writer: Any, tables: Tables, m: dict[str, np.ndarray],
                         state: Any, step: int, has_shared: bool, episodes: int, last_good: int | None,
                         experts: Callable[[Any], list[dict[str, Any]]],
-                        probe: Callable[[Any], list[dict[str, Any]]] | None) -> float:
+                        probe: Callable[[Any], list[dict[str, Any]]] | None,
+                        bad_obs: Callable[[], np.ndarray] | None = None) -> float:
     """One member's chunk, as its run alone writes it (:func:`mtdqn.train.drive.drive`): checked (a divergence
     names the member; ``last_good``: the step of the population's latest checkpoint), its rows, its experts'
     rows, and where ``probe`` is given a greedy evaluation and the gradient probe of ``state`` (the member's
-    entries) appended to ``tables`` and written; the seconds the evaluation took."""
+    entries) appended to ``tables`` and written; the seconds the evaluation took.  ``bad_obs``: where the
+    member's observations are non-finite, asked if it diverged (:func:`mtdqn.train.drive.check_finite`)."""
     agent = member.agent
     try:
-        check_finite(member, m, step, last_good)
+        check_finite(member, m, step, last_good, bad_obs)
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{run.path.name}: {exc}") from None
     new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
