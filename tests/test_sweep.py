@@ -242,11 +242,11 @@ def test_the_memory_estimate_counts_the_layouts_copies(seeds, members, devices, 
 @pytest.mark.slow
 def test_a_sweep_that_does_not_fit_in_memory_is_refused_before_compiling(capsys, tmp_path, monkeypatch):
     """The --seeds estimate, times the members: each run alone fits (2 seeds, 0.9 GB of replay: 1.8 GB at its
-    peak), the 2 members together do not, on a machine with 2.5 GB available."""
-    monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 2_500_000_000)
+    peak, and 1.2 GB for the process), the 2 members together do not, on a machine with 3.5 GB available."""
+    monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 3_500_000_000)
     argv = [*ARGV, "--buffer-size", "4000000", "--sweep", "lr=1e-3,1e-4", "--out", str(tmp_path / "s")]
     line = _cli_error(capsys, argv, code=1)  # the machine's limit, not bad input
-    assert "--sweep's 2 settings x --seeds 2 need about 3.6 GB at their peak" in line
+    assert "--sweep's 2 settings x --seeds 2 need about 4.8 GB at their peak" in line
     assert not (tmp_path / "s").exists()
 
 
@@ -422,3 +422,16 @@ def test_the_sweep_spec_is_read_without_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ("['lr=0.0001,gamma=0.98', 'lr=0.0001,gamma=0.99', 'lr=0.0003,gamma=0.98', "
                    "'lr=0.0003,gamma=0.99'] False")
+
+
+def test_seeds_the_devices_do_not_divide_are_estimated_with_their_whole_copies(monkeypatch):
+    """3 seeds on the suite's 2 CPU devices keep the state whole on each (5 copies at the peak, measured 4.96):
+    refused where 4 seeds (2 copies) fit, and the line says a multiple of 2 would."""
+    from mtdqn.errors import InsufficientResources
+
+    monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 1_600_000_000)
+    cfg = TrainConfig(tasks=("CartPole-v1",), seeds=4, dqn=DQNConfig(buffer_size=1_000_000))
+    make_agent(cfg)  # 4 x 2 x 41 MB and the process's 1.2 GB
+    with pytest.raises(InsufficientResources, match=r"--seeds 3 need about 1.8 GB at their peak .*\(5 x 41.4 MB "
+                                                    r"per seed, .*use fewer seeds, or a multiple of 2 \(the devices"):
+        make_agent(dataclasses.replace(cfg, seeds=3))

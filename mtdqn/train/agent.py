@@ -288,6 +288,11 @@ def available_host_memory() -> int | None:
     return min(found) if found else None
 
 
+PROCESS_BYTES = 1_200_000_000
+"""What a training process holds beside its state (JAX, XLA, the compiled program): 0.87-1.18 GB measured
+with a tiny replay (CartPole, Acrobot; one to four sweep members)."""
+
+
 def peak_state_copies(seeds: int, members: int = 1, devices: int = 0) -> float:
     """Copies of one real seed's state a CPU run's memory peaks at, per real seed (:func:`check_memory`).
 
@@ -316,8 +321,10 @@ def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, member
     The compiled program holds every seed's state at once, so 100 million
     seeds of CartPole would grow for minutes and then die; a clear error up
     front is kinder.  The estimate is the state times the copies of it the
-    run's layout peaks at (:func:`peak_state_copies`): one copy, as until
-    2026-12-05, let a sweep pass that was then killed.  Accelerators keep the
+    run's layout peaks at (:func:`peak_state_copies`) and the process's own
+    (:data:`PROCESS_BYTES`): one copy, as until 2026-12-05, let a sweep pass
+    that was then killed (2 tasks x 20 M transitions x 4 members: 9.1 GB of
+    state; now estimated at 19.4 GB, it peaked at 18.9).  Accelerators keep the
     state in their own memory, which XLA reports itself when it runs out.
     MTDQN_SKIP_MEMORY_CHECK=1 skips the check.  ``members``: a sweep's
     settings, each with the seeds; ``devices``: as ``--devices`` (0: as many
@@ -328,11 +335,16 @@ def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, member
     available = available_host_memory()
     per_seed = state_bytes_per_seed(cfg, task_set, arch)
     copies = peak_state_copies(cfg.seeds, members, devices)
-    needed = copies * members * cfg.seeds * per_seed
+    needed = copies * members * cfg.seeds * per_seed + PROCESS_BYTES
     what = f"--seeds {cfg.seeds:,}" if members == 1 else f"--sweep's {members:,} settings x --seeds {cfg.seeds:,}"
     if available is not None and needed > available:
+        n_devices = seed_devices(cfg.seeds, devices)
+        uneven = (f", or a multiple of {n_devices} (the devices the seeds are split over, which then keep no "
+                  "whole copy each)" if members == 1 and padded_seeds(cfg.seeds, n_devices) != cfg.seeds else "")
         raise InsufficientResources(
             f"{what} need about {needed / 1e9:,.1f} GB at their peak for replay and learner state "
-            f"({copies:.3g} x {per_seed / 1e6:,.1f} MB per seed); this machine has {available / 1e9:,.1f} GB "
-            "available: use fewer seeds or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips this check)"
+            f"({copies:.3g} x {per_seed / 1e6:,.1f} MB per seed, and {PROCESS_BYTES / 1e9:.1f} GB for the process); "
+            f"this machine has {available / 1e9:,.1f} GB "
+            f"available: use fewer seeds{uneven} or a smaller --buffer-size (MTDQN_SKIP_MEMORY_CHECK=1 skips "
+            "this check)"
         )
