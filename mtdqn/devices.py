@@ -244,7 +244,7 @@ def population_layout(members: int, num_seeds: int, devices: int = 0) -> Populat
     so each member computes exactly as its run alone.  XLA rounds an op
     differently at another batch size (a member vmapped with the others) and
     even on a mesh of another size (measured on XLA:CPU), so neither is
-    bit-identical; members therefore take turns within a device (``lax.map``),
+    bit-identical; members therefore take turns within a device (``lax.scan``),
     which on a CPU costs ~10% against vmapping them (8 members on one core).
     """
     run_devices = seed_devices(num_seeds, devices)

@@ -262,7 +262,7 @@ class RunDir:
         if "distill" in record or self.finished_as() == DISTILL_RECORD:
             raise ConfigError(f"{self.path} is a distilled student (`mtdqn distill`), not a training run: "
                               "there is nothing to resume")
-        sweep_dir = self.path.parent
+        sweep_dir = self.path.resolve().parent  # `--resume .` from inside a member too
         if (sweep_dir / SWEEP_FILE).is_file() and self.finished_as() is None:
             raise ConfigError(f"{self.path} is a member of the sweep in {sweep_dir}, whose checkpoint is the "
                               f"whole sweep's: resume the sweep, --resume {sweep_dir}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -162,7 +163,7 @@ def strategy_options(sweep: Mapping[str, Sequence[float]]) -> tuple[str, ...]:
 def _task_index(tasks: Sequence[str], name: str) -> int:
     """The position in ``tasks`` (specs) of the one task called ``name`` (its spec without options), or of
     the task at ``name`` (1-based), the way to name one of two tasks that share a name."""
-    if name.isdigit():
+    if re.fullmatch(r"[0-9]+", name):  # not str.isdigit, which takes '²' and other scripts' digits
         if not 1 <= int(name) <= len(tasks):
             raise ConfigError(f"--sweep {TASK_WEIGHT}{name}: --tasks has {len(tasks)} tasks; name one by its "
                               f"position, 1 to {len(tasks)}, or its name")

@@ -193,3 +193,28 @@ def test_an_environments_non_finite_observations_are_named_as_its_own(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 3 and "\n" not in err, err
     assert "task test_custom_env:NanAtTheEnd's environment gives non-finite observations" in err, err
+
+
+class NanRewardNeverEnds(Chain):
+    """A NaN reward one step from the start, no goal and a cut-off beyond the budget: no episode ends, so no
+    episode return (the metric) is NaN; the replay's rewards are."""
+
+    @property
+    def default_params(self) -> ChainParams:
+        return ChainParams(max_steps_in_episode=100_000)
+
+    def step_env(self, key, state, action, params):
+        obs, state, _, _, info = super().step_env(key, state, action, params)
+        reward = jnp.where(state.pos == 1, jnp.nan, 0.0)
+        return obs, state, reward, jnp.bool_(False), info
+
+
+@pytest.mark.slow
+def test_an_environments_non_finite_rewards_are_named_as_its_own(tmp_path, capsys):
+    """Named from the replay, also when no episode ended in the chunk (its episode returns are NaN-free)."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--tasks", "test_custom_env:NanRewardNeverEnds", *CHAIN_ARGV, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 3 and "\n" not in err, err
+    assert "environment gives non-finite rewards (no learner option fixes that)" in err, err

@@ -192,6 +192,7 @@ def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_nam
     (["--task-weights", "1"], ["weight.Acrobot-v1=0.5,1"], "--task-weights has 1 values for 2 tasks"),  # was an IndexError
     ([], ["task_weights=1,2"], "sweep one task's weight, weight.TASK=V1,V2"),
     ([], ["weight.3=1,2"], "--sweep weight.3: --tasks has 2 tasks; name one by its position, 1 to 2, or its name"),
+    ([], ["weight.\u00b2=1,2"], "no task named '\u00b2' in --tasks"),  # a digit to str.isdigit, not to int()
     (["--tasks", "CartPole-v1,CartPole-v1:reward_scale=2"], ["weight.CartPole-v1=0.5,1"],
      "2 tasks named 'CartPole-v1' in --tasks (CartPole-v1, CartPole-v1:reward_scale=2); name one by its position "
      "in --tasks instead: weight.1 or weight.2"),
@@ -426,12 +427,13 @@ def test_the_sweep_spec_is_read_without_jax():
 
 def test_seeds_the_devices_do_not_divide_are_estimated_with_their_whole_copies(monkeypatch):
     """3 seeds on the suite's 2 CPU devices keep the state whole on each (5 copies at the peak, measured 4.96):
-    refused where 4 seeds (2 copies) fit, and the line says a multiple of 2 would."""
+    refused where 4 seeds (2 copies) fit, and the line says a multiple of 2 or --devices 1 would (both do)."""
     from mtdqn.errors import InsufficientResources
 
     monkeypatch.setattr("mtdqn.train.agent.available_host_memory", lambda: 1_600_000_000)
     cfg = TrainConfig(tasks=("CartPole-v1",), seeds=4, dqn=DQNConfig(buffer_size=1_000_000))
     make_agent(cfg)  # 4 x 2 x 41 MB and the process's 1.2 GB
-    with pytest.raises(InsufficientResources, match=r"--seeds 3 need about 1.8 GB at their peak .*\(5 x 41.4 MB "
-                                                    r"per seed, .*use fewer seeds, or a multiple of 2 \(the devices"):
+    with pytest.raises(InsufficientResources, match=r"--seeds 3 need about 1.8 GB at their peak .*\(5 x 41.4 MB per "
+                                                    r"seed, .*use fewer seeds, a multiple of 2 or --devices 1 \("):
         make_agent(dataclasses.replace(cfg, seeds=3))
+    make_agent(dataclasses.replace(cfg, seeds=3), devices=1)  # as the advice says: 2 copies

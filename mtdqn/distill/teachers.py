@@ -52,7 +52,7 @@ def _load_one(run_dir: Path, teacher_seed: int | None) -> Teacher:
                           f"(its seeds: {', '.join(map(str, loaded.seeds))})")
     s = loaded.seeds.index(seed)
     pick = lambda tree: None if tree is None else jax.tree.map(lambda x: x[s], tree)  # noqa: E731
-    agent = make_agent(dataclasses.replace(cfg, seeds=1))  # one seed's static parts; no memory for the others
+    agent = make_agent(dataclasses.replace(cfg, seeds=1), devices=None)  # one seed's static parts, no replay
     return Teacher(Path(run_dir), agent, pick(loaded.params), pick(loaded.value_norm), seed)
 
 

@@ -232,12 +232,12 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     _check_buildable(base, options, source, "options")
     for vname, vopts in variants.items():
         _check_buildable(apply_options(base, options), vopts, source, f"variants.{vname}")
-    if include and REFERENCE in defined:  # the report calls it the independent reference: it must be one
+    if reference == REFERENCE and REFERENCE in defined:  # the report calls it the independent reference
         sharing = apply_options(apply_options(base, options), variants[REFERENCE]).network.sharing
         if sharing != "independent":
             raise ConfigError(f"{source}: variants.{REFERENCE}: names the study's reference (one network per task) "
-                              f"but trains sharing = {sharing!r}; rename the variant, or set include_reference = "
-                              "false and reference = the variant to compare against")
+                              f"but trains sharing = {sharing!r}; rename the variant, or name another variant as "
+                              "reference")
     for vname, vopts in variants.items():  # the budget: the study's steps, unless options move learning_starts
         try:
             check_train_budget(apply_options(base, {**options, **vopts}))

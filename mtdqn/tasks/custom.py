@@ -126,8 +126,9 @@ def _import(path: str) -> Any:
         module = _import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = f"no module named {exc.name!r}" if exc.name else _first_line(exc)
-        raise ConfigError(f"task {path!r}: cannot import {module_name!r}: {missing} (searched: the installed "
-                          "packages, PYTHONPATH and the current directory)") from None
+        where = (" (searched: the installed packages, PYTHONPATH and the current directory)"
+                 if exc.name == module_name.partition(".")[0] else "")  # not a dependency the module imports
+        raise ConfigError(f"task {path!r}: cannot import {module_name!r}: {missing}{where}") from None
     except Exception as exc:  # the module itself fails to import
         raise ConfigError(f"task {path!r}: importing {module_name!r} fails: {_first_line(exc)}") from None
     if not hasattr(module, attribute):
@@ -142,7 +143,10 @@ def _import_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        here = os.getcwd()
+        try:
+            here = os.getcwd()
+        except OSError:  # the current directory was removed
+            raise exc from None
         if exc.name != name.partition(".")[0] or here in sys.path or "" in sys.path:
             raise
         sys.path.append(here)

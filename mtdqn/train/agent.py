@@ -159,7 +159,7 @@ def _optimizer(cfg: TrainConfig, base_lr: jax.Array | float,
     return opt
 
 
-def make_agent(cfg: TrainConfig) -> Agent:
+def make_agent(cfg: TrainConfig, devices: int | None = 0) -> Agent:
     """Validate and build the static parts; raises ConfigError on bad input.
 
     One config gets one Agent per process: configs with the same
@@ -170,14 +170,18 @@ def make_agent(cfg: TrainConfig) -> Agent:
     (through :func:`mtdqn.train.chunks.make_runner`) are then traced and
     compiled once per process, not once per run of the same config: resuming,
     a notebook's rerun, the test suite (seconds per run on a CPU).  The memory
-    check runs every time: it is about this machine now.
+    check (:func:`check_memory`, with ``devices`` as ``--devices``) runs every
+    time: it is about this machine now.  ``devices=None`` leaves it to the
+    caller: one that lays out the seeds itself and checks then (``train``, a
+    sweep), or one that only loads a trained agent's parameters (no replay).
     """
     try:
         key = (config_hash(cfg), _registrations(cfg))
     except (TypeError, ValueError):  # not JSON: _build_agent says what is wrong, or builds it uncached
         key = None
     agent = _cached(_BUILT, key, lambda: _build_agent(cfg))
-    check_memory(cfg, agent.task_set, agent.arch)
+    if devices is not None:
+        check_memory(cfg, agent.task_set, agent.arch, devices=devices)
     return agent
 
 
@@ -339,8 +343,8 @@ def check_memory(cfg: TrainConfig, task_set: TaskSet, arch: Architecture, member
     what = f"--seeds {cfg.seeds:,}" if members == 1 else f"--sweep's {members:,} settings x --seeds {cfg.seeds:,}"
     if available is not None and needed > available:
         n_devices = seed_devices(cfg.seeds, devices)
-        uneven = (f", or a multiple of {n_devices} (the devices the seeds are split over, which then keep no "
-                  "whole copy each)" if members == 1 and padded_seeds(cfg.seeds, n_devices) != cfg.seeds else "")
+        uneven = (f", a multiple of {n_devices} or --devices 1 (seeds the devices do not divide keep a whole copy "
+                  "on each)" if members == 1 and padded_seeds(cfg.seeds, n_devices) != cfg.seeds else "")
         raise InsufficientResources(
             f"{what} need about {needed / 1e9:,.1f} GB at their peak for replay and learner state "
             f"({copies:.3g} x {per_seed / 1e6:,.1f} MB per seed, and {PROCESS_BYTES / 1e9:.1f} GB for the process); "

@@ -146,7 +146,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 state, m = runner(state, chunk * agent.derived.iters_per_chunk)
                 m = jax.tree.map(np.asarray, m)
                 step = (chunk + 1) * schedule.steps_per_chunk
-                check_finite(trainer, m, step, last_good, lambda: nonfinite_observations(state))
+                check_finite(trainer, m, step, last_good, lambda: nonfinite_from_environment(state))
                 run_dir.ensure_space(ckpt_bytes)
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
                 new.experts.extend({**row, "step": step} for row in experts(state))
@@ -204,42 +204,46 @@ def expert_probe_fn(trainer: Trainer) -> Callable[[Any], list[dict[str, Any]]]:
 
 
 def check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_good: int | None,
-                 bad_obs: Callable[[], np.ndarray] | None = None) -> None:
+                 environment: Callable[[], dict[str, np.ndarray]] | None = None) -> None:
     """Raise before anything of a chunk with a non-finite loss or Q-value is written.
 
-    The advice names the cause where it is the environment's, which no learner option fixes: a non-finite
-    observation (``bad_obs``: :func:`nonfinite_observations` of the state, computed only on divergence) or
-    a non-finite episode return (a reward)."""
+    The advice names the cause where it is the environment's, which no learner option fixes
+    (``environment``: :func:`nonfinite_from_environment` of the state, asked only on divergence)."""
     bad = ~np.isfinite(m["max_abs_loss"]) | ~np.isfinite(m["q_mean"])
     if bad.any():
         s, i = map(int, np.argwhere(bad)[0])
         task = trainer.agent.task_set.names[i]
         first = step - trainer.agent.derived.iters_per_chunk * trainer.agent.cfg.num_envs
         kept = f"last good checkpoint kept (step {last_good})" if last_good is not None else "no checkpoint was written"
-        advice = "lower --lr or set --max-grad-norm"
-        flags = bad_obs() if bad_obs is not None else np.zeros((0, 0), bool)
-        if flags.size and flags[s, i]:
-            advice = f"task {task}'s environment gives non-finite observations (no learner option fixes that)"
-        elif m["episodes"][s, i] > 0 and not np.isfinite(m["episode_return"][s, i]):
-            advice = f"task {task}'s environment gives non-finite rewards (no learner option fixes that)"
+        found = environment() if environment is not None else {}
+        causes = [what for what, where in found.items() if where[s, i]]
+        advice = (f"task {task}'s environment gives non-finite {' and '.join(causes)} (no learner option fixes "
+                  "that)" if causes else "lower --lr or set --max-grad-norm")
         raise TrainingDiverged(
             f"training diverged: non-finite loss or Q-value in task {task} "
             f"(seed {trainer.agent.seeds[s]}) between env step {first} and {step}; {kept}; {advice}"
         )
 
 
-def nonfinite_observations(state: Any) -> np.ndarray:
-    """(seeds, tasks): whether a seed's task has a non-finite observation in its replay or its current ones
-    (what :func:`check_finite` asks after a divergence; reduced where the state lives)."""
-    def bad(x: jax.Array) -> jax.Array:  # (seeds, tasks, ...) -> (seeds, tasks)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            return jnp.zeros(x.shape[:2], bool)
+def nonfinite_from_environment(state: Any) -> dict[str, np.ndarray]:
+    """Where each seed's task (seeds, tasks) holds a non-finite observation or reward, in its replay or its
+    running episode: what :func:`check_finite` asks after a divergence (reduced where the state lives; the
+    host loop's state, which keeps its environments in Python, gives nothing)."""
+    def bad(x: Any) -> jax.Array | None:  # (seeds, tasks, ...) -> (seeds, tasks)
+        if x is None or getattr(x, "ndim", 0) < 2 or not jnp.issubdtype(x.dtype, jnp.floating):
+            return None
         return ~jnp.isfinite(x).reshape(*x.shape[:2], -1).all(-1)
 
+    def any_of(*xs: Any) -> np.ndarray | None:
+        found = [b for b in map(bad, xs) if b is not None]
+        return np.asarray(functools.reduce(jnp.logical_or, found)) if found else None
+
     replay = getattr(state, "replay", None)
-    held = [getattr(state, "obs", None), *((replay.data.obs, replay.data.next_obs) if replay is not None else ())]
-    found = [bad(x) for x in held if x is not None and getattr(x, "ndim", 0) >= 3]  # the host loop's: none
-    return np.asarray(functools.reduce(jnp.logical_or, found)) if found else np.zeros((0, 0), bool)
+    data = replay.data if replay is not None else None
+    flags = {"observations": any_of(getattr(state, "obs", None), getattr(data, "obs", None),
+                                    getattr(data, "next_obs", None)),
+             "rewards": any_of(getattr(state, "ep_return", None), getattr(data, "reward", None))}
+    return {what: where for what, where in flags.items() if where is not None}
 
 
 def greedy_rows(agent: Agent, params: Any, episodes: int, step: int) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
         raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
     run_dir = RunDir(run_dir)
     cfg = run_dir.config()  # a one-line error for a folder that holds no run
-    agent = make_agent(cfg)
+    agent = make_agent(cfg, devices=None)  # parameters only: no replay to fit
     meta = verify_checkpoint(run_dir.path, cfg)
     # The trained layout where this machine has its devices; else as many as are here (evaluation does not
     # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).

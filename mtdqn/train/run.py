@@ -27,7 +27,7 @@ from mtdqn.graft import start_from_source
 from mtdqn.io import provenance
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import OnEval, RunOptions, resolve
-from mtdqn.train.agent import Agent, describe, make_agent, state_bytes
+from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import make_runner
 from mtdqn.train.drive import Schedule, drive
 from mtdqn.train.loop import seed_keys
@@ -85,7 +85,7 @@ def train(
     if not resume:
         check_new_run(cfg)  # a resumed run continues as it was made, even under rules added since
         check_train_budget(cfg)
-    agent = make_agent(cfg)  # validates before anything touches the disk
+    agent = make_agent(cfg, devices=None)  # validates before anything touches the disk; memory once laid out
     run_dir = RunDir(out_dir)
     _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
     verified = None
@@ -94,6 +94,7 @@ def train(
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
     options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else options,
                                        resuming=resume))
+    check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
     start_from = None
     if cfg.finetune.source and not resume:
         start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write

@@ -31,7 +31,7 @@ from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs, s
 from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import CompiledChunks
 from mtdqn.train.drive import (Schedule, Trained, check_finite, expert_probe_fn, grad_probe_fn, greedy_rows,
-                               nonfinite_observations)
+                               nonfinite_from_environment)
 from mtdqn.train.loop import Trainer, make_population_trainer, population_keys, program_agent
 from mtdqn.train.run import RunResult
 from mtdqn.train.summary import finish
@@ -83,7 +83,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
         for _, member in members:
             check_new_run(member)
             check_train_budget(member)
-    agents = [make_agent(member) for _, member in members]  # validates every member's values
+    agents = [make_agent(member, devices=None) for _, member in members]  # every member's values; memory below
     agent = program_agent(agents)
     if agent.task_set.backend == "gymnasium":
         raise ConfigError("--sweep needs tasks the compiled loop steps; gym: tasks step on the host, one run each")
@@ -168,8 +168,8 @@ def _take(state: Any, entries: np.ndarray) -> Any:
     def take(x: jax.Array) -> jax.Array:
         if runs == [(0, x.shape[0])]:
             return x
-        if any(d.platform != "cpu" for d in x.devices()):
-            return x[entries]
+        if any(d.platform != "cpu" for d in x.devices()) or jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return x[entries]  # typed keys (a custom env's state may hold them) have no NumPy view
         shards = {}  # each device's rows by their first row (a replicated leaf: the same rows on each device)
         for shard in x.addressable_shards:
             first = shard.index[0].indices(x.shape[0])[0] if shard.index else 0
@@ -231,7 +231,8 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                 eval_s += _write_member_chunk(member, run, writer, tables[i], jax.tree.map(lambda x: x[entries], m),
                                               mine, step, has_shared, options.eval_episodes, last_good,
                                               experts[i], probes[i] if evaluate else None,
-                                              lambda e=entries: nonfinite_observations(state)[e])
+                                              lambda e=entries: {k: v[e] for k, v in
+                                                                 nonfinite_from_environment(state).items()})
             del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record())
@@ -256,15 +257,16 @@ def _write_member_chunk(member: Trainer, run: RunDir, writer: Any, tables: Table
                         state: Any, step: int, has_shared: bool, episodes: int, last_good: int | None,
                         experts: Callable[[Any], list[dict[str, Any]]],
                         probe: Callable[[Any], list[dict[str, Any]]] | None,
-                        bad_obs: Callable[[], np.ndarray] | None = None) -> float:
+                        environment: Callable[[], dict[str, np.ndarray]] | None = None) -> float:
     """One member's chunk, as its run alone writes it (:func:`mtdqn.train.drive.drive`): checked (a divergence
     names the member; ``last_good``: the step of the population's latest checkpoint), its rows, its experts'
     rows, and where ``probe`` is given a greedy evaluation and the gradient probe of ``state`` (the member's
-    entries) appended to ``tables`` and written; the seconds the evaluation took.  ``bad_obs``: where the
-    member's observations are non-finite, asked if it diverged (:func:`mtdqn.train.drive.check_finite`)."""
+    entries) appended to ``tables`` and written; the seconds the evaluation took.  ``environment``: where
+    the member's observations or rewards are non-finite, asked if it diverged
+    (:func:`mtdqn.train.drive.check_finite`)."""
     agent = member.agent
     try:
-        check_finite(member, m, step, last_good, bad_obs)
+        check_finite(member, m, step, last_good, environment)
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{run.path.name}: {exc}") from None
     new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
