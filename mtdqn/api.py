@@ -110,10 +110,38 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
         have = len(jax.devices()) if jax.default_backend() == "cpu" else wanted
         if have < wanted:
             warnings.warn(f"mtdqn: this process's JAX has {have} CPU device(s), chosen before this run (by JAX "
-                          f"code that ran first, or an earlier run here), so its {seeds} seeds share them where "
-                          f"{wanted} cores could each take some: correct, but slower. Start the process with "
-                          "this run (or mtdqn.register_task) before other JAX code to use them.", stacklevel=3)
+                          f"code that ran first, or an earlier call here with fewer seeds), so its {seeds} seeds "
+                          f"share them where {wanted} cores could each take some: correct, but slower. Call "
+                          "mtdqn.devices.use_cpu_cores() first thing in the process to present every core.",
+                          stacklevel=3)
     unroll_cpu_threefry()
+
+
+def _refuse_before_jax(cfg: TrainConfig) -> None:
+    """What a new run can be refused for without starting JAX: its options, its budget and its task names.
+
+    :func:`_start_jax` fixes this process's CPU devices for good (as many as
+    the first run's seeds use), so a call refused after it, a typo in a
+    notebook, left the next run with that call's devices.  Names registered
+    in this process or given by import path are checked later (registering
+    one started JAX already, with every core).
+    """
+    import sys
+
+    from mtdqn.config import check_new_run, check_train_budget
+    from mtdqn.taskfacts import facts
+    from mtdqn.tasknames import is_import_path, split_spec, unknown_task
+
+    check_new_run(cfg)
+    with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
+        warnings.simplefilter("ignore")
+        check_train_budget(cfg)
+    custom = sys.modules.get("mtdqn.tasks.custom")
+    registered = list(getattr(custom, "REGISTERED", ()))
+    for spec in cfg.tasks:
+        backend, name, _ = split_spec(spec)
+        if backend == "gymnax" and not is_import_path(spec) and facts(name) is None and name not in registered:
+            raise ConfigError(unknown_task(name, registered))
 
 
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
@@ -165,6 +193,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             cfg = RunDir(out).config()
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
+        _refuse_before_jax(cfg)
         if swept:
             member_configs(cfg, swept)  # every member's options apply before anything starts
         if out is None:

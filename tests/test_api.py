@@ -171,6 +171,19 @@ def test_register_task_presents_the_cores_as_devices_before_jax_starts():
     assert devices == cores
 
 
+@pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
+def test_a_refused_call_leaves_the_processs_devices_to_the_next():
+    """The first call that starts JAX fixes the process's CPU devices (its seeds'): a typo'd task, a budget with
+    no update or a nonsense option is refused before that, so the next run in a notebook still chooses."""
+    code = ("import mtdqn, mtdqn.devices\n"
+            "for bad in ({'tasks': ['CartPoel-v1']}, {'steps': 2000, 'learning_starts': 100000}, {'lr': -1.0}):\n"
+            "    try:\n        mtdqn.train(**bad)\n    except mtdqn.ConfigError:\n        pass\n"
+            "print(mtdqn.devices.use_cpu_cores())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]  # JAX had not started: the devices are still to choose
+
+
 def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
     """JAX started in this process with 2 CPU devices (conftest); on a 4-core machine a run of 8 seeds would plan
     4: it warns, once per call.  Not where the plan fits, where the user chose the count, or for gym: tasks."""
