@@ -59,12 +59,16 @@ def test_act_command_and_its_bad_input(tmp_path, capsys):
     np.save(tmp_path / "empty.npy", np.zeros((0, 4), np.float32))
     np.save(tmp_path / "complex.npy", np.zeros((3, 4), np.complex64))
     (tmp_path / "junk.npy").write_text("not an array")
+    (tmp_path / "nothing.npy").write_bytes(b"")
     cases = [
         (["--task", "Pong-v0", "--obs", str(obs)], "is not one of this run's tasks"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "wrong.npy")], "must have shape (batch, 4) with batch"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "empty.npy")], "got (0, 4) of float32"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "complex.npy")], "of real numbers; got (3, 4) of complex64"),
-        (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array"),
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array (it is no plain "
+         ".npy array: NumPy would have to unpickle it, which mtdqn never does)"),  # NumPy's advice: allow_pickle=
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "nothing.npy")], "not a readable .npy array (the file is "
+         "empty)"),  # was an EOFError traceback
         (["--task", "CartPole-v1", "--obs", str(obs), "--seed", "7"], "seed 7 is not one of this run's seeds"),
     ]
     for argv, message in cases:

@@ -166,8 +166,13 @@ def _run_act(cmd: Act) -> None:
 
     try:
         obs = np.load(cmd.obs, allow_pickle=False)
+    except EOFError:  # an empty file
+        raise ConfigError(f"{cmd.obs}: not a readable .npy array (the file is empty)") from None
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{cmd.obs}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
+        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "allow_pickle" in why:  # NumPy's advice is to unpickle it, which mtdqn never does
+            why = "it is no plain .npy array: NumPy would have to unpickle it, which mtdqn never does"
+        raise ConfigError(f"{cmd.obs}: not a readable .npy array ({why})") from None
     agent = load_agent(cmd.run)
     for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
         actions = np.atleast_1d(agent.act(cmd.task, obs, seed, clip=cmd.clip))
