@@ -125,6 +125,15 @@ def _delete_dir(run: Path) -> None:
     shutil.rmtree(run / "checkpoints" / meta["path"])
 
 
+def _edit_files(change):
+    def edit(run: Path) -> None:
+        path = run / "checkpoints" / "latest.json"
+        meta = json.loads(path.read_text())
+        meta["files"] = change(meta["files"])
+        path.write_text(json.dumps(meta))
+    return edit
+
+
 def _edit_latest(change):
     def edit(run: Path) -> None:
         path = run / "checkpoints" / "latest.json"
@@ -139,6 +148,9 @@ DAMAGE = {
     "missing-checkpoint-dir": (_delete_dir, "is missing"),
     "latest-not-json": (_edit_latest(lambda t: t[: len(t) // 2]), "not valid JSON"),
     "latest-empty": (_edit_latest(lambda t: ""), "not valid JSON"),
+    "file-table-emptied": (_edit_files(lambda files: {}), "is corrupt \\(its file table is empty\\)"),
+    "file-left-out-of-table": (_edit_files(lambda files: dict(list(files.items())[1:])),
+                               "is corrupt \\(.* is not in its file table\\)"),
     "latest-not-a-record": (_edit_latest(lambda t: "[1, 2]"), "not an mtdqn checkpoint record"),
     "latest-missing-keys": (_edit_latest(lambda t: json.dumps({"format_version": FORMAT_VERSION})), "missing path"),
     "latest-path-escapes": (_edit_latest(lambda t: t.replace('"iter_', '"../iter_')), "bad path"),
