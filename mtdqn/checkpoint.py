@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError
+from mtdqn.runoptions import RunOptions
 from mtdqn.io import provenance, read_json, write_json
 
 __all__ = [
@@ -155,6 +156,7 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     if diffs:
         raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
     _verify_files((Path(run_dir) / "checkpoints" / meta["path"]).absolute(), meta["files"])
+    RunOptions.from_record(meta, str(Path(run_dir) / "checkpoints" / "latest.json"))  # its run options read back
     return meta
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -414,7 +415,10 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config key {where}{unknown[0]!r}; valid: {', '.join(names)}")
         kwargs = {}
+        hints = typing.get_type_hints(cls)
         for key, value in values.items():
+            if key not in ("network", "dqn", "finetune") and not _is_of(value, hints[key]):
+                raise ConfigError(f"config key {where}{key} must be {_type_name(hints[key])}, got {value!r}")
             if key == "network":
                 kwargs[key] = build(NetworkConfig, value, "network.")
             elif key == "dqn":
@@ -426,6 +430,33 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
         return cls(**kwargs)
 
     return build(TrainConfig, data, "")
+
+
+def _is_of(value: Any, hint: Any) -> bool:
+    """Whether a JSON value read back fits a config field's type (lists stand for tuples; an int for a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_of(value, a) for a in args)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_is_of(v, args[0]) for v in value)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0])}"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def config_hash(cfg: TrainConfig) -> str:

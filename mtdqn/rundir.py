@@ -275,6 +275,8 @@ class RunDir:
             return config_from_dict(record["config"])
         except (KeyError, TypeError, AttributeError):
             raise ConfigError(f"{self.record_path} is not an mtdqn run record (no readable config)") from None
+        except ConfigError as exc:  # a key of the wrong type or unknown: name the file
+            raise ConfigError(f"{self.record_path}: {exc}") from None
 
     def checkpoint_id(self) -> str | None:
         """A digest of the latest checkpoint's file table (the SHA-256 of every file): the same weights give the

@@ -69,13 +69,18 @@ class RunOptions:
         return {"options": written}
 
     @staticmethod
-    def from_record(record: Mapping[str, Any]) -> RunOptions:
-        """The options of a stored record (config.json or a checkpoint's), older ones included: a missing
-        option had its default, except ``devices``, which runs made before the seed layout existed trained on
-        one of."""
+    def from_record(record: Mapping[str, Any], source: str = "a run's record") -> RunOptions:
+        """The options of a stored record (config.json or a checkpoint's, named by ``source`` in errors), older
+        ones included: a missing option had its default, except ``devices``, which runs made before the seed
+        layout existed trained on one of."""
         stored = record.get("options", {})
-        known = {f.name for f in dataclasses.fields(RunOptions)}
-        return RunOptions(**{"devices": 1, **{k: v for k, v in stored.items() if k in known}})
+        if not isinstance(stored, Mapping):
+            raise ConfigError(f"{source}: options must be a table of run options, got {stored!r}")
+        kinds = {f.name: type(f.default) for f in dataclasses.fields(RunOptions)}
+        for name, value in stored.items():  # as JSON gives them: a bool is no count, a count no bool
+            if name in kinds and (type(value) is not kinds[name]):
+                raise ConfigError(f"{source}: option {name} must be {kinds[name].__name__}, got {value!r}")
+        return RunOptions(**{"devices": 1, **{k: v for k, v in stored.items() if k in kinds}})
 
     def outcome(self) -> dict[str, Any]:
         """The options a run's numbers and tables depend on, by name: all but checkpoints, which change none (a

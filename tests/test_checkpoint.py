@@ -148,6 +148,8 @@ DAMAGE = {
     "missing-checkpoint-dir": (_delete_dir, "is missing"),
     "latest-not-json": (_edit_latest(lambda t: t[: len(t) // 2]), "not valid JSON"),
     "latest-empty": (_edit_latest(lambda t: ""), "not valid JSON"),
+    "option-of-the-wrong-type": (_edit_latest(lambda t: json.dumps({**json.loads(t), "options": {"devices": "x"}})),
+                                 "latest.json: option devices must be int, got 'x'"),  # was a TypeError traceback
     "file-table-emptied": (_edit_files(lambda files: {}), "is corrupt \\(its file table is empty\\)"),
     "file-left-out-of-table": (_edit_files(lambda files: dict(list(files.items())[1:])),
                                "is corrupt \\(.* is not in its file table\\)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -228,6 +229,19 @@ def test_bad_column_raises_naming_file_and_column(tmp_path: Path):
     path = study / "cells" / "shared" / "grad_pairs.parquet"
     pd.read_parquet(path).drop(columns="cosine").to_parquet(path)
     with pytest.raises(ValueError, match=r"grad_pairs\.parquet: missing column\(s\) 'cosine'"):
+        load_study(study)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("steps", None, "'steps' must be a whole number, got None"),  # was a TypeError traceback
+    ("seeds", "two", "'seeds' must be a list of whole numbers, got 'two'"),  # was "invalid literal for int()"
+    ("tasks", "CartPole-v1", "'tasks' must be a list of task names, got 'CartPole-v1'"),  # was "unknown task 'C'"
+])
+def test_a_study_record_field_of_the_wrong_type_is_named(tmp_path: Path, key, value, message):
+    study = make_study(tmp_path)
+    record = study / "study.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), key: value}))
+    with pytest.raises(ValueError, match=re.escape(f"study.json: {message}")):
         load_study(study)
 
 

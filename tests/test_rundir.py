@@ -58,3 +58,22 @@ def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp
         RunDir(member).require_resumable()
     (member / "summary.json").write_text("{}")
     assert RunDir(member).require_resumable() == {}
+
+
+def test_a_run_record_key_of_the_wrong_type_is_named_with_its_file(tmp_path):
+    """config.json edited by hand (seeds "two", a width "abc") was a TypeError traceback deep in the agent."""
+    import json
+
+    import pytest
+
+    from mtdqn.config import TrainConfig, config_to_dict
+    from mtdqn.errors import ConfigError
+
+    for key, section, value, message in [("seeds", None, "two", "config key seeds must be int, got 'two'"),
+                                          ("hidden", "network", "abc", "network.hidden must be a list of int"),
+                                          ("lr", "dqn", True, "dqn.lr must be float, got True")]:
+        config = config_to_dict(TrainConfig())
+        (config[section] if section else config)[key] = value
+        (tmp_path / "config.json").write_text(json.dumps({"config": config}))
+        with pytest.raises(ConfigError, match=f"config.json: .*{message}"):
+            RunDir(tmp_path).config()

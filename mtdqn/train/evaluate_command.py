@@ -35,7 +35,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     meta = verify_checkpoint(run_dir.path, cfg)
     # The trained layout where this machine has its devices; else as many as are here (evaluation does not
     # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).
-    recorded = RunOptions.from_record(meta).devices
+    recorded = RunOptions.from_record(meta, f"{run_dir.path / 'checkpoints' / 'latest.json'}").devices
     trainer, _ = make_runner(agent, recorded if recorded <= jax.local_device_count() else 0)
     template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
     state, meta = load_checkpoint(run_dir.path, trainer.agent.cfg, template, meta)

@@ -92,8 +92,8 @@ def train(
     if resume:
         record = run_dir.require_resumable()
         verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-    options = _laid_out(agent, resolve(given, RunOptions.from_record(verified) if resume else options,
-                                       resuming=resume))
+        options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
+    options = _laid_out(agent, resolve(given, options, resuming=resume))
     check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
     start_from = None
     if cfg.finetune.source and not resume:

@@ -89,7 +89,8 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
         raise ConfigError("--sweep needs tasks the compiled loop steps; gym: tasks step on the host, one run each")
     out_dir = Path(out_dir)
     verified = verify_checkpoint(out_dir, cfg) if resume else None
-    options = resolve(given, RunOptions.from_record(verified) if resume else options, resuming=resume)
+    options = resolve(given, RunOptions.from_record(verified, f"{out_dir / 'checkpoints' / 'latest.json'}")
+                      if resume else options, resuming=resume)
     if options.patience or options.keep_best:
         raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
                           "to the end (give --eval-every to see their progress)")
