@@ -59,14 +59,16 @@ def _flag(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
 
-def _checked(options: dict[str, Any], *tables: dict[str, tuple[str, Any]]) -> list[dict[str, Any]]:
+def _checked(options: dict[str, Any], *tables: dict[str, tuple[str, Any]],
+             keywords: Sequence[str] = ()) -> list[dict[str, Any]]:
     """``options`` split by the tables their names belong to, each value type-checked; unknown names and
-    wrong types are one-line ConfigErrors (the closest name suggested)."""
+    wrong types are one-line ConfigErrors (the closest name suggested, the caller's own ``keywords`` first:
+    ``finetune(freez=...)`` means ``freeze``)."""
     hints = {name: (i, hint) for i, table in enumerate(tables) for name, (_, hint) in table.items()}
     out: list[dict[str, Any]] = [{} for _ in tables]
     for name, value in options.items():
         if name not in hints:
-            raise ConfigError(unknown_option(name, hints))
+            raise ConfigError(unknown_option(name, [*keywords, *hints]))
         i, hint = hints[name]
         if name in ("tasks", "add_tasks", "teachers") and isinstance(value, (str, Path)):
             value = (str(value),)
@@ -283,7 +285,7 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
               driving: dict[str, Any], options: dict[str, Any]) -> Run:
     """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer` (imported once JAX is
     planned: it imports the tasks, whose gymnax starts JAX)."""
-    training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS)
+    training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS, keywords=list(how))
     base = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
     if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
         out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],

@@ -104,6 +104,15 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {exc.value}"
 
 
+def test_a_misspelled_transfer_keyword_is_suggested(tmp_path):
+    """finetune's and extend's own keywords are candidates too: `freez` listed every train option but freeze."""
+    with pytest.raises(mtdqn.ConfigError, match=r"^unknown option 'freez'; did you mean 'freeze'\?$"):
+        mtdqn.finetune(tmp_path / "source", tasks=["MountainCar-v0"], freez="trunk")
+    with pytest.raises(mtdqn.ConfigError, match=r"^unknown option 'trunklr'; did you mean 'trunk_lr'\?$"):
+        mtdqn.extend(tmp_path / "source", ["MountainCar-v0"], trunklr=0.1)
+    assert not (tmp_path / "source").exists() and not (tmp_path / "runs").exists()
+
+
 def test_opening_what_is_not_a_run_or_study_is_one_line(tmp_path):
     with pytest.raises(mtdqn.ConfigError, match="is not a run directory"):
         mtdqn.open_run(tmp_path)
