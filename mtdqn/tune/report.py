@@ -228,8 +228,10 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
     lines += ["## Optimization history", "", "![history](history.png)", ""]
     if _write_figure(where / "parallel.png", _parallel(table)):
         lines += ["## Parallel coordinates", "", "![parallel](parallel.png)", ""]
-    lines += ["## Trials", "", "Each trial is a run directory (`mtdqn evaluate`, `load_agent` work on it); a pruned "
-              "trial is an unfinished run stopped at its last step (`mtdqn train --resume` finishes it).", "",
+    lines += ["## Trials", "", "Each trial is a run directory; a finished one works with `mtdqn evaluate` and "
+              "`load_agent`. A trial pruned alone is an unfinished run stopped at its last step (`mtdqn train "
+              "--resume` finishes it); one pruned in a batch (the `batch` column) has no checkpoint of its own, "
+              "only its batch's (`batches/`), and trains no further.", "",
               _markdown_table(table) if len(table) else "No trials yet.", ""]
     atomic_write(where / "trials.csv", lambda p: table.to_csv(p, index=False))
     atomic_write(where / "tune.md", lambda p: p.write_text("\n".join(lines)))
