@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -323,6 +324,21 @@ def test_another_search_is_refused_before_its_storage_is_opened(tmp_path):
     with pytest.raises(ConfigError, match="keeps its trials in its own tune.db"):
         mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'new.db'}", progress=False)
     assert not (tmp_path / "new.db").exists() and sorted(p.name for p in out.iterdir()) == ["tune.json"]
+
+
+def test_another_search_in_the_directory_is_named_by_what_differs(tmp_path):
+    """'tune.json differs' named nothing: the keys that differ, with both values (the name is the spec file's)."""
+    from mtdqn.tune.search import check_same_search
+
+    out = tmp_path / "tune"
+    out.mkdir()
+    write_record(out, {**build_tune_spec(SMALL, "small", "small").record(), "storage": None})
+    for spec, message in [({**SMALL, "steps": 2000}, "holds another search: steps 1000 there, 2000 here; give another "
+                                                     "--out, or the spec it was made with"),
+                          ({**SMALL, "name": "copy"}, "name 'small' there, 'copy' here (a spec's name is its file's")]:
+        record = {**build_tune_spec(spec, spec["name"], spec["name"]).record(), "storage": None}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_same_search(out, record)
 
 
 def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):
