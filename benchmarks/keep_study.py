@@ -38,8 +38,14 @@ def keep_run(run: Path, dest: Path) -> list[str]:
         partial.rename(dest)
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        sys.exit(f"error: keeping {run} in {dest}: {exc.strerror or exc}")
+        _fail(f"keeping {run} in {dest}: {exc.strerror or exc}", 1)
     return names
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """One line on stderr and the CLI's exit codes: 2 for bad input, 1 for the machine (a failed copy)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def _inside(a: Path, b: Path) -> bool:
@@ -54,19 +60,19 @@ def main() -> None:
     args = parser.parse_args()
     study, dest = args.study.resolve(), args.dest.resolve()
     if not (study / "study.json").is_file() or not (study / "cells").is_dir():
-        sys.exit(f"error: {args.study} is not a study directory (no study.json and cells/)")
+        _fail(f"{args.study} is not a study directory (no study.json and cells/)")
     if _inside(dest, study) or _inside(study, dest):
-        sys.exit(f"error: {args.dest} and the study {args.study} must not contain each other")
+        _fail(f"{args.dest} and the study {args.study} must not contain each other")
     cells = sorted(p for p in (study / "cells").iterdir() if p.is_dir() and not p.name.endswith(".partial"))
     if args.cells:
         wanted = [name for name in args.cells.split(",") if name]
         unknown = [name for name in wanted if name not in {c.name for c in cells}]
         if unknown:
-            sys.exit(f"error: no cell {', '.join(unknown)} in {args.study} (it has {', '.join(c.name for c in cells)})")
+            _fail(f"no cell {', '.join(unknown)} in {args.study} (it has {', '.join(c.name for c in cells)})")
         cells = [c for c in cells if c.name in wanted]
     finished = [c for c in cells if (c / "summary.json").is_file()]
     if not finished:
-        sys.exit(f"error: no finished cell to keep in {args.study} (a finished one has a summary.json)")
+        _fail(f"no finished cell to keep in {args.study} (a finished one has a summary.json)")
     runs = [(c, dest / "cells" / c.name) for c in finished]
     if (study / "pretrain" / "summary.json").is_file():  # a transfer study's pretraining run, its cells' source
         runs.insert(0, (study / "pretrain", dest / "pretrain"))
@@ -76,7 +82,7 @@ def main() -> None:
     try:
         shutil.copy2(study / "study.json", dest / "study.json")
     except OSError as exc:
-        sys.exit(f"error: keeping {study / 'study.json'}: {exc.strerror or exc}")
+        _fail(f"keeping {study / 'study.json'}: {exc.strerror or exc}", 1)
     left = [c.name for c in cells if c not in finished]
     if left:
         print(f"not finished, left out: {', '.join(left)}")

@@ -60,6 +60,11 @@ def load_teachers(run_dirs: tuple[Path, ...] | list[Path], teacher_seed: int | N
     """Load and check the teachers: one observation kind, every task taught by exactly one teacher."""
     if not run_dirs:
         raise ConfigError("--teachers needs at least one teacher run directory")
+    seen: dict[Path, Path] = {}
+    for d in map(Path, run_dirs):
+        if d.resolve() in seen:
+            raise ConfigError(f"--teachers lists {seen[d.resolve()]} twice (as {d}); give each teacher once")
+        seen[d.resolve()] = d
     teachers = tuple(_load_one(Path(d), teacher_seed) for d in run_dirs)
     kinds = {t.agent.task_set.kind for t in teachers}
     if len(kinds) > 1:

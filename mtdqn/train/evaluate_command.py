@@ -27,8 +27,10 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     damaged one fails fast), and the seeds keep the layout they were trained with where this machine has
     that many devices.
     """
-    if episodes <= 0 or not 0.0 <= epsilon <= 1.0:
-        raise ConfigError("--episodes must be > 0 and --epsilon in [0, 1]")
+    if episodes <= 0:
+        raise ConfigError(f"--episodes must be > 0, got {episodes}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     run_dir = RunDir(run_dir)
     cfg = run_dir.config()  # a one-line error for a folder that holds no run
     agent = make_agent(cfg, devices=None)  # parameters only: no replay to fit
