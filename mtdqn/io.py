@@ -159,9 +159,16 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
         raise ConfigError(f"output path {out} exists and is not a directory")
     present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
     if present and not force:
+        try:  # a distilled student's record says so: --resume refuses it
+            student = "distill" in json.loads((out / "config.json").read_text())
+        except (OSError, ValueError, TypeError):
+            student = False
+        unfinished = (out / "checkpoints" / "latest.json").is_file() and not (out / "summary.json").exists() \
+            and not student
+        resume = f"; it is unfinished: `mtdqn train --resume {out}` continues it" if unfinished else ""
         raise ConfigError(
-            f"{out} already holds a run ({', '.join(present[:3])}); pass --force True to overwrite or choose "
-            "another --out"
+            f"{out} already holds a run ({', '.join(present[:3])}){resume}; pass --force True to overwrite or "
+            "choose another --out"
         )
     return present
 

@@ -22,7 +22,8 @@ from helpers import TINY, TINY_ARGV, fake_run
 import mtdqn
 from mtdqn.cli import main
 from mtdqn.cli.entry import _check_before_jax, _parse
-from mtdqn.io import prepare_out_dir
+from mtdqn.errors import ConfigError
+from mtdqn.io import check_new_out_dir, prepare_out_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -280,6 +281,24 @@ def test_unwritable_parent(tmp_path, capsys):
         assert not (parent / "run").exists()
     finally:
         parent.chmod(0o700)
+
+
+def test_an_unfinished_run_in_the_way_is_offered_its_resume(tmp_path):
+    """A killed run (a checkpoint, no summary.json) rerun with the same --out was told only of --force True; a
+    distilled student, which --resume refuses, and a finished run are not offered it."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latest.json").write_text("{}")
+    (run / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=f"it is unfinished: `mtdqn train --resume {run}` continues it; pass "):
+        check_new_out_dir(run, "config.json", False)
+    (run / "config.json").write_text('{"distill": {}}')
+    with pytest.raises(ConfigError, match=r"already holds a run \(config.json\); pass --force True"):
+        check_new_out_dir(run, "config.json", False)
+    (run / "config.json").write_text("{}")
+    (run / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"already holds a run \(config.json\); pass --force True"):
+        check_new_out_dir(run, "config.json", False)
 
 
 def test_force_replaces_only_what_a_run_owns(tmp_path):
