@@ -556,6 +556,8 @@ def test_search_report_confirm_and_rerun(tmp_path):
     assert first.best_trial is not None and set(first.best_options) == {"lr", "eps_fraction"}
     summaries = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/summary.json")}
     assert len(summaries) == 3
+    trials = pd.read_csv(out / "report" / "trials.csv")
+    assert trials.loc[trials.state == "complete", "last_step"].tolist() == [1000] * 3  # its last report: 500
     assert not [p for p in (out / "trials").glob("*/*.parquet") if p.name in ("grad_probe.parquet", "cka.parquet")]
     trial_run = mtdqn.open_run(out / "trials" / f"trial-{first.best_trial:04d}")
     assert trial_run.config.dqn.lr == pytest.approx(first.best_options["lr"])  # the trial is an ordinary run
