@@ -232,6 +232,24 @@ def test_bad_column_raises_naming_file_and_column(tmp_path: Path):
         load_study(study)
 
 
+def test_a_study_with_no_cell_run_yet_has_no_report(tmp_path: Path):
+    """Its cells/ deleted (or a study killed before its first cell finished): a report said "0 seed(s) per
+    variant" beside "Seeds: 2" and exited 0; now one line, and a killed cell's note says rerunning resumes it."""
+    import shutil
+
+    study = make_study(tmp_path)
+    (study / "cells" / "shared" / "summary.json").unlink()
+    (study / "cells" / "shared" / "checkpoints").mkdir()
+    (study / "cells" / "shared" / "checkpoints" / "latest.json").write_text("{}")
+    assert load_study(study).cells["shared"].error == ("unfinished (a checkpoint, no summary.json): rerunning the "
+                                                        "study resumes it")
+    shutil.rmtree(study / "cells")
+    with pytest.raises(ValueError, match="no cell has finished or failed yet .*: nothing to report; rerunning the "
+                                         "study trains them"):
+        build_report(study, reps=50)
+    assert not (study / "report").exists()
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("steps", None, "'steps' must be a whole number, got None"),  # was a TypeError traceback
     ("seeds", "two", "'seeds' must be a list of whole numbers, got 'two'"),  # was "invalid literal for int()"

@@ -165,7 +165,13 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
     summary_path = cell_dir / "summary.json"
     if not summary_path.exists():
         notes.append(f"Variant `{variant}`: no {summary_path.relative_to(cell_dir.parent.parent)}; cell treated as missing.")
-        return Cell(variant, "missing", "summary.json not found", {})
+        if (cell_dir / "checkpoints" / "latest.json").is_file():
+            why = "unfinished (a checkpoint, no summary.json): rerunning the study resumes it"
+        elif cell_dir.is_dir():
+            why = "unfinished (no summary.json, no checkpoint yet): rerunning the study trains it"
+        else:
+            why = "not run (no folder): rerunning the study trains it"
+        return Cell(variant, "missing", why, {})
     summary = _read_json(summary_path)
     _require_keys(summary_path, summary, _SUMMARY_KEYS)
     if summary["variant"] != variant:

@@ -489,6 +489,9 @@ def build_report(study_dir: Path, *, smooth_window: int = 5, reps: int = 2000, s
     """
     study_dir = Path(study_dir)
     study = load_study(study_dir)
+    if all(cell.status == "missing" for cell in study.cells.values()):  # a report of nothing said "0 seeds"
+        raise ValueError(f"{study_dir}: no cell has finished or failed yet ({len(study.cells)} variants, none with a "
+                         "summary.json): nothing to report; rerunning the study trains them")
     c = _compute(study, smooth_window, reps, seed)
     structures = {v: study.cells[v].sharing + ("+rms" if study.cells[v].feature_norm == "rms" else "")
                   for v in study.ok_variants}
