@@ -253,7 +253,7 @@ BAD = {  # id: (make the teachers -> --teachers value, extra argv, expected piec
     "corrupt-checkpoint": (_corrupt, [], "does not match its SHA-256"),
     "not-a-run": (lambda root: root, [], "is not a run directory"),
     "task-in-two-teachers": (_twice, [], "task CartPole-v1 is taught by two teachers"),
-    "teacher-listed-twice": (lambda root: f"{_one(root)},{root / 't'}", [], "twice (as "),  # was "taught by two teachers: t and t"
+    "teacher-listed-twice": (lambda root: f"{_one(root)},{root / 't'}", [], "twice (as "),  # was "two teachers"
     "temperature-zero": (_one, ["--loss", "kl", "--temperature", "0"],
                          "--temperature must be a finite number > 0"),
     "temperature-negative": (_one, ["--temperature", "-1"],

@@ -299,7 +299,11 @@ def test_vector_and_image_trunks_refuse_each_other(tmp_path):
         finetune(dataclasses.replace(TINY, tasks=("Breakout-MinAtar",)), tmp_path / "vector", tmp_path / "a")
     with pytest.raises(ConfigError, match="a trunk trained on image tasks .* cannot take vector tasks"):
         finetune(dataclasses.replace(TINY, tasks=("CartPole-v1",)), tmp_path / "image", tmp_path / "b")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match=r"trunk reads images of shape \(10, 10, \d+\) \(Breakout-MinAtar, "
+                                          r"Asterix-MinAtar\); MiniGrid-DoorKey-6x6-v0 give \(\d+, \d+, \d+\): "
+                                          r"fine-tune on tasks of the source's observation shape"):  # was a kernel
+        finetune(dataclasses.replace(TINY, tasks=("MiniGrid-DoorKey-6x6-v0",)), tmp_path / "image", tmp_path / "c")
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 def test_runs_recorded_before_finetuning_keep_their_hash(tmp_path):
