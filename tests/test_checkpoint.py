@@ -190,3 +190,18 @@ def test_stateful_strategies_round_trip(tmp_path):
         assert saved and len(saved) == len(loaded), name
         for a, b in zip(saved, loaded):
             np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=name)
+
+
+def test_a_batched_tune_trial_without_a_checkpoint_says_where_it_is(tmp_path):
+    """evaluate/--resume of a trial pruned inside a batch said only 'no checkpoint' (the report promised both)."""
+    from mtdqn.checkpoint import checkpoint_meta
+
+    trial = tmp_path / "tune" / "trials" / "trial-0002"
+    trial.mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"no checkpoint in .*trial-0002 \(missing checkpoints/latest.json\)$"):
+        checkpoint_meta(trial)
+    (tmp_path / "tune" / "tune.json").write_text("{}")
+    (tmp_path / "tune" / "batches").mkdir()
+    with pytest.raises(ConfigError, match=r"latest.json\); a trial trained in a batch of `mtdqn tune` has its "
+                                          r"batch's checkpoint \(batches/\) until it finishes"):
+        checkpoint_meta(trial)
