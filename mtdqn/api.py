@@ -119,8 +119,9 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     unroll_cpu_threefry()
 
 
-def _refuse_before_jax(cfg: TrainConfig) -> None:
-    """What a new run can be refused for without starting JAX: its options, its budget and its task names.
+def _refuse_before_jax(configs: Sequence[TrainConfig]) -> None:
+    """What new runs (one, or a sweep's members) can be refused for without starting JAX: their options, their
+    budgets and their task names.
 
     :func:`_start_jax` fixes this process's CPU devices for good (as many as
     the first run's seeds use), so a call refused after it, a typo in a
@@ -134,13 +135,14 @@ def _refuse_before_jax(cfg: TrainConfig) -> None:
     from mtdqn.taskfacts import facts
     from mtdqn.tasknames import is_import_path, split_spec, unknown_task
 
-    check_new_run(cfg)
-    with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
-        warnings.simplefilter("ignore")
-        check_train_budget(cfg)
+    for cfg in configs:
+        check_new_run(cfg)
+        with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
+            warnings.simplefilter("ignore")
+            check_train_budget(cfg)
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = list(getattr(custom, "REGISTERED", ()))
-    for spec in cfg.tasks:
+    for spec in configs[0].tasks:  # a sweep's members share their tasks
         backend, name, _ = split_spec(spec)
         if backend == "gymnax" and not is_import_path(spec) and facts(name) is None and name not in registered:
             raise ConfigError(unknown_task(name, registered))
@@ -195,9 +197,8 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             cfg = RunDir(out).config()
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
-        _refuse_before_jax(cfg)
-        if swept:
-            member_configs(cfg, swept)  # every member's options apply before anything starts
+        # every member's options apply before anything starts, each checked by its own values
+        _refuse_before_jax([member for _, member in member_configs(cfg, swept)] if swept else [cfg])
         if out is None:
             out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
                    else default_train_out(cfg))

@@ -125,11 +125,13 @@ def describe_mismatch(saved: dict, current: dict) -> list[str]:
 def _verify_files(path: Path, files: dict) -> None:
     if not path.is_dir():
         raise ConfigError(f"checkpoint {path} is missing (latest.json points to it)")
+    if not files:  # the record lists every file it saved: an emptied table would check nothing
+        raise ConfigError(f"checkpoint record for {path} is corrupt (its file table is empty)")
     unlisted = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()
-                      and p.relative_to(path).as_posix() not in files)
-    if unlisted or not files:  # the record lists every file it saved: an emptied map would check nothing
-        raise ConfigError(f"checkpoint record for {path} is corrupt ("
-                          f"{f'{unlisted[0]} is not in its file table' if files else 'its file table is empty'})")
+                      and p.relative_to(path).as_posix() not in files and not p.name.startswith("."))
+    if unlisted:  # orbax writes no dot-files; an OS's or a sync tool's (.DS_Store, ._x, .nfs...) are left alone
+        raise ConfigError(f"checkpoint {path} holds {unlisted[0]}, which is not in its file table (mtdqn did not "
+                          "write it): remove it if you added it, else the checkpoint's record is damaged")
     for rel, entry in files.items():
         if ".." in Path(rel).parts or not (isinstance(entry, list) and len(entry) == 2):
             raise ConfigError(f"checkpoint record for {path} is corrupt (bad file entry {rel!r})")

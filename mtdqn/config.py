@@ -437,8 +437,10 @@ def _is_of(value: Any, hint: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_is_of(value, a) for a in args)
-    if origin is tuple:
+    if origin is tuple and (len(args) == 2 and args[1] is Ellipsis):
         return isinstance(value, (list, tuple)) and all(_is_of(v, args[0]) for v in value)
+    if origin is tuple:  # a fixed length
+        return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(_is_of, value, args))
     if origin is typing.Literal:
         return value in args
     if hint is type(None):
@@ -454,8 +456,12 @@ def _type_name(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
-    if origin is tuple:
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return f"a list of {_type_name(args[0])}"
+    if origin is tuple:
+        return f"a list of {len(args)} ({', '.join(map(_type_name, args))})"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 

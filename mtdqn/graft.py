@@ -130,9 +130,8 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
     for name in trunk_layers(src_arch):
         for leaf, value in new["torso"][name].items():
             have = source.net.params["torso"][name][leaf].shape[1:]  # without the source's seed axis
-            if have != value.shape and new_tasks.obs_shape != src_tasks.obs_shape:  # what a user can act on
-                what = "images" if new_tasks.kind == "image" else "observations (padded to the widest task's)"
-                raise ConfigError(f"{source.path}'s trunk reads {what} of shape {src_tasks.obs_shape} "
+            if have != value.shape and new_tasks.kind == "image" and new_tasks.obs_shape != src_tasks.obs_shape:
+                raise ConfigError(f"{source.path}'s trunk reads images of shape {src_tasks.obs_shape} "
                                   f"({', '.join(src_tasks.names)}); {', '.join(new_tasks.names)} give "
                                   f"{new_tasks.obs_shape}: fine-tune on tasks of the source's observation shape")
             if have != value.shape:

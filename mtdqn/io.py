@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -164,8 +165,9 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
         except (OSError, ValueError, TypeError):
             student = False
         unfinished = (out / "checkpoints" / "latest.json").is_file() and not (out / "summary.json").exists() \
-            and not student
-        resume = f"; it is unfinished: `mtdqn train --resume {out}` continues it" if unfinished else ""
+            and not student and not (out / "sweep.json").exists()  # a sweep's summaries are its members'
+        resume = f"; it is unfinished: `mtdqn train --resume {shlex.quote(str(out))}` continues it" if unfinished \
+            else ""
         raise ConfigError(
             f"{out} already holds a run ({', '.join(present[:3])}){resume}; pass --force True to overwrite or "
             "choose another --out"

@@ -193,6 +193,15 @@ def test_a_refused_call_leaves_the_processs_devices_to_the_next():
     assert done.stdout.split() == ["True"]  # JAX had not started: the devices are still to choose
 
 
+def test_a_sweep_is_checked_by_its_members_values_before_jax(tmp_path):
+    """--tau 0.005 (the default) with --target-update-every 100 is refused, but a sweep's only member has tau 1:
+    the check before JAX takes the members, as the CLI's does (the run is then refused for its --out, a file)."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(mtdqn.ConfigError, match="exists and is not a directory"):
+        mtdqn.train(tasks=["CartPole-v1"], steps=20000, target_update_every=100, sweep={"tau": [1.0]},
+                    out=tmp_path / "file", progress=False)
+
+
 def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
     """JAX started in this process with 2 CPU devices (conftest); on a 4-core machine a run of 8 seeds would plan
     4: it warns, once per call.  Not where the plan fits, where the user chose the count, or for gym: tasks."""

@@ -152,7 +152,7 @@ DAMAGE = {
                                  "latest.json: option devices must be int, got 'x'"),  # was a TypeError traceback
     "file-table-emptied": (_edit_files(lambda files: {}), "is corrupt \\(its file table is empty\\)"),
     "file-left-out-of-table": (_edit_files(lambda files: dict(list(files.items())[1:])),
-                               "is corrupt \\(.* is not in its file table\\)"),
+                               "holds .*, which is not in its file table \\(mtdqn did not write it\\)"),
     "latest-not-a-record": (_edit_latest(lambda t: "[1, 2]"), "not an mtdqn checkpoint record"),
     "latest-missing-keys": (_edit_latest(lambda t: json.dumps({"format_version": FORMAT_VERSION})), "missing path"),
     "latest-path-escapes": (_edit_latest(lambda t: t.replace('"iter_', '"../iter_')), "bad path"),
@@ -190,6 +190,16 @@ def test_stateful_strategies_round_trip(tmp_path):
         assert saved and len(saved) == len(loaded), name
         for a, b in zip(saved, loaded):
             np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=name)
+
+
+def test_an_operating_systems_dot_file_in_a_checkpoint_is_no_damage(tmp_path, good_run):
+    """Every file under a checkpoint must be in its table, but .DS_Store, AppleDouble ._x or .nfs files that a
+    copy or a file browser leaves are not mtdqn's and are ignored."""
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    meta = json.loads((run / "checkpoints" / "latest.json").read_text())
+    (run / "checkpoints" / meta["path"] / ".DS_Store").write_bytes(b"x")
+    verify_checkpoint(run, VECTOR)
 
 
 def test_a_batched_tune_trial_without_a_checkpoint_says_where_it_is(tmp_path):

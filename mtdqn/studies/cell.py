@@ -65,7 +65,8 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     summary = read_summary(cell_dir / "summary.json")
     run_cfg = read_summary(RunDir(cell_dir).record_path) or {}
     if summary is not None and summary.get("status") == "ok":
-        stored, now = _stored_outcome(run_cfg, cell.run_options), cell.run_options.outcome()
+        stored, now = _stored_outcome(run_cfg, cell.run_options, str(RunDir(cell_dir).record_path)), \
+            cell.run_options.outcome()
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
                 and summary.get("variant") == cell.variant and stored == now)
         source = cell.config.finetune.source  # a fine-tuned cell is done only while its source's weights are
@@ -87,11 +88,11 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     return "fresh"
 
 
-def _stored_outcome(run_record: dict[str, Any], now: RunOptions) -> dict[str, Any]:
+def _stored_outcome(run_record: dict[str, Any], now: RunOptions, source: str) -> dict[str, Any]:
     """The stored run's :meth:`RunOptions.outcome`.  A cell made before evaluations during training existed (no
     ``eval_every`` in its record) evaluated only at the end; evaluations never touch training, so it stays
     finished under any schedule (the report then scores it by its final evaluation)."""
-    stored = RunOptions.from_record(run_record)
+    stored = RunOptions.from_record(run_record, source)
     if "eval_every" not in run_record.get("options", {}):
         stored = dataclasses.replace(stored, eval_every=now.eval_every)
     return stored.outcome()

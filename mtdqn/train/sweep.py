@@ -88,6 +88,8 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     if agent.task_set.backend == "gymnasium":
         raise ConfigError("--sweep needs tasks the compiled loop steps; gym: tasks step on the host, one run each")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # was a FileExistsError traceback at its first write
+        raise ConfigError(f"output path {out_dir} exists and is not a directory")
     verified = verify_checkpoint(out_dir, cfg) if resume else None
     options = resolve(given, RunOptions.from_record(verified, f"{out_dir / 'checkpoints' / 'latest.json'}")
                       if resume else options, resuming=resume)
