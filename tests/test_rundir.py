@@ -73,7 +73,7 @@ def test_a_run_record_key_of_the_wrong_type_is_named_with_its_file(tmp_path):
                                           ("hidden", "network", "abc", "network.hidden must be a list of int"),
                                           ("lr", "dqn", True, "dqn.lr must be float, got True"),
                                           ("value_norm", None, "x", "value_norm must be one of 'none', 'popart'"),
-                                          ("conv_channels", "network", [1, 2, 3], "must be a list of 2 \\(int, int\\)")]:
+                                          ("conv_channels", "network", [1, 2, 3], r"a list of 2 \(int, int\)")]:
         config = config_to_dict(TrainConfig())
         (config[section] if section else config)[key] = value
         (tmp_path / "config.json").write_text(json.dumps({"config": config}))
