@@ -129,20 +129,26 @@ def _refuse_before_jax(configs: Sequence[TrainConfig]) -> None:
     in this process or given by import path are checked later (registering
     one started JAX already, with every core).
     """
-    import sys
-
     from mtdqn.config import check_new_run, check_train_budget
-    from mtdqn.taskfacts import facts
-    from mtdqn.tasknames import is_import_path, split_spec, unknown_task
 
     for cfg in configs:
         check_new_run(cfg)
         with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
             warnings.simplefilter("ignore")
             check_train_budget(cfg)
+    _check_task_names(configs[0].tasks)  # a sweep's members share their tasks
+
+
+def _check_task_names(specs: Sequence[str]) -> None:
+    """An unknown task name, refused without starting JAX (:func:`_refuse_before_jax`)."""
+    import sys
+
+    from mtdqn.taskfacts import facts
+    from mtdqn.tasknames import is_import_path, split_spec, unknown_task
+
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = list(getattr(custom, "REGISTERED", ()))
-    for spec in configs[0].tasks:  # a sweep's members share their tasks
+    for spec in specs:
         backend, name, _ = split_spec(spec)
         if backend == "gymnax" and not is_import_path(spec) and facts(name) is None and name not in registered:
             raise ConfigError(unknown_task(name, registered))
@@ -291,6 +297,10 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
     if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
         out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],
                           how.get("lora"), how.get("keep_heads"), list(how.get("add_tasks", ())))
+    if not RunDir(source).is_run():  # before JAX starts (_refuse_before_jax): a source that is no run, task names
+        raise ConfigError(f"--from {source} is not a run directory (no config.json)")
+    RunDir(source).config()
+    _check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))
     from mtdqn import transfer
 
@@ -313,6 +323,8 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
     teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, Path)) else [Path(t) for t in teachers]
+    for teacher in teacher_dirs:  # before JAX starts (_refuse_before_jax): a teacher that is no run
+        RunDir(teacher).config()
     _start_jax(1, [], 0)
     from mtdqn.distill.run import distill as distill_run  # after the plan: it imports the tasks (gymnax starts JAX)
 

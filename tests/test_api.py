@@ -16,7 +16,7 @@ from helpers import fake_run
 
 import mtdqn
 from mtdqn.cli import main
-from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig
+from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,10 +183,15 @@ def test_register_task_presents_the_cores_as_devices_before_jax_starts():
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
 def test_a_refused_call_leaves_the_processs_devices_to_the_next():
     """The first call that starts JAX fixes the process's CPU devices (its seeds'): a typo'd task, a budget with
-    no update or a nonsense option is refused before that, so the next run in a notebook still chooses."""
+    no update, a nonsense option or a transfer from no run is refused before that, so the next run in a notebook
+    still chooses."""
     code = ("import mtdqn, mtdqn.devices\n"
             "for bad in ({'tasks': ['CartPoel-v1']}, {'steps': 2000, 'learning_starts': 100000}, {'lr': -1.0}):\n"
             "    try:\n        mtdqn.train(**bad)\n    except mtdqn.ConfigError:\n        pass\n"
+            "for call in (lambda: mtdqn.finetune('no-such-run', tasks=['Acrobot-v1']),\n"
+            "             lambda: mtdqn.extend('no-such-run', ['Acrobot-v1']),\n"
+            "             lambda: mtdqn.distill(['no-such-run'], 'out')):\n"
+            "    try:\n        call()\n    except mtdqn.ConfigError:\n        pass\n"
             "print(mtdqn.devices.use_cpu_cores())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -247,6 +252,8 @@ for call in (lambda: mtdqn.train(tasks=["CartPole-v1"], seeds=2, out=out), lambd
         pass
 print(seen)
 """
+    (tmp_path / "src").mkdir()  # a run's record, which finetune, extend and distill read before planning
+    (tmp_path / "src" / "config.json").write_text(json.dumps({"config": config_to_dict(TrainConfig())}))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([False] * 7), done.stdout
