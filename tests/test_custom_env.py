@@ -184,17 +184,6 @@ class NanAtTheEnd(Chain):
         return jnp.where(state.pos == LENGTH - 2, jnp.nan, jax.nn.one_hot(state.pos, LENGTH))
 
 
-@pytest.mark.slow
-def test_an_environments_non_finite_observations_are_named_as_its_own(tmp_path, capsys):
-    """A learner fed NaN diverges; the advice was to lower --lr, which cannot help: it names the environment."""
-    out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--tasks", "test_custom_env:NanAtTheEnd", *CHAIN_ARGV, "--out", str(out)])
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 3 and "\n" not in err, err
-    assert "task test_custom_env:NanAtTheEnd's environment gives non-finite observations" in err, err
-
-
 class NanRewardNeverEnds(Chain):
     """A NaN reward one step from the start, no goal and a cut-off beyond the budget: no episode ends, so no
     episode return (the metric) is NaN; the replay's rewards are."""
@@ -210,11 +199,12 @@ class NanRewardNeverEnds(Chain):
 
 
 @pytest.mark.slow
-def test_an_environments_non_finite_rewards_are_named_as_its_own(tmp_path, capsys):
-    """Named from the replay, also when no episode ended in the chunk (its episode returns are NaN-free)."""
-    out = tmp_path / "out"
+@pytest.mark.parametrize("env, cause", [("NanAtTheEnd", "observations"), ("NanRewardNeverEnds", "rewards")])
+def test_an_environments_non_finite_values_are_named_as_its_own(tmp_path, capsys, env, cause):
+    """A learner fed NaN diverges; the advice was to lower --lr, which cannot help: it names the environment.
+    Rewards are read from the replay too: with no episode ended in the chunk, no episode return is NaN."""
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--tasks", "test_custom_env:NanRewardNeverEnds", *CHAIN_ARGV, "--out", str(out)])
+        main(["train", "--tasks", f"test_custom_env:{env}", *CHAIN_ARGV, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 3 and "\n" not in err, err
-    assert "environment gives non-finite rewards (no learner option fixes that)" in err, err
+    assert f"task test_custom_env:{env}'s environment gives non-finite {cause} (no learner option fixes" in err, err
