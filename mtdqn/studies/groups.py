@@ -93,7 +93,7 @@ def joint_study(spec: GroupsSpec) -> StudySpec:
     """The joint run as a one-variant study, validated as a study file is (tasks, budget, options); raises a
     one-line ConfigError for fewer than 2 tasks, more than :data:`MAX_TASKS`, or tasks one network cannot
     share (vector and image)."""
-    source = f"groups study {spec.name}"
+    source = f"groups study {spec.name!r}"
     if len(spec.tasks) < 2:
         raise ConfigError(f"{source}: tasks: grouping needs at least 2 tasks, got {len(spec.tasks)}")
     if len(spec.tasks) > MAX_TASKS:
