@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from mtdqn.config import TrainConfig, config_hash, flatten_config
+from mtdqn.config import TrainConfig, config_diff, config_hash
 from mtdqn.errors import ConfigError, InsufficientDisk, TrainingDiverged
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
@@ -347,11 +347,10 @@ def check_same_search(out: Path, record: dict[str, Any]) -> None:
         where = old.get("storage") or "its own tune.db"
         raise ConfigError(f"{out} keeps its trials in {where}: give the same --storage (or another --out)")
     if _search(old) != _search(record):
-        was, now = flatten_config(_search(old)), flatten_config(_search(record))
-        changed = [k for k in sorted({*was, *now}) if was.get(k) != now.get(k)]
-        shown = "; ".join(f"{k} {_short(was.get(k))} there, {_short(now.get(k))} here" for k in changed[:3])
+        changed = config_diff(_search(old), _search(record))
+        shown = "; ".join(f"{k} {_short(was)} there, {_short(now)} here" for k, was, now in changed[:3])
         more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
-        name = " (a spec's name is its file's unless it sets name)" if "name" in changed else ""
+        name = " (a spec's name is its file's unless it sets name)" if any(k == "name" for k, _, _ in changed) else ""
         raise ConfigError(f"{out} holds another search: {shown}{more}{name}; give another --out, or the spec "
                           "it was made with")
 
