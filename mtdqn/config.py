@@ -417,7 +417,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
         kwargs = {}
         hints = typing.get_type_hints(cls)
         for key, value in values.items():
-            if key not in ("network", "dqn", "finetune") and not _is_of(value, hints[key]):
+            if key not in ("network", "dqn", "finetune") and not json_fits(value, hints[key]):
                 raise ConfigError(f"config key {where}{key} must be {_type_name(hints[key])}, got {value!r}")
             if key == "network":
                 kwargs[key] = build(NetworkConfig, value, "network.")
@@ -432,15 +432,16 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return build(TrainConfig, data, "")
 
 
-def _is_of(value: Any, hint: Any) -> bool:
-    """Whether a JSON value read back fits a config field's type (lists stand for tuples; an int for a float)."""
+def json_fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value read back fits a type hint (lists stand for tuples; an int for a float; a bool is
+    no number): a config field's, or a stored record's (``study.json``)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_is_of(value, a) for a in args)
+        return any(json_fits(value, a) for a in args)
     if origin is tuple and (len(args) == 2 and args[1] is Ellipsis):
-        return isinstance(value, (list, tuple)) and all(_is_of(v, args[0]) for v in value)
+        return isinstance(value, (list, tuple)) and all(json_fits(v, args[0]) for v in value)
     if origin is tuple:  # a fixed length
-        return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(_is_of, value, args))
+        return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(json_fits, value, args))
     if origin is typing.Literal:
         return value in args
     if hint is type(None):

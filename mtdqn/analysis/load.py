@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtdqn.config import json_fits
 from mtdqn.io import read_parquet
 from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, RunDir
 
@@ -197,18 +198,6 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
     return Cell(variant, "ok", None, summary, **tables, record=record)
 
 
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _ints(value: Any) -> bool:
-    return isinstance(value, list) and all(map(_int, value))
-
-
-def _strings(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
 def load_study(study_dir: Path) -> Study:
     """Read and validate `study_dir`; raises ValueError naming the bad file and field."""
     study_dir = Path(study_dir)
@@ -217,10 +206,11 @@ def load_study(study_dir: Path) -> Study:
         raise ValueError(f"{spec_path}: not found; is {study_dir} a study directory?")
     spec = _read_json(spec_path)
     _require_keys(spec_path, spec, _STUDY_KEYS)
-    for key, ok, what in (("tasks", _strings, "a list of task names"), ("variants", _strings, "a list of names"),
-                          ("seeds", _ints, "a list of whole numbers"), ("steps", _int, "a whole number"),
-                          ("name", lambda v: isinstance(v, str), "a string")):
-        if not ok(spec[key]):
+    for key, hint, what in (("tasks", tuple[str, ...], "a list of task names"),
+                            ("variants", tuple[str, ...], "a list of names"),
+                            ("seeds", tuple[int, ...], "a list of whole numbers"), ("steps", int, "a whole number"),
+                            ("name", str, "a string")):
+        if not json_fits(spec[key], hint):
             raise ValueError(f"{spec_path}: {key!r} must be {what}, got {spec[key]!r}")
     tasks = tuple(str(t) for t in spec["tasks"])
     variants = tuple(str(v) for v in spec["variants"])
