@@ -10,7 +10,6 @@ import functools
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -151,31 +150,24 @@ def provenance() -> dict[str, Any]:
             "host": host_info()}
 
 
-def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = ()) -> list[str]:
+def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "") -> list[str]:
     """Refuse ``out`` for a new run (one line) where it is a file, or holds ``marker`` (or an ``owned`` entry)
     and not ``force``; returns the entries present.  Reads only: the CLI asks it before JAX starts, so a
-    folder that already holds a run is answered in a second, and :func:`prepare_out_dir` asks it again."""
+    folder that already holds a run is answered in a second, and :func:`prepare_out_dir` asks it again.
+    ``hint``: what the refusal adds about the run there (:meth:`mtdqn.rundir.RunDir.check_new`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a directory")
     present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
     if present and not force:
-        try:  # a distilled student's record says so: --resume refuses it
-            student = "distill" in json.loads((out / "config.json").read_text())
-        except (OSError, ValueError, TypeError):
-            student = False
-        unfinished = (out / "checkpoints" / "latest.json").is_file() and not (out / "summary.json").exists() \
-            and not student and not (out / "sweep.json").exists()  # a sweep's summaries are its members'
-        resume = f"; it is unfinished: `mtdqn train --resume {shlex.quote(str(out))}` continues it" if unfinished \
-            else ""
         raise ConfigError(
-            f"{out} already holds a run ({', '.join(present[:3])}){resume}; pass --force True to overwrite or "
+            f"{out} already holds a run ({', '.join(present[:3])}){hint}; pass --force True to overwrite or "
             "choose another --out"
         )
     return present
 
 
-def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = ()) -> Path:
+def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "") -> Path:
     """Create ``out`` if needed; refuse one that already holds ``marker`` (or any ``owned`` entry) unless ``force``.
 
     With ``force`` the ``owned`` entries (files or folders a previous run left)
@@ -184,7 +176,7 @@ def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] 
     training) on an unwritable location.
     """
     out = Path(out)
-    present = check_new_out_dir(out, marker, force, owned)
+    present = check_new_out_dir(out, marker, force, owned, hint)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-probe"

@@ -26,6 +26,7 @@ import errno
 import hashlib
 import itertools
 import json
+import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -228,12 +229,24 @@ class RunDir:
 
     def check_new(self, force: bool) -> None:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
-        check_new_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES)
+        check_new_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES, hint="" if force else self._resume_hint())
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""
-        prepare_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES)
+        prepare_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES, hint="" if force else self._resume_hint())
         write_json(self.record_path, record)
+
+    def _resume_hint(self) -> str:
+        """What the refusal of a new run here adds where this folder holds an unfinished training run (a
+        checkpoint, not finished, resumable): the ``--resume`` that continues it (a killed finetune was told
+        only ``--force True``)."""
+        if self.finished_as() is not None or not (self.path / "checkpoints" / "latest.json").is_file():
+            return ""
+        try:
+            self.require_resumable()
+        except ConfigError:  # no run's record, a distilled student, a sweep or one of its members
+            return ""
+        return f"; it is unfinished: `mtdqn train --resume {shlex.quote(str(self.path))}` continues it"
 
     def update_record(self, record: dict[str, Any]) -> None:
         """Rewrite the record (atomically), e.g. with the options a resumed run now uses."""

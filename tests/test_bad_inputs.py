@@ -23,7 +23,8 @@ import mtdqn
 from mtdqn.cli import main
 from mtdqn.cli.entry import _check_before_jax, _parse
 from mtdqn.errors import ConfigError
-from mtdqn.io import check_new_out_dir, prepare_out_dir
+from mtdqn.io import prepare_out_dir
+from mtdqn.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -291,14 +292,15 @@ def test_an_unfinished_run_in_the_way_is_offered_its_resume(tmp_path):
     (run / "checkpoints" / "latest.json").write_text("{}")
     (run / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match=f"it is unfinished: `mtdqn train --resume {run}` continues it; pass "):
-        check_new_out_dir(run, "config.json", False)
+        RunDir(run).check_new(False)
     (run / "config.json").write_text('{"distill": {}}')
-    with pytest.raises(ConfigError, match=r"already holds a run \(config.json\); pass --force True"):
-        check_new_out_dir(run, "config.json", False)
+    with pytest.raises(ConfigError, match=r"already holds a run \(config.json, checkpoints\); pass --force True"):
+        RunDir(run).check_new(False)
     (run / "config.json").write_text("{}")
     (run / "summary.json").write_text("{}")
-    with pytest.raises(ConfigError, match=r"already holds a run \(config.json\); pass --force True"):
-        check_new_out_dir(run, "config.json", False)
+    with pytest.raises(ConfigError, match=r"already holds a run \(config.json, summary.json, checkpoints\); pass "
+                                          "--force True"):
+        RunDir(run).check_new(False)
 
 
 def test_force_replaces_only_what_a_run_owns(tmp_path):
