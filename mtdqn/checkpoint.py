@@ -45,12 +45,14 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _files(root: Path) -> dict[str, Path]:
+    """Every file under ``root`` by its path relative to it, in order."""
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def _file_table(root: Path) -> dict[str, list]:
     """{relative path: [size, sha256]} of every file under ``root``."""
-    return {
-        p.relative_to(root).as_posix(): [p.stat().st_size, _digest(p)]
-        for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {rel: [p.stat().st_size, _digest(p)] for rel, p in _files(root).items()}
 
 
 def save_checkpoint(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None = None) -> Path:
@@ -127,8 +129,7 @@ def _verify_files(path: Path, files: dict) -> None:
         raise ConfigError(f"checkpoint {path} is missing (latest.json points to it)")
     if not files:  # the record lists every file it saved: an emptied table would check nothing
         raise ConfigError(f"checkpoint record for {path} is corrupt (its file table is empty)")
-    unlisted = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()
-                      and p.relative_to(path).as_posix() not in files and not p.name.startswith("."))
+    unlisted = [rel for rel, p in _files(path).items() if rel not in files and not p.name.startswith(".")]
     if unlisted:  # orbax writes no dot-files; an OS's or a sync tool's (.DS_Store, ._x, .nfs...) are left alone
         raise ConfigError(f"checkpoint {path} holds {unlisted[0]}, which is not in its file table (mtdqn did not "
                           "write it): remove it if you added it, else the checkpoint's record is damaged")
