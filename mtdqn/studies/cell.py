@@ -63,10 +63,10 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     """
     cell_dir = Path(cell_dir)
     summary = read_summary(cell_dir / "summary.json")
-    run_cfg = read_summary(RunDir(cell_dir).record_path) or {}
+    record_path = RunDir(cell_dir).record_path
+    run_cfg = read_summary(record_path) or {}
     if summary is not None and summary.get("status") == "ok":
-        stored, now = _stored_outcome(run_cfg, cell.run_options, str(RunDir(cell_dir).record_path)), \
-            cell.run_options.outcome()
+        stored, now = _stored_outcome(run_cfg, cell.run_options, str(record_path)), cell.run_options.outcome()
         same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
                 and summary.get("variant") == cell.variant and stored == now)
         source = cell.config.finetune.source  # a fine-tuned cell is done only while its source's weights are

@@ -33,6 +33,7 @@ from mtdqn.analysis.plots import to_png  # noqa: E402
 from mtdqn.errors import ConfigError  # noqa: E402
 from mtdqn.io import atomic_write, read_json  # noqa: E402
 from mtdqn.results import Run  # noqa: E402
+from mtdqn.rundir import RUN_SUMMARY  # noqa: E402
 from mtdqn.tune.objective import (  # noqa: E402
     DESCRIPTIONS, objective_bounds, objective_of_run, per_seed, reduce, seed_interval,
 )
@@ -50,10 +51,11 @@ def trials_table(study: optuna.Study, out: Path) -> pd.DataFrame:
     trial that failed before writing one) and the batch it trained in (empty: alone)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        run = trial_dir(out, t.number)
         rows.append({"trial": t.number, "state": t.state.name.lower(), "score": t.value if t.value is not None
                      else float("nan"), **{f"param:{k}": v for k, v in t.user_attrs.get("options", {}).items()},
-                     "last_step": _last_step(t, trial_dir(out, t.number)), "note": t.user_attrs.get("note", ""),
-                     "run": str(trial_dir(out, t.number).relative_to(out)) if trial_dir(out, t.number).is_dir() else "",
+                     "last_step": _last_step(t, run), "note": t.user_attrs.get("note", ""),
+                     "run": str(run.relative_to(out)) if run.is_dir() else "",
                      "batch": t.user_attrs.get(BATCH_ATTR, "")})
     return pd.DataFrame(rows)
 
@@ -62,7 +64,7 @@ def _last_step(trial: optuna.trial.FrozenTrial, run: Path) -> int | None:
     """The env step per task a trial trained to: a finished run's (its summary), else its last report (the
     evaluations during training stop before the end, whose score is the trial's value)."""
     try:
-        steps = read_json(run / "summary.json").get("env_steps") if trial.state == TrialState.COMPLETE else None
+        steps = read_json(run / RUN_SUMMARY).get("env_steps") if trial.state == TrialState.COMPLETE else None
     except (ConfigError, OSError, AttributeError):
         steps = None
     return steps if isinstance(steps, int) else max(trial.intermediate_values, default=None)
