@@ -92,11 +92,7 @@ def checkpoint_meta(run_dir: Path) -> dict:
     """The metadata of a run's latest checkpoint; a clear error when there is none or it is damaged."""
     meta_path = Path(run_dir) / "checkpoints" / "latest.json"
     if not meta_path.exists():
-        search = Path(run_dir).resolve().parent.parent  # a tune trial's: OUT/trials/trial-NNNN
-        batched = (search / "tune.json").is_file() and (search / "batches").is_dir()
-        why = ("; a trial trained in a batch of `mtdqn tune` has its batch's checkpoint (batches/) until it "
-               "finishes, and one pruned there trains no further") if batched else ""
-        raise ConfigError(f"no checkpoint in {run_dir} (missing checkpoints/latest.json){why}")
+        raise ConfigError(f"no checkpoint in {run_dir} (missing checkpoints/latest.json)")
     try:
         meta = read_json(meta_path)
     except ConfigError:

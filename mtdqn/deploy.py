@@ -147,6 +147,7 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
     """Load a run's Q-network for acting; a missing, damaged or foreign checkpoint is a one-line ConfigError."""
     run_dir = Path(run_dir)
     cfg = RunDir(run_dir).config()  # a folder without a run: one line
+    RunDir(run_dir).require_checkpoint()  # one line, naming a population's member's checkpoint
     meta = verify_checkpoint(run_dir, cfg)
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)

@@ -26,6 +26,7 @@ import errno
 import hashlib
 import itertools
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,7 +38,7 @@ from mtdqn.config import TrainConfig, config_from_dict
 from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
                       read_parquet, write_json, write_parquet)
-from mtdqn.sweepspec import SWEEP_FILE
+from mtdqn.sweepspec import SWEEP_FILE, population_goes_on
 
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS",
            "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
@@ -275,11 +276,36 @@ class RunDir:
         if "distill" in record or self.finished_as() == DISTILL_RECORD:
             raise ConfigError(f"{self.path} is a distilled student (`mtdqn distill`), not a training run: "
                               "there is nothing to resume")
-        sweep_dir = self.path.resolve().parent  # `--resume .` from inside a member too
-        if (sweep_dir / SWEEP_FILE).is_file() and self.finished_as() is None:
-            raise ConfigError(f"{self.path} is a member of the sweep in {sweep_dir}, whose checkpoint is the "
-                              f"whole sweep's: resume the sweep, --resume {sweep_dir}")
+        population = self.population(record)
+        if population is not None and self.finished_as() is None:
+            raise ConfigError(f"{self.path} is a member of the population in {population}, whose checkpoint is "
+                              f"the whole population's: {population_goes_on(population)}")
         return record
+
+    def population(self, record: dict[str, Any] | None = None) -> Path | None:
+        """The population (a ``--sweep``, a batch of `mtdqn tune` trials) this run was trained in: its record's
+        ``population`` (relative to the run), or, in records older than that key, a sweep in the parent folder;
+        None for a run trained alone.  Until the run finishes, its only checkpoint is the population's."""
+        if record is None:
+            try:
+                record = read_json(self.record_path)
+            except (ConfigError, OSError):
+                return None
+        relative = record.get("population") if isinstance(record, dict) else None
+        if isinstance(relative, str):
+            return Path(os.path.normpath(self.path / relative))
+        parent = self.path.resolve().parent  # `--resume .` from inside a member too
+        return parent if (parent / SWEEP_FILE).is_file() else None
+
+    def require_checkpoint(self) -> None:
+        """One line where this run has no checkpoint to load (no ``checkpoints/latest.json``), saying where a
+        population's unfinished member has it."""
+        if (self.path / "checkpoints" / "latest.json").exists():
+            return
+        population = self.population()
+        where = (f": it is an unfinished member of the population in {population}, whose checkpoint holds it "
+                 f"until it finishes; {population_goes_on(population)}") if population is not None else ""
+        raise ConfigError(f"no checkpoint in {self.path} (missing checkpoints/latest.json){where}")
 
     def config(self) -> TrainConfig:
         """The config this run directory was made with (its record); a one-line error if it has none."""

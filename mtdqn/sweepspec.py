@@ -32,7 +32,7 @@ from mtdqn.flatoptions import apply_options, option_table, unknown_option
 from mtdqn.io import read_json
 
 __all__ = ["SWEEPABLE", "TASK_WEIGHT", "STRATEGY_OPTION", "SWEEP_FILE", "parse_sweep", "check_sweep",
-           "member_configs", "strategy_options", "is_sweep", "read_sweep"]
+           "member_configs", "strategy_options", "is_sweep", "read_sweep", "population_goes_on"]
 
 SWEEPABLE = ("lr", "gamma", "tau", "eps_start", "eps_end", "eps_fraction", "dropout")
 """Flat option names (:mod:`mtdqn.flatoptions`) a sweep may vary: they only enter
@@ -196,6 +196,22 @@ def is_sweep(out_dir: Path) -> bool:
     return (Path(out_dir) / SWEEP_FILE).is_file()
 
 
+_TUNE_GOES_ON = "rerun that tune to finish it (a batch whose trials were all pruned trains no further)"
+
+
+def population_goes_on(out_dir: Path) -> str:
+    """How a population's unfinished members go on (its members' runs have no checkpoint of their own until
+    they finish): a ``--sweep`` is resumed, a batch of `mtdqn tune` trials (:mod:`mtdqn.tune.batches`, whose
+    sweep.json has no ``sweep``) is its tune's to finish."""
+    try:
+        record = read_json(Path(out_dir) / SWEEP_FILE)
+    except ConfigError:
+        record = {}
+    if isinstance(record, dict) and "tune_batch" in record:
+        return _TUNE_GOES_ON
+    return f"resume it, --resume {out_dir}"
+
+
 def read_sweep(out_dir: Path) -> tuple[TrainConfig, dict[str, tuple[float, ...]]]:
     """The base config and the sweep of a sweep directory, its names in the order given.
 
@@ -204,8 +220,8 @@ def read_sweep(out_dir: Path) -> tuple[TrainConfig, dict[str, tuple[float, ...]]
     """
     record = read_json(Path(out_dir) / SWEEP_FILE)
     if "sweep" not in record:  # mtdqn.tune.batches: a population of trials, not a grid of options
-        raise ConfigError(f"{out_dir} holds a batch of `mtdqn tune` trials (trials {record.get('tune_batch')}): rerun "
-                          "that tune to finish it")
+        raise ConfigError(f"{out_dir} holds a batch of `mtdqn tune` trials (trials {record.get('tune_batch')}): "
+                          f"{_TUNE_GOES_ON}")
     sweep = record["sweep"]
     members = record.get("members") or []
     order = [part.partition("=")[0] for part in members[0].split(",")] if members else list(sweep)

@@ -202,16 +202,25 @@ def test_an_operating_systems_dot_file_in_a_checkpoint_is_no_damage(tmp_path, go
     verify_checkpoint(run, VECTOR)
 
 
-def test_a_batched_tune_trial_without_a_checkpoint_says_where_it_is(tmp_path):
-    """evaluate/--resume of a trial pruned inside a batch said only 'no checkpoint' (the report promised both)."""
-    from mtdqn.checkpoint import checkpoint_meta
+def test_a_population_member_without_a_checkpoint_says_where_it_is(tmp_path):
+    """evaluate/act/--resume of a tune trial stopped inside its batch said only 'no checkpoint' (the report promised
+    evaluate); the member's record names its population, whose checkpoint holds it until it finishes."""
+    from mtdqn.rundir import RunDir
 
     trial = tmp_path / "tune" / "trials" / "trial-0002"
     trial.mkdir(parents=True)
+    (trial / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"no checkpoint in .*trial-0002 \(missing checkpoints/latest.json\)$"):
-        checkpoint_meta(trial)
-    (tmp_path / "tune" / "tune.json").write_text("{}")
-    (tmp_path / "tune" / "batches").mkdir()
-    with pytest.raises(ConfigError, match=r"latest.json\); a trial trained in a batch of `mtdqn tune` has its "
-                                          r"batch's checkpoint \(batches/\) until it finishes"):
-        checkpoint_meta(trial)
+        RunDir(trial).require_checkpoint()
+    batch = tmp_path / "tune" / "batches" / "batch-0002"
+    batch.mkdir(parents=True)
+    (batch / "sweep.json").write_text(json.dumps({"tune_batch": [2, 3]}))
+    (trial / "config.json").write_text(json.dumps({"population": "../../batches/batch-0002"}))
+    with pytest.raises(ConfigError, match=r"latest.json\): it is an unfinished member of the population in "
+                                          r".*tune/batches/batch-0002, whose checkpoint holds it until it finishes; "
+                                          r"rerun that tune to finish it \(a batch whose trials were all pruned "
+                                          r"trains no further\)$"):
+        RunDir(trial).require_checkpoint()
+    with pytest.raises(ConfigError, match=r"is a member of the population in .*batch-0002, whose checkpoint is the "
+                                          r"whole population's: rerun that tune"):
+        RunDir(trial).require_resumable()

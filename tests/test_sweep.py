@@ -293,6 +293,7 @@ def test_a_member_directory_is_its_run_alone(swept):
     weights = [jax.tree.leaves(r.agent().params) for r in (member, alone)]
     for a, b in zip(*weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert json.loads((member.path / "config.json").read_text())["population"] == ".."  # RunDir.population
     record = json.loads((swept / "sweep" / "sweep.json").read_text())
     assert record["members"] == ["lr=0.001,tau=0.5", "lr=0.001,tau=1", "lr=0.0003,tau=0.5", "lr=0.0003,tau=1"]
 
@@ -336,9 +337,11 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_s
     """Killed right after the population's first checkpoint: --resume ends with every member's numbers of the
     uninterrupted sweep (api_sweep's: the same configs; its evaluations during training change no number, and
     an evaluation's episodes are drawn from the seed and the step alone), each member directory an ordinary
-    finished run."""
+    finished run; until then a member's checkpoint is the population's (RunDir.population)."""
+    import mtdqn
     from mtdqn.checkpoint import save_checkpoint
     from mtdqn.cli import main
+    from mtdqn.errors import ConfigError
     from mtdqn.results import Run
 
     argv = [*ARGV, "--sweep", "tau=0.5,1", "--sweep", "gamma=0.9,0.99", "--checkpoint-every", "200"]
@@ -353,6 +356,9 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_s
     monkeypatch.undo()
     labels = [r.path.name for r in api_sweep]
     assert len(labels) == 4 and not any((tmp_path / "killed" / label / "summary.json").exists() for label in labels)
+    with pytest.raises(ConfigError, match=r"unfinished member of the population in .*killed, whose checkpoint holds "
+                                          r"it until it finishes; resume it, --resume .*killed$"):
+        mtdqn.load_agent(tmp_path / "killed" / labels[0])
     main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
     for whole in api_sweep:
         resumed = Run(tmp_path / "killed" / whole.path.name)

@@ -691,6 +691,10 @@ def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path,
     shutil.copytree(cut, stopped)  # the interrupted tune, for the stopped batch's rerun below
     with pytest.raises(ConfigError, match="holds a batch of `mtdqn tune` trials"):  # not a --sweep to resume
         mtdqn.train(out=cut / "batches" / "batch-0000", resume=True, progress=False)
+    for go_on in (lambda trial: mtdqn.load_agent(trial), lambda trial: mtdqn.train(out=trial, resume=True)):
+        with pytest.raises(ConfigError, match=r"member of the population in .*batches/batch-0000, whose checkpoint "
+                                              r".*[:;] rerun that tune to finish it"):  # its record names its batch
+            go_on(cut / "trials" / "trial-0000")
     with pytest.raises(ConfigError, match="batch-0000 of a batched tune still hold"):
         mtdqn.tune({**BATCHED, "batch": 1}, cut, n_trials=2, ray_address="local")
     resumed = []

@@ -33,6 +33,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
         raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     run_dir = RunDir(run_dir)
     cfg = run_dir.config()  # a one-line error for a folder that holds no run
+    run_dir.require_checkpoint()  # one line, naming a population's member's checkpoint
     agent = make_agent(cfg, devices=None)  # parameters only: no replay to fit
     meta = verify_checkpoint(run_dir.path, cfg)
     # The trained layout where this machine has its devices; else as many as are here (evaluation does not

@@ -13,6 +13,7 @@ the same run trained alone).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -124,7 +125,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
 def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], members: Sequence, agents: list[Agent],
                    runs: list[RunDir], options: RunOptions, resume: bool, force: bool) -> None:
     """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
-    writes it)."""
+    writes it, plus where its population is: :meth:`RunDir.population`)."""
     if not resume and is_sweep(out_dir) and not force:
         raise ConfigError(f"{out_dir} already holds a sweep; use --resume {out_dir} to continue it or --force True "
                           "to overwrite")
@@ -136,7 +137,8 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
             run_dir.update_record({**run_dir.require_run(), **options.record()})
         else:
             run_dir.create({"config": config_to_dict(member), "config_hash": config_hash(member), **provenance(),
-                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
+                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record(),
+                            "population": os.path.relpath(out_dir, run_dir.path)}, force)
 
 
 @dataclasses.dataclass
