@@ -61,11 +61,13 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, ext
     ckpt_dir = (Path(run_dir) / "checkpoints").absolute()
     iteration = chunk * derive(cfg).iters_per_chunk
     path = ckpt_dir / f"iter_{iteration:09d}"
-    if path.exists():  # a leftover of an interrupted run; never the one latest.json points to
-        latest = ckpt_dir / "latest.json"
-        if latest.exists() and read_json(latest).get("path") == path.name:
-            raise ValueError(f"refusing to overwrite the live checkpoint {path}")
-        shutil.rmtree(path)
+    latest = ckpt_dir / "latest.json"
+    live = read_json(latest).get("path") if latest.exists() else None
+    if live == path.name:
+        raise ValueError(f"refusing to overwrite the live checkpoint {path}")
+    for old in ckpt_dir.glob("iter_*"):  # leftovers of an interrupted run: its saves, orbax's temp dirs (whose
+        if old.name != live:             # name is fixed: orbax warned that it removed one, on a resume's save)
+            shutil.rmtree(old)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(path, state)
     checkpointer.wait_until_finished()

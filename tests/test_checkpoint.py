@@ -59,14 +59,18 @@ def test_checkpoint_carries_version_config_and_checksums(tmp_path):
     assert (tmp_path / "checkpoints" / meta["path"] / next(iter(files))).is_file()
 
 
-def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path):
+def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path, caplog):
+    """What a kill during a save leaves (orbax's temp dir, whose name is fixed, or a complete save before
+    latest.json pointed to it) is removed before the next save, which orbax would otherwise warn about."""
     trainer, _, state = fake_run(tmp_path, chunk=1)
     ckpt = tmp_path / "checkpoints"
-    stale = ckpt / "iter_000000100.orbax-checkpoint-tmp-1"  # what a kill during an orbax save leaves
-    stale.mkdir()
-    (stale / "junk").write_bytes(b"x")
-    verify_checkpoint(tmp_path, VECTOR)  # the leftover does not disturb the live checkpoint
-    save_checkpoint(tmp_path, trainer.agent.cfg, state, 2)
+    for stale in ("iter_000000100.orbax-checkpoint-tmp", "iter_000000100.orbax-checkpoint-tmp-1", "iter_000000150"):
+        (ckpt / stale).mkdir()
+        (ckpt / stale / "junk").write_bytes(b"x")
+    verify_checkpoint(tmp_path, VECTOR)  # the leftovers do not disturb the live checkpoint
+    with caplog.at_level("WARNING"):
+        save_checkpoint(tmp_path, trainer.agent.cfg, state, 2)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
     assert sorted(p.name for p in ckpt.iterdir()) == ["iter_000000100", "latest.json"]
     with pytest.raises(ValueError, match="live checkpoint"):
         save_checkpoint(tmp_path, trainer.agent.cfg, state, 2)
