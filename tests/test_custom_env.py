@@ -53,6 +53,16 @@ def test_a_registered_task_is_read_from_its_environment(registered):
     assert parse_task("test_custom_env:make_chain:reward_scale=2").reward_scale == 2.0
 
 
+class JaxScalarLimit(Chain):
+    @property
+    def default_params(self):
+        return ChainParams(max_steps_in_episode=jnp.int32(7))  # a JAX scalar, as gymnax's own params hold some
+
+
+def test_a_time_limit_given_as_a_jax_scalar_is_read(registered):
+    assert mtdqn.register_task("Chain-v0", JaxScalarLimit).max_episode_steps == 7
+
+
 @pytest.mark.slow
 def test_a_registered_chain_learns_its_optimal_q_beside_cartpole(registered, tmp_path):
     run = mtdqn.train(tasks=[registered, "CartPole-v1"], out=tmp_path / "run", progress=False, **CHAIN_OPTIONS)
@@ -113,6 +123,38 @@ class NoLimit(Chain):
         return None
 
 
+class FloatImage(Chain):
+    """Images in [0, 1], as floats: stored as uint8 they trained as all zeros, silently."""
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.full((5, 5, 1), 0.5)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (5, 5, 1), jnp.float32)
+
+
+class FloatImageObservations(FloatImage):
+    def observation_space(self, params):
+        return spaces.Box(0, 255, (5, 5, 1), jnp.uint8)
+
+
+class WideImage(FloatImage):
+    def get_obs(self, state, params=None, key=None):
+        return jnp.zeros((5, 5, 1), jnp.int32)
+
+    def observation_space(self, params):
+        return spaces.Box(0, 1000, (5, 5, 1), jnp.int32)
+
+
+def make_with_an_argument(size):
+    return Chain()
+
+
+class Raises(Chain):
+    def __init__(self):
+        raise ValueError("no licence file")
+
+
 BAD_ENVS = [
     ("wide-observations", WideObs, "reset returns observations of shape (5,); its observation_space says (4,)"),
     ("2-d-observations", Grid, "has 2-D observations (2, 4); only 1-D vectors or (H, W, C) images"),
@@ -121,6 +163,12 @@ BAD_ENVS = [
     ("no-final-observation", NoFinalObservation, "step's info has no 'final_observation'"),
     ("no-step", NoStep, "the environment has no method step()"),
     ("no-time-limit", NoLimit, "default_params.max_steps_in_episode must be a whole number >= 1"),
+    ("float-image-space", FloatImage, "image observations are stored as uint8, so they must be whole numbers in "
+                                      "0..255; its observation_space declares float32 in [0, 1]"),
+    ("float-images", FloatImageObservations, "reset returns float32 image observations; images are stored as uint8"),
+    ("images-above-255", WideImage, "declares int32 in [0, 1000]"),
+    ("factory-needs-an-argument", make_with_an_argument, "making the environment fails (TypeError: "),
+    ("constructor-raises", Raises, "making the environment fails (ValueError: no licence file); the factory must"),
 ]
 
 
@@ -146,6 +194,7 @@ CLI_CASES = [
     ("no-environment-api", "test_custom_env:NoStep", "has no method step()"),
     ("five-value-step", "test_custom_env:OldStep", "step returns 5 values"),
     ("unregistered-name", "Chain-v9", "unknown task 'Chain-v9'"),
+    ("factory-needs-an-argument", "test_custom_env:make_with_an_argument", "making the environment fails"),
 ]
 
 

@@ -24,7 +24,8 @@ What is checked, each failure one line before anything is written: the API
 methods exist; ``default_params.max_steps_in_episode`` exists (evaluation
 rolls episodes out to it); the action space is discrete (``n`` actions); the
 observations are 1-D vectors or (H, W, C) images (:func:`mtdqn.tasks.envs.observation_kind`)
-of the shape the observation space declares; and ``step`` returns gymnax >=
+of the shape the observation space declares, images whole numbers in 0..255 (they are stored as uint8); the
+factory makes the environment without arguments; and ``step`` returns gymnax >=
 1.0's six values ``(obs, state, reward, terminated, truncated, info)`` with
 ``info["final_observation"]`` (the observation an episode ended in; the
 step resets by itself, as gymnax's ``Environment.step`` does).  A five-value
@@ -83,7 +84,7 @@ def register(name: str, factory: Any, kind: str | None, builtin: Callable[[str],
     if builtin(name):
         raise ConfigError(f"task name {name!r} is a built-in task; register your environment under another name")
     make_one = _as_factory(factory)
-    facts = check_env(name, make_one(), kind)
+    facts = check_env(name, _made(name, make_one), kind)
     global _registrations
     _registrations += 1
     REGISTERED[name] = (make_one, facts)
@@ -116,7 +117,17 @@ def make(name: str) -> tuple[Any, Any]:
 
 @lru_cache(maxsize=64)
 def _import_path_facts(path: str) -> EnvFacts:
-    return check_env(path, _as_factory(_import(path))(), None)
+    return check_env(path, _made(path, _as_factory(_import(path))), None)
+
+
+def _made(label: str, make_one: Callable[[], Any]) -> Any:
+    """The environment ``make_one`` makes; one line where the user's factory fails (it was a traceback, exit 1:
+    a factory that needs an argument, a constructor that raises)."""
+    try:
+        return make_one()
+    except Exception as exc:  # the user's code
+        raise ConfigError(f"task {label!r}: making the environment fails ({type(exc).__name__}: {_first_line(exc)}); "
+                          "the factory must make it with no arguments") from None
 
 
 def _import(path: str) -> Any:
@@ -182,6 +193,9 @@ def check_env(label: str, env: Any, kind: str | None) -> EnvFacts:
         raise ConfigError(f"task {label!r}: the environment has no default_params ({_API_LINE})")
     params = env.default_params
     max_steps = getattr(params, "max_steps_in_episode", None)
+    if isinstance(max_steps, (jax.Array, np.ndarray)) and max_steps.shape == () and jnp.issubdtype(max_steps.dtype,
+                                                                                                    jnp.integer):
+        max_steps = int(max_steps)  # gymnax's own params hold jnp scalars in places
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ConfigError(f"task {label!r}: default_params.max_steps_in_episode must be a whole number >= 1 (the "
                           f"episode cut-off evaluation rolls out to), got {max_steps!r}")
@@ -192,8 +206,21 @@ def check_env(label: str, env: Any, kind: str | None) -> EnvFacts:
     if kind is not None and kind != inferred:
         raise ConfigError(f"task {label!r}: kind={kind!r}, but its observations {shape} are {inferred} ones "
                           "(1-D: vector, (H, W, C): image)")
+    if inferred == "image":
+        _check_image_bounds(label, space)
     _check_rollout(label, env, params, shape)
     return EnvFacts(inferred, shape, num_actions, int(max_steps))
+
+
+def _check_image_bounds(label: str, space: Any) -> None:
+    """Image observations are stored as uint8 (replay, acting: :func:`mtdqn.tasks.envs.pad_obs`), so an image
+    space must declare whole numbers within 0..255: floats in [0, 1] trained as all zeros, silently."""
+    dtype = np.dtype(getattr(space, "dtype", np.uint8))
+    low, high = (np.asarray(getattr(space, bound, value)) for bound, value in (("low", 0), ("high", 255)))
+    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_) or low.min() < 0 or high.max() > 255:
+        raise ConfigError(f"task {label!r}: image observations are stored as uint8, so they must be whole numbers "
+                          f"in 0..255; its observation_space declares {dtype} in [{low.min():g}, {high.max():g}] "
+                          "(scale them, e.g. (obs * 255).astype(jnp.uint8), or flatten them into a 1-D vector task)")
 
 
 def _num_actions(label: str, space: Any) -> int:
@@ -247,3 +274,7 @@ def _check_obs(label: str, where: str, obs: Any, shape: tuple[int, ...]) -> None
     if got != shape:
         raise ConfigError(f"task {label!r}: {where} returns observations of shape {got}; its observation_space "
                           f"says {shape}")
+    dtype = np.dtype(getattr(obs, "dtype", np.float32))
+    if len(shape) == 3 and not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        raise ConfigError(f"task {label!r}: {where} returns {dtype} image observations; images are stored as uint8, "
+                          "so they must be whole numbers in 0..255 (e.g. (obs * 255).astype(jnp.uint8))")
