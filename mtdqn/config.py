@@ -340,6 +340,13 @@ def check_new_run(cfg: TrainConfig) -> None:
             f"refreshed in practice); use --tau 1 (a hard copy every {d.target_update_every} updates) or "
             "--target-update-every 1 (Polyak averaging every update)"
         )
+    if cfg.network.sharing == "independent":
+        idle = [f"--strategy {cfg.strategy}"] if cfg.strategy not in ("sum", "auto") else []
+        idle += [f"--affinity-every {cfg.affinity_every}"] if cfg.affinity_every else []
+        if idle:
+            raise ConfigError(f"{' and '.join(idle)} with --sharing independent changes nothing: strategies combine, "
+                              "and affinity measures, the tasks' gradients on shared parameters, and independent "
+                              "networks share none; drop it, or share a trunk")
     if d.n_step > MAX_N_STEP:
         raise ConfigError(f"--n-step {d.n_step} is above {MAX_N_STEP}: each window step is unrolled in the compiled "
                           "update (100 added 8 s of compile to CartPole; 500 ran for minutes at several GB), and "

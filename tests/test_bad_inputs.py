@@ -89,6 +89,11 @@ TRAIN_CASES = [
     ("batch-over-buffer", ["--batch-size", "1000", "--buffer-size", "100"], "exceeds --buffer-size"),
     ("eps-out-of-range", ["--eps-start", "2"], "--eps-start must be in [0, 1]"),
     ("weight-decay-with-adam", ["--weight-decay", "0.01"], "--weight-decay needs --optimizer adamw or sgd"),
+    ("strategy-without-sharing", ["--sharing", "independent", "--strategy", "cagrad"],
+     "--strategy cagrad with --sharing independent changes nothing: strategies combine, and affinity measures, "
+     "the tasks' gradients on shared parameters"),
+    ("affinity-without-sharing", ["--sharing", "independent", "--affinity-every", "100"],
+     "--affinity-every 100 with --sharing independent changes nothing"),
     ("dropout-one", ["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
     ("dropout-negative", ["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
     ("dropout-nan", ["--dropout", "nan"], "--dropout must be in [0, 1)"),

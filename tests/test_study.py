@@ -202,6 +202,16 @@ def test_unreachable_ray_address_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_the_automatic_reference_trains_plain_independent_networks(tmp_path):
+    """A strategy or affinity set for every variant in [options] acts on shared parameters only, which `train`
+    refuses for independent networks: the reference the study adds trains without them (as it would with them)."""
+    text = TINY.replace("[options]", '[options]\nstrategy = "cagrad"\nstrategy_args = "c=0.2"\naffinity_every = 500')
+    spec = load_spec(_spec_file(tmp_path, text, "strategy.toml"))
+    assert spec.variants["independent"] == {"sharing": "independent", "strategy": "sum", "strategy_args": "",
+                                            "affinity_every": 0}
+    assert load_spec(_spec_file(tmp_path)).variants["independent"] == {"sharing": "independent"}
+
+
 BAD = {
     "bad-toml": (TINY.replace("[variants.shared]", "[variants.shared"), "invalid TOML"),
     "unknown-key": ("budget = 3\n" + TINY, ": budget: unknown key"),
@@ -215,6 +225,9 @@ BAD = {
     "no-tasks": (TINY.replace('tasks = ["CartPole-v1", "Acrobot-v1"]', "tasks = []"), ": tasks: empty grid"),
     "window-not-dividing-eval": (TINY.replace("log_every = 500", "log_every = 300"),
                                  ": options: log_every 300 does not divide eval_every 1,000"),
+    "strategy-without-sharing": (TINY + '[variants.alone]\nsharing = "independent"\nstrategy = "pcgrad"\n',
+                                 ": variants.alone.strategy: --strategy pcgrad with --sharing independent changes "
+                                 "nothing"),
     "variant-named-as-the-reference": (TINY.replace("[variants.shared]", "[variants.independent]"),
                                        ": variants.independent: names the study's reference (one network per task) "
                                        "but trains sharing = 'shared'"),

@@ -134,6 +134,18 @@ def agent_error(cfg: TrainConfig, *, machine: bool = True) -> str | None:
     return None
 
 
+def _idle_without_sharing(options: dict[str, Any]) -> dict[str, Any]:
+    """What the study's automatic independent reference sets back to its default among the ``options`` that
+    act on shared parameters only (a strategy, affinity), which `train` refuses with independent networks: the
+    reference trains exactly as it would with them, as plain independent networks."""
+    idle: dict[str, Any] = {}
+    if options.get("strategy", "sum") not in ("sum", "auto"):
+        idle.update(strategy="sum", strategy_args="")
+    if options.get("affinity_every"):
+        idle["affinity_every"] = 0
+    return idle
+
+
 def _check_buildable(base: TrainConfig, options: dict[str, Any], source: str, where: str) -> None:
     """Raise a ConfigError naming the option whose removal makes the config valid (the culprit);
     InsufficientResources (the CLI's exit 1) where only this machine's memory stands in the way."""
@@ -214,7 +226,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
         raise ConfigError(f"{source}: variants: empty grid: define at least one [variants.NAME] table")
     variants: dict[str, dict[str, Any]] = {}
     if include and REFERENCE not in defined:
-        variants[REFERENCE] = {"sharing": "independent"}
+        variants[REFERENCE] = {"sharing": "independent", **_idle_without_sharing(options)}
     for vname, vraw in defined.items():
         if not _SAFE_NAME.match(vname):
             raise ConfigError(f"{source}: variants.{vname}: a variant name names a folder; use letters, digits, "
