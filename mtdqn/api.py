@@ -38,6 +38,7 @@ from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
+from mtdqn.tasknames import check_task_names, split_task_list
 
 if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna
     from mtdqn.tune.run import TuneResult
@@ -70,7 +71,9 @@ def _checked(options: dict[str, Any], *tables: dict[str, tuple[str, Any]],
         if name not in hints:
             raise ConfigError(unknown_option(name, [*keywords, *hints]))
         i, hint = hints[name]
-        if name in ("tasks", "add_tasks", "teachers") and isinstance(value, (str, Path)):
+        if name in ("tasks", "add_tasks") and isinstance(value, str):
+            value = tuple(split_task_list(value))  # "CartPole-v1,Acrobot-v1", as --tasks takes it
+        elif name == "teachers" and isinstance(value, (str, Path)):
             value = (str(value),)
         try:
             out[i][name] = coerce(value, hint)
@@ -136,22 +139,7 @@ def _refuse_before_jax(configs: Sequence[TrainConfig]) -> None:
         with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
             warnings.simplefilter("ignore")
             check_train_budget(cfg)
-    _check_task_names(configs[0].tasks)  # a sweep's members share their tasks
-
-
-def _check_task_names(specs: Sequence[str]) -> None:
-    """An unknown task name, refused without starting JAX (:func:`_refuse_before_jax`)."""
-    import sys
-
-    from mtdqn.taskfacts import facts
-    from mtdqn.tasknames import is_import_path, split_spec, unknown_task
-
-    custom = sys.modules.get("mtdqn.tasks.custom")
-    registered = list(getattr(custom, "REGISTERED", ()))
-    for spec in specs:
-        backend, name, _ = split_spec(spec)
-        if backend == "gymnax" and not is_import_path(spec) and facts(name) is None and name not in registered:
-            raise ConfigError(unknown_task(name, registered))
+    check_task_names(configs[0].tasks)  # a sweep's members share their tasks
 
 
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
@@ -300,7 +288,7 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
     if not RunDir(source).is_run():  # before JAX starts (_refuse_before_jax): a source that is no run, task names
         raise ConfigError(f"--from {source} is not a run directory (no config.json)")
     RunDir(source).config()
-    _check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
+    check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))
     from mtdqn import transfer
 

@@ -234,5 +234,6 @@ RENDERERS: dict[str, Callable[[str], Any]] = {
 def open_renderer(name: str) -> Any:
     """A context manager yielding the :data:`Draw` of registered task ``name``; one line if it has none."""
     if name not in RENDERERS:
-        raise ConfigError(f"{name} has no renderer; add one to mtdqn.render.RENDERERS")
+        raise ConfigError(f"{name} has no drawing for --gif (the built-in tasks and gym: tasks have one; your own "
+                          "environment has none): play it without --gif for its returns and lengths")
     return RENDERERS[name](name)

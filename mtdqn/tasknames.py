@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from typing import Iterable
+import math
+from typing import Any, Iterable
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 
-__all__ = ["is_import_path", "split_spec", "unknown_task", "check_task_names"]
+__all__ = ["is_import_path", "split_spec", "split_task_list", "task_options", "unknown_task", "check_task_names"]
 
 _IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
 
@@ -38,6 +39,101 @@ def split_spec(spec: str) -> tuple[str, str, str]:
         return "gymnax", match.group(1), match.group(2) or ""
     name, _, opts = spec.partition(":")
     return "gymnax", name, opts
+
+
+def split_task_list(text: str) -> list[str]:
+    """Task specs written as one comma-separated string, as ``--tasks`` takes them: a part ``key=value`` with no
+    ``:`` is the next option of the spec before it (``Breakout-MinAtar:sticky=0.1,actions=full,SpaceInvaders-MinAtar``
+    is two tasks)."""
+    parts: list[str] = []
+    for p in filter(None, (q.strip() for q in text.split(","))):
+        if parts and "=" in p and ":" not in p and ":" in parts[-1]:
+            parts[-1] += "," + p
+        else:
+            parts.append(p)
+    return parts
+
+
+_NUMBER_OPTIONS = ("reward_scale", "gamma")
+_MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
+_GYM_OPTIONS = ("obs",)
+_VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
+          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>; gym: tasks also obs=image")
+_MAX_STEPS_LIMIT = 2**31 - 2  # the episode step counter is int32
+
+
+def task_options(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """(backend, name, options) of a task spec (:func:`split_spec`), each option's value parsed and checked:
+    a one-line ConfigError for a bad one.  Without JAX, so a command refuses them in about a second."""
+    backend, name, opts = split_spec(spec)
+    options: dict[str, Any] = {}
+    for item in filter(None, (o.strip() for o in opts.split(","))):
+        key, eq, raw = item.partition("=")
+        raw = raw.strip()
+        if not eq or key not in (*_NUMBER_OPTIONS, *_MINATAR_OPTIONS, *_GYM_OPTIONS):
+            raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
+        if key in options:
+            raise ConfigError(f"task option {key} is given twice in {spec!r}; give it once")
+        if key == "obs":
+            if backend != "gymnasium" or raw != "image":
+                raise ConfigError(f"task option {item!r} in {spec!r}: only obs=image, and only for gym: tasks "
+                                  "(JAX MiniGrid tasks observe the image already)")
+            options[key] = raw
+        elif key in _MINATAR_OPTIONS:
+            if backend == "gymnasium":
+                raise ConfigError(f"task option {key} in {spec!r} is for JAX tasks; a gym: task keeps its own "
+                                  "TimeLimit and actions")
+            minatar = name in FACTS and name.endswith("-MinAtar")  # the built-in families, not look-alike names
+            minigrid = name in FACTS and name.startswith("MiniGrid-")
+            if not minatar and not (key == "max_steps" and minigrid):
+                raise ConfigError(f"task option {key} in {spec!r} applies to "
+                                  f"{'MinAtar games and MiniGrid tasks' if key == 'max_steps' else 'MinAtar games'} "
+                                  "only")
+            options[key] = _minatar_option(key, raw, spec)
+        else:
+            options[key] = _number_option(key, raw, spec)
+    return backend, name, options
+
+
+def _number_option(key: str, raw: str, spec: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"task option {key} in {spec!r} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
+    if key == "gamma" and value > 1:
+        raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
+    return value
+
+
+def _minatar_option(key: str, raw: str, spec: str) -> Any:
+    """The value of one MinAtar (or, ``max_steps``, MiniGrid) option (:mod:`mtdqn.tasks.minatar`)."""
+    if key == "actions":
+        if raw not in ("full", "minimal"):
+            raise ConfigError(f"task option actions in {spec!r} must be full or minimal, got {raw!r}")
+        return raw
+    if key == "sticky":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"task option sticky in {spec!r} must be a number, got {raw!r}") from None
+        if not 0 <= value < 1:
+            raise ConfigError(f"task option sticky in {spec!r} must be a probability in [0, 1), got {raw}")
+        return value
+    try:
+        steps = int(raw)
+    except ValueError:
+        raise ConfigError(f"task option max_steps in {spec!r} must be a whole number, got {raw!r}") from None
+    if steps < 1:
+        raise ConfigError(
+            f"task option max_steps in {spec!r} must be >= 1 (evaluation rolls out that many steps, so an "
+            f"episode needs a cut-off{'; MinAtar has none of its own: use a large one' if 'MinAtar' in spec else ''})"
+            f", got {raw}")
+    if steps > _MAX_STEPS_LIMIT:
+        raise ConfigError(f"task option max_steps in {spec!r} must be at most {_MAX_STEPS_LIMIT:,} (the episode's "
+                          f"step counter is a 32-bit integer), got {raw}")
+    return steps
 
 
 def _minigrid_package_ids() -> frozenset[str] | None:
@@ -72,12 +168,14 @@ def unknown_task(name: str, registered: Iterable[str]) -> str:
 
 
 def check_task_names(specs: Iterable[str]) -> None:
-    """Raise :func:`unknown_task`'s line for the first spec whose name is unknown, as parse_task would: names
-    registered in this process count (none unless :mod:`mtdqn.tasks.custom` was imported, which imports JAX);
-    ``gym:`` tasks and import paths are checked where they are built."""
+    """Raise :func:`unknown_task`'s line for the first spec whose name is unknown, and :func:`task_options`'
+    for a bad option, as parse_task would: names registered in this process count (none unless
+    :mod:`mtdqn.tasks.custom` was imported, which imports JAX); ``gym:`` ids and import paths are checked where
+    they are built."""
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = tuple(custom.REGISTERED) if custom is not None else ()
     for spec in specs:
         backend, name, _ = split_spec(spec)
         if backend == "gymnax" and not is_import_path(name) and name not in FACTS and name not in registered:
             raise ConfigError(unknown_task(name, registered))
+        task_options(spec)

@@ -182,11 +182,12 @@ def test_register_task_presents_the_cores_as_devices_before_jax_starts():
 
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
 def test_a_refused_call_leaves_the_processs_devices_to_the_next():
-    """The first call that starts JAX fixes the process's CPU devices (its seeds'): a typo'd task, a budget with
-    no update, a nonsense option or a transfer from no run is refused before that, so the next run in a notebook
-    still chooses."""
+    """The first call that starts JAX fixes the process's CPU devices (its seeds'): a typo'd task or task option, a
+    budget with no update, a nonsense option or a transfer from no run is refused before that, so the next run in
+    a notebook still chooses."""
     code = ("import mtdqn, mtdqn.devices\n"
-            "for bad in ({'tasks': ['CartPoel-v1']}, {'steps': 2000, 'learning_starts': 100000}, {'lr': -1.0}):\n"
+            "for bad in ({'tasks': ['CartPoel-v1']}, {'tasks': ['MiniGrid-LavaGapS7-v0:max_steps=0']},\n"
+            "            {'steps': 2000, 'learning_starts': 100000}, {'lr': -1.0}):\n"
             "    try:\n        mtdqn.train(**bad)\n    except mtdqn.ConfigError:\n        pass\n"
             "for call in (lambda: mtdqn.finetune('no-such-run', tasks=['Acrobot-v1']),\n"
             "             lambda: mtdqn.extend('no-such-run', ['Acrobot-v1']),\n"
@@ -196,6 +197,15 @@ def test_a_refused_call_leaves_the_processs_devices_to_the_next():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True"]  # JAX had not started: the devices are still to choose
+
+
+def test_tasks_given_as_one_string_are_split_as_the_command_line_splits_them():
+    """tasks="CartPole-v1,Acrobot-v1" was one unknown task; a task spec's own options stay with it."""
+    from mtdqn.api import train_config
+
+    assert train_config(tasks="CartPole-v1,Acrobot-v1").tasks == ("CartPole-v1", "Acrobot-v1")
+    assert train_config(tasks="Breakout-MinAtar:sticky=0.1,actions=full,Asterix-MinAtar").tasks == (
+        "Breakout-MinAtar:sticky=0.1,actions=full", "Asterix-MinAtar")
 
 
 def test_a_sweep_is_checked_by_its_members_values_before_jax(tmp_path):

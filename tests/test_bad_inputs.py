@@ -42,7 +42,9 @@ TRAIN_CASES = [
     ("vector-and-minigrid", ["--tasks", "MiniGrid-LavaGapS7-v0", "CartPole-v1"],
      "cannot mix vector tasks (CartPole-v1) and image tasks (MiniGrid-LavaGapS7-v0) in one agent"),
     ("unknown-minigrid", ["--tasks", "MiniGrid-DoorKey-8x8-v0"], "did you mean 'MiniGrid-DoorKey-6x6-v0'?"),
-    ("minigrid-and-minatar", ["--tasks", "MiniGrid-DoorKey-6x6-v0", "Breakout-MinAtar"], "cannot mix MiniGrid tasks"),
+    ("minigrid-and-minatar", ["--tasks", "MiniGrid-DoorKey-6x6-v0", "Breakout-MinAtar"],
+     "image tasks in one agent must share their image size (one conv trunk reads them); got "
+     "MiniGrid-DoorKey-6x6-v0 7x7x3, Breakout-MinAtar 10x10x"),
     ("minigrid-max-steps-zero", ["--tasks", "MiniGrid-DoorKey-6x6-v0:max_steps=0"], "max_steps in "
      "'MiniGrid-DoorKey-6x6-v0:max_steps=0' must be >= 1"),
     ("max-steps-not-int", ["--tasks", "MiniGrid-LavaGapS7-v0:max_steps=1.5"], "must be a whole number, got '1.5'"),
@@ -51,6 +53,9 @@ TRAIN_CASES = [
      "supported; add the task option obs=image"),
     ("obs-image-on-jax-task", ["--tasks", "MiniGrid-LavaGapS7-v0:obs=image"], "only obs=image, and only for gym: tasks"),
     ("obs-not-image", ["--tasks", "gym:MiniGrid-LavaGapS7-v0:obs=rgb"], "only obs=image"),
+    ("max-steps-on-a-gym-task", ["--tasks", "gym:MiniGrid-DoorKey-8x8-v0:obs=image,max_steps=10"],
+     "task option max_steps in 'gym:MiniGrid-DoorKey-8x8-v0:obs=image,max_steps=10' is for JAX tasks; a gym: task "
+     "keeps its own TimeLimit"),
     ("obs-image-without-image", ["--tasks", "gym:CartPole-v1:obs=image"], "has no dict observation with an 'image'"),
     ("zero-n-step", ["--n-step", "0"], "--n-step must be > 0"),
     ("huge-n-step", ["--n-step", "500"], "--n-step 500 is above 100: each window step is unrolled"),
@@ -84,6 +89,11 @@ TRAIN_CASES = [
      "strategy uncertainty: option clip must be a finite number, got 'inf'"),
     ("strategy-arg-twice", ["--strategy", "cagrad", "--strategy-args", "c=0.1,c=0.2"],
      "strategy cagrad: option c is given twice in 'c=0.1,c=0.2'; give it once"),
+    ("max-steps-beyond-int32", ["--tasks", "MiniGrid-LavaGapS7-v0:max_steps=100000000000"],
+     "task option max_steps in 'MiniGrid-LavaGapS7-v0:max_steps=100000000000' must be at most 2,147,483,646"),
+    ("a-task-and-itself-with-a-colon", ["--tasks", "CartPole-v1,CartPole-v1:"], "a task is listed twice"),
+    ("task-options-reordered", ["--tasks", "CartPole-v1:gamma=0.9,reward_scale=2",
+                                "CartPole-v1:reward_scale=2,gamma=0.9"], "a task is listed twice"),
     ("task-option-twice", ["--tasks", "Breakout-MinAtar:sticky=0.1,sticky=0.2"],
      "task option sticky is given twice in 'Breakout-MinAtar:sticky=0.1,sticky=0.2'"),
     ("batch-over-buffer", ["--batch-size", "1000", "--buffer-size", "100"], "exceeds --buffer-size"),

@@ -257,3 +257,11 @@ def test_an_environments_non_finite_values_are_named_as_its_own(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 3 and "\n" not in err, err
     assert f"task test_custom_env:{env}'s environment gives non-finite {cause} (no learner option fixes" in err, err
+
+
+def test_your_own_environment_has_no_gif_and_play_says_so(registered):
+    """The message asked the user to edit the library (add to mtdqn.render.RENDERERS)."""
+    from mtdqn.render import open_renderer
+
+    with pytest.raises(mtdqn.ConfigError, match=r"Chain-v0 has no drawing for --gif .*: play it without --gif"):
+        open_renderer(registered)

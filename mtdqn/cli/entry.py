@@ -12,6 +12,7 @@ import tyro
 from mtdqn.cli.commands import Study, Train, Tune, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, SearchFailed, TrainingDiverged
+from mtdqn.tasknames import split_task_list
 
 __all__ = ["main"]
 
@@ -19,22 +20,13 @@ _LIST_FLAGS = ("--tasks", "--task-weights", "--teachers", "--add-tasks")
 
 
 def _split_commas(argv: list[str]) -> list[str]:
-    """Let list options take ``a,b,c`` as well as ``a b c``.
-
-    A part ``key=value`` with no ``:`` is the next option of the task spec before it
-    (``Breakout-MinAtar:sticky=0.1,actions=full,SpaceInvaders-MinAtar`` is two tasks).
-    """
+    """Let list options take ``a,b,c`` as well as ``a b c`` (:func:`mtdqn.tasknames.split_task_list`: a task
+    spec's own options stay with it)."""
     out: list[str] = []
     expect = False
     for arg in argv:
         if expect and not arg.startswith("--") and "," in arg:
-            parts: list[str] = []
-            for p in filter(None, arg.split(",")):
-                if parts and "=" in p and ":" not in p and ":" in parts[-1]:
-                    parts[-1] += "," + p
-                else:
-                    parts.append(p)
-            out.extend(parts)
+            out.extend(split_task_list(arg))
         else:
             out.append(arg)
         expect = arg in _LIST_FLAGS or (expect and not arg.startswith("--"))

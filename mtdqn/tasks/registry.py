@@ -44,7 +44,7 @@ import numpy as np
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
-from mtdqn.tasknames import split_spec, unknown_task
+from mtdqn.tasknames import split_spec, task_options, unknown_task
 from mtdqn.tasks import custom
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
@@ -68,13 +68,6 @@ NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "Seaquest-MinAtar": Seaquest,
     **{name: partial(MiniGrid, spec) for name, spec in MINIGRID_SPECS.items()},  # minigrid 3.2.0's tasks
 }
-
-_OPTIONS = {"reward_scale": float, "gamma": float}
-_MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
-_GYM_OPTIONS = ("obs",)
-_VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
-          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>; gym: tasks also obs=image")
-
 
 def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
              max_steps: int | None = None) -> tuple[Any, Any]:
@@ -139,42 +132,11 @@ def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
 def parse_task(spec: str) -> Task:
     """Parse ``NAME[:key=value,...]`` into a :class:`Task`; one-line error on anything else."""
     spec = spec.strip()
-    backend, name, opts = split_spec(spec)
+    backend, name, _ = split_spec(spec)
     own = custom.lookup(name) if backend == "gymnax" and name not in TASKS else None
     if backend == "gymnax" and name not in TASKS and own is None:
         raise ConfigError(unknown_task(name, custom.REGISTERED))
-    options: dict[str, Any] = {}
-    for item in filter(None, (o.strip() for o in opts.split(","))):
-        key, eq, raw = item.partition("=")
-        if not eq or key not in (*_OPTIONS, *_MINATAR_OPTIONS, *_GYM_OPTIONS):
-            raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
-        if key in options:
-            raise ConfigError(f"task option {key} is given twice in {spec!r}; give it once")
-        if key == "obs":
-            if backend != "gymnasium" or raw.strip() != "image":
-                raise ConfigError(f"task option {item!r} in {spec!r}: only obs=image, and only for gym: tasks "
-                                  "(JAX MiniGrid tasks observe the image already)")
-            options[key] = raw.strip()
-            continue
-        if key in _MINATAR_OPTIONS:
-            if name not in MINATAR_GAMES and not (key == "max_steps" and name in MINIGRID_SPECS):
-                raise ConfigError(f"task option {key} in {spec!r} applies to "
-                                  f"{'MinAtar games and MiniGrid tasks' if key == 'max_steps' else 'MinAtar games'} "
-                                  "only")
-            options[key] = _minatar_option(key, raw.strip(), spec)
-            continue
-        try:
-            value = _OPTIONS[key](raw)
-        except ValueError:
-            raise ConfigError(f"task option {key} in {spec!r} must be a number, got {raw!r}") from None
-        if not np.isfinite(value) or value <= 0:
-            raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
-        if key == "gamma" and value > 1:
-            raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
-        options[key] = value
-    if backend == "gymnasium" and options.keys() & set(_MINATAR_OPTIONS):
-        raise ConfigError(f"task options {', '.join(sorted(options.keys() & set(_MINATAR_OPTIONS)))} in {spec!r} "
-                          "are for JAX tasks; a gym: task keeps its own TimeLimit and actions")
+    options = task_options(spec)[2]
     if backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_task_info  # imported late: gymnasium and ale-py are slow
 
@@ -203,33 +165,6 @@ def parse_task(spec: str) -> Task:
     )
 
 
-def _minatar_option(key: str, raw: str, spec: str) -> Any:
-    """The value of one MinAtar option (:mod:`mtdqn.tasks.minatar`), or a one-line error."""
-    if key == "actions":
-        if raw not in ("full", "minimal"):
-            raise ConfigError(f"task option actions in {spec!r} must be full or minimal, got {raw!r}")
-        return raw
-    if key == "sticky":
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"task option sticky in {spec!r} must be a number, got {raw!r}") from None
-        if not 0 <= value < 1:
-            raise ConfigError(f"task option sticky in {spec!r} must be a probability in [0, 1), got {raw}")
-        return value
-    try:
-        steps = int(raw)
-    except ValueError:
-        raise ConfigError(f"task option max_steps in {spec!r} must be a whole number, got {raw!r}") from None
-    if not 1 <= steps < 2**31 - 1:
-        raise ConfigError(
-            f"task option max_steps in {spec!r} must be >= 1 (evaluation rolls out that many steps, so an "
-            f"episode needs a cut-off{'; MinAtar has none of its own: use a large one' if 'MinAtar' in spec else ''})"
-            f", got {raw}"
-        )
-    return steps
-
-
 @dataclass(frozen=True)
 class TaskSet:
     """The tasks of one agent and the common (padded) shapes they share."""
@@ -255,7 +190,8 @@ class TaskSet:
 def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
     """Parse specs and check they can share one network."""
     tasks = tuple(parse_task(s) for s in specs)
-    if len({t.spec for t in tasks}) != len(tasks):
+    written = {(t.backend, t.name, tuple(sorted(task_options(t.spec)[2].items()))) for t in tasks}
+    if len(written) != len(tasks):  # the same task and options, however spelled ('X' and 'X:', options reordered)
         raise ConfigError(f"a task is listed twice in {list(specs)}")
     if len({t.backend for t in tasks}) > 1:
         raise ConfigError(
@@ -272,12 +208,10 @@ def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
         obs_shape: tuple[int, ...] = (max(t.obs_shape[0] for t in tasks),)
     else:
         spatial = {t.obs_shape[:-1] for t in tasks}
-        minigrid = {t.name in MINIGRID_SPECS for t in tasks}
-        if len(spatial) > 1 and len(minigrid) > 1:
-            raise ConfigError("cannot mix MiniGrid tasks (7x7x3 egocentric views) with MinAtar tasks (10x10 images) "
-                              "in one agent: their images differ in size")
         if len(spatial) > 1:
-            raise ConfigError(f"image tasks must share their spatial size, got {sorted(spatial)}")
+            sizes = ", ".join(f"{t.spec} {'x'.join(map(str, t.obs_shape))}" for t in tasks)
+            raise ConfigError(f"image tasks in one agent must share their image size (one conv trunk reads them); "
+                              f"got {sizes} (MiniGrid's views are 7x7x3, MinAtar's images 10x10)")
         obs_shape = (*spatial.pop(), max(t.obs_shape[-1] for t in tasks))
     return TaskSet(tasks=tasks, kind=kind, obs_shape=obs_shape, num_actions=max(t.num_actions for t in tasks),
                    backend=tasks[0].backend)
