@@ -1,4 +1,5 @@
-"""Task names as users write them, without JAX: which exist, the closest to a typo, and the import-path form.
+"""Task specs as users write them, without JAX: which names exist, the closest to a typo, the import-path form,
+and each spec's options (:func:`task_options`).
 
 ``mtdqn train`` checks its tasks' names here before JAX and the training stack are imported (~4 s on a 2-core
 machine), so a mistyped task is answered in about a second; :func:`mtdqn.tasks.parse_task` raises the same
