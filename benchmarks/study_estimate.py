@@ -39,7 +39,8 @@ def measure(preset: str, steps: int, seeds: int) -> dict:
 
     cell = cell_configs(resolve_spec(preset, {"steps": steps, "seeds": seeds}))[0]
     t0 = time.perf_counter()
-    estimate, probe_rate = estimate_training_time([cell])
+    found = estimate_training_time([cell])
+    estimate, probe_rate = found.train_s, found.rate  # training only: evaluations excluded from both sides
     probe_s = time.perf_counter() - t0
     started: list[float] = []  # the run's start, init included (its summary's compile_s times the chunk alone)
     start = CompiledChunks.start

@@ -96,6 +96,20 @@ def test_layout_and_report(local_study: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_estimate_prices_every_evaluation_a_cell_runs(local_study: Path) -> None:
+    """The printed estimate left evaluations out, half a tiny cell's time: it counts those the cells ran (the
+    final one among the evals' steps, and the random policy's) and times one on the probe."""
+    from mtdqn.studies.runner import cell_evaluations, estimate_training_time
+
+    cells = cell_configs(load_spec(_spec_file(local_study.parent)))
+    for cell in cells:
+        evals = pd.read_parquet(local_study / "cells" / cell.variant / "evals.parquet")
+        assert cell_evaluations(cell) == evals["step"].nunique() + 1
+    estimate = estimate_training_time(cells[:1], min_probe_s=0.0)
+    assert estimate.train_s > 0 and estimate.eval_s > 0 and estimate.rate > 0
+
+
+@pytest.mark.slow
 def test_cell_status(study_copy: Path) -> None:
     spec = load_spec(_spec_file(study_copy.parent))
     independent, shared = cell_configs(spec)

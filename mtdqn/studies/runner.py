@@ -24,7 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 
@@ -34,7 +34,8 @@ from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, 
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
-__all__ = ["StudyResult", "cell_configs", "estimate_training_time", "progress_printer", "run_study", "build"]
+__all__ = ["StudyResult", "Estimate", "cell_configs", "estimate_training_time", "cell_evaluations",
+           "progress_printer", "run_study", "build"]
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -96,8 +97,16 @@ def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: 
         on_event("done", cell, run_cell(cell, cell_dir, progress=progress))
 
 
-def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> tuple[float, float]:
-    """(estimated training seconds of ``todo`` on this machine, measured env-steps/s of the probe).
+class Estimate(NamedTuple):
+    """A study's time on this machine, measured on its first cell (:func:`estimate_training_time`)."""
+
+    train_s: float  # every cell's init, compile and training loop
+    eval_s: float  # every cell's greedy evaluations: during training, the final one and the random policy's
+    rate: float  # env-steps/s (all seeds and tasks) of the probe's updating region
+
+
+def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> Estimate:
+    """The estimated time of ``todo`` on this machine: training and greedy evaluations (:class:`Estimate`).
 
     Measured, not guessed: the first cell's own compiled program (its seeds, devices, network, update
     schedule and learning start), in chunks of at least 200 iterations, is compiled, warmed up and timed
@@ -105,13 +114,17 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
     only) and after (an update every ``train_every``), one program, started at those iterations.  Each
     cell's iterations in each region are priced at that region's rate (at 20k steps of the classic preset a
     quarter of the run has no updates; a probe of the update region alone overestimated it by 55%), and every
-    cell is assumed to compile as long.  Greedy evaluation and report time are not included
-    (``benchmarks/study_estimate.py`` compares the estimate with the time a cell then trains).
+    cell is assumed to compile as long (``benchmarks/study_estimate.py`` compares the estimate with the time a
+    cell then trains).  Evaluations are timed on the probe's parameters, compiled and then run once: each cell
+    pays the compile and one run per evaluation (every ``eval_every``, the final greedy one and the random
+    policy's: at a few thousand steps they took half a cell's time, which the estimate left out).  Gradient
+    probes, checkpoints and the report are not included.
     """
     import jax
 
     from mtdqn.config import derive, first_update_iteration
     from mtdqn.devices import padded_seeds, seed_devices
+    from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
     from mtdqn.train.agent import make_agent
     from mtdqn.train.loop import make_trainer, seed_keys
     from mtdqn.train.chunks import CompiledChunks
@@ -150,8 +163,28 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
         pre = min(first_update_iteration(c), c.total_iters)
         return compile_s + pre * warming + (c.total_iters - pre) * updating
 
+    key = eval_seed(first.seed, EvalStream.DURING_TRAINING)
+    t0 = time.perf_counter()
+    evaluate_params(chunks.trainer.agent, state.params, key, todo[0].run_options.eval_episodes)
+    t1 = time.perf_counter()
+    evaluate_params(chunks.trainer.agent, state.params, key, todo[0].run_options.eval_episodes)
+    eval_run = time.perf_counter() - t1
+    eval_compile = max(0.0, t1 - t0 - eval_run)
+
     steps_per_s = first.num_envs * len(first.tasks) * first.seeds / updating
-    return sum(cell_s(cell) for cell in todo), steps_per_s
+    return Estimate(sum(cell_s(cell) for cell in todo),
+                    sum(eval_compile + cell_evaluations(cell) * eval_run for cell in todo), steps_per_s)
+
+
+def cell_evaluations(cell: CellConfig) -> int:
+    """How many greedy evaluations of every seed a cell runs: one every ``eval_every`` during training (as the
+    loop rounds it: :class:`~mtdqn.train.drive.Schedule`), the final one and the random policy's."""
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.drive import Schedule
+
+    schedule = Schedule.of(make_agent(cell.config, devices=None), cell.run_options)
+    during = (schedule.num_chunks - 1) // schedule.eval_chunks if schedule.eval_chunks else 0
+    return during + 2
 
 
 def _estimate_line(todo: list[CellConfig]) -> str:
@@ -159,12 +192,14 @@ def _estimate_line(todo: list[CellConfig]) -> str:
     if any(t.startswith("gym:") for t in todo[0].config.tasks):
         return "no time estimate for gym: tasks (their envs step on the host, outside the compiled program)"
     try:
-        seconds, rate = estimate_training_time(todo)
+        estimate = estimate_training_time(todo)
     except Exception as exc:  # noqa: BLE001 - an estimate is a courtesy; the cells report real errors themselves
         return f"no time estimate: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return (f"estimated training time here: ~{_duration(seconds)} for {len(todo)} cell(s) (measured {rate:,.0f} "
-            f"env-steps/s in a short probe of cell {todo[0].variant!r}, assumed for every cell; resumed cells "
-            "counted whole; evaluation and report not included)")
+    return (f"estimated time here: ~{_duration(estimate.train_s + estimate.eval_s)} for {len(todo)} cell(s): "
+            f"training ~{_duration(estimate.train_s)}, greedy evaluations ~{_duration(estimate.eval_s)} (measured "
+            f"{estimate.rate:,.0f} env-steps/s and one evaluation in a short probe of cell {todo[0].variant!r}, "
+            "assumed for every cell; resumed cells counted whole; gradient probes, checkpoints and the report not "
+            "included)")
 
 
 def _duration(seconds: float) -> str:
