@@ -174,9 +174,12 @@ def minigrid_frame(grid: np.ndarray, pos: tuple[int, int], direction: int, tile:
 
     ``grid`` is (W, H, 3) of (object, colour, state) ids indexed [x, y]; walls grey, a goal green, lava
     orange, doors outlined in their colour (filled when locked, a gap when open), keys and balls small
-    squares and discs of their colour.
+    squares and discs of their colour.  Drawn is the task's own grid: every task lies in the corner of one
+    padded grid, walls beyond (:func:`mtdqn.tasks.minigrid.core.base_grid`), which made a 6x6 task's frame
+    three quarters padding.
     """
-    width, height = grid.shape[:2]
+    open_cells = np.argwhere(grid[..., 0] != WALL)
+    width, height = (np.minimum(open_cells.max(0) + 2, grid.shape[:2]) if len(open_cells) else grid.shape[:2])
     image = Image.new("RGB", (width * tile, height * tile), (0, 0, 0))
     draw = ImageDraw.Draw(image)
     x0, y0 = pos

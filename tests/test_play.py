@@ -190,6 +190,15 @@ def test_minigrid_gif_and_drawing(tmp_path):
     assert differ(base, minigrid_frame(with_key, (2, 2), 0, tile=8))
 
 
+def test_a_minigrid_frame_is_its_tasks_grid_not_the_padding():
+    """Every task lies in the corner of one padded grid (walls beyond): a 6x6 room in a 12x12 grid is drawn
+    6x6, the room and its outer walls."""
+    grid = np.zeros((12, 12, 3), np.uint8)
+    grid[:, :] = (2, 5, 0)
+    grid[1:5, 1:5] = (1, 0, 0)  # the room's floor inside its walls at 0 and 5
+    assert minigrid_frame(grid, (2, 2), 0, tile=8).shape == (48, 48, 3)
+
+
 @pytest.mark.slow
 def test_gym_task_gif(tmp_path, monkeypatch):
     fake_gym_run(tmp_path / "run", GYM)
