@@ -160,7 +160,12 @@ def _int(raw: dict, key: str, default: Any, source: str, minimum: int) -> int:
 
 
 def default_threshold(task: str) -> float | None:
-    """The built-in steps-to-threshold level of a task spec (its options, e.g. ``:gamma=0.95``, aside)."""
+    """The built-in steps-to-threshold level of a task spec, its options aside.
+
+    Unlike the anchors (:func:`mtdqn.analysis.anchors.lookup`) a threshold is a chosen return level, not a
+    measurement of the default task, and it keeps its meaning under the options that change returns: MinAtar's are
+    fractions of published DQN's returns, which play with sticky actions and the full action set, and MiniGrid's
+    0.5 lies within the success reward's range (0.1 to 1) whatever ``max_steps``."""
     return DEFAULT_THRESHOLDS.get(base_task(task))
 
 
