@@ -206,6 +206,10 @@ BAD = {
     "bad-toml": (TINY.replace("[variants.shared]", "[variants.shared"), "invalid TOML"),
     "unknown-key": ("budget = 3\n" + TINY, ": budget: unknown key"),
     "unknown-option": (TINY + "lrr = 0.1\n", ": variants.shared.lrr: unknown option"),
+    "run-option-in-options": (TINY.replace("[options]", "[options]\neval_episodes = 3"), ": options.eval_episodes: "
+                              "eval_episodes is a study-level key, set once for every variant: put it at the top of "
+                              "the file, not in [options]"),
+    "study-key-in-variant": (TINY + "seeds = 3\n", ": variants.shared.seeds: seeds is a study-level key"),
     "invalid-option": (TINY + "lr = -1.0\n", ": variants.shared.lr: --lr must be a finite number > 0"),
     "wrong-type": (TINY + 'lr = "fast"\n', ": variants.shared.lr: expected float, got 'fast'"),
     "bad-sharing": (TINY.replace('sharing = "shared"', 'sharing = "partial:9"'), ": variants.shared.sharing: "),

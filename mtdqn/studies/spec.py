@@ -49,8 +49,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {task: f.threshold for task, f in FACTS.i
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
 # The run options a study sets for every cell, at the top level of its file (the seed layout is --devices).
 RUN_OPTION_KEYS = ("eval_episodes", "eval_every", "checkpoint_every")
+_TABLES = ("thresholds", "options", "variants")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
-             *RUN_OPTION_KEYS, "thresholds", "options", "variants")
+             *RUN_OPTION_KEYS, *_TABLES)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -95,9 +96,9 @@ def _checked_options(raw: Any, source: str, where: str) -> dict[str, Any]:
     out = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
-        if name in _STUDY_LEVEL:
-            raise ConfigError(f"{source}: {where}.{key}: {name} is set once for the whole study (top level), "
-                              "not per variant")
+        if name in _TOP_KEYS and name not in _TABLES:
+            raise ConfigError(f"{source}: {where}.{key}: {name} is a study-level key, set once for every variant: "
+                              f"put it at the top of the file, not in [{where}]")
         if name not in OPTIONS:
             raise ConfigError(f"{source}: {where}.{key}: {unknown_option(name, OPTIONS)}")
         try:
