@@ -281,6 +281,11 @@ def test_the_evaluation_cadence_is_run_as_asked_never_rounded() -> None:
         spec(5_000, variant={"log_every": 2_000})
     with pytest.raises(ConfigError, match="eval_every 10,007 has no divisor near the default logging window"):
         spec(10_007)
+    # whole vector steps: 7,500 on 8 envs would run as 7,504, evaluations every 15,008
+    assert spec(15_000, {"num_envs": 8, "train_every": 8}).options["log_every"] == 5_000
+    assert spec(15_000, variant={"num_envs": 8, "train_every": 8}).options["log_every"] == 5_000
+    with pytest.raises(ConfigError, match="no divisor near the default logging window .* in whole vector steps of 16"):
+        spec(5_000, {"num_envs": 16, "train_every": 16})
 
 
 def test_presets() -> None:

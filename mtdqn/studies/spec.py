@@ -23,6 +23,7 @@ costs a second, not a cell.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -267,7 +268,8 @@ def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dic
     A study's evaluation cadence is its protocol (its final score averages the evaluations of the run's last
     stretch), so it is run as asked, never rounded to the windows: a ``log_every`` the study sets must divide
     ``eval_every`` (else a one-line error), and where no variant sets one, the window is the largest divisor of
-    ``eval_every`` up to the default (``eval_every = 5000`` trains in 5,000-step windows, not 10,000).
+    ``eval_every`` up to the default (``eval_every = 5000`` trains in 5,000-step windows, not 10,000) in whole
+    vector steps (``num_envs = 8``, ``eval_every = 15000``: 5,000, not 7,500, which would run as 7,504).
     """
     if not eval_every:
         return options
@@ -280,11 +282,15 @@ def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dic
     if "log_every" in options or all("log_every" in o for o in variants.values()):
         return options
     default = TrainConfig().log_every
-    window = max(d for d in range(1, min(default, eval_every) + 1) if eval_every % d == 0)
+    # the trainer rounds a window up to whole vector steps: a multiple of every such variant's num_envs
+    envs = math.lcm(*(max(1, int(o.get("num_envs", options.get("num_envs", TrainConfig().num_envs))))
+                      for o in variants.values() if "log_every" not in o))
+    window = max((d for d in range(envs, min(default, eval_every) + 1, envs) if eval_every % d == 0), default=0)
     if window * MIN_WINDOW_SHARE < min(default, eval_every):
         raise ConfigError(f"{source}: eval_every {eval_every:,} has no divisor near the default logging window "
-                          f"({default:,} env steps; the largest is {window:,}): set options.log_every to a divisor "
-                          "of eval_every, or eval_every to a multiple of a sensible window")
+                          f"({default:,} env steps) in whole vector steps of {envs} env steps (the largest is "
+                          f"{window:,}): set options.log_every to a divisor of eval_every, or eval_every to a "
+                          "multiple of a sensible window")
     return options if window == default else {**options, "log_every": window}
 
 
