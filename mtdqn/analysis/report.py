@@ -377,8 +377,10 @@ def _cka_caption(cka: pd.DataFrame) -> str:
                 "and on b's, so that how much the two tasks' inputs differ is not part of it (the pooled probe "
                 "below mixes it in); b's trunk still reads a's observations (zero-padded where b's are wider). "
                 "Its level is not comparable with the pooled table's: linear CKA's estimate is biased upward on "
-                "few states (two unrelated 128-feature representations give ~0.5 on 128 states) and this probe "
-                "has each task's states alone; read it against its own baselines. Change from "
+                "few states, by an amount set by how the features' variance is spread (two independent isotropic "
+                "random 128-feature matrices give ~0.5 on 128 states; trained features, their variance in few "
+                "directions, far less), and this probe has each task's states alone; read it against its own "
+                "baselines, not a fixed number. Change from "
                 "initialization: trained minus the same network untrained (same keys, same probe states), per seed.")
     else:
         text = ("The probe feeds every task's trunk the same states (every task's replay observations pooled), so "
