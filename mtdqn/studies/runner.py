@@ -34,7 +34,8 @@ from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, 
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
-__all__ = ["StudyResult", "cell_configs", "estimate_training_time", "progress_printer", "run_study", "build"]
+__all__ = ["StudyResult", "cell_configs", "estimate_training_time", "progress_printer", "run_study", "build",
+           "build_groups"]
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -234,3 +235,13 @@ def build(out_dir: Path) -> Path:
         return Path(build_report(Path(out_dir))) / "report.html"
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0] if str(exc) else "report failed") from None
+
+
+def build_groups(out_dir: Path) -> Path:
+    """Write a stored groups study's groups.md (:func:`build`'s one-line errors); returns its path."""
+    from mtdqn.analysis.group_report import write_groups_report
+
+    try:
+        return write_groups_report(Path(out_dir))
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0] if str(exc) else "groups report failed") from None
