@@ -18,8 +18,11 @@ of the curves it is read against.
   (``cka_chance``, ``cka_own_chance``): the same trained features with one
   side's probe rows shuffled, so the pairing of states is broken while the
   widths, the number of states and each side's spectrum stay.  Linear CKA's
-  estimate is biased upward on few states (two unrelated 128-feature
-  representations give ~0.5 on 128 states), so a level is read against it.
+  estimate is biased upward on few states, by how the features' variance is
+  spread: two independent isotropic random 128-feature matrices give ~0.5 on
+  128 states, trained features (variance in few directions) about 0.01 with
+  their pairing shuffled; so a level is read against this measured chance,
+  not a fixed number.
 * **Gradient probe**: pairs of independent minibatches of each task, drawn
   from its replay with the run's batch size; the cosine between one task's
   shared-parameter gradients on the two minibatches of a pair is the

@@ -186,9 +186,12 @@ class Study:
         return self.path / "report" / "report.html"
 
     def report(self) -> Path:
-        """Rebuild the report from the stored cells (`mtdqn report`); returns report.html's path."""
-        from mtdqn.studies.runner import build  # the analysis, imported when asked for
+        """Rebuild the report from the stored cells (`mtdqn report`), and a groups study's groups.md once its
+        partitions are chosen, as `mtdqn study groups` writes them; returns report.html's path."""
+        from mtdqn.studies.runner import build, build_groups  # the analysis, imported when asked for
 
+        if self.record.get("groups", {}).get("partitions"):
+            build_groups(self.path)
         return build(self.path)
 
     @property

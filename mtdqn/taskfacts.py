@@ -32,7 +32,8 @@ return Gymnasium registers as solving it (``reward_threshold`` in
 mean over the package's first 200 layouts of 1 - 0.9 n / max_steps with n a
 shortest plan's length (what MOORE's table normalizes by: MOORE divides by
 it, we subtract the random return, 0.007-0.19 here, first).  The anchors are
-those of each task's default max_steps.  MinAtar games and the two classic
+those of each task's default max_steps; a spec with ``max_steps=N`` has none
+(:func:`mtdqn.analysis.anchors.lookup`).  MinAtar games and the two classic
 tasks of D'Eramo et al. have no anchors: no citable reference score (Young &
 Tian 2019 report DQN's results as learning curves in figures), so they are
 left out of aggregates.
@@ -138,7 +139,8 @@ FACTS: dict[str, TaskFacts] = {
 def base_task(task: str) -> str:
     """The registered name behind a task spec: options (``:reward_scale=...``) and ``gym:`` dropped.
 
-    Reported returns are unscaled, so no fact of a task depends on its options.
+    Reported returns are unscaled, so no fact here depends on ``reward_scale`` or ``gamma``; the options that
+    change returns are :data:`mtdqn.analysis.anchors.RETURN_OPTIONS`, and the anchors' lookup checks them.
     """
     name = task.split(":", 1)[1] if task.startswith("gym:") else task
     return name.split(":", 1)[0]

@@ -189,6 +189,17 @@ def test_compare_sentence_below_min_seeds_says_not_tested():
     assert "not tested" in s and "no clear difference" not in s and "no interval or test" in s
 
 
+def test_lists_compared_in_one_sentence_share_one_precision():
+    """'per seed shared 9.67, 9.67 vs independent 10.7, 9.7': each list took its digits from its own largest
+    value, so 9.6667 printed two ways in one sentence."""
+    from mtdqn.analysis.fmt import value_lists, values
+
+    third = 29 / 3
+    assert value_lists([third, third], [10.7, third]) == ("9.7, 9.7", "10.7, 9.7")
+    assert values([third, third]) == "9.67, 9.67"  # a list alone keeps its own precision
+    assert value_lists([50_000, float("nan")], [1_200_000], censored=60_000) == ("50k, >60k", "1.2M")
+
+
 def test_findings_from_tables():
     imp = pd.DataFrame([{"variant": "shared", "reference": "ind", "poi": 0.7, "poi_lo": 0.4, "poi_hi": 0.9,
                          "iqm_diff": 0.3, "iqm_diff_lo": 0.1, "iqm_diff_hi": 0.5, "mean_diff": 0.2,

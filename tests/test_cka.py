@@ -76,3 +76,18 @@ def test_cka_on_own_states_compares_two_tasks_on_each_ones_states():
             assert np.isclose(row["cka_own_chance"], chance, rtol=1e-5, atol=1e-6)
             assert row["cka_own_chance"] < row["cka_own"]  # the same states give more alike features than shuffled
     assert len({r["cka"] for r in rows}) == len(rows)  # seeds differ: each row is its seed's own network
+
+
+def test_the_chance_level_depends_on_the_features_spectrum_not_a_fixed_half():
+    """What the report's CKA captions say: ~0.5 is two independent isotropic random 128-feature matrices on 128
+    states; features whose variance lies in few directions (as trained ones: the reports measured chance
+    0.004-0.011) give far less with their pairing broken, so the measured chance column is the level to read."""
+    rng = np.random.default_rng(0)
+    iso = [linear_cka(rng.normal(size=(128, 128)), rng.normal(size=(128, 128))) for _ in range(10)]
+    assert np.mean(iso) == pytest.approx(0.5, abs=0.02)
+
+    def concentrated() -> np.ndarray:  # singular values falling as k^-1.5, in a random basis
+        basis = np.linalg.qr(rng.normal(size=(128, 128)))[0]
+        return (rng.normal(size=(128, 128)) * np.arange(1, 129) ** -1.5) @ basis
+
+    assert np.mean([linear_cka(concentrated(), concentrated()) for _ in range(10)]) < 0.05

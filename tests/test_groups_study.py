@@ -23,6 +23,7 @@ from mtdqn.runoptions import RunOptions
 from mtdqn.studies.groups import GroupsSpec, choose_partitions, joint_study, plan_record, run_groups_study
 
 A, B, C = "CartPole-v1", "Acrobot-v1", "MountainCar-v0"
+MT3 = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0")
 TASKS = (A, B, C)
 # Z[i, j] = Z_{i->j}: A and B help each other, C hurts both and they hurt C.  Best A+B | C (score 1.0), worst
 # A+C | B (-1.0), together -0.35, apart 0.
@@ -193,6 +194,18 @@ def test_the_joint_runs_pull_per_quarter_beside_each_task_alone(tmp_path):
     assert f"| {A} | 44% · 0.50 / n/a |" in text
 
 
+def test_mtdqn_report_rebuilds_a_groups_studys_groups_md(tmp_path, monkeypatch):
+    """`mtdqn report STUDY` rebuilt the joint run's report but not groups.md, which `study groups` writes."""
+    import mtdqn.studies.runner
+
+    study = make_groups_study(tmp_path)
+    # the joint run's ordinary report is the plain study's (tested there); this synthetic joint run has no summary
+    monkeypatch.setattr(mtdqn.studies.runner, "build", lambda out: out / "report" / "report.html")
+    main(["report", str(study)])
+    assert "**It rests on 4 points**" in (study / "groups.md").read_text()
+    assert (study / "groups_data" / "agreement.csv").is_file()
+
+
 def test_without_the_joint_runs_gradients_there_is_no_pull_section(tmp_path):
     study = make_groups_study(tmp_path)  # no grad_tasks.parquet: a joint run without a shared parameter
     assert group_tables(study, reps=50)["pull"].empty
@@ -227,12 +240,30 @@ def test_the_preset_takes_each_task_familys_settings():
     classic = groups_preset(None, 2, 50_000)
     assert classic.options == {"log_every": 2_500, "loss": "mse", "learning_starts": 5_000}
     assert classic.run_options == RunOptions(eval_every=5_000)
-    mt3 = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0")
-    minigrid = groups_preset(mt3, 5, 200_000)
-    assert minigrid.options == {**MINIGRID_OPTIONS, "log_every": 5_000, "learning_starts": 2_000}
+    minigrid = groups_preset(MT3, 5, 200_000)
+    assert minigrid.options == {**MINIGRID_OPTIONS, "log_every": 4_000, "learning_starts": 2_000}
     assert minigrid.options["n_step"] == 10 and minigrid.options["num_envs"] == 16
     assert minigrid.run_options == RunOptions(eval_every=20_000, eval_episodes=16, checkpoint_every=20_000)
-    assert groups_preset(mt3, 5, None).steps == 200_000 and groups_preset(None, 5, None).steps == 100_000
+    assert groups_preset(MT3, 5, None).steps == 200_000 and groups_preset(None, 5, None).steps == 100_000
+
+
+@pytest.mark.parametrize("tasks, steps", [((A, B), 3_000), (None, None), (None, 50_000), (MT3, None), (MT3, 64_000)])
+def test_the_preset_asks_for_a_cadence_the_loop_runs(tasks, steps):
+    """The trainer rounds a logging window up to whole vector steps and the budget and the cadences to whole
+    windows, so the preset asks for windows of whole vector steps dividing both: `--steps 3000` on 4 envs asked
+    for windows of 150, which ran as 152 (3,040 steps, an evaluation every 304 instead of 300)."""
+    from mtdqn.config import TrainConfig, derive
+    from mtdqn.studies.presets import cadence, groups_preset
+    from mtdqn.studies.spec import apply_options
+
+    spec = groups_preset(tasks, 2, steps)
+    cfg = apply_options(TrainConfig(tasks=spec.tasks, steps=spec.steps, seeds=2), spec.options)
+    d = derive(cfg)
+    assert d.iters_per_chunk * cfg.num_envs == cfg.log_every and d.env_steps == spec.steps
+    assert spec.run_options.eval_every % cfg.log_every == 0 == spec.run_options.checkpoint_every % cfg.log_every
+    assert spec.run_options.eval_every == spec.steps // 10
+    assert cadence(3_000, 300, 150, 4) == (100, 300)
+    assert cadence(5_000, 500, 250, 16) == (240, 480)  # 5,000 is no whole number of vector steps of 16
 
 
 @pytest.mark.slow

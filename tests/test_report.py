@@ -250,6 +250,21 @@ def test_a_study_with_no_cell_run_yet_has_no_report(tmp_path: Path):
     assert not (study / "report").exists()
 
 
+def test_results_md_names_the_cells_it_lacks_and_why_a_table_is_empty(tmp_path: Path):
+    """With the reference unfinished, report.md flagged it MISSING while results.md said "Reference:
+    `independent`", showed the finished variants alone and "Improvement over the reference: _(no rows)_" with no
+    reason; results.md is read alone, so it says both."""
+    study = make_study(tmp_path)
+    (study / "cells" / "independent" / "summary.json").unlink()
+    results = (build_report(study, reps=50) / "results.md").read_text()
+    assert ("- Variant `independent` MISSING: unfinished (no summary.json, no checkpoint yet): rerunning the study "
+            "trains it — excluded from all statistics.") in results
+    assert "- Variant `pcgrad` FAILED: " in results
+    improvement = results.split("### Improvement over the reference", 1)[1]
+    assert improvement.lstrip().startswith("No rows: the reference `independent` has no results (missing), and every "
+                                           "improvement is over it."), improvement
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("steps", None, "'steps' must be a whole number, got None"),  # was a TypeError traceback
     ("seeds", "two", "'seeds' must be a list of whole numbers, got 'two'"),  # was "invalid literal for int()"

@@ -208,6 +208,24 @@ def test_conflict_baseline_is_per_pair_time_matched_and_leaves_degenerate_tasks_
     assert "no pair of two non-degenerate tasks" in text and "n/a" not in text, text
 
 
+def test_a_conflict_without_an_interval_is_read_as_nothing_shown():
+    """At n = 2 the cosine has no interval: it once fell through to "(95% CI n/a), its interval holds 0"; the
+    sentence says what the Conclusion says, "no interval at this n"."""
+    import pandas as pd
+
+    from mtdqn.analysis.findings import conflict_sentence
+
+    nan = float("nan")
+    row = pd.Series({"variant": "shared", "n_pairs": 1, "n": 2, "cosine_mean": 0.012, "cosine_lo": nan,
+                     "cosine_hi": nan, "conflict_fraction": 0.47, "conflict_lo": nan, "conflict_hi": nan})
+    text = conflict_sentence(row)
+    assert "0.012 (no interval at this n), no net conflict shown;" in text, text
+    assert "holds 0" not in text and "n/a" not in text, text
+    assert "0.470 (no interval at this n), against 0.5" in text, text
+    finite = conflict_sentence(pd.Series({**row, "cosine_lo": -0.01, "cosine_hi": 0.03}))
+    assert "(95% CI [-0.010, 0.030]), its interval holds 0: no net conflict shown" in finite, finite
+
+
 @pytest.mark.slow  # builds a whole report
 def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
     """Referee 8: PCGrad's 'applied weight' (9.6 on MountainCar) was undefined in the report."""

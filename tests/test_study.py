@@ -230,6 +230,10 @@ BAD = {
     "bad-toml": (TINY.replace("[variants.shared]", "[variants.shared"), "invalid TOML"),
     "unknown-key": ("budget = 3\n" + TINY, ": budget: unknown key"),
     "unknown-option": (TINY + "lrr = 0.1\n", ": variants.shared.lrr: unknown option"),
+    "run-option-in-options": (TINY.replace("[options]", "[options]\neval_episodes = 3"), ": options.eval_episodes: "
+                              "eval_episodes is a study-level key, set once for every variant: put it at the top of "
+                              "the file, not in [options]"),
+    "study-key-in-variant": (TINY + "seeds = 3\n", ": variants.shared.seeds: seeds is a study-level key"),
     "invalid-option": (TINY + "lr = -1.0\n", ": variants.shared.lr: --lr must be a finite number > 0"),
     "wrong-type": (TINY + 'lr = "fast"\n', ": variants.shared.lr: expected float, got 'fast'"),
     "bad-sharing": (TINY.replace('sharing = "shared"', 'sharing = "partial:9"'), ": variants.shared.sharing: "),
@@ -304,6 +308,11 @@ def test_the_evaluation_cadence_is_run_as_asked_never_rounded() -> None:
         spec(5_000, variant={"log_every": 2_000})
     with pytest.raises(ConfigError, match="eval_every 10,007 has no divisor near the default logging window"):
         spec(10_007)
+    # whole vector steps: 7,500 on 8 envs would run as 7,504, evaluations every 15,008
+    assert spec(15_000, {"num_envs": 8, "train_every": 8}).options["log_every"] == 5_000
+    assert spec(15_000, variant={"num_envs": 8, "train_every": 8}).options["log_every"] == 5_000
+    with pytest.raises(ConfigError, match="no divisor near the default logging window .* in whole vector steps of 16"):
+        spec(5_000, {"num_envs": 16, "train_every": 16})
 
 
 def test_presets() -> None:

@@ -38,6 +38,21 @@ def test_every_reader_sees_the_same_row():
     assert facts("MyEnv-v0") is None and default_threshold("MyEnv-v0") is None
 
 
+def test_anchors_apply_only_to_the_spec_they_were_measured_for():
+    """max_steps scales a MiniGrid task's success reward (the default MemoryS11's random return is 0.19, at
+    max_steps=100 0.024): that spec gets no anchors, and a note saying why, so it stays out of aggregates."""
+    task = "MiniGrid-MemoryS11-v0:max_steps=100"
+    assert anchors.lookup(task) is None
+    assert anchors.usable(task, None) == ("no fixed anchors for its options (the anchors are measured without "
+                                          "max_steps, which changes its returns); left out of aggregates")
+    assert anchors.lookup("gym:MiniGrid-MemoryS11-v0:obs=image") == FACTS["MiniGrid-MemoryS11-v0"].anchors
+    published = "Breakout-MinAtar:sticky=0.1,actions=full,max_steps=10000"
+    assert anchors.return_options(published) == ["sticky", "actions", "max_steps"]
+    assert anchors.usable(published, None).startswith("no fixed anchors (no citable reference score)")
+    # a threshold is a chosen level, not a measurement: it stays (the minatar preset's games rely on it)
+    assert default_threshold(task) == 0.5 and default_threshold(published) == 10.0
+
+
 @pytest.mark.slow
 def test_the_table_and_the_analysis_import_no_jax():
     code = "import sys, mtdqn.taskfacts, mtdqn.analysis; assert 'jax' not in sys.modules, 'jax imported'"

@@ -7,7 +7,8 @@ scores), so the reference variant's noise is not divided out of every other
 variant, and one variant's results cannot move another's score.  The anchors
 themselves, and how they were measured, are in the one table of task facts
 (:mod:`mtdqn.taskfacts`); tasks without anchors (MinAtar) are left out of
-aggregates (their per-task results are still reported).
+aggregates (their per-task results are still reported).  Anchors are measured for the task as registered: a
+spec whose options change its returns (:data:`RETURN_OPTIONS`) has none, so it is left out too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 
 from mtdqn.analysis.ranges import return_bounds
 from mtdqn.taskfacts import FACTS, Anchors, base_task
+from mtdqn.tasknames import split_spec
 
-__all__ = ["Anchors", "ANCHORS", "lookup", "usable", "MIN_GAP", "normalize"]
+__all__ = ["Anchors", "ANCHORS", "RETURN_OPTIONS", "return_options", "lookup", "usable", "MIN_GAP", "normalize"]
 
 ANCHORS: dict[str, Anchors] = {task: f.anchors for task, f in FACTS.items() if f.anchors is not None}
 
@@ -30,13 +32,33 @@ MIN_GAP = 0.01
 5), a MiniGrid task's 1 (at least 0.01)."""
 
 
+RETURN_OPTIONS = ("max_steps", "sticky", "actions")
+"""Task options that change what a policy returns: a MiniGrid task's time limit also scales its success reward
+(1 - 0.9 t/max_steps), and MinAtar's cut-off, sticky actions and action set change its game.  The others do not
+(``reward_scale``: reported returns are unscaled; ``gamma``: aggregates are on the undiscounted return;
+``obs``: what the agent sees)."""
+
+
+def return_options(task: str) -> list[str]:
+    """The options of a task spec that change its returns (:data:`RETURN_OPTIONS`), in the spec's order."""
+    _, _, options = split_spec(task)
+    names = [option.partition("=")[0].strip() for option in options.split(",")]
+    return [name for name in names if name in RETURN_OPTIONS]
+
+
 def lookup(task: str) -> Anchors | None:
-    """The anchors of a task spec (options such as ``:reward_scale`` do not change reported returns)."""
-    return ANCHORS.get(base_task(task))
+    """The anchors of a task spec; None where its options change its returns, since the anchors were measured
+    without them (``MiniGrid-MemoryS11-v0:max_steps=100``'s random return is 0.024, the default task's 0.19)."""
+    return None if return_options(task) else ANCHORS.get(base_task(task))
 
 
 def usable(task: str, anchors: Anchors | None) -> str:
     """'' when the task can be normalized, else the note saying why it is left out of aggregates."""
+    changed = return_options(task)
+    if anchors is None and changed and base_task(task) in ANCHORS:
+        verb = "changes" if len(changed) == 1 else "change"
+        return (f"no fixed anchors for its options (the anchors are measured without {', '.join(changed)}, "
+                f"which {verb} its returns); left out of aggregates")
     if anchors is None:
         return "no fixed anchors (no citable reference score); left out of aggregates"
     low, high = return_bounds(task)

@@ -150,11 +150,18 @@ def multiplicity_sentence(differences: pd.DataFrame, improvement: pd.DataFrame) 
             f"tested.{rest}")
 
 
+def _ci(lo: float, hi: float) -> str:
+    """'95% CI [lo, hi]', or 'no interval at this n' (below :data:`MIN_SEEDS` seeds), as the Conclusion says."""
+    return f"95% CI {interval(lo, hi)}" if math.isfinite(lo) and math.isfinite(hi) else "no interval at this n"
+
+
 def _net_conflict(lo: float, hi: float) -> str:
-    """What a between-task cosine's interval says about net conflict."""
-    if math.isfinite(lo) and lo >= 0.0:
+    """What a between-task cosine's interval says about net conflict; without one, nothing shown either way."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "no net conflict shown"
+    if lo >= 0.0:
         return "≥ 0: no net conflict (near-orthogonal or aligned gradients)"
-    if math.isfinite(hi) and hi < 0.0:
+    if hi < 0.0:
         return "below 0: net conflict, the tasks' gradients oppose on average"
     return "its interval holds 0: no net conflict shown"
 
@@ -180,10 +187,10 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
     else:
         head = (f"Gradient conflict in `{row['variant']}` (on each task's gradient before the strategy combines "
                 f"them): mean between-task cosine of shared-parameter gradients {num(row['cosine_mean'])} "
-                f"(95% CI {interval(row['cosine_lo'], row['cosine_hi'])}), "
+                f"({_ci(float(row['cosine_lo']), float(row['cosine_hi']))}), "
                 f"{_net_conflict(float(row['cosine_lo']), float(row['cosine_hi']))}; conflict fraction (share of "
-                f"updates whose task-pair gradients have cosine < 0) {num(row['conflict_fraction'])} (95% CI "
-                f"{interval(row['conflict_lo'], row['conflict_hi'])}), against 0.5 for independent random "
+                f"updates whose task-pair gradients have cosine < 0) {num(row['conflict_fraction'])} "
+                f"({_ci(float(row['conflict_lo']), float(row['conflict_hi']))}), against 0.5 for independent random "
                 f"directions; over {row['n_pairs']} task pair(s) of non-degenerate tasks, n = {row['n']} seeds")
     if pairs is None or not len(pairs) or "conflict" not in pairs:
         noise = float(row.get("noise_conflict", float("nan")))
@@ -204,7 +211,7 @@ def aggregate_method(n: int, n_reference: int) -> str:
 
 def _poi_sentence(row: pd.Series) -> str:
     return (f"Probability that `{row['variant']}` beats `{row['reference']}` on a task "
-            f"(normalized final score): {num(row['poi'])} (95% CI {interval(row['poi_lo'], row['poi_hi'])}, "
+            f"(normalized final score): {num(row['poi'])} ({_ci(float(row['poi_lo']), float(row['poi_hi']))}, "
             f"rliable percentile stratified bootstrap, n = {row['n']} vs {row['n_reference']} seeds); 0.5 means a tie"
             f"{_ties(row)}; descriptive, not tested.")
 

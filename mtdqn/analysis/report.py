@@ -139,9 +139,14 @@ def _budget(study: Study) -> str:
     return f"{asked} asked, {' / '.join(f'{n:,}' for n in trained)} trained (rounded up to whole logging windows)"
 
 
+def _not_ok(c: _Computed) -> list[str]:
+    """One line per failed or missing cell, for report.md and results.md alike (each is read alone)."""
+    return [f"Variant `{r.variant}` {r.status.upper()}: {r.error} — excluded from all statistics."
+            for r in c.data["cells"].itertuples() if r.status != "ok"]
+
+
 def _overview(study: Study, c: _Computed) -> Section:
-    failed = [f"Variant `{r.variant}` {r.status.upper()}: {r.error} — excluded from all statistics."
-              for r in c.data["cells"].itertuples() if r.status != "ok"]
+    failed = _not_ok(c)
     note = smoke_test_note(study)
     blocks = ([Text(note)] if note else []) + [
         Text(f"Tasks: {', '.join(study.tasks)}. Variants: {', '.join(f'`{v}`' for v in study.variants)}; "
@@ -372,8 +377,10 @@ def _cka_caption(cka: pd.DataFrame) -> str:
                 "and on b's, so that how much the two tasks' inputs differ is not part of it (the pooled probe "
                 "below mixes it in); b's trunk still reads a's observations (zero-padded where b's are wider). "
                 "Its level is not comparable with the pooled table's: linear CKA's estimate is biased upward on "
-                "few states (two unrelated 128-feature representations give ~0.5 on 128 states) and this probe "
-                "has each task's states alone; read it against its own baselines. Change from "
+                "few states, by an amount set by how the features' variance is spread (two independent isotropic "
+                "random 128-feature matrices give ~0.5 on 128 states; trained features, their variance in few "
+                "directions, far less), and this probe has each task's states alone; read it against its own "
+                "baselines, not a fixed number. Change from "
                 "initialization: trained minus the same network untrained (same keys, same probe states), per seed.")
     else:
         text = ("The probe feeds every task's trunk the same states (every task's replay observations pooled), so "
@@ -461,11 +468,26 @@ def _aggregate_note(d: dict) -> str:
             "normalization). " + _percentile_caveat(d))
 
 
+def _no_aggregate(study: Study, d: dict, improvement: bool) -> str:
+    """Why results.md's aggregate table (``improvement``: its improvement table) has no rows, or ''."""
+    table = d["improvement"] if improvement else d["aggregates"]
+    if len(table):
+        return ""
+    if d["aggregates"].empty:
+        return "No rows: no task of this study has usable fixed anchors (report.md, Notes, says why)."
+    if study.reference not in study.ok_variants:
+        return (f"No rows: the reference `{study.reference}` has no results ({study.cells[study.reference].status}), "
+                "and every improvement is over it.")
+    return "No rows: no finished variant besides the reference to compare with it."
+
+
 def _results_md(study: Study, c: _Computed) -> str:
     d = c.data
     parts = [f"# Results: {study.name}", "",
              f"Mean [95% CI] over seeds (the seeds' values below {stats.MIN_SEEDS} seeds); n = seeds per cell. "
              f"Reference: `{study.reference}`.", ""]
+    if (not_ok := _not_ok(c)):
+        parts += [f"- {line}" for line in not_ok] + [""]
     line = discount_line(study, c)
     if line:
         parts[2:2] = [line, ""]
@@ -473,8 +495,10 @@ def _results_md(study: Study, c: _Computed) -> str:
     if note:
         parts[2:2] = [note, ""]
     for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric)),
-              Table("Aggregate normalized score", display.aggregates(d["aggregates"]), _aggregate_note(d)),
-              Table("Improvement over the reference", display.improvement(d["improvement"]), _aggregate_note(d)),
+              Table("Aggregate normalized score", display.aggregates(d["aggregates"]),
+                    _no_aggregate(study, d, False) or _aggregate_note(d)),
+              Table("Improvement over the reference", display.improvement(d["improvement"]),
+                    _no_aggregate(study, d, True) or _aggregate_note(d)),
               Table("Cost", display.cost(d["cost"]))):
         parts.append(table_markdown(t))
     return "\n".join(parts).rstrip() + "\n"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import ranges, stats
-from .fmt import estimate, values
+from .fmt import estimate, value_lists
 from .load import Study
 from .scores import final_score_key, final_scores
 from .tables import untested_reason
@@ -52,8 +52,8 @@ def final_window_table(study: Study) -> pd.DataFrame:
             f, lst = stats.t_mean(final, bounds), stats.t_mean(last, bounds)
             row = {"variant": v, "task": task, "window": ", ".join(f"{s:,}" for s in _window(study, v)),
                    "n": int(final.size), "final_mean": f.value, "final_lo": f.lo, "final_hi": f.hi,
-                   "final_values": values(final), "last_mean": lst.value, "last_lo": lst.lo, "last_hi": lst.hi,
-                   "last_values": values(last)}
+                   "final_values": value_lists(final, last)[0], "last_mean": lst.value, "last_lo": lst.lo,
+                   "last_hi": lst.hi, "last_values": value_lists(final, last)[1]}
             for key, mine, theirs in (("final", final, final_scores(study, ref, task) if ref else None),
                                       ("last", last, study.cells[ref].summary["final_eval"][task] if ref else None)):
                 d = (_difference(mine, np.asarray(theirs, np.float64), bounds) if ref and v != ref

@@ -351,8 +351,8 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
                          "n": int(len(x)), "n_reference": int(len(y)),
                          "reached": int(np.isfinite(raw_x).sum()) if censored else -1,
                          "reached_reference": int(np.isfinite(raw_y).sum()) if censored else -1,
-                         "values": fmt.values(raw_x, censored=budget if censored else None),
-                         "values_reference": fmt.values(raw_y, censored=budget if censored else None),
+                         **dict(zip(("values", "values_reference"),
+                                    fmt.value_lists(raw_x, raw_y, censored=budget if censored else None))),
                          # the final returns' rows only: AUC and steps to threshold see learning that collapsed
                          "near_random": learned_neither and metric in ("final_return", "final_discounted"),
                          "reference_mean": float(np.mean(y)) if len(y) else np.nan})

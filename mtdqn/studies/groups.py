@@ -46,7 +46,8 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import write_json
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary
-from mtdqn.studies.runner import StudyResult, build, cell_configs, progress_printer, run_local, study_record
+from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, progress_printer, run_local,
+                                  study_record)
 from mtdqn.studies.spec import RUN_OPTION_KEYS, StudySpec, apply_options, build_spec
 
 __all__ = ["JOINT", "MEASUREMENTS", "GroupsSpec", "joint_study", "group_name", "group_cell", "plan_record",
@@ -159,8 +160,6 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     """Run the joint run, choose the partitions, train their groups (finished cells skipped), then the groups
     report and the joint run's ordinary report.  Bad input and conflicting finished cells are one-line
     ConfigErrors before anything is written."""
-    from mtdqn.analysis.group_report import write_groups_report
-
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
     check_out_dir(out_dir)
@@ -187,6 +186,6 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         console.print(f"{role}: {entry['partition']}")
     cells = _group_cells(study, record["groups"], out_dir, devices)
     _run(cells, [cell_status(c, d) for c, d in cells], console, progress)
-    write_groups_report(out_dir)
+    build_groups(out_dir)
     summaries = {c.variant: read_summary(d / "summary.json") or {} for c, d in [(joint, joint_dir), *cells]}
     return StudyResult(out_dir, summaries, build(out_dir) if report else None)

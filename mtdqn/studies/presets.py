@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
@@ -16,7 +17,7 @@ from mtdqn.studies.spec import StudySpec, build_spec, read_study_file
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "MOORE_MT3",
            "MOORE_MT5", "MOORE_MT7", "MOORE_EXPERTS", "MINIGRID_OPTIONS", "resolve_spec", "study_table",
            "study_seeds_and_tasks", "transfer_preset",
-           "deramo_transfer_preset", "GROUPS_PRESET", "GROUPS_TASKS", "groups_preset"]
+           "deramo_transfer_preset", "GROUPS_PRESET", "GROUPS_TASKS", "groups_preset", "cadence"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
 # greedy evaluation (the DQN defaults plus squared-error TD loss; Huber learned CartPole far slower
@@ -190,7 +191,8 @@ MOORE_EXPERTS = {3: 2, 5: 3, 7: 4}
 """MOORE's expert counts per task set (MT3 2, MT5 3, MT7 4): the ``moe`` and ``moore`` variants' K."""
 
 MINIGRID_OPTIONS: dict[str, Any] = {
-    "log_every": 5_000, "num_envs": 16, "train_every": 16, "batch_size": 128, "buffer_size": 100_000,
+    # log_every: whole vector steps of 16 dividing eval_every and steps (5,000 ran as 5,008: 200,320 steps in all)
+    "log_every": 4_000, "num_envs": 16, "train_every": 16, "batch_size": 128, "buffer_size": 100_000,
     "learning_starts": 2_000, "n_step": 10, "eps_fraction": 0.3, "eps_end": 0.1, "gamma": 0.99,
 }
 """DQN settings of the MiniGrid presets (see :func:`_moore`)."""
@@ -264,10 +266,11 @@ def transfer_preset(seeds: int | None = None, steps: int | None = None) -> Any:
     from mtdqn.studies.transfer import TransferSpec
 
     steps = 100_000 if steps is None else steps
+    window, every = cadence(steps, max(1, steps // 20), CLASSIC_OPTIONS["log_every"], TrainConfig().num_envs)
     return TransferSpec(name="transfer", pretrain_tasks=("CartPole-v1", "MountainCar-v0"), target="Acrobot-v1",
                         steps=steps, seeds=5 if seeds is None else seeds,
-                        run_options=RunOptions(eval_every=max(1, steps // 20)), unfreeze_at=steps // 5,
-                        lora_rank=8, options=dict(CLASSIC_OPTIONS))
+                        run_options=RunOptions(eval_every=every), unfreeze_at=steps // 5,
+                        lora_rank=8, options={**CLASSIC_OPTIONS, "log_every": window})
 
 
 DERAMO_EPOCH = 1_000
@@ -308,18 +311,34 @@ def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -
     epochs = protocol["steps"] // DERAMO_EPOCH  # the paper's 50
     steps = protocol["steps"] if steps is None else steps
     target = "Acrobot-v1"
+    options = protocol["options"]
+    window, every = cadence(steps, min(DERAMO_EPOCH, max(1, steps // 20)), options["log_every"], options["num_envs"])
     return TransferSpec(name="deramo-transfer", target=target,
                         pretrain_tasks=tuple(t for t in protocol["tasks"] if t.split(":")[0] != target),
                         steps=steps, seeds=protocol["seeds"] if seeds is None else seeds,
-                        run_options=RunOptions(eval_every=min(DERAMO_EPOCH, max(1, steps // 20)),
-                                               eval_episodes=protocol["eval_episodes"], keep_best=True),
+                        run_options=RunOptions(eval_every=every, eval_episodes=protocol["eval_episodes"],
+                                               keep_best=True),
                         unfreeze_at=max(1, (DERAMO_UNFREEZE_EPOCH - 1) * steps // epochs),
-                        lora_rank=8, options=dict(protocol["options"]))
+                        lora_rank=8, options={**options, "log_every": window})
 
 
 TRANSFER_PRESETS: dict[str, Callable[..., Any]] = {"transfer": transfer_preset,
                                                    "deramo-transfer": deramo_transfer_preset}
 """Two-stage studies (pretraining, then the held-out task), run by :mod:`mtdqn.studies.transfer`."""
+
+
+def cadence(steps: int, every: int, most: int, num_envs: int) -> tuple[int, int]:
+    """(logging window, evaluation cadence) in env steps per task, for evaluations about every ``every`` steps,
+    that the loop runs as asked: it rounds a window up to whole vector steps of ``num_envs``, the budget up to
+    whole windows and the cadence to whole windows (:class:`mtdqn.train.drive.Schedule`), so the window is a
+    multiple of ``num_envs`` dividing the cadence and, where one does, ``steps``: the longest up to ``most``.
+    ``every`` is kept where such a window divides it, else it becomes the whole windows under it."""
+    windows = range(num_envs, max(num_envs, min(most, every)) + 1, num_envs)
+    exact = [w for w in windows if every % w == 0 and steps % w == 0]
+    if exact:
+        return max(exact), every
+    window = max((w for w in windows if steps % w == 0), default=windows[-1])
+    return window, window * max(1, every // window)
 
 
 GROUPS_PRESET = "groups"
@@ -337,16 +356,18 @@ def groups_preset(tasks: tuple[str, ...] | None = None, seeds: int | None = None
     160k; 16 evaluation episodes; checkpoints at each evaluation, as a MiniGrid run takes hours on a CPU).
     (``gym:MiniGrid-...`` host tasks and MinAtar sets keep the classic settings.)  Learning
     starts after a tenth of a small budget (at most the family's own start), and the logging windows shrink
-    with it so the affinity has a curve; a greedy evaluation every tenth of the run."""
+    with it so the affinity has a curve; a greedy evaluation every tenth of the run, both in whole vector steps
+    (:func:`cadence`: ``--steps 3000`` on 4 envs logs every 100 steps, not 150, which ran as 152 and trained
+    3,040 steps)."""
     from mtdqn.studies.groups import GroupsSpec
 
     tasks = tuple(tasks or GROUPS_TASKS)
     minigrid = all(t.startswith("MiniGrid-") for t in tasks)
     steps = (200_000 if minigrid else 100_000) if steps is None else steps  # MiniGrid: MOORE's budget
     family = MINIGRID_OPTIONS if minigrid else {**CLASSIC_OPTIONS, "learning_starts": 5_000}
-    options = {**family, "log_every": min(family["log_every"], max(1, steps // 20)),
-               "learning_starts": min(family["learning_starts"], steps // 10)}
-    every = max(1, steps // 10)
+    window, every = cadence(steps, max(1, steps // 10), min(family["log_every"], max(1, steps // 20)),
+                            family.get("num_envs", TrainConfig().num_envs))
+    options = {**family, "log_every": window, "learning_starts": min(family["learning_starts"], steps // 10)}
     run_options = RunOptions(eval_every=every, eval_episodes=16, checkpoint_every=every) if minigrid else \
         RunOptions(eval_every=every)
     return GroupsSpec(name=GROUPS_PRESET, tasks=tasks, steps=steps, seeds=5 if seeds is None else seeds,

@@ -35,7 +35,7 @@ from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
 __all__ = ["StudyResult", "Estimate", "cell_configs", "estimate_training_time", "cell_evaluations",
-           "progress_printer", "run_study", "build"]
+           "progress_printer", "run_study", "build", "build_groups"]
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -269,3 +269,13 @@ def build(out_dir: Path) -> Path:
         return Path(build_report(Path(out_dir))) / "report.html"
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0] if str(exc) else "report failed") from None
+
+
+def build_groups(out_dir: Path) -> Path:
+    """Write a stored groups study's groups.md (:func:`build`'s one-line errors); returns its path."""
+    from mtdqn.analysis.group_report import write_groups_report
+
+    try:
+        return write_groups_report(Path(out_dir))
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0] if str(exc) else "groups report failed") from None

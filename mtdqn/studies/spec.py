@@ -23,6 +23,7 @@ costs a second, not a cell.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -49,8 +50,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {task: f.threshold for task, f in FACTS.i
 _STUDY_LEVEL = ("tasks", "steps", "seeds", "seed")
 # The run options a study sets for every cell, at the top level of its file (the seed layout is --devices).
 RUN_OPTION_KEYS = ("eval_episodes", "eval_every", "checkpoint_every")
+_TABLES = ("thresholds", "options", "variants")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
-             *RUN_OPTION_KEYS, "thresholds", "options", "variants")
+             *RUN_OPTION_KEYS, *_TABLES)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -95,9 +97,9 @@ def _checked_options(raw: Any, source: str, where: str) -> dict[str, Any]:
     out = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
-        if name in _STUDY_LEVEL:
-            raise ConfigError(f"{source}: {where}.{key}: {name} is set once for the whole study (top level), "
-                              "not per variant")
+        if name in _TOP_KEYS and name not in _TABLES:
+            raise ConfigError(f"{source}: {where}.{key}: {name} is a study-level key, set once for every variant: "
+                              f"put it at the top of the file, not in [{where}]")
         if name not in OPTIONS:
             raise ConfigError(f"{source}: {where}.{key}: {unknown_option(name, OPTIONS)}")
         try:
@@ -172,7 +174,12 @@ def _int(raw: dict, key: str, default: Any, source: str, minimum: int) -> int:
 
 
 def default_threshold(task: str) -> float | None:
-    """The built-in steps-to-threshold level of a task spec (its options, e.g. ``:gamma=0.95``, aside)."""
+    """The built-in steps-to-threshold level of a task spec, its options aside.
+
+    Unlike the anchors (:func:`mtdqn.analysis.anchors.lookup`) a threshold is a chosen return level, not a
+    measurement of the default task, and it keeps its meaning under the options that change returns: MinAtar's are
+    fractions of published DQN's returns, which play with sticky actions and the full action set, and MiniGrid's
+    0.5 lies within the success reward's range (0.1 to 1) whatever ``max_steps``."""
     return DEFAULT_THRESHOLDS.get(base_task(task))
 
 
@@ -273,7 +280,8 @@ def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dic
     A study's evaluation cadence is its protocol (its final score averages the evaluations of the run's last
     stretch), so it is run as asked, never rounded to the windows: a ``log_every`` the study sets must divide
     ``eval_every`` (else a one-line error), and where no variant sets one, the window is the largest divisor of
-    ``eval_every`` up to the default (``eval_every = 5000`` trains in 5,000-step windows, not 10,000).
+    ``eval_every`` up to the default (``eval_every = 5000`` trains in 5,000-step windows, not 10,000) in whole
+    vector steps (``num_envs = 8``, ``eval_every = 15000``: 5,000, not 7,500, which would run as 7,504).
     """
     if not eval_every:
         return options
@@ -286,11 +294,15 @@ def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dic
     if "log_every" in options or all("log_every" in o for o in variants.values()):
         return options
     default = TrainConfig().log_every
-    window = max(d for d in range(1, min(default, eval_every) + 1) if eval_every % d == 0)
+    # the trainer rounds a window up to whole vector steps: a multiple of every such variant's num_envs
+    envs = math.lcm(*(max(1, int(o.get("num_envs", options.get("num_envs", TrainConfig().num_envs))))
+                      for o in variants.values() if "log_every" not in o))
+    window = max((d for d in range(envs, min(default, eval_every) + 1, envs) if eval_every % d == 0), default=0)
     if window * MIN_WINDOW_SHARE < min(default, eval_every):
         raise ConfigError(f"{source}: eval_every {eval_every:,} has no divisor near the default logging window "
-                          f"({default:,} env steps; the largest is {window:,}): set options.log_every to a divisor "
-                          "of eval_every, or eval_every to a multiple of a sensible window")
+                          f"({default:,} env steps) in whole vector steps of {envs} env steps (the largest is "
+                          f"{window:,}): set options.log_every to a divisor of eval_every, or eval_every to a "
+                          "multiple of a sensible window")
     return options if window == default else {**options, "log_every": window}
 
 
