@@ -19,7 +19,7 @@ import numpy as np
 
 from mtdqn.analysis.ranges import return_bounds
 from mtdqn.taskfacts import FACTS, Anchors, base_task
-from mtdqn.tasknames import split_spec
+from mtdqn.tasknames import task_options
 
 __all__ = ["Anchors", "ANCHORS", "RETURN_OPTIONS", "return_options", "lookup", "usable", "MIN_GAP", "normalize"]
 
@@ -41,9 +41,7 @@ RETURN_OPTIONS = ("max_steps", "sticky", "actions")
 
 def return_options(task: str) -> list[str]:
     """The options of a task spec that change its returns (:data:`RETURN_OPTIONS`), in the spec's order."""
-    _, _, options = split_spec(task)
-    names = [option.partition("=")[0].strip() for option in options.split(",")]
-    return [name for name in names if name in RETURN_OPTIONS]
+    return [name for name in task_options(task)[2] if name in RETURN_OPTIONS]
 
 
 def lookup(task: str) -> Anchors | None:
