@@ -20,7 +20,7 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -31,13 +31,15 @@ from mtdqn.runoptions import RunOptions
 from mtdqn.io import provenance, read_json, write_json
 
 __all__ = [
-    "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",
+    "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "read_latest", "checkpoint_meta",
     "describe_mismatch",
 ]
 
 FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
 _META_KEYS = ("path", "iteration", "chunk", "config", "files")
 _ITER_DIR = re.compile(r"iter_\d{9}")
+READ_TRIES = 5  # a reader of a run still training takes a newer checkpoint this often before it gives up
+T = TypeVar("T")
 
 
 def _digest(path: Path) -> str:
@@ -184,3 +186,30 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig, template: Any, verified: di
     finally:
         checkpointer.close()
     return state, meta
+
+
+def _live_name(run_dir: Path) -> str | None:
+    """The checkpoint latest.json names now; None where there is no readable record."""
+    try:
+        return read_json(Path(run_dir) / "checkpoints" / "latest.json").get("path")
+    except (ConfigError, OSError, AttributeError):
+        return None
+
+
+def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], tries: int = READ_TRIES) -> T:
+    """``restore(meta)`` of a run's latest checkpoint, verified first (:func:`verify_checkpoint`).
+
+    A run still training switches latest.json to each new checkpoint and then
+    removes the old one, which a reader may be verifying or restoring at that
+    moment: where latest.json has moved on since, the failure says nothing about
+    the run, and the new checkpoint is read instead (``tries`` times in all).
+    A failure while latest.json stays put is the checkpoint's own, raised as is.
+    """
+    for _ in range(tries):
+        seen = _live_name(run_dir)
+        try:
+            return restore(verify_checkpoint(run_dir, cfg))
+        except Exception:  # a file or the whole checkpoint gone under the reader: any type, from orbax or the OS
+            if _live_name(run_dir) == seen:
+                raise
+    raise ConfigError(f"the run in {run_dir} is writing checkpoints faster than they can be read; retry")

@@ -11,7 +11,8 @@ import pytest
 from helpers import IMAGE, VECTOR, fake_run
 
 import mtdqn
-from mtdqn.checkpoint import load_checkpoint
+import mtdqn.checkpoint
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.networks import q_values
@@ -130,3 +131,46 @@ def test_image_observations_must_be_zero_or_one(tmp_path):
     grid[1, 3, 4, 2] = 1
     np.testing.assert_array_equal(agent.act("Breakout-MinAtar", np.where(grid > 0, 2, 0), clip=True),
                                   agent.act("Breakout-MinAtar", grid))
+
+
+def _saving_after_verify(monkeypatch, trainer, state, saves: int) -> list[int]:
+    """Make the first ``saves`` verifications of a checkpoint be followed by a new save of the run (as a run still
+    training does between a reader's check and its restore), which removes the checkpoint just verified."""
+    verify, chunks = mtdqn.checkpoint.verify_checkpoint, []
+
+    def verify_then_save(run_dir, cfg):
+        meta = verify(run_dir, cfg)
+        if len(chunks) < saves:
+            chunks.append(meta["chunk"] + 1)
+            save_checkpoint(run_dir, trainer.agent.cfg, state, chunks[-1])
+        return meta
+
+    monkeypatch.setattr(mtdqn.checkpoint, "verify_checkpoint", verify_then_save)
+    return chunks
+
+
+def test_a_checkpoint_replaced_while_read_is_read_again(tmp_path, monkeypatch, capsys):
+    """A run still training replaces its checkpoint between a reader's verification and restore: the reader takes
+    the new one (was: "holds no usable network: Checkpoint at ... not found" 7 times in 8), and says so in one
+    line only when the run outpaces every try."""
+    trainer, _, state = fake_run(tmp_path / "run")
+    chunks = _saving_after_verify(monkeypatch, trainer, state, saves=2)
+    agent = mtdqn.load_agent(tmp_path / "run")
+    assert chunks == [2, 3] and agent.act("CartPole-v1", np.zeros(4, np.float32)).shape == ()
+    _saving_after_verify(monkeypatch, trainer, state, saves=100)
+    obs = tmp_path / "obs.npy"
+    np.save(obs, np.zeros((1, 4), np.float32))
+    with pytest.raises(SystemExit) as exc:
+        main(["act", str(tmp_path / "run"), "--task", "CartPole-v1", "--obs", str(obs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "writing checkpoints faster than they can be read" in err[0]
+
+
+def test_evaluate_reads_a_checkpoint_replaced_while_read(tmp_path, monkeypatch):
+    """`mtdqn evaluate` of a run still training reads its newer checkpoint as load_agent does."""
+    from mtdqn.train.evaluate_command import evaluate_run
+
+    trainer, _, state = fake_run(tmp_path / "run")
+    first = mtdqn.checkpoint.checkpoint_meta(tmp_path / "run")["iteration"]
+    chunks = _saving_after_verify(monkeypatch, trainer, state, saves=1)
+    assert evaluate_run(tmp_path / "run", episodes=1)["iteration"] == 2 * first and chunks == [2]
