@@ -93,6 +93,7 @@ class LoadedAgent:
         """Observations as (batch, *padded shape), checked (or clipped), and whether a single one was given."""
         task = self.task_set.tasks[i]
         obs = np.asarray(obs)
+        given = obs.shape  # as the caller gave it, not as batched
         single = obs.shape == task.obs_shape
         if single:
             obs = obs[None]
@@ -100,7 +101,7 @@ class LoadedAgent:
         if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not real or not len(obs):
             shape = ", ".join(map(str, task.obs_shape))
             raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) with batch >= 1, "
-                              f"or ({shape}), of real numbers; got {obs.shape} of {obs.dtype}")
+                              f"or ({shape}), of real numbers; got {given} of {obs.dtype}")
         obs = check_observations(task, obs, clip)
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
 

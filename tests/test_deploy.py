@@ -61,13 +61,21 @@ def test_act_command_and_its_bad_input(tmp_path, capsys):
     np.save(tmp_path / "complex.npy", np.zeros((3, 4), np.complex64))
     (tmp_path / "junk.npy").write_text("not an array")
     (tmp_path / "nothing.npy").write_bytes(b"")
+    np.savez(tmp_path / "both.npz", obs=np.zeros((3, 4), np.float32))
+    np.save(tmp_path / "objects.npy", np.array([{}, 1], dtype=object))
+    np.save(tmp_path / "text.npy", np.array(list("abcd")))  # one observation's shape, of text
     cases = [
         (["--task", "Pong-v0", "--obs", str(obs)], "is not one of this run's tasks"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "wrong.npy")], "must have shape (batch, 4) with batch"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "empty.npy")], "got (0, 4) of float32"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "complex.npy")], "of real numbers; got (3, 4) of complex64"),
-        (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array (it is no plain "
-         ".npy array: NumPy would have to unpickle it, which mtdqn never does)"),  # NumPy's advice: allow_pickle=
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array (it is not a "
+         ".npy file)"),  # was: "NumPy would have to unpickle it" (NumPy tries that on any unknown format)
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "objects.npy")], "(it holds Python objects, and mtdqn "
+         "never unpickles)"),
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "both.npz")], "both.npz is an .npz archive (obs); give "
+         "one array as .npy"),  # was: got (1,) of <U1
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "text.npy")], "real numbers; got (4,) of <U1"),  # (1, 4)
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "nothing.npy")], "not a readable .npy array (the file is "
          "empty)"),  # was an EOFError traceback
         (["--task", "CartPole-v1", "--obs", str(obs), "--seed", "7"], "seed 7 is not one of this run's seeds"),

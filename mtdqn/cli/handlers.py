@@ -7,7 +7,7 @@ turns them into the one line a user sees.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from mtdqn.cli.commands import (
     Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, Tune, given_options,
@@ -159,20 +159,34 @@ def _run_evaluate(cmd: Evaluate) -> None:
     print(f"written: {cmd.run / 'eval.json'}")
 
 
+def _load_npy(path: Path) -> Any:
+    """The one array of a .npy file; one line for anything else (an .npz archive, a file of another format)."""
+    import numpy as np
+
+    try:
+        obs = np.load(path, allow_pickle=False)
+    except EOFError:  # an empty file
+        raise ConfigError(f"{path}: not a readable .npy array (the file is empty)") from None
+    except (OSError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Object arrays" in why:  # a .npy of Python objects: NumPy's advice is to unpickle them
+            why = "it holds Python objects, and mtdqn never unpickles"
+        elif "allow_pickle" in why:  # NumPy tries unpickling whatever is neither .npy nor .npz
+            why = "it is not a .npy file"
+        raise ConfigError(f"{path}: not a readable .npy array ({why})") from None
+    if isinstance(obs, np.lib.npyio.NpzFile):
+        names = ", ".join(obs.files) or "no arrays"
+        obs.close()
+        raise ConfigError(f"{path} is an .npz archive ({names}); give one array as .npy (numpy.save)")
+    return obs
+
+
 def _run_act(cmd: Act) -> None:
     import numpy as np
 
     from mtdqn.deploy import load_agent
 
-    try:
-        obs = np.load(cmd.obs, allow_pickle=False)
-    except EOFError:  # an empty file
-        raise ConfigError(f"{cmd.obs}: not a readable .npy array (the file is empty)") from None
-    except (OSError, ValueError) as exc:
-        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "allow_pickle" in why:  # NumPy's advice is to unpickle it, which mtdqn never does
-            why = "it is no plain .npy array: NumPy would have to unpickle it, which mtdqn never does"
-        raise ConfigError(f"{cmd.obs}: not a readable .npy array ({why})") from None
+    obs = _load_npy(cmd.obs)
     agent = load_agent(cmd.run)
     for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
         actions = np.atleast_1d(agent.act(cmd.task, obs, seed, clip=cmd.clip))
