@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from mtdqn.config import TrainConfig, config_from_dict
+from mtdqn.config import TrainConfig, config_from_dict, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
                       read_parquet, write_json, write_parquet)
@@ -306,6 +306,21 @@ class RunDir:
         where = (f": it is an unfinished member of the population in {population}, whose checkpoint holds it "
                  f"until it finishes; {population_goes_on(population)}") if population is not None else ""
         raise ConfigError(f"no checkpoint in {self.path} (missing checkpoints/latest.json){where}")
+
+    def unfinished_note(self) -> str | None:
+        """Where this run has not ended but has a checkpoint (it is training, or was stopped): what a reader of it
+        acts with, ``RUN is unfinished: its checkpoint is at step X of Y``; None for a finished run and for a
+        folder without a run or a readable checkpoint record (the reader's own error says so)."""
+        if not self.is_run() or self.finished_as() is not None:
+            return None
+        try:
+            meta = read_json(self.path / "checkpoints" / "latest.json")
+            cfg = config_from_dict(meta["config"])
+            step = int(meta["iteration"]) * cfg.num_envs
+            total = derive(cfg).env_steps
+        except (ConfigError, OSError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return f"{self.path} is unfinished: its checkpoint is at step {step:,} of {total:,}"
 
     def config(self) -> TrainConfig:
         """The config this run directory was made with (its record); a one-line error if it has none."""

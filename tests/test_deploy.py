@@ -182,3 +182,19 @@ def test_evaluate_reads_a_checkpoint_replaced_while_read(tmp_path, monkeypatch):
     first = mtdqn.checkpoint.checkpoint_meta(tmp_path / "run")["iteration"]
     chunks = _saving_after_verify(monkeypatch, trainer, state, saves=1)
     assert evaluate_run(tmp_path / "run", episodes=1)["iteration"] == 2 * first and chunks == [2]
+
+
+def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys):
+    """act and evaluate of a run that has not finished (still training, or killed) add one note on stderr after
+    their output: its checkpoint is not its end.  A finished run has none."""
+    fake_run(tmp_path / "run")  # chunk 1 of 6: 200 of 1200 steps
+    np.save(tmp_path / "obs.npy", np.zeros((2, 4), np.float32))
+    act = ["act", str(tmp_path / "run"), "--task", "CartPole-v1", "--obs", str(tmp_path / "obs.npy")]
+    for argv in (act, ["evaluate", str(tmp_path / "run"), "--episodes", "1"]):
+        main(argv)
+        captured = capsys.readouterr()
+        assert captured.out and captured.err.splitlines() == [
+            f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+    (tmp_path / "run" / "summary.json").write_text("{}")
+    main(act)
+    assert capsys.readouterr().err == ""

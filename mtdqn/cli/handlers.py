@@ -6,6 +6,7 @@ turns them into the one line a user sees.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -149,6 +150,16 @@ def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool
             print(f"{indent}{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f}{tail}".rstrip())
 
 
+def _note_unfinished(run: Path) -> None:
+    """One line on stderr, after the command's output (never beside an error), where the run acted with or
+    evaluated has not finished: its checkpoint is not its end."""
+    from mtdqn.rundir import RunDir
+
+    note = RunDir(run).unfinished_note()
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def _run_evaluate(cmd: Evaluate) -> None:
     from mtdqn.results import open_run
 
@@ -157,6 +168,7 @@ def _run_evaluate(cmd: Evaluate) -> None:
     for r in table.itertuples():
         print(f"{r.task:24s} {r.seed:5d}  {r.return_mean:9.2f} ± {r.return_std:<9.2f}".rstrip())
     print(f"written: {cmd.run / 'eval.json'}")
+    _note_unfinished(cmd.run)
 
 
 def _load_npy(path: Path) -> Any:
@@ -191,6 +203,7 @@ def _run_act(cmd: Act) -> None:
     for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
         actions = np.atleast_1d(agent.act(cmd.task, obs, seed, clip=cmd.clip))
         print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
+    _note_unfinished(cmd.run)
 
 
 def _run_play(cmd: Play) -> None:
@@ -201,6 +214,7 @@ def _run_play(cmd: Play) -> None:
         print(f"episode {n + 1}: return {ret:g}, length {length} steps")
     if result.gif is not None:
         print(f"written: {result.gif} ({result.frames} frames)")
+    _note_unfinished(cmd.run)
 
 
 def _run_distill(cmd: Distill) -> None:
