@@ -215,6 +215,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run)
     cases = [
         (["--task", "CartPole-v1", "--gif", str(tmp_path / "missing" / "cp.gif")], "does not exist"),
         (["--task", "CartPole-v1", "--gif", str(tmp_path)], "is a directory"),
+        (["--task", "CartPole-v1", "--gif", str(tmp_path / "cp.png")], "cp.png: the file written is a GIF; give a "
+         f"name ending in .gif, e.g. {tmp_path / 'cp.gif'}"),  # was: GIF data written as cp.png
         (["--task", "CartPole-v1", "--gif", str(tmp_path / "pipe.gif")], "exists and is not a regular file"),
         (["--task", "CartPole-v1", "--episodes", "0", "--gif", str(tmp_path / "cp.gif")], "--episodes must be > 0"),
         (["--task", "Breakout-MinAtar", "--gif", str(tmp_path / "cp.gif")], "is not one of this run's tasks"),
