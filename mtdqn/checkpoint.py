@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -196,6 +197,31 @@ def _live_name(run_dir: Path) -> str | None:
         return None
 
 
+def _abandoned(unraisable: Any) -> bool:
+    """Whether Python reports what an abandoned orbax read left behind: its coroutines, collected with their
+    exceptions, and TensorStore reads that end after its event loop closed."""
+    code = getattr(unraisable.object, "cr_code", None)
+    exc = unraisable.exc_value
+    return (code is not None and "orbax" in Path(code.co_filename).parts) or (
+        unraisable.object is None and isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")
+
+
+def _quiet_abandoned_reads() -> None:
+    """From now on in this process, what an abandoned read leaves behind reports nothing: Python would print a
+    traceback of each (~100 lines of TensorStore text) beside the right answer, whenever they end or are
+    collected, which may be after the new checkpoint was read.  Everything else is reported as before."""
+    if getattr(sys.unraisablehook, "quiets_abandoned_reads", False):
+        return
+    before = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not _abandoned(unraisable):
+            before(unraisable)
+
+    hook.quiets_abandoned_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], tries: int = READ_TRIES) -> T:
     """``restore(meta)`` of a run's latest checkpoint, verified first (:func:`verify_checkpoint`).
 
@@ -210,6 +236,7 @@ def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], t
         try:
             return restore(verify_checkpoint(run_dir, cfg))
         except Exception:  # a file or the whole checkpoint gone under the reader: any type, from orbax or the OS
+            _quiet_abandoned_reads()  # at once: the failed read's leftovers report as they end
             if _live_name(run_dir) == seen:
                 raise
     raise ConfigError(f"the run in {run_dir} is writing checkpoints faster than they can be read; retry")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from functools import partial
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -163,8 +165,16 @@ def test_a_checkpoint_replaced_while_read_is_read_again(tmp_path, monkeypatch, c
     line only when the run outpaces every try."""
     trainer, _, state = fake_run(tmp_path / "run")
     chunks = _saving_after_verify(monkeypatch, trainer, state, saves=2)
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
     agent = mtdqn.load_agent(tmp_path / "run")
     assert chunks == [2, 3] and agent.act("CartPole-v1", np.zeros(4, np.float32)).shape == ()
+    # An abandoned read's TensorStore reads that end on its closed event loop are no longer printed; others are.
+    closed, other = (SimpleNamespace(object=None, exc_value=exc) for exc in (RuntimeError("Event loop is closed"),
+                                                                            ValueError("something else")))
+    sys.unraisablehook(closed)
+    sys.unraisablehook(other)
+    assert reported == [other]
     _saving_after_verify(monkeypatch, trainer, state, saves=100)
     obs = tmp_path / "obs.npy"
     np.save(obs, np.zeros((1, 4), np.float32))
