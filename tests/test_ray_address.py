@@ -70,3 +70,16 @@ def test_auto_without_a_cluster_names_mtdqns_flag(monkeypatch):
     assert "Could not find any running Ray instance" in message and "--ray-address" in message.split(": ", 1)[1]
     assert "`--address`" not in message
     assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_a_ray_clusters_own_address_passes_the_check(tmp_path, monkeypatch):
+    """The check asks what every Ray cluster's GCS answers: a private local cluster's address passes it."""
+    from mtdqn.studies.ray_backend import _check_reachable
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # Ray must leave nothing in the home folder
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    with RayBackend("local", num_cpus=1):
+        _check_reachable(ray.get_runtime_context().gcs_address)
+    assert not ray.is_initialized()
