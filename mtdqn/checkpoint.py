@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -31,13 +32,15 @@ from mtdqn.runoptions import RunOptions
 from mtdqn.io import provenance, read_json, write_json
 
 __all__ = [
-    "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_meta",
+    "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "read_latest", "checkpoint_meta",
     "describe_mismatch",
 ]
 
 FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
 _META_KEYS = ("path", "iteration", "chunk", "config", "files")
 _ITER_DIR = re.compile(r"iter_\d{9}")
+READ_TRIES = 5  # a reader of a run still training takes a newer checkpoint this often before it gives up
+T = TypeVar("T")
 
 
 def _digest(path: Path) -> str:
@@ -184,3 +187,56 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig, template: Any, verified: di
     finally:
         checkpointer.close()
     return state, meta
+
+
+def _live_name(run_dir: Path) -> str | None:
+    """The checkpoint latest.json names now; None where there is no readable record."""
+    try:
+        return read_json(Path(run_dir) / "checkpoints" / "latest.json").get("path")
+    except (ConfigError, OSError, AttributeError):
+        return None
+
+
+def _abandoned(unraisable: Any) -> bool:
+    """Whether Python reports what an abandoned orbax read left behind: its coroutines, collected with their
+    exceptions, and TensorStore reads that end after its event loop closed."""
+    code = getattr(unraisable.object, "cr_code", None)
+    exc = unraisable.exc_value
+    return (code is not None and "orbax" in Path(code.co_filename).parts) or (
+        unraisable.object is None and isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")
+
+
+def _quiet_abandoned_reads() -> None:
+    """From now on in this process, what an abandoned read leaves behind reports nothing: Python would print a
+    traceback of each (~100 lines of TensorStore text) beside the right answer, whenever they end or are
+    collected, which may be after the new checkpoint was read.  Everything else is reported as before."""
+    if getattr(sys.unraisablehook, "quiets_abandoned_reads", False):
+        return
+    before = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not _abandoned(unraisable):
+            before(unraisable)
+
+    hook.quiets_abandoned_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], tries: int = READ_TRIES) -> T:
+    """``restore(meta)`` of a run's latest checkpoint, verified first (:func:`verify_checkpoint`).
+
+    A run still training switches latest.json to each new checkpoint and then
+    removes the old one, which a reader may be verifying or restoring at that
+    moment: where latest.json has moved on since, the failure says nothing about
+    the run, and the new checkpoint is read instead (``tries`` times in all).
+    A failure while latest.json stays put is the checkpoint's own, raised as is.
+    """
+    for _ in range(tries):
+        seen = _live_name(run_dir)
+        try:
+            return restore(verify_checkpoint(run_dir, cfg))
+        except Exception:  # a file or the whole checkpoint gone under the reader: any type, from orbax or the OS
+            _quiet_abandoned_reads()  # at once: the failed read's leftovers report as they end
+            if _live_name(run_dir) == seen:
+                raise
+    raise ConfigError(f"the run in {run_dir} is writing checkpoints faster than they can be read; retry")

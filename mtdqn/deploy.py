@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mtdqn.checkpoint import verify_checkpoint
+from mtdqn.checkpoint import read_latest
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, make_architecture, one_task_q_values, param_shapes, split_shared
 from mtdqn.rundir import RunDir
@@ -93,6 +93,7 @@ class LoadedAgent:
         """Observations as (batch, *padded shape), checked (or clipped), and whether a single one was given."""
         task = self.task_set.tasks[i]
         obs = np.asarray(obs)
+        given = obs.shape  # as the caller gave it, not as batched
         single = obs.shape == task.obs_shape
         if single:
             obs = obs[None]
@@ -100,7 +101,7 @@ class LoadedAgent:
         if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not real or not len(obs):
             shape = ", ".join(map(str, task.obs_shape))
             raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) with batch >= 1, "
-                              f"or ({shape}), of real numbers; got {obs.shape} of {obs.dtype}")
+                              f"or ({shape}), of real numbers; got {given} of {obs.dtype}")
         obs = check_observations(task, obs, clip)
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
 
@@ -144,11 +145,13 @@ def _task_q(arch: Architecture, params: Any, obs: jax.Array, i: int) -> jax.Arra
 
 
 def load_agent(run_dir: Path | str) -> LoadedAgent:
-    """Load a run's Q-network for acting; a missing, damaged or foreign checkpoint is a one-line ConfigError."""
+    """Load a run's Q-network for acting; a missing, damaged or foreign checkpoint is a one-line ConfigError.
+
+    A run still training may replace its checkpoint while it is read: the new one is read instead
+    (:func:`mtdqn.checkpoint.read_latest`)."""
     run_dir = Path(run_dir)
     cfg = RunDir(run_dir).config()  # a folder without a run: one line
     RunDir(run_dir).require_checkpoint()  # one line, naming a population's member's checkpoint
-    meta = verify_checkpoint(run_dir, cfg)
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)
     seeds = tuple(cfg.seed + i for i in range(cfg.seeds))
@@ -157,13 +160,18 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
         abstract["value_norm"] = jax.eval_shape(lambda: popart_init(len(task_set)))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype, sharding=device), abstract)
-    path = (run_dir / "checkpoints" / meta["path"]).absolute()
+    restored = read_latest(run_dir, cfg, lambda meta: _restore_network(run_dir / "checkpoints" / meta["path"], target))
+    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds, restored.get("value_norm"))
+
+
+def _restore_network(path: Path, target: Any) -> Any:
+    """The subtrees of ``target`` (its shapes, dtypes and device) from the checkpoint at ``path``, nothing else."""
+    path = path.absolute()
     try:
         with ocp.PyTreeCheckpointer() as checkpointer:
             restore_args = ocp.checkpoint_utils.construct_restore_args(target)  # onto this one device
-            restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+            return checkpointer.restore(path, args=ocp.args.PyTreeRestore(
                 item=target, restore_args=restore_args, partial_restore=True))
     except Exception as exc:  # orbax raises many types for a damaged or mismatched tree
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"checkpoint {path} holds no usable network: {first}") from None
-    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds, restored.get("value_norm"))

@@ -149,6 +149,9 @@ def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: in
 def _check_gif_path(gif: Path) -> None:
     if gif.is_dir():
         raise ConfigError(f"--gif {gif} is a directory; give a file name, e.g. {gif / 'play.gif'}")
+    if gif.suffix.lower() != ".gif":  # GIF data under another name: a viewer would mistake or refuse it
+        raise ConfigError(f"--gif {gif}: the file written is a GIF; give a name ending in .gif, e.g. "
+                          f"{gif.with_suffix('.gif')}")
     if gif.exists() and not gif.is_file():  # a device, a pipe: the GIF is written beside it and renamed over it
         raise ConfigError(f"--gif {gif} exists and is not a regular file; give a file name")
     if not gif.parent.is_dir():

@@ -34,14 +34,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from mtdqn.config import TrainConfig, config_from_dict
+from mtdqn.config import TrainConfig, config_from_dict, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
                       read_parquet, write_json, write_parquet)
 from mtdqn.sweepspec import SWEEP_FILE, population_goes_on
 
-__all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "RUN_FILES", "METRIC_COLUMNS", "EVAL_COLUMNS",
-           "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
+__all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES",
+           "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
            "METRIC_SCHEMA", "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA",
            "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
            "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN", "FINAL_SCORE_RULES", "final_score_rule",
@@ -53,6 +53,9 @@ RUN_RECORD = "config.json"
 # comparison with its teachers (`mtdqn distill`).
 RUN_SUMMARY = "summary.json"
 DISTILL_RECORD = "distill.json"
+# A study's folder (`mtdqn study`): its record, and the folder holding one run directory per cell (its variant).
+STUDY_RECORD = "study.json"
+STUDY_CELLS = "cells"
 # What a run writes into its directory; `--force` removes exactly these before a new run.
 RUN_FILES = (
     RUN_RECORD, "metrics.parquet", "metrics.csv", "evals.parquet", "grad_tasks.parquet", "grad_pairs.parquet",
@@ -214,6 +217,15 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [dict(zip(frame.columns, values)) for values in zip(*columns)]
 
 
+def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
+    """``: name one of its N <what>, e.g. FOLDER/first`` for the runs directly in ``folder``; where it holds none
+    yet, ``: name one of its <what>, FOLDER/<placeholder>`` (nothing without a placeholder)."""
+    runs = sorted(d.name for d in folder.iterdir() if (d / RUN_RECORD).is_file()) if folder.is_dir() else []
+    if runs:
+        return f": name one of its {len(runs)} {what}, e.g. {folder / runs[0]}"
+    return f": name one of its {what}, {folder / placeholder}" if placeholder else ""
+
+
 class RunDir:
     """One run directory on disk: create or open it, append chunks, write the final files."""
 
@@ -254,12 +266,15 @@ class RunDir:
         write_json(self.record_path, record)
 
     def require_run(self) -> dict[str, Any]:
-        """An existing run's record; a one-line error if this is no run directory."""
+        """An existing run's record; a one-line error if this is no run directory, naming the runs inside a sweep
+        or a study given instead."""
         if not self.is_run():
             if (self.path / SWEEP_FILE).is_file():
-                members = sorted(d.name for d in self.path.iterdir() if (d / RUN_RECORD).is_file())
-                example = f": name one of its {len(members)} members, e.g. {self.path / members[0]}" if members else ""
-                raise ConfigError(f"{self.path} holds a sweep ({SWEEP_FILE}), not one run{example}")
+                raise ConfigError(f"{self.path} holds a sweep ({SWEEP_FILE}), not one run"
+                                  f"{_runs_in(self.path, 'members')}")
+            if (self.path / STUDY_RECORD).is_file():
+                raise ConfigError(f"{self.path} holds a study ({STUDY_RECORD}), not one run"
+                                  f"{_runs_in(self.path / STUDY_CELLS, 'cells', '<variant>')}")
             raise ConfigError(f"{self.path} is not a run directory (no {RUN_RECORD})")
         return read_json(self.record_path)
 
@@ -306,6 +321,21 @@ class RunDir:
         where = (f": it is an unfinished member of the population in {population}, whose checkpoint holds it "
                  f"until it finishes; {population_goes_on(population)}") if population is not None else ""
         raise ConfigError(f"no checkpoint in {self.path} (missing checkpoints/latest.json){where}")
+
+    def unfinished_note(self) -> str | None:
+        """Where this run has not ended but has a checkpoint (it is training, or was stopped): what a reader of it
+        acts with, ``RUN is unfinished: its checkpoint is at step X of Y``; None for a finished run and for a
+        folder without a run or a readable checkpoint record (the reader's own error says so)."""
+        if not self.is_run() or self.finished_as() is not None:
+            return None
+        try:
+            meta = read_json(self.path / "checkpoints" / "latest.json")
+            cfg = config_from_dict(meta["config"])
+            step = int(meta["iteration"]) * cfg.num_envs
+            total = derive(cfg).env_steps
+        except (ConfigError, OSError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return f"{self.path} is unfinished: its checkpoint is at step {step:,} of {total:,}"
 
     def config(self) -> TrainConfig:
         """The config this run directory was made with (its record); a one-line error if it has none."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from functools import partial
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 from helpers import IMAGE, VECTOR, fake_run
 
 import mtdqn
-from mtdqn.checkpoint import load_checkpoint
+import mtdqn.checkpoint
+from mtdqn.checkpoint import load_checkpoint, save_checkpoint
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.networks import q_values
@@ -60,13 +63,21 @@ def test_act_command_and_its_bad_input(tmp_path, capsys):
     np.save(tmp_path / "complex.npy", np.zeros((3, 4), np.complex64))
     (tmp_path / "junk.npy").write_text("not an array")
     (tmp_path / "nothing.npy").write_bytes(b"")
+    np.savez(tmp_path / "both.npz", obs=np.zeros((3, 4), np.float32))
+    np.save(tmp_path / "objects.npy", np.array([{}, 1], dtype=object))
+    np.save(tmp_path / "text.npy", np.array(list("abcd")))  # one observation's shape, of text
     cases = [
         (["--task", "Pong-v0", "--obs", str(obs)], "is not one of this run's tasks"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "wrong.npy")], "must have shape (batch, 4) with batch"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "empty.npy")], "got (0, 4) of float32"),
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "complex.npy")], "of real numbers; got (3, 4) of complex64"),
-        (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array (it is no plain "
-         ".npy array: NumPy would have to unpickle it, which mtdqn never does)"),  # NumPy's advice: allow_pickle=
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "junk.npy")], "not a readable .npy array (it is not a "
+         ".npy file)"),  # was: "NumPy would have to unpickle it" (NumPy tries that on any unknown format)
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "objects.npy")], "(it holds Python objects, and mtdqn "
+         "never unpickles)"),
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "both.npz")], "both.npz is an .npz archive (obs); give "
+         "one array as .npy"),  # was: got (1,) of <U1
+        (["--task", "CartPole-v1", "--obs", str(tmp_path / "text.npy")], "real numbers; got (4,) of <U1"),  # (1, 4)
         (["--task", "CartPole-v1", "--obs", str(tmp_path / "nothing.npy")], "not a readable .npy array (the file is "
          "empty)"),  # was an EOFError traceback
         (["--task", "CartPole-v1", "--obs", str(obs), "--seed", "7"], "seed 7 is not one of this run's seeds"),
@@ -130,3 +141,70 @@ def test_image_observations_must_be_zero_or_one(tmp_path):
     grid[1, 3, 4, 2] = 1
     np.testing.assert_array_equal(agent.act("Breakout-MinAtar", np.where(grid > 0, 2, 0), clip=True),
                                   agent.act("Breakout-MinAtar", grid))
+
+
+def _saving_after_verify(monkeypatch, trainer, state, saves: int) -> list[int]:
+    """Make the first ``saves`` verifications of a checkpoint be followed by a new save of the run (as a run still
+    training does between a reader's check and its restore), which removes the checkpoint just verified."""
+    verify, chunks = mtdqn.checkpoint.verify_checkpoint, []
+
+    def verify_then_save(run_dir, cfg):
+        meta = verify(run_dir, cfg)
+        if len(chunks) < saves:
+            chunks.append(meta["chunk"] + 1)
+            save_checkpoint(run_dir, trainer.agent.cfg, state, chunks[-1])
+        return meta
+
+    monkeypatch.setattr(mtdqn.checkpoint, "verify_checkpoint", verify_then_save)
+    return chunks
+
+
+def test_a_checkpoint_replaced_while_read_is_read_again(tmp_path, monkeypatch, capsys):
+    """A run still training replaces its checkpoint between a reader's verification and restore: the reader takes
+    the new one (was: "holds no usable network: Checkpoint at ... not found" 7 times in 8), and says so in one
+    line only when the run outpaces every try."""
+    trainer, _, state = fake_run(tmp_path / "run")
+    chunks = _saving_after_verify(monkeypatch, trainer, state, saves=2)
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    agent = mtdqn.load_agent(tmp_path / "run")
+    assert chunks == [2, 3] and agent.act("CartPole-v1", np.zeros(4, np.float32)).shape == ()
+    # An abandoned read's TensorStore reads that end on its closed event loop are no longer printed; others are.
+    closed, other = (SimpleNamespace(object=None, exc_value=exc) for exc in (RuntimeError("Event loop is closed"),
+                                                                            ValueError("something else")))
+    sys.unraisablehook(closed)
+    sys.unraisablehook(other)
+    assert reported == [other]
+    _saving_after_verify(monkeypatch, trainer, state, saves=100)
+    obs = tmp_path / "obs.npy"
+    np.save(obs, np.zeros((1, 4), np.float32))
+    with pytest.raises(SystemExit) as exc:
+        main(["act", str(tmp_path / "run"), "--task", "CartPole-v1", "--obs", str(obs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "writing checkpoints faster than they can be read" in err[0]
+
+
+def test_evaluate_reads_a_checkpoint_replaced_while_read(tmp_path, monkeypatch):
+    """`mtdqn evaluate` of a run still training reads its newer checkpoint as load_agent does."""
+    from mtdqn.train.evaluate_command import evaluate_run
+
+    trainer, _, state = fake_run(tmp_path / "run")
+    first = mtdqn.checkpoint.checkpoint_meta(tmp_path / "run")["iteration"]
+    chunks = _saving_after_verify(monkeypatch, trainer, state, saves=1)
+    assert evaluate_run(tmp_path / "run", episodes=1)["iteration"] == 2 * first and chunks == [2]
+
+
+def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys):
+    """act and evaluate of a run that has not finished (still training, or killed) add one note on stderr after
+    their output: its checkpoint is not its end.  A finished run has none."""
+    fake_run(tmp_path / "run")  # chunk 1 of 6: 200 of 1200 steps
+    np.save(tmp_path / "obs.npy", np.zeros((2, 4), np.float32))
+    act = ["act", str(tmp_path / "run"), "--task", "CartPole-v1", "--obs", str(tmp_path / "obs.npy")]
+    for argv in (act, ["evaluate", str(tmp_path / "run"), "--episodes", "1"]):
+        main(argv)
+        captured = capsys.readouterr()
+        assert captured.out and captured.err.splitlines() == [
+            f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+    (tmp_path / "run" / "summary.json").write_text("{}")
+    main(act)
+    assert capsys.readouterr().err == ""

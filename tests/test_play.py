@@ -80,8 +80,9 @@ def test_classic_control_gifs(tmp_path, capsys, classic_run):
         result = assert_frame_per_state(tmp_path, classic_run, task, max_steps=7)
         assert result.lengths == [7, 7]
     main(["play", str(classic_run), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
-    assert capsys.readouterr().out.splitlines() == [
-        "episode 1: return -5, length 5 steps", "episode 2: return -5, length 5 steps"]
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["episode 1: return -5, length 5 steps", "episode 2: return -5, length 5 steps"]
+    assert captured.err.splitlines() == [f"note: {classic_run} is unfinished: its checkpoint is at step 200 of 1,200"]
 
 
 def test_each_episode_is_drawn_from_its_start_to_the_state_it_ended_in(tmp_path, monkeypatch, classic_run):
@@ -223,6 +224,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run)
     cases = [
         (["--task", "CartPole-v1", "--gif", str(tmp_path / "missing" / "cp.gif")], "does not exist"),
         (["--task", "CartPole-v1", "--gif", str(tmp_path)], "is a directory"),
+        (["--task", "CartPole-v1", "--gif", str(tmp_path / "cp.png")], "cp.png: the file written is a GIF; give a "
+         f"name ending in .gif, e.g. {tmp_path / 'cp.gif'}"),  # was: GIF data written as cp.png
         (["--task", "CartPole-v1", "--gif", str(tmp_path / "pipe.gif")], "exists and is not a regular file"),
         (["--task", "CartPole-v1", "--episodes", "0", "--gif", str(tmp_path / "cp.gif")], "--episodes must be > 0"),
         (["--task", "Breakout-MinAtar", "--gif", str(tmp_path / "cp.gif")], "is not one of this run's tasks"),

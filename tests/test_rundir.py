@@ -67,6 +67,30 @@ def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp
     assert RunDir(member).require_resumable() == {"population": ".."}
 
 
+def test_a_study_named_as_a_run_names_its_cells(tmp_path, capsys):
+    """act, play and evaluate of a study's folder name one of its cells (was: "not a run directory" alone)."""
+    import pytest
+
+    from mtdqn.cli import main
+    from mtdqn.errors import ConfigError
+
+    (tmp_path / "study.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a study \(study.json\), not one run: name one of its cells, "
+                                          r".*/cells/<variant>$"):  # none run yet
+        RunDir(tmp_path).require_run()
+    for variant in ("separate", "shared"):
+        (tmp_path / "cells" / variant).mkdir(parents=True)
+        (tmp_path / "cells" / variant / "config.json").write_text("{}")
+    np.save(tmp_path / "obs.npy", np.zeros(4, np.float32))
+    for argv in (["act", "--task", "CartPole-v1", "--obs", str(tmp_path / "obs.npy")],
+                 ["play", "--task", "CartPole-v1"], ["evaluate"]):
+        with pytest.raises(SystemExit) as exc:
+            main([argv[0], str(tmp_path), *argv[1:]])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and err == [f"error: {tmp_path} holds a study (study.json), not one run: name one "
+                                               f"of its 2 cells, e.g. {tmp_path / 'cells' / 'separate'}"], err
+
+
 def test_a_run_record_key_of_the_wrong_type_is_named_with_its_file(tmp_path):
     """config.json edited by hand (seeds "two", a width "abc") was a TypeError traceback deep in the agent."""
     import json

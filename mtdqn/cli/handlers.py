@@ -6,8 +6,9 @@ turns them into the one line a user sees.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from mtdqn.cli.commands import (
     Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, Tune, given_options,
@@ -149,6 +150,16 @@ def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool
             print(f"{indent}{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f}{tail}".rstrip())
 
 
+def _note_unfinished(run: Path) -> None:
+    """One line on stderr, after the command's output (never beside an error), where the run acted with or
+    evaluated has not finished: its checkpoint is not its end."""
+    from mtdqn.rundir import RunDir
+
+    note = RunDir(run).unfinished_note()
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def _run_evaluate(cmd: Evaluate) -> None:
     from mtdqn.results import open_run
 
@@ -157,6 +168,29 @@ def _run_evaluate(cmd: Evaluate) -> None:
     for r in table.itertuples():
         print(f"{r.task:24s} {r.seed:5d}  {r.return_mean:9.2f} ± {r.return_std:<9.2f}".rstrip())
     print(f"written: {cmd.run / 'eval.json'}")
+    _note_unfinished(cmd.run)
+
+
+def _load_npy(path: Path) -> Any:
+    """The one array of a .npy file; one line for anything else (an .npz archive, a file of another format)."""
+    import numpy as np
+
+    try:
+        obs = np.load(path, allow_pickle=False)
+    except EOFError:  # an empty file
+        raise ConfigError(f"{path}: not a readable .npy array (the file is empty)") from None
+    except (OSError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Object arrays" in why:  # a .npy of Python objects: NumPy's advice is to unpickle them
+            why = "it holds Python objects, and mtdqn never unpickles"
+        elif "allow_pickle" in why:  # NumPy tries unpickling whatever is neither .npy nor .npz
+            why = "it is not a .npy file"
+        raise ConfigError(f"{path}: not a readable .npy array ({why})") from None
+    if isinstance(obs, np.lib.npyio.NpzFile):
+        names = ", ".join(obs.files) or "no arrays"
+        obs.close()
+        raise ConfigError(f"{path} is an .npz archive ({names}); give one array as .npy (numpy.save)")
+    return obs
 
 
 def _run_act(cmd: Act) -> None:
@@ -164,19 +198,12 @@ def _run_act(cmd: Act) -> None:
 
     from mtdqn.deploy import load_agent
 
-    try:
-        obs = np.load(cmd.obs, allow_pickle=False)
-    except EOFError:  # an empty file
-        raise ConfigError(f"{cmd.obs}: not a readable .npy array (the file is empty)") from None
-    except (OSError, ValueError) as exc:
-        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "allow_pickle" in why:  # NumPy's advice is to unpickle it, which mtdqn never does
-            why = "it is no plain .npy array: NumPy would have to unpickle it, which mtdqn never does"
-        raise ConfigError(f"{cmd.obs}: not a readable .npy array ({why})") from None
+    obs = _load_npy(cmd.obs)
     agent = load_agent(cmd.run)
     for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
         actions = np.atleast_1d(agent.act(cmd.task, obs, seed, clip=cmd.clip))
         print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
+    _note_unfinished(cmd.run)
 
 
 def _run_play(cmd: Play) -> None:
@@ -187,6 +214,7 @@ def _run_play(cmd: Play) -> None:
         print(f"episode {n + 1}: return {ret:g}, length {length} steps")
     if result.gif is not None:
         print(f"written: {result.gif} ({result.frames} frames)")
+    _note_unfinished(cmd.run)
 
 
 def _run_distill(cmd: Distill) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -107,16 +108,53 @@ def _stderr_kept_on_success() -> Iterator[None]:
                 sys.stderr.write(held.read().decode(errors="replace"))
 
 
+# A Ray cluster's address is its GCS (or Ray client server), a gRPC server: it answers HTTP/2's client preface
+# with a SETTINGS frame at once.  Anything else (the dashboard's web port, a web server, a silent socket) does not,
+# and ray.init would retry it for minutes with nothing on the screen.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS
+_SETTINGS = 4  # the frame type, byte 3 of a frame's 9-byte header
+PROBE_SECONDS = 5.0
+
+
+def _first_frame(sock: socket.socket) -> bytes:
+    """Up to the 9 bytes of the first frame header a peer sends back (fewer where it closes first)."""
+    got = b""
+    while len(got) < 9:
+        chunk = sock.recv(9 - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def _check_reachable(address: str) -> None:
-    """Fail in seconds on a HOST:PORT nobody listens on (ray.init would retry for minutes)."""
+    """Fail in seconds on a HOST:PORT nobody listens on, or where something other than a Ray cluster answers
+    (ray.init would retry either for minutes)."""
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"--ray-address {address!r}: expected local, auto or HOST:PORT")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        sock = socket.create_connection((host, int(port)), timeout=PROBE_SECONDS)
     except OSError as exc:
         raise ConfigError(f"--ray-address {address}: cannot reach a Ray cluster there ({exc.strerror or exc})") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # a TLS cluster answers only a TLS handshake
+        sock.close()
+        return
+    with sock:
+        try:
+            sock.sendall(_HTTP2_PREFACE)
+            header = _first_frame(sock)
+        except OSError:  # a timeout (a silent server), a reset
+            header = b""
+    if len(header) < 9 or header[3] != _SETTINGS:
+        raise ConfigError(f"--ray-address {address} does not answer as a Ray cluster (its GCS): give the address "
+                          "`ray start --head` printed (port 6379 by default; 8265 is the dashboard's)")
+
+
+def _ray_advice(message: str) -> str:
+    """Ray's error text with its advice to set ``--address`` (a flag of Ray's CLI) given as mtdqn's flag."""
+    return re.sub(r"(the )?`--address`( flag)?", "--ray-address", message)
 
 
 class RayBackend:
@@ -154,7 +192,7 @@ class RayBackend:
         except Exception as exc:  # ConnectionError, RuntimeError, TimeoutError, AuthenticationError...
             self._cleanup()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"--ray-address {self.address}: cannot connect to Ray: {first}") from None
+            raise ConfigError(f"--ray-address {self.address}: cannot connect to Ray: {_ray_advice(first)}") from None
         return self
 
     def _contain_auth_token(self) -> None:

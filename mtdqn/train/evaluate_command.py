@@ -7,7 +7,7 @@ from typing import Any
 
 import jax
 
-from mtdqn.checkpoint import load_checkpoint, verify_checkpoint
+from mtdqn.checkpoint import load_checkpoint, read_latest
 from mtdqn.errors import ConfigError
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import RunDir
@@ -25,7 +25,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
 
     The checkpoint is verified before anything compiles (a missing, foreign or
     damaged one fails fast), and the seeds keep the layout they were trained with where this machine has
-    that many devices.
+    that many devices.  A run still training may replace its checkpoint meanwhile: the new one is read
+    (:func:`mtdqn.checkpoint.read_latest`).
     """
     if episodes <= 0:
         raise ConfigError(f"--episodes must be > 0, got {episodes}")
@@ -35,13 +36,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     cfg = run_dir.config()  # a one-line error for a folder that holds no run
     run_dir.require_checkpoint()  # one line, naming a population's member's checkpoint
     agent = make_agent(cfg, devices=None)  # parameters only: no replay to fit
-    meta = verify_checkpoint(run_dir.path, cfg)
-    # The trained layout where this machine has its devices; else as many as are here (evaluation does not
-    # depend on the layout, and a run trained on 4 devices must still evaluate on a laptop).
-    recorded = RunOptions.from_record(meta, f"{run_dir.path / 'checkpoints' / 'latest.json'}").devices
-    trainer, _ = make_runner(agent, recorded if recorded <= jax.local_device_count() else 0)
-    template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
-    state, meta = load_checkpoint(run_dir.path, trainer.agent.cfg, template, meta)
+    state, meta = read_latest(run_dir.path, cfg, lambda meta: _restore(run_dir.path, agent, meta))
     returns = evaluate_params(agent, state.params, eval_seed(cfg.seed, EvalStream.EVALUATE_COMMAND), episodes,
                               epsilon)  # each (seeds, tasks, episodes)
     result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
@@ -49,3 +44,13 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
               "tasks": returns_by_task(agent, returns)}
     run_dir.write_eval(result)
     return result
+
+
+def _restore(run_dir: Path, agent: Any, meta: dict) -> tuple[Any, dict]:
+    """The training state of the verified checkpoint ``meta``, laid out as trained where this machine has its
+    devices, else on as many as are here (evaluation does not depend on the layout, and a run trained on 4
+    devices must still evaluate on a laptop)."""
+    recorded = RunOptions.from_record(meta, f"{run_dir / 'checkpoints' / 'latest.json'}").devices
+    trainer, _ = make_runner(agent, recorded if recorded <= jax.local_device_count() else 0)
+    template = jax.eval_shape(trainer.init, seed_keys(agent.seeds))
+    return load_checkpoint(run_dir, trainer.agent.cfg, template, meta)
