@@ -60,14 +60,15 @@ def test_update_count_is_the_loops(envs, starts, every, steps, log_every):
 
 def test_cli_warning_is_one_line_before_the_run(tmp_path, capsys):
     """The warning is printed as one `warning:` line, once, and the run is then refused so that nothing trains:
-    before JAX starts (the folder holds a run), or after the run's own check warned again (a task option the
-    registry refuses; the check runs before JAX starts and where the run is built)."""
+    before JAX starts (the folder holds a run), or after the run's own check warned again (an import path that
+    does not import, refused only where the run is built; the check runs before JAX starts and there)."""
     held = tmp_path / "run"
     held.mkdir()
     (held / "config.json").write_text("{}")
     few = ["--steps", "1000", "--log-every", "1000", "--learning-starts", "900", "--progress", "False"]
     for argv, refusal in ((["--tasks", "CartPole-v1", "--out", str(held)], "already holds a run"),
-                          (["--tasks", "CartPole-v1:gamma=2", "--out", str(tmp_path / "new")], "task option gamma")):
+                          (["--tasks", "no_such_module_here:make", "--out", str(tmp_path / "new")],
+                           "cannot import 'no_such_module_here'")):
         with pytest.raises(SystemExit) as exc:
             main(["train", *argv, *few])
         assert exc.value.code == 2
