@@ -207,9 +207,10 @@ def _abandoned(unraisable: Any) -> bool:
 
 
 def _quiet_abandoned_reads() -> None:
-    """From now on in this process, what an abandoned read leaves behind reports nothing: Python would print a
-    traceback of each (~100 lines of TensorStore text) beside the right answer, whenever they end or are
-    collected, which may be after the new checkpoint was read.  Everything else is reported as before."""
+    """From now on in this process (a process-wide hook, installed only once a read was abandoned), what an
+    abandoned read leaves behind reports nothing: Python would print a traceback of each (~100 lines of
+    TensorStore text) beside the right answer, whenever they end or are collected, which may be after the new
+    checkpoint was read.  Everything else is reported as before."""
     if getattr(sys.unraisablehook, "quiets_abandoned_reads", False):
         return
     before = sys.unraisablehook
@@ -236,7 +237,7 @@ def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], t
         try:
             return restore(verify_checkpoint(run_dir, cfg))
         except Exception:  # a file or the whole checkpoint gone under the reader: any type, from orbax or the OS
-            _quiet_abandoned_reads()  # at once: the failed read's leftovers report as they end
-            if _live_name(run_dir) == seen:
+            if _live_name(run_dir) == seen:  # the checkpoint's own failure: reported, and nothing silenced
                 raise
+            _quiet_abandoned_reads()  # at once: the abandoned read's leftovers report as they end
     raise ConfigError(f"the run in {run_dir} is writing checkpoints faster than they can be read; retry")

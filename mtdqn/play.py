@@ -54,12 +54,22 @@ class Recorder:
 
 
 def write_gif(images: list[Image.Image], path: Path, fps: int = 30) -> Path:
-    """An animated GIF of the frames, written atomically (a temp file renamed into place)."""
+    """An animated GIF of the frames, written atomically (a temp file renamed into place).  Frames of several
+    sizes (a MiniGrid task's layouts differ between episodes: :func:`mtdqn.render.minigrid_frame`) are set in
+    the top-left corner of the largest: a GIF has one canvas, the first frame's, and clipped the others."""
     if not images:
         raise ConfigError("no frames to write")
+    size = (max(i.width for i in images), max(i.height for i in images))
+    images = [i if i.size == size else _on_canvas(i, size) for i in images]
     atomic_write(Path(path), lambda tmp: images[0].save(tmp, format="GIF", save_all=True,
                                                         append_images=images[1:], duration=1000 // fps, loop=0))
     return Path(path)
+
+
+def _on_canvas(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    canvas = Image.new("RGB", size, (0, 0, 0))
+    canvas.paste(image.convert("RGB"), (0, 0))
+    return canvas.convert("P", palette=Image.Palette.ADAPTIVE)
 
 
 Record = Callable[[np.ndarray, int, int, float, bool], None] | None

@@ -26,7 +26,6 @@ import errno
 import hashlib
 import itertools
 import json
-import os
 import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -308,7 +307,7 @@ class RunDir:
                 return None
         relative = record.get("population") if isinstance(record, dict) else None
         if isinstance(relative, str):
-            return Path(os.path.normpath(self.path / relative))
+            return (self.path / relative).resolve()  # through a symlinked member too, as the parent below
         parent = self.path.resolve().parent  # `--resume .` from inside a member too
         return parent if (parent / SWEEP_FILE).is_file() else None
 

@@ -18,7 +18,8 @@ from typing import Any, Iterable
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 
-__all__ = ["is_import_path", "split_spec", "split_task_list", "task_options", "unknown_task", "check_task_names"]
+__all__ = ["is_import_path", "split_spec", "split_task_list", "task_options", "same_task", "unknown_task",
+           "check_task_names", "check_listed_once"]
 
 _IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
 
@@ -61,6 +62,13 @@ _GYM_OPTIONS = ("obs",)
 _VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
           "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>; gym: tasks also obs=image")
 _MAX_STEPS_LIMIT = 2**31 - 2  # the episode step counter is int32
+
+
+def same_task(spec: str) -> tuple[Any, ...]:
+    """What makes two specs one task however they are spelled ('X' and 'X:', options in another order or as
+    '0.9' and '0.90'): their backend, name and parsed options."""
+    backend, name, options = task_options(spec)
+    return backend, name, tuple(sorted(options.items()))
 
 
 def task_options(spec: str) -> tuple[str, str, dict[str, Any]]:
@@ -175,8 +183,16 @@ def check_task_names(specs: Iterable[str]) -> None:
     they are built."""
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = tuple(custom.REGISTERED) if custom is not None else ()
+    specs = list(specs)
     for spec in specs:
         backend, name, _ = split_spec(spec)
         if backend == "gymnax" and not is_import_path(name) and name not in FACTS and name not in registered:
             raise ConfigError(unknown_task(name, registered))
-        task_options(spec)
+    check_listed_once(specs)
+
+
+def check_listed_once(specs: list[str]) -> None:
+    """A one-line ConfigError for a bad task option (:func:`task_options`) or a task listed twice
+    (:func:`same_task`)."""
+    if len({same_task(spec) for spec in specs}) != len(specs):
+        raise ConfigError(f"a task is listed twice in {specs}")

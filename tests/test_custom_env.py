@@ -138,6 +138,16 @@ class FloatImageObservations(FloatImage):
         return spaces.Box(0, 255, (5, 5, 1), jnp.uint8)
 
 
+class ByteImageUntypedSpace(FloatImage):
+    """uint8 images under a Box without a dtype (gymnax's default: float32): nothing wrong."""
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.zeros((5, 5, 1), jnp.uint8)
+
+    def observation_space(self, params):
+        return spaces.Box(0, 255, (5, 5, 1))
+
+
 class WideImage(FloatImage):
     def get_obs(self, state, params=None, key=None):
         return jnp.zeros((5, 5, 1), jnp.int32)
@@ -163,10 +173,10 @@ BAD_ENVS = [
     ("no-final-observation", NoFinalObservation, "step's info has no 'final_observation'"),
     ("no-step", NoStep, "the environment has no method step()"),
     ("no-time-limit", NoLimit, "default_params.max_steps_in_episode must be a whole number >= 1"),
-    ("float-image-space", FloatImage, "image observations are stored as uint8, so they must be whole numbers in "
-                                      "0..255; its observation_space declares float32 in [0, 1]"),
-    ("float-images", FloatImageObservations, "reset returns float32 image observations; images are stored as uint8"),
-    ("images-above-255", WideImage, "declares int32 in [0, 1000]"),
+    ("float-images", FloatImage, "reset returns float32 image observations; images are stored as uint8"),
+    ("float-images-declared-bytes", FloatImageObservations, "reset returns float32 image observations"),
+    ("images-above-255", WideImage, "image observations are stored as uint8, so they must be whole numbers in "
+                                    "0..255; its observation_space declares [0, 1000]"),
     ("factory-needs-an-argument", make_with_an_argument, "making the environment fails (TypeError: "),
     ("constructor-raises", Raises, "making the environment fails (ValueError: no licence file); the factory must"),
 ]
@@ -178,6 +188,11 @@ def test_register_task_refuses_with_one_line(env, expected):
         mtdqn.register_task("Bad-v0", env)
     assert expected in str(exc.value) and "\n" not in str(exc.value)
     assert "Bad-v0" not in custom.REGISTERED
+
+
+def test_byte_images_under_a_box_without_a_dtype_are_taken(registered):
+    """gymnax's Box defaults to float32: the space's dtype says nothing of what the env returns."""
+    assert mtdqn.register_task("Chain-v0", ByteImageUntypedSpace).kind == "image"
 
 
 def test_register_task_refuses_a_built_in_name_and_a_wrong_kind():

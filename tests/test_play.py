@@ -191,6 +191,19 @@ def test_minigrid_gif_and_drawing(tmp_path):
     assert differ(base, minigrid_frame(with_key, (2, 2), 0, tile=8))
 
 
+def test_frames_of_several_sizes_are_each_whole_in_the_gif(tmp_path):
+    """A MiniGrid task's frame is its layout's size, which differs between episodes (MultiRoom): a GIF has one
+    canvas, so a later, larger frame was clipped to the first's."""
+    from mtdqn.play import write_gif
+
+    small, large = (Image.fromarray(np.full((h, w, 3), value, np.uint8)) for h, w, value in ((20, 30, 50),
+                                                                                          (40, 10, 200)))
+    gif = Image.open(write_gif([small, large], tmp_path / "two.gif"))
+    assert gif.size == (30, 40) and gif.n_frames == 2
+    gif.seek(1)
+    assert np.asarray(gif.convert("RGB"))[39, 5].tolist() == [200, 200, 200]  # the large frame's far corner
+
+
 def test_a_minigrid_frame_is_its_tasks_grid_not_the_padding():
     """Every task lies in the corner of one padded grid (walls beyond): a 6x6 room in a 12x12 grid is drawn
     6x6, the room and its outer walls."""

@@ -40,7 +40,7 @@ from mtdqn.taskfacts import FACTS, base_task
 
 __all__ = [
     "StudySpec", "OPTIONS", "RUN_OPTION_KEYS", "DEFAULT_THRESHOLDS", "agent_error", "build_spec", "load_spec",
-    "read_study_file", "apply_options", "variant_config",
+    "read_study_file", "apply_options", "variant_config", "longest_window",
 ]
 
 REFERENCE = "independent"
@@ -273,6 +273,14 @@ MIN_WINDOW_SHARE = 10
 """A logging window chosen for ``eval_every`` is at least the default window / this (else the study asks)."""
 
 
+def longest_window(every: int, most: int, num_envs: int, steps: int | None = None) -> int:
+    """The longest logging window, up to ``most``, that the loop runs as asked and that puts whole windows
+    between evaluations every ``every`` steps (and in ``steps``, where given): whole vector steps of
+    ``num_envs`` (the trainer rounds a window up to them) dividing ``every``; 0 where there is none."""
+    return max((w for w in range(num_envs, min(most, every) + 1, num_envs)
+                if every % w == 0 and (steps is None or steps % w == 0)), default=0)
+
+
 def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dict[str, dict[str, Any]],
                          source: str) -> dict[str, Any]:
     """``options`` with logging windows that honour ``eval_every``: evaluations run between windows (chunks).
@@ -297,7 +305,7 @@ def _logging_windows_for(eval_every: int, options: dict[str, Any], variants: dic
     # the trainer rounds a window up to whole vector steps: a multiple of every such variant's num_envs
     envs = math.lcm(*(max(1, int(o.get("num_envs", options.get("num_envs", TrainConfig().num_envs))))
                       for o in variants.values() if "log_every" not in o))
-    window = max((d for d in range(envs, min(default, eval_every) + 1, envs) if eval_every % d == 0), default=0)
+    window = longest_window(eval_every, default, envs)
     if window * MIN_WINDOW_SHARE < min(default, eval_every):
         raise ConfigError(f"{source}: eval_every {eval_every:,} has no divisor near the default logging window "
                           f"({default:,} env steps) in whole vector steps of {envs} env steps (the largest is "

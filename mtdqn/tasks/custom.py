@@ -214,13 +214,13 @@ def check_env(label: str, env: Any, kind: str | None) -> EnvFacts:
 
 def _check_image_bounds(label: str, space: Any) -> None:
     """Image observations are stored as uint8 (replay, acting: :func:`mtdqn.tasks.envs.pad_obs`), so an image
-    space must declare whole numbers within 0..255: floats in [0, 1] trained as all zeros, silently."""
-    dtype = np.dtype(getattr(space, "dtype", np.uint8))
+    space must declare values within 0..255.  Its dtype is not read: gymnax's Box defaults to float32 whatever
+    the env returns; the observations' own dtype is checked where they are traced (:func:`_check_obs`)."""
     low, high = (np.asarray(getattr(space, bound, value)) for bound, value in (("low", 0), ("high", 255)))
-    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_) or low.min() < 0 or high.max() > 255:
+    if low.min() < 0 or high.max() > 255:
         raise ConfigError(f"task {label!r}: image observations are stored as uint8, so they must be whole numbers "
-                          f"in 0..255; its observation_space declares {dtype} in [{low.min():g}, {high.max():g}] "
-                          "(scale them, e.g. (obs * 255).astype(jnp.uint8), or flatten them into a 1-D vector task)")
+                          f"in 0..255; its observation_space declares [{low.min():g}, {high.max():g}] (scale them "
+                          "into 0..255, or flatten them into a 1-D vector task)")
 
 
 def _num_actions(label: str, space: Any) -> int:

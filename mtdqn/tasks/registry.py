@@ -44,7 +44,7 @@ import numpy as np
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
-from mtdqn.tasknames import split_spec, task_options, unknown_task
+from mtdqn.tasknames import check_listed_once, split_spec, task_options, unknown_task
 from mtdqn.tasks import custom
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
@@ -190,9 +190,7 @@ class TaskSet:
 def make_task_set(specs: tuple[str, ...] | list[str]) -> TaskSet:
     """Parse specs and check they can share one network."""
     tasks = tuple(parse_task(s) for s in specs)
-    written = {(t.backend, t.name, tuple(sorted(task_options(t.spec)[2].items()))) for t in tasks}
-    if len(written) != len(tasks):  # the same task and options, however spelled ('X' and 'X:', options reordered)
-        raise ConfigError(f"a task is listed twice in {list(specs)}")
+    check_listed_once([t.spec for t in tasks])
     if len({t.backend for t in tasks}) > 1:
         raise ConfigError(
             "cannot mix gym: tasks with gymnax tasks in one agent: the compiled loop cannot step host "
