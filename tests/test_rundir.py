@@ -53,16 +53,15 @@ def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp
     with pytest.raises(ConfigError, match=r"holds a sweep \(sweep.json\), not one run: name one of its 1 members, "
                                           r"e.g. .*lr=0.001$"):
         RunDir(tmp_path).require_run()
-    with pytest.raises(ConfigError, match=f"is a member of the population in {tmp_path}, whose checkpoint is the "
-                                          f"whole population's: resume it, --resume {tmp_path}$"):
-        RunDir(member).require_resumable()
-    (member / "config.json").write_text('{"population": ".."}')  # what a sweep writes now: the same answer
-    with pytest.raises(ConfigError, match=f"population in {tmp_path}, whose checkpoint is the whole population's: "
-                                          f"resume it, --resume {tmp_path}$"):
-        RunDir(member).require_resumable()
-    with pytest.raises(ConfigError, match=f"unfinished member of the population in {tmp_path}, whose checkpoint "
-                                          f"holds it until it finishes; resume it, --resume {tmp_path}$"):
-        RunDir(member).require_checkpoint()
+    for record in ("{}", '{"population": ".."}'):  # an older member (its parent says), what a sweep writes now
+        (member / "config.json").write_text(record)
+        with pytest.raises(ConfigError, match=f"is a member of the population in {tmp_path}, whose checkpoint is "
+                                              f"the whole population's: resume it, --resume {tmp_path}$"):
+            RunDir(member).require_resumable()
+        with pytest.raises(ConfigError, match=f"unfinished member of the population in {tmp_path}, whose "
+                                              f"checkpoint holds it until it finishes; resume it, --resume "
+                                              f"{tmp_path}$"):
+            RunDir(member).require_checkpoint()
     (member / "summary.json").write_text("{}")
     assert RunDir(member).require_resumable() == {"population": ".."}
 
