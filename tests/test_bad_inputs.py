@@ -318,6 +318,25 @@ def test_an_unfinished_run_in_the_way_is_offered_its_resume(tmp_path):
         RunDir(run).check_new(False)
 
 
+def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path, capsys):
+    """A second trainer of one folder (--force over a run still training, or its --resume in another terminal)
+    wrote checkpoints and tables over the first's; it is refused in one line and nothing there is touched."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    with RunDir(run).trained_here():  # the first trainer
+        with pytest.raises(ConfigError, match="is being trained by another process; wait for it to end"):
+            with RunDir(run).trained_here():
+                pass
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--tasks", "CartPole-v1", "--steps", "2000", "--learning-starts", "100", "--out",
+                  str(run), "--force", "True", "--progress", "False"])
+        assert exc.value.code == 2 and "is being trained by another process" in capsys.readouterr().err
+        assert (run / "checkpoints").is_dir() and (run / "config.json").read_text() == "{}"
+    with RunDir(run).trained_here():  # the first ended: free again
+        pass
+
+
 def test_force_replaces_only_what_a_run_owns(tmp_path):
     (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
     for name in ("config.json", "summary.json", "notes.txt"):

@@ -103,19 +103,20 @@ def train(
     trainer, runner = make_runner(agent, options.devices)
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
     run_dir.check_space(ckpt_bytes)
-    if resume:
-        run_dir.update_record({**record, **options.record()})  # config.json states the options now in force
-    else:
-        run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
-                        "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
-    t_start = time.perf_counter()
-    schedule = Schedule.of(agent, options)
-    try:
-        trained = drive(trainer, runner, run_dir, options, schedule, verified, progress, ckpt_bytes, start_from,
-                        on_eval)
-    finally:
-        runner.close()
-    summary, frame = finish(trainer, run_dir, options, schedule, trained, t_start, extra_summary)
+    with run_dir.trained_here():  # before the first write: one trainer per folder
+        if resume:
+            run_dir.update_record({**record, **options.record()})  # config.json states the options now in force
+        else:
+            run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
+                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
+        t_start = time.perf_counter()
+        schedule = Schedule.of(agent, options)
+        try:
+            trained = drive(trainer, runner, run_dir, options, schedule, verified, progress, ckpt_bytes, start_from,
+                            on_eval)
+        finally:
+            runner.close()
+        summary, frame = finish(trainer, run_dir, options, schedule, trained, t_start, extra_summary)
     return RunResult(run_dir.path, summary, frame, trained.state)
 
 

@@ -105,20 +105,21 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     runs = [RunDir(path) for path, _ in members]
     ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, population_keys(agent.seeds, trainer.population)))
     RunDir(out_dir).check_space(ckpt_bytes * 2)
-    _write_records(out_dir, cfg, record, members, agents, runs, options, resume, force)
-    t_start = time.perf_counter()
-    schedule = Schedule.of(agent, options)
-    trained = _drive(trainer, cfg, agents, runs, out_dir, options, schedule, verified, progress, on_eval)
-    results = []
-    for (state, tables), member_agent, run_dir in zip(trained.members, agents, runs):
-        one = Trained(state, tables, trained.compile_s, trained.loop_s, trained.first_chunk, schedule.num_chunks,
-                      None, trained.eval_s)
-        member_trainer = Trainer(member_agent, trainer.init, trainer.chunk, trainer.hypers, trainer.devices)
-        if trained.first_chunk < schedule.num_chunks or run_dir.checkpoint_id() is None:  # never the live one
-            save_checkpoint(run_dir.path, member_agent.cfg, state, schedule.num_chunks, options.record())
-        summary, frame = finish(member_trainer, run_dir, options, schedule, one, t_start,
-                                {"sweep": {"dir": str(out_dir), "members": len(members)}})
-        results.append(RunResult(run_dir.path, summary, frame, state))
+    with RunDir(out_dir).trained_here():  # before the first write: one trainer per population (its members too)
+        _write_records(out_dir, cfg, record, members, agents, runs, options, resume, force)
+        t_start = time.perf_counter()
+        schedule = Schedule.of(agent, options)
+        trained = _drive(trainer, cfg, agents, runs, out_dir, options, schedule, verified, progress, on_eval)
+        results = []
+        for (state, tables), member_agent, run_dir in zip(trained.members, agents, runs):
+            one = Trained(state, tables, trained.compile_s, trained.loop_s, trained.first_chunk,
+                          schedule.num_chunks, None, trained.eval_s)
+            member_trainer = Trainer(member_agent, trainer.init, trainer.chunk, trainer.hypers, trainer.devices)
+            if trained.first_chunk < schedule.num_chunks or run_dir.checkpoint_id() is None:  # never the live one
+                save_checkpoint(run_dir.path, member_agent.cfg, state, schedule.num_chunks, options.record())
+            summary, frame = finish(member_trainer, run_dir, options, schedule, one, t_start,
+                                    {"sweep": {"dir": str(out_dir), "members": len(members)}})
+            results.append(RunResult(run_dir.path, summary, frame, state))
     return results
 
 
