@@ -8,12 +8,17 @@ of failure.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InsufficientResources", "InsufficientDisk", "TrainingDiverged", "SearchFailed",
-           "FewUpdatesWarning"]
+__all__ = ["ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
+           "SearchFailed", "FewUpdatesWarning"]
 
 
 class ConfigError(ValueError):
     """Bad user input: unknown task, nonsense hyperparameter, mismatched file."""
+
+
+class FolderBusy(ConfigError):
+    """Another process is writing the folder (a run being trained, a study being run: :func:`mtdqn.io.held`);
+    never a reason to start the folder over, as an unreadable checkpoint is."""
 
 
 class InsufficientResources(ConfigError):

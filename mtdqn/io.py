@@ -14,17 +14,21 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
 from mtdqn.version import __version__
-from mtdqn.errors import ConfigError, InsufficientDisk
+from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
-    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet",
+    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet", "held", "LOCK_FILE",
 ]
+
+LOCK_FILE = ".lock"
+"""The file a writer of a folder locks in it (:func:`held`)."""
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once: temp files are created 0600, renamed files should not be
@@ -218,3 +222,31 @@ def check_free_space(path: Path, need_bytes: int, what: str) -> None:
             f"not enough free disk space in {path} for {what}: need about {need_bytes / 2**20:,.0f} MiB, "
             f"{free / 2**20:,.0f} MiB free"
         )
+
+
+@contextmanager
+def held(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder`` for this process while it writes there: another process holding it (a second trainer
+    of one run, a second study in one folder) is a one-line :class:`~mtdqn.errors.FolderBusy` before it writes,
+    where both wrote checkpoints and tables over each other.  ``what``: how the message names the holder's work
+    ("trained").  An OS lock (``flock`` on ``.lock``) ends with its process, however it ends, so a killed run
+    leaves nothing stale; without ``fcntl`` (not POSIX) nothing is held.  Where the folder cannot be made, the
+    write that follows says why."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        handle = open(Path(folder) / LOCK_FILE, "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(f"{folder} is being {what} by another process; wait for it to end, or stop it (a "
+                             "killed run resumes from its checkpoint)") from None
+        yield

@@ -27,17 +27,16 @@ import hashlib
 import itertools
 import json
 import shlex
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, ContextManager, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from mtdqn.config import TrainConfig, config_from_dict, derive
 from mtdqn.errors import ConfigError
-from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, prepare_out_dir, read_json,
-                      read_parquet, write_json, write_parquet)
+from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, held, prepare_out_dir,
+                      read_json, read_parquet, write_json, write_parquet)
 from mtdqn.sweepspec import SWEEP_FILE, population_goes_on
 
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES",
@@ -226,10 +225,6 @@ def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
     return f": name one of its {what}, {folder / placeholder}" if placeholder else ""
 
 
-LOCK_FILE = ".lock"
-"""The file a trainer locks in its folder (:meth:`RunDir.trained_here`)."""
-
-
 class RunDir:
     """One run directory on disk: create or open it, append chunks, write the final files."""
 
@@ -248,31 +243,11 @@ class RunDir:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
         check_new_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES, hint="" if force else self._resume_hint())
 
-    @contextmanager
-    def trained_here(self) -> Iterator[None]:
-        """Hold this folder for one trainer while it writes: a second (``--resume`` of a run still training in
-        another terminal, ``--force`` over it, a study rerun beside itself) is refused in one line before it
-        writes, where both wrote checkpoints and tables over each other (the second's first read failed as an
-        unreadable checkpoint).  An OS lock (``flock`` on ``.lock``) ends with its process, however it ends: a
-        killed run leaves nothing stale.  Where the folder cannot be made, the write that follows says why."""
-        try:
-            import fcntl
-        except ImportError:  # not a POSIX system: no lock
-            yield
-            return
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path / LOCK_FILE, "a")
-        except OSError:
-            yield
-            return
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(f"{self.path} is being trained by another process; wait for it to end, or stop "
-                                  "it (a killed run resumes from its checkpoint)") from None
-            yield
+    def trained_here(self) -> ContextManager[None]:
+        """Hold this folder for one trainer while it writes (:func:`mtdqn.io.held`): a second (``--resume`` of a
+        run still training in another terminal, ``--force`` over it) is refused in one line before it writes,
+        where both wrote checkpoints and tables over each other."""
+        return held(self.path, "trained")
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""

@@ -96,6 +96,28 @@ def test_layout_and_report(local_study: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_study_being_run_is_not_run_again_beside_it(study_copy: Path, tmp_path: Path) -> None:
+    """A second study in one folder raced the first for its cells (and started over a cell it found half
+    written, the first's live one): it is refused in one line, nothing touched; a folder a killed study left
+    with its lock file alone is new."""
+    from mtdqn.errors import FolderBusy
+    from mtdqn.io import LOCK_FILE, held
+    from mtdqn.studies.cell import check_out_dir
+
+    spec = load_spec(_spec_file(study_copy.parent))
+    shutil.rmtree(study_copy / "cells" / "shared")  # a cell to train: the rerun gets as far as the lock
+    before = _mtimes(study_copy)
+    with held(study_copy, "run as a study"):
+        with pytest.raises(FolderBusy, match="is being run as a study by another process"):
+            run_study(spec, study_copy, progress=False)
+    assert _mtimes(study_copy) == {**before, LOCK_FILE: _mtimes(study_copy)[LOCK_FILE]}
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / LOCK_FILE).write_text("")
+    check_out_dir(killed)
+
+
+@pytest.mark.slow
 def test_the_estimate_prices_every_evaluation_a_cell_runs(local_study: Path) -> None:
     """The printed estimate left evaluations out, half a tiny cell's time: it counts those the cells ran (the
     final one among the evals' steps, and the random policy's) and times one on the probe."""

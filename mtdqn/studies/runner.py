@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from rich.console import Console
 
 from mtdqn.errors import ConfigError
-from mtdqn.io import provenance, write_json
+from mtdqn.io import held, provenance, write_json
 from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
@@ -246,7 +246,8 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
         backend: Any = RayBackend(ray_address, num_cpus=num_cpus)
     else:
         backend = nullcontext()
-    with backend:  # connect first: an unreachable cluster must fail before anything is written
+    # connect first: an unreachable cluster must fail before anything is written; then one study per folder
+    with backend, held(out_dir, "run as a study"):
         write_json(out_dir / "study.json", study_record(spec))
         console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
                       f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
