@@ -249,4 +249,6 @@ def held(folder: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             raise FolderBusy(f"{folder} is being {what} by another process; wait for it to end, or stop it (a "
                              "killed run resumes from its checkpoint)") from None
+        except OSError:  # a file system without locks (some network mounts): write unguarded, as before
+            pass
         yield
