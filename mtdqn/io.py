@@ -24,11 +24,10 @@ from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
-    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet", "held", "LOCK_FILE",
+    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet", "held", "clear_folder",
 ]
 
-LOCK_FILE = ".lock"
-"""The file a writer of a folder locks in it (:func:`held`)."""
+
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once: temp files are created 0600, renamed files should not be
@@ -224,31 +223,59 @@ def check_free_space(path: Path, need_bytes: int, what: str) -> None:
         )
 
 
+_HELD: set[str] = set()  # the folders this process holds (held): taking one again inside is free
+
+
 @contextmanager
-def held(folder: Path, what: str) -> Iterator[None]:
+def held(folder: Path) -> Iterator[None]:
     """Hold ``folder`` for this process while it writes there: another process holding it (a second trainer
     of one run, a second study in one folder) is a one-line :class:`~mtdqn.errors.FolderBusy` before it writes,
-    where both wrote checkpoints and tables over each other.  ``what``: how the message names the holder's work
-    ("trained").  An OS lock (``flock`` on ``.lock``) ends with its process, however it ends, so a killed run
-    leaves nothing stale; without ``fcntl`` (not POSIX) nothing is held.  Where the folder cannot be made, the
-    write that follows says why."""
+    where both wrote checkpoints and tables over each other.  Re-entrant within a process (a study's cell held
+    around its clearing and again by its training).  An OS lock (``flock`` on the folder itself, so clearing
+    it must keep the folder: :func:`clear_folder`) ends with its process, however it ends, so a killed run
+    leaves nothing stale; without ``fcntl`` (not POSIX), or on a file system without locks, nothing is held.
+    Where the folder cannot be made, the write that follows says why."""
+    key = os.path.realpath(folder)
+    fd = None if key in _HELD else _lock(Path(folder))
+    if fd is None:
+        yield
+        return
+    _HELD.add(key)
+    try:
+        yield
+    finally:
+        _HELD.discard(key)
+        os.close(fd)
+
+
+def _lock(folder: Path) -> int | None:
+    """The open, locked descriptor of ``folder`` itself (no file is made: a refused call writes nothing); None
+    where nothing can be held; FolderBusy where another process holds it."""
     try:
         import fcntl
     except ImportError:
-        yield
-        return
+        return None
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        handle = open(Path(folder) / LOCK_FILE, "a")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        yield
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FolderBusy(f"{folder} is being {what} by another process; wait for it to end, or stop it (a "
-                             "killed run resumes from its checkpoint)") from None
-        except OSError:  # a file system without locks (some network mounts): write unguarded, as before
-            pass
-        yield
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderBusy(f"{folder} is being written by another process (a run, a sweep or a study); wait for it "
+                         "to end, or stop it (a killed run resumes from its checkpoint)") from None
+    except OSError:  # a file system without locks (some network mounts): write unguarded, as before
+        os.close(fd)
+        return None
+    return fd
+
+
+def clear_folder(folder: Path) -> None:
+    """Remove everything in ``folder``, not the folder: a hold lives on it (:func:`held`)."""
+    for entry in Path(folder).iterdir() if Path(folder).is_dir() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

@@ -247,7 +247,7 @@ class RunDir:
         """Hold this folder for one trainer while it writes (:func:`mtdqn.io.held`): a second (``--resume`` of a
         run still training in another terminal, ``--force`` over it) is refused in one line before it writes,
         where both wrote checkpoints and tables over each other."""
-        return held(self.path, "trained")
+        return held(self.path)
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""

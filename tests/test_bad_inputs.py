@@ -320,21 +320,33 @@ def test_an_unfinished_run_in_the_way_is_offered_its_resume(tmp_path):
 
 def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path, capsys):
     """A second trainer of one folder (--force over a run still training, or its --resume in another terminal)
-    wrote checkpoints and tables over the first's; it is refused in one line and nothing there is touched."""
+    wrote checkpoints and tables over the first's; it is refused in one line and nothing there is touched.
+    Within one process the hold is re-entrant (a study's cell is held around its clearing and by its training);
+    clearing a held folder keeps the folder the hold lives on."""
+    import fcntl
+
+    from mtdqn.io import clear_folder
+
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")
-    with RunDir(run).trained_here():  # the first trainer
-        with pytest.raises(ConfigError, match="is being trained by another process; wait for it to end"):
+    other = os.open(run, os.O_RDONLY)  # another process's hold: an flock on the folder, opened apart
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(ConfigError, match=r"is being written by another process \(a run, a sweep or a study\); "
+                                              "wait for it"):
             with RunDir(run).trained_here():
                 pass
         with pytest.raises(SystemExit) as exc:
             main(["train", "--tasks", "CartPole-v1", "--steps", "2000", "--learning-starts", "100", "--out",
                   str(run), "--force", "True", "--progress", "False"])
-        assert exc.value.code == 2 and "is being trained by another process" in capsys.readouterr().err
-        assert (run / "checkpoints").is_dir() and (run / "config.json").read_text() == "{}"
-    with RunDir(run).trained_here():  # the first ended: free again
-        pass
+        assert exc.value.code == 2 and "is being written by another process" in capsys.readouterr().err
+        assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]  # nothing written there
+    finally:
+        os.close(other)
+    with RunDir(run).trained_here(), RunDir(run).trained_here():  # the other ended; one process, twice
+        clear_folder(run)
+        assert run.is_dir() and not any(run.iterdir())
 
 
 def test_force_replaces_only_what_a_run_owns(tmp_path):

@@ -96,25 +96,25 @@ def test_layout_and_report(local_study: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_study_being_run_is_not_run_again_beside_it(study_copy: Path, tmp_path: Path) -> None:
+def test_a_study_being_run_is_not_run_again_beside_it(study_copy: Path) -> None:
     """A second study in one folder raced the first for its cells (and started over a cell it found half
-    written, the first's live one): it is refused in one line, nothing touched; a folder a killed study left
-    with its lock file alone is new."""
+    written, the first's live one): it is refused in one line, nothing touched."""
+    import fcntl
+    import os
+
     from mtdqn.errors import FolderBusy
-    from mtdqn.io import LOCK_FILE, held
-    from mtdqn.studies.cell import check_out_dir
 
     spec = load_spec(_spec_file(study_copy.parent))
-    shutil.rmtree(study_copy / "cells" / "shared")  # a cell to train: the rerun gets as far as the lock
+    shutil.rmtree(study_copy / "cells" / "shared")  # a cell to train: the rerun gets as far as the hold
     before = _mtimes(study_copy)
-    with held(study_copy, "run as a study"):
-        with pytest.raises(FolderBusy, match="is being run as a study by another process"):
+    other = os.open(study_copy, os.O_RDONLY)  # another process's hold of the folder
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(FolderBusy, match="is being written by another process"):
             run_study(spec, study_copy, progress=False)
-    assert _mtimes(study_copy) == {**before, LOCK_FILE: _mtimes(study_copy)[LOCK_FILE]}
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    (killed / LOCK_FILE).write_text("")
-    check_out_dir(killed)
+    finally:
+        os.close(other)
+    assert _mtimes(study_copy) == before
 
 
 @pytest.mark.slow

@@ -80,33 +80,34 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
     run_dir.check_space(ckpt_bytes)
     options = RunOptions(eval_episodes=cfg.eval_episodes, devices=1)
     teachers_record = [{"run": str(t.run_dir), "seed": t.seed, "tasks": list(t.tasks)} for t in teachers]
-    run_dir.create({"config": config_to_dict(student_cfg), "config_hash": config_hash(student_cfg), **provenance(),
-                    "seeds": student.seeds, "derived": student.derived.__dict__, **options.record(),
-                    "distill": {"teachers": teachers_record, "options": dataclasses.asdict(cfg)}}, force)
+    with run_dir.trained_here():  # one writer per folder: --force over a run still training is refused
+        run_dir.create({"config": config_to_dict(student_cfg), "config_hash": config_hash(student_cfg), **provenance(),
+                        "seeds": student.seeds, "derived": student.derived.__dict__, **options.record(),
+                        "distill": {"teachers": teachers_record, "options": dataclasses.asdict(cfg)}}, force)
 
-    distiller = make_distiller(student, teachers, cfg)
-    key = jax.random.PRNGKey(cfg.seed)
-    state = distiller.init(key)
-    t0 = time.perf_counter()
-    run_chunk = distiller.run_chunk.lower(state, distiller.teacher_params, jnp.int32(0)).compile()
-    compile_s = time.perf_counter() - t0
-    state, history = _run(student, run_chunk, state, distiller.teacher_params, progress)
-    params = state.params
+        distiller = make_distiller(student, teachers, cfg)
+        key = jax.random.PRNGKey(cfg.seed)
+        state = distiller.init(key)
+        t0 = time.perf_counter()
+        run_chunk = distiller.run_chunk.lower(state, distiller.teacher_params, jnp.int32(0)).compile()
+        compile_s = time.perf_counter() - t0
+        state, history = _run(student, run_chunk, state, distiller.teacher_params, progress)
+        params = state.params
 
-    one = jax.tree.map(lambda x: x[None], params)
-    saved = trainer.init(seed_keys(student.seeds)).replace(params=one, target_params=one)
-    save_checkpoint(run_dir.path, trainer.agent.cfg, saved, student.derived.num_chunks, options.record())
-    tasks = _compare(student, params, teachers, cfg, distiller, split_distill_key(key).holdout,
-                     np.asarray(state.obs[:, : int(state.size)]))
-    result = {
-        "teachers": teachers_record, "options": dataclasses.asdict(cfg), "loss": cfg.loss,
-        "eval_episodes": cfg.eval_episodes, "holdout_states": cfg.holdout, "env_steps": student.derived.env_steps,
-        "training_states": int(state.size),
-        "updates": int(sum(h["updates"] for h in history[:: student.num_tasks])), "compile_s": compile_s,
-        "wall_time_s": time.perf_counter() - t_start, "tasks": tasks, "history": history,
-    }
-    run_dir.write_distill(result, report_frame({t: r["report"] for t, r in tasks.items()}), report_markdown(result))
-    return DistillResult(run_dir.path, result, params)
+        one = jax.tree.map(lambda x: x[None], params)
+        saved = trainer.init(seed_keys(student.seeds)).replace(params=one, target_params=one)
+        save_checkpoint(run_dir.path, trainer.agent.cfg, saved, student.derived.num_chunks, options.record())
+        tasks = _compare(student, params, teachers, cfg, distiller, split_distill_key(key).holdout,
+                         np.asarray(state.obs[:, : int(state.size)]))
+        result = {
+            "teachers": teachers_record, "options": dataclasses.asdict(cfg), "loss": cfg.loss,
+            "eval_episodes": cfg.eval_episodes, "holdout_states": cfg.holdout, "env_steps": student.derived.env_steps,
+            "training_states": int(state.size),
+            "updates": int(sum(h["updates"] for h in history[:: student.num_tasks])), "compile_s": compile_s,
+            "wall_time_s": time.perf_counter() - t_start, "tasks": tasks, "history": history,
+        }
+        run_dir.write_distill(result, report_frame({t: r["report"] for t, r in tasks.items()}), report_markdown(result))
+        return DistillResult(run_dir.path, result, params)
 
 
 def _run(student: Agent, run_chunk: Any, state: Any, tparams: Any, progress: bool) -> tuple[Any, list[dict]]:

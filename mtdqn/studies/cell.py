@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
 from mtdqn.errors import ConfigError, FolderBusy, InsufficientResources
-from mtdqn.io import LOCK_FILE, write_json
+from mtdqn.io import clear_folder, held, write_json
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
 
@@ -132,17 +131,17 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
         return read_summary(cell_dir / "summary.json") or {}
     kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
     try:
-        if status == "resume":  # the cell's options over the stored ones; devices 0 not given: its own layout
-            given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
-            try:
-                return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
-            except (InsufficientResources, FolderBusy):
-                raise  # the checkpoint is fine, this machine is not, or another process trains it: keep it
-            except ConfigError:
-                pass  # unreadable checkpoint: start over below
-        if cell_dir.exists():
-            shutil.rmtree(cell_dir)  # not a finished result: a failed or half-written attempt
-        return train(cell.config, cell_dir, cell.run_options, force=True, **kwargs).summary
+        with held(cell_dir):  # from before it is cleared: another process training the cell keeps it
+            if status == "resume":  # the cell's options over the stored ones; devices 0 not given: its own layout
+                given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
+                try:
+                    return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
+                except InsufficientResources:
+                    raise  # the checkpoint is fine, this machine is not: keep it for a later attempt
+                except ConfigError:
+                    pass  # unreadable checkpoint: start over below
+            clear_folder(cell_dir)  # not a finished result: a failed or half-written attempt (the hold stays)
+            return train(cell.config, cell_dir, cell.run_options, force=True, **kwargs).summary
     except FolderBusy:
         raise  # another process trains the cell: neither its failure nor ours to record
     except Exception as exc:  # the study goes on; the report lists the failure
@@ -153,6 +152,5 @@ def check_out_dir(out_dir: Path) -> None:
     """A study's --out: a new or empty folder, or one holding a study (whose finished cells it reuses)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
-    found = [p for p in out_dir.iterdir() if p.name != LOCK_FILE] if out_dir.is_dir() else []  # a kill's lock file
-    if found and not (out_dir / "study.json").exists():
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "study.json").exists():
         raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")

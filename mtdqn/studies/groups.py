@@ -43,7 +43,7 @@ from mtdqn.analysis.group_scores import predictor_matrices, seed_mean
 from mtdqn.analysis.groups import MAX_TASKS, Partition, describe_partition, trained_partitions
 from mtdqn.config import TrainConfig, derive
 from mtdqn.errors import ConfigError
-from mtdqn.io import write_json
+from mtdqn.io import held, write_json
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary
 from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, progress_printer, run_local,
@@ -172,20 +172,22 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
         for cell, d in _group_cells(study, record["groups"], out_dir, devices):
             cell_status(cell, d)
-    write_json(out_dir / "study.json", record)
-    console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {spec.seeds} seeds, "
-                  f"{spec.steps:,} env steps per task; the joint run measures the affinity every {every} updates "
-                  f"→ {out_dir}")
-    _run([(joint, joint_dir)], [joint_status], console, progress)
-    summary = read_summary(joint_dir / "summary.json") or {}
-    if summary.get("status") != "ok":
-        raise ConfigError(f"groups study {spec.name}: the joint run failed ({summary.get('error')}); see {joint_dir}")
-    record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
-    write_json(out_dir / "study.json", record)
-    for role, entry in record["groups"]["partitions"].items():
-        console.print(f"{role}: {entry['partition']}")
-    cells = _group_cells(study, record["groups"], out_dir, devices)
-    _run(cells, [cell_status(c, d) for c, d in cells], console, progress)
-    build_groups(out_dir)
-    summaries = {c.variant: read_summary(d / "summary.json") or {} for c, d in [(joint, joint_dir), *cells]}
-    return StudyResult(out_dir, summaries, build(out_dir) if report else None)
+    with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
+        write_json(out_dir / "study.json", record)
+        console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {spec.seeds} seeds, "
+                      f"{spec.steps:,} env steps per task; the joint run measures the affinity every {every} updates "
+                      f"→ {out_dir}")
+        _run([(joint, joint_dir)], [joint_status], console, progress)
+        summary = read_summary(joint_dir / "summary.json") or {}
+        if summary.get("status") != "ok":
+            raise ConfigError(f"groups study {spec.name}: the joint run failed ({summary.get('error')}); see "
+                              f"{joint_dir}")
+        record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
+        write_json(out_dir / "study.json", record)
+        for role, entry in record["groups"]["partitions"].items():
+            console.print(f"{role}: {entry['partition']}")
+        cells = _group_cells(study, record["groups"], out_dir, devices)
+        _run(cells, [cell_status(c, d) for c, d in cells], console, progress)
+        build_groups(out_dir)
+        summaries = {c.variant: read_summary(d / "summary.json") or {} for c, d in [(joint, joint_dir), *cells]}
+        return StudyResult(out_dir, summaries, build(out_dir) if report else None)

@@ -37,7 +37,7 @@ from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import Any, Iterator
 
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, FolderBusy
 from mtdqn.io import atomic_write
 from mtdqn.studies.cell import CellConfig, OnEvent, run_cell, write_failed
 
@@ -240,6 +240,9 @@ class RayBackend:
             try:
                 out = ray.get(ref)
             except Exception as exc:  # the worker died (e.g. out of memory): record it, go on
+                busy = next((e for e in (getattr(exc, "cause", None), exc) if isinstance(e, FolderBusy)), None)
+                if busy is not None:  # another process trains the cell: not a failure to record in its folder
+                    raise FolderBusy(str(busy).splitlines()[-1]) from None
                 on_event("done", cell, write_failed(cell, cell_dir, exc))
                 continue
             if out["files"] is not None:  # the worker could not see the study folder: write its files here

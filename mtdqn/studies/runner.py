@@ -247,7 +247,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     else:
         backend = nullcontext()
     # connect first: an unreachable cluster must fail before anything is written; then one study per folder
-    with backend, held(out_dir, "run as a study"):
+    with backend, held(out_dir):
         write_json(out_dir / "study.json", study_record(spec))
         console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
                       f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
@@ -260,8 +260,8 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
             backend.run(todo, on_event)
         else:
             run_local(todo, on_event, progress)
-    summaries = {cell.variant: read_summary(d / "summary.json") or {} for cell, d in cells}
-    return StudyResult(out_dir, summaries, build(out_dir) if report else None)
+        summaries = {cell.variant: read_summary(d / "summary.json") or {} for cell, d in cells}
+        return StudyResult(out_dir, summaries, build(out_dir) if report else None)  # the report too, held
 
 
 def build(out_dir: Path) -> Path:

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError
-from mtdqn.io import write_json
+from mtdqn.io import held, write_json
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.runner import StudyResult, build, progress_printer, run_local, study_record
@@ -125,26 +125,28 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     statuses = {cell.variant: cell_status(cell, d) for cell, d in pairs}
     pre_status = cell_status(pre_cell, out_dir / "pretrain")
     record = {**study_record(study), "transfer": {**dataclasses.asdict(spec), "pretrain": "pretrain"}}
-    write_json(out_dir / "study.json", record)
-    console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
-                  f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps "
-                  f"→ {out_dir}")
-    on_event = progress_printer(console, len(cells) + 1)
-    if pre_status == "done":
-        on_event("skip", pre_cell, None)
-    else:
-        on_event("start", pre_cell, None)
-        summary = run_cell(pre_cell, out_dir / "pretrain", progress=progress)
-        on_event("done", pre_cell, summary)
-        if summary.get("status") != "ok":
-            raise ConfigError(f"transfer study {spec.name}: pretraining failed ({summary.get('error')}); "
-                              f"see {out_dir / 'pretrain'}")
-    for cell, _ in pairs:
-        if statuses[cell.variant] == "done":
-            on_event("skip", cell, None)
-    run_local([(c, d) for c, d in pairs if statuses[c.variant] != "done"], on_event, progress)
-    from mtdqn.analysis.transfer import write_transfer_table
+    with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
+        write_json(out_dir / "study.json", record)
+        console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
+                      f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps "
+                      f"→ {out_dir}")
+        on_event = progress_printer(console, len(cells) + 1)
+        if pre_status == "done":
+            on_event("skip", pre_cell, None)
+        else:
+            on_event("start", pre_cell, None)
+            summary = run_cell(pre_cell, out_dir / "pretrain", progress=progress)
+            on_event("done", pre_cell, summary)
+            if summary.get("status") != "ok":
+                raise ConfigError(f"transfer study {spec.name}: pretraining failed ({summary.get('error')}); "
+                                  f"see {out_dir / 'pretrain'}")
+        for cell, _ in pairs:
+            if statuses[cell.variant] == "done":
+                on_event("skip", cell, None)
+        run_local([(c, d) for c, d in pairs if statuses[c.variant] != "done"], on_event, progress)
+        from mtdqn.analysis.transfer import write_transfer_table
 
-    write_transfer_table(out_dir, list(spec.variants), spec.target)
-    summaries = {cell.variant: (out_dir / "cells" / cell.variant / "summary.json") for cell in cells}
-    return StudyResult(out_dir, {v: read_summary(p) or {} for v, p in summaries.items()}, build(out_dir) if report else None)
+        write_transfer_table(out_dir, list(spec.variants), spec.target)
+        summaries = {cell.variant: (out_dir / "cells" / cell.variant / "summary.json") for cell in cells}
+        return StudyResult(out_dir, {v: read_summary(p) or {} for v, p in summaries.items()},
+                           build(out_dir) if report else None)

@@ -11,6 +11,7 @@ Gymnasium host loop (:mod:`mtdqn.train.chunks`), are driven alike.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,37 +88,40 @@ def train(
         check_train_budget(cfg)
     agent = make_agent(cfg, devices=None)  # validates before anything touches the disk; memory once laid out
     run_dir = RunDir(out_dir)
-    _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
-    verified = None
-    if resume:
-        record = run_dir.require_resumable()
-        verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
-        options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
-    options = _laid_out(agent, resolve(given, options, resuming=resume))
-    check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
-    start_from = None
-    if cfg.finetune.source and not resume:
-        start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
-    if announce is not None:  # once every option is checked: a refused run prints its error line alone
-        announce(describe(agent))
-    trainer, runner = make_runner(agent, options.devices)
-    ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
-    run_dir.check_space(ckpt_bytes)
-    with run_dir.trained_here():  # before the first write: one trainer per folder
+    # a resumed run is held before its checkpoint is read (another trainer may be replacing it); a new one
+    # before its folder is written (below)
+    with run_dir.trained_here() if resume and run_dir.is_run() else nullcontext():
+        _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
+        verified = None
         if resume:
-            run_dir.update_record({**record, **options.record()})  # config.json states the options now in force
-        else:
-            run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
-                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
-        t_start = time.perf_counter()
-        schedule = Schedule.of(agent, options)
-        try:
-            trained = drive(trainer, runner, run_dir, options, schedule, verified, progress, ckpt_bytes, start_from,
-                            on_eval)
-        finally:
-            runner.close()
-        summary, frame = finish(trainer, run_dir, options, schedule, trained, t_start, extra_summary)
-    return RunResult(run_dir.path, summary, frame, trained.state)
+            record = run_dir.require_resumable()
+            verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
+            options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
+        options = _laid_out(agent, resolve(given, options, resuming=resume))
+        check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
+        start_from = None
+        if cfg.finetune.source and not resume:
+            start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
+        if announce is not None:  # once every option is checked: a refused run prints its error line alone
+            announce(describe(agent))
+        trainer, runner = make_runner(agent, options.devices)
+        ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
+        run_dir.check_space(ckpt_bytes)
+        with run_dir.trained_here():  # before the first write: one trainer per folder (on resume: held above)
+            if resume:
+                run_dir.update_record({**record, **options.record()})  # config.json states the options now in force
+            else:
+                run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
+                                "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
+            t_start = time.perf_counter()
+            schedule = Schedule.of(agent, options)
+            try:
+                trained = drive(trainer, runner, run_dir, options, schedule, verified, progress, ckpt_bytes, start_from,
+                                on_eval)
+            finally:
+                runner.close()
+            summary, frame = finish(trainer, run_dir, options, schedule, trained, t_start, extra_summary)
+        return RunResult(run_dir.path, summary, frame, trained.state)
 
 
 def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> None:
