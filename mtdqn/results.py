@@ -23,7 +23,7 @@ from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
 from mtdqn.io import read_json, read_parquet
 from mtdqn.rundir import (DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
-                          RUN_SUMMARY, RunDir, table_frame)
+                          RUN_SUMMARY, STUDY_RECORD, RunDir, table_frame)
 
 if TYPE_CHECKING:  # annotations only: loading an agent imports JAX
     from mtdqn.deploy import LoadedAgent
@@ -151,9 +151,9 @@ class Study:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not (self.path / "study.json").is_file():
+        if not (self.path / STUDY_RECORD).is_file():
             raise ConfigError(f"{self.path} is not a study directory (no study.json)")
-        self.record: dict[str, Any] = read_json(self.path / "study.json")
+        self.record: dict[str, Any] = read_json(self.path / STUDY_RECORD)
         """study.json: name, tasks, variants, reference, seeds, steps and the full spec."""
 
     def __repr__(self) -> str:

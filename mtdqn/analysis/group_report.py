@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtdqn.rundir import STUDY_RECORD
+
 from . import fmt, stats
 from .group_scores import (PREDICTORS, normalized_mean, points, predictor_matrices, pull_table, rank_agreement,
                            realized_scores, roles, seed_mean)
@@ -123,7 +125,7 @@ def agreement_table(mats: dict[str, np.ndarray | None], real: dict[str, dict[str
 
 def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed by its groups_data/ file stem."""
-    plan = json.loads((Path(study_dir) / "study.json").read_text())["groups"]
+    plan = json.loads((Path(study_dir) / STUDY_RECORD).read_text())["groups"]
     tasks = tuple(plan["tasks"])
     mats = predictor_matrices(Path(study_dir) / plan["joint"], tasks)
     real = realized_scores(study_dir, plan)
@@ -254,7 +256,7 @@ def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...], steps: int) -> list[
 def write_groups_report(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> Path:
     """STUDY/groups.md and STUDY/groups_data/*.{parquet,csv}; returns the markdown's path."""
     study_dir = Path(study_dir)
-    record = json.loads((study_dir / "study.json").read_text())
+    record = json.loads((study_dir / STUDY_RECORD).read_text())
     t = group_tables(study_dir, reps=reps, seed=seed)
     for stem, frame in t.items():
         write_frame(study_dir / "groups_data", stem, frame)

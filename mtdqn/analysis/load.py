@@ -16,7 +16,7 @@ import pandas as pd
 
 from mtdqn.config import json_fits
 from mtdqn.io import read_parquet
-from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, RunDir
+from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, STUDY_RECORD, RunDir
 
 __all__ = ["Cell", "Study", "load_study"]
 
@@ -201,7 +201,7 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
 def load_study(study_dir: Path) -> Study:
     """Read and validate `study_dir`; raises ValueError naming the bad file and field."""
     study_dir = Path(study_dir)
-    spec_path = study_dir / "study.json"
+    spec_path = study_dir / STUDY_RECORD
     if not spec_path.exists():
         raise ValueError(f"{spec_path}: not found; is {study_dir} a study directory?")
     spec = _read_json(spec_path)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
 from mtdqn.errors import ConfigError, FolderBusy, InsufficientResources
 from mtdqn.io import clear_folder, held, write_json
-from mtdqn.rundir import RunDir
+from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
 
 __all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_out_dir", "read_summary", "run_cell",
@@ -152,5 +152,5 @@ def check_out_dir(out_dir: Path) -> None:
     """A study's --out: a new or empty folder, or one holding a study (whose finished cells it reuses)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "study.json").exists():
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / STUDY_RECORD).exists():
         raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")

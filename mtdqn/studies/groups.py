@@ -44,6 +44,7 @@ from mtdqn.analysis.groups import MAX_TASKS, Partition, describe_partition, trai
 from mtdqn.config import TrainConfig, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import held, write_json
+from mtdqn.rundir import STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary
 from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, progress_printer, run_local,
@@ -173,7 +174,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         for cell, d in _group_cells(study, record["groups"], out_dir, devices):
             cell_status(cell, d)
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
-        write_json(out_dir / "study.json", record)
+        write_json(out_dir / STUDY_RECORD, record)
         console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {spec.seeds} seeds, "
                       f"{spec.steps:,} env steps per task; the joint run measures the affinity every {every} updates "
                       f"→ {out_dir}")
@@ -183,7 +184,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
             raise ConfigError(f"groups study {spec.name}: the joint run failed ({summary.get('error')}); see "
                               f"{joint_dir}")
         record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
-        write_json(out_dir / "study.json", record)
+        write_json(out_dir / STUDY_RECORD, record)
         for role, entry in record["groups"]["partitions"].items():
             console.print(f"{role}: {entry['partition']}")
         cells = _group_cells(study, record["groups"], out_dir, devices)

@@ -39,6 +39,7 @@ from typing import Any, Iterator
 
 from mtdqn.errors import ConfigError, FolderBusy
 from mtdqn.io import atomic_write
+from mtdqn.rundir import STUDY_RECORD
 from mtdqn.studies.cell import CellConfig, OnEvent, run_cell, write_failed
 
 __all__ = ["RayBackend", "OBJECT_STORE_BYTES"]
@@ -231,7 +232,7 @@ class RayBackend:
         remote = ray.remote(num_cpus=1, max_retries=1)(_remote_cell)
         pending = {}
         for cell, cell_dir in todo:
-            study_json = str((cell_dir.parent.parent / "study.json").absolute())
+            study_json = str((cell_dir.parent.parent / STUDY_RECORD).absolute())
             pending[remote.remote(cell, str(cell_dir.absolute()), study_json)] = (cell, cell_dir)
             on_event("submit", cell, None)
         while pending:

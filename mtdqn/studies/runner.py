@@ -30,6 +30,7 @@ from rich.console import Console
 
 from mtdqn.errors import ConfigError
 from mtdqn.io import held, provenance, write_json
+from mtdqn.rundir import STUDY_RECORD
 from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
@@ -248,7 +249,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
         backend = nullcontext()
     # connect first: an unreachable cluster must fail before anything is written; then one study per folder
     with backend, held(out_dir):
-        write_json(out_dir / "study.json", study_record(spec))
+        write_json(out_dir / STUDY_RECORD, study_record(spec))
         console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
                       f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
         for cell, _ in cells:

@@ -28,6 +28,7 @@ from rich.console import Console
 from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError
 from mtdqn.io import held, write_json
+from mtdqn.rundir import STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.runner import StudyResult, build, progress_printer, run_local, study_record
@@ -126,7 +127,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     pre_status = cell_status(pre_cell, out_dir / "pretrain")
     record = {**study_record(study), "transfer": {**dataclasses.asdict(spec), "pretrain": "pretrain"}}
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
-        write_json(out_dir / "study.json", record)
+        write_json(out_dir / STUDY_RECORD, record)
         console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
                       f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps "
                       f"→ {out_dir}")
