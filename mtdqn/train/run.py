@@ -140,5 +140,6 @@ def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> N
 
 def _laid_out(agent: Agent, options: RunOptions) -> RunOptions:
     """``options`` with ``devices`` the count the seeds are split over (host envs: one device)."""
-    devices = 1 if agent.task_set.backend == "gymnasium" else seed_devices(len(agent.seeds), options.devices)
+    # the count, not len(agent.seeds): a list of 10^8 seeds took 9 s to build before the memory check refused them
+    devices = 1 if agent.task_set.backend == "gymnasium" else seed_devices(agent.cfg.seeds, options.devices)
     return dataclasses.replace(options, devices=devices)
