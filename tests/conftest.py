@@ -69,6 +69,21 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def local_study(tmp_path_factory):
+    """helpers.TINY_STUDY run by the local backend, report included: test_study reads (and copies) it, test_ray
+    compares the same study run on Ray with it; the two modules are one xdist group, so it is trained once."""
+    from helpers import spec_file
+
+    from mtdqn.studies import load_spec, run_study
+
+    tmp = tmp_path_factory.mktemp("local")
+    out = tmp / "study"
+    result = run_study(load_spec(spec_file(tmp)), out, progress=False)
+    assert result.report == out / "report" / "report.html"
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run_final_eval_only(tmp_path_factory):
     """helpers.TINY trained again, with only the final evaluation: evaluations never touch training, so its
     parameters and metrics are tiny_run's, bit for bit."""
@@ -84,27 +99,29 @@ def tiny_run_final_eval_only(tmp_path_factory):
 # units are handed out in collection order.  Every test is grouped with its module (a module's fixtures are
 # built once per run), except: the modules reading the session's trained runs form one group (trained once);
 # in the modules of ONE_GROUP_PER_TEST, whose module fixtures cost little to build twice, each test is a
-# group of its own (the workers share them); and GROUP_OF_TEST names the group of some tests: the deramo
-# learning test alone (its group is its own name), and the three tune tests that train test_tune.SMALL's
-# programs together in file order, so the Ray trials and the killed CLI search find them in the compilation
-# cache.  Units go out in the order tests/xdist_order.py picks from their measured cost (group_costs.json,
-# written by `tests/profile_summary.py FILE --write-costs` from a profiled `make test`): longest first (LPT),
-# so no long unit starts last while the other worker idles, improved where xdist's habit of handing a worker
-# two units at once would leave the workers uneven; groups it does not list keep their file order after the
+# group of its own (the workers share them); GROUP_OF_TEST names the group of some tests: the deramo
+# learning test alone (its group is its own name), and the two tune tests that train test_tune.SMALL's
+# programs together in file order, so the killed CLI search finds them in the compilation cache; and
+# GROUP_OF_MODULE puts a module in another's group (one session fixture they both read).  Units go out in the
+# order tests/xdist_order.py picks from their measured cost (group_costs.json, written by
+# `tests/profile_summary.py FILE --write-costs` from a profiled `make test`): longest first (LPT), so no long
+# unit starts last while the other worker idles, improved where xdist's habit of handing a worker two units at
+# once would leave the workers uneven; groups it does not list keep their file order after the
 # rest.  Without xdist the marks are inert.
 SHARED_RUN_MODULES = {"test_training", "test_periodic_eval", "test_diagnostics"}
 ONE_GROUP_PER_TEST = {"test_learning", "test_finetune", "test_tune"}
 GROUP_OF_TEST = {
     "test_deramo::test_five_task_shared_agent_learns": "test_deramo::test_five_task_shared_agent_learns",
     **dict.fromkeys(("test_tune::test_search_report_confirm_and_rerun",
-                     "test_tune::test_kill_9_resumes_without_redoing_finished_trials",
-                     "test_tune::test_trials_on_local_ray"), "test_tune-SMALL-trainers"),
+                     "test_tune::test_kill_9_resumes_without_redoing_finished_trials"), "test_tune-SMALL-trainers"),
     # The two bit-for-bit layouts of test_sweep (~75 s together, no module fixture) go apart from the module's
     # other optimized tests (~100 s, its CLI sweep fixture): as one unit they shared a worker with the MiniGrid
     # learning test and made the first phase's critical path (353 s against 281 s on the other worker).
     **dict.fromkeys(("test_sweep::test_a_member_is_its_run_alone_bit_for_bit[3-0]",
                      "test_sweep::test_a_member_is_its_run_alone_bit_for_bit[2-1]"), "test_sweep-bit-for-bit"),
 }
+# test_ray compares a study run on its Ray cluster with test_study's local one (conftest.local_study): one group.
+GROUP_OF_MODULE = {"test_ray": "test_study"}
 COST: dict[str, dict[str, float]] = json.loads((Path(__file__).with_name("group_costs.json")).read_text())
 PHASES = {"optimized": ("optimized",), "not optimized": ("rest",)}  # -m of make test's phases -> their costs
 
@@ -121,7 +138,7 @@ def xdist_group(item: pytest.Item) -> str:
         return GROUP_OF_TEST[test]
     if module in ONE_GROUP_PER_TEST:
         return test
-    return "tiny_run" if module in SHARED_RUN_MODULES else module
+    return "tiny_run" if module in SHARED_RUN_MODULES else GROUP_OF_MODULE.get(module, module)
 
 
 OPTIMIZED_TEXT = b"mark.optimized"  # what a test file holds to be collected by the optimized phase

@@ -49,6 +49,46 @@ TINY_ARGV = [
 ]
 
 
+# A tiny study: 2 tasks, independent (the automatic reference) vs shared, 2 seeds, 2000 steps per task.  Its
+# shared cell is helpers.TINY: the training program the rest of the suite compiles.  conftest.local_study trains
+# it once per session (test_study and test_ray read it).
+TINY_STUDY = """
+name = "tiny"
+tasks = ["CartPole-v1", "Acrobot-v1"]
+steps = 2000
+seeds = 2
+eval_episodes = 2
+eval_every = 1000
+
+[options]  # the shared cell is helpers.TINY: the training program the rest of the suite compiles
+learning_starts = 600
+buffer_size = 1000
+batch_size = 32
+log_every = 500
+hidden = [32, 32]
+target_update_every = 50
+tau = 1.0
+eps_fraction = 0.9
+
+[variants.shared]
+sharing = "shared"
+"""
+
+
+def spec_file(tmp: Path, text: str = TINY_STUDY, name: str = "tiny.toml") -> Path:
+    """``text`` written to ``tmp/name``: a study spec file."""
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+# A tiny search (`mtdqn tune`): 2 trials of 1,000 steps over the learning rate (test_tune, test_ray).
+TUNE_SMALL = {"name": "small", "tasks": ["CartPole-v1", "Acrobot-v1"], "steps": 1000, "seeds": 1, "trials": 2,
+              "pruner": "median", "eval_every": 500, "eval_episodes": 2,
+              "options": {"log_every": 500, "hidden": [16], "adapter_width": 8, "learning_starts": 200,
+                          "buffer_size": 1000, "batch_size": 16},
+              "space": {"lr": {"log": [1e-4, 1e-2]}}}
+
 def random_bits(abstract, seed: int = 0):
     """Arrays shaped like ``abstract`` whose bytes are random: every bit pattern of every dtype."""
     rng = np.random.default_rng(seed)

@@ -18,50 +18,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import TINY_STUDY, spec_file
+
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.studies import cell_configs, cell_status, load_spec, resolve_spec, run_study
 
-TINY = """
-name = "tiny"
-tasks = ["CartPole-v1", "Acrobot-v1"]
-steps = 2000
-seeds = 2
-eval_episodes = 2
-eval_every = 1000
-
-[options]  # the shared cell is helpers.TINY: the training program the rest of the suite compiles
-learning_starts = 600
-buffer_size = 1000
-batch_size = 32
-log_every = 500
-hidden = [32, 32]
-target_update_every = 50
-tau = 1.0
-eps_fraction = 0.9
-
-[variants.shared]
-sharing = "shared"
-"""
+TINY = TINY_STUDY
 
 
 def _spec_file(tmp: Path, text: str = TINY, name: str = "tiny.toml") -> Path:
-    path = tmp / name
-    path.write_text(text)
-    return path
+    return spec_file(tmp, text, name)
 
 
 def _mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def local_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("local")
-    out = tmp / "study"
-    result = run_study(load_spec(_spec_file(tmp)), out, progress=False)
-    assert result.report == out / "report" / "report.html"
-    return out
 
 
 @pytest.fixture()
@@ -100,7 +71,6 @@ def test_a_study_being_run_is_not_run_again_beside_it(study_copy: Path) -> None:
     """A second study in one folder raced the first for its cells (and started over a cell it found half
     written, the first's live one): it is refused in one line, nothing touched."""
     import fcntl
-    import os
 
     from mtdqn.errors import FolderBusy
 
@@ -206,28 +176,6 @@ def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeyp
     assert summary["error"].startswith("TrainingDiverged: training diverged")
     assert result.summaries["independent"]["status"] == "ok"
     assert "TrainingDiverged" in (study_copy / "report" / "report.md").read_text()
-
-
-@pytest.mark.slow
-def test_ray_backend_matches_local(local_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ray")
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))  # Ray must not leave an auth token (or anything) in the home folder
-    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
-        monkeypatch.delenv(key, raising=False)
-    out = tmp_path / "ray-study"
-    result = run_study(load_spec(_spec_file(tmp_path)), out, ray_address="local", num_cpus=2, progress=False,
-                       report=False)
-    for variant in ("independent", "shared"):
-        local = json.loads((local_study / "cells" / variant / "summary.json").read_text())
-        assert result.summaries[variant]["status"] == "ok"
-        assert result.summaries[variant]["final_eval"] == local["final_eval"]
-        assert result.summaries[variant]["config_hash"] == local["config_hash"]
-        pd.testing.assert_frame_equal(pd.read_parquet(out / "cells" / variant / "metrics.parquet"),
-                                      pd.read_parquet(local_study / "cells" / variant / "metrics.parquet"))
-    assert not (home / ".ray").exists()
-    assert "RAY_AUTH_TOKEN" not in os.environ
 
 
 def test_unreachable_ray_address_writes_nothing(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """`mtdqn tune`: the spec's checks, the objective's numbers, the pruner fed by a run's evaluations, resuming after
-kill -9, confirmation, the report, the presets, and trials on Ray."""
+kill -9, confirmation, the report and the presets (trials on Ray: test_ray)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+
+from helpers import TUNE_SMALL
 
 import mtdqn
 from mtdqn.analysis.anchors import lookup
@@ -37,11 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A trial of this spec trains ~1,000 steps per task (a few seconds after its compile); one evaluation during
 # training, at step 500, feeds the pruner.
-SMALL = {"name": "small", "tasks": ["CartPole-v1", "Acrobot-v1"], "steps": 1000, "seeds": 1, "trials": 2,
-         "pruner": "median", "eval_every": 500, "eval_episodes": 2,
-         "options": {"log_every": 500, "hidden": [16], "adapter_width": 8, "learning_starts": 200,
-                     "buffer_size": 1000, "batch_size": 16},
-         "space": {"lr": {"log": [1e-4, 1e-2]}}}
+SMALL = TUNE_SMALL
 
 
 def _toml(table: dict) -> str:
@@ -774,15 +772,3 @@ def test_a_batch_whose_trials_are_all_pruned_stops(tmp_path):
     assert [t.state for t in study.trials[2:]] == [optuna.trial.TrialState.PRUNED] * 2
     assert [t.user_attrs["note"] for t in study.trials[2:]] == ["pruned at step 500"] * 2
     assert not any((out / "trials" / f"trial-{i:04d}" / "summary.json").exists() for i in (2, 3))
-
-
-@pytest.mark.slow
-def test_trials_on_local_ray(tmp_path):
-    """--ray-address local: the trials run as Ray tasks reporting to the SQLite storage; the same directory."""
-    out = tmp_path / "tune"
-    result = mtdqn.tune({**SMALL, "pruner": "none"}, out, n_trials=2, ray_address="local", progress=False)
-    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
-    assert study.trials[0].params != study.trials[1].params  # started together, each drew its own values
-    assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
-    assert result.best_trial in (0, 1)
