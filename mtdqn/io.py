@@ -264,8 +264,8 @@ def _lock(folder: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise FolderBusy(f"{folder} is being written by another process (a run, a sweep or a study); wait for it "
-                         "to end, or stop it (a killed run resumes from its checkpoint)") from None
+        raise FolderBusy(f"{folder} is being written by another process (a run, a sweep, a study or a search); "
+                         "wait for it to end, or stop it (a killed run resumes from its checkpoint)") from None
     except OSError:  # a file system without locks (some network mounts): write unguarded, as before
         os.close(fd)
         return None

@@ -23,7 +23,7 @@ from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
 from mtdqn.io import read_json, read_parquet
 from mtdqn.rundir import (DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
-                          RUN_SUMMARY, STUDY_RECORD, RunDir, table_frame)
+                          RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD, RunDir, table_frame)
 
 if TYPE_CHECKING:  # annotations only: loading an agent imports JAX
     from mtdqn.deploy import LoadedAgent
@@ -178,8 +178,8 @@ class Study:
     @property
     def cells(self) -> dict[str, Run]:
         """Variant -> its cell's run (cells not started yet are left out)."""
-        return {v: Run(self.path / "cells" / v) for v in self.variants
-                if RunDir(self.path / "cells" / v).is_run()}
+        return {v: Run(self.path / STUDY_CELLS / v) for v in self.variants
+                if RunDir(self.path / STUDY_CELLS / v).is_run()}
 
     @property
     def report_path(self) -> Path:

@@ -333,8 +333,8 @@ def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path, capsys):
     other = os.open(run, os.O_RDONLY)  # another process's hold: an flock on the folder, opened apart
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
-        with pytest.raises(ConfigError, match=r"is being written by another process \(a run, a sweep or a study\); "
-                                              "wait for it"):
+        with pytest.raises(ConfigError, match=r"is being written by another process \(a run, a sweep, a study or a "
+                                              r"search\); wait for it"):
             with RunDir(run).trained_here():
                 pass
         with pytest.raises(SystemExit) as exc:

@@ -458,6 +458,25 @@ def test_presets_one_per_classic_structure():
         check_fixed_options(spec)  # ... where trials can train (every trial of every preset failed until 2026-12-04)
 
 
+def test_a_search_being_run_is_not_run_again_beside_it(tmp_path):
+    """A second search in one folder (a rerun in another terminal) cleared and trained the first's batches and
+    trial folders beside it: refused in one line before anything is written."""
+    import fcntl
+
+    from mtdqn.errors import FolderBusy
+
+    out = tmp_path / "tune"
+    out.mkdir()
+    other = os.open(out, os.O_RDONLY)  # another process's hold of the folder
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(FolderBusy, match="being written by another process"):
+            mtdqn.tune(SMALL, out, progress=False)
+    finally:
+        os.close(other)
+    assert list(out.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys):
     """In-process: each fails in validation; the last is the real command in a subprocess (one line)."""

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mtdqn.config import json_fits
 from mtdqn.io import read_parquet
-from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, STUDY_RECORD, RunDir
+from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, STUDY_CELLS, STUDY_RECORD, RunDir
 
 __all__ = ["Cell", "Study", "load_study"]
 
@@ -222,8 +222,8 @@ def load_study(study_dir: Path) -> Study:
     if headline not in HEADLINES:
         raise ValueError(f"{spec_path}: 'headline' must be one of {', '.join(map(repr, HEADLINES))}, got {headline!r}")
     notes: list[str] = []
-    cells = {v: _load_cell(study_dir / "cells" / v, v, tasks, notes) for v in variants}
-    cells_dir = study_dir / "cells"
+    cells = {v: _load_cell(study_dir / STUDY_CELLS / v, v, tasks, notes) for v in variants}
+    cells_dir = study_dir / STUDY_CELLS
     extra = sorted(p.name for p in cells_dir.iterdir() if p.is_dir() and p.name not in variants) if cells_dir.exists() else []
     if extra:
         notes.append(f"Ignored cell folder(s) not listed in study.json: {', '.join(extra)}.")

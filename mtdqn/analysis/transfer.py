@@ -36,6 +36,7 @@ from mtdqn.analysis.curves import auc
 from mtdqn.analysis.ranges import Bounds, discounted_bounds, return_bounds
 from mtdqn.analysis.stats import MIN_SEEDS, bootstrap_diff, bootstrap_mean
 from mtdqn.io import read_parquet
+from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS
 
 __all__ = ["seed_metrics", "transfer_table", "differences", "grafted_trunk", "write_transfer_table"]
 
@@ -61,8 +62,8 @@ def transfer_table(study_dir: Path, variants: list[str], task: str) -> dict[str,
     """{variant: {metric: {"mean", "lo", "hi", "n", "per_seed"}}} over the finished cells of ``variants``."""
     table: dict[str, Any] = {}
     for variant in variants:
-        cell = Path(study_dir) / "cells" / variant
-        summary_path = cell / "summary.json"
+        cell = Path(study_dir) / STUDY_CELLS / variant
+        summary_path = cell / RUN_SUMMARY
         if not summary_path.is_file() or json.loads(summary_path.read_text()).get("status") != "ok":
             table[variant] = None  # failed or missing: listed as such
             continue

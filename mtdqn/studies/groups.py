@@ -44,7 +44,7 @@ from mtdqn.analysis.groups import MAX_TASKS, Partition, describe_partition, trai
 from mtdqn.config import TrainConfig, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import held, write_json
-from mtdqn.rundir import STUDY_RECORD
+from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary
 from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, progress_printer, run_local,
@@ -119,12 +119,12 @@ def group_cell(study: StudySpec, tasks: tuple[str, ...], devices: int = 0) -> Ce
 
 
 def _cell_path(group: tuple[str, ...], tasks: tuple[str, ...]) -> str:
-    return f"cells/{JOINT}" if len(group) == len(tasks) else f"groups/{group_name(group)}"
+    return f"{STUDY_CELLS}/{JOINT}" if len(group) == len(tasks) else f"groups/{group_name(group)}"
 
 
 def plan_record(tasks: tuple[str, ...], chosen: dict[str, Partition], affinity_every: int) -> dict[str, Any]:
     """study.json's "groups": the tasks, the joint run, and per role its partition with each group's cell."""
-    return {"tasks": list(tasks), "joint": f"cells/{JOINT}", "affinity_every": affinity_every,
+    return {"tasks": list(tasks), "joint": f"{STUDY_CELLS}/{JOINT}", "affinity_every": affinity_every,
             "partitions": {role: {"partition": describe_partition(p, tasks),
                                   "groups": [{"tasks": [tasks[t] for t in g],
                                               "cell": _cell_path(tuple(tasks[t] for t in g), tasks)} for g in p]}
@@ -165,7 +165,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     console = console or Console(quiet=not progress)
     check_out_dir(out_dir)
     study = joint_study(spec)
-    joint, joint_dir = cell_configs(study, devices)[0], out_dir / "cells" / JOINT
+    joint, joint_dir = cell_configs(study, devices)[0], out_dir / STUDY_CELLS / JOINT
     joint_status = cell_status(joint, joint_dir)
     every = joint.config.affinity_every
     record = {**study_record(study), "groups": plan_record(study.tasks, {}, every)}

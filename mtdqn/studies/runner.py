@@ -30,7 +30,7 @@ from rich.console import Console
 
 from mtdqn.errors import ConfigError
 from mtdqn.io import held, provenance, write_json
-from mtdqn.rundir import STUDY_RECORD
+from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
@@ -239,7 +239,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
     check_out_dir(out_dir)
-    cells = [(cell, out_dir / "cells" / cell.variant) for cell in cell_configs(spec, devices)]
+    cells = [(cell, out_dir / STUDY_CELLS / cell.variant) for cell in cell_configs(spec, devices)]
     statuses = {cell.variant: cell_status(cell, d) for cell, d in cells}
     todo = [(c, d) for c, d in cells if statuses[c.variant] != "done"]
     on_event = progress_printer(console, len(cells))

@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 
 from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.io import held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
@@ -116,29 +117,29 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)  # before the storage is opened: opening may create a database
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    write_record(out, record)
-    url = storage if storage is not None else default_storage(out)
-    study = open_search(spec, opened if opened is not None else open_storage(url))
-    total = trials if trials is not None else spec.trials
-    if ray_address is not None:
-        from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
+    with held(out):  # one search per folder: a second one's batches cleared and trained the first's trials
+        write_record(out, record)
+        url = storage if storage is not None else default_storage(out)
+        study = open_search(spec, opened if opened is not None else open_storage(url))
+        total = trials if trials is not None else spec.trials
+        if ray_address is not None:
+            from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
-        left = running_batches(study)
-        if left:
-            raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which resume "
-                              "only together: rerun without --ray-address to finish them first")
-        run_search_on_ray(spec, study, url, out, total, ray_address, announce)
-    else:
-        run_batched_search(spec, study, out, total, progress, announce)
-    confirmed, confirm_score = None, None
-    if confirm is not None:
-        confirmed = confirm_best(spec, study, out, confirm, progress)
-        confirm_score = seed_scores(spec.objective, confirmed)[0]
-    report = build_tune_report(spec, study, out, command,
-                               [p.parent for p in sorted((out / "confirm").glob("*/summary.json"))])
-    best = best_trial(study)
-    failed = [(t.number, t.user_attrs.get("note", "")) for t in
-              study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
-    return TuneResult(out, report, best.number if best else None, best.value if best else None,
-                      dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score, failed)
+            left = running_batches(study)
+            if left:
+                raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which resume "
+                                  "only together: rerun without --ray-address to finish them first")
+            run_search_on_ray(spec, study, url, out, total, ray_address, announce)
+        else:
+            run_batched_search(spec, study, out, total, progress, announce)
+        confirmed, confirm_score = None, None
+        if confirm is not None:
+            confirmed = confirm_best(spec, study, out, confirm, progress)
+            confirm_score = seed_scores(spec.objective, confirmed)[0]
+        report = build_tune_report(spec, study, out, command,
+                                   [p.parent for p in sorted((out / "confirm").glob("*/summary.json"))])
+        best = best_trial(study)
+        failed = [(t.number, t.user_attrs.get("note", "")) for t in
+                  study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
+        return TuneResult(out, report, best.number if best else None, best.value if best else None,
+                          dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score, failed)
