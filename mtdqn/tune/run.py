@@ -127,8 +127,8 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
 
             left = running_batches(study)
             if left:
-                raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which resume "
-                                  "only together: rerun without --ray-address to finish them first")
+                raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which "
+                                  "resume only together: rerun without --ray-address to finish them first")
             run_search_on_ray(spec, study, url, out, total, ray_address, announce)
         else:
             run_batched_search(spec, study, out, total, progress, announce)
