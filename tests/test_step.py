@@ -212,6 +212,35 @@ def test_the_learning_rate_schedule_is_the_optax_one_and_its_length_is_traced(mo
 
 
 @pytest.mark.slow
+def test_a_long_horizon_rollout_stops_once_every_episode_has_ended(monkeypatch):
+    """Past evaluate.LONG_HORIZON steps (a task's max_steps set far above its default) the rollout runs blocks
+    of steps until every episode has ended: MultiRoom with max_steps=10^9 evaluates its random policy (whose
+    episodes reach the goal within a few thousand steps), where one scan of the horizon would not end.  A greedy
+    policy on a deterministic game plays the same episodes either way: the same returns as one scan, its reward
+    in the second block (the discount carried across blocks)."""
+    import mtdqn.evaluate as evaluate
+
+    def returns(task: str, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        cfg = dataclasses.replace(BASE, tasks=(task,), seeds=1,
+                                  network=NetworkConfig(conv_channels=(4, 4), conv_dense=16, adapter_channels=4))
+        agent = make_agent(cfg)
+        params = jax.tree.map(lambda x: x[None], init_state(agent, jax.random.PRNGKey(0)).params)
+        got = evaluate.evaluate_params(agent, params, 7, 2, eps=eps)
+        return np.asarray(got.total), np.asarray(got.discounted)
+
+    total, _ = returns("MiniGrid-MultiRoom-N2-S4-v0:max_steps=1000000000", 1.0)
+    assert np.all(total > 0.99), total  # every episode ended at the goal (1 - 0.9 * its steps / 10^9)
+    monkeypatch.setattr(evaluate, "LONG_HORIZON", 100)
+    monkeypatch.setattr(evaluate, "BLOCK_STEPS", 64)
+    blocks = returns("SpaceInvaders-MinAtar:max_steps=1000", 0.0)
+    monkeypatch.setattr(evaluate, "LONG_HORIZON", 10**9)  # one scan of the whole horizon
+    scan = returns("SpaceInvaders-MinAtar:max_steps=1000", 0.0)
+    assert np.all(scan[0] > 0) and np.all(scan[1] < 0.99**64 * scan[0]), scan  # a reward after step 64
+    for a, b in zip(blocks, scan):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
 def test_the_evaluation_in_two_programs_is_rollout_returns_of_each_seed():
     """evaluate_params compiles the reset and the rollout apart (mtdqn/evaluate.py says why): every seed's
     returns are still :func:`rollout_returns` of that seed's key, the same episodes, and epsilon reaches the
