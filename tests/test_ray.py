@@ -123,6 +123,7 @@ def test_a_study_on_ray_matches_local(ray_cluster, local_study, tmp_path):
         assert result.summaries[variant]["status"] == "ok"
         assert result.summaries[variant]["final_eval"] == local["final_eval"]
         assert result.summaries[variant]["config_hash"] == local["config_hash"]
+        assert result.summaries[variant]["devices"] == local["devices"] == 2  # the layout the numbers depend on
         pd.testing.assert_frame_equal(pd.read_parquet(out / "cells" / variant / "metrics.parquet"),
                                       pd.read_parquet(local_study / "cells" / variant / "metrics.parquet"))
     assert ray.is_initialized()  # the caller's cluster, left running

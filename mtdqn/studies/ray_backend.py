@@ -53,7 +53,7 @@ def _remote_cell(cell: CellConfig, cell_dir: str, study_json: str) -> dict[str, 
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
     # As the CLI plans a local study (every cell has the study's seeds and tasks), so a cell's seeds
-    # get the same layout, and numbers, as run locally; a reused worker keeps its first plan.
+    # get the same layout, and numbers, as run locally (each cell in a worker of its own: RayBackend.run).
     use_cpu_cores(*cpu_plan(cell.config.seeds, cell.config.tasks, cell.run_options.devices))
     unroll_cpu_threefry()  # as the CLI does: the same bits, faster on CPU
     if Path(study_json).exists():
@@ -229,7 +229,10 @@ class RayBackend:
         """Submit every cell at once; Ray runs as many as the cluster has CPUs for."""
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=1)(_remote_cell)
+        # max_calls=1: each cell in a fresh worker process, planned for its own seeds (a reused worker kept the
+        # devices of its first task: after a tune's 1-seed trials in the same session, a study's 2-seed cells
+        # trained on one device instead of two, a different seed layout)
+        remote = ray.remote(num_cpus=1, max_retries=1, max_calls=1)(_remote_cell)
         pending = {}
         for cell, cell_dir in todo:
             study_json = str((cell_dir.parent.parent / STUDY_RECORD).absolute())

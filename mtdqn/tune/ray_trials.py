@@ -55,7 +55,8 @@ def run_search_on_ray(spec: TuneSpec, study: optuna.Study, storage_url: str, out
     with RayBackend(address):
         import ray
 
-        remote = ray.remote(num_cpus=cpus, max_retries=0)(_remote_trial)
+        # max_calls=1: each trial in a fresh worker, planned for the search's seeds (RayBackend.run says why)
+        remote = ray.remote(num_cpus=cpus, max_retries=0, max_calls=1)(_remote_trial)
         width = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         pending: dict[object, int] = {}
 
