@@ -89,6 +89,7 @@ TUNE_SMALL = {"name": "small", "tasks": ["CartPole-v1", "Acrobot-v1"], "steps": 
                           "buffer_size": 1000, "batch_size": 16},
               "space": {"lr": {"log": [1e-4, 1e-2]}}}
 
+
 def random_bits(abstract, seed: int = 0):
     """Arrays shaped like ``abstract`` whose bytes are random: every bit pattern of every dtype."""
     rng = np.random.default_rng(seed)

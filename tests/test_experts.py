@@ -174,7 +174,7 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
     host loop's update (gym: tasks).  Small reductions stay out of YNNPACK anyway (VECTOR's 16 samples of 32
     features: none either way), so the network here is larger.  One task: the Gram–Schmidt is per task and
     sample, so a second task sends no other reductions (with VECTOR's two, jaxlib's defaults sent 12-13 per
-    layout, as with one: 12), and each of the five programs compiles ~15% faster.  `make test` runs it
+    layout, as with one: 12), and each of the six programs compiles ~15% faster.  `make test` runs it
     without XLA's optimizations; run by hand with them (as users compile), it passes too."""
     import mtdqn.train.loop as loop
 
@@ -210,11 +210,13 @@ def test_moores_training_program_keeps_its_reductions_out_of_the_library(monkeyp
         assert library_reductions(layout) == 0, layout
     import mtdqn.train.host_loop as host_loop
 
-    # jaxlib's defaults send them, so the zeros above are the options' doing: shown on one layout (the others
-    # compile the same update; each sent 12-13 when all four were compiled twice, ~6 s more of the suite)
+    # jaxlib's defaults send them, so the zeros above are the options' doing: shown on one jitted layout (the
+    # others compile the same update; each sent 12-13 when all four were compiled twice, ~4 s more of the suite)
+    # and on the host loop's ahead-of-time compile, a path of its own
     for module in (loop, host_loop):
         monkeypatch.setattr(module, "chunk_compiler_options", lambda *agents: None)
-    assert library_reductions("one") >= 10
+    for layout in ("one", "host"):
+        assert library_reductions(layout) >= 10, layout
 
 
 @pytest.mark.slow

@@ -94,17 +94,22 @@ def test_auto_without_a_cluster_names_mtdqns_flag(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A private local cluster as ``--ray-address local`` starts it (:class:`RayBackend`), its GCS address; at
-    its end, Ray has left nothing in the home folder (a fresh one) nor its token in the environment."""
+    its end it is shut down, its token is out of the environment and Ray left no ``.ray`` in the home folder (a
+    fresh one; matplotlib keeps its own configuration folder, whose font cache a report would otherwise rebuild
+    there).  A failed check here is reported as an error of the module's last test."""
+    import matplotlib
+
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MPLCONFIGDIR", matplotlib.get_configdir())
         mp.setenv("HOME", str(home))  # Ray must not leave an auth token (or anything) in the home folder
         for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
             mp.delenv(key, raising=False)
         with RayBackend("local", num_cpus=2):
             yield ray.get_runtime_context().gcs_address
-        assert not ray.is_initialized()
-        assert "RAY_AUTH_TOKEN" not in os.environ
-        assert not (home / ".ray").exists()
+        assert not ray.is_initialized(), "RayBackend('local') left its cluster running"
+        assert "RAY_AUTH_TOKEN" not in os.environ, "RayBackend('local') left its token in the environment"
+        assert not (home / ".ray").exists(), f"Ray wrote {home / '.ray'}"
 
 
 @pytest.mark.slow
@@ -114,10 +119,22 @@ def test_a_ray_clusters_own_address_passes_the_check(ray_cluster):
 
 
 @pytest.mark.slow
-def test_a_study_on_ray_matches_local(ray_cluster, local_study, tmp_path):
-    """The cells, each a Ray task running the local backend's run_cell, end with the local study's numbers."""
+def test_a_study_on_ray_matches_local(ray_cluster, local_study, tmp_path, monkeypatch):
+    """The cells, each a Ray task running the local backend's run_cell, end with the local study's numbers.  The
+    study enters and leaves a RayBackend of its address and CPUs (on the running cluster it owns nothing: the
+    fixture's start and stop are those of ``local``)."""
+    made = []
+
+    class Recorded(RayBackend):
+        def __exit__(self, *exc_info):
+            made.append((self.address, self.num_cpus))
+            return super().__exit__(*exc_info)
+
+    monkeypatch.setattr("mtdqn.studies.runner.RayBackend", Recorded)
     out = tmp_path / "ray-study"
-    result = run_study(load_spec(spec_file(tmp_path)), out, ray_address="local", progress=False, report=False)
+    result = run_study(load_spec(spec_file(tmp_path)), out, ray_address="local", num_cpus=2, progress=False,
+                       report=False)
+    assert made == [("local", 2)]
     for variant in ("independent", "shared"):
         local = json.loads((local_study / "cells" / variant / "summary.json").read_text())
         assert result.summaries[variant]["status"] == "ok"

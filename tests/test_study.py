@@ -1,7 +1,8 @@
-"""The study runner end to end on a tiny study: layout, report, re-runs, failures, Ray, bad input.
+"""The study runner end to end on a tiny study: layout, report, re-runs, failures, an unreachable Ray address, bad
+input.
 
-One tiny study (2 tasks, independent vs shared, 2 seeds, 2000 steps per
-task) is trained once per session through the local backend; the other tests
+One tiny study (helpers.TINY_STUDY: 2 tasks, independent vs shared, 2 seeds, 2000 steps per task) is trained
+once per session through the local backend (conftest.local_study; test_ray runs it on Ray too); the tests here
 copy it (``copytree`` keeps mtimes) and check what a re-run touches.
 """
 

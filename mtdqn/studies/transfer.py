@@ -28,7 +28,7 @@ from rich.console import Console
 from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
 from mtdqn.errors import ConfigError
 from mtdqn.io import held, write_json
-from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
+from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
 from mtdqn.studies.runner import StudyResult, build, progress_printer, run_local, study_record
@@ -148,6 +148,6 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
         from mtdqn.analysis.transfer import write_transfer_table
 
         write_transfer_table(out_dir, list(spec.variants), spec.target)
-        summaries = {cell.variant: (out_dir / STUDY_CELLS / cell.variant / "summary.json") for cell in cells}
+        summaries = {cell.variant: (out_dir / STUDY_CELLS / cell.variant / RUN_SUMMARY) for cell in cells}
         return StudyResult(out_dir, {v: read_summary(p) or {} for v, p in summaries.items()},
                            build(out_dir) if report else None)
