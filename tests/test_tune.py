@@ -280,6 +280,21 @@ def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):
     check_fixed_options(build_tune_spec(tau, "s", "s"))
 
 
+def test_a_budget_that_makes_no_update_is_refused_before_any_trial(tmp_path):
+    """steps = 1000 before the default --learning-starts 5000: every trial failed "no update would run" and the
+    search exited 3 with its folder written; now one line naming the budget.  With learning_starts searched, a
+    space whose every point starts learning too late is refused too, and one with a point that learns is not."""
+    cut = {**SMALL, "options": {k: v for k, v in SMALL["options"].items() if k != "learning_starts"}}
+    with pytest.raises(ConfigError, match="tune small: steps = 1,000: no update would run: --steps 1,000 ends "
+                                          "before the first update"):
+        mtdqn.tune(cut, tmp_path / "out", progress=False)
+    late = {**cut, "space": {**cut["space"], "learning_starts": {"int": [2000, 4000]}}}
+    with pytest.raises(ConfigError, match="no configuration of \\[space\\] checked can train .* no update would run"):
+        mtdqn.tune(late, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    check_fixed_options(build_tune_spec({**late, "space": {"learning_starts": {"int": [100, 4000]}}}, "s", "s"))
+
+
 def test_a_space_no_point_of_which_can_train_is_refused_before_any_trial(tmp_path):
     """Every --target-update-every in [10, 1000] beside the default Polyak --tau 0.005 is refused by the run: a
     search over it would fail every trial (the classic presets did), so it is one line before anything is

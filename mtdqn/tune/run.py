@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,8 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.config import TrainConfig, check_train_budget
+from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources
 from mtdqn.io import held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
@@ -53,10 +55,30 @@ def check_fixed_options(spec: TuneSpec) -> None:
     the trials (the space may hold values that make it valid).  Fixed options this machine's memory cannot
     hold are InsufficientResources (the CLI's exit 1)."""
     error = agent_error(spec.config({}))
-    if error is not None and not any(f"--{name.replace('_', '-')}" in error for name in spec.space):
+    if error is not None and not _names_searched(spec, error):
         machine = agent_error(spec.config({}), machine=False) is None
         raise (InsufficientResources if machine else ConfigError)(f"tune {spec.name}: [options]: {error}")
+    error = budget_error(spec.config({}))
+    if error is not None and not _names_searched(spec, error):  # every trial failed it: refused here
+        raise ConfigError(f"tune {spec.name}: steps = {spec.steps:,}: {error}")
     check_some_point_trains(spec)
+
+
+def _names_searched(spec: TuneSpec, error: str) -> bool:
+    """Whether ``error`` names an option of the space (which may hold values that make the run valid)."""
+    return any(f"--{name.replace('_', '-')}" in error for name in spec.space)
+
+
+def budget_error(cfg: TrainConfig) -> str | None:
+    """Why ``cfg``'s budget makes no update (:func:`~mtdqn.config.check_train_budget`), or None; its warning
+    of few updates is the trial's to give."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewUpdatesWarning)
+        try:
+            check_train_budget(cfg)
+        except ConfigError as exc:
+            return str(exc)
+    return None
 
 
 SPACE_CHECKS = 64
@@ -91,7 +113,7 @@ def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[
     first, count = None, 0
     for values in itertools.chain(corners, draws):
         point = {**dict(zip(dims, values)), **fixed}
-        error = agent_error(spec.config(point), machine=False)
+        error = agent_error(spec.config(point), machine=False) or budget_error(spec.config(point))
         if error is None:
             return
         count += 1
