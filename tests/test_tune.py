@@ -87,7 +87,10 @@ def test_bad_spec_keys():
                             ({**SMALL, "options": {"seed": 3}}, "every trial trains seeds 0..seeds-1"),
                             ({**SMALL, "tasks": ["CartPole-v1", "Breakout-MinAtar"]}, "objective iqm normalizes"),
                             ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every"),
-                            ({**SMALL, "probes": "yes"}, "probes: expected true or false, got 'yes'")]:
+                            ({**SMALL, "probes": "yes"}, "probes: expected true or false, got 'yes'"),
+                            # the name first: it once met the objective's anchors ("use objective = ...")
+                            ({**SMALL, "tasks": ["CartPol-v1"]},
+                             "spec.toml: tasks: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?")]:
         with pytest.raises(ConfigError) as info:
             build_tune_spec(table, "spec.toml", "spec")
         assert expected in str(info.value), (table, str(info.value))

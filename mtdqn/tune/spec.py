@@ -50,6 +50,7 @@ from mtdqn.flatoptions import apply_options, coerce, option_table, type_name, un
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import read_study_file
 from mtdqn.sweepspec import SWEEPABLE
+from mtdqn.tasknames import check_task_names
 
 __all__ = ["Dimension", "TuneSpec", "KINDS", "OBJECTIVES", "PRUNERS", "SAMPLERS", "FIXED", "TUNABLE", "build_tune_spec",
            "read_tune_spec"]
@@ -315,9 +316,15 @@ def _numeric(hint: Any) -> type | None:
 
 
 def _tasks(value: Any, source: str) -> tuple[str, ...]:
+    """The spec's task names, each known (a mistyped one was met first by the objective's anchors, which said to
+    change the objective, then by the run's check, as an [options] error)."""
     tasks = [value] if isinstance(value, str) else value
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise ConfigError(f"{source}: tasks: expected a non-empty list of task names")
+    try:
+        check_task_names(tasks)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: tasks: {exc}") from None
     return tuple(tasks)
 
 
