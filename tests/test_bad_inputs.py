@@ -140,6 +140,17 @@ def _one_error_line(capsys, argv: list[str], code: int = 2) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize("argv", [["tune", "classic-shared", "--n-trials", "abc"],
+                                  ["distill", "--teachers", "a", "--out", "x", "--teacher-seed", "abc"],
+                                  ["finetune", "--from", "a", "--tasks", "CartPole-v1", "--lora", "abc"]],
+                         ids=["tune-n-trials", "distill-teacher-seed", "finetune-lora"])
+def test_an_optional_number_that_is_no_number_is_one_line(capsys, argv):
+    """A flag taking an int or nothing (``int | None``) gave tyro's message: a first line, then one line per
+    type it tried.  Now the line a plain int flag gives."""
+    line = _one_error_line(capsys, argv)
+    assert line.endswith(f"Error parsing {argv[-2]}: invalid literal for int() with base 10: 'abc'"), line
+
+
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
 

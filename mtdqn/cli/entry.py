@@ -49,7 +49,7 @@ def _rejection(event: object) -> str:
 
     if isinstance(event, tyro_errors.InstantiationFailure):
         where = f"Error parsing {event.argument.display_name()}: " if event.argument is not None else ""
-        return f"{where}{event.message}"
+        return f"{where}{_one_reason(event.message)}"
     if isinstance(event, tyro_errors.InvalidChoice):
         return (f"Error parsing {event.argument.display_name()}: invalid choice {event.value!r}. "
                 f"Expected one of {event.choices}")
@@ -66,6 +66,15 @@ def _rejection(event: object) -> str:
             return f"Error parsing {name}: expected {event.argument.lowered.metavar}"
         return f"Error parsing {name}: takes no value, got {event.offending_value!r}"
     return f"invalid arguments for `{getattr(event, 'prog', 'mtdqn')}` (see its --help)"
+
+
+def _one_reason(message: str) -> str:
+    """tyro's message for a value no type of an optional flag takes (``int | None``: "no type matching
+    {None}|INT could be instantiated from ['abc']", then one "- <class ...>: why" line per type) as the
+    reason of its types other than None, the line a plain ``int`` flag gives; any other message's first line."""
+    reasons = [line.split(">: ", 1)[1] for line in message.splitlines()
+               if line.startswith("- <class ") and ">: " in line and not line.startswith("- <class 'NoneType'>")]
+    return "; ".join(reasons) if reasons else message.strip().splitlines()[0]
 
 
 def _raise_rejection(event: object) -> None:
