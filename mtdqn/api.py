@@ -276,11 +276,29 @@ def extend(source: str | Path, add_tasks: Sequence[str] | str, out: str | Path |
                      dict(force=force, progress=progress, announce=announce), options)
 
 
+_HOW_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "freeze": ("str", (str,)), "trunk_lr": ("float", (int, float)), "lora": ("int or None", (int, type(None))),
+    "keep_heads": ("bool", (bool,))}
+
+
+def _checked_how(how: dict[str, Any]) -> dict[str, Any]:
+    """finetune's and extend's own keywords type-checked, as the flat options are (``lora="4"`` met a comparison
+    of str with int, ``freeze=3`` a method of str); ``trunk_lr`` as a float."""
+    for name, value in how.items():
+        if name not in _HOW_TYPES:  # add_tasks: task names, checked as such
+            continue
+        want, kinds = _HOW_TYPES[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ConfigError(f"{_flag(name)}: expected {want}, got {value!r}")
+    return {**how, **({"trunk_lr": float(how["trunk_lr"])} if "trunk_lr" in how else {})}
+
+
 def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[str, Any],
               driving: dict[str, Any], options: dict[str, Any]) -> Run:
     """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer` (imported once JAX is
     planned: it imports the tasks, whose gymnax starts JAX)."""
     training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS, keywords=list(how))
+    how = _checked_how(how)
     base = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
     if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
         out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],

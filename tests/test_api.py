@@ -95,6 +95,23 @@ def test_an_unknown_or_mistyped_option_is_one_line(tmp_path, kwargs, expected):
     assert not (tmp_path / "api").exists()
 
 
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"lora": "4"}, "--lora: expected int or None, got '4'"),
+    ({"lora": 2.5}, "--lora: expected int or None, got 2.5"),
+    ({"trunk_lr": "x"}, "--trunk-lr: expected float, got 'x'"),
+    ({"freeze": 3}, "--freeze: expected str, got 3"),
+    ({"keep_heads": "yes"}, "--keep-heads: expected bool, got 'yes'"),
+])
+def test_a_mistyped_finetune_keyword_is_one_line(tmp_path, kwargs, expected):
+    """finetune's own keywords are type-checked as the flat options are: they raised TypeError and
+    AttributeError from inside the transfer (``lora="4"``, ``freeze=3``), or trained (``keep_heads="yes"``)."""
+    fake_run(tmp_path / "src")
+    with pytest.raises(mtdqn.ConfigError) as exc:
+        mtdqn.finetune(tmp_path / "src", tasks=["CartPole-v1"], out=tmp_path / "ft", **kwargs)
+    assert str(exc.value) == expected
+    assert not (tmp_path / "ft").exists()
+
+
 def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     fake_run(tmp_path / "run")
     with pytest.raises(mtdqn.ConfigError, match=r"drop --steps, --lr \(or start a new run with --out\)") as exc:
