@@ -9,7 +9,7 @@ of failure.
 from __future__ import annotations
 
 __all__ = ["ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
-           "SearchFailed", "FewUpdatesWarning"]
+           "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning"]
 
 
 class ConfigError(ValueError):
@@ -40,6 +40,16 @@ class SearchFailed(RuntimeError):
     exits 3, as for a diverged run, after printing the report's path."""
 
 
-class FewUpdatesWarning(UserWarning):
+class MtdqnWarning(UserWarning):
+    """A warning of mtdqn's own about what the user asked for; the CLI prints it as one ``warning: <message>``
+    line, once."""
+
+
+class RoundedScheduleWarning(MtdqnWarning):
+    """A budget or cadence a run rounds to whole logging windows, where the rounding is not the user's to
+    expect (a search's trials: its report states them as asked)."""
+
+
+class FewUpdatesWarning(MtdqnWarning):
     """A valid budget that makes so few gradient updates the agent can hardly learn; the CLI prints it as
     ``warning: <message>``."""

@@ -96,6 +96,19 @@ def test_bad_spec_keys():
         assert expected in str(info.value), (table, str(info.value))
 
 
+def test_a_budget_or_cadence_the_trials_round_is_said():
+    """A trial trains whole logging windows and evaluates between them: ``steps = 100`` with the default
+    10,000-step window trained 10,000 and evaluated once, while the report said 100 steps and an evaluation
+    every 20.  The tune warns (RoundedScheduleWarning, one line on the CLI) and the report says it as run."""
+    from mtdqn.tune.spec import schedule_note
+
+    rounded = build_tune_spec({**SMALL, "steps": 100, "options": {"hidden": [16]}, "eval_every": 0}, "s", "s")
+    assert schedule_note(rounded) == ("tune small: steps 100 trains 10,000 and eval_every 20 evaluates every 10,000 "
+                                      "env steps per task (whole logging windows of 10,000); set options.log_every to "
+                                      "a divisor of both to run them as asked")
+    assert schedule_note(build_tune_spec(SMALL, "s", "s")) == ""  # 1,000 steps in windows of 500, as asked
+
+
 def test_spec_kinds_and_schedule():
     options = {k: v for k, v in SMALL["options"].items() if k != "hidden"}
     spec = build_tune_spec({**SMALL, "options": options, "eval_every": 0, "space": {

@@ -11,7 +11,8 @@ import tyro
 
 from mtdqn.cli.commands import Study, Train, Tune, given_options
 from mtdqn.cli.handlers import COMMANDS
-from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, SearchFailed, TrainingDiverged
+from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning, SearchFailed,
+                          TrainingDiverged)
 from mtdqn.tasknames import split_task_list
 
 __all__ = ["main"]
@@ -184,7 +185,7 @@ module's, and is emptied whenever a library imported in between changes the filt
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Our own warnings as one line ``warning: ...`` on stderr, once each; others as Python prints them."""
-    if issubclass(category, FewUpdatesWarning):
+    if issubclass(category, MtdqnWarning):
         text = f"warning: {' '.join(str(message).split())}"
         if text not in _SHOWN:
             _SHOWN.add(text)

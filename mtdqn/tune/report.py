@@ -39,7 +39,7 @@ from mtdqn.tune.objective import (  # noqa: E402
 )
 from mtdqn.tune.search import best_trial, trial_dir  # noqa: E402
 from mtdqn.tune.batches import BATCH_ATTR  # noqa: E402
-from mtdqn.tune.spec import TuneSpec  # noqa: E402
+from mtdqn.tune.spec import TuneSpec, schedule_note  # noqa: E402
 
 __all__ = ["build_tune_report", "trials_table", "importances", "seed_scores"]
 
@@ -212,6 +212,7 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
              f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {spec.seeds} seed(s) per trial; "
              f"sampler {spec.sampler}, pruner {spec.pruner}"
              + (f" on a greedy evaluation every {spec.eval_every:,} steps" if spec.eval_every else "") + ".",
+             *([f"As run: {schedule_note(spec).split(': ', 1)[1]}."] if schedule_note(spec) else []),
              f"Objective (maximized): {DESCRIPTIONS[spec.objective]}.",
              f"Trials: {len(table)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}).", ""]
     best = best_trial(study)

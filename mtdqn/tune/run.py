@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 
 from mtdqn.config import TrainConfig, check_train_budget
-from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources
+from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning
 from mtdqn.io import held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
@@ -29,7 +29,7 @@ from mtdqn.tune.search import (
     best_trial, check_same_search, confirm_best, default_storage, open_search, open_storage, write_record,
 )
 from mtdqn.studies.spec import agent_error
-from mtdqn.tune.spec import TuneSpec
+from mtdqn.tune.spec import TuneSpec, schedule_note
 
 __all__ = ["TuneResult", "run_tune"]
 
@@ -136,6 +136,8 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if spec.batch > 1 and ray_address is not None:
         raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
+    if schedule_note(spec):  # the trials round the budget or the cadence to whole logging windows
+        warnings.warn(schedule_note(spec), RoundedScheduleWarning, stacklevel=2)
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)  # before the storage is opened: opening may create a database
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written

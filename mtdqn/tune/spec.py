@@ -389,5 +389,23 @@ def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
     return spec
 
 
+def schedule_note(spec: TuneSpec) -> str:
+    """How a trial runs ``steps`` and ``eval_every`` where it rounds them ("" where as asked): a run trains whole
+    logging windows (``log_every``, default 10,000 env steps; in whole vector steps) and evaluates between
+    them, so ``steps = 100`` trained 10,000 and ``eval_every = 5000`` evaluated every 10,000 while the report
+    said otherwise.  Read with the fixed options (a searched ``num_envs`` rounds each trial its own way)."""
+    from mtdqn.config import derive
+
+    d = derive(spec.config({}))
+    window = d.iters_per_chunk * spec.config({}).num_envs
+    steps, every = d.env_steps, (max(1, round(spec.eval_every / window)) * window if spec.eval_every else 0)
+    if steps == spec.steps and every == spec.eval_every:
+        return ""
+    parts = ([f"steps {spec.steps:,} trains {steps:,}"] if steps != spec.steps else []) + \
+            ([f"eval_every {spec.eval_every:,} evaluates every {every:,}"] if every != spec.eval_every else [])
+    return (f"tune {spec.name}: {' and '.join(parts)} env steps per task (whole logging windows of {window:,}); "
+            "set options.log_every to a divisor of both to run them as asked")
+
+
 def _with_options(spec: TuneSpec, **changes: Any) -> TuneSpec:
     return dataclasses.replace(spec, run_options=dataclasses.replace(spec.run_options, **changes))
