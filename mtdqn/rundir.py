@@ -258,7 +258,14 @@ class RunDir:
         """What the refusal of a new run here adds where this folder holds an unfinished training run (a
         checkpoint, not finished, resumable): the ``--resume`` that continues it (a killed finetune was told
         only ``--force True``)."""
-        if self.finished_as() is not None or not (self.path / "checkpoints" / "latest.json").is_file():
+        if self.finished_as() is not None:
+            return ""
+        try:
+            if "distill" in self.require_run():  # a distillation killed before its distill.json: none resumes
+                return "; it is an unfinished distillation, which cannot be resumed: --force True starts it over"
+        except (ConfigError, OSError, ValueError):
+            return ""
+        if not (self.path / "checkpoints" / "latest.json").is_file():
             return ""
         try:
             self.require_resumable()

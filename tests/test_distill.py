@@ -327,3 +327,9 @@ def test_a_student_is_a_finished_run_that_cannot_be_resumed(tmp_path, capsys):
     write_json(out / "config.json", {**record, "distill": {"teachers": [], "options": {}}})
     with pytest.raises(mtdqn.ConfigError, match=r"is a distilled student \(`mtdqn distill`\), not a training run"):
         mtdqn.train(out=out, resume=True, progress=False)
+    # distilling again into it (a killed `mtdqn distill` rerun) is told what the folder holds and what to do
+    from mtdqn.rundir import RunDir
+
+    with pytest.raises(mtdqn.ConfigError, match=r"already holds a run \(.*\); it is an unfinished distillation, "
+                                                r"which cannot be resumed: --force True starts it over"):
+        RunDir(out).check_new(force=False)
