@@ -262,7 +262,7 @@ class RunDir:
             return ""
         try:
             if "distill" in self.require_run():  # a distillation killed before its distill.json: none resumes
-                return "; it is an unfinished distillation, which cannot be resumed: --force True starts it over"
+                return "; it is an unfinished distillation (a distillation does not resume: start it over)"
         except (ConfigError, OSError, ValueError):
             return ""
         if not (self.path / "checkpoints" / "latest.json").is_file():

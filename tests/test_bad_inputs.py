@@ -312,7 +312,7 @@ def test_unwritable_parent(tmp_path, capsys):
 
 def test_an_unfinished_run_in_the_way_is_offered_its_resume(tmp_path):
     """A killed run (a checkpoint, no summary.json) rerun with the same --out was told only of --force True; a
-    distilled student, which --resume refuses, and a finished run are not offered it."""
+    distilled student, which --resume refuses, is told it does not resume; a finished run is offered nothing."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "latest.json").write_text("{}")
@@ -320,7 +320,9 @@ def test_an_unfinished_run_in_the_way_is_offered_its_resume(tmp_path):
     with pytest.raises(ConfigError, match=f"it is unfinished: `mtdqn train --resume {run}` continues it; pass "):
         RunDir(run).check_new(False)
     (run / "config.json").write_text('{"distill": {}}')
-    with pytest.raises(ConfigError, match=r"already holds a run \(config.json, checkpoints\); pass --force True"):
+    with pytest.raises(ConfigError, match=r"already holds a run \(config.json, checkpoints\); it is an unfinished "
+                                          r"distillation \(a distillation does not resume: start it over\); pass "
+                                          r"--force True"):
         RunDir(run).check_new(False)
     (run / "config.json").write_text("{}")
     (run / "summary.json").write_text("{}")

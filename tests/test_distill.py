@@ -330,6 +330,6 @@ def test_a_student_is_a_finished_run_that_cannot_be_resumed(tmp_path, capsys):
     # distilling again into it (a killed `mtdqn distill` rerun) is told what the folder holds and what to do
     from mtdqn.rundir import RunDir
 
-    with pytest.raises(mtdqn.ConfigError, match=r"already holds a run \(.*\); it is an unfinished distillation, "
-                                                r"which cannot be resumed: --force True starts it over"):
+    with pytest.raises(mtdqn.ConfigError, match=r"already holds a run \(.*\); it is an unfinished distillation \(a "
+                                                r"distillation does not resume: start it over\); pass --force True"):
         RunDir(out).check_new(force=False)
