@@ -119,6 +119,20 @@ def test_a_ray_clusters_own_address_passes_the_check(ray_cluster):
 
 
 @pytest.mark.slow
+def test_trials_on_ray(ray_cluster, tmp_path):
+    """The trials run as Ray tasks reporting to the SQLite storage; the same directory as a local search.  Before
+    the study below: its 2-seed cells then follow these 1-seed trials on the cluster (a worker reused from them
+    would train a cell on one device)."""
+    out = tmp_path / "tune"
+    result = mtdqn.tune({**TUNE_SMALL, "pruner": "none"}, out, n_trials=2, ray_address="local", progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert study.trials[0].params != study.trials[1].params  # started together, each drew its own values
+    assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
+    assert result.best_trial in (0, 1)
+
+
+@pytest.mark.slow
 def test_a_study_on_ray_matches_local(ray_cluster, local_study, tmp_path, monkeypatch):
     """The cells, each a Ray task running the local backend's run_cell, end with the local study's numbers.  The
     study enters and leaves a RayBackend of its address and CPUs (on the running cluster it owns nothing: the
@@ -144,15 +158,3 @@ def test_a_study_on_ray_matches_local(ray_cluster, local_study, tmp_path, monkey
         pd.testing.assert_frame_equal(pd.read_parquet(out / "cells" / variant / "metrics.parquet"),
                                       pd.read_parquet(local_study / "cells" / variant / "metrics.parquet"))
     assert ray.is_initialized()  # the caller's cluster, left running
-
-
-@pytest.mark.slow
-def test_trials_on_ray(ray_cluster, tmp_path):
-    """The trials run as Ray tasks reporting to the SQLite storage; the same directory as a local search."""
-    out = tmp_path / "tune"
-    result = mtdqn.tune({**TUNE_SMALL, "pruner": "none"}, out, n_trials=2, ray_address="local", progress=False)
-    study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
-    assert study.trials[0].params != study.trials[1].params  # started together, each drew its own values
-    assert all((out / "trials" / f"trial-{i:04d}" / "summary.json").is_file() for i in range(2))
-    assert result.best_trial in (0, 1)

@@ -99,13 +99,14 @@ def test_bad_spec_keys():
 def test_a_budget_or_cadence_the_trials_round_is_said():
     """A trial trains whole logging windows and evaluates between them: ``steps = 100`` with the default
     10,000-step window trained 10,000 and evaluated once, while the report said 100 steps and an evaluation
-    every 20.  The tune warns (RoundedScheduleWarning, one line on the CLI) and the report says it as run."""
+    every 20.  The note checked here is the tune's warning (RoundedScheduleWarning, one line on the CLI) and the
+    report's "As run" line."""
     from mtdqn.tune.spec import schedule_note
 
     rounded = build_tune_spec({**SMALL, "steps": 100, "options": {"hidden": [16]}, "eval_every": 0}, "s", "s")
-    assert schedule_note(rounded) == ("tune small: steps 100 trains 10,000 and eval_every 20 evaluates every 10,000 "
+    assert schedule_note(rounded) == ("tune small: steps 100 trains 10,000 and evaluations every 20 run every 10,000 "
                                       "env steps per task (whole logging windows of 10,000); set options.log_every to "
-                                      "a divisor of both to run them as asked")
+                                      "a multiple of num_envs (4) dividing both to run them as asked")
     assert schedule_note(build_tune_spec(SMALL, "s", "s")) == ""  # 1,000 steps in windows of 500, as asked
 
 
@@ -309,6 +310,10 @@ def test_a_budget_that_makes_no_update_is_refused_before_any_trial(tmp_path):
         mtdqn.tune(late, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     check_fixed_options(build_tune_spec({**late, "space": {"learning_starts": {"int": [100, 4000]}}}, "s", "s"))
+    # searched train_every: the default 4 at the fixed point makes no update, train_every 1 does (review)
+    one = {**cut, "options": {**cut["options"], "num_envs": 1, "log_every": 1000, "learning_starts": 999},
+           "space": {"train_every": {"int": [1, 3]}}}
+    check_fixed_options(build_tune_spec(one, "s", "s"))
 
 
 def test_a_space_no_point_of_which_can_train_is_refused_before_any_trial(tmp_path):

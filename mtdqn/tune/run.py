@@ -58,10 +58,15 @@ def check_fixed_options(spec: TuneSpec) -> None:
     if error is not None and not _names_searched(spec, error):
         machine = agent_error(spec.config({}), machine=False) is None
         raise (InsufficientResources if machine else ConfigError)(f"tune {spec.name}: [options]: {error}")
-    error = budget_error(spec.config({}))
-    if error is not None and not _names_searched(spec, error):  # every trial failed it: refused here
+    error = budget_error(spec.config({})) if not set(spec.space) & BUDGET_OPTIONS else None  # else: the space's
+    if error is not None:  # every trial failed it: refused here
         raise ConfigError(f"tune {spec.name}: steps = {spec.steps:,}: {error}")
     check_some_point_trains(spec)
+
+
+BUDGET_OPTIONS = {"learning_starts", "train_every", "num_envs", "log_every"}
+"""The options besides ``steps`` whether a budget makes an update depends on: searched, the space's points
+decide (:func:`check_some_point_trains`)."""
 
 
 def _names_searched(spec: TuneSpec, error: str) -> bool:
@@ -136,11 +141,11 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if spec.batch > 1 and ray_address is not None:
         raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
-    if schedule_note(spec):  # the trials round the budget or the cadence to whole logging windows
-        warnings.warn(schedule_note(spec), RoundedScheduleWarning, stacklevel=2)
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)  # before the storage is opened: opening may create a database
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
+    if schedule_note(spec):  # the trials round the budget or the cadence to whole logging windows
+        warnings.warn(schedule_note(spec), RoundedScheduleWarning, stacklevel=2)
     with held(out):  # one search per folder: a second one's batches cleared and trained the first's trials
         write_record(out, record)
         url = storage if storage is not None else default_storage(out)

@@ -396,15 +396,18 @@ def schedule_note(spec: TuneSpec) -> str:
     said otherwise.  Read with the fixed options (a searched ``num_envs`` rounds each trial its own way)."""
     from mtdqn.config import derive
 
-    d = derive(spec.config({}))
-    window = d.iters_per_chunk * spec.config({}).num_envs
+    cfg = spec.config({})
+    d = derive(cfg)
+    window = d.iters_per_chunk * cfg.num_envs
     steps, every = d.env_steps, (max(1, round(spec.eval_every / window)) * window if spec.eval_every else 0)
     if steps == spec.steps and every == spec.eval_every:
         return ""
     parts = ([f"steps {spec.steps:,} trains {steps:,}"] if steps != spec.steps else []) + \
-            ([f"eval_every {spec.eval_every:,} evaluates every {every:,}"] if every != spec.eval_every else [])
+            ([f"evaluations every {spec.eval_every:,} run every {every:,}"] if every != spec.eval_every else [])
+    searched = "; a searched num_envs rounds each trial its own way" if "num_envs" in spec.space else ""
     return (f"tune {spec.name}: {' and '.join(parts)} env steps per task (whole logging windows of {window:,}); "
-            "set options.log_every to a divisor of both to run them as asked")
+            f"set options.log_every to a multiple of num_envs ({cfg.num_envs}) dividing both to run them as "
+            f"asked{searched}")
 
 
 def _with_options(spec: TuneSpec, **changes: Any) -> TuneSpec:
