@@ -29,6 +29,7 @@ __all__ = [
     "TrainConfig",
     "Derived",
     "derive",
+    "every_chunks",
     "validate",
     "check_new_run",
     "first_update_iteration",
@@ -355,6 +356,13 @@ def check_new_run(cfg: TrainConfig) -> None:
         raise ConfigError(f"--train-every {d.train_every} is not a multiple of --num-envs {cfg.num_envs}: an update "
                           f"can only follow a whole vector step of {cfg.num_envs} env steps per task; use "
                           f"--train-every {max(cfg.num_envs, round(d.train_every / cfg.num_envs) * cfg.num_envs)}")
+
+
+def every_chunks(env_steps: int, steps_per_chunk: int) -> int:
+    """An every-N-env-steps run option (``eval_every``, ``checkpoint_every``) as whole chunks (logging windows of
+    ``steps_per_chunk``), at least one; 0 stays 0 (never).  The run's schedule rounds by it, and a search's note
+    of what its trials run says so by it."""
+    return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
 
 
 def derive(cfg: TrainConfig) -> Derived:

@@ -34,10 +34,10 @@ __all__ = ["EpisodeReturns", "rollout_returns", "rollout_from", "key_halves", "h
 # InvertedPendulumDiscrete, has 3,000) it runs blocks of BLOCK_STEPS steps until every episode has ended or the
 # horizon is reached (benchmarks/eval_horizon.py: the minatar preset's 10,000-step games 0.7 s per evaluation
 # instead of 6-8; a random policy on MultiRoom-N2-S4 with max_steps=100000 0.41 s instead of 22; a policy that
-# never finishes 11% slower).  Each step gets
-# the one scan's key up to STEP_KEYS_HELD steps (the keys held as the scan held them: 8 bytes a step and seed), so
-# sticky actions and epsilon-greedy play the same episodes and a stored run evaluates to its numbers; past it,
-# keys of each block's own (``fold_in``: one scan of such a horizon never ended anyway).
+# never finishes 11% slower).  Each step gets the one scan's key up to STEP_KEYS_HELD steps (the keys held as the
+# scan held them: 8 bytes a step and seed), so sticky actions and epsilon-greedy play the same episodes and a
+# stored run evaluates to its numbers; past it, keys of each block's own (``fold_in``: one scan of such a horizon
+# never ended anyway).
 LONG_HORIZON = 4096
 BLOCK_STEPS = 1024
 STEP_KEYS_HELD = 1 << 22
@@ -116,10 +116,11 @@ def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key
         held = jnp.concatenate([held, jnp.repeat(held[-1:], blocks * BLOCK_STEPS - horizon, axis=0)])
         held = held.reshape(blocks, BLOCK_STEPS, *held.shape[1:])
 
-    def step_keys(b: jax.Array) -> jax.Array:
-        if horizon <= STEP_KEYS_HELD:
+        def step_keys(b: jax.Array) -> jax.Array:
             return jax.lax.dynamic_index_in_dim(held, b, keepdims=False)
-        return jax.random.split(jax.random.fold_in(key, b), BLOCK_STEPS)  # beyond: keys of each block's own
+    else:
+        def step_keys(b: jax.Array) -> jax.Array:  # keys of each block's own
+            return jax.random.split(jax.random.fold_in(key, b), BLOCK_STEPS)
 
     def within(carry: tuple, x: tuple[jax.Array, jax.Array]) -> tuple[tuple, None]:
         key, inside = x  # the last block's steps past the horizon change nothing (an env need not end there)

@@ -261,9 +261,9 @@ class RunDir:
         if self.finished_as() is not None:
             return ""
         try:
-            if "distill" in self.require_run():  # a distillation killed before its distill.json: none resumes
+            if self._distilled(self.require_run()):  # killed before its distill.json: no distillation resumes
                 return "; it is an unfinished distillation (a distillation does not resume: start it over)"
-        except (ConfigError, OSError, ValueError):
+        except (OSError, ValueError):  # no run's record (ConfigError), or an unreadable one
             return ""
         if not (self.path / "checkpoints" / "latest.json").is_file():
             return ""
@@ -295,12 +295,17 @@ class RunDir:
         distill.json), or None while it can still be resumed."""
         return next((name for name in (DISTILL_RECORD, RUN_SUMMARY) if (self.path / name).is_file()), None)
 
+    def _distilled(self, record: dict[str, Any]) -> bool:
+        """Whether this run is a distilled student (``record``: its config.json): its record says so from the
+        start, its distill.json once it has ended."""
+        return "distill" in record or self.finished_as() == DISTILL_RECORD
+
     def require_resumable(self) -> dict[str, Any]:
         """The record of a run ``--resume`` may continue: a training run, finished or not (a finished one is
         evaluated again with the options given); one line for a distilled student, which no DQN run made (its
         record says so from the start: a distillation killed before its distill.json is one too)."""
         record = self.require_run()
-        if "distill" in record or self.finished_as() == DISTILL_RECORD:
+        if self._distilled(record):
             raise ConfigError(f"{self.path} is a distilled student (`mtdqn distill`), not a training run: "
                               "there is nothing to resume")
         population = self.population(record)

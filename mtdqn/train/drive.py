@@ -22,6 +22,7 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint
+from mtdqn.config import every_chunks
 from mtdqn.errors import TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import RunDir, Tables, chunk_tables, eval_rows, write_tensorboard
@@ -50,18 +51,13 @@ class Schedule:
     @staticmethod
     def of(agent: Agent, options: RunOptions) -> Schedule:
         steps = agent.derived.iters_per_chunk * agent.cfg.num_envs
-        return Schedule(steps, agent.derived.num_chunks, _every_chunks(options.checkpoint_every, steps),
-                        _every_chunks(options.eval_every, steps))
+        return Schedule(steps, agent.derived.num_chunks, every_chunks(options.checkpoint_every, steps),
+                        every_chunks(options.eval_every, steps))
 
     @property
     def eval_every_used(self) -> int:
         """Env steps per task between evaluations as run (``eval_every`` asks; this is its rounding)."""
         return self.eval_chunks * self.steps_per_chunk
-
-
-def _every_chunks(env_steps: int, steps_per_chunk: int) -> int:
-    """An every-N-env-steps option as whole chunks (at least one); 0 stays 0 (never)."""
-    return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
 
 
 class Trained(NamedTuple):

@@ -206,13 +206,14 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
     """Write TUNE/report/tune.md (and its figures, trials.csv); ``command``: the tune's command line, to which
     the confirmation's ``--confirm N`` is added; ``confirmed``: confirmation runs made so far."""
     where = out / "report"
+    note = schedule_note(spec)
     table = trials_table(study, out)
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     lines = [f"# Tune `{spec.name}`", "",
              f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {spec.seeds} seed(s) per trial; "
              f"sampler {spec.sampler}, pruner {spec.pruner}"
              + (f" on a greedy evaluation every {spec.eval_every:,} steps" if spec.eval_every else "") + ".",
-             *([f"As run: {schedule_note(spec).split(': ', 1)[1]}."] if schedule_note(spec) else []),
+             *([f"As run: {note.split(': ', 1)[1]}."] if note else []),
              f"Objective (maximized): {DESCRIPTIONS[spec.objective]}.",
              f"Trials: {len(table)} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}).", ""]
     best = best_trial(study)

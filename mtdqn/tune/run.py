@@ -144,8 +144,9 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)  # before the storage is opened: opening may create a database
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
-    if schedule_note(spec):  # the trials round the budget or the cadence to whole logging windows
-        warnings.warn(schedule_note(spec), RoundedScheduleWarning, stacklevel=2)
+    note = schedule_note(spec)
+    if note:  # the trials round the budget or the cadence to whole logging windows
+        warnings.warn(note, RoundedScheduleWarning, stacklevel=2)
     with held(out):  # one search per folder: a second one's batches cleared and trained the first's trials
         write_record(out, record)
         url = storage if storage is not None else default_storage(out)

@@ -394,12 +394,12 @@ def schedule_note(spec: TuneSpec) -> str:
     logging windows (``log_every``, default 10,000 env steps; in whole vector steps) and evaluates between
     them, so ``steps = 100`` trained 10,000 and ``eval_every = 5000`` evaluated every 10,000 while the report
     said otherwise.  Read with the fixed options (a searched ``num_envs`` rounds each trial its own way)."""
-    from mtdqn.config import derive
+    from mtdqn.config import derive, every_chunks
 
     cfg = spec.config({})
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs
-    steps, every = d.env_steps, (max(1, round(spec.eval_every / window)) * window if spec.eval_every else 0)
+    steps, every = d.env_steps, every_chunks(spec.eval_every, window) * window
     if steps == spec.steps and every == spec.eval_every:
         return ""
     parts = ([f"steps {spec.steps:,} trains {steps:,}"] if steps != spec.steps else []) + \
