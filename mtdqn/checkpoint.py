@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError
+from mtdqn.interrupts import interrupts_deferred
 from mtdqn.runoptions import RunOptions
 from mtdqn.io import provenance, read_json, write_json
 
@@ -60,7 +61,13 @@ def _file_table(root: Path) -> dict[str, list]:
 
 def save_checkpoint(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None = None) -> Path:
     """Write ``state`` (a pytree of arrays) of a run of ``cfg`` after ``chunk`` chunks; keep the previous
-    checkpoint until this one is complete."""
+    checkpoint until this one is complete.  A Ctrl-C meanwhile stops the command once the save has finished
+    (orbax writes on its own threads, which an interrupt would leave running into the interpreter's exit)."""
+    with interrupts_deferred():
+        return _save(run_dir, cfg, state, chunk, extra)
+
+
+def _save(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None) -> Path:
     ckpt_dir = (Path(run_dir) / "checkpoints").absolute()
     iteration = chunk * derive(cfg).iters_per_chunk
     path = ckpt_dir / f"iter_{iteration:09d}"

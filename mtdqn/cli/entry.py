@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 import tyro
 
@@ -13,6 +14,8 @@ from mtdqn.cli.commands import Study, Train, Tune, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning, SearchFailed,
                           TrainingDiverged)
+from mtdqn.interrupts import redeliver_swallowed_interrupts
+from mtdqn.io import remove_process_temp_dirs
 from mtdqn.tasknames import split_task_list
 
 __all__ = ["main"]
@@ -197,12 +200,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_show_warning = warnings.showwarning
 
 
+def _exit_interrupted() -> NoReturn:
+    """End the process at once (exit 130), skipping the interpreter's shutdown: Ctrl-C leaves what XLA was doing
+    on its own threads running (a compile, a chunk; JAX stops waiting, not the work), and JAX's exit handler
+    then tears its client down under them ("pure virtual method called", an LLVM error, a segfault).  Whatever
+    this command writes is already whole: files are renamed into place and checkpoints complete before Ctrl-C is
+    taken (:func:`mtdqn.interrupts.interrupts_deferred`); a local Ray cluster was shut down on the way out."""
+    remove_process_temp_dirs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged or no trial completed 3;
     I/O, memory, disk 1)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     cmd = _parse(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    redeliver_swallowed_interrupts()
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _SHOWN.clear()
     handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
@@ -220,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        if argv is None:  # this process is the command's
+            _exit_interrupted()
         raise SystemExit(130) from None
     finally:
         _SHOWN.clear()  # a later warning in this process (e.g. mtdqn.train in a notebook) is printed again

@@ -1,0 +1,124 @@
+"""Ctrl-C stops a command once and cleanly (mtdqn/interrupts.py, the CLI's exit).
+
+Before: an interrupt raised in JAX's gc callback (tracing and compiling collect
+often) was printed as "Exception ignored" and the command ran on to its end;
+one pressed while XLA compiled on its own threads ended, after "error:
+interrupted", in an abort ("pure virtual method called") or a segfault as
+the interpreter's exit tore JAX's client down under them; one pressed during a
+checkpoint's save left orbax's threads running into the exit (a traceback).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from helpers import TINY
+
+from mtdqn.checkpoint import save_checkpoint, verify_checkpoint
+from mtdqn.interrupts import interrupts_deferred, redeliver_swallowed_interrupts
+from mtdqn.io import process_temp_dir, remove_process_temp_dirs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sigint_raises(monkeypatch):
+    """SIGINT handled as in a command's process (a test worker may ignore it), the unraisable hook restored."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_during_a_deferred_block_arrives_when_it_ends(sigint_raises):
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.01)  # a handler that raised would stop the block here
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_deferred():  # nothing pressed: nothing raised after
+        pass
+
+
+def test_an_interrupt_swallowed_by_a_gc_callback_is_delivered_again(sigint_raises):
+    def raising_callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc.callbacks.remove(raising_callback)
+            raise KeyboardInterrupt  # what Python's SIGINT handler does when the signal lands in JAX's callback
+
+    redeliver_swallowed_interrupts()
+    redeliver_swallowed_interrupts()  # installed once, however often called
+    gc.callbacks.append(raising_callback)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        gc.collect()  # Python ignores the callback's exception: without the hook, the sleep runs its 30 s
+        time.sleep(30)
+    assert time.monotonic() - start < 10
+    assert raising_callback not in gc.callbacks
+
+
+def test_ctrl_c_during_a_checkpoint_save_stops_the_command_once_it_is_written(tmp_path, monkeypatch, sigint_raises):
+    save = ocp.StandardCheckpointer.save
+
+    def pressed_while_saving(self, *args, **kwargs):  # pressed as orbax starts its threads
+        signal.raise_signal(signal.SIGINT)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", pressed_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, TINY, {"w": np.arange(3.0)}, chunk=1)
+    assert verify_checkpoint(tmp_path, TINY)["chunk"] == 1  # written whole, the record switched to it
+
+
+def test_process_temp_dirs_are_removed():
+    path = Path(process_temp_dir("mtdqn-test-"))
+    (path / "x").write_text("x")
+    remove_process_temp_dirs()
+    assert not path.exists()
+
+
+# A command's process interrupted while XLA compiles on its own threads (as Ctrl-C during a run's compile leaves
+# it: JAX stops waiting, the compile goes on): `mtdqn tasks` with its handler replaced by one that starts a
+# compile and is interrupted, the CLI's entry point otherwise as it runs.
+INTERRUPTED_WHILE_COMPILING = """
+import sys, threading, time
+import jax, jax.numpy as jnp
+from mtdqn.cli import entry
+
+def big(x):
+    for i in range(400):
+        x = jnp.sin(x) @ x + i
+    return x
+
+def compiling(_):
+    threading.Thread(target=lambda: jax.jit(big).lower(jnp.ones((64, 64))).compile(), daemon=True).start()
+    time.sleep(1.0)
+    raise KeyboardInterrupt
+
+entry.COMMANDS["tasks"] = (entry.COMMANDS["tasks"][0], compiling)
+sys.argv = ["mtdqn", "tasks"]
+entry.main()
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_command_exits_130_with_one_line_while_xla_compiles():
+    # before: "error: interrupted", then the interpreter's exit tore JAX's client down under the compile (abort)
+    # compiled as users compile, and not read from the suite's cache: still compiling when interrupted
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "XLA_FLAGS",
+                                                          "JAX_DISABLE_MOST_OPTIMIZATIONS")}
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_COMPILING], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**env, "JAX_PLATFORMS": "cpu"})
+    assert (done.returncode, done.stderr) == (130, "error: interrupted\n")
