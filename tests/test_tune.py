@@ -505,12 +505,14 @@ def test_a_search_being_run_is_not_run_again_beside_it(tmp_path):
     out.mkdir()
     other = os.open(out, os.O_RDONLY)  # another process's hold of the folder
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    new_db = tmp_path / "new.db"
     try:
-        with pytest.raises(FolderBusy, match="being written by another process"):
-            mtdqn.tune(SMALL, out, progress=False)
+        for storage in (None, f"sqlite:///{new_db}"):  # a database of its own: refused before it is created
+            with pytest.raises(FolderBusy, match="being written by another process"):
+                mtdqn.tune(SMALL, out, storage=storage, progress=False)
     finally:
         os.close(other)
-    assert list(out.iterdir()) == []
+    assert list(out.iterdir()) == [] and not new_db.exists()
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@ Order matters for bad input: the spec is checked (its fixed options' values
 here, where JAX may start: reading a spec stays JAX-free, the CPU plan is
 made from it before JAX starts), then a directory that
 holds another search (or keeps its trials in another storage) is refused,
-then a storage URL given with ``--storage`` is opened, before the tune
-directory is created or anything added to it.
+and one another search is running in, then a storage URL given with
+``--storage`` is opened, before the tune directory is created or anything
+added to it.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
     record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
     check_same_search(out, record)  # before the storage is opened: opening may create a database
+    if out.is_dir():  # nor may a search running there have it opened (the hold is taken, and kept, below)
+        with held(out):
+            pass
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
     note = schedule_note(spec)
     if note:  # the trials round the budget or the cadence to whole logging windows
