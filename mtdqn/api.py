@@ -18,10 +18,13 @@ seeds can use), unless the process already started JAX.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import shlex
 import json
 import os
+import shutil
+import tempfile
 import typing
 import warnings
 from pathlib import Path
@@ -31,7 +34,6 @@ from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
-from mtdqn.io import process_temp_dir
 from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import OnEval, RunOptions
@@ -222,7 +224,8 @@ def _share_compiles() -> None:
 
     if jax.config.jax_compilation_cache_dir:
         return
-    path = process_temp_dir("mtdqn-sweep-jax-")
+    path = tempfile.mkdtemp(prefix="mtdqn-sweep-jax-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 

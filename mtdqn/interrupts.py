@@ -76,8 +76,9 @@ def _interrupt_main_soon() -> None:
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT while the block runs; a Ctrl-C pressed meanwhile is delivered when it ends.  Only the main thread
-    receives signals, so elsewhere (and where SIGINT is ignored or left to the OS) the block runs as it is."""
+    """Hold a Ctrl-C pressed while the block runs and deliver it when the block has ended; a second one is not
+    held (a save stuck on a network disk can still be stopped).  Only the main thread receives signals, so
+    elsewhere (and where SIGINT is ignored or left to the OS) the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -86,10 +87,15 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+
+    def hold(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        if caught:
-            signal.raise_signal(signal.SIGINT)
+    if caught:  # (an exception leaving the block is not replaced by the interrupt)
+        signal.raise_signal(signal.SIGINT)

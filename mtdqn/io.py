@@ -6,7 +6,6 @@ same folder, then ``os.replace``), so a crash never leaves a half-written file.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import os
@@ -26,7 +25,6 @@ from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
     "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet", "held", "clear_folder",
-    "process_temp_dir", "remove_process_temp_dirs",
 ]
 
 
@@ -281,22 +279,3 @@ def clear_folder(folder: Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
-
-
-_PROCESS_TEMP_DIRS: list[str] = []
-
-
-def process_temp_dir(prefix: str) -> str:
-    """A temporary folder for the rest of this process, removed when it exits: by ``atexit``, or by
-    :func:`remove_process_temp_dirs` where the exit skips ``atexit`` (an interrupted command)."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    if not _PROCESS_TEMP_DIRS:
-        atexit.register(remove_process_temp_dirs)
-    _PROCESS_TEMP_DIRS.append(path)
-    return path
-
-
-def remove_process_temp_dirs() -> None:
-    """Remove the folders :func:`process_temp_dir` made."""
-    while _PROCESS_TEMP_DIRS:
-        shutil.rmtree(_PROCESS_TEMP_DIRS.pop(), ignore_errors=True)

@@ -25,7 +25,6 @@ from helpers import TINY
 
 from mtdqn.checkpoint import save_checkpoint, verify_checkpoint
 from mtdqn.interrupts import interrupts_deferred, redeliver_swallowed_interrupts
-from mtdqn.io import process_temp_dir, remove_process_temp_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +49,18 @@ def test_an_interrupt_during_a_deferred_block_arrives_when_it_ends(sigint_raises
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with interrupts_deferred():  # nothing pressed: nothing raised after
         pass
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C is not held: it stops a save that does not end
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.01)
+            finished.append(True)
+    assert finished == [True]
+    with pytest.raises(OSError):  # an error leaving the block is not replaced by a Ctrl-C held meanwhile
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            raise OSError("disk full")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_an_interrupt_swallowed_by_a_gc_callback_is_delivered_again(sigint_raises):
@@ -82,18 +93,11 @@ def test_ctrl_c_during_a_checkpoint_save_stops_the_command_once_it_is_written(tm
     assert verify_checkpoint(tmp_path, TINY)["chunk"] == 1  # written whole, the record switched to it
 
 
-def test_process_temp_dirs_are_removed():
-    path = Path(process_temp_dir("mtdqn-test-"))
-    (path / "x").write_text("x")
-    remove_process_temp_dirs()
-    assert not path.exists()
-
-
 # A command's process interrupted while XLA compiles on its own threads (as Ctrl-C during a run's compile leaves
-# it: JAX stops waiting, the compile goes on): `mtdqn tasks` with its handler replaced by one that starts a
-# compile and is interrupted, the CLI's entry point otherwise as it runs.
+# it: JAX stops waiting, the compile goes on), then pressed again while its exit handlers run: `mtdqn tasks` with
+# its handler replaced by one that starts a compile and is interrupted, the CLI's entry point as it runs.
 INTERRUPTED_WHILE_COMPILING = """
-import sys, threading, time
+import atexit, os, signal, sys, threading, time
 import jax, jax.numpy as jnp
 from mtdqn.cli import entry
 
@@ -107,6 +111,11 @@ def compiling(_):
     time.sleep(1.0)
     raise KeyboardInterrupt
 
+def slow_exit_handler():  # a local Ray cluster's shutdown, say, and Ctrl-C pressed again
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(60)
+
+atexit.register(slow_exit_handler)
 entry.COMMANDS["tasks"] = (entry.COMMANDS["tasks"][0], compiling)
 sys.argv = ["mtdqn", "tasks"]
 entry.main()
@@ -114,11 +123,15 @@ entry.main()
 
 
 @pytest.mark.slow
-def test_an_interrupted_command_exits_130_with_one_line_while_xla_compiles():
-    # before: "error: interrupted", then the interpreter's exit tore JAX's client down under the compile (abort)
+def test_an_interrupted_command_dies_by_sigint_with_one_line_while_xla_compiles():
+    # before: "error: interrupted", then the interpreter's exit tore JAX's client down under the compile (abort),
+    # a second Ctrl-C in an exit handler printed its traceback, and the exit status (130, not a death by SIGINT)
+    # let a shell loop of commands go on
     # compiled as users compile, and not read from the suite's cache: still compiling when interrupted
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "XLA_FLAGS",
                                                           "JAX_DISABLE_MOST_OPTIMIZATIONS")}
+    start = time.monotonic()
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_COMPILING], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**env, "JAX_PLATFORMS": "cpu"})
-    assert (done.returncode, done.stderr) == (130, "error: interrupted\n")
+    assert (done.returncode, done.stderr) == (-signal.SIGINT, "error: interrupted\n")
+    assert time.monotonic() - start < 50  # the second Ctrl-C ended the exit handler's 60 s

@@ -3,7 +3,9 @@ into one line on stderr with its exit status."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import sys
 import warnings
 from typing import NoReturn
@@ -15,7 +17,6 @@ from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning, SearchFailed,
                           TrainingDiverged)
 from mtdqn.interrupts import redeliver_swallowed_interrupts
-from mtdqn.io import remove_process_temp_dirs
 from mtdqn.tasknames import split_task_list
 
 __all__ = ["main"]
@@ -201,28 +202,47 @@ _python_show_warning = warnings.showwarning
 
 
 def _exit_interrupted() -> NoReturn:
-    """End the process at once (exit 130), skipping the interpreter's shutdown: Ctrl-C leaves what XLA was doing
-    on its own threads running (a compile, a chunk; JAX stops waiting, not the work), and JAX's exit handler
-    then tears its client down under them ("pure virtual method called", an LLVM error, a segfault).  Whatever
-    this command writes is already whole: files are renamed into place and checkpoints complete before Ctrl-C is
-    taken (:func:`mtdqn.interrupts.interrupts_deferred`); a local Ray cluster was shut down on the way out."""
-    remove_process_temp_dirs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)
+    """End this command's process after a Ctrl-C: the one line, the exit handlers, then death by SIGINT (exit
+    status 130 in a shell, which then stops a loop of commands as it would for any program Ctrl-C ends; Python
+    ends this way too), skipping the rest of the interpreter's shutdown.  Ctrl-C leaves what XLA was doing on its
+    own threads running (a compile, a chunk: JAX stops waiting, not the work), and the shutdown ends such threads
+    in a way their C++ does not survive ("FATAL: exception not rethrown", "pure virtual method called", a
+    segfault).  The exit handlers still run: Ray's shuts down a local cluster the command started, however far it
+    got; a second Ctrl-C meanwhile ends the process at once.  What the command wrote is already whole: files are
+    renamed into place, and a checkpoint completes before Ctrl-C is taken
+    (:func:`mtdqn.interrupts.interrupts_deferred`)."""
+    signal.signal(signal.SIGINT, lambda signum, frame: _die_by_sigint())
+    print("error: interrupted", file=sys.stderr)
+    atexit._run_exitfuncs()  # CPython's own exit runs them this way; there is no public equivalent
+    _die_by_sigint()
+
+
+def _die_by_sigint() -> NoReturn:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a flush interrupted mid-write by the second Ctrl-C: what is buffered is lost
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(130)  # where the signal does not end the process
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged or no trial completed 3;
-    I/O, memory, disk 1)."""
+    I/O, memory, disk 1).  ``argv`` None: this process's own command line (the ``mtdqn`` script, ``python -m
+    mtdqn.cli``), so the process is the command's, and Ctrl-C ends it (:func:`_exit_interrupted`); given (a test,
+    a notebook), Ctrl-C is ``SystemExit(130)``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    cmd = _parse(sys.argv[1:] if argv is None else argv)
+    command_line = argv is None
+    if command_line:
+        redeliver_swallowed_interrupts()
     warnings.showwarning = _show_warning
-    redeliver_swallowed_interrupts()
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _SHOWN.clear()
-    handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
     try:
+        cmd = _parse(sys.argv[1:] if argv is None else argv)
+        handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
         _check_before_jax(cmd)
         _start_jax(cmd)
         handler(cmd)
@@ -235,9 +255,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        if argv is None:  # this process is the command's
+        if command_line:
             _exit_interrupted()
+        print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         _SHOWN.clear()  # a later warning in this process (e.g. mtdqn.train in a notebook) is printed again
