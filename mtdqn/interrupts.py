@@ -17,7 +17,9 @@ half:
 
 Either way the files stay whole (a checkpoint is switched to only once it is
 complete); what these fix is a command that ignores Ctrl-C or ends in a
-traceback.
+traceback.  How a command's process ends once interrupted (without the
+interpreter's shutdown, which aborts under a compile XLA is still running) is
+the CLI's: ``mtdqn.cli.entry._exit_interrupted``.
 """
 
 from __future__ import annotations
