@@ -5,7 +5,7 @@ names with underscores)::
 
     import mtdqn
     run = mtdqn.train(tasks=["CartPole-v1", "Acrobot-v1"], steps=20_000, seeds=2, out="runs/two")
-    run.evals.groupby("task").return_mean.last()      # pandas DataFrames of the run directory
+    run.evals.query("step == step.max()").groupby("task").return_mean.mean()  # pandas DataFrames
     mtdqn.register_task("MyEnv-v0", make_my_env)      # your own gymnax-API environment, in the compiled loop
     study = mtdqn.study("quick", seeds=3)             # cells as Runs, the report's tables, report()
     best = mtdqn.tune("tune.toml", n_trials=8)         # Optuna search over train options; best, report
@@ -52,7 +52,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """The public names, imported when first used: importing ``mtdqn`` starts no JAX."""
-    if name in _MODULES:
+    if name in _MODULES or name == "play":  # mtdqn.play.play(run, task, gif=...)
         return import_module(f"mtdqn.{name}")
     if name == "register_task":  # checking an env runs it, and importing gymnax alone starts JAX: first present
         from mtdqn.devices import use_cpu_cores  # every core as a device, so that seeds can spread over them

@@ -3,7 +3,7 @@
 
     import mtdqn
     run = mtdqn.train(tasks=["CartPole-v1", "Acrobot-v1"], steps=20_000, seeds=2, out="runs/two")
-    run.evals.groupby("task").return_mean.last()
+    run.evals.query("step == step.max()").groupby("task").return_mean.mean()  # the last evaluation, seeds' mean
 
 Options are the CLI's, by their flag names with underscores (``--batch-size``
 is ``batch_size=``), flat: a config field's section (``dqn.``,
@@ -99,6 +99,10 @@ def default_train_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"train-{config_hash(cfg)[:8]}"
 
 
+_WARNED_OF_DEVICES: list[int] = []
+"""Whether this process warned that JAX had started with fewer CPU devices than a run's seeds could use."""
+
+
 def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     """The CLI's JAX setup (:mod:`mtdqn.devices`) where this process has not started JAX yet: CPU devices for
     the seeds, and the faster Threefry lowering (the same bits).  Where JAX had started with fewer CPU devices
@@ -113,7 +117,8 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
         import jax
 
         have = len(jax.devices()) if jax.default_backend() == "cpu" else wanted
-        if have < wanted:
+        if have < wanted and not _WARNED_OF_DEVICES:
+            _WARNED_OF_DEVICES.append(have)  # once per process: the devices stay as they are for its later runs
             warnings.warn(f"mtdqn: this process's JAX has {have} CPU device(s), chosen before this run (by JAX "
                           f"code that ran first, or an earlier call here with fewer seeds), so its {seeds} seeds "
                           f"share them where {wanted} cores could each take some: correct, but slower. Call "

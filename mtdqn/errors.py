@@ -50,6 +50,11 @@ class RoundedScheduleWarning(MtdqnWarning):
     expect (a search's trials: its report states them as asked)."""
 
 
+class OneStepEpisodesWarning(MtdqnWarning):
+    """Your own environment's episodes are cut after one step: ``max_steps_in_episode`` 1, gymnax's
+    ``EnvParams`` default, which params that do not set their own inherit."""
+
+
 class FewUpdatesWarning(MtdqnWarning):
     """A valid budget that makes so few gradient updates the agent can hardly learn; the CLI prints it as
     ``warning: <message>``."""

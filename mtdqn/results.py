@@ -8,7 +8,7 @@ holds their schemas), the study's tables are the tidy tables its report is
 built from (``STUDY/report/data/``).
 
     run = mtdqn.open_run("runs/my-run")
-    run.evals.groupby("task").return_mean.last()
+    run.evals.query("step == step.max()").groupby("task").return_mean.mean()  # the last evaluation, seeds' mean
     run.agent().act("CartPole-v1", obs)
 """
 
@@ -47,6 +47,11 @@ class Run:
         self.path = Path(path)
         self.record: dict[str, Any] = RunDir(self.path).require_run()
         """config.json: the config, its hash, provenance, seeds and run options."""
+
+    def __fspath__(self) -> str:
+        """A Run goes wherever its folder's path does: ``load_agent(run)``, ``open_run(run)``, ``play(run, ...)``,
+        ``finetune(run, ...)``."""
+        return str(self.path)
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "not finished"

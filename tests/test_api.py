@@ -175,13 +175,16 @@ def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
     assert len(run.metrics) == 2 * 2 and set(run.metrics.task) == set(run.tasks)  # 2 windows x 2 tasks
     assert sorted(run.evals.step.unique()) == [500, 1000]
     assert len(run.grad_pairs) and len(run.grad_tasks) and list(run.cka.columns)
-    last = run.evals.groupby("task").return_mean.last()
-    assert last.to_dict() == {t: v[0] for t, v in run.summary["final_eval"].items()}
+    last = run.evals.query("step == step.max()").groupby("task").return_mean.mean()  # the README's line
+    assert last.to_dict() == {t: v[0] for t, v in run.summary["final_eval"].items()}  # (one seed)
     evaluation = run.evaluate(episodes=2)
     assert list(evaluation.columns) == ["task", "seed", "return_mean", "return_std", "discounted_mean", "episodes"]
     assert len(evaluation) == 2 and (evaluation.episodes == 2).all()
     assert json.loads((run.path / "eval.json").read_text())["episodes"] == 2
     assert run.agent().act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()
+    # a Run goes where its folder does, and the README's mtdqn.play.play is reached from `import mtdqn` alone
+    assert mtdqn.open_run(run).path == run.path and mtdqn.load_agent(run).tasks == run.tasks
+    assert callable(mtdqn.play.play)
 
 
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
@@ -237,16 +240,20 @@ def test_a_sweep_is_checked_by_its_members_values_before_jax(tmp_path):
 
 def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
     """JAX started in this process with 2 CPU devices (conftest); on a 4-core machine a run of 8 seeds would plan
-    4: it warns, once per call.  Not where the plan fits, where the user chose the count, or for gym: tasks."""
+    4: it warns, once per process (a notebook's every call repeated it).  Not where the plan fits, where the user
+    chose the count, or for gym: tasks."""
+    import mtdqn.api
     import mtdqn.devices
     from mtdqn.api import _start_jax
 
     monkeypatch.setattr(mtdqn.devices, "_usable_cores", lambda: 4)
+    monkeypatch.setattr(mtdqn.api, "_WARNED_OF_DEVICES", [])
     with pytest.warns(UserWarning, match=r"JAX has 2 CPU device\(s\), chosen before this run .* its 8 seeds share "
                                          r"them where 4 cores could each take some"):
         _start_jax(8, ["CartPole-v1"], 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        _start_jax(8, ["CartPole-v1"], 0)  # said once
         _start_jax(2, ["CartPole-v1"], 0)  # 2 seeds: 2 devices, as there are
         _start_jax(8, ["CartPole-v1"], 2)  # the user's count
         _start_jax(8, ["gym:CartPole-v1"], 0)  # host tasks step on one device

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from chain_env import GAMMA, LENGTH, Chain, ChainParams, make_chain, optimal_q  # make_chain: named here by import path
-from gymnax.environments import spaces
+from gymnax.environments import environment, spaces
 
 import mtdqn
 from mtdqn.cli import main
+from mtdqn.errors import OneStepEpisodesWarning
 from mtdqn.tasks import custom
 
 # 3,000 env steps per task, an update every vector step after 200: ~700 updates, a hard target copy every 20.
@@ -61,6 +62,18 @@ class JaxScalarLimit(Chain):
 
 def test_a_time_limit_given_as_a_jax_scalar_is_read(registered):
     assert mtdqn.register_task("Chain-v0", JaxScalarLimit).max_episode_steps == 7
+
+
+class GymnaxDefaultLimit(Chain):
+    @property
+    def default_params(self):
+        return environment.EnvParams()  # params with no time limit of their own: gymnax's default, 1
+
+
+def test_gymnax_default_time_limit_of_one_step_is_warned(registered):
+    """Params that inherit gymnax's max_steps_in_episode (1) trained and evaluated one-step episodes, silently."""
+    with pytest.warns(OneStepEpisodesWarning, match="so every episode ends after one step"):
+        assert mtdqn.register_task("Chain-v0", GymnaxDefaultLimit).max_episode_steps == 1
 
 
 @pytest.mark.slow
