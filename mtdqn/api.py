@@ -212,7 +212,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     from mtdqn.train.run import train as train_run
 
     result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
-                       on_eval=on_eval, **run_options)
+                       on_eval=on_eval, warn_rounding=True, **run_options)
     return Run(result.out_dir)
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError, FewUpdatesWarning
+from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning
 
 __all__ = [
     "FinetuneConfig",
@@ -33,7 +33,7 @@ __all__ = [
     "validate",
     "check_new_run",
     "first_update_iteration",
-    "check_train_budget",
+    "check_train_budget", "rounded_schedule", "warn_of_rounding",
     "updates_before_iteration",
     "config_to_dict",
     "config_from_dict",
@@ -363,6 +363,30 @@ def every_chunks(env_steps: int, steps_per_chunk: int) -> int:
     ``steps_per_chunk``), at least one; 0 stays 0 (never).  The run's schedule rounds by it, and a search's note
     of what its trials run says so by it."""
     return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
+
+
+def rounded_schedule(cfg: TrainConfig, eval_every: int) -> list[str]:
+    """What a run of ``cfg`` rounds to whole logging windows (``log_every``, in whole vector steps), each as
+    "steps 100 trains 10,000" or "evaluations every 5,000 run every 10,000"; empty where it runs ``steps`` and
+    ``eval_every`` as asked.  A run's warning and a search's note say it, so that neither leaves a budget or a
+    cadence believed that did not run."""
+    d = derive(cfg)
+    window = d.iters_per_chunk * cfg.num_envs
+    every = every_chunks(eval_every, window) * window
+    return ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
+        ([f"evaluations every {eval_every:,} run every {every:,}"] if every != eval_every else [])
+
+
+def warn_of_rounding(cfg: TrainConfig, eval_every: int) -> None:
+    """A new run's budget or evaluation cadence rounded to whole logging windows, warned (RoundedScheduleWarning):
+    ``--steps 2000`` trained 10,000 env steps (the default windows) with nothing said but the progress bar's
+    count.  For the ``train`` command: a study picks its cells' windows, a search's note covers its trials."""
+    parts = rounded_schedule(cfg, eval_every)
+    if parts:
+        d = derive(cfg)
+        warnings.warn(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "
+                      f"{d.iters_per_chunk * cfg.num_envs:,}); set --log-every to a multiple of --num-envs "
+                      f"({cfg.num_envs}) dividing both to run them as asked", RoundedScheduleWarning, stacklevel=3)
 
 
 def derive(cfg: TrainConfig) -> Derived:

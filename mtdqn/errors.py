@@ -46,8 +46,8 @@ class MtdqnWarning(UserWarning):
 
 
 class RoundedScheduleWarning(MtdqnWarning):
-    """A budget or cadence a run rounds to whole logging windows, where the rounding is not the user's to
-    expect (a search's trials: its report states them as asked)."""
+    """A budget or cadence a run rounds to whole logging windows: a new run's, or a search's trials' (whose
+    report states them as asked)."""
 
 
 class OneStepEpisodesWarning(MtdqnWarning):

@@ -238,6 +238,24 @@ def test_a_sweep_is_checked_by_its_members_values_before_jax(tmp_path):
                     out=tmp_path / "file", progress=False)
 
 
+def test_a_budget_and_cadence_rounded_to_whole_windows_are_said(tmp_path):
+    """--steps 2000 trained 10,000 env steps (the default windows of 10,000), said only by the progress bar's
+    count: one warning before the run starts (refused here for its --out, a file), none where run as asked."""
+    from mtdqn.errors import RoundedScheduleWarning
+
+    (tmp_path / "file").write_text("")
+    with pytest.warns(RoundedScheduleWarning, match=r"^steps 2,000 trains 10,000 and evaluations every 5,000 run "
+                                                    r"every 10,000 env steps per task \(whole --log-every windows "
+                                                    r"of 10,000\); set --log-every to a multiple of --num-envs \(4\)"):
+        with pytest.raises(mtdqn.ConfigError, match="exists and is not a directory"):
+            mtdqn.train(tasks=["CartPole-v1"], steps=2000, eval_every=5000, out=tmp_path / "file", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        with pytest.raises(mtdqn.ConfigError, match="exists and is not a directory"):
+            mtdqn.train(tasks=["CartPole-v1"], steps=2000, log_every=1000, eval_every=1000, learning_starts=500,
+                        out=tmp_path / "file", progress=False)
+
+
 def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
     """JAX started in this process with 2 CPU devices (conftest); on a 4-core machine a run of 8 seeds would plan
     4: it warns, once per process (a notebook's every call repeated it).  Not where the plan fits, where the user

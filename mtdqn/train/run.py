@@ -21,7 +21,9 @@ import jax
 import pandas as pd
 
 from mtdqn.checkpoint import verify_checkpoint
-from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict
+from mtdqn.config import (
+    TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, warn_of_rounding,
+)
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError
 from mtdqn.graft import start_from_source
@@ -56,6 +58,7 @@ def train(
     announce: Callable[[str], None] | None = None,
     extra_summary: dict[str, Any] | None = None,
     on_eval: OnEval | None = None,
+    warn_rounding: bool = False,
     **given: Any,
 ) -> RunResult:
     """Train all seeds of ``cfg`` and write the run directory; returns its summary.
@@ -102,6 +105,8 @@ def train(
         start_from = None
         if cfg.finetune.source and not resume:
             start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
+        if warn_rounding and not resume:  # once every option is checked, as the announcement
+            warn_of_rounding(cfg, options.eval_every)
         if announce is not None:  # once every option is checked: a refused run prints its error line alone
             announce(describe(agent))
         trainer, runner = make_runner(agent, options.devices)
