@@ -52,8 +52,13 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """The public names, imported when first used: importing ``mtdqn`` starts no JAX."""
-    if name in _MODULES or name == "play":  # mtdqn.play.play(run, task, gif=...)
+    if name in _MODULES:
         return import_module(f"mtdqn.{name}")
+    if name == "play":  # mtdqn.play.play(run, task, gif=...): its imports start JAX (gymnax), so cores first
+        from mtdqn.devices import use_cpu_cores
+
+        use_cpu_cores()
+        return import_module("mtdqn.play")
     if name == "register_task":  # checking an env runs it, and importing gymnax alone starts JAX: first present
         from mtdqn.devices import use_cpu_cores  # every core as a device, so that seeds can spread over them
 

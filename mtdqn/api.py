@@ -99,7 +99,7 @@ def default_train_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"train-{config_hash(cfg)[:8]}"
 
 
-_WARNED_OF_DEVICES: list[int] = []
+_warned_of_devices = False
 """Whether this process warned that JAX had started with fewer CPU devices than a run's seeds could use."""
 
 
@@ -111,14 +111,16 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     the user chose (``devices``, ``XLA_FLAGS``), nor for ``gym:`` tasks, which train on one device anyway."""
     from mtdqn.devices import cpu_plan, unroll_cpu_threefry, use_cpu_cores
 
+    global _warned_of_devices
+
     wanted, threads = cpu_plan(seeds, list(tasks), devices)
     chosen = devices > 0 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if not use_cpu_cores(wanted, threads) and not chosen and not any(str(t).startswith("gym:") for t in tasks):
         import jax
 
         have = len(jax.devices()) if jax.default_backend() == "cpu" else wanted
-        if have < wanted and not _WARNED_OF_DEVICES:
-            _WARNED_OF_DEVICES.append(have)  # once per process: the devices stay as they are for its later runs
+        if have < wanted and not _warned_of_devices:
+            _warned_of_devices = True  # once per process: the devices stay as they are for its later runs
             warnings.warn(f"mtdqn: this process's JAX has {have} CPU device(s), chosen before this run (by JAX "
                           f"code that ran first, or an earlier call here with fewer seeds), so its {seeds} seeds "
                           f"share them where {wanted} cores could each take some: correct, but slower. Call "
@@ -333,7 +335,7 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     """
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
-    teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, Path)) else [Path(t) for t in teachers]
+    teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, os.PathLike)) else [Path(t) for t in teachers]
     for teacher in teacher_dirs:  # before JAX starts (_refuse_before_jax): a teacher that is no run
         RunDir(teacher).config()
     _start_jax(1, [], 0)

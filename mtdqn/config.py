@@ -380,13 +380,15 @@ def rounded_schedule(cfg: TrainConfig, eval_every: int) -> list[str]:
 def warn_of_rounding(cfg: TrainConfig, eval_every: int) -> None:
     """A new run's budget or evaluation cadence rounded to whole logging windows, warned (RoundedScheduleWarning):
     ``--steps 2000`` trained 10,000 env steps (the default windows) with nothing said but the progress bar's
-    count.  For the ``train`` command: a study picks its cells' windows, a search's note covers its trials."""
+    count.  Said by the ``train`` command and its sweeps; a search's note covers its trials, and a study's cells
+    and a transfer's runs do not say it (a study states its budget in its report)."""
     parts = rounded_schedule(cfg, eval_every)
     if parts:
         d = derive(cfg)
         warnings.warn(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "
-                      f"{d.iters_per_chunk * cfg.num_envs:,}); set --log-every to a multiple of --num-envs "
-                      f"({cfg.num_envs}) dividing both to run them as asked", RoundedScheduleWarning, stacklevel=3)
+                      f"{d.iters_per_chunk * cfg.num_envs:,}); to run them as asked, give multiples of the window, "
+                      f"or a --log-every that divides them and is a multiple of --num-envs ({cfg.num_envs})",
+                      RoundedScheduleWarning, stacklevel=3)
 
 
 def derive(cfg: TrainConfig) -> Derived:

@@ -9,7 +9,7 @@ of failure.
 from __future__ import annotations
 
 __all__ = ["ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
-           "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning"]
+           "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning"]
 
 
 class ConfigError(ValueError):

@@ -182,9 +182,7 @@ def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
     assert len(evaluation) == 2 and (evaluation.episodes == 2).all()
     assert json.loads((run.path / "eval.json").read_text())["episodes"] == 2
     assert run.agent().act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()
-    # a Run goes where its folder does, and the README's mtdqn.play.play is reached from `import mtdqn` alone
-    assert mtdqn.open_run(run).path == run.path and mtdqn.load_agent(run).tasks == run.tasks
-    assert callable(mtdqn.play.play)
+    assert mtdqn.open_run(run).path == run.path and mtdqn.load_agent(run).tasks == run.tasks  # a Run is a path
 
 
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
@@ -244,9 +242,10 @@ def test_a_budget_and_cadence_rounded_to_whole_windows_are_said(tmp_path):
     from mtdqn.errors import RoundedScheduleWarning
 
     (tmp_path / "file").write_text("")
-    with pytest.warns(RoundedScheduleWarning, match=r"^steps 2,000 trains 10,000 and evaluations every 5,000 run "
-                                                    r"every 10,000 env steps per task \(whole --log-every windows "
-                                                    r"of 10,000\); set --log-every to a multiple of --num-envs \(4\)"):
+    said = (r"^steps 2,000 trains 10,000 and evaluations every 5,000 run every 10,000 env steps per task \(whole "
+            r"--log-every windows of 10,000\); to run them as asked, give multiples of the window, or a --log-every "
+            r"that divides them and is a multiple of --num-envs \(4\)")
+    with pytest.warns(RoundedScheduleWarning, match=said):
         with pytest.raises(mtdqn.ConfigError, match="exists and is not a directory"):
             mtdqn.train(tasks=["CartPole-v1"], steps=2000, eval_every=5000, out=tmp_path / "file", progress=False)
     with warnings.catch_warnings():
@@ -265,13 +264,16 @@ def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
     from mtdqn.api import _start_jax
 
     monkeypatch.setattr(mtdqn.devices, "_usable_cores", lambda: 4)
-    monkeypatch.setattr(mtdqn.api, "_WARNED_OF_DEVICES", [])
+    monkeypatch.setattr(mtdqn.api, "_warned_of_devices", False)
     with pytest.warns(UserWarning, match=r"JAX has 2 CPU device\(s\), chosen before this run .* its 8 seeds share "
                                          r"them where 4 cores could each take some"):
         _start_jax(8, ["CartPole-v1"], 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _start_jax(8, ["CartPole-v1"], 0)  # said once
+    monkeypatch.setattr(mtdqn.api, "_warned_of_devices", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         _start_jax(2, ["CartPole-v1"], 0)  # 2 seeds: 2 devices, as there are
         _start_jax(8, ["CartPole-v1"], 2)  # the user's count
         _start_jax(8, ["gym:CartPole-v1"], 0)  # host tasks step on one device
@@ -281,7 +283,8 @@ def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
 def test_every_training_entry_point_plans_jax_before_jax_starts(tmp_path):
     """train, study (a table or a preset), finetune, extend, distill and tune each reach mtdqn.devices.use_cpu_cores
     with JAX not yet started: before, study's validation, and the imports behind finetune, extend and distill,
-    imported gymnax (which starts JAX), so their seeds silently shared one device."""
+    imported gymnax (which starts JAX), so their seeds silently shared one device.  So does mtdqn.play, reached
+    from `import mtdqn` alone (the README's mtdqn.play.play)."""
     code = f"""
 from jax._src import xla_bridge
 import mtdqn.devices
@@ -298,7 +301,7 @@ table = {{"name": "t", "tasks": ["CartPole-v1"], "steps": 1000, "seeds": 2,
 for call in (lambda: mtdqn.train(tasks=["CartPole-v1"], seeds=2, out=out), lambda: mtdqn.study(table, out=out),
              lambda: mtdqn.study("quick", out=out), lambda: mtdqn.finetune(src, tasks=["CartPole-v1"], out=out),
              lambda: mtdqn.extend(src, ["Acrobot-v1"], out=out), lambda: mtdqn.distill([src, src], out=out),
-             lambda: mtdqn.tune("classic-shared", out=out, n_trials=1)):
+             lambda: mtdqn.tune("classic-shared", out=out, n_trials=1), lambda: mtdqn.play):
     try:
         call()
     except Planned:
@@ -309,4 +312,4 @@ print(seen)
     (tmp_path / "src" / "config.json").write_text(json.dumps({"config": config_to_dict(TrainConfig())}))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str([False] * 7), done.stdout
+    assert done.stdout.strip() == str([False] * 8), done.stdout

@@ -22,7 +22,9 @@ import jax
 import numpy as np
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
-from mtdqn.config import TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive
+from mtdqn.config import (
+    TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive, warn_of_rounding,
+)
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.io import provenance, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
@@ -56,7 +58,8 @@ def train_sweep(cfg: TrainConfig, sweep: Mapping[str, Sequence[float]], out_dir:
     out_dir = Path(out_dir)
     record = {"sweep": {k: list(v) for k, v in sweep.items()}, "members": [label for label, _ in members]}
     return train_population(cfg, [(out_dir / label, member) for label, member in members], out_dir, record,
-                            resume=resume, force=force, progress=progress, announce=announce, **given)
+                            resume=resume, force=force, progress=progress, announce=announce, warn_rounding=True,
+                            **given)
 
 
 MemberEval = Callable[[int, int, list[dict[str, Any]]], None]
@@ -70,7 +73,8 @@ pruned)."""
 def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig]], out_dir: Path,
                      record: dict[str, Any], *, options: RunOptions | None = None, resume: bool = False,
                      force: bool = False, progress: bool = True, announce: Callable[[str], None] | None = None,
-                     on_eval: MemberEval | None = None, **given: Any) -> list[RunResult]:
+                     on_eval: MemberEval | None = None, warn_rounding: bool = False,
+                     **given: Any) -> list[RunResult]:
     """Train ``members`` ((run directory, config) pairs whose configs differ only in the numbers the compiled
     loop traces) as one program, the population's checkpoint and ``record`` (sweep.json) in ``out_dir``.
 
@@ -98,6 +102,8 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
         raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
                           "to the end (give --eval-every to see their progress)")
     check_memory(cfg, agent.task_set, agent.arch, members=len(members), devices=options.devices)
+    if warn_rounding and not resume:  # once every option is checked, as the announcement (the members share them)
+        warn_of_rounding(cfg, options.eval_every)
     if announce is not None:
         announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
     trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)
