@@ -365,28 +365,28 @@ def every_chunks(env_steps: int, steps_per_chunk: int) -> int:
     return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
 
 
-def rounded_schedule(cfg: TrainConfig, eval_every: int) -> list[str]:
+def rounded_schedule(cfg: TrainConfig, eval_every: int) -> tuple[list[str], int]:
     """What a run of ``cfg`` rounds to whole logging windows (``log_every``, in whole vector steps), each as
-    "steps 100 trains 10,000" or "evaluations every 5,000 run every 10,000"; empty where it runs ``steps`` and
-    ``eval_every`` as asked.  A run's warning and a search's note say it, so that neither leaves a budget or a
-    cadence believed that did not run."""
+    "steps 100 trains 10,000" or "evaluations every 5,000 run every 10,000" (empty where it runs ``steps`` and
+    ``eval_every`` as asked), and the window in env steps per task.  A run's warning and a search's note say it,
+    so that neither leaves a budget or a cadence believed that did not run."""
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs
     every = every_chunks(eval_every, window) * window
-    return ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
+    parts = ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
         ([f"evaluations every {eval_every:,} run every {every:,}"] if every != eval_every else [])
+    return parts, window
 
 
 def warn_of_rounding(cfg: TrainConfig, eval_every: int) -> None:
     """A new run's budget or evaluation cadence rounded to whole logging windows, warned (RoundedScheduleWarning):
     ``--steps 2000`` trained 10,000 env steps (the default windows) with nothing said but the progress bar's
     count.  Said by the ``train`` command and its sweeps; a search's note covers its trials, and a study's cells
-    and a transfer's runs do not say it (a study states its budget in its report)."""
-    parts = rounded_schedule(cfg, eval_every)
+    and a transfer's runs do not say it."""
+    parts, window = rounded_schedule(cfg, eval_every)
     if parts:
-        d = derive(cfg)
         warnings.warn(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "
-                      f"{d.iters_per_chunk * cfg.num_envs:,}); to run them as asked, give multiples of the window, "
+                      f"{window:,}); to run them as asked, give multiples of the window, "
                       f"or a --log-every that divides them and is a multiple of --num-envs ({cfg.num_envs})",
                       RoundedScheduleWarning, stacklevel=3)
 
