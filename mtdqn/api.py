@@ -203,6 +203,8 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         if out is None:
             out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
                    else default_train_out(cfg))
+        if not swept:
+            RunDir(out).check_new(force)  # a reused folder is refused before JAX starts, as the CLI does
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
     if swept:
         _share_compiles()

@@ -55,6 +55,9 @@ class LoadedAgent:
     def tasks(self) -> tuple[str, ...]:
         return self.task_set.names
 
+    def __repr__(self) -> str:  # the dataclass's would print every parameter array
+        return f"LoadedAgent({str(self.run_dir)!r}, tasks={list(self.tasks)}, seeds={list(self.seeds)})"
+
     def q_values(self, task: str, obs: Any, seed: int | None = None, clip: bool = False) -> np.ndarray:
         """Q-values (batch, actions of ``task``) for observations (batch, *obs_shape) or one (*obs_shape).
 

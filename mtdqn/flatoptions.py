@@ -19,7 +19,8 @@ import types
 import typing
 from typing import Any, Iterable, Literal, Union
 
-__all__ = ["option_table", "coerce", "type_name", "unknown_option", "apply_options", "config_options"]
+__all__ = ["option_table", "coerce", "type_name", "unknown_option", "closest_option", "KNOWN_ALIASES", "apply_options",
+           "config_options"]
 
 # Sections of a config that are not options: set by the commands that need them (fine-tuning), never by name.
 _NOT_OPTIONS = ("finetune",)
@@ -86,11 +87,34 @@ def coerce(value: Any, hint: Any) -> Any:
     return ok
 
 
+# Other libraries' names for our options (Stable-Baselines3, CleanRL, PureJaxRL): suggested by meaning, where
+# spelling alone suggests the wrong one (learning_rate is closest to learning_starts).
+KNOWN_ALIASES = {
+    "learning_rate": "lr", "total_timesteps": "steps", "n_envs": "num_envs", "num_seeds": "seeds",
+    "target_update_interval": "target_update_every", "target_network_frequency": "target_update_every",
+    "train_freq": "train_every", "train_frequency": "train_every", "exploration_fraction": "eps_fraction",
+    "exploration_initial_eps": "eps_start", "start_e": "eps_start", "exploration_final_eps": "eps_end",
+    "end_e": "eps_end", "n_steps": "n_step", "net_arch": "hidden", "gradient_clip": "max_grad_norm",
+}
+
+
+def closest_option(name: str, valid: Iterable[str]) -> str | None:
+    """The option of ``valid`` that ``name`` most likely means (another library's name for it, or the closest
+    spelling), or None.  Names may be written with dashes (CLI flags) or underscores."""
+    valid = list(valid)
+    spelled = {v.replace("-", "_"): v for v in valid}
+    alias = KNOWN_ALIASES.get(name.replace("-", "_"))
+    if alias in spelled:
+        return spelled[alias]
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def unknown_option(name: str, valid: Iterable[str]) -> str:
     """The one line for an option name that is none of ``valid``: the closest one suggested, else all listed."""
     valid = list(valid)
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
+    close = closest_option(name, valid)
+    hint = f"did you mean {close!r}?" if close is not None else f"valid: {', '.join(valid)}"
     return f"unknown option {name!r}; {hint}"
 
 

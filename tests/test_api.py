@@ -84,6 +84,7 @@ def test_a_bad_option_raises_the_line_the_cli_prints(tmp_path, capsys, kwargs, a
 @pytest.mark.parametrize("kwargs, expected", [
     ({"lrr": 0.1}, "unknown option 'lrr'; did you mean 'lr'?"),
     ({"sharin": "independent"}, "did you mean 'sharing'?"),
+    ({"learning_rate": 1e-3}, "unknown option 'learning_rate'; did you mean 'lr'?"),  # not learning_starts
     ({"lr": "fast"}, "--lr: expected float, got 'fast'"),
     ({"hidden": 64}, "--hidden: expected a list of int"),
     ({"eval_every": 1.5}, "--eval-every: expected int, got 1.5"),
@@ -181,7 +182,9 @@ def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
     assert list(evaluation.columns) == ["task", "seed", "return_mean", "return_std", "discounted_mean", "episodes"]
     assert len(evaluation) == 2 and (evaluation.episodes == 2).all()
     assert json.loads((run.path / "eval.json").read_text())["episodes"] == 2
-    assert run.agent().act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()
+    agent = run.agent()
+    assert agent.act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()
+    assert repr(agent) == f"LoadedAgent({str(run.path)!r}, tasks=['CartPole-v1', 'Acrobot-v1'], seeds=[0])"
     assert mtdqn.open_run(run).path == run.path and mtdqn.load_agent(run).tasks == run.tasks  # a Run is a path
 
 
@@ -238,21 +241,32 @@ def test_a_sweep_is_checked_by_its_members_values_before_jax(tmp_path):
 
 def test_a_budget_and_cadence_rounded_to_whole_windows_are_said(tmp_path):
     """--steps 2000 trained 10,000 env steps (the default windows of 10,000), said only by the progress bar's
-    count: one warning before the run starts (refused here for its --out, a file), none where run as asked."""
+    count: one warning before the run starts (stopped here at its announcement), none where run as asked; a
+    refused run (its --out a file) is refused before JAX starts, without the warning."""
     from mtdqn.errors import RoundedScheduleWarning
 
-    (tmp_path / "file").write_text("")
+    class Announced(Exception):
+        pass
+
+    def stop(line: str) -> None:
+        raise Announced(line)
+
     said = (r"^steps 2,000 trains 10,000 and evaluations every 5,000 run every 10,000 env steps per task \(whole "
             r"--log-every windows of 10,000\); to run them as asked, give multiples of the window, or a --log-every "
             r"that divides them and is a multiple of --num-envs \(4\)")
     with pytest.warns(RoundedScheduleWarning, match=said):
-        with pytest.raises(mtdqn.ConfigError, match="exists and is not a directory"):
-            mtdqn.train(tasks=["CartPole-v1"], steps=2000, eval_every=5000, out=tmp_path / "file", progress=False)
+        with pytest.raises(Announced):
+            mtdqn.train(tasks=["CartPole-v1"], steps=2000, eval_every=5000, out=tmp_path / "a", progress=False,
+                        announce=stop)
+    (tmp_path / "file").write_text("")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RoundedScheduleWarning)
         with pytest.raises(mtdqn.ConfigError, match="exists and is not a directory"):
+            mtdqn.train(tasks=["CartPole-v1"], steps=2000, eval_every=5000, out=tmp_path / "file", progress=False)
+        with pytest.raises(Announced):
             mtdqn.train(tasks=["CartPole-v1"], steps=2000, log_every=1000, eval_every=1000, learning_starts=500,
-                        out=tmp_path / "file", progress=False)
+                        out=tmp_path / "b", progress=False, announce=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written by the runs stopped
 
 
 def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):

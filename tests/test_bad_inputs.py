@@ -445,6 +445,14 @@ PARSE_CASES = [
     ("bool-not-a-bool", ["train", "--double", "maybe"], "invalid choice 'maybe'. Expected one of ('True', 'False')"),
     ("too-few-values", ["train", "--conv-channels", "8"], "Error parsing --conv-channels: expected INT INT"),
     ("flag-without-value", ["train", "--force"], "Error parsing --force: expected {True,False}"),
+    ("misspelled-flag", ["train", "--hiden", "64"],
+     "Unrecognized options: --hiden 64; --hiden: did you mean --hidden? (see `mtdqn train --help`)"),
+    ("another-librarys-flag", ["train", "--learning-rate=1e-3", "--total-timesteps", "9"],
+     "--learning-rate: did you mean --lr?; --total-timesteps: did you mean --steps?"),
+    ("unlike-any-flag", ["study", "quick", "--bogus", "1"],
+     "Unrecognized options: --bogus 1 (see `mtdqn study --help`)"),
+    ("misspelled-command-flag", ["finetune", "--from", "a", "--frezee", "trunk"], "--frezee: did you mean --freeze?"),
+    ("missing-required-flag-of-a-command", ["finetune"], "Missing required arguments: --from (see `mtdqn finetune"),
 ]
 
 

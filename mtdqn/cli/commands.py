@@ -18,8 +18,8 @@ from mtdqn.config import TrainConfig
 from mtdqn.distill.config import DistillConfig
 from mtdqn.runoptions import RunOptions
 
-__all__ = ["ResumableOptions", "given_options", "Train", "StartedRun", "Finetune", "Extend", "Evaluate", "Act", "Play",
-           "Distill", "Tasks", "Strategies", "Study", "Tune", "Report"]
+__all__ = ["ResumableOptions", "given_options", "command_flags", "Train", "StartedRun", "Finetune", "Extend",
+           "Evaluate", "Act", "Play", "Distill", "Tasks", "Strategies", "Study", "Tune", "Report"]
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -46,6 +46,25 @@ def _optional_view(cls: type, name: str, note: str) -> type:
 
 ResumableOptions = _optional_view(RunOptions, "ResumableOptions", "a resumed run keeps its own unless given")
 """The run options of `mtdqn train`: None where not given (see :func:`given_options`)."""
+
+
+def command_flags(cls: type) -> list[str]:
+    """The flags (``--lr``, ``--from``) of a command's dataclass as the CLI spells them: nested option sections
+    are flat (tyro.conf.OmitArgPrefixes), a field annotated ``tyro.conf.arg(name=...)`` takes that name.  For the
+    "did you mean" of an unrecognized flag, which tyro's parse-error hook does not suggest."""
+    flags: list[str] = []
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls, include_extras=True)[f.name]
+        meta = getattr(hint, "__metadata__", ())
+        if any(m is tyro.conf.Suppress or m is tyro.conf.Positional for m in meta):
+            continue
+        names = [m.name for m in meta if getattr(m, "name", None) is not None]
+        inner = typing.get_args(hint)[0] if names else hint
+        if dataclasses.is_dataclass(inner):
+            flags.extend(command_flags(inner))
+        else:
+            flags.append("--" + (names[-1] if names else f.name).replace("_", "-"))
+    return flags
 
 
 def given_options(options: Any) -> dict[str, Any]:

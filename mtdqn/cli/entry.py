@@ -12,10 +12,11 @@ from typing import NoReturn
 
 import tyro
 
-from mtdqn.cli.commands import Study, Train, Tune, given_options
+from mtdqn.cli.commands import Study, Train, Tune, command_flags, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning, SearchFailed,
                           TrainingDiverged)
+from mtdqn.flatoptions import closest_option
 from mtdqn.interrupts import redeliver_swallowed_interrupts
 from mtdqn.tasknames import split_task_list
 
@@ -42,8 +43,8 @@ class _Rejected(Exception):
     """A command line tyro rejected, as the one line we print."""
 
 
-def _rejection(event: object) -> str:
-    """One line from tyro's parse-error event.
+def _rejection(event: object, command: str | None = None) -> str:
+    """One line from tyro's parse-error event (``command``: the one the command line names, if any).
 
     ``tyro._errors.on_parse_error`` is tyro's one structured hook for parse
     failures (private and experimental, so pyproject.toml pins tyro exactly);
@@ -59,10 +60,12 @@ def _rejection(event: object) -> str:
         return (f"Error parsing {event.argument.display_name()}: invalid choice {event.value!r}. "
                 f"Expected one of {event.choices}")
     if isinstance(event, tyro_errors.UnrecognizedArgs):
-        return f"Unrecognized options: {' '.join(event.tokens)} (see `{event.prog} --help`)"
+        prog = f"mtdqn {command}" if command else event.prog
+        suggested = _did_you_mean(event.tokens, command)
+        return f"Unrecognized options: {' '.join(event.tokens)}{suggested} (see `{prog} --help`)"
     if isinstance(event, tyro_errors.MissingArgs):
         names = ", ".join(a.arg.display_name() for a in event.missing_arguments)
-        return f"Missing required arguments: {names} (see `{event.prog} --help`)"
+        return f"Missing required arguments: {names} (see `{f'mtdqn {command}' if command else event.prog} --help`)"
     if isinstance(event, tyro_errors.MissingSubcommand):
         return f"expected a command: {', '.join(COMMANDS)} (see `mtdqn --help`)"
     if isinstance(event, tyro_errors.BadValue):
@@ -71,6 +74,18 @@ def _rejection(event: object) -> str:
             return f"Error parsing {name}: expected {event.argument.lowered.metavar}"
         return f"Error parsing {name}: takes no value, got {event.offending_value!r}"
     return f"invalid arguments for `{getattr(event, 'prog', 'mtdqn')}` (see its --help)"
+
+
+def _did_you_mean(tokens: list[str], command: str | None) -> str:
+    """"; --hiden: did you mean --hidden?" for each unrecognized flag close to one of ``command``'s flags (or
+    another library's name for one: --learning-rate means --lr); "" where none is.  tyro's hook reports the
+    tokens without its own suggestions."""
+    if command not in COMMANDS:
+        return ""
+    names = [flag.removeprefix("--") for flag in command_flags(COMMANDS[command][0])]
+    flags = [token.split("=", 1)[0] for token in tokens if token.startswith("--")]
+    meant = [(flag, close) for flag in flags if (close := closest_option(flag[2:], names)) is not None]
+    return "".join(f"; {flag}: did you mean --{close}?" for flag, close in meant)
 
 
 def _one_reason(message: str) -> str:
@@ -82,15 +97,18 @@ def _one_reason(message: str) -> str:
     return "; ".join(reasons) if reasons else message.strip().splitlines()[0]
 
 
-def _raise_rejection(event: object) -> None:
-    raise _Rejected(_rejection(event))
 
 
 def _parse(argv: list[str]) -> object:
     from tyro import _errors as tyro_errors
 
     try:
-        with tyro_errors.on_parse_error(_raise_rejection):
+        command = argv[0] if argv and argv[0] in COMMANDS else None  # tyro reports unknown flags at the root
+
+        def reject(event: object) -> None:
+            raise _Rejected(_rejection(event, command))
+
+        with tyro_errors.on_parse_error(reject):
             return tyro.extras.subcommand_cli_from_dict(
                 {name: cls for name, (cls, _) in COMMANDS.items()},
                 args=_split_commas(argv),

@@ -408,9 +408,9 @@ def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if key in PRESETS:
         return {**PRESETS[key](), **overrides}, f"preset {key}", key
     path = Path(name_or_path)
+    presets = ", ".join([*PRESETS, *TRANSFER_PRESETS, GROUPS_PRESET])  # every name `mtdqn study` takes
     if path.suffix != ".toml" and not path.exists():
-        raise ConfigError(f"{key}: not a preset ({', '.join([*PRESETS, *TRANSFER_PRESETS, GROUPS_PRESET])}) nor a "
-                          "study file (.toml)")
+        raise ConfigError(f"{key}: not a preset ({presets}) nor a study file (.toml)")
     if not path.exists():
-        raise ConfigError(f"{path}: no such study file (built-in presets: {', '.join([*PRESETS, *TRANSFER_PRESETS])})")
+        raise ConfigError(f"{path}: no such study file (built-in presets: {presets})")
     return {**read_study_file(path), **overrides}, str(path), path.stem
