@@ -114,11 +114,10 @@ GROUP_OF_TEST = {
     "test_deramo::test_five_task_shared_agent_learns": "test_deramo::test_five_task_shared_agent_learns",
     **dict.fromkeys(("test_tune::test_search_report_confirm_and_rerun",
                      "test_tune::test_kill_9_resumes_without_redoing_finished_trials"), "test_tune-SMALL-trainers"),
-    # The two bit-for-bit layouts of test_sweep (~75 s together, no module fixture) go apart from the module's
-    # other optimized tests (~100 s, its CLI sweep fixture): as one unit they shared a worker with the MiniGrid
+    # test_sweep's bit-for-bit test of the padded layout (~32 s, no module fixture) goes apart from the module's
+    # other optimized tests (~60 s, its CLI sweep fixture): as one unit they shared a worker with the MiniGrid
     # learning test and made the first phase's critical path (353 s against 281 s on the other worker).
-    **dict.fromkeys(("test_sweep::test_a_member_is_its_run_alone_bit_for_bit[3-0]",
-                     "test_sweep::test_a_member_is_its_run_alone_bit_for_bit[2-1]"), "test_sweep-bit-for-bit"),
+    "test_sweep::test_a_member_is_its_run_alone_bit_for_bit": "test_sweep-bit-for-bit",
 }
 # test_ray compares a study run on its Ray cluster with test_study's local one (conftest.local_study): one group.
 GROUP_OF_MODULE = {"test_ray": "test_study"}

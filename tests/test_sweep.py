@@ -37,14 +37,16 @@ def _train(trainer, keys, chunks: int):
 
 @pytest.mark.optimized  # bit for bit across two programs: XLA's older emitters (conftest) round them apart
 @pytest.mark.slow
-@pytest.mark.parametrize("seeds, devices", [(3, 0), (2, 1)])
-def test_a_member_is_its_run_alone_bit_for_bit(seeds, devices):
+def test_a_member_is_its_run_alone_bit_for_bit():
     """Each member of a 4-member sweep (lr, gamma, tau, epsilon differ) ends with the state and metrics of the
     same setting trained alone with the same seeds: a block per device as alone, dummies where alone has them
-    (3 seeds on 2 devices), and one device.  (2 seeds on 2 devices ran here too until 2026-12-04, 55 s of the
-    suite: the CLI sweep below is that layout, its last member compared with its run alone file by file, and
-    test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone compares every
-    member on it, both over the program of that test since 2026-12-06.)"""
+    (3 seeds on 2 devices).  2 seeds on 2 devices is compared by the CLI sweep below (its last member with its
+    run alone, file by file) and, member by member, by
+    test_members_differing_in_task_weights_strategy_numbers_and_dropout_are_their_runs_alone.  One device ran
+    here too until 2026-12-06 (27 s of the suite's optimized phase): every layout runs the same program, a loop
+    over each device's blocks under shard_map (mtdqn.devices.over_members), one device a mesh of one; its
+    entries are checked by test_a_populations_entries_are_its_indexed_rows."""
+    seeds, devices = 3, 0
     base = dataclasses.replace(SMALL, seeds=seeds)
     members = [_with(base, lr=1e-3), _with(base, lr=3e-4, gamma=0.9, tau=0.5),
                _with(base, eps_start=0.5, eps_end=0.1, eps_fraction=0.2), _with(base, lr=3e-3, gamma=0.95)]
@@ -262,7 +264,7 @@ def swept(tmp_path_factory):
     Over CAGRAD_ARGV, it trains the program test_members_differing_in_task_weights_strategy_numbers_and_dropout_-
     are_their_runs_alone compiles, on the same layout (over SMALL, its population, run alone and their
     initializations were compiled for this fixture alone: ~35 s of the optimized phase); SMALL's own program
-    is compared member by member in test_a_member_is_its_run_alone_bit_for_bit, on the other two layouts.  Not
+    is compared member by member in test_a_member_is_its_run_alone_bit_for_bit, on the padded layout.  Not
     over gamma (until 2026-12-06): the evaluation and the gradient probe are compiled with a member's discounts,
     so the members of the other gamma compiled both again (~10 s), while the member compared had the default
     gamma and the others' files were never read; gamma reaching a member is compared in those tests."""
