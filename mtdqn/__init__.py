@@ -13,7 +13,7 @@ names with underscores)::
 - :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run`;
   :func:`study` a :class:`Study`; :func:`tune` a :class:`~mtdqn.tune.run.TuneResult`; :func:`open_run` and :func:`open_study` open existing directories.
 - :func:`register_task` makes your own environment a task (or name it ``module:factory`` anywhere a task goes).
-- :func:`load_agent` loads a trained run's Q-network to act.
+- :func:`load_agent` loads a trained run's Q-network to act; ``mtdqn.play.play(run, task, gif=...)`` watches it.
 - Bad input raises :class:`ConfigError` with the CLI's one-line message; nothing is written.
 
 Importing ``mtdqn`` is cheap and starts no JAX: each name is imported when first used, so that the CLI and
@@ -35,9 +35,10 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imp
     from mtdqn.deploy import LoadedAgent, load_agent
     from mtdqn.results import Run, Study, open_run, open_study
     from mtdqn.tasks.registry import register_task
+    from mtdqn import play
 
 __all__ = ["train", "study", "tune", "finetune", "extend", "distill", "open_run", "open_study", "Run", "Study",
-           "register_task", "load_agent", "LoadedAgent", "ConfigError", "TrainingDiverged", "__version__"]
+           "register_task", "load_agent", "LoadedAgent", "play", "ConfigError", "TrainingDiverged", "__version__"]
 
 # train, finetune, distill and tune are also the names of modules of the package: those modules are callable as the
 # API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.

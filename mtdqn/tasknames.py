@@ -1,7 +1,7 @@
 """Task specs as users write them, without JAX: which names exist, the closest to a typo, the import-path form,
 and each spec's options (:func:`task_options`).
 
-``mtdqn train`` checks its tasks' names here before JAX and the training stack are imported (~4 s on a 2-core
+``mtdqn train`` checks its tasks' names here before JAX and the training stack are imported (~3 s on a 2-core
 machine), so a mistyped task is answered in about a second; :func:`mtdqn.tasks.parse_task` raises the same
 line when a task is built (the registry needs JAX: gymnax's environments), and :mod:`mtdqn.tasks.custom` reads
 the import-path form from here.

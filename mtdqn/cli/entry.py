@@ -125,7 +125,7 @@ def _check_before_jax(cmd: object) -> None:
     (:func:`mtdqn.config.check_new_run` then :func:`mtdqn.config.check_train_budget`, in the run's order: none
     refused, few warned) and its run directory (:meth:`mtdqn.rundir.RunDir.check_new`: ``--out``, or the
     default :func:`mtdqn.api.default_train_out`, already holding a run), all JAX-free and reading only, checked
-    before JAX and the training stack are imported (~4 s on a 2-core machine): a mistyped flag or task, a budget
+    before JAX and the training stack are imported (~3 s on a 2-core machine): a mistyped flag or task, a budget
     that cannot learn or a reused folder is answered in about a second.  The same checks run again where the
     run is built, so nothing is skipped (a warning is printed once: :func:`_show_warning`); there a task's
     options are checked too (the registry needs JAX), and a sweep's members each by their own values."""
