@@ -97,8 +97,6 @@ def _one_reason(message: str) -> str:
     return "; ".join(reasons) if reasons else message.strip().splitlines()[0]
 
 
-
-
 def _parse(argv: list[str]) -> object:
     from tyro import _errors as tyro_errors
 
