@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, warn_user
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
 from mtdqn.results import Run, Study
 from mtdqn.rundir import RunDir
@@ -121,11 +121,11 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
         have = len(jax.devices()) if jax.default_backend() == "cpu" else wanted
         if have < wanted and not _warned_of_devices:
             _warned_of_devices = True  # once per process: the devices stay as they are for its later runs
-            warnings.warn(f"mtdqn: this process's JAX has {have} CPU device(s), chosen before this run (by JAX "
-                          f"code that ran first, or an earlier call here with fewer seeds), so its {seeds} seeds "
-                          f"share them where {wanted} cores could each take some: correct, but slower. Call "
-                          "mtdqn.devices.use_cpu_cores() first thing in the process to present every core.",
-                          stacklevel=3)
+            warn_user(f"mtdqn: this process's JAX has {have} CPU device(s), chosen before this run (by JAX "
+                      f"code that ran first, or an earlier call here with fewer seeds), so its {seeds} seeds "
+                      f"share them where {wanted} cores could each take some: correct, but slower. Call "
+                      "mtdqn.devices.use_cpu_cores() first thing in the process to present every core.",
+                      UserWarning)
     unroll_cpu_threefry()
 
 

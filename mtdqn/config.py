@@ -14,13 +14,12 @@ import json
 import math
 import types
 import typing
-import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning
+from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning, warn_user
 
 __all__ = [
     "FinetuneConfig",
@@ -311,10 +310,10 @@ def check_train_budget(cfg: TrainConfig) -> None:
             f">= {least:,} (it trains {least_rounded:,}: whole --log-every windows of {window:,}) or lower "
             "--learning-starts")
     if updates < FEW_UPDATES:
-        warnings.warn(f"--steps {cfg.steps:,} makes only {updates} gradient update{'s' if updates > 1 else ''} "
-                      f"(fewer than {FEW_UPDATES}: one every --train-every {cfg.dqn.train_every} env steps per task "
-                      f"after --learning-starts {cfg.dqn.learning_starts:,}): the agent can hardly learn",
-                      FewUpdatesWarning, stacklevel=2)
+        warn_user(f"--steps {cfg.steps:,} makes only {updates} gradient update{'s' if updates > 1 else ''} "
+                  f"(fewer than {FEW_UPDATES}: one every --train-every {cfg.dqn.train_every} env steps per task "
+                  f"after --learning-starts {cfg.dqn.learning_starts:,}): the agent can hardly learn",
+                  FewUpdatesWarning)
 
 
 MAX_N_STEP = 100
@@ -385,10 +384,10 @@ def warn_of_rounding(cfg: TrainConfig, eval_every: int) -> None:
     and a transfer's runs do not say it."""
     parts, window = rounded_schedule(cfg, eval_every)
     if parts:
-        warnings.warn(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "
-                      f"{window:,}); to run them as asked, give multiples of the window, "
-                      f"or a --log-every that divides them and is a multiple of --num-envs ({cfg.num_envs})",
-                      RoundedScheduleWarning, stacklevel=3)
+        warn_user(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "
+                  f"{window:,}); to run them as asked, give multiples of the window, "
+                  f"or a --log-every that divides them and is a multiple of --num-envs ({cfg.num_envs})",
+                  RoundedScheduleWarning)
 
 
 def derive(cfg: TrainConfig) -> Derived:

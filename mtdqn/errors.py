@@ -8,8 +8,13 @@ of failure.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = ["ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
-           "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning"]
+           "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning",
+           "warn_user"]
 
 
 class ConfigError(ValueError):
@@ -58,3 +63,15 @@ class OneStepEpisodesWarning(MtdqnWarning):
 class FewUpdatesWarning(MtdqnWarning):
     """A valid budget that makes so few gradient updates the agent can hardly learn; the CLI prints it as
     ``warning: <message>``."""
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first caller outside this package: the user's line (a script's, a
+    notebook cell's) whichever entry point and wrappers led here (``mtdqn.train`` passes through
+    mtdqn.callables, ``mtdqn.study`` does not), where a fixed ``stacklevel`` named a line of mtdqn's own.  (Python
+    3.12's ``skip_file_prefixes``, on 3.11.)"""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)

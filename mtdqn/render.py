@@ -111,10 +111,16 @@ def pendulum_frame(angle: float, angular_velocity: float, width: int = 360) -> n
 
 def with_caption(frame: np.ndarray, text: str) -> np.ndarray:
     """``frame`` with a white band under it holding ``text`` (step and return: no two frames of an episode are
-    identical, so a GIF keeps every one)."""
-    band = Image.new("RGB", (frame.shape[1], 16), (255, 255, 255))
+    identical, so a GIF keeps every one).  A frame narrower than the text (a small MiniGrid layout's, 96 px) is
+    widened with white on its right, so the whole caption shows; :func:`mtdqn.play.write_gif` sets frames of
+    several sizes on one canvas."""
+    frame = np.asarray(frame, np.uint8)
+    width = max(frame.shape[1], math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text)) + 8)
+    band = Image.new("RGB", (width, 16), (255, 255, 255))
     ImageDraw.Draw(band).text((4, 2), text, fill=(0, 0, 0))
-    return np.concatenate([np.asarray(frame, np.uint8), np.asarray(band)], axis=0)
+    if width > frame.shape[1]:
+        frame = np.pad(frame, ((0, 0), (0, width - frame.shape[1]), (0, 0)), constant_values=255)
+    return np.concatenate([frame, np.asarray(band)], axis=0)
 
 
 def offscreen_pygame() -> None:

@@ -254,10 +254,12 @@ def test_a_budget_and_cadence_rounded_to_whole_windows_are_said(tmp_path):
     said = (r"^steps 2,000 trains 10,000 and evaluations every 5,000 run every 10,000 env steps per task \(whole "
             r"--log-every windows of 10,000\); to run them as asked, give multiples of the window, or a --log-every "
             r"that divides them and is a multiple of --num-envs \(4\)")
-    with pytest.warns(RoundedScheduleWarning, match=said):
+    with pytest.warns(RoundedScheduleWarning, match=said) as caught:
         with pytest.raises(Announced):
             mtdqn.train(tasks=["CartPole-v1"], steps=2000, eval_every=5000, out=tmp_path / "a", progress=False,
                         announce=stop)
+    # the user's line, not mtdqn's (errors.warn_user)
+    assert [w.filename for w in caught if w.category is RoundedScheduleWarning] == [__file__]
     (tmp_path / "file").write_text("")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RoundedScheduleWarning)
@@ -280,8 +282,9 @@ def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
     monkeypatch.setattr(mtdqn.devices, "_usable_cores", lambda: 4)
     monkeypatch.setattr(mtdqn.api, "_warned_of_devices", False)
     with pytest.warns(UserWarning, match=r"JAX has 2 CPU device\(s\), chosen before this run .* its 8 seeds share "
-                                         r"them where 4 cores could each take some"):
+                                         r"them where 4 cores could each take some") as caught:
         _start_jax(8, ["CartPole-v1"], 0)
+    assert [w.filename for w in caught if "JAX has" in str(w.message)] == [__file__]  # the caller's line, not mtdqn's
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _start_jax(8, ["CartPole-v1"], 0)  # said once

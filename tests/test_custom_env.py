@@ -72,8 +72,9 @@ class GymnaxDefaultLimit(Chain):
 
 def test_gymnax_default_time_limit_of_one_step_is_warned(registered):
     """Params that inherit gymnax's max_steps_in_episode (1) trained and evaluated one-step episodes, silently."""
-    with pytest.warns(OneStepEpisodesWarning, match="so every episode ends after one step"):
+    with pytest.warns(OneStepEpisodesWarning, match="so every episode ends after one step") as caught:
         assert mtdqn.register_task("Chain-v0", GymnaxDefaultLimit).max_episode_steps == 1
+    assert [w.filename for w in caught if w.category is OneStepEpisodesWarning] == [__file__]  # the user's line
 
 
 @pytest.mark.slow

@@ -204,6 +204,25 @@ def test_frames_of_several_sizes_are_each_whole_in_the_gif(tmp_path):
     assert np.asarray(gif.convert("RGB"))[39, 5].tolist() == [200, 200, 200]  # the large frame's far corner
 
 
+def test_a_caption_wider_than_its_frame_shows_whole():
+    """A small MiniGrid layout's frame is 96 px wide; its caption needs ~124 and was cut ("step 3  return 0
+    epis"): the frame is widened with white, the picture kept in its corner."""
+    from PIL import ImageDraw
+
+    from mtdqn.render import with_caption
+
+    text = "step 3  return 0  episode 1"
+    frame = np.full((40, 96, 3), 7, np.uint8)
+    out = with_caption(frame, text)
+    needed = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text)
+    assert out.shape[1] >= needed + 4 and out.shape[0] == 40 + 16
+    assert (out[:40, :96] == 7).all() and (out[:40, 96:] == 255).all()
+    ink = np.flatnonzero((out[40:] < 128).any(axis=(0, 2)))  # the caption's dark pixels, by column
+    assert ink.max() < out.shape[1] - 1 and ink.max() > 96  # past the frame's width, inside the band
+    wide = np.full((40, 600, 3), 7, np.uint8)
+    assert with_caption(wide, text).shape == (56, 600, 3)  # a wide frame is not changed
+
+
 def test_a_minigrid_frame_is_its_tasks_grid_not_the_padding():
     """Every task lies in the corner of one padded grid (walls beyond): a 6x6 room in a 12x12 grid is drawn
     6x6, the room and its outer walls."""

@@ -40,7 +40,6 @@ import importlib
 import os
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -49,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtdqn.errors import ConfigError, OneStepEpisodesWarning
+from mtdqn.errors import ConfigError, OneStepEpisodesWarning, warn_user
 from mtdqn.tasknames import is_import_path
 from mtdqn.tasks.envs import observation_kind
 
@@ -201,10 +200,10 @@ def check_env(label: str, env: Any, kind: str | None) -> EnvFacts:
         raise ConfigError(f"task {label!r}: default_params.max_steps_in_episode must be a whole number >= 1 (the "
                           f"episode cut-off evaluation rolls out to), got {max_steps!r}")
     if max_steps == 1:
-        warnings.warn(f"task {label!r}: default_params.max_steps_in_episode is 1 (gymnax's EnvParams default, which "
-                      "params inherit unless they set their own), so every episode ends after one step: give its "
-                      "params a time limit (e.g. max_steps_in_episode: int = 500), unless the task is one step long",
-                      OneStepEpisodesWarning, stacklevel=3)
+        warn_user(f"task {label!r}: default_params.max_steps_in_episode is 1 (gymnax's EnvParams default, which "
+                  "params inherit unless they set their own), so every episode ends after one step: give its "
+                  "params a time limit (e.g. max_steps_in_episode: int = 500), unless the task is one step long",
+                  OneStepEpisodesWarning)
     num_actions = _num_actions(label, env.action_space(params))
     space = env.observation_space(params)
     shape = tuple(int(d) for d in getattr(space, "shape", ()))

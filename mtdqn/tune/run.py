@@ -22,7 +22,8 @@ import numpy as np
 import optuna
 
 from mtdqn.config import TrainConfig, check_train_budget
-from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning
+from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning,
+                          warn_user)
 from mtdqn.io import held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
@@ -150,7 +151,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
     note = schedule_note(spec)
     if note:  # the trials round the budget or the cadence to whole logging windows
-        warnings.warn(note, RoundedScheduleWarning, stacklevel=2)
+        warn_user(note, RoundedScheduleWarning)
     with held(out):  # one search per folder: a second one's batches cleared and trained the first's trials
         write_record(out, record)
         url = storage if storage is not None else default_storage(out)
