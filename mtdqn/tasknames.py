@@ -109,10 +109,10 @@ def _number_option(key: str, raw: str, spec: str) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"task option {key} in {spec!r} must be a number, got {raw!r}") from None
+    if key == "gamma" and not 0 < value <= 1:  # (nan fails it too)
+        raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
-    if key == "gamma" and value > 1:
-        raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
     return value
 
 

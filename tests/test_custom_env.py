@@ -193,6 +193,7 @@ BAD_ENVS = [
                                     "0..255; its observation_space declares [0, 1000]"),
     ("factory-needs-an-argument", make_with_an_argument, "making the environment fails (TypeError: "),
     ("constructor-raises", Raises, "making the environment fails (ValueError: no licence file); the factory must"),
+    ("not-callable", 3, "task 'Bad-v0': 3 is neither an environment nor a callable making one"),
 ]
 
 
@@ -224,7 +225,9 @@ CLI_CASES = [
     ("five-value-step", "test_custom_env:OldStep", "step returns 5 values"),
     ("unregistered-name", "Chain-v9", "unknown task 'Chain-v9'"),
     ("factory-needs-an-argument", "test_custom_env:make_with_an_argument", "making the environment fails"),
+    ("not-callable", "test_custom_env:NOT_AN_ENV", "task 'test_custom_env:NOT_AN_ENV': 3 is neither an environment"),
 ]
+NOT_AN_ENV = 3
 
 
 @pytest.mark.parametrize("spec, expected", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])

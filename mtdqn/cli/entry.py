@@ -4,7 +4,10 @@ into one line on stderr with its exit status."""
 from __future__ import annotations
 
 import atexit
+import difflib
 import os
+import re
+import select
 import signal
 import sys
 import warnings
@@ -54,25 +57,29 @@ def _rejection(event: object, command: str | None = None) -> str:
     from tyro import _errors as tyro_errors
 
     if isinstance(event, tyro_errors.InstantiationFailure):
-        where = f"Error parsing {event.argument.display_name()}: " if event.argument is not None else ""
+        where = f"{event.argument.display_name()}: " if event.argument is not None else ""
         return f"{where}{_one_reason(event.message)}"
     if isinstance(event, tyro_errors.InvalidChoice):
-        return (f"Error parsing {event.argument.display_name()}: invalid choice {event.value!r}. "
-                f"Expected one of {event.choices}")
+        return f"{event.argument.display_name()}: invalid choice {event.value!r}. Expected one of {event.choices}"
+    prog = f"mtdqn {command}" if command else getattr(event, "prog", "mtdqn")
     if isinstance(event, tyro_errors.UnrecognizedArgs):
-        prog = f"mtdqn {command}" if command else event.prog
+        if command is None and event.tokens and not event.tokens[0].startswith("-"):  # `mtdqn trian`
+            close = difflib.get_close_matches(event.tokens[0], COMMANDS, n=1, cutoff=0.6)
+            meant = f"; did you mean `mtdqn {close[0]}`?" if close else ""
+            return f"unknown command {event.tokens[0]!r}{meant} (commands: {', '.join(COMMANDS)})"
         suggested = _did_you_mean(event.tokens, command)
         return f"Unrecognized options: {' '.join(event.tokens)}{suggested} (see `{prog} --help`)"
-    if isinstance(event, tyro_errors.MissingArgs):
-        names = ", ".join(a.arg.display_name() for a in event.missing_arguments)
-        return f"Missing required arguments: {names} (see `{f'mtdqn {command}' if command else event.prog} --help`)"
+    if isinstance(event, tyro_errors.MissingArgs):  # a positional argument by its metavar, as --help shows it
+        names = ", ".join(a.arg.display_name() if a.arg.display_name().startswith("-") else
+                          str(a.arg.lowered.metavar or a.arg.display_name()) for a in event.missing_arguments)
+        return f"Missing required arguments: {names} (see `{prog} --help`)"
     if isinstance(event, tyro_errors.MissingSubcommand):
         return f"expected a command: {', '.join(COMMANDS)} (see `mtdqn --help`)"
     if isinstance(event, tyro_errors.BadValue):
         name = event.argument.display_name()
         if event.reason == "too_few_values":
-            return f"Error parsing {name}: expected {event.argument.lowered.metavar}"
-        return f"Error parsing {name}: takes no value, got {event.offending_value!r}"
+            return f"{name}: expected {event.argument.lowered.metavar}"
+        return f"{name}: takes no value, got {event.offending_value!r}"
     return f"invalid arguments for `{getattr(event, 'prog', 'mtdqn')}` (see its --help)"
 
 
@@ -94,7 +101,28 @@ def _one_reason(message: str) -> str:
     reason of its types other than None, the line a plain ``int`` flag gives; any other message's first line."""
     reasons = [line.split(">: ", 1)[1] for line in message.splitlines()
                if line.startswith("- <class ") and ">: " in line and not line.startswith("- <class 'NoneType'>")]
-    return "; ".join(reasons) if reasons else message.strip().splitlines()[0]
+    return "; ".join(_plain_reason(r) for r in reasons) if reasons else _plain_reason(message.strip().splitlines()[0])
+
+
+def _plain_reason(reason: str) -> str:
+    """Python's words for a number that is none ("invalid literal for int() with base 10: 'abc'", "could not
+    convert string to float: 'fast'") in a user's: "expected an integer, got 'abc'"; any other reason as it is."""
+    for pattern, kind in ((r"invalid literal for int\(\) with base 10: (.*)", "an integer"),
+                          (r"could not convert string to float: (.*)", "a number")):
+        if (found := re.fullmatch(pattern, reason)) is not None:
+            return f"expected {kind}, got {found.group(1)}"
+    return reason
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe its reader has closed (``| head`` having read its lines): a broken pipe
+    there is the reader's choice, not an error to report; one elsewhere (a Ray worker's socket) still is."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLERR)
+        return bool(poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a notebook's stream), no poll
+        return False
 
 
 def _parse(argv: list[str]) -> object:
@@ -267,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
         code = 1 if isinstance(exc, InsufficientResources) else 2 if isinstance(exc, ConfigError) else 3
         raise SystemExit(code) from None
     except OSError as exc:  # disk full or a folder that became unwritable mid-run
+        if isinstance(exc, BrokenPipeError) and _reader_gone():  # `mtdqn train --help | head`: nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would raise again
+            raise SystemExit(1) from None
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -6,6 +6,8 @@ so a preset can never drift into something the file format cannot express.
 
 from __future__ import annotations
 
+import difflib
+
 from pathlib import Path
 from typing import Any, Callable
 
@@ -408,9 +410,12 @@ def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if key in PRESETS:
         return {**PRESETS[key](), **overrides}, f"preset {key}", key
     path = Path(name_or_path)
-    presets = ", ".join([*PRESETS, *TRANSFER_PRESETS, GROUPS_PRESET])  # every name `mtdqn study` takes
+    names = [*PRESETS, *TRANSFER_PRESETS, GROUPS_PRESET]  # every name `mtdqn study` takes
+    presets = ", ".join(names)
     if path.suffix != ".toml" and not path.exists():
-        raise ConfigError(f"{key}: not a preset ({presets}) nor a study file (.toml)")
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        meant = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key}: not a preset ({presets}) nor a study file (.toml){meant}")
     if not path.exists():
         raise ConfigError(f"{path}: no such study file (built-in presets: {presets})")
     return {**read_study_file(path), **overrides}, str(path), path.stem

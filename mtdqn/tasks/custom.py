@@ -83,7 +83,7 @@ def register(name: str, factory: Any, kind: str | None, builtin: Callable[[str],
         raise ConfigError(f"task name {name!r}: use letters, digits and '_.+-' (it names folders and table rows)")
     if builtin(name):
         raise ConfigError(f"task name {name!r} is a built-in task; register your environment under another name")
-    make_one = _as_factory(factory)
+    make_one = _as_factory(name, factory)
     facts = check_env(name, _made(name, make_one), kind)
     global _registrations
     _registrations += 1
@@ -110,14 +110,14 @@ def lookup(name: str) -> EnvFacts | None:
 
 def make(name: str) -> tuple[Any, Any]:
     """(env, default params) of a registered name or an import path."""
-    make_one = REGISTERED[name][0] if name in REGISTERED else _as_factory(_import(name))
+    make_one = REGISTERED[name][0] if name in REGISTERED else _as_factory(name, _import(name))
     env = make_one()
     return env, env.default_params
 
 
 @lru_cache(maxsize=64)
 def _import_path_facts(path: str) -> EnvFacts:
-    return check_env(path, _made(path, _as_factory(_import(path))), None)
+    return check_env(path, _made(path, _as_factory(path, _import(path))), None)
 
 
 def _made(label: str, make_one: Callable[[], Any]) -> Any:
@@ -168,13 +168,14 @@ def _import_module(name: str) -> Any:
             raise
 
 
-def _as_factory(obj: Any) -> Callable[[], Any]:
+def _as_factory(label: str, obj: Any) -> Callable[[], Any]:
     """A zero-argument callable making the environment: a class or function as it is, an environment object
-    (it has ``step`` and ``reset``) wrapped."""
+    (it has ``step`` and ``reset``) wrapped; ``label`` names the task in the error."""
     if not isinstance(obj, type) and all(callable(getattr(obj, m, None)) for m in ("reset", "step")):
         return lambda: obj
     if not callable(obj):
-        raise ConfigError(f"{obj!r} is neither an environment nor a callable making one ({_API_LINE})")
+        raise ConfigError(f"task {label!r}: {obj!r} is neither an environment nor a callable making one "
+                          f"({_API_LINE})")
     return obj
 
 
