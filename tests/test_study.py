@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,26 @@ def test_the_evaluation_cadence_is_run_as_asked_never_rounded() -> None:
     assert spec(15_000, variant={"num_envs": 8, "train_every": 8}).options["log_every"] == 5_000
     with pytest.raises(ConfigError, match="no divisor near the default logging window .* in whole vector steps of 16"):
         spec(5_000, {"num_envs": 16, "train_every": 16})
+
+
+def test_a_budget_its_cells_round_up_is_said_once() -> None:
+    """A study of 2,000 steps trained 10,000 per cell (the default logging windows), said only in the report's
+    header (its Methods said 2,000): now a warning as `mtdqn train`'s, naming the cells; none where the cells
+    train as asked."""
+    from mtdqn.errors import RoundedScheduleWarning
+    from mtdqn.studies.runner import warn_of_rounded_budgets
+    from mtdqn.studies.spec import build_spec
+
+    def cells(steps: int, options: dict) -> list:
+        return cell_configs(build_spec({"tasks": ["CartPole-v1"], "steps": steps, "seeds": 1, "options": options,
+                                        "variants": {"shared": {"sharing": "shared"}}}, "s.toml", "s"))
+
+    with pytest.warns(RoundedScheduleWarning, match=r"^study s: steps 2,000 trains 10,000 env steps per task \(whole "
+                                                    r"log_every windows of 10,000\) in cells independent, shared; "):
+        warn_of_rounded_budgets("s", cells(2_000, {"learning_starts": 500}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        warn_of_rounded_budgets("s", cells(2_000, {"learning_starts": 500, "log_every": 1_000}))
 
 
 def test_presets() -> None:

@@ -321,6 +321,17 @@ def revision_notes(study: Study) -> list[str]:
     return [t.strip().replace("**", "")] if len(cell_revisions(study)) > 1 and (t := _revisions_text(study)) else []
 
 
+def budget_text(study: Study) -> str:
+    """The study's env steps per task, and what the cells trained where whole logging windows rounded it up
+    (the report's header and its Methods say the same)."""
+    trained = sorted({int(study.cells[v].summary["env_steps"]) for v in study.ok_variants
+                      if "env_steps" in study.cells[v].summary})
+    asked = f"{study.steps:,} env steps per task"
+    if not trained or trained == [study.steps]:
+        return asked
+    return f"{asked} asked, {' / '.join(f'{n:,}' for n in trained)} trained (rounded up to whole logging windows)"
+
+
 def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> Section:
     """Evaluation protocol, then one table per variant."""
     rec = study.record
@@ -328,7 +339,7 @@ def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> 
         f"Evaluation protocol: every headline number is the final score, {final_definition(study)}"
         f"{_discounted_clause(study)}. "
         f"Seeds {', '.join(map(str, study.seeds))} for every variant; each variant's seeds train together as "
-        f"one vmapped program. Budget {study.steps:,} env steps per task. Study revision "
+        f"one vmapped program. Budget {budget_text(study)}. Study revision "
         f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}, started by "
         f"{_command(rec)}. This report was written by mtdqn {__version__} at git revision {git_revision()} "
         "(`mtdqn report STUDY_DIR` writes it again)." + _revisions_text(study))]

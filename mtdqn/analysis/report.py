@@ -129,16 +129,6 @@ def discount_line(study: Study, c: _Computed) -> str:
     return lead + f"Discount γ per task: {each}. Aggregates stay on the undiscounted return's fixed anchors."
 
 
-def _budget(study: Study) -> str:
-    """The study's env steps per task, and what the cells trained where whole logging windows rounded it up."""
-    trained = sorted({int(study.cells[v].summary["env_steps"]) for v in study.ok_variants
-                      if "env_steps" in study.cells[v].summary})
-    asked = f"{study.steps:,} env steps per task"
-    if not trained or trained == [study.steps]:
-        return asked
-    return f"{asked} asked, {' / '.join(f'{n:,}' for n in trained)} trained (rounded up to whole logging windows)"
-
-
 def _not_ok(c: _Computed) -> list[str]:
     """One line per failed or missing cell, for report.md and results.md alike (each is read alone)."""
     return [f"Variant `{r.variant}` {r.status.upper()}: {r.error} — excluded from all statistics."
@@ -151,7 +141,7 @@ def _overview(study: Study, c: _Computed) -> Section:
     blocks = ([Text(note)] if note else []) + [
         Text(f"Tasks: {', '.join(study.tasks)}. Variants: {', '.join(f'`{v}`' for v in study.variants)}; "
              f"reference `{study.reference}`. Seeds: {len(study.seeds)} ({', '.join(map(str, study.seeds))}). "
-             f"Budget: {_budget(study)}."),
+             f"Budget: {methods.budget_text(study)}."),
         *([Text(line)] if (line := discount_line(study, c)) else []),
         Table("Cells", display.cells(c.data["cells"])),
     ]

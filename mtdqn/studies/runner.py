@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 
 from rich.console import Console
 
-from mtdqn.errors import ConfigError
+from mtdqn.config import rounded_schedule
+from mtdqn.errors import ConfigError, RoundedScheduleWarning, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
@@ -51,6 +52,22 @@ def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
     """One cell per variant, in the spec's order (reference first); ``devices``: each cell's seed layout."""
     options = dataclasses.replace(spec.run_options, devices=devices)
     return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), options) for v in spec.variants]
+
+
+def warn_of_rounded_budgets(name: str, cells: list[CellConfig]) -> None:
+    """A study's ``steps`` that its cells' logging windows round up, said once (RoundedScheduleWarning), as
+    `mtdqn train` says it: a study of 2,000 steps trained 10,000 per cell with only the report's header saying
+    so.  (A study's evaluation cadence is never rounded: :mod:`mtdqn.studies.spec` refuses one that would be.)"""
+    rounded: dict[str, list[str]] = {}
+    for cell in cells:
+        parts, window = rounded_schedule(cell.config, 0)
+        if parts:
+            rounded.setdefault(f"{parts[0]} env steps per task (whole log_every windows of {window:,})",
+                               []).append(cell.variant)
+    if rounded:
+        said = "; ".join(f"{what} in cells {', '.join(variants)}" for what, variants in rounded.items())
+        warn_user(f"study {name}: {said}; to train as asked, give steps a multiple of the window, or "
+                  "options.log_every a divisor of steps that is a multiple of num_envs", RoundedScheduleWarning)
 
 
 def _describe(summary: dict[str, Any] | None) -> str:
@@ -252,6 +269,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
         write_json(out_dir / STUDY_RECORD, study_record(spec))
         console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
                       f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
+        warn_of_rounded_budgets(spec.name, [c for c, _ in todo])
         for cell, _ in cells:
             if statuses[cell.variant] == "done":
                 on_event("skip", cell, None)
