@@ -19,6 +19,7 @@ instead; non-finite values are refused either way.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -79,6 +80,14 @@ class LoadedAgent:
         """Greedy actions (batch,) of the seed's policy (default: the run's first seed) for ``task``; ``clip``
         as for :meth:`q_values`."""
         return np.argmax(self.q_values(task, obs, seed, clip), axis=-1)
+
+    def of_seed(self, seed: int) -> LoadedAgent:
+        """This agent with only ``seed``'s network (one line if the run has no such seed): what acts by default
+        (:meth:`act` without ``seed``) is then that seed's policy."""
+        s = self._seed_index(seed)
+        norm = None if self.value_norm is None else jax.tree.map(lambda x: x[s:s + 1], self.value_norm)
+        return dataclasses.replace(self, params=jax.tree.map(lambda x: x[s:s + 1], self.params), seeds=(seed,),
+                                   value_norm=norm)
 
     def _task_index(self, task: str) -> int:
         if task not in self.task_set.names:

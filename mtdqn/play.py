@@ -169,8 +169,9 @@ def _check_gif_path(gif: Path) -> None:
 
 
 def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | None = None, seed: int = 0,
-         max_steps: int = 0, gif_every: int = 1, fps: int = 30) -> PlayResult:
-    """Greedy episodes of ``task`` with the run's first seed's network; ``gif``: also write their frames.
+         max_steps: int = 0, gif_every: int = 1, fps: int = 30, agent_seed: int | None = None) -> PlayResult:
+    """Greedy episodes of ``task`` with the run's first seed's network (``agent_seed``: that seed's);
+    ``seed`` seeds the environments' starts; ``gif``: also write their frames.
 
     ``max_steps`` > 0 ends each episode after that many steps (0: at the task's own end or time limit);
     ``gif_every`` keeps every k-th frame (and each episode's last); ``fps``: the GIF's frame rate.
@@ -186,6 +187,8 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
     if gif is not None:
         _check_gif_path(gif)
     agent = load_agent(run_dir)
+    if agent_seed is not None:
+        agent = agent.of_seed(agent_seed)
     if task not in agent.tasks:
         raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(agent.tasks)}")
     i = agent.tasks.index(task)

@@ -48,6 +48,9 @@ def test_loaded_agent_acts_as_the_trained_network(tmp_path, cfg):
             want = q_all[i, :, : task.num_actions]
             np.testing.assert_allclose(agent.q_values(task.spec, obs, seed), want, rtol=1e-5, atol=1e-5)
             np.testing.assert_array_equal(agent.act(task.spec, obs, seed), want.argmax(-1))
+            one = agent.of_seed(seed)  # `play --agent-seed`: that seed's network acts by default
+            assert one.seeds == (seed,)
+            np.testing.assert_allclose(one.q_values(task.spec, obs), want, rtol=1e-5, atol=1e-5)
         assert agent.act(task.spec, obs[0]).shape == ()  # one observation in, one action out
 
 

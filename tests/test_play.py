@@ -262,6 +262,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run)
         (["--task", "CartPole-v1", "--episodes", "0", "--gif", str(tmp_path / "cp.gif")], "--episodes must be > 0"),
         (["--task", "Breakout-MinAtar", "--gif", str(tmp_path / "cp.gif")], "is not one of this run's tasks"),
         (["--task", "CartPole-v1", "--gif-every", "0", "--gif", str(tmp_path / "cp.gif")], "--gif-every must be"),
+        (["--task", "CartPole-v1", "--agent-seed", "5", "--gif", str(tmp_path / "cp.gif")],
+         "seed 5 is not one of this run's seeds: 0"),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exc:

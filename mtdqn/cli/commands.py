@@ -176,8 +176,9 @@ class Act:
 
 @dataclass(frozen=True)
 class Play:
-    """Greedy episodes of one task with a trained run's first seed: each episode's return and length, and
-    optionally a GIF of them (any task; CartPole, Acrobot and MountainCar need pip install 'mtdqn[render]')."""
+    """Greedy episodes of one task with a trained run's first seed (or --agent-seed's): each episode's return and
+    length, and optionally a GIF of them (any task; CartPole, Acrobot and MountainCar need pip install
+    'mtdqn[render]')."""
 
     run: tyro.conf.Positional[Path]
     """Run directory."""
@@ -189,6 +190,8 @@ class Play:
     """Also write the episodes as an animated GIF: a frame for the start and one after each step."""
     seed: int = 0
     """Seed of the environments' starts."""
+    agent_seed: int | None = None
+    """Which of the run's seeds plays: its network (default: the run's first seed; `act`'s --seed)."""
     max_steps: int = 0
     """End each episode after this many steps (default 0: at the task's own end or time limit)."""
     gif_every: int = 1

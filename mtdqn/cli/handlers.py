@@ -209,7 +209,8 @@ def _run_act(cmd: Act) -> None:
 def _run_play(cmd: Play) -> None:
     from mtdqn.play import play
 
-    result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed, cmd.max_steps, cmd.gif_every, cmd.fps)
+    result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed, cmd.max_steps, cmd.gif_every, cmd.fps,
+                  cmd.agent_seed)
     for n, (ret, length) in enumerate(zip(result.returns, result.lengths)):
         print(f"episode {n + 1}: return {ret:g}, length {length} steps")
     if result.gif is not None:
