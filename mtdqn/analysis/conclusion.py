@@ -24,12 +24,15 @@ __all__ = ["conclusion"]
 
 def _holm_rows(differences: pd.DataFrame, improvement: pd.DataFrame) -> pd.DataFrame:
     """Every comparison with its p and Holm p, per task and metric and for the aggregates, as one table."""
-    return pd.concat([differences[["variant", "task", "metric", "diff", "p", "p_holm"]],
-                      improvement.assign(task="aggregate", metric="IQM", diff=improvement["iqm_diff"],
-                                         p=improvement["iqm_p"], p_holm=improvement["iqm_p_holm"]),
-                      improvement.assign(task="aggregate", metric="mean", diff=improvement["mean_diff"],
-                                         p=improvement["mean_p"], p_holm=improvement["mean_p_holm"])],
-                     ignore_index=True)[["variant", "task", "metric", "diff", "p", "p_holm"]]
+    columns = ["variant", "task", "metric", "diff", "p", "p_holm"]
+    parts = [differences[columns],
+             improvement.assign(task="aggregate", metric="IQM", diff=improvement["iqm_diff"],
+                                p=improvement["iqm_p"], p_holm=improvement["iqm_p_holm"])[columns],
+             improvement.assign(task="aggregate", metric="mean", diff=improvement["mean_diff"],
+                                p=improvement["mean_p"], p_holm=improvement["mean_p_holm"])[columns]]
+    numbers = {c: np.float64 for c in ("diff", "p", "p_holm")}  # one dtype each: an all-NaN part decides none
+    parts = [part.astype(numbers) for part in parts if len(part)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def _whether(differences: pd.DataFrame, improvement: pd.DataFrame, reference: str) -> str:

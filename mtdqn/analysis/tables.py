@@ -364,8 +364,9 @@ def _near_random(task: str, final: pd.Series, final_reference: pd.Series) -> boo
     a = anchors.lookup(task)
     if a is None or anchors.usable(task, a):
         return False
-    level = np.array([(np.nanmean(x.to_numpy(dtype=np.float64)) - a.random) / (a.reference - a.random)
-                      for x in (final, final_reference)])
+    means = [x.to_numpy(dtype=np.float64) for x in (final, final_reference)]
+    means = [v[~np.isnan(v)].mean() if (~np.isnan(v)).any() else np.nan for v in means]  # no seed: nan, unwarned
+    level = (np.array(means) - a.random) / (a.reference - a.random)
     return bool(np.isfinite(level).all() and level.max() < NEAR_RANDOM)
 
 
