@@ -13,7 +13,8 @@ names with underscores)::
 - :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run`;
   :func:`study` a :class:`Study`; :func:`tune` a :class:`~mtdqn.tune.run.TuneResult`; :func:`open_run` and :func:`open_study` open existing directories.
 - :func:`register_task` makes your own environment a task (or name it ``module:factory`` anywhere a task goes).
-- :func:`load_agent` loads a trained run's Q-network to act; ``mtdqn.play.play(run, task, gif=...)`` watches it.
+- :func:`load_agent` loads a trained run's Q-network to act; :func:`play` (``mtdqn.play(run, task, gif=...)``)
+  watches it.
 - Bad input raises :class:`ConfigError` with the CLI's one-line message; nothing is written.
 
 Importing ``mtdqn`` is cheap and starts no JAX: each name is imported when first used, so that the CLI and
@@ -31,18 +32,17 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported when first used
-    from mtdqn.api import distill, extend, finetune, study, train, tune
+    from mtdqn.api import distill, extend, finetune, play, study, train, tune
     from mtdqn.deploy import LoadedAgent, load_agent
     from mtdqn.results import Run, Study, open_run, open_study
     from mtdqn.tasks.registry import register_task
-    from mtdqn import play
 
 __all__ = ["train", "study", "tune", "finetune", "extend", "distill", "open_run", "open_study", "Run", "Study",
            "register_task", "load_agent", "LoadedAgent", "play", "ConfigError", "TrainingDiverged", "__version__"]
 
-# train, finetune, distill and tune are also the names of modules of the package: those modules are callable as the
-# API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.
-_MODULES = ("train", "finetune", "distill", "tune")
+# train, finetune, distill, tune and play are also the names of modules of the package: those modules are callable as
+# the API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.
+_MODULES = ("train", "finetune", "distill", "tune", "play")
 _LAZY = {
     "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results",
     "Run": "mtdqn.results",
@@ -53,13 +53,12 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """The public names, imported when first used: importing ``mtdqn`` starts no JAX."""
-    if name in _MODULES:
-        return import_module(f"mtdqn.{name}")
-    if name == "play":  # mtdqn.play.play(run, task, gif=...): its imports start JAX (gymnax), so cores first
+    if name == "play":  # mtdqn.play(run, task, gif=...): its imports start JAX (gymnax), so cores first
         from mtdqn.devices import use_cpu_cores
 
         use_cpu_cores()
-        return import_module("mtdqn.play")
+    if name in _MODULES:
+        return import_module(f"mtdqn.{name}")
     if name == "register_task":  # checking an env runs it, and importing gymnax alone starts JAX: first present
         from mtdqn.devices import use_cpu_cores  # every core as a device, so that seeds can spread over them
 

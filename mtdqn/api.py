@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna
     from mtdqn.tune.run import TuneResult
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
-           "distill", "study", "tune", "default_out", "default_train_out"]
+           "distill", "study", "tune", "play", "default_out", "default_train_out"]
 
 TRAIN_OPTIONS = option_table(TrainConfig)
 """Flat train option name -> (config section, type): ``tasks``, ``steps``, ``lr``, ``sharing``, ..."""
@@ -459,6 +459,18 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
                             *(["--n-trials", str(n_trials)] if n_trials else [])])
     return run_tune(spec, out, storage=storage, trials=n_trials, ray_address=ray_address, confirm=confirm,
                     command=command, progress=progress, announce=announce or (lambda line: None))
+
+
+def play(run: str | Path, task: str, **options: Any) -> Any:
+    """Watch a trained run (`mtdqn play`): greedy episodes of ``task``, their returns and lengths, and with
+    ``gif=PATH`` an animated GIF of them; ``options`` are :func:`mtdqn.play.play`'s (``episodes``, ``seed``,
+    ``agent_seed``, ``max_steps``, ``gif_every``, ``fps``).  Returns a :class:`mtdqn.play.PlayResult`."""
+    from mtdqn.devices import use_cpu_cores
+
+    use_cpu_cores()  # the renderers' imports start JAX (gymnax)
+    from mtdqn.play import play as play_episodes
+
+    return play_episodes(run, task, **options)
 
 
 def cli_options(cfg: TrainConfig) -> dict[str, Any]:

@@ -12,6 +12,8 @@ else ever sees it: a later ``import seaborn`` (yours) imports the real module as
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 import types
 from collections.abc import Iterator
@@ -22,7 +24,12 @@ __all__ = ["deferred_imports"]
 
 class _Deferred(types.ModuleType):
     """Stands in for a module not yet imported; the first attribute looked up imports it (or takes the one
-    imported since) and is read from it, as is every later one."""
+    imported since) and is read from it, as is every later one.  Its ``__spec__`` is the module's own, so that
+    ``importlib.util.find_spec`` (an optional-dependency check) answers as it would."""
+
+    def __init__(self, spec: importlib.machinery.ModuleSpec) -> None:
+        super().__init__(spec.name)
+        self.__spec__ = spec
 
     def __getattr__(self, attr: str) -> object:  # only for attributes not in the stand-in's own __dict__
         real = self.__dict__.get("_deferred_module")
@@ -34,11 +41,21 @@ class _Deferred(types.ModuleType):
         return getattr(real, attr)
 
 
+def _spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent package missing
+        return None
+
+
 @contextmanager
 def deferred_imports(*names: str) -> Iterator[None]:
-    """Within the block, ``import NAME`` of each of ``names`` not yet imported gives a stand-in that imports
-    the module on first use; after it, ``sys.modules`` holds only real modules again."""
-    stand_ins = {name: _Deferred(name) for name in names if name not in sys.modules}
+    """Within the block, ``import NAME as x`` and ``from PARENT import LAST`` of each of ``names`` not yet imported
+    (and found: :func:`importlib.util.find_spec`) give a stand-in that imports the module on first use; after
+    it, ``sys.modules`` holds only real modules again.  (A plain dotted ``import a.b`` binds ``a``, whose
+    attribute ``b`` the stand-in never sets: gymnax imports the two modules in the forms above.)"""
+    specs = {name: _spec(name) for name in names if name not in sys.modules}
+    stand_ins = {name: _Deferred(spec) for name, spec in specs.items() if spec is not None}
     sys.modules.update(stand_ins)
     try:
         yield

@@ -69,7 +69,8 @@ def warn_user(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` attributed to the first caller outside this package: the user's line (a script's, a
     notebook cell's) whichever entry point and wrappers led here (``mtdqn.train`` passes through
     mtdqn.callables, ``mtdqn.study`` does not), where a fixed ``stacklevel`` named a line of mtdqn's own.  (Python
-    3.12's ``skip_file_prefixes``, on 3.11.)"""
+    3.12's ``skip_file_prefixes``, on 3.11.)  So filter mtdqn's warnings by their category
+    (``warnings.filterwarnings("ignore", category=mtdqn.errors.MtdqnWarning)``), not by ``module="mtdqn"``."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):

@@ -19,8 +19,8 @@ import types
 import typing
 from typing import Any, Iterable, Literal, Union
 
-__all__ = ["option_table", "coerce", "type_name", "unknown_option", "closest_option", "KNOWN_ALIASES", "apply_options",
-           "config_options"]
+__all__ = ["option_table", "coerce", "type_name", "unknown_option", "closest_option", "did_you_mean", "KNOWN_ALIASES",
+           "SUGGESTION_NOTES", "apply_options", "config_options"]
 
 # Sections of a config that are not options: set by the commands that need them (fine-tuning), never by name.
 _NOT_OPTIONS = ("finetune",)
@@ -88,14 +88,29 @@ def coerce(value: Any, hint: Any) -> Any:
 
 
 # Other libraries' names for our options (Stable-Baselines3, CleanRL, PureJaxRL): suggested by meaning, where
-# spelling alone suggests the wrong one (learning_rate is closest to learning_starts).
-KNOWN_ALIASES = {
+# spelling alone suggests the wrong one (learning_rate is closest to learning_starts).  None: a name with no
+# counterpart here, whose closest spelling would mislead (gradient_steps, PPO's num_steps: not --n-step).
+KNOWN_ALIASES: dict[str, str | None] = {
     "learning_rate": "lr", "total_timesteps": "steps", "n_envs": "num_envs", "num_seeds": "seeds",
     "target_update_interval": "target_update_every", "target_network_frequency": "target_update_every",
     "train_freq": "train_every", "train_frequency": "train_every", "exploration_fraction": "eps_fraction",
     "exploration_initial_eps": "eps_start", "start_e": "eps_start", "exploration_final_eps": "eps_end",
     "end_e": "eps_end", "n_steps": "n_step", "net_arch": "hidden", "gradient_clip": "max_grad_norm",
+    "lr_decay": "lr_schedule", "anneal_lr": "lr_schedule", "gradient_steps": None, "num_steps": None,
 }
+
+
+# What a suggestion of these options adds: where other libraries count the same thing in other units (SB3's
+# target_update_interval and CleanRL's target_network_frequency count env steps: a ported value would refresh
+# the target --train-every times less often).
+SUGGESTION_NOTES = {"target_update_every": "counted in gradient updates, not env steps"}
+
+
+def did_you_mean(option: str, spelled: str) -> str:
+    """'did you mean X?' for a suggested ``option`` (its name), written as ``spelled`` (a flag or a keyword), with
+    the option's note (:data:`SUGGESTION_NOTES`)."""
+    note = SUGGESTION_NOTES.get(option.replace("-", "_"))
+    return f"did you mean {spelled}{f' ({note})' if note else ''}?"
 
 
 def closest_option(name: str, valid: Iterable[str]) -> str | None:
@@ -103,9 +118,10 @@ def closest_option(name: str, valid: Iterable[str]) -> str | None:
     spelling), or None.  Names may be written with dashes (CLI flags) or underscores."""
     valid = list(valid)
     spelled = {v.replace("-", "_"): v for v in valid}
-    alias = KNOWN_ALIASES.get(name.replace("-", "_"))
-    if alias in spelled:
-        return spelled[alias]
+    key = name.replace("-", "_")
+    if key in KNOWN_ALIASES:
+        alias = KNOWN_ALIASES[key]
+        return spelled.get(alias) if alias is not None else None
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -114,7 +130,7 @@ def unknown_option(name: str, valid: Iterable[str]) -> str:
     """The one line for an option name that is none of ``valid``: the closest one suggested, else all listed."""
     valid = list(valid)
     close = closest_option(name, valid)
-    hint = f"did you mean {close!r}?" if close is not None else f"valid: {', '.join(valid)}"
+    hint = did_you_mean(close, repr(close)) if close is not None else f"valid: {', '.join(valid)}"
     return f"unknown option {name!r}; {hint}"
 
 

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from mtdqn.callables import callable_as_api
 from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError
 from mtdqn.evaluate import HOST_MAX_STEPS
@@ -56,7 +57,9 @@ class Recorder:
 def write_gif(images: list[Image.Image], path: Path, fps: int = 30) -> Path:
     """An animated GIF of the frames, written atomically (a temp file renamed into place).  Frames of several
     sizes (a MiniGrid task's layouts differ between episodes: :func:`mtdqn.render.minigrid_frame`) are set in
-    the top-left corner of the largest: a GIF has one canvas, the first frame's, and clipped the others."""
+    the top-left corner of the largest: a GIF has one canvas, the first frame's, and clipped the others.  The
+    canvas is white, as the margin :func:`mtdqn.render.with_caption` adds where a caption outgrows its frame
+    (captions widen as the step and return grow: on black, that margin flickered white and black)."""
     if not images:
         raise ConfigError("no frames to write")
     size = (max(i.width for i in images), max(i.height for i in images))
@@ -67,7 +70,7 @@ def write_gif(images: list[Image.Image], path: Path, fps: int = 30) -> Path:
 
 
 def _on_canvas(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    canvas = Image.new("RGB", size, (0, 0, 0))
+    canvas = Image.new("RGB", size, (255, 255, 255))
     canvas.paste(image.convert("RGB"), (0, 0))
     return canvas.convert("P", palette=Image.Palette.ADAPTIVE)
 
@@ -181,13 +184,17 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
                                ("--gif-every", gif_every, 1), ("--fps", fps, 1)):
         if value < least:
             raise ConfigError(f"{name} must be {'> 0' if least else '>= 0'}, got {value}")
-    if fps > 100:
-        raise ConfigError(f"--fps must be <= 100 (a GIF counts time in hundredths of a second), got {fps}")
+    if fps > 50:  # 1/100 s a frame: browsers play such GIFs at 10 frames per second
+        raise ConfigError(f"--fps must be <= 50 (a GIF counts time in hundredths of a second, and browsers play "
+                          f"frames shorter than 2 of them at 10 per second), got {fps}")
     gif = Path(gif) if gif is not None else None
     if gif is not None:
         _check_gif_path(gif)
     agent = load_agent(run_dir)
     if agent_seed is not None:
+        if agent_seed not in agent.seeds:  # said by its flag: play's --seed seeds the episodes
+            raise ConfigError(f"--agent-seed {agent_seed} is not one of this run's seeds: "
+                              f"{', '.join(map(str, agent.seeds))}")
         agent = agent.of_seed(agent_seed)
     if task not in agent.tasks:
         raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(agent.tasks)}")
@@ -200,3 +207,6 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
     if recorder is None:
         return PlayResult(returns, lengths, None)
     return PlayResult(returns, lengths, write_gif(recorder.images, gif, fps), len(recorder.images))
+
+
+callable_as_api(__name__)  # mtdqn.play(run, task, ...) as mtdqn.train(...): last, the module complete

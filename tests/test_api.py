@@ -50,8 +50,8 @@ def test_the_public_names_are_documented_and_typed():
     for line in ("study(preset_or_spec", "register_task(name", "open_run(path", "class Run", "mtdqn.train(tasks="):
         assert line in text, line
     assert (ROOT / "mtdqn" / "py.typed").is_file()
-    for name in ("train", "study", "finetune", "extend", "distill", "open_run", "open_study", "register_task"):
-        fn = inspect.unwrap(getattr(mtdqn, name))  # train, finetune, distill: modules callable as the function
+    for name in ("train", "study", "finetune", "extend", "distill", "open_run", "open_study", "register_task", "play"):
+        fn = inspect.unwrap(getattr(mtdqn, name))  # train, finetune, distill, play: modules callable as the function
         assert fn.__doc__ and "return" in fn.__annotations__, name
     assert list(inspect.signature(mtdqn.train).parameters)[:4] == ["tasks", "steps", "seeds", "out"]
     importlib.import_module("mtdqn.train.run")  # importing the training modules leaves the names callable
@@ -186,6 +186,8 @@ def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
     assert agent.act("CartPole-v1", [0.0, 0.0, 0.0, 0.0]).shape == ()
     assert repr(agent) == f"LoadedAgent({str(run.path)!r}, tasks=['CartPole-v1', 'Acrobot-v1'], seeds=[0])"
     assert mtdqn.open_run(run).path == run.path and mtdqn.load_agent(run).tasks == run.tasks  # a Run is a path
+    watched = mtdqn.play(run, "CartPole-v1", max_steps=5, agent_seed=0)  # `mtdqn play`, as mtdqn.train is
+    assert watched.lengths == [5] and watched.gif is None
 
 
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
@@ -301,7 +303,7 @@ def test_every_training_entry_point_plans_jax_before_jax_starts(tmp_path):
     """train, study (a table or a preset), finetune, extend, distill and tune each reach mtdqn.devices.use_cpu_cores
     with JAX not yet started: before, study's validation, and the imports behind finetune, extend and distill,
     imported gymnax (which starts JAX), so their seeds silently shared one device.  So does mtdqn.play, reached
-    from `import mtdqn` alone (the README's mtdqn.play.play)."""
+    from `import mtdqn` alone (the README's mtdqn.play(run, task, ...))."""
     code = f"""
 from jax._src import xla_bridge
 import mtdqn.devices

@@ -412,7 +412,7 @@ def test_output_into_a_pipe_its_reader_closed_ends_quietly(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mtdqn.cli", "distill", "--help"], cwd=tmp_path, stdout=write,
                           stderr=subprocess.PIPE, text=True, timeout=60)
     os.close(write)
-    assert proc.stderr == "" and proc.returncode == 1
+    assert proc.stderr == "" and proc.returncode == 141  # as a tool SIGPIPE ends
 
 
 def test_a_bad_number_or_task_is_answered_before_jax_starts(tmp_path):
@@ -465,6 +465,10 @@ PARSE_CASES = [
      "Unrecognized options: --hiden 64; --hiden: did you mean --hidden? (see `mtdqn train --help`)"),
     ("another-librarys-flag", ["train", "--learning-rate=1e-3", "--total-timesteps", "9"],
      "--learning-rate: did you mean --lr?; --total-timesteps: did you mean --steps?"),
+    ("another-librarys-flag-in-other-units", ["train", "--target-update-interval", "9"],
+     "did you mean --target-update-every (counted in gradient updates, not env steps)?"),
+    ("another-librarys-flag-we-lack", ["train", "--gradient-steps", "2"],
+     "Unrecognized options: --gradient-steps 2 (see `mtdqn train --help`)"),  # not --n-step by its spelling
     ("unlike-any-flag", ["study", "quick", "--bogus", "1"],
      "Unrecognized options: --bogus 1 (see `mtdqn study --help`)"),
     ("misspelled-command-flag", ["finetune", "--from", "a", "--frezee", "trunk"], "--frezee: did you mean --freeze?"),

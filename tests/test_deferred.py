@@ -33,6 +33,19 @@ def test_a_deferred_module_runs_on_first_use_once_and_leaves_no_stand_in(tmp_pat
     monkeypatch.delitem(sys.modules, "slow_to_import")
 
 
+def test_an_optional_dependency_check_sees_the_module_inside_the_block(tmp_path, monkeypatch):
+    """find_spec (how libraries check for an optional package) raised ValueError on a stand-in without a spec."""
+    import importlib.util
+
+    (tmp_path / "slow_to_import.py").write_text("value = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_to_import", raising=False)
+    with deferred_imports("slow_to_import", "no_such_module_anywhere"):
+        assert importlib.util.find_spec("slow_to_import").origin == str(tmp_path / "slow_to_import.py")
+        assert "no_such_module_anywhere" not in sys.modules  # nothing to defer: its import fails as ever
+    monkeypatch.delitem(sys.modules, "slow_to_import", raising=False)
+
+
 def test_a_module_imported_before_the_block_is_left_as_it_is():
     import json
 
@@ -51,7 +64,9 @@ def test_the_tasks_import_gymnax_without_its_renderers_imports():
         "print(sorted(m for m in ('seaborn', 'scipy.stats', 'matplotlib.pyplot') if m in sys.modules))\n"
         "from gymnax.environments.misc import pong\n"
         "import seaborn\n"
-        "print(type(seaborn) is types.ModuleType, pong.sns.color_palette is seaborn.color_palette)\n")
+        "print(type(seaborn) is types.ModuleType, pong.sns.color_palette is seaborn.color_palette)\n"
+        "import matplotlib.pyplot as plt\n"
+        "print(type(plt) is types.ModuleType, pong.plt.subplots is plt.subplots)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["[]", "True True"]
+    assert done.stdout.splitlines() == ["[]", "True True", "True True"]

@@ -204,6 +204,20 @@ def test_frames_of_several_sizes_are_each_whole_in_the_gif(tmp_path):
     assert np.asarray(gif.convert("RGB"))[39, 5].tolist() == [200, 200, 200]  # the large frame's far corner
 
 
+def test_agent_seed_picks_the_network_that_plays(tmp_path, monkeypatch):
+    """`play --agent-seed 1` acts with seed 1's network (the default: the run's first seed); its --seed seeds the
+    episodes' starts only."""
+    from mtdqn.deploy import LoadedAgent
+
+    fake_run(tmp_path / "run", dataclasses.replace(CLASSIC, seeds=2))
+    acted = []
+    real_act = LoadedAgent.act
+    monkeypatch.setattr(LoadedAgent, "act", lambda self, *a, **k: acted.append(self.seeds) or real_act(self, *a, **k))
+    play(tmp_path / "run", "CartPole-v1", max_steps=3, seed=1)
+    play(tmp_path / "run", "CartPole-v1", max_steps=3, seed=1, agent_seed=1)
+    assert acted == [(0, 1)] * 3 + [(1,)] * 3  # first seed by default: act's default of a two-seed agent
+
+
 def test_a_caption_wider_than_its_frame_shows_whole():
     """A small MiniGrid layout's frame is 96 px wide; its caption needs ~124 and was cut ("step 3  return 0
     epis"): the frame is widened with white, the picture kept in its corner."""
@@ -221,6 +235,25 @@ def test_a_caption_wider_than_its_frame_shows_whole():
     assert ink.max() < out.shape[1] - 1 and ink.max() > 96  # past the frame's width, inside the band
     wide = np.full((40, 600, 3), 7, np.uint8)
     assert with_caption(wide, text).shape == (56, 600, 3)  # a wide frame is not changed
+
+
+def test_a_gif_of_captions_growing_past_their_frame_has_one_margin_colour(tmp_path):
+    """Captions widen as the step and return grow (126 to 152 px over a 96-px MiniGrid episode): every frame's
+    margin beyond the picture is white, the widened frames' and the GIF canvas's alike (a black canvas made it
+    flicker)."""
+    from mtdqn.play import write_gif
+    from mtdqn.render import with_caption
+
+    frame = np.full((40, 96, 3), 7, np.uint8)
+    captions = ["step 9  return 0  episode 1", "step 10  return 0  episode 1", "step 100  return -20.5  episode 1"]
+    images = [Image.fromarray(with_caption(frame, c)).convert("P", palette=Image.Palette.ADAPTIVE) for c in captions]
+    gif = Image.open(write_gif(images, tmp_path / "grow.gif"))
+    assert gif.n_frames == 3 and gif.width > 96
+    for k in range(3):
+        gif.seek(k)
+        rgb = np.asarray(gif.convert("RGB"))
+        assert (rgb[:40, 96:] == 255).all(), k  # beside the picture: white in every frame
+        assert (rgb[:40, :96] == 7).all(), k
 
 
 def test_a_minigrid_frame_is_its_tasks_grid_not_the_padding():
@@ -262,8 +295,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run)
         (["--task", "CartPole-v1", "--episodes", "0", "--gif", str(tmp_path / "cp.gif")], "--episodes must be > 0"),
         (["--task", "Breakout-MinAtar", "--gif", str(tmp_path / "cp.gif")], "is not one of this run's tasks"),
         (["--task", "CartPole-v1", "--gif-every", "0", "--gif", str(tmp_path / "cp.gif")], "--gif-every must be"),
+        (["--task", "CartPole-v1", "--fps", "60", "--gif", str(tmp_path / "cp.gif")], "--fps must be <= 50"),
         (["--task", "CartPole-v1", "--agent-seed", "5", "--gif", str(tmp_path / "cp.gif")],
-         "seed 5 is not one of this run's seeds: 0"),
+         "--agent-seed 5 is not one of this run's seeds: 0"),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exc:

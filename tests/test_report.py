@@ -278,6 +278,22 @@ def test_a_study_record_field_of_the_wrong_type_is_named(tmp_path: Path, key, va
         load_study(study)
 
 
+@pytest.mark.slow  # a report built (~3 s)
+def test_a_budget_the_cells_rounded_up_is_stated_in_the_header_and_the_methods(tmp_path):
+    """The header said "2,000 env steps per task asked, 10,000 trained", the Methods "Budget 2,000": one text now."""
+    from mtdqn.analysis.methods import budget_text
+
+    root = make_study(tmp_path / "study")
+    assert budget_text(load_study(root)) == f"{STEPS:,} env steps per task"  # summaries without env_steps
+    for variant in ("independent", "shared"):
+        path = root / "cells" / variant / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "env_steps": 2 * STEPS}))
+    said = f"{STEPS:,} env steps per task asked, {2 * STEPS:,} trained (rounded up to whole logging windows)"
+    assert budget_text(load_study(root)) == said
+    md = (build_report(root, reps=REPS) / "report.md").read_text()
+    assert f"Budget: {said}." in md and f"Budget {said}." in md.split("Evaluation protocol", 1)[1]
+
+
 @pytest.mark.slow
 def test_a_cell_without_updates_reports_no_updates(tmp_path):
     """A budget that ends before learning starts leaves an empty gradient table (with its schema) and no pair

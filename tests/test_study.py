@@ -299,12 +299,27 @@ def test_a_budget_its_cells_round_up_is_said_once() -> None:
         return cell_configs(build_spec({"tasks": ["CartPole-v1"], "steps": steps, "seeds": 1, "options": options,
                                         "variants": {"shared": {"sharing": "shared"}}}, "s.toml", "s"))
 
-    with pytest.warns(RoundedScheduleWarning, match=r"^study s: steps 2,000 trains 10,000 env steps per task \(whole "
-                                                    r"log_every windows of 10,000\) in cells independent, shared; "):
+    said = (r"^study s: steps 2,000 trains 10,000 env steps per task \(whole log_every windows of 10,000\) in cells "
+            r"independent, shared; ")
+    with pytest.warns(RoundedScheduleWarning, match=said) as w:
         warn_of_rounded_budgets("s", cells(2_000, {"learning_starts": 500}))
+    assert len([x for x in w if x.category is RoundedScheduleWarning]) == 1  # once for the study, not per cell
     with warnings.catch_warnings():
         warnings.simplefilter("error", RoundedScheduleWarning)
         warn_of_rounded_budgets("s", cells(2_000, {"learning_starts": 500, "log_every": 1_000}))
+
+
+def test_the_study_warns_of_its_rounding_before_it_writes(tmp_path: Path) -> None:
+    """run_study says it (not only the function above), before the study's folder is made: under -W error
+    nothing is written."""
+    from mtdqn.errors import RoundedScheduleWarning
+
+    spec = load_spec(_spec_file(tmp_path, TINY.replace("steps = 2000", "steps = 1900")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        with pytest.raises(RoundedScheduleWarning, match="steps 1,900 trains 2,000"):
+            run_study(spec, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study").exists()
 
 
 def test_presets() -> None:

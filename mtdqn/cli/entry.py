@@ -19,7 +19,7 @@ from mtdqn.cli.commands import Study, Train, Tune, command_flags, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning, SearchFailed,
                           TrainingDiverged)
-from mtdqn.flatoptions import closest_option
+from mtdqn.flatoptions import closest_option, did_you_mean
 from mtdqn.interrupts import redeliver_swallowed_interrupts
 from mtdqn.tasknames import split_task_list
 
@@ -92,7 +92,7 @@ def _did_you_mean(tokens: list[str], command: str | None) -> str:
     names = [flag.removeprefix("--") for flag in command_flags(COMMANDS[command][0])]
     flags = [token.split("=", 1)[0] for token in tokens if token.startswith("--")]
     meant = [(flag, close) for flag in flags if (close := closest_option(flag[2:], names)) is not None]
-    return "".join(f"; {flag}: did you mean --{close}?" for flag, close in meant)
+    return "".join(f"; {flag}: {did_you_mean(close, '--' + close)}" for flag, close in meant)
 
 
 def _one_reason(message: str) -> str:
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # disk full or a folder that became unwritable mid-run
         if isinstance(exc, BrokenPipeError) and _reader_gone():  # `mtdqn train --help | head`: nothing to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would raise again
-            raise SystemExit(1) from None
+            raise SystemExit(128 + signal.SIGPIPE) from None  # 141, as a tool SIGPIPE ends (`yes | head`)
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -264,23 +264,25 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
         backend: Any = RayBackend(ray_address, num_cpus=num_cpus)
     else:
         backend = nullcontext()
-    # connect first: an unreachable cluster must fail before anything is written; then one study per folder
-    with backend, held(out_dir):
-        write_json(out_dir / STUDY_RECORD, study_record(spec))
-        console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
-                      f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
+    # connect first: an unreachable cluster must fail before anything is written; then the rounding warning (an
+    # error under -W error: nothing written yet), then one study per folder (the hold makes the folder)
+    with backend:
         warn_of_rounded_budgets(spec.name, [c for c, _ in todo])
-        for cell, _ in cells:
-            if statuses[cell.variant] == "done":
-                on_event("skip", cell, None)
-        if progress and todo and ray_address is None:
-            console.print(_estimate_line([c for c, _ in todo]))
-        if ray_address is not None and todo:
-            backend.run(todo, on_event)
-        else:
-            run_local(todo, on_event, progress)
-        summaries = {cell.variant: read_summary(d / "summary.json") or {} for cell, d in cells}
-        return StudyResult(out_dir, summaries, build(out_dir) if report else None)  # the report too, held
+        with held(out_dir):
+            write_json(out_dir / STUDY_RECORD, study_record(spec))
+            console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
+                          f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
+            for cell, _ in cells:
+                if statuses[cell.variant] == "done":
+                    on_event("skip", cell, None)
+            if progress and todo and ray_address is None:
+                console.print(_estimate_line([c for c, _ in todo]))
+            if ray_address is not None and todo:
+                backend.run(todo, on_event)
+            else:
+                run_local(todo, on_event, progress)
+            summaries = {cell.variant: read_summary(d / "summary.json") or {} for cell, d in cells}
+            return StudyResult(out_dir, summaries, build(out_dir) if report else None)  # the report too, held
 
 
 def build(out_dir: Path) -> Path:
