@@ -40,7 +40,8 @@ from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 from mtdqn.tasknames import check_task_names, split_task_list
 
-if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna
+if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna, play's JAX
+    from mtdqn.play import PlayResult
     from mtdqn.tune.run import TuneResult
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
@@ -461,7 +462,7 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
                     command=command, progress=progress, announce=announce or (lambda line: None))
 
 
-def play(run: str | Path, task: str, **options: Any) -> Any:
+def play(run: str | Path, task: str, **options: Any) -> PlayResult:
     """Watch a trained run (`mtdqn play`): greedy episodes of ``task``, their returns and lengths, and with
     ``gif=PATH`` an animated GIF of them; ``options`` are :func:`mtdqn.play.play`'s (``episodes``, ``seed``,
     ``agent_seed``, ``max_steps``, ``gif_every``, ``fps``).  Returns a :class:`mtdqn.play.PlayResult`."""
