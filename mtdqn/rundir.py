@@ -37,7 +37,7 @@ from mtdqn.config import TrainConfig, config_from_dict, derive
 from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, held, prepare_out_dir,
                       read_json, read_parquet, write_json, write_parquet)
-from mtdqn.sweepspec import SWEEP_FILE, population_goes_on
+from mtdqn.sweepspec import SWEEP_FILE, population_goes_on, sweep_entries
 
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES",
            "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
@@ -241,7 +241,7 @@ class RunDir:
 
     def check_new(self, force: bool) -> None:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
-        check_new_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES, hint="" if force else self._resume_hint())
+        check_new_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint())
 
     def trained_here(self) -> ContextManager[None]:
         """Hold this folder for one trainer while it writes (:func:`mtdqn.io.held`): a second (``--resume`` of a
@@ -251,8 +251,13 @@ class RunDir:
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""
-        prepare_out_dir(self.path, RUN_RECORD, force, owned=RUN_FILES, hint="" if force else self._resume_hint())
+        prepare_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint())
         write_json(self.record_path, record)
+
+    def owned(self) -> tuple[str, ...]:
+        """What ``--force`` removes here before a new run or sweep: a run's files and a sweep's
+        (:func:`mtdqn.sweepspec.sweep_entries`); nothing else in the folder."""
+        return (*RUN_FILES, *sweep_entries(self.path))
 
     def _resume_hint(self) -> str:
         """What the refusal of a new run here adds where this folder holds an unfinished training run (a

@@ -196,6 +196,20 @@ def is_sweep(out_dir: Path) -> bool:
     return (Path(out_dir) / SWEEP_FILE).is_file()
 
 
+def sweep_entries(out_dir: Path) -> tuple[str, ...]:
+    """What a sweep wrote into ``out_dir``: its record and its members' folders (named in the record), those
+    present; none where it holds no sweep.  ``--force`` removes them with a run's own files (a run or a sweep
+    forced over a sweep left its members and record beside the new one, and `--resume` then read the old)."""
+    out_dir = Path(out_dir)
+    if not is_sweep(out_dir):
+        return ()
+    try:
+        members = read_json(out_dir / SWEEP_FILE).get("members") or []
+    except (ConfigError, AttributeError):  # an unreadable record: the record alone goes
+        members = []
+    return (SWEEP_FILE, *(m for m in members if isinstance(m, str) and "/" not in m and (out_dir / m).is_dir()))
+
+
 _TUNE_GOES_ON = "rerun that tune to finish it (a batch whose trials were all pruned trains no further)"
 
 

@@ -109,3 +109,30 @@ def test_a_run_record_key_of_the_wrong_type_is_named_with_its_file(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps({"config": config}))
         with pytest.raises(ConfigError, match=f"config.json: .*{message}"):
             RunDir(tmp_path).config()
+
+
+def test_force_over_a_sweep_removes_its_record_and_members_and_nothing_else(tmp_path):
+    """A run forced over a sweep left sweep.json and every member beside it (`--resume` then read the old sweep);
+    a sweep forced over a sweep left the old members beside the new ones.  --force removes a sweep's record and
+    the members it names, with a run's own files; a user's file and a folder the record does not name stay."""
+    import json
+
+    import pytest
+
+    from mtdqn.errors import ConfigError
+
+    out = tmp_path / "sweep"
+    for member in ("lr=0.0001", "lr=0.001"):
+        (out / member / "checkpoints").mkdir(parents=True)
+        (out / member / "config.json").write_text("{}")
+    (out / "checkpoints").mkdir()
+    (out / "sweep.json").write_text(json.dumps({"sweep": {"lr": [1e-4, 1e-3]}, "members": ["lr=0.0001", "lr=0.001",
+                                                                                         "../outside"]}))
+    (out / "notes.txt").write_text("mine")
+    (out / "mine").mkdir()
+    assert RunDir(out).owned()[-3:] == ("sweep.json", "lr=0.0001", "lr=0.001")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        RunDir(out).create({"config": {}}, force=False)
+    RunDir(out).create({"config": {}}, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "mine", "notes.txt"]
+    assert RunDir(tmp_path / "plain").owned()[-1] == "test_eval.json"  # no sweep: a run's files alone

@@ -26,7 +26,7 @@ from mtdqn.config import (
     TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive, warn_of_rounding,
 )
 from mtdqn.errors import ConfigError, TrainingDiverged
-from mtdqn.io import provenance, write_json
+from mtdqn.io import prepare_out_dir, provenance, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
@@ -136,6 +136,8 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
     if not resume and is_sweep(out_dir) and not force:
         raise ConfigError(f"{out_dir} already holds a sweep; use --resume {out_dir} to continue it or --force True "
                           "to overwrite")
+    if not resume:  # a run's or an earlier sweep's files (--force): refused, or removed before the first write
+        prepare_out_dir(out_dir, SWEEP_FILE, force, owned=RunDir(out_dir).owned())
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,
                                       **provenance(), **options.record()})
