@@ -110,7 +110,8 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
     freeze = parse_freeze(ft.freeze)
     n_trunk = len(trunk_layers(src_arch))
     if freeze.kind == "bottom" and freeze.value > n_trunk:
-        raise ConfigError(f"--freeze bottom:{freeze.value}: the pretrained trunk has {n_trunk} layers")
+        raise ConfigError(f"--freeze bottom:{freeze.value}: the pretrained trunk has {n_trunk} "
+                          f"layer{'s' if n_trunk != 1 else ''}")
     if freeze.kind == "trunk-until" and freeze.value >= cfg.steps:
         raise ConfigError(f"--freeze trunk-until:{freeze.value} is not before the end of --steps {cfg.steps}; "
                           "use --freeze trunk")

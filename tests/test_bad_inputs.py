@@ -541,7 +541,7 @@ TRANSFER_CASES = [
      "drop --freeze trunk"),
     ("freeze-unknown", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "top"], "unknown --freeze 'top'"),
     ("freeze-bottom-too-deep", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "bottom:3"],
-     "the pretrained trunk has 1 layers"),
+     "the pretrained trunk has 1 layer"),
     ("freeze-not-a-number", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "bottom:x"], "needs an integer"),
     ("unfreeze-after-the-end", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "trunk-until:5000"],
      "is not before the end of --steps 1000"),

@@ -529,6 +529,9 @@ def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["tune", str(tmp_path / "bad0.toml"), "--out", str(tmp_path / "out"), "--n-trials", "0"])
     assert "--n-trials must be an int > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tune", "classic-share", "--out", str(tmp_path / "out")])
+    assert capsys.readouterr().err.strip().endswith("nor a tune spec file (.toml); did you mean 'classic-shared'?")
     good = tmp_path / "good.toml"
     good.write_text(_toml(SMALL))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
