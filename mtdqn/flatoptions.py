@@ -19,8 +19,8 @@ import types
 import typing
 from typing import Any, Iterable, Literal, Union
 
-__all__ = ["option_table", "coerce", "type_name", "unknown_option", "closest_option", "did_you_mean", "KNOWN_ALIASES",
-           "SUGGESTION_NOTES", "apply_options", "config_options"]
+__all__ = ["option_table", "coerce", "type_name", "unknown_option", "closest_option", "did_you_mean", "meant_name",
+           "KNOWN_ALIASES", "SUGGESTION_NOTES", "apply_options", "config_options"]
 
 # Sections of a config that are not options: set by the commands that need them (fine-tuning), never by name.
 _NOT_OPTIONS = ("finetune",)
@@ -111,6 +111,12 @@ def did_you_mean(option: str, spelled: str) -> str:
     the option's note (:data:`SUGGESTION_NOTES`)."""
     note = SUGGESTION_NOTES.get(option.replace("-", "_"))
     return f"did you mean {spelled}{f' ({note})' if note else ''}?"
+
+
+def meant_name(name: str, names: Iterable[str]) -> str:
+    """"; did you mean 'quick'?" for a mistyped name (a command, a preset) close to one of ``names``, else ""."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def closest_option(name: str, valid: Iterable[str]) -> str | None:

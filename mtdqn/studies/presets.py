@@ -6,13 +6,12 @@ so a preset can never drift into something the file format cannot express.
 
 from __future__ import annotations
 
-import difflib
-
 from pathlib import Path
 from typing import Any, Callable
 
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
+from mtdqn.flatoptions import meant_name
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.spec import StudySpec, build_spec, longest_window, read_study_file
 
@@ -413,9 +412,7 @@ def study_table(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     names = [*PRESETS, *TRANSFER_PRESETS, GROUPS_PRESET]  # every name `mtdqn study` takes
     presets = ", ".join(names)
     if path.suffix != ".toml" and not path.exists():
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-        meant = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{key}: not a preset ({presets}) nor a study file (.toml){meant}")
+        raise ConfigError(f"{key}: not a preset ({presets}) nor a study file (.toml){meant_name(key, names)}")
     if not path.exists():
         raise ConfigError(f"{path}: no such study file (built-in presets: {presets})")
     return {**read_study_file(path), **overrides}, str(path), path.stem

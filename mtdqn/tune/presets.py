@@ -9,12 +9,11 @@ structure.  The tables go through the same checks as a user's file (:func:`build
 
 from __future__ import annotations
 
-import difflib
-
 from pathlib import Path
 from typing import Any, Callable
 
 from mtdqn.errors import ConfigError
+from mtdqn.flatoptions import meant_name
 from mtdqn.studies.presets import PRESETS
 from mtdqn.tune.spec import TuneSpec, build_tune_spec, read_tune_spec
 
@@ -68,8 +67,6 @@ def resolve_tune_spec(name_or_path: str | Path | dict[str, Any], overrides: dict
         return build_tune_spec({**table, **overrides}, source, name)
     path = Path(name_or_path)
     if path.suffix != ".toml":
-        close = difflib.get_close_matches(str(name_or_path), TUNE_PRESETS, n=1, cutoff=0.6)
-        meant = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{name_or_path}: not a tune preset ({', '.join(TUNE_PRESETS)}) nor a tune spec file "
-                          f"(.toml){meant}")
+                          f"(.toml){meant_name(str(name_or_path), TUNE_PRESETS)}")
     return read_tune_spec(path, overrides)
