@@ -607,7 +607,8 @@ def test_pruner_stops_a_trial_below_the_median(tmp_path):
 @pytest.mark.slow
 def test_search_report_confirm_and_rerun(tmp_path):
     """Three trials with the median pruner, then --confirm 2: a report with importance, figures and the trials'
-    table, the confirmation on fresh seeds (1, 2), and a rerun that trains nothing again."""
+    table, the confirmation on fresh seeds (1, 2), a rerun that trains nothing again, and a confirmation of a
+    trial no longer the best listed apart from the best's."""
     out = tmp_path / "tune"
     table = {**SMALL, "space": {"lr": {"log": [1e-4, 1e-2]}, "eps_fraction": {"float": [0.1, 0.9]}}}
     first = mtdqn.tune(table, out, n_trials=3, progress=False)
@@ -628,6 +629,12 @@ def test_search_report_confirm_and_rerun(tmp_path):
                  "## Optimization history", "## Trials", f"Confirmation `confirm/trial-{first.best_trial:04d}"):
         assert part in report, part
     assert (out / "report" / "parallel.png").is_file()
+    other = next(n for n in range(3) if n != first.best_trial)  # as if trial `other` had been confirmed when best
+    shutil.copytree(confirmed.confirm_dir, out / "confirm" / f"trial-{other:04d}-seeds-2")
+    mtdqn.tune(table, out, n_trials=3, progress=False)  # trains nothing, writes the report again
+    best_part, rest = (out / "report" / "tune.md").read_text().split("Earlier confirmations")
+    assert f"trial-{first.best_trial:04d}-seeds-2" in best_part and f"trial-{other:04d}" not in best_part
+    assert f"`confirm/trial-{other:04d}-seeds-2` (trial {other})" in rest.split("##")[0]
     with pytest.raises(ConfigError, match="holds another search"):
         mtdqn.tune({**table, "steps": 2000}, out, n_trials=3)
 

@@ -37,7 +37,7 @@ from mtdqn.rundir import RUN_SUMMARY  # noqa: E402
 from mtdqn.tune.objective import (  # noqa: E402
     DESCRIPTIONS, objective_bounds, objective_of_run, per_seed, reduce, seed_interval,
 )
-from mtdqn.tune.search import best_trial, trial_dir  # noqa: E402
+from mtdqn.tune.search import best_trial, confirmed_trial, trial_dir  # noqa: E402
 from mtdqn.tune.batches import BATCH_ATTR  # noqa: E402
 from mtdqn.tune.spec import TuneSpec, schedule_note  # noqa: E402
 
@@ -230,7 +230,13 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
                   "Retrain it with fresh seeds (after the trials' own) to measure that:", "",
                   f"    {command} --confirm 10", ""]
         for path in confirmed:
-            lines += [f"Confirmation `{path.relative_to(out)}`: {_scored(spec.objective, path)}.", ""]
+            if confirmed_trial(path) == best.number:
+                lines += [f"Confirmation `{path.relative_to(out)}`: {_scored(spec.objective, path)}.", ""]
+        earlier = [p for p in confirmed if confirmed_trial(p) != best.number]
+        if earlier:  # trials run after a confirmation may have found a better one: what it confirmed is not this
+            lines += ["Earlier confirmations, of trials that were the best when they ran and no longer are:", "",
+                      *(f"- `{p.relative_to(out)}` (trial {confirmed_trial(p)}): {_scored(spec.objective, p)}."
+                        for p in earlier), ""]
     found, why = importances(study)
     lines += ["## Hyperparameter importance (fANOVA)", ""]
     if found:

@@ -30,6 +30,7 @@ the local search is :func:`mtdqn.tune.batches.run_batched_search`.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,8 @@ from mtdqn.tune.spec import TuneSpec
 __all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "trial_params",
            "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
            "check_reusable", "drive", "tell", "outcome_line", "running_trials", "finished_count",
-           "best_trial", "confirm_dir", "confirm_best", "check_same_search", "write_record", "FINISHED"]
+           "best_trial", "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search", "write_record",
+           "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -315,6 +317,12 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 def confirm_dir(out: Path, number: int, seeds: int) -> Path:
     return out / "confirm" / f"trial-{number:04d}-seeds-{seeds}"
+
+
+def confirmed_trial(path: Path) -> int | None:
+    """The trial a confirmation directory (``confirm_dir``) retrained; None for a name it does not make."""
+    found = re.fullmatch(r"trial-(\d+)-seeds-\d+", path.name)
+    return int(found.group(1)) if found else None
 
 
 def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, progress: bool) -> Path:
