@@ -387,7 +387,7 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
 def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, devices: int, progress: bool,
                     overrides: dict[str, Any]) -> Study:
     """The two-stage transfer presets (pretraining, then the held-out task): their own runner, local only."""
-    from mtdqn.studies.presets import TRANSFER_PRESETS
+    from mtdqn.studies.presets import TRANSFER_PRESETS, check_transfer_budget
     from mtdqn.studies.transfer import run_transfer_study
 
     if ray_address is not None:
@@ -395,6 +395,8 @@ def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, 
     unknown = sorted(set(overrides) - {"seeds", "steps"})
     if unknown:
         raise ConfigError(f"the transfer presets take seeds and steps only, not {unknown[0]}")
+    if "steps" in overrides:
+        check_transfer_budget(name, overrides.get("seeds"), overrides["steps"])
     spec = TRANSFER_PRESETS[name](overrides.get("seeds"), overrides.get("steps"))
     _start_jax(spec.seeds, list(spec.pretrain_tasks), devices)
     result = run_transfer_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",

@@ -380,8 +380,8 @@ def rounded_schedule(cfg: TrainConfig, eval_every: int) -> tuple[list[str], int]
 def warn_of_rounding(cfg: TrainConfig, eval_every: int) -> None:
     """A new run's budget or evaluation cadence rounded to whole logging windows, warned (RoundedScheduleWarning):
     ``--steps 2000`` trained 10,000 env steps (the default windows) with nothing said but the progress bar's
-    count.  Said by the ``train`` command and its sweeps; a search's note covers its trials, a study's warning
-    its cells (:func:`mtdqn.studies.runner.warn_of_rounded_budgets`), and a transfer's runs do not say it."""
+    count.  Said by the ``train`` command and its sweeps; a search's note covers its trials, and a study's
+    warning its cells, a transfer or groups study's too (:func:`mtdqn.studies.runner.warn_of_rounded_budgets`)."""
     parts, window = rounded_schedule(cfg, eval_every)
     if parts:
         warn_user(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "

@@ -203,3 +203,42 @@ def test_a_finished_cell_grafted_from_other_weights_than_its_source_now_holds_is
     write(source / "checkpoints" / "latest.json", {"files": {"a": [1, "11ee"]}})  # the source trained again
     with pytest.raises(ConfigError, match="grafted from other weights"):
         cell_status(cell, cell_dir)
+
+
+def test_a_transfer_preset_budget_without_updates_names_the_least_budget_from_which_all_have_them(tmp_path, capsys):
+    """The preset's logging window follows --steps: 4,566 was told ">= 4,789" (refused again: its own window
+    is another) and to lower --learning-starts (which a preset does not take).  Now the refusal names the
+    least budget from which every budget updates, before anything is written."""
+    from mtdqn.cli import main
+    from mtdqn.studies.presets import check_transfer_budget
+
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "transfer", "--steps", "4566", "--out", str(tmp_path / "s"), "--progress", "False"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].endswith("use --steps >= 5,001"), err
+    assert "learning-starts" not in err[0] and not (tmp_path / "s").exists()
+    for steps in (4789, 4804, 5000):
+        with pytest.raises(ConfigError, match="use --steps >= 5,001"):
+            check_transfer_budget("transfer", 1, steps)
+    for steps in range(5001, 5010):
+        check_transfer_budget("transfer", 1, steps)
+    check_transfer_budget("deramo-transfer", 1, 300)  # learning starts after its 100 random steps
+
+
+@pytest.mark.parametrize("preset", ["transfer", "groups"])
+def test_a_preset_budget_its_windows_round_is_warned_before_anything_is_written(tmp_path, preset):
+    """--steps 5,003 trained 5,208 steps per task (whole windows of 248) with nothing said, as a study or
+    `mtdqn train` says it; the advice is what a preset takes: --steps a multiple of its num_envs."""
+    import warnings
+
+    from mtdqn.errors import RoundedScheduleWarning
+    from mtdqn.studies.groups import run_groups_study
+    from mtdqn.studies.presets import groups_preset, transfer_preset
+
+    run = run_transfer_study if preset == "transfer" else run_groups_study
+    spec = (transfer_preset if preset == "transfer" else partial(groups_preset, None))(1, 5003)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        with pytest.raises(RoundedScheduleWarning, match=r"steps 5,003 trains 5,208 .* a multiple of num_envs \(4\)"):
+            run(spec, tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()

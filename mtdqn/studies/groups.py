@@ -47,8 +47,8 @@ from mtdqn.io import held, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary
-from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, progress_printer, run_local,
-                                  study_record)
+from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, preset_advice, progress_printer,
+                                  run_local, study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import RUN_OPTION_KEYS, StudySpec, apply_options, build_spec
 
 __all__ = ["JOINT", "MEASUREMENTS", "GroupsSpec", "joint_study", "group_name", "group_cell", "plan_record",
@@ -173,6 +173,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
         for cell, d in _group_cells(study, record["groups"], out_dir, devices):
             cell_status(cell, d)
+    warn_of_rounded_budgets(spec.name, [joint], preset_advice([joint]))  # the groups' cells have its budget
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {spec.seeds} seeds, "

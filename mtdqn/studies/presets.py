@@ -9,15 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from mtdqn.config import TrainConfig
+from mtdqn.config import TrainConfig, derive, first_update_iteration, updates_before_iteration
 from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import meant_name
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.spec import StudySpec, build_spec, longest_window, read_study_file
+from mtdqn.studies.spec import StudySpec, apply_options, build_spec, longest_window, read_study_file
 
 __all__ = ["PRESETS", "TRANSFER_PRESETS", "CLASSIC_OPTIONS", "DERAMO_TASKS", "MINATAR_PUBLISHED", "MOORE_MT3",
            "MOORE_MT5", "MOORE_MT7", "MOORE_EXPERTS", "MINIGRID_OPTIONS", "resolve_spec", "study_table",
-           "study_seeds_and_tasks", "transfer_preset",
+           "study_seeds_and_tasks", "transfer_preset", "check_transfer_budget",
            "deramo_transfer_preset", "GROUPS_PRESET", "GROUPS_TASKS", "groups_preset", "cadence"]
 
 # Classic-control settings measured to learn CartPole-v1 + Acrobot-v1 in 150k steps per task with
@@ -323,6 +323,39 @@ def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -
                                                keep_best=True),
                         unfreeze_at=max(1, (DERAMO_UNFREEZE_EPOCH - 1) * steps // epochs),
                         lora_rank=8, options={**options, "log_every": window})
+
+
+def _pretrain_config(spec: Any) -> TrainConfig:
+    """A transfer spec's pretraining config (its budget rules are the held-out runs': same steps and options)."""
+    return apply_options(TrainConfig(tasks=spec.pretrain_tasks, steps=spec.steps, seeds=1), spec.options)
+
+
+def _updates(cfg: TrainConfig) -> int:
+    d = derive(cfg)
+    return updates_before_iteration(d, d.total_iters)
+
+
+def check_transfer_budget(name: str, seeds: int | None, steps: Any) -> None:
+    """A transfer preset's ``--steps`` refused, naming the least that makes an update, where its runs would make
+    none.  The preset's logging window follows ``steps`` (:func:`cadence`), so a run's own refusal names the
+    least budget for that window only (``--steps 4566`` was told ">= 4,789", which the preset's window for 4,789
+    refuses again; 4,801 trains an update and 4,804 does not), and tells to lower ``learning_starts``, which the
+    presets do not take.  The budget named is the least from which every budget makes an update.  A ``steps``
+    that is no positive integer is left to the spec's own check (:func:`mtdqn.studies.transfer.held_out_spec`)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        return
+    preset = TRANSFER_PRESETS[name]
+    cfg = _pretrain_config(preset(seeds, steps))
+    if _updates(cfg):
+        return
+    d = derive(cfg)
+    first = (first_update_iteration(d) + 1) * cfg.num_envs  # the env step per task of the first update
+    least = first  # any budget from here trains at least to the first update
+    while least > 1 and _updates(_pretrain_config(preset(seeds, least - 1))):
+        least -= 1
+    raise ConfigError(f"preset {name}: no update would run: --steps {steps:,} ends before the first update, after "
+                      f"env step {first:,} per task (the preset's learning_starts {cfg.dqn.learning_starts:,}); "
+                      f"use --steps >= {least:,}")
 
 
 TRANSFER_PRESETS: dict[str, Callable[..., Any]] = {"transfer": transfer_preset,

@@ -54,10 +54,11 @@ def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
     return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), options) for v in spec.variants]
 
 
-def warn_of_rounded_budgets(name: str, cells: list[CellConfig]) -> None:
+def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | None = None) -> None:
     """A study's ``steps`` that its cells' logging windows round up, said once (RoundedScheduleWarning), as
     `mtdqn train` says it: a study of 2,000 steps trained 10,000 per cell with only the report's header saying
-    so.  (A study's evaluation cadence is never rounded: :mod:`mtdqn.studies.spec` refuses one that would be.)"""
+    so.  (A study's evaluation cadence is never rounded: :mod:`mtdqn.studies.spec` refuses one that would be.)
+    ``advice``: how to train as asked where a study has no options for the user to set (:func:`preset_advice`)."""
     rounded: dict[str, list[str]] = {}
     for cell in cells:
         parts, window = rounded_schedule(cell.config, 0)
@@ -66,8 +67,16 @@ def warn_of_rounded_budgets(name: str, cells: list[CellConfig]) -> None:
                                []).append(cell.variant)
     if rounded:
         said = "; ".join(f"{what} in cells {', '.join(variants)}" for what, variants in rounded.items())
-        warn_user(f"study {name}: {said}; to train as asked, give steps a multiple of the window, or "
-                  "options.log_every a divisor of steps that is a multiple of num_envs", RoundedScheduleWarning)
+        advice = advice or ("give steps a multiple of the window, or options.log_every a divisor of steps that is "
+                            "a multiple of num_envs")
+        warn_user(f"study {name}: {said}; to train as asked, {advice}", RoundedScheduleWarning)
+
+
+def preset_advice(cells: list[CellConfig]) -> str:
+    """How a transfer or groups preset trains its ``--steps`` as asked: it picks the longest logging window
+    that divides them (:func:`mtdqn.studies.presets.cadence`), and whole vector steps of ``num_envs`` always
+    do."""
+    return f"give --steps a multiple of num_envs ({cells[0].config.num_envs}), of which the preset's window is one"
 
 
 def _describe(summary: dict[str, Any] | None) -> str:

@@ -31,7 +31,8 @@ from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
-from mtdqn.studies.runner import StudyResult, build, progress_printer, run_local, study_record
+from mtdqn.studies.runner import (StudyResult, build, preset_advice, progress_printer, run_local, study_record,
+                                  warn_of_rounded_budgets)
 from mtdqn.studies.spec import (RUN_OPTION_KEYS, StudySpec, agent_error, apply_options, build_spec, default_threshold,
                                 variant_config)
 
@@ -126,6 +127,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     statuses = {cell.variant: cell_status(cell, d) for cell, d in pairs}
     pre_status = cell_status(pre_cell, out_dir / "pretrain")
     record = {**study_record(study), "transfer": {**dataclasses.asdict(spec), "pretrain": "pretrain"}}
+    warn_of_rounded_budgets(spec.name, [pre_cell, *cells], preset_advice(cells))
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
