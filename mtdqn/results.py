@@ -191,12 +191,18 @@ class Study:
         return self.path / "report" / "report.html"
 
     def report(self) -> Path:
-        """Rebuild the report from the stored cells (`mtdqn report`), and a groups study's groups.md once its
-        partitions are chosen, as `mtdqn study groups` writes them; returns report.html's path."""
+        """Rebuild the report from the stored cells (`mtdqn report`), a groups study's groups.md once its
+        partitions are chosen and a transfer study's transfer.md, as `mtdqn study` writes them; returns
+        report.html's path."""
         from mtdqn.studies.runner import build, build_groups  # the analysis, imported when asked for
 
         if self.record.get("groups", {}).get("partitions"):
             build_groups(self.path)
+        transfer = self.record.get("transfer")
+        if transfer:
+            from mtdqn.analysis.transfer import write_transfer_table
+
+            write_transfer_table(self.path, list(transfer["variants"]), transfer["target"])
         return build(self.path)
 
     @property

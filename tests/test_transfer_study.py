@@ -242,3 +242,22 @@ def test_a_preset_budget_its_windows_round_is_warned_before_anything_is_written(
         with pytest.raises(RoundedScheduleWarning, match=r"steps 5,003 trains 5,208 .* a multiple of num_envs \(4\)"):
             run(spec, tmp_path / "s", progress=False)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow  # trains the study
+def test_mtdqn_report_rebuilds_a_transfer_studys_transfer_md(study, tmp_path, monkeypatch):
+    """`mtdqn report STUDY` rebuilt the held-out cells' report but not transfer.md, which `study transfer`
+    writes (a groups study's groups.md: test_groups_study)."""
+    import shutil
+
+    import mtdqn.studies.runner
+    from mtdqn.cli import main
+
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    kept = (copy / "transfer.md").read_text()
+    (copy / "transfer.md").unlink()
+    (copy / "transfer.json").unlink()
+    monkeypatch.setattr(mtdqn.studies.runner, "build", lambda out: out / "report" / "report.html")  # tested above
+    main(["report", str(copy)])
+    assert (copy / "transfer.md").read_text() == kept and (copy / "transfer.json").is_file()
