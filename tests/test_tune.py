@@ -30,7 +30,7 @@ from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
 from mtdqn.train import sweep as sweep_module
 from mtdqn.tune import batches, search
 from mtdqn.tune.search import (
-    Outcome, ask, drive, live_trial, open_search, open_storage, tell, write_record,
+    Outcome, ask, check_storage_holds_this_search, drive, live_trial, open_search, open_storage, tell, write_record,
 )
 from mtdqn.tune.run import check_fixed_options
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
@@ -282,6 +282,27 @@ def test_a_tune_directory_keeps_its_storage(tmp_path):
     write_record(out, {**build_tune_spec(SMALL, "s", "s").record(), "storage": None})
     with pytest.raises(ConfigError, match="keeps its trials in its own tune.db: give the same --storage"):
         mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
+
+
+def test_two_tune_folders_cannot_share_one_storages_study(tmp_path):
+    """A second folder on a --storage whose study is a first folder's search is refused before anything is
+    written: it took the first's trials as its own (listed without their runs, a killed one resumed into the
+    second folder, the best confirmed without a run of it).  A study stored before searches had ids is adopted
+    by a folder that holds a search (tune.json), and refused to a new folder once it holds a trial."""
+    url, spec = f"sqlite:///{tmp_path / 'shared.db'}", build_tune_spec(SMALL, "s", "s")
+    open_search(spec, url, "first-id", tmp_path / "first")
+    with pytest.raises(ConfigError, match=r"study 'small' is the search of another tune folder \(.*first\)"):
+        mtdqn.tune(SMALL, tmp_path / "second", storage=url, progress=False)
+    assert not (tmp_path / "second").exists()
+    check_storage_holds_this_search(open_storage(url), url, spec, tmp_path / "first", "first-id")  # its own
+    legacy = f"sqlite:///{tmp_path / 'legacy.db'}"
+    open_search(spec, legacy).add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"options": {}}))
+    with pytest.raises(ConfigError, match="one made before folders were recorded"):
+        mtdqn.tune(SMALL, tmp_path / "new", storage=legacy, progress=False)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    write_record(tmp_path / "old", {**spec.record(), "storage": legacy})
+    check_storage_holds_this_search(open_storage(legacy), legacy, spec, tmp_path / "old", None)
 
 
 def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,12 @@ import optuna
 from mtdqn.config import TrainConfig, check_train_budget
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning,
                           warn_user)
-from mtdqn.io import held
+from mtdqn.io import held, read_json
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
-    best_trial, check_same_search, confirm_best, default_storage, open_search, open_storage, write_record,
+    SEARCH_ID, best_trial, check_same_search, check_storage_holds_this_search, confirm_best, default_storage,
+    open_search, open_storage, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec, schedule_note
@@ -143,19 +145,24 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if spec.batch > 1 and ray_address is not None:
         raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
-    record = {**spec.record(), "storage": storage}  # None: the directory's own tune.db (moves with it)
+    previous = read_json(out / "tune.json") if (out / "tune.json").is_file() else {}
+    search_id = previous.get(SEARCH_ID)  # None: a new folder, or one made before searches had ids
+    record = {**spec.record(), "storage": storage,  # None: the directory's own tune.db (moves with it)
+              SEARCH_ID: search_id or uuid.uuid4().hex}
     check_same_search(out, record)  # before the storage is opened: opening may create a database
     if out.is_dir():  # nor may a search running there have it opened (the hold is taken, and kept, below)
         with held(out):
             pass
     opened = open_storage(storage) if storage is not None else None  # a bad URL fails before anything is written
+    if opened is not None:  # a shared storage: its study of this name may be another folder's
+        check_storage_holds_this_search(opened, storage, spec, out, search_id)
     note = schedule_note(spec)
     if note:  # the trials round the budget or the cadence to whole logging windows
         warn_user(note, RoundedScheduleWarning)
     with held(out):  # one search per folder: a second one's batches cleared and trained the first's trials
         write_record(out, record)
         url = storage if storage is not None else default_storage(out)
-        study = open_search(spec, opened if opened is not None else open_storage(url))
+        study = open_search(spec, opened if opened is not None else open_storage(url), record[SEARCH_ID], out)
         total = trials if trials is not None else spec.trials
         if ray_address is not None:
             from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without

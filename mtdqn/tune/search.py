@@ -48,8 +48,8 @@ from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["Outcome", "default_storage", "open_storage", "open_search", "ask", "live_trial", "trial_params",
-           "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
+__all__ = ["Outcome", "default_storage", "open_storage", "SEARCH_ID", "check_storage_holds_this_search", "open_search",
+           "ask", "live_trial", "trial_params", "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
            "check_reusable", "drive", "tell", "outcome_line", "running_trials", "finished_count",
            "best_trial", "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search", "write_record",
            "FINISHED"]
@@ -123,9 +123,46 @@ def _first_rung(spec: TuneSpec) -> int:
     return max(1, -(-(spec.steps // 3) // spec.eval_every)) * spec.eval_every
 
 
-def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
+SEARCH_ID = "search_id"
+"""tune.json's and the Optuna study's key for the search's id: a storage's study is the search of one folder."""
+
+
+def _other_spec(spec: TuneSpec) -> ConfigError:
+    return ConfigError(f"the storage holds a study {spec.name!r} of another spec; give the spec another name "
+                       "(or another --storage)")
+
+
+def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: str, spec: TuneSpec, out: Path,
+                                    search_id: str | None) -> None:
+    """Before anything is written, a shared ``--storage`` whose study of the spec's name is another folder's
+    search refused (``search_id``: this folder's, None for a new folder): a second folder on it took the
+    first's trials as its own, listing them without their runs, resuming the first's killed trials into its
+    own folder and confirming trials it has no run of.  A study stored before searches had ids is this folder's
+    if the folder holds a search (tune.json) or the study no trial yet; a study of another spec is refused too.
+    (Read only: the study is made, and the id stored, by :func:`open_search`.)"""
+    try:
+        study_id = storage.get_study_id_from_name(spec.name)
+    except KeyError:
+        return
+    attrs = storage.get_study_user_attrs(study_id)
+    if attrs.get("spec") not in (None, _search(spec.record())):
+        raise _other_spec(spec)
+    owner = attrs.get(SEARCH_ID)
+    if owner is None:  # stored before searches had ids
+        if (out / "tune.json").is_file() or not storage.get_all_trials(study_id, deepcopy=False):
+            return
+    elif owner == search_id:
+        return
+    raise ConfigError(f"--storage {url}: its study {spec.name!r} is the search of another tune folder "
+                      f"({attrs.get('folder', 'one made before folders were recorded')}), where its trials' runs are; "
+                      "rerun that folder, or give this spec another name (or another --storage)")
+
+
+def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str, search_id: str | None = None,
+                folder: Path | None = None) -> optuna.Study:
     """The spec's Optuna study in ``storage`` (created on first use, loaded after); the spec is stored with it,
-    and a study of that name made by another spec is refused."""
+    and a study of that name made by another spec is refused.  ``search_id`` and ``folder``: the tune folder's,
+    stored with a study that has none (:func:`check_storage_holds_this_search` reads them)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
                                 pruner=_pruner(spec), load_if_exists=True)
@@ -133,8 +170,10 @@ def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str) -> o
     if stored is None:
         study.set_user_attr("spec", _search(spec.record()))
     elif stored != _search(spec.record()):
-        raise ConfigError(f"the storage holds a study {spec.name!r} of another spec; give the spec another name "
-                          "(or another --storage)")
+        raise _other_spec(spec)
+    if search_id is not None and SEARCH_ID not in study.user_attrs:
+        study.set_user_attr(SEARCH_ID, search_id)
+        study.set_user_attr("folder", str(Path(folder).absolute()) if folder is not None else "")
     study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False)))
     return study
 
@@ -339,9 +378,10 @@ def confirm_best(spec: TuneSpec, study: optuna.Study, out: Path, seeds: int, pro
 
 
 def _search(record: dict[str, Any]) -> dict[str, Any]:
-    """What makes two records the same search: everything but the trial count (``--n-trials`` may grow it) and
-    the batch size (how trials are trained, not what is searched: a batch resumes from its trials' record)."""
-    return {k: v for k, v in record.items() if k not in ("trials", "batch")}
+    """What makes two records the same search: everything but the trial count (``--n-trials`` may grow it), the
+    batch size (how trials are trained, not what is searched: a batch resumes from its trials' record) and the
+    search's id (the folder's, not the spec's)."""
+    return {k: v for k, v in record.items() if k not in ("trials", "batch", SEARCH_ID)}
 
 
 def check_same_search(out: Path, record: dict[str, Any]) -> None:
