@@ -251,8 +251,11 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
         lines += ["## Parallel coordinates", "", "![parallel](parallel.png)", ""]
     lines += ["## Trials", "", "Each trial is a run directory; a finished one works with `mtdqn evaluate` and "
               "`load_agent`. A trial pruned alone is an unfinished run stopped at its last step (`mtdqn train "
-              "--resume` finishes it); one pruned in a batch (the `batch` column) has no checkpoint of its own, "
-              "only its batch's (`batches/`), and trains no further.", "",
+              "--resume` finishes it). One pruned in a batch (the `batch` column) trained on with its batch, a "
+              "compiled program that cannot drop a member: its run is finished, though Optuna holds it as pruned "
+              "(its note says so), unless every trial of the batch was pruned; that batch stopped, and its runs "
+              "are unfinished, with no checkpoint of their own (the batch's is in `batches/`), and train no "
+              "further.", "",
               _markdown_table(table) if len(table) else "No trials yet.", ""]
     atomic_write(where / "trials.csv", lambda p: table.to_csv(p, index=False))
     atomic_write(where / "tune.md", lambda p: p.write_text("\n".join(lines)))
