@@ -130,9 +130,10 @@ def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
     unroll_cpu_threefry()
 
 
-def _refuse_before_jax(configs: Sequence[TrainConfig]) -> None:
-    """What new runs (one, or a sweep's members) can be refused for without starting JAX: their options, their
-    budgets and their task names.
+def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
+    """What new runs (one, or a sweep's members: (label, config), the label "" for one run) can be refused for
+    without starting JAX: their options, their budgets and their task names.  A member's refusal names it
+    ("--lr must be > 0" named no flag the user gave).
 
     :func:`_start_jax` fixes this process's CPU devices for good (as many as
     the first run's seeds use), so a call refused after it, a typo in a
@@ -142,12 +143,15 @@ def _refuse_before_jax(configs: Sequence[TrainConfig]) -> None:
     """
     from mtdqn.config import check_new_run, check_train_budget
 
-    for cfg in configs:
-        check_new_run(cfg)
-        with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
-            warnings.simplefilter("ignore")
-            check_train_budget(cfg)
-    check_task_names(configs[0].tasks)  # a sweep's members share their tasks
+    for label, cfg in configs:
+        try:
+            check_new_run(cfg)
+            with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
+                warnings.simplefilter("ignore")
+                check_train_budget(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"--sweep member {label}: {exc}" if label else str(exc)) from None
+    check_task_names(configs[0][1].tasks)  # a sweep's members share their tasks
 
 
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
@@ -200,7 +204,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
         # every member's options apply before anything starts, each checked by its own values
-        _refuse_before_jax([member for _, member in member_configs(cfg, swept)] if swept else [cfg])
+        _refuse_before_jax(member_configs(cfg, swept) if swept else [("", cfg)])
         if out is None:
             out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
                    else default_train_out(cfg))
@@ -313,8 +317,10 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
     if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
         out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],
                           how.get("lora"), how.get("keep_heads"), list(how.get("add_tasks", ())))
-    if not RunDir(source).is_run():  # before JAX starts (_refuse_before_jax): a source that is no run, task names
-        raise ConfigError(f"--from {source} is not a run directory (no config.json)")
+    try:  # before JAX starts (_refuse_before_jax): a source that is no run (a sweep, a study: which runs it holds)
+        RunDir(source).require_run()
+    except ConfigError as exc:
+        raise ConfigError(f"--from {exc}") from None
     RunDir(source).config()
     check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))

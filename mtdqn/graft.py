@@ -38,7 +38,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import count_trainable, parse_freeze, trunk_layers
 from mtdqn.networks import lora_layers, make_architecture, param_shapes, shared_mask
-from mtdqn.rundir import RUN_RECORD, RunDir
+from mtdqn.rundir import RunDir
 from mtdqn.tasks import make_task_set
 from mtdqn.train.agent import Agent
 
@@ -58,8 +58,10 @@ def load_source(run: Path | str) -> Source:
     """Read a run's config and verified network; a missing, damaged or foreign checkpoint is one line."""
     run = Path(run)
     run_dir = RunDir(run)
-    if not run_dir.is_run():
-        raise ConfigError(f"--from {run} is not a run directory (no {RUN_RECORD})")
+    try:  # a sweep or a study given for a run: the message names the runs it holds
+        run_dir.require_run()
+    except ConfigError as exc:
+        raise ConfigError(f"--from {exc}") from None
     cfg = run_dir.config()
     return Source(run, cfg, load_agent(run))
 

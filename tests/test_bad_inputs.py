@@ -511,7 +511,7 @@ def test_a_corrupt_table_is_named_where_it_is_read(tmp_path):
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """Runs to fine-tune from: a good one, one without a checkpoint, one of an older checkpoint format, one
-    whose checkpoint is of another architecture than its config.json, and a folder that is no run."""
+    whose checkpoint is of another architecture than its config.json, a folder that is no run and a sweep."""
     root = tmp_path_factory.mktemp("sources")
     fake_run(root / "run")  # CartPole-v1 + Acrobot-v1, trunk 16 -> 32
     (root / "no_ckpt").mkdir()
@@ -524,6 +524,9 @@ def sources(tmp_path_factory):
     record["config"]["network"]["hidden"] = [64]  # config.json says 64 units, the checkpoint holds 32
     (root / "other_arch" / "config.json").write_text(json.dumps(record))
     (root / "not_a_run").mkdir()
+    (root / "a_sweep").mkdir()  # a sweep's folder: its record, and a member (any run)
+    (root / "a_sweep" / "sweep.json").write_text("{}")
+    fake_run(root / "a_sweep" / "lr=0.001")
     return root
 
 
@@ -531,6 +534,10 @@ _FT = ["--tasks", "MountainCar-v0", "--steps", "1000", "--learning-starts", "100
 TRANSFER_CASES = [
     ("no-checkpoint", ["finetune", "--from", "{root}/no_ckpt", *_FT], "no checkpoint in"),
     ("not-a-run", ["finetune", "--from", "{root}/not_a_run", *_FT], "is not a run directory"),
+    ("a-sweep", ["finetune", "--from", "{root}/a_sweep", *_FT],
+     "a_sweep holds a sweep (sweep.json), not one run: name one of its 1 members, e.g. "),
+    ("extend-a-sweep", ["extend", "--from", "{root}/a_sweep", "--add-tasks", "MountainCar-v0", "--out", "{root}/new"],
+     "a_sweep holds a sweep (sweep.json), not one run"),
     ("old-checkpoint-version", ["finetune", "--from", "{root}/old_version", *_FT], "checkpoint format version 1"),
     ("other-architecture", ["finetune", "--from", "{root}/other_arch", *_FT], "made with a different setup"),
     ("lora-zero", ["finetune", "--from", "{root}/run", *_FT, "--lora", "0"], "--lora must be a rank > 0"),

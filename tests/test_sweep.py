@@ -166,8 +166,8 @@ def _cli_error(capsys, argv: list[str], code: int = 2) -> str:
     (["lr"], "expected NAME=V1,V2"),
     (["lr=1e-3,1e-3"], "distinct values"),
     (["lr=1e-3", "lr=1e-4"], "given twice"),
-    (["lr=-1e-3,1e-3"], "--lr must be a finite number > 0"),
-    (["gamma=0.9,1.5"], "--gamma must be in"),
+    (["lr=-1e-3,1e-3"], "--sweep member lr=-0.001: --lr must be a finite number > 0"),  # names the member
+    (["gamma=0.9,1.5"], "--sweep member gamma=1.5: --gamma must be in"),
 ])
 def test_bad_sweeps_are_one_line_errors_and_write_nothing(capsys, tmp_path, sweep, message):
     argv = [*ARGV, "--out", str(tmp_path / "s")]
@@ -188,7 +188,7 @@ def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_nam
 
 @pytest.mark.parametrize("extra, sweep, message", [
     ([], ["weight.Pong-MinAtar=1,2"], "no task named 'Pong-MinAtar' in --tasks (CartPole-v1, Acrobot-v1)"),
-    ([], ["weight.CartPole-v1=-1,1"], "--task-weights must be finite, >= 0"),
+    ([], ["weight.CartPole-v1=-1,1"], "--sweep member weight.CartPole-v1=-1: --task-weights must be finite, >= 0"),
     ([], ["weight.CartPole-v1=0,1", "weight.Acrobot-v1=0,1"], "not all 0, got (0.0, 0.0)"),
     ([], ["weight.=1,2"], "expected weight.NAME with a task's name"),
     (["--task-weights", "1"], ["weight.Acrobot-v1=0.5,1"], "--task-weights has 1 values for 2 tasks"),  # was an IndexError
@@ -203,7 +203,7 @@ def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_nam
     ([], ["strategy.c=0.2,0.5"], "strategy sum has no option c; it has no real-valued options"),
     (["--strategy", "cagrad"], ["strategy.steps=10,20"], "cagrad's steps is not a real number"),
     (["--strategy", "cagrad"], ["strategy.c=-1,0.5"], "needs c >= 0"),
-    ([], ["dropout=0.1,1"], "--dropout must be in [0, 1)"),
+    ([], ["dropout=0.1,1"], "--sweep member dropout=1: --dropout must be in [0, 1)"),
     ([], ["dropout=0,0.1"], "--sweep dropout: mixes 0 (no dropout in the program) with rates above 0"),
 ])
 def test_bad_sweeps_of_weights_strategy_options_and_dropout_are_one_line_errors(capsys, tmp_path, extra, sweep,

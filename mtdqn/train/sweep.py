@@ -85,9 +85,12 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     if resume and options is not None:
         raise ConfigError("a resumed run keeps the options it was started with: give only those to change")
     if not resume:
-        for _, member in members:
-            check_new_run(member)
-            check_train_budget(member)
+        for path, member in members:
+            try:
+                check_new_run(member)
+                check_train_budget(member)
+            except ConfigError as exc:  # "--lr must be > 0" named no flag the user gave: name the member
+                raise ConfigError(f"member {path.name}: {exc}") from None
     agents = [make_agent(member, devices=None) for _, member in members]  # every member's values; memory below
     agent = program_agent(agents)
     if agent.task_set.backend == "gymnasium":
