@@ -49,10 +49,10 @@ from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
 __all__ = ["Outcome", "default_storage", "open_storage", "SEARCH_ID", "check_storage_holds_this_search", "open_search",
-           "ask", "live_trial", "trial_params", "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
-           "check_reusable", "drive", "tell", "outcome_line", "running_trials", "finished_count",
-           "best_trial", "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search", "write_record",
-           "FINISHED"]
+           "ask", "live_trial", "trial_params", "execute", "record_options", "report_and_prune", "failure", "scored",
+           "train_or_resume", "trial_dir", "check_reusable", "drive", "tell", "outcome_line", "running_trials",
+           "finished_count", "best_trial", "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search",
+           "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
