@@ -472,6 +472,10 @@ PARSE_CASES = [
     ("unlike-any-flag", ["study", "quick", "--bogus", "1"],
      "Unrecognized options: --bogus 1 (see `mtdqn study --help`)"),
     ("misspelled-command-flag", ["finetune", "--from", "a", "--frezee", "trunk"], "--frezee: did you mean --freeze?"),
+    ("another-commands-flag", ["extend", "--from", "a", "--add-tasks", "b", "--keep-heads", "True"],  # not --keep-best
+     "--keep-heads is a flag of `mtdqn finetune`: extend keeps the run's heads for its own tasks, always"),
+    ("another-commands-flag-named-otherwise-here", ["act", "r", "--task", "t", "--obs", "o", "--agent-seed", "1"],
+     "--agent-seed is a flag of `mtdqn play`: did you mean --seed (the seed whose network acts)?"),
     ("missing-required-flag-of-a-command", ["finetune"], "Missing required arguments: --from (see `mtdqn finetune"),
 ]
 

@@ -88,6 +88,10 @@ def test_bad_spec_keys():
                             ({**SMALL, "tasks": ["CartPole-v1", "Breakout-MinAtar"]}, "objective iqm normalizes"),
                             ({**SMALL, "objective": "auc", "pruner": "none", "eval_every": 0}, "set eval_every"),
                             ({**SMALL, "probes": "yes"}, "probes: expected true or false, got 'yes'"),
+                            # one wording for 0 and -1 (-1 was told ">= 0", which 0 is and is refused)
+                            ({**SMALL, "steps": 0}, "steps: expected a positive integer, got 0"),
+                            ({**SMALL, "steps": -1}, "steps: expected a positive integer, got -1"),
+                            ({**SMALL, "eval_every": -1}, "eval_every: expected an integer >= 0, got -1"),
                             # the name first: it once met the objective's anchors ("use objective = ...")
                             ({**SMALL, "tasks": ["CartPol-v1"]},
                              "spec.toml: tasks: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?")]:
@@ -703,7 +707,7 @@ BATCHED = {**SMALL, "batch": 2}
 def test_batch_needs_a_traced_number_in_the_space(tmp_path):
     with pytest.raises(ConfigError, match="searches none of them; remove batch"):
         build_tune_spec({**BATCHED, "space": {"num_envs": {"int": [2, 4]}}}, "spec.toml", "spec")
-    with pytest.raises(ConfigError, match="batch: expected an int > 0, got 0"):
+    with pytest.raises(ConfigError, match="batch: expected a positive integer, got 0"):
         build_tune_spec({**SMALL, "batch": 0}, "spec.toml", "spec")
     with pytest.raises(ConfigError, match="gym: tasks step on the host"):
         build_tune_spec({**BATCHED, "tasks": ["gym:CartPole-v1"]}, "spec.toml", "spec")

@@ -83,16 +83,29 @@ def _rejection(event: object, command: str | None = None) -> str:
     return f"invalid arguments for `{getattr(event, 'prog', 'mtdqn')}` (see its --help)"
 
 
+OTHER_COMMANDS_FLAGS = {("extend", "--keep-heads"): "extend keeps the run's heads for its own tasks, always",
+                        ("act", "--agent-seed"): "did you mean --seed (the seed whose network acts)?"}
+"""What an unrecognized flag that another command takes means here, where a spelling suggestion would mislead
+(``extend --keep-heads`` was asked whether it meant --keep-best)."""
+
+
 def _did_you_mean(tokens: list[str], command: str | None) -> str:
     """"; --hiden: did you mean --hidden?" for each unrecognized flag close to one of ``command``'s flags (or
-    another library's name for one: --learning-rate means --lr); "" where none is.  tyro's hook reports the
-    tokens without its own suggestions."""
+    another library's name for one: --learning-rate means --lr); a flag of another command says so
+    (:data:`OTHER_COMMANDS_FLAGS`: what it means here); "" where none is.  tyro's hook reports the tokens without
+    its own suggestions."""
     if command not in COMMANDS:
         return ""
     names = [flag.removeprefix("--") for flag in command_flags(COMMANDS[command][0])]
-    flags = [token.split("=", 1)[0] for token in tokens if token.startswith("--")]
-    meant = [(flag, close) for flag in flags if (close := closest_option(flag[2:], names)) is not None]
-    return "".join(f"; {flag}: {did_you_mean(close, '--' + close)}" for flag, close in meant)
+    said = []
+    for flag in (token.split("=", 1)[0] for token in tokens if token.startswith("--")):
+        if (command, flag) in OTHER_COMMANDS_FLAGS:
+            owners = [f"`mtdqn {other}`" for other, (cls, _) in COMMANDS.items()
+                      if other != command and flag in command_flags(cls)]
+            said.append(f"; {flag} is a flag of {' and '.join(owners)}: {OTHER_COMMANDS_FLAGS[command, flag]}")
+        elif (close := closest_option(flag[2:], names)) is not None:
+            said.append(f"; {flag}: {did_you_mean(close, '--' + close)}")
+    return "".join(said)
 
 
 def _one_reason(message: str) -> str:

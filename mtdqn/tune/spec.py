@@ -328,10 +328,13 @@ def _tasks(value: Any, source: str) -> tuple[str, ...]:
     return tuple(tasks)
 
 
-def _int(raw: dict[str, Any], key: str, source: str, default: int) -> int:
+def _int(raw: dict[str, Any], key: str, source: str, default: int, minimum: int = 0) -> int:
+    """An integer entry of at least ``minimum``; one wording for every bad value (``steps = -1`` was told
+    ">= 0", which ``steps = 0`` is and is refused), as a study file's (:mod:`mtdqn.studies.spec`)."""
     value = raw.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{source}: {key}: expected an int >= 0, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        what = "a positive integer" if minimum > 0 else "an integer >= 0"
+        raise ConfigError(f"{source}: {key}: expected {what}, got {value!r}")
     return value
 
 
@@ -343,10 +346,7 @@ def _bool(raw: dict[str, Any], key: str, source: str, default: bool) -> bool:
 
 
 def _positive(raw: dict[str, Any], key: str, source: str, default: int = 0) -> int:
-    value = _int(raw, key, source, default)
-    if value < 1:
-        raise ConfigError(f"{source}: {key}: expected an int > 0, got {value!r}")
-    return value
+    return _int(raw, key, source, default, minimum=1)
 
 
 def _one_of(raw: dict[str, Any], key: str, valid: tuple[str, ...], source: str) -> Any:
