@@ -364,25 +364,28 @@ def every_chunks(env_steps: int, steps_per_chunk: int) -> int:
     return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
 
 
-def rounded_schedule(cfg: TrainConfig, eval_every: int) -> tuple[list[str], int]:
+def rounded_schedule(cfg: TrainConfig, eval_every: int, checkpoint_every: int = 0) -> tuple[list[str], int]:
     """What a run of ``cfg`` rounds to whole logging windows (``log_every``, in whole vector steps), each as
-    "steps 100 trains 10,000" or "evaluations every 5,000 run every 10,000" (empty where it runs ``steps`` and
-    ``eval_every`` as asked), and the window in env steps per task.  A run's warning and a search's note say it,
-    so that neither leaves a budget or a cadence believed that did not run."""
+    "steps 100 trains 10,000", "evaluations every 5,000 run every 10,000" or "checkpoints every 1,500 are
+    written every 1,000" (empty where it runs ``steps`` and the cadences as asked), and the window in env steps
+    per task.  A run's warning and a search's note say it, so that neither leaves a budget or a cadence
+    believed that did not run."""
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs
     every = every_chunks(eval_every, window) * window
-    parts = ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
-        ([f"evaluations every {eval_every:,} run every {every:,}"] if every != eval_every else [])
-    return parts, window
+    saved = every_chunks(checkpoint_every, window) * window
+    return ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
+        ([f"evaluations every {eval_every:,} run every {every:,}"] if every != eval_every else []) + \
+        ([f"checkpoints every {checkpoint_every:,} are written every {saved:,}"]
+         if saved != checkpoint_every != eval_every else []), window  # at the evaluations: said with them
 
 
-def warn_of_rounding(cfg: TrainConfig, eval_every: int) -> None:
-    """A new run's budget or evaluation cadence rounded to whole logging windows, warned (RoundedScheduleWarning):
+def warn_of_rounding(cfg: TrainConfig, eval_every: int, checkpoint_every: int = 0) -> None:
+    """A new run's budget or cadences rounded to whole logging windows, warned (RoundedScheduleWarning):
     ``--steps 2000`` trained 10,000 env steps (the default windows) with nothing said but the progress bar's
     count.  Said by the ``train`` command and its sweeps; a search's note covers its trials, and a study's
     warning its cells, a transfer or groups study's too (:func:`mtdqn.studies.runner.warn_of_rounded_budgets`)."""
-    parts, window = rounded_schedule(cfg, eval_every)
+    parts, window = rounded_schedule(cfg, eval_every, checkpoint_every)
     if parts:
         warn_user(f"{' and '.join(parts)} env steps per task (whole --log-every windows of "
                   f"{window:,}); to run them as asked, give multiples of the window, "

@@ -270,6 +270,11 @@ def test_a_budget_and_cadence_rounded_to_whole_windows_are_said(tmp_path):
         with pytest.raises(Announced):
             mtdqn.train(tasks=["CartPole-v1"], steps=2000, log_every=1000, eval_every=1000, learning_starts=500,
                         out=tmp_path / "b", progress=False, announce=stop)
+    said = r"^checkpoints every 1,500 are written every 2,000 env steps per task \(whole --log-every windows of 1,000"
+    with pytest.warns(RoundedScheduleWarning, match=said):  # was silent: --checkpoint-every rounds the same way
+        with pytest.raises(Announced):
+            mtdqn.train(tasks=["CartPole-v1"], steps=2000, log_every=1000, checkpoint_every=1500,
+                        learning_starts=500, out=tmp_path / "c", progress=False, announce=stop)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written by the runs stopped
 
 

@@ -20,7 +20,7 @@ from mtdqn.cli import main
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_hash, config_to_dict
 from mtdqn.distill import DistillConfig, classification_report, distill
 from mtdqn.distill.loop import student_greedy
-from mtdqn.distill.report import share_seen
+from mtdqn.distill.report import report_markdown, share_seen
 from mtdqn.distill.run import student_view
 from mtdqn.distill.teachers import load_teachers, student_config
 from mtdqn.evaluate import evaluate_params
@@ -106,6 +106,15 @@ def test_classification_report_against_hand_computed_values():
     assert rep["accuracy"] == 0.5 and rep["macro avg"]["support"] == 6 == rep["n"]
     perfect = classification_report([1, 0, 1], [1, 0, 1], num_actions=2)
     assert perfect["macro avg"]["f1"] == perfect["weighted avg"]["f1"] == perfect["accuracy"] == 1.0
+    # the markdown says which actions the macro average leaves out (its rows' mean is another number)
+    task = {"teacher_return": 1.0, "teacher_return_std": 0.0, "student_return": 1.0, "student_return_std": 0.0,
+            "random_return": 0.0, "normalized": 1.0, "agreement": 0.5}
+    result = {"eval_episodes": 2, "holdout_states": 6, "tasks": {"T": {**task, "report": rep}}}
+    assert rep["macro_actions"] == [0, 1, 2]
+    assert "The macro average leaves out action 3: neither the teacher nor the student took it" in \
+        report_markdown(result)
+    result["tasks"]["T"]["report"] = perfect
+    assert "leaves out" not in report_markdown(result)
 
 
 @pytest.mark.slow

@@ -110,7 +110,7 @@ def test_a_budget_or_cadence_the_trials_round_is_said():
     rounded = build_tune_spec({**SMALL, "steps": 100, "options": {"hidden": [16]}, "eval_every": 0}, "s", "s")
     assert schedule_note(rounded) == ("tune small: steps 100 trains 10,000 and evaluations every 20 run every 10,000 "
                                       "env steps per task (whole logging windows of 10,000); set options.log_every to "
-                                      "a multiple of num_envs (4) dividing both to run them as asked")
+                                      "a multiple of num_envs (4) dividing them to run them as asked")
     assert schedule_note(build_tune_spec(SMALL, "s", "s")) == ""  # 1,000 steps in windows of 500, as asked
 
 

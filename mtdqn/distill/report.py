@@ -49,6 +49,7 @@ def classification_report(y_true: Any, y_pred: Any, num_actions: int) -> dict[st
         "actions": [{"action": int(a), "precision": float(precision[a]), "recall": float(recall[a]),
                      "f1": float(f1[a]), "support": int(support[a])} for a in labels],
         "macro avg": average(present.astype(np.float64)),
+        "macro_actions": [int(a) for a in labels[present]],  # what the macro average is over (the markdown says)
         "weighted avg": average(support),
         "accuracy": float(np.mean(y_true == y_pred)) if y_true.size else 0.0,
         "n": int(y_true.size),
@@ -124,7 +125,21 @@ def report_markdown(result: dict[str, Any]) -> str:
         lines += [f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
                   for name, v in _rows(rep)]
         lines.append(f"| accuracy | | | {rep['accuracy']:.3f} | {rep['n']} |")
+        lines += _macro_note(rep)
     return "\n".join(lines) + "\n"
+
+
+def _macro_note(rep: dict[str, Any]) -> list[str]:
+    """Which actions the macro average leaves out, where it does (a reader averaging the rows above gets
+    another number); none for a report made before it was recorded."""
+    over = rep.get("macro_actions")
+    left = [a["action"] for a in rep["actions"] if over is not None and a["action"] not in over]
+    if not left:
+        return []
+    these = "action " + ", ".join(map(str, left)) if len(left) == 1 else "actions " + ", ".join(map(str, left))
+    return [f"\nThe macro average leaves out {these}: neither the teacher nor the student took "
+            f"{'it' if len(left) == 1 else 'them'} on these states (scikit-learn's classification_report does the "
+            "same).\n"]
 
 
 def print_report(result: dict[str, Any]) -> None:

@@ -106,9 +106,9 @@ def train(
         if cfg.finetune.source and not resume:
             start_from = start_from_source(cfg, options.eval_episodes)  # checks the source: before any write
         if warn_rounding and not resume:  # once every option is checked, as the announcement
-            warn_of_rounding(cfg, options.eval_every)
+            warn_of_rounding(cfg, options.eval_every, options.checkpoint_every)
         if announce is not None:  # once every option is checked: a refused run prints its error line alone
-            announce(describe(agent))
+            announce(describe(agent) + (_resuming_line(agent, verified) if resume else ""))
         trainer, runner = make_runner(agent, options.devices)
         ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
         run_dir.check_space(ckpt_bytes)
@@ -127,6 +127,14 @@ def train(
                 runner.close()
             summary, frame = finish(trainer, run_dir, options, schedule, trained, t_start, extra_summary)
         return RunResult(run_dir.path, summary, frame, trained.state)
+
+
+def _resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
+    """Where a resumed run continues from, said once: only the progress bar said it, so a log (not a terminal)
+    did not show whether a resume started over."""
+    window = agent.derived.iters_per_chunk * agent.cfg.num_envs
+    done = int(verified["chunk"]) * window
+    return f"\nmtdqn: resuming from env step {done:,} of {agent.derived.env_steps:,} per task (its latest checkpoint)"
 
 
 def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
                           "to the end (give --eval-every to see their progress)")
     check_memory(cfg, agent.task_set, agent.arch, members=len(members), devices=options.devices)
     if warn_rounding and not resume:  # once every option is checked, as the announcement (the members share them)
-        warn_of_rounding(cfg, options.eval_every)
+        warn_of_rounding(cfg, options.eval_every, options.checkpoint_every)
     if announce is not None:
         announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
     trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)

@@ -390,19 +390,19 @@ def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
 
 
 def schedule_note(spec: TuneSpec) -> str:
-    """How a trial runs ``steps`` and ``eval_every`` where it rounds them ("" where as asked): a run trains whole
+    """How a trial runs ``steps``, ``eval_every`` and ``checkpoint_every`` where it rounds them ("" where as asked): a run trains whole
     logging windows (``log_every``, default 10,000 env steps; in whole vector steps) and evaluates between
     them, so ``steps = 100`` trained 10,000 and ``eval_every = 5000`` evaluated every 10,000 while the report
     said otherwise.  Read with the fixed options (a searched ``num_envs`` rounds each trial its own way)."""
     from mtdqn.config import rounded_schedule
 
     cfg = spec.config({})
-    parts, window = rounded_schedule(cfg, spec.eval_every)
+    parts, window = rounded_schedule(cfg, spec.eval_every, spec.run_options.checkpoint_every)
     if not parts:
         return ""
     searched = "; a searched num_envs rounds each trial its own way" if "num_envs" in spec.space else ""
     return (f"tune {spec.name}: {' and '.join(parts)} env steps per task (whole logging windows of {window:,}); "
-            f"set options.log_every to a multiple of num_envs ({cfg.num_envs}) dividing both to run them as "
+            f"set options.log_every to a multiple of num_envs ({cfg.num_envs}) dividing them to run them as "
             f"asked{searched}")
 
 
