@@ -393,7 +393,8 @@ def schedule_note(spec: TuneSpec) -> str:
     """How a trial runs ``steps``, ``eval_every`` and ``checkpoint_every`` where it rounds them ("" where as
     asked): a run trains whole logging windows (``log_every``, default 10,000 env steps; in whole vector steps)
     and evaluates between them, so ``steps = 100`` trained 10,000 and ``eval_every = 5000`` evaluated every
-    10,000 while the report said otherwise.  Read with the fixed options (a searched ``num_envs`` rounds each trial its own way)."""
+    10,000 while the report said otherwise.  Read with the fixed options (a searched ``num_envs`` rounds each
+    trial its own way)."""
     from mtdqn.config import rounded_schedule
 
     cfg = spec.config({})
