@@ -200,7 +200,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             cfg, swept = read_sweep(Path(out))
         else:
             RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX starts
-            cfg = RunDir(out).config()
+            cfg = RunDir(out).runnable_config()
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
         # every member's options apply before anything starts, each checked by its own values
@@ -321,7 +321,7 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
         RunDir(source).require_run()
     except ConfigError as exc:
         raise ConfigError(f"--from {exc}") from None
-    RunDir(source).config()
+    RunDir(source).runnable_config()
     check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))
     from mtdqn import transfer
@@ -346,7 +346,7 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
     teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, os.PathLike)) else [Path(t) for t in teachers]
     for teacher in teacher_dirs:  # before JAX starts (_refuse_before_jax): a teacher that is no run
-        RunDir(teacher).config()
+        RunDir(teacher).runnable_config()
     _start_jax(1, [], 0)
     from mtdqn.distill.run import distill as distill_run  # after the plan: it imports the tasks (gymnax starts JAX)
 

@@ -162,7 +162,7 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
     A run still training may replace its checkpoint while it is read: the new one is read instead
     (:func:`mtdqn.checkpoint.read_latest`)."""
     run_dir = Path(run_dir)
-    cfg = RunDir(run_dir).config()  # a folder without a run: one line
+    cfg = RunDir(run_dir).runnable_config()  # a folder without a run, a task unknown here: one line
     RunDir(run_dir).require_checkpoint()  # one line, naming a population's member's checkpoint
     task_set = make_task_set(cfg.tasks)
     arch = make_architecture(task_set, cfg.network, cfg.finetune.lora_rank)

@@ -62,7 +62,7 @@ def load_source(run: Path | str) -> Source:
         run_dir.require_run()
     except ConfigError as exc:
         raise ConfigError(f"--from {exc}") from None
-    cfg = run_dir.config()
+    cfg = run_dir.runnable_config()
     return Source(run, cfg, load_agent(run))
 
 

@@ -38,6 +38,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, held, prepare_out_dir,
                       read_json, read_parquet, write_json, write_parquet)
 from mtdqn.sweepspec import SWEEP_FILE, population_goes_on, sweep_entries
+from mtdqn.tasknames import check_known_names
 
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES",
            "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
@@ -368,6 +369,17 @@ class RunDir:
             raise ConfigError(f"{self.record_path} is not an mtdqn run record (no readable config)") from None
         except ConfigError as exc:  # a key of the wrong type or unknown: name the file
             raise ConfigError(f"{self.record_path}: {exc}") from None
+
+    def runnable_config(self) -> TrainConfig:
+        """:meth:`config`, its tasks known in this process (what building its agent needs): a run of a task
+        registered with ``mtdqn.register_task`` where it was made, reopened in another process, named the
+        unknown task but not the run."""
+        cfg = self.config()
+        try:
+            check_known_names(cfg.tasks)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
+        return cfg
 
     def checkpoint_id(self) -> str | None:
         """A digest of the latest checkpoint's file table (the SHA-256 of every file): the same weights give the

@@ -19,7 +19,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 
 __all__ = ["is_import_path", "split_spec", "split_task_list", "task_options", "same_task", "unknown_task",
-           "check_task_names", "check_listed_once"]
+           "check_task_names", "check_known_names", "check_listed_once"]
 
 _IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
 
@@ -177,18 +177,23 @@ def unknown_task(name: str, registered: Iterable[str]) -> str:
 
 
 def check_task_names(specs: Iterable[str]) -> None:
+    """:func:`check_known_names`, then :func:`check_listed_once`: the rules for the tasks of a new run."""
+    specs = list(specs)
+    check_known_names(specs)
+    check_listed_once(specs)
+
+
+def check_known_names(specs: Iterable[str]) -> None:
     """Raise :func:`unknown_task`'s line for the first spec whose name is unknown, and :func:`task_options`'
     for a bad option, as parse_task would: names registered in this process count (none unless
     :mod:`mtdqn.tasks.custom` was imported, which imports JAX); ``gym:`` ids and import paths are checked where
     they are built."""
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = tuple(custom.REGISTERED) if custom is not None else ()
-    specs = list(specs)
     for spec in specs:
         backend, name, _ = split_spec(spec)
         if backend == "gymnax" and not is_import_path(name) and name not in FACTS and name not in registered:
             raise ConfigError(unknown_task(name, registered))
-    check_listed_once(specs)
 
 
 def check_listed_once(specs: list[str]) -> None:

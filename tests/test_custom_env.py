@@ -297,3 +297,23 @@ def test_your_own_environment_has_no_gif_and_play_says_so(registered):
 
     with pytest.raises(mtdqn.ConfigError, match=r"Chain-v0 has no drawing for --gif .*: play it without --gif"):
         open_renderer(registered)
+
+
+def test_a_run_of_a_task_registered_elsewhere_names_the_run(tmp_path, capsys):
+    """A run of a task registered with mtdqn.register_task in the process that made it, reopened where it is not
+    registered: the line names the run, not only the task (load_agent, and the CLI's evaluate and resume)."""
+    import json
+
+    from helpers import fake_run
+
+    fake_run(tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    record["config"]["tasks"] = ["Unregistered-v0"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(record))
+    said = f"{tmp_path / 'run'}: unknown task 'Unregistered-v0'"
+    with pytest.raises(mtdqn.ConfigError, match=said):
+        mtdqn.load_agent(tmp_path / "run")
+    for argv in (["evaluate", str(tmp_path / "run")], ["train", "--resume", str(tmp_path / "run")]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert said in capsys.readouterr().err

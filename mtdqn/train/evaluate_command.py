@@ -33,7 +33,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     run_dir = RunDir(run_dir)
-    cfg = run_dir.config()  # a one-line error for a folder that holds no run
+    cfg = run_dir.runnable_config()  # a one-line error for a folder that holds no run
     run_dir.require_checkpoint()  # one line, naming a population's member's checkpoint
     agent = make_agent(cfg, devices=None)  # parameters only: no replay to fit
     state, meta = read_latest(run_dir.path, cfg, lambda meta: _restore(run_dir.path, agent, meta))
