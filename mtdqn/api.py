@@ -317,10 +317,7 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
     if out is None:  # the folder names what makes this run: its options, its source and how it starts from it
         out = default_out(kind, config_hash(base), str(Path(source).absolute()), how["freeze"], how["trunk_lr"],
                           how.get("lora"), how.get("keep_heads"), list(how.get("add_tasks", ())))
-    try:  # before JAX starts (_refuse_before_jax): a source that is no run (a sweep, a study: which runs it holds)
-        RunDir(source).require_run()
-    except ConfigError as exc:
-        raise ConfigError(f"--from {exc}") from None
+    RunDir(source).require_run("--from")  # before JAX starts (_refuse_before_jax): a source that is no run
     RunDir(source).runnable_config()
     check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))

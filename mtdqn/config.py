@@ -374,10 +374,10 @@ def rounded_schedule(cfg: TrainConfig, eval_every: int, checkpoint_every: int = 
     window = d.iters_per_chunk * cfg.num_envs
     every = every_chunks(eval_every, window) * window
     saved = every_chunks(checkpoint_every, window) * window
+    saved_rounded = saved != checkpoint_every and checkpoint_every != eval_every  # at the evaluations: said with them
     return ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
         ([f"evaluations every {eval_every:,} run every {every:,}"] if every != eval_every else []) + \
-        ([f"checkpoints every {checkpoint_every:,} are written every {saved:,}"]
-         if saved != checkpoint_every != eval_every else []), window  # at the evaluations: said with them
+        ([f"checkpoints every {checkpoint_every:,} are written every {saved:,}"] if saved_rounded else []), window
 
 
 def warn_of_rounding(cfg: TrainConfig, eval_every: int, checkpoint_every: int = 0) -> None:

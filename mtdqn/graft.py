@@ -58,10 +58,7 @@ def load_source(run: Path | str) -> Source:
     """Read a run's config and verified network; a missing, damaged or foreign checkpoint is one line."""
     run = Path(run)
     run_dir = RunDir(run)
-    try:  # a sweep or a study given for a run: the message names the runs it holds
-        run_dir.require_run()
-    except ConfigError as exc:
-        raise ConfigError(f"--from {exc}") from None
+    run_dir.require_run("--from")  # a sweep or a study given for a run: the message names the runs it holds
     cfg = run_dir.runnable_config()
     return Source(run, cfg, load_agent(run))
 

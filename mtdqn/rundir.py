@@ -283,17 +283,18 @@ class RunDir:
         """Rewrite the record (atomically), e.g. with the options a resumed run now uses."""
         write_json(self.record_path, record)
 
-    def require_run(self) -> dict[str, Any]:
+    def require_run(self, flag: str = "") -> dict[str, Any]:
         """An existing run's record; a one-line error if this is no run directory, naming the runs inside a sweep
-        or a study given instead."""
+        or a study given instead (``flag``: the option that named the folder, e.g. ``--from``, said first)."""
         if not self.is_run():
+            named = f"{flag} {self.path}" if flag else str(self.path)
             if (self.path / SWEEP_FILE).is_file():
-                raise ConfigError(f"{self.path} holds a sweep ({SWEEP_FILE}), not one run"
+                raise ConfigError(f"{named} holds a sweep ({SWEEP_FILE}), not one run"
                                   f"{_runs_in(self.path, 'members')}")
             if (self.path / STUDY_RECORD).is_file():
-                raise ConfigError(f"{self.path} holds a study ({STUDY_RECORD}), not one run"
+                raise ConfigError(f"{named} holds a study ({STUDY_RECORD}), not one run"
                                   f"{_runs_in(self.path / STUDY_CELLS, 'cells', '<variant>')}")
-            raise ConfigError(f"{self.path} is not a run directory (no {RUN_RECORD})")
+            raise ConfigError(f"{named} is not a run directory (no {RUN_RECORD})")
         return read_json(self.record_path)
 
     def finished_as(self) -> str | None:

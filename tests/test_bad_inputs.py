@@ -480,6 +480,17 @@ PARSE_CASES = [
 ]
 
 
+def test_each_other_commands_flag_noted_is_another_commands_and_not_its_own():
+    """A note of OTHER_COMMANDS_FLAGS whose flag was renamed would read "is a flag of : ..."."""
+    from mtdqn.cli.commands import command_flags
+    from mtdqn.cli.entry import OTHER_COMMANDS_FLAGS
+    from mtdqn.cli.handlers import COMMANDS
+
+    for command, flag in OTHER_COMMANDS_FLAGS:
+        assert flag not in command_flags(COMMANDS[command][0]), (command, flag)
+        assert any(flag in command_flags(cls) for other, (cls, _) in COMMANDS.items() if other != command), flag
+
+
 @pytest.mark.parametrize("argv, expected", [c[1:] for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES])
 def test_rejected_command_lines_are_one_line(capsys, argv, expected):
     """tyro's rejections reach the user as one line built from its parse-error events, not its drawing."""

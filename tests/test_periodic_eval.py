@@ -120,7 +120,10 @@ def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(run.out_dir, copy)
-    again = train(TINY, copy, resume=True, progress=False)
+    said = []
+    again = train(TINY, copy, resume=True, progress=False, announce=said.append)
+    assert said[0].endswith("\nmtdqn: all 2,000 env steps per task trained (its latest checkpoint): evaluating it "
+                            "again")  # not "resuming from env step 2,000 of 2,000"
     before = pd.read_parquet(run.out_dir / "evals.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(copy / "evals.parquet"), before)
     assert again.summary["eval_every"] == 1000 and again.summary["eval_episodes"] == 2  # the run's own options

@@ -217,12 +217,16 @@ def test_a_transfer_preset_budget_without_updates_names_the_least_budget_from_wh
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and err[0].endswith("use --steps >= 5,001"), err
     assert "learning-starts" not in err[0] and not (tmp_path / "s").exists()
-    for steps in (4789, 4804, 5000):
-        with pytest.raises(ConfigError, match="use --steps >= 5,001"):
-            check_transfer_budget("transfer", 1, steps)
-    for steps in range(5001, 5010):
-        check_transfer_budget("transfer", 1, steps)
-    check_transfer_budget("deramo-transfer", 1, 300)  # learning starts after its 100 random steps
+    refused: dict[str, list[int]] = {"transfer": [], "deramo-transfer": []}
+    for name, least in (("transfer", 5001), ("deramo-transfer", 101)):  # learning starts after 5,000 or 100 steps
+        for steps in range(1, least + 200):
+            try:
+                check_transfer_budget(name, 1, steps)
+            except ConfigError as exc:
+                assert str(exc).endswith(f"use --steps >= {least:,}"), exc
+                refused[name].append(steps)
+        assert max(refused[name]) == least - 1  # every budget from the one named makes an update
+    assert 4804 in refused["transfer"] and 4801 not in refused["transfer"]  # its windows: no threshold below 5,001
 
 
 @pytest.mark.parametrize("preset", ["transfer", "groups"])
@@ -239,7 +243,8 @@ def test_a_preset_budget_its_windows_round_is_warned_before_anything_is_written(
     spec = (transfer_preset if preset == "transfer" else partial(groups_preset, None))(1, 5003)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RoundedScheduleWarning)
-        with pytest.raises(RoundedScheduleWarning, match=r"steps 5,003 trains 5,208 .* a multiple of num_envs \(4\)"):
+        with pytest.raises(RoundedScheduleWarning,
+                           match=r"steps 5,003 trains 5,208 .* a multiple of num_envs \(4\): the preset then picks"):
             run(spec, tmp_path / "s", progress=False)
     assert not (tmp_path / "s").exists()
 

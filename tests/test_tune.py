@@ -30,7 +30,7 @@ from mtdqn.tune.presets import CLASSIC_SPACE, TUNE_PRESETS, resolve_tune_spec
 from mtdqn.train import sweep as sweep_module
 from mtdqn.tune import batches, search
 from mtdqn.tune.search import (
-    Outcome, ask, check_storage_holds_this_search, drive, live_trial, open_search, open_storage, tell, write_record,
+    Outcome, ask, drive, live_trial, open_search, open_storage, read_search_id, tell, write_record,
 )
 from mtdqn.tune.run import check_fixed_options
 from mtdqn.tune.spec import TUNABLE, Dimension, build_tune_spec
@@ -104,13 +104,22 @@ def test_a_budget_or_cadence_the_trials_round_is_said():
     """A trial trains whole logging windows and evaluates between them: ``steps = 100`` with the default
     10,000-step window trained 10,000 and evaluated once, while the report said 100 steps and an evaluation
     every 20.  The note checked here is the tune's warning (RoundedScheduleWarning, one line on the CLI) and the
-    report's "As run" line."""
+    report's "As run" line.  The pruner's default cadence (a fifth of the steps) is in whole windows, so the note
+    gives no advice on a value the spec did not set; one it sets is noted."""
     from mtdqn.tune.spec import schedule_note
 
     rounded = build_tune_spec({**SMALL, "steps": 100, "options": {"hidden": [16]}, "eval_every": 0}, "s", "s")
-    assert schedule_note(rounded) == ("tune small: steps 100 trains 10,000 and evaluations every 20 run every 10,000 "
-                                      "env steps per task (whole logging windows of 10,000); set options.log_every to "
-                                      "a multiple of num_envs (4) dividing them to run them as asked")
+    assert rounded.eval_every == rounded.checkpoint_every == 10_000
+    assert schedule_note(rounded) == ("tune small: steps 100 trains 10,000 env steps per task (whole logging windows "
+                                      "of 10,000); set options.log_every to a multiple of num_envs (4) dividing them "
+                                      "to run them as asked")
+    asked = build_tune_spec({**SMALL, "eval_every": 200, "checkpoint_every": 300}, "s", "s")
+    assert schedule_note(asked) == ("tune small: evaluations every 200 run every 500 and checkpoints every 300 are "
+                                    "written every 500 env steps per task (whole logging windows of 500); set "
+                                    "options.log_every to a multiple of num_envs (4) dividing them to run them as "
+                                    "asked")
+    same = schedule_note(build_tune_spec({**SMALL, "eval_every": 200}, "s", "s"))  # checkpoints at the evaluations
+    assert "evaluations every 200 run every 500" in same and "checkpoints" not in same
     assert schedule_note(build_tune_spec(SMALL, "s", "s")) == ""  # 1,000 steps in windows of 500, as asked
 
 
@@ -122,7 +131,8 @@ def test_spec_kinds_and_schedule():
     assert spec.space["gamma"] == Dimension("float", 0.9, 1.0)  # int bounds of a float option become floats
     assert spec.space["target_update_every"] == Dimension("log", 10, 1000)  # an int option on a log scale
     assert spec.space["hidden"].choices == ((16,), (32, 32))
-    assert spec.eval_every == 200 and spec.checkpoint_every == 200  # pruning needs evaluations: five per trial
+    # pruning needs evaluations: five per trial, in whole logging windows (of 500: two in 1,000 steps)
+    assert spec.eval_every == 500 and spec.checkpoint_every == 500
     assert "lr" in TUNABLE and "tasks" not in TUNABLE and "log_every" not in TUNABLE
     # a search compares returns: its trials run without the probes unless the spec asks (and records that it did)
     assert not spec.run_options.probes and "probes" not in spec.record()
@@ -130,7 +140,7 @@ def test_spec_kinds_and_schedule():
     assert asked.run_options.probes and asked.record()["probes"] is True
     # without evaluations a trial still checkpoints five times, so a killed one does not restart from scratch
     plain = build_tune_spec({**SMALL, "objective": "final", "pruner": "none", "eval_every": 0}, "s", "s")
-    assert plain.eval_every == 0 and plain.checkpoint_every == 200
+    assert plain.eval_every == 0 and plain.checkpoint_every == 500
     # gym: tasks' env state is Python's and cannot be checkpointed (train refuses it): none, and refused if asked
     host = {**SMALL, "tasks": ["gym:CartPole-v1"], "objective": "final"}
     assert build_tune_spec(host, "s", "s").checkpoint_every == 0
@@ -288,25 +298,52 @@ def test_a_tune_directory_keeps_its_storage(tmp_path):
         mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
 
 
-def test_two_tune_folders_cannot_share_one_storages_study(tmp_path):
+def test_two_tune_folders_cannot_share_one_storages_study(tmp_path, monkeypatch):
     """A second folder on a --storage whose study is a first folder's search is refused before anything is
     written: it took the first's trials as its own (listed without their runs, a killed one resumed into the
-    second folder, the best confirmed without a run of it).  A study stored before searches had ids is adopted
-    by a folder that holds a search (tune.json), and refused to a new folder once it holds a trial."""
+    second folder, the best confirmed without a run of it).  A copy of the folder is a second folder; a moved
+    one is the same search; the same path made again is told its record is gone.  A study stored before
+    searches had ids is adopted by a folder that holds a search (tune.json), refused to a new folder once it
+    holds a trial.  (The searches train nothing here: only their records and storage are under test.)"""
+    import mtdqn.tune.run
+
+    monkeypatch.setattr(mtdqn.tune.run, "run_batched_search", lambda *args, **kwargs: None)
     url, spec = f"sqlite:///{tmp_path / 'shared.db'}", build_tune_spec(SMALL, "s", "s")
-    open_search(spec, url, "first-id", tmp_path / "first")
-    with pytest.raises(ConfigError, match=r"study 'small' is the search of another tune folder \(.*first\)"):
+    first = tmp_path / "first"
+    mtdqn.tune(SMALL, first, storage=url, progress=False)
+    attrs = optuna.load_study(study_name="small", storage=url).user_attrs
+    assert attrs[search.SEARCH_ID] == read_search_id(first) and attrs[search.FOLDER] == str(first.absolute())
+    mtdqn.tune(SMALL, first, storage=url, progress=False)  # its own search, again
+    with pytest.raises(ConfigError, match=r"study 'small' is the search of another tune folder, .*first, where"):
         mtdqn.tune(SMALL, tmp_path / "second", storage=url, progress=False)
     assert not (tmp_path / "second").exists()
-    check_storage_holds_this_search(open_storage(url), url, spec, tmp_path / "first", "first-id")  # its own
-    legacy = f"sqlite:///{tmp_path / 'legacy.db'}"
+    shutil.copytree(first, tmp_path / "copy")
+    before = sorted(p.name for p in (tmp_path / "copy").rglob("*"))
+    with pytest.raises(ConfigError, match=r"another tune folder \(this folder is a copy of it\), .*first"):
+        mtdqn.tune(SMALL, tmp_path / "copy", storage=url, progress=False)
+    assert sorted(p.name for p in (tmp_path / "copy").rglob("*")) == before
+    shutil.rmtree(tmp_path / "copy")
+    first.rename(tmp_path / "moved")  # the same search: the study names its new folder
+    mtdqn.tune(SMALL, tmp_path / "moved", storage=url, progress=False)
+    assert optuna.load_study(study_name="small", storage=url).user_attrs[search.FOLDER] == \
+        str((tmp_path / "moved").absolute())
+    shutil.rmtree(tmp_path / "moved")
+    with pytest.raises(ConfigError, match=r"is the search .*moved held before its tune.json was removed; give this "
+                                          r"spec another name, or delete that study \(optuna delete-study"):
+        mtdqn.tune(SMALL, tmp_path / "moved", storage=url, progress=False)
+    legacy = f"sqlite:///{tmp_path / 'legacy.db'}"  # studies made before ids
     open_search(spec, legacy).add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"options": {}}))
-    with pytest.raises(ConfigError, match="one made before folders were recorded"):
+    with pytest.raises(ConfigError, match="another tune folder, one made before folders were recorded"):
         mtdqn.tune(SMALL, tmp_path / "new", storage=legacy, progress=False)
     assert not (tmp_path / "new").exists()
     (tmp_path / "old").mkdir()
     write_record(tmp_path / "old", {**spec.record(), "storage": legacy})
-    check_storage_holds_this_search(open_storage(legacy), legacy, spec, tmp_path / "old", None)
+    mtdqn.tune(SMALL, tmp_path / "old", storage=legacy, progress=False)  # adopted, and given an id
+    assert optuna.load_study(study_name="small", storage=legacy).user_attrs[search.SEARCH_ID] == \
+        read_search_id(tmp_path / "old") is not None
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_search(spec, empty)
+    mtdqn.tune(SMALL, tmp_path / "fresh", storage=empty, progress=False)  # a study without trials: adopted
 
 
 def test_fixed_option_values_are_checked_once_before_any_trial(tmp_path):

@@ -173,7 +173,8 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
         for cell, d in _group_cells(study, record["groups"], out_dir, devices):
             cell_status(cell, d)
-    warn_of_rounded_budgets(spec.name, [joint], preset_advice([joint]))  # the groups' cells have its budget
+    if joint_status != "done":  # the groups' cells have its budget; a rerun, its warning said
+        warn_of_rounded_budgets(spec.name, [joint], preset_advice(joint.config.num_envs))
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {spec.seeds} seeds, "

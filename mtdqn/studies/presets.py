@@ -331,6 +331,7 @@ def _pretrain_config(spec: Any) -> TrainConfig:
 
 
 def _updates(cfg: TrainConfig) -> int:
+    """The gradient updates a run of ``cfg`` makes (0: its budget ends before the first)."""
     d = derive(cfg)
     return updates_before_iteration(d, d.total_iters)
 
@@ -349,7 +350,9 @@ def check_transfer_budget(name: str, seeds: int | None, steps: Any) -> None:
     if _updates(cfg):
         return
     d = derive(cfg)
-    first = (first_update_iteration(d) + 1) * cfg.num_envs  # the env step per task of the first update
+    # the env step per task of the first update: every budget's, as the transfer presets' learning_starts does
+    # not follow steps (groups_preset's does: a tenth of them)
+    first = (first_update_iteration(d) + 1) * cfg.num_envs
     least = first  # any budget from here trains at least to the first update
     while least > 1 and _updates(_pretrain_config(preset(seeds, least - 1))):
         least -= 1

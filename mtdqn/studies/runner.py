@@ -67,16 +67,16 @@ def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | No
                                []).append(cell.variant)
     if rounded:
         said = "; ".join(f"{what} in cells {', '.join(variants)}" for what, variants in rounded.items())
-        advice = advice or ("give steps a multiple of the window, or options.log_every a divisor of steps that is "
-                            "a multiple of num_envs")
-        warn_user(f"study {name}: {said}; to train as asked, {advice}", RoundedScheduleWarning)
+        how = advice or ("give steps a multiple of the window, or options.log_every a divisor of steps that is a "
+                         "multiple of num_envs")
+        warn_user(f"study {name}: {said}; to train as asked, {how}", RoundedScheduleWarning)
 
 
-def preset_advice(cells: list[CellConfig]) -> str:
+def preset_advice(num_envs: int) -> str:
     """How a transfer or groups preset trains its ``--steps`` as asked: it picks the longest logging window
     that divides them (:func:`mtdqn.studies.presets.cadence`), and whole vector steps of ``num_envs`` always
     do."""
-    return f"give --steps a multiple of num_envs ({cells[0].config.num_envs}), of which the preset's window is one"
+    return f"give --steps a multiple of num_envs ({num_envs}): the preset then picks a window that divides it"
 
 
 def _describe(summary: dict[str, Any] | None) -> str:

@@ -127,7 +127,8 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     statuses = {cell.variant: cell_status(cell, d) for cell, d in pairs}
     pre_status = cell_status(pre_cell, out_dir / "pretrain")
     record = {**study_record(study), "transfer": {**dataclasses.asdict(spec), "pretrain": "pretrain"}}
-    warn_of_rounded_budgets(spec.name, [pre_cell, *cells], preset_advice(cells))
+    to_run = [c for c in cells if statuses[c.variant] != "done"] + ([pre_cell] if pre_status != "done" else [])
+    warn_of_rounded_budgets(spec.name, to_run, preset_advice(pre_cell.config.num_envs))  # not a finished cell's
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "

@@ -131,10 +131,11 @@ def train(
 
 def _resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
     """Where a resumed run continues from, said once: only the progress bar said it, so a log (not a terminal)
-    did not show whether a resume started over."""
-    window = agent.derived.iters_per_chunk * agent.cfg.num_envs
-    done = int(verified["chunk"]) * window
-    return f"\nmtdqn: resuming from env step {done:,} of {agent.derived.env_steps:,} per task (its latest checkpoint)"
+    did not show whether a resume started over.  A run that trained all its steps is only evaluated again."""
+    done, total = int(verified["iteration"]) * agent.cfg.num_envs, agent.derived.env_steps
+    if done >= total:
+        return f"\nmtdqn: all {total:,} env steps per task trained (its latest checkpoint): evaluating it again"
+    return f"\nmtdqn: resuming from env step {done:,} of {total:,} per task (its latest checkpoint)"
 
 
 def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> None:

@@ -146,6 +146,8 @@ def _axis_values(values: list[Any]) -> tuple[np.ndarray, list[str]]:
 
 def _parallel(table: pd.DataFrame) -> plt.Figure | None:
     """Complete trials as lines across the searched options (each axis min to max), coloured by score."""
+    if table.empty:  # no trial yet: the table has no columns
+        return None
     done = table[table["state"] == "complete"]
     params = [c for c in table.columns if c.startswith("param:")]
     if len(done) < 1 or not params:
@@ -229,10 +231,10 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
                   "noisy scores is biased upward: it is not what this configuration scores on other seeds. "
                   "Retrain it with fresh seeds (after the trials' own) to measure that:", "",
                   f"    {command} --confirm 10", ""]
-        for path in confirmed:
-            if confirmed_trial(path) == best.number:
-                lines += [f"Confirmation `{path.relative_to(out)}`: {_scored(spec.objective, path)}.", ""]
-        earlier = [p for p in confirmed if confirmed_trial(p) != best.number]
+        of_best = [p for p in confirmed if confirmed_trial(p) == best.number]
+        earlier = [p for p in confirmed if confirmed_trial(p) not in (None, best.number)]  # None: not one of ours
+        for path in of_best:
+            lines += [f"Confirmation `{path.relative_to(out)}`: {_scored(spec.objective, path)}.", ""]
         if earlier:  # trials run after a confirmation may have found a better one: what it confirmed is not this
             lines += ["Earlier confirmations, of trials that were the best when they ran and no longer are:", "",
                       *(f"- `{p.relative_to(out)}` (trial {confirmed_trial(p)}): {_scored(spec.objective, p)}."

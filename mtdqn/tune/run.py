@@ -25,12 +25,12 @@ import optuna
 from mtdqn.config import TrainConfig, check_train_budget
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning,
                           warn_user)
-from mtdqn.io import held, read_json
+from mtdqn.io import held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
     SEARCH_ID, best_trial, check_same_search, check_storage_holds_this_search, confirm_best, default_storage,
-    open_search, open_storage, write_record,
+    open_search, open_storage, read_search_id, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec, schedule_note
@@ -145,8 +145,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if spec.batch > 1 and ray_address is not None:
         raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
-    previous = read_json(out / "tune.json") if (out / "tune.json").is_file() else {}
-    search_id = previous.get(SEARCH_ID)  # None: a new folder, or one made before searches had ids
+    search_id = read_search_id(out)  # None: a new folder, or one made before searches had ids
     record = {**spec.record(), "storage": storage,  # None: the directory's own tune.db (moves with it)
               SEARCH_ID: search_id or uuid.uuid4().hex}
     check_same_search(out, record)  # before the storage is opened: opening may create a database

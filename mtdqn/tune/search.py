@@ -48,11 +48,11 @@ from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["Outcome", "default_storage", "open_storage", "SEARCH_ID", "check_storage_holds_this_search", "open_search",
-           "ask", "live_trial", "trial_params", "execute", "record_options", "report_and_prune", "failure", "scored",
-           "train_or_resume", "trial_dir", "check_reusable", "drive", "tell", "outcome_line", "running_trials",
-           "finished_count", "best_trial", "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search",
-           "write_record", "FINISHED"]
+__all__ = ["Outcome", "default_storage", "open_storage", "TUNE_RECORD", "SEARCH_ID", "FOLDER", "read_search_id",
+           "check_storage_holds_this_search", "open_search", "ask", "live_trial", "trial_params", "execute",
+           "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
+           "check_reusable", "drive", "tell", "outcome_line", "running_trials", "finished_count", "best_trial",
+           "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -123,13 +123,28 @@ def _first_rung(spec: TuneSpec) -> int:
     return max(1, -(-(spec.steps // 3) // spec.eval_every)) * spec.eval_every
 
 
+TUNE_RECORD = "tune.json"
+"""A tune folder's record: the spec as run, its storage and the search's id (:func:`write_record`)."""
 SEARCH_ID = "search_id"
 """tune.json's and the Optuna study's key for the search's id: a storage's study is the search of one folder."""
+FOLDER = "folder"
+"""The Optuna study's key for the folder its search was last run in (what a refusal names)."""
 
 
-def _other_spec(spec: TuneSpec) -> ConfigError:
+def _other_spec_error(spec: TuneSpec) -> ConfigError:
+    """The refusal of a storage whose study of the spec's name was made by another spec."""
     return ConfigError(f"the storage holds a study {spec.name!r} of another spec; give the spec another name "
                        "(or another --storage)")
+
+
+def read_search_id(out: Path) -> str | None:
+    """The search id a tune folder's record holds; None for a folder without a readable one (new, made before
+    ids, or gone)."""
+    try:
+        found = read_json(out / TUNE_RECORD).get(SEARCH_ID) if (out / TUNE_RECORD).is_file() else None
+    except (ConfigError, OSError, AttributeError):  # a damaged record: check_same_search names it for its own
+        return None
+    return found if isinstance(found, str) else None
 
 
 def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: str, spec: TuneSpec, out: Path,
@@ -137,32 +152,42 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
     """Before anything is written, a shared ``--storage`` whose study of the spec's name is another folder's
     search refused (``search_id``: this folder's, None for a new folder): a second folder on it took the
     first's trials as its own, listing them without their runs, resuming the first's killed trials into its
-    own folder and confirming trials it has no run of.  A study stored before searches had ids is this folder's
-    if the folder holds a search (tune.json) or the study no trial yet; a study of another spec is refused too.
-    (Read only: the study is made, and the id stored, by :func:`open_search`.)"""
+    own folder and confirming trials it has no run of.  A copy of a folder is another folder (the same id,
+    while the folder the study names still holds it); a moved one is the same.  A study stored before searches
+    had ids is this folder's if the folder holds a search (tune.json) or the study no trial yet; a study of
+    another spec is refused too.  (Read only: :func:`open_search` makes the study and stores the id.)"""
     try:
         study_id = storage.get_study_id_from_name(spec.name)
     except KeyError:
         return
     attrs = storage.get_study_user_attrs(study_id)
     if attrs.get("spec") not in (None, _search(spec.record())):
-        raise _other_spec(spec)
-    owner = attrs.get(SEARCH_ID)
+        raise _other_spec_error(spec)
+    owner, recorded = attrs.get(SEARCH_ID), attrs.get(FOLDER) or None
+    here = recorded is not None and Path(recorded).resolve() == out.resolve()
     if owner is None:  # stored before searches had ids
-        if (out / "tune.json").is_file() or not storage.get_all_trials(study_id, deepcopy=False):
+        if (out / TUNE_RECORD).is_file() or not storage.get_all_trials(study_id, deepcopy=False):
             return
-    elif owner == search_id:
-        return
-    raise ConfigError(f"--storage {url}: its study {spec.name!r} is the search of another tune folder "
-                      f"({attrs.get('folder', 'one made before folders were recorded')}), where its trials' runs are; "
-                      "rerun that folder, or give this spec another name (or another --storage)")
+    elif owner == search_id and (recorded is None or here or read_search_id(Path(recorded)) != owner):
+        return  # this folder's search, here or moved here
+    where = f"--storage {url}: its study {spec.name!r}"
+    if here:  # this path, made again: its tune.json, and the id, are gone
+        raise ConfigError(f"{where} is the search {out} held before its {TUNE_RECORD} was removed; give this spec "
+                          f"another name, or delete that study (optuna delete-study --study-name {spec.name} "
+                          f"--storage {url})")
+    copy = " (this folder is a copy of it)" if owner is not None and owner == search_id else ""
+    raise ConfigError(f"{where} is the search of another tune folder{copy}, "
+                      f"{recorded or 'one made before folders were recorded'}, where its trials' runs are; rerun "
+                      "that folder, or give this spec another name (or another --storage)")
 
 
 def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str, search_id: str | None = None,
                 folder: Path | None = None) -> optuna.Study:
     """The spec's Optuna study in ``storage`` (created on first use, loaded after); the spec is stored with it,
     and a study of that name made by another spec is refused.  ``search_id`` and ``folder``: the tune folder's,
-    stored with a study that has none (:func:`check_storage_holds_this_search` reads them)."""
+    stored with a study that has none (:func:`check_storage_holds_this_search` reads them), the folder updated
+    where the search has moved; a second folder that stored its id first (two new folders started at once on
+    one storage) is refused here, read back after the write."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
                                 pruner=_pruner(spec), load_if_exists=True)
@@ -170,10 +195,16 @@ def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str, sear
     if stored is None:
         study.set_user_attr("spec", _search(spec.record()))
     elif stored != _search(spec.record()):
-        raise _other_spec(spec)
-    if search_id is not None and SEARCH_ID not in study.user_attrs:
-        study.set_user_attr(SEARCH_ID, search_id)
-        study.set_user_attr("folder", str(Path(folder).absolute()) if folder is not None else "")
+        raise _other_spec_error(spec)
+    if search_id is not None:
+        if SEARCH_ID not in study.user_attrs:
+            study.set_user_attr(SEARCH_ID, search_id)
+        if study.user_attrs[SEARCH_ID] != search_id:  # user_attrs reads the storage again
+            raise ConfigError(f"the storage's study {spec.name!r} is the search of another tune folder, "
+                              f"{study.user_attrs.get(FOLDER) or 'started at the same time'}; give this spec another "
+                              "name (or another --storage)")
+        if folder is not None and study.user_attrs.get(FOLDER) != str(Path(folder).absolute()):
+            study.set_user_attr(FOLDER, str(Path(folder).absolute()))
     study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False)))
     return study
 
@@ -387,7 +418,7 @@ def _search(record: dict[str, Any]) -> dict[str, Any]:
 def check_same_search(out: Path, record: dict[str, Any]) -> None:
     """A directory holds one search: rerunning it with a different spec, or with another storage than the one
     its trials are in, is refused, not mixed in."""
-    path = out / "tune.json"
+    path = out / TUNE_RECORD
     if not path.is_file():
         return
     old = read_json(path)
@@ -409,4 +440,4 @@ def _short(value: Any) -> str:
 
 
 def write_record(out: Path, record: dict[str, Any]) -> None:
-    write_json(out / "tune.json", record)
+    write_json(out / TUNE_RECORD, record)

@@ -44,7 +44,7 @@ from typing import Any, Literal, NamedTuple
 import optuna
 
 from mtdqn.analysis.anchors import lookup, usable
-from mtdqn.config import TrainConfig
+from mtdqn.config import TrainConfig, derive, every_chunks
 from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, coerce, option_table, type_name, unknown_option
 from mtdqn.runoptions import RunOptions
@@ -381,12 +381,24 @@ def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
         raise ConfigError(f"{source}: checkpoint_every: gym: tasks step on the host and their env state cannot be "
                           "checkpointed; remove it (a killed search runs an unfinished trial again)")
     if spec.pruner != "none" and spec.eval_every == 0:
-        spec = _with_options(spec, eval_every=max(spec.steps // 5, 1))
+        spec = _with_options(spec, eval_every=_fifth(spec))
     if spec.objective == "auc" and spec.eval_every == 0:
         raise ConfigError(f"{source}: objective auc is the area under the greedy evaluations: set eval_every")
     if spec.checkpoint_every == 0 and not spec.on_host:
-        spec = _with_options(spec, checkpoint_every=spec.eval_every or max(spec.steps // 5, 1))
+        spec = _with_options(spec, checkpoint_every=spec.eval_every or _fifth(spec))
     return spec
+
+
+def _fifth(spec: TuneSpec) -> int:
+    """A fifth of the trials' steps in whole logging windows (of the fixed options; the loop runs a cadence
+    so): a default cadence the search would otherwise note as rounded, with advice on a value nobody gave."""
+    fifth = max(spec.steps // 5, 1)
+    try:
+        cfg = spec.config({})
+        window = derive(cfg).iters_per_chunk * cfg.num_envs
+    except ConfigError:  # fixed options no run takes: refused with their own line (check_fixed_options)
+        return fifth
+    return every_chunks(fifth, window) * window
 
 
 def schedule_note(spec: TuneSpec) -> str:
