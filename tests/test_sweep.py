@@ -335,7 +335,7 @@ def api_sweep(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_sweep):
+def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_sweep, capsys):
     """Killed right after the population's first checkpoint: --resume ends with every member's numbers of the
     uninterrupted sweep (api_sweep's: the same configs; its evaluations during training change no number, and
     an evaluation's episodes are drawn from the seed and the step alone), each member directory an ordinary
@@ -361,7 +361,9 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_s
     with pytest.raises(ConfigError, match=r"unfinished member of the population in .*killed, whose checkpoint holds "
                                           r"it until it finishes; resume it, --resume .*killed$"):
         mtdqn.load_agent(tmp_path / "killed" / labels[0])
+    capsys.readouterr()
     main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
+    assert "mtdqn: resuming from env step 200 of " in capsys.readouterr().out  # the population's first checkpoint
     for whole in api_sweep:
         resumed = Run(tmp_path / "killed" / whole.path.name)
         assert whole.config == resumed.config

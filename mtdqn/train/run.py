@@ -36,7 +36,7 @@ from mtdqn.train.drive import Schedule, drive
 from mtdqn.train.loop import seed_keys
 from mtdqn.train.summary import finish
 
-__all__ = ["RunResult", "train"]
+__all__ = ["RunResult", "train", "resuming_line"]
 
 
 @dataclass
@@ -108,7 +108,7 @@ def train(
         if warn_rounding and not resume:  # once every option is checked, as the announcement
             warn_of_rounding(cfg, options.eval_every, options.checkpoint_every)
         if announce is not None:  # once every option is checked: a refused run prints its error line alone
-            announce(describe(agent) + (_resuming_line(agent, verified) if resume else ""))
+            announce(describe(agent) + (resuming_line(agent, verified) if resume else ""))
         trainer, runner = make_runner(agent, options.devices)
         ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
         run_dir.check_space(ckpt_bytes)
@@ -129,9 +129,10 @@ def train(
         return RunResult(run_dir.path, summary, frame, trained.state)
 
 
-def _resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
+def resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
     """Where a resumed run continues from, said once: only the progress bar said it, so a log (not a terminal)
-    did not show whether a resume started over.  A run that trained all its steps is only evaluated again."""
+    did not show whether a resume started over (a run's, a sweep's).  A run that trained all its steps is only
+    evaluated again."""
     done, total = int(verified["iteration"]) * agent.cfg.num_envs, agent.derived.env_steps
     if done >= total:
         return f"\nmtdqn: all {total:,} env steps per task trained (its latest checkpoint): evaluating it again"

@@ -36,7 +36,7 @@ from mtdqn.train.chunks import CompiledChunks
 from mtdqn.train.drive import (Schedule, Trained, check_finite, expert_probe_fn, grad_probe_fn, greedy_rows,
                                nonfinite_from_environment)
 from mtdqn.train.loop import Trainer, make_population_trainer, population_keys, program_agent
-from mtdqn.train.run import RunResult
+from mtdqn.train.run import RunResult, resuming_line
 from mtdqn.train.summary import finish
 
 __all__ = ["train_sweep", "train_population", "MemberEval"]
@@ -108,7 +108,8 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     if warn_rounding and not resume:  # once every option is checked, as the announcement (the members share them)
         warn_of_rounding(cfg, options.eval_every, options.checkpoint_every)
     if announce is not None:
-        announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program")
+        announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program"
+                 + (resuming_line(agent, verified) if verified is not None else ""))
     trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)
     options = dataclasses.replace(options, devices=trainer.devices)
     runs = [RunDir(path) for path, _ in members]
