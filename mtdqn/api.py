@@ -320,6 +320,8 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
     RunDir(source).require_run("--from")  # before JAX starts (_refuse_before_jax): a source that is no run
     RunDir(source).runnable_config()
     check_task_names(how["add_tasks"] if kind == "extend" else base.tasks)  # extend refuses --tasks itself
+    if Path(out).absolute() != Path(source).absolute():  # the source as --out: refused by name (mtdqn.transfer)
+        RunDir(out).check_new(driving["force"])  # a reused folder: one line, not after the run's announcement
     _start_jax(base.seeds, base.tasks, run_options.get("devices", 0))
     from mtdqn import transfer
 
@@ -344,6 +346,8 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, os.PathLike)) else [Path(t) for t in teachers]
     for teacher in teacher_dirs:  # before JAX starts (_refuse_before_jax): a teacher that is no run
         RunDir(teacher).runnable_config()
+    if all(Path(out).absolute() != t.absolute() for t in teacher_dirs):  # a teacher as --out: refused by name
+        RunDir(out).check_new(force)  # a reused folder: one line before JAX starts
     _start_jax(1, [], 0)
     from mtdqn.distill.run import distill as distill_run  # after the plan: it imports the tasks (gymnax starts JAX)
 

@@ -24,7 +24,8 @@ from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
-    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet", "held", "clear_folder",
+    "check_new_out_dir", "check_free_space", "free_bytes", "read_parquet", "held", "clear_folder", "OUTPUT_KINDS",
+    "check_not_other_kind",
 ]
 
 
@@ -161,6 +162,7 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a directory")
+    check_not_other_kind(out, marker)
     present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
     if present and not force:
         raise ConfigError(
@@ -168,6 +170,24 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
             "choose another --out"
         )
     return present
+
+
+OUTPUT_KINDS = {"config.json": "a run", "sweep.json": "a sweep", "study.json": "a study", "tune.json": "a search"}
+"""Each kind of output folder by its record (mtdqn.rundir's RUN_RECORD and STUDY_RECORD, mtdqn.sweepspec's
+SWEEP_FILE, mtdqn.tune.search's TUNE_RECORD): a folder holds one kind."""
+_TRAINED = {"config.json", "sweep.json"}
+
+
+def check_not_other_kind(out: Path, marker: str) -> None:
+    """Refuse ``out`` (one line, whatever --force says) where it holds another kind of output than the one whose
+    record is ``marker``: a run trained into a study's folder wrote its files beside study.json and cells/, and
+    the folder then read as a finished run; a tune wrote its trials into a run's folder."""
+    for record, kind in OUTPUT_KINDS.items():
+        if {record, marker} <= _TRAINED or record == marker:  # a run and a sweep replace each other with --force
+            continue
+        if (out / record).is_file():
+            raise ConfigError(f"{out} holds {kind} ({record}); {OUTPUT_KINDS.get(marker, 'this output')} needs a "
+                              "folder of its own: choose another --out")
 
 
 def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "") -> Path:

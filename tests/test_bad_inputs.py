@@ -480,6 +480,50 @@ PARSE_CASES = [
 ]
 
 
+def test_a_folder_of_another_kind_is_refused_whatever_force_says(tmp_path, capsys):
+    """train, finetune, distill and a sweep into a study's or a search's folder, a tune into a run's or a study's:
+    they wrote their files beside the other's (a study folder then read as a finished run) with exit 0; now one
+    line, exit 2, before anything is written, --force or not (it would clear only a run's files)."""
+    fake_run(tmp_path / "run")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.json").write_text("{}")
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "tune.json").write_text("{}")
+    (tmp_path / "spec.toml").write_text('tasks = ["CartPole-v1"]\nsteps = 1000\nseeds = 1\n[space]\n'
+                                        'lr = {log = [1e-4, 1e-2]}\n[options]\nlearning_starts = 100\n'
+                                        'log_every = 500\n')
+    short = ["--steps", "1000", "--learning-starts", "100", "--log-every", "500"]
+    cases = [(["train", "--tasks", "CartPole-v1", *short, "--out", "{root}/study"], "holds a study (study.json); a run"),
+             (["train", "--tasks", "CartPole-v1", *short, "--out", "{root}/search", "--force", "True"],
+              "holds a search (tune.json); a run needs a folder of its own: choose another --out"),
+             (["train", "--tasks", "CartPole-v1", *short, "--sweep", "lr=1e-3,2e-3", "--out", "{root}/study"],
+              "holds a study (study.json); a sweep needs"),
+             (["finetune", "--from", "{root}/run", "--tasks", "MountainCar-v0", *short, "--out", "{root}/study"],
+              "holds a study (study.json); a run needs"),
+             (["distill", "--teachers", "{root}/run", "--steps", "1000", "--out", "{root}/study"],
+              "holds a study (study.json); a run needs"),
+             (["tune", "{root}/spec.toml", "--out", "{root}/run"], "holds a run (config.json); a search needs"),
+             (["tune", "{root}/spec.toml", "--out", "{root}/study"], "holds a study (study.json); a search needs")]
+    before = _snapshot(tmp_path)
+    for argv, expected in cases:
+        assert expected in _one_error_line(capsys, [a.format(root=tmp_path) for a in argv]), argv
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv", [["finetune", "--tasks", "MountainCar-v0"], ["extend", "--add-tasks", "MountainCar-v0"],
+                                  ["distill", "--teachers", "{root}/run"]])
+def test_a_reused_out_is_refused_before_the_run_is_announced(sources, capsys, argv):
+    """finetune, extend and distill into a folder that holds a run: the refusal came after JAX started and the
+    run's announcement lines were printed; now first, alone, as train's."""
+    argv = [a.format(root=sources) for a in argv]
+    source = [] if argv[0] == "distill" else ["--from", str(sources / "run")]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, *source, "--out", str(sources / "no_ckpt")])
+    said = capsys.readouterr()
+    assert exc.value.code == 2 and said.out == "", said.out
+    assert said.err.strip().startswith("error: ") and "no_ckpt already holds a run (config.json)" in said.err
+
+
 def test_each_other_commands_flag_noted_is_another_commands_and_not_its_own():
     """A note of OTHER_COMMANDS_FLAGS whose flag was renamed would read "is a flag of : ..."."""
     from mtdqn.cli.commands import command_flags

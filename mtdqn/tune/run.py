@@ -25,11 +25,11 @@ import optuna
 from mtdqn.config import TrainConfig, check_train_budget
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning,
                           warn_user)
-from mtdqn.io import held
+from mtdqn.io import check_not_other_kind, held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
-    SEARCH_ID, best_trial, check_same_search, check_storage_holds_this_search, confirm_best, default_storage,
+    SEARCH_ID, TUNE_RECORD, best_trial, check_same_search, check_storage_holds_this_search, confirm_best, default_storage,
     open_search, open_storage, read_search_id, write_record,
 )
 from mtdqn.studies.spec import agent_error
@@ -145,6 +145,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if spec.batch > 1 and ray_address is not None:
         raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
+    check_not_other_kind(out, TUNE_RECORD)  # a run's, a sweep's or a study's folder: trials were written into it
     search_id = read_search_id(out)  # None: a new folder, or one made before searches had ids
     record = {**spec.record(), "storage": storage,  # None: the directory's own tune.db (moves with it)
               SEARCH_ID: search_id or uuid.uuid4().hex}
