@@ -493,7 +493,8 @@ def test_a_folder_of_another_kind_is_refused_whatever_force_says(tmp_path, capsy
                                         'lr = {log = [1e-4, 1e-2]}\n[options]\nlearning_starts = 100\n'
                                         'log_every = 500\n')
     short = ["--steps", "1000", "--learning-starts", "100", "--log-every", "500"]
-    cases = [(["train", "--tasks", "CartPole-v1", *short, "--out", "{root}/study"], "holds a study (study.json); a run"),
+    cases = [(["train", "--tasks", "CartPole-v1", *short, "--out", "{root}/study"],
+              "holds a study (study.json); a run"),
              (["train", "--tasks", "CartPole-v1", *short, "--out", "{root}/search", "--force", "True"],
               "holds a search (tune.json); a run needs a folder of its own: choose another --out"),
              (["train", "--tasks", "CartPole-v1", *short, "--sweep", "lr=1e-3,2e-3", "--out", "{root}/study"],
@@ -510,8 +511,8 @@ def test_a_folder_of_another_kind_is_refused_whatever_force_says(tmp_path, capsy
     assert _snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("argv", [["finetune", "--tasks", "MountainCar-v0"], ["extend", "--add-tasks", "MountainCar-v0"],
-                                  ["distill", "--teachers", "{root}/run"]])
+@pytest.mark.parametrize("argv", [["finetune", "--tasks", "MountainCar-v0"],
+                                  ["extend", "--add-tasks", "MountainCar-v0"], ["distill", "--teachers", "{root}/run"]])
 def test_a_reused_out_is_refused_before_the_run_is_announced(sources, capsys, argv):
     """finetune, extend and distill into a folder that holds a run: the refusal came after JAX started and the
     run's announcement lines were printed; now first, alone, as train's."""

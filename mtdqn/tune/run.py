@@ -29,8 +29,8 @@ from mtdqn.io import check_not_other_kind, held
 from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
-    SEARCH_ID, TUNE_RECORD, best_trial, check_same_search, check_storage_holds_this_search, confirm_best, default_storage,
-    open_search, open_storage, read_search_id, write_record,
+    SEARCH_ID, TUNE_RECORD, best_trial, check_same_search, check_storage_holds_this_search, confirm_best,
+    default_storage, open_search, open_storage, read_search_id, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec, schedule_note
