@@ -288,13 +288,14 @@ def updates_before_iteration(derived: Derived, stop: int) -> int:
 FEW_UPDATES = 100  # below this many updates a run is warned that it can hardly learn
 
 
-def check_train_budget(cfg: TrainConfig) -> None:
+def check_train_budget(cfg: TrainConfig, cadence: str = "") -> None:
     """A new run's budget makes at least one update (else a one-line ConfigError); a warning when few.
 
     Apart from :func:`check_new_run` so that a study can say the budget is the
     study's (``steps``) rather than blame one of a variant's options.  The
     distilled student's record holds the distillation's budget, so it is
-    checked by the same rule."""
+    checked by the same rule; ``cadence``: how its updates are spaced where no --train-every sets it (a
+    distillation updates once per vector step)."""
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs  # env steps per task of one --log-every window (chunk)
     first = first_update_iteration(d)
@@ -310,10 +311,10 @@ def check_train_budget(cfg: TrainConfig) -> None:
             f">= {least:,} (it trains {least_rounded:,}: whole --log-every windows of {window:,}) or lower "
             "--learning-starts")
     if updates < FEW_UPDATES:
+        every = cadence or f"--train-every {cfg.dqn.train_every} env steps per task"
         warn_user(f"--steps {cfg.steps:,} makes only {updates} gradient update{'s' if updates > 1 else ''} "
-                  f"(fewer than {FEW_UPDATES}: one every --train-every {cfg.dqn.train_every} env steps per task "
-                  f"after --learning-starts {cfg.dqn.learning_starts:,}): the agent can hardly learn",
-                  FewUpdatesWarning)
+                  f"(fewer than {FEW_UPDATES}: one every {every} after --learning-starts "
+                  f"{cfg.dqn.learning_starts:,}): the agent can hardly learn", FewUpdatesWarning)
 
 
 MAX_N_STEP = 100

@@ -54,7 +54,9 @@ def _finetune(base: TrainConfig, source: Source, out: Path, *, freeze: str, trun
               lora_rank: int | None = None, keep_heads: bool, **train_options: Any) -> RunResult:
     cfg = transfer_config(base, source, freeze, trunk_lr, lora_rank, keep_heads)
     _check_out(source, out)
-    return train(cfg, out, **train_options)  # train() announces what it trains (agent.describe)  # train() grafts the source onto the fresh state
+    # train() grafts the source onto the fresh state, announces what it trains (agent.describe) and warns of a
+    # budget or cadence its windows round, as `mtdqn train` does
+    return train(cfg, out, warn_rounding=True, **train_options)
 
 
 def extend(base: TrainConfig, source_dir: Path | str, add_tasks: tuple[str, ...], out: Path, *,

@@ -226,7 +226,9 @@ DIR_CASES = [
     ("evaluate-no-checkpoint", ["evaluate", "{root}/no_ckpt"], "no checkpoint in"),
     ("evaluate-zero-episodes", ["evaluate", "{root}/run", "--episodes", "0"], "--episodes must be > 0, got 0"),
     ("evaluate-epsilon-above-1", ["evaluate", "{root}/run", "--epsilon", "2"], "--epsilon must be in [0, 1], got 2.0"),
-    ("resume-no-checkpoint", ["train", "--resume", "{root}/no_ckpt"], "no checkpoint in"),
+    ("resume-no-checkpoint", ["train", "--resume", "{root}/no_ckpt"],
+     "no_ckpt stopped before its first checkpoint: there is nothing to resume; train it again with the same options "
+     "and --force True"),
     ("resume-corrupt-checkpoint", ["train", "--resume", "{root}/corrupt"], "is corrupt"),
     ("resume-not-a-run", ["train", "--resume", "{root}/not_a_run"], "is not a run directory"),
     ("resume-with-new-options", ["train", "--resume", "{root}/run", "--steps", "10", "--lr", "0.1"],

@@ -342,3 +342,22 @@ def test_a_student_is_a_finished_run_that_cannot_be_resumed(tmp_path, capsys):
     with pytest.raises(mtdqn.ConfigError, match=r"already holds a run \(.*\); it is an unfinished distillation \(a "
                                                 r"distillation does not resume: start it over\); pass --force True"):
         RunDir(out).check_new(force=False)
+
+
+def test_a_distillation_of_few_updates_names_its_own_cadence(tmp_path):
+    """A distillation updates once per vector step: its few-updates warning named --train-every, a flag distill
+    does not have (found by a README walk-through).  Warned before anything is written."""
+    import warnings
+
+    import mtdqn
+    from helpers import fake_run
+    from mtdqn.errors import FewUpdatesWarning
+
+    fake_run(tmp_path / "teacher")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewUpdatesWarning)
+        with pytest.raises(FewUpdatesWarning, match=r"one every vector step of --num-envs 8 env steps per task "
+                                                    r"after --learning-starts 990\)"):
+            mtdqn.distill([tmp_path / "teacher"], tmp_path / "student", steps=1000, learning_starts=990,
+                          log_every=1000, num_envs=8, progress=False)
+    assert not (tmp_path / "student").exists()

@@ -348,3 +348,20 @@ def test_older_runs_under_newer_rules_still_load(tmp_path):
     saved_run(tmp_path / "old", old)
     assert mtdqn.load_agent(tmp_path / "old").tasks == SOURCE.tasks
     assert evaluate_run(tmp_path / "old", episodes=1)["tasks"].keys() == set(SOURCE.tasks)
+
+
+def test_a_finetune_budget_its_windows_round_is_warned(tmp_path):
+    """finetune --steps 2500 in windows of 1,000 trained 3,000 with nothing said, where train warns (found by a
+    README walk-through); warned before anything is written."""
+    import warnings
+
+    from helpers import fake_run
+    from mtdqn.errors import RoundedScheduleWarning
+
+    fake_run(tmp_path / "source")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        with pytest.raises(RoundedScheduleWarning, match="steps 2,500 trains 3,000 env steps per task"):
+            mtdqn.finetune(tmp_path / "source", ["MountainCar-v0"], tmp_path / "new", steps=2500,
+                           log_every=1000, learning_starts=100, progress=False)
+    assert not (tmp_path / "new" / "config.json").exists()

@@ -72,7 +72,8 @@ def distill(teacher_dirs: list[Path] | tuple[Path, ...], out_dir: Path, cfg: Dis
     teachers = load_teachers(list(teacher_dirs), cfg.teacher_seed)
     student_cfg = student_config(teachers, cfg)
     check_new_run(student_cfg)
-    check_train_budget(student_cfg)  # the student's record holds the distillation's steps and learning_starts
+    # the student's record holds the distillation's steps and learning_starts; it updates once per vector step
+    check_train_budget(student_cfg, f"vector step of --num-envs {student_cfg.num_envs} env steps per task")
     student = make_agent(student_cfg)
     trainer = make_trainer(student, devices=1)  # the checkpoint is a training state of the student's config
     run_dir = RunDir(out)
