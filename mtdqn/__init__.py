@@ -14,7 +14,7 @@ names with underscores)::
   :func:`study` a :class:`Study`; :func:`tune` a :class:`~mtdqn.tune.run.TuneResult`; :func:`open_run` and :func:`open_study` open existing directories.
 - :func:`register_task` makes your own environment a task (or name it ``module:factory`` anywhere a task goes).
 - :func:`load_agent` loads a trained run's Q-network to act; :func:`play` (``mtdqn.play(run, task, gif=...)``)
-  watches it.
+  watches it; :func:`evaluate` (``mtdqn.evaluate(run, episodes=100)``) measures its greedy returns.
 - Bad input raises :class:`ConfigError` with the CLI's one-line message; nothing is written.
 
 Importing ``mtdqn`` is cheap and starts no JAX: each name is imported when first used, so that the CLI and
@@ -32,17 +32,19 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported when first used
-    from mtdqn.api import distill, extend, finetune, play, study, train, tune
+    from mtdqn.api import distill, evaluate, extend, finetune, play, study, train, tune
     from mtdqn.deploy import LoadedAgent, load_agent
     from mtdqn.results import Run, Study, open_run, open_study
     from mtdqn.tasks.registry import register_task
 
 __all__ = ["train", "study", "tune", "finetune", "extend", "distill", "open_run", "open_study", "Run", "Study",
-           "register_task", "load_agent", "LoadedAgent", "play", "ConfigError", "TrainingDiverged", "__version__"]
+           "register_task", "load_agent", "LoadedAgent", "play", "evaluate", "ConfigError", "TrainingDiverged",
+           "__version__"]
 
-# train, finetune, distill, tune and play are also the names of modules of the package: those modules are callable as
-# the API's functions (mtdqn.callables), so each name means one thing whether or not training code imported them.
-_MODULES = ("train", "finetune", "distill", "tune", "play")
+# train, finetune, distill, tune, play and evaluate are also the names of modules of the package: those modules are
+# callable as the API's functions (mtdqn.callables), so each name means one thing whether or not training code
+# imported them.
+_MODULES = ("train", "finetune", "distill", "tune", "play", "evaluate")
 _LAZY = {
     "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results",
     "Run": "mtdqn.results",
@@ -53,7 +55,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """The public names, imported when first used: importing ``mtdqn`` starts no JAX."""
-    if name == "play":  # mtdqn.play(run, task, gif=...): its imports start JAX (gymnax), so cores first
+    if name in ("play", "evaluate"):  # mtdqn.play(run, task, gif=...): its imports start JAX (gymnax): cores first
         from mtdqn.devices import use_cpu_cores
 
         use_cpu_cores()

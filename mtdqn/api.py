@@ -41,11 +41,13 @@ from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, 
 from mtdqn.tasknames import check_task_names, split_task_list
 
 if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna, play's JAX
+    import pandas as pd
+
     from mtdqn.play import PlayResult
     from mtdqn.tune.run import TuneResult
 
 __all__ = ["TRAIN_OPTIONS", "DISTILL_OPTIONS", "RUN_OPTIONS", "train_config", "train", "finetune", "extend",
-           "distill", "study", "tune", "play", "default_out", "default_train_out"]
+           "distill", "study", "tune", "play", "evaluate", "default_out", "default_train_out"]
 
 TRAIN_OPTIONS = option_table(TrainConfig)
 """Flat train option name -> (config section, type): ``tasks``, ``steps``, ``lr``, ``sharing``, ..."""
@@ -481,6 +483,14 @@ def play(run: str | Path, task: str, **options: Any) -> PlayResult:
     from mtdqn.play import play as play_episodes
 
     return play_episodes(run, task, **options)
+
+
+def evaluate(run: str | Path, episodes: int = 100, epsilon: float = 0.0) -> pd.DataFrame:
+    """Greedy (or ``epsilon``-greedy) returns of a run's latest checkpoint, ``episodes`` per task and seed, also
+    written to RUN/eval.json (`mtdqn evaluate`): :meth:`mtdqn.results.Run.evaluate`, one row per task and seed."""
+    from mtdqn.results import open_run
+
+    return open_run(run).evaluate(episodes, epsilon)
 
 
 def cli_options(cfg: TrainConfig) -> dict[str, Any]:

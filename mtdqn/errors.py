@@ -14,7 +14,7 @@ import warnings
 
 __all__ = ["ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
            "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning",
-           "warn_user"]
+           "warn_user", "check_number"]
 
 
 class ConfigError(ValueError):
@@ -76,3 +76,14 @@ def warn_user(message: str, category: type[Warning]) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)
+
+
+def check_number(name: str, value: object, least: float, *, integer: bool = True) -> None:
+    """A numeric argument of a command or of its Python function (``name`` as the CLI spells it) checked: a
+    ConfigError where it is not an integer (``integer``; else a real number) or below ``least``.  The CLI's
+    parser types its flags; a Python caller's ``episodes="2"`` met a comparison of str with int instead."""
+    kinds = (int,) if integer else (int, float)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise ConfigError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}")
+    if value < least:
+        raise ConfigError(f"{name} must be {'> 0' if least == 1 and integer else f'>= {least}'}, got {value}")

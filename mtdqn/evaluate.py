@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtdqn.callables import callable_as_api
 from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent, policy_agent
 from mtdqn.train.step import act
@@ -213,3 +214,6 @@ def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: fl
     if agent.task_set.backend == "gymnasium":
         return host_rollout_returns(agent, params, keys, episodes, eps)
     return EpisodeReturns(*(np.asarray(x) for x in _evaluate_all(agent, params, keys, episodes, jnp.float32(eps))))
+
+
+callable_as_api(__name__)  # mtdqn.evaluate(run, episodes=...) as mtdqn.play(...): last, the module complete

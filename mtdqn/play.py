@@ -23,7 +23,7 @@ from PIL import Image
 
 from mtdqn.callables import callable_as_api
 from mtdqn.deploy import LoadedAgent, load_agent
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
@@ -181,9 +181,10 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
     Bad input is a one-line ConfigError raised before anything is played or written.
     """
     for name, value, least in (("--episodes", episodes, 1), ("--max-steps", max_steps, 0),
-                               ("--gif-every", gif_every, 1), ("--fps", fps, 1)):
-        if value < least:
-            raise ConfigError(f"{name} must be {'> 0' if least else '>= 0'}, got {value}")
+                               ("--gif-every", gif_every, 1), ("--fps", fps, 1), ("--seed", seed, 0)):
+        check_number(name, value, least)
+    if agent_seed is not None:
+        check_number("--agent-seed", agent_seed, 0)
     if fps > 50:  # 1/100 s a frame: browsers play such GIFs at 10 frames per second
         raise ConfigError(f"--fps must be <= 50 (a GIF counts time in hundredths of a second, and browsers play "
                           f"frames shorter than 2 of them at 10 per second), got {fps}")

@@ -307,8 +307,8 @@ def test_a_run_whose_seeds_cannot_spread_over_devices_says_so(monkeypatch):
 def test_every_training_entry_point_plans_jax_before_jax_starts(tmp_path):
     """train, study (a table or a preset), finetune, extend, distill and tune each reach mtdqn.devices.use_cpu_cores
     with JAX not yet started: before, study's validation, and the imports behind finetune, extend and distill,
-    imported gymnax (which starts JAX), so their seeds silently shared one device.  So does mtdqn.play, reached
-    from `import mtdqn` alone (the README's mtdqn.play(run, task, ...))."""
+    imported gymnax (which starts JAX), so their seeds silently shared one device.  So do mtdqn.play and
+    mtdqn.evaluate, reached from `import mtdqn` alone (the README's mtdqn.play(run, task, ...))."""
     code = f"""
 from jax._src import xla_bridge
 import mtdqn.devices
@@ -325,7 +325,8 @@ table = {{"name": "t", "tasks": ["CartPole-v1"], "steps": 1000, "seeds": 2,
 for call in (lambda: mtdqn.train(tasks=["CartPole-v1"], seeds=2, out=out), lambda: mtdqn.study(table, out=out),
              lambda: mtdqn.study("quick", out=out), lambda: mtdqn.finetune(src, tasks=["CartPole-v1"], out=out),
              lambda: mtdqn.extend(src, ["Acrobot-v1"], out=out), lambda: mtdqn.distill([src, src], out=out),
-             lambda: mtdqn.tune("classic-shared", out=out, n_trials=1), lambda: mtdqn.play):
+             lambda: mtdqn.tune("classic-shared", out=out, n_trials=1), lambda: mtdqn.play,
+             lambda: mtdqn.evaluate):
     try:
         call()
     except Planned:
@@ -336,4 +337,24 @@ print(seen)
     (tmp_path / "src" / "config.json").write_text(json.dumps({"config": config_to_dict(TrainConfig())}))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str([False] * 8), done.stdout
+    assert done.stdout.strip() == str([False] * 9), done.stdout
+
+
+def test_evaluate_and_play_take_python_callers_numbers_as_the_cli_does(tmp_path):
+    """mtdqn.evaluate(run, ...) is `mtdqn evaluate` (its module callable, as mtdqn.play's), and a Python caller's
+    episodes="2" or 2.5 is the CLI's one line, not a TypeError from a comparison of str with int (found by a
+    README walk-through); checked before JAX compiles anything."""
+    from helpers import fake_run
+
+    fake_run(tmp_path / "run")
+    assert callable(mtdqn.evaluate) and mtdqn.evaluate.__wrapped__.__module__ == "mtdqn.api"
+    for call, said in [(lambda: mtdqn.evaluate(tmp_path / "run", episodes="3"), "--episodes: expected an integer"),
+                       (lambda: mtdqn.evaluate(tmp_path / "run", epsilon="x"), "--epsilon: expected a number"),
+                       (lambda: mtdqn.open_run(tmp_path / "run").evaluate(0), "--episodes must be > 0, got 0"),
+                       (lambda: mtdqn.play(tmp_path / "run", "CartPole-v1", episodes="2"),
+                        "--episodes: expected an integer, got '2'"),
+                       (lambda: mtdqn.play(tmp_path / "run", "CartPole-v1", episodes=2.5), "got 2.5"),
+                       (lambda: mtdqn.play(tmp_path / "run", "CartPole-v1", agent_seed="0"), "--agent-seed: expected")]:
+        with pytest.raises(mtdqn.ConfigError, match=said):
+            call()
+    assert not (tmp_path / "run" / "eval.json").exists()

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 
 from mtdqn.checkpoint import load_checkpoint, read_latest
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
@@ -28,8 +28,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     that many devices.  A run still training may replace its checkpoint meanwhile: the new one is read
     (:func:`mtdqn.checkpoint.read_latest`).
     """
-    if episodes <= 0:
-        raise ConfigError(f"--episodes must be > 0, got {episodes}")
+    check_number("--episodes", episodes, 1)
+    check_number("--epsilon", epsilon, float("-inf"), integer=False)  # its range: below
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     run_dir = RunDir(run_dir)
