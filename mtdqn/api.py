@@ -23,6 +23,7 @@ import hashlib
 import shlex
 import json
 import os
+import sys
 import shutil
 import tempfile
 import typing
@@ -104,6 +105,14 @@ def default_train_out(cfg: TrainConfig) -> Path:
 
 _warned_of_devices = False
 """Whether this process warned that JAX had started with fewer CPU devices than a run's seeds could use."""
+
+
+def _devices_chosen() -> bool:
+    """Whether this process's JAX CPU devices are chosen already (an earlier call here, or the user's code): then
+    nothing is planned before a study is validated, and a study refused by its validation says nothing of the
+    devices it would have shared."""
+    jax = sys.modules.get("jax")
+    return jax is not None and jax.config.jax_num_cpu_devices != -1
 
 
 def _start_jax(seeds: int, tasks: Sequence[str], devices: int) -> None:
@@ -380,8 +389,8 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     if preset_or_spec == GROUPS_PRESET:
         return _groups_study(out, ray_address, devices, progress, overrides)
     written = study_seeds_and_tasks(preset_or_spec, overrides) if ray_address is None else None
-    if written:  # planned from the table as written: validating it imports the tasks (JAX starts)
-        _start_jax(*written, devices)
+    if written and not _devices_chosen():  # planned from the table as written: validating it imports the tasks
+        _start_jax(*written, devices)  # (JAX starts); where chosen already, a refused study warns of none
     if isinstance(preset_or_spec, dict):
         spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", "study")))
     else:

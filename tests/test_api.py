@@ -358,3 +358,21 @@ def test_evaluate_and_play_take_python_callers_numbers_as_the_cli_does(tmp_path)
         with pytest.raises(mtdqn.ConfigError, match=said):
             call()
     assert not (tmp_path / "run" / "eval.json").exists()
+
+
+def test_a_study_refused_in_a_process_whose_devices_are_chosen_plans_nothing_first(tmp_path, monkeypatch):
+    """In a process that trained already, mtdqn.study("quick", seeds=3, steps=5000) warned that its 3 seeds
+    would share the devices, then was refused by its budget (found by a README walk-through): where the devices
+    are chosen, the study is validated before anything is planned."""
+    from mtdqn import api
+
+    planned = []
+    monkeypatch.setattr(api, "_start_jax", lambda *args: planned.append(args))
+    monkeypatch.setattr(api, "_devices_chosen", lambda: True)
+    with pytest.raises(mtdqn.ConfigError, match="preset quick: steps: no update would run"):
+        mtdqn.study("quick", seeds=3, steps=5000, out=tmp_path / "s")
+    assert planned == [] and not (tmp_path / "s").exists()
+    monkeypatch.setattr(api, "_devices_chosen", lambda: False)  # a fresh process: planned from the table first
+    with pytest.raises(mtdqn.ConfigError, match="no update would run"):
+        mtdqn.study("quick", seeds=3, steps=5000, out=tmp_path / "s")
+    assert len(planned) == 1 and planned[0][0] == 3
