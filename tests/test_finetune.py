@@ -96,13 +96,17 @@ def test_frozen_trunk_is_bit_identical_and_the_run_is_ordinary(source, tmp_path)
 
 @pytest.mark.slow
 def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_path, capsys):
+    """(``source`` has a checkpoint and no summary.json, as a stopped run: the command then notes, as evaluate and
+    act do, that its checkpoint is not the run's end.)"""
     out = tmp_path / "lora"
     main(["finetune", "--from", str(source), "--tasks", "MountainCar-v0", "--lora", "2", "--steps", "800",
                     "--log-every", "400", "--buffer-size", "256", "--learning-starts", "100", "--batch-size", "16",
                     "--seeds", "2", "--eval-episodes", "2", "--out", str(out), "--progress", "False"])
     # MountainCar's adapter (2 -> 16) and head (32 -> 3), and rank-2 factors of both 16->32 and 32->32 layers.
     expected = (2 * 16 + 16) + (32 * 3 + 3) + (16 * 2 + 2 * 32) + (32 * 2 + 2 * 32)
-    assert f"trains {expected:,} of" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"trains {expected:,} of" in said.out
+    assert f"note: {source} is unfinished: its checkpoint is at step " in said.err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["transfer"]["trainable_params"] == expected
     src, net = mtdqn.load_agent(source), mtdqn.load_agent(out)

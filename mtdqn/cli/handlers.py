@@ -116,6 +116,7 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
     _print_early_stop_and_test(summary, run.path)
     print(f"results: {run.path}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+    _note_unfinished(cmd.from_)  # its trunk was a stopped run's
 
 
 def _print_early_stop_and_test(summary: dict, run: Path) -> None:
@@ -151,8 +152,8 @@ def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool
 
 
 def _note_unfinished(run: Path) -> None:
-    """One line on stderr, after the command's output (never beside an error), where the run acted with or
-    evaluated has not finished: its checkpoint is not its end."""
+    """One line on stderr, after the command's output (never beside an error), where the run acted with,
+    evaluated, fine-tuned from or distilled has not finished: its checkpoint is not its end."""
     from mtdqn.rundir import RunDir
 
     note = RunDir(run).unfinished_note()
@@ -226,6 +227,8 @@ def _run_distill(cmd: Distill) -> None:
                       **api.cli_distill_options(cmd.cfg))
     print_report(run.json("distill"))
     print(f"results: {cmd.out}  (distill.json, distill_report.md, distill_report.csv, checkpoints/)")
+    for teacher in cmd.teachers:  # a teacher that was a stopped run
+        _note_unfinished(teacher)
 
 
 def _run_study(cmd: Study) -> None:
