@@ -319,8 +319,8 @@ class RunDir:
         if population is not None and self.finished_as() is None:
             raise ConfigError(f"{self.path} is a member of the population in {population}, whose checkpoint is "
                               f"the whole population's: {population_goes_on(population)}")
-        if population is None and self.finished_as() is None and not (self.path / "checkpoints" / "latest.json"
-                                                                          ).exists():
+        checkpointed = (self.path / "checkpoints" / "latest.json").exists()
+        if population is None and self.finished_as() is None and not checkpointed:
             # diverged or killed before its first checkpoint: said "no checkpoint in ...", and nothing about how on
             raise ConfigError(f"{self.path} stopped before its first checkpoint: there is nothing to resume; train "
                               "it again with the same options and --force True")
