@@ -218,6 +218,10 @@ BAD = {
     "strategy-without-sharing": (TINY + '[variants.alone]\nsharing = "independent"\nstrategy = "pcgrad"\n',
                                  ": variants.alone.strategy: --strategy pcgrad with --sharing independent changes "
                                  "nothing"),
+    "threshold-nan": (TINY + '[thresholds]\n"CartPole-v1" = nan\n',  # trained, "not informative at this budget"
+                      ": thresholds.CartPole-v1: expected a finite number, got nan"),
+    "threshold-out-of-range": (TINY + '[thresholds]\n"CartPole-v1" = 1000\n',
+                               ": thresholds.CartPole-v1: 1000 is outside the return's range [0, 500]"),
     "variant-named-as-the-reference": (TINY.replace("[variants.shared]", "[variants.independent]"),
                                        ": variants.independent: names the study's reference (one network per task) "
                                        "but trains sharing = 'shared'"),
@@ -311,7 +315,7 @@ def test_a_budget_its_cells_round_up_is_said_once() -> None:
 
 def test_the_study_warns_of_its_rounding_before_it_writes(tmp_path: Path) -> None:
     """run_study says it (not only the function above), before the study's folder is made: under -W error
-    nothing is written."""
+    nothing is written; a preset's advice is only --steps."""
     from mtdqn.errors import RoundedScheduleWarning
 
     spec = load_spec(_spec_file(tmp_path, TINY.replace("steps = 2000", "steps = 1900")))
@@ -319,6 +323,11 @@ def test_the_study_warns_of_its_rounding_before_it_writes(tmp_path: Path) -> Non
         warnings.simplefilter("error", RoundedScheduleWarning)
         with pytest.raises(RoundedScheduleWarning, match="steps 1,900 trains 2,000"):
             run_study(spec, tmp_path / "study", progress=False)
+        # a preset's options are its own: only --steps is the user's to change (not options.log_every)
+        with pytest.raises(RoundedScheduleWarning, match=r"steps 5,001 trains 10,000 .* in cells independent, "
+                                                         r"shared; to train as asked, give --steps a multiple of the "
+                                                         r"window$"):
+            run_study(resolve_spec("quick", {"steps": 5001, "seeds": 1}), tmp_path / "study", progress=False)
     assert not (tmp_path / "study").exists()
 
 

@@ -92,6 +92,9 @@ def test_bad_spec_keys():
                             ({**SMALL, "steps": 0}, "steps: expected a positive integer, got 0"),
                             ({**SMALL, "steps": -1}, "steps: expected a positive integer, got -1"),
                             ({**SMALL, "eval_every": -1}, "eval_every: expected an integer >= 0, got -1"),
+                            # the median pruner never acted: no evaluation before the trial's end
+                            ({**SMALL, "eval_every": 5000, "steps": 2000}, "pruner median stops trials on their "
+                             "evaluations during training, and eval_every 5,000 is not below steps 2,000"),
                             # the name first: it once met the objective's anchors ("use objective = ...")
                             ({**SMALL, "tasks": ["CartPol-v1"]},
                              "spec.toml: tasks: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?")]:

@@ -276,7 +276,9 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     # connect first: an unreachable cluster must fail before anything is written; then the rounding warning (an
     # error under -W error: nothing written yet), then one study per folder (the hold makes the folder)
     with backend:
-        warn_of_rounded_budgets(spec.name, [c for c, _ in todo])
+        preset = spec.source.startswith("preset ")  # its options are its own: only --steps is the user's
+        warn_of_rounded_budgets(spec.name, [c for c, _ in todo], "give --steps a multiple of the window" if preset
+                                else None)
         with held(out_dir):
             write_json(out_dir / STUDY_RECORD, study_record(spec))
             console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "

@@ -189,8 +189,12 @@ def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, floa
     for task, value in raw.items():
         if task not in tasks:
             raise ConfigError(f"{source}: thresholds.{task}: not one of the study's tasks {list(tasks)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: thresholds.{task}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{source}: thresholds.{task}: expected a finite number, got {value!r}")
+        lo, hi = _threshold_range(task)
+        if not lo <= value <= hi:  # NaN and 1,000 on CartPole trained, and the report said "not informative at this
+            raise ConfigError(f"{source}: thresholds.{task}: {value:g} is outside the return's range [{lo:g}, "
+                              f"{hi:g}], so it says nothing (never reached above it, reached at once below)")
     out = {}
     for task in tasks:
         default = default_threshold(task)
@@ -199,6 +203,15 @@ def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, floa
                               "under [thresholds]")
         out[task] = float(raw.get(task, default))
     return out
+
+
+def _threshold_range(task: str) -> tuple[float, float]:
+    """The undiscounted returns a task spec's episodes can have (the report's feasible range), unbounded where
+    unknown or where its options change them (``max_steps``: :data:`mtdqn.analysis.anchors.RETURN_OPTIONS`)."""
+    from mtdqn.analysis.anchors import return_options  # the analysis package: imported when thresholds are set
+    from mtdqn.analysis.ranges import UNBOUNDED, return_bounds
+
+    return UNBOUNDED if return_options(task) else return_bounds(task)
 
 
 def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec:

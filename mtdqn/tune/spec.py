@@ -380,6 +380,10 @@ def _with_schedule(spec: TuneSpec, source: str) -> TuneSpec:
     if spec.on_host and spec.checkpoint_every:
         raise ConfigError(f"{source}: checkpoint_every: gym: tasks step on the host and their env state cannot be "
                           "checkpointed; remove it (a killed search runs an unfinished trial again)")
+    if spec.pruner != "none" and spec.eval_every >= spec.steps:  # set so: no evaluation before the end to prune on
+        raise ConfigError(f"{source}: pruner {spec.pruner} stops trials on their evaluations during training, and "
+                          f"eval_every {spec.eval_every:,} is not below steps {spec.steps:,}: none would run; lower "
+                          "eval_every, or set pruner = \"none\"")
     if spec.pruner != "none" and spec.eval_every == 0:
         spec = _with_options(spec, eval_every=_fifth(spec))
     if spec.objective == "auc" and spec.eval_every == 0:
