@@ -28,7 +28,7 @@ __all__ = [
     "TrainConfig",
     "Derived",
     "derive",
-    "every_chunks",
+    "every_chunks", "cadence_as_run",
     "validate",
     "check_new_run",
     "first_update_iteration",
@@ -365,6 +365,11 @@ def every_chunks(env_steps: int, steps_per_chunk: int) -> int:
     return max(1, round(env_steps / steps_per_chunk)) if env_steps else 0
 
 
+def cadence_as_run(env_steps: int, steps_per_chunk: int) -> int:
+    """An every-N-env-steps run option as the loop runs it, in env steps: :func:`every_chunks` whole windows."""
+    return every_chunks(env_steps, steps_per_chunk) * steps_per_chunk
+
+
 def rounded_schedule(cfg: TrainConfig, eval_every: int, checkpoint_every: int = 0) -> tuple[list[str], int]:
     """What a run of ``cfg`` rounds to whole logging windows (``log_every``, in whole vector steps), each as
     "steps 100 trains 10,000", "evaluations every 5,000 run every 10,000" or "checkpoints every 1,500 are
@@ -373,8 +378,7 @@ def rounded_schedule(cfg: TrainConfig, eval_every: int, checkpoint_every: int = 
     believed that did not run."""
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs
-    every = every_chunks(eval_every, window) * window
-    saved = every_chunks(checkpoint_every, window) * window
+    every, saved = cadence_as_run(eval_every, window), cadence_as_run(checkpoint_every, window)
     saved_rounded = saved != checkpoint_every and checkpoint_every != eval_every  # at the evaluations: said with them
     return ([f"steps {cfg.steps:,} trains {d.env_steps:,}"] if d.env_steps != cfg.steps else []) + \
         ([f"evaluations every {eval_every:,} run every {every:,}"] if every != eval_every else []) + \

@@ -59,7 +59,7 @@ def load_source(run: Path | str) -> Source:
     run = Path(run)
     run_dir = RunDir(run)
     run_dir.require_run("--from")  # a sweep or a study given for a run: the message names the runs it holds
-    cfg = run_dir.runnable_config()
+    cfg = run_dir.config()  # its tasks checked by load_agent
     return Source(run, cfg, load_agent(run))
 
 

@@ -136,3 +136,14 @@ def test_force_over_a_sweep_removes_its_record_and_members_and_nothing_else(tmp_
     RunDir(out).create({"config": {}}, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "mine", "notes.txt"]
     assert RunDir(tmp_path / "plain").owned()[-1] == "test_eval.json"  # no sweep: a run's files alone
+
+
+def test_the_output_kinds_are_the_records_of_each_kind():
+    """mtdqn.io names each kind's record by its file (io is imported by the modules that declare them): the
+    names stay those declarations'."""
+    from mtdqn.io import OUTPUT_KINDS
+    from mtdqn.rundir import RUN_RECORD, STUDY_RECORD
+    from mtdqn.sweepspec import SWEEP_FILE
+    from mtdqn.tune.search import TUNE_RECORD
+
+    assert list(OUTPUT_KINDS) == [RUN_RECORD, SWEEP_FILE, STUDY_RECORD, TUNE_RECORD]

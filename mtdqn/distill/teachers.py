@@ -42,7 +42,7 @@ class Teacher:
 
 def _load_one(run_dir: Path, teacher_seed: int | None) -> Teacher:
     loaded = load_agent(run_dir)  # config.json, checkpoint record, sizes and checksums, then the params only
-    cfg = RunDir(run_dir).runnable_config()
+    cfg = RunDir(run_dir).config()  # its tasks checked by load_agent
     if loaded.task_set.backend != "gymnax":
         raise ConfigError(f"teacher {run_dir} has gym: tasks ({', '.join(loaded.tasks)}): their envs step on the "
                           "host, and distillation rolls the teachers out inside compiled code")

@@ -347,9 +347,9 @@ def check_transfer_budget(name: str, seeds: int | None, steps: Any) -> None:
         return
     preset = TRANSFER_PRESETS[name]
     cfg = _pretrain_config(preset(seeds, steps))
-    if _updates(cfg):
-        return
     d = derive(cfg)
+    if updates_before_iteration(d, d.total_iters):
+        return
     # the env step per task of the first update: every budget's, as the transfer presets' learning_starts does
     # not follow steps (groups_preset's does: a tenth of them)
     first = (first_update_iteration(d) + 1) * cfg.num_envs

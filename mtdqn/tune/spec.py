@@ -44,7 +44,7 @@ from typing import Any, Literal, NamedTuple
 import optuna
 
 from mtdqn.analysis.anchors import lookup, usable
-from mtdqn.config import TrainConfig, derive, every_chunks
+from mtdqn.config import TrainConfig, cadence_as_run, derive
 from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, coerce, option_table, type_name, unknown_option
 from mtdqn.runoptions import RunOptions
@@ -402,7 +402,7 @@ def _fifth(spec: TuneSpec) -> int:
         window = derive(cfg).iters_per_chunk * cfg.num_envs
     except ConfigError:  # fixed options no run takes: refused with their own line (check_fixed_options)
         return fifth
-    return every_chunks(fifth, window) * window
+    return cadence_as_run(fifth, window)
 
 
 def schedule_note(spec: TuneSpec) -> str:
