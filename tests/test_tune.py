@@ -242,9 +242,11 @@ def test_a_trial_that_raises_fails_and_the_search_goes_on(tmp_path, monkeypatch)
     assert study.trials[0].user_attrs["note"] == "RuntimeError: disk on fire traceback line"
 
 
-def test_a_search_none_of_whose_trials_completes_exits_3(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("confirm", [[], ["--confirm", "2"]])
+def test_a_search_none_of_whose_trials_completes_exits_3(tmp_path, monkeypatch, capsys, confirm):
     """Every trial failed: the report is written and its path printed, then one error line and exit 3 (it
-    exited 0, as if the search had found something)."""
+    exited 0, as if the search had found something); with --confirm too, nothing to confirm (it exited 2, "no
+    complete trial to confirm yet", with no report)."""
     from mtdqn.cli import main
 
     def broken(where, *args):
@@ -254,9 +256,10 @@ def test_a_search_none_of_whose_trials_completes_exits_3(tmp_path, monkeypatch, 
     spec = tmp_path / "small.toml"
     spec.write_text(_toml(SMALL))
     with pytest.raises(SystemExit) as exc:
-        main(["tune", str(spec), "--out", str(tmp_path / "out"), "--progress", "False"])
+        main(["tune", str(spec), "--out", str(tmp_path / "out"), "--progress", "False", *confirm])
     captured = capsys.readouterr()
     err = [line for line in captured.err.splitlines() if line.strip()]
+    assert not (tmp_path / "out" / "confirm").exists()
     assert exc.value.code == 3 and err == ["error: no trial completed: 2 failed (trial 0: RuntimeError: disk on "
                                            "fire); the report lists each trial's reason"], err
     assert f"report: {tmp_path / 'out' / 'report' / 'tune.md'}" in captured.out
@@ -742,6 +745,21 @@ def test_kill_9_resumes_without_redoing_finished_trials(tmp_path, capsys):
 # ---------------------------------------------------------------- batches: trials sharing a program train as one
 
 BATCHED = {**SMALL, "batch": 2}
+
+
+@pytest.mark.parametrize("address", ["", "closed port"])
+def test_an_unreachable_ray_address_writes_nothing(tmp_path, address):
+    """The cluster is reached before tune.json and tune.db are written: they were, and the folder then refused
+    the same spec with another budget as "another search"."""
+    import socket
+
+    if address == "closed port":
+        with socket.socket() as sock:  # a port nobody listens on once closed
+            sock.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(ConfigError, match="--ray-address"):
+        mtdqn.tune(SMALL, tmp_path / "tune", ray_address=address, progress=False)
+    assert not (tmp_path / "tune").exists()
 
 
 def test_batch_needs_a_traced_number_in_the_space(tmp_path):

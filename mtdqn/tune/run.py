@@ -15,6 +15,7 @@ import itertools
 import math
 import uuid
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -136,11 +137,27 @@ def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[
                       f"search would fail its trials; e.g. at {at}: {error}")
 
 
+def _check_no_running_batches(spec: TuneSpec, out: Path, storage: str | None) -> None:
+    """A killed batched tune's batches resume only together, in one program here: refused on Ray."""
+    if not (out / TUNE_RECORD).is_file():
+        return  # a new search: nothing running
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=default_storage(out) if storage is None else storage)
+    except KeyError:  # killed before its study was made
+        return
+    left = running_batches(study)
+    if left:
+        raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which "
+                          "resume only together: rerun without --ray-address to finish them first")
+
+
 def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: int | None = None,
              ray_address: str | None = None, confirm: int | None = None, command: str = "mtdqn tune SPEC",
              progress: bool = True, announce: Callable[[str], None] = lambda line: None) -> TuneResult:
     """Run the trials the tune directory ``out`` does not hold yet (``trials``: the total, default the spec's),
-    then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report."""
+    then with ``confirm`` retrain the best configuration with that many fresh seeds, then write the report.
+    Without a complete trial there is nothing to confirm: the report is written all the same, then every trial
+    failed (the result's ``failed``: the CLI exits 3) or a ConfigError says so."""
     check_fixed_options(spec)
     if spec.batch > 1 and ray_address is not None:
         raise ConfigError(f"tune {spec.name}: batch = {spec.batch} trains a batch's trials here, in one program; on "
@@ -159,7 +176,14 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     note = schedule_note(spec)
     if note:  # the trials round the budget or the cadence to whole logging windows
         warn_user(note, RoundedScheduleWarning)
-    with held(out):  # one search per folder: a second one's batches cleared and trained the first's trials
+    if ray_address is not None:
+        from mtdqn.studies.ray_backend import RayBackend
+
+        _check_no_running_batches(spec, out, storage)  # before Ray starts
+    # Ray first: an unreachable cluster fails before anything is written (run_search_on_ray's own connection then
+    # finds Ray started and uses it); then one search per folder: a second one's batches cleared and trained the
+    # first's trials
+    with (RayBackend(ray_address) if ray_address is not None else nullcontext()), held(out):
         write_record(out, record)
         url = storage if storage is not None else default_storage(out)
         study = open_search(spec, opened if opened is not None else open_storage(url), record[SEARCH_ID], out)
@@ -167,15 +191,11 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
         if ray_address is not None:
             from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
-            left = running_batches(study)
-            if left:
-                raise ConfigError(f"{out}: {', '.join(left)} of a batched tune still hold(s) running trials, which "
-                                  "resume only together: rerun without --ray-address to finish them first")
             run_search_on_ray(spec, study, url, out, total, ray_address, announce)
         else:
             run_batched_search(spec, study, out, total, progress, announce)
         confirmed, confirm_score = None, None
-        if confirm is not None:
+        if confirm is not None and best_trial(study) is not None:  # none: the report says why, and the caller
             confirmed = confirm_best(spec, study, out, confirm, progress)
             confirm_score = seed_scores(spec.objective, confirmed)[0]
         report = build_tune_report(spec, study, out, command,
@@ -183,5 +203,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
         best = best_trial(study)
         failed = [(t.number, t.user_attrs.get("note", "")) for t in
                   study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
+        if confirm is not None and best is None and not failed:  # with failures: SearchFailed, from the result
+            raise ConfigError(f"{out}: no complete trial to confirm yet (report: {report})")
         return TuneResult(out, report, best.number if best else None, best.value if best else None,
                           dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score, failed)
