@@ -200,6 +200,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
     training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
     swept = _sweep_of(sweep)
+    resumed_devices = 0  # a resumed run's own device count
     if resume:
         if out is None:
             raise ConfigError("resume continues the run in out=: give its directory")
@@ -210,8 +211,10 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         if is_sweep(Path(out)):
             cfg, swept = read_sweep(Path(out))
         else:
-            RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX starts
+            record = RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX
             cfg = RunDir(out).runnable_config()
+            # its own seed layout: where JAX started with fewer devices, refused with its reason (not warned of)
+            resumed_devices = int(record.get("devices") or 0)
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
         # every member's options apply before anything starts, each checked by its own values
@@ -221,7 +224,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
                    else default_train_out(cfg))
         if not swept:
             RunDir(out).check_new(force)  # a reused folder is refused before JAX starts, as the CLI does
-    _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0))
+    _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0) or resumed_devices)
     if swept:
         _share_compiles()
         from mtdqn.train.sweep import train_sweep

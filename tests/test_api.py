@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -166,6 +168,27 @@ def test_the_cli_and_the_api_make_the_same_run(api_run, tmp_path, capsys):
         pd.testing.assert_frame_equal(getattr(api_run, table), getattr(cli_run, table))
     for task, values in api_summary["final_eval"].items():  # the CLI prints the numbers the API returns
         assert f"{task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}" in printed
+
+
+@pytest.mark.slow
+def test_a_run_resumed_where_jax_has_fewer_devices_than_it_trained_on_says_why(api_run, tmp_path):
+    """A run resumes on its own seed layout.  In a process whose JAX started with fewer devices (2 here, conftest)
+    it warned "correct, but slower", then failed with `--devices 3: only 2 local device(s) here`, a flag never
+    given: now only the reason and the way out, and nothing of the run touched."""
+    run = tmp_path / "run"
+    shutil.copytree(api_run.path, run)
+    for path, key in ((run / "config.json", None), (run / "checkpoints" / "latest.json", "options")):
+        record = json.loads(path.read_text())
+        (record[key] if key else record)["devices"] = 3
+        path.write_text(json.dumps(record))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(mtdqn.ConfigError, match=rf"^{re.escape(str(run))} trained its seeds over 3 devices and "
+                                                     r"resumes on as many .* this process's JAX started with 2: "
+                                                     r"resume it in a fresh process"):
+            mtdqn.train(out=run, resume=True, progress=False)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow

@@ -100,6 +100,7 @@ def train(
             record = run_dir.require_resumable()
             verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
             options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
+            _check_devices_to_resume(run_dir.path, options.devices)
         options = _laid_out(agent, resolve(given, options, resuming=resume))
         check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
         start_from = None
@@ -137,6 +138,17 @@ def resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
     if done >= total:
         return f"\nmtdqn: all {total:,} env steps per task trained (its latest checkpoint): evaluating it again"
     return f"\nmtdqn: resuming from env step {done:,} of {total:,} per task (its latest checkpoint)"
+
+
+def _check_devices_to_resume(path: Path, devices: int) -> None:
+    """A run resumes on the devices its seeds trained on (another layout changes its numbers): a process whose
+    JAX started with fewer (its own JAX code, or an earlier run with fewer seeds) cannot give them."""
+    have = jax.local_device_count()
+    if devices > have:
+        raise ConfigError(f"{path} trained its seeds over {devices} devices and resumes on as many (another layout "
+                          f"changes its numbers); this process's JAX started with {have}: resume it in a fresh "
+                          f"process (mtdqn train --resume --out {path}), or call mtdqn.devices.use_cpu_cores() "
+                          "before any JAX code")
 
 
 def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> None:
