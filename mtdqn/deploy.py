@@ -34,6 +34,7 @@ from mtdqn.checkpoint import read_latest
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, make_architecture, one_task_q_values, param_shapes, split_shared
 from mtdqn.rundir import RunDir
+from mtdqn.tasknames import index_of_task
 from mtdqn.tasks import TaskSet, make_task_set, pad_obs
 from mtdqn.tasks.registry import Task, observation_bounds
 from mtdqn.value_norm import popart_init, unnormalize
@@ -90,9 +91,7 @@ class LoadedAgent:
                                    value_norm=norm)
 
     def _task_index(self, task: str) -> int:
-        if task not in self.task_set.names:
-            raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(self.task_set.names)}")
-        return self.task_set.names.index(task)
+        return index_of_task(self.task_set.names, task)
 
     def _seed_index(self, seed: int | None) -> int:
         if seed is None:
@@ -113,7 +112,7 @@ class LoadedAgent:
         if obs.ndim != len(task.obs_shape) + 1 or obs.shape[1:] != task.obs_shape or not real or not len(obs):
             shape = ", ".join(map(str, task.obs_shape))
             raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) with batch >= 1, "
-                              f"or ({shape}), of real numbers; got {given} of {obs.dtype}")
+                              f"or {task.obs_shape}, of real numbers; got {given} of {obs.dtype}")
         obs = check_observations(task, obs, clip)
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
 

@@ -60,12 +60,13 @@ def parse_freeze(spec: str) -> Freeze:
     if name in ("none", "trunk") and not colon:
         return Freeze(name)
     if name in ("bottom", "trunk-until") and colon:
+        letter = "K" if name == "bottom" else "STEPS"  # as the help writes them
         try:
             value = int(arg.replace("_", ""))
         except ValueError:
-            raise ConfigError(f"--freeze {spec}: {name}:N needs an integer N") from None
+            raise ConfigError(f"--freeze {spec}: {name}:{letter} needs an integer {letter}") from None
         if value <= 0:
-            raise ConfigError(f"--freeze {spec}: N must be > 0")
+            raise ConfigError(f"--freeze {spec}: {letter} must be > 0")
         return Freeze(name, value)
     raise ConfigError(f"unknown --freeze {spec!r}; valid: none, trunk, bottom:K, trunk-until:STEPS")
 

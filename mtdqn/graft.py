@@ -122,6 +122,10 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
     if ft.trunk_lr and ft.lora_rank:
         raise ConfigError(f"--trunk-lr {ft.trunk_lr:g} sets the rate of trunk layers that train, and --lora freezes "
                           "the trunk (its low-rank factors train at --lr): drop --trunk-lr")
+    if ft.keep_heads and not set(new_tasks.names) & set(src_tasks.names):  # it said "heads kept", keeping none
+        raise ConfigError(f"--keep-heads True keeps the heads of the tasks {source.path} trained "
+                          f"({', '.join(src_tasks.names)}), and none of {', '.join(new_tasks.names)} is one of them: "
+                          "drop --keep-heads")
     if ft.keep_heads and source.cfg.value_norm == "popart":
         raise ConfigError(f"{source.path} normalizes its heads (PopArt): keeping them without their statistics "
                           "would change their Q-values; fine-tune without --keep-heads")

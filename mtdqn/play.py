@@ -26,6 +26,7 @@ from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
+from mtdqn.tasknames import index_of_task
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
 
 __all__ = ["PlayResult", "play", "write_gif", "Recorder"]
@@ -197,9 +198,7 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
             raise ConfigError(f"--agent-seed {agent_seed} is not one of this run's seeds: "
                               f"{', '.join(map(str, agent.seeds))}")
         agent = agent.of_seed(agent_seed)
-    if task not in agent.tasks:
-        raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(agent.tasks)}")
-    i = agent.tasks.index(task)
+    i = index_of_task(agent.tasks, task)
     spec = agent.task_set.tasks[i]
     limit = max_steps or (HOST_MAX_STEPS if spec.backend == "gymnasium" and not spec.max_episode_steps else 10**9)
     recorder = Recorder(gif_every) if gif is not None else None

@@ -13,7 +13,7 @@ import difflib
 import re
 import sys
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
@@ -174,6 +174,24 @@ def unknown_task(name: str, registered: Iterable[str]) -> str:
             hint += f" (any MiniGrid env of the `minigrid` package: 'gym:{name}:obs=image', on the host)"
     return (f"unknown task {name!r}{hint} (see `mtdqn tasks`; your own environment: mtdqn.register_task in this "
             "process, or an import path module:factory)")
+
+
+def short_name(name: str) -> str:
+    """A task's name in a progress bar: 'CartPole' for CartPole-v1, 'LavaGapS7' for MiniGrid-LavaGapS7-v0."""
+    return name.removeprefix("MiniGrid-").split("-")[0]
+
+
+def index_of_task(names: Sequence[str], task: str) -> int:
+    """Where ``task`` is among a run's task names however either is spelled (:func:`same_task`: 'X' for a run
+    of 'X:', options in another order); a one-line ConfigError naming the run's tasks where none is it."""
+    names = list(names)
+    if task in names:
+        return names.index(task)
+    try:
+        wanted = same_task(task)
+        return next(i for i, name in enumerate(names) if same_task(name) == wanted)
+    except (ConfigError, StopIteration):  # a malformed spec is no task of the run either
+        raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(names)}") from None
 
 
 def check_task_names(specs: Iterable[str]) -> None:

@@ -294,6 +294,19 @@ def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
     assert resumed.summary["transfer"]["start_eval"] == whole.summary["transfer"]["start_eval"]
 
 
+def test_keep_heads_with_no_task_of_the_source_is_refused(tmp_path):
+    """`--keep-heads True` on tasks the source never trained kept nothing and said "heads kept"."""
+    from helpers import fake_run
+
+    fake_run(tmp_path / "src")  # CartPole-v1 and Acrobot-v1
+    with pytest.raises(ConfigError, match=r"^--keep-heads True keeps the heads of the tasks .*src trained "
+                                          r"\(CartPole-v1, Acrobot-v1\), and none of MountainCar-v0 is one of them: "
+                                          r"drop --keep-heads$"):
+        finetune(dataclasses.replace(TINY, tasks=("MountainCar-v0",)), tmp_path / "src", tmp_path / "ft",
+                 keep_heads=True)
+    assert not (tmp_path / "ft").exists()
+
+
 def test_vector_and_image_trunks_refuse_each_other(tmp_path):
     from helpers import IMAGE, fake_run
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,3 +77,27 @@ def test_pole_falling_is_termination():
     state = state.replace(theta=jnp.array([0.5]))  # beyond the 12 degree threshold
     _, out = step_envs(ts, (state,), jnp.zeros((1, 1), jnp.int32), jax.random.PRNGKey(1))
     assert bool(out.terminated[0, 0]) and bool(out.done[0, 0])
+
+
+def test_a_runs_task_is_found_however_it_is_spelled():
+    """`play --task X` on a run of 'X:' (trained: the parser reads the two as one task) said "'X' is not one of
+    this run's tasks: X:"; options in another order are the same task too, a typo or another option is not."""
+    from mtdqn.tasknames import index_of_task
+
+    names = ["MiniGrid-LavaGapS7-v0:", "Breakout-MinAtar:sticky=0.1,actions=full"]
+    assert index_of_task(names, "MiniGrid-LavaGapS7-v0:") == 0
+    assert index_of_task(names, "MiniGrid-LavaGapS7-v0") == 0
+    assert index_of_task(names, "Breakout-MinAtar:actions=full,sticky=0.10") == 1
+    for other in ("Breakout-MinAtar", "Breakout-MinAtar:sticky=0.2,actions=full", "MiniGrid-LavaGapS7",
+                  "Breakout-MinAtar:nonsense=1"):
+        with pytest.raises(ConfigError, match=rf"^task '{re.escape(other)}' is not one of this run's tasks: "
+                                              "MiniGrid-LavaGapS7-v0:, Breakout-MinAtar:sticky=0.1,actions=full$"):
+            index_of_task(names, other)
+
+
+def test_a_progress_bar_names_minigrid_tasks_apart():
+    """distill's bar read 'MiniGrid agree=0.78 MiniGrid agree=0.92' for two MiniGrid tasks."""
+    from mtdqn.tasknames import short_name
+
+    assert [short_name(n) for n in ("CartPole-v1", "MiniGrid-LavaGapS7-v0", "MiniGrid-MultiRoom-N2-S4-v0",
+                                    "Breakout-MinAtar")] == ["CartPole", "LavaGapS7", "MultiRoom", "Breakout"]

@@ -33,6 +33,7 @@ from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.io import provenance
 from mtdqn.losses import masked_q
+from mtdqn.tasknames import short_name
 from mtdqn.networks import merge_shared, split_shared
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
@@ -131,7 +132,7 @@ def _run(student: Agent, run_chunk: Any, state: Any, tparams: Any, progress: boo
             history += [{"step": step, "task": n, "loss": float(m["loss"][i]), "agreement": float(m["agreement"][i]),
                          "teacher_return": float(m["teacher_return"][i]), "updates": int(m["updates"])}
                         for i, n in enumerate(names)]
-            stats = " ".join(f"{n.split('-')[0]} agree={m['agreement'][i]:.2f}" for i, n in enumerate(names))
+            stats = " ".join(f"{short_name(n)} agree={m['agreement'][i]:.2f}" for i, n in enumerate(names))
             bar.update(bar_id, completed=step, stats=f"loss={m['loss'].sum():.3f} {stats}")
     return state, history
 

@@ -27,6 +27,7 @@ from mtdqn.errors import TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import RunDir, Tables, chunk_tables, eval_rows, write_tensorboard
 from mtdqn.runoptions import OnEval, RunOptions
+from mtdqn.tasknames import short_name
 from mtdqn.train.agent import Agent
 from mtdqn.train.chunks import ChunkRunner
 from mtdqn.train.early_stop import EarlyStopping
@@ -255,7 +256,7 @@ def _returns_text(names: tuple[str, ...], episode_return: np.ndarray) -> str:
     for i, name in enumerate(names):
         finite = episode_return[:, i][np.isfinite(episode_return[:, i])]
         if finite.size:
-            parts.append(f"{name.removeprefix('MiniGrid-').split('-')[0]}={finite.mean():.3g}")
+            parts.append(f"{short_name(name)}={finite.mean():.3g}")
     return " ".join(parts)
 
 
