@@ -165,6 +165,21 @@ def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
     check_task_names(configs[0][1].tasks)  # a sweep's members share their tasks
 
 
+def _check_paths(**given: Any) -> None:
+    """Folders given as paths (a str or an os.PathLike; ``None`` where allowed): a Python caller's ``out=123``
+    raised pathlib's TypeError from inside the call."""
+    for name, value in given.items():
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{name}: expected a path (str or pathlib.Path), got {value!r}")
+
+
+def _check_spec(preset_or_spec: Any, what: str) -> None:
+    """A preset's name, a spec file's path or a table (dict): ``mtdqn.tune([1, 2])`` raised pathlib's TypeError."""
+    if not isinstance(preset_or_spec, (str, os.PathLike, dict)):
+        raise ConfigError(f"{what}: expected a preset's name, a .toml file's path or a table (dict), got "
+                          f"{preset_or_spec!r}")
+
+
 def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, seeds: int | None = None,
           out: str | Path | None = None, *, resume: bool = False, force: bool = False, progress: bool = True,
           announce: Announce | None = None, on_eval: OnEval | None = None,
@@ -197,6 +212,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     Returns the finished :class:`~mtdqn.results.Run`.  Raises ConfigError (one line, nothing written) on
     bad input, and TrainingDiverged on a non-finite loss.
     """
+    _check_paths(out=out)
     given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
     training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
     swept = _sweep_of(sweep)
@@ -325,6 +341,7 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
               driving: dict[str, Any], options: dict[str, Any]) -> Run:
     """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer` (imported once JAX is
     planned: it imports the tasks, whose gymnax starts JAX)."""
+    _check_paths(source=source, out=out)
     training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS, keywords=list(how))
     how = _checked_how(how)
     base = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
@@ -355,9 +372,12 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     ``options``: `mtdqn distill`'s by their flat names (``steps``, ``lr``, ``loss``, ``hidden``, ...).  The
     student is an ordinary run; ``run.json("distill")`` holds its comparison with the teachers.
     """
+    _check_paths(out=out)
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
     teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, os.PathLike)) else [Path(t) for t in teachers]
+    if any(not str(t).strip() for t in ([teachers] if isinstance(teachers, str) else teachers)):
+        raise ConfigError("--teachers: an empty path (it read as '.', the current folder)")
     for teacher in teacher_dirs:  # before JAX starts (_refuse_before_jax): a teacher that is no run
         RunDir(teacher).runnable_config()
     if all(Path(out).absolute() != t.absolute() for t in teacher_dirs):  # a teacher as --out: refused by name
@@ -386,6 +406,8 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     from mtdqn.studies import build_spec, resolve_spec, run_study
     from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS, study_seeds_and_tasks
 
+    _check_spec(preset_or_spec, "study")
+    _check_paths(out=out)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(preset_or_spec, str) and preset_or_spec in TRANSFER_PRESETS:
         return _transfer_study(preset_or_spec, out, ray_address, devices, progress, overrides)
@@ -472,6 +494,8 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
     for name, value in (("n_trials", n_trials), ("confirm", confirm)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{_flag(name)} must be an int > 0, got {value!r}")
+    _check_spec(preset_or_spec, "tune")
+    _check_paths(out=out)
     spec = resolve_tune_spec(preset_or_spec)
     if ray_address is None:
         _start_jax(spec.seeds, spec.tasks, 0)

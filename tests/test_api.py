@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import fake_run
+from helpers import TUNE_SMALL, fake_run
 
 import mtdqn
 from mtdqn.cli import main
@@ -122,6 +122,29 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(tmp_path / "run"), "--steps", "5000", "--lr", "0.1"])
     assert capsys.readouterr().err.strip() == f"error: {exc.value}"
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], out=123), "out: expected a path (str or pathlib.Path), got 123"),
+    (lambda tmp: mtdqn.tune([1, 2]), "tune: expected a preset's name, a .toml file's path or a table (dict), got "
+                                     "[1, 2]"),
+    (lambda tmp: mtdqn.study(3), "study: expected a preset's name, a .toml file's path or a table (dict), got 3"),
+    (lambda tmp: mtdqn.tune(TUNE_SMALL, out=4.5), "out: expected a path (str or pathlib.Path), got 4.5"),
+    (lambda tmp: mtdqn.tune({**TUNE_SMALL, "options": [1, 2]}),
+     "tune: [options]: expected a table of option = value, got [1, 2]"),
+    (lambda tmp: mtdqn.tune({**TUNE_SMALL, "name": "../evil"}, out=tmp / "t"),
+     "tune: name: expected letters, digits, '_.+-' (it names folders and the storage's study), got '../evil'"),
+    (lambda tmp: mtdqn.tune({**TUNE_SMALL, "name": ""}, out=tmp / "t"), "tune: name: expected letters"),
+    (lambda tmp: mtdqn.finetune(tmp / "src", tasks=["CartPole-v1"], out=["x"]), "out: expected a path"),
+    (lambda tmp: mtdqn.distill(["", tmp / "src"], out=tmp / "st"), "--teachers: an empty path"),
+])
+def test_a_python_callers_wrong_type_of_path_or_spec_is_one_line(tmp_path, call, expected):
+    """A path or a spec of the wrong type raised pathlib's or dict's TypeError from inside the call; a tune's name
+    was not checked ('../evil' named its default folder runs/tune-../evil)."""
+    with pytest.raises(mtdqn.ConfigError) as exc:
+        call(tmp_path)
+    assert str(exc.value).startswith(expected), str(exc.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_misspelled_transfer_keyword_is_suggested(tmp_path):

@@ -53,7 +53,8 @@ RUN_OPTION_KEYS = ("eval_episodes", "eval_every", "checkpoint_every")
 _TABLES = ("thresholds", "options", "variants")
 _TOP_KEYS = ("name", "tasks", "steps", "seeds", "seed", "reference", "include_reference", "headline",
              *RUN_OPTION_KEYS, *_TABLES)
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+"""A name that names a folder: a study's, its variants', a tune's."""
 
 
 OPTIONS = option_table(TrainConfig, exclude=_STUDY_LEVEL)
@@ -220,7 +221,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key; valid: {', '.join(_TOP_KEYS)}")
     name = raw.get("name", default_name)
-    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
         raise ConfigError(f"{source}: name: expected letters, digits, '_.+-' (it names folders), got {name!r}")
     tasks = raw.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
@@ -248,7 +249,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     if include and REFERENCE not in defined:
         variants[REFERENCE] = {"sharing": "independent", **_idle_without_sharing(options)}
     for vname, vraw in defined.items():
-        if not _SAFE_NAME.match(vname):
+        if not SAFE_NAME.match(vname):
             raise ConfigError(f"{source}: variants.{vname}: a variant name names a folder; use letters, digits, "
                               "'_.+-'")
         variants[vname] = _checked_options(vraw, source, f"variants.{vname}")

@@ -48,7 +48,7 @@ from mtdqn.config import TrainConfig, cadence_as_run, derive
 from mtdqn.errors import ConfigError
 from mtdqn.flatoptions import apply_options, coerce, option_table, type_name, unknown_option
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.spec import read_study_file
+from mtdqn.studies.spec import SAFE_NAME, read_study_file
 from mtdqn.sweepspec import SWEEPABLE
 from mtdqn.tasknames import check_task_names
 
@@ -228,6 +228,8 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
     for key in ("tasks", "steps", "seeds"):
         if key not in raw:
             raise ConfigError(f"{source}: missing {key!r} (a tune spec gives tasks, steps, seeds and [space])")
+    if not isinstance(raw.get("options", {}), dict):
+        raise ConfigError(f"{source}: [options]: expected a table of option = value, got {raw['options']!r}")
     options = dict(raw.get("options", {}))
     for name in options:
         if name == "seed":
@@ -239,7 +241,11 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
     both = sorted(set(options) & set(space))
     if both:
         raise ConfigError(f"{source}: {both[0]} is both fixed in [options] and searched in [space]; keep one")
-    spec = TuneSpec(name=str(raw.get("name", default_name)), tasks=_tasks(raw["tasks"], source),
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not SAFE_NAME.match(name):  # "../x" named its default folder runs/tune-../x
+        raise ConfigError(f"{source}: name: expected letters, digits, '_.+-' (it names folders and the storage's "
+                          f"study), got {name!r}")
+    spec = TuneSpec(name=name, tasks=_tasks(raw["tasks"], source),
                     steps=_positive(raw, "steps", source), seeds=_positive(raw, "seeds", source), space=space,
                     trials=_positive(raw, "trials", source, 20), objective=_one_of(raw, "objective", OBJECTIVES, source),
                     sampler=_one_of(raw, "sampler", SAMPLERS, source), pruner=_one_of(raw, "pruner", PRUNERS, source),
