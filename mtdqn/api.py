@@ -36,7 +36,8 @@ from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError, warn_user
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
 from mtdqn.results import Run, Study
-from mtdqn.rundir import RunDir
+from mtdqn.io import check_not_other_kind
+from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 from mtdqn.tasknames import check_task_names, split_task_list
@@ -408,6 +409,8 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
 
     _check_spec(preset_or_spec, "study")
     _check_paths(out=out)
+    if out is not None:  # a folder of another kind, before JAX is planned (and warned of)
+        check_not_other_kind(Path(out), STUDY_RECORD)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(preset_or_spec, str) and preset_or_spec in TRANSFER_PRESETS:
         return _transfer_study(preset_or_spec, out, ray_address, devices, progress, overrides)

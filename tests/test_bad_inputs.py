@@ -506,7 +506,9 @@ def test_a_folder_of_another_kind_is_refused_whatever_force_says(tmp_path, capsy
              (["distill", "--teachers", "{root}/run", "--steps", "1000", "--out", "{root}/study"],
               "holds a study (study.json); a run needs"),
              (["tune", "{root}/spec.toml", "--out", "{root}/run"], "holds a run (config.json); a search needs"),
-             (["tune", "{root}/spec.toml", "--out", "{root}/study"], "holds a study (study.json); a search needs")]
+             (["tune", "{root}/spec.toml", "--out", "{root}/study"], "holds a study (study.json); a search needs"),
+             (["study", "quick", "--out", "{root}/run"], "holds a run (config.json); a study needs"),
+             (["study", "quick", "--out", "{root}/search"], "holds a search (tune.json); a study needs")]
     before = _snapshot(tmp_path)
     for argv, expected in cases:
         assert expected in _one_error_line(capsys, [a.format(root=tmp_path) for a in argv]), argv

@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
 from mtdqn.errors import ConfigError, FolderBusy, InsufficientResources
-from mtdqn.io import clear_folder, held, write_json
+from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
 
@@ -152,5 +152,6 @@ def check_out_dir(out_dir: Path) -> None:
     """A study's --out: a new or empty folder, or one holding a study (whose finished cells it reuses)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
+    check_not_other_kind(out_dir, STUDY_RECORD)  # a run's, a sweep's or a search's: said as train and tune say it
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / STUDY_RECORD).exists():
         raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")
