@@ -222,7 +222,8 @@ def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
     yet, ``: name one of its <what>, FOLDER/<placeholder>`` (nothing without a placeholder)."""
     runs = sorted(d.name for d in folder.iterdir() if (d / RUN_RECORD).is_file()) if folder.is_dir() else []
     if runs:
-        return f": name one of its {len(runs)} {what}, e.g. {folder / runs[0]}"
+        counted = what[:-1] if len(runs) == 1 and what.endswith("s") else what  # "its 1 cell"
+        return f": name one of its {len(runs)} {counted}, e.g. {folder / runs[0]}"
     return f": name one of its {what}, {folder / placeholder}" if placeholder else ""
 
 

@@ -599,7 +599,7 @@ TRANSFER_CASES = [
     ("no-checkpoint", ["finetune", "--from", "{root}/no_ckpt", *_FT], "no checkpoint in"),
     ("not-a-run", ["finetune", "--from", "{root}/not_a_run", *_FT], "is not a run directory"),
     ("a-sweep", ["finetune", "--from", "{root}/a_sweep", *_FT],
-     "a_sweep holds a sweep (sweep.json), not one run: name one of its 1 members, e.g. "),
+     "a_sweep holds a sweep (sweep.json), not one run: name one of its 1 member, e.g. "),
     ("extend-a-sweep", ["extend", "--from", "{root}/a_sweep", "--add-tasks", "MountainCar-v0", "--out", "{root}/new"],
      "a_sweep holds a sweep (sweep.json), not one run"),
     ("old-checkpoint-version", ["finetune", "--from", "{root}/old_version", *_FT], "checkpoint format version 1"),

@@ -50,7 +50,7 @@ def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp
     member = tmp_path / "lr=0.001"
     member.mkdir()
     (member / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match=r"holds a sweep \(sweep.json\), not one run: name one of its 1 members, "
+    with pytest.raises(ConfigError, match=r"holds a sweep \(sweep.json\), not one run: name one of its 1 member, "
                                           r"e.g. .*lr=0.001$"):
         RunDir(tmp_path).require_run()
     for record in ("{}", '{"population": ".."}'):  # an older member (its parent says), what a sweep writes now
