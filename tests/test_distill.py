@@ -117,6 +117,25 @@ def test_classification_report_against_hand_computed_values():
     assert "leaves out" not in report_markdown(result)
 
 
+def test_the_returns_table_keeps_the_teachers_order_and_says_when_normalized_is_undefined(capsys):
+    """distill.json keeps its keys sorted: the terminal's table (printed from it) listed the tasks alphabetically,
+    distill_report.md in the teachers' order; a teacher no better than random printed 'nan'."""
+    from mtdqn.distill.report import print_report
+
+    rep = classification_report([0, 1], [0, 1], num_actions=2)
+    row = {"teacher_return": 1.0, "teacher_return_std": 0.0, "student_return": 1.0, "student_return_std": 0.0,
+           "random_return": 0.0, "normalized": 1.0, "agreement": 1.0, "report": rep}
+    result = {"eval_episodes": 2, "holdout_states": 2, "teachers": [{"tasks": ["CartPole-v1", "Acrobot-v1"]}],
+              "tasks": {"Acrobot-v1": {**row, "random_return": 1.0, "normalized": float("nan")}, "CartPole-v1": row}}
+    markdown = report_markdown(result)
+    assert markdown.index("| CartPole-v1 |") < markdown.index("| Acrobot-v1 |")
+    assert "| Acrobot-v1 | 1.0 ± 0.0 | 1.0 ± 0.0 | 1.0 | — (teacher = random) | 1.000 |" in markdown
+    assert "nan" not in markdown
+    print_report(result)
+    printed = capsys.readouterr().out
+    assert printed.index("CartPole-v1") < printed.index("Acrobot-v1") and "nan" not in printed
+
+
 @pytest.mark.slow
 def test_student_view_meets_the_teachers_episodes(tmp_path):
     """The student's evaluation for a teacher's tasks plays exactly the teacher's episodes: a student whose slice

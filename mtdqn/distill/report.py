@@ -11,6 +11,7 @@ accuracy is the share of states where both agree.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ def holdout_notes(result: dict[str, Any]) -> list[str]:
     """Per task, how far its held-out states are new: the share also in the training buffer at the end, and for
     a task with a fixed start and deterministic dynamics, what that makes of its agreement."""
     notes = []
-    for task, r in result["tasks"].items():
+    for task, r in _tasks_in_order(result):
         if "holdout_in_training" not in r:  # distilled before the share was measured
             continue
         note = (f"{task}: {r['holdout_in_training']:.1%} of the held-out states also occur in the training buffer "
@@ -91,10 +92,24 @@ def report_frame(reports: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
-def _returns_rows(tasks: dict[str, dict[str, Any]]) -> list[list[str]]:
+def _tasks_in_order(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The result's tasks in the teachers' order (the student's): distill.json keeps its keys sorted, so the
+    terminal's table, printed from it, listed them alphabetically where distill_report.md did not."""
+    order = [task for teacher in result.get("teachers", []) for task in teacher.get("tasks", [])]
+    tasks = result["tasks"]
+    return [(t, tasks[t]) for t in order if t in tasks] + [(t, r) for t, r in tasks.items() if t not in order]
+
+
+def _normalized(r: dict[str, Any]) -> str:
+    """(student - random) / (teacher - random); undefined where the teacher did no better than random."""
+    value = r["normalized"]
+    return f"{value:.2f}" if math.isfinite(value) else "— (teacher = random)"
+
+
+def _returns_rows(result: dict[str, Any]) -> list[list[str]]:
     return [[task, f"{r['teacher_return']:.1f} ± {r['teacher_return_std']:.1f}",
              f"{r['student_return']:.1f} ± {r['student_return_std']:.1f}", f"{r['random_return']:.1f}",
-             f"{r['normalized']:.2f}", f"{r['agreement']:.3f}"] for task, r in tasks.items()]
+             _normalized(r), f"{r['agreement']:.3f}"] for task, r in _tasks_in_order(result)]
 
 
 # normalized: (student - random) / (teacher - random), the share of the teacher's gain over random the student keeps
@@ -114,11 +129,11 @@ def report_markdown(result: dict[str, Any]) -> str:
              f"{holdout} held-out teacher states per task where the student takes the teacher's greedy action.\n")
     lines = ["# Distillation: student vs teachers\n", intro, "| " + " | ".join(RETURNS_HEADER) + " |",
              "|" + "---|" * len(RETURNS_HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in _returns_rows(result["tasks"])]
+    lines += ["| " + " | ".join(row) + " |" for row in _returns_rows(result)]
     notes = holdout_notes(result)
     if notes:
         lines += ["\nHow new the held-out states are:\n"] + [f"- {note}" for note in notes]
-    for task, r in result["tasks"].items():
+    for task, r in _tasks_in_order(result):
         lines += [f"\n## {task}: student vs teacher actions\n", "| | precision | recall | f1 | support |",
                   "|---|---|---|---|---|"]
         rep = r["report"]
@@ -149,12 +164,12 @@ def print_report(result: dict[str, Any]) -> None:
 
     console = Console(width=120)
     table = Table(*RETURNS_HEADER, title=f"greedy return over {result['eval_episodes']} episodes")
-    for row in _returns_rows(result["tasks"]):
+    for row in _returns_rows(result):
         table.add_row(*row)
     console.print(table)
     for note in holdout_notes(result):
         console.print(note, soft_wrap=True)
-    for task, r in result["tasks"].items():
+    for task, r in _tasks_in_order(result):
         rep = r["report"]
         t = Table("", "precision", "recall", "f1", "support", title=f"{task}: student vs teacher actions")
         for name, v in _rows(rep):
