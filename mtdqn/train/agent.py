@@ -250,7 +250,8 @@ def describe(agent: Agent) -> str:
     params = param_shapes(agent.arch)
     total, shared = count_params(agent.arch, params)
     norm = " (features at unit RMS)" if agent.arch.unit_rms else ""
-    line = (f"mtdqn: {len(agent.cfg.tasks)} tasks, sharing={agent.cfg.network.sharing}{norm}, "
+    n = len(agent.cfg.tasks)
+    line = (f"mtdqn: {n} task{'s' if n != 1 else ''}, sharing={agent.cfg.network.sharing}{norm}, "
             f"strategy={agent.derived.strategy}, seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
     ft = agent.cfg.finetune
     if not is_finetuned(ft):
