@@ -194,14 +194,18 @@ def test_the_joint_runs_pull_per_quarter_beside_each_task_alone(tmp_path):
     assert f"| {A} | 44% · 0.50 / n/a |" in text
 
 
-def test_mtdqn_report_rebuilds_a_groups_studys_groups_md(tmp_path, monkeypatch):
-    """`mtdqn report STUDY` rebuilt the joint run's report but not groups.md, which `study groups` writes."""
+def test_mtdqn_report_rebuilds_a_groups_studys_groups_md(tmp_path, monkeypatch, capsys):
+    """`mtdqn report STUDY` rebuilt the joint run's report but not groups.md, which `study groups` writes; now
+    both, and it names both, as `mtdqn study groups` does (it named only report.html)."""
     import mtdqn.studies.runner
 
     study = make_groups_study(tmp_path)
     # the joint run's ordinary report is the plain study's (tested there); this synthetic joint run has no summary
     monkeypatch.setattr(mtdqn.studies.runner, "build", lambda out: out / "report" / "report.html")
+    capsys.readouterr()
     main(["report", str(study)])
+    assert capsys.readouterr().out.splitlines() == [f"groups report: {study / 'groups.md'}",
+                                                    f"report: {study / 'report' / 'report.html'}"]
     assert "**It rests on 4 points**" in (study / "groups.md").read_text()
     assert (study / "groups_data" / "agreement.csv").is_file()
 

@@ -264,7 +264,13 @@ def _run_tune(cmd: Tune) -> None:
 def _run_report(cmd: Report) -> None:
     from mtdqn.results import open_study
 
-    print(f"report: {open_study(cmd.study_dir).report()}")
+    study = open_study(cmd.study_dir)
+    report = study.report()
+    if study.record.get("transfer"):  # rebuilt too, as `mtdqn study` writes and names them
+        print(f"transfer table: {study.path / 'transfer.md'}")
+    if study.record.get("groups", {}).get("partitions"):
+        print(f"groups report: {study.path / 'groups.md'}")
+    print(f"report: {report}")
 
 
 COMMANDS: dict[str, tuple[type, Callable]] = {
