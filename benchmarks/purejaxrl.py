@@ -114,8 +114,10 @@ def main() -> None:
     dqn = Path(args.dqn).expanduser()
     if not dqn.is_file():
         raise SystemExit(f"error: --dqn {args.dqn}: no such file")
-    if shutil.which(args.python) is None:
+    found = shutil.which(args.python)
+    if found is None:
         raise SystemExit(f"error: --python {args.python}: no such program")
+    python = os.path.abspath(found)  # PureJaxRL runs in a temporary folder; not resolved: a venv's python is a link
     source = patched(dqn.read_text())
     sides = dict(zip(("one", "study"), iteration_parts._ablate_rows().values()))  # PureJaxRL: the same seeds
     networks = (("120,84", "none"), ("8,8", iteration_parts.HOLLOW)) if args.matmuls else (("120,84", "none"),)
@@ -130,7 +132,7 @@ def main() -> None:
             for widths, part in networks:
                 got = {"round": r, "peak": peak, "widths": widths}
                 for side, (tasks, seeds) in sides.items():
-                    pj = purejaxrl_row(args.python, folder, seeds, widths)
+                    pj = purejaxrl_row(python, folder, seeds, widths)
                     ours = iteration_parts._ablated_in_subprocess(tasks, seeds, part, args.iters)
                     got[side] = {"purejaxrl": pj, "ours": ours}
                     print(f"round {r}, {widths}: PureJaxRL {seeds} seed(s) {pj['steps_per_s']:,.0f} "

@@ -38,7 +38,7 @@ from mtdqn.flatoptions import apply_options, coerce, config_options, option_tabl
 from mtdqn.results import Run, Study
 from mtdqn.io import check_not_other_kind
 from mtdqn.rundir import STUDY_RECORD, RunDir
-from mtdqn.runoptions import OnEval, RunOptions
+from mtdqn.runoptions import OnEval, RunOptions, resumed_layout
 from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 from mtdqn.tasknames import check_task_names, split_task_list
 
@@ -228,10 +228,12 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         if is_sweep(Path(out)):
             cfg, swept = read_sweep(Path(out))
         else:
-            record = RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX
+            RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX starts
             cfg = RunDir(out).runnable_config()
-            # its own seed layout: where JAX started with fewer devices, refused with its reason (not warned of)
-            resumed_devices = int(record.get("devices") or 0)
+            try:  # its own seed layout, as the CLI plans it (where JAX has fewer devices, train says why)
+                resumed_devices = resumed_layout(out, run_options)[2]
+            except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: train says so in one line
+                pass
     else:
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
         # every member's options apply before anything starts, each checked by its own values
@@ -376,9 +378,10 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     _check_paths(out=out)
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
-    teacher_dirs = [Path(teachers)] if isinstance(teachers, (str, os.PathLike)) else [Path(t) for t in teachers]
-    if any(not str(t).strip() for t in ([teachers] if isinstance(teachers, str) else teachers)):
+    given = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers)
+    if any(isinstance(t, str) and not t.strip() for t in given):  # Path("") is already "."
         raise ConfigError("--teachers: an empty path (it read as '.', the current folder)")
+    teacher_dirs = [Path(t) for t in given]
     for teacher in teacher_dirs:  # before JAX starts (_refuse_before_jax): a teacher that is no run
         RunDir(teacher).runnable_config()
     if all(Path(out).absolute() != t.absolute() for t in teacher_dirs):  # a teacher as --out: refused by name

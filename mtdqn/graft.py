@@ -39,6 +39,7 @@ from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import count_trainable, parse_freeze, trunk_layers
 from mtdqn.networks import lora_layers, make_architecture, param_shapes, shared_mask
 from mtdqn.rundir import RunDir
+from mtdqn.tasknames import find_task
 from mtdqn.tasks import make_task_set
 from mtdqn.train.agent import Agent
 
@@ -122,7 +123,7 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
     if ft.trunk_lr and ft.lora_rank:
         raise ConfigError(f"--trunk-lr {ft.trunk_lr:g} sets the rate of trunk layers that train, and --lora freezes "
                           "the trunk (its low-rank factors train at --lr): drop --trunk-lr")
-    if ft.keep_heads and not set(new_tasks.names) & set(src_tasks.names):  # it said "heads kept", keeping none
+    if ft.keep_heads and all(find_task(src_tasks.names, t) is None for t in new_tasks.names):  # kept none
         raise ConfigError(f"--keep-heads True keeps the heads of the tasks {source.path} trained "
                           f"({', '.join(src_tasks.names)}), and none of {', '.join(new_tasks.names)} is one of them: "
                           "drop --keep-heads")
@@ -187,9 +188,10 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
     for name in trunk_layers(arch):
         for leaf, value in _folded(src["torso"][name]).items():  # kernel, bias: new LoRA factors stay fresh
             params["torso"][name][leaf] = value[seeds]
-    kept = [t for t in agent.task_set.names if ft.keep_heads and t in source.net.tasks]
+    found = {t: find_task(source.net.tasks, t) for t in agent.task_set.names} if ft.keep_heads else {}
+    kept = [t for t, k in found.items() if k is not None]  # however either run spells it
     for task in kept:
-        j, k = agent.task_set.names.index(task), source.net.tasks.index(task)
+        j, k = agent.task_set.names.index(task), found[task]
         for dst_part, src_part in zip(_per_task_parts(arch, params), _per_task_parts(source.net.arch, src)):
             for leaf in jax.tree_util.tree_leaves_with_path(dst_part):
                 path = leaf[0]

@@ -181,17 +181,28 @@ def short_name(name: str) -> str:
     return name.removeprefix("MiniGrid-").split("-")[0]
 
 
-def index_of_task(names: Sequence[str], task: str) -> int:
+def find_task(names: Sequence[str], task: str) -> int | None:
     """Where ``task`` is among a run's task names however either is spelled (:func:`same_task`: 'X' for a run
-    of 'X:', options in another order); a one-line ConfigError naming the run's tasks where none is it."""
+    of 'X:', options in another order); None where none is it (a spec that does not parse is no task of it)."""
     names = list(names)
     if task in names:
         return names.index(task)
-    try:
-        wanted = same_task(task)
-        return next(i for i, name in enumerate(names) if same_task(name) == wanted)
-    except (ConfigError, StopIteration):  # a malformed spec is no task of the run either
-        raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(names)}") from None
+
+    def same(a: str, b: str) -> bool:
+        try:
+            return same_task(a) == same_task(b)
+        except ConfigError:
+            return False
+
+    return next((i for i, name in enumerate(names) if same(name, task)), None)
+
+
+def index_of_task(names: Sequence[str], task: str) -> int:
+    """:func:`find_task`, or a one-line ConfigError naming the run's tasks."""
+    i = find_task(names, task)
+    if i is None:
+        raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(names)}")
+    return i
 
 
 def check_task_names(specs: Iterable[str]) -> None:

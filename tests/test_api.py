@@ -147,6 +147,12 @@ def test_a_python_callers_wrong_type_of_path_or_spec_is_one_line(tmp_path, call,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_distill_takes_one_teacher_given_as_a_path(tmp_path):
+    """mtdqn.distill(Path(...)): the empty-path check iterated the Path (a TypeError)."""
+    with pytest.raises(mtdqn.ConfigError, match="is not a run directory"):
+        mtdqn.distill(tmp_path / "teacher", out=tmp_path / "student")
+
+
 def test_a_misspelled_transfer_keyword_is_suggested(tmp_path):
     """finetune's and extend's own keywords are candidates too: `freez` listed every train option but freeze."""
     with pytest.raises(mtdqn.ConfigError, match=r"^unknown option 'freez'; did you mean 'freeze'\?$"):
@@ -193,25 +199,64 @@ def test_the_cli_and_the_api_make_the_same_run(api_run, tmp_path, capsys):
         assert f"{task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}" in printed
 
 
+def _recorded_on(run: Path, devices: int) -> None:
+    """The run's records (config.json and its latest checkpoint's) as if its seeds had trained over ``devices``."""
+    for path in (run / "config.json", run / "checkpoints" / "latest.json"):
+        record = json.loads(path.read_text())
+        record["options"]["devices"] = devices
+        path.write_text(json.dumps(record))
+
+
 @pytest.mark.slow
 def test_a_run_resumed_where_jax_has_fewer_devices_than_it_trained_on_says_why(api_run, tmp_path):
     """A run resumes on its own seed layout.  In a process whose JAX started with fewer devices (2 here, conftest)
     it warned "correct, but slower", then failed with `--devices 3: only 2 local device(s) here`, a flag never
-    given: now only the reason and the way out, and nothing of the run touched."""
+    given: now only the reason and the way out (InsufficientResources: a study's cell keeps its checkpoint),
+    nothing of the run touched; a --devices the process has is taken, as before."""
+    from mtdqn.errors import InsufficientResources
+
     run = tmp_path / "run"
     shutil.copytree(api_run.path, run)
-    for path, key in ((run / "config.json", None), (run / "checkpoints" / "latest.json", "options")):
-        record = json.loads(path.read_text())
-        (record[key] if key else record)["devices"] = 3
-        path.write_text(json.dumps(record))
+    _recorded_on(run, 3)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(mtdqn.ConfigError, match=rf"^{re.escape(str(run))} trained its seeds over 3 devices and "
-                                                     r"resumes on as many .* this process's JAX started with 2: "
-                                                     r"resume it in a fresh process"):
+        with pytest.raises(InsufficientResources, match=rf"^{re.escape(str(run))} trained its seeds over 3 devices "
+                                                        r"and resumes on as many .* this process's JAX started with "
+                                                        rf"2: resume it in a fresh process \(mtdqn train --resume "
+                                                        rf"{re.escape(str(run))}\), or call "
+                                                        r"mtdqn\.devices\.use_cpu_cores\(3\)"):
             mtdqn.train(out=run, resume=True, progress=False)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    resumed = mtdqn.train(out=run, resume=True, devices=1, progress=False)  # its own choice: resumes (evaluated)
+    assert json.loads((resumed.path / "config.json").read_text())["options"]["devices"] == 1
+
+
+@pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
+def test_a_resumed_run_plans_the_devices_its_seeds_trained_on(api_run, tmp_path):
+    """mtdqn.train(resume=True) plans JAX from the run's checkpoint as `mtdqn train --resume` does: it planned
+    from the seeds alone (1 device for this 1-seed run recorded on 2), so the resume was refused."""
+    run = tmp_path / "run"
+    shutil.copytree(api_run.path, run)
+    _recorded_on(run, 2)
+    code = f"""
+import mtdqn.devices
+class Planned(Exception): pass
+planned = []
+def spy(*args):
+    planned.append(args)
+    raise Planned
+mtdqn.devices.use_cpu_cores = spy
+import mtdqn
+try:
+    mtdqn.train(out={str(run)!r}, resume=True, progress=False)
+except Planned:
+    pass
+print(planned)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[(2, 2)]", done.stdout  # (devices, threads)
 
 
 @pytest.mark.slow

@@ -88,6 +88,7 @@ def test_a_runs_task_is_found_however_it_is_spelled():
     assert index_of_task(names, "MiniGrid-LavaGapS7-v0:") == 0
     assert index_of_task(names, "MiniGrid-LavaGapS7-v0") == 0
     assert index_of_task(names, "Breakout-MinAtar:actions=full,sticky=0.10") == 1
+    assert index_of_task(["Breakout-MinAtar:nonsense=1", "CartPole-v1"], "CartPole-v1:") == 1  # a bad name passed
     for other in ("Breakout-MinAtar", "Breakout-MinAtar:sticky=0.2,actions=full", "MiniGrid-LavaGapS7",
                   "Breakout-MinAtar:nonsense=1"):
         with pytest.raises(ConfigError, match=rf"^task '{re.escape(other)}' is not one of this run's tasks: "

@@ -226,13 +226,10 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
         return ()
     if cmd.resume is None:
         return cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.options.devices or 0)
-    from mtdqn.checkpoint import checkpoint_meta  # plain JSON: does not start JAX
-    from mtdqn.runoptions import RunOptions, resolve
+    from mtdqn.runoptions import resumed_layout
 
     try:  # the latest checkpoint's record: the config and layout the resumed run continues with
-        meta = checkpoint_meta(cmd.resume)
-        seeds, tasks = int(meta["config"]["seeds"]), list(meta["config"]["tasks"])
-        devices = resolve(given_options(cmd.options), RunOptions.from_record(meta)).devices
+        seeds, tasks, devices = resumed_layout(cmd.resume, given_options(cmd.options))
     except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: _run_train says so in one line
         return ()
     return cpu_plan(seeds, tasks, devices)

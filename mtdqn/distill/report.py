@@ -101,7 +101,7 @@ def _tasks_in_order(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _normalized(r: dict[str, Any]) -> str:
-    """(student - random) / (teacher - random); undefined where the teacher did no better than random."""
+    """(student - random) / (teacher - random); undefined where the teacher's return is the random one's."""
     value = r["normalized"]
     return f"{value:.2f}" if math.isfinite(value) else "— (teacher = random)"
 

@@ -221,7 +221,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     if unknown:
         raise ConfigError(f"{source}: {unknown[0]}: unknown key; valid: {', '.join(_TOP_KEYS)}")
     name = raw.get("name", default_name)
-    if not isinstance(name, str) or not SAFE_NAME.match(name):
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
         raise ConfigError(f"{source}: name: expected letters, digits, '_.+-' (it names folders), got {name!r}")
     tasks = raw.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
@@ -249,7 +249,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     if include and REFERENCE not in defined:
         variants[REFERENCE] = {"sharing": "independent", **_idle_without_sharing(options)}
     for vname, vraw in defined.items():
-        if not SAFE_NAME.match(vname):
+        if not SAFE_NAME.fullmatch(vname):
             raise ConfigError(f"{source}: variants.{vname}: a variant name names a folder; use letters, digits, "
                               "'_.+-'")
         variants[vname] = _checked_options(vraw, source, f"variants.{vname}")

@@ -25,7 +25,7 @@ from mtdqn.config import (
     TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, warn_of_rounding,
 )
 from mtdqn.devices import seed_devices
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.graft import start_from_source
 from mtdqn.io import provenance
 from mtdqn.rundir import RunDir
@@ -100,8 +100,10 @@ def train(
             record = run_dir.require_resumable()
             verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
             options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
+        options = resolve(given, options, resuming=resume)
+        if resume and "devices" not in given:  # its own layout (--devices given: seed_devices says what is wrong)
             _check_devices_to_resume(run_dir.path, options.devices)
-        options = _laid_out(agent, resolve(given, options, resuming=resume))
+        options = _laid_out(agent, options)
         check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
         start_from = None
         if cfg.finetune.source and not resume:
@@ -141,14 +143,16 @@ def resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
 
 
 def _check_devices_to_resume(path: Path, devices: int) -> None:
-    """A run resumes on the devices its seeds trained on (another layout changes its numbers): a process whose
-    JAX started with fewer (its own JAX code, or an earlier run with fewer seeds) cannot give them."""
+    """A run resumes on the devices its seeds trained on (another layout changes its numbers; ``--devices``
+    chooses another): a process whose JAX started with fewer (its own JAX code, or an earlier run with fewer
+    seeds) cannot give them.  InsufficientResources: the checkpoint is fine, this process is not (a study's
+    cell keeps it)."""
     have = jax.local_device_count()
     if devices > have:
-        raise ConfigError(f"{path} trained its seeds over {devices} devices and resumes on as many (another layout "
-                          f"changes its numbers); this process's JAX started with {have}: resume it in a fresh "
-                          f"process (mtdqn train --resume --out {path}), or call mtdqn.devices.use_cpu_cores() "
-                          "before any JAX code")
+        raise InsufficientResources(
+            f"{path} trained its seeds over {devices} devices and resumes on as many (another layout changes its "
+            f"numbers; --devices chooses one); this process's JAX started with {have}: resume it in a fresh process "
+            f"(mtdqn train --resume {path}), or call mtdqn.devices.use_cpu_cores({devices}) before any JAX code")
 
 
 def _check_host_options(agent: Agent, resume: bool, wanted: dict[str, Any]) -> None:

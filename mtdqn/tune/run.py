@@ -15,7 +15,7 @@ import itertools
 import math
 import uuid
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -139,8 +139,8 @@ def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[
 
 def _check_no_running_batches(spec: TuneSpec, out: Path, storage: str | None) -> None:
     """A killed batched tune's batches resume only together, in one program here: refused on Ray."""
-    if not (out / TUNE_RECORD).is_file():
-        return  # a new search: nothing running
+    if not (out / TUNE_RECORD).is_file() or (storage is None and not (out / "tune.db").is_file()):
+        return  # a new search: nothing running (and no database made here before Ray is reached)
     try:
         study = optuna.load_study(study_name=spec.name, storage=default_storage(out) if storage is None else storage)
     except KeyError:  # killed before its study was made
@@ -183,27 +183,32 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     # Ray first: an unreachable cluster fails before anything is written (run_search_on_ray's own connection then
     # finds Ray started and uses it); then one search per folder: a second one's batches cleared and trained the
     # first's trials
-    with (RayBackend(ray_address) if ray_address is not None else nullcontext()), held(out):
-        write_record(out, record)
-        url = storage if storage is not None else default_storage(out)
-        study = open_search(spec, opened if opened is not None else open_storage(url), record[SEARCH_ID], out)
-        total = trials if trials is not None else spec.trials
+    with ExitStack() as ray_session:
         if ray_address is not None:
-            from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
+            ray_session.enter_context(RayBackend(ray_address))
+        with held(out):
+            write_record(out, record)
+            url = storage if storage is not None else default_storage(out)
+            study = open_search(spec, opened if opened is not None else open_storage(url), record[SEARCH_ID], out)
+            total = trials if trials is not None else spec.trials
+            if ray_address is not None:
+                from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
-            run_search_on_ray(spec, study, url, out, total, ray_address, announce)
-        else:
-            run_batched_search(spec, study, out, total, progress, announce)
-        confirmed, confirm_score = None, None
-        if confirm is not None and best_trial(study) is not None:  # none: the report says why, and the caller
-            confirmed = confirm_best(spec, study, out, confirm, progress)
-            confirm_score = seed_scores(spec.objective, confirmed)[0]
-        report = build_tune_report(spec, study, out, command,
-                                   [p.parent for p in sorted((out / "confirm").glob("*/summary.json"))])
-        best = best_trial(study)
-        failed = [(t.number, t.user_attrs.get("note", "")) for t in
-                  study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
-        if confirm is not None and best is None and not failed:  # with failures: SearchFailed, from the result
-            raise ConfigError(f"{out}: no complete trial to confirm yet (report: {report})")
-        return TuneResult(out, report, best.number if best else None, best.value if best else None,
-                          dict(best.user_attrs.get("options", {})) if best else {}, confirmed, confirm_score, failed)
+                run_search_on_ray(spec, study, url, out, total, ray_address, announce)
+                ray_session.close()  # a local cluster's daemons stop: the confirmation trains here, on these cores
+            else:
+                run_batched_search(spec, study, out, total, progress, announce)
+            confirmed, confirm_score = None, None
+            if confirm is not None and best_trial(study) is not None:  # none: the report says why, and the caller
+                confirmed = confirm_best(spec, study, out, confirm, progress)
+                confirm_score = seed_scores(spec.objective, confirmed)[0]
+            report = build_tune_report(spec, study, out, command,
+                                       [p.parent for p in sorted((out / "confirm").glob("*/summary.json"))])
+            best = best_trial(study)
+            failed = [(t.number, t.user_attrs.get("note", "")) for t in
+                      study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
+            if confirm is not None and best is None and not failed:  # with failures: SearchFailed, from the result
+                raise ConfigError(f"{out}: no complete trial to confirm yet (report: {report})")
+            options = dict(best.user_attrs.get("options", {})) if best else {}
+            return TuneResult(out, report, best.number if best else None, best.value if best else None, options,
+                              confirmed, confirm_score, failed)

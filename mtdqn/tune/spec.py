@@ -242,7 +242,9 @@ def build_tune_spec(raw: dict[str, Any], source: str, default_name: str) -> Tune
     if both:
         raise ConfigError(f"{source}: {both[0]} is both fixed in [options] and searched in [space]; keep one")
     name = raw.get("name", default_name)
-    if not isinstance(name, str) or not SAFE_NAME.match(name):  # "../x" named its default folder runs/tune-../x
+    # a name written in the spec ("../x" named its default folder runs/tune-../x); one taken from the file's name
+    # is as it always was (a search made from "my search.toml" resumes)
+    if "name" in raw and (not isinstance(name, str) or not SAFE_NAME.fullmatch(name)):
         raise ConfigError(f"{source}: name: expected letters, digits, '_.+-' (it names folders and the storage's "
                           f"study), got {name!r}")
     spec = TuneSpec(name=name, tasks=_tasks(raw["tasks"], source),
