@@ -38,7 +38,7 @@ from mtdqn.flatoptions import apply_options, coerce, config_options, option_tabl
 from mtdqn.results import Run, Study
 from mtdqn.io import check_not_other_kind
 from mtdqn.rundir import STUDY_RECORD, RunDir
-from mtdqn.runoptions import OnEval, RunOptions, resumed_layout
+from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 from mtdqn.tasknames import check_task_names, split_task_list
 
@@ -230,6 +230,8 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         else:
             RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX starts
             cfg = RunDir(out).runnable_config()
+            from mtdqn.checkpoint import resumed_layout  # plain JSON: does not start JAX
+
             try:  # its own seed layout, as the CLI plans it (where JAX has fewer devices, train says why)
                 resumed_devices = resumed_layout(out, run_options)[2]
             except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: train says so in one line

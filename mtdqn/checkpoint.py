@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -29,12 +29,12 @@ import orbax.checkpoint as ocp
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError
 from mtdqn.interrupts import interrupts_deferred
-from mtdqn.runoptions import RunOptions
+from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.io import provenance, read_json, write_json
 
 __all__ = [
     "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "read_latest", "checkpoint_meta",
-    "describe_mismatch",
+    "describe_mismatch", "resumed_layout",
 ]
 
 FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
@@ -248,3 +248,13 @@ def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], t
                 raise
             _quiet_abandoned_reads()  # at once: the abandoned read's leftovers report as they end
     raise ConfigError(f"the run in {run_dir} is writing checkpoints faster than they can be read; retry")
+
+
+def resumed_layout(run_dir: Path | str, given: Mapping[str, Any]) -> tuple[int, list[str], int]:
+    """(seeds, tasks, devices) of a run about to resume: its latest checkpoint's config, and its own device count
+    under the ``given`` options (``--devices`` may change it), read before JAX starts (the checkpoint's record is
+    plain JSON), so the CLI and the API plan the same devices.  ConfigError, KeyError, TypeError or ValueError
+    for a record that is missing or damaged (train says so in one line)."""
+    meta = checkpoint_meta(Path(run_dir))
+    seeds, tasks = int(meta["config"]["seeds"]), list(meta["config"]["tasks"])
+    return seeds, tasks, resolve(given, RunOptions.from_record(meta)).devices

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mtdqn.errors import ConfigError
@@ -133,14 +132,3 @@ def resolve(given: Mapping[str, Any], stored: RunOptions | None = None, *, resum
     return options
 
 
-
-def resumed_layout(run_dir: Path | str, given: Mapping[str, Any]) -> tuple[int, list[str], int]:
-    """(seeds, tasks, devices) of a run about to resume: its latest checkpoint's config, and its own device count
-    under the ``given`` options (``--devices`` may change it), read before JAX starts (the checkpoint's record is
-    plain JSON), so the CLI and the API plan the same devices.  ConfigError, KeyError, TypeError or ValueError
-    for a record that is missing or damaged (train says so in one line)."""
-    from mtdqn.checkpoint import checkpoint_meta  # imports orbax: only where a run resumes
-
-    meta = checkpoint_meta(Path(run_dir))
-    seeds, tasks = int(meta["config"]["seeds"]), list(meta["config"]["tasks"])
-    return seeds, tasks, resolve(given, RunOptions.from_record(meta)).devices

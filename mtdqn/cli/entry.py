@@ -226,7 +226,7 @@ def _cpu_plan(cmd: object) -> tuple[int, int] | tuple[()]:
         return ()
     if cmd.resume is None:
         return cpu_plan(cmd.cfg.seeds, cmd.cfg.tasks, cmd.options.devices or 0)
-    from mtdqn.runoptions import resumed_layout
+    from mtdqn.checkpoint import resumed_layout  # plain JSON: does not start JAX
 
     try:  # the latest checkpoint's record: the config and layout the resumed run continues with
         seeds, tasks, devices = resumed_layout(cmd.resume, given_options(cmd.options))
