@@ -190,13 +190,23 @@ class Study:
     def report_path(self) -> Path:
         return self.path / "report" / "report.html"
 
+    @property
+    def own_reports(self) -> dict[str, Path]:
+        """The files a groups or transfer study writes beside its report, by what the command line calls them:
+        a groups study's groups.md once its partitions are chosen, a transfer study's transfer.md."""
+        own = {}
+        if self.record.get("transfer"):
+            own["transfer table"] = self.path / "transfer.md"
+        if self.record.get("groups", {}).get("partitions"):
+            own["groups report"] = self.path / "groups.md"
+        return own
+
     def report(self) -> Path:
-        """Rebuild the report from the stored cells (`mtdqn report`), a groups study's groups.md once its
-        partitions are chosen and a transfer study's transfer.md, as `mtdqn study` writes them; returns
-        report.html's path."""
+        """Rebuild the report from the stored cells (`mtdqn report`) and :attr:`own_reports`, as `mtdqn study`
+        writes them; returns report.html's path."""
         from mtdqn.studies.runner import build, build_groups  # the analysis, imported when asked for
 
-        if self.record.get("groups", {}).get("partitions"):
+        if "groups report" in self.own_reports:
             build_groups(self.path)
         transfer = self.record.get("transfer")
         if transfer:

@@ -250,7 +250,7 @@ def test_a_preset_budget_its_windows_round_is_warned_before_anything_is_written(
 
 
 @pytest.mark.slow  # trains the study
-def test_mtdqn_report_rebuilds_a_transfer_studys_transfer_md(study, tmp_path, monkeypatch):
+def test_mtdqn_report_rebuilds_a_transfer_studys_transfer_md(study, tmp_path, monkeypatch, capsys):
     """`mtdqn report STUDY` rebuilt the held-out cells' report but not transfer.md, which `study transfer`
     writes (a groups study's groups.md: test_groups_study)."""
     import shutil
@@ -264,5 +264,8 @@ def test_mtdqn_report_rebuilds_a_transfer_studys_transfer_md(study, tmp_path, mo
     (copy / "transfer.md").unlink()
     (copy / "transfer.json").unlink()
     monkeypatch.setattr(mtdqn.studies.runner, "build", lambda out: out / "report" / "report.html")  # tested above
+    capsys.readouterr()
     main(["report", str(copy)])
     assert (copy / "transfer.md").read_text() == kept and (copy / "transfer.json").is_file()
+    assert capsys.readouterr().out.splitlines() == [f"transfer table: {copy / 'transfer.md'}",  # as `study` says
+                                                    f"report: {copy / 'report' / 'report.html'}"]

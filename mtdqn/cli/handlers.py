@@ -233,15 +233,10 @@ def _run_distill(cmd: Distill) -> None:
 
 def _run_study(cmd: Study) -> None:
     from mtdqn import api
-    from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS
 
     study = api.study(cmd.study, cmd.out, ray_address=cmd.ray_address, devices=cmd.devices, progress=cmd.progress,
                       seeds=cmd.seeds, steps=cmd.steps, tasks=list(cmd.tasks) if cmd.tasks is not None else None)
-    if cmd.study in TRANSFER_PRESETS:
-        print(f"transfer table: {study.path / 'transfer.md'}")
-    if cmd.study == GROUPS_PRESET:
-        print(f"groups report: {study.path / 'groups.md'}")
-    print(f"report: {study.report_path}")
+    _print_reports(study, study.report_path)
 
 
 def _run_tune(cmd: Tune) -> None:
@@ -266,10 +261,13 @@ def _run_report(cmd: Report) -> None:
 
     study = open_study(cmd.study_dir)
     report = study.report()
-    if study.record.get("transfer"):  # rebuilt too, as `mtdqn study` writes and names them
-        print(f"transfer table: {study.path / 'transfer.md'}")
-    if study.record.get("groups", {}).get("partitions"):
-        print(f"groups report: {study.path / 'groups.md'}")
+    _print_reports(study, report)
+
+
+def _print_reports(study: Any, report: Path) -> None:
+    """A study's reports' paths, its own (a groups or transfer study's) first: `mtdqn study` and `mtdqn report`."""
+    for what, path in study.own_reports.items():
+        print(f"{what}: {path}")
     print(f"report: {report}")
 
 
