@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
+__all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
            "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning",
            "warn_user", "check_number"]
 
@@ -63,6 +63,12 @@ class OneStepEpisodesWarning(MtdqnWarning):
 class FewUpdatesWarning(MtdqnWarning):
     """A valid budget that makes so few gradient updates the agent can hardly learn; the CLI prints it as
     ``warning: <message>``."""
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and its noun, singular for one, for the lines the user reads: "1 seed", "3 seeds" (a study of one seed
+    read "1 seeds").  The noun is given in the singular; its plural adds "s"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def warn_user(message: str, category: type[Warning]) -> None:

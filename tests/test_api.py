@@ -467,3 +467,13 @@ def test_a_study_refused_in_a_process_whose_devices_are_chosen_plans_nothing_fir
     with pytest.raises(mtdqn.ConfigError, match="no update would run"):
         mtdqn.study("quick", seeds=3, steps=5000, out=tmp_path / "s")
     assert len(planned) == 1 and planned[0][0] == 3
+
+
+def test_counts_in_the_lines_users_read_agree_with_their_number():
+    """A study of one seed announced "1 seeds", a one-task run "1 tasks"."""
+    from mtdqn.errors import count
+    from mtdqn.train.agent import describe, make_agent
+
+    assert [count(1, "seed"), count(2, "seed"), count(0, "variant"), count(1200, "task")] == \
+        ["1 seed", "2 seeds", "0 variants", "1,200 tasks"]
+    assert describe(make_agent(TrainConfig(tasks=("CartPole-v1",)))).startswith("mtdqn: 1 task, sharing=")

@@ -42,7 +42,7 @@ from rich.console import Console
 from mtdqn.analysis.group_scores import predictor_matrices, seed_mean
 from mtdqn.analysis.groups import MAX_TASKS, Partition, describe_partition, trained_partitions
 from mtdqn.config import TrainConfig, derive
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
@@ -177,7 +177,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         warn_of_rounded_budgets(spec.name, [joint], preset_advice(joint.config.num_envs))
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
-        console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {spec.seeds} seeds, "
+        console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {count(spec.seeds, 'seed')}, "
                       f"{spec.steps:,} env steps per task; the joint run measures the affinity every {every} updates "
                       f"→ {out_dir}")
         _run([(joint, joint_dir)], [joint_status], console, progress)

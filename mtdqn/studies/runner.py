@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from rich.console import Console
 
 from mtdqn.config import rounded_schedule
-from mtdqn.errors import ConfigError, RoundedScheduleWarning, warn_user
+from mtdqn.errors import ConfigError, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
@@ -99,7 +99,8 @@ def progress_printer(console: Console, total: int) -> OnEvent:
     done = [0]
 
     def on_event(event: str, cell: CellConfig, summary: dict[str, Any] | None) -> None:
-        label = f"[bold]{cell.variant}[/bold] ({cell.config.seeds} seeds, sharing={cell.config.network.sharing})"
+        label = (f"[bold]{cell.variant}[/bold] ({count(cell.config.seeds, 'seed')}, "
+                 f"sharing={cell.config.network.sharing})")
         if event in ("start", "submit"):
             started[cell.variant] = time.perf_counter()
             if event == "start":
@@ -281,8 +282,9 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
                                 else None)
         with held(out_dir):
             write_json(out_dir / STUDY_RECORD, study_record(spec))
-            console.print(f"study [bold]{spec.name}[/bold]: {len(spec.tasks)} tasks × {len(cells)} variants × "
-                          f"{spec.seeds} seeds, {spec.steps:,} env steps per task → {out_dir}")
+            console.print(f"study [bold]{spec.name}[/bold]: {count(len(spec.tasks), 'task')} × "
+                          f"{count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, {spec.steps:,} env steps "
+                          f"per task → {out_dir}")
             for cell, _ in cells:
                 if statuses[cell.variant] == "done":
                     on_event("skip", cell, None)

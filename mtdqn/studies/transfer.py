@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
@@ -132,7 +132,8 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
-                      f"{spec.target} × {len(cells)} variants × {spec.seeds} seeds, {spec.steps:,} env steps "
+                      f"{spec.target} × {count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, "
+                      f"{spec.steps:,} env steps "
                       f"→ {out_dir}")
         on_event = progress_printer(console, len(cells) + 1)
         if pre_status == "done":

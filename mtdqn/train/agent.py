@@ -21,7 +21,7 @@ from flax import struct
 
 from mtdqn.config import Derived, TrainConfig, config_hash, derive
 from mtdqn.devices import padded_seeds, population_layout, seed_devices
-from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.errors import ConfigError, InsufficientResources, count
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
 from mtdqn.networks import Architecture, count_params, make_architecture, param_shapes
 from mtdqn.replay import Replay
@@ -250,8 +250,7 @@ def describe(agent: Agent) -> str:
     params = param_shapes(agent.arch)
     total, shared = count_params(agent.arch, params)
     norm = " (features at unit RMS)" if agent.arch.unit_rms else ""
-    n = len(agent.cfg.tasks)
-    line = (f"mtdqn: {n} task{'s' if n != 1 else ''}, sharing={agent.cfg.network.sharing}{norm}, "
+    line = (f"mtdqn: {count(len(agent.cfg.tasks), 'task')}, sharing={agent.cfg.network.sharing}{norm}, "
             f"strategy={agent.derived.strategy}, seeds={agent.seeds}, parameters: {total:,} total, {shared:,} shared")
     ft = agent.cfg.finetune
     if not is_finetuned(ft):

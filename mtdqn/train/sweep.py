@@ -25,7 +25,7 @@ from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from mtdqn.config import (
     TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive, warn_of_rounding,
 )
-from mtdqn.errors import ConfigError, TrainingDiverged
+from mtdqn.errors import ConfigError, TrainingDiverged, count
 from mtdqn.io import prepare_out_dir, provenance, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
@@ -108,8 +108,8 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     if warn_rounding and not resume:  # once every option is checked, as the announcement (the members share them)
         warn_of_rounding(cfg, options.eval_every, options.checkpoint_every)
     if announce is not None:
-        announce(f"{describe(agent)}\nmtdqn: sweep of {len(members)} settings x {cfg.seeds} seeds in one program"
-                 + (resuming_line(agent, verified) if verified is not None else ""))
+        sweep = f"mtdqn: sweep of {len(members)} settings x {count(cfg.seeds, 'seed')} in one program"
+        announce(f"{describe(agent)}\n{sweep}" + (resuming_line(agent, verified) if verified is not None else ""))
     trainer = make_population_trainer(agent, [a.hypers for a in agents], options.devices)
     options = dataclasses.replace(options, devices=trainer.devices)
     runs = [RunDir(path) for path, _ in members]
