@@ -35,8 +35,8 @@ from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError, warn_user
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
-from mtdqn.results import Run, Study
 from mtdqn.io import check_not_other_kind
+from mtdqn.results import Run, Study
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
