@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning, warn_user
+from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning, count, warn_user
 
 __all__ = [
     "FinetuneConfig",
@@ -312,7 +312,7 @@ def check_train_budget(cfg: TrainConfig, cadence: str = "") -> None:
             "--learning-starts")
     if updates < FEW_UPDATES:
         every = cadence or f"--train-every {cfg.dqn.train_every} env steps per task"
-        warn_user(f"--steps {cfg.steps:,} makes only {updates} gradient update{'s' if updates > 1 else ''} "
+        warn_user(f"--steps {cfg.steps:,} makes only {count(updates, 'gradient update')} "
                   f"(fewer than {FEW_UPDATES}: one every {every} after --learning-starts "
                   f"{cfg.dqn.learning_starts:,}): the agent can hardly learn", FewUpdatesWarning)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from mtdqn.config import FinetuneConfig, NetworkConfig, TrainConfig, check_new_run, config_hash
 from mtdqn.deploy import LoadedAgent, load_agent
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, count
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import count_trainable, parse_freeze, trunk_layers
 from mtdqn.networks import lora_layers, make_architecture, param_shapes, shared_mask
@@ -110,8 +110,7 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
     freeze = parse_freeze(ft.freeze)
     n_trunk = len(trunk_layers(src_arch))
     if freeze.kind == "bottom" and freeze.value > n_trunk:
-        raise ConfigError(f"--freeze bottom:{freeze.value}: the pretrained trunk has {n_trunk} "
-                          f"layer{'s' if n_trunk != 1 else ''}")
+        raise ConfigError(f"--freeze bottom:{freeze.value}: the pretrained trunk has {count(n_trunk, 'layer')}")
     if freeze.kind == "trunk-until" and freeze.value >= cfg.steps:
         raise ConfigError(f"--freeze trunk-until:{freeze.value} is not before the end of --steps {cfg.steps}; "
                           "use --freeze trunk")

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mtdqn.config import TrainConfig, config_from_dict, derive
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, count
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, held, prepare_out_dir,
                       read_json, read_parquet, write_json, write_parquet)
 from mtdqn.sweepspec import SWEEP_FILE, population_goes_on, sweep_entries
@@ -222,8 +222,7 @@ def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
     yet, ``: name one of its <what>, FOLDER/<placeholder>`` (nothing without a placeholder)."""
     runs = sorted(d.name for d in folder.iterdir() if (d / RUN_RECORD).is_file()) if folder.is_dir() else []
     if runs:
-        counted = what[:-1] if len(runs) == 1 and what.endswith("s") else what  # "its 1 cell"
-        return f": name one of its {len(runs)} {counted}, e.g. {folder / runs[0]}"
+        return f": name one of its {count(len(runs), what.removesuffix('s'))}, e.g. {folder / runs[0]}"
     return f": name one of its {what}, {folder / placeholder}" if placeholder else ""
 
 

@@ -130,5 +130,3 @@ def resolve(given: Mapping[str, Any], stored: RunOptions | None = None, *, resum
                           "are of the whole run")
     options.check()
     return options
-
-

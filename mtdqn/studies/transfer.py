@@ -133,8 +133,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
                       f"{spec.target} × {count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, "
-                      f"{spec.steps:,} env steps "
-                      f"→ {out_dir}")
+                      f"{spec.steps:,} env steps → {out_dir}")
         on_event = progress_printer(console, len(cells) + 1)
         if pre_status == "done":
             on_event("skip", pre_cell, None)

@@ -137,12 +137,13 @@ def _check_a_point_trains(spec: TuneSpec, rng: np.random.Generator, fixed: dict[
                       f"search would fail its trials; e.g. at {at}: {error}")
 
 
-def _check_no_running_batches(spec: TuneSpec, out: Path, storage: str | None) -> None:
-    """A killed batched tune's batches resume only together, in one program here: refused on Ray."""
-    if not (out / TUNE_RECORD).is_file() or (storage is None and not (out / "tune.db").is_file()):
+def _check_no_running_batches(spec: TuneSpec, out: Path, opened: optuna.storages.BaseStorage | None) -> None:
+    """A killed batched tune's batches resume only together, in one program here: refused on Ray.  ``opened``:
+    the --storage run_tune opened (None: the folder's own tune.db)."""
+    if not (out / TUNE_RECORD).is_file() or (opened is None and not (out / "tune.db").is_file()):
         return  # a new search: nothing running (and no database made here before Ray is reached)
     try:
-        study = optuna.load_study(study_name=spec.name, storage=default_storage(out) if storage is None else storage)
+        study = optuna.load_study(study_name=spec.name, storage=default_storage(out) if opened is None else opened)
     except KeyError:  # killed before its study was made
         return
     left = running_batches(study)
@@ -179,7 +180,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
     if ray_address is not None:
         from mtdqn.studies.ray_backend import RayBackend
 
-        _check_no_running_batches(spec, out, storage)  # before Ray starts
+        _check_no_running_batches(spec, out, opened)  # before Ray starts
     # Ray first: an unreachable cluster fails before anything is written (run_search_on_ray's own connection then
     # finds Ray started and uses it); then one search per folder: a second one's batches cleared and trained the
     # first's trials
