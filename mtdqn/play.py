@@ -26,8 +26,8 @@ from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
-from mtdqn.tasknames import index_of_task
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
+from mtdqn.tasknames import index_of_task
 
 __all__ = ["PlayResult", "play", "write_gif", "Recorder"]
 
