@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning, count, warn_user
+from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning, check_float32, count, warn_user
 
 __all__ = [
     "FinetuneConfig",
@@ -321,6 +321,13 @@ MAX_N_STEP = 100
 """The longest n-step window a new run takes (:func:`check_new_run`)."""
 
 
+def shares_nothing(sharing: str) -> bool:
+    """``independent``, or ``partial:0`` (no trunk layer shared): each task its own network, no shared parameter
+    for a strategy to combine gradients on or an affinity to measure."""
+    name, _, k = sharing.partition(":")
+    return name == "independent" or (name == "partial" and k.strip().isdigit() and int(k) == 0)
+
+
 def check_new_run(cfg: TrainConfig) -> None:
     """Rules for runs started from now on, on top of :func:`validate`.
 
@@ -330,6 +337,9 @@ def check_new_run(cfg: TrainConfig) -> None:
     """
     validate(cfg)
     d = cfg.dqn
+    for flag, value in (("--lr", d.lr), ("--gamma", d.gamma), ("--tau", d.tau), ("--weight-decay", d.weight_decay),
+                        ("--max-grad-norm", d.max_grad_norm), *(("--task-weights", w) for w in cfg.task_weights or ())):
+        check_float32(flag, value)  # the loop's float32: 1e40 is inf, 1e-50 is 0
     if d.gamma == 0.0:
         raise ConfigError(f"--gamma must be in (0, 1], got {d.gamma}")
     if d.weight_decay > 0 and d.optimizer == "adam":  # older runs trained so, ignoring it: they still load
@@ -341,13 +351,13 @@ def check_new_run(cfg: TrainConfig) -> None:
             f"refreshed in practice); use --tau 1 (a hard copy every {d.target_update_every} updates) or "
             "--target-update-every 1 (Polyak averaging every update)"
         )
-    if cfg.network.sharing == "independent":
+    if shares_nothing(cfg.network.sharing):
         idle = [f"--strategy {cfg.strategy}"] if cfg.strategy not in ("sum", "auto") else []
         idle += [f"--affinity-every {cfg.affinity_every}"] if cfg.affinity_every else []
         if idle:
-            raise ConfigError(f"{' and '.join(idle)} with --sharing independent changes nothing: strategies combine, "
-                              "and affinity measures, the tasks' gradients on shared parameters, and independent "
-                              "networks share none; drop it, or share a trunk")
+            raise ConfigError(f"{' and '.join(idle)} with --sharing {cfg.network.sharing} changes nothing: strategies "
+                              "combine, and affinity measures, the tasks' gradients on shared parameters, and "
+                              f"{cfg.network.sharing} networks share none; drop it, or share a trunk")
     if d.n_step > MAX_N_STEP:
         raise ConfigError(f"--n-step {d.n_step} is above {MAX_N_STEP}: each window step is unrolled in the compiled "
                           "update (100 added 8 s of compile to CartPole; 500 ran for minutes at several GB), and "

@@ -13,8 +13,8 @@ import sys
 import warnings
 
 __all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
-           "SearchFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning",
-           "warn_user", "check_number"]
+           "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning",
+           "warn_user", "check_number", "check_float32"]
 
 
 class ConfigError(ValueError):
@@ -43,6 +43,11 @@ class TrainingDiverged(RuntimeError):
 class SearchFailed(RuntimeError):
     """`mtdqn tune` ran its trials and none completed (each failed trial's reason is in its report); the CLI
     exits 3, as for a diverged run, after printing the report's path."""
+
+
+class CellsFailed(RuntimeError):
+    """`mtdqn study` ran and some of its cells failed (diverged, or raised): the report is written, those cells
+    marked FAILED in it; the CLI exits 3, as for a diverged run, after printing the report's path."""
 
 
 class MtdqnWarning(UserWarning):
@@ -93,3 +98,18 @@ def check_number(name: str, value: object, least: float, *, integer: bool = True
         raise ConfigError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}")
     if value < least:
         raise ConfigError(f"{name} must be {'> 0' if least == 1 and integer else f'>= {least}'}, got {value}")
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: the training loop computes in float32, where a larger value is inf."""
+FLOAT32_TINY = 1.1754943508222875e-38
+"""The smallest normal float32: XLA flushes smaller magnitudes (subnormals) to 0 on CPU and GPU."""
+
+
+def check_float32(name: str, value: float) -> None:
+    """A real hyperparameter the compiled loop reads as float32 checked to survive the cast: a ConfigError where
+    it is beyond float32's range (``--lr 1e40`` became inf and the run diverged at its first update) or so
+    small it becomes 0 (``--task-weights 1e-50 1e-50`` trained a loss weighted by zeros, silently)."""
+    if abs(value) > FLOAT32_MAX or 0 < abs(value) < FLOAT32_TINY:
+        raise ConfigError(f"{name} {value:g} is outside float32's range, in which training computes (magnitudes "
+                          f"{FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}, or 0)")

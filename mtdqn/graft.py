@@ -34,7 +34,7 @@ import numpy as np
 
 from mtdqn.config import FinetuneConfig, NetworkConfig, TrainConfig, check_new_run, config_hash
 from mtdqn.deploy import LoadedAgent, load_agent
-from mtdqn.errors import ConfigError, count
+from mtdqn.errors import ConfigError, check_float32, count
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import count_trainable, parse_freeze, trunk_layers
 from mtdqn.networks import lora_layers, make_architecture, param_shapes, shared_mask
@@ -116,6 +116,7 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
                           "use --freeze trunk")
     if not (math.isfinite(ft.trunk_lr) and ft.trunk_lr >= 0):
         raise ConfigError(f"--trunk-lr must be a finite number >= 0 (0: --lr), got {ft.trunk_lr}")
+    check_float32("--trunk-lr", ft.trunk_lr)
     if ft.trunk_lr and (freeze.kind == "trunk" or (freeze.kind == "bottom" and freeze.value == n_trunk)):
         raise ConfigError(f"--trunk-lr {ft.trunk_lr:g} sets the rate of trunk layers that train, and --freeze "
                           f"{ft.freeze} freezes the whole trunk: drop one of them")

@@ -187,6 +187,18 @@ class Study:
                 if RunDir(self.path / STUDY_CELLS / v).is_run()}
 
     @property
+    def failed(self) -> dict[str, str]:
+        """Variant -> error of each cell that ended failed (its summary.json says so): the report marks it FAILED,
+        and a rerun of the study trains it again."""
+        out = {}
+        for v in self.variants:
+            path = self.path / STUDY_CELLS / v / RUN_SUMMARY
+            summary = read_json(path) if path.is_file() else {}
+            if summary.get("status") == "failed":
+                out[v] = str(summary.get("error") or "no error recorded")
+        return out
+
+    @property
     def report_path(self) -> Path:
         return self.path / "report" / "report.html"
 

@@ -164,7 +164,10 @@ def test_a_machine_short_of_memory_keeps_a_killed_cells_checkpoint(study_copy: P
 
 
 @pytest.mark.slow
-def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The other cells and the report are made; `mtdqn study` then exits 3 naming the failure (it exited 0, and
+    with --progress False said nothing of it)."""
     import mtdqn.train.run
 
     def diverge(*args: object, **kwargs: object) -> None:
@@ -172,12 +175,33 @@ def test_failed_cell_is_recorded_and_the_study_goes_on(study_copy: Path, monkeyp
 
     monkeypatch.setattr(mtdqn.train.run, "train", diverge)
     shutil.rmtree(study_copy / "cells" / "shared")
-    result = run_study(load_spec(_spec_file(study_copy.parent)), study_copy, progress=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["study", str(_spec_file(study_copy.parent)), "--out", str(study_copy), "--progress", "False"])
+    assert exc.value.code == 3
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"report: {study_copy / 'report' / 'report.html'}"
+    assert captured.err == ("error: 1 cell of 2 failed (shared: TrainingDiverged: training diverged: non-finite loss "
+                            "in task Acrobot-v1); the report marks it FAILED, and a rerun of the study trains it "
+                            "again\n")
     summary = json.loads((study_copy / "cells/shared/summary.json").read_text())
     assert summary["status"] == "failed" and summary["variant"] == "shared"
     assert summary["error"].startswith("TrainingDiverged: training diverged")
-    assert result.summaries["independent"]["status"] == "ok"
+    assert json.loads((study_copy / "cells/independent/summary.json").read_text())["status"] == "ok"
     assert "TrainingDiverged" in (study_copy / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_another_study_into_a_studys_folder_is_refused(study_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its study.json, which the report and reruns read, was written over (a `quick` study run into a groups
+    study's folder lost the groups' plan); a study of the same name reuses its finished cells, as before."""
+    before = _mtimes(study_copy)
+    path = _spec_file(study_copy.parent, TINY.replace('name = "tiny"', 'name = "other"'), "other.toml")
+    with pytest.raises(SystemExit) as exc:
+        main(["study", str(path), "--out", str(study_copy)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (f"error: {study_copy}: holds study 'tiny', not study 'other'; choose another "
+                                       "--out (a study's folder holds that study alone)\n")
+    assert _mtimes(study_copy) == before
 
 
 def test_unreachable_ray_address_writes_nothing(tmp_path: Path) -> None:

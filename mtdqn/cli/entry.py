@@ -17,8 +17,8 @@ import tyro
 
 from mtdqn.cli.commands import Study, Train, Tune, command_flags, given_options
 from mtdqn.cli.handlers import COMMANDS
-from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning, SearchFailed,
-                          TrainingDiverged)
+from mtdqn.errors import (CellsFailed, ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning,
+                          SearchFailed, TrainingDiverged)
 from mtdqn.flatoptions import closest_option, did_you_mean
 from mtdqn.interrupts import redeliver_swallowed_interrupts
 from mtdqn.tasknames import split_task_list
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         _check_before_jax(cmd)
         _start_jax(cmd)
         handler(cmd)
-    except (ConfigError, TrainingDiverged, SearchFailed) as exc:
+    except (ConfigError, TrainingDiverged, SearchFailed, CellsFailed) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         code = 1 if isinstance(exc, InsufficientResources) else 2 if isinstance(exc, ConfigError) else 3
         raise SystemExit(code) from None

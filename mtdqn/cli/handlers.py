@@ -13,7 +13,7 @@ from typing import Any, Callable
 from mtdqn.cli.commands import (
     Act, Distill, Evaluate, Extend, Finetune, Play, Report, Strategies, Study, Tasks, Train, Tune, given_options,
 )
-from mtdqn.errors import ConfigError, SearchFailed
+from mtdqn.errors import CellsFailed, ConfigError, SearchFailed, count
 from mtdqn.results import Run
 
 __all__ = ["COMMANDS"]
@@ -237,6 +237,12 @@ def _run_study(cmd: Study) -> None:
     study = api.study(cmd.study, cmd.out, ray_address=cmd.ray_address, devices=cmd.devices, progress=cmd.progress,
                       seeds=cmd.seeds, steps=cmd.steps, tasks=list(cmd.tasks) if cmd.tasks is not None else None)
     _print_reports(study, study.report_path)
+    failed = study.failed
+    if failed:  # the report is written; a script must still learn that a variant has no result
+        variant, error = next(iter(failed.items()))
+        them = "it" if len(failed) == 1 else "them"
+        raise CellsFailed(f"{count(len(failed), 'cell')} of {len(study.variants)} failed ({variant}: {error}); the "
+                          f"report marks {them} FAILED, and a rerun of the study trains {them} again")
 
 
 def _run_tune(cmd: Tune) -> None:

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_float32
 
 __all__ = [
     "SCOPE",
@@ -131,6 +131,8 @@ def _convert(raw: str, typ: Any, key: str, name: str) -> Any:
         raise ConfigError(f"strategy {name}: option {key} must be {typ.__name__}, got {raw!r}") from None
     if typ is float and not math.isfinite(value):  # nan passes every `c >= 0`, and inf is no radius or clip
         raise ConfigError(f"strategy {name}: option {key} must be a finite number, got {raw!r}")
+    if typ is float:
+        check_float32(f"strategy {name}: option {key}", value)  # a traced float32 (StrategyHypers)
     return value
 
 

@@ -148,10 +148,31 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
         return write_failed(cell, cell_dir, exc)
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """A study's --out: a new or empty folder, or one holding a study (whose finished cells it reuses)."""
+StudyKind = Literal["study", "groups", "transfer"]
+"""What a study.json records: an ordinary study, or a groups or transfer study (its record's own key)."""
+
+
+def _kind_of(record: dict[str, Any]) -> StudyKind:
+    return "groups" if "groups" in record else "transfer" if "transfer" in record else "study"
+
+
+def _described(name: object, kind: StudyKind) -> str:
+    return f"{'' if kind == 'study' else kind + ' '}study {name!r}"
+
+
+def check_out_dir(out_dir: Path, name: str, kind: StudyKind = "study") -> None:
+    """A study's --out: a new or empty folder, or one holding this same study (name and kind: its finished cells
+    are reused).  Another study's folder is refused: its study.json, which its report and reruns read, would be
+    written over (a `quick` study run into a groups study's folder lost the groups' plan)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
     check_not_other_kind(out_dir, STUDY_RECORD)  # a run's, a sweep's or a search's: said as train and tune say it
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / STUDY_RECORD).exists():
         raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")
+    try:
+        record = json.loads((out_dir / STUDY_RECORD).read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: the study writes it anew (as a rerun repairs a cell)
+        return
+    if isinstance(record, dict) and (record.get("name"), _kind_of(record)) != (name, kind):
+        raise ConfigError(f"{out_dir}: holds {_described(record.get('name'), _kind_of(record))}, not "
+                          f"{_described(name, kind)}; choose another --out (a study's folder holds that study alone)")

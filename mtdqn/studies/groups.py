@@ -163,7 +163,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     ConfigErrors before anything is written."""
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, spec.name, "groups")
     study = joint_study(spec)
     joint, joint_dir = cell_configs(study, devices)[0], out_dir / STUDY_CELLS / JOINT
     joint_status = cell_status(joint, joint_dir)

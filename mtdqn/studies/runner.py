@@ -265,7 +265,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     """
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, spec.name)
     cells = [(cell, out_dir / STUDY_CELLS / cell.variant) for cell in cell_configs(spec, devices)]
     statuses = {cell.variant: cell_status(cell, d) for cell, d in cells}
     todo = [(c, d) for c, d in cells if statuses[c.variant] != "done"]

@@ -112,7 +112,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     """Pretrain (unless finished), run the held-out cells not yet finished, then the transfer table and report."""
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, spec.name, "transfer")
     study = held_out_spec(spec)
     pre_cell, cells = transfer_cells(spec, out_dir, devices)
     for cell in (pre_cell, *cells):  # every config a run could refuse, refused before anything is written
