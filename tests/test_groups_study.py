@@ -223,6 +223,19 @@ def test_a_failed_group_is_reported_as_missing(tmp_path):
     assert t["agreement"].set_index(["predictor", "scope"]).loc[("affinity", "aggregate"), "points"] == 3
 
 
+def test_a_lost_affinity_table_and_too_few_points_are_said_as_such(tmp_path):
+    """The joint run's affinity.parquet deleted: groups.md said "No affinity was recorded by the joint run"; and
+    with two groups failed, "It rests on 2 points ... a perfect ordering of 2 arises by chance once in 2"."""
+    study = make_groups_study(tmp_path, failed=("groups/CartPole-v1+MountainCar-v0", "groups/CartPole-v1+Acrobot-v1"))
+    (study / "cells" / "joint" / "affinity.parquet").unlink()
+    text = write_groups_report(study).read_text()
+    assert ("The joint run's affinity.parquet is missing: no affinity matrix here, and every partition's affinity "
+            "score is n/a (the partitions trained were chosen from it when the study ran).") in text
+    assert "No affinity was recorded" not in text and "| cosine: row i, column j |" in text
+    assert ("**It rests on 2 points**, the distinct trained partitions with a score: too few for a rank correlation, "
+            "which needs 3.") in text and "arises by chance" not in text
+
+
 def _tiny_spec(tasks: tuple[str, ...]) -> GroupsSpec:
     return GroupsSpec(name="tiny", tasks=tasks, steps=1000, seeds=2, affinity_every=20,
                       run_options=RunOptions(eval_episodes=2, eval_every=500),

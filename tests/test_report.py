@@ -224,6 +224,22 @@ def test_missing_optional_files_are_noted(tmp_path: Path):
     assert "No gradient-pair data" in md and "No representation-similarity data" in md
 
 
+def test_an_optional_table_its_run_wrote_and_lost_is_noted(tmp_path: Path):
+    """A run whose summary says it evaluated during training, without its evals.parquet: every variant's curves
+    fall back to training returns (one source for all), and the report says why; it said every expected file
+    was present and that "these runs stored no greedy evaluation"."""
+    study = make_study(tmp_path, evals=True)
+    for variant in ("independent", "shared"):
+        path = study / "cells" / variant / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "eval_every_used": 2000}))
+    (study / "cells" / "shared" / "evals.parquet").unlink()
+    md = (build_report(study, reps=50) / "report.md").read_text()
+    assert ("- Variant `shared`: no evals.parquet, though it evaluated every 2,000 env steps; every variant's "
+            "learning curves, AUC and steps to threshold use training returns instead (one source for all).") in md
+    assert "(not every run stored greedy evaluations during training, see Notes; one source serves all variants)" in md
+    assert "every expected file was present" not in md and "these runs stored no greedy evaluation" not in md
+
+
 def test_bad_column_raises_naming_file_and_column(tmp_path: Path):
     study = make_study(tmp_path)
     path = study / "cells" / "shared" / "grad_pairs.parquet"

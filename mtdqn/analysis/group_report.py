@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtdqn.errors import count
 from mtdqn.rundir import STUDY_RECORD
 
 from . import fmt, stats
@@ -164,8 +165,16 @@ def _diff(r: Any) -> str:
                            f" (n {r.n} < {stats.MIN_SEEDS}: no interval)")
 
 
-def _matrix_lines(matrix: pd.DataFrame, name: str, tasks: tuple[str, ...]) -> list[str]:
+_PREDICTOR_FILES = {"affinity": "affinity.parquet", "cosine": "grad_pairs.parquet"}
+"""The joint run's table each predictor is read from (:func:`predictor_matrices`)."""
+
+
+def _matrix_lines(matrix: pd.DataFrame, name: str, tasks: tuple[str, ...], file_missing: bool = False) -> list[str]:
     m = matrix[matrix["predictor"] == name]
+    if m.empty and file_missing:  # the study measured it: the file is gone, not the measurement never made
+        chosen = " (the partitions trained were chosen from it when the study ran)" if name == "affinity" else ""
+        return [f"The joint run's {_PREDICTOR_FILES[name]} is missing: no {name} matrix here, and every partition's "
+                f"{name} score is n/a{chosen}."]
     if m.empty:
         return [f"No {name} was recorded by the joint run."]
     value = {(r.task_i, r.task_j): r.value for r in m.itertuples()}
@@ -173,7 +182,8 @@ def _matrix_lines(matrix: pd.DataFrame, name: str, tasks: tuple[str, ...]) -> li
             *[f"| {a} | " + " | ".join(_sig(value[a, b]) for b in tasks) + " |" for a in tasks]]
 
 
-def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame]) -> str:
+def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple[str, ...] = ()) -> str:
+    """groups.md; ``missing``: the predictors whose table the joint run no longer holds."""
     plan, tasks = record["groups"], tuple(record["groups"]["tasks"])
     n_seeds, steps = len(record["seeds"]), record["steps"]
     distinct = int(t["agreement"].query("scope == @AGGREGATE")["points"].max())
@@ -187,8 +197,9 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame]) -> str:
              "each group its own `shared` agent (a group of one: a single-task agent) with the study's seeds. "
              "The all-together partition is the joint run itself: one `shared` agent on every task with these "
              "seeds (the measurement changes no parameter).", "",
-             "## Predictors (joint run, mean over seeds)", "", *_matrix_lines(t["matrix"], "affinity", tasks), "",
-             *_matrix_lines(t["matrix"], "cosine", tasks), "",
+             "## Predictors (joint run, mean over seeds)", "",
+             *_matrix_lines(t["matrix"], "affinity", tasks, "affinity" in missing), "",
+             *_matrix_lines(t["matrix"], "cosine", tasks, "cosine" in missing), "",
              f"All {len(t['partitions'])} partitions and their scores: groups_data/partitions.csv.", "",
              "## Realized score of each trained partition", "",
              "Final score (greedy undiscounted return) per task: a partition's score for a task is that of the "
@@ -212,10 +223,12 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame]) -> str:
               "Spearman's rank correlation between predicted and realized scores of the distinct trained "
               "partitions (for a task: of the distinct groups they put it in), with a 95% percentile bootstrap "
               "interval over seeds (joint run and trained cells resampled independently; below "
-              f"{stats.MIN_SEEDS} seeds: none). **It rests on {distinct} points**, the distinct trained partitions: "
-              f"rho takes only a few values on so few, and a perfect ordering of {distinct} arises by chance once in "
-              f"{math.factorial(distinct)}; below 3 points there is none. The partitions "
-              "were chosen by the affinity, so the cosine is judged on partitions it did not choose.", "",
+              f"{stats.MIN_SEEDS} seeds: none). **It rests on {count(distinct, 'point')}**, the distinct trained "
+              + (f"partitions: rho takes only a few values on so few, and a perfect ordering of {distinct} arises by "
+                 f"chance once in {math.factorial(distinct)}; below 3 points there is none. " if distinct >= 3 else
+                 "partitions with a score: too few for a rank correlation, which needs 3. ")
+              + "The partitions were chosen by the affinity, so the cosine is judged on partitions it did not choose.",
+              "",
               "| predictor | scope | points | rho |", "|---|---|---|---|"]
     for r in t["agreement"].itertuples():
         rho = fmt.estimate(r.rho, r.lo, r.hi) if r.points >= 3 else f"n/a ({r.points} points)"
@@ -260,4 +273,6 @@ def write_groups_report(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> 
     t = group_tables(study_dir, reps=reps, seed=seed)
     for stem, frame in t.items():
         write_frame(study_dir / "groups_data", stem, frame)
-    return write_text(study_dir / "groups.md", _markdown(record, t))
+    joint = study_dir / record["groups"]["joint"]
+    missing = tuple(name for name, file in _PREDICTOR_FILES.items() if not (joint / file).is_file())
+    return write_text(study_dir / "groups.md", _markdown(record, t, missing))

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from mtdqn.config import json_fits
+from mtdqn.errors import count
 from mtdqn.io import read_parquet
 from mtdqn.rundir import GRAD_TASK_COLUMNS, HEADLINES, METRIC_COLUMNS, STUDY_CELLS, STUDY_RECORD, RunDir
 
@@ -44,6 +45,12 @@ _TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 ("step", "seed", "expert", "weight", "entropy", "cosine", "cosine_raw")),
 }
 _OPTIONAL = ("evals", "grad_probe", "affinity", "experts")  # absent in older runs without it being worth a note
+_CONSEQUENCE = {  # what the report does without an optional table the run's own record says it wrote
+    "evals": "every variant's learning curves, AUC and steps to threshold use training returns instead (one source "
+             "for all)",
+    "affinity": "its affinity is left out",
+    "experts": "its rows are left out of the mixture-of-experts tables",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +169,21 @@ def _empty(table: pd.DataFrame | None) -> bool:
     return table is not None and table.empty
 
 
+def _written_by_its_options(stem: str, summary: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """Why the run must have written optional table ``stem`` (its own summary.json or config.json says it
+    evaluated, measured the affinity, or had experts), or None where it need not have (older runs, options off)."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    if stem == "evals" and isinstance(summary.get("eval_every_used"), int) and summary["eval_every_used"] > 0:
+        return f"it evaluated every {count(summary['eval_every_used'], 'env step')}"
+    if stem == "affinity" and isinstance(config.get("affinity_every"), int) and config["affinity_every"] > 0 \
+            and summary.get("params_shared", 0):
+        return f"it measured the affinity every {count(config['affinity_every'], 'update')}"
+    sharing = summary.get("sharing")
+    if stem == "experts" and isinstance(sharing, str) and sharing.startswith(("moe:", "moore:")):
+        return f"it trained --sharing {sharing}"
+    return None
+
+
 def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list[str]) -> Cell:
     summary_path = cell_dir / "summary.json"
     if not summary_path.exists():
@@ -183,6 +205,8 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
     if status == "failed":
         return Cell(variant, "failed", str(summary.get("error") or "no error message"), summary)
     _validate_ok_summary(summary_path, summary, tasks)
+    record_path = RunDir(cell_dir).record_path
+    record = _read_json(record_path) if record_path.is_file() else {}
     tables: dict[str, pd.DataFrame | None] = {}
     for stem in _TABLES:
         path = cell_dir / f"{stem}.parquet"
@@ -191,10 +215,11 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
         else:
             tables[stem] = None
             no_pairs = summary.get("params_shared", 0) == 0 or _empty(tables.get("grad_tasks"))  # none to write
-            if stem not in _OPTIONAL and not (stem == "grad_pairs" and no_pairs):
+            expected = _written_by_its_options(stem, summary, record)
+            if expected:
+                notes.append(f"Variant `{variant}`: no {stem}.parquet, though {expected}; {_CONSEQUENCE[stem]}.")
+            elif stem not in _OPTIONAL and not (stem == "grad_pairs" and no_pairs):
                 notes.append(f"Variant `{variant}`: no {stem}.parquet; its part of the report is skipped.")
-    record_path = RunDir(cell_dir).record_path
-    record = _read_json(record_path) if record_path.is_file() else {}
     return Cell(variant, "ok", None, summary, **tables, record=record)
 
 
