@@ -447,10 +447,11 @@ _OMITTED_AT_DEFAULT: dict[str, Any] = {"finetune": FinetuneConfig(), "dqn.dropou
                                        "affinity_every": 0}
 
 
-def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """JSON-ready dict (tuples become lists); the entries of ``_OMITTED_AT_DEFAULT`` only when set."""
+def config_to_dict(cfg: TrainConfig, *, every_key: bool = False) -> dict[str, Any]:
+    """JSON-ready dict (tuples become lists); the entries of ``_OMITTED_AT_DEFAULT`` only when set (what a run's
+    config.json and hash hold), or with ``every_key`` always (the defaults a report compares with)."""
     data = dataclasses.asdict(cfg)
-    for path, default in _OMITTED_AT_DEFAULT.items():
+    for path, default in {} if every_key else _OMITTED_AT_DEFAULT.items():
         *parents, key = path.split(".")
         value, section = cfg, data
         for name in parents:

@@ -750,3 +750,15 @@ def test_the_conclusion_shows_step_differences_as_the_tables_do():
                                         "mean_p_holm"])
     text = _whether(differences, improvement, "shared")
     assert "`moore` -92k in env steps to threshold on MountainCar-v0" in text and "92000" not in text
+
+
+def test_an_option_omitted_at_its_default_is_compared_with_that_default():
+    """Options a run's config.json leaves out at their default (n-step, dropout, feature norm, the affinity's
+    cadence) read "default None" in the Methods' list: their default is the option's own."""
+    from mtdqn.analysis.methods import non_default_options
+
+    assert non_default_options({"affinity_every": 6, "dqn": {"n_step": 3, "dropout": 0.1},
+                                "network": {"feature_norm": "rms", "init": "deramo"}}) == [
+        ("affinity_every", 6, 0), ("dqn.dropout", 0.1, 0.0), ("dqn.n_step", 3, 1),
+        ("network.feature_norm", "rms", "none"), ("network.init", "deramo", "lecun")]
+    assert non_default_options({"dqn": {"n_step": 1}}) == []  # stored at its default: not an option changed

@@ -71,7 +71,7 @@ def non_default_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
     A key the stored config lacks (a record older than the option) had its default.
     """
-    defaults = flatten_config(config_to_dict(TrainConfig()))
+    defaults = flatten_config(config_to_dict(TrainConfig(), every_key=True))  # the omitted-at-default keys too
     stored = {**defaults, **flatten_config(config)}
     return [(key, new, old) for key, old, new in config_diff(defaults, stored)]
 
