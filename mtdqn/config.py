@@ -315,6 +315,13 @@ def check_train_budget(cfg: TrainConfig, cadence: str = "") -> None:
         warn_user(f"--steps {cfg.steps:,} makes only {count(updates, 'gradient update')} "
                   f"(fewer than {FEW_UPDATES}: one every {every} after --learning-starts "
                   f"{cfg.dqn.learning_starts:,}): the agent can hardly learn", FewUpdatesWarning)
+    elif d.strategy not in ("sum", "weighted"):  # a rule that may wait before it departs from sum (dwa)
+        from mtdqn.strategies import updates_as_sum  # imports JAX, starts nothing
+
+        idle, why = updates_as_sum(d.strategy, cfg.strategy_args)
+        if updates <= idle:
+            warn_user(f"--strategy {d.strategy}: --steps {cfg.steps:,} makes {count(updates, 'gradient update')}, "
+                      f"and {why}: the run trains as --strategy sum", FewUpdatesWarning)
 
 
 MAX_N_STEP = 100

@@ -92,3 +92,23 @@ def test_a_study_blames_what_moved_learning_starts(options, variant, where):
         build_spec({"tasks": ["CartPole-v1"], "steps": 1000, "seeds": 1, "options": options,
                     "variants": {"b": {"sharing": "shared", **variant}}}, "x.toml", "x")
     assert str(exc.value).startswith(where)
+
+
+def test_a_budget_within_dwas_first_two_windows_is_warned_that_it_trains_sum():
+    """dwa's weights are 1 until two windows of updates complete: a run of no more updates is sum under dwa's
+    name (a walk-through's 750 updates against window 1,000 matched --strategy sum to the last digit)."""
+    cfg = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1"), steps=4000, log_every=2000, strategy="dwa",
+                      dqn=DQNConfig(learning_starts=1000))
+
+    def warned(cfg: TrainConfig) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_train_budget(cfg)
+        return [str(w.message) for w in caught if issubclass(w.category, FewUpdatesWarning)]
+
+    assert warned(cfg) == ["--strategy dwa: --steps 4,000 makes 750 gradient updates, and its weights are 1 until "
+                           "two windows of 1,000 updates complete (--strategy-args window=N): the run trains as "
+                           "--strategy sum"]
+    assert warned(dataclasses.replace(cfg, strategy_args="window=374")) == []  # 2 x 374 < 750: it reweighs
+    assert warned(dataclasses.replace(cfg, strategy_args="window=375"))  # 750 updates: the 751st would be the first
+    assert warned(dataclasses.replace(cfg, strategy="gradnorm")) == []  # acts from its first update

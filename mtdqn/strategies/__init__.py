@@ -8,7 +8,8 @@ from mtdqn.strategies import sum as _sum  # noqa: F401
 from mtdqn.strategies import uncertainty as _uncertainty  # noqa: F401
 from mtdqn.strategies import unit_norm as _unit_norm  # noqa: F401
 from mtdqn.strategies.base import (
-    REGISTRY, SCOPE, Strategy, StrategySpec, make_strategy, parse_strategy_args, register,
+    REGISTRY, SCOPE, Strategy, StrategySpec, make_strategy, parse_strategy_args, register, updates_as_sum,
 )
 
-__all__ = ["REGISTRY", "SCOPE", "Strategy", "StrategySpec", "make_strategy", "parse_strategy_args", "register"]
+__all__ = ["REGISTRY", "SCOPE", "Strategy", "StrategySpec", "make_strategy", "parse_strategy_args", "register",
+           "updates_as_sum"]

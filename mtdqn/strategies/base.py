@@ -109,6 +109,9 @@ class StrategySpec:
     options: type  # frozen dataclass of the strategy's options, with defaults
     build: Callable[[Any], Rule]  # options (checked here: one-line ConfigError) -> Rule
     min_tasks: int = 1
+    as_sum: Callable[[Any], tuple[int, str]] | None = None
+    """options -> (updates during which the rule weighs the tasks as ``sum`` does, why): a budget of no more
+    updates trains ``sum`` under the strategy's name (dwa: until two windows complete).  None: it acts at once."""
 
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -153,6 +156,13 @@ def parse_strategy_args(name: str, args: str) -> Any:
             raise ConfigError(f"strategy {name}: option {key} is given twice in {args!r}; give it once")
         values[key] = _convert(raw.strip(), fields[key].type, key, name)
     return spec.options(**values)
+
+
+def updates_as_sum(name: str, args: str) -> tuple[int, str]:
+    """(updates, why) during which strategy ``name`` with ``args`` trains as ``sum`` (:attr:`StrategySpec.as_sum`);
+    (0, "") for a strategy that acts from its first update."""
+    spec = REGISTRY[name]
+    return spec.as_sum(parse_strategy_args(name, args)) if spec.as_sum else (0, "")
 
 
 def real_options(options: Any) -> dict[str, float]:
