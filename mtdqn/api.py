@@ -39,7 +39,7 @@ from mtdqn.io import check_not_other_kind
 from mtdqn.results import Run, Study
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import OnEval, RunOptions
-from mtdqn.sweepspec import check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
+from mtdqn.sweepspec import check_not_also_given, check_sweep, is_sweep, member_configs, parse_sweep, read_sweep
 from mtdqn.tasknames import check_task_names, split_task_list
 
 if TYPE_CHECKING:  # annotations only: the tune's modules import Optuna, play's JAX
@@ -237,6 +237,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             except (ConfigError, KeyError, TypeError, ValueError):  # no usable record: train says so in one line
                 pass
     else:
+        check_not_also_given(swept, training)
         cfg = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
         # every member's options apply before anything starts, each checked by its own values
         _refuse_before_jax(member_configs(cfg, swept) if swept else [("", cfg)])

@@ -32,7 +32,7 @@ from mtdqn.flatoptions import apply_options, option_table, unknown_option
 from mtdqn.io import read_json
 
 __all__ = ["SWEEPABLE", "TASK_WEIGHT", "STRATEGY_OPTION", "SWEEP_FILE", "parse_sweep", "check_sweep",
-           "member_configs", "strategy_options", "is_sweep", "read_sweep", "population_goes_on"]
+           "check_not_also_given", "member_configs", "strategy_options", "is_sweep", "read_sweep", "population_goes_on"]
 
 SWEEPABLE = ("lr", "gamma", "tau", "eps_start", "eps_end", "eps_fraction", "dropout")
 """Flat option names (:mod:`mtdqn.flatoptions`) a sweep may vary: they only enter
@@ -180,15 +180,32 @@ def _task_index(tasks: Sequence[str], name: str) -> int:
     return found[0]
 
 
+def _strategy_arg_key(item: str) -> str:
+    return item.partition("=")[0].strip().replace("-", "_")
+
+
 def _with_strategy_options(args: str, numbers: Mapping[str, float]) -> str:
     """``--strategy-args`` (``k=v,k=v``) with the options ``numbers`` set: in place where given, else added."""
     items = [item.strip() for item in args.split(",") if item.strip()]
-    out = []
-    for item in items:
-        key = item.partition("=")[0].strip().replace("-", "_")
-        out.append(f"{key}={numbers[key]!r}" if key in numbers else item)
-    given = {item.partition("=")[0].strip().replace("-", "_") for item in items}
+    out = [f"{_strategy_arg_key(item)}={numbers[_strategy_arg_key(item)]!r}" if _strategy_arg_key(item) in numbers
+           else item for item in items]
+    given = {_strategy_arg_key(item) for item in items}
     return ",".join([*out, *(f"{k}={v!r}" for k, v in numbers.items() if k not in given)])
+
+
+def check_not_also_given(sweep: Mapping[str, Sequence[float]], given: Mapping[str, Any]) -> None:
+    """A one-line ConfigError where a swept option is also given as an option (``given``: the flat options set,
+    as :func:`mtdqn.api.train` takes them): the sweep's values replaced it silently (``--sweep lr=1e-3,1e-4 --lr
+    1e-2`` trained the two swept rates).  A swept ``strategy.KEY`` given in ``--strategy-args`` alike; a swept
+    ``weight.TASK`` sets that task's entry of ``--task-weights``, the others' kept, as documented."""
+    args = str(given.get("strategy_args", "") or "")
+    in_args = {_strategy_arg_key(item) for item in args.split(",") if item.strip()}
+    for name in sweep:
+        key = name[len(STRATEGY_OPTION):] if name.startswith(STRATEGY_OPTION) else None
+        if name in given or key in in_args:
+            flag = f"--strategy-args {args}" if key else f"--{name.replace('_', '-')} {given[name]}"
+            raise ConfigError(f"--sweep {name} and {flag} both set {key or name}: the sweep's values would replace "
+                              "the option's; drop one")
 
 
 def is_sweep(out_dir: Path) -> bool:

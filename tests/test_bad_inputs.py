@@ -525,12 +525,14 @@ def test_a_folder_of_another_kind_is_refused_whatever_force_says(tmp_path, capsy
 
 
 @pytest.mark.parametrize("argv", [["finetune", "--tasks", "MountainCar-v0"],
-                                  ["extend", "--add-tasks", "MountainCar-v0"], ["distill", "--teachers", "{root}/run"]])
+                                  ["extend", "--add-tasks", "MountainCar-v0"], ["distill", "--teachers", "{root}/run"],
+                                  ["train", "--steps", "10000", "--sweep", "lr=1e-4,1e-3"]])
 def test_a_reused_out_is_refused_before_the_run_is_announced(sources, capsys, argv):
-    """finetune, extend and distill into a folder that holds a run: the refusal came after JAX started and the
-    run's announcement lines were printed; now first, alone, as train's."""
+    """finetune, extend, distill and a sweep into a folder that holds a run: the refusal came after JAX started
+    and the run's announcement lines (and a sweep's rounding warning) were printed; now first, alone, as
+    train's."""
     argv = [a.format(root=sources) for a in argv]
-    source = [] if argv[0] == "distill" else ["--from", str(sources / "run")]
+    source = [] if argv[0] in ("distill", "train") else ["--from", str(sources / "run")]
     with pytest.raises(SystemExit) as exc:
         main([*argv, *source, "--out", str(sources / "no_ckpt")])
     said = capsys.readouterr()

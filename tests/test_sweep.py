@@ -205,6 +205,10 @@ def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_nam
     (["--strategy", "cagrad"], ["strategy.c=-1,0.5"], "needs c >= 0"),
     ([], ["dropout=0.1,1"], "--sweep member dropout=1: --dropout must be in [0, 1)"),
     ([], ["dropout=0,0.1"], "--sweep dropout: mixes 0 (no dropout in the program) with rates above 0"),
+    (["--lr", "0.01"], ["lr=1e-3,1e-4"],  # the sweep's rates trained, the option dropped silently
+     "--sweep lr and --lr 0.01 both set lr: the sweep's values would replace the option's; drop one"),
+    (["--strategy", "cagrad", "--strategy-args", "c=0.3,step_size=0.1"], ["strategy.c=0.1,0.2"],
+     "--sweep strategy.c and --strategy-args c=0.3,step_size=0.1 both set c"),
 ])
 def test_bad_sweeps_of_weights_strategy_options_and_dropout_are_one_line_errors(capsys, tmp_path, extra, sweep,
                                                                                  message):
@@ -383,6 +387,8 @@ def test_the_python_api_takes_a_sweep(tmp_path, api_sweep):
 
     with pytest.raises(ConfigError, match="compile separately"):
         api.train(("CartPole-v1",), steps=400, sweep={"hidden": [16, 32]}, out=tmp_path / "bad")
+    with pytest.raises(ConfigError, match="--sweep lr and --lr 0.01 both set lr"):
+        api.train(("CartPole-v1",), steps=400, sweep={"lr": [1e-3]}, lr=1e-2, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
     runs = api_sweep  # SMALL's program
     assert [r.path.name for r in runs] == ["tau=0.5,gamma=0.9", "tau=0.5,gamma=0.99", "tau=1,gamma=0.9",
