@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError, FewUpdatesWarning, RoundedScheduleWarning, check_float32, count, warn_user
+from mtdqn.errors import ConfigError, RoundedScheduleWarning, check_float32, warn_user
 
 __all__ = [
     "FinetuneConfig",
@@ -32,7 +32,7 @@ __all__ = [
     "validate",
     "check_new_run",
     "first_update_iteration",
-    "check_train_budget", "rounded_schedule", "warn_of_rounding",
+    "rounded_schedule", "warn_of_rounding",
     "updates_before_iteration",
     "config_to_dict",
     "config_from_dict",
@@ -283,45 +283,6 @@ def first_update_iteration(derived: Derived) -> int:
 def updates_before_iteration(derived: Derived, stop: int) -> int:
     """Gradient updates the loop takes in iterations t < ``stop`` (the run's total: ``stop = total_iters``)."""
     return max(0, math.ceil((stop - first_update_iteration(derived)) / derived.train_every_iters))
-
-
-FEW_UPDATES = 100  # below this many updates a run is warned that it can hardly learn
-
-
-def check_train_budget(cfg: TrainConfig, cadence: str = "") -> None:
-    """A new run's budget makes at least one update (else a one-line ConfigError); a warning when few.
-
-    Apart from :func:`check_new_run` so that a study can say the budget is the
-    study's (``steps``) rather than blame one of a variant's options.  The
-    distilled student's record holds the distillation's budget, so it is
-    checked by the same rule; ``cadence``: how its updates are spaced where no --train-every sets it (a
-    distillation updates once per vector step)."""
-    d = derive(cfg)
-    window = d.iters_per_chunk * cfg.num_envs  # env steps per task of one --log-every window (chunk)
-    first = first_update_iteration(d)
-    updates = updates_before_iteration(d, d.total_iters)
-    if updates == 0:
-        least = (first // d.iters_per_chunk) * window + 1  # the chunks up to and including the first update's
-        least_rounded = (first // d.iters_per_chunk + 1) * window
-        rounded = (f" ({d.env_steps:,} after rounding up to whole --log-every windows)"
-                   if d.env_steps != cfg.steps else "")
-        raise ConfigError(
-            f"no update would run: --steps {cfg.steps:,}{rounded} ends before the first update, after env step "
-            f"{(first + 1) * cfg.num_envs:,} per task (--learning-starts {cfg.dqn.learning_starts:,}); use --steps "
-            f">= {least:,} (it trains {least_rounded:,}: whole --log-every windows of {window:,}) or lower "
-            "--learning-starts")
-    if updates < FEW_UPDATES:
-        every = cadence or f"--train-every {cfg.dqn.train_every} env steps per task"
-        warn_user(f"--steps {cfg.steps:,} makes only {count(updates, 'gradient update')} "
-                  f"(fewer than {FEW_UPDATES}: one every {every} after --learning-starts "
-                  f"{cfg.dqn.learning_starts:,}): the agent can hardly learn", FewUpdatesWarning)
-    elif d.strategy not in ("sum", "weighted"):  # a rule that may wait before it departs from sum (dwa)
-        from mtdqn.strategies import updates_as_sum  # imports JAX, starts nothing
-
-        idle, why = updates_as_sum(d.strategy, cfg.strategy_args)
-        if updates <= idle:
-            warn_user(f"--strategy {d.strategy}: --steps {cfg.steps:,} makes {count(updates, 'gradient update')}, "
-                      f"and {why}: the run trains as --strategy sum", FewUpdatesWarning)
 
 
 MAX_N_STEP = 100

@@ -15,7 +15,8 @@ import warnings
 import pytest
 
 from mtdqn.cli import main
-from mtdqn.config import DQNConfig, TrainConfig, check_train_budget, derive, updates_before_iteration
+from mtdqn.config import DQNConfig, TrainConfig, derive, updates_before_iteration
+from mtdqn.budget import check_train_budget
 from mtdqn.errors import ConfigError, FewUpdatesWarning
 
 

@@ -382,7 +382,8 @@ def test_minigrid_presets_follow_moore() -> None:
     """MOORE's task sets, budget, evaluation and gamma; every variant a valid run; every task normalized by its
     fixed anchors (optimal return) with the shortest budget the issue names (--steps 5000) still updating."""
     from mtdqn.analysis.anchors import lookup, usable
-    from mtdqn.config import check_train_budget, derive
+    from mtdqn.config import derive
+    from mtdqn.budget import check_train_budget
     from mtdqn.studies.spec import variant_config
 
     mt3 = ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"]

@@ -24,7 +24,8 @@ import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtdqn.checkpoint import save_checkpoint
-from mtdqn.config import check_new_run, check_train_budget, config_hash, config_to_dict
+from mtdqn.config import check_new_run, config_hash, config_to_dict
+from mtdqn.budget import check_train_budget
 from mtdqn.distill.config import DistillConfig, validate_distill
 from mtdqn.distill.loop import make_distiller, split_distill_key, student_greedy
 from mtdqn.distill.report import classification_report, report_frame, report_markdown, share_seen

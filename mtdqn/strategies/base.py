@@ -160,9 +160,10 @@ def parse_strategy_args(name: str, args: str) -> Any:
 
 def updates_as_sum(name: str, args: str) -> tuple[int, str]:
     """(updates, why) during which strategy ``name`` with ``args`` trains as ``sum`` (:attr:`StrategySpec.as_sum`);
-    (0, "") for a strategy that acts from its first update."""
-    spec = REGISTRY[name]
-    return spec.as_sum(parse_strategy_args(name, args)) if spec.as_sum else (0, "")
+    (0, "") for a strategy that acts from its first update, or for a name not registered (refused, with the
+    names there are, where the strategy is built)."""
+    spec = REGISTRY.get(name)
+    return spec.as_sum(parse_strategy_args(name, args)) if spec is not None and spec.as_sum else (0, "")
 
 
 def real_options(options: Any) -> dict[str, float]:

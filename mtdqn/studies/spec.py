@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mtdqn.config import TrainConfig, check_new_run, check_train_budget
+from mtdqn.config import TrainConfig, check_new_run
+from mtdqn.budget import check_train_budget
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.flatoptions import apply_options as flat_apply
 from mtdqn.flatoptions import coerce, option_table, unknown_option

@@ -25,7 +25,8 @@ from typing import Any
 
 from rich.console import Console
 
-from mtdqn.config import NetworkConfig, TrainConfig, check_train_budget
+from mtdqn.config import NetworkConfig, TrainConfig
+from mtdqn.budget import check_train_budget
 from mtdqn.errors import ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD

@@ -21,8 +21,9 @@ import jax
 import pandas as pd
 
 from mtdqn.checkpoint import verify_checkpoint
+from mtdqn.budget import check_train_budget
 from mtdqn.config import (
-    TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, warn_of_rounding,
+    TrainConfig, check_new_run, config_hash, config_to_dict, warn_of_rounding,
 )
 from mtdqn.devices import seed_devices
 from mtdqn.errors import ConfigError, InsufficientResources

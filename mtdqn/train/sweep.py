@@ -22,8 +22,9 @@ import jax
 import numpy as np
 
 from mtdqn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
+from mtdqn.budget import check_train_budget
 from mtdqn.config import (
-    TrainConfig, check_new_run, check_train_budget, config_hash, config_to_dict, derive, warn_of_rounding,
+    TrainConfig, check_new_run, config_hash, config_to_dict, derive, warn_of_rounding,
 )
 from mtdqn.errors import ConfigError, TrainingDiverged, count
 from mtdqn.io import check_new_out_dir, prepare_out_dir, provenance, write_json

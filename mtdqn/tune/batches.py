@@ -38,7 +38,8 @@ from typing import Any, Callable
 
 import optuna
 
-from mtdqn.config import TrainConfig, check_train_budget
+from mtdqn.config import TrainConfig
+from mtdqn.budget import check_train_budget
 from mtdqn.errors import ConfigError, FewUpdatesWarning, InsufficientDisk, InsufficientResources, TrainingDiverged
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir

@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from mtdqn.config import TrainConfig, check_train_budget
+from mtdqn.config import TrainConfig
+from mtdqn.budget import check_train_budget
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning,
                           warn_user)
 from mtdqn.io import check_not_other_kind, held
