@@ -633,6 +633,8 @@ TRANSFER_CASES = [
     ("unfreeze-after-the-end", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "trunk-until:5000"],
      "is not before the end of --steps 1000"),
     ("trunk-lr-negative", ["finetune", "--from", "{root}/run", *_FT, "--trunk-lr", "-1"], "--trunk-lr must be"),
+    ("trunk-lr-beyond-float32", ["finetune", "--from", "{root}/run", *_FT, "--trunk-lr", "1e40"],
+     "--trunk-lr 1e+40 is outside float32's range"),
     ("trunk-lr-frozen-trunk", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "trunk", "--trunk-lr", "1e-4"],
      "--trunk-lr 0.0001 sets the rate of trunk layers that train, and --freeze trunk freezes the whole trunk"),
     ("trunk-lr-all-bottom", ["finetune", "--from", "{root}/run", *_FT, "--freeze", "bottom:1", "--trunk-lr", "1e-4"],
