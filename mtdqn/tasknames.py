@@ -15,7 +15,7 @@ import sys
 import math
 from typing import Any, Iterable, Sequence
 
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_float32
 from mtdqn.taskfacts import FACTS
 
 __all__ = ["is_import_path", "split_spec", "split_task_list", "task_options", "same_task", "unknown_task",
@@ -113,6 +113,7 @@ def _number_option(key: str, raw: str, spec: str) -> float:
         raise ConfigError(f"task option gamma in {spec!r} must be in (0, 1], got {raw}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"task option {key} in {spec!r} must be finite and > 0, got {raw}")
+    check_float32(f"task option {key} in {spec!r}:", value)  # rewards and discounts are float32 in the loop
     return value
 
 

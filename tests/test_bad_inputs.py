@@ -36,6 +36,10 @@ TRAIN_CASES = [
     ("task-option-not-a-number", ["--tasks", "CartPole-v1:reward_scale=abc"], "must be a number"),
     ("task-option-unknown", ["--tasks", "CartPole-v1:foo=1"], "bad task option 'foo=1'"),
     ("task-option-negative", ["--tasks", "CartPole-v1:reward_scale=-1"], "must be finite and > 0"),
+    ("task-option-beyond-float32", ["--tasks", "CartPole-v1:reward_scale=1e40"],  # trained, then diverged
+     "task option reward_scale in 'CartPole-v1:reward_scale=1e40': 1e+40 is outside float32's range"),
+    ("task-gamma-rounds-to-zero", ["--tasks", "CartPole-v1:gamma=1e-50"],  # trained with a discount of 0
+     "task option gamma in 'CartPole-v1:gamma=1e-50': 1e-50 is outside float32's range"),
     ("task-listed-twice", ["--tasks", "CartPole-v1", "CartPole-v1"], "listed twice"),
     ("no-tasks", ["--tasks"], "at least one task"),
     ("vector-and-image", ["--tasks", "CartPole-v1", "Breakout-MinAtar"], "cannot mix vector tasks"),
