@@ -161,7 +161,7 @@ def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
             check_new_run(cfg)
             with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
                 warnings.simplefilter("ignore")
-                check_train_budget(cfg)
+                check_train_budget(cfg, strategy_rules=False)  # (its strategy's warning imports JAX)
         except ConfigError as exc:
             raise ConfigError(f"--sweep member {label}: {exc}" if label else str(exc)) from None
     check_task_names(configs[0][1].tasks)  # a sweep's members share their tasks
@@ -245,8 +245,10 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         if out is None:
             out = (default_out("sweep", config_hash(cfg), {k: list(v) for k, v in swept.items()}) if swept
                    else default_train_out(cfg))
-        if not swept:
-            RunDir(out).check_new(force)  # a reused folder is refused before JAX starts, as the CLI does
+        if swept:  # a reused folder is refused before JAX starts, as the CLI does
+            RunDir(out).check_new_sweep(force)
+        else:
+            RunDir(out).check_new(force)
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0) or resumed_devices)
     if swept:
         _share_compiles()

@@ -15,14 +15,15 @@ __all__ = ["FEW_UPDATES", "check_train_budget"]
 FEW_UPDATES = 100  # below this many updates a run is warned that it can hardly learn
 
 
-def check_train_budget(cfg: TrainConfig, cadence: str = "") -> None:
+def check_train_budget(cfg: TrainConfig, cadence: str = "", *, strategy_rules: bool = True) -> None:
     """A new run's budget makes at least one update (else a one-line ConfigError); a warning when few.
 
     Apart from :func:`check_new_run` so that a study can say the budget is the
     study's (``steps``) rather than blame one of a variant's options.  The
     distilled student's record holds the distillation's budget, so it is
     checked by the same rule; ``cadence``: how its updates are spaced where no --train-every sets it (a
-    distillation updates once per vector step)."""
+    distillation updates once per vector step).  ``strategy_rules`` False leaves out the strategy's own warning
+    (it imports JAX): the checks made before JAX starts, which the run's own check follows."""
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs  # env steps per task of one --log-every window (chunk)
     first = first_update_iteration(d)
@@ -42,7 +43,7 @@ def check_train_budget(cfg: TrainConfig, cadence: str = "") -> None:
         warn_user(f"--steps {cfg.steps:,} makes only {count(updates, 'gradient update')} "
                   f"(fewer than {FEW_UPDATES}: one every {every} after --learning-starts "
                   f"{cfg.dqn.learning_starts:,}): the agent can hardly learn", FewUpdatesWarning)
-    elif d.strategy not in ("sum", "weighted"):  # a rule that may wait before it departs from sum (dwa)
+    elif strategy_rules and d.strategy not in ("sum", "weighted"):  # a rule that may wait before it acts (dwa)
         from mtdqn.strategies import updates_as_sum  # imports JAX, starts nothing (this module: not the analysis's)
 
         idle, why = updates_as_sum(d.strategy, cfg.strategy_args)

@@ -293,7 +293,10 @@ def shares_nothing(sharing: str) -> bool:
     """``independent``, or ``partial:0`` (no trunk layer shared): each task its own network, no shared parameter
     for a strategy to combine gradients on or an affinity to measure."""
     name, _, k = sharing.partition(":")
-    return name == "independent" or (name == "partial" and k.strip().isdigit() and int(k) == 0)
+    try:  # K as the network's parser reads it (int(): "-0" and "+0" are 0); a bad K is its to refuse
+        return name == "independent" or (name == "partial" and int(k) == 0)
+    except ValueError:
+        return False
 
 
 def check_new_run(cfg: TrainConfig) -> None:

@@ -187,15 +187,26 @@ class Study:
                 if RunDir(self.path / STUDY_CELLS / v).is_run()}
 
     @property
+    def trained_cells(self) -> dict[str, Path]:
+        """Every cell the study trains, by name: its variants, then a groups study's group cells (named by their
+        folder, ``groups/<tasks>``) and a transfer study's pretraining (``pretrain``)."""
+        cells = {v: self.path / STUDY_CELLS / v for v in self.variants}
+        plan = self.record.get("groups") or {}
+        for entry in (plan.get("partitions") or {}).values():
+            cells.update({g["cell"]: self.path / g["cell"] for g in entry["groups"] if g["cell"] != plan.get("joint")})
+        if self.record.get("transfer"):
+            cells["pretrain"] = self.path / str(self.record["transfer"].get("pretrain", "pretrain"))
+        return cells
+
+    @property
     def failed(self) -> dict[str, str]:
-        """Variant -> error of each cell that ended failed (its summary.json says so): the report marks it FAILED,
-        and a rerun of the study trains it again."""
+        """Name -> error of each of :attr:`trained_cells` that ended failed (its summary.json says so): the report
+        marks it FAILED, and a rerun of the study trains it again."""
         out = {}
-        for v in self.variants:
-            path = self.path / STUDY_CELLS / v / RUN_SUMMARY
-            summary = read_json(path) if path.is_file() else {}
+        for name, folder in self.trained_cells.items():
+            summary = read_json(folder / RUN_SUMMARY) if (folder / RUN_SUMMARY).is_file() else {}
             if summary.get("status") == "failed":
-                out[v] = str(summary.get("error") or "no error recorded")
+                out[name] = str(summary.get("error") or "no error recorded")
         return out
 
     @property

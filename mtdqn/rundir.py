@@ -37,7 +37,7 @@ from mtdqn.config import TrainConfig, config_from_dict, derive
 from mtdqn.errors import ConfigError, count
 from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_bytes, held, prepare_out_dir,
                       read_json, read_parquet, write_json, write_parquet)
-from mtdqn.sweepspec import SWEEP_FILE, population_goes_on, sweep_entries
+from mtdqn.sweepspec import SWEEP_FILE, is_sweep, population_goes_on, sweep_entries
 from mtdqn.tasknames import check_known_names
 
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES",
@@ -243,6 +243,14 @@ class RunDir:
     def check_new(self, force: bool) -> None:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
         check_new_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint())
+
+    def check_new_sweep(self, force: bool) -> None:
+        """Refuse this folder for a new sweep where it holds a sweep or a run and not ``force`` (one line; reads
+        only: asked before JAX starts, and again where the sweep writes)."""
+        if is_sweep(self.path) and not force:
+            raise ConfigError(f"{self.path} already holds a sweep; use --resume {self.path} to continue it or "
+                              "--force True to overwrite")
+        check_new_out_dir(self.path, SWEEP_FILE, force, owned=self.owned())
 
     def trained_here(self) -> ContextManager[None]:
         """Hold this folder for one trainer while it writes (:func:`mtdqn.io.held`): a second (``--resume`` of a

@@ -116,6 +116,8 @@ TRAIN_CASES = [
                                      "--strategy-args", "c=1e40"], "strategy cagrad: option c 1e+40 is outside"),
     ("strategy-with-partial-0", ["--sharing", "partial:0", "--strategy", "pcgrad"],
      "--strategy pcgrad with --sharing partial:0 changes nothing"),
+    ("strategy-with-partial-plus-0", ["--sharing", "partial:+0", "--strategy", "pcgrad"],  # K as int() reads it
+     "--strategy pcgrad with --sharing partial:+0 changes nothing"),
     ("affinity-with-partial-0", ["--sharing", "partial:0", "--affinity-every", "10"],
      "--affinity-every 10 with --sharing partial:0 changes nothing"),
     ("dropout-one", ["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),

@@ -223,6 +223,18 @@ def test_a_failed_group_is_reported_as_missing(tmp_path):
     assert t["agreement"].set_index(["predictor", "scope"]).loc[("affinity", "aggregate"), "points"] == 3
 
 
+def test_a_failed_group_cell_is_one_of_the_studys_failed_cells(tmp_path):
+    """`mtdqn study` exits 3 naming the failed cells (Study.failed): a groups study's record lists only its joint
+    run among its variants, so a failed group cell was never seen and the study exited 0."""
+    from mtdqn.results import Study
+
+    study = make_groups_study(tmp_path, failed=("groups/CartPole-v1+MountainCar-v0",))
+    record = json.loads((study / "study.json").read_text())
+    (study / "study.json").write_text(json.dumps({**record, "variants": ["joint"]}))  # as study_record writes it
+    assert Study(study).failed == {"groups/CartPole-v1+MountainCar-v0": "boom"}
+    assert set(Study(study).trained_cells) == {"joint", *(c for c in FINALS if c.startswith("groups/"))}
+
+
 def test_a_lost_affinity_table_and_too_few_points_are_said_as_such(tmp_path):
     """The joint run's affinity.parquet deleted: groups.md said "No affinity was recorded by the joint run"; and
     with two groups failed, "It rests on 2 points ... a perfect ordering of 2 arises by chance once in 2"."""

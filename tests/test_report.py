@@ -236,7 +236,7 @@ def test_an_optional_table_its_run_wrote_and_lost_is_noted(tmp_path: Path):
     md = (build_report(study, reps=50) / "report.md").read_text()
     assert ("- Variant `shared`: no evals.parquet, though it evaluated every 2,000 env steps; every variant's "
             "learning curves, AUC and steps to threshold use training returns instead (one source for all).") in md
-    assert "(not every run stored greedy evaluations during training, see Notes; one source serves all variants)" in md
+    assert "(`shared` stored no greedy-evaluation curve during training, and one source serves all variants)" in md
     assert "every expected file was present" not in md and "these runs stored no greedy evaluation" not in md
 
 

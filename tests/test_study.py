@@ -220,6 +220,14 @@ def test_the_automatic_reference_trains_plain_independent_networks(tmp_path):
     assert spec.variants["independent"] == {"sharing": "independent", "strategy": "sum", "strategy_args": "",
                                             "affinity_every": 0}
     assert load_spec(_spec_file(tmp_path)).variants["independent"] == {"sharing": "independent"}
+    # a variant of the user's that shares nothing trains so too (a sharing-depth study with one strategy for
+    # all was refused); a strategy the variant sets itself is still its own, and refused
+    depth = text + '\n[variants.p0]\nsharing = "partial:0"\n'
+    assert load_spec(_spec_file(tmp_path, depth, "depth.toml")).variants["p0"] == {
+        "strategy": "sum", "strategy_args": "", "affinity_every": 0, "sharing": "partial:0"}
+    own = depth + 'strategy = "pcgrad"\n'
+    with pytest.raises(ConfigError, match="variants.p0.*--strategy pcgrad with --sharing partial:0 changes nothing"):
+        load_spec(_spec_file(tmp_path, own, "own.toml"))
 
 
 BAD = {

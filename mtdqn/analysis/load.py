@@ -180,7 +180,7 @@ def _written_by_its_options(stem: str, summary: dict[str, Any], record: dict[str
         return f"it measured the affinity every {count(config['affinity_every'], 'update')}"
     sharing = summary.get("sharing")
     if stem == "experts" and isinstance(sharing, str) and sharing.startswith(("moe:", "moore:")):
-        return f"it trained --sharing {sharing}"
+        return f"it trained --sharing {sharing}, whose runs write one (since 2026-12-02)"
     return None
 
 

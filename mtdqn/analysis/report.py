@@ -160,7 +160,7 @@ def _window_text(window: int, smoothed: pd.DataFrame) -> str:
 
 
 def _curve_caption(source: str, window: int, headline: str = "final_return",
-                   smoothed: pd.DataFrame | None = None, some_evaluated: bool = False) -> tuple[str, str]:
+                   smoothed: pd.DataFrame | None = None, without_curve: tuple[str, ...] = ()) -> tuple[str, str]:
     """(figure caption, y label) of the main learning curves."""
     band = (f"mean over seeds (bold, a marker per variant) with a 95% Student-t band clipped to the task's return "
             f"range when a variant has at least {stats.MIN_SEEDS} seeds; each seed's own curve as a thin line. "
@@ -173,8 +173,9 @@ def _curve_caption(source: str, window: int, headline: str = "final_return",
                 "episodes)" if headline == "final_discounted" else
                 "(the metric of every headline number, measured during training)")
         return (f"Greedy evaluation return vs env steps per task {what}: " + band, "greedy return")
-    why = ("not every run stored greedy evaluations during training, see Notes; one source serves all variants"
-           if some_evaluated else "these runs stored no greedy evaluation during training")
+    why = (f"{', '.join(f'`{v}`' for v in without_curve)} stored no greedy-evaluation curve during training, and "
+           "one source serves all variants" if without_curve else
+           "these runs stored no greedy evaluation during training")
     return (f"Episode return of the epsilon-greedy training policy vs env steps ({why}): trailing moving average "
             f"over {span} within each seed, "
             + band, ("training return" if window == 1 else f"training return (MA{window})"))
@@ -184,8 +185,9 @@ def _performance(study: Study, c: _Computed, window: int) -> list[Section]:
     d, ok = c.data, study.ok_variants
     curves: list = [Text("No learning-curve data for any ok variant.")]
     if len(d["curves"]):
-        some = any(study.cells[v].evals is not None and study.cells[v].evals["step"].nunique() >= 2 for v in ok)
-        caption, ylabel = _curve_caption(c.curve_source, window, c.headline_metric, c.training_per_seed, some)
+        without = tuple(v for v in ok if not tables.has_eval_curve(study.cells[v]))
+        caption, ylabel = _curve_caption(c.curve_source, window, c.headline_metric, c.training_per_seed,
+                                         without if len(without) < len(ok) else ())
         curves = [Image("learning_curves", caption, plots.to_png(
             plots.learning_curves(d["curves"], d["curves_per_seed"], study.tasks, ok, ylabel)))]
     if len(d["training_curves"]):

@@ -12,13 +12,13 @@ import pandas as pd
 
 from . import aggregate, anchors, fmt, permutation, ranges, stats
 from .curves import auc, moving_average, steps_to_threshold
-from .load import Study
+from .load import Cell, Study
 from .scores import discounted_scores, final_scores, task_gamma
 
 __all__ = [
     "cells_table",
     "untested_reason",
-    "curve_source",
+    "curve_source", "has_eval_curve",
     "eval_curves",
     "smoothed_curves",
     "curves_table",
@@ -43,6 +43,12 @@ def cells_table(study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "status", "n_seeds", "error"])
 
 
+def has_eval_curve(cell: Cell) -> bool:
+    """Whether the cell stored a greedy-evaluation curve: two evaluations or more (a run with only the
+    end-of-training evaluation has none)."""
+    return cell.evals is not None and cell.evals["step"].nunique() >= 2
+
+
 def curve_source(study: Study) -> str:
     """"evaluation" when every ok variant stored greedy evaluations during training, else "training".
 
@@ -51,9 +57,7 @@ def curve_source(study: Study) -> str:
     fall back to epsilon-greedy training returns.
     """
     cells = [study.cells[v] for v in study.ok_variants]
-    # a curve needs two points: a run with only the end-of-training evaluation has no greedy curve
-    has = [c.evals is not None and c.evals["step"].nunique() >= 2 for c in cells]
-    return "evaluation" if cells and all(has) else "training"
+    return "evaluation" if cells and all(has_eval_curve(c) for c in cells) else "training"
 
 
 def eval_curves(study: Study) -> pd.DataFrame:

@@ -161,7 +161,7 @@ def _parse(argv: list[str]) -> object:
 
 def _check_before_jax(cmd: object) -> None:
     """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), its config's rules and budget
-    (:func:`mtdqn.config.check_new_run` then :func:`mtdqn.config.check_train_budget`, in the run's order: none
+    (:func:`mtdqn.config.check_new_run` then :func:`mtdqn.budget.check_train_budget`, in the run's order: none
     refused, few warned) and its run directory (:meth:`mtdqn.rundir.RunDir.check_new`: ``--out``, or the
     default :func:`mtdqn.api.default_train_out`, already holding a run), all JAX-free and reading only, checked
     before JAX and the training stack are imported (~3 s on a 2-core machine): a mistyped flag or task, a budget
@@ -181,7 +181,7 @@ def _check_before_jax(cmd: object) -> None:
 
         check_task_names(cmd.cfg.tasks)
         check_new_run(cmd.cfg)
-        check_train_budget(cmd.cfg)
+        check_train_budget(cmd.cfg, strategy_rules=False)  # the strategy's own warning (JAX) is the run's
         RunDir(cmd.out if cmd.out is not None else default_train_out(cmd.cfg)).check_new(cmd.force)
 
 

@@ -239,10 +239,11 @@ def _run_study(cmd: Study) -> None:
     _print_reports(study, study.report_path)
     failed = study.failed
     if failed:  # the report is written; a script must still learn that a variant has no result
-        variant, error = next(iter(failed.items()))
+        first, error = next(iter(failed.items()))
         them = "it" if len(failed) == 1 else "them"
-        raise CellsFailed(f"{count(len(failed), 'cell')} of {len(study.variants)} failed ({variant}: {error}); the "
-                          f"report marks {them} FAILED, and a rerun of the study trains {them} again")
+        names = f": {', '.join(failed)} " if len(failed) > 1 else " "
+        raise CellsFailed(f"{count(len(failed), 'cell')} of {len(study.trained_cells)} failed{names}({first}: "
+                          f"{error}); the report marks {them} FAILED, and a rerun of the study trains {them} again")
 
 
 def _run_tune(cmd: Tune) -> None:

@@ -42,7 +42,7 @@ from rich.console import Console
 from mtdqn.analysis.group_scores import predictor_matrices, seed_mean
 from mtdqn.analysis.groups import MAX_TASKS, Partition, describe_partition, trained_partitions
 from mtdqn.config import TrainConfig, derive
-from mtdqn.errors import ConfigError, count
+from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
@@ -183,7 +183,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         _run([(joint, joint_dir)], [joint_status], console, progress)
         summary = read_summary(joint_dir / "summary.json") or {}
         if summary.get("status") != "ok":
-            raise ConfigError(f"groups study {spec.name}: the joint run failed ({summary.get('error')}); see "
+            raise CellsFailed(f"groups study {spec.name}: the joint run failed ({summary.get('error')}); see "
                               f"{joint_dir}")
         record["groups"] = plan_record(study.tasks, choose_partitions(joint_dir, study.tasks), every)
         write_json(out_dir / STUDY_RECORD, record)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mtdqn.config import TrainConfig, check_new_run
+from mtdqn.config import TrainConfig, check_new_run, shares_nothing
 from mtdqn.budget import check_train_budget
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.flatoptions import apply_options as flat_apply
@@ -139,9 +139,10 @@ def agent_error(cfg: TrainConfig, *, machine: bool = True) -> str | None:
 
 
 def _idle_without_sharing(options: dict[str, Any]) -> dict[str, Any]:
-    """What the study's automatic independent reference sets back to its default among the ``options`` that
-    act on shared parameters only (a strategy, affinity), which `train` refuses with independent networks: the
-    reference trains exactly as it would with them, as plain independent networks."""
+    """What a variant that shares nothing (the study's automatic independent reference, a user's `independent`
+    or `partial:0`) sets back to its default among the study's ``options`` that act on shared parameters only
+    (a strategy, affinity), which `train` refuses without shared parameters: it trains exactly as it would with
+    them, as plain networks (a study sweeping sharing depth with one strategy for all was refused)."""
     idle: dict[str, Any] = {}
     if options.get("strategy", "sum") not in ("sum", "auto"):
         idle.update(strategy="sum", strategy_args="")
@@ -253,7 +254,10 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
         if not SAFE_NAME.fullmatch(vname):
             raise ConfigError(f"{source}: variants.{vname}: a variant name names a folder; use letters, digits, "
                               "'_.+-'")
-        variants[vname] = _checked_options(vraw, source, f"variants.{vname}")
+        vopts = _checked_options(vraw, source, f"variants.{vname}")
+        sharing = vopts.get("sharing", options.get("sharing", "shared"))
+        idle = _idle_without_sharing(options) if isinstance(sharing, str) and shares_nothing(sharing) else {}
+        variants[vname] = {**{k: v for k, v in idle.items() if k not in vopts}, **vopts}  # its own: checked
     reference = raw.get("reference", REFERENCE if include else next(iter(variants)))
     if reference not in variants:
         raise ConfigError(f"{source}: reference: {reference!r} is not one of the variants {list(variants)}")

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from mtdqn.config import NetworkConfig, TrainConfig
 from mtdqn.budget import check_train_budget
-from mtdqn.errors import ConfigError, count
+from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
@@ -143,7 +143,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
             summary = run_cell(pre_cell, out_dir / "pretrain", progress=progress)
             on_event("done", pre_cell, summary)
             if summary.get("status") != "ok":
-                raise ConfigError(f"transfer study {spec.name}: pretraining failed ({summary.get('error')}); "
+                raise CellsFailed(f"transfer study {spec.name}: pretraining failed ({summary.get('error')}); "
                                   f"see {out_dir / 'pretrain'}")
         for cell, _ in pairs:
             if statuses[cell.variant] == "done":

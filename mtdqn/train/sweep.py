@@ -27,11 +27,11 @@ from mtdqn.config import (
     TrainConfig, check_new_run, config_hash, config_to_dict, derive, warn_of_rounding,
 )
 from mtdqn.errors import ConfigError, TrainingDiverged, count
-from mtdqn.io import check_new_out_dir, prepare_out_dir, provenance, write_json
+from mtdqn.io import prepare_out_dir, provenance, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
-from mtdqn.sweepspec import SWEEP_FILE, check_sweep, is_sweep, member_configs, strategy_options
+from mtdqn.sweepspec import SWEEP_FILE, check_sweep, member_configs, strategy_options
 from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import CompiledChunks
 from mtdqn.train.drive import (Schedule, Trained, check_finite, expert_probe_fn, grad_probe_fn, greedy_rows,
@@ -106,7 +106,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
         raise ConfigError("--patience and --keep-best stop or restore single runs; a sweep trains its members "
                           "to the end (give --eval-every to see their progress)")
     if not resume:  # a folder in the way is refused before the announcement and warnings, as a run's is
-        _check_new_sweep_dir(out_dir, force)
+        RunDir(out_dir).check_new_sweep(force)
     check_memory(cfg, agent.task_set, agent.arch, members=len(members), devices=options.devices)
     if warn_rounding and not resume:  # once every option is checked, as the announcement (the members share them)
         warn_of_rounding(cfg, options.eval_every, options.checkpoint_every)
@@ -136,20 +136,12 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     return results
 
 
-def _check_new_sweep_dir(out_dir: Path, force: bool) -> None:
-    """Refuse ``out_dir`` for a new sweep where it holds a sweep or a run and not ``force`` (one line; reads only)."""
-    if is_sweep(out_dir) and not force:
-        raise ConfigError(f"{out_dir} already holds a sweep; use --resume {out_dir} to continue it or --force True "
-                          "to overwrite")
-    check_new_out_dir(out_dir, SWEEP_FILE, force, owned=RunDir(out_dir).owned())
-
-
 def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], members: Sequence, agents: list[Agent],
                    runs: list[RunDir], options: RunOptions, resume: bool, force: bool) -> None:
     """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
     writes it, plus where its population is: :meth:`RunDir.population`)."""
     if not resume:  # a run's or an earlier sweep's files (--force): refused (again, now held), or removed
-        _check_new_sweep_dir(out_dir, force)
+        RunDir(out_dir).check_new_sweep(force)
         prepare_out_dir(out_dir, SWEEP_FILE, force, owned=RunDir(out_dir).owned())
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,

@@ -130,7 +130,7 @@ def _fails_alone(cfg: TrainConfig) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FewUpdatesWarning)  # the run itself warns
-            check_train_budget(cfg)
+            check_train_budget(cfg, strategy_rules=False)
     except ConfigError:
         return True
     return False

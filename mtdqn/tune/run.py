@@ -81,12 +81,12 @@ def _names_searched(spec: TuneSpec, error: str) -> bool:
 
 
 def budget_error(cfg: TrainConfig) -> str | None:
-    """Why ``cfg``'s budget makes no update (:func:`~mtdqn.config.check_train_budget`), or None; its warning
+    """Why ``cfg``'s budget makes no update (:func:`~mtdqn.budget.check_train_budget`), or None; its warning
     of few updates is the trial's to give."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewUpdatesWarning)
         try:
-            check_train_budget(cfg)
+            check_train_budget(cfg, strategy_rules=False)
         except ConfigError as exc:
             return str(exc)
     return None
