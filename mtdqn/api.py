@@ -175,6 +175,23 @@ def _check_paths(**given: Any) -> None:
             raise ConfigError(f"{name}: expected a path (str or pathlib.Path), got {value!r}")
 
 
+def _check_driving(**given: Any) -> None:
+    """The keywords that steer a call rather than configure a run: ``force``, ``resume`` and ``progress`` must be
+    bools (``force="False"`` is truthy: it overwrote a run, silently), ``announce`` a callable or None, and
+    ``devices`` a whole number >= 0."""
+    for name, value in given.items():
+        if name == "announce":
+            ok, want = value is None or callable(value), "a callable (e.g. print) or None"
+        elif name == "devices":
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an int >= 0"
+            if ok and value < 0:  # as the CLI's runs say it
+                raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {value}")
+        else:
+            ok, want = isinstance(value, bool), "True or False"
+        if not ok:
+            raise ConfigError(f"{name}: expected {want}, got {value!r}")
+
+
 def _check_spec(preset_or_spec: Any, what: str) -> None:
     """A preset's name, a spec file's path or a table (dict): ``mtdqn.tune([1, 2])`` raised pathlib's TypeError."""
     if not isinstance(preset_or_spec, (str, os.PathLike, dict)):
@@ -215,6 +232,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     bad input, and TrainingDiverged on a non-finite loss.
     """
     _check_paths(out=out)
+    _check_driving(resume=resume, force=force, progress=progress, announce=announce)
     given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
     training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
     swept = _sweep_of(sweep)
@@ -351,6 +369,7 @@ def _transfer(kind: str, source: str | Path, out: str | Path | None, how: dict[s
     """finetune and extend: the base config, the default folder, then :mod:`mtdqn.transfer` (imported once JAX is
     planned: it imports the tasks, whose gymnax starts JAX)."""
     _check_paths(source=source, out=out)
+    _check_driving(**driving)
     training, run_options = _checked(options, TRAIN_OPTIONS, RUN_OPTIONS, keywords=list(how))
     how = _checked_how(how)
     base = apply_options(TrainConfig(), training, TRAIN_OPTIONS)
@@ -382,6 +401,7 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     student is an ordinary run; ``run.json("distill")`` holds its comparison with the teachers.
     """
     _check_paths(out=out)
+    _check_driving(force=force, progress=progress)
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
     given = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers)
@@ -418,6 +438,7 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
 
     _check_spec(preset_or_spec, "study")
     _check_paths(out=out)
+    _check_driving(progress=progress, devices=devices)
     if out is not None:  # a folder of another kind, before JAX is planned (and warned of)
         check_not_other_kind(Path(out), STUDY_RECORD)
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -508,6 +529,7 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
             raise ConfigError(f"{_flag(name)} must be an int > 0, got {value!r}")
     _check_spec(preset_or_spec, "tune")
     _check_paths(out=out)
+    _check_driving(progress=progress, announce=announce)
     spec = resolve_tune_spec(preset_or_spec)
     if ray_address is None:
         _start_jax(spec.seeds, spec.tasks, 0)
@@ -527,6 +549,7 @@ def play(run: str | Path, task: str, **options: Any) -> PlayResult:
     ``agent_seed``, ``max_steps``, ``gif_every``, ``fps``).  Returns a :class:`mtdqn.play.PlayResult`."""
     from mtdqn.devices import use_cpu_cores
 
+    _check_paths(run=run)
     use_cpu_cores()  # the renderers' imports start JAX (gymnax)
     from mtdqn.play import play as play_episodes
 
@@ -538,6 +561,7 @@ def evaluate(run: str | Path, episodes: int = 100, epsilon: float = 0.0) -> pd.D
     written to RUN/eval.json (`mtdqn evaluate`): :meth:`mtdqn.results.Run.evaluate`, one row per task and seed."""
     from mtdqn.results import open_run
 
+    _check_paths(run=run)
     return open_run(run).evaluate(episodes, epsilon)
 
 

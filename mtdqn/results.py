@@ -14,6 +14,7 @@ built from (``STUDY/report/data/``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -254,11 +255,18 @@ class Study:
         return tables[name]
 
 
+def _check_path(path: object) -> None:
+    if not isinstance(path, (str, os.PathLike)):  # pathlib's TypeError named no argument
+        raise ConfigError(f"path: expected a path (str or pathlib.Path), got {path!r}")
+
+
 def open_run(path: str | Path) -> Run:
     """An existing run directory (one-line ConfigError if it holds no run)."""
+    _check_path(path)
     return Run(path)
 
 
 def open_study(path: str | Path) -> Study:
     """An existing study directory (one-line ConfigError if it holds no study)."""
+    _check_path(path)
     return Study(path)

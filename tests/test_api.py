@@ -137,10 +137,24 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     (lambda tmp: mtdqn.tune({**TUNE_SMALL, "name": ""}, out=tmp / "t"), "tune: name: expected letters"),
     (lambda tmp: mtdqn.finetune(tmp / "src", tasks=["CartPole-v1"], out=["x"]), "out: expected a path"),
     (lambda tmp: mtdqn.distill(["", tmp / "src"], out=tmp / "st"), "--teachers: an empty path"),
+    # force="False" is truthy: it overwrote a run, silently; resume="no" resumed
+    (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], out=tmp / "r", force="False"),
+     "force: expected True or False, got 'False'"),
+    (lambda tmp: mtdqn.train(out=tmp / "r", resume="no"), "resume: expected True or False, got 'no'"),
+    (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], out=tmp / "r", announce="x"),
+     "announce: expected a callable (e.g. print) or None, got 'x'"),
+    (lambda tmp: mtdqn.finetune(tmp / "src", tasks=["CartPole-v1"], out=tmp / "f", progress=1),
+     "progress: expected True or False, got 1"),
+    (lambda tmp: mtdqn.distill([tmp / "src"], out=tmp / "st", force="yes"), "force: expected True or False"),
+    (lambda tmp: mtdqn.study("quick", out=tmp / "s", devices="2"), "devices: expected an int >= 0, got '2'"),
+    (lambda tmp: mtdqn.study("quick", out=tmp / "s", devices=-1), "--devices must be >= 0"),
+    (lambda tmp: mtdqn.evaluate(123), "run: expected a path (str or pathlib.Path), got 123"),
+    (lambda tmp: mtdqn.open_study(5), "path: expected a path (str or pathlib.Path), got 5"),
 ])
 def test_a_python_callers_wrong_type_of_path_or_spec_is_one_line(tmp_path, call, expected):
-    """A path or a spec of the wrong type raised pathlib's or dict's TypeError from inside the call; a tune's name
-    was not checked ('../evil' named its default folder runs/tune-../evil)."""
+    """A path, a spec or a steering keyword of the wrong type raised pathlib's or dict's TypeError from inside the
+    call, or was taken for its truth value; a tune's name was not checked ('../evil' named its default folder
+    runs/tune-../evil)."""
     with pytest.raises(mtdqn.ConfigError) as exc:
         call(tmp_path)
     assert str(exc.value).startswith(expected), str(exc.value)

@@ -21,8 +21,8 @@ from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
 
-__all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_out_dir", "read_summary", "run_cell",
-           "write_failed"]
+__all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_devices", "check_out_dir", "read_summary",
+           "run_cell", "write_failed"]
 
 CellStatus = Literal["done", "resume", "fresh"]
 OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
@@ -158,6 +158,18 @@ def _kind_of(record: dict[str, Any]) -> StudyKind:
 
 def _described(name: object, kind: StudyKind) -> str:
     return f"{'' if kind == 'study' else kind + ' '}study {name!r}"
+
+
+def check_devices(seeds: int, devices: int, *, local: bool = True) -> None:
+    """A study's ``--devices`` checked before anything is written, as `train` checks its own (each cell failed
+    with it, and the study exited 3 with a report of FAILED cells): >= 0, and where the cells train in this
+    process (``local``) no more than its devices or the seeds (:func:`mtdqn.devices.seed_devices`)."""
+    if devices < 0:
+        raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {devices}")
+    if local:
+        from mtdqn.devices import seed_devices  # JAX is planned by now: the study's caller started it
+
+        seed_devices(seeds, devices)
 
 
 def check_out_dir(out_dir: Path, name: str, kind: StudyKind = "study") -> None:

@@ -46,7 +46,7 @@ from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary
+from mtdqn.studies.cell import CellConfig, cell_status, check_devices, check_out_dir, read_summary
 from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, preset_advice, progress_printer,
                                   run_local, study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import RUN_OPTION_KEYS, StudySpec, apply_options, build_spec
@@ -164,6 +164,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
     check_out_dir(out_dir, spec.name, "groups")
+    check_devices(spec.seeds, devices)
     study = joint_study(spec)
     joint, joint_dir = cell_configs(study, devices)[0], out_dir / STUDY_CELLS / JOINT
     joint_status = cell_status(joint, joint_dir)

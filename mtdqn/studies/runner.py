@@ -32,7 +32,8 @@ from mtdqn.config import rounded_schedule
 from mtdqn.errors import ConfigError, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
-from mtdqn.studies.cell import CellConfig, OnEvent, cell_status, check_out_dir, read_summary, run_cell
+from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
+                                run_cell)
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
@@ -266,6 +267,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
     check_out_dir(out_dir, spec.name)
+    check_devices(spec.seeds, devices, local=ray_address is None)
     cells = [(cell, out_dir / STUDY_CELLS / cell.variant) for cell in cell_configs(spec, devices)]
     statuses = {cell.variant: cell_status(cell, d) for cell, d in cells}
     todo = [(c, d) for c, d in cells if statuses[c.variant] != "done"]

@@ -31,7 +31,7 @@ from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.cell import CellConfig, cell_status, check_out_dir, read_summary, run_cell
+from mtdqn.studies.cell import CellConfig, cell_status, check_devices, check_out_dir, read_summary, run_cell
 from mtdqn.studies.runner import (StudyResult, build, preset_advice, progress_printer, run_local, study_record,
                                   warn_of_rounded_budgets)
 from mtdqn.studies.spec import (RUN_OPTION_KEYS, StudySpec, agent_error, apply_options, build_spec, default_threshold,
@@ -114,6 +114,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
     check_out_dir(out_dir, spec.name, "transfer")
+    check_devices(spec.seeds, devices)
     study = held_out_spec(spec)
     pre_cell, cells = transfer_cells(spec, out_dir, devices)
     for cell in (pre_cell, *cells):  # every config a run could refuse, refused before anything is written
