@@ -45,6 +45,9 @@ __all__ = ["train", "study", "tune", "finetune", "extend", "distill", "open_run"
 # callable as the API's functions (mtdqn.callables), so each name means one thing whether or not training code
 # imported them.
 _MODULES = ("train", "finetune", "distill", "tune", "play", "evaluate")
+_SUBPACKAGES = ("devices", "strategies", "tasks")
+"""Modules reachable as ``mtdqn.devices`` after ``import mtdqn`` alone (a module is an attribute of its package
+only once imported)."""
 _LAZY = {
     "study": "mtdqn.api", "extend": "mtdqn.api", "open_run": "mtdqn.results", "open_study": "mtdqn.results",
     "Run": "mtdqn.results",
@@ -60,6 +63,12 @@ def __getattr__(name: str) -> Any:
 
         use_cpu_cores()
     if name in _MODULES:
+        return import_module(f"mtdqn.{name}")
+    if name in _SUBPACKAGES:  # named in the README and the warnings (mtdqn.devices.use_cpu_cores())
+        if name == "tasks":  # gymnax's import starts JAX: cores first, as for register_task
+            from mtdqn.devices import use_cpu_cores
+
+            use_cpu_cores()
         return import_module(f"mtdqn.{name}")
     if name == "register_task":  # checking an env runs it, and importing gymnax alone starts JAX: first present
         from mtdqn.devices import use_cpu_cores  # every core as a device, so that seeds can spread over them

@@ -70,3 +70,16 @@ def test_the_tasks_import_gymnax_without_its_renderers_imports():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "True True", "True True"]
+
+
+def test_the_subpackages_the_readme_names_are_reached_from_the_package():
+    """`mtdqn.devices.use_cpu_cores()`, the advice of the README and of a warning, raised AttributeError after
+    `import mtdqn` alone (a module is its package's attribute only once imported); in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import mtdqn, sys; assert 'mtdqn.devices' not in sys.modules; "
+            "print(callable(mtdqn.devices.use_cpu_cores), 'sum' in mtdqn.strategies.REGISTRY, "
+            "'CartPole-v1' in mtdqn.tasks.TASKS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]
