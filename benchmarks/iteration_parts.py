@@ -323,6 +323,11 @@ def main() -> None:
     parser.add_argument("--tasks", help=argparse.SUPPRESS)  # internal: measure one task set, print JSON
     parser.add_argument("--ablated", help=argparse.SUPPRESS)  # internal: one ablated row, print JSON
     args = parser.parse_args()
+    unknown = [name for name in args.sets.split(",") if name not in TASK_SETS]
+    if unknown:
+        parser.error(f"--sets: unknown task set {unknown[0]!r}; choose from {', '.join(TASK_SETS)}")
+    if args.rounds < 1 or args.iters < 1:
+        parser.error("--rounds and --iters must be at least 1")
     if args.tasks:
         print(json.dumps(measure(tuple(args.tasks.split(",")))))
         return

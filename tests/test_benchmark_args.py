@@ -1,0 +1,22 @@
+"""The benchmark scripts' bad arguments: argparse's one line and exit 2, never a traceback (a walk-through's
+`iteration_parts.py --sets nosuch` raised KeyError, `--ablate --rounds 0` printed a header and then one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "iteration_parts.py"
+
+
+@pytest.mark.parametrize("argv, message", [(["--sets", "nosuch"], "--sets: unknown task set 'nosuch'"),
+                                           (["--ablate", "--rounds", "0"], "--rounds and --iters must be at least 1")])
+def test_iteration_parts_refuses_bad_arguments_in_one_line(argv, message):
+    out = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines()[-1] == f"iteration_parts.py: error: {message}" + (
+        "; choose from classic, minatar" if "nosuch" in argv else "")
+    assert "Traceback" not in out.stderr
