@@ -460,6 +460,18 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     return Study(result.out_dir)
 
 
+def _check_stage_overrides(overrides: dict[str, Any]) -> None:
+    """The two- and three-stage presets' own overrides, checked as a study table's are (``steps="1000"`` met
+    integer arithmetic, and ``tasks="CartPole-v1,Acrobot-v1"`` was read as 22 one-letter tasks)."""
+    for key in ("seeds", "steps"):
+        value = overrides.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    tasks = overrides.get("tasks")
+    if tasks is not None and (isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks)):
+        raise ConfigError(f"tasks: expected a list of task names, got {tasks!r}")
+
+
 def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, devices: int, progress: bool,
                     overrides: dict[str, Any]) -> Study:
     """The two-stage transfer presets (pretraining, then the held-out task): their own runner, local only."""
@@ -471,6 +483,7 @@ def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, 
     unknown = sorted(set(overrides) - {"seeds", "steps"})
     if unknown:
         raise ConfigError(f"the transfer presets take seeds and steps only, not {unknown[0]}")
+    _check_stage_overrides(overrides)
     if "steps" in overrides:
         check_transfer_budget(name, overrides.get("seeds"), overrides["steps"])
     spec = TRANSFER_PRESETS[name](overrides.get("seeds"), overrides.get("steps"))
@@ -492,6 +505,7 @@ def _groups_study(out: str | Path | None, ray_address: str | None, devices: int,
     unknown = sorted(set(overrides) - {"seeds", "steps", "tasks"})
     if unknown:
         raise ConfigError(f"the groups study takes tasks, seeds and steps only, not {unknown[0]}")
+    _check_stage_overrides(overrides)
     tasks = overrides.get("tasks")
     spec = groups_preset(tuple(tasks) if tasks is not None else None, overrides.get("seeds"), overrides.get("steps"))
     _start_jax(spec.seeds, list(spec.tasks), devices)

@@ -150,6 +150,10 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     (lambda tmp: mtdqn.study("quick", out=tmp / "s", devices=-1), "--devices must be >= 0"),
     (lambda tmp: mtdqn.evaluate(123), "run: expected a path (str or pathlib.Path), got 123"),
     (lambda tmp: mtdqn.open_study(5), "path: expected a path (str or pathlib.Path), got 5"),
+    (lambda tmp: mtdqn.study("transfer", steps="1000", out=tmp / "s"), "steps: expected a positive integer, got '1000'"),
+    (lambda tmp: mtdqn.study("groups", tasks="CartPole-v1,Acrobot-v1", steps=8, out=tmp / "s"),
+     "tasks: expected a list of task names, got 'CartPole-v1,Acrobot-v1'"),
+    (lambda tmp: mtdqn.study("groups", seeds=2.0, out=tmp / "s"), "seeds: expected a positive integer, got 2.0"),
 ])
 def test_a_python_callers_wrong_type_of_path_or_spec_is_one_line(tmp_path, call, expected):
     """A path, a spec or a steering keyword of the wrong type raised pathlib's or dict's TypeError from inside the
