@@ -192,6 +192,7 @@ def test_the_joint_runs_pull_per_quarter_beside_each_task_alone(tmp_path):
     assert "its pull on the shared trunk in the joint run" in text
     assert f"| {C} | 25% · 0.50 / 10.50 | 25% · 2.50 / 12.50 | 25% · 4.50 / 14.50 | 25% · 6.50 / 16.50 |" in text
     assert f"| {A} | 44% · 0.50 / n/a |" in text
+    assert "| task | 0-1.25k | 1.25-2.5k | 2.5-3.76k | 3.76-5.01k |" in text  # of the 5,008 trained, not 5,000 asked
 
 
 def test_mtdqn_report_rebuilds_a_groups_studys_groups_md(tmp_path, monkeypatch, capsys):

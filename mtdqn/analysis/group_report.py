@@ -233,18 +233,20 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple
     for r in t["agreement"].itertuples():
         rho = fmt.estimate(r.rho, r.lo, r.hi) if r.points >= 3 else f"n/a ({r.points} points)"
         lines.append(f"| {r.predictor} | {r.scope} | {r.points} | {rho} |")
-    lines += _pull_lines(t["pull"], tasks, steps)
+    lines += _pull_lines(t["pull"], tasks)
     lines += ["", "Not done here: the pairwise ground truth (the gain of training each pair of tasks together "
               "over apart, measured on its own, correlated with Z across ordered pairs)."]
     return "\n".join(lines) + "\n"
 
 
-def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...], steps: int) -> list[str]:
-    """The joint run's gradient shares and training returns per quarter, beside each task's return alone."""
+def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...]) -> list[str]:
+    """The joint run's gradient shares and training returns per quarter, beside each task's return alone; the
+    quarters' labels of the steps it trained (the asked --steps read '0-1.25025k' for 5,001 that trained 5,208)."""
     if pull.empty:
         return []
     num = lambda v, text: text.format(v) if math.isfinite(v) else "n/a"  # noqa: E731
-    edges = [f"{q * steps / 4000:g}-{(q + 1) * steps / 4000:g}k" for q in range(4)]
+    last = int(pull["last_step"].iloc[0])
+    edges = [f"{q * last / 4000:.3g}-{(q + 1) * last / 4000:.3g}k" for q in range(4)]
     lines = ["", "## What goes with a task's gain or loss: its pull on the shared trunk in the joint run", "",
              "Per quarter of training (env steps per task), mean over logging windows and seeds: the task's share "
              "of the summed per-task gradient norms on the shared parameters · its training return (ε-greedy "

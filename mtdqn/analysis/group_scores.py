@@ -199,12 +199,13 @@ def pull_table(study_dir: Path, plan: dict[str, Any]) -> pd.DataFrame:
     run's logged env steps; a window closing on an edge counts in the quarter before it), its ``share`` of the
     summed per-task gradient norms on the shared parameters (each logging window's share, averaged over windows
     and seeds), its TD ``loss``, and its training return in the joint run and alone (``return_joint``,
-    ``return_alone``: the all-apart partition's cell, binned by the same edges; NaN where that cell is absent).
+    ``return_alone``: the all-apart partition's cell, binned by the same edges; NaN where that cell is absent),
+    and ``last_step``, the joint run's last logged env step (the quarters are of it).
     Empty without the joint run's gradient table (no shared parameter, or a run from before it)."""
     joint = Path(study_dir) / plan["joint"]
     grads, metrics = joint / "grad_tasks.parquet", joint / "metrics.parquet"
     if not (grads.is_file() and metrics.is_file()):
-        return pd.DataFrame(columns=["task", "quarter", "share", "loss", "return_joint", "return_alone"])
+        return pd.DataFrame(columns=["task", "quarter", "share", "loss", "return_joint", "return_alone", "last_step"])
     g, m = read_parquet(grads), read_parquet(metrics)
     last = int(m["step"].max())
     g["share"] = g["grad_norm"] / g.groupby(["step", "seed"])["grad_norm"].transform("sum")
@@ -220,4 +221,5 @@ def pull_table(study_dir: Path, plan: dict[str, Any]) -> pd.DataFrame:
             a["quarter"] = _quarter(a["step"], last)
             alone.append(a.groupby(["task", "quarter"])["episode_return"].mean())
     out["return_alone"] = pd.concat(alone) if alone else np.nan
+    out["last_step"] = last  # the quarters' span: what the run trained (the study's steps rounded up), not asked
     return out.reset_index()
