@@ -468,3 +468,16 @@ def test_a_studys_devices_are_checked_before_anything_is_written(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
     assert not (tmp_path / "s").exists()
+
+
+def test_the_start_line_says_what_a_rounded_budget_trains():
+    """The line said "1 env steps per task" of a study that trained 1,000; a rerun skipping finished cells does not
+    warn of the rounding again, so the line is where it shows."""
+    from mtdqn.config import TrainConfig
+    from mtdqn.studies.runner import budget_text
+
+    cfg = TrainConfig(tasks=("CartPole-v1",), steps=1, log_every=1000)
+    assert budget_text(1, [cfg]) == "1 env step (1,000 trained: whole logging windows)"
+    assert budget_text(2000, [dataclasses.replace(cfg, steps=2000)]) == "2,000 env steps"
+    two = [dataclasses.replace(cfg, steps=1500), dataclasses.replace(cfg, steps=1500, log_every=500)]
+    assert budget_text(1500, two) == "1,500 env steps (1,500–2,000 trained: whole logging windows)"

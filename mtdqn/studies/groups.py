@@ -47,8 +47,8 @@ from mtdqn.io import held, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import CellConfig, cell_status, check_devices, check_out_dir, read_summary
-from mtdqn.studies.runner import (StudyResult, build, build_groups, cell_configs, preset_advice, progress_printer,
-                                  run_local, study_record, warn_of_rounded_budgets)
+from mtdqn.studies.runner import (StudyResult, budget_text, build, build_groups, cell_configs, preset_advice,
+                                  progress_printer, run_local, study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import RUN_OPTION_KEYS, StudySpec, apply_options, build_spec
 
 __all__ = ["JOINT", "MEASUREMENTS", "GroupsSpec", "joint_study", "group_name", "group_cell", "plan_record",
@@ -179,7 +179,8 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
     with held(out_dir):  # one study per folder, from its first write (mtdqn.io.held)
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {count(spec.seeds, 'seed')}, "
-                      f"{spec.steps:,} env steps per task; the joint run measures the affinity every {every} updates "
+                      f"{budget_text(spec.steps, [joint.config])} per task; the joint run measures the affinity every "
+                      f"{every} updates "
                       f"→ {out_dir}")
         _run([(joint, joint_dir)], [joint_status], console, progress)
         summary = read_summary(joint_dir / "summary.json") or {}

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from rich.console import Console
 
-from mtdqn.config import rounded_schedule
+from mtdqn.config import TrainConfig, derive, rounded_schedule
 from mtdqn.errors import ConfigError, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
@@ -151,7 +151,7 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
     """
     import jax
 
-    from mtdqn.config import derive, first_update_iteration
+    from mtdqn.config import first_update_iteration
     from mtdqn.devices import padded_seeds, seed_devices
     from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
     from mtdqn.train.agent import make_agent
@@ -241,6 +241,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def budget_text(asked: int, configs: list[TrainConfig]) -> str:
+    """A study's budget for its start line: the steps asked and, where its cells round them up to whole logging
+    windows, what they train (the line said "1 env steps per task" of a study that trained 1,000; a rerun that
+    skips finished cells does not warn of the rounding again)."""
+    trained = sorted({derive(c).env_steps for c in configs})
+    if trained in ([], [asked]):
+        return count(asked, "env step")
+    span = f"{trained[0]:,}" if len(trained) == 1 else f"{trained[0]:,}–{trained[-1]:,}"
+    return f"{count(asked, 'env step')} ({span} trained: whole logging windows)"
+
+
 def study_record(spec: StudySpec) -> dict[str, Any]:
     """study.json: the keys the analysis reads, plus the full spec and provenance."""
     return {
@@ -285,8 +296,8 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
         with held(out_dir):
             write_json(out_dir / STUDY_RECORD, study_record(spec))
             console.print(f"study [bold]{spec.name}[/bold]: {count(len(spec.tasks), 'task')} × "
-                          f"{count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, {spec.steps:,} env steps "
-                          f"per task → {out_dir}")
+                          f"{count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, "
+                          f"{budget_text(spec.steps, [c.config for c, _ in cells])} per task → {out_dir}")
             for cell, _ in cells:
                 if statuses[cell.variant] == "done":
                     on_event("skip", cell, None)
