@@ -15,7 +15,8 @@ __all__ = ["FEW_UPDATES", "check_train_budget"]
 FEW_UPDATES = 100  # below this many updates a run is warned that it can hardly learn
 
 
-def check_train_budget(cfg: TrainConfig, cadence: str = "", *, strategy_rules: bool = True) -> None:
+def check_train_budget(cfg: TrainConfig, cadence: str = "", *, strategy_rules: bool = True,
+                       starts: str | None = "--learning-starts") -> None:
     """A new run's budget makes at least one update (else a one-line ConfigError); a warning when few.
 
     Apart from :func:`check_new_run` so that a study can say the budget is the
@@ -23,7 +24,9 @@ def check_train_budget(cfg: TrainConfig, cadence: str = "", *, strategy_rules: b
     distilled student's record holds the distillation's budget, so it is
     checked by the same rule; ``cadence``: how its updates are spaced where no --train-every sets it (a
     distillation updates once per vector step).  ``strategy_rules`` False leaves out the strategy's own warning
-    (it imports JAX): the checks made before JAX starts, which the run's own check follows."""
+    (it imports JAX): the checks made before JAX starts, which the run's own check follows.  ``starts``: how the
+    caller can lower the learning start, which the refusal offers (a study file's ``learning_starts``), or None
+    where it cannot (a preset's is its own)."""
     d = derive(cfg)
     window = d.iters_per_chunk * cfg.num_envs  # env steps per task of one --log-every window (chunk)
     first = first_update_iteration(d)
@@ -35,9 +38,9 @@ def check_train_budget(cfg: TrainConfig, cadence: str = "", *, strategy_rules: b
                    if d.env_steps != cfg.steps else "")
         raise ConfigError(
             f"no update would run: --steps {cfg.steps:,}{rounded} ends before the first update, after env step "
-            f"{(first + 1) * cfg.num_envs:,} per task (--learning-starts {cfg.dqn.learning_starts:,}); use --steps "
-            f">= {least:,} (it trains {least_rounded:,}: whole --log-every windows of {window:,}) or lower "
-            "--learning-starts")
+            f"{(first + 1) * cfg.num_envs:,} per task ({starts or 'learning_starts'} {cfg.dqn.learning_starts:,}); "
+            f"use --steps >= {least:,} (it trains {least_rounded:,}: whole --log-every windows of {window:,})"
+            + (f" or lower {starts}" if starts else ""))
     if updates < FEW_UPDATES:
         every = cadence or f"--train-every {cfg.dqn.train_every} env steps per task"
         warn_user(f"--steps {cfg.steps:,} makes only {count(updates, 'gradient update')} "

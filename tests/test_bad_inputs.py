@@ -256,7 +256,8 @@ DIR_CASES = [
     ("study-mistyped-preset", ["study", "quik", "--out", "{root}/study"],
      "nor a study file (.toml); did you mean 'quick'?"),
     ("study-no-updates", ["study", "quick", "--seeds", "2", "--steps", "5000", "--out", "{root}/study"],
-     "preset quick: steps: no update would run: --steps 5,000 ends before the first update"),
+     "preset quick: steps: no update would run: --steps 5,000 ends before the first update, after env step 5,004 per "
+     "task (learning_starts 5,000); use --steps >= 5,001 (it trains 10,000: whole --log-every windows of 5,000)"),
     ("no-command", [], "expected a command: tasks"),
     ("unknown-command", ["fly"], "unknown command 'fly' (commands: tasks, strategies, train"),
 ]

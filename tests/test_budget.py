@@ -93,6 +93,17 @@ def test_a_study_blames_what_moved_learning_starts(options, variant, where):
         build_spec({"tasks": ["CartPole-v1"], "steps": 1000, "seeds": 1, "options": options,
                     "variants": {"b": {"sharing": "shared", **variant}}}, "x.toml", "x")
     assert str(exc.value).startswith(where)
+    assert str(exc.value).endswith(" or lower learning_starts")  # the study file's own key (no such flag)
+
+
+def test_a_presets_refusal_offers_no_learning_start_to_lower():
+    """`mtdqn study quick --steps 5000` offered "or lower --learning-starts", which `mtdqn study` has no flag for."""
+    from mtdqn.studies import resolve_spec
+
+    with pytest.raises(ConfigError) as exc:
+        resolve_spec("quick", {"steps": 5000, "seeds": 1})
+    assert str(exc.value).endswith("(learning_starts 5,000); use --steps >= 5,001 (it trains 10,000: whole "
+                                   "--log-every windows of 5,000)"), str(exc.value)
 
 
 def test_a_budget_within_dwas_first_two_windows_is_warned_that_it_trains_sum():

@@ -278,7 +278,8 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
                               "reference")
     for vname, vopts in variants.items():  # the budget: the study's steps, unless options move learning_starts
         try:
-            check_train_budget(apply_options(base, {**options, **vopts}))
+            check_train_budget(apply_options(base, {**options, **vopts}),  # a preset's learning start is its own
+                               starts=None if source.startswith("preset ") else "learning_starts")
         except ConfigError as exc:
             where = (f"variants.{vname}" if "learning_starts" in vopts
                      else "options" if "learning_starts" in options else "steps")
