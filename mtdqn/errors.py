@@ -13,8 +13,8 @@ import sys
 import warnings
 
 __all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
-           "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning", "OneStepEpisodesWarning",
-           "warn_user", "check_number", "check_float32"]
+           "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning",
+           "OneStepEpisodesWarning", "warn_user", "check_number", "check_float32"]
 
 
 class ConfigError(ValueError):

@@ -457,8 +457,8 @@ def test_console_cell_line_states_the_final_score_the_report_uses(tmp_path: Path
     assert "final evaluation" in line and "CartPole-v1 430.0 ± 10.0" in line, line
 
 
-@pytest.mark.parametrize("devices, message", [("-1", "--devices must be >= 0 (0: as many as the seeds can use), got -1"),
-                                              ("3", "--devices 3: ")])
+@pytest.mark.parametrize("devices, message", [
+    ("-1", "--devices must be >= 0 (0: as many as the seeds can use), got -1"), ("3", "--devices 3: ")])
 def test_a_studys_devices_are_checked_before_anything_is_written(tmp_path, capsys, devices, message):
     """Each cell failed with it, and the study exited 3 with a report of FAILED cells; `train` refuses the same
     --devices in one line."""
