@@ -307,6 +307,8 @@ def _sweep_of(sweep: Mapping[str, Sequence[float]] | Sequence[str] | None) -> di
         return {}
     if isinstance(sweep, str):
         sweep = [sweep]
+    if not isinstance(sweep, (Mapping, list, tuple)):
+        raise ConfigError(f"sweep=: expected {{option: values}} or a list of 'option=V1,V2', got {sweep!r}")
     if isinstance(sweep, Mapping):
         try:
             values = {k: [float(v) for v in ([vs] if isinstance(vs, (int, float)) else vs)] for k, vs in sweep.items()}
@@ -342,7 +344,10 @@ def extend(source: str | Path, add_tasks: Sequence[str] | str, out: str | Path |
            announce: Announce | None = None, **options: Any) -> Run:
     """Continue a trained run on its tasks plus ``add_tasks``, its heads kept (`mtdqn extend`); the summary's
     ``transfer`` entry holds the old tasks' forgetting.  Arguments as for :func:`finetune`."""
-    added = (add_tasks,) if isinstance(add_tasks, str) else tuple(add_tasks)
+    added = (add_tasks,) if isinstance(add_tasks, str) else tuple(add_tasks) if isinstance(add_tasks, (list, tuple)) \
+        else None
+    if added is None or not all(isinstance(t, str) for t in added):  # add_tasks=5: "'int' object is not iterable"
+        raise ConfigError(f"--add-tasks: expected a task name or a list of them, got {add_tasks!r}")
     return _transfer("extend", source, out, dict(freeze=freeze, trunk_lr=trunk_lr, add_tasks=added),
                      dict(force=force, progress=progress, announce=announce), options)
 

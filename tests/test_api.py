@@ -155,6 +155,8 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     (lambda tmp: mtdqn.study("groups", tasks="CartPole-v1,Acrobot-v1", steps=8, out=tmp / "s"),
      "tasks: expected a list of task names, got 'CartPole-v1,Acrobot-v1'"),
     (lambda tmp: mtdqn.study("groups", seeds=2.0, out=tmp / "s"), "seeds: expected a positive integer, got 2.0"),
+    (lambda tmp: mtdqn.extend(tmp / "src", add_tasks=5), "--add-tasks: expected a task name or a list of them, got 5"),
+    (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], sweep=5, out=tmp / "s"), "sweep=: expected {option: values}"),
 ])
 def test_a_python_callers_wrong_type_of_path_or_spec_is_one_line(tmp_path, call, expected):
     """A path, a spec or a steering keyword of the wrong type raised pathlib's or dict's TypeError from inside the
