@@ -69,7 +69,7 @@ def main() -> None:
         specs = [(_only(resolve_spec(spec_path, {}), args.variants), out) for spec_path, out in args.studies]
         todo = []
         for spec, out in specs:
-            check_out_dir(out)
+            check_out_dir(out, spec.name)
             todo.append(sum(cell_status(c, out / "cells" / c.variant) != "done" for c in cell_configs(spec)))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -344,8 +344,8 @@ def extend(source: str | Path, add_tasks: Sequence[str] | str, out: str | Path |
            announce: Announce | None = None, **options: Any) -> Run:
     """Continue a trained run on its tasks plus ``add_tasks``, its heads kept (`mtdqn extend`); the summary's
     ``transfer`` entry holds the old tasks' forgetting.  Arguments as for :func:`finetune`."""
-    added = (add_tasks,) if isinstance(add_tasks, str) else tuple(add_tasks) if isinstance(add_tasks, (list, tuple)) \
-        else None
+    added = tuple(split_task_list(add_tasks)) if isinstance(add_tasks, str) else tuple(add_tasks) \
+        if isinstance(add_tasks, (list, tuple)) else None  # a string as --add-tasks reads it: "A,B" is two tasks
     if added is None or not all(isinstance(t, str) for t in added):  # add_tasks=5: "'int' object is not iterable"
         raise ConfigError(f"--add-tasks: expected a task name or a list of them, got {add_tasks!r}")
     return _transfer("extend", source, out, dict(freeze=freeze, trunk_lr=trunk_lr, add_tasks=added),
@@ -473,8 +473,8 @@ def _check_stage_overrides(overrides: dict[str, Any]) -> None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
     tasks = overrides.get("tasks")
-    if tasks is not None and (isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks)):
-        raise ConfigError(f"tasks: expected a list of task names, got {tasks!r}")
+    if tasks is not None and (not isinstance(tasks, (list, tuple)) or not all(isinstance(t, str) for t in tasks)):
+        raise ConfigError(f"tasks: expected a list of task names, got {tasks!r}")  # (a generator: read once)
 
 
 def _transfer_study(name: str, out: str | Path | None, ray_address: str | None, devices: int, progress: bool,

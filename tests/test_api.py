@@ -155,6 +155,10 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     (lambda tmp: mtdqn.study("groups", tasks="CartPole-v1,Acrobot-v1", steps=8, out=tmp / "s"),
      "tasks: expected a list of task names, got 'CartPole-v1,Acrobot-v1'"),
     (lambda tmp: mtdqn.study("groups", seeds=2.0, out=tmp / "s"), "seeds: expected a positive integer, got 2.0"),
+    (lambda tmp: mtdqn.study("groups", tasks=(t for t in ["CartPole-v1", "Acrobot-v1"]), out=tmp / "s"),
+     "tasks: expected a list of task names"),  # checked by reading it, it then trained the default tasks
+    (lambda tmp: mtdqn.study("groups", tasks=[], out=tmp / "s"),
+     "groups study 'groups': tasks: grouping needs at least 2 tasks, got 0"),  # it trained the default tasks
     (lambda tmp: mtdqn.extend(tmp / "src", add_tasks=5), "--add-tasks: expected a task name or a list of them, got 5"),
     (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], sweep=5, out=tmp / "s"), "sweep=: expected {option: values}"),
 ])

@@ -249,6 +249,15 @@ def test_a_lost_affinity_table_and_too_few_points_are_said_as_such(tmp_path):
             "which needs 3.") in text and "arises by chance" not in text
 
 
+def test_the_pull_tables_quarters_read_in_thousands_at_any_length():
+    """A joint run of a million steps labelled its quarters '750-1e+03k'."""
+    from mtdqn.analysis.group_report import _pull_lines
+
+    pull = pd.DataFrame([{"task": A, "quarter": q, "share": 1.0, "loss": 0.1, "return_joint": 1.0,
+                          "return_alone": 2.0, "last_step": 1_000_000} for q in range(4)])
+    assert "| task | 0-250k | 250-500k | 500-750k | 750-1,000k |" in _pull_lines(pull, (A,))
+
+
 def _tiny_spec(tasks: tuple[str, ...]) -> GroupsSpec:
     return GroupsSpec(name="tiny", tasks=tasks, steps=1000, seeds=2, affinity_every=20,
                       run_options=RunOptions(eval_episodes=2, eval_every=500),

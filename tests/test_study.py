@@ -481,3 +481,13 @@ def test_the_start_line_says_what_a_rounded_budget_trains():
     assert budget_text(2000, [dataclasses.replace(cfg, steps=2000)]) == "2,000 env steps"
     two = [dataclasses.replace(cfg, steps=1500), dataclasses.replace(cfg, steps=1500, log_every=500)]
     assert budget_text(1500, two) == "1,500 env steps (1,500–2,000 trained: whole logging windows)"
+
+
+def test_a_ray_studys_devices_beyond_its_seeds_are_refused_here():
+    """On Ray this process's devices are not the workers', but more devices than seeds is no layout anywhere: it
+    reached every cell as a failure."""
+    from mtdqn.studies.cell import check_devices
+
+    with pytest.raises(ConfigError, match=r"^--devices 3: more devices than seeds \(2\)$"):
+        check_devices(2, 3, local=False)
+    check_devices(2, 2, local=False)  # its workers' devices are theirs to check

@@ -246,7 +246,8 @@ def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...]) -> list[str]:
         return []
     num = lambda v, text: text.format(v) if math.isfinite(v) else "n/a"  # noqa: E731
     last = int(pull["last_step"].iloc[0])
-    edges = [f"{q * last / 4000:.3g}-{(q + 1) * last / 4000:.3g}k" for q in range(4)]
+    k = lambda q: f"{q * last / 4000:,.0f}" if last >= 400_000 else f"{q * last / 4000:.3g}"  # noqa: E731  (no 1e+03)
+    edges = [f"{k(q)}-{k(q + 1)}k" for q in range(4)]
     lines = ["", "## What goes with a task's gain or loss: its pull on the shared trunk in the joint run", "",
              "Per quarter of training (env steps per task), mean over logging windows and seeds: the task's share "
              "of the summed per-task gradient norms on the shared parameters · its training return (ε-greedy "

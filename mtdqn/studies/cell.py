@@ -166,6 +166,8 @@ def check_devices(seeds: int, devices: int, *, local: bool = True) -> None:
     process (``local``) no more than its devices or the seeds (:func:`mtdqn.devices.seed_devices`)."""
     if devices < 0:
         raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {devices}")
+    if devices > seeds:  # on Ray too, where this process's devices are not the workers'
+        raise ConfigError(f"--devices {devices}: more devices than seeds ({seeds})")
     if local:
         from mtdqn.devices import seed_devices  # JAX is planned by now: the study's caller started it
 

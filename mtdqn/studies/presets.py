@@ -400,7 +400,7 @@ def groups_preset(tasks: tuple[str, ...] | None = None, seeds: int | None = None
     3,040 steps)."""
     from mtdqn.studies.groups import GroupsSpec
 
-    tasks = tuple(tasks or GROUPS_TASKS)
+    tasks = tuple(tasks if tasks is not None else GROUPS_TASKS)  # an empty list is refused (joint_study), not []
     minigrid = all(t.startswith("MiniGrid-") for t in tasks)
     steps = (200_000 if minigrid else 100_000) if steps is None else steps  # MiniGrid: MOORE's budget
     family = MINIGRID_OPTIONS if minigrid else {**CLASSIC_OPTIONS, "learning_starts": 5_000}

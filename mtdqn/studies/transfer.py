@@ -122,7 +122,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
         if error:
             raise ConfigError(f"transfer study {spec.name}: {cell.variant}: {error}")
         try:
-            check_train_budget(cell.config)
+            check_train_budget(cell.config, starts=None)  # its learning start is the preset's
         except ConfigError as exc:
             raise ConfigError(f"transfer study {spec.name}: {cell.variant}: {exc}") from None
     pairs = [(cell, out_dir / STUDY_CELLS / cell.variant) for cell in cells]
