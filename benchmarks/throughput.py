@@ -263,7 +263,8 @@ def against(rev: str, rounds: int, iters: int, rows: tuple = GUARD_ROWS) -> None
     resolved = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", f"{rev}^{{commit}}"],
                               capture_output=True, text=True)
     if resolved.returncode != 0:
-        raise SystemExit(f"error: --against {rev!r} is not a git revision of {repo}")
+        print(f"error: --against {rev!r} is not a git revision of {repo}", file=sys.stderr)
+        raise SystemExit(2)  # bad input, as argparse's own refusals
     commit = resolved.stdout.strip()
     with tempfile.TemporaryDirectory(prefix="mtdqn-against-") as tmp:
         other = os.path.join(tmp, "tree")
@@ -383,7 +384,7 @@ def main() -> None:
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process, print JSON
     args = parser.parse_args()
     if args.rounds < 1 or (args.iters is not None and args.iters < 1):
-        raise SystemExit("error: --rounds and --iters must be at least 1")
+        parser.error("--rounds and --iters must be at least 1")
     if args.against:
         if args.minigrid:  # MiniGrid's updates are conv updates: shorter chunks, as in its table rows
             against(args.against, args.rounds, args.iters or 100, MINIGRID_GUARD_ROWS)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "iteration_parts.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPT = BENCHMARKS / "iteration_parts.py"
 
 
 @pytest.mark.parametrize("argv, message", [(["--sets", "nosuch"], "--sets: unknown task set 'nosuch'"),
@@ -20,3 +21,12 @@ def test_iteration_parts_refuses_bad_arguments_in_one_line(argv, message):
     assert out.stderr.strip().splitlines()[-1] == f"iteration_parts.py: error: {message}" + (
         "; choose from classic, minatar" if "nosuch" in argv else "")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rounds", "0"], "throughput.py: error: --rounds and --iters must be at least 1"),
+    (["--against", "no-such-rev"], "error: --against 'no-such-rev' is not a git revision")])
+def test_throughput_refuses_bad_arguments_with_exit_2(argv, message):
+    """They exited 1, an environment problem's status; bad input is 2, as argparse's own refusals."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), *argv], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(message), out.stderr
