@@ -79,6 +79,8 @@ print(json.dumps({"steps_per_s": seeds * config["TOTAL_TIMESTEPS"] / best, "last
 
 def patched(source: str) -> str:
     """PureJaxRL's ``dqn.py`` with :data:`EDITS`; a SystemExit naming the edit that found nothing to change."""
+    if "def make_train" not in source:  # another file altogether (the first edit's line named no such thing)
+        raise SystemExit("error: --dqn: not PureJaxRL's purejaxrl/dqn.py (it defines no make_train)")
     for why, old, new in EDITS:
         if old not in source:
             raise SystemExit(f"error: --dqn: {why}: {old.splitlines()[0].strip()!r} is not in this dqn.py "
@@ -113,7 +115,8 @@ def main() -> None:
         raise SystemExit("error: --rounds and --iters must be positive integers")
     dqn = Path(args.dqn).expanduser()
     if not dqn.is_file():
-        raise SystemExit(f"error: --dqn {args.dqn}: no such file")
+        raise SystemExit(f"error: --dqn {args.dqn}: " + ("a folder: give its purejaxrl/dqn.py" if dqn.is_dir() else
+                                                           "no such file"))
     found = shutil.which(args.python)
     if found is None:
         raise SystemExit(f"error: --python {args.python}: no such program")

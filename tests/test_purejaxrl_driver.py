@@ -67,6 +67,13 @@ def test_a_missing_line_names_its_edit(why, old, _new):
         driver.patched(SKETCH.replace(old, ""))
 
 
+def test_a_file_that_is_not_purejaxrls_is_said_so():
+    """A README given as --dqn was told its first edit's line was missing ("no wandb: ...")."""
+    with pytest.raises(SystemExit, match=r"^error: --dqn: not PureJaxRL's purejaxrl/dqn.py \(it defines no "
+                                         r"make_train\)$"):
+        driver.patched("# mtdqn\n\nA README.\n")
+
+
 def _row(r, widths, pj_one, ours_one, pj_study, ours_study, gflops=130.0):
     side = lambda pj, ours: {"purejaxrl": {"steps_per_s": pj, "last_return": 500.0},  # noqa: E731
                              "ours": {"steps_per_s": ours, "gflops": gflops}}
