@@ -422,12 +422,14 @@ def test_real_terminal_shows_one_line(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_output_into_a_pipe_its_reader_closed_ends_quietly(tmp_path):
+@pytest.mark.parametrize("argv", [["distill", "--help"], ["strategies"]])
+def test_output_into_a_pipe_its_reader_closed_ends_quietly(tmp_path, argv):
     """`mtdqn distill --help | head -2` ended with "error: cannot write results: Broken pipe": the reader's
-    choice, not an error.  (Reader closed before the command writes: the broken pipe is certain, not a race.)"""
+    choice, not an error; `mtdqn strategies | head -1` exited 1 (rich's console ends a broken pipe itself).
+    (Reader closed before the command writes: the broken pipe is certain, not a race.)"""
     read, write = os.pipe()
     os.close(read)
-    proc = subprocess.run([sys.executable, "-m", "mtdqn.cli", "distill", "--help"], cwd=tmp_path, stdout=write,
+    proc = subprocess.run([sys.executable, "-m", "mtdqn.cli", *argv], cwd=tmp_path, stdout=write,
                           stderr=subprocess.PIPE, text=True, timeout=60)
     os.close(write)
     assert proc.stderr == "" and proc.returncode == 141  # as a tool SIGPIPE ends

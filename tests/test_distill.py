@@ -130,6 +130,9 @@ def test_the_returns_table_keeps_the_teachers_order_and_says_when_normalized_is_
     markdown = report_markdown(result)
     assert markdown.index("| CartPole-v1 |") < markdown.index("| Acrobot-v1 |")
     assert "| Acrobot-v1 | 1.0 ± 0.0 | 1.0 ± 0.0 | 1.0 | — (teacher = random) | 1.000 |" in markdown
+    below = {**result, "tasks": {"CartPole-v1": {**row, "teacher_return": 11.9, "student_return": 11.3,
+                                                 "random_return": 24.2, "normalized": 1.05}}}  # a stored older one
+    assert "| CartPole-v1 | 11.9 ± 0.0 | 11.3 ± 0.0 | 24.2 | — (teacher below random) |" in report_markdown(below)
     assert "nan" not in markdown
     print_report(result)
     printed = capsys.readouterr().out

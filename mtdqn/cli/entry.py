@@ -312,6 +312,10 @@ def main(argv: list[str] | None = None) -> None:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)
         raise SystemExit(1) from None
+    except SystemExit as exc:  # rich's Console ends a broken pipe itself (`mtdqn tasks | head`): it points stdout
+        if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):  # at /dev/null, then SystemExit(1)
+            raise SystemExit(128 + signal.SIGPIPE) from None  # 141, as above
+        raise
     except KeyboardInterrupt:
         if command_line:
             _exit_interrupted()

@@ -178,7 +178,8 @@ def _compare(student: Agent, params: Any, teachers: tuple[Teacher, ...], cfg: Di
                 "teacher": str(t.run_dir), "teacher_seed": t.seed,
                 "teacher_return": tr, "teacher_return_std": float(teacher_r[j].std()),
                 "student_return": sr, "student_return_std": float(student_r[j].std()), "random_return": rr,
-                "normalized": (sr - rr) / (tr - rr) if tr != rr else float("nan"),
+                # the share of the teacher's gain over random the student keeps: none to share where it has none
+                "normalized": (sr - rr) / (tr - rr) if tr > rr else float("nan"),
                 "teacher_returns": teacher_r[j].tolist(), "student_returns": student_r[j].tolist(),
                 "agreement": rep["accuracy"], "report": rep,
                 "holdout_in_training": share_seen(np.asarray(obs[i]), trained_on[i]),
