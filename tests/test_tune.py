@@ -699,7 +699,10 @@ def test_search_report_confirm_and_rerun(tmp_path):
     assert (out / "report" / "parallel.png").is_file()
     other = next(n for n in range(3) if n != first.best_trial)  # as if trial `other` had been confirmed when best
     shutil.copytree(confirmed.confirm_dir, out / "confirm" / f"trial-{other:04d}-seeds-2")
-    mtdqn.tune(table, out, n_trials=3, progress=False)  # trains nothing, writes the report again
+    said = []
+    mtdqn.tune(table, out, n_trials=2, progress=False, announce=said.append)  # trains nothing, writes the report
+    assert said == [f"{out} holds 3 finished trials; --n-trials 2 is the total it should hold, not a number to add: "
+                    "none to run"]  # it said nothing
     best_part, rest = (out / "report" / "tune.md").read_text().split("Earlier confirmations")
     assert f"trial-{first.best_trial:04d}-seeds-2" in best_part and f"trial-{other:04d}" not in best_part
     assert f"`confirm/trial-{other:04d}-seeds-2` (trial {other})" in rest.split("##")[0]

@@ -25,6 +25,7 @@ import optuna
 
 from mtdqn.config import TrainConfig
 from mtdqn.budget import check_train_budget
+from mtdqn import errors
 from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientResources, RoundedScheduleWarning,
                           warn_user)
 from mtdqn.io import check_not_other_kind, held
@@ -193,6 +194,13 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
             url = storage if storage is not None else default_storage(out)
             study = open_search(spec, opened if opened is not None else open_storage(url), record[SEARCH_ID], out)
             total = trials if trials is not None else spec.trials
+            ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                             optuna.trial.TrialState.PRUNED,
+                                                             optuna.trial.TrialState.FAIL))
+            if len(ended) >= total and len(ended) == len(study.trials):  # was silent: `--n-trials 2` on 4 trials
+                asked = (f"--n-trials {total:,} is the total it should hold, not a number to add" if trials is not None
+                         else f"the spec's trials = {total:,}")
+                announce(f"{out} holds {errors.count(len(ended), 'finished trial')}; {asked}: none to run")
             if ray_address is not None:
                 from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
