@@ -153,8 +153,8 @@ def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
     in this process or given by import path are checked later (registering
     one started JAX already, with every core).
     """
-    from mtdqn.config import check_new_run
     from mtdqn.budget import check_train_budget
+    from mtdqn.config import check_new_run
 
     for label, cfg in configs:
         try:

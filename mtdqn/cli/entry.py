@@ -174,8 +174,8 @@ def _check_before_jax(cmd: object) -> None:
         raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
     if cmd.resume is None and not cmd.sweep:
         from mtdqn.api import default_train_out
-        from mtdqn.config import check_new_run
         from mtdqn.budget import check_train_budget
+        from mtdqn.config import check_new_run
         from mtdqn.rundir import RunDir
         from mtdqn.tasknames import check_task_names
 
