@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
-from mtdqn.errors import ConfigError, warn_user
+from mtdqn.errors import ConfigError, check_devices_asked, check_path, warn_user
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
 from mtdqn.io import check_not_other_kind
 from mtdqn.results import Run, Study
@@ -171,8 +171,8 @@ def _check_paths(**given: Any) -> None:
     """Folders given as paths (a str or an os.PathLike; ``None`` where allowed): a Python caller's ``out=123``
     raised pathlib's TypeError from inside the call."""
     for name, value in given.items():
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ConfigError(f"{name}: expected a path (str or pathlib.Path), got {value!r}")
+        if value is not None:
+            check_path(name, value)
 
 
 def _check_driving(**given: Any) -> None:
@@ -184,8 +184,8 @@ def _check_driving(**given: Any) -> None:
             ok, want = value is None or callable(value), "a callable (e.g. print) or None"
         elif name == "devices":
             ok, want = isinstance(value, int) and not isinstance(value, bool), "an int >= 0"
-            if ok and value < 0:  # as the CLI's runs say it
-                raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {value}")
+            if ok:
+                check_devices_asked(value)  # as the CLI's runs say it
         else:
             ok, want = isinstance(value, bool), "True or False"
         if not ok:

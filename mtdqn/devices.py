@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_devices_asked
 
 __all__ = [
     "use_cpu_cores", "cpu_plan", "seed_devices", "seed_layout", "padded_seeds", "seed_sharding", "over_seeds",
@@ -113,14 +113,12 @@ def seed_devices(num_seeds: int, requested: int = 0) -> int:
     seeds is filled up with dummy seeds (:func:`padded_seeds`).
     """
     available = jax.local_device_count()
-    if requested < 0:
-        raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {requested}")
+    check_devices_asked(requested)
     if requested == 0:
         return seed_layout(num_seeds, available)
     if requested > available:
         raise ConfigError(f"--devices {requested}: only {available} local device(s) here")
-    if requested > num_seeds:
-        raise ConfigError(f"--devices {requested}: more devices than seeds ({num_seeds})")
+    check_devices_asked(requested, num_seeds)
     return requested
 
 

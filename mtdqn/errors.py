@@ -14,7 +14,8 @@ import warnings
 
 __all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
            "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning",
-           "OneStepEpisodesWarning", "warn_user", "check_number", "check_float32"]
+           "OneStepEpisodesWarning", "warn_user", "check_number", "check_float32", "check_devices_asked",
+           "check_path"]
 
 
 class ConfigError(ValueError):
@@ -113,3 +114,20 @@ def check_float32(name: str, value: float) -> None:
     if abs(value) > FLOAT32_MAX or 0 < abs(value) < FLOAT32_TINY:
         raise ConfigError(f"{name} {value:g} is outside float32's range, in which training computes (magnitudes "
                           f"{FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}, or 0)")
+
+
+def check_devices_asked(requested: int, num_seeds: int | None = None) -> None:
+    """``--devices`` checked by the rules that need no device: >= 0 (0: as many as the seeds can use) and, given
+    the seeds, no more than them; the devices this process has are :func:`mtdqn.devices.seed_devices`' to
+    check.  One wording for `train`, a study (its cells, on Ray too) and the Python API."""
+    if requested < 0:
+        raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {requested}")
+    if num_seeds is not None and requested > num_seeds:
+        raise ConfigError(f"--devices {requested}: more devices than seeds ({num_seeds})")
+
+
+def check_path(name: str, value: object) -> None:
+    """A folder or file given as a path (a str or an os.PathLike) by a Python caller: ``out=123`` raised pathlib's
+    TypeError from inside the call, naming no argument."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name}: expected a path (str or pathlib.Path), got {value!r}")

@@ -14,14 +14,13 @@ built from (``STUDY/report/data/``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mtdqn.config import TrainConfig
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_path
 from mtdqn.io import read_json, read_parquet
 from mtdqn.rundir import (DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
                           RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD, RunDir, table_frame)
@@ -255,18 +254,13 @@ class Study:
         return tables[name]
 
 
-def _check_path(path: object) -> None:
-    if not isinstance(path, (str, os.PathLike)):  # pathlib's TypeError named no argument
-        raise ConfigError(f"path: expected a path (str or pathlib.Path), got {path!r}")
-
-
 def open_run(path: str | Path) -> Run:
     """An existing run directory (one-line ConfigError if it holds no run)."""
-    _check_path(path)
+    check_path("path", path)
     return Run(path)
 
 
 def open_study(path: str | Path) -> Study:
     """An existing study directory (one-line ConfigError if it holds no study)."""
-    _check_path(path)
+    check_path("path", path)
     return Study(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
-from mtdqn.errors import ConfigError, FolderBusy, InsufficientResources
+from mtdqn.errors import ConfigError, FolderBusy, InsufficientResources, check_devices_asked
 from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
@@ -164,10 +164,7 @@ def check_devices(seeds: int, devices: int, *, local: bool = True) -> None:
     """A study's ``--devices`` checked before anything is written, as `train` checks its own (each cell failed
     with it, and the study exited 3 with a report of FAILED cells): >= 0, and where the cells train in this
     process (``local``) no more than its devices or the seeds (:func:`mtdqn.devices.seed_devices`)."""
-    if devices < 0:
-        raise ConfigError(f"--devices must be >= 0 (0: as many as the seeds can use), got {devices}")
-    if devices > seeds:  # on Ray too, where this process's devices are not the workers'
-        raise ConfigError(f"--devices {devices}: more devices than seeds ({seeds})")
+    check_devices_asked(devices, seeds)  # on Ray too, where this process's devices are not the workers'
     if local:
         from mtdqn.devices import seed_devices  # JAX is planned by now: the study's caller started it
 
