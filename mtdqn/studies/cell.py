@@ -180,10 +180,7 @@ def check_out_dir(out_dir: Path, name: str, kind: StudyKind = "study") -> None:
     check_not_other_kind(out_dir, STUDY_RECORD)  # a run's, a sweep's or a search's: said as train and tune say it
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / STUDY_RECORD).exists():
         raise ConfigError(f"{out_dir}: exists, is not empty and holds no study.json; choose another --out")
-    try:
-        record = json.loads((out_dir / STUDY_RECORD).read_text())
-    except (OSError, ValueError):  # none yet, or unreadable: the study writes it anew (as a rerun repairs a cell)
-        return
-    if isinstance(record, dict) and (record.get("name"), _kind_of(record)) != (name, kind):
+    record = read_summary(out_dir / STUDY_RECORD)  # None: none yet, or unreadable: the study writes it anew
+    if record is not None and (record.get("name"), _kind_of(record)) != (name, kind):
         raise ConfigError(f"{out_dir}: holds {_described(record.get('name'), _kind_of(record))}, not "
                           f"{_described(name, kind)}; choose another --out (a study's folder holds that study alone)")
