@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mtdqn.config import TrainConfig
-from mtdqn.errors import ConfigError, check_path
+from mtdqn.errors import ConfigError, check_path, count
 from mtdqn.io import read_json, read_parquet
 from mtdqn.rundir import (DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
                           RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD, RunDir, table_frame)
@@ -55,7 +55,7 @@ class Run:
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "not finished"
-        return f"Run({str(self.path)!r}: {', '.join(self.tasks)}; {len(self.seeds)} seed(s); {state})"
+        return f"Run({str(self.path)!r}: {', '.join(self.tasks)}; {count(len(self.seeds), 'seed')}; {state})"
 
     @property
     def config(self) -> TrainConfig:

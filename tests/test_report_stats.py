@@ -148,7 +148,7 @@ def test_two_seeds_draw_no_interval_and_say_smoke_test(tmp_path: Path):
     md = (out / "report.md").read_text()
     first = [ln for ln in md.splitlines() if ln.strip()][:3]
     assert first[0].startswith("# Study report") and first[1] == "## Study"
-    assert first[2].startswith("**Smoke test, not evidence.**") and "2 seed(s)" in first[2]
+    assert first[2].startswith("**Smoke test, not evidence.**") and "2 seeds per variant" in first[2]
     assert "Smoke test" in (out / "results.md").read_text()
     data = out / "data"
     for stem, cols in (("per_task", ("final_lo", "final_hi", "auc_lo", "auc_hi")), ("curves", ("lo", "hi")),

@@ -22,6 +22,7 @@ from helpers import TUNE_SMALL
 
 import mtdqn
 from mtdqn.analysis.anchors import lookup
+from mtdqn.analysis.stats import MIN_SEEDS
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.studies.presets import PRESETS
@@ -696,6 +697,11 @@ def test_search_report_confirm_and_rerun(tmp_path):
     for part in ("## Best configuration", "biased upward", "--confirm 10", "## Hyperparameter importance (fANOVA)",
                  "## Optimization history", "## Trials", f"Confirmation `confirm/trial-{first.best_trial:04d}"):
         assert part in report, part
+    # the trial's 1 seed and the confirmation's 2 are too few for an interval: said, not named ("over 1 seeds (a 95%
+    # percentile bootstrap")
+    assert f"over 1 seed (no interval: one needs {MIN_SEEDS} seeds)" in report and "over 2 seeds (no interval" in report
+    assert "1 seed per trial" in report
+    assert "bootstrap" not in report.split("## Hyperparameter importance")[0]
     assert (out / "report" / "parallel.png").is_file()
     other = next(n for n in range(3) if n != first.best_trial)  # as if trial `other` had been confirmed when best
     shutil.copytree(confirmed.confirm_dir, out / "confirm" / f"trial-{other:04d}-seeds-2")

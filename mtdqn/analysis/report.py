@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtdqn.errors import count
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
 from . import captions, display, experts, fmt, methods, outputs, plots, scores, sensitivity, stats, tables, why
@@ -107,7 +108,7 @@ def smoke_test_note(study: Study) -> str:
     if counts and min(counts) >= stats.MIN_SEEDS:
         return ""
     n = min(counts) if counts else 0
-    return (f"**Smoke test, not evidence.** This study has {n} seed(s) per variant, fewer than the "
+    return (f"**Smoke test, not evidence.** This study has {count(n, 'seed')} per variant, fewer than the "
             f"{stats.MIN_SEEDS} this report needs for an interval: no interval is drawn, the seeds' own values "
             "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with at least "
             f"`--seeds {stats.MIN_SEEDS}` (the fewest that give an interval and a test) before reading anything "

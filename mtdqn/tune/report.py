@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from mtdqn.analysis import fmt, stats  # noqa: E402
 from mtdqn.analysis.plots import to_png  # noqa: E402
-from mtdqn.errors import ConfigError  # noqa: E402
+from mtdqn.errors import ConfigError, count  # noqa: E402
 from mtdqn.io import atomic_write, read_json  # noqa: E402
 from mtdqn.results import Run  # noqa: E402
 from mtdqn.rundir import RUN_SUMMARY  # noqa: E402
@@ -106,6 +106,9 @@ def _scored(objective: str, run_dir: Path, stored: float | None = None) -> str:
     e = seed_interval(objective, matrix, bounds)
     seeds = per_seed(objective, matrix)
     within = f", within its range [{fmt.num(bounds[0])}, {fmt.num(bounds[1])}]" if np.isfinite(bounds).all() else ""
+    if len(seeds) < stats.MIN_SEEDS:  # "over 1 seeds (a 95% percentile bootstrap ...)" named an interval it lacked
+        return (f"{fmt.num(e.value)} over {count(len(seeds), 'seed')} (no interval: one needs "
+                f"{stats.MIN_SEEDS} seeds); each seed's own: {fmt.values(seeds)}")
     return (f"{fmt.estimate(e.value, e.lo, e.hi)} over {len(seeds)} seeds (a 95% percentile bootstrap over seeds of "
             f"this same score{within}, from {stats.MIN_SEEDS} seeds on); each seed's own: {fmt.values(seeds)}")
 
@@ -212,7 +215,7 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
     table = trials_table(study, out)
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     lines = [f"# Tune `{spec.name}`", "",
-             f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {spec.seeds} seed(s) per trial; "
+             f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {count(spec.seeds, 'seed')} per trial; "
              f"sampler {spec.sampler}, pruner {spec.pruner}"
              + (f" on a greedy evaluation every {spec.eval_every:,} steps" if spec.eval_every else "") + ".",
              *([f"As run: {note.split(': ', 1)[1]}."] if note else []),
