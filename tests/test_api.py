@@ -19,6 +19,7 @@ from helpers import TUNE_SMALL, fake_run
 import mtdqn
 from mtdqn.cli import main
 from mtdqn.config import DQNConfig, NetworkConfig, TrainConfig, config_to_dict
+from mtdqn.rundir import RUN_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -222,6 +223,10 @@ def test_the_cli_and_the_api_make_the_same_run(api_run, tmp_path, capsys):
         pd.testing.assert_frame_equal(getattr(api_run, table), getattr(cli_run, table))
     for task, values in api_summary["final_eval"].items():  # the CLI prints the numbers the API returns
         assert f"{task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}" in printed
+    # the results line names what the folder holds (a fixed list left out the evaluating run's evals.parquet)
+    written = printed.split(f"results: {out}  (")[1].split(")")[0].split(", ")
+    assert written == [name + "/" * (out / name).is_dir() for name in RUN_FILES if (out / name).exists()]
+    assert {"evals.parquet", "summary.json", "checkpoints/"} <= set(written)
 
 
 def _recorded_on(run: Path, devices: int) -> None:

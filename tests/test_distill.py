@@ -211,6 +211,7 @@ def test_student_of_two_teachers_runs_and_writes_its_tables(tmp_path, capsys):
     printed = capsys.readouterr().out
     tasks = {"CarOnHill-v0": 2, "CartPole-v1": 2, "MountainCar-v0": 3}  # task: actions
     assert all(f"{task}: student vs teacher actions" in printed for task in tasks), printed
+    assert "distill.json, distill_report.csv, distill_report.md" in printed.split(f"results: {out}  (")[1]
     result = json.loads((out / "distill.json").read_text())
     assert set(result["tasks"]) == set(tasks)  # (json keys are sorted)
     assert [t["tasks"] for t in result["teachers"]] == [["CarOnHill-v0", "CartPole-v1"], ["MountainCar-v0"]]

@@ -15,6 +15,7 @@ from mtdqn.cli.commands import (
 )
 from mtdqn.errors import CellsFailed, ConfigError, SearchFailed, count
 from mtdqn.results import Run
+from mtdqn.rundir import RUN_FILES
 
 __all__ = ["COMMANDS"]
 
@@ -93,7 +94,14 @@ def _print_run(run: Run) -> None:
         for task, values in summary["final_score"].items():
             print(f"  {task:24s} final score ({how}) per seed: {', '.join(f'{v:.1f}' for v in values)}")
     _print_early_stop_and_test(summary, run.path)
-    print(f"results: {run.path}  (metrics.parquet, summary.json, tb/, checkpoints/)")
+    print(_results_line(run.path))
+
+
+def _results_line(path: Path) -> str:
+    """Where a finished run is and what it wrote, as its folder holds it (a fixed list left out evals.parquet
+    of a run that evaluated, and named files a run had not written)."""
+    written = [name + ("/" if (path / name).is_dir() else "") for name in RUN_FILES if (path / name).exists()]
+    return f"results: {path}  ({', '.join(written)})"
 
 
 def _run_finetune(cmd: Finetune | Extend) -> None:
@@ -115,7 +123,7 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
         start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
     _print_early_stop_and_test(summary, run.path)
-    print(f"results: {run.path}  (metrics.parquet, evals.parquet, start.json, summary.json, tb/, checkpoints/)")
+    print(_results_line(run.path))
     _note_unfinished(cmd.from_)  # its trunk was a stopped run's
 
 
@@ -226,7 +234,7 @@ def _run_distill(cmd: Distill) -> None:
     run = api.distill(cmd.teachers, cmd.out, force=cmd.force, progress=cmd.progress,
                       **api.cli_distill_options(cmd.cfg))
     print_report(run.json("distill"))
-    print(f"results: {cmd.out}  (distill.json, distill_report.md, distill_report.csv, checkpoints/)")
+    print(_results_line(run.path))
     for teacher in cmd.teachers:  # a teacher that was a stopped run
         _note_unfinished(teacher)
 
