@@ -926,8 +926,10 @@ def test_a_batch_whose_trials_are_all_pruned_stops(tmp_path):
     at their first evaluation, and the batch stops there (the trials' runs unfinished)."""
     out = tmp_path / "tune"
     _seed_storage(out, BATCHED, 1e9, [500], 2)
-    mtdqn.tune(BATCHED, out, n_trials=4, progress=False)
+    said = []
+    mtdqn.tune(BATCHED, out, n_trials=4, progress=False, announce=said.append)
     study = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}")
     assert [t.state for t in study.trials[2:]] == [optuna.trial.TrialState.PRUNED] * 2
+    assert said[-2:] == ["trial 2: pruned at step 500", "trial 3: pruned at step 500"]  # "pruned (pruned at step 500)"
     assert [t.user_attrs["note"] for t in study.trials[2:]] == ["pruned at step 500"] * 2
     assert not any((out / "trials" / f"trial-{i:04d}" / "summary.json").exists() for i in (2, 3))

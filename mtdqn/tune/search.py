@@ -343,9 +343,13 @@ Announce = Callable[[str], None]
 
 
 def outcome_line(number: int, outcome: Outcome) -> str:
-    """One line of progress: the trial, how it ended, its score or why it has none."""
+    """One line of progress: the trial, how it ended, its score or why it has none ("trial 4: pruned at step
+    500", where it read "pruned (pruned at step 500)")."""
+    state = outcome.state.name.lower()
+    if outcome.value is None and outcome.note.startswith(state):
+        return f"trial {number}: {outcome.note}"
     what = f"score {outcome.value:.4g}" if outcome.value is not None else outcome.note
-    return f"trial {number}: {outcome.state.name.lower()} ({what})"
+    return f"trial {number}: {state} ({what})"
 
 
 Start = Callable[[int, list[int]], None]
