@@ -198,8 +198,8 @@ def check_not_also_given(sweep: Mapping[str, Sequence[float]], given: Mapping[st
     as :func:`mtdqn.api.train` takes them): the sweep's values replaced it silently (``--sweep lr=1e-3,1e-4 --lr
     1e-2`` trained the two swept rates).  A swept ``strategy.KEY`` given in ``--strategy-args`` alike; a swept
     ``weight.TASK`` sets that task's entry of ``--task-weights``, the others' kept, as documented.  The CLI
-    hands over the options that differ from their defaults (:func:`mtdqn.api.cli_options`): one given at its
-    default (``--lr 5e-4``) is not seen, and the sweep's values replace the default, as without it."""
+    hands the library the options that differ from their defaults (:func:`mtdqn.api.cli_options`), so it checks
+    the flags as written too (``--lr 5e-4``, the default: :func:`mtdqn.cli.entry._flags_given`)."""
     args = str(given.get("strategy_args", "") or "")
     in_args = {_strategy_arg_key(item) for item in args.split(",") if item.strip()}
     for name in sweep:

@@ -207,6 +207,9 @@ def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_nam
     ([], ["dropout=0,0.1"], "--sweep dropout: mixes 0 (no dropout in the program) with rates above 0"),
     (["--lr", "0.01"], ["lr=1e-3,1e-4"],  # the sweep's rates trained, the option dropped silently
      "--sweep lr and --lr 0.01 both set lr: the sweep's values would replace the option's; drop one"),
+    (["--lr", "5e-4"], ["lr=1e-3,1e-4"],  # the default, which the library cannot tell from no --lr: the flag's seen
+     "--sweep lr and --lr 5e-4 both set lr"),
+    (["--eps-fraction=0.1"], ["eps-fraction=0.2,0.5"], "--sweep eps_fraction and --eps-fraction 0.1 both set"),
     (["--strategy", "cagrad", "--strategy-args", "c=0.3,step_size=0.1"], ["strategy.c=0.1,0.2"],
      "--sweep strategy.c and --strategy-args c=0.3,step_size=0.1 both set c"),
 ])

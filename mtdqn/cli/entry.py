@@ -159,7 +159,20 @@ def _parse(argv: list[str]) -> object:
         raise SystemExit(2) from None
 
 
-def _check_before_jax(cmd: object) -> None:
+def _flags_given(argv: list[str]) -> dict[str, str]:
+    """The options written on the command line, as ``{"lr": "5e-4"}`` (the flag's name with underscores, its
+    first value as written): the library sees only the options that differ from their defaults, so ``--sweep
+    lr=1e-3,1e-4 --lr 5e-4`` (the default) would go unseen there."""
+    given = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            following = argv[i + 1] if i + 1 < len(argv) else ""
+            given[name.replace("-", "_")] = value if eq else following
+    return given
+
+
+def _check_before_jax(cmd: object, argv: list[str] | None = None) -> None:
     """A new run's task names (:func:`mtdqn.tasknames.check_task_names`), its config's rules and budget
     (:func:`mtdqn.config.check_new_run` then :func:`mtdqn.budget.check_train_budget`, in the run's order: none
     refused, few warned) and its run directory (:meth:`mtdqn.rundir.RunDir.check_new`: ``--out``, or the
@@ -170,6 +183,10 @@ def _check_before_jax(cmd: object) -> None:
     options are checked too (the registry needs JAX), and a sweep's members each by their own values."""
     if not isinstance(cmd, Train):
         return
+    if cmd.sweep and argv is not None:
+        from mtdqn.sweepspec import check_not_also_given, parse_sweep
+
+        check_not_also_given(parse_sweep(cmd.sweep), _flags_given(argv))
     if cmd.resume is not None and cmd.out is not None:
         raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
     if cmd.resume is None and not cmd.sweep:
@@ -296,9 +313,10 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _SHOWN.clear()
     try:
-        cmd = _parse(sys.argv[1:] if argv is None else argv)
+        args = sys.argv[1:] if argv is None else argv
+        cmd = _parse(args)
         handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
-        _check_before_jax(cmd)
+        _check_before_jax(cmd, args)
         _start_jax(cmd)
         handler(cmd)
     except (ConfigError, TrainingDiverged, SearchFailed, CellsFailed) as exc:
