@@ -87,15 +87,27 @@ def test_restored_best_parameters_are_scored_by_their_final_evaluation_alone():
 
 
 @pytest.mark.slow
-def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path, capsys):
+def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path, capsys, monkeypatch):
     from mtdqn.cli import main
+    from mtdqn.train.early_stop import EarlyStopping
 
+    seen = []  # every evaluation early stopping weighs: (step, last, scores per seed)
+    observe = EarlyStopping.observe
+    monkeypatch.setattr(EarlyStopping, "observe", lambda self, scores, params, step, last=False: seen.append(
+        (step, last, scores.tolist())) or observe(self, scores, params, step, last))
     out = tmp_path / "best"  # patience never runs out: training ends, each seed's best parameters are restored
     main(["train", *TINY_ARGV, "--eval-every", "500", "--patience", "50", "--eval-episodes", "2", "--out", str(out),
           "--progress", "False"])  # TINY: the suite's compiled program
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["early_stop"]["stopped_at"] is None and min(summary["early_stop"]["best_step"].values()) > 0
+    # the last step's parameters are a candidate (they were not: a run improving to its end restored its
+    # next-to-last evaluation's), and each seed keeps the first of its best evaluations
+    assert [(step, last) for step, last, _ in seen] == [(500, False), (1000, False), (1500, False), (2000, True)]
+    for s, seed in enumerate(summary["seeds"]):
+        scores = [row[s] for _, _, row in seen]
+        assert summary["early_stop"]["best_score"][str(seed)] == pytest.approx(max(scores))
+        assert summary["early_stop"]["best_step"][str(seed)] == seen[scores.index(max(scores))][0]
     assert summary["final_score_rule"] == "restored-best-final-eval" and summary["final_score_steps"] == [2000]
     evals = pd.read_parquet(out / "evals.parquet")
     assert sorted(evals["step"].unique())[-3:] == [1000, 1500, 2000]  # the old rule would have mixed these
@@ -105,6 +117,18 @@ def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path,
     assert "final score (the restored best's final evaluation)" in printed
     again = train(RunDir(out).config(), out, resume=True, progress=False)  # a finished run resumed: same rule
     assert again.summary["final_score_rule"] == "restored-best-final-eval"
+
+
+def test_the_last_steps_evaluation_is_a_candidate_that_stops_nothing():
+    """Out of patience at the run's last step: a run that trained its budget did not stop (stopped_at stays
+    None: the summary's "ran to the end"), and those parameters are kept if best."""
+    from mtdqn.train.early_stop import EarlyStopping
+
+    es = EarlyStopping.start(patience=1, random={"T": 0.0}, n_seeds=2)
+    assert not es.observe(np.array([1.0, 5.0]), {"w": np.zeros((2, 1), np.float32)}, 100)
+    assert not es.observe(np.array([2.0, 4.0]), {"w": np.ones((2, 1), np.float32)}, 200, last=True)
+    assert es.stopped_at is None and es.best_step.tolist() == [200, 100]
+    np.testing.assert_array_equal(es.best_params["w"], [[1.0], [0.0]])
 
 
 def test_final_scores_average_the_chosen_steps():

@@ -207,15 +207,16 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
 
 def cell_evaluations(cell: CellConfig) -> int:
     """How many greedy evaluations of every seed a cell runs: one every ``eval_every`` during training (as the
-    loop rounds it: :class:`~mtdqn.train.drive.Schedule`; keep-best's of the last chunk too), the final one and
-    the random policy's."""
+    loop rounds it: :class:`~mtdqn.train.drive.Schedule`; early stopping's and keep-best's of the last chunk
+    too), the final one and the random policy's."""
     from mtdqn.train.agent import make_agent
     from mtdqn.train.drive import Schedule
 
     schedule = Schedule.of(make_agent(cell.config, devices=None), cell.run_options)
     if not schedule.eval_chunks:
         return 2
-    return (schedule.num_chunks - 1) // schedule.eval_chunks + bool(cell.run_options.keep_best) + 2
+    kept = cell.run_options.keep_best or cell.run_options.patience  # evaluated at the last step too
+    return (schedule.num_chunks - 1) // schedule.eval_chunks + bool(kept) + 2
 
 
 def _estimate_line(todo: list[CellConfig]) -> str:

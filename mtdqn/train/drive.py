@@ -148,9 +148,11 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 new = chunk_tables(agent.task_set.names, agent.seeds, has_shared, m, step)
                 new.experts.extend({**row, "step": step} for row in experts(state))
                 stop = False
-                last = chunk + 1 == schedule.num_chunks  # the final evaluation's step: keep-best's last candidate
+                # the last step's parameters are a candidate of early stopping and keep-best too: evaluated here
+                # on the validation starts (the final evaluation, on its own, is of the parameters restored)
+                last = chunk + 1 == schedule.num_chunks
                 if schedule.eval_chunks and ((chunk + 1) % schedule.eval_chunks == 0 and not last
-                                             or last and options.keep_best):
+                                             or last and stopper is not None):
                     t_eval = time.perf_counter()
                     rows = greedy_rows(agent, state.params, options.eval_episodes, step)
                     new.evals.extend(rows)
@@ -159,7 +161,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                         new.grad_probe.extend({**row, "step": step} for row in probe(state))
                     if stopper is not None:
                         stop = stopper.observe(stopper.scores(rows, agent.task_set.names, agent.seeds),
-                                               state.params, step)
+                                               state.params, step, last=last)
                     eval_s += time.perf_counter() - t_eval
                 tables.extend(new)
                 write_tensorboard(writer, new, step)
