@@ -34,7 +34,7 @@ from mtdqn.io import provenance, read_json, write_json
 
 __all__ = [
     "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "read_latest", "checkpoint_meta",
-    "describe_mismatch", "resumed_layout",
+    "describe_mismatch", "resumed_layout", "check_shapes", "quiet_abandoned_reads",
 ]
 
 FORMAT_VERSION = 2  # 2: latest.json lists the checkpoint's files with sizes and SHA-256
@@ -187,13 +187,49 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig, template: Any, verified: di
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     checkpointer = ocp.StandardCheckpointer()
     try:
+        check_shapes(path, abstract, cfg)
         state = checkpointer.restore(path, abstract)
+    except ConfigError:
+        raise
     except Exception as exc:  # orbax raises many types for a damaged tree
+        quiet_abandoned_reads()  # the failed read's coroutines would each print a traceback as they end
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"checkpoint {path} is unreadable or corrupt: {first}") from None
     finally:
         checkpointer.close()
     return state, meta
+
+
+def _key_names(path: tuple) -> tuple[str, ...]:
+    """A tree path as plain names, the same for a state's dataclass fields and the checkpoint's dict keys."""
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def check_shapes(path: Path, abstract: Any, cfg: TrainConfig) -> None:
+    """A one-line ConfigError where an array the checkpoint at ``path`` holds has another shape than in
+    ``abstract`` (the state, or the part of it to restore, that ``cfg`` builds): with the config verified the
+    same, one of the run's own environments now observes or acts otherwise under the same name (edited, or
+    another registered as it), which orbax reported as a corrupt checkpoint (the run is fine).  Metadata that
+    cannot be read leaves the verdict to the restore."""
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            stored = jax.tree_util.tree_leaves_with_path(checkpointer.metadata(path).item_metadata,
+                                                         is_leaf=lambda x: hasattr(x, "shape"))
+    except Exception:  # noqa: BLE001 (a damaged tree: the restore says so)
+        return
+    shapes = {_key_names(key): tuple(leaf.shape) for key, leaf in stored if hasattr(leaf, "shape")}
+    for key, leaf in jax.tree_util.tree_leaves_with_path(abstract):
+        saved = shapes.get(_key_names(key))
+        if saved is not None and saved != tuple(leaf.shape):
+            from mtdqn.taskfacts import FACTS
+            from mtdqn.tasknames import split_spec
+
+            own = [t for t in cfg.tasks if split_spec(t)[0] == "gymnax" and split_spec(t)[1] not in FACTS]
+            why = (f"your own environment ({', '.join(own)}) observes or acts otherwise than when the run was "
+                   "trained (its observation shape or number of actions changed under the same name)" if own
+                   else "the checkpoint is not this config's")
+            raise ConfigError(f"checkpoint {path} does not fit its run's network: {'/'.join(_key_names(key))} "
+                              f"is {saved} there and {tuple(leaf.shape)} here; {why}")
 
 
 def _live_name(run_dir: Path) -> str | None:
@@ -213,8 +249,8 @@ def _abandoned(unraisable: Any) -> bool:
         unraisable.object is None and isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")
 
 
-def _quiet_abandoned_reads() -> None:
-    """From now on in this process (a process-wide hook, installed only once a read was abandoned), what an
+def quiet_abandoned_reads() -> None:
+    """From now on in this process (a process-wide hook, installed only once a read was abandoned or failed), what an
     abandoned read leaves behind reports nothing: Python would print a traceback of each (~100 lines of
     TensorStore text) beside the right answer, whenever they end or are collected, which may be after the new
     checkpoint was read.  Everything else is reported as before."""
@@ -246,7 +282,7 @@ def read_latest(run_dir: Path, cfg: TrainConfig, restore: Callable[[dict], T], t
         except Exception:  # a file or the whole checkpoint gone under the reader: any type, from orbax or the OS
             if _live_name(run_dir) == seen:  # the checkpoint's own failure: reported, and nothing silenced
                 raise
-            _quiet_abandoned_reads()  # at once: the abandoned read's leftovers report as they end
+            quiet_abandoned_reads()  # at once: the abandoned read's leftovers report as they end
     raise ConfigError(f"the run in {run_dir} is writing checkpoints faster than they can be read; retry")
 
 

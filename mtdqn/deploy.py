@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mtdqn.checkpoint import read_latest
+from mtdqn.checkpoint import check_shapes, quiet_abandoned_reads, read_latest
+from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
 from mtdqn.networks import Architecture, make_architecture, one_task_q_values, param_shapes, split_shared
 from mtdqn.rundir import RunDir
@@ -60,15 +61,18 @@ class LoadedAgent:
     def __repr__(self) -> str:  # the dataclass's would print every parameter array
         return f"LoadedAgent({str(self.run_dir)!r}, tasks={list(self.tasks)}, seeds={list(self.seeds)})"
 
-    def q_values(self, task: str, obs: Any, seed: int | None = None, clip: bool = False) -> np.ndarray:
+    def q_values(self, task: str, obs: Any, seed: int | None = None, clip: bool = False, *,
+                 check_bounds: bool = True) -> np.ndarray:
         """Q-values (batch, actions of ``task``) for observations (batch, *obs_shape) or one (*obs_shape).
 
         Non-finite observations are refused, and so are values outside the
         observation space's finite bounds unless ``clip`` clips them into it
-        (:func:`check_observations`).
+        (:func:`check_observations`).  ``check_bounds=False`` takes them as
+        they are, as training did: observations the task's own environment
+        gave (`mtdqn play`), whose space's bounds it may not keep.
         """
         i = self._task_index(task)
-        obs, single = self._batch(i, obs, clip)
+        obs, single = self._batch(i, obs, clip, check_bounds)
         s = self._seed_index(seed)
         q = _task_q(self.arch, jax.tree.map(lambda x: x[s], self.params), jnp.asarray(obs), i)
         if self.value_norm is not None:  # PopArt heads are normalized: Q in reward units, as training reports it
@@ -77,10 +81,11 @@ class LoadedAgent:
         q = np.asarray(q)[:, : self.task_set.tasks[i].num_actions]
         return q[0] if single else q
 
-    def act(self, task: str, obs: Any, seed: int | None = None, clip: bool = False) -> np.ndarray:
+    def act(self, task: str, obs: Any, seed: int | None = None, clip: bool = False, *,
+            check_bounds: bool = True) -> np.ndarray:
         """Greedy actions (batch,) of the seed's policy (default: the run's first seed) for ``task``; ``clip``
-        as for :meth:`q_values`."""
-        return np.argmax(self.q_values(task, obs, seed, clip), axis=-1)
+        and ``check_bounds`` as for :meth:`q_values`."""
+        return np.argmax(self.q_values(task, obs, seed, clip, check_bounds=check_bounds), axis=-1)
 
     def of_seed(self, seed: int) -> LoadedAgent:
         """This agent with only ``seed``'s network (one line if the run has no such seed): what acts by default
@@ -100,7 +105,7 @@ class LoadedAgent:
             raise ConfigError(f"seed {seed} is not one of this run's seeds: {', '.join(map(str, self.seeds))}")
         return self.seeds.index(seed)
 
-    def _batch(self, i: int, obs: Any, clip: bool) -> tuple[np.ndarray, bool]:
+    def _batch(self, i: int, obs: Any, clip: bool, check_bounds: bool = True) -> tuple[np.ndarray, bool]:
         """Observations as (batch, *padded shape), checked (or clipped), and whether a single one was given."""
         task = self.task_set.tasks[i]
         obs = np.asarray(obs)
@@ -113,7 +118,7 @@ class LoadedAgent:
             shape = ", ".join(map(str, task.obs_shape))
             raise ConfigError(f"observations for {task.spec} must have shape (batch, {shape}) with batch >= 1, "
                               f"or {task.obs_shape}, of real numbers; got {given} of {obs.dtype}")
-        obs = check_observations(task, obs, clip)
+        obs = check_observations(task, obs, clip, check_bounds)
         return np.asarray(pad_obs(jnp.asarray(obs), self.task_set)), single
 
 
@@ -124,15 +129,17 @@ def _rows(bad: np.ndarray) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}"
 
 
-def check_observations(task: Task, obs: np.ndarray, clip: bool = False) -> np.ndarray:
+def check_observations(task: Task, obs: np.ndarray, clip: bool = False, bounds: bool = True) -> np.ndarray:
     """``obs`` (batch, *task.obs_shape) if every value is finite and inside the observation space's finite
-    bounds; with ``clip``, out-of-bounds values clipped into them.  Anything else: a one-line ConfigError
-    naming the rows."""
+    bounds; with ``clip``, out-of-bounds values clipped into them; without ``bounds``, the bounds unchecked.
+    Anything else: a one-line ConfigError naming the rows."""
     values = np.asarray(obs, np.float64).reshape(len(obs), -1)
     not_finite = ~np.isfinite(values).all(-1)
     if not_finite.any():
         raise ConfigError(f"observations for {task.spec} hold NaN or inf in {_rows(not_finite)}; "
                           "a network cannot act on them")
+    if not bounds:
+        return obs
     low, high = (b.reshape(-1) for b in observation_bounds(task))
     outside = (values < low) | (values > high)
     if not outside.any():
@@ -171,18 +178,22 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
         abstract["value_norm"] = jax.eval_shape(lambda: popart_init(len(task_set)))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype, sharding=device), abstract)
-    restored = read_latest(run_dir, cfg, lambda meta: _restore_network(run_dir / "checkpoints" / meta["path"], target))
+    restored = read_latest(run_dir, cfg, lambda meta: _restore_network(run_dir / "checkpoints" / meta["path"], target,
+                                                                       cfg))
     return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds, restored.get("value_norm"))
 
 
-def _restore_network(path: Path, target: Any) -> Any:
-    """The subtrees of ``target`` (its shapes, dtypes and device) from the checkpoint at ``path``, nothing else."""
+def _restore_network(path: Path, target: Any, cfg: TrainConfig) -> Any:
+    """The subtrees of ``target`` (its shapes, dtypes and device) from the checkpoint at ``path``, nothing else;
+    ``cfg``: the run's, which names its tasks where their shapes no longer fit (:func:`check_shapes`)."""
     path = path.absolute()
+    check_shapes(path, target, cfg)
     try:
         with ocp.PyTreeCheckpointer() as checkpointer:
             restore_args = ocp.checkpoint_utils.construct_restore_args(target)  # onto this one device
             return checkpointer.restore(path, args=ocp.args.PyTreeRestore(
                 item=target, restore_args=restore_args, partial_restore=True))
     except Exception as exc:  # orbax raises many types for a damaged or mismatched tree
+        quiet_abandoned_reads()  # the failed read's coroutines would each print a traceback as they end
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"checkpoint {path} holds no usable network: {first}") from None

@@ -27,6 +27,7 @@ from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
+from mtdqn.taskfacts import FACTS
 from mtdqn.tasknames import index_of_task
 
 __all__ = ["PlayResult", "play", "write_gif", "Recorder"]
@@ -81,12 +82,20 @@ Record = Callable[[np.ndarray, int, int, float, bool], None] | None
 
 def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, max_steps: int,
                  record: Record) -> tuple[list[float], list[int]]:
-    """Episodes stepped with ``step_env`` (no auto-reset), so the state each one ends in can be drawn."""
+    """Episodes of a built-in task stepped with ``step_env`` (no auto-reset), so the state each one ends in can
+    be drawn; of your own environment with its ``step``, as training and evaluation step it (a gymnax wrapper's
+    ``step`` is its own, its ``step_env`` the inner env's: play showed the unwrapped env's returns, and an env
+    with gymnax's API alone has no ``step_env``).  Your own has no drawing (:func:`mtdqn.render.open_renderer`),
+    so the state after its auto-reset is never drawn."""
     task = agent.task_set.tasks[task_index]
     env, params = task.make()  # with the task's options (MinAtar's sticky actions, action set, cut-off)
+    built_in = task.name in FACTS
 
     @jax.jit
     def step(key: jax.Array, state: Any, action: jax.Array) -> tuple[Any, ...]:
+        if not built_in:
+            obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
+            return obs, state, reward, terminated | truncated
         obs, state, reward, terminated, _ = env.step_env(key, state, action, params)
         return obs, state, reward, terminated | env.is_truncated(state, params)
 
@@ -101,7 +110,7 @@ def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, 
             if record:
                 record(draw(state, np.asarray(obs)), episode, 0, total, False)
             while not done:
-                action = int(agent.act(task.spec, np.asarray(obs)))
+                action = int(agent.act(task.spec, np.asarray(obs), check_bounds=False))  # the env's own
                 key, k_step = jax.random.split(key)
                 obs, state, reward, ended = step(k_step, state, action)
                 total += float(reward)
@@ -147,7 +156,8 @@ def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: in
             if record:
                 record(_rgb_frame(env, task.spec), episode, 0, total, False)
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(int(agent.act(task.spec, np.asarray(obs))))
+                action = int(agent.act(task.spec, np.asarray(obs), check_bounds=False))  # the env's own
+                obs, reward, terminated, truncated, _ = env.step(action)
                 total += float(reward)
                 length += 1
                 done = terminated or truncated or length >= max_steps

@@ -202,7 +202,10 @@ def index_of_task(names: Sequence[str], task: str) -> int:
     """:func:`find_task`, or a one-line ConfigError naming the run's tasks."""
     i = find_task(names, task)
     if i is None:
-        raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(names)}")
+        bare = split_spec(task)[1].lower()  # 'cartpole-v1', or 'CartPole-v1' of a run's 'CartPole-v1:gamma=0.9'
+        close = [name for name in names if split_spec(name)[1].lower() == bare]
+        hint = f" (did you mean {close[0]!r}?)" if len(close) == 1 else ""
+        raise ConfigError(f"task {task!r} is not one of this run's tasks: {', '.join(names)}{hint}")
     return i
 
 

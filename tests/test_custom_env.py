@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from chain_env import GAMMA, LENGTH, Chain, ChainParams, make_chain, optimal_q  # make_chain: named here by import path
 from gymnax.environments import environment, spaces
+from gymnax.wrappers.purerl import GymnaxWrapper
 
 import mtdqn
 from mtdqn.cli import main
@@ -77,10 +78,50 @@ def test_gymnax_default_time_limit_of_one_step_is_warned(registered):
     assert [w.filename for w in caught if w.category is OneStepEpisodesWarning] == [__file__]  # the user's line
 
 
+class Penalized(GymnaxWrapper):
+    """The chain with a reward of -1 per step on top, in its wrapper's ``step`` alone (``step_env`` passes
+    through to the chain's): the greedy 3-step episode returns 1 - 3."""
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        return obs, state, reward - 1.0, terminated, truncated, info
+
+
+class Outside(Chain):
+    """The chain observed as 2 * one-hot, outside its declared Box(0, 1): training takes it as it is."""
+
+    def get_obs(self, state, params=None, key=None):
+        return 2.0 * jax.nn.one_hot(state.pos, LENGTH)
+
+
+class Longer(Chain):
+    """A chain observed with one more entry (a different environment registered under the same name)."""
+
+    def get_obs(self, state, params=None, key=None):
+        return jax.nn.one_hot(state.pos, LENGTH + 1)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (LENGTH + 1,), jnp.float32)
+
+
 @pytest.mark.slow
 def test_a_registered_chain_learns_its_optimal_q_beside_cartpole(registered, tmp_path):
     run = mtdqn.train(tasks=[registered, "CartPole-v1"], out=tmp_path / "run", progress=False, **CHAIN_OPTIONS)
     _check_learned(run, registered)
+    # play steps your own environment as training and evaluation do, with its step: a wrapper's is its own (play
+    # stepped the inner env's step_env, and read 1 where evaluate read -2)
+    mtdqn.register_task(registered, lambda: Penalized(Chain()))
+    assert mtdqn.play(run.path, registered).returns == [-2.0]
+    assert run.evaluate(episodes=2).set_index("task").loc[registered, "return_mean"] == -2.0
+    # ... and acts on its observations as training did, those outside their declared bounds too (play refused them
+    # and offered a --clip it has not)
+    mtdqn.register_task(registered, Outside)
+    assert mtdqn.play(run.path, registered).lengths[0] >= 1
+    # an environment that observes otherwise under the run's task name: one line saying so, not a corrupt checkpoint
+    mtdqn.register_task(registered, Longer)
+    with pytest.raises(mtdqn.ConfigError, match=r"does not fit its run's network: .* is \(.*4.*\) there and \(.*5.*\) "
+                                                r"here; your own environment \(Chain-v0\) observes or acts otherwise"):
+        mtdqn.load_agent(run.path)
 
 
 @pytest.mark.slow
@@ -211,8 +252,9 @@ def test_byte_images_under_a_box_without_a_dtype_are_taken(registered):
 
 
 def test_register_task_refuses_a_built_in_name_and_a_wrong_kind():
-    with pytest.raises(mtdqn.ConfigError, match="'CartPole-v1' is a built-in task"):
-        mtdqn.register_task("CartPole-v1", Chain)
+    for name in ("CartPole-v1", "CARTPOLE-v1"):  # cased otherwise: the same folder on a case-insensitive disk
+        with pytest.raises(mtdqn.ConfigError, match=f"'{name}' is a built-in task"):
+            mtdqn.register_task(name, Chain)
     with pytest.raises(mtdqn.ConfigError, match="kind='image', but its observations"):
         mtdqn.register_task("Chain-v0", Chain, kind="image")
     assert "Chain-v0" not in custom.REGISTERED

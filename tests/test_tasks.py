@@ -89,11 +89,16 @@ def test_a_runs_task_is_found_however_it_is_spelled():
     assert index_of_task(names, "MiniGrid-LavaGapS7-v0") == 0
     assert index_of_task(names, "Breakout-MinAtar:actions=full,sticky=0.10") == 1
     assert index_of_task(["Breakout-MinAtar:nonsense=1", "CartPole-v1"], "CartPole-v1:") == 1  # a bad name passed
-    for other in ("Breakout-MinAtar", "Breakout-MinAtar:sticky=0.2,actions=full", "MiniGrid-LavaGapS7",
-                  "Breakout-MinAtar:nonsense=1"):
-        with pytest.raises(ConfigError, match=rf"^task '{re.escape(other)}' is not one of this run's tasks: "
-                                              "MiniGrid-LavaGapS7-v0:, Breakout-MinAtar:sticky=0.1,actions=full$"):
+    listed = re.escape("MiniGrid-LavaGapS7-v0:, Breakout-MinAtar:sticky=0.1,actions=full")
+    for other in ("Breakout-MinAtar", "Breakout-MinAtar:sticky=0.2,actions=full", "breakout-minatar",
+                  "Breakout-MinAtar:nonsense=1"):  # the one task of that name, however cased, is named
+        with pytest.raises(ConfigError, match=rf"^task '{re.escape(other)}' is not one of this run's tasks: {listed} "
+                                              r"\(did you mean 'Breakout-MinAtar:sticky=0.1,actions=full'\?\)$"):
             index_of_task(names, other)
+    with pytest.raises(ConfigError, match=rf"^task 'MiniGrid-LavaGapS7' is not one of this run's tasks: {listed}$"):
+        index_of_task(names, "MiniGrid-LavaGapS7")  # no task of that name: none offered
+    with pytest.raises(ConfigError, match=r"tasks: CartPole-v1:gamma=0.9, CartPole-v1:gamma=0.8$"):
+        index_of_task(["CartPole-v1:gamma=0.9", "CartPole-v1:gamma=0.8"], "CartPole-v1")  # two: none offered
 
 
 def test_a_progress_bar_names_minigrid_tasks_apart():

@@ -125,7 +125,8 @@ def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
     """
     if kind is not None and kind not in ("vector", "image"):
         raise ConfigError(f"kind must be 'vector' or 'image' (or None: read from the observations), got {kind!r}")
-    custom.register(name, factory, kind, lambda n: n in TASKS or n.startswith("gym:"))
+    built_in = {t.lower() for t in TASKS}  # however cased: a task's name names folders, one on some disks
+    custom.register(name, factory, kind, lambda n: n.lower() in built_in or n.startswith("gym:"))
     return parse_task(name)
 
 
