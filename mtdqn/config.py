@@ -277,7 +277,11 @@ def validate(cfg: TrainConfig) -> None:
 
 def first_update_iteration(derived: Derived) -> int:
     """The first iteration that updates: t >= learning_starts_iters with t % train_every_iters == 0."""
-    return math.ceil(derived.learning_starts_iters / derived.train_every_iters) * derived.train_every_iters
+    return _first_update(derived.learning_starts_iters, derived.train_every_iters)
+
+
+def _first_update(learning_starts_iters: int, train_every_iters: int) -> int:
+    return math.ceil(learning_starts_iters / train_every_iters) * train_every_iters
 
 
 def updates_before_iteration(derived: Derived, stop: int) -> int:
@@ -395,6 +399,9 @@ def derive(cfg: TrainConfig) -> Derived:
     learning_starts_iters = math.ceil(cfg.dqn.learning_starts / cfg.num_envs)
     # New runs have a whole multiple (check_new_run); runs made before that rule keep their rounding.
     train_every_iters = max(1, round(cfg.dqn.train_every / cfg.num_envs))
+    # the updates the loop takes (updates_before_iteration at the end), counted from the first update's
+    # iteration: from learning_starts_iters, one too many where that is not a multiple of train_every_iters
+    first_update = _first_update(learning_starts_iters, train_every_iters)
     return Derived(
         num_tasks=len(cfg.tasks),
         iters_per_chunk=iters_per_chunk,
@@ -406,7 +413,7 @@ def derive(cfg: TrainConfig) -> Derived:
         eps_decay_iters=max(1, int(cfg.dqn.eps_fraction * total_iters)),
         task_weights=tuple(float(w) for w in weights),
         strategy=strategy,
-        total_updates=max(1, math.ceil(max(0, total_iters - learning_starts_iters) / train_every_iters)),
+        total_updates=max(1, math.ceil(max(0, total_iters - first_update) / train_every_iters)),
     )
 
 

@@ -37,6 +37,9 @@ def test_update_count_is_the_loops(envs, starts, every, steps, log_every):
     d = derive(cfg)
     updates = _loop_updates(cfg)
     assert updates_before_iteration(d, d.total_iters) == updates
+    # the count the linear rate schedule decays over and the report's Methods state (one more where the learning
+    # start was no multiple of the update interval: 63 for 62)
+    assert d.total_updates == max(1, updates)
     if updates == 0:
         with pytest.raises(ConfigError, match="no update would run") as exc:
             check_train_budget(cfg)
