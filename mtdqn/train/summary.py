@@ -21,8 +21,8 @@ from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.networks import count_params, describe_architecture
 from mtdqn.io import read_json
-from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RUN_SUMMARY, RunDir, eval_rows, final_score_rule,
-                          final_score_steps, final_scores, table_frame)
+from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RUN_SUMMARY, RunDir, Tables, eval_rows,
+                          final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
 from mtdqn.runoptions import RunOptions
 from mtdqn.strategies import SCOPE
 from mtdqn.train.agent import Agent
@@ -47,6 +47,7 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     # a mixture of experts' diagnostics of the final state (the restored best parameters where kept)
     tables.experts.extend({**row, "step": env_steps} for row in expert_probe_fn(trainer)(state))
     run_dir.write_tables(tables)
+    _tensorboard_at(run_dir, tables, env_steps)
     frame = table_frame(tables.metrics, METRIC_SCHEMA)
     early = trained.early
     restored = bool(early) and any(int(b) >= 0 for b in early["best_step"].values())  # best params restored
@@ -78,6 +79,18 @@ def _training_process_fields(run_dir: RunDir) -> dict[str, Any]:
     path = run_dir.path / RUN_SUMMARY
     previous = read_json(path) if path.is_file() else {"env_steps_per_s": None}
     return {k: previous[k] for k in TRAINING_PROCESS_FIELDS if k in previous}
+
+
+def _tensorboard_at(run_dir: RunDir, tables: Tables, step: int) -> None:
+    """TensorBoard's scalars at ``step`` (the run's last) written again from the finished tables: the final
+    evaluation, and the end-of-run probes, replace the loop's rows there, after the loop's writer closed (its
+    events lacked the final evaluation, and showed a keep-best run's candidate where the restored parameters'
+    evaluation is the run's).  Earlier events at that step are dropped (``purge_step``)."""
+    writer = run_dir.tensorboard(purge_step=step)
+    try:
+        write_tensorboard(writer, Tables(*([row for row in rows if row["step"] == step] for rows in tables)), step)
+    finally:
+        writer.close()
 
 
 def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, trained: Trained, wall_s: float,
