@@ -223,6 +223,8 @@ def test_the_cli_and_the_api_make_the_same_run(api_run, tmp_path, capsys):
         pd.testing.assert_frame_equal(getattr(api_run, table), getattr(cli_run, table))
     for task, values in api_summary["final_eval"].items():  # the CLI prints the numbers the API returns
         assert f"{task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}" in printed
+    assert cli_summary["final_score_steps"] == [1000]  # 500 is not in the last 20%: one evaluation, said as one
+    assert "final score (the final evaluation alone) per seed" in printed and "last 1 evaluations" not in printed
     # the results line names what the folder holds (a fixed list left out the evaluating run's evals.parquet)
     written = printed.split(f"results: {out}  (")[1].split(")")[0].split(", ")
     assert written == [name + "/" * (out / name).is_dir() for name in RUN_FILES if (out / name).exists()]

@@ -89,8 +89,9 @@ def _print_run(run: Run) -> None:
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
     if summary["eval_every"]:
         restored = summary["final_score_rule"] == "restored-best-final-eval"
+        n = len(summary["final_score_steps"])  # "mean of the last 1 evaluations" read as a mean of several
         how = ("the restored best's final evaluation" if restored
-               else f"mean of the last {len(summary['final_score_steps'])} evaluations")
+               else "the final evaluation alone" if n == 1 else f"mean of the last {n} evaluations")
         for task, values in summary["final_score"].items():
             print(f"  {task:24s} final score ({how}) per seed: {', '.join(f'{v:.1f}' for v in values)}")
     _print_early_stop_and_test(summary, run.path)
