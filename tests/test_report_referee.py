@@ -141,8 +141,12 @@ def test_steps_definition_stated_is_the_one_computed():
     held = tables.trailing_mean(curves, FINAL_SCORE_EVALS)
     k = FINAL_SCORE_EVALS
     expected = next(s for i, s in enumerate(curves["step"])
-                    if np.mean(curves["value"].to_numpy()[max(0, i - k + 1): i + 1]) >= 300.0)
+                    if i >= k - 1 and np.mean(curves["value"].to_numpy()[i - k + 1: i + 1]) >= 300.0)
     assert steps_to_threshold(held["step"], held["value"], 300.0) == expected
+    # a walk-through: one lucky first evaluation (157.8, then ~9) counted as reached at it, a window of one
+    lucky = curves.assign(value=[157.8, 9.2, 9.4, 9.2, 29.4])
+    assert np.isnan(steps_to_threshold(lucky["step"], tables.trailing_mean(lucky, k)["value"], 100.0))
+    assert "(from the " in text and "fewer at the first" not in text
 
 
 def test_detectable_difference_is_at_holms_first_step():

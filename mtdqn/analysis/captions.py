@@ -54,8 +54,9 @@ def thresholds_text(study: Study) -> str:
 def reach_definition(source: str, study: Study | None = None) -> str:
     """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
     how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
-           "(fewer at the first ones) reaches the threshold: the window's mean, so one high evaluation counts "
-           "only with the evaluations beside it (it can lift a window whose others sit just below)"
+           f"(from the {_ordinal(FINAL_SCORE_EVALS)} evaluation on) reaches the threshold: the window's mean, so "
+           "one high evaluation counts only with the evaluations beside it (it can lift a window whose others sit "
+           "just below)"
            if source == "evaluation" else
            "the first logging step at which the smoothed training-return curve reaches the threshold")
     thresholds = thresholds_text(study) if study is not None else \
@@ -65,6 +66,10 @@ def reach_definition(source: str, study: Study | None = None) -> str:
             "never (of an even number of seeds, the midpoint of the middle two: not necessarily an evaluation "
             "step); where that is unreached, '>x' is the most the median is known to exceed (unreached seeds "
             "counted as the budget). 'Seeds reached' is the share that reached it within the budget.")
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _window_lag(study: Study | None) -> str:
