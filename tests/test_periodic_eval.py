@@ -102,12 +102,14 @@ def test_with_patience_the_final_score_is_the_restored_best_ones_alone(tmp_path,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["early_stop"]["stopped_at"] is None and min(summary["early_stop"]["best_step"].values()) > 0
     # the last step's parameters are a candidate (they were not: a run improving to its end restored its
-    # next-to-last evaluation's), and each seed keeps the first of its best evaluations
+    # next-to-last evaluation's), the initial network's at step 500 (updates start after env step 600) is not,
+    # and each seed keeps the first of its best evaluations
     assert [(step, last) for step, last, _ in seen] == [(500, False), (1000, False), (1500, False), (2000, True)]
+    candidates = seen[1:]
     for s, seed in enumerate(summary["seeds"]):
-        scores = [row[s] for _, _, row in seen]
+        scores = [row[s] for _, _, row in candidates]
         assert summary["early_stop"]["best_score"][str(seed)] == pytest.approx(max(scores))
-        assert summary["early_stop"]["best_step"][str(seed)] == seen[scores.index(max(scores))][0]
+        assert summary["early_stop"]["best_step"][str(seed)] == candidates[scores.index(max(scores))][0]
     assert summary["final_score_rule"] == "restored-best-final-eval" and summary["final_score_steps"] == [2000]
     evals = pd.read_parquet(out / "evals.parquet")
     assert sorted(evals["step"].unique())[-3:] == [1000, 1500, 2000]  # the old rule would have mixed these
@@ -129,6 +131,19 @@ def test_the_last_steps_evaluation_is_a_candidate_that_stops_nothing():
     assert not es.observe(np.array([2.0, 4.0]), {"w": np.ones((2, 1), np.float32)}, 200, last=True)
     assert es.stopped_at is None and es.best_step.tolist() == [200, 100]
     np.testing.assert_array_equal(es.best_params["w"], [[1.0], [0.0]])
+
+
+def test_an_evaluation_before_the_first_update_is_no_candidate():
+    """A walk-through's run stopped at step 3,000 having restored its untrained network (step 1,000, learning
+    starting after it: 21.0 on CartPole) as each seed's best; nor do such evaluations use up patience."""
+    from mtdqn.train.early_stop import EarlyStopping
+
+    es = EarlyStopping(1, {"T": 0.0}, np.full(1, -np.inf), np.full(1, -1), np.zeros(1, np.int64), untrained_until=1000)
+    assert not es.observe(np.array([9.0]), {"w": np.zeros((1, 1), np.float32)}, 1000)  # the initial network's
+    assert es.best_step.tolist() == [-1] and es.since.tolist() == [0] and es.best_params is None
+    assert not es.observe(np.array([5.0]), {"w": np.ones((1, 1), np.float32)}, 2000)
+    assert es.observe(np.array([4.0]), {"w": np.ones((1, 1), np.float32)}, 3000)  # out of patience: stops
+    assert es.best_step.tolist() == [2000]
 
 
 def test_final_scores_average_the_chosen_steps():

@@ -35,12 +35,14 @@ evaluation's.  The summary records it under ``keep_best``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import numpy as np
 
+from mtdqn.config import first_update_iteration
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.train.agent import Agent
 
@@ -80,6 +82,7 @@ class EarlyStopping:
     best_params: Any = field(default=None, repr=False)  # host copies, leading seed axis
     stopped_at: int | None = None  # env step training stopped at (None: ran to the end)
     rule: str = NORMALIZED  # how an evaluation is scored (see the module)
+    untrained_until: int = -1  # evaluations at env steps up to this one see no update: not candidates (--patience)
 
     @staticmethod
     def start(patience: int, random: dict[str, float], n_seeds: int, rule: str = NORMALIZED) -> EarlyStopping:
@@ -103,12 +106,17 @@ class EarlyStopping:
         seed = eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY)
         random = evaluate_params(agent, params, seed, episodes, eps=1.0)
         anchors = {n: float(random.total[:, i].mean()) for i, n in enumerate(agent.task_set.names)}
-        return EarlyStopping.start(patience, anchors, len(agent.seeds))
+        untrained = first_update_iteration(agent.derived) * agent.cfg.num_envs  # the first update follows it
+        return dataclasses.replace(EarlyStopping.start(patience, anchors, len(agent.seeds)), untrained_until=untrained)
 
     def observe(self, scores: np.ndarray, params: Any, step: int, last: bool = False) -> bool:
         """Record one evaluation's (seeds,) scores of ``params`` at ``step``; True when every seed is out of
         patience (training should stop).  ``last``: the evaluation at the run's last step, a candidate that
-        stops nothing (a run that ran its budget did not stop)."""
+        stops nothing (a run that ran its budget did not stop).  An evaluation before the first update is of
+        the initial network: neither a candidate nor an evaluation without improvement (a run restored its
+        untrained network, 21.0 on CartPole, as its best)."""
+        if step <= self.untrained_until:
+            return False
         better = scores >= self.best_score if self.rule == DISCOUNTED_SUM else scores > self.best_score
         if better.any():
             host = jax.tree.map(np.asarray, params)
