@@ -14,8 +14,8 @@ import warnings
 
 __all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
            "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning",
-           "OneStepEpisodesWarning", "warn_user", "check_number", "check_float32", "check_devices_asked",
-           "check_path"]
+           "OneStepEpisodesWarning", "LayoutChangedWarning", "warn_user", "check_number", "check_float32",
+           "check_devices_asked", "check_path"]
 
 
 class ConfigError(ValueError):
@@ -64,6 +64,11 @@ class RoundedScheduleWarning(MtdqnWarning):
 class OneStepEpisodesWarning(MtdqnWarning):
     """Your own environment's episodes are cut after one step: ``max_steps_in_episode`` 1, gymnax's
     ``EnvParams`` default, which params that do not set their own inherit."""
+
+
+class LayoutChangedWarning(MtdqnWarning):
+    """A run resumed with its seeds over another number of devices than they trained on (``--devices``): its
+    numbers from there on differ from an uninterrupted run's."""
 
 
 class FewUpdatesWarning(MtdqnWarning):

@@ -264,6 +264,28 @@ def test_a_run_resumed_where_jax_has_fewer_devices_than_it_trained_on_says_why(a
     assert json.loads((resumed.path / "config.json").read_text())["options"]["devices"] == 1
 
 
+@pytest.mark.slow
+def test_a_run_resumed_on_another_layout_is_warned(tmp_path):
+    """`--resume --devices 1` of a run whose 2 seeds trained over 2 devices trains on, silently not matching an
+    uninterrupted run (its losses differed from there on): warned, as is nothing for a finished run's resume."""
+    from mtdqn.errors import LayoutChangedWarning
+
+    def stop(step, rows):
+        raise RuntimeError("stopped")
+
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="stopped"):
+        mtdqn.train(out=run, progress=False, on_eval=stop, **{**SMALL, "seeds": 2, "devices": 2,
+                                                              "checkpoint_every": 500})
+    with pytest.warns(LayoutChangedWarning, match=rf"^{re.escape(str(run))} resumes with its seeds over 1 device "
+                                                  "where they trained over 2: another layout changes the numbers"):
+        resumed = mtdqn.train(out=run, resume=True, devices=1, progress=False)
+    assert resumed.summary["devices"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayoutChangedWarning)  # finished: evaluated again, nothing trained
+        mtdqn.train(out=run, resume=True, devices=2, progress=False)
+
+
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
 def test_a_resumed_run_plans_the_devices_its_seeds_trained_on(api_run, tmp_path):
     """mtdqn.train(resume=True) plans JAX from the run's checkpoint as `mtdqn train --resume` does: it planned

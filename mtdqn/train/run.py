@@ -26,7 +26,7 @@ from mtdqn.config import (
     TrainConfig, check_new_run, config_hash, config_to_dict, warn_of_rounding,
 )
 from mtdqn.devices import seed_devices
-from mtdqn.errors import ConfigError, InsufficientResources
+from mtdqn.errors import ConfigError, InsufficientResources, LayoutChangedWarning, count, warn_user
 from mtdqn.graft import start_from_source
 from mtdqn.io import provenance
 from mtdqn.rundir import RunDir
@@ -101,10 +101,16 @@ def train(
             record = run_dir.require_resumable()
             verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
             options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
+        trained_on = options.devices if resume else None
         options = resolve(given, options, resuming=resume)
         if resume and "devices" not in given:  # its own layout (--devices given: seed_devices says what is wrong)
             _check_devices_to_resume(run_dir.path, options.devices)
         options = _laid_out(agent, options)
+        if trained_on is not None and options.devices != trained_on and not _finished_training(agent, verified):
+            warn_user(f"{run_dir.path} resumes with its seeds over {count(options.devices, 'device')} where they "
+                      f"trained over {trained_on}: another layout changes the numbers from here on, so the run "
+                      "will not match one trained without a stop (summary.json records the new layout)",
+                      LayoutChangedWarning)
         check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
         start_from = None
         if cfg.finetune.source and not resume:
@@ -138,9 +144,14 @@ def resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
     did not show whether a resume started over (a run's, a sweep's).  A run that trained all its steps is only
     evaluated again."""
     done, total = int(verified["iteration"]) * agent.cfg.num_envs, agent.derived.env_steps
-    if done >= total:
+    if _finished_training(agent, verified):
         return f"\nmtdqn: all {total:,} env steps per task trained (its latest checkpoint): evaluating it again"
     return f"\nmtdqn: resuming from env step {done:,} of {total:,} per task (its latest checkpoint)"
+
+
+def _finished_training(agent: Agent, verified: dict[str, Any]) -> bool:
+    """Whether the checkpoint holds every step of the budget (a resume then only evaluates again)."""
+    return int(verified["iteration"]) * agent.cfg.num_envs >= agent.derived.env_steps
 
 
 def _check_devices_to_resume(path: Path, devices: int) -> None:
