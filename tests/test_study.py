@@ -25,6 +25,7 @@ from helpers import TINY_STUDY, spec_file
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError, TrainingDiverged
 from mtdqn.studies import cell_configs, cell_status, load_spec, resolve_spec, run_study
+from mtdqn.studies.cell import adopt_thresholds
 
 TINY = TINY_STUDY
 
@@ -109,6 +110,13 @@ def test_cell_status(study_copy: Path) -> None:
     independent, shared = cell_configs(spec)
     cells = study_copy / "cells"
     assert cell_status(independent, cells / "independent") == "done"
+    # other thresholds (the analysis's alone) leave a finished cell done, and it takes them: a study whose
+    # thresholds were edited refused every finished cell, to be trained again
+    task = next(iter(independent.thresholds))
+    edited = dataclasses.replace(independent, thresholds={**independent.thresholds, task: 50.0})
+    assert cell_status(edited, cells / "independent") == "done"
+    adopt_thresholds(edited, cells / "independent")
+    assert json.loads((cells / "independent" / "summary.json").read_text())["thresholds"][task] == 50.0
     (cells / "shared" / "summary.json").unlink()  # killed after its final checkpoint
     assert cell_status(shared, cells / "shared") == "resume"
     shutil.rmtree(cells / "shared" / "checkpoints")  # killed before any checkpoint

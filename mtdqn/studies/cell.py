@@ -21,8 +21,8 @@ from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
 
-__all__ = ["CellConfig", "CellStatus", "OnEvent", "cell_status", "check_devices", "check_out_dir", "read_summary",
-           "run_cell", "write_failed"]
+__all__ = ["CellConfig", "CellStatus", "OnEvent", "adopt_thresholds", "cell_status", "check_devices", "check_out_dir",
+           "read_summary", "run_cell", "write_failed"]
 
 CellStatus = Literal["done", "resume", "fresh"]
 OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
@@ -66,8 +66,9 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
     run_cfg = read_summary(record_path) or {}
     if summary is not None and summary.get("status") == "ok":
         stored, now = _stored_outcome(run_cfg, cell.run_options, str(record_path)), cell.run_options.outcome()
-        same = (summary.get("config_hash") == cell.config_hash and summary.get("thresholds") == cell.thresholds
-                and summary.get("variant") == cell.variant and stored == now)
+        # thresholds are the analysis's alone: a cell finished under others is done (adopt_thresholds)
+        same = (summary.get("config_hash") == cell.config_hash and summary.get("variant") == cell.variant
+                and stored == now)
         source = cell.config.finetune.source  # a fine-tuned cell is done only while its source's weights are
         start = read_summary(cell_dir / "start.json") or {}  # those it started from
         if source and start.get("source_checkpoint") != RunDir(source).checkpoint_id():
@@ -77,14 +78,24 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
             return "done"
         diffs = [f"{key}: stored {a!r}, now {b!r}"
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
-        diffs += [f"{key}: stored {summary.get(key)!r}, now {getattr(cell, key)!r}" for key in ("thresholds", "variant")
-                  if summary.get(key) != getattr(cell, key)]
+        diffs += [f"variant: stored {summary.get('variant')!r}, now {cell.variant!r}"] * (
+            summary.get("variant") != cell.variant)
         diffs += [f"{key}: stored {stored[key]!r}, now {now[key]!r}" for key in now if stored[key] != now[key]]
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
         return "resume"
     return "fresh"
+
+
+def adopt_thresholds(cell: CellConfig, cell_dir: Path) -> None:
+    """A finished cell's summary.json takes the study's thresholds where they changed: they decide only the
+    report's steps to threshold, and a study whose thresholds were edited refused its finished cells (each to be
+    trained again, hours of a real study, to change one number of the analysis)."""
+    path = Path(cell_dir) / "summary.json"
+    summary = read_summary(path)
+    if summary is not None and summary.get("thresholds") != cell.thresholds:
+        write_json(path, {**summary, "thresholds": cell.thresholds})
 
 
 def _stored_outcome(run_record: dict[str, Any], now: RunOptions, source: str) -> dict[str, Any]:
@@ -128,6 +139,7 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     cell_dir = Path(cell_dir)
     status = cell_status(cell, cell_dir)
     if status == "done":
+        adopt_thresholds(cell, cell_dir)
         return read_summary(cell_dir / "summary.json") or {}
     kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
     try:

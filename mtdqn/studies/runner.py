@@ -32,8 +32,8 @@ from mtdqn.config import TrainConfig, derive, rounded_schedule
 from mtdqn.errors import ConfigError, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
-from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
-                                run_cell)
+from mtdqn.studies.cell import (CellConfig, OnEvent, adopt_thresholds, cell_status, check_devices, check_out_dir,
+                                read_summary, run_cell)
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
@@ -299,8 +299,9 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
             console.print(f"study [bold]{spec.name}[/bold]: {count(len(spec.tasks), 'task')} × "
                           f"{count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, "
                           f"{budget_text(spec.steps, [c.config for c, _ in cells])} per task → {out_dir}")
-            for cell, _ in cells:
+            for cell, d in cells:
                 if statuses[cell.variant] == "done":
+                    adopt_thresholds(cell, d)
                     on_event("skip", cell, None)
             if progress and todo and ray_address is None:
                 console.print(_estimate_line([c for c, _ in todo]))

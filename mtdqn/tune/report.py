@@ -215,7 +215,8 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
     table = trials_table(study, out)
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     lines = [f"# Tune `{spec.name}`", "",
-             f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {count(spec.seeds, 'seed')} per trial; "
+             f"Tasks {', '.join(spec.tasks)}; {spec.steps:,} env steps per task, {count(spec.seeds, 'seed')} per "
+             "trial; "
              f"sampler {spec.sampler}, pruner {spec.pruner}"
              + (f" on a greedy evaluation every {spec.eval_every:,} steps" if spec.eval_every else "") + ".",
              *([f"As run: {note.split(': ', 1)[1]}."] if note else []),
