@@ -134,7 +134,8 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
     for windows that measured it (``--affinity-every``).  A window in which a seed made no
     gradient update (before learning starts) has no gradient rows: its
     zeros are not measurements, and averaged in they would bias every
-    gradient statistic (a weight of 1 would read 0.97).
+    gradient statistic (a weight of 1 would read 0.97).  Its ``loss`` and ``q_mean`` (means over the window's
+    updates) are NaN: there were none (they read 0.0, a perfect loss).
     """
     out = Tables.empty()
     for s, seed in enumerate(seeds):
@@ -142,7 +143,8 @@ def chunk_tables(names: tuple[str, ...], seeds: list[int], has_shared: bool, m: 
         for i, task in enumerate(names):
             out.metrics.append({
                 "step": step, "task": task, "seed": seed,
-                **{k: m[k][s, i] for k in ("episode_return", "episode_length", "episodes", "loss", "q_mean")},
+                **{k: m[k][s, i] for k in ("episode_return", "episode_length", "episodes")},
+                **{k: m[k][s, i] if updated else np.float32(np.nan) for k in ("loss", "q_mean")},
                 "epsilon": m["epsilon"][s],
             })
             if not updated:

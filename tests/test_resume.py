@@ -172,7 +172,8 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_p
     state, _ = _final_state(run)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
     metrics = pd.read_parquet(run / "metrics.parquet")
-    assert metrics["step"].max() == 500 and np.isfinite(metrics[["loss", "q_mean"]].to_numpy()).all()
+    assert metrics["step"].max() == 500  # the diverged chunk's rows are not kept; the window kept had no update:
+    assert metrics[["loss", "q_mean"]].isna().all().all()  # no loss to record (NaN), nor any non-finite one
     scalars = _tb_scalars(run / "tb")
     assert scalars and max(step for _, step, _ in scalars) == 500
     assert all(np.isfinite(v) for _, _, v in scalars)

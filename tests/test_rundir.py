@@ -31,6 +31,9 @@ def test_the_loops_rows_have_the_schema_dtypes_uncast():
 def test_a_run_without_updates_writes_empty_tables_in_their_schema(tmp_path):
     t = chunk_tables(NAMES, [0, 1], True, _chunk_metrics(updates=0.0), step=1000)
     assert t.metrics and not t.grad_tasks and not t.grad_pairs  # zeros of no update are not measurements
+    frame = pd.DataFrame(t.metrics)  # nor are the loss and Q of none: NaN (they read 0.0, a perfect loss)
+    assert frame[["loss", "q_mean"]].isna().all().all() and frame.dtypes.astype(str).to_dict() == METRIC_SCHEMA
+    assert frame["episode_return"].notna().all()
     tables = Tables.empty()
     tables.extend(t)
     RunDir(tmp_path).write_tables(tables)
