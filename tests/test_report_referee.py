@@ -147,6 +147,9 @@ def test_steps_definition_stated_is_the_one_computed():
     lucky = curves.assign(value=[157.8, 9.2, 9.4, 9.2, 29.4])
     assert np.isnan(steps_to_threshold(lucky["step"], tables.trailing_mean(lucky, k)["value"], 100.0))
     assert "(from the " in text and "fewer at the first" not in text
+    two = curves.iloc[:2].assign(value=[150.0, 90.0])  # a run evaluated twice: the window is both (mean 120)
+    assert steps_to_threshold(two["step"], tables.trailing_mean(two, k)["value"], 100.0) == 20
+    assert np.isnan(steps_to_threshold(two["step"], tables.trailing_mean(two, k)["value"], 130.0))  # 150 alone: no
 
 
 def test_detectable_difference_is_at_holms_first_step():

@@ -54,7 +54,8 @@ def thresholds_text(study: Study) -> str:
 def reach_definition(source: str, study: Study | None = None) -> str:
     """How steps to threshold are read off the curves (the one `_compute` applies) and where thresholds come from."""
     how = (f"the first evaluation step at which the mean of the last {FINAL_SCORE_EVALS} greedy evaluations "
-           f"(from the {_ordinal(FINAL_SCORE_EVALS)} evaluation on) reaches the threshold: the window's mean, so "
+           f"(from the {_ordinal(FINAL_SCORE_EVALS)} evaluation on; a run of fewer: the mean of all of them) "
+           "reaches the threshold: the window's mean, so "
            "one high evaluation counts only with the evaluations beside it (it can lift a window whose others sit "
            "just below)"
            if source == "evaluation" else

@@ -142,14 +142,15 @@ def _study_order(df: pd.DataFrame):
 
 
 def trailing_mean(curves: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per-seed curves with each value replaced by the mean of its last ``k`` points, NaN before the ``k``-th:
-    steps to threshold then need a sustained level, not one lucky evaluation of K episodes (a window of fewer
-    at the start let a seed's first evaluation alone, 157.8 then ~9, count as reaching 100)."""
+    """Per-seed curves with each value replaced by the mean of its last ``k`` points, NaN before the ``k``-th
+    (a curve of fewer than ``k``: of all its points, from its last on): steps to threshold then need a
+    sustained level, not one lucky evaluation of K episodes (a window of fewer at the start let a seed's first
+    evaluation alone, 157.8 then ~9, count as reaching 100)."""
     if not len(curves) or k <= 1:
         return curves
     out = curves.copy()
     out["value"] = (out.groupby(["variant", "task", "seed"], sort=False)["value"]
-                    .transform(lambda v: v.rolling(k, min_periods=k).mean()))
+                    .transform(lambda v: v.rolling(k, min_periods=min(k, len(v))).mean()))
     return out
 
 
