@@ -128,9 +128,13 @@ def test_the_last_steps_evaluation_is_a_candidate_that_stops_nothing():
 
     es = EarlyStopping.start(patience=1, random={"T": 0.0}, n_seeds=2)
     assert not es.observe(np.array([1.0, 5.0]), {"w": np.zeros((2, 1), np.float32)}, 100)
-    assert not es.observe(np.array([2.0, 4.0]), {"w": np.ones((2, 1), np.float32)}, 200, last=True)
-    assert es.stopped_at is None and es.best_step.tolist() == [200, 100]
-    np.testing.assert_array_equal(es.best_params["w"], [[1.0], [0.0]])
+    assert not es.observe(np.array([0.5, 4.0]), {"w": np.ones((2, 1), np.float32)}, 200, last=True)  # no seed
+    assert es.stopped_at is None and (es.since >= 1).all()  # improved: out of patience, yet not stopped
+    kept = EarlyStopping.start(patience=1, random={"T": 0.0}, n_seeds=2)
+    kept.observe(np.array([1.0, 5.0]), {"w": np.zeros((2, 1), np.float32)}, 100)
+    kept.observe(np.array([2.0, 4.0]), {"w": np.ones((2, 1), np.float32)}, 200, last=True)
+    assert kept.best_step.tolist() == [200, 100]  # the last step's parameters kept where best
+    np.testing.assert_array_equal(kept.best_params["w"], [[1.0], [0.0]])
 
 
 def test_an_evaluation_before_the_first_update_is_no_candidate():

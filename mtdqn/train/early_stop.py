@@ -82,7 +82,9 @@ class EarlyStopping:
     best_params: Any = field(default=None, repr=False)  # host copies, leading seed axis
     stopped_at: int | None = None  # env step training stopped at (None: ran to the end)
     rule: str = NORMALIZED  # how an evaluation is scored (see the module)
-    untrained_until: int = -1  # evaluations at env steps up to this one see no update: not candidates (--patience)
+    # --patience: evaluations at env steps up to this one are of the initial network (no update yet), and not
+    # candidates; -1 (all are) for a fine-tuning, whose start is trained, and for keep-best, D'Eramo et al.'s rule
+    untrained_until: int = -1
 
     @staticmethod
     def start(patience: int, random: dict[str, float], n_seeds: int, rule: str = NORMALIZED) -> EarlyStopping:
@@ -106,8 +108,11 @@ class EarlyStopping:
         seed = eval_seed(agent.cfg.seed, EvalStream.RANDOM_POLICY)
         random = evaluate_params(agent, params, seed, episodes, eps=1.0)
         anchors = {n: float(random.total[:, i].mean()) for i, n in enumerate(agent.task_set.names)}
+        stopping = EarlyStopping.start(patience, anchors, len(agent.seeds))
+        if agent.cfg.finetune.source:  # a fine-tuning's start is its source's trained network: a candidate
+            return stopping
         untrained = first_update_iteration(agent.derived) * agent.cfg.num_envs  # the first update follows it
-        return dataclasses.replace(EarlyStopping.start(patience, anchors, len(agent.seeds)), untrained_until=untrained)
+        return dataclasses.replace(stopping, untrained_until=untrained)
 
     def observe(self, scores: np.ndarray, params: Any, step: int, last: bool = False) -> bool:
         """Record one evaluation's (seeds,) scores of ``params`` at ``step``; True when every seed is out of
