@@ -286,7 +286,11 @@ def _first_update(learning_starts_iters: int, train_every_iters: int) -> int:
 
 def updates_before_iteration(derived: Derived, stop: int) -> int:
     """Gradient updates the loop takes in iterations t < ``stop`` (the run's total: ``stop = total_iters``)."""
-    return max(0, math.ceil((stop - first_update_iteration(derived)) / derived.train_every_iters))
+    return _updates_before(first_update_iteration(derived), stop, derived.train_every_iters)
+
+
+def _updates_before(first: int, stop: int, every: int) -> int:
+    return max(0, math.ceil((stop - first) / every))
 
 
 MAX_N_STEP = 100
@@ -400,8 +404,9 @@ def derive(cfg: TrainConfig) -> Derived:
     # New runs have a whole multiple (check_new_run); runs made before that rule keep their rounding.
     train_every_iters = max(1, round(cfg.dqn.train_every / cfg.num_envs))
     # the updates the loop takes (updates_before_iteration at the end), counted from the first update's
-    # iteration: from learning_starts_iters, one too many where that is not a multiple of train_every_iters
-    first_update = _first_update(learning_starts_iters, train_every_iters)
+    # iteration: from learning_starts_iters (before 2026-12-06), one too many where that is not a multiple of
+    # train_every_iters, which a run made before then with --lr-schedule linear decayed its rate over
+    updates = _updates_before(_first_update(learning_starts_iters, train_every_iters), total_iters, train_every_iters)
     return Derived(
         num_tasks=len(cfg.tasks),
         iters_per_chunk=iters_per_chunk,
@@ -413,7 +418,7 @@ def derive(cfg: TrainConfig) -> Derived:
         eps_decay_iters=max(1, int(cfg.dqn.eps_fraction * total_iters)),
         task_weights=tuple(float(w) for w in weights),
         strategy=strategy,
-        total_updates=max(1, math.ceil(max(0, total_iters - first_update) / train_every_iters)),
+        total_updates=max(1, updates),
     )
 
 

@@ -619,7 +619,8 @@ def test_methods_state_the_schedule_the_loop_ran():
                       log_every=5_000, dqn=DQNConfig(lr=5e-4, lr_schedule="linear", train_every=4, batch_size=128,
                                                       buffer_size=50_000, learning_starts=5_000, eps_fraction=0.2))
     rows = dict(_schedule_rows(config_to_dict(cfg)))
-    assert rows["updates"].startswith("48,750: one every 4 env steps per task, the first after 5,000")
+    # the first update follows the vector step of iteration 1,250 (env steps 5,001-5,004), as the budget check says
+    assert rows["updates"].startswith("48,750: one every 4 env steps per task, the first after env step 5,004")
     assert "128 transitions of every task (a batch of 384)" in rows["updates"]
     assert "one ring buffer per task of 50,000 transitions" in rows["replay"]
     assert "over the first 40,000 env steps per task" in rows["exploration"]

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from mtdqn import taskfacts
-from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_to_dict, derive, flatten_config
+from mtdqn.config import (TrainConfig, config_diff, config_from_dict, config_to_dict, derive, first_update_iteration,
+                          flatten_config)
 from mtdqn.errors import ConfigError
 from mtdqn.io import changed_package_files, git_revision
 from mtdqn.version import __version__
@@ -175,7 +176,8 @@ def _schedule_rows(config: dict[str, Any] | None) -> list[tuple[str, str]]:
     return [
         ("env steps per task", f"{d.env_steps:,} ({d.total_iters:,} vector steps of {cfg.num_envs} envs per task)"),
         ("updates", f"{d.total_updates:,}: one every {d.train_every_iters * cfg.num_envs} env steps per task, the "
-                    f"first after {d.learning_starts_iters * cfg.num_envs:,}; each samples {per_update}"),
+                    f"first after env step {(first_update_iteration(d) + 1) * cfg.num_envs:,}; each samples "
+                    f"{per_update}"),
         ("replay", f"one ring buffer per task of {q.buffer_size:,} transitions (the last {q.buffer_size:,} of that "
                    f"task), sampled uniformly{'; ' + str(q.n_step) + '-step targets' if q.n_step > 1 else ''}"),
         ("exploration", f"ε from {q.eps_start:g} to {q.eps_end:g} linearly over the first "
