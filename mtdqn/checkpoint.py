@@ -30,6 +30,7 @@ from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash
 from mtdqn.errors import ConfigError
 from mtdqn.interrupts import interrupts_deferred
 from mtdqn.runoptions import RunOptions, resolve
+from mtdqn.tasknames import is_own_task
 from mtdqn.io import provenance, read_json, write_json
 
 __all__ = [
@@ -221,13 +222,11 @@ def check_shapes(path: Path, abstract: Any, cfg: TrainConfig) -> None:
     for key, leaf in jax.tree_util.tree_leaves_with_path(abstract):
         saved = shapes.get(_key_names(key))
         if saved is not None and saved != tuple(leaf.shape):
-            from mtdqn.taskfacts import FACTS
-            from mtdqn.tasknames import split_spec
-
-            own = [t for t in cfg.tasks if split_spec(t)[0] == "gymnax" and split_spec(t)[1] not in FACTS]
+            own = [t for t in cfg.tasks if is_own_task(t)]
             why = (f"your own environment ({', '.join(own)}) observes or acts otherwise than when the run was "
                    "trained (its observation shape or number of actions changed under the same name)" if own
-                   else "the checkpoint is not this config's")
+                   else "a task's environment observes or acts otherwise than when the run was trained (another "
+                        "version of its package: config.json's \"packages\" records the run's)")
             raise ConfigError(f"checkpoint {path} does not fit its run's network: {'/'.join(_key_names(key))} "
                               f"is {saved} there and {tuple(leaf.shape)} here; {why}")
 

@@ -129,16 +129,16 @@ def _rows(bad: np.ndarray) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}"
 
 
-def check_observations(task: Task, obs: np.ndarray, clip: bool = False, bounds: bool = True) -> np.ndarray:
+def check_observations(task: Task, obs: np.ndarray, clip: bool = False, check_bounds: bool = True) -> np.ndarray:
     """``obs`` (batch, *task.obs_shape) if every value is finite and inside the observation space's finite
-    bounds; with ``clip``, out-of-bounds values clipped into them; without ``bounds``, the bounds unchecked.
-    Anything else: a one-line ConfigError naming the rows."""
+    bounds; with ``clip``, out-of-bounds values clipped into them; without ``check_bounds`` (and ``clip``),
+    taken as they are.  Anything else: a one-line ConfigError naming the rows."""
     values = np.asarray(obs, np.float64).reshape(len(obs), -1)
     not_finite = ~np.isfinite(values).all(-1)
     if not_finite.any():
         raise ConfigError(f"observations for {task.spec} hold NaN or inf in {_rows(not_finite)}; "
                           "a network cannot act on them")
-    if not bounds:
+    if not (check_bounds or clip):
         return obs
     low, high = (b.reshape(-1) for b in observation_bounds(task))
     outside = (values < low) | (values > high)

@@ -27,8 +27,7 @@ from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
-from mtdqn.taskfacts import FACTS
-from mtdqn.tasknames import index_of_task
+from mtdqn.tasknames import index_of_task, is_own_task
 
 __all__ = ["PlayResult", "play", "write_gif", "Recorder"]
 
@@ -89,11 +88,11 @@ def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, 
     so the state after its auto-reset is never drawn."""
     task = agent.task_set.tasks[task_index]
     env, params = task.make()  # with the task's options (MinAtar's sticky actions, action set, cut-off)
-    built_in = task.name in FACTS
+    own = is_own_task(task.spec)
 
     @jax.jit
     def step(key: jax.Array, state: Any, action: jax.Array) -> tuple[Any, ...]:
-        if not built_in:
+        if own:
             obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
             return obs, state, reward, terminated | truncated
         obs, state, reward, terminated, _ = env.step_env(key, state, action, params)

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from mtdqn.errors import ConfigError, check_float32
 from mtdqn.taskfacts import FACTS
 
-__all__ = ["is_import_path", "split_spec", "split_task_list", "task_options", "same_task", "unknown_task",
+__all__ = ["is_import_path", "is_own_task", "split_spec", "split_task_list", "task_options", "same_task", "unknown_task",
            "check_task_names", "check_known_names", "check_listed_once"]
 
 _IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
@@ -41,6 +41,14 @@ def split_spec(spec: str) -> tuple[str, str, str]:
         return "gymnax", match.group(1), match.group(2) or ""
     name, _, opts = spec.partition(":")
     return "gymnax", name, opts
+
+
+def is_own_task(spec: str) -> bool:
+    """Whether a task spec names your own environment (registered with mtdqn.register_task, or an import path):
+    a JAX task that is not built in.  Its environment is whatever the name gives now, which may have changed
+    since a run trained on it; it has no drawing, and play steps it with its own ``step``."""
+    backend, name, _ = split_spec(spec)
+    return backend == "gymnax" and name not in FACTS
 
 
 def split_task_list(text: str) -> list[str]:
@@ -224,8 +232,8 @@ def check_known_names(specs: Iterable[str]) -> None:
     custom = sys.modules.get("mtdqn.tasks.custom")
     registered = tuple(custom.REGISTERED) if custom is not None else ()
     for spec in specs:
-        backend, name, _ = split_spec(spec)
-        if backend == "gymnax" and not is_import_path(name) and name not in FACTS and name not in registered:
+        name = split_spec(spec)[1]
+        if is_own_task(spec) and not is_import_path(name) and name not in registered:
             raise ConfigError(unknown_task(name, registered))
 
 

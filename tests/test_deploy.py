@@ -117,6 +117,13 @@ def test_non_finite_and_out_of_bounds_observations_are_refused(tmp_path, capsys)
     clipped[2, 0], clipped[3, 2] = 4.8, -0.41887903
     np.testing.assert_allclose(agent.q_values("CartPole-v1", obs, clip=True), agent.q_values("CartPole-v1", clipped),
                                rtol=1e-6)
+    # check_bounds=False (play's: the env's own observations) takes them as they are, unless clip asks otherwise
+    unchecked = agent.q_values("CartPole-v1", obs, check_bounds=False)
+    assert not np.allclose(unchecked, agent.q_values("CartPole-v1", clipped))
+    np.testing.assert_allclose(agent.q_values("CartPole-v1", obs, clip=True, check_bounds=False),
+                               agent.q_values("CartPole-v1", clipped), rtol=1e-6)
+    with pytest.raises(ConfigError, match="NaN or inf"):  # never a non-finite one
+        agent.act("CartPole-v1", np.array([0.0, 0.0, np.nan, 0.0]), check_bounds=False)
     with pytest.raises(ConfigError, match=r"Acrobot-v1 .* row 0 \(row 0, index 5: -40 not in \[-28\.2743, 28\.2743\]"):
         agent.act("Acrobot-v1", np.array([1, 0, 1, 0, 0, -40.0]))
 
