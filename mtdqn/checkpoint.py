@@ -209,9 +209,9 @@ def _key_names(path: tuple) -> tuple[str, ...]:
 def check_shapes(path: Path, abstract: Any, cfg: TrainConfig) -> None:
     """A one-line ConfigError where an array the checkpoint at ``path`` holds has another shape than in
     ``abstract`` (the state, or the part of it to restore, that ``cfg`` builds): with the config verified the
-    same, one of the run's own environments now observes or acts otherwise under the same name (edited, or
-    another registered as it), which orbax reported as a corrupt checkpoint (the run is fine).  Metadata that
-    cannot be read leaves the verdict to the restore."""
+    same, one of the run's environments now observes or acts otherwise under the same name (your own, edited
+    or another registered as it; a built-in one of another package version), which orbax reported as a
+    corrupt checkpoint (the run is fine).  Metadata that cannot be read leaves the verdict to the restore."""
     try:
         with ocp.StandardCheckpointer() as checkpointer:
             stored = jax.tree_util.tree_leaves_with_path(checkpointer.metadata(path).item_metadata,
@@ -249,8 +249,8 @@ def _abandoned(unraisable: Any) -> bool:
 
 
 def quiet_abandoned_reads() -> None:
-    """From now on in this process (a process-wide hook, installed only once a read was abandoned or failed), what an
-    abandoned read leaves behind reports nothing: Python would print a traceback of each (~100 lines of
+    """From now on in this process (a process-wide hook, installed only once a read was abandoned or failed),
+    what an abandoned read leaves behind reports nothing: Python would print a traceback of each (~100 lines of
     TensorStore text) beside the right answer, whenever they end or are collected, which may be after the new
     checkpoint was read.  Everything else is reported as before."""
     if getattr(sys.unraisablehook, "quiets_abandoned_reads", False):
