@@ -18,8 +18,8 @@ from typing import Any, Iterable, Sequence
 from mtdqn.errors import ConfigError, check_float32
 from mtdqn.taskfacts import FACTS
 
-__all__ = ["is_import_path", "is_own_task", "split_spec", "split_task_list", "task_options", "same_task", "unknown_task",
-           "check_task_names", "check_known_names", "check_listed_once"]
+__all__ = ["is_import_path", "is_own_task", "split_spec", "split_task_list", "task_options", "same_task",
+           "unknown_task", "check_task_names", "check_known_names", "check_listed_once"]
 
 _IMPORT_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(?::(.*))?$")
 
