@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
@@ -164,6 +164,10 @@ def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...
         raise ConfigError(f"output path {out} exists and is not a directory")
     check_not_other_kind(out, marker)
     present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
+    records = _TRAINED if marker in _TRAINED else {marker}
+    if present and not any((out / record).is_file() for record in records):  # names like ours, no output of ours
+        raise ConfigError(f"{out} holds {', '.join(present[:3])} but no {marker}: not mtdqn's output, and --force "
+                          "would remove them; choose another --out (nothing is removed)")
     if present and not force:
         raise ConfigError(
             f"{out} already holds a run ({', '.join(present[:3])}){hint}; pass --force True to overwrite or "
@@ -190,13 +194,15 @@ def check_not_other_kind(out: Path, marker: str) -> None:
                               "folder of its own: choose another --out")
 
 
-def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "") -> Path:
+def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "",
+                    inside: Mapping[str, str] | None = None) -> Path:
     """Create ``out`` if needed; refuse one that already holds ``marker`` (or any ``owned`` entry) unless ``force``.
 
     With ``force`` the ``owned`` entries (files or folders a previous run left)
     are removed, so no stale checkpoint, metrics or TensorBoard events mix with
-    the new run; nothing else in ``out`` is touched.  Fails early (before any
-    training) on an unwritable location.
+    the new run; of a folder named in ``inside`` only the entries its pattern matches (and the folder, once
+    empty): files of the user's in a run's checkpoints/ or tb/ were removed with it.  Nothing else in ``out``
+    is touched.  Fails early (before any training) on an unwritable location.
     """
     out = Path(out)
     present = check_new_out_dir(out, marker, force, owned, hint)
@@ -206,10 +212,23 @@ def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] 
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
         for name in present:
-            _remove(out / name)
+            pattern = (inside or {}).get(name)
+            if pattern is not None and (out / name).is_dir() and not (out / name).is_symlink():
+                _remove_matching(out / name, re.compile(pattern))
+            else:
+                _remove(out / name)
     except OSError as exc:
         raise ConfigError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return out
+
+
+def _remove_matching(folder: Path, pattern: re.Pattern[str]) -> None:
+    """The entries of ``folder`` whose names match ``pattern`` (whole), then the folder if nothing is left."""
+    for entry in folder.iterdir():
+        if pattern.fullmatch(entry.name):
+            _remove(entry)
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _remove(path: Path) -> None:

@@ -40,7 +40,7 @@ from mtdqn.io import (atomic_write, check_free_space, check_new_out_dir, free_by
 from mtdqn.sweepspec import SWEEP_FILE, is_sweep, population_goes_on, sweep_entries
 from mtdqn.tasknames import check_known_names
 
-__all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES",
+__all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES", "RUN_FOLDERS_OWN",
            "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
            "METRIC_SCHEMA", "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA",
            "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
@@ -63,6 +63,9 @@ RUN_FILES = (
     "cka.parquet", "grad_probe.parquet", RUN_SUMMARY, "eval.json", "tb", "checkpoints", DISTILL_RECORD,
     "distill_report.csv", "distill_report.md", "start.json", "test_eval.json",
 )
+# What of a run's folders is its own (a pattern of the names in them): --force removes those alone, and the folder
+# once empty; a file of the user's in checkpoints/ or tb/ stays.
+RUN_FOLDERS_OWN = {"checkpoints": r"iter_\d{9}.*|latest\.json", "tb": r"events\.out\.tfevents\..*"}
 # The tidy tables' columns and dtypes (those the compiled loop produces), the same when a table has no rows: a run
 # whose budget ends before its first update still writes an empty grad_tasks table with an integer step column.
 # One row per (chunk, seed, task) or (chunk, seed, task pair).
@@ -262,7 +265,8 @@ class RunDir:
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""
-        prepare_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint())
+        prepare_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint(),
+                        inside=RUN_FOLDERS_OWN)
         write_json(self.record_path, record)
 
     def owned(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from mtdqn.cli import main
 from mtdqn.cli.entry import _check_before_jax, _parse
 from mtdqn.errors import ConfigError
 from mtdqn.io import prepare_out_dir
-from mtdqn.rundir import RunDir
+from mtdqn.rundir import RUN_FOLDERS_OWN, RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -386,17 +386,32 @@ def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path, capsys):
 
 def test_force_replaces_only_what_a_run_owns(tmp_path):
     (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
-    for name in ("config.json", "summary.json", "notes.txt"):
+    (tmp_path / "tb").mkdir()
+    for name in ("config.json", "summary.json", "notes.txt", "checkpoints/latest.json", "checkpoints/mine.pt",
+                 "tb/events.out.tfevents.1.host", "tb/my_notes.txt"):
         (tmp_path / name).write_text("{}")
+    owned = ("summary.json", "checkpoints", "tb")
     with pytest.raises(Exception, match="already holds a run"):
-        prepare_out_dir(tmp_path, "config.json", False, owned=("summary.json", "checkpoints"))
+        prepare_out_dir(tmp_path, "config.json", False, owned=owned)
+    # files named like a run's without its config.json are not mtdqn's: --force would have removed a user's
+    # metrics.csv, checkpoints/ and tb/ (a walk-through lost a model.pt): refused, with or without it
     stray = tmp_path / "stray"
-    (stray).mkdir()
-    (stray / "summary.json").write_text("{}")  # leftovers of a run without its config.json still count
-    with pytest.raises(Exception, match=r"already holds a run \(summary.json\)"):
-        prepare_out_dir(stray, "config.json", False, owned=("summary.json",))
-    prepare_out_dir(tmp_path, "config.json", True, owned=("summary.json", "checkpoints"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "stray"]
+    (stray / "checkpoints" / "resnet50").mkdir(parents=True)
+    (stray / "checkpoints" / "resnet50" / "model.pt").write_text("w")
+    for force in (False, True):
+        with pytest.raises(Exception, match=r"stray holds checkpoints but no config.json: not mtdqn's output, and "
+                                            r"--force would remove them; choose another --out \(nothing is removed\)"):
+            prepare_out_dir(stray, "config.json", force, owned=owned)
+    assert (stray / "checkpoints" / "resnet50" / "model.pt").read_text() == "w"
+    # of a run's checkpoints/ and tb/, --force removes what the run wrote there, and a file of the user's stays
+    prepare_out_dir(tmp_path, "config.json", True, owned=owned, inside=RUN_FOLDERS_OWN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "notes.txt", "stray", "tb"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["mine.pt"]
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["my_notes.txt"]
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "checkpoints" / "mine.pt").unlink()
+    prepare_out_dir(tmp_path, "config.json", True, owned=owned, inside=RUN_FOLDERS_OWN)
+    assert not (tmp_path / "checkpoints").exists()  # emptied: removed
 
 
 @pytest.mark.slow
@@ -463,8 +478,8 @@ def test_a_bad_number_or_task_is_answered_before_jax_starts(tmp_path):
     assert task.startswith("error: unknown task 'CartPol-v1'; did you mean 'CartPole-v1'?"), task
     assert held == ("error: held already holds a run (config.json); pass --force True to overwrite or choose "
                     "another --out")
-    assert held_default == (f"error: {default} already holds a run (summary.json); pass --force True to overwrite "
-                            "or choose another --out"), held_default
+    assert held_default == (f"error: {default} holds summary.json but no config.json: not mtdqn's output, and "
+                            "--force would remove them; choose another --out (nothing is removed)"), held_default
     assert resume == "error: --resume continues held in place; drop --out", resume
     assert budget.startswith("error: no update would run: --steps 1,000 ends before the first update"), budget
     _check_before_jax(_parse(["train", "--out", str(tmp_path / "held"), "--force", "True"]))  # --force: it passes

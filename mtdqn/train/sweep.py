@@ -28,7 +28,7 @@ from mtdqn.config import (
 )
 from mtdqn.errors import ConfigError, TrainingDiverged, count
 from mtdqn.io import prepare_out_dir, provenance, write_json
-from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
+from mtdqn.rundir import RUN_FOLDERS_OWN, RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
 from mtdqn.sweepspec import SWEEP_FILE, check_sweep, member_configs, strategy_options
@@ -142,7 +142,7 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
     writes it, plus where its population is: :meth:`RunDir.population`)."""
     if not resume:  # a run's or an earlier sweep's files (--force): refused (again, now held), or removed
         RunDir(out_dir).check_new_sweep(force)
-        prepare_out_dir(out_dir, SWEEP_FILE, force, owned=RunDir(out_dir).owned())
+        prepare_out_dir(out_dir, SWEEP_FILE, force, owned=RunDir(out_dir).owned(), inside=RUN_FOLDERS_OWN)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,
                                       **provenance(), **options.record()})
