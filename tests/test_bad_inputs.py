@@ -450,6 +450,21 @@ def test_output_into_a_pipe_its_reader_closed_ends_quietly(tmp_path, argv):
     assert proc.stderr == "" and proc.returncode == 141  # as a tool SIGPIPE ends
 
 
+@pytest.mark.slow
+def test_a_run_whose_output_reader_left_trains_to_its_end_then_exits_141(tmp_path):
+    """`mtdqn train ... | head -1`: the pipe broke at the progress line written as training finished, before the
+    final checkpoint, and without --checkpoint-every the whole run was lost; it finishes, then exits 141."""
+    read, write = os.pipe()
+    os.close(read)
+    argv = ["train", "--tasks", "CartPole-v1", "--steps", "1000", "--hidden", "16", "--log-every", "500",
+            "--learning-starts", "200", "--out", str(tmp_path / "run")]
+    proc = subprocess.run([sys.executable, "-m", "mtdqn.cli", *argv], cwd=tmp_path, stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    os.close(write)
+    assert proc.stderr == "" and proc.returncode == 141, proc.stderr
+    assert mtdqn.open_run(tmp_path / "run").finished
+
+
 def test_a_bad_number_or_task_is_answered_before_jax_starts(tmp_path):
     """`mtdqn train --lr -1`, `--tasks CartPol-v1`, a run directory that already holds a run (`--out` or the
     default one), `--resume` with `--out` and a budget that makes no update are refused by the JAX-free checks

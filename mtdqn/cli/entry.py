@@ -11,7 +11,7 @@ import select
 import signal
 import sys
 import warnings
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import tyro
 
@@ -300,6 +300,53 @@ def _die_by_sigint() -> NoReturn:
     os._exit(130)  # where the signal does not end the process
 
 
+class _ReaderMayLeave:
+    """Standard output for a command's work: once its reader has gone (`mtdqn train ... | head -1`), what is
+    written goes to /dev/null and the work carries on.  A training run ended at the broken pipe of its progress
+    line, written as training finished and before its final checkpoint: without --checkpoint-every, all of it
+    was lost.  Everything else is the stream's own."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self.gone = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # the exit's flush would raise again
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _run_past_a_closed_pipe(handler: Any, cmd: object) -> None:
+    """``handler(cmd)`` with :class:`_ReaderMayLeave` as sys.stdout; exit 141 after it where its reader left
+    (as a tool SIGPIPE ends, `yes | head`), the work done: the run's files are complete, and say what it
+    would have printed."""
+    stdout = sys.stdout
+    sys.stdout = tolerant = _ReaderMayLeave(stdout)
+    try:
+        handler(cmd)
+    finally:
+        sys.stdout = stdout
+    if tolerant.gone:
+        raise SystemExit(128 + signal.SIGPIPE)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged or no trial completed 3;
     I/O, memory, disk 1).  ``argv`` None: this process's own command line (the ``mtdqn`` script, ``python -m
@@ -318,7 +365,10 @@ def main(argv: list[str] | None = None) -> None:
         handler = next(fn for cls, fn in COMMANDS.values() if isinstance(cmd, cls))
         _check_before_jax(cmd, args)
         _start_jax(cmd)
-        handler(cmd)
+        if command_line:
+            _run_past_a_closed_pipe(handler, cmd)
+        else:
+            handler(cmd)
     except (ConfigError, TrainingDiverged, SearchFailed, CellsFailed) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         code = 1 if isinstance(exc, InsufficientResources) else 2 if isinstance(exc, ConfigError) else 3
