@@ -35,7 +35,7 @@ from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
 from mtdqn.errors import ConfigError, check_devices_asked, check_path, warn_user
 from mtdqn.flatoptions import apply_options, coerce, config_options, option_table, unknown_option
-from mtdqn.io import check_not_other_kind
+from mtdqn.io import check_not_other_kind, held
 from mtdqn.results import Run, Study
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import OnEval, RunOptions
@@ -244,6 +244,9 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         if flags:
             raise ConfigError(f"--resume continues {out} with the config it was started with; drop "
                               f"{', '.join(flags)} (or start a new run with --out)")
+        if Path(out).is_dir():  # one being trained now: said so (it read "stopped before its first checkpoint")
+            with held(Path(out)):
+                pass
         if is_sweep(Path(out)):
             cfg, swept = read_sweep(Path(out))
         else:

@@ -376,6 +376,9 @@ def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path, capsys):
             main(["train", "--tasks", "CartPole-v1", "--steps", "2000", "--learning-starts", "100", "--out",
                   str(run), "--force", "True", "--progress", "False"])
         assert exc.value.code == 2 and "is being written by another process" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exc:  # its --resume: it said "stopped before its first checkpoint"
+            main(["train", "--resume", str(run)])
+        assert exc.value.code == 2 and "is being written by another process" in capsys.readouterr().err
         assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]  # nothing written there
     finally:
         os.close(other)
