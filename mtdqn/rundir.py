@@ -365,16 +365,18 @@ class RunDir:
                  f"until it finishes; {population_goes_on(population)}") if population is not None else ""
         raise ConfigError(f"no checkpoint in {self.path} (missing checkpoints/latest.json){where}")
 
-    def unfinished_note(self) -> str | None:
+    def unfinished_note(self, iteration: int | None = None) -> str | None:
         """Where this run has not ended but has a checkpoint (it is training, or was stopped): what a reader of it
         acts with, ``RUN is unfinished: its checkpoint is at step X of Y``; None for a finished run and for a
-        folder without a run or a readable checkpoint record (the reader's own error says so)."""
+        folder without a run or a readable checkpoint record (the reader's own error says so).  ``iteration``:
+        the checkpoint's the reader read (a run training on may have written another since: `evaluate` named
+        step 6,000 of a run it had evaluated at 2,000)."""
         if not self.is_run() or self.finished_as() is not None:
             return None
         try:
             meta = read_json(self.path / "checkpoints" / "latest.json")
             cfg = config_from_dict(meta["config"])
-            step = int(meta["iteration"]) * cfg.num_envs
+            step = int(meta["iteration"] if iteration is None else iteration) * cfg.num_envs
             total = derive(cfg).env_steps
         except (ConfigError, OSError, KeyError, TypeError, ValueError, AttributeError):
             return None

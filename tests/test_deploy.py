@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from functools import partial
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from mtdqn.checkpoint import load_checkpoint, save_checkpoint
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
 from mtdqn.networks import q_values
+from mtdqn.rundir import RunDir
 from mtdqn.value_norm import unnormalize
 
 
@@ -204,7 +206,7 @@ def test_evaluate_reads_a_checkpoint_replaced_while_read(tmp_path, monkeypatch):
     assert evaluate_run(tmp_path / "run", episodes=1)["iteration"] == 2 * first and chunks == [2]
 
 
-def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys):
+def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
     """act and evaluate of a run that has not finished (still training, or killed) add one note on stderr after
     their output: its checkpoint is not its end.  A finished run has none."""
     fake_run(tmp_path / "run")  # chunk 1 of 6: 200 of 1200 steps
@@ -215,6 +217,19 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys):
         captured = capsys.readouterr()
         assert captured.out and captured.err.splitlines() == [
             f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+    # the run trains on and writes its next checkpoint as eval.json is written: the note names the checkpoint
+    # evaluated (it named the newer one, re-read after the evaluation)
+    latest = tmp_path / "run" / "checkpoints" / "latest.json"
+    write_eval = RunDir.write_eval
+
+    def and_a_newer_checkpoint(self, result):
+        write_eval(self, result)
+        latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 250}))
+
+    monkeypatch.setattr(RunDir, "write_eval", and_a_newer_checkpoint)
+    main(["evaluate", str(tmp_path / "run"), "--episodes", "1"])
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
     (tmp_path / "run" / "summary.json").write_text("{}")
     main(act)
     assert capsys.readouterr().err == ""

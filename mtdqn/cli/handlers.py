@@ -160,12 +160,13 @@ def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool
             print(f"{indent}{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f}{tail}".rstrip())
 
 
-def _note_unfinished(run: Path) -> None:
+def _note_unfinished(run: Path, iteration: int | None = None) -> None:
     """One line on stderr, after the command's output (never beside an error), where the run acted with,
-    evaluated, fine-tuned from or distilled has not finished: its checkpoint is not its end."""
+    evaluated, fine-tuned from or distilled has not finished: its checkpoint is not its end (``iteration``:
+    the one read, where the command knows it)."""
     from mtdqn.rundir import RunDir
 
-    note = RunDir(run).unfinished_note()
+    note = RunDir(run).unfinished_note(iteration)
     if note is not None:
         print(f"note: {note}", file=sys.stderr)
 
@@ -173,12 +174,13 @@ def _note_unfinished(run: Path) -> None:
 def _run_evaluate(cmd: Evaluate) -> None:
     from mtdqn.results import open_run
 
-    table = open_run(cmd.run).evaluate(cmd.episodes, cmd.epsilon)
+    run = open_run(cmd.run)
+    table = run.evaluate(cmd.episodes, cmd.epsilon)
     print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
     for r in table.itertuples():
         print(f"{r.task:24s} {r.seed:5d}  {r.return_mean:9.2f} ± {r.return_std:<9.2f}".rstrip())
     print(f"written: {cmd.run / 'eval.json'}")
-    _note_unfinished(cmd.run)
+    _note_unfinished(cmd.run, (run.json("eval") or {}).get("iteration"))  # the checkpoint it evaluated
 
 
 def _load_npy(path: Path) -> Any:
