@@ -230,6 +230,16 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
     main(["evaluate", str(tmp_path / "run"), "--episodes", "1"])
     assert capsys.readouterr().err.splitlines() == [
         f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+    # a folder it cannot write eval.json into: the table first, then the error (it showed nothing)
+    def refused(self, result):
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / "run" / "eval.json"))
+
+    monkeypatch.setattr(RunDir, "write_eval", refused)
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(tmp_path / "run"), "--episodes", "1"])
+    captured = capsys.readouterr()
+    assert exc.value.code == 1 and "CartPole-v1" in captured.out and "written:" not in captured.out
+    assert captured.err.startswith("error: cannot write results: Operation not permitted")
     (tmp_path / "run" / "summary.json").write_text("{}")
     main(act)
     assert capsys.readouterr().err == ""

@@ -172,15 +172,18 @@ def _note_unfinished(run: Path, iteration: int | None = None) -> None:
 
 
 def _run_evaluate(cmd: Evaluate) -> None:
-    from mtdqn.results import open_run
+    from mtdqn.results import evaluation_frame
 
-    run = open_run(cmd.run)
-    table = run.evaluate(cmd.episodes, cmd.epsilon)
+    from mtdqn.rundir import RunDir
+    from mtdqn.train.evaluate_command import evaluate_run
+
+    result = evaluate_run(cmd.run, cmd.episodes, cmd.epsilon, write=False)  # shown, then written (below)
     print(f"{'task':24s} {'seed':>5s}  return (mean ± std over {cmd.episodes} episodes)")
-    for r in table.itertuples():
+    for r in evaluation_frame(result).itertuples():
         print(f"{r.task:24s} {r.seed:5d}  {r.return_mean:9.2f} ± {r.return_std:<9.2f}".rstrip())
+    RunDir(cmd.run).write_eval(result)  # one that cannot be written is an error after the table, not instead
     print(f"written: {cmd.run / 'eval.json'}")
-    _note_unfinished(cmd.run, (run.json("eval") or {}).get("iteration"))  # the checkpoint it evaluated
+    _note_unfinished(cmd.run, result["iteration"])  # the checkpoint it evaluated
 
 
 def _load_npy(path: Path) -> Any:

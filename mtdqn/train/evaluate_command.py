@@ -20,7 +20,7 @@ from mtdqn.train.summary import returns_by_task
 __all__ = ["evaluate_run"]
 
 
-def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0, write: bool = True) -> dict[str, Any]:
     """Evaluate a run's latest checkpoint (``episodes`` per task and seed) and write RUN/eval.json.
 
     The checkpoint is verified before anything compiles (a missing, foreign or
@@ -42,7 +42,8 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0) -> dict[str
     result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
               "task_gamma": dict(zip(agent.task_set.names, agent.gammas)), "iteration": meta["iteration"],
               "tasks": returns_by_task(agent, returns)}
-    run_dir.write_eval(result)
+    if write:  # the CLI writes it after showing the table: a folder it cannot write to lost the results
+        run_dir.write_eval(result)
     return result
 
 
