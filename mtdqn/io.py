@@ -6,6 +6,7 @@ same folder, then ``os.replace``), so a crash never leaves a half-written file.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pandas as pd
 
 from mtdqn.version import __version__
-from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk
+from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk, InsufficientResources
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
@@ -217,9 +218,15 @@ def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] 
                 _remove_matching(out / name, re.compile(pattern))
             else:
                 _remove(out / name)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the machine's (exit 1: permissions, a read-only or full disk), else the path's
+        error = InsufficientResources if exc.errno in _ENVIRONMENT_ERRNOS else ConfigError
+        raise error(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return out
+
+
+# What makes a writable-looking path unwritable on this machine rather than a wrong path: the environment's
+# problem (the CLI's exit 1), not the input's (2).
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def _remove_matching(folder: Path, pattern: re.Pattern[str]) -> None:
@@ -246,9 +253,10 @@ def free_bytes(path: Path) -> int | None:
     if not existing.is_dir():
         return None  # under a file: prepare_out_dir reports that
     try:
-        return shutil.disk_usage(existing).free
+        usage = shutil.disk_usage(existing)
     except OSError:
         return None
+    return usage.free if usage.total else None  # /proc, /sys: no disk (it read "0 MiB free"); the write says why
 
 
 def check_free_space(path: Path, need_bytes: int, what: str) -> None:

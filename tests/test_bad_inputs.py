@@ -387,6 +387,27 @@ def test_a_run_being_trained_is_not_trained_again_beside_it(tmp_path, capsys):
         assert run.is_dir() and not any(run.iterdir())
 
 
+def test_an_unwritable_place_is_the_machines_problem_and_a_pseudo_filesystem_no_full_disk(tmp_path, monkeypatch):
+    """A read-only or forbidden folder is an environment problem (exit 1, as the README says; it was 2), a path
+    under a file the input's (2); /proc has no disk, where "0 MiB free" was claimed."""
+    import errno
+
+    from mtdqn.errors import InsufficientResources
+    from mtdqn.io import free_bytes
+
+    assert free_bytes(Path("/proc/mtdqn-run")) is None and free_bytes(tmp_path) > 0
+    with pytest.raises(ConfigError, match="Not a directory") as exc:
+        prepare_out_dir(Path("/dev/null/run"), "config.json", False)
+    assert not isinstance(exc.value, InsufficientResources)
+
+    def read_only(self, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    with pytest.raises(InsufficientResources, match="cannot write to output directory .*: Read-only file system"):
+        prepare_out_dir(tmp_path / "run", "config.json", False)
+
+
 def test_force_replaces_only_what_a_run_owns(tmp_path):
     (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
     (tmp_path / "tb").mkdir()
