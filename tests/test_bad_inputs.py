@@ -408,6 +408,26 @@ def test_an_unwritable_place_is_the_machines_problem_and_a_pseudo_filesystem_no_
         prepare_out_dir(tmp_path / "run", "config.json", False)
 
 
+def test_a_full_disk_in_a_background_thread_says_nothing_beside_the_one_line(monkeypatch):
+    """A full disk mid-run printed orbax's saving thread's traceback around the one line the main thread says;
+    a thread's other errors are reported as before (to the hook that was there)."""
+    import errno
+    import threading
+
+    from mtdqn.cli.entry import _quiet_full_disk_in_threads
+
+    reported = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))  # restored after
+    _quiet_full_disk_in_threads()
+    for exc in (OSError(errno.ENOSPC, "No space left on device"), ValueError("a bug")):
+        def fail(exc=exc):
+            raise exc
+        thread = threading.Thread(target=fail)
+        thread.start()
+        thread.join()
+    assert [type(e) for e in reported] == [ValueError]
+
+
 def test_force_replaces_only_what_a_run_owns(tmp_path):
     (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
     (tmp_path / "tb").mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import difflib
+import errno
 import os
 import re
 import select
@@ -347,6 +348,27 @@ def _run_past_a_closed_pipe(handler: Any, cmd: object) -> None:
         raise SystemExit(128 + signal.SIGPIPE)
 
 
+def _silence_stderr() -> None:
+    """Standard error to /dev/null from here on, for a process ending on an error it has reported."""
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
+def _quiet_full_disk_in_threads() -> None:
+    """A background thread that fails on a full disk (orbax saves a checkpoint in one) reports nothing: the main
+    thread meets the same disk and says so in one line (three tracebacks came around it).  Anything else is
+    reported as before."""
+    import threading
+
+    before = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in (errno.ENOSPC, errno.EDQUOT)):
+            before(args)
+
+    threading.excepthook = hook
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse, dispatch, turn user errors into one line (exit 2; diverged or no trial completed 3;
     I/O, memory, disk 1).  ``argv`` None: this process's own command line (the ``mtdqn`` script, ``python -m
@@ -356,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     command_line = argv is None
     if command_line:
         redeliver_swallowed_interrupts()
+        _quiet_full_disk_in_threads()
     warnings.showwarning = _show_warning
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _SHOWN.clear()
@@ -379,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(128 + signal.SIGPIPE) from None  # 141, as a tool SIGPIPE ends (`yes | head`)
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: cannot write results: {exc.strerror or exc}{where}", file=sys.stderr)
+        if command_line:  # the one line said: what a full disk does to orbax's saving thread and tensorboardX's
+            _silence_stderr()  # exit handlers next would print their tracebacks under it
         raise SystemExit(1) from None
     except SystemExit as exc:  # rich's Console ends a broken pipe itself (`mtdqn tasks | head`): it points stdout
         if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):  # at /dev/null, then SystemExit(1)
