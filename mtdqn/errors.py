@@ -14,7 +14,7 @@ import warnings
 
 __all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
            "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning",
-           "OneStepEpisodesWarning", "LayoutChangedWarning", "warn_user", "check_number", "check_float32",
+           "OneStepEpisodesWarning", "LayoutChangedWarning", "Unwritable", "warn_user", "check_number", "check_float32",
            "check_devices_asked", "check_path"]
 
 
@@ -30,6 +30,11 @@ class FolderBusy(ConfigError):
 class InsufficientResources(ConfigError):
     """The run is valid but does not fit this machine now (memory, disk space); retrying elsewhere or later may
     work.  The CLI exits 1 for it, as for other environment problems, not 2."""
+
+
+class Unwritable(InsufficientResources):
+    """A place this machine will not let be written (permissions, a read-only disk): the CLI's exit 1, an
+    environment problem; as for a full disk, no smaller program helps (a search's batch is not split for it)."""
 
 
 class InsufficientDisk(InsufficientResources):

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pandas as pd
 
 from mtdqn.version import __version__
-from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk, InsufficientResources
+from mtdqn.errors import ConfigError, FolderBusy, InsufficientDisk, Unwritable
 
 __all__ = [
     "atomic_write", "write_json", "read_json", "write_parquet", "git_revision", "provenance", "prepare_out_dir",
@@ -155,16 +155,19 @@ def provenance() -> dict[str, Any]:
             "host": host_info()}
 
 
-def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "") -> list[str]:
+def check_new_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] = (), hint: str = "",
+                      inside: Mapping[str, str] | None = None) -> list[str]:
     """Refuse ``out`` for a new run (one line) where it is a file, or holds ``marker`` (or an ``owned`` entry)
     and not ``force``; returns the entries present.  Reads only: the CLI asks it before JAX starts, so a
     folder that already holds a run is answered in a second, and :func:`prepare_out_dir` asks it again.
-    ``hint``: what the refusal adds about the run there (:meth:`mtdqn.rundir.RunDir.check_new`)."""
+    ``hint``: what the refusal adds about the run there (:meth:`mtdqn.rundir.RunDir.check_new`); ``inside``: as
+    for :func:`prepare_out_dir` (a folder holding nothing of ours, a user's file kept there, is not present)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a directory")
     check_not_other_kind(out, marker)
-    present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()]
+    present = [name for name in dict.fromkeys((marker, *owned)) if (out / name).exists()
+               and not _holds_none_of_ours(out / name, (inside or {}).get(name))]
     records = _TRAINED if marker in _TRAINED else {marker}
     if present and not any((out / record).is_file() for record in records):  # names like ours, no output of ours
         raise ConfigError(f"{out} holds {', '.join(present[:3])} but no {marker}: not mtdqn's output, and --force "
@@ -206,7 +209,9 @@ def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] 
     is touched.  Fails early (before any training) on an unwritable location.
     """
     out = Path(out)
-    present = check_new_out_dir(out, marker, force, owned, hint)
+    present = check_new_out_dir(out, marker, force, owned, hint, inside)
+    present.sort(key=lambda name: name in _TRAINED or name == marker)  # the record last: one stopped partway
+    # through keeps its record, and --force again finishes it (it was "no config.json", refused for good)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-probe"
@@ -219,14 +224,24 @@ def prepare_out_dir(out: Path, marker: str, force: bool, owned: tuple[str, ...] 
             else:
                 _remove(out / name)
     except OSError as exc:  # the machine's (exit 1: permissions, a read-only or full disk), else the path's
-        error = InsufficientResources if exc.errno in _ENVIRONMENT_ERRNOS else ConfigError
+        error = _MACHINE_ERRORS.get(exc.errno, ConfigError)
         raise error(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
     return out
 
 
 # What makes a writable-looking path unwritable on this machine rather than a wrong path: the environment's
 # problem (the CLI's exit 1), not the input's (2).
-_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_MACHINE_ERRORS = {errno.EACCES: Unwritable, errno.EPERM: Unwritable, errno.EROFS: Unwritable,
+                   errno.ENOSPC: InsufficientDisk, errno.EDQUOT: InsufficientDisk}
+
+
+def _holds_none_of_ours(path: Path, pattern: str | None) -> bool:
+    """Whether ``path`` is a folder named in ``inside`` whose entries are all a user's (none its pattern
+    matches; an empty one is a run's leftover)."""
+    if pattern is None or not path.is_dir() or path.is_symlink():
+        return False
+    names = [entry.name for entry in path.iterdir()]
+    return bool(names) and not any(re.fullmatch(pattern, name) for name in names)
 
 
 def _remove_matching(folder: Path, pattern: re.Pattern[str]) -> None:

@@ -65,7 +65,8 @@ RUN_FILES = (
 )
 # What of a run's folders is its own (a pattern of the names in them): --force removes those alone, and the folder
 # once empty; a file of the user's in checkpoints/ or tb/ stays.
-RUN_FOLDERS_OWN = {"checkpoints": r"iter_\d{9}.*|latest\.json", "tb": r"events\.out\.tfevents\..*"}
+RUN_FOLDERS_OWN = {"checkpoints": r"iter_\d{9}.*|\.?latest\.json(\..*\.tmp)?",  # and an atomic write's temp file
+                   "tb": r"events\.out\.tfevents\..*"}
 # The tidy tables' columns and dtypes (those the compiled loop produces), the same when a table has no rows: a run
 # whose budget ends before its first update still writes an empty grad_tasks table with an integer step column.
 # One row per (chunk, seed, task) or (chunk, seed, task pair).
@@ -247,7 +248,8 @@ class RunDir:
 
     def check_new(self, force: bool) -> None:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
-        check_new_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint())
+        check_new_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint(),
+                          inside=RUN_FOLDERS_OWN)
 
     def check_new_sweep(self, force: bool) -> None:
         """Refuse this folder for a new sweep where it holds a sweep or a run and not ``force`` (one line; reads
@@ -255,7 +257,7 @@ class RunDir:
         if is_sweep(self.path) and not force:
             raise ConfigError(f"{self.path} already holds a sweep; use --resume {self.path} to continue it or "
                               "--force True to overwrite")
-        check_new_out_dir(self.path, SWEEP_FILE, force, owned=self.owned())
+        check_new_out_dir(self.path, SWEEP_FILE, force, owned=self.owned(), inside=RUN_FOLDERS_OWN)
 
     def trained_here(self) -> ContextManager[None]:
         """Hold this folder for one trainer while it writes (:func:`mtdqn.io.held`): a second (``--resume`` of a

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import namedtuple
@@ -392,7 +393,7 @@ def test_an_unwritable_place_is_the_machines_problem_and_a_pseudo_filesystem_no_
     under a file the input's (2); /proc has no disk, where "0 MiB free" was claimed."""
     import errno
 
-    from mtdqn.errors import InsufficientResources
+    from mtdqn.errors import InsufficientDisk, InsufficientResources, Unwritable
     from mtdqn.io import free_bytes
 
     assert free_bytes(Path("/proc/mtdqn-run")) is None and free_bytes(tmp_path) > 0
@@ -404,8 +405,16 @@ def test_an_unwritable_place_is_the_machines_problem_and_a_pseudo_filesystem_no_
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(Path, "write_bytes", read_only)
-    with pytest.raises(InsufficientResources, match="cannot write to output directory .*: Read-only file system"):
+    with pytest.raises(Unwritable, match="cannot write to output directory .*: Read-only file system"):
         prepare_out_dir(tmp_path / "run", "config.json", False)
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)  # a full disk: InsufficientDisk (a search's batch is not split)
+    with pytest.raises(InsufficientDisk, match="No space left on device"):
+        prepare_out_dir(tmp_path / "run", "config.json", False)
+    assert issubclass(Unwritable, InsufficientResources) and issubclass(InsufficientDisk, InsufficientResources)
 
 
 def test_a_full_disk_in_a_background_thread_says_nothing_beside_the_one_line(monkeypatch):
@@ -428,7 +437,7 @@ def test_a_full_disk_in_a_background_thread_says_nothing_beside_the_one_line(mon
     assert [type(e) for e in reported] == [ValueError]
 
 
-def test_force_replaces_only_what_a_run_owns(tmp_path):
+def test_force_replaces_only_what_a_run_owns(tmp_path, monkeypatch):
     (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
     (tmp_path / "tb").mkdir()
     for name in ("config.json", "summary.json", "notes.txt", "checkpoints/latest.json", "checkpoints/mine.pt",
@@ -456,6 +465,28 @@ def test_force_replaces_only_what_a_run_owns(tmp_path):
     (tmp_path / "checkpoints" / "mine.pt").unlink()
     prepare_out_dir(tmp_path, "config.json", True, owned=owned, inside=RUN_FOLDERS_OWN)
     assert not (tmp_path / "checkpoints").exists()  # emptied: removed
+    # a --force stopped partway (an entry it cannot remove) keeps the record, removed last, so --force again
+    # finishes it (the record went first, and the folder was then "not mtdqn's" for good); a folder holding
+    # only a user's file, or an atomic write's temp file, counts as it should
+    (tmp_path / "checkpoints" / "iter_000000100").mkdir(parents=True)
+    (tmp_path / "checkpoints" / ".latest.json.x1.tmp").write_text("{")
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "config.json").write_text("{}")
+    remove = shutil.rmtree
+
+    def stopped(path, *args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "rmtree", stopped)
+        with pytest.raises(ConfigError, match="Input/output error"):
+            prepare_out_dir(tmp_path, "config.json", True, owned=owned, inside=RUN_FOLDERS_OWN)
+    assert (tmp_path / "config.json").is_file()
+    assert remove is shutil.rmtree
+    prepare_out_dir(tmp_path, "config.json", True, owned=owned, inside=RUN_FOLDERS_OWN)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "summary.json").exists()
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["my_notes.txt"]  # a user's alone: no run there
+    prepare_out_dir(tmp_path, "config.json", False, owned=owned, inside=RUN_FOLDERS_OWN)
 
 
 @pytest.mark.slow

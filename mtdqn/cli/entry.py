@@ -328,7 +328,10 @@ class _ReaderMayLeave:
 
     def _reader_left(self) -> None:
         self.gone = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # the exit's flush would raise again
+        try:  # the exit's flush would raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError):  # no descriptor to point elsewhere: the writes above stop here anyway
+            pass
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -339,6 +342,9 @@ def _run_past_a_closed_pipe(handler: Any, cmd: object) -> None:
     (as a tool SIGPIPE ends, `yes | head`), the work done: the run's files are complete, and say what it
     would have printed."""
     stdout = sys.stdout
+    if stdout is None:  # started with standard output closed (`>&-`): print writes nothing, as it always did
+        handler(cmd)
+        return
     sys.stdout = tolerant = _ReaderMayLeave(stdout)
     try:
         handler(cmd)
