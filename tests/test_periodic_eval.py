@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,18 @@ def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(copy / "evals.parquet"), before)
     assert again.summary["eval_every"] == 1000 and again.summary["eval_episodes"] == 2  # the run's own options
     assert json.loads((copy / "config.json").read_text())["options"]["eval_every"] == 1000
+    # evaluated again with another episode count, where its final score averages earlier evaluations too: said
+    # (the final score silently averaged 5-, 5- and 20-episode evaluations); of its final one alone, nothing
+    from mtdqn.errors import MtdqnWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MtdqnWarning)
+        train(TINY, copy, resume=True, progress=False, eval_episodes=3)  # final_score_steps [2000]: alone
+    summary = json.loads((copy / "summary.json").read_text())  # as if 1,000 were in its last 20% (it is not)
+    (copy / "summary.json").write_text(json.dumps({**summary, "final_score_steps": [1000, 2000]}))
+    with pytest.warns(MtdqnWarning, match=r"final score will average its new final evaluation of 3 episodes with "
+                                          r"the evaluations before it in its last 20% \(2 episodes each"):
+        train(TINY, copy, resume=True, progress=False, eval_episodes=3)
 
 
 @pytest.mark.slow

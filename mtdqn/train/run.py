@@ -26,10 +26,11 @@ from mtdqn.config import (
     TrainConfig, check_new_run, config_hash, config_to_dict, warn_of_rounding,
 )
 from mtdqn.devices import seed_devices
-from mtdqn.errors import ConfigError, InsufficientResources, LayoutChangedWarning, count, warn_user
+from mtdqn.errors import (ConfigError, InsufficientResources, LayoutChangedWarning, MtdqnWarning, count,
+                          warn_user)
 from mtdqn.graft import start_from_source
-from mtdqn.io import provenance
-from mtdqn.rundir import RunDir
+from mtdqn.io import provenance, read_json, read_parquet
+from mtdqn.rundir import RUN_SUMMARY, RunDir
 from mtdqn.runoptions import OnEval, RunOptions, resolve
 from mtdqn.train.agent import Agent, check_memory, describe, make_agent, state_bytes
 from mtdqn.train.chunks import make_runner
@@ -111,6 +112,12 @@ def train(
                       f"trained over {trained_on}: another layout changes the numbers from here on, so the run "
                       "will not match one trained without a stop (summary.json records the new layout)",
                       LayoutChangedWarning)
+        earlier = _earlier_final_episodes(run_dir) if resume and _finished_training(agent, verified) else set()
+        if earlier - {options.eval_episodes}:
+            warn_user(f"{run_dir.path}'s final score will average its new final evaluation of "
+                      f"{count(options.eval_episodes, 'episode')} with the evaluations before it in its last 20% "
+                      f"({' or '.join(map(str, sorted(earlier)))} episodes each; evals.parquet's `episodes` says "
+                      "which)", MtdqnWarning)
         check_memory(cfg, agent.task_set, agent.arch, devices=options.devices)
         start_from = None
         if cfg.finetune.source and not resume:
@@ -147,6 +154,24 @@ def resuming_line(agent: Agent, verified: dict[str, Any]) -> str:
     if _finished_training(agent, verified):
         return f"\nmtdqn: all {total:,} env steps per task trained (its latest checkpoint): evaluating it again"
     return f"\nmtdqn: resuming from env step {done:,} of {total:,} per task (its latest checkpoint)"
+
+
+def _earlier_final_episodes(run_dir: RunDir) -> set[int]:
+    """The episode counts of the evaluations a finished run's final score averages besides its final one (the
+    rule and steps its summary.json records, the counts evals.parquet's): an evaluation again with another
+    count is averaged with them."""
+    path = run_dir.path / RUN_SUMMARY
+    try:
+        summary = read_json(path) if path.is_file() else {}
+        if not isinstance(summary, dict) or summary.get("final_score_rule") != "mean-of-last-evals":
+            return set()
+        steps = set(summary.get("final_score_steps", ())[:-1])
+        if not steps:
+            return set()
+        evals = read_parquet(run_dir.path / "evals.parquet")
+        return {int(n) for n in evals.loc[evals["step"].isin(steps), "episodes"]}
+    except (ConfigError, TypeError, KeyError):  # a damaged summary or table: redone, and nothing to say of it
+        return set()
 
 
 def _finished_training(agent: Agent, verified: dict[str, Any]) -> bool:
