@@ -33,7 +33,7 @@ from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
     SEARCH_ID, TUNE_RECORD, best_trial, check_same_search, check_storage_holds_this_search, confirm_best,
-    default_storage, open_search, open_storage, read_search_id, write_record,
+    default_storage, finished_count, open_search, open_storage, read_search_id, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec, schedule_note
@@ -194,13 +194,11 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
             url = storage if storage is not None else default_storage(out)
             study = open_search(spec, opened if opened is not None else open_storage(url), record[SEARCH_ID], out)
             total = trials if trials is not None else spec.trials
-            ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                             optuna.trial.TrialState.PRUNED,
-                                                             optuna.trial.TrialState.FAIL))
-            if len(ended) >= total and len(ended) == len(study.trials):  # was silent: `--n-trials 2` on 4 trials
+            ended = finished_count(study)
+            if ended >= total and ended == len(study.trials):  # was silent: `--n-trials 2` on 4 trials
                 asked = (f"--n-trials {total:,} is the total it should hold, not a number to add" if trials is not None
                          else f"the spec's trials = {total:,}")
-                announce(f"{out} holds {errors.count(len(ended), 'finished trial')}; {asked}: none to run")
+                announce(f"{out} holds {errors.count(ended, 'finished trial')}; {asked}: none to run")
             if ray_address is not None:
                 from mtdqn.tune.ray_trials import run_search_on_ray  # imports Ray, which local tunes do without
 
