@@ -22,7 +22,7 @@ from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
 
 __all__ = ["CellConfig", "CellStatus", "OnEvent", "adopt_thresholds", "cell_status", "check_devices", "check_out_dir",
-           "read_summary", "run_cell", "write_failed"]
+           "read_summary", "run_cell", "skip_finished", "write_failed"]
 
 CellStatus = Literal["done", "resume", "fresh"]
 OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
@@ -96,6 +96,13 @@ def adopt_thresholds(cell: CellConfig, cell_dir: Path) -> None:
     summary = read_summary(path)
     if summary is not None and summary.get("thresholds") != cell.thresholds:
         write_json(path, {**summary, "thresholds": cell.thresholds})
+
+
+def skip_finished(cell: CellConfig, cell_dir: Path, on_event: OnEvent) -> None:
+    """A finished cell on a study's rerun: it takes the study's thresholds (:func:`adopt_thresholds`), and the
+    progress says it is skipped (one place, for each kind of study's loop over its finished cells)."""
+    adopt_thresholds(cell, cell_dir)
+    on_event("skip", cell, None)
 
 
 def _stored_outcome(run_record: dict[str, Any], now: RunOptions, source: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.cell import CellConfig, adopt_thresholds, cell_status, check_devices, check_out_dir, read_summary
+from mtdqn.studies.cell import CellConfig, cell_status, check_devices, check_out_dir, read_summary, skip_finished
 from mtdqn.studies.runner import (StudyResult, budget_text, build, build_groups, cell_configs, preset_advice,
                                   progress_printer, run_local, study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import RUN_OPTION_KEYS, StudySpec, apply_options, build_spec
@@ -152,8 +152,7 @@ def _run(cells: list[tuple[CellConfig, Path]], statuses: list[str], console: Con
     on_event = progress_printer(console, len(cells))
     for (cell, d), status in zip(cells, statuses):
         if status == "done":
-            adopt_thresholds(cell, d)
-            on_event("skip", cell, None)
+            skip_finished(cell, d, on_event)
     run_local([(c, d) for (c, d), s in zip(cells, statuses) if s != "done"], on_event, progress)
 
 

@@ -32,8 +32,8 @@ from mtdqn.config import TrainConfig, derive, rounded_schedule
 from mtdqn.errors import ConfigError, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
-from mtdqn.studies.cell import (CellConfig, OnEvent, adopt_thresholds, cell_status, check_devices, check_out_dir,
-                                read_summary, run_cell)
+from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
+                                run_cell, skip_finished)
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.studies.spec import StudySpec, variant_config
 
@@ -301,8 +301,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
                           f"{budget_text(spec.steps, [c.config for c, _ in cells])} per task → {out_dir}")
             for cell, d in cells:
                 if statuses[cell.variant] == "done":
-                    adopt_thresholds(cell, d)
-                    on_event("skip", cell, None)
+                    skip_finished(cell, d, on_event)
             if progress and todo and ray_address is None:
                 console.print(_estimate_line([c for c, _ in todo]))
             if ray_address is not None and todo:

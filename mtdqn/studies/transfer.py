@@ -31,8 +31,8 @@ from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.cell import (CellConfig, adopt_thresholds, cell_status, check_devices, check_out_dir, read_summary,
-                                run_cell)
+from mtdqn.studies.cell import (CellConfig, cell_status, check_devices, check_out_dir, read_summary, run_cell,
+                                skip_finished)
 from mtdqn.studies.runner import (StudyResult, budget_text, build, preset_advice, progress_printer, run_local,
                                   study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import (RUN_OPTION_KEYS, StudySpec, agent_error, apply_options, build_spec, default_threshold,
@@ -139,8 +139,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
                       f"{budget_text(spec.steps, [c.config for c in (pre_cell, *cells)])} → {out_dir}")
         on_event = progress_printer(console, len(cells) + 1)
         if pre_status == "done":
-            adopt_thresholds(pre_cell, out_dir / "pretrain")
-            on_event("skip", pre_cell, None)
+            skip_finished(pre_cell, out_dir / "pretrain", on_event)
         else:
             on_event("start", pre_cell, None)
             summary = run_cell(pre_cell, out_dir / "pretrain", progress=progress)
@@ -150,8 +149,7 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
                                   f"see {out_dir / 'pretrain'}")
         for cell, d in pairs:
             if statuses[cell.variant] == "done":
-                adopt_thresholds(cell, d)
-                on_event("skip", cell, None)
+                skip_finished(cell, d, on_event)
         run_local([(c, d) for c, d in pairs if statuses[c.variant] != "done"], on_event, progress)
         from mtdqn.analysis.transfer import write_transfer_table
 
