@@ -248,8 +248,7 @@ class RunDir:
 
     def check_new(self, force: bool) -> None:
         """Refuse this folder for a new run where it holds one and not ``force`` (one line; reads only)."""
-        check_new_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint(),
-                          inside=RUN_FOLDERS_OWN)
+        check_new_out_dir(self.path, RUN_RECORD, force, hint="" if force else self._resume_hint(), **self._ours())
 
     def check_new_sweep(self, force: bool) -> None:
         """Refuse this folder for a new sweep where it holds a sweep or a run and not ``force`` (one line; reads
@@ -257,7 +256,13 @@ class RunDir:
         if is_sweep(self.path) and not force:
             raise ConfigError(f"{self.path} already holds a sweep; use --resume {self.path} to continue it or "
                               "--force True to overwrite")
-        check_new_out_dir(self.path, SWEEP_FILE, force, owned=self.owned(), inside=RUN_FOLDERS_OWN)
+        check_new_out_dir(self.path, SWEEP_FILE, force, **self._ours())
+
+    def prepare_sweep(self, force: bool) -> None:
+        """This folder made ready for a new sweep: :meth:`check_new_sweep`, then (``force``) a run's or an earlier
+        sweep's files removed, as :meth:`create` does for a run."""
+        self.check_new_sweep(force)
+        prepare_out_dir(self.path, SWEEP_FILE, force, **self._ours())
 
     def trained_here(self) -> ContextManager[None]:
         """Hold this folder for one trainer while it writes (:func:`mtdqn.io.held`): a second (``--resume`` of a
@@ -267,14 +272,18 @@ class RunDir:
 
     def create(self, record: dict[str, Any], force: bool) -> None:
         """A new run: check the folder may be used (``force`` replaces an old run's files), write its record."""
-        prepare_out_dir(self.path, RUN_RECORD, force, owned=self.owned(), hint="" if force else self._resume_hint(),
-                        inside=RUN_FOLDERS_OWN)
+        prepare_out_dir(self.path, RUN_RECORD, force, hint="" if force else self._resume_hint(), **self._ours())
         write_json(self.record_path, record)
 
     def owned(self) -> tuple[str, ...]:
         """What ``--force`` removes here before a new run or sweep: a run's files and a sweep's
         (:func:`mtdqn.sweepspec.sweep_entries`); nothing else in the folder."""
         return (*RUN_FILES, *sweep_entries(self.path))
+
+    def _ours(self) -> dict[str, Any]:
+        """What of this folder a new run or sweep may replace, as :func:`mtdqn.io.prepare_out_dir` takes it: the
+        entries (:meth:`owned`) and, inside a run's folders, the names (:data:`RUN_FOLDERS_OWN`)."""
+        return {"owned": self.owned(), "inside": RUN_FOLDERS_OWN}
 
     def _resume_hint(self) -> str:
         """What the refusal of a new run here adds where this folder holds an unfinished training run (a

@@ -27,8 +27,8 @@ from mtdqn.config import (
     TrainConfig, check_new_run, config_hash, config_to_dict, derive, warn_of_rounding,
 )
 from mtdqn.errors import ConfigError, TrainingDiverged, count
-from mtdqn.io import prepare_out_dir, provenance, write_json
-from mtdqn.rundir import RUN_FOLDERS_OWN, RunDir, Tables, chunk_tables, write_tensorboard
+from mtdqn.io import provenance, write_json
+from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
 from mtdqn.sweepspec import SWEEP_FILE, check_sweep, member_configs, strategy_options
@@ -141,8 +141,7 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
     """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
     writes it, plus where its population is: :meth:`RunDir.population`)."""
     if not resume:  # a run's or an earlier sweep's files (--force): refused (again, now held), or removed
-        RunDir(out_dir).check_new_sweep(force)
-        prepare_out_dir(out_dir, SWEEP_FILE, force, owned=RunDir(out_dir).owned(), inside=RUN_FOLDERS_OWN)
+        RunDir(out_dir).prepare_sweep(force)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,
                                       **provenance(), **options.record()})
