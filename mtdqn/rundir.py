@@ -304,9 +304,13 @@ class RunDir:
             return ""
         return f"; it is unfinished: `mtdqn train --resume {shlex.quote(str(self.path))}` continues it"
 
-    def update_record(self, record: dict[str, Any]) -> None:
-        """Rewrite the record (atomically), e.g. with the options a resumed run now uses."""
-        write_json(self.record_path, record)
+    def record_options(self, options: dict[str, Any]) -> None:
+        """config.json states the options its latest checkpoint holds (``options``: :meth:`RunOptions.record`):
+        rewritten (atomically) after a checkpoint a resume wrote under changed options, not before, so a resume
+        stopped before its first checkpoint leaves the options it will resume with (it stated the new ones)."""
+        record = self.require_run()
+        if record.get("options") != options["options"]:
+            write_json(self.record_path, {**record, **options})
 
     def require_run(self, flag: str = "") -> dict[str, Any]:
         """An existing run's record; a one-line error if this is no run directory, naming the runs inside a sweep

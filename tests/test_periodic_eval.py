@@ -159,7 +159,7 @@ def test_final_scores_average_the_chosen_steps():
 
 
 @pytest.mark.slow
-def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
+def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path, monkeypatch):
     import shutil
 
     copy = tmp_path / "copy"
@@ -175,10 +175,19 @@ def test_resuming_a_finished_run_keeps_one_final_evaluation(run, tmp_path):
     # evaluated again with another episode count, where its final score averages earlier evaluations too: said
     # (the final score silently averaged 5-, 5- and 20-episode evaluations); of its final one alone, nothing
     from mtdqn.errors import MtdqnWarning
+    from mtdqn.train import run as run_module
 
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:  # a resume stopped before it wrote anything: config.json keeps the options
+        patch.setattr(run_module, "drive", stopped)  # it resumes with (it stated the new ones, not yet in force)
+        with pytest.raises(KeyboardInterrupt):
+            train(TINY, copy, resume=True, progress=False, eval_episodes=3)
+    assert json.loads((copy / "config.json").read_text())["options"]["eval_episodes"] == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error", MtdqnWarning)
         train(TINY, copy, resume=True, progress=False, eval_episodes=3)  # final_score_steps [2000]: alone
+    assert json.loads((copy / "config.json").read_text())["options"]["eval_episodes"] == 3  # once in force
     summary = json.loads((copy / "summary.json").read_text())  # as if 1,000 were in its last 20% (it is not)
     (copy / "summary.json").write_text(json.dumps({**summary, "final_score_steps": [1000, 2000]}))
     with pytest.warns(MtdqnWarning, match=r"final score will average its new final evaluation of 3 episodes with "

@@ -369,8 +369,11 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_s
                                           r"it until it finishes; resume it, --resume .*killed$"):
         mtdqn.load_agent(tmp_path / "killed" / labels[0])
     capsys.readouterr()
-    main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
+    main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False", "--checkpoint-every", "400"])
     assert "mtdqn: resuming from env step 200 of " in capsys.readouterr().out  # the population's first checkpoint
+    for record in [tmp_path / "killed" / "sweep.json", *(tmp_path / "killed" / label / "config.json"
+                                                          for label in labels)]:  # the options now in force
+        assert json.loads(record.read_text())["options"]["checkpoint_every"] == 400
     for whole in api_sweep:
         resumed = Run(tmp_path / "killed" / whole.path.name)
         assert whole.config == resumed.config

@@ -168,6 +168,7 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 run_dir.write_tables(tables)
                 if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                     save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1, options.record())
+                    run_dir.record_options(options.record())
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * schedule.steps_per_chunk,
                            t_loop)

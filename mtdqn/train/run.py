@@ -99,7 +99,7 @@ def train(
         _check_host_options(agent, resume, {**dataclasses.asdict(options or RunOptions()), **given})
         verified = None
         if resume:
-            record = run_dir.require_resumable()
+            run_dir.require_resumable()
             verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
             options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
         trained_on = options.devices if resume else None
@@ -130,9 +130,7 @@ def train(
         ckpt_bytes = state_bytes(jax.eval_shape(trainer.init, seed_keys(agent.seeds)))
         run_dir.check_space(ckpt_bytes)
         with run_dir.trained_here():  # before the first write: one trainer per folder (on resume: held above)
-            if resume:
-                run_dir.update_record({**record, **options.record()})  # config.json states the options now in force
-            else:
+            if not resume:  # a resumed run's config.json takes its options with a checkpoint or its end
                 run_dir.create({"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **provenance(),
                                 "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record()}, force)
             t_start = time.perf_counter()

@@ -27,7 +27,7 @@ from mtdqn.config import (
     TrainConfig, check_new_run, config_hash, config_to_dict, derive, warn_of_rounding,
 )
 from mtdqn.errors import ConfigError, TrainingDiverged, count
-from mtdqn.io import provenance, write_json
+from mtdqn.io import provenance, read_json, write_json
 from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
@@ -133,6 +133,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
             summary, frame = finish(member_trainer, run_dir, options, schedule, one, t_start,
                                     {"sweep": {"dir": str(out_dir), "members": len(members)}})
             results.append(RunResult(run_dir.path, summary, frame, state))
+        _record_options(out_dir, runs, options)
     return results
 
 
@@ -140,18 +141,26 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
                    runs: list[RunDir], options: RunOptions, resume: bool, force: bool) -> None:
     """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
     writes it, plus where its population is: :meth:`RunDir.population`)."""
-    if not resume:  # a run's or an earlier sweep's files (--force): refused (again, now held), or removed
-        RunDir(out_dir).prepare_sweep(force)
+    if resume:  # they take a resume's changed options with its next checkpoint (_record_options)
+        return
+    RunDir(out_dir).prepare_sweep(force)  # a run's or an earlier sweep's files (--force): refused (again), or removed
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SWEEP_FILE, {"config": config_to_dict(cfg), "config_hash": config_hash(cfg), **record,
                                       **provenance(), **options.record()})
     for (_, member), agent, run_dir in zip(members, agents, runs):
-        if resume:
-            run_dir.update_record({**run_dir.require_run(), **options.record()})
-        else:
-            run_dir.create({"config": config_to_dict(member), "config_hash": config_hash(member), **provenance(),
-                            "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record(),
-                            "population": os.path.relpath(out_dir, run_dir.path)}, force)
+        run_dir.create({"config": config_to_dict(member), "config_hash": config_hash(member), **provenance(),
+                        "seeds": agent.seeds, "derived": agent.derived.__dict__, **options.record(),
+                        "population": os.path.relpath(out_dir, run_dir.path)}, force)
+
+
+def _record_options(out_dir: Path, runs: list[RunDir], options: RunOptions) -> None:
+    """sweep.json and its members' config.json state the options of the population's latest checkpoint, as a
+    run's (:meth:`RunDir.record_options`): a resume's changed ones from its first checkpoint or its end."""
+    sweep = read_json(out_dir / SWEEP_FILE)
+    if sweep.get("options") != options.record()["options"]:
+        write_json(out_dir / SWEEP_FILE, {**sweep, **options.record()})
+    for run in runs:
+        run.record_options(options.record())
 
 
 @dataclasses.dataclass
@@ -254,6 +263,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
                 save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record())
+                _record_options(out_dir, runs, options)
                 last_good = step
             if evaluate and on_eval is not None:
                 for i, member_tables in enumerate(tables):
