@@ -770,3 +770,25 @@ def test_an_option_omitted_at_its_default_is_compared_with_that_default():
         ("affinity_every", 6, 0), ("dqn.dropout", 0.1, 0.0), ("dqn.n_step", 3, 1),
         ("network.feature_norm", "rms", "none"), ("network.init", "deramo", "lecun")]
     assert non_default_options({"dqn": {"n_step": 1}}) == []  # stored at its default: not an option changed
+
+
+def test_reach_and_auc_read_from_training_returns_are_said_at_the_top(tmp_path):
+    """A walk-through's smoke test (no evaluation during training): results.md showed greedy returns of 0 beside
+    "seeds reached 1/2", the reach read from exploring training episodes with only report.md's Methods saying
+    so; both files now say it at the top, and nothing of it where the greedy curves exist.  An AUC over one
+    point said it was "the trapezoid ... from the first, 5.01k, to the last, 5.01k (1 points)"."""
+    import pandas as pd
+
+    from mtdqn.analysis import build_report
+    from mtdqn.analysis.captions import auc_steps
+    from synthetic_study import make_study
+
+    said = "**AUC and steps to threshold read ε-greedy training returns.** The runs stored no greedy evaluations"
+    out = build_report(make_study(tmp_path / "training", evals=False), reps=200)
+    for name in ("report.md", "results.md"):
+        text = (out / name).read_text()
+        assert said in text and text.index(said) < text.index("Per-task results"), name  # above the tables
+    out = build_report(make_study(tmp_path / "greedy", evals=True), reps=200)
+    assert not any("read ε-greedy training returns" in (out / name).read_text() for name in ("report.md", "results.md"))
+    assert auc_steps(pd.DataFrame({"step": [5008, 5008]}), "training") == \
+        "no span (the curve has one point, the logging step 5.01k: the AUC is its value)"

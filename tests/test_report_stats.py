@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats as sps
 
 from mtdqn.analysis import build_report, load_study
 from mtdqn.analysis import ranges
@@ -63,6 +64,15 @@ def test_no_interval_below_min_seeds_and_detectable_difference():
     expected = (2.3060041352 + 0.8888857) * math.sqrt(2 * sd2 / 5)
     assert min_detectable_difference(x, y) == pytest.approx(expected, rel=1e-4)
     assert math.isnan(min_detectable_difference([500.0] * 5, [500.0] * 5))  # no spread: nothing to size
+    # unequal spreads: the degrees of freedom of the Welch test the report runs (4.08 here), not n_x + n_y - 2
+    # (8 understated the difference by a third: a walk-through's 365 where its test needed 488)
+    wide = [0.0, 10.0, 20.0, 30.0, 40.0]
+    va, vb = np.var(x, ddof=1) / 5, np.var(wide, ddof=1) / 5
+    dof = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 4)
+    expected = (sps.t.ppf(0.975, dof) + sps.t.ppf(0.8, dof)) * math.sqrt(va + vb)
+    assert dof == pytest.approx(4.08, abs=0.01)
+    assert min_detectable_difference(x, wide) == pytest.approx(expected, rel=1e-9)
+    assert min_detectable_difference(x, wide) > 1.1 * (2.3060041352 + 0.8888857) * math.sqrt(va + vb)
     from mtdqn.analysis.fmt import detectable
 
     assert detectable(713.0, 500.0).startswith("none within the range")  # the demo's CartPole at 2 seeds
@@ -111,6 +121,8 @@ def test_greedy_evaluation_is_the_main_learning_curve(full: Path):
     assert (np.isfinite(diffs["lo"]) == (diffs["test"] == "welch")).all() and diffs["estimable"].any()
     assert not (diffs["test"] == "welch")[~diffs["estimable"] | (diffs["metric"] == "steps_to_threshold")].any()
     assert np.isfinite(diffs["mde"]).any()
+    welch = diffs[diffs["test"] == "welch"]  # the detectable difference is sized with the Welch test's own dof
+    assert len(welch) and (welch["dof"] < welch["n"] + welch["n_reference"] - 2 + 1e-9).all()
 
 
 @pytest.fixture(scope="module")

@@ -353,6 +353,33 @@ def test_a_budget_its_cells_round_up_is_said_once() -> None:
         warn_of_rounded_budgets("s", cells(2_000, {"learning_starts": 500, "log_every": 1_000}))
 
 
+def test_cells_evaluated_at_their_end_alone_are_said_once() -> None:
+    """A study whose evaluation cadence does not fit its budget (minigrid-mt3 at --steps 5000, under its
+    20,000) has no greedy learning curves, and its report's AUC and steps to threshold read training returns:
+    warned once, naming the cells; nothing where an evaluation fits before the end."""
+    from mtdqn.errors import MtdqnWarning
+    from mtdqn.studies.runner import warn_of_no_evaluations
+    from mtdqn.studies.spec import build_spec
+
+    def cells(steps: int, eval_every: int) -> list:
+        return cell_configs(build_spec({"tasks": ["CartPole-v1"], "steps": steps, "seeds": 1, "eval_every": eval_every,
+                                        "options": {"learning_starts": 500},
+                                        "variants": {"shared": {"sharing": "shared"}}}, "s.toml", "s"))
+
+    with pytest.warns(MtdqnWarning, match=r"^study s: evaluations every 20,000 env steps do not fit in 10,000 \(cells "
+                                          r"independent, shared\): each is evaluated at its end alone, so the "
+                                          r"report's AUC and steps to threshold will read ε-greedy training returns; "
+                                          r"for greedy learning curves, give --steps above the cadence$") as w:
+        warn_of_no_evaluations("s", cells(10_000, 20_000), preset=True)
+    assert len(w) == 1
+    with pytest.warns(MtdqnWarning, match=r"give steps above options.eval_every, or a smaller options.eval_every$"):
+        warn_of_no_evaluations("s", cells(10_000, 10_000), preset=False)  # one evaluation, at the end: no curve
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MtdqnWarning)
+        warn_of_no_evaluations("s", cells(20_000, 10_000), preset=False)  # at 10,000 and the end: a curve
+        warn_of_no_evaluations("s", cells(10_000, 0), preset=False)  # no evaluations asked for
+
+
 def test_the_study_warns_of_its_rounding_before_it_writes(tmp_path: Path) -> None:
     """run_study says it (not only the function above), before the study's folder is made: under -W error
     nothing is written; a preset's advice is only --steps."""
@@ -365,8 +392,8 @@ def test_the_study_warns_of_its_rounding_before_it_writes(tmp_path: Path) -> Non
             run_study(spec, tmp_path / "study", progress=False)
         # a preset's options are its own: only --steps is the user's to change (not options.log_every)
         with pytest.raises(RoundedScheduleWarning, match=r"steps 5,001 trains 10,000 .* in cells independent, "
-                                                         r"shared; to train as asked, give --steps a multiple of the "
-                                                         r"window$"):
+                                                         r"shared; to train as asked, give --steps a whole number of "
+                                                         r"windows \(one at least\)$"):
             run_study(resolve_spec("quick", {"steps": 5001, "seeds": 1}), tmp_path / "study", progress=False)
     assert not (tmp_path / "study").exists()
 

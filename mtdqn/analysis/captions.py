@@ -27,6 +27,8 @@ def auc_steps(curves: pd.DataFrame, source: str) -> str:
         return "the curve's points"
     steps = sorted(int(x) for x in pd.unique(curves["step"]))
     what = "evaluation" if source == "evaluation" else "logging"
+    if len(steps) == 1:  # no trapezoid ("from the first, 5.01k, to the last, 5.01k (1 points)"): its value
+        return f"no span (the curve has one point, the {what} step {fmt.steps(steps[0])}: the AUC is its value)"
     return (f"the {what} steps from the first, {fmt.steps(steps[0])}, to the last, {fmt.steps(steps[-1])} "
             f"({len(steps)} points; there is no {what} at step 0, so the untrained start is not in it)")
 

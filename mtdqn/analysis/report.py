@@ -115,6 +115,23 @@ def smoke_test_note(study: Study) -> str:
             f"into it; `--seeds {2 * stats.MIN_SEEDS}` resolves differences about a third smaller.")
 
 
+def training_source_note(study: Study, c: _Computed) -> str:
+    """Said at the top of report.md and results.md where the AUC and steps to threshold read the ε-greedy
+    training returns ('' where they read greedy evaluations): a smoke test's greedy returns of 0 stood beside
+    "reached by 1/2 seeds" with only the Methods saying the reach came from training episodes."""
+    if c.curve_source == "evaluation":
+        return ""
+    ok = study.ok_variants
+    without = [v for v in ok if not tables.has_eval_curve(study.cells[v])]
+    who = (f"{', '.join(f'`{v}`' for v in without)} stored" if 0 < len(without) < len(ok) else
+           "The runs stored")
+    return (f"**AUC and steps to threshold read ε-greedy training returns.** {who} no greedy evaluations during "
+            "training (evaluated at the end alone), so these two metrics come from the returns of the training "
+            "episodes (exploring, smoothed over logging windows), not from the greedy policy the final scores "
+            "measure: they can disagree (a seed 'reaching' a threshold its greedy policy does not). Evaluations "
+            "during training (`eval_every` below the budget) give every variant a greedy curve.")
+
+
 def discount_line(study: Study, c: _Computed) -> str:
     """Which final score leads, and each task's discount."""
     per_task = c.data["per_task"]
@@ -138,8 +155,8 @@ def _not_ok(c: _Computed) -> list[str]:
 
 def _overview(study: Study, c: _Computed) -> Section:
     failed = _not_ok(c)
-    note = smoke_test_note(study)
-    blocks = ([Text(note)] if note else []) + [
+    notes = [Text(text) for text in (smoke_test_note(study), training_source_note(study, c)) if text]
+    blocks = notes + [
         Text(f"Tasks: {', '.join(study.tasks)}. Variants: {', '.join(f'`{v}`' for v in study.variants)}; "
              f"reference `{study.reference}`. Seeds: {len(study.seeds)} ({', '.join(map(str, study.seeds))}). "
              f"Budget: {methods.budget_text(study)}."),
@@ -484,12 +501,9 @@ def _results_md(study: Study, c: _Computed) -> str:
              f"Reference: `{study.reference}`.", ""]
     if (not_ok := _not_ok(c)):
         parts += [f"- {line}" for line in not_ok] + [""]
-    line = discount_line(study, c)
-    if line:
-        parts[2:2] = [line, ""]
-    note = smoke_test_note(study)
-    if note:
-        parts[2:2] = [note, ""]
+    for line in (discount_line(study, c), training_source_note(study, c), smoke_test_note(study)):
+        if line:  # each before the last: the smoke-test note first
+            parts[2:2] = [line, ""]
     for t in (Table("Per-task results", display.per_task(d["per_task"], d["per_seed"], c.headline_metric)),
               Table("Aggregate normalized score", display.aggregates(d["aggregates"]),
                     _no_aggregate(study, d, False) or _aggregate_note(d)),

@@ -45,6 +45,7 @@ __all__ = [
     "t_mean",
     "welch_diff",
     "welch_p",
+    "welch_se_dof",
     "hedges_g",
     "holm",
     "no_variation",
@@ -182,8 +183,9 @@ def t_mean(values: np.ndarray | list[float], bounds: Bounds = UNBOUNDED, *, conf
     return clip(Estimate(mean, mean - half, mean + half, n), bounds)
 
 
-def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(standard error, Welch-Satterthwaite degrees of freedom) of mean(a) - mean(b); se 0: no spread."""
+def welch_se_dof(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(standard error, Welch-Satterthwaite degrees of freedom) of mean(a) - mean(b) (each of 2 or more
+    values); se 0: no spread.  The test, its interval and the difference it could detect all use them."""
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = float(np.sqrt(va + vb))
     if se == 0.0:
@@ -203,7 +205,7 @@ def welch_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bounds:
     if a.size == 0 or b.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
     point = _point_difference(a, b, bounds)
-    se, dof = _welch(a, b) if point.n >= 2 else (0.0, float("nan"))
+    se, dof = welch_se_dof(a, b) if point.n >= 2 else (0.0, float("nan"))
     if point.n < min_seeds or se == 0.0:
         return point
     half = float(sps.t.ppf(0.5 + confidence / 2, dof) * se)
@@ -218,7 +220,7 @@ def welch_p(x: np.ndarray | list[float], y: np.ndarray | list[float], *, min_see
     a, b = finite_values(x), finite_values(y)
     if min(a.size, b.size) < max(min_seeds, 2) or no_variation(a, b):
         return float("nan")
-    se, dof = _welch(a, b)
+    se, dof = welch_se_dof(a, b)
     if se == 0.0:
         return 0.0
     return float(2.0 * sps.t.sf(abs(float(a.mean() - b.mean())) / se, dof))
@@ -269,16 +271,17 @@ def min_detectable_difference(x: np.ndarray | list[float], y: np.ndarray | list[
     """Smallest true difference of means a two-sided two-sample test would detect with ``power``.
 
     Normal-theory power analysis with the observed spread: (t_{1-alpha/2} +
-    t_{power}) * sqrt(s_x^2/n_x + s_y^2/n_y), t with n_x + n_y - 2 degrees of
-    freedom. NaN below MIN_SEEDS finite values in a group (the spread of so few
+    t_{power}) * sqrt(s_x^2/n_x + s_y^2/n_y), t with the Welch-Satterthwaite degrees
+    of freedom of the test the report runs (n_x + n_y - 2 understated it by up to a
+    third where the spreads differ). NaN below MIN_SEEDS finite values in a group (the spread of so few
     seeds sizes nothing: the report shows their values instead), or when
     neither group varies (no spread observed: nothing to size a test with).
     """
     a, b = finite_values(x), finite_values(y)
     if a.size < MIN_SEEDS or b.size < MIN_SEEDS:
         return float("nan")
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
-    return detectable_from_se(se, a.size + b.size - 2, alpha=alpha, power=power)
+    se, dof = welch_se_dof(a, b)
+    return detectable_from_se(se, dof, alpha=alpha, power=power)
 
 
 def mean_ci(values: np.ndarray | list[float], confidence: float = 0.95) -> Estimate:
@@ -314,10 +317,8 @@ def diff_ci(
     n = int(min(a.size, b.size))
     if a.size < 2 or b.size < 2:
         return Estimate(diff, float("nan"), float("nan"), n)
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = float(np.sqrt(va + vb))
+    se, dof = welch_se_dof(a, b)
     if se == 0.0:
         return Estimate(diff, diff, diff, n)
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = float(sps.t.ppf(0.5 + confidence / 2, dof) * se)
     return Estimate(diff, diff - half, diff + half, n)

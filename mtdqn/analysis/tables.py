@@ -296,10 +296,10 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
     if untested:
         return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "p_min": np.nan, "effect": np.nan,
                 "untested": untested, "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan}
-    se = float(np.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size))
+    se, dof = stats.welch_se_dof(x, y)  # the interval's and the test's: the detectable difference uses them too
     return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_min": 0.0,  # continuous: any p
             "effect": stats.hedges_g(x, y), "untested": "", "deviating": deviating, "test": "welch", "se": se,
-            "dof": float(x.size + y.size - 2)}
+            "dof": dof}
 
 
 def _censored_row(x: np.ndarray, y: np.ndarray, budget: int, reps: int, seed: int) -> dict:

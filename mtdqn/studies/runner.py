@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from rich.console import Console
 
 from mtdqn.config import TrainConfig, derive, rounded_schedule
-from mtdqn.errors import ConfigError, RoundedScheduleWarning, count, warn_user
+from mtdqn.errors import ConfigError, MtdqnWarning, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
@@ -71,6 +71,25 @@ def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | No
         how = advice or ("give steps a multiple of the window, or options.log_every a divisor of steps that is a "
                          "multiple of num_envs")
         warn_user(f"study {name}: {said}; to train as asked, {how}", RoundedScheduleWarning)
+
+
+def warn_of_no_evaluations(name: str, cells: list[CellConfig], preset: bool) -> None:
+    """Cells whose evaluation cadence does not fit their budget, said once: evaluated at their end alone, they
+    have no greedy learning curve, and the report's AUC and steps to threshold read the ε-greedy training
+    returns instead (the minigrid-mt3 preset at ``--steps 5000``, under its 20,000: greedy returns of 0 beside
+    "reached by 1/2 seeds", with only the report's Methods saying where that came from)."""
+    short: dict[tuple[int, int], list[str]] = {}
+    for cell in cells:
+        every, steps = cell.run_options.eval_every, derive(cell.config).env_steps
+        if every and steps <= every:
+            short.setdefault((every, steps), []).append(cell.variant)
+    if short:
+        said = "; ".join(f"evaluations every {every:,} env steps do not fit in {steps:,} (cells {', '.join(v)})"
+                         for (every, steps), v in short.items())
+        how = ("give --steps above the cadence" if preset else
+               "give steps above options.eval_every, or a smaller options.eval_every")
+        warn_user(f"study {name}: {said}: each is evaluated at its end alone, so the report's AUC and steps to "
+                  f"threshold will read ε-greedy training returns; for greedy learning curves, {how}", MtdqnWarning)
 
 
 def preset_advice(num_envs: int) -> str:
@@ -292,8 +311,9 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     # error under -W error: nothing written yet), then one study per folder (the hold makes the folder)
     with backend:
         preset = spec.source.startswith("preset ")  # its options are its own: only --steps is the user's
-        warn_of_rounded_budgets(spec.name, [c for c, _ in todo], "give --steps a multiple of the window" if preset
-                                else None)
+        warn_of_rounded_budgets(spec.name, [c for c, _ in todo], "give --steps a whole number of windows (one at "
+                                "least)" if preset else None)
+        warn_of_no_evaluations(spec.name, [c for c, _ in todo], preset)
         with held(out_dir):
             write_json(out_dir / STUDY_RECORD, study_record(spec))
             console.print(f"study [bold]{spec.name}[/bold]: {count(len(spec.tasks), 'task')} × "
