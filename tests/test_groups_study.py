@@ -321,3 +321,40 @@ def test_groups_study_end_to_end(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/summary.json")}
     run_groups_study(_tiny_spec((A, B)), out, progress=False, report=False)  # a rerun trains nothing
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/summary.json")} == stamps and len(stamps) == 3
+
+
+def test_groups_md_says_where_its_numbers_cannot_carry_a_ranking(tmp_path):
+    """A walk-through's groups.md (1) showed the affinity as means alone and named a 'best' whose score, 1.12e-05,
+    was above all apart's 0 in 3 of 5 seeds: the matrix and the predicted scores carry their intervals over
+    seeds, and such a best is said to rest on noise; (2) gave the aggregate an interval below what any policy
+    can score ([-0.080, 0.286] where the floor is -0.024); (3) opened a 2-seed run, every partition at or below
+    random, as a ranking: a smoke-test line and a line naming the tasks no partition learned."""
+    from mtdqn.analysis.anchors import lookup, normalize
+    from mtdqn.analysis.group_report import _smoke_test, _unlearned
+    from mtdqn.analysis.group_scores import normalized_bounds
+
+    clear = write_groups_report(make_groups_study(tmp_path / "clear")).read_text()
+    assert "| CartPole-v1 | 1.02 | 0.52 [0.5, 0.54] | -0.18 [-0.2, -0.16] |" in clear
+    assert f"| best | {A}+{B} \\| {C} | 1.04 [1, 1.08] |" in clear and "not told from all apart" not in clear
+    noisy = make_groups_study(tmp_path / "noisy")  # each seed's affinities shifted by +-0.5: best's score +-1
+    rows = _affinity_rows(Z, SEEDS)
+    rows["value"] = (rows["value"] * 0.01 + np.where(rows["seed"] % 2 == 0, 0.5, -0.5)).astype(np.float32)
+    rows.to_parquet(noisy / "cells" / "joint" / "affinity.parquet")
+    text = write_groups_report(noisy).read_text()
+    assert "**The predicted best is not told from all apart by the affinity**: its score, 0.21, is above all " \
+           "apart's 0 in 3 of 5 seeds, and its 95% interval over the joint run's seeds, [-1.15, 1.57], holds 0" in text
+    # the aggregate's interval stays inside the normalized range its tasks can take
+    floor = normalized_bounds(TASKS)
+    assert floor[0] == pytest.approx(np.mean([float(normalize(lo, lookup(t).random, lookup(t).reference))
+                                              for t, lo in ((A, 0.0), (B, -500.0), (C, -200.0))]))
+    low = make_groups_study(tmp_path / "low")
+    spread = {A: [0.0] * 4 + [500.0], B: [-500.0] * 4 + [-60.0], C: [-200.0] * 4 + [-100.0]}
+    for cell in ("groups/CartPole-v1", "groups/Acrobot-v1", "groups/MountainCar-v0"):
+        task = next(iter(FINALS[cell]))
+        summary = json.loads((low / cell / "summary.json").read_text())
+        (low / cell / "summary.json").write_text(json.dumps({**summary, "final_score": {task: spread[task]}}))
+    apart = group_tables(low, reps=200)["realized"].set_index(["role", "scope"]).loc[("apart", "aggregate")]
+    assert apart["lo"] == pytest.approx(floor[0]) and apart["mean"] > floor[0]  # clipped: the t interval left it
+    assert _smoke_test(5) == "" and _smoke_test(2).startswith("**Smoke test, not evidence.** 2 seeds, fewer than the 5")
+    flat = pd.DataFrame({"scope": [A, A, B, B], "mean": [9.4, 11.7, -120.0, -110.0]})  # CartPole below random
+    assert _unlearned(flat, (A, B)).startswith("**No trained partition learned CartPole-v1**: every one scores ")

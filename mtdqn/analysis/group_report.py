@@ -29,12 +29,13 @@ import pandas as pd
 from mtdqn.errors import count
 from mtdqn.rundir import STUDY_RECORD
 
-from . import fmt, stats
-from .group_scores import (PREDICTORS, normalized_mean, points, predictor_matrices, pull_table, rank_agreement,
+from . import anchors, fmt, ranges, stats
+from .group_scores import (PREDICTORS, normalized_bounds, normalized_mean, points, predictor_matrices, pull_table, rank_agreement,
                            realized_scores, roles, seed_mean)
 from .groups import describe_partition, partition_score, partitions, ranked
 from .outputs import write_frame, write_text
-from .ranges import UNBOUNDED, return_bounds
+from .ranges import Bounds, return_bounds
+from .tables import NEAR_RANDOM
 
 __all__ = ["AGGREGATE", "group_tables", "write_groups_report"]
 
@@ -48,9 +49,12 @@ def _mean_matrices(mats: dict[str, np.ndarray | None]) -> dict[str, np.ndarray |
     return {name: seed_mean(m) for name, m in mats.items()}
 
 
-def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], plan: dict[str, Any]) -> pd.DataFrame:
-    """Every partition with its score and rank under each predictor (NaN where the predictor is missing) and the
-    roles it was trained in; in the affinity's ranking order."""
+def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], plan: dict[str, Any],
+                     per_seed: dict[str, np.ndarray | None] | None = None) -> pd.DataFrame:
+    """Every partition with its score and rank under each predictor (NaN where the predictor is missing), the
+    score's 95% t interval over the joint run's seeds and its count of seeds scoring above all apart's 0
+    (``per_seed``: each predictor's (seeds, T, T) matrices), and the roles it was trained in; in the affinity's
+    ranking order."""
     trained: dict[str, list[str]] = {}
     for role, entry in roles(plan):
         trained.setdefault(entry["partition"], []).append(role)
@@ -61,6 +65,13 @@ def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], pl
         scores = [partition_score(z[name], p) if z[name] is not None else np.nan for p in order]
         frame[f"score_{name}"] = scores
         frame[f"rank_{name}"] = pd.Series(scores).rank(ascending=False, method="min")
+        seeds = (per_seed or {}).get(name) if z[name] is not None else None
+        by_seed = [stats.finite_values([partition_score(m, p) for m in seeds]) if seeds is not None else
+                   np.array([]) for p in order]
+        spread = [stats.t_mean(v) for v in by_seed]  # a partition's score is linear in Z: its mean is the score
+        frame[f"lo_{name}"], frame[f"hi_{name}"] = [e.lo for e in spread], [e.hi for e in spread]
+        frame[f"seeds_{name}"] = [v.size for v in by_seed]
+        frame[f"above_apart_{name}"] = [int((v > 0).sum()) for v in by_seed]
     frame["trained_as"] = [",".join(trained.get(label, [])) for label in frame["partition"]]
     return frame
 
@@ -69,13 +80,18 @@ def _scopes(real: dict[str, np.ndarray | None], tasks: tuple[str, ...]) -> dict[
     return {**{t: real[t] for t in tasks}, AGGREGATE: normalized_mean(real)}
 
 
+def _bounds(scope: str, tasks: tuple[str, ...]) -> Bounds:
+    """The range a scope's score can take: a task's return range, or the aggregate's normalized one."""
+    return normalized_bounds(tasks) if scope == AGGREGATE else return_bounds(scope)
+
+
 def realized_table(real: dict[str, dict[str, np.ndarray | None]], plan: dict[str, Any],
                    tasks: tuple[str, ...]) -> pd.DataFrame:
     """Per role and scope (each task, and the aggregate): mean, interval, seed count and the seeds' values."""
     rows = []
     for role, entry in roles(plan):
         for scope, v in _scopes(real[role], tasks).items():
-            e = stats.t_mean(v, return_bounds(scope) if scope != AGGREGATE else UNBOUNDED) if v is not None else None
+            e = stats.t_mean(v, _bounds(scope, tasks)) if v is not None else None
             rows.append({"role": role, "partition": entry["partition"], "scope": scope,
                          "mean": e.value if e else np.nan, "lo": e.lo if e else np.nan, "hi": e.hi if e else np.nan,
                          "n": e.n if e else 0, "seed_values": [] if v is None else [float(x) for x in v]})
@@ -94,8 +110,8 @@ def comparisons_table(real: dict[str, dict[str, np.ndarray | None]], plan: dict[
         for scope in best:
             same = all(cells["best"][t] == cells[other][t] for t in (tasks if scope == AGGREGATE else (scope,)))
             note = "same cells" if same else "missing" if best[scope] is None or them[scope] is None else ""
-            d = stats.welch_diff(best[scope], them[scope], return_bounds(scope) if scope != AGGREGATE
-                                 else UNBOUNDED) if not note else stats.Estimate(np.nan, np.nan, np.nan, 0)
+            d = stats.welch_diff(best[scope], them[scope], _bounds(scope, tasks)) if not note else \
+                stats.Estimate(np.nan, np.nan, np.nan, 0)
             rows.append({"comparison": f"best - {other}", "scope": scope, "diff": d.value, "lo": d.lo, "hi": d.hi,
                          "n": d.n, "p": stats.welch_p(best[scope], them[scope]) if not note else np.nan,
                          "note": note})
@@ -131,18 +147,30 @@ def group_tables(study_dir: Path, *, reps: int = 2000, seed: int = 0) -> dict[st
     mats = predictor_matrices(Path(study_dir) / plan["joint"], tasks)
     real = realized_scores(study_dir, plan)
     z = _mean_matrices(mats)
-    matrix = pd.DataFrame([{"predictor": n, "task_i": a, "task_j": b, "value": z[n][i, j]}
+    spread = {n: [[stats.t_mean(mats[n][:, i, j], _MATRIX_BOUNDS[n]) for j in range(len(tasks))]
+                  for i in range(len(tasks))] for n in PREDICTORS if z[n] is not None}
+    matrix = pd.DataFrame([{"predictor": n, "task_i": a, "task_j": b, "value": z[n][i, j],
+                            "lo": spread[n][i][j].lo, "hi": spread[n][i][j].hi, "n": spread[n][i][j].n}
                            for n in PREDICTORS if z[n] is not None
                            for i, a in enumerate(tasks) for j, b in enumerate(tasks)])
-    return {"partitions": partitions_table(z, tasks, plan), "matrix": matrix,
+    return {"partitions": partitions_table(z, tasks, plan, mats), "matrix": matrix,
             "realized": realized_table(real, plan, tasks), "comparisons": comparisons_table(real, plan, tasks),
             "agreement": agreement_table(mats, real, plan, tasks, reps, seed),
             "pull": pull_table(study_dir, plan)}
 
 
+_MATRIX_BOUNDS = {"affinity": ranges.AFFINITY, "cosine": ranges.COSINE}
+"""The range of each predictor's entries, which their intervals over seeds stay inside."""
+
+
 def _sig(x: float) -> str:
     """Three significant digits: affinities are often ~1e-4 (a step of size lr moves a loss by little)."""
     return f"{x:.3g}" if math.isfinite(x) else "n/a"
+
+
+def _sig_interval(value: float, lo: float, hi: float) -> str:
+    """A predictor's value with its 95% interval over the joint run's seeds where it has one."""
+    return _sig(value) + (f" [{_sig(lo)}, {_sig(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else "")
 
 
 def _cell(text: str) -> str:
@@ -177,9 +205,10 @@ def _matrix_lines(matrix: pd.DataFrame, name: str, tasks: tuple[str, ...], file_
                 f"{name} score is n/a{chosen}."]
     if m.empty:
         return [f"No {name} was recorded by the joint run."]
-    value = {(r.task_i, r.task_j): r.value for r in m.itertuples()}
+    cell = {(r.task_i, r.task_j): _sig_interval(r.value, getattr(r, "lo", np.nan), getattr(r, "hi", np.nan))
+            if r.task_i != r.task_j else _sig(r.value) for r in m.itertuples()}
     return [f"| {name}: row i, column j | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|",
-            *[f"| {a} | " + " | ".join(_sig(value[a, b]) for b in tasks) + " |" for a in tasks]]
+            *[f"| {a} | " + " | ".join(cell[a, b] for b in tasks) + " |" for a in tasks]]
 
 
 def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple[str, ...] = ()) -> str:
@@ -188,6 +217,7 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple
     n_seeds, steps = len(record["seeds"]), record["steps"]
     distinct = int(t["agreement"].query("scope == @AGGREGATE")["points"].max())
     lines = [f"# Which tasks should share a network: groups study `{record['name']}`", "",
+             *(f"{line}\n" for line in (_smoke_test(n_seeds), _unlearned(t["realized"], tasks)) if line),
              f"Tasks {', '.join(tasks)}; {n_seeds} seeds; {steps:,} env steps per task per run. Stage 1: one joint "
              f"`shared` run of every task (`{plan['joint']}`) measured the lookahead affinity Z_i→j every "
              f"{plan['affinity_every']} updates (TAG, Fifty et al. 2021) and logged the gradient cosine. Stage 2: "
@@ -198,6 +228,8 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple
              "The all-together partition is the joint run itself: one `shared` agent on every task with these "
              "seeds (the measurement changes no parameter).", "",
              "## Predictors (joint run, mean over seeds)", "",
+             f"Each pair's mean over the joint run's seeds with its 95% t interval (below {stats.MIN_SEEDS} seeds: "
+             "none).", "",
              *_matrix_lines(t["matrix"], "affinity", tasks, "affinity" in missing), "",
              *_matrix_lines(t["matrix"], "cosine", tasks, "cosine" in missing), "",
              f"All {len(t['partitions'])} partitions and their scores: groups_data/partitions.csv.", "",
@@ -210,9 +242,13 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple
     scores = t["partitions"].set_index("partition")
     for role, entry in roles(plan):
         rows = t["realized"][t["realized"]["role"] == role].set_index("scope")
-        pred = [_sig(scores.loc[entry["partition"], f"score_{n}"]) for n in PREDICTORS]
+        row = scores.loc[entry["partition"]]
+        pred = [_sig_interval(row[f"score_{n}"], row.get(f"lo_{n}", np.nan), row.get(f"hi_{n}", np.nan))
+                for n in PREDICTORS]
         lines.append(f"| {role} | {_cell(entry['partition'])} | {' | '.join(pred)} | "
                      + " | ".join(_est(rows.loc[s]) for s in (*tasks, AGGREGATE)) + " |")
+    if (caveat := _chosen_on_noise(scores, plan)):
+        lines += ["", caveat]
     lines += ["", "## Does the predicted best beat all together and all apart?", "",
               f"Difference of means [95% Welch interval] (below {stats.MIN_SEEDS} seeds: none) and Welch's p, "
               "Holm-adjusted over every comparison in this table; > 0: the predicted best is better.", "",
@@ -237,6 +273,54 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple
     lines += ["", "Not done here: the pairwise ground truth (the gain of training each pair of tasks together "
               "over apart, measured on its own, correlated with Z across ordered pairs)."]
     return "\n".join(lines) + "\n"
+
+
+def _smoke_test(seeds: int) -> str:
+    """groups.md's first line below MIN_SEEDS seeds, as the study report's ('' from MIN_SEEDS on)."""
+    if seeds >= stats.MIN_SEEDS:
+        return ""
+    return (f"**Smoke test, not evidence.** {count(seeds, 'seed')}, fewer than the {stats.MIN_SEEDS} this report "
+            "needs for an interval: no interval or test is drawn below, and no difference can be told from "
+            f"seed-to-seed noise. Rerun with at least `--seeds {stats.MIN_SEEDS}` before reading anything into it.")
+
+
+def _unlearned(realized: pd.DataFrame, tasks: tuple[str, ...]) -> str:
+    """The tasks no trained partition learned (every role's mean final score less than NEAR_RANDOM of the way
+    from the random anchor to the reference; tasks without anchors never), said at the top: a 3-task smoke
+    run scored at or below random everywhere while groups.md read as a ranking."""
+    flat = []
+    for task in tasks:
+        a = anchors.lookup(task)
+        means = realized.loc[realized["scope"] == task, "mean"].to_numpy(dtype=float)
+        if a is None or anchors.usable(task, a) or not np.isfinite(means).any():
+            continue
+        if (anchors.normalize(means[np.isfinite(means)], a.random, a.reference) < NEAR_RANDOM).all():
+            flat.append(task)
+    if not flat:
+        return ""
+    return (f"**No trained partition learned {', '.join(flat)}**: every one scores less than {NEAR_RANDOM:.0%} "
+            "of the way from the random policy to the reference there, so what this study says about grouping "
+            f"{'it' if len(flat) == 1 else 'them'} rests on agents that did not learn; train longer.")
+
+
+def _chosen_on_noise(scores: pd.DataFrame, plan: dict[str, Any]) -> str:
+    """Under the realized table where the affinity does not tell its predicted best from all apart (score 0)
+    beyond the joint run's seeds: a walk-through's best scored 1.12e-05, +/- over 5 seeds (3 of them positive),
+    shown as a plain 'best'."""
+    best = plan["partitions"].get("best")
+    if best is None or best["partition"] not in scores.index or "seeds_affinity" not in scores:
+        return ""
+    row = scores.loc[best["partition"]]
+    seeds, above = int(row["seeds_affinity"]), int(row["above_apart_affinity"])
+    if not seeds or row["score_affinity"] <= 0 or (math.isfinite(row["lo_affinity"]) and row["lo_affinity"] > 0):
+        return ""
+    spread = (f"its 95% interval over the joint run's seeds, [{_sig(row['lo_affinity'])}, "
+              f"{_sig(row['hi_affinity'])}], holds 0" if math.isfinite(row["lo_affinity"]) else
+              f"below {stats.MIN_SEEDS} seeds it has no interval")
+    return (f"**The predicted best is not told from all apart by the affinity**: its score, "
+            f"{_sig(row['score_affinity'])}, is above all apart's 0 in {above} of {count(seeds, 'seed')}, and "
+            f"{spread}. The study trains it as the best, but that choice rests on the measurement's noise: read "
+            "its realized scores as one more partition, not as the affinity's prediction.")
 
 
 def _pull_lines(pull: pd.DataFrame, tasks: tuple[str, ...]) -> list[str]:

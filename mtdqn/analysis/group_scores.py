@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import anchors, stats
+from . import anchors, ranges, stats
 from .groups import ROLES, Partition
 from mtdqn.io import read_parquet
 
 __all__ = ["PREDICTORS", "roles", "seed_matrix", "seed_mean", "predictor_matrices", "cell_finals", "realized_scores",
-           "normalized_mean", "points", "spearman_rows", "spearman", "score_weights", "rank_agreement"]
+           "normalized_mean", "normalized_bounds", "points", "spearman_rows", "spearman", "score_weights", "rank_agreement"]
 
 PREDICTORS = ("affinity", "cosine")
 
@@ -117,6 +117,21 @@ def normalized_mean(per_task: dict[str, np.ndarray | None]) -> np.ndarray | None
     cols = [anchors.normalize(v, a.random, a.reference) for t, v in per_task.items()
             if not anchors.usable(t, a := anchors.lookup(t))]
     return np.mean(np.stack(cols), axis=0) if cols else None
+
+
+def normalized_bounds(tasks: tuple[str, ...]) -> tuple[float, float]:
+    """The range :func:`normalized_mean` can take: each task's return range normalized by its anchors, averaged
+    over the same tasks (an interval over seeds stays inside it: groups.md's aggregate read [-0.080, 0.286]
+    where no policy scores below -0.024)."""
+    lows, highs = [], []
+    for task in tasks:
+        a = anchors.lookup(task)
+        if anchors.usable(task, a):
+            continue
+        ends = sorted(float(anchors.normalize(x, a.random, a.reference)) for x in ranges.return_bounds(task))
+        lows.append(ends[0])
+        highs.append(ends[1])
+    return (float(np.mean(lows)), float(np.mean(highs))) if lows else ranges.UNBOUNDED
 
 
 def points(plan: dict[str, Any], tasks: tuple[str, ...], task: str | None) -> list[tuple[str, Partition]]:
