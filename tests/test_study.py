@@ -100,8 +100,34 @@ def test_the_estimate_prices_every_evaluation_a_cell_runs(local_study: Path) -> 
     for cell in cells:
         evals = pd.read_parquet(local_study / "cells" / cell.variant / "evals.parquet")
         assert cell_evaluations(cell) == evals["step"].nunique() + 1
-    estimate = estimate_training_time(cells[:1], min_probe_s=0.0)
+    estimate = estimate_training_time(cells, min_probe_s=0.0, probe_all=True)  # each cell's own program
     assert estimate.train_s > 0 and estimate.eval_s > 0 and estimate.rate > 0
+    assert list(estimate.rates) == ["independent", "shared"] and estimate.assumed == ()
+
+
+def test_the_estimate_probes_each_program_where_that_is_cheap(monkeypatch) -> None:
+    """A probe of the first cell alone priced a study's `moe:2` and `moore:2` cells as its `independent` one (~3
+    min for 9): each program is probed, where that adds at most PROBE_SHARE of the study's time; a shorter
+    study prices the others as the first, and says which."""
+    from mtdqn.studies import runner
+    from mtdqn.studies.spec import build_spec
+
+    def cells(steps: int) -> list:
+        return cell_configs(build_spec({"tasks": ["CartPole-v1"], "steps": steps, "seeds": 1,
+                                        "options": {"learning_starts": 1000},
+                                        "variants": {"shared": {"sharing": "shared"}, "moe": {"sharing": "moe:2"},
+                                                     "again": {"sharing": "moe:2"}}}, "s.toml", "s"))
+
+    def probe(cell, min_probe_s):  # moe 3x slower; no compile, no evaluation
+        slow = 3.0 if cell.config.network.sharing.startswith("moe") else 1.0
+        return runner._Probe(0.0, 1e-4 * slow, 1e-3 * slow, 0.0, 0.0, 1.0 / slow)
+
+    monkeypatch.setattr(runner, "_probe", probe)
+    long = runner.estimate_training_time(cells(10_000_000))
+    assert list(long.rates) == ["independent", "shared", "moe"] and long.assumed == ()  # moe and again: one program
+    short = runner.estimate_training_time(cells(10_000), probe_all=False)
+    assert list(short.rates) == ["independent"] and short.assumed == ("shared", "moe", "again")
+    assert short.train_s < runner.estimate_training_time(cells(10_000), probe_all=True).train_s
 
 
 @pytest.mark.slow

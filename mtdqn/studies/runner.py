@@ -18,6 +18,7 @@ one, and redoes failed or half-written cells.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 import time
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 from rich.console import Console
 
-from mtdqn.config import TrainConfig, derive, rounded_schedule
+from mtdqn.config import TrainConfig, derive, first_update_iteration, rounded_schedule
 from mtdqn.errors import ConfigError, MtdqnWarning, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
@@ -146,42 +147,98 @@ def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: 
 
 
 class Estimate(NamedTuple):
-    """A study's time on this machine, measured on its first cell (:func:`estimate_training_time`)."""
+    """A study's time on this machine, measured on a probe of each of its programs (:func:`estimate_training_time`)."""
 
     train_s: float  # every cell's init, compile and training loop
     eval_s: float  # every cell's greedy evaluations: during training, the final one and the random policy's
-    rate: float  # env-steps/s (all seeds and tasks) of the probe's updating region
+    rate: float  # env-steps/s (all seeds and tasks) of the first cell's probe, in its updating region
+    rates: dict[str, float] = {}  # the same for each probed cell (one per program), by variant
+    assumed: tuple[str, ...] = ()  # cells of another program priced as the first's: too short a study to probe it
 
 
-def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> Estimate:
+class _Probe(NamedTuple):
+    """One program's measured costs (:func:`_probe`)."""
+
+    compile_s: float  # init, compile and a warm-up chunk
+    warming_s: float  # per iteration before learning starts
+    updating_s: float  # per iteration after
+    eval_compile_s: float
+    eval_run_s: float  # one greedy evaluation of every seed
+    rate: float  # env-steps/s of the updating region
+
+
+PROBE_SHARE = 0.05
+"""The most of a study's estimated time that probing its other programs may add: a shorter study prices them as
+its first cell's (4 programs of 2-minute cells took 48 s to probe)."""
+
+
+def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5,
+                           probe_all: bool | None = None) -> Estimate:
     """The estimated time of ``todo`` on this machine: training and greedy evaluations (:class:`Estimate`).
 
-    Measured, not guessed: the first cell's own compiled program (its seeds, devices, network, update
-    schedule and learning start), in chunks of at least 200 iterations, is compiled, warmed up and timed
-    until ``min_probe_s`` has passed, in both regions a run goes through: before learning starts (env steps
-    only) and after (an update every ``train_every``), one program, started at those iterations.  Each
-    cell's iterations in each region are priced at that region's rate (at 20k steps of the classic preset a
-    quarter of the run has no updates; a probe of the update region alone overestimated it by 55%), and every
-    cell is assumed to compile as long (``benchmarks/study_estimate.py`` compares the estimate with the time a
-    cell then trains).  Evaluations are timed on the probe's parameters, compiled and then run once: each cell
-    pays the compile and one run per evaluation (every ``eval_every``, the final greedy one and the random
-    policy's: at a few thousand steps they took half a cell's time, which the estimate left out).  Gradient
-    probes, checkpoints and the report are not included.
+    Measured, not guessed: each program among the cells (a cell's config but for its budget, seed and logging
+    window: its network, strategy, seeds, devices, update schedule and learning start) is probed once, in
+    chunks of at least 200 iterations, compiled, warmed up and timed until ``min_probe_s`` has passed, in
+    both regions a run goes through: before learning starts (env steps only) and after (an update every
+    ``train_every``), one program, started at those iterations.  Each cell's iterations in each region are
+    priced at its program's rates (at 20k steps of the classic preset a quarter of the run has no updates; a
+    probe of the update region alone overestimated it by 55%; a probe of the first cell alone priced `moe:2`
+    and `moore:2` cells as the `independent` one, ~3 min for a study that took 9), and compiles as long as
+    its probe did (``benchmarks/study_estimate.py`` compares the estimate with the time a cell then trains).
+    Evaluations are timed on the probe's parameters, compiled and then run once: each cell pays the compile
+    and one run per evaluation (every ``eval_every``, the final greedy one and the random policy's: at a few
+    thousand steps they took half a cell's time).  Gradient probes, checkpoints and the report are not
+    included.  ``probe_all``: probe every program (True), the first alone (False), or (None) the others only
+    where probing them adds at most :data:`PROBE_SHARE` of the time the first's prices the study at.
     """
+    from mtdqn.config import config_to_dict
+
+    def program(cell: CellConfig) -> str:
+        return json.dumps(config_to_dict(dataclasses.replace(cell.config, steps=1, seed=0, log_every=1)),
+                          sort_keys=True, default=str) + str(cell.run_options.devices)
+
+    def priced(cell: CellConfig, p: _Probe) -> tuple[float, float]:
+        c = derive(cell.config)
+        pre = min(first_update_iteration(c), c.total_iters)
+        return (p.compile_s + pre * p.warming_s + (c.total_iters - pre) * p.updating_s,
+                p.eval_compile_s + cell_evaluations(cell) * p.eval_run_s)
+
+    t0 = time.perf_counter()
+    first = _probe(todo[0], min_probe_s)
+    probe_s = time.perf_counter() - t0
+    others = {program(c) for c in todo} - {program(todo[0])}
+    if probe_all is None:
+        probe_all = len(others) * probe_s <= PROBE_SHARE * sum(sum(priced(c, first)) for c in todo)
+    probes, rates = {program(todo[0]): first}, {todo[0].variant: first.rate}
+    assumed = []
+    train_s = eval_s = 0.0
+    for cell in todo:
+        key = program(cell)
+        if key not in probes and probe_all:
+            probes[key] = _probe(cell, min_probe_s)
+            rates[cell.variant] = probes[key].rate
+        elif key not in probes:
+            assumed.append(cell.variant)
+        train, evaluations = priced(cell, probes.get(key, first))
+        train_s, eval_s = train_s + train, eval_s + evaluations
+    return Estimate(train_s, eval_s, first.rate, rates, tuple(assumed))
+
+
+def _probe(cell: CellConfig, min_probe_s: float) -> _Probe:
+    """A cell's program, compiled and timed in both regions of a run, and one greedy evaluation of it."""
     import jax
 
-    from mtdqn.config import first_update_iteration
     from mtdqn.devices import padded_seeds, seed_devices
     from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
     from mtdqn.train.agent import make_agent
-    from mtdqn.train.loop import make_trainer, seed_keys
     from mtdqn.train.chunks import CompiledChunks
+    from mtdqn.train.loop import make_trainer, seed_keys
 
-    first = todo[0].config
+    first = cell.config
     d = derive(first)
     every = d.train_every_iters
     iters = every * max(1, -(-200 // every))  # whole update periods, at least 200 iterations
-    devices = seed_devices(first.seeds, todo[0].run_options.devices)
+    devices = seed_devices(first.seeds, cell.run_options.devices)
     # Dummy seeds that fill the last device cost a fresh state per chunk: amortized over a real chunk,
     # not over a probe's few chunks, so the probe trains them as ordinary seeds.
     probe = dataclasses.replace(first, steps=iters * first.num_envs, log_every=iters * first.num_envs,
@@ -205,23 +262,14 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5) -> 
 
     updating = per_iter(learning + iters)
     warming = per_iter(0) if learning >= iters else updating  # a region shorter than a chunk: priced as updating
-
-    def cell_s(cell: CellConfig) -> float:
-        c = derive(cell.config)
-        pre = min(first_update_iteration(c), c.total_iters)
-        return compile_s + pre * warming + (c.total_iters - pre) * updating
-
     key = eval_seed(first.seed, EvalStream.DURING_TRAINING)
     t0 = time.perf_counter()
-    evaluate_params(chunks.trainer.agent, state.params, key, todo[0].run_options.eval_episodes)
+    evaluate_params(chunks.trainer.agent, state.params, key, cell.run_options.eval_episodes)
     t1 = time.perf_counter()
-    evaluate_params(chunks.trainer.agent, state.params, key, todo[0].run_options.eval_episodes)
+    evaluate_params(chunks.trainer.agent, state.params, key, cell.run_options.eval_episodes)
     eval_run = time.perf_counter() - t1
-    eval_compile = max(0.0, t1 - t0 - eval_run)
-
-    steps_per_s = first.num_envs * len(first.tasks) * first.seeds / updating
-    return Estimate(sum(cell_s(cell) for cell in todo),
-                    sum(eval_compile + cell_evaluations(cell) * eval_run for cell in todo), steps_per_s)
+    return _Probe(compile_s, warming, updating, max(0.0, t1 - t0 - eval_run), eval_run,
+                  first.num_envs * len(first.tasks) * first.seeds / updating)
 
 
 def cell_evaluations(cell: CellConfig) -> int:
@@ -246,11 +294,14 @@ def _estimate_line(todo: list[CellConfig]) -> str:
         estimate = estimate_training_time(todo)
     except Exception as exc:  # noqa: BLE001 - an estimate is a courtesy; the cells report real errors themselves
         return f"no time estimate: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    probed = ", ".join(f"{variant} {rate:,.0f}" for variant, rate in estimate.rates.items())
+    shared = (f"; cells {', '.join(estimate.assumed)}, of other programs, priced as {todo[0].variant!r}: too short a "
+              "study to probe each (they may run several times slower: experts, per-task gradient strategies)"
+              if estimate.assumed else "")
     return (f"estimated time here: ~{_duration(estimate.train_s + estimate.eval_s)} for {len(todo)} cell(s): "
             f"training ~{_duration(estimate.train_s)}, greedy evaluations ~{_duration(estimate.eval_s)} (measured "
-            f"{estimate.rate:,.0f} env-steps/s and one evaluation in a short probe of cell {todo[0].variant!r}, "
-            "assumed for every cell; resumed cells counted whole; gradient probes, checkpoints and the report not "
-            "included)")
+            f"in short probes, env-steps/s: {probed}{shared}; resumed cells counted whole; gradient probes, "
+            "checkpoints and the report not included)")
 
 
 def _duration(seconds: float) -> str:
