@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from mtdqn.config import TrainConfig, config_from_dict
 from mtdqn.errors import ConfigError
-from mtdqn.flatoptions import apply_options, option_table, unknown_option
+from mtdqn.flatoptions import apply_options, closest_option, did_you_mean, option_table
 from mtdqn.io import read_json
 
 __all__ = ["SWEEPABLE", "TASK_WEIGHT", "STRATEGY_OPTION", "SWEEP_FILE", "parse_sweep", "check_sweep",
@@ -88,11 +88,15 @@ def _check_name(name: str) -> None:
             if not name[len(prefix):] or (prefix == STRATEGY_OPTION and not name[len(prefix):].isidentifier()):
                 raise ConfigError(f"--sweep {name}: expected {prefix}NAME with {what} ({_EXAMPLES})")
             return
-    if name not in _TABLE:  # a typo of any option is suggested (the next check says if it is sweepable)
-        close = difflib.get_close_matches(name, list(_TABLE), n=1, cutoff=0.6)
-        raise ConfigError(unknown_option(name, close) if close else
-                          f"--sweep {name}: unknown option; a sweep varies {', '.join(SWEEPABLE)}, "
-                          f"{TASK_WEIGHT}TASK or {STRATEGY_OPTION}OPTION")
+    if name not in _TABLE:  # a typo suggests what a sweep varies first; of any option, the next check refuses it
+        varied = f"a sweep varies {', '.join(SWEEPABLE)}, {TASK_WEIGHT}TASK or {STRATEGY_OPTION}OPTION"
+        prefix = name.split(".", 1)[0] + "." if "." in name else ""
+        close = (difflib.get_close_matches(prefix, [TASK_WEIGHT, STRATEGY_OPTION], n=1, cutoff=0.6) if prefix else
+                 None) or [c for c in (closest_option(name, SWEEPABLE) or closest_option(name, list(_TABLE)),) if c]
+        if close and close[0].endswith("."):  # weights.1: weight.1
+            close = [close[0] + name.split(".", 1)[1]]
+        raise ConfigError(f"--sweep {name}: unknown option; {did_you_mean(close[0], repr(close[0]))} ({varied})"
+                          if close else f"--sweep {name}: unknown option; {varied}")
     if name == "task_weights":
         raise ConfigError("--sweep task_weights: sweep one task's weight, weight.TASK=V1,V2,... (e.g. "
                           "weight.Acrobot-v1=0.5,2); repeat for more tasks")
@@ -115,9 +119,17 @@ def check_sweep(sweep: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, 
         _check_name(name)
         if name in out:
             raise ConfigError(f"--sweep {name} is given twice; list all its values once")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):  # a bare 1e-3: a sweep of one?
+            raise ConfigError(f"--sweep {name}: expected a list of values, got {values!r}")
         values = tuple(float(v) for v in values)
-        if not values or len(set(values)) != len(values):
+        if not values:
+            raise ConfigError(f"--sweep {name}: no values; give at least one")
+        if len(set(values)) != len(values):
             raise ConfigError(f"--sweep {name}: give distinct values, got {list(values)}")
+        if len({f"{v:g}" for v in values}) != len(values):  # the members' folders are named by them
+            raise ConfigError(f"--sweep {name}: values {', '.join(map(repr, values))} read the same in the members' "
+                              f"folder names ({', '.join(f'{name}={v:g}' for v in values)}): give values that differ "
+                              "in their first 6 significant digits")
         out[name] = values
     return out
 

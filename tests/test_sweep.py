@@ -160,7 +160,11 @@ def _cli_error(capsys, argv: list[str], code: int = 2) -> str:
     (["batch_size=8,16"], "compile separately"),
     (["sharing=1,2"], "compile separately"),
     (["lr=fast,slow"], "values must be numbers"),
-    (["lrr=1e-3,1e-4"], "unknown option 'lrr'; did you mean 'lr'"),
+    (["lrr=1e-3,1e-4"], "--sweep lrr: unknown option; did you mean 'lr'? (a sweep varies lr, gamma"),
+    (["learning-rate=1e-3,1e-4"], "did you mean 'lr'?"),  # another library's name: not learning_starts
+    (["eps=0.1,0.2"], "did you mean 'eps_end'?"),  # what a sweep varies first: not steps
+    (["weights.1=1,2"], "did you mean 'weight.1'?"),
+    (["lr=1e-3,1.0000001e-3"], "read the same in the members' folder names (lr=0.001, lr=0.001)"),
     (["foo=1,2"], "--sweep foo: unknown option; a sweep varies lr, gamma, tau, eps_start, eps_end, eps_fraction, "
                   "dropout, weight.TASK or strategy.OPTION"),
     (["lr"], "expected NAME=V1,V2"),
@@ -459,3 +463,15 @@ def test_seeds_the_devices_do_not_divide_are_estimated_with_their_whole_copies(m
                                                     r"seed, .*use fewer seeds, a multiple of 2 or --devices 1 \("):
         make_agent(dataclasses.replace(cfg, seeds=3))
     make_agent(dataclasses.replace(cfg, seeds=3), devices=1)  # as the advice says: 2 copies
+
+
+def test_a_sweeps_values_are_a_list_of_some():
+    """mtdqn.train(sweep={"lr": 1e-3}) ran a one-member sweep, and {"lr": []} asked for distinct values."""
+    from mtdqn.errors import ConfigError
+    from mtdqn.sweepspec import check_sweep
+
+    with pytest.raises(ConfigError, match=r"^--sweep lr: expected a list of values, got 0.001$"):
+        check_sweep({"lr": 1e-3})
+    with pytest.raises(ConfigError, match=r"^--sweep lr: no values; give at least one$"):
+        check_sweep({"lr": []})
+    assert check_sweep({"lr": np.array([1e-3, 3e-4])}) == {"lr": (1e-3, 3e-4)}  # any iterable of numbers
