@@ -65,6 +65,8 @@ def _toml(table: dict) -> str:
     ({"lr": {"log": [0.0, 1e-2]}}, "a log range needs bounds > 0"),
     ({"lr": {"log": [-1e-3, 1e-2]}}, "a log range needs bounds > 0"),
     ({"lr": {"float": [1e-2, 1e-4]}}, "low 0.01 > high 0.0001"),
+    ({"lr": {"log": [1e-4, float("inf")]}}, "bounds must be finite numbers, got [0.0001, inf]"),  # was a traceback
+    ({"eps_fraction": {"float": [float("nan"), 0.5]}}, "bounds must be finite numbers, got [nan, 0.5]"),
     ({"batch_size": {"int": [128, 32]}}, "low 128 > high 32"),
     ({"batch_size": {"float": [32.5, 64.0]}}, "batch_size is an int: give int bounds"),
     ({"sharing": {"float": [0.0, 1.0]}}, "sharing is str (use choice)"),
@@ -933,3 +935,32 @@ def test_a_batch_whose_trials_are_all_pruned_stops(tmp_path):
     assert said[-2:] == ["trial 2: pruned at step 500", "trial 3: pruned at step 500"]  # "pruned (pruned at step 500)"
     assert [t.user_attrs["note"] for t in study.trials[2:]] == ["pruned at step 500"] * 2
     assert not any((out / "trials" / f"trial-{i:04d}" / "summary.json").exists() for i in (2, 3))
+
+
+def test_storage_urls_as_a_search_records_them(tmp_path, monkeypatch):
+    """A relative SQLite path followed the current directory (the same command run from another made a second
+    database, unsaid): made absolute; the folder's own tune.db named explicitly was refused as 'another storage':
+    it is the default.  Two searches creating one new database at once: one read "table studies already
+    exists", exit 2 as bad input; the loser now opens what the winner made."""
+    import sqlalchemy
+
+    from mtdqn.tune import search
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "t"
+    assert search.storage_url("sqlite:///relative.db", out) == f"sqlite:///{tmp_path / 'relative.db'}"
+    assert search.storage_url(f"sqlite:///{tmp_path}/x.db", out) == f"sqlite:///{tmp_path}/x.db"  # absolute: kept
+    assert search.storage_url("sqlite:///t/tune.db", out) is None and search.storage_url(None, out) is None
+    assert search.storage_url("postgresql://host/db", out) == "postgresql://host/db"
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(url)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    assert search.open_storage(f"sqlite:///{tmp_path}/race.db") is not None and len(calls) == 2
+    with pytest.raises(ConfigError, match="cannot open"):  # a bad URL still fails at once
+        search.open_storage("nosuchdriver://x")

@@ -33,7 +33,7 @@ from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
     SEARCH_ID, TUNE_RECORD, best_trial, check_same_search, check_storage_holds_this_search, confirm_best,
-    default_storage, finished_count, open_search, open_storage, read_search_id, write_record,
+    default_storage, finished_count, open_search, open_storage, read_search_id, storage_url, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec, schedule_note
@@ -167,6 +167,7 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
                           "Ray each trial is a task of its own: remove batch, or --ray-address")
     check_not_other_kind(out, TUNE_RECORD)  # a run's, a sweep's or a study's folder: trials were written into it
     search_id = read_search_id(out)  # None: a new folder, or one made before searches had ids
+    storage = storage_url(storage, out)
     record = {**spec.record(), "storage": storage,  # None: the directory's own tune.db (moves with it)
               SEARCH_ID: search_id or uuid.uuid4().hex}
     check_same_search(out, record)  # before the storage is opened: opening may create a database

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -70,13 +71,34 @@ def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'tune.db').absolute()}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Optuna's storage at ``url``; a URL that cannot be opened is one line."""
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # sqlalchemy's ArgumentError, OperationalError, a missing driver (ImportError)...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"--storage {url}: cannot open: {first}") from None
+def storage_url(url: str | None, out: Path) -> str | None:
+    """``--storage`` as a search records it: a relative SQLite path made absolute (it followed the current
+    directory: the same command run from another one made a second database, unsaid); the folder's own tune.db
+    named explicitly is the default, None (it was refused as 'another storage')."""
+    if url is None:
+        return None
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        path = url[len(prefix):]
+        if path and not path.startswith((":memory:", "file:")):
+            url = prefix + str(Path(path).absolute())
+    return None if url == default_storage(out) else url
+
+
+def open_storage(url: str, tries: int = 5) -> optuna.storages.BaseStorage:
+    """Optuna's storage at ``url``; a URL that cannot be opened is one line.  Two searches creating one new
+    database at once race to make its tables (one read "table studies already exists", exit 2 as bad input):
+    the loser opens what the winner made."""
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as exc:  # sqlalchemy's ArgumentError, OperationalError, a missing driver (ImportError)...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if "already exists" in first and attempt + 1 < tries:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise ConfigError(f"--storage {url}: cannot open: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
@@ -426,7 +448,7 @@ def check_same_search(out: Path, record: dict[str, Any]) -> None:
     if not path.is_file():
         return
     old = read_json(path)
-    if old.get("storage") != record.get("storage"):
+    if storage_url(old.get("storage"), out) != record.get("storage"):  # a relative URL recorded before: as now
         where = old.get("storage") or "its own tune.db"
         raise ConfigError(f"{out} keeps its trials in {where}: give the same --storage (or another --out)")
     if _search(old) != _search(record):

@@ -296,6 +296,8 @@ def _dimension(name: str, value: Any, source: str) -> Dimension:
     if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
         raise ConfigError(f"{where}: {kind} needs [low, high], two numbers")
     low, high = bounds
+    if not all(math.isfinite(b) for b in bounds):  # Optuna's sampler met inf with a traceback, the trial left running
+        raise ConfigError(f"{where}: bounds must be finite numbers, got [{low}, {high}]")
     numeric = _numeric(hint)
     if numeric is None or (kind == "int" and numeric is not int):
         raise ConfigError(f"{where}: a {kind} range needs a{'n int' if kind == 'int' else ' numeric'} option; "
