@@ -53,6 +53,7 @@ class LoadedAgent:
     params: Any  # leaves with a leading seed axis
     seeds: tuple[int, ...]
     value_norm: Any = None  # PopArt statistics per seed (runs with --value-norm popart), else None
+    iteration: int | None = None  # the checkpoint's (a run still training has moved on since: `play`'s note says it)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -178,9 +179,9 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
         abstract["value_norm"] = jax.eval_shape(lambda: popart_init(len(task_set)))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # acting needs one device, whatever trained it
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds), *x.shape), x.dtype, sharding=device), abstract)
-    restored = read_latest(run_dir, cfg, lambda meta: _restore_network(run_dir / "checkpoints" / meta["path"], target,
-                                                                       cfg))
-    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds, restored.get("value_norm"))
+    restored, iteration = read_latest(run_dir, cfg, lambda meta: (
+        _restore_network(run_dir / "checkpoints" / meta["path"], target, cfg), meta["iteration"]))
+    return LoadedAgent(run_dir, task_set, arch, restored["params"], seeds, restored.get("value_norm"), iteration)
 
 
 def _restore_network(path: Path, target: Any, cfg: TrainConfig) -> Any:

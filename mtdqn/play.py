@@ -38,6 +38,7 @@ class PlayResult:
     lengths: list[int]
     gif: Path | None
     frames: int = 0  # frames in the GIF
+    iteration: int | None = None  # the checkpoint played (a run still training moves on while it plays)
 
 
 class Recorder:
@@ -214,8 +215,8 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
     runner = _play_gymnasium if spec.backend == "gymnasium" else _play_gymnax
     returns, lengths = runner(agent, i, episodes, seed, limit, recorder)
     if recorder is None:
-        return PlayResult(returns, lengths, None)
-    return PlayResult(returns, lengths, write_gif(recorder.images, gif, fps), len(recorder.images))
+        return PlayResult(returns, lengths, None, iteration=agent.iteration)
+    return PlayResult(returns, lengths, write_gif(recorder.images, gif, fps), len(recorder.images), agent.iteration)
 
 
 callable_as_api(__name__)  # mtdqn.play(run, task, ...) as mtdqn.train(...): last, the module complete

@@ -385,8 +385,12 @@ class RunDir:
         acts with, ``RUN is unfinished: its checkpoint is at step X of Y``; None for a finished run and for a
         folder without a run or a readable checkpoint record (the reader's own error says so).  ``iteration``:
         the checkpoint's the reader read (a run training on may have written another since: `evaluate` named
-        step 6,000 of a run it had evaluated at 2,000)."""
-        if not self.is_run() or self.finished_as() is not None:
+        step 6,000 of a run it had evaluated at 2,000); one read before the run finished is said as such (`play`
+        said nothing of a run that finished while it drew its GIF)."""
+        if not self.is_run():
+            return None
+        finished = self.finished_as() is not None
+        if finished and iteration is None:
             return None
         try:
             meta = read_json(self.path / "checkpoints" / "latest.json")
@@ -395,6 +399,9 @@ class RunDir:
             total = derive(cfg).env_steps
         except (ConfigError, OSError, KeyError, TypeError, ValueError, AttributeError):
             return None
+        if finished:
+            return None if step >= total else (f"{self.path} was unfinished when read: the checkpoint used is at step "
+                                               f"{step:,} of {total:,} (the run has finished since)")
         return f"{self.path} is unfinished: its checkpoint is at step {step:,} of {total:,}"
 
     def config(self) -> TrainConfig:

@@ -581,6 +581,7 @@ PARSE_CASES = [
     ("no-command", [], "expected a command: tasks, strategies, train"),
     ("unknown-command", ["bogus"], "unknown command 'bogus' (commands: tasks, strategies, train"),
     ("mistyped-command", ["trian", "--steps", "9"], "unknown command 'trian'; did you mean `mtdqn train`?"),
+    ("command-by-its-use", ["watch", "runs/x"], "unknown command 'watch'; did you mean `mtdqn play`?"),
     ("missing-positional", ["evaluate"], "Missing required arguments: PATH (see `mtdqn evaluate --help`)"),
     ("missing-required-flag", ["play", "somewhere"], "Missing required arguments: --task"),
     ("bool-not-a-bool", ["train", "--double", "maybe"], "invalid choice 'maybe'. Expected one of ('True', 'False')"),

@@ -217,6 +217,30 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
         captured = capsys.readouterr()
         assert captured.out and captured.err.splitlines() == [
             f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+    # act (and play) name the checkpoint they read, not the one at exit; a run that finished meanwhile says so
+    # (play said nothing of a run that finished while it drew its GIF from a checkpoint at 2,000 of 30,000)
+    from mtdqn import deploy
+
+    load = deploy.load_agent
+    latest = tmp_path / "run" / "checkpoints" / "latest.json"
+
+    def trained_on(run):
+        agent = load(run)
+        latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 250}))
+        return agent
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deploy, "load_agent", trained_on)
+        main(act)
+        assert capsys.readouterr().err.splitlines() == [
+            f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+        (tmp_path / "run" / "summary.json").write_text("{}")  # and finished
+        main(act)
+        assert capsys.readouterr().err.splitlines() == [
+            f"note: {tmp_path / 'run'} was unfinished when read: the checkpoint used is at step 1,000 of 1,200 (the "
+            "run has finished since)"]  # (it read the iteration the first act left in latest.json)
+        (tmp_path / "run" / "summary.json").unlink()
+    latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 50}))
     # the run trains on and writes its next checkpoint as eval.json is written: the note names the checkpoint
     # evaluated (it named the newer one, re-read after the evaluation)
     latest = tmp_path / "run" / "checkpoints" / "latest.json"
@@ -240,6 +264,7 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert exc.value.code == 1 and "CartPole-v1" in captured.out and "written:" not in captured.out
     assert captured.err.startswith("error: cannot write results: Operation not permitted")
-    (tmp_path / "run" / "summary.json").write_text("{}")
+    (tmp_path / "run" / "summary.json").write_text("{}")  # finished, its checkpoint its last
+    latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 300}))
     main(act)
     assert capsys.readouterr().err == ""

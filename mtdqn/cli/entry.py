@@ -27,6 +27,9 @@ from mtdqn.tasknames import split_task_list
 __all__ = ["main"]
 
 _LIST_FLAGS = ("--tasks", "--task-weights", "--teachers", "--add-tasks")
+_COMMAND_ALIASES = {"watch": "play", "render": "play", "gif": "play", "deploy": "act", "eval": "evaluate",
+                    "search": "tune", "sweep": "train"}
+"""Commands named by what they do (the README's *Watching* section plays, never `watch`s), as suggestions."""
 
 
 def _split_commas(argv: list[str]) -> list[str]:
@@ -65,7 +68,8 @@ def _rejection(event: object, command: str | None = None) -> str:
     prog = f"mtdqn {command}" if command else getattr(event, "prog", "mtdqn")
     if isinstance(event, tyro_errors.UnrecognizedArgs):
         if command is None and event.tokens and not event.tokens[0].startswith("-"):  # `mtdqn trian`
-            close = difflib.get_close_matches(event.tokens[0], COMMANDS, n=1, cutoff=0.6)
+            close = ([_COMMAND_ALIASES[event.tokens[0]]] if event.tokens[0] in _COMMAND_ALIASES else
+                     difflib.get_close_matches(event.tokens[0], COMMANDS, n=1, cutoff=0.6))
             meant = f"; did you mean `mtdqn {close[0]}`?" if close else ""
             return f"unknown command {event.tokens[0]!r}{meant} (commands: {', '.join(COMMANDS)})"
         suggested = _did_you_mean(event.tokens, command)

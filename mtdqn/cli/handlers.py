@@ -218,7 +218,7 @@ def _run_act(cmd: Act) -> None:
     for seed in (agent.seeds if cmd.seed is None else (cmd.seed,)):
         actions = np.atleast_1d(agent.act(cmd.task, obs, seed, clip=cmd.clip))
         print(f"seed {seed}: {' '.join(map(str, actions.tolist()))}")
-    _note_unfinished(cmd.run)
+    _note_unfinished(cmd.run, agent.iteration)  # the checkpoint it acted with, not the one at exit
 
 
 def _run_play(cmd: Play) -> None:
@@ -230,7 +230,7 @@ def _run_play(cmd: Play) -> None:
         print(f"episode {n + 1}: return {ret:g}, length {length} steps")
     if result.gif is not None:
         print(f"written: {result.gif} ({result.frames} frames)")
-    _note_unfinished(cmd.run)
+    _note_unfinished(cmd.run, result.iteration)  # the checkpoint it played, not the one at exit
 
 
 def _run_distill(cmd: Distill) -> None:
