@@ -135,3 +135,19 @@ def test_an_interrupted_command_dies_by_sigint_with_one_line_while_xla_compiles(
                           text=True, timeout=120, env={**env, "JAX_PLATFORMS": "cpu"})
     assert (done.returncode, done.stderr) == (-signal.SIGINT, "error: interrupted\n")
     assert time.monotonic() - start < 50  # the second Ctrl-C ended the exit handler's 60 s
+
+
+def test_an_interrupted_command_says_how_to_go_on(tmp_path):
+    """A study's Ctrl-C said 'error: interrupted' alone, and its rerun 'running' of the cell it resumed."""
+    from mtdqn.cli.commands import Study, Train, Tune
+    from mtdqn.cli.entry import _interrupted_line
+
+    assert _interrupted_line(Study("quick")) == ("error: interrupted; the same command goes on where it stopped "
+                                                 "(finished cells are kept)")
+    assert _interrupted_line(Tune("classic-shared")).endswith("(finished trials are kept)")
+    assert _interrupted_line(Train(out=tmp_path)) == "error: interrupted"  # no checkpoint yet: nothing to resume
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest.json").write_text("{}")
+    assert _interrupted_line(Train(out=tmp_path)) == (f"error: interrupted; `mtdqn train --resume {tmp_path}` goes "
+                                                      "on from its latest checkpoint")
+    assert _interrupted_line(None) == "error: interrupted"  # before the command was read

@@ -145,8 +145,14 @@ def test_cell_status(study_copy: Path) -> None:
     assert json.loads((cells / "independent" / "summary.json").read_text())["thresholds"][task] == 50.0
     (cells / "shared" / "summary.json").unlink()  # killed after its final checkpoint
     assert cell_status(shared, cells / "shared") == "resume"
+    from mtdqn.config import derive
+    from mtdqn.studies.runner import resumable_from
+
+    at = resumable_from(shared, cells / "shared")  # what the rerun's line says
+    assert at is not None and at["step"] == at["of"] == derive(shared.config).env_steps
+    assert resumable_from(independent, cells / "independent") is None  # done: skipped, not resumed
     shutil.rmtree(cells / "shared" / "checkpoints")  # killed before any checkpoint
-    assert cell_status(shared, cells / "shared") == "fresh"
+    assert cell_status(shared, cells / "shared") == "fresh" and resumable_from(shared, cells / "shared") is None
     # A cell finished before --eval-every existed (no key in its record) is finished for any schedule:
     # evaluations never touch training. One that stored another schedule is a different setup.
     record_path = cells / "independent" / "config.json"
@@ -511,11 +517,13 @@ def test_console_cell_line_states_the_final_score_the_report_uses(tmp_path: Path
     on_event("start", cell, None)
     on_event("done", cell, summary)
     line = console.export_text().splitlines()[-1]
-    assert "final score" in line and "CartPole-v1 388.0 ± 8.0" in line, line
-    assert "430.0" not in line
+    assert "final score" in line and "CartPole-v1 388.0 ± 11.3" in line, line  # the seeds' sample sd, as the report's
+    assert "430.0" not in line and "(mean ± sd over seeds)" in line
     on_event("done", cell, {k: v for k, v in summary.items() if k != "final_score"})
     line = console.export_text().splitlines()[-1]
-    assert "final evaluation" in line and "CartPole-v1 430.0 ± 10.0" in line, line
+    assert "final evaluation" in line and "CartPole-v1 430.0 ± 14.1" in line, line
+    on_event("resume", cell, {"step": 5_000, "of": 20_000})  # a rerun said 'running' of the cell it resumed
+    assert console.export_text().splitlines()[-1].endswith(": resuming from env step 5,000 of 20,000 (its checkpoint)")
 
 
 @pytest.mark.parametrize("devices, message", [

@@ -9,9 +9,11 @@ import errno
 import os
 import re
 import select
+import shlex
 import signal
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, NoReturn
 
 import tyro
@@ -278,7 +280,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_show_warning = warnings.showwarning
 
 
-def _exit_interrupted() -> NoReturn:
+def _interrupted_line(cmd: Any) -> str:
+    """The line a Ctrl-C ends a command with: how to go on, where the command can (a study's rerun said only
+    'already finished, skipped' and 'running' of what it resumed, after a bare 'interrupted')."""
+    if isinstance(cmd, (Study, Tune)):
+        kept = "finished cells" if isinstance(cmd, Study) else "finished trials"
+        return f"error: interrupted; the same command goes on where it stopped ({kept} are kept)"
+    if isinstance(cmd, Train) and cmd.resume is not None:
+        return "error: interrupted; the same command goes on from the run's latest checkpoint"
+    if isinstance(cmd, Train) and cmd.out is not None and (Path(cmd.out) / "checkpoints" / "latest.json").is_file():
+        return (f"error: interrupted; `mtdqn train --resume {shlex.quote(str(cmd.out))}` goes on from its latest "
+                "checkpoint")
+    return "error: interrupted"
+
+
+def _exit_interrupted(line: str = "error: interrupted") -> NoReturn:
     """End this command's process after a Ctrl-C: the one line, the exit handlers, then death by SIGINT (exit
     status 130 in a shell, which then stops a loop of commands as it would for any program Ctrl-C ends; Python
     ends this way too), skipping the rest of the interpreter's shutdown.  Ctrl-C leaves what XLA was doing on its
@@ -289,7 +305,7 @@ def _exit_interrupted() -> NoReturn:
     renamed into place, and a checkpoint completes before Ctrl-C is taken
     (:func:`mtdqn.interrupts.interrupts_deferred`)."""
     signal.signal(signal.SIGINT, lambda signum, frame: _die_by_sigint())
-    print("error: interrupted", file=sys.stderr)
+    print(line, file=sys.stderr)
     atexit._run_exitfuncs()  # CPython's own exit runs them this way; there is no public equivalent
     _die_by_sigint()
 
@@ -392,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _SHOWN.clear()
+    cmd = None
     try:
         args = sys.argv[1:] if argv is None else argv
         cmd = _parse(args)
@@ -421,8 +438,8 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except KeyboardInterrupt:
         if command_line:
-            _exit_interrupted()
-        print("error: interrupted", file=sys.stderr)
+            _exit_interrupted(_interrupted_line(cmd))
+        print(_interrupted_line(cmd), file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         _SHOWN.clear()  # a later warning in this process (e.g. mtdqn.train in a notebook) is printed again

@@ -31,7 +31,7 @@ from rich.console import Console
 
 from mtdqn.config import TrainConfig, derive, first_update_iteration, rounded_schedule
 from mtdqn.errors import ConfigError, MtdqnWarning, RoundedScheduleWarning, count, warn_user
-from mtdqn.io import held, provenance, write_json
+from mtdqn.io import held, provenance, read_json, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
                                 run_cell, skip_finished)
@@ -110,8 +110,10 @@ def _describe(summary: dict[str, Any] | None) -> str:
     # The report's headline: final_score (the mean of the last evaluations) where the run has it; runs from
     # before evaluation during training have only the end-of-training evaluation, and say so.
     key, name = ("final_score", "final score") if "final_score" in summary else ("final_eval", "final evaluation")
-    evals = " · ".join(f"{t} {np.mean(v):.1f} ± {np.std(v):.1f}" for t, v in summary.get(key, {}).items())
-    return f"[green]ok[/green] · {name}, greedy return (mean ± std over seeds) {evals}"
+    # the seeds' sample standard deviation, as the report's (numpy's default, n not n - 1, read 33.7 for 37.7)
+    evals = " · ".join(f"{t} {np.mean(v):.1f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.1f}"
+                       for t, v in summary.get(key, {}).items())
+    return f"[green]ok[/green] · {name}, greedy return (mean ± sd over seeds) {evals}"
 
 
 def progress_printer(console: Console, total: int) -> OnEvent:
@@ -122,10 +124,13 @@ def progress_printer(console: Console, total: int) -> OnEvent:
     def on_event(event: str, cell: CellConfig, summary: dict[str, Any] | None) -> None:
         label = (f"[bold]{cell.variant}[/bold] ({count(cell.config.seeds, 'seed')}, "
                  f"sharing={cell.config.network.sharing})")
-        if event in ("start", "submit"):
+        if event in ("start", "resume", "submit"):
             started[cell.variant] = time.perf_counter()
             if event == "start":
                 console.print(f"cell {done[0] + 1}/{total} {label}: running")
+            elif event == "resume":  # summary: where its checkpoint is (resumable_from)
+                console.print(f"cell {done[0] + 1}/{total} {label}: resuming from env step {summary['step']:,} of "
+                              f"{summary['of']:,} (its checkpoint)")
             else:
                 console.print(f"{label}: submitted to Ray")
             return
@@ -142,8 +147,21 @@ def progress_printer(console: Console, total: int) -> OnEvent:
 def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: bool) -> None:
     """Sequential, in this process: the default backend."""
     for cell, cell_dir in todo:
-        on_event("start", cell, None)
+        at = resumable_from(cell, cell_dir)
+        on_event("start", cell, None) if at is None else on_event("resume", cell, at)
         on_event("done", cell, run_cell(cell, cell_dir, progress=progress))
+
+
+def resumable_from(cell: CellConfig, cell_dir: Path) -> dict[str, int] | None:
+    """``{"step": ..., "of": ...}`` (env steps per task) where the cell resumes from its checkpoint; None where it
+    starts (or what it finds is left to :func:`~mtdqn.studies.cell.run_cell`, which starts it over or fails it)."""
+    try:
+        if cell_status(cell, cell_dir) != "resume":
+            return None
+        meta = read_json(Path(cell_dir) / "checkpoints" / "latest.json")
+        return {"step": int(meta["iteration"]) * cell.config.num_envs, "of": derive(cell.config).env_steps}
+    except (ConfigError, OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 class Estimate(NamedTuple):
