@@ -88,7 +88,10 @@ def task_options(spec: str) -> tuple[str, str, dict[str, Any]]:
         key, eq, raw = item.partition("=")
         raw = raw.strip()
         if not eq or key not in (*_NUMBER_OPTIONS, *_MINATAR_OPTIONS, *_GYM_OPTIONS):
-            raise ConfigError(f"bad task option {item!r} in {spec!r}; valid: {_VALID}")
+            close = difflib.get_close_matches(key.strip(), (*_NUMBER_OPTIONS, *_MINATAR_OPTIONS, *_GYM_OPTIONS), n=1,
+                                              cutoff=0.6)
+            meant = f"did you mean {close[0]}? " if close and eq else ""  # max_step=10: max_steps
+            raise ConfigError(f"bad task option {item!r} in {spec!r}; {meant}valid: {_VALID}")
         if key in options:
             raise ConfigError(f"task option {key} is given twice in {spec!r}; give it once")
         if key == "obs":

@@ -36,6 +36,7 @@ TRAIN_CASES = [
     ("unknown-task-pendulum", ["--tasks", "InvertedPendulum-v0"], "did you mean 'InvertedPendulumDiscrete-v0'"),
     ("task-option-not-a-number", ["--tasks", "CartPole-v1:reward_scale=abc"], "must be a number"),
     ("task-option-unknown", ["--tasks", "CartPole-v1:foo=1"], "bad task option 'foo=1'"),
+    ("task-option-typo", ["--tasks", "MiniGrid-DoorKey-6x6-v0:max_step=10"], "did you mean max_steps? valid:"),
     ("task-option-negative", ["--tasks", "CartPole-v1:reward_scale=-1"], "must be finite and > 0"),
     ("task-option-beyond-float32", ["--tasks", "CartPole-v1:reward_scale=1e40"],  # trained, then diverged
      "task option reward_scale in 'CartPole-v1:reward_scale=1e40': 1e+40 is outside float32's range"),

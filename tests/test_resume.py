@@ -166,7 +166,7 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_p
     assert len(lines) == 1 and "Traceback" not in err, err
     # learning starts after 600 env steps per task: the first update chunk (500-1000) blows up
     assert lines[0].startswith("error: training diverged: non-finite loss or Q-value in task ")
-    assert "between env step 500 and 1000" in lines[0] and "last good checkpoint kept (step 500)" in lines[0]
+    assert "between env step 500 and 1,000" in lines[0] and "last good checkpoint kept (step 500)" in lines[0]
     meta = verify_checkpoint(run, RunDir(run).config())
     assert meta["chunk"] == 1
     state, _ = _final_state(run)

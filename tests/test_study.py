@@ -284,6 +284,7 @@ BAD = {
     "shared-option": (TINY.replace("batch_size = 32", "batch_size = 5000"), ": options.batch_size: "),
     "empty-grid": (TINY.split("[variants.shared]")[0], ": variants: empty grid"),
     "no-seeds": (TINY.replace("seeds = 2", "seeds = 0"), ": seeds: expected a positive integer, got 0"),
+    "seeds-left-out": (TINY.replace("seeds = 2\n", ""), ": seeds is missing (a study file gives it at its top level"),
     "no-tasks": (TINY.replace('tasks = ["CartPole-v1", "Acrobot-v1"]', "tasks = []"), ": tasks: empty grid"),
     "window-not-dividing-eval": (TINY.replace("log_every = 500", "log_every = 300"),
                                  ": options: log_every 300 does not divide eval_every 1,000"),

@@ -169,6 +169,8 @@ def _check_buildable(base: TrainConfig, options: dict[str, Any], source: str, wh
 
 def _int(raw: dict, key: str, default: Any, source: str, minimum: int) -> int:
     value = raw.get(key, default)
+    if value is None and key not in raw:  # read "expected a positive integer, got None" where it was left out
+        raise ConfigError(f"{source}: {key} is missing (a study file gives it at its top level, e.g. {key} = 5)")
     if value is None or isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         what = "a positive integer" if minimum > 0 else "an integer >= 0"
         extra = "; empty grid: a study needs at least one seed" if key == "seeds" and value == 0 else ""

@@ -214,14 +214,15 @@ def check_finite(trainer: Trainer, m: dict[str, np.ndarray], step: int, last_goo
         s, i = map(int, np.argwhere(bad)[0])
         task = trainer.agent.task_set.names[i]
         first = step - trainer.agent.derived.iters_per_chunk * trainer.agent.cfg.num_envs
-        kept = f"last good checkpoint kept (step {last_good})" if last_good is not None else "no checkpoint was written"
+        kept = f"last good checkpoint kept (step {last_good:,})" if last_good is not None else \
+            "no checkpoint was written"
         found = environment() if environment is not None else {}
         causes = [what for what, where in found.items() if where[s, i]]
         advice = (f"task {task}'s environment gives non-finite {' and '.join(causes)} (no learner option fixes "
                   "that)" if causes else "lower --lr or set --max-grad-norm")
         raise TrainingDiverged(
             f"training diverged: non-finite loss or Q-value in task {task} "
-            f"(seed {trainer.agent.seeds[s]}) between env step {first} and {step}; {kept}; {advice}"
+            f"(seed {trainer.agent.seeds[s]}) between env step {first:,} and {step:,}; {kept}; {advice}"
         )
 
 
