@@ -60,12 +60,18 @@ def _file_table(root: Path) -> dict[str, list]:
     return {rel: [p.stat().st_size, _digest(p)] for rel, p in _files(root).items()}
 
 
-def save_checkpoint(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None = None) -> Path:
+def save_checkpoint(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None = None,
+                    and_then: Callable[[], None] | None = None) -> Path:
     """Write ``state`` (a pytree of arrays) of a run of ``cfg`` after ``chunk`` chunks; keep the previous
     checkpoint until this one is complete.  A Ctrl-C meanwhile stops the command once the save has finished
-    (orbax writes on its own threads, which an interrupt would leave running into the interpreter's exit)."""
+    (orbax writes on its own threads, which an interrupt would leave running into the interpreter's exit), and
+    ``and_then`` has run: what the run's records say of the new checkpoint (config.json's options; a Ctrl-C
+    during the save skipped a write after it)."""
     with interrupts_deferred():
-        return _save(run_dir, cfg, state, chunk, extra)
+        path = _save(run_dir, cfg, state, chunk, extra)
+        if and_then is not None:
+            and_then()
+        return path
 
 
 def _save(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict | None) -> Path:

@@ -304,7 +304,7 @@ class RunDir:
             return ""
         return f"; it is unfinished: `mtdqn train --resume {shlex.quote(str(self.path))}` continues it"
 
-    def record_options(self, options: dict[str, Any]) -> None:
+    def write_options(self, options: dict[str, Any]) -> None:
         """config.json states the options its latest checkpoint holds (``options``: :meth:`RunOptions.record`):
         rewritten (atomically) after a checkpoint a resume wrote under changed options, not before, so a resume
         stopped before its first checkpoint leaves the options it will resume with (it stated the new ones)."""

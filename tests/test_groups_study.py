@@ -355,6 +355,13 @@ def test_groups_md_says_where_its_numbers_cannot_carry_a_ranking(tmp_path):
         (low / cell / "summary.json").write_text(json.dumps({**summary, "final_score": {task: spread[task]}}))
     apart = group_tables(low, reps=200)["realized"].set_index(["role", "scope"]).loc[("apart", "aggregate")]
     assert apart["lo"] == pytest.approx(floor[0]) and apart["mean"] > floor[0]  # clipped: the t interval left it
-    assert _smoke_test(5) == "" and _smoke_test(2).startswith("**Smoke test, not evidence.** 2 seeds, fewer than the 5")
+    gap = make_groups_study(tmp_path / "gap")  # seed 0 never measured one pair: scored from the seeds that did
+    rows = _affinity_rows(Z, SEEDS)
+    rows = rows[~((rows["seed"] == 0) & (rows["task_i"] == A) & (rows["task_j"] == B))]
+    rows.to_parquet(gap / "cells" / "joint" / "affinity.parquet")
+    best = group_tables(gap, reps=200)["partitions"].set_index("partition").loc[f"{A}+{B} | {C}"]
+    assert best["seeds_affinity"] == 4 and math.isfinite(best["score_affinity"])  # (raised: the report was lost)
+    assert write_groups_report(gap).is_file()
+    assert _smoke_test(5) == "" and _smoke_test(2).startswith("**Smoke test, not evidence.** This study has 2 seeds per run, fewer than the 5")
     flat = pd.DataFrame({"scope": [A, A, B, B], "mean": [9.4, 11.7, -120.0, -110.0]})  # CartPole below random
     assert _unlearned(flat, (A, B)).startswith("**No trained partition learned CartPole-v1**: every one scores ")

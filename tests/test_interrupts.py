@@ -137,7 +137,7 @@ def test_an_interrupted_command_dies_by_sigint_with_one_line_while_xla_compiles(
     assert time.monotonic() - start < 50  # the second Ctrl-C ended the exit handler's 60 s
 
 
-def test_an_interrupted_command_says_how_to_go_on(tmp_path):
+def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch):
     """A study's Ctrl-C said 'error: interrupted' alone, and its rerun 'running' of the cell it resumed."""
     from mtdqn.cli.commands import Study, Train, Tune
     from mtdqn.cli.entry import _interrupted_line
@@ -148,6 +148,16 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path):
     assert _interrupted_line(Train(out=tmp_path)) == "error: interrupted"  # no checkpoint yet: nothing to resume
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "latest.json").write_text("{}")
+    os.utime(tmp_path / "checkpoints" / "latest.json", (1.0, 1.0))  # an older run's (--force, not yet replaced)
+    assert _interrupted_line(Train(out=tmp_path)) == "error: interrupted"
+    (tmp_path / "checkpoints" / "latest.json").write_text("{}")  # this command's
     assert _interrupted_line(Train(out=tmp_path)) == (f"error: interrupted; `mtdqn train --resume {tmp_path}` goes "
                                                       "on from its latest checkpoint")
+    from mtdqn.api import default_train_out
+
+    monkeypatch.chdir(tmp_path)  # no --out: the default folder, as the run's
+    default = default_train_out(Train().cfg)
+    (default / "checkpoints").mkdir(parents=True)
+    (default / "checkpoints" / "latest.json").write_text("{}")
+    assert _interrupted_line(Train()).startswith(f"error: interrupted; `mtdqn train --resume {default}` goes on")
     assert _interrupted_line(None) == "error: interrupted"  # before the command was read

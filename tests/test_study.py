@@ -118,16 +118,21 @@ def test_the_estimate_probes_each_program_where_that_is_cheap(monkeypatch) -> No
                                         "variants": {"shared": {"sharing": "shared"}, "moe": {"sharing": "moe:2"},
                                                      "again": {"sharing": "moe:2"}}}, "s.toml", "s"))
 
-    def probe(cell, min_probe_s):  # moe 3x slower; no compile, no evaluation
+    clock = [0.0]
+
+    def probe(cell, min_probe_s):  # 10 s each on a clock of its own; moe 3x slower; no compile, no evaluation
+        clock[0] += 10.0
         slow = 3.0 if cell.config.network.sharing.startswith("moe") else 1.0
         return runner._Probe(0.0, 1e-4 * slow, 1e-3 * slow, 0.0, 0.0, 1.0 / slow)
 
     monkeypatch.setattr(runner, "_probe", probe)
-    long = runner.estimate_training_time(cells(10_000_000))
-    assert list(long.rates) == ["independent", "shared", "moe"] and long.assumed == ()  # moe and again: one program
-    short = runner.estimate_training_time(cells(10_000), probe_all=False)
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: clock[0])
+    # 2 more programs (moe and again: one) cost 20 s: probed where that is at most 5% of the study's time
+    long = runner.estimate_training_time(cells(2_000_000))  # ~500 s a cell as the first prices it
+    assert list(long.rates) == ["independent", "shared", "moe"] and long.assumed == ()
+    short = runner.estimate_training_time(cells(200_000))  # ~50 s a cell: 20 s would be 10%
     assert list(short.rates) == ["independent"] and short.assumed == ("shared", "moe", "again")
-    assert short.train_s < runner.estimate_training_time(cells(10_000), probe_all=True).train_s
+    assert short.train_s < runner.estimate_training_time(cells(200_000), probe_all=True).train_s
 
 
 @pytest.mark.slow

@@ -373,11 +373,15 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_s
                                           r"it until it finishes; resume it, --resume .*killed$"):
         mtdqn.load_agent(tmp_path / "killed" / labels[0])
     capsys.readouterr()
-    main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False", "--checkpoint-every", "400"])
+    monkeypatch.setattr("mtdqn.train.sweep.save_checkpoint", killed_after_saving)  # resumed, killed again after
+    with pytest.raises(SystemExit):  # its next (its last) checkpoint, with another option: the records state it
+        main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False", "--checkpoint-every", "400"])
+    monkeypatch.undo()
     assert "mtdqn: resuming from env step 200 of " in capsys.readouterr().out  # the population's first checkpoint
     for record in [tmp_path / "killed" / "sweep.json", *(tmp_path / "killed" / label / "config.json"
-                                                          for label in labels)]:  # the options now in force
+                                                          for label in labels)]:  # as the checkpoint holds it
         assert json.loads(record.read_text())["options"]["checkpoint_every"] == 400
+    main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
     for whole in api_sweep:
         resumed = Run(tmp_path / "killed" / whole.path.name)
         assert whole.config == resumed.config

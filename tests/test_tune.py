@@ -952,6 +952,10 @@ def test_storage_urls_as_a_search_records_them(tmp_path, monkeypatch):
     assert search.storage_url(f"sqlite:///{tmp_path}/x.db", out) == f"sqlite:///{tmp_path}/x.db"  # absolute: kept
     assert search.storage_url("sqlite:///t/tune.db", out) is None and search.storage_url(None, out) is None
     assert search.storage_url("postgresql://host/db", out) == "postgresql://host/db"
+    assert search.storage_url("sqlite+pysqlite:///rel.db?timeout=9", out) == \
+        f"sqlite+pysqlite:///{tmp_path / 'rel.db'}?timeout=9"
+    for kept in ("sqlite:///:memory:", "sqlite:///?mode=memory", "sqlite:///file:x?mode=ro&uri=true"):
+        assert search.storage_url(kept, out) == kept
     real, calls = optuna.storages.RDBStorage, []
 
     def racing(url):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mtdqn import taskfacts
+from mtdqn.errors import count
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
 from . import fmt, plots, stats
@@ -173,3 +174,12 @@ def conflict_curves(variant: str) -> str:
             "the end, the mean null at the end) and the share of updates with cosine < 0 (right; dotted, the task's "
             "hollow marker: its own noise baseline over training, the share of its same-task minibatch pairs with "
             "cosine < 0, degenerate tasks left out; dashed: 0.5, what two independent random directions give).")
+
+
+def smoke_test_text(seeds: int, each: str) -> str:
+    """The first line of a report (study or groups) below MIN_SEEDS seeds per ``each`` (variant, run)."""
+    return (f"**Smoke test, not evidence.** This study has {count(seeds, 'seed')} per {each}, fewer than the "
+            f"{stats.MIN_SEEDS} this report needs for an interval: no interval is drawn, the seeds' own values "
+            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with at least "
+            f"`--seeds {stats.MIN_SEEDS}` (the fewest that give an interval and a test) before reading anything "
+            f"into it; `--seeds {2 * stats.MIN_SEEDS}` resolves differences about a third smaller.")

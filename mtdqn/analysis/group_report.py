@@ -29,13 +29,13 @@ import pandas as pd
 from mtdqn.errors import count
 from mtdqn.rundir import STUDY_RECORD
 
-from . import anchors, fmt, ranges, stats
+from . import captions, fmt, ranges, stats
 from .group_scores import (PREDICTORS, normalized_bounds, normalized_mean, points, predictor_matrices, pull_table, rank_agreement,
                            realized_scores, roles, seed_mean)
 from .groups import describe_partition, partition_score, partitions, ranked
 from .outputs import write_frame, write_text
 from .ranges import Bounds, return_bounds
-from .tables import NEAR_RANDOM
+from .tables import NEAR_RANDOM, near_random
 
 __all__ = ["AGGREGATE", "group_tables", "write_groups_report"]
 
@@ -66,7 +66,7 @@ def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], pl
         frame[f"score_{name}"] = scores
         frame[f"rank_{name}"] = pd.Series(scores).rank(ascending=False, method="min")
         seeds = (per_seed or {}).get(name) if z[name] is not None else None
-        by_seed = [stats.finite_values([partition_score(m, p) for m in seeds]) if seeds is not None else
+        by_seed = [stats.finite_values([_seed_score(m, p) for m in seeds]) if seeds is not None else
                    np.array([]) for p in order]
         spread = [stats.t_mean(v) for v in by_seed]  # a partition's score is linear in Z: its mean is the score
         frame[f"lo_{name}"], frame[f"hi_{name}"] = [e.lo for e in spread], [e.hi for e in spread]
@@ -74,6 +74,15 @@ def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], pl
         frame[f"above_apart_{name}"] = [int((v > 0).sum()) for v in by_seed]
     frame["trained_as"] = [",".join(trained.get(label, [])) for label in frame["partition"]]
     return frame
+
+
+def _seed_score(matrix: np.ndarray, partition: Any) -> float:
+    """One seed's score of ``partition``; NaN where that seed did not measure a pair it needs (the mean over
+    seeds takes each pair from the seeds that measured it: :func:`seed_mean`)."""
+    mates = [(i, j) for group in partition for i in group for j in group if i != j]
+    if not all(np.isfinite(matrix[i, j]) for i, j in mates):
+        return float("nan")
+    return partition_score(np.nan_to_num(matrix, nan=0.0), partition)  # the pairs it does not use: any value
 
 
 def _scopes(real: dict[str, np.ndarray | None], tasks: tuple[str, ...]) -> dict[str, np.ndarray | None]:
@@ -277,24 +286,16 @@ def _markdown(record: dict[str, Any], t: dict[str, pd.DataFrame], missing: tuple
 
 def _smoke_test(seeds: int) -> str:
     """groups.md's first line below MIN_SEEDS seeds, as the study report's ('' from MIN_SEEDS on)."""
-    if seeds >= stats.MIN_SEEDS:
-        return ""
-    return (f"**Smoke test, not evidence.** {count(seeds, 'seed')}, fewer than the {stats.MIN_SEEDS} this report "
-            "needs for an interval: no interval or test is drawn below, and no difference can be told from "
-            f"seed-to-seed noise. Rerun with at least `--seeds {stats.MIN_SEEDS}` before reading anything into it.")
+    return captions.smoke_test_text(seeds, "run") if seeds < stats.MIN_SEEDS else ""
 
 
 def _unlearned(realized: pd.DataFrame, tasks: tuple[str, ...]) -> str:
-    """The tasks no trained partition learned (every role's mean final score less than NEAR_RANDOM of the way
-    from the random anchor to the reference; tasks without anchors never), said at the top: a 3-task smoke
-    run scored at or below random everywhere while groups.md read as a ranking."""
+    """The tasks no trained partition learned (:func:`~mtdqn.analysis.tables.near_random` of every role's mean),
+    said at the top: a 3-task smoke run scored at or below random everywhere while groups.md read as a ranking."""
     flat = []
     for task in tasks:
-        a = anchors.lookup(task)
         means = realized.loc[realized["scope"] == task, "mean"].to_numpy(dtype=float)
-        if a is None or anchors.usable(task, a) or not np.isfinite(means).any():
-            continue
-        if (anchors.normalize(means[np.isfinite(means)], a.random, a.reference) < NEAR_RANDOM).all():
+        if near_random(task, means[np.isfinite(means)]):
             flat.append(task)
     if not flat:
         return ""

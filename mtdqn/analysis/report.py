@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtdqn.errors import count
 from mtdqn.rundir import FINAL_SCORE_EVALS
 
 from . import captions, display, experts, fmt, methods, outputs, plots, scores, sensitivity, stats, tables, why
@@ -107,21 +106,16 @@ def smoke_test_note(study: Study) -> str:
     counts = _seed_counts(study)
     if counts and min(counts) >= stats.MIN_SEEDS:
         return ""
-    n = min(counts) if counts else 0
-    return (f"**Smoke test, not evidence.** This study has {count(n, 'seed')} per variant, fewer than the "
-            f"{stats.MIN_SEEDS} this report needs for an interval: no interval is drawn, the seeds' own values "
-            "are shown instead, and no difference below can be told from seed-to-seed noise. Rerun with at least "
-            f"`--seeds {stats.MIN_SEEDS}` (the fewest that give an interval and a test) before reading anything "
-            f"into it; `--seeds {2 * stats.MIN_SEEDS}` resolves differences about a third smaller.")
+    return captions.smoke_test_text(min(counts) if counts else 0, "variant")
 
 
 def training_source_note(study: Study, c: _Computed) -> str:
     """Said at the top of report.md and results.md where the AUC and steps to threshold read the ε-greedy
     training returns ('' where they read greedy evaluations): a smoke test's greedy returns of 0 stood beside
     "reached by 1/2 seeds" with only the Methods saying the reach came from training episodes."""
-    if c.curve_source == "evaluation":
-        return ""
     ok = study.ok_variants
+    if c.curve_source == "evaluation" or not ok:  # no ok variant: no metric read from anything
+        return ""
     without = [v for v in ok if not tables.has_eval_curve(study.cells[v])]
     who = (f"{', '.join(f'`{v}`' for v in without)} stored" if 0 < len(without) < len(ok) else
            "The runs stored")

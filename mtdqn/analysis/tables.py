@@ -7,6 +7,8 @@ Rows come out in study order (variants, then tasks) so reruns are identical.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -18,7 +20,7 @@ from .scores import discounted_scores, final_scores, task_gamma
 __all__ = [
     "cells_table",
     "untested_reason",
-    "curve_source", "has_eval_curve",
+    "curve_source", "has_eval_curve", "near_random",
     "eval_curves",
     "smoothed_curves",
     "curves_table",
@@ -366,13 +368,19 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
 
 
 def _near_random(task: str, final: pd.Series, final_reference: pd.Series) -> bool:
-    """Whether neither side learned ``task`` (:data:`NEAR_RANDOM`); False for a task without usable anchors."""
-    a = anchors.lookup(task)
-    if a is None or anchors.usable(task, a):
-        return False
+    """Whether neither side learned ``task`` (:func:`near_random` of their means over seeds)."""
     means = [x.to_numpy(dtype=np.float64) for x in (final, final_reference)]
-    means = [v[~np.isnan(v)].mean() if (~np.isnan(v)).any() else np.nan for v in means]  # no seed: nan, unwarned
-    level = (np.array(means) - a.random) / (a.reference - a.random)
+    return near_random(task, [v[~np.isnan(v)].mean() if (~np.isnan(v)).any() else np.nan for v in means])
+
+
+def near_random(task: str, means: Sequence[float]) -> bool:
+    """Whether every one of ``means`` (a side's mean final return) is less than :data:`NEAR_RANDOM` of the way from
+    the task's random anchor to its reference: nothing there learned it.  False for a task without usable anchors
+    and where a mean is missing (NaN: no seed, unwarned).  The report's comparisons and groups.md say it."""
+    a = anchors.lookup(task)
+    if a is None or anchors.usable(task, a) or not len(means):
+        return False
+    level = (np.asarray(means, dtype=np.float64) - a.random) / (a.reference - a.random)
     return bool(np.isfinite(level).all() and level.max() < NEAR_RANDOM)
 
 

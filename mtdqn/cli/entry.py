@@ -12,6 +12,7 @@ import select
 import shlex
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -288,10 +289,22 @@ def _interrupted_line(cmd: Any) -> str:
         return f"error: interrupted; the same command goes on where it stopped ({kept} are kept)"
     if isinstance(cmd, Train) and cmd.resume is not None:
         return "error: interrupted; the same command goes on from the run's latest checkpoint"
-    if isinstance(cmd, Train) and cmd.out is not None and (Path(cmd.out) / "checkpoints" / "latest.json").is_file():
-        return (f"error: interrupted; `mtdqn train --resume {shlex.quote(str(cmd.out))}` goes on from its latest "
-                "checkpoint")
+    if isinstance(cmd, Train) and (cmd.out is not None or not cmd.sweep):
+        from mtdqn.api import default_train_out
+
+        out = Path(cmd.out) if cmd.out is not None else default_train_out(cmd.cfg)
+        try:  # a checkpoint this command wrote (under --force, an older run's is still there until it is replaced)
+            written = (out / "checkpoints" / "latest.json").stat().st_mtime >= _STARTED[0]
+        except OSError:
+            written = False
+        if written:
+            return (f"error: interrupted; `mtdqn train --resume {shlex.quote(str(out))}` goes on from its latest "
+                    "checkpoint")
     return "error: interrupted"
+
+
+_STARTED = [time.time()]
+"""When this command started (:func:`main` sets it): what it wrote is newer."""
 
 
 def _exit_interrupted(line: str = "error: interrupted") -> NoReturn:
@@ -408,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
     warnings.simplefilter("once", FewUpdatesWarning)  # a study validates each cell's budget more than once
     _SHOWN.clear()
+    _STARTED[0] = time.time()
     cmd = None
     try:
         args = sys.argv[1:] if argv is None else argv

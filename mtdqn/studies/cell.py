@@ -26,6 +26,8 @@ __all__ = ["CellConfig", "CellStatus", "OnEvent", "adopt_thresholds", "cell_stat
 
 CellStatus = Literal["done", "resume", "fresh"]
 OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
+"""(event, cell, what goes with it): "start", "submit" and "skip" (None), "resume" (``{"step", "of"}``: where its
+checkpoint is, :func:`~mtdqn.studies.runner.resumable_from`), "done" (the cell's summary)."""
 
 
 @dataclass(frozen=True)

@@ -129,8 +129,10 @@ def progress_printer(console: Console, total: int) -> OnEvent:
             if event == "start":
                 console.print(f"cell {done[0] + 1}/{total} {label}: running")
             elif event == "resume":  # summary: where its checkpoint is (resumable_from)
-                console.print(f"cell {done[0] + 1}/{total} {label}: resuming from env step {summary['step']:,} of "
-                              f"{summary['of']:,} (its checkpoint)")
+                step, of = summary["step"], summary["of"]
+                console.print(f"cell {done[0] + 1}/{total} {label}: " + (
+                    f"resuming from env step {step:,} of {of:,} (its checkpoint)" if step < of else
+                    f"trained ({of:,} env steps, its last checkpoint): evaluating it"))
             else:
                 console.print(f"{label}: submitted to Ray")
             return

@@ -33,8 +33,8 @@ from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
 from mtdqn.studies.cell import (CellConfig, cell_status, check_devices, check_out_dir, read_summary, run_cell,
                                 skip_finished)
-from mtdqn.studies.runner import (StudyResult, budget_text, build, preset_advice, progress_printer, run_local,
-                                  study_record, warn_of_rounded_budgets)
+from mtdqn.studies.runner import (StudyResult, budget_text, build, preset_advice, progress_printer,
+                                  resumable_from, run_local, study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import (RUN_OPTION_KEYS, StudySpec, agent_error, apply_options, build_spec, default_threshold,
                                 variant_config)
 
@@ -141,7 +141,8 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
         if pre_status == "done":
             skip_finished(pre_cell, out_dir / "pretrain", on_event)
         else:
-            on_event("start", pre_cell, None)
+            at = resumable_from(pre_cell, out_dir / "pretrain")
+            on_event("start", pre_cell, None) if at is None else on_event("resume", pre_cell, at)
             summary = run_cell(pre_cell, out_dir / "pretrain", progress=progress)
             on_event("done", pre_cell, summary)
             if summary.get("status") != "ok":

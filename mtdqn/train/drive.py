@@ -108,7 +108,8 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
     if first_chunk < schedule.num_chunks:  # resuming a finished run must not rewrite its live checkpoint
         # An early-stopped run is finished: its checkpoint is recorded as the last chunk's.
         save_checkpoint(run_dir.path, trainer.agent.cfg, state, schedule.num_chunks,
-                        {**options.record(), **({kept_as(options): early} if early else {})})
+                        {**options.record(), **({kept_as(options): early} if early else {})},
+                        lambda: run_dir.write_options(options.record()))
     return Trained(state, tables, compile_s, loop_s, first_chunk, last_chunk, early, eval_s)
 
 
@@ -167,8 +168,8 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 write_tensorboard(writer, new, step)
                 run_dir.write_tables(tables)
                 if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                    save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1, options.record())
-                    run_dir.record_options(options.record())
+                    save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1, options.record(),
+                                    lambda: run_dir.write_options(options.record()))
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * schedule.steps_per_chunk,
                            t_loop)

@@ -64,7 +64,7 @@ def finish(trainer: Trainer, run_dir: RunDir, options: RunOptions, schedule: Sch
     if start is not None:
         summary["transfer"] = transfer_summary(start, summary)
     run_dir.write_final(frame, summary, _cka(trainer, state) if options.probes else [])
-    run_dir.record_options(options.record())  # a resume's changed options, once its results are written
+    run_dir.write_options(options.record())  # a finished run evaluated again with changed ones: once written
     return summary, frame
 
 

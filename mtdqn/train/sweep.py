@@ -133,7 +133,7 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
             summary, frame = finish(member_trainer, run_dir, options, schedule, one, t_start,
                                     {"sweep": {"dir": str(out_dir), "members": len(members)}})
             results.append(RunResult(run_dir.path, summary, frame, state))
-        _record_options(out_dir, runs, options)
+        _write_options(out_dir, runs, options)
     return results
 
 
@@ -141,7 +141,7 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
                    runs: list[RunDir], options: RunOptions, resume: bool, force: bool) -> None:
     """sweep.json (``record`` with the config of record) and each member's config.json (as its run alone
     writes it, plus where its population is: :meth:`RunDir.population`)."""
-    if resume:  # they take a resume's changed options with its next checkpoint (_record_options)
+    if resume:  # they take a resume's changed options with its next checkpoint (_write_options)
         return
     RunDir(out_dir).prepare_sweep(force)  # a run's or an earlier sweep's files (--force): refused (again), or removed
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,14 +153,14 @@ def _write_records(out_dir: Path, cfg: TrainConfig, record: dict[str, Any], memb
                         "population": os.path.relpath(out_dir, run_dir.path)}, force)
 
 
-def _record_options(out_dir: Path, runs: list[RunDir], options: RunOptions) -> None:
+def _write_options(out_dir: Path, runs: list[RunDir], options: RunOptions) -> None:
     """sweep.json and its members' config.json state the options of the population's latest checkpoint, as a
-    run's (:meth:`RunDir.record_options`): a resume's changed ones from its first checkpoint or its end."""
+    run's (:meth:`RunDir.write_options`): a resume's changed ones from its first checkpoint or its end."""
     sweep = read_json(out_dir / SWEEP_FILE)
     if sweep.get("options") != options.record()["options"]:
         write_json(out_dir / SWEEP_FILE, {**sweep, **options.record()})
     for run in runs:
-        run.record_options(options.record())
+        run.write_options(options.record())
 
 
 @dataclasses.dataclass
@@ -262,8 +262,8 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                                                                  nonfinite_from_environment(state).items()})
             del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record())
-                _record_options(out_dir, runs, options)
+                save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record(),
+                                lambda: _write_options(out_dir, runs, options))
                 last_good = step
             if evaluate and on_eval is not None:
                 for i, member_tables in enumerate(tables):
@@ -276,7 +276,8 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
             writer.close()
     loop_s = time.perf_counter() - t_loop - eval_s
     if first_chunk < schedule.num_chunks:
-        save_checkpoint(out_dir, cfg, _take(state, real), schedule.num_chunks, options.record())
+        save_checkpoint(out_dir, cfg, _take(state, real), schedule.num_chunks, options.record(),
+                        lambda: _write_options(out_dir, runs, options))
     members = [(_take(state, layout.member_entries(i)), t) for i, t in enumerate(tables)]
     return _SweepTrained(members, compile_s, loop_s, first_chunk, eval_s)
 

@@ -77,11 +77,9 @@ def storage_url(url: str | None, out: Path) -> str | None:
     named explicitly is the default, None (it was refused as 'another storage')."""
     if url is None:
         return None
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        path = url[len(prefix):]
-        if path and not path.startswith((":memory:", "file:")):
-            url = prefix + str(Path(path).absolute())
+    relative = re.match(r"(?i)(sqlite(?:\+\w+)?:///)([^/?].*)$", url)  # sqlite[+driver]:///PATH[?query], PATH relative
+    if relative and not relative.group(2).startswith((":memory:", "file:")):
+        url = relative.group(1) + str(Path(relative.group(2)).absolute())
     return None if url == default_storage(out) else url
 
 
