@@ -362,6 +362,7 @@ def test_groups_md_says_where_its_numbers_cannot_carry_a_ranking(tmp_path):
     best = group_tables(gap, reps=200)["partitions"].set_index("partition").loc[f"{A}+{B} | {C}"]
     assert best["seeds_affinity"] == 4 and math.isfinite(best["score_affinity"])  # (raised: the report was lost)
     assert write_groups_report(gap).is_file()
-    assert _smoke_test(5) == "" and _smoke_test(2).startswith("**Smoke test, not evidence.** This study has 2 seeds per run, fewer than the 5")
+    assert _smoke_test(5) == "" and _smoke_test(2).startswith("**Smoke test, not evidence.** This study has 2 seeds "
+                                                              "per run, fewer than the 5")
     flat = pd.DataFrame({"scope": [A, A, B, B], "mean": [9.4, 11.7, -120.0, -110.0]})  # CartPole below random
     assert _unlearned(flat, (A, B)).startswith("**No trained partition learned CartPole-v1**: every one scores ")

@@ -122,8 +122,8 @@ def test_greedy_evaluation_is_the_main_learning_curve(full: Path):
     assert not (diffs["test"] == "welch")[~diffs["estimable"] | (diffs["metric"] == "steps_to_threshold")].any()
     assert np.isfinite(diffs["mde"]).any()
     welch = diffs[diffs["test"] == "welch"]  # the detectable difference is sized with the Welch test's own dof
-    pooled = welch["n"] + welch["n_reference"] - 2  # what it used: Welch's is never above it, and below where
-    assert len(welch) and (welch["dof"] <= pooled + 1e-9).all() and (welch["dof"] < pooled - 0.1).any()  # spreads differ
+    pooled = welch["n"] + welch["n_reference"] - 2  # what it used: Welch's is never above it, below where spreads
+    assert len(welch) and (welch["dof"] <= pooled + 1e-9).all() and (welch["dof"] < pooled - 0.1).any()  # differ
 
 
 @pytest.fixture(scope="module")
