@@ -789,6 +789,7 @@ def test_reach_and_auc_read_from_training_returns_are_said_at_the_top(tmp_path):
         text = (out / name).read_text()
         assert said in text and text.index(said) < text.index("Per-task results"), name  # above the tables
     out = build_report(make_study(tmp_path / "greedy", evals=True), reps=200)
-    assert not any("read ε-greedy training returns" in (out / name).read_text() for name in ("report.md", "results.md"))
+    assert not any("read ε-greedy training returns" in (out / name).read_text()
+                   for name in ("report.md", "results.md"))
     assert auc_steps(pd.DataFrame({"step": [5008, 5008]}), "training") == \
         "no span (the curve has one point, the logging step 5.01k: the AUC is its value)"

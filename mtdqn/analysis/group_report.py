@@ -30,8 +30,8 @@ from mtdqn.errors import count
 from mtdqn.rundir import STUDY_RECORD
 
 from . import captions, fmt, ranges, stats
-from .group_scores import (PREDICTORS, normalized_bounds, normalized_mean, points, predictor_matrices, pull_table, rank_agreement,
-                           realized_scores, roles, seed_mean)
+from .group_scores import (PREDICTORS, normalized_bounds, normalized_mean, points, predictor_matrices, pull_table,
+                           rank_agreement, realized_scores, roles, seed_mean)
 from .groups import describe_partition, partition_score, partitions, ranked
 from .outputs import write_frame, write_text
 from .ranges import Bounds, return_bounds

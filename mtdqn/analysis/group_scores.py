@@ -38,7 +38,8 @@ from .groups import ROLES, Partition
 from mtdqn.io import read_parquet
 
 __all__ = ["PREDICTORS", "roles", "seed_matrix", "seed_mean", "predictor_matrices", "cell_finals", "realized_scores",
-           "normalized_mean", "normalized_bounds", "points", "spearman_rows", "spearman", "score_weights", "rank_agreement"]
+           "normalized_mean", "normalized_bounds", "points", "spearman_rows", "spearman", "score_weights",
+           "rank_agreement"]
 
 PREDICTORS = ("affinity", "cosine")
 
