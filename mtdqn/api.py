@@ -162,9 +162,27 @@ def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
             with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
                 warnings.simplefilter("ignore")
                 check_train_budget(cfg, strategy_rules=False)  # (its strategy's warning imports JAX)
+            _check_sharing_and_strategy(cfg)
         except ConfigError as exc:
             raise ConfigError(f"--sweep member {label}: {exc}" if label else str(exc)) from None
     check_task_names(configs[0][1].tasks)  # a sweep's members share their tasks
+
+
+def _check_sharing_and_strategy(cfg: TrainConfig) -> None:
+    """``--sharing``'s K against the trunk and the strategy's options, as building the agent checks them, but
+    before JAX's devices are chosen: the checks import JAX without starting its backends (``moe:1`` or cagrad's
+    ``c=-1`` refused in a notebook left its later runs on the refused call's devices).  The trunk's depth from
+    the tasks' kind (:mod:`mtdqn.taskfacts`); of a task known only later (your own, registered), the build's."""
+    from mtdqn.config import derive
+    from mtdqn.networks.architecture import IMAGE_TRUNK_LAYERS, parse_sharing
+    from mtdqn.strategies import make_strategy
+    from mtdqn.taskfacts import facts
+
+    kinds = {f.kind if (f := facts(task)) is not None else None for task in cfg.tasks}
+    if kinds == {"image"} or kinds == {"vector"}:
+        parse_sharing(cfg.network.sharing, IMAGE_TRUNK_LAYERS if kinds == {"image"} else len(cfg.network.hidden))
+    d = derive(cfg)
+    make_strategy(d.strategy, cfg.strategy_args, d.task_weights)
 
 
 def _check_paths(**given: Any) -> None:

@@ -515,6 +515,8 @@ def write_tensorboard(writer: Any, tables: Tables, step: int) -> None:
     """One chunk's scalars; NaN (no episode ended in the window) is left out, not written."""
     scalars = [(f"{kind}/{r['task']}/seed{r['seed']}", r[col]) for r in tables.metrics
                for kind, col in (("return", "episode_return"), ("loss", "loss"))]
+    scalars += [(f"{kind}/{r['task']}/seed{r['seed']}", r[col]) for r in tables.grad_tasks
+                for kind, col in (("grad_norm", "grad_norm"), ("strategy_weight", "weight"))]
     scalars += [(f"{kind}/{r['task_a']}|{r['task_b']}/seed{r['seed']}", r[col]) for r in tables.grad_pairs
                 for kind, col in (("cosine", "cosine"), ("conflict_rate", "conflict_rate"))]
     scalars += [(f"greedy_return/{r['task']}/seed{r['seed']}", r["return_mean"]) for r in tables.evals]

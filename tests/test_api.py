@@ -351,12 +351,14 @@ def test_register_task_presents_the_cores_as_devices_before_jax_starts():
 @pytest.mark.slow  # a fresh interpreter imports JAX (~3 s)
 def test_a_refused_call_leaves_the_processs_devices_to_the_next():
     """The first call that starts JAX fixes the process's CPU devices (its seeds'): a typo'd task or task option,
-    a task listed twice, a budget with no update, a nonsense option or a transfer from no run is refused before
+    a task listed twice, a budget with no update, a nonsense option, a sharing or strategy option the agent's
+    build refuses (moe:1, partial:5, cagrad's c=-1: they started JAX) or a transfer from no run is refused before
     that, so the next run in a notebook still chooses."""
     code = ("import mtdqn, mtdqn.devices\n"
             "for bad in ({'tasks': ['CartPoel-v1']}, {'tasks': ['MiniGrid-LavaGapS7-v0:max_steps=0']},\n"
             "            {'tasks': ['CartPole-v1', 'CartPole-v1:']},\n"
-            "            {'steps': 2000, 'learning_starts': 100000}, {'lr': -1.0}):\n"
+            "            {'steps': 2000, 'learning_starts': 100000}, {'lr': -1.0}, {'sharing': 'moe:1'},\n"
+            "            {'sharing': 'partial:5'}, {'strategy': 'cagrad', 'strategy_args': 'c=-1'}):\n"
             "    try:\n        mtdqn.train(**bad)\n    except mtdqn.ConfigError:\n        pass\n"
             "for call in (lambda: mtdqn.finetune('no-such-run', tasks=['Acrobot-v1']),\n"
             "             lambda: mtdqn.extend('no-such-run', ['Acrobot-v1']),\n"

@@ -137,3 +137,24 @@ def test_a_resumed_run_keeps_the_expert_rows_up_to_its_checkpoint(tmp_path):
     kept = pd.DataFrame(RunDir(tmp_path).tables_until(1000).experts)
     assert sorted(kept["step"].unique()) == [500, 1000] and len(kept) == 2 * 8
     assert dict(kept.dtypes.astype(str)) == EXPERT_SCHEMA
+
+
+def test_tensorboard_gets_each_tasks_gradient_norm_and_strategy_weight():
+    """The README promises per-task gradient norms and strategy weights in TensorBoard (gradnorm's, dwa's
+    weights are what one watches); only grad_tasks.parquet held them."""
+    from mtdqn.rundir import Tables, write_tensorboard
+
+    class Writer:
+        def __init__(self):
+            self.scalars = {}
+
+        def add_scalar(self, tag, value, step):
+            self.scalars[tag] = (value, step)
+
+    tables = Tables.empty()
+    tables.grad_tasks.append({"step": 500, "seed": 1, "task": "Acrobot-v1", "grad_norm": 0.25, "weight": 1.5,
+                              "loss": 0.1})
+    writer = Writer()
+    write_tensorboard(writer, tables, 500)
+    assert writer.scalars == {"grad_norm/Acrobot-v1/seed1": (0.25, 500),
+                              "strategy_weight/Acrobot-v1/seed1": (1.5, 500)}

@@ -89,6 +89,8 @@ class Architecture:
 
 
 SHARING = "independent, shared, partial:K, conditioned, moe:K, moore:K"
+IMAGE_TRUNK_LAYERS = 3
+"""The image trunk's layers (conv, conv, fully connected): what ``partial:K`` counts on image tasks."""
 
 
 def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
@@ -123,7 +125,7 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
                 f"{2 * CONV_KERNEL - 1}x{2 * CONV_KERNEL - 1}, got {height}x{width} ({', '.join(task_set.names)})"
             )
         adapter = Layer("dense", cfg.adapter_channels, activation="linear")
-        torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))
+        torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))  # IMAGE_TRUNK_LAYERS
     else:
         adapter = Layer("dense", cfg.adapter_width)
         torso = tuple(Layer("dense", w) for w in cfg.hidden)
