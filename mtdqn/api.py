@@ -162,13 +162,13 @@ def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
             with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
                 warnings.simplefilter("ignore")
                 check_train_budget(cfg, strategy_rules=False)  # (its strategy's warning imports JAX)
-            _check_sharing_and_strategy(cfg)
+            check_sharing_and_strategy(cfg)
         except ConfigError as exc:
             raise ConfigError(f"--sweep member {label}: {exc}" if label else str(exc)) from None
     check_task_names(configs[0][1].tasks)  # a sweep's members share their tasks
 
 
-def _check_sharing_and_strategy(cfg: TrainConfig) -> None:
+def check_sharing_and_strategy(cfg: TrainConfig) -> None:
     """``--sharing``'s K against the trunk and the strategy's options, as building the agent checks them, but
     before JAX's devices are chosen: the checks import JAX without starting its backends (``moe:1`` or cagrad's
     ``c=-1`` refused in a notebook left its later runs on the refused call's devices).  The trunk's depth from

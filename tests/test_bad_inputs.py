@@ -191,10 +191,15 @@ def test_seeds_beyond_the_memory_are_the_machines_limit_exit_1(tmp_path, capsys)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv", [["--eval-episodes", "0"], ["--devices", "99"], ["--patience", "3"]])
+@pytest.mark.parametrize("argv", [["--eval-episodes", "0"], ["--devices", "99"], ["--patience", "3"],
+                                  ["--steps", "800", "--log-every", "800", "--learning-starts", "500", "--strategy",
+                                   "cagrad", "--strategy-args", "c=-1"],
+                                  ["--steps", "800", "--log-every", "800", "--learning-starts", "500", "--sharing",
+                                   "moe:1"]])
 def test_a_refused_run_option_prints_its_error_line_alone(tmp_path, capsys, argv):
     """Run options are checked before the agent's one-line description is printed: a refused run's output is
-    its error line, nothing on stdout (the description came first, then the error)."""
+    its error line, nothing on stdout (the description came first, then the error); a budget's warning waits
+    for the sharing's and the strategy's checks (it came before their error)."""
     with pytest.raises(SystemExit) as exc:
         main(["train", *argv, "--out", str(tmp_path / "out"), "--progress", "False"])
     captured = capsys.readouterr()

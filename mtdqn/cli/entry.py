@@ -186,7 +186,9 @@ def _check_before_jax(cmd: object, argv: list[str] | None = None) -> None:
     refused, few warned) and its run directory (:meth:`mtdqn.rundir.RunDir.check_new`: ``--out``, or the
     default :func:`mtdqn.api.default_train_out`, already holding a run), all JAX-free and reading only, checked
     before JAX and the training stack are imported (~3 s on a 2-core machine): a mistyped flag or task, a budget
-    that cannot learn or a reused folder is answered in about a second.  The same checks run again where the
+    that cannot learn or a reused folder is answered in about a second.  Then the sharing's and the strategy's
+    options (:func:`mtdqn.api.check_sharing_and_strategy`: JAX imported, not started), before the budget's
+    warning is shown: a refused run prints its error alone.  The same checks run again where the
     run is built, so nothing is skipped (a warning is printed once: :func:`_show_warning`); there a task's
     options are checked too (the registry needs JAX), and a sweep's members each by their own values."""
     if not isinstance(cmd, Train):
@@ -198,7 +200,7 @@ def _check_before_jax(cmd: object, argv: list[str] | None = None) -> None:
     if cmd.resume is not None and cmd.out is not None:
         raise ConfigError(f"--resume continues {cmd.resume} in place; drop --out")
     if cmd.resume is None and not cmd.sweep:
-        from mtdqn.api import default_train_out
+        from mtdqn.api import check_sharing_and_strategy, default_train_out
         from mtdqn.budget import check_train_budget
         from mtdqn.config import check_new_run
         from mtdqn.rundir import RunDir
@@ -206,8 +208,13 @@ def _check_before_jax(cmd: object, argv: list[str] | None = None) -> None:
 
         check_task_names(cmd.cfg.tasks)
         check_new_run(cmd.cfg)
-        check_train_budget(cmd.cfg, strategy_rules=False)  # the strategy's own warning (JAX) is the run's
+        with warnings.catch_warnings(record=True) as said:  # a budget's warning is said once nothing refused the run
+            warnings.simplefilter("always")
+            check_train_budget(cmd.cfg, strategy_rules=False)  # the strategy's own warning (JAX) is the run's
         RunDir(cmd.out if cmd.out is not None else default_train_out(cmd.cfg)).check_new(cmd.force)
+        check_sharing_and_strategy(cmd.cfg)  # imports JAX (~2 s) without starting it: reached by runs valid so far
+        for w in said:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _start_jax(cmd: object) -> None:
