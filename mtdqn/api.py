@@ -162,7 +162,8 @@ def _refuse_before_jax(configs: Sequence[tuple[str, TrainConfig]]) -> None:
             with warnings.catch_warnings():  # a budget of few updates warns once, when the run starts
                 warnings.simplefilter("ignore")
                 check_train_budget(cfg, strategy_rules=False)  # (its strategy's warning imports JAX)
-            check_sharing_and_strategy(cfg)
+            if not label:  # a sweep's members: their strategy options are the sweep's to refuse, in its words
+                check_sharing_and_strategy(cfg)
         except ConfigError as exc:
             raise ConfigError(f"--sweep member {label}: {exc}" if label else str(exc)) from None
     check_task_names(configs[0][1].tasks)  # a sweep's members share their tasks

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from mtdqn.errors import ConfigError, RoundedScheduleWarning, check_float32, warn_user
+from mtdqn.errors import ConfigError, RoundedScheduleWarning, check_float32, count, warn_user
 
 __all__ = [
     "FinetuneConfig",
@@ -267,7 +267,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.task_weights is not None:
         if len(cfg.task_weights) != len(cfg.tasks):
             raise ConfigError(
-                f"--task-weights has {len(cfg.task_weights)} values for {len(cfg.tasks)} tasks"
+                f"--task-weights has {count(len(cfg.task_weights), 'value')} for {count(len(cfg.tasks), 'task')}"
             )
         if any(not math.isfinite(w) or w < 0 for w in cfg.task_weights) or sum(cfg.task_weights) <= 0:
             raise ConfigError(f"--task-weights must be finite, >= 0 and not all 0, got {cfg.task_weights}")

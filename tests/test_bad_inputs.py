@@ -84,6 +84,7 @@ TRAIN_CASES = [
     ("weights-count", ["--task-weights", "1", "2", "3"], "3 values for 2 tasks"),
     ("weights-negative", ["--task-weights", "1", "-1"], "must be finite, >= 0"),
     ("sharing-unknown", ["--sharing", "bogus"], "unknown --sharing 'bogus'"),
+    ("sharing-typo", ["--sharing", "sharde"], "unknown --sharing 'sharde'; did you mean 'shared'? valid:"),
     ("sharing-partial-range", ["--sharing", "partial:7"], "partial:K needs 0 <= K"),
     ("sharing-partial-not-int", ["--sharing", "partial:x"], "needs an integer K"),
     ("sharing-moe-zero", ["--sharing", "moe:0"], "moe:K needs K >= 2 experts, got 0"),

@@ -29,6 +29,7 @@ task's mixing weights follow its own gradient, like its head.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -110,7 +111,9 @@ def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
         if name != "partial" and k < 2:
             raise ConfigError(f"--sharing {name}:K needs K >= 2 experts, got {k}")
         return name, k
-    raise ConfigError(f"unknown --sharing {sharing!r}; valid: {SHARING}")
+    close = difflib.get_close_matches(name, ["independent", "shared", "partial", "conditioned", "moe", "moore"], n=1)
+    meant = f"did you mean {close[0] + (':' + arg if arg else '')!r}? " if close else ""  # sharde: shared
+    raise ConfigError(f"unknown --sharing {sharing!r}; {meant}valid: {SHARING}")
 
 
 def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0) -> Architecture:
