@@ -7,9 +7,9 @@ label its own optimizer:
 
 ``train``        adapters, heads, per-task torso layers, LoRA factors: the run's optimizer at ``--lr``
 ``trunk``        pretrained trunk layers that train: the same optimizer at ``--trunk-lr`` (default ``--lr``)
-``frozen``       ``optax.set_to_zero()``: the update is exactly 0, so the weights stay bit-identical (the
-                 target network's copy is Polyak-averaged with them as usual, and tau * w + (1 - tau) * w
-                 can differ from w in the last bits)
+``frozen``       ``optax.set_to_zero()``: the update is exactly 0, so the weights stay bit-identical, and so
+                 does the target network's copy (the update step sets it to the online one: a Polyak mix
+                 tau * w + (1 - tau) * w would drift from w in the last bits)
 ``trunk_later``  ``trunk-until:STEPS``: the ``trunk`` optimizer whose update is multiplied by 0 until the
                  update that follows env step STEPS (a step function of optax's update count, inside the
                  compiled loop), by 1 after.  Adam's moments see the trunk's gradients all along, so the

@@ -210,6 +210,9 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
         "start_eval_discounted": {n: returns.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "eval_episodes": episodes,
         "source_checkpoint": RunDir(source.path).checkpoint_id(),  # which weights: a study redoes a cell if they change
+        # env steps per task the source's checkpoint had trained (a stopped or still training source's is not its
+        # end: the note after the command names it)
+        "source_step": None if source.net.iteration is None else source.net.iteration * source.cfg.num_envs,
     }
     return state, record
 

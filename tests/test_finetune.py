@@ -106,7 +106,9 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
     expected = (2 * 16 + 16) + (32 * 3 + 3) + (16 * 2 + 2 * 32) + (32 * 2 + 2 * 32)
     said = capsys.readouterr()
     assert f"trains {expected:,} of" in said.out
-    assert f"note: {source} is unfinished: its checkpoint is at step " in said.err
+    step = json.loads((out / "start.json").read_text())["source_step"]  # the checkpoint it started from, recorded
+    assert step == mtdqn.checkpoint.checkpoint_meta(source)["iteration"] * 4  # (4 envs) and named by the note
+    assert f"note: {source} is unfinished: its checkpoint is at step {step:,} of " in said.err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["transfer"]["trainable_params"] == expected
     src, net = mtdqn.load_agent(source), mtdqn.load_agent(out)

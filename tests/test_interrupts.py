@@ -161,3 +161,7 @@ def test_an_interrupted_command_says_how_to_go_on(tmp_path, monkeypatch):
     (default / "checkpoints" / "latest.json").write_text("{}")
     assert _interrupted_line(Train()).startswith(f"error: interrupted; `mtdqn train --resume {default}` goes on")
     assert _interrupted_line(None) == "error: interrupted"  # before the command was read
+    from mtdqn.cli.commands import Finetune, StartedRun
+
+    started = Finetune(Path("src"), run=StartedRun(out=tmp_path))  # a fine-tuning is an ordinary run once started
+    assert _interrupted_line(started).startswith(f"error: interrupted; `mtdqn train --resume {tmp_path}` goes on")

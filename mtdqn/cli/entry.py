@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import tyro
 
-from mtdqn.cli.commands import Study, Train, Tune, command_flags, given_options
+from mtdqn.cli.commands import Extend, Finetune, Study, Train, Tune, command_flags, given_options
 from mtdqn.cli.handlers import COMMANDS
 from mtdqn.errors import (CellsFailed, ConfigError, FewUpdatesWarning, InsufficientResources, MtdqnWarning,
                           SearchFailed, TrainingDiverged)
@@ -296,10 +296,12 @@ def _interrupted_line(cmd: Any) -> str:
         return f"error: interrupted; the same command goes on where it stopped ({kept} are kept)"
     if isinstance(cmd, Train) and cmd.resume is not None:
         return "error: interrupted; the same command goes on from the run's latest checkpoint"
-    if isinstance(cmd, Train) and (cmd.out is not None or not cmd.sweep):
+    started = isinstance(cmd, (Finetune, Extend)) and cmd.run.out is not None  # an ordinary run once started
+    if started or isinstance(cmd, Train) and (cmd.out is not None or not cmd.sweep):
         from mtdqn.api import default_train_out
 
-        out = Path(cmd.out) if cmd.out is not None else default_train_out(cmd.cfg)
+        out = (Path(cmd.run.out) if started else Path(cmd.out) if cmd.out is not None else
+               default_train_out(cmd.cfg))
         try:  # a checkpoint this command wrote (under --force, an older run's is still there until it is replaced)
             written = (out / "checkpoints" / "latest.json").stat().st_mtime >= _STARTED[0]
         except OSError:

@@ -125,7 +125,7 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
     _print_early_stop_and_test(summary, run.path)
     print(_results_line(run.path))
-    _note_unfinished(cmd.from_)  # its trunk was a stopped run's
+    _note_unfinished(cmd.from_, _source_iteration(run.path, cmd.from_))  # its trunk was a stopped run's
 
 
 def _print_early_stop_and_test(summary: dict, run: Path) -> None:
@@ -158,6 +158,18 @@ def _print_per_seed(tasks: dict, header: str, indent: str = "", discounted: bool
         for seed, r in per_task["per_seed"].items():
             tail = f" {r['discounted_mean']:9.2f}" if discounted else ""
             print(f"{indent}{task:24s} {int(seed):5d}  {r['mean']:9.2f} ± {r['std']:<9.2f}{tail}".rstrip())
+
+
+def _source_iteration(run: Path, source: Path) -> int | None:
+    """The source's checkpoint a fine-tuned or extended ``run`` started from (start.json), as an iteration of the
+    source: the note then names it, not the source's checkpoint at exit (a source still training moves on)."""
+    from mtdqn.rundir import RunDir
+
+    try:
+        step = (RunDir(run).read_start() or {}).get("source_step")
+        return None if step is None else int(step) // RunDir(source).config().num_envs
+    except (ConfigError, OSError, TypeError, ValueError):
+        return None
 
 
 def _note_unfinished(run: Path, iteration: int | None = None) -> None:
