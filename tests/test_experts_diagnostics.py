@@ -108,19 +108,22 @@ def _rows(steps: list[int]) -> list[dict]:
             for step in steps for seed in (0, 1) for task in TINY.tasks for e in (0, 1)]
 
 
+class _Writer:
+    """A SummaryWriter that keeps each tag's last (value, step)."""
+
+    def __init__(self):
+        self.scalars = {}
+
+    def add_scalar(self, tag, value, step):
+        self.scalars[tag] = (value, step)
+
+
 def test_tensorboard_gets_each_weight_and_each_tasks_entropy_and_mean_cosine():
     from mtdqn.rundir import Tables, write_tensorboard
 
-    class Writer:
-        def __init__(self):
-            self.scalars = {}
-
-        def add_scalar(self, tag, value, step):
-            self.scalars[tag] = (value, step)
-
     tables = Tables.empty()
     tables.experts.extend(_rows([500]))
-    writer = Writer()
+    writer = _Writer()
     write_tensorboard(writer, tables, 500)
     assert writer.scalars["mixing_weight/Acrobot-v1/expert1/seed0"] == (pytest.approx(0.75), 500)
     assert writer.scalars["expert_entropy/CartPole-v1/seed1"] == (pytest.approx(0.5623), 500)
@@ -144,17 +147,10 @@ def test_tensorboard_gets_each_tasks_gradient_norm_and_strategy_weight():
     weights are what one watches); only grad_tasks.parquet held them."""
     from mtdqn.rundir import Tables, write_tensorboard
 
-    class Writer:
-        def __init__(self):
-            self.scalars = {}
-
-        def add_scalar(self, tag, value, step):
-            self.scalars[tag] = (value, step)
-
     tables = Tables.empty()
     tables.grad_tasks.append({"step": 500, "seed": 1, "task": "Acrobot-v1", "grad_norm": 0.25, "weight": 1.5,
                               "loss": 0.1})
-    writer = Writer()
+    writer = _Writer()
     write_tensorboard(writer, tables, 500)
     assert writer.scalars == {"grad_norm/Acrobot-v1/seed1": (0.25, 500),
                               "strategy_weight/Acrobot-v1/seed1": (1.5, 500)}
