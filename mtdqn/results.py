@@ -22,7 +22,7 @@ import pandas as pd
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError, check_path, count
 from mtdqn.io import read_json, read_parquet
-from mtdqn.rundir import (DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
+from mtdqn.rundir import (CKA_SCHEMA, DISTILL_RECORD, EVAL_SCHEMA, GRAD_PAIR_SCHEMA, GRAD_TASK_SCHEMA, METRIC_SCHEMA,
                           RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD, RunDir, table_frame)
 
 if TYPE_CHECKING:  # annotations only: loading an agent imports JAX
@@ -110,7 +110,7 @@ class Run:
     @property
     def cka(self) -> pd.DataFrame:
         """Representation similarity (linear CKA) between tasks at the end of the run (empty when not probed)."""
-        return self._table("cka", None)
+        return self._table("cka", CKA_SCHEMA)
 
     def json(self, name: str) -> dict[str, Any] | None:
         """Another record of the run by its file stem, or None when absent: ``start`` (fine-tuned runs),

@@ -43,7 +43,7 @@ from mtdqn.tasknames import check_known_names
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES", "RUN_FOLDERS_OWN",
            "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
            "METRIC_SCHEMA", "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA",
-           "EXPERT_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
+           "EXPERT_SCHEMA", "CKA_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
            "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN", "FINAL_SCORE_RULES", "final_score_rule",
            "RunDir", "write_tensorboard"]
 
@@ -83,6 +83,10 @@ GRAD_PAIR_SCHEMA = {"step": "int64", "seed": "int64", "task_a": "object", "task_
 # One row per (chunk, seed, ordered task pair i -> j, i == j included): the mean of the window's measurements of
 # Z_{i->j} (mtdqn.train.affinity); windows without a measurement have no rows.
 AFFINITY_SCHEMA = {"step": "int64", "seed": "int64", "task_i": "object", "task_j": "object", "value": "float32"}
+CKA_SCHEMA = {"seed": "int64", "task_a": "object", "task_b": "object", "cka": "float64", "cka_init": "float64",
+              "cka_chance": "float64", "cka_own": "float64", "cka_own_init": "float64", "cka_own_chance": "float64"}
+"""cka.parquet (:func:`mtdqn.diagnostics.cka_rows`): written only where the run was probed; an empty table of
+these columns where it was not (``--probes False``: it read as a frame without columns)."""
 # A mixture of experts (mtdqn.diagnostics.expert_probe), one row per (chunk, seed, task, expert), the final state's
 # at the run's last step: ``weight``, the task's softmax mixing weight on the expert (a task's K rows sum to 1);
 # ``entropy``, the entropy in nats of the task's K weights (log K: the even mixture; 0: one expert), repeated on

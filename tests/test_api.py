@@ -321,6 +321,9 @@ def test_a_run_exposes_its_tables_summary_agent_and_evaluations(api_run):
     assert len(run.metrics) == 2 * 2 and set(run.metrics.task) == set(run.tasks)  # 2 windows x 2 tasks
     assert sorted(run.evals.step.unique()) == [500, 1000]
     assert len(run.grad_pairs) and len(run.grad_tasks) and list(run.cka.columns)
+    from mtdqn.rundir import CKA_SCHEMA
+
+    assert list(run.cka.columns) == list(CKA_SCHEMA)  # the schema is what the probe writes
     last = run.evals.query("step == step.max()").groupby("task").return_mean.mean()  # the README's line
     assert last.to_dict() == {t: v[0] for t, v in run.summary["final_eval"].items()}  # (one seed)
     evaluation = run.evaluate(episodes=2)
@@ -533,3 +536,13 @@ def test_counts_in_the_lines_users_read_agree_with_their_number():
     assert [count(1, "seed"), count(2, "seed"), count(0, "variant"), count(1200, "task")] == \
         ["1 seed", "2 seeds", "0 variants", "1,200 tasks"]
     assert describe(make_agent(TrainConfig(tasks=("CartPole-v1",)))).startswith("mtdqn: 1 task, sharing=")
+
+
+def test_a_run_without_probes_reads_an_empty_cka_table_with_its_columns(tmp_path):
+    """--probes False writes no cka.parquet: Run.cka read a frame without columns, where the other tables keep
+    their columns when empty (the README: fixed columns and dtypes, also with no rows)."""
+    from mtdqn.rundir import CKA_SCHEMA
+
+    (tmp_path / "config.json").write_text(json.dumps({"config": {}, "seeds": [0]}))
+    cka = mtdqn.open_run(tmp_path).cka
+    assert len(cka) == 0 and list(cka.columns) == list(CKA_SCHEMA)
