@@ -43,7 +43,8 @@ from mtdqn.tasknames import check_known_names
 __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY_CELLS", "RUN_FILES", "RUN_FOLDERS_OWN",
            "METRIC_COLUMNS", "EVAL_COLUMNS", "GRAD_TASK_COLUMNS", "GRAD_PAIR_COLUMNS",
            "METRIC_SCHEMA", "EVAL_SCHEMA", "GRAD_TASK_SCHEMA", "GRAD_PAIR_SCHEMA", "AFFINITY_SCHEMA",
-           "EXPERT_SCHEMA", "CKA_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows", "final_score_steps",
+           "EXPERT_SCHEMA", "CKA_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows",
+           "final_score_steps",
            "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN", "FINAL_SCORE_RULES", "final_score_rule",
            "RunDir", "write_tensorboard"]
 

@@ -195,7 +195,7 @@ def test_a_task_weight_swept_by_position_names_one_of_two_tasks_that_share_a_nam
     ([], ["weight.CartPole-v1=-1,1"], "--sweep member weight.CartPole-v1=-1: --task-weights must be finite, >= 0"),
     ([], ["weight.CartPole-v1=0,1", "weight.Acrobot-v1=0,1"], "not all 0, got (0.0, 0.0)"),
     ([], ["weight.=1,2"], "expected weight.NAME with a task's name"),
-    (["--task-weights", "1"], ["weight.Acrobot-v1=0.5,1"], "--task-weights has 1 value for 2 tasks"),  # was an IndexError
+    (["--task-weights", "1"], ["weight.Acrobot-v1=0.5,1"], "--task-weights has 1 value for 2 tasks"),  # an IndexError
     ([], ["task_weights=1,2"], "sweep one task's weight, weight.TASK=V1,V2"),
     ([], ["weight.3=1,2"], "--sweep weight.3: --tasks has 2 tasks; name one by its position, 1 to 2, or its name"),
     ([], ["weight.\u00b2=1,2"], "no task named '\u00b2' in --tasks"),  # a digit to str.isdigit, not to int()
