@@ -175,13 +175,13 @@ def check_sharing_and_strategy(cfg: TrainConfig) -> None:
     ``c=-1`` refused in a notebook left its later runs on the refused call's devices).  The trunk's depth from
     the tasks' kind (:mod:`mtdqn.taskfacts`); of a task known only later (your own, registered), the build's."""
     from mtdqn.config import derive
-    from mtdqn.networks.architecture import IMAGE_TRUNK_LAYERS, parse_sharing
+    from mtdqn.networks.architecture import parse_sharing, trunk_layers
     from mtdqn.strategies import make_strategy
     from mtdqn.taskfacts import facts
 
     kinds = {f.kind if (f := facts(task)) is not None else None for task in cfg.tasks}
-    if kinds == {"image"} or kinds == {"vector"}:
-        parse_sharing(cfg.network.sharing, IMAGE_TRUNK_LAYERS if kinds == {"image"} else len(cfg.network.hidden))
+    if kinds in ({"image"}, {"vector"}):
+        parse_sharing(cfg.network.sharing, len(trunk_layers(kinds.pop(), cfg.network)))
     d = derive(cfg)
     make_strategy(d.strategy, cfg.strategy_args, d.task_weights)
 

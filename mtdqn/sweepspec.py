@@ -81,6 +81,16 @@ def _name(raw: str) -> str:
     return name.replace("-", "_")
 
 
+def _meant(name: str) -> str | None:
+    """What a mistyped sweep name most likely means: a prefix's (weights.1: weight.1), else what a sweep varies
+    (eps: eps_end, not steps), else any option (the next check then refuses it as not sweepable)."""
+    head, dot, rest = name.partition(".")
+    close = difflib.get_close_matches(head + dot, [TASK_WEIGHT, STRATEGY_OPTION], n=1, cutoff=0.6) if dot else []
+    if close:
+        return close[0] + rest
+    return closest_option(name, SWEEPABLE) or closest_option(name, list(_TABLE))
+
+
 def _check_name(name: str) -> None:
     """A one-line ConfigError unless ``name`` is a number a sweep may vary (module docstring)."""
     for prefix, what in ((TASK_WEIGHT, "a task's name"), (STRATEGY_OPTION, "an option name")):
@@ -88,15 +98,11 @@ def _check_name(name: str) -> None:
             if not name[len(prefix):] or (prefix == STRATEGY_OPTION and not name[len(prefix):].isidentifier()):
                 raise ConfigError(f"--sweep {name}: expected {prefix}NAME with {what} ({_EXAMPLES})")
             return
-    if name not in _TABLE:  # a typo suggests what a sweep varies first; of any option, the next check refuses it
+    if name not in _TABLE:
         varied = f"a sweep varies {', '.join(SWEEPABLE)}, {TASK_WEIGHT}TASK or {STRATEGY_OPTION}OPTION"
-        prefix = name.split(".", 1)[0] + "." if "." in name else ""
-        close = (difflib.get_close_matches(prefix, [TASK_WEIGHT, STRATEGY_OPTION], n=1, cutoff=0.6) if prefix else
-                 None) or [c for c in (closest_option(name, SWEEPABLE) or closest_option(name, list(_TABLE)),) if c]
-        if close and close[0].endswith("."):  # weights.1: weight.1
-            close = [close[0] + name.split(".", 1)[1]]
-        raise ConfigError(f"--sweep {name}: unknown option; {did_you_mean(close[0], repr(close[0]))} ({varied})"
-                          if close else f"--sweep {name}: unknown option; {varied}")
+        meant = _meant(name)
+        raise ConfigError(f"--sweep {name}: unknown option; {did_you_mean(meant, repr(meant))} ({varied})"
+                          if meant else f"--sweep {name}: unknown option; {varied}")
     if name == "task_weights":
         raise ConfigError("--sweep task_weights: sweep one task's weight, weight.TASK=V1,V2,... (e.g. "
                           "weight.Acrobot-v1=0.5,2); repeat for more tasks")

@@ -31,7 +31,7 @@ from mtdqn.rundir import STUDY_RECORD
 
 from . import captions, fmt, ranges, stats
 from .group_scores import (PREDICTORS, normalized_bounds, normalized_mean, points, predictor_matrices, pull_table,
-                           rank_agreement, realized_scores, roles, seed_mean)
+                           rank_agreement, realized_scores, roles, score_weights, seed_mean)
 from .groups import describe_partition, partition_score, partitions, ranked
 from .outputs import write_frame, write_text
 from .ranges import Bounds, return_bounds
@@ -77,12 +77,11 @@ def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], pl
 
 
 def _seed_score(matrix: np.ndarray, partition: Any) -> float:
-    """One seed's score of ``partition``; NaN where that seed did not measure a pair it needs (the mean over
-    seeds takes each pair from the seeds that measured it: :func:`seed_mean`)."""
-    mates = [(i, j) for group in partition for i in group for j in group if i != j]
-    if not all(np.isfinite(matrix[i, j]) for i, j in mates):
-        return float("nan")
-    return partition_score(np.nan_to_num(matrix, nan=0.0), partition)  # the pairs it does not use: any value
+    """One seed's score of ``partition`` (:func:`score_weights`' product); NaN where that seed did not measure a
+    pair it needs (the mean over seeds takes each pair from the seeds that measured it: :func:`seed_mean`)."""
+    weights = score_weights(partition, len(matrix), None)
+    used = weights != 0
+    return float((weights[used] * matrix[used]).sum()) if np.isfinite(matrix[used]).all() else float("nan")
 
 
 def _scopes(real: dict[str, np.ndarray | None], tasks: tuple[str, ...]) -> dict[str, np.ndarray | None]:

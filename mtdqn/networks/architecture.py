@@ -90,8 +90,17 @@ class Architecture:
 
 
 SHARING = "independent, shared, partial:K, conditioned, moe:K, moore:K"
-IMAGE_TRUNK_LAYERS = 3
-"""The image trunk's layers (conv, conv, fully connected): what ``partial:K`` counts on image tasks."""
+
+
+def trunk_layers(kind: str, cfg: NetworkConfig) -> tuple[Layer, ...]:
+    """The trunk's layers for tasks of ``kind`` (image: conv, conv, fully connected; vector: ``cfg.hidden``), the
+    last one's activation ``cfg.feature_activation`` (what the heads read): what ``partial:K`` counts."""
+    if kind == "image":
+        c1, c2 = cfg.conv_channels
+        torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))
+    else:
+        torso = tuple(Layer("dense", w) for w in cfg.hidden)
+    return (*torso[:-1], dataclasses.replace(torso[-1], activation=cfg.feature_activation))
 
 
 def parse_sharing(sharing: str, num_layers: int) -> tuple[str, int]:
@@ -120,7 +129,6 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
     """Choose layers from the observation kind and sharing from ``cfg.sharing``; ``lora_rank``: see
     :mod:`mtdqn.networks.lora`."""
     if task_set.kind == "image":
-        c1, c2 = cfg.conv_channels
         height, width = task_set.obs_shape[:2]
         if min(height, width) - 2 * (CONV_KERNEL - 1) < 1:
             raise ConfigError(
@@ -128,11 +136,9 @@ def make_architecture(task_set: TaskSet, cfg: NetworkConfig, lora_rank: int = 0)
                 f"{2 * CONV_KERNEL - 1}x{2 * CONV_KERNEL - 1}, got {height}x{width} ({', '.join(task_set.names)})"
             )
         adapter = Layer("dense", cfg.adapter_channels, activation="linear")
-        torso = (Layer("conv", c1), Layer("conv", c2), Layer("flatten_dense", cfg.conv_dense))  # IMAGE_TRUNK_LAYERS
     else:
         adapter = Layer("dense", cfg.adapter_width)
-        torso = tuple(Layer("dense", w) for w in cfg.hidden)
-    torso = (*torso[:-1], dataclasses.replace(torso[-1], activation=cfg.feature_activation))  # what heads read
+    torso = trunk_layers(task_set.kind, cfg)
     name, k = parse_sharing(cfg.sharing, len(torso))
     conditioned = name == "conditioned"
     experts = k if name in ("moe", "moore") else 0

@@ -223,17 +223,16 @@ def estimate_training_time(todo: list[CellConfig], min_probe_s: float = 0.5,
         return (p.compile_s + pre * p.warming_s + (c.total_iters - pre) * p.updating_s,
                 p.eval_compile_s + cell_evaluations(cell) * p.eval_run_s)
 
+    keys = [program(cell) for cell in todo]
     t0 = time.perf_counter()
     first = _probe(todo[0], min_probe_s)
     probe_s = time.perf_counter() - t0
-    others = {program(c) for c in todo} - {program(todo[0])}
     if probe_all is None:
-        probe_all = len(others) * probe_s <= PROBE_SHARE * sum(sum(priced(c, first)) for c in todo)
-    probes, rates = {program(todo[0]): first}, {todo[0].variant: first.rate}
+        probe_all = (len(set(keys)) - 1) * probe_s <= PROBE_SHARE * sum(sum(priced(c, first)) for c in todo)
+    probes, rates = {keys[0]: first}, {todo[0].variant: first.rate}
     assumed = []
     train_s = eval_s = 0.0
-    for cell in todo:
-        key = program(cell)
+    for cell, key in zip(todo, keys):
         if key not in probes and probe_all:
             probes[key] = _probe(cell, min_probe_s)
             rates[cell.variant] = probes[key].rate
