@@ -362,6 +362,13 @@ def test_groups_md_says_where_its_numbers_cannot_carry_a_ranking(tmp_path):
     best = group_tables(gap, reps=200)["partitions"].set_index("partition").loc[f"{A}+{B} | {C}"]
     assert best["seeds_affinity"] == 4 and math.isfinite(best["score_affinity"])  # (raised: the report was lost)
     assert write_groups_report(gap).is_file()
+    near_one = make_groups_study(tmp_path / "near_one")  # A and B give each other ~1 (at most 1) but one seed 0.2
+    rows = _affinity_rows(Z, SEEDS)
+    pair = rows["task_i"].isin([A, B]) & rows["task_j"].isin([A, B]) & (rows["task_i"] != rows["task_j"])
+    rows.loc[pair, "value"] = np.where(rows.loc[pair, "seed"] == 4, 0.2, 1.0).astype(np.float32)
+    rows.to_parquet(near_one / "cells" / "joint" / "affinity.parquet")
+    best = group_tables(near_one, reps=200)["partitions"].set_index("partition").loc[f"{A}+{B} | {C}"]
+    assert best["score_affinity"] == pytest.approx(1.68) and best["hi_affinity"] == 2.0  # t's 2.57: impossible
     assert _smoke_test(5) == "" and _smoke_test(2).startswith("**Smoke test, not evidence.** This study has 2 seeds "
                                                               "per run, fewer than the 5")
     flat = pd.DataFrame({"scope": [A, A, B, B], "mean": [9.4, 11.7, -120.0, -110.0]})  # CartPole below random

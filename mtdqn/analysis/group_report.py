@@ -68,12 +68,21 @@ def partitions_table(z: dict[str, np.ndarray | None], tasks: tuple[str, ...], pl
         seeds = (per_seed or {}).get(name) if z[name] is not None else None
         by_seed = [stats.finite_values([_seed_score(m, p) for m in seeds]) if seeds is not None else
                    np.array([]) for p in order]
-        spread = [stats.t_mean(v) for v in by_seed]  # a partition's score is linear in Z: its mean is the score
+        # a partition's score is linear in Z: its mean is the score; its interval inside what the entries allow
+        spread = [stats.t_mean(v, _score_bounds(name, p)) for v, p in zip(by_seed, order)]
         frame[f"lo_{name}"], frame[f"hi_{name}"] = [e.lo for e in spread], [e.hi for e in spread]
         frame[f"seeds_{name}"] = [v.size for v in by_seed]
         frame[f"above_apart_{name}"] = [int((v > 0).sum()) for v in by_seed]
     frame["trained_as"] = [",".join(trained.get(label, [])) for label in frame["partition"]]
     return frame
+
+
+def _score_bounds(predictor: str, partition: Any) -> Bounds:
+    """The range a partition's score can take: each task in a group of two or more scores the mean of entries in
+    the predictor's range (:data:`_MATRIX_BOUNDS`), a task alone 0, so m such tasks sum to m times that range."""
+    grouped = sum(len(group) for group in partition if len(group) > 1)
+    lo, hi = _MATRIX_BOUNDS[predictor]
+    return (grouped * lo if grouped else 0.0, grouped * hi)
 
 
 def _seed_score(matrix: np.ndarray, partition: Any) -> float:
