@@ -771,7 +771,8 @@ TRANSFER_CASES = [
     ("extend-task-present", ["extend", "--from", "{root}/run", "--add-tasks", "CartPole-v1", "--out", "{root}/new"],
      "CartPole-v1 is already one of"),
     ("extend-with-tasks", ["extend", "--from", "{root}/run", "--add-tasks", "MountainCar-v0", "--tasks",
-                           "Pendulum-v1", "--out", "{root}/new"], "drop --tasks"),
+                           "Pendulum-v1", "--out", "{root}/new"],  # not in extend --help either
+     "--tasks is a flag of `mtdqn train` and `mtdqn finetune` and `mtdqn study`: extend trains the run's own tasks"),
     ("extend-no-checkpoint", ["extend", "--from", "{root}/no_ckpt", "--add-tasks", "MountainCar-v0"],
      "no checkpoint in"),
     ("finetune-no-updates", ["finetune", "--from", "{root}/run", "--tasks", "MountainCar-v0", "--steps", "1000",

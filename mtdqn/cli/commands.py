@@ -129,6 +129,13 @@ class Finetune:
 
 
 @dataclass(frozen=True)
+class ExtendConfig(TrainConfig):
+    """TrainConfig without --tasks: extend trains the source run's tasks plus --add-tasks."""
+
+    tasks: Annotated[tuple[str, ...], tyro.conf.Suppress] = TrainConfig.tasks
+
+
+@dataclass(frozen=True)
 class Extend:
     """Continue a trained multi-task run on its tasks plus new ones, its heads kept; reports the old tasks'
     forgetting."""
@@ -137,7 +144,7 @@ class Extend:
     """The trained run to continue (only read)."""
     add_tasks: tuple[str, ...]
     """Tasks to add (comma- or space-separated); the run's own come first."""
-    cfg: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+    cfg: Annotated[ExtendConfig, tyro.conf.arg(name="")] = field(default_factory=ExtendConfig)
     freeze: str = "none"
     """none | trunk | bottom:K | trunk-until:STEPS, as for finetune."""
     trunk_lr: float = 0.0

@@ -92,6 +92,7 @@ def _rejection(event: object, command: str | None = None) -> str:
 
 
 OTHER_COMMANDS_FLAGS = {("extend", "--keep-heads"): "extend keeps the run's heads for its own tasks, always",
+                        ("extend", "--tasks"): "extend trains the run's own tasks plus --add-tasks",
                         ("act", "--agent-seed"): "did you mean --seed (the seed whose network acts)?"}
 """What an unrecognized flag that another command takes means here, where a spelling suggestion would mislead
 (``extend --keep-heads`` was asked whether it meant --keep-best)."""
