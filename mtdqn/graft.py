@@ -205,7 +205,7 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
     record = {
         "source": ft.source, "source_config_hash": ft.source_config_hash, "source_tasks": list(source.net.tasks),
         "kept_tasks": kept, "seed_map": {str(s): source.net.seeds[i] for s, i in zip(agent.seeds, seeds)},
-        "freeze": ft.freeze, "lora_rank": ft.lora_rank, "trainable_params": trainable, "params_total": total,
+        "freeze": ft.freeze, "trunk_lr": ft.trunk_lr, "lora_rank": ft.lora_rank, "trainable_params": trainable, "params_total": total,
         "start_eval": {n: returns.total[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "start_eval_discounted": {n: returns.discounted[:, i].mean(-1).tolist() for i, n in enumerate(names)},
         "eval_episodes": episodes,

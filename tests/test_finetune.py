@@ -105,7 +105,7 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
     # MountainCar's adapter (2 -> 16) and head (32 -> 3), and rank-2 factors of both 16->32 and 32->32 layers.
     expected = (2 * 16 + 16) + (32 * 3 + 3) + (16 * 2 + 2 * 32) + (32 * 2 + 2 * 32)
     said = capsys.readouterr()
-    assert f"trains {expected:,} of" in said.out
+    assert f"(LoRA rank 2, the trunk frozen): trains {expected:,} of" in said.out
     step = json.loads((out / "start.json").read_text())["source_step"]  # the checkpoint it started from, recorded
     assert step == mtdqn.checkpoint.checkpoint_meta(source)["iteration"] * 4  # (4 envs) and named by the note
     assert f"note: {source} is unfinished: its checkpoint is at step {step:,} of " in said.err
@@ -181,6 +181,15 @@ def test_updates_before_counts_the_loops_updates():
         brute = sum(1 for t in range(-(-steps // envs))
                     if t >= d.learning_starts_iters and t % d.train_every_iters == 0)
         assert updates_before(d, envs, steps) == brute
+
+
+def test_the_announcement_names_the_trunks_own_learning_rate():
+    """It named --freeze and not --trunk-lr, the other half of how the pretrained trunk trains."""
+    from mtdqn.train.agent import describe
+
+    cfg = finetune_config(TINY, "src", SOURCE, freeze="bottom:1", trunk_lr=1e-4)
+    assert "src's trunk (freeze=bottom:1, trunk lr 0.0001): trains" in describe(make_agent(cfg))
+    assert "(freeze=bottom:1): trains" in describe(make_agent(finetune_config(TINY, "src", SOURCE, freeze="bottom:1")))
 
 
 @pytest.mark.slow

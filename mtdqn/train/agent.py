@@ -256,7 +256,8 @@ def describe(agent: Agent) -> str:
     if not is_finetuned(ft):
         return line
     trainable, _ = count_trainable(ft, agent.arch, params)
-    how = f"LoRA rank {ft.lora_rank}" if ft.lora_rank else f"freeze={ft.freeze}"
+    how = (f"LoRA rank {ft.lora_rank}, the trunk frozen" if ft.lora_rank else
+           f"freeze={ft.freeze}" + (f", trunk lr {ft.trunk_lr:g}" if ft.trunk_lr else ""))
     return (f"{line}\nmtdqn: {', '.join(agent.cfg.tasks)} from {ft.source}'s trunk ({how}"
             f"{', heads kept' if ft.keep_heads else ''}): trains {trainable:,} of {total:,} parameters")
 
