@@ -101,11 +101,14 @@ def test_lora_trains_only_its_factors_and_the_new_adapter_and_head(source, tmp_p
     out = tmp_path / "lora"
     main(["finetune", "--from", str(source), "--tasks", "MountainCar-v0", "--lora", "2", "--steps", "800",
                     "--log-every", "400", "--buffer-size", "256", "--learning-starts", "100", "--batch-size", "16",
-                    "--seeds", "2", "--eval-episodes", "2", "--out", str(out), "--progress", "False"])
+                    "--seeds", "2", "--eval-episodes", "2", "--eval-every", "400", "--out", str(out),
+                    "--progress", "False"])
     # MountainCar's adapter (2 -> 16) and head (32 -> 3), and rank-2 factors of both 16->32 and 32->32 layers.
     expected = (2 * 16 + 16) + (32 * 3 + 3) + (16 * 2 + 2 * 32) + (32 * 2 + 2 * 32)
     said = capsys.readouterr()
     assert f"(LoRA rank 2, the trunk frozen): trains {expected:,} of" in said.out
+    assert "MountainCar-v0           final score (the final evaluation alone) per seed: " in said.out  # as a
+    # resumed fine-tune printed it, and a plain one did not
     step = json.loads((out / "start.json").read_text())["source_step"]  # the checkpoint it started from, recorded
     assert step == mtdqn.checkpoint.checkpoint_meta(source)["iteration"] * 4  # (4 envs) and named by the note
     assert f"note: {source} is unfinished: its checkpoint is at step {step:,} of " in said.err

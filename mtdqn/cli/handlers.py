@@ -87,15 +87,21 @@ def _print_run(run: Run) -> None:
     summary = run.summary
     for task, values in summary["final_eval"].items():
         print(f"  {task:24s} greedy return per seed: {', '.join(f'{v:.1f}' for v in values)}")
-    if summary["eval_every"]:
-        restored = summary["final_score_rule"] == "restored-best-final-eval"
-        n = len(summary["final_score_steps"])  # "mean of the last 1 evaluations" read as a mean of several
-        how = ("the restored best's final evaluation" if restored
-               else "the final evaluation alone" if n == 1 else f"mean of the last {n} evaluations")
-        for task, values in summary["final_score"].items():
-            print(f"  {task:24s} final score ({how}) per seed: {', '.join(f'{v:.1f}' for v in values)}")
+    _print_final_score(summary)
     _print_early_stop_and_test(summary, run.path)
     print(_results_line(run.path))
+
+
+def _print_final_score(summary: dict) -> None:
+    """A run that evaluated during training: its final score per task and seed, and the rule that made it."""
+    if not summary["eval_every"]:
+        return
+    restored = summary["final_score_rule"] == "restored-best-final-eval"
+    n = len(summary["final_score_steps"])  # "mean of the last 1 evaluations" read as a mean of several
+    how = ("the restored best's final evaluation" if restored
+           else "the final evaluation alone" if n == 1 else f"mean of the last {n} evaluations")
+    for task, values in summary["final_score"].items():
+        print(f"  {task:24s} final score ({how}) per seed: {', '.join(f'{v:.1f}' for v in values)}")
 
 
 def _results_line(path: Path) -> str:
@@ -123,6 +129,7 @@ def _run_finetune(cmd: Finetune | Extend) -> None:
     for task, values in summary["final_eval"].items():
         start = ", ".join(f"{v:.1f}" for v in transfer["start_eval"][task])
         print(f"  {task:24s} {start} -> {', '.join(f'{v:.1f}' for v in values)}")
+    _print_final_score(summary)  # as `mtdqn train --resume` of this run prints it
     _print_early_stop_and_test(summary, run.path)
     print(_results_line(run.path))
     _note_unfinished(cmd.from_, _source_iteration(run.path, cmd.from_))  # its trunk was a stopped run's
