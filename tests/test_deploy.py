@@ -203,7 +203,9 @@ def test_evaluate_reads_a_checkpoint_replaced_while_read(tmp_path, monkeypatch):
     trainer, _, state = fake_run(tmp_path / "run")
     first = mtdqn.checkpoint.checkpoint_meta(tmp_path / "run")["iteration"]
     chunks = _saving_after_verify(monkeypatch, trainer, state, saves=1)
-    assert evaluate_run(tmp_path / "run", episodes=1)["iteration"] == 2 * first and chunks == [2]
+    result = evaluate_run(tmp_path / "run", episodes=1)
+    assert result["iteration"] == 2 * first and chunks == [2]
+    assert result["step"] == 2 * first * trainer.agent.cfg.num_envs  # eval.json names the step it evaluated
 
 
 def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):

@@ -41,6 +41,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0, write: bool
                               epsilon)  # each (seeds, tasks, episodes)
     result = {"episodes": episodes, "epsilon": epsilon, "gamma": cfg.dqn.gamma,
               "task_gamma": dict(zip(agent.task_set.names, agent.gammas)), "iteration": meta["iteration"],
+              "step": meta["iteration"] * cfg.num_envs,  # env steps per task: a run that trained on since is later
               "tasks": returns_by_task(agent, returns)}
     if write:  # the CLI writes it after showing the table: a folder it cannot write to lost the results
         run_dir.write_eval(result)
