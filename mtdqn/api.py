@@ -237,7 +237,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         announce: called once with a line describing the agent (e.g. ``print``).
         on_eval: called after each greedy evaluation during training with its env step and every evaluation
             row so far (``evals.parquet``'s rows); it may raise to stop the run, which stays resumable from its
-            last checkpoint (`mtdqn tune`'s pruner does).
+            last checkpoint (`mtdqn tune`'s pruner does); not for the last step's, which the returned Run holds.
         sweep: train every combination of these values x the seeds as one compiled program (`--sweep`):
             ``{"lr": [1e-4, 3e-4], "gamma": [0.98, 0.99]}`` or ``["lr=1e-4,3e-4", "gamma=0.98,0.99"]``; only
             :data:`mtdqn.sweepspec.SWEEPABLE` options, a task's weight (``"weight.Acrobot-v1"``) and the

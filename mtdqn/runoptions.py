@@ -26,7 +26,8 @@ OnEval = Callable[[int, list[dict[str, Any]]], None]
 """An observer of a run (not an option: nothing of it is recorded): called after each greedy evaluation during
 training, once the chunk's tables and checkpoint are written, with the env step and every evaluation row so far
 (``evals.parquet``'s rows).  It may raise to stop the run, which then stays resumable from its last checkpoint
-(`mtdqn tune`'s pruner does)."""
+(`mtdqn tune`'s pruner does).  The last step's evaluation is not passed: the run is then finishing (its final
+checkpoint and summary follow), and the returned Run holds it (``final_eval``, ``evals``)."""
 
 
 @dataclass(frozen=True)
