@@ -23,7 +23,7 @@ from PIL import Image
 
 from mtdqn.callables import callable_as_api
 from mtdqn.deploy import LoadedAgent, load_agent
-from mtdqn.errors import ConfigError, check_number
+from mtdqn.errors import ConfigError, Unwritable, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
 from mtdqn.io import atomic_write
 from mtdqn.render import RENDER_EXTRA, offscreen_pygame, open_renderer, with_caption
@@ -216,7 +216,13 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
     returns, lengths = runner(agent, i, episodes, seed, limit, recorder)
     if recorder is None:
         return PlayResult(returns, lengths, None, iteration=agent.iteration)
-    return PlayResult(returns, lengths, write_gif(recorder.images, gif, fps), len(recorder.images), agent.iteration)
+    try:
+        written = write_gif(recorder.images, gif, fps)
+    except OSError as exc:  # its folder became unwritable, or the disk filled, while the episodes played
+        played = ", ".join(f"{r:g} ({n} steps)" for r, n in zip(returns, lengths))
+        raise Unwritable(f"--gif {gif}: cannot write it ({exc.strerror or exc}); the episodes' returns: "
+                         f"{played}") from None
+    return PlayResult(returns, lengths, written, len(recorder.images), agent.iteration)
 
 
 callable_as_api(__name__)  # mtdqn.play(run, task, ...) as mtdqn.train(...): last, the module complete

@@ -135,6 +135,24 @@ def test_without_pygame_one_line_names_the_extra(tmp_path, monkeypatch, classic_
     assert len(play(classic_run, "CartPole-v1", episodes=2).returns) == 2  # without a GIF it plays
 
 
+def test_a_gif_that_cannot_be_written_after_playing_keeps_the_returns(tmp_path, monkeypatch, capsys, classic_run):
+    """Its folder checked before playing, then unwritable when the GIF is written: the episodes' returns were
+    lost with it; now the one line (exit 1, an environment problem) carries them."""
+    monkeypatch.setitem(RENDERERS, "MountainCar-v0", lambda _: contextlib.nullcontext(
+        lambda state, obs: np.zeros((4, 4, 3), np.uint8)))
+
+    def refused(path, write):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("mtdqn.play.atomic_write", refused)
+    with pytest.raises(SystemExit) as exc:
+        main(["play", str(classic_run), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "3",
+              "--gif", str(tmp_path / "x.gif")])
+    err = capsys.readouterr().err.splitlines()
+    assert exc.value.code == 1 and err[0] == (f"error: --gif {tmp_path / 'x.gif'}: cannot write it (Permission "
+                                              "denied); the episodes' returns: -3 (3 steps), -3 (3 steps)")
+
+
 @pytest.mark.slow
 def test_car_on_hill_and_pendulum_gifs(tmp_path):
     fake_run(tmp_path / "run", OURS)
