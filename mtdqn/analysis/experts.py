@@ -19,8 +19,9 @@ task and expert.  Four questions:
   can concentrate on the same expert.
 - *Do the tasks specialize, i.e. use different experts?*  Per seed, the mean
   over task pairs of the Jensen–Shannon divergence (bits, in [0, 1]) between
-  two tasks' weights, and whether one expert gets most of the weight
-  (> :data:`MAJORITY`) in every task.
+  two tasks' weights, and whether every task leans on the same expert (its
+  weight past halfway from the even mixture to that expert alone:
+  :func:`leaning_share`).
 - *Have the experts collapsed?*  The mean pairwise cosine between the
   experts' representations on the task's observations: near 1, K experts
   compute one thing (``moe`` can drift there).  MOORE's Gram–Schmidt makes the
@@ -52,7 +53,7 @@ from .load import Cell, Study
 
 __all__ = ["mixing_curve_table", "experts_curve_table", "experts_summary_table", "final_weights_table",
            "js_divergence", "between_task_divergence", "one_expert_everywhere", "uses_gram_schmidt",
-           "summary_display", "summary_caption", "mixing_caption", "SUMMARY_TITLE", "ALL_TASKS", "MAJORITY"]
+           "summary_display", "summary_caption", "mixing_caption", "SUMMARY_TITLE", "ALL_TASKS", "leaning_share"]
 
 _EST = ["mean", "lo", "hi", "n"]
 ALL_TASKS = "all tasks"
@@ -60,9 +61,6 @@ ALL_TASKS = "all tasks"
 QUANTITIES = ("entropy_share", "cosine", "cosine_raw")
 """The curve table's quantities: entropy / log K, the mean pairwise cosine of the mixed representations, and of
 the experts' outputs before Gram–Schmidt."""
-MAJORITY = 0.5
-"""A seed puts "most weight on one expert in every task" when that expert's weight exceeds this in each task
-(above 1/2 it is each task's largest, so the expert is the same one wherever it holds)."""
 SUMMARY_TITLE = "Mixture of experts at the end of training"
 NONE = "—"
 """A cell whose quantity does not exist for the row (a between-task measure on one task's row, the cosine before
@@ -165,11 +163,18 @@ def across_seed_divergence(by_seed: dict[int, np.ndarray]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def one_expert_everywhere(weights: np.ndarray, share: float = MAJORITY) -> bool:
-    """Whether one expert gets more than ``share`` of every task's weight (tasks, experts): all the tasks lean on
-    the same shared expert, the opposite of specializing."""
+def leaning_share(experts: int) -> float:
+    """The weight above which a task leans on one of K experts: past halfway from the even mixture (1/K) to that
+    expert alone (1), i.e. (1 + 1/K) / 2: 0.75 at K = 2, 0.67 at K = 3.  A majority (> 1/2) would not do: at
+    K = 2 it is the even mixture itself, and weights that never moved from it (0.502 / 0.498) counted."""
+    return (1 + 1 / experts) / 2
+
+
+def one_expert_everywhere(weights: np.ndarray) -> bool:
+    """Whether one expert gets more than :func:`leaning_share` of every task's weight (tasks, experts): all the
+    tasks lean on the same shared expert, the opposite of specializing."""
     top = weights.argmax(axis=1)
-    return bool((weights.max(axis=1) > share).all() and (top == top[0]).all())
+    return bool((weights.max(axis=1) > leaning_share(weights.shape[1])).all() and (top == top[0]).all())
 
 
 def _weight_matrices(rows: pd.DataFrame) -> dict[int, np.ndarray]:
@@ -252,8 +257,8 @@ def experts_summary_table(study: Study) -> pd.DataFrame:
     orthonormalized (``gram_schmidt``), the weights' entropy (nats, with log K, and as a share of it) and the
     mean pairwise cosine between the experts (mixed and raw), over every task (:data:`ALL_TASKS`, per seed the
     mean over tasks) and per task; on the row over every task also the between-task JS divergence (bits) and
-    ``one_expert_seeds``, the seeds in which one expert has more than :data:`MAJORITY` of every task's weight
-    (NaN on a task's own row); mean and 95% CI over seeds."""
+    ``one_expert_seeds``, the seeds in which every task leans on the same expert (:func:`leaning_share`; NaN on a
+    task's own row); mean and 95% CI over seeds."""
     rows = [r for m in _mixtures(study) for r in _summary_rows(m, study.tasks)]
     return pd.DataFrame(rows, columns=_SUMMARY_COLUMNS)
 
@@ -308,7 +313,7 @@ def _weights_cell(weights: pd.DataFrame) -> str:
 
 WEIGHTS = "mixing weights (mean [95% CI])"
 DIVERGENCE = "between-task JS divergence, bits (mean [95% CI])"
-ONE_EXPERT = f"seeds with one expert > {MAJORITY:g} in every task"
+ONE_EXPERT = "seeds with every task leaning on one expert"
 COSINE = "cosine between experts (mean [95% CI])"
 RAW = "before Gram–Schmidt"
 BY_CONSTRUCTION = "0 by construction"
@@ -351,8 +356,9 @@ def summary_caption() -> str:
             "only: without it expert labels switch between seeds and no relabelling gives a fair baseline, so "
             "'n/a'): tasks specialize only as far as they differ by more than a task "
             "differs from itself across seeds; "
-            f"and the seeds in which one expert has more than {MAJORITY:g} of the weight in every task (all "
-            "tasks leaning on one shared expert). Mixing weights: with Gram–Schmidt (`moore:K`) the experts are "
+            "and the seeds in which every task leans on the same expert: its weight past halfway from the even "
+            f"mixture to that expert alone, more than (1 + 1/K)/2 ({leaning_share(2):g} at K = 2, "
+            f"{leaning_share(3):.2f} at K = 3; a majority would be the even mixture itself at K = 2). Mixing weights: with Gram–Schmidt (`moore:K`) the experts are "
             "ordered, expert 0 kept as is and expert k what remains of its output after removing the directions "
             "of experts < k, so a label names the same role in every seed; without it (`moe:K`) expert labels are "
             "arbitrary per seed (label switching), so a per-expert mean over seeds would mix unrelated experts: "
