@@ -404,6 +404,14 @@ def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
     assert ("this budget cannot say whether they are real: resolving the largest, `shared` -10.0 on Acrobot-v1, "
             "would take about 20 seeds per variant") in text, text  # 5 (20 / 10)^2
     assert "cannot say" not in conclusion("independent", table([-25.0, 4.0]), empty, None)  # one is resolvable
+    # `shared`'s discounted return on Acrobot passes Holm: its final return there is left to the Whether, and the
+    # sentence is about the others (a review's report said the budget could not tell beside such a survivor)
+    discounted = table([-9.0, 4.0]).assign(metric="final_discounted", p=[0.001, 0.6], p_holm=[0.004, 0.8])
+    text = conclusion("independent", pd.concat([table([-10.0, 4.0]), discounted], ignore_index=True), empty, None)
+    assert "1 of the 4 tested difference(s) to `independent` survive(s)" in text, text
+    assert ("Besides the variant–task effects found above, every other observed difference is smaller than what "
+            "its test could resolve, so this budget cannot say whether they are real: resolving the largest, "
+            "`pcgrad` +4.00 on Acrobot-v1, would take about 125 seeds per variant") in text, text  # 5 (20 / 4)^2
 
 
 def _cka_study(variants: dict[str, tuple[str, float, float]], own: dict[str, float] | None = None):

@@ -79,9 +79,10 @@ def _related(found: pd.DataFrame) -> str:
             f"variant–task effect(s) ({where}){several}{agg}.")
 
 
-def _how_much(differences: pd.DataFrame, headline: str) -> str:
+def _how_much(differences: pd.DataFrame, headline: str, found: frozenset[tuple[str, str]] = frozenset()) -> str:
     """The detectable differences of the headline metric per task (at the Holm first-step level), as a share
-    of the task's range, and the tasks where no variant left a testable spread."""
+    of the task's range, and the tasks where no variant left a testable spread; ``found``: the (variant, task)
+    pairs with a test past Holm on any metric, which the seeds-needed advice leaves to the Whether."""
     rows = differences[differences["metric"] == headline]
     if not len(rows):
         return ""
@@ -104,7 +105,7 @@ def _how_much(differences: pd.DataFrame, headline: str) -> str:
     out = ""
     if parts:
         out = (f"By how much: at power 0.8 and the level a finding must pass (α {alpha_text(level)}), this study "
-               f"could resolve differences in {what} of about " + "; ".join(parts) + ". " + _seeds_needed(rows))
+               f"could resolve differences in {what} of about " + "; ".join(parts) + ". " + _seeds_needed(rows, found))
     if silent:
         out += (f" {', '.join(silent)}: no test on the {what}: every seed of every variant at one value, or all "
                 "but one, so it says nothing about sharing.")
@@ -148,21 +149,28 @@ def _headroom(detectable: float, reference_mean: float, lo: float, hi: float, he
             "normal-theory power a rough guide)")
 
 
-def _seeds_needed(rows: pd.DataFrame) -> str:
+def _seeds_needed(rows: pd.DataFrame, found: frozenset[tuple[str, str]] = frozenset()) -> str:
     """Said plainly when the budget cannot answer: every observed difference smaller than what its test could
     resolve, with the seeds per variant that would resolve the largest of them (detectable differences shrink
-    as 1/sqrt(n) at a fixed spread: n (mde / |diff|)^2, a rough guide)."""
+    as 1/sqrt(n) at a fixed spread: n (mde / |diff|)^2, a rough guide).  The variant–task pairs in ``found``
+    passed a test (a difference can pass below its detectable size, or on another metric of the same
+    episodes): the sentence is about the others, and says so (a review's report said the budget could not tell
+    whether `moore` +183 on CartPole was real beside its discounted return there surviving Holm)."""
     sized = rows[np.isfinite(rows["mde"].to_numpy(dtype=float)) & np.isfinite(rows["diff"].to_numpy(dtype=float))]
     if not len(sized) or (sized["diff"].abs() >= sized["mde"]).any():
         return ""
+    sized = sized[[(v, t) not in found for v, t in zip(sized["variant"], sized["task"])]]
+    if not len(sized):
+        return ""
+    others = "Besides the variant–task effects found above, every other" if found else "Every"
     big = sized.loc[sized["diff"].abs().idxmax()]
     if big["diff"] == 0:
-        return ("Every observed difference is 0 where a test could be sized: this budget cannot say whether "
-                "the variants differ.")
+        return (f"{others} observed difference is 0 where a test could be sized: this budget cannot say whether "
+                "the variants differ" + (" there." if found else "."))
     n = int(min(big["n"], big["n_reference"]))
     needed = math.ceil(n * (float(big["mde"]) / abs(float(big["diff"]))) ** 2)
-    return (f"Every observed difference is smaller than what its test could resolve, so this budget cannot say "
-            f"whether they are real: resolving the largest, `{big['variant']}` {signed(big['diff'])} on "
+    return (f"{others} observed difference is smaller than what its test could resolve, so this budget cannot "
+            f"say whether they are real: resolving the largest, `{big['variant']}` {signed(big['diff'])} on "
             f"{big['task']}, would take about {needed:,} seeds per variant (detectable differences shrink as "
             "1/√n at the spread seen).")
 
@@ -258,13 +266,15 @@ def conclusion(reference: str, differences: pd.DataFrame, improvement: pd.DataFr
     n = sorted({int(x) for x in pd.concat([differences["n"], differences["n_reference"]])}) if len(differences) \
         else sorted({int(x) for x in pd.concat([improvement["n"], improvement["n_reference"]])})
     seeds = "/".join(map(str, n))
-    how = _how_much(differences, headline)
+    survivors = (_holm_rows(differences, improvement).query("p_holm < @ALPHA")
+                 if family_size(differences, improvement) else pd.DataFrame(columns=["variant", "task"]))
+    per_task = survivors[survivors["task"] != "aggregate"]  # an aggregate's finding leaves each task's open
+    how = _how_much(differences, headline, frozenset(zip(per_task["variant"], per_task["task"])))
     caveat = (f"At {seeds} seeds per variant, 'no difference found' is not 'no difference': a true difference "
               "smaller than those sizes would most likely go unseen; more seeds shrink them roughly as 1/√n."
               if "could resolve" in how else
               f"At {seeds} seeds per variant nothing above is evidence either way.")
-    found = (_holm_rows(differences, improvement).query("p_holm < @ALPHA")["variant"].unique().tolist()
-             if family_size(differences, improvement) else [])
+    found = survivors["variant"].unique().tolist()
     parts = [_whether(differences, improvement, reference), how, _why(conflict, bool(found)),
              _magnitude(norms, _silent_tasks(differences, headline) if len(differences) else []),
              _confounds(found, structures or {}, reference), caveat]
