@@ -584,6 +584,12 @@ def test_the_conclusion_names_what_moore_also_changes_and_that_conflict_does_not
     assert "`mine`" not in text  # a mixture without Gram-Schmidt changes no scaling
     assert _confounds(["moore:2"], {**structures, "shared": "moore:3"}, "shared") == ""  # moore vs moore
     assert _confounds(["moore:2"], {**structures, "shared": "shared+rms"}, "shared") == ""  # the same scale
+    assert "in more than orthogonal experts" in text and "sharing itself" not in text
+    # against `independent` the first difference is that the experts are shared at all (a review read the
+    # sentence as framing the comparison as orthogonality against scale)
+    alone = _confounds(["moore:2"], {**structures, "independent": "independent"}, "independent")
+    assert alone.startswith("`moore:2` differs from `independent` in sharing itself (its experts are shared by "
+                            "every task), and beyond sharing in more than orthogonal experts: it also scales"), alone
 
 
 def test_the_conclusion_gives_the_gradient_sizes_where_the_update_is_their_sum():

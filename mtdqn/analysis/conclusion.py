@@ -246,7 +246,10 @@ def _confounds(found_variants: list[str], structures: dict[str, str], reference:
         structure = structures.get(v, "")
         if structure.startswith("moore:") and not _normalized(structures.get(reference, "")):
             k = structure.split(":", 1)[1].split("+", 1)[0]
-            out.append(f"`{v}` differs from `{reference}` in more than orthogonal experts: it also scales each "
+            what = ("sharing itself (its experts are shared by every task), and beyond sharing in more than "
+                    "orthogonal experts" if structures.get(reference, "").startswith("independent")
+                    else "more than orthogonal experts")
+            out.append(f"`{v}` differs from `{reference}` in {what}: it also scales each "
                        f"expert's orthonormalized output to unit RMS before the mixing and trains {k} expert trunks; "
                        f"`--feature-norm rms` gives the same scale without Gram–Schmidt (on a shared trunk, or on "
                        f"`moe:{k}`, which is then `{v}` without its orthogonality): the ablations that separate "
