@@ -97,6 +97,7 @@ def _save(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict |
         "config": config_to_dict(cfg),
         "config_hash": config_hash(cfg),
         **provenance(),
+        **({"own_tasks": own} if (own := own_task_facts(cfg)) else {}),
         **(extra or {}),
         "files": _file_table(path),
     }
@@ -105,6 +106,37 @@ def _save(run_dir: Path, cfg: TrainConfig, state: Any, chunk: int, extra: dict |
         if old.name != path.name:
             shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def own_task_facts(cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """The observation shape and action count of each of ``cfg``'s own tasks (registered or named by import path)
+    as the name gives them now.  A checkpoint records them: nothing else says what such a name meant when the run
+    trained, and padding hides a changed shape from the network's (a 3-state chain beside CartPole's 4 inputs)."""
+    own = [t for t in cfg.tasks if is_own_task(t)]
+    if not own:
+        return {}
+    from mtdqn.tasks.registry import parse_task  # only for own tasks: the registry's import starts JAX
+
+    return {t: {"obs_shape": list(task.obs_shape), "num_actions": task.num_actions}
+            for t, task in zip(own, map(parse_task, own))}
+
+
+def _check_own_tasks(run_dir: Path, meta: dict, cfg: TrainConfig) -> None:
+    """A one-line ConfigError where an own task of the run observes or acts otherwise than when its checkpoint
+    was saved (another environment registered or importable under its name); the same shapes with other
+    dynamics are taken, as evaluating a trained agent on a changed environment is.  Checkpoints saved before
+    the record: not checked."""
+    recorded = meta.get("own_tasks")
+    if not isinstance(recorded, dict) or not recorded:
+        return
+    for task, now in own_task_facts(cfg).items():
+        then = recorded.get(task)
+        if isinstance(then, dict) and then != now:
+            raise ConfigError(
+                f"checkpoint in {run_dir} does not fit its task now: your own environment ({task}) observes or "
+                f"acts otherwise than when the run was trained (observations {tuple(then.get('obs_shape', ()))} "
+                f"and {then.get('num_actions')} actions then, {tuple(now['obs_shape'])} and {now['num_actions']} "
+                "now): register or import the environment it trained on")
 
 
 def checkpoint_meta(run_dir: Path) -> dict:
@@ -177,6 +209,7 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     diffs = describe_mismatch(saved, config_to_dict(cfg))
     if diffs:
         raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
+    _check_own_tasks(run_dir, meta, cfg)
     _verify_files((Path(run_dir) / "checkpoints" / meta["path"]).absolute(), meta["files"])
     RunOptions.from_record(meta, str(Path(run_dir) / "checkpoints" / "latest.json"))  # its run options read back
     return meta

@@ -94,6 +94,16 @@ class Outside(Chain):
         return 2.0 * jax.nn.one_hot(state.pos, LENGTH)
 
 
+class Shorter(Chain):
+    """A chain observed with one entry fewer: padded beside CartPole's 4 inputs, it fits the run's network."""
+
+    def get_obs(self, state, params=None, key=None):
+        return jax.nn.one_hot(state.pos, LENGTH - 1)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (LENGTH - 1,), jnp.float32)
+
+
 class Longer(Chain):
     """A chain observed with one more entry (a different environment registered under the same name)."""
 
@@ -119,9 +129,16 @@ def test_a_registered_chain_learns_its_optimal_q_beside_cartpole(registered, tmp
     assert mtdqn.play(run.path, registered).lengths[0] >= 1
     # an environment that observes otherwise under the run's task name: one line saying so, not a corrupt checkpoint
     mtdqn.register_task(registered, Longer)
-    with pytest.raises(mtdqn.ConfigError, match=r"does not fit its run's network: .* is \(.*4.*\) there and \(.*5.*\) "
-                                                r"here; your own environment \(Chain-v0\) observes or acts otherwise"):
+    with pytest.raises(mtdqn.ConfigError, match=r"does not fit its task now: your own environment \(Chain-v0\) "
+                                                r"observes or acts otherwise .* \(observations \(4,\) and 2 actions "
+                                                r"then, \(5,\) and 2 now\)"):
         mtdqn.load_agent(run.path)
+    # ... a shorter one too, whose padding beside CartPole's 4 inputs fit the network: evaluate scored it silently
+    mtdqn.register_task(registered, Shorter)
+    scored = (run.path / "eval.json").read_text()  # the evaluation of Penalized above
+    with pytest.raises(mtdqn.ConfigError, match=r"observations \(4,\) and 2 actions then, \(3,\) and 2 now"):
+        run.evaluate(episodes=1)
+    assert (run.path / "eval.json").read_text() == scored  # not overwritten with another environment's scores
 
 
 @pytest.mark.slow
