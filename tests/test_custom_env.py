@@ -268,6 +268,19 @@ def test_byte_images_under_a_box_without_a_dtype_are_taken(registered):
     assert mtdqn.register_task("Chain-v0", ByteImageUntypedSpace).kind == "image"
 
 
+def test_wider_integer_images_are_stored_clipped_into_bytes_not_wrapped():
+    """An env declaring 0..255 and returning 300 trained on 44 (a uint8 cast wraps) while act refused the 300 it
+    saw; stored clipped, it trains on 255, the value act's --clip gives."""
+    from types import SimpleNamespace
+
+    from mtdqn.tasks import pad_obs
+
+    images = SimpleNamespace(kind="image", obs_shape=(1, 2, 2))
+    stored = pad_obs(jnp.array([[[300, -1]]], jnp.int32), images)
+    assert stored.dtype == jnp.uint8 and stored.tolist() == [[[255, 0]]]
+    assert pad_obs(jnp.array([[[7, 1]]], jnp.uint8), images).tolist() == [[[7, 1]]]
+
+
 def test_register_task_refuses_a_built_in_name_and_a_wrong_kind():
     for name in ("CartPole-v1", "CARTPOLE-v1"):  # cased otherwise: the same folder on a case-insensitive disk
         with pytest.raises(mtdqn.ConfigError, match=f"'{name}' is a built-in task"):

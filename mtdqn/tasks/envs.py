@@ -52,10 +52,14 @@ def obs_dtype(task_set: TaskSet) -> jnp.dtype:
 
 
 def pad_obs(obs: jax.Array, task_set: TaskSet) -> jax.Array:
-    """Zero-pad the last axis of one task's observations to the common width."""
+    """Zero-pad the last axis of one task's observations to the common width.  Wider integers stored as uint8
+    (your own image task's int32 frames) are clipped into 0..255 first: a cast wraps (300 is 44, -1 is 255)."""
     pad = task_set.obs_shape[-1] - obs.shape[-1]
     widths = [(0, 0)] * (obs.ndim - 1) + [(0, pad)]
-    return jnp.pad(obs, widths).astype(obs_dtype(task_set))
+    stored = obs_dtype(task_set)
+    if stored == jnp.uint8 and jnp.issubdtype(obs.dtype, jnp.integer) and obs.dtype != jnp.uint8:
+        obs = jnp.clip(obs, 0, 255)
+    return jnp.pad(obs, widths).astype(stored)
 
 
 def reset_envs(task_set: TaskSet, key: jax.Array, num_envs: int) -> tuple[jax.Array, tuple[Any, ...]]:
