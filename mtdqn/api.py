@@ -432,6 +432,8 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
     given = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers)
+    for teacher in given:  # distill([5]) met pathlib's TypeError
+        check_path("teachers", teacher)
     if any(isinstance(t, str) and not t.strip() for t in given):  # Path("") is already "."
         raise ConfigError("--teachers: an empty path (it read as '.', the current folder)")
     teacher_dirs = [Path(t) for t in given]
@@ -588,12 +590,18 @@ def play(run: str | Path, task: str, **options: Any) -> PlayResult:
     """Watch a trained run (`mtdqn play`): greedy episodes of ``task``, their returns and lengths, and with
     ``gif=PATH`` an animated GIF of them; ``options`` are :func:`mtdqn.play.play`'s (``episodes``, ``seed``,
     ``agent_seed``, ``max_steps``, ``gif_every``, ``fps``).  Returns a :class:`mtdqn.play.PlayResult`."""
+    import inspect
+
     from mtdqn.devices import use_cpu_cores
 
-    _check_paths(run=run)
+    check_path("run", run)
     use_cpu_cores()  # the renderers' imports start JAX (gymnax)
     from mtdqn.play import play as play_episodes
 
+    known = [name for name in inspect.signature(play_episodes).parameters if name not in ("run_dir", "task")]
+    for name in options:  # play(run, task, episode=1) met Python's TypeError
+        if name not in known:
+            raise ConfigError(unknown_option(name, known))
     return play_episodes(run, task, **options)
 
 
@@ -602,7 +610,7 @@ def evaluate(run: str | Path, episodes: int = 100, epsilon: float = 0.0) -> pd.D
     written to RUN/eval.json (`mtdqn evaluate`): :meth:`mtdqn.results.Run.evaluate`, one row per task and seed."""
     from mtdqn.results import open_run
 
-    _check_paths(run=run)
+    check_path("run", run)
     return open_run(run).evaluate(episodes, epsilon)
 
 

@@ -32,7 +32,7 @@ import orbax.checkpoint as ocp
 
 from mtdqn.checkpoint import check_shapes, quiet_abandoned_reads, read_latest
 from mtdqn.config import TrainConfig
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, check_path
 from mtdqn.networks import Architecture, make_architecture, one_task_q_values, param_shapes, split_shared
 from mtdqn.rundir import RunDir
 from mtdqn.tasknames import index_of_task
@@ -168,6 +168,7 @@ def load_agent(run_dir: Path | str) -> LoadedAgent:
 
     A run still training may replace its checkpoint while it is read: the new one is read instead
     (:func:`mtdqn.checkpoint.read_latest`)."""
+    check_path("run_dir", run_dir)  # load_agent(5) met pathlib's TypeError
     run_dir = Path(run_dir)
     cfg = RunDir(run_dir).runnable_config()  # a folder without a run, a task unknown here: one line
     RunDir(run_dir).require_checkpoint()  # one line, naming a population's member's checkpoint

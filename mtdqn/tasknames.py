@@ -210,7 +210,10 @@ def find_task(names: Sequence[str], task: str) -> int | None:
 
 
 def index_of_task(names: Sequence[str], task: str) -> int:
-    """:func:`find_task`, or a one-line ConfigError naming the run's tasks."""
+    """:func:`find_task`, or a one-line ConfigError naming the run's tasks (a task given as no string, the index
+    0 or None, among them: it met ``str.strip``)."""
+    if not isinstance(task, str):
+        raise ConfigError(f"task: expected a task name (str), got {task!r}; this run's tasks: {', '.join(names)}")
     i = find_task(names, task)
     if i is None:
         bare = split_spec(task)[1].lower()  # 'cartpole-v1', or 'CartPole-v1' of a run's 'CartPole-v1:gamma=0.9'

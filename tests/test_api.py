@@ -150,6 +150,11 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     (lambda tmp: mtdqn.study("quick", out=tmp / "s", devices="2"), "devices: expected an int >= 0, got '2'"),
     (lambda tmp: mtdqn.study("quick", out=tmp / "s", devices=-1), "--devices must be >= 0"),
     (lambda tmp: mtdqn.evaluate(123), "run: expected a path (str or pathlib.Path), got 123"),
+    (lambda tmp: mtdqn.load_agent(5), "run_dir: expected a path (str or pathlib.Path), got 5"),
+    (lambda tmp: mtdqn.play(None, "CartPole-v1"), "run: expected a path (str or pathlib.Path), got None"),
+    (lambda tmp: mtdqn.distill([5], out=tmp / "st"), "teachers: expected a path (str or pathlib.Path), got 5"),
+    (lambda tmp: mtdqn.play(tmp / "r", "CartPole-v1", episode=1),
+     "unknown option 'episode'; did you mean 'episodes'?"),  # Python's TypeError before
     (lambda tmp: mtdqn.open_study(5), "path: expected a path (str or pathlib.Path), got 5"),
     (lambda tmp: mtdqn.study("transfer", steps="1000", out=tmp / "s"),
      "steps: expected a positive integer, got '1000'"),

@@ -99,6 +99,9 @@ def test_a_runs_task_is_found_however_it_is_spelled():
         index_of_task(names, "MiniGrid-LavaGapS7")  # no task of that name: none offered
     with pytest.raises(ConfigError, match=r"tasks: CartPole-v1:gamma=0.9, CartPole-v1:gamma=0.8$"):
         index_of_task(["CartPole-v1:gamma=0.9", "CartPole-v1:gamma=0.8"], "CartPole-v1")  # two: none offered
+    for given in (0, None):  # agent.act(0, obs) met str.strip's AttributeError
+        with pytest.raises(ConfigError, match=rf"^task: expected a task name \(str\), got {given}; this run's tasks: "):
+            index_of_task(names, given)
 
 
 def test_a_progress_bar_names_minigrid_tasks_apart():
