@@ -7,7 +7,7 @@ names with underscores)::
     run = mtdqn.train(tasks=["CartPole-v1", "Acrobot-v1"], steps=20_000, seeds=2, out="runs/two")
     run.evals.query("step == step.max()").groupby("task").return_mean.mean()  # pandas DataFrames
     mtdqn.register_task("MyEnv-v0", make_my_env)      # your own gymnax-API environment, in the compiled loop
-    study = mtdqn.study("quick", seeds=3)             # cells as Runs, the report's tables, report()
+    study = mtdqn.study("quick", "runs/quick-3", seeds=3)  # cells as Runs, the report's tables, report()
     best = mtdqn.tune("tune.toml", n_trials=8)         # Optuna search over train options; best, report
 
 - :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run`;
