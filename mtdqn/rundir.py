@@ -222,6 +222,29 @@ def final_scores(evals: list[dict[str, Any]], names: tuple[str, ...], seeds: lis
     return {task: [float(means[(task, seed)]) for seed in seeds] for task in names}
 
 
+TABLE_SCHEMAS = {"metrics": METRIC_SCHEMA, "grad_tasks": GRAD_TASK_SCHEMA, "grad_pairs": GRAD_PAIR_SCHEMA,
+                 "evals": EVAL_SCHEMA, "affinity": AFFINITY_SCHEMA, "experts": EXPERT_SCHEMA}
+"""The columns and types of each table a run writes with a schema (:class:`Tables`' fields; the gradient
+probe's rows are written as they come)."""
+
+
+def _as_written(frame: pd.DataFrame, schema: dict[str, str], path: Path) -> pd.DataFrame:
+    """``frame`` read from ``path`` with ``schema``'s columns in its types, or a one-line ConfigError naming the
+    file: a table edited by hand (a column dropped, steps as text) is no longer the run's."""
+    missing = [c for c in schema if c not in frame]
+    if missing and len(frame):
+        raise ConfigError(f"{path} has no column {missing[0]!r}: not the table this run wrote")
+    if missing:  # an absent (or empty) table
+        return frame.reindex(columns=list(dict.fromkeys([*schema, *frame.columns]))).astype(schema)
+    typed = {c: t for c, t in schema.items() if t != "object"}
+    try:
+        return frame.astype(typed)
+    except (TypeError, ValueError):
+        wrong = next(c for c, t in typed.items() if str(frame[c].dtype) != t)
+        raise ConfigError(f"{path}: its column {wrong!r} holds {frame[wrong].dtype}, not the {typed[wrong]} this run "
+                          "wrote: not the table this run wrote") from None
+
+
 def _records(frame: pd.DataFrame) -> list[dict]:
     """Rows as dicts of numpy scalars, so a frame rebuilt from them keeps its dtypes (float32 stays float32)."""
     columns = [frame[c].to_numpy() for c in frame.columns]
@@ -452,14 +475,25 @@ class RunDir:
                        "for the next checkpoint; the last checkpoint is intact")
             raise OSError(errno.ENOSPC, message, str(self.path))
 
-    def tables_until(self, last_step: int) -> Tables:
-        """The rows a resumed run keeps: those up to its checkpoint; later ones are regenerated."""
+    def tables_until(self, last_step: int, metrics_until: int = 0, evals_until: int = 0) -> Tables:
+        """The rows a resumed run keeps: those up to its checkpoint (env step ``last_step``); later ones are
+        regenerated.  What they must hold is checked, each failure one line: metrics.parquet (every chunk writes
+        its rows) reaching ``metrics_until``, evals.parquet ``evals_until`` (0: nothing asked;
+        :meth:`mtdqn.train.drive.Schedule.kept_steps` says what), and every table the columns and types the
+        run writes.  A deleted metrics.parquet resumed to 6 of its 16 rows and emptied metrics.csv; a column
+        dropped by hand ended in pandas' traceback after the training."""
+        reach = {"metrics": metrics_until, "evals": evals_until}
         kept = []
         for name in Tables._fields:
             path = self.path / f"{name}.parquet"
             frame = read_parquet(path) if path.exists() else pd.DataFrame({"step": []})
-            if "step" not in frame:  # a probe of an older run, taken at its end only: regenerated at the end
+            if name == "grad_probe" and "step" not in frame:  # an older run's, taken at its end only: regenerated
                 frame = pd.DataFrame({"step": []})
+            frame = _as_written(frame, TABLE_SCHEMAS.get(name, {"step": "int64"}), path)
+            if reach.get(name, 0) and not (len(frame) and frame["step"].max() >= reach[name]):
+                why = "is missing" if not path.exists() else f"ends before step {reach[name]:,}"
+                raise ConfigError(f"{path} {why}: the run's history up to its checkpoint (step {last_step:,}) is "
+                                  "lost, and resuming would write the run without it; train it again with --force True")
             kept.append(_records(frame[frame["step"] <= last_step]))
         return Tables(*kept)
 

@@ -150,3 +150,43 @@ def test_the_output_kinds_are_the_records_of_each_kind():
     from mtdqn.tune.search import TUNE_RECORD
 
     assert list(OUTPUT_KINDS) == [RUN_RECORD, SWEEP_FILE, STUDY_RECORD, TUNE_RECORD]
+
+
+def test_a_resumed_run_refuses_tables_that_lost_its_history(tmp_path):
+    """A resume kept whatever the tables held: a deleted metrics.parquet resumed to 6 of 16 rows (exit 0) and
+    emptied metrics.csv; a column dropped or retyped by hand ended in pandas' traceback after the training.
+    Each is now one line before anything is written; tables as written are kept up to the checkpoint."""
+    import pytest
+
+    from mtdqn.errors import ConfigError
+    from mtdqn.train.drive import Schedule
+
+    tables = Tables.empty()
+    for step in (1000, 2000, 3000):
+        tables.extend(chunk_tables(NAMES, [0, 1], True, _chunk_metrics(updates=5.0), step=step))
+    tables.evals.extend(eval_rows(NAMES, [0, 1], np.zeros((2, 2, 3)), np.zeros((2, 2, 3)), 2000))
+    run = RunDir(tmp_path)
+    run.write_tables(tables)
+    schedule = Schedule(steps_per_chunk=1000, num_chunks=4, checkpoint_chunks=1, eval_chunks=2)
+    assert schedule.kept_steps(3) == (3000, 3000, 2000)  # unfinished: every chunk up to it, evaluated at chunk 2
+    assert schedule.kept_steps(4) == (4000, 1000, 0)  # finished (perhaps stopped early): its first chunk's rows
+    kept = run.tables_until(*schedule.kept_steps(2))
+    assert len(kept.metrics) == 2 * 4 and len(kept.evals) == 4 and {r["step"] for r in kept.metrics} == {1000, 2000}
+    assert pd.DataFrame(kept.metrics).dtypes.astype(str).to_dict() == METRIC_SCHEMA  # as written, uncast
+    with pytest.raises(ConfigError, match=r"metrics.parquet ends before step 4,000: the run's history up to its "
+                                          r"checkpoint \(step 4,000\) is lost"):
+        run.tables_until(4000, 4000)
+    (tmp_path / "evals.parquet").unlink()
+    with pytest.raises(ConfigError, match=r"evals.parquet is missing: the run's history"):
+        run.tables_until(*schedule.kept_steps(3))
+    run.tables_until(*schedule.kept_steps(1))  # nothing evaluated by chunk 1
+    frame = pd.read_parquet(tmp_path / "metrics.parquet")
+    frame.drop(columns="episodes").to_parquet(tmp_path / "metrics.parquet")
+    with pytest.raises(ConfigError, match=r"metrics.parquet has no column 'episodes': not the table this run wrote"):
+        run.tables_until(1000, 1000)
+    frame.assign(step=frame["step"].astype(str) + "x").to_parquet(tmp_path / "metrics.parquet")
+    with pytest.raises(ConfigError, match=r"metrics.parquet: its column 'step' holds object, not the int64"):
+        run.tables_until(1000, 1000)
+    (tmp_path / "metrics.parquet").unlink()
+    with pytest.raises(ConfigError, match=r"metrics.parquet is missing"):
+        run.tables_until(*schedule.kept_steps(4))

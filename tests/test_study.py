@@ -174,6 +174,37 @@ def test_cell_status(study_copy: Path) -> None:
     other = load_spec(_spec_file(study_copy.parent, TINY.replace("steps = 2000", "steps = 4000"), "other.toml"))
     with pytest.raises(ConfigError, match=r"cells/independent: holds a finished cell .*steps: stored 2000, now 4000"):
         cell_status(cell_configs(other)[0], cells / "independent")
+    # damaged records said "a different setup ()" and "batch_size: stored None, now 128"
+    summary_path = cells / "independent" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({k: v for k, v in summary.items() if k != "config_hash"}))
+    with pytest.raises(ConfigError, match=r"different setup \(config hash in summary.json: None, now '"):
+        cell_status(independent, cells / "independent")
+    summary_path.write_text(json.dumps(summary))
+    record_path.write_text(json.dumps(record)[:100])
+    with pytest.raises(ConfigError, match=r"holds a finished cell whose config.json is unreadable \(not a JSON object\)"):
+        cell_status(independent, cells / "independent")
+    record_path.write_text(json.dumps(record))
+    assert cell_status(independent, cells / "independent") == "done"
+
+
+@pytest.mark.slow
+def test_a_finished_cells_damaged_summary_is_written_again_not_its_training(study_copy: Path,
+                                                                           local_study: Path) -> None:
+    """A truncated summary.json failed the resume after its evaluation, and the study then cleared the cell (a
+    user's file in it too) and trained it again under "evaluating it"; now the summary is written again."""
+    from mtdqn.errors import MtdqnWarning
+
+    cell = study_copy / "cells" / "shared"
+    (cell / "NOTES.txt").write_text("mine")
+    (cell / "summary.json").write_text((cell / "summary.json").read_text()[:100])
+    checkpoints = _mtimes(cell / "checkpoints")
+    with pytest.warns(MtdqnWarning, match=r"summary.json was unreadable: it is written again"):
+        result = run_study(load_spec(_spec_file(study_copy.parent)), study_copy, progress=False, report=False)
+    assert result.summaries["shared"]["status"] == "ok" and (cell / "NOTES.txt").read_text() == "mine"
+    assert _mtimes(cell / "checkpoints") == checkpoints  # not trained again
+    original = json.loads((local_study / "cells/shared/summary.json").read_text())
+    assert result.summaries["shared"]["final_eval"] == original["final_eval"]
 
 
 @pytest.mark.slow

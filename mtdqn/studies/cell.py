@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
-from mtdqn.errors import ConfigError, FolderBusy, InsufficientResources, check_devices_asked
+from mtdqn.errors import ConfigError, FolderBusy, check_devices_asked
 from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
@@ -78,11 +78,15 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
                               "holds now (its source was trained again); delete that cell folder to redo it")
         if same:
             return "done"
+        if record_path.exists() and not run_cfg:  # a record made by hand or cut short: its None read as a setup
+            raise ConfigError(f"{cell_dir}: holds a finished cell whose {record_path.name} is unreadable (not a "
+                              "JSON object); delete that cell folder to redo it")
         diffs = [f"{key}: stored {a!r}, now {b!r}"
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
         diffs += [f"variant: stored {summary.get('variant')!r}, now {cell.variant!r}"] * (
             summary.get("variant") != cell.variant)
         diffs += [f"{key}: stored {stored[key]!r}, now {now[key]!r}" for key in now if stored[key] != now[key]]
+        diffs = diffs or [f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"]
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
@@ -143,6 +147,7 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     error becomes a ``status: failed`` summary, so one bad variant does not
     cost the rest of the study.
     """
+    from mtdqn.checkpoint import verify_checkpoint
     from mtdqn.train.run import train  # JAX: imported where the work happens (e.g. a Ray worker)
 
     cell_dir = Path(cell_dir)
@@ -153,14 +158,15 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
     try:
         with held(cell_dir):  # from before it is cleared: another process training the cell keeps it
+            if status == "resume":
+                try:
+                    verify_checkpoint(cell_dir, cell.config)
+                except ConfigError:  # an unreadable checkpoint: start over below.  Only that: any later refusal
+                    status = "restart"  # (a damaged table) is the cell's failure, said in the report, not a
+                    # silent retraining under "evaluating it" (a damaged summary.json cleared a finished cell)
             if status == "resume":  # the cell's options over the stored ones; devices 0 not given: its own layout
                 given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
-                try:
-                    return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
-                except InsufficientResources:
-                    raise  # the checkpoint is fine, this machine is not: keep it for a later attempt
-                except ConfigError:
-                    pass  # unreadable checkpoint: start over below
+                return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
             clear_folder(cell_dir)  # not a finished result: a failed or half-written attempt (the hold stays)
             return train(cell.config, cell_dir, cell.run_options, force=True, **kwargs).summary
     except FolderBusy:

@@ -55,6 +55,17 @@ class Schedule:
         return Schedule(steps, agent.derived.num_chunks, every_chunks(options.checkpoint_every, steps),
                         every_chunks(options.eval_every, steps))
 
+    def kept_steps(self, first_chunk: int) -> tuple[int, int, int]:
+        """Of a run resumed from chunk ``first_chunk``: the checkpoint's env step, and the steps its metrics and
+        its evaluations during training must reach (:meth:`RunDir.tables_until`).  An unfinished run ran every
+        chunk up to its checkpoint, evaluating every ``eval_chunks`` chunks; a finished one may have stopped
+        early (its checkpoint is recorded as the last chunk's), so only its first chunk's metrics are sure."""
+        last = first_chunk * self.steps_per_chunk
+        if first_chunk >= self.num_chunks:
+            return last, self.steps_per_chunk, 0
+        evaluated = first_chunk // self.eval_chunks * self.eval_chunks if self.eval_chunks else 0
+        return last, last, evaluated * self.steps_per_chunk
+
     @property
     def eval_every_used(self) -> int:
         """Env steps per task between evaluations as run (``eval_every`` asks; this is its rounding)."""
@@ -92,7 +103,7 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
     if verified is not None:
         state, meta = load_checkpoint(run_dir.path, trainer.agent.cfg, state, verified)
         first_chunk = meta["chunk"]
-        tables = run_dir.tables_until(first_chunk * schedule.steps_per_chunk)
+        tables = run_dir.tables_until(*schedule.kept_steps(first_chunk))
     elif start_from is not None:
         state, start_record = start_from(agent, state)
         run_dir.write_start(start_record)

@@ -20,6 +20,7 @@ from mtdqn.config import config_hash
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.networks import count_params, describe_architecture
+from mtdqn.errors import ConfigError, MtdqnWarning, warn_user
 from mtdqn.io import read_json
 from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RUN_SUMMARY, RunDir, Tables, eval_rows,
                           final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
@@ -78,8 +79,15 @@ def _training_process_fields(run_dir: RunDir) -> dict[str, Any]:
     in a study's cost table.  Without a previous summary (killed after its last checkpoint, before the
     summary), the throughput is unknown: null (a report shows n/a)."""
     path = run_dir.path / RUN_SUMMARY
-    previous = read_json(path) if path.is_file() else {"env_steps_per_s": None}
-    return {k: previous[k] for k in TRAINING_PROCESS_FIELDS if k in previous}
+    unknown = {"env_steps_per_s": None}
+    try:
+        previous = read_json(path) if path.is_file() else unknown
+    except ConfigError:  # damaged: written whole again below, as a missing one is (it failed after the work)
+        warn_user(f"{path} was unreadable: it is written again, the training process's timings unknown (null)",
+                  MtdqnWarning)
+        previous = unknown
+    return {k: previous[k] for k in TRAINING_PROCESS_FIELDS if k in previous} if isinstance(previous, dict) \
+        else unknown
 
 
 def _tensorboard_at(run_dir: RunDir, tables: Tables, step: int) -> None:

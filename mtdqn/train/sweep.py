@@ -237,7 +237,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
         saved, meta = load_checkpoint(out_dir, cfg, template, verified)
         state = jax.tree.map(lambda full, part: jax.device_put(full.at[real].set(part), full.sharding), state, saved)
         first_chunk = meta["chunk"]
-        tables = [run.tables_until(first_chunk * schedule.steps_per_chunk) for run in runs]
+        tables = [run.tables_until(*schedule.kept_steps(first_chunk)) for run in runs]
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     purge = first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None
     writers = [run.tensorboard(purge_step=purge) for run in runs]
