@@ -182,7 +182,7 @@ def test_cell_status(study_copy: Path) -> None:
         cell_status(independent, cells / "independent")
     summary_path.write_text(json.dumps(summary))
     record_path.write_text(json.dumps(record)[:100])
-    with pytest.raises(ConfigError, match=r"holds a finished cell whose config.json is unreadable \(not a JSON object\)"):
+    with pytest.raises(ConfigError, match=r"finished cell whose config.json is unreadable \(not a JSON object\)"):
         cell_status(independent, cells / "independent")
     record_path.write_text(json.dumps(record))
     assert cell_status(independent, cells / "independent") == "done"
