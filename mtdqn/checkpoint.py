@@ -160,9 +160,9 @@ def checkpoint_meta(run_dir: Path) -> dict:
         raise ConfigError(f"checkpoint record {meta_path} is corrupt (missing {', '.join(missing)})")
     if not isinstance(meta["path"], str) or not _ITER_DIR.fullmatch(meta["path"]):
         raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad path {meta['path']!r})")
-    types = ((meta["chunk"], int), (meta["files"], dict), (meta["config"], dict))
-    if not all(isinstance(value, kind) for value, kind in types):
-        raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad chunk, files or config)")
+    types = ((meta["chunk"], int), (meta["iteration"], int), (meta["files"], dict), (meta["config"], dict))
+    if not all(isinstance(value, kind) and not isinstance(value, bool) for value, kind in types):
+        raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad chunk, iteration, files or config)")
     return meta
 
 
@@ -209,6 +209,12 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     diffs = describe_mismatch(saved, config_to_dict(cfg))
     if diffs:
         raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
+    derived = derive(cfg)  # the record's own fields agree, as saving wrote them (a chunk edited by hand retrained
+    iteration = meta["chunk"] * derived.iters_per_chunk  # a finished run's last chunks over its final weights)
+    if not 0 < meta["chunk"] <= derived.num_chunks or meta["iteration"] != iteration \
+            or meta["path"] != f"iter_{iteration:09d}":
+        raise ConfigError(f"checkpoint record {Path(run_dir) / 'checkpoints' / 'latest.json'} is corrupt (chunk "
+                          f"{meta['chunk']}, iteration {meta['iteration']} and {meta['path']} do not agree)")
     _check_own_tasks(run_dir, meta, cfg)
     _verify_files((Path(run_dir) / "checkpoints" / meta["path"]).absolute(), meta["files"])
     RunOptions.from_record(meta, str(Path(run_dir) / "checkpoints" / "latest.json"))  # its run options read back

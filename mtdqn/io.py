@@ -45,6 +45,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as exc:  # named by the file meant, not its temp name (a folder in eval.json's place)
+        if exc.filename == tmp:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

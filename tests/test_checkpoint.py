@@ -160,6 +160,12 @@ DAMAGE = {
     "latest-not-a-record": (_edit_latest(lambda t: "[1, 2]"), "not an mtdqn checkpoint record"),
     "latest-missing-keys": (_edit_latest(lambda t: json.dumps({"format_version": FORMAT_VERSION})), "missing path"),
     "latest-path-escapes": (_edit_latest(lambda t: t.replace('"iter_', '"../iter_')), "bad path"),
+    # a chunk edited by hand retrained a finished run's last chunks over its final weights; an iteration of null
+    # was a TypeError's traceback
+    "latest-chunk-edited": (_edit_latest(lambda t: json.dumps({**json.loads(t), "chunk": json.loads(t)["chunk"] - 1})),
+                            r"latest.json is corrupt \(chunk \d+, iteration \d+ and iter_\d+ do not agree\)"),
+    "latest-iteration-null": (_edit_latest(lambda t: json.dumps({**json.loads(t), "iteration": None})),
+                              "is corrupt \\(bad chunk, iteration, files or config\\)"),
     "format-version": (_edit_latest(lambda t: t.replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 1')),
                        f"format version 1 in .*reads version {FORMAT_VERSION}"),
 }

@@ -190,3 +190,16 @@ def test_a_resumed_run_refuses_tables_that_lost_its_history(tmp_path):
     (tmp_path / "metrics.parquet").unlink()
     with pytest.raises(ConfigError, match=r"metrics.parquet is missing"):
         run.tables_until(*schedule.kept_steps(4))
+
+
+def test_a_file_that_cannot_replace_its_place_is_named_not_its_temp_file(tmp_path):
+    """A folder where eval.json goes said "cannot write results: Is a directory (.../.eval.json.viyb070v.tmp)"."""
+    import pytest
+
+    from mtdqn.io import write_json
+
+    (tmp_path / "eval.json").mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        write_json(tmp_path / "eval.json", {})
+    assert exc.value.filename == str(tmp_path / "eval.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]  # no temp file left
