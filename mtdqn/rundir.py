@@ -531,8 +531,21 @@ class RunDir:
         write_json(self.path / "start.json", record)
 
     def read_start(self) -> dict[str, Any] | None:
+        """start.json's record, None where there is none; one line where it is no JSON object."""
         path = self.path / "start.json"
-        return read_json(path) if path.is_file() else None
+        record = read_json(path) if path.is_file() else None
+        if record is not None and not isinstance(record, dict):
+            raise ConfigError(f"{path} is not a record of a run's start (a JSON object)")
+        return record
+
+    def require_start(self) -> None:
+        """A fine-tuned run about to resume has its start.json: its summary's transfer record (the source, the
+        greedy returns at the start) is made from it and nothing else can make it again (the run resumes from its
+        own checkpoint, not from the source); a deleted one resumed to a summary without it."""
+        if self.read_start() is None:
+            raise ConfigError(f"{self.path / 'start.json'} is missing: this fine-tuned run's record of its start "
+                              "(its source and the greedy returns there) cannot be made again; put it back, or "
+                              "train the run again with --force True")
 
     def write_distill(self, result: dict[str, Any], report: pd.DataFrame, markdown: str) -> None:
         """A distilled student's comparison with its teachers (`mtdqn distill`): the action reports as CSV and,

@@ -304,6 +304,15 @@ def test_a_finetuned_run_resumes_bit_identical(source, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         finetune(TINY, source, tmp_path / "cut", **kw)
     monkeypatch.setattr(run_module, "_show_rate", show)
+    start = tmp_path / "cut" / "start.json"
+    record = start.read_text()
+    start.unlink()  # it resumed to a summary without its transfer record, exit 0
+    with pytest.raises(ConfigError, match=r"start.json is missing: this fine-tuned run's record of its start"):
+        train(RunDir(tmp_path / "cut").config(), tmp_path / "cut", resume=True, progress=False)
+    start.write_text("[1]")  # AttributeError's traceback, after the work
+    with pytest.raises(ConfigError, match=r"start.json is not a record of a run's start \(a JSON object\)"):
+        train(RunDir(tmp_path / "cut").config(), tmp_path / "cut", resume=True, progress=False)
+    start.write_text(record)
     resumed = train(RunDir(tmp_path / "cut").config(), tmp_path / "cut", resume=True, progress=False)
     assert _same(whole.state.params, resumed.state.params) and _same(whole.state.opt_state, resumed.state.opt_state)
     assert resumed.summary["transfer"]["start_eval"] == whole.summary["transfer"]["start_eval"]

@@ -28,6 +28,7 @@ from mtdqn.config import (
 from mtdqn.devices import seed_devices
 from mtdqn.errors import (ConfigError, InsufficientResources, LayoutChangedWarning, MtdqnWarning, count,
                           warn_user)
+from mtdqn.finetune import is_finetuned
 from mtdqn.graft import start_from_source
 from mtdqn.io import provenance, read_json, read_parquet
 from mtdqn.rundir import RUN_SUMMARY, RunDir
@@ -101,6 +102,8 @@ def train(
         if resume:
             run_dir.require_resumable()
             verified = verify_checkpoint(run_dir.path, cfg)  # once: the options and the load below use it
+            if is_finetuned(cfg.finetune):
+                run_dir.require_start()
             options = RunOptions.from_record(verified, f"{run_dir.path / 'checkpoints' / 'latest.json'}")
         trained_on = options.devices if resume else None
         options = resolve(given, options, resuming=resume)
