@@ -294,6 +294,25 @@ def test_a_study_record_field_of_the_wrong_type_is_named(tmp_path: Path, key, va
         load_study(study)
 
 
+@pytest.mark.parametrize("file, key, value, message", [  # each was a traceback or an error naming no file
+    ("summary.json", "seeds", 5, "summary.json: 'seeds' must be a list of whole numbers, got 5"),
+    ("summary.json", "params_total", "x", "summary.json: 'params_total' must be a whole number, got 'x'"),
+    ("summary.json", "wall_time_s", "x", "summary.json: 'wall_time_s' must be a number, got 'x'"),
+    ("summary.json", "random_return", {"CartPole-v1": "x", "Acrobot-v1": -500.0},
+     "summary.json: 'random_return'['CartPole-v1'] must be a number, got 'x'"),
+    ("summary.json", "final_eval", {"CartPole-v1": list("abcde"), "Acrobot-v1": [1.0] * 5},
+     "summary.json: 'final_eval'['CartPole-v1'] is not a list of 5 numbers (one per seed)"),
+    ("config.json", "config", "x", "config.json: 'config' must be a table of options, got 'x'"),
+])
+def test_a_cell_record_field_of_the_wrong_type_is_named_with_its_file(tmp_path: Path, file, key, value, message):
+    study = make_study(tmp_path)
+    path = study / "cells" / "shared" / file
+    record = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**record, key: value}))
+    with pytest.raises(ValueError, match=re.escape(f"cells/shared/{message}")):
+        load_study(study)
+
+
 @pytest.mark.slow  # a report built (~3 s)
 def test_a_budget_the_cells_rounded_up_is_stated_in_the_header_and_the_methods(tmp_path):
     """The header said "2,000 env steps per task asked, 10,000 trained", the Methods "Budget 2,000": one text now."""

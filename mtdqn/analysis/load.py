@@ -147,21 +147,38 @@ def _read_table(path: Path, stem: str, tasks: tuple[str, ...]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+_OK_SUMMARY_TYPES = (("tasks", tuple[str, ...], "a list of task names"), ("seeds", tuple[int, ...], "a list of "
+                     "whole numbers"), ("params_total", int, "a whole number"), ("params_shared", int, "a whole "
+                     "number"), ("wall_time_s", float, "a number"), ("compile_s", float, "a number"),
+                     ("env_steps_per_s", float | None, "a number or null"))
+"""The types of a finished cell's summary.json fields the report computes with (a hand-edited ``"seeds": 5`` was
+a TypeError's traceback, ``"params_total": "x"`` an error naming no file)."""
+
+
 def _validate_ok_summary(path: Path, summary: dict[str, Any], study_tasks: tuple[str, ...]) -> None:
     _require_keys(path, summary, _OK_SUMMARY_KEYS)
+    for key, hint, what in _OK_SUMMARY_TYPES:
+        if not json_fits(summary[key], hint):
+            raise ValueError(f"{path}: {key!r} must be {what}, got {summary[key]!r}")
     n_seeds = len(summary["seeds"])
-    for key in ("final_eval", "random_return", "thresholds"):
+    for key, hint, what in (("final_eval", None, ""), ("random_return", float, "a number"),
+                            ("thresholds", float | None, "a number or null")):
+        if not isinstance(summary[key], dict):
+            raise ValueError(f"{path}: {key!r} must be a table of task: value, got {summary[key]!r}")
         missing = [t for t in study_tasks if t not in summary[key]]
         if missing:
             raise ValueError(f"{path}: '{key}' lacks task(s) {missing}")
+        wrong = [t for t in study_tasks if hint is not None and not json_fits(summary[key][t], hint)]
+        if wrong:
+            raise ValueError(f"{path}: '{key}'['{wrong[0]}'] must be {what}, got {summary[key][wrong[0]]!r}")
     # final_score: runs made since greedy evaluation during training; *_discounted: since the discounted return
     for key in ("final_eval", "final_score", "final_eval_discounted", "final_score_discounted"):
         if key not in summary:
             continue
         for task in study_tasks:
             values = summary[key].get(task) if isinstance(summary[key], dict) else None
-            if not isinstance(values, list) or len(values) != n_seeds:
-                raise ValueError(f"{path}: '{key}'['{task}'] is not a list of {n_seeds} values (one per seed)")
+            if not isinstance(values, list) or len(values) != n_seeds or not json_fits(values, tuple[float, ...]):
+                raise ValueError(f"{path}: '{key}'['{task}'] is not a list of {n_seeds} numbers (one per seed)")
 
 
 def _empty(table: pd.DataFrame | None) -> bool:
@@ -207,6 +224,8 @@ def _load_cell(cell_dir: Path, variant: str, tasks: tuple[str, ...], notes: list
     _validate_ok_summary(summary_path, summary, tasks)
     record_path = RunDir(cell_dir).record_path
     record = _read_json(record_path) if record_path.is_file() else {}
+    if "config" in record and not isinstance(record["config"], dict):  # the Methods read its options
+        raise ValueError(f"{record_path}: 'config' must be a table of options, got {record['config']!r}")
     tables: dict[str, pd.DataFrame | None] = {}
     for stem in _TABLES:
         path = cell_dir / f"{stem}.parquet"
