@@ -431,6 +431,8 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
     _check_driving(force=force, progress=progress)
     (flat,) = _checked(options, DISTILL_OPTIONS)
     cfg = apply_options(DistillConfig(), flat, DISTILL_OPTIONS)
+    if not isinstance(teachers, (str, os.PathLike, list, tuple)):  # distill(5) met list()'s TypeError
+        raise ConfigError(f"teachers: expected a run's path or a list of them, got {teachers!r}")
     given = [teachers] if isinstance(teachers, (str, os.PathLike)) else list(teachers)
     for teacher in given:  # distill([5]) met pathlib's TypeError
         check_path("teachers", teacher)

@@ -27,7 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, CorruptCheckpoint
 from mtdqn.interrupts import interrupts_deferred
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.tasknames import is_own_task
@@ -143,13 +143,13 @@ def checkpoint_meta(run_dir: Path) -> dict:
     """The metadata of a run's latest checkpoint; a clear error when there is none or it is damaged."""
     meta_path = Path(run_dir) / "checkpoints" / "latest.json"
     if not meta_path.exists():
-        raise ConfigError(f"no checkpoint in {run_dir} (missing checkpoints/latest.json)")
+        raise CorruptCheckpoint(f"no checkpoint in {run_dir} (missing checkpoints/latest.json)")
     try:
         meta = read_json(meta_path)
     except ConfigError:
-        raise ConfigError(f"checkpoint record {meta_path} is corrupt (not valid JSON)") from None
+        raise CorruptCheckpoint(f"checkpoint record {meta_path} is corrupt (not valid JSON)") from None
     if not isinstance(meta, dict) or "format_version" not in meta:
-        raise ConfigError(f"{meta_path} is not an mtdqn checkpoint record")
+        raise CorruptCheckpoint(f"{meta_path} is not an mtdqn checkpoint record")
     if meta["format_version"] != FORMAT_VERSION:
         raise ConfigError(
             f"checkpoint format version {meta['format_version']!r} in {run_dir}; "
@@ -157,12 +157,12 @@ def checkpoint_meta(run_dir: Path) -> dict:
         )
     missing = [k for k in _META_KEYS if k not in meta]
     if missing:
-        raise ConfigError(f"checkpoint record {meta_path} is corrupt (missing {', '.join(missing)})")
+        raise CorruptCheckpoint(f"checkpoint record {meta_path} is corrupt (missing {', '.join(missing)})")
     if not isinstance(meta["path"], str) or not _ITER_DIR.fullmatch(meta["path"]):
-        raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad path {meta['path']!r})")
+        raise CorruptCheckpoint(f"checkpoint record {meta_path} is corrupt (bad path {meta['path']!r})")
     types = ((meta["chunk"], int), (meta["iteration"], int), (meta["files"], dict), (meta["config"], dict))
     if not all(isinstance(value, kind) and not isinstance(value, bool) for value, kind in types):
-        raise ConfigError(f"checkpoint record {meta_path} is corrupt (bad chunk, iteration, files or config)")
+        raise CorruptCheckpoint(f"checkpoint record {meta_path} is corrupt (bad chunk, iteration, files or config)")
     return meta
 
 
@@ -173,25 +173,26 @@ def describe_mismatch(saved: dict, current: dict) -> list[str]:
 
 def _verify_files(path: Path, files: dict) -> None:
     if not path.is_dir():
-        raise ConfigError(f"checkpoint {path} is missing (latest.json points to it)")
+        raise CorruptCheckpoint(f"checkpoint {path} is missing (latest.json points to it)")
     if not files:  # the record lists every file it saved: an emptied table would check nothing
-        raise ConfigError(f"checkpoint record for {path} is corrupt (its file table is empty)")
+        raise CorruptCheckpoint(f"checkpoint record for {path} is corrupt (its file table is empty)")
     unlisted = [rel for rel, p in _files(path).items() if rel not in files and not p.name.startswith(".")]
     if unlisted:  # orbax writes no dot-files; an OS's or a sync tool's (.DS_Store, ._x, .nfs...) are left alone
-        raise ConfigError(f"checkpoint {path} holds {unlisted[0]}, which is not in its file table (mtdqn did not "
-                          "write it): remove it if you added it, else the checkpoint's record is damaged")
+        raise CorruptCheckpoint(f"checkpoint {path} holds {unlisted[0]}, which is not in its file table (mtdqn did "
+                                "not write it): remove it if you added it, else the checkpoint's record is damaged")
     for rel, entry in files.items():
         if ".." in Path(rel).parts or not (isinstance(entry, list) and len(entry) == 2):
-            raise ConfigError(f"checkpoint record for {path} is corrupt (bad file entry {rel!r})")
+            raise CorruptCheckpoint(f"checkpoint record for {path} is corrupt (bad file entry {rel!r})")
         size, digest = entry
         f = path / rel
         if not f.is_file():
-            raise ConfigError(f"checkpoint {path} is incomplete: {rel} is missing")
+            raise CorruptCheckpoint(f"checkpoint {path} is incomplete: {rel} is missing")
         actual = f.stat().st_size
         if actual != size:
-            raise ConfigError(f"checkpoint {path} is corrupt: {rel} has {actual} bytes, expected {size} (truncated?)")
+            raise CorruptCheckpoint(f"checkpoint {path} is corrupt: {rel} has {actual} bytes, expected {size} "
+                                    "(truncated?)")
         if _digest(f) != digest:
-            raise ConfigError(f"checkpoint {path} is corrupt: {rel} does not match its SHA-256")
+            raise CorruptCheckpoint(f"checkpoint {path} is corrupt: {rel} does not match its SHA-256")
 
 
 def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
@@ -205,16 +206,16 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     try:  # parsed, so options added since the checkpoint was made read as their defaults
         saved = config_to_dict(config_from_dict(meta["config"]))
     except (ConfigError, TypeError, AttributeError):
-        raise ConfigError(f"checkpoint record in {run_dir} holds an unreadable config") from None
+        raise CorruptCheckpoint(f"checkpoint record in {run_dir} holds an unreadable config") from None
     diffs = describe_mismatch(saved, config_to_dict(cfg))
     if diffs:
         raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
     derived = derive(cfg)  # the record's own fields agree, as saving wrote them (a chunk edited by hand retrained
     iteration = meta["chunk"] * derived.iters_per_chunk  # a finished run's last chunks over its final weights)
-    if not 0 < meta["chunk"] <= derived.num_chunks or meta["iteration"] != iteration \
-            or meta["path"] != f"iter_{iteration:09d}":
-        raise ConfigError(f"checkpoint record {Path(run_dir) / 'checkpoints' / 'latest.json'} is corrupt (chunk "
-                          f"{meta['chunk']}, iteration {meta['iteration']} and {meta['path']} do not agree)")
+    if meta["chunk"] < 0 or meta["iteration"] != iteration or meta["path"] != f"iter_{iteration:09d}":
+        raise CorruptCheckpoint(f"checkpoint record {Path(run_dir) / 'checkpoints' / 'latest.json'} is corrupt "
+                                f"(chunk {meta['chunk']}, iteration {meta['iteration']} and {meta['path']} do not "
+                                "agree)")
     _check_own_tasks(run_dir, meta, cfg)
     _verify_files((Path(run_dir) / "checkpoints" / meta["path"]).absolute(), meta["files"])
     RunOptions.from_record(meta, str(Path(run_dir) / "checkpoints" / "latest.json"))  # its run options read back
@@ -240,7 +241,7 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig, template: Any, verified: di
     except Exception as exc:  # orbax raises many types for a damaged tree
         quiet_abandoned_reads()  # the failed read's coroutines would each print a traceback as they end
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"checkpoint {path} is unreadable or corrupt: {first}") from None
+        raise CorruptCheckpoint(f"checkpoint {path} is unreadable or corrupt: {first}") from None
     finally:
         checkpointer.close()
     return state, meta

@@ -12,10 +12,10 @@ import os
 import sys
 import warnings
 
-__all__ = ["count", "ConfigError", "FolderBusy", "InsufficientResources", "InsufficientDisk", "TrainingDiverged",
-           "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning", "RoundedScheduleWarning",
-           "OneStepEpisodesWarning", "LayoutChangedWarning", "Unwritable", "warn_user", "check_number", "check_float32",
-           "check_devices_asked", "check_path"]
+__all__ = ["count", "ConfigError", "CorruptCheckpoint", "FolderBusy", "InsufficientResources", "InsufficientDisk",
+           "TrainingDiverged", "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning",
+           "RoundedScheduleWarning", "OneStepEpisodesWarning", "LayoutChangedWarning", "Unwritable", "warn_user",
+           "check_number", "check_float32", "check_devices_asked", "check_path"]
 
 
 class ConfigError(ValueError):
@@ -25,6 +25,12 @@ class ConfigError(ValueError):
 class FolderBusy(ConfigError):
     """Another process is writing the folder (a run being trained, a study being run: :func:`mtdqn.io.held`);
     never a reason to start the folder over, as an unreadable checkpoint is."""
+
+
+class CorruptCheckpoint(ConfigError):
+    """A checkpoint that cannot be read: its record or files missing, damaged or disagreeing.  A study trains
+    such a cell again from its start; any other refusal of a resume (another setup, your own environment changed
+    under its name) fails the cell, its checkpoint kept."""
 
 
 class InsufficientResources(ConfigError):

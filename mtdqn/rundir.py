@@ -46,7 +46,7 @@ __all__ = ["RUN_RECORD", "RUN_SUMMARY", "DISTILL_RECORD", "STUDY_RECORD", "STUDY
            "EXPERT_SCHEMA", "CKA_SCHEMA", "table_frame", "HEADLINES", "Tables", "chunk_tables", "eval_rows",
            "final_score_steps",
            "final_scores", "FINAL_SCORE_EVALS", "FINAL_SCORE_SPAN", "FINAL_SCORE_RULES", "final_score_rule",
-           "RunDir", "write_tensorboard"]
+           "RunDir", "write_tensorboard", "evaluated", "evals_until", "TABLE_SCHEMAS"]
 
 # A run's record (its config, options and hash): a folder that holds one holds a run.
 RUN_RECORD = "config.json"
@@ -220,6 +220,24 @@ def final_scores(evals: list[dict[str, Any]], names: tuple[str, ...], seeds: lis
     frame = frame[frame["step"].isin(steps)]
     means = frame.groupby(["task", "seed"])[column].mean()
     return {task: [float(means[(task, seed)]) for seed in seeds] for task in names}
+
+
+AGAIN = "train the run again from its start (--force True; a study's cell: delete its folder)"
+"""What a run whose records cannot be resumed from is left to do, where a command or a study resumes it."""
+
+
+def evaluated(tables: Tables) -> dict[str, int]:
+    """What a checkpoint records of the evaluations during training before it: ``evals_until``, the last one's
+    env step (0: none), which a resume's evals.parquet must reach (:meth:`RunDir.tables_until`).  Recorded, not
+    worked out from the schedule: a resume may change the cadence (``--eval-every``), and a run resumed twice
+    evaluated under each."""
+    return {"evals_until": int(max((row["step"] for row in tables.evals), default=0))}
+
+
+def evals_until(meta: dict[str, Any]) -> int:
+    """The ``evals_until`` a checkpoint's record holds (:func:`evaluated`); 0 for one saved before the record."""
+    value = meta.get("evals_until", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 TABLE_SCHEMAS = {"metrics": METRIC_SCHEMA, "grad_tasks": GRAD_TASK_SCHEMA, "grad_pairs": GRAD_PAIR_SCHEMA,
@@ -493,7 +511,7 @@ class RunDir:
             if reach.get(name, 0) and not (len(frame) and frame["step"].max() >= reach[name]):
                 why = "is missing" if not path.exists() else f"ends before step {reach[name]:,}"
                 raise ConfigError(f"{path} {why}: the run's history up to its checkpoint (step {last_step:,}) is "
-                                  "lost, and resuming would write the run without it; train it again with --force True")
+                                  f"lost, and resuming would write the run without it; {AGAIN}")
             kept.append(_records(frame[frame["step"] <= last_step]))
         return Tables(*kept)
 
@@ -545,7 +563,7 @@ class RunDir:
         if self.read_start() is None:
             raise ConfigError(f"{self.path / 'start.json'} is missing: this fine-tuned run's record of its start "
                               "(its source and the greedy returns there) cannot be made again; put it back, or "
-                              "train the run again with --force True")
+                              + AGAIN)
 
     def write_distill(self, result: dict[str, Any], report: pd.DataFrame, markdown: str) -> None:
         """A distilled student's comparison with its teachers (`mtdqn distill`): the action reports as CSV and,

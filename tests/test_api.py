@@ -153,6 +153,7 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
     (lambda tmp: mtdqn.load_agent(5), "run_dir: expected a path (str or pathlib.Path), got 5"),
     (lambda tmp: mtdqn.play(None, "CartPole-v1"), "run: expected a path (str or pathlib.Path), got None"),
     (lambda tmp: mtdqn.distill([5], out=tmp / "st"), "teachers: expected a path (str or pathlib.Path), got 5"),
+    (lambda tmp: mtdqn.distill(5, out=tmp / "st"), "teachers: expected a run's path or a list of them, got 5"),
     (lambda tmp: mtdqn.play(tmp / "r", "CartPole-v1", episode=1),
      "unknown option 'episode'; did you mean 'episodes'?"),  # Python's TypeError before
     (lambda tmp: mtdqn.open_study(5), "path: expected a path (str or pathlib.Path), got 5"),

@@ -231,18 +231,21 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
         latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 250}))
         return agent
 
+    record = latest.read_text()
     with monkeypatch.context() as patch:
         patch.setattr(deploy, "load_agent", trained_on)
         main(act)
         assert capsys.readouterr().err.splitlines() == [
             f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
-        (tmp_path / "run" / "summary.json").write_text("{}")  # and finished
+    latest.write_text(record)  # (an iteration of 250 beside chunk 1 is a corrupt record to a reader)
+    (tmp_path / "run" / "summary.json").write_text("{}")  # and finished
+    with monkeypatch.context() as patch:  # after a read of its checkpoint at step 1,000
+        patch.setattr(deploy, "load_agent", lambda run: dataclasses.replace(load(run), iteration=250))
         main(act)
         assert capsys.readouterr().err.splitlines() == [
             f"note: {tmp_path / 'run'} was unfinished when read: the checkpoint used is at step 1,000 of 1,200 (the "
-            "run has finished since)"]  # (it read the iteration the first act left in latest.json)
-        (tmp_path / "run" / "summary.json").unlink()
-    latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 50}))
+            "run has finished since)"]
+    (tmp_path / "run" / "summary.json").unlink()
     # the run trains on and writes its next checkpoint as eval.json is written: the note names the checkpoint
     # evaluated (it named the newer one, re-read after the evaluation)
     latest = tmp_path / "run" / "checkpoints" / "latest.json"
@@ -256,6 +259,7 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
     main(["evaluate", str(tmp_path / "run"), "--episodes", "1"])
     assert capsys.readouterr().err.splitlines() == [
         f"note: {tmp_path / 'run'} is unfinished: its checkpoint is at step 200 of 1,200"]
+    latest.write_text(record)
     # a folder it cannot write eval.json into: the table first, then the error (it showed nothing)
     def refused(self, result):
         raise PermissionError(1, "Operation not permitted", str(tmp_path / "run" / "eval.json"))
@@ -266,7 +270,7 @@ def test_acting_with_an_unfinished_run_says_so(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert exc.value.code == 1 and "CartPole-v1" in captured.out and "written:" not in captured.out
     assert captured.err.startswith("error: cannot write results: Operation not permitted")
-    (tmp_path / "run" / "summary.json").write_text("{}")  # finished, its checkpoint its last
-    latest.write_text(json.dumps({**json.loads(latest.read_text()), "iteration": 300}))
+    (tmp_path / "run" / "summary.json").write_text("{}")  # finished, its checkpoint its last (step 1,200)
+    monkeypatch.setattr(deploy, "load_agent", lambda run: dataclasses.replace(load(run), iteration=300))
     main(act)
     assert capsys.readouterr().err == ""

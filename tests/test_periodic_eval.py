@@ -234,3 +234,34 @@ def test_train_command_stops_early_and_tests_at_the_end(tmp_path, capsys):
     assert set(summary["early_stop"]["best_step"].values()) <= {500, 1000, 1500, 2000}  # evaluations' steps
     assert (out / "test_eval.json").is_file()
     assert json.loads((out / "config.json").read_text())["options"]["patience"] == 1
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_evaluations_its_checkpoint_recorded_whatever_its_cadence(tmp_path, monkeypatch):
+    """What a resume's evals.parquet must hold is what its checkpoint recorded (``evals_until``), not what the
+    resumed cadence would have made: a run stopped without evaluations and resumed with --eval-every was refused
+    as having lost evals.parquet; one whose evals.parquet was deleted resumed to half its rows, exit 0."""
+    import mtdqn.train.drive as drive_module
+    from mtdqn.errors import ConfigError
+
+    show = drive_module._show_rate
+
+    def stop_at_1000(bar, task_id, trainer, m, step, *args):
+        show(bar, task_id, trainer, m, step, *args)
+        if step >= 1000:
+            raise KeyboardInterrupt
+
+    for name, every in (("plain", 0), ("evaluated", 500)):
+        with monkeypatch.context() as patch:
+            patch.setattr(drive_module, "_show_rate", stop_at_1000)
+            with pytest.raises(KeyboardInterrupt):
+                train(TINY, tmp_path / name, progress=False, eval_every=every, eval_episodes=2, checkpoint_every=500)
+    latest = lambda name: json.loads((tmp_path / name / "checkpoints" / "latest.json").read_text())  # noqa: E731
+    assert latest("plain")["evals_until"] == 0 and latest("evaluated")["evals_until"] == 1000
+    resumed = train(TINY, tmp_path / "plain", resume=True, progress=False, eval_every=500)
+    evals = pd.read_parquet(tmp_path / "plain" / "evals.parquet")
+    assert resumed.summary["eval_every"] == 500 and sorted(set(evals["step"])) == [1500, 2000]  # from here on
+    (tmp_path / "evaluated" / "evals.parquet").unlink()
+    with pytest.raises(ConfigError, match=r"evals.parquet is missing: the run's history up to its checkpoint "
+                                          r"\(step 1,000\) is lost"):
+        train(TINY, tmp_path / "evaluated", resume=True, progress=False)

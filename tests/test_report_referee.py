@@ -412,6 +412,9 @@ def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
     assert ("Besides the variant–task effects found above, every other observed difference is smaller than what "
             "its test could resolve, so this budget cannot say whether they are real: resolving the largest, "
             "`pcgrad` +4.00 on Acrobot-v1, would take about 125 seeds per variant") in text, text  # 5 (20 / 4)^2
+    # a survivor resolvable on the headline itself leaves the others' advice as it is (it silenced it)
+    text = conclusion("independent", table([-25.0, 4.0]).assign(p=[0.001, 0.6], p_holm=[0.002, 0.8]), empty, None)
+    assert "every other observed difference is smaller than what its test could resolve" in text, text
 
 
 def _cka_study(variants: dict[str, tuple[str, float, float]], own: dict[str, float] | None = None):

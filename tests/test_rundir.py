@@ -159,6 +159,7 @@ def test_a_resumed_run_refuses_tables_that_lost_its_history(tmp_path):
     import pytest
 
     from mtdqn.errors import ConfigError
+    from mtdqn.rundir import evaluated, evals_until
     from mtdqn.train.drive import Schedule
 
     tables = Tables.empty()
@@ -168,9 +169,11 @@ def test_a_resumed_run_refuses_tables_that_lost_its_history(tmp_path):
     run = RunDir(tmp_path)
     run.write_tables(tables)
     schedule = Schedule(steps_per_chunk=1000, num_chunks=4, checkpoint_chunks=1, eval_chunks=2)
-    assert schedule.kept_steps(3) == (3000, 3000, 2000)  # unfinished: every chunk up to it, evaluated at chunk 2
-    assert schedule.kept_steps(4) == (4000, 1000, 0)  # finished (perhaps stopped early): its first chunk's rows
-    kept = run.tables_until(*schedule.kept_steps(2))
+    assert schedule.kept_steps(3) == (3000, 3000)  # unfinished: every chunk's rows up to it
+    assert schedule.kept_steps(4) == (4000, 1000)  # finished (perhaps stopped early): its first chunk's rows
+    assert evaluated(tables) == {"evals_until": 2000}  # what a checkpoint records of the evaluations before it
+    assert evals_until({}) == 0 and evals_until(evaluated(tables)) == 2000  # none recorded: nothing asked
+    kept = run.tables_until(*schedule.kept_steps(2), 2000)
     assert len(kept.metrics) == 2 * 4 and len(kept.evals) == 4 and {r["step"] for r in kept.metrics} == {1000, 2000}
     assert pd.DataFrame(kept.metrics).dtypes.astype(str).to_dict() == METRIC_SCHEMA  # as written, uncast
     with pytest.raises(ConfigError, match=r"metrics.parquet ends before step 4,000: the run's history up to its "
@@ -178,8 +181,8 @@ def test_a_resumed_run_refuses_tables_that_lost_its_history(tmp_path):
         run.tables_until(4000, 4000)
     (tmp_path / "evals.parquet").unlink()
     with pytest.raises(ConfigError, match=r"evals.parquet is missing: the run's history"):
-        run.tables_until(*schedule.kept_steps(3))
-    run.tables_until(*schedule.kept_steps(1))  # nothing evaluated by chunk 1
+        run.tables_until(*schedule.kept_steps(3), 2000)
+    run.tables_until(*schedule.kept_steps(3), 0)  # none recorded before the checkpoint (a resume may add them)
     frame = pd.read_parquet(tmp_path / "metrics.parquet")
     frame.drop(columns="episodes").to_parquet(tmp_path / "metrics.parquet")
     with pytest.raises(ConfigError, match=r"metrics.parquet has no column 'episodes': not the table this run wrote"):
@@ -203,3 +206,25 @@ def test_a_file_that_cannot_replace_its_place_is_named_not_its_temp_file(tmp_pat
         write_json(tmp_path / "eval.json", {})
     assert exc.value.filename == str(tmp_path / "eval.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]  # no temp file left
+
+
+def test_a_resumed_runs_timings_come_only_from_a_finished_summary(tmp_path):
+    """A failed attempt's summary.json (a study cell's) has no timings: its resume wrote a throughput of 0.0 where
+    it trained nothing; a damaged one is written again, said once."""
+    import json
+
+    import pytest
+
+    from mtdqn.errors import MtdqnWarning
+    from mtdqn.train.summary import _training_process_fields
+
+    run = RunDir(tmp_path)
+    assert _training_process_fields(run) == {"env_steps_per_s": None}  # none: killed before its summary
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "failed", "error": "OSError: disk full"}))
+    assert _training_process_fields(run) == {"env_steps_per_s": None}
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "ok", "wall_time_s": 9.5, "env_steps_per_s": 40.0}))
+    assert _training_process_fields(run) == {"env_steps_per_s": 40.0, "wall_time_s": 9.5}
+    (tmp_path / "summary.json").write_text('{"status": "ok", "wall_ti')
+    with pytest.warns(MtdqnWarning, match=r"summary.json was unreadable: it is written again, its throughput "
+                                          r"unknown \(null\) and its wall and compile times this evaluation's"):
+        assert _training_process_fields(run) == {"env_steps_per_s": None}

@@ -182,10 +182,29 @@ def test_cell_status(study_copy: Path) -> None:
         cell_status(independent, cells / "independent")
     summary_path.write_text(json.dumps(summary))
     record_path.write_text(json.dumps(record)[:100])
-    with pytest.raises(ConfigError, match=r"finished cell whose config.json is unreadable \(not a JSON object\)"):
+    with pytest.raises(ConfigError, match=r"finished cell whose config.json is missing or unreadable \(not a JSON"):
+        cell_status(independent, cells / "independent")
+    record_path.unlink()
+    with pytest.raises(ConfigError, match=r"finished cell whose config.json is missing or unreadable"):
         cell_status(independent, cells / "independent")
     record_path.write_text(json.dumps(record))
     assert cell_status(independent, cells / "independent") == "done"
+
+
+@pytest.mark.slow
+def test_a_cell_whose_resume_is_refused_fails_and_keeps_its_checkpoint(study_copy: Path) -> None:
+    """Only an unreadable checkpoint makes a study train a cell again from its start; any other refusal of its
+    resume (here its metrics.parquet lost) is the cell's failure, said in the report with what to do, and its
+    checkpoint stays (every refusal cleared the cell and retrained it, a user's files in it too)."""
+    cell = study_copy / "cells" / "shared"
+    (cell / "summary.json").unlink()  # killed after its final checkpoint
+    (cell / "metrics.parquet").unlink()
+    checkpoints = _mtimes(cell / "checkpoints")
+    run_study(load_spec(_spec_file(study_copy.parent)), study_copy, progress=False, report=False)
+    summary = json.loads((cell / "summary.json").read_text())
+    assert summary["status"] == "failed" and "metrics.parquet is missing" in summary["error"]
+    assert "a study's cell: delete its folder" in summary["error"]
+    assert _mtimes(cell / "checkpoints") == checkpoints
 
 
 @pytest.mark.slow

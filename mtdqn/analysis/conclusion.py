@@ -157,10 +157,8 @@ def _seeds_needed(rows: pd.DataFrame, found: frozenset[tuple[str, str]] = frozen
     episodes): the sentence is about the others, and says so (a review's report said the budget could not tell
     whether `moore` +183 on CartPole was real beside its discounted return there surviving Holm)."""
     sized = rows[np.isfinite(rows["mde"].to_numpy(dtype=float)) & np.isfinite(rows["diff"].to_numpy(dtype=float))]
-    if not len(sized) or (sized["diff"].abs() >= sized["mde"]).any():
-        return ""
     sized = sized[[(v, t) not in found for v, t in zip(sized["variant"], sized["task"])]]
-    if not len(sized):
+    if not len(sized) or (sized["diff"].abs() >= sized["mde"]).any():
         return ""
     others = "Besides the variant–task effects found above, every other" if found else "Every"
     big = sized.loc[sized["diff"].abs().idxmax()]

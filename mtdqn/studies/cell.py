@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
-from mtdqn.errors import ConfigError, FolderBusy, check_devices_asked
+from mtdqn.errors import ConfigError, CorruptCheckpoint, FolderBusy, check_devices_asked
 from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
@@ -78,9 +78,9 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
                               "holds now (its source was trained again); delete that cell folder to redo it")
         if same:
             return "done"
-        if record_path.exists() and not run_cfg:  # a record made by hand or cut short: its None read as a setup
-            raise ConfigError(f"{cell_dir}: holds a finished cell whose {record_path.name} is unreadable (not a "
-                              "JSON object); delete that cell folder to redo it")
+        if not run_cfg:  # a record deleted, made by hand or cut short: its Nones read as another setup
+            raise ConfigError(f"{cell_dir}: holds a finished cell whose {record_path.name} is missing or unreadable "
+                              "(not a JSON object); delete that cell folder to redo it")
         diffs = [f"{key}: stored {a!r}, now {b!r}"
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
         diffs += [f"variant: stored {summary.get('variant')!r}, now {cell.variant!r}"] * (
@@ -161,9 +161,10 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
             if status == "resume":
                 try:
                     verify_checkpoint(cell_dir, cell.config)
-                except ConfigError:  # an unreadable checkpoint: start over below.  Only that: any later refusal
-                    status = "restart"  # (a damaged table) is the cell's failure, said in the report, not a
-                    # silent retraining under "evaluating it" (a damaged summary.json cleared a finished cell)
+                except CorruptCheckpoint:  # an unreadable checkpoint: start over below.  Only that: any other
+                    status = "restart"  # refusal (a damaged table, your own environment changed) is the cell's
+                    # failure, said in the report, its checkpoint kept; not a silent retraining under "evaluating
+                    # it" (a damaged summary.json cleared a finished cell)
             if status == "resume":  # the cell's options over the stored ones; devices 0 not given: its own layout
                 given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
                 return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary

@@ -25,7 +25,7 @@ from mtdqn.checkpoint import load_checkpoint, save_checkpoint
 from mtdqn.config import every_chunks
 from mtdqn.errors import TrainingDiverged
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
-from mtdqn.rundir import RunDir, Tables, chunk_tables, eval_rows, write_tensorboard
+from mtdqn.rundir import RunDir, Tables, chunk_tables, eval_rows, evaluated, evals_until, write_tensorboard
 from mtdqn.runoptions import OnEval, RunOptions
 from mtdqn.tasknames import short_name
 from mtdqn.train.agent import Agent
@@ -55,16 +55,14 @@ class Schedule:
         return Schedule(steps, agent.derived.num_chunks, every_chunks(options.checkpoint_every, steps),
                         every_chunks(options.eval_every, steps))
 
-    def kept_steps(self, first_chunk: int) -> tuple[int, int, int]:
-        """Of a run resumed from chunk ``first_chunk``: the checkpoint's env step, and the steps its metrics and
-        its evaluations during training must reach (:meth:`RunDir.tables_until`).  An unfinished run ran every
-        chunk up to its checkpoint, evaluating every ``eval_chunks`` chunks; a finished one may have stopped
-        early (its checkpoint is recorded as the last chunk's), so only its first chunk's metrics are sure."""
+    def kept_steps(self, first_chunk: int) -> tuple[int, int]:
+        """Of a run resumed from chunk ``first_chunk``: the checkpoint's env step, and the step its metrics must
+        reach (:meth:`RunDir.tables_until`).  An unfinished run wrote every chunk's rows up to its checkpoint; a
+        finished one may have stopped early (its checkpoint is recorded as the last chunk's), so only its first
+        chunk's rows are sure.  (Its evaluations: the checkpoint records how far they went, ``evals_until``;
+        this schedule's cadence may be one a resume changed.)"""
         last = first_chunk * self.steps_per_chunk
-        if first_chunk >= self.num_chunks:
-            return last, self.steps_per_chunk, 0
-        evaluated = first_chunk // self.eval_chunks * self.eval_chunks if self.eval_chunks else 0
-        return last, last, evaluated * self.steps_per_chunk
+        return last, (self.steps_per_chunk if first_chunk >= self.num_chunks else last)
 
     @property
     def eval_every_used(self) -> int:
@@ -103,7 +101,7 @@ def drive(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options: RunOp
     if verified is not None:
         state, meta = load_checkpoint(run_dir.path, trainer.agent.cfg, state, verified)
         first_chunk = meta["chunk"]
-        tables = run_dir.tables_until(*schedule.kept_steps(first_chunk))
+        tables = run_dir.tables_until(*schedule.kept_steps(first_chunk), evals_until(meta))
     elif start_from is not None:
         state, start_record = start_from(agent, state)
         run_dir.write_start(start_record)
@@ -179,7 +177,8 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 write_tensorboard(writer, new, step)
                 run_dir.write_tables(tables)
                 if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                    save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1, options.record(),
+                    save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1,
+                                    {**options.record(), **evaluated(tables)},
                                     lambda: run_dir.write_options(options.record()))
                     last_good = step
                 _show_rate(bar, task_id, trainer, m, step, (chunk + 1 - first_chunk) * schedule.steps_per_chunk,

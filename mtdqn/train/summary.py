@@ -83,11 +83,12 @@ def _training_process_fields(run_dir: RunDir) -> dict[str, Any]:
     try:
         previous = read_json(path) if path.is_file() else unknown
     except ConfigError:  # damaged: written whole again below, as a missing one is (it failed after the work)
-        warn_user(f"{path} was unreadable: it is written again, the training process's timings unknown (null)",
-                  MtdqnWarning)
+        warn_user(f"{path} was unreadable: it is written again, its throughput unknown (null) and its wall and "
+                  "compile times this evaluation's", MtdqnWarning)
         previous = unknown
-    return {k: previous[k] for k in TRAINING_PROCESS_FIELDS if k in previous} if isinstance(previous, dict) \
-        else unknown
+    if not isinstance(previous, dict) or previous.get("status", "ok") != "ok":  # a failed attempt's: no timings
+        previous = unknown
+    return {**unknown, **{k: previous[k] for k in TRAINING_PROCESS_FIELDS if k in previous}}
 
 
 def _tensorboard_at(run_dir: RunDir, tables: Tables, step: int) -> None:

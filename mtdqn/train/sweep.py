@@ -28,7 +28,7 @@ from mtdqn.config import (
 )
 from mtdqn.errors import ConfigError, TrainingDiverged, count
 from mtdqn.io import provenance, read_json, write_json
-from mtdqn.rundir import RunDir, Tables, chunk_tables, write_tensorboard
+from mtdqn.rundir import RunDir, Tables, chunk_tables, evaluated, evals_until, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
 from mtdqn.sweepspec import SWEEP_FILE, check_sweep, member_configs, strategy_options
@@ -237,7 +237,7 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
         saved, meta = load_checkpoint(out_dir, cfg, template, verified)
         state = jax.tree.map(lambda full, part: jax.device_put(full.at[real].set(part), full.sharding), state, saved)
         first_chunk = meta["chunk"]
-        tables = [run.tables_until(*schedule.kept_steps(first_chunk)) for run in runs]
+        tables = [run.tables_until(*schedule.kept_steps(first_chunk), evals_until(meta)) for run in runs]
     has_shared = agent.arch.adapter_shared or any(agent.arch.torso_shared)
     purge = first_chunk * schedule.steps_per_chunk + 1 if first_chunk else None
     writers = [run.tensorboard(purge_step=purge) for run in runs]
@@ -262,7 +262,8 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                                                                  nonfinite_from_environment(state).items()})
             del mine  # a member's whole state (replay included): not alive beside the checkpoint's copy
             if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
-                save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1, options.record(),
+                save_checkpoint(out_dir, cfg, _take(state, real), chunk + 1,
+                                {**options.record(), **evaluated(tables[0])},  # every member evaluates alike
                                 lambda: _write_options(out_dir, runs, options))
                 last_good = step
             if evaluate and on_eval is not None:
