@@ -205,6 +205,11 @@ def test_a_cell_whose_resume_is_refused_fails_and_keeps_its_checkpoint(study_cop
     assert summary["status"] == "failed" and "metrics.parquet is missing" in summary["error"]
     assert "a study's cell: delete its folder" in summary["error"]
     assert _mtimes(cell / "checkpoints") == checkpoints
+    # an unreadable checkpoint is the one case trained again from the start
+    latest = cell / "checkpoints" / "latest.json"
+    latest.write_text(latest.read_text()[:50])
+    run_study(load_spec(_spec_file(study_copy.parent)), study_copy, progress=False, report=False)
+    assert json.loads((cell / "summary.json").read_text())["status"] == "ok" and (cell / "metrics.parquet").exists()
 
 
 @pytest.mark.slow

@@ -147,7 +147,6 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     error becomes a ``status: failed`` summary, so one bad variant does not
     cost the rest of the study.
     """
-    from mtdqn.checkpoint import verify_checkpoint
     from mtdqn.train.run import train  # JAX: imported where the work happens (e.g. a Ray worker)
 
     cell_dir = Path(cell_dir)
@@ -158,16 +157,14 @@ def run_cell(cell: CellConfig, cell_dir: Path, progress: bool = False) -> dict[s
     kwargs = dict(progress=progress, extra_summary={"variant": cell.variant, "thresholds": cell.thresholds})
     try:
         with held(cell_dir):  # from before it is cleared: another process training the cell keeps it
-            if status == "resume":
-                try:
-                    verify_checkpoint(cell_dir, cell.config)
-                except CorruptCheckpoint:  # an unreadable checkpoint: start over below.  Only that: any other
-                    status = "restart"  # refusal (a damaged table, your own environment changed) is the cell's
-                    # failure, said in the report, its checkpoint kept; not a silent retraining under "evaluating
-                    # it" (a damaged summary.json cleared a finished cell)
             if status == "resume":  # the cell's options over the stored ones; devices 0 not given: its own layout
                 given = {k: v for k, v in dataclasses.asdict(cell.run_options).items() if k != "devices" or v}
-                return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
+                try:
+                    return train(cell.config, cell_dir, resume=True, **kwargs, **given).summary
+                except CorruptCheckpoint:  # an unreadable checkpoint (read before any work): start over below.
+                    pass  # Only that: any other refusal (a damaged table, your own environment changed) is the
+                    # cell's failure, said in the report, its checkpoint kept; not a silent retraining under
+                    # "evaluating it" (a damaged summary.json cleared a finished cell)
             clear_folder(cell_dir)  # not a finished result: a failed or half-written attempt (the hold stays)
             return train(cell.config, cell_dir, cell.run_options, force=True, **kwargs).summary
     except FolderBusy:
