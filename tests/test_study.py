@@ -187,6 +187,10 @@ def test_cell_status(study_copy: Path) -> None:
     record_path.unlink()
     with pytest.raises(ConfigError, match=r"finished cell whose config.json is missing or unreadable"):
         cell_status(independent, cells / "independent")
+    record_path.write_text(json.dumps({k: v for k, v in record.items() if k != "options"}))  # read as the defaults
+    with pytest.raises(ConfigError, match=r"eval_episodes: stored 10 \(its config.json records no run options: the "
+                                          r"defaults\), now 2"):
+        cell_status(independent, cells / "independent")
     record_path.write_text(json.dumps(record))
     assert cell_status(independent, cells / "independent") == "done"
 

@@ -85,7 +85,8 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
                  for key, a, b in config_diff(run_cfg.get("config", {}), config_to_dict(cell.config))]
         diffs += [f"variant: stored {summary.get('variant')!r}, now {cell.variant!r}"] * (
             summary.get("variant") != cell.variant)
-        diffs += [f"{key}: stored {stored[key]!r}, now {now[key]!r}" for key in now if stored[key] != now[key]]
+        assumed = "" if "options" in run_cfg else f" (its {record_path.name} records no run options: the defaults)"
+        diffs += [f"{key}: stored {stored[key]!r}{assumed}, now {now[key]!r}" for key in now if stored[key] != now[key]]
         diffs = diffs or [f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"]
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
