@@ -12,8 +12,8 @@ import os
 import sys
 import warnings
 
-__all__ = ["count", "ConfigError", "CorruptCheckpoint", "FolderBusy", "InsufficientResources", "InsufficientDisk",
-           "TrainingDiverged", "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning",
+__all__ = ["count", "ConfigError", "CorruptCheckpoint", "DamagedRun", "FolderBusy", "InsufficientResources",
+           "InsufficientDisk", "TrainingDiverged", "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning",
            "RoundedScheduleWarning", "OneStepEpisodesWarning", "LayoutChangedWarning", "Unwritable", "warn_user",
            "check_number", "check_float32", "check_devices_asked", "check_path"]
 
@@ -31,6 +31,12 @@ class CorruptCheckpoint(ConfigError):
     """A checkpoint that cannot be read: its record or files missing, damaged or disagreeing.  A study trains
     such a cell again from its start; any other refusal of a resume (another setup, your own environment changed
     under its name) fails the cell, its checkpoint kept."""
+
+
+class DamagedRun(ConfigError):
+    """A run's own record (a sweep member's config.json, a sweep's sweep.json) missing, damaged or another run's
+    where its population resumes: refused before anything trains, and a search stops on it, its trials untold
+    (not failed for good), until the record is put back."""
 
 
 class InsufficientResources(ConfigError):

@@ -381,6 +381,22 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(tmp_path, monkeypatch, api_s
     for record in [tmp_path / "killed" / "sweep.json", *(tmp_path / "killed" / label / "config.json"
                                                           for label in labels)]:  # as the checkpoint holds it
         assert json.loads(record.read_text())["options"]["checkpoint_every"] == 400
+    # a member's record or the sweep's own damaged: one line before anything trains (it was said after the next
+    # chunk and checkpoint; a tune batch's trials then all failed for good)
+    member, other, sweep = (tmp_path / "killed" / labels[0] / "config.json", tmp_path / "killed" / labels[1] /
+                            "config.json", tmp_path / "killed" / "sweep.json")
+    latest = tmp_path / "killed" / "checkpoints" / "latest.json"
+    kept = {path: path.read_text() for path in (member, sweep, latest)}
+    for damage, said in ((lambda: member.write_text(other.read_text()), "config.json holds another run's config"),
+                         (member.unlink, "is not a run directory (no config.json): the population in"),
+                         (lambda: sweep.write_text(""), "sweep.json is not valid JSON")):
+        damage()
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+        assert latest.read_text() == kept[latest]  # nothing trained, no checkpoint written
+        for path, text in kept.items():
+            path.write_text(text)
     main(["train", "--resume", str(tmp_path / "killed"), "--progress", "False"])
     for whole in api_sweep:
         resumed = Run(tmp_path / "killed" / whole.path.name)

@@ -856,6 +856,17 @@ def test_a_batch_trains_as_one_program_and_resumes_from_its_checkpoint(tmp_path,
             go_on(cut / "trials" / "trial-0000")
     with pytest.raises(ConfigError, match="batch-0000 of a batched tune still hold"):
         mtdqn.tune({**BATCHED, "batch": 1}, cut, n_trials=2, ray_address="local")
+    # a trial's record lost: the tune stops in one line, its trials untold (it trained the batch through and then
+    # failed both trials for good, the record put back or not)
+    record = cut / "trials" / "trial-0001" / "config.json"
+    kept = record.read_text()
+    record.unlink()
+    with pytest.raises(ConfigError, match=r"trial-0001 is not a run directory \(no config.json\): the population "
+                                          r"in .*batch-0000 cannot resume without it"):
+        mtdqn.tune(BATCHED, cut, n_trials=2, progress=False)
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{cut / 'tune.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
+    record.write_text(kept)
     resumed = []
     real = sweep_module.train_population
     monkeypatch.setattr(sweep_module, "train_population",

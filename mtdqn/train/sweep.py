@@ -26,9 +26,9 @@ from mtdqn.budget import check_train_budget
 from mtdqn.config import (
     TrainConfig, check_new_run, config_hash, config_to_dict, derive, warn_of_rounding,
 )
-from mtdqn.errors import ConfigError, TrainingDiverged, count
+from mtdqn.errors import ConfigError, DamagedRun, TrainingDiverged, count
 from mtdqn.io import provenance, read_json, write_json
-from mtdqn.rundir import RunDir, Tables, chunk_tables, evaluated, evals_until, write_tensorboard
+from mtdqn.rundir import RUN_RECORD, RunDir, Tables, chunk_tables, evaluated, evals_until, write_tensorboard
 from mtdqn.runoptions import RunOptions, resolve
 from mtdqn.strategies.base import check_swept_options
 from mtdqn.sweepspec import SWEEP_FILE, check_sweep, member_configs, strategy_options
@@ -100,6 +100,8 @@ def train_population(cfg: TrainConfig, members: Sequence[tuple[Path, TrainConfig
     if out_dir.exists() and not out_dir.is_dir():  # was a FileExistsError traceback at its first write
         raise ConfigError(f"output path {out_dir} exists and is not a directory")
     verified = verify_checkpoint(out_dir, cfg) if resume else None
+    if resume:
+        _check_member_records(out_dir, members)
     options = resolve(given, RunOptions.from_record(verified, f"{out_dir / 'checkpoints' / 'latest.json'}")
                       if resume else options, resuming=resume)
     if options.patience or options.keep_best:
@@ -281,6 +283,23 @@ def _drive(trainer: Trainer, cfg: TrainConfig, agents: list[Agent], runs: list[R
                         lambda: _write_options(out_dir, runs, options))
     members = [(_take(state, layout.member_entries(i)), t) for i, t in enumerate(tables)]
     return _SweepTrained(members, compile_s, loop_s, first_chunk, eval_s)
+
+
+def _check_member_records(out_dir: Path, members: list[tuple[Path, TrainConfig]]) -> None:
+    """Before a population resumes: its own record and each member's config.json readable and the member's own
+    (one missing, damaged or swapped was found only after the next chunk and checkpoint, as its options were
+    written; a tune batch's trials then all failed for good).  One line, nothing written."""
+    try:
+        if not isinstance(read_json(out_dir / SWEEP_FILE), dict):
+            raise ConfigError(f"{out_dir / SWEEP_FILE} is not a sweep's record (a JSON object)")
+        records = [RunDir(path).require_run() for path, _ in members]
+    except ConfigError as exc:
+        raise DamagedRun(f"{exc}: the population in {out_dir} cannot resume without it") from None
+    for (path, member), record in zip(members, records):
+        stored = record.get("config_hash")
+        if stored != config_hash(member):
+            raise DamagedRun(f"{path / RUN_RECORD} holds another run's config (hash {stored}, not "
+                             f"{config_hash(member)}): put this member's own back before {out_dir} resumes")
 
 
 def _write_member_chunk(member: Trainer, run: RunDir, writer: Any, tables: Tables, m: dict[str, np.ndarray],

@@ -40,8 +40,8 @@ import optuna
 
 from mtdqn.config import TrainConfig
 from mtdqn.budget import check_train_budget
-from mtdqn.errors import (ConfigError, FewUpdatesWarning, InsufficientDisk, InsufficientResources, TrainingDiverged,
-                          Unwritable)
+from mtdqn.errors import (ConfigError, DamagedRun, FewUpdatesWarning, InsufficientDisk, InsufficientResources,
+                          TrainingDiverged, Unwritable)
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
@@ -185,8 +185,8 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
         _train(out, where, numbers, configs, on_eval, progress, spec.run_options)
     except optuna.TrialPruned:
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") for n in running}
-    except (InsufficientDisk, Unwritable):  # no smaller program helps: stop, the batch's checkpoint kept
-        raise
+    except (InsufficientDisk, Unwritable, DamagedRun):  # no smaller program helps, or a record to put back: stop,
+        raise  # the batch's checkpoint kept and its trials untold (a damaged trial record failed them all for good)
     except (TrainingDiverged, InsufficientResources) as exc:  # one trial's doing, or the batch's size: each alone
         announce(f"{where.name}: {' '.join(str(exc).split())}; its trials train alone")
         _each_alone(spec, study, out, where, running, pruned, reported, progress, announce)
