@@ -463,6 +463,24 @@ def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):
     assert (other / "summary.json").is_file()
 
 
+def test_trials_runs_without_their_study_are_refused(tmp_path):
+    """tune.db emptied or deleted beside trials/ with runs: the rerun made a new study, drew other trials into the
+    old trials' folders and stuck on the first that differed; now one line, and the runs stay."""
+    out = tmp_path / "tune"
+    run = out / "trials" / "trial-0000"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config_hash": "0123456789abcdef"}))
+    spec = build_tune_spec(SMALL, "s", "s")
+    write_record(out, {**spec.record(), "storage": None})
+    for state in ("deleted", "emptied"):
+        if state == "emptied":
+            (out / "tune.db").write_bytes(b"")
+        with pytest.raises(ConfigError, match=r"storage sqlite:///.*tune.db holds no study 'small', while .*trials "
+                                              r"holds 1 trial run: the storage was emptied, deleted or replaced"):
+            mtdqn.tune(SMALL, out, n_trials=1, progress=False)
+        assert (run / "config.json").is_file() and not (out / "trials" / "trial-0001").exists()
+
+
 def test_asha_rungs_are_the_evaluations():
     """ASHA's first rung is the first evaluation at or after a third of the budget (1,000 of 2,500 with one every
     500: the median pruner's warm-up), each next one twice as far, and a trial goes on only in the top half of

@@ -41,7 +41,7 @@ import numpy as np
 import optuna
 
 from mtdqn.config import TrainConfig, config_diff, config_hash
-from mtdqn.errors import ConfigError, InsufficientDisk, TrainingDiverged
+from mtdqn.errors import ConfigError, InsufficientDisk, TrainingDiverged, count
 from mtdqn.io import read_json, write_json
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
@@ -175,10 +175,13 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
     own folder and confirming trials it has no run of.  A copy of a folder is another folder (the same id,
     while the folder the study names still holds it); a moved one is the same.  A study stored before searches
     had ids is this folder's if the folder holds a search (tune.json) or the study no trial yet; a study of
-    another spec is refused too.  (Read only: :func:`open_search` makes the study and stores the id.)"""
+    another spec is refused too.  A storage without the study while the folder holds trials' runs (tune.db
+    emptied, deleted or replaced) is refused: a new study there drew other trials into the old trials' folders
+    and stuck on the first that differed.  (Read only: :func:`open_search` makes the study and stores the id.)"""
     try:
         study_id = storage.get_study_id_from_name(spec.name)
     except KeyError:
+        check_trials_have_their_study(storage, url, spec, out)
         return
     attrs = storage.get_study_user_attrs(study_id)
     if attrs.get("spec") not in (None, _search(spec.record())):
@@ -199,6 +202,25 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
     raise ConfigError(f"{where} is the search of another tune folder{copy}, "
                       f"{recorded or 'one made before folders were recorded'}, where its trials' runs are; rerun "
                       "that folder, or give this spec another name (or another --storage)")
+
+
+def check_trials_have_their_study(storage: optuna.storages.BaseStorage | None, url: str, spec: TuneSpec,
+                                  out: Path) -> None:
+    """A folder whose trials/ holds runs has its study in the storage (``storage`` None: the folder's own
+    tune.db, which does not exist): one emptied, deleted or replaced made a new study there, which drew other
+    trials into the old trials' folders and stuck on the first that differed.  One line, nothing written."""
+    runs = [p for p in (out / "trials").glob("trial-*") if RunDir(p).is_run()]
+    if not runs:
+        return
+    try:
+        if storage is not None:
+            storage.get_study_id_from_name(spec.name)
+            return
+    except KeyError:
+        pass
+    raise ConfigError(f"storage {url} holds no study {spec.name!r}, while {out / 'trials'} holds "
+                      f"{count(len(runs), 'trial run')}: the storage was emptied, deleted or replaced; put it back "
+                      "(the runs stay), or give another --out")
 
 
 def open_search(spec: TuneSpec, storage: optuna.storages.BaseStorage | str, search_id: str | None = None,
