@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from mtdqn.config import config_hash
+from mtdqn.errors import ConfigError, MtdqnWarning, warn_user
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.networks import count_params, describe_architecture
-from mtdqn.errors import ConfigError, MtdqnWarning, warn_user
 from mtdqn.io import read_json
 from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RUN_SUMMARY, RunDir, Tables, eval_rows,
                           final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
