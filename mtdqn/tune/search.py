@@ -181,7 +181,7 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
     try:
         study_id = storage.get_study_id_from_name(spec.name)
     except KeyError:
-        check_trials_have_their_study(storage, url, spec, out)
+        check_trials_have_their_study(None, url, spec, out)
         return
     attrs = storage.get_study_user_attrs(study_id)
     if attrs.get("spec") not in (None, _search(spec.record())):
@@ -206,9 +206,10 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
 
 def check_trials_have_their_study(storage: optuna.storages.BaseStorage | None, url: str, spec: TuneSpec,
                                   out: Path) -> None:
-    """A folder whose trials/ holds runs has its study in the storage (``storage`` None: the folder's own
-    tune.db, which does not exist): one emptied, deleted or replaced made a new study there, which drew other
-    trials into the old trials' folders and stuck on the first that differed.  One line, nothing written."""
+    """A folder whose trials/ holds runs has its study in the storage (``storage`` None: one known to hold no
+    study of the spec's name, or the folder's own tune.db, which does not exist): one emptied, deleted or
+    replaced made a new study there, which drew other trials into the old trials' folders and stuck on the first
+    that differed.  One line, nothing written."""
     runs = [p for p in (out / "trials").glob("trial-*") if RunDir(p).is_run()]
     if not runs:
         return
