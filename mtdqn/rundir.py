@@ -278,6 +278,19 @@ def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
     return f": name one of its {what}, {folder / placeholder}" if placeholder else ""
 
 
+def _holds_members(folder: Path) -> bool:
+    """Whether ``folder`` holds a sweep's member (its record names the population: ``"population": ".."``), as a
+    sweep whose sweep.json was deleted does."""
+    for record in folder.glob(f"*/{RUN_RECORD}") if folder.is_dir() else ():
+        try:
+            stored = read_json(record)
+        except (OSError, ValueError):  # another run's damaged record says nothing of a sweep
+            continue
+        if isinstance(stored, dict) and "population" in stored:
+            return True
+    return False
+
+
 class RunDir:
     """One run directory on disk: create or open it, append chunks, write the final files."""
 
@@ -369,6 +382,9 @@ class RunDir:
             if (self.path / STUDY_RECORD).is_file():
                 raise ConfigError(f"{named} holds a study ({STUDY_RECORD}), not one run"
                                   f"{_runs_in(self.path / STUDY_CELLS, 'cells', '<variant>')}")
+            if _holds_members(self.path):
+                raise ConfigError(f"{named} holds a sweep's members but no {SWEEP_FILE}: the population's record is "
+                                  f"gone, and the sweep cannot resume without it{_runs_in(self.path, 'members')}")
             raise ConfigError(f"{named} is not a run directory (no {RUN_RECORD})")
         return read_json(self.record_path)
 

@@ -69,6 +69,24 @@ def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp
     assert RunDir(member).require_resumable() == {"population": ".."}
 
 
+def test_a_sweep_whose_record_is_gone_is_named_as_such(tmp_path):
+    """A sweep with its sweep.json deleted was "not a run directory (no config.json)", naming a file no sweep
+    has; its members' records (``"population": ".."``) say what the folder was."""
+    import pytest
+
+    from mtdqn.errors import ConfigError
+
+    member = tmp_path / "lr=0.001"
+    member.mkdir()
+    (member / "config.json").write_text('{"population": ".."}')
+    with pytest.raises(ConfigError, match=r"holds a sweep's members but no sweep.json: the population's record is "
+                                          r"gone, .*name one of its 1 member, e.g. .*lr=0.001$"):
+        RunDir(tmp_path).require_run()
+    (member / "config.json").write_text("{}")  # a folder of plain runs is no sweep
+    with pytest.raises(ConfigError, match=r"is not a run directory \(no config.json\)$"):
+        RunDir(tmp_path).require_run()
+
+
 def test_a_study_named_as_a_run_names_its_cells(tmp_path, capsys):
     """act, play and evaluate of a study's folder name one of its cells (was: "not a run directory" alone)."""
     import pytest
