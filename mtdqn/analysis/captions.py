@@ -107,8 +107,10 @@ def _degenerate_rows_note(diffs: pd.DataFrame) -> str:
 def differences_note(diffs: pd.DataFrame) -> str:
     """The caption of the difference table: each test, the family, and the level the detectable size uses."""
     level = float(diffs["mde_alpha"].iloc[0]) if len(diffs) and "mde_alpha" in diffs else ALPHA
-    return ("Variant mean minus reference mean per task and metric, unpaired (seed i of one variant shares "
-            "nothing with seed i of another). 95% CI: Welch's t-interval (unequal variances) clipped to the "
+    return ("Variant mean minus reference mean per task and metric, unpaired: seed i of every variant starts "
+            "from the same key and meets the same evaluation episodes, but trains its own network, and the tests "
+            "treat the variants' seeds as independent samples (conservative where matched seeds' scores "
+            "correlate positively, as shared episodes tend to make them). 95% CI: Welch's t-interval (unequal variances) clipped to the "
             "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
             f"report, the one a finding needs below {ALPHA:g}; effect: Hedges' g (g), the difference over the "
             "pooled seed SD with the small-sample correction, and for steps to threshold tested as censored times "
@@ -125,7 +127,8 @@ def differences_note(diffs: pd.DataFrame) -> str:
             "seed of either side reached is 'not informative at "
             "this budget' and not tested. Detectable difference: the smallest true difference a two-sided "
             f"two-sample test would find with power 0.8 at α = {alpha_text(level)}, the level the smallest p "
-            "must pass at Holm's first step (a finding needs at least that), from the observed spread and seed "
+            "must pass at Holm's first and strictest step (later steps are more lenient, so a finding may need "
+            "less), from the observed spread and seed "
             "counts (normal-theory power analysis with t quantiles); n/a below "
             f"{stats.MIN_SEEDS} seeds in a group (the seeds' values are shown instead) or when no seed-to-seed "
             "spread was observed. The discounted return is compared within its range at the task's γ.")

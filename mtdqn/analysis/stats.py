@@ -197,7 +197,9 @@ def welch_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bounds:
                confidence: float = 0.95, min_seeds: int = MIN_SEEDS) -> Estimate:
     """mean(x) - mean(y) with Welch's t-interval, clipped to ``difference_bounds(bounds)``.
 
-    Unpaired: variants train as separate programs, so seed i of one shares nothing with seed i of another.
+    Unpaired: seed i of every variant starts from the same key and meets the same evaluation episodes, but
+    trains its own network; treating the seeds as independent is conservative where matched seeds' scores
+    correlate positively, as the shared episodes tend to make them.
     `n` is min(len(x), len(y)); NaN interval when either group has fewer than ``min_seeds`` seeds or
     neither varies.
     """
@@ -306,8 +308,8 @@ def diff_ci(
 ) -> Estimate:
     """mean(x) - mean(y) with a Welch t-interval (unequal variances, unpaired).
 
-    Unpaired because variants are trained as separate programs: seed i of one
-    variant shares nothing with seed i of another beyond the integer.
+    Unpaired, as :func:`welch_diff`: seed i of each variant shares its key and
+    evaluation episodes with seed i of another, not its network.
     `n` is min(len(x), len(y)); callers report both counts.
     """
     a, b = finite_values(x), finite_values(y)

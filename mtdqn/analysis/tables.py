@@ -411,7 +411,7 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     """Holm-Bonferroni over every test the report makes: per task and metric (Welch; Gehan for steps to
     threshold) and the aggregate IQM and mean differences (permutation), adding `p_holm` / `iqm_p_holm` /
     `mean_p_holm`; and each Welch row's detectable difference `mde` at `mde_alpha`, the level a finding's
-    p must pass at Holm's first (most lenient) step, alpha / m.
+    p must pass at Holm's first and strictest step, alpha / m (later steps are more lenient: an upper bound).
 
     One family for the whole report, so the family-wise error rate is `alpha` however many variants, tasks and
     metrics a study has; untested comparisons (too few seeds, no variation, resting on one seed, no seed
