@@ -343,13 +343,19 @@ def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_threshol
 
     root = make_study(tmp_path / "s", evals=True)
     config = root / "cells" / "independent" / "config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "git_revision": "def456"}))
+    config.write_text(json.dumps({**json.loads(config.read_text()), "git_revision": "def456",
+                                  "packages": {"jax": "0.11.2"}}))
+    summary = root / "cells" / "independent" / "summary.json"  # a statistician's review: MT5's reference ran on
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "backend": "gpu (NVIDIA H200)"}))  # a GPU
     md = (build_report(root, reps=200) / "report.md").read_text()
     protocol = md.split("Evaluation protocol:", 1)[1].split("\n", 1)[0]
     assert "**The cells trained at 2 different git revisions** (`independent` at def456; `shared` at abc123)" \
         in protocol, protocol
+    assert ("**The cells trained on 2 different platforms** (`independent` on gpu; jax 0.11.2; `shared` on "
+            "a backend not recorded; jax 0.10.2): a difference between cells of different platforms can come from the "
+            "platform") in protocol, protocol
     notes = md.split("## Notes", 1)[1]
-    assert "2 different git revisions" in notes
+    assert "2 different git revisions" in notes and "2 different platforms" in notes
     caption = md.split("### Per-task results\n", 1)[1].split("\n|", 1)[0]
     assert "from the first, 2k, to the last, 10k" in caption and "no evaluation at step 0" in caption, caption
     assert "CartPole-v1 150 (set by the study)" in caption and "mtdqn/taskfacts.py" in caption, caption
@@ -388,21 +394,49 @@ def test_learning_curves_draw_a_task_without_points():
     plots.learning_curves(curves, per_seed, ("CartPole-v1", "Acrobot-v1"), ("shared",), "return")
 
 
+def test_seeds_to_detect_is_the_least_n_whose_test_has_the_power():
+    """At the n it gives, a two-sided Welch test of a true difference |diff| at the spread seen has power 0.8 or
+    more (the noncentral t, equal seeds and spreads), and at n - 1 less."""
+    from scipy import stats as sps
+
+    from mtdqn.analysis.stats import detectable_from_se, seeds_to_detect
+
+    sd, seeds, alpha = 1.0, 10, 0.05 / 54
+    se, dof = sd * np.sqrt(2 / seeds), 2.0 * (seeds - 1)
+    n = seeds_to_detect(0.6, se, dof, seeds, alpha=alpha)
+    assert detectable_from_se(sd * np.sqrt(2 / n), 2.0 * (n - 1), alpha=alpha) <= 0.6
+    assert detectable_from_se(sd * np.sqrt(2 / (n - 1)), 2.0 * (n - 2), alpha=alpha) > 0.6
+
+    def power(m: int) -> float:
+        df, shift = 2 * (m - 1), 0.6 / (sd * np.sqrt(2 / m))
+        crit = sps.t.ppf(1 - alpha / 2, df)
+        return float(sps.nct.sf(crit, df, shift) + sps.nct.cdf(-crit, df, shift))
+
+    assert power(n) >= 0.8 > power(n - 1), (n, power(n), power(n - 1))  # 99: 0.802, 98: 0.796
+    assert seeds_to_detect(0.0, se, dof, seeds) is None and seeds_to_detect(1e-9, se, dof, seeds) is None
+
+
 def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
     """Second referee: where every observed difference is below what its test could resolve, the conclusion
-    says the budget cannot answer and how many seeds would resolve the largest (n (mde/|diff|)^2)."""
+    says the budget cannot answer and how many seeds would resolve the largest (the power analysis of the
+    detectable difference solved for n: 16 and 91 seeds below, where n (mde/|diff|)^2 said 20 and 125)."""
+    from scipy import stats as sps
+
     from mtdqn.analysis.conclusion import conclusion
+
+    se = 20.0 / (sps.t.ppf(1 - 0.05 / 4, 8) + sps.t.ppf(0.8, 8))  # mde 20 at 5 vs 5 seeds of equal spread
 
     def table(diffs: list[float]) -> pd.DataFrame:
         return pd.DataFrame({"variant": ["shared", "pcgrad"], "task": ["Acrobot-v1", "Acrobot-v1"],
                              "metric": "final_return", "diff": diffs, "mde": [20.0, 20.0], "mde_alpha": 0.05 / 2,
-                             "p": [0.4, 0.6], "p_holm": [0.8, 0.8], "untested": "", "n": 5, "n_reference": 5})
+                             "p": [0.4, 0.6], "p_holm": [0.8, 0.8], "untested": "", "n": 5, "n_reference": 5,
+                             "se": se, "dof": 8.0})
 
     empty = pd.DataFrame(columns=["variant", "iqm_diff", "iqm_p", "iqm_p_holm", "mean_diff", "mean_p",
                                   "mean_p_holm", "n", "n_reference"])
     text = conclusion("independent", table([-10.0, 4.0]), empty, None)
     assert ("this budget cannot say whether they are real: resolving the largest, `shared` -10.0 on Acrobot-v1, "
-            "would take about 20 seeds per variant") in text, text  # 5 (20 / 10)^2
+            "would take about 16 seeds per variant") in text, text
     assert "cannot say" not in conclusion("independent", table([-25.0, 4.0]), empty, None)  # one is resolvable
     # `shared`'s discounted return on Acrobot passes Holm: its final return there is left to the Whether, and the
     # sentence is about the others (a review's report said the budget could not tell beside such a survivor)
@@ -411,7 +445,7 @@ def test_the_conclusion_says_plainly_when_the_budget_cannot_answer():
     assert "1 of the 4 tested difference(s) to `independent` survive(s)" in text, text
     assert ("Besides the variant–task effects found above, every other observed difference is smaller than what "
             "its test could resolve, so this budget cannot say whether they are real: resolving the largest, "
-            "`pcgrad` +4.00 on Acrobot-v1, would take about 125 seeds per variant") in text, text  # 5 (20 / 4)^2
+            "`pcgrad` +4.00 on Acrobot-v1, would take about 91 seeds per variant") in text, text
     # a survivor resolvable on the headline itself leaves the others' advice as it is (it silenced it)
     text = conclusion("independent", table([-25.0, 4.0]).assign(p=[0.001, 0.6], p_holm=[0.002, 0.8]), empty, None)
     assert "every other observed difference is smaller than what its test could resolve" in text, text

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import ranges
+from . import ranges, stats
 from .findings import ALPHA, alpha_text, signed
 from .tables import family_size
 from .fmt import interval, num, pvalue, steps
@@ -151,8 +151,8 @@ def _headroom(detectable: float, reference_mean: float, lo: float, hi: float, he
 
 def _seeds_needed(rows: pd.DataFrame, found: frozenset[tuple[str, str]] = frozenset()) -> str:
     """Said plainly when the budget cannot answer: every observed difference smaller than what its test could
-    resolve, with the seeds per variant that would resolve the largest of them (detectable differences shrink
-    as 1/sqrt(n) at a fixed spread: n (mde / |diff|)^2, a rough guide).  The variant–task pairs in ``found``
+    resolve, with the seeds per variant that would resolve the largest of them (:func:`stats.seeds_to_detect`:
+    the detectable difference's power analysis at the spread seen, a rough guide).  The variant–task pairs in ``found``
     passed a test (a difference can pass below its detectable size, or on another metric of the same
     episodes): the sentence is about the others, and says so (a review's report said the budget could not tell
     whether `moore` +183 on CartPole was real beside its discounted return there surviving Holm)."""
@@ -166,11 +166,13 @@ def _seeds_needed(rows: pd.DataFrame, found: frozenset[tuple[str, str]] = frozen
         return (f"{others} observed difference is 0 where a test could be sized: this budget cannot say whether "
                 "the variants differ" + (" there." if found else "."))
     n = int(min(big["n"], big["n_reference"]))
-    needed = math.ceil(n * (float(big["mde"]) / abs(float(big["diff"]))) ** 2)
+    needed = stats.seeds_to_detect(float(big["diff"]), float(big["se"]), float(big["dof"]), n,
+                                   alpha=float(big["mde_alpha"]))
+    size = f"about {needed:,} seeds per variant" if needed else "more than a million seeds per variant"
     return (f"{others} observed difference is smaller than what its test could resolve, so this budget cannot "
             f"say whether they are real: resolving the largest, `{big['variant']}` {signed(big['diff'])} on "
-            f"{big['task']}, would take about {needed:,} seeds per variant (detectable differences shrink as "
-            "1/√n at the spread seen).")
+            f"{big['task']}, would take {size} (the same power analysis at the spread seen: the standard error "
+            "shrinks as 1/√n and the t quantiles with the degrees of freedom).")
 
 
 def _why(conflict: pd.DataFrame, found: bool) -> str:

@@ -31,7 +31,7 @@ from .render import Bullets, Section, Table, Text
 
 __all__ = ["methods_table", "methods_section", "config_table", "rounding_notes", "non_default_options",
            "final_definition", "STRATEGY_SCOPE", "WEIGHT_DEFINITIONS", "weight_definitions", "cell_revisions",
-           "revision_notes"]
+           "revision_notes", "cell_platforms"]
 
 STRATEGY_SCOPE = ("Strategies act on the shared parameters' gradients only: per-task adapters and heads get "
                   "their own task's gradient times the static task weight (see Methods for each run's own record).")
@@ -319,8 +319,42 @@ def _report_packages() -> str:
 
 
 def revision_notes(study: Study) -> list[str]:
-    """The Notes' line when the cells trained at different git revisions (else none)."""
-    return [t.strip().replace("**", "")] if len(cell_revisions(study)) > 1 and (t := _revisions_text(study)) else []
+    """The Notes' lines when the cells trained at different git revisions or on different platforms (else
+    none)."""
+    revisions = [t.strip().replace("**", "")] if len(cell_revisions(study)) > 1 and (t := _revisions_text(study)) \
+        else []
+    return revisions + ([t.strip().replace("**", "")] if (t := _platforms_text(study)) else [])
+
+
+PLATFORM_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+"""The packages whose versions, with the JAX backend, say which platform computed a cell's numbers."""
+
+
+def cell_platforms(study: Study) -> dict[str, list[str]]:
+    """{platform: the ok variants trained on it}: each cell's JAX backend and training packages' versions, from
+    its own summary and record (in study order)."""
+    out: dict[str, list[str]] = {}
+    for v in study.ok_variants:
+        cell = study.cells[v]
+        packages = cell.record.get("packages", {}) if isinstance(cell.record.get("packages"), dict) else {}
+        recorded = cell.summary.get("backend")
+        backend = str(recorded).split(" ")[0] if recorded else f"a backend {_NOT}"  # "gpu (NVIDIA H200)": gpu
+        versions = ", ".join(f"{name} {packages[name]}" for name in PLATFORM_PACKAGES if name in packages)
+        out.setdefault(f"{backend}{'; ' + versions if versions else ''}", []).append(v)
+    return out
+
+
+def _platforms_text(study: Study) -> str:
+    """'' when every cell trained on one platform; else a warning naming which cell ran where (a referee found
+    MT5's reference trained on a GPU with newer JAX, every other cell on the CPU, and the report silent)."""
+    platforms = cell_platforms(study)
+    if len(platforms) <= 1:
+        return ""
+    each = "; ".join(f"{', '.join(f'`{v}`' for v in vs)} on {where}" for where, vs in platforms.items())
+    return (f" **The cells trained on {len(platforms)} different platforms** ({each}): a difference between "
+            "cells of different platforms can come from the platform (its floating-point arithmetic, its "
+            "libraries' code) as well as from the variant. Each cell's packages and hardware are in its Methods "
+            "table.")
 
 
 def budget_text(study: Study) -> str:
@@ -344,7 +378,7 @@ def methods_section(study: Study, table: pd.DataFrame, config: pd.DataFrame) -> 
         f"one vmapped program. Budget {budget_text(study)}. Study revision "
         f"{rec.get('git_revision', _NOT)}, mtdqn {rec.get('mtdqn_version', _NOT)}, started by "
         f"{_command(rec)}. This report was written by mtdqn {__version__} at git revision {git_revision()} "
-        "(`mtdqn report STUDY_DIR` writes it again)." + _revisions_text(study))]
+        "(`mtdqn report STUDY_DIR` writes it again)." + _revisions_text(study) + _platforms_text(study))]
     total = sum(float(study.cells[v].summary.get("wall_time_s", 0.0)) for v in study.ok_variants)
     blocks.append(Bullets((f"Total training wall time of the ok cells: {num(total)} s.", _environments(study),
                            _report_packages())))
