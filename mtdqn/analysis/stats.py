@@ -276,7 +276,7 @@ def seeds_to_detect(diff: float, se: float, dof: float, seeds: int, *, alpha: fl
     ``seeds`` per side: the standard error shrinks as sqrt(seeds / n) and Welch's degrees of freedom grow as
     (n - 1) / (seeds - 1) (both exact for equal seeds per side and fixed spreads).  Scaling the detectable
     difference as 1/sqrt(n) alone kept the t quantiles of the seeds run, and overstated the seeds needed (46
-    where this gives 36 for MT3's largest difference; a statistician's review).  None where nothing is sized or
+    where this gives 37 for MT3's largest difference; a statistician's review).  None where nothing is sized or
     more than ``most`` would be needed."""
     if not (np.isfinite(diff) and diff != 0 and np.isfinite(se) and se > 0 and np.isfinite(dof) and seeds >= 2):
         return None
