@@ -258,6 +258,25 @@ def _window_blocks(window: pd.DataFrame, reference: str) -> list:
                   "not tests and add none to the Holm family. " + verdict)]
 
 
+def _constant_tasks_note(study: Study, normalization: pd.DataFrame) -> str:
+    """The aggregates' tasks where every run of every variant scored the same: by the fixed anchors they stay in
+    the aggregates, where they say nothing about sharing and pull every variant's IQM and difference toward that
+    one value (a statistician's review: MT3's RedBlueDoors, 0 in all 70 runs, diluted `shared+rms`'s IQM
+    difference from -0.23 on the two other tasks to -0.16, unsaid)."""
+    constant = []
+    for task in normalization.loc[normalization["used"].astype(bool), "task"]:
+        values = np.asarray([x for v in study.ok_variants for x in scores.final_scores(study, v, task)], float)
+        values = values[np.isfinite(values)]
+        if values.size and np.ptp(values) == 0:
+            constant.append(f"{task} ({fmt.num(float(values[0]))})")
+    if not constant:
+        return ""
+    return (f"Every run of every variant scored the same on {', '.join(constant)}: it says nothing about sharing, "
+            "yet the anchors, fixed before the study, keep it in the aggregates below, where it gives every variant "
+            "the same normalized score there and pulls each IQM, each difference to the reference and each "
+            "probability of improvement toward no difference. The per-task tables show the other tasks alone.")
+
+
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
     d = c.data
     blocks: list = [
@@ -272,6 +291,8 @@ def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
              "improvement is P(variant's score > reference's) per task (Mann-Whitney), averaged over tasks."),
         Table("Normalization", display.normalization(d["normalization"])),
     ]
+    if note := _constant_tasks_note(study, d["normalization"]):
+        blocks.append(Text(note))
     if d["aggregates"].empty:
         return Section("Aggregates across tasks", tuple(blocks + [
             Text("No aggregate: no task of this study has usable fixed anchors (see Notes).")]))
