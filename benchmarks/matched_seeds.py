@@ -7,9 +7,10 @@ where matched seeds' scores correlate positively, not where they correlate
 negatively. This prints, per task, the Pearson correlation over seeds of each
 variant's final score with the reference's (where both vary), its Welch and
 paired-t p beside each other, and the mean correlation over every pair of
-variants::
+variants. Cells not finished are left out (said so)::
 
     python benchmarks/matched_seeds.py benchmarks/results/minigrid_mt3_cpu
+    # MT5: its reference is kept apart; the study assembled as benchmarks/results/minigrid_mt5.md rebuilds it
 """
 
 from __future__ import annotations
@@ -27,9 +28,18 @@ def main() -> None:
     parser.add_argument("study", type=Path, help="a study directory whose cells have finished")
     args = parser.parse_args()
     record = json.loads((args.study / "study.json").read_text())
-    reference, variants = record["reference"], record["variants"]
-    scores = {v: json.loads((args.study / "cells" / v / "summary.json").read_text())["final_score"]
-              for v in variants}
+    reference, summaries = record["reference"], {}
+    for v in record["variants"]:
+        path = args.study / "cells" / v / "summary.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        if summary.get("status") == "ok":
+            summaries[v] = summary
+        else:
+            print(f"(left out: {v}, {'not finished' if summary else f'no {path}'})")
+    if reference not in summaries:
+        raise SystemExit(f"matched_seeds.py: error: the reference {reference!r} has no finished cell in {args.study}")
+    variants = list(summaries)
+    scores = {v: summaries[v]["final_score"] for v in variants}
     print("| task | variant | r with the reference | Welch p | paired-t p |\n|---|---|---|---|---|")
     against, pooled = [], {}
     for task in record["tasks"]:

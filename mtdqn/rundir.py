@@ -279,14 +279,16 @@ def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
 
 
 def _holds_members(folder: Path) -> bool:
-    """Whether ``folder`` holds a sweep's member (its record names the population: ``"population": ".."``), as a
-    sweep whose sweep.json was deleted does."""
+    """Whether ``folder`` holds a member of a sweep in ``folder`` itself (its record's ``"population"`` leads
+    here: ``".."``), as a sweep whose sweep.json was deleted does; not a tune's trials/, whose members name their
+    batch elsewhere."""
     for record in folder.glob(f"*/{RUN_RECORD}") if folder.is_dir() else ():
         try:
             stored = read_json(record)
         except (OSError, ValueError):  # another run's damaged record says nothing of a sweep
             continue
-        if isinstance(stored, dict) and "population" in stored:
+        population = stored.get("population") if isinstance(stored, dict) else None
+        if isinstance(population, str) and (record.parent / population).resolve() == folder.resolve():
             return True
     return False
 

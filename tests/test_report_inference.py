@@ -185,8 +185,8 @@ def test_permutation_tests_enumerate_every_split_of_ten_against_ten_and_say_when
     np.testing.assert_allclose(_iqm_rows(values), [rlm.aggregate_iqm(v.reshape(10, 3)) for v in values], rtol=1e-12)
     big = permutation_test(rng.normal(1.0, 0.1, (12, 3)), rng.normal(0.0, 0.1, (12, 3)), "mean")  # C(24, 12) > 1M
     assert not big.exact and big.p == big.smallest == pytest.approx(1 / (1 + permutation.MONTE_CARLO_SPLITS))
-    assert permutation.permutation_wording(True).startswith("exact permutation")
-    assert permutation.permutation_wording(False).startswith("Monte Carlo permutation")
+    assert permutation.permutation_wording(True).startswith("exact two-sided permutation")
+    assert permutation.permutation_wording(False).startswith("Monte Carlo two-sided permutation")
     table = pd.DataFrame({"n": [10, 12], "n_reference": [10, 12]})
     assert permutation.permutations_exact(table.iloc[:1]) and not permutation.permutations_exact(table)
     # a non-extreme case against brute force over all C(11, 5) = 462 splits, written out plainly

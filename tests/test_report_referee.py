@@ -351,9 +351,9 @@ def test_methods_flag_mixed_revisions_and_captions_define_auc_steps_and_threshol
     protocol = md.split("Evaluation protocol:", 1)[1].split("\n", 1)[0]
     assert "**The cells trained at 2 different git revisions** (`independent` at def456; `shared` at abc123)" \
         in protocol, protocol
-    assert ("**The cells trained on 2 different platforms** (`independent` on gpu; jax 0.11.2; `shared` on "
-            "a backend not recorded; jax 0.10.2): a difference between cells of different platforms can come from the "
-            "platform") in protocol, protocol
+    assert ("**The cells trained on 2 different platforms** (`independent` on gpu with jax 0.11.2; `shared` on "
+            "a backend not recorded with jax 0.10.2): a difference between cells of different platforms can come "
+            "from the platform") in protocol, protocol
     notes = md.split("## Notes", 1)[1]
     assert "2 different git revisions" in notes and "2 different platforms" in notes
     caption = md.split("### Per-task results\n", 1)[1].split("\n|", 1)[0]

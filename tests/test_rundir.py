@@ -82,9 +82,10 @@ def test_a_sweep_whose_record_is_gone_is_named_as_such(tmp_path):
     with pytest.raises(ConfigError, match=r"holds a sweep's members but no sweep.json: the population's record is "
                                           r"gone, .*name one of its 1 member, e.g. .*lr=0.001$"):
         RunDir(tmp_path).require_run()
-    (member / "config.json").write_text("{}")  # a folder of plain runs is no sweep
-    with pytest.raises(ConfigError, match=r"is not a run directory \(no config.json\)$"):
-        RunDir(tmp_path).require_run()
+    for record in ("{}", '{"population": "../../batches/batch-0000"}'):  # plain runs; a tune's trials/, whose
+        (member / "config.json").write_text(record)  # members' population is elsewhere (a review found it said)
+        with pytest.raises(ConfigError, match=r"is not a run directory \(no config.json\)$"):
+            RunDir(tmp_path).require_run()
 
 
 def test_a_study_named_as_a_run_names_its_cells(tmp_path, capsys):

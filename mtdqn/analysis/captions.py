@@ -109,8 +109,9 @@ def differences_note(diffs: pd.DataFrame) -> str:
     level = float(diffs["mde_alpha"].iloc[0]) if len(diffs) and "mde_alpha" in diffs else ALPHA
     return ("Variant mean minus reference mean per task and metric, unpaired: seed i of every variant starts "
             "from the same key and meets the same evaluation episodes, but trains its own network, and the tests "
-            "treat the variants' seeds as independent samples (conservative where matched seeds' scores "
-            "correlate positively, as shared episodes tend to make them). 95% CI: Welch's t-interval (unequal variances) clipped to the "
+            "treat the variants' seeds as independent samples: conservative where matched seeds' scores "
+            "correlate positively, somewhat liberal where they correlate negatively. 95% CI: Welch's t-interval "
+            "(unequal variances) clipped to the "
             "metric's range; p: Welch's two-sided t-test; p (Holm): Holm-Bonferroni over every test of this "
             f"report, the one a finding needs below {ALPHA:g}; effect: Hedges' g (g), the difference over the "
             "pooled seed SD with the small-sample correction, and for steps to threshold tested as censored times "

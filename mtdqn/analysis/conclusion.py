@@ -104,7 +104,8 @@ def _how_much(differences: pd.DataFrame, headline: str, found: frozenset[tuple[s
     what = METRICS[headline].lower()
     out = ""
     if parts:
-        out = (f"By how much: at power 0.8 and the level a finding must pass (α {alpha_text(level)}), this study "
+        out = (f"By how much: at power 0.8 and Holm's first-step level, the strictest a finding may need "
+               f"(α {alpha_text(level)}), this study "
                f"could resolve differences in {what} of about " + "; ".join(parts) + ". " + _seeds_needed(rows, found))
     if silent:
         out += (f" {', '.join(silent)}: no test on the {what}: every seed of every variant at one value, or all "
@@ -151,8 +152,9 @@ def _headroom(detectable: float, reference_mean: float, lo: float, hi: float, he
 
 def _seeds_needed(rows: pd.DataFrame, found: frozenset[tuple[str, str]] = frozenset()) -> str:
     """Said plainly when the budget cannot answer: every observed difference smaller than what its test could
-    resolve, with the seeds per variant that would resolve the largest of them (:func:`stats.seeds_to_detect`:
-    the detectable difference's power analysis at the spread seen, a rough guide).  The variant–task pairs in ``found``
+    resolve, with the seeds per variant that would resolve the largest of them
+    (:func:`stats.seeds_to_detect`: the detectable difference's power analysis at the spread seen, a rough
+    guide).  The variant–task pairs in ``found``
     passed a test (a difference can pass below its detectable size, or on another metric of the same
     episodes): the sentence is about the others, and says so (a review's report said the budget could not tell
     whether `moore` +183 on CartPole was real beside its discounted return there surviving Holm)."""
@@ -166,13 +168,16 @@ def _seeds_needed(rows: pd.DataFrame, found: frozenset[tuple[str, str]] = frozen
         return (f"{others} observed difference is 0 where a test could be sized: this budget cannot say whether "
                 "the variants differ" + (" there." if found else "."))
     n = int(min(big["n"], big["n_reference"]))
-    needed = stats.seeds_to_detect(float(big["diff"]), float(big["se"]), float(big["dof"]), n,
-                                   alpha=float(big["mde_alpha"]))
+    se, dof = float(big.get("se", np.nan)), float(big.get("dof", np.nan))
+    cannot = (f"{others} observed difference is smaller than what its test could resolve, so this budget cannot "
+              "say whether they are real")
+    if not (math.isfinite(se) and math.isfinite(dof)):  # a table without the test's spread: no size to give
+        return cannot + "."
+    needed = stats.seeds_to_detect(float(big["diff"]), se, dof, n, alpha=float(big["mde_alpha"]))
     size = f"about {needed:,} seeds per variant" if needed else "more than a million seeds per variant"
-    return (f"{others} observed difference is smaller than what its test could resolve, so this budget cannot "
-            f"say whether they are real: resolving the largest, `{big['variant']}` {signed(big['diff'])} on "
-            f"{big['task']}, would take {size} (the same power analysis at the spread seen: the standard error "
-            "shrinks as 1/√n and the t quantiles with the degrees of freedom).")
+    return (f"{cannot}: resolving the largest, `{big['variant']}` {signed(big['diff'])} on {big['task']}, would "
+            f"take {size} (the same power analysis at the spread seen: the standard error shrinks as 1/√n and the "
+            "t quantiles with the degrees of freedom).")
 
 
 def _why(conflict: pd.DataFrame, found: bool) -> str:

@@ -123,7 +123,7 @@ def _effect_cell(r) -> str:
 
 def differences(df: pd.DataFrame) -> pd.DataFrame:
     """Difference to the reference per task and metric, its interval (or the seeds) and the detectable size at
-    the level a finding must pass (the Holm family's first step: `mde_alpha`)."""
+    Holm's first-step level, the strictest a finding may need (`mde_alpha`)."""
     rows = []
     for r in df.itertuples():
         show = steps if r.metric == "steps_to_threshold" else num

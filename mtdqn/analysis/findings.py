@@ -61,7 +61,7 @@ def compare_sentence(
     """
     counts = f"n = {n_variant} vs {n_reference} seeds"
     d = signed(diff.value, show)
-    detect = (f"; smallest difference detectable at power 0.8 at the level a finding must pass "
+    detect = (f"; smallest difference detectable at power 0.8 at Holm's first-step level "
               f"(α {alpha_text(mde_alpha)}): {detectable(mde, max_diff, show)}" if math.isfinite(mde) else "")
     if not estimable:
         per_seed = f": every seed of both gave {seeds[0].split(', ')[0]}" if seeds else ""

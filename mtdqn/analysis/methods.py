@@ -340,7 +340,7 @@ def cell_platforms(study: Study) -> dict[str, list[str]]:
         recorded = cell.summary.get("backend")
         backend = str(recorded).split(" ")[0] if recorded else f"a backend {_NOT}"  # "gpu (NVIDIA H200)": gpu
         versions = ", ".join(f"{name} {packages[name]}" for name in PLATFORM_PACKAGES if name in packages)
-        out.setdefault(f"{backend}{'; ' + versions if versions else ''}", []).append(v)
+        out.setdefault(f"{backend}{' with ' + versions if versions else ''}", []).append(v)
     return out
 
 

@@ -136,7 +136,8 @@ def permutation_wording(exact: bool) -> str:
     floor they put on p (a referee recomputed a p reported as exact and found it Monte Carlo)."""
     if exact:
         return "exact two-sided permutation tests over runs (every split of the pooled runs enumerated)"
-    return (f"Monte Carlo two-sided permutation tests over runs ({MONTE_CARLO_SPLITS:,} random splits of the pooled runs, "
+    return (f"Monte Carlo two-sided permutation tests over runs ({MONTE_CARLO_SPLITS:,} random splits of the "
+            "pooled runs, "
             f"smallest attainable p {1 / (1 + MONTE_CARLO_SPLITS):.1g}; every split is enumerated only up to "
             f"{MAX_EXACT_SPLITS:,} splits)")
 

@@ -266,15 +266,16 @@ def _constant_tasks_note(study: Study, normalization: pd.DataFrame) -> str:
     constant = []
     for task in normalization.loc[normalization["used"].astype(bool), "task"]:
         values = np.asarray([x for v in study.ok_variants for x in scores.final_scores(study, v, task)], float)
-        values = values[np.isfinite(values)]
-        if values.size and np.ptp(values) == 0:
+        if values.size and np.isfinite(values).all() and np.ptp(values) == 0:
             constant.append(f"{task} ({fmt.num(float(values[0]))})")
     if not constant:
         return ""
-    return (f"Every run of every variant scored the same on {', '.join(constant)}: it says nothing about sharing, "
-            "yet the anchors, fixed before the study, keep it in the aggregates below, where it gives every variant "
-            "the same normalized score there and pulls each IQM, each difference to the reference and each "
-            "probability of improvement toward no difference. The per-task tables show the other tasks alone.")
+    it, says = ("they", "say") if len(constant) > 1 else ("it", "says")
+    return (f"Every run of every variant scored the same on {', '.join(constant)}: {it} {says} nothing about "
+            f"sharing, yet the anchors, fixed before the study, keep {'them' if it == 'they' else 'it'} in the "
+            "aggregates below, where every variant gets the same normalized score there: each IQM and mean is "
+            "pulled toward that score, and each difference to the reference and probability of improvement toward "
+            "no difference. The per-task tables show the other tasks alone.")
 
 
 def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
@@ -283,8 +284,8 @@ def _aggregates(study: Study, c: _Computed, reps: int, seed: int) -> Section:
         Text("Normalized score per task, on the undiscounted final return whatever the headline metric: "
              "(x − random anchor) / (reference anchor − random anchor), with fixed "
              "anchors per task that do not come from this study's seeds (table below, sources in "
-             "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the task's reference anchor (a fixed score, not this study's reference "
-             "variant). Tasks without "
+             "`mtdqn/analysis/anchors.py`): 0 = uniform-random policy, 1 = the task's reference anchor (a fixed "
+             "score, not this study's reference variant). Tasks without "
              "anchors are left out. IQM and mean across tasks and seeds, and their differences to the "
              f"reference, with 95% percentile stratified-bootstrap CIs from rliable ({reps} resamples, numpy seed "
              f"{seed}; none below {stats.MIN_SEEDS} seeds). {_percentile_caveat(d)} Probability of "

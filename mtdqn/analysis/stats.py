@@ -201,7 +201,7 @@ def welch_diff(x: np.ndarray | list[float], y: np.ndarray | list[float], bounds:
 
     Unpaired: seed i of every variant starts from the same key and meets the same evaluation episodes, but
     trains its own network; treating the seeds as independent is conservative where matched seeds' scores
-    correlate positively, as the shared episodes tend to make them.
+    correlate positively, somewhat liberal where they correlate negatively (benchmarks/matched_seeds.py).
     `n` is min(len(x), len(y)); NaN interval when either group has fewer than ``min_seeds`` seeds or
     neither varies.
     """

@@ -12,19 +12,23 @@ the sum's; Adam is nearly invariant to that.)
 
 The dual only needs the Gram matrix of the task gradients.  It is solved with
 a fixed number of projected-gradient steps (jit-able, no host solver), in
-coordinates rescaled by the task gradients' norms.  Each step is the best of
-eight or none: steps of four sizes (``step_size`` times 1, 0.1, 0.01, 0.001)
-from the current point and from Nesterov's point ahead of it, so the objective
-never rises (see :func:`cagrad_coefficients`).  The direction is what counts,
+coordinates rescaled by the task gradients' norms.  Each step takes the best
+of eight candidate steps, or stays put: steps of four sizes (``step_size``
+times 1, 0.1, 0.01, 0.001) from the current point and from Nesterov's point
+ahead of it, so the objective never rises (see :func:`cagrad_coefficients`).  The direction is what counts,
 and near a cancelling pair it turns far more than the objective moves: the
 solver before 2026-12-07 (50 steps of one size, 0.5) closed 91-98% of the
 objective's gap where 3-4 tasks had a pair at cosine -0.97, with directions
 10-50% off the exact one, and on ``benchmarks/cagrad_solver.py``'s 210 problems
 (2-7 tasks, norms spread over ~100x, cosines down to -0.999) its 90th
 percentile was 31% off, the worst 60%, and in 37 of them its step made a task
-worse where the exact step improved every task.  This one: median 2e-6
-(float32), 90th percentile 2e-4, worst 2.6%, none making a task worse, against
-the official code's SLSQP (float64).
+worse where the exact step improved every task.  This one, at the default
+c = 0.5: median 2e-6 (float32), 90th percentile 2e-4, worst 2.6%, none making
+a task worse, against the official code's SLSQP (float64).  A larger c is
+harder on its worst problems: at c = 1 and 2 the 90th percentile stays under
+0.1%, but the worst is 44% and 72% off and 2 and 1 problems get a step making
+a task worse (the old solver: 65 and 127); raise ``steps`` there (c = 1, 200
+steps: worst 27%, 1).
 The reported weight of task i is its coefficient in d = sum_i (1/K + lambda x_i) g_i.
 
 Static weights (``--task-weights``) scale each g_i before the method.
