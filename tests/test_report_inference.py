@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mtdqn.analysis import build_report
+from mtdqn.analysis import build_report, permutation
 from mtdqn.analysis.stats import (bootstrap_diff, hedges_g, holm, no_variation, t_mean, welch_diff, welch_p)
 
 # Known distributions with known means, shaped like per-seed returns: normal, skewed, bimodal ("some seeds
@@ -263,3 +263,37 @@ def test_constant_but_different_groups_say_so():
            "estimable": True, "mde": float("nan"), "max_diff": 500.0, "n": 5, "n_reference": 5, "values": "2",
            "values_reference": "1"}
     assert differences(pd.DataFrame([row]))["95% CI (Welch t)"].iloc[0] == "— (no spread within either variant)"
+
+
+def test_the_permutation_test_of_a_mean_difference_counts_every_split_as_extreme_or_not():
+    """Brute force over the 10 splits of 2 + 3 runs: the two-sided p is the share of splits whose |mean gap|
+    reaches the observed one (ties counted), and its smallest attainable p that of the most extreme split."""
+    import itertools
+
+    x, y = np.array([1.0, 4.0]), np.array([0.0, 2.0, 9.0])
+    pooled = np.r_[x, y]
+    gaps = [abs(pooled[list(c)].mean() - np.delete(pooled, list(c)).mean())
+            for c in itertools.combinations(range(5), 2)]
+    test = permutation.mean_difference_permutation_test(x, y)
+    observed = abs(x.mean() - y.mean())
+    assert test.exact and test.p == pytest.approx(np.mean([g >= observed - 1e-12 for g in gaps]))
+    assert test.smallest == pytest.approx(np.mean([g >= max(gaps) - 1e-12 for g in gaps]))
+    assert permutation.mean_difference_permutation_test([1.0, np.nan, 4.0], y).p == test.p  # NaN runs left out
+
+
+def test_the_notes_say_which_per_task_findings_rest_on_welchs_tails():
+    """A statistician's review: MT3's one per-task finding survived Holm with Welch's p and not with the
+    permutation test's; the Notes now say so, and say 'the same' where the two agree."""
+    from mtdqn.analysis.tables import permutation_check
+
+    diff = pd.DataFrame({"variant": ["a", "b", "c"], "task": ["T"] * 3, "metric": ["final_return"] * 3,
+                         "test": ["welch", "welch", "gehan"], "p_holm": [0.01, 0.5, 0.001],
+                         "p_holm_perm": [0.07, 0.6, np.nan], "n": [10] * 3, "n_reference": [10] * 3})
+    note = permutation_check(diff)
+    assert note.startswith("Checked against the exact two-sided permutation test over runs"), note
+    assert ("1 of Welch's 1 per-task finding(s) would not survive: `a` final return on T (Holm p 0.010 with "
+            "Welch, 0.070 by permutation)") in note, note
+    assert "`c`" not in note  # Gehan's test is a permutation test already
+    same = permutation_check(diff.assign(p_holm_perm=[0.02, 0.6, np.nan]))
+    assert same.endswith("the same 1 per-task comparison survive(s) the correction."), same
+    assert permutation_check(diff.assign(test="gehan")) == ""
