@@ -238,7 +238,7 @@ METRICS = {
 }
 DIFF_COLUMNS = ["variant", "reference", "task", "metric", "gamma", "diff", "lo", "hi", "p", "p_min", "p_holm",
                 "effect", "effect_lo", "effect_hi", "unordered", "estimable", "untested", "deviating", "test", "se",
-                "dof", "p_perm", "p_holm_perm", "mde", "mde_alpha", "max_diff",
+                "dof", "p_perm", "p_perm_min", "p_holm_perm", "mde", "mde_alpha", "max_diff",
                 "n", "n_reference", "reached", "reached_reference", "values", "values_reference", "near_random",
                 "reference_mean"]
 NEAR_RANDOM = 0.05
@@ -300,11 +300,16 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
     if untested:
         return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "p_min": np.nan, "effect": np.nan,
                 "untested": untested, "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan,
-                "p_perm": np.nan}
+                "p_perm": np.nan, "p_perm_min": np.nan}
     se, dof = stats.welch_se_dof(x, y)  # the interval's and the test's: the detectable difference uses them too
     return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_min": 0.0,  # continuous: any p
             "effect": stats.hedges_g(x, y), "untested": "", "deviating": deviating, "test": "welch", "se": se,
-            "dof": dof, "p_perm": permutation.mean_difference_permutation_test(x, y).p}
+            "dof": dof, **_permutation_columns(permutation.mean_difference_permutation_test(x, y))}
+
+
+def _permutation_columns(test: permutation.PermutationTest) -> dict[str, float]:
+    """A Welch row's check by permutation (:func:`permutation_check`): its p and smallest attainable p."""
+    return {"p_perm": test.p, "p_perm_min": test.smallest}
 
 
 def _censored_row(x: np.ndarray, y: np.ndarray, budget: int, reps: int, seed: int) -> dict:
@@ -320,7 +325,7 @@ def _censored_row(x: np.ndarray, y: np.ndarray, budget: int, reps: int, seed: in
     return {"diff": float(rx.mean() - ry.mean()), "lo": np.nan, "hi": np.nan, "p": test.p, "p_min": test.smallest,
             "effect": c.c, "effect_lo": c.lo, "effect_hi": c.hi, "unordered": c.unordered,
             "untested": untested, "deviating": stats.deviating_seeds(rx, ry), "test": "" if untested else "gehan",
-            "se": np.nan, "dof": np.nan, "p_perm": np.nan}
+            "se": np.nan, "dof": np.nan, "p_perm": np.nan, "p_perm_min": np.nan}
 
 
 def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: int, seed: int,
@@ -454,34 +459,45 @@ def permutation_check(diff: pd.DataFrame, alpha: float = 0.05) -> str:
     """One sentence of the Notes: whether the per-task findings stand with each Welch test replaced by the
     permutation test of the same difference of means, Holm's family otherwise the same (``p_holm_perm``; a
     statistician's review found MT3's one per-task finding rest on Welch's tail: permutation p 0.0012 against
-    Welch's 0.0007, Holm 0.061 against 0.036); '' where no Welch test was made."""
-    if "p_holm_perm" not in diff or not (diff["test"] == "welch").any():
+    Welch's 0.0007, Holm 0.061 against 0.036).  A comparison whose permutation test cannot reach Holm's
+    first-step level with its runs (5 vs 5 seeds: p >= 2/252; runs tied at one value) is not checked, and said so; '' where no Welch test
+    was made or the table has no permutation p (tables from before it)."""
+    if not {"p_holm_perm", "p_perm_min", "mde_alpha"} <= set(diff) or not (diff["test"] == "welch").any():
         return ""
     welch = diff[diff["test"] == "welch"]
-    by_welch = set(welch.index[welch["p_holm"] < alpha])
-    by_perm = set(welch.index[welch["p_holm_perm"] < alpha])
-    n = welch[["n", "n_reference"]].astype(int).to_numpy()
-    exact = all(permutation.permutation_is_exact(int(a), int(b)) for a, b in n)
-    test = permutation.permutation_wording(exact).replace("tests", "test")
-    head = (f"Checked against the {test} of each per-task difference of means in place of Welch's t-test (Holm's "
-            "family otherwise the same; a check on Welch's tails at Holm's levels, not a test of its own): ")
+    level = float(welch["mde_alpha"].iloc[0])
+    reachable = welch[welch["p_perm_min"] <= level]
+    unchecked = len(welch) - len(reachable)
+    by_welch = set(reachable.index[reachable["p_holm"] < alpha])
+    by_perm = set(reachable.index[reachable["p_holm_perm"] < alpha])
+    exact = all(permutation.permutation_is_exact(int(a), int(b)) for a, b in welch[["n", "n_reference"]].to_numpy())
+    test = permutation.permutation_wording(exact).replace("tests over runs", "test over runs")
+    out = (f"Welch's tails, checked: with each per-task Welch test replaced by the {test} of the same difference of "
+           "means (Holm's family otherwise the same; its null, that the two sides' runs are exchangeable, asks more "
+           "than Welch's equal means with any spreads), ")
     if by_welch == by_perm:
-        return head + (f"the same {count(len(by_welch), 'per-task comparison')} survive(s) the correction."
-                       if by_welch else "no per-task comparison survives the correction with either test.")
-
-    def listed(rows: set) -> str:
-        return "; ".join(f"`{r.variant}` {METRICS[r.metric].lower()} on {r.task} (Holm p {fmt.pvalue(r.p_holm)} "
-                         f"with Welch, {fmt.pvalue(r.p_holm_perm)} by permutation)"
-                         for r in welch.loc[sorted(rows)].itertuples())
-    parts = []
-    if by_welch - by_perm:
-        parts.append(f"{len(by_welch - by_perm)} of Welch's {len(by_welch)} per-task finding(s) would not survive: "
-                     + listed(by_welch - by_perm))
-    if by_perm - by_welch:
-        parts.append(f"{len(by_perm - by_welch)} comparison(s) that Welch's test leaves short would survive: "
-                     + listed(by_perm - by_welch))
-    return (head + "; and ".join(parts) + ". Those findings rest on the chosen test's tails: read them with that "
-            "caution.")
+        n = len(by_welch)
+        out += (f"the same {count(n, 'per-task comparison')} {'survives' if n == 1 else 'survive'} the correction."
+                if n else "no per-task comparison survives the correction with either test.")
+    else:
+        def listed(rows: set) -> str:
+            return "; ".join(f"`{r.variant}` {METRICS[r.metric].lower()} on {r.task} (Holm p "
+                             f"{fmt.pvalue(r.p_holm)} with Welch, {fmt.pvalue(r.p_holm_perm)} by permutation)"
+                             for r in reachable.loc[sorted(rows)].itertuples())
+        parts = []
+        if by_welch - by_perm:
+            parts.append(f"{len(by_welch - by_perm)} of Welch's {count(len(by_welch), 'per-task finding')} would "
+                         "not survive: " + listed(by_welch - by_perm))
+        if by_perm - by_welch:
+            parts.append(f"{count(len(by_perm - by_welch), 'comparison')} Welch's test leaves short would survive: "
+                         + listed(by_perm - by_welch))
+        out += "; and ".join(parts) + ". These comparisons depend on the test chosen: read them with that caution."
+    if unchecked:
+        its = "its" if unchecked == 1 else "their"
+        out += (f" {count(unchecked, 'per-task comparison')} could not be checked: with {its} runs (the seed "
+                f"counts, the ties among values) the permutation test cannot reach Holm's first-step level "
+                f"({level:.2g}).")
+    return out
 
 
 def _p_min(table: pd.DataFrame, p: str) -> np.ndarray:
