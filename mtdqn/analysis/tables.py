@@ -460,8 +460,8 @@ def permutation_check(diff: pd.DataFrame, alpha: float = 0.05) -> str:
     permutation test of the same difference of means, Holm's family otherwise the same (``p_holm_perm``; a
     statistician's review found MT3's one per-task finding rest on Welch's tail: permutation p 0.0012 against
     Welch's 0.0007, Holm 0.061 against 0.036).  A comparison whose permutation test cannot reach Holm's
-    first-step level with its runs (5 vs 5 seeds: p >= 2/252; runs tied at one value) is not checked, and said so; '' where no Welch test
-    was made or the table has no permutation p (tables from before it)."""
+    first-step level with its runs (5 vs 5 seeds: p >= 2/252; runs tied at one value) is not checked, and said
+    so; '' where no Welch test was made or the table has no permutation p (tables from before it)."""
     if not {"p_holm_perm", "p_perm_min", "mde_alpha"} <= set(diff) or not (diff["test"] == "welch").any():
         return ""
     welch = diff[diff["test"] == "welch"]
