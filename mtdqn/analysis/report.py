@@ -480,7 +480,8 @@ def _notes(study: Study, c: _Computed) -> Section:
     idle = [f"Variant `{v}` made no gradient update (its budget ended before learning started): its results are "
             "those of an untrained network." for v in _without_updates(study)]
     checked = tables.permutation_check(c.data["differences"])
-    notes = list(study.notes) + idle + ([checked] if checked else []) + methods.revision_notes(study) + methods.rounding_notes(study) + scores.discount_notes(study) + [
+    notes = (list(study.notes) + idle + ([checked] if checked else []) + methods.revision_notes(study)
+             + methods.rounding_notes(study) + scores.discount_notes(study)) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 
