@@ -389,3 +389,16 @@ def test_a_run_of_a_task_registered_elsewhere_names_the_run(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert said in capsys.readouterr().err
+
+
+def test_a_study_on_ray_refuses_a_task_registered_in_this_process_before_writing(registered, tmp_path):
+    """Ray's workers do not share this process's registrations: a walk-through's study sent the cell to Ray,
+    which failed it there ("unknown task ... register it in this process") and wrote a FAILED report; now one
+    line before anything is written (and before Ray starts), naming the import path as the way."""
+    spec = {"name": "reg", "tasks": [registered, "CartPole-v1"], "steps": 3000, "seeds": 2,
+            "thresholds": {registered: 0.5}, "variants": {"shared": {"sharing": "shared"}}}
+    with pytest.raises(mtdqn.ConfigError, match=r"^task 'Chain-v0' was registered with mtdqn.register_task in this "
+                                                r"process, which Ray's workers do not share: name it by its import "
+                                                r"path \(module:factory\)"):
+        mtdqn.study(spec, tmp_path / "s", ray_address="local", progress=False)
+    assert not (tmp_path / "s").exists()

@@ -42,7 +42,7 @@ from mtdqn.io import atomic_write
 from mtdqn.rundir import STUDY_RECORD
 from mtdqn.studies.cell import CellConfig, OnEvent, run_cell, write_failed
 
-__all__ = ["RayBackend", "OBJECT_STORE_BYTES"]
+__all__ = ["RayBackend", "OBJECT_STORE_BYTES", "check_tasks_reach_ray"]
 
 OBJECT_STORE_BYTES = 200 * 1024**2  # results are small dicts; don't reserve RAM a JAX worker needs
 _FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_DISABLE_MOST_OPTIMIZATIONS", "XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL")
@@ -156,6 +156,22 @@ def _check_reachable(address: str) -> None:
 def _ray_advice(message: str) -> str:
     """Ray's error text with its advice to set ``--address`` (a flag of Ray's CLI) given as mtdqn's flag."""
     return re.sub(r"(the )?`--address`( flag)?", "--ray-address", message)
+
+
+def check_tasks_reach_ray(tasks: list[str] | tuple[str, ...]) -> None:
+    """A task registered with :func:`mtdqn.register_task` exists in this process only: Ray's workers cannot make
+    it.  One line before anything is written (a walk-through's study sent the cell to Ray, which failed it there
+    with "unknown task ... register it in this process", and wrote a FAILED report)."""
+    from mtdqn.tasknames import split_spec
+
+    custom = sys.modules.get("mtdqn.tasks.custom")  # not imported: nothing was registered (and nothing to start)
+    registered = getattr(custom, "REGISTERED", {})
+    for spec in tasks:
+        backend, name, _ = split_spec(spec)
+        if backend == "gymnax" and name in registered:
+            raise ConfigError(f"task {name!r} was registered with mtdqn.register_task in this process, which Ray's "
+                              "workers do not share: name it by its import path (module:factory) for a study on "
+                              "Ray, or run the study locally")
 
 
 class RayBackend:

@@ -35,7 +35,7 @@ from mtdqn.io import held, provenance, read_json, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
                                 run_cell, skip_finished)
-from mtdqn.studies.ray_backend import RayBackend
+from mtdqn.studies.ray_backend import RayBackend, check_tasks_reach_ray
 from mtdqn.studies.spec import StudySpec, variant_config
 
 __all__ = ["StudyResult", "Estimate", "cell_configs", "estimate_training_time", "cell_evaluations",
@@ -367,6 +367,8 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     """
     out_dir = Path(out_dir)
     console = console or Console(quiet=not progress)
+    if ray_address is not None:
+        check_tasks_reach_ray(spec.tasks)
     check_out_dir(out_dir, spec.name)
     check_devices(spec.seeds, devices, local=ray_address is None)
     cells = [(cell, out_dir / STUDY_CELLS / cell.variant) for cell in cell_configs(spec, devices)]
