@@ -72,6 +72,10 @@ def test_a_port_that_is_no_ray_cluster_is_one_line_in_seconds(reply, monkeypatch
     message = str(exc.value)
     assert "\n" not in message and message.startswith(f"--ray-address {address} does not answer as a Ray cluster")
     assert not ray.is_initialized()
+    with _server(reply) as address, pytest.raises(ConfigError, match=r"does not answer as a Ray Client server: give "
+                                                                     r"ray://HOST:PORT .*10001 by default"):
+        with RayBackend(f"ray://{address}"):  # a Ray Client address: its hint was the GCS's port 6379
+            pass
 
 
 def test_auto_without_a_cluster_names_mtdqns_flag(monkeypatch):

@@ -149,6 +149,9 @@ def _check_reachable(address: str) -> None:
         except OSError:  # a timeout (a silent server), a reset
             header = b""
     if len(header) < 9 or header[3] != _SETTINGS:
+        if address.startswith("ray://"):  # the Ray Client server's port, not the GCS's (a walk-through's ray://)
+            raise ConfigError(f"--ray-address {address} does not answer as a Ray Client server: give ray://HOST:PORT "
+                              "with the cluster's client port (10001 by default; 8265 is the dashboard's)")
         raise ConfigError(f"--ray-address {address} does not answer as a Ray cluster (its GCS): give the address "
                           "`ray start --head` printed (port 6379 by default; 8265 is the dashboard's)")
 
