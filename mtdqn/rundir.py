@@ -279,18 +279,12 @@ def _runs_in(folder: Path, what: str, placeholder: str = "") -> str:
 
 
 def _holds_members(folder: Path) -> bool:
-    """Whether ``folder`` holds a member of a sweep in ``folder`` itself (its record's ``"population"`` leads
-    here: ``".."``), as a sweep whose sweep.json was deleted does; not a tune's trials/, whose members name their
-    batch elsewhere."""
-    for record in folder.glob(f"*/{RUN_RECORD}") if folder.is_dir() else ():
-        try:
-            stored = read_json(record)
-        except (OSError, ValueError):  # another run's damaged record says nothing of a sweep
-            continue
-        population = stored.get("population") if isinstance(stored, dict) else None
-        if isinstance(population, str) and (record.parent / population).resolve() == folder.resolve():
-            return True
-    return False
+    """Whether ``folder`` holds a member of a sweep in ``folder`` itself (its record's population leads here,
+    :meth:`RunDir.population`), as a sweep whose sweep.json was deleted does; not a tune's trials/, whose
+    members name their batch elsewhere."""
+    here = folder.resolve()
+    return folder.is_dir() and any(RunDir(record.parent).population() == here
+                                   for record in folder.glob(f"*/{RUN_RECORD}"))
 
 
 class RunDir:
