@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mtdqn.analysis import build_report, permutation
+from mtdqn.analysis import build_report
 from mtdqn.analysis.stats import (bootstrap_diff, hedges_g, holm, no_variation, t_mean, welch_diff, welch_p)
 
 # Known distributions with known means, shaped like per-seed returns: normal, skewed, bimodal ("some seeds
@@ -265,20 +265,23 @@ def test_constant_but_different_groups_say_so():
     assert differences(pd.DataFrame([row]))["95% CI (Welch t)"].iloc[0] == "— (no spread within either variant)"
 
 
-def test_the_permutation_test_of_a_mean_difference_counts_every_split_as_extreme_or_not():
-    """Brute force over the 10 splits of 2 + 3 runs: the two-sided p is the share of splits whose |mean gap|
-    reaches the observed one (ties counted), and its smallest attainable p that of the most extreme split."""
+def test_the_permutation_check_of_a_mean_difference_counts_every_split_as_extreme_or_not():
+    """Brute force over the 252 splits of 5 + 5 runs: a Welch row's permutation p (the aggregates' test of the
+    mean, one task) is the share of splits whose |mean gap| reaches the observed one (ties counted), and its
+    smallest attainable p that of the most extreme split; NaN runs are left out, as Welch's are."""
     import itertools
 
-    x, y = np.array([1.0, 4.0]), np.array([0.0, 2.0, 9.0])
+    from mtdqn.analysis.tables import _permutation_columns
+
+    x, y = np.array([1.0, 4.0, 4.0, 7.0, 2.0]), np.array([0.0, 2.0, 9.0, 3.0, 3.0])
     pooled = np.r_[x, y]
     gaps = [abs(pooled[list(c)].mean() - np.delete(pooled, list(c)).mean())
-            for c in itertools.combinations(range(5), 2)]
-    test = permutation.mean_difference_permutation_test(x, y)
+            for c in itertools.combinations(range(10), 5)]
+    test = _permutation_columns(x, y)
     observed = abs(x.mean() - y.mean())
-    assert test.exact and test.p == pytest.approx(np.mean([g >= observed - 1e-12 for g in gaps]))
-    assert test.smallest == pytest.approx(np.mean([g >= max(gaps) - 1e-12 for g in gaps]))
-    assert permutation.mean_difference_permutation_test([1.0, np.nan, 4.0], y).p == test.p  # NaN runs left out
+    assert test["p_perm"] == pytest.approx(np.mean([g >= observed - 1e-12 for g in gaps]))
+    assert test["p_perm_min"] == pytest.approx(np.mean([g >= max(gaps) - 1e-12 for g in gaps]))
+    assert _permutation_columns(np.r_[x[:2], np.nan, x[2:]], y) == test  # NaN runs left out
 
 
 def test_the_notes_say_which_per_task_findings_rest_on_welchs_tails():

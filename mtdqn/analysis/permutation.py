@@ -50,7 +50,6 @@ __all__ = [
     "PermutationTest",
     "NO_TEST",
     "gehan_permutation_test",
-    "mean_difference_permutation_test",
     "gehan_permutation_p",
     "tarone_testable",
     "tarone_k",
@@ -224,24 +223,6 @@ def gehan_permutation_test(times_x: np.ndarray | list[float], times_y: np.ndarra
     observed = abs(int(scores[: x.size].sum()))
     sums = np.concatenate([np.abs(scores[block].sum(axis=1)) for block in split_blocks(scores.size, x.size, seed)])
     return permutation_p_values(observed, sums, permutation_is_exact(x.size, y.size))
-
-
-def mean_difference_permutation_test(x: np.ndarray | list[float], y: np.ndarray | list[float], *,
-                                     seed: int = 0) -> PermutationTest:
-    """The two-sided permutation test of mean(x) - mean(y) over runs (every split up to MAX_EXACT_SPLITS, else
-    random ones): the check the report puts beside Welch's t-test on its tails, where Holm's levels (0.05/m)
-    lie far beyond the 95% that Welch's coverage was simulated at (a statistician's review).  Two-sided as the
-    share of splits whose |mean gap| reaches the observed one (scipy's ``permutation_test`` with that statistic
-    and ``alternative="greater"``; its "two-sided" doubles the smaller tail instead).  NaN runs are left out."""
-    a, b = (v[np.isfinite(v)] for v in (np.asarray(v, dtype=np.float64).ravel() for v in (x, y)))
-    if min(a.size, b.size) < 1:
-        return NO_TEST
-    pooled = np.concatenate([a, b])
-    total, n = float(pooled.sum()), a.size
-    observed = abs(float(a.mean() - b.mean()))
-    gaps = np.concatenate([np.abs(pooled[block].sum(axis=1) / n - (total - pooled[block].sum(axis=1)) / b.size)
-                           for block in split_blocks(pooled.size, n, seed)])
-    return permutation_p_values(observed, gaps, permutation_is_exact(a.size, b.size))
 
 
 def gehan_permutation_p(times_x: np.ndarray | list[float], times_y: np.ndarray | list[float], budget: float,

@@ -304,11 +304,15 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
     se, dof = stats.welch_se_dof(x, y)  # the interval's and the test's: the detectable difference uses them too
     return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_min": 0.0,  # continuous: any p
             "effect": stats.hedges_g(x, y), "untested": "", "deviating": deviating, "test": "welch", "se": se,
-            "dof": dof, **_permutation_columns(permutation.mean_difference_permutation_test(x, y))}
+            "dof": dof, **_permutation_columns(x, y)}
 
 
-def _permutation_columns(test: permutation.PermutationTest) -> dict[str, float]:
-    """A Welch row's check by permutation (:func:`permutation_check`): its p and smallest attainable p."""
+def _permutation_columns(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """A Welch row's check by permutation (:func:`permutation_check`): the aggregates' permutation test of the
+    mean over runs (:func:`aggregate.permutation_test`, one task), its p and smallest attainable p; NaN runs left
+    out, as Welch's are.  Two-sided as the share of splits whose |mean gap| reaches the observed one (scipy's
+    ``permutation_test`` with that statistic and ``alternative="greater"``, not its doubled smaller tail)."""
+    test = aggregate.permutation_test(stats.finite_values(x)[:, None], stats.finite_values(y)[:, None], "mean")
     return {"p_perm": test.p, "p_perm_min": test.smallest}
 
 
