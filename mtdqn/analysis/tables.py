@@ -446,10 +446,9 @@ def correct_for_multiplicity(differences: pd.DataFrame, improvement: pd.DataFram
     adjusted = stats.holm(np.where(member, pvalues, np.nan))
     diff["p_holm"] = adjusted[:n]
     # the same family with each Welch row's permutation p in place of Welch's: a check on Welch's tails
-    welch = (diff["test"] == "welch").to_numpy() if "p_perm" in diff else np.zeros(n, dtype=bool)
+    welch = (diff["test"] == "welch").to_numpy()
     checked = pvalues.copy()
-    checked[:n] = np.where(welch, diff["p_perm"].to_numpy(dtype=np.float64) if "p_perm" in diff else np.nan,
-                           checked[:n])
+    checked[:n] = np.where(welch, diff.get("p_perm", np.nan), checked[:n])
     diff["p_holm_perm"] = np.where(welch, stats.holm(np.where(member, checked, np.nan))[:n], np.nan)
     imp["iqm_p_holm"], imp["mean_p_holm"] = adjusted[n:n + k], adjusted[n + k:]
     level = holm_first_alpha(diff, imp, alpha)
