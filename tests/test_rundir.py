@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -42,6 +44,14 @@ def test_a_run_without_updates_writes_empty_tables_in_their_schema(tmp_path):
     assert not (tmp_path / "grad_pairs.parquet").exists()  # nothing to write: the report reads this as no updates
 
 
+def _member(sweep: Path, record: str) -> Path:
+    """A sweep's member folder ``lr=0.001`` in ``sweep``, its config.json holding ``record``."""
+    member = sweep / "lr=0.001"
+    member.mkdir()
+    (member / "config.json").write_text(record)
+    return member
+
+
 def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp_path):
     """`evaluate SWEEP` names a member to give; `--resume SWEEP/MEMBER` of an unfinished member (whose only
     checkpoint is the population's) says to resume the sweep; a finished member resumes as its run alone."""
@@ -50,9 +60,7 @@ def test_a_sweep_or_its_unfinished_member_named_as_a_run_points_to_the_sweep(tmp
     from mtdqn.errors import ConfigError
 
     (tmp_path / "sweep.json").write_text("{}")
-    member = tmp_path / "lr=0.001"
-    member.mkdir()
-    (member / "config.json").write_text("{}")
+    member = _member(tmp_path, "{}")
     with pytest.raises(ConfigError, match=r"holds a sweep \(sweep.json\), not one run: name one of its 1 member, "
                                           r"e.g. .*lr=0.001$"):
         RunDir(tmp_path).require_run()
@@ -76,9 +84,7 @@ def test_a_sweep_whose_record_is_gone_is_named_as_such(tmp_path):
 
     from mtdqn.errors import ConfigError
 
-    member = tmp_path / "lr=0.001"
-    member.mkdir()
-    (member / "config.json").write_text('{"population": ".."}')
+    member = _member(tmp_path, '{"population": ".."}')
     with pytest.raises(ConfigError, match=r"holds a sweep's members but no sweep.json: the population's record is "
                                           r"gone, .*name one of its 1 member, e.g. .*lr=0.001$"):
         RunDir(tmp_path).require_run()
