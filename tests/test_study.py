@@ -151,7 +151,7 @@ def test_cell_status(study_copy: Path) -> None:
     (cells / "shared" / "summary.json").unlink()  # killed after its final checkpoint
     assert cell_status(shared, cells / "shared") == "resume"
     from mtdqn.config import derive
-    from mtdqn.studies.runner import resumable_from
+    from mtdqn.studies.cell import resumable_from
 
     at = resumable_from(shared, cells / "shared")  # what the rerun's line says
     assert at is not None and at["step"] == at["of"] == derive(shared.config).env_steps
@@ -393,6 +393,24 @@ def test_changed_study_refuses_to_mix_results(study_copy: Path, capsys: pytest.C
 
 
 @pytest.mark.slow
+def test_a_rerun_skips_finished_cells_and_its_header_keeps_the_folder_on_its_line(local_study: Path,
+                                                                                 tmp_path: Path) -> None:
+    """A console narrower than the line (a log is 80 columns) broke it after "→ ", the folder alone below."""
+    from rich.console import Console
+
+    from mtdqn.studies import load_spec, run_study
+
+    out = tmp_path / ("a-folder-name-long-enough-to-pass-the-width-" * 2) / "study"
+    shutil.copytree(local_study, out)
+    console = Console(record=True, width=60)
+    run_study(load_spec(_spec_file(tmp_path)), out, progress=True, console=console)
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("study tiny: 2 tasks × 2 variants × 2 seeds"), lines
+    assert lines[0].endswith(f"→ {out}"), lines
+    assert [line.split(": ", 1)[1] for line in lines[1:3]] == ["already finished, skipped"] * 2, lines
+
+
+@pytest.mark.slow
 def test_report_command(study_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.rmtree(study_copy / "report")
     main(["report", str(study_copy)])
@@ -589,6 +607,11 @@ def test_console_cell_line_states_the_final_score_the_report_uses(tmp_path: Path
     assert "final evaluation" in line and "CartPole-v1 430.0 ± 14.1" in line, line
     on_event("resume", cell, {"step": 5_000, "of": 20_000})  # a rerun said 'running' of the cell it resumed
     assert console.export_text().splitlines()[-1].endswith(": resuming from env step 5,000 of 20,000 (its checkpoint)")
+    on_event("submit", cell, {"step": 5_000, "of": 20_000})  # on Ray a resumed cell's line said only 'submitted'
+    assert console.export_text().splitlines()[-1].endswith(
+        ": submitted to Ray, resuming from env step 5,000 of 20,000 (its checkpoint)")
+    on_event("submit", cell, None)
+    assert console.export_text().splitlines()[-1].endswith(": submitted to Ray")
 
 
 @pytest.mark.parametrize("devices, message", [

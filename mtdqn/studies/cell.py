@@ -15,19 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict
+from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError, CorruptCheckpoint, FolderBusy, check_devices_asked
-from mtdqn.io import check_not_other_kind, clear_folder, held, write_json
+from mtdqn.io import check_not_other_kind, clear_folder, held, read_json, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
 
 __all__ = ["CellConfig", "CellStatus", "OnEvent", "adopt_thresholds", "cell_status", "check_devices", "check_out_dir",
-           "read_summary", "run_cell", "skip_finished", "write_failed"]
+           "read_summary", "resumable_from", "run_cell", "skip_finished", "write_failed"]
 
 CellStatus = Literal["done", "resume", "fresh"]
 OnEvent = Callable[[str, "CellConfig", dict[str, Any] | None], None]
-"""(event, cell, what goes with it): "start", "submit" and "skip" (None), "resume" (``{"step", "of"}``: where its
-checkpoint is, :func:`~mtdqn.studies.runner.resumable_from`), "done" (the cell's summary)."""
+"""(event, cell, what goes with it): "start" and "skip" (None), "resume" (``{"step", "of"}``: where its checkpoint
+is, :func:`resumable_from`), "submit" (to Ray: the same, or None for a cell that starts), "done" (the cell's
+summary)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ def read_summary(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def resumable_from(cell: CellConfig, cell_dir: Path) -> dict[str, int] | None:
+    """``{"step": ..., "of": ...}`` (env steps per task) where the cell resumes from its checkpoint; None where it
+    starts (or what it finds is left to :func:`~mtdqn.studies.cell.run_cell`, which starts it over or fails it)."""
+    try:
+        if cell_status(cell, cell_dir) != "resume":
+            return None
+        meta = read_json(Path(cell_dir) / "checkpoints" / "latest.json")
+        return {"step": int(meta["iteration"]) * cell.config.num_envs, "of": derive(cell.config).env_steps}
+    except (ConfigError, OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:

@@ -180,8 +180,7 @@ def run_groups_study(spec: GroupsSpec, out_dir: Path, *, progress: bool = True, 
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"groups study [bold]{spec.name}[/bold]: {', '.join(study.tasks)}; {count(spec.seeds, 'seed')}, "
                       f"{budget_text(spec.steps, [joint.config])} per task; the joint run measures the affinity every "
-                      f"{every} updates "
-                      f"→ {out_dir}")
+                      f"{every} updates → {out_dir}", soft_wrap=True)
         _run([(joint, joint_dir)], [joint_status], console, progress)
         summary = read_summary(joint_dir / "summary.json") or {}
         if summary.get("status") != "ok":

@@ -40,7 +40,7 @@ from typing import Any, Iterator
 from mtdqn.errors import ConfigError, FolderBusy
 from mtdqn.io import atomic_write
 from mtdqn.rundir import STUDY_RECORD
-from mtdqn.studies.cell import CellConfig, OnEvent, run_cell, write_failed
+from mtdqn.studies.cell import CellConfig, OnEvent, resumable_from, run_cell, write_failed
 
 __all__ = ["RayBackend", "OBJECT_STORE_BYTES", "check_tasks_reach_ray"]
 
@@ -255,8 +255,9 @@ class RayBackend:
         pending = {}
         for cell, cell_dir in todo:
             study_json = str((cell_dir.parent.parent / STUDY_RECORD).absolute())
+            at = resumable_from(cell, cell_dir)  # read before the worker can write a checkpoint
             pending[remote.remote(cell, str(cell_dir.absolute()), study_json)] = (cell, cell_dir)
-            on_event("submit", cell, None)
+            on_event("submit", cell, at)
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             cell, cell_dir = pending.pop(ref)

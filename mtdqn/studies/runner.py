@@ -18,6 +18,7 @@ one, and redoes failed or half-written cells.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 import sys
@@ -31,10 +32,10 @@ from rich.console import Console
 
 from mtdqn.config import TrainConfig, derive, first_update_iteration, rounded_schedule
 from mtdqn.errors import ConfigError, MtdqnWarning, RoundedScheduleWarning, count, warn_user
-from mtdqn.io import held, provenance, read_json, write_json
+from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
 from mtdqn.studies.cell import (CellConfig, OnEvent, cell_status, check_devices, check_out_dir, read_summary,
-                                run_cell, skip_finished)
+                                resumable_from, run_cell, skip_finished)
 from mtdqn.studies.ray_backend import RayBackend, check_tasks_reach_ray
 from mtdqn.studies.spec import StudySpec, variant_config
 
@@ -116,8 +117,17 @@ def _describe(summary: dict[str, Any] | None) -> str:
     return f"[green]ok[/green] · {name}, greedy return (mean ± sd over seeds) {evals}"
 
 
+def _resuming(at: dict[str, int]) -> str:
+    """Where a resumed cell continues (:func:`~mtdqn.studies.cell.resumable_from`)."""
+    step, of = at["step"], at["of"]
+    return (f"resuming from env step {step:,} of {of:,} (its checkpoint)" if step < of else
+            f"trained ({of:,} env steps, its last checkpoint): evaluating it")
+
+
 def progress_printer(console: Console, total: int) -> OnEvent:
-    """One line per cell event: started, skipped, finished (with its returns) or failed."""
+    """One line per cell event: started, skipped, finished (with its returns) or failed; each one line however
+    narrow the console (a log's is 80 columns), for grep."""
+    say = functools.partial(console.print, soft_wrap=True)
     started: dict[str, float] = {}
     done = [0]
 
@@ -127,21 +137,18 @@ def progress_printer(console: Console, total: int) -> OnEvent:
         if event in ("start", "resume", "submit"):
             started[cell.variant] = time.perf_counter()
             if event == "start":
-                console.print(f"cell {done[0] + 1}/{total} {label}: running")
+                say(f"cell {done[0] + 1}/{total} {label}: running")
             elif event == "resume":  # summary: where its checkpoint is (resumable_from)
-                step, of = summary["step"], summary["of"]
-                console.print(f"cell {done[0] + 1}/{total} {label}: " + (
-                    f"resuming from env step {step:,} of {of:,} (its checkpoint)" if step < of else
-                    f"trained ({of:,} env steps, its last checkpoint): evaluating it"))
-            else:
-                console.print(f"{label}: submitted to Ray")
+                say(f"cell {done[0] + 1}/{total} {label}: {_resuming(summary)}")
+            else:  # summary: None, or where a resumed cell's checkpoint is
+                say(f"{label}: submitted to Ray" + ("" if summary is None else f", {_resuming(summary)}"))
             return
         done[0] += 1
         if event == "skip":
-            console.print(f"cell {done[0]}/{total} {label}: already finished, skipped")
+            say(f"cell {done[0]}/{total} {label}: already finished, skipped")
         else:
             took = time.perf_counter() - started.get(cell.variant, time.perf_counter())
-            console.print(f"cell {done[0]}/{total} {label}: {_describe(summary)} ({took:.0f} s)", soft_wrap=True)
+            say(f"cell {done[0]}/{total} {label}: {_describe(summary)} ({took:.0f} s)")
 
     return on_event
 
@@ -152,18 +159,6 @@ def run_local(todo: list[tuple[CellConfig, Path]], on_event: OnEvent, progress: 
         at = resumable_from(cell, cell_dir)
         on_event("start", cell, None) if at is None else on_event("resume", cell, at)
         on_event("done", cell, run_cell(cell, cell_dir, progress=progress))
-
-
-def resumable_from(cell: CellConfig, cell_dir: Path) -> dict[str, int] | None:
-    """``{"step": ..., "of": ...}`` (env steps per task) where the cell resumes from its checkpoint; None where it
-    starts (or what it finds is left to :func:`~mtdqn.studies.cell.run_cell`, which starts it over or fails it)."""
-    try:
-        if cell_status(cell, cell_dir) != "resume":
-            return None
-        meta = read_json(Path(cell_dir) / "checkpoints" / "latest.json")
-        return {"step": int(meta["iteration"]) * cell.config.num_envs, "of": derive(cell.config).env_steps}
-    except (ConfigError, OSError, KeyError, TypeError, ValueError):
-        return None
 
 
 class Estimate(NamedTuple):
@@ -390,12 +385,13 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
             write_json(out_dir / STUDY_RECORD, study_record(spec))
             console.print(f"study [bold]{spec.name}[/bold]: {count(len(spec.tasks), 'task')} × "
                           f"{count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, "
-                          f"{budget_text(spec.steps, [c.config for c, _ in cells])} per task → {out_dir}")
+                          f"{budget_text(spec.steps, [c.config for c, _ in cells])} per task → {out_dir}",
+                          soft_wrap=True)
             for cell, d in cells:
                 if statuses[cell.variant] == "done":
                     skip_finished(cell, d, on_event)
             if progress and todo and ray_address is None:
-                console.print(_estimate_line([c for c, _ in todo]))
+                console.print(_estimate_line([c for c, _ in todo]), soft_wrap=True)
             if ray_address is not None and todo:
                 backend.run(todo, on_event)
             else:

@@ -31,10 +31,10 @@ from mtdqn.errors import CellsFailed, ConfigError, count
 from mtdqn.io import held, write_json
 from mtdqn.rundir import RUN_SUMMARY, STUDY_CELLS, STUDY_RECORD
 from mtdqn.runoptions import RunOptions
-from mtdqn.studies.cell import (CellConfig, cell_status, check_devices, check_out_dir, read_summary, run_cell,
-                                skip_finished)
-from mtdqn.studies.runner import (StudyResult, budget_text, build, preset_advice, progress_printer,
-                                  resumable_from, run_local, study_record, warn_of_rounded_budgets)
+from mtdqn.studies.cell import (CellConfig, cell_status, check_devices, check_out_dir, read_summary,
+                                resumable_from, run_cell, skip_finished)
+from mtdqn.studies.runner import (StudyResult, budget_text, build, preset_advice, progress_printer, run_local,
+                                  study_record, warn_of_rounded_budgets)
 from mtdqn.studies.spec import (RUN_OPTION_KEYS, StudySpec, agent_error, apply_options, build_spec, default_threshold,
                                 variant_config)
 
@@ -136,7 +136,8 @@ def run_transfer_study(spec: TransferSpec, out_dir: Path, *, progress: bool = Tr
         write_json(out_dir / STUDY_RECORD, record)
         console.print(f"transfer study [bold]{spec.name}[/bold]: pretrain on {', '.join(spec.pretrain_tasks)}, then "
                       f"{spec.target} × {count(len(cells), 'variant')} × {count(spec.seeds, 'seed')}, "
-                      f"{budget_text(spec.steps, [c.config for c in (pre_cell, *cells)])} → {out_dir}")
+                      f"{budget_text(spec.steps, [c.config for c in (pre_cell, *cells)])} → {out_dir}",
+                      soft_wrap=True)
         on_event = progress_printer(console, len(cells) + 1)
         if pre_status == "done":
             skip_finished(pre_cell, out_dir / "pretrain", on_event)
