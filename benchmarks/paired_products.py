@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from mtdqn.devices import use_cpu_cores
-
 ROWS, IN, OUT, STEPS = 128, 120, 84, 2_000
 
 
@@ -41,6 +39,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     rounds = parser.parse_args().rounds
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
+    from mtdqn.devices import use_cpu_cores  # JAX starts here, after the arguments are checked
+
     use_cpu_cores(1, threads=1)
     import jax
     import jax.numpy as jnp

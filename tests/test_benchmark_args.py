@@ -30,3 +30,10 @@ def test_throughput_refuses_bad_arguments_with_exit_2(argv, message):
     """They exited 1, an environment problem's status; bad input is 2, as argparse's own refusals."""
     out = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), *argv], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(message), out.stderr
+
+
+def test_paired_products_refuses_zero_rounds():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "paired_products.py"), "--rounds", "0"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "paired_products.py: error: --rounds must be at least 1"
