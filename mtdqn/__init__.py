@@ -10,7 +10,8 @@ names with underscores)::
     study = mtdqn.study("quick", "runs/quick-3", seeds=3)  # cells as Runs, the report's tables, report()
     best = mtdqn.tune("tune.toml", n_trials=8)         # Optuna search over train options; best, report
 
-- :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run`;
+- :func:`train`, :func:`finetune`, :func:`extend`, :func:`distill` return a :class:`Run` (``train`` with a
+  ``sweep``: a list of them);
   :func:`study` a :class:`Study`; :func:`tune` a :class:`~mtdqn.tune.run.TuneResult`; :func:`open_run` and :func:`open_study` open existing directories.
 - :func:`register_task` makes your own environment a task (or name it ``module:factory`` anywhere a task goes).
 - :func:`load_agent` loads a trained run's Q-network to act; :func:`play` (``mtdqn.play(run, task, gif=...)``)

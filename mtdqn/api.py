@@ -238,6 +238,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
         on_eval: called after each greedy evaluation during training with its env step and every evaluation
             row so far (``evals.parquet``'s rows); it may raise to stop the run, which stays resumable from its
             last checkpoint (`mtdqn tune`'s pruner does); not for the last step's, which the returned Run holds.
+            Single runs only: with ``sweep`` (a new one or a resumed sweep directory) it is refused.
         sweep: train every combination of these values x the seeds as one compiled program (`--sweep`):
             ``{"lr": [1e-4, 3e-4], "gamma": [0.98, 0.99]}`` or ``["lr=1e-4,3e-4", "gamma=0.98,0.99"]``; only
             :data:`mtdqn.sweepspec.SWEEPABLE` options, a task's weight (``"weight.Acrobot-v1"``) and the
@@ -247,14 +248,15 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             ``hidden``, ``strategy``, ``batch_size``, ...) and run options (``eval_every``,
             ``eval_episodes``, ``patience``, ``devices``, ...).
 
-    Returns the finished :class:`~mtdqn.results.Run`.  Raises ConfigError (one line, nothing written) on
-    bad input, and TrainingDiverged on a non-finite loss.
+    Returns the finished :class:`~mtdqn.results.Run` (with ``sweep``, a list of them, one per member).  Raises
+    ConfigError (one line, nothing written) on bad input, and TrainingDiverged on a non-finite loss or Q-value.
     """
     _check_paths(out=out)
     _check_driving(resume=resume, force=force, progress=progress, announce=announce)
     given = {k: v for k, v in (("tasks", tasks), ("steps", steps), ("seeds", seeds)) if v is not None}
     training, run_options = _checked({**given, **options}, TRAIN_OPTIONS, RUN_OPTIONS)
     swept = _sweep_of(sweep)
+    _check_no_eval_callback(swept, on_eval)
     resumed_devices = 0  # a resumed run's own device count
     if resume:
         if out is None:
@@ -268,6 +270,7 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
                 pass
         if is_sweep(Path(out)):
             cfg, swept = read_sweep(Path(out))
+            _check_no_eval_callback(swept, on_eval)
         else:
             RunDir(out).require_resumable()  # one line if out holds no run, or a student: before JAX starts
             cfg = RunDir(out).runnable_config()
@@ -302,6 +305,14 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
     result = train_run(cfg, Path(out), resume=resume, force=force, progress=progress, announce=announce,
                        on_eval=on_eval, warn_rounding=True, **run_options)
     return Run(result.out_dir)
+
+
+def _check_no_eval_callback(swept: Any, on_eval: OnEval | None) -> None:
+    """A sweep trains its members as one program, their evaluations together: ``on_eval`` was silently never
+    called there."""
+    if swept and on_eval is not None:
+        raise ConfigError("on_eval: observes a single run's evaluations, not a sweep's members (train the member "
+                          "alone, or read each member's evals.parquet after the sweep)")
 
 
 def _share_compiles() -> None:
@@ -348,13 +359,17 @@ def finetune(source: str | Path, tasks: Sequence[str] | str | None = None, out: 
 
     Args:
         source: the trained run (only read).
-        tasks: the tasks to learn; the network's shape comes from ``source``.
+        tasks: the tasks to learn; the network's shape comes from ``source``.  Default the CLI's
+            (CartPole-v1, Acrobot-v1), not ``source``'s: name them to fine-tune on its own tasks.
         out: the new run directory (default ``runs/finetune-<hash of what makes the run>``).
         freeze: ``none`` | ``trunk`` | ``bottom:K`` | ``trunk-until:STEPS``.
         trunk_lr: learning rate of the pretrained trunk layers that train (0: ``lr``).
         lora: train rank-``lora`` updates of the frozen trunk's dense layers instead (None: off).
         keep_heads: tasks ``source`` trained keep its adapters and heads.
+        force, progress, announce: as for :func:`train`.
         **options: train and run options, as for :func:`train`.
+
+    Returns the new run's :class:`~mtdqn.results.Run`; ConfigError (one line, nothing written) on bad input.
     """
     return _transfer("finetune", source, out, dict(freeze=freeze, trunk_lr=trunk_lr, lora=lora, keep_heads=keep_heads),
                      dict(force=force, progress=progress, announce=announce),
@@ -365,7 +380,8 @@ def extend(source: str | Path, add_tasks: Sequence[str] | str, out: str | Path |
            freeze: str = "none", trunk_lr: float = 0.0, force: bool = False, progress: bool = True,
            announce: Announce | None = None, **options: Any) -> Run:
     """Continue a trained run on its tasks plus ``add_tasks``, its heads kept (`mtdqn extend`); the summary's
-    ``transfer`` entry holds the old tasks' forgetting.  Arguments as for :func:`finetune`."""
+    ``transfer`` entry holds the old tasks' forgetting.  ``add_tasks``: task specs, a list or one string
+    (``"A,B"`` is two, as ``--add-tasks`` reads it); the other arguments and the return as for :func:`finetune`."""
     added = tuple(split_task_list(add_tasks)) if isinstance(add_tasks, str) else tuple(add_tasks) \
         if isinstance(add_tasks, (list, tuple)) else None  # a string as --add-tasks reads it: "A,B" is two tasks
     if added is None or not all(isinstance(t, str) for t in added):  # add_tasks=5: "'int' object is not iterable"
@@ -424,8 +440,15 @@ def distill(teachers: Sequence[str | Path], out: str | Path, *, force: bool = Fa
             **options: Any) -> Run:
     """Distil trained teacher runs into one shared-trunk student run (`mtdqn distill`, Rusu et al. 2016).
 
-    ``options``: `mtdqn distill`'s by their flat names (``steps``, ``lr``, ``loss``, ``hidden``, ...).  The
-    student is an ordinary run; ``run.json("distill")`` holds its comparison with the teachers.
+    Args:
+        teachers: one trained run's path or a list of them (only read); their tasks are the student's.
+        out: the student's run directory (required, as ``--out`` is).
+        force: overwrite a run directory that already holds a run.
+        progress: show a progress bar.
+        **options: `mtdqn distill`'s by their flat names (``steps``, ``lr``, ``loss``, ``hidden``, ...).
+
+    Returns the student's :class:`~mtdqn.results.Run`, an ordinary run; ``run.json("distill")`` holds its
+    comparison with the teachers.  ConfigError (one line, nothing written) on bad input.
     """
     _check_paths(out=out)
     _check_driving(force=force, progress=progress)
@@ -459,10 +482,15 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
             file (.toml), or a study table as a dict (the TOML's schema: ``tasks``, ``steps``, ``seeds``,
             ``options``, ``variants``, ``thresholds``, ...).
         out: the study directory (default ``runs/study-<name>``).
-        ray_address: run the cells as Ray tasks (``"local"``, ``"auto"`` or HOST:PORT); tasks registered
-            with :func:`mtdqn.register_task` exist only in this process (name them by import path instead).
+        ray_address: run the cells as Ray tasks (``"local"``, ``"auto"``, HOST:PORT or ``ray://HOST:PORT``);
+            tasks registered with :func:`mtdqn.register_task` exist only in this process (name them by import
+            path instead).
         devices: split each cell's seeds over this many local devices (0: as many as the seeds can use).
+        progress: print a line per cell and show each cell's progress bar.
         **overrides: top-level keys replacing the study's (``seeds``, ``steps``, ``eval_every``, ...).
+
+    Returns the :class:`~mtdqn.results.Study` (its cells, tables and report).  ConfigError (one line, nothing
+    written) on bad input; a cell that fails is recorded and reported (``Study.failed``), not raised.
     """
     from mtdqn.studies import build_spec, resolve_spec, run_study
     from mtdqn.studies.presets import GROUPS_PRESET, TRANSFER_PRESETS, study_seeds_and_tasks
@@ -560,7 +588,8 @@ def tune(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = N
         n_trials: how many trials the directory should hold in all (default the spec's ``trials``).
         confirm: then retrain the best configuration with this many fresh seeds (its score is unbiased by the
             selection of the best).
-        ray_address: run the trials as Ray tasks (``"local"``, ``"auto"`` or HOST:PORT).
+        ray_address: run the trials as Ray tasks (``"local"``, ``"auto"``, HOST:PORT or ``ray://HOST:PORT``).
+        progress: show each trial's progress bar.
         announce: called with a line as each trial starts and ends (e.g. ``print``).
         command: the command line the report names for ``--confirm`` (default: built from these arguments).
 

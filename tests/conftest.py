@@ -25,7 +25,7 @@ import jax  # noqa: E402
 
 # make test's second phase and make test-fast compile without XLA's optimization passes (the Makefile sets
 # JAX_DISABLE_MOST_OPTIMIZATIONS) and with XLA:CPU's older loop emitters, which compile the suite's programs
-# ~2.3x faster (measured on helpers.TINY: its chunk 10.0 -> 4.0 s, its evaluation 5.5 -> 1.9 s; make test-fast
+# ~2.5x faster (measured on helpers.TINY: its chunk 10.0 -> 4.0 s, its evaluation 5.5 -> 1.9 s; make test-fast
 # 2 min 38 s -> 1 min 51 s).  And each program's machine code generated in one piece, not split into modules
 # compiled on parallel threads: with two workers compiling on two cores, the threads only compete (helpers.TINY
 # and helpers.IMAGE initialized, trained one chunk and evaluated, in two processes at once, alternated, three

@@ -168,6 +168,8 @@ def test_resume_refuses_train_options_as_the_cli_does(tmp_path, capsys):
      "groups study 'groups': tasks: grouping needs at least 2 tasks, got 0"),  # it trained the default tasks
     (lambda tmp: mtdqn.extend(tmp / "src", add_tasks=5), "--add-tasks: expected a task name or a list of them, got 5"),
     (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], sweep=5, out=tmp / "s"), "sweep=: expected {option: values}"),
+    (lambda tmp: mtdqn.train(tasks=["CartPole-v1"], sweep={"lr": [1e-4, 3e-4]}, on_eval=print, out=tmp / "s"),
+     "on_eval: observes a single run's evaluations, not a sweep's members"),  # it was never called
 ])
 def test_a_python_callers_wrong_type_of_path_or_spec_is_one_line(tmp_path, call, expected):
     """A path, a spec or a steering keyword of the wrong type raised pathlib's or dict's TypeError from inside the
