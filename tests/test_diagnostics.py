@@ -114,3 +114,38 @@ def test_a_run_without_probes_writes_none_and_trains_the_same(run, tmp_path):
     for table in ("metrics.parquet", "evals.parquet", "grad_tasks.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(without.out_dir / table), pd.read_parquet(run.out_dir / table))
     assert without.summary["final_eval"] == run.summary["final_eval"]
+
+
+def test_minibatch_cosines_are_those_of_each_tasks_own_gradient(run, cosines):
+    """The probe's cosines against each task's shared-parameter gradient taken by plain ``jax.grad`` of that
+    task's loss through the whole network (not task_gradients' vmap over tasks, which the probe uses): a wrong
+    loss, task slice or flattening would still give 1 for one minibatch twice."""
+    import jax.numpy as jnp
+
+    from mtdqn.losses import q_taken, td_error_loss
+    from mtdqn.networks import q_values, split_shared
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.step import sample_batch, td_targets
+
+    agent = make_agent(TINY)
+    state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(7))
+
+    def shared_grads(key):  # (tasks, shared parameters): task i's own loss, differentiated alone
+        batch, d_t = sample_batch(agent, state, key)
+        targets = td_targets(agent, state, batch, d_t)
+
+        def loss(params, i):
+            q = q_values(agent.arch, params, batch.obs)[i]
+            return td_error_loss(q_taken(q, batch.action[i]), targets[i], agent.cfg.dqn.loss)
+
+        rows = [jax.grad(loss)(state.params, i) for i in range(agent.num_tasks)]
+        return np.stack([np.concatenate([np.ravel(x) for x in jax.tree.leaves(split_shared(agent.arch, g)[0])])
+                         for g in rows])
+
+    g1, g2 = shared_grads(key_a), shared_grads(key_b)
+    unit = lambda g: g / np.linalg.norm(g, axis=1, keepdims=True)  # noqa: E731
+    same, between = cosines(state, key_a, key_b)
+    np.testing.assert_allclose(np.asarray(same), np.sum(unit(g1) * unit(g2), axis=1), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(between), unit(g1) @ unit(g1).T, atol=1e-4)
+    assert jnp.all(jnp.abs(jnp.asarray(same)) < 0.999)  # two minibatches: not the trivial 1

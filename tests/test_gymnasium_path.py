@@ -195,7 +195,8 @@ def test_cartpole_learns_on_the_host(tmp_path):
     last = result.metrics["episode_return"].iloc[-1]  # mean training return of the last 2,400 steps
     greedy = result.summary["final_eval"]["gym:CartPole-v1"][0]
     assert result.summary["random_return"]["gym:CartPole-v1"] < 40
-    assert last > 100 and greedy > 100, (last, greedy)
+    # 200, not 100: an untrained network's greedy policy is a fixed controller, and some balance for 100 steps
+    assert greedy >= 200 and last > 100, (last, greedy)
 
 
 MINIGRID = ("gym:MiniGrid-LavaGapS7-v0:obs=image", "gym:MiniGrid-DistShift1-v0:obs=image")

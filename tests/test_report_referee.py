@@ -391,7 +391,12 @@ def test_learning_curves_draw_a_task_without_points():
                            "lo": [np.nan], "hi": [np.nan], "n": [1]})
     per_seed = pd.DataFrame({"variant": ["shared"], "task": ["CartPole-v1"], "seed": [0], "step": [500],
                              "value": [20.0]})
-    plots.learning_curves(curves, per_seed, ("CartPole-v1", "Acrobot-v1"), ("shared",), "return")
+    fig = plots.learning_curves(curves, per_seed, ("CartPole-v1", "Acrobot-v1"), ("shared",), "return")
+    titled = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert {"CartPole-v1", "Acrobot-v1"} <= set(titled), list(titled)
+    at_500 = {task: [ln.get_label() for ln in ax.get_lines() if list(ln.get_xdata()) == [500]]  # the one step
+              for task, ax in titled.items()}  # (a reference line spans the axes: x data [0, 1])
+    assert at_500["Acrobot-v1"] == [] and "shared" in at_500["CartPole-v1"], at_500  # an empty panel beside one
 
 
 def test_seeds_to_detect_is_the_least_n_whose_test_has_the_power():
