@@ -78,8 +78,13 @@ def distill_ce(q_student: jax.Array, q_teacher: jax.Array, action_mask: jax.Arra
 
 
 def distill_kl(q_student: jax.Array, q_teacher: jax.Array, action_mask: jax.Array, temperature: float) -> jax.Array:
-    """Mean KL(softmax(q_teacher / T) || softmax(q_student)) over the batch (Rusu et al.'s KL loss)."""
-    log_p_t = jax.nn.log_softmax(_masked_logits(jax.lax.stop_gradient(q_teacher) / temperature, action_mask), -1)
+    """Mean KL(softmax(q_teacher / T) || softmax(q_student)) over the batch (Rusu et al.'s KL loss).
+
+    The teacher's padded actions are -inf, not the student's finite -1e9: q / T is unbounded (Q-values of -100
+    at T = 1e-8 are -1e10), and a padded action above the real ones took the teacher's probability, zeroing
+    the task's loss and gradient.  Where ``action_mask`` is False the term is 0 (it has no gradient: the
+    teacher's side is constant)."""
+    log_p_t = jax.nn.log_softmax(masked_q(jax.lax.stop_gradient(q_teacher) / temperature, action_mask), -1)
     log_p_s = jax.nn.log_softmax(_masked_logits(q_student, action_mask), axis=-1)
     kl = jnp.sum(jnp.where(action_mask, jnp.exp(log_p_t) * (log_p_t - log_p_s), 0.0), axis=-1)
     return jnp.mean(kl)

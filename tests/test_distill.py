@@ -91,6 +91,18 @@ def test_distill_losses_against_hand_computed_values():
         assert np.all(np.isfinite(grad)) and grad[0, 2] == 0.0  # a padded action gets no gradient, never NaN
 
 
+def test_kl_at_a_tiny_temperature_keeps_the_teachers_real_actions():
+    """Q-values of -100 and -150 at T = 1e-8 are logits of -1e10 and -1.5e10, below the padded action's -1e9:
+    the padded action took the teacher's probability, and the loss and its gradient were 0."""
+    q_teacher = jnp.asarray([[-100.0, -150.0, 0.0]])
+    mask = jnp.asarray([True, True, False])
+    q_student = jnp.zeros((1, 3))
+    for temperature in (1e-2, 1e-8):  # the teacher puts all its probability on action 0: KL = log 2 from uniform
+        np.testing.assert_allclose(distill_kl(q_student, q_teacher, mask, temperature), np.log(2.0), rtol=1e-6)
+        grad = np.asarray(jax.grad(lambda q: distill_kl(q, q_teacher, mask, temperature))(q_student))
+        np.testing.assert_allclose(grad, [[-0.5, 0.5, 0.0]], atol=1e-6)
+
+
 def test_classification_report_against_hand_computed_values():
     # teacher (true) and student (predicted) actions over 6 states of a 4-action task; action 3 never occurs
     rep = classification_report([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 1], num_actions=4)

@@ -62,6 +62,20 @@ def test_coinciding_experts_give_finite_gradients_and_a_zero_direction():
     assert np.isfinite(np.asarray(grad)).all() and np.abs(np.asarray(grad)).max() > 0
 
 
+def test_a_tiny_expert_output_has_finite_gradients():
+    """An expert's output of norm 1e-13 (or 1e-14) passed the old floor of 1e-30 on its squared norm, and the
+    normalization's derivative, 0.5 |w|^-3, overflowed float32: an infinite gradient, then NaN parameters."""
+    v = jax.random.normal(jax.random.PRNGKey(3), (2, 4, 128))
+    probe = jax.random.normal(jax.random.PRNGKey(4), v.shape)
+    for scale in (1e-10, 1e-13, 1e-14):
+        tiny = v.at[0].multiply(scale / jnp.linalg.norm(v[0], axis=-1, keepdims=True))
+        grad = np.asarray(jax.jit(jax.grad(lambda x: jnp.sum(orthonormalize(x) * probe)))(tiny))
+        assert np.isfinite(grad).all(), scale
+        basis = np.asarray(orthonormalize(tiny))
+        assert np.isfinite(basis).all()
+        np.testing.assert_allclose(np.linalg.norm(basis[1], axis=-1), 1.0, rtol=1e-5)  # the other expert: unit
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("image", [False, True], ids=["vector", "image"])
 def test_moore_network_with_two_equal_experts_has_finite_gradients(image):

@@ -45,8 +45,11 @@ Where we differ from that code, and why:
   output, so the test is scale-free) contributes the zero vector, with zero
   gradient through its normalization (the "double where", so neither branch
   computes 1/0); every kept direction is normalized exactly.  The basis is
-  then orthonormal vectors plus zero vectors, and every gradient is finite and
-  bounded by about 1/(RESIDUAL_TOL |v|).
+  then orthonormal vectors plus zero vectors, and every gradient is finite,
+  bounded by about 1/(RESIDUAL_TOL |v|) (large for a tiny output).  Outputs whose
+  squared norm is below RESIDUAL_FLOOR count as zero: below ~3e-26 the
+  normalization's own derivative, 0.5 |w|^-3, overflows float32 (an output of
+  norm 1e-13 gave an infinite gradient with a floor of 1e-30).
 """
 
 from __future__ import annotations
@@ -54,12 +57,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RESIDUAL_TOL", "RMS_EPS", "orthonormalize", "mixing_weights", "mix_experts", "unit_rms", "weight_entropy",
+__all__ = ["RESIDUAL_TOL", "RESIDUAL_FLOOR", "RMS_EPS", "orthonormalize", "mixing_weights", "mix_experts", "unit_rms", "weight_entropy",
            "expert_cosines"]
 
 RESIDUAL_TOL = 1e-3
 """An expert's residual shorter than this fraction of its own output counts as inside the previous experts'
 span (float32 Gram–Schmidt leaves ~1e-7 relative residue for a coinciding expert)."""
+
+
+RESIDUAL_FLOOR = 1e-20
+"""The squared norm below which a residual is zero whatever its expert's scale (see the module)."""
 
 
 def orthonormalize(outputs: jax.Array) -> jax.Array:
@@ -72,7 +79,7 @@ def orthonormalize(outputs: jax.Array) -> jax.Array:
         for b in basis:
             w = w - jnp.sum(w * b, axis=-1, keepdims=True) * b
         sq = jnp.sum(w * w, axis=-1, keepdims=True)
-        keep = sq > jnp.maximum(RESIDUAL_TOL**2 * jnp.sum(v * v, axis=-1, keepdims=True), 1e-30)
+        keep = sq > jnp.maximum(RESIDUAL_TOL**2 * jnp.sum(v * v, axis=-1, keepdims=True), RESIDUAL_FLOOR)
         basis.append(jnp.where(keep, w * jax.lax.rsqrt(jnp.where(keep, sq, 1.0)), 0.0))
     return jnp.stack(basis)
 
