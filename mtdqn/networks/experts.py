@@ -57,8 +57,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RESIDUAL_TOL", "RESIDUAL_FLOOR", "RMS_EPS", "orthonormalize", "mixing_weights", "mix_experts", "unit_rms", "weight_entropy",
-           "expert_cosines"]
+__all__ = ["RESIDUAL_TOL", "RESIDUAL_FLOOR", "RMS_EPS", "orthonormalize", "mixing_weights", "mix_experts", "unit_rms",
+           "weight_entropy", "expert_cosines"]
 
 RESIDUAL_TOL = 1e-3
 """An expert's residual shorter than this fraction of its own output counts as inside the previous experts'
