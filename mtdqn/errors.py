@@ -14,8 +14,8 @@ import warnings
 
 __all__ = ["count", "ConfigError", "CorruptCheckpoint", "DamagedRun", "FolderBusy", "InsufficientResources",
            "InsufficientDisk", "TrainingDiverged", "SearchFailed", "CellsFailed", "MtdqnWarning", "FewUpdatesWarning",
-           "RoundedScheduleWarning", "OneStepEpisodesWarning", "LayoutChangedWarning", "Unwritable", "warn_user",
-           "check_number", "check_float32", "check_devices_asked", "check_path"]
+           "RoundedScheduleWarning", "OneStepEpisodesWarning", "LayoutChangedWarning", "UnfinishedEpisodesWarning",
+           "Unwritable", "warn_user", "check_number", "check_float32", "check_devices_asked", "check_path"]
 
 
 class ConfigError(ValueError):
@@ -91,6 +91,10 @@ class LayoutChangedWarning(MtdqnWarning):
 class FewUpdatesWarning(MtdqnWarning):
     """A valid budget that makes so few gradient updates the agent can hardly learn; the CLI prints it as
     ``warning: <message>``."""
+
+
+class UnfinishedEpisodesWarning(MtdqnWarning):
+    """Evaluation episodes of a Gymnasium env that no time limit ended within the evaluation's steps: NaN."""
 
 
 def count(n: int, noun: str) -> str:

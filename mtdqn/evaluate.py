@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtdqn.callables import callable_as_api
+from mtdqn.errors import UnfinishedEpisodesWarning, warn_user
 from mtdqn.tasks import reset_envs, step_envs
 from mtdqn.train.agent import Agent, policy_agent
 from mtdqn.train.step import act
@@ -72,7 +73,9 @@ def eval_seed(first_seed: int, stream: int) -> int:
     return first_seed + stream
 
 
-HOST_MAX_STEPS = 100_000  # cap on an evaluation episode of a Gymnasium env that sets no time limit
+HOST_MAX_STEPS = 100_000
+"""The steps an evaluation of Gymnasium tasks runs at least (their own time limits, where longer, extend it): an
+env that sets no limit and never ends its episode is stopped there, and that episode's returns are NaN."""
 
 
 def key_halves(key: jax.Array) -> jax.Array:
@@ -185,7 +188,8 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
         total = np.zeros(obs.shape[:3], np.float64)
         discounted = np.zeros(obs.shape[:3], np.float64)
         alive = np.ones(obs.shape[:3], bool)
-        for t in range(HOST_MAX_STEPS):  # time limits end episodes themselves
+        horizon = max([HOST_MAX_STEPS, *(t.max_episode_steps for t in agent.task_set.tasks)])
+        for t in range(horizon):  # time limits end episodes themselves
             if not alive.any():
                 break
             actions = np.asarray(_act_all(agent, params, obs, k_run, jnp.int32(t), jnp.float32(eps)))
@@ -197,6 +201,13 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
             obs = out.obs
     finally:
         envs.close()
+    if alive.any():  # a partial return counted as an episode's read as one (an endless env scored 100,000)
+        unfinished = alive.sum(axis=(0, 2))
+        names = ", ".join(f"{name} {n} of {alive.shape[0] * alive.shape[2]}"
+                          for name, n in zip(agent.task_set.names, unfinished) if n)
+        warn_user(f"evaluation episodes that did not end within {horizon:,} steps (no time limit ended them): "
+                  f"{names}; their returns are NaN", UnfinishedEpisodesWarning)
+        total[alive], discounted[alive] = np.nan, np.nan
     return EpisodeReturns(total.astype(np.float32), discounted.astype(np.float32))
 
 

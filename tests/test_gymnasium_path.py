@@ -234,3 +234,38 @@ def test_gym_minigrid_trains_a_few_chunks_with_n_step_targets(tmp_path):
     assert np.isfinite(result.metrics["loss"]).all()
     for spec in MINIGRID:
         assert 0.0 <= result.summary["final_eval"][spec][0] <= 1.0
+
+
+def test_an_evaluation_episode_no_limit_ends_is_nan_and_warned(monkeypatch):
+    """A Gymnasium env without a time limit whose episode never ends was cut at HOST_MAX_STEPS and its partial
+    return reported as an episode's (100,000 in final_eval); now NaN, with a warning naming the task."""
+    import gymnasium as gym
+
+    import mtdqn.evaluate as evaluate
+    from mtdqn.errors import UnfinishedEpisodesWarning
+    from mtdqn.train.agent import make_agent
+    from mtdqn.train.host_loop import init_host_state
+    from mtdqn.train.loop import seed_keys
+
+    class Endless(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, np.float32), 1.0, False, False, {}
+
+    gym.register("MtdqnTest/Endless-v0", entry_point=Endless)
+    try:
+        agent = make_agent(TrainConfig(tasks=("gym:MtdqnTest/Endless-v0",), seeds=1, num_envs=1))
+        params = jax.vmap(lambda k: init_host_state(agent, k).params)(seed_keys([0]))
+        monkeypatch.setattr(evaluate, "HOST_MAX_STEPS", 50)
+        with pytest.warns(UnfinishedEpisodesWarning, match=r"did not end within 50 steps .*: "
+                          r"gym:MtdqnTest/Endless-v0 2 of 2; their returns are NaN"):
+            returns = evaluate.evaluate_params(agent, params, 0, 2)
+    finally:
+        gym.registry.pop("MtdqnTest/Endless-v0", None)
+    assert np.isnan(returns.total).all() and np.isnan(returns.discounted).all()
