@@ -258,6 +258,22 @@ def test_early_stopping_keeps_each_seeds_best():
     np.testing.assert_array_equal(es.best_params["w"], [[2, 2, 2], [1, 1, 1]])
 
 
+def test_the_validation_score_weighs_tasks_by_their_anchors():
+    """Random to reference is worth 1 on every task with fixed anchors: with max(|random|, 1) as the unit, a
+    network that learned CartPole alone (480, the others at random) scored 7.02 and beat one that solved all
+    three (450, -100, -110) at 6.97; a task without anchors keeps max(|random|, 1)."""
+    from mtdqn.train.early_stop import seed_scores, task_scale
+
+    tasks = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+    random = {"CartPole-v1": 22.0, "Acrobot-v1": -499.0, "MountainCar-v0": -200.0}  # the run's own measure
+    rows = [{"seed": 0, "task": t, "return_mean": r} for t, r in zip(tasks, (480.0, -499.0, -200.0))] + [
+        {"seed": 1, "task": t, "return_mean": r} for t, r in zip(tasks, (450.0, -100.0, -110.0))]
+    cartpole_alone, all_three = seed_scores(rows, tasks, [0, 1], random)
+    assert all_three > 0.95 > cartpole_alone, (cartpole_alone, all_three)
+    assert task_scale("CartPole-v1", 22.0) == pytest.approx(500 - 21.8, abs=0.1)  # taskfacts' anchors
+    assert task_scale("Breakout-MinAtar", 0.5) == 1.0 and task_scale("Breakout-MinAtar", -7.0) == 7.0
+
+
 @pytest.mark.slow
 def test_early_stopping_restores_the_best_checkpoint(source, tmp_path):
     base = dataclasses.replace(TINY, tasks=("CartPole-v1",), steps=6000, log_every=400)

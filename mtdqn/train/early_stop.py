@@ -11,9 +11,15 @@ target parameters) are replaced by its best, so the run's final checkpoint,
 
 Validation: the periodic evaluations (``EvalStream.DURING_TRAINING``, their
 own episode starts).  A seed's score is the mean over tasks of
-``(return - random) / max(|random|, 1)``, the random policy's return measured
-on the run's random-policy stream, so tasks of different scales count alike
-(a single task: its return, shifted and scaled, the same ranking).  A run
+``(return - random) / scale``, the random policy's return measured on the
+run's random-policy stream, and ``scale`` the task's fixed anchors' reference
+- random (:mod:`mtdqn.analysis.anchors`, the report's normalization), so going
+from random to the reference is worth 1 on every task; a task without usable
+anchors (MinAtar, a custom env) takes ``max(|random|, 1)``.  (With that scale
+on every task, going from random to the reference was worth 22 on CartPole and
+0.45 on MountainCar: a network that learned CartPole alone outscored one that
+solved all three tasks.)  A single task: its return, shifted and scaled, the
+same ranking.  A run
 that trains to its end is evaluated on the same starts at its last step too:
 its final parameters are a candidate (without that, a run that improved to
 the end restored its next-to-last evaluation's parameters: a walk-through's
@@ -42,15 +48,17 @@ from typing import Any
 import jax
 import numpy as np
 
+from mtdqn.analysis.anchors import lookup, usable
 from mtdqn.config import first_update_iteration
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.train.agent import Agent
 
-__all__ = ["EarlyStopping", "seed_scores", "discounted_sums"]
+__all__ = ["EarlyStopping", "seed_scores", "task_scale", "discounted_sums"]
 
 NORMALIZED, DISCOUNTED_SUM = "normalized", "discounted-sum"  # the two rules: --patience's, --keep-best's
-_RULE_TEXT = {NORMALIZED: "mean over tasks of (return - random) / max(|random|, 1), periodic greedy evaluations "
-                          "and one at the last step",
+_RULE_TEXT = {NORMALIZED: "mean over tasks of (return - random) / (reference - random) with the report's fixed "
+                          "anchors (max(|random|, 1) for a task without), periodic greedy evaluations and one at "
+                          "the last step",
               DISCOUNTED_SUM: "sum over tasks of the discounted greedy return (each task's gamma), periodic greedy "
                               "evaluations and one at the last step; ties to the later (D'Eramo et al. 2020's "
                               "--save-shared)"}
@@ -60,8 +68,17 @@ def seed_scores(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[
                 random: dict[str, float]) -> np.ndarray:
     """(seeds,) validation scores of one evaluation's rows (``evals.parquet`` rows of one step)."""
     by = {(r["seed"], r["task"]): r["return_mean"] for r in rows}
-    scale = {t: max(abs(random[t]), 1.0) for t in names}
+    scale = {t: task_scale(t, random[t]) for t in names}
     return np.array([np.mean([(by[(s, t)] - random[t]) / scale[t] for t in names]) for s in seeds])
+
+
+def task_scale(task: str, random: float) -> float:
+    """A task's unit in the validation score (see the module): its fixed anchors' reference - random where the
+    report can normalize it, else ``max(|random|, 1)``."""
+    anchors = lookup(task)
+    if anchors is not None and not usable(task, anchors):
+        return anchors.reference - anchors.random
+    return max(abs(random), 1.0)
 
 
 def discounted_sums(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int]) -> np.ndarray:
