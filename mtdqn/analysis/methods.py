@@ -271,7 +271,8 @@ USED_IN_TRAINING = ("analysis/stats.py", "analysis/curves.py", "analysis/cka.py"
                     "analysis/anchors.py", "analysis/groups.py", "analysis/group_scores.py")
 """The analysis modules code outside the reports runs (and those they import): the CKA a run writes
 (``diagnostics``: cka), a tune's pruning objective (stats, curves, anchors, ranges), early stopping's validation
-score (anchors), a groups study's choice of partitions (groups, group_scores).  tests/test_imports.py keeps the list complete."""
+score (anchors), a groups study's choice of partitions (groups, group_scores).  tests/test_imports.py keeps the
+list complete."""
 
 
 def _code_change(revisions: list[str]) -> str:

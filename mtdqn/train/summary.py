@@ -22,7 +22,7 @@ from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.finetune import transfer_summary
 from mtdqn.networks import count_params, describe_architecture
 from mtdqn.io import read_json
-from mtdqn.rundir import (FINAL_SCORE_EVALS, METRIC_SCHEMA, RUN_SUMMARY, RunDir, Tables, eval_rows,
+from mtdqn.rundir import (METRIC_SCHEMA, RUN_SUMMARY, RunDir, Tables, eval_rows,
                           final_score_rule, final_score_steps, final_scores, table_frame, write_tensorboard)
 from mtdqn.runoptions import RunOptions
 from mtdqn.strategies import SCOPE
@@ -145,7 +145,7 @@ def _summarize(trainer: Trainer, options: RunOptions, schedule: Schedule, traine
         "final_score": final_scores(evals, names, agent.seeds, final_steps),
         "final_score_discounted": final_scores(evals, names, agent.seeds, final_steps, "discounted_mean"),
         "final_score_rule": rule,
-        "final_score_evals": FINAL_SCORE_EVALS if rule == "mean-of-last-evals" else 1,
+        "final_score_evals": len(final_steps),  # how many it averages (it said 3, the cap, of a run that had 1)
         "final_score_steps": final_steps,
         "gamma": agent.cfg.dqn.gamma,
         "task_gamma": dict(zip(names, agent.gammas)),
