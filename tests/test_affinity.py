@@ -103,6 +103,31 @@ def test_the_updates_affinity_on_a_real_network(sharing):
     np.testing.assert_allclose(z, first_order, rtol=0.05, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_the_lookahead_steps_at_lr_not_the_decayed_rate():
+    """Under the default linear --lr-schedule the lookahead took the update's decayed rate, so the average over
+    training weighted early measurements more (78% of the weight in the first half): at the last update the
+    measurement is now a step of --lr, as at the first."""
+    agent = make_agent(SMALL)
+    assert agent.cfg.dqn.lr_schedule == "linear"
+    state = filled_state(agent)
+    late = state.replace(updates=jnp.asarray(agent.hypers.lr_decay_updates, state.updates.dtype) - 1)
+
+    @jax.jit
+    def both(state):
+        batch = replay_sample(state.replay, jax.random.PRNGKey(3), agent.cfg.dqn.batch_size)
+        targets = step.td_targets(agent, state, batch)
+        _, _, g_shared, _ = step.task_gradients(agent, state.params, batch, targets)
+        measured = step._affinity_metrics(agent, state, batch, targets, g_shared, jax.random.PRNGKey(0), True,
+                                          agent.hypers)["affinity"]
+        at_lr = step.task_affinity(agent, state.params, batch, targets, g_shared, agent.hypers.lr)
+        return measured, at_lr
+
+    measured, at_lr = both(late)
+    np.testing.assert_array_equal(np.asarray(measured), np.asarray(at_lr))
+    assert (np.diag(np.asarray(measured)) > 0).all()  # a step of --lr, not of a rate near 0
+
+
 def test_measurements_are_the_first_update_and_every_nth_after():
     d = derive(TINY)
     first, every = first_update_iteration(d), d.train_every_iters

@@ -63,7 +63,8 @@ def _check_affinity(affinity: np.ndarray) -> np.ndarray:
 def task_scores(affinity: np.ndarray, partition: Partition) -> np.ndarray:
     """Per task (tasks,): the mean affinity its group-mates give it, mean_{j in G(i), j != i} Z[j, i] (row: the
     task whose step is taken, column: the task whose loss changes); 0 for a task alone.  The diagonal (a task's
-    own step) plays no part."""
+    own step) plays no part.  (TAG's selection code scores a task in no group but its own -1e6, since it picks
+    networks that may overlap; over partitions that would leave only all-together for 3 tasks, so 0 here.)"""
     z = _check_affinity(affinity)
     scores = np.zeros(z.shape[0])
     for group in partition:
@@ -93,7 +94,8 @@ def _check_tasks(n: int) -> None:
 
 def ranked(affinity: np.ndarray) -> list[tuple[Partition, float]]:
     """Every partition of the matrix's tasks with its score, best first; equal scores keep the enumeration
-    order (fewer, earlier-opened groups first), so the ranking is deterministic."""
+    order of :func:`partitions` (each task joining the groups opened so far before opening its own: not fewer
+    groups first, {0,1}|{2}|{3} comes before {0,2,3}|{1}), so the ranking is deterministic."""
     z = _check_affinity(affinity)
     _check_tasks(z.shape[0])
     scored = [(p, partition_score(z, p)) for p in partitions(z.shape[0])]

@@ -10,13 +10,16 @@ would raise it.  Z <= 1 always (a loss is never negative), and for a small
 enough step Z_{i->i} > 0 (a gradient step lowers its own loss).  Only the
 shared parameters theta_s move; each task keeps its own (adapters, heads).
 
-The lookahead is TAG's plain SGD step theta_s - eta * g_i, with eta the
-learning rate of the update it is measured at, also when the run trains with
-Adam (whose actual step is not eta * g): the measure compares tasks through
-their gradients on one minibatch, not through the optimizer's moments.  For a
-small step Z_{i->j} ~ eta * <g_i, g_j> / L_j, so its size follows eta (a
-linear --lr-schedule shrinks it towards the end of the run) and the loss
-scale; its sign and the ordering of pairs are what carries over.
+The lookahead is TAG's plain SGD step theta_s - eta * g_i, with eta the run's
+``--lr``, also when the run trains with Adam (whose actual step is not
+eta * g): the measure compares tasks through their gradients on one minibatch,
+not through the optimizer's moments.  For a small step Z_{i->j} ~ eta *
+<g_i, g_j> / L_j, so its size follows eta and the loss scale.  eta is the
+base rate, not a --lr-schedule's decayed one: with the decayed rate every
+measurement was weighted by it in the average over training (the first half
+of a linear schedule carried 78% of the weight), which could choose another
+partition than equal weights do; TAG's own code divides each measurement by
+its rate.  (Dividing by a rate near 0 would magnify float32 rounding instead.)
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from mtdqn.replay import Transition, replay_add, replay_sample, replay_sample_n_
 from mtdqn.strategies.base import StrategyHypers, task_gram, tree_weighted_sum
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
-from mtdqn.train.agent import Agent, TrainState, learning_rate
+from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.hypers import Hypers
 from mtdqn.value_norm import popart_step, unnormalize
 
@@ -173,12 +173,13 @@ def task_affinity(agent: Agent, params: Any, batch: Transition, targets: jax.Arr
 
 def _affinity_metrics(agent: Agent, state: TrainState, batch: Transition, targets: jax.Array, g_trained: Any,
                       dropout_key: jax.Array, measure: jax.Array | bool, hp: Hypers) -> dict[str, jax.Array]:
-    """The update's affinity measurement when ``measure`` (zeros else), with the rate this update applies.
+    """The update's affinity measurement when ``measure`` (zeros else), its lookahead a step of ``--lr`` itself
+    (:mod:`mtdqn.train.affinity`: not the schedule's decayed rate).
 
     ``measure`` is un-batched over seeds (:func:`mtdqn.train.affinity.measures_affinity`), so the
     ``lax.cond`` stays a branch under vmap: an update that does not measure skips the forward passes.
     Frozen shared leaves have a zero gradient here, so they do not move in the lookahead either."""
-    lr = learning_rate(agent.cfg, hp.lr, hp.lr_decay_updates)(state.updates)  # --lr's schedule, this update
+    lr = hp.lr
     t = agent.num_tasks
     z = jax.lax.cond(measure, lambda: task_affinity(agent, state.params, batch, targets, g_trained, lr, dropout_key,
                                                     hp),
