@@ -307,6 +307,31 @@ def test_a_tune_directory_keeps_its_storage(tmp_path):
         mtdqn.tune(SMALL, out, storage=f"sqlite:///{tmp_path / 'other.db'}", progress=False)
 
 
+def test_a_folder_whose_tune_json_is_gone_keeps_its_own_search(tmp_path, monkeypatch):
+    """Its own tune.db is the folder's alone: another spec is refused before anything is written (tune.json was
+    rewritten with it first, after which both specs were refused), and its own spec goes on with the search's
+    stored id (it was refused as "another tune folder", the folder itself).  Nothing trains here."""
+    import mtdqn.tune.run
+
+    monkeypatch.setattr(mtdqn.tune.run, "run_batched_search", lambda *args, **kwargs: None)
+    out = tmp_path / "tune"
+    mtdqn.tune(SMALL, out, progress=False)
+    stored = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'tune.db'}").user_attrs
+    (out / "tune.json").unlink()
+    with pytest.raises(ConfigError, match=r"^the storage holds a study 'small' of another spec"):
+        mtdqn.tune({**SMALL, "steps": 2000}, out, progress=False)
+    assert not (out / "tune.json").exists()
+    mtdqn.tune(SMALL, out, progress=False)
+    assert read_search_id(out) == stored[search.SEARCH_ID]
+
+
+def test_task_names_are_stripped_as_the_run_strips_them():
+    """" Acrobot-v1" stayed in the spec while the run named it "Acrobot-v1": the pruner's objective found no
+    evaluation row of it, reported NaN, and every trial was pruned."""
+    spec = build_tune_spec({**SMALL, "tasks": ["CartPole-v1", " Acrobot-v1 "]}, "s", "s")
+    assert spec.tasks == ("CartPole-v1", "Acrobot-v1")
+
+
 def test_two_tune_folders_cannot_share_one_storages_study(tmp_path, monkeypatch):
     """A second folder on a --storage whose study is a first folder's search is refused before anything is
     written: it took the first's trials as its own (listed without their runs, a killed one resumed into the
@@ -949,6 +974,27 @@ def test_a_batch_that_diverges_trains_its_trials_alone(tmp_path, monkeypatch):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [t.user_attrs["batch"] for t in study.trials] == ["", ""]
     assert not (out / "batches" / "batch-0000").exists()
+
+
+def test_a_kill_while_a_given_up_batch_retrains_does_not_undo_its_pruned_trials(tmp_path, monkeypatch):
+    """A diverged batch's trials train again one by one; one the pruner had stopped was told so only in its
+    turn, so a kill before it left it running, and the rerun trained it from scratch (the pruner deciding again).
+    Now it is told first: the kill, here in trial 0's retraining, finds trial 1 already pruned."""
+    spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    for _ in range(2):
+        ask(spec, study).set_user_attr(batches.BATCH_ATTR, "batch-0000")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batches, "_alone", killed)
+    with pytest.raises(KeyboardInterrupt):
+        batches._each_alone(spec, study, tmp_path, tmp_path / "batches" / "batch-0000", [0, 1], {1: 500},
+                            {0: {500}, 1: {500}}, False, lambda line: None)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED]
+    assert study.trials[0].user_attrs[batches.BATCH_ATTR] == ""  # resumed alone after the kill
 
 
 @pytest.mark.slow

@@ -203,17 +203,21 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
 
 def _each_alone(spec: TuneSpec, study: optuna.Study, out: Path, where: Path, running: list[int],
                 pruned: dict[int, int], reported: dict[int, set[int]], progress: bool, announce: Announce) -> None:
-    """A batch given up on: its trials trained again one by one (those the pruner had stopped told so), no
-    longer in a batch, so that a kill meanwhile resumes them alone."""
+    """A batch given up on: its trials trained again one by one, no longer in a batch, so that a kill meanwhile
+    resumes them alone.  Those the pruner had stopped are told so first, before any trains: told in their turn,
+    a kill before it left them running, and the rerun trained them again from scratch, where the pruner could
+    decide otherwise (what the batch's pruned_at record exists to prevent)."""
     for n in running:
-        live_trial(study, n).set_user_attr(BATCH_ATTR, "")
+        if n in pruned:
+            _tell(study, n, Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}"), announce)
+    for n in running:
+        if n not in pruned:  # (a finished trial takes no attribute)
+            live_trial(study, n).set_user_attr(BATCH_ATTR, "")
     for path in (where, *(trial_dir(out, n) for n in running)):
         if path.exists():
             shutil.rmtree(path)
     for n in running:
-        if n in pruned:
-            _tell(study, n, Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}"), announce)
-        else:
+        if n not in pruned:
             _alone(spec, study, out, n, reported[n], progress, announce)
 
 

@@ -33,8 +33,8 @@ from mtdqn.tune.batches import run_batched_search, running_batches
 from mtdqn.tune.report import build_tune_report, seed_scores
 from mtdqn.tune.search import (
     SEARCH_ID, TUNE_RECORD, best_trial, check_same_search, check_storage_holds_this_search, confirm_best,
-    check_trials_have_their_study, default_storage, finished_count, open_search, open_storage, read_search_id,
-    storage_url, write_record,
+    check_trials_have_their_study, default_storage, finished_count, open_search, open_storage, own_storage_search,
+    read_search_id, storage_url, write_record,
 )
 from mtdqn.studies.spec import agent_error
 from mtdqn.tune.spec import TuneSpec, schedule_note
@@ -180,7 +180,11 @@ def run_tune(spec: TuneSpec, out: Path, *, storage: str | None = None, trials: i
         check_storage_holds_this_search(opened, storage, spec, out, search_id)
     else:  # the folder's own tune.db (opening a missing one would make it): its study, where trials have runs
         own = default_storage(out)
-        check_trials_have_their_study(open_storage(own) if (out / "tune.db").is_file() else None, own, spec, out)
+        own_db = open_storage(own) if (out / "tune.db").is_file() else None
+        check_trials_have_their_study(own_db, own, spec, out)
+        stored_id = own_storage_search(own_db, spec) if own_db is not None else None  # another spec's: refused
+        if search_id is None and stored_id is not None:  # its tune.json gone: the folder's search all the same
+            record[SEARCH_ID] = stored_id
     note = schedule_note(spec)
     if note:  # the trials round the budget or the cadence to whole logging windows
         warn_user(note, RoundedScheduleWarning)

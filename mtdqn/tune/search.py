@@ -50,8 +50,8 @@ from mtdqn.tune.objective import objective_of_run, objective_so_far, reduce
 from mtdqn.tune.spec import TuneSpec
 
 __all__ = ["Outcome", "default_storage", "open_storage", "TUNE_RECORD", "SEARCH_ID", "FOLDER", "read_search_id",
-           "check_storage_holds_this_search", "open_search", "ask", "live_trial", "trial_params", "execute",
-           "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
+           "own_storage_search", "check_storage_holds_this_search", "open_search", "ask", "live_trial", "trial_params",
+           "execute", "record_options", "report_and_prune", "failure", "scored", "train_or_resume", "trial_dir",
            "check_reusable", "drive", "tell", "outcome_line", "running_trials", "finished_count", "best_trial",
            "confirm_dir", "confirmed_trial", "confirm_best", "check_same_search", "write_record", "FINISHED"]
 
@@ -202,6 +202,23 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
     raise ConfigError(f"{where} is the search of another tune folder{copy}, "
                       f"{recorded or 'one made before folders were recorded'}, where its trials' runs are; rerun "
                       "that folder, or give this spec another name (or another --storage)")
+
+
+def own_storage_search(storage: optuna.storages.BaseStorage, spec: TuneSpec) -> str | None:
+    """The search id a tune folder's own tune.db stores with the spec's study (None: no such study, or one
+    stored before ids), read before anything is written: a study there of another spec is refused now, where
+    :func:`open_search` refused it only after the folder's tune.json had been rewritten with the other spec (a
+    folder whose tune.json was gone then refused both specs).  That database is the folder's alone, so its id is
+    the folder's own where tune.json is gone."""
+    try:
+        study_id = storage.get_study_id_from_name(spec.name)
+    except KeyError:
+        return None
+    attrs = storage.get_study_user_attrs(study_id)
+    if attrs.get("spec") not in (None, _search(spec.record())):
+        raise _other_spec_error(spec)
+    owner = attrs.get(SEARCH_ID)
+    return owner if isinstance(owner, str) else None
 
 
 def check_trials_have_their_study(storage: optuna.storages.BaseStorage | None, url: str, spec: TuneSpec,
