@@ -335,7 +335,7 @@ def _tasks(value: Any, source: str) -> tuple[str, ...]:
         check_task_names(tasks)
     except ConfigError as exc:
         raise ConfigError(f"{source}: tasks: {exc}") from None
-    return tuple(t.strip() for t in tasks)  # as the run names them: the pruner's objective found " Acrobot-v1" in no row
+    return tuple(t.strip() for t in tasks)  # as the run names them: " Acrobot-v1" matched no evaluation row
 
 
 def _int(raw: dict[str, Any], key: str, source: str, default: int, minimum: int = 0) -> int:
