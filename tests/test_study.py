@@ -648,3 +648,14 @@ def test_a_ray_studys_devices_beyond_its_seeds_are_refused_here():
     with pytest.raises(ConfigError, match=r"^--devices 3: more devices than seeds \(2\)$"):
         check_devices(2, 3, local=False)
     check_devices(2, 2, local=False)  # its workers' devices are theirs to check
+
+
+def test_a_studys_task_names_are_stripped_as_its_runs_name_them():
+    """" Acrobot-v1" stayed in the spec (and its thresholds' keys) while each run named the task "Acrobot-v1"."""
+    from mtdqn.studies import build_spec
+
+    spec = build_spec({"tasks": ["CartPole-v1", " Acrobot-v1 "], "steps": 1000, "seeds": 1,
+                       "variants": {"shared": {"sharing": "shared"}},
+                       "thresholds": {"Acrobot-v1": -100}}, "s.toml", "s")
+    assert spec.tasks == ("CartPole-v1", "Acrobot-v1")
+    assert {c.config.tasks for c in cell_configs(spec)} == {("CartPole-v1", "Acrobot-v1")}

@@ -232,6 +232,7 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
         raise ConfigError(f"{source}: tasks: expected a list of task names (see `mtdqn tasks`), got {tasks!r}")
     if not tasks:
         raise ConfigError(f"{source}: tasks: empty grid: a study needs at least one task")
+    tasks = [t.strip() for t in tasks]  # as the runs name them (their summaries, the report's rows)
     steps = _int(raw, "steps", None, source, 1)
     seeds = _int(raw, "seeds", None, source, 1)
     seed = _int(raw, "seed", 0, source, 0)
