@@ -513,9 +513,13 @@ def test_the_study_warns_of_its_rounding_before_it_writes(tmp_path: Path) -> Non
     assert not (tmp_path / "study").exists()
 
 
-def test_presets() -> None:
+def test_presets(monkeypatch) -> None:
+    """Every preset's variants are valid runs.  Whether this machine has the memory for the minatar preset's 3
+    seeds (16.5 GB) is not the preset's validity: with a study stopped beside the suite it had 16.4 GB free."""
     from mtdqn.config import derive
     from mtdqn.studies.spec import variant_config
+
+    monkeypatch.setenv("MTDQN_SKIP_MEMORY_CHECK", "1")
 
     quick = resolve_spec("quick")
     assert list(quick.variants) == ["independent", "shared"] and quick.seeds == 2
