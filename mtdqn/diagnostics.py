@@ -30,10 +30,13 @@ of the curves it is read against.
   once minibatch noise is in them.  The between-task cosines on the first
   minibatch of each pair, same parameters and moment, sit beside it.  Both
   are averaged over :data:`PROBE_PAIRS` pairs (one pair alone swings by
-  +-0.5 on a trained agent).  A between-task cosine is "conflict" beyond
-  noise only if it is clearly below the null.  Each row also holds the share
+  +-0.5 on a trained agent).  Minibatch noise shrinks a between-task cosine
+  towards 0 (by about sqrt(null_a * null_b)) but cannot flip its expected sign:
+  so a between-task cosine below the nulls means noisier or less aligned
+  gradients, not opposed ones; only a mean below 0 is net conflict.  Each row also holds the share
   of the pairs whose cosine is negative (``negative``): for a same-task row,
-  the noise baseline of the conflict fraction.
+  the noise baseline of the conflict fraction.  The probe's gradients are the whole network's, without
+  dropout: with ``--dropout`` the training-time cosines (with masks) are noisier, nearer 0, than this null.
 """
 
 from __future__ import annotations
