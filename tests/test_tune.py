@@ -995,6 +995,16 @@ def test_a_kill_while_a_given_up_batch_retrains_does_not_undo_its_pruned_trials(
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED]
     assert study.trials[0].user_attrs[batches.BATCH_ATTR] == ""  # resumed alone after the kill
+    # killed earlier, once both left the batch but before trial 3 was told: the rerun tells it, trains only 2
+    for _ in range(2):
+        ask(spec, study).set_user_attr(batches.BATCH_ATTR, "")
+    live_trial(study, 3).set_user_attr(batches.PRUNED_AT_ATTR, 500)
+    trained = []
+    monkeypatch.setattr(batches, "_alone", lambda spec, study, out, n, *rest: trained.append(n) or tell(
+        study, n, search.Outcome(optuna.trial.TrialState.FAIL, note="stub")))
+    batches.run_batched_search(spec, study, tmp_path, 4, False, lambda line: None)
+    assert sorted(trained) == [0, 2] and study.trials[3].state == optuna.trial.TrialState.PRUNED
+    assert study.trials[3].user_attrs["note"] == "pruned at step 500"
 
 
 @pytest.mark.slow

@@ -101,6 +101,9 @@ def run_batched_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: i
         if frozen.number in resumed:
             continue
         name = frozen.user_attrs.get(BATCH_ATTR)
+        if not name and PRUNED_AT_ATTR in frozen.user_attrs:  # of a given-up batch, killed before it was told
+            _tell(study, frozen.number, _pruned_alone(int(frozen.user_attrs[PRUNED_AT_ATTR])), announce)
+            continue
         if not name:
             announce(f"trial {frozen.number}: resuming")
             _alone(spec, study, out, frozen.number, set(frozen.intermediate_values), progress, announce)
@@ -204,21 +207,26 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
 def _each_alone(spec: TuneSpec, study: optuna.Study, out: Path, where: Path, running: list[int],
                 pruned: dict[int, int], reported: dict[int, set[int]], progress: bool, announce: Announce) -> None:
     """A batch given up on: its trials trained again one by one, no longer in a batch, so that a kill meanwhile
-    resumes them alone.  Those the pruner had stopped are told so first, before any trains: told in their turn,
-    a kill before it left them running, and the rerun trained them again from scratch, where the pruner could
-    decide otherwise (what the batch's pruned_at record exists to prevent)."""
+    resumes them alone.  Those the pruner had stopped are told so before any trains (told in their turn, a kill
+    before it left them running, and the rerun trained them again from scratch, where the pruner could decide
+    otherwise); a kill before that leaves them running with their ``pruned_at`` and no batch, which the rerun
+    tells (:func:`run_batched_search`)."""
+    for n in running:  # first: a trial still in the batch would be told as its told siblings were
+        live_trial(study, n).set_user_attr(BATCH_ATTR, "")
     for n in running:
         if n in pruned:
-            _tell(study, n, Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}"), announce)
-    for n in running:
-        if n not in pruned:  # (a finished trial takes no attribute)
-            live_trial(study, n).set_user_attr(BATCH_ATTR, "")
+            _tell(study, n, _pruned_alone(pruned[n]), announce)
     for path in (where, *(trial_dir(out, n) for n in running)):
         if path.exists():
             shutil.rmtree(path)
     for n in running:
         if n not in pruned:
             _alone(spec, study, out, n, reported[n], progress, announce)
+
+
+def _pruned_alone(step: int) -> Outcome:
+    """How a trial of a given-up batch that the pruner had stopped ended (:func:`_each_alone`)."""
+    return Outcome(PRUNED, note=f"pruned at step {step:,}")
 
 
 def _tell(study: optuna.Study, number: int, outcome: Outcome, announce: Announce) -> None:
