@@ -47,10 +47,12 @@ STEP_KEYS_HELD = 1 << 22
 
 class EpisodeReturns(NamedTuple):
     """Unscaled first-episode returns, each (..., episodes): the sum of rewards, and sum_t gamma^t r_t with
-    each task's gamma (the metric D'Eramo et al. 2020 report)."""
+    each task's gamma (the metric D'Eramo et al. 2020 report); ``unfinished``: the episodes still running when
+    the rollout stopped (None: not recorded), whose returns :func:`evaluate_params` makes NaN."""
 
     total: Any
     discounted: Any
+    unfinished: Any = None
 
 class EvalStream:
     """Which evaluation a key stream serves: each gets its own block of seeds, far from training's.
@@ -78,6 +80,13 @@ HOST_MAX_STEPS = 100_000
 env that sets no limit and never ends its episode is stopped there, and that episode's returns are NaN."""
 
 
+def evaluation_horizon(agent: Agent) -> int:
+    """The steps an evaluation rolls out: the longest task's episode limit (JAX tasks end there), for Gymnasium
+    tasks at least :data:`HOST_MAX_STEPS`.  An episode still running then is unfinished (NaN)."""
+    longest = max(task.max_episode_steps for task in agent.task_set.tasks)
+    return max(HOST_MAX_STEPS, longest) if agent.task_set.backend == "gymnasium" else longest
+
+
 def key_halves(key: jax.Array) -> jax.Array:
     """(reset key, rollout key) of one seed's evaluation key: the one convention every evaluation path uses
     (the compiled one, its two programs, the host one), so they play the same episodes."""
@@ -96,7 +105,7 @@ def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key
     """First-episode returns, each (tasks, episodes), of one seed's policy from reset environments ``obs`` /
     ``env_states`` (:func:`rollout_returns` with the reset done by the caller)."""
     t, episodes = obs.shape[:2]
-    horizon = max(task.max_episode_steps for task in agent.task_set.tasks)
+    horizon = evaluation_horizon(agent)
     gamma = jnp.asarray(agent.gammas, jnp.float32)[:, None]  # (tasks, 1)
 
     def body(carry, key):
@@ -111,8 +120,8 @@ def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key
     zeros = jnp.zeros((t, episodes))
     init = (obs, env_states, zeros, zeros, jnp.ones((t, 1)), jnp.ones((t, episodes), bool))
     if horizon <= LONG_HORIZON:
-        (_, _, total, discounted, _, _), _ = jax.lax.scan(body, init, jax.random.split(key, horizon))
-        return EpisodeReturns(total, discounted)
+        (_, _, total, discounted, _, alive), _ = jax.lax.scan(body, init, jax.random.split(key, horizon))
+        return EpisodeReturns(total, discounted, alive)
 
     blocks = -(-horizon // BLOCK_STEPS)
     if horizon <= STEP_KEYS_HELD:  # the one scan's keys, step for step: the same episodes, the same returns
@@ -141,8 +150,8 @@ def rollout_from(agent: Agent, params: Any, obs: jax.Array, env_states: Any, key
         b, carry = state
         return (b < blocks) & jnp.any(carry[-1])
 
-    _, (_, _, total, discounted, _, _) = jax.lax.while_loop(going, block, (jnp.int32(0), init))
-    return EpisodeReturns(total, discounted)
+    _, (_, _, total, discounted, _, alive) = jax.lax.while_loop(going, block, (jnp.int32(0), init))
+    return EpisodeReturns(total, discounted, alive)
 
 
 def _evaluate_all(agent: Agent, params: Any, keys: jax.Array, episodes: int, eps: jax.Array) -> EpisodeReturns:
@@ -188,8 +197,7 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
         total = np.zeros(obs.shape[:3], np.float64)
         discounted = np.zeros(obs.shape[:3], np.float64)
         alive = np.ones(obs.shape[:3], bool)
-        horizon = max([HOST_MAX_STEPS, *(t.max_episode_steps for t in agent.task_set.tasks)])
-        for t in range(horizon):  # time limits end episodes themselves
+        for t in range(evaluation_horizon(agent)):  # time limits end episodes themselves
             if not alive.any():
                 break
             actions = np.asarray(_act_all(agent, params, obs, k_run, jnp.int32(t), jnp.float32(eps)))
@@ -201,14 +209,23 @@ def host_rollout_returns(agent: Agent, params: Any, keys: jax.Array, episodes: i
             obs = out.obs
     finally:
         envs.close()
-    if alive.any():  # a partial return counted as an episode's read as one (an endless env scored 100,000)
-        unfinished = alive.sum(axis=(0, 2))
-        names = ", ".join(f"{name} {n} of {alive.shape[0] * alive.shape[2]}"
-                          for name, n in zip(agent.task_set.names, unfinished) if n)
-        warn_user(f"evaluation episodes that did not end within {horizon:,} steps (no time limit ended them): "
-                  f"{names}; their returns are NaN", UnfinishedEpisodesWarning)
+    return EpisodeReturns(total.astype(np.float32), discounted.astype(np.float32), alive)
+
+
+def _without_unfinished(agent: Agent, returns: EpisodeReturns) -> EpisodeReturns:
+    """``returns`` with the episodes that had not ended when the rollout stopped made NaN, and a warning naming
+    their tasks: a partial return read as an episode's (an endless Gymnasium env scored 100,000; a registered
+    env that ignores its own time limit, its first horizon's worth).  Episodes that ended are untouched."""
+    alive = np.asarray(returns.unfinished, bool)
+    total, discounted = np.array(returns.total, np.float32), np.array(returns.discounted, np.float32)
+    if alive.any():
+        per_task = alive.reshape(-1, *alive.shape[-2:]).sum(axis=(0, 2))  # (tasks,) over seeds and episodes
+        of = alive.size // alive.shape[-2]
+        names = ", ".join(f"{name} {n} of {of}" for name, n in zip(agent.task_set.names, per_task) if n)
+        warn_user(f"evaluation episodes that did not end within {evaluation_horizon(agent):,} steps (no time limit "
+                  f"ended them): {names}; their returns are NaN", UnfinishedEpisodesWarning)
         total[alive], discounted[alive] = np.nan, np.nan
-    return EpisodeReturns(total.astype(np.float32), discounted.astype(np.float32))
+    return EpisodeReturns(total, discounted, alive)
 
 
 def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: float = 0.0,
@@ -223,8 +240,9 @@ def evaluate_params(agent: Agent, params: Any, seed: int, episodes: int, eps: fl
         root = jax.random.fold_in(root, step)
     keys = jax.random.split(root, n_seeds)
     if agent.task_set.backend == "gymnasium":
-        return host_rollout_returns(agent, params, keys, episodes, eps)
-    return EpisodeReturns(*(np.asarray(x) for x in _evaluate_all(agent, params, keys, episodes, jnp.float32(eps))))
+        return _without_unfinished(agent, host_rollout_returns(agent, params, keys, episodes, eps))
+    return _without_unfinished(agent, EpisodeReturns(*(np.asarray(x) for x in _evaluate_all(
+        agent, params, keys, episodes, jnp.float32(eps)))))
 
 
 callable_as_api(__name__)  # mtdqn.evaluate(run, episodes=...) as mtdqn.play(...): last, the module complete

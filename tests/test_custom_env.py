@@ -402,3 +402,32 @@ def test_a_study_on_ray_refuses_a_task_registered_in_this_process_before_writing
                                                 r"path \(module:factory\)"):
         mtdqn.study(spec, tmp_path / "s", ray_address="local", progress=False)
     assert not (tmp_path / "s").exists()
+
+
+class Endless(Chain):
+    """Ignores its own time limit (its step_env never ends an episode, nothing truncates it)."""
+
+    def step_env(self, key, state, action, params):
+        state = type(state)(time=state.time + 1, pos=state.pos)
+        return self.get_obs(state), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def is_truncated(self, state, params):
+        return jnp.bool_(False)
+
+
+def test_an_evaluation_episode_that_never_ends_is_nan_and_warned(registered):
+    """The compiled evaluation rolls out to the time limit; an env that ignores it left its episodes running, and
+    their partial returns (20 steps' worth) were reported as episodes' returns."""
+    from mtdqn.config import TrainConfig
+    from mtdqn.errors import UnfinishedEpisodesWarning
+    from mtdqn.evaluate import evaluate_params
+    from mtdqn.networks import init_params
+    from mtdqn.train.agent import make_agent
+
+    mtdqn.register_task(registered, Endless)
+    agent = make_agent(TrainConfig(tasks=(registered, "CartPole-v1"), seeds=1, num_envs=1))
+    params = jax.vmap(lambda k: init_params(agent.arch, k))(jax.random.split(jax.random.PRNGKey(0), 1))
+    with pytest.warns(UnfinishedEpisodesWarning, match=r"did not end within 500 steps .*: Chain-v0 2 of 2; their "):
+        returns = evaluate_params(agent, params, 0, 2)
+    assert np.isnan(returns.total[:, 0]).all() and np.isnan(returns.discounted[:, 0]).all()
+    assert np.isfinite(returns.total[:, 1]).all() and (returns.total[:, 1] >= 1).all()  # CartPole's: untouched
