@@ -30,8 +30,8 @@ of the curves it is read against.
   once minibatch noise is in them.  The between-task cosines on the first
   minibatch of each pair, same parameters and moment, sit beside it.  Both
   are averaged over :data:`PROBE_PAIRS` pairs (one pair alone swings by
-  +-0.5 on a trained agent).  Minibatch noise shrinks a between-task cosine
-  towards 0 (by about sqrt(null_a * null_b)) but cannot flip its expected sign:
+  +-0.5 on a trained agent).  Minibatch noise scales a between-task cosine
+  towards 0 (by a factor of about sqrt(null_a * null_b)) but cannot flip its sign:
   so a between-task cosine below the nulls means noisier or less aligned
   gradients, not opposed ones; only a mean below 0 is net conflict.  Each row also holds the share
   of the pairs whose cosine is negative (``negative``): for a same-task row,

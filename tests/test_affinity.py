@@ -189,7 +189,7 @@ def test_train_with_affinity_every_writes_the_table_and_trains_the_same(tmp_path
     assert sorted(set(table["step"])) == [1000, 1500, 2000] and sorted(set(table["seed"])) == [0, 1]
     assert np.isfinite(table["value"]).all() and (table["value"] <= 1).all()
     diagonal = table[table["task_i"] == table["task_j"]]
-    assert (diagonal["value"] > 0).all()  # a task's own step at the update's rate lowers its loss
+    assert (diagonal["value"] > 0).all()  # a task's own step at --lr lowers its loss
     cfg = RunDir(tmp_path / "run").config()
     trainer = make_trainer(make_agent(cfg))
     state, _ = load_checkpoint(tmp_path / "run", cfg, jax.eval_shape(trainer.init, seed_keys(trainer.agent.seeds)))

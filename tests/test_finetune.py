@@ -259,19 +259,23 @@ def test_early_stopping_keeps_each_seeds_best():
 
 
 def test_the_validation_score_weighs_tasks_by_their_anchors():
-    """Random to reference is worth 1 on every task with fixed anchors: with max(|random|, 1) as the unit, a
-    network that learned CartPole alone (480, the others at random) scored 7.02 and beat one that solved all
-    three (450, -100, -110) at 6.97; a task without anchors keeps max(|random|, 1)."""
-    from mtdqn.train.early_stop import seed_scores, task_scale
+    """Random to reference is worth 1 on every task with fixed anchors (the score is the report's normalized
+    score): with max(|random|, 1) as the unit, a network that learned CartPole alone (480, the others at random)
+    scored 6.94 and beat one that solved all three (450, -100, -110) at 6.90; a task without anchors keeps the
+    run's measured random and max(|random|, 1)."""
+    from mtdqn.analysis.anchors import lookup, normalize
+    from mtdqn.train.early_stop import seed_scores, task_unit
 
     tasks = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
     random = {"CartPole-v1": 22.0, "Acrobot-v1": -499.0, "MountainCar-v0": -200.0}  # the run's own measure
-    rows = [{"seed": 0, "task": t, "return_mean": r} for t, r in zip(tasks, (480.0, -499.0, -200.0))] + [
-        {"seed": 1, "task": t, "return_mean": r} for t, r in zip(tasks, (450.0, -100.0, -110.0))]
+    returns = {0: (480.0, -499.0, -200.0), 1: (450.0, -100.0, -110.0)}
+    rows = [{"seed": s, "task": t, "return_mean": r} for s, rs in returns.items() for t, r in zip(tasks, rs)]
     cartpole_alone, all_three = seed_scores(rows, tasks, [0, 1], random)
     assert all_three > 0.95 > cartpole_alone, (cartpole_alone, all_three)
-    assert task_scale("CartPole-v1", 22.0) == pytest.approx(500 - 21.8, abs=0.1)  # taskfacts' anchors
-    assert task_scale("Breakout-MinAtar", 0.5) == 1.0 and task_scale("Breakout-MinAtar", -7.0) == 7.0
+    report = [np.mean([normalize(r, lookup(t).random, lookup(t).reference) for t, r in zip(tasks, returns[s])])
+              for s in (0, 1)]
+    np.testing.assert_allclose([cartpole_alone, all_three], report)  # the report's normalized score
+    assert task_unit("Breakout-MinAtar", 0.5) == (0.5, 1.0) and task_unit("Breakout-MinAtar", -7.0) == (-7.0, 7.0)
 
 
 @pytest.mark.slow

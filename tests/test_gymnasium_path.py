@@ -196,6 +196,7 @@ def test_cartpole_learns_on_the_host(tmp_path):
     greedy = result.summary["final_eval"]["gym:CartPole-v1"][0]
     assert result.summary["random_return"]["gym:CartPole-v1"] < 40
     # 200, not 100: an untrained network's greedy policy is a fixed controller, and some balance for 100 steps
+    # (seeds 0-8's lowest, 230, against the 200; seed 0 scored 500 on the Intel Xeon, 2026-12-07)
     assert greedy >= 200 and last > 100, (last, greedy)
 
 

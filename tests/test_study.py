@@ -660,6 +660,6 @@ def test_a_studys_task_names_are_stripped_as_its_runs_name_them():
 
     spec = build_spec({"tasks": ["CartPole-v1", " Acrobot-v1 "], "steps": 1000, "seeds": 1,
                        "variants": {"shared": {"sharing": "shared"}},
-                       "thresholds": {"Acrobot-v1": -100}}, "s.toml", "s")
+                       "thresholds": {" Acrobot-v1 ": -100}}, "s.toml", "s")  # the keys too: spaced, as before
     assert spec.tasks == ("CartPole-v1", "Acrobot-v1")
     assert {c.config.tasks for c in cell_configs(spec)} == {("CartPole-v1", "Acrobot-v1")}

@@ -462,7 +462,8 @@ def _affinity_blocks(study: Study, c: _Computed) -> list:
     blocks: list = [Table(
         "Lookahead affinity Z_{i→j} between tasks", display.affinity(d["affinity"], study.tasks, unit),
         "TAG's lookahead affinity (Fifty et al. 2021): Z_{i→j} = 1 − L_j(θ_s − η ∇L_i) / L_j(θ_s), on the update's "
-        "own minibatch with its TD targets held fixed, η the update's learning rate (a plain gradient step on the "
+        "own minibatch with its TD targets held fixed, η the run's --lr (not a schedule's decayed rate; runs "
+        "before 2026-12-07 took the decayed rate) (a plain gradient step on the "
         "shared parameters; each task's own parameters stay). > 0: a step on task i's loss (row) lowers task j's "
         "loss (column); the diagonal, a task's step on its own loss, is the scale a column reads against. Measured "
         "every --affinity-every updates; per seed the mean over training's logging windows, then the mean over "

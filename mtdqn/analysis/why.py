@@ -319,8 +319,8 @@ def _probe_means(study: Study, variant: str) -> tuple[float, float]:
 def probe_table(study: Study) -> pd.DataFrame:
     """End-of-run gradient cosines per variant: each task with itself (two minibatches: the null) and each pair.
 
-    Same parameters, same moment.  Noise shrinks a between-task cosine towards 0 (by about the geometric mean
-    of the two tasks' nulls), so one below the nulls is not yet conflict: only a mean below 0 is
+    Same parameters, same moment.  Noise scales a between-task cosine towards 0 (by a factor of about the
+    geometric mean of the two tasks' nulls), so one below the nulls is not yet conflict: only a mean below 0 is
     (:mod:`mtdqn.diagnostics`).
     """
     rows = []

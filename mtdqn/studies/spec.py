@@ -191,6 +191,7 @@ def default_threshold(task: str) -> float | None:
 def _thresholds(raw: Any, tasks: tuple[str, ...], source: str) -> dict[str, float]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: thresholds: expected a table task = return, got {raw!r}")
+    raw = {str(task).strip(): value for task, value in raw.items()}  # stripped as the tasks are
     for task, value in raw.items():
         if task not in tasks:
             raise ConfigError(f"{source}: thresholds.{task}: not one of the study's tasks {list(tasks)}")

@@ -10,12 +10,12 @@ target parameters) are replaced by its best, so the run's final checkpoint,
 ``evaluate``, ``load_agent`` and the final evaluation all see the best ones.
 
 Validation: the periodic evaluations (``EvalStream.DURING_TRAINING``, their
-own episode starts).  A seed's score is the mean over tasks of
-``(return - random) / scale``, the random policy's return measured on the
-run's random-policy stream, and ``scale`` the task's fixed anchors' reference
-- random (:mod:`mtdqn.analysis.anchors`, the report's normalization), so going
-from random to the reference is worth 1 on every task; a task without usable
-anchors (MinAtar, a custom env) takes ``max(|random|, 1)``.  (With that scale
+own episode starts).  A seed's score is the mean over tasks of the report's
+normalized score, ``(return - random) / (reference - random)`` with the
+task's fixed anchors (:mod:`mtdqn.analysis.anchors`), so going from random to
+the reference is worth 1 on every task; a task without usable anchors
+(MinAtar, a custom env) takes ``(return - random) / max(|random|, 1)`` with
+the random policy's return measured on the run's random-policy stream.  (With that scale
 on every task, going from random to the reference was worth 22 on CartPole and
 0.45 on MountainCar: a network that learned CartPole alone outscored one that
 solved all three tasks.)  A single task: its return, shifted and scaled, the
@@ -48,12 +48,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from mtdqn.analysis.anchors import lookup, usable
 from mtdqn.config import first_update_iteration
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.train.agent import Agent
 
-__all__ = ["EarlyStopping", "seed_scores", "task_scale", "discounted_sums"]
+__all__ = ["EarlyStopping", "seed_scores", "task_unit", "discounted_sums"]
 
 NORMALIZED, DISCOUNTED_SUM = "normalized", "discounted-sum"  # the two rules: --patience's, --keep-best's
 _RULE_TEXT = {NORMALIZED: "mean over tasks of (return - random) / (reference - random) with the report's fixed "
@@ -68,17 +67,20 @@ def seed_scores(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[
                 random: dict[str, float]) -> np.ndarray:
     """(seeds,) validation scores of one evaluation's rows (``evals.parquet`` rows of one step)."""
     by = {(r["seed"], r["task"]): r["return_mean"] for r in rows}
-    scale = {t: task_scale(t, random[t]) for t in names}
-    return np.array([np.mean([(by[(s, t)] - random[t]) / scale[t] for t in names]) for s in seeds])
+    unit = {t: task_unit(t, random[t]) for t in names}
+    return np.array([np.mean([(by[(s, t)] - unit[t][0]) / unit[t][1] for t in names]) for s in seeds])
 
 
-def task_scale(task: str, random: float) -> float:
-    """A task's unit in the validation score (see the module): its fixed anchors' reference - random where the
-    report can normalize it, else ``max(|random|, 1)``."""
+def task_unit(task: str, random: float) -> tuple[float, float]:
+    """(zero, scale) of a task in the validation score (see the module): its fixed anchors' random and
+    reference - random where the report can normalize it (the score is then the report's normalized score),
+    else the run's measured ``random`` and ``max(|random|, 1)``."""
+    from mtdqn.analysis.anchors import lookup, usable  # here: the analysis package's import is the reports' cost
+
     anchors = lookup(task)
-    if anchors is not None and not usable(task, anchors):
-        return anchors.reference - anchors.random
-    return max(abs(random), 1.0)
+    if anchors is not None and usable(task, anchors) == "":  # '' is usable; else the note why not
+        return anchors.random, anchors.reference - anchors.random
+    return random, max(abs(random), 1.0)
 
 
 def discounted_sums(rows: list[dict[str, Any]], names: tuple[str, ...], seeds: list[int]) -> np.ndarray:
