@@ -40,7 +40,7 @@ import optax
 
 from mtdqn.callables import callable_as_api
 from mtdqn.config import Derived, FinetuneConfig, updates_before_iteration
-from mtdqn.errors import ConfigError
+from mtdqn.errors import ConfigError, MtdqnWarning, count, warn_user
 from mtdqn.networks import Architecture, lora_layers, shared_mask
 
 __all__ = ["Freeze", "parse_freeze", "trunk_layers", "is_finetuned", "param_labels", "partitioned_optimizer", "updates_before",
@@ -146,7 +146,17 @@ def count_trainable(ft: FinetuneConfig, arch: Architecture, params: Any) -> tupl
 
 def transfer_summary(start: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     """The start record with, per task and seed, the greedy return's change from the start to the end and,
-    for the tasks whose heads came from the source run, the forgetting (start minus end: > 0 is lost return)."""
+    for the tasks whose heads came from the source run, the forgetting (start minus end: > 0 is lost return).
+
+    Both are differences on the same episodes; a run resumed to be evaluated again on another number of
+    episodes than its start was (``--eval-episodes``) has neither, said in ``not_compared`` and warned (it
+    subtracted a 7-episode mean from a 2-episode one)."""
+    at_start, at_end = start.get("eval_episodes"), summary.get("eval_episodes")
+    if at_start is not None and at_end is not None and at_start != at_end:
+        why = (f"the start was evaluated on {count(at_start, 'episode')}, the end on {at_end:,}: no change from the "
+               "start or forgetting (other episodes)")
+        warn_user(why, MtdqnWarning)
+        return {**start, "change_from_start": {}, "forgetting": {}, "not_compared": why}
     before = start.get("start_eval", {})
     change = {t: [b - a for a, b in zip(before[t], summary["final_eval"][t])] for t in before}
     kept = start.get("kept_tasks", [])

@@ -247,6 +247,20 @@ def test_extend_reports_forgetting_and_the_new_tasks(source, tmp_path):
     assert set(t["change_from_start"]) == set(s["tasks"])
 
 
+def test_forgetting_compares_only_the_same_episodes():
+    """A finished extend resumed with --eval-episodes 7 subtracted its 7-episode final mean from the start's
+    2-episode one ([4.5, 0.0] became [4.857, 0.357]); now neither difference is given, and it says why."""
+    from mtdqn.errors import MtdqnWarning
+    from mtdqn.finetune import transfer_summary
+
+    start = {"start_eval": {"CartPole-v1": [20.0, 10.0]}, "kept_tasks": ["CartPole-v1"], "eval_episodes": 2}
+    same = transfer_summary(start, {"final_eval": {"CartPole-v1": [15.5, 10.0]}, "eval_episodes": 2})
+    assert same["forgetting"] == {"CartPole-v1": [4.5, 0.0]} and "not_compared" not in same
+    with pytest.warns(MtdqnWarning, match="the start was evaluated on 2 episodes, the end on 7"):
+        other = transfer_summary(start, {"final_eval": {"CartPole-v1": [15.1, 9.6]}, "eval_episodes": 7})
+    assert other["forgetting"] == {} and other["change_from_start"] == {} and "7" in other["not_compared"]
+
+
 def test_early_stopping_keeps_each_seeds_best():
     params = {"w": np.zeros((2, 3), np.float32)}
     es = EarlyStopping.start(patience=2, random={"T": 0.0}, n_seeds=2)
