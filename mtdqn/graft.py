@@ -212,7 +212,8 @@ def graft(agent: Agent, source: Source, episodes: int, state: Any) -> tuple[Any,
         "eval_episodes": episodes,
         "source_checkpoint": RunDir(source.path).checkpoint_id(),  # which weights: a study redoes a cell if they change
         # env steps per task the source's checkpoint had trained (a stopped or still training source's is not its
-        # end: the note after the command names it)
+        # end: the note after the command names it); a keep-best or early-stopped source's checkpoint holds each
+        # seed's best evaluation's weights, whose steps its summary's keep_best / early_stop best_step gives
         "source_step": None if source.net.iteration is None else source.net.iteration * source.cfg.num_envs,
     }
     return state, record
