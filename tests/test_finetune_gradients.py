@@ -142,6 +142,8 @@ def test_trunk_until_counts_as_frozen_until_it_opens():
             np.testing.assert_array_equal(metrics["cosine"], 0.0)
             np.testing.assert_array_equal(metrics["weight"], 0.0)  # unit-norm's guard: a zero gradient gets 0
             jax.tree.map(np.testing.assert_array_equal, new.params["torso"], state.params["torso"])
+            # its target copy too (tau 0.005 every update: tau p + (1 - tau) p differed from p in ~5% of entries)
+            jax.tree.map(np.testing.assert_array_equal, new.target_params["torso"], new.params["torso"])
         else:  # open: the whole trunk counts
             norms, _ = _diagnostics(task_gram(g_shared, agent.num_tasks))
             np.testing.assert_allclose(metrics["grad_norm"], norms, rtol=1e-5)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtdqn.finetune import is_finetuned, param_labels, trains_now
+from mtdqn.finetune import is_finetuned, trains_now
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample, replay_sample_n_step
@@ -267,10 +267,11 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
     target_params = jax.tree.map(
         lambda new, old: jnp.where(refresh, tau * new + (1.0 - tau) * old, old), params, state.target_params
     )
-    if is_finetuned(agent.cfg.finetune):  # frozen pretrained weights: the target copy is the online one, bit for bit
-        labels = param_labels(agent.cfg.finetune, agent.arch, params)  # (a Polyak mix would drift by rounding)
-        target_params = jax.tree.map(lambda t, p, label: p if label == "frozen" else t, target_params, params,
-                                     labels)
+    if is_finetuned(agent.cfg.finetune):  # weights this update left alone (frozen, or trunk-until's before it
+        # opens): the target copy is the online one, bit for bit (a Polyak mix of two equal values drifts by rounding)
+        moves = trains_now(agent.cfg.finetune, agent.arch, agent.derived, agent.cfg.num_envs, params, state.updates)
+        target_params = jax.tree.map(lambda t, p, m: t if m is True else p if m is False else jnp.where(m, t, p),
+                                     target_params, params, moves)
     norms, cosine = grad_diagnostics(gram)
     metrics = {
         "loss": losses,
