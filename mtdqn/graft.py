@@ -129,7 +129,8 @@ def check_transfer(cfg: TrainConfig, source: Source) -> None:
                           "drop --keep-heads")
     if ft.keep_heads and source.cfg.value_norm == "popart":
         raise ConfigError(f"{source.path} normalizes its heads (PopArt): keeping them without their statistics "
-                          "would change their Q-values; fine-tune without --keep-heads")
+                          "would change their Q-values; `mtdqn finetune` without --keep-heads starts fresh heads "
+                          "(`mtdqn extend` keeps them, so it cannot start from this run)")
     arch = make_architecture(new_tasks, cfg.network)
     new = param_shapes(arch)
     for name in trunk_layers(src_arch):

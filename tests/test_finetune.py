@@ -440,3 +440,19 @@ def test_a_finetune_budget_its_windows_round_is_warned(tmp_path):
             mtdqn.finetune(tmp_path / "source", ["MountainCar-v0"], tmp_path / "new", steps=2500,
                            log_every=1000, learning_starts=100, progress=False)
     assert not (tmp_path / "new" / "config.json").exists()
+
+
+def test_keeping_popart_heads_is_refused_with_advice_that_applies(tmp_path):
+    """extend keeps every old head, so its refusal told it to 'fine-tune without --keep-heads', an option extend
+    does not have; the refusal names finetune for fresh heads and says extend cannot start from the run."""
+    from helpers import VECTOR, fake_run
+
+    source = tmp_path / "popart"
+    fake_run(source, dataclasses.replace(VECTOR, value_norm="popart"))
+    for call in (lambda: mtdqn.extend(source, ["MountainCar-v0"], tmp_path / "ext", progress=False),
+                 lambda: mtdqn.finetune(source, tasks=list(VECTOR.tasks), out=tmp_path / "ft", keep_heads=True,
+                                        progress=False)):
+        with pytest.raises(ConfigError, match=r"normalizes its heads \(PopArt\): .*`mtdqn finetune` without "
+                                              r"--keep-heads starts fresh heads \(`mtdqn extend` keeps them"):
+            call()
+    assert not (tmp_path / "ext").exists() and not (tmp_path / "ft").exists()
