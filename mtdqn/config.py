@@ -39,10 +39,14 @@ __all__ = [
     "config_hash",
     "flatten_config",
     "config_diff",
+    "MAX_SEED",
 ]
 
 
 INT32_MAX = 2**31 - 1  # iteration and update counters of the compiled loop are int32
+MAX_SEED = 2**62
+"""The largest --seed: keys take a 64-bit integer, and seed + i (each seed) and seed + an evaluation stream's
+offset must fit in one (10^20 raised OverflowError from JAX after the run's folder was made)."""
 
 Init = Literal["lecun", "deramo"]
 """The network's initialization schemes (``NetworkConfig.init``; drawn in :mod:`mtdqn.networks.model`)."""
@@ -234,8 +238,8 @@ def validate(cfg: TrainConfig) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-    if cfg.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {cfg.seed}")
+    if not 0 <= cfg.seed <= MAX_SEED:  # a key takes a 64-bit integer; its evaluation streams add up to 10^5
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED:,}], got {cfg.seed}")
     if cfg.affinity_every < 0:
         raise ConfigError(f"--affinity-every must be >= 0 (0: never), got {cfg.affinity_every}")
     for name, widths in (("hidden", cfg.network.hidden), ("conv_channels", cfg.network.conv_channels)):
@@ -248,8 +252,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--gamma must be in (0, 1], got {d.gamma}")
     if not 0.0 < d.tau <= 1.0:
         raise ConfigError(f"--tau must be in (0, 1], got {d.tau}")
-    if d.weight_decay < 0 or d.max_grad_norm < 0 or d.learning_starts < 0:
-        raise ConfigError("--weight-decay, --max-grad-norm and --learning-starts must be >= 0")
+    for flag, value in (("--weight-decay", d.weight_decay), ("--max-grad-norm", d.max_grad_norm)):
+        if not (math.isfinite(value) and value >= 0):  # NaN passed `< 0`: the run trained, then no command took it
+            raise ConfigError(f"{flag} must be a finite number >= 0 (0: off), got {value}")
+    if d.learning_starts < 0:
+        raise ConfigError(f"--learning-starts must be >= 0, got {d.learning_starts}")
     if cfg.network.feature_norm not in ("none", "rms"):
         raise ConfigError(f"--feature-norm must be none or rms, got {cfg.network.feature_norm!r}")
     if cfg.network.feature_norm == "rms" and cfg.network.sharing.startswith("moore:"):

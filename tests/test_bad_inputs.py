@@ -72,6 +72,10 @@ TRAIN_CASES = [
     ("zero-lr", ["--lr", "0"], "--lr must be a finite number > 0"),
     ("negative-lr", ["--lr", "-1"], "--lr must be a finite number > 0"),
     ("nan-lr", ["--lr", "nan"], "--lr must be a finite number > 0"),
+    # NaN passed `< 0`: the run trained, then every command refused it (its records' NaN never equals itself)
+    ("nan-max-grad-norm", ["--max-grad-norm", "nan"], "--max-grad-norm must be a finite number >= 0 (0: off), got nan"),
+    ("nan-weight-decay", ["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0 (0: off), got nan"),
+    ("huge-seed", ["--seed", "100000000000000000000"], "--seed must be in [0, 4,611,686,018,427,387,904], got 1"),
     ("inf-lr", ["--lr", "inf"], "--lr must be a finite number > 0"),
     ("gamma-zero", ["--gamma", "0"], "--gamma must be in (0, 1], got 0.0"),
     ("gamma-above-one", ["--gamma", "1.5"], "--gamma must be in (0, 1], got 1.5"),

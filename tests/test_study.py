@@ -663,3 +663,15 @@ def test_a_studys_task_names_are_stripped_as_its_runs_name_them():
                        "thresholds": {" Acrobot-v1 ": -100}}, "s.toml", "s")  # the keys too: spaced, as before
     assert spec.tasks == ("CartPole-v1", "Acrobot-v1")
     assert {c.config.tasks for c in cell_configs(spec)} == {("CartPole-v1", "Acrobot-v1")}
+
+
+def test_a_seed_beyond_a_keys_range_is_refused_before_anything_is_written():
+    """seed = 10^20 passed the study's check, made the folder, and failed every cell with JAX's OverflowError
+    (exit 3, FAILED cells); the train check then named it as the tasks'."""
+    from mtdqn.config import MAX_SEED
+    from mtdqn.studies import build_spec
+
+    table = {"tasks": ["CartPole-v1"], "steps": 6000, "seeds": 1, "variants": {"shared": {"sharing": "shared"}}}
+    with pytest.raises(ConfigError, match=rf"^s.toml: seed must be in \[0, {MAX_SEED:,}\], got {10**20}$"):
+        build_spec({**table, "seed": 10**20}, "s.toml", "s")
+    assert build_spec({**table, "seed": MAX_SEED}, "s.toml", "s").seed == MAX_SEED

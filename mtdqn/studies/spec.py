@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mtdqn.config import TrainConfig, check_new_run, shares_nothing
+from mtdqn.config import MAX_SEED, TrainConfig, check_new_run, shares_nothing
 from mtdqn.budget import check_train_budget
 from mtdqn.errors import ConfigError, InsufficientResources
 from mtdqn.flatoptions import apply_options as flat_apply
@@ -237,6 +237,8 @@ def build_spec(raw: dict[str, Any], source: str, default_name: str) -> StudySpec
     steps = _int(raw, "steps", None, source, 1)
     seeds = _int(raw, "seeds", None, source, 1)
     seed = _int(raw, "seed", 0, source, 0)
+    if seed > MAX_SEED:  # else refused by the first cell's check, named as the tasks'
+        raise ConfigError(f"{source}: seed must be in [0, {MAX_SEED:,}], got {seed}")
     run_options = RunOptions(**{key: _int(raw, key, getattr(RunOptions(), key), source, LEAST[key])
                                 for key in RUN_OPTION_KEYS})
     headline = raw.get("headline", "return")
