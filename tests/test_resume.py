@@ -148,6 +148,8 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, capfd):
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["iter_000000500", "latest.json"]
     scalars = _tb_scalars(whole / "tb")
     assert scalars and all(np.isfinite(v) for _, _, v in scalars)
+    # the killed run's TensorBoard history is whole too (its events were never flushed: empty files before)
+    assert {(tag, step) for tag, step, _ in _tb_scalars(killed / "tb")} == {(tag, step) for tag, step, _ in scalars}
     # TensorBoard holds the final evaluation, as evals.parquet does (the loop's writer had closed before it)
     final = pd.read_parquet(whole / "evals.parquet").query("step == 2000")
     greedy = {tag: v for tag, step, v in scalars if tag.startswith("greedy_return/") and step == 2000}

@@ -177,6 +177,8 @@ def _run_chunks(trainer: Trainer, runner: ChunkRunner, run_dir: RunDir, options:
                 write_tensorboard(writer, new, step)
                 run_dir.write_tables(tables)
                 if schedule.checkpoint_chunks and (chunk + 1) % schedule.checkpoint_chunks == 0 and not last:
+                    writer.flush()  # the scalars up to the checkpoint on disk before it (a kill -9 left empty
+                    # event files, and the resume wrote only its own chunks'; later ones it purges)
                     save_checkpoint(run_dir.path, trainer.agent.cfg, state, chunk + 1,
                                     {**options.record(), **evaluated(tables)},
                                     lambda: run_dir.write_options(options.record()))
