@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 from mtdqn.errors import ConfigError
 
-__all__ = ["RunOptions", "OnEval", "LEAST", "resolve"]
+__all__ = ["RunOptions", "OnEval", "LEAST", "MAX_EPISODES", "check_episodes", "resolve"]
 
 OnEval = Callable[[int, list[dict[str, Any]]], None]
 """An observer of a run (not an option: nothing of it is recorded): called after each greedy evaluation during
@@ -95,6 +95,8 @@ class RunOptions:
             value = getattr(self, name)
             if value < least:
                 raise ConfigError(f"--{_flag(name)} must be {'>= 0' if least == 0 else '> 0'}, got {value}")
+        for name in ("eval_episodes", "test_episodes"):
+            check_episodes(f"--{_flag(name)}", getattr(self, name))
         if self.patience and not self.eval_every:
             raise ConfigError(f"--patience {self.patience} counts greedy evaluations during training: set "
                               "--eval-every")
@@ -111,6 +113,17 @@ _DEFAULTS = dataclasses.asdict(RunOptions())
 LEAST: dict[str, int] = {"checkpoint_every": 0, "eval_episodes": 1, "devices": 0, "eval_every": 0, "patience": 0,
                          "test_episodes": 0}
 """The smallest valid value of each integer option."""
+MAX_EPISODES = 100_000
+"""The most greedy episodes an evaluation takes per task and seed (--eval-episodes, --test-episodes, `mtdqn
+evaluate --episodes`): they run at once, each in its own environment, so memory grows with them (10^8 ended in
+an out-of-memory traceback, 10^12 aborted inside XLA once the run had trained)."""
+
+
+def check_episodes(flag: str, episodes: int) -> None:
+    """A one-line ConfigError for more episodes per task and seed than :data:`MAX_EPISODES`."""
+    if episodes > MAX_EPISODES:
+        raise ConfigError(f"{flag} {episodes:,} is above {MAX_EPISODES:,}: every episode runs at once, each in its own "
+                          "environment (evaluate in several calls for more)")
 
 
 def _flag(name: str) -> str:

@@ -76,6 +76,9 @@ TRAIN_CASES = [
     ("nan-max-grad-norm", ["--max-grad-norm", "nan"], "--max-grad-norm must be a finite number >= 0 (0: off), got nan"),
     ("nan-weight-decay", ["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0 (0: off), got nan"),
     ("huge-seed", ["--seed", "100000000000000000000"], "--seed must be in [0, 4,611,686,018,427,387,904], got 1"),
+    # all at once: 10^8 ended in an out-of-memory traceback, 10^12 aborted XLA after the run had trained
+    ("huge-eval-episodes", ["--eval-episodes", "100000000"], "--eval-episodes 100,000,000 is above 100,000"),
+    ("huge-test-episodes", ["--test-episodes", "100001"], "--test-episodes 100,001 is above 100,000"),
     ("inf-lr", ["--lr", "inf"], "--lr must be a finite number > 0"),
     ("gamma-zero", ["--gamma", "0"], "--gamma must be in (0, 1], got 0.0"),
     ("gamma-above-one", ["--gamma", "1.5"], "--gamma must be in (0, 1], got 1.5"),
@@ -252,6 +255,8 @@ DIR_CASES = [
     ("evaluate-corrupt-checkpoint", ["evaluate", "{root}/corrupt"], "is corrupt (not valid JSON)"),
     ("evaluate-no-checkpoint", ["evaluate", "{root}/no_ckpt"], "no checkpoint in"),
     ("evaluate-zero-episodes", ["evaluate", "{root}/run", "--episodes", "0"], "--episodes must be > 0, got 0"),
+    ("evaluate-huge-episodes", ["evaluate", "{root}/run", "--episodes", "100000000"],
+     "--episodes 100,000,000 is above 100,000"),  # a 30-line out-of-memory traceback
     ("evaluate-epsilon-above-1", ["evaluate", "{root}/run", "--epsilon", "2"], "--epsilon must be in [0, 1], got 2.0"),
     ("resume-no-checkpoint", ["train", "--resume", "{root}/no_ckpt"],
      "no_ckpt stopped before its first checkpoint: there is nothing to resume; train it again with the same options "

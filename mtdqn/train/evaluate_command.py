@@ -11,7 +11,7 @@ from mtdqn.checkpoint import load_checkpoint, read_latest
 from mtdqn.errors import ConfigError, check_number
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
 from mtdqn.rundir import RunDir
-from mtdqn.runoptions import RunOptions
+from mtdqn.runoptions import RunOptions, check_episodes
 from mtdqn.train.agent import make_agent
 from mtdqn.train.chunks import make_runner
 from mtdqn.train.loop import seed_keys
@@ -29,6 +29,7 @@ def evaluate_run(run_dir: Path, episodes: int, epsilon: float = 0.0, write: bool
     (:func:`mtdqn.checkpoint.read_latest`).
     """
     check_number("--episodes", episodes, 1)
+    check_episodes("--episodes", episodes)
     check_number("--epsilon", epsilon, float("-inf"), integer=False)  # its range: below
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
