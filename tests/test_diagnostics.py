@@ -131,6 +131,7 @@ def test_minibatch_cosines_are_those_of_each_tasks_own_gradient(run, cosines):
     state = jax.tree.map(lambda x: x[0], run.state.replace(env_states=()))
     key_a, key_b = jax.random.split(jax.random.PRNGKey(7))
 
+    @jax.jit  # one program: run eagerly, each op compiles apart
     def shared_grads(key):  # (tasks, shared parameters): task i's own loss, differentiated alone
         batch, d_t = sample_batch(agent, state, key)
         targets = td_targets(agent, state, batch, d_t)
@@ -140,10 +141,10 @@ def test_minibatch_cosines_are_those_of_each_tasks_own_gradient(run, cosines):
             return td_error_loss(q_taken(q, batch.action[i]), targets[i], agent.cfg.dqn.loss)
 
         rows = [jax.grad(loss)(state.params, i) for i in range(agent.num_tasks)]
-        return np.stack([np.concatenate([np.ravel(x) for x in jax.tree.leaves(split_shared(agent.arch, g)[0])])
-                         for g in rows])
+        return jnp.stack([jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(split_shared(agent.arch, g)[0])])
+                          for g in rows])
 
-    g1, g2 = shared_grads(key_a), shared_grads(key_b)
+    g1, g2 = np.asarray(shared_grads(key_a)), np.asarray(shared_grads(key_b))
     unit = lambda g: g / np.linalg.norm(g, axis=1, keepdims=True)  # noqa: E731
     same, between = cosines(state, key_a, key_b)
     np.testing.assert_allclose(np.asarray(same), np.sum(unit(g1) * unit(g2), axis=1), atol=1e-4)
