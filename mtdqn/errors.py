@@ -94,7 +94,8 @@ class FewUpdatesWarning(MtdqnWarning):
 
 
 class UnfinishedEpisodesWarning(MtdqnWarning):
-    """Evaluation episodes of a Gymnasium env that no time limit ended within the evaluation's steps: NaN."""
+    """Evaluation episodes that no time limit ended within the evaluation's steps (a Gymnasium env without one, a
+    registered env that ignores its own): their returns are NaN."""
 
 
 def count(n: int, noun: str) -> str:

@@ -15,8 +15,8 @@ normalized score, ``(return - random) / (reference - random)`` with the
 task's fixed anchors (:mod:`mtdqn.analysis.anchors`), so going from random to
 the reference is worth 1 on every task; a task without usable anchors
 (MinAtar, a custom env) takes ``(return - random) / max(|random|, 1)`` with
-the random policy's return measured on the run's random-policy stream.  (With that scale
-on every task, going from random to the reference was worth 22 on CartPole and
+the random policy's return measured on the run's random-policy stream.  (With max(|random|, 1)
+on every task, as before 2026-12-07, going from random to the reference was worth 22 on CartPole and
 0.45 on MountainCar: a network that learned CartPole alone outscored one that
 solved all three tasks.)  A single task: its return, shifted and scaled, the
 same ranking.  A run
