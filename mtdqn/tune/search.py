@@ -178,11 +178,11 @@ def check_storage_holds_this_search(storage: optuna.storages.BaseStorage, url: s
     another spec is refused too.  A storage without the study while the folder holds trials' runs (tune.db
     emptied, deleted or replaced) is refused: a new study there drew other trials into the old trials' folders
     and stuck on the first that differed.  (Read only: :func:`open_search` makes the study and stores the id.)"""
-    attrs = _stored_attrs(storage, spec)
-    if attrs is None:
+    stored = _stored_study(storage, spec)
+    if stored is None:
         check_trials_have_their_study(None, url, spec, out)
         return
-    study_id = storage.get_study_id_from_name(spec.name)
+    study_id, attrs = stored
     owner, recorded = attrs.get(SEARCH_ID), attrs.get(FOLDER) or None
     here = recorded is not None and Path(recorded).resolve() == out.resolve()
     if owner is None:  # stored before searches had ids
@@ -207,13 +207,13 @@ def own_storage_search(storage: optuna.storages.BaseStorage, spec: TuneSpec) -> 
     :func:`open_search` refused it only after the folder's tune.json had been rewritten with the other spec (a
     folder whose tune.json was gone then refused both specs).  That database is the folder's alone, so its id is
     the folder's own where tune.json is gone."""
-    attrs = _stored_attrs(storage, spec)
-    owner = None if attrs is None else attrs.get(SEARCH_ID)
+    stored = _stored_study(storage, spec)
+    owner = None if stored is None else stored[1].get(SEARCH_ID)
     return owner if isinstance(owner, str) else None
 
 
-def _stored_attrs(storage: optuna.storages.BaseStorage, spec: TuneSpec) -> dict[str, Any] | None:
-    """The user attributes of the storage's study of the spec's name (None: no such study), read only; a study
+def _stored_study(storage: optuna.storages.BaseStorage, spec: TuneSpec) -> tuple[int, dict[str, Any]] | None:
+    """(id, user attributes) of the storage's study of the spec's name (None: no such study), read only; a study
     there made by another spec is refused."""
     try:
         study_id = storage.get_study_id_from_name(spec.name)
@@ -222,7 +222,7 @@ def _stored_attrs(storage: optuna.storages.BaseStorage, spec: TuneSpec) -> dict[
     attrs = storage.get_study_user_attrs(study_id)
     if attrs.get("spec") not in (None, _search(spec.record())):
         raise _other_spec_error(spec)
-    return attrs
+    return study_id, attrs
 
 
 def check_trials_have_their_study(storage: optuna.storages.BaseStorage | None, url: str, spec: TuneSpec,

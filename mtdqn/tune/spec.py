@@ -170,7 +170,7 @@ class TuneSpec:
     @property
     def on_host(self) -> bool:
         """Whether a task steps on the host (``gym:``): one run per trial, no checkpoints."""
-        return any(t.strip().startswith("gym:") for t in self.tasks)
+        return any(t.startswith("gym:") for t in self.tasks)  # stripped when read (_tasks)
 
     @property
     def eval_every(self) -> int:
