@@ -262,3 +262,33 @@ def test_windows_without_updates_in_older_runs_are_dropped(old_run: Path):
     curve = pd.read_parquet(out / "data" / "conflict_curve.parquet")
     assert curve["step"].min() > gp["step"].min()
     assert set(pd.read_parquet(out / "data" / "grad_tasks_summary.parquet")["variant"]) == {"shared"}  # no panel
+
+
+def test_a_seed_without_a_final_score_is_left_out_and_said(tmp_path):
+    """A final score is NaN where an evaluation episode never ended (mtdqn.evaluate.UnfinishedEpisodesWarning).
+    Was: the aggregates' permutation test read the NaN run as a number and called `shared` "lower by n/a, p <
+    0.001", a finding in the conclusion, and the task's comparison said "no spread within either variant" at
+    n = 5 vs 5 for 4 seeds with a value.  Now the run leaves the aggregates, the task's comparisons count the
+    seeds with a value, and the notes name the seed."""
+    import json
+
+    root = make_study(tmp_path / "s")
+    path = root / "cells" / "shared" / "summary.json"
+    summary = json.loads(path.read_text())
+    for key in ("final_eval", "final_eval_discounted"):
+        summary[key]["Acrobot-v1"][1] = float("nan")
+    path.write_text(json.dumps(summary))
+    report = build_report(root, reps=REPS)
+    data = report / "data"
+    diff = pd.read_parquet(data / "differences.parquet").query("task == 'Acrobot-v1' and variant == 'shared'")
+    finals = diff[diff["metric"].isin(["final_return", "final_discounted"])]
+    assert len(finals) == 2 and (finals["n"] == len(SEEDS) - 1).all() and (finals["n_reference"] == len(SEEDS)).all()
+    assert (finals["untested"] == "few_seeds").all() and finals["p"].isna().all()
+    assert (diff.query("metric == 'auc'")["n"] == len(SEEDS)).all()  # its training curve is whole
+    imp = pd.read_parquet(data / "improvement.parquet").query("variant == 'shared'")
+    assert imp["n"].tolist() == [len(SEEDS) - 1] and np.isfinite(imp["mean_diff"]).all()
+    assert imp["mean_p"].isna().all() and imp["iqm_p"].isna().all()  # 4 runs: below MIN_SEEDS, no test
+    text = (report / "report.md").read_text()
+    assert "lower than `independent` by n/a" not in text and "higher than `independent` by n/a" not in text
+    assert ("`shared` has no final score on Acrobot-v1 for seed 1 (NaN: an evaluation episode that never ended): "
+            "left out of that task's final-score statistics and of the aggregates") in text

@@ -482,7 +482,8 @@ def _notes(study: Study, c: _Computed) -> Section:
             "those of an untrained network." for v in _without_updates(study)]
     checked = tables.permutation_check(c.data["differences"])
     notes = (list(study.notes) + idle + ([checked] if checked else []) + methods.revision_notes(study)
-             + methods.rounding_notes(study) + scores.discount_notes(study)) + [
+             + methods.rounding_notes(study) + scores.discount_notes(study)
+             + scores.missing_final_notes(study, tuple(c.data["normalization"].query("used")["task"]))) + [
         f"Task {r.task}: {r.note}." for r in c.data["normalization"].itertuples() if r.note]
     return Section("Notes", (Bullets(tuple(notes)) if notes else Text("None: every expected file was present."),))
 

@@ -14,7 +14,7 @@ from . import ranges
 from .load import Study
 
 __all__ = ["final_score_key", "final_scores", "discounted_key", "discounted_scores", "headline_metric",
-           "metric_order", "task_gamma", "ranges_table", "discount_notes"]
+           "metric_order", "task_gamma", "ranges_table", "discount_notes", "missing_final_notes"]
 
 
 def final_score_key(study: Study) -> str:
@@ -96,4 +96,23 @@ def discount_notes(study: Study) -> list[str]:
             out.append(f"Task {task} is discounted differently by the variants "
                        f"({', '.join(f'`{v}` {g:g}' for v, g in by.items())}): its discounted returns are not "
                        "compared across variants.")
+    return out
+
+
+def missing_final_notes(study: Study, aggregated: tuple[str, ...]) -> list[str]:
+    """The seeds without a final score on a task (NaN: an evaluation episode that never ended, see
+    ``mtdqn.evaluate.UnfinishedEpisodesWarning``, or a hand-edited summary), per variant and task: each is left
+    out of the task's final-score statistics (their seed counts say so), and out of the aggregates over the tasks
+    in ``aggregated`` (a run counts there only with a score on every one of them)."""
+    out = []
+    for v in study.ok_variants:
+        seeds = study.cells[v].summary["seeds"]
+        for task in study.tasks:
+            missing = [str(s) for s, x in zip(seeds, final_scores(study, v, task)) if not np.isfinite(x)]
+            if missing:
+                where = (" and of the aggregates, where a run counts only with a score on every task"
+                         if task in aggregated else "")
+                out.append(f"`{v}` has no final score on {task} for seed{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(missing)} (NaN: an evaluation episode that never ended): left out of that "
+                           f"task's final-score statistics{where}.")
     return out

@@ -286,7 +286,7 @@ def untested_reason(x: np.ndarray, y: np.ndarray) -> str:
     (:func:`stats.deviating_seeds`).  The difference table and the final-score window table both follow it."""
     if stats.no_variation(x, y):
         return "no_variation"
-    if min(len(x), len(y)) < stats.MIN_SEEDS:
+    if min(stats.finite_values(x).size, stats.finite_values(y).size) < stats.MIN_SEEDS:  # NaN: no value
         return "few_seeds"
     return "one_seed" if stats.deviating_seeds(x, y) == 1 else ""
 
@@ -301,7 +301,8 @@ def _welch_row(x: np.ndarray, y: np.ndarray, bounds: ranges.Bounds) -> dict:
         return {"diff": e.value, "lo": np.nan, "hi": np.nan, "p": np.nan, "p_min": np.nan, "effect": np.nan,
                 "untested": untested, "deviating": deviating, "test": "", "se": np.nan, "dof": np.nan,
                 "p_perm": np.nan, "p_perm_min": np.nan}
-    se, dof = stats.welch_se_dof(x, y)  # the interval's and the test's: the detectable difference uses them too
+    # the interval's and the test's: the detectable difference uses them too
+    se, dof = stats.welch_se_dof(stats.finite_values(x), stats.finite_values(y))
     return {"diff": e.value, "lo": e.lo, "hi": e.hi, "p": stats.welch_p(x, y), "p_min": 0.0,  # continuous: any p
             "effect": stats.hedges_g(x, y), "untested": "", "deviating": deviating, "test": "welch", "se": se,
             "dof": dof, **_permutation_columns(x, y)}
@@ -368,14 +369,16 @@ def difference_table(per_seed: pd.DataFrame, reference: str, budget: int, reps: 
             rows.append({"variant": v, "reference": reference, "task": task, "metric": metric, "gamma": gamma,
                          **row, "p_holm": np.nan, "mde": np.nan, "mde_alpha": np.nan,
                          "max_diff": ranges.difference_bounds(bounds)[1],
-                         "n": int(len(x)), "n_reference": int(len(y)),
+                         # seeds with a value (a final score is NaN where an evaluation episode never ended)
+                         "n": int(np.isfinite(x).sum()), "n_reference": int(np.isfinite(y).sum()),
                          "reached": int(np.isfinite(raw_x).sum()) if censored else -1,
                          "reached_reference": int(np.isfinite(raw_y).sum()) if censored else -1,
                          **dict(zip(("values", "values_reference"),
                                     fmt.value_lists(raw_x, raw_y, censored=budget if censored else None))),
                          # the final returns' rows only: AUC and steps to threshold see learning that collapsed
                          "near_random": learned_neither and metric in ("final_return", "final_discounted"),
-                         "reference_mean": float(np.mean(y)) if len(y) else np.nan})
+                         "reference_mean": float(np.mean(stats.finite_values(y))) if np.isfinite(y).any()
+                         else np.nan})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
 
@@ -535,13 +538,16 @@ def normalization_table(study: Study) -> pd.DataFrame:
 
 
 def normalized_scores(study: Study, norm: pd.DataFrame) -> dict[str, np.ndarray]:
-    """{variant: (seeds, used tasks) normalized final scores} for ok variants."""
+    """{variant: (runs, used tasks) normalized final scores} for ok variants: a run (seed) is a row only with a
+    score on every used task (a final score is NaN where an evaluation episode never ended: the IQM, the mean and
+    their permutation tests would read the NaN as a number; :func:`scores.missing_final_notes` says which)."""
     used = norm[norm["used"]]
     out = {}
     for v in study.ok_variants:
         cols = [anchors.normalize(np.asarray(final_scores(study, v, r.task), dtype=np.float64),
                                   r.random_return, r.reference_return) for r in used.itertuples()]
-        out[v] = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
+        matrix = np.stack(cols, axis=1) if cols else np.zeros((len(study.cells[v].summary["seeds"]), 0))
+        out[v] = matrix[np.isfinite(matrix).all(axis=1)]
     return out
 
 
