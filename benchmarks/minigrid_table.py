@@ -1,4 +1,4 @@
-"""The MiniGrid study table of issue 19: per-task and aggregate normalized IQM, beside MOORE's published numbers.
+"""The MiniGrid study table of issue 19: per-task and aggregate normalized IQM, beside the published rerun of MOORE's.
 
     python benchmarks/minigrid_table.py STUDY_DIR      # a study whose report was written (mtdqn report STUDY_DIR)
 
@@ -7,8 +7,9 @@ Reads the report's tidy data (``report/data/per_seed.parquet``: each seed's fina
 
 * per task, the IQM over seeds of our normalized score, (x - random) / (optimal - random), with its 95%
   percentile-bootstrap interval (rliable, as the report's aggregates: ``mtdqn.analysis.aggregate``);
-* the aggregate IQM over seeds x tasks in that normalization (the report's own figure), and in MOORE's,
-  x / optimal (Hendawy et al. 2024 and the rerun of Todorov et al. 2025 normalize by the optimal return alone);
+* the aggregate IQM over seeds x tasks in that normalization (the report's own figure), and in the rerun's,
+  x / optimal (the rerun of Todorov et al. 2025 normalizes by the optimal return alone; MOORE's own code, Hendawy
+  et al. 2024, reports the mean raw return over tasks);
 * the published PPO numbers in the second normalization, from the rerun of MOORE's code at 400k env steps per
   task and 30 seeds (Todorov et al., TMLR 2025, Table 1), to read beside ours (a DQN at 200k steps, 10 seeds).
 
@@ -68,8 +69,8 @@ def table(study: Path) -> str:
                      + f" | {_estimate(ours)} | {_estimate(x / optimal)} |")
     published = PUBLISHED.get(frozenset(tasks), {})
     for name, value in published.items():
-        lines.append(f"| {name}, PPO, 400k steps, 30 seeds (published) | " + " | ".join("—" for _ in tasks)
-                     + f" | — | {value:.2f} |")
+        lines.append(f"| {name}, PPO, 400k steps, 30 seeds (Todorov et al. 2025, Table 1) | "
+                     + " | ".join("—" for _ in tasks) + f" | — | {value:.2f} |")
     return "\n".join(lines)
 
 

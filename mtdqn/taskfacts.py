@@ -30,8 +30,9 @@ return Gymnasium registers as solving it (``reward_threshold`` in
 ``gymnasium/envs/__init__.py``).  MiniGrid tasks: random as above, printed by
 ``benchmarks/minigrid_anchors.py``; the reference is the optimal return, the
 mean over the package's first 200 layouts of 1 - 0.9 n / max_steps with n a
-shortest plan's length (what MOORE's table normalizes by: MOORE divides by
-it, we subtract the random return, 0.007-0.19 here, first).  The anchors are
+shortest plan's length (what the published rerun of MOORE's code, Todorov et
+al. 2025, normalizes by: it divides by it, we subtract the random return,
+0.007-0.19 here, first; MOORE's own code reports the mean raw return).  The anchors are
 those of each task's default max_steps; a spec with ``max_steps=N`` has none
 (:func:`mtdqn.analysis.anchors.lookup`).  MinAtar games and the two classic
 tasks of D'Eramo et al. have no anchors: no citable reference score (Young &

@@ -60,7 +60,8 @@ def test_published_rows_match_the_task_count_and_bad_studies_are_one_line_errors
     five = ("MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0",
             "MiniGrid-DoorKey-6x6-v0", "MiniGrid-DistShift1-v0")
     text = script.table(_study(tmp_path / "b", {t: [0.5] * 5 for t in five}, five))
-    assert "| MOORE, PPO, 400k steps, 30 seeds (published) | — | — | — | — | — | — | 0.84 |" in text
+    assert ("| MOORE, PPO, 400k steps, 30 seeds (Todorov et al. 2025, Table 1) | — | — | — | — | — | — | 0.84 |"
+            in text)
     other = (*five[:4], "MiniGrid-MultiRoom-N2-S4-v0")  # five tasks, not MOORE's MT5: nothing published
     assert "published" not in script.table(_study(tmp_path / "d", {t: [0.5] * 5 for t in other}, other))
     with pytest.raises(SystemExit, match=r"run `mtdqn report .*` first"):

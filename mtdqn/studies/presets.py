@@ -187,7 +187,10 @@ def _deramo() -> dict[str, Any]:
 MOORE_MT3 = ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"]
 MOORE_MT5 = [*MOORE_MT3, "MiniGrid-DoorKey-6x6-v0", "MiniGrid-DistShift1-v0"]
 MOORE_MT7 = [*MOORE_MT5, "MiniGrid-SimpleCrossingS9N2-v0", "MiniGrid-MultiRoom-N2-S4-v0"]
-"""MOORE's MiniGrid task sets (Hendawy et al. 2024, ``run_minigrid_ppo_mt.py``), in its order."""
+"""MOORE's MiniGrid task sets (Hendawy et al. 2024, ``run_minigrid_ppo_mt.py``'s ``MT_EXP``): MT3 in its order, MT5
+and MT7 as sets (MOORE lists MT5 as DoorKey, LavaGap, RedBlueDoors, DistShift1, Memory and MT7 as DoorKey,
+DistShift1, RedBlueDoors, LavaGap, Memory, SimpleCrossing, MultiRoom).  The order only numbers the tasks; kept,
+since a study's stored cells refuse a rerun under another task order."""
 MOORE_EXPERTS = {3: 2, 5: 3, 7: 4}
 """MOORE's expert counts per task set (MT3 2, MT5 3, MT7 4): the ``moe`` and ``moore`` variants' K."""
 
@@ -211,9 +214,10 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
 
     As MOORE: the tasks of its MT3 / MT5 / MT7 (all ``MiniGrid-...-v0``), the ``ImgObsWrapper`` view (the
     7x7x3 partial egocentric view with occlusion, raw ids) and each env's default ``max_steps`` (our JAX
-    versions of the package's tasks, :mod:`mtdqn.tasks.minigrid`), gamma 0.99, 200k env steps per task, 16
-    evaluation episodes per task; the optimal return as the reference of the normalized score
-    (:mod:`mtdqn.taskfacts`; the score itself differs, below).
+    versions of the package's tasks, :mod:`mtdqn.tasks.minigrid`), gamma 0.99, 200k env steps per task (MOORE's
+    100 epochs of 2,000 steps), 16 evaluation episodes per task, the undiscounted return as the score.  MOORE
+    reports the mean raw return over tasks; the optimal return as the reference of the normalized score is
+    the published rerun's (Todorov et al. 2025: x / optimal; :mod:`mtdqn.taskfacts`).
 
     DQN settings.  Measured (issue 19; ``tests/test_learning.py``'s MiniGrid test): n-step targets.  Under a
     uniform random policy the replay gains only 1-7 rewarded transitions per 10k env steps per task (successes
@@ -229,10 +233,11 @@ def _moore(tasks: list[str]) -> Callable[[], dict[str, Any]]:
     DistShift1 + LavaGapS7 at 40k-60k steps stayed at 0 with 1-step and 10-step targets alike (the greedy policy
     avoids lava and runs out the clock).
 
-    Where we differ from MOORE: DQN, not PPO; 200k env steps per task, where the published comparison
-    (Todorov et al. 2025's rerun, issue 19) ran 400k; 10 seeds by default, not 30; our conv trunk
-    (conv 16, conv 32, Dense 128, per-task 1x1 adapters and heads), not MOORE's; the normalized score is
-    (x - random) / (optimal - random), MOORE's x / optimal (the random returns are 0.007-0.19).
+    Where we differ from MOORE: DQN, not PPO; 10 seeds by default, not 30; our conv trunk (conv 16, conv 32,
+    Dense 128, per-task 1x1 adapters and heads), not MOORE's; greedy evaluation every 20k env steps per task,
+    where MOORE samples its softmax policy (beta 1) and evaluates every 2,000; the published comparison
+    (Todorov et al. 2025's rerun of MOORE's code, issue 19) ran 400k env steps per task, 30 seeds, and
+    normalizes by x / optimal, ours (x - random) / (optimal - random) (the random returns are 0.007-0.19).
     """
     experts = MOORE_EXPERTS[len(tasks)]
 
