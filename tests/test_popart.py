@@ -119,3 +119,32 @@ def test_short_popart_training_run_stays_finite():
     assert scale[0] > 3 * scale[1]  # CartPole's x100 targets have a much larger spread than Acrobot's
     assert np.isfinite(jax.tree.leaves(state.params)[0]).all()
     assert int(state.updates[0]) == 900
+
+
+@pytest.mark.parametrize("strategy", ["gradnorm", "dwa"])
+def test_training_rates_read_the_loss_in_reward_units(strategy):
+    """gradnorm's L_i(t) / L_i(0) and dwa's window ratios are training rates: under PopArt they read sigma_i^2
+    times the normalized loss, so two states whose Q-values are the same but whose statistics differ (sigma 1
+    against 10, the heads rescaled to match) give them the same losses.  Was: the normalized loss, 100x apart
+    here, so a task whose sigma grew read as a task that learned (a review: identical TD errors moved gradnorm's
+    weights to 0.10 / 1.90)."""
+    from mtdqn.train import step
+    from mtdqn.train.loop import init_state
+
+    cfg = TrainConfig(tasks=TASKS, network=NET, value_norm="popart", strategy=strategy,
+                      dqn=DQNConfig(batch_size=16, buffer_size=64, loss="mse"))
+    agent = make_agent(cfg)
+    state = jax.jit(lambda k: init_state(agent, k))(jax.random.PRNGKey(0))
+    fill = jax.jit(lambda s, k: step.env_step(agent, s, k, jnp.float32(1.0))[0])
+    for i in range(4):
+        state = fill(state, jax.random.PRNGKey(i))
+    wide = PopArtStats(state.value_norm.mean, state.value_norm.second * 100.0)  # mu 0: sigma 1 -> 10
+    scaled = state.replace(
+        value_norm=wide,
+        params={**state.params, "heads": rescale_heads(state.params["heads"], state.value_norm, wide)},
+        target_params={**state.target_params,
+                       "heads": rescale_heads(state.target_params["heads"], state.value_norm, wide)})
+    update = jax.jit(lambda s: step.update(agent, s, jax.random.PRNGKey(7)))
+    (a, metrics_a), (b, metrics_b) = update(state), update(scaled)
+    assert not np.allclose(metrics_a["loss"], metrics_b["loss"], rtol=0.5)  # the trained losses: ~100x apart
+    np.testing.assert_allclose(b.strategy_state.loss_sum, a.strategy_state.loss_sum, rtol=1e-3)

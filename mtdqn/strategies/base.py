@@ -90,6 +90,8 @@ class Strategy(NamedTuple):
 
     init: Callable[[int], Any]
     combine: Callable[..., tuple[Grads, Any, dict[str, jax.Array]]]
+    loss_rates: bool = False
+    """Its ``task_losses`` are read as training rates (:attr:`StrategySpec.loss_rates`)."""
 
 
 class Rule(NamedTuple):
@@ -112,6 +114,11 @@ class StrategySpec:
     as_sum: Callable[[Any], tuple[int, str]] | None = None
     """options -> (updates during which the rule weighs the tasks as ``sum`` does, why): a budget of no more
     updates trains ``sum`` under the strategy's name (dwa: until two windows complete).  None: it acts at once."""
+    loss_rates: bool = False
+    """The rule reads ratios of a task's losses over time as its training rate (gradnorm: L_i(t) / L_i(0); dwa:
+    L_i(t-1) / L_i(t-2)).  Under ``--value-norm popart`` the loop then gives it each task's loss in reward units
+    (sigma_i^2 times the normalized loss: :func:`mtdqn.train.step.strategy_losses`), whose ratios PopArt's moving
+    statistics do not change; a rule that weighs the loss it trains (uncertainty) gets that loss itself."""
 
 
 REGISTRY: dict[str, StrategySpec] = {}
@@ -213,7 +220,7 @@ def make_strategy(name: str, args: str, task_weights: tuple[float, ...]) -> Stra
         return rule.combine(task_grads, gram, task_losses, state, key, jnp.asarray(hp.weights),
                             dataclasses.replace(options, **hp.numbers))
 
-    return Strategy(rule.init, combine)
+    return Strategy(rule.init, combine, spec.loss_rates)
 
 
 def coefficient_strategy(coefficients: Callable[[jax.Array, jax.Array, jax.Array, Any], jax.Array]) -> Rule:

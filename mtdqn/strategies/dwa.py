@@ -82,6 +82,7 @@ register(
         DWAOptions,
         build,
         min_tasks=2,
+        loss_rates=True,
         as_sum=lambda o: (2 * o.window, f"its weights are 1 until two windows of {o.window:,} updates complete "
                                         "(--strategy-args window=N)"),
     )

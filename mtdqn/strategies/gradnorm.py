@@ -96,5 +96,6 @@ register(
         GradNormOptions,
         build,
         min_tasks=2,
+        loss_rates=True,
     )
 )

@@ -24,11 +24,11 @@ from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
 from mtdqn.train.agent import Agent, TrainState
 from mtdqn.train.hypers import Hypers
-from mtdqn.value_norm import popart_step, unnormalize
+from mtdqn.value_norm import popart_step, sigma, unnormalize
 
 __all__ = ["IterationKeys", "split_iteration_key", "split_env_step_key", "epsilon", "act", "sample_batch",
            "one_step_discounts", "td_targets", "has_dropout", "loss_weights", "task_gradients", "task_affinity",
-           "shared_trains_now", "trainable_shared", "update",
+           "shared_trains_now", "trainable_shared", "strategy_losses", "update",
            "record_transition", "env_step", "iteration", "grad_diagnostics"]
 
 
@@ -221,6 +221,18 @@ def _gated_for_the_moments(combined: Any, g_shared: Any, moves: Any, weights: ja
     return jax.tree.map(leaf, combined, g_shared, moves)
 
 
+def strategy_losses(agent: Agent, state: TrainState, losses: jax.Array) -> jax.Array:
+    """The task losses the strategy reads.  Under ``--value-norm popart`` the loss is taken on normalized values, in
+    units of sigma_i that PopArt's statistics move as they learn the targets' scale, so a rule reading training
+    rates (:attr:`~mtdqn.strategies.base.StrategySpec.loss_rates`: gradnorm's L_i(t) / L_i(0), dwa's window
+    ratios) gets sigma_i^2 times it, the loss in reward units (for ``mse`` exactly the squared TD error's; for
+    ``huber`` the Huber loss of the TD error with its threshold scaled by sigma_i): else a task whose sigma grew
+    since would read as one that learned.  Every other rule, and the gradients, keep the loss that is trained."""
+    if agent.cfg.value_norm == "popart" and agent.strategy.loss_rates:
+        return losses * sigma(state.value_norm) ** 2
+    return losses
+
+
 def grad_diagnostics(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-task gradient norms (tasks,) and pairwise cosine similarities (tasks, tasks) from the Gram matrix."""
     norms = jnp.sqrt(jnp.clip(jnp.diag(gram), 0.0))
@@ -255,7 +267,8 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
     g_trained = trainable_shared(g_shared, moves)  # frozen leaves (and trunk-until's before it opens) zeroed
     gram = task_gram(g_trained, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
-        g_trained, gram, losses, state.strategy_state, k_strategy, StrategyHypers(w, hp.strategy)
+        g_trained, gram, strategy_losses(agent, state, losses), state.strategy_state, k_strategy,
+        StrategyHypers(w, hp.strategy)
     )
     combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
     grads = merge_shared(combined, g_task)
