@@ -42,8 +42,8 @@ square) of the task's batch of targets, so they follow the targets within ~1/bet
 make ~1e4).  Not the same unit as Hessel et al.'s 3e-4: rlax's ``art`` steps once per target, so a batch of B
 targets moves its statistics ~B times one step; per target, this is beta / B (8e-6 at batches of 128), so the
 statistics leave their start (mu 0, sigma 1) over the first thousands of updates (targets ~N(3000, 1500):
-mu 286, sigma 995 after 100 updates; 1,896 and 1,876 after 1,000; 2,851 and 1,604 after 3,000).  Strategies that read loss ratios are given losses in
-reward units for that reason (:func:`mtdqn.train.step.strategy_losses`)."""
+mu 286, sigma 995 after 100 updates; 1,896 and 1,876 after 1,000; 2,851 and 1,604 after 3,000).  Strategies
+that read loss ratios are given losses in reward units for that reason (:func:`mtdqn.train.step.strategy_losses`)."""
 SIGMA_RANGE = (1e-4, 1e6)  # sigma is clipped to this range (Hessel et al. 2019)
 
 
