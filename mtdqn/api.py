@@ -480,7 +480,8 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     Args:
         preset_or_spec: a built-in preset's name (``"quick"``, ``"classic"``, ``"transfer"``, ...), a study
             file (.toml), or a study table as a dict (the TOML's schema: ``tasks``, ``steps``, ``seeds``,
-            ``options``, ``variants``, ``thresholds``, ...).
+            ``options``, ``variants``, ``thresholds``, ...; without ``name``, the name is ``out``'s folder
+            name, as a study file's is its stem, else "study").
         out: the study directory (default ``runs/study-<name>``).
         ray_address: run the cells as Ray tasks (``"local"``, ``"auto"``, HOST:PORT or ``ray://HOST:PORT``);
             tasks registered with :func:`mtdqn.register_task` exist only in this process (name them by import
@@ -509,7 +510,9 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     if written and not _devices_chosen():  # planned from the table as written: validating it imports the tasks
         _start_jax(*written, devices)  # (JAX starts); where chosen already, a refused study warns of none
     if isinstance(preset_or_spec, dict):
-        spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", "study")))
+        # unnamed: the folder's name, as a study file's is its stem (was "study": lines read "study study: ...")
+        unnamed = (Path(out).resolve().name if out is not None else "") or "study"
+        spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", unnamed)))
     else:
         spec = resolve_spec(preset_or_spec, overrides)
     if ray_address is None:

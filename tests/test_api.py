@@ -210,6 +210,26 @@ def test_a_bad_study_table_is_one_line(tmp_path):
     assert not (tmp_path / "study").exists()
 
 
+def test_an_unnamed_study_table_takes_its_folders_name(tmp_path, monkeypatch):
+    """As a study file's name is its stem (was "study": its lines read "study study: ...", its default folder
+    runs/study-study)."""
+    named = []
+
+    def stop(spec, out_dir, **kwargs):
+        named.append((spec.name, out_dir))
+        raise KeyboardInterrupt  # nothing trained
+
+    monkeypatch.setattr("mtdqn.studies.run_study", stop)
+    table = {"tasks": ["CartPole-v1"], "steps": 1000, "seeds": 1, "variants": {"shared": {}}}
+    for out in (tmp_path / "cartpole-check", None):
+        with pytest.raises(KeyboardInterrupt):
+            mtdqn.study(table, out=out)
+    with pytest.raises(KeyboardInterrupt):
+        mtdqn.study({**table, "name": "mine"}, out=tmp_path / "folder")
+    assert named == [("cartpole-check", tmp_path / "cartpole-check"), ("study", Path("runs") / "study-study"),
+                     ("mine", tmp_path / "folder")]
+
+
 # ---------------------------------------------------------------- one code path: the CLI and the API alike
 
 @pytest.fixture(scope="module")
