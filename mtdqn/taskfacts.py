@@ -112,7 +112,8 @@ FACTS: dict[str, TaskFacts] = {
         "vector", RewardShape((-1.0, 0.0), 200, "-1 per step until the goal, truncated at 200 steps"), -150.0,
         Anchors(-200.0, -110.0, f"{_RANDOM}; reference: Gymnasium reward_threshold")),
     "Breakout-MinAtar": TaskFacts("image", _MINATAR, 10.0, env=_GYMNAX_MINATAR),
-    "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0, env=_GYMNAX_MINATAR),
+    "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0, env="gymnax's JAX port of MinAtar's Asterix with MinAtar's "
+                                                             "spawn (mtdqn/tasks/asterix.py)"),
     "Freeway-MinAtar": TaskFacts("image", _MINATAR, 20.0, env=_GYMNAX_MINATAR),
     "SpaceInvaders-MinAtar": TaskFacts("image", _MINATAR, 30.0, env=_GYMNAX_MINATAR),
     # a quarter of published DQN's ~20 at 5M frames (MinAtar's learning curves), as Asterix's 5 is of its ~17

@@ -13,7 +13,8 @@ import pytest
 from helpers import QueuedDraws, assert_wrapper_steps_as_its_game
 from mtdqn.errors import ConfigError
 from mtdqn.tasks import make_task_set, parse_task, reset_envs, step_envs
-from mtdqn.tasks.minatar import MinAtarEnv
+from mtdqn.tasks.asterix import Asterix, spawn, spawn_draws
+from mtdqn.tasks.minatar import MinAtarEnv, make_game
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -34,10 +35,11 @@ def _rollout(env, params, actions, key):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar"])
-def test_without_sticky_actions_the_wrapper_is_gymnax_game(name):
-    """sticky 0, minimal actions, gymnax's cut-off: the same game, step by step, given the game's keys."""
-    wrapped = MinAtarEnv(name, max_steps=gymnax.make(name)[1].max_steps_in_episode)
-    game, params = gymnax.make(name)
+def test_without_sticky_actions_the_wrapper_is_its_game(name):
+    """sticky 0, minimal actions, gymnax's cut-off: the same game (gymnax's; Asterix ours), step by step, given
+    the game's keys."""
+    game, params = make_game(name)
+    wrapped = MinAtarEnv(name, max_steps=params.max_steps_in_episode)
     actions = jax.random.randint(jax.random.PRNGKey(1), (400,), 0, game.num_actions)
     keys = jax.random.split(jax.random.PRNGKey(2), 400)
     assert_wrapper_steps_as_its_game(wrapped, game, params, actions, keys)
@@ -243,3 +245,71 @@ def test_gymnax_seaquest_steps_as_the_minatar_package():
                 break
             assert differ == [], (episode, t, differ)
     assert checked > 500 and rewards > 0, (checked, rewards)
+
+
+def _rows(alive: list[int]) -> jnp.ndarray:
+    """Asterix's (8, 5) entities with the rows ``alive`` taken (an enemy moving left at x 5)."""
+    rows = np.zeros((8, 5), np.int32)
+    for r in alive:
+        rows[r] = [5, r + 1, 0, 0, 1]
+    return jnp.asarray(rows)
+
+
+def test_asterix_spawns_into_a_free_row_uniformly_and_never_over_a_live_one():
+    """MinAtar's ``_spawn_entity``: a row uniform among the free ones, none when all 8 are taken.  gymnax's
+    never tried the first row of its random order (one row free: found 7 times in 8) and, finding none, wrote
+    an empty row over a live one."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 3000)
+    spawned = jax.jit(jax.vmap(spawn, in_axes=(0, None)))
+    full = _rows(list(range(8)))
+    np.testing.assert_array_equal(spawned(keys[:200], full), np.broadcast_to(full, (200, 8, 5)))
+    one_free = np.asarray(spawned(keys[:400], _rows([0, 1, 2, 4, 5, 6, 7])))
+    assert (one_free[:, :, 4] == 1).all() and (one_free[:, 3, 1] == 4).all()  # row 3 taken every time
+    three_free = np.asarray(spawned(keys, _rows([0, 1, 3, 4, 6])))
+    new_rows = np.argmax(three_free[:, :, 4] != np.asarray(_rows([0, 1, 3, 4, 6]))[None, :, 4], axis=1)
+    assert set(new_rows.tolist()) == {2, 5, 7} and (three_free[:, :, 4].sum(axis=1) == 6).all()
+    np.testing.assert_allclose(np.bincount(new_rows, minlength=8)[[2, 5, 7]] / len(keys), 1 / 3, atol=0.04)
+    row = three_free[np.arange(len(keys)), new_rows]  # x 0 moving right, or x 9 moving left; gold a third
+    assert set(map(tuple, row[:, [0, 2]].tolist())) == {(0, 1), (9, 0)}
+    assert abs(row[:, 3].mean() - 1 / 3) < 0.04 and abs(row[:, 2].mean() - 1 / 2) < 0.04
+
+
+@pytest.mark.slow
+def test_asterix_steps_as_the_minatar_package():
+    """Our Asterix against ``minatar`` 1.0.15 with each spawn's draws aligned (:func:`spawn_draws`, handed to
+    MinAtar's game in the order it asks: ``rand() < 1/2`` for the direction, ``rand() < 1/3`` for a treasure, then
+    ``randint`` over the free rows when one is free, the index of ours among them): the same
+    observations, rewards and terminals under random play, every step."""
+    from minatar import Environment
+
+    env = Asterix()
+    params = env.default_params
+    step = jax.jit(lambda k, s, a: env.step_env(k, s, a, params))
+    draws = jax.jit(spawn_draws)
+    rng = np.random.default_rng(0)
+    checked, rewards, spawns = 0, 0.0, 0
+    for episode in range(60):
+        obs, state = env.reset_env(jax.random.PRNGKey(episode), params)
+        oracle = Environment("asterix", sticky_action_prob=0.0)
+        oracle.env.random = stub = QueuedDraws()
+        oracle.reset()
+        np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
+        for t, key in enumerate(jax.random.split(jax.random.PRNGKey(1_000 + episode), 1_000)):
+            action = int(rng.integers(5))  # the minimal set: n l u r d, MinAtar's first five
+            if oracle.env.spawn_timer == 0:
+                free = np.array([e is None for e in oracle.env.entities])
+                right, gold, row = (x.item() for x in draws(key, jnp.asarray(free)))
+                stub.queue += [0.25 if right else 0.75, 0.1 if gold else 0.9]
+                stub.queue += [int(free[:row].sum())] if free.any() else []
+                spawns += 1
+            obs, state, reward, terminated, _ = step(key, state, action)
+            ref_reward, ref_terminal = oracle.act(action)
+            assert not stub.queue  # MinAtar asked for exactly the draws we made
+            assert (float(reward), bool(terminated)) == (float(ref_reward), bool(ref_terminal)), (episode, t)
+            np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state(), err_msg=f"{episode}, {t}")
+            checked += 1
+            rewards += float(reward)
+            if ref_terminal:
+                break
+    assert checked > 2_000 and rewards > 5 and spawns > 200, (checked, rewards, spawns)
+

@@ -20,8 +20,10 @@ learning experiments", arXiv:1903.03176; their package (github.com/kenjyoung/Min
 
 Task options (``Breakout-MinAtar:sticky=0.1,actions=full,max_steps=10000``) select the wrapper; a plain
 MinAtar name is gymnax's game unchanged, except Seaquest, which is ours (:mod:`mtdqn.tasks.seaquest`: MinAtar's
-game, ~9x faster than gymnax's; :func:`make_game`).  With the defaults (``sticky=0``, minimal actions, gymnax's
-cut-off) the wrapper steps the same game as the plain task (tested), though from a different random stream.
+game, ~10x faster than gymnax's; :func:`make_game`), and Asterix, gymnax's game with MinAtar's spawn
+(:mod:`mtdqn.tasks.asterix`: gymnax's never tries one free row and overwrites a live one when none is free).
+With the defaults (``sticky=0``, minimal actions, gymnax's cut-off) the wrapper steps the same game as the plain
+task (tested), though from a different random stream.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment
 
+from mtdqn.tasks.asterix import Asterix
 from mtdqn.tasks.seaquest import Seaquest
 
 __all__ = ["MINATAR_GAMES", "GAME_END", "OUR_GAMES", "MinAtarEnv", "make_game"]
@@ -44,7 +47,7 @@ MINATAR_GAMES = ("Breakout-MinAtar", "Asterix-MinAtar", "Freeway-MinAtar", "Spac
 GAME_END: dict[str, int] = {"Freeway-MinAtar": 2_500}
 """Games that end themselves after this many frames (MinAtar's ``time_limit``): terminal on the next step."""
 
-OUR_GAMES = {"Seaquest-MinAtar": Seaquest}
+OUR_GAMES = {"Seaquest-MinAtar": Seaquest, "Asterix-MinAtar": Asterix}
 """Games written in this package and used instead of gymnax's (same API, same cut-off)."""
 
 

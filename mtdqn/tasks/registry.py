@@ -12,7 +12,8 @@ lacks (:mod:`mtdqn.tasks.minatar`): ``sticky=0.1`` (with that probability the ga
 ``actions=full`` (all six actions, the ones outside a game's minimal set doing nothing) and ``max_steps=N``
 (the episode cut-off, a truncation; gymnax's default is 1,000 steps, Freeway 2,500).  A plain MinAtar name is
 gymnax's game unchanged (no sticky actions, the minimal action set, gymnax's cut-off), except Seaquest,
-which is ours: MinAtar's game, faster than gymnax's (:mod:`mtdqn.tasks.seaquest`).  ``max_steps=N`` also
+which is ours: MinAtar's game, faster than gymnax's (:mod:`mtdqn.tasks.seaquest`), and Asterix, gymnax's game
+with MinAtar's spawn (:mod:`mtdqn.tasks.asterix`).  ``max_steps=N`` also
 sets a MiniGrid task's time limit (MiniGrid's ``max_steps``, which also scales its success reward).
 
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
@@ -25,8 +26,9 @@ one, image observations to the most channels; Q heads are padded to the most
 actions and masked.
 
 Most JAX tasks come from ``gymnax.make``; the two classic tasks it lacks,
-Car-On-Hill and the discrete LSPI pendulum, and Seaquest-MinAtar (gymnax's is
-slow) are written against gymnax's ``Environment`` API in this package
+Car-On-Hill and the discrete LSPI pendulum, Seaquest-MinAtar (gymnax's is
+slow) and Asterix-MinAtar (gymnax's with MinAtar's spawn: gymnax's loses
+entities) are written against gymnax's ``Environment`` API in this package
 (:data:`NATIVE_ENVS`) and step in the same compiled loop, and so are the seven
 MiniGrid tasks of MOORE's MT7 (:mod:`mtdqn.tasks.minigrid`).  A user's own
 environment joins them by name (:func:`register_task`) or as an import path
@@ -46,6 +48,7 @@ from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 from mtdqn.tasknames import check_listed_once, split_spec, task_options, unknown_task
 from mtdqn.tasks import custom
+from mtdqn.tasks.asterix import Asterix
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
 from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
@@ -66,6 +69,7 @@ NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
     # gymnax's steps ~10x slower than its other MinAtar games; ours is MinAtar's game (seaquest.py)
     "Seaquest-MinAtar": Seaquest,
+    "Asterix-MinAtar": Asterix,  # gymnax's game with MinAtar's spawn (asterix.py)
     **{name: partial(MiniGrid, spec) for name, spec in MINIGRID_SPECS.items()},  # minigrid 3.2.0's tasks
 }
 

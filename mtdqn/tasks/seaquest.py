@@ -4,7 +4,7 @@ The game is Young & Tian's (2019) ``minatar/environments/seaquest.py`` (package 
 rule and in its order: spawn, the player's action, friendly bullets, divers, enemy subs (they shoot), enemy
 bullets, enemy fish, timers and oxygen.  It is checked against that package step by step with the spawns'
 random draws aligned (``tests/test_seaquest.py``), terminal observations included.  gymnax's Seaquest keeps
-every entity list in a 100-row buffer and compares 100x100 matrices; this one steps ~9x faster (README,
+every entity list in a 100-row buffer and compares 100x100 matrices; this one steps ~10x faster (README,
 *MinAtar as published*).
 
 **How big each list can get** (MinAtar's constants: enemy spawn interval S = 20 falling by one per surfacing to
