@@ -34,14 +34,16 @@ import numpy as np
 
 from mtdqn.analysis import bootstrap_diff, bootstrap_mean, ranges
 
-# Discounted returns, single-task -> multi-task, as issue 13 quotes the paper (its appendix text is not
-# available in this checkout to check them); the paper's pendulum number is not available here.
+# Discounted returns, single-task -> multi-task: the authors' stored results behind the paper's figure
+# (github.com/carloderamo/shared, branch prism at bbd46a3, results/dqn/dqn/noreg-sigmoid/scores.npy and
+# results/dqn/multidqn/noreg-sigmoid/scores.npy, each 100 runs x 5 tasks x 51 epochs: the last epoch's mean over
+# the 100 runs), which issue 13's quotes match.
 PAPER_DISCOUNTED: dict[str, tuple[float, float] | None] = {
-    "CartPole-v1": (63.1, 83.5),
+    "CartPole-v1": (63.0, 83.5),
     "Acrobot-v1": (-58.3, -56.2),
     "MountainCar-v0": (-81.0, -66.0),
     "CarOnHill-v0": (0.38, 0.38),
-    "InvertedPendulumDiscrete-v0": None,
+    "InvertedPendulumDiscrete-v0": (-0.006, -0.007),
 }
 def return_range(task: str, gamma: float | None) -> tuple[float, float]:
     """Smallest and largest return an episode of ``task`` can have; discounted with ``gamma`` unless None
@@ -88,14 +90,15 @@ def table(study_dir: Path, single: str = "independent", multi: str = "shared") -
     for spec in a["tasks"]:
         task, gamma = spec.partition(":")[0], a["task_gamma"][spec]
         digits = 2 if ranges.REWARDS[task].rewarded_steps == 1 else 1  # returns of +-1 or 0
-        lo, hi = return_range(task, gamma)
+        lo, hi = return_range(spec, gamma)  # the spec's own time limit (max_steps=1000) included
+        limit = f", {int(spec.split('max_steps=')[1].split(',')[0]):,} steps" if "max_steps=" in spec else ""
         ind, sh = (np.asarray(c["final_eval_discounted"][spec]) for c in (a, b))
         paper = PAPER_DISCOUNTED.get(task)
-        paper_text = f"{paper[0]:g} → {paper[1]:g}" if paper else "not available here"
+        paper_text = f"{paper[0]:g} → {paper[1]:g}" if paper else "not recorded"
         d = bootstrap_diff(sh, ind, (lo, hi))
-        und = [_fmt(bootstrap_mean(c["final_eval"][spec], return_range(task, None)), digits) for c in (a, b)]
+        und = [_fmt(bootstrap_mean(c["final_eval"][spec], return_range(spec, None)), digits) for c in (a, b)]
         random = a["random_return_discounted"][spec]
-        lines.append(f"| {task} ({gamma:g}) | {paper_text} | {random:.{digits + 1}f} | "
+        lines.append(f"| {task} ({gamma:g}{limit}) | {paper_text} | {random:.{digits + 1}f} | "
                      f"{_fmt(bootstrap_mean(ind, (lo, hi)), digits + 1)} | "
                      f"{_fmt(bootstrap_mean(sh, (lo, hi)), digits + 1)} | {_fmt(d, digits + 1)} | {_verdict(d)} | "
                      f"{und[0]} | {und[1]} | {len(ind)} / {len(sh)} |")

@@ -66,9 +66,13 @@ def split_task_list(text: str) -> list[str]:
 
 _NUMBER_OPTIONS = ("reward_scale", "gamma")
 _MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
+CLASSIC_TIME_LIMITED = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+"""gymnax's classic tasks whose time limit ``max_steps=N`` sets (a truncation, as gymnax's own: D'Eramo et al. ran
+Acrobot and Mountain-Car to 1,000 steps, mushroom-rl's ``Gym`` wrapper replacing gym's limit by its horizon)."""
 _GYM_OPTIONS = ("obs",)
 _VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "
-          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks also max_steps=<steps>; gym: tasks also obs=image")
+          "actions=full|minimal, max_steps=<steps>; MiniGrid tasks, CartPole-v1, Acrobot-v1 and MountainCar-v0 "
+          "also max_steps=<steps>; gym: tasks also obs=image")
 _MAX_STEPS_LIMIT = 2**31 - 2  # the episode step counter is int32
 
 
@@ -104,11 +108,11 @@ def task_options(spec: str) -> tuple[str, str, dict[str, Any]]:
                 raise ConfigError(f"task option {key} in {spec!r} is for JAX tasks; a gym: task keeps its own "
                                   "TimeLimit and actions")
             minatar = name in FACTS and name.endswith("-MinAtar")  # the built-in families, not look-alike names
-            minigrid = name in FACTS and name.startswith("MiniGrid-")
-            if not minatar and not (key == "max_steps" and minigrid):
-                raise ConfigError(f"task option {key} in {spec!r} applies to "
-                                  f"{'MinAtar games and MiniGrid tasks' if key == 'max_steps' else 'MinAtar games'} "
-                                  "only")
+            limited = name in FACTS and (name.startswith("MiniGrid-") or name in CLASSIC_TIME_LIMITED)
+            if not minatar and not (key == "max_steps" and limited):
+                which = (f"MinAtar games, MiniGrid tasks and {', '.join(CLASSIC_TIME_LIMITED)}" if key == "max_steps"
+                         else "MinAtar games")
+                raise ConfigError(f"task option {key} in {spec!r} applies to {which} only")
             options[key] = _minatar_option(key, raw, spec)
         else:
             options[key] = _number_option(key, raw, spec)

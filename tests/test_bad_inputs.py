@@ -54,7 +54,8 @@ TRAIN_CASES = [
     ("minigrid-max-steps-zero", ["--tasks", "MiniGrid-DoorKey-6x6-v0:max_steps=0"], "max_steps in "
      "'MiniGrid-DoorKey-6x6-v0:max_steps=0' must be >= 1"),
     ("max-steps-not-int", ["--tasks", "MiniGrid-LavaGapS7-v0:max_steps=1.5"], "must be a whole number, got '1.5'"),
-    ("max-steps-on-cartpole", ["--tasks", "CartPole-v1:max_steps=100"], "applies to MinAtar games and MiniGrid"),
+    ("max-steps-on-caronhill", ["--tasks", "CarOnHill-v0:max_steps=100"],
+     "applies to MinAtar games, MiniGrid tasks and CartPole-v1, Acrobot-v1, MountainCar-v0 only"),
     ("gym-minigrid-dict-obs", ["--tasks", "gym:MiniGrid-LavaGapS7-v0"], "Dict observation space; only Box is "
      "supported; add the task option obs=image"),
     ("obs-image-on-jax-task", ["--tasks", "MiniGrid-LavaGapS7-v0:obs=image"], "only obs=image, and only for gym: tasks"),

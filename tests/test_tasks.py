@@ -71,6 +71,20 @@ def test_time_limit_is_truncation_not_termination():
     np.testing.assert_allclose(out.next_obs[0, 1], out.obs[0, 1])
 
 
+@pytest.mark.parametrize("spec, limit", [("Acrobot-v1:max_steps=1000", 1000), ("MountainCar-v0:max_steps=1000", 1000),
+                                         ("CartPole-v1:max_steps=50", 50)])
+def test_a_classic_tasks_time_limit_is_its_max_steps(spec, limit):
+    """D'Eramo et al.'s Acrobot and Mountain-Car ran to 1,000 steps (gymnax: 500 and 200): ``max_steps=N`` moves
+    the truncation, and the evaluation's horizon with it (``max_episode_steps``)."""
+    ts = make_task_set([spec])
+    assert ts.tasks[0].max_episode_steps == limit
+    _, (state,) = reset_envs(ts, jax.random.PRNGKey(0), 2)
+    state = state.replace(time=jnp.array([limit - 1, limit - 2]))  # the next step reaches the limit in env 0
+    _, out = step_envs(ts, (state,), jnp.zeros((1, 2), jnp.int32), jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(out.done[0], [True, False])
+    np.testing.assert_array_equal(out.terminated[0], [False, False])
+
+
 def test_pole_falling_is_termination():
     ts = make_task_set(["CartPole-v1"])
     _, (state,) = reset_envs(ts, jax.random.PRNGKey(0), 1)

@@ -142,8 +142,9 @@ def test_deramo_transfer_is_the_papers_transfer_experiment_on_the_deramo_protoco
     from mtdqn.studies.transfer import transfer_cells
 
     spec = deramo_transfer_preset()
-    assert spec.target == "Acrobot-v1" and spec.pretrain_tasks == (
-        "CartPole-v1", "MountainCar-v0", "CarOnHill-v0:gamma=0.95", "InvertedPendulumDiscrete-v0:gamma=0.95")
+    assert spec.target == "Acrobot-v1:max_steps=1000" and spec.pretrain_tasks == (  # the paper's horizons
+        "CartPole-v1", "MountainCar-v0:max_steps=1000", "CarOnHill-v0:gamma=0.95",
+        "InvertedPendulumDiscrete-v0:gamma=0.95")
     # "unfreeze 10": epochs count from 1 and epoch 10 learns with the trunk, so it trains after 9 epochs
     assert (spec.steps, spec.seeds, spec.run_options.eval_every, spec.unfreeze_at) == (50_000, 10, 1_000, 9_000)
     assert spec.run_options.keep_best  # the pretraining's best evaluation is grafted, as --save-shared keeps it

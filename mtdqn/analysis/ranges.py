@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+from mtdqn.tasknames import task_options
 from mtdqn.taskfacts import FACTS, Bounds, RewardShape, base_task
 
 __all__ = ["Bounds", "RewardShape", "REWARDS", "RETURN_BOUNDS", "COSINE", "FRACTION", "CKA", "WEIGHT", "AFFINITY",
@@ -58,8 +59,15 @@ def discounted_bounds(task: str, gamma: float) -> Bounds:
     shape = REWARDS.get(base_task(task))
     if shape is None or not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
         return UNBOUNDED
-    weight = _geometric(float(gamma), shape.rewarded_steps)
+    weight = _geometric(float(gamma), _rewarded_steps(task, shape))
     return (_scaled(shape.reward[0], weight), _scaled(shape.reward[1], weight))
+
+
+def _rewarded_steps(task: str, shape: RewardShape) -> float:
+    """The shape's most rewarded steps, or a time-limited task's own ``max_steps=N`` (``Acrobot-v1:max_steps=1000``:
+    1,000, not 500)."""
+    limit = task_options(task)[2].get("max_steps") if shape.time_limited else None
+    return float(limit) if limit is not None else shape.rewarded_steps
 
 
 def return_bounds(task: str) -> Bounds:
@@ -77,8 +85,11 @@ def describe_bounds(task: str) -> str:
     if shape is None:
         return "no known reward bounds: unbounded"
     lo, hi = shape.reward
-    n = "any number" if math.isinf(shape.rewarded_steps) else f"at most {shape.rewarded_steps:g}"
-    return f"{shape.why}: each reward in [{lo:g}, {hi:g}], {n} of them nonzero per episode"
+    steps = _rewarded_steps(task, shape)
+    n = "any number" if math.isinf(steps) else f"at most {steps:g}"
+    why = shape.why if steps == shape.rewarded_steps else f"{shape.why.split(', truncated')[0]}, truncated at " \
+        f"{steps:,.0f} steps (max_steps)"
+    return f"{why}: each reward in [{lo:g}, {hi:g}], {n} of them nonzero per episode"
 
 
 def difference_bounds(bounds: Bounds) -> Bounds:

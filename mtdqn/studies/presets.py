@@ -119,8 +119,9 @@ def _minatar() -> dict[str, Any]:
     }
 
 
-# The five tasks of D'Eramo et al. (2020); the two LSPI-era tasks carry their own discount (see _deramo).
-DERAMO_TASKS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "CarOnHill-v0:gamma=0.95",
+# The five tasks of D'Eramo et al. (2020) with the paper's horizons and discounts (see _deramo): Acrobot and
+# Mountain-Car run to 1,000 steps, the two LSPI-era tasks carry their own discount.
+DERAMO_TASKS = ["CartPole-v1", "Acrobot-v1:max_steps=1000", "MountainCar-v0:max_steps=1000", "CarOnHill-v0:gamma=0.95",
                 "InvertedPendulumDiscrete-v0:gamma=0.95"]
 
 
@@ -132,10 +133,10 @@ def _deramo() -> dict[str, Any]:
     - tasks: Cart-Pole, Acrobot, Mountain-Car, Car-On-Hill, Inverted-Pendulum
       (``results/dqn/scores_plot.py`` l.16; ``run_gym.py`` l.55-61 builds ``caronhill`` and ``pendulum`` from
       mushroom-rl's ``CarOnHill`` and ``CartPole``, the LSPI pendulum, the rest with ``Gym(id, horizon, gamma)``);
-    - single-task ``dqn`` vs multi-task ``multidqn``, sigmoid features (``scores_plot.py`` l.15-17);
+    - single-task ``dqn`` vs multi-task ``multidqn``, sigmoid features (``scores_plot.py`` l.15-18);
     - network ``GymNetwork`` (``dqn/networks.py`` l.122-171): per-task input layer Dense(80)+relu, two
       shared Dense(80) (relu, then the ``features`` activation), per-task linear Q heads, initialized as
-      theirs (l.138-146: Xavier-uniform with the relu gain, the linear gain on the heads, PyTorch's default
+      theirs (l.145-153: Xavier-uniform with the relu gain, the linear gain on the heads, PyTorch's default
       biases): ``init = "deramo"``;
     - 50,000 steps per task (l.332), one evaluation every 1,000 steps, an "epoch" (l.326; loop l.230-245);
       each learning step steps every task once (``core.py`` l.51-60), so budgets are per task;
@@ -148,13 +149,17 @@ def _deramo() -> dict[str, Any]:
       discounted return J (l.40-44, ``compute_J(dataset, gamma[idx])``), over 2,000 greedy steps (l.344);
       the study's report leads with it (``headline = "discounted"``), the undiscounted return beside it.
 
-    Not in the code: the per-task gammas and horizons are command-line arguments (l.283-284) whose values
-    the repository does not record, and the paper's appendix is not available here.  We use gamma 0.95 for
-    Car-On-Hill and the pendulum (mushroom-rl's defaults: ``CarOnHill(horizon=100, gamma=.95)``,
-    ``CartPole(..., horizon=3000, gamma=.95)``, ``mushroom_rl/environments/car_on_hill.py``, ``cart_pole.py``;
-    our tasks keep those horizons) and --gamma 0.99 for the Gym tasks with gymnax's time limits (CartPole-v1
-    500, Acrobot-v1 500, MountainCar-v0 200).  The paper's Gym version of Cart-Pole is not recorded either
-    (its FQI scripts list CartPole-v0, ``fqi/gym/make_single_datasets.py``); we use CartPole-v1.
+    The per-task gammas and horizons are command-line arguments (l.283-284) the scripts do not record; the
+    authors' stored results do (branch ``prism`` at bbd46a3, ``results/dqn/{dqn,multidqn}/noreg-sigmoid/
+    scores.npy``: 100 runs x 5 tasks x 51 epochs of the discounted return): Acrobot's and Mountain-Car's
+    lowest score is -99.9957 = -(1 - 0.99^1000) / 0.01, a 1,000-step horizon at gamma 0.99 (mushroom-rl's
+    ``Gym`` wrapper drops gym's own time limit for its horizon), CartPole's highest 99.343 = (1 - 0.99^500) /
+    0.01, 500 steps at 0.99, Car-On-Hill's highest 0.3972 = 0.95^18 and a pendulum score -0.4181 = -0.95^17,
+    gamma 0.95 for both (mushroom-rl's defaults: ``CarOnHill(horizon=100, gamma=.95)``, ``CartPole(...,
+    horizon=3000, gamma=.95)``; our tasks keep those horizons).  So Acrobot and Mountain-Car run here to 1,000
+    steps (``max_steps=1000``; gymnax's limits are 500 and 200, which the README's tables before 2026-12-07
+    used).  The paper's Gym version of Cart-Pole is not recorded (its FQI scripts list CartPole-v0,
+    ``fqi/gym/make_single_datasets.py``); we use CartPole-v1, whose 500 steps the scores match.
 
     Where we differ, and why:
     - relu on the second shared layer, not sigmoid: the README's tables were made before the option
@@ -167,7 +172,7 @@ def _deramo() -> dict[str, Any]:
     - evaluation: the first ``eval_episodes`` whole greedy episodes per task and seed at the end of training
       (``final_eval`` and ``final_eval_discounted`` in summary.json), not the episodes that fit into 2,000
       steps after every epoch (``eval_every`` stays 0, as in the run behind the README's table);
-    - 10 seeds (the paper's count is not in the code; ``n_exp`` is a required argument).
+    - 10 seeds, where the paper ran 100 (the stored results' runs; ``n_exp`` is a command-line argument).
     """
     return {
         "tasks": list(DERAMO_TASKS),
@@ -297,8 +302,11 @@ def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -
     input layer and head on top of the pretrained shared layers: ``frozen`` (the paper's "no unfreeze"),
     ``unfreeze-at-k`` ("unfreeze 10": the trunk trains from the start of epoch 10, after 9 epochs = 9,000
     steps, see ``DERAMO_UNFREEZE_EPOCH``), and ``scratch`` ("no initialization"); ``unfrozen`` (trained from the
-    start) and ``lora`` (rank 8) come on top.  The paper reports on Acrobot frozen -65.6, unfreeze-10 -55.8,
-    scratch -58.3 (discounted return, gamma 0.99).
+    start, the paper's "unfreeze 0") and ``lora`` (rank 8, ours) come on top.  The paper reports on Acrobot
+    frozen -65.6, unfreeze-10 -55.8, unfreeze-0 -58.6, scratch -58.3 (discounted return, gamma 0.99; the last
+    epoch's mean over 100 runs in the authors' ``results/dqn/transfer/acro-noreg/unfreeze{0,10,51}-noreg-
+    sigmoid.npy``, branch prism; their 100 runs start from one pretrained trunk, ``noreg-cart_mc_coh_pend.pkl``,
+    ours each seed from its own pretraining).
 
     The grafted trunk is the pretraining's best, as the paper's ``--save-shared`` keeps it (``run_gym.py``
     l.255-257, l.268): per seed, the parameters of the evaluation with the highest sum over the four tasks
@@ -306,8 +314,9 @@ def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -
     :mod:`mtdqn.train.early_stop`; the pretraining's summary.json records the step under ``keep_best``).
 
     Where we differ: a greedy evaluation every epoch of ``eval_episodes`` whole episodes (theirs: the
-    episodes within 2,000 steps), and the final score is the mean of the last three evaluations (their table
-    gives one number per variant; the code does not say which epoch), both in ``final_discounted``.
+    episodes within 2,000 steps), and the final score is the mean of the last three evaluations (their numbers
+    are the last epoch's, the 50th: -65.56, -55.82, -58.30; the last three epochs' mean would read -66.16,
+    -55.66, -58.77), both in ``final_discounted``.
     The unfreeze step counts the 100 random replay-filling steps inside the budget (ours: 50,000 steps in all;
     theirs: 100, then 50 epochs of 1,000), so their trunk starts to train at env step 9,100 and ours at 9,000.
     ``steps`` sets both budgets (env steps per task); with another budget the unfreeze step stays at 9 of the
@@ -318,11 +327,11 @@ def deramo_transfer_preset(seeds: int | None = None, steps: int | None = None) -
     protocol = _deramo()
     epochs = protocol["steps"] // DERAMO_EPOCH  # the paper's 50
     steps = protocol["steps"] if steps is None else steps
-    target = "Acrobot-v1"
+    target = next(t for t in protocol["tasks"] if t.startswith("Acrobot-v1"))  # its 1,000-step horizon included
     options = protocol["options"]
     window, every = cadence(steps, min(DERAMO_EPOCH, max(1, steps // 20)), options["log_every"], options["num_envs"])
     return TransferSpec(name="deramo-transfer", target=target,
-                        pretrain_tasks=tuple(t for t in protocol["tasks"] if t.split(":")[0] != target),
+                        pretrain_tasks=tuple(t for t in protocol["tasks"] if t != target),
                         steps=steps, seeds=protocol["seeds"] if seeds is None else seeds,
                         run_options=RunOptions(eval_every=every, eval_episodes=protocol["eval_episodes"],
                                                keep_best=True),

@@ -14,7 +14,8 @@ lacks (:mod:`mtdqn.tasks.minatar`): ``sticky=0.1`` (with that probability the ga
 gymnax's game unchanged (no sticky actions, the minimal action set, gymnax's cut-off), except Seaquest,
 which is ours: MinAtar's game, faster than gymnax's (:mod:`mtdqn.tasks.seaquest`), and Asterix, gymnax's game
 with MinAtar's spawn (:mod:`mtdqn.tasks.asterix`).  ``max_steps=N`` also
-sets a MiniGrid task's time limit (MiniGrid's ``max_steps``, which also scales its success reward).
+sets a MiniGrid task's time limit (MiniGrid's ``max_steps``, which also scales its success reward) and that of
+CartPole-v1, Acrobot-v1 and MountainCar-v0 (gymnax's ``max_steps_in_episode``: 500, 500, 200).
 
 ``gym:<ID>[:options]`` names any Gymnasium environment instead (backend "gymnasium", stepped on the host: see
 :mod:`mtdqn.tasks.gymnasium_env`); one agent's tasks all share one backend.  ``obs=image`` (gym: tasks only)
@@ -76,8 +77,8 @@ NATIVE_ENVS: dict[str, Callable[[], Any]] = {
 def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
              max_steps: int | None = None) -> tuple[Any, Any]:
     """(env, default params) of a registered JAX task: ours from :data:`NATIVE_ENVS`, the rest from gymnax;
-    a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`; a MiniGrid
-    task's ``max_steps`` is its params' time limit."""
+    a MinAtar game with any of its options set runs in :class:`~mtdqn.tasks.minatar.MinAtarEnv`; a MiniGrid or
+    classic task's ``max_steps`` is its params' time limit (``tasknames.CLASSIC_TIME_LIMITED``)."""
     if name in MINATAR_GAMES and (sticky or full_actions or max_steps is not None):
         env = MinAtarEnv(name, sticky, full_actions, max_steps)
         return env, env.default_params
@@ -87,7 +88,8 @@ def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
         env = NATIVE_ENVS[name]()
         params = env.default_params
         return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # MiniGrid
-    return gymnax.make(name)
+    env, params = gymnax.make(name)
+    return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # classic tasks
 
 
 @dataclass(frozen=True)
