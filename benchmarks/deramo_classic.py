@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mtdqn.analysis import bootstrap_diff, bootstrap_mean, ranges
+from mtdqn.tasknames import task_options
 
 # Discounted returns, single-task -> multi-task: the authors' stored results behind the paper's figure
 # (github.com/carloderamo/shared, branch prism at bbd46a3, results/dqn/dqn/noreg-sigmoid/scores.npy and
@@ -91,7 +92,8 @@ def table(study_dir: Path, single: str = "independent", multi: str = "shared") -
         task, gamma = spec.partition(":")[0], a["task_gamma"][spec]
         digits = 2 if ranges.REWARDS[task].rewarded_steps == 1 else 1  # returns of +-1 or 0
         lo, hi = return_range(spec, gamma)  # the spec's own time limit (max_steps=1000) included
-        limit = f", {int(spec.split('max_steps=')[1].split(',')[0]):,} steps" if "max_steps=" in spec else ""
+        max_steps = task_options(spec)[2].get("max_steps")
+        limit = f", {max_steps:,} steps" if max_steps else ""
         ind, sh = (np.asarray(c["final_eval_discounted"][spec]) for c in (a, b))
         paper = PAPER_DISCOUNTED.get(task)
         paper_text = f"{paper[0]:g} → {paper[1]:g}" if paper else "not recorded"

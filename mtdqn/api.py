@@ -510,9 +510,8 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     if written and not _devices_chosen():  # planned from the table as written: validating it imports the tasks
         _start_jax(*written, devices)  # (JAX starts); where chosen already, a refused study warns of none
     if isinstance(preset_or_spec, dict):
-        # unnamed: the folder's name, as a study file's is its stem (was "study": lines read "study study: ...")
-        unnamed = (Path(out).resolve().name if out is not None else "") or "study"
-        spec = build_spec({**preset_or_spec, **overrides}, "study", str(preset_or_spec.get("name", unnamed)))
+        spec = build_spec({**preset_or_spec, **overrides}, "study",
+                          str(preset_or_spec.get("name", _unnamed_study_name(out))))
     else:
         spec = resolve_spec(preset_or_spec, overrides)
     if ray_address is None:
@@ -520,6 +519,24 @@ def study(preset_or_spec: str | Path | dict[str, Any], out: str | Path | None = 
     result = run_study(spec, Path(out) if out is not None else Path("runs") / f"study-{spec.name}",
                        ray_address=ray_address, progress=progress, devices=devices)
     return Study(result.out_dir)
+
+
+def _unnamed_study_name(out: str | Path | None) -> str:
+    """The name of a study table without ``name``: the one its folder's study.json stored (a rerun resumes it),
+    else the folder's name, as a study file's is its stem, where that is a study name; else "study" (all of them
+    were, before: their lines read "study study: ...")."""
+    from mtdqn.studies.spec import SAFE_NAME
+
+    if out is None:
+        return "study"
+    try:
+        stored = json.loads((Path(out) / STUDY_RECORD).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    if isinstance(stored, str) and SAFE_NAME.fullmatch(stored):
+        return stored
+    folder = Path(out).resolve().name
+    return folder if SAFE_NAME.fullmatch(folder) else "study"
 
 
 def _check_stage_overrides(overrides: dict[str, Any]) -> None:

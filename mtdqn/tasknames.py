@@ -110,8 +110,8 @@ def task_options(spec: str) -> tuple[str, str, dict[str, Any]]:
             minatar = name in FACTS and name.endswith("-MinAtar")  # the built-in families, not look-alike names
             limited = name in FACTS and (name.startswith("MiniGrid-") or name in CLASSIC_TIME_LIMITED)
             if not minatar and not (key == "max_steps" and limited):
-                which = (f"MinAtar games, MiniGrid tasks and {', '.join(CLASSIC_TIME_LIMITED)}" if key == "max_steps"
-                         else "MinAtar games")
+                which = (f"MinAtar games, MiniGrid tasks and the classic tasks {', '.join(CLASSIC_TIME_LIMITED)}"
+                         if key == "max_steps" else "MinAtar games")
                 raise ConfigError(f"task option {key} in {spec!r} applies to {which} only")
             options[key] = _minatar_option(key, raw, spec)
         else:

@@ -212,7 +212,8 @@ def test_a_bad_study_table_is_one_line(tmp_path):
 
 def test_an_unnamed_study_table_takes_its_folders_name(tmp_path, monkeypatch):
     """As a study file's name is its stem (was "study": its lines read "study study: ...", its default folder
-    runs/study-study)."""
+    runs/study-study); a folder whose study.json stored a name keeps it (a rerun of a study made before resumes
+    it), and a folder name that is no study name ("my study") gives "study"."""
     named = []
 
     def stop(spec, out_dir, **kwargs):
@@ -221,13 +222,15 @@ def test_an_unnamed_study_table_takes_its_folders_name(tmp_path, monkeypatch):
 
     monkeypatch.setattr("mtdqn.studies.run_study", stop)
     table = {"tasks": ["CartPole-v1"], "steps": 1000, "seeds": 1, "variants": {"shared": {}}}
-    for out in (tmp_path / "cartpole-check", None):
+    (tmp_path / "older").mkdir()
+    (tmp_path / "older" / "study.json").write_text(json.dumps({"name": "study"}))
+    for out in (tmp_path / "cartpole-check", None, tmp_path / "my study", tmp_path / "older"):
         with pytest.raises(KeyboardInterrupt):
             mtdqn.study(table, out=out)
     with pytest.raises(KeyboardInterrupt):
         mtdqn.study({**table, "name": "mine"}, out=tmp_path / "folder")
     assert named == [("cartpole-check", tmp_path / "cartpole-check"), ("study", Path("runs") / "study-study"),
-                     ("mine", tmp_path / "folder")]
+                     ("study", tmp_path / "my study"), ("study", tmp_path / "older"), ("mine", tmp_path / "folder")]
 
 
 # ---------------------------------------------------------------- one code path: the CLI and the API alike

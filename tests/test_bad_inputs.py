@@ -55,7 +55,7 @@ TRAIN_CASES = [
      "'MiniGrid-DoorKey-6x6-v0:max_steps=0' must be >= 1"),
     ("max-steps-not-int", ["--tasks", "MiniGrid-LavaGapS7-v0:max_steps=1.5"], "must be a whole number, got '1.5'"),
     ("max-steps-on-caronhill", ["--tasks", "CarOnHill-v0:max_steps=100"],
-     "applies to MinAtar games, MiniGrid tasks and CartPole-v1, Acrobot-v1, MountainCar-v0 only"),
+     "applies to MinAtar games, MiniGrid tasks and the classic tasks CartPole-v1, Acrobot-v1, MountainCar-v0 only"),
     ("gym-minigrid-dict-obs", ["--tasks", "gym:MiniGrid-LavaGapS7-v0"], "Dict observation space; only Box is "
      "supported; add the task option obs=image"),
     ("obs-image-on-jax-task", ["--tasks", "MiniGrid-LavaGapS7-v0:obs=image"], "only obs=image, and only for gym: tasks"),

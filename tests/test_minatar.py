@@ -274,12 +274,35 @@ def test_asterix_spawns_into_a_free_row_uniformly_and_never_over_a_live_one():
     assert abs(row[:, 3].mean() - 1 / 3) < 0.04 and abs(row[:, 2].mean() - 1 / 2) < 0.04
 
 
+def test_asterix_is_ours_for_a_plain_name_and_in_the_wrapper():
+    from mtdqn.tasks import parse_task
+
+    env, _ = parse_task("Asterix-MinAtar").make()
+    wrapped, _ = parse_task("Asterix-MinAtar:sticky=0.1").make()
+    assert isinstance(env, Asterix) and isinstance(wrapped, MinAtarEnv) and isinstance(wrapped.game, Asterix)
+
+
+def _crowded(env, params, oracle, rng):
+    """Both games at full difficulty (a spawn and a move every frame) with 7 of the 8 rows taken, the same
+    entities in each: where gymnax's spawn lost entities."""
+    rows = [None] * 8
+    for r in rng.permutation(8)[:7]:
+        rows[r] = [int(rng.integers(10)), int(r) + 1, bool(rng.integers(2)), bool(rng.random() < 1 / 3)]
+    timers = {"spawn_speed": 1, "spawn_timer": 0, "move_speed": 1, "move_timer": 0, "ramp_index": 10}
+    for name, value in {**timers, "entities": rows, "player_x": 5, "player_y": 5}.items():
+        setattr(oracle.env, name, value)
+    entities = jnp.asarray([[*e[:2], int(e[2]), int(e[3]), 1] if e else [0] * 5 for e in rows], jnp.int32)
+    _, state = env.reset_env(jax.random.PRNGKey(0), params)
+    return state.replace(entities=entities, **timers)
+
+
 @pytest.mark.slow
 def test_asterix_steps_as_the_minatar_package():
     """Our Asterix against ``minatar`` 1.0.15 with each spawn's draws aligned (:func:`spawn_draws`, handed to
     MinAtar's game in the order it asks: ``rand() < 1/2`` for the direction, ``rand() < 1/3`` for a treasure, then
-    ``randint`` over the free rows when one is free, the index of ours among them): the same
-    observations, rewards and terminals under random play, every step."""
+    ``randint`` over the free rows when one is free, the index of ours among them): the same observations,
+    rewards and terminals under random play, every step, from the start and from crowded full-difficulty states
+    (:func:`_crowded`), where spawns find one row free or none."""
     from minatar import Environment
 
     env = Asterix()
@@ -287,12 +310,15 @@ def test_asterix_steps_as_the_minatar_package():
     step = jax.jit(lambda k, s, a: env.step_env(k, s, a, params))
     draws = jax.jit(spawn_draws)
     rng = np.random.default_rng(0)
-    checked, rewards, spawns = 0, 0.0, 0
-    for episode in range(60):
+    checked, rewards, spawns, crowded_spawns = 0, 0.0, 0, 0
+    for episode in range(100):
         obs, state = env.reset_env(jax.random.PRNGKey(episode), params)
         oracle = Environment("asterix", sticky_action_prob=0.0)
         oracle.env.random = stub = QueuedDraws()
         oracle.reset()
+        if episode >= 60:
+            state = _crowded(env, params, oracle, rng)
+            obs = env.get_obs(state)
         np.testing.assert_array_equal(np.asarray(obs, bool), oracle.state())
         for t, key in enumerate(jax.random.split(jax.random.PRNGKey(1_000 + episode), 1_000)):
             action = int(rng.integers(5))  # the minimal set: n l u r d, MinAtar's first five
@@ -302,6 +328,7 @@ def test_asterix_steps_as_the_minatar_package():
                 stub.queue += [0.25 if right else 0.75, 0.1 if gold else 0.9]
                 stub.queue += [int(free[:row].sum())] if free.any() else []
                 spawns += 1
+                crowded_spawns += int(free.sum() <= 1)
             obs, state, reward, terminated, _ = step(key, state, action)
             ref_reward, ref_terminal = oracle.act(action)
             assert not stub.queue  # MinAtar asked for exactly the draws we made
@@ -311,5 +338,6 @@ def test_asterix_steps_as_the_minatar_package():
             rewards += float(reward)
             if ref_terminal:
                 break
-    assert checked > 2_000 and rewards > 5 and spawns > 200, (checked, rewards, spawns)
+    assert checked > 2_000 and rewards > 5 and spawns > 200 and crowded_spawns > 40, (checked, rewards, spawns,
+                                                                                      crowded_spawns)
 

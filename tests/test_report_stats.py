@@ -292,3 +292,4 @@ def test_a_seed_without_a_final_score_is_left_out_and_said(tmp_path):
     assert "lower than `independent` by n/a" not in text and "higher than `independent` by n/a" not in text
     assert ("`shared` has no final score on Acrobot-v1 for seed 1 (NaN: an evaluation episode that never ended): "
             "left out of that task's final-score statistics and of the aggregates") in text
+    assert "| Acrobot-v1 | shared | 5 (4 with a final score) |" in text  # the per-task table's seed count

@@ -86,7 +86,7 @@ def describe_bounds(task: str) -> str:
         return "no known reward bounds: unbounded"
     lo, hi = shape.reward
     steps = _rewarded_steps(task, shape)
-    n = "any number" if math.isinf(steps) else f"at most {steps:g}"
+    n = "any number" if math.isinf(steps) else f"at most {steps:,g}"
     why = shape.why if steps == shape.rewarded_steps else f"{shape.why.split(', truncated')[0]}, truncated at " \
         f"{steps:,.0f} steps (max_steps)"
     return f"{why}: each reward in [{lo:g}, {hi:g}], {n} of them nonzero per episode"

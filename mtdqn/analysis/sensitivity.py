@@ -51,7 +51,7 @@ def final_window_table(study: Study) -> pd.DataFrame:
             last = np.asarray(study.cells[v].summary["final_eval"][task], np.float64)
             f, lst = stats.t_mean(final, bounds), stats.t_mean(last, bounds)
             row = {"variant": v, "task": task, "window": ", ".join(f"{s:,}" for s in _window(study, v)),
-                   "n": int(final.size), "final_mean": f.value, "final_lo": f.lo, "final_hi": f.hi,
+                   "n": int(np.isfinite(final).sum()), "final_mean": f.value, "final_lo": f.lo, "final_hi": f.hi,
                    "final_values": value_lists(final, last)[0], "last_mean": lst.value, "last_lo": lst.lo,
                    "last_hi": lst.hi, "last_values": value_lists(final, last)[1]}
             for key, mine, theirs in (("final", final, final_scores(study, ref, task) if ref else None),

@@ -218,7 +218,7 @@ def per_task_table(per_seed: pd.DataFrame, reps: int, seed: int, budget: float =
         area = stats.t_mean(g["auc"].to_numpy(), bounds)
         steps = g["steps_to_threshold"].to_numpy(dtype=np.float64)
         rows.append({
-            "variant": v, "task": task, "n": int(len(g)),
+            "variant": v, "task": task, "n": int(len(g)), "final_n": fin.n,  # seeds with a final score (NaN: none)
             "final_mean": fin.value, "final_lo": fin.lo, "final_hi": fin.hi,
             "gamma": gamma, "disc_mean": disc.value, "disc_lo": disc.lo, "disc_hi": disc.hi,
             "auc_mean": area.value, "auc_lo": area.lo, "auc_hi": area.hi, "auc_n": area.n,

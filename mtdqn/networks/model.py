@@ -22,7 +22,7 @@ dropout act and load exactly like any others.
 
 Initialization (``NetworkConfig.init``): ``lecun``, flax's defaults (LeCun-normal
 kernels, zero biases), or ``deramo``, the scheme of D'Eramo et al. 2020's
-``GymNetwork`` (github.com/carloderamo/shared, ``dqn/networks.py`` l.122-146):
+``GymNetwork`` (github.com/carloderamo/shared, ``dqn/networks.py`` l.122-153):
 ``nn.init.xavier_uniform_`` with ``calculate_gain('relu')`` (sqrt 2) on the
 input layers and the shared layers, ``calculate_gain('linear')`` (1) on the Q
 heads, and PyTorch's default ``nn.Linear`` biases, uniform in

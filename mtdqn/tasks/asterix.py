@@ -28,8 +28,6 @@ from gymnax.environments.minatar.asterix import EnvParams, EnvState, MinAsterix,
 
 __all__ = ["Asterix", "spawn_draws"]
 
-ROWS = 8
-
 
 def spawn_draws(key: jax.Array, free: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(moves right, is gold, row) of a spawn with ``free`` (8,) the rows without an entity; the row is the k-th

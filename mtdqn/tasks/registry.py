@@ -49,13 +49,11 @@ from mtdqn.errors import ConfigError
 from mtdqn.taskfacts import FACTS
 from mtdqn.tasknames import check_listed_once, split_spec, task_options, unknown_task
 from mtdqn.tasks import custom
-from mtdqn.tasks.asterix import Asterix
 from mtdqn.tasks.car_on_hill import CarOnHill
 from mtdqn.tasks.inverted_pendulum import InvertedPendulumDiscrete
-from mtdqn.tasks.minatar import MINATAR_GAMES, MinAtarEnv
+from mtdqn.tasks.minatar import MINATAR_GAMES, OUR_GAMES, MinAtarEnv
 from mtdqn.tasks.minigrid import SPECS as MINIGRID_SPECS
 from mtdqn.tasks.minigrid import MiniGrid
-from mtdqn.tasks.seaquest import Seaquest
 
 __all__ = ["TASKS", "NATIVE_ENVS", "make_env", "Task", "TaskSet", "parse_task", "make_task_set", "list_tasks",
            "observation_bounds", "register_task"]
@@ -68,9 +66,9 @@ TASKS: dict[str, str] = {name: f.kind for name, f in FACTS.items()}
 NATIVE_ENVS: dict[str, Callable[[], Any]] = {
     "CarOnHill-v0": CarOnHill,  # Ernst et al. (2005); mtdqn/tasks/car_on_hill.py
     "InvertedPendulumDiscrete-v0": InvertedPendulumDiscrete,  # Lagoudakis & Parr (2003); inverted_pendulum.py
-    # gymnax's steps ~10x slower than its other MinAtar games; ours is MinAtar's game (seaquest.py)
-    "Seaquest-MinAtar": Seaquest,
-    "Asterix-MinAtar": Asterix,  # gymnax's game with MinAtar's spawn (asterix.py)
+    # Seaquest (gymnax's steps ~10x slower than its other MinAtar games; ours is MinAtar's game, seaquest.py) and
+    # Asterix (gymnax's game with MinAtar's spawn, asterix.py): the plain names play what the wrapper plays
+    **OUR_GAMES,
     **{name: partial(MiniGrid, spec) for name, spec in MINIGRID_SPECS.items()},  # minigrid 3.2.0's tasks
 }
 
@@ -107,7 +105,7 @@ class Task:
     gamma: float | None = None  # this task's discount factor; None: the run's --gamma
     sticky: float = 0.0  # MinAtar: probability that the game repeats its last action
     full_actions: bool = False  # MinAtar: all six actions instead of the game's minimal set
-    max_steps: int | None = None  # MinAtar, MiniGrid: the episode cut-off; None: the env's (max_episode_steps)
+    max_steps: int | None = None  # MinAtar, MiniGrid, classic: the episode cut-off; None: the env's
     image_obs: bool = False  # gym: tasks: observe the dict observation's "image" entry (obs=image)
 
     def discount(self, default: float) -> float:
