@@ -9,7 +9,7 @@
   (``shortest_plan`` of ``tests/test_minigrid.py``, which also checks that the
   plan reaches the goal in our tasks after the same number of steps).  The
   search sees the whole grid, so this is the return of an agent that knows the
-  layout: the best any policy can get, what MOORE normalizes by.
+  layout: the best any policy can get, what Todorov et al. 2025's rerun of MOORE's code normalizes by.
 
 Prints one Markdown row per task: random mean ± std, optimal mean ± std, the
 mean plan length.  Needs the ``minigrid`` package (a test dependency).
