@@ -34,7 +34,9 @@ MIN_GAP = 0.01
 
 RETURN_OPTIONS = ("max_steps", "sticky", "actions")
 """Task options that change what a policy returns: a MiniGrid task's time limit also scales its success reward
-(1 - 0.9 t/max_steps), and MinAtar's cut-off, sticky actions and action set change its game.  The others do not
+(1 - 0.9 t/max_steps), a classic task's moves its returns' range (MountainCar-v0:max_steps=1000: a policy that
+never reaches the flag scores -1,000, not -200), and MinAtar's cut-off, sticky actions and action set change its
+game.  The others do not
 (``reward_scale``: reported returns are unscaled; ``gamma``: aggregates are on the undiscounted return;
 ``obs``: what the agent sees)."""
 
