@@ -27,6 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
+from mtdqn.taskfacts import changed_environments
 from mtdqn.errors import ConfigError, CorruptCheckpoint
 from mtdqn.interrupts import interrupts_deferred
 from mtdqn.runoptions import RunOptions, resolve
@@ -210,6 +211,10 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     diffs = describe_mismatch(saved, config_to_dict(cfg))
     if diffs:
         raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
+    changed = changed_environments(cfg.tasks) if meta.get("config_hash") != config_hash(cfg) else ""
+    if changed:  # the same config, another game under a task's name
+        raise ConfigError(f"checkpoint in {run_dir} was made with another environment of {changed}: resuming would "
+                          "train one run on two games; start a new run (another --out)")
     derived = derive(cfg)  # the record's own fields agree, as saving wrote them (a chunk edited by hand retrained
     iteration = meta["chunk"] * derived.iters_per_chunk  # a finished run's last chunks over its final weights)
     if meta["chunk"] < 0 or meta["iteration"] != iteration or meta["path"] != f"iter_{iteration:09d}":

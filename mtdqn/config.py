@@ -516,8 +516,13 @@ def _type_name(hint: Any) -> str:
 
 
 def config_hash(cfg: TrainConfig) -> str:
-    """Stable short hash of the full config (what makes two runs comparable)."""
-    blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
+    """Stable short hash of the full config (what makes two runs comparable), and of its tasks' environment
+    revisions where one changed (:data:`mtdqn.taskfacts.ENV_REVISIONS`; no other config's hash moves)."""
+    from mtdqn.taskfacts import env_revisions
+
+    revisions = env_revisions(cfg.tasks)
+    blob = json.dumps({**config_to_dict(cfg), **({"env_revisions": revisions} if revisions else {})},
+                      sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

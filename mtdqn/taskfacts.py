@@ -48,7 +48,8 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-__all__ = ["Bounds", "RewardShape", "Anchors", "TaskFacts", "FACTS", "base_task", "facts", "implementation"]
+__all__ = ["Bounds", "RewardShape", "Anchors", "TaskFacts", "FACTS", "ENV_REVISIONS", "env_revisions",
+           "changed_environments", "base_task", "facts", "implementation"]
 
 Bounds = tuple[float, float]
 
@@ -138,6 +139,25 @@ FACTS: dict[str, TaskFacts] = {
                                      ("RedBlueDoors-6x6", 0.0588, 0.9839), ("MultiRoom-N2-S4", 0.0071, 0.8400),
                                      ("MemoryS11", 0.1904, 0.9908))},
 }
+
+
+ENV_REVISIONS: dict[str, tuple[int, str]] = {
+    "Asterix-MinAtar": (1, "MinAtar's spawn since 2026-12-07, gymnax's before (mtdqn/tasks/asterix.py)"),
+}
+"""Tasks whose environment changed what a policy meets under the same name: (revision, what changed).  A run's
+config hash includes its tasks' revisions (:func:`mtdqn.config.config_hash`), so a run or study cell made
+before a change is not resumed or counted as finished under it (one run trained on two games)."""
+
+
+def env_revisions(tasks: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """{task spec: revision} of the tasks in :data:`ENV_REVISIONS` (empty for most runs)."""
+    return {t: ENV_REVISIONS[base_task(t)][0] for t in tasks if base_task(t) in ENV_REVISIONS}
+
+
+def changed_environments(tasks: tuple[str, ...] | list[str]) -> str:
+    """The tasks among ``tasks`` whose environment changed under their name, each with what changed, for a
+    record whose config hash is not this code's (a checkpoint, a study cell); '' for none."""
+    return "; ".join(f"{t} ({ENV_REVISIONS[base_task(t)][1]})" for t in env_revisions(tasks))
 
 
 def base_task(task: str) -> str:

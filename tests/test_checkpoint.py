@@ -7,6 +7,7 @@ denormals included), so a lossy dtype conversion anywhere would show.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -57,6 +58,25 @@ def test_checkpoint_carries_version_config_and_checksums(tmp_path):
     files = meta["files"]
     assert files and all(len(entry) == 2 and len(entry[1]) == 64 for entry in files.values())
     assert (tmp_path / "checkpoints" / meta["path"] / next(iter(files))).is_file()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_a_tasks_earlier_environment_is_not_resumed(tmp_path):
+    """A run with Asterix-MinAtar made before its spawn became MinAtar's (taskfacts.ENV_REVISIONS) has the same
+    config but another game: its checkpoint (the config hash its code wrote: the config's alone) is refused with
+    the task named, where it would have resumed on the new game; a run of the other tasks hashes as before."""
+    fake_run(tmp_path, IMAGE)
+    meta_path = tmp_path / "checkpoints" / "latest.json"
+    verify_checkpoint(tmp_path, IMAGE)
+    meta = json.loads(meta_path.read_text())
+    before = hashlib.sha256(json.dumps(config_to_dict(IMAGE), sort_keys=True).encode()).hexdigest()[:16]
+    assert meta["config_hash"] != before  # Asterix's revision is in the hash
+    meta_path.write_text(json.dumps({**meta, "config_hash": before}))
+    with pytest.raises(ConfigError, match=r"another environment of Asterix-MinAtar \(MinAtar's spawn since "
+                                          r"2026-12-07, gymnax's before.*start a new run"):
+        verify_checkpoint(tmp_path, IMAGE)
+    assert config_hash(VECTOR) == hashlib.sha256(json.dumps(config_to_dict(VECTOR), sort_keys=True).encode()
+                                                 ).hexdigest()[:16]
 
 
 def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path, caplog):

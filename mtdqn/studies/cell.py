@@ -20,6 +20,7 @@ from mtdqn.errors import ConfigError, CorruptCheckpoint, FolderBusy, check_devic
 from mtdqn.io import check_not_other_kind, clear_folder, held, read_json, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
 from mtdqn.runoptions import RunOptions
+from mtdqn.taskfacts import changed_environments
 
 __all__ = ["CellConfig", "CellStatus", "OnEvent", "adopt_thresholds", "cell_status", "check_devices", "check_out_dir",
            "read_summary", "resumable_from", "run_cell", "skip_finished", "write_failed"]
@@ -100,7 +101,9 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
             summary.get("variant") != cell.variant)
         assumed = "" if "options" in run_cfg else f" (its {record_path.name} records no run options: the defaults)"
         diffs += [f"{key}: stored {stored[key]!r}{assumed}, now {now[key]!r}" for key in now if stored[key] != now[key]]
-        diffs = diffs or [f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"]
+        changed = changed_environments(cell.config.tasks)
+        diffs = diffs or ([f"another environment of {changed}"] if changed else
+                          [f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"])
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
