@@ -675,3 +675,21 @@ def test_a_seed_beyond_a_keys_range_is_refused_before_anything_is_written():
     with pytest.raises(ConfigError, match=rf"^s.toml: seed must be in \[0, {MAX_SEED:,}\], got {10**20}$"):
         build_spec({**table, "seed": 10**20}, "s.toml", "s")
     assert build_spec({**table, "seed": MAX_SEED}, "s.toml", "s").seed == MAX_SEED
+
+
+def test_a_finished_cell_of_a_tasks_earlier_environment_is_refused_naming_it(tmp_path):
+    """A finished Asterix-MinAtar cell whose summary holds the config hash its code wrote (before the game's
+    revision was part of it): the same config, another game.  The study refuses to count it, naming the task and
+    the change (the generic "config hash ..." line said neither)."""
+    from mtdqn.config import TrainConfig, config_to_dict
+    from mtdqn.studies.cell import CellConfig
+
+    cfg = TrainConfig(tasks=("Breakout-MinAtar", "Asterix-MinAtar"))
+    cell = CellConfig("shared", cfg, {})
+    old_hash = "0123456789abcdef"
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "ok", "variant": "shared", "config_hash": old_hash}))
+    (tmp_path / "config.json").write_text(json.dumps({"config": config_to_dict(cfg), "config_hash": old_hash,
+                                                      "options": {}}))
+    with pytest.raises(ConfigError, match=r"made with a different setup \(another environment of Asterix-MinAtar "
+                                          r"\(MinAtar's spawn since 2026-12-07"):
+        cell_status(cell, tmp_path)
