@@ -525,14 +525,12 @@ def _unnamed_study_name(out: str | Path | None) -> str:
     """The name of a study table without ``name``: the one its folder's study.json stored (a rerun resumes it),
     else the folder's name, as a study file's is its stem, where that is a study name; else "study" (all of them
     were, before: their lines read "study study: ...")."""
+    from mtdqn.studies.cell import read_summary
     from mtdqn.studies.spec import SAFE_NAME
 
     if out is None:
         return "study"
-    try:
-        stored = json.loads((Path(out) / STUDY_RECORD).read_text()).get("name")
-    except (OSError, ValueError, AttributeError):
-        stored = None
+    stored = (read_summary(Path(out) / STUDY_RECORD) or {}).get("name")
     if isinstance(stored, str) and SAFE_NAME.fullmatch(stored):
         return stored
     folder = Path(out).resolve().name

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from mtdqn.errors import ConfigError, RoundedScheduleWarning, check_float32, count, warn_user
+from mtdqn.taskfacts import env_revisions
 
 __all__ = [
     "FinetuneConfig",
@@ -518,8 +519,6 @@ def _type_name(hint: Any) -> str:
 def config_hash(cfg: TrainConfig) -> str:
     """Stable short hash of the full config (what makes two runs comparable), and of its tasks' environment
     revisions where one changed (:data:`mtdqn.taskfacts.ENV_REVISIONS`; no other config's hash moves)."""
-    from mtdqn.taskfacts import env_revisions
-
     revisions = env_revisions(cfg.tasks)
     blob = json.dumps({**config_to_dict(cfg), **({"env_revisions": revisions} if revisions else {})},
                       sort_keys=True).encode()

@@ -62,7 +62,7 @@ class RewardShape(NamedTuple):
     rewarded_steps: float
     """Most steps of one episode with a nonzero reward: the time limit, 1 for one terminal reward, or inf."""
     why: str
-    """Where the two come from, in words (the report states it)."""
+    """Where the two come from, in words (the report states it; a time-limited task's limit is added to it)."""
     time_limited: bool = False
     """``rewarded_steps`` is the task's time limit: a spec's ``max_steps=N`` replaces it."""
 
@@ -106,13 +106,13 @@ _MINIGRID = RewardShape((0.0, 1.0), 1, "one reward 1 - 0.9 t/max_steps on succes
 
 FACTS: dict[str, TaskFacts] = {
     "CartPole-v1": TaskFacts(
-        "vector", RewardShape((0.0, 1.0), 500, "+1 per step, truncated at 500 steps", True), 400.0,
+        "vector", RewardShape((0.0, 1.0), 500, "+1 per step", True), 400.0,
         Anchors(21.77, 500.0, f"{_RANDOM}; reference: maximum return (500 steps)")),
     "Acrobot-v1": TaskFacts(
-        "vector", RewardShape((-1.0, 0.0), 500, "-1 per step until the goal, truncated at 500 steps", True), -120.0,
+        "vector", RewardShape((-1.0, 0.0), 500, "-1 per step until the goal", True), -120.0,
         Anchors(-499.08, -100.0, f"{_RANDOM}; reference: Gymnasium reward_threshold")),
     "MountainCar-v0": TaskFacts(
-        "vector", RewardShape((-1.0, 0.0), 200, "-1 per step until the goal, truncated at 200 steps", True), -150.0,
+        "vector", RewardShape((-1.0, 0.0), 200, "-1 per step until the goal", True), -150.0,
         Anchors(-200.0, -110.0, f"{_RANDOM}; reference: Gymnasium reward_threshold")),
     "Breakout-MinAtar": TaskFacts("image", _MINATAR, 10.0, env=_GYMNAX_MINATAR),
     "Asterix-MinAtar": TaskFacts("image", _MINATAR, 5.0, env="gymnax's JAX port of MinAtar's Asterix with MinAtar's "

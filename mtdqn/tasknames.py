@@ -66,8 +66,9 @@ def split_task_list(text: str) -> list[str]:
 
 _NUMBER_OPTIONS = ("reward_scale", "gamma")
 _MINATAR_OPTIONS = ("sticky", "actions", "max_steps")
-CLASSIC_TIME_LIMITED = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
-"""gymnax's classic tasks whose time limit ``max_steps=N`` sets (a truncation, as gymnax's own: D'Eramo et al. ran
+CLASSIC_TIME_LIMITED = tuple(name for name, f in FACTS.items() if f.rewards.time_limited)
+"""gymnax's classic tasks (CartPole-v1, Acrobot-v1, MountainCar-v0: their facts' ``time_limited``) whose time limit
+``max_steps=N`` sets (a truncation, as gymnax's own: D'Eramo et al. ran
 Acrobot and Mountain-Car to 1,000 steps, mushroom-rl's ``Gym`` wrapper replacing gym's limit by its horizon)."""
 _GYM_OPTIONS = ("obs",)
 _VALID = ("reward_scale=<number>, gamma=<number>; MinAtar games also sticky=<probability in [0, 1)>, "

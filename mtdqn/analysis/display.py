@@ -59,7 +59,7 @@ def per_task(df: pd.DataFrame, per_seed: pd.DataFrame, headline: str = "final_re
         order = {t: i for i, t in enumerate(pd.unique(df["task"]))}
         df = df.sort_values("task", key=lambda c: c.map(order), kind="stable")
     rows = [{"task": r.task, "variant": r.variant, "γ": gamma(r.gamma),
-             "n seeds": r.n if getattr(r, "final_n", r.n) == r.n else f"{r.n} ({r.final_n} with a final score)",
+             "n seeds": r.n if r.final_n == r.n else f"{r.n} ({r.final_n} with a final score)",
              FINAL: estimate(r.final_mean, r.final_lo, r.final_hi,
                              _seed_values(per_seed, r.variant, r.task, "final_return")),
              DISCOUNTED: estimate(r.disc_mean, r.disc_lo, r.disc_hi,

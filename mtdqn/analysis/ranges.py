@@ -87,8 +87,8 @@ def describe_bounds(task: str) -> str:
     lo, hi = shape.reward
     steps = _rewarded_steps(task, shape)
     n = "any number" if math.isinf(steps) else f"at most {steps:,g}"
-    why = shape.why if steps == shape.rewarded_steps else f"{shape.why.split(', truncated')[0]}, truncated at " \
-        f"{steps:,.0f} steps (max_steps)"
+    why = shape.why if not shape.time_limited else \
+        f"{shape.why}, truncated at {steps:,.0f} steps{'' if steps == shape.rewarded_steps else ' (max_steps)'}"
     return f"{why}: each reward in [{lo:g}, {hi:g}], {n} of them nonzero per episode"
 
 

@@ -85,9 +85,9 @@ def make_env(name: str, sticky: float = 0.0, full_actions: bool = False,
     if name in NATIVE_ENVS:
         env = NATIVE_ENVS[name]()
         params = env.default_params
-        return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # MiniGrid
-    env, params = gymnax.make(name)
-    return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # classic tasks
+    else:
+        env, params = gymnax.make(name)
+    return env, params if max_steps is None else params.replace(max_steps_in_episode=max_steps)  # MiniGrid, classic
 
 
 @dataclass(frozen=True)
