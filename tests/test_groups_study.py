@@ -15,7 +15,7 @@ from mtdqn.analysis import stats
 from scipy import stats as sps
 
 from mtdqn.analysis.group_report import group_tables, write_groups_report
-from mtdqn.analysis.group_scores import score_weights, spearman
+from mtdqn.analysis.group_scores import rank_agreement, score_weights, spearman
 from mtdqn.analysis.groups import MAX_TASKS, partition_score, partitions, task_scores
 from mtdqn.cli import main
 from mtdqn.errors import ConfigError
@@ -373,3 +373,29 @@ def test_groups_md_says_where_its_numbers_cannot_carry_a_ranking(tmp_path):
                                                               "per run, fewer than the 5")
     flat = pd.DataFrame({"scope": [A, A, B, B], "mean": [9.4, 11.7, -120.0, -110.0]})  # CartPole below random
     assert _unlearned(flat, (A, B)).startswith("**No trained partition learned CartPole-v1**: every one scores ")
+
+
+def test_a_seed_without_a_final_score_leaves_the_numbers_it_cannot_give(tmp_path):
+    """A NaN final score (an evaluation episode that never ended) in one group cell: the realized means and the
+    comparisons drop that seed, and the rank agreement, which averaged each partition's seeds with it and read
+    NaN (no rho, no interval), averages the seeds with a score."""
+    study = make_groups_study(tmp_path)
+    cell = study / "groups/CartPole-v1+Acrobot-v1" / "summary.json"
+    summary = json.loads(cell.read_text())
+    summary["final_score"][A][2] = float("nan")
+    cell.write_text(json.dumps(summary))
+    t = group_tables(study, reps=200)
+    best = t["realized"].set_index(["role", "scope"]).loc["best"]
+    assert best.loc[A, "n"] == 4 and best.loc[A, "mean"] == pytest.approx(np.mean([450, 451, 453, 454]))
+    assert best.loc["aggregate", "n"] == 4
+    agree = t["agreement"].set_index(["predictor", "scope"])
+    row = agree.loc[("affinity", "aggregate")]
+    assert row["rho"] == pytest.approx(1.0) and row["n"] == 4 and np.isnan([row["lo"], row["hi"]]).all()  # < 5
+    assert agree.loc[("cosine", A)]["rho"] == pytest.approx(-1.0) and agree.loc[("cosine", A)]["n"] == 4
+    assert agree.loc[("affinity", C)]["n"] == 5 and np.isfinite(agree.loc[("affinity", C)]["lo"])  # all scored
+
+    # The bootstrap itself, at 6 seeds with one unscored: draws average the seeds they picked that have a value.
+    parts = [((0, 1), (2,)), ((0, 2), (1,)), ((0, 1, 2),), ((0,), (1,), (2,))]
+    realized = [np.array([4.0, 4.1, np.nan, 4.2, 3.9, 4.0]), np.ones(6), np.full(6, 2.0), np.full(6, 3.0)]
+    e = rank_agreement(np.repeat(Z[None], 6, axis=0), realized, parts, None, reps=200)
+    assert e.value == pytest.approx(1.0) and e.n == 5 and e.lo == pytest.approx(1.0) and e.hi == pytest.approx(1.0)

@@ -179,22 +179,27 @@ def score_weights(partition: Partition, n: int, task: int | None) -> np.ndarray:
 def rank_agreement(matrices: np.ndarray, per_seed: list[np.ndarray], scored: list[Partition], task: int | None, *,
                    reps: int = 2000, seed: int = 0) -> stats.Estimate:
     """Spearman's rho between predicted (from ``matrices``, the joint run's (seeds, T, T)) and realized
-    (``per_seed``: each partition's (seeds,) realized scores, one seed count) scores of ``scored``, with a 95%
-    percentile bootstrap over seeds (both sides resampled independently); no interval below
-    :data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds on either side.  ``n`` is the smaller seed count."""
+    (``per_seed``: each partition's (seeds,) realized scores, one seed count; NaN: a seed without a final score)
+    scores of ``scored``, with a 95% percentile bootstrap over seeds (both sides resampled independently); each
+    side's mean over the seeds with a value; no interval below :data:`~mtdqn.analysis.stats.MIN_SEEDS` seeds on
+    either side.  ``n`` is the smaller seed count: the joint run's, or the fewest scored seeds of a partition."""
     weights = np.stack([score_weights(p, matrices.shape[1], task) for p in scored])  # (partitions, T, T)
     realized = np.stack(per_seed)  # (partitions, seeds)
 
+    def finite_mean(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """The mean over ``axis`` of the finite entries, and their count (a mean over none reads 0)."""
+        count = np.isfinite(x).sum(axis)
+        return np.nansum(x, axis=axis) / np.maximum(count, 1), count
+
     def rhos(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # a: (reps, joint seeds), b: (reps, cell seeds)
-        picked = matrices[a]  # (reps, seeds, T, T)
-        count = np.isfinite(picked).sum(1)
-        z = np.nansum(picked, axis=1) / np.maximum(count, 1)  # (reps, T, T): each pair's mean over its seeds
-        rho = spearman_rows(np.einsum("ptu,rtu->rp", weights, z), realized[:, b].mean(-1).T)
-        return np.where((count > 0).all(axis=(1, 2)), rho, np.nan)
+        z, z_count = finite_mean(matrices[a], 1)  # (reps, T, T): each pair's mean over its seeds
+        real, real_count = finite_mean(realized[:, b], -1)  # (partitions, reps)
+        rho = spearman_rows(np.einsum("ptu,rtu->rp", weights, z), real.T)
+        return np.where((z_count > 0).all(axis=(1, 2)) & (real_count > 0).all(axis=0), rho, np.nan)
 
     n_joint, n_cells = matrices.shape[0], realized.shape[1]
     value = float(rhos(np.arange(n_joint)[None], np.arange(n_cells)[None])[0])
-    n = min(n_joint, n_cells)
+    n = min(n_joint, int(np.isfinite(realized).sum(1).min()))
     if n < stats.MIN_SEEDS or not np.isfinite(value):
         return stats.Estimate(value, float("nan"), float("nan"), n)
     rng = np.random.default_rng(seed)
