@@ -6,7 +6,8 @@ gradient probe at every greedy evaluation during training and at the end
 of the curves it is read against.
 
 * **CKA** (Kornblith et al. 2019) between every two tasks' trunk features on
-  one shared set of probe states (up to 128 replay observations per task),
+  one shared set of probe states (up to 128 replay observations per task,
+  uniform over its replay at the end: :func:`probe_slots`),
   for the trained network and for the network at initialization (the same
   parameter keys, the same probe states): similarity the architecture gives
   before any learning is not something training did.  Two probes: the
@@ -59,13 +60,26 @@ from mtdqn.train.step import (
 )
 from mtdqn.value_norm import normalize
 
-__all__ = ["cka_rows", "gradient_probe", "minibatch_cosines", "expert_probe", "expert_measures",
+__all__ = ["cka_rows", "probe_slots", "gradient_probe", "minibatch_cosines", "expert_probe", "expert_measures",
            "PROBE_KEY", "PROBE_PAIRS"]
 
 PROBE_KEY = 0x5EED
 """Folded into each seed's root key for the probe's minibatches: fixed, so a rerun gives the same rows."""
 PROBE_PAIRS = 16
 """Minibatch pairs the probe averages over."""
+
+
+PROBE_SLOTS = "uniform"
+"""cka.parquet's ``probe`` column: how :func:`probe_slots` picks the states (runs before it took the first slots,
+and their tables have no such column)."""
+
+
+def probe_slots(size: int, n: int, seed: int) -> np.ndarray:
+    """``n`` distinct replay slots of the ``size`` filled, uniform and sorted, fixed per ``seed`` (a rerun probes
+    the same states): a sample of the states the replay holds at the end.  Not its first slots: the replay is a
+    ring written ``num_envs`` slots per step, so those are a few consecutive steps of a few environments, taken
+    at random play before the buffer wraps and at a point set by the budget after."""
+    return np.sort(np.random.default_rng([PROBE_KEY, seed]).choice(size, n, replace=False))
 
 
 def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -95,13 +109,15 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
     """Per seed and task pair: linear CKA of trunk features, trained (``cka``) and at init (``cka_init``) on
     every task's states pooled, and on each task's own (``cka_own``, ``cka_own_init``: module docstring).
 
-    The probe states are the first ``probe_per_task`` replay observations of each task (all seeds have
-    stepped alike, so their replays hold equally many).
+    The probe states are ``probe_per_task`` replay observations of each task, at slots drawn per seed by
+    :func:`probe_slots` (all seeds have stepped alike, so their replays hold equally many).
     """
     agent = trainer.agent
     names = agent.task_set.names
-    n = min(probe_per_task, int(np.min(state.replay.size)))
-    obs = state.replay.data.obs[:, :, :n]  # (seeds, tasks, n, ...)
+    size = int(np.min(state.replay.size))
+    n = min(probe_per_task, size)
+    slots = np.stack([probe_slots(size, n, seed) for seed in agent.seeds])  # (seeds, n)
+    obs = jax.vmap(lambda o, i: o[:, i])(state.replay.data.obs, jnp.asarray(slots))  # (seeds, tasks, n, ...)
     probe = obs.reshape(obs.shape[0], -1, *obs.shape[3:])
     feats, feats0 = map(np.asarray, _cka_features(agent.arch, state.params, seed_keys(agent.seeds), probe))
     rows = []
@@ -115,7 +131,7 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
                          "cka_chance": _linear_cka(feats[s, a], feats[s, b][pooled]),
                          "cka_own": _own_states_cka(feats[s], a, b, n),
                          "cka_own_init": _own_states_cka(feats0[s], a, b, n),
-                         "cka_own_chance": _own_states_cka(feats[s], a, b, n, own)})
+                         "cka_own_chance": _own_states_cka(feats[s], a, b, n, own), "probe": PROBE_SLOTS})
     return rows
 
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import VECTOR
 
 from mtdqn.analysis.cka import linear_cka
-from mtdqn.diagnostics import cka_rows
+from mtdqn.diagnostics import cka_rows, probe_slots
 from mtdqn.networks import torso_features
 from mtdqn.train.agent import make_agent
 from mtdqn.train.loop import make_trainer, seed_keys
@@ -36,7 +36,7 @@ def test_cka_at_init_is_the_initial_networks_and_each_seed_its_own():
     assert len(rows) == len(VECTOR.tasks) * (len(VECTOR.tasks) - 1) // 2 * VECTOR.seeds
     for s, seed in enumerate(trainer.agent.seeds):
         params = jax.tree.map(lambda x: x[s], state.params)
-        probe = state.replay.data.obs[s, :, :32].reshape(-1, *state.replay.data.obs.shape[3:])
+        probe = state.replay.data.obs[s][:, probe_slots(40, 32, seed)].reshape(-1, *state.replay.data.obs.shape[3:])
         feats = np.asarray(torso_features(arch, params, jnp.broadcast_to(probe, (arch.num_tasks, *probe.shape))))
         for a, b in itertools.combinations(range(len(names)), 2):
             row = next(r for r in rows if r["seed"] == seed and (r["task_a"], r["task_b"]) == (names[a], names[b]))
@@ -60,7 +60,7 @@ def test_cka_on_own_states_compares_two_tasks_on_each_ones_states():
         params = jax.tree.map(lambda x: x[s], state.params)
 
         def features(task: int, on: int) -> np.ndarray:  # task's trunk features on task on's own 32 states
-            own = state.replay.data.obs[s, on, :32]
+            own = state.replay.data.obs[s, on][probe_slots(40, 32, seed)]
             return np.asarray(torso_features(arch, params, jnp.broadcast_to(own, (arch.num_tasks, *own.shape))))[task]
 
         for a, b in itertools.combinations(range(3), 2):
@@ -76,6 +76,17 @@ def test_cka_on_own_states_compares_two_tasks_on_each_ones_states():
             assert np.isclose(row["cka_own_chance"], chance, rtol=1e-5, atol=1e-6)
             assert row["cka_own_chance"] < row["cka_own"]  # the same states give more alike features than shuffled
     assert len({r["cka"] for r in rows}) == len(rows)  # seeds differ: each row is its seed's own network
+
+
+def test_the_probe_samples_the_whole_replay_the_same_way_each_time():
+    """The probe took the replay's first slots: a few consecutive steps of a few environments (random play,
+    or a point in training set by the budget once the ring wraps), not the states the replay holds."""
+    slots = probe_slots(100_000, 128, seed=3)
+    assert len(set(slots)) == 128 and np.all(np.diff(slots) > 0) and 0 <= slots[0] and slots[-1] < 100_000
+    assert np.histogram(slots, bins=4, range=(0, 100_000))[0].min() >= 16  # every quarter of the ring
+    assert np.array_equal(slots, probe_slots(100_000, 128, seed=3))
+    assert not np.array_equal(slots, probe_slots(100_000, 128, seed=4))
+    assert np.array_equal(probe_slots(40, 40, seed=0), np.arange(40))  # all of a small replay
 
 
 def test_the_chance_level_depends_on_the_features_spectrum_not_a_fixed_half():

@@ -424,10 +424,19 @@ def _cka_caption(cka: pd.DataFrame) -> str:
     else:
         text += (" These runs did not record the chance level (runs before it was measured): a level cannot be "
                  "told from what unrelated features give on this probe, so read only the changes and contrasts.")
-    text += " Probe: up to 128 replay observations per task (the first slots of each task's replay at the end)."
+    first = sorted(set(cka.loc[cka["probe"] == "first", "variant"]))  # runs before the probe sampled the replay
+    old_probe = ("the first slots of each task's replay at the end (recorded before the probe sampled the whole "
+                 "replay): a few consecutive steps of a few environments, of random play or of one point in training")
+    if len(first) == cka["variant"].nunique():
+        text += f" Probe: up to 128 replay observations per task, {old_probe}."
+    else:
+        text += (" Probe: up to 128 replay observations per task, drawn uniformly from each task's replay at the "
+                 "end (the same slots for every task of a seed)")
+        text += f"; the runs of {', '.join(f'`{v}`' for v in first)} took {old_probe}." if first else "."
     if reference:
-        return (f"{text} Minus `{reference}`: the difference from separate per-task trunks fed the same states, "
-                "whose CKA is what the inputs and training alone give; a variant's excess over it is what its "
+        return (f"{text} Minus `{reference}`: the difference from separate per-task trunks probed alike (on their "
+                "own run's replay: its policies' states, not the variant's), whose CKA is what the inputs and "
+                "training alone give; a variant's excess over it is what its "
                 "trunk, shared and trained as the variant trains it, adds (a Welch interval over seeds, descriptive: "
                 "not among the report's tests).")
     return f"{text} The study has no `independent` variant to contrast with: the levels are not sharing's doing alone."

@@ -419,9 +419,9 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
     ``change``: trained minus the same network at initialization (same keys, same probe states), per seed, a
     t-interval; ``init_mean`` is the untrained level (NaN where a run did not record it).
     ``vs_reference``: minus the reference variant :func:`cka_reference` picks (an ``independent`` one), a
-    Welch interval over seeds: separate trunks, each trained on its own task, fed the same states, so their
-    CKA is what the inputs and training alone give, and a sharing variant's excess over it is what sharing
-    the trunk adds.
+    Welch interval over seeds: separate trunks, each trained on its own task, probed alike (on their own run's
+    replay, so on states their policies visited), so their CKA is what the inputs and training alone give, and
+    a sharing variant's excess over it is what sharing the trunk adds.
     """
     column, init_column, chance_column = CKA_STATES[states]
     reference = cka_reference(study, column)
@@ -450,11 +450,12 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
                          "change_lo": change.lo,
                          "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
                          "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
-                         "reference": reference or "", "states": states})
+                         "reference": reference or "", "states": states,
+                         "probe": str(ck["probe"].iloc[0]) if "probe" in ck else "first"})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "chance_mean", "init_mean", "change_mean",
                                        "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
-                                       "vs_reference_n", "reference", "states"])
+                                       "vs_reference_n", "reference", "states", "probe"])
 
 
 def cka_reference(study: Study, column: str = "cka") -> str | None:
