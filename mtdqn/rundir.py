@@ -26,6 +26,7 @@ import errno
 import hashlib
 import itertools
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any, ContextManager, NamedTuple
@@ -290,6 +291,10 @@ def _holds_members(folder: Path) -> bool:
                                    for record in folder.glob(f"*/{RUN_RECORD}"))
 
 
+_WRITERS = itertools.count()
+"""Numbers this process's TensorBoard writers (:meth:`RunDir.tensorboard`), so that no two share a file."""
+
+
 class RunDir:
     """One run directory on disk: create or open it, append chunks, write the final files."""
 
@@ -546,10 +551,16 @@ class RunDir:
             write_parquet(self.path / "experts.parquet", table_frame(tables.experts, EXPERT_SCHEMA))
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
-        """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again."""
+        """A TensorBoard writer under tb/; on resume, events after ``purge_step`` are dropped and written again.
+
+        Its file is named apart from every other writer's: tensorboardX names one by the second it opened and
+        the host, and opens it for writing, so two writers of one run in one second (the loop's, then the end of
+        run's, in a run or resume of a second) made one file, the second emptying the first: the run's
+        TensorBoard history was lost but for its last step."""
         from tensorboardX import SummaryWriter  # imported late: it is slow to import
 
-        return SummaryWriter(str(self.path / "tb"), purge_step=purge_step)
+        return SummaryWriter(str(self.path / "tb"), purge_step=purge_step,
+                             filename_suffix=f".{os.getpid()}.{next(_WRITERS)}")
 
     def write_eval(self, result: dict[str, Any]) -> None:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""

@@ -102,6 +102,24 @@ def _tb_scalars(tb_dir: Path) -> list[tuple[str, int, float]]:
     return out
 
 
+def test_two_tensorboard_writers_of_a_run_in_one_second_keep_both_files(tmp_path, monkeypatch):
+    """tensorboardX names an event file by its second and host and opens it for writing: the loop's writer and
+    the end of run's, opened in one second (a short run or resume), shared one file, the second emptying the
+    first (the kill -9 test below once failed on it: the uninterrupted run kept only its last step)."""
+    import tensorboardX.event_file_writer as efw
+
+    monkeypatch.setattr(efw.time, "time", lambda: 1796628586.25)  # both writers open in the same second
+    run = RunDir(tmp_path)
+    loop_writer = run.tensorboard()
+    loop_writer.add_scalar("return/CartPole-v1/seed0", 1.0, 500)
+    loop_writer.close()
+    final_writer = run.tensorboard(purge_step=1000)
+    final_writer.add_scalar("return/CartPole-v1/seed0", 2.0, 1000)
+    final_writer.close()
+    assert len(list((tmp_path / "tb").iterdir())) == 2
+    assert sorted((step, v) for _, step, v in _tb_scalars(tmp_path / "tb")) == [(500, 1.0), (1000, 2.0)]
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_is_bit_identical(tmp_path, capfd):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
