@@ -239,6 +239,14 @@ _MACHINE_ERRORS = {errno.EACCES: Unwritable, errno.EPERM: Unwritable, errno.EROF
                    errno.ENOSPC: InsufficientDisk, errno.EDQUOT: InsufficientDisk}
 
 
+def machine_write_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine refusing a write (a full disk or quota, permissions, a read-only
+    filesystem: the CLI's exit 1), found before training (InsufficientDisk, Unwritable) or as the OSError itself
+    (a write that failed mid-run; :meth:`mtdqn.rundir.RunDir.ensure_space` raises ENOSPC): no trial's doing, and
+    every later one would meet it too."""
+    return isinstance(exc, (InsufficientDisk, Unwritable)) or isinstance(exc, OSError) and exc.errno in _MACHINE_ERRORS
+
+
 def _holds_none_of_ours(path: Path, pattern: str | None) -> bool:
     """Whether ``path`` is a folder named in ``inside`` whose entries are all a user's (none its pattern
     matches; an empty one is a run's leftover)."""

@@ -3,6 +3,7 @@ kill -9, confirmation, the report and the presets (trials on Ray: test_ray)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -288,6 +289,71 @@ def test_a_batch_short_of_disk_stops_the_search_and_keeps_its_folder(tmp_path, m
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2  # resumed by a rerun
 
 
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_write_the_machine_refuses_mid_run_stops_the_search_alone_or_batched(tmp_path, monkeypatch, code):
+    """A disk that fills during a run raises OSError(ENOSPC) (RunDir.ensure_space, or the write itself), not
+    the InsufficientDisk of the check before training: the trial was told failed for good and counted, its
+    resumable run never resumed; a batch's trials all failed.  Now the search stops (the CLI's exit 1), the
+    trials left running for a rerun, as on a shortage found before training."""
+    def refused(*args, **kwargs):
+        raise OSError(code, "disk almost full: 3 MiB free", "trial-0000")
+
+    monkeypatch.setattr(search, "train_or_resume", refused)
+    spec = build_tune_spec(SMALL, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    with pytest.raises(OSError, match="disk almost full"):
+        batches.run_batched_search(spec, study, tmp_path / "alone", 2, False, lambda line: None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
+
+    monkeypatch.setattr(batches, "_train", refused)
+    spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    with pytest.raises(OSError, match="disk almost full"):
+        batches.run_batched_search(spec, study, tmp_path / "batched", 2, False, lambda line: None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
+
+
+def _two_trial_batch():
+    spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    for _ in range(2):
+        ask(spec, study)
+    return spec, study
+
+
+def test_a_batch_that_fails_leaves_the_trials_its_pruner_stopped_pruned(tmp_path, monkeypatch):
+    """A batch's error told every running trial failed, those the pruner had already stopped too (the report
+    and the sampler then saw a pruned configuration as a failure)."""
+    spec, study = _two_trial_batch()
+    live_trial(study, 1).set_user_attr(batches.PRUNED_AT_ATTR, 500)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(batches, "_train", broken)
+    batches._batch(spec, study, tmp_path, [0, 1], False, lambda line: None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED]
+    assert [t.user_attrs["note"] for t in study.trials] == ["batch-0000: RuntimeError: boom", "pruned at step 500"]
+
+
+def test_a_batch_out_of_accelerator_memory_trains_its_trials_alone(tmp_path, monkeypatch):
+    """XLA's out-of-memory on a GPU (RESOURCE_EXHAUSTED; the CPU's memory is checked before training, a GPU's
+    is not) failed every trial of the batch; a trial alone is a smaller program, as for InsufficientResources."""
+    import jax
+
+    spec, study = _two_trial_batch()
+
+    def out_of_memory(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9.00GiB.")
+
+    trained, said = [], []
+    monkeypatch.setattr(batches, "_train", out_of_memory)
+    monkeypatch.setattr(batches, "_alone", lambda spec, study, out, n, *rest: trained.append(n) or tell(
+        study, n, search.Outcome(optuna.trial.TrialState.COMPLETE, 1.0)))
+    batches._batch(spec, study, tmp_path, [0, 1], False, said.append)
+    assert trained == [0, 1] and said[0].startswith("batch-0000: RESOURCE_EXHAUSTED") and "train alone" in said[0]
+
+
 def test_a_storage_holds_the_spec_of_its_study(tmp_path):
     """A study name reused by another spec in the same storage is refused, not mixed in."""
     url = f"sqlite:///{tmp_path / 'tune.db'}"
@@ -469,6 +535,24 @@ def test_another_search_in_the_directory_is_named_by_what_differs(tmp_path):
         record = {**build_tune_spec(spec, spec["name"], spec["name"]).record(), "storage": None}
         with pytest.raises(ConfigError, match=re.escape(message)):
             check_same_search(out, record)
+
+
+def test_a_record_of_the_default_or_a_relative_storage_is_the_same_search(tmp_path, monkeypatch):
+    """tune.json written before storages were recorded as now (the folder's tune.db named explicitly, a relative
+    SQLite path) passed the storage check, then was refused as "another search: storage ... there, ... here"."""
+    from mtdqn.tune.search import check_same_search, storage_url
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "tune"
+    out.mkdir()
+    spec = build_tune_spec(SMALL, "small", "small")
+    for old, now in [(f"sqlite:///{out / 'tune.db'}", None), ("sqlite:///rel.db", f"sqlite:///{tmp_path}/rel.db")]:
+        write_record(out, {**spec.record(), "storage": old})
+        assert storage_url(old, out) == now
+        check_same_search(out, {**spec.record(), "storage": now})
+    with pytest.raises(ConfigError, match="holds another search: steps"):
+        check_same_search(out, {**build_tune_spec({**SMALL, "steps": 2000}, "small", "small").record(),
+                                "storage": f"sqlite:///{tmp_path}/rel.db"})
 
 
 def test_a_trial_directory_of_another_configuration_is_refused(tmp_path):

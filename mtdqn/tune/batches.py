@@ -42,6 +42,7 @@ from mtdqn.config import TrainConfig
 from mtdqn.budget import check_train_budget
 from mtdqn.errors import (ConfigError, DamagedRun, FewUpdatesWarning, InsufficientDisk, InsufficientResources,
                           TrainingDiverged, Unwritable)
+from mtdqn.io import machine_write_error
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import RunOptions
@@ -190,18 +191,30 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") for n in running}
     except (InsufficientDisk, Unwritable, DamagedRun):  # no smaller program helps, or a record to put back: stop,
         raise  # the batch's checkpoint kept and its trials untold (a damaged trial record failed them all for good)
-    except (TrainingDiverged, InsufficientResources) as exc:  # one trial's doing, or the batch's size: each alone
-        announce(f"{where.name}: {' '.join(str(exc).split())}; its trials train alone")
-        _each_alone(spec, study, out, where, running, pruned, reported, progress, announce)
-        return
     except Exception as exc:
-        failed = failure(exc)
-        outcomes = {n: Outcome(failed.state, note=f"{where.name}: {failed.note}") for n in running}
+        if machine_write_error(exc):  # a write failed mid-run (disk full...): as a shortage found before training
+            raise
+        if isinstance(exc, (TrainingDiverged, InsufficientResources)) or out_of_device_memory(exc):
+            # one trial's doing, or the batch's size: each alone
+            announce(f"{where.name}: {' '.join(str(exc).split())}; its trials train alone")
+            _each_alone(spec, study, out, where, running, pruned, reported, progress, announce)
+            return
+        failed = failure(exc)  # pruned trials stay pruned: the pruner stopped them before the batch failed
+        outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") if n in pruned
+                    else Outcome(failed.state, note=f"{where.name}: {failed.note}") for n in running}
     else:
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,} (trained on to the end with its batch)")
                     if n in pruned else scored(spec, Run(trial_dir(out, n))) for n in running}
     for n in running:
         _tell(study, n, outcomes[n], announce)
+
+
+def out_of_device_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is XLA out of an accelerator's memory (RESOURCE_EXHAUSTED): the CPU's memory is checked
+    before training (:class:`~mtdqn.errors.InsufficientResources`), a GPU's is not; a smaller program may fit."""
+    import jax  # the search's process has it loaded: a batch trains in it
+
+    return isinstance(exc, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(exc)
 
 
 def _each_alone(spec: TuneSpec, study: optuna.Study, out: Path, where: Path, running: list[int],

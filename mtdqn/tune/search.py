@@ -41,8 +41,8 @@ import numpy as np
 import optuna
 
 from mtdqn.config import TrainConfig, config_diff, config_hash
-from mtdqn.errors import ConfigError, InsufficientDisk, TrainingDiverged, count
-from mtdqn.io import read_json, write_json
+from mtdqn.errors import ConfigError, TrainingDiverged, count
+from mtdqn.io import machine_write_error, read_json, write_json
 from mtdqn.results import Run
 from mtdqn.rundir import RunDir
 from mtdqn.runoptions import OnEval, RunOptions
@@ -328,9 +328,9 @@ def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval
         run = train_or_resume(where, spec.config(params), spec.run_options, report, progress)
     except optuna.TrialPruned as exc:
         return Outcome(optuna.trial.TrialState.PRUNED, note=str(exc))
-    except InsufficientDisk:  # every later trial would fail the same way: stop, the trial left resumable
-        raise
     except Exception as exc:
+        if machine_write_error(exc):  # every later trial would fail the same way: stop, the trial left resumable
+            raise
         return failure(exc)
     return scored(spec, run)
 
@@ -338,8 +338,9 @@ def _outcome(spec: TuneSpec, where: Path, params: dict[str, Any], report: OnEval
 def failure(exc: Exception) -> Outcome:
     """A trial's training raised ``exc``: a failed trial with the one-line reason.
 
-    Any exception is told as a failure (a bug, a full disk...), else the trial would stay running and every
-    rerun would resume it and crash again; the search goes on (as on Ray, where a worker dies)."""
+    Any exception but the machine refusing a write (:func:`~mtdqn.io.machine_write_error`, which stops the
+    search) is told as a failure (a bug, a bad value...), else the trial would stay running and every rerun
+    would resume it and crash again; the search goes on (as on Ray, where a worker dies)."""
     if isinstance(exc, (ConfigError, TrainingDiverged)):
         return Outcome(optuna.trial.TrialState.FAIL, note=" ".join(str(exc).split()))
     return Outcome(optuna.trial.TrialState.FAIL, note=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
@@ -493,6 +494,7 @@ def check_same_search(out: Path, record: dict[str, Any]) -> None:
     if storage_url(old.get("storage"), out) != record.get("storage"):  # a relative URL recorded before: as now
         where = old.get("storage") or "its own tune.db"
         raise ConfigError(f"{out} keeps its trials in {where}: give the same --storage (or another --out)")
+    old = {**old, "storage": record.get("storage")}  # the same storage, however it was written (checked above)
     if _search(old) != _search(record):
         changed = config_diff(_search(old), _search(record))
         shown = "; ".join(f"{k} {_short(was)} there, {_short(now)} here" for k, was, now in changed[:3])
