@@ -18,12 +18,13 @@ of the curves it is read against.
   differences between tasks are out of it.  Each probe has a chance level
   (``cka_chance``, ``cka_own_chance``): the same trained features with one
   side's probe rows shuffled, so the pairing of states is broken while the
-  widths, the number of states and each side's spectrum stay.  Linear CKA's
-  estimate is biased upward on few states, by how the features' variance is
-  spread: two independent isotropic random 128-feature matrices give ~0.5 on
-  128 states, trained features (variance in few directions) about 0.01 with
-  their pairing shuffled; so a level is read against this measured chance,
-  not a fixed number.
+  widths, the number of states and each side's spectrum stay.  CKA is the
+  debiased estimator (:mod:`mtdqn.analysis.cka`): the biased one's level on
+  few states is set by how the features' variance is spread (two independent
+  isotropic random 128-feature matrices give ~0.5 on 128 states, trained
+  features about 0.01 with their pairing shuffled), so differences of two
+  CKAs (trained and at initialization; two variants) carried their bias; the
+  debiased chance level is ~0 whatever the spectrum, a check of that.
 * **Gradient probe**: pairs of independent minibatches of each task, drawn
   from its replay with the run's batch size; the cosine between one task's
   shared-parameter gradients on the two minibatches of a pair is the
@@ -112,6 +113,8 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
     The probe states are ``probe_per_task`` replay observations of each task, at slots drawn per seed by
     :func:`probe_slots` (all seeds have stepped alike, so their replays hold equally many).
     """
+    from mtdqn.analysis.cka import ESTIMATOR  # as _linear_cka: the analysis' one definition
+
     agent = trainer.agent
     names = agent.task_set.names
     size = int(np.min(state.replay.size))
@@ -131,7 +134,8 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
                          "cka_chance": _linear_cka(feats[s, a], feats[s, b][pooled]),
                          "cka_own": _own_states_cka(feats[s], a, b, n),
                          "cka_own_init": _own_states_cka(feats0[s], a, b, n),
-                         "cka_own_chance": _own_states_cka(feats[s], a, b, n, own), "probe": PROBE_SLOTS})
+                         "cka_own_chance": _own_states_cka(feats[s], a, b, n, own), "probe": PROBE_SLOTS,
+                         "estimator": ESTIMATOR})
     return rows
 
 

@@ -87,11 +87,12 @@ GRAD_PAIR_SCHEMA = {"step": "int64", "seed": "int64", "task_a": "object", "task_
 AFFINITY_SCHEMA = {"step": "int64", "seed": "int64", "task_i": "object", "task_j": "object", "value": "float32"}
 CKA_SCHEMA = {"seed": "int64", "task_a": "object", "task_b": "object", "cka": "float64", "cka_init": "float64",
               "cka_chance": "float64", "cka_own": "float64", "cka_own_init": "float64", "cka_own_chance": "float64",
-              "probe": "object"}
+              "probe": "object", "estimator": "object"}
 """cka.parquet (:func:`mtdqn.diagnostics.cka_rows`): written only where the run was probed; an empty table of
 these columns where it was not (``--probes False``: it read as a frame without columns).  ``probe``: which
 replay slots the states came from, ``uniform`` (:func:`mtdqn.diagnostics.probe_slots`); tables without the
-column are older runs', whose probe took each replay's first slots."""
+column are older runs', whose probe took each replay's first slots.  ``estimator``: linear CKA's
+(:data:`mtdqn.analysis.cka.ESTIMATOR`, ``debiased``); older runs' (no column) the biased one."""
 # A mixture of experts (mtdqn.diagnostics.expert_probe), one row per (chunk, seed, task, expert), the final state's
 # at the run's last step: ``weight``, the task's softmax mixing weight on the expert (a task's K rows sum to 1);
 # ``entropy``, the entropy in nats of the task's K weights (log K: the even mixture; 0: one expert), repeated on

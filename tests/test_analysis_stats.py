@@ -92,20 +92,50 @@ def test_normalize_and_zero_denominator():
 # ---------------------------------------------------------------- CKA
 
 
-def test_linear_cka_identical_is_one():
+@pytest.mark.parametrize("debiased", [True, False])
+def test_linear_cka_identical_is_one(debiased):
     x = np.random.default_rng(0).normal(size=(50, 8))
-    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, x, debiased=debiased) == pytest.approx(1.0)
 
 
-def test_linear_cka_invariant_to_orthogonal_and_isotropic_scaling():
+@pytest.mark.parametrize("debiased", [True, False])
+def test_linear_cka_invariant_to_orthogonal_and_isotropic_scaling(debiased):
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(60, 6)), rng.normal(size=(60, 4))
     y = y + x[:, :4]  # some shared structure so the value is not trivially ~0
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    base = linear_cka(x, y)
-    assert linear_cka(3.7 * x @ q, y) == pytest.approx(base, rel=1e-10)
-    assert linear_cka(x, 0.01 * y) == pytest.approx(base, rel=1e-10)
+    base = linear_cka(x, y, debiased=debiased)
+    assert linear_cka(3.7 * x @ q, y, debiased=debiased) == pytest.approx(base, rel=1e-10)
+    assert linear_cka(x, 0.01 * y, debiased=debiased) == pytest.approx(base, rel=1e-10)
+    assert linear_cka(x + 5.0, y, debiased=debiased) == pytest.approx(base, rel=1e-10)  # a shift of the features
     assert 0.1 < base < 1.0
+
+
+def test_debiased_cka_is_kornbliths_feature_space_formula():
+    """The Gram-matrix form (Song et al.'s unbiased HSIC) against the feature-space one of Kornblith's reference
+    code (``feature_space_linear_cka(..., debiased=True)``), written out here from it, and both biased forms."""
+    def reference(x: np.ndarray, y: np.ndarray) -> float:
+        x, y = x - x.mean(0), y - y.mean(0)
+        n = x.shape[0]
+
+        def debias(xty, rows_x, rows_y, norm_x, norm_y):
+            return xty - n / (n - 2.0) * rows_x @ rows_y + norm_x * norm_y / ((n - 1) * (n - 2))
+
+        rx, ry = (x * x).sum(1), (y * y).sum(1)
+        cross = debias(np.linalg.norm(x.T @ y) ** 2, rx, ry, rx.sum(), ry.sum())
+        nx = np.sqrt(debias(np.linalg.norm(x.T @ x) ** 2, rx, rx, rx.sum(), rx.sum()))
+        ny = np.sqrt(debias(np.linalg.norm(y.T @ y) ** 2, ry, ry, ry.sum(), ry.sum()))
+        return cross / (nx * ny)
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(100, 20))
+    y = x[:, :5] @ rng.normal(size=(5, 30)) + rng.normal(size=(100, 30))
+    assert linear_cka(x, y) == pytest.approx(reference(x, y), rel=1e-10)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    biased = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    assert linear_cka(x, y, debiased=False) == pytest.approx(biased, rel=1e-10)
+    assert linear_cka(x, y) < linear_cka(x, y, debiased=False)  # 0.46 < 0.50: the bias taken out
+    assert np.isnan(linear_cka(x[:3], y[:3])) and np.isnan(linear_cka(np.ones((10, 2)), y[:10]))
 
 
 def test_linear_cka_independent_features_small_and_shape_checked():

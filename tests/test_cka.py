@@ -89,16 +89,21 @@ def test_the_probe_samples_the_whole_replay_the_same_way_each_time():
     assert np.array_equal(probe_slots(40, 40, seed=0), np.arange(40))  # all of a small replay
 
 
-def test_the_chance_level_depends_on_the_features_spectrum_not_a_fixed_half():
-    """What the report's CKA captions say: ~0.5 is two independent isotropic random 128-feature matrices on 128
-    states; features whose variance lies in few directions (as trained ones: the reports measured chance
-    0.004-0.011) give far less with their pairing broken, so the measured chance column is the level to read."""
+def test_the_biased_chance_level_depends_on_the_spectrum_and_the_debiased_one_does_not():
+    """What the report's CKA captions say: with the biased estimator, ~0.5 is two independent isotropic random
+    128-feature matrices on 128 states; features whose variance lies in few directions (as trained ones: the
+    reports measured chance 0.004-0.011) give far less with their pairing broken, so two CKAs of features spread
+    differently (trained and at initialization, two variants) differ by their biases too.  The debiased
+    estimator, the one runs record, gives ~0 for both."""
     rng = np.random.default_rng(0)
-    iso = [linear_cka(rng.normal(size=(128, 128)), rng.normal(size=(128, 128))) for _ in range(10)]
-    assert np.mean(iso) == pytest.approx(0.5, abs=0.02)
+    iso = [(rng.normal(size=(128, 128)), rng.normal(size=(128, 128))) for _ in range(10)]
+    assert np.mean([linear_cka(x, y, debiased=False) for x, y in iso]) == pytest.approx(0.5, abs=0.02)
+    assert abs(np.mean([linear_cka(x, y) for x, y in iso])) < 0.01
 
     def concentrated() -> np.ndarray:  # singular values falling as k^-1.5, in a random basis
         basis = np.linalg.qr(rng.normal(size=(128, 128)))[0]
         return (rng.normal(size=(128, 128)) * np.arange(1, 129) ** -1.5) @ basis
 
-    assert np.mean([linear_cka(concentrated(), concentrated()) for _ in range(10)]) < 0.05
+    pairs = [(concentrated(), concentrated()) for _ in range(10)]
+    assert np.mean([linear_cka(x, y, debiased=False) for x, y in pairs]) < 0.05
+    assert abs(np.mean([linear_cka(x, y) for x, y in pairs])) < 0.01

@@ -530,23 +530,27 @@ def test_cka_is_contrasted_with_initialization_and_the_independent_variant():
     assert "no `independent` variant" in _cka_caption(t)
 
 
-def test_the_cka_caption_says_which_replay_slots_each_runs_probe_took():
-    """The probe took each replay's first slots (a few consecutive steps of a few environments); runs now record
-    `probe = uniform` (slots drawn over the whole replay).  The caption says which, naming older runs in a study
-    that mixes them, instead of stating today's probe for every run."""
+def test_the_cka_caption_says_which_probe_and_estimator_each_run_recorded():
+    """The probe took each replay's first slots (a few consecutive steps of a few environments) and the biased
+    estimator; runs now record `probe = uniform` (slots drawn over the whole replay) and `estimator = debiased`.
+    The caption says which, naming older runs in a study that mixes them, instead of stating today's probe and
+    estimator for every run."""
     from mtdqn.analysis import why
     from mtdqn.analysis.report import _cka_caption
 
     study = _cka_study({"independent": ("independent", 0.60, 0.90), "shared": ("shared", 0.85, 0.92)})
-    assert "the first slots of each task's replay" in _cka_caption(why.cka_table(study))  # no column: older runs
-    assert "drawn uniformly" not in _cka_caption(why.cka_table(study))
+    text = _cka_caption(why.cka_table(study))  # no columns: older runs
+    assert "the first slots of each task's replay" in text and "drawn uniformly" not in text
+    assert "These runs recorded Kornblith et al.'s biased estimator" in text and "Debiased" not in text
     for cell in study.cells.values():
-        cell.cka["probe"] = "uniform"
+        cell.cka["probe"], cell.cka["estimator"] = "uniform", "debiased"
     text = _cka_caption(why.cka_table(study))
     assert "drawn uniformly from each task's replay at the end" in text and "first slots" not in text
-    study.cells["independent"].cka.drop(columns="probe", inplace=True)
+    assert "Debiased linear CKA" in text and "biased upward" not in text
+    study.cells["independent"].cka.drop(columns=["probe", "estimator"], inplace=True)
     text = _cka_caption(why.cka_table(study))
     assert "drawn uniformly" in text and "the runs of `independent` took the first slots" in text
+    assert "Debiased linear CKA" in text and "The runs of `independent` recorded the biased one" in text
 
 
 def test_tests_that_cannot_reach_significance_leave_the_holm_family():

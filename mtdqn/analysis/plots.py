@@ -391,7 +391,8 @@ def grad_norms_weights(curve: pd.DataFrame, variant: str, tasks: tuple[str, ...]
 def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
     """Linear CKA per task pair (one row each) and variant: trained (dot, with seeds as small marks when
     recorded) beside the untrained network (hollow marker) and, where recorded, the chance level (x: the
-    trained features with the states' pairing shuffled), on [0, 1]."""
+    trained features with the states' pairing shuffled), on [0, 1], widened to the left where a value is
+    negative (the debiased estimator's unrelated features scatter around 0)."""
     pairs = list(dict.fromkeys(zip(cka["task_a"], cka["task_b"])))
     fig, axes = _figure(1, width=7.5, height=1.4 + 0.35 * len(pairs) * max(1, len(variants)))
     ax = axes[0]
@@ -417,7 +418,9 @@ def cka_pairs(cka: pd.DataFrame, variants: tuple[str, ...]) -> Figure:
                         label=f"{v} chance (pairing shuffled)" if j == 0 else None)
     ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
     ax.set_ylabel("task pair")
-    ax.set(xlim=(0.0, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")
+    shown = cka[[c for c in ("lo", "mean", "init_mean", "chance_mean") if c in cka]].to_numpy(dtype=float)
+    left = min(0.0, float(np.nanmin(shown, initial=0.0)) - 0.05)
+    ax.set(xlim=(left, 1.0), ylim=(-0.6, len(pairs) - 0.4), xlabel="linear CKA of trunk features")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

@@ -33,7 +33,7 @@ __all__ = ["Bounds", "RewardShape", "REWARDS", "RETURN_BOUNDS", "COSINE", "FRACT
 UNBOUNDED: Bounds = (-math.inf, math.inf)
 COSINE: Bounds = (-1.0, 1.0)
 FRACTION: Bounds = (0.0, 1.0)
-CKA: Bounds = (0.0, 1.0)  # linear CKA on centred features: a ratio of squared Frobenius norms, at most 1
+CKA: Bounds = (-1.0, 1.0)  # debiased linear CKA: a cosine of U-centred Gram matrices (the biased one's [0, 1] in it)
 WEIGHT: Bounds = (0.0, math.inf)  # strategy weights are non-negative coefficients
 AFFINITY: Bounds = (-math.inf, 1.0)  # 1 - L_j(after i's step) / L_j: a loss is never negative, so at most 1
 

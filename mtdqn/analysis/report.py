@@ -399,6 +399,24 @@ def _why(study: Study, c: _Computed) -> Section:
 _CKA_PROBE = {"own": "on each task's own states", "pooled": "on every task's states pooled"}
 
 
+def _cka_estimator_text(cka: pd.DataFrame) -> str:
+    """Which estimator of linear CKA the table's runs recorded (:mod:`mtdqn.analysis.cka`) and what it means for
+    reading a level and a difference; older runs (the biased estimator) named where a study mixes them."""
+    biased = sorted(set(cka.loc[cka["estimator"] == "biased", "variant"]))
+    debiased = (" Debiased linear CKA (Song et al.'s unbiased HSIC in Kornblith et al.'s ratio): unrelated features "
+                "score ~0 whatever their spectrum, slightly negative values being noise around 0.")
+    bias = ("biased upward on few states by an amount set by how each side's variance is spread (two independent "
+            "isotropic random 128-feature matrices give ~0.5 on 128 states; trained features, their variance in "
+            "few directions, far less), so a level is read against its chance column and a difference of two "
+            "(trained and at initialization; a variant and another) carries the difference of their biases")
+    if not biased:
+        return debiased
+    if len(biased) == cka["variant"].nunique():
+        return f" These runs recorded Kornblith et al.'s biased estimator (before the debiased one), {bias}."
+    return (f"{debiased} The runs of {', '.join(f'`{v}`' for v in biased)} recorded the biased one (before it), "
+            f"{bias}: their rows do not compare with the others'.")
+
+
 def _cka_caption(cka: pd.DataFrame) -> str:
     """What the CKA table's probe is and what its baselines take out."""
     reference = next((r for r in cka["reference"] if r), "")
@@ -406,21 +424,20 @@ def _cka_caption(cka: pd.DataFrame) -> str:
         text = ("For tasks a and b: the mean of the CKA between their trunk features on a's replay observations "
                 "and on b's, so that how much the two tasks' inputs differ is not part of it (the pooled probe "
                 "below mixes it in); b's trunk still reads a's observations (zero-padded where b's are wider). "
-                "Its level is not comparable with the pooled table's: linear CKA's estimate is biased upward on "
-                "few states, by an amount set by how the features' variance is spread (two independent isotropic "
-                "random 128-feature matrices give ~0.5 on 128 states; trained features, their variance in few "
-                "directions, far less), and this probe has each task's states alone; read it against its own "
-                "baselines, not a fixed number. Change from "
+                "Its level is not comparable with the pooled table's (this probe has each task's states alone); "
+                "read it against its own baselines. Change from "
                 "initialization: trained minus the same network untrained (same keys, same probe states), per seed.")
     else:
         text = ("The probe feeds every task's trunk the same states (every task's replay observations pooled), so "
                 "much of any CKA is the inputs' own structure: states of different tasks differ, and two "
                 "representations of them differ alike. Change from initialization: trained minus the same "
                 "network untrained (same keys, same probe states), per seed.")
+    text += _cka_estimator_text(cka)
     if "chance_mean" in cka and np.isfinite(cka["chance_mean"].to_numpy(dtype=float)).any():
         text += (" Chance: the same trained features with one side's probe states shuffled (the pairing of states "
                  "broken, the widths, the number of states and each side's spectrum kept), mean over seeds: the "
-                 "level unrelated representations reach here; a CKA near it says nothing about shared structure.")
+                 "level unrelated representations reach here (~0 debiased); a CKA near it says nothing about "
+                 "shared structure.")
     else:
         text += (" These runs did not record the chance level (runs before it was measured): a level cannot be "
                  "told from what unrelated features give on this probe, so read only the changes and contrasts.")

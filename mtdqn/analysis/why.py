@@ -412,7 +412,8 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
 
     ``states``: the probe (:data:`CKA_STATES`); a run that did not record it (``own`` is newer) has no rows.
     ``chance_mean``: the level unrelated features of the same widths give on as many states (NaN for runs
-    that did not record it); linear CKA is biased upward on few states, so levels are read against it.
+    that did not record it): ~0 with the debiased estimator runs record (``estimator``), a check; the biased
+    one of older runs (``biased``) is biased upward on few states, so their levels are read against it.
     The pooled probe feeds every task's trunk every task's states, so much of its CKA is the inputs' own
     structure: states of different tasks differ, and any two representations of them differ alike.  The own
     probe compares the two tasks' features on each task's states in turn.  Two contrasts take out more.
@@ -439,7 +440,7 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
             per_seed = g.groupby("seed")[[column, *([init_column] if init_column in g else [])]].mean()
             trained = per_seed[column].to_numpy()
             init = per_seed[init_column] if init_column in per_seed else pd.Series(np.nan, index=per_seed.index)
-            change = stats.t_mean(trained - init.to_numpy(), ranges.COSINE)
+            change = stats.t_mean(trained - init.to_numpy(), ranges.difference_bounds(ranges.CKA))
             vs = (stats.diff_ci(trained, ref_cka[(a, b)])
                   if v != reference and (a, b) in ref_cka else stats.Estimate(np.nan, np.nan, np.nan, 0))
             if vs.n < stats.MIN_SEEDS:  # as every interval of the report: none below MIN_SEEDS seeds on a side
@@ -451,11 +452,12 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
                          "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
                          "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
                          "reference": reference or "", "states": states,
-                         "probe": str(ck["probe"].iloc[0]) if "probe" in ck else "first"})
+                         "probe": str(ck["probe"].iloc[0]) if "probe" in ck else "first",
+                         "estimator": str(ck["estimator"].iloc[0]) if "estimator" in ck else "biased"})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "chance_mean", "init_mean", "change_mean",
                                        "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
-                                       "vs_reference_n", "reference", "states", "probe"])
+                                       "vs_reference_n", "reference", "states", "probe", "estimator"])
 
 
 def cka_reference(study: Study, column: str = "cka") -> str | None:
