@@ -233,6 +233,28 @@ def test_a_conflict_without_an_interval_is_read_as_nothing_shown():
     assert "(95% CI [-0.010, 0.030]), its interval holds 0: no net conflict shown" in finite, finite
 
 
+def test_each_pairs_cosine_and_conflict_fraction_carry_their_intervals():
+    """Referee: the per-pair clauses gave point values only, though the table holds each one's interval, and
+    the pooled mean over pairs said "no net conflict" with one pair in conflict among aligned ones."""
+    import pandas as pd
+
+    from mtdqn.analysis.findings import conflict_sentence
+
+    head = pd.Series({"variant": "shared", "n_pairs": 2, "n": 6, "cosine_mean": 0.05, "cosine_lo": 0.01,
+                      "cosine_hi": 0.09, "conflict_fraction": 0.45, "conflict_lo": 0.4, "conflict_hi": 0.5})
+    pair = dict(variant="shared", n=6, null_a=0.3, null_b=0.3, noise_a=0.2, noise_b=0.25, degenerate_a=False,
+                degenerate_b=False, steps="3 evaluation step(s)")
+    pairs = pd.DataFrame([
+        {**pair, "task_a": "A", "task_b": "B", "mean": 0.2, "lo": 0.15, "hi": 0.25, "conflict": 0.3,
+         "conflict_lo": 0.25, "conflict_hi": 0.35},
+        {**pair, "task_a": "A", "task_b": "C", "mean": -0.1, "lo": -0.15, "hi": -0.05, "conflict": 0.6,
+         "conflict_lo": 0.55, "conflict_hi": 0.65}])
+    text = conflict_sentence(head, pairs)
+    assert "A–B: cosine 0.200 (95% CI [0.150, 0.250]: no net conflict), conflict fraction 0.300 (95% CI " \
+           "[0.250, 0.350]) vs A 0.200, B 0.250" in text, text
+    assert "A–C: cosine -0.100 (95% CI [-0.150, -0.050]: net conflict)" in text, text
+
+
 @pytest.mark.slow  # builds a whole report
 def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
     """Referee 8: PCGrad's 'applied weight' (9.6 on MountainCar) was undefined in the report."""

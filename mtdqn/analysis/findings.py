@@ -166,12 +166,21 @@ def _net_conflict(lo: float, hi: float) -> str:
     return "its interval holds 0: no net conflict shown"
 
 
+def _pair_verdict(lo: float, hi: float) -> str:
+    """A pair's cosine interval against 0, in a few words (:func:`_net_conflict`'s, for one pair)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "nothing shown"
+    return "no net conflict" if lo >= 0.0 else "net conflict" if hi < 0.0 else "holds 0"
+
+
 def _pair_clause(r) -> str:
-    """One pair's conflict fraction beside both tasks' own noise baselines over the same steps."""
+    """One pair's cosine and conflict fraction, each with its interval over seeds (the pooled mean can hide a
+    pair in conflict among aligned ones), beside both tasks' own noise baselines over the same steps."""
     def own(task: str, share: float, degenerate: bool, null: float) -> str:
         return (f"{task} degenerate (same-task null {num(null)}: its gradient direction does not change, no "
                 "baseline)" if degenerate else f"{task} {num(share)}")
-    return (f"{r.task_a}–{r.task_b}: cosine {num(r.mean)}, conflict fraction {num(r.conflict)} vs "
+    return (f"{r.task_a}–{r.task_b}: cosine {num(r.mean)} ({_ci(r.lo, r.hi)}: {_pair_verdict(r.lo, r.hi)}), "
+            f"conflict fraction {num(r.conflict)} ({_ci(r.conflict_lo, r.conflict_hi)}) vs "
             f"{own(r.task_a, r.noise_a, r.degenerate_a, r.null_a)}, "
             f"{own(r.task_b, r.noise_b, r.degenerate_b, r.null_b)}")
 
@@ -199,8 +208,9 @@ def conflict_sentence(row: pd.Series, pairs: pd.DataFrame | None = None) -> str:
     steps = str(pairs["steps"].iloc[0])
     return (head + f". Per pair, over the same {steps}, beside each task's own share of same-task minibatch pairs "
             "with cosine < 0 (its noise baseline): " + "; ".join(_pair_clause(r) for r in pairs.itertuples())
-            + ". A fraction above the tasks' own shares but near 0.5 with a cosine ≥ 0 reads as near-orthogonal "
-            "gradients, not as conflict.")
+            + ". A fraction above the tasks' own shares but near 0.5 with a cosine interval at or above 0 reads as "
+            "near-orthogonal gradients, not as conflict; the tasks' shares are means over seeds, without an "
+            "interval.")
 
 
 def aggregate_method(n: int, n_reference: int) -> str:
