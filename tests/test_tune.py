@@ -313,6 +313,22 @@ def test_a_write_the_machine_refuses_mid_run_stops_the_search_alone_or_batched(t
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
 
 
+def test_a_trial_on_ray_whose_worker_is_refused_a_write_stops_the_search():
+    """On Ray the worker's shortage came back as a RayTaskError and was told 'worker died', a failure for good
+    (and every later trial failed alike); its cause, the machine refusing a write, now stops the search as it
+    does locally.  A worker that died of anything else still fails its trial only."""
+    from ray.exceptions import RayTaskError
+
+    from mtdqn.tune.ray_trials import worker_failure
+
+    full = OSError(errno.ENOSPC, "disk almost full: 3 MiB free", "trial-0003")
+    with pytest.raises(OSError, match="disk almost full") as raised:
+        worker_failure(RayTaskError("_remote_trial", "Traceback ...", full))
+    assert raised.value is full
+    died = worker_failure(RayTaskError("_remote_trial", "Traceback ...", MemoryError("killed")))
+    assert died.state == optuna.trial.TrialState.FAIL and died.note.startswith("worker died: ")
+
+
 def _two_trial_batch():
     spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
     study = open_search(spec, optuna.storages.InMemoryStorage())

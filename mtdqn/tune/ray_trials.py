@@ -24,11 +24,12 @@ from typing import Callable
 
 import optuna
 
+from mtdqn.io import machine_write_error
 from mtdqn.studies.ray_backend import RayBackend
 from mtdqn.tune.search import Outcome, drive, execute, live_trial, open_search
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["run_search_on_ray"]
+__all__ = ["run_search_on_ray", "worker_failure"]
 
 
 def _remote_trial(spec: TuneSpec, storage_url: str, number: int, out: str, reported: list[int],
@@ -68,7 +69,18 @@ def run_search_on_ray(spec: TuneSpec, study: optuna.Study, storage_url: str, out
             number = pending.pop(ref)
             try:
                 return number, ray.get(ref)
-            except Exception as exc:  # the worker died (e.g. out of memory): the trial failed, the search goes on
-                return number, Outcome(optuna.trial.TrialState.FAIL, note=f"worker died: {str(exc).splitlines()[0]}")
+            except Exception as exc:
+                return number, worker_failure(exc)
 
         drive(spec, study, out, trials, width, start, wait, announce)
+
+
+def worker_failure(exc: Exception) -> Outcome:
+    """How a trial whose Ray task raised ``exc`` ended.  The machine refusing a write on the worker (a full disk
+    found before or during the run: the task's cause, ``RayTaskError.cause``) stops the search, as it does
+    locally (:func:`mtdqn.tune.search.execute` raises it there), the trial left resumable; else (the worker
+    died, e.g. out of memory) the trial failed and the search goes on."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and machine_write_error(cause):
+        raise cause from None
+    return Outcome(optuna.trial.TrialState.FAIL, note=f"worker died: {str(exc).splitlines()[0]}")
