@@ -329,6 +329,18 @@ def test_a_trial_on_ray_whose_worker_is_refused_a_write_stops_the_search():
     assert died.state == optuna.trial.TrialState.FAIL and died.note.startswith("worker died: ")
 
 
+def test_a_kill_while_an_all_pruned_batch_is_told_gives_each_trial_its_own_step(tmp_path):
+    """Killed after the first trial of an all-pruned batch was told, the rerun told the others the first one's
+    note ("pruned at step 500" for a trial pruned at 1,000)."""
+    spec, study = _two_trial_batch()
+    for n, step in ((0, 500), (1, 1000)):
+        live_trial(study, n).set_user_attr(batches.PRUNED_AT_ATTR, step)
+    tell(study, 0, search.Outcome(optuna.trial.TrialState.PRUNED, note="pruned at step 500"))
+    batches._batch(spec, study, tmp_path, [0, 1], False, lambda line: None)
+    assert study.trials[1].state == optuna.trial.TrialState.PRUNED
+    assert study.trials[1].user_attrs["note"] == "pruned at step 1,000"
+
+
 def _two_trial_batch():
     spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
     study = open_search(spec, optuna.storages.InMemoryStorage())

@@ -162,8 +162,10 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
     if told and not all((trial_dir(out, n) / "summary.json").is_file() for n in numbers):
         # the batch had stopped (all pruned, or failed) and the tune was killed while telling its trials
         like = frozen[told[0]]
-        for n in running:
-            _tell(study, n, Outcome(like.state, note=like.user_attrs.get("note", "")), announce)
+        for n in running:  # a pruned trial's own step, not its sibling's
+            note = f"pruned at step {int(frozen[n].user_attrs[PRUNED_AT_ATTR]):,}" \
+                if like.state == PRUNED and PRUNED_AT_ATTR in frozen[n].user_attrs else like.user_attrs.get("note", "")
+            _tell(study, n, Outcome(like.state, note=note), announce)
         return
     live = {n: live_trial(study, n) for n in numbers}
     configs: dict[int, TrainConfig] = {}
