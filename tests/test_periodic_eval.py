@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -267,3 +268,36 @@ def test_a_resume_keeps_the_evaluations_its_checkpoint_recorded_whatever_its_cad
     with pytest.raises(ConfigError, match=r"evals.parquet is missing: the run's history up to its checkpoint "
                                           r"\(step 1,000\) is lost"):
         train(TINY, tmp_path / "evaluated", resume=True, progress=False)
+
+
+def test_a_finetunings_evaluations_before_its_first_update_use_up_no_patience():
+    """A fine-tuning's start is a candidate (its trunk is trained), but its evaluations before the first update
+    counted against --patience: with --learning-starts 5,000, --eval-every 1,000 and --patience 3 a run stopped at
+    step 4,000 without one update, its start restored as the best (a review's run)."""
+    from mtdqn.train.early_stop import EarlyStopping
+
+    es = dataclasses.replace(EarlyStopping.start(patience=3, random={"T": 0.0}, n_seeds=1), patient_until=5000)
+    params = {"w": np.zeros((1, 1), np.float32)}
+    assert [es.observe(np.array([9.0 - step / 1000]), params, step) for step in (1000, 2000, 3000, 4000, 5000)] \
+        == [False] * 5  # the start the best, as its untrained...
+    assert es.best_step.tolist() == [1000] and es.since.tolist() == [0]  # ...and none used up patience
+    assert [es.observe(np.array([1.0]), params, step) for step in (6000, 7000, 8000)] == [False, False, True]
+
+
+@pytest.mark.parametrize("source, candidates_from", [("", 5000), ("/runs/pretrained", -1)])
+def test_early_stopping_is_anchored_with_the_first_update_for_training_and_fine_tuning(monkeypatch, source,
+                                                                                        candidates_from):
+    """Training: evaluations before the first update are neither candidates nor use up patience; fine-tuning:
+    they are candidates, and use up none either."""
+    from types import SimpleNamespace
+
+    from mtdqn.config import derive
+    from mtdqn.train import early_stop
+
+    cfg = dataclasses.replace(TINY, num_envs=1, dqn=dataclasses.replace(TINY.dqn, learning_starts=5000, train_every=1))
+    agent = SimpleNamespace(cfg=dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, source=source)),
+                            derived=derive(cfg), task_set=SimpleNamespace(names=cfg.tasks), seeds=[0])
+    monkeypatch.setattr(early_stop, "evaluate_params", lambda *args, **kwargs: SimpleNamespace(
+        total=np.zeros((1, len(cfg.tasks)))))
+    es = early_stop.EarlyStopping.anchored(agent, None, patience=3, episodes=2)
+    assert (es.untrained_until, es.patient_until) == (candidates_from, 5000)

@@ -104,6 +104,9 @@ class EarlyStopping:
     # --patience: evaluations at env steps up to this one are of the initial network (no update yet), and not
     # candidates; -1 (all are) for a fine-tuning, whose start is trained, and for keep-best, D'Eramo et al.'s rule
     untrained_until: int = -1
+    # ... and use up no patience up to this one: the same step, a fine-tuning's included (its network cannot
+    # change before its first update: it stopped, its best the start, before any update of a long --learning-starts)
+    patient_until: int = -1
 
     @staticmethod
     def start(patience: int, random: dict[str, float], n_seeds: int, rule: str = NORMALIZED) -> EarlyStopping:
@@ -128,17 +131,18 @@ class EarlyStopping:
         random = evaluate_params(agent, params, seed, episodes, eps=1.0)
         anchors = {n: float(random.total[:, i].mean()) for i, n in enumerate(agent.task_set.names)}
         stopping = EarlyStopping.start(patience, anchors, len(agent.seeds))
-        if agent.cfg.finetune.source:  # a fine-tuning's start is its source's trained network: a candidate
-            return stopping
         untrained = first_update_iteration(agent.derived) * agent.cfg.num_envs  # the first update follows it
-        return dataclasses.replace(stopping, untrained_until=untrained)
+        # a fine-tuning's start is its source's trained network: a candidate, but no evaluation without an update
+        no_candidate_until = -1 if agent.cfg.finetune.source else untrained
+        return dataclasses.replace(stopping, untrained_until=no_candidate_until, patient_until=untrained)
 
     def observe(self, scores: np.ndarray, params: Any, step: int, last: bool = False) -> bool:
         """Record one evaluation's (seeds,) scores of ``params`` at ``step``; True when every seed is out of
         patience (training should stop).  ``last``: the evaluation at the run's last step, a candidate that
         stops nothing (a run that ran its budget did not stop).  An evaluation before the first update is of
         the initial network: neither a candidate nor an evaluation without improvement (a run restored its
-        untrained network, 21.0 on CartPole, as its best)."""
+        untrained network, 21.0 on CartPole, as its best); a fine-tuning's is a candidate that uses up no
+        patience."""
         if step <= self.untrained_until:
             return False
         better = scores >= self.best_score if self.rule == DISCOUNTED_SUM else scores > self.best_score
@@ -151,7 +155,7 @@ class EarlyStopping:
                     best[better] = new[better]
         self.best_score = np.where(better, scores, self.best_score)
         self.best_step = np.where(better, step, self.best_step)
-        self.since = np.where(better, 0, self.since + 1)
+        self.since = np.where(better, 0, self.since + (step > self.patient_until))
         stop = self.patience > 0 and not last and bool((self.since >= self.patience).all())
         if stop:
             self.stopped_at = step
