@@ -17,6 +17,7 @@ from typing import Any
 
 from mtdqn.config import TrainConfig
 from mtdqn.errors import ConfigError
+from mtdqn.tasknames import find_task
 from mtdqn.graft import Source, check_transfer, finetune_config, load_source
 from mtdqn.train.run import RunResult, train
 
@@ -67,7 +68,7 @@ def extend(base: TrainConfig, source_dir: Path | str, add_tasks: tuple[str, ...]
         raise ConfigError(f"extend trains {source.path}'s tasks plus --add-tasks; drop --tasks")
     if not add_tasks:
         raise ConfigError("--add-tasks needs at least one task")
-    present = [t for t in add_tasks if t in source.cfg.tasks]
+    present = [t for t in add_tasks if find_task(source.cfg.tasks, t) is not None]  # however either is spelled
     if present:
         raise ConfigError(f"task {present[0]} is already one of {source.path}'s tasks "
                           f"({', '.join(source.cfg.tasks)})")

@@ -791,6 +791,8 @@ TRANSFER_CASES = [
      "set --eval-every"),
     ("extend-task-present", ["extend", "--from", "{root}/run", "--add-tasks", "CartPole-v1", "--out", "{root}/new"],
      "CartPole-v1 is already one of"),
+    ("extend-task-present-spelled-otherwise", ["extend", "--from", "{root}/run", "--add-tasks", "CartPole-v1:",
+                                               "--out", "{root}/new"], "CartPole-v1: is already one of"),
     ("extend-with-tasks", ["extend", "--from", "{root}/run", "--add-tasks", "MountainCar-v0", "--tasks",
                            "Pendulum-v1", "--out", "{root}/new"],  # not in extend --help either
      "--tasks is a flag of `mtdqn train` and `mtdqn finetune` and `mtdqn study`: extend trains the run's own tasks"),
