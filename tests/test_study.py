@@ -150,6 +150,10 @@ def test_cell_status(study_copy: Path) -> None:
     assert json.loads((cells / "independent" / "summary.json").read_text())["thresholds"][task] == 50.0
     (cells / "shared" / "summary.json").unlink()  # killed after its final checkpoint
     assert cell_status(shared, cells / "shared") == "resume"
+    # killed under other evaluations: it resumed, its evaluations so far at the old episode count, the rest at
+    # the new, unsaid (a finished cell with the change is refused, below)
+    more = dataclasses.replace(shared.run_options, eval_episodes=shared.run_options.eval_episodes + 1)
+    assert cell_status(dataclasses.replace(shared, run_options=more), cells / "shared") == "fresh"
     from mtdqn.config import derive
     from mtdqn.studies.cell import resumable_from
 

@@ -70,7 +70,8 @@ def resumable_from(cell: CellConfig, cell_dir: Path) -> dict[str, int] | None:
 
 
 def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
-    """done (finished ok with this config), resume (killed after a checkpoint) or fresh.
+    """done (finished ok with this config), resume (killed after a checkpoint, with this config and these run
+    options) or fresh.
 
     A finished cell made with a *different* config or run options is a
     ConfigError: mixing the two in one report would compare runs that are not
@@ -106,8 +107,11 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
                           [f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"])
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
-    if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists():
+    if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists() \
+            and _stored_outcome(run_cfg, cell.run_options, str(record_path)) == cell.run_options.outcome():
         return "resume"
+    # a killed cell of another config, or of other run options (its evaluations so far at another cadence or
+    # episode count: a resume mixed the two, unsaid): no result yet, started over
     return "fresh"
 
 
