@@ -472,6 +472,30 @@ def test_a_budget_its_cells_round_up_is_said_once() -> None:
         warn_of_rounded_budgets("s", cells(2_000, {"learning_starts": 500, "log_every": 1_000}))
 
 
+def test_cells_evaluating_at_different_steps_are_refused_and_a_rounded_cadence_said() -> None:
+    """log_every 1,000 on a variant's 16 envs runs as 1,008: it evaluated every 10,080 beside the reference's
+    10,000 (AUC and steps to threshold then on two grids), with no warning; the spec checks only that a set
+    window divides eval_every.  Now refused in one line; a cadence every cell rounds alike is warned."""
+    from mtdqn.errors import RoundedScheduleWarning
+    from mtdqn.studies.runner import check_evaluation_steps, warn_of_rounded_budgets
+    from mtdqn.studies.spec import build_spec
+
+    def cells(variant: dict, options: dict | None = None) -> list:
+        return cell_configs(build_spec({"tasks": ["CartPole-v1"], "steps": 100_800, "seeds": 1, "eval_every": 10_000,
+                                        "options": {"log_every": 1_000, **(options or {})},
+                                        "variants": {"shared": {"sharing": "shared", **variant}}}, "s.toml", "s"))
+
+    mixed = cells({"num_envs": 16, "train_every": 16})
+    with pytest.raises(ConfigError, match=r"^study s: its cells would evaluate at different steps \(independent "
+                                          r"every 10,000; shared every 10,080: "):
+        check_evaluation_steps("s", mixed)
+    alike = cells({}, {"num_envs": 16, "train_every": 16})
+    check_evaluation_steps("s", alike)
+    with pytest.warns(RoundedScheduleWarning, match=r"evaluations every 10,000 run every 10,080 env steps per task"):
+        warn_of_rounded_budgets("s", alike)
+    check_evaluation_steps("s", cells({}))  # 1,000 on 4 envs: as asked
+
+
 def test_cells_evaluated_at_their_end_alone_are_said_once() -> None:
     """A study whose evaluation cadence does not fit its budget (minigrid-mt3 at --steps 5000, under its
     20,000) has no greedy learning curves, and its report's AUC and steps to threshold read training returns:

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from rich.console import Console
 
-from mtdqn.config import TrainConfig, derive, first_update_iteration, rounded_schedule
+from mtdqn.config import TrainConfig, cadence_as_run, derive, first_update_iteration, rounded_schedule
 from mtdqn.errors import ConfigError, MtdqnWarning, RoundedScheduleWarning, count, warn_user
 from mtdqn.io import held, provenance, write_json
 from mtdqn.rundir import STUDY_CELLS, STUDY_RECORD
@@ -58,21 +58,39 @@ def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
 
 
 def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | None = None) -> None:
-    """A study's ``steps`` that its cells' logging windows round up, said once (RoundedScheduleWarning), as
-    `mtdqn train` says it: a study of 2,000 steps trained 10,000 per cell with only the report's header saying
-    so.  (A study's evaluation cadence is never rounded: :mod:`mtdqn.studies.spec` refuses one that would be.)
-    ``advice``: how to train as asked where a study has no options for the user to set (:func:`preset_advice`)."""
+    """A study's ``steps`` and evaluation cadence that its cells' logging windows round up, said once
+    (RoundedScheduleWarning), as `mtdqn train` says it: a study of 2,000 steps trained 10,000 per cell with only
+    the report's header saying so.  (:mod:`mtdqn.studies.spec` picks windows that divide the cadence and
+    refuses a set one that does not; one set in env steps that are not whole vector steps is rounded up, as the
+    MiniGrid presets' 5,000 on 16 envs: evaluations every 20,032.)  ``advice``: how to train as asked where a
+    study has no options for the user to set (:func:`preset_advice`)."""
     rounded: dict[str, list[str]] = {}
     for cell in cells:
-        parts, window = rounded_schedule(cell.config, 0)
+        parts, window = rounded_schedule(cell.config, cell.run_options.eval_every)
         if parts:
-            rounded.setdefault(f"{parts[0]} env steps per task (whole log_every windows of {window:,})",
+            rounded.setdefault(f"{' and '.join(parts)} env steps per task (whole log_every windows of {window:,})",
                                []).append(cell.variant)
     if rounded:
         said = "; ".join(f"{what} in cells {', '.join(variants)}" for what, variants in rounded.items())
         how = advice or ("give steps a multiple of the window, or options.log_every a divisor of steps that is a "
                          "multiple of num_envs")
         warn_user(f"study {name}: {said}; to train as asked, {how}", RoundedScheduleWarning)
+
+
+def check_evaluation_steps(name: str, cells: list[CellConfig]) -> None:
+    """Refuse a study whose cells evaluate at different steps (one line, before anything is written): a
+    ``log_every`` some variants' vector steps round (1,000 on 16 envs runs as 1,008: evaluations every 10,080
+    beside another's 10,000), so the report read their AUC and steps to threshold on different grids."""
+    runs: dict[int, list[str]] = {}
+    for cell in cells:
+        if cell.run_options.eval_every:
+            window = derive(cell.config).iters_per_chunk * cell.config.num_envs
+            runs.setdefault(cadence_as_run(cell.run_options.eval_every, window), []).append(cell.variant)
+    if len(runs) > 1:
+        said = "; ".join(f"{', '.join(v)} every {every:,}" for every, v in sorted(runs.items()))
+        raise ConfigError(f"study {name}: its cells would evaluate at different steps ({said}: log_every rounded up "
+                          "to whole vector steps of each cell's num_envs); give options.log_every a multiple of "
+                          "every variant's num_envs")
 
 
 def warn_of_no_evaluations(name: str, cells: list[CellConfig], preset: bool) -> None:
@@ -378,6 +396,7 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     # error under -W error: nothing written yet), then one study per folder (the hold makes the folder)
     with backend:
         preset = spec.source.startswith("preset ")  # its options are its own: only --steps is the user's
+        check_evaluation_steps(spec.name, [c for c, _ in cells])
         warn_of_rounded_budgets(spec.name, [c for c, _ in todo], "give --steps a whole number of windows (one at "
                                 "least)" if preset else None)
         warn_of_no_evaluations(spec.name, [c for c, _ in todo], preset)
