@@ -71,6 +71,14 @@ class GymnaxDefaultLimit(Chain):
         return environment.EnvParams()  # params with no time limit of their own: gymnax's default, 1
 
 
+def test_an_action_count_given_as_a_jax_scalar_is_read():
+    """Discrete(jnp.int32(2)) was refused as "a Discrete action space; only discrete actions ... are supported"."""
+    try:
+        assert mtdqn.register_task("JaxCount-v0", JaxActionCount).num_actions == 2
+    finally:
+        custom.REGISTERED.pop("JaxCount-v0", None)
+
+
 def test_gymnax_default_time_limit_of_one_step_is_warned(registered):
     """Params that inherit gymnax's max_steps_in_episode (1) trained and evaluated one-step episodes, silently."""
     with pytest.warns(OneStepEpisodesWarning, match="so every episode ends after one step") as caught:
@@ -228,6 +236,28 @@ class WideImage(FloatImage):
         return spaces.Box(0, 1000, (5, 5, 1), jnp.int32)
 
 
+class StateDtypeChanges(Chain):
+    """An auto-reset of its own that turns the int32 position into a float: registered, it failed training
+    after config.json was written, with JAX's multi-line scan error."""
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, done, info = self.step_env(key, state, action, params)
+        state = state.replace(pos=jnp.where(done, 0.0, state.pos))
+        return obs, state, reward, done, jnp.bool_(False), {**info, "final_observation": obs}
+
+
+class ActionsFromOne(Chain):
+    def action_space(self, params):
+        import gymnasium
+
+        return gymnasium.spaces.Discrete(2, start=1)
+
+
+class JaxActionCount(Chain):
+    def action_space(self, params):
+        return spaces.Discrete(jnp.int32(2))
+
+
 def make_with_an_argument(size):
     return Chain()
 
@@ -243,6 +273,9 @@ BAD_ENVS = [
     ("continuous-actions", Continuous, "has a Box action space; only discrete actions"),
     ("five-value-step", OldStep, "step returns 5 values (gymnax < 1.0's obs, state, reward, done, info)"),
     ("no-final-observation", NoFinalObservation, "step's info has no 'final_observation'"),
+    ("state-dtype-changes", StateDtypeChanges, "step returns a state whose .pos is float32[], where reset's is "
+                                               "int32[]; the loop carries the state from step to step"),
+    ("actions-from-one", ActionsFromOne, "its Discrete action space starts at 1; the agent sends actions 0..n-1"),
     ("no-step", NoStep, "the environment has no method step()"),
     ("no-time-limit", NoLimit, "default_params.max_steps_in_episode must be a whole number >= 1"),
     ("float-images", FloatImage, "reset returns float32 image observations; images are stored as uint8"),

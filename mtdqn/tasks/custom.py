@@ -22,13 +22,14 @@ environment (a class or a function), or the environment itself.
 
 What is checked, each failure one line before anything is written: the API
 methods exist; ``default_params.max_steps_in_episode`` exists (evaluation
-rolls episodes out to it); the action space is discrete (``n`` actions); the
+rolls episodes out to it); the action space is discrete (``n`` actions, 0..n-1); the
 observations are 1-D vectors or (H, W, C) images (:func:`mtdqn.tasks.envs.observation_kind`)
 of the shape the observation space declares, images whole numbers in 0..255 (they are stored as uint8); the
 factory makes the environment without arguments; and ``step`` returns gymnax >=
 1.0's six values ``(obs, state, reward, terminated, truncated, info)`` with
 ``info["final_observation"]`` (the observation an episode ended in; the
-step resets by itself, as gymnax's ``Environment.step`` does).  A five-value
+step resets by itself, as gymnax's ``Environment.step`` does) and a state
+of reset's structure, shapes and dtypes (the compiled loop carries it).  A five-value
 step, gymnax < 1.0's ``(obs, state, reward, done, info)``, is refused: it
 does not tell a time limit from a true end, and a truncated transition must
 bootstrap where a terminated one must not.
@@ -230,13 +231,20 @@ def _check_image_bounds(label: str, space: Any) -> None:
 
 
 def _num_actions(label: str, space: Any) -> int:
-    """The count of a discrete action space; one line for any other."""
+    """The count of a discrete action space of actions 0..n-1; one line for any other."""
     n = getattr(space, "n", None)
+    if isinstance(n, (jax.Array, np.ndarray)) and n.shape == () and jnp.issubdtype(n.dtype, jnp.integer):
+        n = int(n)  # Discrete(jnp.int32(n)): a whole number, as max_steps_in_episode may be
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or getattr(space, "shape", ()) not in ((), None):
-        raise ConfigError(f"task {label!r} has a {type(space).__name__} action space; only discrete actions (a "
-                          "Discrete(n) space) are supported")
+        with_n = "" if n is None else f" with n = {n!r}"
+        raise ConfigError(f"task {label!r} has a {type(space).__name__} action space{with_n}; only discrete actions "
+                          "(a Discrete(n) space, n a whole number) are supported")
     if n < 1:
         raise ConfigError(f"task {label!r}: its Discrete action space has {n} actions")
+    start = getattr(space, "start", 0)
+    if int(np.asarray(start)) != 0:  # gymnasium's Discrete(n, start): the agent sends 0..n-1
+        raise ConfigError(f"task {label!r}: its Discrete action space starts at {int(np.asarray(start))}; the agent "
+                          "sends actions 0..n-1 (shift them in step, or use Discrete(n))")
     return int(n)
 
 
@@ -262,8 +270,9 @@ def _check_rollout(label: str, env: Any, params: Any, shape: tuple[int, ...]) ->
     if count != 6:
         raise ConfigError(f"task {label!r}: step returns {count} value(s); expected gymnax >= 1.0's 6: obs, state, "
                           "reward, terminated, truncated, info")
-    obs, _, reward, terminated, truncated, info = out
+    obs, state, reward, terminated, truncated, info = out
     _check_obs(label, "step", obs, shape)
+    _check_state(label, reset[1], state)
     for what, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
         if tuple(getattr(value, "shape", (None,))) != ():
             raise ConfigError(f"task {label!r}: step's {what} must be a scalar, got shape "
@@ -273,6 +282,21 @@ def _check_rollout(label: str, env: Any, params: Any, shape: tuple[int, ...]) ->
                           "ended in, before the automatic reset): subclass gymnax's Environment (gymnax >= 1.0) and "
                           "write reset_env and step_env, or add it")
     _check_obs(label, "step's info['final_observation']", info["final_observation"], shape)
+
+
+def _check_state(label: str, reset_state: Any, step_state: Any) -> None:
+    """step's state as reset's, leaf for leaf (structure, shapes, dtypes): the compiled loop carries it from
+    step to step, and a change (an auto-reset's jnp.where(done, 0.0, s.pos) on an int32 pos) failed training
+    after config.json was written, with JAX's multi-line scan error."""
+    if jax.tree.structure(step_state) != jax.tree.structure(reset_state):
+        raise ConfigError(f"task {label!r}: step returns a state of another structure than reset's "
+                          f"({jax.tree.structure(step_state)} vs {jax.tree.structure(reset_state)})")
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(reset_state)[0], jax.tree.leaves(step_state)):
+        was, now = (f"{x.dtype}{list(x.shape)}" for x in (a, b))  # eval_shape's ShapeDtypeStructs
+        if now != was:
+            raise ConfigError(f"task {label!r}: step returns a state whose {jax.tree_util.keystr(path) or 'state'} "
+                              f"is {now}, where reset's is {was}; the loop carries the state from step to step, so "
+                              "each field keeps its shape and dtype (e.g. jnp.where(done, 0, s.pos).astype(s.pos.dtype))")
 
 
 def _check_obs(label: str, where: str, obs: Any, shape: tuple[int, ...]) -> None:
