@@ -71,6 +71,21 @@ class GymnaxDefaultLimit(Chain):
         return environment.EnvParams()  # params with no time limit of their own: gymnax's default, 1
 
 
+class WiderBounds(Chain):
+    def observation_space(self, params):
+        return spaces.Box(0.0, 5.0, (LENGTH,), jnp.float32)
+
+
+def test_a_task_registered_again_takes_its_new_bounds(registered):
+    """The bounds deployment checks observations against were cached per task: registered again with wider
+    ones (same shapes), act() still refused 5.0 as outside [0, 1]."""
+    from mtdqn.tasks.registry import observation_bounds, parse_task
+
+    assert observation_bounds(parse_task(registered))[1].max() == 1.0
+    mtdqn.register_task(registered, WiderBounds)
+    assert observation_bounds(parse_task(registered))[1].max() == 5.0
+
+
 def test_an_action_count_given_as_a_jax_scalar_is_read():
     """Discrete(jnp.int32(2)) was refused as "a Discrete action space; only discrete actions ... are supported"."""
     try:

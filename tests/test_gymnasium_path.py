@@ -71,6 +71,26 @@ def test_bad_gym_specs_are_one_line_errors(spec, fragment):
     assert "\n" not in str(info.value)
 
 
+def test_an_id_registered_again_is_read_afresh():
+    """A notebook registering an id again: the facts read from its first env were cached by id, so the task
+    kept a (3,) observation after a (5,) one was registered (training then failed in np.pad) and its old bounds."""
+    from mtdqn.tasks.registry import observation_bounds
+
+    def vector(width: int, high: float):
+        return type("Vector", (gym.Env,), {"observation_space": gym.spaces.Box(0.0, high, (width,)),
+                                           "action_space": gym.spaces.Discrete(2)})
+
+    try:
+        gym.register("MtdqnTest/Vector-v0", entry_point=vector(3, 1.0))
+        assert parse_task("gym:MtdqnTest/Vector-v0").obs_shape == (3,)
+        gym.register("MtdqnTest/Vector-v0", entry_point=vector(5, 1.0))
+        assert parse_task("gym:MtdqnTest/Vector-v0").obs_shape == (5,)
+        gym.register("MtdqnTest/Vector-v0", entry_point=vector(5, 9.0))
+        assert observation_bounds(parse_task("gym:MtdqnTest/Vector-v0"))[1].tolist() == [9.0] * 5
+    finally:
+        gym.registry.pop("MtdqnTest/Vector-v0", None)
+
+
 def test_mixing_backends_is_rejected():
     with pytest.raises(ConfigError, match="cannot mix gym: tasks with gymnax tasks") as info:
         make_task_set(["CartPole-v1", "gym:Acrobot-v1"])

@@ -105,10 +105,33 @@ def _kind(env_id: str, space: Any) -> tuple[str, tuple[int, ...]]:
     return kind, shape
 
 
-@lru_cache(maxsize=64)
+class _Registration:
+    """What gymnasium registers under an id now, its EnvSpec compared by identity (``gym.register`` makes a new
+    one each time; a dataclass is unhashable): the key the facts read from an env are cached under, so that an
+    id registered again (a notebook) is read afresh.  Held in the cache, the spec cannot be freed and its id
+    reused."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, env_id: str) -> None:
+        self.spec = gym.envs.registration.registry.get(env_id)
+
+    def __hash__(self) -> int:
+        return id(self.spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Registration) and other.spec is self.spec
+
+
 def gym_task_info(env_id: str, image_obs: bool = False) -> tuple[str, tuple[int, ...], int, int]:
     """(kind, obs_shape, num_actions, max_episode_steps) read from a temporary env (0 steps: no time limit;
     an env that cuts its own episodes, as MiniGrid's ``max_steps``, gives that)."""
+    return _gym_task_info(env_id, image_obs, _Registration(env_id))
+
+
+@lru_cache(maxsize=64)
+def _gym_task_info(env_id: str, image_obs: bool,
+                   registration: _Registration) -> tuple[str, tuple[int, ...], int, int]:
     env = make_env(env_id, image_obs)
     try:
         kind, shape = _kind(env_id, env.observation_space)
@@ -123,9 +146,13 @@ def gym_task_info(env_id: str, image_obs: bool = False) -> tuple[str, tuple[int,
         env.close()
 
 
-@lru_cache(maxsize=64)
 def gym_obs_bounds(env_id: str, image_obs: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) of the env's Box observation space, read from a temporary env."""
+    """(low, high) of the env's Box observation space, read from a temporary env (cached per registration)."""
+    return _gym_obs_bounds(env_id, image_obs, _Registration(env_id))
+
+
+@lru_cache(maxsize=64)
+def _gym_obs_bounds(env_id: str, image_obs: bool, registration: _Registration) -> tuple[np.ndarray, np.ndarray]:
     env = make_env(env_id, image_obs)
     try:
         return np.asarray(env.observation_space.low), np.asarray(env.observation_space.high)

@@ -131,6 +131,7 @@ def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
         raise ConfigError(f"kind must be 'vector' or 'image' (or None: read from the observations), got {kind!r}")
     built_in = {t.lower() for t in TASKS}  # however cased: a task's name names folders, one on some disks
     custom.register(name, factory, kind, lambda n: n.lower() in built_in or n.startswith("gym:"))
+    _gymnax_bounds.cache_clear()  # registered again, it may declare other bounds
     return parse_task(name)
 
 
@@ -231,7 +232,6 @@ def _finite_or_inf(bound: Any, shape: tuple[int, ...], sign: float) -> np.ndarra
     return np.where(np.abs(bound) >= np.finfo(np.float32).max, sign * np.inf, bound)
 
 
-@lru_cache(maxsize=64)
 def observation_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of the task's observation space, each of its obs_shape; inf where a dimension is unbounded.
 
@@ -241,9 +241,16 @@ def observation_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
     if task.backend == "gymnasium":
         from mtdqn.tasks.gymnasium_env import gym_obs_bounds  # imported late: gymnasium and ale-py are slow
 
-        low, high = gym_obs_bounds(task.name, task.image_obs)
+        low, high = gym_obs_bounds(task.name, task.image_obs)  # cached per registration
     else:
-        env, params = make_env(task.name)
-        space = env.observation_space(params)
-        low, high = getattr(space, "low", -np.inf), getattr(space, "high", np.inf)  # your own may declare none
+        low, high = _gymnax_bounds(task)
     return _finite_or_inf(low, task.obs_shape, -1.0), _finite_or_inf(high, task.obs_shape, 1.0)
+
+
+@lru_cache(maxsize=64)
+def _gymnax_bounds(task: Task) -> tuple[Any, Any]:
+    """The declared bounds of a gymnax-API task's observation space (:func:`register_task` forgets them: a name
+    registered again may declare others under the same shapes)."""
+    env, params = make_env(task.name)
+    space = env.observation_space(params)
+    return getattr(space, "low", -np.inf), getattr(space, "high", np.inf)  # your own may declare none
