@@ -18,7 +18,6 @@ seeds can use), unless the process already started JAX.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import shlex
 import json
@@ -29,7 +28,8 @@ import tempfile
 import typing
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from mtdqn.config import TrainConfig, config_hash
 from mtdqn.distill.config import DistillConfig
@@ -294,11 +294,11 @@ def train(tasks: Sequence[str] | str | None = None, steps: int | None = None, se
             RunDir(out).check_new(force)
     _start_jax(cfg.seeds, cfg.tasks, run_options.get("devices", 0) or resumed_devices)
     if swept:
-        _share_compiles()
         from mtdqn.train.sweep import train_sweep
 
-        results = train_sweep(cfg, swept, Path(out), resume=resume, force=force, progress=progress,
-                              announce=announce, **run_options)
+        with _shared_compiles():
+            results = train_sweep(cfg, swept, Path(out), resume=resume, force=force, progress=progress,
+                                  announce=announce, **run_options)
         return [Run(r.out_dir) for r in results]
     from mtdqn.train.run import train as train_run
 
@@ -315,23 +315,36 @@ def _check_no_eval_callback(swept: Any, on_eval: OnEval | None) -> None:
                           "alone, or read each member's evals.parquet after the sweep)")
 
 
-def _share_compiles() -> None:
+@contextmanager
+def _shared_compiles() -> Iterator[None]:
     """Compile a sweep's end-of-run programs once, not once per member.
 
     Each member's final evaluation, gradient probe and CKA are built from its
     own agent, so JAX's in-memory caches miss, yet their programs are the
     same.  JAX's persistent compilation cache (a temporary directory, unless
     this process already has one) finds them by their contents: the 2nd..Nth
-    member load the first one's executables instead of compiling.
+    member load the first one's executables instead of compiling.  Put back
+    after the sweep, with JAX's cache forgotten (it reads its directory once):
+    left on, every later compile of the process, the user's own, went to the
+    temporary folder, and a cache directory the user set later was ignored.
     """
     import jax
+    from jax.experimental.compilation_cache.compilation_cache import reset_cache
 
     if jax.config.jax_compilation_cache_dir:
+        yield
         return
+    before = jax.config.jax_persistent_cache_min_compile_time_secs
     path = tempfile.mkdtemp(prefix="mtdqn-sweep-jax-")
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+        reset_cache()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _sweep_of(sweep: Mapping[str, Sequence[float]] | Sequence[str] | None) -> dict[str, tuple[float, ...]]:

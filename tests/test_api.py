@@ -577,3 +577,28 @@ def test_a_run_without_probes_reads_an_empty_cka_table_with_its_columns(tmp_path
     (tmp_path / "config.json").write_text(json.dumps({"config": {}, "seeds": [0]}))
     cka = mtdqn.open_run(tmp_path).cka
     assert len(cka) == 0 and list(cka.columns) == list(CKA_SCHEMA)
+
+
+def test_a_sweeps_compilation_cache_is_put_back_after_it(tmp_path):
+    """A sweep shares its members' compiles through a temporary persistent cache: it stayed on for the rest of
+    the process, every later compile (the user's own) written to the folder deleted at exit, and a cache
+    directory set later ignored (JAX reads it once)."""
+    import jax
+    from jax.experimental.compilation_cache.compilation_cache import reset_cache
+
+    from mtdqn.api import _shared_compiles
+
+    suite_dir = jax.config.jax_compilation_cache_dir  # the suite's (conftest): put back below
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        reset_cache()
+        with _shared_compiles():
+            temporary = Path(jax.config.jax_compilation_cache_dir)
+            assert temporary.name.startswith("mtdqn-sweep-jax-") and temporary.is_dir()
+        assert jax.config.jax_compilation_cache_dir is None and not temporary.exists()
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+        jax.jit(lambda x: x * 3.0 + 1.0)(jax.numpy.float32(2.0)).block_until_ready()
+        assert any((tmp_path / "mine").iterdir())  # the user's own directory, set after the sweep, is used
+    finally:
+        jax.config.update("jax_compilation_cache_dir", suite_dir)
+        reset_cache()
