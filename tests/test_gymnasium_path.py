@@ -50,6 +50,17 @@ class _GridEnv(gym.Env):
 gym.register("MtdqnTest/Grid-v0", entry_point=_GridEnv)
 
 
+class _StackedFrames(gym.Env):
+    """Atari's preprocessing with a frame stack: 4 84x84 frames, channels first; read as a 4x84 image of 84
+    channels it failed on the convolutions' 5x5 minimum, saying nothing of the layout."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+
+gym.register("MtdqnTest/Stacked-v0", entry_point=_StackedFrames)
+
+
 def test_gym_spec_reads_the_env():
     task = parse_task("gym:CartPole-v1:reward_scale=0.1")
     assert (task.backend, task.name, task.kind, task.obs_shape, task.num_actions, task.max_episode_steps) == (
@@ -63,6 +74,7 @@ def test_gym_spec_reads_the_env():
     "spec, fragment",
     [("gym:Cartpole-v1", "did you mean 'gym:CartPole-v1'"), ("gym:NoSuchThing-v0", "unknown Gymnasium environment"),
      ("gym:Pendulum-v1", "only Discrete"), ("gym:FrozenLake-v1", "only Box"), ("gym:MtdqnTest/Grid-v0", "2-D"),
+     ("gym:MtdqnTest/Stacked-v0", r"\(4, 84, 84\), channels first .* a Box of shape \(84, 84, 4\)"),
      ("gym:CartPole-v1:gravity=3", "bad task option")],
 )
 def test_bad_gym_specs_are_one_line_errors(spec, fragment):

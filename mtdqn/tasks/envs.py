@@ -40,6 +40,10 @@ def observation_kind(label: str, shape: tuple[int, ...]) -> str:
     a one-line error naming the task for any other rank."""
     if len(shape) == 1:
         return "vector"
+    if len(shape) == 3 and shape[0] <= 4 and min(shape[1:]) >= 16:  # Atari's stack of 4 84x84 frames, channels first
+        raise ConfigError(f"{label} has observations {shape}, channels first (C, H, W: a frame stack?); images are "
+                          f"read as (H, W, C): move the channels last, e.g. gymnasium's TransformObservation with "
+                          f"np.moveaxis(obs, 0, -1) and a Box of shape {(*shape[1:], shape[0])}")
     if len(shape) == 3:
         return "image"
     raise ConfigError(f"{label} has {len(shape)}-D observations {shape}; only 1-D vectors or (H, W, C) images are "
