@@ -204,6 +204,14 @@ def test_a_finished_cell_grafted_from_other_weights_than_its_source_now_holds_is
     write(source / "checkpoints" / "latest.json", {"files": {"a": [1, "11ee"]}})  # the source trained again
     with pytest.raises(ConfigError, match="grafted from other weights"):
         cell_status(cell, cell_dir)
+    # killed, not finished: it resumed on the old trunk, reported beside cells grafted from the new one
+    (cell_dir / "summary.json").unlink()
+    (cell_dir / "checkpoints").mkdir()
+    write(cell_dir / "checkpoints" / "latest.json", {"iteration": 10})
+    write(cell_dir / "config.json", {"config_hash": cell.config_hash, **cell.run_options.record()})
+    assert cell_status(cell, cell_dir) == "fresh"
+    write(cell_dir / "start.json", {"source_checkpoint": RunDir(source).checkpoint_id()})  # started from these
+    assert cell_status(cell, cell_dir) == "resume"
 
 
 def test_a_transfer_preset_budget_without_updates_names_the_least_budget_from_which_all_have_them(tmp_path, capsys):

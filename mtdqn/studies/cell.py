@@ -86,9 +86,8 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
         # thresholds are the analysis's alone: a cell finished under others is done (adopt_thresholds)
         same = (summary.get("config_hash") == cell.config_hash and summary.get("variant") == cell.variant
                 and stored == now)
-        source = cell.config.finetune.source  # a fine-tuned cell is done only while its source's weights are
-        start = read_summary(cell_dir / "start.json") or {}  # those it started from
-        if source and start.get("source_checkpoint") != RunDir(source).checkpoint_id():
+        if not _same_source(cell, cell_dir):
+            source = cell.config.finetune.source
             raise ConfigError(f"{cell_dir}: holds a finished cell grafted from other weights of {source} than it "
                               "holds now (its source was trained again); delete that cell folder to redo it")
         if same:
@@ -108,11 +107,21 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists() \
-            and _stored_outcome(run_cfg, cell.run_options, str(record_path)) == cell.run_options.outcome():
+            and _stored_outcome(run_cfg, cell.run_options, str(record_path)) == cell.run_options.outcome() \
+            and _same_source(cell, cell_dir):
         return "resume"
-    # a killed cell of another config, or of other run options (its evaluations so far at another cadence or
-    # episode count: a resume mixed the two, unsaid): no result yet, started over
+    # a killed cell of another config, of other run options (its evaluations so far at another cadence or
+    # episode count: a resume mixed the two, unsaid) or grafted from other weights of its source (trained again:
+    # it resumed on the old trunk beside cells grafted from the new): no result yet, started over
     return "fresh"
+
+
+def _same_source(cell: CellConfig, cell_dir: Path) -> bool:
+    """Whether a fine-tuned cell started from the weights its source holds now (start.json's record); True for
+    a cell that is no fine-tuning."""
+    source = cell.config.finetune.source
+    start = read_summary(Path(cell_dir) / "start.json") or {}
+    return not source or start.get("source_checkpoint") == RunDir(source).checkpoint_id()
 
 
 def adopt_thresholds(cell: CellConfig, cell_dir: Path) -> None:
