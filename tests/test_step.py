@@ -274,3 +274,25 @@ def test_the_evaluation_in_two_programs_is_rollout_returns_of_each_seed():
             np.testing.assert_array_equal(got.discounted[s], np.asarray(one.discounted))
         totals.append(got.total)
     assert not np.array_equal(*totals)  # epsilon reached the rollout: the random policy's episodes differ
+
+
+def test_gradient_clipping_keeps_independent_networks_apart():
+    """--max-grad-norm clipped the whole tree's norm: with --sharing independent one task's large gradient
+    shrank the other's update.  Networks that share nothing are clipped task by task; a shared one as before."""
+    import optax
+
+    from mtdqn.train.agent import _optimizer
+
+    updates = {"kernel": jnp.array([[30.0, 40.0], [0.3, 0.4]]), "bias": jnp.array([[0.0], [0.0]])}  # norms 50, 0.5
+
+    def clipped(sharing: str) -> np.ndarray:
+        cfg = TrainConfig(tasks=("CartPole-v1", "Acrobot-v1"), network=NetworkConfig(sharing=sharing),
+                          dqn=DQNConfig(max_grad_norm=1.0, optimizer="sgd", lr=1.0, lr_schedule="constant"))
+        opt = _optimizer(cfg, 1.0, 1)
+        new, _ = opt.update(updates, opt.init(updates), updates)
+        return -np.asarray(new["kernel"])  # sgd: minus the rate times the clipped gradient
+
+    np.testing.assert_allclose(clipped("independent"), [[0.6, 0.8], [0.3, 0.4]], rtol=1e-6)  # task 1 untouched
+    np.testing.assert_allclose(clipped("partial:0"), [[0.6, 0.8], [0.3, 0.4]], rtol=1e-6)
+    whole = np.asarray(optax.tree.norm(updates))
+    np.testing.assert_allclose(clipped("shared"), np.asarray(updates["kernel"]) / whole, rtol=1e-6)

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from mtdqn.config import Derived, TrainConfig, config_hash, derive
+from mtdqn.config import Derived, TrainConfig, config_hash, derive, shares_nothing
 from mtdqn.devices import padded_seeds, population_layout, seed_devices
 from mtdqn.errors import ConfigError, InsufficientResources, count
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
@@ -155,8 +155,28 @@ def _optimizer(cfg: TrainConfig, base_lr: jax.Array | float,
     else:
         raise ConfigError(f"unknown --optimizer {d.optimizer!r}; valid: adam, adamw, sgd")
     if d.max_grad_norm > 0:
-        opt = optax.chain(optax.clip_by_global_norm(d.max_grad_norm), opt)
+        clip = clip_by_task_norm(d.max_grad_norm, len(cfg.tasks)) if shares_nothing(cfg.network.sharing) else \
+            optax.clip_by_global_norm(d.max_grad_norm)
+        opt = optax.chain(clip, opt)
     return opt
+
+
+def clip_by_task_norm(max_norm: float, num_tasks: int) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` task by task, for a network that shares nothing (every leaf's leading axis
+    its task's): each task's gradient clipped by its own norm over its leaves.  The whole tree's norm coupled
+    the tasks of ``independent``, one task's large gradient shrinking every other's update, where its networks
+    are meant to learn as apart.  Its state is optax's clip's (empty): a checkpoint restores either way."""
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        del params
+        leaves = jax.tree.leaves(updates)
+        if any(x.shape[:1] != (num_tasks,) for x in leaves):
+            raise ValueError(f"clip_by_task_norm: every leaf needs a leading axis of the {num_tasks} tasks")
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(x).reshape(num_tasks, -1), axis=1) for x in leaves))  # (tasks,)
+        scale = jnp.where(norm < max_norm, 1.0, max_norm / norm)
+        return jax.tree.map(lambda x: x * scale.reshape(-1, *[1] * (x.ndim - 1)).astype(x.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_agent(cfg: TrainConfig, devices: int | None = 0) -> Agent:
