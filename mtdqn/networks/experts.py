@@ -16,14 +16,18 @@ Following MOORE's code (github.com/AhmedMagdyHendawy/MOORE,
 last layer is linear, the representations are orthonormalized, weighted per
 task, and only then does the trunk's activation apply ("only activation after
 weighting the features").  ``moe`` is the same network without the
-orthonormalization (MOORE's ``orthogonal=False``), so the two differ only by it.
+orthonormalization (MOORE's ``orthogonal=False``), so the two differ by it and by
+``moore``'s scaling of the orthonormal outputs (below).
 
 Where we differ from that code, and why:
 
 - The weights are a softmax of the per-task logits (a convex combination,
   readable as "how much task i uses expert k"), where MOORE's are the raw
-  linear outputs.  The logits start at zero: every task starts from the even
-  mixture.
+  linear outputs, free in sign and scale (Xavier-initialized).  The logits
+  start at zero: every task starts from the even mixture.  With the ReLU
+  after the mixing (MOORE's MiniGrid network applies tanh, which is odd, so
+  its head can absorb a negative weight), a task cannot flip or rescale an
+  expert's representation: ``moore`` is a variant of MOORE, not its network.
 - ``moore``'s orthonormal outputs are scaled by sqrt(features) before the
   mixing: orthogonal still, with the per-unit scale of an ordinary layer's
   output (unit RMS) instead of unit norm over the 128 features, which a Q
