@@ -23,7 +23,7 @@ Where we differ from that code, and why:
 
 - The weights are a softmax of the per-task logits (a convex combination,
   readable as "how much task i uses expert k"), where MOORE's are the raw
-  linear outputs, free in sign and scale (Xavier-initialized).  The logits
+  linear outputs, free in sign and scale (randomly initialized).  The logits
   start at zero: every task starts from the even mixture.  With the ReLU
   after the mixing (MOORE's MiniGrid network applies tanh, which is odd, so
   its head can absorb a negative weight), a task cannot flip or rescale an
