@@ -341,6 +341,27 @@ def test_a_kill_while_an_all_pruned_batch_is_told_gives_each_trial_its_own_step(
     assert study.trials[1].user_attrs["note"] == "pruned at step 1,000"
 
 
+def test_a_kill_while_a_failed_batch_is_told_tells_each_trial_its_own_outcome(tmp_path, monkeypatch):
+    """A batch failed with trial 0 pruned before: killed after trial 0 was told (pruned), the rerun told trial 1
+    "pruned at step 500" too, copying its sibling; killed after a failed trial was told, a pruned sibling failed."""
+    spec, study = _two_trial_batch()
+    live_trial(study, 0).set_user_attr(batches.PRUNED_AT_ATTR, 500)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    told = []
+    monkeypatch.setattr(batches, "_train", broken)
+    monkeypatch.setattr(batches, "_tell", lambda study, n, outcome, announce: told.append(n) or (
+        tell(study, n, outcome) if n == 0 else None))  # killed after the first trial is told
+    batches._batch(spec, study, tmp_path, [0, 1], False, lambda line: None)
+    assert study.trials[1].state == optuna.trial.TrialState.RUNNING and told == [0, 1]
+    monkeypatch.undo()
+    batches._batch(spec, study, tmp_path, [0, 1], False, lambda line: None)  # the rerun
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL]
+    assert study.trials[1].user_attrs["note"] == "batch-0000: RuntimeError: boom"
+
+
 def _two_trial_batch():
     spec = build_tune_spec({**SMALL, "batch": 2}, "s", "s")
     study = open_search(spec, optuna.storages.InMemoryStorage())

@@ -54,17 +54,21 @@ from mtdqn.tune.search import (
 )
 from mtdqn.tune.spec import TuneSpec
 
-__all__ = ["BATCH_ATTR", "PRUNED_AT_ATTR", "batch_dir", "program_key", "partition", "running_batches",
+__all__ = ["BATCH_ATTR", "PRUNED_AT_ATTR", "FAILED_ATTR", "batch_dir", "program_key", "partition", "running_batches",
            "run_batched_search"]
 
 BATCH_ATTR = "batch"
 """The user attribute naming a trial's batch (``batch-0004``); trials trained alone have none (or "")."""
 PRUNED_AT_ATTR = "pruned_at"
 """The user attribute holding the env step the pruner stopped a batched trial at (it trains on with its batch)."""
+FAILED_ATTR = "batch_failed"
+"""The user attribute holding why a batch failed, set on its trials the pruner had not stopped before any is told
+(a tune killed while telling them tells the rest the same on its rerun)."""
 
 Announce = Callable[[str], None]
 RUNNING = optuna.trial.TrialState.RUNNING
 PRUNED = optuna.trial.TrialState.PRUNED
+FAIL = optuna.trial.TrialState.FAIL
 
 
 def batch_dir(out: Path, first: int) -> Path:
@@ -160,12 +164,18 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
     running = [n for n in numbers if frozen[n].state == RUNNING]
     told = [n for n in numbers if n not in running]
     if told and not all((trial_dir(out, n) / "summary.json").is_file() for n in numbers):
-        # the batch had stopped (all pruned, or failed) and the tune was killed while telling its trials
+        # the batch had stopped (all pruned, or failed) and the tune was killed while telling its trials: each
+        # is told what it was to be told, a pruned one its own step, one the batch's failure failed that failure
         like = frozen[told[0]]
-        for n in running:  # a pruned trial's own step, not its sibling's
-            note = f"pruned at step {int(frozen[n].user_attrs[PRUNED_AT_ATTR]):,}" \
-                if like.state == PRUNED and PRUNED_AT_ATTR in frozen[n].user_attrs else like.user_attrs.get("note", "")
-            _tell(study, n, Outcome(like.state, note=note), announce)
+        for n in running:
+            attrs = frozen[n].user_attrs
+            if PRUNED_AT_ATTR in attrs:
+                outcome = Outcome(PRUNED, note=f"pruned at step {int(attrs[PRUNED_AT_ATTR]):,}")
+            elif FAILED_ATTR in attrs:
+                outcome = Outcome(FAIL, note=attrs[FAILED_ATTR])
+            else:  # a record from before FAILED_ATTR: as the first told
+                outcome = Outcome(like.state, note=like.user_attrs.get("note", ""))
+            _tell(study, n, outcome, announce)
         return
     live = {n: live_trial(study, n) for n in numbers}
     configs: dict[int, TrainConfig] = {}
@@ -204,6 +214,9 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
         failed = failure(exc)  # pruned trials stay pruned: the pruner stopped them before the batch failed
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") if n in pruned
                     else Outcome(failed.state, note=f"{where.name}: {failed.note}") for n in running}
+        for n in running:  # recorded before any is told: a kill while telling them leaves each its outcome
+            if n not in pruned:
+                live[n].set_user_attr(FAILED_ATTR, outcomes[n].note)
     else:
         outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,} (trained on to the end with its batch)")
                     if n in pruned else scored(spec, Run(trial_dir(out, n))) for n in running}
