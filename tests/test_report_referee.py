@@ -569,7 +569,10 @@ def test_the_cka_caption_says_which_probe_and_estimator_each_run_recorded():
     text = _cka_caption(why.cka_table(study))
     assert "drawn uniformly from each task's replay at the end" in text and "first slots" not in text
     assert "Debiased linear CKA" in text and "biased upward" not in text
+    assert why.cka_table(study).set_index("variant").loc["shared", "vs_reference_mean"] == pytest.approx(0.25, abs=0.03)
     study.cells["independent"].cka.drop(columns=["probe", "estimator"], inplace=True)
+    # the reference recorded with the older probe and estimator: no difference across the two
+    assert math.isnan(why.cka_table(study).set_index("variant").loc["shared", "vs_reference_mean"])
     text = _cka_caption(why.cka_table(study))
     assert "drawn uniformly" in text and "the runs of `independent` took the first slots" in text
     assert "Debiased linear CKA" in text and "The runs of `independent` recorded the biased one" in text

@@ -455,7 +455,7 @@ def _cka_caption(cka: pd.DataFrame) -> str:
                 "own run's replay: its policies' states, not the variant's), whose CKA is what the inputs and "
                 "training alone give; a variant's excess over it is what its "
                 "trunk, shared and trained as the variant trains it, adds (a Welch interval over seeds, descriptive: "
-                "not among the report's tests).")
+                "not among the report's tests; none where the two recorded CKA with another estimator or probe).")
     return f"{text} The study has no `independent` variant to contrast with: the levels are not sharing's doing alone."
 
 

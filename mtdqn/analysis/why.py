@@ -422,27 +422,30 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
     ``vs_reference``: minus the reference variant :func:`cka_reference` picks (an ``independent`` one), a
     Welch interval over seeds: separate trunks, each trained on its own task, probed alike (on their own run's
     replay, so on states their policies visited), so their CKA is what the inputs and training alone give, and
-    a sharing variant's excess over it is what sharing the trunk adds.
+    a sharing variant's excess over it is what sharing the trunk adds; none where the two recorded CKA with
+    another estimator or probe (:func:`cka_method`: cells of a study made before and after a change of them).
     """
     column, init_column, chance_column = CKA_STATES[states]
     reference = cka_reference(study, column)
-    ref_cka = {}
+    ref_cka, ref_method = {}, None
     if reference is not None:
         ref = canonical_pairs(study.cells[reference].cka, study.tasks)
         ref_cka = {pair: g.groupby("seed")[column].mean().to_numpy() for pair, g in ref.groupby(["task_a", "task_b"])}
+        ref_method = cka_method(ref)
     rows = []
     for v in study.ok_variants:
         ck = study.cells[v].cka
         if ck is None or not len(ck) or column not in ck:
             continue
         ck = canonical_pairs(ck, study.tasks)
+        comparable = cka_method(ck) == ref_method
         for (a, b), g in ck.groupby(["task_a", "task_b"], sort=False):
             per_seed = g.groupby("seed")[[column, *([init_column] if init_column in g else [])]].mean()
             trained = per_seed[column].to_numpy()
             init = per_seed[init_column] if init_column in per_seed else pd.Series(np.nan, index=per_seed.index)
             change = stats.t_mean(trained - init.to_numpy(), ranges.difference_bounds(ranges.CKA))
             vs = (stats.diff_ci(trained, ref_cka[(a, b)])
-                  if v != reference and (a, b) in ref_cka else stats.Estimate(np.nan, np.nan, np.nan, 0))
+                  if v != reference and (a, b) in ref_cka and comparable else stats.Estimate(np.nan, np.nan, np.nan, 0))
             if vs.n < stats.MIN_SEEDS:  # as every interval of the report: none below MIN_SEEDS seeds on a side
                 vs = stats.Estimate(vs.value, np.nan, np.nan, vs.n)
             chance = float(g[chance_column].mean()) if chance_column in g else np.nan
@@ -452,12 +455,18 @@ def cka_table(study: Study, states: Literal["pooled", "own"] = "pooled") -> pd.D
                          "change_hi": change.hi, "vs_reference_mean": vs.value, "vs_reference_lo": vs.lo,
                          "vs_reference_hi": vs.hi, "vs_reference_n": vs.n,
                          "reference": reference or "", "states": states,
-                         "probe": str(ck["probe"].iloc[0]) if "probe" in ck else "first",
-                         "estimator": str(ck["estimator"].iloc[0]) if "estimator" in ck else "biased"})
+                         **dict(zip(("probe", "estimator"), cka_method(ck)))})
     return pd.DataFrame(rows, columns=["variant", "task_a", "task_b", *_EST, "chance_mean", "init_mean", "change_mean",
                                        "change_lo",
                                        "change_hi", "vs_reference_mean", "vs_reference_lo", "vs_reference_hi",
                                        "vs_reference_n", "reference", "states", "probe", "estimator"])
+
+
+def cka_method(cka: pd.DataFrame) -> tuple[str, str]:
+    """(probe, estimator) a run's cka.parquet was recorded with: its columns, or for runs before them the first
+    replay slots and the biased estimator."""
+    return (str(cka["probe"].iloc[0]) if "probe" in cka else "first",
+            str(cka["estimator"].iloc[0]) if "estimator" in cka else "biased")
 
 
 def cka_reference(study: Study, column: str = "cka") -> str | None:
