@@ -26,7 +26,8 @@ from typing import Any, Callable, Mapping, TypeVar
 import jax
 import orbax.checkpoint as ocp
 
-from mtdqn.config import TrainConfig, config_diff, config_from_dict, config_hash, config_to_dict, derive
+from mtdqn.config import (TrainConfig, changed_training, config_diff, config_from_dict, config_hash, config_to_dict,
+                          derive)
 from mtdqn.taskfacts import changed_environments
 from mtdqn.errors import ConfigError, CorruptCheckpoint
 from mtdqn.interrupts import interrupts_deferred
@@ -215,6 +216,10 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     if changed:  # the same config, another game under a task's name
         raise ConfigError(f"checkpoint in {run_dir} was made with another environment of {changed}: resuming would "
                           "train one run on two games; start a new run (another --out)")
+    rules = changed_training(cfg) if meta.get("config_hash") != config_hash(cfg) else ""
+    if rules:  # the same config, trained by another rule
+        raise ConfigError(f"checkpoint in {run_dir} was made before a change of how it trains ({rules}): resuming "
+                          "would train one run under two rules; start a new run (another --out)")
     derived = derive(cfg)  # the record's own fields agree, as saving wrote them (a chunk edited by hand retrained
     iteration = meta["chunk"] * derived.iters_per_chunk  # a finished run's last chunks over its final weights)
     if meta["chunk"] < 0 or meta["iteration"] != iteration or meta["path"] != f"iter_{iteration:09d}":

@@ -111,7 +111,8 @@ class DQNConfig:
     """Dropout rate in [0, 1) on every trunk layer's outputs in the loss's online forward pass only (acting,
     TD targets and evaluation use the whole network); 0: none."""
     max_grad_norm: float = 0.0
-    """Clip the combined gradient to this global L2 norm; 0 disables clipping."""
+    """Clip the combined gradient to this global L2 norm (task by task for networks that share nothing, so that
+    one task's gradient does not shrink another's update); 0 disables clipping."""
     batch_size: int = 128
     """Transitions sampled from EACH task's replay per update."""
     buffer_size: int = 50_000
@@ -131,8 +132,8 @@ class DQNConfig:
     eps_fraction: float = 0.2
     """Fraction of the run over which epsilon decays linearly."""
     loss: Literal["huber", "mse"] = "mse"
-    """TD loss: squared error (our design's, and what measured best: benchmarks/default_sweep.py) or Huber
-    (delta 1)."""
+    """TD loss: half the squared error (our design's, and what measured best: benchmarks/default_sweep.py) or
+    Huber (delta 1)."""
     double: bool = False
     """Double DQN: online network picks the next action, target evaluates it."""
     n_step: int = 1
@@ -521,11 +522,32 @@ def _type_name(hint: Any) -> str:
 
 def config_hash(cfg: TrainConfig) -> str:
     """Stable short hash of the full config (what makes two runs comparable), and of its tasks' environment
-    revisions where one changed (:data:`mtdqn.taskfacts.ENV_REVISIONS`; no other config's hash moves)."""
-    revisions = env_revisions(cfg.tasks)
-    blob = json.dumps({**config_to_dict(cfg), **({"env_revisions": revisions} if revisions else {})},
-                      sort_keys=True).encode()
+    revisions (:data:`mtdqn.taskfacts.ENV_REVISIONS`) and its training's (:func:`training_revisions`) where one
+    changed (no other config's hash moves)."""
+    revisions, rules = env_revisions(cfg.tasks), training_revisions(cfg)
+    blob = json.dumps({**config_to_dict(cfg), **({"env_revisions": revisions} if revisions else {}),
+                       **({"training_revisions": rules} if rules else {})}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_TRAINING_REVISIONS = {
+    "max_grad_norm": ("task by task", "--max-grad-norm clips task by task for networks that share nothing (since "
+                                      "2026-12-07; the whole tree's norm before)"),
+}
+"""What this code trains differently from before for an unchanged config: {rule: (its value, its words)}."""
+
+
+def training_revisions(cfg: TrainConfig) -> dict[str, str]:
+    """The rules of :data:`_TRAINING_REVISIONS` that apply to ``cfg`` (part of its hash: a run or study cell made
+    under the old rule is refused, not resumed or reused beside new ones)."""
+    clipped_apart = cfg.dqn.max_grad_norm > 0 and shares_nothing(cfg.network.sharing)
+    return {"max_grad_norm": _TRAINING_REVISIONS["max_grad_norm"][0]} if clipped_apart else {}
+
+
+def changed_training(cfg: TrainConfig) -> str:
+    """The training revisions of ``cfg`` in words, for a record whose config hash is not this code's; ''
+    for none."""
+    return "; ".join(_TRAINING_REVISIONS[rule][1] for rule in training_revisions(cfg))
 
 
 def flatten_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ denormals included), so a lossy dtype conversion anywhere would show.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -77,6 +78,26 @@ def test_a_checkpoint_of_a_tasks_earlier_environment_is_not_resumed(tmp_path):
         verify_checkpoint(tmp_path, IMAGE)
     assert config_hash(VECTOR) == hashlib.sha256(json.dumps(config_to_dict(VECTOR), sort_keys=True).encode()
                                                  ).hexdigest()[:16]
+
+
+def test_a_checkpoint_clipped_by_the_earlier_rule_is_not_resumed(tmp_path):
+    """--max-grad-norm with networks that share nothing clips task by task since 2026-12-07: the rule is in the
+    config hash of those configs alone, so a checkpoint trained under the whole tree's norm is refused (it would
+    have resumed under the other rule, unsaid), and every other config hashes as before."""
+    clipped = dataclasses.replace(VECTOR, network=dataclasses.replace(VECTOR.network, sharing="independent"),
+                                  dqn=dataclasses.replace(VECTOR.dqn, max_grad_norm=10.0))
+    plain = hashlib.sha256(json.dumps(config_to_dict(clipped), sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(clipped) != plain
+    for other in (dataclasses.replace(clipped, dqn=VECTOR.dqn), dataclasses.replace(clipped, network=VECTOR.network)):
+        assert config_hash(other) == hashlib.sha256(json.dumps(config_to_dict(other), sort_keys=True).encode()
+                                                    ).hexdigest()[:16]  # not clipped, or shared: as before
+    fake_run(tmp_path, clipped)
+    meta_path = tmp_path / "checkpoints" / "latest.json"
+    verify_checkpoint(tmp_path, clipped)
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "config_hash": plain}))
+    with pytest.raises(ConfigError, match=r"made before a change of how it trains \(--max-grad-norm clips task by "
+                                          r"task .*start a new run"):
+        verify_checkpoint(tmp_path, clipped)
 
 
 def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path, caplog):

@@ -10,7 +10,7 @@ limit, or 1 for a task paid once, at the end).  With rewards in ``[lo, hi]``,
 ``k`` or later, so its weight is at most ``gamma^k``.  ``gamma = 1`` gives the
 undiscounted range (CartPole-v1 pays +1 per step for at most 500 steps, so
 [0, 500]); with ``gamma = 0.99``, CartPole-v1's discounted return lies in
-[0, 99.3].  A cosine lies in [-1, 1]; a fraction and a linear CKA in [0, 1]; a lookahead affinity
+[0, 99.3].  A cosine and a debiased linear CKA lie in [-1, 1]; a fraction in [0, 1]; a lookahead affinity
 ``1 - L'/L`` at most 1.
 
 The statistics take these bounds and keep every interval inside them

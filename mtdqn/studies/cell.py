@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from mtdqn.config import TrainConfig, config_diff, config_hash, config_to_dict, derive
+from mtdqn.config import TrainConfig, changed_training, config_diff, config_hash, config_to_dict, derive
 from mtdqn.errors import ConfigError, CorruptCheckpoint, FolderBusy, check_devices_asked
 from mtdqn.io import check_not_other_kind, clear_folder, held, read_json, write_json
 from mtdqn.rundir import STUDY_RECORD, RunDir
@@ -101,9 +101,10 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
             summary.get("variant") != cell.variant)
         assumed = "" if "options" in run_cfg else f" (its {record_path.name} records no run options: the defaults)"
         diffs += [f"{key}: stored {stored[key]!r}{assumed}, now {now[key]!r}" for key in now if stored[key] != now[key]]
-        changed = changed_environments(cell.config.tasks)
-        diffs = diffs or ([f"another environment of {changed}"] if changed else
-                          [f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"])
+        changed, rules = changed_environments(cell.config.tasks), changed_training(cell.config)
+        hashes = f"config hash in summary.json: {summary.get('config_hash')!r}, now {cell.config_hash!r}"
+        diffs = diffs or ([f"another environment of {changed}"] if changed else [f"trained before: {rules}"] if rules
+                          else [hashes])
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists() \
