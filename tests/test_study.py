@@ -494,6 +494,12 @@ def test_cells_evaluating_at_different_steps_are_refused_and_a_rounded_cadence_s
     with pytest.warns(RoundedScheduleWarning, match=r"evaluations every 10,000 run every 10,080 env steps per task"):
         warn_of_rounded_budgets("s", alike)
     check_evaluation_steps("s", cells({}))  # 1,000 on 4 envs: as asked
+    # a preset's cadence is not the user's to change: the MiniGrid presets (20,000 run as 20,032) warned at every
+    # budget, a whole number of windows included, and could not run under -W error
+    mt3 = cell_configs(resolve_spec("minigrid-mt3", {"steps": 200_320, "seeds": 1}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        warn_of_rounded_budgets("minigrid-mt3", mt3, "give --steps a whole number of windows", cadence=False)
 
 
 def test_cells_evaluated_at_their_end_alone_are_said_once() -> None:

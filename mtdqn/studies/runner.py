@@ -57,16 +57,18 @@ def cell_configs(spec: StudySpec, devices: int = 0) -> list[CellConfig]:
     return [CellConfig(v, variant_config(spec, v), dict(spec.thresholds), options) for v in spec.variants]
 
 
-def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | None = None) -> None:
+def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | None = None,
+                            cadence: bool = True) -> None:
     """A study's ``steps`` and evaluation cadence that its cells' logging windows round up, said once
     (RoundedScheduleWarning), as `mtdqn train` says it: a study of 2,000 steps trained 10,000 per cell with only
     the report's header saying so.  (:mod:`mtdqn.studies.spec` picks windows that divide the cadence and
     refuses a set one that does not; one set in env steps that are not whole vector steps is rounded up, as the
     MiniGrid presets' 5,000 on 16 envs: evaluations every 20,032.)  ``advice``: how to train as asked where a
-    study has no options for the user to set (:func:`preset_advice`)."""
+    study has no options for the user to set (:func:`preset_advice`); ``cadence`` False for such a study: its
+    cadence is not the user's to change (the MiniGrid presets warned at every budget, even under -W error)."""
     rounded: dict[str, list[str]] = {}
     for cell in cells:
-        parts, window = rounded_schedule(cell.config, cell.run_options.eval_every)
+        parts, window = rounded_schedule(cell.config, cell.run_options.eval_every if cadence else 0)
         if parts:
             rounded.setdefault(f"{' and '.join(parts)} env steps per task (whole log_every windows of {window:,})",
                                []).append(cell.variant)
@@ -396,9 +398,9 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     # error under -W error: nothing written yet), then one study per folder (the hold makes the folder)
     with backend:
         preset = spec.source.startswith("preset ")  # its options are its own: only --steps is the user's
-        check_evaluation_steps(spec.name, [c for c, _ in cells])
+        check_evaluation_steps(spec.name, [c for c, _ in todo])  # those to train: a study finished before stays
         warn_of_rounded_budgets(spec.name, [c for c, _ in todo], "give --steps a whole number of windows (one at "
-                                "least)" if preset else None)
+                                "least)" if preset else None, cadence=not preset)
         warn_of_no_evaluations(spec.name, [c for c, _ in todo], preset)
         with held(out_dir):
             write_json(out_dir / STUDY_RECORD, study_record(spec))
