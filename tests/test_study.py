@@ -154,6 +154,8 @@ def test_cell_status(study_copy: Path) -> None:
     # the new, unsaid (a finished cell with the change is refused, below)
     more = dataclasses.replace(shared.run_options, eval_episodes=shared.run_options.eval_episodes + 1)
     assert cell_status(dataclasses.replace(shared, run_options=more), cells / "shared") == "fresh"
+    tested = dataclasses.replace(shared.run_options, test_episodes=5)  # at the end alone: the resume takes it
+    assert cell_status(dataclasses.replace(shared, run_options=tested), cells / "shared") == "resume"
     from mtdqn.config import derive
     from mtdqn.studies.cell import resumable_from
 

@@ -108,13 +108,19 @@ def cell_status(cell: CellConfig, cell_dir: Path) -> CellStatus:
         raise ConfigError(f"{cell_dir}: holds a finished cell made with a different setup ({'; '.join(diffs[:3])}); "
                           "choose another --out, or delete that cell folder to redo it")
     if run_cfg.get("config_hash") == cell.config_hash and (cell_dir / "checkpoints" / "latest.json").exists() \
-            and _stored_outcome(run_cfg, cell.run_options, str(record_path)) == cell.run_options.outcome() \
-            and _same_source(cell, cell_dir):
+            and _so_far(_stored_outcome(run_cfg, cell.run_options, str(record_path))) \
+            == _so_far(cell.run_options.outcome()) and _same_source(cell, cell_dir):
         return "resume"
     # a killed cell of another config, of other run options (its evaluations so far at another cadence or
     # episode count: a resume mixed the two, unsaid) or grafted from other weights of its source (trained again:
     # it resumed on the old trunk beside cells grafted from the new): no result yet, started over
     return "fresh"
+
+
+def _so_far(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The run options that shaped a killed run's history so far: all of its outcome but the test evaluation,
+    which runs at the end (a resume takes the new count)."""
+    return {k: v for k, v in outcome.items() if k != "test_episodes"}
 
 
 def _same_source(cell: CellConfig, cell_dir: Path) -> bool:
