@@ -240,11 +240,13 @@ _MACHINE_ERRORS = {errno.EACCES: Unwritable, errno.EPERM: Unwritable, errno.EROF
 
 
 def machine_write_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is the machine refusing a write (a full disk or quota, permissions, a read-only
-    filesystem: the CLI's exit 1), found before training (InsufficientDisk, Unwritable) or as the OSError itself
-    (a write that failed mid-run; :meth:`mtdqn.rundir.RunDir.ensure_space` raises ENOSPC): no trial's doing, and
-    every later one would meet it too."""
-    return isinstance(exc, (InsufficientDisk, Unwritable)) or isinstance(exc, OSError) and exc.errno in _MACHINE_ERRORS
+    """Whether ``exc`` is the machine refusing a write (a full disk or quota, a read-only filesystem, a folder
+    found unwritable before training: the CLI's exit 1), found before training (InsufficientDisk, Unwritable)
+    or as the OSError itself (a write that failed mid-run; :meth:`mtdqn.rundir.RunDir.ensure_space` raises
+    ENOSPC): no trial's doing, and every later one would meet it too.  A permission error mid-run is not
+    among them: it may be a read of the trial's own (a user's environment's file)."""
+    return isinstance(exc, (InsufficientDisk, Unwritable)) or \
+        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _holds_none_of_ours(path: Path, pattern: str | None) -> bool:

@@ -557,11 +557,12 @@ class RunDir:
         Its file is named apart from every other writer's: tensorboardX names one by the second it opened and
         the host, and opens it for writing, so two writers of one run in one second (the loop's, then the end of
         run's, in a run or resume of a second) made one file, the second emptying the first: the run's
-        TensorBoard history was lost but for its last step."""
+        TensorBoard history was lost but for its last step.  The count zero-padded: TensorBoard reads a folder's
+        files in name order ('.10' before '.9' would put the end of run's step first, then drop it)."""
         from tensorboardX import SummaryWriter  # imported late: it is slow to import
 
         return SummaryWriter(str(self.path / "tb"), purge_step=purge_step,
-                             filename_suffix=f".{os.getpid()}.{next(_WRITERS)}")
+                             filename_suffix=f".{os.getpid()}.{next(_WRITERS):06d}")  # in name order
 
     def write_eval(self, result: dict[str, Any]) -> None:
         """eval.json of `mtdqn evaluate`: returns per task and seed of the latest checkpoint."""

@@ -313,6 +313,19 @@ def test_a_write_the_machine_refuses_mid_run_stops_the_search_alone_or_batched(t
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
 
 
+def test_a_permission_error_mid_run_fails_that_trial_only(tmp_path, monkeypatch):
+    """Not every OSError is the machine's: a permission error may be a read of the trial's own (a user's
+    environment's file), so it fails that trial and the search goes on."""
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "/data/levels.json")
+
+    monkeypatch.setattr(search, "train_or_resume", denied)
+    spec = build_tune_spec(SMALL, "s", "s")
+    study = open_search(spec, optuna.storages.InMemoryStorage())
+    batches.run_batched_search(spec, study, tmp_path, 2, False, lambda line: None)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
 def test_a_trial_on_ray_whose_worker_is_refused_a_write_stops_the_search():
     """On Ray the worker's shortage came back as a RayTaskError and was told 'worker died', a failure for good
     (and every later trial failed alike); its cause, the machine refusing a write, now stops the search as it
