@@ -131,7 +131,6 @@ def register_task(name: str, factory: Any, kind: str | None = None) -> Task:
         raise ConfigError(f"kind must be 'vector' or 'image' (or None: read from the observations), got {kind!r}")
     built_in = {t.lower() for t in TASKS}  # however cased: a task's name names folders, one on some disks
     custom.register(name, factory, kind, lambda n: n.lower() in built_in or n.startswith("gym:"))
-    _gymnax_bounds.cache_clear()  # registered again, it may declare other bounds
     return parse_task(name)
 
 
@@ -243,14 +242,15 @@ def observation_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
 
         low, high = gym_obs_bounds(task.name, task.image_obs)  # cached per registration
     else:
-        low, high = _gymnax_bounds(task)
+        low, high = _gymnax_bounds(task, custom.registration(task.name))
     return _finite_or_inf(low, task.obs_shape, -1.0), _finite_or_inf(high, task.obs_shape, 1.0)
 
 
 @lru_cache(maxsize=64)
-def _gymnax_bounds(task: Task) -> tuple[Any, Any]:
-    """The declared bounds of a gymnax-API task's observation space (:func:`register_task` forgets them: a name
-    registered again may declare others under the same shapes)."""
+def _gymnax_bounds(task: Task, registration: int | None) -> tuple[Any, Any]:
+    """The declared bounds of a gymnax-API task's observation space, per ``registration``
+    (:func:`mtdqn.tasks.custom.registration`, as agents are cached: a name registered again may declare others
+    under the same shapes)."""
     env, params = make_env(task.name)
     space = env.observation_space(params)
     return getattr(space, "low", -np.inf), getattr(space, "high", np.inf)  # your own may declare none
