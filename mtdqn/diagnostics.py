@@ -90,20 +90,25 @@ def _linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @partial(jax.jit, static_argnums=0)
-def _cka_features(arch: Architecture, params: Any, keys: jax.Array, probe: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Every seed's trunk features (seeds, tasks, n, ...) on its probe states, trained and at initialization.
+def _cka_features(arch: Architecture, params: Any, keys: jax.Array, obs: jax.Array,
+                  slots: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Every seed's trunk features (seeds, tasks, tasks * n, ...) on its probe states (``obs``: each seed's replay
+    observations (seeds, tasks, capacity, ...), ``slots`` (seeds, n): :func:`probe_slots`, every task's taken
+    in turn), trained and at initialization.  The slots are gathered here, in the one program (an indexing
+    outside compiled programs of its own, for every replay shape).
 
     One program for all seeds and both networks, keyed by the architecture alone (hashable, by value), so
     every later run of the same network in this process reuses it: run op by op, the initialization and
     forward pass are dozens of small programs each.
     """
 
-    def one_seed(p: Any, key: jax.Array, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        tiled = jnp.broadcast_to(obs, (arch.num_tasks, *obs.shape))  # every task's adapter sees the same states
+    def one_seed(p: Any, key: jax.Array, replay_obs: jax.Array, idx: jax.Array) -> tuple[jax.Array, jax.Array]:
+        probe = replay_obs[:, idx].reshape(-1, *replay_obs.shape[2:])  # (tasks * n, ...), task by task
+        tiled = jnp.broadcast_to(probe, (arch.num_tasks, *probe.shape))  # every task's adapter sees the same states
         at_init = init_params(arch, split_root(key).params)  # as fresh_state does
         return torso_features(arch, p, tiled), torso_features(arch, at_init, tiled)
 
-    return jax.vmap(one_seed)(params, keys, probe)
+    return jax.vmap(one_seed)(params, keys, obs, slots)
 
 
 def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> list[dict[str, Any]]:
@@ -120,9 +125,8 @@ def cka_rows(trainer: Trainer, state: TrainState, probe_per_task: int = 128) -> 
     size = int(np.min(state.replay.size))
     n = min(probe_per_task, size)
     slots = np.stack([probe_slots(size, n, seed) for seed in agent.seeds])  # (seeds, n)
-    obs = jax.vmap(lambda o, i: o[:, i])(state.replay.data.obs, jnp.asarray(slots))  # (seeds, tasks, n, ...)
-    probe = obs.reshape(obs.shape[0], -1, *obs.shape[3:])
-    feats, feats0 = map(np.asarray, _cka_features(agent.arch, state.params, seed_keys(agent.seeds), probe))
+    feats, feats0 = map(np.asarray, _cka_features(agent.arch, state.params, seed_keys(agent.seeds),
+                                                  state.replay.data.obs, jnp.asarray(slots, jnp.int32)))
     rows = []
     for s, seed in enumerate(agent.seeds):
         shuffle = np.random.default_rng(seed).permutation  # fixed per seed: a rerun gives the same chance level
