@@ -1199,3 +1199,14 @@ def test_storage_urls_as_a_search_records_them(tmp_path, monkeypatch):
     assert search.open_storage(f"sqlite:///{tmp_path}/race.db") is not None and len(calls) == 2
     with pytest.raises(ConfigError, match="cannot open"):  # a bad URL still fails at once
         search.open_storage("nosuchdriver://x")
+
+
+def test_a_log_dimension_is_drawn_on_the_log_scale_it_was_sampled_on():
+    """The parallel-coordinate plot scaled every axis linearly: lr sampled log-uniform on [1e-4, 1e-2] drew its
+    two lower decades in the bottom tenth."""
+    from mtdqn.tune.report import _axis_values
+
+    y, labels = _axis_values([1e-4, 1e-3, 1e-2], log=True)
+    np.testing.assert_allclose(y, [0.0, 0.5, 1.0])
+    assert labels[-1] == "(log)"
+    np.testing.assert_allclose(_axis_values([1e-4, 1e-3, 1e-2])[0], [0.0, 0.9e-3 / 0.0099, 1.0])

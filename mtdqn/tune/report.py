@@ -135,27 +135,31 @@ def _history(study: optuna.Study) -> plt.Figure:
     return fig
 
 
-def _axis_values(values: list[Any]) -> tuple[np.ndarray, list[str]]:
-    """A column of a parallel-coordinate plot scaled to [0, 1] (categories spread evenly) and its tick labels."""
+def _axis_values(values: list[Any], log: bool = False) -> tuple[np.ndarray, list[str]]:
+    """A column of a parallel-coordinate plot scaled to [0, 1] (categories spread evenly; ``log``: a dimension
+    sampled on a log scale, drawn on one) and its tick labels."""
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         x = np.asarray(values, dtype=np.float64)
         lo, hi = float(x.min()), float(x.max())
-        span = hi - lo or 1.0
-        return (x - lo) / span, [fmt.num(lo), fmt.num(hi)]
+        y = np.log(x) if log and lo > 0 else x
+        span = float(y.max() - y.min()) or 1.0
+        return (y - y.min()) / span, [fmt.num(lo), fmt.num(hi)] + (["(log)"] if log and lo > 0 else [])
     labels = sorted({str(v) for v in values})
     pos = {s: i / max(len(labels) - 1, 1) for i, s in enumerate(labels)}
     return np.array([pos[str(v)] for v in values]), labels
 
 
-def _parallel(table: pd.DataFrame) -> plt.Figure | None:
-    """Complete trials as lines across the searched options (each axis min to max), coloured by score."""
+def _parallel(table: pd.DataFrame, log: frozenset[str] = frozenset()) -> plt.Figure | None:
+    """Complete trials as lines across the searched options (each axis min to max, on a log scale for the
+    options in ``log``, as they were sampled), coloured by score."""
     if table.empty:  # no trial yet: the table has no columns
         return None
     done = table[table["state"] == "complete"]
     params = [c for c in table.columns if c.startswith("param:")]
     if len(done) < 1 or not params:
         return None
-    columns = [_axis_values(done[c].tolist()) for c in params] + [_axis_values(done["score"].tolist())]
+    columns = [_axis_values(done[c].tolist(), c.removeprefix("param:") in log) for c in params] + \
+        [_axis_values(done["score"].tolist())]
     fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 3.6))
     scores = done["score"].to_numpy(dtype=np.float64)
     span = np.ptp(scores) or 1.0
@@ -235,6 +239,11 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
                   "noisy scores is biased upward: it is not what this configuration scores on other seeds. "
                   "Retrain it with fresh seeds (after the trials' own) to measure that:", "",
                   f"    {command} --confirm 10", ""]
+        if spec.objective == "iqm":
+            lines += ["(The IQM trims the lowest and highest quarter of the pooled seed x task scores, a whole "
+                      "number of them, so its expectation moves a little with the number of seeds: a "
+                      "confirmation with more seeds than the search reads its score to a few hundredths, not "
+                      "exactly.)", ""]
         of_best = [p for p in confirmed if confirmed_trial(p) == best.number]
         earlier = [p for p in confirmed if confirmed_trial(p) not in (None, best.number)]  # None: not one of ours
         for path in of_best:
@@ -246,14 +255,21 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
     found, why = importances(study)
     lines += ["## Hyperparameter importance (fANOVA)", ""]
     if found:
+        complete = int(counts.get("complete", 0))
         lines += ["| option | importance |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in found.items()), "",
+                  f"From {count(complete, 'complete trial')}: pruned and failed trials are left out, so the forest "
+                  "is fit to the pruner's survivors, a narrower sample than the space, and with few trials the "
+                  "shares are mostly noise (they sum to 1 whatever the score depends on). Optuna's fANOVA "
+                  "measures each option on its own linear scale, log-sampled ones included (lr, tau), so an "
+                  "effect within their lowest decade weighs less than it was sampled.", "",
                   "![importance](importance.png)", ""]
         _write_figure(where / "importance.png", _importance_figure(found))
     else:
         lines += [f"Not computed: {why}.", ""]
     _write_figure(where / "history.png", _history(study))
     lines += ["## Optimization history", "", "![history](history.png)", ""]
-    if _write_figure(where / "parallel.png", _parallel(table)):
+    log = frozenset(name for name, dim in spec.space.items() if dim.kind == "log")
+    if _write_figure(where / "parallel.png", _parallel(table, log)):
         lines += ["## Parallel coordinates", "", "![parallel](parallel.png)", ""]
     lines += ["## Trials", "", "Each trial is a run directory; a finished one works with `mtdqn evaluate` and "
               "`load_agent`. A trial pruned alone is an unfinished run stopped at its last step (`mtdqn train "
