@@ -139,6 +139,12 @@ def check_observations(task: Task, obs: np.ndarray, clip: bool = False, check_bo
     if not_finite.any():
         raise ConfigError(f"observations for {task.spec} hold NaN or inf in {_rows(not_finite)}; "
                           "a network cannot act on them")
+    fractional = (values != np.round(values)).any(-1) if task.kind == "image" else np.zeros(len(values), bool)
+    if fractional.any():  # stored as uint8: 0.6 of a MinAtar grid would reach the network as 0
+        row, dim = np.argwhere(values != np.round(values))[0]
+        raise ConfigError(f"observations for {task.spec} are images, whole numbers (the network reads them as "
+                          f"bytes), but {_rows(fractional)} hold fractions (row {row}: {values[row, dim]:g}); "
+                          "give the environment's own values (frames scaled to [0, 1]: times 255)")
     if not (check_bounds or clip):
         return obs
     low, high = (b.reshape(-1) for b in observation_bounds(task))

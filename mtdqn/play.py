@@ -12,6 +12,7 @@ with :func:`mtdqn.load_agent` (the network only) and acts greedily.
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from mtdqn.callables import callable_as_api
+from mtdqn.config import MAX_SEED
 from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError, Unwritable, check_number
 from mtdqn.evaluate import HOST_MAX_STEPS
@@ -67,7 +69,8 @@ def write_gif(images: list[Image.Image], path: Path, fps: int = 30) -> Path:
     size = (max(i.width for i in images), max(i.height for i in images))
     images = [i if i.size == size else _on_canvas(i, size) for i in images]
     atomic_write(Path(path), lambda tmp: images[0].save(tmp, format="GIF", save_all=True,
-                                                        append_images=images[1:], duration=1000 // fps, loop=0))
+                                                        append_images=images[1:], duration=10 * round(100 / fps),
+                                                        loop=0))  # GIFs count hundredths: the nearest
     return Path(path)
 
 
@@ -196,12 +199,16 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
         check_number(name, value, least)
     if agent_seed is not None:
         check_number("--agent-seed", agent_seed, 0)
+    if seed > MAX_SEED:  # a key takes a 64-bit integer: 2**63 was a traceback from jax.random.PRNGKey
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED:,}], got {seed}")
     if fps > 50:  # 1/100 s a frame: browsers play such GIFs at 10 frames per second
         raise ConfigError(f"--fps must be <= 50 (a GIF counts time in hundredths of a second, and browsers play "
                           f"frames shorter than 2 of them at 10 per second), got {fps}")
     gif = Path(gif) if gif is not None else None
     if gif is not None:
         _check_gif_path(gif)
+        if not os.access(gif.parent.absolute(), os.W_OK):  # found before the episodes play, not after
+            raise Unwritable(f"--gif {gif}: its folder {gif.parent.absolute()} is not writable")
     agent = load_agent(run_dir)
     if agent_seed is not None:
         if agent_seed not in agent.seeds:  # said by its flag: play's --seed seeds the episodes

@@ -142,6 +142,19 @@ def test_non_finite_and_out_of_bounds_observations_are_refused(tmp_path, capsys)
     assert len(capsys.readouterr().out.strip().splitlines()) == 2  # a line of actions per seed
 
 
+def test_image_observations_with_fractions_are_refused():
+    """Image observations reach the network as bytes: a MinAtar grid of 0.6 (inside its [0, 1] bounds) acted as
+    all zeros, a MiniGrid id of 2.9 as 2; frames scaled to [0, 1] alike."""
+    from mtdqn.deploy import check_observations
+    from mtdqn.tasks.registry import parse_task
+
+    grid = np.zeros((2, 10, 10, 4))
+    check_observations(parse_task("Breakout-MinAtar"), grid)
+    grid[1, 3, 4, 2] = 0.6
+    with pytest.raises(ConfigError, match=r"are images, whole numbers .* row 1 hold fractions \(row 1: 0\.6\)"):
+        check_observations(parse_task("Breakout-MinAtar"), grid)
+
+
 @pytest.mark.slow
 def test_image_observations_must_be_zero_or_one(tmp_path):
     fake_run(tmp_path, IMAGE)

@@ -325,3 +325,29 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, classic_run)
         assert exc.value.code == 2 and len(err) == 1 and message in err[0] and not captured.out, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert stat.S_ISFIFO((tmp_path / "pipe.gif").stat().st_mode)
+
+
+def test_the_frame_rate_is_the_nearest_a_gif_can_store(tmp_path):
+    """1000 // fps ms, then Pillow's hundredths: --fps 35 stored 20 ms (50 frames per second, 43% fast), 15
+    stored 60 ms.  Now the nearest hundredth: 30 ms and 70 ms."""
+    from mtdqn.play import write_gif
+
+    frames = [Image.fromarray(np.full((4, 4, 3), value, np.uint8)) for value in (0, 255)]  # equal ones merge
+    for fps, ms in ((35, 30), (15, 70), (30, 30), (50, 20), (10, 100)):
+        gif = Image.open(write_gif(frames, tmp_path / f"{fps}.gif", fps))
+        assert gif.info["duration"] == ms, fps
+
+
+def test_play_refuses_a_seed_beyond_a_key_and_an_unwritable_gif_folder_before_playing(tmp_path, monkeypatch):
+    """--seed 2**63 was a 27-line traceback from jax.random.PRNGKey; an unwritable GIF folder was found after
+    every episode had played and been drawn."""
+    import os
+
+    import mtdqn.play as play_module
+    from mtdqn.errors import Unwritable
+
+    with pytest.raises(ConfigError, match=r"^--seed must be in \[0, 4,611,686,018,427,387,904\], got 9223372036854775808"):
+        play_module.play(tmp_path / "no-run", "CartPole-v1", seed=2**63)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(Unwritable, match="is not writable"):  # before the run is even read
+        play_module.play(tmp_path / "no-run", "CartPole-v1", gif=tmp_path / "x.gif")
