@@ -346,7 +346,8 @@ def test_play_refuses_a_seed_beyond_a_key_and_an_unwritable_gif_folder_before_pl
     import mtdqn.play as play_module
     from mtdqn.errors import Unwritable
 
-    with pytest.raises(ConfigError, match=r"^--seed must be in \[0, 4,611,686,018,427,387,904\], got 9223372036854775808"):
+    with pytest.raises(ConfigError, match=r"^--seed must be in \[0, 4,611,686,018,427,387,904\], got "
+                                          r"9223372036854775808"):
         play_module.play(tmp_path / "no-run", "CartPole-v1", seed=2**63)
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(Unwritable, match="is not writable"):  # before the run is even read
