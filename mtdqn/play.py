@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +41,7 @@ class PlayResult:
     gif: Path | None
     frames: int = 0  # frames in the GIF
     iteration: int | None = None  # the checkpoint played (a run still training moves on while it plays)
+    cut: list[bool] = field(default_factory=list)  # per episode: stopped at the step limit, before its own end
 
 
 class Recorder:
@@ -84,7 +85,7 @@ Record = Callable[[np.ndarray, int, int, float, bool], None] | None
 
 
 def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, max_steps: int,
-                 record: Record) -> tuple[list[float], list[int]]:
+                 record: Record) -> tuple[list[float], list[int], list[bool]]:
     """Episodes of a built-in task stepped with ``step_env`` (no auto-reset), so the state each one ends in can
     be drawn; of your own environment with its ``step``, as training and evaluation step it (a gymnax wrapper's
     ``step`` is its own, its ``step_env`` the inner env's: play showed the unwrapped env's returns, and an env
@@ -103,7 +104,7 @@ def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, 
         return obs, state, reward, terminated | env.is_truncated(state, params)
 
     reset = jax.jit(lambda key: env.reset(key, params))
-    returns, lengths = [], []
+    returns, lengths, cut = [], [], []
     key = jax.random.PRNGKey(seed)
     with open_renderer(task.name) if record else nullcontext() as draw:
         for episode in range(episodes):
@@ -123,7 +124,8 @@ def _play_gymnax(agent: LoadedAgent, task_index: int, episodes: int, seed: int, 
                     record(draw(state, np.asarray(obs)), episode, length, total, done)
             returns.append(total)
             lengths.append(length)
-    return returns, lengths
+            cut.append(not bool(ended))
+    return returns, lengths, cut
 
 
 def _rgb_frame(env: Any, spec: str) -> np.ndarray:
@@ -142,14 +144,14 @@ def _rgb_frame(env: Any, spec: str) -> np.ndarray:
 
 
 def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: int, max_steps: int,
-                    record: Record) -> tuple[list[float], list[int]]:
+                    record: Record) -> tuple[list[float], list[int], list[bool]]:
     from mtdqn.tasks.gymnasium_env import make_env as make_gym_env  # imported late: gymnasium is slow
 
     task = agent.task_set.tasks[task_index]
     if record:
         offscreen_pygame()
     env = make_gym_env(task.name, task.image_obs, **({"render_mode": "rgb_array"} if record else {}))
-    returns, lengths = [], []
+    returns, lengths, cut = [], [], []
     try:
         if record and env.render_mode != "rgb_array":
             raise ConfigError(f"{task.spec} cannot render rgb_array frames, so no GIF")
@@ -168,9 +170,10 @@ def _play_gymnasium(agent: LoadedAgent, task_index: int, episodes: int, seed: in
                     record(_rgb_frame(env, task.spec), episode, length, total, done)
             returns.append(total)
             lengths.append(length)
+            cut.append(not (terminated or truncated))
     finally:
         env.close()
-    return returns, lengths
+    return returns, lengths, cut
 
 
 def _check_gif_path(gif: Path) -> None:
@@ -217,19 +220,21 @@ def play(run_dir: Path | str, task: str, episodes: int = 1, gif: Path | str | No
         agent = agent.of_seed(agent_seed)
     i = index_of_task(agent.tasks, task)
     spec = agent.task_set.tasks[i]
-    limit = max_steps or (HOST_MAX_STEPS if spec.backend == "gymnasium" and not spec.max_episode_steps else 10**9)
+    # the task's own time limit, as evaluation rolls out to (an env of your own that does not end its episodes
+    # there would play forever); a gym env without one HOST_MAX_STEPS
+    limit = max_steps or spec.max_episode_steps or HOST_MAX_STEPS
     recorder = Recorder(gif_every) if gif is not None else None
     runner = _play_gymnasium if spec.backend == "gymnasium" else _play_gymnax
-    returns, lengths = runner(agent, i, episodes, seed, limit, recorder)
+    returns, lengths, cut = runner(agent, i, episodes, seed, limit, recorder)
     if recorder is None:
-        return PlayResult(returns, lengths, None, iteration=agent.iteration)
+        return PlayResult(returns, lengths, None, iteration=agent.iteration, cut=cut)
     try:
         written = write_gif(recorder.images, gif, fps)
     except OSError as exc:  # its folder became unwritable, or the disk filled, while the episodes played
         played = ", ".join(f"{r:g} ({n} steps)" for r, n in zip(returns, lengths))
         raise Unwritable(f"--gif {gif}: cannot write it ({exc.strerror or exc}); the episodes' returns: "
                          f"{played}") from None
-    return PlayResult(returns, lengths, written, len(recorder.images), agent.iteration)
+    return PlayResult(returns, lengths, written, len(recorder.images), agent.iteration, cut)
 
 
 callable_as_api(__name__)  # mtdqn.play(run, task, ...) as mtdqn.train(...): last, the module complete

@@ -81,7 +81,8 @@ def test_classic_control_gifs(tmp_path, capsys, classic_run):
         assert result.lengths == [7, 7]
     main(["play", str(classic_run), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
     captured = capsys.readouterr()
-    assert captured.out.splitlines() == ["episode 1: return -5, length 5 steps", "episode 2: return -5, length 5 steps"]
+    assert captured.out.splitlines() == ["episode 1: return -5, length 5 steps (cut off: no end within that limit)",
+                                         "episode 2: return -5, length 5 steps (cut off: no end within that limit)"]
     assert captured.err.splitlines() == [f"note: {classic_run} is unfinished: its checkpoint is at step 200 of 1,200"]
 
 
@@ -231,7 +232,8 @@ def test_agent_seed_picks_the_network_that_plays(tmp_path, monkeypatch):
     acted = []
     real_act = LoadedAgent.act
     monkeypatch.setattr(LoadedAgent, "act", lambda self, *a, **k: acted.append(self.seeds) or real_act(self, *a, **k))
-    play(tmp_path / "run", "CartPole-v1", max_steps=3, seed=1)
+    # cut off by --max-steps before the pole falls: said (it printed as an ordinary return)
+    assert play(tmp_path / "run", "CartPole-v1", max_steps=3, seed=1).cut == [True]
     play(tmp_path / "run", "CartPole-v1", max_steps=3, seed=1, agent_seed=1)
     assert acted == [(0, 1)] * 3 + [(1,)] * 3  # first seed by default: act's default of a two-seed agent
 
