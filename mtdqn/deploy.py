@@ -102,8 +102,8 @@ class LoadedAgent:
     def _seed_index(self, seed: int | None) -> int:
         if seed is None:
             return 0
-        if seed not in self.seeds:
-            raise ConfigError(f"seed {seed} is not one of this run's seeds: {', '.join(map(str, self.seeds))}")
+        if isinstance(seed, bool) or seed not in self.seeds:  # True == 1: acted with seed 1
+            raise ConfigError(f"seed {seed!r} is not one of this run's seeds: {', '.join(map(str, self.seeds))}")
         return self.seeds.index(seed)
 
     def _batch(self, i: int, obs: Any, clip: bool, check_bounds: bool = True) -> tuple[np.ndarray, bool]:

@@ -94,6 +94,8 @@ def test_act_command_and_its_bad_input(tmp_path, capsys):
         assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
     with pytest.raises(ConfigError, match="is not a run directory"):
         mtdqn.load_agent(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="seed True is not one of this run's seeds: 0, 1"):  # True == 1: seed 1
+        mtdqn.load_agent(tmp_path / "run").act("CartPole-v1", np.zeros(4, np.float32), seed=True)
 
 
 def test_non_finite_and_out_of_bounds_observations_are_refused(tmp_path, capsys):
