@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from mtdqn.errors import ConfigError, RoundedScheduleWarning, check_float32, count, warn_user
-from mtdqn.taskfacts import env_revisions
+from mtdqn.taskfacts import changed_environments, env_revisions
 
 __all__ = [
     "FinetuneConfig",
@@ -537,11 +537,25 @@ _TRAINING_REVISIONS = {
 """What this code trains differently from before for an unchanged config: {rule: (its value, its words)}."""
 
 
+def clips_task_by_task(cfg: TrainConfig) -> bool:
+    """Whether ``--max-grad-norm`` clips each task's gradient by its own norm: networks that share nothing, of
+    several tasks (one task's norm is the whole tree's)."""
+    return cfg.dqn.max_grad_norm > 0 and shares_nothing(cfg.network.sharing) and len(cfg.tasks) > 1
+
+
 def training_revisions(cfg: TrainConfig) -> dict[str, str]:
     """The rules of :data:`_TRAINING_REVISIONS` that apply to ``cfg`` (part of its hash: a run or study cell made
     under the old rule is refused, not resumed or reused beside new ones)."""
-    clipped_apart = cfg.dqn.max_grad_norm > 0 and shares_nothing(cfg.network.sharing)
-    return {"max_grad_norm": _TRAINING_REVISIONS["max_grad_norm"][0]} if clipped_apart else {}
+    return {"max_grad_norm": _TRAINING_REVISIONS["max_grad_norm"][0]} if clips_task_by_task(cfg) else {}
+
+
+def hash_change(cfg: TrainConfig) -> str:
+    """What moved this code's config hash of ``cfg`` from earlier code's, in words (an environment changed under
+    its name, or how the config trains), for a record whose hash is not this code's; '' for nothing: then the
+    record is of another config."""
+    envs, rules = changed_environments(cfg.tasks), changed_training(cfg)
+    return "; ".join(([f"a change of an environment: {envs}"] if envs else []) +
+                     ([f"a change of how it trains: {rules}"] if rules else []))
 
 
 def changed_training(cfg: TrainConfig) -> str:

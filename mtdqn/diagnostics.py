@@ -97,9 +97,9 @@ def _cka_features(arch: Architecture, params: Any, keys: jax.Array, obs: jax.Arr
     in turn), trained and at initialization.  The slots are gathered here, in the one program (an indexing
     outside compiled programs of its own, for every replay shape).
 
-    One program for all seeds and both networks, keyed by the architecture alone (hashable, by value), so
-    every later run of the same network in this process reuses it: run op by op, the initialization and
-    forward pass are dozens of small programs each.
+    One program for all seeds and both networks, keyed by the architecture (hashable, by value) and the
+    replay's shape, so every later run of the same network and buffer in this process reuses it: run op by op,
+    the initialization and forward pass are dozens of small programs each.
     """
 
     def one_seed(p: Any, key: jax.Array, replay_obs: jax.Array, idx: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from mtdqn.config import FinetuneConfig, NetworkConfig, TrainConfig, check_new_run, config_hash
+from mtdqn.config import FinetuneConfig, NetworkConfig, TrainConfig, check_new_run, config_hash, hash_change
 from mtdqn.deploy import LoadedAgent, load_agent
 from mtdqn.errors import ConfigError, check_float32, count
 from mtdqn.evaluate import EvalStream, eval_seed, evaluate_params
@@ -82,8 +82,10 @@ def start_from_source(cfg: TrainConfig, episodes: int) -> Callable[[Agent, Any],
     still be the run the config was made from), then grafted onto the fresh state."""
     source = load_source(cfg.finetune.source)
     if config_hash(source.cfg) != cfg.finetune.source_config_hash:
+        why = hash_change(source.cfg)  # the same run, its hash moved by this code: said, not "another run"
         raise ConfigError(f"{source.path} now holds a run with config hash {config_hash(source.cfg)}, not the "
-                          f"{cfg.finetune.source_config_hash} this fine-tuning was set up from")
+                          f"{cfg.finetune.source_config_hash} this fine-tuning was set up from"
+                          + (f" (its hash moved with {why})" if why else ""))
     check_transfer(cfg, source)
     return lambda agent, state: graft(agent, source, episodes, state)
 

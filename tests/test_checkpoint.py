@@ -88,7 +88,9 @@ def test_a_checkpoint_clipped_by_the_earlier_rule_is_not_resumed(tmp_path):
                                   dqn=dataclasses.replace(VECTOR.dqn, max_grad_norm=10.0))
     plain = hashlib.sha256(json.dumps(config_to_dict(clipped), sort_keys=True).encode()).hexdigest()[:16]
     assert config_hash(clipped) != plain
-    for other in (dataclasses.replace(clipped, dqn=VECTOR.dqn), dataclasses.replace(clipped, network=VECTOR.network)):
+    one_task = dataclasses.replace(clipped, tasks=clipped.tasks[:1])  # one task's norm is the whole tree's
+    for other in (dataclasses.replace(clipped, dqn=VECTOR.dqn), dataclasses.replace(clipped, network=VECTOR.network),
+                  one_task):
         assert config_hash(other) == hashlib.sha256(json.dumps(config_to_dict(other), sort_keys=True).encode()
                                                     ).hexdigest()[:16]  # not clipped, or shared: as before
     fake_run(tmp_path, clipped)
@@ -98,6 +100,13 @@ def test_a_checkpoint_clipped_by_the_earlier_rule_is_not_resumed(tmp_path):
     with pytest.raises(ConfigError, match=r"made before a change of how it trains \(--max-grad-norm clips task by "
                                           r"task .*start a new run"):
         verify_checkpoint(tmp_path, clipped)
+    # a tune's trial of it: named as such, not as "another search" (config.json holds the hash a search checks)
+    from mtdqn.tune.search import check_reusable
+
+    record = tmp_path / "config.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "config_hash": plain}))
+    with pytest.raises(ConfigError, match=r"holds a run made before a change of how it trains: --max-grad-norm"):
+        check_reusable(tmp_path, clipped)
 
 
 def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path, caplog):

@@ -81,8 +81,8 @@ def test_classic_control_gifs(tmp_path, capsys, classic_run):
         assert result.lengths == [7, 7]
     main(["play", str(classic_run), "--task", "MountainCar-v0", "--episodes", "2", "--max-steps", "5"])
     captured = capsys.readouterr()
-    assert captured.out.splitlines() == ["episode 1: return -5, length 5 steps (cut off: no end within that limit)",
-                                         "episode 2: return -5, length 5 steps (cut off: no end within that limit)"]
+    assert captured.out.splitlines() == ["episode 1: return -5, length 5 steps (cut off: the episode had not ended)",
+                                         "episode 2: return -5, length 5 steps (cut off: the episode had not ended)"]
     assert captured.err.splitlines() == [f"note: {classic_run} is unfinished: its checkpoint is at step 200 of 1,200"]
 
 

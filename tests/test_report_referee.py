@@ -571,8 +571,12 @@ def test_the_cka_caption_says_which_probe_and_estimator_each_run_recorded():
     assert "Debiased linear CKA" in text and "biased upward" not in text
     assert why.cka_table(study).set_index("variant").loc["shared", "vs_reference_mean"] == pytest.approx(0.25, abs=0.03)
     study.cells["independent"].cka.drop(columns=["probe", "estimator"], inplace=True)
-    # the reference recorded with the older probe and estimator: no difference across the two
+    # the reference recorded with the older probe and estimator: no difference across the two, and said why
     assert math.isnan(why.cka_table(study).set_index("variant").loc["shared", "vs_reference_mean"])
+    from mtdqn.analysis import display
+
+    shown = display.cka(why.cka_table(study)).set_index("variant")
+    assert shown.loc["shared", "minus `independent` (mean [95% CI])"] == "not compared: another estimator or probe"
     text = _cka_caption(why.cka_table(study))
     assert "drawn uniformly" in text and "the runs of `independent` took the first slots" in text
     assert "Debiased linear CKA" in text and "The runs of `independent` recorded the biased one" in text

@@ -246,7 +246,7 @@ def _run_play(cmd: Play) -> None:
     result = play(cmd.run, cmd.task, cmd.episodes, cmd.gif, cmd.seed, cmd.max_steps, cmd.gif_every, cmd.fps,
                   cmd.agent_seed)
     for n, (ret, length) in enumerate(zip(result.returns, result.lengths)):
-        cut = " (cut off: no end within that limit)" if result.cut and result.cut[n] else ""
+        cut = " (cut off: the episode had not ended)" if result.cut and result.cut[n] else ""
         print(f"episode {n + 1}: return {ret:g}, length {length} steps{cut}")
     if result.gif is not None:
         print(f"written: {result.gif} ({result.frames} frames)")

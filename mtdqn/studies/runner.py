@@ -65,7 +65,8 @@ def warn_of_rounded_budgets(name: str, cells: list[CellConfig], advice: str | No
     refuses a set one that does not; one set in env steps that are not whole vector steps is rounded up, as the
     MiniGrid presets' 5,000 on 16 envs: evaluations every 20,032.)  ``advice``: how to train as asked where a
     study has no options for the user to set (:func:`preset_advice`); ``cadence`` False for such a study: its
-    cadence is not the user's to change (the MiniGrid presets warned at every budget, even under -W error)."""
+    cadence is not the user's to change (the MiniGrid presets' 20,032 was warned at every budget, a whole number
+    of windows included)."""
     rounded: dict[str, list[str]] = {}
     for cell in cells:
         parts, window = rounded_schedule(cell.config, cell.run_options.eval_every if cadence else 0)
@@ -398,7 +399,8 @@ def run_study(spec: StudySpec, out_dir: Path, *, ray_address: str | None = None,
     # error under -W error: nothing written yet), then one study per folder (the hold makes the folder)
     with backend:
         preset = spec.source.startswith("preset ")  # its options are its own: only --steps is the user's
-        check_evaluation_steps(spec.name, [c for c, _ in todo])  # those to train: a study finished before stays
+        if todo:  # beside the finished ones too (a variant added to a study); a study with nothing to train reports
+            check_evaluation_steps(spec.name, [c for c, _ in cells])
         warn_of_rounded_budgets(spec.name, [c for c, _ in todo], "give --steps a whole number of windows (one at "
                                 "least)" if preset else None, cadence=not preset)
         warn_of_no_evaluations(spec.name, [c for c, _ in todo], preset)

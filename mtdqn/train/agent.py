@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from mtdqn.config import Derived, TrainConfig, config_hash, derive, shares_nothing
+from mtdqn.config import Derived, TrainConfig, clips_task_by_task, config_hash, derive
 from mtdqn.devices import padded_seeds, population_layout, seed_devices
 from mtdqn.errors import ConfigError, InsufficientResources, count
 from mtdqn.finetune import count_trainable, is_finetuned, partitioned_optimizer
@@ -155,7 +155,7 @@ def _optimizer(cfg: TrainConfig, base_lr: jax.Array | float,
     else:
         raise ConfigError(f"unknown --optimizer {d.optimizer!r}; valid: adam, adamw, sgd")
     if d.max_grad_norm > 0:
-        clip = clip_by_task_norm(d.max_grad_norm, len(cfg.tasks)) if shares_nothing(cfg.network.sharing) else \
+        clip = clip_by_task_norm(d.max_grad_norm, len(cfg.tasks)) if clips_task_by_task(cfg) else \
             optax.clip_by_global_norm(d.max_grad_norm)
         opt = optax.chain(clip, opt)
     return opt

@@ -253,22 +253,24 @@ def build_tune_report(spec: TuneSpec, study: optuna.Study, out: Path, command: s
                       *(f"- `{p.relative_to(out)}` (trial {confirmed_trial(p)}): {_scored(spec.objective, p)}."
                         for p in earlier), ""]
     found, why = importances(study)
+    log = frozenset(name for name, dim in spec.space.items() if dim.kind == "log")
     lines += ["## Hyperparameter importance (fANOVA)", ""]
     if found:
         complete = int(counts.get("complete", 0))
+        left_out = ("pruned and failed trials are left out, so the forest is fit to the pruner's survivors, a "
+                    "narrower sample than the space" if spec.pruner != "none" else "failed trials are left out")
+        scale = (f" Optuna's fANOVA measures each option on its own linear scale, the log-sampled ones included "
+                 f"({', '.join(sorted(log))}), so an effect within their lowest decade weighs less than it was "
+                 "sampled." if log else "")
         lines += ["| option | importance |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in found.items()), "",
-                  f"From {count(complete, 'complete trial')}: pruned and failed trials are left out, so the forest "
-                  "is fit to the pruner's survivors, a narrower sample than the space, and with few trials the "
-                  "shares are mostly noise (they sum to 1 whatever the score depends on). Optuna's fANOVA "
-                  "measures each option on its own linear scale, log-sampled ones included (lr, tau), so an "
-                  "effect within their lowest decade weighs less than it was sampled.", "",
+                  f"From {count(complete, 'complete trial')}: {left_out}, and with few trials the shares are mostly "
+                  f"noise (they sum to 1 whatever the score depends on).{scale}", "",
                   "![importance](importance.png)", ""]
         _write_figure(where / "importance.png", _importance_figure(found))
     else:
         lines += [f"Not computed: {why}.", ""]
     _write_figure(where / "history.png", _history(study))
     lines += ["## Optimization history", "", "![history](history.png)", ""]
-    log = frozenset(name for name, dim in spec.space.items() if dim.kind == "log")
     if _write_figure(where / "parallel.png", _parallel(table, log)):
         lines += ["## Parallel coordinates", "", "![parallel](parallel.png)", ""]
     lines += ["## Trials", "", "Each trial is a run directory; a finished one works with `mtdqn evaluate` and "

@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
-from mtdqn.config import TrainConfig, config_diff, config_hash
+from mtdqn.config import TrainConfig, config_diff, config_hash, hash_change
 from mtdqn.errors import ConfigError, TrainingDiverged, count
 from mtdqn.io import machine_write_error, read_json, write_json
 from mtdqn.results import Run
@@ -383,6 +383,9 @@ def check_reusable(where: Path, cfg: TrainConfig) -> None:
         return
     stored, wanted = run.require_run().get("config_hash"), config_hash(cfg)
     if stored != wanted:
+        changed = hash_change(cfg)
+        if changed:  # the same configuration, made by earlier code: not another search
+            raise ConfigError(f"{where} holds a run made before {changed}; give another --out for a new search")
         raise ConfigError(f"{where} holds a run of another configuration (config hash {stored}, not {wanted}): "
                           "its storage and its trials come from different searches; give another --out")
 
