@@ -83,6 +83,7 @@ def test_bad_gym_specs_are_one_line_errors(spec, fragment):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore:.*Overriding environment")  # registering again is the point here
 def test_an_id_registered_again_is_read_afresh():
     """A notebook registering an id again: the facts read from its first env were cached by id, so the task
     kept a (3,) observation after a (5,) one was registered (training then failed in np.pad) and its old bounds."""
