@@ -118,6 +118,15 @@ def test_two_tensorboard_writers_of_a_run_in_one_second_keep_both_files(tmp_path
     final_writer.close()
     assert len(list((tmp_path / "tb").iterdir())) == 2
     assert sorted((step, v) for _, step, v in _tb_scalars(tmp_path / "tb")) == [(500, 1.0), (1000, 2.0)]
+    # TensorBoard reads a folder's files in name order: the 10th writer's after the 9th's, not before
+    import itertools
+
+    import mtdqn.rundir as rundir
+
+    monkeypatch.setattr(rundir, "_WRITERS", itertools.count(9))
+    for _ in range(2):
+        RunDir(tmp_path / "order").tensorboard().close()
+    assert [p.name[-7:] for p in sorted((tmp_path / "order" / "tb").iterdir())] == [".000009", ".000010"]
 
 
 @pytest.mark.slow

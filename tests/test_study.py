@@ -504,6 +504,37 @@ def test_cells_evaluating_at_different_steps_are_refused_and_a_rounded_cadence_s
         warn_of_rounded_budgets("minigrid-mt3", mt3, "give --steps a whole number of windows", cadence=False)
 
 
+def test_run_study_refuses_cells_evaluating_at_different_steps_before_writing(tmp_path: Path) -> None:
+    """The check is run_study's, before the study's folder is made (not only the function above)."""
+    from mtdqn.studies.spec import build_spec
+
+    spec = build_spec({"tasks": ["CartPole-v1"], "steps": 100_800, "seeds": 1, "eval_every": 10_000,
+                       "options": {"log_every": 1_000},
+                       "variants": {"shared": {"sharing": "shared", "num_envs": 16, "train_every": 16}}}, "s.toml", "s")
+    with pytest.raises(ConfigError, match="its cells would evaluate at different steps"):
+        run_study(spec, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_presets_rounded_cadence_is_not_warned_by_run_study(tmp_path: Path, monkeypatch) -> None:
+    """minigrid-mt3 at a whole number of windows (200,320 steps) warned that its 20,000 runs as 20,032, which no
+    option of a preset changes: under -W error it could not run.  (Stopped where the study's folder is made.)"""
+    from mtdqn.errors import RoundedScheduleWarning
+    from mtdqn.studies import runner
+
+    class Reached(Exception):
+        pass
+
+    def stop(path):
+        raise Reached
+
+    monkeypatch.setattr(runner, "held", stop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoundedScheduleWarning)
+        with pytest.raises(Reached):
+            run_study(resolve_spec("minigrid-mt3", {"steps": 200_320, "seeds": 1}), tmp_path / "s", progress=False)
+
+
 def test_cells_evaluated_at_their_end_alone_are_said_once() -> None:
     """A study whose evaluation cadence does not fit its budget (minigrid-mt3 at --steps 5000, under its
     20,000) has no greedy learning curves, and its report's AUC and steps to threshold read training returns:
