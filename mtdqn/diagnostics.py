@@ -257,8 +257,9 @@ def _expert_measures_all(agent: Agent, state: TrainState, keys: jax.Array) -> di
 
 def expert_probe(trainer: Trainer) -> Callable[[TrainState], list[dict[str, Any]]] | None:
     """The expert diagnostics of ``trainer``'s runs as a function of a state, compiled once, all seeds in one
-    vmapped call; None without experts.  Each seed measures on its gradient probe's first minibatch: the same
-    slots at every call (a fixed key), whose states change as the replay is overwritten.
+    vmapped call; None without experts.  Each seed measures on its gradient probe's first minibatch, drawn with a
+    fixed key: the same slots at every call once the replay is full (while it fills, they move with its size),
+    whose states change as the replay is overwritten.
 
     Its rows, one per seed, task and expert (``experts.parquet`` without its ``step``,
     :data:`mtdqn.rundir.EXPERT_SCHEMA`): the task's weight on the expert, the task's weights' entropy (the same

@@ -12,7 +12,7 @@ biased estimator's [0, 1]), is :data:`mtdqn.analysis.ranges.CKA`.
 (||XᵀX||_F ||YᵀY||_F) on column-centred features, is biased upward on few
 states, by an amount set by how each side's variance is spread: two
 independent isotropic random 128-feature matrices read ~0.5 on 128 states,
-two whose singular values fall as k^-1.5 ~0.005.  Trained features and the same
+two whose singular values fall as k^-1.5 ~0.01 (near its floor, ~1/(n-1)).  Trained features and the same
 network at initialization spread theirs differently, as do two variants, so
 a difference of two such CKAs (the report's change from initialization, its
 contrast with `independent`) mixed their bias into it.  Song et al. 2012's

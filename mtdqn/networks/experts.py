@@ -26,8 +26,9 @@ Where we differ from that code, and why:
   linear outputs, free in sign and scale (randomly initialized).  The logits
   start at zero: every task starts from the even mixture.  With the ReLU
   after the mixing (MOORE's MiniGrid network applies tanh, which is odd, so
-  its head can absorb a negative weight), a task cannot flip or rescale an
-  expert's representation: ``moore`` is a variant of MOORE, not its network.
+  its head can absorb a negative weight), a task cannot flip an expert's
+  representation or weigh it above 1: ``moore`` is a variant of MOORE, not
+  its network.
 - ``moore``'s orthonormal outputs are scaled by sqrt(features) before the
   mixing: orthogonal still, with the per-unit scale of an ordinary layer's
   output (unit RMS) instead of unit norm over the 128 features, which a Q
