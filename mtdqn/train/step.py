@@ -19,7 +19,7 @@ from mtdqn.finetune import is_finetuned, trains_now
 from mtdqn.losses import masked_q, q_taken, td_error_loss, td_target
 from mtdqn.networks import Dropout, merge_shared, one_task_q_values, q_values, split_shared
 from mtdqn.replay import Transition, replay_add, replay_sample, replay_sample_n_step
-from mtdqn.strategies.base import StrategyHypers, task_gram, tree_weighted_sum
+from mtdqn.strategies.base import StrategyHypers, task_gram
 from mtdqn.tasks import EnvStep, step_envs
 from mtdqn.train.affinity import lookahead_affinity, measures_affinity
 from mtdqn.train.agent import Agent, TrainState
@@ -210,15 +210,13 @@ def trainable_shared(g_shared: Any, moves: Any) -> Any:
     return jax.tree.map(keep, g_shared, moves)
 
 
-def _gated_for_the_moments(combined: Any, g_shared: Any, moves: Any, weights: jax.Array) -> Any:
-    """``trunk-until``'s trunk: sum_i c_i g_i of its own gradients with the coefficients the strategy applied.
-    Once it opens that is what the strategy returned there (every strategy returns sum_i c_i g_i); before, the
-    strategy saw it zeroed, and this gives the optimizer its gradient anyway (the gate still zeroes the
-    update), so Adam's moments are warm when it opens.  Every other leaf as combined."""
-    def leaf(c: jax.Array, g: jax.Array, m: Any) -> jax.Array:
-        return c if isinstance(m, bool) else tree_weighted_sum(g, weights)
-
-    return jax.tree.map(leaf, combined, g_shared, moves)
+def _gated_for_the_moments(combined: Any, whole: Any, moves: Any) -> Any:
+    """``trunk-until``'s trunk: the strategy's combination of the whole shared gradients (``whole``: as if every
+    leaf trained).  Once it opens that is what the strategy returned there; before, the strategy saw it zeroed,
+    and this gives the optimizer its gradient anyway (the gate still zeroes the update), so Adam's moments are
+    warm when it opens.  (The coefficients the strategy applied to the zeroed leaves would not do: unit-norm's
+    guard gives a zero gradient 0, and its moments stayed cold.)  Every other leaf as combined."""
+    return jax.tree.map(lambda c, g, m: c if isinstance(m, bool) else g, combined, whole, moves)
 
 
 def strategy_losses(agent: Agent, state: TrainState, losses: jax.Array) -> jax.Array:
@@ -270,7 +268,11 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
         g_trained, gram, strategy_losses(agent, state, losses), state.strategy_state, k_strategy,
         StrategyHypers(w, hp.strategy)
     )
-    combined = _gated_for_the_moments(combined, g_shared, moves, strategy_metrics["weights"])
+    if any(not isinstance(m, bool) for m in jax.tree.leaves(moves)):  # trunk-until: its gated trunk for the moments
+        whole, _, _ = agent.strategy.combine(g_shared, task_gram(g_shared, agent.num_tasks),
+                                             strategy_losses(agent, state, losses), state.strategy_state, k_strategy,
+                                             StrategyHypers(w, hp.strategy))
+        combined = _gated_for_the_moments(combined, whole, moves)
     grads = merge_shared(combined, g_task)
     updates, opt_state = agent.optimizer_at(hp).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
