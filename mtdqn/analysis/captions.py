@@ -156,8 +156,8 @@ def percentile_caveat(seeds: int, exact: bool = True) -> str:
             "those tests enter the findings' Holm family.")
 
 
-WEIGHT_WORD = {"pcgrad": "weight: Σ_i C_ik, task k's total coefficient after the projections",
-               "sum": "weight: the static task weight", "cagrad": "weight: 1/K + λ x_i",
+WEIGHT_WORD = {"pcgrad": "weight: w_k Σ_i C_ik, task k's total coefficient after the projections",
+               "sum": "weight: the static task weight", "cagrad": "weight: w_i (1/K + λ x_i)",
                "unit-norm": "weight: w_i / ||g_i||"}
 
 

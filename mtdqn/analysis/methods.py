@@ -40,12 +40,15 @@ _NOT = "not recorded"
 WEIGHT_DEFINITIONS = {
     "sum": "w_i, the static task weight (1 unless --task-weights): the shared update is Σ_i w_i g_i",
     "weighted": "w_i, the static task weight: the shared update is Σ_i w_i g_i",
-    "pcgrad": "Σ_i C_ik, task k's total coefficient in the update: every projected gradient is a combination "
+    "pcgrad": "w_k Σ_i C_ik, task k's total coefficient in the update (w_k the static weight, which scales g_k "
+              "before the projections): every projected gradient is a combination "
               "g_i^PC = Σ_k C_ik g_k of the original ones, so the update Σ_i g_i^PC = Σ_k (Σ_i C_ik) g_k "
               "(mtdqn/strategies/pcgrad.py); 1 when nothing conflicts. Projecting g_i off a conflicting g_k adds "
               "(−g_i·g_k / ||g_k||²) g_k, so a task with a small gradient gets a large coefficient: a small "
               "gradient scaled up, not a task given more say",
-    "cagrad": "task i's coefficient 1/K + λ x_i in the update d = Σ_i (1/K + λ x_i) g_i (mtdqn/strategies/cagrad.py)",
+    "cagrad": "task i's coefficient w_i (1/K + λ x_i) in the update d = Σ_i (1/K + λ x_i) w_i g_i (w_i the static "
+              "weight; mtdqn/strategies/cagrad.py); a task at weight 0, or with no gradient, takes the dual's whole "
+              "mass and d is the mean (its improvement is 0 whatever d)",
     "unit-norm": "w_i / ||g_i||, the coefficient that scales task i's gradient to unit norm (0 for a zero gradient)",
     "gradnorm": "w_i λ_i, the static weight times GradNorm's learned weight (the learned ones sum to K)",
     "uncertainty": "w_i exp(−s_i), the static weight times the learned precision of the task's loss",
