@@ -272,7 +272,7 @@ def test_every_strategys_applied_weight_is_defined_where_it_is_shown(tmp_path):
     assert "Σ_i C_ik" in methods.weight_definitions(load_study(root))
     md = (build_report(root, reps=200) / "report.md").read_text()
     caption = md.split("### Per-task gradient norm and applied weight\n", 1)[1].split("\n|", 1)[0]
-    assert "Applied weight for `shared` (pcgrad): Σ_i C_ik" in caption and "before the strategy" in caption
+    assert "Applied weight for `shared` (pcgrad): w_k Σ_i C_ik" in caption and "before the strategy" in caption
     assert "before the projection" in md  # conflict is measured on the pre-surgery gradients
 
 
