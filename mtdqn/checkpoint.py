@@ -212,11 +212,12 @@ def verify_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict:
     diffs = describe_mismatch(saved, config_to_dict(cfg))
     if diffs:
         raise ConfigError(f"checkpoint in {run_dir} was made with a different setup: {'; '.join(diffs)}")
-    changed = changed_environments(cfg.tasks) if meta.get("config_hash") != config_hash(cfg) else ""
+    moved = meta.get("config_hash") != config_hash(cfg)  # the same config, hashed otherwise by this code
+    changed = changed_environments(cfg.tasks) if moved else ""
     if changed:  # the same config, another game under a task's name
         raise ConfigError(f"checkpoint in {run_dir} was made with another environment of {changed}: resuming would "
                           "train one run on two games; start a new run (another --out)")
-    rules = changed_training(cfg) if meta.get("config_hash") != config_hash(cfg) else ""
+    rules = changed_training(cfg) if moved else ""
     if rules:  # the same config, trained by another rule
         raise ConfigError(f"checkpoint in {run_dir} was made before a change of how it trains ({rules}): resuming "
                           "would train one run under two rules; start a new run (another --out)")

@@ -139,9 +139,9 @@ def check_observations(task: Task, obs: np.ndarray, clip: bool = False, check_bo
     if not_finite.any():
         raise ConfigError(f"observations for {task.spec} hold NaN or inf in {_rows(not_finite)}; "
                           "a network cannot act on them")
-    fractional = (values != np.round(values)).any(-1) if task.kind == "image" else np.zeros(len(values), bool)
-    if fractional.any():  # stored as uint8: 0.6 of a MinAtar grid would reach the network as 0
-        row, dim = np.argwhere(values != np.round(values))[0]
+    fraction = values != np.round(values) if task.kind == "image" else np.zeros((0, 0), bool)
+    if fraction.any():  # stored as uint8: 0.6 of a MinAtar grid would reach the network as 0
+        fractional, (row, dim) = fraction.any(-1), np.argwhere(fraction)[0]
         raise ConfigError(f"observations for {task.spec} are images, whole numbers (the network reads them as "
                           f"bytes), but {_rows(fractional)} hold fractions (row {row}: {values[row, dim]:g}); "
                           "give the environment's own values (frames scaled to [0, 1]: times 255)")

@@ -293,11 +293,11 @@ def cka(df: pd.DataFrame) -> pd.DataFrame:
                [_est(r.change_mean, r.change_lo, r.change_hi, r.n) for r in df.itertuples()])
     reference = next((r for r in df["reference"] if r), "")
     if reference:
-        method = lambda r: (getattr(r, "probe", "first"), getattr(r, "estimator", "biased"))  # noqa: E731
-        ref_method = next((method(r) for r in df.itertuples() if r.variant == reference), None)
+        ref_method = next(((r.probe, r.estimator) for r in df.itertuples() if r.variant == reference), None)
         out.insert(column + 2, f"minus `{reference}` (mean [95% CI])",
                    ["reference" if r.variant == reference else
-                    "not compared: another estimator or probe" if ref_method and method(r) != ref_method else
+                    "not compared: another estimator or probe" if ref_method and (r.probe, r.estimator) != ref_method
+                    else
                     _est(r.vs_reference_mean, r.vs_reference_lo, r.vs_reference_hi, r.vs_reference_n)
                     for r in df.itertuples()])
     return out

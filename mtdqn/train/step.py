@@ -264,14 +264,12 @@ def update(agent: Agent, state: TrainState, key: jax.Array, measure_affinity: ja
     moves = shared_trains_now(agent, state.params, state.updates)
     g_trained = trainable_shared(g_shared, moves)  # frozen leaves (and trunk-until's before it opens) zeroed
     gram = task_gram(g_trained, agent.num_tasks)  # (tasks, tasks), once: the strategy and the diagnostics share it
+    read, hypers = strategy_losses(agent, state, losses), StrategyHypers(w, hp.strategy)
     combined, strategy_state, strategy_metrics = agent.strategy.combine(
-        g_trained, gram, strategy_losses(agent, state, losses), state.strategy_state, k_strategy,
-        StrategyHypers(w, hp.strategy)
-    )
+        g_trained, gram, read, state.strategy_state, k_strategy, hypers)
     if any(not isinstance(m, bool) for m in jax.tree.leaves(moves)):  # trunk-until: its gated trunk for the moments
-        whole, _, _ = agent.strategy.combine(g_shared, task_gram(g_shared, agent.num_tasks),
-                                             strategy_losses(agent, state, losses), state.strategy_state, k_strategy,
-                                             StrategyHypers(w, hp.strategy))
+        whole, _, _ = agent.strategy.combine(g_shared, task_gram(g_shared, agent.num_tasks), read,
+                                             state.strategy_state, k_strategy, hypers)
         combined = _gated_for_the_moments(combined, whole, moves)
     grads = merge_shared(combined, g_task)
     updates, opt_state = agent.optimizer_at(hp).update(grads, state.opt_state, state.params)

@@ -107,7 +107,7 @@ def run_batched_search(spec: TuneSpec, study: optuna.Study, out: Path, trials: i
             continue
         name = frozen.user_attrs.get(BATCH_ATTR)
         if not name and PRUNED_AT_ATTR in frozen.user_attrs:  # of a given-up batch, killed before it was told
-            _tell(study, frozen.number, _pruned_alone(int(frozen.user_attrs[PRUNED_AT_ATTR])), announce)
+            _tell(study, frozen.number, _pruned(int(frozen.user_attrs[PRUNED_AT_ATTR])), announce)
             continue
         if not name:
             announce(f"trial {frozen.number}: resuming")
@@ -170,7 +170,7 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
         for n in running:
             attrs = frozen[n].user_attrs
             if PRUNED_AT_ATTR in attrs:
-                outcome = Outcome(PRUNED, note=f"pruned at step {int(attrs[PRUNED_AT_ATTR]):,}")
+                outcome = _pruned(int(attrs[PRUNED_AT_ATTR]))
             elif FAILED_ATTR in attrs:
                 outcome = Outcome(FAIL, note=attrs[FAILED_ATTR])
             else:  # a record from before FAILED_ATTR: as the first told
@@ -200,7 +200,7 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
     try:
         _train(out, where, numbers, configs, on_eval, progress, spec.run_options)
     except optuna.TrialPruned:
-        outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") for n in running}
+        outcomes = {n: _pruned(pruned[n]) for n in running}
     except (InsufficientDisk, Unwritable, DamagedRun):  # no smaller program helps, or a record to put back: stop,
         raise  # the batch's checkpoint kept and its trials untold (a damaged trial record failed them all for good)
     except Exception as exc:
@@ -212,8 +212,8 @@ def _batch(spec: TuneSpec, study: optuna.Study, out: Path, numbers: list[int], p
             _each_alone(spec, study, out, where, running, pruned, reported, progress, announce)
             return
         failed = failure(exc)  # pruned trials stay pruned: the pruner stopped them before the batch failed
-        outcomes = {n: Outcome(PRUNED, note=f"pruned at step {pruned[n]:,}") if n in pruned
-                    else Outcome(failed.state, note=f"{where.name}: {failed.note}") for n in running}
+        outcomes = {n: _pruned(pruned[n]) if n in pruned else Outcome(failed.state, note=f"{where.name}: {failed.note}")
+                    for n in running}
         for n in running:  # recorded before any is told: a kill while telling them leaves each its outcome
             if n not in pruned:
                 live[n].set_user_attr(FAILED_ATTR, outcomes[n].note)
@@ -243,7 +243,7 @@ def _each_alone(spec: TuneSpec, study: optuna.Study, out: Path, where: Path, run
         live_trial(study, n).set_user_attr(BATCH_ATTR, "")
     for n in running:
         if n in pruned:
-            _tell(study, n, _pruned_alone(pruned[n]), announce)
+            _tell(study, n, _pruned(pruned[n]), announce)
     for path in (where, *(trial_dir(out, n) for n in running)):
         if path.exists():
             shutil.rmtree(path)
@@ -252,8 +252,9 @@ def _each_alone(spec: TuneSpec, study: optuna.Study, out: Path, where: Path, run
             _alone(spec, study, out, n, reported[n], progress, announce)
 
 
-def _pruned_alone(step: int) -> Outcome:
-    """How a trial of a given-up batch that the pruner had stopped ended (:func:`_each_alone`)."""
+def _pruned(step: int) -> Outcome:
+    """How a batched trial the pruner stopped at env step ``step`` ended (told when its batch stopped, failed or
+    was given up on, or by a rerun after a kill while telling)."""
     return Outcome(PRUNED, note=f"pruned at step {step:,}")
 
 

@@ -141,9 +141,10 @@ def _axis_values(values: list[Any], log: bool = False) -> tuple[np.ndarray, list
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         x = np.asarray(values, dtype=np.float64)
         lo, hi = float(x.min()), float(x.max())
-        y = np.log(x) if log and lo > 0 else x
+        logged = log and lo > 0
+        y = np.log(x) if logged else x
         span = float(y.max() - y.min()) or 1.0
-        return (y - y.min()) / span, [fmt.num(lo), fmt.num(hi)] + (["(log)"] if log and lo > 0 else [])
+        return (y - y.min()) / span, [fmt.num(lo), fmt.num(hi)] + (["(log)"] if logged else [])
     labels = sorted({str(v) for v in values})
     pos = {s: i / max(len(labels) - 1, 1) for i, s in enumerate(labels)}
     return np.array([pos[str(v)] for v in values]), labels

@@ -117,8 +117,8 @@ def _sampler(spec: TuneSpec, stored: int) -> optuna.samplers.BaseSampler:
 def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     """Median (a trial whose best score so far is below the median of earlier trials' at the same step, after
     two complete ones, from a third of its budget on: Optuna's rule, so an early high evaluation, warm-up's
-    included, keeps a later collapse alive: lenient, never harsher) or ASHA (successive halving on the evaluation steps, from the first one at or
-    after a third of the budget).
+    included, keeps a later collapse alive: lenient, never harsher) or ASHA (successive halving on the evaluation
+    steps, from the first one at or after a third of the budget).
 
     The median's warm-up is rl-zoo3's (``n_warmup_steps`` a third of the evaluations): a DQN's first greedy
     evaluations mostly say how fast epsilon fell, so pruning on them picks the shortest exploration, not the
